@@ -1,0 +1,95 @@
+// glmctl: the command-line tool. Subcommands (flags are shared; each uses the ones it needs):
+//   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
+//   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
+//               [--ignore-eos] [--json]
+//   synth       --out DIR --preset bench|glm5|tiny [--seed N]
+//   tokenize    --tokenizer PATH --text-file F
+//   detokenize  --tokenizer PATH --ids 1,2,3
+//   render-chat --tokenizer-config PATH --request-file R.json
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/cli/model_commands.h"
+#if GLM_HAVE_TEXT_COMMANDS
+#include "coordinator/cli/text_commands.h"
+#endif
+
+ABSL_FLAG(std::string, model, "", "model directory (Hugging Face glm_moe_dsa checkpoint)");
+ABSL_FLAG(std::string, tokens, "", "comma-separated prompt token ids");
+ABSL_FLAG(std::string, prompt, "", "prompt text (needs the model's tokenizer.json)");
+ABSL_FLAG(std::string, out, "", "output file (forward) or directory (synth)");
+ABSL_FLAG(bool, mtp, false, "forward: also write mtp_logits");
+ABSL_FLAG(int64_t, max_new_tokens, 16, "generate: tokens to generate");
+ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0 = greedy)");
+ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass");
+ABSL_FLAG(int32_t, top_k, 0, "generate: sample among the k most likely tokens (0 = off)");
+ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed; synth: weight seed");
+ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequence token");
+ABSL_FLAG(bool, json, false, "generate: print JSON");
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
+ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
+ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
+ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
+ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory");
+ABSL_FLAG(std::string, request_file, "", "render-chat: JSON with messages, tools, add_generation_prompt");
+
+namespace {
+
+int Finish(const absl::StatusOr<std::string>& result) {
+  if (!result.ok()) {
+    std::fprintf(stderr, "glmctl: %s\n", std::string(result.status().ToString()).c_str());
+    return result.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  std::fwrite(result->data(), 1, result->size(), stdout);
+  if (!result->empty() && result->back() != '\n') std::fputc('\n', stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "glmctl <forward|generate|synth|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() != 2) {
+    std::fprintf(stderr, "usage: %s\n", absl::ProgramUsageMessage().data());
+    return 2;
+  }
+  const std::string command = args[1];
+  glm::cli::ModelCommandOptions m;
+  m.model_dir = absl::GetFlag(FLAGS_model);
+  m.tokens_csv = absl::GetFlag(FLAGS_tokens);
+  m.prompt = absl::GetFlag(FLAGS_prompt);
+  m.out = absl::GetFlag(FLAGS_out);
+  m.mtp = absl::GetFlag(FLAGS_mtp);
+  m.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  m.temperature = absl::GetFlag(FLAGS_temperature);
+  m.top_p = absl::GetFlag(FLAGS_top_p);
+  m.top_k = absl::GetFlag(FLAGS_top_k);
+  m.seed = absl::GetFlag(FLAGS_seed);
+  m.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  m.json = absl::GetFlag(FLAGS_json);
+  m.threads = absl::GetFlag(FLAGS_threads);
+  m.preset = absl::GetFlag(FLAGS_preset);
+  if (command == "forward") return Finish(glm::cli::RunForwardCommand(m));
+  if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
+  if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
+#if GLM_HAVE_TEXT_COMMANDS
+  if (command == "tokenize")
+    return Finish(RunTokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_text_file)));
+  if (command == "detokenize")
+    return Finish(RunDetokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_ids)));
+  if (command == "render-chat")
+    return Finish(RunRenderChatCommand(absl::GetFlag(FLAGS_tokenizer_config), absl::GetFlag(FLAGS_request_file)));
+#endif
+  std::fprintf(stderr, "glmctl: unknown command '%s'\n", command.c_str());
+  return 2;
+}

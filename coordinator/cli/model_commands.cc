@@ -1,0 +1,134 @@
+#include "coordinator/cli/model_commands.h"
+
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "shard_worker/kernels/dtype.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/model/safetensors_file.h"
+#include "shard_worker/model/synth_checkpoint.h"
+#include "shard_worker/runtime/generator.h"
+
+namespace glm::cli {
+namespace {
+
+struct LoadedModel {
+  std::unique_ptr<kernels::ThreadPool> pool;
+  std::unique_ptr<model::Glm5Model> model;
+};
+
+absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
+  if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  auto ckpt = model::Checkpoint::Open(o.model_dir);
+  if (!ckpt.ok()) return ckpt.status();
+  auto weights = model::ModelWeights::Load(**ckpt);
+  if (!weights.ok()) return weights.status();
+  LoadedModel m;
+  int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  m.pool = std::make_unique<kernels::ThreadPool>(threads);
+  auto created = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), m.pool.get());
+  if (!created.ok()) return created.status();
+  m.model = std::move(*created);
+  return m;
+}
+
+model::SafetensorsWriter::Entry F32Entry(const std::string& name, const std::vector<float>& v, int64_t rows, int64_t cols) {
+  model::SafetensorsWriter::Entry e;
+  e.name = name;
+  e.dtype = "F32";
+  e.shape = {rows, cols};
+  e.bytes.resize(v.size() * sizeof(float));
+  std::memcpy(e.bytes.data(), v.data(), e.bytes.size());
+  return e;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& csv) {
+  std::vector<int32_t> ids;
+  if (csv.empty()) return absl::InvalidArgumentError("--tokens is empty");
+  for (absl::string_view part : absl::StrSplit(csv, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int64_t v = 0;
+    bool digits = !part.empty() && part.find_first_not_of("0123456789") == absl::string_view::npos;
+    if (!digits || !absl::SimpleAtoi(part, &v) || v > INT32_MAX)
+      return absl::InvalidArgumentError(absl::StrCat("token id '", part, "' is not a non-negative integer"));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  return ids;
+}
+
+absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& o) {
+  if (o.out.empty()) return absl::InvalidArgumentError("--out FILE.safetensors is required");
+  auto tokens = ParseTokenList(o.tokens_csv);
+  if (!tokens.ok()) return tokens.status();
+  auto m = LoadModel(o);
+  if (!m.ok()) return m.status();
+  const model::ModelConfig& c = m->model->config();
+  if (o.mtp && !c.has_mtp()) return absl::InvalidArgumentError("--mtp: this model has no MTP layer");
+  if (o.mtp && tokens->size() < 2) return absl::InvalidArgumentError("--mtp needs at least 2 tokens");
+  auto cache = m->model->NewCache();
+  std::vector<model::SequenceInput> batch(1);
+  batch[0].cache = cache.get();
+  batch[0].tokens = *tokens;
+  auto out = m->model->Forward(batch, model::LogitRows::kAll);
+  if (!out.ok()) return out.status();
+  const int64_t n = static_cast<int64_t>(tokens->size());
+  model::SafetensorsWriter writer;
+  writer.Add(F32Entry("logits", out->logits, n, c.vocab_size));
+  if (o.mtp) {
+    auto mtp_cache = m->model->NewMtpCache();
+    std::vector<model::SequenceInput> mtp(1);
+    mtp[0].cache = mtp_cache.get();
+    mtp[0].tokens.assign(tokens->begin() + 1, tokens->end());
+    mtp[0].prev_hidden.assign(out->hidden.begin(), out->hidden.begin() + (n - 1) * c.hidden_size);
+    auto mout = m->model->ForwardMtp(mtp, model::LogitRows::kAll);
+    if (!mout.ok()) return mout.status();
+    writer.Add(F32Entry("mtp_logits", mout->logits, n - 1, c.vocab_size));
+  }
+  auto written = writer.Write(o.out);
+  if (!written.ok()) return written.status();
+  return absl::StrCat("{\"out\":\"", o.out, "\",\"tokens\":", n, "}");
+}
+
+absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
+  if (!o.prompt.empty()) return absl::InvalidArgumentError("--prompt needs the tokenizer (use --tokens)");
+  auto tokens = ParseTokenList(o.tokens_csv);
+  if (!tokens.ok()) return tokens.status();
+  if (o.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
+  if (o.top_p <= 0 || o.top_p > 1) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
+  auto m = LoadModel(o);
+  if (!m.ok()) return m.status();
+  runtime::GenerateOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.ignore_eos = o.ignore_eos;
+  g.sampling.temperature = static_cast<float>(o.temperature);
+  g.sampling.top_p = static_cast<float>(o.top_p);
+  g.sampling.top_k = o.top_k;
+  g.sampling.seed = o.seed;
+  auto result = runtime::Generate(*m->model, *tokens, g);
+  if (!result.ok()) return result.status();
+  if (o.json) {
+    return absl::StrCat("{\"tokens\":[", absl::StrJoin(result->tokens, ","), "],\"finish_reason\":\"",
+                        result->finish_reason, "\"}");
+  }
+  return absl::StrJoin(result->tokens, ",");
+}
+
+absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& o) {
+  if (o.out.empty()) return absl::InvalidArgumentError("--out DIR is required");
+  auto preset = model::SynthPresetByName(o.preset);
+  if (!preset.ok()) return preset.status();
+  auto summary = model::WriteSynthCheckpoint(*preset, o.out, o.seed);
+  if (!summary.ok()) return summary.status();
+  return *summary;
+}
+
+}  // namespace glm::cli

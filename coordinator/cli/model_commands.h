@@ -1,0 +1,40 @@
+// The model-facing glmctl subcommands (forward, generate, synth), as functions returning the
+// text to print, so tests can call them without a process.
+#ifndef GLM_COORDINATOR_CLI_MODEL_COMMANDS_H_
+#define GLM_COORDINATOR_CLI_MODEL_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace glm::cli {
+
+struct ModelCommandOptions {
+  std::string model_dir;
+  std::string tokens_csv;
+  std::string prompt;
+  std::string out;
+  bool mtp = false;
+  int64_t max_new_tokens = 16;
+  double temperature = 0.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+  bool json = false;
+  int32_t threads = 0;
+  std::string preset;
+};
+
+// "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.
+absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& csv);
+
+absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& options);
+absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& options);
+absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& options);
+
+}  // namespace glm::cli
+
+#endif  // GLM_COORDINATOR_CLI_MODEL_COMMANDS_H_

@@ -1,0 +1,95 @@
+#include "shard_worker/attention/dsa_indexer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "shard_worker/attention/rope_layouts.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/norms.h"
+
+namespace glm::attention {
+
+DsaIndexer::DsaIndexer(const model::ModelConfig& config, const kernels::RopeTable* rope,
+                       kernels::ThreadPool* pool)
+    : config_(config), rope_(rope), pool_(pool) {}
+
+void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float* x_norm,
+                     const float* q_resid, int64_t total_tokens, const std::vector<SequenceSpan>& spans,
+                     KeySelection* selection) const {
+  const int64_t hidden = config_.hidden_size, d = config_.index_head_dim, heads = config_.index_n_heads;
+  const int64_t q_lora = config_.q_lora_rank, topk = config_.index_topk;
+  selection->assign(total_tokens, {});
+
+  // Keys for every new position: k = rope(LayerNorm(wk · x)) on the first rope dims. [T, d]
+  std::vector<float> keys(total_tokens * d);
+  kernels::MatMul(x_norm, total_tokens, w.wk, keys.data(), pool_);
+  for (const SequenceSpan& s : spans) {
+    for (int64_t i = 0; i < s.n_tokens; ++i) {
+      float* k = keys.data() + (s.token_offset + i) * d;
+      kernels::LayerNorm(k, w.k_norm_weight.data(), w.k_norm_bias.data(), d, 1e-6f, k);
+      rope_->Apply(k, s.start_position + i, kIndexerRopeLayout);
+      std::copy(k, k + d, s.cache->index_key(layer, s.start_position + i));
+    }
+  }
+
+  // Queries only for tokens whose context exceeds index_topk (others attend to every key).
+  std::vector<int64_t> sparse_tokens;  // batch rows
+  std::vector<int64_t> sparse_pos;
+  std::vector<const SequenceSpan*> sparse_span;
+  for (const SequenceSpan& s : spans) {
+    for (int64_t i = 0; i < s.n_tokens; ++i) {
+      if (s.start_position + i + 1 > topk) {
+        sparse_tokens.push_back(s.token_offset + i);
+        sparse_pos.push_back(s.start_position + i);
+        sparse_span.push_back(&s);
+      }
+    }
+  }
+  const int64_t n = static_cast<int64_t>(sparse_tokens.size());
+  if (n == 0) return;
+  std::vector<float> xs(n * hidden), qs(n * q_lora);
+  for (int64_t j = 0; j < n; ++j) {
+    std::copy_n(x_norm + sparse_tokens[j] * hidden, hidden, xs.data() + j * hidden);
+    std::copy_n(q_resid + sparse_tokens[j] * q_lora, q_lora, qs.data() + j * q_lora);
+  }
+  std::vector<float> q(n * heads * d), head_w(n * heads);
+  kernels::MatMul(qs.data(), n, w.wq_b, q.data(), pool_);       // [n, heads * d]
+  kernels::MatMul(xs.data(), n, w.weights_proj, head_w.data(), pool_);  // [n, heads]
+  const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const float head_scale = 1.0f / std::sqrt(static_cast<float>(heads));
+
+  pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    std::vector<int32_t> order;
+    for (int64_t j = begin; j < end; ++j) {
+      float* qj = q.data() + j * heads * d;
+      for (int64_t h = 0; h < heads; ++h) rope_->Apply(qj + h * d, sparse_pos[j], kIndexerRopeLayout);
+      const int64_t n_keys = sparse_pos[j] + 1;
+      const kv_cache::KvCache* cache = sparse_span[j]->cache;
+      scores.assign(n_keys, 0.0f);
+      for (int64_t s = 0; s < n_keys; ++s) {
+        const float* k = cache->index_key(layer, s);
+        float total = 0.0f;
+        for (int64_t h = 0; h < heads; ++h) {
+          const float* qh = qj + h * d;
+          float dot = 0.0f;
+          for (int64_t c = 0; c < d; ++c) dot += qh[c] * k[c];
+          dot *= softmax_scale;
+          if (dot > 0.0f) total += dot * (head_w[j * heads + h] * head_scale);
+        }
+        scores[s] = total;
+      }
+      order.resize(n_keys);
+      for (int64_t s = 0; s < n_keys; ++s) order[s] = static_cast<int32_t>(s);
+      // Highest scores first; equal scores keep the lower position (deterministic).
+      std::nth_element(order.begin(), order.begin() + topk, order.end(), [&](int32_t a, int32_t b) {
+        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+      });
+      order.resize(topk);
+      std::sort(order.begin(), order.end());
+      (*selection)[sparse_tokens[j]] = order;
+    }
+  });
+}
+
+}  // namespace glm::attention

@@ -1,0 +1,36 @@
+// DeepSeek Sparse Attention indexer: picks, for each query, the index_topk cached positions
+// with the highest score  Σ_h w_h · relu(q_h · k · d^-0.5),  w = weights_proj(x) · H^-0.5.
+// Its keys (LayerNorm(wk(x)) with rope on the first rope dims) are cached for every position,
+// even while the context is short and the selection is simply "all keys".
+#ifndef GLM_SHARD_WORKER_ATTENTION_DSA_INDEXER_H_
+#define GLM_SHARD_WORKER_ATTENTION_DSA_INDEXER_H_
+
+#include <vector>
+
+#include "shard_worker/attention/sequence_span.h"
+#include "shard_worker/kernels/rope.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/model_config.h"
+#include "shard_worker/model/model_weights.h"
+
+namespace glm::attention {
+
+class DsaIndexer {
+ public:
+  DsaIndexer(const model::ModelConfig& config, const kernels::RopeTable* rope, kernels::ThreadPool* pool);
+
+  // x_norm [T, hidden] (the layer's normalised input), q_resid [T, q_lora_rank] (q_a_layernorm
+  // output). Writes index keys for the spans' new positions into their caches and fills
+  // selection[t] for every batch token t.
+  void Run(const model::IndexerWeights& w, int64_t layer, const float* x_norm, const float* q_resid,
+           int64_t total_tokens, const std::vector<SequenceSpan>& spans, KeySelection* selection) const;
+
+ private:
+  const model::ModelConfig& config_;
+  const kernels::RopeTable* rope_;
+  kernels::ThreadPool* pool_;
+};
+
+}  // namespace glm::attention
+
+#endif  // GLM_SHARD_WORKER_ATTENTION_DSA_INDEXER_H_

@@ -1,0 +1,18 @@
+// Elementwise activations and softmax, in f32.
+#ifndef GLM_SHARD_WORKER_KERNELS_ACTIVATIONS_H_
+#define GLM_SHARD_WORKER_KERNELS_ACTIVATIONS_H_
+
+#include <cstdint>
+
+namespace glm::kernels {
+
+// out[i] = silu(gate[i]) * up[i]; out may alias gate or up.
+void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+
+// In-place softmax over x[n]; entries equal to -inf get probability 0.
+void Softmax(float* x, int64_t n);
+
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_ACTIVATIONS_H_

@@ -1,0 +1,63 @@
+#include "shard_worker/kernels/dtype.h"
+
+#include <cmath>
+#include <limits>
+
+namespace glm::kernels {
+
+std::string_view DTypeName(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kBF16: return "BF16";
+    case DType::kF8E4M3: return "F8_E4M3";
+  }
+  return "?";
+}
+
+namespace {
+
+struct Fp8Table {
+  float values[256];
+  Fp8Table() {
+    for (int i = 0; i < 256; ++i) {
+      int sign = (i >> 7) & 1;
+      int exponent = (i >> 3) & 0xf;
+      int mantissa = i & 0x7;
+      float v;
+      if (exponent == 0xf && mantissa == 0x7) {
+        v = std::numeric_limits<float>::quiet_NaN();
+      } else if (exponent == 0) {
+        v = std::ldexp(static_cast<float>(mantissa) / 8.0f, -6);  // subnormal
+      } else {
+        v = std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
+      }
+      values[i] = sign ? -v : v;
+    }
+  }
+};
+
+}  // namespace
+
+const float* Fp8E4M3Table() {
+  static const Fp8Table table;
+  return table.values;
+}
+
+uint8_t F32ToFp8E4M3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const float* table = Fp8E4M3Table();
+  uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  float a = std::fabs(f);
+  if (a >= 448.0f) return sign | 0x7e;
+  // Positive codes 0..0x7e are monotonic in value: binary search the nearest, ties to even code.
+  int lo = 0, hi = 0x7e;
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (table[mid] <= a) lo = mid; else hi = mid;
+  }
+  float dlo = a - table[lo], dhi = table[hi] - a;
+  int code = (dlo < dhi) ? lo : (dhi < dlo ? hi : ((lo & 1) ? hi : lo));
+  return sign | static_cast<uint8_t>(code);
+}
+
+}  // namespace glm::kernels

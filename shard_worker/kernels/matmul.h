@@ -1,0 +1,44 @@
+// y = x · Wᵀ for activations x [n_tokens, cols] (f32) and a weight matrix W [rows, cols] in any
+// stored format. Decode (n_tokens 1..8) streams each weight byte once; prefill reuses each
+// converted weight row across the chunk's tokens.
+//
+// Contract every implementation keeps (the model relies on it for exactness checks):
+// - each output y[t][r] is computed by one thread with a summation order that depends only on
+//   cols and the weight format, never on n_tokens, the row range or the thread count, so a token's
+//   result is the same alone or in a batch (prefix-cache hit == cold prefill, bit for bit);
+// - the scalar reference (MatMulRowsReference) is the twin SIMD paths are tested against.
+#ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_H_
+#define GLM_SHARD_WORKER_KERNELS_MATMUL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "shard_worker/kernels/weight_view.h"
+
+namespace glm::kernels {
+
+class ThreadPool;
+
+// Computes y[t * y_stride + r] for t in [0, n_tokens) and r in [row_begin, row_end).
+using MatMulRowsFn = void (*)(const float* x, int64_t n_tokens, int64_t x_stride,
+                              const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
+                              int64_t y_stride);
+
+// Plain C++ twin: y = Σ_c x[c] · W.At(r, c) in column order, double-free f32 accumulation.
+void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                         int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
+
+// The fastest implementation this CPU supports (chosen once, at first use).
+MatMulRowsFn BestMatMulRows();
+// Name of the chosen path, e.g. "avx512", "avx2", "scalar"; printed at startup.
+std::string MatMulPathName();
+
+// Splits the rows of W across the pool's threads. y is [n_tokens, w.rows] with stride w.rows.
+void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool);
+// Same with explicit strides (x [n_tokens, x_stride], y [n_tokens, y_stride]).
+void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                   float* y, int64_t y_stride, ThreadPool* pool);
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_MATMUL_H_

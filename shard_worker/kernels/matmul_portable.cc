@@ -1,0 +1,54 @@
+#include "shard_worker/kernels/matmul_portable.h"
+
+#include <vector>
+
+namespace glm::kernels {
+namespace {
+
+// Converts W row r to f32 into out[cols].
+void ConvertRow(const WeightView& w, int64_t r, float* out) {
+  const int64_t cols = w.cols;
+  switch (w.dtype) {
+    case DType::kF32: {
+      const float* src = static_cast<const float*>(w.data) + r * cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] = src[c];
+      break;
+    }
+    case DType::kBF16: {
+      const uint16_t* src = static_cast<const uint16_t*>(w.data) + r * cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] = Bf16ToF32(src[c]);
+      break;
+    }
+    case DType::kF8E4M3: {
+      const uint8_t* src = static_cast<const uint8_t*>(w.data) + r * cols;
+      const float* table = Fp8E4M3Table();
+      const float* scales = w.block_scales + ((r + w.row_offset) / w.block_rows) * w.scale_cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] = table[src[c]] * scales[c / w.block_cols];
+      break;
+    }
+  }
+}
+
+// 8 independent partial sums (vectorisable), combined pairwise: an order fixed by cols alone.
+float Dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+}  // namespace
+
+void MatMulRowsPortable(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                        int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  thread_local std::vector<float> row;
+  row.resize(w.cols);
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    ConvertRow(w, r, row.data());
+    for (int64_t t = 0; t < n_tokens; ++t) y[t * y_stride + r] = Dot(x + t * x_stride, row.data(), w.cols);
+  }
+}
+
+}  // namespace glm::kernels

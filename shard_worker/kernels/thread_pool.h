@@ -1,0 +1,54 @@
+// A fixed set of compute threads that run one parallel loop at a time. The calling thread takes
+// part, so ThreadPool(1) runs everything inline. Workers spin briefly before sleeping: decode
+// issues thousands of small loops per second and a condition-variable wake-up per loop costs
+// more than the loop itself.
+#ifndef GLM_SHARD_WORKER_KERNELS_THREAD_POOL_H_
+#define GLM_SHARD_WORKER_KERNELS_THREAD_POOL_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace glm::kernels {
+
+class ThreadPool {
+ public:
+  // n_threads >= 1 (the caller counts as one).
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n), each at least `grain` long (but the
+  // last), spread over the threads. Returns when all calls finished. Not reentrant.
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+
+  // Calls fn(thread_index) once on every thread (0 = the caller).
+  void RunOnAll(const std::function<void(int)>& fn);
+
+  // Runs `fn` on each worker thread once (e.g. to pin it to cores); index 1..size()-1.
+  void ForEachWorker(const std::function<void(int)>& fn);
+
+ private:
+  void WorkerLoop(int index);
+
+  const int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  const std::function<void(int)>* task_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  bool stop_ = false;
+};
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_THREAD_POOL_H_

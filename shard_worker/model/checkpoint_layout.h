@@ -1,0 +1,35 @@
+// The tensor names, roles and shapes a glm_moe_dsa checkpoint must hold for its config.json:
+// the loader validates against it and `glmctl synth` writes it.
+#ifndef GLM_SHARD_WORKER_MODEL_CHECKPOINT_LAYOUT_H_
+#define GLM_SHARD_WORKER_MODEL_CHECKPOINT_LAYOUT_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "shard_worker/model/model_config.h"
+
+namespace glm::model {
+
+enum class TensorRole {
+  kMatrix,  // a linear weight: F32, BF16, F16, or F8_E4M3 with a weight_scale_inv companion
+  kVector,  // a norm weight or bias: F32, BF16, F16 -> f32
+};
+
+struct ExpectedTensor {
+  TensorRole role;
+  std::vector<int64_t> shape;
+  bool optional = false;  // may be absent (indexer weights of "shared" layers)
+};
+
+using ExpectedMap = std::map<std::string, ExpectedTensor>;
+
+// "model.layers.{layer}."
+std::string LayerPrefix(int64_t layer);
+ExpectedMap ExpectedTensors(const ModelConfig& config);
+// Weight layer a tensor belongs to (num_hidden_layers = MTP), or -1 for embedding/norm/head.
+int64_t TensorLayer(const std::string& name);
+
+}  // namespace glm::model
+
+#endif  // GLM_SHARD_WORKER_MODEL_CHECKPOINT_LAYOUT_H_

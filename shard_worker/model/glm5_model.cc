@@ -1,0 +1,194 @@
+#include "shard_worker/model/glm5_model.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/norms.h"
+
+namespace glm::model {
+namespace {
+
+std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
+  // inv_freq[i] = 1 / theta^(2i / d), formed in f32 like the reference.
+  std::vector<float> inv(c.qk_rope_head_dim / 2);
+  for (size_t i = 0; i < inv.size(); ++i) {
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(c.qk_rope_head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
+  }
+  return inv;
+}
+
+int64_t MatrixBytes(const WeightView& w) { return w.bytes(); }
+
+}  // namespace
+
+Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool)
+    : weights_(std::move(weights)), pool_(pool) {
+  rope_ = std::make_unique<kernels::RopeTable>(RopeInverseFrequencies(config()), 1.0f);
+  attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), pool_);
+  moe_ = std::make_unique<moe::MoeLayer>(config(), pool_);
+}
+
+absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<const ModelWeights> weights,
+                                                             kernels::ThreadPool* pool) {
+  if (weights == nullptr || pool == nullptr) return absl::InvalidArgumentError("Glm5Model needs weights and a pool");
+  const ModelConfig& c = weights->config();
+  for (int64_t l = 0; l < c.num_weight_layers(); ++l)
+    if (!weights->layer(l).loaded) return absl::FailedPreconditionError(absl::StrCat("layer ", l, " is not loaded"));
+  if (weights->embed_tokens().data == nullptr || weights->lm_head().data == nullptr)
+    return absl::FailedPreconditionError("embedding and lm_head must be loaded");
+  return std::unique_ptr<Glm5Model>(new Glm5Model(std::move(weights), pool));
+}
+
+std::unique_ptr<kv_cache::KvCache> Glm5Model::NewCache() const {
+  const ModelConfig& c = config();
+  kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, 0, {}, c.max_position_embeddings};
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) s.layer_has_index_keys.push_back(c.indexer_kind(l) == IndexerKind::kFull);
+  return std::make_unique<kv_cache::KvCache>(s);
+}
+
+std::unique_ptr<kv_cache::KvCache> Glm5Model::NewMtpCache() const {
+  const ModelConfig& c = config();
+  kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, c.num_hidden_layers, {true},
+                           c.max_position_embeddings};
+  return std::make_unique<kv_cache::KvCache>(s);
+}
+
+absl::Status Glm5Model::Prepare(std::vector<SequenceInput>& batch, bool mtp,
+                                std::vector<attention::SequenceSpan>* spans, int64_t* total) const {
+  const ModelConfig& c = config();
+  if (batch.empty()) return absl::InvalidArgumentError("empty batch");
+  *total = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    SequenceInput& in = batch[i];
+    if (in.cache == nullptr) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no cache"));
+    if (in.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no tokens"));
+    for (int32_t t : in.tokens)
+      if (t < 0 || t >= c.vocab_size)
+        return absl::InvalidArgumentError(absl::StrCat("token id ", t, " is outside the vocabulary [0, ", c.vocab_size, ")"));
+    if (mtp && static_cast<int64_t>(in.prev_hidden.size()) != static_cast<int64_t>(in.tokens.size()) * c.hidden_size)
+      return absl::InvalidArgumentError("MTP input needs one hidden state per token");
+    int64_t start = in.cache->length();
+    if (auto s = in.cache->Reserve(start + static_cast<int64_t>(in.tokens.size())); !s.ok()) return s;
+    spans->push_back({*total, static_cast<int64_t>(in.tokens.size()), start, in.cache});
+    *total += static_cast<int64_t>(in.tokens.size());
+  }
+  return absl::OkStatus();
+}
+
+void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const {
+  const int64_t hidden = config().hidden_size;
+  int64_t t = 0;
+  for (const SequenceInput& in : batch)
+    for (int32_t id : in.tokens) {
+      float* row = x + (t++) * hidden;
+      for (int64_t c = 0; c < hidden; ++c) row[c] = table.At(id, c);
+    }
+}
+
+void Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                         attention::KeySelection* selection, int64_t* bytes) const {
+  const ModelConfig& c = config();
+  const LayerWeights& w = weights_->layer(layer);
+  const int64_t hidden = c.hidden_size;
+  std::vector<float> normed(T * hidden), delta(T * hidden);
+  // Attention block: x += o_proj(attn(RMSNorm(x))).
+  for (int64_t t = 0; t < T; ++t)
+    kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
+  attention_->Forward(w.attn, layer, normed.data(), T, spans, selection, delta.data());
+  for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
+  *bytes += MatrixBytes(w.attn.q_a_proj) + MatrixBytes(w.attn.q_b_proj) + MatrixBytes(w.attn.kv_a_proj) +
+            MatrixBytes(w.attn.o_proj) +
+            static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
+  if (w.attn.indexer.present) *bytes += MatrixBytes(w.attn.indexer.wk);
+  // MLP block: x += mlp(RMSNorm(x)).
+  for (int64_t t = 0; t < T; ++t)
+    kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
+  if (w.mlp_kind == MlpKind::kDense) {
+    moe::RunMlp(w.dense, normed.data(), T, delta.data(), pool_);
+    *bytes += w.dense.bytes();
+  } else {
+    moe::MoeStats stats;
+    moe_->Forward(w.moe, normed.data(), T, delta.data(), &stats);
+    *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
+              static_cast<int64_t>(w.moe.router.size() * sizeof(float));
+  }
+  for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
+}
+
+void Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
+                     const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const {
+  const ModelConfig& c = config();
+  const int64_t hidden = c.hidden_size;
+  out->hidden.resize(T * hidden);
+  for (int64_t t = 0; t < T; ++t)
+    kernels::RmsNorm(x + t * hidden, norm.data(), hidden, c.rms_norm_eps, out->hidden.data() + t * hidden);
+  if (rows == LogitRows::kNone) return;
+  std::vector<float> picked;
+  const float* src = out->hidden.data();
+  int64_t n = T;
+  if (rows == LogitRows::kLast) {
+    n = static_cast<int64_t>(spans.size());
+    picked.resize(n * hidden);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = spans[i].token_offset + spans[i].n_tokens - 1;
+      std::copy_n(out->hidden.data() + t * hidden, hidden, picked.data() + i * hidden);
+    }
+    src = picked.data();
+  }
+  out->logits.resize(n * c.vocab_size);
+  out->logit_rows = n;
+  kernels::MatMul(src, n, head, out->logits.data(), pool_);
+  out->weight_bytes_read += head.bytes();
+}
+
+absl::StatusOr<ForwardOutput> Glm5Model::Forward(std::vector<SequenceInput>& batch, LogitRows rows,
+                                                 std::vector<float>* layer_outputs) const {
+  std::vector<attention::SequenceSpan> spans;
+  int64_t T = 0;
+  if (auto s = Prepare(batch, /*mtp=*/false, &spans, &T); !s.ok()) return s;
+  const ModelConfig& c = config();
+  std::vector<float> x(T * c.hidden_size);
+  Embed(weights_->embed_tokens(), batch, x.data());
+  ForwardOutput out;
+  attention::KeySelection selection;
+  if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    RunLayer(l, x.data(), T, spans, &selection, &out.weight_bytes_read);
+    if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
+  }
+  Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, rows, &out);
+  for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
+  return out;
+}
+
+absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const {
+  const ModelConfig& c = config();
+  if (!c.has_mtp()) return absl::FailedPreconditionError("this model has no MTP layer (num_nextn_predict_layers = 0)");
+  std::vector<attention::SequenceSpan> spans;
+  int64_t T = 0;
+  if (auto s = Prepare(batch, /*mtp=*/true, &spans, &T); !s.ok()) return s;
+  const int64_t hidden = c.hidden_size, layer = c.num_hidden_layers;
+  const MtpHeadWeights& m = weights_->layer(layer).mtp;
+  // x = eh_proj([enorm(embed(t)); hnorm(h)])  [T, hidden]
+  std::vector<float> emb(T * hidden), cat(T * 2 * hidden), x(T * hidden);
+  Embed(m.embed_tokens, batch, emb.data());
+  int64_t t = 0;
+  for (const SequenceInput& in : batch)
+    for (size_t i = 0; i < in.tokens.size(); ++i, ++t) {
+      kernels::RmsNorm(emb.data() + t * hidden, m.enorm.data(), hidden, c.rms_norm_eps, cat.data() + t * 2 * hidden);
+      kernels::RmsNorm(in.prev_hidden.data() + i * hidden, m.hnorm.data(), hidden, c.rms_norm_eps,
+                       cat.data() + t * 2 * hidden + hidden);
+    }
+  kernels::MatMul(cat.data(), T, m.eh_proj, x.data(), pool_);
+  ForwardOutput out;
+  out.weight_bytes_read += m.eh_proj.bytes();
+  attention::KeySelection selection;
+  RunLayer(layer, x.data(), T, spans, &selection, &out.weight_bytes_read);
+  Head(m.head_norm, m.head, x.data(), T, spans, rows, &out);
+  for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
+  return out;
+}
+
+}  // namespace glm::model

@@ -1,0 +1,82 @@
+// The GLM-5 forward pass on CPU in f32 arithmetic: embedding, decoder layers (MLA + DSA
+// attention, dense MLP or MoE), final norm, lm_head; and the MTP layer. Batched: one call
+// advances several sequences (each a prefill chunk or a decode token) and reads every weight
+// once for the whole batch.
+#ifndef GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
+#define GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "shard_worker/attention/mla_attention.h"
+#include "shard_worker/kernels/rope.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/kv_cache/kv_cache.h"
+#include "shard_worker/model/model_weights.h"
+#include "shard_worker/moe/moe_layer.h"
+
+namespace glm::model {
+
+// One sequence's part of a step: its new tokens continue its cache.
+struct SequenceInput {
+  kv_cache::KvCache* cache = nullptr;
+  std::vector<int32_t> tokens;
+  // MTP only: the main model's final hidden state (after the final norm) at the position before
+  // each token, [tokens.size(), hidden].
+  std::vector<float> prev_hidden;
+};
+
+enum class LogitRows { kAll, kLast, kNone };
+
+struct ForwardOutput {
+  std::vector<float> hidden;  // [T, hidden] after the final norm (main model) — MTP needs it
+  std::vector<float> logits;  // [rows, vocab]: every token (kAll) or each sequence's last (kLast)
+  int64_t logit_rows = 0;
+  // Statistics of this step.
+  int64_t weight_bytes_read = 0;
+};
+
+class Glm5Model {
+ public:
+  // weights must hold every layer (single process); `pool` outlives the model.
+  static absl::StatusOr<std::unique_ptr<Glm5Model>> Create(std::shared_ptr<const ModelWeights> weights,
+                                                           kernels::ThreadPool* pool);
+
+  const ModelConfig& config() const { return weights_->config(); }
+  const ModelWeights& weights() const { return *weights_; }
+
+  // A fresh cache for the main layers / the MTP layer of one sequence.
+  std::unique_ptr<kv_cache::KvCache> NewCache() const;
+  std::unique_ptr<kv_cache::KvCache> NewMtpCache() const;
+
+  // Advances each sequence by its tokens. Validates token ids and context length first (nothing
+  // changes on error).
+  // `layer_outputs`, if set, receives the residual stream before layer 0 and after every layer,
+  // [num_hidden_layers + 1, T, hidden] (to find where a divergence from a reference starts).
+  absl::StatusOr<ForwardOutput> Forward(std::vector<SequenceInput>& batch, LogitRows rows,
+                                        std::vector<float>* layer_outputs = nullptr) const;
+  // The MTP layer: token i of a sequence is t[j+1] with prev_hidden h[j]; logits predict t[j+2].
+  absl::StatusOr<ForwardOutput> ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const;
+
+ private:
+  Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool);
+  absl::Status Prepare(std::vector<SequenceInput>& batch, bool mtp, std::vector<attention::SequenceSpan>* spans,
+                       int64_t* total) const;
+  // Runs decoder layer `layer` on x [T, hidden] in place.
+  void RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                attention::KeySelection* selection, int64_t* bytes) const;
+  void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
+  void Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
+            const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const;
+
+  std::shared_ptr<const ModelWeights> weights_;
+  kernels::ThreadPool* pool_;
+  std::unique_ptr<kernels::RopeTable> rope_;
+  std::unique_ptr<attention::MlaAttention> attention_;
+  std::unique_ptr<moe::MoeLayer> moe_;
+};
+
+}  // namespace glm::model
+
+#endif  // GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_

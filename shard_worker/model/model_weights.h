@@ -1,0 +1,116 @@
+// The weights of a GLM-5 model (or the part one rank holds), in the layout the forward pass
+// reads. Matrices stay in their stored format (BF16, F32, block-FP8); small vectors (norms,
+// router) become f32. Memory is owned by the ModelWeights and lives as long as it does.
+#ifndef GLM_SHARD_WORKER_MODEL_MODEL_WEIGHTS_H_
+#define GLM_SHARD_WORKER_MODEL_MODEL_WEIGHTS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "shard_worker/kernels/weight_view.h"
+#include "shard_worker/model/aligned_buffer.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/model_config.h"
+
+namespace glm::model {
+
+using kernels::WeightView;
+
+struct IndexerWeights {
+  bool present = false;
+  WeightView wq_b;          // [index_n_heads * index_head_dim, q_lora_rank]
+  WeightView wk;            // [index_head_dim, hidden]
+  WeightView weights_proj;  // [index_n_heads, hidden]
+  std::vector<float> k_norm_weight, k_norm_bias;  // [index_head_dim] (LayerNorm, eps 1e-6)
+};
+
+struct AttentionWeights {
+  WeightView q_a_proj;   // [q_lora_rank, hidden]
+  std::vector<float> q_a_norm;  // [q_lora_rank]
+  WeightView q_b_proj;   // [heads * qk_head_dim, q_lora_rank]; per head: nope then rope
+  WeightView kv_a_proj;  // [kv_lora_rank + rope, hidden]
+  std::vector<float> kv_a_norm;  // [kv_lora_rank]
+  // kv_b_proj [heads * (nope + v), kv_lora_rank] split for absorbed (latent-space) attention,
+  // in f32: w_uk [heads][nope][kv_lora] maps a query into the latent space, w_uv
+  // [heads][v][kv_lora] maps the attended latent to values.
+  std::vector<float> w_uk, w_uv;
+  WeightView o_proj;     // [hidden, heads * v]
+  IndexerWeights indexer;
+};
+
+struct MlpWeights {
+  WeightView gate_proj;  // [inter, hidden]
+  WeightView up_proj;    // [inter, hidden]
+  WeightView down_proj;  // [hidden, inter]
+  int64_t bytes() const { return gate_proj.bytes() + up_proj.bytes() + down_proj.bytes(); }
+};
+
+struct MoeWeights {
+  std::vector<float> router;       // [n_routed_experts, hidden]
+  std::vector<float> router_bias;  // [n_routed_experts] e_score_correction_bias (choice only)
+  std::vector<MlpWeights> experts; // [n_routed_experts]; only owned ones are loaded
+  std::vector<bool> expert_loaded; // [n_routed_experts]
+  bool has_shared = false;
+  MlpWeights shared;
+};
+
+// Parts only the MTP layer has.
+struct MtpHeadWeights {
+  std::vector<float> enorm, hnorm;  // [hidden]
+  WeightView eh_proj;               // [hidden, 2 * hidden]: input [enorm(embed); hnorm(h)]
+  WeightView embed_tokens;          // [vocab, hidden]
+  std::vector<float> head_norm;     // [hidden] shared_head.norm
+  WeightView head;                  // [vocab, hidden] shared_head.head
+};
+
+struct LayerWeights {
+  bool loaded = false;
+  std::vector<float> input_norm, post_attention_norm;  // [hidden]
+  AttentionWeights attn;
+  MlpKind mlp_kind = MlpKind::kDense;
+  MlpWeights dense;
+  MoeWeights moe;
+  MtpHeadWeights mtp;  // the MTP layer only
+};
+
+// What part of the model to load (a shard worker loads its slice only).
+struct LoadOptions {
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;  // exclusive; -1 = every weight layer including MTP
+  bool load_embedding = true;
+  bool load_head = true;   // final norm + lm_head
+  // Whether this rank holds routed expert `expert` of `layer`; null = all.
+  std::function<bool(int64_t layer, int64_t expert)> owns_expert;
+};
+
+class ModelWeights {
+ public:
+  // Validates every tensor name, dtype and shape of the checkpoint against its config (missing
+  // or unexpected tensors are errors naming file and tensor), then reads the selected part.
+  static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const Checkpoint& checkpoint,
+                                                            const LoadOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const WeightView& embed_tokens() const { return embed_tokens_; }
+  const WeightView& lm_head() const { return lm_head_; }
+  const std::vector<float>& final_norm() const { return final_norm_; }
+  // Index 0..num_hidden_layers-1 main layers, num_hidden_layers = MTP layer.
+  const LayerWeights& layer(int64_t i) const { return layers_[i]; }
+  int64_t bytes_loaded() const { return bytes_loaded_; }
+
+ private:
+  friend class WeightLoader;
+  ModelConfig config_;
+  WeightView embed_tokens_, lm_head_;
+  std::vector<float> final_norm_;
+  std::vector<LayerWeights> layers_;
+  std::vector<AlignedBuffer> buffers_;
+  int64_t bytes_loaded_ = 0;
+};
+
+}  // namespace glm::model
+
+#endif  // GLM_SHARD_WORKER_MODEL_MODEL_WEIGHTS_H_

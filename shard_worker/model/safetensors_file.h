@@ -1,0 +1,80 @@
+// One `.safetensors` file: its validated header, and reads of tensor byte ranges with pread.
+// Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
+// then the data section; offsets are relative to the data section.
+#ifndef GLM_SHARD_WORKER_MODEL_SAFETENSORS_FILE_H_
+#define GLM_SHARD_WORKER_MODEL_SAFETENSORS_FILE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace glm::model {
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;           // as written: "BF16", "F32", "F8_E4M3", "F16", ...
+  std::vector<int64_t> shape;  // row-major
+  int64_t begin = 0;           // absolute file offset of the first byte
+  int64_t size = 0;            // bytes
+  int64_t numel() const;
+};
+
+// Bytes per element of a safetensors dtype string, or 0 if unknown.
+int64_t SafetensorsDTypeSize(const std::string& dtype);
+
+class SafetensorsFile {
+ public:
+  // Opens and validates the header: JSON syntax, dtypes, shapes, offsets inside the file,
+  // byte counts matching shape × dtype, no overlapping tensors. Errors name the file and tensor.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* Find(const std::string& name) const;
+
+  // Reads `length` bytes starting `offset` bytes into the tensor into dst (thread-safe: pread).
+  absl::Status Read(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst) const;
+
+ private:
+  SafetensorsFile(std::string path, int fd, int64_t file_size)
+      : path_(std::move(path)), fd_(fd), file_size_(file_size) {}
+  absl::Status ParseHeader();
+
+  std::string path_;
+  int fd_ = -1;
+  int64_t file_size_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+// Writes a safetensors file (used by `glmctl synth` and by tests that build broken files).
+class SafetensorsWriter {
+ public:
+  struct Entry {
+    std::string name;
+    std::string dtype;
+    std::vector<int64_t> shape;
+    // Either bytes (copied) or a generator filling `size` bytes at `dst` (for multi-GiB files).
+    std::vector<uint8_t> bytes;
+    std::function<void(uint8_t* dst, int64_t size)> fill;
+  };
+  void Add(Entry entry) { entries_.push_back(std::move(entry)); }
+  // Writes header + data. Returns the total data bytes written.
+  absl::StatusOr<int64_t> Write(const std::string& path) const;
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  std::vector<Entry> entries_;
+};
+
+}  // namespace glm::model
+
+#endif  // GLM_SHARD_WORKER_MODEL_SAFETENSORS_FILE_H_

@@ -1,0 +1,296 @@
+// ModelWeights::Load: the expected-tensor table for a config, validation, and reading.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/match.h"
+#include "shard_worker/kernels/dtype.h"
+#include "shard_worker/model/checkpoint_layout.h"
+#include "shard_worker/model/model_weights.h"
+
+namespace glm::model {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+std::string Where(const Checkpoint::Located& loc) {
+  return absl::StrCat(loc.file->path(), ": tensor '", loc.info->name, "'");
+}
+
+std::vector<int64_t> ScaleShape(const ModelConfig& c, const std::vector<int64_t>& shape) {
+  return {(shape[0] + c.fp8_block_rows - 1) / c.fp8_block_rows,
+          (shape[1] + c.fp8_block_cols - 1) / c.fp8_block_cols};
+}
+
+absl::Status Validate(const Checkpoint& ckpt, const ExpectedMap& expected) {
+  const ModelConfig& c = ckpt.config();
+  std::set<std::string> accounted;
+  for (const auto& [name, spec] : expected) {
+    auto loc = ckpt.Find(name);
+    if (loc.file == nullptr) {
+      if (spec.optional) continue;
+      return absl::DataLossError(absl::StrCat(ckpt.dir(), ": tensor '", name,
+                                              "' is missing (required by config.json)"));
+    }
+    accounted.insert(name);
+    if (loc.info->shape != spec.shape)
+      return absl::DataLossError(absl::StrCat(Where(loc), " has shape ", ShapeString(loc.info->shape),
+                                              ", config.json implies ", ShapeString(spec.shape)));
+    const std::string& dt = loc.info->dtype;
+    bool float_ok = dt == "F32" || dt == "BF16" || dt == "F16";
+    if (spec.role == TensorRole::kVector && !float_ok)
+      return absl::DataLossError(absl::StrCat(Where(loc), " has dtype ", dt, "; expected F32, BF16 or F16"));
+    if (spec.role == TensorRole::kMatrix && !float_ok && dt != "F8_E4M3")
+      return absl::DataLossError(absl::StrCat(Where(loc), " has dtype ", dt, "; expected F32, BF16, F16 or F8_E4M3"));
+    std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale_inv";
+    auto scale = ckpt.Find(scale_name);
+    if (dt == "F8_E4M3") {
+      if (scale.file == nullptr)
+        return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but '", scale_name, "' is missing"));
+      if (scale.info->dtype != "F32" && scale.info->dtype != "BF16")
+        return absl::DataLossError(absl::StrCat(Where(scale), " must be F32 or BF16"));
+      auto want = ScaleShape(c, spec.shape);
+      if (scale.info->shape != want)
+        return absl::DataLossError(absl::StrCat(Where(scale), " has shape ", ShapeString(scale.info->shape),
+                                                ", blocks of ", c.fp8_block_rows, "x", c.fp8_block_cols,
+                                                " need ", ShapeString(want)));
+      if (!c.fp8_weights)
+        return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but config.json has no fp8 quantization_config"));
+      accounted.insert(scale_name);
+    }
+  }
+  for (const auto& name : ckpt.TensorNames()) {
+    if (accounted.count(name) || absl::EndsWith(name, "rotary_emb.inv_freq")) continue;
+    auto loc = ckpt.Find(name);
+    return absl::DataLossError(absl::StrCat(Where(loc), " is unexpected for this config.json"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Reads tensors into buffers owned by a ModelWeights.
+class WeightLoader {
+ public:
+  WeightLoader(const Checkpoint& ckpt, ModelWeights* out) : ckpt_(ckpt), out_(out) {}
+
+  absl::StatusOr<WeightView> Matrix(const std::string& name) {
+    auto loc = ckpt_.Find(name);
+    const TensorInfo& info = *loc.info;
+    WeightView v;
+    v.rows = info.shape[0];
+    v.cols = info.shape[1];
+    if (info.dtype == "F16") {
+      auto f = Vector(name);
+      if (!f.ok()) return f.status();
+      AlignedBuffer buf(static_cast<int64_t>(f->size() * sizeof(float)));
+      if (!buf.valid()) return OutOfMemory(name);
+      std::copy(f->begin(), f->end(), static_cast<float*>(buf.data()));
+      v.dtype = kernels::DType::kF32;
+      v.data = buf.data();
+      Keep(std::move(buf));
+      return v;
+    }
+    v.dtype = info.dtype == "F32" ? kernels::DType::kF32
+              : info.dtype == "BF16" ? kernels::DType::kBF16 : kernels::DType::kF8E4M3;
+    AlignedBuffer buf(info.size);
+    if (!buf.valid()) return OutOfMemory(name);
+    if (auto s = loc.file->Read(info, 0, info.size, buf.data()); !s.ok()) return s;
+    v.data = buf.data();
+    Keep(std::move(buf));
+    if (v.dtype == kernels::DType::kF8E4M3) {
+      std::string scale_name = name.substr(0, name.size() - 6) + "weight_scale_inv";
+      auto scales = Vector(scale_name);
+      if (!scales.ok()) return scales.status();
+      AlignedBuffer sbuf(static_cast<int64_t>(scales->size() * sizeof(float)));
+      std::copy(scales->begin(), scales->end(), static_cast<float*>(sbuf.data()));
+      v.block_scales = static_cast<const float*>(sbuf.data());
+      v.block_rows = ckpt_.config().fp8_block_rows;
+      v.block_cols = ckpt_.config().fp8_block_cols;
+      v.scale_cols = (v.cols + v.block_cols - 1) / v.block_cols;
+      Keep(std::move(sbuf));
+    }
+    return v;
+  }
+
+  // Any float tensor as f32 values (row-major).
+  absl::StatusOr<std::vector<float>> Vector(const std::string& name) {
+    auto loc = ckpt_.Find(name);
+    if (loc.file == nullptr) return absl::NotFoundError(absl::StrCat("tensor '", name, "' is missing"));
+    const TensorInfo& info = *loc.info;
+    std::vector<uint8_t> raw(info.size);
+    if (auto s = loc.file->Read(info, 0, info.size, raw.data()); !s.ok()) return s;
+    out_->bytes_loaded_ += info.size;
+    std::vector<float> v(info.numel());
+    for (int64_t i = 0; i < info.numel(); ++i) {
+      if (info.dtype == "F32") {
+        std::memcpy(&v[i], raw.data() + 4 * i, 4);
+      } else if (info.dtype == "BF16") {
+        uint16_t b;
+        std::memcpy(&b, raw.data() + 2 * i, 2);
+        v[i] = kernels::Bf16ToF32(b);
+      } else if (info.dtype == "F16") {
+        uint16_t b;
+        std::memcpy(&b, raw.data() + 2 * i, 2);
+        v[i] = HalfToFloat(b);
+      } else if (info.dtype == "F8_E4M3") {
+        v[i] = kernels::Fp8E4M3ToF32(raw[i]);
+      } else {
+        return absl::DataLossError(absl::StrCat(Where(loc), ": dtype ", info.dtype, " is not a float type"));
+      }
+    }
+    return v;
+  }
+
+  // A matrix fully dequantised to f32 (for kv_b_proj, which attention uses per head).
+  absl::StatusOr<std::vector<float>> DequantizedMatrix(const std::string& name) {
+    auto m = Matrix(name);
+    if (!m.ok()) return m.status();
+    std::vector<float> out(m->rows * m->cols);
+    for (int64_t r = 0; r < m->rows; ++r)
+      for (int64_t c = 0; c < m->cols; ++c) out[r * m->cols + c] = m->At(r, c);
+    return out;
+  }
+
+  bool Present(const std::string& name) const { return ckpt_.Find(name).file != nullptr; }
+
+ private:
+  static float HalfToFloat(uint16_t h) {
+    uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    float v;
+    if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);
+    else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+    else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+    return sign ? -v : v;
+  }
+  absl::Status OutOfMemory(const std::string& name) {
+    return absl::ResourceExhaustedError(absl::StrCat("out of memory loading tensor '", name, "'"));
+  }
+  void Keep(AlignedBuffer buf) {
+    out_->bytes_loaded_ += buf.size();
+    out_->buffers_.push_back(std::move(buf));
+  }
+
+  const Checkpoint& ckpt_;
+  ModelWeights* out_;
+};
+
+namespace {
+
+absl::Status LoadMlp(WeightLoader& l, const std::string& prefix, MlpWeights* out) {
+  for (auto [suffix, dst] : {std::pair<const char*, WeightView*>{"gate_proj.weight", &out->gate_proj},
+                             {"up_proj.weight", &out->up_proj},
+                             {"down_proj.weight", &out->down_proj}}) {
+    auto m = l.Matrix(prefix + suffix);
+    if (!m.ok()) return m.status();
+    *dst = *m;
+  }
+  return absl::OkStatus();
+}
+
+#define GLM_ASSIGN_OR_RETURN(lhs, expr) \
+  do {                                  \
+    auto _r = (expr);                   \
+    if (!_r.ok()) return _r.status();   \
+    lhs = *std::move(_r);               \
+  } while (0)
+
+absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, const LoadOptions& opt,
+                       LayerWeights* w) {
+  const std::string p = LayerPrefix(layer);
+  const std::string a = p + "self_attn.";
+  GLM_ASSIGN_OR_RETURN(w->input_norm, l.Vector(p + "input_layernorm.weight"));
+  GLM_ASSIGN_OR_RETURN(w->post_attention_norm, l.Vector(p + "post_attention_layernorm.weight"));
+  AttentionWeights& at = w->attn;
+  GLM_ASSIGN_OR_RETURN(at.q_a_proj, l.Matrix(a + "q_a_proj.weight"));
+  GLM_ASSIGN_OR_RETURN(at.q_a_norm, l.Vector(a + "q_a_layernorm.weight"));
+  GLM_ASSIGN_OR_RETURN(at.q_b_proj, l.Matrix(a + "q_b_proj.weight"));
+  GLM_ASSIGN_OR_RETURN(at.kv_a_proj, l.Matrix(a + "kv_a_proj_with_mqa.weight"));
+  GLM_ASSIGN_OR_RETURN(at.kv_a_norm, l.Vector(a + "kv_a_layernorm.weight"));
+  GLM_ASSIGN_OR_RETURN(at.o_proj, l.Matrix(a + "o_proj.weight"));
+  std::vector<float> kv_b;
+  GLM_ASSIGN_OR_RETURN(kv_b, l.DequantizedMatrix(a + "kv_b_proj.weight"));
+  const int64_t heads = c.num_attention_heads, nope = c.qk_nope_head_dim, vd = c.v_head_dim,
+                rank = c.kv_lora_rank;
+  at.w_uk.resize(heads * nope * rank);
+  at.w_uv.resize(heads * vd * rank);
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* base = kv_b.data() + h * (nope + vd) * rank;
+    std::copy(base, base + nope * rank, at.w_uk.data() + h * nope * rank);
+    std::copy(base + nope * rank, base + (nope + vd) * rank, at.w_uv.data() + h * vd * rank);
+  }
+  const std::string ix = a + "indexer.";
+  if (c.indexer_kind(layer) == IndexerKind::kFull) {
+    IndexerWeights& iw = at.indexer;
+    iw.present = true;
+    GLM_ASSIGN_OR_RETURN(iw.wq_b, l.Matrix(ix + "wq_b.weight"));
+    GLM_ASSIGN_OR_RETURN(iw.wk, l.Matrix(ix + "wk.weight"));
+    GLM_ASSIGN_OR_RETURN(iw.weights_proj, l.Matrix(ix + "weights_proj.weight"));
+    GLM_ASSIGN_OR_RETURN(iw.k_norm_weight, l.Vector(ix + "k_norm.weight"));
+    GLM_ASSIGN_OR_RETURN(iw.k_norm_bias, l.Vector(ix + "k_norm.bias"));
+  }
+  w->mlp_kind = c.mlp_kind(layer);
+  if (w->mlp_kind == MlpKind::kDense) {
+    if (auto s = LoadMlp(l, p + "mlp.", &w->dense); !s.ok()) return s;
+  } else {
+    MoeWeights& moe = w->moe;
+    GLM_ASSIGN_OR_RETURN(moe.router, l.Vector(p + "mlp.gate.weight"));
+    GLM_ASSIGN_OR_RETURN(moe.router_bias, l.Vector(p + "mlp.gate.e_score_correction_bias"));
+    moe.experts.resize(c.n_routed_experts);
+    moe.expert_loaded.assign(c.n_routed_experts, false);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      if (opt.owns_expert && !opt.owns_expert(layer, e)) continue;
+      if (auto s = LoadMlp(l, absl::StrCat(p, "mlp.experts.", e, "."), &moe.experts[e]); !s.ok()) return s;
+      moe.expert_loaded[e] = true;
+    }
+    if (c.n_shared_experts > 0) {
+      moe.has_shared = true;
+      if (auto s = LoadMlp(l, p + "mlp.shared_experts.", &moe.shared); !s.ok()) return s;
+    }
+  }
+  if (layer == c.num_hidden_layers) {
+    MtpHeadWeights& m = w->mtp;
+    GLM_ASSIGN_OR_RETURN(m.enorm, l.Vector(p + "enorm.weight"));
+    GLM_ASSIGN_OR_RETURN(m.hnorm, l.Vector(p + "hnorm.weight"));
+    GLM_ASSIGN_OR_RETURN(m.eh_proj, l.Matrix(p + "eh_proj.weight"));
+    GLM_ASSIGN_OR_RETURN(m.embed_tokens, l.Matrix(p + "embed_tokens.weight"));
+    GLM_ASSIGN_OR_RETURN(m.head_norm, l.Vector(p + "shared_head.norm.weight"));
+    GLM_ASSIGN_OR_RETURN(m.head, l.Matrix(p + "shared_head.head.weight"));
+  }
+  w->loaded = true;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoint& checkpoint,
+                                                                  const LoadOptions& options) {
+  const ModelConfig& c = checkpoint.config();
+  if (auto s = Validate(checkpoint, ExpectedTensors(c)); !s.ok()) return s;
+  auto w = std::unique_ptr<ModelWeights>(new ModelWeights());
+  w->config_ = c;
+  WeightLoader loader(checkpoint, w.get());
+  if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, loader.Matrix("model.embed_tokens.weight"));
+  if (options.load_head) {
+    GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
+    if (c.tie_word_embeddings && !loader.Present("lm_head.weight")) {
+      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.Matrix("model.embed_tokens.weight"));
+    } else {
+      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.Matrix("lm_head.weight"));
+    }
+  }
+  w->layers_.resize(c.num_weight_layers());
+  int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
+  for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
+    if (auto s = LoadLayer(loader, c, l, options, &w->layers_[l]); !s.ok()) return s;
+  }
+  return w;
+}
+
+#undef GLM_ASSIGN_OR_RETURN
+
+}  // namespace glm::model

@@ -1,0 +1,80 @@
+#include "shard_worker/runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+namespace glm::runtime {
+
+int32_t ArgMax(const float* logits, int64_t vocab) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i)
+    if (logits[i] > logits[best]) best = i;
+  return static_cast<int32_t>(best);
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history) {
+  if (params_.repetition_penalty != 1.0f && params_.repetition_penalty > 0.0f) {
+    std::unordered_set<int32_t> seen(history.begin(), history.end());
+    for (int32_t id : seen) {
+      if (id < 0 || id >= vocab) continue;
+      float& l = logits[id];
+      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+    }
+  }
+  if (params_.temperature <= 0.0f) return ArgMax(logits, vocab);
+  // Candidates sorted by logit, descending (ties by id for determinism).
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  int64_t keep = vocab;
+  if (params_.top_k > 0 && params_.top_k < vocab) {
+    keep = params_.top_k;
+    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+  } else {
+    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+  }
+  ids.resize(keep);
+  const double inv_t = 1.0 / params_.temperature;
+  std::vector<double> probs(keep);
+  const double top = logits[ids[0]];
+  double sum = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    probs[i] = std::exp((logits[ids[i]] - top) * inv_t);
+    sum += probs[i];
+  }
+  for (double& p : probs) p /= sum;
+  // min-p: drop tokens below min_p × the top probability.
+  if (params_.min_p > 0.0f) {
+    int64_t n = keep;
+    while (n > 1 && probs[n - 1] < params_.min_p * probs[0]) --n;
+    keep = n;
+  }
+  // top-p: the smallest prefix whose mass reaches top_p.
+  if (params_.top_p < 1.0f) {
+    double acc = 0.0;
+    int64_t n = 0;
+    while (n < keep) {
+      acc += probs[n++];
+      if (acc >= params_.top_p) break;
+    }
+    keep = std::max<int64_t>(1, n);
+  }
+  double mass = 0.0;
+  for (int64_t i = 0; i < keep; ++i) mass += probs[i];
+  std::uniform_real_distribution<double> uniform(0.0, mass);
+  double u = uniform(rng_);
+  for (int64_t i = 0; i < keep; ++i) {
+    u -= probs[i];
+    if (u <= 0.0) return ids[i];
+  }
+  return ids[keep - 1];
+}
+
+}  // namespace glm::runtime
