@@ -1,0 +1,268 @@
+// Broken checkpoints get one clear error naming the file and tensor, never a crash.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/model_weights.h"
+#include "shard_worker/model/synth_checkpoint.h"
+
+namespace glm::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointValidationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("glm_ckpt_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    auto preset = SynthPresetByName("tiny");
+    ASSERT_TRUE(preset.ok());
+    preset->layers_per_shard = 2;
+    ASSERT_TRUE(WriteSynthCheckpoint(*preset, dir_.string(), 7).ok());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  absl::Status LoadAll() {
+    auto ckpt = Checkpoint::Open(dir_.string());
+    if (!ckpt.ok()) return ckpt.status();
+    auto w = ModelWeights::Load(**ckpt);
+    return w.status();
+  }
+  std::string Shard(int i) const {
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      std::string n = e.path().filename().string();
+      if (n.rfind("model-0000" + std::to_string(i + 1), 0) == 0) return e.path().string();
+    }
+    return "";
+  }
+  std::string ReadFile(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void WriteFile(const fs::path& p, const std::string& s) {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << s;
+  }
+  // Rewrites the JSON header of a shard with `edit` applied (data section kept).
+  void EditHeader(const std::string& shard, const std::function<void(std::string&)>& edit) {
+    std::string bytes = ReadFile(shard);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+    std::string header = bytes.substr(8, n), data = bytes.substr(8 + n);
+    edit(header);
+    std::string len(8, '\0');
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    WriteFile(shard, len + header + data);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(CheckpointValidationTest, SynthTinyLoads) { EXPECT_TRUE(LoadAll().ok()) << LoadAll(); }
+
+TEST_F(CheckpointValidationTest, TruncatedShardNamesFileAndTensor) {
+  std::string shard = Shard(1);
+  std::string bytes = ReadFile(shard);
+  WriteFile(shard, bytes.substr(0, bytes.size() - 100));
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(fs::path(shard).filename().string()), std::string::npos) << s;
+  EXPECT_NE(s.message().find("tensor '"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("outside the data section"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, FileShorterThanHeader) {
+  std::string shard = Shard(0);
+  WriteFile(shard, "abc");
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("too short"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, HeaderLengthBeyondFile) {
+  std::string shard = Shard(0);
+  std::string bytes = ReadFile(shard);
+  bytes[6] = 0x10;  // header length of ~4.5e15 bytes
+  WriteFile(shard, bytes);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("header length"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, CorruptHeaderJson) {
+  EditHeader(Shard(0), [](std::string& h) { h[0] = 'x'; });
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not a JSON object"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, WrongDtypeForByteCount) {
+  EditHeader(Shard(0), [](std::string& h) {
+    auto pos = h.find("\"BF16\"");
+    h.replace(pos, 6, "\"F32\" ");
+  });
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("shape × dtype needs"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, UnknownDtype) {
+  EditHeader(Shard(0), [](std::string& h) {
+    auto pos = h.find("\"BF16\"");
+    h.replace(pos, 6, "\"Q4K\" ");
+  });
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("unknown dtype Q4K"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, ShapeMismatchWithConfig) {
+  // Claim a different hidden size in config.json: every tensor now disagrees.
+  std::string cfg = ReadFile(dir_ / "config.json");
+  auto pos = cfg.find("\"hidden_size\": 128");
+  ASSERT_NE(pos, std::string::npos);
+  cfg.replace(pos, 18, "\"hidden_size\": 256");
+  WriteFile(dir_ / "config.json", cfg);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("config.json implies"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, MissingTensor) {
+  std::string index = ReadFile(dir_ / "model.safetensors.index.json");
+  EditHeader(Shard(0), [](std::string& h) {
+    auto pos = h.find("model.norm.weight");
+    if (pos != std::string::npos) h.replace(pos, 17, "model.xxxx.weight");
+  });
+  // Either shard 0 held model.norm (now renamed: listed-but-missing) or the index names it.
+  absl::Status s = LoadAll();
+  if (s.ok()) {
+    // model.norm lives in the last shard: drop it from the index instead.
+    auto pos = index.find("\"model.norm.weight\"");
+    ASSERT_NE(pos, std::string::npos);
+    index.replace(pos, 19, "\"model.nrm.weight\"");
+    WriteFile(dir_ / "model.safetensors.index.json", index);
+    s = LoadAll();
+  }
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(s.message().find("missing") != std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, UnexpectedTensor) {
+  EditHeader(Shard(0), [](std::string& h) {
+    auto pos = h.find("model.layers.0.input_layernorm.weight");
+    ASSERT_NE(pos, std::string::npos);
+    h.replace(pos, 37, "model.layers.0.input_layernorm.wexght");
+  });
+  std::string index = ReadFile(dir_ / "model.safetensors.index.json");
+  auto pos = index.find("model.layers.0.input_layernorm.weight");
+  index.replace(pos, 37, "model.layers.0.input_layernorm.wexght");
+  WriteFile(dir_ / "model.safetensors.index.json", index);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  // The real name is now missing; the renamed one would be reported as unexpected.
+  EXPECT_NE(s.message().find("input_layernorm"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, ExtraTensorIsUnexpected) {
+  SafetensorsWriter extra;
+  extra.Add({"model.layers.0.mystery.weight", "F32", {2}, std::vector<uint8_t>(8, 0), nullptr});
+  ASSERT_TRUE(extra.Write((dir_ / "model-extra.safetensors").string()).ok());
+  std::string index = ReadFile(dir_ / "model.safetensors.index.json");
+  auto pos = index.find("\"weight_map\": {");
+  ASSERT_NE(pos, std::string::npos) << index.substr(0, 200);
+  index.insert(pos + 15, "\"model.layers.0.mystery.weight\": \"model-extra.safetensors\",");
+  WriteFile(dir_ / "model.safetensors.index.json", index);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model-extra.safetensors: tensor 'model.layers.0.mystery.weight' is unexpected"),
+            std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, IndexPointsToMissingFile) {
+  std::string index = ReadFile(dir_ / "model.safetensors.index.json");
+  auto pos = index.find("model-00001-of");
+  index.replace(pos, 14, "model-00009-of");
+  WriteFile(dir_ / "model.safetensors.index.json", index);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model-00009-of"), std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, BadConfigValuesAreRejected) {
+  std::string cfg = ReadFile(dir_ / "config.json");
+  auto bad = cfg;
+  bad.replace(bad.find("\"glm_moe_dsa\""), 13, "\"llama\"");
+  WriteFile(dir_ / "config.json", bad);
+  absl::Status s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("model_type"), std::string::npos) << s;
+  WriteFile(dir_ / "config.json", "{not json");
+  s = LoadAll();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not valid JSON"), std::string::npos) << s;
+}
+
+TEST(ModelConfigTest, RejectsUnsupportedAndInconsistentFields) {
+  const std::string base = R"({"model_type":"glm_moe_dsa","vocab_size":64,"hidden_size":32,"intermediate_size":64,
+    "moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,"n_routed_experts":4,
+    "num_experts_per_tok":2,"q_lora_rank":16,"kv_lora_rank":8,"qk_nope_head_dim":8,"qk_rope_head_dim":4,
+    "v_head_dim":8,"index_topk":4,"index_head_dim":8,"index_n_heads":2,"eos_token_id":1)";
+  EXPECT_TRUE(ModelConfig::FromJson(base + "}").ok()) << ModelConfig::FromJson(base + "}").status();
+  auto expect_error = [&](const std::string& extra, const std::string& needle) {
+    auto c = ModelConfig::FromJson(base + "," + extra + "}");
+    ASSERT_FALSE(c.ok()) << extra;
+    EXPECT_NE(c.status().message().find(needle), std::string::npos) << c.status();
+  };
+  expect_error(R"("rope_parameters":{"rope_type":"yarn","rope_theta":10000})", "rope_type");
+  expect_error(R"("n_group":3)", "n_group");
+  expect_error(R"("topk_group":2)", "topk_group");
+  expect_error(R"("hidden_act":"gelu")", "hidden_act");
+  expect_error(R"("indexer_types":["shared","full"])", "indexer_types");
+  expect_error(R"("mlp_layer_types":["dense"])", "mlp_layer_types");
+  expect_error(R"("num_nextn_predict_layers":3)", "num_nextn_predict_layers");
+  expect_error(R"("quantization_config":{"quant_method":"awq"})", "quant_method");
+  expect_error(R"("quantization_config":{"quant_method":"fp8","weight_block_size":[128]})", "weight_block_size");
+  expect_error(R"("attention_bias":true)", "attention_bias");
+  expect_error(R"("num_key_value_heads":1)", "num_key_value_heads");
+  auto neg = ModelConfig::FromJson(std::string(base).replace(base.find("\"hidden_size\":32"), 16, "\"hidden_size\":-3") + "}");
+  ASSERT_FALSE(neg.ok());
+  EXPECT_NE(neg.status().message().find("hidden_size"), std::string::npos);
+  // Defaults derived like transformers: 3 dense layers, freq/offset indexer schedule.
+  auto c = ModelConfig::FromJson(base + R"(,"first_k_dense_replace":1,"index_topk_freq":2,"index_skip_topk_offset":1})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->mlp_layer_types[0], MlpKind::kDense);
+  EXPECT_EQ(c->mlp_layer_types[1], MlpKind::kSparse);
+  EXPECT_EQ(c->indexer_types[0], IndexerKind::kFull);
+  EXPECT_EQ(c->indexer_types[1], IndexerKind::kShared);
+}
+
+TEST(SynthCheckpointTest, Glm5PresetWritesMetadataOnly) {
+  auto dir = fs::temp_directory_path() / ("glm_synth_glm5_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  auto preset = SynthPresetByName("glm5");
+  ASSERT_TRUE(preset.ok());
+  auto summary = WriteSynthCheckpoint(*preset, dir.string(), 0);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  auto config = ModelConfig::FromFile((dir / "config.json").string());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->num_hidden_layers, 78);
+  EXPECT_EQ(config->n_routed_experts, 256);
+  EXPECT_TRUE(config->fp8_weights);
+  EXPECT_TRUE(fs::exists(dir / "model.safetensors.index.json"));
+  // ~744B parameters: the index records about 0.75 TB of FP8 weights.
+  EXPECT_NE(summary->find("\"weights_written\":false"), std::string::npos);
+  // Opening it as a checkpoint fails clearly: the shards are not there.
+  auto ckpt = Checkpoint::Open(dir.string());
+  ASSERT_FALSE(ckpt.ok());
+  EXPECT_NE(ckpt.status().message().find("cannot open"), std::string::npos) << ckpt.status();
+  fs::remove_all(dir);
+  EXPECT_FALSE(SynthPresetByName("nope").ok());
+}
+
+}  // namespace
+}  // namespace glm::model
