@@ -1,0 +1,26 @@
+// AVX-512 (F/BW/VL + F16C) matmul path. Accumulation layout, fixed by cols and dtype alone: one
+// 16-lane f32 accumulator per (row, token); per 32-column chunk two FMAs in order —
+//   F32, FP8: chunk columns 0..15, then 16..31;
+//   BF16:     the chunk's even columns, then its odd ones (a bf16 load split by shift/mask, no
+//             shuffles; activations are pre-permuted to match);
+// the last partial chunk is zero-padded, then the lanes are reduced 16→8→4→2→1.
+// Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does) and
+// multiplied with f32 activations by FMA; there is no bf16 rounding of activations (so no
+// vdpbf16ps). Rows are processed in groups (8 at one token, 4 otherwise) and tokens in tiles of
+// up to 4; neither changes any output's arithmetic.
+#ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
+#define GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
+
+#include "shard_worker/kernels/matmul.h"
+
+namespace glm::kernels {
+
+// True when this CPU (and OS) runs the AVX-512 path.
+bool CpuSupportsAvx512MatMul();
+
+void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                      int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_

@@ -1,0 +1,57 @@
+// The ISA-independent half of the SIMD matmul paths (matmul_avx2.cc, matmul_avx512.cc): prepares
+// the activations and FP8 scales into padded per-thread buffers, walks the row range in groups and
+// the tokens in tiles, and calls the ISA's block kernels. The kernels only see full, zero-padded
+// chunks, so every edge case (column tails, partial scale blocks, odd row counts, many tokens) is
+// resolved here, once, without changing any output's summation order:
+//
+//   for a given (cols, dtype, ISA) every y[t][r] is Σ over lanes of one fixed accumulator layout
+//   (chunk_cols columns per step, columns in increasing order per lane, zero padding at the end),
+//   reduced by one fixed tree — whichever group size R or token tile T the kernel was built for.
+#ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_SIMD_DRIVER_H_
+#define GLM_SHARD_WORKER_KERNELS_MATMUL_SIMD_DRIVER_H_
+
+#include <cstdint>
+
+#include "shard_worker/kernels/weight_view.h"
+
+namespace glm::kernels {
+
+// One block kernel: R consecutive weight rows (R fixed by the kernel) × T tokens (fixed too).
+//   w          first row's bytes; row i is at w + i * row_bytes
+//   cols       real columns; the kernel reads weights up to cols only (masked or copied tails)
+//   xp         prepared activations [T][x_pitch] f32, x_pitch = cols rounded up to chunk_cols,
+//              zero beyond cols, in the ISA's lane order (see SimdKernelSet::bf16_even_odd)
+//   scales     kF8E4M3 only: [x_pitch] per-column multiplier of the rows' scale block (zero
+//              padded, already times SimdKernelSet::fp8_scale_factor); nullptr otherwise
+//   pf_bytes   software prefetch distance in the row stream (0 = none)
+//   y          y[t * y_stride + i] receives token t, row i of the group
+using SimdBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
+                             int64_t x_pitch, const float* scales, int64_t pf_bytes, float* y,
+                             int64_t y_stride);
+
+inline constexpr int kMaxTileTokens = 8;
+
+struct SimdKernelSet {
+  int chunk_cols = 0;         // columns per accumulation step (2 vectors)
+  // kBF16 x layout: each chunk holds its even columns, then its odd ones, matching a bf16 load
+  // split into (lane << 16, lane & 0xffff0000) without shuffles.
+  bool bf16_even_odd = true;
+  float fp8_scale_factor = 1;  // kernels decode e4m3 via f16 bits, which is value · 2^-8
+  int max_tile_tokens = kMaxTileTokens;
+  int rows_per_group[kMaxTileTokens + 1] = {};  // R of grouped[d][T]
+  SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[T]
+  SimdBlockFn single[3][kMaxTileTokens + 1] = {};   // [dtype][T], R = 1
+};
+
+// MatMulRowsFn semantics (see matmul.h) on top of a kernel set.
+void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
+                   const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
+                   int64_t y_stride);
+
+// Prefetch distance in bytes ahead of each row stream (benchmark hook; default tuned on Zen 5).
+void SetMatMulPrefetchBytes(int64_t bytes);
+int64_t MatMulPrefetchBytes();
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_MATMUL_SIMD_DRIVER_H_

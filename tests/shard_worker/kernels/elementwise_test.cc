@@ -1,0 +1,114 @@
+// Norms, RoPE and activations against float64 formulas.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "shard_worker/kernels/activations.h"
+#include "shard_worker/kernels/norms.h"
+#include "shard_worker/kernels/rope.h"
+
+namespace glm::kernels {
+namespace {
+
+std::vector<float> Random(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = normal(rng);
+  return v;
+}
+
+TEST(NormsTest, RmsNormMatchesFormulaAndAliases) {
+  const int64_t n = 6144;
+  std::vector<float> x = Random(n, 1, 3.0f), w = Random(n, 2), out(n);
+  RmsNorm(x.data(), w.data(), n, 1e-6f, out.data());
+  double ss = 0;
+  for (float v : x) ss += double{v} * v;
+  double inv = 1.0 / std::sqrt(ss / n + 1e-6);
+  for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(out[i], w[i] * x[i] * inv, 1e-5 * (1 + std::fabs(out[i])));
+  std::vector<float> in_place = x;
+  RmsNorm(in_place.data(), w.data(), n, 1e-6f, in_place.data());
+  EXPECT_EQ(in_place, out);
+}
+
+TEST(NormsTest, LayerNormMatchesFormula) {
+  const int64_t n = 128;
+  std::vector<float> x = Random(n, 3, 2.0f), w = Random(n, 4), b = Random(n, 5), out(n);
+  for (float& v : x) v += 5.0f;  // a non-zero mean
+  LayerNorm(x.data(), w.data(), b.data(), n, 1e-5f, out.data());
+  double mean = 0, var = 0;
+  for (float v : x) mean += v;
+  mean /= n;
+  for (float v : x) var += (v - mean) * (v - mean);
+  var /= n;
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_NEAR(out[i], (x[i] - mean) / std::sqrt(var + 1e-5) * w[i] + b[i], 1e-5);
+}
+
+TEST(RopeTest, InterleavedAndSplitHalfRotatePairs) {
+  const int dim = 8;
+  std::vector<float> inv_freq;
+  for (int i = 0; i < dim / 2; ++i) inv_freq.push_back(std::pow(10000.0f, -2.0f * i / dim));
+  RopeTable rope(inv_freq, 1.0f);
+  EXPECT_EQ(rope.dim(), dim);
+  std::vector<float> x = Random(dim, 6);
+  for (RopeLayout layout : {RopeLayout::kInterleaved, RopeLayout::kSplitHalf}) {
+    std::vector<float> y = x;
+    rope.Apply(y.data(), 0, layout);
+    for (int i = 0; i < dim; ++i) EXPECT_FLOAT_EQ(y[i], x[i]);  // position 0: identity
+    const int64_t pos = 37;
+    y = x;
+    rope.Apply(y.data(), pos, layout);
+    for (int i = 0; i < dim / 2; ++i) {
+      int a = layout == RopeLayout::kInterleaved ? 2 * i : i;
+      int b = layout == RopeLayout::kInterleaved ? 2 * i + 1 : i + dim / 2;
+      double angle = double{inv_freq[i] * static_cast<float>(pos)};
+      EXPECT_NEAR(y[a], x[a] * std::cos(angle) - x[b] * std::sin(angle), 1e-5);
+      EXPECT_NEAR(y[b], x[b] * std::cos(angle) + x[a] * std::sin(angle), 1e-5);
+    }
+  }
+  // The attention factor scales the result.
+  RopeTable scaled(inv_freq, 2.0f);
+  std::vector<float> y = x;
+  scaled.Apply(y.data(), 0, RopeLayout::kInterleaved);
+  for (int i = 0; i < dim; ++i) EXPECT_FLOAT_EQ(y[i], 2.0f * x[i]);
+}
+
+TEST(ActivationsTest, SoftmaxSumsToOneAndMasks) {
+  std::vector<float> x = {1.0f, 2.0f, -std::numeric_limits<float>::infinity(), 3.0f, 1000.0f};
+  Softmax(x.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(x[2], 0.0f);
+  EXPECT_NEAR(x[4], 1.0f, 1e-6);  // large logits do not overflow
+  double sum = 0;
+  for (float v : x) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+
+  std::vector<float> y = {0.5f, -1.0f, 2.0f};
+  Softmax(y.data(), 3);
+  double z = std::exp(0.5) + std::exp(-1.0) + std::exp(2.0);
+  EXPECT_NEAR(y[0], std::exp(0.5) / z, 1e-6);
+  EXPECT_NEAR(y[2], std::exp(2.0) / z, 1e-6);
+
+  float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> masked = {-inf, -inf};
+  Softmax(masked.data(), 2);
+  EXPECT_EQ(masked[0], 0.0f);
+  EXPECT_EQ(masked[1], 0.0f);
+}
+
+TEST(ActivationsTest, SiluMul) {
+  std::vector<float> g = Random(100, 7, 4.0f), u = Random(100, 8), out(100);
+  SiluMul(g.data(), u.data(), 100, out.data());
+  for (int i = 0; i < 100; ++i) {
+    double s = g[i] / (1.0 + std::exp(-double{g[i]}));
+    EXPECT_NEAR(out[i], s * u[i], 1e-5 * (1 + std::fabs(s * u[i])));
+  }
+  SiluMul(g.data(), u.data(), 100, g.data());  // aliasing
+  EXPECT_EQ(g, out);
+}
+
+}  // namespace
+}  // namespace glm::kernels
