@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -84,6 +85,8 @@ struct LoadOptions {
   bool load_head = true;   // final norm + lm_head
   // Whether this rank holds routed expert `expert` of `layer`; null = all.
   std::function<bool(int64_t layer, int64_t expert)> owns_expert;
+  // Convert every matrix at load to this format (BF16 or F32); unset = keep the stored format.
+  std::optional<kernels::DType> matrix_dtype;
 };
 
 class ModelWeights {

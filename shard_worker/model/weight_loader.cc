@@ -76,9 +76,38 @@ absl::Status Validate(const Checkpoint& ckpt, const ExpectedMap& expected) {
 // Reads tensors into buffers owned by a ModelWeights.
 class WeightLoader {
  public:
-  WeightLoader(const Checkpoint& ckpt, ModelWeights* out) : ckpt_(ckpt), out_(out) {}
+  WeightLoader(const Checkpoint& ckpt, ModelWeights* out, std::optional<kernels::DType> convert_to)
+      : ckpt_(ckpt), out_(out), convert_to_(convert_to) {}
 
+  // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
+    const size_t buffers_before = out_->buffers_.size();
+    auto stored = StoredMatrix(name);
+    if (!stored.ok() || !convert_to_ || *convert_to_ == stored->dtype) return stored;
+    const WeightView& src = *stored;
+    AlignedBuffer buf(src.rows * src.cols * kernels::DTypeSize(*convert_to_));
+    if (!buf.valid()) return OutOfMemory(name);
+    for (int64_t r = 0; r < src.rows; ++r)
+      for (int64_t c = 0; c < src.cols; ++c) {
+        float v = src.At(r, c);
+        if (*convert_to_ == kernels::DType::kF32) static_cast<float*>(buf.data())[r * src.cols + c] = v;
+        else static_cast<uint16_t*>(buf.data())[r * src.cols + c] = kernels::F32ToBf16(v);
+      }
+    // Release the stored copy (the last buffers kept) before keeping the converted one.
+    while (out_->buffers_.size() > buffers_before) {
+      out_->bytes_loaded_ -= out_->buffers_.back().size();
+      out_->buffers_.pop_back();
+    }
+    WeightView v;
+    v.dtype = *convert_to_;
+    v.rows = src.rows;
+    v.cols = src.cols;
+    v.data = buf.data();
+    Keep(std::move(buf));
+    return v;
+  }
+
+  absl::StatusOr<WeightView> StoredMatrix(const std::string& name) {
     auto loc = ckpt_.Find(name);
     const TensorInfo& info = *loc.info;
     WeightView v;
@@ -148,7 +177,7 @@ class WeightLoader {
 
   // A matrix fully dequantised to f32 (for kv_b_proj, which attention uses per head).
   absl::StatusOr<std::vector<float>> DequantizedMatrix(const std::string& name) {
-    auto m = Matrix(name);
+    auto m = StoredMatrix(name);
     if (!m.ok()) return m.status();
     std::vector<float> out(m->rows * m->cols);
     for (int64_t r = 0; r < m->rows; ++r)
@@ -177,6 +206,7 @@ class WeightLoader {
 
   const Checkpoint& ckpt_;
   ModelWeights* out_;
+  std::optional<kernels::DType> convert_to_;
 };
 
 namespace {
@@ -273,7 +303,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   if (auto s = Validate(checkpoint, ExpectedTensors(c)); !s.ok()) return s;
   auto w = std::unique_ptr<ModelWeights>(new ModelWeights());
   w->config_ = c;
-  WeightLoader loader(checkpoint, w.get());
+  if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
+    return absl::InvalidArgumentError("weights can be converted at load to BF16 or F32 only");
+  WeightLoader loader(checkpoint, w.get(), options.matrix_dtype);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));

@@ -1,0 +1,152 @@
+// decode_bench: batch-B decode tokens/s of the single-process engine, the weight bytes each
+// token reads, and the ratio of the achieved weight bandwidth to a read-bandwidth probe measured
+// in the same run (decode is bandwidth-bound: that ratio says how good the kernels are).
+//
+//   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32] [--batch B]
+//                          [--steps S] [--context C] [--json]
+// Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/bandwidth_probe.h"
+#include "bench/baseline_store.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+
+ABSL_FLAG(std::string, model, "", "model directory");
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(std::string, weight_dtype, "stored", "stored | bf16 | f32 (converted at load)");
+ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
+ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
+ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
+ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
+ABSL_FLAG(bool, record, false, "store this result as the new best in --baseline if it is better");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "decode_bench: %s\n", msg.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  if (dir.empty()) return Fail("--model DIR is required (make one with: glmctl synth --preset bench --out DIR)");
+  if (batch < 1 || batch > 256) return Fail("--batch must be in 1..256");
+  const std::string dtype_name = absl::GetFlag(FLAGS_weight_dtype);
+  glm::model::LoadOptions load;
+  if (dtype_name == "bf16") load.matrix_dtype = glm::kernels::DType::kBF16;
+  else if (dtype_name == "f32") load.matrix_dtype = glm::kernels::DType::kF32;
+  else if (dtype_name != "stored") return Fail("--weight-dtype must be stored, bf16 or f32");
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  auto t0 = Clock::now();
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return Fail(std::string(ckpt.status().message()));
+  auto weights = glm::model::ModelWeights::Load(**ckpt, load);
+  if (!weights.ok()) return Fail(std::string(weights.status().message()));
+  const double load_s = Seconds(Clock::now() - t0);
+  const int64_t loaded_bytes = (*weights)->bytes_loaded();
+  glm::kernels::ThreadPool pool(threads);
+  auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
+  if (!model.ok()) return Fail(std::string(model.status().message()));
+  const auto& config = (*model)->config();
+
+  // The probe reads 1 GiB: far beyond the caches, small next to the model.
+  const double probe_gbps = glm::bench::MeasureReadBandwidthGBps(&pool, int64_t{1} << 30, 5);
+
+  // Prefill each sequence with its own tokens, then decode greedily (argmax keeps the run
+  // deterministic; sampling cost is not what is measured).
+  const int context = std::max(1, absl::GetFlag(FLAGS_context));
+  std::vector<std::unique_ptr<glm::kv_cache::KvCache>> caches;
+  std::vector<int32_t> next(batch);
+  for (int b = 0; b < batch; ++b) {
+    caches.push_back((*model)->NewCache());
+    std::vector<glm::model::SequenceInput> in(1);
+    in[0].cache = caches.back().get();
+    for (int i = 0; i < context; ++i) in[0].tokens.push_back(static_cast<int32_t>((b * 7919 + i * 104729) % config.vocab_size));
+    auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
+    if (!out.ok()) return Fail(std::string(out.status().message()));
+    next[b] = static_cast<int32_t>(std::max_element(out->logits.begin(), out->logits.end()) - out->logits.begin());
+  }
+  auto step = [&](int64_t* bytes) -> bool {
+    std::vector<glm::model::SequenceInput> in(batch);
+    for (int b = 0; b < batch; ++b) {
+      in[b].cache = caches[b].get();
+      in[b].tokens = {next[b]};
+    }
+    auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
+    if (!out.ok()) return false;
+    for (int b = 0; b < batch; ++b) {
+      const float* row = out->logits.data() + b * config.vocab_size;
+      next[b] = static_cast<int32_t>(std::max_element(row, row + config.vocab_size) - row);
+    }
+    *bytes += out->weight_bytes_read;
+    return true;
+  };
+  int64_t warm_bytes = 0;
+  for (int i = 0; i < 2; ++i)
+    if (!step(&warm_bytes)) return Fail("decode step failed");
+  int steps = absl::GetFlag(FLAGS_steps);
+  int64_t bytes = 0;
+  auto start = Clock::now();
+  int done = 0;
+  const int max_steps = std::min<int64_t>(config.max_position_embeddings - context - 4, 100000);
+  while ((steps > 0 && done < steps) || (steps <= 0 && (done < 4 || Seconds(Clock::now() - start) < 3.0))) {
+    if (done >= max_steps) break;
+    if (!step(&bytes)) return Fail("decode step failed");
+    ++done;
+  }
+  const double secs = Seconds(Clock::now() - start);
+  const double tokens_per_s = done * batch / secs;
+  const double bytes_per_step = static_cast<double>(bytes) / done;
+  const double weight_bytes_per_token = bytes_per_step / batch;
+  const double achieved_gbps = bytes / secs / 1e9;
+  const double ratio = achieved_gbps / probe_gbps;
+
+  const std::string key = absl::StrCat("decode_bench/", std::filesystem::path(dir).filename().string(), "/",
+                                       dtype_name, "/batch", batch, "/threads", threads);
+  glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
+  const double previous = baselines.Get(key);
+  const double vs_previous = previous > 0 ? tokens_per_s / previous : 0.0;
+  if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, tokens_per_s);
+
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf(
+        "{\"model\":\"%s\",\"threads\":%d,\"batch\":%d,\"weight_dtype\":\"%s\",\"matmul_path\":\"%s\","
+        "\"steps\":%d,\"tokens_per_s\":%.3f,\"weight_bytes_per_token\":%.0f,\"achieved_gbps\":%.3f,"
+        "\"probe_gbps\":%.3f,\"bandwidth_ratio\":%.4f,\"previous_best_tokens_per_s\":%.3f,"
+        "\"ratio_to_previous_best\":%.4f,\"load_seconds\":%.2f,\"loaded_bytes\":%ld}\n",
+        dir.c_str(), threads, batch, dtype_name.c_str(), glm::kernels::MatMulPathName().c_str(), done, tokens_per_s,
+        weight_bytes_per_token, achieved_gbps, probe_gbps, ratio, previous, vs_previous, load_s,
+        static_cast<long>(loaded_bytes));
+  } else {
+    std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s\n", dir.c_str(),
+                dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathName().c_str());
+    std::printf("batch %d: %.2f tokens/s, %.1f MiB of weights per token, %.2f GB/s achieved\n", batch, tokens_per_s,
+                weight_bytes_per_token / 1048576.0, achieved_gbps);
+    std::printf("read-bandwidth probe %.2f GB/s -> ratio %.3f (bar 0.85)", probe_gbps, ratio);
+    if (previous > 0) std::printf("; %.3fx the previous best (%.2f tokens/s)", vs_previous, previous);
+    std::printf("\n");
+  }
+  return 0;
+}
