@@ -1,0 +1,55 @@
+// The placement planner: (model config, every worker's topology, options) -> PlacementPlan.
+// Pipeline stages own contiguous layer ranges; inside a stage attention heads and dense MLPs are
+// split across the stage's ranks and the routed experts divided among them (see DESIGN.md).
+#ifndef GLM_COORDINATOR_PLACEMENT_PLANNER_H_
+#define GLM_COORDINATOR_PLACEMENT_PLANNER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "protos/placement.pb.h"
+#include "shard_worker/model/model_config.h"
+
+namespace glm::placement {
+
+struct PlannerOptions {
+  int stages = 0;                  // pipeline stages; 0 = one per host
+  // "expert-parallel" (whole experts per rank) or "expert-tensor-parallel" (every rank a slice
+  // of every expert).
+  std::string expert_layout = "expert-parallel";
+  double memory_budget_gib = 0;    // per rank; 0 = the NUMA node's memory minus a reserve
+  double kv_cache_gib = 0;         // per rank, reserved on top of the weights
+  int64_t weight_bytes_per_param = 0;  // 0 = as stored in the checkpoint (BF16 2, FP8 1 + scales)
+  std::string model_name;
+};
+
+// Workers are the ranks 1..N in the order of `workers` (one entry per worker rank: the host
+// topology it runs on and the NUMA node it is bound to). Fails with the numbers when the plan
+// does not fit memory.
+struct WorkerSlot {
+  HostTopology host;
+  int32_t numa_node = 0;  // os index
+};
+
+absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::vector<WorkerSlot>& workers,
+                                   const PlannerOptions& options);
+
+// The worker slots `mpirun --map-by ppr:1:numa` produces for these hosts (rank order: host by
+// host, NUMA node by NUMA node).
+std::vector<WorkerSlot> OnePerNumaNode(const std::vector<HostTopology>& hosts);
+
+// Readable table (host -> NUMA node -> rank: layers, heads, experts, GiB, predicted ms/token).
+std::string PlanToTable(const PlacementPlan& plan);
+// JSON (protobuf JSON mapping) and back; loading validates the plan against the config and
+// world size.
+absl::StatusOr<std::string> PlanToJson(const PlacementPlan& plan);
+absl::StatusOr<PlacementPlan> PlanFromJson(const std::string& json, const model::ModelConfig& config,
+                                           int world_size);
+// Structural checks: every layer in exactly one stage, heads / slices / experts / vocab
+// covered exactly once per stage, ranks 1..N each assigned once.
+absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size);
+
+}  // namespace glm::placement
+
+#endif  // GLM_COORDINATOR_PLACEMENT_PLANNER_H_
