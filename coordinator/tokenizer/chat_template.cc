@@ -1,0 +1,133 @@
+#include "coordinator/tokenizer/chat_template.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/tokenizer/status_macros.h"
+
+namespace glm::tokenizer {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr const char* kSpecialTokenKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                             "pad_token", "cls_token", "mask_token"};
+
+// An AddedToken-like {"content": ...} object or a plain string.
+std::optional<std::string> TokenContent(const OJson& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) {
+    return v["content"].get<std::string>();
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
+    const std::string& path) {
+  fs::path file = path;
+  std::error_code ec;
+  if (fs::is_directory(file, ec)) file /= "tokenizer_config.json";
+  GLM_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+  const OJson config = OJson::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(file.string(), " is not a JSON object"));
+  }
+  std::string source;
+  if (config.contains("chat_template")) {
+    const OJson& ct = config["chat_template"];
+    if (ct.is_string()) {
+      source = ct.get<std::string>();
+    } else if (ct.is_array()) {
+      for (const auto& entry : ct) {
+        if (!entry.is_object() || !entry.contains("template")) continue;
+        if (source.empty() || entry.value("name", std::string()) == "default") {
+          source = entry["template"].get<std::string>();
+        }
+      }
+    }
+  }
+  if (source.empty()) {
+    const fs::path jinja_file = file.parent_path() / "chat_template.jinja";
+    auto jinja = ReadFile(jinja_file);
+    if (!jinja.ok()) {
+      return absl::NotFoundError(absl::StrCat(file.string(), " has no chat_template"));
+    }
+    source = *std::move(jinja);
+  }
+  OJson specials = OJson::object();
+  for (const char* key : kSpecialTokenKeys) {
+    if (!config.contains(key)) continue;
+    if (auto content = TokenContent(config[key])) specials[key] = *content;
+  }
+  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array()) {
+    OJson list = OJson::array();
+    for (const auto& t : config["additional_special_tokens"]) {
+      if (auto content = TokenContent(t)) list.push_back(*content);
+    }
+    specials["additional_special_tokens"] = std::move(list);
+  }
+  auto tmpl = FromString(source, specials);
+  if (!tmpl.ok()) {
+    return absl::Status(tmpl.status().code(),
+                        absl::StrCat(file.string(), ": ", tmpl.status().message()));
+  }
+  return tmpl;
+}
+
+absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromString(
+    std::string_view source, const OJson& special_tokens) {
+  auto ct = std::unique_ptr<ChatTemplate>(new ChatTemplate());
+  GLM_ASSIGN_OR_RETURN(ct->template_, jinja::Template::Parse(source));
+  if (special_tokens.is_object()) ct->special_tokens_ = special_tokens;
+  return ct;
+}
+
+absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& messages,
+                                                 const nlohmann::json& tools,
+                                                 bool add_generation_prompt,
+                                                 const nlohmann::json& extra) const {
+  // Round-trip through text: the cheapest exact conversion between the two JSON flavours.
+  return RenderOrdered(OJson::parse(messages.dump()), OJson::parse(tools.dump()),
+                       add_generation_prompt, OJson::parse(extra.dump()));
+}
+
+absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const OJson& messages, const OJson& tools,
+                                                        bool add_generation_prompt,
+                                                        const OJson& extra) const {
+  if (!messages.is_array()) return absl::InvalidArgumentError("messages must be a list");
+  if (!tools.is_null() && !tools.is_array()) {
+    return absl::InvalidArgumentError("tools must be a list or null");
+  }
+  if (!extra.is_null() && !extra.is_object()) {
+    return absl::InvalidArgumentError("extra template arguments must be an object");
+  }
+  jinja::Value context = jinja::Value::MakeDict();
+  context.Set("messages", jinja::Value::FromJson(messages));
+  context.Set("tools", jinja::Value::FromJson(tools));
+  context.Set("documents", jinja::Value::None());
+  context.Set("add_generation_prompt", jinja::Value::Bool(add_generation_prompt));
+  for (auto it = special_tokens_.begin(); it != special_tokens_.end(); ++it) {
+    context.Set(it.key(), jinja::Value::FromJson(it.value()));
+  }
+  if (extra.is_object()) {
+    for (auto it = extra.begin(); it != extra.end(); ++it) {
+      context.Set(it.key(), jinja::Value::FromJson(it.value()));
+    }
+  }
+  return template_->Render(context.dict());
+}
+
+}  // namespace glm::tokenizer
