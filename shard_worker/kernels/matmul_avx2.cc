@@ -10,47 +10,59 @@
 
 // All kernels have internal linkage and use no std templates, so no AVX2 code can be merged
 // into callers built for the baseline ISA.
-#define GLM_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define GLM_AVX2 __attribute__((target("avx2,fma")))
 #define GLM_AVX2_INLINE GLM_AVX2 __attribute__((always_inline)) inline
 
 namespace glm::kernels {
 namespace {
 
-constexpr int kChunk = 16;  // columns per step: two 8-lane vectors
+constexpr int kLanes = 8;
+// Columns per step: F32 and BF16 two vectors, FP8 four (32 B).
+constexpr int ChunkCols(DType d) { return d == DType::kF8E4M3 ? 32 : 16; }
+constexpr int Interleave(DType d) { return d == DType::kF32 ? 1 : (d == DType::kBF16 ? 2 : 4); }
+
 // 16 ymm registers: tiles of at most 4 tokens and R rows per group so that R·T accumulators plus
-// one row's 2 weight vectors fit, with 6 to 8 independent FMA chains.
+// one row's weight vectors fit, with 6 to 8 independent FMA chains.
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 2, 2, 0, 0, 0, 0};
 
-// e4m3fn → f16 bits (value · 2^-8, the driver folds 2^8 into the scales), → f32, times the
-// column scales. NaN codes decode to ±1.875 (480 · 2^-8, no finite e4m3 value) and are patched.
-GLM_AVX2_INLINE void DecodeFp8(__m128i raw, __m256 s0, __m256 s1, __m256& v0, __m256& v1) {
-  __m256i h = _mm256_cvtepu8_epi16(raw);
-  h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(h, 8), 1),
-                       _mm256_set1_epi16(static_cast<short>(0xbfff)));
-  const __m256 a0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-  const __m256 a1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 nan_code = _mm256_set1_ps(1.875f);
-  const __m256 n0 = _mm256_cmp_ps(_mm256_and_ps(a0, abs_mask), nan_code, _CMP_EQ_OQ);
-  const __m256 n1 = _mm256_cmp_ps(_mm256_and_ps(a1, abs_mask), nan_code, _CMP_EQ_OQ);
-  v0 = _mm256_or_ps(_mm256_mul_ps(a0, s0), n0);  // all-ones bits are a NaN
-  v1 = _mm256_or_ps(_mm256_mul_ps(a1, s1), n1);
+// FP8 e4m3fn, byte K of every 32-bit lane → 8 f32 times the scales s, without shuffles (see
+// matmul_avx512.cc for the bit layout): magnitude to f32 bits 26..20, exponent rebiased by +120,
+// subnormals fixed as 2v - 2^-6, sign copied, NaN codes forced to NaN (all-ones bits).
+template <int K>
+GLM_AVX2_INLINE __m256 DecodeFp8(__m256i d, __m256 s) {
+  constexpr int kShift = 20 - 8 * K;
+  __m256i m = kShift >= 0 ? _mm256_slli_epi32(d, kShift) : _mm256_srli_epi32(d, -kShift);
+  m = _mm256_and_si256(m, _mm256_set1_epi32(0x07f00000));
+  const __m256i nan = _mm256_cmpeq_epi32(m, _mm256_set1_epi32(0x07f00000));
+  const __m256i sub = _mm256_cmpeq_epi32(_mm256_and_si256(m, _mm256_set1_epi32(0x07800000)),
+                                         _mm256_setzero_si256());
+  __m256 v = _mm256_castsi256_ps(_mm256_add_epi32(m, _mm256_set1_epi32(120 << 23)));
+  v = _mm256_blendv_ps(v, _mm256_fmsub_ps(v, _mm256_set1_ps(2.0f), _mm256_set1_ps(0x1p-6f)),
+                       _mm256_castsi256_ps(sub));
+  const __m256i sign_src = K == 3 ? d : _mm256_slli_epi32(d, 24 - 8 * K);  // bit 8K+7 → 31
+  v = _mm256_or_ps(v, _mm256_and_ps(_mm256_castsi256_ps(sign_src),
+                                    _mm256_castsi256_ps(_mm256_set1_epi32(
+                                        static_cast<int>(0x80000000u)))));
+  return _mm256_or_ps(_mm256_mul_ps(v, s), _mm256_castsi256_ps(nan));
 }
 
-// Two f32 vectors of the 16-column chunk starting at p (p points at full, readable bytes).
-template <DType D>
-GLM_AVX2_INLINE void LoadChunk(const uint8_t* p, __m256 s0, __m256 s1, __m256& v0, __m256& v1) {
-  if constexpr (D == DType::kF32) {
-    v0 = _mm256_loadu_ps(reinterpret_cast<const float*>(p));
-    v1 = _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8);
-  } else if constexpr (D == DType::kBF16) {
-    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    v0 = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));  // even columns
-    v1 = _mm256_castsi256_ps(
-        _mm256_and_si256(raw, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));  // odd
-  } else {
-    DecodeFp8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), s0, s1, v0, v1);
+// acc[t] += v · x[t · pitch] for every token.
+template <int T>
+GLM_AVX2_INLINE void FmaTokens(__m256 v, const float* x, int64_t pitch, __m256 (&acc)[T]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(v, _mm256_load_ps(x + t * pitch), acc[t]);
+}
+
+// FP8 step, vector K of the chunk for every row and token.
+template <int K, int R, int T>
+GLM_AVX2_INLINE void Fp8Quarter(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
+                                int64_t pitch, const float* scales, __m256 (&acc)[R][T]) {
+  const __m256 s = _mm256_load_ps(scales + c + K * kLanes);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r]));
+    FmaTokens<T>(DecodeFp8<K>(raw, s), xp + c + K * kLanes, pitch, acc[r]);
   }
 }
 
@@ -62,25 +74,33 @@ GLM_AVX2_INLINE float Reduce(__m256 s) {
   return _mm_cvtss_f32(q);
 }
 
-// FMA chunk c of R rows (row i's chunk bytes at rows[i]) into the R × T accumulators, first
-// vector then second.
+// One step: chunk c of R rows (row i's chunk bytes at rows[i], all readable) into the R × T
+// accumulators, vector 0 first.
 template <DType D, int R, int T>
 GLM_AVX2_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
                           int64_t pitch, const float* scales, __m256 (&acc)[R][T]) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-  if constexpr (D == DType::kF8E4M3) {
-    s0 = _mm256_loadu_ps(scales + c);
-    s1 = _mm256_loadu_ps(scales + c + 8);
-  }
+  if constexpr (D == DType::kF32) {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    __m256 v0, v1;
-    LoadChunk<D>(rows[r], s0, s1, v0, v1);
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      __m256 a = _mm256_fmadd_ps(v0, _mm256_loadu_ps(xp + t * pitch + c), acc[r][t]);
-      acc[r][t] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(xp + t * pitch + c + 8), a);
+    for (int r = 0; r < R; ++r) {
+      const float* p = reinterpret_cast<const float*>(rows[r]);
+      FmaTokens<T>(_mm256_loadu_ps(p), xp + c, pitch, acc[r]);
+      FmaTokens<T>(_mm256_loadu_ps(p + 8), xp + c + 8, pitch, acc[r]);
     }
+  } else if constexpr (D == DType::kBF16) {
+    // 16 bf16 in 8 lanes: lane << 16 is the even column, lane & 0xffff0000 the odd one.
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r]));
+      FmaTokens<T>(_mm256_castsi256_ps(_mm256_slli_epi32(raw, 16)), xp + c, pitch, acc[r]);
+      FmaTokens<T>(_mm256_castsi256_ps(_mm256_and_si256(
+                       raw, _mm256_set1_epi32(static_cast<int>(0xffff0000u)))),
+                   xp + c + 8, pitch, acc[r]);
+    }
+  } else {
+    Fp8Quarter<0, R, T>(rows, c, xp, pitch, scales, acc);
+    Fp8Quarter<1, R, T>(rows, c, xp, pitch, scales, acc);
+    Fp8Quarter<2, R, T>(rows, c, xp, pitch, scales, acc);
+    Fp8Quarter<3, R, T>(rows, c, xp, pitch, scales, acc);
   }
 }
 
@@ -90,6 +110,7 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
                     int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
                     int64_t y_stride) {
   constexpr int64_t kEs = DTypeSize(D);
+  constexpr int kChunk = ChunkCols(D);
   __m256 acc[R][T];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -135,17 +156,17 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
 template <DType D, int... Ts>
 void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
+  k.chunk_cols[d] = ChunkCols(D);
+  k.interleave[d] = Interleave(D);
+  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
   ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
 }
 
 SimdKernelSet MakeKernelSet() {
   SimdKernelSet k;
-  k.chunk_cols = kChunk;
-  k.bf16_even_odd = true;
-  k.fp8_scale_factor = 256.0f;
+  k.lanes = kLanes;
   k.max_tile_tokens = kTileTokens;
-  for (int t = 0; t <= kMaxTileTokens; ++t) k.rows_per_group[t] = kGroupRows[t];
   auto tiles = std::make_integer_sequence<int, kTileTokens>();
   FillDType<DType::kF32>(k, tiles);
   FillDType<DType::kBF16>(k, tiles);
@@ -157,8 +178,7 @@ SimdKernelSet MakeKernelSet() {
 
 bool CpuSupportsAvx2MatMul() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
 void MatMulRowsAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,

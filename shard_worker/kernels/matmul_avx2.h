@@ -1,8 +1,9 @@
-// AVX2 + FMA + F16C matmul path, the fallback for x86-64 CPUs without AVX-512. Accumulation
-// layout, fixed by cols and dtype alone: one 8-lane f32 accumulator per (row, token); per
-// 16-column chunk two FMAs in order —
-//   F32, FP8: chunk columns 0..7, then 8..15;
-//   BF16:     the chunk's even columns, then its odd ones;
+// AVX2 + FMA matmul path, the fallback for x86-64 CPUs without AVX-512. Accumulation layout,
+// fixed by cols and dtype alone: one 8-lane f32 accumulator per (row, token); per chunk, one FMA
+// per vector in order —
+//   F32:  16-column chunks, columns 0..7 then 8..15;
+//   BF16: 16-column chunks, the even columns then the odd ones;
+//   FP8:  32-column chunks, vector K holding columns 4j + K;
 // the last partial chunk is zero-padded, then the lanes are reduced 8→4→2→1.
 // Weights are decoded to f32 exactly and multiplied with f32 activations by FMA.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_AVX2_H_

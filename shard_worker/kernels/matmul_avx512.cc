@@ -17,66 +17,44 @@
 // Everything below that touches zmm registers carries this target; nothing here is templated on
 // std types, so no COMDAT function compiled for AVX-512 can be picked by the linker for callers
 // on other CPUs (all kernels have internal linkage).
-#define GLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define GLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 #define GLM_AVX512_INLINE GLM_AVX512 __attribute__((always_inline)) inline
 
 namespace glm::kernels {
 namespace {
 
-constexpr int kChunk = 32;  // columns per step: two 16-lane vectors
+constexpr int kLanes = 16;
+// Columns per step: F32 and BF16 two vectors (64 B of BF16), FP8 four (one 64 B line).
+constexpr int ChunkCols(DType d) { return d == DType::kF8E4M3 ? 64 : 32; }
+constexpr int Interleave(DType d) { return d == DType::kF32 ? 1 : (d == DType::kBF16 ? 2 : 4); }
 
 // Token tiles of at most 4 and rows per group R: at least 8 independent FMA chains (R·T), at
-// most 26 live zmm (R·T accumulators + 2·R weights), and each activation load shared by R rows.
-// Activations of 8 tokens × 4096+ columns do not fit L1, so R matters: at T = 8 one pass of
-// R = 1 would re-read 128 KiB of activations from L2 per row; two tiles of 4 tokens × R = 4 read
-// 32 KiB per row (the rows' second pass hits L1/L2).
+// most ~26 live zmm, and each activation load shared by R rows. Activations of 8 tokens × 4096+
+// columns do not fit L1, so R matters: at T = 8 one pass of R = 1 would re-read 128 KiB of
+// activations from L2 per row; two tiles of 4 tokens × R = 4 read 32 KiB per row (the rows'
+// second pass hits L1/L2).
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 4, 4, 0, 0, 0, 0};
 
-// e4m3fn → f16 bits S.EEEE.MMM → S.0EEEE.MMM0000000: the f16 value is the e4m3 value · 2^-8
-// (subnormals included); the driver folds 2^8 into the scales. NaN codes (|b| = 0x7f) would
-// decode as 480·2^-8, so they are patched through a mask.
-GLM_AVX512_INLINE void DecodeFp8(__m256i raw, __m512 s0, __m512 s1, __m512& v0, __m512& v1) {
-  const __mmask32 nan =
-      _mm256_cmpeq_epi8_mask(_mm256_or_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80))),
-                             _mm256_set1_epi8(-1));
-  __m512i h = _mm512_cvtepu8_epi16(raw);
-  h = _mm512_and_si512(_mm512_srai_epi16(_mm512_slli_epi16(h, 8), 1),
-                       _mm512_set1_epi16(static_cast<short>(0xbfff)));
-  const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
-  v0 = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(~nan),
-                          _mm512_cvtph_ps(_mm512_castsi512_si256(h)), s0);
-  v1 = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(~nan >> 16),
-                          _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), s1);
-}
-
-// Two f32 vectors of the chunk at column c of one row; n < kChunk: only n real columns (masked
-// loads read nothing past them and yield zeros).
-template <DType D, bool kTail>
-GLM_AVX512_INLINE void LoadChunk(const uint8_t* row, int64_t c, int n, __m512 s0, __m512 s1,
-                                 __m512& v0, __m512& v1) {
-  const __mmask32 m = kTail ? static_cast<__mmask32>((uint64_t{1} << n) - 1) : ~__mmask32{0};
-  if constexpr (D == DType::kF32) {
-    const float* p = reinterpret_cast<const float*>(row) + c;
-    if constexpr (kTail) {
-      v0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), p);
-      v1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), p + 16);
-    } else {
-      v0 = _mm512_loadu_ps(p);
-      v1 = _mm512_loadu_ps(p + 16);
-    }
-  } else if constexpr (D == DType::kBF16) {
-    const uint16_t* p = reinterpret_cast<const uint16_t*>(row) + c;
-    __m512i raw = kTail ? _mm512_maskz_loadu_epi16(m, p) : _mm512_loadu_si512(p);
-    v0 = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));  // even columns
-    v1 = _mm512_castsi512_ps(
-        _mm512_and_si512(raw, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));  // odd
-  } else {
-    const uint8_t* p = row + c;
-    __m256i raw = kTail ? _mm256_maskz_loadu_epi8(m, p)
-                        : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    DecodeFp8(raw, s0, s1, v0, v1);
-  }
+// FP8 e4m3fn, byte K of every 32-bit lane of d → 16 f32, times the scales s, without shuffles:
+// the magnitude bits EEEE.MMM go to f32 bits 26..20 and the exponent is rebiased by an integer
+// add (+120), exact for normal codes. Subnormals (E = 0) come out as 2^-7·1.MMM and are fixed to
+// 2^-6·0.MMM = 2v - 2^-6 (exact). NaN codes (E.MMM = 1111.111) would read 480 and are patched.
+template <int K>
+GLM_AVX512_INLINE __m512 DecodeFp8(__m512i d, __m512 s) {
+  constexpr int kShift = 20 - 8 * K;
+  __m512i m = kShift >= 0 ? _mm512_slli_epi32(d, kShift) : _mm512_srli_epi32(d, -kShift);
+  m = _mm512_and_si512(m, _mm512_set1_epi32(0x07f00000));
+  const __mmask16 nan = _mm512_cmpeq_epi32_mask(m, _mm512_set1_epi32(0x07f00000));
+  const __mmask16 sub = _mm512_testn_epi32_mask(m, _mm512_set1_epi32(0x07800000));
+  __m512 v = _mm512_castsi512_ps(_mm512_add_epi32(m, _mm512_set1_epi32(120 << 23)));
+  v = _mm512_mask_fmsub_ps(v, sub, _mm512_set1_ps(2.0f), _mm512_set1_ps(0x1p-6f));
+  const __m512i sign_src = K == 3 ? d : _mm512_slli_epi32(d, 24 - 8 * K);  // bit 8K+7 → 31
+  // v | (sign_src & 0x80000000)
+  v = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+      _mm512_castps_si512(v), sign_src, _mm512_set1_epi32(static_cast<int>(0x80000000u)), 0xf8));
+  return _mm512_mask_mul_ps(_mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()),
+                            static_cast<__mmask16>(~nan), v, s);
 }
 
 // 16 lanes reduced 16 → 8 → 4 → 2 → 1 in one fixed tree.
@@ -89,28 +67,73 @@ GLM_AVX512_INLINE float Reduce(__m512 s) {
   return _mm_cvtss_f32(q);
 }
 
-// One step: FMA chunk c of R rows into the R × T accumulators (first vector, then second).
+// acc[r][t] += v · x[t] for every token.
+template <int T>
+GLM_AVX512_INLINE void FmaTokens(__m512 v, const __m512 (&x)[T], __m512 (&acc)[T]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(v, x[t], acc[t]);
+}
+
+// FP8 step, vector K of the chunk: every row's lanes decoded and FMA'd for every token (the
+// rows' 64 B are re-read from L1 for each K rather than held in registers).
+template <int K, int R, int T, bool kTail>
+GLM_AVX512_INLINE void Fp8Quarter(const uint8_t* w, int64_t row_bytes, int64_t c, __mmask64 m,
+                                  const float* xp, int64_t pitch, const float* scales,
+                                  __m512 (&acc)[R][T]) {
+  const __m512 s = _mm512_load_ps(scales + c + K * kLanes);
+  __m512 x[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) x[t] = _mm512_load_ps(xp + t * pitch + c + K * kLanes);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* p = w + r * row_bytes + c;
+    __m512i raw = kTail ? _mm512_maskz_loadu_epi8(m, p) : _mm512_loadu_si512(p);
+    FmaTokens<T>(DecodeFp8<K>(raw, s), x, acc[r]);
+  }
+}
+
+// One step: the chunk at column c of R rows into the R × T accumulators, vector 0 first. With
+// kTail only n < chunk real columns are read (masked loads yield zeros past them).
 template <DType D, int R, int T, bool kTail>
 GLM_AVX512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int n,
                             const float* xp, int64_t pitch, const float* scales,
                             __m512 (&acc)[R][T]) {
-  constexpr int64_t kEs = DTypeSize(D);
-  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-  if constexpr (D == DType::kF8E4M3) {
-    s0 = _mm512_loadu_ps(scales + c);
-    s1 = _mm512_loadu_ps(scales + c + 16);
+  const __mmask64 m = kTail ? (uint64_t{1} << n) - 1 : ~uint64_t{0};
+  __m512 x[2][T];
+  if constexpr (D != DType::kF8E4M3) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+#pragma GCC unroll 2
+      for (int k = 0; k < 2; ++k) x[k][t] = _mm512_load_ps(xp + t * pitch + c + k * kLanes);
   }
-  __m512 v0[R], v1[R];
+
+  if constexpr (D == DType::kF32) {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-    LoadChunk<D, kTail>(w + r * row_bytes + c * kEs, 0, n, s0, s1, v0[r], v1[r]);
+    for (int r = 0; r < R; ++r) {
+      const float* p = reinterpret_cast<const float*>(w + r * row_bytes) + c;
+      __m512 v0 = kTail ? _mm512_maskz_loadu_ps(static_cast<__mmask16>(m), p) : _mm512_loadu_ps(p);
+      __m512 v1 = kTail ? _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> 16), p + 16)
+                        : _mm512_loadu_ps(p + 16);
+      FmaTokens<T>(v0, x[0], acc[r]);
+      FmaTokens<T>(v1, x[1], acc[r]);
+    }
+  } else if constexpr (D == DType::kBF16) {
+    // 32 bf16 in 16 lanes: lane << 16 is the even column, lane & 0xffff0000 the odd one.
 #pragma GCC unroll 8
-  for (int t = 0; t < T; ++t) {
-    const __m512 x0 = _mm512_loadu_ps(xp + t * pitch + c);
-    const __m512 x1 = _mm512_loadu_ps(xp + t * pitch + c + 16);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      acc[r][t] = _mm512_fmadd_ps(v1[r], x1, _mm512_fmadd_ps(v0[r], x0, acc[r][t]));
+    for (int r = 0; r < R; ++r) {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(w + r * row_bytes) + c;
+      __m512i raw = kTail ? _mm512_maskz_loadu_epi16(static_cast<__mmask32>(m), p)
+                          : _mm512_loadu_si512(p);
+      FmaTokens<T>(_mm512_castsi512_ps(_mm512_slli_epi32(raw, 16)), x[0], acc[r]);
+      FmaTokens<T>(_mm512_castsi512_ps(_mm512_and_si512(
+                       raw, _mm512_set1_epi32(static_cast<int>(0xffff0000u)))),
+                   x[1], acc[r]);
+    }
+  } else {
+    Fp8Quarter<0, R, T, kTail>(w, row_bytes, c, m, xp, pitch, scales, acc);
+    Fp8Quarter<1, R, T, kTail>(w, row_bytes, c, m, xp, pitch, scales, acc);
+    Fp8Quarter<2, R, T, kTail>(w, row_bytes, c, m, xp, pitch, scales, acc);
+    Fp8Quarter<3, R, T, kTail>(w, row_bytes, c, m, xp, pitch, scales, acc);
   }
 }
 
@@ -120,6 +143,7 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
                       int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
                       int64_t y_stride) {
   constexpr int64_t kEs = DTypeSize(D);
+  constexpr int kChunk = ChunkCols(D);
   __m512 acc[R][T];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -155,17 +179,17 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
 template <DType D, int... Ts>
 void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
+  k.chunk_cols[d] = ChunkCols(D);
+  k.interleave[d] = Interleave(D);
+  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
   ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
 }
 
 SimdKernelSet MakeKernelSet() {
   SimdKernelSet k;
-  k.chunk_cols = kChunk;
-  k.bf16_even_odd = true;
-  k.fp8_scale_factor = 256.0f;
+  k.lanes = kLanes;
   k.max_tile_tokens = kTileTokens;
-  for (int t = 0; t <= kMaxTileTokens; ++t) k.rows_per_group[t] = kGroupRows[t];
   auto tiles = std::make_integer_sequence<int, kTileTokens>();
   FillDType<DType::kF32>(k, tiles);
   FillDType<DType::kBF16>(k, tiles);
@@ -179,7 +203,7 @@ bool CpuSupportsAvx512MatMul() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
-         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+         __builtin_cpu_supports("fma");
 }
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,

@@ -1,13 +1,16 @@
-// AVX-512 (F/BW/VL + F16C) matmul path. Accumulation layout, fixed by cols and dtype alone: one
-// 16-lane f32 accumulator per (row, token); per 32-column chunk two FMAs in order —
-//   F32, FP8: chunk columns 0..15, then 16..31;
-//   BF16:     the chunk's even columns, then its odd ones (a bf16 load split by shift/mask, no
-//             shuffles; activations are pre-permuted to match);
-// the last partial chunk is zero-padded, then the lanes are reduced 16→8→4→2→1.
-// Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does) and
-// multiplied with f32 activations by FMA; there is no bf16 rounding of activations (so no
-// vdpbf16ps). Rows are processed in groups (8 at one token, 4 otherwise) and tokens in tiles of
-// up to 4; neither changes any output's arithmetic.
+// AVX-512 (F/BW/VL) matmul path. Accumulation layout, fixed by cols and dtype alone: one 16-lane
+// f32 accumulator per (row, token); per chunk, one FMA per vector in order —
+//   F32:  32-column chunks, columns 0..15 then 16..31;
+//   BF16: 32-column chunks, the even columns then the odd ones (a bf16 load split by shift and
+//         mask, no shuffles);
+//   FP8:  64-column chunks (one cache line), vector K holding columns 4j + K (byte K of each
+//         32-bit lane, decoded by shifts and integer ops, no shuffles);
+// activations and scales are pre-permuted to match; the last partial chunk is zero-padded, then
+// the lanes are reduced 16→8→4→2→1.
+// Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does, NaN
+// codes included) and multiplied with f32 activations by FMA; there is no bf16 rounding of
+// activations (so no vdpbf16ps). Rows go in groups (8 at one token, 4 otherwise) and tokens in
+// tiles of up to 4; neither changes any output's arithmetic.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
 

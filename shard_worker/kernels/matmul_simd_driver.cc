@@ -23,37 +23,27 @@ float* AlignedScratch(std::vector<float>& v, int64_t n) {
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
 }
 
-// xp[t][pitch] from x[t][x_stride]: zero padded; for even_odd, chunk-local even columns first.
-void PrepareActivations(const float* x, int64_t n_tokens, int64_t x_stride, int64_t cols,
-                        int64_t pitch, int chunk, bool even_odd, float* xp) {
-  const int half = chunk / 2;
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    const float* src = x + t * x_stride;
-    float* dst = xp + t * pitch;
-    if (!even_odd) {
-      std::memcpy(dst, src, cols * sizeof(float));
-      std::fill(dst + cols, dst + pitch, 0.0f);
-      continue;
-    }
-    for (int64_t c0 = 0; c0 < pitch; c0 += chunk) {
-      for (int j = 0; j < half; ++j) {
-        int64_t ce = c0 + 2 * j, co = ce + 1;
-        dst[c0 + j] = ce < cols ? src[ce] : 0.0f;
-        dst[c0 + half + j] = co < cols ? src[co] : 0.0f;
-      }
-    }
+// dst[pitch] from src[cols]: zero padded, each chunk in the lane order of SimdKernelSet.
+void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, int lanes,
+                int interleave, float* dst) {
+  if (interleave <= 1) {
+    std::memcpy(dst, src, cols * sizeof(float));
+    std::fill(dst + cols, dst + pitch, 0.0f);
+    return;
   }
+  for (int64_t c0 = 0; c0 < pitch; c0 += chunk)
+    for (int k = 0; k < interleave; ++k)
+      for (int j = 0; j < lanes; ++j) {
+        int64_t c = c0 + static_cast<int64_t>(interleave) * j + k;
+        dst[c0 + k * lanes + j] = c < cols ? src[c] : 0.0f;
+      }
 }
 
 // Per-column multiplier of scale-block row `sb` (handles any block_cols, partial last block).
-void ExpandScales(const WeightView& w, int64_t sb, int64_t pitch, float factor, float* out) {
+void ExpandScales(const WeightView& w, int64_t sb, float* out) {
   const float* row = w.block_scales + sb * w.scale_cols;
-  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b) {
-    int64_t c1 = std::min(w.cols, c0 + w.block_cols);
-    float s = row[b] * factor;  // exact: a power-of-two factor
-    std::fill(out + c0, out + c1, s);
-  }
-  std::fill(out + w.cols, out + pitch, 0.0f);
+  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b)
+    std::fill(out + c0, out + std::min(w.cols, c0 + w.block_cols), row[b]);
 }
 
 }  // namespace
@@ -72,17 +62,19 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     return;
   }
   const int d = static_cast<int>(w.dtype);
-  const int64_t pitch = (cols + k.chunk_cols - 1) / k.chunk_cols * k.chunk_cols;
+  const int chunk = k.chunk_cols[d], interleave = k.interleave[d];
+  const int64_t pitch = (cols + chunk - 1) / chunk * chunk;
   const int64_t row_bytes = cols * DTypeSize(w.dtype);
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t pf = MatMulPrefetchBytes();
 
-  thread_local std::vector<float> x_buf, scale_buf;
+  thread_local std::vector<float> x_buf, scale_buf, natural_buf;
   float* xp = AlignedScratch(x_buf, n_tokens * pitch);
-  PrepareActivations(x, n_tokens, x_stride, cols, pitch, k.chunk_cols,
-                     w.dtype == DType::kBF16 && k.bf16_even_odd, xp);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    PermuteRow(x + t * x_stride, cols, pitch, chunk, k.lanes, interleave, xp + t * pitch);
   const bool fp8 = w.dtype == DType::kF8E4M3;
   float* scales = fp8 ? AlignedScratch(scale_buf, pitch) : nullptr;
+  float* natural = fp8 ? AlignedScratch(natural_buf, cols) : nullptr;
   int64_t scale_block = -1;  // which scale row `scales` holds (never reused across calls)
 
   const int tile = k.max_tile_tokens;
@@ -96,7 +88,7 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     const int64_t rb1 = std::min(row_end, rb0 + block_rows);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
       const int tt = static_cast<int>(std::min<int64_t>(tile, n_tokens - t0));
-      const int group = k.rows_per_group[tt];
+      const int group = k.rows_per_group[d][tt];
       SimdBlockFn grouped = k.grouped[d][tt], single = k.single[d][tt];
       const float* xt = xp + t0 * pitch;
       float* yt = y + t0 * y_stride;
@@ -105,7 +97,8 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
         if (fp8) {
           int64_t sb = (r + w.row_offset) / w.block_rows;
           if (sb != scale_block) {
-            ExpandScales(w, sb, pitch, k.fp8_scale_factor, scales);
+            ExpandScales(w, sb, natural);
+            PermuteRow(natural, cols, pitch, chunk, k.lanes, interleave, scales);
             scale_block = sb;
           }
           limit = std::min(limit, (sb + 1) * w.block_rows - w.row_offset);

@@ -19,10 +19,10 @@ namespace glm::kernels {
 // One block kernel: R consecutive weight rows (R fixed by the kernel) × T tokens (fixed too).
 //   w          first row's bytes; row i is at w + i * row_bytes
 //   cols       real columns; the kernel reads weights up to cols only (masked or copied tails)
-//   xp         prepared activations [T][x_pitch] f32, x_pitch = cols rounded up to chunk_cols,
-//              zero beyond cols, in the ISA's lane order (see SimdKernelSet::bf16_even_odd)
-//   scales     kF8E4M3 only: [x_pitch] per-column multiplier of the rows' scale block (zero
-//              padded, already times SimdKernelSet::fp8_scale_factor); nullptr otherwise
+//   xp         prepared activations [T][x_pitch] f32, x_pitch = cols rounded up to the dtype's
+//              chunk, zero beyond cols, in the kernel's lane order (see SimdKernelSet::interleave)
+//   scales     kF8E4M3 only: [x_pitch] per-column multiplier of the rows' scale block, zero
+//              padded, in the same lane order; nullptr otherwise
 //   pf_bytes   software prefetch distance in the row stream (0 = none)
 //   y          y[t * y_stride + i] receives token t, row i of the group
 using SimdBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
@@ -32,14 +32,17 @@ using SimdBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, int64_t cols, 
 inline constexpr int kMaxTileTokens = 8;
 
 struct SimdKernelSet {
-  int chunk_cols = 0;         // columns per accumulation step (2 vectors)
-  // kBF16 x layout: each chunk holds its even columns, then its odd ones, matching a bf16 load
-  // split into (lane << 16, lane & 0xffff0000) without shuffles.
-  bool bf16_even_odd = true;
-  float fp8_scale_factor = 1;  // kernels decode e4m3 via f16 bits, which is value · 2^-8
+  int lanes = 0;  // f32 lanes per vector
+  // Per dtype: columns per accumulation step, and how a step's columns map onto its vectors.
+  // interleave 1: vector k holds columns [k·lanes, (k+1)·lanes) of the chunk (natural order);
+  // interleave F > 1 (chunk = F·lanes): vector k, lane j holds chunk column F·j + k — what a
+  // load of F packed narrow elements per 32-bit lane decodes to without shuffles (BF16: F = 2,
+  // shift/mask; FP8: F = 4, shifts). Activations and scales are permuted to match, once per call.
+  int chunk_cols[3] = {};
+  int interleave[3] = {};
   int max_tile_tokens = kMaxTileTokens;
-  int rows_per_group[kMaxTileTokens + 1] = {};  // R of grouped[d][T]
-  SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[T]
+  int rows_per_group[3][kMaxTileTokens + 1] = {};  // [dtype][T]: R of grouped[d][T]
+  SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[d][T]
   SimdBlockFn single[3][kMaxTileTokens + 1] = {};   // [dtype][T], R = 1
 };
 

@@ -1,0 +1,242 @@
+// GEMV/GEMM throughput of every supported matmul path, in GB/s of weight bytes streamed, next to
+// the machine's read and triad bandwidth measured in the same run:
+//
+//   matmul_bench [--threads N] [--rows R --cols C] [--dtype bf16|f32|fp8[,..]] [--tokens T[,..]]
+//                [--path NAME] [--prefetch BYTES] [--min-seconds S] [--json]
+//
+// "read" is the best read-probe pass interleaved with that row's passes; "vs read" the ratio.
+// Defaults: all cores, 4096 columns, rows for a 64 MiB matrix (twice this machine's L3, so each
+// pass comes from DRAM), bf16 and fp8, 1 and 8 tokens. Decode is bandwidth-bound, so the
+// "vs read" ratio is how close a path gets to what the memory system can deliver.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bandwidth_probe.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/matmul_simd_driver.h"
+#include "shard_worker/kernels/thread_pool.h"
+
+namespace glm::bench {
+namespace {
+
+using kernels::DType;
+
+struct Options {
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int64_t rows = 0;  // 0: sized for kDefaultMatrixBytes
+  int64_t cols = 4096;
+  std::vector<DType> dtypes = {DType::kBF16, DType::kF8E4M3};
+  std::vector<int64_t> tokens = {1, 8};
+  std::string path;  // empty: every supported path
+  int64_t prefetch = -1;
+  double min_seconds = 0.15;
+  bool json = false;
+};
+
+constexpr int64_t kDefaultMatrixBytes = int64_t{64} << 20;
+constexpr int64_t kProbeBytes = int64_t{128} << 20;
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+bool ParseDType(const std::string& s, DType* d) {
+  if (s == "bf16") *d = DType::kBF16;
+  else if (s == "f32") *d = DType::kF32;
+  else if (s == "fp8") *d = DType::kF8E4M3;
+  else return false;
+  return true;
+}
+
+[[noreturn]] void Usage(const char* error) {
+  std::fprintf(stderr,
+               "%s\nusage: matmul_bench [--threads N] [--rows R --cols C] "
+               "[--dtype bf16|f32|fp8[,..]] [--tokens T[,..]] [--path NAME] "
+               "[--prefetch BYTES] [--min-seconds S] [--json]\n",
+               error);
+  std::exit(2);
+}
+
+Options ParseArgs(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) Usage(("missing value for " + a).c_str());
+      return argv[++i];
+    };
+    if (a == "--threads") o.threads = std::max(1, std::atoi(value().c_str()));
+    else if (a == "--rows") o.rows = std::atoll(value().c_str());
+    else if (a == "--cols") o.cols = std::atoll(value().c_str());
+    else if (a == "--path") o.path = value();
+    else if (a == "--prefetch") o.prefetch = std::atoll(value().c_str());
+    else if (a == "--min-seconds") o.min_seconds = std::atof(value().c_str());
+    else if (a == "--json") o.json = true;
+    else if (a == "--dtype") {
+      o.dtypes.clear();
+      for (const auto& s : Split(value())) {
+        DType d;
+        if (!ParseDType(s, &d)) Usage(("unknown dtype " + s).c_str());
+        o.dtypes.push_back(d);
+      }
+    } else if (a == "--tokens") {
+      o.tokens.clear();
+      for (const auto& s : Split(value())) o.tokens.push_back(std::max(1LL, std::atoll(s.c_str())));
+    } else if (a == "--help" || a == "-h") {
+      Usage("");
+    } else {
+      Usage(("unknown argument " + a).c_str());
+    }
+  }
+  if (o.cols <= 0 || o.rows < 0 || o.dtypes.empty() || o.tokens.empty()) Usage("bad sizes");
+  return o;
+}
+
+// Random weights in the given format (FP8: no NaN codes, 128×128 block scales).
+struct BenchWeights {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  kernels::WeightView view;
+};
+
+BenchWeights MakeWeights(DType dtype, int64_t rows, int64_t cols) {
+  BenchWeights b;
+  b.data.resize(rows * cols * kernels::DTypeSize(dtype));
+  std::mt19937_64 rng(1);
+  for (size_t i = 0; i + 8 <= b.data.size(); i += 8) {
+    uint64_t v = rng() & 0x3e3e3e3e3e3e3e3eull;  // small, finite values in every format
+    std::memcpy(b.data.data() + i, &v, 8);
+  }
+  b.view.dtype = dtype;
+  b.view.rows = rows;
+  b.view.cols = cols;
+  b.view.data = b.data.data();
+  if (dtype == DType::kF8E4M3) {
+    b.view.scale_cols = (cols + 127) / 128;
+    b.scales.assign(((rows + 127) / 128) * b.view.scale_cols, 1e-3f);
+    b.view.block_scales = b.scales.data();
+  }
+  return b;
+}
+
+struct Result {
+  std::string path;
+  DType dtype;
+  int64_t rows;
+  int64_t tokens;
+  double seconds;     // best pass
+  double gbps;        // weight bytes / best pass
+  double read_gbps;   // best read-probe pass interleaved with this run's passes
+};
+
+// Alternates matmul passes with read-probe passes (best of each), so that on a shared machine
+// the ratio compares like with like.
+Result RunOne(const std::string& path, const BenchWeights& w, int64_t tokens,
+              kernels::ThreadPool* pool, ReadBandwidthProbe* probe, double min_seconds) {
+  kernels::ForceMatMulPath(path);
+  std::vector<float> x(tokens * w.view.cols), y(tokens * w.view.rows);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal;
+  for (float& v : x) v = normal(rng);
+  kernels::MatMul(x.data(), tokens, w.view, y.data(), pool);  // warm-up (thread-local buffers)
+  double best = 1e30, total = 0, probe_best = 1e30;
+  for (int rep = 0; rep < 3 || (total < min_seconds && rep < 40); ++rep) {
+    probe_best = std::min(probe_best, probe->PassSeconds());
+    auto start = std::chrono::steady_clock::now();
+    kernels::MatMul(x.data(), tokens, w.view, y.data(), pool);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::min(best, s);
+    total += s;
+  }
+  return {path,
+          w.view.dtype,
+          w.view.rows,
+          tokens,
+          best,
+          static_cast<double>(w.view.bytes()) / best / 1e9,
+          static_cast<double>(probe->bytes()) / probe_best / 1e9};
+}
+
+std::string DTypeLabel(DType d) {
+  return d == DType::kBF16 ? "bf16" : (d == DType::kF32 ? "f32" : "fp8");
+}
+
+}  // namespace
+}  // namespace glm::bench
+
+int main(int argc, char** argv) {
+  using namespace glm;
+  using namespace glm::bench;
+  Options o = ParseArgs(argc, argv);
+  if (o.prefetch >= 0) kernels::SetMatMulPrefetchBytes(o.prefetch);
+  kernels::ThreadPool pool(o.threads);
+
+  std::vector<std::string> paths;
+  for (const auto& p : kernels::SupportedMatMulPaths())
+    if (o.path.empty() || p.name == o.path) paths.push_back(p.name);
+  if (paths.empty()) Usage(("path not supported here: " + o.path).c_str());
+  const std::string default_path = kernels::SupportedMatMulPaths().front().name;
+
+  const double triad_gbps = MeasureTriadBandwidthGBps(&pool, kProbeBytes, 5);
+  ReadBandwidthProbe probe(&pool, kProbeBytes);
+  double read_gbps = 0;  // best over the whole run
+
+  std::vector<Result> results;
+  for (DType d : o.dtypes) {
+    int64_t rows = o.rows > 0 ? o.rows
+                              : std::max<int64_t>(1, kDefaultMatrixBytes /
+                                                         (o.cols * kernels::DTypeSize(d)));
+    BenchWeights w = MakeWeights(d, rows, o.cols);
+    for (int64_t t : o.tokens)
+      for (const auto& p : paths) {
+        results.push_back(RunOne(p, w, t, &pool, &probe, o.min_seconds));
+        read_gbps = std::max(read_gbps, results.back().read_gbps);
+      }
+  }
+  kernels::ForceMatMulPath(default_path);
+
+  if (o.json) {
+    std::printf("{\"threads\": %d, \"best_read_gbps\": %.2f, \"triad_gbps\": %.2f, "
+                "\"prefetch_bytes\": %lld, \"results\": [",
+                o.threads, read_gbps, triad_gbps,
+                static_cast<long long>(kernels::MatMulPrefetchBytes()));
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
+      std::printf("%s\n  {\"path\": \"%s\", \"dtype\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
+                  "\"tokens\": %lld, \"ms\": %.4f, \"gbps\": %.2f, \"read_gbps\": %.2f, "
+                  "\"vs_read\": %.3f, \"vs_triad\": %.3f}",
+                  i ? "," : "", r.path.c_str(), DTypeLabel(r.dtype).c_str(),
+                  static_cast<long long>(r.rows), static_cast<long long>(o.cols),
+                  static_cast<long long>(r.tokens), r.seconds * 1e3, r.gbps, r.read_gbps,
+                  r.gbps / r.read_gbps, r.gbps / triad_gbps);
+    }
+    std::printf("\n]}\n");
+    return 0;
+  }
+  std::printf("threads %d   read %.1f GB/s (best)   triad %.1f GB/s   (probes over %lld MiB)   "
+              "prefetch %lld B\n",
+              o.threads, read_gbps, triad_gbps, static_cast<long long>(kProbeBytes >> 20),
+              static_cast<long long>(kernels::MatMulPrefetchBytes()));
+  std::printf("%-9s %-5s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
+              "ms", "GB/s", "read", "vs read", "vs triad");
+  for (const Result& r : results) {
+    std::string shape = std::to_string(r.rows) + "x" + std::to_string(o.cols);
+    std::printf("%-9s %-5s %-12s %6lld %9.3f %8.1f %8.1f %8.2f %8.2f\n", r.path.c_str(),
+                DTypeLabel(r.dtype).c_str(), shape.c_str(), static_cast<long long>(r.tokens),
+                r.seconds * 1e3, r.gbps, r.read_gbps, r.gbps / r.read_gbps, r.gbps / triad_gbps);
+  }
+  return 0;
+}
