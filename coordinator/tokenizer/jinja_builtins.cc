@@ -352,7 +352,7 @@ std::optional<Value> DictMethod(const Value& self, const std::string& name) {
     return Method(self, name, [self, n](const ValueList&, const KwArgs&) -> absl::StatusOr<Value> {
       ValueList out;
       for (const auto& [k, v] : self.dict()) {
-        if (n == "items") out.push_back(Value::List({Value::String(k), v}));
+        if (n == "items") out.push_back(Value::Tuple({Value::String(k), v}));
         if (n == "keys") out.push_back(Value::String(k));
         if (n == "values") out.push_back(v);
       }

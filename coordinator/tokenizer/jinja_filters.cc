@@ -137,7 +137,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
     if (v.is_undefined()) return Value::List();
     if (!v.is_dict()) return TypeError(absl::StrCat("cannot call items() on '", v.TypeName(), "'"));
     ValueList out;
-    for (const auto& [key, val] : v.dict()) out.push_back(Value::List({Value::String(key), val}));
+    for (const auto& [key, val] : v.dict()) out.push_back(Value::Tuple({Value::String(key), val}));
     return Value::List(std::move(out));
   }
   if (name == "list") {
@@ -183,7 +183,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
     const bool by_value = Arg(a, k, 1, "by", Value::String("key")).Str() == "value";
     const bool reverse = Arg(a, k, 2, "reverse", Value::Bool(false)).Truthy();
     ValueList pairs;
-    for (const auto& [key, val] : v.dict()) pairs.push_back(Value::List({Value::String(key), val}));
+    for (const auto& [key, val] : v.dict()) pairs.push_back(Value::Tuple({Value::String(key), val}));
     GLM_ASSIGN_OR_RETURN(pairs, SortValues(std::move(pairs), reverse, case_sensitive,
                                            Value::String(by_value ? "1" : "0")));
     return Value::List(std::move(pairs));

@@ -96,15 +96,8 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecStmt(const Stmt& s, std::stri
       return Flow::kNormal;
     case Stmt::Kind::kCallBlock: {
       // `caller()` inside the macro renders this block's body.
-      Value caller = MakeMacro(s);
-      auto saved = frame_;
-      frame_ = std::make_shared<Frame>();
-      frame_->parent = saved;
-      frame_->vars["caller"] = caller;
-      auto v = EvalCall(*s.expr);
-      frame_ = saved;
-      if (!v.ok()) return v.status();
-      out->append(v->Str());
+      GLM_ASSIGN_OR_RETURN(Value v, EvalCall(*s.expr, MakeMacro(s)));
+      out->append(v.Str());
       return Flow::kNormal;
     }
     case Stmt::Kind::kFilterBlock: {
@@ -232,7 +225,7 @@ Value Interpreter::MakeMacro(const Stmt& s) {
         for (const auto& [k, v] : kwargs) {
           bool known = false;
           for (const auto& p : def->params) known = known || p.name == k;
-          if (known) {
+          if (known || k == "caller") {
             frame->vars[k] = v;
           } else {
             extra_kwargs.emplace_back(k, v);
@@ -278,6 +271,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
         GLM_ASSIGN_OR_RETURN(Value v, Eval(*item));
         items.push_back(std::move(v));
       }
+      if (e.kind == Expr::Kind::kTuple) return Value::Tuple(std::move(items));
       return Value::List(std::move(items));
     }
     case Expr::Kind::kDict: {
@@ -377,7 +371,7 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
   return Error(e.line, "unknown expression");
 }
 
-absl::StatusOr<Value> Interpreter::EvalCall(const Expr& e) {
+absl::StatusOr<Value> Interpreter::EvalCall(const Expr& e, const Value& caller) {
   GLM_ASSIGN_OR_RETURN(Value fn, Eval(*e.a));
   ValueList args;
   for (const auto& item : e.items) {
@@ -389,6 +383,7 @@ absl::StatusOr<Value> Interpreter::EvalCall(const Expr& e) {
     GLM_ASSIGN_OR_RETURN(Value v, Eval(*item));
     kwargs.emplace_back(k, std::move(v));
   }
+  if (caller.is_function()) kwargs.emplace_back("caller", caller);
   if (fn.is_undefined()) {
     return Error(e.line, fn.undefined_hint().empty() ? "call of an undefined value"
                                                      : fn.undefined_hint());

@@ -39,7 +39,8 @@ class Interpreter {
   absl::Status Assign(const std::vector<std::string>& targets, const Value& v, int line);
   Value MakeMacro(const Stmt& s);
   absl::StatusOr<Value> Eval(const Expr& e);
-  absl::StatusOr<Value> EvalCall(const Expr& e);
+  // `caller`, when a function, is passed as the `caller` keyword ({% call %} blocks).
+  absl::StatusOr<Value> EvalCall(const Expr& e, const Value& caller = Value());
   absl::StatusOr<Value> EvalBinary(const std::string& op, const Value& a, const Value& b, int line);
   absl::StatusOr<Value> EvalCompare(const std::string& op, const Value& a, const Value& b,
                                     int line);

@@ -17,6 +17,12 @@ Value Value::List(ValueList items) {
   return v;
 }
 
+Value Value::Tuple(ValueList items) {
+  Value v = List(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
+
 Value Value::MakeDict(Dict entries) {
   Value v(Kind::kDict);
   v.dict_ = std::make_shared<Dict>(std::move(entries));
@@ -231,12 +237,13 @@ std::string Value::Repr() const {
     case Kind::kFloat: return PythonFloatRepr(float_);
     case Kind::kString: return ReprString(str_);
     case Kind::kList: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) {
         if (i) out += ", ";
         out += (*list_)[i].Repr();
       }
-      return out + "]";
+      if (tuple_ && list_->size() == 1) out += ",";
+      return out + (tuple_ ? ")" : "]");
     }
     case Kind::kDict: {
       std::string out = "{";
@@ -361,7 +368,7 @@ bool Value::Equals(const Value& o) const {
     case Kind::kNone: return true;
     case Kind::kString: return str_ == o.str_;
     case Kind::kList:
-      if (list_->size() != o.list_->size()) return false;
+      if (tuple_ != o.tuple_ || list_->size() != o.list_->size()) return false;
       for (size_t i = 0; i < list_->size(); ++i) {
         if (!(*list_)[i].Equals((*o.list_)[i])) return false;
       }

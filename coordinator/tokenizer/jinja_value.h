@@ -43,6 +43,8 @@ class Value {
   static Value Float(double d) { Value v(Kind::kFloat); v.float_ = d; return v; }
   static Value String(std::string s) { Value v(Kind::kString); v.str_ = std::move(s); return v; }
   static Value List(ValueList items = {});
+  // A list that prints as a Python tuple: (a, b).
+  static Value Tuple(ValueList items);
   static Value MakeDict(Dict entries = {});
   static Value Namespace(Dict entries = {});
   static Value Function(std::string name, NativeFunction fn);
@@ -61,6 +63,7 @@ class Value {
   bool is_dict() const { return kind_ == Kind::kDict; }
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
   bool is_function() const { return kind_ == Kind::kFunction; }
+  bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
 
   bool as_bool() const { return int_ != 0; }
   int64_t as_int() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(float_) : int_; }
@@ -106,6 +109,7 @@ class Value {
                          bool sort_keys) const;
 
   Kind kind_ = Kind::kUndefined;
+  bool tuple_ = false;
   int64_t int_ = 0;
   double float_ = 0;
   std::string str_;

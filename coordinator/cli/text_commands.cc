@@ -1,0 +1,116 @@
+#include "coordinator/cli/text_commands.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::cli {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string TextJson(const std::string& text) {
+  OJson out = {{"text", text}};
+  // Decoded text is valid UTF-8 already; `replace` only guards against surprises.
+  return out.dump(-1, ' ', false, OJson::error_handler_t::replace);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RunTokenizeCommand(const std::string& tokenizer_path,
+                                               const std::string& text_file) {
+  auto tok = tokenizer::Tokenizer::FromFile(tokenizer_path);
+  if (!tok.ok()) return tok.status();
+  auto text = ReadFile(text_file);
+  if (!text.ok()) return text.status();
+  auto ids = (*tok)->Encode(*text, /*add_special_tokens=*/false);
+  if (!ids.ok()) return ids.status();
+  std::string out = "{\"ids\":[";
+  for (size_t i = 0; i < ids->size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string((*ids)[i]);
+  }
+  out += "]}";
+  return out;
+}
+
+absl::StatusOr<std::string> RunDetokenizeCommand(const std::string& tokenizer_path,
+                                                 const std::string& ids_csv) {
+  std::vector<int32_t> ids;
+  size_t pos = 0;
+  while (pos < ids_csv.size()) {
+    size_t comma = ids_csv.find(',', pos);
+    if (comma == std::string::npos) comma = ids_csv.size();
+    std::string field = ids_csv.substr(pos, comma - pos);
+    const size_t b = field.find_first_not_of(" \t\n");
+    const size_t e = field.find_last_not_of(" \t\n");
+    field = b == std::string::npos ? "" : field.substr(b, e - b + 1);
+    if (!field.empty() || comma != ids_csv.size()) {
+      char* end = nullptr;
+      const long long v = std::strtoll(field.c_str(), &end, 10);
+      if (field.empty() || end != field.c_str() + field.size() || v < INT32_MIN || v > INT32_MAX) {
+        return absl::InvalidArgumentError(absl::StrCat("--ids: '", field, "' is not a token id"));
+      }
+      ids.push_back(static_cast<int32_t>(v));
+    }
+    pos = comma + 1;
+  }
+  auto tok = tokenizer::Tokenizer::FromFile(tokenizer_path);
+  if (!tok.ok()) return tok.status();
+  auto text = (*tok)->Decode(ids);
+  if (!text.ok()) return text.status();
+  return TextJson(*text);
+}
+
+absl::StatusOr<std::string> RunRenderChatCommand(const std::string& tokenizer_config_path,
+                                                 const std::string& request_file) {
+  auto tmpl = tokenizer::ChatTemplate::FromTokenizerConfig(tokenizer_config_path);
+  if (!tmpl.ok()) return tmpl.status();
+  auto text = ReadFile(request_file);
+  if (!text.ok()) return text.status();
+  OJson request = OJson::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(request_file, " is not a JSON object"));
+  }
+  if (request.contains("inputs") && request["inputs"].is_object()) {
+    OJson inputs = request["inputs"];
+    request.erase("inputs");
+    for (auto it = inputs.begin(); it != inputs.end(); ++it) request[it.key()] = it.value();
+  }
+  if (!request.contains("messages")) {
+    return absl::InvalidArgumentError(absl::StrCat(request_file, ": no 'messages'"));
+  }
+  const bool add_generation_prompt =
+      request.contains("add_generation_prompt") && request["add_generation_prompt"].is_boolean() &&
+      request["add_generation_prompt"].get<bool>();
+  OJson extra = OJson::object();
+  for (auto it = request.begin(); it != request.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "messages" || key == "tools" || key == "add_generation_prompt") continue;
+    if ((key == "special_tokens" || key == "chat_template_kwargs") && it.value().is_object()) {
+      for (auto jt = it.value().begin(); jt != it.value().end(); ++jt) extra[jt.key()] = jt.value();
+      continue;
+    }
+    extra[key] = it.value();
+  }
+  auto rendered = (*tmpl)->RenderOrdered(request["messages"], request.value("tools", OJson()),
+                                         add_generation_prompt, extra);
+  if (!rendered.ok()) return rendered.status();
+  return TextJson(*rendered);
+}
+
+}  // namespace glm::cli

@@ -1,0 +1,109 @@
+// The Jinja interpreter against Python jinja2 in transformers' environment (differential cases
+// in tests/fixtures/tokenizer_extra/jinja_cases.json), plus error handling.
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/jinja_lexer.h"
+#include "coordinator/tokenizer/jinja_template.h"
+#include "coordinator/tokenizer/jinja_value.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::tokenizer {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+TEST(JinjaTest, MatchesPythonJinja2OnHandMadeCases) {
+  std::ifstream in(std::string(GLM_TEST_FIXTURES_DIR) + "/tokenizer_extra/jinja_cases.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const OJson data = OJson::parse(ss.str());
+  int checked = 0;
+  for (const auto& c : data.at("cases")) {
+    const std::string source = c.contains("template_source")
+                                   ? c["template_source"].get<std::string>()
+                                   : data["templates"][c["template"].get<std::string>()].get<std::string>();
+    auto tmpl = ChatTemplate::FromString(source);
+    ASSERT_TRUE(tmpl.ok()) << tmpl.status() << "\n" << source;
+    OJson extra = c["context"];
+    const OJson messages = extra["messages"];
+    const OJson tools = extra["tools"];
+    const bool agp = extra["add_generation_prompt"].get<bool>();
+    extra.erase("messages");
+    extra.erase("tools");
+    extra.erase("add_generation_prompt");
+    auto text = (*tmpl)->RenderOrdered(messages, tools, agp, extra);
+    if (c["rendered"].is_null()) {
+      EXPECT_FALSE(text.ok()) << source;
+      continue;
+    }
+    ASSERT_TRUE(text.ok()) << text.status() << "\n" << source;
+    EXPECT_EQ(*text, c["rendered"].get<std::string>()) << source << "\ncontext: " << c["context"].dump();
+    ++checked;
+  }
+  EXPECT_GT(checked, 50);
+}
+
+absl::StatusOr<std::string> Render(const std::string& source, const OJson& vars = OJson::object()) {
+  auto t = jinja::Template::Parse(source);
+  if (!t.ok()) return t.status();
+  return (*t)->Render(jinja::Value::FromJson(vars).dict());
+}
+
+TEST(JinjaTest, UndefinedUsedAsObjectIsAnError) {
+  auto r = Render("{{ missing.attr }}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("'missing' is undefined"), std::string::npos) << r.status();
+  EXPECT_FALSE(Render("{{ missing + 1 }}").ok());
+  EXPECT_FALSE(Render("{{ missing() }}").ok());
+  EXPECT_FALSE(Render("{{ m.a.b }}", {{"m", OJson::object()}}).ok());
+  // Printing, testing and iterating undefined are fine.
+  EXPECT_EQ(*Render("[{{ missing }}]{% for x in missing %}x{% endfor %}{{ missing is defined }}"),
+            "[]False");
+}
+
+TEST(JinjaTest, SyntaxErrorsAreReportedWithLines) {
+  for (const char* bad : {"{% if %}", "{{ 1 + }}", "{% for x in %}{% endfor %}", "{% endif %}",
+                          "{{ 'unterminated }}", "{% set x %}", "{{ (1, }}", "{% foo %}",
+                          "{{ a[1:2:3:4] }}", "{#", "{{", "{%"}) {
+    auto r = Render(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  auto r = Render("line1\n{% if true %}\n{{ 1 + }}\n{% endif %}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("line 3"), std::string::npos) << r.status();
+}
+
+TEST(JinjaTest, SandboxRefusesMutationAndRunawayRecursion) {
+  EXPECT_FALSE(Render("{% set xs = [] %}{{ xs.append(1) }}").ok());
+  EXPECT_FALSE(Render("{% set d = {} %}{{ d.update({'a': 1}) }}").ok());
+  EXPECT_FALSE(Render("{{ range(1000000000) | length }}").ok());
+  EXPECT_FALSE(Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").ok());
+  EXPECT_FALSE(Render("{{ 1 / 0 }}").ok());
+  EXPECT_FALSE(Render("{{ 'a' + 1 }}").ok());
+  EXPECT_FALSE(Render("{% for x in none %}{% endfor %}").ok());
+}
+
+TEST(JinjaTest, PythonFloatRepr) {
+  EXPECT_EQ(jinja::PythonFloatRepr(1.0), "1.0");
+  EXPECT_EQ(jinja::PythonFloatRepr(0.1), "0.1");
+  EXPECT_EQ(jinja::PythonFloatRepr(1e-5), "1e-05");
+  EXPECT_EQ(jinja::PythonFloatRepr(0.0001), "0.0001");
+  EXPECT_EQ(jinja::PythonFloatRepr(1e16), "1e+16");
+  EXPECT_EQ(jinja::PythonFloatRepr(1234567890123456.0), "1234567890123456.0");
+  EXPECT_EQ(jinja::PythonFloatRepr(-2.5), "-2.5");
+  EXPECT_EQ(jinja::PythonFloatRepr(1.5e300), "1.5e+300");
+}
+
+TEST(JinjaTest, LexerWhitespaceControl) {
+  EXPECT_EQ(*Render("a\n  {% if true %}\n  b\n  {% endif %}\nc"), "a\n  b\nc");
+  EXPECT_EQ(*Render("a {{- 'b' -}} c"), "abc");
+  EXPECT_EQ(*Render("a\r\nb\n"), "a\nb");
+  EXPECT_EQ(*Render("  {%+ if true %}x{% endif +%}\ny"), "  x\ny");
+}
+
+}  // namespace
+}  // namespace glm::tokenizer
