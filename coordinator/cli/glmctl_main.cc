@@ -84,11 +84,11 @@ int main(int argc, char** argv) {
   if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
 #if GLM_HAVE_TEXT_COMMANDS
   if (command == "tokenize")
-    return Finish(RunTokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_text_file)));
+    return Finish(glm::cli::RunTokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_text_file)));
   if (command == "detokenize")
-    return Finish(RunDetokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_ids)));
+    return Finish(glm::cli::RunDetokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_ids)));
   if (command == "render-chat")
-    return Finish(RunRenderChatCommand(absl::GetFlag(FLAGS_tokenizer_config), absl::GetFlag(FLAGS_request_file)));
+    return Finish(glm::cli::RunRenderChatCommand(absl::GetFlag(FLAGS_tokenizer_config), absl::GetFlag(FLAGS_request_file)));
 #endif
   std::fprintf(stderr, "glmctl: unknown command '%s'\n", command.c_str());
   return 2;

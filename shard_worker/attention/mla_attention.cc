@@ -28,7 +28,8 @@ MlaAttention::MlaAttention(const model::ModelConfig& config, const kernels::Rope
 void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, const float* x_norm,
                            int64_t total_tokens, const std::vector<SequenceSpan>& spans,
                            KeySelection* selection, float* out) const {
-  const int64_t T = total_tokens, heads = config_.num_attention_heads;
+  // This rank's heads (all of them without tensor parallelism).
+  const int64_t T = total_tokens, heads = w.o_proj.cols / config_.v_head_dim;
   const int64_t q_lora = config_.q_lora_rank, rank = config_.kv_lora_rank;
   const int64_t nope = config_.qk_nope_head_dim, rope_dim = config_.qk_rope_head_dim;
   const int64_t qk = config_.qk_head_dim(), vd = config_.v_head_dim;

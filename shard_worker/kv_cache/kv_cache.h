@@ -1,60 +1,66 @@
-// One sequence's attention cache for a set of layers: the MLA compressed latent (normalised
-// kv_a output, [kv_lora_rank] per position) and the rotated rope key ([qk_rope_head_dim]) — not
-// the expanded per-head keys and values — plus the DSA indexer keys ([index_head_dim]) on layers
-// that run the indexer. The main model and the MTP layer each have their own cache (the MTP
-// sequence is shifted by one token).
+// One sequence's view of the attention cache: a block table into a KvBlockPool. Per layer and
+// position it holds the MLA compressed latent (normalised kv_a output, [kv_lora_rank]) and the
+// rotated rope key ([qk_rope_head_dim]) — not the expanded per-head keys and values — plus the
+// DSA indexer key ([index_head_dim]) on layers that run the indexer. The main model and the
+// MTP layer use separate caches (the MTP sequence is shifted by one token).
 #ifndef GLM_SHARD_WORKER_KV_CACHE_KV_CACHE_H_
 #define GLM_SHARD_WORKER_KV_CACHE_KV_CACHE_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
 
 namespace glm::kv_cache {
 
-struct KvCacheShape {
-  int64_t kv_lora_rank = 0;
-  int64_t rope_dim = 0;
-  int64_t index_head_dim = 0;
-  int64_t first_layer = 0;          // weight-layer index of the first cached layer
-  std::vector<bool> layer_has_index_keys;  // per cached layer
-  int64_t max_positions = 0;        // refuse to grow past this (the model's context)
-};
-
 class KvCache {
  public:
-  explicit KvCache(KvCacheShape shape);
+  // A self-managed cache with a private growable pool (single-process generation).
+  explicit KvCache(KvCacheShape shape, int64_t block_size = 64);
+  // A view with a coordinator-provided block table into a shared pool; `length` positions are
+  // already filled (by earlier steps, or by another request sharing the prefix).
+  KvCache(KvBlockPool* pool, std::vector<int32_t> block_table, int64_t length);
+  ~KvCache();
 
-  // Positions filled (the next token's position).
   int64_t length() const { return length_; }
-  const KvCacheShape& shape() const { return shape_; }
+  const KvCacheShape& shape() const { return pool_->shape(); }
+  const std::vector<int32_t>& block_table() const { return table_; }
 
-  // Makes room for positions [0, n); fails past max_positions.
+  // Makes positions [0, n) addressable: allocates blocks (self-managed) or checks that the
+  // block table covers them; fails past the context limit.
   absl::Status Reserve(int64_t n);
-  // Marks positions [0, n) as filled, after every layer wrote them.
   void SetLength(int64_t n) { length_ = n; }
   // Forgets positions >= n (rollback of rejected speculative tokens).
-  void Truncate(int64_t n) { if (n < length_) length_ = n; }
+  void Truncate(int64_t n) {
+    if (n < length_) length_ = n;
+  }
 
-  // Row pointers; `layer` is the weight-layer index, position < reserved capacity.
-  float* latent(int64_t layer, int64_t position);
-  float* rope_key(int64_t layer, int64_t position);
-  float* index_key(int64_t layer, int64_t position);
-  const float* latent(int64_t layer, int64_t position) const;
-  const float* rope_key(int64_t layer, int64_t position) const;
-  const float* index_key(int64_t layer, int64_t position) const;
+  float* latent(int64_t layer, int64_t position) {
+    return pool_->latent(layer, table_[position / bs_], position % bs_);
+  }
+  float* rope_key(int64_t layer, int64_t position) {
+    return pool_->rope_key(layer, table_[position / bs_], position % bs_);
+  }
+  float* index_key(int64_t layer, int64_t position) {
+    return pool_->index_key(layer, table_[position / bs_], position % bs_);
+  }
+  const float* latent(int64_t layer, int64_t position) const { return const_cast<KvCache*>(this)->latent(layer, position); }
+  const float* rope_key(int64_t layer, int64_t position) const { return const_cast<KvCache*>(this)->rope_key(layer, position); }
+  const float* index_key(int64_t layer, int64_t position) const {
+    return const_cast<KvCache*>(this)->index_key(layer, position);
+  }
 
-  int64_t bytes() const;
+  int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
-  struct LayerStore {
-    std::vector<float> latent, rope_key, index_key;
-  };
-  KvCacheShape shape_;
-  std::vector<LayerStore> layers_;
-  int64_t capacity_ = 0;
+  std::unique_ptr<KvBlockPool> owned_pool_;
+  KvBlockPool* pool_;
+  std::vector<int32_t> table_;
+  int64_t bs_;
   int64_t length_ = 0;
+  bool self_managed_;
 };
 
 }  // namespace glm::kv_cache

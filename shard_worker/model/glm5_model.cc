@@ -1,5 +1,6 @@
 #include "shard_worker/model/glm5_model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -19,26 +20,32 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   return inv;
 }
 
-int64_t MatrixBytes(const WeightView& w) { return w.bytes(); }
-
 }  // namespace
 
-Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool)
-    : weights_(std::move(weights)), pool_(pool) {
+Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage)
+    : weights_(std::move(weights)), pool_(pool), stage_(stage) {
   rope_ = std::make_unique<kernels::RopeTable>(RopeInverseFrequencies(config()), 1.0f);
   attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), pool_);
   moe_ = std::make_unique<moe::MoeLayer>(config(), pool_);
 }
 
 absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<const ModelWeights> weights,
-                                                             kernels::ThreadPool* pool) {
+                                                             kernels::ThreadPool* pool, StageContext stage) {
   if (weights == nullptr || pool == nullptr) return absl::InvalidArgumentError("Glm5Model needs weights and a pool");
   const ModelConfig& c = weights->config();
-  for (int64_t l = 0; l < c.num_weight_layers(); ++l)
+  if (stage.layer_end < 0) stage.layer_end = c.num_hidden_layers;
+  if (stage.layer_begin < 0 || stage.layer_begin >= stage.layer_end || stage.layer_end > c.num_hidden_layers)
+    return absl::InvalidArgumentError(absl::StrCat("stage layers [", stage.layer_begin, ", ", stage.layer_end,
+                                                   ") outside the model's ", c.num_hidden_layers));
+  for (int64_t l = stage.layer_begin; l < stage.layer_end; ++l)
     if (!weights->layer(l).loaded) return absl::FailedPreconditionError(absl::StrCat("layer ", l, " is not loaded"));
-  if (weights->embed_tokens().data == nullptr || weights->lm_head().data == nullptr)
-    return absl::FailedPreconditionError("embedding and lm_head must be loaded");
-  return std::unique_ptr<Glm5Model>(new Glm5Model(std::move(weights), pool));
+  if (stage.has_head && c.has_mtp() && !weights->layer(c.num_hidden_layers).loaded)
+    return absl::FailedPreconditionError("the MTP layer is not loaded on the last stage");
+  if (stage.has_embedding && weights->embed_tokens().data == nullptr)
+    return absl::FailedPreconditionError("the first stage needs the embedding");
+  if (stage.has_head && weights->lm_head().data == nullptr)
+    return absl::FailedPreconditionError("the last stage needs lm_head");
+  return std::unique_ptr<Glm5Model>(new Glm5Model(std::move(weights), pool, stage));
 }
 
 std::unique_ptr<kv_cache::KvCache> Glm5Model::NewCache() const {
@@ -53,6 +60,11 @@ std::unique_ptr<kv_cache::KvCache> Glm5Model::NewMtpCache() const {
   kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, c.num_hidden_layers, {true},
                            c.max_position_embeddings};
   return std::make_unique<kv_cache::KvCache>(s);
+}
+
+absl::Status Glm5Model::ReduceOverStage(float* data, int64_t n) const {
+  if (stage_.tp == nullptr || stage_.tp->size() == 1) return absl::OkStatus();
+  return stage_.tp->AllReduceSum(data, n);
 }
 
 absl::Status Glm5Model::Prepare(std::vector<SequenceInput>& batch, bool mtp,
@@ -87,22 +99,22 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
     }
 }
 
-void Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                         attention::KeySelection* selection, int64_t* bytes) const {
+absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                                 attention::KeySelection* selection, int64_t* bytes) const {
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
   std::vector<float> normed(T * hidden), delta(T * hidden);
-  // Attention block: x += o_proj(attn(RMSNorm(x))).
+  // Attention block: x += o_proj(attn(RMSNorm(x))), this rank's heads summed over the stage.
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
   attention_->Forward(w.attn, layer, normed.data(), T, spans, selection, delta.data());
+  if (auto s = ReduceOverStage(delta.data(), T * hidden); !s.ok()) return s;
   for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
-  *bytes += MatrixBytes(w.attn.q_a_proj) + MatrixBytes(w.attn.q_b_proj) + MatrixBytes(w.attn.kv_a_proj) +
-            MatrixBytes(w.attn.o_proj) +
+  *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
             static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
-  if (w.attn.indexer.present) *bytes += MatrixBytes(w.attn.indexer.wk);
-  // MLP block: x += mlp(RMSNorm(x)).
+  if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
+  // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice.
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
   if (w.mlp_kind == MlpKind::kDense) {
@@ -114,17 +126,19 @@ void Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<a
     *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
+  if (auto s = ReduceOverStage(delta.data(), T * hidden); !s.ok()) return s;
   for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
+  return absl::OkStatus();
 }
 
-void Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
-                     const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const {
+absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
+                             const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const {
   const ModelConfig& c = config();
   const int64_t hidden = c.hidden_size;
   out->hidden.resize(T * hidden);
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, norm.data(), hidden, c.rms_norm_eps, out->hidden.data() + t * hidden);
-  if (rows == LogitRows::kNone) return;
+  if (rows == LogitRows::kNone) return absl::OkStatus();
   std::vector<float> picked;
   const float* src = out->hidden.data();
   int64_t n = T;
@@ -137,35 +151,80 @@ void Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, con
     }
     src = picked.data();
   }
-  out->logits.resize(n * c.vocab_size);
   out->logit_rows = n;
-  kernels::MatMul(src, n, head, out->logits.data(), pool_);
   out->weight_bytes_read += head.bytes();
+  const int64_t vocab = c.vocab_size;
+  if (stage_.tp == nullptr || stage_.tp->size() == 1) {
+    out->logits.resize(n * vocab);
+    kernels::MatMul(src, n, head, out->logits.data(), pool_);
+    return absl::OkStatus();
+  }
+  // Vocabulary-parallel: each rank computes its rows of lm_head, padded to the largest slice,
+  // then every rank gathers all slices (ranks hold consecutive vocabulary ranges in tp order).
+  const int P = stage_.tp->size();
+  const int64_t local = head.rows;
+  int64_t max_local = local;
+  {
+    std::vector<int64_t> sizes(P);
+    if (auto s = stage_.tp->AllGather(&local, sizeof local, sizes.data()); !s.ok()) return s;
+    max_local = *std::max_element(sizes.begin(), sizes.end());
+    std::vector<float> part(n * max_local, 0.0f), all(static_cast<size_t>(P) * n * max_local);
+    kernels::MatMulStrided(src, n, hidden, head, part.data(), max_local, pool_);
+    if (auto s = stage_.tp->AllGather(part.data(), static_cast<int64_t>(part.size() * sizeof(float)), all.data()); !s.ok())
+      return s;
+    out->logits.resize(n * vocab);
+    int64_t offset = 0;
+    for (int r = 0; r < P; ++r) {
+      const float* block = all.data() + static_cast<size_t>(r) * n * max_local;
+      for (int64_t i = 0; i < n; ++i) std::copy_n(block + i * max_local, sizes[r], out->logits.data() + i * vocab + offset);
+      offset += sizes[r];
+    }
+    if (offset != vocab) return absl::InternalError("vocabulary slices do not cover the vocabulary");
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<ForwardOutput> Glm5Model::Forward(std::vector<SequenceInput>& batch, LogitRows rows,
-                                                 std::vector<float>* layer_outputs) const {
+absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>& batch, const float* input_hidden,
+                                                      LogitRows rows, std::vector<float>* layer_outputs) const {
   std::vector<attention::SequenceSpan> spans;
   int64_t T = 0;
   if (auto s = Prepare(batch, /*mtp=*/false, &spans, &T); !s.ok()) return s;
   const ModelConfig& c = config();
   std::vector<float> x(T * c.hidden_size);
-  Embed(weights_->embed_tokens(), batch, x.data());
+  if (stage_.has_embedding) {
+    Embed(weights_->embed_tokens(), batch, x.data());
+  } else {
+    if (input_hidden == nullptr) return absl::InvalidArgumentError("a later pipeline stage needs the previous stage's hidden states");
+    std::copy_n(input_hidden, T * c.hidden_size, x.data());
+  }
   ForwardOutput out;
   attention::KeySelection selection;
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    RunLayer(l, x.data(), T, spans, &selection, &out.weight_bytes_read);
+  for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
+    if (auto s = RunLayer(l, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
     if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
   }
-  Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, rows, &out);
+  if (stage_.has_head) {
+    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, rows, &out); !s.ok()) return s;
+  } else {
+    out.hidden = std::move(x);
+  }
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;
+}
+
+absl::StatusOr<ForwardOutput> Glm5Model::Forward(std::vector<SequenceInput>& batch, LogitRows rows,
+                                                 std::vector<float>* layer_outputs) const {
+  if (!stage_.has_embedding || !stage_.has_head || stage_.layer_begin != 0 ||
+      stage_.layer_end != config().num_hidden_layers)
+    return absl::FailedPreconditionError("Forward needs the whole model; a pipeline stage uses ForwardStage");
+  return ForwardStage(batch, nullptr, rows, layer_outputs);
 }
 
 absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const {
   const ModelConfig& c = config();
   if (!c.has_mtp()) return absl::FailedPreconditionError("this model has no MTP layer (num_nextn_predict_layers = 0)");
+  if (!stage_.has_head) return absl::FailedPreconditionError("the MTP layer runs on the last pipeline stage");
   std::vector<attention::SequenceSpan> spans;
   int64_t T = 0;
   if (auto s = Prepare(batch, /*mtp=*/true, &spans, &T); !s.ok()) return s;
@@ -185,8 +244,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
-  RunLayer(layer, x.data(), T, spans, &selection, &out.weight_bytes_read);
-  Head(m.head_norm, m.head, x.data(), T, spans, rows, &out);
+  if (auto s = RunLayer(layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, rows, &out); !s.ok()) return s;
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;
 }

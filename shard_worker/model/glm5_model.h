@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "shard_worker/attention/mla_attention.h"
+#include "shard_worker/comm/communicator.h"
 #include "shard_worker/kernels/rope.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
@@ -37,11 +38,25 @@ struct ForwardOutput {
   int64_t weight_bytes_read = 0;
 };
 
+// Which part of the model this process runs (a pipeline stage, tensor-parallel over `tp`).
+// The default is the whole model in one process.
+struct StageContext {
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;      // -1 = num_hidden_layers
+  bool has_embedding = true;
+  bool has_head = true;        // final norm + lm_head, and the MTP layer when the model has one
+  // The stage's ranks. Partial results (attention heads, MLP slices, experts, vocabulary
+  // slices) are combined over it; null or size 1 = this process holds everything.
+  comm::Communicator* tp = nullptr;
+};
+
 class Glm5Model {
  public:
-  // weights must hold every layer (single process); `pool` outlives the model.
+  // `weights` must hold the stage's layers and slices; `pool` outlives the model.
   static absl::StatusOr<std::unique_ptr<Glm5Model>> Create(std::shared_ptr<const ModelWeights> weights,
-                                                           kernels::ThreadPool* pool);
+                                                           kernels::ThreadPool* pool,
+                                                           StageContext stage = StageContext());
+  const StageContext& stage() const { return stage_; }
 
   const ModelConfig& config() const { return weights_->config(); }
   const ModelWeights& weights() const { return *weights_; }
@@ -52,6 +67,12 @@ class Glm5Model {
 
   // Advances each sequence by its tokens. Validates token ids and context length first (nothing
   // changes on error).
+  // One pipeline stage's share of a step. First stage: input_hidden is null (tokens are
+  // embedded). Later stages: input_hidden [T, hidden] from the previous stage. Output: the
+  // residual stream in `hidden` ([T, hidden], for the next stage), or on the last stage the
+  // final-normed hidden and, on tp rank 0, the logits of the whole vocabulary.
+  absl::StatusOr<ForwardOutput> ForwardStage(std::vector<SequenceInput>& batch, const float* input_hidden,
+                                             LogitRows rows, std::vector<float>* layer_outputs = nullptr) const;
   // `layer_outputs`, if set, receives the residual stream before layer 0 and after every layer,
   // [num_hidden_layers + 1, T, hidden] (to find where a divergence from a reference starts).
   absl::StatusOr<ForwardOutput> Forward(std::vector<SequenceInput>& batch, LogitRows rows,
@@ -60,18 +81,21 @@ class Glm5Model {
   absl::StatusOr<ForwardOutput> ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const;
 
  private:
-  Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool);
+  Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage);
+  // Sums a partial result over the stage's ranks (no-op without tensor parallelism).
+  absl::Status ReduceOverStage(float* data, int64_t n) const;
   absl::Status Prepare(std::vector<SequenceInput>& batch, bool mtp, std::vector<attention::SequenceSpan>* spans,
                        int64_t* total) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
-  void RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                attention::KeySelection* selection, int64_t* bytes) const;
+  absl::Status RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                        attention::KeySelection* selection, int64_t* bytes) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
-  void Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
-            const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const;
+  absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
+                    const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   kernels::ThreadPool* pool_;
+  StageContext stage_;
   std::unique_ptr<kernels::RopeTable> rope_;
   std::unique_ptr<attention::MlaAttention> attention_;
   std::unique_ptr<moe::MoeLayer> moe_;

@@ -85,6 +85,13 @@ struct LoadOptions {
   bool load_head = true;   // final norm + lm_head
   // Whether this rank holds routed expert `expert` of `layer`; null = all.
   std::function<bool(int64_t layer, int64_t expert)> owns_expert;
+  // Tensor-parallel slices (end -1 = to the end). Heads split q_b_proj rows, kv_b_proj and
+  // o_proj columns; dense/shared slices split gate/up rows and down columns; the vocabulary
+  // slice splits lm_head (and the MTP head) rows.
+  int64_t head_begin = 0, head_end = -1;
+  int64_t dense_begin = 0, dense_end = -1;
+  int64_t shared_begin = 0, shared_end = -1;
+  int64_t vocab_begin = 0, vocab_end = -1;
   // Convert every matrix at load to this format (BF16 or F32); unset = keep the stored format.
   std::optional<kernels::DType> matrix_dtype;
 };
@@ -100,6 +107,8 @@ class ModelWeights {
   const WeightView& embed_tokens() const { return embed_tokens_; }
   const WeightView& lm_head() const { return lm_head_; }
   const std::vector<float>& final_norm() const { return final_norm_; }
+  // The slices this object holds (resolved: no -1).
+  const LoadOptions& slices() const { return slices_; }
   // Index 0..num_hidden_layers-1 main layers, num_hidden_layers = MTP layer.
   const LayerWeights& layer(int64_t i) const { return layers_[i]; }
   int64_t bytes_loaded() const { return bytes_loaded_; }
@@ -110,6 +119,7 @@ class ModelWeights {
   WeightView embed_tokens_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
+  LoadOptions slices_;
   std::vector<AlignedBuffer> buffers_;
   int64_t bytes_loaded_ = 0;
 };

@@ -13,6 +13,14 @@
 #include "shard_worker/model/model_weights.h"
 
 namespace glm::model {
+
+#define GLM_ASSIGN_OR_RETURN_(lhs, expr) \
+  do {                                   \
+    auto _r = (expr);                    \
+    if (!_r.ok()) return _r.status();    \
+    lhs = *std::move(_r);                \
+  } while (0)
+
 namespace {
 
 std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
@@ -146,6 +154,89 @@ class WeightLoader {
     return v;
   }
 
+  // Rows [rb, re) and columns [cb, ce) of a matrix. Block-FP8 stays FP8 when the column slice
+  // starts on a block boundary (rows may start anywhere: the view's row_offset keeps the scale
+  // grid aligned); otherwise the slice is dequantised to F32 (exact; only odd test layouts).
+  absl::StatusOr<WeightView> SlicedMatrix(const std::string& name, int64_t rb, int64_t re, int64_t cb, int64_t ce) {
+    auto loc = ckpt_.Find(name);
+    const TensorInfo& info = *loc.info;
+    const int64_t rows = info.shape[0], cols = info.shape[1];
+    if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
+    if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
+      return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
+    const ModelConfig& c = ckpt_.config();
+    const bool fp8 = info.dtype == "F8_E4M3";
+    const bool keep_fp8 = fp8 && cb % c.fp8_block_cols == 0 && !convert_to_;
+    const bool to_f32 = info.dtype == "F16" || (fp8 && !keep_fp8 && !convert_to_);
+    const kernels::DType out_dtype = convert_to_ ? *convert_to_
+                                     : to_f32 ? kernels::DType::kF32
+                                     : info.dtype == "F32" ? kernels::DType::kF32
+                                     : info.dtype == "BF16" ? kernels::DType::kBF16 : kernels::DType::kF8E4M3;
+    const int64_t elem = SafetensorsDTypeSize(info.dtype);
+    // Read the row band once, then keep the column window.
+    std::vector<uint8_t> band((re - rb) * cols * elem);
+    if (auto s = loc.file->Read(info, rb * cols * elem, static_cast<int64_t>(band.size()), band.data()); !s.ok()) return s;
+    std::vector<float> scales;
+    if (fp8) {
+      GLM_ASSIGN_OR_RETURN_(scales, Vector(name.substr(0, name.size() - 6) + "weight_scale_inv"));
+    }
+    const int64_t scale_cols = fp8 ? (cols + c.fp8_block_cols - 1) / c.fp8_block_cols : 0;
+    WeightView v;
+    v.dtype = out_dtype;
+    v.rows = re - rb;
+    v.cols = ce - cb;
+    AlignedBuffer buf(v.rows * v.cols * kernels::DTypeSize(out_dtype));
+    if (!buf.valid()) return OutOfMemory(name);
+    for (int64_t r = 0; r < v.rows; ++r) {
+      const uint8_t* src = band.data() + (r * cols + cb) * elem;
+      if (!fp8 && !to_f32 && !convert_to_) {  // same format: copy the window
+        std::memcpy(static_cast<uint8_t*>(buf.data()) + r * v.cols * elem, src, v.cols * elem);
+        continue;
+      }
+      if (keep_fp8) {
+        std::memcpy(static_cast<uint8_t*>(buf.data()) + r * v.cols, src, v.cols);
+        continue;
+      }
+      for (int64_t k = 0; k < v.cols; ++k) {
+        float x;
+        if (fp8) {
+          x = kernels::Fp8E4M3ToF32(src[k]) *
+              scales[((rb + r) / c.fp8_block_rows) * scale_cols + (cb + k) / c.fp8_block_cols];
+        } else if (info.dtype == "BF16") {
+          uint16_t b;
+          std::memcpy(&b, src + 2 * k, 2);
+          x = kernels::Bf16ToF32(b);
+        } else if (info.dtype == "F16") {
+          uint16_t b;
+          std::memcpy(&b, src + 2 * k, 2);
+          x = HalfToFloat(b);
+        } else {
+          std::memcpy(&x, src + 4 * k, 4);
+        }
+        if (out_dtype == kernels::DType::kF32) static_cast<float*>(buf.data())[r * v.cols + k] = x;
+        else static_cast<uint16_t*>(buf.data())[r * v.cols + k] = kernels::F32ToBf16(x);
+      }
+    }
+    v.data = buf.data();
+    Keep(std::move(buf));
+    if (keep_fp8) {
+      // Scale grid rows covering [rb, re), columns from cb's block.
+      const int64_t sr0 = rb / c.fp8_block_rows, sr1 = (re + c.fp8_block_rows - 1) / c.fp8_block_rows;
+      const int64_t sc0 = cb / c.fp8_block_cols, sc1 = (ce + c.fp8_block_cols - 1) / c.fp8_block_cols;
+      AlignedBuffer sbuf((sr1 - sr0) * (sc1 - sc0) * static_cast<int64_t>(sizeof(float)));
+      float* dst = static_cast<float*>(sbuf.data());
+      for (int64_t i = sr0; i < sr1; ++i)
+        for (int64_t j = sc0; j < sc1; ++j) *dst++ = scales[i * scale_cols + j];
+      v.block_scales = static_cast<const float*>(sbuf.data());
+      v.block_rows = c.fp8_block_rows;
+      v.block_cols = c.fp8_block_cols;
+      v.scale_cols = sc1 - sc0;
+      v.row_offset = rb - sr0 * c.fp8_block_rows;
+      Keep(std::move(sbuf));
+    }
+    return v;
+  }
+
   // Any float tensor as f32 values (row-major).
   absl::StatusOr<std::vector<float>> Vector(const std::string& name) {
     auto loc = ckpt_.Find(name);
@@ -211,23 +302,22 @@ class WeightLoader {
 
 namespace {
 
-absl::Status LoadMlp(WeightLoader& l, const std::string& prefix, MlpWeights* out) {
-  for (auto [suffix, dst] : {std::pair<const char*, WeightView*>{"gate_proj.weight", &out->gate_proj},
-                             {"up_proj.weight", &out->up_proj},
-                             {"down_proj.weight", &out->down_proj}}) {
-    auto m = l.Matrix(prefix + suffix);
-    if (!m.ok()) return m.status();
-    *dst = *m;
-  }
-  return absl::OkStatus();
-}
-
 #define GLM_ASSIGN_OR_RETURN(lhs, expr) \
   do {                                  \
     auto _r = (expr);                   \
     if (!_r.ok()) return _r.status();   \
     lhs = *std::move(_r);               \
   } while (0)
+
+// gate/up rows and down columns [begin, end) of the intermediate dimension (all of it: 0, -1).
+absl::Status LoadMlp(WeightLoader& l, const std::string& prefix, int64_t hidden, int64_t inter, int64_t begin,
+                     int64_t end, MlpWeights* out) {
+  if (end < 0) end = inter;
+  GLM_ASSIGN_OR_RETURN(out->gate_proj, l.SlicedMatrix(prefix + "gate_proj.weight", begin, end, 0, hidden));
+  GLM_ASSIGN_OR_RETURN(out->up_proj, l.SlicedMatrix(prefix + "up_proj.weight", begin, end, 0, hidden));
+  GLM_ASSIGN_OR_RETURN(out->down_proj, l.SlicedMatrix(prefix + "down_proj.weight", 0, hidden, begin, end));
+  return absl::OkStatus();
+}
 
 absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, const LoadOptions& opt,
                        LayerWeights* w) {
@@ -238,18 +328,19 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
   AttentionWeights& at = w->attn;
   GLM_ASSIGN_OR_RETURN(at.q_a_proj, l.Matrix(a + "q_a_proj.weight"));
   GLM_ASSIGN_OR_RETURN(at.q_a_norm, l.Vector(a + "q_a_layernorm.weight"));
-  GLM_ASSIGN_OR_RETURN(at.q_b_proj, l.Matrix(a + "q_b_proj.weight"));
+  const int64_t hb = opt.head_begin, he = opt.head_end, qk = c.qk_head_dim();
+  GLM_ASSIGN_OR_RETURN(at.q_b_proj, l.SlicedMatrix(a + "q_b_proj.weight", hb * qk, he * qk, 0, c.q_lora_rank));
   GLM_ASSIGN_OR_RETURN(at.kv_a_proj, l.Matrix(a + "kv_a_proj_with_mqa.weight"));
   GLM_ASSIGN_OR_RETURN(at.kv_a_norm, l.Vector(a + "kv_a_layernorm.weight"));
-  GLM_ASSIGN_OR_RETURN(at.o_proj, l.Matrix(a + "o_proj.weight"));
+  GLM_ASSIGN_OR_RETURN(at.o_proj, l.SlicedMatrix(a + "o_proj.weight", 0, c.hidden_size, hb * c.v_head_dim,
+                                                  he * c.v_head_dim));
   std::vector<float> kv_b;
   GLM_ASSIGN_OR_RETURN(kv_b, l.DequantizedMatrix(a + "kv_b_proj.weight"));
-  const int64_t heads = c.num_attention_heads, nope = c.qk_nope_head_dim, vd = c.v_head_dim,
-                rank = c.kv_lora_rank;
+  const int64_t heads = he - hb, nope = c.qk_nope_head_dim, vd = c.v_head_dim, rank = c.kv_lora_rank;
   at.w_uk.resize(heads * nope * rank);
   at.w_uv.resize(heads * vd * rank);
   for (int64_t h = 0; h < heads; ++h) {
-    const float* base = kv_b.data() + h * (nope + vd) * rank;
+    const float* base = kv_b.data() + (hb + h) * (nope + vd) * rank;
     std::copy(base, base + nope * rank, at.w_uk.data() + h * nope * rank);
     std::copy(base + nope * rank, base + (nope + vd) * rank, at.w_uv.data() + h * vd * rank);
   }
@@ -265,7 +356,9 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
   }
   w->mlp_kind = c.mlp_kind(layer);
   if (w->mlp_kind == MlpKind::kDense) {
-    if (auto s = LoadMlp(l, p + "mlp.", &w->dense); !s.ok()) return s;
+    if (auto s = LoadMlp(l, p + "mlp.", c.hidden_size, c.intermediate_size, opt.dense_begin, opt.dense_end, &w->dense);
+        !s.ok())
+      return s;
   } else {
     MoeWeights& moe = w->moe;
     GLM_ASSIGN_OR_RETURN(moe.router, l.Vector(p + "mlp.gate.weight"));
@@ -274,12 +367,18 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
     moe.expert_loaded.assign(c.n_routed_experts, false);
     for (int64_t e = 0; e < c.n_routed_experts; ++e) {
       if (opt.owns_expert && !opt.owns_expert(layer, e)) continue;
-      if (auto s = LoadMlp(l, absl::StrCat(p, "mlp.experts.", e, "."), &moe.experts[e]); !s.ok()) return s;
+      if (auto s = LoadMlp(l, absl::StrCat(p, "mlp.experts.", e, "."), c.hidden_size, c.moe_intermediate_size, 0, -1,
+                           &moe.experts[e]);
+          !s.ok())
+        return s;
       moe.expert_loaded[e] = true;
     }
     if (c.n_shared_experts > 0) {
       moe.has_shared = true;
-      if (auto s = LoadMlp(l, p + "mlp.shared_experts.", &moe.shared); !s.ok()) return s;
+      if (auto s = LoadMlp(l, p + "mlp.shared_experts.", c.hidden_size, c.moe_intermediate_size * c.n_shared_experts,
+                           opt.shared_begin, opt.shared_end, &moe.shared);
+          !s.ok())
+        return s;
     }
   }
   if (layer == c.num_hidden_layers) {
@@ -289,7 +388,8 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
     GLM_ASSIGN_OR_RETURN(m.eh_proj, l.Matrix(p + "eh_proj.weight"));
     GLM_ASSIGN_OR_RETURN(m.embed_tokens, l.Matrix(p + "embed_tokens.weight"));
     GLM_ASSIGN_OR_RETURN(m.head_norm, l.Vector(p + "shared_head.norm.weight"));
-    GLM_ASSIGN_OR_RETURN(m.head, l.Matrix(p + "shared_head.head.weight"));
+    GLM_ASSIGN_OR_RETURN(m.head, l.SlicedMatrix(p + "shared_head.head.weight", opt.vocab_begin, opt.vocab_end, 0,
+                                                c.hidden_size));
   }
   w->loaded = true;
   return absl::OkStatus();
@@ -305,24 +405,41 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   w->config_ = c;
   if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
     return absl::InvalidArgumentError("weights can be converted at load to BF16 or F32 only");
+  // Resolve the slices (-1 = to the end) and check them against the config.
+  LoadOptions opt = options;
+  auto resolve = [](int64_t& begin, int64_t& end, int64_t size, const char* what) -> absl::Status {
+    if (end < 0) end = size;
+    if (begin < 0 || begin > end || end > size)
+      return absl::InvalidArgumentError(absl::StrCat(what, " slice [", begin, ", ", end, ") outside [0, ", size, ")"));
+    return absl::OkStatus();
+  };
+  for (auto s : {resolve(opt.head_begin, opt.head_end, c.num_attention_heads, "head"),
+                 resolve(opt.dense_begin, opt.dense_end, c.intermediate_size, "dense"),
+                 resolve(opt.shared_begin, opt.shared_end, c.moe_intermediate_size * c.n_shared_experts, "shared"),
+                 resolve(opt.vocab_begin, opt.vocab_end, c.vocab_size, "vocab")})
+    if (!s.ok()) return s;
+  w->slices_ = opt;
   WeightLoader loader(checkpoint, w.get(), options.matrix_dtype);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
     if (c.tie_word_embeddings && !loader.Present("lm_head.weight")) {
-      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.Matrix("model.embed_tokens.weight"));
+      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.SlicedMatrix("model.embed_tokens.weight", opt.vocab_begin,
+                                                            opt.vocab_end, 0, c.hidden_size));
     } else {
-      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.Matrix("lm_head.weight"));
+      GLM_ASSIGN_OR_RETURN(w->lm_head_, loader.SlicedMatrix("lm_head.weight", opt.vocab_begin, opt.vocab_end, 0,
+                                                            c.hidden_size));
     }
   }
   w->layers_.resize(c.num_weight_layers());
   int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
   for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
-    if (auto s = LoadLayer(loader, c, l, options, &w->layers_[l]); !s.ok()) return s;
+    if (auto s = LoadLayer(loader, c, l, opt, &w->layers_[l]); !s.ok()) return s;
   }
   return w;
 }
 
 #undef GLM_ASSIGN_OR_RETURN
+#undef GLM_ASSIGN_OR_RETURN_
 
 }  // namespace glm::model

@@ -1,0 +1,53 @@
+// Message passing between ranks, behind one interface so the same execution code runs over MPI
+// (mpi_communicator, the only place <mpi.h> is included) or over in-process queues between
+// threads (in_process_communicator, for unit tests without MPI).
+#ifndef GLM_SHARD_WORKER_COMM_COMMUNICATOR_H_
+#define GLM_SHARD_WORKER_COMM_COMMUNICATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace glm::comm {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Point to point, blocking. Messages between a pair of ranks with the same tag arrive in order.
+  virtual absl::Status Send(int dest, int tag, const void* data, int64_t bytes) = 0;
+  virtual absl::Status Recv(int src, int tag, void* data, int64_t bytes) = 0;
+  virtual absl::Status SendString(int dest, int tag, const std::string& bytes) = 0;
+  virtual absl::Status RecvString(int src, int tag, std::string* bytes) = 0;
+  // Waits at most `timeout` (the coordinator uses it to notice a dead or stuck worker).
+  virtual absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) = 0;
+
+  // Everyone gets root's bytes. Idle ranks waiting here sleep rather than spin.
+  virtual absl::Status BroadcastString(int root, std::string* bytes) = 0;
+  // recv holds size() blocks of `bytes` each, in rank order.
+  virtual absl::Status AllGather(const void* send, int64_t bytes, void* recv) = 0;
+  // Every rank ends with Σ_r data_r, added in rank order (0 + 1 + 2 ...), so the result is
+  // bit-identical on every rank and from run to run.
+  absl::Status AllReduceSum(float* data, int64_t n);
+  virtual absl::Status Barrier() = 0;
+
+  // A sub-group of ranks with equal `color`, ordered by `key` (collective over all ranks).
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) = 0;
+
+  // Seconds spent inside communication calls so far (waiting included).
+  double comm_seconds() const { return comm_seconds_; }
+  void ResetCommSeconds() { comm_seconds_ = 0; }
+
+ protected:
+  double comm_seconds_ = 0;
+};
+
+}  // namespace glm::comm
+
+#endif  // GLM_SHARD_WORKER_COMM_COMMUNICATOR_H_

@@ -1,0 +1,174 @@
+#include "shard_worker/comm/mpi_communicator.h"
+
+#include <mpi.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace glm::comm {
+namespace {
+
+constexpr int kBroadcastLengthTag = 1 << 20;
+
+absl::Status MpiError(int code, const char* what) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return absl::UnavailableError(absl::StrCat("MPI ", what, " failed: ", std::string(text, len)));
+}
+
+class Timer {
+ public:
+  explicit Timer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Timer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double* total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Completes a request, sleeping between tests once the first ~50 µs have passed. Returns false
+// on timeout (the request is then cancelled).
+bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error) {
+  auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  int spins = 0;
+  for (;;) {
+    int done = 0;
+    int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      *error = rc;
+      return true;
+    }
+    if (done) return true;
+    if (std::chrono::steady_clock::now() > deadline) {
+      MPI_Cancel(req);
+      MPI_Request_free(req);
+      return false;
+    }
+    if (++spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(spins > 20000 ? 1000 : 50));
+  }
+}
+
+constexpr absl::Duration kForever = absl::Hours(24 * 365);
+
+}  // namespace
+
+class MpiCommunicator : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiCommunicator() override {
+    if (owned_) MPI_Comm_free(&comm_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  absl::Status Send(int dest, int tag, const void* data, int64_t bytes) override {
+    Timer t(&comm_seconds_);
+    MPI_Request req;
+    int rc = MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, comm_, &req);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "send");
+    int err = MPI_SUCCESS;
+    if (!WaitFor(&req, kForever, &err)) return absl::DeadlineExceededError("send timed out");
+    return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "send");
+  }
+  absl::Status Recv(int src, int tag, void* data, int64_t bytes) override {
+    return RecvWithTimeout(src, tag, data, bytes, kForever);
+  }
+  absl::Status SendString(int dest, int tag, const std::string& bytes) override {
+    int64_t n = static_cast<int64_t>(bytes.size());
+    if (auto s = Send(dest, tag, &n, sizeof n); !s.ok()) return s;
+    return n == 0 ? absl::OkStatus() : Send(dest, tag, bytes.data(), n);
+  }
+  absl::Status RecvString(int src, int tag, std::string* bytes) override {
+    return RecvStringWithTimeout(src, tag, bytes, kForever);
+  }
+  absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) override {
+    int64_t n = 0;
+    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, timeout); !s.ok()) return s;
+    bytes->resize(n);
+    return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
+  }
+  absl::Status BroadcastString(int root, std::string* bytes) override {
+    Timer t(&comm_seconds_);
+    int64_t n = static_cast<int64_t>(bytes->size());
+    if (auto s = IBcast(&n, sizeof n, root); !s.ok()) return s;
+    bytes->resize(n);
+    return n == 0 ? absl::OkStatus() : IBcast(bytes->data(), n, root);
+  }
+  absl::Status AllGather(const void* send, int64_t bytes, void* recv) override {
+    Timer t(&comm_seconds_);
+    MPI_Request req;
+    int rc = MPI_Iallgather(send, static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE, comm_, &req);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "allgather");
+    int err = MPI_SUCCESS;
+    WaitFor(&req, kForever, &err);
+    return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "allgather");
+  }
+  absl::Status Barrier() override {
+    Timer t(&comm_seconds_);
+    MPI_Request req;
+    int rc = MPI_Ibarrier(comm_, &req);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "barrier");
+    int err = MPI_SUCCESS;
+    WaitFor(&req, kForever, &err);
+    return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "barrier");
+  }
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key) override {
+    MPI_Comm out;
+    int rc = MPI_Comm_split(comm_, color, key, &out);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "comm split");
+    MPI_Comm_set_errhandler(out, MPI_ERRORS_RETURN);
+    return std::unique_ptr<Communicator>(new MpiCommunicator(out, true));
+  }
+
+ private:
+  absl::Status RecvWithTimeout(int src, int tag, void* data, int64_t bytes, absl::Duration timeout) {
+    Timer t(&comm_seconds_);
+    MPI_Request req;
+    int rc = MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, src, tag, comm_, &req);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "recv");
+    int err = MPI_SUCCESS;
+    if (!WaitFor(&req, timeout, &err))
+      return absl::DeadlineExceededError(absl::StrCat("rank ", src, " did not answer within ", absl::FormatDuration(timeout)));
+    return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "recv");
+  }
+  absl::Status IBcast(void* data, int64_t bytes, int root) {
+    MPI_Request req;
+    int rc = MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &req);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "broadcast");
+    int err = MPI_SUCCESS;
+    WaitFor(&req, kForever, &err);
+    return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "broadcast");
+  }
+
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0, size_ = 1;
+};
+
+absl::StatusOr<std::unique_ptr<MpiSession>> MpiSession::Init(int* argc, char*** argv) {
+  int provided = 0;
+  int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  if (rc != MPI_SUCCESS) return MpiError(rc, "init");
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  return std::unique_ptr<MpiSession>(new MpiSession());
+}
+
+MpiSession::~MpiSession() { MPI_Finalize(); }
+
+std::unique_ptr<Communicator> MpiSession::World() const {
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
+}
+
+void MpiSession::Abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace glm::comm

@@ -1,0 +1,65 @@
+// Physical KV memory in fixed-size blocks of `block_size` positions, for a set of layers:
+// per layer [num_blocks, block_size, dim] arrays of the latent, rope key and (full-indexer
+// layers) indexer key. The coordinator decides which blocks a sequence uses (block tables);
+// a pool can also hand out blocks itself (single-process use) and grow on demand.
+#ifndef GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
+#define GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace glm::kv_cache {
+
+struct KvCacheShape {
+  int64_t kv_lora_rank = 0;
+  int64_t rope_dim = 0;
+  int64_t index_head_dim = 0;
+  int64_t first_layer = 0;                 // weight-layer index of the first cached layer
+  std::vector<bool> layer_has_index_keys;  // per cached layer
+  int64_t max_positions = 0;               // a sequence's limit (the model's context)
+};
+
+class KvBlockPool {
+ public:
+  // num_blocks = 0 with growable: starts empty and grows as blocks are allocated.
+  KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blocks, bool growable);
+
+  const KvCacheShape& shape() const { return shape_; }
+  int64_t block_size() const { return block_size_; }
+  int64_t num_blocks() const { return num_blocks_; }
+
+  // Self-managed allocation (single process); fails when a fixed pool is exhausted.
+  absl::StatusOr<int32_t> AllocateBlock();
+  void FreeBlock(int32_t block);
+
+  float* latent(int64_t layer, int64_t block, int64_t offset) {
+    return layers_[layer - shape_.first_layer].latent.data() + (block * block_size_ + offset) * shape_.kv_lora_rank;
+  }
+  float* rope_key(int64_t layer, int64_t block, int64_t offset) {
+    return layers_[layer - shape_.first_layer].rope_key.data() + (block * block_size_ + offset) * shape_.rope_dim;
+  }
+  float* index_key(int64_t layer, int64_t block, int64_t offset) {
+    return layers_[layer - shape_.first_layer].index_key.data() + (block * block_size_ + offset) * shape_.index_head_dim;
+  }
+  // Bytes of one block over all layers.
+  int64_t block_bytes() const;
+
+ private:
+  void Grow(int64_t blocks);
+
+  struct LayerStore {
+    std::vector<float> latent, rope_key, index_key;
+  };
+  KvCacheShape shape_;
+  int64_t block_size_;
+  int64_t num_blocks_ = 0;
+  bool growable_;
+  std::vector<LayerStore> layers_;
+  std::vector<int32_t> free_;
+};
+
+}  // namespace glm::kv_cache
+
+#endif  // GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
