@@ -157,7 +157,7 @@ template <DType D, int... Ts>
 void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
   k.chunk_cols[d] = ChunkCols(D);
-  k.interleave[d] = Interleave(D);
+  FillInterleavedOrder(kLanes, Interleave(D), ChunkCols(D), k.order[d]);
   ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
   ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
@@ -165,7 +165,6 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
 
 SimdKernelSet MakeKernelSet() {
   SimdKernelSet k;
-  k.lanes = kLanes;
   k.max_tile_tokens = kTileTokens;
   auto tiles = std::make_integer_sequence<int, kTileTokens>();
   FillDType<DType::kF32>(k, tiles);

@@ -1,10 +1,10 @@
-// AVX-512 (F/BW/VL) matmul path. Accumulation layout, fixed by cols and dtype alone: one 16-lane
+// AVX-512 (F/BW/VL + F16C) matmul path. Accumulation layout, fixed by cols and dtype alone: one 16-lane
 // f32 accumulator per (row, token); per chunk, one FMA per vector in order —
 //   F32:  32-column chunks, columns 0..15 then 16..31;
 //   BF16: 32-column chunks, the even columns then the odd ones (a bf16 load split by shift and
 //         mask, no shuffles);
-//   FP8:  64-column chunks (one cache line), vector K holding columns 4j + K (byte K of each
-//         32-bit lane, decoded by shifts and integer ops, no shuffles);
+//   FP8:  64-column chunks (one cache line), four vectors in the order an in-lane byte unpack
+//         yields (see DecodeFp8), decoded through f16 bits and vcvtph2ps;
 // activations and scales are pre-permuted to match; the last partial chunk is zero-padded, then
 // the lanes are reduced 16→8→4→2→1.
 // Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does, NaN

@@ -23,30 +23,31 @@ float* AlignedScratch(std::vector<float>& v, int64_t n) {
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
 }
 
-// dst[pitch] from src[cols]: zero padded, each chunk in the lane order of SimdKernelSet.
-void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, int lanes,
-                int interleave, float* dst) {
-  if (interleave <= 1) {
-    std::memcpy(dst, src, cols * sizeof(float));
-    std::fill(dst + cols, dst + pitch, 0.0f);
-    return;
-  }
+// dst[pitch] from src[cols]: zero padded, each chunk in the kernel's lane order.
+void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order,
+                float* dst) {
   for (int64_t c0 = 0; c0 < pitch; c0 += chunk)
-    for (int k = 0; k < interleave; ++k)
-      for (int j = 0; j < lanes; ++j) {
-        int64_t c = c0 + static_cast<int64_t>(interleave) * j + k;
-        dst[c0 + k * lanes + j] = c < cols ? src[c] : 0.0f;
-      }
+    for (int i = 0; i < chunk; ++i) {
+      int64_t c = c0 + order[i];
+      dst[c0 + i] = c < cols ? src[c] : 0.0f;
+    }
 }
 
 // Per-column multiplier of scale-block row `sb` (handles any block_cols, partial last block).
-void ExpandScales(const WeightView& w, int64_t sb, float* out) {
+void ExpandScales(const WeightView& w, int64_t sb, float factor, float* out) {
   const float* row = w.block_scales + sb * w.scale_cols;
   for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b)
-    std::fill(out + c0, out + std::min(w.cols, c0 + w.block_cols), row[b]);
+    std::fill(out + c0, out + std::min(w.cols, c0 + w.block_cols), row[b] * factor);
 }
 
 }  // namespace
+
+void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* order) {
+  for (int i = 0; i < chunk_cols; ++i) {
+    int k = i / lanes, j = i % lanes;
+    order[i] = static_cast<int16_t>(interleave == 1 ? i : interleave * j + k);
+  }
+}
 
 void SetMatMulPrefetchBytes(int64_t bytes) { g_prefetch_bytes.store(std::max<int64_t>(0, bytes)); }
 int64_t MatMulPrefetchBytes() { return g_prefetch_bytes.load(std::memory_order_relaxed); }
@@ -62,7 +63,8 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     return;
   }
   const int d = static_cast<int>(w.dtype);
-  const int chunk = k.chunk_cols[d], interleave = k.interleave[d];
+  const int chunk = k.chunk_cols[d];
+  const int16_t* order = k.order[d];
   const int64_t pitch = (cols + chunk - 1) / chunk * chunk;
   const int64_t row_bytes = cols * DTypeSize(w.dtype);
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -71,7 +73,7 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
   thread_local std::vector<float> x_buf, scale_buf, natural_buf;
   float* xp = AlignedScratch(x_buf, n_tokens * pitch);
   for (int64_t t = 0; t < n_tokens; ++t)
-    PermuteRow(x + t * x_stride, cols, pitch, chunk, k.lanes, interleave, xp + t * pitch);
+    PermuteRow(x + t * x_stride, cols, pitch, chunk, order, xp + t * pitch);
   const bool fp8 = w.dtype == DType::kF8E4M3;
   float* scales = fp8 ? AlignedScratch(scale_buf, pitch) : nullptr;
   float* natural = fp8 ? AlignedScratch(natural_buf, cols) : nullptr;
@@ -97,8 +99,8 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
         if (fp8) {
           int64_t sb = (r + w.row_offset) / w.block_rows;
           if (sb != scale_block) {
-            ExpandScales(w, sb, natural);
-            PermuteRow(natural, cols, pitch, chunk, k.lanes, interleave, scales);
+            ExpandScales(w, sb, k.fp8_scale_factor, natural);
+            PermuteRow(natural, cols, pitch, chunk, order, scales);
             scale_block = sb;
           }
           limit = std::min(limit, (sb + 1) * w.block_rows - w.row_offset);

@@ -20,7 +20,7 @@ namespace glm::kernels {
 //   w          first row's bytes; row i is at w + i * row_bytes
 //   cols       real columns; the kernel reads weights up to cols only (masked or copied tails)
 //   xp         prepared activations [T][x_pitch] f32, x_pitch = cols rounded up to the dtype's
-//              chunk, zero beyond cols, in the kernel's lane order (see SimdKernelSet::interleave)
+//              chunk, zero beyond cols, in the kernel's lane order (SimdKernelSet::order)
 //   scales     kF8E4M3 only: [x_pitch] per-column multiplier of the rows' scale block, zero
 //              padded, in the same lane order; nullptr otherwise
 //   pf_bytes   software prefetch distance in the row stream (0 = none)
@@ -30,16 +30,17 @@ using SimdBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, int64_t cols, 
                              int64_t y_stride);
 
 inline constexpr int kMaxTileTokens = 8;
+inline constexpr int kMaxChunkCols = 64;
 
 struct SimdKernelSet {
-  int lanes = 0;  // f32 lanes per vector
-  // Per dtype: columns per accumulation step, and how a step's columns map onto its vectors.
-  // interleave 1: vector k holds columns [k·lanes, (k+1)·lanes) of the chunk (natural order);
-  // interleave F > 1 (chunk = F·lanes): vector k, lane j holds chunk column F·j + k — what a
-  // load of F packed narrow elements per 32-bit lane decodes to without shuffles (BF16: F = 2,
-  // shift/mask; FP8: F = 4, shifts). Activations and scales are permuted to match, once per call.
+  // Per dtype: columns per accumulation step (at most kMaxChunkCols), and the lane order of a
+  // step: position i (vector i / lanes, lane i % lanes) holds chunk column order[d][i] — the
+  // order in which the ISA's decode of packed narrow elements yields them without shuffles
+  // (e.g. BF16 even columns, then odd). Activations and scales are permuted to match, once per
+  // call or scale block.
   int chunk_cols[3] = {};
-  int interleave[3] = {};
+  int16_t order[3][kMaxChunkCols] = {};
+  float fp8_scale_factor = 1;  // a power of two the FP8 decode leaves out (so it is exact)
   int max_tile_tokens = kMaxTileTokens;
   int rows_per_group[3][kMaxTileTokens + 1] = {};  // [dtype][T]: R of grouped[d][T]
   SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[d][T]
@@ -50,6 +51,11 @@ struct SimdKernelSet {
 void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
                    const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
                    int64_t y_stride);
+
+// order[i] for a chunk of interleave·lanes columns where vector k, lane j holds column
+// interleave·j + k (interleave 1: natural order) — what loading `interleave` packed elements per
+// 32-bit lane and splitting them by shifts gives.
+void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* order);
 
 // Prefetch distance in bytes ahead of each row stream (benchmark hook; default tuned on Zen 5).
 void SetMatMulPrefetchBytes(int64_t bytes);
