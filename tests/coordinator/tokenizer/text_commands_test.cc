@@ -1,0 +1,57 @@
+// The glmctl text commands: output format and error paths.
+#include "coordinator/cli/text_commands.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::cli {
+namespace {
+
+std::string TempFile(const std::string& name, const std::string& content) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+const std::string kModel = std::string(GLM_MODELS_DIR) + "/glm5-tiny-code";
+
+TEST(TextCommandsTest, TokenizeAndDetokenize) {
+  auto out = RunTokenizeCommand(kModel, TempFile("t.txt", "Hello world"));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out, R"({"ids":[60,474,332,344,284,1871]})");
+  auto text = RunDetokenizeCommand(kModel + "/tokenizer.json", "60, 474,332,344,284,1871");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, R"({"text":"Hello world"})");
+  EXPECT_EQ(*RunDetokenizeCommand(kModel, ""), R"({"text":""})");
+}
+
+TEST(TextCommandsTest, Errors) {
+  EXPECT_FALSE(RunDetokenizeCommand(kModel, "1,x").ok());
+  EXPECT_FALSE(RunDetokenizeCommand(kModel, "1,,2").ok());
+  EXPECT_FALSE(RunDetokenizeCommand(kModel, "999999").ok());
+  EXPECT_FALSE(RunTokenizeCommand(kModel, "/nonexistent").ok());
+  EXPECT_FALSE(RunTokenizeCommand(kModel, TempFile("bad.txt", "\xFF")).ok());
+  EXPECT_FALSE(RunRenderChatCommand(kModel, TempFile("r.json", "{")).ok());
+}
+
+TEST(TextCommandsTest, RenderChatFromVectorsLayout) {
+  const std::string request = TempFile("req.json", R"({
+    "inputs": {"messages": [{"role": "user", "content": "Reply exactly: OK"}], "add_generation_prompt": true},
+    "special_tokens": {"eos_token": "<|endoftext|>"}})");
+  auto out = RunRenderChatCommand(kModel, request);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(nlohmann::json::parse(*out)["text"],
+            "[gMASK]<sop><|user|>\nReply exactly: OK<|assistant|>\n<think></think>");
+  const std::string flat = TempFile("flat.json", R"({"messages": [{"role": "user", "content": "한국"}],
+    "add_generation_prompt": false, "bos_token": "<｜begin▁of▁sentence｜>"})");
+  auto ds = RunRenderChatCommand(std::string(GLM_TEST_FIXTURES_DIR) + "/tokenizers/deepseek_v3", flat);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(*ds, R"({"text":"<｜begin▁of▁sentence｜><｜User｜>한국"})");
+}
+
+}  // namespace
+}  // namespace glm::cli

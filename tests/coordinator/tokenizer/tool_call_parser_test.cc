@@ -1,0 +1,146 @@
+// GLM tool-call and <think> parsing, whole and split at every possible boundary.
+#include "coordinator/tokenizer/tool_call_parser.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::tokenizer {
+namespace {
+
+struct Result {
+  std::string content, reasoning;
+  std::vector<ToolCall> calls;
+};
+
+Result Parse(const std::vector<std::string>& pieces, ToolCallParser::Options options = {}) {
+  ToolCallParser parser(options);
+  Result r;
+  auto add = [&](const ParsedDelta& d) {
+    r.content += d.content;
+    r.reasoning += d.reasoning;
+    r.calls.insert(r.calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+  };
+  for (const auto& p : pieces) {
+    auto d = parser.Push(p);
+    EXPECT_TRUE(d.ok()) << d.status();
+    if (d.ok()) add(*d);
+  }
+  auto d = parser.Finish();
+  EXPECT_TRUE(d.ok()) << d.status();
+  if (d.ok()) add(*d);
+  return r;
+}
+
+// Every split of `text` into two pieces, and one-byte pieces, must give the same result.
+void ExpectSplitInvariant(const std::string& text, ToolCallParser::Options options = {}) {
+  const Result whole = Parse({text}, options);
+  for (size_t cut = 0; cut <= text.size(); ++cut) {
+    const Result r = Parse({text.substr(0, cut), text.substr(cut)}, options);
+    EXPECT_EQ(r.content, whole.content) << "cut " << cut;
+    EXPECT_EQ(r.reasoning, whole.reasoning) << "cut " << cut;
+    ASSERT_EQ(r.calls.size(), whole.calls.size()) << "cut " << cut;
+    for (size_t i = 0; i < r.calls.size(); ++i) {
+      EXPECT_EQ(r.calls[i].name, whole.calls[i].name);
+      EXPECT_EQ(r.calls[i].arguments, whole.calls[i].arguments);
+    }
+  }
+  std::vector<std::string> bytes;
+  for (char c : text) bytes.emplace_back(1, c);
+  const Result r = Parse(bytes, options);
+  EXPECT_EQ(r.content, whole.content);
+  EXPECT_EQ(r.reasoning, whole.reasoning);
+  EXPECT_EQ(r.calls.size(), whole.calls.size());
+}
+
+const char kTwoCalls[] =
+    "\n<think>Need weather.\nTwo cities.</think>\nLet me check.\n"
+    "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>東京</arg_value>\n"
+    "<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n<arg_key>opts</arg_key>\n"
+    "<arg_value>{\"unit\": \"c\", \"hourly\": [1, 2]}</arg_value>\n</tool_call>\n"
+    "<tool_call>get_time\n</tool_call>";
+
+TEST(ToolCallParserTest, ParsesReasoningContentAndCalls) {
+  const Result r = Parse({kTwoCalls});
+  EXPECT_EQ(r.reasoning, "Need weather.\nTwo cities.");
+  EXPECT_EQ(r.content, "Let me check.\n");
+  ASSERT_EQ(r.calls.size(), 2u);
+  EXPECT_EQ(r.calls[0].id, "call_0");
+  EXPECT_EQ(r.calls[0].name, "get_weather");
+  EXPECT_EQ(r.calls[0].arguments,
+            R"({"city":"東京","days":3,"opts":{"unit":"c","hourly":[1,2]}})");
+  EXPECT_EQ(r.calls[1].id, "call_1");
+  EXPECT_EQ(r.calls[1].name, "get_time");
+  EXPECT_EQ(r.calls[1].arguments, "{}");
+}
+
+TEST(ToolCallParserTest, SplitAnywhereGivesTheSameResult) {
+  ExpectSplitInvariant(kTwoCalls);
+  ExpectSplitInvariant("plain text with < and <t and </ but no tags <think");
+  ExpectSplitInvariant("<think></think>answer");
+  ExpectSplitInvariant("reasoning first</think>then answer", {.starts_in_reasoning = true});
+}
+
+TEST(ToolCallParserTest, ValueTyping) {
+  ToolCallParser parser;
+  auto call = parser.ParseToolCallBody(
+      "f\n<arg_key>s</arg_key><arg_value>hello world</arg_value>"
+      "<arg_key>n</arg_key><arg_value> 42 </arg_value>"
+      "<arg_key>b</arg_key><arg_value>true</arg_value>"
+      "<arg_key>nul</arg_key><arg_value>null</arg_value>"
+      "<arg_key>q</arg_key><arg_value>\"quoted\"</arg_value>"
+      "<arg_key>l</arg_key><arg_value>[1, \"x\"]</arg_value>"
+      "<arg_key>e</arg_key><arg_value></arg_value>"
+      "<arg_key>ml</arg_key><arg_value>line1\nline2 \"q\"</arg_value>");
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ(nlohmann::ordered_json::parse(call->arguments),
+            nlohmann::ordered_json::parse(
+                R"({"s":"hello world","n":42,"b":true,"nul":null,"q":"quoted","l":[1,"x"],"e":"","ml":"line1\nline2 \"q\""})"));
+}
+
+TEST(ToolCallParserTest, SchemaStringTypeKeepsStrings) {
+  ToolCallParser::Options options;
+  options.tools = nlohmann::json::parse(
+      R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"zip":{"type":"string"},"n":{"type":"integer"}}}}}])");
+  ToolCallParser parser(options);
+  auto call = parser.ParseToolCallBody("f<arg_key>zip</arg_key><arg_value>01234</arg_value><arg_key>n</arg_key><arg_value>7</arg_value>");
+  ASSERT_TRUE(call.ok());
+  EXPECT_EQ(call->arguments, R"({"zip":"01234","n":7})");
+}
+
+TEST(ToolCallParserTest, NoReasoningNoCalls) {
+  const Result r = Parse({"Just ", "an ", "answer."});
+  EXPECT_EQ(r.content, "Just an answer.");
+  EXPECT_TRUE(r.reasoning.empty());
+  EXPECT_TRUE(r.calls.empty());
+}
+
+TEST(ToolCallParserTest, UnterminatedCallAtEndIsParsed) {
+  const Result r = Parse({"<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n"});
+  ASSERT_EQ(r.calls.size(), 1u);
+  EXPECT_EQ(r.calls[0].arguments, R"({"q":"cats"})");
+}
+
+TEST(ToolCallParserTest, MalformedCallsAreErrors) {
+  ToolCallParser parser;
+  EXPECT_FALSE(parser.ParseToolCallBody("\n<arg_key>a</arg_key><arg_value>1</arg_value>").ok());
+  EXPECT_FALSE(parser.ParseToolCallBody("f<arg_key>a</arg_key>").ok());
+  EXPECT_FALSE(parser.ParseToolCallBody("f<arg_key>a").ok());
+  ToolCallParser p2;
+  EXPECT_FALSE(p2.Push("<tool_call></tool_call>").ok());
+}
+
+TEST(ToolCallParserTest, OpenAiShape) {
+  const Result r = Parse({kTwoCalls});
+  const auto j = ToolCallParser::ToOpenAi(r.calls);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["type"], "function");
+  EXPECT_EQ(j[0]["function"]["name"], "get_weather");
+  EXPECT_TRUE(j[0]["function"]["arguments"].is_string());
+  EXPECT_EQ(j[1]["function"]["arguments"], "{}");
+}
+
+}  // namespace
+}  // namespace glm::tokenizer
