@@ -1,0 +1,108 @@
+// The plan's two printed forms: a table for people (host -> NUMA node -> rank) and protobuf
+// JSON for machines and for operators who pin an edited plan.
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/placement/planner.h"
+#include "coordinator/placement/range_split.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace glm::placement {
+namespace {
+
+constexpr double kGib = 1024.0 * 1024.0 * 1024.0;
+
+std::string RangeText(int64_t begin, int64_t end) {
+  if (end <= begin) return "-";
+  return end - begin == 1 ? absl::StrCat(begin) : absl::StrCat(begin, "-", end - 1);
+}
+
+std::string ExpertText(const RankAssignment& r, const std::string& layout) {
+  if (layout == "expert-tensor-parallel")
+    return absl::StrCat("all x cols ", RangeText(r.expert_slice_begin(), r.expert_slice_end()));
+  return FormatIdRanges({r.experts().begin(), r.experts().end()});
+}
+
+}  // namespace
+
+std::string PlanToTable(const PlacementPlan& plan) {
+  std::string out = absl::StrFormat("Placement of %s: %d worker ranks, %d pipeline stages, %s\n",
+                                    plan.model().empty() ? "the model" : plan.model(), plan.world_size() - 1,
+                                    plan.stages_size(), plan.expert_layout());
+  for (const Stage& st : plan.stages()) {
+    absl::StrAppendFormat(&out, "  stage %d: layers %d-%d%s%s, ranks %s\n", st.index(), st.layer_begin(),
+                          st.layer_end() - 1, st.has_embedding() ? " + embedding" : "",
+                          st.has_head() ? " + head" : "",
+                          FormatIdRanges({st.ranks().begin(), st.ranks().end()}));
+  }
+  // Host order as the plan lists hosts, then hosts only the ranks name.
+  std::vector<std::string> hosts;
+  for (const HostTopology& h : plan.hosts()) hosts.push_back(h.hostname());
+  for (const RankAssignment& r : plan.ranks())
+    if (std::find(hosts.begin(), hosts.end(), r.host()) == hosts.end()) hosts.push_back(r.host());
+  std::map<int, const Stage*> stage_of;
+  for (const Stage& st : plan.stages()) stage_of[st.index()] = &st;
+
+  auto row = [&out](auto... cells) {
+    absl::StrAppendFormat(&out, "%-14s %4s %5s %5s %-7s %-7s %-13s %-11s %-15s %9s %6s %9s\n", cells...);
+  };
+  out += "\n";
+  row("host", "numa", "rank", "stage", "layers", "heads", "experts", "dense",
+                        "vocab", "weights", "GB/s", "ms/token");
+  int64_t total_bytes = 0;
+  for (const std::string& host : hosts) {
+    std::vector<const RankAssignment*> ranks;
+    for (const RankAssignment& r : plan.ranks())
+      if (r.host() == host) ranks.push_back(&r);
+    std::sort(ranks.begin(), ranks.end(), [](const RankAssignment* a, const RankAssignment* b) {
+      return a->numa_node() != b->numa_node() ? a->numa_node() < b->numa_node() : a->rank() < b->rank();
+    });
+    for (const RankAssignment* r : ranks) {
+      const Stage* st = stage_of.count(r->stage()) ? stage_of[r->stage()] : nullptr;
+      const std::string layers = st != nullptr ? RangeText(st->layer_begin(), st->layer_end()) : "?";
+      total_bytes += r->weight_bytes();
+      row(host, absl::StrCat(r->numa_node()), absl::StrCat(r->rank()),
+                            absl::StrCat(r->stage()), layers, RangeText(r->head_begin(), r->head_end()),
+                            ExpertText(*r, plan.expert_layout()), RangeText(r->dense_begin(), r->dense_end()),
+                            RangeText(r->vocab_begin(), r->vocab_end()),
+                            absl::StrFormat("%.1f GiB", r->weight_bytes() / kGib),
+                            absl::StrFormat("%.0f", r->bandwidth_gbps()),
+                            absl::StrFormat("%.2f", r->predicted_ms_per_token()));
+    }
+  }
+  absl::StrAppendFormat(&out,
+                        "\ntotal weights %.1f GiB over %d ranks; predicted %.2f ms/token (%.1f tokens/s at batch 1, "
+                        "%.2f ms of it communication); slowest rank %d\n",
+                        total_bytes / kGib, plan.ranks_size(), plan.predicted_ms_per_token(),
+                        plan.predicted_tokens_per_s(), plan.communication_ms_per_token(), plan.slowest_rank());
+  return out;
+}
+
+absl::StatusOr<std::string> PlanToJson(const PlacementPlan& plan) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  // Zero-valued fields (head_begin 0, stage 0) stay visible to an operator editing the plan.
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  auto status = google::protobuf::util::MessageToJsonString(plan, &json, options);
+  if (!status.ok()) return absl::InternalError(absl::StrCat("plan to JSON: ", status.ToString()));
+  return json;
+}
+
+absl::StatusOr<PlacementPlan> PlanFromJson(const std::string& json, const model::ModelConfig& config,
+                                           int world_size) {
+  PlacementPlan plan;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;  // a misspelt field must not be silently dropped
+  auto status = google::protobuf::util::JsonStringToMessage(json, &plan, options);
+  if (!status.ok())
+    return absl::InvalidArgumentError(absl::StrCat("placement plan JSON: ", status.message().as_string()));
+  if (auto s = ValidatePlan(plan, config, world_size); !s.ok())
+    return absl::Status(s.code(), absl::StrCat("placement plan: ", s.message()));
+  return plan;
+}
+
+}  // namespace glm::placement

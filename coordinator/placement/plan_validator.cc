@@ -1,0 +1,184 @@
+// ValidatePlan(): the structural checks an operator's hand-edited plan must pass before any
+// worker loads a byte. Every error names the stage, rank and range at fault.
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/placement/planner.h"
+#include "coordinator/placement/range_split.h"
+
+namespace glm::placement {
+namespace {
+
+// A slice one rank claims of a dimension.
+struct Claim {
+  int64_t begin, end;
+  int32_t rank;
+};
+
+// `claims` must tile [0, total) exactly: no gap, no overlap, no range outside.
+absl::Status CheckTiling(std::vector<Claim> claims, int64_t total, const std::string& what, int stage) {
+  for (const Claim& c : claims) {
+    if (c.begin < 0 || c.end < c.begin || c.end > total)
+      return absl::InvalidArgumentError(absl::StrCat("stage ", stage, ": rank ", c.rank, " has ", what, " [", c.begin,
+                                                     ", ", c.end, "), outside [0, ", total, ")"));
+  }
+  std::sort(claims.begin(), claims.end(), [](const Claim& a, const Claim& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  int64_t covered = 0;
+  int32_t last_rank = 0;
+  for (const Claim& c : claims) {
+    if (c.begin == c.end) continue;  // an empty slice claims nothing
+    if (c.begin > covered)
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", stage, ": ", what, " [", covered, ", ", c.begin, ") are held by no rank"));
+    if (c.begin < covered)
+      return absl::InvalidArgumentError(absl::StrCat("stage ", stage, ": ranks ", last_rank, " and ", c.rank,
+                                                     " overlap on ", what, " [", c.begin, ", ",
+                                                     std::min(covered, c.end), ")"));
+    covered = c.end;
+    last_rank = c.rank;
+  }
+  if (covered != total)
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage ", stage, ": ", what, " [", covered, ", ", total, ") are held by no rank"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckStages(const PlacementPlan& plan, const model::ModelConfig& config) {
+  if (plan.stages_size() == 0) return absl::InvalidArgumentError("the plan has no stages");
+  int64_t next_layer = 0;
+  for (int s = 0; s < plan.stages_size(); ++s) {
+    const Stage& st = plan.stages(s);
+    if (st.index() != s)
+      return absl::InvalidArgumentError(absl::StrCat("stage at position ", s, " has index ", st.index()));
+    if (st.layer_begin() != next_layer)
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", s, " starts at layer ", st.layer_begin(), " but the previous stage ended at layer ",
+                       next_layer, next_layer < st.layer_begin() ? " (layers in between are in no stage)"
+                                                                 : " (layers in two stages)"));
+    if (st.layer_end() <= st.layer_begin())
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", s, " has no layers: [", st.layer_begin(), ", ", st.layer_end(), ")"));
+    next_layer = st.layer_end();
+    if (st.has_embedding() != (s == 0))
+      return absl::InvalidArgumentError(absl::StrCat("stage ", s, (s == 0 ? " must" : " must not"),
+                                                     " hold the embedding (only the first stage does)"));
+    if (st.has_head() != (s == plan.stages_size() - 1))
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", s, (s == plan.stages_size() - 1 ? " must" : " must not"),
+                       " hold the head (only the last stage does)"));
+    if (st.ranks_size() == 0) return absl::InvalidArgumentError(absl::StrCat("stage ", s, " has no ranks"));
+  }
+  if (next_layer != config.num_hidden_layers)
+    return absl::InvalidArgumentError(absl::StrCat("the stages end at layer ", next_layer, " but the model has ",
+                                                   config.num_hidden_layers, " layers"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size) {
+  if (plan.world_size() != world_size)
+    return absl::InvalidArgumentError(
+        absl::StrCat("the plan is for a world of ", plan.world_size(), " ranks; this one has ", world_size));
+  const int n_workers = world_size - 1;
+  if (n_workers < 1) return absl::InvalidArgumentError("the world has no worker ranks");
+  const bool etp = plan.expert_layout() == "expert-tensor-parallel";
+  if (!etp && plan.expert_layout() != "expert-parallel")
+    return absl::InvalidArgumentError(absl::StrCat("expert layout '", plan.expert_layout(),
+                                                   "' is unknown (expert-parallel, expert-tensor-parallel)"));
+  if (auto s = CheckStages(plan, config); !s.ok()) return s;
+
+  // Ranks 1..N, each once, each in the stage that lists it at its tp_index.
+  std::map<int32_t, const RankAssignment*> by_rank;
+  for (const RankAssignment& r : plan.ranks()) {
+    if (r.rank() < 1 || r.rank() > n_workers)
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", r.rank(), " is not a worker rank (workers are 1..", n_workers, ")"));
+    if (!by_rank.emplace(r.rank(), &r).second)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " is assigned twice"));
+  }
+  for (int32_t k = 1; k <= n_workers; ++k)
+    if (!by_rank.count(k)) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no assignment"));
+  std::set<int32_t> staged;
+  for (const Stage& st : plan.stages()) {
+    for (int i = 0; i < st.ranks_size(); ++i) {
+      const int32_t k = st.ranks(i);
+      auto it = by_rank.find(k);
+      if (it == by_rank.end())
+        return absl::InvalidArgumentError(absl::StrCat("stage ", st.index(), " lists rank ", k, ", which has no assignment"));
+      if (!staged.insert(k).second)
+        return absl::InvalidArgumentError(absl::StrCat("rank ", k, " is listed in more than one stage"));
+      const RankAssignment& r = *it->second;
+      if (r.stage() != st.index() || r.tp_index() != i || r.tp_size() != st.ranks_size())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "rank ", k, " says stage ", r.stage(), ", tp ", r.tp_index(), " of ", r.tp_size(), " but stage ",
+            st.index(), " lists it at position ", i, " of ", st.ranks_size()));
+    }
+  }
+  if (static_cast<int>(staged.size()) != n_workers) {
+    for (int32_t k = 1; k <= n_workers; ++k)
+      if (!staged.count(k)) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " is in no stage"));
+  }
+
+  // Inside each stage: heads, dense, shared, experts and vocabulary held exactly once.
+  const int64_t shared_total = config.moe_intermediate_size * config.n_shared_experts;
+  for (const Stage& st : plan.stages()) {
+    const int s = st.index();
+    std::vector<Claim> heads, dense, shared, vocab;
+    std::map<int32_t, int32_t> expert_owner;
+    std::vector<Claim> expert_slices;
+    for (int32_t k : st.ranks()) {
+      const RankAssignment& r = *by_rank[k];
+      heads.push_back({r.head_begin(), r.head_end(), k});
+      dense.push_back({r.dense_begin(), r.dense_end(), k});
+      shared.push_back({r.shared_begin(), r.shared_end(), k});
+      if (st.has_head()) {
+        vocab.push_back({r.vocab_begin(), r.vocab_end(), k});
+      } else if (r.vocab_begin() != 0 || r.vocab_end() != 0) {
+        return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " has vocabulary [", r.vocab_begin(),
+                                                       ", ", r.vocab_end(), ") but the stage holds no head"));
+      }
+      std::set<int32_t> own;
+      for (int32_t e : r.experts()) {
+        if (e < 0 || e >= config.n_routed_experts)
+          return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " lists expert ", e,
+                                                         "; the model has experts 0..", config.n_routed_experts - 1));
+        if (!own.insert(e).second)
+          return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " lists expert ", e, " twice"));
+      }
+      if (etp) {
+        if (static_cast<int64_t>(own.size()) != config.n_routed_experts)
+          return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " lists ", own.size(),
+                                                         " experts; expert-tensor-parallel ranks hold a slice of all ",
+                                                         config.n_routed_experts));
+        expert_slices.push_back({r.expert_slice_begin(), r.expert_slice_end(), k});
+      } else {
+        for (int32_t e : own) {
+          auto [it, fresh] = expert_owner.emplace(e, k);
+          if (!fresh)
+            return absl::InvalidArgumentError(
+                absl::StrCat("stage ", s, ": expert ", e, " is held by both rank ", it->second, " and rank ", k));
+        }
+      }
+    }
+    if (auto x = CheckTiling(heads, config.num_attention_heads, "attention heads", s); !x.ok()) return x;
+    if (auto x = CheckTiling(dense, config.intermediate_size, "dense-MLP columns", s); !x.ok()) return x;
+    if (auto x = CheckTiling(shared, shared_total, "shared-expert columns", s); !x.ok()) return x;
+    if (st.has_head())
+      if (auto x = CheckTiling(vocab, config.vocab_size, "vocabulary rows", s); !x.ok()) return x;
+    if (etp) {
+      if (auto x = CheckTiling(expert_slices, config.moe_intermediate_size, "expert columns", s); !x.ok()) return x;
+    } else {
+      for (int32_t e = 0; e < config.n_routed_experts; ++e)
+        if (!expert_owner.count(e))
+          return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": expert ", e, " is held by no rank"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace glm::placement

@@ -1,0 +1,311 @@
+// Plan(): ranks into stages, slices inside each stage, then the layer split that balances the
+// stages' predicted time per token under the memory budgets, then the per-rank predictions.
+#include "coordinator/placement/planner.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/placement/cost_model.h"
+#include "coordinator/placement/range_split.h"
+
+namespace glm::placement {
+namespace {
+
+constexpr double kGib = 1024.0 * 1024.0 * 1024.0;
+// Cost of a layer split that overflows a memory budget: worse than any feasible split, and still
+// ordered by how far it overflows so the final error names the least-bad plan's numbers.
+constexpr double kOverflowPenaltyMs = 1e9;
+
+// Where a worker runs and what it may use there.
+struct Resources {
+  const NumaNode* node = nullptr;
+  int ranks_on_node = 1;
+  double bandwidth_gbps = 0;
+  int cores = 1;
+  int64_t budget_bytes = 0;
+};
+
+absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<WorkerSlot>& workers,
+                                                        const PlannerOptions& options) {
+  std::map<std::pair<std::string, int>, int> sharing;
+  for (const WorkerSlot& w : workers) ++sharing[{w.host.hostname(), w.numa_node}];
+  std::vector<Resources> out(workers.size());
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const WorkerSlot& w = workers[i];
+    for (const NumaNode& n : w.host.numa_nodes())
+      if (n.os_index() == w.numa_node) out[i].node = &n;
+    if (out[i].node == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("worker rank ", i + 1, ": host '", w.host.hostname(),
+                                                     "' has no NUMA node with os index ", w.numa_node));
+    Resources& r = out[i];
+    r.ranks_on_node = sharing[{w.host.hostname(), w.numa_node}];
+    r.bandwidth_gbps = NodeBandwidthGbps(*r.node) / r.ranks_on_node;
+    r.cores = std::max(1, r.node->cores() / r.ranks_on_node);
+    r.budget_bytes = options.memory_budget_gib > 0
+                         ? static_cast<int64_t>(options.memory_budget_gib * kGib)
+                         : static_cast<int64_t>(static_cast<double>(r.node->memory_bytes()) * kDefaultMemoryFraction /
+                                                r.ranks_on_node);
+  }
+  return out;
+}
+
+// Heads, dense/shared/expert slices and vocabulary of rank `i` of a stage of `p` ranks.
+void FillSlices(const model::ModelConfig& c, bool etp, bool last_stage, int p, int i, RankAssignment* r) {
+  const int64_t align = c.fp8_weights ? c.fp8_block_cols : 1;
+  const Range heads = BalancedSlice(c.num_attention_heads, p, i);
+  r->set_head_begin(heads.begin);
+  r->set_head_end(heads.end);
+  const Range dense = AlignedSlice(c.intermediate_size, p, i, align);
+  r->set_dense_begin(dense.begin);
+  r->set_dense_end(dense.end);
+  const Range shared = AlignedSlice(c.moe_intermediate_size * c.n_shared_experts, p, i, align);
+  r->set_shared_begin(shared.begin);
+  r->set_shared_end(shared.end);
+  if (etp) {
+    for (int32_t e = 0; e < c.n_routed_experts; ++e) r->add_experts(e);
+    const Range slice = AlignedSlice(c.moe_intermediate_size, p, i, align);
+    r->set_expert_slice_begin(slice.begin);
+    r->set_expert_slice_end(slice.end);
+  } else {
+    const Range experts = ExpertSlice(c.n_routed_experts, p, i);
+    for (int64_t e = experts.begin; e < experts.end; ++e) r->add_experts(static_cast<int32_t>(e));
+  }
+  if (last_stage) {
+    const Range vocab = BalancedSlice(c.vocab_size, p, i);
+    r->set_vocab_begin(vocab.begin);
+    r->set_vocab_end(vocab.end);
+  }
+}
+
+// Per-rank prefix sums over the main layers, plus the stage's fixed extras, so any layer range's
+// cost is O(ranks).
+struct StageCosts {
+  std::vector<int> ranks;                      // indexes into workers
+  std::vector<std::vector<Footprint>> prefix;  // [rank][layer + 1]
+  std::vector<Footprint> extra;                // embedding / head / MTP
+  std::vector<int64_t> kv_prefix;              // [layer + 1], same for every rank
+  int64_t kv_extra = 0;                        // MTP layer's cache
+  bool spans_hosts = false;
+  bool has_head = false;
+};
+
+double CommunicationMs(const StageCosts& s, int64_t layers) {
+  double ms = kStageHandoffMs;
+  if (s.ranks.size() > 1) {
+    const double all_reduce = s.spans_hosts ? kAllReduceMsAcrossHosts : kAllReduceMsInHost;
+    ms += all_reduce * static_cast<double>(2 * layers + (s.has_head ? 1 : 0));
+  }
+  return ms;
+}
+
+double MsForBytes(int64_t bytes, double gbps) { return static_cast<double>(bytes) / (gbps * 1e6); }
+
+// The stage's cost for layers [a, b): its slowest rank's time plus communication, or the
+// overflow penalty when a rank's weights and KV reserve exceed its budget.
+double StageCostMs(const StageCosts& s, const std::vector<Resources>& res, int64_t kv_reserve, int64_t a, int64_t b) {
+  double worst_ms = 0, worst_ratio = 0;
+  for (size_t j = 0; j < s.ranks.size(); ++j) {
+    const Resources& r = res[s.ranks[j]];
+    const int64_t dec = s.prefix[j][b].decode_bytes - s.prefix[j][a].decode_bytes + s.extra[j].decode_bytes;
+    const int64_t mem = s.prefix[j][b].weight_bytes - s.prefix[j][a].weight_bytes + s.extra[j].weight_bytes + kv_reserve;
+    worst_ms = std::max(worst_ms, MsForBytes(dec, r.bandwidth_gbps));
+    worst_ratio = std::max(worst_ratio, static_cast<double>(mem) / std::max<int64_t>(1, r.budget_bytes));
+  }
+  if (worst_ratio > 1.0) return kOverflowPenaltyMs * worst_ratio;
+  return worst_ms + CommunicationMs(s, b - a);
+}
+
+// Contiguous split of `layers` into the stages minimising the largest stage cost (the pipeline's
+// throughput limit; at batch 1 the stages run one after another anyway). Returns stage ends.
+std::vector<int64_t> SplitLayers(const std::vector<StageCosts>& stages, const std::vector<Resources>& res,
+                                 int64_t kv_reserve, int64_t layers) {
+  const size_t n = stages.size();
+  const double inf = std::numeric_limits<double>::infinity();
+  // best[s][b]: the least max-cost of stages 0..s covering layers [0, b); from[s][b]: stage s's begin.
+  std::vector<std::vector<double>> best(n, std::vector<double>(layers + 1, inf));
+  std::vector<std::vector<int64_t>> from(n, std::vector<int64_t>(layers + 1, -1));
+  for (int64_t b = 1; b <= layers; ++b) best[0][b] = StageCostMs(stages[0], res, kv_reserve, 0, b);
+  for (size_t s = 1; s < n; ++s) {
+    for (int64_t b = static_cast<int64_t>(s) + 1; b <= layers; ++b) {
+      for (int64_t a = static_cast<int64_t>(s); a < b; ++a) {
+        if (best[s - 1][a] == inf) continue;
+        const double cost = std::max(best[s - 1][a], StageCostMs(stages[s], res, kv_reserve, a, b));
+        if (cost < best[s][b]) {
+          best[s][b] = cost;
+          from[s][b] = a;
+        }
+      }
+    }
+  }
+  std::vector<int64_t> ends(n);
+  int64_t end = layers;
+  for (size_t s = n; s-- > 0;) {
+    ends[s] = end;
+    end = s > 0 ? from[s][end] : 0;
+  }
+  return ends;
+}
+
+std::string Gib(int64_t bytes) { return absl::StrFormat("%.1f GiB", static_cast<double>(bytes) / kGib); }
+
+}  // namespace
+
+std::vector<WorkerSlot> OnePerNumaNode(const std::vector<HostTopology>& hosts) {
+  std::vector<WorkerSlot> slots;
+  for (const HostTopology& h : hosts) {
+    for (const NumaNode& n : h.numa_nodes()) {
+      WorkerSlot w;
+      w.host = h;
+      w.numa_node = n.os_index();
+      slots.push_back(std::move(w));
+    }
+  }
+  return slots;
+}
+
+absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::vector<WorkerSlot>& workers,
+                                   const PlannerOptions& options) {
+  const int n_workers = static_cast<int>(workers.size());
+  const int64_t layers = config.num_hidden_layers;
+  if (n_workers == 0) return absl::InvalidArgumentError("no worker ranks to place the model on");
+  if (layers < 1) return absl::InvalidArgumentError("the model has no layers");
+  const bool etp = options.expert_layout == "expert-tensor-parallel";
+  if (!etp && options.expert_layout != "expert-parallel")
+    return absl::InvalidArgumentError(absl::StrCat("expert layout '", options.expert_layout,
+                                                   "' is unknown (expert-parallel, expert-tensor-parallel)"));
+  if (options.memory_budget_gib < 0 || options.kv_cache_gib < 0 || options.weight_bytes_per_param < 0)
+    return absl::InvalidArgumentError("memory budget, KV reserve and bytes per parameter must not be negative");
+  std::vector<std::string> hostnames;
+  for (const WorkerSlot& w : workers)
+    if (std::find(hostnames.begin(), hostnames.end(), w.host.hostname()) == hostnames.end())
+      hostnames.push_back(w.host.hostname());
+  const int n_stages = options.stages > 0 ? options.stages : static_cast<int>(hostnames.size());
+  if (n_stages > n_workers)
+    return absl::InvalidArgumentError(absl::StrCat(n_stages, " pipeline stages need at least ", n_stages,
+                                                   " worker ranks; there are ", n_workers));
+  if (n_stages > layers)
+    return absl::InvalidArgumentError(
+        absl::StrCat(n_stages, " pipeline stages for a model of ", layers, " layers: each stage needs a layer"));
+  auto res = ResolveResources(workers, options);
+  if (!res.ok()) return res.status();
+
+  PlacementPlan plan;
+  plan.set_model(options.model_name);
+  plan.set_world_size(n_workers + 1);
+  plan.set_expert_layout(etp ? "expert-tensor-parallel" : "expert-parallel");
+  for (const std::string& name : hostnames)
+    for (const WorkerSlot& w : workers)
+      if (w.host.hostname() == name) {
+        *plan.add_hosts() = w.host;
+        break;
+      }
+
+  // Ranks into stages (the remainder to the first stages), slices inside each stage.
+  const CostModel cost(config, options.weight_bytes_per_param);
+  const int64_t kv_reserve = static_cast<int64_t>(options.kv_cache_gib * kGib);
+  std::vector<StageCosts> stage_costs(n_stages);
+  int next = 0;
+  for (int s = 0; s < n_stages; ++s) {
+    const int p = n_workers / n_stages + (s < n_workers % n_stages ? 1 : 0);
+    if (p > config.num_attention_heads)
+      return absl::InvalidArgumentError(absl::StrCat("stage ", s, " would have ", p, " ranks but the model has only ",
+                                                     config.num_attention_heads,
+                                                     " attention heads; use more pipeline stages"));
+    Stage* stage = plan.add_stages();
+    stage->set_index(s);
+    stage->set_has_embedding(s == 0);
+    stage->set_has_head(s == n_stages - 1);
+    StageCosts& sc = stage_costs[s];
+    sc.has_head = stage->has_head();
+    for (int i = 0; i < p; ++i, ++next) {
+      const WorkerSlot& w = workers[next];
+      const Resources& r = (*res)[next];
+      RankAssignment* a = plan.add_ranks();
+      a->set_rank(next + 1);
+      a->set_stage(s);
+      a->set_tp_index(i);
+      a->set_tp_size(p);
+      a->set_host(w.host.hostname());
+      a->set_numa_node(w.numa_node);
+      a->set_cores(r.cores);
+      a->set_bandwidth_gbps(r.bandwidth_gbps);
+      a->set_memory_budget_bytes(r.budget_bytes);
+      a->set_kv_reserve_bytes(kv_reserve);
+      FillSlices(config, etp, stage->has_head(), p, i, a);
+      stage->add_ranks(next + 1);
+      sc.ranks.push_back(next);
+      if (w.host.hostname() != workers[sc.ranks.front()].host.hostname()) sc.spans_hosts = true;
+      std::vector<Footprint> prefix(layers + 1);
+      for (int64_t l = 0; l < layers; ++l) {
+        prefix[l + 1] = prefix[l];
+        prefix[l + 1] += cost.Layer(*a, l, etp);
+      }
+      sc.prefix.push_back(std::move(prefix));
+      Footprint extra;
+      if (stage->has_embedding()) extra += cost.Embedding();
+      if (stage->has_head()) {
+        extra += cost.Head(*a);
+        if (config.has_mtp()) extra += cost.Layer(*a, config.num_hidden_layers, etp);
+      }
+      sc.extra.push_back(extra);
+    }
+    sc.kv_prefix.assign(layers + 1, 0);
+    for (int64_t l = 0; l < layers; ++l) sc.kv_prefix[l + 1] = sc.kv_prefix[l] + cost.KvBytesPerToken(l);
+    if (stage->has_head() && config.has_mtp()) sc.kv_extra = cost.KvBytesPerToken(config.num_hidden_layers);
+  }
+
+  const std::vector<int64_t> ends = SplitLayers(stage_costs, *res, kv_reserve, layers);
+
+  // Predictions and the memory check on the chosen split.
+  double total_ms = 0, comm_ms = 0, slowest_ms = -1;
+  std::vector<std::string> overflows;
+  for (int s = 0; s < n_stages; ++s) {
+    Stage* stage = plan.mutable_stages(s);
+    const int64_t a = s == 0 ? 0 : ends[s - 1], b = ends[s];
+    stage->set_layer_begin(static_cast<int32_t>(a));
+    stage->set_layer_end(static_cast<int32_t>(b));
+    const StageCosts& sc = stage_costs[s];
+    double stage_ms = 0;
+    for (size_t j = 0; j < sc.ranks.size(); ++j) {
+      RankAssignment* r = plan.mutable_ranks(sc.ranks[j]);
+      const int64_t weights = sc.prefix[j][b].weight_bytes - sc.prefix[j][a].weight_bytes + sc.extra[j].weight_bytes;
+      const int64_t decode = sc.prefix[j][b].decode_bytes - sc.prefix[j][a].decode_bytes + sc.extra[j].decode_bytes;
+      r->set_weight_bytes(weights);
+      r->set_decode_bytes_per_token(decode);
+      r->set_kv_bytes_per_token(sc.kv_prefix[b] - sc.kv_prefix[a] + sc.kv_extra);
+      const double ms = MsForBytes(decode, r->bandwidth_gbps());
+      r->set_predicted_ms_per_token(ms);
+      stage_ms = std::max(stage_ms, ms);
+      if (ms > slowest_ms) {
+        slowest_ms = ms;
+        plan.set_slowest_rank(r->rank());
+      }
+      if (weights + kv_reserve > r->memory_budget_bytes()) {
+        overflows.push_back(absl::StrCat("rank ", r->rank(), " (host ", r->host(), " NUMA node ", r->numa_node(),
+                                         ", stage ", s, ", layers [", a, ", ", b, ")) needs ",
+                                         Gib(weights + kv_reserve), " (weights ", Gib(weights), " + KV reserve ",
+                                         Gib(kv_reserve), "), budget ", Gib(r->memory_budget_bytes())));
+      }
+    }
+    const double c = CommunicationMs(sc, b - a);
+    comm_ms += c;
+    total_ms += stage_ms + c;
+  }
+  if (!overflows.empty()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the model does not fit: ", absl::StrJoin(overflows, "; "),
+                     ". Add ranks or hosts, lower --kv-cache-gib, or raise --memory-budget-gib if the nodes "
+                     "have more memory"));
+  }
+  plan.set_communication_ms_per_token(comm_ms);
+  plan.set_predicted_ms_per_token(total_ms);
+  plan.set_predicted_tokens_per_s(total_ms > 0 ? 1000.0 / total_ms : 0);
+  return plan;
+}
+
+}  // namespace glm::placement

@@ -1,0 +1,153 @@
+// JSON round trip, the table, and ValidatePlan on hand-edited plans: each mistake an operator can
+// make gets an error that names it.
+#include <functional>
+
+#include "coordinator/placement/planner.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace glm::placement {
+namespace {
+
+HostTopology Host(const std::string& name, int nodes) {
+  HostTopology h;
+  h.set_hostname(name);
+  h.set_packages(1);
+  for (int i = 0; i < nodes; ++i) {
+    NumaNode* n = h.add_numa_nodes();
+    n->set_os_index(i);
+    n->set_cores(8);
+    n->set_pus(8);
+    n->set_memory_bytes(int64_t{16} << 30);
+  }
+  return h;
+}
+
+class PlanValidationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+    ASSERT_TRUE(c.ok()) << c.status();
+    config_ = *c;
+    PlannerOptions options;
+    options.model_name = "glm5-tiny-code";
+    auto plan = Plan(config_, OnePerNumaNode({Host("a", 2), Host("b", 2)}), options);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    plan_ = *plan;
+    ASSERT_TRUE(ValidatePlan(plan_, config_, 5).ok()) << ValidatePlan(plan_, config_, 5);
+  }
+
+  // Applies `edit` to a copy of the plan and returns ValidatePlan's message ("" when it passes).
+  std::string Broken(const std::function<void(PlacementPlan&)>& edit, int world_size = 5) {
+    PlacementPlan p = plan_;
+    edit(p);
+    absl::Status s = ValidatePlan(p, config_, world_size);
+    EXPECT_TRUE(s.ok() || s.code() == absl::StatusCode::kInvalidArgument) << s;
+    return std::string(s.message());
+  }
+
+  model::ModelConfig config_;
+  PlacementPlan plan_;
+};
+
+TEST_F(PlanValidationTest, JsonRoundTrip) {
+  auto json = PlanToJson(plan_);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find("\"head_begin\": 0"), std::string::npos) << *json;  // zeros printed
+  EXPECT_NE(json->find("\"expert_layout\": \"expert-parallel\""), std::string::npos);
+  auto back = PlanFromJson(*json, config_, 5);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*back, plan_));
+}
+
+TEST_F(PlanValidationTest, JsonLoadingRejectsTyposAndBrokenPlans) {
+  auto typo = PlanFromJson(R"({"world_size": 5, "stagez": []})", config_, 5);
+  EXPECT_EQ(typo.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(typo.status().message().find("stagez"), std::string::npos) << typo.status();
+  auto json = PlanToJson(plan_);
+  ASSERT_TRUE(json.ok());
+  auto wrong_world = PlanFromJson(*json, config_, 9);
+  EXPECT_EQ(wrong_world.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong_world.status().message().find("world of 5"), std::string::npos) << wrong_world.status();
+}
+
+TEST_F(PlanValidationTest, TableListsHostsNodesRanksAndTotals) {
+  const std::string table = PlanToTable(plan_);
+  EXPECT_NE(table.find("glm5-tiny-code"), std::string::npos) << table;
+  EXPECT_NE(table.find("stage 0: layers 0-"), std::string::npos) << table;
+  EXPECT_NE(table.find("ms/token"), std::string::npos) << table;
+  EXPECT_NE(table.find("total weights"), std::string::npos) << table;
+  // Host a's ranks come before host b's.
+  EXPECT_LT(table.find("\na "), table.find("\nb ")) << table;
+  // Rank 1 holds experts 0-7 of 16.
+  EXPECT_NE(table.find("0-7"), std::string::npos) << table;
+}
+
+TEST_F(PlanValidationTest, MissingLayer) {
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_stages(1)->set_layer_begin(p.stages(1).layer_begin() + 1); })
+                .find("in no stage"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_stages(1)->set_layer_end(p.stages(1).layer_end() - 1); })
+                .find("the model has 6 layers"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_stages(0)->set_layer_end(p.stages(0).layer_begin()); })
+                .find("stage 0"),
+            std::string::npos);
+}
+
+TEST_F(PlanValidationTest, OverlappingOrMissingExperts) {
+  const std::string overlap = Broken([](PlacementPlan& p) { p.mutable_ranks(0)->add_experts(8); });
+  EXPECT_NE(overlap.find("expert 8 is held by both rank 1 and rank 2"), std::string::npos) << overlap;
+  const std::string missing = Broken([](PlacementPlan& p) { p.mutable_ranks(3)->mutable_experts()->RemoveLast(); });
+  EXPECT_NE(missing.find("expert 15 is held by no rank"), std::string::npos) << missing;
+  const std::string range = Broken([](PlacementPlan& p) { p.mutable_ranks(3)->add_experts(16); });
+  EXPECT_NE(range.find("lists expert 16"), std::string::npos) << range;
+}
+
+TEST_F(PlanValidationTest, BadRanks) {
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_ranks(0)->set_rank(0); }).find("rank 0 is not a worker rank"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_rank(1); }).find("rank 1 is assigned twice"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_ranks(3)->set_rank(7); }).find("rank 7 is not a worker rank"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_stages(1)->set_ranks(0, 1); }).find("more than one stage"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_tp_index(1); }).find("rank 3 says stage 1, tp 1"),
+            std::string::npos);
+  EXPECT_NE(Broken([](PlacementPlan& p) { p.mutable_stages(1)->mutable_ranks()->RemoveLast(); })
+                .find("rank 3 says stage 1, tp 0 of 2 but stage 1 lists it at position 0 of 1"),
+            std::string::npos);
+}
+
+TEST_F(PlanValidationTest, SlicesMustTile) {
+  const std::string gap = Broken([](PlacementPlan& p) { p.mutable_ranks(0)->set_head_end(1); });
+  EXPECT_NE(gap.find("stage 0: attention heads [1, 2) are held by no rank"), std::string::npos) << gap;
+  const std::string overlap = Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_dense_begin(300); });
+  EXPECT_NE(overlap.find("overlap on dense-MLP columns"), std::string::npos) << overlap;
+  const std::string vocab = Broken([](PlacementPlan& p) { p.mutable_ranks(3)->set_vocab_end(4000); });
+  EXPECT_NE(vocab.find("vocabulary rows [4000, 4096)"), std::string::npos) << vocab;
+  const std::string head_less = Broken([](PlacementPlan& p) { p.mutable_ranks(0)->set_vocab_end(10); });
+  EXPECT_NE(head_less.find("holds no head"), std::string::npos) << head_less;
+  const std::string embed = Broken([](PlacementPlan& p) { p.mutable_stages(1)->set_has_embedding(true); });
+  EXPECT_NE(embed.find("embedding"), std::string::npos) << embed;
+  const std::string layout = Broken([](PlacementPlan& p) { p.set_expert_layout("sharded"); });
+  EXPECT_NE(layout.find("unknown"), std::string::npos) << layout;
+}
+
+TEST_F(PlanValidationTest, ExpertTensorParallelPlansValidate) {
+  PlannerOptions options;
+  options.expert_layout = "expert-tensor-parallel";
+  auto plan = Plan(config_, OnePerNumaNode({Host("a", 2), Host("b", 2)}), options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(ValidatePlan(*plan, config_, 5).ok()) << ValidatePlan(*plan, config_, 5);
+  EXPECT_EQ(plan->ranks(0).experts_size(), 16);
+  EXPECT_EQ(plan->ranks(0).expert_slice_end(), 64);
+  PlacementPlan broken = *plan;
+  broken.mutable_ranks(1)->set_expert_slice_begin(60);
+  absl::Status s = ValidatePlan(broken, config_, 5);
+  EXPECT_NE(s.message().find("overlap on expert columns"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace glm::placement
