@@ -19,10 +19,15 @@ inline void CpuRelax() {
 
 // About 50-100 µs of spinning before a worker goes to sleep.
 constexpr int kSpinIterations = 20000;
+// With more threads than cores a spinning worker steals the core its peer needs: no spinning.
+int SpinIterationsFor(int n_threads) {
+  return n_threads <= static_cast<int>(std::thread::hardware_concurrency()) ? kSpinIterations : 0;
+}
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(std::max(1, n_threads)), spin_iterations_(SpinIterationsFor(n_threads_)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -40,7 +45,7 @@ void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
+    for (int spin = 0; gen == seen && spin < spin_iterations_; ++spin) {
       CpuRelax();
       gen = generation_.load(std::memory_order_acquire);
     }

@@ -39,6 +39,7 @@ class ThreadPool {
   void WorkerLoop(int index);
 
   const int n_threads_;
+  const int spin_iterations_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;

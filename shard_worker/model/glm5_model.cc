@@ -185,7 +185,8 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
 }
 
 absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>& batch, const float* input_hidden,
-                                                      LogitRows rows, std::vector<float>* layer_outputs) const {
+                                                      LogitRows rows, std::vector<float>* layer_outputs,
+                                                      const attention::KeySelection* input_selection) const {
   std::vector<attention::SequenceSpan> spans;
   int64_t T = 0;
   if (auto s = Prepare(batch, /*mtp=*/false, &spans, &T); !s.ok()) return s;
@@ -199,6 +200,11 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
   }
   ForwardOutput out;
   attention::KeySelection selection;
+  if (c.indexer_kind(stage_.layer_begin) == IndexerKind::kShared) {
+    if (input_selection == nullptr || static_cast<int64_t>(input_selection->size()) != T)
+      return absl::InvalidArgumentError("a stage starting on a shared-indexer layer needs the previous stage's selection");
+    selection = *input_selection;
+  }
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
   for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
     if (auto s = RunLayer(l, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
@@ -208,6 +214,7 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, rows, &out); !s.ok()) return s;
   } else {
     out.hidden = std::move(x);
+    out.selection = std::move(selection);
   }
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;

@@ -34,6 +34,9 @@ struct ForwardOutput {
   std::vector<float> hidden;  // [T, hidden] after the final norm (main model) — MTP needs it
   std::vector<float> logits;  // [rows, vocab]: every token (kAll) or each sequence's last (kLast)
   int64_t logit_rows = 0;
+  // The DSA key selection of the stage's last full-indexer layer, per token; a later stage whose
+  // first layers are "shared" reuses it.
+  attention::KeySelection selection;
   // Statistics of this step.
   int64_t weight_bytes_read = 0;
 };
@@ -72,7 +75,8 @@ class Glm5Model {
   // residual stream in `hidden` ([T, hidden], for the next stage), or on the last stage the
   // final-normed hidden and, on tp rank 0, the logits of the whole vocabulary.
   absl::StatusOr<ForwardOutput> ForwardStage(std::vector<SequenceInput>& batch, const float* input_hidden,
-                                             LogitRows rows, std::vector<float>* layer_outputs = nullptr) const;
+                                             LogitRows rows, std::vector<float>* layer_outputs = nullptr,
+                                             const attention::KeySelection* input_selection = nullptr) const;
   // `layer_outputs`, if set, receives the residual stream before layer 0 and after every layer,
   // [num_hidden_layers + 1, T, hidden] (to find where a divergence from a reference starts).
   absl::StatusOr<ForwardOutput> Forward(std::vector<SequenceInput>& batch, LogitRows rows,

@@ -1,0 +1,85 @@
+#include "coordinator/cluster/cluster_client.h"
+
+#include "absl/strings/str_cat.h"
+#include "shard_worker/runtime/protocol_tags.h"
+
+namespace glm::cluster {
+
+absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Communicator* world,
+                                                                    const ClusterOptions& options,
+                                                                    const PlanFunction& plan_function) {
+  if (world->rank() != 0) return absl::FailedPreconditionError("the coordinator must be rank 0");
+  if (world->size() < 2) return absl::FailedPreconditionError("no shard workers: start at least one (mpirun ... : -np N shard_worker)");
+  auto client = std::unique_ptr<ClusterClient>(new ClusterClient(world, options));
+  for (int r = 1; r < world->size(); ++r) {
+    std::string bytes;
+    if (auto s = world->RecvStringWithTimeout(r, runtime::kTagHello, &bytes, options.startup_timeout); !s.ok())
+      return absl::UnavailableError(absl::StrCat("worker ", r, " did not say hello: ", s.message()));
+    shard::WorkerHello hello;
+    if (!hello.ParseFromString(bytes)) return absl::DataLossError(absl::StrCat("worker ", r, ": unreadable hello"));
+    client->hellos_.push_back(hello);
+  }
+  auto plan = plan_function(client->hellos_);
+  shard::WorkerSetup setup;
+  if (plan.ok()) {
+    client->plan_ = *plan;
+    setup.set_model_dir(options.model_dir);
+    *setup.mutable_plan() = *plan;
+    setup.set_kv_blocks(options.kv_blocks);
+    setup.set_kv_block_size(options.kv_block_size);
+  }
+  std::string bytes = setup.SerializeAsString();
+  if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
+  if (!plan.ok()) return plan.status();  // workers saw an empty setup and exit
+  auto split = world->Split(0, 0);
+  if (!split.ok()) return split.status();
+  client->stage_comm_ = std::move(*split);
+  client->result_rank_ = plan->stages(plan->stages_size() - 1).ranks(0);
+  std::string errors;
+  for (int r = 1; r < world->size(); ++r) {
+    std::string b;
+    if (auto s = world->RecvStringWithTimeout(r, runtime::kTagReady, &b, options.startup_timeout); !s.ok())
+      return absl::UnavailableError(absl::StrCat("worker ", r, " did not finish loading: ", s.message()));
+    shard::WorkerReady ready;
+    ready.ParseFromString(b);
+    if (!ready.error().empty()) absl::StrAppend(&errors, errors.empty() ? "" : "; ", ready.error());
+    client->ready_.push_back(ready);
+  }
+  if (!errors.empty()) {
+    client->Shutdown().IgnoreError();
+    return absl::FailedPreconditionError(absl::StrCat("loading failed: ", errors));
+  }
+  return client;
+}
+
+absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan) {
+  if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
+  std::string bytes = plan.SerializeAsString();
+  if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
+    healthy_ = false;
+    return absl::UnavailableError(absl::StrCat("broadcasting the step failed: ", s.message()));
+  }
+  std::string reply;
+  if (auto s = world_->RecvStringWithTimeout(result_rank_, runtime::kTagResult, &reply, options_.step_timeout); !s.ok()) {
+    healthy_ = false;
+    return absl::UnavailableError(absl::StrCat("no result from the workers: ", s.message()));
+  }
+  shard::StepResult result;
+  if (!result.ParseFromString(reply)) {
+    healthy_ = false;
+    return absl::DataLossError("unreadable StepResult");
+  }
+  if (!result.error().empty()) return absl::InvalidArgumentError(result.error());
+  return result;
+}
+
+absl::Status ClusterClient::Shutdown() {
+  if (shut_down_) return absl::OkStatus();
+  shut_down_ = true;
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::SHUTDOWN);
+  std::string bytes = plan.SerializeAsString();
+  return world_->BroadcastString(0, &bytes);
+}
+
+}  // namespace glm::cluster

@@ -1,0 +1,68 @@
+// The coordinator's side of the step protocol: starts the workers (hello -> plan -> setup ->
+// ready), then turns each StepPlan into one broadcast and one StepResult from the last stage.
+// A worker that does not answer within the step timeout is reported as UNAVAILABLE; the caller
+// fails its requests and ends the job.
+#ifndef GLM_COORDINATOR_CLUSTER_CLUSTER_CLIENT_H_
+#define GLM_COORDINATOR_CLUSTER_CLUSTER_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "protos/placement.pb.h"
+#include "protos/shard.pb.h"
+#include "shard_worker/comm/communicator.h"
+
+namespace glm::cluster {
+
+struct ClusterOptions {
+  std::string model_dir;
+  int32_t kv_blocks = 0;      // physical KV blocks per worker
+  int32_t kv_block_size = 32;
+  absl::Duration startup_timeout = absl::Minutes(30);  // loading a large model takes a while
+  absl::Duration step_timeout = absl::Seconds(120);
+};
+
+// Makes the plan from the workers' hellos (their topologies and bindings).
+using PlanFunction =
+    std::function<absl::StatusOr<placement::PlacementPlan>(const std::vector<shard::WorkerHello>& hellos)>;
+
+class ClusterClient {
+ public:
+  // Collective with every worker. On failure (bad plan, a worker failed to load) the workers are
+  // told to shut down before the error is returned.
+  static absl::StatusOr<std::unique_ptr<ClusterClient>> Start(comm::Communicator* world, const ClusterOptions& options,
+                                                              const PlanFunction& plan_function);
+
+  const placement::PlacementPlan& plan() const { return plan_; }
+  const std::vector<shard::WorkerHello>& hellos() const { return hellos_; }
+  const std::vector<shard::WorkerReady>& ready() const { return ready_; }
+  const ClusterOptions& options() const { return options_; }
+
+  // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
+  // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
+  // Tells every worker to exit (idempotent).
+  absl::Status Shutdown();
+  bool healthy() const { return healthy_; }
+
+ private:
+  ClusterClient(comm::Communicator* world, ClusterOptions options) : world_(world), options_(std::move(options)) {}
+
+  comm::Communicator* world_;
+  ClusterOptions options_;
+  placement::PlacementPlan plan_;
+  std::vector<shard::WorkerHello> hellos_;
+  std::vector<shard::WorkerReady> ready_;
+  std::unique_ptr<comm::Communicator> stage_comm_;  // the coordinator's (unused) split group
+  int result_rank_ = -1;
+  bool healthy_ = true;
+  bool shut_down_ = false;
+};
+
+}  // namespace glm::cluster
+
+#endif  // GLM_COORDINATOR_CLUSTER_CLUSTER_CLIENT_H_

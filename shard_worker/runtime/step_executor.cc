@@ -1,0 +1,213 @@
+#include "shard_worker/runtime/step_executor.h"
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "shard_worker/runtime/protocol_tags.h"
+#include "shard_worker/runtime/sampler.h"
+
+namespace glm::runtime {
+
+namespace {
+
+// The DSA selection crosses a stage boundary as, per token, a count then the positions
+// (count 0 = every causal key). Usually all counts are 0: contexts shorter than index_topk.
+std::string PackSelection(const attention::KeySelection& selection, int64_t tokens) {
+  std::vector<int32_t> words;
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (t >= static_cast<int64_t>(selection.size())) {
+      words.push_back(0);
+      continue;
+    }
+    words.push_back(static_cast<int32_t>(selection[t].size()));
+    words.insert(words.end(), selection[t].begin(), selection[t].end());
+  }
+  return std::string(reinterpret_cast<const char*>(words.data()), words.size() * sizeof(int32_t));
+}
+
+absl::Status UnpackSelection(const std::string& packed, int64_t tokens, attention::KeySelection* selection) {
+  const int32_t* w = reinterpret_cast<const int32_t*>(packed.data());
+  const size_t n = packed.size() / sizeof(int32_t);
+  size_t i = 0;
+  selection->assign(tokens, {});
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (i >= n) return absl::DataLossError("truncated key selection from the previous stage");
+    const size_t count = static_cast<size_t>(w[i++]);
+    if (i + count > n) return absl::DataLossError("truncated key selection from the previous stage");
+    (*selection)[t].assign(w + i, w + i + count);
+    i += count;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+StepExecutor::StepExecutor(const model::Glm5Model* model, ExecutorContext ctx) : model_(model), ctx_(ctx) {}
+
+absl::StatusOr<std::unique_ptr<StepExecutor>> StepExecutor::Create(const model::Glm5Model* model, ExecutorContext ctx) {
+  if (model == nullptr || ctx.world == nullptr || ctx.plan == nullptr) return absl::InvalidArgumentError("incomplete executor context");
+  if (ctx.kv_blocks <= 0 || ctx.kv_block_size <= 0) return absl::InvalidArgumentError("KV pool needs blocks");
+  auto ex = std::unique_ptr<StepExecutor>(new StepExecutor(model, ctx));
+  const placement::PlacementPlan& plan = *ctx.plan;
+  const placement::RankAssignment* me = nullptr;
+  for (const auto& r : plan.ranks())
+    if (r.rank() == ctx.world_rank) me = &r;
+  if (me == nullptr) return absl::InvalidArgumentError(absl::StrCat("rank ", ctx.world_rank, " is not in the plan"));
+  ex->stage_index_ = me->stage();
+  ex->tp_index_ = me->tp_index();
+  ex->is_first_stage_ = me->stage() == 0;
+  ex->is_last_stage_ = me->stage() == plan.stages_size() - 1;
+  if (!ex->is_first_stage_) ex->prev_stage_leader_ = plan.stages(me->stage() - 1).ranks(0);
+  if (!ex->is_last_stage_)
+    for (int r : plan.stages(me->stage() + 1).ranks()) ex->next_stage_ranks_.push_back(r);
+  const model::ModelConfig& c = model->config();
+  const placement::Stage& st = plan.stages(me->stage());
+  kv_cache::KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, st.layer_begin(), {},
+                               c.max_position_embeddings};
+  for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l)
+    shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
+  ex->pool_ = std::make_unique<kv_cache::KvBlockPool>(shape, ctx.kv_block_size, ctx.kv_blocks, /*growable=*/false);
+  return ex;
+}
+
+absl::Status StepExecutor::Validate(const shard::StepPlan& plan) const {
+  const model::ModelConfig& c = model_->config();
+  if (plan.sequences().empty()) return absl::InvalidArgumentError("step has no sequences");
+  for (const auto& s : plan.sequences()) {
+    if (s.tokens().empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), " has no tokens"));
+    for (int32_t t : s.tokens())
+      if (t < 0 || t >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", t, " is outside the vocabulary"));
+    const int64_t end = s.start_position() + s.tokens_size();
+    if (s.start_position() < 0 || end > c.max_position_embeddings)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), " exceeds the context"));
+    if (static_cast<int64_t>(s.block_table_size()) * ctx_.kv_block_size < end)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": block table too short"));
+    for (int32_t b : s.block_table())
+      if (b < 0 || b >= ctx_.kv_blocks) return absl::InvalidArgumentError(absl::StrCat("KV block ", b, " does not exist"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* result) {
+  const model::ModelConfig& c = model_->config();
+  std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  std::vector<model::SequenceInput> batch(plan.sequences_size());
+  int64_t T = 0;
+  bool want_all_rows = false;
+  for (int i = 0; i < plan.sequences_size(); ++i) {
+    const auto& s = plan.sequences(i);
+    caches.push_back(std::make_unique<kv_cache::KvCache>(
+        pool_.get(), std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), s.start_position()));
+    batch[i].cache = caches.back().get();
+    batch[i].tokens.assign(s.tokens().begin(), s.tokens().end());
+    T += s.tokens_size();
+    want_all_rows |= s.return_logits();
+  }
+  std::vector<float> input;
+  attention::KeySelection selection;
+  if (!is_first_stage_) {
+    input.resize(T * c.hidden_size);
+    if (auto s = ctx_.world->Recv(prev_stage_leader_, kTagHidden, input.data(),
+                                  static_cast<int64_t>(input.size() * sizeof(float)));
+        !s.ok())
+      return s;
+    std::string packed;
+    if (auto s = ctx_.world->RecvString(prev_stage_leader_, kTagSelection, &packed); !s.ok()) return s;
+    if (auto s = UnpackSelection(packed, T, &selection); !s.ok()) return s;
+  }
+  auto out = model_->ForwardStage(batch, is_first_stage_ ? nullptr : input.data(),
+                                  want_all_rows ? model::LogitRows::kAll : model::LogitRows::kLast, nullptr,
+                                  is_first_stage_ ? nullptr : &selection);
+  if (!out.ok()) return out.status();
+  if (!is_last_stage_) {
+    if (tp_index_ == 0) {
+      const std::string packed = PackSelection(out->selection, T);
+      for (int r : next_stage_ranks_) {
+        if (auto s = ctx_.world->Send(r, kTagHidden, out->hidden.data(),
+                                      static_cast<int64_t>(out->hidden.size() * sizeof(float)));
+            !s.ok())
+          return s;
+        if (auto s = ctx_.world->SendString(r, kTagSelection, packed); !s.ok()) return s;
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (reports_results()) Sample(plan, *out, result);
+  return absl::OkStatus();
+}
+
+void StepExecutor::Sample(const shard::StepPlan& plan, const model::ForwardOutput& out, shard::StepResult* result) const {
+  const int64_t vocab = model_->config().vocab_size;
+  int64_t row_base = 0;  // with all rows, the row of each sequence's first token
+  const bool all_rows = out.logit_rows != plan.sequences_size() ||
+                        std::any_of(plan.sequences().begin(), plan.sequences().end(),
+                                    [](const auto& s) { return s.return_logits(); });
+  for (int i = 0; i < plan.sequences_size(); ++i) {
+    const auto& s = plan.sequences(i);
+    auto* r = result->add_sequences();
+    r->set_seq_id(s.seq_id());
+    const int64_t last_row = all_rows ? row_base + s.tokens_size() - 1 : i;
+    if (s.return_logits() && all_rows)
+      r->mutable_logits()->Add(out.logits.begin() + row_base * vocab, out.logits.begin() + (row_base + s.tokens_size()) * vocab);
+    row_base += s.tokens_size();
+    if (!s.sample()) continue;
+    std::vector<float> logits(out.logits.begin() + last_row * vocab, out.logits.begin() + (last_row + 1) * vocab);
+    // log-softmax of the model's distribution, for reported log-probabilities.
+    const float max_l = *std::max_element(logits.begin(), logits.end());
+    double sum = 0.0;
+    for (float l : logits) sum += std::exp(static_cast<double>(l - max_l));
+    const float log_z = max_l + static_cast<float>(std::log(sum));
+    SamplingParams p;
+    p.temperature = s.sampling().temperature();
+    p.top_k = s.sampling().top_k();
+    p.top_p = s.sampling().top_p() > 0 ? s.sampling().top_p() : 1.0f;
+    p.min_p = s.sampling().min_p();
+    p.repetition_penalty = s.sampling().repetition_penalty() > 0 ? s.sampling().repetition_penalty() : 1.0f;
+    // One generator per (seed, token index): a request's samples do not depend on its batch.
+    p.seed = s.sampling().seed() * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.sample_index());
+    Sampler sampler(p);
+    std::vector<float> work = logits;
+    const int32_t token = sampler.Sample(work.data(), vocab,
+                                         std::vector<int32_t>(s.penalty_tokens().begin(), s.penalty_tokens().end()));
+    r->set_token(token);
+    r->set_logprob(logits[token] - log_z);
+    if (s.sampling().top_logprobs() > 0) {
+      const int k = std::min<int64_t>(s.sampling().top_logprobs(), vocab);
+      std::vector<int32_t> ids(vocab);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                        [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+      for (int j = 0; j < k; ++j) {
+        auto* t = r->add_top_logprobs();
+        t->set_token(ids[j]);
+        t->set_logprob(logits[ids[j]] - log_z);
+      }
+    }
+  }
+}
+
+absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
+  auto start = std::chrono::steady_clock::now();
+  const double comm_before = ctx_.world->comm_seconds() +
+                             (model_->stage().tp ? model_->stage().tp->comm_seconds() : 0.0);
+  shard::StepResult result;
+  result.set_step_id(plan.step_id());
+  absl::Status status = Validate(plan);
+  if (status.ok()) status = Run(plan, &result);
+  if (!reports_results()) return status;
+  if (!status.ok()) {
+    result.clear_sequences();
+    result.set_error(std::string(status.message()));
+  }
+  result.set_step_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  result.set_comm_seconds(ctx_.world->comm_seconds() + (model_->stage().tp ? model_->stage().tp->comm_seconds() : 0.0) -
+                          comm_before);
+  // A validation error is the coordinator's to report; a transport error ends this worker.
+  auto sent = ctx_.world->SendString(0, kTagResult, result.SerializeAsString());
+  if (!sent.ok()) return sent;
+  return status.code() == absl::StatusCode::kInvalidArgument ? absl::OkStatus() : status;
+}
+
+}  // namespace glm::runtime

@@ -1,0 +1,57 @@
+// Runs the coordinator's StepPlans on one shard worker: maps each sequence's block table onto
+// the worker's KV pool, runs its pipeline stage (receiving hidden states from the previous
+// stage, sending them to the next), and on the last stage samples and reports a StepResult.
+#ifndef GLM_SHARD_WORKER_RUNTIME_STEP_EXECUTOR_H_
+#define GLM_SHARD_WORKER_RUNTIME_STEP_EXECUTOR_H_
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "protos/placement.pb.h"
+#include "protos/shard.pb.h"
+#include "shard_worker/comm/communicator.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
+#include "shard_worker/model/glm5_model.h"
+
+namespace glm::runtime {
+
+struct ExecutorContext {
+  comm::Communicator* world = nullptr;  // rank 0 is the coordinator
+  const placement::PlacementPlan* plan = nullptr;
+  int world_rank = 0;
+  int64_t kv_blocks = 0;
+  int64_t kv_block_size = 0;
+};
+
+class StepExecutor {
+ public:
+  static absl::StatusOr<std::unique_ptr<StepExecutor>> Create(const model::Glm5Model* model, ExecutorContext ctx);
+
+  // Executes one FORWARD step. A plan every rank rejects in validation (bad block table, bad
+  // token) becomes an error StepResult — never a crash, never a rank left waiting.
+  absl::Status Execute(const shard::StepPlan& plan);
+
+  // Reports to the coordinator when this rank is the last stage's first rank.
+  bool reports_results() const { return is_last_stage_ && tp_index_ == 0; }
+
+ private:
+  StepExecutor(const model::Glm5Model* model, ExecutorContext ctx);
+  absl::Status Validate(const shard::StepPlan& plan) const;
+  absl::Status Run(const shard::StepPlan& plan, shard::StepResult* result);
+  void Sample(const shard::StepPlan& plan, const model::ForwardOutput& out, shard::StepResult* result) const;
+
+  const model::Glm5Model* model_;
+  ExecutorContext ctx_;
+  std::unique_ptr<kv_cache::KvBlockPool> pool_;
+  int stage_index_ = 0;
+  int tp_index_ = 0;
+  bool is_first_stage_ = false;
+  bool is_last_stage_ = false;
+  int prev_stage_leader_ = -1;           // world rank that sends us hidden states
+  std::vector<int> next_stage_ranks_;    // world ranks we send hidden states to (as tp rank 0)
+};
+
+}  // namespace glm::runtime
+
+#endif  // GLM_SHARD_WORKER_RUNTIME_STEP_EXECUTOR_H_

@@ -1,0 +1,153 @@
+#include "shard_worker/runtime/worker_service.h"
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/protocol_tags.h"
+#include "shard_worker/runtime/step_executor.h"
+
+namespace glm::runtime {
+
+absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan& plan, int rank,
+                                                  const model::ModelConfig& config) {
+  const placement::RankAssignment* me = nullptr;
+  for (const auto& r : plan.ranks())
+    if (r.rank() == rank) me = &r;
+  if (me == nullptr) return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " has no assignment in the plan"));
+  if (me->stage() < 0 || me->stage() >= plan.stages_size())
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " names stage ", me->stage()));
+  const placement::Stage& st = plan.stages(me->stage());
+  model::LoadOptions o;
+  o.layer_begin = st.layer_begin();
+  o.layer_end = st.layer_end();
+  o.load_embedding = st.has_embedding();
+  o.load_head = st.has_head();
+  if (st.has_head() && config.has_mtp()) {
+    // The MTP layer lives on the last stage: load [layer_begin, num_hidden_layers + 1).
+    if (o.layer_end != config.num_hidden_layers)
+      return absl::InvalidArgumentError("the stage with the head must end at the last layer");
+    o.layer_end = config.num_weight_layers();
+  }
+  o.head_begin = me->head_begin();
+  o.head_end = me->head_end();
+  o.dense_begin = me->dense_begin();
+  o.dense_end = me->dense_end();
+  o.shared_begin = me->shared_begin();
+  o.shared_end = me->shared_end();
+  o.vocab_begin = st.has_head() ? me->vocab_begin() : 0;
+  o.vocab_end = st.has_head() ? me->vocab_end() : 0;
+  std::vector<bool> owned(config.n_routed_experts, false);
+  for (int e : me->experts()) {
+    if (e < 0 || e >= config.n_routed_experts) return absl::InvalidArgumentError(absl::StrCat("expert ", e, " does not exist"));
+    owned[e] = true;
+  }
+  o.owns_expert = [owned](int64_t, int64_t e) { return owned[e]; };
+  return o;
+}
+
+namespace {
+
+absl::Status Serve(comm::Communicator* world, StepExecutor* executor) {
+  for (;;) {
+    std::string bytes;
+    if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
+    shard::StepPlan plan;
+    if (!plan.ParseFromString(bytes)) return absl::DataLossError("unreadable StepPlan");
+    if (plan.kind() == shard::StepPlan::SHUTDOWN) return absl::OkStatus();
+    if (plan.kind() == shard::StepPlan::PING) continue;
+    absl::Status s = executor->Execute(plan);
+    // Bad plans are reported to the coordinator by the executor; anything else ends the worker.
+    if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) return s;
+  }
+}
+
+}  // namespace
+
+absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) {
+  const int rank = world->rank();
+  auto log = [&](const std::string& m) {
+    if (options.log) options.log(m);
+  };
+  shard::WorkerHello hello = options.hello;
+  hello.set_rank(rank);
+  if (auto s = world->SendString(0, kTagHello, hello.SerializeAsString()); !s.ok()) return s;
+
+  std::string bytes;
+  if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
+  shard::WorkerSetup setup;
+  if (!setup.ParseFromString(bytes)) return absl::DataLossError("unreadable WorkerSetup");
+  if (setup.model_dir().empty()) return absl::OkStatus();  // the coordinator gave up before planning
+
+  // Stage sub-communicator (collective over the world; the coordinator joins with color 0).
+  const placement::PlacementPlan& plan = setup.plan();
+  int stage = -1, tp_index = 0;
+  for (const auto& r : plan.ranks())
+    if (r.rank() == rank) {
+      stage = r.stage();
+      tp_index = r.tp_index();
+    }
+  auto stage_comm = world->Split(stage + 1, tp_index);
+  if (!stage_comm.ok()) return stage_comm.status();
+
+  shard::WorkerReady ready;
+  ready.set_rank(rank);
+  auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<kernels::ThreadPool> pool;
+  std::unique_ptr<model::Glm5Model> model;
+  std::unique_ptr<StepExecutor> executor;
+  absl::Status load_status = [&]() -> absl::Status {
+    if (stage < 0) return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is not in the plan"));
+    auto ckpt = model::Checkpoint::Open(setup.model_dir());
+    if (!ckpt.ok()) return ckpt.status();
+    auto load = LoadOptionsFor(plan, rank, (*ckpt)->config());
+    if (!load.ok()) return load.status();
+    auto weights = model::ModelWeights::Load(**ckpt, *load);
+    if (!weights.ok()) return weights.status();
+    ready.set_weight_bytes((*weights)->bytes_loaded());
+    int threads = options.threads;
+    for (const auto& r : plan.ranks())
+      if (r.rank() == rank && threads <= 0) threads = r.cores();
+    if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    pool = std::make_unique<kernels::ThreadPool>(threads);
+    const placement::Stage& st = plan.stages(stage);
+    model::StageContext ctx;
+    ctx.layer_begin = st.layer_begin();
+    ctx.layer_end = st.layer_end();
+    ctx.has_embedding = st.has_embedding();
+    ctx.has_head = st.has_head();
+    ctx.tp = stage_comm->get();
+    auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), pool.get(), ctx);
+    if (!m.ok()) return m.status();
+    model = std::move(*m);
+    ExecutorContext ex;
+    ex.world = world;
+    ex.plan = &plan;
+    ex.world_rank = rank;
+    ex.kv_blocks = setup.kv_blocks();
+    ex.kv_block_size = setup.kv_block_size();
+    auto e = StepExecutor::Create(model.get(), ex);
+    if (!e.ok()) return e.status();
+    executor = std::move(*e);
+    return absl::OkStatus();
+  }();
+  ready.set_load_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  if (!load_status.ok()) ready.set_error(absl::StrCat("rank ", rank, ": ", load_status.message()));
+  log(absl::StrCat("rank ", rank, ": ", load_status.ok() ? "loaded" : ready.error(), " in ", ready.load_seconds(), " s"));
+  if (auto s = world->SendString(0, kTagReady, ready.SerializeAsString()); !s.ok()) return s;
+  if (!load_status.ok()) {
+    // Wait for the coordinator's SHUTDOWN so every rank leaves together.
+    for (;;) {
+      std::string b;
+      if (auto s = world->BroadcastString(0, &b); !s.ok()) return s;
+      shard::StepPlan p;
+      if (p.ParseFromString(b) && p.kind() == shard::StepPlan::SHUTDOWN) return load_status;
+    }
+  }
+  return Serve(world, executor.get());
+}
+
+}  // namespace glm::runtime

@@ -1,0 +1,35 @@
+// A shard worker's life: say hello (topology, binding) to the coordinator, receive the plan,
+// load exactly its part of the model into memory, report ready, then execute StepPlans until
+// SHUTDOWN. The same function runs under MPI (bin/shard_worker) and on threads in tests.
+#ifndef GLM_SHARD_WORKER_RUNTIME_WORKER_SERVICE_H_
+#define GLM_SHARD_WORKER_RUNTIME_WORKER_SERVICE_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "protos/shard.pb.h"
+#include "shard_worker/comm/communicator.h"
+#include "shard_worker/model/model_weights.h"
+
+namespace glm::runtime {
+
+struct WorkerOptions {
+  int threads = 0;  // compute threads; 0 = the plan's cores for this rank, else all cores
+  // This worker's hello (topology and binding); filled by the caller (bin/shard_worker binds
+  // with hwloc first).
+  shard::WorkerHello hello;
+  // Test hook: allocate weight memory per rank etc. Null = defaults.
+  std::function<void(const std::string&)> log;
+};
+
+// The load options (layers, heads, slices, experts) of `rank` in `plan`.
+absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan& plan, int rank,
+                                                  const model::ModelConfig& config);
+
+// Runs until the coordinator sends SHUTDOWN (returns OK) or communication fails.
+absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options);
+
+}  // namespace glm::runtime
+
+#endif  // GLM_SHARD_WORKER_RUNTIME_WORKER_SERVICE_H_

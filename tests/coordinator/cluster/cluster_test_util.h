@@ -1,0 +1,49 @@
+// Shared by the in-process and the MPI cluster tests: layouts, plans and the single-process
+// baseline to compare against.
+#ifndef GLM_TESTS_COORDINATOR_CLUSTER_CLUSTER_TEST_UTIL_H_
+#define GLM_TESTS_COORDINATOR_CLUSTER_CLUSTER_TEST_UTIL_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/cluster/cluster_client.h"
+#include "protos/placement.pb.h"
+#include "shard_worker/model/model_config.h"
+
+namespace glm::testing {
+
+struct Layout {
+  std::string name;
+  int workers;
+  int stages;
+};
+
+// The layouts the cluster must reproduce the single-process engine with.
+std::vector<Layout> AcceptanceLayouts();
+
+// A plan for `workers` single-core workers (one NUMA node each, on one host) in `stages` stages,
+// made by the real planner.
+absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages);
+
+// Logits [n_tokens, vocab] of a prompt through the cluster (one prefill step with
+// return_logits), then `decode_steps` greedy tokens through the cache.
+struct ClusterRun {
+  std::vector<float> prompt_logits;
+  std::vector<int32_t> greedy;
+};
+absl::StatusOr<ClusterRun> RunThroughCluster(cluster::ClusterClient* client, const std::vector<int32_t>& prompt,
+                                             int decode_steps, int vocab);
+
+// The same with the single-process engine.
+absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const std::vector<int32_t>& prompt,
+                                            int decode_steps);
+
+// Model directory of a fixture model name.
+std::string FixtureModelDir(const std::string& name);
+// A prompt of each fixture model long enough to exercise sparse attention where the model has it.
+std::vector<int32_t> FixturePrompt(const std::string& name);
+
+}  // namespace glm::testing
+
+#endif  // GLM_TESTS_COORDINATOR_CLUSTER_CLUSTER_TEST_UTIL_H_

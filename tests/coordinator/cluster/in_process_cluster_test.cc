@@ -1,0 +1,90 @@
+// The distributed execution path (planner -> step protocol -> TP/EP/PP workers) on threads with
+// the in-process transport, against the single-process engine.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <thread>
+
+#include "cluster_test_util.h"
+#include "shard_worker/comm/in_process_communicator.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/runtime/worker_service.h"
+
+namespace glm::testing {
+namespace {
+
+struct Case {
+  std::string model;
+  Layout layout;
+};
+
+class InProcessClusterTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(InProcessClusterTest, MatchesSingleProcess) {
+  const Case& c = GetParam();
+  const std::string dir = FixtureModelDir(c.model);
+  auto config = model::ModelConfig::FromFile(dir + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const auto prompt = FixturePrompt(c.model);
+  const int decode_steps = 6;
+  auto baseline = RunSingleProcess(dir, prompt, decode_steps);
+  ASSERT_TRUE(baseline.ok()) << baseline.status();
+
+  auto comms = comm::InProcessCommunicator::CreateGroup(c.layout.workers + 1);
+  std::vector<std::thread> workers;
+  std::vector<absl::Status> worker_status(c.layout.workers + 1);
+  for (int r = 1; r <= c.layout.workers; ++r) {
+    workers.emplace_back([&, r] {
+      runtime::WorkerOptions o;
+      o.threads = 1;
+      worker_status[r] = runtime::RunWorker(comms[r].get(), o);
+    });
+  }
+  cluster::ClusterOptions options;
+  options.model_dir = dir;
+  options.kv_blocks = 64;
+  options.kv_block_size = 16;
+  auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
+    return MakePlan(*config, c.layout.workers, c.layout.stages);
+  });
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto run = RunThroughCluster(client->get(), prompt, decode_steps, static_cast<int>(config->vocab_size));
+  ASSERT_TRUE((*client)->Shutdown().ok());
+  for (auto& t : workers) t.join();
+  for (int r = 1; r <= c.layout.workers; ++r) EXPECT_TRUE(worker_status[r].ok()) << worker_status[r];
+  ASSERT_TRUE(run.ok()) << run.status();
+
+  const int64_t vocab = config->vocab_size;
+  const bool pure_pipeline = c.layout.workers == c.layout.stages;
+  for (size_t row = 0; row < prompt.size(); ++row) {
+    const float* got = run->prompt_logits.data() + row * vocab;
+    const float* want = baseline->prompt_logits.data() + row * vocab;
+    double max_ref = 0, max_diff = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[i])));
+      max_diff = std::max(max_diff, std::fabs(static_cast<double>(got[i]) - want[i]));
+    }
+    if (pure_pipeline) {
+      ASSERT_EQ(max_diff, 0.0) << "pipeline-only layouts are bit-identical; row " << row;
+    } else {
+      ASSERT_LE(max_diff, 1e-4 * max_ref) << "row " << row;
+    }
+  }
+  EXPECT_EQ(run->greedy, baseline->greedy);
+}
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  for (std::string m : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"})
+    for (const Layout& l : AcceptanceLayouts()) cases.push_back({m, l});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, InProcessClusterTest, ::testing::ValuesIn(AllCases()), [](const auto& info) {
+  std::string s = info.param.model + "_" + info.param.layout.name;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
+
+}  // namespace
+}  // namespace glm::testing
