@@ -1,0 +1,81 @@
+// The serving engine on the coordinator: admits requests, schedules them onto the cluster with
+// continuous batching and chunked prefill, owns the logical KV blocks and the prefix cache, and
+// streams tokens back. Its loop must run on the thread that talks MPI (RunLoop, from main);
+// every other method is thread-safe and called from API threads.
+#ifndef GLM_COORDINATOR_SCHEDULER_ENGINE_H_
+#define GLM_COORDINATOR_SCHEDULER_ENGINE_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/scheduler/request.h"
+#include "protos/shard.pb.h"
+
+namespace glm::scheduler {
+
+// What the engine needs from the cluster (ClusterClient in production; fakes in tests).
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  // INVALID_ARGUMENT: the workers rejected the step; UNAVAILABLE: the cluster is gone.
+  virtual absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) = 0;
+};
+
+struct EngineOptions {
+  int64_t max_context = 0;           // the model's context (max prompt + completion)
+  int32_t vocab_size = 0;
+  std::vector<int32_t> eos_token_ids;
+  int32_t kv_blocks = 0;             // physical blocks per worker (= logical blocks here)
+  int32_t kv_block_size = 32;
+  int32_t prefill_chunk = 2048;      // prompt tokens per step, shared by the step's prefills
+  int32_t max_batch_tokens = 0;      // tokens per step (decode + prefill); 0 = prefill_chunk + max_running
+  int32_t max_running = 64;          // sequences decoding at once
+  int32_t max_waiting = 1024;        // queued requests before RESOURCE_EXHAUSTED
+  bool enable_prefix_cache = true;
+};
+
+struct EngineLoad {
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;        // held by live sequences (cached-but-free blocks excluded)
+  int64_t kv_blocks_cached = 0;      // free blocks still holding a reusable prefix
+  int64_t prompt_tokens_total = 0;
+  int64_t generation_tokens_total = 0;
+  int64_t prefix_cache_queries = 0;  // prompt tokens looked up
+  int64_t prefix_cache_hits = 0;     // prompt tokens found
+  int64_t preemptions = 0;
+  int64_t steps = 0;
+  double step_seconds_total = 0;
+  double comm_seconds_total = 0;
+  int64_t expert_bytes_total = 0;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(StepRunner* runner, const EngineOptions& options);
+  virtual ~Engine() = default;
+
+  // Queues a request. INVALID_ARGUMENT (empty prompt, token out of range, prompt + max_tokens
+  // beyond the context, duplicate id), RESOURCE_EXHAUSTED (queue full, or the request can never
+  // fit the KV cache), UNAVAILABLE (draining or the cluster failed).
+  virtual absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request) = 0;
+  // Stops a request at the next step boundary and frees its blocks; its stream ends with
+  // finish_reason "abort". Returns false if unknown or already finished.
+  virtual bool Abort(const std::string& request_id) = 0;
+  virtual EngineLoad GetLoad() const = 0;
+
+  // Runs scheduling iterations until Shutdown(); returns the cluster error that ended it, if any
+  // (every live request is failed with it first).
+  virtual absl::Status RunLoop() = 0;
+  // Stop accepting; with drain, finish live requests first. Thread-safe.
+  virtual void Shutdown(bool drain) = 0;
+  virtual bool draining() const = 0;
+};
+
+}  // namespace glm::scheduler
+
+#endif  // GLM_COORDINATOR_SCHEDULER_ENGINE_H_

@@ -1,0 +1,83 @@
+// A generation request as the scheduler sees it (token ids in, token ids out), and the stream
+// of events it produces. The API layers (gRPC, OpenAI HTTP) tokenize, render chat templates,
+// detokenize, match stop strings and parse tool calls around it.
+#ifndef GLM_COORDINATOR_SCHEDULER_REQUEST_H_
+#define GLM_COORDINATOR_SCHEDULER_REQUEST_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace glm::scheduler {
+
+struct SamplingOptions {
+  float temperature = 0.0f;  // 0 = greedy
+  float top_p = 1.0f;
+  int32_t top_k = 0;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  std::optional<uint64_t> seed;      // unset: the engine picks one (reported back)
+  int32_t max_tokens = 0;            // 0 = until EOS or the context is full
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  int32_t top_logprobs = 0;          // alternatives per token
+  bool logprobs = false;             // report the chosen token's log-probability
+};
+
+struct GenerationRequest {
+  std::string request_id;            // unique among live requests
+  std::vector<int32_t> prompt;
+  SamplingOptions sampling;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // (token, logprob), best first
+};
+
+// One step's news for a request. The last event has finished = true.
+struct GenerationEvent {
+  std::vector<int32_t> tokens;       // new tokens (usually one)
+  std::vector<TokenLogprob> logprobs;  // one per token when asked for
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;     // running count
+  int32_t cached_tokens = 0;         // prompt tokens served from the prefix cache
+  bool finished = false;
+  std::string finish_reason;         // "stop" | "length" | "abort" (set when finished)
+  absl::Status error;                // a failed request (finished = true)
+  absl::Time first_token_time;       // set on the event that carries the first token
+};
+
+// The consumer side of a request: events in order, then a finished one. Thread-safe.
+class RequestStream {
+ public:
+  explicit RequestStream(std::string request_id) : request_id_(std::move(request_id)) {}
+  const std::string& request_id() const { return request_id_; }
+
+  // Blocks until an event arrives or `timeout` passes (false). After the finished event has
+  // been taken, returns false at once.
+  bool Next(GenerationEvent* event, absl::Duration timeout = absl::InfiniteDuration());
+
+  // Producer side (the engine).
+  void Push(GenerationEvent event);
+  bool finished() const;
+
+ private:
+  std::string request_id_;
+  mutable absl::Mutex mu_;
+  std::deque<GenerationEvent> events_;
+  bool finished_pushed_ = false;
+  bool finished_taken_ = false;
+};
+
+}  // namespace glm::scheduler
+
+#endif  // GLM_COORDINATOR_SCHEDULER_REQUEST_H_
