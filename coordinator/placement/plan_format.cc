@@ -28,9 +28,10 @@ std::string ExpertText(const RankAssignment& r, const std::string& layout) {
 }  // namespace
 
 std::string PlanToTable(const PlacementPlan& plan) {
-  std::string out = absl::StrFormat("Placement of %s: %d worker ranks, %d pipeline stages, %s\n",
+  std::string out = absl::StrFormat("Placement of %s: %d worker rank%s, %d pipeline stage%s, %s\n",
                                     plan.model().empty() ? "the model" : plan.model(), plan.world_size() - 1,
-                                    plan.stages_size(), plan.expert_layout());
+                                    plan.world_size() == 2 ? "" : "s", plan.stages_size(),
+                                    plan.stages_size() == 1 ? "" : "s", plan.expert_layout());
   for (const Stage& st : plan.stages()) {
     absl::StrAppendFormat(&out, "  stage %d: layers %d-%d%s%s, ranks %s\n", st.index(), st.layer_begin(),
                           st.layer_end() - 1, st.has_embedding() ? " + embedding" : "",

@@ -1,0 +1,68 @@
+#include "coordinator/cli/plan_command.h"
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/placement/planner.h"
+#include "numa/topology.h"
+#include "shard_worker/model/model_config.h"
+
+namespace glm::cli {
+namespace {
+
+absl::StatusOr<std::unique_ptr<numa::Topology>> LoadTopology(const PlanCommandOptions& o) {
+  if (o.topology_xml.empty() == o.synthetic.empty())
+    return absl::InvalidArgumentError("plan needs exactly one of --topology XML and --synthetic \"pack:2 numa:2 core:16\"");
+  if (!o.topology_xml.empty()) {
+    if (o.numa_memory_gib > 0)
+      return absl::InvalidArgumentError("--numa-memory-gib applies to --synthetic only (XML topologies carry memory)");
+    return numa::Topology::FromXmlFile(o.topology_xml);
+  }
+  return numa::Topology::FromSynthetic(
+      o.synthetic, o.numa_memory_gib > 0 ? o.numa_memory_gib : numa::Topology::kDefaultSyntheticNumaMemoryGib);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.model_dir.empty()) return absl::InvalidArgumentError("plan needs --model DIR");
+  if (options.hosts < 1) return absl::InvalidArgumentError(absl::StrCat("--hosts must be at least 1, got ", options.hosts));
+  if (options.stages < 0) return absl::InvalidArgumentError(absl::StrCat("--stages must not be negative, got ", options.stages));
+  if (options.bandwidth_gbps < 0) return absl::InvalidArgumentError("--bandwidth-gbps must not be negative");
+  fs::path config_path = options.model_dir;
+  std::error_code ec;
+  if (fs::is_directory(config_path, ec)) config_path /= "config.json";
+  auto config = model::ModelConfig::FromFile(config_path.string());
+  if (!config.ok()) return config.status();
+
+  auto topology = LoadTopology(options);
+  if (!topology.ok()) return topology.status();
+  std::vector<placement::HostTopology> hosts;
+  for (int h = 0; h < options.hosts; ++h) {
+    placement::HostTopology host = (*topology)->ToProto(absl::StrCat("host", h));
+    if (options.bandwidth_gbps > 0)
+      for (auto& node : *host.mutable_numa_nodes()) node.set_bandwidth_gbps(options.bandwidth_gbps);
+    hosts.push_back(std::move(host));
+  }
+
+  placement::PlannerOptions planner;
+  planner.stages = options.stages;
+  planner.expert_layout = options.expert_layout;
+  planner.memory_budget_gib = options.memory_budget_gib;
+  planner.kv_cache_gib = options.kv_cache_gib;
+  fs::path model_path = fs::path(options.model_dir).lexically_normal();
+  if (model_path.filename().empty()) model_path = model_path.parent_path();
+  if (model_path.filename() == "config.json") model_path = model_path.parent_path();
+  planner.model_name = model_path.filename().string();
+  auto plan = placement::Plan(*config, placement::OnePerNumaNode(hosts), planner);
+  if (!plan.ok()) return plan.status();
+  auto json = placement::PlanToJson(*plan);
+  if (!json.ok()) return json.status();
+  if (options.json) return *json;
+  return absl::StrCat(placement::PlanToTable(*plan), "\n", *json);
+}
+
+}  // namespace glm::cli

@@ -1,0 +1,33 @@
+// `glmctl plan`: the placement planner from the command line. Reads a model's config.json and a
+// host topology (hwloc XML or a synthetic description), assumes N identical hosts with one worker
+// per NUMA node (`mpirun --map-by ppr:1:numa`), and prints the plan as a table and as JSON.
+#ifndef GLM_COORDINATOR_CLI_PLAN_COMMAND_H_
+#define GLM_COORDINATOR_CLI_PLAN_COMMAND_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace glm::cli {
+
+struct PlanCommandOptions {
+  std::string model_dir;      // --model: checkpoint directory (its config.json) or a config.json
+  std::string topology_xml;   // --topology: hwloc XML of one host (`lstopo host.xml`)
+  std::string synthetic;      // --synthetic: e.g. "pack:2 numa:2 core:16" (instead of --topology)
+  int hosts = 1;              // --hosts: identical hosts, named host0..host{N-1}
+  int stages = 0;             // --stages: pipeline stages; 0 = one per host
+  std::string expert_layout = "expert-parallel";  // --expert-layout: or "expert-tensor-parallel"
+  double memory_budget_gib = 0;  // --memory-budget-gib: per rank; 0 = 90% of its NUMA node's share
+  double numa_memory_gib = 0;    // --numa-memory-gib: synthetic only, memory per NUMA node; 0 = 64
+  double kv_cache_gib = 0;       // --kv-cache-gib: per rank, reserved on top of the weights
+  double bandwidth_gbps = 0;     // --bandwidth-gbps: measured per-node read bandwidth; 0 = estimate
+  bool json = false;             // --json: print only the JSON
+};
+
+// The text to print (table, blank line, JSON; or JSON alone). InvalidArgument for bad options,
+// ResourceExhausted (with the numbers) when the model does not fit.
+absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options);
+
+}  // namespace glm::cli
+
+#endif  // GLM_COORDINATOR_CLI_PLAN_COMMAND_H_

@@ -1,0 +1,112 @@
+#include "coordinator/cli/plan_command.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/placement/planner.h"
+#include "gtest/gtest.h"
+#include "numa/topology.h"
+#include "shard_worker/model/synth_checkpoint.h"
+
+namespace glm::cli {
+namespace {
+
+const char kTinyModel[] = GLM_MODELS_DIR "/glm5-tiny-code";
+
+TEST(PlanCommandTest, SyntheticHostPrintsTableThenJson) {
+  PlanCommandOptions o;
+  o.model_dir = kTinyModel;
+  o.synthetic = "pack:2 numa:2 core:16";
+  auto out = RunPlanCommand(o);
+  ASSERT_TRUE(out.ok()) << out.status();
+  const size_t table = out->find("Placement of glm5-tiny-code: 4 worker ranks, 1 pipeline stage,");
+  const size_t json = out->find("{");
+  EXPECT_NE(table, std::string::npos) << *out;
+  ASSERT_NE(json, std::string::npos) << *out;
+  EXPECT_LT(table, json);
+  EXPECT_NE(out->find("host0"), std::string::npos) << *out;
+
+  o.json = true;
+  auto only_json = RunPlanCommand(o);
+  ASSERT_TRUE(only_json.ok()) << only_json.status();
+  ASSERT_EQ(only_json->front(), '{');
+  auto config = model::ModelConfig::FromFile(std::string(kTinyModel) + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto plan = placement::PlanFromJson(*only_json, *config, 5);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->ranks_size(), 4);
+}
+
+TEST(PlanCommandTest, XmlTopologyOnSeveralHosts) {
+  auto topo = numa::Topology::FromSynthetic("pack:2 core:8", 32);
+  ASSERT_TRUE(topo.ok()) << topo.status();
+  auto xml = (*topo)->ToXml();
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  const std::string path = absl::StrCat(::testing::TempDir(), "/plan_topo_", getpid(), ".xml");
+  {
+    std::ofstream out(path);
+    out << *xml;
+  }
+  PlanCommandOptions o;
+  o.model_dir = std::string(kTinyModel) + "/config.json";
+  o.topology_xml = path;
+  o.hosts = 3;
+  o.json = true;
+  o.bandwidth_gbps = 50;
+  auto out = RunPlanCommand(o);
+  std::remove(path.c_str());
+  ASSERT_TRUE(out.ok()) << out.status();
+  auto config = model::ModelConfig::FromFile(o.model_dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto plan = placement::PlanFromJson(*out, *config, 4);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->stages_size(), 3);
+  EXPECT_EQ(plan->ranks(2).host(), "host2");
+  EXPECT_DOUBLE_EQ(plan->ranks(0).bandwidth_gbps(), 50);
+}
+
+TEST(PlanCommandTest, Glm5NeedsMoreThanDefaultSyntheticMemory) {
+  auto preset = model::SynthPresetByName("glm5");
+  ASSERT_TRUE(preset.ok()) << preset.status();
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/plan_glm5_", getpid());
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream out(dir + "/config.json");
+    out << preset->config.ToJson();
+  }
+  PlanCommandOptions o;
+  o.model_dir = dir;
+  o.synthetic = "pack:2 numa:2 core:16";  // 4 x 64 GiB
+  auto small = RunPlanCommand(o);
+  EXPECT_EQ(small.status().code(), absl::StatusCode::kResourceExhausted) << small.status();
+  o.numa_memory_gib = 256;
+  auto big = RunPlanCommand(o);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_NE(big->find("ms/token"), std::string::npos);
+}
+
+TEST(PlanCommandTest, RejectsBadOptions) {
+  PlanCommandOptions o;
+  o.model_dir = kTinyModel;
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);  // no topology
+  o.synthetic = "pack:2 numa:2 core:16";
+  o.topology_xml = "/tmp/x.xml";
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);  // both
+  o.topology_xml.clear();
+  o.hosts = 0;
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.hosts = 1;
+  o.expert_layout = "bogus";
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.expert_layout = "expert-parallel";
+  o.model_dir = "/nonexistent-model";
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace glm::cli
