@@ -21,7 +21,8 @@ absl::Status BindProcessToNumaNode(const Topology& topology, int os_index);
 absl::Status BindThisThreadToCore(const Topology& topology, int numa_os_index, int core_index);
 
 // "host pid 1234 bound to cpus 0-15 (NUMA node 0)", or "... not bound" when the cpuset covers
-// the whole machine.
+// the whole machine. This and NumaNodeOfCurrentThread() load the machine's topology on each call
+// (milliseconds): they are for start-up reports and tests, not the hot path.
 std::string DescribeBinding();
 
 // The NUMA node (os index) of the CPU the calling thread last ran on; -1 if unknown.
