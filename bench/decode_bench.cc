@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "shard_worker/runtime/dashed_flags.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -46,6 +47,7 @@ int Fail(const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
   const std::string dir = absl::GetFlag(FLAGS_model);
   const int batch = absl::GetFlag(FLAGS_batch);

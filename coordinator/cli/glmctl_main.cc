@@ -2,7 +2,8 @@
 //   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
 //   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
 //               [--ignore-eos] [--json]
-//   synth       --out DIR --preset bench|glm5|tiny [--seed N]
+//   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N]
+//   plan        --model DIR (--topology XML | --synthetic "pack:2 numa:2 core:16") [--hosts N] [--stages S]
 //   tokenize    --tokenizer PATH --text-file F
 //   detokenize  --tokenizer PATH --ids 1,2,3
 //   render-chat --tokenizer-config PATH --request-file R.json
@@ -12,11 +13,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "shard_worker/runtime/dashed_flags.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/cli/model_commands.h"
+#include "coordinator/cli/plan_command.h"
 #if GLM_HAVE_TEXT_COMMANDS
 #include "coordinator/cli/text_commands.h"
 #endif
@@ -39,6 +42,15 @@ ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or mo
 ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
 ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
 ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory");
+ABSL_FLAG(std::string, topology, "", "plan: hwloc XML topology of each host");
+ABSL_FLAG(std::string, synthetic, "", "plan: synthetic topology of each host, e.g. \"pack:2 numa:2 core:16\"");
+ABSL_FLAG(int32_t, hosts, 1, "plan: identical hosts");
+ABSL_FLAG(int32_t, stages, 0, "plan: pipeline stages (0 = one per host)");
+ABSL_FLAG(std::string, expert_layout, "expert-parallel", "plan: expert-parallel | expert-tensor-parallel");
+ABSL_FLAG(double, memory_budget_gib, 0, "plan: memory per rank (0 = 90% of its NUMA node's share)");
+ABSL_FLAG(double, numa_memory_gib, 0, "plan: memory per NUMA node of a synthetic topology (0 = 64)");
+ABSL_FLAG(double, kv_cache_gib, 0, "plan: KV cache reserved per rank");
+ABSL_FLAG(double, bandwidth_gbps, 0, "plan: measured read bandwidth per NUMA node (0 = estimate)");
 ABSL_FLAG(std::string, request_file, "", "render-chat: JSON with messages, tools, add_generation_prompt");
 
 namespace {
@@ -57,7 +69,8 @@ int Finish(const absl::StatusOr<std::string>& result) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "glmctl <forward|generate|synth|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+      "glmctl <forward|generate|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+  glm::runtime::NormalizeDashedFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     std::fprintf(stderr, "usage: %s\n", absl::ProgramUsageMessage().data());
@@ -82,6 +95,21 @@ int main(int argc, char** argv) {
   if (command == "forward") return Finish(glm::cli::RunForwardCommand(m));
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
   if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
+  if (command == "plan") {
+    glm::cli::PlanCommandOptions p;
+    p.model_dir = m.model_dir;
+    p.topology_xml = absl::GetFlag(FLAGS_topology);
+    p.synthetic = absl::GetFlag(FLAGS_synthetic);
+    p.hosts = absl::GetFlag(FLAGS_hosts);
+    p.stages = absl::GetFlag(FLAGS_stages);
+    p.expert_layout = absl::GetFlag(FLAGS_expert_layout);
+    p.memory_budget_gib = absl::GetFlag(FLAGS_memory_budget_gib);
+    p.numa_memory_gib = absl::GetFlag(FLAGS_numa_memory_gib);
+    p.kv_cache_gib = absl::GetFlag(FLAGS_kv_cache_gib);
+    p.bandwidth_gbps = absl::GetFlag(FLAGS_bandwidth_gbps);
+    p.json = m.json;
+    return Finish(glm::cli::RunPlanCommand(p));
+  }
 #if GLM_HAVE_TEXT_COMMANDS
   if (command == "tokenize")
     return Finish(glm::cli::RunTokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_text_file)));

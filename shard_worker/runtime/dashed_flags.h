@@ -1,0 +1,23 @@
+// Lets every binary accept `--max-new-tokens` as well as abseil's `--max_new_tokens`: the
+// documented command lines use dashes. Rewrites the flag name part of each `--name[=value]`
+// argument in place (values are left alone; a bare `--` ends flag parsing).
+#ifndef GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_
+#define GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_
+
+#include <cstring>
+
+namespace glm::runtime {
+
+inline void NormalizeDashedFlags(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (std::strcmp(arg, "--") == 0) break;
+    if (arg[0] != '-' || arg[1] != '-') continue;
+    for (char* p = arg + 2; *p != '\0' && *p != '='; ++p)
+      if (*p == '-') *p = '_';
+  }
+}
+
+}  // namespace glm::runtime
+
+#endif  // GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_
