@@ -27,7 +27,16 @@ Interpreter::Interpreter(const Value::Dict& context) {
   auto root = std::make_shared<Frame>();
   root->parent = globals_;
   for (const auto& [k, v] : context) root->vars[k] = v;
+  root_ = root;
   frame_ = root;
+}
+
+Interpreter::~Interpreter() {
+  // Values stored in frames (namespaces holding macros, macros holding frames) can form
+  // cycles through shared_ptr; clearing the frames breaks them.
+  frame_.reset();
+  if (root_ != nullptr) root_->vars.clear();
+  if (globals_ != nullptr) globals_->vars.clear();
 }
 
 absl::Status Interpreter::Run(const Body& body, std::string* out) {
@@ -204,7 +213,9 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, std::strin
 
 Value Interpreter::MakeMacro(const Stmt& s) {
   const Stmt* def = &s;
-  std::shared_ptr<Frame> closure = frame_;
+  // Weak: the defining frame usually stores the macro itself, and a strong reference would be
+  // a cycle. A macro outliving its frame (stored in a namespace) falls back to the root frame.
+  std::weak_ptr<Frame> closure = frame_;
   return Value::Function(
       s.kind == Stmt::Kind::kMacro ? s.attr : "caller",
       [this, def, closure](const ValueList& args, const KwArgs& kwargs) -> absl::StatusOr<Value> {
@@ -212,7 +223,8 @@ Value Interpreter::MakeMacro(const Stmt& s) {
           return Error(def->line, "macro recursion too deep");
         }
         auto frame = std::make_shared<Frame>();
-        frame->parent = closure;
+        frame->parent = closure.lock();
+        if (frame->parent == nullptr) frame->parent = root_;
         std::vector<Value> varargs;
         for (size_t i = 0; i < args.size(); ++i) {
           if (i < def->params.size()) {

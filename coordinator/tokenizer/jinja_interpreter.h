@@ -17,6 +17,9 @@ namespace glm::tokenizer::jinja {
 class Interpreter {
  public:
   explicit Interpreter(const Value::Dict& context);
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
   absl::Status Run(const Body& body, std::string* out);
 
   // Filters and tests, callable from builtins (map, select, ...).
@@ -53,6 +56,7 @@ class Interpreter {
   absl::Status Error(int line, const std::string& msg) const;
 
   std::shared_ptr<Frame> globals_;
+  std::shared_ptr<Frame> root_;  // The template's top-level variables.
   std::shared_ptr<Frame> frame_;
   int depth_ = 0;  // Macro recursion guard.
 };

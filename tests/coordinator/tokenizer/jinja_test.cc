@@ -107,3 +107,43 @@ TEST(JinjaTest, LexerWhitespaceControl) {
 
 }  // namespace
 }  // namespace glm::tokenizer
+
+namespace glm::tokenizer {
+namespace {
+
+// Mutated real templates must parse or fail cleanly, and render or fail cleanly.
+TEST(JinjaFuzzTest, MutatedTemplatesNeverCrash) {
+  std::ifstream in(std::string(GLM_TEST_FIXTURES_DIR) + "/tokenizer_extra/jinja_cases.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const OJson data = OJson::parse(ss.str());
+  const std::string base = data["templates"]["glm45"].get<std::string>();
+  const OJson messages = data["cases"].back()["context"]["messages"];
+  const char kAlphabet[] = "{}%#-+()[]|.,:'\"\n abcdefinorstx0123=<>~*/";
+  uint64_t seed = 42;
+  auto next = [&seed] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<size_t>(seed >> 33);
+  };
+  int parsed = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::string t = base;
+    const int edits = 1 + next() % 4;
+    for (int e = 0; e < edits; ++e) {
+      const size_t pos = next() % t.size();
+      switch (next() % 3) {
+        case 0: t.erase(pos, 1 + next() % 8); break;
+        case 1: t.insert(pos, 1, kAlphabet[next() % (sizeof(kAlphabet) - 1)]); break;
+        default: t[pos] = kAlphabet[next() % (sizeof(kAlphabet) - 1)];
+      }
+    }
+    auto tmpl = ChatTemplate::FromString(t);
+    if (!tmpl.ok()) continue;
+    ++parsed;
+    (void)(*tmpl)->RenderOrdered(messages, OJson(), true);
+  }
+  EXPECT_GT(parsed, 10);
+}
+
+}  // namespace
+}  // namespace glm::tokenizer
