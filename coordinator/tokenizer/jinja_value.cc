@@ -139,7 +139,7 @@ std::string PythonFloatRepr(double d) {
   if (out.empty()) {
     out = digits.substr(0, 1);
     if (digits.size() > 1) out += "." + digits.substr(1);
-    char eb[16];
+    char eb[32];
     std::snprintf(eb, sizeof(eb), "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     out += eb;
   }
@@ -198,7 +198,7 @@ void JsonEscape(const std::string& s, bool ensure_ascii, std::string* out) {
       default:
         if (cp < 0x20 || (ensure_ascii && cp >= 0x7F)) {
           auto hex = [out](unsigned v) {
-            char b[8];
+            char b[16];
             std::snprintf(b, sizeof(b), "\\u%04x", v);
             *out += b;
           };

@@ -49,7 +49,7 @@ INSTANTIATE_TEST_SUITE_P(Models, ChatTemplateVectorsTest,
                          });
 
 TEST(ChatTemplateTest, LoadsFromTokenizerConfigFiles) {
-  for (const std::string dir : {std::string(GLM_MODELS_DIR) + "/glm5-tiny-code",
+  for (const std::string& dir : {std::string(GLM_MODELS_DIR) + "/glm5-tiny-code",
                                 std::string(GLM_TEST_FIXTURES_DIR) + "/tokenizers/deepseek_v3"}) {
     auto tmpl = ChatTemplate::FromTokenizerConfig(dir);
     ASSERT_TRUE(tmpl.ok()) << tmpl.status();
