@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "coordinator/placement/planner.h"
+#include "shard_worker/comm/in_process_communicator.h"
+#include "shard_worker/runtime/worker_service.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
@@ -106,6 +108,38 @@ absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const 
     token = static_cast<int32_t>(std::max_element(step->logits.begin(), step->logits.end()) - step->logits.begin());
   }
   return run;
+}
+
+absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& model_dir, int workers, int stages,
+                                                                  int kv_blocks, int kv_block_size) {
+  auto lc = std::unique_ptr<LocalCluster>(new LocalCluster());
+  auto config = model::ModelConfig::FromFile(model_dir + "/config.json");
+  if (!config.ok()) return config.status();
+  lc->config_ = *config;
+  lc->comms_ = comm::InProcessCommunicator::CreateGroup(workers + 1);
+  for (int r = 1; r <= workers; ++r) {
+    comm::Communicator* c = lc->comms_[r].get();
+    lc->threads_.emplace_back([c] {
+      runtime::WorkerOptions o;
+      o.threads = 1;
+      runtime::RunWorker(c, o).IgnoreError();
+    });
+  }
+  cluster::ClusterOptions options;
+  options.model_dir = model_dir;
+  options.kv_blocks = kv_blocks;
+  options.kv_block_size = kv_block_size;
+  const model::ModelConfig cfg = *config;
+  auto client = cluster::ClusterClient::Start(lc->comms_[0].get(), options,
+                                              [&](const auto&) { return MakePlan(cfg, workers, stages); });
+  if (!client.ok()) return client.status();  // (workers exit on the empty setup or shutdown)
+  lc->client_ = std::move(*client);
+  return lc;
+}
+
+LocalCluster::~LocalCluster() {
+  if (client_) client_->Shutdown().IgnoreError();
+  for (auto& t : threads_) t.join();
 }
 
 std::string FixtureModelDir(const std::string& name) {

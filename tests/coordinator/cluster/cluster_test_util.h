@@ -3,12 +3,15 @@
 #ifndef GLM_TESTS_COORDINATOR_CLUSTER_CLUSTER_TEST_UTIL_H_
 #define GLM_TESTS_COORDINATOR_CLUSTER_CLUSTER_TEST_UTIL_H_
 
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "protos/placement.pb.h"
+#include "shard_worker/comm/communicator.h"
 #include "shard_worker/model/model_config.h"
 
 namespace glm::testing {
@@ -38,6 +41,24 @@ absl::StatusOr<ClusterRun> RunThroughCluster(cluster::ClusterClient* client, con
 // The same with the single-process engine.
 absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const std::vector<int32_t>& prompt,
                                             int decode_steps);
+
+// A cluster on threads (in-process transport): worker threads running RunWorker and a
+// ClusterClient for the calling side. Shuts the workers down and joins them on destruction.
+class LocalCluster {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const std::string& model_dir, int workers, int stages,
+                                                             int kv_blocks, int kv_block_size);
+  ~LocalCluster();
+  cluster::ClusterClient* client() { return client_.get(); }
+  const model::ModelConfig& config() const { return config_; }
+
+ private:
+  LocalCluster() = default;
+  model::ModelConfig config_;
+  std::vector<std::unique_ptr<comm::Communicator>> comms_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<cluster::ClusterClient> client_;
+};
 
 // Model directory of a fixture model name.
 std::string FixtureModelDir(const std::string& name);

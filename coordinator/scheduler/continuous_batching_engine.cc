@@ -1,0 +1,406 @@
+#include "coordinator/scheduler/continuous_batching_engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace glm::scheduler {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const EngineOptions& options) {
+  if (runner == nullptr) return absl::InvalidArgumentError("engine needs a step runner");
+  if (options.max_context <= 0 || options.vocab_size <= 0) return absl::InvalidArgumentError("engine needs the model's context and vocabulary");
+  if (options.kv_blocks <= 0 || options.kv_block_size <= 0) return absl::InvalidArgumentError("engine needs KV blocks");
+  if (options.prefill_chunk <= 0) return absl::InvalidArgumentError("--prefill-chunk must be positive");
+  if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
+  return std::unique_ptr<Engine>(new ContinuousBatchingEngine(runner, options));
+}
+
+ContinuousBatchingEngine::ContinuousBatchingEngine(StepRunner* runner, const EngineOptions& options)
+    : runner_(runner), options_(options), blocks_(options.kv_blocks, options.kv_block_size),
+      seed_rng_(std::random_device{}()) {
+  if (options_.max_batch_tokens <= 0) options_.max_batch_tokens = options_.prefill_chunk + options_.max_running;
+  absl::MutexLock lock(&mu_);
+  load_.kv_blocks_total = options_.kv_blocks;
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(GenerationRequest request) {
+  const SamplingOptions& p = request.sampling;
+  if (request.prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+  for (int32_t t : request.prompt)
+    if (t < 0 || t >= options_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " is outside the vocabulary [0, ",
+                                                     options_.vocab_size, ")"));
+  for (int32_t t : p.stop_token_ids)
+    if (t < 0 || t >= options_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: ", t, " is outside the vocabulary"));
+  if (p.max_tokens < 0) return absl::InvalidArgumentError("max_tokens: must be >= 0");
+  if (p.temperature < 0) return absl::InvalidArgumentError("temperature: must be >= 0");
+  if (!(p.top_p > 0 && p.top_p <= 1)) return absl::InvalidArgumentError("top_p: must be in (0, 1]");
+  if (p.top_k < 0) return absl::InvalidArgumentError("top_k: must be >= 0");
+  if (p.min_p < 0 || p.min_p > 1) return absl::InvalidArgumentError("min_p: must be in [0, 1]");
+  if (p.repetition_penalty <= 0) return absl::InvalidArgumentError("repetition_penalty: must be > 0");
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
+  const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
+  if (prompt_len >= options_.max_context)
+    return absl::InvalidArgumentError(absl::StrCat("prompt: ", prompt_len, " tokens leave no room in the context of ",
+                                                   options_.max_context));
+  if (prompt_len + p.max_tokens > options_.max_context)
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
+                                                   ") exceeds the context of ", options_.max_context));
+  const int64_t min_blocks = (prompt_len + 1 + options_.kv_block_size - 1) / options_.kv_block_size;
+  if (min_blocks > options_.kv_blocks)
+    return absl::ResourceExhaustedError(absl::StrCat("the prompt needs ", min_blocks, " KV blocks; the cache has ",
+                                                     options_.kv_blocks));
+  auto seq = std::make_shared<Sequence>();
+  seq->request = std::move(request);
+  seq->tokens = seq->request.prompt;
+  seq->prompt_len = static_cast<int32_t>(prompt_len);
+  seq->arrival = absl::Now();
+  absl::MutexLock lock(&mu_);
+  if (!failed_.ok()) return absl::UnavailableError(absl::StrCat("the cluster failed: ", failed_.message()));
+  if (shutdown_ || drain_) return absl::UnavailableError("the server is draining");
+  if (seq->request.request_id.empty()) seq->request.request_id = absl::StrCat("req-", next_seq_id_);
+  if (live_ids_.count(seq->request.request_id))
+    return absl::InvalidArgumentError(absl::StrCat("request_id: '", seq->request.request_id, "' is already running"));
+  if (static_cast<int32_t>(inbox_.size()) + load_.waiting >= options_.max_waiting)
+    return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
+  seq->seq_id = next_seq_id_++;
+  seq->seed = seq->request.sampling.seed.has_value() ? *seq->request.sampling.seed : seed_rng_();
+  seq->stream = std::make_shared<RequestStream>(seq->request.request_id);
+  live_ids_.insert(seq->request.request_id);
+  inbox_.push_back(seq);
+  return seq->stream;
+}
+
+bool ContinuousBatchingEngine::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  if (!live_ids_.count(request_id)) return false;
+  abort_requests_.insert(request_id);
+  return true;
+}
+
+EngineLoad ContinuousBatchingEngine::GetLoad() const {
+  absl::MutexLock lock(&mu_);
+  return load_;
+}
+
+void ContinuousBatchingEngine::Shutdown(bool drain) {
+  absl::MutexLock lock(&mu_);
+  if (drain) drain_ = true;
+  else shutdown_ = true;
+}
+
+bool ContinuousBatchingEngine::draining() const {
+  absl::MutexLock lock(&mu_);
+  return drain_ || shutdown_;
+}
+
+void ContinuousBatchingEngine::DrainInbox() {
+  std::vector<SeqPtr> fresh;
+  std::set<std::string> aborts;
+  {
+    absl::MutexLock lock(&mu_);
+    fresh.swap(inbox_);
+    aborts.swap(abort_requests_);
+  }
+  for (auto& s : fresh) waiting_.push_back(s);
+  const absl::Time now = absl::Now();
+  auto expired = [&](const SeqPtr& s) { return aborts.count(s->request.request_id) || now > s->request.deadline; };
+  for (auto it = running_.begin(); it != running_.end();) {
+    SeqPtr s = *it;
+    if (expired(s)) {
+      it = running_.erase(it);
+      Finish(s, "abort", now > s->request.deadline ? absl::DeadlineExceededError("deadline exceeded") : absl::OkStatus());
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    SeqPtr s = *it;
+    if (expired(s)) {
+      it = waiting_.erase(it);
+      Finish(s, "abort", now > s->request.deadline ? absl::DeadlineExceededError("deadline exceeded") : absl::OkStatus());
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ContinuousBatchingEngine::ReleaseBlocks(Sequence& s) {
+  RegisterFullBlocks(s);
+  for (int32_t b : s.blocks) blocks_.Release(b);
+  s.blocks.clear();
+  s.registered = 0;
+  s.chain_hash = 0;
+  s.computed = 0;
+}
+
+void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
+  if (!options_.enable_prefix_cache) return;
+  const int32_t bs = options_.kv_block_size;
+  while (static_cast<int64_t>(s.registered + 1) * bs <= s.computed && s.registered < static_cast<int32_t>(s.blocks.size())) {
+    s.chain_hash = kv::BlockAllocator::ChainHash(s.chain_hash, s.tokens.data() + static_cast<int64_t>(s.registered) * bs, bs);
+    blocks_.Register(s.blocks[s.registered], s.chain_hash);
+    ++s.registered;
+  }
+}
+
+void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error) {
+  ReleaseBlocks(*s);
+  GenerationEvent e;
+  e.finished = true;
+  e.finish_reason = reason;
+  e.error = error;
+  e.prompt_tokens = s->prompt_len;
+  e.completion_tokens = s->generated;
+  e.cached_tokens = s->cached_tokens;
+  s->stream->Push(std::move(e));
+  absl::MutexLock lock(&mu_);
+  live_ids_.erase(s->request.request_id);
+}
+
+bool ContinuousBatchingEngine::EnsureBlocks(Sequence& s, int64_t positions) {
+  const int64_t need = (positions + options_.kv_block_size - 1) / options_.kv_block_size;
+  while (static_cast<int64_t>(s.blocks.size()) < need) {
+    auto b = blocks_.Allocate();
+    if (!b) return false;
+    s.blocks.push_back(*b);
+  }
+  return true;
+}
+
+bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
+  const int32_t bs = options_.kv_block_size;
+  const int64_t len = static_cast<int64_t>(s->tokens.size());
+  // Reuse cached full blocks, but always compute at least the last token (its logits are needed).
+  std::vector<int32_t> matched;
+  if (options_.enable_prefix_cache) matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs));
+  const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
+  if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
+    for (int32_t b : matched) blocks_.Release(b);
+    return false;
+  }
+  s->blocks = matched;
+  s->computed = static_cast<int64_t>(matched.size()) * bs;
+  s->registered = 0;
+  s->chain_hash = 0;
+  RegisterFullBlocks(*s);  // recomputes the chain over the matched blocks
+  EnsureBlocks(*s, len);
+  if (!s->admitted_before) {
+    s->cached_tokens = static_cast<int32_t>(s->computed);
+    s->admitted_before = true;
+    absl::MutexLock lock(&mu_);
+    load_.prefix_cache_queries += s->prompt_len;
+    load_.prefix_cache_hits += s->computed;
+    load_.prompt_tokens_total += s->prompt_len;
+  }
+  return true;
+}
+
+void ContinuousBatchingEngine::Preempt(const SeqPtr& s) {
+  ReleaseBlocks(*s);
+  waiting_.push_front(s);
+  absl::MutexLock lock(&mu_);
+  load_.preemptions++;
+}
+
+void ContinuousBatchingEngine::FailAll(const absl::Status& error) {
+  for (auto& s : running_) Finish(s, "abort", error);
+  for (auto& s : waiting_) Finish(s, "abort", error);
+  running_.clear();
+  waiting_.clear();
+  std::vector<SeqPtr> fresh;
+  {
+    absl::MutexLock lock(&mu_);
+    fresh.swap(inbox_);
+    failed_ = error;
+  }
+  for (auto& s : fresh) Finish(s, "abort", error);
+}
+
+void ContinuousBatchingEngine::PublishLoad() {
+  absl::MutexLock lock(&mu_);
+  load_.running = static_cast<int32_t>(running_.size());
+  load_.waiting = static_cast<int32_t>(waiting_.size() + inbox_.size());
+  load_.kv_blocks_used = blocks_.num_used();
+  load_.kv_blocks_cached = blocks_.num_cached_free();
+}
+
+absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
+  DrainInbox();
+  struct Work {
+    SeqPtr seq;
+    int64_t n;
+  };
+  std::vector<Work> work;
+  int64_t budget = options_.max_batch_tokens;
+  int64_t prefill_budget = options_.prefill_chunk;
+  // 1. Running sequences: decodes first (one token), then prompts in progress (chunks).
+  for (auto it = running_.begin(); it != running_.end();) {
+    SeqPtr s = *it;
+    const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
+    const bool decode = remaining == 1;
+    int64_t n = decode ? 1 : std::min({remaining, prefill_budget, budget});
+    if (n <= 0) {
+      ++it;
+      continue;
+    }
+    if (!EnsureBlocks(*s, s->computed + n)) {
+      // Out of blocks: preempt the newest other sequence and retry; preempt this one if alone.
+      SeqPtr victim = running_.back();
+      running_.pop_back();
+      Preempt(victim);
+      if (victim == s) break;
+      continue;
+    }
+    work.push_back({s, n});
+    budget -= n;
+    if (!decode) prefill_budget -= n;
+    ++it;
+  }
+  // 2. Admit waiting requests (FCFS) while the batch and the cache allow.
+  while (!waiting_.empty() && budget > 0 && prefill_budget > 0 &&
+         static_cast<int32_t>(running_.size()) < options_.max_running) {
+    SeqPtr s = waiting_.front();
+    if (!Admit(s)) break;
+    waiting_.pop_front();
+    running_.push_back(s);
+    const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
+    const int64_t n = std::min({remaining, prefill_budget, budget});
+    work.push_back({s, n});
+    budget -= n;
+    prefill_budget -= n;
+  }
+  PublishLoad();
+  if (work.empty()) return false;
+
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::FORWARD);
+  plan.set_step_id(next_step_id_++);
+  for (const Work& w : work) {
+    Sequence& s = *w.seq;
+    auto* p = plan.add_sequences();
+    p->set_seq_id(s.seq_id);
+    p->mutable_tokens()->Add(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + w.n);
+    p->set_start_position(s.computed);
+    p->mutable_block_table()->Add(s.blocks.begin(), s.blocks.end());
+    const bool sample = s.computed + w.n == static_cast<int64_t>(s.tokens.size());
+    p->set_sample(sample);
+    auto* sp = p->mutable_sampling();
+    const SamplingOptions& o = s.request.sampling;
+    sp->set_temperature(o.temperature);
+    sp->set_top_k(o.top_k);
+    sp->set_top_p(o.top_p);
+    sp->set_min_p(o.min_p);
+    sp->set_repetition_penalty(o.repetition_penalty);
+    sp->set_seed(s.seed);
+    sp->set_top_logprobs(o.top_logprobs);
+    p->set_sample_index(s.generated);
+    if (sample && o.repetition_penalty != 1.0f) p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
+  }
+  auto result = runner_->Step(plan);
+  if (!result.ok()) {
+    if (result.status().code() == absl::StatusCode::kInvalidArgument) {
+      // The workers rejected this batch: fail its requests, keep serving the others.
+      for (const Work& w : work) {
+        running_.remove(w.seq);
+        Finish(w.seq, "abort", absl::InternalError(absl::StrCat("the workers rejected the step: ", result.status().message())));
+      }
+      return true;
+    }
+    FailAll(result.status());
+    return result.status();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    load_.steps++;
+    load_.step_seconds_total += result->step_seconds();
+    load_.comm_seconds_total += result->comm_seconds();
+    load_.expert_bytes_total += result->expert_bytes_read();
+  }
+  std::map<uint64_t, const shard::SequenceResult*> by_id;
+  for (const auto& r : result->sequences()) by_id[r.seq_id()] = &r;
+  const absl::Time now = absl::Now();
+  int64_t new_tokens = 0;
+  for (const Work& w : work) {
+    SeqPtr s = w.seq;
+    s->computed += w.n;
+    RegisterFullBlocks(*s);
+    if (s->computed != static_cast<int64_t>(s->tokens.size())) continue;
+    auto it = by_id.find(s->seq_id);
+    if (it == by_id.end()) {
+      running_.remove(s);
+      Finish(s, "abort", absl::InternalError("the workers returned no token"));
+      continue;
+    }
+    const shard::SequenceResult& r = *it->second;
+    const int32_t token = r.token();
+    s->tokens.push_back(token);
+    s->generated++;
+    new_tokens++;
+    GenerationEvent e;
+    e.tokens = {token};
+    if (s->request.sampling.logprobs || s->request.sampling.top_logprobs > 0) {
+      TokenLogprob lp;
+      lp.token = token;
+      lp.logprob = r.logprob();
+      for (const auto& t : r.top_logprobs()) lp.top.push_back({t.token(), t.logprob()});
+      e.logprobs.push_back(std::move(lp));
+    }
+    e.prompt_tokens = s->prompt_len;
+    e.completion_tokens = s->generated;
+    e.cached_tokens = s->cached_tokens;
+    if (!s->first_token_sent) {
+      e.first_token_time = now;
+      s->first_token_sent = true;
+    }
+    const SamplingOptions& o = s->request.sampling;
+    const bool eos = !o.ignore_eos && std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), token) !=
+                                          options_.eos_token_ids.end();
+    const bool stop_id = std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), token) != o.stop_token_ids.end();
+    const bool length = (o.max_tokens > 0 && s->generated >= o.max_tokens) ||
+                        static_cast<int64_t>(s->tokens.size()) >= options_.max_context;
+    s->stream->Push(std::move(e));
+    if (eos || stop_id || length) {
+      running_.remove(s);
+      Finish(s, (eos || stop_id) ? "stop" : "length");
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    load_.generation_tokens_total += new_tokens;
+  }
+  PublishLoad();
+  return true;
+}
+
+absl::Status ContinuousBatchingEngine::RunLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) break;
+      if (drain_ && inbox_.empty() && running_.empty() && waiting_.empty()) break;
+    }
+    auto worked = Iterate();
+    if (!worked.ok()) return worked.status();
+    if (!*worked) {
+      // Idle: sleep until a request arrives (or shutdown), checking a few times a second.
+      absl::MutexLock lock(&mu_);
+      auto has_news = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !inbox_.empty() || !abort_requests_.empty() || shutdown_ || drain_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&has_news), absl::Milliseconds(200));
+    }
+  }
+  // Shutdown without drain: end whatever is left.
+  for (auto& s : running_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
+  for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
+  running_.clear();
+  waiting_.clear();
+  DrainInbox();
+  for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
+  waiting_.clear();
+  return absl::OkStatus();
+}
+
+}  // namespace glm::scheduler

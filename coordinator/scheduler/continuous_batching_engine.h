@@ -1,0 +1,94 @@
+// The Engine: continuous batching with chunked prefill over a StepRunner (the cluster).
+//
+// Each iteration (one cluster step): running decodes take one token each, prompts in progress
+// take chunks up to `prefill_chunk` tokens in total, then waiting requests are admitted FCFS
+// while KV blocks and the batch allow. A sequence is `tokens` (prompt + generated) of which the
+// first `computed` have KV in the cache; a step feeds tokens[computed, computed + n) and samples
+// when that reaches the end. Admission reuses cached prefix blocks; when decode runs out of
+// blocks the newest sequence is preempted (blocks freed, recomputed later from its tokens).
+#ifndef GLM_COORDINATOR_SCHEDULER_CONTINUOUS_BATCHING_ENGINE_H_
+#define GLM_COORDINATOR_SCHEDULER_CONTINUOUS_BATCHING_ENGINE_H_
+
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+
+#include "absl/synchronization/mutex.h"
+#include "coordinator/kv/block_allocator.h"
+#include "coordinator/scheduler/engine.h"
+
+namespace glm::scheduler {
+
+class ContinuousBatchingEngine : public Engine {
+ public:
+  ContinuousBatchingEngine(StepRunner* runner, const EngineOptions& options);
+
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request) override;
+  bool Abort(const std::string& request_id) override;
+  EngineLoad GetLoad() const override;
+  absl::Status RunLoop() override;
+  void Shutdown(bool drain) override;
+  bool draining() const override;
+
+  // One scheduling iteration (RunLoop calls it; tests may drive it directly). Returns false when
+  // there was nothing to do.
+  absl::StatusOr<bool> Iterate();
+
+ private:
+  struct Sequence {
+    uint64_t seq_id = 0;
+    GenerationRequest request;
+    std::shared_ptr<RequestStream> stream;
+    std::vector<int32_t> tokens;  // prompt + generated
+    int32_t prompt_len = 0;
+    int64_t computed = 0;         // tokens with KV in the cache
+    std::vector<int32_t> blocks;  // block table
+    int32_t registered = 0;       // leading full blocks registered in the prefix cache
+    uint64_t chain_hash = 0;      // hash chain value after `registered` blocks
+    int32_t generated = 0;
+    int32_t cached_tokens = 0;    // prompt tokens served from the prefix cache (first admission)
+    bool admitted_before = false;
+    uint64_t seed = 0;
+    absl::Time arrival;
+    bool first_token_sent = false;
+  };
+  using SeqPtr = std::shared_ptr<Sequence>;
+
+  void DrainInbox();
+  void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
+  void ReleaseBlocks(Sequence& s);
+  void RegisterFullBlocks(Sequence& s);
+  bool EnsureBlocks(Sequence& s, int64_t positions);
+  bool Admit(const SeqPtr& s);
+  void Preempt(const SeqPtr& s);
+  void FailAll(const absl::Status& error);
+  void PublishLoad();
+
+  StepRunner* runner_;
+  EngineOptions options_;
+  kv::BlockAllocator blocks_;
+  uint64_t next_seq_id_ = 1;
+  uint64_t next_step_id_ = 1;
+  std::mt19937_64 seed_rng_;
+
+  // Loop-thread state.
+  std::deque<SeqPtr> waiting_;
+  std::list<SeqPtr> running_;  // admission order (back = newest, preempted first)
+
+  // Shared with API threads.
+  mutable absl::Mutex mu_;
+  std::vector<SeqPtr> inbox_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> abort_requests_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool drain_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
+  EngineLoad load_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace glm::scheduler
+
+#endif  // GLM_COORDINATOR_SCHEDULER_CONTINUOUS_BATCHING_ENGINE_H_

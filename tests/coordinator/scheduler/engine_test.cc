@@ -1,0 +1,254 @@
+// The continuous-batching engine over a real (in-process) cluster of the bundled model:
+// batching, chunked prefill, prefix-cache exactness, preemption, abort, admission control.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "../cluster/cluster_test_util.h"
+#include "coordinator/scheduler/cluster_step_runner.h"
+#include "coordinator/scheduler/engine.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/generator.h"
+
+namespace glm::scheduler {
+namespace {
+
+using testing::FixtureModelDir;
+using testing::LocalCluster;
+
+// Runs the engine loop on a thread for the test's lifetime.
+class EngineHarness {
+ public:
+  EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
+                EngineOptions overrides = {}) {
+    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size);
+    EXPECT_TRUE(lc.ok()) << lc.status();
+    cluster_ = std::move(*lc);
+    runner_ = std::make_unique<ClusterStepRunner>(cluster_->client());
+    EngineOptions o = overrides;
+    o.max_context = cluster_->config().max_position_embeddings;
+    o.vocab_size = static_cast<int32_t>(cluster_->config().vocab_size);
+    o.eos_token_ids = cluster_->config().eos_token_ids;
+    o.kv_blocks = kv_blocks;
+    o.kv_block_size = block_size;
+    if (o.prefill_chunk == 2048 && overrides.prefill_chunk == 2048) o.prefill_chunk = overrides.prefill_chunk;
+    auto e = Engine::Create(runner_.get(), o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+    loop_ = std::thread([this] { loop_status_ = engine_->RunLoop(); });
+  }
+  ~EngineHarness() {
+    engine_->Shutdown(false);
+    loop_.join();
+  }
+  Engine* engine() { return engine_.get(); }
+
+  // Submits and collects the whole output.
+  struct Output {
+    std::vector<int32_t> tokens;
+    std::string finish_reason;
+    absl::Status error;
+    int32_t cached_tokens = 0;
+  };
+  Output Run(GenerationRequest r) {
+    Output out;
+    auto stream = engine_->Submit(std::move(r));
+    if (!stream.ok()) {
+      out.error = stream.status();
+      return out;
+    }
+    GenerationEvent e;
+    while ((*stream)->Next(&e, absl::Seconds(120))) {
+      out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
+      if (e.finished) {
+        out.finish_reason = e.finish_reason;
+        out.error = e.error;
+        out.cached_tokens = e.cached_tokens;
+        break;
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<ClusterStepRunner> runner_;
+  std::unique_ptr<Engine> engine_;
+  std::thread loop_;
+  absl::Status loop_status_;
+};
+
+GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::string id = "") {
+  GenerationRequest r;
+  r.request_id = std::move(id);
+  r.prompt = std::move(prompt);
+  r.sampling.max_tokens = max_tokens;
+  r.sampling.ignore_eos = true;
+  return r;
+}
+
+std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n) {
+  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
+  auto weights = model::ModelWeights::Load(**ckpt);
+  kernels::ThreadPool pool(1);
+  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+  runtime::GenerateOptions g;
+  g.max_new_tokens = n;
+  g.ignore_eos = true;
+  return runtime::Generate(**m, prompt, g)->tokens;
+}
+
+std::vector<int32_t> Prompt(int seed, int len) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((seed * 7919 + i * 104729 + i * i) % 4000 + 20));
+  return p;
+}
+
+TEST(EngineTest, GreedyMatchesSingleProcessEngine) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  auto prompt = Prompt(1, 37);
+  auto out = h.Run(Greedy(prompt, 12));
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.finish_reason, "length");
+  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 12));
+  EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, ConcurrentRequestsEachGetTheirSoloOutput) {
+  EngineHarness h("glm5-tiny-code", 2, 1, 512, 16);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(Prompt(100 + i, 10 + 9 * i));
+  std::vector<EngineHarness::Output> outs(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    clients.emplace_back([&, i] { outs[i] = h.Run(Greedy(prompts[i], 10)); });
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+    // Batch-invariant kernels: a request's tokens do not depend on what else is in the batch.
+    EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 10)) << "request " << i;
+  }
+  EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, ChunkedPrefillGivesTheSameTokens) {
+  EngineOptions small_chunks;
+  small_chunks.prefill_chunk = 7;
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, small_chunks);
+  auto prompt = Prompt(3, 50);
+  auto out = h.Run(Greedy(prompt, 8));
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 8));
+}
+
+// A multi-turn conversation: each turn's prompt extends the previous turn's prompt and reply.
+// With the prefix cache (and eviction pressure from unrelated requests) every turn gives
+// exactly the tokens of a cold run — greedy and seeded sampling.
+TEST(EngineTest, PrefixCacheHitsAreExactOverAMultiTurnConversation) {
+  for (float temperature : {0.0f, 0.9f}) {
+    EngineHarness warm("glm5-tiny-code", 1, 1, 48, 8);  // small pool: evictions happen
+    EngineOptions no_cache;
+    no_cache.enable_prefix_cache = false;
+    EngineHarness cold("glm5-tiny-code", 1, 1, 48, 8, no_cache);
+    std::vector<int32_t> conversation = Prompt(5, 30);
+    int total_cached = 0;
+    for (int turn = 0; turn < 5; ++turn) {
+      GenerationRequest r = Greedy(conversation, 12);
+      r.sampling.temperature = temperature;
+      r.sampling.seed = 1234 + turn;
+      auto hot = warm.Run(r);
+      auto ref = cold.Run(r);
+      ASSERT_TRUE(hot.error.ok()) << hot.error;
+      ASSERT_TRUE(ref.error.ok()) << ref.error;
+      EXPECT_EQ(hot.tokens, ref.tokens) << "turn " << turn << " temperature " << temperature;
+      EXPECT_EQ(ref.cached_tokens, 0);
+      total_cached += hot.cached_tokens;
+      // Pressure: an unrelated request that needs most of the pool.
+      auto other = warm.Run(Greedy(Prompt(900 + turn, 150), 4));
+      ASSERT_TRUE(other.error.ok()) << other.error;
+      conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
+      auto next = Prompt(50 + turn, 9);
+      conversation.insert(conversation.end(), next.begin(), next.end());
+      if (conversation.size() > 200) break;
+    }
+    EXPECT_GT(total_cached, 0) << "the conversation never hit the prefix cache";
+    EXPECT_GT(warm.engine()->GetLoad().prefix_cache_hits, 0);
+  }
+}
+
+TEST(EngineTest, RepeatedPromptIsServedFromTheCache) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  auto prompt = Prompt(7, 100);
+  auto first = h.Run(Greedy(prompt, 4));
+  auto second = h.Run(Greedy(prompt, 4));
+  EXPECT_EQ(first.cached_tokens, 0);
+  EXPECT_EQ(second.cached_tokens, 96);  // all full blocks but the one with the last token
+  EXPECT_EQ(first.tokens, second.tokens);
+}
+
+TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
+  // 4 requests that together need more blocks than exist while decoding.
+  EngineHarness h("glm5-tiny-code", 1, 1, 24, 4);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) prompts.push_back(Prompt(300 + i, 12));
+  std::vector<EngineHarness::Output> outs(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    clients.emplace_back([&, i] { outs[i] = h.Run(Greedy(prompts[i], 20)); });
+  for (auto& t : clients) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+    EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 20)) << "request " << i;
+  }
+  EXPECT_GT(h.engine()->GetLoad().preemptions, 0);
+  EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, AbortStopsAndFreesBlocks) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Greedy(Prompt(9, 20), 0, "long-one");  // until the context fills
+  auto stream = h.engine()->Submit(r);
+  ASSERT_TRUE(stream.ok());
+  GenerationEvent e;
+  ASSERT_TRUE((*stream)->Next(&e, absl::Seconds(30)));
+  EXPECT_TRUE(h.engine()->Abort("long-one"));
+  while ((*stream)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  EXPECT_TRUE(e.finished);
+  EXPECT_EQ(e.finish_reason, "abort");
+  for (int i = 0; i < 100 && h.engine()->GetLoad().kv_blocks_used != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
+  EXPECT_FALSE(h.engine()->Abort("long-one"));
+}
+
+TEST(EngineTest, DeadlineEndsTheRequest) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Greedy(Prompt(10, 20), 0);
+  r.deadline = absl::Now() + absl::Milliseconds(300);
+  auto out = h.Run(r);
+  EXPECT_EQ(out.finish_reason, "abort");
+  EXPECT_EQ(out.error.code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(EngineTest, ValidationAndAdmissionErrors) {
+  EngineOptions tight;
+  tight.max_waiting = 1;
+  EngineHarness h("glm5-tiny-code", 1, 1, 8, 16, tight);
+  EXPECT_EQ(h.Run(Greedy({}, 4)).error.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.Run(Greedy({99999}, 4)).error.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 100000)).error.code(), absl::StatusCode::kInvalidArgument);
+  // 8 blocks of 16 positions cannot hold a 200-token prompt: never admissible.
+  EXPECT_EQ(h.Run(Greedy(Prompt(1, 200), 4)).error.code(), absl::StatusCode::kResourceExhausted);
+  GenerationRequest bad = Greedy(Prompt(1, 10), 4);
+  bad.sampling.top_p = 0;
+  auto s = h.engine()->Submit(bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("top_p"), std::string::npos);
+  h.engine()->Shutdown(/*drain=*/true);
+  EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 4)).error.code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace glm::scheduler
