@@ -1,7 +1,8 @@
 // glmctl: the command-line tool. Subcommands (flags are shared; each uses the ones it needs):
 //   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
 //   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
-//               [--ignore-eos] [--json]
+//               [--ignore-eos] [--json]   (JSON: {"tokens":[...],"finish_reason":...,"text":...})
+//   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
 //   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N]
 //   plan        --model DIR (--topology XML | --synthetic "pack:2 numa:2 core:16") [--hosts N] [--stages S]
 //   tokenize    --tokenizer PATH --text-file F
@@ -37,6 +38,7 @@ ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed; synth: weight seed");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequence token");
 ABSL_FLAG(bool, json, false, "generate: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(std::string, message, "", "chat: the user message");
 ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
 ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
@@ -69,7 +71,7 @@ int Finish(const absl::StatusOr<std::string>& result) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "glmctl <forward|generate|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+      "glmctl <forward|generate|chat|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
@@ -92,8 +94,10 @@ int main(int argc, char** argv) {
   m.json = absl::GetFlag(FLAGS_json);
   m.threads = absl::GetFlag(FLAGS_threads);
   m.preset = absl::GetFlag(FLAGS_preset);
+  m.message = absl::GetFlag(FLAGS_message);
   if (command == "forward") return Finish(glm::cli::RunForwardCommand(m));
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
+  if (command == "chat") return Finish(glm::cli::RunChatCommand(m));
   if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
   if (command == "plan") {
     glm::cli::PlanCommandOptions p;

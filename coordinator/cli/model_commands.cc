@@ -14,6 +14,10 @@
 #include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/model/synth_checkpoint.h"
 #include "shard_worker/runtime/generator.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/tool_call_parser.h"
+#include "nlohmann/json.hpp"
 
 namespace glm::cli {
 namespace {
@@ -98,14 +102,13 @@ absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& o) {
   return absl::StrCat("{\"out\":\"", o.out, "\",\"tokens\":", n, "}");
 }
 
-absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
-  if (!o.prompt.empty()) return absl::InvalidArgumentError("--prompt needs the tokenizer (use --tokens)");
-  auto tokens = ParseTokenList(o.tokens_csv);
-  if (!tokens.ok()) return tokens.status();
+namespace {
+
+absl::StatusOr<runtime::GenerateOptions> GenerateOptionsFrom(const ModelCommandOptions& o) {
   if (o.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
   if (o.top_p <= 0 || o.top_p > 1) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
-  auto m = LoadModel(o);
-  if (!m.ok()) return m.status();
+  if (o.top_k < 0) return absl::InvalidArgumentError("--top_k must be >= 0");
+  if (o.max_new_tokens < 0) return absl::InvalidArgumentError("--max-new-tokens must be >= 0");
   runtime::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.ignore_eos = o.ignore_eos;
@@ -113,13 +116,107 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
   g.sampling.top_p = static_cast<float>(o.top_p);
   g.sampling.top_k = o.top_k;
   g.sampling.seed = o.seed;
-  auto result = runtime::Generate(*m->model, *tokens, g);
-  if (!result.ok()) return result.status();
-  if (o.json) {
-    return absl::StrCat("{\"tokens\":[", absl::StrJoin(result->tokens, ","), "],\"finish_reason\":\"",
-                        result->finish_reason, "\"}");
+  return g;
+}
+
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> ModelTokenizer(const std::string& dir) {
+  auto tok = tokenizer::Tokenizer::FromFile(dir);
+  if (!tok.ok())
+    return absl::Status(tok.status().code(),
+                        absl::StrCat("this model directory has no usable tokenizer (use --tokens): ", tok.status().message()));
+  return tok;
+}
+
+// The generated tokens' text: EOS and other special tokens are not printed.
+absl::StatusOr<std::string> GeneratedText(const tokenizer::Tokenizer& tok, const std::vector<int32_t>& ids) {
+  return tok.Decode(ids, /*skip_special_tokens=*/true);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
+  if (!o.prompt.empty() && !o.tokens_csv.empty()) return absl::InvalidArgumentError("give --tokens or --prompt, not both");
+  auto g = GenerateOptionsFrom(o);
+  if (!g.ok()) return g.status();
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::vector<int32_t> prompt;
+  if (!o.prompt.empty()) {
+    if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+    auto t = ModelTokenizer(o.model_dir);
+    if (!t.ok()) return t.status();
+    tok = std::move(*t);
+    auto ids = tok->Encode(o.prompt);
+    if (!ids.ok()) return ids.status();
+    prompt = *ids;
+  } else {
+    auto tokens = ParseTokenList(o.tokens_csv);
+    if (!tokens.ok()) return tokens.status();
+    prompt = *tokens;
   }
-  return absl::StrJoin(result->tokens, ",");
+  auto m = LoadModel(o);
+  if (!m.ok()) return m.status();
+  auto result = runtime::Generate(*m->model, prompt, *g);
+  if (!result.ok()) return result.status();
+  std::string text;
+  if (tok) {
+    auto t = GeneratedText(*tok, result->tokens);
+    if (!t.ok()) return t.status();
+    text = *t;
+  }
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["tokens"] = result->tokens;
+    if (tok) j["text"] = text;
+    j["finish_reason"] = result->finish_reason;
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  }
+  return tok ? o.prompt + text : absl::StrJoin(result->tokens, ",");
+}
+
+absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
+  if (o.message.empty()) return absl::InvalidArgumentError("--message is required");
+  if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  auto g = GenerateOptionsFrom(o);
+  if (!g.ok()) return g.status();
+  auto tok = ModelTokenizer(o.model_dir);
+  if (!tok.ok()) return tok.status();
+  auto tmpl = tokenizer::ChatTemplate::FromTokenizerConfig(o.model_dir);
+  if (!tmpl.ok()) return tmpl.status();
+  nlohmann::json messages = nlohmann::json::array({{{"role", "user"}, {"content", o.message}}});
+  auto rendered = (*tmpl)->Render(messages, nlohmann::json(), /*add_generation_prompt=*/true);
+  if (!rendered.ok()) return rendered.status();
+  auto prompt = (*tok)->Encode(*rendered);
+  if (!prompt.ok()) return prompt.status();
+  auto m = LoadModel(o);
+  if (!m.ok()) return m.status();
+  auto result = runtime::Generate(*m->model, *prompt, *g);
+  if (!result.ok()) return result.status();
+  auto text = GeneratedText(**tok, result->tokens);
+  if (!text.ok()) return text.status();
+  // Split reasoning and tool calls from the content the way the server does.
+  tokenizer::ToolCallParser parser;
+  std::string content, reasoning;
+  nlohmann::ordered_json tool_calls = nlohmann::ordered_json::array();
+  if (auto d = parser.Push(*text); d.ok()) {
+    content += d->content;
+    reasoning += d->reasoning;
+    for (const auto& c : d->tool_calls) tool_calls.push_back(tokenizer::ToolCallParser::ToOpenAi({c})[0]);
+  }
+  if (auto d = parser.Finish(); d.ok()) {
+    content += d->content;
+    reasoning += d->reasoning;
+    for (const auto& c : d->tool_calls) tool_calls.push_back(tokenizer::ToolCallParser::ToOpenAi({c})[0]);
+  }
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["tokens"] = result->tokens;
+    j["text"] = content;
+    if (!reasoning.empty()) j["reasoning"] = reasoning;
+    if (!tool_calls.empty()) j["tool_calls"] = tool_calls;
+    j["finish_reason"] = tool_calls.empty() ? result->finish_reason : "tool_calls";
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  }
+  return content;
 }
 
 absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& o) {

@@ -26,6 +26,7 @@ struct ModelCommandOptions {
   bool json = false;
   int32_t threads = 0;
   std::string preset;
+  std::string message;  // chat: the user message
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.
@@ -34,6 +35,9 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& csv);
 absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& options);
+// Applies the model's chat template to one user message, generates, prints the reply (the
+// text, or JSON with --json: tokens, text, reasoning and finish_reason).
+absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& options);
 
 }  // namespace glm::cli
 

@@ -13,12 +13,26 @@ KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blo
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
+namespace {
+
+// A new array of `new_count` floats holding the first `old_count` of `old`.
+std::unique_ptr<float[]> Regrow(std::unique_ptr<float[]> old, int64_t old_count, int64_t new_count) {
+  std::unique_ptr<float[]> fresh(new float[new_count]);
+  if (old) std::copy(old.get(), old.get() + old_count, fresh.get());
+  return fresh;
+}
+
+}  // namespace
+
 void KvBlockPool::Grow(int64_t blocks) {
   if (blocks <= num_blocks_) return;
+  const int64_t old_pos = num_blocks_ * block_size_, new_pos = blocks * block_size_;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i].latent.resize(blocks * block_size_ * shape_.kv_lora_rank);
-    layers_[i].rope_key.resize(blocks * block_size_ * shape_.rope_dim);
-    if (shape_.layer_has_index_keys[i]) layers_[i].index_key.resize(blocks * block_size_ * shape_.index_head_dim);
+    LayerStore& l = layers_[i];
+    l.latent = Regrow(std::move(l.latent), old_pos * shape_.kv_lora_rank, new_pos * shape_.kv_lora_rank);
+    l.rope_key = Regrow(std::move(l.rope_key), old_pos * shape_.rope_dim, new_pos * shape_.rope_dim);
+    if (shape_.layer_has_index_keys[i])
+      l.index_key = Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim);
   }
   num_blocks_ = blocks;
 }
