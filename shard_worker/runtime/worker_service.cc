@@ -113,6 +113,13 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
       if (r.rank() == rank && threads <= 0) threads = r.cores();
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     pool = std::make_unique<kernels::ThreadPool>(threads);
+    // One thread per core, pinned, when this rank owns its NUMA node.
+    const placement::RankAssignment* me = nullptr;
+    for (const auto& r : plan.ranks())
+      if (r.rank() == rank) me = &r;
+    int sharing = 0;
+    for (const auto& r : plan.ranks()) sharing += r.host() == me->host() && r.numa_node() == me->numa_node();
+    if (options.pin_thread && sharing == 1) pool->RunOnAll([&](int index) { options.pin_thread(index); });
     const placement::Stage& st = plan.stages(stage);
     model::StageContext ctx;
     ctx.layer_begin = st.layer_begin();

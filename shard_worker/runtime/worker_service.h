@@ -19,8 +19,12 @@ struct WorkerOptions {
   // This worker's hello (topology and binding); filled by the caller (bin/shard_worker binds
   // with hwloc first).
   shard::WorkerHello hello;
-  // Test hook: allocate weight memory per rank etc. Null = defaults.
+  // Progress and errors, one line each (bin/shard_worker prints them to stderr).
   std::function<void(const std::string&)> log;
+  // Pins compute thread `index` (0 = the calling thread) to a core of this rank's NUMA node;
+  // called only when the plan gives the rank its node to itself (ranks sharing a node leave
+  // scheduling to the OS).
+  std::function<void(int index)> pin_thread;
 };
 
 // The load options (layers, heads, slices, experts) of `rank` in `plan`.

@@ -1,0 +1,96 @@
+// bin/shard_worker: one MPI rank (>= 1) holding a slice of the model on one NUMA node.
+//   mpirun -np 1 coordinator --model DIR ... : -np N shard_worker [--threads T] [--bind auto|none]
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "numa/binding.h"
+#include "numa/topology.h"
+#include "shard_worker/comm/mpi_communicator.h"
+#include "shard_worker/runtime/dashed_flags.h"
+#include "shard_worker/runtime/worker_service.h"
+
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = the cores the plan gives this rank)");
+ABSL_FLAG(std::string, bind, "auto",
+          "auto: bind to a NUMA node with hwloc unless the launcher already bound to one; none: leave as started");
+
+namespace {
+
+std::string Hostname() {
+  char name[256] = {0};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// Open MPI's local rank (launcher information, read once here in main).
+int LocalRank() {
+  const char* v = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (v == nullptr) v = std::getenv("SLURM_LOCALID");
+  return v ? std::atoi(v) : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  auto session = glm::comm::MpiSession::Init(&argc, &argv);
+  if (!session.ok()) {
+    std::fprintf(stderr, "shard_worker: %s\n", std::string(session.status().message()).c_str());
+    return 1;
+  }
+  absl::ParseCommandLine(argc, argv);
+  auto world = (*session)->World();
+  const int rank = world->rank();
+  auto log = [rank](const std::string& m) { std::fprintf(stderr, "[worker %d] %s\n", rank, m.c_str()); };
+  if (rank == 0) {
+    log("rank 0 is the coordinator's: start shard_worker as ranks 1..N (mpirun -np 1 coordinator ... : -np N shard_worker)");
+    glm::comm::MpiSession::Abort(2);
+  }
+
+  glm::runtime::WorkerOptions options;
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.log = log;
+  const std::string host = Hostname();
+  auto topology = glm::numa::Topology::Local();
+  int node = -1;
+  if (topology.ok()) {
+    *options.hello.mutable_topology() = (*topology)->ToProto(host);
+    const auto nodes = (*topology)->NumaNodeOsIndexes();
+    node = glm::numa::NumaNodeOfCurrentThread();
+    if (absl::GetFlag(FLAGS_bind) == "auto" && node < 0 && !nodes.empty()) {
+      node = nodes[LocalRank() % nodes.size()];
+      if (auto s = glm::numa::BindProcessToNumaNode(**topology, node); !s.ok()) {
+        log(absl::StrCat("could not bind to NUMA node ", node, ": ", s.message()));
+        node = -1;
+      }
+    }
+    if (node < 0 && !nodes.empty()) node = nodes[LocalRank() % nodes.size()];
+    const glm::numa::Topology* topo = topology->get();
+    const int bound = node;
+    options.pin_thread = [topo, bound, log](int index) {
+      if (auto s = glm::numa::BindThisThreadToCore(*topo, bound, index); !s.ok() && index == 0)
+        log(absl::StrCat("thread pinning: ", s.message()));
+    };
+  } else {
+    log(absl::StrCat("hwloc topology unavailable: ", topology.status().message()));
+    options.hello.mutable_topology()->set_hostname(host);
+  }
+  options.hello.set_hostname(host);
+  options.hello.set_bound_numa_node(node);
+  options.hello.set_binding(glm::numa::DescribeBinding());
+  log(absl::StrCat("binding: ", options.hello.binding()));
+
+  absl::Status status = glm::runtime::RunWorker(world.get(), options);
+  if (!status.ok()) {
+    log(absl::StrCat("stopping: ", status.message()));
+    world.reset();
+    session->reset();
+    return 1;
+  }
+  return 0;
+}
