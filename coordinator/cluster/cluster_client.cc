@@ -21,12 +21,14 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   }
   auto plan = plan_function(client->hellos_);
   shard::WorkerSetup setup;
+  if (plan.ok() && client->options_.kv_blocks_for_plan) client->options_.kv_blocks = client->options_.kv_blocks_for_plan(*plan);
+  if (plan.ok() && client->options_.kv_blocks <= 0) plan = absl::InvalidArgumentError("the KV cache budget gives no blocks");
   if (plan.ok()) {
     client->plan_ = *plan;
     setup.set_model_dir(options.model_dir);
     *setup.mutable_plan() = *plan;
-    setup.set_kv_blocks(options.kv_blocks);
-    setup.set_kv_block_size(options.kv_block_size);
+    setup.set_kv_blocks(client->options_.kv_blocks);
+    setup.set_kv_block_size(client->options_.kv_block_size);
   }
   std::string bytes = setup.SerializeAsString();
   if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;

@@ -21,6 +21,8 @@ namespace glm::cluster {
 struct ClusterOptions {
   std::string model_dir;
   int32_t kv_blocks = 0;      // physical KV blocks per worker
+  // Or: derive them from the plan (e.g. a memory budget over the largest stage's block size).
+  std::function<int32_t(const placement::PlacementPlan&)> kv_blocks_for_plan;
   int32_t kv_block_size = 32;
   absl::Duration startup_timeout = absl::Minutes(30);  // loading a large model takes a while
   absl::Duration step_timeout = absl::Seconds(120);
@@ -41,6 +43,7 @@ class ClusterClient {
   const std::vector<shard::WorkerHello>& hellos() const { return hellos_; }
   const std::vector<shard::WorkerReady>& ready() const { return ready_; }
   const ClusterOptions& options() const { return options_; }
+  int32_t kv_blocks() const { return options_.kv_blocks; }
 
   // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
   // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).

@@ -1,0 +1,125 @@
+// cluster_bench: rank 0 of `mpirun -np 1 cluster_bench --model DIR : -np R shard_worker`.
+// Decodes a batch through the real cluster and reports tokens/s, step time and the part of it
+// spent communicating (all-reduces, vocabulary gathers, stage hand-offs: measured on the rank
+// that reports the step), as a fraction (the bar is <= 5%). bench/run_cluster_bench.sh runs it
+// for 1, 2 and 4 ranks.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/planner.h"
+#include "shard_worker/comm/mpi_communicator.h"
+#include "shard_worker/model/model_config.h"
+#include "shard_worker/runtime/dashed_flags.h"
+
+ABSL_FLAG(std::string, model, "", "model directory (e.g. glmctl synth --preset bench)");
+ABSL_FLAG(int32_t, stages, 1, "pipeline stages");
+ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
+ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence");
+ABSL_FLAG(double, seconds, 5.0, "decode for about this long");
+ABSL_FLAG(bool, json, false, "print one JSON object");
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  auto session = glm::comm::MpiSession::Init(&argc, &argv);
+  if (!session.ok()) return 3;
+  absl::ParseCommandLine(argc, argv);
+  auto world = (*session)->World();
+  const std::string dir = absl::GetFlag(FLAGS_model);
+  auto config = glm::model::ModelConfig::FromFile(dir + "/config.json");
+  if (!config.ok()) {
+    std::fprintf(stderr, "cluster_bench: %s\n", std::string(config.status().message()).c_str());
+    glm::comm::MpiSession::Abort(2);
+  }
+  const int workers = world->size() - 1, batch = absl::GetFlag(FLAGS_batch), context = absl::GetFlag(FLAGS_context);
+  glm::cluster::ClusterOptions options;
+  options.model_dir = dir;
+  options.kv_block_size = 32;
+  options.kv_blocks = batch * ((context + 4096) / 32 + 2);
+  auto client = glm::cluster::ClusterClient::Start(world.get(), options, [&](const std::vector<glm::shard::WorkerHello>& hellos) {
+    std::vector<glm::placement::WorkerSlot> slots;
+    for (const auto& h : hellos) {
+      glm::placement::WorkerSlot s;
+      s.host = h.topology();
+      s.numa_node = std::max(0, h.bound_numa_node());
+      slots.push_back(s);
+    }
+    glm::placement::PlannerOptions po;
+    po.stages = absl::GetFlag(FLAGS_stages);
+    return glm::placement::Plan(*config, slots, po);
+  });
+  if (!client.ok()) {
+    std::fprintf(stderr, "cluster_bench: %s\n", std::string(client.status().message()).c_str());
+    glm::comm::MpiSession::Abort(1);
+  }
+  const int blocks_per_seq = options.kv_blocks / batch;
+  std::vector<int32_t> next(batch);
+  std::vector<int64_t> position(batch, context);
+  auto table = [&](int b) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < blocks_per_seq; ++i) t.push_back(b * blocks_per_seq + i);
+    return t;
+  };
+  {  // prefill
+    glm::shard::StepPlan plan;
+    plan.set_step_id(1);
+    for (int b = 0; b < batch; ++b) {
+      auto* s = plan.add_sequences();
+      s->set_seq_id(b);
+      for (int i = 0; i < context; ++i) s->add_tokens(static_cast<int32_t>((b * 7919 + i * 104729) % config->vocab_size));
+      auto t = table(b);
+      s->mutable_block_table()->Add(t.begin(), t.end());
+      s->set_sample(true);
+    }
+    auto r = (*client)->Step(plan);
+    if (!r.ok()) glm::comm::MpiSession::Abort(1);
+    for (int b = 0; b < batch; ++b) next[b] = r->sequences(b).token();
+  }
+  double step_total = 0, comm_total = 0;
+  int steps = 0;
+  auto start = std::chrono::steady_clock::now();
+  const double budget = absl::GetFlag(FLAGS_seconds);
+  while (steps < 4 || std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < budget) {
+    glm::shard::StepPlan plan;
+    plan.set_step_id(2 + steps);
+    for (int b = 0; b < batch; ++b) {
+      auto* s = plan.add_sequences();
+      s->set_seq_id(b);
+      s->add_tokens(next[b]);
+      s->set_start_position(position[b]++);
+      auto t = table(b);
+      s->mutable_block_table()->Add(t.begin(), t.end());
+      s->set_sample(true);
+      s->set_sample_index(steps + 1);
+    }
+    auto r = (*client)->Step(plan);
+    if (!r.ok()) glm::comm::MpiSession::Abort(1);
+    for (int b = 0; b < batch; ++b) next[b] = r->sequences(b).token();
+    if (steps > 0) {  // the first decode step warms caches
+      step_total += r->step_seconds();
+      comm_total += r->comm_seconds();
+    }
+    ++steps;
+    if (position[0] + 2 >= config->max_position_embeddings) break;
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  (*client)->Shutdown().IgnoreError();
+  const double tokens_per_s = steps * batch / wall;
+  const double comm_fraction = step_total > 0 ? comm_total / step_total : 0;
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("{\"model\":\"%s\",\"ranks\":%d,\"stages\":%d,\"batch\":%d,\"steps\":%d,\"tokens_per_s\":%.3f,"
+                "\"step_ms\":%.3f,\"comm_ms\":%.3f,\"comm_fraction\":%.4f}\n",
+                dir.c_str(), workers, absl::GetFlag(FLAGS_stages), batch, steps, tokens_per_s,
+                1000 * step_total / std::max(1, steps - 1), 1000 * comm_total / std::max(1, steps - 1), comm_fraction);
+  } else {
+    std::printf("%d ranks, %d stage(s), batch %d: %.2f tokens/s, step %.2f ms, communication %.3f ms per step = %.1f%% "
+                "of the step (bar 5%%)\n",
+                workers, absl::GetFlag(FLAGS_stages), batch, tokens_per_s, 1000 * step_total / std::max(1, steps - 1),
+                1000 * comm_total / std::max(1, steps - 1), 100 * comm_fraction);
+  }
+  return 0;
+}

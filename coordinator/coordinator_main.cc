@@ -1,0 +1,231 @@
+// bin/coordinator: MPI rank 0. Plans the placement from the workers' topologies (or loads an
+// operator's plan), starts them, then serves gRPC and OpenAI-compatible HTTP over the
+// continuous-batching engine until SIGINT/SIGTERM.
+//   mpirun -np 1 coordinator --model DIR [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
+//          [--placement plan.json] [options] : -np N shard_worker
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "coordinator/api/api_server.h"
+#include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/planner.h"
+#include "coordinator/scheduler/cluster_step_runner.h"
+#include "coordinator/scheduler/engine.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "shard_worker/comm/mpi_communicator.h"
+#include "shard_worker/model/model_config.h"
+#include "shard_worker/runtime/dashed_flags.h"
+
+ABSL_FLAG(std::string, model, "", "model directory (config.json, safetensors, optional tokenizer)");
+ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC address (\"\" = off)");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000", "OpenAI-compatible HTTP address (\"\" = off)");
+ABSL_FLAG(std::string, placement, "", "a plan JSON (from `glmctl plan --json`) to use instead of planning");
+ABSL_FLAG(int32_t, stages, 0, "pipeline stages (0 = one per host)");
+ABSL_FLAG(std::string, expert_layout, "expert-parallel", "expert-parallel | expert-tensor-parallel");
+ABSL_FLAG(double, memory_budget_gib, 0, "memory per rank (0 = 90% of its NUMA node's share)");
+ABSL_FLAG(double, kv_cache_gib, 1.0, "KV cache per worker rank, GiB");
+ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
+ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
+ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
+ABSL_FLAG(int32_t, max_waiting, 1024, "queued requests before RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (default: the directory name)");
+ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
+ABSL_FLAG(bool, strict_model_name, false, "reject requests naming another model (default: accept any name)");
+ABSL_FLAG(int32_t, step_timeout_s, 120, "a step taking longer means a worker is stuck: fail requests and exit");
+
+namespace {
+
+void Log(const std::string& m) { std::fprintf(stderr, "[coordinator] %s\n", m.c_str()); }
+
+[[noreturn]] void Fatal(const std::string& m) {
+  Log(m);
+  glm::comm::MpiSession::Abort(1);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// KV bytes per block on the rank of the plan that holds the most layers (every rank of a stage
+// caches all of the stage's layers).
+int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size) {
+  int64_t worst = 0;
+  for (const auto& st : plan.stages()) {
+    int64_t per_position = 0;
+    for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l)
+      per_position += c.kv_lora_rank + c.qk_rope_head_dim +
+                      (c.indexer_kind(l) == glm::model::IndexerKind::kFull ? c.index_head_dim : 0);
+    worst = std::max(worst, per_position);
+  }
+  return worst * block_size * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  // SIGINT/SIGTERM are taken by a watcher thread (below), so block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR2);  // our own wake-up for the watcher at a normal exit
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto session = glm::comm::MpiSession::Init(&argc, &argv);
+  if (!session.ok()) {
+    Log(std::string(session.status().message()));
+    return 1;
+  }
+  absl::ParseCommandLine(argc, argv);
+  auto world = (*session)->World();
+  if (world->rank() != 0) Fatal("the coordinator must be rank 0 (mpirun -np 1 coordinator ... : -np N shard_worker)");
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  if (model_dir.empty()) Fatal("--model DIR is required");
+  auto config = glm::model::ModelConfig::FromFile(model_dir + "/config.json");
+  if (!config.ok()) Fatal(std::string(config.status().message()));
+
+  // Tokenizer and chat template are optional: without them the model serves token ids.
+  std::unique_ptr<glm::tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<glm::tokenizer::ChatTemplate> chat_template;
+  if (std::filesystem::exists(model_dir + "/tokenizer.json")) {
+    auto t = glm::tokenizer::Tokenizer::FromFile(model_dir);
+    if (!t.ok()) Fatal(absl::StrCat("tokenizer.json: ", t.status().message()));
+    tokenizer = std::move(*t);
+    if (std::filesystem::exists(model_dir + "/tokenizer_config.json")) {
+      auto c = glm::tokenizer::ChatTemplate::FromTokenizerConfig(model_dir);
+      if (c.ok()) chat_template = std::move(*c);
+      else Log(absl::StrCat("no chat template (chat requests will be refused): ", c.status().message()));
+    }
+  } else {
+    Log("no tokenizer.json: serving token ids only");
+  }
+
+  const int block_size = absl::GetFlag(FLAGS_kv_block_size);
+  if (block_size <= 0) Fatal("--kv-block-size must be positive");
+  glm::cluster::ClusterOptions cluster_options;
+  cluster_options.model_dir = model_dir;
+  cluster_options.kv_block_size = block_size;
+  cluster_options.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_s));
+  const double kv_gib = absl::GetFlag(FLAGS_kv_cache_gib);
+  cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
+    const int64_t per_block = LargestBlockBytes(*config, plan, block_size);
+    return static_cast<int32_t>(std::min<int64_t>(1 << 30, static_cast<int64_t>(kv_gib * (1ll << 30)) / std::max<int64_t>(1, per_block)));
+  };
+  auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
+    for (const auto& h : hellos) Log(absl::StrCat("worker ", h.rank(), " on ", h.hostname(), ": ", h.binding()));
+    absl::StatusOr<glm::placement::PlacementPlan> plan;
+    if (!absl::GetFlag(FLAGS_placement).empty()) {
+      plan = glm::placement::PlanFromJson(ReadFile(absl::GetFlag(FLAGS_placement)), *config, world->size());
+    } else {
+      std::vector<glm::placement::WorkerSlot> slots;
+      for (const auto& h : hellos) {
+        glm::placement::WorkerSlot slot;
+        slot.host = h.topology();
+        if (slot.host.hostname().empty()) slot.host.set_hostname(h.hostname());
+        slot.numa_node = std::max(0, h.bound_numa_node());
+        slots.push_back(slot);
+      }
+      glm::placement::PlannerOptions po;
+      po.stages = absl::GetFlag(FLAGS_stages);
+      po.expert_layout = absl::GetFlag(FLAGS_expert_layout);
+      po.memory_budget_gib = absl::GetFlag(FLAGS_memory_budget_gib);
+      po.kv_cache_gib = kv_gib;
+      po.model_name = std::filesystem::path(model_dir).filename().string();
+      plan = glm::placement::Plan(*config, slots, po);
+    }
+    if (plan.ok()) Log(absl::StrCat("placement:\n", glm::placement::PlanToTable(*plan)));
+    return plan;
+  };
+  Log(absl::StrCat("starting ", world->size() - 1, " workers on ", model_dir));
+  auto client = glm::cluster::ClusterClient::Start(world.get(), cluster_options, plan_function);
+  if (!client.ok()) Fatal(absl::StrCat("cluster start failed: ", client.status().message()));
+  int64_t total_bytes = 0;
+  double slowest_load = 0;
+  for (const auto& r : (*client)->ready()) {
+    total_bytes += r.weight_bytes();
+    slowest_load = std::max(slowest_load, r.load_seconds());
+  }
+  Log(absl::StrCat("cluster ready: ", (*client)->ready().size(), " workers, ", total_bytes / 1048576, " MiB of weights, loaded in ",
+                   slowest_load, " s; ", (*client)->kv_blocks(), " KV blocks of ", block_size, " positions per worker"));
+
+  glm::scheduler::ClusterStepRunner runner(client->get());
+  glm::scheduler::EngineOptions eo;
+  eo.max_context = config->max_position_embeddings;
+  eo.vocab_size = static_cast<int32_t>(config->vocab_size);
+  eo.eos_token_ids = config->eos_token_ids;
+  eo.kv_blocks = (*client)->kv_blocks();
+  eo.kv_block_size = block_size;
+  eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  eo.max_running = absl::GetFlag(FLAGS_max_running);
+  eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  auto engine = glm::scheduler::Engine::Create(&runner, eo);
+  if (!engine.ok()) Fatal(std::string(engine.status().message()));
+
+  glm::api::ServedModel served;
+  served.name = absl::GetFlag(FLAGS_served_model_name).empty() ? std::filesystem::path(model_dir).filename().string()
+                                                                : absl::GetFlag(FLAGS_served_model_name);
+  for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_model_alias), ',', absl::SkipEmpty()))
+    served.aliases.emplace_back(a);
+  served.accept_any_name = !absl::GetFlag(FLAGS_strict_model_name);
+  served.max_context = config->max_position_embeddings;
+  served.vocab_size = static_cast<int32_t>(config->vocab_size);
+  served.eos_token_ids = config->eos_token_ids;
+  served.has_mtp = config->has_mtp();
+  served.tokenizer = tokenizer.get();
+  served.chat_template = chat_template.get();
+  served.placement_summary = glm::placement::PlanToTable((*client)->plan());
+  if (auto j = glm::placement::PlanToJson((*client)->plan()); j.ok()) served.placement_json = *j;
+  served.world_size = world->size();
+  glm::api::ApiOptions ao;
+  ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
+  ao.http_listen = absl::GetFlag(FLAGS_http_listen);
+  auto api = glm::api::ApiServer::Start(ao, engine->get(), &served);
+  if (!api.ok()) {
+    (*client)->Shutdown().IgnoreError();
+    Fatal(absl::StrCat("API server: ", api.status().message()));
+  }
+  (*api)->SetServing(true);
+  if (!ao.grpc_listen.empty()) Log(absl::StrCat("gRPC on ", ao.grpc_listen, " (port ", (*api)->grpc_port(), ")"));
+  if (!ao.http_listen.empty()) Log(absl::StrCat("HTTP on http://", ao.http_listen, " (port ", (*api)->http_port(), ")"));
+  Log(absl::StrCat("serving '", served.name, "'"));
+
+  // SIGINT/SIGTERM: stop taking requests, end the loop, shut every rank down cleanly.
+  glm::scheduler::Engine* engine_ptr = engine->get();
+  glm::api::ApiServer* api_ptr = api->get();
+  std::thread watcher([stop_signals, engine_ptr, api_ptr]() mutable {
+    int sig = 0;
+    if (sigwait(&stop_signals, &sig) == 0 && sig != SIGUSR2) {
+      Log(absl::StrCat("signal ", sig, ": shutting down"));
+      api_ptr->SetServing(false);
+      engine_ptr->Shutdown(/*drain=*/false);
+    }
+  });
+  absl::Status loop = (*engine)->RunLoop();
+  (*api)->SetServing(false);
+  (*api)->Shutdown();
+  if (!loop.ok()) {
+    // A worker died or hung: requests were failed with UNAVAILABLE; end the whole job non-zero.
+    Log(absl::StrCat("cluster failure: ", loop.message(), "; exiting"));
+    glm::comm::MpiSession::Abort(1);
+  }
+  (*client)->Shutdown().IgnoreError();
+  Log("stopped");
+  // Wake the watcher if it is still waiting (normal shutdown through the engine).
+  pthread_kill(watcher.native_handle(), SIGUSR2);
+  watcher.join();
+  return 0;
+}

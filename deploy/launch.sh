@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds and runs the mpirun command line for a cluster: the coordinator as rank 0 and one shard
+# worker per NUMA node (of this machine, or of every host of a hostfile).
+#
+#   deploy/launch.sh --model DIR [--workers N] [--hostfile FILE] [--threads T] [--dry-run]
+#                    [-- extra coordinator flags, e.g. --grpc-listen 0.0.0.0:50051 --kv-cache-gib 8]
+#
+# Local (no hostfile): N defaults to the NUMA nodes of this machine; with fewer cores than ranks
+# it adds --oversubscribe. Hostfile: N defaults to (NUMA nodes per host) x (hosts); ranks are
+# spread by node and each worker binds itself to a NUMA node with hwloc.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL="" WORKERS="" HOSTFILE="" THREADS="" DRY=0
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) MODEL="$2"; shift 2 ;;
+    --workers) WORKERS="$2"; shift 2 ;;
+    --hostfile) HOSTFILE="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --dry-run) DRY=1; shift ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) echo "launch.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$MODEL" ] || { echo "launch.sh: --model DIR is required" >&2; exit 2; }
+[ -x build/bin/coordinator ] && [ -x build/bin/shard_worker ] || { echo "launch.sh: build first (bash deploy/build.sh)" >&2; exit 2; }
+
+numa_nodes() {
+  local n
+  n=$(hwloc-calc --number-of numanode machine:0 2>/dev/null || true)
+  [ -n "$n" ] && [ "$n" -gt 0 ] 2>/dev/null || n=$(lscpu -p=NODE 2>/dev/null | grep -v '^#' | sort -u | wc -l)
+  [ "$n" -gt 0 ] 2>/dev/null || n=1
+  echo "$n"
+}
+
+MPI=(mpirun)
+[ "$(id -u)" -eq 0 ] && MPI+=(--allow-run-as-root)
+# Shared memory between local ranks; the single-copy mechanism needs ptrace rights containers lack.
+MPI+=(--mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none)
+PER_HOST=$(numa_nodes)
+if [ -n "$HOSTFILE" ]; then
+  HOSTS=$(grep -v '^\s*#' "$HOSTFILE" | grep -c .)
+  : "${WORKERS:=$(( PER_HOST * HOSTS ))}"
+  MPI+=(--hostfile "$HOSTFILE" --map-by node --bind-to none --oversubscribe)
+else
+  : "${WORKERS:=$PER_HOST}"
+  MPI+=(--bind-to none)
+  if [ "$(( WORKERS + 1 ))" -gt "$(nproc)" ]; then MPI+=(--oversubscribe); fi
+  if [ -z "$THREADS" ]; then THREADS=$(( $(nproc) / WORKERS )); [ "$THREADS" -ge 1 ] || THREADS=1; fi
+fi
+WORKER_ARGS=()
+[ -n "$THREADS" ] && WORKER_ARGS+=(--threads "$THREADS")
+CMD=("${MPI[@]}" -np 1 build/bin/coordinator --model "$MODEL" "${EXTRA[@]}" : -np "$WORKERS" build/bin/shard_worker "${WORKER_ARGS[@]}")
+echo "+ ${CMD[*]}" >&2
+[ "$DRY" -eq 1 ] && exit 0
+exec "${CMD[@]}"
