@@ -1,0 +1,20 @@
+// Validation errors that remember which request field they are about, so the HTTP front end can
+// fill OpenAI's `param` and every message names the field. The field rides as a Status payload.
+#ifndef GLM_COORDINATOR_API_API_STATUS_H_
+#define GLM_COORDINATOR_API_API_STATUS_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+
+namespace glm::api {
+
+// INVALID_ARGUMENT "`field`: message" carrying `field`.
+absl::Status InvalidField(absl::string_view field, absl::string_view message);
+// The field of an InvalidField status; "" for any other status.
+std::string FieldOf(const absl::Status& status);
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_API_STATUS_H_

@@ -1,0 +1,69 @@
+// The client side of `glmctl --server HOST:PORT generate|chat|info`: each call returns the text
+// glmctl prints. RemoteGenerate --json prints exactly what the single-process
+// `glmctl generate --json` prints ({"tokens":[...],"finish_reason":"..."}), plus "text" when
+// the server has a tokenizer, so scripts can switch between the two.
+#ifndef GLM_COORDINATOR_API_GRPC_CLIENT_H_
+#define GLM_COORDINATOR_API_GRPC_CLIENT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace glm::api {
+
+struct RemoteGenerateOptions {
+  std::string tokens_csv;            // "1,2,3" (exactly one of tokens_csv / prompt)
+  std::string prompt;                // text, tokenized by the server
+  int64_t max_new_tokens = 16;       // 0 = the server's default
+  double temperature = 0.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+  bool json = false;
+  // Reaching the server (and the health check of RemoteInfo); a dead address fails this fast.
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // The whole generation; infinite = no deadline.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+struct RemoteChatOptions {
+  std::string message;               // the user message
+  std::string system;                // optional system message
+  std::string tools_json;            // optional OpenAI tools array
+  std::string template_kwargs_json;  // optional, e.g. {"enable_thinking": false}
+  int64_t max_new_tokens = 0;        // 0 = the server's default
+  double temperature = 0.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;
+  uint64_t seed = 0;
+  bool ignore_eos = false;
+  // Plain: the reply text. JSON: {"content", "reasoning_content"?, "tool_calls"?, "finish_reason",
+  // "tokens", "usage"}.
+  bool json = false;
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+struct RemoteInfoOptions {
+  absl::Duration timeout = absl::Seconds(5);  // connect + health + GetModelInfo
+};
+
+// UNAVAILABLE (with the address in the message) when the server cannot be reached; the
+// server's status otherwise (INVALID_ARGUMENT names the field, RESOURCE_EXHAUSTED, ...).
+absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const RemoteGenerateOptions& options);
+absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteChatOptions& options);
+// ModelInfo as JSON (+ "health": "SERVING"). Fails (UNAVAILABLE) when the server is not
+// reachable or its health is not SERVING.
+absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteInfoOptions& options);
+
+// grpc.health.v1 Check: true when SERVING. `service` "" asks about the whole server.
+absl::StatusOr<bool> RemoteHealthServing(const std::string& server, const std::string& service,
+                                         absl::Duration timeout);
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_GRPC_CLIENT_H_

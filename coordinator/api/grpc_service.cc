@@ -1,0 +1,273 @@
+#include "coordinator/api/grpc_service.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/api/request_output.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/tool_call_parser.h"
+
+namespace glm::api {
+namespace {
+
+namespace pb = glm::inference::v1;
+
+// How often a waiting Generate looks at cancellation, the deadline and shutdown.
+constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
+
+absl::StatusOr<nlohmann::json> ParseJsonField(const std::string& text, const std::string& field,
+                                              nlohmann::json if_empty) {
+  if (text.empty()) return if_empty;
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidField(field, "is not valid JSON");
+  return j;
+}
+
+// ChatInput → OpenAI-style messages/tools/kwargs for the template.
+absl::Status ChatToJson(const pb::ChatInput& chat, const std::string& prefix, nlohmann::json* messages,
+                        nlohmann::json* tools, nlohmann::json* kwargs) {
+  *messages = nlohmann::json::array();
+  for (int i = 0; i < chat.messages_size(); ++i) {
+    const pb::ChatMessage& m = chat.messages(i);
+    nlohmann::json j = {{"role", m.role()}, {"content", m.content()}};
+    if (!m.reasoning_content().empty()) j["reasoning_content"] = m.reasoning_content();
+    if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
+    if (!m.name().empty()) j["name"] = m.name();
+    if (!m.tool_calls_json().empty()) {
+      auto calls = ParseJsonField(m.tool_calls_json(), absl::StrCat(prefix, ".messages[", i, "].tool_calls_json"),
+                                  nullptr);
+      if (!calls.ok()) return calls.status();
+      j["tool_calls"] = *calls;
+    }
+    messages->push_back(std::move(j));
+  }
+  auto t = ParseJsonField(chat.tools_json(), prefix + ".tools_json", nullptr);
+  if (!t.ok()) return t.status();
+  *tools = *t;
+  auto k = ParseJsonField(chat.template_kwargs_json(), prefix + ".template_kwargs_json", nlohmann::json::object());
+  if (!k.ok()) return k.status();
+  if (!k->is_object()) return InvalidField(prefix + ".template_kwargs_json", "must be a JSON object");
+  *kwargs = *k;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time deadline) {
+  ApiRequest a;
+  a.field_prefix = "sampling.";
+  a.request_id = req.request_id();
+  a.deadline = deadline;
+  a.speculative = req.speculative();
+  switch (req.input_case()) {
+    case pb::GenerateRequest::kText:
+      a.input = ApiRequest::Input::kText;
+      a.input_field = "text";
+      a.text = req.text();
+      break;
+    case pb::GenerateRequest::kTokenIds:
+      a.input = ApiRequest::Input::kTokenIds;
+      a.input_field = "token_ids";
+      a.token_ids.assign(req.token_ids().ids().begin(), req.token_ids().ids().end());
+      break;
+    case pb::GenerateRequest::kChat: {
+      a.input = ApiRequest::Input::kChat;
+      a.input_field = "chat.messages";
+      if (auto s = ChatToJson(req.chat(), "chat", &a.messages, &a.tools, &a.template_kwargs); !s.ok()) return s;
+      a.add_generation_prompt = !req.chat().has_add_generation_prompt() || req.chat().add_generation_prompt();
+      break;
+    }
+    case pb::GenerateRequest::INPUT_NOT_SET:
+      a.input = ApiRequest::Input::kNone;
+      a.input_field = "input (text, token_ids or chat)";
+      break;
+  }
+  const pb::SamplingParameters& s = req.sampling();
+  a.temperature = s.temperature();            // proto default 0: greedy
+  a.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  a.top_k = s.top_k();
+  a.min_p = s.min_p();
+  a.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  if (s.has_seed()) a.seed = s.seed();
+  if (s.max_tokens() != 0) a.max_tokens = s.max_tokens();
+  a.stop.assign(s.stop().begin(), s.stop().end());
+  a.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  a.ignore_eos = s.ignore_eos();
+  a.top_logprobs = s.logprobs();
+  a.top_logprobs_field = "logprobs";
+  a.logprobs = s.return_logprobs() || s.logprobs() > 0;
+  a.skip_special_tokens = !s.has_skip_special_tokens() || s.skip_special_tokens();
+  return a;
+}
+
+absl::Time DeadlineOf(const grpc::ServerContext& ctx) {
+  const auto d = ctx.deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(d);
+}
+
+void FillLogprobs(const std::vector<scheduler::TokenLogprob>& in, pb::GenerateResponse* out) {
+  for (const auto& lp : in) {
+    pb::TokenLogprob* p = out->add_logprobs();
+    p->set_token(lp.token);
+    p->set_logprob(lp.logprob);
+    for (const auto& [tok, logprob] : lp.top) {
+      pb::TokenLogprob* t = p->add_top();
+      t->set_token(tok);
+      t->set_logprob(logprob);
+    }
+  }
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+GrpcInferenceService::GrpcInferenceService(scheduler::Engine* engine, const TextFrontend* frontend,
+                                           ServingMetrics* metrics, const std::atomic<bool>* stopping)
+    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping) {}
+
+grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
+                                            grpc::ServerWriter<pb::GenerateResponse>* writer) {
+  if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  if (!frontend_->AcceptsModelName(request->model()))
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        absl::StrCat("model: '", request->model(), "' is not served here (serving '",
+                                     frontend_->model().name, "')"));
+  const absl::Time deadline = DeadlineOf(*context);
+  auto api = FromProto(*request, deadline);
+  if (!api.ok()) return ToGrpcStatus(api.status());
+  auto prepared = frontend_->Prepare(*api);
+  if (!prepared.ok()) return ToGrpcStatus(prepared.status());
+  const std::string id = prepared->engine_request.request_id;
+  RequestTracker tracker(metrics_);
+  auto stream = engine_->Submit(std::move(prepared->engine_request));
+  if (!stream.ok()) {
+    tracker.Finish("rejected");
+    return ToGrpcStatus(stream.status());
+  }
+  RequestOutput output(frontend_->model().tokenizer, std::move(prepared->output));
+  std::vector<tokenizer::ToolCall> calls;
+
+  while (true) {
+    // Checked on every turn, not only when idle: a fast stream must notice a gone client too.
+    if (context->IsCancelled() || stopping_->load() || absl::Now() >= deadline) {
+      engine_->Abort(id);
+      tracker.Finish("abort");
+      if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      if (absl::Now() >= deadline) return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
+      return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
+    }
+    scheduler::GenerationEvent event;
+    if (!(*stream)->Next(&event, kPollInterval)) continue;
+    auto delta = output.Consume(event);
+    if (!delta.ok()) {
+      tracker.Finish("error");
+      return ToGrpcStatus(delta.status());
+    }
+    if (delta->stop_string_matched) engine_->Abort(id);
+    tracker.OnTokens(static_cast<int>(delta->tokens.size()));
+    for (auto& c : delta->tool_calls) calls.push_back(std::move(c));
+
+    const bool empty = delta->tokens.empty() && delta->text.empty() && delta->reasoning.empty();
+    if (empty && !delta->finished) continue;
+    pb::GenerateResponse resp;
+    resp.set_request_id(id);
+    resp.mutable_token_ids()->Add(delta->tokens.begin(), delta->tokens.end());
+    resp.set_text(delta->text);
+    resp.set_reasoning_text(delta->reasoning);
+    FillLogprobs(delta->logprobs, &resp);
+    resp.mutable_usage()->set_prompt_tokens(delta->prompt_tokens);
+    resp.mutable_usage()->set_completion_tokens(delta->completion_tokens);
+    resp.mutable_usage()->set_cached_tokens(delta->cached_tokens);
+    if (delta->finished) {
+      resp.set_finish_reason(delta->finish_reason);
+      if (!calls.empty()) resp.set_tool_calls_json(tokenizer::ToolCallParser::ToOpenAi(calls).dump());
+    }
+    if (!writer->Write(resp)) {
+      if (!delta->finished) engine_->Abort(id);
+      tracker.Finish("abort");
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+    if (delta->finished) {
+      tracker.Finish(delta->finish_reason);
+      return grpc::Status::OK;
+    }
+  }
+}
+
+grpc::Status GrpcInferenceService::Abort(grpc::ServerContext*, const pb::AbortRequest* request,
+                                         pb::AbortResponse* response) {
+  if (request->request_id().empty())
+    return ToGrpcStatus(InvalidField("request_id", "is required"));
+  response->set_found(engine_->Abort(request->request_id()));
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext*, const pb::ModelInfoRequest*,
+                                                pb::ModelInfo* info) {
+  const ServedModel& m = frontend_->model();
+  info->set_name(m.name);
+  for (const auto& a : m.aliases) info->add_aliases(a);
+  info->set_max_context(m.max_context);
+  info->set_vocab_size(m.vocab_size);
+  info->mutable_eos_token_ids()->Add(m.eos_token_ids.begin(), m.eos_token_ids.end());
+  info->set_has_tokenizer(m.tokenizer != nullptr);
+  info->set_has_chat_template(m.chat_template != nullptr);
+  info->set_has_mtp(m.has_mtp);
+  info->set_placement_summary(m.placement_summary);
+  info->set_placement_json(m.placement_json);
+  info->set_world_size(m.world_size);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext*, const pb::TokenizeRequest* request,
+                                            pb::TokenizeResponse* response) {
+  absl::StatusOr<std::vector<int32_t>> ids;
+  if (request->input_case() == pb::TokenizeRequest::kText) {
+    ids = frontend_->EncodeText(request->text(), request->add_special_tokens(), "text");
+  } else if (request->input_case() == pb::TokenizeRequest::kChat) {
+    nlohmann::json messages, tools, kwargs;
+    if (auto s = ChatToJson(request->chat(), "chat", &messages, &tools, &kwargs); !s.ok()) return ToGrpcStatus(s);
+    const bool add_prompt = !request->chat().has_add_generation_prompt() || request->chat().add_generation_prompt();
+    auto text = frontend_->RenderChat(messages, tools, add_prompt, kwargs, "chat.messages");
+    if (!text.ok()) return ToGrpcStatus(text.status());
+    ids = frontend_->EncodeText(*text, request->add_special_tokens(), "chat.messages");
+  } else {
+    return ToGrpcStatus(InvalidField("input", "text or chat is required"));
+  }
+  if (!ids.ok()) return ToGrpcStatus(ids.status());
+  response->mutable_ids()->Add(ids->begin(), ids->end());
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcInferenceService::Detokenize(grpc::ServerContext*, const pb::DetokenizeRequest* request,
+                                              pb::DetokenizeResponse* response) {
+  const tokenizer::Tokenizer* tok = frontend_->model().tokenizer;
+  if (tok == nullptr)
+    return ToGrpcStatus(InvalidField("ids", "this model is served with token ids only (no tokenizer.json)"));
+  std::vector<int32_t> ids(request->ids().begin(), request->ids().end());
+  auto text = tok->Decode(ids, request->skip_special_tokens());
+  if (!text.ok()) return ToGrpcStatus(InvalidField("ids", text.status().message()));
+  response->set_text(*text);
+  return grpc::Status::OK;
+}
+
+grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext*, const pb::LoadRequest*, pb::LoadResponse* response) {
+  const scheduler::EngineLoad load = engine_->GetLoad();
+  response->set_running(load.running);
+  response->set_waiting(load.waiting);
+  response->set_kv_cache_usage(load.kv_blocks_total > 0 ? static_cast<double>(load.kv_blocks_used) /
+                                                               static_cast<double>(load.kv_blocks_total)
+                                                         : 0.0);
+  response->set_kv_blocks_total(load.kv_blocks_total);
+  response->set_kv_blocks_free(load.kv_blocks_total - load.kv_blocks_used);
+  response->set_prompt_tokens_total(load.prompt_tokens_total);
+  response->set_generation_tokens_total(load.generation_tokens_total);
+  return grpc::Status::OK;
+}
+
+}  // namespace glm::api

@@ -1,0 +1,277 @@
+#include "coordinator/api/openai_http.h"
+
+#include <httplib.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/api/openai_protocol.h"
+#include "coordinator/api/request_output.h"
+
+namespace glm::api {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
+constexpr size_t kMaxBodyBytes = 64u << 20;
+
+int HttpCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kFailedPrecondition: return 400;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kResourceExhausted: return 429;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kAborted: return 503;
+    case absl::StatusCode::kDeadlineExceeded: return 504;
+    case absl::StatusCode::kCancelled: return 499;
+    case absl::StatusCode::kUnimplemented: return 501;
+    default: return 500;
+  }
+}
+
+// OpenAI's error object: {"error": {"message", "type", "param", "code"}}.
+json ErrorJson(const absl::Status& status, const std::string& code_override = "") {
+  const int http = HttpCode(status.code());
+  std::string type = "internal_error";
+  json code = nullptr;
+  switch (http) {
+    case 400: type = "invalid_request_error"; break;
+    case 404: type = "invalid_request_error"; code = "model_not_found"; break;
+    case 429: type = "rate_limit_error"; code = "rate_limit_exceeded"; break;
+    case 503: type = "service_unavailable_error"; code = "service_unavailable"; break;
+    case 504: type = "timeout_error"; break;
+    default: break;
+  }
+  if (!code_override.empty()) code = code_override;
+  const std::string param = FieldOf(status);
+  return {{"error",
+           {{"message", std::string(status.message())},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code}}}};
+}
+
+void SendError(httplib::Response& res, const absl::Status& status, const std::string& code_override = "") {
+  res.status = HttpCode(status.code());
+  // A full queue clears in about a step or two; tell well-behaved clients to retry soon.
+  if (res.status == 429 || res.status == 503) res.set_header("Retry-After", "1");
+  res.set_content(DumpJson(ErrorJson(status, code_override)), "application/json");
+}
+
+// One streaming response's state, shared by the content provider and its releaser.
+struct StreamState {
+  std::shared_ptr<scheduler::RequestStream> stream;
+  std::unique_ptr<RequestOutput> output;
+  std::unique_ptr<OpenAiRequest> request;
+  std::unique_ptr<OpenAiResponseBuilder> builder;
+  std::unique_ptr<RequestTracker> tracker;
+  std::string id;
+  bool done = false;
+};
+
+}  // namespace
+
+OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
+                                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads)
+    : engine_(engine),
+      frontend_(frontend),
+      metrics_(metrics),
+      serving_(serving),
+      stopping_(stopping),
+      threads_(threads > 0 ? threads : 16) {}
+
+OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
+
+absl::Status OpenAiHttpServer::Start(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535)
+    return absl::InvalidArgumentError(absl::StrCat("http_listen '", listen, "' is not HOST:PORT"));
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+
+  server_ = std::make_unique<httplib::Server>();
+  const int threads = threads_;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(kMaxBodyBytes);
+
+  server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const bool ok = serving_->load() && !stopping_->load() && !engine_->draining();
+    res.status = ok ? 200 : 503;
+    res.set_content(ok ? "" : "not serving\n", "text/plain");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_->Render(engine_->GetLoad()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });
+  server_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGenerate(Kind::kChat, req, res);
+  });
+  server_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGenerate(Kind::kCompletions, req, res);
+  });
+  // Unknown paths and methods get OpenAI-shaped errors too (handlers that set a body keep it).
+  server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    absl::Status s = res.status == 404 ? absl::NotFoundError(absl::StrCat("no route for ", req.method, " ", req.path))
+                                       : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
+    const int status = res.status;
+    res.set_content(DumpJson(ErrorJson(s, status == 404 ? "not_found" : "")), "application/json");
+    res.status = status;
+  });
+
+  if (port == 0) {
+    port_ = server_->bind_to_any_port(host);
+    if (port_ < 0) return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", host));
+  } else {
+    if (!server_->bind_to_port(host, port))
+      return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", listen, " (in use?)"));
+    port_ = port;
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void OpenAiHttpServer::Stop() {
+  if (server_ == nullptr) return;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+  server_.reset();
+}
+
+void OpenAiHttpServer::HandleModels(httplib::Response& res) {
+  const ServedModel& m = frontend_->model();
+  json data = json::array();
+  auto add = [&](const std::string& id) {
+    data.push_back({{"id", id},
+                    {"object", "model"},
+                    {"created", 0},
+                    {"owned_by", "glm"},
+                    {"root", m.name},
+                    {"parent", nullptr},
+                    {"max_model_len", m.max_context}});
+  };
+  add(m.name);
+  for (const auto& a : m.aliases) add(a);
+  res.set_content(DumpJson({{"object", "list"}, {"data", std::move(data)}}), "application/json");
+}
+
+void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res) {
+  if (stopping_->load()) return SendError(res, absl::UnavailableError("the server is shutting down"));
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
+  const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
+  auto parsed = ParseOpenAiRequest(endpoint, body, frontend_->model().name);
+  if (!parsed.ok()) return SendError(res, parsed.status());
+  auto request = std::make_unique<OpenAiRequest>(std::move(*parsed));
+  if (!frontend_->AcceptsModelName(request->model))
+    return SendError(res, absl::NotFoundError(absl::StrCat("The model '", request->model,
+                                                           "' does not exist (serving '", frontend_->model().name,
+                                                           "')")));
+  const std::string id = frontend_->NewRequestId(kind == Kind::kChat ? "chatcmpl" : "cmpl");
+  request->api.request_id = id;
+  auto prepared = frontend_->Prepare(request->api);
+  if (!prepared.ok()) return SendError(res, prepared.status());
+
+  auto tracker = std::make_unique<RequestTracker>(metrics_);
+  auto stream = engine_->Submit(std::move(prepared->engine_request));
+  if (!stream.ok()) {
+    tracker->Finish("rejected");
+    return SendError(res, stream.status());
+  }
+  auto output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
+  auto builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, absl::ToUnixSeconds(absl::Now()));
+
+  if (!request->stream) {
+    // Non-streaming: wait for the end (no way to see a gone client here short of writing).
+    while (true) {
+      if (stopping_->load()) {
+        engine_->Abort(id);
+        return SendError(res, absl::UnavailableError("the server is shutting down"));
+      }
+      scheduler::GenerationEvent event;
+      if (!(*stream)->Next(&event, kPollInterval)) continue;
+      auto delta = output->Consume(event);
+      if (!delta.ok()) {
+        tracker->Finish("error");
+        return SendError(res, delta.status());
+      }
+      if (delta->stop_string_matched) engine_->Abort(id);
+      tracker->OnTokens(static_cast<int>(delta->tokens.size()));
+      builder->Accumulate(*delta);
+      if (delta->finished) {
+        tracker->Finish(delta->finish_reason);
+        res.set_content(DumpJson(builder->Final()), "application/json");
+        return;
+      }
+    }
+  }
+
+  auto state = std::make_shared<StreamState>();
+  state->stream = std::move(*stream);
+  state->output = std::move(output);
+  state->request = std::move(request);
+  state->builder = std::move(builder);
+  state->tracker = std::move(tracker);
+  state->id = id;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Request-Id", id);
+  scheduler::Engine* engine = engine_;
+  const std::atomic<bool>* stopping = stopping_;
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [state, engine, stopping](size_t, httplib::DataSink& sink) -> bool {
+        auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+        if (state->done) {
+          sink.done();
+          return true;
+        }
+        if (stopping->load()) {
+          engine->Abort(state->id);
+          state->done = true;
+          write(OpenAiResponseBuilder::StreamError(ErrorJson(absl::UnavailableError("the server is shutting down"))));
+          sink.done();
+          return true;
+        }
+        scheduler::GenerationEvent event;
+        // Returning true without writing makes httplib call again: the wait bounds the loop.
+        if (!state->stream->Next(&event, kPollInterval)) return true;
+        auto delta = state->output->Consume(event);
+        if (!delta.ok()) {
+          state->done = true;
+          state->tracker->Finish("error");
+          write(OpenAiResponseBuilder::StreamError(ErrorJson(delta.status())));
+          sink.done();
+          return true;
+        }
+        if (delta->stop_string_matched) engine->Abort(state->id);
+        state->tracker->OnTokens(static_cast<int>(delta->tokens.size()));
+        if (delta->finished) {
+          state->done = true;
+          state->tracker->Finish(delta->finish_reason);
+        }
+        if (!write(state->builder->StreamChunks(*delta))) {
+          // The client went away: free its KV blocks now rather than at the length limit.
+          if (!delta->finished) engine->Abort(state->id);
+          state->done = true;
+          return false;
+        }
+        if (delta->finished) sink.done();
+        return true;
+      },
+      [state, engine](bool) {
+        // The response is gone (finished, failed write, or server stop): an unfinished request
+        // must not keep generating for nobody.
+        if (!state->done) {
+          engine->Abort(state->id);
+          state->done = true;
+        }
+      });
+}
+
+}  // namespace glm::api

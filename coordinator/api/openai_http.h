@@ -1,0 +1,58 @@
+// The OpenAI-compatible HTTP front end (cpp-httplib): /v1/models, /v1/chat/completions,
+// /v1/completions (streaming as server-sent events and not), /health and /metrics. Each request
+// runs on one of the server's pool threads; a streaming response pulls engine events from
+// inside httplib's chunked content provider, so a failed write (the client went away) aborts
+// the request in the engine.
+#ifndef GLM_COORDINATOR_API_OPENAI_HTTP_H_
+#define GLM_COORDINATOR_API_OPENAI_HTTP_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "coordinator/api/serving_metrics.h"
+#include "coordinator/api/text_frontend.h"
+#include "coordinator/scheduler/engine.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace glm::api {
+
+class OpenAiHttpServer {
+ public:
+  // Pointers must outlive the server. `serving` drives /health; `stopping` ends open streams.
+  OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
+                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads);
+  ~OpenAiHttpServer();
+
+  // Binds "host:port" (port 0 picks a free one) and starts the accept thread.
+  absl::Status Start(const std::string& listen);
+  int port() const { return port_; }
+  // Stops accepting, ends keep-alive connections and streams, joins the accept thread.
+  void Stop();
+
+ private:
+  enum class Kind { kChat, kCompletions };
+  void HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res);
+  void HandleModels(httplib::Response& res);
+
+  scheduler::Engine* engine_;
+  const TextFrontend* frontend_;
+  ServingMetrics* metrics_;
+  const std::atomic<bool>* serving_;
+  const std::atomic<bool>* stopping_;
+  int threads_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_OPENAI_HTTP_H_

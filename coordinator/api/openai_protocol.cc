@@ -1,0 +1,378 @@
+#include "coordinator/api/openai_protocol.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/tokenizer/tool_call_parser.h"
+
+namespace glm::api {
+namespace {
+
+using json = nlohmann::json;
+
+bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
+
+absl::Status GetFloat(const json& body, const char* key, float* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  if (!body[key].is_number()) return InvalidField(key, "must be a number");
+  *out = body[key].get<float>();
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* present = nullptr) {
+  if (!Present(body, key)) return absl::OkStatus();
+  const json& v = body[key];
+  // 16.0 is accepted (some clients send floats); 16.5 is not.
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::fabs(v.get<double>()) < 9e15) {
+    *out = static_cast<int64_t>(v.get<double>());
+  } else if (v.is_number_integer()) {
+    *out = v.get<int64_t>();
+  } else {
+    return InvalidField(key, "must be an integer");
+  }
+  if (present != nullptr) *present = true;
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const json& body, const char* key, bool* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  if (!body[key].is_boolean()) return InvalidField(key, "must be true or false");
+  *out = body[key].get<bool>();
+  return absl::OkStatus();
+}
+
+absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<int32_t>* out) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_number_integer()) return InvalidField(absl::StrCat(field, "[", i, "]"), "must be an integer token id");
+    const int64_t id = v[i].get<int64_t>();
+    if (id < INT32_MIN || id > INT32_MAX) return InvalidField(absl::StrCat(field, "[", i, "]"), "is out of range");
+    out->push_back(static_cast<int32_t>(id));
+  }
+  return absl::OkStatus();
+}
+
+#define GLM_API_RETURN_IF_ERROR(expr) \
+  do {                                \
+    absl::Status _s = (expr);         \
+    if (!_s.ok()) return _s;          \
+  } while (0)
+
+absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
+  ApiRequest& a = r->api;
+  a.temperature = 1.0f;  // OpenAI's default
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "temperature", &a.temperature));
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "top_p", &a.top_p));
+  int64_t top_k = 0;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "top_k", &top_k));
+  if (top_k < INT32_MIN || top_k > INT32_MAX) return InvalidField("top_k", "is out of range");
+  a.top_k = static_cast<int32_t>(top_k);
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "min_p", &a.min_p));
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "repetition_penalty", &a.repetition_penalty));
+  for (const char* unsupported : {"presence_penalty", "frequency_penalty"}) {
+    float v = 0;
+    GLM_API_RETURN_IF_ERROR(GetFloat(body, unsupported, &v));
+    if (v != 0) return InvalidField(unsupported, "is not supported by this server (use repetition_penalty)");
+  }
+  if (Present(body, "seed")) {
+    int64_t seed = 0;
+    GLM_API_RETURN_IF_ERROR(GetInt(body, "seed", &seed));
+    a.seed = static_cast<uint64_t>(seed);
+  }
+  // max_completion_tokens is the newer spelling; it wins when both are present.
+  int64_t max_tokens = 0;
+  bool has_max = false;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "max_tokens", &max_tokens, &has_max));
+  if (Present(body, "max_completion_tokens")) {
+    GLM_API_RETURN_IF_ERROR(GetInt(body, "max_completion_tokens", &max_tokens, &has_max));
+    a.max_tokens_field = "max_completion_tokens";
+  }
+  if (has_max) a.max_tokens = max_tokens;
+  if (Present(body, "stop")) {
+    const json& stop = body["stop"];
+    if (stop.is_string()) {
+      a.stop.push_back(stop.get<std::string>());
+    } else if (stop.is_array()) {
+      for (size_t i = 0; i < stop.size(); ++i) {
+        if (!stop[i].is_string()) return InvalidField(absl::StrCat("stop[", i, "]"), "must be a string");
+        a.stop.push_back(stop[i].get<std::string>());
+      }
+    } else {
+      return InvalidField("stop", "must be a string or an array of strings");
+    }
+  }
+  if (Present(body, "stop_token_ids")) {
+    if (!body["stop_token_ids"].is_array()) return InvalidField("stop_token_ids", "must be an array of token ids");
+    GLM_API_RETURN_IF_ERROR(GetTokenIds(body["stop_token_ids"], "stop_token_ids", &a.stop_token_ids));
+  }
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &a.ignore_eos));
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &a.skip_special_tokens));
+  int64_t n = 1;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "n", &n));
+  if (n != 1) return InvalidField("n", "only n = 1 is supported");
+  int64_t best_of = 1;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "best_of", &best_of));
+  if (best_of != 1) return InvalidField("best_of", "only best_of = 1 is supported");
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "stream", &r->stream));
+  if (Present(body, "stream_options")) {
+    if (!body["stream_options"].is_object()) return InvalidField("stream_options", "must be an object");
+    const json& so = body["stream_options"];
+    if (Present(so, "include_usage")) {
+      if (!so["include_usage"].is_boolean()) return InvalidField("stream_options.include_usage", "must be true or false");
+      r->include_usage = so["include_usage"].get<bool>();
+    }
+  }
+  if (Present(body, "speculative")) {
+    if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
+    a.speculative = body["speculative"].get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseChat(const json& body, OpenAiRequest* r) {
+  ApiRequest& a = r->api;
+  a.input = ApiRequest::Input::kChat;
+  a.input_field = "messages";
+  if (!Present(body, "messages")) return InvalidField("messages", "is required");
+  a.messages = body["messages"];
+  a.tools = Present(body, "tools") ? body["tools"] : json(nullptr);
+  if (!a.tools.is_null() && !a.tools.is_array()) return InvalidField("tools", "must be an array");
+  if (a.tools.is_array() && a.tools.empty()) a.tools = nullptr;
+  if (Present(body, "tool_choice") && body["tool_choice"].is_string() && body["tool_choice"] == "none")
+    a.tools = nullptr;  // the model must not see (and so not call) the tools
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "add_generation_prompt", &a.add_generation_prompt));
+  if (Present(body, "chat_template_kwargs")) {
+    if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");
+    a.template_kwargs = body["chat_template_kwargs"];
+  }
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "logprobs", &r->logprobs));
+  int64_t top = 0;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "top_logprobs", &top));
+  if (top < 0 || top > TextFrontend::kMaxTopLogprobs)
+    return InvalidField("top_logprobs", absl::StrCat("must be in [0, ", TextFrontend::kMaxTopLogprobs, "]"));
+  if (top > 0 && !r->logprobs) return InvalidField("top_logprobs", "needs logprobs = true");
+  a.logprobs = r->logprobs;
+  a.top_logprobs = static_cast<int32_t>(top);
+  return absl::OkStatus();
+}
+
+absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
+  ApiRequest& a = r->api;
+  a.input_field = "prompt";
+  if (!Present(body, "prompt")) return InvalidField("prompt", "is required");
+  const json& p = body["prompt"];
+  if (p.is_string()) {
+    a.input = ApiRequest::Input::kText;
+    a.text = p.get<std::string>();
+  } else if (p.is_array() && !p.empty() && p[0].is_number()) {
+    a.input = ApiRequest::Input::kTokenIds;
+    GLM_API_RETURN_IF_ERROR(GetTokenIds(p, "prompt", &a.token_ids));
+  } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+    a.input = ApiRequest::Input::kText;
+    a.text = p[0].get<std::string>();
+  } else if (p.is_array() && p.size() == 1 && p[0].is_array()) {
+    a.input = ApiRequest::Input::kTokenIds;
+    GLM_API_RETURN_IF_ERROR(GetTokenIds(p[0], "prompt[0]", &a.token_ids));
+  } else if (p.is_array() && p.empty()) {
+    return InvalidField("prompt", "is empty");
+  } else if (p.is_array()) {
+    return InvalidField("prompt", "only one prompt per request is supported");
+  } else {
+    return InvalidField("prompt", "must be a string or an array of token ids");
+  }
+  bool echo = false;
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "echo", &echo));
+  if (echo) return InvalidField("echo", "is not supported by this server");
+  if (Present(body, "suffix") && !(body["suffix"].is_string() && body["suffix"].get<std::string>().empty()))
+    return InvalidField("suffix", "is not supported by this server");
+  // The legacy completions API stops at 16 tokens unless told otherwise.
+  if (!a.max_tokens.has_value()) a.max_tokens = 16;
+  int64_t logprobs = 0;
+  bool has_logprobs = false;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "logprobs", &logprobs, &has_logprobs));
+  if (has_logprobs) {
+    if (logprobs < 0 || logprobs > TextFrontend::kMaxTopLogprobs)
+      return InvalidField("logprobs", absl::StrCat("must be in [0, ", TextFrontend::kMaxTopLogprobs, "]"));
+    r->logprobs = true;
+    a.logprobs = true;
+    a.top_logprobs = static_cast<int32_t>(logprobs);
+    a.top_logprobs_field = "logprobs";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const json& body,
+                                                 const std::string& served_name) {
+  if (!body.is_object()) return InvalidField("body", "must be a JSON object");
+  OpenAiRequest r;
+  r.endpoint = endpoint;
+  r.model = served_name;
+  if (Present(body, "model")) {
+    if (!body["model"].is_string()) return InvalidField("model", "must be a string");
+    if (!body["model"].get<std::string>().empty()) r.model = body["model"].get<std::string>();
+  }
+  GLM_API_RETURN_IF_ERROR(ParseSampling(body, &r));
+  GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, &r) : ParseCompletion(body, &r));
+  return r;
+}
+
+OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend,
+                                             std::string id, int64_t created)
+    : request_(request), frontend_(frontend), id_(std::move(id)), created_(created) {}
+
+json OpenAiResponseBuilder::Chunk(json choice) const {
+  const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
+  json c = {{"id", id_},
+            {"object", chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created_},
+            {"model", request_->model},
+            {"choices", json::array()}};
+  if (!choice.is_null()) c["choices"].push_back(std::move(choice));
+  if (request_->include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+json OpenAiResponseBuilder::Usage() const {
+  return {{"prompt_tokens", prompt_tokens_},
+          {"completion_tokens", completion_tokens_},
+          {"total_tokens", prompt_tokens_ + completion_tokens_},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens_}}}};
+}
+
+json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const {
+  auto entry = [this](int32_t token, float logprob) {
+    const std::string text = frontend_->TokenText(token);
+    return json{{"token", text}, {"logprob", logprob}, {"bytes", std::vector<uint8_t>(text.begin(), text.end())}};
+  };
+  json content = json::array();
+  for (const auto& lp : lps) {
+    json e = entry(lp.token, lp.logprob);
+    e["top_logprobs"] = json::array();
+    for (const auto& [tok, logprob] : lp.top) e["top_logprobs"].push_back(entry(tok, logprob));
+    content.push_back(std::move(e));
+  }
+  return {{"content", std::move(content)}};
+}
+
+json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps,
+                                               size_t text_offset) const {
+  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  for (const auto& lp : lps) {
+    const std::string text = frontend_->TokenText(lp.token);
+    out["tokens"].push_back(text);
+    out["token_logprobs"].push_back(lp.logprob);
+    json top = json::object();
+    for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
+    out["top_logprobs"].push_back(std::move(top));
+    out["text_offset"].push_back(text_offset);
+    text_offset += text.size();
+  }
+  return out;
+}
+
+std::string OpenAiResponseBuilder::StreamChunks(const OutputDelta& d) {
+  const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
+  prompt_tokens_ = d.prompt_tokens;
+  completion_tokens_ = d.completion_tokens;
+  cached_tokens_ = d.cached_tokens;
+  std::string out;
+  auto emit = [&out](const json& j) { absl::StrAppend(&out, "data: ", DumpJson(j), "\n\n"); };
+
+  if (chat && !role_sent_) {
+    role_sent_ = true;
+    emit(Chunk({{"index", 0},
+                {"delta", {{"role", "assistant"}, {"content", ""}}},
+                {"logprobs", nullptr},
+                {"finish_reason", nullptr}}));
+  }
+  const bool has_news = !d.text.empty() || !d.reasoning.empty() || !d.tool_calls.empty() ||
+                        (request_->logprobs && !d.logprobs.empty());
+  if (has_news) {
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    if (chat) {
+      json delta = json::object();
+      if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+      if (!d.text.empty()) delta["content"] = d.text;
+      if (!d.tool_calls.empty()) {
+        json calls = json::array();
+        for (const auto& c : d.tool_calls) {
+          calls.push_back({{"index", tool_index_++},
+                           {"id", c.id},
+                           {"type", "function"},
+                           {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+        }
+        delta["tool_calls"] = std::move(calls);
+      }
+      choice["delta"] = std::move(delta);
+      if (request_->logprobs && !d.logprobs.empty()) choice["logprobs"] = ChatLogprobs(d.logprobs);
+    } else {
+      choice["text"] = d.text;
+      if (request_->logprobs && !d.logprobs.empty()) {
+        choice["logprobs"] = CompletionLogprobs(d.logprobs, text_offset_);
+        for (const auto& lp : d.logprobs) text_offset_ += frontend_->TokenText(lp.token).size();
+      }
+    }
+    emit(Chunk(std::move(choice)));
+  }
+  if (d.finished) {
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", d.finish_reason}};
+    if (chat) {
+      choice["delta"] = json::object();
+    } else {
+      choice["text"] = "";
+    }
+    emit(Chunk(std::move(choice)));
+    if (request_->include_usage) {
+      json usage_chunk = Chunk(nullptr);
+      usage_chunk["usage"] = Usage();
+      emit(usage_chunk);
+    }
+    out += "data: [DONE]\n\n";
+  }
+  return out;
+}
+
+std::string OpenAiResponseBuilder::StreamError(const json& error) {
+  return absl::StrCat("data: ", DumpJson(error), "\n\ndata: [DONE]\n\n");
+}
+
+void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
+  prompt_tokens_ = d.prompt_tokens;
+  completion_tokens_ = d.completion_tokens;
+  cached_tokens_ = d.cached_tokens;
+  text_ += d.text;
+  reasoning_ += d.reasoning;
+  for (const auto& c : d.tool_calls) tool_calls_.push_back(c);
+  if (request_->logprobs) logprobs_.insert(logprobs_.end(), d.logprobs.begin(), d.logprobs.end());
+  if (d.finished) finish_reason_ = d.finish_reason;
+}
+
+json OpenAiResponseBuilder::Final() const {
+  const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
+  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason_}};
+  if (chat) {
+    json message = {{"role", "assistant"}};
+    // OpenAI: content is null when the reply is only tool calls.
+    message["content"] = (text_.empty() && !tool_calls_.empty()) ? json(nullptr) : json(text_);
+    if (!reasoning_.empty()) message["reasoning_content"] = reasoning_;
+    if (!tool_calls_.empty()) message["tool_calls"] = tokenizer::ToolCallParser::ToOpenAi(tool_calls_);
+    choice["message"] = std::move(message);
+    if (request_->logprobs) choice["logprobs"] = ChatLogprobs(logprobs_);
+  } else {
+    choice["text"] = text_;
+    if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, 0);
+  }
+  return {{"id", id_},
+          {"object", chat ? "chat.completion" : "text_completion"},
+          {"created", created_},
+          {"model", request_->model},
+          {"choices", json::array({std::move(choice)})},
+          {"usage", Usage()}};
+}
+
+}  // namespace glm::api

@@ -1,0 +1,82 @@
+// OpenAI's chat/completions wire format: request JSON → ApiRequest (lenient: unknown fields are
+// ignored, vLLM's extensions such as top_k, min_p, ignore_eos, stop_token_ids,
+// chat_template_kwargs are understood) and OutputDelta → the exact response and stream-chunk
+// shapes OpenAI clients parse. No transport here; openai_http.cc does the HTTP.
+#ifndef GLM_COORDINATOR_API_OPENAI_PROTOCOL_H_
+#define GLM_COORDINATOR_API_OPENAI_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/api/request_output.h"
+#include "coordinator/api/text_frontend.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::api {
+
+enum class OpenAiEndpoint { kChat, kCompletions };
+
+// What the response needs besides the generation itself.
+struct OpenAiRequest {
+  OpenAiEndpoint endpoint = OpenAiEndpoint::kChat;
+  ApiRequest api;
+  std::string model;            // echoed back (the served name when the client sent none)
+  bool stream = false;
+  bool include_usage = false;   // stream_options.include_usage
+  bool logprobs = false;        // report logprobs in the response
+};
+
+// Parses a request body. INVALID_ARGUMENT names the field (InvalidField).
+absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const nlohmann::json& body,
+                                                 const std::string& served_name);
+
+// Accumulates one response: either renders stream chunks per delta, or collects everything for
+// the final non-streaming object.
+class OpenAiResponseBuilder {
+ public:
+  // `frontend` gives token texts for logprobs; it must outlive the builder.
+  OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend, std::string id, int64_t created);
+
+  // Streaming: the SSE events ("data: {...}\n\n" each) this delta adds; the first call also
+  // sends the chat role chunk. After the finished delta: the finish chunk, the usage chunk
+  // when asked for, and "data: [DONE]".
+  std::string StreamChunks(const OutputDelta& delta);
+  // Streaming failure after the headers went out: an error event and [DONE].
+  static std::string StreamError(const nlohmann::json& error);
+
+  // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
+  void Accumulate(const OutputDelta& delta);
+  nlohmann::json Final() const;
+
+ private:
+  nlohmann::json Chunk(nlohmann::json choice) const;
+  nlohmann::json ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const;
+  nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
+  nlohmann::json Usage() const;
+
+  const OpenAiRequest* request_;
+  const TextFrontend* frontend_;
+  std::string id_;
+  int64_t created_;
+  bool role_sent_ = false;
+  int tool_index_ = 0;
+  // Running totals (non-streaming result; usage).
+  std::string text_;
+  std::string reasoning_;
+  std::vector<tokenizer::ToolCall> tool_calls_;
+  std::vector<scheduler::TokenLogprob> logprobs_;
+  std::string finish_reason_;
+  int32_t prompt_tokens_ = 0;
+  int32_t completion_tokens_ = 0;
+  int32_t cached_tokens_ = 0;
+  size_t text_offset_ = 0;      // completions logprobs' text_offset while streaming
+};
+
+// Serializes JSON for the wire: invalid UTF-8 (never expected) is replaced, not thrown.
+std::string DumpJson(const nlohmann::json& j);
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_OPENAI_PROTOCOL_H_

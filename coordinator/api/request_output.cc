@@ -1,0 +1,131 @@
+#include "coordinator/api/request_output.h"
+
+#include <algorithm>
+
+namespace glm::api {
+
+RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOptions options)
+    : tokenizer_(tokenizer), options_(std::move(options)) {
+  hidden_stop_ids_.insert(options_.hidden_stop_ids.begin(), options_.hidden_stop_ids.end());
+  if (tokenizer_ == nullptr) return;
+  if (options_.parse_chat) {
+    // Special-token filtering is done here rather than by the detokenizer, because GLM's
+    // reasoning and tool-call markup are special tokens the parser must see.
+    detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, /*skip_special_tokens=*/false);
+    for (const char* t : {"<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
+                          "<arg_value>", "</arg_value>"}) {
+      if (auto id = tokenizer_->TokenToId(t)) markup_ids_.insert(*id);
+    }
+    tokenizer::ToolCallParser::Options po;
+    po.starts_in_reasoning = options_.starts_in_reasoning;
+    po.tools = options_.tools;
+    parser_ = std::make_unique<tokenizer::ToolCallParser>(std::move(po));
+  } else {
+    detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, options_.skip_special_tokens);
+  }
+}
+
+absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEvent& event) {
+  OutputDelta delta;
+  if (finished_) return delta;
+  if (!event.error.ok()) {
+    finished_ = true;
+    return event.error;
+  }
+  delta.tokens = event.tokens;
+  delta.logprobs = event.logprobs;
+  delta.prompt_tokens = prompt_tokens_ = event.prompt_tokens;
+  delta.completion_tokens = completion_tokens_ = event.completion_tokens;
+  delta.cached_tokens = event.cached_tokens;
+  if (!event.tokens.empty() && !any_tokens_) {
+    any_tokens_ = true;
+    delta.first_tokens = true;
+  }
+
+  if (detok_ != nullptr) {
+    std::string text;
+    for (size_t i = 0; i < event.tokens.size(); ++i) {
+      const int32_t id = event.tokens[i];
+      const bool last = i + 1 == event.tokens.size();
+      if (last && event.finished && event.finish_reason == "stop" && hidden_stop_ids_.contains(id)) continue;
+      if (options_.parse_chat && tokenizer_->IsSpecial(id) && !markup_ids_.contains(id)) continue;
+      auto piece = detok_->Push(id);
+      // An id beyond the tokenizer's vocabulary (the model's embedding table may be padded)
+      // has no text; the token id itself still reaches the client.
+      if (piece.ok()) text += *piece;
+    }
+    if (event.finished) text += detok_->Flush();
+    if (auto s = EmitText(text, event.finished, &delta); !s.ok()) {
+      finished_ = true;
+      return s;
+    }
+    if (delta.stop_string_matched) return delta;
+  }
+
+  if (event.finished) {
+    finished_ = true;
+    delta.finished = true;
+    delta.finish_reason = event.finish_reason;
+    if (delta.finish_reason == "stop" && tool_calls_ > 0) delta.finish_reason = "tool_calls";
+  }
+  return delta;
+}
+
+size_t RequestOutput::PartialStopSuffix() const {
+  size_t best = 0;
+  for (const std::string& stop : options_.stop) {
+    const size_t max_k = std::min(stop.size() - 1, pending_.size());
+    for (size_t k = max_k; k > best; --k) {
+      if (pending_.compare(pending_.size() - k, k, stop, 0, k) == 0) {
+        best = k;
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+absl::Status RequestOutput::EmitText(const std::string& text, bool final, OutputDelta* delta) {
+  if (options_.stop.empty()) return Route(text, final, delta);
+  pending_ += text;
+  // The earliest match of any stop string wins; emitted text never held a complete match, so
+  // any match lies inside pending_.
+  size_t match = std::string::npos;
+  for (const std::string& stop : options_.stop) match = std::min(match, pending_.find(stop));
+  if (match != std::string::npos) {
+    std::string head = pending_.substr(0, match);
+    pending_.clear();
+    if (auto s = Route(head, /*final=*/true, delta); !s.ok()) return s;
+    finished_ = true;
+    delta->finished = true;
+    delta->stop_string_matched = true;
+    delta->finish_reason = tool_calls_ > 0 ? "tool_calls" : "stop";
+    return absl::OkStatus();
+  }
+  const size_t hold = final ? 0 : PartialStopSuffix();
+  std::string ready = pending_.substr(0, pending_.size() - hold);
+  pending_.erase(0, pending_.size() - hold);
+  return Route(ready, final, delta);
+}
+
+absl::Status RequestOutput::Route(const std::string& text, bool final, OutputDelta* delta) {
+  if (parser_ == nullptr) {
+    delta->text += text;
+    return absl::OkStatus();
+  }
+  auto add = [&](absl::StatusOr<tokenizer::ParsedDelta> parsed) -> absl::Status {
+    if (!parsed.ok()) return parsed.status();
+    delta->text += parsed->content;
+    delta->reasoning += parsed->reasoning;
+    tool_calls_ += static_cast<int>(parsed->tool_calls.size());
+    for (auto& c : parsed->tool_calls) delta->tool_calls.push_back(std::move(c));
+    return absl::OkStatus();
+  };
+  if (!text.empty()) {
+    if (auto s = add(parser_->Push(text)); !s.ok()) return s;
+  }
+  if (final) return add(parser_->Finish());
+  return absl::OkStatus();
+}
+
+}  // namespace glm::api

@@ -1,0 +1,108 @@
+#include "coordinator/api/serving_metrics.h"
+
+namespace glm::api {
+namespace {
+
+using Type = MetricsRegistry::Type;
+
+// vLLM's bucket choices (vllm/engine/metrics.py), so existing dashboards' quantiles line up.
+const std::vector<double> kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25, 0.5, 0.75,
+                                          1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+const std::vector<double> kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0.2,  0.3,  0.4, 0.5,
+                                         0.75, 1.0,   2.5,  5.0,   7.5,  10.0, 20.0, 40.0, 80.0};
+const std::vector<double> kE2eBuckets = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,  15.0,  20.0,
+                                         30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+
+}  // namespace
+
+ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(model_name)) {
+  auto& r = registry_;
+  r.Declare("vllm:num_requests_running", Type::kGauge, "Number of requests in model execution batches.");
+  r.Declare("vllm:num_requests_waiting", Type::kGauge, "Number of requests waiting to be processed.");
+  r.Declare("vllm:kv_cache_usage_perc", Type::kGauge, "KV-cache usage. 1 means 100 percent usage.");
+  r.Declare("vllm:gpu_cache_usage_perc", Type::kGauge, "KV-cache usage (older vLLM name). 1 means 100 percent.");
+  r.Declare("vllm:prompt_tokens_total", Type::kCounter, "Number of prefill tokens processed.");
+  r.Declare("vllm:generation_tokens_total", Type::kCounter, "Number of generation tokens processed.");
+  r.Declare("vllm:prefix_cache_queries_total", Type::kCounter, "Prefix cache queries, in tokens.");
+  r.Declare("vllm:prefix_cache_hits_total", Type::kCounter, "Prefix cache hits, in tokens.");
+  r.Declare("vllm:num_preemptions_total", Type::kCounter, "Cumulative number of preemptions.");
+  r.Declare("vllm:request_success_total", Type::kCounter, "Count of finished requests by finish reason.");
+  r.Declare("vllm:time_to_first_token_seconds", Type::kHistogram, "Histogram of time to first token in seconds.",
+            kTtftBuckets);
+  r.Declare("vllm:inter_token_latency_seconds", Type::kHistogram, "Histogram of inter-token latency in seconds.",
+            kItlBuckets);
+  r.Declare("vllm:time_per_output_token_seconds", Type::kHistogram,
+            "Histogram of time per output token in seconds (older name of inter_token_latency).", kItlBuckets);
+  r.Declare("vllm:e2e_request_latency_seconds", Type::kHistogram, "Histogram of end-to-end request latency in seconds.",
+            kE2eBuckets);
+  r.Declare("glm:steps_total", Type::kCounter, "Scheduler iterations run on the cluster.");
+  r.Declare("glm:step_seconds_total", Type::kCounter, "Wall time spent in cluster steps.");
+  r.Declare("glm:comm_seconds_total", Type::kCounter, "Time spent in inter-rank communication.");
+  r.Declare("glm:expert_bytes_read_total", Type::kCounter, "Routed-expert weight bytes read by the workers.");
+  r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
+  r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
+  r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
+}
+
+void ServingMetrics::ObserveTimeToFirstToken(double seconds) {
+  registry_.Observe("vllm:time_to_first_token_seconds", labels(), seconds);
+}
+
+void ServingMetrics::ObserveInterTokenLatency(double seconds, int tokens) {
+  if (tokens <= 0) return;
+  const double each = seconds / tokens;
+  for (int i = 0; i < tokens; ++i) {
+    registry_.Observe("vllm:inter_token_latency_seconds", labels(), each);
+    registry_.Observe("vllm:time_per_output_token_seconds", labels(), each);
+  }
+}
+
+void ServingMetrics::ObserveFinished(const std::string& finish_reason, double e2e_seconds) {
+  MetricLabels l = labels();
+  l.emplace_back("finished_reason", finish_reason);
+  registry_.Add("vllm:request_success_total", l, 1);
+  registry_.Observe("vllm:e2e_request_latency_seconds", labels(), e2e_seconds);
+}
+
+std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
+  auto& r = registry_;
+  const MetricLabels l = labels();
+  const double usage =
+      load.kv_blocks_total > 0 ? static_cast<double>(load.kv_blocks_used) / static_cast<double>(load.kv_blocks_total) : 0;
+  r.Set("vllm:num_requests_running", l, load.running);
+  r.Set("vllm:num_requests_waiting", l, load.waiting);
+  r.Set("vllm:kv_cache_usage_perc", l, usage);
+  r.Set("vllm:gpu_cache_usage_perc", l, usage);
+  r.Set("vllm:prompt_tokens_total", l, static_cast<double>(load.prompt_tokens_total));
+  r.Set("vllm:generation_tokens_total", l, static_cast<double>(load.generation_tokens_total));
+  r.Set("vllm:prefix_cache_queries_total", l, static_cast<double>(load.prefix_cache_queries));
+  r.Set("vllm:prefix_cache_hits_total", l, static_cast<double>(load.prefix_cache_hits));
+  r.Set("vllm:num_preemptions_total", l, static_cast<double>(load.preemptions));
+  r.Set("glm:steps_total", l, static_cast<double>(load.steps));
+  r.Set("glm:step_seconds_total", l, load.step_seconds_total);
+  r.Set("glm:comm_seconds_total", l, load.comm_seconds_total);
+  r.Set("glm:expert_bytes_read_total", l, static_cast<double>(load.expert_bytes_total));
+  r.Set("glm:kv_blocks_total", l, static_cast<double>(load.kv_blocks_total));
+  r.Set("glm:kv_blocks_used", l, static_cast<double>(load.kv_blocks_used));
+  r.Set("glm:kv_blocks_cached", l, static_cast<double>(load.kv_blocks_cached));
+  return r.Render();
+}
+
+void RequestTracker::OnTokens(int tokens) {
+  if (tokens <= 0 || metrics_ == nullptr) return;
+  const absl::Time now = absl::Now();
+  if (last_token_ == absl::InfinitePast()) {
+    metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(now - arrival_));
+  } else {
+    metrics_->ObserveInterTokenLatency(absl::ToDoubleSeconds(now - last_token_), tokens);
+  }
+  last_token_ = now;
+}
+
+void RequestTracker::Finish(const std::string& finish_reason) {
+  if (finished_ || metrics_ == nullptr) return;
+  finished_ = true;
+  metrics_->ObserveFinished(finish_reason, absl::ToDoubleSeconds(absl::Now() - arrival_));
+}
+
+}  // namespace glm::api

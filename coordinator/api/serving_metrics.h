@@ -1,0 +1,60 @@
+// The serving metrics under the names vLLM's dashboards query (vllm:*), plus the cluster's own
+// (glm:*). Engine counters and gauges are copied from Engine::GetLoad() at scrape time, so they
+// cost nothing between scrapes; latency histograms are observed by the front ends per request.
+#ifndef GLM_COORDINATOR_API_SERVING_METRICS_H_
+#define GLM_COORDINATOR_API_SERVING_METRICS_H_
+
+#include <string>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "coordinator/api/metrics.h"
+#include "coordinator/scheduler/engine.h"
+
+namespace glm::api {
+
+class ServingMetrics {
+ public:
+  explicit ServingMetrics(std::string model_name);
+
+  void ObserveTimeToFirstToken(double seconds);
+  // `tokens` tokens arrived together `seconds` after the previous ones: each gets seconds/tokens.
+  void ObserveInterTokenLatency(double seconds, int tokens);
+  // A request that ended (any reason, errors included as "error").
+  void ObserveFinished(const std::string& finish_reason, double e2e_seconds);
+
+  // Copies `load` into the gauges/counters and renders everything.
+  std::string Render(const scheduler::EngineLoad& load);
+
+  const MetricsRegistry& registry() const { return registry_; }
+
+ private:
+  MetricLabels labels() const { return {{"model_name", model_name_}}; }
+
+  std::string model_name_;
+  MetricsRegistry registry_;
+};
+
+// One request's latency bookkeeping for ServingMetrics; the destructor records an unfinished
+// request as "abort" so no exit path of a handler is missed.
+class RequestTracker {
+ public:
+  explicit RequestTracker(ServingMetrics* metrics) : metrics_(metrics), arrival_(absl::Now()) {}
+  ~RequestTracker() { Finish("abort"); }
+  RequestTracker(const RequestTracker&) = delete;
+  RequestTracker& operator=(const RequestTracker&) = delete;
+
+  void OnTokens(int tokens);
+  // The first call wins.
+  void Finish(const std::string& finish_reason);
+
+ private:
+  ServingMetrics* metrics_;
+  absl::Time arrival_;
+  absl::Time last_token_ = absl::InfinitePast();
+  bool finished_ = false;
+};
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_SERVING_METRICS_H_

@@ -1,0 +1,203 @@
+#include "coordinator/api/text_frontend.h"
+
+#include <cmath>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
+
+namespace glm::api {
+namespace {
+
+constexpr char kNoTokenizer[] = "this model is served with token ids only (no tokenizer.json)";
+
+std::string Field(const ApiRequest& r, absl::string_view name) {
+  return absl::StrCat(r.field_prefix, name);
+}
+
+bool Finite(float v) { return std::isfinite(v); }
+
+}  // namespace
+
+TextFrontend::TextFrontend(const ServedModel* model, int32_t default_max_tokens)
+    : model_(model), default_max_tokens_(default_max_tokens) {
+  std::random_device rd;
+  nonce_ = absl::StrCat(absl::Hex(static_cast<uint32_t>(rd()), absl::kZeroPad8));
+}
+
+std::string TextFrontend::NewRequestId(absl::string_view prefix) const {
+  return absl::StrCat(prefix, "-", nonce_, "-",
+                      next_id_.fetch_add(1, std::memory_order_relaxed));
+}
+
+bool TextFrontend::AcceptsModelName(const std::string& name) const {
+  if (name.empty() || model_->accept_any_name || name == model_->name) return true;
+  for (const std::string& a : model_->aliases)
+    if (a == name) return true;
+  return false;
+}
+
+std::string TextFrontend::TokenText(int32_t id) const {
+  if (model_->tokenizer == nullptr) return "";
+  auto text = model_->tokenizer->Decode({id}, /*skip_special_tokens=*/false);
+  return text.ok() ? *text : "";
+}
+
+absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string& text, bool add_special_tokens,
+                                                              absl::string_view field) const {
+  if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);
+  auto ids = model_->tokenizer->Encode(text, add_special_tokens);
+  if (!ids.ok()) return InvalidField(field, ids.status().message());
+  return ids;
+}
+
+absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
+                                                     bool add_generation_prompt,
+                                                     const nlohmann::json& template_kwargs,
+                                                     absl::string_view field) const {
+  if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);
+  if (model_->chat_template == nullptr)
+    return InvalidField(field, "this model has no chat template (tokenizer_config.json chat_template)");
+  if (!messages.is_array() || messages.empty()) return InvalidField(field, "must be a non-empty array of messages");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string at = absl::StrCat(field, "[", i, "]");
+    if (!m.is_object()) return InvalidField(at, "must be an object");
+    if (!m.contains("role") || !m["role"].is_string()) return InvalidField(at + ".role", "is required (a string)");
+    if (m.contains("content") && !m["content"].is_null() && !m["content"].is_string() && !m["content"].is_array())
+      return InvalidField(at + ".content", "must be a string or an array of content parts");
+  }
+  if (!tools.is_null() && !tools.is_array()) return InvalidField("tools", "must be an array");
+  if (!template_kwargs.is_object()) return InvalidField("chat_template_kwargs", "must be an object");
+  auto text = model_->chat_template->Render(messages, tools, add_generation_prompt, template_kwargs);
+  if (!text.ok()) return InvalidField(field, absl::StrCat("the chat template failed: ", text.status().message()));
+  return text;
+}
+
+absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
+  if (!Finite(r.temperature) || r.temperature < 0) return InvalidField(Field(r, "temperature"), "must be >= 0");
+  if (!Finite(r.top_p) || r.top_p <= 0 || r.top_p > 1) return InvalidField(Field(r, "top_p"), "must be in (0, 1]");
+  if (r.top_k < -1) return InvalidField(Field(r, "top_k"), "must be >= 0 (0 or -1 disables it)");
+  if (!Finite(r.min_p) || r.min_p < 0 || r.min_p > 1) return InvalidField(Field(r, "min_p"), "must be in [0, 1]");
+  if (!Finite(r.repetition_penalty) || r.repetition_penalty <= 0)
+    return InvalidField(Field(r, "repetition_penalty"), "must be > 0");
+  if (r.max_tokens.has_value() && *r.max_tokens < 0) return InvalidField(Field(r, r.max_tokens_field), "must be >= 0");
+  if (r.max_tokens.has_value() && *r.max_tokens > INT32_MAX)
+    return InvalidField(Field(r, r.max_tokens_field), "is too large");
+  if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
+    return InvalidField(Field(r, r.top_logprobs_field), absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
+  for (size_t i = 0; i < r.stop.size(); ++i) {
+    if (r.stop[i].empty()) return InvalidField(absl::StrCat(Field(r, "stop"), "[", i, "]"), "is empty");
+    if (model_->tokenizer == nullptr)
+      return InvalidField(Field(r, "stop"), absl::StrCat("stop strings need a tokenizer; ", kNoTokenizer));
+  }
+  const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size
+                        : model_->tokenizer != nullptr ? model_->tokenizer->vocab_size() : 0;
+  for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {
+    const int32_t id = r.stop_token_ids[i];
+    if (id < 0 || (vocab > 0 && id >= vocab))
+      return InvalidField(absl::StrCat(Field(r, "stop_token_ids"), "[", i, "]"),
+                          absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+  }
+  if (!r.speculative.empty()) {
+    auto colon = r.speculative.find(':');
+    const std::string kind = r.speculative.substr(0, colon);
+    int k = 0;
+    if (colon == std::string::npos || (kind != "mtp" && kind != "ngram") ||
+        !absl::SimpleAtoi(r.speculative.substr(colon + 1), &k) || k < 1 || k > 16)
+      return InvalidField("speculative", "must be \"\", \"mtp:K\" or \"ngram:K\" with K in [1, 16]");
+    if (kind == "mtp" && !model_->has_mtp) return InvalidField("speculative", "this model has no MTP layer");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const {
+  if (auto s = ValidateSampling(r); !s.ok()) return s;
+  PreparedRequest out;
+  std::vector<int32_t>& prompt = out.engine_request.prompt;
+  const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size
+                        : model_->tokenizer != nullptr ? model_->tokenizer->vocab_size() : 0;
+
+  switch (r.input) {
+    case ApiRequest::Input::kNone:
+      return InvalidField(r.input_field, "is required");
+    case ApiRequest::Input::kText: {
+      if (model_->tokenizer == nullptr) return InvalidField(r.input_field, kNoTokenizer);
+      if (r.text.empty()) return InvalidField(r.input_field, "is empty");
+      // Raw completions get the tokenizer's special tokens, as Hugging Face and vLLM do.
+      auto ids = EncodeText(r.text, /*add_special_tokens=*/true, r.input_field);
+      if (!ids.ok()) return ids.status();
+      prompt = std::move(*ids);
+      break;
+    }
+    case ApiRequest::Input::kTokenIds: {
+      if (r.token_ids.empty()) return InvalidField(r.input_field, "is empty");
+      for (size_t i = 0; i < r.token_ids.size(); ++i) {
+        const int32_t id = r.token_ids[i];
+        if (id < 0 || (vocab > 0 && id >= vocab))
+          return InvalidField(absl::StrCat(r.input_field, "[", i, "]"),
+                              absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+      }
+      prompt = r.token_ids;
+      break;
+    }
+    case ApiRequest::Input::kChat: {
+      auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field);
+      if (!text.ok()) return text.status();
+      // The template already wrote the special tokens it wants.
+      auto ids = EncodeText(*text, /*add_special_tokens=*/false, r.input_field);
+      if (!ids.ok()) return ids.status();
+      prompt = std::move(*ids);
+      out.output.parse_chat = true;
+      out.output.tools = r.tools;
+      absl::string_view tail = absl::StripTrailingAsciiWhitespace(*text);
+      out.output.starts_in_reasoning = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
+      break;
+    }
+  }
+  if (prompt.empty()) return InvalidField(r.input_field, "encodes to no tokens");
+
+  int64_t max_tokens = r.max_tokens.has_value() ? *r.max_tokens : default_max_tokens_;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  if (model_->max_context > 0) {
+    if (n >= model_->max_context)
+      return InvalidField(r.input_field, absl::StrCat("the prompt is ", n, " tokens; the model's context is ",
+                                                      model_->max_context, " (prompt + completion)"));
+    if (n + max_tokens > model_->max_context) {
+      if (r.max_tokens.has_value())
+        return InvalidField(Field(r, r.max_tokens_field),
+                            absl::StrCat(max_tokens, " + the prompt's ", n, " tokens exceeds the model's context (",
+                                         model_->max_context, ")"));
+      max_tokens = 0;  // a server default larger than what is left: run to the context instead
+    }
+  }
+
+  scheduler::GenerationRequest& g = out.engine_request;
+  g.request_id = r.request_id.empty() ? NewRequestId("req") : r.request_id;
+  g.deadline = r.deadline;
+  scheduler::SamplingOptions& s = g.sampling;
+  s.temperature = r.temperature;
+  s.top_p = r.top_p;
+  s.top_k = r.top_k < 0 ? 0 : r.top_k;
+  s.min_p = r.min_p;
+  s.repetition_penalty = r.repetition_penalty;
+  s.seed = r.seed;
+  s.max_tokens = static_cast<int32_t>(max_tokens);
+  s.stop_token_ids = r.stop_token_ids;
+  s.ignore_eos = r.ignore_eos;
+  s.logprobs = r.logprobs || r.top_logprobs > 0;
+  s.top_logprobs = r.top_logprobs;
+
+  out.output.stop = r.stop;
+  out.output.skip_special_tokens = r.skip_special_tokens;
+  if (!r.ignore_eos) out.output.hidden_stop_ids = model_->eos_token_ids;
+  out.output.hidden_stop_ids.insert(out.output.hidden_stop_ids.end(), r.stop_token_ids.begin(),
+                                    r.stop_token_ids.end());
+  return out;
+}
+
+}  // namespace glm::api

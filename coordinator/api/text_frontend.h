@@ -1,0 +1,102 @@
+// What the gRPC and HTTP front ends share: a client request in API terms (text, token ids or
+// chat messages, plus sampling fields) validated and turned into a scheduler::GenerationRequest
+// and the OutputOptions for its RequestOutput. Validation messages name the offending field in
+// the caller's spelling (gRPC "sampling.temperature", HTTP "temperature").
+#ifndef GLM_COORDINATOR_API_TEXT_FRONTEND_H_
+#define GLM_COORDINATOR_API_TEXT_FRONTEND_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "coordinator/api/api_server.h"
+#include "coordinator/api/request_output.h"
+#include "coordinator/scheduler/request.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::api {
+
+struct ApiRequest {
+  enum class Input { kNone, kText, kTokenIds, kChat };
+  Input input = Input::kNone;
+  std::string text;
+  std::vector<int32_t> token_ids;
+  nlohmann::json messages;                 // chat: OpenAI messages array
+  nlohmann::json tools;                    // chat: OpenAI tools array, or null
+  nlohmann::json template_kwargs = nlohmann::json::object();
+  bool add_generation_prompt = true;
+
+  // Field spellings for error messages.
+  std::string input_field = "prompt";      // where the text/ids/messages came from
+  std::string field_prefix;                // prepended to sampling field names
+  std::string max_tokens_field = "max_tokens";
+  std::string top_logprobs_field = "top_logprobs";
+
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;                       // 0 or -1: off
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  std::optional<uint64_t> seed;
+  std::optional<int64_t> max_tokens;       // unset: ApiOptions::default_max_tokens
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  bool logprobs = false;
+  int32_t top_logprobs = 0;
+  bool skip_special_tokens = true;
+  std::string speculative;                 // "" | "mtp:K" | "ngram:K" (validated; the engine decides)
+
+  std::string request_id;                  // "" = assigned
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct PreparedRequest {
+  scheduler::GenerationRequest engine_request;
+  OutputOptions output;
+};
+
+class TextFrontend {
+ public:
+  static constexpr int32_t kMaxTopLogprobs = 20;
+
+  // `model` must outlive this object.
+  TextFrontend(const ServedModel* model, int32_t default_max_tokens);
+
+  absl::StatusOr<PreparedRequest> Prepare(const ApiRequest& request) const;
+
+  // The chat template applied to OpenAI-style messages (for chat requests and Tokenize).
+  absl::StatusOr<std::string> RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
+                                         bool add_generation_prompt, const nlohmann::json& template_kwargs,
+                                         absl::string_view field) const;
+  absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
+                                                  absl::string_view field) const;
+  // The text of one token, for logprob entries ("" without a tokenizer).
+  std::string TokenText(int32_t id) const;
+
+  // `model` in a request: the served name, an alias, or anything when accept_any_name.
+  bool AcceptsModelName(const std::string& name) const;
+  // "<prefix>-<process nonce>-<counter>": unique within and across restarts.
+  std::string NewRequestId(absl::string_view prefix) const;
+
+  const ServedModel& model() const { return *model_; }
+  bool has_tokenizer() const { return model_->tokenizer != nullptr; }
+
+ private:
+  absl::Status ValidateSampling(const ApiRequest& r) const;
+
+  const ServedModel* model_;
+  int32_t default_max_tokens_;
+  std::string nonce_;
+  mutable std::atomic<uint64_t> next_id_{0};
+};
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_TEXT_FRONTEND_H_

@@ -1,0 +1,94 @@
+// Shared fixture: an ApiServer on 127.0.0.1 (ports chosen by the OS) over a FakeEngine and the
+// bundled glm5-tiny-code tokenizer and chat template, plus a gRPC stub and an HTTP client.
+#ifndef GLM_TESTS_COORDINATOR_API_API_TEST_FIXTURE_H_
+#define GLM_TESTS_COORDINATOR_API_API_TEST_FIXTURE_H_
+
+#include <csignal>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "coordinator/api/api_server.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "grpcpp/grpcpp.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "protos/inference.grpc.pb.h"
+#include "tests/coordinator/api/fake_engine.h"
+
+namespace glm::testing {
+
+class ApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // A client that hangs up mid-stream must not kill the test process with SIGPIPE (the
+    // coordinator's main ignores it the same way).
+    std::signal(SIGPIPE, SIG_IGN);
+    const std::string dir = std::string(GLM_MODELS_DIR) + "/glm5-tiny-code";
+    auto tok = tokenizer::Tokenizer::FromFile(dir);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    tokenizer_ = tok->release();
+    auto tmpl = tokenizer::ChatTemplate::FromTokenizerConfig(dir);
+    ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+    chat_template_ = tmpl->release();
+  }
+
+  void SetUp() override {
+    model_.name = "glm5-tiny-code";
+    model_.aliases = {"glm-tiny"};
+    model_.max_context = 4096;
+    model_.vocab_size = 4096;
+    model_.eos_token_ids = {0};
+    model_.tokenizer = tokenizer_;
+    model_.chat_template = chat_template_;
+    model_.placement_summary = "stage 0: layers 0-1 on rank 1";
+    model_.world_size = 2;
+    engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
+    StartServer(/*serving=*/true);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+    server_.reset();
+    engine_.reset();
+  }
+
+  void StartServer(bool serving) {
+    api::ApiOptions options;
+    options.grpc_listen = "127.0.0.1:0";
+    options.http_listen = "127.0.0.1:0";
+    options.http_threads = 8;
+    auto server = api::ApiServer::Start(options, engine_.get(), &model_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    if (serving) server_->SetServing(true);
+    grpc_address_ = "127.0.0.1:" + std::to_string(server_->grpc_port());
+    stub_ = glm::inference::v1::Inference::NewStub(
+        grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials()));
+  }
+
+  std::vector<int32_t> Encode(const std::string& text) const {
+    auto ids = tokenizer_->Encode(text, false);
+    EXPECT_TRUE(ids.ok()) << ids.status();
+    return ids.ok() ? *ids : std::vector<int32_t>{};
+  }
+
+  // The engine answers every request with `text`'s tokens, then EOS.
+  void ScriptText(const std::string& text) {
+    std::vector<int32_t> ids = Encode(text);
+    engine_->SetScript([ids](const scheduler::GenerationRequest&) { return ids; });
+  }
+
+  static inline tokenizer::Tokenizer* tokenizer_ = nullptr;
+  static inline tokenizer::ChatTemplate* chat_template_ = nullptr;
+  api::ServedModel model_;
+  std::unique_ptr<FakeEngine> engine_;
+  std::unique_ptr<api::ApiServer> server_;
+  std::string grpc_address_;
+  std::unique_ptr<glm::inference::v1::Inference::Stub> stub_;
+};
+
+}  // namespace glm::testing
+
+#endif  // GLM_TESTS_COORDINATOR_API_API_TEST_FIXTURE_H_

@@ -1,0 +1,327 @@
+// The gRPC front end and the glmctl client functions against a FakeEngine.
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_join.h"
+#include "coordinator/api/grpc_client.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+namespace pb = glm::inference::v1;
+using ::testing::HasSubstr;
+
+struct Collected {
+  std::vector<pb::GenerateResponse> messages;
+  grpc::Status status;
+  std::vector<int32_t> tokens() const {
+    std::vector<int32_t> t;
+    for (const auto& m : messages) t.insert(t.end(), m.token_ids().begin(), m.token_ids().end());
+    return t;
+  }
+  std::string text() const {
+    std::string s;
+    for (const auto& m : messages) s += m.text();
+    return s;
+  }
+};
+
+class GrpcApiTest : public ApiTest {
+ protected:
+  Collected Generate(const pb::GenerateRequest& request, absl::Duration timeout = absl::Seconds(10)) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+    auto reader = stub_->Generate(&ctx, request);
+    Collected c;
+    pb::GenerateResponse r;
+    while (reader->Read(&r)) c.messages.push_back(r);
+    c.status = reader->Finish();
+    return c;
+  }
+
+  static pb::GenerateRequest TokenRequest(std::vector<int32_t> ids, int max_tokens) {
+    pb::GenerateRequest r;
+    r.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+    r.mutable_sampling()->set_max_tokens(max_tokens);
+    return r;
+  }
+};
+
+TEST_F(GrpcApiTest, StreamsEachTokenInOrderThenFinishes) {
+  Collected c = Generate(TokenRequest({5, 6, 7}, 5));
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.tokens(), (std::vector<int32_t>{100, 101, 102, 103, 104}));
+  ASSERT_EQ(c.messages.size(), 5u);  // one message per engine event
+  for (size_t i = 0; i + 1 < c.messages.size(); ++i) EXPECT_EQ(c.messages[i].finish_reason(), "");
+  EXPECT_EQ(c.messages.back().finish_reason(), "length");
+  EXPECT_EQ(c.messages.back().usage().prompt_tokens(), 3);
+  EXPECT_EQ(c.messages.back().usage().completion_tokens(), 5);
+  EXPECT_FALSE(c.messages.back().request_id().empty());
+  // The engine saw greedy sampling (proto defaults) and the requested budget.
+  scheduler::GenerationRequest seen = engine_->last_request();
+  EXPECT_EQ(seen.sampling.max_tokens, 5);
+  EXPECT_EQ(seen.sampling.temperature, 0.0f);
+  EXPECT_EQ(seen.sampling.top_p, 1.0f);
+}
+
+TEST_F(GrpcApiTest, TextPromptGivesTextAndHidesEos) {
+  ScriptText("Hello world");
+  pb::GenerateRequest r;
+  r.set_text("Say hello");
+  r.set_request_id("my-id-1");
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.text(), "Hello world");
+  EXPECT_EQ(c.messages.back().finish_reason(), "stop");
+  EXPECT_EQ(c.tokens().back(), 0);  // EOS is reported as a token, not as text
+  EXPECT_EQ(c.messages.back().request_id(), "my-id-1");
+  EXPECT_EQ(engine_->last_request().prompt, Encode("Say hello"));
+}
+
+TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
+  struct Case {
+    std::function<void(pb::GenerateRequest*)> edit;
+    std::string field;
+  };
+  std::vector<Case> cases = {
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_temperature(-1); }, "sampling.temperature"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_top_p(1.5f); }, "sampling.top_p"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_max_tokens(-3); }, "sampling.max_tokens"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_top_k(-5); }, "sampling.top_k"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_logprobs(99); }, "sampling.logprobs"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->add_stop(""); }, "sampling.stop[0]"},
+      {[](pb::GenerateRequest* r) { r->clear_token_ids(); }, "input"},
+      {[](pb::GenerateRequest* r) { r->set_text(""); }, "text"},
+      {[](pb::GenerateRequest* r) { r->mutable_token_ids()->mutable_ids()->Set(1, 99999); }, "token_ids[1]"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_max_tokens(5000); }, "sampling.max_tokens"},
+      {[](pb::GenerateRequest* r) { r->set_speculative("mtp:2"); }, "speculative"},
+  };
+  for (const auto& c : cases) {
+    pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);
+    c.edit(&r);
+    Collected got = Generate(r);
+    EXPECT_EQ(got.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.field;
+    EXPECT_THAT(got.status.error_message(), HasSubstr(c.field));
+  }
+  EXPECT_TRUE(engine_->requests().empty());
+}
+
+TEST_F(GrpcApiTest, QueueFullIsResourceExhausted) {
+  engine_->SetMaxLive(0);
+  Collected c = Generate(TokenRequest({1}, 2));
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(GrpcApiTest, DrainingIsUnavailableAndHealthFollows) {
+  auto serving = api::RemoteHealthServing(grpc_address_, "", absl::Seconds(5));
+  ASSERT_TRUE(serving.ok()) << serving.status();
+  EXPECT_TRUE(*serving);
+  engine_->SetDraining(true);
+  Collected c = Generate(TokenRequest({1}, 2));
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The server notices the engine draining on its own.
+  bool not_serving = false;
+  for (int i = 0; i < 40 && !not_serving; ++i) {
+    auto s = api::RemoteHealthServing(grpc_address_, "glm.inference.v1.Inference", absl::Seconds(5));
+    ASSERT_TRUE(s.ok()) << s.status();
+    not_serving = !*s;
+    if (!not_serving) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(not_serving);
+}
+
+TEST_F(GrpcApiTest, ClusterFailureMidStreamIsUnavailable) {
+  engine_->FailAfter(2, absl::UnavailableError("shard worker 3 is gone"));
+  Collected c = Generate(TokenRequest({1}, 10));
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(c.status.error_message(), HasSubstr("shard worker 3"));
+  EXPECT_EQ(c.tokens().size(), 2u);
+}
+
+TEST_F(GrpcApiTest, ClientCancelAbortsInEngine) {
+  engine_->SetTokenDelay(absl::Milliseconds(20));
+  grpc::ClientContext ctx;
+  pb::GenerateRequest r = TokenRequest({1, 2}, 500);
+  r.set_request_id("cancel-me");
+  r.mutable_sampling()->set_ignore_eos(true);
+  auto reader = stub_->Generate(&ctx, r);
+  pb::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(engine_->WaitForAbort("cancel-me", absl::Seconds(3)));
+}
+
+TEST_F(GrpcApiTest, DeadlineExceededAbortsInEngine) {
+  engine_->SetTokenDelay(absl::Milliseconds(20));
+  pb::GenerateRequest r = TokenRequest({1, 2}, 500);
+  r.set_request_id("too-slow");
+  r.mutable_sampling()->set_ignore_eos(true);  // 500 tokens x 20 ms: far past the deadline
+  Collected c = Generate(r, absl::Milliseconds(300));
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(engine_->WaitForAbort("too-slow", absl::Seconds(3)));
+  EXPECT_NE(engine_->last_request().deadline, absl::InfiniteFuture());  // passed on to the engine
+}
+
+TEST_F(GrpcApiTest, ModelNamesAreLenientUnlessConfigured) {
+  pb::GenerateRequest r = TokenRequest({1}, 1);
+  r.set_model("gpt-4o");
+  EXPECT_TRUE(Generate(r).status.ok());
+  model_.accept_any_name = false;
+  EXPECT_EQ(Generate(r).status.error_code(), grpc::StatusCode::NOT_FOUND);
+  r.set_model("glm-tiny");
+  EXPECT_TRUE(Generate(r).status.ok());
+}
+
+TEST_F(GrpcApiTest, StopStringEndsRequestAndAbortsEngine) {
+  ScriptText("alpha beta STOP gamma delta epsilon");
+  pb::GenerateRequest r;
+  r.set_text("x");
+  r.set_request_id("stopper");
+  r.mutable_sampling()->add_stop("STOP");
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.text(), "alpha beta ");
+  EXPECT_EQ(c.messages.back().finish_reason(), "stop");
+  EXPECT_TRUE(engine_->WaitForAbort("stopper", absl::Seconds(1)));
+}
+
+TEST_F(GrpcApiTest, ChatToolCallsAreParsed) {
+  ScriptText("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>");
+  pb::GenerateRequest r;
+  pb::ChatMessage* m = r.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("Weather in Paris?");
+  r.mutable_chat()->set_tools_json(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.messages.back().finish_reason(), "tool_calls");
+  auto calls = nlohmann::json::parse(c.messages.back().tool_calls_json());
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(nlohmann::json::parse(calls[0]["function"]["arguments"].get<std::string>())["city"], "Paris");
+  EXPECT_EQ(c.text(), "");
+  // The chat template rendered the prompt with the generation prompt (unset = true).
+  auto expected = chat_template_->Render(nlohmann::json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}}),
+                                         nullptr, true);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(engine_->last_request().prompt, Encode(*expected));
+}
+
+TEST_F(GrpcApiTest, InfoTokenizeDetokenizeLoad) {
+  grpc::ClientContext c1;
+  pb::ModelInfo info;
+  ASSERT_TRUE(stub_->GetModelInfo(&c1, pb::ModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.name(), "glm5-tiny-code");
+  EXPECT_TRUE(info.has_tokenizer());
+  EXPECT_TRUE(info.has_chat_template());
+  EXPECT_EQ(info.world_size(), 2);
+
+  grpc::ClientContext c2;
+  pb::TokenizeRequest tr;
+  tr.set_text("Hello world");
+  pb::TokenizeResponse tok;
+  ASSERT_TRUE(stub_->Tokenize(&c2, tr, &tok).ok());
+  std::vector<int32_t> ids(tok.ids().begin(), tok.ids().end());
+  EXPECT_EQ(ids, Encode("Hello world"));
+
+  grpc::ClientContext c3;
+  pb::DetokenizeRequest dr;
+  dr.mutable_ids()->Add(ids.begin(), ids.end());
+  pb::DetokenizeResponse detok;
+  ASSERT_TRUE(stub_->Detokenize(&c3, dr, &detok).ok());
+  EXPECT_EQ(detok.text(), "Hello world");
+
+  grpc::ClientContext c4;
+  pb::LoadResponse load;
+  ASSERT_TRUE(stub_->GetLoad(&c4, pb::LoadRequest(), &load).ok());
+  EXPECT_EQ(load.kv_blocks_total(), 100);
+}
+
+TEST_F(GrpcApiTest, TokenIdsOnlyModelRejectsText) {
+  server_->Shutdown();
+  model_.tokenizer = nullptr;
+  model_.chat_template = nullptr;
+  StartServer(true);
+  pb::GenerateRequest r;
+  r.set_text("hello");
+  Collected c = Generate(r);
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(c.status.error_message(), HasSubstr("this model is served with token ids only (no tokenizer.json)"));
+  Collected ok = Generate(TokenRequest({1, 2}, 3));
+  EXPECT_TRUE(ok.status.ok());
+  EXPECT_EQ(ok.text(), "");
+}
+
+TEST_F(GrpcApiTest, HealthNotServingBeforeSetServing) {
+  server_->Shutdown();
+  StartServer(/*serving=*/false);
+  auto s = api::RemoteHealthServing(grpc_address_, "", absl::Seconds(5));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(*s);
+  auto info = api::RemoteInfo(grpc_address_, {});
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(info.status().message()), HasSubstr("NOT_SERVING"));
+  server_->SetServing(true);
+  s = api::RemoteHealthServing(grpc_address_, "glm.inference.v1.Inference", absl::Seconds(5));
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(*s);
+}
+
+TEST_F(GrpcApiTest, GlmctlClientFunctions) {
+  api::RemoteGenerateOptions g;
+  g.tokens_csv = "5,6,7";
+  g.max_new_tokens = 3;
+  g.json = true;
+  auto out = api::RemoteGenerate(grpc_address_, g);
+  ASSERT_TRUE(out.ok()) << out.status();
+  // Same JSON as single-process `glmctl generate --json`, plus the text.
+  const std::string text = *tokenizer_->Decode({100, 101, 102}, true);
+  EXPECT_EQ(*out, "{\"tokens\":[100,101,102],\"finish_reason\":\"length\",\"text\":" + nlohmann::json(text).dump() + "}");
+  g.json = false;
+  EXPECT_EQ(*api::RemoteGenerate(grpc_address_, g), "100,101,102");
+  EXPECT_EQ(engine_->last_request().sampling.seed, std::optional<uint64_t>(0));
+
+  ScriptText("Bonjour");
+  api::RemoteGenerateOptions p;
+  p.prompt = "hi";
+  EXPECT_EQ(*api::RemoteGenerate(grpc_address_, p), "Bonjour");
+
+  api::RemoteChatOptions chat;
+  chat.message = "hello?";
+  EXPECT_EQ(*api::RemoteChat(grpc_address_, chat), "Bonjour");
+  chat.json = true;
+  auto cj = nlohmann::json::parse(*api::RemoteChat(grpc_address_, chat));
+  EXPECT_EQ(cj["content"], "Bonjour");
+  EXPECT_EQ(cj["finish_reason"], "stop");
+
+  auto info = api::RemoteInfo(grpc_address_, {});
+  ASSERT_TRUE(info.ok()) << info.status();
+  auto ij = nlohmann::json::parse(*info);
+  EXPECT_EQ(ij["name"], "glm5-tiny-code");
+  EXPECT_EQ(ij["health"], "SERVING");
+  EXPECT_EQ(ij["max_context"], 4096);
+
+  // Errors come back with the server's code and field.
+  g.temperature = 0;
+  g.max_new_tokens = 99999;
+  EXPECT_EQ(api::RemoteGenerate(grpc_address_, g).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(GrpcApiTest, UnreachableServerFailsFast) {
+  api::RemoteInfoOptions o;
+  o.timeout = absl::Milliseconds(300);
+  const absl::Time start = absl::Now();
+  auto info = api::RemoteInfo("127.0.0.1:1", o);
+  EXPECT_EQ(info.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(info.status().message()), HasSubstr("127.0.0.1:1"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+}
+
+}  // namespace
+}  // namespace glm::testing

@@ -1,0 +1,289 @@
+// The OpenAI-compatible HTTP front end against a FakeEngine, with a real HTTP client.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <httplib.h>
+
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+class HttpApiTest : public ApiTest {
+ protected:
+  httplib::Result Post(const std::string& path, const json& body) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(10, 0);
+    return client.Post(path.c_str(), body.dump(), "application/json");
+  }
+  httplib::Result Get(const std::string& path) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(10, 0);
+    return client.Get(path.c_str());
+  }
+  // The JSON objects of an SSE body, and whether it ended with [DONE].
+  static std::vector<json> SseEvents(const std::string& body, bool* done) {
+    std::vector<json> events;
+    *done = false;
+    for (absl::string_view block : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+      EXPECT_TRUE(absl::StartsWith(block, "data: ")) << block;
+      absl::string_view payload = block.substr(6);
+      if (payload == "[DONE]") {
+        *done = true;
+        continue;
+      }
+      EXPECT_FALSE(*done) << "data after [DONE]";
+      events.push_back(json::parse(payload));
+    }
+    return events;
+  }
+  static json ChatBody(const std::string& content) {
+    return {{"model", "whatever-model"}, {"messages", {{{"role", "user"}, {"content", content}}}}, {"temperature", 0}};
+  }
+};
+
+TEST_F(HttpApiTest, ListsModels) {
+  auto res = Get("/v1/models");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["object"], "list");
+  EXPECT_EQ(j["data"][0]["id"], "glm5-tiny-code");
+  EXPECT_EQ(j["data"][1]["id"], "glm-tiny");
+}
+
+TEST_F(HttpApiTest, ChatNonStreamingEchoesAnyModelName) {
+  ScriptText("Hi there!");
+  json body = ChatBody("hello");
+  body["some_unknown_field"] = {1, 2};
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["model"], "whatever-model");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "Hi there!");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["usage"]["completion_tokens"], static_cast<int>(Encode("Hi there!").size()) + 1);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
+  EXPECT_TRUE(absl::StartsWith(j["id"].get<std::string>(), "chatcmpl-"));
+}
+
+TEST_F(HttpApiTest, ChatStreamingSseShapesUsageAndDone) {
+  ScriptText("one two three");
+  json body = ChatBody("count");
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  EXPECT_THAT(res->get_header_value("Content-Type"), HasSubstr("text/event-stream"));
+  bool done = false;
+  std::vector<json> events = SseEvents(res->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events[0]["object"], "chat.completion.chunk");
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string content;
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    EXPECT_TRUE(events[i]["usage"].is_null());
+    EXPECT_TRUE(events[i]["choices"][0]["finish_reason"].is_null());
+    if (events[i]["choices"][0]["delta"].contains("content"))
+      content += events[i]["choices"][0]["delta"]["content"].get<std::string>();
+  }
+  EXPECT_EQ(content, "one two three");
+  const json& finish = events[events.size() - 2];
+  EXPECT_EQ(finish["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(finish["choices"][0]["delta"], json::object());
+  const json& usage = events.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], static_cast<int>(Encode("one two three").size()) + 1);
+  EXPECT_EQ(usage["model"], "whatever-model");
+}
+
+TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
+  json body = {{"model", "glm-tiny"},  {"prompt", {5, 6, 7}},    {"max_tokens", 4}, {"logprobs", 2},
+               {"ignore_eos", true},   {"seed", 42},             {"top_k", 5},      {"min_p", 0.1},
+               {"repetition_penalty", 1.1}, {"temperature", 0.5}};
+  auto res = Post("/v1/completions", body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["model"], "glm-tiny");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["choices"][0]["text"], *tokenizer_->Decode({100, 101, 102, 103}, true));
+  EXPECT_EQ(j["choices"][0]["logprobs"]["token_logprobs"].size(), 4u);
+  EXPECT_EQ(j["choices"][0]["logprobs"]["top_logprobs"][0].size(), 2u);
+  scheduler::GenerationRequest seen = engine_->last_request();
+  EXPECT_EQ(seen.prompt, (std::vector<int32_t>{5, 6, 7}));
+  EXPECT_EQ(seen.sampling.max_tokens, 4);
+  EXPECT_TRUE(seen.sampling.ignore_eos);
+  EXPECT_EQ(seen.sampling.seed, std::optional<uint64_t>(42));
+  EXPECT_EQ(seen.sampling.top_k, 5);
+  EXPECT_FLOAT_EQ(seen.sampling.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(seen.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(seen.sampling.top_logprobs, 2);
+}
+
+TEST_F(HttpApiTest, ChatLogprobsAndMaxCompletionTokens) {
+  json body = ChatBody("x");
+  body["logprobs"] = true;
+  body["top_logprobs"] = 3;
+  body["max_completion_tokens"] = 2;
+  body["ignore_eos"] = true;
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  const json& content = j["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 2u);
+  EXPECT_EQ(content[0]["top_logprobs"].size(), 3u);
+  EXPECT_FLOAT_EQ(content[0]["logprob"].get<float>(), -0.25f);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+}
+
+TEST_F(HttpApiTest, StopStringsStringOrList) {
+  ScriptText("first line\nsecond line\nthird");
+  json body = {{"prompt", "go"}, {"max_tokens", 50}, {"stop", "\n"}};
+  json j = json::parse(Post("/v1/completions", body)->body);
+  EXPECT_EQ(j["choices"][0]["text"], "first line");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  body["stop"] = {"zzz", "second"};
+  body["stream"] = true;
+  auto res = Post("/v1/completions", body);
+  bool done = false;
+  std::string text;
+  for (const json& e : SseEvents(res->body, &done)) text += e["choices"][0]["text"].get<std::string>();
+  EXPECT_TRUE(done);
+  EXPECT_EQ(text, "first line\n");
+}
+
+TEST_F(HttpApiTest, ToolCallsInOpenAiShape) {
+  ScriptText("<think>need weather</think><tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n</tool_call>");
+  json body = ChatBody("weather in Oslo?");
+  body["tools"] = json::parse(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+  json j = json::parse(Post("/v1/chat/completions", body)->body);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  const json& msg = j["choices"][0]["message"];
+  EXPECT_TRUE(msg["content"].is_null());
+  EXPECT_EQ(msg["reasoning_content"], "need weather");
+  ASSERT_EQ(msg["tool_calls"].size(), 1u);
+  EXPECT_EQ(msg["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(msg["tool_calls"][0]["function"]["arguments"].get<std::string>()), json({{"city", "Oslo"}}));
+
+  body["stream"] = true;
+  bool done = false;
+  std::vector<json> events = SseEvents(Post("/v1/chat/completions", body)->body, &done);
+  json call;
+  for (const json& e : events)
+    if (!e["choices"].empty() && e["choices"][0]["delta"].contains("tool_calls")) call = e["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(call["index"], 0);
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "tool_calls");
+}
+
+TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
+  json body = ChatBody("x");
+  body["temperature"] = -2;
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_EQ(res->status, 400);
+  json e = json::parse(res->body)["error"];
+  EXPECT_EQ(e["param"], "temperature");
+  EXPECT_EQ(e["type"], "invalid_request_error");
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("temperature"));
+
+  res = Post("/v1/completions", {{"prompt", "x"}, {"max_tokens", "lots"}});
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "max_tokens");
+  res = Post("/v1/chat/completions", {{"model", "m"}});
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "messages");
+  httplib::Client client("127.0.0.1", server_->http_port());
+  res = client.Post("/v1/completions", "{not json", "application/json");
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(Get("/v1/nothing-here")->status, 404);
+
+  engine_->SetMaxLive(0);
+  res = Post("/v1/completions", {{"prompt", "x"}});
+  EXPECT_EQ(res->status, 429);
+  EXPECT_EQ(res->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], "rate_limit_exceeded");
+  engine_->SetMaxLive(64);
+
+  model_.accept_any_name = false;
+  res = Post("/v1/completions", {{"prompt", "x"}, {"model", "gpt-4o"}});
+  EXPECT_EQ(res->status, 404);
+  EXPECT_EQ(json::parse(res->body)["error"]["code"], "model_not_found");
+  model_.accept_any_name = true;
+
+  engine_->SetDraining(true);
+  res = Post("/v1/completions", {{"prompt", "x"}});
+  EXPECT_EQ(res->status, 503);
+  EXPECT_EQ(Get("/health")->status, 503);
+}
+
+TEST_F(HttpApiTest, HealthAndMetrics) {
+  EXPECT_EQ(Get("/health")->status, 200);
+  ASSERT_EQ(Post("/v1/completions", {{"prompt", {1, 2}}, {"max_tokens", 3}})->status, 200);
+  auto res = Get("/metrics");
+  ASSERT_EQ(res->status, 200);
+  for (const char* name :
+       {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+        "vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_count", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
+        "vllm:num_preemptions_total", "glm:step_seconds_total", "glm:comm_seconds_total",
+        "glm:expert_bytes_read_total"}) {
+    EXPECT_THAT(res->body, HasSubstr(name));
+  }
+  EXPECT_THAT(res->body, HasSubstr("vllm:request_success_total{model_name=\"glm5-tiny-code\",finished_reason=\"length\"} 1"));
+  EXPECT_THAT(res->body, HasSubstr("vllm:prompt_tokens_total{model_name=\"glm5-tiny-code\"} 2"));
+
+  server_->Shutdown();
+  StartServer(/*serving=*/false);
+  EXPECT_EQ(Get("/health")->status, 503);
+  server_->SetServing(true);
+  EXPECT_EQ(Get("/health")->status, 200);
+}
+
+// Opens a raw connection, sends a streaming request, reads until the first SSE event, and
+// hangs up: the server must abort the generation in the engine.
+TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  const std::string body = json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}}.dump();
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->http_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string got;
+  char buf[4096];
+  while (got.find("data: ") == std::string::npos) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  const std::string id = engine_->last_request().request_id;
+  EXPECT_TRUE(engine_->WaitForAbort(id, absl::Seconds(3)));
+}
+
+}  // namespace
+}  // namespace glm::testing
