@@ -1,0 +1,169 @@
+// spec_bench: speculative decoding on the bundled model.
+//  1. Teacher-forced MTP agreement on held-out code (the fixture's eval ids): how often the MTP
+//     head's top token equals the main model's own next-next greedy token (what a first draft
+//     needs to be accepted).
+//  2. Batch-1 decode with --speculative mtp:K / ngram:K vs plain decoding on prompts from the
+//     held-out text: acceptance per draft position, tokens/s and speedup.
+//  3. The speedup the measured acceptance would give at GLM-5's ratio (the MTP layer is 1/78 of
+//     the per-token weight reads there, 1/6 here).
+//   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--json]
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/dashed_flags.h"
+#include "shard_worker/runtime/speculative_generator.h"
+
+ABSL_FLAG(std::string, model, GLM_BENCH_DEFAULT_MODEL, "model directory");
+ABSL_FLAG(std::string, reference, GLM_BENCH_DEFAULT_REFERENCE, "reference.json with eval_ids_first_1024");
+ABSL_FLAG(int32_t, tokens, 64, "tokens generated per prompt");
+ABSL_FLAG(int32_t, prompts, 4, "prompts cut from the held-out text");
+ABSL_FLAG(int32_t, threads, 1, "compute threads");
+ABSL_FLAG(bool, json, false, "print one JSON object");
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
+  if (!ckpt.ok()) {
+    std::fprintf(stderr, "spec_bench: %s\n", std::string(ckpt.status().message()).c_str());
+    return 1;
+  }
+  auto weights = glm::model::ModelWeights::Load(**ckpt);
+  if (!weights.ok()) return 1;
+  glm::kernels::ThreadPool pool(absl::GetFlag(FLAGS_threads));
+  auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
+  if (!model.ok()) return 1;
+  const auto& m = **model;
+  if (!m.config().has_mtp()) {
+    std::fprintf(stderr, "spec_bench: the model has no MTP layer\n");
+    return 1;
+  }
+  std::ifstream in(absl::GetFlag(FLAGS_reference));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const nlohmann::json ref = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (ref.is_discarded() || !ref.contains("eval_ids_first_1024")) {
+    std::fprintf(stderr, "spec_bench: no eval_ids_first_1024 in %s\n", absl::GetFlag(FLAGS_reference).c_str());
+    return 1;
+  }
+  const std::vector<int32_t> eval = ref["eval_ids_first_1024"].get<std::vector<int32_t>>();
+  const int64_t vocab = m.config().vocab_size, hidden = m.config().hidden_size, n = static_cast<int64_t>(eval.size());
+
+  // 1. Teacher forcing over the held-out ids.
+  auto cache = m.NewCache();
+  std::vector<glm::model::SequenceInput> batch(1);
+  batch[0].cache = cache.get();
+  batch[0].tokens = eval;
+  auto main_out = m.Forward(batch, glm::model::LogitRows::kAll);
+  auto mtp_cache = m.NewMtpCache();
+  std::vector<glm::model::SequenceInput> mtp(1);
+  mtp[0].cache = mtp_cache.get();
+  mtp[0].tokens.assign(eval.begin() + 1, eval.end());
+  mtp[0].prev_hidden.assign(main_out->hidden.begin(), main_out->hidden.begin() + (n - 1) * hidden);
+  auto mtp_out = m.ForwardMtp(mtp, glm::model::LogitRows::kAll);
+  int64_t agree_main = 0, agree_text = 0, rows = 0;
+  for (int64_t j = 0; j + 2 < n; ++j) {  // MTP row j predicts position j+2; main row j+1 predicts it too
+    const int32_t d = glm::runtime::ArgMax(mtp_out->logits.data() + j * vocab, vocab);
+    agree_main += d == glm::runtime::ArgMax(main_out->logits.data() + (j + 1) * vocab, vocab);
+    agree_text += d == eval[j + 2];
+    ++rows;
+  }
+  const double tf_agreement = static_cast<double>(agree_main) / rows;
+
+  // 2. Generation on prompts cut from the held-out text.
+  const int prompts = absl::GetFlag(FLAGS_prompts), new_tokens = absl::GetFlag(FLAGS_tokens);
+  glm::runtime::GenerateOptions g;
+  g.max_new_tokens = new_tokens;
+  g.ignore_eos = true;
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  double plain_seconds = 0;
+  std::vector<std::vector<int32_t>> plain_outputs;
+  for (int p = 0; p < prompts; ++p) {
+    std::vector<int32_t> prompt(eval.begin() + p * 200, eval.begin() + p * 200 + 120);
+    auto t0 = Clock::now();
+    auto out = glm::runtime::Generate(m, prompt, g);
+    plain_seconds += Seconds(Clock::now() - t0);
+    plain_outputs.push_back(out->tokens);
+  }
+  const double plain_tps = prompts * new_tokens / plain_seconds;
+  if (!absl::GetFlag(FLAGS_json)) {
+    std::printf("teacher-forced MTP agreement with the main model's next-next token: %.3f over %ld positions "
+                "(with the text itself: %.3f)\n", tf_agreement, static_cast<long>(rows),
+                static_cast<double>(agree_text) / rows);
+    std::printf("plain decode: %.1f tokens/s (batch 1, %d threads)\n", plain_tps, absl::GetFlag(FLAGS_threads));
+    std::printf("%-9s %8s %9s %10s %8s  %s\n", "method", "accept", "tok/s", "speedup", "GLM-5*", "per-position acceptance");
+  }
+  for (const std::string method : {"mtp:1", "mtp:2", "mtp:3", "ngram:3"}) {
+    auto spec = glm::runtime::ParseSpeculative(method);
+    glm::runtime::SpeculativeStats total;
+    total.drafted_at.assign(spec->k, 0);
+    total.accepted_at.assign(spec->k, 0);
+    double seconds = 0;
+    bool identical = true;
+    for (int p = 0; p < prompts; ++p) {
+      std::vector<int32_t> prompt(eval.begin() + p * 200, eval.begin() + p * 200 + 120);
+      glm::runtime::SpeculativeStats st;
+      auto t0 = Clock::now();
+      auto out = glm::runtime::GenerateSpeculative(m, prompt, g, *spec, &st);
+      seconds += Seconds(Clock::now() - t0);
+      identical &= out.ok() && out->tokens == plain_outputs[p];
+      total.steps += st.steps;
+      total.drafted += st.drafted;
+      total.accepted += st.accepted;
+      for (int i = 0; i < spec->k; ++i) {
+        total.drafted_at[i] += st.drafted_at[i];
+        total.accepted_at[i] += st.accepted_at[i];
+      }
+    }
+    const double tps = prompts * new_tokens / seconds;
+    std::vector<double> per_pos;
+    for (int i = 0; i < spec->k; ++i)
+      per_pos.push_back(total.drafted_at[i] ? static_cast<double>(total.accepted_at[i]) / total.drafted_at[i] : 0.0);
+    // Tokens per verify step, and the speedup at GLM-5's ratio: a verify of k+1 tokens reads
+    // about one decode step's weights (bandwidth-bound), each MTP draft 1/78 of them.
+    const double tokens_per_step = static_cast<double>(prompts * new_tokens) / std::max<int64_t>(1, total.steps);
+    const double mtp_cost = spec->method == glm::runtime::SpeculativeConfig::Method::kMtp ? spec->k / 78.0 : 0.0;
+    const double glm5_speedup = tokens_per_step / (1.0 + mtp_cost);
+    nlohmann::ordered_json r;
+    r["method"] = method;
+    r["acceptance_rate"] = total.acceptance_rate();
+    r["acceptance_per_position"] = per_pos;
+    r["tokens_per_verify_step"] = tokens_per_step;
+    r["tokens_per_s"] = tps;
+    r["speedup"] = tps / plain_tps;
+    r["glm5_ratio_speedup_estimate"] = glm5_speedup;
+    r["outputs_identical_to_plain"] = identical;
+    results.push_back(r);
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::string pp;
+      for (double v : per_pos) absl::StrAppend(&pp, pp.empty() ? "" : " ", absl::StrFormat("%.2f", v));
+      std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps, tps / plain_tps,
+                  glm5_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
+    }
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    nlohmann::ordered_json j;
+    j["teacher_forced_mtp_agreement"] = tf_agreement;
+    j["plain_tokens_per_s"] = plain_tps;
+    j["methods"] = results;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("* GLM-5: tokens per verify step / (1 + k/78), a bandwidth-bound estimate.\n");
+  }
+  return 0;
+}

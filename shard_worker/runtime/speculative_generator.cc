@@ -1,0 +1,196 @@
+#include "shard_worker/runtime/speculative_generator.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace glm::runtime {
+namespace {
+
+// Runs the MTP layer over rows whose inputs are (token t[j+1], hidden h[j]) and returns its
+// output: logits [rows, vocab] and its normed hidden [rows, hidden] (the chained "h").
+absl::StatusOr<model::ForwardOutput> MtpRows(const model::Glm5Model& m, kv_cache::KvCache* cache,
+                                             const std::vector<int32_t>& next_tokens, const std::vector<float>& hidden,
+                                             model::LogitRows rows) {
+  std::vector<model::SequenceInput> in(1);
+  in[0].cache = cache;
+  in[0].tokens = next_tokens;
+  in[0].prev_hidden = hidden;
+  return m.ForwardMtp(in, rows);
+}
+
+}  // namespace
+
+absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model, const std::vector<int32_t>& prompt,
+                                                   const GenerateOptions& options, const SpeculativeConfig& spec,
+                                                   SpeculativeStats* stats) {
+  if (spec.method == SpeculativeConfig::Method::kNone) return Generate(model, prompt, options);
+  const model::ModelConfig& c = model.config();
+  const bool mtp = spec.method == SpeculativeConfig::Method::kMtp;
+  if (mtp && !c.has_mtp()) return absl::InvalidArgumentError("--speculative mtp: this model has no MTP layer");
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  if (static_cast<int64_t>(prompt.size()) + options.max_new_tokens + spec.k + 1 > c.max_position_embeddings)
+    return absl::InvalidArgumentError("prompt + max_new_tokens exceeds the context");
+  SpeculativeStats local_stats;
+  SpeculativeStats& st = stats ? *stats : local_stats;
+  st.drafted_at.assign(spec.k, 0);
+  st.accepted_at.assign(spec.k, 0);
+  const int64_t vocab = c.vocab_size, hidden = c.hidden_size;
+  const SamplingParams& sp = options.sampling;
+  const bool greedy = sp.temperature <= 0.0f;
+  std::mt19937_64 rng(sp.seed * 0x9e3779b97f4a7c15ull + 1);
+
+  auto cache = model.NewCache();
+  auto mtp_cache = mtp ? model.NewMtpCache() : nullptr;
+  std::vector<int32_t> tokens = prompt;  // everything so far; the last one is not in the cache yet
+  GenerateResult result;
+  result.finish_reason = "length";
+
+  // Prefill: main model over the prompt (chunks), the MTP layer over rows 0..n-2.
+  std::vector<float> last_logits, last_hidden;  // of the prompt's last position
+  const int64_t chunk = std::max<int64_t>(1, options.prefill_chunk);
+  for (size_t begin = 0; begin < prompt.size(); begin += chunk) {
+    const size_t end = std::min(prompt.size(), begin + chunk);
+    std::vector<model::SequenceInput> in(1);
+    in[0].cache = cache.get();
+    in[0].tokens.assign(prompt.begin() + begin, prompt.begin() + end);
+    auto out = model.Forward(in, model::LogitRows::kLast);
+    if (!out.ok()) return out.status();
+    if (mtp) {
+      // Rows j in [begin, end - 1) use t[j+1] and h[j]; row end-1 waits for the next token.
+      if (!last_hidden.empty() || end - begin > 1) {
+        std::vector<int32_t> next;
+        std::vector<float> h;
+        if (!last_hidden.empty()) {  // row begin-1, left over from the previous chunk
+          next.push_back(prompt[begin]);
+          h = last_hidden;
+        }
+        for (size_t j = begin; j + 1 < end; ++j) {
+          next.push_back(prompt[j + 1]);
+          h.insert(h.end(), out->hidden.begin() + (j - begin) * hidden, out->hidden.begin() + (j - begin + 1) * hidden);
+        }
+        if (!next.empty()) {
+          auto m = MtpRows(model, mtp_cache.get(), next, h, model::LogitRows::kNone);
+          if (!m.ok()) return m.status();
+        }
+      }
+    }
+    last_hidden.assign(out->hidden.end() - hidden, out->hidden.end());
+    last_logits = std::move(out->logits);
+  }
+
+  auto sample = [&](const float* logits) -> int32_t {
+    if (greedy) return ArgMax(logits, vocab);
+    return DrawFrom(SamplingDistribution(logits, vocab, sp, tokens), rng);
+  };
+  auto emit = [&](int32_t t) -> bool {  // false: stop generating
+    result.tokens.push_back(t);
+    tokens.push_back(t);
+    if (options.on_token && !options.on_token(t)) return false;
+    const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), t) != c.eos_token_ids.end();
+    if (eos && !options.ignore_eos) {
+      result.finish_reason = "stop";
+      return false;
+    }
+    return static_cast<int64_t>(result.tokens.size()) < options.max_new_tokens;
+  };
+  if (options.max_new_tokens == 0) return result;
+  if (!emit(sample(last_logits.data()))) return result;
+
+  AdaptiveDraftLength adaptive(spec.k);
+  // MTP state: the draft distribution input for the next row is (tokens.back(), last_hidden).
+  for (;;) {
+    const int64_t p = cache->length();  // tokens[p] is the newest token, not yet cached
+    const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
+    // 1. Draft up to k tokens (and their draft distributions for sampled verification).
+    std::vector<int32_t> drafts;
+    std::vector<std::vector<double>> q;
+    if (k > 0 && mtp) {
+      // Row p-1: (t[p], h[p-1]) — true inputs; later rows chain on the MTP's own hidden.
+      std::vector<int32_t> next_tok = {tokens.back()};
+      std::vector<float> h = last_hidden;
+      for (int i = 0; i < k; ++i) {
+        auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast);
+        if (!m.ok()) return m.status();
+        std::vector<double> dist = SamplingDistribution(m->logits.data(), vocab, sp, tokens);
+        const int32_t d = greedy ? ArgMax(m->logits.data(), vocab) : DrawFrom(dist, rng);
+        drafts.push_back(d);
+        q.push_back(std::move(dist));
+        next_tok = {d};
+        h = m->hidden;
+      }
+      // Keep only the row built from true inputs (row p-1); the chained rows are redone later.
+      mtp_cache->Truncate(p);
+    } else if (k > 0) {
+      drafts = NgramDraft(tokens, k);
+      for (int32_t d : drafts) {
+        std::vector<double> one_hot(vocab, 0.0);
+        one_hot[d] = 1.0;
+        q.push_back(std::move(one_hot));
+      }
+    } else if (mtp) {
+      // Not drafting this step, but keep the MTP cache complete: row p-1.
+      auto m = MtpRows(model, mtp_cache.get(), {tokens.back()}, last_hidden, model::LogitRows::kNone);
+      if (!m.ok()) return m.status();
+    }
+    // 2. Verify: the main model over [t[p], d1..dk] in one forward.
+    std::vector<model::SequenceInput> in(1);
+    in[0].cache = cache.get();
+    in[0].tokens = {tokens.back()};
+    in[0].tokens.insert(in[0].tokens.end(), drafts.begin(), drafts.end());
+    auto out = model.Forward(in, model::LogitRows::kAll);
+    if (!out.ok()) return out.status();
+    st.steps++;
+    // 3. Accept a prefix of the drafts; then one token from the target (correction or bonus).
+    int accepted = 0;
+    bool stop = false;
+    int32_t next_token = -1;
+    st.drafted += static_cast<int64_t>(drafts.size());
+    for (size_t i = 0; i < drafts.size(); ++i) st.drafted_at[i]++;
+    for (size_t i = 0; i < drafts.size(); ++i) {
+      const float* logits = out->logits.data() + i * vocab;
+      if (greedy) {
+        const int32_t target = ArgMax(logits, vocab);
+        if (target != drafts[i]) {
+          next_token = target;
+          break;
+        }
+      } else {
+        std::vector<double> pdist = SamplingDistribution(logits, vocab, sp, tokens);
+        RejectionOutcome r = AcceptOrResample(drafts[i], pdist, q[i], rng);
+        if (!r.accepted) {
+          next_token = r.token;
+          break;
+        }
+      }
+      st.accepted++;
+      st.accepted_at[i]++;
+      ++accepted;
+      if (!emit(drafts[i])) {
+        stop = true;
+        break;
+      }
+    }
+    adaptive.Update(static_cast<int>(drafts.size()), accepted);
+    // Roll the main cache back to t[p] and the accepted drafts.
+    cache->Truncate(p + 1 + accepted);
+    if (stop) break;
+    if (next_token < 0) next_token = sample(out->logits.data() + accepted * vocab);  // all accepted: bonus
+    // MTP rows p..p+accepted from true inputs (t[j+1], h[j]); their last row feeds the next draft.
+    const bool more = emit(next_token);
+    if (mtp) {
+      const int64_t rows = accepted;  // rows p .. p+accepted-1 (row p+accepted is drafted next step)
+      if (rows > 0) {
+        std::vector<int32_t> next_tok(tokens.end() - 1 - rows, tokens.end() - 1);
+        std::vector<float> h(out->hidden.begin(), out->hidden.begin() + rows * hidden);
+        auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kNone);
+        if (!m.ok()) return m.status();
+      }
+      last_hidden.assign(out->hidden.begin() + accepted * hidden, out->hidden.begin() + (accepted + 1) * hidden);
+    }
+    if (!more) break;
+  }
+  return result;
+}
+
+}  // namespace glm::runtime

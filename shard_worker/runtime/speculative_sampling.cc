@@ -1,0 +1,143 @@
+#include "shard_worker/runtime/speculative_sampling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <unordered_set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace glm::runtime {
+
+std::vector<double> SamplingDistribution(const float* logits_in, int64_t vocab, const SamplingParams& params,
+                                         const std::vector<int32_t>& history) {
+  std::vector<float> logits(logits_in, logits_in + vocab);
+  if (params.repetition_penalty != 1.0f && params.repetition_penalty > 0.0f) {
+    std::unordered_set<int32_t> seen(history.begin(), history.end());
+    for (int32_t id : seen) {
+      if (id < 0 || id >= vocab) continue;
+      float& l = logits[id];
+      l = l > 0 ? l / params.repetition_penalty : l * params.repetition_penalty;
+    }
+  }
+  std::vector<double> probs(vocab, 0.0);
+  if (params.temperature <= 0.0f) {  // greedy: all mass on the argmax
+    probs[ArgMax(logits.data(), vocab)] = 1.0;
+    return probs;
+  }
+  // Same ordering and filters as Sampler::Sample.
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  int64_t keep = (params.top_k > 0 && params.top_k < vocab) ? params.top_k : vocab;
+  const double inv_t = 1.0 / params.temperature, top = logits[ids[0]];
+  std::vector<double> sorted(keep);
+  double sum = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    sorted[i] = std::exp((logits[ids[i]] - top) * inv_t);
+    sum += sorted[i];
+  }
+  for (double& p : sorted) p /= sum;
+  if (params.min_p > 0.0f) {
+    int64_t n = keep;
+    while (n > 1 && sorted[n - 1] < params.min_p * sorted[0]) --n;
+    keep = n;
+  }
+  if (params.top_p < 1.0f) {
+    double acc = 0.0;
+    int64_t n = 0;
+    while (n < keep) {
+      acc += sorted[n++];
+      if (acc >= params.top_p) break;
+    }
+    keep = std::max<int64_t>(1, n);
+  }
+  double mass = 0.0;
+  for (int64_t i = 0; i < keep; ++i) mass += sorted[i];
+  for (int64_t i = 0; i < keep; ++i) probs[ids[i]] = sorted[i] / mass;
+  return probs;
+}
+
+int32_t DrawFrom(const std::vector<double>& probs, std::mt19937_64& rng) {
+  double total = 0.0;
+  for (double p : probs) total += p;
+  std::uniform_real_distribution<double> uniform(0.0, total);
+  double u = uniform(rng);
+  int32_t last_positive = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    if (probs[i] <= 0) continue;
+    last_positive = static_cast<int32_t>(i);
+    u -= probs[i];
+    if (u <= 0.0) return static_cast<int32_t>(i);
+  }
+  return last_positive;
+}
+
+RejectionOutcome AcceptOrResample(int32_t draft, const std::vector<double>& p, const std::vector<double>& q,
+                                  std::mt19937_64& rng) {
+  const double pd = p[draft], qd = q[draft];
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  if (qd <= 0.0 ? pd > 0.0 : uniform(rng) < std::min(1.0, pd / qd)) return {draft, true};
+  std::vector<double> residual(p.size());
+  double mass = 0.0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    residual[i] = std::max(0.0, p[i] - q[i]);
+    mass += residual[i];
+  }
+  if (mass <= 0.0) return {DrawFrom(p, rng), false};  // p == q: unreachable in exact arithmetic
+  return {DrawFrom(residual, rng), false};
+}
+
+std::vector<int32_t> NgramDraft(const std::vector<int32_t>& tokens, int k, int max_ngram, int min_ngram) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  for (int len = max_ngram; len >= min_ngram; --len) {
+    if (n <= len) continue;
+    const int32_t* suffix = tokens.data() + n - len;
+    // Most recent earlier occurrence (whose continuation is not the suffix itself).
+    for (int64_t start = n - len - 1; start >= 0; --start) {
+      if (!std::equal(suffix, suffix + len, tokens.data() + start)) continue;
+      std::vector<int32_t> draft;
+      for (int64_t i = start + len; i < n && static_cast<int>(draft.size()) < k; ++i) draft.push_back(tokens[i]);
+      if (!draft.empty()) return draft;
+    }
+  }
+  return {};
+}
+
+absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
+  SpeculativeConfig c;
+  if (text.empty() || text == "none") return c;
+  const auto colon = text.find(':');
+  const std::string method = text.substr(0, colon);
+  int k = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(text.substr(colon + 1), &k))
+    return absl::InvalidArgumentError(absl::StrCat("--speculative '", text, "': expected mtp:K or ngram:K"));
+  if (method == "mtp") {
+    if (k < 1 || k > 4) return absl::InvalidArgumentError("--speculative mtp:K needs K in 1..4");
+    c.method = SpeculativeConfig::Method::kMtp;
+  } else if (method == "ngram") {
+    if (k < 1 || k > 8) return absl::InvalidArgumentError("--speculative ngram:K needs K in 1..8");
+    c.method = SpeculativeConfig::Method::kNgram;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--speculative '", text, "': method must be mtp or ngram"));
+  }
+  c.k = k;
+  return c;
+}
+
+void AdaptiveDraftLength::Update(int proposed, int accepted) {
+  if (pause_ > 0) {
+    --pause_;
+    return;
+  }
+  if (proposed <= 0) return;
+  rate_ = 0.8 * rate_ + 0.2 * (static_cast<double>(accepted) / proposed);
+  // Longest k whose expected acceptance of the last draft stays worthwhile (rate^k >= 0.25).
+  int k = 1;
+  while (k < max_k_ && std::pow(rate_, k + 1) >= 0.25) ++k;
+  k_ = k;
+  if (rate_ < 0.15) pause_ = 4;  // drafts are nearly always wrong: decode plainly for a while
+}
+
+}  // namespace glm::runtime

@@ -1,0 +1,167 @@
+// Speculative decoding: greedy outputs identical to plain decoding (MTP and prompt lookup, every
+// fixture prompt), and the rejection rule keeps the target distribution (statistical test).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "nlohmann/json.hpp"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/speculative_generator.h"
+
+namespace glm::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ModelDir(const std::string& name) {
+  fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
+  return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+}
+
+std::vector<std::vector<int32_t>> Prompts(const std::string& name) {
+  std::ifstream in(fs::path(GLM_TEST_FIXTURES_DIR) / ("ref-" + name) / "reference.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::vector<std::vector<int32_t>> out;
+  const nlohmann::json j = nlohmann::json::parse(ss.str());  // kept alive for the loop
+  for (const auto& p : j["prompts"]) out.push_back(p["ids"].get<std::vector<int32_t>>());
+  return out;
+}
+
+struct Loaded {
+  std::unique_ptr<kernels::ThreadPool> pool;
+  std::unique_ptr<model::Glm5Model> model;
+};
+
+Loaded Load(const std::string& name) {
+  Loaded l;
+  auto ckpt = model::Checkpoint::Open(ModelDir(name));
+  auto weights = model::ModelWeights::Load(**ckpt);
+  l.pool = std::make_unique<kernels::ThreadPool>(1);
+  l.model = std::move(*model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), l.pool.get()));
+  return l;
+}
+
+class SpeculativeGreedyTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SpeculativeGreedyTest, IdenticalToPlainDecoding) {
+  Loaded l = Load(GetParam());
+  std::vector<std::string> methods = {"ngram:1", "ngram:3", "ngram:8"};
+  if (l.model->config().has_mtp()) methods.insert(methods.end(), {"mtp:1", "mtp:2", "mtp:4"});
+  GenerateOptions g;
+  g.max_new_tokens = 24;
+  g.ignore_eos = true;
+  for (const auto& prompt : Prompts(GetParam())) {
+    auto plain = Generate(*l.model, prompt, g);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    for (const auto& m : methods) {
+      auto spec = ParseSpeculative(m);
+      ASSERT_TRUE(spec.ok());
+      SpeculativeStats stats;
+      auto out = GenerateSpeculative(*l.model, prompt, g, *spec, &stats);
+      ASSERT_TRUE(out.ok()) << out.status();
+      EXPECT_EQ(out->tokens, plain->tokens) << GetParam() << " " << m << " prompt of " << prompt.size();
+      EXPECT_LE(stats.accepted, stats.drafted);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeGreedyTest,
+                         ::testing::Values("glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           std::replace(s.begin(), s.end(), '-', '_');
+                           return s;
+                         });
+
+TEST(SpeculativeTest, MtpDraftsAreOftenAcceptedOnTheTrainedModel) {
+  Loaded l = Load("glm5-tiny-code");
+  GenerateOptions g;
+  g.max_new_tokens = 48;
+  g.ignore_eos = true;
+  SpeculativeStats stats;
+  auto prompt = Prompts("glm5-tiny-code").back();
+  auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:1"), &stats);
+  ASSERT_TRUE(out.ok());
+  EXPECT_GT(stats.acceptance_rate(), 0.3) << stats.accepted << "/" << stats.drafted;
+}
+
+TEST(SpeculativeTest, SeededSamplingIsReproducible) {
+  Loaded l = Load("glm5-tiny-code");
+  GenerateOptions g;
+  g.max_new_tokens = 20;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0.8f;
+  g.sampling.top_p = 0.95f;
+  g.sampling.seed = 42;
+  auto prompt = Prompts("glm5-tiny-code")[0];
+  auto a = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:2"));
+  auto b = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:2"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->tokens, b->tokens);
+  EXPECT_EQ(a->tokens.size(), 20u);
+}
+
+// Draft from q, accept/resample against p: the output must be distributed as p.
+TEST(SpeculativeSamplingTest, RejectionRuleKeepsTheTargetDistribution) {
+  std::mt19937_64 rng(7);
+  const std::vector<std::vector<double>> targets = {{0.5, 0.2, 0.1, 0.1, 0.05, 0.05}, {0.0, 0.3, 0.3, 0.4, 0.0, 0.0}};
+  const std::vector<std::vector<double>> drafts = {{0.05, 0.05, 0.3, 0.3, 0.2, 0.1}, {0.2, 0.2, 0.2, 0.2, 0.1, 0.1}};
+  for (size_t c = 0; c < targets.size(); ++c) {
+    const auto& p = targets[c];
+    const auto& q = drafts[c];
+    const int n = 200000;
+    std::vector<int> counts(p.size(), 0);
+    int accepted = 0;
+    for (int i = 0; i < n; ++i) {
+      int32_t d = DrawFrom(q, rng);
+      RejectionOutcome r = AcceptOrResample(d, p, q, rng);
+      counts[r.token]++;
+      accepted += r.accepted;
+    }
+    double chi2 = 0;
+    int dof = -1;
+    for (size_t v = 0; v < p.size(); ++v) {
+      if (p[v] == 0) {
+        EXPECT_EQ(counts[v], 0) << "token outside the target's support";
+        continue;
+      }
+      const double expected = n * p[v];
+      chi2 += (counts[v] - expected) * (counts[v] - expected) / expected;
+      ++dof;
+    }
+    // 99.9% quantile of chi-square with <= 5 degrees of freedom is 20.5.
+    EXPECT_LT(chi2, 20.5) << "case " << c;
+    double overlap = 0;
+    for (size_t v = 0; v < p.size(); ++v) overlap += std::min(p[v], q[v]);
+    EXPECT_NEAR(static_cast<double>(accepted) / n, overlap, 0.01);  // acceptance = Σ min(p, q)
+  }
+}
+
+TEST(SpeculativeSamplingTest, NgramDraftFollowsTheLatestMatch) {
+  std::vector<int32_t> t = {1, 2, 3, 4, 5, 9, 1, 2, 3, 7, 8, 1, 2, 3};
+  EXPECT_EQ(NgramDraft(t, 2), (std::vector<int32_t>{7, 8}));
+  EXPECT_EQ(NgramDraft({5, 6, 7}, 3), std::vector<int32_t>{});
+  EXPECT_EQ(NgramDraft({4, 4, 4, 4}, 3), (std::vector<int32_t>{4}));
+}
+
+TEST(SpeculativeSamplingTest, ParseAndAdapt) {
+  EXPECT_FALSE(ParseSpeculative("mtp:9").ok());
+  EXPECT_FALSE(ParseSpeculative("eagle:2").ok());
+  EXPECT_FALSE(ParseSpeculative("mtp").ok());
+  EXPECT_EQ(ParseSpeculative("ngram:5")->k, 5);
+  AdaptiveDraftLength a(4);
+  EXPECT_EQ(a.next(), 4);
+  for (int i = 0; i < 10; ++i) a.Update(a.next() > 0 ? a.next() : 1, 0);
+  EXPECT_LE(a.next(), 1);
+  for (int i = 0; i < 40; ++i) a.Update(std::max(1, a.next()), std::max(1, a.next()));
+  EXPECT_EQ(a.next(), 4);
+}
+
+}  // namespace
+}  // namespace glm::runtime
