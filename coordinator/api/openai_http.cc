@@ -16,6 +16,7 @@ using json = nlohmann::json;
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 constexpr size_t kMaxBodyBytes = 64u << 20;
+constexpr time_t kKeepAliveSeconds = 2;
 
 int HttpCode(absl::StatusCode code) {
   switch (code) {
@@ -99,6 +100,9 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   const int threads = threads_;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(kMaxBodyBytes);
+  // httplib's stop() waits for idle keep-alive connections to time out (it does not interrupt
+  // them), so this bounds how long Shutdown can take; clients simply reconnect.
+  server_->set_keep_alive_timeout(kKeepAliveSeconds);
 
   server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const bool ok = serving_->load() && !stopping_->load() && !engine_->draining();

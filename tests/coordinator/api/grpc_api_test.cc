@@ -313,6 +313,24 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
   EXPECT_EQ(api::RemoteGenerate(grpc_address_, g).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(GrpcApiTest, ShutdownEndsOpenStreamsAndAbortsThem) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  grpc::ClientContext ctx;
+  pb::GenerateRequest r = TokenRequest({1, 2}, 1000);
+  r.set_request_id("open-at-shutdown");
+  r.mutable_sampling()->set_ignore_eos(true);
+  auto reader = stub_->Generate(&ctx, r);
+  pb::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  const absl::Time start = absl::Now();
+  server_->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_FALSE(reader->Finish().ok());
+  EXPECT_TRUE(engine_->WaitForAbort("open-at-shutdown", absl::Seconds(1)));
+}
+
 TEST_F(GrpcApiTest, UnreachableServerFailsFast) {
   api::RemoteInfoOptions o;
   o.timeout = absl::Milliseconds(300);

@@ -256,33 +256,66 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
   EXPECT_EQ(Get("/health")->status, 200);
 }
 
-// Opens a raw connection, sends a streaming request, reads until the first SSE event, and
-// hangs up: the server must abort the generation in the engine.
-TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  const std::string body = json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}}.dump();
-  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+// A raw connection that sent a streaming request and read up to its first SSE event.
+// "Connection: close" keeps an idle keep-alive wait out of the shutdown timing.
+int OpenStream(int port, const std::string& body) {
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                              "Content-Type: application/json\r\n"
                               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->http_port()));
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+    close(fd);
+    return -1;
+  }
   std::string got;
   char buf[4096];
   while (got.find("data: ") == std::string::npos) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    ASSERT_GT(n, 0);
+    if (n <= 0) {
+      close(fd);
+      return -1;
+    }
     got.append(buf, static_cast<size_t>(n));
   }
+  return fd;
+}
+
+const std::string kLongStream =
+    json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}}.dump();
+
+// The client hangs up after the first event: the server must abort the generation (400 tokens
+// at 10 ms would otherwise run for 4 s).
+TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  int fd = OpenStream(server_->http_port(), kLongStream);
+  ASSERT_GE(fd, 0);
   close(fd);
-  const std::string id = engine_->last_request().request_id;
-  EXPECT_TRUE(engine_->WaitForAbort(id, absl::Seconds(3)));
+  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(3)));
+}
+
+TEST_F(HttpApiTest, ShutdownEndsOpenStreams) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  int fd = OpenStream(server_->http_port(), kLongStream);
+  ASSERT_GE(fd, 0);
+  const absl::Time start = absl::Now();
+  server_->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(1)));
+  // The stream ends (error event, [DONE], then the connection closes) instead of hanging.
+  std::string rest;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) rest.append(buf, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_EQ(n, 0);
 }
 
 }  // namespace
