@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "shard_worker/kernels/gemm_avx2.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 
 // All kernels have internal linkage and use no std templates, so no AVX2 code can be merged
@@ -170,6 +171,7 @@ SimdKernelSet MakeKernelSet() {
   FillDType<DType::kF32>(k, tiles);
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
+  k.gemm = Avx2GemmKernels();
   return k;
 }
 

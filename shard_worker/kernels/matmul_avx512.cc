@@ -12,6 +12,7 @@
 #include <limits>
 #include <utility>
 
+#include "shard_worker/kernels/gemm_avx512.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 
 // Everything below that touches zmm registers carries this target; nothing here is templated on
@@ -201,6 +202,7 @@ SimdKernelSet MakeKernelSet() {
   FillDType<DType::kF32>(k, tiles);
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
+  k.gemm = Avx512GemmKernels();
   return k;
 }
 

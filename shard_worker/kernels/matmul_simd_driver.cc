@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "shard_worker/kernels/gemm_driver.h"
+
 namespace glm::kernels {
 namespace {
 
@@ -62,6 +64,9 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
       std::fill(y + t * y_stride + row_begin, y + t * y_stride + row_end, 0.0f);
     return;
   }
+  if (n_tokens > kMaxTileTokens && k.gemm != nullptr &&
+      RunSimdGemm(k, *k.gemm, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride))
+    return;
   const int d = static_cast<int>(w.dtype);
   const int chunk = k.chunk_cols[d];
   const int16_t* order = k.order[d];

@@ -16,6 +16,8 @@
 
 namespace glm::kernels {
 
+struct GemmKernelSet;
+
 // One block kernel: R consecutive weight rows (R fixed by the kernel) × T tokens (fixed too).
 //   w          first row's bytes; row i is at w + i * row_bytes
 //   cols       real columns; the kernel reads weights up to cols only (masked or copied tails)
@@ -45,6 +47,9 @@ struct SimdKernelSet {
   int rows_per_group[3][kMaxTileTokens + 1] = {};  // [dtype][T]: R of grouped[d][T]
   SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[d][T]
   SimdBlockFn single[3][kMaxTileTokens + 1] = {};   // [dtype][T], R = 1
+  // Prefill: n_tokens > kMaxTileTokens goes to this GEMM (gemm_driver.h; same arithmetic per
+  // output) where it handles the dtype; nullptr: the tiles above at any n_tokens.
+  const GemmKernelSet* gemm = nullptr;
 };
 
 // MatMulRowsFn semantics (see matmul.h) on top of a kernel set.
