@@ -6,6 +6,7 @@
 #include "shard_worker/attention/rope_layouts.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::attention {
 
@@ -72,9 +73,7 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
         float total = 0.0f;
         for (int64_t h = 0; h < heads; ++h) {
           const float* qh = qj + h * d;
-          float dot = 0.0f;
-          for (int64_t c = 0; c < d; ++c) dot += qh[c] * k[c];
-          dot *= softmax_scale;
+          const float dot = kernels::Dot(qh, k, d) * softmax_scale;
           if (dot > 0.0f) total += dot * (head_w[j * heads + h] * head_scale);
         }
         scores[s] = total;

@@ -6,18 +6,13 @@
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::attention {
 namespace {
 
 // q_a_layernorm and kv_a_layernorm are built with the RMSNorm default eps, not rms_norm_eps.
 constexpr float kLatentNormEps = 1e-6f;
-
-float Dot(const float* a, const float* b, int64_t n) {
-  float acc = 0.0f;
-  for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
 
 }  // namespace
 
@@ -58,7 +53,9 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   if (config_.indexer_kind(layer) == model::IndexerKind::kFull)
     indexer_.Run(w.indexer, layer, x_norm, q_resid.data(), T, spans, selection);
 
-  // Per (token, head): absorbed attention over the selected latent positions. [T, heads * v]
+  // Absorbed attention over the selected latent positions, [T, heads * v]. A job is one token
+  // and a group of heads: the group shares each cached latent row it reads (all heads attend
+  // to the same compressed keys), so the cache is streamed once per group, not once per head.
   std::vector<int64_t> token_span(T), token_pos(T);
   for (const SequenceSpan& s : spans)
     for (int64_t i = 0; i < s.n_tokens; ++i) {
@@ -67,40 +64,48 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     }
   std::vector<float> attn_out(T * heads * vd);
   const float scale = 1.0f / std::sqrt(static_cast<float>(qk));
-  pool_->ParallelFor(T * heads, [&](int64_t begin, int64_t end) {
-    std::vector<float> q_lat(rank), o_lat(rank), scores;
+  constexpr int64_t kHeadsPerJob = 8;
+  const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
+  pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
+    std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores;
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / heads, h = job % heads, pos = token_pos[t];
+      const int64_t t = job / groups, h0 = (job % groups) * kHeadsPerJob;
+      const int64_t nh = std::min(kHeadsPerJob, heads - h0), pos = token_pos[t];
       const kv_cache::KvCache* cache = spans[token_span[t]].cache;
-      float* qh = q.data() + (t * heads + h) * qk;
-      float* q_pe = qh + nope;
-      rope_->Apply(q_pe, pos, kMlaRopeLayout);
-      // q_lat = Σ_d q_nope[d] · W_uk[h][d][:]
-      std::fill(q_lat.begin(), q_lat.end(), 0.0f);
-      const float* wuk = w.w_uk.data() + h * nope * rank;
-      for (int64_t d = 0; d < nope; ++d) {
-        const float qd = qh[d];
-        const float* row = wuk + d * rank;
-        for (int64_t c = 0; c < rank; ++c) q_lat[c] += qd * row[c];
-      }
       const std::vector<int32_t>& sel = (*selection)[t];
       const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
-      scores.resize(n_keys);
+      // q_lat[g] = Σ_d q_nope[d] · W_uk[h][d][:]; rope on q_pe.
+      std::fill(q_lat.begin(), q_lat.end(), 0.0f);
+      for (int64_t g = 0; g < nh; ++g) {
+        float* qh = q.data() + (t * heads + h0 + g) * qk;
+        rope_->Apply(qh + nope, pos, kMlaRopeLayout);
+        const float* wuk = w.w_uk.data() + (h0 + g) * nope * rank;
+        for (int64_t d = 0; d < nope; ++d) kernels::Axpy(qh[d], wuk + d * rank, q_lat.data() + g * rank, rank);
+      }
+      // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale
+      scores.resize(nh * n_keys);
       for (int64_t k = 0; k < n_keys; ++k) {
         const int64_t s = sel.empty() ? k : sel[k];
-        scores[k] = (Dot(q_lat.data(), cache->latent(layer, s), rank) +
-                     Dot(q_pe, cache->rope_key(layer, s), rope_dim)) * scale;
+        const float* lat = cache->latent(layer, s);
+        const float* kpe = cache->rope_key(layer, s);
+        for (int64_t g = 0; g < nh; ++g) {
+          const float* q_pe = q.data() + (t * heads + h0 + g) * qk + nope;
+          scores[g * n_keys + k] =
+              (kernels::Dot(q_lat.data() + g * rank, lat, rank) + kernels::Dot(q_pe, kpe, rope_dim)) * scale;
+        }
       }
-      kernels::Softmax(scores.data(), n_keys);
+      for (int64_t g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
+      // o_lat[g] = Σ_k p[g][k] · latent_k, then o = W_uv · o_lat.
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       for (int64_t k = 0; k < n_keys; ++k) {
-        const float p = scores[k];
         const float* lat = cache->latent(layer, sel.empty() ? k : sel[k]);
-        for (int64_t c = 0; c < rank; ++c) o_lat[c] += p * lat[c];
+        for (int64_t g = 0; g < nh; ++g) kernels::Axpy(scores[g * n_keys + k], lat, o_lat.data() + g * rank, rank);
       }
-      const float* wuv = w.w_uv.data() + h * vd * rank;
-      float* o = attn_out.data() + (t * heads + h) * vd;
-      for (int64_t v = 0; v < vd; ++v) o[v] = Dot(wuv + v * rank, o_lat.data(), rank);
+      for (int64_t g = 0; g < nh; ++g) {
+        const float* wuv = w.w_uv.data() + (h0 + g) * vd * rank;
+        float* o = attn_out.data() + (t * heads + h0 + g) * vd;
+        for (int64_t v = 0; v < vd; ++v) o[v] = kernels::Dot(wuv + v * rank, o_lat.data() + g * rank, rank);
+      }
     }
   });
   kernels::MatMul(attn_out.data(), T, w.o_proj, out, pool_);

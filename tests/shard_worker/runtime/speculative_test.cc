@@ -84,11 +84,18 @@ TEST(SpeculativeTest, MtpDraftsAreOftenAcceptedOnTheTrainedModel) {
   GenerateOptions g;
   g.max_new_tokens = 48;
   g.ignore_eos = true;
-  SpeculativeStats stats;
-  auto prompt = Prompts("glm5-tiny-code").back();
-  auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:1"), &stats);
-  ASSERT_TRUE(out.ok());
-  EXPECT_GT(stats.acceptance_rate(), 0.3) << stats.accepted << "/" << stats.drafted;
+  int64_t drafted = 0, accepted = 0;
+  auto prompts = Prompts("glm5-tiny-code");
+  prompts.pop_back();  // the last one is a raw excerpt whose continuation is noise
+  for (const auto& prompt : prompts) {
+    SpeculativeStats stats;
+    auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:1"), &stats);
+    ASSERT_TRUE(out.ok());
+    drafted += stats.drafted;
+    accepted += stats.accepted;
+  }
+  // The trained MTP head predicts the model's own next-next token well on code.
+  EXPECT_GT(static_cast<double>(accepted) / drafted, 0.5) << accepted << "/" << drafted;
 }
 
 TEST(SpeculativeTest, SeededSamplingIsReproducible) {
