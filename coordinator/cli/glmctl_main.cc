@@ -2,6 +2,7 @@
 //   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
 //   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
 //               [--ignore-eos] [--json]   (JSON: {"tokens":[...],"finish_reason":...,"text":...})
+//   --server HOST:PORT generate|chat|info   (the same through a running coordinator's gRPC API)
 //   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
 //   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N]
 //   plan        --model DIR (--topology XML | --synthetic "pack:2 numa:2 core:16") [--hosts N] [--stages S]
@@ -19,12 +20,15 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/api/grpc_client.h"
 #include "coordinator/cli/model_commands.h"
 #include "coordinator/cli/plan_command.h"
 #if GLM_HAVE_TEXT_COMMANDS
 #include "coordinator/cli/text_commands.h"
 #endif
 
+ABSL_FLAG(std::string, server, "", "HOST:PORT of a running coordinator: generate/chat/info go through its gRPC API");
+ABSL_FLAG(double, timeout_s, 5, "info: seconds to wait for the server");
 ABSL_FLAG(std::string, model, "", "model directory (Hugging Face glm_moe_dsa checkpoint)");
 ABSL_FLAG(std::string, tokens, "", "comma-separated prompt token ids");
 ABSL_FLAG(std::string, prompt, "", "prompt text (needs the model's tokenizer.json)");
@@ -71,7 +75,7 @@ int Finish(const absl::StatusOr<std::string>& result) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "glmctl <forward|generate|chat|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+      "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
@@ -95,6 +99,45 @@ int main(int argc, char** argv) {
   m.threads = absl::GetFlag(FLAGS_threads);
   m.preset = absl::GetFlag(FLAGS_preset);
   m.message = absl::GetFlag(FLAGS_message);
+  const std::string server = absl::GetFlag(FLAGS_server);
+  if (!server.empty()) {
+    if (command == "generate") {
+      glm::api::RemoteGenerateOptions r;
+      r.tokens_csv = m.tokens_csv;
+      r.prompt = m.prompt;
+      r.max_new_tokens = m.max_new_tokens;
+      r.temperature = m.temperature;
+      r.top_p = m.top_p;
+      r.top_k = m.top_k;
+      r.seed = m.seed;
+      r.ignore_eos = m.ignore_eos;
+      r.json = m.json;
+      return Finish(glm::api::RemoteGenerate(server, r));
+    }
+    if (command == "chat") {
+      glm::api::RemoteChatOptions r;
+      r.message = m.message;
+      r.max_new_tokens = m.max_new_tokens;
+      r.temperature = m.temperature;
+      r.top_p = m.top_p;
+      r.top_k = m.top_k;
+      r.seed = m.seed;
+      r.ignore_eos = m.ignore_eos;
+      r.json = m.json;
+      return Finish(glm::api::RemoteChat(server, r));
+    }
+    if (command == "info") {
+      glm::api::RemoteInfoOptions r;
+      r.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+      return Finish(glm::api::RemoteInfo(server, r));
+    }
+    std::fprintf(stderr, "glmctl: '%s' does not take --server (generate, chat and info do)\n", command.c_str());
+    return 2;
+  }
+  if (command == "info") {
+    std::fprintf(stderr, "glmctl: info needs --server HOST:PORT\n");
+    return 2;
+  }
   if (command == "forward") return Finish(glm::cli::RunForwardCommand(m));
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
   if (command == "chat") return Finish(glm::cli::RunChatCommand(m));

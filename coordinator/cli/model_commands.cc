@@ -166,8 +166,8 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
   if (o.json) {
     nlohmann::ordered_json j;
     j["tokens"] = result->tokens;
-    if (tok) j["text"] = text;
     j["finish_reason"] = result->finish_reason;
+    if (tok) j["text"] = text;
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
   return tok ? o.prompt + text : absl::StrJoin(result->tokens, ",");

@@ -132,7 +132,8 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
 }
 
 absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
-                             const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const {
+                             const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
+                             LogitRows rows, ForwardOutput* out) const {
   const ModelConfig& c = config();
   const int64_t hidden = c.hidden_size;
   out->hidden.resize(T * hidden);
@@ -142,12 +143,14 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   std::vector<float> picked;
   const float* src = out->hidden.data();
   int64_t n = T;
-  if (rows == LogitRows::kLast) {
-    n = static_cast<int64_t>(spans.size());
-    picked.resize(n * hidden);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t t = spans[i].token_offset + spans[i].n_tokens - 1;
-      std::copy_n(out->hidden.data() + t * hidden, hidden, picked.data() + i * hidden);
+  if (rows == LogitRows::kLast || rows == LogitRows::kTail) {
+    n = 0;
+    for (size_t i = 0; i < spans.size(); ++i) {
+      const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
+      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r, ++n) {
+        picked.resize((n + 1) * hidden);
+        std::copy_n(out->hidden.data() + (spans[i].token_offset + r) * hidden, hidden, picked.data() + n * hidden);
+      }
     }
     src = picked.data();
   }
@@ -211,7 +214,7 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
   }
   if (stage_.has_head) {
-    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, rows, &out); !s.ok()) return s;
+    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
   } else {
     out.hidden = std::move(x);
     out.selection = std::move(selection);
@@ -252,7 +255,7 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
   if (auto s = RunLayer(layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
-  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, rows, &out); !s.ok()) return s;
+  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;
 }

@@ -26,13 +26,15 @@ struct SequenceInput {
   // MTP only: the main model's final hidden state (after the final norm) at the position before
   // each token, [tokens.size(), hidden].
   std::vector<float> prev_hidden;
+  int32_t logit_tail = 1;  // rows of logits wanted with LogitRows::kTail (>= 1)
 };
 
-enum class LogitRows { kAll, kLast, kNone };
+// kTail: the last `logit_tail` rows of each sequence (speculative verification).
+enum class LogitRows { kAll, kLast, kNone, kTail };
 
 struct ForwardOutput {
   std::vector<float> hidden;  // [T, hidden] after the final norm (main model) — MTP needs it
-  std::vector<float> logits;  // [rows, vocab]: every token (kAll) or each sequence's last (kLast)
+  std::vector<float> logits;  // [rows, vocab]: every token (kAll), each sequence's last (kLast) or tail rows (kTail)
   int64_t logit_rows = 0;
   // The DSA key selection of the stage's last full-indexer layer, per token; a later stage whose
   // first layers are "shared" reuses it.
@@ -95,7 +97,8 @@ class Glm5Model {
                         attention::KeySelection* selection, int64_t* bytes) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
-                    const std::vector<attention::SequenceSpan>& spans, LogitRows rows, ForwardOutput* out) const;
+                    const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
+                    LogitRows rows, ForwardOutput* out) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   kernels::ThreadPool* pool_;

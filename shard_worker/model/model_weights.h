@@ -92,8 +92,12 @@ struct LoadOptions {
   int64_t dense_begin = 0, dense_end = -1;
   int64_t shared_begin = 0, shared_end = -1;
   int64_t vocab_begin = 0, vocab_end = -1;
-  // Convert every matrix at load to this format (BF16 or F32); unset = keep the stored format.
+  // Convert every matrix at load to this format (BF16, F32, or quantised I8 / I4 from the stored
+  // values, see kernels/quantize.h); unset = keep the stored format.
   std::optional<kernels::DType> matrix_dtype;
+  // I8 / I4 only: columns per scale; 0 = the format's default (kernels::kDefaultI8GroupSize,
+  // kDefaultI4GroupSize), -1 = one scale per row.
+  int64_t matrix_group_size = 0;
 };
 
 class ModelWeights {

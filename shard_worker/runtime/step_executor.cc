@@ -68,7 +68,11 @@ absl::StatusOr<std::unique_ptr<StepExecutor>> StepExecutor::Create(const model::
                                c.max_position_embeddings};
   for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l)
     shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
+  // The last stage also caches the MTP layer (weight layer num_hidden_layers, right after its
+  // own layers): MTP row j lives at position j of the same blocks.
+  if (ex->is_last_stage_ && c.has_mtp()) shape.layer_has_index_keys.push_back(true);
   ex->pool_ = std::make_unique<kv_cache::KvBlockPool>(shape, ctx.kv_block_size, ctx.kv_blocks, /*growable=*/false);
+  if (ex->is_last_stage_) ex->sampler_ = std::make_unique<LastStageSampler>(model, ex->pool_.get());
   return ex;
 }
 
@@ -102,6 +106,7 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
         pool_.get(), std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), s.start_position()));
     batch[i].cache = caches.back().get();
     batch[i].tokens.assign(s.tokens().begin(), s.tokens().end());
+    batch[i].logit_tail = LastStageSampler::TailRows(s);
     T += s.tokens_size();
     want_all_rows |= s.return_logits();
   }
@@ -118,7 +123,7 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
     if (auto s = UnpackSelection(packed, T, &selection); !s.ok()) return s;
   }
   auto out = model_->ForwardStage(batch, is_first_stage_ ? nullptr : input.data(),
-                                  want_all_rows ? model::LogitRows::kAll : model::LogitRows::kLast, nullptr,
+                                  want_all_rows ? model::LogitRows::kAll : model::LogitRows::kTail, nullptr,
                                   is_first_stage_ ? nullptr : &selection);
   if (!out.ok()) return out.status();
   if (!is_last_stage_) {
@@ -134,58 +139,8 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
     }
     return absl::OkStatus();
   }
-  if (reports_results()) Sample(plan, *out, result);
-  return absl::OkStatus();
-}
-
-void StepExecutor::Sample(const shard::StepPlan& plan, const model::ForwardOutput& out, shard::StepResult* result) const {
-  const int64_t vocab = model_->config().vocab_size;
-  int64_t row_base = 0;  // with all rows, the row of each sequence's first token
-  const bool all_rows = out.logit_rows != plan.sequences_size() ||
-                        std::any_of(plan.sequences().begin(), plan.sequences().end(),
-                                    [](const auto& s) { return s.return_logits(); });
-  for (int i = 0; i < plan.sequences_size(); ++i) {
-    const auto& s = plan.sequences(i);
-    auto* r = result->add_sequences();
-    r->set_seq_id(s.seq_id());
-    const int64_t last_row = all_rows ? row_base + s.tokens_size() - 1 : i;
-    if (s.return_logits() && all_rows)
-      r->mutable_logits()->Add(out.logits.begin() + row_base * vocab, out.logits.begin() + (row_base + s.tokens_size()) * vocab);
-    row_base += s.tokens_size();
-    if (!s.sample()) continue;
-    std::vector<float> logits(out.logits.begin() + last_row * vocab, out.logits.begin() + (last_row + 1) * vocab);
-    // log-softmax of the model's distribution, for reported log-probabilities.
-    const float max_l = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (float l : logits) sum += std::exp(static_cast<double>(l - max_l));
-    const float log_z = max_l + static_cast<float>(std::log(sum));
-    SamplingParams p;
-    p.temperature = s.sampling().temperature();
-    p.top_k = s.sampling().top_k();
-    p.top_p = s.sampling().top_p() > 0 ? s.sampling().top_p() : 1.0f;
-    p.min_p = s.sampling().min_p();
-    p.repetition_penalty = s.sampling().repetition_penalty() > 0 ? s.sampling().repetition_penalty() : 1.0f;
-    // One generator per (seed, token index): a request's samples do not depend on its batch.
-    p.seed = s.sampling().seed() * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.sample_index());
-    Sampler sampler(p);
-    std::vector<float> work = logits;
-    const int32_t token = sampler.Sample(work.data(), vocab,
-                                         std::vector<int32_t>(s.penalty_tokens().begin(), s.penalty_tokens().end()));
-    r->set_token(token);
-    r->set_logprob(logits[token] - log_z);
-    if (s.sampling().top_logprobs() > 0) {
-      const int k = std::min<int64_t>(s.sampling().top_logprobs(), vocab);
-      std::vector<int32_t> ids(vocab);
-      std::iota(ids.begin(), ids.end(), 0);
-      std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                        [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-      for (int j = 0; j < k; ++j) {
-        auto* t = r->add_top_logprobs();
-        t->set_token(ids[j]);
-        t->set_logprob(logits[ids[j]] - log_z);
-      }
-    }
-  }
+  // Every rank of the last stage samples (identically) and runs the MTP layer together.
+  return sampler_->Process(plan, *out, want_all_rows, result);
 }
 
 absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {

@@ -13,6 +13,7 @@
 #include "shard_worker/comm/communicator.h"
 #include "shard_worker/kv_cache/kv_block_pool.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/last_stage_sampler.h"
 
 namespace glm::runtime {
 
@@ -39,11 +40,11 @@ class StepExecutor {
   StepExecutor(const model::Glm5Model* model, ExecutorContext ctx);
   absl::Status Validate(const shard::StepPlan& plan) const;
   absl::Status Run(const shard::StepPlan& plan, shard::StepResult* result);
-  void Sample(const shard::StepPlan& plan, const model::ForwardOutput& out, shard::StepResult* result) const;
 
   const model::Glm5Model* model_;
   ExecutorContext ctx_;
   std::unique_ptr<kv_cache::KvBlockPool> pool_;
+  std::unique_ptr<LastStageSampler> sampler_;  // last stage only
   int stage_index_ = 0;
   int tp_index_ = 0;
   bool is_first_stage_ = false;

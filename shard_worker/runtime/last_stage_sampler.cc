@@ -1,0 +1,256 @@
+#include "shard_worker/runtime/last_stage_sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "shard_worker/kv_cache/kv_cache.h"
+#include "shard_worker/runtime/sampler.h"
+#include "shard_worker/runtime/speculative_sampling.h"
+
+namespace glm::runtime {
+namespace {
+
+SamplingParams ParamsOf(const shard::SequenceStep& s) {
+  SamplingParams p;
+  p.temperature = s.sampling().temperature();
+  p.top_k = s.sampling().top_k();
+  p.top_p = s.sampling().top_p() > 0 ? s.sampling().top_p() : 1.0f;
+  p.min_p = s.sampling().min_p();
+  p.repetition_penalty = s.sampling().repetition_penalty() > 0 ? s.sampling().repetition_penalty() : 1.0f;
+  return p;
+}
+
+// One generator per (request seed, token index, purpose): a request's samples do not depend on
+// its batch or on the ranks.
+std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t purpose) {
+  return std::mt19937_64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index) * 0xbf58476d1ce4e5b9ull + purpose);
+}
+
+void AddLogprobs(const float* logits, int64_t vocab, int32_t token, int top, shard::SequenceResult* r, bool primary) {
+  const float max_l = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max_l));
+  const float log_z = max_l + static_cast<float>(std::log(sum));
+  if (!primary) return;
+  r->set_logprob(logits[token] - log_z);
+  if (top <= 0) return;
+  const int k = static_cast<int>(std::min<int64_t>(top, vocab));
+  std::vector<int32_t> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (int j = 0; j < k; ++j) {
+    auto* t = r->add_top_logprobs();
+    t->set_token(ids[j]);
+    t->set_logprob(logits[ids[j]] - log_z);
+  }
+}
+
+}  // namespace
+
+LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s, const float* tail,
+                                                    shard::SequenceResult* r) {
+  const int64_t vocab = model_->config().vocab_size;
+  const SamplingParams p = ParamsOf(s);
+  const bool greedy = p.temperature <= 0.0f;
+  std::vector<int32_t> history(s.penalty_tokens().begin(), s.penalty_tokens().end());
+  std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index(), 1);
+  const int nd = s.num_drafts();
+  const std::vector<int32_t> drafts(s.tokens().end() - nd, s.tokens().end());
+  SequenceState* state = nullptr;
+  if (auto it = states_.find(s.seq_id()); it != states_.end()) state = &it->second;
+  Decision d;
+  int32_t next = -1;
+  for (int k = 0; k < nd; ++k) {
+    const float* logits = tail + k * vocab;
+    if (greedy) {
+      const int32_t target = ArgMax(logits, vocab);
+      if (target != drafts[k]) {
+        next = target;
+        break;
+      }
+    } else {
+      const std::vector<double> pd = SamplingDistribution(logits, vocab, p, history);
+      std::vector<double> q;
+      if (s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size())) {
+        q = state->q[k];
+      } else {  // prompt-lookup drafts are deterministic: a one-hot proposal
+        q.assign(vocab, 0.0);
+        q[drafts[k]] = 1.0;
+      }
+      const RejectionOutcome o = AcceptOrResample(drafts[k], pd, q, rng);
+      if (!o.accepted) {
+        next = o.token;
+        break;
+      }
+    }
+    d.tokens.push_back(drafts[k]);
+    history.push_back(drafts[k]);
+    ++d.accepted;
+  }
+  const float* last = tail + d.accepted * vocab;
+  if (next < 0) {
+    if (greedy) {
+      next = ArgMax(last, vocab);
+    } else {
+      SamplingParams sp = p;
+      sp.seed = s.sampling().seed() * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.sample_index());
+      Sampler sampler(sp);
+      std::vector<float> work(last, last + vocab);
+      next = sampler.Sample(work.data(), vocab, history);
+    }
+  }
+  d.tokens.push_back(next);
+  r->set_token(next);
+  AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r, /*primary=*/true);
+  if (nd > 0) {
+    r->mutable_tokens()->Add(d.tokens.begin(), d.tokens.end());
+    r->set_accepted(d.accepted);
+  }
+  return d;
+}
+
+absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
+                                       shard::StepResult* result) {
+  for (uint64_t id : plan.finished()) Forget(id);
+  const int64_t vocab = model_->config().vocab_size;
+  std::vector<Decision> decisions(plan.sequences_size());
+  int64_t row = 0;  // logits row of the current sequence's first wanted row
+  for (int i = 0; i < plan.sequences_size(); ++i) {
+    const auto& s = plan.sequences(i);
+    auto* r = result->add_sequences();
+    r->set_seq_id(s.seq_id());
+    const int64_t n = s.tokens_size(), tail = TailRows(s);
+    const int64_t rows_here = all_rows ? n : tail;
+    if (s.return_logits() && all_rows) r->mutable_logits()->Add(out.logits.begin() + row * vocab, out.logits.begin() + (row + n) * vocab);
+    if (s.sample()) decisions[i] = Decide(s, out.logits.data() + (row + rows_here - tail) * vocab, r);
+    row += rows_here;
+  }
+  if (model_->config().has_mtp()) return RunMtp(plan, out, decisions, result);
+  return absl::OkStatus();
+}
+
+absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::ForwardOutput& out,
+                                      const std::vector<Decision>& decisions, shard::StepResult* result) {
+  const model::ModelConfig& c = model_->config();
+  const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
+  std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  std::vector<model::SequenceInput> batch;
+  std::vector<int> who;  // plan index of each batch entry
+  int64_t offset = 0;    // row of the sequence's first token in out.hidden
+  for (int i = 0; i < plan.sequences_size(); ++i) {
+    const auto& s = plan.sequences(i);
+    const int64_t start = s.start_position(), n = s.tokens_size();
+    const int64_t base = offset;
+    offset += n;
+    if (!s.use_mtp()) continue;
+    SequenceState& st = states_[s.seq_id()];
+    // Valid main positions this step: the whole chunk, or (verification) the last token and the
+    // accepted drafts. t[pos] for those, plus the sampled token right after them.
+    const int64_t n_valid = s.sample() ? 1 + decisions[i].accepted : n;
+    auto token_at = [&](int64_t pos) -> int32_t {
+      const int64_t k = pos - start;
+      if (k < n_valid) return s.tokens(static_cast<int>(k));
+      return decisions[i].tokens.back();
+    };
+    // MTP row j = (t[j+1], h[j]), for j from the pending row (if it is start-1) to the last row
+    // whose next token is known.
+    const int64_t first = (st.pending_row == start - 1 && start > 0) ? start - 1 : start;
+    const int64_t last = s.sample() ? start + n_valid - 1 : start + n - 2;
+    model::SequenceInput in;
+    for (int64_t j = first; j <= last; ++j) {
+      in.tokens.push_back(token_at(j + 1));
+      if (j == start - 1) {
+        in.prev_hidden.insert(in.prev_hidden.end(), st.pending_hidden.begin(), st.pending_hidden.end());
+      } else {
+        const float* h = out.hidden.data() + (base + j - start) * hidden;
+        in.prev_hidden.insert(in.prev_hidden.end(), h, h + hidden);
+      }
+    }
+    if (s.sample()) {
+      st.pending_row = -1;
+    } else {
+      st.pending_row = start + n - 1;
+      st.pending_hidden.assign(out.hidden.begin() + (base + n - 1) * hidden, out.hidden.begin() + (base + n) * hidden);
+    }
+    st.q.clear();
+    if (in.tokens.empty()) continue;
+    caches.push_back(std::make_unique<kv_cache::KvCache>(
+        pool_, std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), first));
+    in.cache = caches.back().get();
+    batch.push_back(std::move(in));
+    who.push_back(i);
+  }
+  if (batch.empty()) return absl::OkStatus();
+  auto mtp = model_->ForwardMtp(batch, model::LogitRows::kLast);
+  if (!mtp.ok()) return mtp.status();
+  // Drafts: the last row of each sampled sequence proposes d1; chaining on the MTP's own hidden
+  // state proposes the rest (those cache rows are overwritten once the true tokens are known).
+  std::vector<int> drafting;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const auto& s = plan.sequences(who[b]);
+    if (s.sample() && s.mtp_drafts() > 0) drafting.push_back(static_cast<int>(b));
+  }
+  std::vector<float> logits = std::move(mtp->logits), hid = std::move(mtp->hidden);
+  std::vector<int64_t> last_row(batch.size());
+  {
+    int64_t r = 0;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      r += static_cast<int64_t>(batch[b].tokens.size());
+      last_row[b] = r - 1;  // in `hid`
+    }
+  }
+  int max_k = 0;
+  for (int b : drafting) max_k = std::max(max_k, plan.sequences(who[b]).mtp_drafts());
+  std::vector<std::vector<int32_t>> drafts(batch.size());
+  std::vector<int> active = drafting;
+  for (int k = 0; k < max_k && !active.empty(); ++k) {
+    std::vector<model::SequenceInput> next_batch;
+    std::vector<int> next_active;
+    for (size_t a = 0; a < active.size(); ++a) {
+      const int b = active[a];
+      const auto& s = plan.sequences(who[b]);
+      // kLast rows: one per batch entry on the first pass, one per chained entry afterwards.
+      const float* l = logits.data() + (k == 0 ? b : static_cast<int64_t>(a)) * vocab;
+      const SamplingParams p = ParamsOf(s);
+      std::vector<double> dist = SamplingDistribution(l, vocab, p, {});
+      int32_t d;
+      if (p.temperature <= 0.0f) {
+        d = ArgMax(l, vocab);
+      } else {
+        std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index() + k, 2);
+        d = DrawFrom(dist, rng);
+      }
+      drafts[b].push_back(d);
+      states_[s.seq_id()].q.push_back(std::move(dist));
+      const int64_t h_row = k == 0 ? last_row[b] : static_cast<int64_t>(a);
+      if (k + 1 < s.mtp_drafts()) {
+        // The chained row sits right after the previous one; it needs a block to live in.
+        const int64_t pos = batch[b].cache->length();
+        if ((pos + 1 + pool_->block_size() - 1) / pool_->block_size() > s.block_table_size()) continue;
+        model::SequenceInput in;
+        in.cache = batch[b].cache;
+        in.tokens = {d};
+        in.prev_hidden.assign(hid.begin() + h_row * hidden, hid.begin() + (h_row + 1) * hidden);
+        next_batch.push_back(std::move(in));
+        next_active.push_back(b);
+      }
+    }
+    if (next_batch.empty()) break;
+    auto chained = model_->ForwardMtp(next_batch, model::LogitRows::kLast);
+    if (!chained.ok()) return chained.status();
+    logits = std::move(chained->logits);
+    hid = std::move(chained->hidden);
+    active = std::move(next_active);
+  }
+  for (size_t b = 0; b < batch.size(); ++b) {
+    if (drafts[b].empty()) continue;
+    auto* r = result->mutable_sequences(who[b]);
+    r->mutable_drafts()->Add(drafts[b].begin(), drafts[b].end());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace glm::runtime

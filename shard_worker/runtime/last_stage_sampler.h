@@ -1,0 +1,53 @@
+// What the last pipeline stage does after its forward: sample each sequence's next token (or
+// verify its draft tokens and sample one more), report log-probabilities, and — for requests
+// speculating with the MTP head — keep the MTP layer's cache rows up to date and propose the
+// next step's drafts. Every rank of the last stage runs it on identical inputs (the logits are
+// gathered over the stage and the generators are seeded per request and token), so the ranks
+// agree without exchanging decisions; only tp rank 0 reports.
+#ifndef GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
+#define GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
+
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "protos/shard.pb.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
+#include "shard_worker/model/glm5_model.h"
+
+namespace glm::runtime {
+
+class LastStageSampler {
+ public:
+  LastStageSampler(const model::Glm5Model* model, kv_cache::KvBlockPool* pool) : model_(model), pool_(pool) {}
+
+  // How many logit rows each sequence of `plan` needs (its drafts + 1), for LogitRows::kTail.
+  static int32_t TailRows(const shard::SequenceStep& s) { return s.num_drafts() + 1; }
+
+  // `out` holds the step's forward (logits of the tail rows, or of every row when `all_rows`).
+  absl::Status Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
+                       shard::StepResult* result);
+  void Forget(uint64_t seq_id) { states_.erase(seq_id); }
+
+ private:
+  struct SequenceState {
+    int64_t pending_row = -1;           // MTP row whose next token was unknown (end of a prefill chunk)
+    std::vector<float> pending_hidden;  // its main-model hidden state [hidden]
+    std::vector<std::vector<double>> q; // draft distributions of the drafts proposed last step
+  };
+  struct Decision {
+    int accepted = 0;
+    std::vector<int32_t> tokens;  // accepted drafts then the new token
+  };
+  Decision Decide(const shard::SequenceStep& s, const float* tail_logits, shard::SequenceResult* r);
+  absl::Status RunMtp(const shard::StepPlan& plan, const model::ForwardOutput& out,
+                      const std::vector<Decision>& decisions, shard::StepResult* result);
+
+  const model::Glm5Model* model_;
+  kv_cache::KvBlockPool* pool_;
+  std::unordered_map<uint64_t, SequenceState> states_;
+};
+
+}  // namespace glm::runtime
+
+#endif  // GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
