@@ -69,7 +69,10 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
     std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores;
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / groups, h0 = (job % groups) * kHeadsPerJob;
+      // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
+      // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
+      const int64_t u = job / groups, t = u % 2 == 0 ? u / 2 : T - 1 - u / 2;
+      const int64_t h0 = (job % groups) * kHeadsPerJob;
       const int64_t nh = std::min(kHeadsPerJob, heads - h0), pos = token_pos[t];
       const kv_cache::KvCache* cache = spans[token_span[t]].cache;
       const std::vector<int32_t>& sel = (*selection)[t];

@@ -22,16 +22,36 @@ MoeLayer::MoeLayer(const model::ModelConfig& config, kernels::ThreadPool* pool)
 void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out,
                        MoeStats* stats) const {
   const int64_t hidden = config_.hidden_size, E = config_.n_routed_experts, k = config_.num_experts_per_tok;
-  // Router logits in f32 [T, E]; the router is small, so one pass per token.
+  // Router logits in f32 [T, E]. Each logit is one double sum in column order (the router decides
+  // discrete choices: keep its logits accurate); tokens are spread over the pool and kExperts
+  // experts run as independent chains (prefill would otherwise wait on add latency) — neither
+  // changes any logit's arithmetic.
   std::vector<float> logits(T * E);
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t e = 0; e < E; ++e) {
+  auto route_logits = [&](int64_t t_begin, int64_t t_end) {
+    constexpr int64_t kExperts = 8;
+    for (int64_t t = t_begin; t < t_end; ++t) {
       const float* xr = x + t * hidden;
-      const float* wr = w.router.data() + e * hidden;
-      double acc = 0.0;  // the router decides discrete choices: keep its logits accurate
-      for (int64_t c = 0; c < hidden; ++c) acc += static_cast<double>(xr[c]) * wr[c];
-      logits[t * E + e] = static_cast<float>(acc);
+      for (int64_t e0 = 0; e0 < E; e0 += kExperts) {
+        const int64_t ne = std::min(kExperts, E - e0);
+        double acc[kExperts] = {};
+        const float* wr = w.router.data() + e0 * hidden;
+        if (ne == kExperts) {
+          for (int64_t c = 0; c < hidden; ++c) {
+            const double xc = xr[c];
+            for (int64_t j = 0; j < kExperts; ++j) acc[j] += xc * wr[j * hidden + c];
+          }
+        } else {
+          for (int64_t j = 0; j < ne; ++j)
+            for (int64_t c = 0; c < hidden; ++c) acc[j] += static_cast<double>(xr[c]) * wr[j * hidden + c];
+        }
+        for (int64_t j = 0; j < ne; ++j) logits[t * E + e0 + j] = static_cast<float>(acc[j]);
+      }
     }
+  };
+  if (pool_ != nullptr)
+    pool_->ParallelFor(T, route_logits);
+  else
+    route_logits(0, T);
   std::vector<Routing> routes(T);
   std::vector<std::vector<int64_t>> tokens_of(E);  // expert -> batch rows, ascending
   for (int64_t t = 0; t < T; ++t) {
