@@ -1,0 +1,207 @@
+// prefill_bench: prefill is compute-bound, so it is measured against the machine's own GEMM rate.
+//   (a) peak: the prefill GEMM kernel family (kernels::MatMul at n_tokens > 8) on a large
+//       square-ish BF16 GEMM (default 2048 tokens × 4096×4096), GFLOP/s, best of --reps before
+//       and after the model runs;
+//   (b) model: Glm5Model::Forward over a --prompt-token prompt in --chunk-token chunks
+//       (LogitRows::kLast), tokens/s, best of --reps, and the achieved model FLOP/s — 2 · params
+//       touched · tokens for every projection (attention, indexer keys, dense MLP, router,
+//       active + shared experts, one lm_head row per chunk) plus the attention core as executed
+//       (absorbed MLA over the latent cache: q·W_uk, scores over rank + rope dims, the weighted
+//       latent sum, ·W_uv) — as a fraction of (a). The bar is >= 0.5.
+//
+//   build/bin/prefill_bench --model /tmp/models/bench [--threads N] [--prompt 2048] [--chunk 2048]
+//                           [--reps 2] [--gemm-tokens 2048 --gemm-rows 4096 --gemm-cols 4096]
+//                           [--json]
+// Numbers on a shared machine are noisy: best-of reps is reported.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "shard_worker/kernels/dtype.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/dashed_flags.h"
+
+ABSL_FLAG(std::string, model, "/tmp/models/bench", "model directory (glmctl synth --preset bench)");
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(int32_t, prompt, 2048, "prompt tokens");
+ABSL_FLAG(int32_t, chunk, 2048, "prefill chunk (tokens per Forward)");
+ABSL_FLAG(int32_t, reps, 2, "repetitions of each measurement (best is reported)");
+ABSL_FLAG(int32_t, gemm_tokens, 2048, "peak GEMM: tokens");
+ABSL_FLAG(int32_t, gemm_rows, 4096, "peak GEMM: weight rows");
+ABSL_FLAG(int32_t, gemm_cols, 4096, "peak GEMM: weight columns");
+ABSL_FLAG(bool, skip_model, false, "only the peak GEMM");
+ABSL_FLAG(bool, json, false, "print one JSON object");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using glm::kernels::DType;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "prefill_bench: %s\n", msg.c_str());
+  return 1;
+}
+
+// Best GFLOP/s of y = x · Wᵀ with BF16 W [rows, cols] (normal, subnormal-free values).
+double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps,
+                      glm::kernels::ThreadPool* pool) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<uint16_t> wdata(rows * cols);
+  for (auto& v : wdata) v = glm::kernels::F32ToBf16(normal(rng) + 1e-3f);
+  std::vector<float> x(tokens * cols), y(tokens * rows);
+  for (auto& v : x) v = normal(rng) * 50.0f;
+  glm::kernels::WeightView w;
+  w.dtype = DType::kBF16;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = wdata.data();
+  glm::kernels::MatMul(x.data(), std::min<int64_t>(tokens, 64), w, y.data(), pool);  // warm-up
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    auto t0 = Clock::now();
+    glm::kernels::MatMul(x.data(), tokens, w, y.data(), pool);
+    best = std::min(best, Seconds(Clock::now() - t0));
+  }
+  return 2.0 * tokens * rows * cols / best / 1e9;
+}
+
+// FLOPs of prefilling `prompt` tokens in chunks of `chunk` (see the file comment).
+struct ModelFlops {
+  double projections = 0, attention = 0;
+};
+ModelFlops CountFlops(const glm::model::ModelConfig& c, int64_t prompt, int64_t chunk) {
+  const double H = c.hidden_size, heads = c.num_attention_heads, rank = c.kv_lora_rank;
+  const double rope = c.qk_rope_head_dim, nope = c.qk_nope_head_dim, vd = c.v_head_dim;
+  double per_token = 0;  // projection parameters touched per token
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    per_token += c.q_lora_rank * H + heads * c.qk_head_dim() * c.q_lora_rank +
+                 (rank + rope) * H + H * heads * vd;
+    if (c.indexer_kind(l) == glm::model::IndexerKind::kFull)
+      per_token += c.index_head_dim * H;  // keys (queries only past index_topk: counted below)
+    if (c.mlp_kind(l) == glm::model::MlpKind::kDense)
+      per_token += 3 * H * c.intermediate_size;
+    else
+      per_token += c.n_routed_experts * H +
+                   (c.num_experts_per_tok + c.n_shared_experts) * 3 * H * c.moe_intermediate_size;
+  }
+  ModelFlops f;
+  f.projections = 2 * per_token * prompt;
+  const int64_t n_chunks = (prompt + chunk - 1) / chunk;
+  f.projections += 2.0 * c.vocab_size * H * n_chunks;  // lm_head, last row of each chunk
+  double keys = 0;  // Σ over tokens of keys attended (dense below index_topk)
+  for (int64_t p = 0; p < prompt; ++p) keys += std::min<int64_t>(p + 1, c.index_topk);
+  f.attention = c.num_hidden_layers *
+                (2 * heads * prompt * (nope * rank + vd * rank) +  // q·W_uk, o_lat·W_uv
+                 2 * heads * keys * (2 * rank + rope));            // scores + weighted latent sum
+  // Indexer queries/scores for tokens past index_topk on full layers.
+  int64_t sparse = std::max<int64_t>(0, prompt - c.index_topk), full = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    full += c.indexer_kind(l) == glm::model::IndexerKind::kFull;
+  if (sparse > 0) {
+    double skeys = 0;
+    for (int64_t p = c.index_topk; p < prompt; ++p) skeys += p + 1;
+    f.attention += full * (2.0 * sparse * (c.index_n_heads * c.index_head_dim * c.q_lora_rank +
+                                           c.index_n_heads * H) +
+                           2.0 * skeys * c.index_n_heads * c.index_head_dim);
+  }
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
+  const int64_t prompt = std::max(1, absl::GetFlag(FLAGS_prompt));
+  const int64_t chunk = std::max(1, absl::GetFlag(FLAGS_chunk));
+  glm::kernels::ThreadPool pool(threads);
+
+  const int64_t gt = absl::GetFlag(FLAGS_gemm_tokens), gr = absl::GetFlag(FLAGS_gemm_rows),
+                gc = absl::GetFlag(FLAGS_gemm_cols);
+  double peak = PeakGemmGflops(gt, gr, gc, reps, &pool);
+
+  double best_s = 0, load_s = 0;
+  ModelFlops flops;
+  if (!absl::GetFlag(FLAGS_skip_model)) {
+    auto t0 = Clock::now();
+    auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
+    if (!ckpt.ok()) return Fail(std::string(ckpt.status().message()));
+    auto weights = glm::model::ModelWeights::Load(**ckpt, glm::model::LoadOptions());
+    if (!weights.ok()) return Fail(std::string(weights.status().message()));
+    auto model = glm::model::Glm5Model::Create(
+        std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
+    if (!model.ok()) return Fail(std::string(model.status().message()));
+    load_s = Seconds(Clock::now() - t0);
+    const auto& config = (*model)->config();
+    if (prompt > config.max_position_embeddings) return Fail("--prompt exceeds the model's context");
+    flops = CountFlops(config, prompt, chunk);
+    std::vector<int32_t> tokens(prompt);
+    for (int64_t i = 0; i < prompt; ++i)
+      tokens[i] = static_cast<int32_t>((i * 104729 + 7919) % config.vocab_size);
+    for (int r = 0; r < reps; ++r) {
+      auto cache = (*model)->NewCache();
+      auto t1 = Clock::now();
+      for (int64_t p = 0; p < prompt; p += chunk) {
+        std::vector<glm::model::SequenceInput> in(1);
+        in[0].cache = cache.get();
+        in[0].tokens.assign(tokens.begin() + p, tokens.begin() + std::min(prompt, p + chunk));
+        auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
+        if (!out.ok()) return Fail(std::string(out.status().message()));
+      }
+      const double s = Seconds(Clock::now() - t1);
+      best_s = r == 0 ? s : std::min(best_s, s);
+    }
+  }
+
+  // Once more after the model: on a shared machine either pass may be disturbed.
+  if (best_s > 0) peak = std::max(peak, PeakGemmGflops(gt, gr, gc, reps, &pool));
+  const double total = flops.projections + flops.attention;
+  const double model_gflops = best_s > 0 ? total / best_s / 1e9 : 0;
+  const double tok_s = best_s > 0 ? prompt / best_s : 0;
+  const double ratio = peak > 0 ? model_gflops / peak : 0;
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf(
+        "{\"path\":\"%s\",\"threads\":%d,\"reps\":%d,\"gemm\":{\"tokens\":%lld,\"rows\":%lld,"
+        "\"cols\":%lld,\"dtype\":\"bf16\",\"gflops\":%.1f},\"prefill\":{\"prompt\":%lld,"
+        "\"chunk\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"projection_gflop\":%.2f,"
+        "\"attention_gflop\":%.2f,\"gflops\":%.1f,\"ratio_to_peak\":%.3f,\"load_s\":%.2f}}\n",
+        glm::kernels::MatMulPathName().c_str(), threads, reps, static_cast<long long>(gt),
+        static_cast<long long>(gr), static_cast<long long>(gc), peak,
+        static_cast<long long>(prompt), static_cast<long long>(chunk), best_s, tok_s,
+        flops.projections / 1e9, flops.attention / 1e9, model_gflops, ratio, load_s);
+    return 0;
+  }
+  std::printf("matmul path %s, %d threads, best of %d\n", glm::kernels::MatMulPathName().c_str(),
+              threads, reps);
+  std::printf("%-44s %12s\n", "measurement", "value");
+  std::printf("%-44s %12.1f\n",
+              ("peak GEMM GFLOP/s (bf16 " + std::to_string(gt) + " x " + std::to_string(gr) +
+               "x" + std::to_string(gc) + ")").c_str(),
+              peak);
+  if (best_s > 0) {
+    std::printf("%-44s %12.3f\n", ("prefill seconds (" + std::to_string(prompt) + " tokens, chunk " +
+                                   std::to_string(chunk) + ")").c_str(), best_s);
+    std::printf("%-44s %12.1f\n", "prefill tokens/s", tok_s);
+    std::printf("%-44s %12.1f\n", "model GFLOP: projections", flops.projections / 1e9);
+    std::printf("%-44s %12.1f\n", "model GFLOP: attention core (absorbed MLA)", flops.attention / 1e9);
+    std::printf("%-44s %12.1f\n", "model GFLOP/s achieved", model_gflops);
+    std::printf("%-44s %12.3f %s\n", "ratio to peak GEMM (bar >= 0.5)", ratio,
+                ratio >= 0.5 ? "ok" : "BELOW");
+  }
+  return 0;
+}
