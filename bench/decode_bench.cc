@@ -2,7 +2,7 @@
 // token reads, and the ratio of the achieved weight bandwidth to a read-bandwidth probe measured
 // in the same run (decode is bandwidth-bound: that ratio says how good the kernels are).
 //
-//   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32] [--batch B]
+//   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
 //                          [--steps S] [--context C] [--json]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
 #include <algorithm>
@@ -20,13 +20,15 @@
 #include "bench/bandwidth_probe.h"
 #include "bench/baseline_store.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
 
 ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
-ABSL_FLAG(std::string, weight_dtype, "stored", "stored | bf16 | f32 (converted at load)");
+ABSL_FLAG(std::string, weight_dtype, "stored",
+          "stored | bf16 | f32 | int8 | int8-row | int4 | int{8,4}-g<N> (converted at load)");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
@@ -57,7 +59,9 @@ int main(int argc, char** argv) {
   glm::model::LoadOptions load;
   if (dtype_name == "bf16") load.matrix_dtype = glm::kernels::DType::kBF16;
   else if (dtype_name == "f32") load.matrix_dtype = glm::kernels::DType::kF32;
-  else if (dtype_name != "stored") return Fail("--weight-dtype must be stored, bf16 or f32");
+  else if (glm::kernels::DType q; glm::kernels::ParseQuantFormatName(dtype_name, &q, &load.matrix_group_size))
+    load.matrix_dtype = q;
+  else if (dtype_name != "stored") return Fail("--weight-dtype must be stored, bf16, f32, int8, int8-row, int4 or int{8,4}-g<N>");
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 

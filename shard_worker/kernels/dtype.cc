@@ -10,6 +10,8 @@ std::string_view DTypeName(DType t) {
     case DType::kF32: return "F32";
     case DType::kBF16: return "BF16";
     case DType::kF8E4M3: return "F8_E4M3";
+    case DType::kI8: return "I8";
+    case DType::kI4: return "I4";
   }
   return "?";
 }

@@ -12,12 +12,27 @@ enum class DType : uint8_t {
   kF32,
   kBF16,
   kF8E4M3,  // OCP "e4m3fn": no infinities, 0x7f/0xff are NaN; block-scaled in checkpoints
+  // Quantised at load (never in checkpoints), symmetric, one f32 scale per group of columns of a
+  // row (WeightView::group_scales; layouts in weight_view.h and quantize.h):
+  kI8,  // int8 q in [-127, 127], value q · scale
+  kI4,  // int4 q in [-8, 7] stored as q + 8, two per byte, value q · scale
 };
 
-// Bytes per element.
+inline constexpr int kNumDTypes = 5;
+
+// Bytes per element; kI4 (half a byte) reports 1: size rows with DTypeRowBytes instead.
 inline constexpr int64_t DTypeSize(DType t) {
   return t == DType::kF32 ? 4 : (t == DType::kBF16 ? 2 : 1);
 }
+
+// Bytes of one stored row of `cols` elements. kI4 rows are whole 32-column blocks of 16 bytes
+// (the last one zero-point padded), so every row starts on a 16-byte boundary of the block grid.
+inline constexpr int64_t DTypeRowBytes(DType t, int64_t cols) {
+  return t == DType::kI4 ? (cols + 31) / 32 * 16 : cols * DTypeSize(t);
+}
+
+// kI8 and kI4: weights with per-row group scales.
+inline constexpr bool IsGroupQuantized(DType t) { return t == DType::kI8 || t == DType::kI4; }
 
 std::string_view DTypeName(DType t);
 

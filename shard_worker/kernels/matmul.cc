@@ -30,7 +30,7 @@ void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const Wei
                    float* y, int64_t y_stride, ThreadPool* pool) {
   MatMulRowsFn fn = BestMatMulRows();
   // Grain: enough rows that a task reads at least ~16 KiB of weights.
-  int64_t row_bytes = std::max<int64_t>(1, w.cols * DTypeSize(w.dtype));
+  int64_t row_bytes = std::max<int64_t>(1, w.row_bytes());
   int64_t grain = std::max<int64_t>(4, (16 * 1024) / row_bytes);
   if (pool == nullptr || pool->size() == 1 || w.rows <= grain) {
     fn(x, n_tokens, x_stride, w, 0, w.rows, y, y_stride);

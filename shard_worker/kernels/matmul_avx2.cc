@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "shard_worker/kernels/gemm_avx2.h"
+#include "shard_worker/kernels/matmul_quant_avx2.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 
 // All kernels have internal linkage and use no std templates, so no AVX2 code can be merged
@@ -184,6 +185,8 @@ bool CpuSupportsAvx2MatMul() {
 
 void MatMulRowsAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                     int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  if (IsGroupQuantized(w.dtype))
+    return MatMulRowsQuantAvx2(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
   static const SimdKernelSet kernels = MakeKernelSet();
   RunSimdMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
 }

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "shard_worker/kernels/gemm_avx512.h"
+#include "shard_worker/kernels/matmul_quant_avx512.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 
 // Everything below that touches zmm registers carries this target; nothing here is templated on
@@ -217,6 +218,8 @@ bool CpuSupportsAvx512MatMul() {
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  if (IsGroupQuantized(w.dtype))
+    return MatMulRowsQuantAvx512(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
   static const SimdKernelSet kernels = MakeKernelSet();
   RunSimdMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
 }

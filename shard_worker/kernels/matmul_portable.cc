@@ -26,6 +26,10 @@ void ConvertRow(const WeightView& w, int64_t r, float* out) {
       for (int64_t c = 0; c < cols; ++c) out[c] = table[src[c]] * scales[c / w.block_cols];
       break;
     }
+    case DType::kI8:
+    case DType::kI4:  // exact q · scale, as the reference decodes it
+      for (int64_t c = 0; c < cols; ++c) out[c] = w.At(r, c);
+      break;
   }
 }
 

@@ -12,6 +12,20 @@ float WeightView::At(int64_t r, int64_t c) const {
       float scale = block_scales[(global_row / block_rows) * scale_cols + c / block_cols];
       return Fp8E4M3ToF32(static_cast<const uint8_t*>(data)[i]) * scale;
     }
+    case DType::kI8:
+    case DType::kI4: {
+      const int64_t g = group_size <= 0 || group_size >= cols ? 0 : c / group_size;
+      const float scale = group_scales[r * groups_per_row() + g];
+      const uint8_t* row = static_cast<const uint8_t*>(data) + r * row_bytes();
+      int q;
+      if (dtype == DType::kI8) {
+        q = static_cast<int8_t>(row[c]);
+      } else {
+        const uint8_t byte = row[c / 32 * 16 + c % 16];
+        q = ((c % 32) < 16 ? (byte & 0xf) : (byte >> 4)) - 8;
+      }
+      return static_cast<float>(q) * scale;
+    }
   }
   return 0.0f;
 }
@@ -19,7 +33,8 @@ float WeightView::At(int64_t r, int64_t c) const {
 WeightView WeightView::Rows(int64_t begin, int64_t end) const {
   WeightView v = *this;
   v.rows = end - begin;
-  v.data = static_cast<const uint8_t*>(data) + begin * cols * DTypeSize(dtype);
+  v.data = static_cast<const uint8_t*>(data) + begin * row_bytes();
+  if (group_scales != nullptr) v.group_scales = group_scales + begin * groups_per_row();
   v.row_offset = row_offset + begin;
   return v;
 }

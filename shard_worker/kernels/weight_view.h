@@ -8,9 +8,14 @@
 
 namespace glm::kernels {
 
-// Row-major [rows, cols]; element (r, c) is at data + (r * cols + c) * DTypeSize(dtype).
-// For kF8E4M3 the real value is fp8(r, c) * block_scales[(r / block_rows) * scale_cols +
+// Row-major [rows, cols]; row r starts at data + r * row_bytes() (r * cols * DTypeSize(dtype)
+// for every format but kI4). For kF8E4M3 the real value is fp8(r, c) * block_scales[(r / block_rows) * scale_cols +
 // c / block_cols] (the checkpoint's `weight_scale_inv`, already a multiplier despite its name).
+// For kI8 / kI4 the real value is q(r, c) * group_scales[r * groups_per_row() + c / group_size]
+// (groups of `group_size` consecutive columns; group_size >= cols means one scale per row). kI8
+// stores q as int8 at byte c of the row. kI4 stores 32-column blocks of 16 bytes: byte j of block
+// b holds column 32b + j in its low nibble and column 32b + 16 + j in its high nibble, as q + 8 —
+// the order in which a zero-extending byte→dword load and a 4-bit shift give the columns.
 // The view does not own memory; the owner (model/weight store) outlives every use.
 struct WeightView {
   DType dtype = DType::kF32;
@@ -21,8 +26,18 @@ struct WeightView {
   int64_t block_rows = 128;
   int64_t block_cols = 128;
   int64_t scale_cols = 0;  // ceil(cols / block_cols)
+  const float* group_scales = nullptr;  // kI8 / kI4 only: [rows, groups_per_row()]
+  int64_t group_size = 0;               // kI8 / kI4 only: columns per scale
 
-  int64_t bytes() const { return rows * cols * DTypeSize(dtype); }
+  int64_t row_bytes() const { return DTypeRowBytes(dtype, cols); }
+  int64_t groups_per_row() const {
+    return group_size <= 0 || group_size >= cols ? 1 : (cols + group_size - 1) / group_size;
+  }
+  // Bytes a full pass reads: the elements, plus the group scales of kI8 / kI4.
+  int64_t bytes() const {
+    return rows * row_bytes() +
+           (IsGroupQuantized(dtype) ? rows * groups_per_row() * int64_t{sizeof(float)} : 0);
+  }
   // Value of one element as float (slow path, for tests and reference code).
   float At(int64_t r, int64_t c) const;
   // A view of rows [begin, end) (block scales stay aligned because offsets are kept in rows).

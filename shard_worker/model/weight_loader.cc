@@ -8,8 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
-#include <cstdlib>
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/model/checkpoint_layout.h"
@@ -94,12 +92,11 @@ class WeightLoader {
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
     const size_t buffers_before = out_->buffers_.size();
-    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_) && !TmpSkip(name)) {
+    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
       auto stored = StoredMatrix(name);
       if (!stored.ok()) return stored;
       return Quantized(name, *stored, buffers_before);
     }
-    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) return StoredMatrix(name);
     auto stored = StoredMatrix(name);
     if (!stored.ok() || !convert_to_ || *convert_to_ == stored->dtype) return stored;
     const WeightView& src = *stored;
@@ -174,10 +171,6 @@ class WeightLoader {
     if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
     if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
       return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
-    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_) && TmpSkip(name)) {
-      const auto target = convert_to_; convert_to_ = kernels::DType::kBF16;
-      auto r = SlicedMatrix(name, rb, re, cb, ce); convert_to_ = target; return r;
-    }
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
       // Slice in f32 (exact), then quantise the slice: its groups start at the slice's column 0.
       const size_t buffers_before = out_->buffers_.size();
@@ -310,12 +303,6 @@ class WeightLoader {
     else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
     else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
     return sign ? -v : v;
-  }
-  static bool TmpSkip(const std::string& name) {
-    const char* e = getenv("GLM_TMP_SKIP");
-    if (!e) return false;
-    for (absl::string_view part : absl::StrSplit(e, ',')) if (!part.empty() && absl::StrContains(name, part)) return true;
-    return false;
   }
   // `src` (any format) re-quantised to *convert_to_; the buffers kept since `buffers_before` (the
   // source's) are released.

@@ -1,0 +1,19 @@
+// AVX2 + FMA matmul for group-quantised weights (kI8, kI4), reached through MatMulRowsAvx2.
+// Accumulation layout, fixed by cols, dtype and group size alone: one 8-lane f32 accumulator per
+// (row, token); per 32-column chunk, four FMAs in column order (columns 0..7, 8..15, 16..23,
+// 24..31), each vector decoded to q · scale exactly; the last partial chunk is zero-padded, then
+// the lanes are reduced 8→4→2→1.
+#ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX2_H_
+#define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX2_H_
+
+#include "shard_worker/kernels/matmul.h"
+
+namespace glm::kernels {
+
+// Requires CpuSupportsAvx2MatMul(); w.dtype must be kI8 or kI4.
+void MatMulRowsQuantAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                         int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX2_H_

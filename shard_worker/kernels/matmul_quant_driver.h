@@ -1,0 +1,50 @@
+// The ISA-independent half of the group-quantised (kI8 / kI4) SIMD matmul paths
+// (matmul_quant_avx512.cc, matmul_quant_avx2.cc): pads the activations, walks the row range in
+// groups of R rows and the tokens in tiles of T, and calls the ISA's block kernels. Like
+// matmul_simd_driver (which serves F32 / BF16 / FP8), it never changes an output's arithmetic:
+//
+//   for a given (cols, dtype, group_size, ISA) every y[t][r] is Σ over lanes of one fixed
+//   accumulator layout (chunk columns per step, natural column order, zero padding at the end),
+//   reduced by one fixed tree — whatever R, T, the row range or the thread count.
+//
+// Each weight is decoded exactly to WeightView::At's value (q · scale, one rounding) and
+// multiplied with the f32 activation by FMA; there is no activation quantisation.
+#ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
+#define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
+
+#include <cstdint>
+
+#include "shard_worker/kernels/weight_view.h"
+
+namespace glm::kernels {
+
+// One block kernel: R consecutive weight rows × T tokens (both fixed by the kernel).
+//   w, row_bytes     first row's bytes; row i at w + i * row_bytes
+//   scales, sstride  first row's group scales; row i's at scales + i * sstride
+//   cols, group      real columns; columns per scale (>= cols: one group)
+//   xp, pitch        activations [T][pitch] f32, pitch = cols rounded up to the chunk, zero
+//                    beyond cols, natural column order, 64-byte aligned
+//   pf_bytes         software prefetch distance in the row stream (0 = none)
+//   y                y[t * y_stride + i] receives token t, row i of the group
+using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const float* scales,
+                              int64_t sstride, int64_t cols, int64_t group, const float* xp,
+                              int64_t pitch, int64_t pf_bytes, float* y, int64_t y_stride);
+
+inline constexpr int kQuantMaxTileTokens = 4;
+
+struct QuantKernelSet {
+  int chunk_cols[2] = {};  // [0] kI8, [1] kI4: columns per accumulation step (pitch unit)
+  int max_tile_tokens = kQuantMaxTileTokens;
+  int rows_per_group[2][kQuantMaxTileTokens + 1] = {};
+  QuantBlockFn grouped[2][kQuantMaxTileTokens + 1] = {};  // R = rows_per_group
+  QuantBlockFn single[2][kQuantMaxTileTokens + 1] = {};   // R = 1
+};
+
+// MatMulRowsFn semantics (see matmul.h) for w.dtype kI8 / kI4.
+void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
+                    const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
+                    int64_t y_stride);
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_

@@ -1,0 +1,47 @@
+// Group quantisation of weight rows to kI8 / kI4 (see weight_view.h for the layouts), done once
+// at load from f32 values (BF16 / FP8 checkpoints are dequantised first).
+//
+// Both formats are symmetric (no zero point): zero stays exact, a group costs one f32 scale, and
+// the kernels decode a value with one multiply (int8) or one FMA (int4: (n - 8)·s = fma(n, s,
+// -8s)), giving exactly WeightView::At's q · scale.
+//   kI8: scale = max|w| / 127, q = round(w / scale) in [-127, 127].
+//   kI4: q in [-8, 7]. A plain max|w| / 7 scale leaves code -8 unused; instead a few candidate
+//        scales are tried per group — the max-magnitude value mapped to -8 (llama.cpp Q4_0) or
+//        to ±7, and steps between — and the one with the least squared error is kept.
+#ifndef GLM_SHARD_WORKER_KERNELS_QUANTIZE_H_
+#define GLM_SHARD_WORKER_KERNELS_QUANTIZE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "shard_worker/kernels/dtype.h"
+
+namespace glm::kernels {
+
+// Default columns per scale: int8 128 (3% scale overhead, the FP8 block width), int4 32.
+inline constexpr int64_t kDefaultI8GroupSize = 128;
+inline constexpr int64_t kDefaultI4GroupSize = 32;
+
+// Whether the SIMD kernels accept `group_size` for `dtype` (a multiple of 32;
+// any value >= cols, i.e. one group per row, is always accepted). Empty string = fine, else why.
+std::string CheckQuantGroupSize(DType dtype, int64_t group_size, int64_t cols);
+
+// Scales per row for `cols` columns in groups of `group_size` (>= cols: 1).
+inline int64_t QuantGroupsPerRow(int64_t cols, int64_t group_size) {
+  return group_size <= 0 || group_size >= cols ? 1 : (cols + group_size - 1) / group_size;
+}
+
+// Quantises one row src[cols] into out[DTypeRowBytes(dtype, cols)] and
+// scales[QuantGroupsPerRow(cols, group_size)].
+void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
+                 float* scales);
+
+// Command-line names of the quantised formats: "int8" (groups of 128), "int8-row" (one scale per
+// row), "int4" (groups of 32), and "int8-g<N>" / "int4-g<N>" for other group sizes. Sets
+// *group_size to -1 for "-row". False when `name` is none of these.
+bool ParseQuantFormatName(std::string_view name, DType* dtype, int64_t* group_size);
+
+}  // namespace glm::kernels
+
+#endif  // GLM_SHARD_WORKER_KERNELS_QUANTIZE_H_

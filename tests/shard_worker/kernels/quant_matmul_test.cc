@@ -1,0 +1,299 @@
+// Group-quantised weights (kI8, kI4): quantisation error bounds and layout, every matmul path
+// against MatMulRowsReference on awkward shapes (column tails inside and across groups, odd row
+// counts, 1..10 and 33 tokens, per-row and per-group scales), and the matmul.h contract — a
+// result is bit-identical whatever n_tokens, the row range, the thread count or a Rows() view.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/quantize.h"
+#include "shard_worker/kernels/thread_pool.h"
+
+namespace glm::kernels {
+namespace {
+
+struct QuantWeights {
+  std::vector<float> source;  // [rows, cols] the f32 values quantised
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  WeightView view;
+};
+
+// group_size -1: one scale per row.
+QuantWeights MakeQuant(DType dtype, int64_t rows, int64_t cols, int64_t group_size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  QuantWeights q;
+  q.source.resize(rows * cols);
+  for (float& v : q.source) v = normal(rng);
+  WeightView& w = q.view;
+  w.dtype = dtype;
+  w.rows = rows;
+  w.cols = cols;
+  w.group_size = group_size < 0 ? std::max<int64_t>(1, cols) : group_size;
+  q.data.assign(rows * w.row_bytes() + 1, 0xee);  // garbage padding must never matter
+  q.scales.assign(rows * w.groups_per_row() + 1, std::numeric_limits<float>::quiet_NaN());
+  for (int64_t r = 0; r < rows; ++r)
+    QuantizeRow(dtype, q.source.data() + r * cols, cols, w.group_size,
+                q.data.data() + r * w.row_bytes(), q.scales.data() + r * w.groups_per_row());
+  w.data = q.data.data();
+  w.group_scales = q.scales.data();
+  return q;
+}
+
+std::vector<float> RandomActivations(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+bool BitEqual(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+std::vector<float> RunAll(MatMulRowsFn fn, const std::vector<float>& x, int64_t n_tokens,
+                          const WeightView& w) {
+  std::vector<float> y(n_tokens * w.rows, std::numeric_limits<float>::quiet_NaN());
+  fn(x.data(), n_tokens, w.cols, w, 0, w.rows, y.data(), w.rows);
+  return y;
+}
+
+// |simd - reference| <= 1e-5 · Σ|x·w| + 1e-7 (f32 reordering only: both decode the same weights).
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want,
+                 const std::vector<float>& x, int64_t n_tokens, const WeightView& w,
+                 const std::string& what) {
+  int failures = 0;
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      double mag = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) mag += std::fabs(double{x[t * w.cols + c]} * w.At(r, c));
+      const int64_t i = t * w.rows + r;
+      if (!(std::fabs(double{got[i]} - want[i]) <= 1e-5 * mag + 1e-7) && ++failures <= 3)
+        ADD_FAILURE() << what << " t=" << t << " r=" << r << " got " << got[i] << " want " << want[i];
+    }
+}
+
+std::string Name(DType d, int64_t rows, int64_t cols, int64_t group) {
+  return std::string(DTypeName(d)) + " " + std::to_string(rows) + "x" + std::to_string(cols) +
+         " g" + std::to_string(group);
+}
+
+TEST(QuantizeTest, Int8ErrorWithinHalfStep) {
+  for (int64_t group : {32, 64, 128, -1}) {
+    QuantWeights q = MakeQuant(DType::kI8, 5, 300, group, 1);
+    const WeightView& w = q.view;
+    double err2 = 0.0, ref2 = 0.0;
+    for (int64_t r = 0; r < w.rows; ++r)
+      for (int64_t c = 0; c < w.cols; ++c) {
+        const int64_t g = group < 0 ? 0 : c / group;
+        const float s = q.scales[r * w.groups_per_row() + g];
+        const float src = q.source[r * w.cols + c];
+        // Half a step, or the clipping of a value beyond 127 steps (the scale may clip a little).
+        const float bound = std::max(0.5f * s, std::fabs(src) - 127 * s);
+        ASSERT_LE(std::fabs(src - w.At(r, c)), bound * (1 + 1e-5f) + 1e-12f) << "g" << group << " " << r << "," << c;
+        err2 += (src - w.At(r, c)) * double{src - w.At(r, c)};
+        ref2 += double{src} * src;
+      }
+    EXPECT_LT(std::sqrt(err2 / ref2), 0.01) << "group " << group;  // ~0.006 for gaussian weights
+  }
+}
+
+TEST(QuantizeTest, Int4ErrorBounded) {
+  for (int64_t group : {32, 64, -1}) {
+    QuantWeights q = MakeQuant(DType::kI4, 5, 300, group, 2);
+    const WeightView& w = q.view;
+    const int64_t g = group < 0 ? w.cols : group;
+    double err2 = 0.0, ref2 = 0.0;
+    for (int64_t r = 0; r < w.rows; ++r)
+      for (int64_t c0 = 0; c0 < w.cols; c0 += g) {
+        float amax = 0.0f;
+        for (int64_t c = c0; c < std::min(w.cols, c0 + g); ++c) amax = std::max(amax, std::fabs(q.source[r * w.cols + c]));
+        for (int64_t c = c0; c < std::min(w.cols, c0 + g); ++c) {
+          const float src = q.source[r * w.cols + c], got = w.At(r, c);
+          // Worst case: the value opposite the extreme clamped at +7 with scale max/8.
+          ASSERT_LE(std::fabs(src - got), amax / 8 * (1 + 1e-5f)) << "g" << group << " " << r << "," << c;
+          err2 += (src - got) * double{src - got};
+          ref2 += double{src} * src;
+        }
+      }
+    // ~0.08 (g32) to ~0.12 (a whole row) for gaussian weights.
+    EXPECT_LT(std::sqrt(err2 / ref2), group == 32 ? 0.1 : 0.15) << "group " << group;
+  }
+}
+
+TEST(QuantizeTest, Int4LayoutMatchesWeightView) {
+  // One row of 40 columns whose values are exactly q · 0.5 for q cycling -8..7: every code is
+  // hit and the stored nibbles must follow weight_view.h's layout.
+  std::vector<float> src(40);
+  for (int c = 0; c < 40; ++c) src[c] = 0.5f * static_cast<float>((c % 16) - 8);
+  src[0] = -4.0f;  // the extreme, -8 · 0.5
+  std::vector<uint8_t> data(DTypeRowBytes(DType::kI4, 40));
+  ASSERT_EQ(data.size(), 32u);
+  float scale = 0;
+  QuantizeRow(DType::kI4, src.data(), 40, 64, data.data(), &scale);
+  EXPECT_EQ(scale, 0.5f);
+  for (int c = 0; c < 40; ++c) {
+    const int nib = (c % 32) < 16 ? data[c / 32 * 16 + c % 16] & 0xf : data[c / 32 * 16 + c % 16] >> 4;
+    EXPECT_EQ(nib, (c % 16)) << "column " << c;
+  }
+  for (int c = 40; c < 64; ++c) {  // padding decodes to zero
+    const int nib = (c % 32) < 16 ? data[c / 32 * 16 + c % 16] & 0xf : data[c / 32 * 16 + c % 16] >> 4;
+    EXPECT_EQ(nib, 8) << "padding column " << c;
+  }
+  WeightView w;
+  w.dtype = DType::kI4;
+  w.rows = 1;
+  w.cols = 40;
+  w.data = data.data();
+  w.group_scales = &scale;
+  w.group_size = 64;
+  for (int c = 0; c < 40; ++c) EXPECT_EQ(w.At(0, c), src[c]) << "column " << c;
+}
+
+TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
+  std::vector<float> src(128, 0.0f);
+  src[100] = 1.0f;
+  for (DType d : {DType::kI8, DType::kI4}) {
+    std::vector<uint8_t> data(DTypeRowBytes(d, 128));
+    float scales[2];
+    QuantizeRow(d, src.data(), 128, 64, data.data(), scales);
+    EXPECT_EQ(scales[0], 0.0f);
+    WeightView w;
+    w.dtype = d;
+    w.rows = 1;
+    w.cols = 128;
+    w.data = data.data();
+    w.group_scales = scales;
+    w.group_size = 64;
+    for (int c = 0; c < 128; ++c) EXPECT_EQ(w.At(0, c), src[c]) << DTypeName(d) << " " << c;
+    EXPECT_EQ(w.bytes(), DTypeRowBytes(d, 128) + 8);
+  }
+}
+
+TEST(QuantizeTest, FormatNames) {
+  DType d;
+  int64_t g;
+  ASSERT_TRUE(ParseQuantFormatName("int8", &d, &g));
+  EXPECT_TRUE(d == DType::kI8 && g == kDefaultI8GroupSize);
+  ASSERT_TRUE(ParseQuantFormatName("int8-row", &d, &g));
+  EXPECT_EQ(g, -1);
+  ASSERT_TRUE(ParseQuantFormatName("int4-g64", &d, &g));
+  EXPECT_TRUE(d == DType::kI4 && g == 64);
+  EXPECT_FALSE(ParseQuantFormatName("int4-g", &d, &g));
+  EXPECT_FALSE(ParseQuantFormatName("int3", &d, &g));
+  EXPECT_FALSE(CheckQuantGroupSize(DType::kI8, 48, 1024).empty());
+  EXPECT_TRUE(CheckQuantGroupSize(DType::kI8, 48, 40).empty());  // one group per row
+  EXPECT_TRUE(CheckQuantGroupSize(DType::kI4, 96, 1024).empty());
+}
+
+class QuantMatMulPathTest : public testing::TestWithParam<std::string> {
+ protected:
+  MatMulRowsFn fn() const {
+    for (const auto& p : SupportedMatMulPaths())
+      if (p.name == GetParam()) return p.fn;
+    return nullptr;
+  }
+};
+
+std::vector<std::string> PathNames() {
+  std::vector<std::string> names;
+  for (const auto& p : SupportedMatMulPaths()) names.push_back(p.name);
+  return names;
+}
+
+struct Shape {
+  DType dtype;
+  int64_t group;
+  std::vector<int64_t> cols;
+};
+
+const Shape kShapes[] = {
+    {DType::kI8, 32, {1, 5, 31, 32, 33, 95, 200}},
+    {DType::kI8, 64, {1, 5, 63, 64, 65, 130, 200, 257}},
+    {DType::kI8, 128, {31, 127, 128, 129, 300, 1000}},
+    {DType::kI8, -1, {1, 33, 64, 100, 511}},
+    {DType::kI4, 32, {1, 7, 31, 32, 33, 95, 200, 257}},
+    {DType::kI4, 64, {63, 64, 65, 130, 300}},
+    {DType::kI4, -1, {1, 17, 96, 250}},
+};
+
+TEST_P(QuantMatMulPathTest, MatchesReference) {
+  MatMulRowsFn f = fn();
+  ASSERT_NE(f, nullptr);
+  uint32_t seed = 10;
+  for (const Shape& s : kShapes)
+    for (int64_t cols : s.cols)
+      for (int64_t rows : {1, 3, 9, 17}) {
+        QuantWeights q = MakeQuant(s.dtype, rows, cols, s.group, ++seed);
+        for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 33}) {
+          auto x = RandomActivations(n * cols, seed * 7 + n);
+          auto want = RunAll(&MatMulRowsReference, x, n, q.view);
+          auto got = RunAll(f, x, n, q.view);
+          ExpectClose(got, want, x, n, q.view, GetParam() + " " + Name(s.dtype, rows, cols, s.group) + " n=" + std::to_string(n));
+          if (HasFailure()) return;
+        }
+      }
+}
+
+// The contract: each token's output is the same alone or in a batch of any size, over any row
+// range, from any Rows() view, with any thread count.
+TEST_P(QuantMatMulPathTest, BatchInvariantBitForBit) {
+  MatMulRowsFn f = fn();
+  ASSERT_NE(f, nullptr);
+  ASSERT_TRUE(ForceMatMulPath(GetParam()));
+  for (DType d : {DType::kI8, DType::kI4})
+    for (int64_t cols : {100, 257, 1024})
+      for (int64_t group : {int64_t{-1}, int64_t{32}, int64_t{128}}) {
+        const int64_t rows = 37;
+        QuantWeights q = MakeQuant(d, rows, cols, group, static_cast<uint32_t>(cols + group));
+        const WeightView& w = q.view;
+        const std::string what = GetParam() + " " + Name(d, rows, cols, group);
+        const int64_t n_max = 33;
+        auto x = RandomActivations(n_max * cols, 5);
+        // Each token alone.
+        std::vector<float> alone(n_max * rows);
+        for (int64_t t = 0; t < n_max; ++t)
+          f(x.data() + t * cols, 1, cols, w, 0, rows, alone.data() + t * rows, rows);
+        for (int64_t n : {2, 3, 4, 5, 8, 9, 10, 33}) {
+          auto y = RunAll(f, x, n, w);
+          for (int64_t i = 0; i < n * rows; ++i)
+            ASSERT_TRUE(BitEqual(y[i], alone[i])) << what << " n=" << n << " i=" << i;
+        }
+        // Odd row ranges and Rows() views.
+        std::vector<float> pieces(3 * rows), views(3 * rows);
+        for (int64_t b = 0; b < rows;) {
+          const int64_t e = std::min(rows, b + 1 + (b * 7) % 6);
+          f(x.data(), 3, cols, w, b, e, pieces.data(), rows);
+          WeightView sub = w.Rows(b, e);
+          f(x.data(), 3, cols, sub, 0, e - b, views.data() + b, rows);
+          b = e;
+        }
+        for (int64_t i = 0; i < 3 * rows; ++i) {
+          ASSERT_TRUE(BitEqual(pieces[i], alone[i])) << what << " range i=" << i;
+          ASSERT_TRUE(BitEqual(views[i], alone[i])) << what << " view i=" << i;
+        }
+        // Threads, through MatMul (which uses the selected path).
+        for (int threads : {1, 2, 3}) {
+          ThreadPool pool(threads);
+          std::vector<float> y(n_max * rows);
+          MatMul(x.data(), n_max, w, y.data(), &pool);
+          for (int64_t i = 0; i < n_max * rows; ++i)
+            ASSERT_TRUE(BitEqual(y[i], alone[i])) << what << " threads=" << threads << " i=" << i;
+        }
+      }
+  ForceMatMulPath(SupportedMatMulPaths().front().name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, QuantMatMulPathTest, testing::ValuesIn(PathNames()),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
+}  // namespace
+}  // namespace glm::kernels
