@@ -40,6 +40,10 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (p.min_p < 0 || p.min_p > 1) return absl::InvalidArgumentError("min_p: must be in [0, 1]");
   if (p.repetition_penalty <= 0) return absl::InvalidArgumentError("repetition_penalty: must be > 0");
   if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
+  auto spec = runtime::ParseSpeculative(request.speculative.empty() ? options_.speculative : request.speculative);
+  if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
+  if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
+    return absl::InvalidArgumentError("speculative: this model has no MTP layer");
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
   if (prompt_len >= options_.max_context)
     return absl::InvalidArgumentError(absl::StrCat("prompt: ", prompt_len, " tokens leave no room in the context of ",
@@ -56,6 +60,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   seq->tokens = seq->request.prompt;
   seq->prompt_len = static_cast<int32_t>(prompt_len);
   seq->arrival = absl::Now();
+  seq->spec = *spec;
+  if (spec->k > 0) seq->adaptive = std::make_unique<runtime::AdaptiveDraftLength>(spec->k);
   absl::MutexLock lock(&mu_);
   if (!failed_.ok()) return absl::UnavailableError(absl::StrCat("the cluster failed: ", failed_.message()));
   if (shutdown_ || drain_) return absl::UnavailableError("the server is draining");
@@ -147,6 +153,7 @@ void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
 
 void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error) {
   ReleaseBlocks(*s);
+  forget_.push_back(s->seq_id);
   GenerationEvent e;
   e.finished = true;
   e.finish_reason = reason;
@@ -199,6 +206,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
 
 void ContinuousBatchingEngine::Preempt(const SeqPtr& s) {
   ReleaseBlocks(*s);
+  s->mtp_drafts.clear();
   waiting_.push_front(s);
   absl::MutexLock lock(&mu_);
   load_.preemptions++;
@@ -230,7 +238,9 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   DrainInbox();
   struct Work {
     SeqPtr seq;
-    int64_t n;
+    int64_t n;                    // tokens fed (including drafts)
+    std::vector<int32_t> drafts;  // speculative drafts appended after the last token
+    int next_k = 0;               // MTP drafts to propose for the following step
   };
   std::vector<Work> work;
   int64_t budget = options_.max_batch_tokens;
@@ -245,6 +255,28 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       ++it;
       continue;
     }
+    // Speculation on decode steps: drafts after the last token, verified in the same forward.
+    std::vector<int32_t> drafts;
+    int next_k = 0;
+    if (decode && s->adaptive) {
+      const SamplingOptions& o = s->request.sampling;
+      int64_t room = options_.max_context - static_cast<int64_t>(s->tokens.size()) - 1;
+      if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s->generated - 1);
+      const int k = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(s->adaptive->next(), room), 0, s->spec.k));
+      if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
+        if (k > 0) drafts = runtime::NgramDraft(s->tokens, k);
+      } else {
+        drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
+        next_k = s->spec.k;
+      }
+      drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
+      n = 1 + static_cast<int64_t>(drafts.size());
+    } else if (s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp &&
+               s->computed + n == static_cast<int64_t>(s->tokens.size())) {
+      next_k = s->spec.k;  // the prompt's last chunk: propose the first drafts
+    }
+    // Room for the verified positions and the MTP head's chained draft rows (best effort).
+    if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     if (!EnsureBlocks(*s, s->computed + n)) {
       // Out of blocks: preempt the newest other sequence and retry; preempt this one if alone.
       SeqPtr victim = running_.back();
@@ -253,7 +285,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       if (victim == s) break;
       continue;
     }
-    work.push_back({s, n});
+    work.push_back({s, n, std::move(drafts), next_k});
     budget -= n;
     if (!decode) prefill_budget -= n;
     ++it;
@@ -267,7 +299,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     running_.push_back(s);
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = std::min({remaining, prefill_budget, budget});
-    work.push_back({s, n});
+    const bool mtp = s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp;
+    int next_k = mtp && n == remaining ? s->spec.k : 0;
+    if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
+    work.push_back({s, n, {}, next_k});
     budget -= n;
     prefill_budget -= n;
   }
@@ -277,14 +312,21 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   shard::StepPlan plan;
   plan.set_kind(shard::StepPlan::FORWARD);
   plan.set_step_id(next_step_id_++);
+  plan.mutable_finished()->Add(forget_.begin(), forget_.end());
+  forget_.clear();
   for (const Work& w : work) {
     Sequence& s = *w.seq;
     auto* p = plan.add_sequences();
     p->set_seq_id(s.seq_id);
-    p->mutable_tokens()->Add(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + w.n);
+    const int64_t fed = w.n - static_cast<int64_t>(w.drafts.size());
+    p->mutable_tokens()->Add(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + fed);
+    p->mutable_tokens()->Add(w.drafts.begin(), w.drafts.end());
+    p->set_num_drafts(static_cast<int32_t>(w.drafts.size()));
+    p->set_use_mtp(s.adaptive && s.spec.method == runtime::SpeculativeConfig::Method::kMtp);
+    p->set_mtp_drafts(w.next_k);
     p->set_start_position(s.computed);
     p->mutable_block_table()->Add(s.blocks.begin(), s.blocks.end());
-    const bool sample = s.computed + w.n == static_cast<int64_t>(s.tokens.size());
+    const bool sample = s.computed + fed == static_cast<int64_t>(s.tokens.size());
     p->set_sample(sample);
     auto* sp = p->mutable_sampling();
     const SamplingOptions& o = s.request.sampling;
@@ -324,9 +366,12 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   int64_t new_tokens = 0;
   for (const Work& w : work) {
     SeqPtr s = w.seq;
-    s->computed += w.n;
-    RegisterFullBlocks(*s);
-    if (s->computed != static_cast<int64_t>(s->tokens.size())) continue;
+    const int64_t fed = w.n - static_cast<int64_t>(w.drafts.size());
+    if (s->computed + fed != static_cast<int64_t>(s->tokens.size())) {  // a prefill chunk, not the end
+      s->computed += fed;
+      RegisterFullBlocks(*s);
+      continue;
+    }
     auto it = by_id.find(s->seq_id);
     if (it == by_id.end()) {
       running_.remove(s);
@@ -334,19 +379,56 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       continue;
     }
     const shard::SequenceResult& r = *it->second;
-    const int32_t token = r.token();
-    s->tokens.push_back(token);
-    s->generated++;
-    new_tokens++;
-    GenerationEvent e;
-    e.tokens = {token};
-    if (s->request.sampling.logprobs || s->request.sampling.top_logprobs > 0) {
-      TokenLogprob lp;
-      lp.token = token;
-      lp.logprob = r.logprob();
-      for (const auto& t : r.top_logprobs()) lp.top.push_back({t.token(), t.logprob()});
-      e.logprobs.push_back(std::move(lp));
+    // Verified positions: the fed tokens and the accepted drafts; then the new tokens.
+    const int accepted = w.drafts.empty() ? 0 : r.accepted();
+    s->computed += fed + accepted;
+    std::vector<int32_t> produced(r.tokens().begin(), r.tokens().end());
+    if (produced.empty()) produced = {r.token()};
+    s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
+    if (s->adaptive && !w.drafts.empty()) {
+      s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
+      absl::MutexLock lock(&mu_);
+      load_.spec_num_drafts++;
+      load_.spec_draft_tokens += static_cast<int64_t>(w.drafts.size());
+      load_.spec_accepted_tokens += accepted;
+      if (load_.spec_drafted_per_pos.size() < w.drafts.size()) {
+        load_.spec_drafted_per_pos.resize(w.drafts.size());
+        load_.spec_accepted_per_pos.resize(w.drafts.size());
+      }
+      for (size_t i = 0; i < w.drafts.size(); ++i) {
+        load_.spec_drafted_per_pos[i]++;
+        if (static_cast<int>(i) < accepted) load_.spec_accepted_per_pos[i]++;
+      }
     }
+    GenerationEvent e;
+    const SamplingOptions& o = s->request.sampling;
+    std::string finish;
+    for (size_t i = 0; i < produced.size() && finish.empty(); ++i) {
+      const int32_t token = produced[i];
+      s->tokens.push_back(token);
+      s->generated++;
+      new_tokens++;
+      e.tokens.push_back(token);
+      if ((o.logprobs || o.top_logprobs > 0) && i + 1 == produced.size()) {
+        TokenLogprob lp;
+        lp.token = token;
+        lp.logprob = r.logprob();
+        for (const auto& t : r.top_logprobs()) lp.top.push_back({t.token(), t.logprob()});
+        e.logprobs.push_back(std::move(lp));
+      } else if (o.logprobs || o.top_logprobs > 0) {
+        e.logprobs.push_back(TokenLogprob{token, 0.0f, {}});  // accepted draft: not reported by the workers
+      }
+      const bool eos = !o.ignore_eos && std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), token) !=
+                                            options_.eos_token_ids.end();
+      const bool stop_id = std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), token) != o.stop_token_ids.end();
+      const bool length = (o.max_tokens > 0 && s->generated >= o.max_tokens) ||
+                          static_cast<int64_t>(s->tokens.size()) >= options_.max_context;
+      if (eos || stop_id) finish = "stop";
+      else if (length) finish = "length";
+    }
+    // Never count as cached more than the tokens kept (a stop inside accepted drafts).
+    s->computed = std::min<int64_t>(s->computed, static_cast<int64_t>(s->tokens.size()) - 1);
+    RegisterFullBlocks(*s);
     e.prompt_tokens = s->prompt_len;
     e.completion_tokens = s->generated;
     e.cached_tokens = s->cached_tokens;
@@ -354,16 +436,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       e.first_token_time = now;
       s->first_token_sent = true;
     }
-    const SamplingOptions& o = s->request.sampling;
-    const bool eos = !o.ignore_eos && std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), token) !=
-                                          options_.eos_token_ids.end();
-    const bool stop_id = std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), token) != o.stop_token_ids.end();
-    const bool length = (o.max_tokens > 0 && s->generated >= o.max_tokens) ||
-                        static_cast<int64_t>(s->tokens.size()) >= options_.max_context;
     s->stream->Push(std::move(e));
-    if (eos || stop_id || length) {
+    if (!finish.empty()) {
       running_.remove(s);
-      Finish(s, (eos || stop_id) ? "stop" : "length");
+      Finish(s, finish);
     }
   }
   {

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/kv/block_allocator.h"
 #include "coordinator/scheduler/engine.h"
+#include "shard_worker/runtime/speculative_sampling.h"
 
 namespace glm::scheduler {
 
@@ -54,6 +55,10 @@ class ContinuousBatchingEngine : public Engine {
     uint64_t seed = 0;
     absl::Time arrival;
     bool first_token_sent = false;
+    // Speculative decoding.
+    runtime::SpeculativeConfig spec;
+    std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
+    std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
   };
   using SeqPtr = std::shared_ptr<Sequence>;
 
@@ -76,6 +81,7 @@ class ContinuousBatchingEngine : public Engine {
 
   // Loop-thread state.
   std::deque<SeqPtr> waiting_;
+  std::vector<uint64_t> forget_;  // finished/preempted sequences whose worker state can go
   std::list<SeqPtr> running_;  // admission order (back = newest, preempted first)
 
   // Shared with API threads.

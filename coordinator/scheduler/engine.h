@@ -35,6 +35,8 @@ struct EngineOptions {
   int32_t max_running = 64;          // sequences decoding at once
   int32_t max_waiting = 1024;        // queued requests before RESOURCE_EXHAUSTED
   bool enable_prefix_cache = true;
+  std::string speculative;           // default for requests: "" / "none", "mtp:K", "ngram:K"
+  bool has_mtp = false;              // the model has an MTP layer (mtp:K is refused otherwise)
 };
 
 struct EngineLoad {
@@ -52,6 +54,12 @@ struct EngineLoad {
   double step_seconds_total = 0;
   double comm_seconds_total = 0;
   int64_t expert_bytes_total = 0;
+  // Speculative decoding (vLLM's spec_decode counters).
+  int64_t spec_num_drafts = 0;          // verify steps that carried drafts
+  int64_t spec_draft_tokens = 0;
+  int64_t spec_accepted_tokens = 0;
+  std::vector<int64_t> spec_accepted_per_pos;  // accepted drafts by position (0 = first draft)
+  std::vector<int64_t> spec_drafted_per_pos;
 };
 
 class Engine {

@@ -35,6 +35,7 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplingOptions sampling;
   absl::Time deadline = absl::InfiniteFuture();
+  std::string speculative;  // "" = the server's default, "none", "mtp:K" or "ngram:K"
 };
 
 struct TokenLogprob {

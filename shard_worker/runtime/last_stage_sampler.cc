@@ -149,7 +149,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
     SequenceState& st = states_[s.seq_id()];
     // Valid main positions this step: the whole chunk, or (verification) the last token and the
     // accepted drafts. t[pos] for those, plus the sampled token right after them.
-    const int64_t n_valid = s.sample() ? 1 + decisions[i].accepted : n;
+    const int64_t n_valid = s.sample() ? n - s.num_drafts() + decisions[i].accepted : n;
     auto token_at = [&](int64_t pos) -> int32_t {
       const int64_t k = pos - start;
       if (k < n_valid) return s.tokens(static_cast<int>(k));

@@ -33,7 +33,7 @@ class EngineHarness {
     o.eos_token_ids = cluster_->config().eos_token_ids;
     o.kv_blocks = kv_blocks;
     o.kv_block_size = block_size;
-    if (o.prefill_chunk == 2048 && overrides.prefill_chunk == 2048) o.prefill_chunk = overrides.prefill_chunk;
+    o.has_mtp = cluster_->config().has_mtp();
     auto e = Engine::Create(runner_.get(), o);
     EXPECT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);
@@ -89,8 +89,9 @@ GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::strin
   return r;
 }
 
-std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n) {
-  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
+std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n,
+                                         const std::string& model_name = "glm5-tiny-code") {
+  auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
   auto weights = model::ModelWeights::Load(**ckpt);
   kernels::ThreadPool pool(1);
   auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
@@ -248,6 +249,70 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   EXPECT_NE(s.status().message().find("top_p"), std::string::npos);
   h.engine()->Shutdown(/*drain=*/true);
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 4)).error.code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace glm::scheduler
+
+namespace glm::scheduler {
+namespace {
+
+// Speculative decoding in the batched cluster: greedy outputs identical to plain decoding for
+// MTP and prompt-lookup drafts, with concurrent requests accepting different lengths, over
+// tensor-parallel and pipeline layouts.
+TEST(EngineSpeculativeTest, GreedyOutputsIdenticalWithAndWithoutSpeculation) {
+  struct Layout {
+    int workers, stages;
+  };
+  for (Layout layout : {Layout{1, 1}, Layout{2, 1}, Layout{2, 2}}) {
+    EngineHarness h("glm5-tiny-code", layout.workers, layout.stages, 512, 16);
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < 4; ++i) prompts.push_back(Prompt(700 + i, 12 + 11 * i));
+    for (const std::string spec : {"mtp:2", "ngram:3", "mtp:4"}) {
+      std::vector<EngineHarness::Output> outs(prompts.size());
+      std::vector<std::thread> clients;
+      for (size_t i = 0; i < prompts.size(); ++i)
+        clients.emplace_back([&, i] {
+          GenerationRequest r = Greedy(prompts[i], 24);
+          r.speculative = spec;
+          outs[i] = h.Run(r);
+        });
+      for (auto& t : clients) t.join();
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+        EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24))
+            << spec << " request " << i << " layout " << layout.workers << "x" << layout.stages;
+      }
+    }
+    const EngineLoad load = h.engine()->GetLoad();
+    EXPECT_GT(load.spec_draft_tokens, 0);
+    EXPECT_GT(load.spec_accepted_tokens, 0);
+    EXPECT_LE(load.spec_accepted_tokens, load.spec_draft_tokens);
+    EXPECT_EQ(load.kv_blocks_used, 0);
+  }
+}
+
+TEST(EngineSpeculativeTest, SeededSamplingWithSpeculationIsReproducibleAndCacheExact) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Greedy(Prompt(800, 40), 20);
+  r.sampling.temperature = 0.7f;
+  r.sampling.seed = 99;
+  r.speculative = "mtp:2";
+  auto a = h.Run(r);
+  auto b = h.Run(r);  // second run hits the prefix cache
+  ASSERT_TRUE(a.error.ok() && b.error.ok());
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_GT(b.cached_tokens, 0);
+}
+
+TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
+  EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);
+  GenerationRequest r = Greedy({5, 17, 300, 999, 42, 7, 8, 5, 17, 300}, 4);  // vocabulary of 1024
+  r.speculative = "mtp:2";
+  EXPECT_EQ(h.Run(r).error.code(), absl::StatusCode::kInvalidArgument);
+  r.speculative = "ngram:2";
+  auto out = h.Run(r);
+  EXPECT_TRUE(out.error.ok()) << out.error;
 }
 
 }  // namespace
