@@ -41,6 +41,7 @@ ABSL_FLAG(int32_t, max_waiting, 1024, "queued requests before RESOURCE_EXHAUSTED
 ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (default: the directory name)");
 ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
 ABSL_FLAG(bool, strict_model_name, false, "reject requests naming another model (default: accept any name)");
+ABSL_FLAG(std::string, speculative, "", "default speculative decoding for requests: mtp:K (K 1..4) or ngram:K (K 1..8)");
 ABSL_FLAG(int32_t, step_timeout_s, 120, "a step taking longer means a worker is stuck: fail requests and exit");
 
 namespace {
@@ -172,6 +173,8 @@ int main(int argc, char** argv) {
   eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   eo.max_running = absl::GetFlag(FLAGS_max_running);
   eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  eo.speculative = absl::GetFlag(FLAGS_speculative);
+  eo.has_mtp = config->has_mtp();
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
 
@@ -190,6 +193,7 @@ int main(int argc, char** argv) {
   served.placement_summary = glm::placement::PlanToTable((*client)->plan());
   if (auto j = glm::placement::PlanToJson((*client)->plan()); j.ok()) served.placement_json = *j;
   served.world_size = world->size();
+  served.default_speculative = absl::GetFlag(FLAGS_speculative);
   glm::api::ApiOptions ao;
   ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   ao.http_listen = absl::GetFlag(FLAGS_http_listen);

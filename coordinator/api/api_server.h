@@ -32,6 +32,7 @@ struct ServedModel {
   std::string placement_summary;          // human-readable table
   std::string placement_json;
   int32_t world_size = 1;
+  std::string default_speculative;        // the server's --speculative ("" = off)
 };
 
 struct ApiOptions {

@@ -150,6 +150,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
     request.set_text(o.prompt);
   }
   FillSampling(request.mutable_sampling(), o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed, o.ignore_eos);
+  request.set_speculative(o.speculative);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
@@ -193,6 +194,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   chat->set_template_kwargs_json(o.template_kwargs_json);
   chat->set_add_generation_prompt(true);
   FillSampling(request.mutable_sampling(), o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed, o.ignore_eos);
+  request.set_speculative(o.speculative);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();

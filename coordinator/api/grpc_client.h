@@ -17,6 +17,7 @@ namespace glm::api {
 struct RemoteGenerateOptions {
   std::string tokens_csv;            // "1,2,3" (exactly one of tokens_csv / prompt)
   std::string prompt;                // text, tokenized by the server
+  std::string speculative;           // "" (server default) | "mtp:K" | "ngram:K"
   int64_t max_new_tokens = 16;       // 0 = the server's default
   double temperature = 0.0;
   double top_p = 1.0;
@@ -31,6 +32,7 @@ struct RemoteGenerateOptions {
 };
 
 struct RemoteChatOptions {
+  std::string speculative;  // "" (server default) | "mtp:K" | "ngram:K"
   std::string message;               // the user message
   std::string system;                // optional system message
   std::string tools_json;            // optional OpenAI tools array

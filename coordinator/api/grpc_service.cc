@@ -221,6 +221,10 @@ grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext*, const pb::
   info->set_placement_summary(m.placement_summary);
   info->set_placement_json(m.placement_json);
   info->set_world_size(m.world_size);
+  info->set_default_speculative(m.default_speculative);
+  pb::LoadResponse load;
+  GetLoad(nullptr, nullptr, &load);
+  *info->mutable_load() = load;
   return grpc::Status::OK;
 }
 
@@ -267,6 +271,15 @@ grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext*, const pb::LoadR
   response->set_kv_blocks_free(load.kv_blocks_total - load.kv_blocks_used);
   response->set_prompt_tokens_total(load.prompt_tokens_total);
   response->set_generation_tokens_total(load.generation_tokens_total);
+  response->set_prefix_cache_queries(load.prefix_cache_queries);
+  response->set_prefix_cache_hits(load.prefix_cache_hits);
+  response->set_spec_num_drafts(load.spec_num_drafts);
+  response->set_spec_draft_tokens(load.spec_draft_tokens);
+  response->set_spec_accepted_tokens(load.spec_accepted_tokens);
+  response->mutable_spec_accepted_per_pos()->Add(load.spec_accepted_per_pos.begin(), load.spec_accepted_per_pos.end());
+  response->set_spec_acceptance_rate(load.spec_draft_tokens > 0 ? static_cast<double>(load.spec_accepted_tokens) /
+                                                                      static_cast<double>(load.spec_draft_tokens)
+                                                                : 0.0);
   return grpc::Status::OK;
 }
 

@@ -42,6 +42,10 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
+  r.Declare("vllm:spec_decode_num_drafts_total", Type::kCounter, "Verify steps that carried speculative drafts.");
+  r.Declare("vllm:spec_decode_num_draft_tokens_total", Type::kCounter, "Draft tokens proposed.");
+  r.Declare("vllm:spec_decode_num_accepted_tokens_total", Type::kCounter, "Draft tokens accepted.");
+  r.Declare("vllm:spec_decode_num_accepted_tokens_per_pos", Type::kCounter, "Accepted draft tokens by draft position.");
 }
 
 void ServingMetrics::ObserveTimeToFirstToken(double seconds) {
@@ -85,6 +89,14 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   r.Set("glm:kv_blocks_total", l, static_cast<double>(load.kv_blocks_total));
   r.Set("glm:kv_blocks_used", l, static_cast<double>(load.kv_blocks_used));
   r.Set("glm:kv_blocks_cached", l, static_cast<double>(load.kv_blocks_cached));
+  r.Set("vllm:spec_decode_num_drafts_total", l, static_cast<double>(load.spec_num_drafts));
+  r.Set("vllm:spec_decode_num_draft_tokens_total", l, static_cast<double>(load.spec_draft_tokens));
+  r.Set("vllm:spec_decode_num_accepted_tokens_total", l, static_cast<double>(load.spec_accepted_tokens));
+  for (size_t i = 0; i < load.spec_accepted_per_pos.size(); ++i) {
+    MetricLabels pos = l;
+    pos.emplace_back("position", std::to_string(i));
+    r.Set("vllm:spec_decode_num_accepted_tokens_per_pos", pos, static_cast<double>(load.spec_accepted_per_pos[i]));
+  }
   return r.Render();
 }
 

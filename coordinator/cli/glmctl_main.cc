@@ -43,6 +43,7 @@ ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequenc
 ABSL_FLAG(bool, json, false, "generate: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
+ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
 ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
 ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
@@ -99,6 +100,7 @@ int main(int argc, char** argv) {
   m.threads = absl::GetFlag(FLAGS_threads);
   m.preset = absl::GetFlag(FLAGS_preset);
   m.message = absl::GetFlag(FLAGS_message);
+  m.speculative = absl::GetFlag(FLAGS_speculative);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     if (command == "generate") {
@@ -112,6 +114,7 @@ int main(int argc, char** argv) {
       r.seed = m.seed;
       r.ignore_eos = m.ignore_eos;
       r.json = m.json;
+      r.speculative = m.speculative;
       return Finish(glm::api::RemoteGenerate(server, r));
     }
     if (command == "chat") {
@@ -124,6 +127,7 @@ int main(int argc, char** argv) {
       r.seed = m.seed;
       r.ignore_eos = m.ignore_eos;
       r.json = m.json;
+      r.speculative = m.speculative;
       return Finish(glm::api::RemoteChat(server, r));
     }
     if (command == "info") {

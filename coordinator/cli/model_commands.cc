@@ -14,6 +14,7 @@
 #include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/model/synth_checkpoint.h"
 #include "shard_worker/runtime/generator.h"
+#include "shard_worker/runtime/speculative_generator.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
@@ -153,9 +154,12 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     if (!tokens.ok()) return tokens.status();
     prompt = *tokens;
   }
+  auto spec = runtime::ParseSpeculative(o.speculative);
+  if (!spec.ok()) return spec.status();
   auto m = LoadModel(o);
   if (!m.ok()) return m.status();
-  auto result = runtime::Generate(*m->model, prompt, *g);
+  runtime::SpeculativeStats stats;
+  auto result = runtime::GenerateSpeculative(*m->model, prompt, *g, *spec, &stats);
   if (!result.ok()) return result.status();
   std::string text;
   if (tok) {
@@ -168,6 +172,10 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     j["tokens"] = result->tokens;
     j["finish_reason"] = result->finish_reason;
     if (tok) j["text"] = text;
+    if (spec->method != runtime::SpeculativeConfig::Method::kNone) {
+      j["speculative"] = {{"method", o.speculative}, {"drafted", stats.drafted}, {"accepted", stats.accepted},
+                          {"acceptance_rate", stats.acceptance_rate()}, {"verify_steps", stats.steps}};
+    }
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
   return tok ? o.prompt + text : absl::StrJoin(result->tokens, ",");

@@ -27,6 +27,7 @@ struct ModelCommandOptions {
   int32_t threads = 0;
   std::string preset;
   std::string message;  // chat: the user message
+  std::string speculative;  // generate/chat: mtp:K | ngram:K
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.

@@ -1,0 +1,383 @@
+#include "coordinator/api/load_client.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
+#include "protos/inference.grpc.pb.h"
+
+namespace glm::api {
+namespace {
+
+namespace pb = glm::inference::v1;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxErrorBody = 4096;
+
+// Arrival times of output tokens, relative to the send.
+class Timeline {
+ public:
+  Timeline() : start_(Clock::now()) {}
+
+  double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
+
+  // `tokens` arrived now. split: the gap since the last arrival is shared evenly among them
+  // (gRPC, where the count is known); otherwise the chunk is one gap (OpenAI chunks).
+  void Arrived(int tokens, bool split) {
+    if (tokens <= 0) return;
+    const double now = Elapsed();
+    if (count_ == 0) {
+      ttft_ = now;
+    } else if (split) {
+      const double gap = (now - last_) / tokens;
+      for (int i = 0; i < tokens; ++i) itl_.push_back(gap);
+    } else {
+      itl_.push_back(now - last_);
+    }
+    last_ = now;
+    count_ += tokens;
+  }
+
+  int count() const { return count_; }
+  double ttft() const { return ttft_; }
+  std::vector<double>& itl() { return itl_; }
+
+ private:
+  Clock::time_point start_;
+  double ttft_ = 0;
+  double last_ = 0;
+  int count_ = 0;
+  std::vector<double> itl_;
+};
+
+void Finish(Timeline& timeline, LoadRequestResult* r) {
+  r->latency_s = timeline.Elapsed();
+  r->ttft_s = timeline.ttft();
+  r->itl_s = std::move(timeline.itl());
+  if (r->success && timeline.count() == 0) {
+    r->success = false;
+    r->error = "the stream ended without output tokens";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC: glm.inference.v1.Inference/Generate.
+
+class GrpcLoadClient final : public LoadClient {
+ public:
+  GrpcLoadClient(const LoadClientOptions& options, std::shared_ptr<grpc::Channel> channel)
+      : options_(options), stub_(pb::Inference::NewStub(channel)) {}
+
+  const std::string& model() const override { return options_.model; }
+
+  LoadRequestResult Send(const LoadPrompt& prompt, absl::Time deadline) override {
+    pb::GenerateRequest request;
+    if (!options_.model.empty()) request.set_model(options_.model);
+    if (!prompt.token_ids.empty()) {
+      request.mutable_token_ids()->mutable_ids()->Add(prompt.token_ids.begin(), prompt.token_ids.end());
+    } else {
+      request.set_text(prompt.text);
+    }
+    pb::SamplingParameters* s = request.mutable_sampling();
+    s->set_max_tokens(prompt.output_len);
+    s->set_ignore_eos(options_.ignore_eos);
+    s->set_temperature(static_cast<float>(options_.temperature));
+
+    LoadRequestResult r;
+    r.prompt_len = prompt.prompt_len;
+    grpc::ClientContext ctx;
+    if (deadline != absl::InfiniteFuture()) ctx.set_deadline(absl::ToChronoTime(deadline));
+    Timeline timeline;
+    auto reader = stub_->Generate(&ctx, request);
+    pb::GenerateResponse response;
+    pb::Usage usage;
+    while (reader->Read(&response)) {
+      timeline.Arrived(response.token_ids_size(), /*split=*/true);
+      if (response.has_usage()) usage = response.usage();
+    }
+    const grpc::Status status = reader->Finish();
+    r.success = status.ok();
+    if (!status.ok()) r.error = absl::StrCat("gRPC ", static_cast<int>(status.error_code()), ": ", status.error_message());
+    if (usage.prompt_tokens() > 0) r.prompt_len = usage.prompt_tokens();
+    r.cached_tokens = usage.cached_tokens();
+    r.output_tokens = std::max(usage.completion_tokens(), timeline.count());
+    Finish(timeline, &r);
+    return r;
+  }
+
+ private:
+  LoadClientOptions options_;
+  std::unique_ptr<pb::Inference::Stub> stub_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI-compatible HTTP with SSE streaming.
+
+// Splits an SSE byte stream into `data:` payloads and reads the OpenAI chunk fields that matter.
+class SseReader {
+ public:
+  // Feeds bytes; returns how many content chunks (chunks with non-empty text) they completed.
+  int Feed(const char* data, size_t size) {
+    buffer_.append(data, size);
+    int content_chunks = 0;
+    for (;;) {
+      size_t end = buffer_.find("\n\n");
+      size_t skip = 2;
+      const size_t crlf = buffer_.find("\r\n\r\n");
+      if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
+        end = crlf;
+        skip = 4;
+      }
+      if (end == std::string::npos) break;
+      const std::string event = buffer_.substr(0, end);
+      buffer_.erase(0, end + skip);
+      for (absl::string_view line : SplitLines(event)) {
+        if (!absl::ConsumePrefix(&line, "data:")) continue;
+        absl::ConsumePrefix(&line, " ");
+        if (OnData(line)) ++content_chunks;
+      }
+    }
+    return content_chunks;
+  }
+
+  bool done() const { return done_; }
+  const std::string& error() const { return error_; }
+  int prompt_tokens() const { return prompt_tokens_; }
+  int completion_tokens() const { return completion_tokens_; }
+  int cached_tokens() const { return cached_tokens_; }
+
+ private:
+  static std::vector<absl::string_view> SplitLines(absl::string_view event) {
+    std::vector<absl::string_view> lines;
+    while (!event.empty()) {
+      const size_t nl = event.find('\n');
+      absl::string_view line = event.substr(0, nl);
+      absl::ConsumeSuffix(&line, "\r");
+      lines.push_back(line);
+      if (nl == absl::string_view::npos) break;
+      event.remove_prefix(nl + 1);
+    }
+    return lines;
+  }
+
+  static bool NonEmptyString(const json& obj, const char* key) {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() && !it->get_ref<const std::string&>().empty();
+  }
+
+  // True when the payload carried output text.
+  bool OnData(absl::string_view payload) {
+    if (payload == "[DONE]") {
+      done_ = true;
+      return false;
+    }
+    json j = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return false;
+    if (auto it = j.find("error"); it != j.end() && !it->is_null()) {
+      if (error_.empty()) {
+        const json& e = *it;
+        error_ = e.is_object() && e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>()
+                                                                                  : e.dump();
+      }
+      return false;
+    }
+    if (auto it = j.find("usage"); it != j.end() && it->is_object()) {
+      const json& u = *it;
+      if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer())
+        prompt_tokens_ = u["prompt_tokens"].get<int>();
+      if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer())
+        completion_tokens_ = u["completion_tokens"].get<int>();
+      if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object()) {
+        const json& d = u["prompt_tokens_details"];
+        if (d.contains("cached_tokens") && d["cached_tokens"].is_number_integer())
+          cached_tokens_ = d["cached_tokens"].get<int>();
+      }
+    }
+    auto choices = j.find("choices");
+    if (choices == j.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return false;
+    const json& c = (*choices)[0];
+    if (NonEmptyString(c, "text")) return true;  // completions
+    auto delta = c.find("delta");                  // chat
+    if (delta == c.end() || !delta->is_object()) return false;
+    return NonEmptyString(*delta, "content") || NonEmptyString(*delta, "reasoning_content") ||
+           NonEmptyString(*delta, "reasoning");
+  }
+
+  std::string buffer_;
+  bool done_ = false;
+  std::string error_;
+  int prompt_tokens_ = 0;
+  int completion_tokens_ = 0;
+  int cached_tokens_ = 0;
+};
+
+std::string BaseUrl(const std::string& server) {
+  if (absl::StartsWith(server, "http://") || absl::StartsWith(server, "https://")) return server;
+  return absl::StrCat("http://", server);
+}
+
+void SetTimeouts(httplib::Client& client, absl::Duration connect, absl::Duration read) {
+  client.set_connection_timeout(std::chrono::microseconds(absl::ToInt64Microseconds(connect)));
+  client.set_read_timeout(std::chrono::microseconds(absl::ToInt64Microseconds(read)));
+}
+
+class OpenAiLoadClient final : public LoadClient {
+ public:
+  OpenAiLoadClient(const LoadClientOptions& options, std::string base_url, std::string model)
+      : options_(options), base_url_(std::move(base_url)), model_(std::move(model)) {
+    chat_ = options_.backend == LoadBackend::kOpenAiChat;
+    endpoint_ = !options_.endpoint.empty() ? options_.endpoint : chat_ ? "/v1/chat/completions" : "/v1/completions";
+  }
+
+  const std::string& model() const override { return model_; }
+
+  LoadRequestResult Send(const LoadPrompt& prompt, absl::Time deadline) override {
+    json body = {{"model", model_},
+                 {"stream", true},
+                 {"stream_options", {{"include_usage", true}}},
+                 {"temperature", options_.temperature}};
+    if (chat_) {
+      body["messages"] = json::array({{{"role", "user"}, {"content", prompt.text}}});
+      // Both spellings: servers differ in which one they read.
+      body["max_completion_tokens"] = prompt.output_len;
+      body["max_tokens"] = prompt.output_len;
+    } else {
+      body["prompt"] = prompt.token_ids.empty() ? json(prompt.text) : json(prompt.token_ids);
+      body["max_tokens"] = prompt.output_len;
+    }
+    if (options_.ignore_eos) body["ignore_eos"] = true;
+
+    LoadRequestResult r;
+    r.prompt_len = prompt.prompt_len;
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::Milliseconds(1));
+    httplib::Client client(base_url_);
+    SetTimeouts(client, std::min(left, options_.connect_timeout), left);
+    httplib::Request request;
+    request.method = "POST";
+    request.path = endpoint_;
+    request.headers = {{"Content-Type", "application/json"},
+                       {"Accept", "text/event-stream"},
+                       {"Accept-Encoding", "identity"}};  // compressed SSE would arrive in bursts
+    if (!options_.api_key.empty()) request.headers.emplace("Authorization", absl::StrCat("Bearer ", options_.api_key));
+    request.body = body.dump();
+
+    int http_status = 0;
+    std::string error_body;
+    SseReader sse;
+    Timeline timeline;
+    bool timed_out = false;
+    request.response_handler = [&http_status](const httplib::Response& response) {
+      http_status = response.status;
+      return true;
+    };
+    request.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+      if (http_status != 200) {
+        error_body.append(data, std::min(size, kMaxErrorBody - std::min(kMaxErrorBody, error_body.size())));
+        return true;
+      }
+      timeline.Arrived(sse.Feed(data, size), /*split=*/false);
+      if (absl::Now() > deadline) {
+        timed_out = true;
+        return false;
+      }
+      return true;
+    };
+    httplib::Response response;
+    httplib::Error error = httplib::Error::Success;
+    const bool sent = client.send(request, response, error);
+    if (timed_out) {
+      r.error = "the run's deadline passed mid-stream";
+    } else if (!sent || error != httplib::Error::Success) {
+      r.error = absl::StrCat("HTTP request to ", base_url_, endpoint_, " failed: ", httplib::to_string(error));
+    } else if (http_status != 200) {
+      r.error = absl::StrCat("HTTP ", http_status, ": ", error_body);
+    } else if (!sse.error().empty()) {
+      r.error = absl::StrCat("stream error: ", sse.error());
+    } else {
+      r.success = true;
+    }
+    if (sse.prompt_tokens() > 0) r.prompt_len = sse.prompt_tokens();
+    r.cached_tokens = sse.cached_tokens();
+    r.output_tokens = sse.completion_tokens() > 0 ? sse.completion_tokens() : timeline.count();
+    Finish(timeline, &r);
+    return r;
+  }
+
+ private:
+  LoadClientOptions options_;
+  std::string base_url_;
+  std::string model_;
+  std::string endpoint_;
+  bool chat_ = false;
+};
+
+// The first model id of GET /v1/models.
+absl::StatusOr<std::string> DiscoverModel(const std::string& base_url, const LoadClientOptions& options) {
+  httplib::Client client(base_url);
+  SetTimeouts(client, options.connect_timeout, options.connect_timeout);
+  httplib::Headers headers;
+  if (!options.api_key.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", options.api_key));
+  auto res = client.Get("/v1/models", headers);
+  if (!res) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the server at ", base_url, ": ", httplib::to_string(res.error())));
+  }
+  if (res->status != 200)
+    return absl::FailedPreconditionError(absl::StrCat("GET ", base_url, "/v1/models: HTTP ", res->status,
+                                                      " (give --model)"));
+  json j = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("data") && j["data"].is_array() && !j["data"].empty() &&
+      j["data"][0].is_object() && j["data"][0].contains("id") && j["data"][0]["id"].is_string())
+    return j["data"][0]["id"].get<std::string>();
+  return absl::FailedPreconditionError(absl::StrCat("GET ", base_url, "/v1/models lists no model (give --model)"));
+}
+
+}  // namespace
+
+absl::StatusOr<LoadBackend> ParseLoadBackend(absl::string_view name) {
+  if (name == "grpc") return LoadBackend::kGrpc;
+  if (name == "openai-completions" || name == "openai") return LoadBackend::kOpenAiCompletions;
+  if (name == "openai-chat") return LoadBackend::kOpenAiChat;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown backend '", name, "' (grpc | openai-completions | openai-chat)"));
+}
+
+std::string LoadBackendName(LoadBackend backend) {
+  switch (backend) {
+    case LoadBackend::kGrpc: return "grpc";
+    case LoadBackend::kOpenAiCompletions: return "openai-completions";
+    case LoadBackend::kOpenAiChat: return "openai-chat";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<LoadClient>> LoadClient::Create(const LoadClientOptions& options) {
+  if (options.server.empty()) return absl::InvalidArgumentError("--server HOST:PORT is empty");
+  if (options.backend == LoadBackend::kGrpc) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    auto channel = grpc::CreateCustomChannel(options.server, grpc::InsecureChannelCredentials(), args);
+    if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout)))
+      return absl::UnavailableError(absl::StrCat("cannot reach the gRPC server at ", options.server, " within ",
+                                                 absl::FormatDuration(options.connect_timeout)));
+    return std::unique_ptr<LoadClient>(new GrpcLoadClient(options, std::move(channel)));
+  }
+  const std::string base_url = BaseUrl(options.server);
+  std::string model = options.model;
+  if (model.empty()) {
+    auto discovered = DiscoverModel(base_url, options);
+    if (!discovered.ok()) return discovered.status();
+    model = *discovered;
+  }
+  return std::unique_ptr<LoadClient>(new OpenAiLoadClient(options, base_url, std::move(model)));
+}
+
+}  // namespace glm::api
