@@ -37,8 +37,8 @@ void Line(std::string* out, const std::string& label, const std::string& value) 
 }
 std::string F2(double v) { return absl::StrFormat("%.2f", v); }
 
-std::string Banner(const std::string& title, char fill) {
-  const std::string t = title.empty() ? title : absl::StrCat(" ", title, " ");
+// Python's "{s:{c}^{n}}".format(s=title, n=50, c=fill), as vLLM prints its headers.
+std::string Banner(const std::string& t, char fill) {
   const size_t left = (50 - std::min<size_t>(50, t.size())) / 2;
   return absl::StrCat(std::string(left, fill), t, std::string(50 - left - std::min<size_t>(50, t.size()), fill), "\n");
 }
@@ -149,7 +149,7 @@ json LoadSummaryJson(const LoadSummary& s, const LoadRunResult* detailed) {
 }
 
 std::string FormatLoadSummary(const LoadSummary& s) {
-  std::string out = Banner("Serving Benchmark Result", '=');
+  std::string out = Banner(" Serving Benchmark Result ", '=');
   Line(&out, "Backend:", s.backend);
   if (!s.model.empty()) Line(&out, "Model:", s.model);
   Line(&out, "Successful requests:", absl::StrCat(s.completed));

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Two serving bars, measured with build/bin/serve_bench against a server that is already running
+# (this script starts nothing and sends traffic only to the addresses given):
+#
+#   (a) batching: aggregate decode throughput with STREAMS (8) concurrent streams vs 1 stream.
+#       Each run sends 2 x streams requests of --decode-input-len (32) prompt tokens and
+#       --decode-output-len (128) output tokens with --max-concurrency streams (request rate inf).
+#       Aggregate decode throughput = streams x 1000 / mean TPOT (ms): tokens/s of the decode
+#       phase, prefill excluded. Bar: ratio (8 streams / 1 stream) >= 3. Output token throughput
+#       (vLLM's output_throughput, prefill included) is printed next to it.
+#   (b) prefix cache: TTFT of a repeated --prompt-len (2048) token prompt vs the same prompt cold.
+#       A fresh random prompt (a new seed each invocation, so it cannot be cached yet) is sent
+#       once (cold TTFT), then --repeats (5) more times one after another (warm TTFTs; every one
+#       can reuse the cached prefix). Bar: mean warm TTFT / cold TTFT <= 0.05 (5%).
+#
+# Usage:
+#   bench/run_serve_bench.sh [--grpc HOST:PORT] [--http HOST:PORT] [--backend grpc|openai-completions]
+#                            [--streams 8] [--decode-input-len 32] [--decode-output-len 128]
+#                            [--prompt-len 2048] [--repeats 5] [--timeout-s 600] [--out DIR]
+#                            [-- extra serve_bench flags, e.g. --model NAME --token-id-max 150000]
+# The backend defaults to grpc when --grpc is given, else openai-completions on --http (any
+# OpenAI-compatible server: vLLM, SGLang, llama.cpp accept token-id prompts on /v1/completions).
+# Each serve_bench run's JSON is kept under --out (default: a temporary directory).
+# Exit status: 0 both bars met, 1 a bar missed, 2 usage or a failed run.
+set -euo pipefail
+
+GRPC="" HTTP="" BACKEND="" STREAMS=8 DEC_IN=32 DEC_OUT=128 PROMPT_LEN=2048 REPEATS=5 TIMEOUT=600 OUT=""
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --grpc) GRPC="$2"; shift 2 ;;
+    --http) HTTP="$2"; shift 2 ;;
+    --backend) BACKEND="$2"; shift 2 ;;
+    --streams) STREAMS="$2"; shift 2 ;;
+    --decode-input-len) DEC_IN="$2"; shift 2 ;;
+    --decode-output-len) DEC_OUT="$2"; shift 2 ;;
+    --prompt-len) PROMPT_LEN="$2"; shift 2 ;;
+    --repeats) REPEATS="$2"; shift 2 ;;
+    --timeout-s) TIMEOUT="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "run_serve_bench.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.."
+BENCH=build/bin/serve_bench
+[ -x "$BENCH" ] || { echo "run_serve_bench.sh: build serve_bench first (cmake --build build --target serve_bench)" >&2; exit 2; }
+command -v jq > /dev/null || { echo "run_serve_bench.sh: needs jq" >&2; exit 2; }
+if [ -z "$BACKEND" ]; then
+  if [ -n "$GRPC" ]; then BACKEND=grpc; elif [ -n "$HTTP" ]; then BACKEND=openai-completions; fi
+fi
+case "$BACKEND" in
+  grpc) SERVER="$GRPC" ;;
+  openai-completions|openai-chat) SERVER="$HTTP" ;;
+  "") echo "run_serve_bench.sh: give --grpc HOST:PORT and/or --http HOST:PORT" >&2; exit 2 ;;
+  *) echo "run_serve_bench.sh: unknown backend $BACKEND" >&2; exit 2 ;;
+esac
+[ -n "$SERVER" ] || { echo "run_serve_bench.sh: backend $BACKEND needs its address (--grpc / --http)" >&2; exit 2; }
+[ -n "$OUT" ] || OUT=$(mktemp -d /tmp/serve_bench.XXXXXX)
+mkdir -p "$OUT"
+
+# run NAME serve_bench-flags...: writes $OUT/NAME.json; fails the script when any request failed.
+run() {
+  local name="$1"; shift
+  if ! "$BENCH" --backend "$BACKEND" --server "$SERVER" --timeout-s "$TIMEOUT" --json \
+       --result-file "$OUT/$name.json" "$@" ${EXTRA[@]+"${EXTRA[@]}"} > /dev/null 2> "$OUT/$name.log"; then
+    echo "run_serve_bench.sh: run '$name' failed:" >&2
+    cat "$OUT/$name.log" >&2
+    exit 2
+  fi
+}
+get() { jq -r "$2" "$OUT/$1.json"; }
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
+
+echo "serve_bench: backend $BACKEND, server $SERVER, results in $OUT"
+status=0
+
+# (a) decode throughput, 1 stream vs STREAMS streams.
+run decode_1 --num-prompts 2 --max-concurrency 1 --input-len "$DEC_IN" --output-len "$DEC_OUT" --seed 1
+run "decode_$STREAMS" --num-prompts $((2 * STREAMS)) --max-concurrency "$STREAMS" \
+    --input-len "$DEC_IN" --output-len "$DEC_OUT" --seed 2
+tpot1=$(get decode_1 .mean_tpot_ms)
+tpotn=$(get "decode_$STREAMS" .mean_tpot_ms)
+dec1=$(calc "1000 / $tpot1")
+decn=$(calc "$STREAMS * 1000 / $tpotn")
+ratio=$(calc "$decn / $dec1")
+printf '(a) decode throughput: 1 stream %.1f tok/s (TPOT %.2f ms), %d streams %.1f tok/s (TPOT %.2f ms)\n' \
+  "$dec1" "$tpot1" "$STREAMS" "$decn" "$tpotn"
+printf '    output token throughput (prefill included): 1 stream %.1f tok/s, %d streams %.1f tok/s\n' \
+  "$(get decode_1 .output_throughput)" "$STREAMS" "$(get "decode_$STREAMS" .output_throughput)"
+if awk "BEGIN { exit !($ratio >= 3) }"; then verdict=PASS; else verdict=FAIL; status=1; fi
+printf '    ratio %.2fx (bar >= 3x): %s\n' "$ratio" "$verdict"
+
+# (b) prefix-cache TTFT: a fresh fixed prompt, cold once, then REPEATS warm.
+seed=$(( $(date +%s%N) % 1000000007 ))
+run prefix_cold --dataset fixed --num-prompts 1 --input-len "$PROMPT_LEN" --output-len 4 --seed "$seed"
+run prefix_warm --dataset fixed --num-prompts "$REPEATS" --max-concurrency 1 --input-len "$PROMPT_LEN" \
+    --output-len 4 --seed "$seed"
+cold=$(get prefix_cold .mean_ttft_ms)
+warm=$(get prefix_warm .mean_ttft_ms)
+cached=$(get prefix_warm .total_cached_tokens)
+pratio=$(calc "$warm / $cold")
+printf '(b) %d-token prompt TTFT: cold %.2f ms, warm mean %.2f ms over %d repeats (%s cached prompt tokens reported)\n' \
+  "$PROMPT_LEN" "$cold" "$warm" "$REPEATS" "$cached"
+if awk "BEGIN { exit !($pratio <= 0.05) }"; then verdict=PASS; else verdict=FAIL; status=1; fi
+printf '    ratio %.2f%% (bar <= 5%%): %s\n' "$(calc "100 * $pratio")" "$verdict"
+exit $status
