@@ -1,10 +1,77 @@
 #!/usr/bin/env bash
-# The README's first command: installs the Debian packages, builds, and runs the main job on
-# the bundled model (models/glm5-tiny-code).
+# The README's first command: installs the Debian packages, builds, starts a local cluster
+# (a coordinator and shard workers under mpirun) serving the bundled model, sends one chat
+# request and one streaming completion, and keeps serving until Ctrl-C (`--once`: stop after
+# the demo).
+#   bash deploy/quickstart.sh [--once] [--workers N] [--grpc-port P] [--http-port P]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONCE=0 WORKERS=2 GRPC_PORT=50051 HTTP_PORT=8000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --once) ONCE=1; shift ;;
+    --workers) WORKERS="$2"; shift 2 ;;
+    --grpc-port) GRPC_PORT="$2"; shift 2 ;;
+    --http-port) HTTP_PORT="$2"; shift 2 ;;
+    *) echo "quickstart.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
 bash deploy/setup.sh
 bash deploy/build.sh
+
 MODEL=models/glm5-tiny-code
-echo "== glmctl generate on $MODEL (greedy, 48 new tokens)"
-build/bin/glmctl generate --model "$MODEL" --prompt $'def fibonacci(n):\n' --max-new-tokens 48 --json
+GRPC=127.0.0.1:$GRPC_PORT
+HTTP=127.0.0.1:$HTTP_PORT
+LOG=$(mktemp /tmp/glm-cluster.XXXXXX.log)
+echo "== starting a local cluster: coordinator + $WORKERS shard workers on $MODEL (log: $LOG)"
+bash deploy/launch.sh --model "$MODEL" --workers "$WORKERS" -- \
+  --grpc-listen "$GRPC" --http-listen "$HTTP" --kv-cache-gib 0.25 >"$LOG" 2>&1 &
+CLUSTER=$!
+stop_cluster() {
+  if kill -0 "$CLUSTER" 2>/dev/null; then
+    kill -INT "$CLUSTER" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$CLUSTER" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$CLUSTER" 2>/dev/null || true
+  fi
+}
+trap stop_cluster EXIT
+trap 'echo; echo "== stopping"; exit 0' INT TERM
+
+for _ in $(seq 1 300); do
+  if build/bin/glmctl --server "$GRPC" info --timeout-s 1 >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$CLUSTER" 2>/dev/null; then echo "the cluster exited; its log:" >&2; cat "$LOG" >&2; exit 1; fi
+  sleep 0.5
+done
+build/bin/glmctl --server "$GRPC" info --timeout-s 5 >/dev/null || { cat "$LOG" >&2; exit 1; }
+grep -E '^\[coordinator\] (cluster ready|gRPC|HTTP)' "$LOG" || true
+
+echo
+echo "== chat (gRPC): \"Write a Python function that returns the squares of a list\""
+build/bin/glmctl --server "$GRPC" chat --message "Write a Python function that returns the squares of a list" \
+  --max-new-tokens 64
+echo
+echo "== streaming completion (OpenAI HTTP, server-sent events)"
+curl -sN "http://$HTTP/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"glm5-tiny-code","prompt":"def fibonacci(n):\n","max_tokens":48,"temperature":0,"stream":true}' |
+  sed -n 's/^data: //p' | grep -v '^\[DONE\]' |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    line=line.strip()
+    if line:
+        c=json.loads(line)["choices"]
+        if c: print(c[0].get("text",""), end="", flush=True)
+print()'
+cat <<TXT
+
+== serving glm5-tiny-code
+   gRPC:    $GRPC   (build/bin/glmctl --server $GRPC generate --prompt 'import os' --max-new-tokens 32)
+   OpenAI:  http://$HTTP/v1   (/v1/models, /v1/chat/completions, /v1/completions, /health, /metrics)
+   curl http://$HTTP/v1/chat/completions -H 'Content-Type: application/json' \\
+     -d '{"model":"glm5-tiny-code","messages":[{"role":"user","content":"Sort a list in Python"}],"max_tokens":64}'
+TXT
+if [ "$ONCE" -eq 1 ]; then
+  echo "== --once: stopping"
+  exit 0
+fi
+echo "== Ctrl-C stops every rank"
+wait "$CLUSTER"

@@ -10,6 +10,7 @@ PACKAGES=(
   nlohmann-json3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libicu-dev
+  curl python3
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
