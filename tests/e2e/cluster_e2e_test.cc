@@ -1,0 +1,308 @@
+// End to end: a real cluster (mpiexec: coordinator + 2 shard_worker processes) serving the bundled
+// model, driven through its gRPC and OpenAI HTTP APIs. Covers streaming, exact tokens vs the
+// single-process engine, 16 concurrent clients, cancellation and deadlines freeing every KV
+// block, prefix-cache exactness, lenient model names, error codes — and, last, a worker killed
+// mid-request: the in-flight request fails with a clear error and the job exits non-zero.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "protos/inference.grpc.pb.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/generator.h"
+
+namespace glm {
+namespace {
+
+namespace pb = glm::inference::v1;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class ClusterE2eTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    grpc_port_ = FreePort();
+    http_port_ = FreePort();
+    log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      freopen(log_.c_str(), "w", stderr);
+      freopen(log_.c_str(), "a", stdout);
+      setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+      setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+      const std::string grpc = "127.0.0.1:" + std::to_string(grpc_port_), http = "127.0.0.1:" + std::to_string(http_port_);
+      // A small KV cache (0.005 GiB ≈ 2000 positions) so the admission errors can be provoked.
+      execl(GLM_MPIEXEC, GLM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca", "btl",
+            "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none", "-np", "1", GLM_COORDINATOR_BIN, "--model",
+            GLM_MODEL_DIR, "--grpc-listen", grpc.c_str(), "--http-listen", http.c_str(), "--kv-cache-gib", "0.005",
+            "--kv-block-size", "16", "--max-waiting", "64", ":", "-np", "2", GLM_SHARD_WORKER_BIN, "--threads", "1",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_), grpc::InsecureChannelCredentials());
+    stub_ = pb::Inference::NewStub(channel_);
+    for (int i = 0; i < 600; ++i) {  // up to 60 s for mpirun + load
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      pb::ModelInfo info;
+      if (stub_->GetModelInfo(&ctx, pb::ModelInfoRequest(), &info).ok()) {
+        ready_ = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) {
+      kill(pid_, SIGINT);
+      for (int i = 0; i < 100 && waitpid(pid_, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, nullptr, WNOHANG);
+    }
+  }
+  void SetUp() override {
+    if (!ready_) {
+      std::ifstream in(log_);
+      std::string log((std::istreambuf_iterator<char>(in)), {});
+      FAIL() << "the cluster did not come up; log:\n" << log;
+    }
+  }
+
+  // Streams a Generate; returns the tokens, the final message, the status.
+  struct Streamed {
+    std::vector<int32_t> tokens;
+    pb::GenerateResponse last;
+    grpc::Status status;
+    int messages = 0;
+  };
+  static Streamed Generate(const pb::GenerateRequest& req, grpc::ClientContext* ctx = nullptr,
+                           int cancel_after_messages = -1) {
+    grpc::ClientContext local;
+    if (ctx == nullptr) ctx = &local;
+    Streamed s;
+    auto reader = stub_->Generate(ctx, req);
+    pb::GenerateResponse r;
+    while (reader->Read(&r)) {
+      s.tokens.insert(s.tokens.end(), r.token_ids().begin(), r.token_ids().end());
+      s.last = r;
+      if (++s.messages == cancel_after_messages) ctx->TryCancel();
+    }
+    s.status = reader->Finish();
+    return s;
+  }
+  static pb::GenerateRequest Ids(std::vector<int32_t> ids, int max_tokens) {
+    pb::GenerateRequest req;
+    req.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+    req.mutable_sampling()->set_max_tokens(max_tokens);
+    req.mutable_sampling()->set_ignore_eos(true);
+    return req;
+  }
+  static pb::LoadResponse Load() {
+    grpc::ClientContext ctx;
+    pb::LoadResponse load;
+    stub_->GetLoad(&ctx, pb::LoadRequest(), &load);
+    return load;
+  }
+  static bool WaitForAllBlocksFree() {
+    for (int i = 0; i < 100; ++i) {
+      pb::LoadResponse l = Load();
+      if (l.kv_blocks_free() == l.kv_blocks_total() && l.running() == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  static std::vector<int32_t> Prompt(int seed, int len) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < len; ++i) p.push_back((seed * 7919 + i * 104729 + i * i) % 4000 + 20);
+    return p;
+  }
+  static std::vector<int32_t> LocalGreedy(const std::vector<int32_t>& prompt, int n) {
+    auto ckpt = model::Checkpoint::Open(GLM_MODEL_DIR);
+    auto weights = model::ModelWeights::Load(**ckpt);
+    kernels::ThreadPool pool(1);
+    auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+    runtime::GenerateOptions g;
+    g.max_new_tokens = n;
+    g.ignore_eos = true;
+    return runtime::Generate(**m, prompt, g)->tokens;
+  }
+
+  static inline pid_t pid_ = -1;
+  static inline int grpc_port_ = 0, http_port_ = 0;
+  static inline std::string log_;
+  static inline bool ready_ = false;
+  static inline std::shared_ptr<grpc::Channel> channel_;
+  static inline std::unique_ptr<pb::Inference::Stub> stub_;
+};
+
+TEST_F(ClusterE2eTest, StreamingTokensEqualTheSingleProcessEngine) {
+  auto prompt = Prompt(1, 30);
+  auto s = Generate(Ids(prompt, 20));
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(s.tokens, LocalGreedy(prompt, 20));
+  EXPECT_GE(s.messages, 2);  // streamed, not one blob
+  EXPECT_EQ(s.last.finish_reason(), "length");
+  EXPECT_EQ(s.last.usage().completion_tokens(), 20);
+  // Text in, text out, and speculative decoding gives the same greedy tokens.
+  pb::GenerateRequest text;
+  text.set_text("def fibonacci(n):\n");
+  text.mutable_sampling()->set_max_tokens(16);
+  auto plain = Generate(text);
+  text.set_speculative("mtp:2");
+  auto spec = Generate(text);
+  ASSERT_TRUE(plain.status.ok() && spec.status.ok());
+  EXPECT_EQ(plain.tokens, spec.tokens);
+}
+
+TEST_F(ClusterE2eTest, SixteenConcurrentClientsEachGetTheirSoloOutput) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 16; ++i) prompts.push_back(Prompt(100 + i, 8 + 3 * i));
+  std::vector<Streamed> outs(16);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 16; ++i) clients.emplace_back([&, i] { outs[i] = Generate(Ids(prompts[i], 12)); });
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_TRUE(outs[i].status.ok()) << outs[i].status.error_message();
+    EXPECT_EQ(outs[i].tokens, LocalGreedy(prompts[i], 12)) << "client " << i;
+  }
+  EXPECT_TRUE(WaitForAllBlocksFree());
+}
+
+TEST_F(ClusterE2eTest, CancelAndDeadlineStopGenerationAndFreeBlocks) {
+  grpc::ClientContext ctx;
+  auto s = Generate(Ids(Prompt(2, 40), 1500), &ctx, /*cancel_after_messages=*/3);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_LT(s.tokens.size(), 1500u);
+  EXPECT_TRUE(WaitForAllBlocksFree()) << "a cancelled request leaked KV blocks";
+  grpc::ClientContext dl;
+  dl.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  auto d = Generate(Ids(Prompt(3, 40), 1500), &dl);
+  EXPECT_EQ(d.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(WaitForAllBlocksFree()) << "an expired request leaked KV blocks";
+}
+
+TEST_F(ClusterE2eTest, PrefixCacheHitGivesExactlyTheColdTokens) {
+  auto prompt = Prompt(4, 300);
+  pb::GenerateRequest req = Ids(prompt, 16);
+  req.mutable_sampling()->set_temperature(0.8f);
+  req.mutable_sampling()->set_seed(7);
+  auto cold = Generate(req);
+  auto warm = Generate(req);
+  ASSERT_TRUE(cold.status.ok() && warm.status.ok());
+  EXPECT_EQ(cold.tokens, warm.tokens);
+  EXPECT_EQ(cold.last.usage().cached_tokens(), 0);
+  EXPECT_GE(warm.last.usage().cached_tokens(), 288);
+}
+
+TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
+  httplib::Client http("127.0.0.1", http_port_);
+  http.set_read_timeout(60, 0);
+  auto models = http.Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
+  nlohmann::json body = {{"model", "my-favourite-model"},
+                         {"messages", {{{"role", "user"}, {"content", "Sort a list in Python"}}}},
+                         {"max_tokens", 16},
+                         {"temperature", 0},
+                         {"some_unknown_field", true}};
+  auto chat = http.Post("/v1/chat/completions", body.dump(), "application/json");
+  ASSERT_TRUE(chat);
+  ASSERT_EQ(chat->status, 200) << chat->body;
+  auto j = nlohmann::json::parse(chat->body);
+  EXPECT_EQ(j["model"], "my-favourite-model");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 16);
+  nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
+                           {"stream_options", {{"include_usage", true}}}};
+  auto sse = http.Post("/v1/completions", stream.dump(), "application/json");
+  ASSERT_TRUE(sse);
+  EXPECT_EQ(sse->status, 200);
+  EXPECT_NE(sse->body.find("data: [DONE]"), std::string::npos);
+  EXPECT_NE(sse->body.find("\"completion_tokens\":8"), std::string::npos);
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("vllm:generation_tokens_total"), std::string::npos);
+  EXPECT_NE(metrics->body.find("vllm:prefix_cache_hits_total"), std::string::npos);
+}
+
+TEST_F(ClusterE2eTest, ErrorCodes) {
+  pb::GenerateRequest bad = Ids(Prompt(5, 10), 8);
+  bad.mutable_sampling()->set_temperature(-1);
+  auto s = Generate(bad);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.status.error_message().find("temperature"), std::string::npos) << s.status.error_message();
+  auto unknown = Generate(Ids({999999}, 4));
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // More than the whole KV cache: never admissible.
+  auto huge = Generate(Ids(Prompt(6, 3000), 4));
+  EXPECT_EQ(huge.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << huge.status.error_message();
+  httplib::Client http("127.0.0.1", http_port_);
+  auto r = http.Post("/v1/completions", R"({"prompt":"x","max_tokens":-2})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("\"param\""), std::string::npos);
+  std::vector<int> many(3000, 30);
+  nlohmann::json too_big = {{"prompt", many}, {"max_tokens", 4}};
+  auto rr = http.Post("/v1/completions", too_big.dump(), "application/json");
+  ASSERT_TRUE(rr);
+  EXPECT_EQ(rr->status, 429);
+  EXPECT_TRUE(rr->has_header("Retry-After"));
+  EXPECT_TRUE(WaitForAllBlocksFree());
+}
+
+// Runs last (gtest keeps declaration order within a suite): kills a worker mid-request.
+TEST_F(ClusterE2eTest, ZzWorkerDeathFailsRequestsAndEndsTheJob) {
+  pid_t worker = -1;
+  {
+    FILE* p = popen(("pgrep -f -n -P $(pgrep -f -n -P " + std::to_string(pid_) + " .) shard_worker 2>/dev/null || pgrep -n shard_worker").c_str(), "r");
+    if (p) {
+      char buf[64] = {0};
+      if (fgets(buf, sizeof buf, p)) worker = atoi(buf);
+      pclose(p);
+    }
+  }
+  ASSERT_GT(worker, 0);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto start = std::chrono::steady_clock::now();
+  std::thread killer([worker] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    kill(worker, SIGKILL);
+  });
+  auto s = Generate(Ids(Prompt(9, 30), 3000), &ctx);
+  killer.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_FALSE(s.status.ok()) << "the request must fail, not complete";
+  EXPECT_NE(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << "noticed only at the client's deadline";
+  EXPECT_LT(seconds, 30.0);
+  int status = 0;
+  for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
+  if (WIFEXITED(status)) EXPECT_NE(WEXITSTATUS(status), 0) << "the job must exit non-zero for its supervisor";
+  pid_ = -1;
+}
+
+}  // namespace
+}  // namespace glm
