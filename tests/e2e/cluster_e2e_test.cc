@@ -42,7 +42,8 @@ int FreePort() {
 
 class ClusterE2eTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() { Launch("120"); }
+  static void Launch(const char* step_timeout_s) {
     grpc_port_ = FreePort();
     http_port_ = FreePort();
     log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
@@ -58,7 +59,8 @@ class ClusterE2eTest : public ::testing::Test {
       execl(GLM_MPIEXEC, GLM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca", "btl",
             "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none", "-np", "1", GLM_COORDINATOR_BIN, "--model",
             GLM_MODEL_DIR, "--grpc-listen", grpc.c_str(), "--http-listen", http.c_str(), "--kv-cache-gib", "0.005",
-            "--kv-block-size", "16", "--max-waiting", "64", ":", "-np", "2", GLM_SHARD_WORKER_BIN, "--threads", "1",
+            "--kv-block-size", "16", "--max-waiting", "64", "--step-timeout-s", step_timeout_s, ":", "-np", "2",
+            GLM_SHARD_WORKER_BIN, "--threads", "1",
             static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -133,6 +135,16 @@ class ClusterE2eTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return false;
+  }
+  // A shard_worker started by this test's mpirun (other tests may run clusters concurrently).
+  static pid_t OurWorker() {
+    pid_t worker = -1;
+    if (FILE* p = popen(("pgrep -n -P " + std::to_string(pid_) + " shard_worker").c_str(), "r")) {
+      char buf[64] = {0};
+      if (fgets(buf, sizeof buf, p)) worker = atoi(buf);
+      pclose(p);
+    }
+    return worker;
   }
   static std::vector<int32_t> Prompt(int seed, int len) {
     std::vector<int32_t> p;
@@ -274,15 +286,7 @@ TEST_F(ClusterE2eTest, ErrorCodes) {
 
 // Runs last (gtest keeps declaration order within a suite): kills a worker mid-request.
 TEST_F(ClusterE2eTest, ZzWorkerDeathFailsRequestsAndEndsTheJob) {
-  pid_t worker = -1;
-  {
-    FILE* p = popen(("pgrep -f -n -P $(pgrep -f -n -P " + std::to_string(pid_) + " .) shard_worker 2>/dev/null || pgrep -n shard_worker").c_str(), "r");
-    if (p) {
-      char buf[64] = {0};
-      if (fgets(buf, sizeof buf, p)) worker = atoi(buf);
-      pclose(p);
-    }
-  }
+  const pid_t worker = OurWorker();
   ASSERT_GT(worker, 0);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -301,6 +305,33 @@ TEST_F(ClusterE2eTest, ZzWorkerDeathFailsRequestsAndEndsTheJob) {
   for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
   if (WIFEXITED(status)) EXPECT_NE(WEXITSTATUS(status), 0) << "the job must exit non-zero for its supervisor";
+  pid_ = -1;
+}
+
+// A worker that stops answering (SIGSTOP: alive but hung) is noticed at the step timeout: the
+// in-flight request fails with UNAVAILABLE and the job exits non-zero.
+class HungWorkerE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() { Launch("3"); }
+};
+
+TEST_F(HungWorkerE2eTest, StuckWorkerFailsRequestsWithinTheStepTimeout) {
+  const pid_t worker = OurWorker();
+  ASSERT_GT(worker, 0);
+  auto first = Generate(Ids(Prompt(11, 20), 4));
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  kill(worker, SIGSTOP);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto start = std::chrono::steady_clock::now();
+  auto s = Generate(Ids(Prompt(12, 20), 64), &ctx);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAVAILABLE) << s.status.error_message();
+  EXPECT_LT(seconds, 20.0);
+  int status = 0;
+  for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  kill(worker, SIGKILL);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << "the job must exit non-zero";
   pid_ = -1;
 }
 
