@@ -143,7 +143,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
   auto prepared = frontend_->Prepare(*api);
   if (!prepared.ok()) return ToGrpcStatus(prepared.status());
   const std::string id = prepared->engine_request.request_id;
-  RequestTracker tracker(metrics_);
+  RequestTracker tracker(metrics_, id, "grpc", static_cast<int>(prepared->engine_request.prompt.size()));
   auto stream = engine_->Submit(std::move(prepared->engine_request));
   if (!stream.ok()) {
     tracker.Finish("rejected");

@@ -182,7 +182,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   auto prepared = frontend_->Prepare(request->api);
   if (!prepared.ok()) return SendError(res, prepared.status());
 
-  auto tracker = std::make_unique<RequestTracker>(metrics_);
+  auto tracker = std::make_unique<RequestTracker>(metrics_, id, kind == Kind::kChat ? "openai-chat" : "openai-completions",
+                                                  static_cast<int>(prepared->engine_request.prompt.size()));
   auto stream = engine_->Submit(std::move(prepared->engine_request));
   if (!stream.ok()) {
     tracker->Finish("rejected");

@@ -1,5 +1,10 @@
 #include "coordinator/api/serving_metrics.h"
 
+#include <cstdio>
+
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+
 namespace glm::api {
 namespace {
 
@@ -103,7 +108,9 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
 void RequestTracker::OnTokens(int tokens) {
   if (tokens <= 0 || metrics_ == nullptr) return;
   const absl::Time now = absl::Now();
+  completion_tokens_ += tokens;
   if (last_token_ == absl::InfinitePast()) {
+    first_token_ = now;
     metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(now - arrival_));
   } else {
     metrics_->ObserveInterTokenLatency(absl::ToDoubleSeconds(now - last_token_), tokens);
@@ -114,7 +121,20 @@ void RequestTracker::OnTokens(int tokens) {
 void RequestTracker::Finish(const std::string& finish_reason) {
   if (finished_ || metrics_ == nullptr) return;
   finished_ = true;
-  metrics_->ObserveFinished(finish_reason, absl::ToDoubleSeconds(absl::Now() - arrival_));
+  const absl::Time now = absl::Now();
+  metrics_->ObserveFinished(finish_reason, absl::ToDoubleSeconds(now - arrival_));
+  if (request_id_.empty()) return;
+  // Structured request log: one JSON object per line on stderr (collected with the job's log).
+  nlohmann::json line = {{"ts", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())},
+                         {"event", "request_finished"},
+                         {"request_id", request_id_},
+                         {"api", api_},
+                         {"finish_reason", finish_reason},
+                         {"prompt_tokens", prompt_tokens_},
+                         {"completion_tokens", completion_tokens_},
+                         {"ttft_ms", first_token_ == absl::InfinitePast() ? -1.0 : absl::ToDoubleMilliseconds(first_token_ - arrival_)},
+                         {"e2e_ms", absl::ToDoubleMilliseconds(now - arrival_)}};
+  std::fprintf(stderr, "%s\n", line.dump().c_str());
 }
 
 }  // namespace glm::api

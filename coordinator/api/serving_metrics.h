@@ -40,6 +40,10 @@ class ServingMetrics {
 class RequestTracker {
  public:
   explicit RequestTracker(ServingMetrics* metrics) : metrics_(metrics), arrival_(absl::Now()) {}
+  // With an id, the finish is also logged as one JSON line (request id, api, tokens, timings).
+  RequestTracker(ServingMetrics* metrics, std::string request_id, std::string api, int prompt_tokens)
+      : metrics_(metrics), arrival_(absl::Now()), request_id_(std::move(request_id)), api_(std::move(api)),
+        prompt_tokens_(prompt_tokens) {}
   ~RequestTracker() { Finish("abort"); }
   RequestTracker(const RequestTracker&) = delete;
   RequestTracker& operator=(const RequestTracker&) = delete;
@@ -52,7 +56,11 @@ class RequestTracker {
   ServingMetrics* metrics_;
   absl::Time arrival_;
   absl::Time last_token_ = absl::InfinitePast();
+  absl::Time first_token_ = absl::InfinitePast();
   bool finished_ = false;
+  std::string request_id_, api_;
+  int prompt_tokens_ = 0;
+  int completion_tokens_ = 0;
 };
 
 }  // namespace glm::api
