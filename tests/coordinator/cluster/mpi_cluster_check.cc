@@ -9,12 +9,21 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "cluster_test_util.h"
+#include "coordinator/scheduler/cluster_step_runner.h"
+#include "coordinator/scheduler/engine.h"
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include "nlohmann/json.hpp"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
 ABSL_FLAG(std::string, model, "glm5-tiny-code", "fixture model name");
 ABSL_FLAG(int32_t, workers, 1, "shard workers started by mpiexec");
 ABSL_FLAG(int32_t, stages, 1, "pipeline stages");
+ABSL_FLAG(bool, speculative, false,
+          "instead: serve every fixture prompt through the engine greedily with mtp:2 (if the model has MTP), "
+          "ngram:3 and without speculation; all outputs must be identical");
 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
@@ -33,7 +42,7 @@ int main(int argc, char** argv) {
   if (!config.ok()) glm::comm::MpiSession::Abort(3);
   glm::cluster::ClusterOptions options;
   options.model_dir = dir;
-  options.kv_blocks = 64;
+  options.kv_blocks = 256;
   options.kv_block_size = 16;
   options.step_timeout = absl::Seconds(120);
   auto client = glm::cluster::ClusterClient::Start(world.get(), options, [&](const auto&) {
@@ -42,6 +51,61 @@ int main(int argc, char** argv) {
   if (!client.ok()) {
     std::fprintf(stderr, "cluster start failed: %s\n", std::string(client.status().message()).c_str());
     glm::comm::MpiSession::Abort(1);
+  }
+  if (absl::GetFlag(FLAGS_speculative)) {
+    // Every prompt of the fixture's reference, served by the engine over the MPI cluster.
+    std::ifstream in(std::string(GLM_TEST_FIXTURES_DIR) + "/ref-" + name + "/reference.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const nlohmann::json ref = nlohmann::json::parse(ss.str());
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& p : ref["prompts"]) prompts.push_back(p["ids"].get<std::vector<int32_t>>());
+    glm::scheduler::ClusterStepRunner runner(client->get());
+    glm::scheduler::EngineOptions eo;
+    eo.max_context = config->max_position_embeddings;
+    eo.vocab_size = static_cast<int32_t>(config->vocab_size);
+    eo.eos_token_ids = config->eos_token_ids;
+    eo.kv_blocks = options.kv_blocks;
+    eo.kv_block_size = options.kv_block_size;
+    eo.has_mtp = config->has_mtp();
+    auto engine = glm::scheduler::Engine::Create(&runner, eo);
+    if (!engine.ok()) glm::comm::MpiSession::Abort(1);
+    std::vector<std::string> methods = {"none", "ngram:3"};
+    if (config->has_mtp()) methods.push_back("mtp:2");
+    int mismatches = 0, runs = 0;
+    std::thread clients([&] {
+      for (const auto& prompt : prompts) {
+        std::vector<int32_t> reference_tokens;
+        for (const auto& m : methods) {
+          glm::scheduler::GenerationRequest r;
+          r.prompt = prompt;
+          r.sampling.max_tokens = 24;
+          r.sampling.ignore_eos = true;
+          r.speculative = m;
+          std::vector<int32_t> tokens;
+          auto stream = (*engine)->Submit(r);
+          if (stream.ok()) {
+            glm::scheduler::GenerationEvent e;
+            while ((*stream)->Next(&e, absl::Seconds(120))) {
+              tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+              if (e.finished) break;
+            }
+          }
+          ++runs;
+          if (m == "none") reference_tokens = tokens;
+          else if (tokens != reference_tokens) ++mismatches;
+        }
+      }
+      (*engine)->Shutdown(false);
+    });
+    auto loop = (*engine)->RunLoop();
+    clients.join();
+    (*client)->Shutdown().IgnoreError();
+    const auto load = (*engine)->GetLoad();
+    std::printf("%s workers=%d stages=%d speculative: %d runs over %zu prompts, %d mismatches, %ld/%ld drafts accepted\n",
+                name.c_str(), workers, stages, runs, prompts.size(), mismatches,
+                static_cast<long>(load.spec_accepted_tokens), static_cast<long>(load.spec_draft_tokens));
+    return (loop.ok() && mismatches == 0) ? 0 : 1;
   }
   const auto prompt = glm::testing::FixturePrompt(name);
   const int decode_steps = 6;
