@@ -67,13 +67,14 @@ GLM_Q512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int n,
       }
     }
   } else {
-    const __m512i low4 = _mm512_set1_epi32(0xf);
+    // m[r] is the group's 16-entry table (code - 8) · scale: vpermps looks each code up by the
+    // low 4 bits of its lane (the high nibble above them is ignored), no mask or convert needed.
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512i raw = _mm512_cvtepu8_epi32(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * row_bytes + c / 2)));
-      const __m512 v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(raw, low4)), s[r], m[r]);
-      const __m512 v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(raw, 4)), s[r], m[r]);
+      const __m512 v0 = _mm512_permutexvar_ps(raw, m[r]);
+      const __m512 v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(raw, 4), m[r]);
       FmaTokens<T>(v0, xp + c, pitch, acc[r]);
       FmaTokens<T>(v1, xp + c + kLanes, pitch, acc[r]);
     }
@@ -94,13 +95,15 @@ GLM_Q512 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
 
   // Past the end of its row a stream's prefetch moves to the same row of the next group.
   const int64_t pf_wrap = (R - 1) * row_bytes;
+  // kI4 levels -8..7 in lane order; times the scale they are exactly q · scale (one rounding).
+  const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
     __m512 s[R], m[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       s[r] = _mm512_set1_ps(scales[r * sstride + gi]);
-      m[r] = D == DType::kI4 ? _mm512_mul_ps(s[r], _mm512_set1_ps(-8.0f)) : s[r];
+      m[r] = D == DType::kI4 ? _mm512_mul_ps(levels, s[r]) : s[r];
     }
     const int64_t g1 = g0 + group < cols ? g0 + group : cols;
     int64_t c = g0;

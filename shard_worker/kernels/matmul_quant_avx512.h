@@ -4,7 +4,8 @@
 //   kI8: 32-column chunks, 2 vectors of 16 sign-extended bytes (32, not a 64-byte line, so that
 //        groups of 32 work: a chunk never straddles two scales);
 //   kI4: 32-column chunks (16 bytes), the low nibbles (columns 0..15) then the high (16..31);
-// each vector decoded to q · scale exactly (kI4 as fma(n, s, -8s)); the last partial chunk is
+// each vector decoded to q · scale exactly (kI4 by a vpermps lookup in the group's 16 values
+// (q - 8) · scale); the last partial chunk is
 // zero-padded, then the lanes are reduced 16→8→4→2→1.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX512_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX512_H_

@@ -1,0 +1,189 @@
+// quant_quality_bench: what re-quantising the weights at load costs in model quality. Runs the
+// bundled model's held-out eval ids (tests/fixtures/ref-glm5-tiny-code/reference.json,
+// `eval_ids_first_1024`) through the BF16 engine and through one engine per quantised format, and
+// prints per format: perplexity (next-token NLL over the ids; the reference NLL is printed for
+// comparison), mean KL(bf16 ‖ quant) over positions, top-1 agreement with BF16, and the weight
+// bytes. Bars (issue 6): int8 mean KL ≤ 0.005 and top-1 ≥ 99%; int4 mean KL ≤ 0.05 and ≥ 95%.
+//
+//   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4,...]
+//                                 [--tokens N] [--threads N] [--json]
+// Exit status 1 when a format named int8* / int4* misses its bar.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/quantize.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/dashed_flags.h"
+
+ABSL_FLAG(std::string, model, GLM_SOURCE_DIR "/models/glm5-tiny-code", "model directory");
+ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-code/reference.json",
+          "reference.json with eval_ids_first_1024 and eval_nll_first_1024");
+ABSL_FLAG(std::string, formats, "int8,int4", "comma-separated quantised formats (see decode_bench)");
+ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
+ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
+ABSL_FLAG(bool, json, false, "print one JSON object");
+
+namespace {
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "quant_quality_bench: %s\n", msg.c_str());
+  return 2;
+}
+
+struct Run {
+  std::string name;
+  std::vector<float> logits;  // [n, vocab]
+  int64_t matrix_bytes = 0;
+  double nll = 0, kl = 0, top1 = 1, max_kl = 0;
+};
+
+// Loads the model (matrices converted to `dtype`) and returns logits for every position.
+absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, glm::kernels::DType dtype,
+                             int64_t group, const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool) {
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  glm::model::LoadOptions load;
+  load.matrix_dtype = dtype;
+  load.matrix_group_size = group;
+  auto weights = glm::model::ModelWeights::Load(**ckpt, load);
+  if (!weights.ok()) return weights.status();
+  Run run;
+  run.name = name;
+  run.matrix_bytes = (*weights)->bytes_loaded();
+  auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), pool);
+  if (!model.ok()) return model.status();
+  auto cache = (*model)->NewCache();
+  std::vector<glm::model::SequenceInput> batch(1);
+  batch[0].cache = cache.get();
+  batch[0].tokens = ids;
+  auto out = (*model)->Forward(batch, glm::model::LogitRows::kAll);
+  if (!out.ok()) return out.status();
+  run.logits = std::move(out->logits);
+  return run;
+}
+
+// log-softmax of one row into out.
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
+  out.resize(n);
+  double mx = *std::max_element(logits, logits + n), sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(double{logits[i]} - mx);
+  const double lse = mx + std::log(sum);
+  for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
+}
+
+// Fills nll (next-token, positions 0..n-2), and against `base`: mean KL(base ‖ run), top-1.
+void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run* run) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  std::vector<double> lp, lb;
+  double nll = 0, kl = 0;
+  int64_t agree = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = run->logits.data() + i * vocab;
+    LogSoftmax(row, vocab, lp);
+    if (i + 1 < n) nll -= lp[ids[i + 1]];
+    if (base == nullptr) continue;
+    const float* brow = base->logits.data() + i * vocab;
+    LogSoftmax(brow, vocab, lb);
+    double k = 0;
+    for (int64_t v = 0; v < vocab; ++v) k += std::exp(lb[v]) * (lb[v] - lp[v]);
+    kl += k;
+    run->max_kl = std::max(run->max_kl, k);
+    agree += (std::max_element(row, row + vocab) - row) == (std::max_element(brow, brow + vocab) - brow);
+  }
+  run->nll = nll / std::max<int64_t>(1, n - 1);
+  if (base != nullptr) {
+    run->kl = kl / n;
+    run->top1 = static_cast<double>(agree) / n;
+  }
+}
+
+// The issue's bar for a format name (int8* / int4*); false when there is none.
+bool Bar(const std::string& name, double* max_kl, double* min_top1) {
+  if (name.rfind("int8", 0) == 0) { *max_kl = 0.005; *min_top1 = 0.99; return true; }
+  if (name.rfind("int4", 0) == 0) { *max_kl = 0.05; *min_top1 = 0.95; return true; }
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  std::ifstream in(absl::GetFlag(FLAGS_reference));
+  if (!in) return Fail("cannot read " + absl::GetFlag(FLAGS_reference));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json ref = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (ref.is_discarded() || !ref.contains("eval_ids_first_1024")) return Fail("reference has no eval_ids_first_1024");
+  std::vector<int32_t> ids = ref["eval_ids_first_1024"].get<std::vector<int32_t>>();
+  const double ref_nll = ref.value("eval_nll_first_1024", 0.0);
+  const int tokens = absl::GetFlag(FLAGS_tokens);
+  if (tokens < 2) return Fail("--tokens must be at least 2");
+  if (static_cast<int64_t>(ids.size()) > tokens) ids.resize(tokens);
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  glm::kernels::ThreadPool pool(threads);
+  const std::string dir = absl::GetFlag(FLAGS_model);
+
+  std::vector<Run> runs;
+  auto base = Evaluate(dir, "bf16", glm::kernels::DType::kBF16, 0, ids, &pool);
+  if (!base.ok()) return Fail(std::string(base.status().message()));
+  runs.push_back(*std::move(base));
+  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_formats), ',', absl::SkipEmpty())) {
+    const std::string name(f.data(), f.size());
+    glm::kernels::DType dtype;
+    int64_t group = 0;
+    if (!glm::kernels::ParseQuantFormatName(name, &dtype, &group)) return Fail("unknown format '" + name + "'");
+    auto run = Evaluate(dir, name, dtype, group, ids, &pool);
+    if (!run.ok()) return Fail(name + ": " + std::string(run.status().message()));
+    runs.push_back(*std::move(run));
+  }
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  const int64_t vocab = (*ckpt)->config().vocab_size;
+  bool all_ok = true;
+  for (size_t i = 0; i < runs.size(); ++i) Score(i == 0 ? nullptr : &runs[0], ids, vocab, &runs[i]);
+
+  const bool json = absl::GetFlag(FLAGS_json);
+  nlohmann::json out;
+  out["model"] = dir;
+  out["tokens"] = ids.size();
+  out["reference_nll"] = ref_nll;
+  out["reference_ppl"] = std::exp(ref_nll);
+  out["matmul_path"] = glm::kernels::MatMulPathName();
+  if (!json) {
+    std::printf("model %s, %zu eval tokens, matmul path %s; reference NLL %.4f (ppl %.3f)\n", dir.c_str(),
+                ids.size(), glm::kernels::MatMulPathName().c_str(), ref_nll, std::exp(ref_nll));
+    std::printf("%-10s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
+                "max KL", "top-1 agree", "bar", "");
+  }
+  for (const Run& r : runs) {
+    double max_kl = 0, min_top1 = 0;
+    const bool has_bar = Bar(r.name, &max_kl, &min_top1);
+    const bool ok = !has_bar || (r.kl <= max_kl && r.top1 >= min_top1);
+    all_ok = all_ok && ok;
+    nlohmann::json j = {{"format", r.name},         {"weight_bytes", r.matrix_bytes}, {"nll", r.nll},
+                        {"ppl", std::exp(r.nll)},    {"mean_kl", r.kl},                {"max_kl", r.max_kl},
+                        {"top1_agreement", r.top1}};
+    if (has_bar) j["bar"] = {{"max_mean_kl", max_kl}, {"min_top1", min_top1}, {"ok", ok}};
+    out["formats"].push_back(j);
+    if (!json)
+      std::printf("%-10s %10.2f %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(), r.matrix_bytes / 1048576.0,
+                  r.nll, std::exp(r.nll), r.kl, r.max_kl, 100 * r.top1, !has_bar ? "-" : ok ? "ok" : "MISSED");
+  }
+  out["all_bars_met"] = all_ok;
+  if (json) std::printf("%s\n", out.dump().c_str());
+  return all_ok ? 0 : 1;
+}
