@@ -122,7 +122,18 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
     *bytes += w.dense.bytes();
   } else {
     moe::MoeStats stats;
-    moe_->Forward(w.moe, normed.data(), T, delta.data(), &stats);
+    moe::ExpertSource source;  // streamed experts: the store, and the next layer to prefetch for
+    if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) {
+      source.store = store;
+      source.layer = layer;
+      const int64_t next = store->NextLayer(layer);
+      const int64_t stage_end = stage_.layer_end < 0 ? c.num_hidden_layers : stage_.layer_end;
+      if (next >= 0 && next < std::min(stage_end, c.num_hidden_layers) && layer < c.num_hidden_layers) {
+        source.next = &weights_->layer(next).moe;
+        source.next_layer = next;
+      }
+    }
+    if (auto s = moe_->Forward(w.moe, normed.data(), T, delta.data(), &stats, source); !s.ok()) return s;
     *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }

@@ -16,6 +16,10 @@
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/model_config.h"
 
+namespace glm::moe {
+class ExpertStore;
+}  // namespace glm::moe
+
 namespace glm::model {
 
 using kernels::WeightView;
@@ -52,8 +56,10 @@ struct MlpWeights {
 struct MoeWeights {
   std::vector<float> router;       // [n_routed_experts, hidden]
   std::vector<float> router_bias;  // [n_routed_experts] e_score_correction_bias (choice only)
-  std::vector<MlpWeights> experts; // [n_routed_experts]; only owned ones are loaded
-  std::vector<bool> expert_loaded; // [n_routed_experts]
+  // [n_routed_experts]; only owned ones are loaded. When the model's ExpertStore streams, these
+  // stay empty and ExpertStore::Acquire supplies the weights.
+  std::vector<MlpWeights> experts;
+  std::vector<bool> expert_loaded; // [n_routed_experts] owned by this rank (resident or streamed)
   bool has_shared = false;
   MlpWeights shared;
 };
@@ -98,6 +104,21 @@ struct LoadOptions {
   // I8 / I4 only: columns per scale; 0 = the format's default (kernels::kDefaultI8GroupSize,
   // kDefaultI4GroupSize), -1 = one scale per row.
   int64_t matrix_group_size = 0;
+  // Memory for this rank's routed experts; when they need more, they stay on disk and an LRU
+  // cache of this many bytes streams them (moe/expert_store.h). 0 = unlimited: all resident.
+  int64_t expert_memory_bytes = 0;
+};
+
+// One routed expert read on its own (the ExpertStore's cache fills), owning its memory.
+struct LoadedExpert {
+  MlpWeights weights;
+  std::vector<AlignedBuffer> buffers;
+  int64_t file_bytes = 0;  // bytes read from the checkpoint files
+  int64_t memory_bytes() const {
+    int64_t n = 0;
+    for (const auto& b : buffers) n += b.size();
+    return n;
+  }
 };
 
 class ModelWeights {
@@ -116,9 +137,21 @@ class ModelWeights {
   // Index 0..num_hidden_layers-1 main layers, num_hidden_layers = MTP layer.
   const LayerWeights& layer(int64_t i) const { return layers_[i]; }
   int64_t bytes_loaded() const { return bytes_loaded_; }
+  // The routed experts of the loaded MoE layers: the resident ones, or an LRU cache streaming
+  // them from disk (LoadOptions::expert_memory_bytes). Null when no MoE layer is loaded.
+  moe::ExpertStore* expert_store() const { return expert_store_.get(); }
+
+  // Routed expert `expert` of `layer` exactly as Load would hold it (stored format, or the
+  // conversion `options` asks for). Thread-safe (pread), for the ExpertStore's I/O threads.
+  static absl::StatusOr<LoadedExpert> LoadExpert(const Checkpoint& checkpoint, const LoadOptions& options,
+                                                 int64_t layer, int64_t expert);
 
  private:
   friend class WeightLoader;
+  // expert_streaming.cc: whether the owned routed experts of the selected layers outgrow
+  // options.expert_memory_bytes, then (after the layers are loaded) the store serving them.
+  absl::StatusOr<bool> ExpertsOverBudget(const Checkpoint& checkpoint, const LoadOptions& options) const;
+  absl::Status SetUpExpertStore(const Checkpoint& checkpoint, const LoadOptions& options, bool stream);
   ModelConfig config_;
   WeightView embed_tokens_, lm_head_;
   std::vector<float> final_norm_;
@@ -126,6 +159,7 @@ class ModelWeights {
   LoadOptions slices_;
   std::vector<AlignedBuffer> buffers_;
   int64_t bytes_loaded_ = 0;
+  std::shared_ptr<moe::ExpertStore> expert_store_;  // declared last: destroyed (I/O joined) first
 };
 
 }  // namespace glm::model

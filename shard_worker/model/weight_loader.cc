@@ -505,11 +505,35 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
     }
   }
   w->layers_.resize(c.num_weight_layers());
+  // Routed experts over LoadOptions::expert_memory_bytes stay on disk (expert_streaming.cc).
+  auto stream = w->ExpertsOverBudget(checkpoint, opt);
+  if (!stream.ok()) return stream.status();
+  LoadOptions layer_opt = opt;
+  if (*stream) layer_opt.owns_expert = [](int64_t, int64_t) { return false; };
   int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
   for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
-    if (auto s = LoadLayer(loader, c, l, opt, &w->layers_[l]); !s.ok()) return s;
+    if (auto s = LoadLayer(loader, c, l, layer_opt, &w->layers_[l]); !s.ok()) return s;
   }
+  if (auto s = w->SetUpExpertStore(checkpoint, opt, *stream); !s.ok()) return s;
   return w;
+}
+
+absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoint, const LoadOptions& options,
+                                                      int64_t layer, int64_t expert) {
+  const ModelConfig& c = checkpoint.config();
+  ModelWeights scratch;  // collects the buffers the loader keeps
+  WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size);
+  const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
+  if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||
+      expert >= c.n_routed_experts || !loader.Present(prefix + "gate_proj.weight"))
+    return absl::NotFoundError(absl::StrCat(checkpoint.dir(), ": no routed expert ", expert, " in layer ", layer));
+  LoadedExpert out;
+  if (auto s = LoadMlp(loader, prefix, c.hidden_size, c.moe_intermediate_size, 0, -1, &out.weights); !s.ok()) return s;
+  out.buffers = std::move(scratch.buffers_);
+  for (const char* m : {"gate_proj.", "up_proj.", "down_proj."})
+    for (const char* t : {"weight", "weight_scale_inv"})
+      if (auto loc = checkpoint.Find(absl::StrCat(prefix, m, t)); loc.file != nullptr) out.file_bytes += loc.info->size;
+  return out;
 }
 
 #undef GLM_ASSIGN_OR_RETURN

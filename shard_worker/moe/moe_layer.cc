@@ -19,14 +19,11 @@ void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, ker
 MoeLayer::MoeLayer(const model::ModelConfig& config, kernels::ThreadPool* pool)
     : config_(config), pool_(pool), router_(config) {}
 
-void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out,
-                       MoeStats* stats) const {
-  const int64_t hidden = config_.hidden_size, E = config_.n_routed_experts, k = config_.num_experts_per_tok;
-  // Router logits in f32 [T, E]. Each logit is one double sum in column order (the router decides
-  // discrete choices: keep its logits accurate); tokens are spread over the pool and kExperts
-  // experts run as independent chains (prefill would otherwise wait on add latency) — neither
-  // changes any logit's arithmetic.
-  std::vector<float> logits(T * E);
+void MoeLayer::RouterLogits(const std::vector<float>& router, const float* x, int64_t T, float* logits) const {
+  const int64_t hidden = config_.hidden_size, E = config_.n_routed_experts;
+  // Each logit is one double sum in column order (the router decides discrete choices: keep its
+  // logits accurate); tokens are spread over the pool and kExperts experts run as independent
+  // chains (prefill would otherwise wait on add latency) — neither changes any logit's arithmetic.
   auto route_logits = [&](int64_t t_begin, int64_t t_end) {
     constexpr int64_t kExperts = 8;
     for (int64_t t = t_begin; t < t_end; ++t) {
@@ -34,7 +31,7 @@ void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, fl
       for (int64_t e0 = 0; e0 < E; e0 += kExperts) {
         const int64_t ne = std::min(kExperts, E - e0);
         double acc[kExperts] = {};
-        const float* wr = w.router.data() + e0 * hidden;
+        const float* wr = router.data() + e0 * hidden;
         if (ne == kExperts) {
           for (int64_t c = 0; c < hidden; ++c) {
             const double xc = xr[c];
@@ -52,6 +49,33 @@ void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, fl
     pool_->ParallelFor(T, route_logits);
   else
     route_logits(0, T);
+}
+
+void MoeLayer::PrefetchNext(const model::MoeWeights& next, int64_t next_layer, const float* x, int64_t T,
+                            ExpertStore* store) const {
+  const int64_t E = config_.n_routed_experts;
+  std::vector<float> logits(T * E);
+  RouterLogits(next.router, x, T, logits.data());
+  std::vector<int64_t> votes(E, 0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int32_t e : router_.Route(logits.data() + t * E, next.router_bias.data()).experts) ++votes[e];
+  std::vector<int64_t> want;
+  for (int64_t e = 0; e < E; ++e)
+    if (votes[e] > 0 && next.expert_loaded[e]) want.push_back(e);
+  std::stable_sort(want.begin(), want.end(), [&](int64_t a, int64_t b) { return votes[a] > votes[b]; });
+  store->Prefetch(next_layer, want);
+}
+
+void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out,
+                       MoeStats* stats) const {
+  (void)Forward(w, x, T, out, stats, ExpertSource());  // resident experts: cannot fail
+}
+
+absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out, MoeStats* stats,
+                               const ExpertSource& source) const {
+  const int64_t hidden = config_.hidden_size, E = config_.n_routed_experts, k = config_.num_experts_per_tok;
+  std::vector<float> logits(T * E);
+  RouterLogits(w.router, x, T, logits.data());
   std::vector<Routing> routes(T);
   std::vector<std::vector<int64_t>> tokens_of(E);  // expert -> batch rows, ascending
   for (int64_t t = 0; t < T; ++t) {
@@ -61,17 +85,39 @@ void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, fl
   // Each active expert once over its tokens; results kept per (token, slot) so every token sums
   // its experts in ascending expert order, whatever else is in the batch.
   std::vector<float> slot_out(T * k * hidden, 0.0f);
+  std::vector<int64_t> order;  // active experts, in the order they are computed
+  for (int64_t e = 0; e < E; ++e)
+    if (!tokens_of[e].empty() && w.expert_loaded[e]) order.push_back(e);
+  ExpertStore* store = source.store != nullptr && source.store->streaming() ? source.store : nullptr;
+  if (store != nullptr) {
+    // Queue this layer's misses first, then the next layer's predicted experts; compute the
+    // resident experts while the I/O threads read the rest (order does not change any sum).
+    std::vector<int64_t> pending = store->Prefetch(source.layer, order, /*urgent=*/true);
+    if (source.next != nullptr) PrefetchNext(*source.next, source.next_layer, x, T, store);
+    std::vector<int64_t> ready;
+    for (int64_t e : order)
+      if (std::find(pending.begin(), pending.end(), e) == pending.end()) ready.push_back(e);
+    ready.insert(ready.end(), pending.begin(), pending.end());
+    order = std::move(ready);
+  }
   std::vector<float> xs, ys;
-  for (int64_t e = 0; e < E; ++e) {
+  for (int64_t e : order) {
     const auto& rows = tokens_of[e];
-    if (rows.empty() || !w.expert_loaded[e]) continue;
+    const model::MlpWeights* mlp = &w.experts[e];
+    ExpertStore::Handle handle;  // pins a streamed expert until its tokens are done
+    if (store != nullptr) {
+      auto h = store->Acquire(source.layer, e);
+      if (!h.ok()) return h.status();
+      handle = *std::move(h);
+      mlp = &handle.weights();
+    }
     const int64_t n = static_cast<int64_t>(rows.size());
     xs.resize(n * hidden);
     ys.resize(n * hidden);
     for (int64_t i = 0; i < n; ++i) std::copy_n(x + rows[i] * hidden, hidden, xs.data() + i * hidden);
-    RunMlp(w.experts[e], xs.data(), n, ys.data(), pool_);
+    RunMlp(*mlp, xs.data(), n, ys.data(), pool_);
     if (stats) {
-      stats->expert_bytes_read += w.experts[e].bytes();
+      stats->expert_bytes_read += mlp->bytes();
       stats->active_experts += 1;
     }
     for (int64_t i = 0; i < n; ++i) {
@@ -98,6 +144,7 @@ void MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64_t T, fl
     if (w.has_shared)
       for (int64_t c = 0; c < hidden; ++c) o[c] += shared[t * hidden + c];
   }
+  return absl::OkStatus();
 }
 
 }  // namespace glm::moe

@@ -8,7 +8,9 @@
 
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/model_config.h"
+#include "absl/status/status.h"
 #include "shard_worker/model/model_weights.h"
+#include "shard_worker/moe/expert_store.h"
 #include "shard_worker/moe/router.h"
 
 namespace glm::moe {
@@ -17,6 +19,16 @@ namespace glm::moe {
 struct MoeStats {
   int64_t expert_bytes_read = 0;  // routed experts actually computed (each once per step)
   int64_t active_experts = 0;
+};
+
+// Where a layer's routed experts come from when they are streamed (ExpertStore::streaming()).
+struct ExpertSource {
+  ExpertStore* store = nullptr;  // null or not streaming: MoeWeights::experts (resident)
+  int64_t layer = 0;
+  // The next streamed MoE layer: its router applied to this layer's input predicts which of its
+  // experts to prefetch while this layer computes. Null: no prefetch.
+  const model::MoeWeights* next = nullptr;
+  int64_t next_layer = -1;
 };
 
 // y = act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ for x [n, hidden] → y [n, hidden].
@@ -28,8 +40,17 @@ class MoeLayer {
 
   // x [T, hidden] (post-attention normalised) → out [T, hidden].
   void Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out, MoeStats* stats) const;
+  // The same, with the experts from `source` (bit-identical results; errors are failed reads).
+  absl::Status Forward(const model::MoeWeights& w, const float* x, int64_t T, float* out, MoeStats* stats,
+                       const ExpertSource& source) const;
 
  private:
+  // f32 router logits [T, E] of x [T, hidden] against router [E, hidden].
+  void RouterLogits(const std::vector<float>& router, const float* x, int64_t T, float* logits) const;
+  // Routes x with the next layer's router and queues the experts it picks (most tokens first).
+  void PrefetchNext(const model::MoeWeights& next, int64_t next_layer, const float* x, int64_t T,
+                    ExpertStore* store) const;
+
   const model::ModelConfig& config_;
   kernels::ThreadPool* pool_;
   Router router_;
