@@ -1,0 +1,123 @@
+// The engine with weights re-quantised at load (int8 / int4, LoadOptions::matrix_dtype) against
+// the Hugging Face float64 reference logits of the three fixture models: mean KL(ref ‖ quant) over
+// every reference row and top-1 agreement. Thresholds are what the formats meet with margin on
+// these models; glm5-tiny-code (trained, a sharp MoE router) is by far the most sensitive — see
+// bench/quant_quality_bench for the held-out eval and the bars.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "reference_fixture.h"
+#include "shard_worker/kernels/quantize.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+
+namespace glm {
+namespace {
+
+using testing::ReferenceFixture;
+
+struct Quality {
+  double mean_kl = 0;
+  double top1 = 0;
+  int64_t rows = 0;
+};
+
+// Runs every reference prompt through the model loaded with `format` (a quantize.h name).
+Quality Evaluate(const std::string& fixture_name, const std::string& format) {
+  auto fixture = ReferenceFixture::Load(fixture_name);
+  EXPECT_NE(fixture, nullptr);
+  if (fixture == nullptr) return {};
+  auto ckpt = model::Checkpoint::Open(fixture->model_dir());
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+  model::LoadOptions load;
+  kernels::DType dtype;
+  EXPECT_TRUE(kernels::ParseQuantFormatName(format, &dtype, &load.matrix_group_size));
+  load.matrix_dtype = dtype;
+  auto weights = model::ModelWeights::Load(**ckpt, load);
+  EXPECT_TRUE(weights.ok()) << weights.status();
+  if (!weights.ok()) return {};
+  kernels::ThreadPool pool(2);
+  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+  EXPECT_TRUE(m.ok()) << m.status();
+  const int64_t vocab = (*m)->config().vocab_size;
+  Quality q;
+  double kl_sum = 0;
+  int64_t agree = 0;
+  for (size_t p = 0; p < fixture->prompts().size(); ++p) {
+    const auto& prompt = fixture->prompts()[p];
+    auto cache = (*m)->NewCache();
+    std::vector<model::SequenceInput> batch(1);
+    batch[0].cache = cache.get();
+    batch[0].tokens = prompt.ids;
+    auto out = (*m)->Forward(batch, model::LogitRows::kAll);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return {};
+    std::vector<int64_t> shape;
+    auto ref = fixture->Tensor("p" + std::to_string(p) + ".logits", &shape);
+    const int64_t rows = shape[0], n = static_cast<int64_t>(prompt.ids.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t pos = prompt.all_rows ? r : n - rows + r;
+      const float* got = out->logits.data() + pos * vocab;
+      const float* want = ref.data() + r * vocab;
+      // KL(ref ‖ got) from log-softmaxes in double.
+      const double mg = *std::max_element(got, got + vocab), mw = *std::max_element(want, want + vocab);
+      double sg = 0, sw = 0;
+      for (int64_t v = 0; v < vocab; ++v) {
+        sg += std::exp(got[v] - mg);
+        sw += std::exp(want[v] - mw);
+      }
+      const double lg = mg + std::log(sg), lw = mw + std::log(sw);
+      double kl = 0;
+      for (int64_t v = 0; v < vocab; ++v) {
+        const double a = want[v] - lw, b = got[v] - lg;
+        kl += std::exp(a) * (a - b);
+      }
+      kl_sum += kl;
+      agree += (std::max_element(got, got + vocab) - got) == (std::max_element(want, want + vocab) - want);
+      ++q.rows;
+    }
+  }
+  q.mean_kl = kl_sum / std::max<int64_t>(1, q.rows);
+  q.top1 = static_cast<double>(agree) / std::max<int64_t>(1, q.rows);
+  return q;
+}
+
+// (fixture, format, max mean KL, min top-1)
+using Case = std::tuple<std::string, std::string, double, double>;
+
+class QuantizedModelTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(QuantizedModelTest, CloseToReference) {
+  const auto& [fixture, format, max_kl, min_top1] = GetParam();
+  Quality q = Evaluate(fixture, format);
+  ASSERT_GT(q.rows, 0);
+  std::printf("%s %s: %lld rows, mean KL %.6f, top-1 %.2f%%\n", fixture.c_str(), format.c_str(),
+              static_cast<long long>(q.rows), q.mean_kl, 100 * q.top1);
+  EXPECT_LE(q.mean_kl, max_kl) << fixture << " " << format;
+  EXPECT_GE(q.top1, min_top1) << fixture << " " << format;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, QuantizedModelTest,
+    // Measured (2026-11, avx512): tiny-code int8 KL 0.00036 / top-1 98.7% (one row of 77 flips),
+    // int4 KL 0.036 / 87%. The random-weight fixtures are chaotic (untrained routers and logits:
+    // int8 KL ~0.06-0.14, top-1 69%; int4 KL 0.4-0.8), so there the bounds only guard against
+    // regressions (a wrong layout or scale gives KL of several nats).
+    ::testing::Values(Case{"glm5-tiny-code", "int8", 0.005, 0.97}, Case{"glm5-tiny-code", "int4", 0.05, 0.80},
+                      Case{"glm5-random-fp8", "int8", 0.3, 0.5}, Case{"glm5-random-fp8", "int4", 1.5, 0.0},
+                      Case{"glm5-random-sparse", "int8", 0.15, 0.5}, Case{"glm5-random-sparse", "int4", 0.8, 0.05}),
+    [](const ::testing::TestParamInfo<Case>& i) {
+      std::string n = std::get<0>(i.param) + "_" + std::get<1>(i.param);
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
+
+}  // namespace
+}  // namespace glm
