@@ -3,8 +3,18 @@
 // in the same run (decode is bandwidth-bound: that ratio says how good the kernels are).
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
-//                          [--steps S] [--context C] [--json]
+//                          [--steps S] [--context C] [--json] [--expert-memory-gib X]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
+//
+// --expert-memory-gib X streams the routed experts through an X GiB LRU cache when they need more
+// (moe/expert_store.h) and reports the cache hit rate and the disk bandwidth the expert reads got,
+// next to a sequential read of the model files measured in the same run (8 MiB preads). Both
+// drop the files from the page cache first (posix_fadvise DONTNEED), and the decode loop drops
+// them again before every step so expert misses reach the disk; readahead and a device cache can
+// still make the numbers optimistic.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -24,6 +34,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/moe/expert_store.h"
 
 ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
@@ -33,6 +44,8 @@ ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(double, expert_memory_gib, 0,
+          "memory for routed experts; beyond it they stream from disk through an LRU cache (0 = all resident)");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store this result as the new best in --baseline if it is better");
 
@@ -45,6 +58,44 @@ int Fail(const std::string& msg) {
   std::fprintf(stderr, "decode_bench: %s\n", msg.c_str());
   return 1;
 }
+
+// The checkpoint's files, open for page-cache control and the sequential read.
+class ModelFiles {
+ public:
+  explicit ModelFiles(const glm::model::Checkpoint& ckpt) {
+    for (const auto& f : ckpt.files()) {
+      const int fd = ::open(f->path().c_str(), O_RDONLY);
+      if (fd >= 0) fds_.push_back(fd);
+    }
+  }
+  ~ModelFiles() {
+    for (int fd : fds_) ::close(fd);
+  }
+  // Evicts the files' clean pages, so the next reads come from the disk.
+  void DropPageCache() const {
+    for (int fd : fds_) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  }
+  // dd-style: every file in 8 MiB preads, after dropping it from the page cache. GB/s.
+  double SequentialReadGBps() const {
+    DropPageCache();
+    glm::model::AlignedBuffer buf(8 << 20);
+    int64_t total = 0;
+    const auto t0 = Clock::now();
+    for (int fd : fds_) {
+      for (off_t off = 0;; off += buf.size()) {
+        const ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
+        if (n <= 0) break;
+        total += n;
+      }
+    }
+    const double secs = Seconds(Clock::now() - t0);
+    DropPageCache();
+    return secs > 0 ? total / secs / 1e9 : 0.0;
+  }
+
+ private:
+  std::vector<int> fds_;
+};
 
 }  // namespace
 
@@ -64,10 +115,15 @@ int main(int argc, char** argv) {
   else if (dtype_name != "stored") return Fail("--weight-dtype must be stored, bf16, f32, int8, int8-row, int4 or int{8,4}-g<N>");
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
+  if (expert_gib < 0) return Fail("--expert-memory-gib must be >= 0");
+  load.expert_memory_bytes = static_cast<int64_t>(expert_gib * 1073741824.0);
 
   auto t0 = Clock::now();
   auto ckpt = glm::model::Checkpoint::Open(dir);
   if (!ckpt.ok()) return Fail(std::string(ckpt.status().message()));
+  const ModelFiles files(**ckpt);
+  if (load.expert_memory_bytes > 0) files.DropPageCache();  // the load's own reads come from disk too
   auto weights = glm::model::ModelWeights::Load(**ckpt, load);
   if (!weights.ok()) return Fail(std::string(weights.status().message()));
   const double load_s = Seconds(Clock::now() - t0);
@@ -76,6 +132,10 @@ int main(int argc, char** argv) {
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   const auto& config = (*model)->config();
+  glm::moe::ExpertStore* store = (*model)->weights().expert_store();
+  const bool streaming = store != nullptr && store->streaming();
+  // The disk's sequential bandwidth, what streamed expert reads are judged against.
+  const double seq_gbps = streaming ? files.SequentialReadGBps() : 0.0;
 
   // The probe reads 1 GiB: far beyond the caches, small next to the model.
   const double probe_gbps = glm::bench::MeasureReadBandwidthGBps(&pool, int64_t{1} << 30, 5);
@@ -95,6 +155,7 @@ int main(int argc, char** argv) {
     next[b] = static_cast<int32_t>(std::max_element(out->logits.begin(), out->logits.end()) - out->logits.begin());
   }
   auto step = [&](int64_t* bytes) -> bool {
+    if (streaming) files.DropPageCache();  // expert misses read the disk, not the page cache
     std::vector<glm::model::SequenceInput> in(batch);
     for (int b = 0; b < batch; ++b) {
       in[b].cache = caches[b].get();
@@ -114,6 +175,10 @@ int main(int argc, char** argv) {
     if (!step(&warm_bytes)) return Fail("decode step failed");
   int steps = absl::GetFlag(FLAGS_steps);
   int64_t bytes = 0;
+  if (streaming) {
+    store->Drain();
+    store->ResetStats();
+  }
   auto start = Clock::now();
   int done = 0;
   const int max_steps = std::min<int64_t>(config.max_position_embeddings - context - 4, 100000);
@@ -128,9 +193,15 @@ int main(int argc, char** argv) {
   const double weight_bytes_per_token = bytes_per_step / batch;
   const double achieved_gbps = bytes / secs / 1e9;
   const double ratio = achieved_gbps / probe_gbps;
+  glm::moe::ExpertStoreStats es;
+  if (streaming) es = store->stats();
+  const double hit_rate = es.hit_rate();
+  const double disk_gbps = es.disk_gbps();                // while reads were in flight
+  const double disk_avg_gbps = es.bytes_read / secs / 1e9;  // over the whole decode
 
-  const std::string key = absl::StrCat("decode_bench/", std::filesystem::path(dir).filename().string(), "/",
-                                       dtype_name, "/batch", batch, "/threads", threads);
+  std::string key = absl::StrCat("decode_bench/", std::filesystem::path(dir).filename().string(), "/",
+                                 dtype_name, "/batch", batch, "/threads", threads);
+  if (load.expert_memory_bytes > 0) absl::StrAppend(&key, "/experts", expert_gib, "GiB");
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = baselines.Get(key);
   const double vs_previous = previous > 0 ? tokens_per_s / previous : 0.0;
@@ -141,10 +212,17 @@ int main(int argc, char** argv) {
         "{\"model\":\"%s\",\"threads\":%d,\"batch\":%d,\"weight_dtype\":\"%s\",\"matmul_path\":\"%s\","
         "\"steps\":%d,\"tokens_per_s\":%.3f,\"weight_bytes_per_token\":%.0f,\"achieved_gbps\":%.3f,"
         "\"probe_gbps\":%.3f,\"bandwidth_ratio\":%.4f,\"previous_best_tokens_per_s\":%.3f,"
-        "\"ratio_to_previous_best\":%.4f,\"load_seconds\":%.2f,\"loaded_bytes\":%ld}\n",
+        "\"ratio_to_previous_best\":%.4f,\"load_seconds\":%.2f,\"loaded_bytes\":%ld,"
+        "\"expert_memory_gib\":%.3f,\"experts_streamed\":%s,\"expert_cache_hit_rate\":%.4f,"
+        "\"expert_misses_per_token\":%.3f,\"expert_prefetches\":%ld,\"expert_prefetches_used\":%ld,"
+        "\"disk_bytes_per_token\":%.0f,\"disk_gbps\":%.3f,\"disk_avg_gbps\":%.3f,\"read_wait_seconds\":%.3f,"
+        "\"sequential_read_gbps\":%.3f}\n",
         dir.c_str(), threads, batch, dtype_name.c_str(), glm::kernels::MatMulPathName().c_str(), done, tokens_per_s,
         weight_bytes_per_token, achieved_gbps, probe_gbps, ratio, previous, vs_previous, load_s,
-        static_cast<long>(loaded_bytes));
+        static_cast<long>(loaded_bytes), expert_gib, streaming ? "true" : "false", hit_rate,
+        static_cast<double>(es.misses) / (done * batch), static_cast<long>(es.prefetches),
+        static_cast<long>(es.prefetches_used), static_cast<double>(es.bytes_read) / (done * batch), disk_gbps,
+        disk_avg_gbps, es.wait_seconds, seq_gbps);
   } else {
     std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s\n", dir.c_str(),
                 dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathName().c_str());
@@ -153,6 +231,13 @@ int main(int argc, char** argv) {
     std::printf("read-bandwidth probe %.2f GB/s -> ratio %.3f (bar 0.85)", probe_gbps, ratio);
     if (previous > 0) std::printf("; %.3fx the previous best (%.2f tokens/s)", vs_previous, previous);
     std::printf("\n");
+    if (streaming)
+      std::printf("experts streamed through a %.2f GiB cache: hit rate %.3f (%.2f misses/token, %ld prefetches, %ld "
+                  "used), %.1f MiB read per token, disk %.2f GB/s while reading (%.2f GB/s averaged over the run, "
+                  "%.2f s waited) vs sequential read %.2f GB/s\n",
+                  expert_gib, hit_rate, static_cast<double>(es.misses) / (done * batch), static_cast<long>(es.prefetches),
+                  static_cast<long>(es.prefetches_used), es.bytes_read / 1048576.0 / (done * batch), disk_gbps,
+                  disk_avg_gbps, es.wait_seconds, seq_gbps);
   }
   return 0;
 }
