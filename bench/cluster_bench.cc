@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     if (!r.ok()) glm::comm::MpiSession::Abort(1);
     for (int b = 0; b < batch; ++b) next[b] = r->sequences(b).token();
   }
-  double step_total = 0, comm_total = 0;
+  double step_total = 0, comm_total = 0, comm_max_total = 0;
   int steps = 0;
   auto start = std::chrono::steady_clock::now();
   const double budget = absl::GetFlag(FLAGS_seconds);
@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
     if (steps > 0) {  // the first decode step warms caches
       step_total += r->step_seconds();
       comm_total += r->comm_seconds();
+      comm_max_total += r->comm_seconds_max();
     }
     ++steps;
     if (position[0] + 2 >= config->max_position_embeddings) break;
@@ -112,14 +113,16 @@ int main(int argc, char** argv) {
   const double comm_fraction = step_total > 0 ? comm_total / step_total : 0;
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("{\"model\":\"%s\",\"ranks\":%d,\"stages\":%d,\"batch\":%d,\"steps\":%d,\"tokens_per_s\":%.3f,"
-                "\"step_ms\":%.3f,\"comm_ms\":%.3f,\"comm_fraction\":%.4f}\n",
+                "\"step_ms\":%.3f,\"comm_ms\":%.3f,\"comm_fraction\":%.4f,\"imbalance_wait_ms\":%.3f}\n",
                 dir.c_str(), workers, absl::GetFlag(FLAGS_stages), batch, steps, tokens_per_s,
-                1000 * step_total / std::max(1, steps - 1), 1000 * comm_total / std::max(1, steps - 1), comm_fraction);
+                1000 * step_total / std::max(1, steps - 1), 1000 * comm_total / std::max(1, steps - 1), comm_fraction,
+                1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));
   } else {
     std::printf("%d ranks, %d stage(s), batch %d: %.2f tokens/s, step %.2f ms, communication %.3f ms per step = %.1f%% "
-                "of the step (bar 5%%)\n",
+                "of the step (bar 5%%; busiest rank), waiting for slower ranks up to %.3f ms more (imbalance)\n",
                 workers, absl::GetFlag(FLAGS_stages), batch, tokens_per_s, 1000 * step_total / std::max(1, steps - 1),
-                1000 * comm_total / std::max(1, steps - 1), 100 * comm_fraction);
+                1000 * comm_total / std::max(1, steps - 1), 100 * comm_fraction,
+                1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));
   }
   return 0;
 }

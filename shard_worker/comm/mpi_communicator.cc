@@ -34,7 +34,9 @@ class Timer {
 // yields the core between polls for ~1 ms (lets an oversubscribed peer run), then sleeps in
 // growing steps (an idle worker waiting for the next request costs no CPU). Returns false on
 // timeout (the request is then cancelled).
-bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error) {
+// `relaxed`: the wait is expected to be long (a worker idle between steps, the coordinator
+// waiting for a whole step's result): poll every ~200 µs without yielding in between.
+bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed = false) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + absl::ToChronoNanoseconds(timeout);
   for (int polls = 0;; ++polls) {
@@ -53,6 +55,10 @@ bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error) {
     }
     const auto waited = now - start;
     if (waited < std::chrono::microseconds(20)) continue;
+    if (relaxed) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      continue;
+    }
     if (waited < std::chrono::milliseconds(1)) {
       std::this_thread::yield();
     } else {
@@ -100,7 +106,7 @@ class MpiCommunicator : public Communicator {
   }
   absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) override {
     int64_t n = 0;
-    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, timeout); !s.ok()) return s;
+    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, timeout, /*relaxed=*/timeout != kForever); !s.ok()) return s;
     bytes->resize(n);
     return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
   }
@@ -138,13 +144,14 @@ class MpiCommunicator : public Communicator {
   }
 
  private:
-  absl::Status RecvWithTimeout(int src, int tag, void* data, int64_t bytes, absl::Duration timeout) {
+  absl::Status RecvWithTimeout(int src, int tag, void* data, int64_t bytes, absl::Duration timeout,
+                               bool relaxed = false) {
     Timer t(&comm_seconds_);
     MPI_Request req;
     int rc = MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, src, tag, comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "recv");
     int err = MPI_SUCCESS;
-    if (!WaitFor(&req, timeout, &err))
+    if (!WaitFor(&req, timeout, &err, relaxed))
       return absl::DeadlineExceededError(absl::StrCat("rank ", src, " did not answer within ", absl::FormatDuration(timeout)));
     return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "recv");
   }
@@ -153,7 +160,7 @@ class MpiCommunicator : public Communicator {
     int rc = MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "broadcast");
     int err = MPI_SUCCESS;
-    WaitFor(&req, kForever, &err);
+    WaitFor(&req, kForever, &err, /*relaxed=*/rank_ != root);
     return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "broadcast");
   }
 

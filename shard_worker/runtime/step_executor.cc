@@ -1,5 +1,6 @@
 #include "shard_worker/runtime/step_executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -145,20 +146,30 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
 
 absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   auto start = std::chrono::steady_clock::now();
-  const double comm_before = ctx_.world->comm_seconds() +
-                             (model_->stage().tp ? model_->stage().tp->comm_seconds() : 0.0);
+  comm::Communicator* tp = model_->stage().tp;
+  const double comm_before = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0);
   shard::StepResult result;
   result.set_step_id(plan.step_id());
   absl::Status status = Validate(plan);
   if (status.ok()) status = Run(plan, &result);
+  double comm = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0) - comm_before;
+  double comm_min = comm, comm_max = comm;
+  if (is_last_stage_ && tp != nullptr && tp->size() > 1 && status.ok()) {
+    // Every rank's time in communication this step: the busiest rank (least time waiting for
+    // its peers) measures transfer cost; the spread is load imbalance.
+    std::vector<double> all(tp->size());
+    if (auto s = tp->AllGather(&comm, sizeof comm, all.data()); !s.ok()) status = s;
+    comm_min = *std::min_element(all.begin(), all.end());
+    comm_max = *std::max_element(all.begin(), all.end());
+  }
   if (!reports_results()) return status;
   if (!status.ok()) {
     result.clear_sequences();
     result.set_error(std::string(status.message()));
   }
   result.set_step_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  result.set_comm_seconds(ctx_.world->comm_seconds() + (model_->stage().tp ? model_->stage().tp->comm_seconds() : 0.0) -
-                          comm_before);
+  result.set_comm_seconds(comm_min);
+  result.set_comm_seconds_max(comm_max);
   // A validation error is the coordinator's to report; a transport error ends this worker.
   auto sent = ctx_.world->SendString(0, kTagResult, result.SerializeAsString());
   if (!sent.ok()) return sent;
