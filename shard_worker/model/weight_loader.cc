@@ -90,6 +90,14 @@ class WeightLoader {
                int64_t group_size = 0)
       : ckpt_(ckpt), out_(out), convert_to_(convert_to), group_size_(group_size) {}
 
+  // Called with a line of text when reading starts on a shard file not read before.
+  void set_progress(std::function<void(const std::string&)> progress) { progress_ = std::move(progress); }
+  void NoteFile(const SafetensorsFile* file) {
+    if (!progress_ || file == nullptr || !files_seen_.insert(file).second) return;
+    progress_(absl::StrCat("reading ", file->path(), " (shard ", files_seen_.size(), " of ", ckpt_.files().size(),
+                           ", ", out_->bytes_loaded_ >> 20, " MiB loaded so far)"));
+  }
+
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
     const size_t buffers_before = out_->buffers_.size();
@@ -125,6 +133,7 @@ class WeightLoader {
 
   absl::StatusOr<WeightView> StoredMatrix(const std::string& name) {
     auto loc = ckpt_.Find(name);
+    NoteFile(loc.file);
     const TensorInfo& info = *loc.info;
     WeightView v;
     v.rows = info.shape[0];
@@ -167,6 +176,7 @@ class WeightLoader {
   // grid aligned); otherwise the slice is dequantised to F32 (exact; only odd test layouts).
   absl::StatusOr<WeightView> SlicedMatrix(const std::string& name, int64_t rb, int64_t re, int64_t cb, int64_t ce) {
     auto loc = ckpt_.Find(name);
+    NoteFile(loc.file);
     const TensorInfo& info = *loc.info;
     const int64_t rows = info.shape[0], cols = info.shape[1];
     if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
@@ -258,6 +268,7 @@ class WeightLoader {
   // Any float tensor as f32 values (row-major).
   absl::StatusOr<std::vector<float>> Vector(const std::string& name) {
     auto loc = ckpt_.Find(name);
+    NoteFile(loc.file);
     if (loc.file == nullptr) return absl::NotFoundError(absl::StrCat("tensor '", name, "' is missing"));
     const TensorInfo& info = *loc.info;
     std::vector<uint8_t> raw(info.size);
@@ -367,6 +378,8 @@ class WeightLoader {
     out_->buffers_.push_back(std::move(buf));
   }
 
+  std::function<void(const std::string&)> progress_;
+  std::set<const SafetensorsFile*> files_seen_;
   const Checkpoint& ckpt_;
   ModelWeights* out_;
   std::optional<kernels::DType> convert_to_;
@@ -493,6 +506,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
     if (!s.ok()) return s;
   w->slices_ = opt;
   WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size);
+  loader.set_progress(options.progress);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
@@ -514,6 +528,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
     if (auto s = LoadLayer(loader, c, l, layer_opt, &w->layers_[l]); !s.ok()) return s;
   }
+  if (options.progress)
+    options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (layers ", std::max<int64_t>(0, options.layer_begin),
+                                  "-", end - 1, ")"));
   if (auto s = w->SetUpExpertStore(checkpoint, opt, *stream); !s.ok()) return s;
   return w;
 }

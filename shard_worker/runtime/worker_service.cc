@@ -105,6 +105,7 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     if (!ckpt.ok()) return ckpt.status();
     auto load = LoadOptionsFor(plan, rank, (*ckpt)->config());
     if (!load.ok()) return load.status();
+    load->progress = [&](const std::string& line) { log(line); };
     auto weights = model::ModelWeights::Load(**ckpt, *load);
     if (!weights.ok()) return weights.status();
     ready.set_weight_bytes((*weights)->bytes_loaded());
