@@ -31,15 +31,15 @@ class Timer {
 };
 
 // Completes a request. Polls flat out for ~20 µs (the common case between busy ranks), then
-// yields the core between polls for ~1 ms (lets an oversubscribed peer run), then sleeps in
-// growing steps (an idle worker waiting for the next request costs no CPU). Returns false on
-// timeout (the request is then cancelled).
-// `relaxed`: the wait is expected to be long (a worker idle between steps, the coordinator
-// waiting for a whole step's result): poll every ~200 µs without yielding in between.
+// yields the core between polls (lets an oversubscribed peer run) for up to 2 ms — 0.5 ms for a
+// `relaxed` wait, one expected to be long (a worker idle between steps, the coordinator waiting
+// for a whole step) — then sleeps in growing steps, so an idle process costs no CPU. Returns
+// false on timeout (the request is then cancelled).
 bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed = false) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + absl::ToChronoNanoseconds(timeout);
-  for (int polls = 0;; ++polls) {
+  const auto yield_for = relaxed ? std::chrono::microseconds(500) : std::chrono::microseconds(2000);
+  for (;;) {
     int done = 0;
     int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) {
@@ -55,11 +55,7 @@ bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed 
     }
     const auto waited = now - start;
     if (waited < std::chrono::microseconds(20)) continue;
-    if (relaxed) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-      continue;
-    }
-    if (waited < std::chrono::milliseconds(1)) {
+    if (waited < yield_for) {
       std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(waited < std::chrono::milliseconds(50) ? std::chrono::microseconds(50)

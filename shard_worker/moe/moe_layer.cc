@@ -1,6 +1,7 @@
 #include "shard_worker/moe/moe_layer.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
@@ -100,34 +101,56 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     ready.insert(ready.end(), pending.begin(), pending.end());
     order = std::move(ready);
   }
-  std::vector<float> xs, ys;
-  for (int64_t e : order) {
-    const auto& rows = tokens_of[e];
-    const model::MlpWeights* mlp = &w.experts[e];
-    ExpertStore::Handle handle;  // pins a streamed expert until its tokens are done
-    if (store != nullptr) {
-      auto h = store->Acquire(source.layer, e);
-      if (!h.ok()) return h.status();
-      handle = *std::move(h);
-      mlp = &handle.weights();
+  // Experts run in parallel, one thread each (an expert's matmuls are small; splitting every one
+  // across the pool would leave threads idle in between). Each expert's result depends only on
+  // its tokens, so which thread computes it changes nothing. Threads take experts in order from
+  // a shared counter: uneven token counts balance out.
+  std::atomic<size_t> next_expert{0};
+  std::atomic<int64_t> bytes_read{0};
+  std::vector<absl::Status> errors(order.size());
+  const bool spread = pool_ != nullptr && pool_->size() > 1 && order.size() > 1;
+  auto run_experts = [&](kernels::ThreadPool* inner) {
+    std::vector<float> xs, ys;
+    for (size_t i = next_expert.fetch_add(1); i < order.size(); i = next_expert.fetch_add(1)) {
+      const int64_t e = order[i];
+      const auto& rows = tokens_of[e];
+      const model::MlpWeights* mlp = &w.experts[e];
+      ExpertStore::Handle handle;  // pins a streamed expert until its tokens are done
+      if (store != nullptr) {
+        auto h = store->Acquire(source.layer, e);
+        if (!h.ok()) {
+          errors[i] = h.status();
+          continue;
+        }
+        handle = *std::move(h);
+        mlp = &handle.weights();
+      }
+      const int64_t n = static_cast<int64_t>(rows.size());
+      xs.resize(n * hidden);
+      ys.resize(n * hidden);
+      for (int64_t j = 0; j < n; ++j) std::copy_n(x + rows[j] * hidden, hidden, xs.data() + j * hidden);
+      RunMlp(*mlp, xs.data(), n, ys.data(), inner);
+      bytes_read += mlp->bytes();
+      for (int64_t j = 0; j < n; ++j) {
+        const Routing& r = routes[rows[j]];
+        int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
+        float wt = r.weights[slot];
+        float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
+        const float* src = ys.data() + j * hidden;
+        for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
+      }
     }
-    const int64_t n = static_cast<int64_t>(rows.size());
-    xs.resize(n * hidden);
-    ys.resize(n * hidden);
-    for (int64_t i = 0; i < n; ++i) std::copy_n(x + rows[i] * hidden, hidden, xs.data() + i * hidden);
-    RunMlp(*mlp, xs.data(), n, ys.data(), pool_);
-    if (stats) {
-      stats->expert_bytes_read += mlp->bytes();
-      stats->active_experts += 1;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      const Routing& r = routes[rows[i]];
-      int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
-      float wt = r.weights[slot];
-      float* dst = slot_out.data() + (rows[i] * k + slot) * hidden;
-      const float* src = ys.data() + i * hidden;
-      for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
-    }
+  };
+  if (spread) {
+    pool_->RunOnAll([&](int) { run_experts(nullptr); });
+  } else {
+    run_experts(pool_);
+  }
+  for (const auto& err : errors)
+    if (!err.ok()) return err;
+  if (stats) {
+    stats->expert_bytes_read += bytes_read.load();
+    stats->active_experts += static_cast<int64_t>(order.size());
   }
   std::vector<float> shared;
   if (w.has_shared) {
