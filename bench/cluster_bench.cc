@@ -1,8 +1,9 @@
 // cluster_bench: rank 0 of `mpirun -np 1 cluster_bench --model DIR : -np R shard_worker`.
 // Decodes a batch through the real cluster and reports tokens/s, step time and the part of it
-// spent communicating (all-reduces, vocabulary gathers, stage hand-offs: measured on the rank
-// that reports the step), as a fraction (the bar is <= 5%). bench/run_cluster_bench.sh runs it
-// for 1, 2 and 4 ranks.
+// spent communicating, as a fraction (the bar is <= 5%). Communication is the transfer cost:
+// for every collective of a step the minimum time over the stage's ranks (the last rank to
+// arrive waits least), plus stage hand-offs; the time ranks spend waiting for slower peers is
+// reported separately as load imbalance. bench/run_cluster_bench.sh runs it for 1, 2 and 4 ranks.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -118,8 +119,8 @@ int main(int argc, char** argv) {
                 1000 * step_total / std::max(1, steps - 1), 1000 * comm_total / std::max(1, steps - 1), comm_fraction,
                 1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));
   } else {
-    std::printf("%d ranks, %d stage(s), batch %d: %.2f tokens/s, step %.2f ms, communication %.3f ms per step = %.1f%% "
-                "of the step (bar 5%%; busiest rank), waiting for slower ranks up to %.3f ms more (imbalance)\n",
+    std::printf("%d ranks, %d stage(s), batch %d: %.2f tokens/s, step %.2f ms, communication (transfer) %.3f ms per "
+                "step = %.1f%% of the step (bar 5%%); waiting for slower ranks up to %.3f ms more (load imbalance)\n",
                 workers, absl::GetFlag(FLAGS_stages), batch, tokens_per_s, 1000 * step_total / std::max(1, steps - 1),
                 1000 * comm_total / std::max(1, steps - 1), 100 * comm_fraction,
                 1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,9 +44,15 @@ class Communicator {
   // Seconds spent inside communication calls so far (waiting included).
   double comm_seconds() const { return comm_seconds_; }
   void ResetCommSeconds() { comm_seconds_ = 0; }
+  // Durations of the collectives since the last ClearCollectiveLog(), in call order (matched
+  // across the ranks of the group, so the per-call minimum over ranks is the transfer cost
+  // without the waiting for late ranks).
+  const std::vector<double>& collective_log() const { return collective_log_; }
+  void ClearCollectiveLog() { collective_log_.clear(); }
 
  protected:
   double comm_seconds_ = 0;
+  std::vector<double> collective_log_;
 };
 
 }  // namespace glm::comm

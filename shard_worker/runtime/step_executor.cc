@@ -148,6 +148,7 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   auto start = std::chrono::steady_clock::now();
   comm::Communicator* tp = model_->stage().tp;
   const double comm_before = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0);
+  if (tp != nullptr) tp->ClearCollectiveLog();
   shard::StepResult result;
   result.set_step_id(plan.step_id());
   absl::Status status = Validate(plan);
@@ -155,12 +156,28 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   double comm = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0) - comm_before;
   double comm_min = comm, comm_max = comm;
   if (is_last_stage_ && tp != nullptr && tp->size() > 1 && status.ok()) {
-    // Every rank's time in communication this step: the busiest rank (least time waiting for
-    // its peers) measures transfer cost; the spread is load imbalance.
-    std::vector<double> all(tp->size());
-    if (auto s = tp->AllGather(&comm, sizeof comm, all.data()); !s.ok()) status = s;
-    comm_min = *std::min_element(all.begin(), all.end());
-    comm_max = *std::max_element(all.begin(), all.end());
+    // Transfer cost vs waiting: for each collective of the step, the last rank to arrive waits
+    // least — the minimum over ranks is what moving the data cost. Summed, that is this
+    // step's communication; the most any rank spent in collectives, minus it, is imbalance.
+    std::vector<double> mine = tp->collective_log();
+    mine.push_back(comm);
+    const int64_t n = static_cast<int64_t>(mine.size());
+    std::vector<double> all(n * tp->size());
+    if (auto s = tp->AllGather(mine.data(), n * static_cast<int64_t>(sizeof(double)), all.data()); !s.ok()) status = s;
+    comm_min = 0;
+    comm_max = 0;
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      double m = all[i];
+      for (int r = 1; r < tp->size(); ++r) m = std::min(m, all[r * n + i]);
+      comm_min += m;
+    }
+    // Point-to-point time (stage hand-offs) is not in the log: add this rank's share of it.
+    comm_min += std::max(0.0, comm - [&] {
+      double own = 0;
+      for (int64_t i = 0; i + 1 < n; ++i) own += mine[i];
+      return own;
+    }());
+    for (int r = 0; r < tp->size(); ++r) comm_max = std::max(comm_max, all[r * n + n - 1]);
   }
   if (!reports_results()) return status;
   if (!status.ok()) {
