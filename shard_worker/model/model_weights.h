@@ -98,6 +98,8 @@ struct LoadOptions {
   int64_t dense_begin = 0, dense_end = -1;
   int64_t shared_begin = 0, shared_end = -1;
   int64_t vocab_begin = 0, vocab_end = -1;
+  // With int8/int4: also quantise the embedding and lm_head (default: keep them as stored).
+  bool quantize_head = false;
   // Loading progress, one line each: every shard file as reading starts on it, then a summary.
   std::function<void(const std::string&)> progress;
   // Convert every matrix at load to this format (BF16, F32, or quantised I8 / I4 from the stored
