@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "numa/binding.h"
+#include "shard_worker/kernels/matmul.h"
 #include "numa/topology.h"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/runtime/dashed_flags.h"
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   options.hello.set_bound_numa_node(node);
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));
+  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathName(), " (chosen for this CPU at run time)"));
 
   absl::Status status = glm::runtime::RunWorker(world.get(), options);
   if (!status.ok()) {
