@@ -5,11 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "shard_worker/kernels/avx2_common.h"
 #include "shard_worker/kernels/gemm_driver.h"
-
-// Internal linkage and no std templates inside, as in matmul_avx2.cc.
-#define GLM_AVX2 __attribute__((target("avx2,fma")))
-#define GLM_AVX2_INLINE GLM_AVX2 __attribute__((always_inline)) inline
 
 namespace glm::kernels {
 namespace {
@@ -20,34 +17,6 @@ constexpr int kLanes = 8;
 constexpr int kRows = 2;
 constexpr int kTokens = 5;
 static_assert(kTokens <= kMaxGemmTokens);
-
-// Must stay the same arithmetic as matmul_avx2.cc's DecodeFp8 (checked bit for bit by the
-// kernels_test GEMM tests): byte K of every 32-bit lane → f32 times s, NaN codes → all-ones.
-template <int K>
-GLM_AVX2_INLINE __m256 DecodeFp8(__m256i d, __m256 s) {
-  constexpr int kShift = 20 - 8 * K;
-  __m256i m = kShift >= 0 ? _mm256_slli_epi32(d, kShift) : _mm256_srli_epi32(d, -kShift);
-  m = _mm256_and_si256(m, _mm256_set1_epi32(0x07f00000));
-  const __m256i nan = _mm256_cmpeq_epi32(m, _mm256_set1_epi32(0x07f00000));
-  const __m256i sub = _mm256_cmpeq_epi32(_mm256_and_si256(m, _mm256_set1_epi32(0x07800000)),
-                                         _mm256_setzero_si256());
-  __m256 v = _mm256_castsi256_ps(_mm256_add_epi32(m, _mm256_set1_epi32(120 << 23)));
-  v = _mm256_blendv_ps(v, _mm256_fmsub_ps(v, _mm256_set1_ps(2.0f), _mm256_set1_ps(0x1p-6f)),
-                       _mm256_castsi256_ps(sub));
-  const __m256i sign_src = K == 3 ? d : _mm256_slli_epi32(d, 24 - 8 * K);  // bit 8K+7 → 31
-  v = _mm256_or_ps(v, _mm256_and_ps(_mm256_castsi256_ps(sign_src),
-                                    _mm256_castsi256_ps(_mm256_set1_epi32(
-                                        static_cast<int>(0x80000000u)))));
-  return _mm256_or_ps(_mm256_mul_ps(v, s), _mm256_castsi256_ps(nan));
-}
-
-// The decode path's reduction tree: 8 → 4 → 2 → 1.
-GLM_AVX2_INLINE float Reduce(__m256 s) {
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
 
 // Bytes of chunk c (chunk_bytes long) of a row of row_bytes: the row itself, or (for the last,
 // partial chunk or padding) a zeroed copy — never read past the row.

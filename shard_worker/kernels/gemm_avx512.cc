@@ -11,11 +11,8 @@
 #include <limits>
 #include <utility>
 
+#include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/gemm_driver.h"
-
-// Internal linkage and no std templates inside, as in matmul_avx512.cc.
-#define GLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
-#define GLM_AVX512_INLINE GLM_AVX512 __attribute__((always_inline)) inline
 
 namespace glm::kernels {
 namespace {
@@ -26,39 +23,6 @@ constexpr int kLanes = 16;
 constexpr int kRows = 4;
 constexpr int kTokens = 6;
 static_assert(kTokens <= kMaxGemmTokens);
-
-// Must stay the same arithmetic as matmul_avx512.cc's DecodeFp8 (the kernels_test GEMM tests
-// compare both paths bit for bit): e4m3 → f16 bits (value · 2^-8) → f32 · s, NaN codes → qNaN.
-// Lane order: vector k, lane j holds chunk column ((k & 1) · 2 + j / 8) · 16 + (k >> 1) · 8 + j % 8.
-GLM_AVX512_INLINE void DecodeFp8(__m512i raw, const __m512 (&s)[4], __m512 (&v)[4]) {
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i keep = _mm512_set1_epi16(static_cast<short>(0xbfff));
-  const __m512i abs16 = _mm512_set1_epi16(0x7fff);
-  const __m512i nan16 = _mm512_set1_epi16(0x3f80);
-  __m512i lo = _mm512_and_si512(_mm512_srai_epi16(_mm512_unpacklo_epi8(zero, raw), 1), keep);
-  __m512i hi = _mm512_and_si512(_mm512_srai_epi16(_mm512_unpackhi_epi8(zero, raw), 1), keep);
-  const __mmask32 ok_lo = _mm512_cmpneq_epi16_mask(_mm512_and_si512(lo, abs16), nan16);
-  const __mmask32 ok_hi = _mm512_cmpneq_epi16_mask(_mm512_and_si512(hi, abs16), nan16);
-  const __m512 qnan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
-  v[0] = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(ok_lo),
-                            _mm512_cvtph_ps(_mm512_castsi512_si256(lo)), s[0]);
-  v[1] = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(ok_lo >> 16),
-                            _mm512_cvtph_ps(_mm512_extracti64x4_epi64(lo, 1)), s[1]);
-  v[2] = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(ok_hi),
-                            _mm512_cvtph_ps(_mm512_castsi512_si256(hi)), s[2]);
-  v[3] = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(ok_hi >> 16),
-                            _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hi, 1)), s[3]);
-}
-
-// The decode path's reduction tree: 16 → 8 → 4 → 2 → 1.
-GLM_AVX512_INLINE float Reduce(__m512 s) {
-  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
-                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
 
 // F32: natural order, 32-column chunks; pitch is a multiple of 32.
 GLM_AVX512 void PackF32(const uint8_t* row, int64_t cols, const float*, int64_t pitch,

@@ -6,14 +6,10 @@
 #include <limits>
 #include <utility>
 
+#include "shard_worker/kernels/avx2_common.h"
 #include "shard_worker/kernels/gemm_avx2.h"
 #include "shard_worker/kernels/matmul_quant_avx2.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
-
-// All kernels have internal linkage and use no std templates, so no AVX2 code can be merged
-// into callers built for the baseline ISA.
-#define GLM_AVX2 __attribute__((target("avx2,fma")))
-#define GLM_AVX2_INLINE GLM_AVX2 __attribute__((always_inline)) inline
 
 namespace glm::kernels {
 namespace {
@@ -27,27 +23,6 @@ constexpr int Interleave(DType d) { return d == DType::kF32 ? 1 : (d == DType::k
 // one row's weight vectors fit, with 6 to 8 independent FMA chains.
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 2, 2, 0, 0, 0, 0};
-
-// FP8 e4m3fn, byte K of every 32-bit lane → 8 f32 times the scales s, without shuffles (see
-// matmul_avx512.cc for the bit layout): magnitude to f32 bits 26..20, exponent rebiased by +120,
-// subnormals fixed as 2v - 2^-6, sign copied, NaN codes forced to NaN (all-ones bits).
-template <int K>
-GLM_AVX2_INLINE __m256 DecodeFp8(__m256i d, __m256 s) {
-  constexpr int kShift = 20 - 8 * K;
-  __m256i m = kShift >= 0 ? _mm256_slli_epi32(d, kShift) : _mm256_srli_epi32(d, -kShift);
-  m = _mm256_and_si256(m, _mm256_set1_epi32(0x07f00000));
-  const __m256i nan = _mm256_cmpeq_epi32(m, _mm256_set1_epi32(0x07f00000));
-  const __m256i sub = _mm256_cmpeq_epi32(_mm256_and_si256(m, _mm256_set1_epi32(0x07800000)),
-                                         _mm256_setzero_si256());
-  __m256 v = _mm256_castsi256_ps(_mm256_add_epi32(m, _mm256_set1_epi32(120 << 23)));
-  v = _mm256_blendv_ps(v, _mm256_fmsub_ps(v, _mm256_set1_ps(2.0f), _mm256_set1_ps(0x1p-6f)),
-                       _mm256_castsi256_ps(sub));
-  const __m256i sign_src = K == 3 ? d : _mm256_slli_epi32(d, 24 - 8 * K);  // bit 8K+7 → 31
-  v = _mm256_or_ps(v, _mm256_and_ps(_mm256_castsi256_ps(sign_src),
-                                    _mm256_castsi256_ps(_mm256_set1_epi32(
-                                        static_cast<int>(0x80000000u)))));
-  return _mm256_or_ps(_mm256_mul_ps(v, s), _mm256_castsi256_ps(nan));
-}
 
 // acc[t] += v · x[t · pitch] for every token.
 template <int T>
@@ -66,14 +41,6 @@ GLM_AVX2_INLINE void Fp8Quarter(const uint8_t* const (&rows)[R], int64_t c, cons
     __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r]));
     FmaTokens<T>(DecodeFp8<K>(raw, s), xp + c + K * kLanes, pitch, acc[r]);
   }
-}
-
-// 8 lanes reduced 8 → 4 → 2 → 1 in one fixed tree.
-GLM_AVX2_INLINE float Reduce(__m256 s) {
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
 }
 
 // One step: chunk c of R rows (row i's chunk bytes at rows[i], all readable) into the R × T
