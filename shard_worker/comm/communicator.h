@@ -4,6 +4,7 @@
 #ifndef GLM_SHARD_WORKER_COMM_COMMUNICATOR_H_
 #define GLM_SHARD_WORKER_COMM_COMMUNICATOR_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,6 +52,17 @@ class Communicator {
   void ClearCollectiveLog() { collective_log_.clear(); }
 
  protected:
+  // Adds the lifetime of a scope to a seconds counter (time spent in communication calls).
+  class ScopedTimer {
+   public:
+    explicit ScopedTimer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+    ~ScopedTimer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+   private:
+    double* total_;
+    std::chrono::steady_clock::time_point start_;
+  };
+
   double comm_seconds_ = 0;
   std::vector<double> collective_log_;
 };

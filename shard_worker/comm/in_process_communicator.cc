@@ -39,15 +39,6 @@ namespace {
 constexpr int64_t kCollectiveTagBase = int64_t{1} << 40;
 constexpr absl::Duration kForever = absl::Hours(24 * 365);
 
-class Timer {
- public:
-  explicit Timer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~Timer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-
- private:
-  double* total_;
-  std::chrono::steady_clock::time_point start_;
-};
 }  // namespace
 
 std::vector<std::unique_ptr<Communicator>> InProcessCommunicator::CreateGroup(int size) {
@@ -84,7 +75,7 @@ absl::Status InProcessCommunicator::RecvString(int src, int tag, std::string* by
 
 absl::Status InProcessCommunicator::RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) {
   if (src < 0 || src >= size()) return absl::InvalidArgumentError("bad source rank");
-  Timer t(&comm_seconds_);
+  ScopedTimer t(&comm_seconds_);
   if (!hub_->Take({context_, members_[src], members_[rank_], tag}, bytes, timeout))
     return absl::DeadlineExceededError(absl::StrCat("rank ", src, " did not answer within ", absl::FormatDuration(timeout)));
   return absl::OkStatus();
@@ -97,7 +88,7 @@ absl::Status InProcessCommunicator::BroadcastString(int root, std::string* bytes
       if (r != root) hub_->Put({context_, members_[root], members_[r], tag}, *bytes);
     return absl::OkStatus();
   }
-  Timer t(&comm_seconds_);
+  ScopedTimer t(&comm_seconds_);
   hub_->Take({context_, members_[root], members_[rank_], tag}, bytes, kForever);
   return absl::OkStatus();
 }
@@ -107,7 +98,7 @@ absl::Status InProcessCommunicator::AllGather(const void* send, int64_t bytes, v
   std::string mine(static_cast<const char*>(send), bytes);
   for (int r = 0; r < size(); ++r)
     if (r != rank_) hub_->Put({context_, members_[rank_], members_[r], tag}, mine);
-  Timer t(&comm_seconds_);
+  ScopedTimer t(&comm_seconds_);
   for (int r = 0; r < size(); ++r) {
     char* dst = static_cast<char*>(recv) + static_cast<int64_t>(r) * bytes;
     if (r == rank_) {

@@ -20,15 +20,6 @@ absl::Status MpiError(int code, const char* what) {
   return absl::UnavailableError(absl::StrCat("MPI ", what, " failed: ", std::string(text, len)));
 }
 
-class Timer {
- public:
-  explicit Timer(double* total) : total_(total), start_(std::chrono::steady_clock::now()) {}
-  ~Timer() { *total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
-
- private:
-  double* total_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 // Completes a request. Polls flat out for ~20 µs (the common case between busy ranks), then
 // yields the core between polls (lets an oversubscribed peer run) for up to 2 ms — 0.5 ms for a
@@ -81,7 +72,7 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
 
   absl::Status Send(int dest, int tag, const void* data, int64_t bytes) override {
-    Timer t(&comm_seconds_);
+    ScopedTimer t(&comm_seconds_);
     MPI_Request req;
     int rc = MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, dest, tag, comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "send");
@@ -107,7 +98,7 @@ class MpiCommunicator : public Communicator {
     return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
   }
   absl::Status BroadcastString(int root, std::string* bytes) override {
-    Timer t(&comm_seconds_);
+    ScopedTimer t(&comm_seconds_);
     int64_t n = static_cast<int64_t>(bytes->size());
     if (auto s = IBcast(&n, sizeof n, root); !s.ok()) return s;
     bytes->resize(n);
@@ -125,7 +116,7 @@ class MpiCommunicator : public Communicator {
     return rc == MPI_SUCCESS ? absl::OkStatus() : MpiError(rc, "allgather");
   }
   absl::Status Barrier() override {
-    Timer t(&comm_seconds_);
+    ScopedTimer t(&comm_seconds_);
     MPI_Request req;
     int rc = MPI_Ibarrier(comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "barrier");
@@ -144,7 +135,7 @@ class MpiCommunicator : public Communicator {
  private:
   absl::Status RecvWithTimeout(int src, int tag, void* data, int64_t bytes, absl::Duration timeout,
                                bool relaxed = false) {
-    Timer t(&comm_seconds_);
+    ScopedTimer t(&comm_seconds_);
     MPI_Request req;
     int rc = MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, src, tag, comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "recv");

@@ -5,11 +5,12 @@
 #include <cstring>
 #include <utility>
 
+#include "shard_worker/kernels/avx2_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
 
 // Internal linkage and no std templates inside the target region (see matmul_avx2.cc).
-#define GLM_Q256 __attribute__((target("avx2,fma")))
-#define GLM_Q256_INLINE GLM_Q256 __attribute__((always_inline)) inline
+#define GLM_Q256 GLM_AVX2
+#define GLM_Q256_INLINE GLM_AVX2_INLINE
 
 namespace glm::kernels {
 namespace {
@@ -21,13 +22,6 @@ constexpr int64_t ByteOffset(DType d, int64_t c) { return d == DType::kI8 ? c : 
 // 16 ymm registers: R·T accumulators plus the rows' scales and one chunk's decoded vectors.
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kQuantMaxTileTokens + 1] = {0, 4, 4, 2, 2};
-
-GLM_Q256_INLINE float Reduce(__m256 s) {
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
 
 template <int T>
 GLM_Q256_INLINE void FmaTokens(__m256 v, const float* x, int64_t pitch, __m256 (&acc)[T]) {

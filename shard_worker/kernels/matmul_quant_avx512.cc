@@ -11,11 +11,12 @@
 #include <algorithm>
 #include <utility>
 
+#include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
 
-// Internal linkage and no std templates inside the target region (see matmul_avx512.cc).
-#define GLM_Q512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
-#define GLM_Q512_INLINE GLM_Q512 __attribute__((always_inline)) inline
+// The same target and lane reduction as the BF16/FP8 kernels (avx512_common.h).
+#define GLM_Q512 GLM_AVX512
+#define GLM_Q512_INLINE GLM_AVX512_INLINE
 
 namespace glm::kernels {
 namespace {
@@ -29,15 +30,6 @@ constexpr int64_t ByteOffset(DType d, int64_t c) { return d == DType::kI8 ? c : 
 // each activation load serves R rows (as in matmul_avx512.cc).
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kQuantMaxTileTokens + 1] = {0, 8, 4, 4, 4};
-
-GLM_Q512_INLINE float Reduce(__m512 s) {
-  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
-                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
-  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  q = _mm_add_ss(q, _mm_movehdup_ps(q));
-  return _mm_cvtss_f32(q);
-}
 
 template <int T>
 GLM_Q512_INLINE void FmaTokens(__m512 v, const float* x, int64_t pitch, __m512 (&acc)[T]) {
