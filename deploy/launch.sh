@@ -6,8 +6,8 @@
 #                    [-- extra coordinator flags, e.g. --grpc-listen 0.0.0.0:50051 --kv-cache-gib 8]
 #
 # Local (no hostfile): N defaults to the NUMA nodes of this machine; with fewer cores than ranks
-# it adds --oversubscribe. Hostfile: N defaults to (NUMA nodes per host) x (hosts); ranks are
-# spread by node and each worker binds itself to a NUMA node with hwloc.
+# it adds --oversubscribe. Hostfile: N defaults to the sum of the hosts' slots (NUMA nodes); ranks
+# are spread by node and each worker binds itself to a NUMA node with hwloc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="" WORKERS="" HOSTFILE="" THREADS="" DRY=0
@@ -41,7 +41,9 @@ MPI+=(--mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none)
 PER_HOST=$(numa_nodes)
 if [ -n "$HOSTFILE" ]; then
   HOSTS=$(grep -v '^\s*#' "$HOSTFILE" | grep -c .)
-  : "${WORKERS:=$(( PER_HOST * HOSTS ))}"
+  # slots=N on a host line = its NUMA nodes; hosts without it count as this machine's.
+  SLOTS=$(grep -v '^\s*#' "$HOSTFILE" | grep . | awk -v d="$PER_HOST" '{n=d; for(i=2;i<=NF;i++) if ($i ~ /^slots=/) {split($i,a,"="); n=a[2]} s+=n} END {print s}')
+  : "${WORKERS:=${SLOTS:-$(( PER_HOST * HOSTS ))}}"
   MPI+=(--hostfile "$HOSTFILE" --map-by node --bind-to none --oversubscribe)
 else
   : "${WORKERS:=$PER_HOST}"
