@@ -337,6 +337,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     sp->set_repetition_penalty(o.repetition_penalty);
     sp->set_seed(s.seed);
     sp->set_top_logprobs(o.top_logprobs);
+    sp->set_logprobs(o.logprobs);
     p->set_sample_index(s.generated);
     if (sample && o.repetition_penalty != 1.0f) p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
   }

@@ -104,7 +104,8 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   }
   d.tokens.push_back(next);
   r->set_token(next);
-  AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r, /*primary=*/true);
+  if (s.sampling().logprobs() || s.sampling().top_logprobs() > 0)
+    AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r, /*primary=*/true);
   if (nd > 0) {
     r->mutable_tokens()->Add(d.tokens.begin(), d.tokens.end());
     r->set_accepted(d.accepted);
