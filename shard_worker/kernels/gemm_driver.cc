@@ -18,31 +18,6 @@ constexpr int64_t kPanelRows = 64;
 constexpr int64_t kTokenTiles = 8;  // token block = kTokenTiles × T
 constexpr int64_t kKBlock = 512;    // columns per K block (a multiple of every lane count)
 
-// 64-byte aligned view into a per-thread vector of at least n floats.
-float* AlignedScratch(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n + 16) v.resize(n + 16);
-  auto p = reinterpret_cast<uintptr_t>(v.data());
-  return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
-}
-
-// dst[pitch] from src[cols]: zero padded, each chunk in the kernel's lane order (the decode
-// driver's PermuteRow; the same layout is what makes the results identical).
-void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order,
-                float* dst) {
-  for (int64_t c0 = 0; c0 < pitch; c0 += chunk)
-    for (int i = 0; i < chunk; ++i) {
-      int64_t c = c0 + order[i];
-      dst[c0 + i] = c < cols ? src[c] : 0.0f;
-    }
-}
-
-// Per-column multiplier of scale-block row `sb` times `factor` (any block_cols, partial blocks).
-void ExpandScales(const WeightView& w, int64_t sb, float factor, float* out) {
-  const float* row = w.block_scales + sb * w.scale_cols;
-  for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b)
-    std::fill(out + c0, out + std::min(w.cols, c0 + w.block_cols), row[b] * factor);
-}
-
 }  // namespace
 
 bool RunSimdGemm(const SimdKernelSet& k, const GemmKernelSet& g, const float* x, int64_t n_tokens,

@@ -12,12 +12,6 @@ namespace {
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
-float* AlignedScratch(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n + 16) v.resize(n + 16);
-  auto p = reinterpret_cast<uintptr_t>(v.data());
-  return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
-}
-
 }  // namespace
 
 void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,

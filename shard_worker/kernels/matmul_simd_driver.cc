@@ -18,14 +18,14 @@ std::atomic<int64_t> g_prefetch_bytes{1024};
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
-// 64-byte aligned view into a per-thread vector of at least n floats.
+}  // namespace
+
 float* AlignedScratch(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n + 16) v.resize(n + 16);
   auto p = reinterpret_cast<uintptr_t>(v.data());
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
 }
 
-// dst[pitch] from src[cols]: zero padded, each chunk in the kernel's lane order.
 void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order,
                 float* dst) {
   for (int64_t c0 = 0; c0 < pitch; c0 += chunk)
@@ -35,14 +35,11 @@ void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const 
     }
 }
 
-// Per-column multiplier of scale-block row `sb` (handles any block_cols, partial last block).
 void ExpandScales(const WeightView& w, int64_t sb, float factor, float* out) {
   const float* row = w.block_scales + sb * w.scale_cols;
   for (int64_t c0 = 0, b = 0; c0 < w.cols; c0 += w.block_cols, ++b)
     std::fill(out + c0, out + std::min(w.cols, c0 + w.block_cols), row[b] * factor);
 }
-
-}  // namespace
 
 void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* order) {
   for (int i = 0; i < chunk_cols; ++i) {

@@ -11,6 +11,7 @@
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_SIMD_DRIVER_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "shard_worker/kernels/weight_view.h"
 
@@ -61,6 +62,15 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
 // interleave·j + k (interleave 1: natural order) — what loading `interleave` packed elements per
 // 32-bit lane and splitting them by shifts gives.
 void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* order);
+
+// Helpers shared by the decode, prefill (gemm_driver) and quantised drivers. Sharing one
+// PermuteRow is what keeps the decode and prefill lane layouts — and so their results — equal.
+// 64-byte aligned view into a per-thread vector of at least n floats.
+float* AlignedScratch(std::vector<float>& v, int64_t n);
+// dst[pitch] from src[cols]: zero padded, each chunk of `chunk` columns in the kernel's lane order.
+void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order, float* dst);
+// Per-column multiplier of FP8 scale-block row `sb` times `factor` (any block_cols, partial blocks).
+void ExpandScales(const WeightView& w, int64_t sb, float factor, float* out);
 
 // Prefetch distance in bytes ahead of each row stream (benchmark hook; default tuned on Zen 5).
 void SetMatMulPrefetchBytes(int64_t bytes);
