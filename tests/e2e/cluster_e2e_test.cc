@@ -7,9 +7,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,24 +26,12 @@ namespace {
 
 namespace pb = glm::inference::v1;
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 class ClusterE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { Launch("120"); }
+  // Port 0 for both servers: the coordinator binds free ports itself and logs them, so tests
+  // running in parallel cannot race for the same port.
   static void Launch(const char* step_timeout_s) {
-    grpc_port_ = FreePort();
-    http_port_ = FreePort();
     log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
     pid_ = fork();
     if (pid_ == 0) {
@@ -54,7 +40,7 @@ class ClusterE2eTest : public ::testing::Test {
       freopen(log_.c_str(), "a", stdout);
       setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
       setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-      const std::string grpc = "127.0.0.1:" + std::to_string(grpc_port_), http = "127.0.0.1:" + std::to_string(http_port_);
+      const std::string grpc = "127.0.0.1:0", http = "127.0.0.1:0";
       // A small KV cache (0.005 GiB ≈ 2000 positions) so the admission errors can be provoked.
       execl(GLM_MPIEXEC, GLM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca", "btl",
             "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none", "-np", "1", GLM_COORDINATOR_BIN, "--model",
@@ -64,9 +50,25 @@ class ClusterE2eTest : public ::testing::Test {
             static_cast<char*>(nullptr));
       _exit(127);
     }
+    for (int i = 0; i < 600 && (grpc_port_ == 0 || http_port_ == 0); ++i) {  // up to 60 s for mpirun + load
+      std::ifstream in(log_);
+      std::string line;
+      while (std::getline(in, line)) {
+        auto port_of = [&](const char* prefix) {
+          if (line.find(prefix) == std::string::npos) return 0;
+          auto p = line.find("(port ");
+          return p == std::string::npos ? 0 : std::atoi(line.c_str() + p + 6);
+        };
+        if (int p = port_of("[coordinator] gRPC on")) grpc_port_ = p;
+        if (int p = port_of("[coordinator] HTTP on")) http_port_ = p;
+      }
+      if (waitpid(pid_, nullptr, WNOHANG) != 0) return;  // the job ended: SetUp prints the log
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (grpc_port_ == 0 || http_port_ == 0) return;
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_), grpc::InsecureChannelCredentials());
     stub_ = pb::Inference::NewStub(channel_);
-    for (int i = 0; i < 600; ++i) {  // up to 60 s for mpirun + load
+    for (int i = 0; i < 600; ++i) {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
       pb::ModelInfo info;
