@@ -40,10 +40,15 @@ ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, weight_dtype, "stored",
           "stored | bf16 | f32 | int8 | int8-row | int4 | int{8,4}-g<N> (converted at load)");
+ABSL_FLAG(std::string, quantize_scope, "experts",
+          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(int32_t, rounds, 1,
+          "times to restart every sequence from its prompt and decode --steps again (keeps the "
+          "context short while running long enough to profile)");
 ABSL_FLAG(double, expert_memory_gib, 0,
           "memory for routed experts; beyond it they stream from disk through an LRU cache (0 = all resident)");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
@@ -108,11 +113,9 @@ int main(int argc, char** argv) {
   if (batch < 1 || batch > 256) return Fail("--batch must be in 1..256");
   const std::string dtype_name = absl::GetFlag(FLAGS_weight_dtype);
   glm::model::LoadOptions load;
-  if (dtype_name == "bf16") load.matrix_dtype = glm::kernels::DType::kBF16;
-  else if (dtype_name == "f32") load.matrix_dtype = glm::kernels::DType::kF32;
-  else if (glm::kernels::DType q; glm::kernels::ParseQuantFormatName(dtype_name, &q, &load.matrix_group_size))
-    load.matrix_dtype = q;
-  else if (dtype_name != "stored") return Fail("--weight-dtype must be stored, bf16, f32, int8, int8-row, int4 or int{8,4}-g<N>");
+  if (auto st = glm::model::ParseWeightDType(dtype_name, &load); !st.ok()) return Fail(std::string(st.message()));
+  if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope))
+    return Fail("--quantize-scope must be experts or all");
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
@@ -143,17 +146,21 @@ int main(int argc, char** argv) {
   // Prefill each sequence with its own tokens, then decode greedily (argmax keeps the run
   // deterministic; sampling cost is not what is measured).
   const int context = std::max(1, absl::GetFlag(FLAGS_context));
-  std::vector<std::unique_ptr<glm::kv_cache::KvCache>> caches;
+  std::vector<std::unique_ptr<glm::kv_cache::KvCache>> caches(batch);
   std::vector<int32_t> next(batch);
+  auto prefill_all = [&]() -> absl::Status {
   for (int b = 0; b < batch; ++b) {
-    caches.push_back((*model)->NewCache());
+    caches[b] = (*model)->NewCache();
     std::vector<glm::model::SequenceInput> in(1);
-    in[0].cache = caches.back().get();
+    in[0].cache = caches[b].get();
     for (int i = 0; i < context; ++i) in[0].tokens.push_back(static_cast<int32_t>((b * 7919 + i * 104729) % config.vocab_size));
     auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
-    if (!out.ok()) return Fail(std::string(out.status().message()));
+    if (!out.ok()) return out.status();
     next[b] = static_cast<int32_t>(std::max_element(out->logits.begin(), out->logits.end()) - out->logits.begin());
   }
+  return absl::OkStatus();
+  };
+  if (auto st = prefill_all(); !st.ok()) return Fail(std::string(st.message()));
   auto step = [&](int64_t* bytes) -> bool {
     if (streaming) files.DropPageCache();  // expert misses read the disk, not the page cache
     std::vector<glm::model::SequenceInput> in(batch);
@@ -179,15 +186,24 @@ int main(int argc, char** argv) {
     store->Drain();
     store->ResetStats();
   }
-  auto start = Clock::now();
   int done = 0;
+  double secs = 0;
   const int max_steps = std::min<int64_t>(config.max_position_embeddings - context - 4, 100000);
-  while ((steps > 0 && done < steps) || (steps <= 0 && (done < 4 || Seconds(Clock::now() - start) < 3.0))) {
-    if (done >= max_steps) break;
-    if (!step(&bytes)) return Fail("decode step failed");
-    ++done;
+  const int rounds = std::max(1, absl::GetFlag(FLAGS_rounds));
+  for (int round = 0; round < rounds; ++round) {
+    if (round > 0)
+      if (auto st = prefill_all(); !st.ok()) return Fail(std::string(st.message()));
+    auto start = Clock::now();
+    int round_steps = 0;
+    while ((steps > 0 && round_steps < steps) ||
+           (steps <= 0 && (round_steps < 4 || Seconds(Clock::now() - start) < 3.0))) {
+      if (round_steps >= max_steps) break;
+      if (!step(&bytes)) return Fail("decode step failed");
+      ++round_steps;
+    }
+    secs += Seconds(Clock::now() - start);
+    done += round_steps;
   }
-  const double secs = Seconds(Clock::now() - start);
   const double tokens_per_s = done * batch / secs;
   const double bytes_per_step = static_cast<double>(bytes) / done;
   const double weight_bytes_per_token = bytes_per_step / batch;

@@ -5,7 +5,8 @@
 // comparison), mean KL(bf16 ‖ quant) over positions, top-1 agreement with BF16, and the weight
 // bytes. Bars (issue 6): int8 mean KL ≤ 0.005 and top-1 ≥ 99%; int4 mean KL ≤ 0.05 and ≥ 95%.
 //
-//   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4,...]
+//   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4:all,...]
+//                                 [--quantize-scope experts|all]
 //                                 [--tokens N] [--threads N] [--json]
 // Exit status 1 when a format named int8* / int4* misses its bar.
 #include <algorithm>
@@ -31,7 +32,10 @@
 ABSL_FLAG(std::string, model, GLM_SOURCE_DIR "/models/glm5-tiny-code", "model directory");
 ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-code/reference.json",
           "reference.json with eval_ids_first_1024 and eval_nll_first_1024");
-ABSL_FLAG(std::string, formats, "int8,int4", "comma-separated quantised formats (see decode_bench)");
+ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
+          "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all");
+ABSL_FLAG(std::string, quantize_scope, "experts",
+          "matrices re-quantised unless a format says FORMAT:SCOPE: experts (routed + shared) | all");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
@@ -51,13 +55,10 @@ struct Run {
 };
 
 // Loads the model (matrices converted to `dtype`) and returns logits for every position.
-absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, glm::kernels::DType dtype,
-                             int64_t group, const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool) {
+absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, const glm::model::LoadOptions& load,
+                             const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool) {
   auto ckpt = glm::model::Checkpoint::Open(dir);
   if (!ckpt.ok()) return ckpt.status();
-  glm::model::LoadOptions load;
-  load.matrix_dtype = dtype;
-  load.matrix_group_size = group;
   auto weights = glm::model::ModelWeights::Load(**ckpt, load);
   if (!weights.ok()) return weights.status();
   Run run;
@@ -139,15 +140,26 @@ int main(int argc, char** argv) {
   const std::string dir = absl::GetFlag(FLAGS_model);
 
   std::vector<Run> runs;
-  auto base = Evaluate(dir, "bf16", glm::kernels::DType::kBF16, 0, ids, &pool);
+  glm::model::LoadOptions bf16;
+  bf16.matrix_dtype = glm::kernels::DType::kBF16;
+  auto base = Evaluate(dir, "bf16", bf16, ids, &pool);
   if (!base.ok()) return Fail(std::string(base.status().message()));
   runs.push_back(*std::move(base));
+  glm::model::QuantizeScope default_scope;
+  if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &default_scope))
+    return Fail("--quantize-scope must be experts or all");
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_formats), ',', absl::SkipEmpty())) {
-    const std::string name(f.data(), f.size());
-    glm::kernels::DType dtype;
-    int64_t group = 0;
-    if (!glm::kernels::ParseQuantFormatName(name, &dtype, &group)) return Fail("unknown format '" + name + "'");
-    auto run = Evaluate(dir, name, dtype, group, ids, &pool);
+    // FORMAT or FORMAT:SCOPE (int8:all), the scope defaulting to --quantize-scope.
+    const std::vector<std::string> parts = absl::StrSplit(f, ':');
+    glm::model::LoadOptions load;
+    load.quantize_scope = default_scope;
+    if (parts.size() > 2 || (parts.size() == 2 && !glm::model::ParseQuantizeScope(parts[1], &load.quantize_scope)))
+      return Fail("format '" + std::string(f) + "' must be FORMAT or FORMAT:experts|all");
+    if (auto st = glm::model::ParseWeightDType(parts[0], &load); !st.ok() || !load.matrix_dtype ||
+                                                                  !glm::kernels::IsGroupQuantized(*load.matrix_dtype))
+      return Fail("unknown quantised format '" + parts[0] + "'");
+    const std::string name = parts[0] + (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts");
+    auto run = Evaluate(dir, name, load, ids, &pool);
     if (!run.ok()) return Fail(name + ": " + std::string(run.status().message()));
     runs.push_back(*std::move(run));
   }
@@ -166,7 +178,7 @@ int main(int argc, char** argv) {
   if (!json) {
     std::printf("model %s, %zu eval tokens, matmul path %s; reference NLL %.4f (ppl %.3f)\n", dir.c_str(),
                 ids.size(), glm::kernels::MatMulPathName().c_str(), ref_nll, std::exp(ref_nll));
-    std::printf("%-10s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
+    std::printf("%-17s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
                 "max KL", "top-1 agree", "bar", "");
   }
   for (const Run& r : runs) {
@@ -180,7 +192,7 @@ int main(int argc, char** argv) {
     if (has_bar) j["bar"] = {{"max_mean_kl", max_kl}, {"min_top1", min_top1}, {"ok", ok}};
     out["formats"].push_back(j);
     if (!json)
-      std::printf("%-10s %10.2f %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(), r.matrix_bytes / 1048576.0,
+      std::printf("%-17s %10.2f %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(), r.matrix_bytes / 1048576.0,
                   r.nll, std::exp(r.nll), r.kl, r.max_kl, 100 * r.top1, !has_bar ? "-" : ok ? "ok" : "MISSED");
   }
   out["all_bars_met"] = all_ok;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -84,6 +85,12 @@ struct LayerWeights {
 };
 
 // What part of the model to load (a shard worker loads its slice only).
+// Which matrices --weight-dtype int8|int4 re-quantises (LoadOptions::quantize_scope).
+enum class QuantizeScope { kExperts, kAllMatrices };
+
+// "experts" / "all" (the --quantize-scope flag); false for anything else.
+bool ParseQuantizeScope(std::string_view name, QuantizeScope* scope);
+
 struct LoadOptions {
   int64_t layer_begin = 0;
   int64_t layer_end = -1;  // exclusive; -1 = every weight layer including MTP
@@ -100,6 +107,12 @@ struct LoadOptions {
   int64_t vocab_begin = 0, vocab_end = -1;
   // With int8/int4: also quantise the embedding and lm_head (default: keep them as stored).
   bool quantize_head = false;
+  // With int8/int4: which matrices are re-quantised. kExperts: the routed and shared experts'
+  // gate/up/down (the bulk of a MoE model's bytes: ~97% of GLM-5's) while attention, the
+  // indexer, dense MLPs and the MTP projections keep their stored precision; kAllMatrices:
+  // every matrix but the embedding and lm_head (see quantize_head). On the bundled model the
+  // first dense MLP alone costs int8 ~1% top-1 agreement (bench/quant_quality_bench).
+  QuantizeScope quantize_scope = QuantizeScope::kExperts;
   // Loading progress, one line each: every shard file as reading starts on it, then a summary.
   std::function<void(const std::string&)> progress;
   // Convert every matrix at load to this format (BF16, F32, or quantised I8 / I4 from the stored
@@ -112,6 +125,11 @@ struct LoadOptions {
   // cache of this many bytes streams them (moe/expert_store.h). 0 = unlimited: all resident.
   int64_t expert_memory_bytes = 0;
 };
+
+// A --weight-dtype value: "stored", "bf16", "f32", or a quantised format name (kernels/quantize.h:
+// int8, int8-row, int4, int{8,4}-g<N>) into options->matrix_dtype / matrix_group_size. Returns
+// an InvalidArgument status naming the accepted values otherwise.
+absl::Status ParseWeightDType(std::string_view name, LoadOptions* options);
 
 // One routed expert read on its own (the ExpertStore's cache fills), owning its memory.
 struct LoadedExpert {

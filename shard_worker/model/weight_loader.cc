@@ -87,8 +87,15 @@ absl::Status Validate(const Checkpoint& ckpt, const ExpectedMap& expected) {
 class WeightLoader {
  public:
   WeightLoader(const Checkpoint& ckpt, ModelWeights* out, std::optional<kernels::DType> convert_to,
-               int64_t group_size = 0)
-      : ckpt_(ckpt), out_(out), convert_to_(convert_to), group_size_(group_size) {}
+               int64_t group_size = 0, QuantizeScope scope = QuantizeScope::kAllMatrices)
+      : ckpt_(ckpt), out_(out), convert_to_(convert_to), group_size_(group_size), scope_(scope) {}
+
+  // Whether `name` is re-quantised (int8/int4 asked for and the tensor in the scope).
+  bool Quantizes(const std::string& name) const {
+    if (!convert_to_ || !kernels::IsGroupQuantized(*convert_to_)) return false;
+    return scope_ == QuantizeScope::kAllMatrices || absl::StrContains(name, ".experts.") ||
+           absl::StrContains(name, ".shared_experts.");
+  }
 
   // Called with a line of text when reading starts on a shard file not read before.
   void set_progress(std::function<void(const std::string&)> progress) { progress_ = std::move(progress); }
@@ -103,7 +110,7 @@ class WeightLoader {
     const size_t buffers_before = out_->buffers_.size();
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
       auto stored = StoredMatrix(name);
-      if (!stored.ok()) return stored;
+      if (!stored.ok() || !Quantizes(name)) return stored;  // outside the scope: as stored
       return Quantized(name, *stored, buffers_before);
     }
     auto stored = StoredMatrix(name);
@@ -182,6 +189,13 @@ class WeightLoader {
     if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
     if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
       return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
+    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_) && !Quantizes(name)) {
+      const auto target = convert_to_;  // outside the scope: the stored slice
+      convert_to_.reset();
+      auto stored = SlicedMatrix(name, rb, re, cb, ce);
+      convert_to_ = target;
+      return stored;
+    }
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
       // Slice in f32 (exact), then quantise the slice: its groups start at the slice's column 0.
       const size_t buffers_before = out_->buffers_.size();
@@ -384,6 +398,7 @@ class WeightLoader {
   ModelWeights* out_;
   std::optional<kernels::DType> convert_to_;
   int64_t group_size_ = 0;
+  QuantizeScope scope_ = QuantizeScope::kAllMatrices;
 };
 
 namespace {
@@ -505,7 +520,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
                  resolve(opt.vocab_begin, opt.vocab_end, c.vocab_size, "vocab")})
     if (!s.ok()) return s;
   w->slices_ = opt;
-  WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size);
+  WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   loader.set_progress(options.progress);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
@@ -548,7 +563,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
                                                       int64_t layer, int64_t expert) {
   const ModelConfig& c = checkpoint.config();
   ModelWeights scratch;  // collects the buffers the loader keeps
-  WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size);
+  WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
   if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||
       expert >= c.n_routed_experts || !loader.Present(prefix + "gate_proj.weight"))
