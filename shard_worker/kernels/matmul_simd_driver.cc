@@ -26,9 +26,52 @@ float* AlignedScratch(std::vector<float>& v, int64_t n) {
   return reinterpret_cast<float*>((p + 63) & ~uintptr_t{63});
 }
 
+namespace {
+
+enum class OrderKind { kIdentity, kEvenOdd, kOther };
+
+// The common orders, recognised by value: identity (F32) and "even columns, then odd" (BF16's
+// unpack order, FillInterleavedOrder with interleave 2 over chunk/2 lanes).
+OrderKind Classify(int chunk, const int16_t* order) {
+  bool identity = true, even_odd = chunk % 2 == 0;
+  const int half = chunk / 2;
+  for (int i = 0; i < chunk; ++i) {
+    identity = identity && order[i] == i;
+    even_odd = even_odd && order[i] == (i < half ? 2 * i : 2 * (i - half) + 1);
+  }
+  return identity ? OrderKind::kIdentity : even_odd ? OrderKind::kEvenOdd : OrderKind::kOther;
+}
+
+}  // namespace
+
 void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order,
                 float* dst) {
-  for (int64_t c0 = 0; c0 < pitch; c0 += chunk)
+  // Whole chunks take a branch-free loop the compiler vectorises (this runs for every token of
+  // every matmul call, on every thread that shares the call); the last partial chunk, and any
+  // other order, the general gather.
+  const int64_t full = cols / chunk * chunk;
+  int64_t c0 = 0;
+  switch (Classify(chunk, order)) {
+    case OrderKind::kIdentity:
+      std::memcpy(dst, src, full * sizeof(float));
+      c0 = full;
+      break;
+    case OrderKind::kEvenOdd: {
+      const int half = chunk / 2;
+      for (; c0 < full; c0 += chunk) {
+        const float* s = src + c0;
+        float* d = dst + c0;
+        for (int j = 0; j < half; ++j) {
+          d[j] = s[2 * j];
+          d[half + j] = s[2 * j + 1];
+        }
+      }
+      break;
+    }
+    case OrderKind::kOther:
+      break;
+  }
+  for (; c0 < pitch; c0 += chunk)
     for (int i = 0; i < chunk; ++i) {
       int64_t c = c0 + order[i];
       dst[c0 + i] = c < cols ? src[c] : 0.0f;

@@ -109,8 +109,18 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   std::atomic<int64_t> bytes_read{0};
   std::vector<absl::Status> errors(order.size());
   const bool spread = pool_ != nullptr && pool_->size() > 1 && order.size() > 1;
+  // With few tokens (decode) the shared expert is one more task of the same parallel region, taken
+  // first: its three small matmuls would otherwise be three more fork-joins of the pool. With
+  // many tokens (prefill) it is split across the pool after the routed experts. Which thread
+  // computes it changes no arithmetic (a row's result never depends on the split).
+  constexpr int64_t kSharedAsTaskTokens = 16;
+  const bool shared_as_task = w.has_shared && spread && T <= kSharedAsTaskTokens;
+  std::vector<float> shared;
+  if (w.has_shared) shared.resize(T * hidden);
+  std::atomic<bool> shared_taken{!shared_as_task};
   auto run_experts = [&](kernels::ThreadPool* inner) {
     std::vector<float> xs, ys;
+    if (!shared_taken.exchange(true)) RunMlp(w.shared, x, T, shared.data(), nullptr);
     for (size_t i = next_expert.fetch_add(1); i < order.size(); i = next_expert.fetch_add(1)) {
       const int64_t e = order[i];
       const auto& rows = tokens_of[e];
@@ -152,11 +162,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     stats->expert_bytes_read += bytes_read.load();
     stats->active_experts += static_cast<int64_t>(order.size());
   }
-  std::vector<float> shared;
-  if (w.has_shared) {
-    shared.resize(T * hidden);
-    RunMlp(w.shared, x, T, shared.data(), pool_);
-  }
+  if (w.has_shared && !shared_as_task) RunMlp(w.shared, x, T, shared.data(), pool_);
   for (int64_t t = 0; t < T; ++t) {
     float* o = out + t * hidden;
     std::fill(o, o + hidden, 0.0f);
