@@ -2,7 +2,8 @@
 // operator's plan), starts them, then serves gRPC and OpenAI-compatible HTTP over the
 // continuous-batching engine until SIGINT/SIGTERM.
 //   mpirun -np 1 coordinator --model DIR [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
-//          [--placement plan.json] [options] : -np N shard_worker
+//          [--placement plan.json] [--weight-dtype int8|int4|...] [--expert-memory-gib G] [options]
+//          : -np N shard_worker
 #include <signal.h>
 
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "coordinator/api/api_server.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "coordinator/placement/planner.h"
+#include "coordinator/placement/weight_format.h"
 #include "coordinator/scheduler/cluster_step_runner.h"
 #include "coordinator/scheduler/engine.h"
 #include "coordinator/tokenizer/chat_template.h"
@@ -34,6 +36,14 @@ ABSL_FLAG(int32_t, stages, 0, "pipeline stages (0 = one per host)");
 ABSL_FLAG(std::string, expert_layout, "expert-parallel", "expert-parallel | expert-tensor-parallel");
 ABSL_FLAG(double, memory_budget_gib, 0, "memory per rank (0 = 90% of its NUMA node's share)");
 ABSL_FLAG(double, kv_cache_gib, 1.0, "KV cache per worker rank, GiB");
+ABSL_FLAG(std::string, weight_dtype, "stored",
+          "how workers hold matrices: stored | bf16 | f32 | int8 | int8-row | int4 | int8-g<N> | int4-g<N> "
+          "(int8/int4 re-quantised at load)");
+ABSL_FLAG(std::string, quantize_scope, "experts",
+          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all");
+ABSL_FLAG(double, expert_memory_gib, 0,
+          "memory per worker rank for routed experts; beyond it they stay on disk and stream through an LRU "
+          "cache of this size (0 = all resident)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
@@ -78,6 +88,10 @@ int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement
 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
+  // Before MPI_Init, which may rewrite argv: a pinned plan is checked against these.
+  const bool weight_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "weight_dtype");
+  const bool quantize_scope_given = glm::runtime::FlagOnCommandLine(argc, argv, "quantize_scope");
+  const bool expert_memory_given = glm::runtime::FlagOnCommandLine(argc, argv, "expert_memory_gib");
   // SIGINT/SIGTERM are taken by a watcher thread (below), so block them before any thread starts.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -98,6 +112,19 @@ int main(int argc, char** argv) {
   if (model_dir.empty()) Fatal("--model DIR is required");
   auto config = glm::model::ModelConfig::FromFile(model_dir + "/config.json");
   if (!config.ok()) Fatal(std::string(config.status().message()));
+  // The load options travel to the workers in the plan; refuse bad ones before any worker loads.
+  glm::placement::LoadFlags load_flags;
+  load_flags.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
+  load_flags.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
+  load_flags.weight_dtype_given = weight_dtype_given;
+  load_flags.quantize_scope_given = quantize_scope_given;
+  load_flags.expert_memory_given = expert_memory_given;
+  if (auto f = glm::placement::ParseWeightFormat(load_flags.weight_dtype, load_flags.quantize_scope, *config); !f.ok())
+    Fatal(absl::StrCat("--weight-dtype / --quantize-scope: ", f.status().message()));
+  const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
+  if (!(expert_gib >= 0))
+    Fatal(absl::StrCat("--expert-memory-gib must be >= 0 (0 = all routed experts resident), got ", expert_gib));
+  load_flags.expert_memory_bytes = static_cast<int64_t>(expert_gib * (1ll << 30));
 
   // Tokenizer and chat template are optional: without them the model serves token ids.
   std::unique_ptr<glm::tokenizer::Tokenizer> tokenizer;
@@ -131,6 +158,8 @@ int main(int argc, char** argv) {
     absl::StatusOr<glm::placement::PlacementPlan> plan;
     if (!absl::GetFlag(FLAGS_placement).empty()) {
       plan = glm::placement::PlanFromJson(ReadFile(absl::GetFlag(FLAGS_placement)), *config, world->size());
+      if (plan.ok())
+        if (auto s = glm::placement::ApplyLoadFlags(load_flags, &*plan); !s.ok()) plan = s;
     } else {
       std::vector<glm::placement::WorkerSlot> slots;
       for (const auto& h : hellos) {
@@ -145,6 +174,9 @@ int main(int argc, char** argv) {
       po.expert_layout = absl::GetFlag(FLAGS_expert_layout);
       po.memory_budget_gib = absl::GetFlag(FLAGS_memory_budget_gib);
       po.kv_cache_gib = kv_gib;
+      po.weight_dtype = load_flags.weight_dtype;
+      po.quantize_scope = load_flags.quantize_scope;
+      po.expert_memory_gib = expert_gib;
       po.model_name = std::filesystem::path(model_dir).filename().string();
       plan = glm::placement::Plan(*config, slots, po);
     }

@@ -2,6 +2,8 @@
 //   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
 //   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
 //               [--ignore-eos] [--json]   (JSON: {"tokens":[...],"finish_reason":...,"text":...})
+//               forward/generate/chat/plan: [--weight-dtype int8|int4|...] [--quantize-scope experts|all]
+//               [--expert-memory-gib G] (load the model as a cluster started with them would)
 //   --server HOST:PORT generate|chat|info   (the same through a running coordinator's gRPC API)
 //   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
 //   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N]
@@ -9,6 +11,7 @@
 //   tokenize    --tokenizer PATH --text-file F
 //   detokenize  --tokenizer PATH --ids 1,2,3
 //   render-chat --tokenizer-config PATH --request-file R.json
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -58,6 +61,14 @@ ABSL_FLAG(double, memory_budget_gib, 0, "plan: memory per rank (0 = 90% of its N
 ABSL_FLAG(double, numa_memory_gib, 0, "plan: memory per NUMA node of a synthetic topology (0 = 64)");
 ABSL_FLAG(double, kv_cache_gib, 0, "plan: KV cache reserved per rank");
 ABSL_FLAG(double, bandwidth_gbps, 0, "plan: measured read bandwidth per NUMA node (0 = estimate)");
+ABSL_FLAG(std::string, weight_dtype, "stored",
+          "forward/generate/chat/plan: stored | bf16 | f32 | int8 | int8-row | int4 | int8-g<N> | int4-g<N> "
+          "(int8/int4 re-quantised at load)");
+ABSL_FLAG(std::string, quantize_scope, "experts",
+          "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all");
+ABSL_FLAG(double, expert_memory_gib, 0,
+          "forward/generate/chat/plan: memory for routed experts (plan: per rank); beyond it they stream from "
+          "disk through an LRU cache (0 = all resident)");
 ABSL_FLAG(std::string, request_file, "", "render-chat: JSON with messages, tools, add_generation_prompt");
 
 namespace {
@@ -101,8 +112,21 @@ int main(int argc, char** argv) {
   m.preset = absl::GetFlag(FLAGS_preset);
   m.message = absl::GetFlag(FLAGS_message);
   m.speculative = absl::GetFlag(FLAGS_speculative);
+  m.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
+  m.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
+  m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
+    // The server's weights are loaded already: these would be silently ignored.
+    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib"}) {
+      if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
+        std::string name(flag);
+        std::replace(name.begin(), name.end(), '_', '-');
+        std::fprintf(stderr, "glmctl: --%s applies to a local model; a server's coordinator takes it at startup\n",
+                     name.c_str());
+        return 2;
+      }
+    }
     if (command == "generate") {
       glm::api::RemoteGenerateOptions r;
       r.tokens_csv = m.tokens_csv;
@@ -158,6 +182,9 @@ int main(int argc, char** argv) {
     p.numa_memory_gib = absl::GetFlag(FLAGS_numa_memory_gib);
     p.kv_cache_gib = absl::GetFlag(FLAGS_kv_cache_gib);
     p.bandwidth_gbps = absl::GetFlag(FLAGS_bandwidth_gbps);
+    p.weight_dtype = m.weight_dtype;
+    p.quantize_scope = m.quantize_scope;
+    p.expert_memory_gib = m.expert_memory_gib;
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));
   }

@@ -31,9 +31,18 @@ struct LoadedModel {
 absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
   if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  model::LoadOptions load;
+  if (auto s = model::ParseWeightDType(o.weight_dtype, &load); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--weight-dtype: ", s.message()));
+  if (!model::ParseQuantizeScope(o.quantize_scope, &load.quantize_scope))
+    return absl::InvalidArgumentError(
+        absl::StrCat("--quantize-scope '", o.quantize_scope, "' is not one of experts, all"));
+  if (!(o.expert_memory_gib >= 0))
+    return absl::InvalidArgumentError("--expert-memory-gib must be >= 0 (0 = all routed experts resident)");
+  load.expert_memory_bytes = static_cast<int64_t>(o.expert_memory_gib * (int64_t{1} << 30));
   auto ckpt = model::Checkpoint::Open(o.model_dir);
   if (!ckpt.ok()) return ckpt.status();
-  auto weights = model::ModelWeights::Load(**ckpt);
+  auto weights = model::ModelWeights::Load(**ckpt, load);
   if (!weights.ok()) return weights.status();
   LoadedModel m;
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -28,6 +28,12 @@ struct ModelCommandOptions {
   std::string preset;
   std::string message;  // chat: the user message
   std::string speculative;  // generate/chat: mtp:K | ngram:K
+  // How the model is loaded (as the cluster's --weight-dtype, --quantize-scope and
+  // --expert-memory-gib): model::ParseWeightDType / ParseQuantizeScope names; GiB of routed
+  // experts held in memory, the rest streamed from disk (0 = all resident).
+  std::string weight_dtype = "stored";
+  std::string quantize_scope = "experts";
+  double expert_memory_gib = 0;
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.

@@ -32,6 +32,8 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   if (options.hosts < 1) return absl::InvalidArgumentError(absl::StrCat("--hosts must be at least 1, got ", options.hosts));
   if (options.stages < 0) return absl::InvalidArgumentError(absl::StrCat("--stages must not be negative, got ", options.stages));
   if (options.bandwidth_gbps < 0) return absl::InvalidArgumentError("--bandwidth-gbps must not be negative");
+  if (!(options.expert_memory_gib >= 0))
+    return absl::InvalidArgumentError("--expert-memory-gib must not be negative (0 = all routed experts resident)");
   fs::path config_path = options.model_dir;
   std::error_code ec;
   if (fs::is_directory(config_path, ec)) config_path /= "config.json";
@@ -53,6 +55,9 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   planner.expert_layout = options.expert_layout;
   planner.memory_budget_gib = options.memory_budget_gib;
   planner.kv_cache_gib = options.kv_cache_gib;
+  planner.weight_dtype = options.weight_dtype;
+  planner.quantize_scope = options.quantize_scope;
+  planner.expert_memory_gib = options.expert_memory_gib;
   fs::path model_path = fs::path(options.model_dir).lexically_normal();
   if (model_path.filename().empty()) model_path = model_path.parent_path();
   if (model_path.filename() == "config.json") model_path = model_path.parent_path();

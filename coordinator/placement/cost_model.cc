@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "shard_worker/kernels/quantize.h"
+
 namespace glm::placement {
 namespace {
 
@@ -17,14 +19,24 @@ double NodeBandwidthGbps(const NumaNode& node) {
   return std::min(kEstimatedMaxNodeGbps, kEstimatedGbpsPerCore * std::max(1, node.cores()));
 }
 
-CostModel::CostModel(const model::ModelConfig& config, int64_t weight_bytes_per_param)
-    : config_(config), bytes_per_param_(weight_bytes_per_param) {}
+CostModel::CostModel(const model::ModelConfig& config, const WeightFormat& format)
+    : config_(config), format_(format) {}
 
-int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Storage storage) const {
-  const int64_t elements = std::max<int64_t>(0, r1 - r0) * std::max<int64_t>(0, c1 - c0);
+int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Part part) const {
+  const int64_t rows = std::max<int64_t>(0, r1 - r0), cols = std::max<int64_t>(0, c1 - c0);
+  const int64_t elements = rows * cols;
   if (elements == 0) return 0;
-  if (bytes_per_param_ > 0) return elements * bytes_per_param_;
-  if (storage == Storage::kQuantizable && config_.fp8_weights) {
+  if (format_.bytes_per_param > 0) return elements * format_.bytes_per_param;
+  if (format_.dtype && !format_.quantized()) return elements * kernels::DTypeSize(*format_.dtype);  // BF16 / F32
+  const bool requantized = format_.quantized() && part != Part::kHead &&
+                           (part == Part::kExpert || format_.scope == model::QuantizeScope::kAllMatrices);
+  if (requantized) {
+    // Packed rows plus one f32 scale per group of each row; a slice is quantised on its own, so
+    // its groups start at its first column (int8 group G: 1 + 4/G bytes a weight, int4: 0.5 + 4/G).
+    const int64_t groups = kernels::QuantGroupsPerRow(cols, format_.group_size);
+    return rows * (kernels::DTypeRowBytes(*format_.dtype, cols) + F32Bytes(groups));
+  }
+  if ((part == Part::kExpert || part == Part::kMatrix) && config_.fp8_weights) {
     // One e4m3 byte per weight and one f32 scale (weight_scale_inv) per block the slice touches:
     // a slice that cuts a block still needs that block's scale.
     const int64_t scales = BlocksTouched(r0, r1, config_.fp8_block_rows) * BlocksTouched(c0, c1, config_.fp8_block_cols);
@@ -33,9 +45,9 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, S
   return elements * 2;  // BF16
 }
 
-int64_t CostModel::MlpBytes(int64_t b, int64_t e) const {
+int64_t CostModel::MlpBytes(int64_t b, int64_t e, Part part) const {
   const int64_t h = config_.hidden_size;
-  return 2 * MatrixBytes(b, e, 0, h, Storage::kQuantizable) + MatrixBytes(0, h, b, e, Storage::kQuantizable);
+  return 2 * MatrixBytes(b, e, 0, h, part) + MatrixBytes(0, h, b, e, part);
 }
 
 Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const {
@@ -49,45 +61,47 @@ Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_t
   // Norms (loaded as f32).
   both(F32Bytes(2 * h + c.q_lora_rank + c.kv_lora_rank));
   // Attention: the low-rank down projections are replicated; per-head parts sliced by heads.
-  both(FullMatrixBytes(c.q_lora_rank, h, Storage::kQuantizable));
-  both(FullMatrixBytes(c.kv_lora_rank + c.qk_rope_head_dim, h, Storage::kQuantizable));
+  both(FullMatrixBytes(c.q_lora_rank, h, Part::kMatrix));
+  both(FullMatrixBytes(c.kv_lora_rank + c.qk_rope_head_dim, h, Part::kMatrix));
   const int64_t hb = r.head_begin(), he = r.head_end();
-  both(MatrixBytes(hb * c.qk_head_dim(), he * c.qk_head_dim(), 0, c.q_lora_rank, Storage::kQuantizable));
+  both(MatrixBytes(hb * c.qk_head_dim(), he * c.qk_head_dim(), 0, c.q_lora_rank, Part::kMatrix));
   // kv_b_proj is kept dequantised to f32 (split into W_uk / W_uv per head for absorption).
   both(F32Bytes((he - hb) * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank));
-  both(MatrixBytes(0, h, hb * c.v_head_dim, he * c.v_head_dim, Storage::kQuantizable));
+  both(MatrixBytes(0, h, hb * c.v_head_dim, he * c.v_head_dim, Part::kMatrix));
   // DSA indexer on full layers, replicated (its scores need every index head).
   if (c.indexer_kind(layer) == model::IndexerKind::kFull) {
-    both(FullMatrixBytes(c.index_n_heads * c.index_head_dim, c.q_lora_rank, Storage::kQuantizable));
-    both(FullMatrixBytes(c.index_head_dim, h, Storage::kQuantizable));
-    both(FullMatrixBytes(c.index_n_heads, h, Storage::kPlain));
+    both(FullMatrixBytes(c.index_n_heads * c.index_head_dim, c.q_lora_rank, Part::kMatrix));
+    both(FullMatrixBytes(c.index_head_dim, h, Part::kMatrix));
+    both(FullMatrixBytes(c.index_n_heads, h, Part::kPlainMatrix));
     both(F32Bytes(2 * c.index_head_dim));
   }
   if (c.mlp_kind(layer) == model::MlpKind::kDense) {
-    both(MlpBytes(r.dense_begin(), r.dense_end()));
+    both(MlpBytes(r.dense_begin(), r.dense_end(), Part::kMatrix));
   } else {
     both(F32Bytes(c.n_routed_experts * h + c.n_routed_experts));  // router + correction bias
-    if (c.n_shared_experts > 0) both(MlpBytes(r.shared_begin(), r.shared_end()));
+    if (c.n_shared_experts > 0) both(MlpBytes(r.shared_begin(), r.shared_end(), Part::kExpert));
     const int64_t k = c.num_experts_per_tok, n_experts = c.n_routed_experts;
     if (expert_tensor_parallel) {
       // Every expert's slice is held; each of the k active experts' slices is read.
-      const int64_t slice = MlpBytes(r.expert_slice_begin(), r.expert_slice_end());
+      const int64_t slice = MlpBytes(r.expert_slice_begin(), r.expert_slice_end(), Part::kExpert);
       f.weight_bytes += n_experts * slice;
+      f.routed_expert_bytes += n_experts * slice;
       f.decode_bytes += k * slice;
     } else {
       // Whole experts; at batch 1 a rank reads its expected share of the k active ones.
-      const int64_t expert = MlpBytes(0, c.moe_intermediate_size);
+      const int64_t expert = MlpBytes(0, c.moe_intermediate_size, Part::kExpert);
       const int64_t owned = r.experts_size();
       f.weight_bytes += owned * expert;
+      f.routed_expert_bytes += owned * expert;
       if (n_experts > 0)
         f.decode_bytes += static_cast<int64_t>(std::llround(static_cast<double>(k * expert) * owned / n_experts));
     }
   }
   if (layer == c.num_hidden_layers) {
     // MTP extras: eh_proj and its norms, its own embedding (replicated) and a vocab-parallel head.
-    f.weight_bytes += F32Bytes(3 * h) + FullMatrixBytes(h, 2 * h, Storage::kQuantizable) +
-                      FullMatrixBytes(c.vocab_size, h, Storage::kPlain) +
-                      MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, h, Storage::kPlain);
+    f.weight_bytes += F32Bytes(3 * h) + FullMatrixBytes(h, 2 * h, Part::kMatrix) +
+                      FullMatrixBytes(c.vocab_size, h, Part::kPlainMatrix) +
+                      MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, h, Part::kPlainMatrix);
     f.decode_bytes = 0;
   }
   return f;
@@ -95,15 +109,15 @@ Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_t
 
 Footprint CostModel::Embedding() const {
   Footprint f;
-  f.weight_bytes = FullMatrixBytes(config_.vocab_size, config_.hidden_size, Storage::kPlain);
-  f.decode_bytes = FullMatrixBytes(1, config_.hidden_size, Storage::kPlain);
+  f.weight_bytes = FullMatrixBytes(config_.vocab_size, config_.hidden_size, Part::kHead);
+  f.decode_bytes = FullMatrixBytes(1, config_.hidden_size, Part::kHead);
   return f;
 }
 
 Footprint CostModel::Head(const RankAssignment& r) const {
   const int64_t bytes = F32Bytes(config_.hidden_size) +
-                        MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, config_.hidden_size, Storage::kPlain);
-  return {bytes, bytes};
+                        MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, config_.hidden_size, Part::kHead);
+  return {bytes, bytes, 0};
 }
 
 int64_t CostModel::KvBytesPerToken(int64_t layer) const {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "coordinator/placement/weight_format.h"
 #include "protos/placement.pb.h"
 #include "shard_worker/model/model_config.h"
 
@@ -15,10 +16,20 @@ namespace glm::placement {
 struct Footprint {
   int64_t weight_bytes = 0;
   int64_t decode_bytes = 0;  // batch 1
+  // The routed experts' part of weight_bytes: the part an expert memory budget may leave on
+  // disk (RankAssignment::expert_memory_bytes), so it is kept apart.
+  int64_t routed_expert_bytes = 0;
   Footprint& operator+=(const Footprint& o) {
     weight_bytes += o.weight_bytes;
     decode_bytes += o.decode_bytes;
+    routed_expert_bytes += o.routed_expert_bytes;
     return *this;
+  }
+  // Memory held with `expert_memory_bytes` for routed experts (0 = unlimited): experts beyond it
+  // stay on disk and an LRU cache of that size holds the rest (model/expert_streaming.cc).
+  int64_t ResidentBytes(int64_t expert_memory_bytes) const {
+    if (expert_memory_bytes <= 0 || routed_expert_bytes <= expert_memory_bytes) return weight_bytes;
+    return weight_bytes - routed_expert_bytes + expert_memory_bytes;
   }
 };
 
@@ -43,9 +54,9 @@ double NodeBandwidthGbps(const NumaNode& node);
 
 class CostModel {
  public:
-  // `weight_bytes_per_param` 0 counts matrices as stored in the checkpoint (FP8 one byte plus an
-  // f32 scale per block, else BF16); otherwise every converted matrix takes that many bytes.
-  CostModel(const model::ModelConfig& config, int64_t weight_bytes_per_param);
+  // Matrices are counted the way the workers will hold them (`format`: as stored in the
+  // checkpoint, FP8 one byte plus an f32 scale per block, else BF16; or converted at load).
+  CostModel(const model::ModelConfig& config, const WeightFormat& format);
 
   // Weight layer `layer` (num_hidden_layers = the MTP layer) for a rank with `r`'s slices
   // (heads, dense, shared, experts or expert slice, vocab for the MTP head). The MTP layer's
@@ -61,18 +72,26 @@ class CostModel {
   const model::ModelConfig& config() const { return config_; }
 
  private:
-  enum class Storage { kQuantizable, kPlain };  // kPlain: never FP8 (embeddings, heads, gates)
+  // What a matrix is, which decides its stored format and whether a conversion reaches it
+  // (mirrors model/weight_loader.cc):
+  //   kExpert      routed and shared experts' gate/up/down: FP8 in FP8 checkpoints; int8/int4
+  //                re-quantise them in either scope;
+  //   kMatrix      attention, indexer wq_b/wk, dense MLPs, MTP eh_proj: FP8 in FP8 checkpoints;
+  //                re-quantised with scope "all";
+  //   kPlainMatrix never FP8 (indexer weights_proj, the MTP layer's embedding and head, which
+  //                the layer loader reads): re-quantised with scope "all";
+  //   kHead        the embedding and lm_head: never FP8, never re-quantised.
+  // bf16 / f32 conversion reaches all four.
+  enum class Part { kExpert, kMatrix, kPlainMatrix, kHead };
   // Bytes of rows [r0, r1) x cols [c0, c1) of a matrix as held in memory.
-  int64_t MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Storage storage) const;
-  int64_t FullMatrixBytes(int64_t rows, int64_t cols, Storage storage) const {
-    return MatrixBytes(0, rows, 0, cols, storage);
-  }
-  // gate/up rows and down columns [b, e) of an MLP with `inter` intermediate size.
-  int64_t MlpBytes(int64_t b, int64_t e) const;
+  int64_t MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Part part) const;
+  int64_t FullMatrixBytes(int64_t rows, int64_t cols, Part part) const { return MatrixBytes(0, rows, 0, cols, part); }
+  // gate/up rows and down columns [b, e) of an MLP (dense: kMatrix; routed or shared expert: kExpert).
+  int64_t MlpBytes(int64_t b, int64_t e, Part part) const;
   static int64_t F32Bytes(int64_t elements) { return elements * 4; }
 
   model::ModelConfig config_;
-  int64_t bytes_per_param_;
+  WeightFormat format_;
 };
 
 }  // namespace glm::placement

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/weight_format.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace glm::placement {
@@ -19,6 +20,12 @@ std::string RangeText(int64_t begin, int64_t end) {
   return end - begin == 1 ? absl::StrCat(begin) : absl::StrCat(begin, "-", end - 1);
 }
 
+// GiB, or MiB below one GiB (small models, expert budgets).
+std::string SizeText(int64_t bytes) {
+  if (bytes >= kGib) return absl::StrFormat("%.1f GiB", bytes / kGib);
+  return absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
+}
+
 std::string ExpertText(const RankAssignment& r, const std::string& layout) {
   if (layout == "expert-tensor-parallel")
     return absl::StrCat("all x cols ", RangeText(r.expert_slice_begin(), r.expert_slice_end()));
@@ -28,10 +35,10 @@ std::string ExpertText(const RankAssignment& r, const std::string& layout) {
 }  // namespace
 
 std::string PlanToTable(const PlacementPlan& plan) {
-  std::string out = absl::StrFormat("Placement of %s: %d worker rank%s, %d pipeline stage%s, %s\n",
+  std::string out = absl::StrFormat("Placement of %s: %d worker rank%s, %d pipeline stage%s, %s, weights %s\n",
                                     plan.model().empty() ? "the model" : plan.model(), plan.world_size() - 1,
                                     plan.world_size() == 2 ? "" : "s", plan.stages_size(),
-                                    plan.stages_size() == 1 ? "" : "s", plan.expert_layout());
+                                    plan.stages_size() == 1 ? "" : "s", plan.expert_layout(), WeightFormatText(plan));
   for (const Stage& st : plan.stages()) {
     absl::StrAppendFormat(&out, "  stage %d: layers %d-%d%s%s, ranks %s\n", st.index(), st.layer_begin(),
                           st.layer_end() - 1, st.has_embedding() ? " + embedding" : "",
@@ -68,16 +75,30 @@ std::string PlanToTable(const PlacementPlan& plan) {
                             absl::StrCat(r->stage()), layers, RangeText(r->head_begin(), r->head_end()),
                             ExpertText(*r, plan.expert_layout()), RangeText(r->dense_begin(), r->dense_end()),
                             RangeText(r->vocab_begin(), r->vocab_end()),
-                            absl::StrFormat("%.1f GiB", r->weight_bytes() / kGib),
+                            SizeText(r->weight_bytes()),
                             absl::StrFormat("%.0f", r->bandwidth_gbps()),
                             absl::StrFormat("%.2f", r->predicted_ms_per_token()));
     }
   }
   absl::StrAppendFormat(&out,
-                        "\ntotal weights %.1f GiB over %d ranks; predicted %.2f ms/token (%.1f tokens/s at batch 1, "
+                        "\ntotal weights %s over %d ranks; predicted %.2f ms/token (%.1f tokens/s at batch 1, "
                         "%.2f ms of it communication); slowest rank %d\n",
-                        total_bytes / kGib, plan.ranks_size(), plan.predicted_ms_per_token(),
+                        SizeText(total_bytes), plan.ranks_size(), plan.predicted_ms_per_token(),
                         plan.predicted_tokens_per_s(), plan.communication_ms_per_token(), plan.slowest_rank());
+  int64_t expert_memory = 0, streamed = 0;
+  for (const RankAssignment& r : plan.ranks()) {
+    expert_memory = std::max(expert_memory, r.expert_memory_bytes());
+    streamed += r.streamed_expert_bytes();
+  }
+  if (expert_memory > 0 && streamed > 0) {
+    absl::StrAppendFormat(&out,
+                          "routed experts beyond %s per rank stay on disk, streamed through an LRU cache of that "
+                          "size: %s on disk in all (the weights above count the cache, not them)\n",
+                          SizeText(expert_memory), SizeText(streamed));
+  } else if (expert_memory > 0) {
+    absl::StrAppendFormat(&out, "routed experts fit the %s expert memory of every rank: all resident\n",
+                          SizeText(expert_memory));
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/weight_format.h"
 
 namespace glm::placement {
 namespace {
@@ -90,6 +91,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   if (!etp && plan.expert_layout() != "expert-parallel")
     return absl::InvalidArgumentError(absl::StrCat("expert layout '", plan.expert_layout(),
                                                    "' is unknown (expert-parallel, expert-tensor-parallel)"));
+  // The load options every worker applies: refused here, before any worker loads a byte.
+  if (auto format = ParseWeightFormat(plan.weight_dtype(), plan.quantize_scope(), config); !format.ok())
+    return absl::InvalidArgumentError(absl::StrCat("weight_dtype / quantize_scope: ", format.status().message()));
   if (auto s = CheckStages(plan, config); !s.ok()) return s;
 
   // Ranks 1..N, each once, each in the stage that lists it at its tp_index.
@@ -100,6 +104,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
           absl::StrCat("rank ", r.rank(), " is not a worker rank (workers are 1..", n_workers, ")"));
     if (!by_rank.emplace(r.rank(), &r).second)
       return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " is assigned twice"));
+    if (r.expert_memory_bytes() < 0)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " has expert_memory_bytes ",
+                                                     r.expert_memory_bytes(), " (0 = all resident, else positive)"));
   }
   for (int32_t k = 1; k <= n_workers; ++k)
     if (!by_rank.count(k)) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no assignment"));

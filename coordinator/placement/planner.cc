@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/weight_format.h"
 
 namespace glm::placement {
 namespace {
@@ -28,6 +29,7 @@ struct Resources {
   double bandwidth_gbps = 0;
   int cores = 1;
   int64_t budget_bytes = 0;
+  int64_t expert_memory_bytes = 0;  // 0 = every routed expert resident
 };
 
 absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<WorkerSlot>& workers,
@@ -50,6 +52,7 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
                          ? static_cast<int64_t>(options.memory_budget_gib * kGib)
                          : static_cast<int64_t>(static_cast<double>(r.node->memory_bytes()) * kDefaultMemoryFraction /
                                                 r.ranks_on_node);
+    r.expert_memory_bytes = static_cast<int64_t>(options.expert_memory_gib * kGib);
   }
   return out;
 }
@@ -105,14 +108,24 @@ double CommunicationMs(const StageCosts& s, int64_t layers) {
 
 double MsForBytes(int64_t bytes, double gbps) { return static_cast<double>(bytes) / (gbps * 1e6); }
 
+// What rank j of the stage holds and reads for layers [a, b), extras included.
+Footprint RankFootprint(const StageCosts& s, size_t j, int64_t a, int64_t b) {
+  Footprint f = s.extra[j];
+  f.weight_bytes += s.prefix[j][b].weight_bytes - s.prefix[j][a].weight_bytes;
+  f.decode_bytes += s.prefix[j][b].decode_bytes - s.prefix[j][a].decode_bytes;
+  f.routed_expert_bytes += s.prefix[j][b].routed_expert_bytes - s.prefix[j][a].routed_expert_bytes;
+  return f;
+}
+
 // The stage's cost for layers [a, b): its slowest rank's time plus communication, or the
 // overflow penalty when a rank's weights and KV reserve exceed its budget.
 double StageCostMs(const StageCosts& s, const std::vector<Resources>& res, int64_t kv_reserve, int64_t a, int64_t b) {
   double worst_ms = 0, worst_ratio = 0;
   for (size_t j = 0; j < s.ranks.size(); ++j) {
     const Resources& r = res[s.ranks[j]];
-    const int64_t dec = s.prefix[j][b].decode_bytes - s.prefix[j][a].decode_bytes + s.extra[j].decode_bytes;
-    const int64_t mem = s.prefix[j][b].weight_bytes - s.prefix[j][a].weight_bytes + s.extra[j].weight_bytes + kv_reserve;
+    const Footprint f = RankFootprint(s, j, a, b);
+    const int64_t dec = f.decode_bytes;
+    const int64_t mem = f.ResidentBytes(r.expert_memory_bytes) + kv_reserve;
     worst_ms = std::max(worst_ms, MsForBytes(dec, r.bandwidth_gbps));
     worst_ratio = std::max(worst_ratio, static_cast<double>(mem) / std::max<int64_t>(1, r.budget_bytes));
   }
@@ -178,8 +191,16 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   if (!etp && options.expert_layout != "expert-parallel")
     return absl::InvalidArgumentError(absl::StrCat("expert layout '", options.expert_layout,
                                                    "' is unknown (expert-parallel, expert-tensor-parallel)"));
-  if (options.memory_budget_gib < 0 || options.kv_cache_gib < 0 || options.weight_bytes_per_param < 0)
-    return absl::InvalidArgumentError("memory budget, KV reserve and bytes per parameter must not be negative");
+  if (options.memory_budget_gib < 0 || options.kv_cache_gib < 0 || options.weight_bytes_per_param < 0 ||
+      options.expert_memory_gib < 0)
+    return absl::InvalidArgumentError(
+        "memory budget, KV reserve, expert memory and bytes per parameter must not be negative");
+  auto format = ParseWeightFormat(options.weight_dtype, options.quantize_scope, config);
+  if (!format.ok()) return format.status();
+  if (options.weight_bytes_per_param > 0 && format->dtype)
+    return absl::InvalidArgumentError(absl::StrCat("give weight_bytes_per_param or weight dtype '",
+                                                   options.weight_dtype, "', not both"));
+  format->bytes_per_param = options.weight_bytes_per_param;
   std::vector<std::string> hostnames;
   for (const WorkerSlot& w : workers)
     if (std::find(hostnames.begin(), hostnames.end(), w.host.hostname()) == hostnames.end())
@@ -198,6 +219,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   plan.set_model(options.model_name);
   plan.set_world_size(n_workers + 1);
   plan.set_expert_layout(etp ? "expert-tensor-parallel" : "expert-parallel");
+  plan.set_weight_dtype(options.weight_dtype.empty() ? "stored" : options.weight_dtype);
+  plan.set_quantize_scope(options.quantize_scope.empty() ? "experts" : options.quantize_scope);
   for (const std::string& name : hostnames)
     for (const WorkerSlot& w : workers)
       if (w.host.hostname() == name) {
@@ -206,7 +229,7 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       }
 
   // Ranks into stages (the remainder to the first stages), slices inside each stage.
-  const CostModel cost(config, options.weight_bytes_per_param);
+  const CostModel cost(config, *format);
   const int64_t kv_reserve = static_cast<int64_t>(options.kv_cache_gib * kGib);
   std::vector<StageCosts> stage_costs(n_stages);
   int next = 0;
@@ -236,6 +259,7 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       a->set_bandwidth_gbps(r.bandwidth_gbps);
       a->set_memory_budget_bytes(r.budget_bytes);
       a->set_kv_reserve_bytes(kv_reserve);
+      a->set_expert_memory_bytes(r.expert_memory_bytes);
       FillSlices(config, etp, stage->has_head(), p, i, a);
       stage->add_ranks(next + 1);
       sc.ranks.push_back(next);
@@ -273,9 +297,12 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
     double stage_ms = 0;
     for (size_t j = 0; j < sc.ranks.size(); ++j) {
       RankAssignment* r = plan.mutable_ranks(sc.ranks[j]);
-      const int64_t weights = sc.prefix[j][b].weight_bytes - sc.prefix[j][a].weight_bytes + sc.extra[j].weight_bytes;
-      const int64_t decode = sc.prefix[j][b].decode_bytes - sc.prefix[j][a].decode_bytes + sc.extra[j].decode_bytes;
+      const Footprint f = RankFootprint(sc, j, a, b);
+      // Memory held: routed experts beyond the expert budget stay on disk.
+      const int64_t weights = f.ResidentBytes(r->expert_memory_bytes());
+      const int64_t decode = f.decode_bytes;
       r->set_weight_bytes(weights);
+      r->set_streamed_expert_bytes(f.weight_bytes - weights);
       r->set_decode_bytes_per_token(decode);
       r->set_kv_bytes_per_token(sc.kv_prefix[b] - sc.kv_prefix[a] + sc.kv_extra);
       const double ms = MsForBytes(decode, r->bandwidth_gbps());
@@ -289,7 +316,11 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
         overflows.push_back(absl::StrCat("rank ", r->rank(), " (host ", r->host(), " NUMA node ", r->numa_node(),
                                          ", stage ", s, ", layers [", a, ", ", b, ")) needs ",
                                          Gib(weights + kv_reserve), " (weights ", Gib(weights), " + KV reserve ",
-                                         Gib(kv_reserve), "), budget ", Gib(r->memory_budget_bytes())));
+                                         Gib(kv_reserve), "), budget ", Gib(r->memory_budget_bytes()),
+                                         r->streamed_expert_bytes() > 0
+                                             ? absl::StrCat(" (", Gib(r->streamed_expert_bytes()),
+                                                            " of routed experts already left on disk)")
+                                             : ""));
       }
     }
     const double c = CommunicationMs(sc, b - a);
@@ -299,8 +330,9 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   if (!overflows.empty()) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the model does not fit: ", absl::StrJoin(overflows, "; "),
-                     ". Add ranks or hosts, lower --kv-cache-gib, or raise --memory-budget-gib if the nodes "
-                     "have more memory"));
+                     ". Add ranks or hosts, lower --kv-cache-gib, raise --memory-budget-gib if the nodes "
+                     "have more memory, re-quantise the experts (--weight-dtype int8|int4), or leave routed "
+                     "experts on disk beyond --expert-memory-gib"));
   }
   plan.set_communication_ms_per_token(comm_ms);
   plan.set_predicted_ms_per_token(total_ms);

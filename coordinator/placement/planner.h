@@ -21,6 +21,14 @@ struct PlannerOptions {
   double memory_budget_gib = 0;    // per rank; 0 = the NUMA node's memory minus a reserve
   double kv_cache_gib = 0;         // per rank, reserved on top of the weights
   int64_t weight_bytes_per_param = 0;  // 0 = as stored in the checkpoint (BF16 2, FP8 1 + scales)
+  // How the workers hold matrices (model::ParseWeightDType / ParseQuantizeScope names): int8 /
+  // int4 count their packed bytes and group scales, bf16 / f32 their element size. Written
+  // into the plan for the workers. Not together with weight_bytes_per_param.
+  std::string weight_dtype = "stored";
+  std::string quantize_scope = "experts";
+  // Per rank: memory for routed experts; beyond it they stay on disk and stream through an LRU
+  // cache of this size, so only the cache counts against the memory budget. 0 = all resident.
+  double expert_memory_gib = 0;
   std::string model_name;
 };
 

@@ -18,6 +18,21 @@ inline void NormalizeDashedFlags(int argc, char** argv) {
   }
 }
 
+// Whether flag `name` (underscores, as after NormalizeDashedFlags) is on the command line, as
+// `--name`, `--name=V`, `-name` or `-name=V` before a bare `--`. For flags whose explicit value
+// must be told from their default (this abseil keeps IsSpecifiedOnCommandLine private).
+inline bool FlagOnCommandLine(int argc, char** argv, const char* name) {
+  const size_t n = std::strlen(name);
+  for (int i = 1; i < argc; ++i) {
+    const char* arg = argv[i];
+    if (std::strcmp(arg, "--") == 0) break;
+    if (arg[0] != '-') continue;
+    arg += arg[1] == '-' ? 2 : 1;
+    if (std::strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) return true;
+  }
+  return false;
+}
+
 }  // namespace glm::runtime
 
 #endif  // GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_

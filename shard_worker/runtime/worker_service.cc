@@ -4,9 +4,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/moe/expert_store.h"
 #include "shard_worker/runtime/protocol_tags.h"
 #include "shard_worker/runtime/step_executor.h"
 
@@ -46,6 +48,17 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
     owned[e] = true;
   }
   o.owns_expert = [owned](int64_t, int64_t e) { return owned[e]; };
+  // How to hold the matrices and how much memory the routed experts may take: the coordinator
+  // validated these, but a worker must not trust a plan it cannot load as asked.
+  if (auto s = model::ParseWeightDType(plan.weight_dtype(), &o); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("plan weight_dtype: ", s.message()));
+  if (!plan.quantize_scope().empty() && !model::ParseQuantizeScope(plan.quantize_scope(), &o.quantize_scope))
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan quantize_scope '", plan.quantize_scope(), "' is not one of experts, all"));
+  if (me->expert_memory_bytes() < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, ": expert_memory_bytes ", me->expert_memory_bytes(), " is negative"));
+  o.expert_memory_bytes = me->expert_memory_bytes();
   return o;
 }
 
@@ -109,6 +122,16 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     auto weights = model::ModelWeights::Load(**ckpt, *load);
     if (!weights.ok()) return weights.status();
     ready.set_weight_bytes((*weights)->bytes_loaded());
+    if (load->matrix_dtype) {
+      const bool all = load->quantize_scope == model::QuantizeScope::kAllMatrices;
+      log(absl::StrCat("rank ", rank, ": weights converted to ", plan.weight_dtype(),
+                       kernels::IsGroupQuantized(*load->matrix_dtype)
+                           ? absl::StrCat(" (quantize scope ", all ? "all" : "experts", ")")
+                           : ""));
+    }
+    if (const moe::ExpertStore* store = (*weights)->expert_store(); store != nullptr && store->streaming())
+      log(absl::StrCat("rank ", rank, ": routed experts exceed ", load->expert_memory_bytes / 1048576.0,
+                       " MiB of expert memory: streaming them from disk through an LRU cache of that size"));
     int threads = options.threads;
     for (const auto& r : plan.ranks())
       if (r.rank() == rank && threads <= 0) threads = r.cores();

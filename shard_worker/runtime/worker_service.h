@@ -27,7 +27,9 @@ struct WorkerOptions {
   std::function<void(int index)> pin_thread;
 };
 
-// The load options (layers, heads, slices, experts) of `rank` in `plan`.
+// The load options of `rank` in `plan`: its layers, heads, slices and experts, and the plan's
+// weight_dtype / quantize_scope and the rank's expert_memory_bytes. InvalidArgument when the
+// plan names values this worker cannot load as asked.
 absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan& plan, int rank,
                                                   const model::ModelConfig& config);
 

@@ -3,6 +3,9 @@
 // single-process engine, 16 concurrent clients, cancellation and deadlines freeing every KV
 // block, prefix-cache exactness, lenient model names, error codes — and, last, a worker killed
 // mid-request: the in-flight request fails with a clear error and the job exits non-zero.
+// Further clusters start with load options (--weight-dtype, --quantize-scope,
+// --expert-memory-gib) and must match `glmctl generate` with the same flags, or the fully
+// resident engine; bad options end the job before any worker loads.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -11,8 +14,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 #include "protos/inference.grpc.pb.h"
@@ -30,8 +37,9 @@ class ClusterE2eTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { Launch("120"); }
   // Port 0 for both servers: the coordinator binds free ports itself and logs them, so tests
-  // running in parallel cannot race for the same port.
-  static void Launch(const char* step_timeout_s) {
+  // running in parallel cannot race for the same port. `coordinator_flags` go after the
+  // standard ones (later flags win).
+  static void Launch(const char* step_timeout_s, const std::vector<std::string>& coordinator_flags = {}) {
     log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
     pid_ = fork();
     if (pid_ == 0) {
@@ -40,14 +48,19 @@ class ClusterE2eTest : public ::testing::Test {
       freopen(log_.c_str(), "a", stdout);
       setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
       setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-      const std::string grpc = "127.0.0.1:0", http = "127.0.0.1:0";
       // A small KV cache (0.005 GiB ≈ 2000 positions) so the admission errors can be provoked.
-      execl(GLM_MPIEXEC, GLM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca", "btl",
-            "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none", "-np", "1", GLM_COORDINATOR_BIN, "--model",
-            GLM_MODEL_DIR, "--grpc-listen", grpc.c_str(), "--http-listen", http.c_str(), "--kv-cache-gib", "0.005",
-            "--kv-block-size", "16", "--max-waiting", "64", "--step-timeout-s", step_timeout_s, ":", "-np", "2",
-            GLM_SHARD_WORKER_BIN, "--threads", "1",
-            static_cast<char*>(nullptr));
+      std::vector<std::string> args = {GLM_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none",
+                                       "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism",
+                                       "none", "-np", "1", GLM_COORDINATOR_BIN, "--model", GLM_MODEL_DIR,
+                                       "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                                       "--kv-cache-gib", "0.005", "--kv-block-size", "16", "--max-waiting", "64",
+                                       "--step-timeout-s", step_timeout_s};
+      args.insert(args.end(), coordinator_flags.begin(), coordinator_flags.end());
+      for (const char* a : {":", "-np", "2", GLM_SHARD_WORKER_BIN, "--threads", "1"}) args.emplace_back(a);
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(GLM_MPIEXEC, argv.data());
       _exit(127);
     }
     for (int i = 0; i < 600 && (grpc_port_ == 0 || http_port_ == 0); ++i) {  // up to 60 s for mpirun + load
@@ -162,6 +175,32 @@ class ClusterE2eTest : public ::testing::Test {
     g.max_new_tokens = n;
     g.ignore_eos = true;
     return runtime::Generate(**m, prompt, g)->tokens;
+  }
+
+  // `glmctl generate` in one process (the command line users compare a cluster with).
+  static std::vector<int32_t> GlmctlGreedy(const std::vector<int32_t>& prompt, int n, const std::string& flags) {
+    std::string ids;
+    for (int32_t t : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+    const std::string cmd = std::string(GLM_GLMCTL_BIN) + " generate --model " + GLM_MODEL_DIR + " --tokens " + ids +
+                            " --max-new-tokens " + std::to_string(n) + " --ignore-eos --json --threads 1 " + flags;
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[4096];
+      while (size_t got = fread(buf, 1, sizeof buf, p)) out.append(buf, got);
+      pclose(p);
+    }
+    auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(j.is_object() && j.contains("tokens")) << cmd << " printed: " << out;
+    return j.is_object() && j.contains("tokens") ? j["tokens"].get<std::vector<int32_t>>() : std::vector<int32_t>{};
+  }
+  static std::string ClusterLog() {
+    std::ifstream in(log_);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  static int Occurrences(const std::string& text, const std::string& what) {
+    int n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
   }
 
   static inline pid_t pid_ = -1;
@@ -308,6 +347,117 @@ TEST_F(ClusterE2eTest, ZzWorkerDeathFailsRequestsAndEndsTheJob) {
   EXPECT_TRUE(WIFEXITED(status) || WIFSIGNALED(status));
   if (WIFEXITED(status)) EXPECT_NE(WEXITSTATUS(status), 0) << "the job must exit non-zero for its supervisor";
   pid_ = -1;
+}
+
+// --weight-dtype int8 travels to the workers in the plan: both re-quantise their experts at
+// load, and the cluster gives exactly the greedy tokens of `glmctl generate --weight-dtype int8`.
+class Int8ClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() { Launch("120", {"--weight-dtype", "int8"}); }
+};
+
+TEST_F(Int8ClusterE2eTest, GreedyTokensEqualGlmctlGenerateInt8) {
+  const std::string log = ClusterLog();
+  EXPECT_NE(log.find("weights int8 (experts)"), std::string::npos) << log;  // the plan table
+  EXPECT_EQ(Occurrences(log, "weights converted to int8 (quantize scope experts)"), 2) << log;
+  for (int seed : {1, 21}) {
+    auto prompt = Prompt(seed, 30);
+    auto s = Generate(Ids(prompt, 24));
+    ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_EQ(s.tokens, GlmctlGreedy(prompt, 24, "--weight-dtype int8")) << "prompt seed " << seed;
+  }
+}
+
+// int8 experts keep the bundled model's greedy tokens (that is why they are the default scope);
+// int4 over every matrix changes them, so this shows the format reaching both workers' every
+// slice exactly as one process re-quantises the whole matrices.
+class Int4AllClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() { Launch("120", {"--weight-dtype", "int4", "--quantize-scope", "all"}); }
+};
+
+TEST_F(Int4AllClusterE2eTest, GreedyTokensEqualGlmctlGenerateInt4All) {
+  auto prompt = Prompt(1, 30);
+  auto s = Generate(Ids(prompt, 24));
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+  const auto int4_all = GlmctlGreedy(prompt, 24, "--weight-dtype int4 --quantize-scope all");
+  EXPECT_EQ(s.tokens, int4_all);
+  EXPECT_NE(int4_all, LocalGreedy(prompt, 24)) << "int4 everywhere should change this prompt's continuation";
+}
+
+// Routed experts beyond --expert-memory-gib stay on disk: with about half of each worker's
+// experts' bytes (8 experts x 6 MoE layers x 3 x 256 x 128 BF16 ≈ 9 MiB a worker), both
+// workers stream them through an LRU cache, and the greedy tokens are exactly the fully
+// resident single-process engine's.
+class ExpertStreamingClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static std::string HalfOfAWorkersExpertsGib() {
+    auto ckpt = model::Checkpoint::Open(GLM_MODEL_DIR);
+    const model::ModelConfig& c = (*ckpt)->config();
+    int64_t moe_layers = 0;
+    for (int64_t l = 0; l < c.num_weight_layers(); ++l) moe_layers += c.mlp_kind(l) == model::MlpKind::kSparse;
+    const int64_t expert_bytes = 3 * c.hidden_size * c.moe_intermediate_size * 2;  // BF16 gate, up, down
+    const int64_t per_worker = moe_layers * (c.n_routed_experts / 2) * expert_bytes;
+    return std::to_string(static_cast<double>(per_worker / 2) / (1 << 30));
+  }
+  static void SetUpTestSuite() { Launch("120", {"--expert-memory-gib", HalfOfAWorkersExpertsGib()}); }
+};
+
+TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
+  const std::string log = ClusterLog();
+  EXPECT_EQ(Occurrences(log, "streaming them from disk through an LRU cache"), 2) << log;
+  EXPECT_NE(log.find("routed experts beyond"), std::string::npos) << log;  // the plan table
+  for (int seed : {1, 21}) {
+    auto prompt = Prompt(seed, 30);
+    auto s = Generate(Ids(prompt, 24));
+    ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_EQ(s.tokens, LocalGreedy(prompt, 24)) << "prompt seed " << seed;
+  }
+}
+
+// Jobs that must not start: the coordinator refuses its load options before any worker loads,
+// with a precise message, and the job exits non-zero.
+struct JobEnd {
+  int status = 0;
+  std::string log;
+};
+JobEnd RunJobToTheEnd(const std::string& coordinator_flags) {
+  const std::string log = "/tmp/glm_e2e_refused_" + std::to_string(getpid()) + ".log";
+  const std::string cmd = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + GLM_MPIEXEC +
+                          " --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader "
+                          "--mca btl_vader_single_copy_mechanism none -np 1 " +
+                          GLM_COORDINATOR_BIN + " --model " + GLM_MODEL_DIR +
+                          " --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 " + coordinator_flags + " : -np 1 " +
+                          GLM_SHARD_WORKER_BIN + " --threads 1 >" + log + " 2>&1";
+  JobEnd end;
+  end.status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  end.log.assign(std::istreambuf_iterator<char>(in), {});
+  std::remove(log.c_str());
+  return end;
+}
+
+TEST(RefusedLoadOptionsE2eTest, BadWeightDtypeFlag) {
+  const JobEnd end = RunJobToTheEnd("--weight-dtype int7");
+  EXPECT_TRUE(WIFEXITED(end.status) && WEXITSTATUS(end.status) != 0) << end.log;
+  EXPECT_NE(end.log.find("weight dtype 'int7' is not one of stored, bf16, f32, int8"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
+  // A plan from `glmctl plan --json` for one worker, hand-edited to a dtype that does not exist.
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --weight-dtype int8 --json | sed "
+                           "'s/\"weight_dtype\": \"int8\"/\"weight_dtype\": \"int3\"/' >" + plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  const JobEnd end = RunJobToTheEnd("--placement " + plan);
+  std::remove(plan.c_str());
+  EXPECT_TRUE(WIFEXITED(end.status) && WEXITSTATUS(end.status) != 0) << end.log;
+  EXPECT_NE(end.log.find("placement plan: weight_dtype / quantize_scope: weight dtype 'int3' is not one of"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
 }
 
 // A worker that stops answering (SIGSTOP: alive but hung) is noticed at the step timeout: the

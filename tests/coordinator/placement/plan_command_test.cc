@@ -90,6 +90,30 @@ TEST(PlanCommandTest, Glm5NeedsMoreThanDefaultSyntheticMemory) {
   EXPECT_NE(big->find("ms/token"), std::string::npos);
 }
 
+TEST(PlanCommandTest, WeightDtypeAndExpertMemoryReachThePlan) {
+  PlanCommandOptions o;
+  o.model_dir = kTinyModel;
+  o.synthetic = "pack:1 numa:2 core:4";
+  o.weight_dtype = "int4";
+  o.expert_memory_gib = 0.002;
+  auto out = RunPlanCommand(o);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_NE(out->find("weights int4 (experts)"), std::string::npos) << *out;
+  EXPECT_NE(out->find("routed experts beyond 2.0 MiB per rank stay on disk"), std::string::npos) << *out;
+  EXPECT_NE(out->find("\"weight_dtype\": \"int4\""), std::string::npos) << *out;
+  EXPECT_NE(out->find("\"expert_memory_bytes\": \"2147483\""), std::string::npos) << *out;
+  o.weight_dtype = "int5";
+  auto bad = RunPlanCommand(o);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("'int5'"), std::string::npos) << bad.status();
+  o.weight_dtype = "int8";
+  o.quantize_scope = "everything";
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.quantize_scope = "all";
+  o.expert_memory_gib = -0.5;
+  EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(PlanCommandTest, RejectsBadOptions) {
   PlanCommandOptions o;
   o.model_dir = kTinyModel;

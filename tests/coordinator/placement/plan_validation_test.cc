@@ -3,6 +3,7 @@
 #include <functional>
 
 #include "coordinator/placement/planner.h"
+#include "coordinator/placement/weight_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
@@ -133,6 +134,79 @@ TEST_F(PlanValidationTest, SlicesMustTile) {
   EXPECT_NE(embed.find("embedding"), std::string::npos) << embed;
   const std::string layout = Broken([](PlacementPlan& p) { p.set_expert_layout("sharded"); });
   EXPECT_NE(layout.find("unknown"), std::string::npos) << layout;
+}
+
+TEST_F(PlanValidationTest, LoadOptionsAreCheckedBeforeAnyWorkerLoads) {
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_weight_dtype(""); }), "");  // older plans: as stored
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_weight_dtype("int4-g64"); }), "");
+  const std::string dtype = Broken([](PlacementPlan& p) { p.set_weight_dtype("int9"); });
+  EXPECT_NE(dtype.find("weight_dtype"), std::string::npos) << dtype;
+  EXPECT_NE(dtype.find("weight dtype 'int9' is not one of stored, bf16, f32, int8"), std::string::npos) << dtype;
+  const std::string group = Broken([](PlacementPlan& p) { p.set_weight_dtype("int8-g40"); });
+  EXPECT_NE(group.find("multiple of 32"), std::string::npos) << group;
+  const std::string scope = Broken([](PlacementPlan& p) { p.set_quantize_scope("attention"); });
+  EXPECT_NE(scope.find("quantize scope 'attention' is not one of experts, all"), std::string::npos) << scope;
+  const std::string memory = Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_expert_memory_bytes(-5); });
+  EXPECT_NE(memory.find("rank 3 has expert_memory_bytes -5"), std::string::npos) << memory;
+
+  // The same through an operator's JSON (--placement plan.json).
+  PlacementPlan edited = plan_;
+  edited.set_weight_dtype("int3");
+  auto json = PlanToJson(edited);
+  ASSERT_TRUE(json.ok()) << json.status();
+  auto refused = PlanFromJson(*json, config_, 5);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("placement plan: weight_dtype / quantize_scope: weight dtype 'int3'"),
+            std::string::npos)
+      << refused.status();
+}
+
+TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinatorsFlags) {
+  PlannerOptions options;
+  options.weight_dtype = "int8";
+  options.quantize_scope = "all";
+  options.expert_memory_gib = 0.001;
+  auto plan = Plan(config_, OnePerNumaNode({Host("a", 2), Host("b", 2)}), options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  auto json = PlanToJson(*plan);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find("\"weight_dtype\": \"int8\""), std::string::npos) << *json;
+  EXPECT_NE(json->find("\"expert_memory_bytes\""), std::string::npos) << *json;
+  auto back = PlanFromJson(*json, config_, 5);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*back, *plan));
+  EXPECT_NE(PlanToTable(*plan).find("weights int8 (all matrices)"), std::string::npos) << PlanToTable(*plan);
+
+  // A pinned plan keeps its own values; flags fill what it leaves empty; a flag given explicitly
+  // that contradicts it is an error, not silently ignored.
+  LoadFlags flags;
+  PlacementPlan pinned = *plan;
+  ASSERT_TRUE(ApplyLoadFlags(flags, &pinned).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(pinned, *plan));
+  flags.weight_dtype = "int4";
+  flags.weight_dtype_given = true;
+  absl::Status conflict = ApplyLoadFlags(flags, &pinned);
+  EXPECT_EQ(conflict.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(conflict.message().find("--weight-dtype int4 contradicts the pinned plan's weight_dtype 'int8'"),
+            std::string::npos)
+      << conflict;
+  flags = LoadFlags{};
+  flags.expert_memory_bytes = 123;
+  flags.expert_memory_given = true;
+  EXPECT_NE(ApplyLoadFlags(flags, &pinned).message().find("expert_memory_bytes"), std::string::npos);
+
+  PlacementPlan old = plan_;  // as an older planner wrote it: no load options
+  old.clear_weight_dtype();
+  old.clear_quantize_scope();
+  flags = LoadFlags{};
+  flags.weight_dtype = "int4";
+  flags.weight_dtype_given = true;
+  flags.expert_memory_bytes = 1 << 20;
+  flags.expert_memory_given = true;
+  ASSERT_TRUE(ApplyLoadFlags(flags, &old).ok());
+  EXPECT_EQ(old.weight_dtype(), "int4");
+  EXPECT_EQ(old.quantize_scope(), "experts");
+  for (const RankAssignment& r : old.ranks()) EXPECT_EQ(r.expert_memory_bytes(), 1 << 20);
 }
 
 TEST_F(PlanValidationTest, ExpertTensorParallelPlansValidate) {

@@ -181,6 +181,54 @@ TEST(PlannerGlm5Test, RefusesWhatDoesNotFitWithTheNumbers) {
   EXPECT_EQ(fits->ranks(0).kv_reserve_bytes(), static_cast<int64_t>(4 * kGib));
 }
 
+TEST(PlannerGlm5Test, Int4AndAnExpertBudgetFitWhatStoredFp8DoesNot) {
+  const model::ModelConfig c = Glm5();
+  const HostTopology big = SyntheticHost("big0", "pack:2 numa:2 core:16", 256);
+  auto stored = Plan(c, OnePerNumaNode({big}), PlannerOptions{});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->weight_dtype(), "stored");
+  PlannerOptions int4;
+  int4.weight_dtype = "int4";
+  auto q4 = Plan(c, OnePerNumaNode({big}), int4);
+  ASSERT_TRUE(q4.ok()) << q4.status();
+  // The experts (~97% of the bytes) go from FP8 (1 byte + a scale per 128x128 block) to
+  // 0.5 + 4/32 bytes a weight; attention and the rest stay FP8.
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_LT(q4->ranks(i).weight_bytes(), 0.7 * stored->ranks(i).weight_bytes());
+    EXPECT_GT(q4->ranks(i).weight_bytes(), 0.6 * stored->ranks(i).weight_bytes());
+    // Per token the active experts are a smaller share (attention, the f32 kv_b_proj and the
+    // lm_head rows are read whole), so decode gains less.
+    EXPECT_LT(q4->ranks(i).decode_bytes_per_token(), 0.9 * stored->ranks(i).decode_bytes_per_token());
+  }
+  // int8 in groups of 64 costs 4/64 bytes of scales a weight: more than block FP8's.
+  PlannerOptions int8;
+  int8.weight_dtype = "int8";
+  auto q8 = Plan(c, OnePerNumaNode({big}), int8);
+  ASSERT_TRUE(q8.ok()) << q8.status();
+  EXPECT_GT(q8->ranks(0).weight_bytes(), stored->ranks(0).weight_bytes());
+  EXPECT_LT(q8->ranks(0).weight_bytes(), 1.07 * stored->ranks(0).weight_bytes());
+
+  // 4 x 64 GiB nodes (57.6 GiB budgets) cannot hold ~175 GiB a rank, not even in int4...
+  const HostTopology small = SyntheticHost("small0", "pack:2 numa:2 core:16", 64);
+  EXPECT_EQ(Plan(c, OnePerNumaNode({small}), int4).status().code(), absl::StatusCode::kResourceExhausted);
+  // ... but with 16 GiB of routed experts per rank in memory and the rest streamed from disk,
+  // a model more than twice the budget fits.
+  PlannerOptions streaming;
+  streaming.expert_memory_gib = 16;
+  auto plan = Plan(c, OnePerNumaNode({small}), streaming);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  for (const RankAssignment& r : plan->ranks()) {
+    SCOPED_TRACE(r.rank());
+    EXPECT_EQ(r.expert_memory_bytes(), static_cast<int64_t>(16 * kGib));
+    EXPECT_LE(r.weight_bytes(), r.memory_budget_bytes());
+    EXPECT_GT(r.weight_bytes() + r.streamed_expert_bytes(), 2 * r.memory_budget_bytes());
+    EXPECT_EQ(r.weight_bytes() + r.streamed_expert_bytes(), stored->ranks(r.rank() - 1).weight_bytes());
+  }
+  EXPECT_NE(PlanToTable(*plan).find("routed experts beyond 16.0 GiB per rank stay on disk"), std::string::npos)
+      << PlanToTable(*plan);
+}
+
 TEST(PlannerGlm5Test, MeasuredBandwidthAndSharedNodes) {
   const model::ModelConfig c = Glm5();
   HostTopology host = SyntheticHost("big0", "pack:2 numa:2 core:16", 512);

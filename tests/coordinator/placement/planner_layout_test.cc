@@ -1,6 +1,7 @@
 // The fixture models in every layout the engine runs: 1 worker; 2 and 3 workers in one stage;
 // 2 stages of 2; 4 stages of 1. Checks the slices the engine relies on.
 #include <set>
+#include <tuple>
 
 #include "coordinator/placement/planner.h"
 #include "gtest/gtest.h"
@@ -193,6 +194,142 @@ TEST(PlannerLayoutTest, RejectsImpossibleRequests) {
   bad[0].numa_node = 7;
   auto no_node = Plan(*c, bad, options);
   EXPECT_NE(no_node.status().message().find("os index 7"), std::string::npos) << no_node.status();
+}
+
+// Bytes of a [rows, cols] matrix re-quantised to int8 / int4 with one f32 scale per `group`
+// columns of a row (<= 0: per row): int8 1 + 4/G bytes a weight, int4 0.5 + 4/G (32-column
+// blocks of 16 bytes).
+int64_t RequantisedBytes(int64_t rows, int64_t cols, int bits, int64_t group) {
+  const int64_t packed = bits == 8 ? cols : (cols + 31) / 32 * 16;
+  const int64_t groups = group <= 0 ? 1 : (cols + group - 1) / group;
+  return rows * (packed + 4 * groups);
+}
+
+TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");  // BF16
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto one_worker = [&](const std::string& dtype, const std::string& scope) {
+    PlannerOptions options;
+    options.weight_dtype = dtype;
+    options.quantize_scope = scope;
+    return Plan(*c, OnePerNumaNode({Host("h", 1)}), options);
+  };
+  auto stored = one_worker("stored", "experts");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const int64_t stored_bytes = testing::CountModelBytes(*c).total;
+  ASSERT_EQ(stored->ranks(0).weight_bytes(), stored_bytes);
+  EXPECT_EQ(stored->weight_dtype(), "stored");
+  EXPECT_EQ(stored->quantize_scope(), "experts");
+
+  struct Case {
+    const char* dtype;
+    const char* scope;
+    int bits;
+    int64_t group;
+  };
+  int64_t int8_bytes = 0, int4_bytes = 0;
+  for (const Case& k : {Case{"int8", "experts", 8, 64}, Case{"int4", "experts", 4, 32}, Case{"int8-row", "experts", 8, 0},
+                        Case{"int8-g128", "experts", 8, 128}, Case{"int8", "all", 8, 64}, Case{"int4-g64", "all", 4, 64}}) {
+    SCOPED_TRACE(std::string(k.dtype) + " " + k.scope);
+    auto plan = one_worker(k.dtype, k.scope);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_EQ(plan->weight_dtype(), k.dtype);
+    EXPECT_EQ(plan->quantize_scope(), k.scope);
+    // Independently: every matrix the loader re-quantises, by name. Scope "experts": the routed
+    // and shared experts; "all": every matrix but kv_b_proj (kept in f32), the router and the
+    // main embedding and lm_head.
+    const bool all = std::string(k.scope) == "all";
+    int64_t expected = stored_bytes;
+    for (const auto& [name, t] : model::ExpectedTensors(*c)) {
+      if (t.optional || t.role == model::TensorRole::kVector) continue;
+      const bool expert = testing::Contains(name, ".experts.") || testing::Contains(name, ".shared_experts.");
+      const bool other = !testing::Contains(name, "kv_b_proj") && !testing::Contains(name, "mlp.gate.weight") &&
+                         name != "model.embed_tokens.weight" && name != "lm_head.weight";
+      if (!expert && !(all && other)) continue;
+      expected += RequantisedBytes(t.shape[0], t.shape[1], k.bits, k.group) - testing::LoadedBytes(*c, name, t);
+    }
+    const RankAssignment& r = plan->ranks(0);
+    EXPECT_EQ(r.weight_bytes(), expected);
+    EXPECT_LT(r.weight_bytes(), stored_bytes);
+    EXPECT_LT(r.decode_bytes_per_token(), stored->ranks(0).decode_bytes_per_token());
+    EXPECT_LT(r.predicted_ms_per_token(), stored->ranks(0).predicted_ms_per_token());
+    if (!all && k.group == 64) int8_bytes = r.weight_bytes();
+    if (!all && k.bits == 4) int4_bytes = r.weight_bytes();
+  }
+  EXPECT_LT(int4_bytes, int8_bytes);
+
+  // bf16 on a BF16 checkpoint changes nothing; f32 doubles every matrix (norms are f32 already).
+  auto bf16 = one_worker("bf16", "experts");
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_EQ(bf16->ranks(0).weight_bytes(), stored_bytes);
+  auto f32 = one_worker("f32", "experts");
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_GT(f32->ranks(0).weight_bytes(), stored_bytes);
+
+  for (const auto& [dtype, scope, why] :
+       {std::tuple{"int9", "experts", "weight dtype 'int9' is not one of"},
+        std::tuple{"int8", "routers", "quantize scope 'routers'"},
+        std::tuple{"int8-g48", "experts", "multiple of 32"}}) {
+    auto bad = one_worker(dtype, scope);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << dtype << " " << scope;
+    EXPECT_NE(bad.status().message().find(why), std::string::npos) << bad.status();
+  }
+  PlannerOptions both;
+  both.weight_bytes_per_param = 1;
+  both.weight_dtype = "int8";
+  EXPECT_EQ(Plan(*c, OnePerNumaNode({Host("h", 1)}), both).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PlannerLayoutTest, ExpertMemoryBudgetLeavesRoutedExpertsOnDisk) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::vector<WorkerSlot> two = OnePerNumaNode({Host("h", 2)});
+  auto resident = Plan(*c, two, PlannerOptions{});
+  ASSERT_TRUE(resident.ok()) << resident.status();
+  // Each rank's routed experts: its 8 of 16 in every MoE layer, the MTP layer's included.
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < c->num_weight_layers(); ++l) moe_layers += c->mlp_kind(l) == model::MlpKind::kSparse;
+  const int64_t routed = moe_layers * 8 * testing::ExpertBytes(*c);
+  const int64_t full = resident->ranks(0).weight_bytes();
+  ASSERT_GT(full, routed);
+
+  // A memory budget below what a rank holds is refused...
+  PlannerOptions tight;
+  tight.memory_budget_gib = static_cast<double>(full - routed / 4) / kGib;
+  auto refused = Plan(*c, two, tight);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("--expert-memory-gib"), std::string::npos) << refused.status();
+  // ... and fits once routed experts beyond half of them stay on disk: only the cache counts.
+  tight.expert_memory_gib = static_cast<double>(routed / 2) / kGib;
+  auto streamed = Plan(*c, two, tight);
+  ASSERT_TRUE(streamed.ok()) << streamed.status();
+  const int64_t cap = static_cast<int64_t>(tight.expert_memory_gib * kGib);
+  for (const RankAssignment& r : streamed->ranks()) {
+    SCOPED_TRACE(r.rank());
+    EXPECT_EQ(r.expert_memory_bytes(), cap);
+    EXPECT_EQ(r.streamed_expert_bytes(), routed - cap);
+    EXPECT_EQ(r.weight_bytes(), full - routed + cap);
+    EXPECT_LE(r.weight_bytes(), r.memory_budget_bytes());
+    // The active experts are read per token all the same (from the cache or the disk).
+    EXPECT_EQ(r.decode_bytes_per_token(), resident->ranks(r.rank() - 1).decode_bytes_per_token());
+  }
+  const std::string table = PlanToTable(*streamed);
+  EXPECT_NE(table.find("routed experts beyond"), std::string::npos) << table;
+  EXPECT_NE(table.find("stay on disk"), std::string::npos) << table;
+
+  // A budget the experts fit in changes nothing but the field.
+  PlannerOptions roomy;
+  roomy.expert_memory_gib = 1;
+  auto all_resident = Plan(*c, two, roomy);
+  ASSERT_TRUE(all_resident.ok()) << all_resident.status();
+  EXPECT_EQ(all_resident->ranks(0).weight_bytes(), full);
+  EXPECT_EQ(all_resident->ranks(0).streamed_expert_bytes(), 0);
+  EXPECT_EQ(all_resident->ranks(0).expert_memory_bytes(), kGib);
+  EXPECT_NE(PlanToTable(*all_resident).find("all resident"), std::string::npos);
+
+  PlannerOptions negative;
+  negative.expert_memory_gib = -1;
+  EXPECT_EQ(Plan(*c, two, negative).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
