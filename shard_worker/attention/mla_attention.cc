@@ -67,47 +67,53 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   constexpr int64_t kHeadsPerJob = 8;
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
   pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
-    std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores;
+    std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores, pe_scores;
+    std::vector<const float*> lat_rows, kpe_rows, w_rows;
     for (int64_t job = begin; job < end; ++job) {
       // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
       // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
       const int64_t u = job / groups, t = u % 2 == 0 ? u / 2 : T - 1 - u / 2;
       const int64_t h0 = (job % groups) * kHeadsPerJob;
-      const int64_t nh = std::min(kHeadsPerJob, heads - h0), pos = token_pos[t];
+      const int nh = static_cast<int>(std::min(kHeadsPerJob, heads - h0));
+      const int64_t pos = token_pos[t];
       const kv_cache::KvCache* cache = spans[token_span[t]].cache;
       const std::vector<int32_t>& sel = (*selection)[t];
       const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
-      // q_lat[g] = Σ_d q_nope[d] · W_uk[h][d][:]; rope on q_pe.
+      // q_lat[g] = Σ_d q_nope[d] · W_uk[h][d][:] (d ascending); rope on q_pe. q rows: [nh, qk].
+      float* q_heads = q.data() + (t * heads + h0) * qk;
       std::fill(q_lat.begin(), q_lat.end(), 0.0f);
-      for (int64_t g = 0; g < nh; ++g) {
-        float* qh = q.data() + (t * heads + h0 + g) * qk;
+      for (int g = 0; g < nh; ++g) {
+        float* qh = q_heads + g * qk;
         rope_->Apply(qh + nope, pos, kMlaRopeLayout);
-        const float* wuk = w.w_uk.data() + (h0 + g) * nope * rank;
-        for (int64_t d = 0; d < nope; ++d) kernels::Axpy(qh[d], wuk + d * rank, q_lat.data() + g * rank, rank);
+        const float* wuk = w.w_uk.data() + (h0 + g) * nope * rank;  // [nope, rank]
+        w_rows.resize(nope);
+        for (int64_t d = 0; d < nope; ++d) w_rows[d] = wuk + d * rank;
+        kernels::WeightedRowSum(qh, 0, 1, w_rows.data(), nope, rank, q_lat.data() + g * rank, rank);
       }
-      // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale
-      scores.resize(nh * n_keys);
+      // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
+      lat_rows.resize(n_keys);
+      kpe_rows.resize(n_keys);
       for (int64_t k = 0; k < n_keys; ++k) {
         const int64_t s = sel.empty() ? k : sel[k];
-        const float* lat = cache->latent(layer, s);
-        const float* kpe = cache->rope_key(layer, s);
-        for (int64_t g = 0; g < nh; ++g) {
-          const float* q_pe = q.data() + (t * heads + h0 + g) * qk + nope;
-          scores[g * n_keys + k] =
-              (kernels::Dot(q_lat.data() + g * rank, lat, rank) + kernels::Dot(q_pe, kpe, rope_dim)) * scale;
-        }
+        lat_rows[k] = cache->latent(layer, s);
+        kpe_rows[k] = cache->rope_key(layer, s);
       }
-      for (int64_t g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
-      // o_lat[g] = Σ_k p[g][k] · latent_k, then o = W_uv · o_lat.
+      // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
+      scores.resize(nh * n_keys);
+      pe_scores.resize(nh * n_keys);
+      kernels::DotRows(q_lat.data(), rank, nh, lat_rows.data(), n_keys, rank, scores.data(), n_keys);
+      kernels::DotRows(q_heads + nope, qk, nh, kpe_rows.data(), n_keys, rope_dim, pe_scores.data(), n_keys);
+      for (int64_t i = 0; i < nh * n_keys; ++i) scores[i] = (scores[i] + pe_scores[i]) * scale;
+      for (int g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
+      // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending), then o = W_uv · o_lat.
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
-      for (int64_t k = 0; k < n_keys; ++k) {
-        const float* lat = cache->latent(layer, sel.empty() ? k : sel[k]);
-        for (int64_t g = 0; g < nh; ++g) kernels::Axpy(scores[g * n_keys + k], lat, o_lat.data() + g * rank, rank);
-      }
-      for (int64_t g = 0; g < nh; ++g) {
-        const float* wuv = w.w_uv.data() + (h0 + g) * vd * rank;
+      kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
+      w_rows.resize(vd);
+      for (int g = 0; g < nh; ++g) {
+        const float* wuv = w.w_uv.data() + (h0 + g) * vd * rank;  // [vd, rank]
+        for (int64_t v = 0; v < vd; ++v) w_rows[v] = wuv + v * rank;
         float* o = attn_out.data() + (t * heads + h0 + g) * vd;
-        for (int64_t v = 0; v < vd; ++v) o[v] = kernels::Dot(wuv + v * rank, o_lat.data() + g * rank, rank);
+        kernels::DotRows(o_lat.data() + g * rank, rank, 1, w_rows.data(), vd, rank, o, 1);
       }
     }
   });

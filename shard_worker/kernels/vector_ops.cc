@@ -16,7 +16,28 @@ void AxpyReference(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    double acc = 0;
+    for (int64_t c = 0; c < n; ++c) acc += static_cast<double>(x[c]) * m[r * n + c];
+    out[r] = static_cast<float>(acc);
+  }
+}
+
 namespace {
+
+// Portable double dot: 8 lanes, then the same tree as the AVX-512 path's reduction.
+void DotRowsF64Portable(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* row = m + r * n;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+      for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[c + k]) * row[c + k];
+    for (int k = 0; c + k < n; ++k) acc[k] += static_cast<double>(x[c + k]) * row[c + k];
+    out[r] = static_cast<float>(((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])));
+  }
+}
 
 // Portable: 8 partial sums the compiler can keep in a vector register.
 float DotPortable(const float* a, const float* b, int64_t n) {
@@ -55,6 +76,96 @@ __attribute__((target("avx512f"))) void AxpyAvx512(float alpha, const float* x, 
   }
 }
 
+// One query's step of DotAvx512's loop structure, so DotRows matches Dot bit for bit.
+template <int NQ>
+__attribute__((target("avx512f"), always_inline)) inline void DotRowsAvx512Row(const float* q, int64_t q_stride,
+                                                                               const float* k, int64_t n, float* out,
+                                                                               int64_t out_stride) {
+  __m512 acc0[NQ], acc1[NQ];
+  for (int j = 0; j < NQ; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 k0 = _mm512_loadu_ps(k + i), k1 = _mm512_loadu_ps(k + i + 16);
+    for (int j = 0; j < NQ; ++j) {
+      acc0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i), k0, acc0[j]);
+      acc1[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i + 16), k1, acc1[j]);
+    }
+  }
+  for (; i + 16 <= n; i += 16) {
+    const __m512 k0 = _mm512_loadu_ps(k + i);
+    for (int j = 0; j < NQ; ++j) acc0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i), k0, acc0[j]);
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 k1 = _mm512_maskz_loadu_ps(m, k + i);
+    for (int j = 0; j < NQ; ++j) acc1[j] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j * q_stride + i), k1, acc1[j]);
+  }
+  for (int j = 0; j < NQ; ++j) out[j * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[j], acc1[j]));
+}
+
+template <int NQ>
+__attribute__((target("avx512f"))) void DotRowsAvx512N(const float* q, int64_t q_stride, const float* const* rows,
+                                                       int64_t n_rows, int64_t n, float* out, int64_t out_stride) {
+  for (int64_t r = 0; r < n_rows; ++r) DotRowsAvx512Row<NQ>(q, q_stride, rows[r], n, out + r, out_stride);
+}
+
+__attribute__((target("avx512f"))) void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const float* const* rows,
+                                                      int64_t n_rows, int64_t n, float* out, int64_t out_stride) {
+  using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*, int64_t);
+  static constexpr Fn kFns[kMaxQueries + 1] = {nullptr,           &DotRowsAvx512N<1>, &DotRowsAvx512N<2>,
+                                               &DotRowsAvx512N<3>, &DotRowsAvx512N<4>, &DotRowsAvx512N<5>,
+                                               &DotRowsAvx512N<6>, &DotRowsAvx512N<7>, &DotRowsAvx512N<8>};
+  kFns[nq](q, q_stride, rows, n_rows, n, out, out_stride);
+}
+
+// Columns in 16-lane chunks, rows inner: each query's chunk stays in a register across the rows
+// (one FMA per row, k ascending, exactly Axpy's per-element arithmetic).
+template <int NQ>
+__attribute__((target("avx512f"))) void WeightedRowSumAvx512N(const float* w, int64_t w_stride, const float* const* rows,
+                                                              int64_t n_rows, int64_t n, float* y, int64_t y_stride) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 acc[NQ];
+    for (int j = 0; j < NQ; ++j) acc[j] = _mm512_maskz_loadu_ps(m, y + j * y_stride + i);
+    for (int64_t k = 0; k < n_rows; ++k) {
+      const __m512 v = _mm512_maskz_loadu_ps(m, rows[k] + i);
+      for (int j = 0; j < NQ; ++j) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(w[j * w_stride + k]), v, acc[j]);
+    }
+    for (int j = 0; j < NQ; ++j) _mm512_mask_storeu_ps(y + j * y_stride + i, m, acc[j]);
+  }
+}
+
+__attribute__((target("avx512f"))) void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq,
+                                                             const float* const* rows, int64_t n_rows, int64_t n,
+                                                             float* y, int64_t y_stride) {
+  using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*, int64_t);
+  static constexpr Fn kFns[kMaxQueries + 1] = {
+      nullptr, &WeightedRowSumAvx512N<1>, &WeightedRowSumAvx512N<2>, &WeightedRowSumAvx512N<3>, &WeightedRowSumAvx512N<4>,
+      &WeightedRowSumAvx512N<5>, &WeightedRowSumAvx512N<6>, &WeightedRowSumAvx512N<7>, &WeightedRowSumAvx512N<8>};
+  kFns[nq](w, w_stride, rows, n_rows, n, y, y_stride);
+}
+
+// 8 double lanes per row; the tail masked into the same lanes; the lanes summed in the portable
+// twin's tree ((0+4)+(2+6))+((1+5)+(3+7)).
+__attribute__((target("avx512f"))) void DotRowsF64Avx512(const float* x, const float* m, int64_t n_rows, int64_t n,
+                                                         float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* row = m + r * n;
+    __m512d acc = _mm512_setzero_pd();
+    int64_t c = 0;
+    for (; c + 8 <= n; c += 8)
+      acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + c)), _mm512_cvtps_pd(_mm256_loadu_ps(row + c)), acc);
+    if (c < n) {
+      const __mmask16 k = static_cast<__mmask16>((1u << (n - c)) - 1);
+      acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(k, x + c))),
+                            _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(k, row + c))), acc);
+    }
+    alignas(64) double l[8];
+    _mm512_store_pd(l, acc);
+    out[r] = static_cast<float>(((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])));
+  }
+}
+
 __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -80,18 +191,39 @@ __attribute__((target("avx2,fma"))) void AxpyAvx2(float alpha, const float* x, f
 }
 #endif
 
+// Generic row loops over whatever Dot / Axpy the machine has (bit-identical to calling them).
+template <float (*kDot)(const float*, const float*, int64_t)>
+void DotRowsLoop(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+                 float* out, int64_t out_stride) {
+  for (int64_t k = 0; k < n_rows; ++k)
+    for (int j = 0; j < nq; ++j) out[j * out_stride + k] = kDot(q + j * q_stride, rows[k], n);
+}
+
+template <void (*kAxpy)(float, const float*, float*, int64_t)>
+void WeightedRowSumLoop(const float* w, int64_t w_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+                        float* y, int64_t y_stride) {
+  for (int64_t k = 0; k < n_rows; ++k)
+    for (int j = 0; j < nq; ++j) kAxpy(w[j * w_stride + k], rows[k], y + j * y_stride, n);
+}
+
 struct VectorOps {
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
+  void (*dot_rows)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
+  void (*weighted_row_sum)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
+  void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
 };
 
 VectorOps Select() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return {&DotAvx512, &AxpyAvx512};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {&DotAvx2, &AxpyAvx2};
+  if (__builtin_cpu_supports("avx512f"))
+    return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {&DotAvx2, &AxpyAvx2, &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>, &DotRowsF64Portable};
 #endif
-  return {&DotPortable, &AxpyReference};
+  return {&DotPortable, &AxpyReference, &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
+          &DotRowsF64Portable};
 }
 
 const VectorOps& Ops() {
@@ -103,5 +235,18 @@ const VectorOps& Ops() {
 
 float Dot(const float* a, const float* b, int64_t n) { return Ops().dot(a, b, n); }
 void Axpy(float alpha, const float* x, float* y, int64_t n) { Ops().axpy(alpha, x, y, n); }
+void DotRows(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().dot_rows(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().weighted_row_sum(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
+  Ops().dot_rows_f64(x, m, n_rows, n, out);
+}
 
 }  // namespace glm::kernels

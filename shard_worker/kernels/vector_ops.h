@@ -13,9 +13,26 @@ float Dot(const float* a, const float* b, int64_t n);
 // y[i] += alpha·x[i].
 void Axpy(float alpha, const float* x, float* y, int64_t n);
 
+// Attention over a list of cached rows (each row n floats, rows[k] anywhere: paged blocks, DSA
+// selections) for up to kMaxQueries query vectors that share the rows (heads attending to the
+// same compressed keys): each row is loaded once for all queries.
+inline constexpr int kMaxQueries = 8;
+// out[j·out_stride + k] = Dot(q + j·q_stride, rows[k], n), bit-identical to Dot.
+void DotRows(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride);
+// y[j·y_stride + i] += Σ_k w[j·w_stride + k] · rows[k][i], k ascending: bit-identical to one
+// Axpy(w[j·w_stride + k], rows[k], y_j, n) per k in order.
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride);
+// out[r] = float(Σ_c double(x[c]) · double(m[r·n + c])): router logits, where a discrete choice
+// follows and the sum is kept in double. Summation order is fixed per n (lanes, then a tree), so
+// a row's value never depends on the batch or the thread.
+void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
+
 // Scalar twins (tests compare the dispatched versions against them).
 float DotReference(const float* a, const float* b, int64_t n);
 void AxpyReference(float alpha, const float* x, float* y, int64_t n);
+void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
 
 }  // namespace glm::kernels
 

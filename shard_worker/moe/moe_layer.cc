@@ -5,6 +5,7 @@
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::moe {
 
@@ -22,29 +23,11 @@ MoeLayer::MoeLayer(const model::ModelConfig& config, kernels::ThreadPool* pool)
 
 void MoeLayer::RouterLogits(const std::vector<float>& router, const float* x, int64_t T, float* logits) const {
   const int64_t hidden = config_.hidden_size, E = config_.n_routed_experts;
-  // Each logit is one double sum in column order (the router decides discrete choices: keep its
-  // logits accurate); tokens are spread over the pool and kExperts experts run as independent
-  // chains (prefill would otherwise wait on add latency) — neither changes any logit's arithmetic.
+  // Each logit is one double sum (the router decides discrete choices: keep its logits
+  // accurate) in a fixed lane order (kernels::DotRowsF64); tokens are spread over the pool, which
+  // changes no logit's arithmetic. router: [E, hidden], logits: [T, E].
   auto route_logits = [&](int64_t t_begin, int64_t t_end) {
-    constexpr int64_t kExperts = 8;
-    for (int64_t t = t_begin; t < t_end; ++t) {
-      const float* xr = x + t * hidden;
-      for (int64_t e0 = 0; e0 < E; e0 += kExperts) {
-        const int64_t ne = std::min(kExperts, E - e0);
-        double acc[kExperts] = {};
-        const float* wr = router.data() + e0 * hidden;
-        if (ne == kExperts) {
-          for (int64_t c = 0; c < hidden; ++c) {
-            const double xc = xr[c];
-            for (int64_t j = 0; j < kExperts; ++j) acc[j] += xc * wr[j * hidden + c];
-          }
-        } else {
-          for (int64_t j = 0; j < ne; ++j)
-            for (int64_t c = 0; c < hidden; ++c) acc[j] += static_cast<double>(xr[c]) * wr[j * hidden + c];
-        }
-        for (int64_t j = 0; j < ne; ++j) logits[t * E + e0 + j] = static_cast<float>(acc[j]);
-      }
-    }
+    for (int64_t t = t_begin; t < t_end; ++t) kernels::DotRowsF64(x + t * hidden, router.data(), E, hidden, logits + t * E);
   };
   if (pool_ != nullptr)
     pool_->ParallelFor(T, route_logits);

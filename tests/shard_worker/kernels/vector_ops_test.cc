@@ -1,0 +1,92 @@
+// The attention / router vector primitives against their scalar twins on awkward lengths (not
+// multiples of any vector width), and the multi-query forms against the single-vector ones bit
+// for bit (attention must not change when heads are grouped differently).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "shard_worker/kernels/vector_ops.h"
+
+namespace glm::kernels {
+namespace {
+
+std::vector<float> Random(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+constexpr int64_t kLengths[] = {1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 256, 257, 320};
+
+TEST(VectorOpsTest, DotAndAxpyMatchScalarTwins) {
+  for (int64_t n : kLengths) {
+    auto a = Random(n, 1), b = Random(n, 2);
+    EXPECT_NEAR(Dot(a.data(), b.data(), n), DotReference(a.data(), b.data(), n), 1e-4 * std::sqrt(n)) << n;
+    auto y1 = Random(n, 3), y2 = y1;
+    Axpy(0.37f, a.data(), y1.data(), n);
+    AxpyReference(0.37f, a.data(), y2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-5) << n << " " << i;
+  }
+}
+
+TEST(VectorOpsTest, DotRowsIsDotForEveryQueryCount) {
+  for (int64_t n : kLengths) {
+    const int64_t n_rows = 13, q_stride = n + 3;
+    auto q = Random(kMaxQueries * q_stride, 4), data = Random(n_rows * (n + 5), 5);
+    std::vector<const float*> rows;
+    for (int64_t k = n_rows - 1; k >= 0; --k) rows.push_back(data.data() + k * (n + 5));  // any order, any stride
+    for (int nq = 1; nq <= kMaxQueries; ++nq) {
+      std::vector<float> out(nq * (n_rows + 2), -1.0f);
+      DotRows(q.data(), q_stride, nq, rows.data(), n_rows, n, out.data(), n_rows + 2);
+      for (int j = 0; j < nq; ++j)
+        for (int64_t k = 0; k < n_rows; ++k)
+          ASSERT_EQ(out[j * (n_rows + 2) + k], Dot(q.data() + j * q_stride, rows[k], n)) << n << " " << nq;
+    }
+  }
+}
+
+TEST(VectorOpsTest, WeightedRowSumIsAxpyInRowOrder) {
+  for (int64_t n : kLengths) {
+    const int64_t n_rows = 11, w_stride = n_rows + 1, y_stride = n + 2;
+    auto w = Random(kMaxQueries * w_stride, 6), data = Random(n_rows * n, 7);
+    std::vector<const float*> rows;
+    for (int64_t k = 0; k < n_rows; ++k) rows.push_back(data.data() + ((k * 5) % n_rows) * n);
+    for (int nq = 1; nq <= kMaxQueries; ++nq) {
+      auto y = Random(nq * y_stride, 8), want = y, ref = y;
+      WeightedRowSum(w.data(), w_stride, nq, rows.data(), n_rows, n, y.data(), y_stride);
+      for (int64_t k = 0; k < n_rows; ++k)
+        for (int j = 0; j < nq; ++j) {
+          Axpy(w[j * w_stride + k], rows[k], want.data() + j * y_stride, n);
+          AxpyReference(w[j * w_stride + k], rows[k], ref.data() + j * y_stride, n);
+        }
+      for (int j = 0; j < nq; ++j)
+        for (int64_t i = 0; i < y_stride; ++i) {
+          ASSERT_EQ(y[j * y_stride + i], want[j * y_stride + i]) << n << " " << nq << " " << i;  // padding untouched too
+          ASSERT_NEAR(y[j * y_stride + i], ref[j * y_stride + i], 1e-4);
+        }
+    }
+  }
+}
+
+TEST(VectorOpsTest, DotRowsF64MatchesDoubleReference) {
+  for (int64_t n : kLengths) {
+    const int64_t n_rows = 9;
+    auto x = Random(n, 9), m = Random(n_rows * n, 10);
+    std::vector<float> got(n_rows), want(n_rows);
+    DotRowsF64(x.data(), m.data(), n_rows, n, got.data());
+    DotRowsF64Reference(x.data(), m.data(), n_rows, n, want.data());
+    // Both sums are double; only the order differs, far below float resolution.
+    for (int64_t r = 0; r < n_rows; ++r) EXPECT_NEAR(got[r], want[r], 1e-6f * (1 + std::fabs(want[r]))) << n;
+    // One row alone gives the same value as inside a batch of rows.
+    float one = 0;
+    DotRowsF64(x.data(), m.data() + 4 * n, 1, n, &one);
+    EXPECT_EQ(one, got[4]);
+  }
+}
+
+}  // namespace
+}  // namespace glm::kernels
