@@ -54,6 +54,60 @@ GLM_AVX512_INLINE float Reduce(__m512 s) {
   return _mm_cvtss_f32(q);
 }
 
+// Reduce() of 16 accumulators at once: lane i of the result is bit-identical to Reduce(a[i])
+// (every level adds the same lane pairs as Reduce's tree: i + i+8, i + i+4, i + i+2, i + i+1),
+// in 15 vector adds and 31 shuffles instead of 16 separate trees. Unused accumulators may be
+// left zero: no lane of the result reads another accumulator's lanes.
+GLM_AVX512_INLINE __m512 ReduceLanes16(const __m512 (&a)[16]) {
+  __m512 s1[8], s2[4], s3[2];
+#pragma GCC unroll 8
+  for (int m = 0; m < 8; ++m)  // [a[2m] lanes i+(i+8) | a[2m+1] lanes i+(i+8)], i < 8
+    s1[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0x44),
+                          _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0xEE));
+#pragma GCC unroll 4
+  for (int n = 0; n < 4; ++n)  // 128-bit lane L: accumulator 4n+L, lanes i+(i+4), i < 4
+    s2[n] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * n], s1[2 * n + 1], 0x88),
+                          _mm512_shuffle_f32x4(s1[2 * n], s1[2 * n + 1], 0xDD));
+#pragma GCC unroll 2
+  for (int p = 0; p < 2; ++p)  // lane L: {acc 8p+L: i+(i+2), i < 2; acc 8p+4+L: same}
+    s3[p] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * p], s2[2 * p + 1], 0x44),
+                          _mm512_shuffle_ps(s2[2 * p], s2[2 * p + 1], 0xEE));
+  // Element 4L+k holds accumulator 4k+L's total; permute so lane i holds accumulator i.
+  const __m512 s4 = _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], 0x88), _mm512_shuffle_ps(s3[0], s3[1], 0xDD));
+  const __m512i to_acc = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(to_acc, s4);
+}
+
+// y[t·y_stride + r] = Reduce(acc[r][t]) for r < n_rows (≤ R), t < T: one ReduceLanes16 per 16
+// accumulators when there are at least 8 (the decode and GEMM tiles), separate trees otherwise.
+// Same values either way.
+template <int R, int T>
+GLM_AVX512_INLINE void StoreReduced(const __m512 (&acc)[R][T], int n_rows, float* y, int64_t y_stride) {
+  if constexpr (R * T >= 8) {
+    constexpr int kPerPass = 16;
+    constexpr int kTotal = R * T;
+#pragma GCC unroll 4
+    for (int base = 0; base < kTotal; base += kPerPass) {
+      __m512 a[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; ++i) a[i] = base + i < kTotal ? acc[(base + i) / T][(base + i) % T] : _mm512_setzero_ps();
+      alignas(64) float out[16];
+      _mm512_store_ps(out, ReduceLanes16(a));
+#pragma GCC unroll 16
+      for (int i = 0; i < 16 && base + i < kTotal; ++i) {
+        const int r = (base + i) / T, t = (base + i) % T;
+        if (r < n_rows) y[t * y_stride + r] = out[i];
+      }
+    }
+  } else {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        if (r < n_rows) y[t * y_stride + r] = Reduce(acc[r][t]);
+  }
+}
+
 }  // namespace glm::kernels
 
 #endif  // GLM_SHARD_WORKER_KERNELS_AVX512_COMMON_H_

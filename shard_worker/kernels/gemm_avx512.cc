@@ -93,11 +93,7 @@ GLM_AVX512 void Micro(const float* w, int64_t w_stride, const float* x, int64_t 
   }
 
   if (finish) {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t)
-#pragma GCC unroll 8
-      for (int r = 0; r < kRows; ++r)
-        if (r < n_rows) y[t * y_stride + r] = Reduce(acc[r][t]);
+    StoreReduced<kRows, T>(acc, n_rows, y, y_stride);
   } else {
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r)

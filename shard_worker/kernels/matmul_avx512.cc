@@ -131,10 +131,7 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
     Step<D, R, T, true>(w, row_bytes, full, static_cast<int>(cols - full), xp, pitch, scales,
                         acc);
 
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
+  StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
 template <DType D, int... Ts>

@@ -117,10 +117,7 @@ GLM_Q512 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
     if (c < g1) Step<D, R, T, true>(w, row_bytes, c, static_cast<int>(g1 - c), xp, pitch, s, m, acc);
   }
 
-#pragma GCC unroll 4
-  for (int t = 0; t < T; ++t)
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
+  StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
 template <DType D, int... Ts>

@@ -1,7 +1,12 @@
 #include "shard_worker/kernels/vector_ops.h"
 
+#include <algorithm>
+#include <utility>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "shard_worker/kernels/avx512_common.h"
 #endif
 
 namespace glm::kernels {
@@ -76,46 +81,46 @@ __attribute__((target("avx512f"))) void AxpyAvx512(float alpha, const float* x, 
   }
 }
 
-// One query's step of DotAvx512's loop structure, so DotRows matches Dot bit for bit.
-template <int NQ>
-__attribute__((target("avx512f"), always_inline)) inline void DotRowsAvx512Row(const float* q, int64_t q_stride,
-                                                                               const float* k, int64_t n, float* out,
-                                                                               int64_t out_stride) {
-  __m512 acc0[NQ], acc1[NQ];
-  for (int j = 0; j < NQ; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 k0 = _mm512_loadu_ps(k + i), k1 = _mm512_loadu_ps(k + i + 16);
-    for (int j = 0; j < NQ; ++j) {
-      acc0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i), k0, acc0[j]);
-      acc1[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i + 16), k1, acc1[j]);
-    }
+// Rows in blocks of 16, one accumulator each (a 16-column chunk of q times the row's chunk,
+// FMA per chunk), then the 16 lane trees at once (ReduceLanes16): a row's value depends only on
+// q, the row and n — not on which block, query count or batch it came in. NK rows of the block
+// are real (the accumulators must be compile-time registers, hence the template).
+template <int NK>
+GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const float* const* rows, int64_t n, float* out) {
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int kk = 0; kk < 16; ++kk) acc[kk] = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16) {
+    const __m512 qv = _mm512_loadu_ps(qj + c);
+#pragma GCC unroll 16
+    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows[kk] + c), acc[kk]);
   }
-  for (; i + 16 <= n; i += 16) {
-    const __m512 k0 = _mm512_loadu_ps(k + i);
-    for (int j = 0; j < NQ; ++j) acc0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + j * q_stride + i), k0, acc0[j]);
+  if (c < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - c)) - 1);
+    const __m512 qv = _mm512_maskz_loadu_ps(m, qj + c);
+#pragma GCC unroll 16
+    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, rows[kk] + c), acc[kk]);
   }
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512 k1 = _mm512_maskz_loadu_ps(m, k + i);
-    for (int j = 0; j < NQ; ++j) acc1[j] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + j * q_stride + i), k1, acc1[j]);
-  }
-  for (int j = 0; j < NQ; ++j) out[j * out_stride] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[j], acc1[j]));
+  _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << NK) - 1), ReduceLanes16(acc));
 }
 
-template <int NQ>
-__attribute__((target("avx512f"))) void DotRowsAvx512N(const float* q, int64_t q_stride, const float* const* rows,
-                                                       int64_t n_rows, int64_t n, float* out, int64_t out_stride) {
-  for (int64_t r = 0; r < n_rows; ++r) DotRowsAvx512Row<NQ>(q, q_stride, rows[r], n, out + r, out_stride);
+template <int... NKs>
+GLM_AVX512_INLINE void DotRowsTail(int nk, const float* qj, const float* const* rows, int64_t n, float* out,
+                                   std::integer_sequence<int, NKs...>) {
+  ((nk == NKs + 1 ? DotRowsBlock<NKs + 1>(qj, rows, n, out) : void()), ...);
 }
 
-__attribute__((target("avx512f"))) void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const float* const* rows,
-                                                      int64_t n_rows, int64_t n, float* out, int64_t out_stride) {
-  using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*, int64_t);
-  static constexpr Fn kFns[kMaxQueries + 1] = {nullptr,           &DotRowsAvx512N<1>, &DotRowsAvx512N<2>,
-                                               &DotRowsAvx512N<3>, &DotRowsAvx512N<4>, &DotRowsAvx512N<5>,
-                                               &DotRowsAvx512N<6>, &DotRowsAvx512N<7>, &DotRowsAvx512N<8>};
-  kFns[nq](q, q_stride, rows, n_rows, n, out, out_stride);
+GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows,
+                              int64_t n, float* out, int64_t out_stride) {
+  for (int j = 0; j < nq; ++j) {
+    const float* qj = q + j * q_stride;
+    float* oj = out + j * out_stride;
+    int64_t k0 = 0;
+    for (; k0 + 16 <= n_rows; k0 += 16) DotRowsBlock<16>(qj, rows + k0, n, oj + k0);
+    if (k0 < n_rows)
+      DotRowsTail(static_cast<int>(n_rows - k0), qj, rows + k0, n, oj + k0, std::make_integer_sequence<int, 15>());
+  }
 }
 
 // Columns in 16-lane chunks, rows inner: each query's chunk stays in a register across the rows
@@ -217,7 +222,8 @@ struct VectorOps {
 VectorOps Select() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
     return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {&DotAvx2, &AxpyAvx2, &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>, &DotRowsF64Portable};

@@ -17,7 +17,9 @@ void Axpy(float alpha, const float* x, float* y, int64_t n);
 // selections) for up to kMaxQueries query vectors that share the rows (heads attending to the
 // same compressed keys): each row is loaded once for all queries.
 inline constexpr int kMaxQueries = 8;
-// out[j·out_stride + k] = Dot(q + j·q_stride, rows[k], n), bit-identical to Dot.
+// out[j·out_stride + k] = Σ_i q_j[i]·rows[k][i]. Not Dot's summation order (the AVX-512 path
+// reduces 16 rows' lanes together), but a row's value depends only on q_j, the row and n: never
+// on nq, n_rows or where the row sits in the list.
 void DotRows(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
              float* out, int64_t out_stride);
 // y[j·y_stride + i] += Σ_k w[j·w_stride + k] · rows[k][i], k ascending: bit-identical to one

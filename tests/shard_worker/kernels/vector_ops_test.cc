@@ -1,6 +1,6 @@
 // The attention / router vector primitives against their scalar twins on awkward lengths (not
-// multiples of any vector width), and the multi-query forms against the single-vector ones bit
-// for bit (attention must not change when heads are grouped differently).
+// multiples of any vector width), and invariance bit for bit: attention must not change when
+// heads are grouped differently, or keys come in another batch or block.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,19 +33,33 @@ TEST(VectorOpsTest, DotAndAxpyMatchScalarTwins) {
   }
 }
 
-TEST(VectorOpsTest, DotRowsIsDotForEveryQueryCount) {
+TEST(VectorOpsTest, DotRowsMatchesScalarTwinAndNeverDependsOnItsCompany) {
   for (int64_t n : kLengths) {
-    const int64_t n_rows = 13, q_stride = n + 3;
+    const int64_t n_rows = 37, q_stride = n + 3;  // 37: two full blocks of 16 and a partial one
     auto q = Random(kMaxQueries * q_stride, 4), data = Random(n_rows * (n + 5), 5);
     std::vector<const float*> rows;
     for (int64_t k = n_rows - 1; k >= 0; --k) rows.push_back(data.data() + k * (n + 5));  // any order, any stride
+    std::vector<float> all(kMaxQueries * n_rows);
+    DotRows(q.data(), q_stride, kMaxQueries, rows.data(), n_rows, n, all.data(), n_rows);
+    for (int j = 0; j < kMaxQueries; ++j)
+      for (int64_t k = 0; k < n_rows; ++k)
+        ASSERT_NEAR(all[j * n_rows + k], DotReference(q.data() + j * q_stride, rows[k], n), 1e-4 * std::sqrt(n))
+            << n << " " << j << " " << k;
+    // Each query alone, each row alone, and a row list starting elsewhere: bit-identical.
     for (int nq = 1; nq <= kMaxQueries; ++nq) {
       std::vector<float> out(nq * (n_rows + 2), -1.0f);
       DotRows(q.data(), q_stride, nq, rows.data(), n_rows, n, out.data(), n_rows + 2);
       for (int j = 0; j < nq; ++j)
-        for (int64_t k = 0; k < n_rows; ++k)
-          ASSERT_EQ(out[j * (n_rows + 2) + k], Dot(q.data() + j * q_stride, rows[k], n)) << n << " " << nq;
+        for (int64_t k = 0; k < n_rows; ++k) ASSERT_EQ(out[j * (n_rows + 2) + k], all[j * n_rows + k]) << n << " " << nq;
     }
+    for (int64_t k = 0; k < n_rows; ++k) {
+      float one = 0;
+      DotRows(q.data() + 2 * q_stride, q_stride, 1, rows.data() + k, 1, n, &one, 1);
+      ASSERT_EQ(one, all[2 * n_rows + k]) << n << " " << k;
+    }
+    std::vector<float> tail(n_rows - 5);
+    DotRows(q.data(), q_stride, 1, rows.data() + 5, n_rows - 5, n, tail.data(), 1);
+    for (int64_t k = 5; k < n_rows; ++k) ASSERT_EQ(tail[k - 5], all[k]) << n << " " << k;
   }
 }
 
