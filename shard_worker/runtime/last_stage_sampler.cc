@@ -74,9 +74,9 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
     } else {
       const std::vector<double> pd = SamplingDistribution(logits, vocab, p, history);
       std::vector<double> q;
-      if (s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size())) {
+      if (s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size()) && !state->q[k].empty()) {
         q = state->q[k];
-      } else {  // prompt-lookup drafts are deterministic: a one-hot proposal
+      } else {  // prompt-lookup and argmax drafts are deterministic: a one-hot proposal
         q.assign(vocab, 0.0);
         q[drafts[k]] = 1.0;
       }
@@ -216,11 +216,14 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
       // kLast rows: one per batch entry on the first pass, one per chained entry afterwards.
       const float* l = logits.data() + (k == 0 ? b : static_cast<int64_t>(a)) * vocab;
       const SamplingParams p = ParamsOf(s);
-      std::vector<double> dist = SamplingDistribution(l, vocab, p, {});
+      // Greedy verification compares tokens only: no draft distribution (a softmax over the
+      // vocabulary in double) is needed.
+      std::vector<double> dist;
       int32_t d;
       if (p.temperature <= 0.0f) {
         d = ArgMax(l, vocab);
       } else {
+        dist = SamplingDistribution(l, vocab, p, {});
         std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index() + k, 2);
         d = DrawFrom(dist, rng);
       }

@@ -99,6 +99,18 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
 
   AdaptiveDraftLength adaptive(spec.k);
   // MTP state: the draft distribution input for the next row is (tokens.back(), last_hidden).
+  // Rows of verified positions not yet in the MTP cache (inputs t[j+1], h[j]) wait in
+  // pending_*: they go through the MTP layer together with the next step's first draft row, one
+  // forward instead of two (the engine is batch-invariant, so every row is what it would be
+  // alone).
+  std::vector<int32_t> pending_tokens;
+  std::vector<float> pending_hidden;
+  auto with_pending = [&](std::vector<int32_t>* toks, std::vector<float>* h) {
+    toks->insert(toks->begin(), pending_tokens.begin(), pending_tokens.end());
+    h->insert(h->begin(), pending_hidden.begin(), pending_hidden.end());
+    pending_tokens.clear();
+    pending_hidden.clear();
+  };
   for (;;) {
     const int64_t p = cache->length();  // tokens[p] is the newest token, not yet cached
     const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
@@ -109,15 +121,17 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       // Row p-1: (t[p], h[p-1]) — true inputs; later rows chain on the MTP's own hidden.
       std::vector<int32_t> next_tok = {tokens.back()};
       std::vector<float> h = last_hidden;
+      with_pending(&next_tok, &h);
       for (int i = 0; i < k; ++i) {
         auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast);
         if (!m.ok()) return m.status();
-        std::vector<double> dist = SamplingDistribution(m->logits.data(), vocab, sp, tokens);
+        // Greedy verification compares tokens only: no draft distribution needed.
+        std::vector<double> dist = greedy ? std::vector<double>() : SamplingDistribution(m->logits.data(), vocab, sp, tokens);
         const int32_t d = greedy ? ArgMax(m->logits.data(), vocab) : DrawFrom(dist, rng);
         drafts.push_back(d);
         q.push_back(std::move(dist));
         next_tok = {d};
-        h = m->hidden;
+        h.assign(m->hidden.end() - hidden, m->hidden.end());  // the last row's: chained next
       }
       // Keep only the row built from true inputs (row p-1); the chained rows are redone later.
       mtp_cache->Truncate(p);
@@ -129,8 +143,11 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
         q.push_back(std::move(one_hot));
       }
     } else if (mtp) {
-      // Not drafting this step, but keep the MTP cache complete: row p-1.
-      auto m = MtpRows(model, mtp_cache.get(), {tokens.back()}, last_hidden, model::LogitRows::kNone);
+      // Not drafting this step, but keep the MTP cache complete: the pending rows and row p-1.
+      std::vector<int32_t> next_tok = {tokens.back()};
+      std::vector<float> h = last_hidden;
+      with_pending(&next_tok, &h);
+      auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kNone);
       if (!m.ok()) return m.status();
     }
     // 2. Verify: the main model over [t[p], d1..dk] in one forward.
@@ -180,12 +197,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     const bool more = emit(next_token);
     if (mtp) {
       const int64_t rows = accepted;  // rows p .. p+accepted-1 (row p+accepted is drafted next step)
-      if (rows > 0) {
-        std::vector<int32_t> next_tok(tokens.end() - 1 - rows, tokens.end() - 1);
-        std::vector<float> h(out->hidden.begin(), out->hidden.begin() + rows * hidden);
-        auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kNone);
-        if (!m.ok()) return m.status();
-      }
+      pending_tokens.assign(tokens.end() - 1 - rows, tokens.end() - 1);
+      pending_hidden.assign(out->hidden.begin(), out->hidden.begin() + rows * hidden);
       last_hidden.assign(out->hidden.begin() + accepted * hidden, out->hidden.begin() + (accepted + 1) * hidden);
     }
     if (!more) break;
