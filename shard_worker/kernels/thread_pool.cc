@@ -45,7 +45,7 @@ void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < spin_iterations_; ++spin) {
+    for (int spin = 0; gen == seen && spin < spin_iterations_ && !parked_.load(std::memory_order_relaxed); ++spin) {
       CpuRelax();
       gen = generation_.load(std::memory_order_acquire);
     }
@@ -69,6 +69,7 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
     return;
   }
   task_ = &fn;
+  parked_.store(false, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_release);
   {
     // The lock orders the generation bump with a worker that is about to sleep.
@@ -80,6 +81,8 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
   task_ = nullptr;
 }
+
+void ThreadPool::Park() { parked_.store(true, std::memory_order_relaxed); }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
                              int64_t grain) {

@@ -35,6 +35,11 @@ class ThreadPool {
   // Runs `fn` on each worker thread once (e.g. to pin it to cores); index 1..size()-1.
   void ForEachWorker(const std::function<void(int)>& fn);
 
+  // A hint that no work follows for a while (a serving worker between steps): idle threads go
+  // to sleep at once instead of spinning first, leaving the cores to the processes that share
+  // them (the coordinator, the API threads). The next RunOnAll wakes them.
+  void Park();
+
  private:
   void WorkerLoop(int index);
 
@@ -47,6 +52,7 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
+  std::atomic<bool> parked_{false};
   bool stop_ = false;
 };
 

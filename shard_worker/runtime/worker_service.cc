@@ -64,7 +64,7 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
 
 namespace {
 
-absl::Status Serve(comm::Communicator* world, StepExecutor* executor) {
+absl::Status Serve(comm::Communicator* world, StepExecutor* executor, kernels::ThreadPool* pool) {
   for (;;) {
     std::string bytes;
     if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
@@ -73,6 +73,7 @@ absl::Status Serve(comm::Communicator* world, StepExecutor* executor) {
     if (plan.kind() == shard::StepPlan::SHUTDOWN) return absl::OkStatus();
     if (plan.kind() == shard::StepPlan::PING) continue;
     absl::Status s = executor->Execute(plan);
+    pool->Park();  // until the next plan: the coordinator and the API threads need the cores now
     // Bad plans are reported to the coordinator by the executor; anything else ends the worker.
     if (!s.ok() && s.code() != absl::StatusCode::kInvalidArgument) return s;
   }
@@ -178,7 +179,7 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
       if (p.ParseFromString(b) && p.kind() == shard::StepPlan::SHUTDOWN) return load_status;
     }
   }
-  return Serve(world, executor.get());
+  return Serve(world, executor.get(), pool.get());
 }
 
 }  // namespace glm::runtime
