@@ -18,6 +18,68 @@ void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, ker
   kernels::MatMul(gate.data(), n, w.down_proj, y, pool);
 }
 
+namespace {
+
+std::atomic<int64_t> g_split_expert_bytes{int64_t{1} << 20};
+
+}  // namespace
+
+void SetSplitExpertBytes(int64_t bytes) { g_split_expert_bytes.store(std::max<int64_t>(0, bytes)); }
+int64_t SplitExpertBytes() { return g_split_expert_bytes.load(std::memory_order_relaxed); }
+
+namespace {
+
+// One expert's work in the two-phase decode path (the shared expert is one too).
+struct ExpertJob {
+  const model::MlpWeights* mlp = nullptr;
+  int64_t n = 0;          // its tokens
+  std::vector<float> xs;  // [n, hidden] their inputs
+  std::vector<float> h;   // [n, inter]: gate, then silu(gate) · up
+  std::vector<float> up;  // [n, inter]
+  std::vector<float> ys;  // [n, hidden]
+};
+
+// RunMlp for every job on the pool, with each matrix's rows split in `parts` tasks: gate/up in
+// one parallel region, down in a second. At decode the jobs are few (top-k + shared: 9 for
+// GLM-5) and large (tens of MiB), so whole-expert tasks would leave threads idle: with more
+// threads than jobs outright, with fewer for up to a whole expert at the end. Each thread gets
+// at least two tasks. A row's result never depends on how the rows are split, so this computes
+// exactly what RunMlp does.
+void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
+  const int64_t n_jobs = static_cast<int64_t>(jobs.size());
+  int64_t parts = std::max<int64_t>(2, (2 * pool->size() + n_jobs - 1) / n_jobs);
+  for (const ExpertJob& j : jobs) parts = std::min(parts, std::max<int64_t>(1, j.mlp->gate_proj.rows / 16));
+  parts = std::min(parts, std::max<int64_t>(1, hidden / 16));
+  const int64_t kParts = parts;
+  const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
+  const size_t n_tasks = jobs.size() * kParts;
+  std::atomic<size_t> next{0};
+  pool->RunOnAll([&](int) {
+    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
+      ExpertJob& j = jobs[t / kParts];
+      const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
+      const int64_t r0 = inter * part / kParts, r1 = inter * (part + 1) / kParts;
+      rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
+      rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
+      for (int64_t i = 0; i < j.n; ++i) {
+        float* g = j.h.data() + i * inter + r0;
+        kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
+      }
+    }
+  });
+  next = 0;
+  pool->RunOnAll([&](int) {
+    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
+      ExpertJob& j = jobs[t / kParts];
+      const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
+      const int64_t r0 = hidden * part / kParts, r1 = hidden * (part + 1) / kParts;
+      rows_fn(j.h.data(), j.n, inter, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
+    }
+  });
+}
+
+}  // namespace
+
 MoeLayer::MoeLayer(const model::ModelConfig& config, kernels::ThreadPool* pool)
     : config_(config), pool_(pool), router_(config) {}
 
@@ -97,7 +159,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   // many tokens (prefill) it is split across the pool after the routed experts. Which thread
   // computes it changes no arithmetic (a row's result never depends on the split).
   constexpr int64_t kSharedAsTaskTokens = 16;
-  const bool shared_as_task = w.has_shared && spread && T <= kSharedAsTaskTokens;
+  const bool shared_as_task = w.has_shared && spread && T <= kSharedAsTaskTokens;  // either path below
   std::vector<float> shared;
   if (w.has_shared) shared.resize(T * hidden);
   std::atomic<bool> shared_taken{!shared_as_task};
@@ -134,7 +196,42 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       }
     }
   };
-  if (spread) {
+  // Splitting pays when an expert is large next to a fork-join (GLM-5: tens of MiB per expert);
+  // the bundled model's experts (~200 KiB) run faster whole.
+  const bool split = spread && store == nullptr && T <= kSharedAsTaskTokens && !order.empty() &&
+                     w.experts[order[0]].bytes() >= SplitExpertBytes();
+  if (split) {
+    // Decode with resident experts: every expert's rows split across the pool (RunJobsSplit).
+    std::vector<ExpertJob> jobs(order.size() + (w.has_shared ? 1 : 0));
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      ExpertJob& j = jobs[i];
+      const bool is_shared = i == order.size();
+      j.mlp = is_shared ? &w.shared : &w.experts[order[i]];
+      j.n = is_shared ? T : static_cast<int64_t>(tokens_of[order[i]].size());
+      const int64_t inter = j.mlp->gate_proj.rows;
+      j.xs.resize(j.n * hidden);
+      j.h.resize(j.n * inter);
+      j.up.resize(j.n * inter);
+      j.ys.resize(j.n * hidden);
+      for (int64_t t = 0; t < j.n; ++t)
+        std::copy_n(x + (is_shared ? t : tokens_of[order[i]][t]) * hidden, hidden, j.xs.data() + t * hidden);
+    }
+    RunJobsSplit(jobs, hidden, pool_);
+    for (size_t i = 0; i < order.size(); ++i) {
+      const int64_t e = order[i];
+      const auto& rows = tokens_of[e];
+      bytes_read += w.experts[e].bytes();
+      for (size_t j = 0; j < rows.size(); ++j) {
+        const Routing& r = routes[rows[j]];
+        const int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
+        const float wt = r.weights[slot];
+        float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
+        const float* src = jobs[i].ys.data() + j * hidden;
+        for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
+      }
+    }
+    if (w.has_shared) shared = std::move(jobs.back().ys);
+  } else if (spread) {
     pool_->RunOnAll([&](int) { run_experts(nullptr); });
   } else {
     run_experts(pool_);

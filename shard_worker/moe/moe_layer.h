@@ -22,6 +22,12 @@ struct MoeStats {
 };
 
 // Where a layer's routed experts come from when they are streamed (ExpertStore::streaming()).
+// Decode with resident experts splits each expert's rows across the pool once an expert holds at
+// least this many bytes (default 1 MiB; smaller experts run whole, one per task). Process-wide,
+// for tests and benchmarks; the results are the same either way.
+void SetSplitExpertBytes(int64_t bytes);
+int64_t SplitExpertBytes();
+
 struct ExpertSource {
   ExpertStore* store = nullptr;  // null or not streaming: MoeWeights::experts (resident)
   int64_t layer = 0;
