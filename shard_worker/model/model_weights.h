@@ -105,6 +105,10 @@ struct LoadOptions {
   int64_t dense_begin = 0, dense_end = -1;
   int64_t shared_begin = 0, shared_end = -1;
   int64_t vocab_begin = 0, vocab_end = -1;
+  // Expert-tensor-parallel: the slice [begin, end) of moe_intermediate_size this rank holds of
+  // every routed expert it loads (gate/up rows, down columns); the ranks' partial outputs are
+  // summed by the same all-reduce as the other tensor-parallel parts.
+  int64_t expert_slice_begin = 0, expert_slice_end = -1;
   // With int8/int4: also quantise the embedding and lm_head (default: keep them as stored).
   bool quantize_head = false;
   // With int8/int4: which matrices are re-quantised. kExperts: the routed and shared experts'

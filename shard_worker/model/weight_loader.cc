@@ -468,8 +468,8 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
     moe.expert_loaded.assign(c.n_routed_experts, false);
     for (int64_t e = 0; e < c.n_routed_experts; ++e) {
       if (opt.owns_expert && !opt.owns_expert(layer, e)) continue;
-      if (auto s = LoadMlp(l, absl::StrCat(p, "mlp.experts.", e, "."), c.hidden_size, c.moe_intermediate_size, 0, -1,
-                           &moe.experts[e]);
+      if (auto s = LoadMlp(l, absl::StrCat(p, "mlp.experts.", e, "."), c.hidden_size, c.moe_intermediate_size,
+                           opt.expert_slice_begin, opt.expert_slice_end, &moe.experts[e]);
           !s.ok())
         return s;
       moe.expert_loaded[e] = true;
@@ -517,7 +517,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   for (auto s : {resolve(opt.head_begin, opt.head_end, c.num_attention_heads, "head"),
                  resolve(opt.dense_begin, opt.dense_end, c.intermediate_size, "dense"),
                  resolve(opt.shared_begin, opt.shared_end, c.moe_intermediate_size * c.n_shared_experts, "shared"),
-                 resolve(opt.vocab_begin, opt.vocab_end, c.vocab_size, "vocab")})
+                 resolve(opt.vocab_begin, opt.vocab_end, c.vocab_size, "vocab"),
+                 resolve(opt.expert_slice_begin, opt.expert_slice_end, c.moe_intermediate_size, "expert")})
     if (!s.ok()) return s;
   w->slices_ = opt;
   WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
@@ -569,7 +570,14 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
       expert >= c.n_routed_experts || !loader.Present(prefix + "gate_proj.weight"))
     return absl::NotFoundError(absl::StrCat(checkpoint.dir(), ": no routed expert ", expert, " in layer ", layer));
   LoadedExpert out;
-  if (auto s = LoadMlp(loader, prefix, c.hidden_size, c.moe_intermediate_size, 0, -1, &out.weights); !s.ok()) return s;
+  const int64_t slice_end = options.expert_slice_end < 0 ? c.moe_intermediate_size : options.expert_slice_end;
+  if (options.expert_slice_begin < 0 || options.expert_slice_begin > slice_end || slice_end > c.moe_intermediate_size)
+    return absl::InvalidArgumentError(absl::StrCat("expert slice [", options.expert_slice_begin, ", ", slice_end,
+                                                   ") outside [0, ", c.moe_intermediate_size, ")"));
+  if (auto s = LoadMlp(loader, prefix, c.hidden_size, c.moe_intermediate_size, options.expert_slice_begin, slice_end,
+                       &out.weights);
+      !s.ok())
+    return s;
   out.buffers = std::move(scratch.buffers_);
   for (const char* m : {"gate_proj.", "up_proj.", "down_proj."})
     for (const char* t : {"weight", "weight_scale_inv"})

@@ -42,6 +42,18 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
   o.shared_end = me->shared_end();
   o.vocab_begin = st.has_head() ? me->vocab_begin() : 0;
   o.vocab_end = st.has_head() ? me->vocab_end() : 0;
+  if (plan.expert_layout() == "expert-tensor-parallel") {
+    // Every rank a slice of every expert (the planner lists all experts for each rank).
+    o.expert_slice_begin = me->expert_slice_begin();
+    o.expert_slice_end = me->expert_slice_end();
+    if (o.expert_slice_begin < 0 || o.expert_slice_begin >= o.expert_slice_end ||
+        o.expert_slice_end > config.moe_intermediate_size)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", rank, ": expert slice [", o.expert_slice_begin, ", ",
+                                                     o.expert_slice_end, ") outside [0, ",
+                                                     config.moe_intermediate_size, ")"));
+  } else if (!plan.expert_layout().empty() && plan.expert_layout() != "expert-parallel") {
+    return absl::InvalidArgumentError(absl::StrCat("expert layout '", plan.expert_layout(), "' is unknown"));
+  }
   std::vector<bool> owned(config.n_routed_experts, false);
   for (int e : me->experts()) {
     if (e < 0 || e >= config.n_routed_experts) return absl::InvalidArgumentError(absl::StrCat("expert ", e, " does not exist"));

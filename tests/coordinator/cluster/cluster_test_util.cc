@@ -15,11 +15,17 @@
 namespace glm::testing {
 
 std::vector<Layout> AcceptanceLayouts() {
-  return {{"one_worker", 1, 1}, {"two_workers_tp_ep", 2, 1}, {"three_workers_uneven", 3, 1},
-          {"two_stages_by_two", 4, 2}, {"four_stages", 4, 4}};
+  return {{"one_worker", 1, 1},
+          {"two_workers_tp_ep", 2, 1},
+          {"three_workers_uneven", 3, 1},
+          {"two_stages_by_two", 4, 2},
+          {"four_stages", 4, 4},
+          {"two_workers_tp_etp", 2, 1, "expert-tensor-parallel"},
+          {"three_workers_etp_uneven", 3, 1, "expert-tensor-parallel"}};
 }
 
-absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages) {
+absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
+                                                  const std::string& expert_layout) {
   placement::HostTopology host;
   host.set_hostname("testhost");
   host.set_packages(1);
@@ -32,6 +38,7 @@ absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& conf
   }
   placement::PlannerOptions options;
   options.stages = stages;
+  options.expert_layout = expert_layout;
   options.model_name = "test";
   return placement::Plan(config, placement::OnePerNumaNode({host}), options);
 }

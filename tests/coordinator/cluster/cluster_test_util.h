@@ -20,6 +20,7 @@ struct Layout {
   std::string name;
   int workers;
   int stages;
+  std::string expert_layout = "expert-parallel";  // or "expert-tensor-parallel"
 };
 
 // The layouts the cluster must reproduce the single-process engine with.
@@ -27,7 +28,8 @@ std::vector<Layout> AcceptanceLayouts();
 
 // A plan for `workers` single-core workers (one NUMA node each, on one host) in `stages` stages,
 // made by the real planner.
-absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages);
+absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
+                                                  const std::string& expert_layout = "expert-parallel");
 
 // Logits [n_tokens, vocab] of a prompt through the cluster (one prefill step with
 // return_logits), then `decode_steps` greedy tokens through the cache.

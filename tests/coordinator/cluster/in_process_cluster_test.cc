@@ -45,7 +45,7 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
   options.kv_blocks = 64;
   options.kv_block_size = 16;
   auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
-    return MakePlan(*config, c.layout.workers, c.layout.stages);
+    return MakePlan(*config, c.layout.workers, c.layout.stages, c.layout.expert_layout);
   });
   ASSERT_TRUE(client.ok()) << client.status();
   auto run = RunThroughCluster(client->get(), prompt, decode_steps, static_cast<int>(config->vocab_size));

@@ -18,6 +18,7 @@
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
+ABSL_FLAG(std::string, expert_layout, "expert-parallel", "expert-parallel | expert-tensor-parallel");
 ABSL_FLAG(std::string, model, "glm5-tiny-code", "fixture model name");
 ABSL_FLAG(int32_t, workers, 1, "shard workers started by mpiexec");
 ABSL_FLAG(int32_t, stages, 1, "pipeline stages");
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   options.kv_block_size = 16;
   options.step_timeout = absl::Seconds(120);
   auto client = glm::cluster::ClusterClient::Start(world.get(), options, [&](const auto&) {
-    return glm::testing::MakePlan(*config, workers, stages);
+    return glm::testing::MakePlan(*config, workers, stages, absl::GetFlag(FLAGS_expert_layout));
   });
   if (!client.ok()) {
     std::fprintf(stderr, "cluster start failed: %s\n", std::string(client.status().message()).c_str());

@@ -130,3 +130,40 @@ TEST_F(LoadOptionsForTest, TheLoadedModelIsQuantisedAndStreamsItsExperts) {
 
 }  // namespace
 }  // namespace glm::runtime
+
+namespace glm::runtime {
+namespace {
+
+// Expert-tensor-parallel plans give each worker a slice of every expert; a worker that loaded
+// whole experts would add every expert N times in the all-reduce.
+TEST_F(LoadOptionsForTest, ExpertTensorParallelLoadsTheSliceOfEveryExpert) {
+  plan_.set_expert_layout("expert-tensor-parallel");
+  plan_.mutable_ranks(0)->set_expert_slice_begin(32);
+  plan_.mutable_ranks(0)->set_expert_slice_end(96);
+  auto o = LoadOptionsFor(plan_, 1, config_);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->expert_slice_begin, 32);
+  EXPECT_EQ(o->expert_slice_end, 96);
+  auto ckpt = model::Checkpoint::Open(kTinyModel);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto w = model::ModelWeights::Load(**ckpt, *o);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const model::MlpWeights& e = (*w)->layer(1).moe.experts[3];
+  EXPECT_EQ(e.gate_proj.rows, 64);
+  EXPECT_EQ(e.up_proj.rows, 64);
+  EXPECT_EQ(e.down_proj.cols, 64);
+  EXPECT_EQ(e.down_proj.rows, config_.hidden_size);
+
+  plan_.mutable_ranks(0)->set_expert_slice_end(static_cast<int32_t>(config_.moe_intermediate_size) + 1);
+  o = LoadOptionsFor(plan_, 1, config_);
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+  plan_.mutable_ranks(0)->set_expert_slice_end(32);  // empty
+  o = LoadOptionsFor(plan_, 1, config_);
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+  plan_.set_expert_layout("expert-sharded");
+  o = LoadOptionsFor(plan_, 1, config_);
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << o.status();
+}
+
+}  // namespace
+}  // namespace glm::runtime
