@@ -19,6 +19,8 @@
 
 ABSL_FLAG(std::string, model, "", "model directory (e.g. glmctl synth --preset bench)");
 ABSL_FLAG(int32_t, stages, 1, "pipeline stages");
+ABSL_FLAG(std::string, expert_layout, "expert-parallel",
+          "expert-parallel (whole experts per rank) | expert-tensor-parallel (a slice of every expert)");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence");
 ABSL_FLAG(double, seconds, 5.0, "decode for about this long");
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
       slots.push_back(s);
     }
     glm::placement::PlannerOptions po;
+    po.expert_layout = absl::GetFlag(FLAGS_expert_layout);
     po.stages = absl::GetFlag(FLAGS_stages);
     return glm::placement::Plan(*config, slots, po);
   });
