@@ -87,6 +87,17 @@ int main(int argc, char** argv) {
 
   // 2. Generation on prompts cut from the held-out text.
   const int prompts = absl::GetFlag(FLAGS_prompts), new_tokens = absl::GetFlag(FLAGS_tokens);
+  // Prompt p is eval ids [200p, 200p + 120).
+  if (prompts < 1 || new_tokens < 2 || static_cast<int64_t>(prompts - 1) * 200 + 120 > n) {
+    std::fprintf(stderr, "spec_bench: --prompts must be 1..%ld (prompt p is held-out ids [200p, 200p+120) of %ld) and "
+                 "--tokens at least 2\n", static_cast<long>((n - 120) / 200 + 1), static_cast<long>(n));
+    return 2;
+  }
+  if (120 + new_tokens + 8 > m.config().max_position_embeddings) {
+    std::fprintf(stderr, "spec_bench: --tokens %d does not fit the model's context of %ld\n", new_tokens,
+                 static_cast<long>(m.config().max_position_embeddings));
+    return 2;
+  }
   glm::runtime::GenerateOptions g;
   g.max_new_tokens = new_tokens;
   g.ignore_eos = true;
