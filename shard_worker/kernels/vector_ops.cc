@@ -123,26 +123,51 @@ GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const fl
   }
 }
 
-// Columns in 16-lane chunks, rows inner: each query's chunk stays in a register across the rows
-// (one FMA per row, k ascending, exactly Axpy's per-element arithmetic).
-template <int NQ>
-__attribute__((target("avx512f"))) void WeightedRowSumAvx512N(const float* w, int64_t w_stride, const float* const* rows,
-                                                              int64_t n_rows, int64_t n, float* y, int64_t y_stride) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
-    __m512 acc[NQ];
-    for (int j = 0; j < NQ; ++j) acc[j] = _mm512_maskz_loadu_ps(m, y + j * y_stride + i);
-    for (int64_t k = 0; k < n_rows; ++k) {
-      const __m512 v = _mm512_maskz_loadu_ps(m, rows[k] + i);
-      for (int j = 0; j < NQ; ++j) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(w[j * w_stride + k]), v, acc[j]);
-    }
-    for (int j = 0; j < NQ; ++j) _mm512_mask_storeu_ps(y + j * y_stride + i, m, acc[j]);
+// Columns in 16-lane chunks, CH chunks at a time, rows inner: each query's CH chunks stay in
+// registers across the rows and each weight broadcast serves CH chunks (one FMA per row per
+// element, k ascending: exactly Axpy's per-element arithmetic).
+template <int NQ, int CH>
+GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, const float* const* rows, int64_t n_rows,
+                                          int64_t i0, int64_t n, float* y, int64_t y_stride) {
+  __mmask16 m[CH];
+#pragma GCC unroll 4
+  for (int c = 0; c < CH; ++c) {
+    const int64_t left = n - i0 - 16 * c;
+    m[c] = left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
   }
+  __m512 acc[NQ][CH];
+#pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 4
+    for (int c = 0; c < CH; ++c) acc[j][c] = _mm512_maskz_loadu_ps(m[c], y + j * y_stride + i0 + 16 * c);
+  for (int64_t k = 0; k < n_rows; ++k) {
+    __m512 v[CH];
+#pragma GCC unroll 4
+    for (int c = 0; c < CH; ++c) v[c] = _mm512_maskz_loadu_ps(m[c], rows[k] + i0 + 16 * c);
+#pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) {
+      const __m512 wj = _mm512_set1_ps(w[j * w_stride + k]);
+#pragma GCC unroll 4
+      for (int c = 0; c < CH; ++c) acc[j][c] = _mm512_fmadd_ps(wj, v[c], acc[j][c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 4
+    for (int c = 0; c < CH; ++c) _mm512_mask_storeu_ps(y + j * y_stride + i0 + 16 * c, m[c], acc[j][c]);
 }
 
-__attribute__((target("avx512f"))) void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq,
-                                                             const float* const* rows, int64_t n_rows, int64_t n,
-                                                             float* y, int64_t y_stride) {
+// Up to 24 accumulators: 8 queries x 3 chunks, 4 x 4 (and 1-2 queries 4 chunks).
+template <int NQ>
+GLM_AVX512 void WeightedRowSumAvx512N(const float* w, int64_t w_stride, const float* const* rows, int64_t n_rows,
+                                      int64_t n, float* y, int64_t y_stride) {
+  constexpr int kCh = NQ <= 4 ? 4 : 3;
+  for (int64_t i0 = 0; i0 < n; i0 += 16 * kCh)
+    WeightedRowSumCols<NQ, kCh>(w, w_stride, rows, n_rows, i0, n, y, y_stride);
+}
+
+GLM_AVX512 void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq, const float* const* rows,
+                                     int64_t n_rows, int64_t n, float* y, int64_t y_stride) {
   using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*, int64_t);
   static constexpr Fn kFns[kMaxQueries + 1] = {
       nullptr, &WeightedRowSumAvx512N<1>, &WeightedRowSumAvx512N<2>, &WeightedRowSumAvx512N<3>, &WeightedRowSumAvx512N<4>,
