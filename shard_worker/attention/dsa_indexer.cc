@@ -59,30 +59,46 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
   const float head_scale = 1.0f / std::sqrt(static_cast<float>(heads));
 
-  pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
-    std::vector<int32_t> order;
-    for (int64_t j = begin; j < end; ++j) {
-      float* qj = q.data() + j * heads * d;
-      for (int64_t h = 0; h < heads; ++h) rope_->Apply(qj + h * d, sparse_pos[j], kIndexerRopeLayout);
-      const int64_t n_keys = sparse_pos[j] + 1;
+  // Scores [n][n_keys] in jobs of (token, block of kKeyBlock keys) — decode has one token, and
+  // its keys are what there is to spread over the threads — then each token's top-k. A score's
+  // arithmetic does not depend on the blocks.
+  constexpr int64_t kKeyBlock = 256;
+  std::vector<int64_t> first_job(n + 1, 0);
+  for (int64_t j = 0; j < n; ++j) first_job[j + 1] = first_job[j] + (sparse_pos[j] + 1 + kKeyBlock - 1) / kKeyBlock;
+  for (int64_t j = 0; j < n; ++j) {
+    float* qj = q.data() + j * heads * d;
+    for (int64_t h = 0; h < heads; ++h) rope_->Apply(qj + h * d, sparse_pos[j], kIndexerRopeLayout);
+  }
+  std::vector<std::vector<float>> scores(n);
+  for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[j] + 1);
+  pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t j = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;
+      const int64_t s0 = (job - first_job[j]) * kKeyBlock;
+      const int64_t s1 = std::min<int64_t>(sparse_pos[j] + 1, s0 + kKeyBlock);
+      const float* qj = q.data() + j * heads * d;
       const kv_cache::KvCache* cache = sparse_span[j]->cache;
-      scores.assign(n_keys, 0.0f);
-      for (int64_t s = 0; s < n_keys; ++s) {
+      for (int64_t s = s0; s < s1; ++s) {
         const float* k = cache->index_key(layer, s);
         float total = 0.0f;
         for (int64_t h = 0; h < heads; ++h) {
-          const float* qh = qj + h * d;
-          const float dot = kernels::Dot(qh, k, d) * softmax_scale;
+          const float dot = kernels::Dot(qj + h * d, k, d) * softmax_scale;
           if (dot > 0.0f) total += dot * (head_w[j * heads + h] * head_scale);
         }
-        scores[s] = total;
+        scores[j][s] = total;
       }
+    }
+  });
+  pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {
+    std::vector<int32_t> order;
+    for (int64_t j = begin; j < end; ++j) {
+      const std::vector<float>& sc = scores[j];
+      const int64_t n_keys = static_cast<int64_t>(sc.size());
       order.resize(n_keys);
       for (int64_t s = 0; s < n_keys; ++s) order[s] = static_cast<int32_t>(s);
       // Highest scores first; equal scores keep the lower position (deterministic).
       std::nth_element(order.begin(), order.begin() + topk, order.end(), [&](int32_t a, int32_t b) {
-        return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+        return sc[a] > sc[b] || (sc[a] == sc[b] && a < b);
       });
       order.resize(topk);
       std::sort(order.begin(), order.end());

@@ -1,5 +1,6 @@
 #include "shard_worker/attention/mla_attention.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "shard_worker/attention/rope_layouts.h"
@@ -64,7 +65,12 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     }
   std::vector<float> attn_out(T * heads * vd);
   const float scale = 1.0f / std::sqrt(static_cast<float>(qk));
-  constexpr int64_t kHeadsPerJob = 8;
+  // Up to 8 heads a job (kernels::kMaxQueries); fewer when that would leave threads without a
+  // job (decode of one sequence: T = 1). A head's arithmetic is the same in any group (DotRows /
+  // WeightedRowSum treat each query alone), so the grouping never changes a result.
+  const int64_t threads = pool_ != nullptr ? pool_->size() : 1;
+  const int64_t kHeadsPerJob =
+      std::clamp<int64_t>(heads * T / (2 * threads), 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
   pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
     std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores, pe_scores;
