@@ -3,6 +3,10 @@
 #include <cmath>
 #include <limits>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace glm::kernels {
 
 void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
@@ -12,7 +16,7 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
-void Softmax(float* x, int64_t n) {
+void SoftmaxReference(float* x, int64_t n) {
   float max_v = -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) max_v = x[i] > max_v ? x[i] : max_v;
   if (!std::isfinite(max_v)) {  // all masked: no attention mass anywhere
@@ -26,6 +30,75 @@ void Softmax(float* x, int64_t n) {
   }
   float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+namespace {
+
+#if defined(__x86_64__)
+// e^x for x <= 0 (softmax inputs minus their max): n = round(x·log2 e), r = x - n·ln 2 in two
+// parts (Cody-Waite), e^r by a degree-6 Taylor/Horner polynomial on |r| <= ln2/2 (relative
+// error < 2e-7), times 2^n by vscalefps (which also flushes n < -149 to 0). Inputs below -104
+// are clamped there: e^-104 is already below the smallest float.
+__attribute__((target("avx512f"))) inline __m512 ExpNonPositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
+  __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+  float max_v = _mm512_reduce_max_ps(vmax);
+  for (; i < n; ++i) max_v = x[i] > max_v ? x[i] : max_v;
+  if (!std::isfinite(max_v)) {  // all masked: no attention mass anywhere
+    for (int64_t k = 0; k < n; ++k) x[k] = 0.0f;
+    return;
+  }
+  // The sum in double, 8 lanes at a time, in a fixed order (a function of n only).
+  const __m512 m = _mm512_set1_ps(max_v);
+  __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(k, ExpNonPositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    sum_lo = _mm512_add_pd(sum_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    sum_hi = _mm512_add_pd(sum_hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum_lo, sum_hi));
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv));
+  }
+}
+#endif
+
+using SoftmaxFn = void (*)(float*, int64_t);
+
+SoftmaxFn SelectSoftmax() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return &SoftmaxAvx512;
+#endif
+  return &SoftmaxReference;
+}
+
+}  // namespace
+
+void Softmax(float* x, int64_t n) {
+  static const SoftmaxFn fn = SelectSoftmax();
+  fn(x, n);
 }
 
 }  // namespace glm::kernels

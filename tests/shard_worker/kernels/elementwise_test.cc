@@ -77,6 +77,28 @@ TEST(RopeTest, InterleavedAndSplitHalfRotatePairs) {
   for (int i = 0; i < dim; ++i) EXPECT_FLOAT_EQ(y[i], 2.0f * x[i]);
 }
 
+// The dispatched softmax (vector exponentials) against its std::exp twin on awkward lengths,
+// logits spread over 90 nats (the far tail underflows to 0 in both) and masked entries.
+TEST(ActivationsTest, SoftmaxMatchesScalarTwin) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-60.0f, 30.0f);
+  for (int64_t n : {1, 5, 15, 16, 17, 31, 33, 100, 257, 2048, 2049}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = u(rng);
+    if (n > 3) x[n / 3] = -std::numeric_limits<float>::infinity();
+    std::vector<float> got = x, want = x;
+    Softmax(got.data(), n);
+    SoftmaxReference(want.data(), n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6f * want[i] + 1e-30f) << n << " " << i;
+      sum += got[i];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5) << n;
+    if (n > 3) EXPECT_EQ(got[n / 3], 0.0f);
+  }
+}
+
 TEST(ActivationsTest, SoftmaxSumsToOneAndMasks) {
   std::vector<float> x = {1.0f, 2.0f, -std::numeric_limits<float>::infinity(), 3.0f, 1000.0f};
   Softmax(x.data(), static_cast<int64_t>(x.size()));
