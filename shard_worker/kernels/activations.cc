@@ -9,7 +9,7 @@
 
 namespace glm::kernels {
 
-void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+void SiluMulReference(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -35,12 +35,12 @@ void SoftmaxReference(float* x, int64_t n) {
 namespace {
 
 #if defined(__x86_64__)
-// e^x for x <= 0 (softmax inputs minus their max): n = round(x·log2 e), r = x - n·ln 2 in two
-// parts (Cody-Waite), e^r by a degree-6 Taylor/Horner polynomial on |r| <= ln2/2 (relative
-// error < 2e-7), times 2^n by vscalefps (which also flushes n < -149 to 0). Inputs below -104
-// are clamped there: e^-104 is already below the smallest float.
-__attribute__((target("avx512f"))) inline __m512 ExpNonPositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+// e^x: n = round(x·log2 e), r = x - n·ln 2 in two parts (Cody-Waite), e^r by a degree-6
+// Taylor/Horner polynomial on |r| <= ln2/2 (relative error < 2e-7), times 2^n by vscalefps
+// (which flushes n < -149 to 0 and overflows n > 127 to +inf). Inputs are clamped to
+// [-104, 89]: beyond them the float result is already 0 or +inf.
+__attribute__((target("avx512f"))) inline __m512 Exp(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -70,7 +70,7 @@ __attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
   __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
   for (i = 0; i < n; i += 16) {
     const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512 e = _mm512_maskz_mov_ps(k, ExpNonPositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
+    const __m512 e = _mm512_maskz_mov_ps(k, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
     _mm512_mask_storeu_ps(x + i, k, e);
     sum_lo = _mm512_add_pd(sum_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
     sum_hi = _mm512_add_pd(sum_hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
@@ -82,9 +82,30 @@ __attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
     _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv));
   }
 }
+
+// silu(g)·u = g / (1 + e^-g) · u, 16 lanes at a time, the tail masked (same lane arithmetic).
+__attribute__((target("avx512f"))) void SiluMulAvx512(const float* gate, const float* up, int64_t n, float* out) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
+    const __m512 u = _mm512_maskz_loadu_ps(k, up + i);
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u));
+  }
+}
 #endif
 
 using SoftmaxFn = void (*)(float*, int64_t);
+using SiluMulFn = void (*)(const float*, const float*, int64_t, float*);
+
+SiluMulFn SelectSiluMul() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return &SiluMulAvx512;
+#endif
+  return &SiluMulReference;
+}
 
 SoftmaxFn SelectSoftmax() {
 #if defined(__x86_64__)
@@ -99,6 +120,11 @@ SoftmaxFn SelectSoftmax() {
 void Softmax(float* x, int64_t n) {
   static const SoftmaxFn fn = SelectSoftmax();
   fn(x, n);
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  static const SiluMulFn fn = SelectSiluMul();
+  fn(gate, up, n, out);
 }
 
 }  // namespace glm::kernels

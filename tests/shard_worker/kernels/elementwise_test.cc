@@ -99,6 +99,39 @@ TEST(ActivationsTest, SoftmaxMatchesScalarTwin) {
   }
 }
 
+TEST(ActivationsTest, SiluMulMatchesScalarTwin) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-30.0f, 30.0f);
+  for (int64_t n : {1, 7, 16, 17, 100, 769}) {
+    std::vector<float> g(n), up(n);
+    for (auto& v : g) v = u(rng);
+    for (auto& v : up) v = u(rng);
+    g[0] = -200.0f;  // e^200 overflows: silu is 0
+    if (n > 1) g[1] = 200.0f;
+    std::vector<float> got(n), want(n);
+    SiluMul(g.data(), up.data(), n, got.data());
+    SiluMulReference(g.data(), up.data(), n, want.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * std::fabs(want[i]) + 1e-30f) << n << " " << i;
+    std::vector<float> alias = g;  // out == gate
+    SiluMul(alias.data(), up.data(), n, alias.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(alias[i], got[i]);
+  }
+}
+
+TEST(NormsTest, RmsNormMatchesScalarTwin) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  for (int64_t n : {1, 7, 8, 9, 64, 257, 6144}) {
+    std::vector<float> x(n), w(n);
+    for (auto& v : x) v = d(rng);
+    for (auto& v : w) v = d(rng);
+    std::vector<float> got(n), want(n);
+    RmsNorm(x.data(), w.data(), n, 1e-6f, got.data());
+    RmsNormReference(x.data(), w.data(), n, 1e-6f, want.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * std::fabs(want[i]) + 1e-30f) << n << " " << i;
+  }
+}
+
 TEST(ActivationsTest, SoftmaxSumsToOneAndMasks) {
   std::vector<float> x = {1.0f, 2.0f, -std::numeric_limits<float>::infinity(), 3.0f, 1000.0f};
   Softmax(x.data(), static_cast<int64_t>(x.size()));
