@@ -33,6 +33,7 @@
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/moe/expert_store.h"
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < context; ++i) in[0].tokens.push_back(static_cast<int32_t>((b * 7919 + i * 104729) % config.vocab_size));
     auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
     if (!out.ok()) return out.status();
-    next[b] = static_cast<int32_t>(std::max_element(out->logits.begin(), out->logits.end()) - out->logits.begin());
+    next[b] = static_cast<int32_t>(glm::kernels::ArgMax(out->logits.data(), config.vocab_size));
   }
   return absl::OkStatus();
   };
@@ -179,7 +180,7 @@ int main(int argc, char** argv) {
     if (!out.ok()) return false;
     for (int b = 0; b < batch; ++b) {
       const float* row = out->logits.data() + b * config.vocab_size;
-      next[b] = static_cast<int32_t>(std::max_element(row, row + config.vocab_size) - row);
+      next[b] = static_cast<int32_t>(glm::kernels::ArgMax(row, config.vocab_size));  // greedy, as the server samples
     }
     *bytes += out->weight_bytes_read;
     return true;

@@ -1,6 +1,7 @@
 #include "shard_worker/kernels/vector_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #if defined(__x86_64__)
@@ -19,6 +20,13 @@ float DotReference(const float* a, const float* b, int64_t n) {
 
 void AxpyReference(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+int64_t ArgMaxReference(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
 }
 
 void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
@@ -175,6 +183,26 @@ GLM_AVX512 void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq, c
   kFns[nq](w, w_stride, rows, n_rows, n, y, y_stride);
 }
 
+// Two passes: the maximum (vmaxps keeps its first operand's lanes out of NaN comparisons: NaN
+// never wins), then the first index holding it — what the scalar loop returns.
+GLM_AVX512 int64_t ArgMaxAvx512(const float* x, int64_t n) {
+  if (n <= 1 || std::isnan(x[0])) return ArgMaxReference(x, n);
+  __m512 vmax = _mm512_set1_ps(x[0]);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_mask_loadu_ps(vmax, k, x + i);  // lanes past the end: the running max
+    vmax = _mm512_max_ps(v, vmax);                           // NaN in v: vmax's lane is kept
+  }
+  const float m = _mm512_reduce_max_ps(vmax);
+  const __m512 vm = _mm512_set1_ps(m);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, x + i), vm, _CMP_EQ_OQ);
+    if (hit != 0) return i + __builtin_ctz(hit);
+  }
+  return 0;  // unreachable: m came from x
+}
+
 // 8 double lanes per row; the tail masked into the same lanes; the lanes summed in the portable
 // twin's tree ((0+4)+(2+6))+((1+5)+(3+7)).
 __attribute__((target("avx512f"))) void DotRowsF64Avx512(const float* x, const float* m, int64_t n_rows, int64_t n,
@@ -242,6 +270,7 @@ struct VectorOps {
   void (*dot_rows)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
   void (*weighted_row_sum)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
   void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
+  int64_t (*arg_max)(const float*, int64_t);
 };
 
 VectorOps Select() {
@@ -249,12 +278,13 @@ VectorOps Select() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512};
+    return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512, &ArgMaxAvx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {&DotAvx2, &AxpyAvx2, &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>, &DotRowsF64Portable};
+    return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
+            &DotRowsF64Portable, &ArgMaxReference};
 #endif
   return {&DotPortable, &AxpyReference, &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
-          &DotRowsF64Portable};
+          &DotRowsF64Portable, &ArgMaxReference};
 }
 
 const VectorOps& Ops() {
@@ -279,5 +309,6 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const
 void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
   Ops().dot_rows_f64(x, m, n_rows, n, out);
 }
+int64_t ArgMax(const float* x, int64_t n) { return n <= 1 ? 0 : Ops().arg_max(x, n); }
 
 }  // namespace glm::kernels

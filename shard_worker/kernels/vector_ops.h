@@ -31,7 +31,13 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const
 // a row's value never depends on the batch or the thread.
 void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
 
+// The index of the largest x[i] (the first one on ties; NaN entries never win; 0 when x[0] is
+// NaN or n <= 1), as the scalar loop `if (x[i] > x[best]) best = i` gives it. Greedy sampling
+// over vocabularies of 150K+ entries, for every sequence of every step.
+int64_t ArgMax(const float* x, int64_t n);
+
 // Scalar twins (tests compare the dispatched versions against them).
+int64_t ArgMaxReference(const float* x, int64_t n);
 float DotReference(const float* a, const float* b, int64_t n);
 void AxpyReference(float alpha, const float* x, float* y, int64_t n);
 void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);

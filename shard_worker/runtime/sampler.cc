@@ -5,14 +5,11 @@
 #include <numeric>
 #include <unordered_set>
 
+#include "shard_worker/kernels/vector_ops.h"
+
 namespace glm::runtime {
 
-int32_t ArgMax(const float* logits, int64_t vocab) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < vocab; ++i)
-    if (logits[i] > logits[best]) best = i;
-  return static_cast<int32_t>(best);
-}
+int32_t ArgMax(const float* logits, int64_t vocab) { return static_cast<int32_t>(kernels::ArgMax(logits, vocab)); }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 

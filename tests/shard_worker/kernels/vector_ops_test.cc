@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -99,6 +100,29 @@ TEST(VectorOpsTest, DotRowsF64MatchesDoubleReference) {
     float one = 0;
     DotRowsF64(x.data(), m.data() + 4 * n, 1, n, &one);
     EXPECT_EQ(one, got[4]);
+  }
+}
+
+TEST(VectorOpsTest, ArgMaxIsTheScalarLoopsAnswer) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 2, 15, 16, 17, 33, 4096, 4099, 154880}) {
+    auto x = Random(n, 14);
+    EXPECT_EQ(ArgMax(x.data(), n), ArgMaxReference(x.data(), n)) << n;
+    // Ties: the first; NaNs never win; the maximum in the tail.
+    if (n > 3) {
+      x[n / 2] = x[n - 1] = 100.0f;
+      x[1] = nan;
+      EXPECT_EQ(ArgMax(x.data(), n), n / 2) << n;
+      x[n - 1] = 200.0f;
+      EXPECT_EQ(ArgMax(x.data(), n), n - 1) << n;
+      x[0] = nan;  // the scalar loop never moves off a NaN at 0
+      EXPECT_EQ(ArgMax(x.data(), n), ArgMaxReference(x.data(), n)) << n;
+      x[0] = inf;
+      EXPECT_EQ(ArgMax(x.data(), n), 0) << n;
+    }
+    std::vector<float> all_nan(n, nan), all_neg_inf(n, -inf);
+    EXPECT_EQ(ArgMax(all_nan.data(), n), 0);
+    EXPECT_EQ(ArgMax(all_neg_inf.data(), n), 0);
   }
 }
 
