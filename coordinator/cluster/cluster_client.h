@@ -47,7 +47,8 @@ class ClusterClient {
 
   // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
   // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).
-  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
+  // `while_running` (if set) runs once the plan is broadcast, before waiting for the result.
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, const std::function<void()>& while_running = {});
   // Tells every worker to exit (idempotent).
   absl::Status Shutdown();
   bool healthy() const { return healthy_; }
