@@ -21,7 +21,8 @@ std::vector<Layout> AcceptanceLayouts() {
           {"two_stages_by_two", 4, 2},
           {"four_stages", 4, 4},
           {"two_workers_tp_etp", 2, 1, "expert-tensor-parallel"},
-          {"three_workers_etp_uneven", 3, 1, "expert-tensor-parallel"}};
+          {"three_workers_etp_uneven", 3, 1, "expert-tensor-parallel"},
+          {"two_stages_by_two_etp", 4, 2, "expert-tensor-parallel"}};
 }
 
 absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
