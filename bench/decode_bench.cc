@@ -4,7 +4,8 @@
 // says how good the kernels are).
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
-//                          [--steps S] [--context C] [--json] [--expert-memory-gib X]
+//                          [--quantize-scope experts|all] [--steps S] [--rounds R] [--context C] [--json]
+//                          [--expert-memory-gib X] [--record]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
 //
 // --expert-memory-gib X streams the routed experts through an X GiB LRU cache when they need more
