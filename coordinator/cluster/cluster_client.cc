@@ -54,15 +54,13 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   return client;
 }
 
-absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan,
-                                                     const std::function<void()>& while_running) {
+absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan) {
   if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
   std::string bytes = plan.SerializeAsString();
   if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
     healthy_ = false;
     return absl::UnavailableError(absl::StrCat("broadcasting the step failed: ", s.message()));
   }
-  if (while_running) while_running();
   std::string reply;
   if (auto s = world_->RecvStringWithTimeout(result_rank_, runtime::kTagResult, &reply, options_.step_timeout); !s.ok()) {
     healthy_ = false;

@@ -47,8 +47,7 @@ class ClusterClient {
 
   // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
   // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).
-  // `while_running` (if set) runs once the plan is broadcast, before waiting for the result.
-  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, const std::function<void()>& while_running = {});
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
   // Tells every worker to exit (idempotent).
   absl::Status Shutdown();
   bool healthy() const { return healthy_; }

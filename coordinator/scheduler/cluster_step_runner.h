@@ -11,10 +11,6 @@ class ClusterStepRunner : public StepRunner {
  public:
   explicit ClusterStepRunner(cluster::ClusterClient* client) : client_(client) {}
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override { return client_->Step(plan); }
-  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan,
-                                         const std::function<void()>& while_running) override {
-    return client_->Step(plan, while_running);
-  }
 
  private:
   cluster::ClusterClient* client_;

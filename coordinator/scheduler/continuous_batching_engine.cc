@@ -151,15 +151,6 @@ void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
   }
 }
 
-void ContinuousBatchingEngine::Emit(const SeqPtr& s, GenerationEvent e) {
-  pending_events_.emplace_back(s->stream, std::move(e));
-}
-
-void ContinuousBatchingEngine::FlushEvents() {
-  for (auto& [stream, event] : pending_events_) stream->Push(std::move(event));
-  pending_events_.clear();
-}
-
 void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error) {
   ReleaseBlocks(*s);
   forget_.push_back(s->seq_id);
@@ -170,7 +161,7 @@ void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason
   e.prompt_tokens = s->prompt_len;
   e.completion_tokens = s->generated;
   e.cached_tokens = s->cached_tokens;
-  Emit(s, std::move(e));
+  s->stream->Push(std::move(e));
   absl::MutexLock lock(&mu_);
   live_ids_.erase(s->request.request_id);
 }
@@ -350,7 +341,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     p->set_sample_index(s.generated);
     if (sample && o.repetition_penalty != 1.0f) p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
   }
-  auto result = runner_->Step(plan, [this] { FlushEvents(); });
+  auto result = runner_->Step(plan);
   if (!result.ok()) {
     if (result.status().code() == absl::StatusCode::kInvalidArgument) {
       // The workers rejected this batch: fail its requests, keep serving the others.
@@ -446,7 +437,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       e.first_token_time = now;
       s->first_token_sent = true;
     }
-    Emit(s, std::move(e));
+    s->stream->Push(std::move(e));
     if (!finish.empty()) {
       running_.remove(s);
       Finish(s, finish);
@@ -468,7 +459,6 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
       if (drain_ && inbox_.empty() && running_.empty() && waiting_.empty()) break;
     }
     auto worked = Iterate();
-    FlushEvents();  // whatever the step did not hand over while running (idle, errors)
     if (!worked.ok()) return worked.status();
     if (!*worked) {
       // Idle: sleep until a request arrives (or shutdown), checking a few times a second.
@@ -487,7 +477,6 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
   DrainInbox();
   for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
   waiting_.clear();
-  FlushEvents();
   return absl::OkStatus();
 }
 

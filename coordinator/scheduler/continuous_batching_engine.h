@@ -63,11 +63,6 @@ class ContinuousBatchingEngine : public Engine {
   using SeqPtr = std::shared_ptr<Sequence>;
 
   void DrainInbox();
-  // Events for the API threads are queued (Emit) and handed over (FlushEvents) while the workers
-  // compute the next step: on a machine whose cores the workers share, waking the API threads
-  // before sending the plan left the workers idle for that long. Order per stream is kept.
-  void Emit(const SeqPtr& s, GenerationEvent e);
-  void FlushEvents();
   void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
   void ReleaseBlocks(Sequence& s);
   void RegisterFullBlocks(Sequence& s);
@@ -78,7 +73,6 @@ class ContinuousBatchingEngine : public Engine {
   void PublishLoad();
 
   StepRunner* runner_;
-  std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationEvent>> pending_events_;
   EngineOptions options_;
   kv::BlockAllocator blocks_;
   uint64_t next_seq_id_ = 1;

@@ -22,14 +22,6 @@ class StepRunner {
   virtual ~StepRunner() = default;
   // INVALID_ARGUMENT: the workers rejected the step; UNAVAILABLE: the cluster is gone.
   virtual absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) = 0;
-  // The same, calling `while_running` (if set) once the workers have the plan and before waiting
-  // for their result, so the engine's own work (handing tokens to the API threads) overlaps the
-  // step's compute instead of delaying the next plan. A runner that cannot overlap calls it first.
-  virtual absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan,
-                                                 const std::function<void()>& while_running) {
-    if (while_running) while_running();
-    return Step(plan);
-  }
 };
 
 struct EngineOptions {
