@@ -31,15 +31,14 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t qk = config_.qk_head_dim(), vd = config_.v_head_dim;
 
   // Query path: q_resid = RMSNorm(q_a_proj x) [T, q_lora]; q = q_b_proj q_resid [T, heads, qk].
-  std::vector<float> q_resid(T * q_lora), q(T * heads * qk);
-  kernels::MatMul(x_norm, T, w.q_a_proj, q_resid.data(), pool_);
+  // q_a and kv_a read the same x_norm: one parallel region for both.
+  std::vector<float> q_resid(T * q_lora), q(T * heads * qk), kv(T * (rank + rope_dim));
+  kernels::MatMulShared(x_norm, T, {{&w.q_a_proj, q_resid.data()}, {&w.kv_a_proj, kv.data()}}, pool_);
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(q_resid.data() + t * q_lora, w.q_a_norm.data(), q_lora, kLatentNormEps, q_resid.data() + t * q_lora);
   kernels::MatMul(q_resid.data(), T, w.q_b_proj, q.data(), pool_);
 
   // Latent path: [latent | k_pe] = kv_a_proj x [T, rank + rope]; cache RMSNorm(latent), rope(k_pe).
-  std::vector<float> kv(T * (rank + rope_dim));
-  kernels::MatMul(x_norm, T, w.kv_a_proj, kv.data(), pool_);
   for (const SequenceSpan& s : spans) {
     for (int64_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_offset + i, pos = s.start_position + i;

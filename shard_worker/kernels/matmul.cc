@@ -42,6 +42,31 @@ void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const Wei
       grain);
 }
 
+void MatMulShared(const float* x, int64_t n_tokens, const std::vector<MatMulTarget>& targets, ThreadPool* pool) {
+  MatMulRowsFn fn = BestMatMulRows();
+  // Rows of the targets laid end to end; grain as MatMulStrided's for the widest row.
+  std::vector<int64_t> first(targets.size() + 1, 0);
+  int64_t row_bytes = 1;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    first[i + 1] = first[i] + targets[i].w->rows;
+    row_bytes = std::max<int64_t>(row_bytes, targets[i].w->row_bytes());
+  }
+  const int64_t total = first.back();
+  auto run = [&](int64_t begin, int64_t end) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const int64_t b = std::max(begin, first[i]), e = std::min(end, first[i + 1]);
+      const WeightView& w = *targets[i].w;
+      if (b < e) fn(x, n_tokens, w.cols, w, b - first[i], e - first[i], targets[i].y, w.rows);
+    }
+  };
+  const int64_t grain = std::max<int64_t>(4, (16 * 1024) / row_bytes);
+  if (pool == nullptr || pool->size() == 1 || total <= grain) {
+    run(0, total);
+    return;
+  }
+  pool->ParallelFor(total, run, grain);
+}
+
 void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool) {
   MatMulStrided(x, n_tokens, w.cols, w, y, w.rows, pool);
 }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "shard_worker/kernels/weight_view.h"
 
@@ -38,6 +39,17 @@ void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, Thr
 // Same with explicit strides (x [n_tokens, x_stride], y [n_tokens, y_stride]).
 void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                    float* y, int64_t y_stride, ThreadPool* pool);
+
+// Several matrices (all with the same cols) applied to the same activations x [n_tokens, cols] in
+// one parallel region
+// (q_a and kv_a of attention, gate and up of an MLP): y_i = x · W_iᵀ, [n_tokens, W_i.rows] each.
+// The rows of all of them are split across the pool together — one fork-join instead of one per
+// matrix, which at decode is a fair share of a small model's step. Results are those of MatMul.
+struct MatMulTarget {
+  const WeightView* w;
+  float* y;
+};
+void MatMulShared(const float* x, int64_t n_tokens, const std::vector<MatMulTarget>& targets, ThreadPool* pool);
 
 }  // namespace glm::kernels
 

@@ -12,8 +12,7 @@ namespace glm::moe {
 void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, kernels::ThreadPool* pool) {
   const int64_t inter = w.gate_proj.rows;
   std::vector<float> gate(n * inter), up(n * inter);
-  kernels::MatMul(x, n, w.gate_proj, gate.data(), pool);
-  kernels::MatMul(x, n, w.up_proj, up.data(), pool);
+  kernels::MatMulShared(x, n, {{&w.gate_proj, gate.data()}, {&w.up_proj, up.data()}}, pool);
   kernels::SiluMul(gate.data(), up.data(), n * inter, gate.data());
   kernels::MatMul(gate.data(), n, w.down_proj, y, pool);
 }

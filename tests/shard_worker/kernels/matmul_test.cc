@@ -236,6 +236,31 @@ TEST_P(MatMulPathTest, ThreadCountInvariantThroughMatMul) {
   ForceMatMulPath(SupportedMatMulPaths().front().name);
 }
 
+// MatMulShared (several matrices over the same activations, one parallel region) gives exactly
+// what MatMul gives for each, whatever the thread count; mixed formats included.
+TEST_P(MatMulPathTest, SharedActivationsMatchSeparateMatMuls) {
+  ASSERT_TRUE(ForceMatMulPath(GetParam()));
+  const int64_t cols = 300;
+  for (int64_t n : {1, 3, 9}) {
+    TestWeights a = MakeWeights(kDTypes[0], 129, cols, 61), b = MakeWeights(kDTypes[1], 40, cols, 62),
+                c = MakeWeights(kDTypes[2], 7, cols, 63);
+    std::vector<float> x = RandomActivations(n * cols, 64);
+    std::vector<float> want_a(n * 129), want_b(n * 40), want_c(n * 7);
+    MatMul(x.data(), n, a.view, want_a.data(), nullptr);
+    MatMul(x.data(), n, b.view, want_b.data(), nullptr);
+    MatMul(x.data(), n, c.view, want_c.data(), nullptr);
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      std::vector<float> ya(n * 129), yb(n * 40), yc(n * 7);
+      MatMulShared(x.data(), n, {{&a.view, ya.data()}, {&b.view, yb.data()}, {&c.view, yc.data()}}, &pool);
+      for (size_t i = 0; i < ya.size(); ++i) ASSERT_TRUE(BitEqual(ya[i], want_a[i])) << threads << " a " << i;
+      for (size_t i = 0; i < yb.size(); ++i) ASSERT_TRUE(BitEqual(yb[i], want_b[i])) << threads << " b " << i;
+      for (size_t i = 0; i < yc.size(); ++i) ASSERT_TRUE(BitEqual(yc[i], want_c[i])) << threads << " c " << i;
+    }
+  }
+  ForceMatMulPath(SupportedMatMulPaths().front().name);
+}
+
 TEST_P(MatMulPathTest, StridedActivationsAndOutputs) {
   const int64_t rows = 20, cols = 33, n = 4, x_stride = 40, y_stride = 27;
   TestWeights tw = MakeWeights(DType::kBF16, rows, cols, 31);
