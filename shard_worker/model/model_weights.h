@@ -183,6 +183,9 @@ class ModelWeights {
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
   LoadOptions slices_;
+  // Points the MTP head at lm_head when the checkpoint's copy is byte-identical (frees the copy).
+  void ShareMtpHeadWithLmHead();
+
   std::vector<AlignedBuffer> buffers_;
   int64_t bytes_loaded_ = 0;
   std::shared_ptr<moe::ExpertStore> expert_store_;  // declared last: destroyed (I/O joined) first

@@ -553,11 +553,59 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
     if (auto s = LoadLayer(loader, c, l, layer_opt, &w->layers_[l]); !s.ok()) return s;
   }
+  w->ShareMtpHeadWithLmHead();
   if (options.progress)
     options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (layers ", std::max<int64_t>(0, options.layer_begin),
                                   "-", end - 1, ")"));
   if (auto s = w->SetUpExpertStore(checkpoint, opt, *stream); !s.ok()) return s;
   return w;
+}
+
+namespace {
+
+// Whether two views hold the same values in the same layout (elements and scales, byte for byte).
+bool SameMatrix(const WeightView& a, const WeightView& b) {
+  if (a.dtype != b.dtype || a.rows != b.rows || a.cols != b.cols || a.row_offset != b.row_offset ||
+      a.group_size != b.group_size || a.block_rows != b.block_rows || a.block_cols != b.block_cols ||
+      a.scale_cols != b.scale_cols || a.data == nullptr || b.data == nullptr)
+    return false;
+  if (std::memcmp(a.data, b.data, static_cast<size_t>(a.rows * a.row_bytes())) != 0) return false;
+  if ((a.group_scales == nullptr) != (b.group_scales == nullptr) ||
+      (a.block_scales == nullptr) != (b.block_scales == nullptr))
+    return false;
+  if (a.group_scales != nullptr &&
+      std::memcmp(a.group_scales, b.group_scales, static_cast<size_t>(a.rows * a.groups_per_row()) * sizeof(float)) != 0)
+    return false;
+  if (a.block_scales != nullptr) {
+    const int64_t block_row_count = (a.row_offset + a.rows + a.block_rows - 1) / a.block_rows;
+    if (std::memcmp(a.block_scales, b.block_scales, static_cast<size_t>(block_row_count * a.scale_cols) * sizeof(float)) != 0)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void ModelWeights::ShareMtpHeadWithLmHead() {
+  // GLM-5 / DeepSeek-style checkpoints store the MTP layer's shared_head.head as a copy of
+  // lm_head (the fixtures do too). When the copy is exact, the MTP head reads lm_head's memory:
+  // a vocabulary x hidden matrix less per last-stage rank (1.9 GB of BF16 for GLM-5), and the
+  // draft step finds the head already in cache. Values are identical, so nothing else changes.
+  if (!config_.has_mtp() || lm_head_.data == nullptr) return;
+  const int64_t l = config_.num_hidden_layers;
+  if (l >= static_cast<int64_t>(layers_.size())) return;
+  WeightView& head = layers_[l].mtp.head;
+  if (head.data == nullptr || head.data == lm_head_.data || !SameMatrix(head, lm_head_)) return;
+  for (const void* p : {head.data, static_cast<const void*>(head.group_scales), static_cast<const void*>(head.block_scales)}) {
+    if (p == nullptr) continue;
+    for (auto it = buffers_.begin(); it != buffers_.end(); ++it)
+      if (it->data() == p) {
+        bytes_loaded_ -= it->size();
+        buffers_.erase(it);
+        break;
+      }
+  }
+  head = lm_head_;
 }
 
 absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoint, const LoadOptions& options,
