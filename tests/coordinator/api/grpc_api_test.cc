@@ -189,7 +189,7 @@ TEST_F(GrpcApiTest, StopStringEndsRequestAndAbortsEngine) {
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   EXPECT_EQ(c.text(), "alpha beta ");
   EXPECT_EQ(c.messages.back().finish_reason(), "stop");
-  EXPECT_TRUE(engine_->WaitForAbort("stopper", absl::Seconds(1)));
+  EXPECT_TRUE(engine_->WaitForAbort("stopper", absl::Seconds(5)));
 }
 
 TEST_F(GrpcApiTest, ChatToolCallsAreParsed) {
@@ -330,7 +330,7 @@ TEST_F(GrpcApiTest, ShutdownEndsOpenStreamsAndAbortsThem) {
   while (reader->Read(&resp)) {
   }
   EXPECT_FALSE(reader->Finish().ok());
-  EXPECT_TRUE(engine_->WaitForAbort("open-at-shutdown", absl::Seconds(1)));
+  EXPECT_TRUE(engine_->WaitForAbort("open-at-shutdown", absl::Seconds(5)));
 }
 
 TEST_F(GrpcApiTest, UnreachableServerFailsFast) {

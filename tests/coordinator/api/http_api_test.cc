@@ -308,7 +308,7 @@ TEST_F(HttpApiTest, ShutdownEndsOpenStreams) {
   const absl::Time start = absl::Now();
   server_->Shutdown();
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(1)));
+  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(5)));
   // The stream ends (error event, [DONE], then the connection closes) instead of hanging.
   std::string rest;
   char buf[4096];
