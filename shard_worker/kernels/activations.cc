@@ -4,7 +4,8 @@
 #include <limits>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "shard_worker/kernels/avx512_common.h"
+#include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
 namespace glm::kernels {
@@ -39,7 +40,7 @@ namespace {
 // Taylor/Horner polynomial on |r| <= ln2/2 (relative error < 2e-7), times 2^n by vscalefps
 // (which flushes n < -149 to 0 and overflows n > 127 to +inf). Inputs are clamped to
 // [-104, 89]: beyond them the float result is already 0 or +inf.
-__attribute__((target("avx512f"))) inline __m512 Exp(__m512 x) {
+GLM_AVX512_INLINE __m512 Exp(__m512 x) {
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -55,7 +56,7 @@ __attribute__((target("avx512f"))) inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-__attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
+GLM_AVX512 void SoftmaxAvx512(float* x, int64_t n) {
   __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
@@ -69,7 +70,7 @@ __attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
   const __m512 m = _mm512_set1_ps(max_v);
   __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
   for (i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     const __m512 e = _mm512_maskz_mov_ps(k, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
     _mm512_mask_storeu_ps(x + i, k, e);
     sum_lo = _mm512_add_pd(sum_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
@@ -78,16 +79,16 @@ __attribute__((target("avx512f"))) void SoftmaxAvx512(float* x, int64_t n) {
   const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum_lo, sum_hi));
   const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
   for (i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv));
   }
 }
 
 // silu(g)·u = g / (1 + e^-g) · u, 16 lanes at a time, the tail masked (same lane arithmetic).
-__attribute__((target("avx512f"))) void SiluMulAvx512(const float* gate, const float* up, int64_t n, float* out) {
+GLM_AVX512 void SiluMulAvx512(const float* gate, const float* up, int64_t n, float* out) {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     const __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
     const __m512 u = _mm512_maskz_loadu_ps(k, up + i);
     const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), g));
@@ -101,16 +102,14 @@ using SiluMulFn = void (*)(const float*, const float*, int64_t, float*);
 
 SiluMulFn SelectSiluMul() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return &SiluMulAvx512;
+  if (CpuSupportsAvx512MatMul()) return &SiluMulAvx512;
 #endif
   return &SiluMulReference;
 }
 
 SoftmaxFn SelectSoftmax() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return &SoftmaxAvx512;
+  if (CpuSupportsAvx512MatMul()) return &SoftmaxAvx512;
 #endif
   return &SoftmaxReference;
 }

@@ -44,6 +44,11 @@ GLM_AVX512_INLINE void DecodeFp8(__m512i raw, const __m512 (&s)[4], __m512 (&v)[
                             _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hi, 1)), s[3]);
 }
 
+// Lanes [0, min(16, left)) of a 16-lane vector: the mask of a loop's last, partial step.
+inline __mmask16 TailMask16(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
+}
+
 // 16 lanes reduced 16 → 8 → 4 → 2 → 1 in one fixed tree.
 GLM_AVX512_INLINE float Reduce(__m512 s) {
   __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),

@@ -7,6 +7,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
 #include "shard_worker/kernels/gemm_driver.h"
@@ -58,11 +60,8 @@ __attribute__((target("avx512f"))) void EvenOddChunks32Avx512(const float* src, 
   }
 }
 
-bool HasAvx512F() {
-  static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
+bool HasAvx512() {
+  static const bool has = CpuSupportsAvx512MatMul();
   return has;
 }
 #endif
@@ -83,7 +82,7 @@ void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const 
       break;
     case OrderKind::kEvenOdd: {
 #if defined(__x86_64__)
-      if (chunk == 32 && HasAvx512F()) {
+      if (chunk == 32 && HasAvx512()) {
         EvenOddChunks32Avx512(src, full, dst);
         c0 = full;
         break;

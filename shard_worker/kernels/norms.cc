@@ -3,7 +3,8 @@
 #include <cmath>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "shard_worker/kernels/avx512_common.h"
+#include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
 namespace glm::kernels {
@@ -20,7 +21,7 @@ namespace {
 #if defined(__x86_64__)
 // The sum of squares in 8 double lanes (one long dependency chain per lane instead of one in
 // all), the lanes added in a fixed tree; the scaling as the scalar twin does it.
-__attribute__((target("avx512f"))) void RmsNormAvx512(const float* x, const float* weight, int64_t n, float eps,
+GLM_AVX512 void RmsNormAvx512(const float* x, const float* weight, int64_t n, float eps,
                                                       float* out) {
   __m512d acc = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 8) {
@@ -33,7 +34,7 @@ __attribute__((target("avx512f"))) void RmsNormAvx512(const float* x, const floa
   const double sum_sq = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
   const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps)));
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     _mm512_mask_storeu_ps(out + i, k,
                           _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + i), _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), inv)));
   }
@@ -44,8 +45,7 @@ using RmsNormFn = void (*)(const float*, const float*, int64_t, float, float*);
 
 RmsNormFn SelectRmsNorm() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return &RmsNormAvx512;
+  if (CpuSupportsAvx512MatMul()) return &RmsNormAvx512;
 #endif
   return &RmsNormReference;
 }

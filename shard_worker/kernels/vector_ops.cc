@@ -8,6 +8,8 @@
 #include <immintrin.h>
 
 #include "shard_worker/kernels/avx512_common.h"
+#include "shard_worker/kernels/matmul_avx2.h"
+#include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
 namespace glm::kernels {
@@ -105,7 +107,7 @@ GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const float* const* rows, i
     for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows[kk] + c), acc[kk]);
   }
   if (c < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - c)) - 1);
+    const __mmask16 m = TailMask16(n - c);
     const __m512 qv = _mm512_maskz_loadu_ps(m, qj + c);
 #pragma GCC unroll 16
     for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, rows[kk] + c), acc[kk]);
@@ -140,8 +142,7 @@ GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, cons
   __mmask16 m[CH];
 #pragma GCC unroll 4
   for (int c = 0; c < CH; ++c) {
-    const int64_t left = n - i0 - 16 * c;
-    m[c] = left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1);
+    m[c] = TailMask16(n - i0 - 16 * c);
   }
   __m512 acc[NQ][CH];
 #pragma GCC unroll 8
@@ -189,14 +190,14 @@ GLM_AVX512 int64_t ArgMaxAvx512(const float* x, int64_t n) {
   if (n <= 1 || std::isnan(x[0])) return ArgMaxReference(x, n);
   __m512 vmax = _mm512_set1_ps(x[0]);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     const __m512 v = _mm512_mask_loadu_ps(vmax, k, x + i);  // lanes past the end: the running max
     vmax = _mm512_max_ps(v, vmax);                           // NaN in v: vmax's lane is kept
   }
   const float m = _mm512_reduce_max_ps(vmax);
   const __m512 vm = _mm512_set1_ps(m);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 k = TailMask16(n - i);
     const __mmask16 hit = _mm512_mask_cmp_ps_mask(k, _mm512_maskz_loadu_ps(k, x + i), vm, _CMP_EQ_OQ);
     if (hit != 0) return i + __builtin_ctz(hit);
   }
@@ -275,11 +276,9 @@ struct VectorOps {
 
 VectorOps Select() {
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+  if (CpuSupportsAvx512MatMul())
     return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512, &ArgMaxAvx512};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (CpuSupportsAvx2MatMul())
     return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
             &DotRowsF64Portable, &ArgMaxReference};
 #endif
