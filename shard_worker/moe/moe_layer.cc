@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
@@ -44,6 +45,15 @@ struct ExpertJob {
 // threads than jobs outright, with fewer for up to a whole expert at the end. Each thread gets
 // at least two tasks. A row's result never depends on how the rows are split, so this computes
 // exactly what RunMlp does.
+// fn(0..n-1) on the pool's threads, each taking the next index from a shared counter (uneven
+// tasks balance out).
+void ForEachTask(kernels::ThreadPool* pool, size_t n, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  pool->RunOnAll([&](int) {
+    for (size_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) fn(t);
+  });
+}
+
 void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
   const int64_t n_jobs = static_cast<int64_t>(jobs.size());
   int64_t parts = std::max<int64_t>(2, (2 * pool->size() + n_jobs - 1) / n_jobs);
@@ -52,28 +62,22 @@ void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadP
   const int64_t kParts = parts;
   const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
   const size_t n_tasks = jobs.size() * kParts;
-  std::atomic<size_t> next{0};
-  pool->RunOnAll([&](int) {
-    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
-      ExpertJob& j = jobs[t / kParts];
-      const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
-      const int64_t r0 = inter * part / kParts, r1 = inter * (part + 1) / kParts;
-      rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
-      rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
-      for (int64_t i = 0; i < j.n; ++i) {
-        float* g = j.h.data() + i * inter + r0;
-        kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
-      }
+  ForEachTask(pool, n_tasks, [&](size_t t) {
+    ExpertJob& j = jobs[t / kParts];
+    const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
+    const int64_t r0 = inter * part / kParts, r1 = inter * (part + 1) / kParts;
+    rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
+    rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
+    for (int64_t i = 0; i < j.n; ++i) {
+      float* g = j.h.data() + i * inter + r0;
+      kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
     }
   });
-  next = 0;
-  pool->RunOnAll([&](int) {
-    for (size_t t = next.fetch_add(1); t < n_tasks; t = next.fetch_add(1)) {
-      ExpertJob& j = jobs[t / kParts];
-      const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
-      const int64_t r0 = hidden * part / kParts, r1 = hidden * (part + 1) / kParts;
-      rows_fn(j.h.data(), j.n, inter, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
-    }
+  ForEachTask(pool, n_tasks, [&](size_t t) {
+    ExpertJob& j = jobs[t / kParts];
+    const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
+    const int64_t r0 = hidden * part / kParts, r1 = hidden * (part + 1) / kParts;
+    rows_fn(j.h.data(), j.n, inter, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
   });
 }
 
@@ -162,6 +166,18 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   std::vector<float> shared;
   if (w.has_shared) shared.resize(T * hidden);
   std::atomic<bool> shared_taken{!shared_as_task};
+  // ys [tokens_of[e].size(), hidden]: each token's row times its routing weight, into its slot.
+  auto weigh_into_slots = [&](int64_t e, const float* ys) {
+    const auto& rows = tokens_of[e];
+    for (size_t j = 0; j < rows.size(); ++j) {
+      const Routing& r = routes[rows[j]];
+      const int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
+      const float wt = r.weights[slot];
+      float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
+      const float* src = ys + j * hidden;
+      for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
+    }
+  };
   auto run_experts = [&](kernels::ThreadPool* inner) {
     std::vector<float> xs, ys;
     if (!shared_taken.exchange(true)) RunMlp(w.shared, x, T, shared.data(), nullptr);
@@ -185,14 +201,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       for (int64_t j = 0; j < n; ++j) std::copy_n(x + rows[j] * hidden, hidden, xs.data() + j * hidden);
       RunMlp(*mlp, xs.data(), n, ys.data(), inner);
       bytes_read += mlp->bytes();
-      for (int64_t j = 0; j < n; ++j) {
-        const Routing& r = routes[rows[j]];
-        int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
-        float wt = r.weights[slot];
-        float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
-        const float* src = ys.data() + j * hidden;
-        for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
-      }
+      weigh_into_slots(e, ys.data());
     }
   };
   // Splitting pays when an expert is large next to a fork-join (GLM-5: tens of MiB per expert);
@@ -217,17 +226,8 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     }
     RunJobsSplit(jobs, hidden, pool_);
     for (size_t i = 0; i < order.size(); ++i) {
-      const int64_t e = order[i];
-      const auto& rows = tokens_of[e];
-      bytes_read += w.experts[e].bytes();
-      for (size_t j = 0; j < rows.size(); ++j) {
-        const Routing& r = routes[rows[j]];
-        const int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
-        const float wt = r.weights[slot];
-        float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
-        const float* src = jobs[i].ys.data() + j * hidden;
-        for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
-      }
+      bytes_read += w.experts[order[i]].bytes();
+      weigh_into_slots(order[i], jobs[i].ys.data());
     }
     if (w.has_shared) shared = std::move(jobs.back().ys);
   } else if (spread) {
