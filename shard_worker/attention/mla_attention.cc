@@ -71,9 +71,13 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t kHeadsPerJob =
       std::clamp<int64_t>(heads * T / (2 * threads), 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
+  // Row pointers of W_uk [heads * nope, rank] and W_uv [heads * vd, rank], once per call.
+  std::vector<const float*> uk_rows(heads * nope), uv_rows(heads * vd);
+  for (size_t i = 0; i < uk_rows.size(); ++i) uk_rows[i] = w.w_uk.data() + i * rank;
+  for (size_t i = 0; i < uv_rows.size(); ++i) uv_rows[i] = w.w_uv.data() + i * rank;
   pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
     std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores, pe_scores;
-    std::vector<const float*> lat_rows, kpe_rows, w_rows;
+    std::vector<const float*> lat_rows, kpe_rows;
     for (int64_t job = begin; job < end; ++job) {
       // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
       // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
@@ -90,10 +94,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       for (int g = 0; g < nh; ++g) {
         float* qh = q_heads + g * qk;
         rope_->Apply(qh + nope, pos, kMlaRopeLayout);
-        const float* wuk = w.w_uk.data() + (h0 + g) * nope * rank;  // [nope, rank]
-        w_rows.resize(nope);
-        for (int64_t d = 0; d < nope; ++d) w_rows[d] = wuk + d * rank;
-        kernels::WeightedRowSum(qh, 0, 1, w_rows.data(), nope, rank, q_lat.data() + g * rank, rank);
+        kernels::WeightedRowSum(qh, 0, 1, uk_rows.data() + (h0 + g) * nope, nope, rank, q_lat.data() + g * rank, rank);
       }
       // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
       lat_rows.resize(n_keys);
@@ -113,12 +114,9 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending), then o = W_uv · o_lat.
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
-      w_rows.resize(vd);
       for (int g = 0; g < nh; ++g) {
-        const float* wuv = w.w_uv.data() + (h0 + g) * vd * rank;  // [vd, rank]
-        for (int64_t v = 0; v < vd; ++v) w_rows[v] = wuv + v * rank;
         float* o = attn_out.data() + (t * heads + h0 + g) * vd;
-        kernels::DotRows(o_lat.data() + g * rank, rank, 1, w_rows.data(), vd, rank, o, 1);
+        kernels::DotRows(o_lat.data() + g * rank, rank, 1, uv_rows.data() + (h0 + g) * vd, vd, rank, o, 1);
       }
     }
   });
