@@ -105,6 +105,16 @@ class WeightLoader {
                            ", ", out_->bytes_loaded_ >> 20, " MiB loaded so far)"));
   }
 
+  // fn() with the conversion target set to `to` for its duration.
+  template <typename Fn>
+  auto ConvertingTo(std::optional<kernels::DType> to, Fn fn) {
+    const std::optional<kernels::DType> saved = convert_to_;
+    convert_to_ = to;
+    auto result = fn();
+    convert_to_ = saved;
+    return result;
+  }
+
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
     const size_t buffers_before = out_->buffers_.size();
@@ -189,20 +199,12 @@ class WeightLoader {
     if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
     if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
       return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
-    if (convert_to_ && kernels::IsGroupQuantized(*convert_to_) && !Quantizes(name)) {
-      const auto target = convert_to_;  // outside the scope: the stored slice
-      convert_to_.reset();
-      auto stored = SlicedMatrix(name, rb, re, cb, ce);
-      convert_to_ = target;
-      return stored;
-    }
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
+      auto slice = [&] { return SlicedMatrix(name, rb, re, cb, ce); };
+      if (!Quantizes(name)) return ConvertingTo(std::nullopt, slice);  // outside the scope: as stored
       // Slice in f32 (exact), then quantise the slice: its groups start at the slice's column 0.
       const size_t buffers_before = out_->buffers_.size();
-      const auto target = convert_to_;
-      convert_to_ = kernels::DType::kF32;
-      auto f32 = SlicedMatrix(name, rb, re, cb, ce);
-      convert_to_ = target;
+      auto f32 = ConvertingTo(kernels::DType::kF32, slice);
       if (!f32.ok()) return f32;
       return Quantized(name, *f32, buffers_before);
     }
