@@ -184,7 +184,13 @@ int main(int argc, char** argv) {
     return plan;
   };
   Log(absl::StrCat("starting ", world->size() - 1, " workers on ", model_dir));
-  auto client = glm::cluster::ClusterClient::Start(world.get(), cluster_options, plan_function);
+  bool workers_released = false;
+  auto client = glm::cluster::ClusterClient::Start(world.get(), cluster_options, plan_function, &workers_released);
+  if (!client.ok() && workers_released) {
+    // The workers were told to stop and exit cleanly: finalize with them and end non-zero.
+    Log(absl::StrCat("cluster start failed: ", client.status().message()));
+    return 1;
+  }
   if (!client.ok()) Fatal(absl::StrCat("cluster start failed: ", client.status().message()));
   int64_t total_bytes = 0;
   double slowest_load = 0;

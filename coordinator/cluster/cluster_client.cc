@@ -7,7 +7,11 @@ namespace glm::cluster {
 
 absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Communicator* world,
                                                                     const ClusterOptions& options,
-                                                                    const PlanFunction& plan_function) {
+                                                                    const PlanFunction& plan_function,
+                                                                    bool* workers_released) {
+  bool released_storage = false;
+  bool& released = workers_released != nullptr ? *workers_released : released_storage;
+  released = false;
   if (world->rank() != 0) return absl::FailedPreconditionError("the coordinator must be rank 0");
   if (world->size() < 2) return absl::FailedPreconditionError("no shard workers: start at least one (mpirun ... : -np N shard_worker)");
   auto client = std::unique_ptr<ClusterClient>(new ClusterClient(world, options));
@@ -32,7 +36,10 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   }
   std::string bytes = setup.SerializeAsString();
   if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
-  if (!plan.ok()) return plan.status();  // workers saw an empty setup and exit
+  if (!plan.ok()) {
+    released = true;  // workers saw an empty setup and exit
+    return plan.status();
+  }
   auto split = world->Split(0, 0);
   if (!split.ok()) return split.status();
   client->stage_comm_ = std::move(*split);
@@ -48,7 +55,7 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
     client->ready_.push_back(ready);
   }
   if (!errors.empty()) {
-    client->Shutdown().IgnoreError();
+    released = client->Shutdown().ok();
     return absl::FailedPreconditionError(absl::StrCat("loading failed: ", errors));
   }
   return client;

@@ -35,9 +35,13 @@ using PlanFunction =
 class ClusterClient {
  public:
   // Collective with every worker. On failure (bad plan, a worker failed to load) the workers are
-  // told to shut down before the error is returned.
+  // told to shut down before the error is returned, and *workers_released (if given) is set: they
+  // exit cleanly on their own, so the caller should finalize MPI and exit rather than MPI_Abort
+  // (an abort racing the workers' MPI_Finalize can leave mpirun waiting forever). It stays false
+  // when a worker never answered (the caller must abort the job).
   static absl::StatusOr<std::unique_ptr<ClusterClient>> Start(comm::Communicator* world, const ClusterOptions& options,
-                                                              const PlanFunction& plan_function);
+                                                              const PlanFunction& plan_function,
+                                                              bool* workers_released = nullptr);
 
   const placement::PlacementPlan& plan() const { return plan_; }
   const std::vector<shard::WorkerHello>& hellos() const { return hellos_; }
