@@ -220,9 +220,14 @@ const Shape kShapes[] = {
     {DType::kI8, 64, {1, 5, 63, 64, 65, 130, 200, 257}},
     {DType::kI8, 128, {31, 127, 128, 129, 300, 1000}},
     {DType::kI8, -1, {1, 33, 64, 100, 511}},
-    {DType::kI4, 32, {1, 7, 31, 32, 33, 95, 200, 257}},
-    {DType::kI4, 64, {63, 64, 65, 130, 300}},
-    {DType::kI4, -1, {1, 17, 96, 250}},
+    // Rows of several 128-column lines with partial last lines and groups, and group sizes
+    // that are multiples of 32 but not powers of two.
+    {DType::kI4, 32, {1, 7, 31, 32, 33, 95, 128, 200, 257, 384, 1000}},
+    {DType::kI4, 64, {63, 64, 65, 130, 192, 300, 512}},
+    {DType::kI4, 128, {100, 128, 129, 300, 1024}},
+    {DType::kI4, 256, {255, 300, 700}},
+    {DType::kI4, 96, {96, 97, 300}},
+    {DType::kI4, -1, {1, 17, 96, 250, 600}},
 };
 
 TEST_P(QuantMatMulPathTest, MatchesReference) {
@@ -251,7 +256,7 @@ TEST_P(QuantMatMulPathTest, BatchInvariantBitForBit) {
   ASSERT_TRUE(ForceMatMulPath(GetParam()));
   for (DType d : {DType::kI8, DType::kI4})
     for (int64_t cols : {100, 257, 1024})
-      for (int64_t group : {int64_t{-1}, int64_t{32}, int64_t{128}}) {
+      for (int64_t group : {int64_t{-1}, int64_t{32}, int64_t{64}, int64_t{96}, int64_t{128}}) {
         const int64_t rows = 37;
         QuantWeights q = MakeQuant(d, rows, cols, group, static_cast<uint32_t>(cols + group));
         const WeightView& w = q.view;
