@@ -7,9 +7,11 @@
 //  3. The speedup the measured acceptance would give at GLM-5's ratio (the MTP layer is 1/78 of
 //     the per-token weight reads there, 1/6 here).
 //   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--json]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "absl/flags/flag.h"
@@ -127,6 +129,54 @@ int main(int argc, char** argv) {
     std::printf("plain decode: %.1f tokens/s (batch 1, %d threads)\n", plain_tps, absl::GetFlag(FLAGS_threads));
     std::printf("%-9s %8s %9s %10s %8s  %s\n", "method", "accept", "tok/s", "speedup", "GLM-5*", "per-position acceptance");
   }
+  // Where a speculative step's time goes: after a 120-token prompt, the median time of one
+  // plain decode forward, of a verify forward over 2 and 3 positions, and of the MTP layer over
+  // 1 and 2 rows (the draft row, plus the accepted row it catches up on) — each rolled back.
+  std::vector<std::pair<std::string, double>> costs;
+  {
+    std::vector<int32_t> prompt(eval.begin(), eval.begin() + 120);
+    auto c = m.NewCache();
+    auto mc = m.NewMtpCache();
+    std::vector<glm::model::SequenceInput> in(1);
+    in[0].cache = c.get();
+    in[0].tokens = prompt;
+    auto pre = m.Forward(in, glm::model::LogitRows::kLast);
+    std::vector<glm::model::SequenceInput> mi(1);
+    mi[0].cache = mc.get();
+    mi[0].tokens.assign(prompt.begin() + 1, prompt.end());
+    mi[0].prev_hidden.assign(main_out->hidden.begin(), main_out->hidden.begin() + 119 * hidden);
+    (void)m.ForwardMtp(mi, glm::model::LogitRows::kNone);
+    auto median_us = [&](const std::function<void()>& f) {
+      std::vector<double> t;
+      for (int i = 0; i < 301; ++i) {
+        auto a = Clock::now();
+        f();
+        t.push_back(Seconds(Clock::now() - a) * 1e6);
+      }
+      std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+      return t[t.size() / 2];
+    };
+    for (int n : {1, 2, 3}) {
+      costs.emplace_back(absl::StrCat("forward_", n, "_positions_us"), median_us([&] {
+        in[0].tokens.assign(eval.begin() + 120, eval.begin() + 120 + n);
+        (void)m.Forward(in, glm::model::LogitRows::kAll);
+        c->Truncate(120);
+      }));
+    }
+    for (int n : {1, 2}) {
+      costs.emplace_back(absl::StrCat("mtp_", n, "_rows_us"), median_us([&] {
+        mi[0].tokens.assign(eval.begin() + 120, eval.begin() + 120 + n);
+        mi[0].prev_hidden.assign(main_out->hidden.begin() + (119 - n + 1) * hidden, main_out->hidden.begin() + 120 * hidden);
+        (void)m.ForwardMtp(mi, glm::model::LogitRows::kLast);
+        mc->Truncate(119);
+      }));
+    }
+    if (!absl::GetFlag(FLAGS_json)) {
+      std::printf("step costs (median us):");
+      for (const auto& [name, us] : costs) std::printf(" %s %.1f", name.c_str(), us);
+      std::printf("\n");
+    }
+  }
   for (const std::string method : {"mtp:1", "mtp:2", "mtp:3", "ngram:3"}) {
     auto spec = glm::runtime::ParseSpeculative(method);
     glm::runtime::SpeculativeStats total;
@@ -181,6 +231,7 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json j;
     j["teacher_forced_mtp_agreement"] = tf_agreement;
     j["plain_tokens_per_s"] = plain_tps;
+    for (const auto& [name, us] : costs) j["step_costs"][name] = us;
     j["methods"] = results;
     std::printf("%s\n", j.dump().c_str());
   } else {
