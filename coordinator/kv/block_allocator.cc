@@ -11,12 +11,6 @@ BlockAllocator::BlockAllocator(int32_t num_blocks, int32_t block_size)
   }
 }
 
-int32_t BlockAllocator::num_cached_free() const {
-  int32_t n = 0;
-  for (int32_t b : free_list_) n += blocks_[b].hash.has_value();
-  return n;
-}
-
 uint64_t BlockAllocator::ChainHash(uint64_t previous, const int32_t* tokens, int32_t count) {
   // FNV-1a over (previous hash, tokens), then a 64-bit finaliser. Collisions would silently
   // reuse wrong KV, so the full 64 bits are kept and mixed well.
@@ -41,6 +35,7 @@ void BlockAllocator::TakeFromFreeList(int32_t block) {
   if (b.in_free_list) {
     free_list_.erase(b.free_pos);
     b.in_free_list = false;
+    cached_free_ -= b.hash.has_value();
   }
 }
 
@@ -82,6 +77,7 @@ void BlockAllocator::Release(int32_t block) {
     free_list_.push_back(block);
     b.free_pos = std::prev(free_list_.end());
     b.in_free_list = true;
+    cached_free_ += b.hash.has_value();
   }
 }
 
@@ -90,6 +86,7 @@ void BlockAllocator::Register(int32_t block, uint64_t hash) {
   if (b.hash) return;
   if (cached_.count(hash)) return;
   b.hash = hash;
+  cached_free_ += b.in_free_list;  // registered blocks are referenced, but keep the count exact
   cached_[hash] = block;
 }
 

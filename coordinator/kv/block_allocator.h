@@ -23,7 +23,8 @@ class BlockAllocator {
   // Blocks nobody references (cached or empty): what allocation can take.
   int32_t num_free() const { return static_cast<int32_t>(free_list_.size()); }
   int32_t num_used() const { return num_blocks_ - num_free(); }
-  int32_t num_cached_free() const;
+  // Free blocks that still hold a registered prefix (kept as a count: read every step).
+  int32_t num_cached_free() const { return cached_free_; }
 
   // Hash of a full block given the previous block's hash (0 for the first) and its tokens.
   static uint64_t ChainHash(uint64_t previous, const int32_t* tokens, int32_t count);
@@ -42,6 +43,8 @@ class BlockAllocator {
   void Register(int32_t block, uint64_t hash);
 
   int32_t ref_count(int32_t block) const { return blocks_[block].refs; }
+  // Whether `block` holds a registered prefix that MatchPrefix can hand out.
+  bool is_cached(int32_t block) const { return blocks_[block].hash.has_value(); }
 
  private:
   struct Block {
@@ -57,6 +60,7 @@ class BlockAllocator {
   std::vector<Block> blocks_;
   std::list<int32_t> free_list_;  // front = least recently freed (evicted first)
   std::unordered_map<uint64_t, int32_t> cached_;  // chain hash -> block
+  int32_t cached_free_ = 0;                        // blocks in free_list_ with a hash
 };
 
 }  // namespace glm::kv
