@@ -1,5 +1,6 @@
 #include "coordinator/api/grpc_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -88,6 +89,10 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.top_k = s.top_k();
   a.min_p = s.min_p();
   a.repetition_penalty = s.repetition_penalty() == 0 ? 1.0f : s.repetition_penalty();
+  a.presence_penalty = s.presence_penalty();
+  a.frequency_penalty = s.frequency_penalty();
+  for (const auto& [token, bias] : s.logit_bias()) a.logit_bias.emplace_back(token, bias);
+  std::sort(a.logit_bias.begin(), a.logit_bias.end());  // map order is unspecified
   if (s.has_seed()) a.seed = s.seed();
   if (s.max_tokens() != 0) a.max_tokens = s.max_tokens();
   a.stop.assign(s.stop().begin(), s.stop().end());

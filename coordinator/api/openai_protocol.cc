@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
@@ -69,10 +70,20 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
   a.top_k = static_cast<int32_t>(top_k);
   GLM_API_RETURN_IF_ERROR(GetFloat(body, "min_p", &a.min_p));
   GLM_API_RETURN_IF_ERROR(GetFloat(body, "repetition_penalty", &a.repetition_penalty));
-  for (const char* unsupported : {"presence_penalty", "frequency_penalty"}) {
-    float v = 0;
-    GLM_API_RETURN_IF_ERROR(GetFloat(body, unsupported, &v));
-    if (v != 0) return InvalidField(unsupported, "is not supported by this server (use repetition_penalty)");
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "presence_penalty", &a.presence_penalty));
+  GLM_API_RETURN_IF_ERROR(GetFloat(body, "frequency_penalty", &a.frequency_penalty));
+  if (Present(body, "logit_bias")) {
+    // OpenAI's shape: {"token id as a string": bias}. Ranges are checked with the other fields.
+    const json& bias = body["logit_bias"];
+    if (!bias.is_object()) return InvalidField("logit_bias", "must be an object mapping token ids to biases");
+    for (const auto& [key, value] : bias.items()) {
+      const std::string field = absl::StrCat("logit_bias[\"", key, "\"]");
+      int64_t id = 0;
+      if (!absl::SimpleAtoi(key, &id) || id < INT32_MIN || id > INT32_MAX)
+        return InvalidField(field, "the key must be a token id");
+      if (!value.is_number()) return InvalidField(field, "must be a number");
+      a.logit_bias.emplace_back(static_cast<int32_t>(id), value.get<float>());
+    }
   }
   if (Present(body, "seed")) {
     int64_t seed = 0;

@@ -85,6 +85,10 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
   if (!Finite(r.min_p) || r.min_p < 0 || r.min_p > 1) return InvalidField(Field(r, "min_p"), "must be in [0, 1]");
   if (!Finite(r.repetition_penalty) || r.repetition_penalty <= 0)
     return InvalidField(Field(r, "repetition_penalty"), "must be > 0");
+  if (!Finite(r.presence_penalty) || r.presence_penalty < -2 || r.presence_penalty > 2)
+    return InvalidField(Field(r, "presence_penalty"), "must be in [-2, 2]");
+  if (!Finite(r.frequency_penalty) || r.frequency_penalty < -2 || r.frequency_penalty > 2)
+    return InvalidField(Field(r, "frequency_penalty"), "must be in [-2, 2]");
   if (r.max_tokens.has_value() && *r.max_tokens < 0) return InvalidField(Field(r, r.max_tokens_field), "must be >= 0");
   if (r.max_tokens.has_value() && *r.max_tokens > INT32_MAX)
     return InvalidField(Field(r, r.max_tokens_field), "is too large");
@@ -102,6 +106,12 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
     if (id < 0 || (vocab > 0 && id >= vocab))
       return InvalidField(absl::StrCat(Field(r, "stop_token_ids"), "[", i, "]"),
                           absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+  }
+  for (const auto& [id, bias] : r.logit_bias) {
+    const std::string field = absl::StrCat(Field(r, "logit_bias"), "[\"", id, "\"]");
+    if (id < 0 || (vocab > 0 && id >= vocab))
+      return InvalidField(field, absl::StrCat("token ", id, " is out of range [0, ", vocab, ")"));
+    if (!Finite(bias) || bias < -100 || bias > 100) return InvalidField(field, "must be in [-100, 100]");
   }
   if (!r.speculative.empty()) {
     auto colon = r.speculative.find(':');
@@ -185,6 +195,9 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   s.top_k = r.top_k < 0 ? 0 : r.top_k;
   s.min_p = r.min_p;
   s.repetition_penalty = r.repetition_penalty;
+  s.presence_penalty = r.presence_penalty;
+  s.frequency_penalty = r.frequency_penalty;
+  s.logit_bias = r.logit_bias;
   s.seed = r.seed;
   s.max_tokens = static_cast<int32_t>(max_tokens);
   s.stop_token_ids = r.stop_token_ids;

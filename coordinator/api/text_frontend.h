@@ -43,6 +43,9 @@ struct ApiRequest {
   int32_t top_k = 0;                       // 0 or -1: off
   float min_p = 0.0f;
   float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, bias)
   std::optional<uint64_t> seed;
   std::optional<int64_t> max_tokens;       // unset: ApiOptions::default_max_tokens
   std::vector<std::string> stop;

@@ -39,6 +39,16 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (p.top_k < 0) return absl::InvalidArgumentError("top_k: must be >= 0");
   if (p.min_p < 0 || p.min_p > 1) return absl::InvalidArgumentError("min_p: must be in [0, 1]");
   if (p.repetition_penalty <= 0) return absl::InvalidArgumentError("repetition_penalty: must be > 0");
+  if (!(p.presence_penalty >= -2 && p.presence_penalty <= 2))
+    return absl::InvalidArgumentError("presence_penalty: must be in [-2, 2]");
+  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
+    return absl::InvalidArgumentError("frequency_penalty: must be in [-2, 2]");
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0 || token >= options_.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", token, " is outside the vocabulary"));
+    if (!(bias >= -100 && bias <= 100))
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: the bias of token ", token, " must be in [-100, 100]"));
+  }
   if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
   auto spec = runtime::ParseSpeculative(request.speculative.empty() ? options_.speculative : request.speculative);
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
@@ -335,11 +345,17 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     sp->set_top_p(o.top_p);
     sp->set_min_p(o.min_p);
     sp->set_repetition_penalty(o.repetition_penalty);
+    sp->set_presence_penalty(o.presence_penalty);
+    sp->set_frequency_penalty(o.frequency_penalty);
+    for (const auto& [token, bias] : o.logit_bias) (*sp->mutable_logit_bias())[token] = bias;
     sp->set_seed(s.seed);
     sp->set_top_logprobs(o.top_logprobs);
     sp->set_logprobs(o.logprobs);
     p->set_sample_index(s.generated);
-    if (sample && o.repetition_penalty != 1.0f) p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
+    if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f)) {
+      p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
+      p->set_penalty_output_start(static_cast<int32_t>(s.tokens.size() - s.generated));
+    }
   }
   auto result = runner_->Step(plan);
   if (!result.ok()) {

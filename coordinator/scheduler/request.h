@@ -8,6 +8,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,7 +22,10 @@ struct SamplingOptions {
   float top_p = 1.0f;
   int32_t top_k = 0;
   float min_p = 0.0f;
-  float repetition_penalty = 1.0f;
+  float repetition_penalty = 1.0f;   // prompt and output tokens
+  float presence_penalty = 0.0f;     // output tokens, once each
+  float frequency_penalty = 0.0f;    // output tokens, per occurrence
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, added to its logit)
   std::optional<uint64_t> seed;      // unset: the engine picks one (reported back)
   int32_t max_tokens = 0;            // 0 = until EOS or the context is full
   std::vector<int32_t> stop_token_ids;

@@ -32,7 +32,7 @@ absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std
     if (end == prompt.size()) logits = std::move(out->logits);
   }
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    int32_t next = sampler.Sample(logits.data(), c.vocab_size, history);
+    int32_t next = sampler.Sample(logits.data(), c.vocab_size, history, prompt.size());
     result.tokens.push_back(next);
     history.push_back(next);
     bool is_eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), next) != c.eos_token_ids.end();

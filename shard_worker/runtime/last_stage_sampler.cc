@@ -19,6 +19,11 @@ SamplingParams ParamsOf(const shard::SequenceStep& s) {
   p.top_p = s.sampling().top_p() > 0 ? s.sampling().top_p() : 1.0f;
   p.min_p = s.sampling().min_p();
   p.repetition_penalty = s.sampling().repetition_penalty() > 0 ? s.sampling().repetition_penalty() : 1.0f;
+  p.presence_penalty = s.sampling().presence_penalty();
+  p.frequency_penalty = s.sampling().frequency_penalty();
+  for (const auto& [token, bias] : s.sampling().logit_bias()) p.logit_bias.emplace_back(token, bias);
+  // Map order is unspecified; the bias of a token does not depend on it, keep it canonical anyway.
+  std::sort(p.logit_bias.begin(), p.logit_bias.end());
   return p;
 }
 
@@ -55,7 +60,10 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   const int64_t vocab = model_->config().vocab_size;
   const SamplingParams p = ParamsOf(s);
   const bool greedy = p.temperature <= 0.0f;
+  // The prompt and the output so far (sent only when a penalty needs them); drafts join it as
+  // they are accepted.
   std::vector<int32_t> history(s.penalty_tokens().begin(), s.penalty_tokens().end());
+  const size_t output_start = static_cast<size_t>(std::max(0, s.penalty_output_start()));
   std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index(), 1);
   const int nd = s.num_drafts();
   const std::vector<int32_t> drafts(s.tokens().end() - nd, s.tokens().end());
@@ -66,13 +74,13 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   for (int k = 0; k < nd; ++k) {
     const float* logits = tail + k * vocab;
     if (greedy) {
-      const int32_t target = ArgMax(logits, vocab);
+      const int32_t target = GreedyToken(logits, vocab, p, history, output_start);
       if (target != drafts[k]) {
         next = target;
         break;
       }
     } else {
-      const std::vector<double> pd = SamplingDistribution(logits, vocab, p, history);
+      const std::vector<double> pd = SamplingDistribution(logits, vocab, p, history, output_start);
       std::vector<double> q;
       if (s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size()) && !state->q[k].empty()) {
         q = state->q[k];
@@ -93,13 +101,13 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   const float* last = tail + d.accepted * vocab;
   if (next < 0) {
     if (greedy) {
-      next = ArgMax(last, vocab);
+      next = GreedyToken(last, vocab, p, history, output_start);
     } else {
       SamplingParams sp = p;
       sp.seed = s.sampling().seed() * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.sample_index());
       Sampler sampler(sp);
       std::vector<float> work(last, last + vocab);
-      next = sampler.Sample(work.data(), vocab, history);
+      next = sampler.Sample(work.data(), vocab, history, output_start);
     }
   }
   d.tokens.push_back(next);
@@ -223,7 +231,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
       if (p.temperature <= 0.0f) {
         d = ArgMax(l, vocab);
       } else {
-        dist = SamplingDistribution(l, vocab, p, {});
+        dist = SamplingDistribution(l, vocab, p, {}, 0);  // a proposal: no history needed
         std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index() + k, 2);
         d = DrawFrom(dist, rng);
       }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "shard_worker/kernels/vector_ops.h"
@@ -11,17 +12,45 @@ namespace glm::runtime {
 
 int32_t ArgMax(const float* logits, int64_t vocab) { return static_cast<int32_t>(kernels::ArgMax(logits, vocab)); }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+bool AdjustsLogits(const SamplingParams& p) {
+  return !p.logit_bias.empty() || (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) ||
+         p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
 
-int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history) {
-  if (params_.repetition_penalty != 1.0f && params_.repetition_penalty > 0.0f) {
+void AdjustLogits(float* logits, int64_t vocab, const SamplingParams& p, const std::vector<int32_t>& history,
+                  size_t output_start) {
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < vocab) logits[id] += bias;
+  if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
     std::unordered_set<int32_t> seen(history.begin(), history.end());
     for (int32_t id : seen) {
       if (id < 0 || id >= vocab) continue;
       float& l = logits[id];
-      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
     }
   }
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    std::unordered_map<int32_t, int32_t> count;
+    for (size_t i = std::min(output_start, history.size()); i < history.size(); ++i) count[history[i]]++;
+    for (const auto& [id, n] : count) {
+      if (id < 0 || id >= vocab) continue;
+      logits[id] -= p.frequency_penalty * static_cast<float>(n) + p.presence_penalty;
+    }
+  }
+}
+
+int32_t GreedyToken(const float* logits, int64_t vocab, const SamplingParams& params,
+                    const std::vector<int32_t>& history, size_t output_start) {
+  if (!AdjustsLogits(params)) return ArgMax(logits, vocab);
+  std::vector<float> adjusted(logits, logits + vocab);
+  AdjustLogits(adjusted.data(), vocab, params, history, output_start);
+  return ArgMax(adjusted.data(), vocab);
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
+
+int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history, size_t output_start) {
+  if (AdjustsLogits(params_)) AdjustLogits(logits, vocab, params_, history, output_start);
   if (params_.temperature <= 0.0f) return ArgMax(logits, vocab);
   // Candidates sorted by logit, descending (ties by id for determinism).
   std::vector<int32_t> ids(vocab);

@@ -1,10 +1,12 @@
 // Picks the next token from logits: greedy at temperature 0, otherwise temperature / top-k /
 // top-p / min-p sampling with a per-request seeded generator (so a result is reproducible).
+// Both pick from the adjusted logits (AdjustLogits: logit bias and penalties), greedy included.
 #ifndef GLM_SHARD_WORKER_RUNTIME_SAMPLER_H_
 #define GLM_SHARD_WORKER_RUNTIME_SAMPLER_H_
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace glm::runtime {
@@ -15,14 +17,29 @@ struct SamplingParams {
   float top_p = 1.0f;
   float min_p = 0.0f;
   float repetition_penalty = 1.0f;  // > 1 discourages tokens already in the sequence
+  float presence_penalty = 0.0f;    // subtracted once from every token the output contains
+  float frequency_penalty = 0.0f;   // subtracted per occurrence in the output
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, added to its logit)
   uint64_t seed = 0;
 };
+
+// Whether AdjustLogits changes anything for these parameters.
+bool AdjustsLogits(const SamplingParams& params);
+
+// The logits a request samples from, in place (vLLM's order): logit_bias added; then the
+// repetition penalty on every token of `history` (the prompt, then the output so far: a
+// positive logit divided by it, a negative one multiplied) and the presence and frequency
+// penalties on the output part, history[output_start:] (logit -= frequency · count +
+// presence · [count > 0]). Token ids outside [0, vocab) are ignored.
+void AdjustLogits(float* logits, int64_t vocab, const SamplingParams& params, const std::vector<int32_t>& history,
+                  size_t output_start);
 
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
-  // logits [vocab] (modified in place by penalties); history = tokens seen so far.
-  int32_t Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history);
+  // logits [vocab] (adjusted in place, see AdjustLogits); history = the prompt and the output
+  // so far, the output starting at history[output_start].
+  int32_t Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history, size_t output_start);
   // log-softmax of the chosen token under the unmodified distribution is left to callers.
 
  private:
@@ -32,6 +49,11 @@ class Sampler {
 
 // Index of the largest logit (lowest index on ties, as torch.argmax).
 int32_t ArgMax(const float* logits, int64_t vocab);
+
+// The greedy choice for these parameters: the argmax of the adjusted logits (`logits` is not
+// modified; without adjustments, ArgMax itself).
+int32_t GreedyToken(const float* logits, int64_t vocab, const SamplingParams& params,
+                    const std::vector<int32_t>& history, size_t output_start);
 
 }  // namespace glm::runtime
 

@@ -80,8 +80,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
   }
 
   auto sample = [&](const float* logits) -> int32_t {
-    if (greedy) return ArgMax(logits, vocab);
-    return DrawFrom(SamplingDistribution(logits, vocab, sp, tokens), rng);
+    if (greedy) return GreedyToken(logits, vocab, sp, tokens, prompt.size());
+    return DrawFrom(SamplingDistribution(logits, vocab, sp, tokens, prompt.size()), rng);
   };
   auto emit = [&](int32_t t) -> bool {  // false: stop generating
     result.tokens.push_back(t);
@@ -126,7 +126,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
         auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast);
         if (!m.ok()) return m.status();
         // Greedy verification compares tokens only: no draft distribution needed.
-        std::vector<double> dist = greedy ? std::vector<double>() : SamplingDistribution(m->logits.data(), vocab, sp, tokens);
+        std::vector<double> dist =
+            greedy ? std::vector<double>() : SamplingDistribution(m->logits.data(), vocab, sp, tokens, prompt.size());
         const int32_t d = greedy ? ArgMax(m->logits.data(), vocab) : DrawFrom(dist, rng);
         drafts.push_back(d);
         q.push_back(std::move(dist));
@@ -167,13 +168,13 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     for (size_t i = 0; i < drafts.size(); ++i) {
       const float* logits = out->logits.data() + i * vocab;
       if (greedy) {
-        const int32_t target = ArgMax(logits, vocab);
+        const int32_t target = GreedyToken(logits, vocab, sp, tokens, prompt.size());
         if (target != drafts[i]) {
           next_token = target;
           break;
         }
       } else {
-        std::vector<double> pdist = SamplingDistribution(logits, vocab, sp, tokens);
+        std::vector<double> pdist = SamplingDistribution(logits, vocab, sp, tokens, prompt.size());
         RejectionOutcome r = AcceptOrResample(drafts[i], pdist, q[i], rng);
         if (!r.accepted) {
           next_token = r.token;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -11,16 +10,9 @@
 namespace glm::runtime {
 
 std::vector<double> SamplingDistribution(const float* logits_in, int64_t vocab, const SamplingParams& params,
-                                         const std::vector<int32_t>& history) {
+                                         const std::vector<int32_t>& history, size_t output_start) {
   std::vector<float> logits(logits_in, logits_in + vocab);
-  if (params.repetition_penalty != 1.0f && params.repetition_penalty > 0.0f) {
-    std::unordered_set<int32_t> seen(history.begin(), history.end());
-    for (int32_t id : seen) {
-      if (id < 0 || id >= vocab) continue;
-      float& l = logits[id];
-      l = l > 0 ? l / params.repetition_penalty : l * params.repetition_penalty;
-    }
-  }
+  if (AdjustsLogits(params)) AdjustLogits(logits.data(), vocab, params, history, output_start);
   std::vector<double> probs(vocab, 0.0);
   if (params.temperature <= 0.0f) {  // greedy: all mass on the argmax
     probs[ArgMax(logits.data(), vocab)] = 1.0;

@@ -15,10 +15,11 @@
 
 namespace glm::runtime {
 
-// The distribution Sampler::Sample draws from for these parameters (temperature > 0): penalty,
-// temperature, top-k, min-p and top-p applied; probabilities over the whole vocabulary.
+// The distribution Sampler::Sample draws from for these parameters (temperature > 0): logit
+// adjustments (AdjustLogits, with history / output_start as there), temperature, top-k, min-p
+// and top-p applied; probabilities over the whole vocabulary.
 std::vector<double> SamplingDistribution(const float* logits, int64_t vocab, const SamplingParams& params,
-                                         const std::vector<int32_t>& history);
+                                         const std::vector<int32_t>& history, size_t output_start);
 
 // Draws an index from `probs` (need not be normalised).
 int32_t DrawFrom(const std::vector<double>& probs, std::mt19937_64& rng);

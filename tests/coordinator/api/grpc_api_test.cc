@@ -64,6 +64,22 @@ TEST_F(GrpcApiTest, StreamsEachTokenInOrderThenFinishes) {
   EXPECT_EQ(seen.sampling.max_tokens, 5);
   EXPECT_EQ(seen.sampling.temperature, 0.0f);
   EXPECT_EQ(seen.sampling.top_p, 1.0f);
+  EXPECT_EQ(seen.sampling.presence_penalty, 0.0f);
+  EXPECT_TRUE(seen.sampling.logit_bias.empty());
+}
+
+TEST_F(GrpcApiTest, PenaltiesAndLogitBiasReachTheEngine) {
+  pb::GenerateRequest r = TokenRequest({5, 6, 7}, 2);
+  r.mutable_sampling()->set_presence_penalty(0.5f);
+  r.mutable_sampling()->set_frequency_penalty(1.5f);
+  (*r.mutable_sampling()->mutable_logit_bias())[9] = -4.0f;
+  (*r.mutable_sampling()->mutable_logit_bias())[3] = 2.0f;
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  scheduler::GenerationRequest seen = engine_->last_request();
+  EXPECT_EQ(seen.sampling.presence_penalty, 0.5f);
+  EXPECT_EQ(seen.sampling.frequency_penalty, 1.5f);
+  EXPECT_EQ(seen.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{3, 2.0f}, {9, -4.0f}}));
 }
 
 TEST_F(GrpcApiTest, TextPromptGivesTextAndHidesEos) {
@@ -97,6 +113,12 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
       {[](pb::GenerateRequest* r) { r->mutable_token_ids()->mutable_ids()->Set(1, 99999); }, "token_ids[1]"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_max_tokens(5000); }, "sampling.max_tokens"},
       {[](pb::GenerateRequest* r) { r->set_speculative("mtp:2"); }, "speculative"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_presence_penalty(-2.5f); }, "sampling.presence_penalty"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_frequency_penalty(9); }, "sampling.frequency_penalty"},
+      {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[99999] = 1; },
+       "sampling.logit_bias[\"99999\"]"},
+      {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 150; },
+       "sampling.logit_bias[\"5\"]"},
   };
   for (const auto& c : cases) {
     pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <httplib.h>
 
 #include "absl/strings/str_split.h"
@@ -132,6 +134,38 @@ TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
   EXPECT_FLOAT_EQ(seen.sampling.min_p, 0.1f);
   EXPECT_FLOAT_EQ(seen.sampling.repetition_penalty, 1.1f);
   EXPECT_EQ(seen.sampling.top_logprobs, 2);
+}
+
+// OpenAI's penalties and logit_bias reach the engine; bad values are 400s naming the field.
+TEST_F(HttpApiTest, PresenceFrequencyPenaltiesAndLogitBias) {
+  json body = {{"prompt", {5, 6}}, {"max_tokens", 2}, {"presence_penalty", 0.5}, {"frequency_penalty", -0.25},
+               {"logit_bias", {{"7", 5.5}, {"12", -100}}}};
+  auto res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  scheduler::GenerationRequest seen = engine_->last_request();
+  EXPECT_FLOAT_EQ(seen.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(seen.sampling.frequency_penalty, -0.25f);
+  auto bias = seen.sampling.logit_bias;
+  std::sort(bias.begin(), bias.end());
+  EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{7, 5.5f}, {12, -100.0f}}));
+
+  const std::vector<std::pair<json, std::string>> bad = {
+      {{{"presence_penalty", 2.5}}, "presence_penalty"},
+      {{{"frequency_penalty", "high"}}, "frequency_penalty"},
+      {{{"logit_bias", {1, 2}}}, "logit_bias"},
+      {{{"logit_bias", {{"seven", 1}}}}, "logit_bias[\"seven\"]"},
+      {{{"logit_bias", {{"7", "up"}}}}, "logit_bias[\"7\"]"},
+      {{{"logit_bias", {{"7", 101}}}}, "logit_bias[\"7\"]"},
+      {{{"logit_bias", {{"-1", 1}}}}, "logit_bias[\"-1\"]"},
+      {{{"logit_bias", {{"99999999", 1}}}}, "logit_bias[\"99999999\"]"},
+  };
+  for (const auto& [fields, param] : bad) {
+    json b = {{"prompt", "x"}, {"max_tokens", 2}};
+    b.update(fields);
+    res = Post("/v1/completions", b);
+    ASSERT_EQ(res->status, 400) << b.dump() << " -> " << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], param) << b.dump() << " -> " << res->body;
+  }
 }
 
 TEST_F(HttpApiTest, ChatLogprobsAndMaxCompletionTokens) {

@@ -117,6 +117,52 @@ TEST(EngineTest, GreedyMatchesSingleProcessEngine) {
   EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
 }
 
+// Penalties and logit_bias change greedy picks; the cluster (with or without speculation, one
+// worker or a 2-stage pipeline) must pick exactly what the single-process engine picks.
+TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
+  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
+  auto weights = model::ModelWeights::Load(**ckpt);
+  kernels::ThreadPool pool(1);
+  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+  ASSERT_TRUE(m.ok());
+  struct Case {
+    float repetition, presence, frequency;
+    std::vector<std::pair<int32_t, float>> bias;
+  };
+  const std::vector<Case> cases = {{1.3f, 0, 0, {}},
+                                   {1.0f, 0.8f, 0, {}},
+                                   {1.0f, 0, 2.0f, {}},
+                                   {1.2f, 0.3f, 0.2f, {{120, 4.0f}, {33, -100.0f}}}};
+  const auto prompt = Prompt(5, 30);
+  runtime::GenerateOptions plain;
+  plain.max_new_tokens = 24;
+  plain.ignore_eos = true;
+  const auto unpenalised = runtime::Generate(**m, prompt, plain)->tokens;
+  for (int layout : {1, 2}) {
+    EngineHarness h("glm5-tiny-code", layout, layout, 256, 16);
+    for (size_t c = 0; c < cases.size(); ++c) {
+      runtime::GenerateOptions g = plain;
+      g.sampling.repetition_penalty = cases[c].repetition;
+      g.sampling.presence_penalty = cases[c].presence;
+      g.sampling.frequency_penalty = cases[c].frequency;
+      g.sampling.logit_bias = cases[c].bias;
+      const auto want = runtime::Generate(**m, prompt, g)->tokens;
+      EXPECT_NE(want, unpenalised) << "case " << c << " changes nothing here: the comparison would prove nothing";
+      for (const std::string spec : {"none", "mtp:2", "ngram:3"}) {
+        GenerationRequest r = Greedy(prompt, 24);
+        r.sampling.repetition_penalty = cases[c].repetition;
+        r.sampling.presence_penalty = cases[c].presence;
+        r.sampling.frequency_penalty = cases[c].frequency;
+        r.sampling.logit_bias = cases[c].bias;
+        r.speculative = spec;
+        auto out = h.Run(r);
+        ASSERT_TRUE(out.error.ok()) << out.error;
+        EXPECT_EQ(out.tokens, want) << "case " << c << " " << spec << " layout " << layout << "x" << layout;
+      }
+    }
+  }
+}
+
 TEST(EngineTest, ConcurrentRequestsEachGetTheirSoloOutput) {
   EngineHarness h("glm5-tiny-code", 2, 1, 512, 16);
   std::vector<std::vector<int32_t>> prompts;
@@ -247,6 +293,14 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   auto s = h.engine()->Submit(bad);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("top_p"), std::string::npos);
+  GenerationRequest bad_penalty = Greedy(Prompt(1, 10), 4);
+  bad_penalty.sampling.frequency_penalty = 2.5f;
+  EXPECT_EQ(h.Run(bad_penalty).error.code(), absl::StatusCode::kInvalidArgument);
+  GenerationRequest bad_bias = Greedy(Prompt(1, 10), 4);
+  bad_bias.sampling.logit_bias = {{99999, 1.0f}};
+  auto b = h.engine()->Submit(bad_bias);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("logit_bias"), std::string::npos);
   h.engine()->Shutdown(/*drain=*/true);
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 4)).error.code(), absl::StatusCode::kUnavailable);
 }

@@ -2,6 +2,7 @@
 // fixture prompt), and the rejection rule keeps the target distribution (statistical test).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -79,6 +80,29 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeGreedyTest,
                            return s;
                          });
 
+// Greedy with penalties and a logit bias: speculation picks what plain decoding picks.
+TEST(SpeculativeTest, GreedyWithPenaltiesIdenticalToPlainDecoding) {
+  Loaded l = Load("glm5-tiny-code");
+  GenerateOptions g;
+  g.max_new_tokens = 32;
+  g.ignore_eos = true;
+  const auto prompt = Prompts("glm5-tiny-code")[1];
+  const auto unpenalised = Generate(*l.model, prompt, g)->tokens;
+  g.sampling.repetition_penalty = 1.2f;
+  g.sampling.presence_penalty = 0.4f;
+  g.sampling.frequency_penalty = 0.5f;
+  g.sampling.logit_bias = {{unpenalised[3], -100.0f}};
+  auto plain = Generate(*l.model, prompt, g);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE(plain->tokens, unpenalised);
+  EXPECT_EQ(std::count(plain->tokens.begin(), plain->tokens.end(), unpenalised[3]), 0) << "a -100 bias bans the token";
+  for (const std::string m : {"mtp:1", "mtp:3", "ngram:3"}) {
+    auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative(m));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->tokens, plain->tokens) << m;
+  }
+}
+
 TEST(SpeculativeTest, MtpDraftsAreOftenAcceptedOnTheTrainedModel) {
   Loaded l = Load("glm5-tiny-code");
   GenerateOptions g;
@@ -112,6 +136,46 @@ TEST(SpeculativeTest, SeededSamplingIsReproducible) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(a->tokens, b->tokens);
   EXPECT_EQ(a->tokens.size(), 20u);
+}
+
+// AdjustLogits: bias first, then the repetition penalty over the whole history and the
+// presence / frequency penalties over its output part only.
+TEST(SamplerTest, AdjustLogitsFollowsTheOpenAiAndVllmDefinitions) {
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = 0.25f;
+  p.logit_bias = {{0, 1.0f}, {4, -3.0f}, {99, 7.0f}};  // 99 is outside the vocabulary: ignored
+  std::vector<float> logits = {1.0f, -1.0f, 2.0f, 4.0f, 3.0f, 0.5f};
+  // Prompt {1, 2}, output {2, 3, 3}.
+  const std::vector<int32_t> history = {1, 2, 2, 3, 3};
+  ASSERT_TRUE(AdjustsLogits(p));
+  AdjustLogits(logits.data(), 6, p, history, 2);
+  EXPECT_FLOAT_EQ(logits[0], 2.0f);                  // bias only
+  EXPECT_FLOAT_EQ(logits[1], -2.0f);                 // in the prompt: repetition only
+  EXPECT_FLOAT_EQ(logits[2], 1.0f - 0.25f - 0.5f);   // repetition, then once in the output
+  EXPECT_FLOAT_EQ(logits[3], 2.0f - 0.5f - 0.5f);    // repetition, then twice in the output
+  EXPECT_FLOAT_EQ(logits[4], 0.0f);                  // bias only: 3 - 3
+  EXPECT_FLOAT_EQ(logits[5], 0.5f);                  // untouched
+  EXPECT_FALSE(AdjustsLogits(SamplingParams{}));
+}
+
+TEST(SamplerTest, GreedyPicksTheArgmaxOfTheAdjustedLogits) {
+  const std::vector<float> logits = {1.0f, 5.0f, 4.9f, 0.0f};
+  SamplingParams p;
+  EXPECT_EQ(GreedyToken(logits.data(), 4, p, {}, 0), 1);
+  p.frequency_penalty = 0.2f;
+  EXPECT_EQ(GreedyToken(logits.data(), 4, p, {1}, 0), 2);  // token 1 in the output: 5 - 0.2 < 4.9
+  EXPECT_EQ(GreedyToken(logits.data(), 4, p, {1}, 1), 1) << "token 1 only in the prompt";
+  EXPECT_FLOAT_EQ(logits[1], 5.0f) << "GreedyToken leaves its input alone";
+  p = SamplingParams{};
+  p.logit_bias = {{3, 10.0f}};
+  EXPECT_EQ(GreedyToken(logits.data(), 4, p, {}, 0), 3);
+  std::vector<float> work = logits;
+  Sampler sampler(p);  // temperature 0: the same pick
+  EXPECT_EQ(sampler.Sample(work.data(), 4, {}, 0), 3);
+  const std::vector<double> dist = SamplingDistribution(logits.data(), 4, p, {}, 0);
+  EXPECT_EQ(dist[3], 1.0);
 }
 
 // Draft from q, accept/resample against p: the output must be distributed as p.
