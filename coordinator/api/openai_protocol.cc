@@ -98,6 +98,8 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
     GLM_API_RETURN_IF_ERROR(GetInt(body, "max_completion_tokens", &max_tokens, &has_max));
     a.max_tokens_field = "max_completion_tokens";
   }
+  // OpenAI and vLLM refuse 0: taking it as "no limit" would run to the end of the context.
+  if (has_max && max_tokens < 1) return InvalidField(a.max_tokens_field, "must be >= 1 (or null for the default)");
   if (has_max) a.max_tokens = max_tokens;
   if (Present(body, "stop")) {
     const json& stop = body["stop"];

@@ -240,6 +240,12 @@ TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
   res = Post("/v1/completions", {{"prompt", "x"}, {"max_tokens", "lots"}});
   EXPECT_EQ(res->status, 400);
   EXPECT_EQ(json::parse(res->body)["error"]["param"], "max_tokens");
+  res = Post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 0}});  // not "unlimited"
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "max_tokens");
+  res = Post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_completion_tokens", -1}});
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "max_completion_tokens");
   res = Post("/v1/chat/completions", {{"model", "m"}});
   EXPECT_EQ(json::parse(res->body)["error"]["param"], "messages");
   httplib::Client client("127.0.0.1", server_->http_port());
