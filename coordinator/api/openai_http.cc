@@ -63,15 +63,69 @@ void SendError(httplib::Response& res, const absl::Status& status, const std::st
   res.set_content(DumpJson(ErrorJson(status, code_override)), "application/json");
 }
 
-// One streaming response's state, shared by the content provider and its releaser.
-struct StreamState {
+// One choice of a response: its engine request and the pieces that turn its events into JSON.
+struct Choice {
+  std::string id;  // the engine request id
   std::shared_ptr<scheduler::RequestStream> stream;
   std::unique_ptr<RequestOutput> output;
-  std::unique_ptr<OpenAiRequest> request;
   std::unique_ptr<OpenAiResponseBuilder> builder;
   std::unique_ptr<RequestTracker> tracker;
-  std::string id;
+  bool finished = false;
+};
+
+// A response's state (all its choices), shared by the streaming content provider and its
+// releaser.
+struct ResponseState {
+  std::unique_ptr<OpenAiRequest> request;
+  std::vector<Choice> choices;
   bool done = false;
+
+  void AbortUnfinished(scheduler::Engine* engine) {
+    for (Choice& c : choices)
+      if (!c.finished) engine->Abort(c.id);
+  }
+  bool AllFinished() const {
+    for (const Choice& c : choices)
+      if (!c.finished) return false;
+    return true;
+  }
+  std::vector<const OpenAiResponseBuilder*> Builders() const {
+    std::vector<const OpenAiResponseBuilder*> b;
+    for (const Choice& c : choices) b.push_back(c.builder.get());
+    return b;
+  }
+  // Waits (up to `wait` when nothing is ready) for the next event of any unfinished choice and
+  // turns it into a delta; false when none came. *which is the choice.
+  absl::StatusOr<bool> Next(scheduler::Engine* engine, absl::Duration wait, size_t* which, OutputDelta* delta) {
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t i = 0; i < choices.size(); ++i) {
+        Choice& c = choices[i];
+        if (c.finished) continue;
+        scheduler::GenerationEvent event;
+        // First a sweep that takes what is ready; then one bounded wait on the first unfinished.
+        if (!c.stream->Next(&event, pass == 0 ? absl::ZeroDuration() : wait)) {
+          if (pass == 1) return false;
+          continue;
+        }
+        auto d = c.output->Consume(event);
+        if (!d.ok()) {
+          c.finished = true;
+          c.tracker->Finish("error");
+          return d.status();
+        }
+        if (d->stop_string_matched) engine->Abort(c.id);
+        c.tracker->OnTokens(static_cast<int>(d->tokens.size()));
+        if (d->finished) {
+          c.finished = true;
+          c.tracker->Finish(d->finish_reason);
+        }
+        *which = i;
+        *delta = *std::move(d);
+        return true;
+      }
+    }
+    return false;
+  }
 };
 
 }  // namespace
@@ -182,48 +236,55 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   auto prepared = frontend_->Prepare(request->api);
   if (!prepared.ok()) return SendError(res, prepared.status());
 
-  auto tracker = std::make_unique<RequestTracker>(metrics_, id, kind == Kind::kChat ? "openai-chat" : "openai-completions",
-                                                  static_cast<int>(prepared->engine_request.prompt.size()));
-  auto stream = engine_->Submit(std::move(prepared->engine_request));
-  if (!stream.ok()) {
-    tracker->Finish("rejected");
-    return SendError(res, stream.status());
+  // One engine request per choice: the same prompt (the prefix cache shares its blocks), ids
+  // id, id-1, ..., and seeds seed, seed + 1, ... when the client gave one.
+  auto state = std::make_shared<ResponseState>();
+  const int64_t created = absl::ToUnixSeconds(absl::Now());
+  const char* api_kind = kind == Kind::kChat ? "openai-chat" : "openai-completions";
+  for (int i = 0; i < request->n; ++i) {
+    scheduler::GenerationRequest g = prepared->engine_request;
+    if (i > 0) {
+      g.request_id = absl::StrCat(id, "-", i);
+      if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
+    }
+    Choice c;
+    c.id = g.request_id;
+    // The prompt counts once in the token metrics, on the first choice.
+    c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
+    auto stream = engine_->Submit(std::move(g));
+    if (!stream.ok()) {
+      c.tracker->Finish("rejected");
+      state->AbortUnfinished(engine_);
+      for (Choice& earlier : state->choices) earlier.tracker->Finish("abort");
+      return SendError(res, stream.status());
+    }
+    c.stream = std::move(*stream);
+    c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared->output);
+    c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, i);
+    state->choices.push_back(std::move(c));
   }
-  auto output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
-  auto builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, absl::ToUnixSeconds(absl::Now()));
+  state->request = std::move(request);
 
-  if (!request->stream) {
+  if (!state->request->stream) {
     // Non-streaming: wait for the end (no way to see a gone client here short of writing).
-    while (true) {
+    while (!state->AllFinished()) {
       if (stopping_->load()) {
-        engine_->Abort(id);
+        state->AbortUnfinished(engine_);
         return SendError(res, absl::UnavailableError("the server is shutting down"));
       }
-      scheduler::GenerationEvent event;
-      if (!(*stream)->Next(&event, kPollInterval)) continue;
-      auto delta = output->Consume(event);
-      if (!delta.ok()) {
-        tracker->Finish("error");
-        return SendError(res, delta.status());
+      size_t which = 0;
+      OutputDelta delta;
+      auto got = state->Next(engine_, kPollInterval, &which, &delta);
+      if (!got.ok()) {
+        state->AbortUnfinished(engine_);
+        return SendError(res, got.status());
       }
-      if (delta->stop_string_matched) engine_->Abort(id);
-      tracker->OnTokens(static_cast<int>(delta->tokens.size()));
-      builder->Accumulate(*delta);
-      if (delta->finished) {
-        tracker->Finish(delta->finish_reason);
-        res.set_content(DumpJson(builder->Final()), "application/json");
-        return;
-      }
+      if (*got) state->choices[which].builder->Accumulate(delta);
     }
+    res.set_content(DumpJson(OpenAiResponseBuilder::FinalOf(state->Builders())), "application/json");
+    return;
   }
 
-  auto state = std::make_shared<StreamState>();
-  state->stream = std::move(*stream);
-  state->output = std::move(output);
-  state->request = std::move(request);
-  state->builder = std::move(builder);
-  state->tracker = std::move(tracker);
-  state->id = id;
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Request-Id", id);
   scheduler::Engine* engine = engine_;
@@ -237,43 +298,44 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
           return true;
         }
         if (stopping->load()) {
-          engine->Abort(state->id);
+          state->AbortUnfinished(engine);
           state->done = true;
           write(OpenAiResponseBuilder::StreamError(ErrorJson(absl::UnavailableError("the server is shutting down"))));
           sink.done();
           return true;
         }
-        scheduler::GenerationEvent event;
+        size_t which = 0;
+        OutputDelta delta;
         // Returning true without writing makes httplib call again: the wait bounds the loop.
-        if (!state->stream->Next(&event, kPollInterval)) return true;
-        auto delta = state->output->Consume(event);
-        if (!delta.ok()) {
+        auto got = state->Next(engine, kPollInterval, &which, &delta);
+        if (!got.ok()) {
+          state->AbortUnfinished(engine);
           state->done = true;
-          state->tracker->Finish("error");
-          write(OpenAiResponseBuilder::StreamError(ErrorJson(delta.status())));
+          write(OpenAiResponseBuilder::StreamError(ErrorJson(got.status())));
           sink.done();
           return true;
         }
-        if (delta->stop_string_matched) engine->Abort(state->id);
-        state->tracker->OnTokens(static_cast<int>(delta->tokens.size()));
-        if (delta->finished) {
+        if (!*got) return true;
+        std::string chunks = state->choices[which].builder->StreamChoiceChunks(delta);
+        const bool last = state->AllFinished();
+        if (last) {
           state->done = true;
-          state->tracker->Finish(delta->finish_reason);
+          chunks += state->choices.front().builder->StreamEnd(OpenAiResponseBuilder::UsageOf(state->Builders()));
         }
-        if (!write(state->builder->StreamChunks(*delta))) {
-          // The client went away: free its KV blocks now rather than at the length limit.
-          if (!delta->finished) engine->Abort(state->id);
+        if (!write(chunks)) {
+          // The client went away: free the KV blocks now rather than at the length limit.
+          state->AbortUnfinished(engine);
           state->done = true;
           return false;
         }
-        if (delta->finished) sink.done();
+        if (last) sink.done();
         return true;
       },
       [state, engine](bool) {
-        // The response is gone (finished, failed write, or server stop): an unfinished request
+        // The response is gone (finished, failed write, or server stop): unfinished choices
         // must not keep generating for nobody.
         if (!state->done) {
-          engine->Abort(state->id);
+          state->AbortUnfinished(engine);
           state->done = true;
         }
       });

@@ -122,7 +122,8 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
   GLM_API_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &a.skip_special_tokens));
   int64_t n = 1;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "n", &n));
-  if (n != 1) return InvalidField("n", "only n = 1 is supported");
+  if (n < 1 || n > kMaxChoices) return InvalidField("n", absl::StrCat("must be in [1, ", kMaxChoices, "]"));
+  r->n = static_cast<int>(n);
   int64_t best_of = 1;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "best_of", &best_of));
   if (best_of != 1) return InvalidField("best_of", "only best_of = 1 is supported");
@@ -234,8 +235,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
 }
 
 OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend,
-                                             std::string id, int64_t created)
-    : request_(request), frontend_(frontend), id_(std::move(id)), created_(created) {}
+                                             std::string id, int64_t created, int choice_index)
+    : request_(request), frontend_(frontend), id_(std::move(id)), created_(created), index_(choice_index) {}
 
 json OpenAiResponseBuilder::Chunk(json choice) const {
   const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
@@ -249,11 +250,18 @@ json OpenAiResponseBuilder::Chunk(json choice) const {
   return c;
 }
 
-json OpenAiResponseBuilder::Usage() const {
-  return {{"prompt_tokens", prompt_tokens_},
-          {"completion_tokens", completion_tokens_},
-          {"total_tokens", prompt_tokens_ + completion_tokens_},
-          {"prompt_tokens_details", {{"cached_tokens", cached_tokens_}}}};
+json OpenAiResponseBuilder::Usage() const { return UsageOf({this}); }
+
+json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices) {
+  // One prompt: its tokens (and the part served from the cache) once; every choice's output.
+  const int32_t prompt = choices.empty() ? 0 : choices.front()->prompt_tokens_;
+  const int32_t cached = choices.empty() ? 0 : choices.front()->cached_tokens_;
+  int32_t completion = 0;
+  for (const auto* c : choices) completion += c->completion_tokens_;
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const {
@@ -289,6 +297,22 @@ json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::Toke
 }
 
 std::string OpenAiResponseBuilder::StreamChunks(const OutputDelta& d) {
+  std::string out = StreamChoiceChunks(d);
+  if (d.finished) out += StreamEnd(Usage());
+  return out;
+}
+
+std::string OpenAiResponseBuilder::StreamEnd(const json& usage) const {
+  std::string out;
+  if (request_->include_usage) {
+    json usage_chunk = Chunk(nullptr);
+    usage_chunk["usage"] = usage;
+    absl::StrAppend(&out, "data: ", DumpJson(usage_chunk), "\n\n");
+  }
+  return out + "data: [DONE]\n\n";
+}
+
+std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
   prompt_tokens_ = d.prompt_tokens;
   completion_tokens_ = d.completion_tokens;
@@ -298,7 +322,7 @@ std::string OpenAiResponseBuilder::StreamChunks(const OutputDelta& d) {
 
   if (chat && !role_sent_) {
     role_sent_ = true;
-    emit(Chunk({{"index", 0},
+    emit(Chunk({{"index", index_},
                 {"delta", {{"role", "assistant"}, {"content", ""}}},
                 {"logprobs", nullptr},
                 {"finish_reason", nullptr}}));
@@ -306,7 +330,7 @@ std::string OpenAiResponseBuilder::StreamChunks(const OutputDelta& d) {
   const bool has_news = !d.text.empty() || !d.reasoning.empty() || !d.tool_calls.empty() ||
                         (request_->logprobs && !d.logprobs.empty());
   if (has_news) {
-    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    json choice = {{"index", index_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (chat) {
       json delta = json::object();
       if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
@@ -333,19 +357,13 @@ std::string OpenAiResponseBuilder::StreamChunks(const OutputDelta& d) {
     emit(Chunk(std::move(choice)));
   }
   if (d.finished) {
-    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", d.finish_reason}};
+    json choice = {{"index", index_}, {"logprobs", nullptr}, {"finish_reason", d.finish_reason}};
     if (chat) {
       choice["delta"] = json::object();
     } else {
       choice["text"] = "";
     }
     emit(Chunk(std::move(choice)));
-    if (request_->include_usage) {
-      json usage_chunk = Chunk(nullptr);
-      usage_chunk["usage"] = Usage();
-      emit(usage_chunk);
-    }
-    out += "data: [DONE]\n\n";
   }
   return out;
 }
@@ -365,9 +383,24 @@ void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
   if (d.finished) finish_reason_ = d.finish_reason;
 }
 
-json OpenAiResponseBuilder::Final() const {
+json OpenAiResponseBuilder::Final() const { return FinalOf({this}); }
+
+json OpenAiResponseBuilder::FinalOf(const std::vector<const OpenAiResponseBuilder*>& choices) {
+  const OpenAiResponseBuilder& first = *choices.front();
+  const bool chat = first.request_->endpoint == OpenAiEndpoint::kChat;
+  json list = json::array();
+  for (const auto* c : choices) list.push_back(c->FinalChoice());
+  return {{"id", first.id_},
+          {"object", chat ? "chat.completion" : "text_completion"},
+          {"created", first.created_},
+          {"model", first.request_->model},
+          {"choices", std::move(list)},
+          {"usage", UsageOf(choices)}};
+}
+
+json OpenAiResponseBuilder::FinalChoice() const {
   const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason_}};
+  json choice = {{"index", index_}, {"logprobs", nullptr}, {"finish_reason", finish_reason_}};
   if (chat) {
     json message = {{"role", "assistant"}};
     // OpenAI: content is null when the reply is only tool calls.
@@ -380,12 +413,7 @@ json OpenAiResponseBuilder::Final() const {
     choice["text"] = text_;
     if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, 0);
   }
-  return {{"id", id_},
-          {"object", chat ? "chat.completion" : "text_completion"},
-          {"created", created_},
-          {"model", request_->model},
-          {"choices", json::array({std::move(choice)})},
-          {"usage", Usage()}};
+  return choice;
 }
 
 }  // namespace glm::api

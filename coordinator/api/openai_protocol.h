@@ -19,10 +19,14 @@ namespace glm::api {
 enum class OpenAiEndpoint { kChat, kCompletions };
 
 // What the response needs besides the generation itself.
+// The most choices (`n`) one request may ask for.
+inline constexpr int kMaxChoices = 16;
+
 struct OpenAiRequest {
   OpenAiEndpoint endpoint = OpenAiEndpoint::kChat;
   ApiRequest api;
   std::string model;            // echoed back (the served name when the client sent none)
+  int n = 1;                    // choices: n engine requests for the same prompt (seed + i each)
   bool stream = false;
   bool include_usage = false;   // stream_options.include_usage
   bool logprobs = false;        // report logprobs in the response
@@ -36,30 +40,43 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
 // the final non-streaming object.
 class OpenAiResponseBuilder {
  public:
-  // `frontend` gives token texts for logprobs; it must outlive the builder.
-  OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend, std::string id, int64_t created);
+  // `frontend` gives token texts for logprobs; it must outlive the builder. One builder per
+  // choice; `choice_index` is its "index" in the response.
+  OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend, std::string id, int64_t created,
+                        int choice_index = 0);
 
   // Streaming: the SSE events ("data: {...}\n\n" each) this delta adds; the first call also
   // sends the chat role chunk. After the finished delta: the finish chunk, the usage chunk
-  // when asked for, and "data: [DONE]".
+  // when asked for, and "data: [DONE]" (a single-choice response).
   std::string StreamChunks(const OutputDelta& delta);
+  // The same without the end of the stream (a response of several choices ends once, with
+  // StreamEnd and the usage of all of them).
+  std::string StreamChoiceChunks(const OutputDelta& delta);
+  std::string StreamEnd(const nlohmann::json& usage) const;
   // Streaming failure after the headers went out: an error event and [DONE].
   static std::string StreamError(const nlohmann::json& error);
 
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
   nlohmann::json Final() const;
+  // Final()'s choice object, and the response object for several choices (in index order).
+  nlohmann::json FinalChoice() const;
+  static nlohmann::json FinalOf(const std::vector<const OpenAiResponseBuilder*>& choices);
+
+  // OpenAI usage of this choice; UsageOf several choices of one prompt counts the prompt once.
+  nlohmann::json Usage() const;
+  static nlohmann::json UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices);
 
  private:
   nlohmann::json Chunk(nlohmann::json choice) const;
   nlohmann::json ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const;
   nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
-  nlohmann::json Usage() const;
 
   const OpenAiRequest* request_;
   const TextFrontend* frontend_;
   std::string id_;
   int64_t created_;
+  int index_ = 0;
   bool role_sent_ = false;
   int tool_index_ = 0;
   // Running totals (non-streaming result; usage).

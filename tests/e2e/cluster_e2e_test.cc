@@ -300,6 +300,40 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   EXPECT_NE(metrics->body.find("vllm:prefix_cache_hits_total"), std::string::npos);
 }
 
+// n choices over HTTP on the real cluster: greedy choices all equal a lone request's text (they
+// share the prompt's cached blocks); seeded sampled choices differ from each other and repeat.
+TEST_F(ClusterE2eTest, HttpSeveralChoices) {
+  httplib::Client http("127.0.0.1", http_port_);
+  http.set_read_timeout(60, 0);
+  const auto prompt = Prompt(31, 30);
+  nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 12}, {"ignore_eos", true}, {"temperature", 0}, {"n", 3}};
+  auto res = http.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  auto j = nlohmann::json::parse(res->body);
+  ASSERT_EQ(j["choices"].size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(j["choices"][i]["text"], j["choices"][0]["text"]) << i;
+  EXPECT_EQ(j["usage"]["completion_tokens"], 36);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 30);
+  // The same text a lone request gets (whose tokens other tests hold to the local engine's).
+  nlohmann::json one = body;
+  one["n"] = 1;
+  auto single = http.Post("/v1/completions", one.dump(), "application/json");
+  ASSERT_TRUE(single);
+  EXPECT_EQ(j["choices"][0]["text"], nlohmann::json::parse(single->body)["choices"][0]["text"]);
+
+  body["temperature"] = 1.0;
+  body["seed"] = 5;
+  auto a = http.Post("/v1/completions", body.dump(), "application/json");
+  auto b = http.Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->status, 200) << a->body;
+  auto ja = nlohmann::json::parse(a->body), jb = nlohmann::json::parse(b->body);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ja["choices"][i]["text"], jb["choices"][i]["text"]) << "seeded choice " << i;
+  EXPECT_FALSE(ja["choices"][0]["text"] == ja["choices"][1]["text"] && ja["choices"][1]["text"] == ja["choices"][2]["text"])
+      << "seeds 5, 6, 7 gave one text three times";
+}
+
 TEST_F(ClusterE2eTest, ErrorCodes) {
   pb::GenerateRequest bad = Ids(Prompt(5, 10), 8);
   bad.mutable_sampling()->set_temperature(-1);

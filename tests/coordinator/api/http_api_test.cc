@@ -168,6 +168,77 @@ TEST_F(HttpApiTest, PresenceFrequencyPenaltiesAndLogitBias) {
   }
 }
 
+// n > 1: one engine request per choice (ids id, id-1, ...; seeds seed, seed+1, ...), choices
+// in index order, the prompt counted once in usage.
+TEST_F(HttpApiTest, SeveralChoicesNonStreaming) {
+  engine_->SetScript([](const scheduler::GenerationRequest& r) {
+    // Each choice says something of its own: its seed picks the tokens.
+    return std::vector<int32_t>{static_cast<int32_t>(100 + *r.sampling.seed % 50), 101};
+  });
+  const size_t before = engine_->requests().size();
+  json body = {{"prompt", {5, 6, 7}}, {"max_tokens", 4}, {"n", 3}, {"seed", 7}, {"temperature", 0.8}};
+  auto res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  ASSERT_EQ(j["choices"].size(), 3u);
+  const auto requests = engine_->requests();
+  ASSERT_EQ(requests.size(), before + 3);
+  const std::string id = j["id"].get<std::string>();
+  for (int i = 0; i < 3; ++i) {
+    const scheduler::GenerationRequest& r = requests[before + i];
+    EXPECT_EQ(r.request_id, i == 0 ? id : id + "-" + std::to_string(i));
+    EXPECT_EQ(r.sampling.seed, std::optional<uint64_t>(7 + i));
+    EXPECT_EQ(r.prompt, (std::vector<int32_t>{5, 6, 7}));
+    EXPECT_EQ(j["choices"][i]["index"], i);
+    EXPECT_EQ(j["choices"][i]["text"], *tokenizer_->Decode({100 + (7 + i) % 50, 101}, true)) << i;
+    EXPECT_EQ(j["choices"][i]["finish_reason"], "stop");
+  }
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3 * 3);  // two tokens and EOS each
+  EXPECT_EQ(j["usage"]["total_tokens"], 3 + 9);
+
+  for (const json& n : {json(0), json(17), json("two")}) {
+    res = Post("/v1/completions", {{"prompt", "x"}, {"n", n}});
+    EXPECT_EQ(res->status, 400) << n;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], "n");
+  }
+}
+
+TEST_F(HttpApiTest, SeveralChoicesStreaming) {
+  ScriptText("one two");
+  json body = ChatBody("count");
+  body["n"] = 2;
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_EQ(res->status, 200);
+  bool done = false;
+  std::vector<json> events = SseEvents(res->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_FALSE(events.empty());
+  std::string content[2];
+  int roles[2] = {0, 0}, finishes[2] = {0, 0};
+  for (size_t e = 0; e + 1 < events.size(); ++e) {
+    ASSERT_EQ(events[e]["choices"].size(), 1u) << events[e];
+    const json& c = events[e]["choices"][0];
+    const int i = c["index"].get<int>();
+    ASSERT_TRUE(i == 0 || i == 1) << events[e];
+    if (c["delta"].contains("role")) roles[i]++;
+    if (c["delta"].contains("content")) content[i] += c["delta"]["content"].get<std::string>();
+    if (!c["finish_reason"].is_null()) finishes[i]++;
+  }
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(content[i], "one two") << i;
+    EXPECT_EQ(roles[i], 1) << i;
+    EXPECT_EQ(finishes[i], 1) << i;
+  }
+  const json& usage = events.back();
+  EXPECT_TRUE(usage["choices"].empty());
+  const int per_choice = static_cast<int>(Encode("one two").size()) + 1;
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 2 * per_choice);
+  EXPECT_EQ(usage["usage"]["prompt_tokens"], static_cast<int>(engine_->last_request().prompt.size()));
+}
+
 TEST_F(HttpApiTest, ChatLogprobsAndMaxCompletionTokens) {
   json body = ChatBody("x");
   body["logprobs"] = true;
@@ -339,6 +410,19 @@ TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
   ASSERT_GE(fd, 0);
   close(fd);
   EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(3)));
+}
+
+TEST_F(HttpApiTest, ClientDisconnectAbortsEveryChoice) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  const size_t before = engine_->requests().size();
+  int fd = OpenStream(server_->http_port(),
+                      json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}, {"n", 3}}.dump());
+  ASSERT_GE(fd, 0);
+  close(fd);
+  const auto requests = engine_->requests();
+  ASSERT_EQ(requests.size(), before + 3);
+  for (size_t i = before; i < requests.size(); ++i)
+    EXPECT_TRUE(engine_->WaitForAbort(requests[i].request_id, absl::Seconds(3))) << requests[i].request_id;
 }
 
 TEST_F(HttpApiTest, ShutdownEndsOpenStreams) {
