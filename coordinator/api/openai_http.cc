@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -233,35 +235,52 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
                                                            "')")));
   const std::string id = frontend_->NewRequestId(kind == Kind::kChat ? "chatcmpl" : "cmpl");
   request->api.request_id = id;
-  auto prepared = frontend_->Prepare(request->api);
-  if (!prepared.ok()) return SendError(res, prepared.status());
+  // Every prompt prepared (tokenized, validated) before anything is submitted: a bad one
+  // fails the whole request with its field named.
+  std::vector<PreparedRequest> prepared;
+  const size_t n_prompts = std::max<size_t>(1, request->prompts.size());
+  for (size_t p = 0; p < n_prompts; ++p) {
+    ApiRequest a = request->api;
+    if (!request->prompts.empty()) {
+      const PromptInput& in = request->prompts[p];
+      a.input = in.input;
+      a.text = in.text;
+      a.token_ids = in.token_ids;
+      a.input_field = in.field;
+    }
+    auto one = frontend_->Prepare(a);
+    if (!one.ok()) return SendError(res, one.status());
+    prepared.push_back(*std::move(one));
+  }
 
-  // One engine request per choice: the same prompt (the prefix cache shares its blocks), ids
-  // id, id-1, ..., and seeds seed, seed + 1, ... when the client gave one.
+  // One engine request per choice: choice k = prompt · n + i continues prompt `prompt`; ids
+  // id, id-1, ...; seeds seed + i when the client gave one. Choices of one prompt share its
+  // cached blocks.
   auto state = std::make_shared<ResponseState>();
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const char* api_kind = kind == Kind::kChat ? "openai-chat" : "openai-completions";
-  for (int i = 0; i < request->n; ++i) {
-    scheduler::GenerationRequest g = prepared->engine_request;
-    if (i > 0) {
-      g.request_id = absl::StrCat(id, "-", i);
+  for (size_t p = 0; p < prepared.size(); ++p) {
+    for (int i = 0; i < request->n; ++i) {
+      const int k = static_cast<int>(p) * request->n + i;
+      scheduler::GenerationRequest g = prepared[p].engine_request;
+      if (k > 0) g.request_id = absl::StrCat(id, "-", k);
       if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
+      Choice c;
+      c.id = g.request_id;
+      // A prompt counts once in the token metrics, on its first choice.
+      c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
+      auto stream = engine_->Submit(std::move(g));
+      if (!stream.ok()) {
+        c.tracker->Finish("rejected");
+        state->AbortUnfinished(engine_);
+        for (Choice& earlier : state->choices) earlier.tracker->Finish("abort");
+        return SendError(res, stream.status());
+      }
+      c.stream = std::move(*stream);
+      c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
+      c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
+      state->choices.push_back(std::move(c));
     }
-    Choice c;
-    c.id = g.request_id;
-    // The prompt counts once in the token metrics, on the first choice.
-    c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
-    auto stream = engine_->Submit(std::move(g));
-    if (!stream.ok()) {
-      c.tracker->Finish("rejected");
-      state->AbortUnfinished(engine_);
-      for (Choice& earlier : state->choices) earlier.tracker->Finish("abort");
-      return SendError(res, stream.status());
-    }
-    c.stream = std::move(*stream);
-    c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared->output);
-    c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, i);
-    state->choices.push_back(std::move(c));
   }
   state->request = std::move(request);
 

@@ -1,5 +1,7 @@
 #include "coordinator/api/openai_protocol.h"
 
+#include <set>
+
 #include <cmath>
 
 #include "absl/strings/numbers.h"
@@ -181,16 +183,32 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
   } else if (p.is_array() && !p.empty() && p[0].is_number()) {
     a.input = ApiRequest::Input::kTokenIds;
     GLM_API_RETURN_IF_ERROR(GetTokenIds(p, "prompt", &a.token_ids));
-  } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
-    a.input = ApiRequest::Input::kText;
-    a.text = p[0].get<std::string>();
-  } else if (p.is_array() && p.size() == 1 && p[0].is_array()) {
-    a.input = ApiRequest::Input::kTokenIds;
-    GLM_API_RETURN_IF_ERROR(GetTokenIds(p[0], "prompt[0]", &a.token_ids));
+  } else if (p.is_array() && !p.empty() && (p[0].is_string() || p[0].is_array())) {
+    // Several prompts: strings or token-id arrays (OpenAI's batch form).
+    for (size_t i = 0; i < p.size(); ++i) {
+      PromptInput in;
+      in.field = absl::StrCat("prompt[", i, "]");
+      if (p[i].is_string()) {
+        in.input = ApiRequest::Input::kText;
+        in.text = p[i].get<std::string>();
+      } else if (p[i].is_array() && !p[i].empty()) {
+        in.input = ApiRequest::Input::kTokenIds;
+        GLM_API_RETURN_IF_ERROR(GetTokenIds(p[i], in.field, &in.token_ids));
+      } else {
+        return InvalidField(in.field, "must be a string or a non-empty array of token ids");
+      }
+      r->prompts.push_back(std::move(in));
+    }
+    a.input = r->prompts[0].input;
+    a.text = r->prompts[0].text;
+    a.token_ids = r->prompts[0].token_ids;
+    a.input_field = r->prompts[0].field;
+    if (r->prompts.size() == 1) r->prompts.clear();
+    if (static_cast<int64_t>(r->prompts.size()) * r->n > kMaxGenerations)
+      return InvalidField("prompt", absl::StrCat(r->prompts.size(), " prompts × n = ", r->n, " is more than ",
+                                                 kMaxGenerations, " generations"));
   } else if (p.is_array() && p.empty()) {
     return InvalidField("prompt", "is empty");
-  } else if (p.is_array()) {
-    return InvalidField("prompt", "only one prompt per request is supported");
   } else {
     return InvalidField("prompt", "must be a string or an array of token ids");
   }
@@ -235,8 +253,13 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
 }
 
 OpenAiResponseBuilder::OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend,
-                                             std::string id, int64_t created, int choice_index)
-    : request_(request), frontend_(frontend), id_(std::move(id)), created_(created), index_(choice_index) {}
+                                             std::string id, int64_t created, int choice_index, int prompt_index)
+    : request_(request),
+      frontend_(frontend),
+      id_(std::move(id)),
+      created_(created),
+      index_(choice_index),
+      prompt_index_(prompt_index) {}
 
 json OpenAiResponseBuilder::Chunk(json choice) const {
   const bool chat = request_->endpoint == OpenAiEndpoint::kChat;
@@ -253,11 +276,16 @@ json OpenAiResponseBuilder::Chunk(json choice) const {
 json OpenAiResponseBuilder::Usage() const { return UsageOf({this}); }
 
 json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices) {
-  // One prompt: its tokens (and the part served from the cache) once; every choice's output.
-  const int32_t prompt = choices.empty() ? 0 : choices.front()->prompt_tokens_;
-  const int32_t cached = choices.empty() ? 0 : choices.front()->cached_tokens_;
-  int32_t completion = 0;
-  for (const auto* c : choices) completion += c->completion_tokens_;
+  // Each prompt's tokens (and the part served from the cache) once, from its first choice;
+  // every choice's output.
+  int32_t prompt = 0, cached = 0, completion = 0;
+  std::set<int> counted;
+  for (const auto* c : choices) {
+    completion += c->completion_tokens_;
+    if (!counted.insert(c->prompt_index_).second) continue;
+    prompt += c->prompt_tokens_;
+    cached += c->cached_tokens_;
+  }
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion},

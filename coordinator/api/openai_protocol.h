@@ -19,14 +19,26 @@ namespace glm::api {
 enum class OpenAiEndpoint { kChat, kCompletions };
 
 // What the response needs besides the generation itself.
-// The most choices (`n`) one request may ask for.
+// The most choices (`n`) one request may ask for, and the most generations (prompts × n) in all.
 inline constexpr int kMaxChoices = 16;
+inline constexpr int kMaxGenerations = 128;
+
+// One prompt of a completions request that sends several.
+struct PromptInput {
+  ApiRequest::Input input = ApiRequest::Input::kText;
+  std::string text;
+  std::vector<int32_t> token_ids;
+  std::string field;  // "prompt[i]", for errors
+};
 
 struct OpenAiRequest {
   OpenAiEndpoint endpoint = OpenAiEndpoint::kChat;
   ApiRequest api;
   std::string model;            // echoed back (the served name when the client sent none)
   int n = 1;                    // choices: n engine requests for the same prompt (seed + i each)
+  // Completions with several prompts: all of them, in order (api holds the first); each gets
+  // n choices, indexed prompt · n + i. Empty for one prompt.
+  std::vector<PromptInput> prompts;
   bool stream = false;
   bool include_usage = false;   // stream_options.include_usage
   bool logprobs = false;        // report logprobs in the response
@@ -41,9 +53,10 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
 class OpenAiResponseBuilder {
  public:
   // `frontend` gives token texts for logprobs; it must outlive the builder. One builder per
-  // choice; `choice_index` is its "index" in the response.
+  // choice; `choice_index` is its "index" in the response, `prompt_index` which prompt it
+  // continues (usage counts each prompt once).
   OpenAiResponseBuilder(const OpenAiRequest* request, const TextFrontend* frontend, std::string id, int64_t created,
-                        int choice_index = 0);
+                        int choice_index = 0, int prompt_index = 0);
 
   // Streaming: the SSE events ("data: {...}\n\n" each) this delta adds; the first call also
   // sends the chat role chunk. After the finished delta: the finish chunk, the usage chunk
@@ -63,7 +76,7 @@ class OpenAiResponseBuilder {
   nlohmann::json FinalChoice() const;
   static nlohmann::json FinalOf(const std::vector<const OpenAiResponseBuilder*>& choices);
 
-  // OpenAI usage of this choice; UsageOf several choices of one prompt counts the prompt once.
+  // OpenAI usage of this choice; UsageOf several choices counts each prompt once.
   nlohmann::json Usage() const;
   static nlohmann::json UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices);
 
@@ -77,6 +90,7 @@ class OpenAiResponseBuilder {
   std::string id_;
   int64_t created_;
   int index_ = 0;
+  int prompt_index_ = 0;
   bool role_sent_ = false;
   int tool_index_ = 0;
   // Running totals (non-streaming result; usage).

@@ -204,6 +204,53 @@ TEST_F(HttpApiTest, SeveralChoicesNonStreaming) {
   }
 }
 
+// Completions with several prompts (strings or token-id arrays): choice prompt · n + i, usage
+// counts every prompt once.
+TEST_F(HttpApiTest, SeveralPromptsTimesSeveralChoices) {
+  const size_t before = engine_->requests().size();
+  json body = {{"prompt", {{5, 6, 7}, {8, 9}}}, {"max_tokens", 3}, {"ignore_eos", true}, {"n", 2}};
+  auto res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  ASSERT_EQ(j["choices"].size(), 4u);
+  const auto requests = engine_->requests();
+  ASSERT_EQ(requests.size(), before + 4);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(j["choices"][k]["index"], k);
+    const std::vector<int32_t> want = k < 2 ? std::vector<int32_t>{5, 6, 7} : std::vector<int32_t>{8, 9};
+    EXPECT_EQ(requests[before + k].prompt, want) << k;
+  }
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3 + 2);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 4 * 3);
+
+  body = {{"prompt", {"one", "two three"}}, {"max_tokens", 2}, {"stream", true}};
+  res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200);
+  bool done = false;
+  int finished[2] = {0, 0};
+  for (const json& e : SseEvents(res->body, &done))
+    if (!e["choices"].empty() && !e["choices"][0]["finish_reason"].is_null()) finished[e["choices"][0]["index"].get<int>()]++;
+  EXPECT_TRUE(done);
+  EXPECT_EQ(finished[0], 1);
+  EXPECT_EQ(finished[1], 1);
+
+  const std::vector<std::pair<json, std::string>> bad = {
+      {{{"prompt", {{1, 2}, json::array()}}}, "prompt[1]"},
+      {{{"prompt", {"a", 5}}}, "prompt[1]"},
+      {{{"prompt", {{1, 2}, {3, 99999}}}}, "prompt[1][1]"},
+      {{{"prompt", std::vector<std::string>(65, "x")}, {"n", 2}}, "prompt"},
+  };
+  const size_t submitted = engine_->requests().size();
+  for (const auto& [fields, param] : bad) {
+    json b = {{"max_tokens", 2}};
+    b.update(fields);
+    res = Post("/v1/completions", b);
+    ASSERT_EQ(res->status, 400) << b.dump() << " -> " << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], param) << res->body;
+  }
+  EXPECT_EQ(engine_->requests().size(), submitted) << "a bad prompt must fail the request before any is submitted";
+}
+
 TEST_F(HttpApiTest, SeveralChoicesStreaming) {
   ScriptText("one two");
   json body = ChatBody("count");
