@@ -25,6 +25,18 @@ class HttpApiTest : public ApiTest {
     client.set_read_timeout(10, 0);
     return client.Post(path.c_str(), body.dump(), "application/json");
   }
+  // Posts a non-streaming completions body that fans out into `choices` engine requests;
+  // returns the response and those requests, in submission order.
+  std::pair<json, std::vector<scheduler::GenerationRequest>> PostChoices(const json& body, size_t choices) {
+    const size_t before = engine_->requests().size();
+    auto res = Post("/v1/completions", body);
+    EXPECT_EQ(res->status, 200) << res->body;
+    json j = json::parse(res->body);
+    EXPECT_EQ(j["choices"].size(), choices);
+    auto requests = engine_->requests();
+    EXPECT_EQ(requests.size(), before + choices);
+    return {j, std::vector<scheduler::GenerationRequest>(requests.begin() + static_cast<int64_t>(before), requests.end())};
+  }
   httplib::Result Get(const std::string& path) {
     httplib::Client client("127.0.0.1", server_->http_port());
     client.set_read_timeout(10, 0);
@@ -175,17 +187,11 @@ TEST_F(HttpApiTest, SeveralChoicesNonStreaming) {
     // Each choice says something of its own: its seed picks the tokens.
     return std::vector<int32_t>{static_cast<int32_t>(100 + *r.sampling.seed % 50), 101};
   });
-  const size_t before = engine_->requests().size();
-  json body = {{"prompt", {5, 6, 7}}, {"max_tokens", 4}, {"n", 3}, {"seed", 7}, {"temperature", 0.8}};
-  auto res = Post("/v1/completions", body);
-  ASSERT_EQ(res->status, 200) << res->body;
-  json j = json::parse(res->body);
-  ASSERT_EQ(j["choices"].size(), 3u);
-  const auto requests = engine_->requests();
-  ASSERT_EQ(requests.size(), before + 3);
+  auto [j, requests] = PostChoices({{"prompt", {5, 6, 7}}, {"max_tokens", 4}, {"n", 3}, {"seed", 7}, {"temperature", 0.8}}, 3);
+  ASSERT_EQ(requests.size(), 3u);
   const std::string id = j["id"].get<std::string>();
   for (int i = 0; i < 3; ++i) {
-    const scheduler::GenerationRequest& r = requests[before + i];
+    const scheduler::GenerationRequest& r = requests[i];
     EXPECT_EQ(r.request_id, i == 0 ? id : id + "-" + std::to_string(i));
     EXPECT_EQ(r.sampling.seed, std::optional<uint64_t>(7 + i));
     EXPECT_EQ(r.prompt, (std::vector<int32_t>{5, 6, 7}));
@@ -198,7 +204,7 @@ TEST_F(HttpApiTest, SeveralChoicesNonStreaming) {
   EXPECT_EQ(j["usage"]["total_tokens"], 3 + 9);
 
   for (const json& n : {json(0), json(17), json("two")}) {
-    res = Post("/v1/completions", {{"prompt", "x"}, {"n", n}});
+    auto res = Post("/v1/completions", {{"prompt", "x"}, {"n", n}});
     EXPECT_EQ(res->status, 400) << n;
     EXPECT_EQ(json::parse(res->body)["error"]["param"], "n");
   }
@@ -207,24 +213,19 @@ TEST_F(HttpApiTest, SeveralChoicesNonStreaming) {
 // Completions with several prompts (strings or token-id arrays): choice prompt · n + i, usage
 // counts every prompt once.
 TEST_F(HttpApiTest, SeveralPromptsTimesSeveralChoices) {
-  const size_t before = engine_->requests().size();
-  json body = {{"prompt", {{5, 6, 7}, {8, 9}}}, {"max_tokens", 3}, {"ignore_eos", true}, {"n", 2}};
-  auto res = Post("/v1/completions", body);
-  ASSERT_EQ(res->status, 200) << res->body;
-  json j = json::parse(res->body);
-  ASSERT_EQ(j["choices"].size(), 4u);
-  const auto requests = engine_->requests();
-  ASSERT_EQ(requests.size(), before + 4);
+  auto [j, requests] =
+      PostChoices({{"prompt", {{5, 6, 7}, {8, 9}}}, {"max_tokens", 3}, {"ignore_eos", true}, {"n", 2}}, 4);
+  ASSERT_EQ(requests.size(), 4u);
   for (int k = 0; k < 4; ++k) {
     EXPECT_EQ(j["choices"][k]["index"], k);
     const std::vector<int32_t> want = k < 2 ? std::vector<int32_t>{5, 6, 7} : std::vector<int32_t>{8, 9};
-    EXPECT_EQ(requests[before + k].prompt, want) << k;
+    EXPECT_EQ(requests[k].prompt, want) << k;
   }
   EXPECT_EQ(j["usage"]["prompt_tokens"], 3 + 2);
   EXPECT_EQ(j["usage"]["completion_tokens"], 4 * 3);
 
-  body = {{"prompt", {"one", "two three"}}, {"max_tokens", 2}, {"stream", true}};
-  res = Post("/v1/completions", body);
+  json body = {{"prompt", {"one", "two three"}}, {"max_tokens", 2}, {"stream", true}};
+  auto res = Post("/v1/completions", body);
   ASSERT_EQ(res->status, 200);
   bool done = false;
   int finished[2] = {0, 0};
