@@ -50,6 +50,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
       return absl::InvalidArgumentError(absl::StrCat("logit_bias: the bias of token ", token, " must be in [-100, 100]"));
   }
   if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
+  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20)
+    return absl::InvalidArgumentError("prompt_logprobs: must be in [-1, 20]");
   auto spec = runtime::ParseSpeculative(request.speculative.empty() ? options_.speculative : request.speculative);
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
@@ -191,7 +193,9 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   const int64_t len = static_cast<int64_t>(s->tokens.size());
   // Reuse cached full blocks, but always compute at least the last token (its logits are needed).
   std::vector<int32_t> matched;
-  if (options_.enable_prefix_cache) matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs));
+  // A scored prompt needs every position's logits: it cannot start from cached blocks.
+  if (options_.enable_prefix_cache && s->request.sampling.prompt_logprobs < 0)
+    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs));
   const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
   if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
     for (int32_t b : matched) blocks_.Release(b);
@@ -352,6 +356,12 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     sp->set_top_logprobs(o.top_logprobs);
     sp->set_logprobs(o.logprobs);
     p->set_sample_index(s.generated);
+    if (o.prompt_logprobs >= 0 && s.computed < s.prompt_len) {
+      p->set_want_prompt_logprobs(true);
+      p->set_prompt_top_logprobs(o.prompt_logprobs);
+      const int64_t after = s.computed + fed;  // the token the chunk's last row predicts
+      if (after < s.prompt_len) p->set_prompt_next_token(s.tokens[after]);
+    }
     if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f)) {
       p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
       p->set_penalty_output_start(static_cast<int32_t>(s.tokens.size() - s.generated));
@@ -384,12 +394,13 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   for (const Work& w : work) {
     SeqPtr s = w.seq;
     const int64_t fed = w.n - static_cast<int64_t>(w.drafts.size());
+    auto it = by_id.find(s->seq_id);
+    if (it != by_id.end()) CollectPromptLogprobs(*s, s->computed, *it->second);
     if (s->computed + fed != static_cast<int64_t>(s->tokens.size())) {  // a prefill chunk, not the end
       s->computed += fed;
       RegisterFullBlocks(*s);
       continue;
     }
-    auto it = by_id.find(s->seq_id);
     if (it == by_id.end()) {
       running_.remove(s);
       Finish(s, "abort", absl::InternalError("the workers returned no token"));
@@ -452,6 +463,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     if (!s->first_token_sent) {
       e.first_token_time = now;
       s->first_token_sent = true;
+      e.prompt_logprobs = std::move(s->prompt_logprobs);
     }
     s->stream->Push(std::move(e));
     if (!finish.empty()) {
@@ -465,6 +477,21 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   }
   PublishLoad();
   return true;
+}
+
+void ContinuousBatchingEngine::CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r) {
+  if (r.prompt_logprobs_size() == 0 || s.prompt_len < 2) return;
+  s.prompt_logprobs.resize(s.prompt_len - 1);
+  for (int j = 0; j < r.prompt_logprobs_size(); ++j) {
+    const int64_t pos = start + 1 + j;  // the position row j predicts
+    if (pos < 1 || pos >= s.prompt_len) continue;
+    const shard::PositionLogprob& p = r.prompt_logprobs(j);
+    TokenLogprob& lp = s.prompt_logprobs[pos - 1];
+    lp.token = p.token();
+    lp.logprob = p.logprob();
+    lp.top.clear();
+    for (const auto& t : p.top()) lp.top.push_back({t.token(), t.logprob()});
+  }
 }
 
 absl::Status ContinuousBatchingEngine::RunLoop() {

@@ -55,6 +55,8 @@ class ContinuousBatchingEngine : public Engine {
     uint64_t seed = 0;
     absl::Time arrival;
     bool first_token_sent = false;
+    // Prompt scoring (SamplingOptions::prompt_logprobs): position p's at p - 1.
+    std::vector<TokenLogprob> prompt_logprobs;
     // Speculative decoding.
     runtime::SpeculativeConfig spec;
     std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
@@ -66,6 +68,8 @@ class ContinuousBatchingEngine : public Engine {
   void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
   void ReleaseBlocks(Sequence& s);
   void RegisterFullBlocks(Sequence& s);
+  // Stores the prompt positions a step scored for `s` (its chunk started at `start`).
+  static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
   bool EnsureBlocks(Sequence& s, int64_t positions);
   bool Admit(const SeqPtr& s);
   void Preempt(const SeqPtr& s);

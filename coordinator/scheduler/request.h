@@ -32,6 +32,10 @@ struct SamplingOptions {
   bool ignore_eos = false;
   int32_t top_logprobs = 0;          // alternatives per token
   bool logprobs = false;             // report the chosen token's log-probability
+  // >= 0: also score the prompt — the log-probability of every prompt token after the first,
+  // with this many alternatives (completions `echo`). Such a prompt is computed in full (no
+  // prefix-cache reuse: a cached position has no logits).
+  int32_t prompt_logprobs = -1;
 };
 
 struct GenerationRequest {
@@ -52,6 +56,8 @@ struct TokenLogprob {
 struct GenerationEvent {
   std::vector<int32_t> tokens;       // new tokens (usually one)
   std::vector<TokenLogprob> logprobs;  // one per token when asked for
+  // SamplingOptions::prompt_logprobs: on the first event, prompt positions 1 .. prompt_tokens-1.
+  std::vector<TokenLogprob> prompt_logprobs;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;     // running count
   int32_t cached_tokens = 0;         // prompt tokens served from the prefix cache

@@ -33,23 +33,57 @@ std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t purpose) {
   return std::mt19937_64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index) * 0xbf58476d1ce4e5b9ull + purpose);
 }
 
-void AddLogprobs(const float* logits, int64_t vocab, int32_t token, int top, shard::SequenceResult* r, bool primary) {
+// log Σ exp(logits): the log-softmax normaliser of one row.
+float LogNormaliser(const float* logits, int64_t vocab) {
   const float max_l = *std::max_element(logits, logits + vocab);
   double sum = 0.0;
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max_l));
-  const float log_z = max_l + static_cast<float>(std::log(sum));
-  if (!primary) return;
-  r->set_logprob(logits[token] - log_z);
+  return max_l + static_cast<float>(std::log(sum));
+}
+
+// The `top` most likely tokens of a row (ties: lower id first) with their log-probabilities.
+template <typename AddFn>
+void TopLogprobs(const float* logits, int64_t vocab, float log_z, int top, AddFn add) {
   if (top <= 0) return;
   const int k = static_cast<int>(std::min<int64_t>(top, vocab));
   std::vector<int32_t> ids(vocab);
   std::iota(ids.begin(), ids.end(), 0);
   std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
                     [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-  for (int j = 0; j < k; ++j) {
+  for (int j = 0; j < k; ++j) add(ids[j], logits[ids[j]] - log_z);
+}
+
+void AddLogprobs(const float* logits, int64_t vocab, int32_t token, int top, shard::SequenceResult* r) {
+  const float log_z = LogNormaliser(logits, vocab);
+  r->set_logprob(logits[token] - log_z);
+  TopLogprobs(logits, vocab, log_z, top, [&](int32_t id, float lp) {
     auto* t = r->add_top_logprobs();
-    t->set_token(ids[j]);
-    t->set_logprob(logits[ids[j]] - log_z);
+    t->set_token(id);
+    t->set_logprob(lp);
+  });
+}
+
+// Prompt scoring: the logprob of the token each row of the chunk predicts (see shard.proto).
+void AddPromptLogprobs(const shard::SequenceStep& s, const float* rows, int64_t vocab, shard::SequenceResult* r) {
+  const int64_t n = s.tokens_size();
+  for (int64_t row = 0; row < n; ++row) {
+    int32_t next = -1;
+    if (row + 1 < n) {
+      next = s.tokens(static_cast<int>(row + 1));
+    } else if (s.has_prompt_next_token()) {
+      next = s.prompt_next_token();
+    }
+    if (next < 0 || next >= vocab) continue;
+    const float* logits = rows + row * vocab;
+    const float log_z = LogNormaliser(logits, vocab);
+    auto* p = r->add_prompt_logprobs();
+    p->set_token(next);
+    p->set_logprob(logits[next] - log_z);
+    TopLogprobs(logits, vocab, log_z, s.prompt_top_logprobs(), [&](int32_t id, float lp) {
+      auto* t = p->add_top();
+      t->set_token(id);
+      t->set_logprob(lp);
+    });
   }
 }
 
@@ -113,7 +147,7 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   d.tokens.push_back(next);
   r->set_token(next);
   if (s.sampling().logprobs() || s.sampling().top_logprobs() > 0)
-    AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r, /*primary=*/true);
+    AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r);
   if (nd > 0) {
     r->mutable_tokens()->Add(d.tokens.begin(), d.tokens.end());
     r->set_accepted(d.accepted);
@@ -134,6 +168,7 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
     const int64_t n = s.tokens_size(), tail = TailRows(s);
     const int64_t rows_here = all_rows ? n : tail;
     if (s.return_logits() && all_rows) r->mutable_logits()->Add(out.logits.begin() + row * vocab, out.logits.begin() + (row + n) * vocab);
+    if (s.want_prompt_logprobs() && all_rows) AddPromptLogprobs(s, out.logits.data() + row * vocab, vocab, r);
     if (s.sample()) decisions[i] = Decide(s, out.logits.data() + (row + rows_here - tail) * vocab, r);
     row += rows_here;
   }

@@ -109,7 +109,7 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
     batch[i].tokens.assign(s.tokens().begin(), s.tokens().end());
     batch[i].logit_tail = LastStageSampler::TailRows(s);
     T += s.tokens_size();
-    want_all_rows |= s.return_logits();
+    want_all_rows |= s.return_logits() || s.want_prompt_logprobs();
   }
   std::vector<float> input;
   attention::KeySelection selection;

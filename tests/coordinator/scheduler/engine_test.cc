@@ -2,6 +2,9 @@
 // batching, chunked prefill, prefix-cache exactness, preemption, abort, admission control.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include <thread>
 
 #include "../cluster/cluster_test_util.h"
@@ -51,6 +54,7 @@ class EngineHarness {
     std::string finish_reason;
     absl::Status error;
     int32_t cached_tokens = 0;
+    std::vector<TokenLogprob> prompt_logprobs;
   };
   Output Run(GenerationRequest r) {
     Output out;
@@ -62,6 +66,7 @@ class EngineHarness {
     GenerationEvent e;
     while ((*stream)->Next(&e, absl::Seconds(120))) {
       out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
+      if (!e.prompt_logprobs.empty()) out.prompt_logprobs = e.prompt_logprobs;
       if (e.finished) {
         out.finish_reason = e.finish_reason;
         out.error = e.error;
@@ -160,6 +165,56 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
         EXPECT_EQ(out.tokens, want) << "case " << c << " " << spec << " layout " << layout << "x" << layout;
       }
     }
+  }
+}
+
+// Prompt scoring: every prompt token's logprob after the first (with alternatives), over chunked
+// prefill and a 2-stage pipeline, is the single-process forward's log-softmax; a scored prompt
+// is computed in full even when its blocks are cached.
+TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
+  const auto prompt = Prompt(9, 45);
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
+  auto weights = model::ModelWeights::Load(**ckpt);
+  kernels::ThreadPool pool(1);
+  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+  ASSERT_TRUE(m.ok());
+  auto cache = (*m)->NewCache();
+  std::vector<model::SequenceInput> in(1);
+  in[0].cache = cache.get();
+  in[0].tokens = prompt;
+  auto full = (*m)->Forward(in, model::LogitRows::kAll);
+  ASSERT_TRUE(full.ok());
+  const int64_t vocab = (*m)->config().vocab_size;
+  struct Layout {
+    int workers, stages, chunk;
+  };
+  for (Layout layout : {Layout{1, 1, 7}, Layout{2, 2, 2048}}) {
+    EngineOptions o;
+    o.prefill_chunk = layout.chunk;
+    EngineHarness h("glm5-tiny-code", layout.workers, layout.stages, 256, 16, o);
+    ASSERT_TRUE(h.Run(Greedy(prompt, 2)).error.ok());  // the prompt's blocks are now cached
+    GenerationRequest r = Greedy(prompt, 3);
+    r.sampling.prompt_logprobs = 2;
+    auto out = h.Run(r);
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    EXPECT_EQ(out.cached_tokens, 0) << "a scored prompt must not start from cached blocks";
+    EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 3));
+    ASSERT_EQ(static_cast<int64_t>(out.prompt_logprobs.size()), n - 1);
+    for (int64_t p = 1; p < n; ++p) {
+      const float* row = full->logits.data() + (p - 1) * vocab;
+      const float max = *std::max_element(row, row + vocab);
+      double z = 0;
+      for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
+      const double want = row[prompt[p]] - max - std::log(z);
+      const TokenLogprob& got = out.prompt_logprobs[p - 1];
+      EXPECT_EQ(got.token, prompt[p]) << p;
+      EXPECT_NEAR(got.logprob, want, 1e-4) << "position " << p << " layout " << layout.workers << "x" << layout.stages;
+      ASSERT_EQ(got.top.size(), 2u);
+      EXPECT_EQ(got.top[0].first, static_cast<int32_t>(std::max_element(row, row + vocab) - row)) << p;
+      EXPECT_GE(got.top[0].second, got.top[1].second);
+    }
+    EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
   }
 }
 
@@ -296,6 +351,9 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   GenerationRequest bad_penalty = Greedy(Prompt(1, 10), 4);
   bad_penalty.sampling.frequency_penalty = 2.5f;
   EXPECT_EQ(h.Run(bad_penalty).error.code(), absl::StatusCode::kInvalidArgument);
+  GenerationRequest bad_scoring = Greedy(Prompt(1, 10), 4);
+  bad_scoring.sampling.prompt_logprobs = 21;
+  EXPECT_EQ(h.Run(bad_scoring).error.code(), absl::StatusCode::kInvalidArgument);
   GenerationRequest bad_bias = Greedy(Prompt(1, 10), 4);
   bad_bias.sampling.logit_bias = {{99999, 1.0f}};
   auto b = h.engine()->Submit(bad_bias);
