@@ -10,6 +10,7 @@
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/tokenizer/tokenizer.h"
 
 namespace glm::api {
 namespace {
@@ -238,6 +239,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   // Every prompt prepared (tokenized, validated) before anything is submitted: a bad one
   // fails the whole request with its field named.
   std::vector<PreparedRequest> prepared;
+  std::vector<std::string> echo_texts;  // echo: each prompt as the client sent it
   const size_t n_prompts = std::max<size_t>(1, request->prompts.size());
   for (size_t p = 0; p < n_prompts; ++p) {
     ApiRequest a = request->api;
@@ -250,6 +252,16 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     }
     auto one = frontend_->Prepare(a);
     if (!one.ok()) return SendError(res, one.status());
+    if (request->echo) {
+      std::string text = a.text;
+      const tokenizer::Tokenizer* tok = frontend_->model().tokenizer;
+      if (a.input == ApiRequest::Input::kTokenIds && tok != nullptr) {
+        auto decoded = tok->Decode(one->engine_request.prompt);
+        if (!decoded.ok()) return SendError(res, InvalidField(a.input_field, decoded.status().message()));
+        text = *decoded;
+      }
+      echo_texts.push_back(std::move(text));
+    }
     prepared.push_back(*std::move(one));
   }
 
@@ -279,6 +291,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       c.stream = std::move(*stream);
       c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
       c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
+      if (request->echo) c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt);
       state->choices.push_back(std::move(c));
     }
   }

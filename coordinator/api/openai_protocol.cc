@@ -212,9 +212,7 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
   } else {
     return InvalidField("prompt", "must be a string or an array of token ids");
   }
-  bool echo = false;
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "echo", &echo));
-  if (echo) return InvalidField("echo", "is not supported by this server");
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "echo", &r->echo));
   if (Present(body, "suffix") && !(body["suffix"].is_string() && body["suffix"].get<std::string>().empty()))
     return InvalidField("suffix", "is not supported by this server");
   // The legacy completions API stops at 16 tokens unless told otherwise.
@@ -229,6 +227,8 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
     a.logprobs = true;
     a.top_logprobs = static_cast<int32_t>(logprobs);
     a.top_logprobs_field = "logprobs";
+    // Echo with logprobs scores the prompt too (what lm-evaluation-harness's loglikelihood uses).
+    if (r->echo) a.prompt_logprobs = a.top_logprobs;
   }
   return absl::OkStatus();
 }
@@ -307,6 +307,41 @@ json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogpr
   return {{"content", std::move(content)}};
 }
 
+void OpenAiResponseBuilder::SetEchoPrompt(std::string text, std::vector<int32_t> ids) {
+  echo_text_ = std::move(text);
+  echo_ids_ = std::move(ids);
+}
+
+json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const {
+  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  size_t text_offset = 0;
+  for (size_t i = 0; i < echo_ids_.size(); ++i) {
+    const std::string text = frontend_->TokenText(echo_ids_[i]);
+    out["tokens"].push_back(text);
+    out["text_offset"].push_back(text_offset);
+    text_offset += text.size();
+    // Position i's logprob was computed from the tokens before it: none for the first.
+    if (i == 0 || i - 1 >= prompt_lps.size()) {
+      out["token_logprobs"].push_back(nullptr);
+      out["top_logprobs"].push_back(nullptr);
+      continue;
+    }
+    const scheduler::TokenLogprob& lp = prompt_lps[i - 1];
+    out["token_logprobs"].push_back(lp.logprob);
+    json top = json::object();
+    for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
+    out["top_logprobs"].push_back(std::move(top));
+  }
+  return out;
+}
+
+// Appends completions-logprobs arrays `b` to `a` (each array, in order).
+static void AppendLogprobs(json& a, const json& b) {
+  for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+    for (const auto& v : b[key]) a[key].push_back(v);
+}
+
 json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps,
                                                size_t text_offset) const {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
@@ -348,6 +383,17 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   std::string out;
   auto emit = [&out](const json& j) { absl::StrAppend(&out, "data: ", DumpJson(j), "\n\n"); };
 
+  if (!chat && request_->echo && !echo_sent_) {
+    // The prompt first, in a chunk of its own (with its tokens' logprobs when asked for);
+    // generated tokens' text offsets then start after it.
+    echo_sent_ = true;
+    json choice = {{"index", index_}, {"text", echo_text_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    if (request_->logprobs) {
+      choice["logprobs"] = EchoLogprobs(d.prompt_logprobs);
+      for (int32_t id : echo_ids_) text_offset_ += frontend_->TokenText(id).size();
+    }
+    emit(Chunk(std::move(choice)));
+  }
   if (chat && !role_sent_) {
     role_sent_ = true;
     emit(Chunk({{"index", index_},
@@ -406,6 +452,7 @@ void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
   cached_tokens_ = d.cached_tokens;
   text_ += d.text;
   reasoning_ += d.reasoning;
+  if (!d.prompt_logprobs.empty()) prompt_logprobs_ = d.prompt_logprobs;
   for (const auto& c : d.tool_calls) tool_calls_.push_back(c);
   if (request_->logprobs) logprobs_.insert(logprobs_.end(), d.logprobs.begin(), d.logprobs.end());
   if (d.finished) finish_reason_ = d.finish_reason;
@@ -438,8 +485,19 @@ json OpenAiResponseBuilder::FinalChoice() const {
     choice["message"] = std::move(message);
     if (request_->logprobs) choice["logprobs"] = ChatLogprobs(logprobs_);
   } else {
-    choice["text"] = text_;
-    if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, 0);
+    if (!request_->echo) {
+      choice["text"] = text_;
+      if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, 0);
+    } else {
+      choice["text"] = echo_text_ + text_;
+      if (request_->logprobs) {
+        json lp = EchoLogprobs(prompt_logprobs_);
+        size_t prompt_chars = 0;
+        for (int32_t id : echo_ids_) prompt_chars += frontend_->TokenText(id).size();
+        AppendLogprobs(lp, CompletionLogprobs(logprobs_, prompt_chars));
+        choice["logprobs"] = std::move(lp);
+      }
+    }
   }
   return choice;
 }

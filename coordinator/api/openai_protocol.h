@@ -42,6 +42,8 @@ struct OpenAiRequest {
   bool stream = false;
   bool include_usage = false;   // stream_options.include_usage
   bool logprobs = false;        // report logprobs in the response
+  bool echo = false;            // completions: the prompt comes back before the completion (with
+                                // its tokens' logprobs when logprobs are asked for)
 };
 
 // Parses a request body. INVALID_ARGUMENT names the field (InvalidField).
@@ -69,6 +71,9 @@ class OpenAiResponseBuilder {
   // Streaming failure after the headers went out: an error event and [DONE].
   static std::string StreamError(const nlohmann::json& error);
 
+  // Completions `echo`: the prompt as the client sent it (text) and as the engine saw it (ids).
+  void SetEchoPrompt(std::string text, std::vector<int32_t> ids);
+
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
   nlohmann::json Final() const;
@@ -84,6 +89,8 @@ class OpenAiResponseBuilder {
   nlohmann::json Chunk(nlohmann::json choice) const;
   nlohmann::json ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const;
   nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
+  // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
+  nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;
 
   const OpenAiRequest* request_;
   const TextFrontend* frontend_;
@@ -103,6 +110,11 @@ class OpenAiResponseBuilder {
   int32_t completion_tokens_ = 0;
   int32_t cached_tokens_ = 0;
   size_t text_offset_ = 0;      // completions logprobs' text_offset while streaming
+  // Echo.
+  std::string echo_text_;
+  std::vector<int32_t> echo_ids_;
+  bool echo_sent_ = false;
+  std::vector<scheduler::TokenLogprob> prompt_logprobs_;
 };
 
 // Serializes JSON for the wire: invalid UTF-8 (never expected) is replaced, not thrown.

@@ -34,6 +34,7 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   }
   delta.tokens = event.tokens;
   delta.logprobs = event.logprobs;
+  delta.prompt_logprobs = event.prompt_logprobs;
   delta.prompt_tokens = prompt_tokens_ = event.prompt_tokens;
   delta.completion_tokens = completion_tokens_ = event.completion_tokens;
   delta.cached_tokens = event.cached_tokens;

@@ -37,6 +37,7 @@ struct OutputOptions {
 struct OutputDelta {
   std::vector<int32_t> tokens;                    // new token ids, as the engine produced them
   std::vector<scheduler::TokenLogprob> logprobs;  // one per token when asked for
+  std::vector<scheduler::TokenLogprob> prompt_logprobs;  // prompt scoring: on the first delta
   std::string text;                               // content (complete UTF-8)
   std::string reasoning;                          // chat: inside <think>
   std::vector<tokenizer::ToolCall> tool_calls;    // chat: completed calls

@@ -204,6 +204,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   s.ignore_eos = r.ignore_eos;
   s.logprobs = r.logprobs || r.top_logprobs > 0;
   s.top_logprobs = r.top_logprobs;
+  s.prompt_logprobs = r.prompt_logprobs;
 
   out.output.stop = r.stop;
   out.output.skip_special_tokens = r.skip_special_tokens;

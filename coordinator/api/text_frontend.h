@@ -53,6 +53,7 @@ struct ApiRequest {
   bool ignore_eos = false;
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  int32_t prompt_logprobs = -1;            // >= 0: score the prompt (completions echo + logprobs)
   bool skip_special_tokens = true;
   std::string speculative;                 // "" | "mtp:K" | "ngram:K" (validated; the engine decides)
 

@@ -8,6 +8,8 @@
 // resident engine; bad options end the job before any worker loads.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <cmath>
+#include <algorithm>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -177,6 +179,29 @@ class ClusterE2eTest : public ::testing::Test {
     return runtime::Generate(**m, prompt, g)->tokens;
   }
 
+  // Log-probabilities of prompt[1..] under the single-process engine (one full forward).
+  static std::vector<double> LocalPromptLogprobs(const std::vector<int32_t>& prompt) {
+    auto ckpt = model::Checkpoint::Open(GLM_MODEL_DIR);
+    auto weights = model::ModelWeights::Load(**ckpt);
+    kernels::ThreadPool pool(1);
+    auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+    auto cache = (*m)->NewCache();
+    std::vector<model::SequenceInput> in(1);
+    in[0].cache = cache.get();
+    in[0].tokens = prompt;
+    auto out = (*m)->Forward(in, model::LogitRows::kAll);
+    const int64_t vocab = (*m)->config().vocab_size;
+    std::vector<double> lps;
+    for (size_t p = 1; p < prompt.size(); ++p) {
+      const float* row = out->logits.data() + (p - 1) * vocab;
+      const float max = *std::max_element(row, row + vocab);
+      double z = 0;
+      for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
+      lps.push_back(row[prompt[p]] - max - std::log(z));
+    }
+    return lps;
+  }
+
   // `glmctl generate` in one process (the command line users compare a cluster with).
   static std::vector<int32_t> GlmctlGreedy(const std::vector<int32_t>& prompt, int n, const std::string& flags) {
     std::string ids;
@@ -332,6 +357,27 @@ TEST_F(ClusterE2eTest, HttpSeveralChoices) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(ja["choices"][i]["text"], jb["choices"][i]["text"]) << "seeded choice " << i;
   EXPECT_FALSE(ja["choices"][0]["text"] == ja["choices"][1]["text"] && ja["choices"][1]["text"] == ja["choices"][2]["text"])
       << "seeds 5, 6, 7 gave one text three times";
+}
+
+// lm-evaluation-harness's loglikelihood request (echo + logprobs + max_tokens 1) on the real
+// cluster: the prompt tokens' logprobs are the single-process forward's, even for a prompt
+// whose blocks are already cached.
+TEST_F(ClusterE2eTest, HttpEchoScoresThePrompt) {
+  httplib::Client http("127.0.0.1", http_port_);
+  http.set_read_timeout(60, 0);
+  const auto prompt = Prompt(41, 40);
+  const auto want = LocalPromptLogprobs(prompt);
+  nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 1}, {"logprobs", 1}, {"echo", true}, {"temperature", 0}};
+  for (int round = 0; round < 2; ++round) {
+    auto res = http.Post("/v1/completions", body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200) << res->body;
+    const auto lp = nlohmann::json::parse(res->body)["choices"][0]["logprobs"];
+    ASSERT_EQ(lp["token_logprobs"].size(), prompt.size() + 1);
+    EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+    for (size_t p = 1; p < prompt.size(); ++p)
+      EXPECT_NEAR(lp["token_logprobs"][p].get<double>(), want[p - 1], 1e-4) << "round " << round << " position " << p;
+  }
 }
 
 TEST_F(ClusterE2eTest, ErrorCodes) {

@@ -109,6 +109,16 @@ void FakeEngine::Run(scheduler::GenerationRequest request, std::vector<int32_t> 
     }
     e.completion_tokens = static_cast<int32_t>(i + 1);
     if (i == 0) e.first_token_time = absl::Now();
+    if (i == 0 && s.prompt_logprobs >= 0) {
+      // Prompt scoring: position p's logprob is -p / 8, its alternatives the token itself then 200, 201, ...
+      for (size_t p = 1; p < request.prompt.size(); ++p) {
+        scheduler::TokenLogprob lp;
+        lp.token = request.prompt[p];
+        lp.logprob = -static_cast<float>(p) / 8;
+        for (int k = 0; k < s.prompt_logprobs; ++k) lp.top.emplace_back(k == 0 ? lp.token : 199 + k, lp.logprob - k);
+        e.prompt_logprobs.push_back(lp);
+      }
+    }
     {
       absl::MutexLock lock(&mu_);
       ++generation_tokens_;

@@ -1,6 +1,6 @@
 // A scheduler::Engine for API tests: no cluster, one thread per request emitting a scripted
 // token sequence with a configurable per-token delay. It honours max_tokens, stop_token_ids,
-// EOS/ignore_eos, logprobs and Abort, and fails Submit with the codes the real engine uses
+// EOS/ignore_eos, logprobs, prompt_logprobs (synthetic values) and Abort, and fails Submit with the codes the real engine uses
 // (engine.h). It records what the front ends did (requests, aborts) for assertions.
 #ifndef GLM_TESTS_COORDINATOR_API_FAKE_ENGINE_H_
 #define GLM_TESTS_COORDINATOR_API_FAKE_ENGINE_H_

@@ -252,6 +252,48 @@ TEST_F(HttpApiTest, SeveralPromptsTimesSeveralChoices) {
   EXPECT_EQ(engine_->requests().size(), submitted) << "a bad prompt must fail the request before any is submitted";
 }
 
+// Completions echo: the prompt comes back first; with logprobs, its tokens' logprobs too (the
+// first is null), then the completion's — lm-evaluation-harness's loglikelihood payload.
+TEST_F(HttpApiTest, EchoReturnsThePromptAndItsLogprobs) {
+  json body = {{"prompt", {5, 6, 7}}, {"max_tokens", 1}, {"logprobs", 1}, {"echo", true}, {"temperature", 0}};
+  auto res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, 1);
+  json choice = json::parse(res->body)["choices"][0];
+  const std::string prompt_text = *tokenizer_->Decode({5, 6, 7});
+  EXPECT_EQ(choice["text"], prompt_text + *tokenizer_->Decode({100}));
+  const json& lp = choice["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 4u);
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][1].get<float>(), -1.0f / 8);
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][2].get<float>(), -2.0f / 8);
+  EXPECT_FLOAT_EQ(lp["token_logprobs"][3].get<float>(), -0.25f);  // the generated token's
+  EXPECT_EQ(lp["top_logprobs"][2].size(), 1u);
+  size_t offset = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(lp["text_offset"][i].get<size_t>(), offset) << i;
+    offset += lp["tokens"][i].get<std::string>().size();
+  }
+
+  // Echo without logprobs: the text only, and no prompt scoring asked of the engine.
+  res = Post("/v1/completions", {{"prompt", "def f"}, {"max_tokens", 1}, {"echo", true}});
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, -1);
+  EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], "def f" + *tokenizer_->Decode({100}));
+
+  // Streaming: the prompt in a chunk of its own, first.
+  res = Post("/v1/completions", {{"prompt", "def f"}, {"max_tokens", 2}, {"echo", true}, {"stream", true}});
+  ASSERT_EQ(res->status, 200);
+  bool done = false;
+  std::vector<json> events = SseEvents(res->body, &done);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0]["choices"][0]["text"], "def f");
+  std::string text;
+  for (const json& e : events) text += e["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(text, "def f" + *tokenizer_->Decode({100, 101}));
+}
+
 TEST_F(HttpApiTest, SeveralChoicesStreaming) {
   ScriptText("one two");
   json body = ChatBody("count");
