@@ -92,6 +92,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.presence_penalty = s.presence_penalty();
   a.frequency_penalty = s.frequency_penalty();
   for (const auto& [token, bias] : s.logit_bias()) a.logit_bias.emplace_back(token, bias);
+  if (s.has_prompt_logprobs()) a.prompt_logprobs = s.prompt_logprobs();
   std::sort(a.logit_bias.begin(), a.logit_bias.end());  // map order is unspecified
   if (s.has_seed()) a.seed = s.seed();
   if (s.max_tokens() != 0) a.max_tokens = s.max_tokens();
@@ -111,9 +112,10 @@ absl::Time DeadlineOf(const grpc::ServerContext& ctx) {
   return absl::FromChrono(d);
 }
 
-void FillLogprobs(const std::vector<scheduler::TokenLogprob>& in, pb::GenerateResponse* out) {
+void FillLogprobs(const std::vector<scheduler::TokenLogprob>& in,
+                  google::protobuf::RepeatedPtrField<pb::TokenLogprob>* out) {
   for (const auto& lp : in) {
-    pb::TokenLogprob* p = out->add_logprobs();
+    pb::TokenLogprob* p = out->Add();
     p->set_token(lp.token);
     p->set_logprob(lp.logprob);
     for (const auto& [tok, logprob] : lp.top) {
@@ -177,14 +179,16 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     tracker.OnTokens(static_cast<int>(delta->tokens.size()));
     for (auto& c : delta->tool_calls) calls.push_back(std::move(c));
 
-    const bool empty = delta->tokens.empty() && delta->text.empty() && delta->reasoning.empty();
+    const bool empty = delta->tokens.empty() && delta->text.empty() && delta->reasoning.empty() &&
+                       delta->prompt_logprobs.empty();
     if (empty && !delta->finished) continue;
     pb::GenerateResponse resp;
     resp.set_request_id(id);
     resp.mutable_token_ids()->Add(delta->tokens.begin(), delta->tokens.end());
     resp.set_text(delta->text);
     resp.set_reasoning_text(delta->reasoning);
-    FillLogprobs(delta->logprobs, &resp);
+    FillLogprobs(delta->logprobs, resp.mutable_logprobs());
+    FillLogprobs(delta->prompt_logprobs, resp.mutable_prompt_logprobs());
     resp.mutable_usage()->set_prompt_tokens(delta->prompt_tokens);
     resp.mutable_usage()->set_completion_tokens(delta->completion_tokens);
     resp.mutable_usage()->set_cached_tokens(delta->cached_tokens);

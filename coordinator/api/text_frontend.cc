@@ -94,6 +94,8 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
     return InvalidField(Field(r, r.max_tokens_field), "is too large");
   if (r.top_logprobs < 0 || r.top_logprobs > kMaxTopLogprobs)
     return InvalidField(Field(r, r.top_logprobs_field), absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
+  if (r.prompt_logprobs < -1 || r.prompt_logprobs > kMaxTopLogprobs)
+    return InvalidField(Field(r, "prompt_logprobs"), absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
   for (size_t i = 0; i < r.stop.size(); ++i) {
     if (r.stop[i].empty()) return InvalidField(absl::StrCat(Field(r, "stop"), "[", i, "]"), "is empty");
     if (model_->tokenizer == nullptr)

@@ -68,6 +68,26 @@ TEST_F(GrpcApiTest, StreamsEachTokenInOrderThenFinishes) {
   EXPECT_TRUE(seen.sampling.logit_bias.empty());
 }
 
+TEST_F(GrpcApiTest, PromptLogprobsComeOnTheFirstMessage) {
+  pb::GenerateRequest r = TokenRequest({5, 6, 7, 8}, 3);
+  r.mutable_sampling()->set_prompt_logprobs(2);
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, 2);
+  ASSERT_FALSE(c.messages.empty());
+  ASSERT_EQ(c.messages[0].prompt_logprobs_size(), 3);
+  for (int p = 1; p <= 3; ++p) {
+    const pb::TokenLogprob& lp = c.messages[0].prompt_logprobs(p - 1);
+    EXPECT_EQ(lp.token(), 5 + p);
+    EXPECT_FLOAT_EQ(lp.logprob(), -static_cast<float>(p) / 8);  // the fake engine's values
+    EXPECT_EQ(lp.top_size(), 2);
+  }
+  for (size_t i = 1; i < c.messages.size(); ++i) EXPECT_EQ(c.messages[i].prompt_logprobs_size(), 0);
+  r.mutable_sampling()->clear_prompt_logprobs();
+  ASSERT_TRUE(Generate(r).status.ok());
+  EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, -1) << "unset: no prompt scoring";
+}
+
 TEST_F(GrpcApiTest, PenaltiesAndLogitBiasReachTheEngine) {
   pb::GenerateRequest r = TokenRequest({5, 6, 7}, 2);
   r.mutable_sampling()->set_presence_penalty(0.5f);
@@ -119,6 +139,7 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
        "sampling.logit_bias[\"99999\"]"},
       {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 150; },
        "sampling.logit_bias[\"5\"]"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_prompt_logprobs(21); }, "sampling.prompt_logprobs"},
   };
   for (const auto& c : cases) {
     pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);
