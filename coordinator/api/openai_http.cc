@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -74,6 +75,7 @@ struct Choice {
   std::unique_ptr<OpenAiResponseBuilder> builder;
   std::unique_ptr<RequestTracker> tracker;
   bool finished = false;
+  std::optional<scheduler::GenerationEvent> pending;  // taken from the stream early, not yet consumed
 };
 
 // A response's state (all its choices), shared by the streaming content provider and its
@@ -85,7 +87,7 @@ struct ResponseState {
 
   void AbortUnfinished(scheduler::Engine* engine) {
     for (Choice& c : choices)
-      if (!c.finished) engine->Abort(c.id);
+      if (c.stream != nullptr && !c.finished) engine->Abort(c.id);
   }
   bool AllFinished() const {
     for (const Choice& c : choices)
@@ -106,7 +108,10 @@ struct ResponseState {
         if (c.finished) continue;
         scheduler::GenerationEvent event;
         // First a sweep that takes what is ready; then one bounded wait on the first unfinished.
-        if (!c.stream->Next(&event, pass == 0 ? absl::ZeroDuration() : wait)) {
+        if (c.pending.has_value()) {
+          event = *std::move(c.pending);
+          c.pending.reset();
+        } else if (!c.stream->Next(&event, pass == 0 ? absl::ZeroDuration() : wait)) {
           if (pass == 1) return false;
           continue;
         }
@@ -266,34 +271,51 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   }
 
   // One engine request per choice: choice k = prompt · n + i continues prompt `prompt`; ids
-  // id, id-1, ...; seeds seed + i when the client gave one. Choices of one prompt share its
-  // cached blocks.
+  // id, id-1, ...; seeds seed + i when the client gave one.
   auto state = std::make_shared<ResponseState>();
+  state->choices.resize(prepared.size() * request->n);
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const char* api_kind = kind == Kind::kChat ? "openai-chat" : "openai-completions";
-  for (size_t p = 0; p < prepared.size(); ++p) {
-    for (int i = 0; i < request->n; ++i) {
-      const int k = static_cast<int>(p) * request->n + i;
-      scheduler::GenerationRequest g = prepared[p].engine_request;
-      if (k > 0) g.request_id = absl::StrCat(id, "-", k);
-      if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
-      Choice c;
-      c.id = g.request_id;
-      // A prompt counts once in the token metrics, on its first choice.
-      c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
-      auto stream = engine_->Submit(std::move(g));
-      if (!stream.ok()) {
-        c.tracker->Finish("rejected");
-        state->AbortUnfinished(engine_);
-        for (Choice& earlier : state->choices) earlier.tracker->Finish("abort");
-        return SendError(res, stream.status());
-      }
-      c.stream = std::move(*stream);
-      c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
-      c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
-      if (request->echo) c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt);
-      state->choices.push_back(std::move(c));
+  auto submit = [&](size_t p, int i) -> absl::Status {
+    const int k = static_cast<int>(p) * request->n + i;
+    scheduler::GenerationRequest g = prepared[p].engine_request;
+    if (k > 0) g.request_id = absl::StrCat(id, "-", k);
+    if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
+    Choice& c = state->choices[k];
+    c.id = g.request_id;
+    // A prompt counts once in the token metrics, on its first choice.
+    c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
+    auto stream = engine_->Submit(std::move(g));
+    if (!stream.ok()) {
+      c.tracker->Finish("rejected");
+      c.tracker.reset();
+      return stream.status();
     }
+    c.stream = std::move(*stream);
+    c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
+    c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
+    if (request->echo) c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt);
+    return absl::OkStatus();
+  };
+  auto fail = [&](const absl::Status& status) {
+    state->AbortUnfinished(engine_);
+    for (Choice& c : state->choices)
+      if (c.tracker != nullptr) c.tracker->Finish("abort");
+    SendError(res, status);
+  };
+  // Each prompt's first choice goes first. The others follow once it has produced its first
+  // token: by then the prompt's full blocks are in the prefix cache, so n choices cost one
+  // prefill, not n (admitted together, each would compute the whole prompt).
+  for (size_t p = 0; p < prepared.size(); ++p)
+    if (auto s = submit(p, 0); !s.ok()) return fail(s);
+  for (size_t p = 0; p < prepared.size() && request->n > 1; ++p) {
+    Choice& first = state->choices[p * request->n];
+    for (scheduler::GenerationEvent e; !first.pending.has_value();) {
+      if (stopping_->load()) return fail(absl::UnavailableError("the server is shutting down"));
+      if (first.stream->Next(&e, kPollInterval)) first.pending = std::move(e);
+    }
+    for (int i = 1; i < request->n; ++i)
+      if (auto s = submit(p, i); !s.ok()) return fail(s);
   }
   state->request = std::move(request);
 

@@ -357,6 +357,21 @@ TEST_F(ClusterE2eTest, HttpSeveralChoices) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(ja["choices"][i]["text"], jb["choices"][i]["text"]) << "seeded choice " << i;
   EXPECT_FALSE(ja["choices"][0]["text"] == ja["choices"][1]["text"] && ja["choices"][1]["text"] == ja["choices"][2]["text"])
       << "seeds 5, 6, 7 gave one text three times";
+
+  // n choices of a fresh prompt cost one prefill: choices 1..3 start from its cached blocks
+  // (64 tokens = 4 blocks of 16 each, the last block's tokens recomputed for its logits).
+  auto hits = [&] {
+    auto m = http.Get("/metrics");
+    const std::string key = "vllm:prefix_cache_hits_total{";
+    const size_t at = m->body.find(key);
+    return std::stod(m->body.substr(m->body.find("} ", at) + 2));
+  };
+  const double before = hits();
+  nlohmann::json fresh = {{"prompt", Prompt(77, 64)}, {"max_tokens", 4}, {"n", 4}, {"temperature", 0.5}, {"seed", 1}};
+  auto r = http.Post("/v1/completions", fresh.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_GE(hits() - before, 3 * 48) << "the later choices did not reuse the first one's prompt blocks";
 }
 
 // lm-evaluation-harness's loglikelihood request (echo + logprobs + max_tokens 1) on the real

@@ -26,7 +26,8 @@ class HttpApiTest : public ApiTest {
     return client.Post(path.c_str(), body.dump(), "application/json");
   }
   // Posts a non-streaming completions body that fans out into `choices` engine requests;
-  // returns the response and those requests, in submission order.
+  // returns the response and those requests in choice order (choice k's id is the response's
+  // id, then id-k).
   std::pair<json, std::vector<scheduler::GenerationRequest>> PostChoices(const json& body, size_t choices) {
     const size_t before = engine_->requests().size();
     auto res = Post("/v1/completions", body);
@@ -35,7 +36,12 @@ class HttpApiTest : public ApiTest {
     EXPECT_EQ(j["choices"].size(), choices);
     auto requests = engine_->requests();
     EXPECT_EQ(requests.size(), before + choices);
-    return {j, std::vector<scheduler::GenerationRequest>(requests.begin() + static_cast<int64_t>(before), requests.end())};
+    std::vector<scheduler::GenerationRequest> by_choice(choices);
+    const std::string id = j.value("id", "");
+    for (size_t r = before; r < requests.size(); ++r)
+      for (size_t k = 0; k < choices; ++k)
+        if (requests[r].request_id == (k == 0 ? id : id + "-" + std::to_string(k))) by_choice[k] = requests[r];
+    return {j, by_choice};
   }
   httplib::Result Get(const std::string& path) {
     httplib::Client client("127.0.0.1", server_->http_port());
