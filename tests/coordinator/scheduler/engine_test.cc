@@ -56,25 +56,36 @@ class EngineHarness {
     int32_t cached_tokens = 0;
     std::vector<TokenLogprob> prompt_logprobs;
   };
-  Output Run(GenerationRequest r) {
-    Output out;
-    auto stream = engine_->Submit(std::move(r));
-    if (!stream.ok()) {
-      out.error = stream.status();
-      return out;
+  Output Run(GenerationRequest r) { return std::move(RunAll({std::move(r)}).front()); }
+  // Submits every request before reading any (they run together, whatever the threads' timing),
+  // then collects each one's whole output.
+  std::vector<Output> RunAll(std::vector<GenerationRequest> requests) {
+    std::vector<Output> outs(requests.size());
+    std::vector<std::shared_ptr<RequestStream>> streams(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto stream = engine_->Submit(std::move(requests[i]));
+      if (!stream.ok()) {
+        outs[i].error = stream.status();
+        continue;
+      }
+      streams[i] = std::move(*stream);
     }
-    GenerationEvent e;
-    while ((*stream)->Next(&e, absl::Seconds(120))) {
-      out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
-      if (!e.prompt_logprobs.empty()) out.prompt_logprobs = e.prompt_logprobs;
-      if (e.finished) {
-        out.finish_reason = e.finish_reason;
-        out.error = e.error;
-        out.cached_tokens = e.cached_tokens;
-        break;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (streams[i] == nullptr) continue;
+      Output& out = outs[i];
+      GenerationEvent e;
+      while (streams[i]->Next(&e, absl::Seconds(120))) {
+        out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
+        if (!e.prompt_logprobs.empty()) out.prompt_logprobs = e.prompt_logprobs;
+        if (e.finished) {
+          out.finish_reason = e.finish_reason;
+          out.error = e.error;
+          out.cached_tokens = e.cached_tokens;
+          break;
+        }
       }
     }
-    return out;
+    return outs;
   }
 
  private:
@@ -291,15 +302,16 @@ TEST(EngineTest, RepeatedPromptIsServedFromTheCache) {
 }
 
 TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
-  // 4 requests that together need more blocks than exist while decoding.
+  // 4 requests that together need more blocks than exist while decoding (4 x 8 blocks of 4
+  // positions vs 24), all submitted before any is read: they always run together.
   EngineHarness h("glm5-tiny-code", 1, 1, 24, 4);
   std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < 4; ++i) prompts.push_back(Prompt(300 + i, 12));
-  std::vector<EngineHarness::Output> outs(prompts.size());
-  std::vector<std::thread> clients;
-  for (size_t i = 0; i < prompts.size(); ++i)
-    clients.emplace_back([&, i] { outs[i] = h.Run(Greedy(prompts[i], 20)); });
-  for (auto& t : clients) t.join();
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(Prompt(300 + i, 12));
+    requests.push_back(Greedy(prompts.back(), 20));
+  }
+  const std::vector<EngineHarness::Output> outs = h.RunAll(std::move(requests));
   for (size_t i = 0; i < prompts.size(); ++i) {
     ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
     EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 20)) << "request " << i;
