@@ -90,29 +90,27 @@ class ApiServerImpl final : public ApiServer {
  private:
   // The engine starts draining on its own (shutdown signal, cluster failure); gRPC health has
   // to follow without the coordinator calling SetServing(false).
+  // It compares with what health last published, not with the engine's state when the watch
+  // began: an engine that starts draining before this thread first runs must still be seen.
   void WatchDraining() {
     absl::MutexLock lock(&watch_mu_);
-    bool last = engine_->draining();
     auto stop = [this] { return watch_stop_; };
-    while (!watch_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100))) {
-      const bool now = engine_->draining();
-      if (now != last) {
-        last = now;
-        UpdateHealth();
-      }
-    }
+    while (!watch_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(100)))
+      if (static_cast<int>(HealthyNow()) != published_.load()) UpdateHealth();
   }
+
+  bool HealthyNow() const { return serving_.load() && !stopping_.load() && !engine_->draining(); }
 
   void UpdateHealth() {
     if (grpc_server_ == nullptr) return;
     grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
     if (health == nullptr) return;
-    // Draining is read at SetServing time; the coordinator calls SetServing(false) when it
-    // starts to drain.
-    const bool ok = serving_.load() && !stopping_.load() && !engine_->draining();
+    absl::MutexLock lock(&health_mu_);  // SetServing and the watcher may both publish
+    const bool ok = HealthyNow();
     health->SetServingStatus(ok);
     health->SetServingStatus("", ok);
     health->SetServingStatus(kServiceName, ok);
+    published_.store(ok);
   }
 
   ApiOptions options_;
@@ -128,6 +126,8 @@ class ApiServerImpl final : public ApiServer {
   std::thread health_thread_;
   absl::Mutex watch_mu_;
   bool watch_stop_ = false;
+  absl::Mutex health_mu_;
+  std::atomic<int> published_{-1};  // the serving status health last published (-1: none yet)
   absl::Mutex shutdown_mu_;
   bool shut_down_ = false;
 };
