@@ -166,9 +166,9 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
     auto* r = result->add_sequences();
     r->set_seq_id(s.seq_id());
     const int64_t n = s.tokens_size(), tail = TailRows(s);
-    const int64_t rows_here = all_rows ? n : tail;
+    const int64_t rows_here = all_rows ? n : std::min<int64_t>(n, LogitRowsFor(s));
     if (s.return_logits() && all_rows) r->mutable_logits()->Add(out.logits.begin() + row * vocab, out.logits.begin() + (row + n) * vocab);
-    if (s.want_prompt_logprobs() && all_rows) AddPromptLogprobs(s, out.logits.data() + row * vocab, vocab, r);
+    if (s.want_prompt_logprobs() && rows_here == n) AddPromptLogprobs(s, out.logits.data() + row * vocab, vocab, r);
     if (s.sample()) decisions[i] = Decide(s, out.logits.data() + (row + rows_here - tail) * vocab, r);
     row += rows_here;
   }

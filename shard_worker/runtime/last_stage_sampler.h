@@ -7,6 +7,7 @@
 #ifndef GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
 #define GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
 
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -21,8 +22,14 @@ class LastStageSampler {
  public:
   LastStageSampler(const model::Glm5Model* model, kv_cache::KvBlockPool* pool) : model_(model), pool_(pool) {}
 
-  // How many logit rows each sequence of `plan` needs (its drafts + 1), for LogitRows::kTail.
+  // How many logit rows a sequence samples from (its drafts + 1): the last of its rows.
   static int32_t TailRows(const shard::SequenceStep& s) { return s.num_drafts() + 1; }
+  // How many rows of logits the forward computes for it with LogitRows::kTail: every row of a
+  // chunk whose prompt is scored, else TailRows. (Only that sequence's: a scored prompt sharing
+  // a step with a long prefill must not make the step compute logits for every row.)
+  static int32_t LogitRowsFor(const shard::SequenceStep& s) {
+    return s.want_prompt_logprobs() ? std::max(s.tokens_size(), TailRows(s)) : TailRows(s);
+  }
 
   // `out` holds the step's forward (logits of the tail rows, or of every row when `all_rows`).
   absl::Status Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,

@@ -107,9 +107,9 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
         pool_.get(), std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), s.start_position()));
     batch[i].cache = caches.back().get();
     batch[i].tokens.assign(s.tokens().begin(), s.tokens().end());
-    batch[i].logit_tail = LastStageSampler::TailRows(s);
+    batch[i].logit_tail = LastStageSampler::LogitRowsFor(s);
     T += s.tokens_size();
-    want_all_rows |= s.return_logits() || s.want_prompt_logprobs();
+    want_all_rows |= s.return_logits();
   }
   std::vector<float> input;
   attention::KeySelection selection;

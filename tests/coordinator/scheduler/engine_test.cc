@@ -181,7 +181,8 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
 
 // Prompt scoring: every prompt token's logprob after the first (with alternatives), over chunked
 // prefill and a 2-stage pipeline, is the single-process forward's log-softmax; a scored prompt
-// is computed in full even when its blocks are cached.
+// is computed in full even when its blocks are cached; requests sharing its steps (plain and
+// speculative, whose logit rows sit next to its rows) are unaffected.
 TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
   const auto prompt = Prompt(9, 45);
   const int64_t n = static_cast<int64_t>(prompt.size());
@@ -207,8 +208,16 @@ TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
     ASSERT_TRUE(h.Run(Greedy(prompt, 2)).error.ok());  // the prompt's blocks are now cached
     GenerationRequest r = Greedy(prompt, 3);
     r.sampling.prompt_logprobs = 2;
-    auto out = h.Run(r);
+    // Sharing its steps: a plain request and a speculative one (several logit rows each).
+    const auto other = Prompt(10, 30), third = Prompt(11, 20);
+    GenerationRequest spec = Greedy(third, 12);
+    spec.speculative = "mtp:2";
+    auto outs = h.RunAll({r, Greedy(other, 8), spec});
+    const auto& out = outs[0];
     ASSERT_TRUE(out.error.ok()) << out.error;
+    ASSERT_TRUE(outs[1].error.ok() && outs[2].error.ok());
+    EXPECT_EQ(outs[1].tokens, SingleProcessGreedy(other, 8));
+    EXPECT_EQ(outs[2].tokens, SingleProcessGreedy(third, 12));
     EXPECT_EQ(out.cached_tokens, 0) << "a scored prompt must not start from cached blocks";
     EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 3));
     ASSERT_EQ(static_cast<int64_t>(out.prompt_logprobs.size()), n - 1);
