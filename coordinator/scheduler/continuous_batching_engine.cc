@@ -264,7 +264,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     SeqPtr s = *it;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const bool decode = remaining == 1;
-    int64_t n = decode ? 1 : std::min({remaining, prefill_budget, budget});
+    int64_t n = decode ? 1 : ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     if (n <= 0) {
       ++it;
       continue;
@@ -312,7 +312,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     waiting_.pop_front();
     running_.push_back(s);
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
-    const int64_t n = std::min({remaining, prefill_budget, budget});
+    const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     const bool mtp = s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp;
     int next_k = mtp && n == remaining ? s->spec.k : 0;
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
@@ -477,6 +477,12 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   }
   PublishLoad();
   return true;
+}
+
+int64_t ContinuousBatchingEngine::ScoredChunk(const Sequence& s, int64_t n) const {
+  // A scored prompt's chunk computes n x vocab logits: keep that within max_scored_logits.
+  if (s.request.sampling.prompt_logprobs < 0 || s.computed >= s.prompt_len) return n;
+  return std::min<int64_t>(n, std::max<int64_t>(1, options_.max_scored_logits / std::max(1, options_.vocab_size)));
 }
 
 void ContinuousBatchingEngine::CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r) {

@@ -68,6 +68,9 @@ class ContinuousBatchingEngine : public Engine {
   void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
   void ReleaseBlocks(Sequence& s);
   void RegisterFullBlocks(Sequence& s);
+  // A prefill chunk of n tokens for `s`, cut to EngineOptions::max_scored_logits when its
+  // prompt is scored.
+  int64_t ScoredChunk(const Sequence& s, int64_t n) const;
   // Stores the prompt positions a step scored for `s` (its chunk started at `start`).
   static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
   bool EnsureBlocks(Sequence& s, int64_t positions);

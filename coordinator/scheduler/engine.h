@@ -35,6 +35,9 @@ struct EngineOptions {
   int32_t max_running = 64;          // sequences decoding at once
   int32_t max_waiting = 1024;        // queued requests before RESOURCE_EXHAUSTED
   bool enable_prefix_cache = true;
+  // A scored prompt (prompt_logprobs) computes rows x vocab logits per step: its chunks are cut
+  // to at most this many / vocab rows (64 Mi floats = 256 MiB: ~430 rows of GLM-5's 154k).
+  int64_t max_scored_logits = int64_t{64} << 20;
   std::string speculative;           // default for requests: "" / "none", "mtp:K", "ngram:K"
   bool has_mtp = false;              // the model has an MTP layer (mtp:K is refused otherwise)
 };

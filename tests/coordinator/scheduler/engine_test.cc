@@ -182,7 +182,8 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
 // Prompt scoring: every prompt token's logprob after the first (with alternatives), over chunked
 // prefill and a 2-stage pipeline, is the single-process forward's log-softmax; a scored prompt
 // is computed in full even when its blocks are cached; requests sharing its steps (plain and
-// speculative, whose logit rows sit next to its rows) are unaffected.
+// speculative, whose logit rows sit next to its rows) are unaffected; a logits budget of 5 rows
+// cuts the scored prompt into 5-token chunks with the same result.
 TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
   const auto prompt = Prompt(9, 45);
   const int64_t n = static_cast<int64_t>(prompt.size());
@@ -200,10 +201,12 @@ TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
   const int64_t vocab = (*m)->config().vocab_size;
   struct Layout {
     int workers, stages, chunk;
+    int64_t scored_rows;  // max_scored_logits in rows of the vocabulary
   };
-  for (Layout layout : {Layout{1, 1, 7}, Layout{2, 2, 2048}}) {
+  for (Layout layout : {Layout{1, 1, 7, 1 << 20}, Layout{2, 2, 2048, 1 << 20}, Layout{1, 1, 2048, 5}}) {
     EngineOptions o;
     o.prefill_chunk = layout.chunk;
+    o.max_scored_logits = layout.scored_rows * vocab;
     EngineHarness h("glm5-tiny-code", layout.workers, layout.stages, 256, 16, o);
     ASSERT_TRUE(h.Run(Greedy(prompt, 2)).error.ok());  // the prompt's blocks are now cached
     GenerationRequest r = Greedy(prompt, 3);
@@ -233,6 +236,14 @@ TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
       ASSERT_EQ(got.top.size(), 2u);
       EXPECT_EQ(got.top[0].first, static_cast<int32_t>(std::max_element(row, row + vocab) - row)) << p;
       EXPECT_GE(got.top[0].second, got.top[1].second);
+    }
+    if (layout.scored_rows == 5) {
+      // Alone, the scored prompt takes 9 steps of 5 tokens (the published count may lag one).
+      const int64_t before = h.engine()->GetLoad().steps;
+      GenerationRequest alone = Greedy(prompt, 1);
+      alone.sampling.prompt_logprobs = 0;
+      ASSERT_TRUE(h.Run(alone).error.ok());
+      EXPECT_GE(h.engine()->GetLoad().steps - before, 8) << "45 scored tokens in chunks of at most 5";
     }
     EXPECT_EQ(h.engine()->GetLoad().kv_blocks_used, 0);
   }
