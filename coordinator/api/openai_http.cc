@@ -281,6 +281,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     scheduler::GenerationRequest g = prepared[p].engine_request;
     if (k > 0) g.request_id = absl::StrCat(id, "-", k);
     if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
+    // The prompt is scored once, by its first choice; the others start from its cached blocks.
+    if (i > 0) g.sampling.prompt_logprobs = -1;
     Choice& c = state->choices[k];
     c.id = g.request_id;
     // A prompt counts once in the token metrics, on its first choice.
@@ -294,7 +296,9 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     c.stream = std::move(*stream);
     c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
     c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
-    if (request->echo) c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt);
+    if (request->echo)
+      c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt,
+                               state->choices[p * request->n].builder.get());
     return absl::OkStatus();
   };
   auto fail = [&](const absl::Status& status) {

@@ -307,9 +307,11 @@ json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogpr
   return {{"content", std::move(content)}};
 }
 
-void OpenAiResponseBuilder::SetEchoPrompt(std::string text, std::vector<int32_t> ids) {
+void OpenAiResponseBuilder::SetEchoPrompt(std::string text, std::vector<int32_t> ids,
+                                          const OpenAiResponseBuilder* scorer) {
   echo_text_ = std::move(text);
   echo_ids_ = std::move(ids);
+  scorer_ = scorer == this ? nullptr : scorer;
 }
 
 json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const {
@@ -383,13 +385,14 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   std::string out;
   auto emit = [&out](const json& j) { absl::StrAppend(&out, "data: ", DumpJson(j), "\n\n"); };
 
+  if (!d.prompt_logprobs.empty()) prompt_logprobs_ = d.prompt_logprobs;
   if (!chat && request_->echo && !echo_sent_) {
     // The prompt first, in a chunk of its own (with its tokens' logprobs when asked for);
     // generated tokens' text offsets then start after it.
     echo_sent_ = true;
     json choice = {{"index", index_}, {"text", echo_text_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (request_->logprobs) {
-      choice["logprobs"] = EchoLogprobs(d.prompt_logprobs);
+      choice["logprobs"] = EchoLogprobs(PromptLogprobs());
       for (int32_t id : echo_ids_) text_offset_ += frontend_->TokenText(id).size();
     }
     emit(Chunk(std::move(choice)));
@@ -491,7 +494,7 @@ json OpenAiResponseBuilder::FinalChoice() const {
     } else {
       choice["text"] = echo_text_ + text_;
       if (request_->logprobs) {
-        json lp = EchoLogprobs(prompt_logprobs_);
+        json lp = EchoLogprobs(PromptLogprobs());
         size_t prompt_chars = 0;
         for (int32_t id : echo_ids_) prompt_chars += frontend_->TokenText(id).size();
         AppendLogprobs(lp, CompletionLogprobs(logprobs_, prompt_chars));

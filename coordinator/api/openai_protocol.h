@@ -72,7 +72,9 @@ class OpenAiResponseBuilder {
   static std::string StreamError(const nlohmann::json& error);
 
   // Completions `echo`: the prompt as the client sent it (text) and as the engine saw it (ids).
-  void SetEchoPrompt(std::string text, std::vector<int32_t> ids);
+  // `scorer`, when given, is the builder of the choice whose engine request scores this prompt
+  // (one choice per prompt does); its prompt logprobs are used when this choice has none.
+  void SetEchoPrompt(std::string text, std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr);
 
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
@@ -115,6 +117,10 @@ class OpenAiResponseBuilder {
   std::vector<int32_t> echo_ids_;
   bool echo_sent_ = false;
   std::vector<scheduler::TokenLogprob> prompt_logprobs_;
+  const OpenAiResponseBuilder* scorer_ = nullptr;
+  const std::vector<scheduler::TokenLogprob>& PromptLogprobs() const {
+    return prompt_logprobs_.empty() && scorer_ != nullptr ? scorer_->prompt_logprobs_ : prompt_logprobs_;
+  }
 };
 
 // Serializes JSON for the wire: invalid UTF-8 (never expected) is replaced, not thrown.

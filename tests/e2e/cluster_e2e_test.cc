@@ -384,14 +384,18 @@ TEST_F(ClusterE2eTest, HttpEchoScoresThePrompt) {
   const auto want = LocalPromptLogprobs(prompt);
   nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 1}, {"logprobs", 1}, {"echo", true}, {"temperature", 0}};
   for (int round = 0; round < 2; ++round) {
+    body["n"] = round + 1;  // the second round: two choices, the prompt scored by the first
     auto res = http.Post("/v1/completions", body.dump(), "application/json");
     ASSERT_TRUE(res);
     ASSERT_EQ(res->status, 200) << res->body;
-    const auto lp = nlohmann::json::parse(res->body)["choices"][0]["logprobs"];
-    ASSERT_EQ(lp["token_logprobs"].size(), prompt.size() + 1);
-    EXPECT_TRUE(lp["token_logprobs"][0].is_null());
-    for (size_t p = 1; p < prompt.size(); ++p)
-      EXPECT_NEAR(lp["token_logprobs"][p].get<double>(), want[p - 1], 1e-4) << "round " << round << " position " << p;
+    const auto j = nlohmann::json::parse(res->body);
+    for (int c = 0; c <= round; ++c) {
+      const auto lp = j["choices"][c]["logprobs"];
+      ASSERT_EQ(lp["token_logprobs"].size(), prompt.size() + 1);
+      EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+      for (size_t p = 1; p < prompt.size(); ++p)
+        EXPECT_NEAR(lp["token_logprobs"][p].get<double>(), want[p - 1], 1e-4) << "round " << round << " choice " << c << " position " << p;
+    }
   }
 }
 

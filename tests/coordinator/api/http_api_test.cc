@@ -282,6 +282,14 @@ TEST_F(HttpApiTest, EchoReturnsThePromptAndItsLogprobs) {
     offset += lp["tokens"][i].get<std::string>().size();
   }
 
+  // n = 2: the prompt is scored once (by the first choice); both choices report its logprobs.
+  auto [two, requests] = PostChoices({{"prompt", {5, 6, 7}}, {"max_tokens", 1}, {"logprobs", 1}, {"echo", true}, {"n", 2}}, 2);
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].sampling.prompt_logprobs, 1);
+  EXPECT_EQ(requests[1].sampling.prompt_logprobs, -1);
+  EXPECT_EQ(two["choices"][1]["logprobs"]["token_logprobs"][2], two["choices"][0]["logprobs"]["token_logprobs"][2]);
+  EXPECT_FLOAT_EQ(two["choices"][1]["logprobs"]["token_logprobs"][2].get<float>(), -2.0f / 8);
+
   // Echo without logprobs: the text only, and no prompt scoring asked of the engine.
   res = Post("/v1/completions", {{"prompt", "def f"}, {"max_tokens", 1}, {"echo", true}});
   ASSERT_EQ(res->status, 200) << res->body;
@@ -298,6 +306,21 @@ TEST_F(HttpApiTest, EchoReturnsThePromptAndItsLogprobs) {
   std::string text;
   for (const json& e : events) text += e["choices"][0]["text"].get<std::string>();
   EXPECT_EQ(text, "def f" + *tokenizer_->Decode({100, 101}));
+
+  // Streaming, two choices: each opens with the prompt and the one scoring's logprobs.
+  res = Post("/v1/completions",
+             {{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"echo", true}, {"logprobs", 1}, {"n", 2}, {"stream", true}});
+  ASSERT_EQ(res->status, 200);
+  int echoed = 0;
+  for (const json& e : SseEvents(res->body, &done)) {
+    const json& c = e["choices"][0];
+    if (c["logprobs"].is_object() && c["logprobs"]["token_logprobs"].size() == 3) {
+      ++echoed;
+      EXPECT_TRUE(c["logprobs"]["token_logprobs"][0].is_null());
+      EXPECT_FLOAT_EQ(c["logprobs"]["token_logprobs"][1].get<float>(), -1.0f / 8) << e;
+    }
+  }
+  EXPECT_EQ(echoed, 2);
 }
 
 TEST_F(HttpApiTest, SeveralChoicesStreaming) {
