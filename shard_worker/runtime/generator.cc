@@ -16,7 +16,6 @@ absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std
                                                    options.max_new_tokens, ") exceeds the context of ",
                                                    c.max_position_embeddings));
   auto cache = model.NewCache();
-  Sampler sampler(options.sampling);
   GenerateResult result;
   result.finish_reason = "length";
   std::vector<int32_t> history = prompt;
@@ -32,6 +31,10 @@ absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std
     if (end == prompt.size()) logits = std::move(out->logits);
   }
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    // Token `step`'s own generator (TokenSeed): the cluster draws the same one.
+    SamplingParams sp = options.sampling;
+    sp.seed = TokenSeed(options.sampling.seed, step);
+    Sampler sampler(sp);
     int32_t next = sampler.Sample(logits.data(), c.vocab_size, history, prompt.size());
     result.tokens.push_back(next);
     history.push_back(next);

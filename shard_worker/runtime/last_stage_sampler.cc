@@ -138,7 +138,7 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
       next = GreedyToken(last, vocab, p, history, output_start);
     } else {
       SamplingParams sp = p;
-      sp.seed = s.sampling().seed() * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(s.sample_index());
+      sp.seed = TokenSeed(s.sampling().seed(), s.sample_index());
       Sampler sampler(sp);
       std::vector<float> work(last, last + vocab);
       next = sampler.Sample(work.data(), vocab, history, output_start);

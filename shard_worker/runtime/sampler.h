@@ -47,6 +47,13 @@ class Sampler {
   std::mt19937_64 rng_;
 };
 
+// The seed of the sampler that draws a request's `index`-th generated token (0 = the first):
+// every engine — the single-process generator and the cluster's last stage — draws token i
+// from its own generator seeded so, and a seed gives the same text in both.
+inline uint64_t TokenSeed(uint64_t request_seed, int64_t index) {
+  return request_seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index);
+}
+
 // Index of the largest logit (lowest index on ties, as torch.argmax).
 int32_t ArgMax(const float* logits, int64_t vocab);
 
