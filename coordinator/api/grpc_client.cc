@@ -61,14 +61,19 @@ absl::Status CheckSampling(double temperature, double top_p) {
   return absl::OkStatus();
 }
 
-void FillSampling(pb::SamplingParameters* s, int64_t max_new_tokens, double temperature, double top_p, int32_t top_k,
-                  uint64_t seed, bool ignore_eos) {
-  s->set_max_tokens(static_cast<int32_t>(max_new_tokens));
-  s->set_temperature(static_cast<float>(temperature));
-  s->set_top_p(static_cast<float>(top_p));
-  s->set_top_k(top_k);
-  s->set_seed(seed);  // always sent: the single-process glmctl also uses seed 0 by default
-  s->set_ignore_eos(ignore_eos);
+// The sampling fields RemoteGenerateOptions and RemoteChatOptions share.
+template <typename Options>
+void FillSampling(const Options& o, pb::SamplingParameters* s) {
+  s->set_max_tokens(static_cast<int32_t>(o.max_new_tokens));
+  s->set_temperature(static_cast<float>(o.temperature));
+  s->set_top_p(static_cast<float>(o.top_p));
+  s->set_top_k(o.top_k);
+  s->set_min_p(static_cast<float>(o.min_p));
+  s->set_repetition_penalty(static_cast<float>(o.repetition_penalty));
+  s->set_presence_penalty(static_cast<float>(o.presence_penalty));
+  s->set_frequency_penalty(static_cast<float>(o.frequency_penalty));
+  s->set_seed(o.seed);  // always sent: the single-process glmctl also uses seed 0 by default
+  s->set_ignore_eos(o.ignore_eos);
 }
 
 struct StreamResult {
@@ -149,7 +154,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   } else {
     request.set_text(o.prompt);
   }
-  FillSampling(request.mutable_sampling(), o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed, o.ignore_eos);
+  FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
 
   auto channel = Connect(server, o.connect_timeout);
@@ -193,7 +198,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   chat->set_tools_json(o.tools_json);
   chat->set_template_kwargs_json(o.template_kwargs_json);
   chat->set_add_generation_prompt(true);
-  FillSampling(request.mutable_sampling(), o.max_new_tokens, o.temperature, o.top_p, o.top_k, o.seed, o.ignore_eos);
+  FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
 
   auto channel = Connect(server, o.connect_timeout);

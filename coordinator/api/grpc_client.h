@@ -22,6 +22,10 @@ struct RemoteGenerateOptions {
   double temperature = 0.0;
   double top_p = 1.0;
   int32_t top_k = 0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
   uint64_t seed = 0;
   bool ignore_eos = false;
   bool json = false;
@@ -41,6 +45,10 @@ struct RemoteChatOptions {
   double temperature = 0.0;
   double top_p = 1.0;
   int32_t top_k = 0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
   uint64_t seed = 0;
   bool ignore_eos = false;
   // Plain: the reply text. JSON: {"content", "reasoning_content"?, "tool_calls"?, "finish_reason",

@@ -41,6 +41,10 @@ ABSL_FLAG(int64_t, max_new_tokens, 16, "generate: tokens to generate");
 ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0 = greedy)");
 ABSL_FLAG(double, top_p, 1.0, "generate: nucleus sampling mass");
 ABSL_FLAG(int32_t, top_k, 0, "generate: sample among the k most likely tokens (0 = off)");
+ABSL_FLAG(double, min_p, 0.0, "generate/chat: drop tokens below min_p x the top probability");
+ABSL_FLAG(double, repetition_penalty, 1.0, "generate/chat: > 1 discourages tokens of the prompt and output");
+ABSL_FLAG(double, presence_penalty, 0.0, "generate/chat: subtracted once from tokens the output has (-2..2)");
+ABSL_FLAG(double, frequency_penalty, 0.0, "generate/chat: subtracted per occurrence in the output (-2..2)");
 ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed; synth: weight seed");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequence token");
 ABSL_FLAG(bool, json, false, "generate: print JSON");
@@ -85,6 +89,21 @@ int Finish(const absl::StatusOr<std::string>& result) {
 
 }  // namespace
 
+// The sampling flags a remote generate/chat sends (RemoteGenerateOptions, RemoteChatOptions).
+template <typename Remote>
+void CopySampling(const glm::cli::ModelCommandOptions& m, Remote* r) {
+  r->max_new_tokens = m.max_new_tokens;
+  r->temperature = m.temperature;
+  r->top_p = m.top_p;
+  r->top_k = m.top_k;
+  r->min_p = m.min_p;
+  r->repetition_penalty = m.repetition_penalty;
+  r->presence_penalty = m.presence_penalty;
+  r->frequency_penalty = m.frequency_penalty;
+  r->seed = m.seed;
+  r->ignore_eos = m.ignore_eos;
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
@@ -105,6 +124,10 @@ int main(int argc, char** argv) {
   m.temperature = absl::GetFlag(FLAGS_temperature);
   m.top_p = absl::GetFlag(FLAGS_top_p);
   m.top_k = absl::GetFlag(FLAGS_top_k);
+  m.min_p = absl::GetFlag(FLAGS_min_p);
+  m.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+  m.presence_penalty = absl::GetFlag(FLAGS_presence_penalty);
+  m.frequency_penalty = absl::GetFlag(FLAGS_frequency_penalty);
   m.seed = absl::GetFlag(FLAGS_seed);
   m.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   m.json = absl::GetFlag(FLAGS_json);
@@ -131,12 +154,7 @@ int main(int argc, char** argv) {
       glm::api::RemoteGenerateOptions r;
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
-      r.max_new_tokens = m.max_new_tokens;
-      r.temperature = m.temperature;
-      r.top_p = m.top_p;
-      r.top_k = m.top_k;
-      r.seed = m.seed;
-      r.ignore_eos = m.ignore_eos;
+      CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
       return Finish(glm::api::RemoteGenerate(server, r));
@@ -144,12 +162,7 @@ int main(int argc, char** argv) {
     if (command == "chat") {
       glm::api::RemoteChatOptions r;
       r.message = m.message;
-      r.max_new_tokens = m.max_new_tokens;
-      r.temperature = m.temperature;
-      r.top_p = m.top_p;
-      r.top_k = m.top_k;
-      r.seed = m.seed;
-      r.ignore_eos = m.ignore_eos;
+      CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
       return Finish(glm::api::RemoteChat(server, r));

@@ -118,6 +118,12 @@ absl::StatusOr<runtime::GenerateOptions> GenerateOptionsFrom(const ModelCommandO
   if (o.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
   if (o.top_p <= 0 || o.top_p > 1) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
   if (o.top_k < 0) return absl::InvalidArgumentError("--top_k must be >= 0");
+  if (!(o.min_p >= 0 && o.min_p <= 1)) return absl::InvalidArgumentError("--min-p must be in [0, 1]");
+  if (!(o.repetition_penalty > 0)) return absl::InvalidArgumentError("--repetition-penalty must be > 0");
+  if (!(o.presence_penalty >= -2 && o.presence_penalty <= 2))
+    return absl::InvalidArgumentError("--presence-penalty must be in [-2, 2]");
+  if (!(o.frequency_penalty >= -2 && o.frequency_penalty <= 2))
+    return absl::InvalidArgumentError("--frequency-penalty must be in [-2, 2]");
   if (o.max_new_tokens < 0) return absl::InvalidArgumentError("--max-new-tokens must be >= 0");
   runtime::GenerateOptions g;
   g.max_new_tokens = o.max_new_tokens;
@@ -125,6 +131,10 @@ absl::StatusOr<runtime::GenerateOptions> GenerateOptionsFrom(const ModelCommandO
   g.sampling.temperature = static_cast<float>(o.temperature);
   g.sampling.top_p = static_cast<float>(o.top_p);
   g.sampling.top_k = o.top_k;
+  g.sampling.min_p = static_cast<float>(o.min_p);
+  g.sampling.repetition_penalty = static_cast<float>(o.repetition_penalty);
+  g.sampling.presence_penalty = static_cast<float>(o.presence_penalty);
+  g.sampling.frequency_penalty = static_cast<float>(o.frequency_penalty);
   g.sampling.seed = o.seed;
   return g;
 }

@@ -21,6 +21,10 @@ struct ModelCommandOptions {
   double temperature = 0.0;
   double top_p = 1.0;
   int32_t top_k = 0;
+  double min_p = 0.0;
+  double repetition_penalty = 1.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
   uint64_t seed = 0;
   bool ignore_eos = false;
   bool json = false;

@@ -297,6 +297,28 @@ TEST_F(ClusterE2eTest, PrefixCacheHitGivesExactlyTheColdTokens) {
   EXPECT_GE(warm.last.usage().cached_tokens(), 288);
 }
 
+// One seed, one text: `glmctl generate` in one process and the cluster (gRPC) sample the same
+// tokens with temperature, top-k, min-p and all three penalties.
+TEST_F(ClusterE2eTest, SeededSamplingEqualsGlmctlGenerate) {
+  const auto prompt = Prompt(51, 20);
+  const auto local = GlmctlGreedy(prompt, 16,
+                                  "--temperature 0.8 --top-k 40 --min-p 0.02 --seed 7 --repetition-penalty 1.2 "
+                                  "--presence-penalty 0.5 --frequency-penalty 0.3");
+  auto req = Ids(prompt, 16);
+  auto* s = req.mutable_sampling();
+  s->set_temperature(0.8f);
+  s->set_top_k(40);
+  s->set_min_p(0.02f);
+  s->set_seed(7);
+  s->set_repetition_penalty(1.2f);
+  s->set_presence_penalty(0.5f);
+  s->set_frequency_penalty(0.3f);
+  auto got = Generate(req);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.tokens, local);
+  EXPECT_NE(local, LocalGreedy(prompt, 16)) << "sampling that equals greedy would prove little";
+}
+
 TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   httplib::Client http("127.0.0.1", http_port_);
   http.set_read_timeout(60, 0);

@@ -339,7 +339,16 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
 
   api::RemoteChatOptions chat;
   chat.message = "hello?";
+  chat.min_p = 0.05;
+  chat.repetition_penalty = 1.3;
+  chat.presence_penalty = 0.5;
+  chat.frequency_penalty = -0.5;
   EXPECT_EQ(*api::RemoteChat(grpc_address_, chat), "Bonjour");
+  const scheduler::SamplingOptions sent = engine_->last_request().sampling;
+  EXPECT_FLOAT_EQ(sent.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(sent.repetition_penalty, 1.3f);
+  EXPECT_FLOAT_EQ(sent.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(sent.frequency_penalty, -0.5f);
   chat.json = true;
   auto cj = nlohmann::json::parse(*api::RemoteChat(grpc_address_, chat));
   EXPECT_EQ(cj["content"], "Bonjour");
