@@ -105,16 +105,28 @@ GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::strin
   return r;
 }
 
+// The single-process engine the cluster is compared with: the model on one thread.
+struct SingleProcess {
+  explicit SingleProcess(const std::string& model_name = "glm5-tiny-code") : pool(1) {
+    auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
+    EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+    auto weights = model::ModelWeights::Load(**ckpt);
+    EXPECT_TRUE(weights.ok()) << weights.status();
+    auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+    EXPECT_TRUE(m.ok()) << m.status();
+    model = std::move(*m);
+  }
+  kernels::ThreadPool pool;
+  std::unique_ptr<model::Glm5Model> model;
+};
+
 std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n,
                                          const std::string& model_name = "glm5-tiny-code") {
-  auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
-  auto weights = model::ModelWeights::Load(**ckpt);
-  kernels::ThreadPool pool(1);
-  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+  SingleProcess sp(model_name);
   runtime::GenerateOptions g;
   g.max_new_tokens = n;
   g.ignore_eos = true;
-  return runtime::Generate(**m, prompt, g)->tokens;
+  return runtime::Generate(*sp.model, prompt, g)->tokens;
 }
 
 std::vector<int32_t> Prompt(int seed, int len) {
@@ -136,11 +148,9 @@ TEST(EngineTest, GreedyMatchesSingleProcessEngine) {
 // Penalties and logit_bias change greedy picks; the cluster (with or without speculation, one
 // worker or a 2-stage pipeline) must pick exactly what the single-process engine picks.
 TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
-  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
-  auto weights = model::ModelWeights::Load(**ckpt);
-  kernels::ThreadPool pool(1);
-  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
-  ASSERT_TRUE(m.ok());
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  const model::Glm5Model& single = *sp.model;
   struct Case {
     float repetition, presence, frequency;
     std::vector<std::pair<int32_t, float>> bias;
@@ -153,7 +163,7 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
   runtime::GenerateOptions plain;
   plain.max_new_tokens = 24;
   plain.ignore_eos = true;
-  const auto unpenalised = runtime::Generate(**m, prompt, plain)->tokens;
+  const auto unpenalised = runtime::Generate(single, prompt, plain)->tokens;
   for (int layout : {1, 2}) {
     EngineHarness h("glm5-tiny-code", layout, layout, 256, 16);
     for (size_t c = 0; c < cases.size(); ++c) {
@@ -162,7 +172,7 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
       g.sampling.presence_penalty = cases[c].presence;
       g.sampling.frequency_penalty = cases[c].frequency;
       g.sampling.logit_bias = cases[c].bias;
-      const auto want = runtime::Generate(**m, prompt, g)->tokens;
+      const auto want = runtime::Generate(single, prompt, g)->tokens;
       EXPECT_NE(want, unpenalised) << "case " << c << " changes nothing here: the comparison would prove nothing";
       for (const std::string spec : {"none", "mtp:2", "ngram:3"}) {
         GenerationRequest r = Greedy(prompt, 24);
@@ -187,18 +197,16 @@ TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
 TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
   const auto prompt = Prompt(9, 45);
   const int64_t n = static_cast<int64_t>(prompt.size());
-  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
-  auto weights = model::ModelWeights::Load(**ckpt);
-  kernels::ThreadPool pool(1);
-  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
-  ASSERT_TRUE(m.ok());
-  auto cache = (*m)->NewCache();
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  const model::Glm5Model& single = *sp.model;
+  auto cache = single.NewCache();
   std::vector<model::SequenceInput> in(1);
   in[0].cache = cache.get();
   in[0].tokens = prompt;
-  auto full = (*m)->Forward(in, model::LogitRows::kAll);
+  auto full = single.Forward(in, model::LogitRows::kAll);
   ASSERT_TRUE(full.ok());
-  const int64_t vocab = (*m)->config().vocab_size;
+  const int64_t vocab = single.config().vocab_size;
   struct Layout {
     int workers, stages, chunk;
     int64_t scored_rows;  // max_scored_logits in rows of the vocabulary
@@ -253,11 +261,9 @@ TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
 // cluster (one worker, and a 2-stage pipeline, with other requests in the batch) gives exactly
 // the single-process generator's tokens for the same seed.
 TEST(EngineTest, SeededSamplingMatchesSingleProcessEngine) {
-  auto ckpt = model::Checkpoint::Open(FixtureModelDir("glm5-tiny-code"));
-  auto weights = model::ModelWeights::Load(**ckpt);
-  kernels::ThreadPool pool(1);
-  auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
-  ASSERT_TRUE(m.ok());
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  const model::Glm5Model& single = *sp.model;
   const auto prompt = Prompt(21, 25);
   runtime::GenerateOptions g;
   g.max_new_tokens = 24;
@@ -267,9 +273,9 @@ TEST(EngineTest, SeededSamplingMatchesSingleProcessEngine) {
   g.sampling.top_k = 40;
   g.sampling.repetition_penalty = 1.1f;
   g.sampling.seed = 1234;
-  const auto want = runtime::Generate(**m, prompt, g)->tokens;
+  const auto want = runtime::Generate(single, prompt, g)->tokens;
   g.sampling.seed = 1235;
-  EXPECT_NE(runtime::Generate(**m, prompt, g)->tokens, want) << "the seed must matter";
+  EXPECT_NE(runtime::Generate(single, prompt, g)->tokens, want) << "the seed must matter";
   for (int layout : {1, 2}) {
     EngineHarness h("glm5-tiny-code", layout, layout, 256, 16);
     GenerationRequest r = Greedy(prompt, 24);
