@@ -1,8 +1,7 @@
 #include "coordinator/api/openai_protocol.h"
 
-#include <set>
-
 #include <cmath>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -338,6 +337,12 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
   return out;
 }
 
+size_t OpenAiResponseBuilder::EchoTokenBytes() const {
+  size_t bytes = 0;
+  for (int32_t id : echo_ids_) bytes += frontend_->TokenText(id).size();
+  return bytes;
+}
+
 // Appends completions-logprobs arrays `b` to `a` (each array, in order).
 static void AppendLogprobs(json& a, const json& b) {
   for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
@@ -393,7 +398,7 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
     json choice = {{"index", index_}, {"text", echo_text_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (request_->logprobs) {
       choice["logprobs"] = EchoLogprobs(PromptLogprobs());
-      for (int32_t id : echo_ids_) text_offset_ += frontend_->TokenText(id).size();
+      text_offset_ += EchoTokenBytes();
     }
     emit(Chunk(std::move(choice)));
   }
@@ -495,9 +500,7 @@ json OpenAiResponseBuilder::FinalChoice() const {
       choice["text"] = echo_text_ + text_;
       if (request_->logprobs) {
         json lp = EchoLogprobs(PromptLogprobs());
-        size_t prompt_chars = 0;
-        for (int32_t id : echo_ids_) prompt_chars += frontend_->TokenText(id).size();
-        AppendLogprobs(lp, CompletionLogprobs(logprobs_, prompt_chars));
+        AppendLogprobs(lp, CompletionLogprobs(logprobs_, EchoTokenBytes()));
         choice["logprobs"] = std::move(lp);
       }
     }

@@ -93,6 +93,8 @@ class OpenAiResponseBuilder {
   nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
   nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;
+  // The prompt's token texts' total length: where the completion's text offsets start.
+  size_t EchoTokenBytes() const;
 
   const OpenAiRequest* request_;
   const TextFrontend* frontend_;

@@ -364,7 +364,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     }
     if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f)) {
       p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
-      p->set_penalty_output_start(static_cast<int32_t>(s.tokens.size() - s.generated));
+      p->set_penalty_output_start(s.prompt_len);
     }
   }
   auto result = runner_->Step(plan);

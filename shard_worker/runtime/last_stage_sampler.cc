@@ -21,9 +21,8 @@ SamplingParams ParamsOf(const shard::SequenceStep& s) {
   p.repetition_penalty = s.sampling().repetition_penalty() > 0 ? s.sampling().repetition_penalty() : 1.0f;
   p.presence_penalty = s.sampling().presence_penalty();
   p.frequency_penalty = s.sampling().frequency_penalty();
+  // Biases add to distinct tokens' logits: the map's (unspecified) order does not matter.
   for (const auto& [token, bias] : s.sampling().logit_bias()) p.logit_bias.emplace_back(token, bias);
-  // Map order is unspecified; the bias of a token does not depend on it, keep it canonical anyway.
-  std::sort(p.logit_bias.begin(), p.logit_bias.end());
   return p;
 }
 
