@@ -1,7 +1,7 @@
 // GEMV/GEMM throughput of every supported matmul path, in GB/s of weight bytes streamed, next to
 // the machine's read and triad bandwidth measured in the same run:
 //
-//   matmul_bench [--threads N] [--rows R --cols C] [--dtype bf16|f32|fp8[,..]] [--tokens T[,..]]
+//   matmul_bench [--threads N] [--rows R --cols C] [--dtype bf16|f32|fp8|int8|int4[,..]] [--tokens T[,..]]
 //                [--path NAME] [--prefetch BYTES] [--min-seconds S] [--json]
 //
 // "read" is the best read-probe pass interleaved with that row's passes; "vs read" the ratio.
@@ -23,6 +23,7 @@
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 
 namespace glm::bench {
@@ -35,6 +36,8 @@ struct Options {
   int64_t rows = 0;  // 0: sized for kDefaultMatrixBytes
   int64_t cols = 4096;
   std::vector<DType> dtypes = {DType::kBF16, DType::kF8E4M3};
+  std::vector<int64_t> group_sizes = {0, 0};  // per dtype: columns per scale of int8 / int4
+  std::vector<std::string> labels = {"bf16", "fp8"};
   std::vector<int64_t> tokens = {1, 8};
   std::string path;  // empty: every supported path
   int64_t prefetch = -1;
@@ -53,7 +56,9 @@ std::vector<std::string> Split(const std::string& s) {
   return out;
 }
 
-bool ParseDType(const std::string& s, DType* d) {
+bool ParseDType(const std::string& s, DType* d, int64_t* group_size) {
+  *group_size = 0;
+  if (kernels::ParseQuantFormatName(s, d, group_size)) return true;
   if (s == "bf16") *d = DType::kBF16;
   else if (s == "f32") *d = DType::kF32;
   else if (s == "fp8") *d = DType::kF8E4M3;
@@ -64,7 +69,7 @@ bool ParseDType(const std::string& s, DType* d) {
 [[noreturn]] void Usage(const char* error) {
   std::fprintf(stderr,
                "%s\nusage: matmul_bench [--threads N] [--rows R --cols C] "
-               "[--dtype bf16|f32|fp8[,..]] [--tokens T[,..]] [--path NAME] "
+               "[--dtype bf16|f32|fp8|int8|int4|int8-g<N>|int4-g<N>[,..]] [--tokens T[,..]] [--path NAME] "
                "[--prefetch BYTES] [--min-seconds S] [--json]\n",
                error);
   std::exit(2);
@@ -87,10 +92,15 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--json") o.json = true;
     else if (a == "--dtype") {
       o.dtypes.clear();
+      o.group_sizes.clear();
+      o.labels.clear();
       for (const auto& s : Split(value())) {
         DType d;
-        if (!ParseDType(s, &d)) Usage(("unknown dtype " + s).c_str());
+        int64_t g = 0;
+        if (!ParseDType(s, &d, &g)) Usage(("unknown dtype " + s).c_str());
         o.dtypes.push_back(d);
+        o.group_sizes.push_back(g);
+        o.labels.push_back(s);
       }
     } else if (a == "--tokens") {
       o.tokens.clear();
@@ -107,21 +117,40 @@ Options ParseArgs(int argc, char** argv) {
 
 // Random weights in the given format, as a checkpoint would hold them: no subnormal F32/BF16
 // values (x86 cores may take a microcode assist per subnormal operand, which would measure the
-// data, not the kernel); FP8 every code but NaN, with 128×128 block scales.
+// data, not the kernel); FP8 every code but NaN, with 128×128 block scales; int8 / int4 rows
+// quantised from normal values as at load (--weight-dtype).
 struct BenchWeights {
   std::vector<uint8_t> data;
   std::vector<float> scales;
   kernels::WeightView view;
 };
 
-BenchWeights MakeWeights(DType dtype, int64_t rows, int64_t cols) {
+BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t cols) {
   BenchWeights b;
   const int64_t n = rows * cols;
-  b.data.resize(n * kernels::DTypeSize(dtype));
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
   float table[256];  // a small pool of values, so filling 64 MiB takes milliseconds
   for (float& v : table) v = normal(rng);
+  b.view.dtype = dtype;
+  b.view.rows = rows;
+  b.view.cols = cols;
+  if (kernels::IsGroupQuantized(dtype)) {
+    b.view.group_size = group_size;
+    const int64_t groups = b.view.groups_per_row(), row_bytes = b.view.row_bytes();
+    b.data.resize(rows * row_bytes);
+    b.scales.resize(rows * groups);
+    std::vector<float> row(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (float& v : row) v = table[rng() & 0xff];
+      kernels::QuantizeRow(dtype, row.data(), cols, group_size, b.data.data() + r * row_bytes,
+                           b.scales.data() + r * groups);
+    }
+    b.view.data = b.data.data();
+    b.view.group_scales = b.scales.data();
+    return b;
+  }
+  b.data.resize(n * kernels::DTypeSize(dtype));
   for (int64_t i = 0; i < n; ++i) {
     uint32_t r = rng();
     if (dtype == DType::kF32) {
@@ -134,9 +163,6 @@ BenchWeights MakeWeights(DType dtype, int64_t rows, int64_t cols) {
       b.data[i] = (v & 0x7f) == 0x7f ? 0 : v;
     }
   }
-  b.view.dtype = dtype;
-  b.view.rows = rows;
-  b.view.cols = cols;
   b.view.data = b.data.data();
   if (dtype == DType::kF8E4M3) {
     b.view.scale_cols = (cols + 127) / 128;
@@ -148,6 +174,7 @@ BenchWeights MakeWeights(DType dtype, int64_t rows, int64_t cols) {
 
 struct Result {
   std::string path;
+  std::string label;  // the --dtype name
   DType dtype;
   int64_t rows;
   int64_t tokens;
@@ -176,6 +203,7 @@ Result RunOne(const std::string& path, const BenchWeights& w, int64_t tokens,
     total += s;
   }
   return {path,
+          "",
           w.view.dtype,
           w.view.rows,
           tokens,
@@ -184,9 +212,6 @@ Result RunOne(const std::string& path, const BenchWeights& w, int64_t tokens,
           static_cast<double>(probe->bytes()) / probe_best / 1e9};
 }
 
-std::string DTypeLabel(DType d) {
-  return d == DType::kBF16 ? "bf16" : (d == DType::kF32 ? "f32" : "fp8");
-}
 
 }  // namespace
 }  // namespace glm::bench
@@ -209,14 +234,15 @@ int main(int argc, char** argv) {
   double read_gbps = 0;  // best over the whole run
 
   std::vector<Result> results;
-  for (DType d : o.dtypes) {
+  for (size_t i = 0; i < o.dtypes.size(); ++i) {
+    const DType d = o.dtypes[i];
     int64_t rows = o.rows > 0 ? o.rows
-                              : std::max<int64_t>(1, kDefaultMatrixBytes /
-                                                         (o.cols * kernels::DTypeSize(d)));
-    BenchWeights w = MakeWeights(d, rows, o.cols);
+                              : std::max<int64_t>(1, kDefaultMatrixBytes / kernels::DTypeRowBytes(d, o.cols));
+    BenchWeights w = MakeWeights(d, o.group_sizes[i], rows, o.cols);
     for (int64_t t : o.tokens)
       for (const auto& p : paths) {
         results.push_back(RunOne(p, w, t, &pool, &probe, o.min_seconds));
+        results.back().label = o.labels[i];
         read_gbps = std::max(read_gbps, results.back().read_gbps);
       }
   }
@@ -232,7 +258,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n  {\"path\": \"%s\", \"dtype\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
                   "\"tokens\": %lld, \"ms\": %.4f, \"gbps\": %.2f, \"read_gbps\": %.2f, "
                   "\"vs_read\": %.3f, \"vs_triad\": %.3f}",
-                  i ? "," : "", r.path.c_str(), DTypeLabel(r.dtype).c_str(),
+                  i ? "," : "", r.path.c_str(), r.label.c_str(),
                   static_cast<long long>(r.rows), static_cast<long long>(o.cols),
                   static_cast<long long>(r.tokens), r.seconds * 1e3, r.gbps, r.read_gbps,
                   r.gbps / r.read_gbps, r.gbps / triad_gbps);
@@ -244,12 +270,12 @@ int main(int argc, char** argv) {
               "prefetch %lld B\n",
               o.threads, read_gbps, triad_gbps, static_cast<long long>(kProbeBytes >> 20),
               static_cast<long long>(kernels::MatMulPrefetchBytes()));
-  std::printf("%-9s %-5s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
+  std::printf("%-9s %-8s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
               "ms", "GB/s", "read", "vs read", "vs triad");
   for (const Result& r : results) {
     std::string shape = std::to_string(r.rows) + "x" + std::to_string(o.cols);
-    std::printf("%-9s %-5s %-12s %6lld %9.3f %8.1f %8.1f %8.2f %8.2f\n", r.path.c_str(),
-                DTypeLabel(r.dtype).c_str(), shape.c_str(), static_cast<long long>(r.tokens),
+    std::printf("%-9s %-8s %-12s %6lld %9.3f %8.1f %8.1f %8.2f %8.2f\n", r.path.c_str(),
+                r.label.c_str(), shape.c_str(), static_cast<long long>(r.tokens),
                 r.seconds * 1e3, r.gbps, r.read_gbps, r.gbps / r.read_gbps, r.gbps / triad_gbps);
   }
   return 0;

@@ -6,7 +6,8 @@
 //     held-out text: acceptance per draft position, tokens/s and speedup.
 //  3. The speedup the measured acceptance would give at GLM-5's ratio (the MTP layer is 1/78 of
 //     the per-token weight reads there, 1/6 here).
-//   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--json]
+//   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--threads N] [--json]
+//                        [--methods mtp:1,ngram:3] [--repeat N (longer runs, e.g. under perf)]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -31,6 +32,9 @@ ABSL_FLAG(int32_t, tokens, 128, "tokens generated per prompt");
 ABSL_FLAG(int32_t, prompts, 4, "prompts cut from the held-out text");
 ABSL_FLAG(int32_t, threads, 1, "compute threads");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::vector<std::string>, methods, (std::vector<std::string>{"mtp:1", "mtp:2", "mtp:3", "ngram:3"}),
+          "speculative methods to run (comma-separated mtp:K / ngram:K)");
+ABSL_FLAG(int32_t, repeat, 1, "times each method decodes every prompt (longer runs for profiling)");
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -40,6 +44,15 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  std::vector<std::pair<std::string, glm::runtime::SpeculativeConfig>> methods;
+  for (const std::string& method : absl::GetFlag(FLAGS_methods)) {
+    auto spec = glm::runtime::ParseSpeculative(method);
+    if (!spec.ok()) {
+      std::fprintf(stderr, "spec_bench: --methods: %s\n", std::string(spec.status().message()).c_str());
+      return 2;
+    }
+    methods.emplace_back(method, *spec);
+  }
   auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
   if (!ckpt.ok()) {
     std::fprintf(stderr, "spec_bench: %s\n", std::string(ckpt.status().message()).c_str());
@@ -177,14 +190,16 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
   }
-  for (const std::string method : {"mtp:1", "mtp:2", "mtp:3", "ngram:3"}) {
-    auto spec = glm::runtime::ParseSpeculative(method);
+  for (const auto& [method, parsed] : methods) {
+    const glm::runtime::SpeculativeConfig* spec = &parsed;
     glm::runtime::SpeculativeStats total;
     total.drafted_at.assign(spec->k, 0);
     total.accepted_at.assign(spec->k, 0);
     double seconds = 0;
     bool identical = true;
-    for (int p = 0; p < prompts; ++p) {
+    const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
+    for (int run = 0; run < prompts * repeat; ++run) {
+      const int p = run % prompts;
       std::vector<int32_t> prompt(eval.begin() + p * 200, eval.begin() + p * 200 + 120);
       glm::runtime::SpeculativeStats st;
       auto t0 = Clock::now();
@@ -201,13 +216,14 @@ int main(int argc, char** argv) {
         total.accepted_at[i] += st.accepted_at[i];
       }
     }
-    const double tps = prompts * decoded / seconds;
+    const double tps = static_cast<double>(prompts) * repeat * decoded / seconds;
     std::vector<double> per_pos;
     for (int i = 0; i < spec->k; ++i)
       per_pos.push_back(total.drafted_at[i] ? static_cast<double>(total.accepted_at[i]) / total.drafted_at[i] : 0.0);
     // Tokens per verify step, and the speedup at GLM-5's ratio: a verify of k+1 tokens reads
     // about one decode step's weights (bandwidth-bound), each MTP draft 1/78 of them.
-    const double tokens_per_step = static_cast<double>(prompts * new_tokens) / std::max<int64_t>(1, total.steps);
+    const double tokens_per_step =
+        static_cast<double>(prompts) * repeat * new_tokens / std::max<int64_t>(1, total.steps);
     const double mtp_cost = spec->method == glm::runtime::SpeculativeConfig::Method::kMtp ? spec->k / 78.0 : 0.0;
     const double glm5_speedup = tokens_per_step / (1.0 + mtp_cost);
     nlohmann::ordered_json r;
