@@ -48,6 +48,10 @@ TestWeights MakeWeights(DType dtype, int64_t rows, int64_t cols, uint32_t seed,
         tw.data[i] = v;
         break;
       }
+      case DType::kI8:
+      case DType::kI4:
+        ADD_FAILURE() << "group-quantised weights are built by quant_matmul_test";
+        return tw;
     }
   }
   WeightView& w = tw.view;

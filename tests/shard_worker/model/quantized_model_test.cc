@@ -41,7 +41,9 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   model::LoadOptions load;
   const size_t colon = format.find(':');
   EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
-  if (colon != std::string::npos) EXPECT_TRUE(model::ParseQuantizeScope(format.substr(colon + 1), &load.quantize_scope));
+  if (colon != std::string::npos) {
+    EXPECT_TRUE(model::ParseQuantizeScope(format.substr(colon + 1), &load.quantize_scope));
+  }
   auto weights = model::ModelWeights::Load(**ckpt, load);
   EXPECT_TRUE(weights.ok()) << weights.status();
   if (!weights.ok()) return {};
