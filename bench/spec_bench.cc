@@ -5,11 +5,13 @@
 //  2. Batch-1 decode with --speculative mtp:K / ngram:K vs plain decoding on prompts from the
 //     held-out text: acceptance per draft position, tokens/s and speedup.
 //  3. The speedup the measured acceptance would give at GLM-5's ratio (the MTP layer is 1/78 of
-//     the per-token weight reads there, 1/6 here).
+//     the per-token weight reads there, 1/6 here), and at GLM-5's bytes (Glm5StepBytes: a verify
+//     reads the routed experts of every position, and a draft reads the 1.9 GB lm_head).
 //   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--threads N] [--json]
 //                        [--methods mtp:1,ngram:3] [--repeat N (longer runs, e.g. under perf)]
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -23,6 +25,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/model/synth_checkpoint.h"
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/speculative_generator.h"
 
@@ -39,6 +42,42 @@ ABSL_FLAG(int32_t, repeat, 1, "times each method decodes every prompt (longer ru
 namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Bytes a batch-1 GLM-5 step reads as released (FP8 matrices at one byte a weight, indexer
+// weights_proj and lm_head BF16; norms, biases and block scales left out), where decode is
+// bandwidth-bound and time follows bytes:
+//   Main(n)  the main model over n positions of one sequence: attention, dense MLPs and shared
+//            experts once, lm_head once, and the routed experts of the distinct experts n tokens
+//            pick: E·(1 − (1 − k/E)^n) with independent routing (neighbouring tokens share
+//            experts more often, so this overstates a verify a little);
+//   Mtp()    one draft position: eh_proj, one MoE layer and the lm_head again.
+struct Glm5StepBytes {
+  glm::model::ModelConfig c;
+  double Attention() const {
+    const double h = c.hidden_size, q = c.q_lora_rank, heads = c.num_attention_heads;
+    return h * q + q * heads * c.qk_head_dim() + h * (c.kv_lora_rank + c.qk_rope_head_dim) +
+           c.kv_lora_rank * heads * (c.qk_nope_head_dim + c.v_head_dim) + heads * c.v_head_dim * h +
+           q * c.index_n_heads * c.index_head_dim + h * c.index_head_dim + 2.0 * h * c.index_n_heads;
+  }
+  double Expert() const { return 3.0 * c.hidden_size * c.moe_intermediate_size; }
+  double Head() const { return 2.0 * c.vocab_size * c.hidden_size; }
+  double DistinctExperts(double n) const {
+    const double e = c.n_routed_experts, k = c.num_experts_per_tok;
+    return e * (1.0 - std::pow(1.0 - k / e, n));
+  }
+  double Main(double n) const {
+    double bytes = Head();
+    for (glm::model::MlpKind kind : c.mlp_layer_types)
+      bytes += Attention() + (kind == glm::model::MlpKind::kDense
+                                  ? 3.0 * c.hidden_size * c.intermediate_size
+                                  : c.n_shared_experts * Expert() + DistinctExperts(n) * Expert());
+    return bytes;
+  }
+  double Mtp() const {
+    return 2.0 * c.hidden_size * c.hidden_size + Attention() + c.n_shared_experts * Expert() +
+           c.num_experts_per_tok * Expert() + Head();
+  }
+};
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,7 +179,8 @@ int main(int argc, char** argv) {
                 "(with the text itself: %.3f)\n", tf_agreement, static_cast<long>(rows),
                 static_cast<double>(agree_text) / rows);
     std::printf("plain decode: %.1f tokens/s (batch 1, %d threads)\n", plain_tps, absl::GetFlag(FLAGS_threads));
-    std::printf("%-9s %8s %9s %10s %8s  %s\n", "method", "accept", "tok/s", "speedup", "GLM-5*", "per-position acceptance");
+    std::printf("%-9s %8s %9s %10s %8s %8s  %s\n", "method", "accept", "tok/s", "speedup", "GLM-5*", "bytes**",
+                "per-position acceptance");
   }
   // Where a speculative step's time goes: after a 120-token prompt, the median time of one
   // plain decode forward, of a verify forward over 2 and 3 positions, and of the MTP layer over
@@ -190,6 +230,9 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
   }
+  auto glm5_preset = glm::model::SynthPresetByName("glm5");
+  if (!glm5_preset.ok()) return 1;
+  const Glm5StepBytes glm5{glm5_preset->config};
   for (const auto& [method, parsed] : methods) {
     const glm::runtime::SpeculativeConfig* spec = &parsed;
     glm::runtime::SpeculativeStats total;
@@ -224,8 +267,14 @@ int main(int argc, char** argv) {
     // about one decode step's weights (bandwidth-bound), each MTP draft 1/78 of them.
     const double tokens_per_step =
         static_cast<double>(prompts) * repeat * new_tokens / std::max<int64_t>(1, total.steps);
-    const double mtp_cost = spec->method == glm::runtime::SpeculativeConfig::Method::kMtp ? spec->k / 78.0 : 0.0;
+    const bool is_mtp = spec->method == glm::runtime::SpeculativeConfig::Method::kMtp;
+    const double mtp_cost = is_mtp ? spec->k / 78.0 : 0.0;
     const double glm5_speedup = tokens_per_step / (1.0 + mtp_cost);
+    // The same tokens per step at GLM-5's bytes: a step verifies 1 + (drafts per step) positions
+    // and, with MTP, drafts them one MTP forward each.
+    const double drafts_per_step = static_cast<double>(total.drafted) / std::max<int64_t>(1, total.steps);
+    const double glm5_bytes_speedup =
+        tokens_per_step * glm5.Main(1) / (glm5.Main(1 + drafts_per_step) + (is_mtp ? drafts_per_step * glm5.Mtp() : 0.0));
     nlohmann::ordered_json r;
     r["method"] = method;
     r["acceptance_rate"] = total.acceptance_rate();
@@ -234,13 +283,14 @@ int main(int argc, char** argv) {
     r["tokens_per_s"] = tps;
     r["speedup"] = tps / plain_tps;
     r["glm5_ratio_speedup_estimate"] = glm5_speedup;
+    r["glm5_bytes_speedup_estimate"] = glm5_bytes_speedup;
     r["outputs_identical_to_plain"] = identical;
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
       std::string pp;
       for (double v : per_pos) absl::StrAppend(&pp, pp.empty() ? "" : " ", absl::StrFormat("%.2f", v));
-      std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps, tps / plain_tps,
-                  glm5_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
+      std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps,
+                  tps / plain_tps, glm5_speedup, glm5_bytes_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
     }
   }
   if (absl::GetFlag(FLAGS_json)) {
@@ -252,6 +302,9 @@ int main(int argc, char** argv) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("* GLM-5: tokens per verify step / (1 + k/78), a bandwidth-bound estimate.\n");
+    std::printf("** GLM-5's bytes, batch 1: a verify of n positions reads the routed experts of all of them (%.1f GB for\n"
+                "   1 position, %.1f GB for 2, independent routing) and every MTP draft %.1f GB (its layer and the lm_head).\n",
+                glm5.Main(1) / 1e9, glm5.Main(2) / 1e9, glm5.Mtp() / 1e9);
   }
   return 0;
 }
