@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
     const double tps = static_cast<double>(prompts) * repeat * decoded / seconds;
     std::vector<double> per_pos;
     for (int i = 0; i < spec->k; ++i)
-      per_pos.push_back(total.drafted_at[i] ? static_cast<double>(total.accepted_at[i]) / total.drafted_at[i] : 0.0);
+      per_pos.push_back(total.drafted_at[i] ? static_cast<double>(total.accepted_at[i]) / total.drafted_at[i] : -1.0);
     // Tokens per verify step, and the speedup at GLM-5's ratio: a verify of k+1 tokens reads
     // about one decode step's weights (bandwidth-bound), each MTP draft 1/78 of them.
     const double tokens_per_step =
@@ -278,7 +278,10 @@ int main(int argc, char** argv) {
     nlohmann::ordered_json r;
     r["method"] = method;
     r["acceptance_rate"] = total.acceptance_rate();
-    r["acceptance_per_position"] = per_pos;
+    nlohmann::ordered_json per_pos_json = nlohmann::ordered_json::array();  // null: never drafted
+    for (double v : per_pos) per_pos_json.push_back(v < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(v));
+    r["acceptance_per_position"] = per_pos_json;
+    r["drafted_per_position"] = total.drafted_at;
     r["tokens_per_verify_step"] = tokens_per_step;
     r["tokens_per_s"] = tps;
     r["speedup"] = tps / plain_tps;
@@ -288,7 +291,8 @@ int main(int argc, char** argv) {
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
       std::string pp;
-      for (double v : per_pos) absl::StrAppend(&pp, pp.empty() ? "" : " ", absl::StrFormat("%.2f", v));
+      for (double v : per_pos)
+        absl::StrAppend(&pp, pp.empty() ? "" : " ", v < 0 ? std::string("-") : absl::StrFormat("%.2f", v));
       std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps,
                   tps / plain_tps, glm5_speedup, glm5_bytes_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
     }

@@ -73,7 +73,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   seq->prompt_len = static_cast<int32_t>(prompt_len);
   seq->arrival = absl::Now();
   seq->spec = *spec;
-  if (spec->k > 0) seq->adaptive = std::make_unique<runtime::AdaptiveDraftLength>(spec->k);
+  if (spec->k > 0)
+    seq->adaptive = std::make_unique<runtime::AdaptiveDraftLength>(spec->k, runtime::AdaptiveDraftLength::PositionCost(*spec));
   absl::MutexLock lock(&mu_);
   if (!failed_.ok()) return absl::UnavailableError(absl::StrCat("the cluster failed: ", failed_.message()));
   if (shutdown_ || drain_) return absl::UnavailableError("the server is draining");
@@ -255,6 +256,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     int64_t n;                    // tokens fed (including drafts)
     std::vector<int32_t> drafts;  // speculative drafts appended after the last token
     int next_k = 0;               // MTP drafts to propose for the following step
+    bool decode = false;          // a decode step of the sequence (its adaptive draft length counts it)
   };
   std::vector<Work> work;
   int64_t budget = options_.max_batch_tokens;
@@ -299,7 +301,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       if (victim == s) break;
       continue;
     }
-    work.push_back({s, n, std::move(drafts), next_k});
+    work.push_back({s, n, std::move(drafts), next_k, decode});
     budget -= n;
     if (!decode) prefill_budget -= n;
     ++it;
@@ -413,6 +415,9 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     std::vector<int32_t> produced(r.tokens().begin(), r.tokens().end());
     if (produced.empty()) produced = {r.token()};
     s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
+    // A decode step without drafts still counts: it runs down a pause of the draft length (a
+    // paused request must come back to drafting).
+    if (s->adaptive && w.drafts.empty() && w.decode) s->adaptive->Update(0, 0);
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
       absl::MutexLock lock(&mu_);

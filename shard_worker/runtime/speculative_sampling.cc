@@ -118,18 +118,38 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
   return c;
 }
 
+AdaptiveDraftLength::AdaptiveDraftLength(int max_k, double position_cost)
+    : max_k_(std::max(1, max_k)), cost_(position_cost), rate_(max_k_, 0.9), k_(0) {
+  k_ = Best();
+  if (k_ == 0) pause_ = kPauseSteps;
+}
+
+int AdaptiveDraftLength::Best() const {
+  int best = 0;
+  double best_gain = 1.0, tokens = 1.0, reach = 1.0;
+  for (int k = 1; k <= max_k_; ++k) {
+    reach *= rate_[k - 1];  // probability that drafts 1..k are all kept
+    tokens += reach;
+    const double gain = tokens / (1.0 + k * cost_);
+    if (gain > best_gain) {
+      best_gain = gain;
+      best = k;
+    }
+  }
+  return best;
+}
+
 void AdaptiveDraftLength::Update(int proposed, int accepted) {
   if (pause_ > 0) {
-    --pause_;
+    if (--pause_ == 0) k_ = 1;  // measure again with one draft
     return;
   }
   if (proposed <= 0) return;
-  rate_ = 0.8 * rate_ + 0.2 * (static_cast<double>(accepted) / proposed);
-  // Longest k whose expected acceptance of the last draft stays worthwhile (rate^k >= 0.25).
-  int k = 1;
-  while (k < max_k_ && std::pow(rate_, k + 1) >= 0.25) ++k;
-  k_ = k;
-  if (rate_ < 0.15) pause_ = 4;  // drafts are nearly always wrong: decode plainly for a while
+  // Draft i is evaluated when 1..i-1 were kept: positions 1..min(accepted + 1, proposed).
+  for (int i = 1; i <= std::min(accepted + 1, proposed) && i <= max_k_; ++i)
+    rate_[i - 1] = 0.8 * rate_[i - 1] + 0.2 * (i <= accepted ? 1.0 : 0.0);
+  k_ = Best();
+  if (k_ == 0) pause_ = kPauseSteps;
 }
 
 }  // namespace glm::runtime

@@ -46,21 +46,42 @@ struct SpeculativeConfig {
 };
 absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text);
 
-// Per-request draft length that backs off when drafts are mostly rejected and recovers when
-// they are accepted (an acceptance-rate moving average picks k in [1, max_k]; 0 pauses drafting
-// for a few steps when even the first draft is rarely right).
+// Per-request draft length. It keeps each draft position's acceptance rate a_i (how often draft i
+// is kept when drafts 1..i-1 were; an exponential moving average, optimistic at the start) and
+// drafts the k in [0, max_k] that maximises the tokens a step yields per unit of its cost:
+//   g(k) = (1 + a_1 + a_1·a_2 + … + a_1·…·a_k) / (1 + k·c),   g(0) = 1 (plain decoding),
+// where c is what one more drafted position costs next to a plain decode step (verifying it, and
+// with MTP drafting it). A verify of several positions is not free on CPUs: the extra positions
+// route to other experts, so a batch-1 GLM-5 verify of 2 positions reads ~1.5x the bytes of one
+// (bench/spec_bench), and the bundled model's forward over 2 positions costs ~1.4x one. When no
+// k > 0 pays, it decodes plainly for kPauseSteps steps, then drafts one token to measure again.
 class AdaptiveDraftLength {
  public:
-  explicit AdaptiveDraftLength(int max_k) : max_k_(max_k), k_(max_k) {}
+  // Cost of a drafted position relative to a decode step: verifying it, plus drafting it with
+  // the MTP layer (~0.3 of a step on the bundled model; ~0.06 at GLM-5's bytes).
+  static constexpr double kVerifyPositionCost = 0.4;
+  static constexpr double kMtpDraftCost = 0.2;
+  static constexpr int kPauseSteps = 8;
+  static double PositionCost(const SpeculativeConfig& spec) {
+    return kVerifyPositionCost + (spec.method == SpeculativeConfig::Method::kMtp ? kMtpDraftCost : 0.0);
+  }
+
+  AdaptiveDraftLength(int max_k, double position_cost);
   int next() const { return pause_ > 0 ? 0 : k_; }
-  // After a verify step that proposed `proposed` drafts of which `accepted` were kept.
+  // After each decode step of the request: `proposed` drafts were verified and `accepted` kept
+  // (0, 0 for a step without drafts: counts down a pause).
   void Update(int proposed, int accepted);
+  // a_i for draft position i (1-based).
+  double acceptance(int position) const { return rate_[position - 1]; }
 
  private:
+  int Best() const;
+
   int max_k_;
+  double cost_;
+  std::vector<double> rate_;  // [max_k]
   int k_;
   int pause_ = 0;
-  double rate_ = 0.7;  // optimistic start
 };
 
 }  // namespace glm::runtime

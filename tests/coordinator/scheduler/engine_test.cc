@@ -490,6 +490,28 @@ TEST(EngineSpeculativeTest, SeededSamplingWithSpeculationIsReproducibleAndCacheE
   EXPECT_GT(b.cached_tokens, 0);
 }
 
+// Drafts that are never kept stop the drafting, but only for a while: every pause ends with a
+// probe draft, so a long generation keeps measuring (a paused request used to stay paused for
+// good: its plain decode steps were never counted).
+TEST(EngineSpeculativeTest, PausedDraftingResumesWithProbes) {
+  EngineHarness h("glm5-random-sparse", 1, 1, 256, 16);  // random weights: the MTP head's guesses are noise
+  auto prompt = [](int seed) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 12; ++i) p.push_back(static_cast<int32_t>((seed * 131 + i * 37 + i * i) % 1000 + 10));
+    return p;
+  };
+  GenerationRequest shorter = Greedy(prompt(1), 16), longer = Greedy(prompt(2), 160);
+  shorter.speculative = longer.speculative = "mtp:2";
+  ASSERT_TRUE(h.Run(shorter).error.ok());
+  const int64_t short_drafts = h.engine()->GetLoad().spec_num_drafts;
+  auto out = h.Run(longer);
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt(2), 160, "glm5-random-sparse"));
+  const int64_t long_drafts = h.engine()->GetLoad().spec_num_drafts - short_drafts;
+  EXPECT_GE(long_drafts, short_drafts + 8) << "drafting steps: " << short_drafts << " in 16 tokens, " << long_drafts
+                                           << " in 160";
+}
+
 TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
   EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);
   GenerationRequest r = Greedy({5, 17, 300, 999, 42, 7, 8, 5, 17, 300}, 4);  // vocabulary of 1024

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <random>
 #include <sstream>
 
 #include "nlohmann/json.hpp"
@@ -226,12 +228,71 @@ TEST(SpeculativeSamplingTest, ParseAndAdapt) {
   EXPECT_FALSE(ParseSpeculative("eagle:2").ok());
   EXPECT_FALSE(ParseSpeculative("mtp").ok());
   EXPECT_EQ(ParseSpeculative("ngram:5")->k, 5);
-  AdaptiveDraftLength a(4);
+}
+
+// Drives `a` like a decode loop: each step drafts next() tokens of which the first `keep(k)` are
+// kept; a step without drafts is reported as (0, 0).
+void Steps(AdaptiveDraftLength& a, int n, const std::function<int(int)>& keep) {
+  for (int i = 0; i < n; ++i) {
+    const int k = a.next();
+    a.Update(k, k > 0 ? std::min(k, keep(k)) : 0);
+  }
+}
+
+TEST(AdaptiveDraftLengthTest, BacksOffPausesProbesAndRecovers) {
+  const double c = AdaptiveDraftLength::PositionCost(*ParseSpeculative("mtp:4"));
+  AdaptiveDraftLength a(4, c);
+  EXPECT_GE(a.next(), 2) << "optimistic at the start";
+  // Every draft rejected: drafting stops.
+  Steps(a, 6, [](int) { return 0; });
+  EXPECT_EQ(a.next(), 0);
+  // A pause lasts kPauseSteps plain steps, then one draft measures again; rejected, it pauses again.
+  int plain = 0;
+  while (a.next() == 0 && plain < 100) {
+    a.Update(0, 0);
+    ++plain;
+  }
+  EXPECT_LE(plain, AdaptiveDraftLength::kPauseSteps);
+  EXPECT_EQ(a.next(), 1);
+  a.Update(1, 0);
+  EXPECT_EQ(a.next(), 0);
+  // Every draft kept from now on: it probes, recovers, and drafts the most it may.
+  for (int i = 0; i < 60; ++i) {
+    const int k = a.next();
+    a.Update(k, k);
+  }
   EXPECT_EQ(a.next(), 4);
-  for (int i = 0; i < 10; ++i) a.Update(a.next() > 0 ? a.next() : 1, 0);
-  EXPECT_LE(a.next(), 1);
-  for (int i = 0; i < 40; ++i) a.Update(std::max(1, a.next()), std::max(1, a.next()));
-  EXPECT_EQ(a.next(), 4);
+}
+
+TEST(AdaptiveDraftLengthTest, PicksTheDraftLengthThatPaysForItsCost) {
+  // The first draft is nearly always kept, the second one rarely: draft one.
+  AdaptiveDraftLength a(4, 0.6);
+  Steps(a, 60, [](int k) { return std::min(k, 1); });
+  EXPECT_EQ(a.next(), 1);
+  EXPECT_GT(a.acceptance(1), 0.95);
+  EXPECT_LT(a.acceptance(2), 0.9) << "measured (once drafting two no longer paid, it stopped drafting it)";
+  // Free verification: drafting more never costs, so every position is worth a draft that
+  // is kept half the time.
+  AdaptiveDraftLength free(4, 0.0);
+  std::mt19937 rng(3);
+  Steps(free, 200, [&](int k) {
+    int kept = 0;
+    while (kept < k && rng() % 2 == 0) ++kept;
+    return kept;
+  });
+  EXPECT_EQ(free.next(), 4);
+  // Expensive verification (a drafted position costs two steps): even a draft kept 90% of the
+  // time does not pay, so the request decodes plainly (probing now and then).
+  AdaptiveDraftLength costly(4, 2.0);
+  EXPECT_EQ(costly.next(), 0);
+  int drafted = 0;
+  for (int i = 0; i < 90; ++i) {
+    const int k = costly.next();
+    drafted += k;
+    costly.Update(k, k > 0 && i % 10 != 0 ? 1 : 0);
+  }
+  EXPECT_GT(drafted, 0) << "it keeps measuring";
+  EXPECT_LE(drafted, 90 / AdaptiveDraftLength::kPauseSteps + 1);
 }
 
 }  // namespace
