@@ -102,17 +102,20 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
       lat_rows.resize(n_keys);
       kpe_rows.resize(n_keys);
-      for (int64_t k = 0; k < n_keys; ++k) {
-        const int64_t s = sel.empty() ? k : sel[k];
-        lat_rows[k] = cache->latent(layer, s);
-        kpe_rows[k] = cache->rope_key(layer, s);
+      if (sel.empty()) {
+        cache->RowPointers(layer, n_keys, lat_rows.data(), kpe_rows.data());
+      } else {
+        for (int64_t k = 0; k < n_keys; ++k) {
+          lat_rows[k] = cache->latent(layer, sel[k]);
+          kpe_rows[k] = cache->rope_key(layer, sel[k]);
+        }
       }
       // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
       scores.resize(nh * n_keys);
       pe_scores.resize(nh * n_keys);
       kernels::DotRows(q_lat.data(), rank, nh, lat_rows.data(), n_keys, rank, scores.data(), n_keys);
       kernels::DotRows(q_heads + nope, qk, nh, kpe_rows.data(), n_keys, rope_dim, pe_scores.data(), n_keys);
-      for (int64_t i = 0; i < nh * n_keys; ++i) scores[i] = (scores[i] + pe_scores[i]) * scale;
+      kernels::AddScale(scores.data(), pe_scores.data(), scale, scores.data(), nh * n_keys);
       for (int g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
       // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending), then o = W_uv · o_lat.
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);

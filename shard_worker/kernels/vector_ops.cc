@@ -24,6 +24,10 @@ void AxpyReference(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void AddScaleReference(const float* a, const float* b, float s, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = (a[i] + b[i]) * s;
+}
+
 int64_t ArgMaxReference(const float* x, int64_t n) {
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
@@ -79,6 +83,18 @@ __attribute__((target("avx512f"))) float DotAvx512(const float* a, const float* 
     acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc1);
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+__attribute__((target("avx512f"))) void AddScaleAvx512(const float* a, const float* b, float s, float* out, int64_t n) {
+  const __m512 vs = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)), vs));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(out + i, m,
+                          _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)), vs));
+  }
 }
 
 __attribute__((target("avx512f"))) void AxpyAvx512(float alpha, const float* x, float* y, int64_t n) {
@@ -242,6 +258,14 @@ __attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b
   return acc;
 }
 
+__attribute__((target("avx2"))) void AddScaleAvx2(const float* a, const float* b, float s, float* out, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)), vs));
+  for (; i < n; ++i) out[i] = (a[i] + b[i]) * s;
+}
+
 __attribute__((target("avx2,fma"))) void AxpyAvx2(float alpha, const float* x, float* y, int64_t n) {
   const __m256 va = _mm256_set1_ps(alpha);
   int64_t i = 0;
@@ -272,18 +296,20 @@ struct VectorOps {
   void (*weighted_row_sum)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
   void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
   int64_t (*arg_max)(const float*, int64_t);
+  void (*add_scale)(const float*, const float*, float, float*, int64_t);
 };
 
 VectorOps Select() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul())
-    return {&DotAvx512, &AxpyAvx512, &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512, &ArgMaxAvx512};
+    return {&DotAvx512,    &AxpyAvx512,       &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512,
+            &ArgMaxAvx512, &AddScaleAvx512};
   if (CpuSupportsAvx2MatMul())
     return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
-            &DotRowsF64Portable, &ArgMaxReference};
+            &DotRowsF64Portable, &ArgMaxReference, &AddScaleAvx2};
 #endif
-  return {&DotPortable, &AxpyReference, &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
-          &DotRowsF64Portable, &ArgMaxReference};
+  return {&DotPortable,        &AxpyReference,   &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
+          &DotRowsF64Portable, &ArgMaxReference, &AddScaleReference};
 }
 
 const VectorOps& Ops() {
@@ -309,5 +335,8 @@ void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float
   Ops().dot_rows_f64(x, m, n_rows, n, out);
 }
 int64_t ArgMax(const float* x, int64_t n) { return n <= 1 ? 0 : Ops().arg_max(x, n); }
+void AddScale(const float* a, const float* b, float s, float* out, int64_t n) {
+  if (n > 0) Ops().add_scale(a, b, s, out, n);
+}
 
 }  // namespace glm::kernels

@@ -36,9 +36,14 @@ void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float
 // over vocabularies of 150K+ entries, for every sequence of every step.
 int64_t ArgMax(const float* x, int64_t n);
 
+// out[i] = (a[i] + b[i]) · s (attention: latent plus rope score, times the softmax scale). Each
+// element is one add and one multiply, so every path gives the scalar loop's values exactly.
+void AddScale(const float* a, const float* b, float s, float* out, int64_t n);
+
 // Scalar twins (tests compare the dispatched versions against them).
 int64_t ArgMaxReference(const float* x, int64_t n);
 float DotReference(const float* a, const float* b, int64_t n);
+void AddScaleReference(const float* a, const float* b, float s, float* out, int64_t n);
 void AxpyReference(float alpha, const float* x, float* y, int64_t n);
 void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
 

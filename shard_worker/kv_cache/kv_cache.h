@@ -6,6 +6,7 @@
 #ifndef GLM_SHARD_WORKER_KV_CACHE_KV_CACHE_H_
 #define GLM_SHARD_WORKER_KV_CACHE_KV_CACHE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -50,6 +51,22 @@ class KvCache {
   const float* rope_key(int64_t layer, int64_t position) const { return const_cast<KvCache*>(this)->rope_key(layer, position); }
   const float* index_key(int64_t layer, int64_t position) const {
     return const_cast<KvCache*>(this)->index_key(layer, position);
+  }
+
+  // Row pointers of positions [0, n) of `layer`: latent[p] = latent(layer, p) and
+  // rope_key[p] = rope_key(layer, p), filled a block at a time (attention over every cached
+  // position lists thousands of rows per head group and layer; one division per row showed).
+  void RowPointers(int64_t layer, int64_t n, const float** latent_rows, const float** rope_key_rows) const {
+    const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
+    for (int64_t p0 = 0, b = 0; p0 < n; p0 += bs_, ++b) {
+      const float* lat = pool_->latent(layer, table_[b], 0);
+      const float* kpe = pool_->rope_key(layer, table_[b], 0);
+      const int64_t m = std::min(bs_, n - p0);
+      for (int64_t i = 0; i < m; ++i) {
+        latent_rows[p0 + i] = lat + i * rank;
+        rope_key_rows[p0 + i] = kpe + i * rope;
+      }
+    }
   }
 
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }

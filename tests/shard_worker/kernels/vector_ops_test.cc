@@ -34,6 +34,18 @@ TEST(VectorOpsTest, DotAndAxpyMatchScalarTwins) {
   }
 }
 
+TEST(VectorOpsTest, AddScaleIsTheScalarLoopBitForBit) {
+  for (int64_t n : kLengths) {
+    auto a = Random(n, 4), b = Random(n, 5);
+    std::vector<float> got(n), want(n);
+    AddScale(a.data(), b.data(), 0.125f * 1.37f, got.data(), n);
+    AddScaleReference(a.data(), b.data(), 0.125f * 1.37f, want.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << n << " " << i;
+    AddScale(a.data(), b.data(), 0.5f, a.data(), n);  // in place, as attention uses it
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(a[i], (Random(n, 4)[i] + b[i]) * 0.5f) << n << " " << i;
+  }
+}
+
 TEST(VectorOpsTest, DotRowsMatchesScalarTwinAndNeverDependsOnItsCompany) {
   for (int64_t n : kLengths) {
     const int64_t n_rows = 37, q_stride = n + 3;  // 37: two full blocks of 16 and a partial one
