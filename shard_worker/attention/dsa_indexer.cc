@@ -71,21 +71,31 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   }
   std::vector<std::vector<float>> scores(n);
   for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[j] + 1);
+  // A block's keys are read once for all heads (DotRows, up to kMaxQueries heads at a time):
+  // dots [heads, block]; then score_s = Σ_h max(0, dot_hs · softmax_scale) · w_h, heads in order.
   pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
+    std::vector<const float*> rows(kKeyBlock);
+    std::vector<float> dots(heads * kKeyBlock);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t j = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;
       const int64_t s0 = (job - first_job[j]) * kKeyBlock;
       const int64_t s1 = std::min<int64_t>(sparse_pos[j] + 1, s0 + kKeyBlock);
+      const int64_t nb = s1 - s0;
       const float* qj = q.data() + j * heads * d;
-      const kv_cache::KvCache* cache = sparse_span[j]->cache;
-      for (int64_t s = s0; s < s1; ++s) {
-        const float* k = cache->index_key(layer, s);
-        float total = 0.0f;
-        for (int64_t h = 0; h < heads; ++h) {
-          const float dot = kernels::Dot(qj + h * d, k, d) * softmax_scale;
-          if (dot > 0.0f) total += dot * (head_w[j * heads + h] * head_scale);
+      sparse_span[j]->cache->IndexKeyRows(layer, s0, s1, rows.data());
+      for (int64_t h0 = 0; h0 < heads; h0 += kernels::kMaxQueries) {
+        const int nh = static_cast<int>(std::min<int64_t>(kernels::kMaxQueries, heads - h0));
+        kernels::DotRows(qj + h0 * d, d, nh, rows.data(), nb, d, dots.data() + h0 * nb, nb);
+      }
+      float* out = scores[j].data() + s0;
+      std::fill(out, out + nb, 0.0f);
+      for (int64_t h = 0; h < heads; ++h) {
+        const float wh = head_w[j * heads + h] * head_scale;
+        const float* dh = dots.data() + h * nb;
+        for (int64_t i = 0; i < nb; ++i) {
+          const float dot = dh[i] * softmax_scale;
+          if (dot > 0.0f) out[i] += dot * wh;
         }
-        scores[j][s] = total;
       }
     }
   });

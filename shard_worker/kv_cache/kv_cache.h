@@ -69,6 +69,17 @@ class KvCache {
     }
   }
 
+  // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
+  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
+    const int64_t d = shape().index_head_dim;
+    for (int64_t p = begin; p < end;) {
+      const int64_t b = p / bs_, off = p % bs_, m = std::min(bs_ - off, end - p);
+      const float* k = pool_->index_key(layer, table_[b], off);
+      for (int64_t i = 0; i < m; ++i) rows[p - begin + i] = k + i * d;
+      p += m;
+    }
+  }
+
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
