@@ -89,14 +89,8 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
       }
       float* out = scores[j].data() + s0;
       std::fill(out, out + nb, 0.0f);
-      for (int64_t h = 0; h < heads; ++h) {
-        const float wh = head_w[j * heads + h] * head_scale;
-        const float* dh = dots.data() + h * nb;
-        for (int64_t i = 0; i < nb; ++i) {
-          const float dot = dh[i] * softmax_scale;
-          if (dot > 0.0f) out[i] += dot * wh;
-        }
-      }
+      for (int64_t h = 0; h < heads; ++h)
+        kernels::ReluAccumulate(dots.data() + h * nb, softmax_scale, head_w[j * heads + h] * head_scale, out, nb);
     }
   });
   pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {

@@ -24,6 +24,13 @@ void AxpyReference(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void ReluAccumulateReference(const float* x, float scale, float alpha, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] * scale;
+    if (d > 0.0f) y[i] = y[i] + d * alpha;
+  }
+}
+
 void AddScaleReference(const float* a, const float* b, float s, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = (a[i] + b[i]) * s;
 }
@@ -94,6 +101,19 @@ __attribute__((target("avx512f"))) void AddScaleAvx512(const float* a, const flo
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
     _mm512_mask_storeu_ps(out + i, m,
                           _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)), vs));
+  }
+}
+
+// Multiply, multiply, then add (never a fused multiply-add): the scalar twin's roundings.
+__attribute__((target("avx512f"))) void ReluAccumulateAvx512(const float* x, float scale, float alpha, float* y,
+                                                             int64_t n) {
+  const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask16(n - i);
+    const __m512 d = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+    const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, d, zero, _CMP_GT_OQ);
+    const __m512 yv = _mm512_maskz_loadu_ps(m, y + i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mask_add_ps(yv, pos, yv, _mm512_mul_ps(d, va)));
   }
 }
 
@@ -266,6 +286,19 @@ __attribute__((target("avx2"))) void AddScaleAvx2(const float* a, const float* b
   for (; i < n; ++i) out[i] = (a[i] + b[i]) * s;
 }
 
+__attribute__((target("avx2"))) void ReluAccumulateAvx2(const float* x, float scale, float alpha, float* y, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
+    const __m256 yv = _mm256_loadu_ps(y + i);
+    const __m256 add = _mm256_and_ps(_mm256_cmp_ps(d, zero, _CMP_GT_OQ), _mm256_mul_ps(d, va));
+    // Where d <= 0 the addend is +0 and y + 0 = y (y is never -0 here: sums start at +0).
+    _mm256_storeu_ps(y + i, _mm256_blendv_ps(yv, _mm256_add_ps(yv, add), _mm256_cmp_ps(d, zero, _CMP_GT_OQ)));
+  }
+  ReluAccumulateReference(x + i, scale, alpha, y + i, n - i);
+}
+
 __attribute__((target("avx2,fma"))) void AxpyAvx2(float alpha, const float* x, float* y, int64_t n) {
   const __m256 va = _mm256_set1_ps(alpha);
   int64_t i = 0;
@@ -297,19 +330,20 @@ struct VectorOps {
   void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
   int64_t (*arg_max)(const float*, int64_t);
   void (*add_scale)(const float*, const float*, float, float*, int64_t);
+  void (*relu_accumulate)(const float*, float, float, float*, int64_t);
 };
 
 VectorOps Select() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul())
     return {&DotAvx512,    &AxpyAvx512,       &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512,
-            &ArgMaxAvx512, &AddScaleAvx512};
+            &ArgMaxAvx512, &AddScaleAvx512,   &ReluAccumulateAvx512};
   if (CpuSupportsAvx2MatMul())
     return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
-            &DotRowsF64Portable, &ArgMaxReference, &AddScaleAvx2};
+            &DotRowsF64Portable, &ArgMaxReference, &AddScaleAvx2,          &ReluAccumulateAvx2};
 #endif
   return {&DotPortable,        &AxpyReference,   &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
-          &DotRowsF64Portable, &ArgMaxReference, &AddScaleReference};
+          &DotRowsF64Portable, &ArgMaxReference, &AddScaleReference, &ReluAccumulateReference};
 }
 
 const VectorOps& Ops() {
@@ -335,6 +369,9 @@ void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float
   Ops().dot_rows_f64(x, m, n_rows, n, out);
 }
 int64_t ArgMax(const float* x, int64_t n) { return n <= 1 ? 0 : Ops().arg_max(x, n); }
+void ReluAccumulate(const float* x, float scale, float alpha, float* y, int64_t n) {
+  if (n > 0) Ops().relu_accumulate(x, scale, alpha, y, n);
+}
 void AddScale(const float* a, const float* b, float s, float* out, int64_t n) {
   if (n > 0) Ops().add_scale(a, b, s, out, n);
 }

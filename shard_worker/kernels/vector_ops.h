@@ -40,10 +40,15 @@ int64_t ArgMax(const float* x, int64_t n);
 // element is one add and one multiply, so every path gives the scalar loop's values exactly.
 void AddScale(const float* a, const float* b, float s, float* out, int64_t n);
 
+// For each i: d = x[i]·scale; if d > 0, y[i] += d·alpha (the DSA indexer's ReLU-weighted head
+// sum). Every path rounds as the scalar loop does (no fused multiply-add), so values are exact.
+void ReluAccumulate(const float* x, float scale, float alpha, float* y, int64_t n);
+
 // Scalar twins (tests compare the dispatched versions against them).
 int64_t ArgMaxReference(const float* x, int64_t n);
 float DotReference(const float* a, const float* b, int64_t n);
 void AddScaleReference(const float* a, const float* b, float s, float* out, int64_t n);
+void ReluAccumulateReference(const float* x, float scale, float alpha, float* y, int64_t n);
 void AxpyReference(float alpha, const float* x, float* y, int64_t n);
 void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
 

@@ -46,6 +46,19 @@ TEST(VectorOpsTest, AddScaleIsTheScalarLoopBitForBit) {
   }
 }
 
+TEST(VectorOpsTest, ReluAccumulateIsTheScalarLoopBitForBit) {
+  for (int64_t n : kLengths) {
+    auto x = Random(n, 6), y0 = Random(n, 7);
+    for (float& v : y0) v = std::fabs(v);  // sums of ReLU terms: never -0
+    for (float alpha : {0.3f, -1.7f}) {
+      auto got = y0, want = y0;
+      ReluAccumulate(x.data(), 0.17677669f, alpha, got.data(), n);
+      ReluAccumulateReference(x.data(), 0.17677669f, alpha, want.data(), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], want[i]) << n << " " << i;
+    }
+  }
+}
+
 TEST(VectorOpsTest, DotRowsMatchesScalarTwinAndNeverDependsOnItsCompany) {
   for (int64_t n : kLengths) {
     const int64_t n_rows = 37, q_stride = n + 3;  // 37: two full blocks of 16 and a partial one
