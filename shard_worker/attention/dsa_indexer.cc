@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "shard_worker/attention/rope_layouts.h"
 #include "shard_worker/kernels/matmul.h"
@@ -9,6 +10,20 @@
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::attention {
+
+void SelectTopPositions(const float* scores, int64_t n, int64_t k, std::vector<int32_t>* keep,
+                        std::vector<float>* scratch) {
+  scratch->assign(scores, scores + n);
+  std::nth_element(scratch->begin(), scratch->begin() + (k - 1), scratch->end(), std::greater<float>());
+  const float threshold = (*scratch)[k - 1];
+  int64_t above = 0;
+  for (int64_t s = 0; s < n; ++s) above += scores[s] > threshold;
+  int64_t ties_left = k - above;
+  keep->clear();
+  keep->reserve(k);
+  for (int64_t s = 0; s < n; ++s)
+    if (scores[s] > threshold || (scores[s] == threshold && ties_left-- > 0)) keep->push_back(static_cast<int32_t>(s));
+}
 
 DsaIndexer::DsaIndexer(const model::ModelConfig& config, const kernels::RopeTable* rope,
                        kernels::ThreadPool* pool)
@@ -93,21 +108,12 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
         kernels::ReluAccumulate(dots.data() + h * nb, softmax_scale, head_w[j * heads + h] * head_scale, out, nb);
     }
   });
+  // Each token keeps its topk highest scores (the lower position on ties), in ascending position.
   pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {
-    std::vector<int32_t> order;
-    for (int64_t j = begin; j < end; ++j) {
-      const std::vector<float>& sc = scores[j];
-      const int64_t n_keys = static_cast<int64_t>(sc.size());
-      order.resize(n_keys);
-      for (int64_t s = 0; s < n_keys; ++s) order[s] = static_cast<int32_t>(s);
-      // Highest scores first; equal scores keep the lower position (deterministic).
-      std::nth_element(order.begin(), order.begin() + topk, order.end(), [&](int32_t a, int32_t b) {
-        return sc[a] > sc[b] || (sc[a] == sc[b] && a < b);
-      });
-      order.resize(topk);
-      std::sort(order.begin(), order.end());
-      (*selection)[sparse_tokens[j]] = order;
-    }
+    std::vector<float> scratch;
+    for (int64_t j = begin; j < end; ++j)
+      SelectTopPositions(scores[j].data(), static_cast<int64_t>(scores[j].size()), topk,
+                         &(*selection)[sparse_tokens[j]], &scratch);
   });
 }
 

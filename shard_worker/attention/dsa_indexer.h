@@ -15,6 +15,13 @@
 
 namespace glm::attention {
 
+// The k highest of scores[0, n) (k < n), ties going to the lower position, as positions in
+// ascending order, into *keep: the k-th highest score is a threshold, positions above it are kept
+// and positions at it in ascending order while room is left. Same set as ordering all positions
+// by (score descending, position ascending) and keeping the first k; `scratch` is reused memory.
+void SelectTopPositions(const float* scores, int64_t n, int64_t k, std::vector<int32_t>* keep,
+                        std::vector<float>* scratch);
+
 class DsaIndexer {
  public:
   DsaIndexer(const model::ModelConfig& config, const kernels::RopeTable* rope, kernels::ThreadPool* pool);
