@@ -159,14 +159,13 @@ GLM_AVX512_INLINE void DotRowsTail(int nk, const float* qj, const float* const* 
 
 GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows,
                               int64_t n, float* out, int64_t out_stride) {
-  for (int j = 0; j < nq; ++j) {
-    const float* qj = q + j * q_stride;
-    float* oj = out + j * out_stride;
-    int64_t k0 = 0;
-    for (; k0 + 16 <= n_rows; k0 += 16) DotRowsBlock<16>(qj, rows + k0, n, oj + k0);
-    if (k0 < n_rows)
-      DotRowsTail(static_cast<int>(n_rows - k0), qj, rows + k0, n, oj + k0, std::make_integer_sequence<int, 15>());
-  }
+  int64_t k0 = 0;
+  for (; k0 + 16 <= n_rows; k0 += 16)
+    for (int j = 0; j < nq; ++j) DotRowsBlock<16>(q + j * q_stride, rows + k0, n, out + j * out_stride + k0);
+  if (k0 < n_rows)
+    for (int j = 0; j < nq; ++j)
+      DotRowsTail(static_cast<int>(n_rows - k0), q + j * q_stride, rows + k0, n, out + j * out_stride + k0,
+                  std::make_integer_sequence<int, 15>());
 }
 
 // Columns in 16-lane chunks, CH chunks at a time, rows inner: each query's CH chunks stay in
