@@ -102,14 +102,10 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
       lat_rows.resize(n_keys);
       kpe_rows.resize(n_keys);
-      if (sel.empty()) {
+      if (sel.empty())
         cache->RowPointers(layer, n_keys, lat_rows.data(), kpe_rows.data());
-      } else {
-        for (int64_t k = 0; k < n_keys; ++k) {
-          lat_rows[k] = cache->latent(layer, sel[k]);
-          kpe_rows[k] = cache->rope_key(layer, sel[k]);
-        }
-      }
+      else
+        cache->RowPointers(layer, sel.data(), n_keys, lat_rows.data(), kpe_rows.data());
       // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
       scores.resize(nh * n_keys);
       pe_scores.resize(nh * n_keys);

@@ -69,6 +69,26 @@ class KvCache {
     }
   }
 
+  // The same for the listed positions (any order; a division only where the list leaves a
+  // block, so an ascending selection costs about one per block).
+  void RowPointers(int64_t layer, const int32_t* positions, int64_t n, const float** latent_rows,
+                   const float** rope_key_rows) const {
+    const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
+    int64_t block_start = -1;
+    const float* lat = nullptr;
+    const float* kpe = nullptr;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = positions[i];
+      if (block_start < 0 || p < block_start || p >= block_start + bs_) {
+        const int64_t b = p / bs_;
+        block_start = b * bs_;
+        lat = pool_->latent(layer, table_[b], 0);
+        kpe = pool_->rope_key(layer, table_[b], 0);
+      }
+      latent_rows[i] = lat + (p - block_start) * rank;
+      rope_key_rows[i] = kpe + (p - block_start) * rope;
+    }
+  }
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
   void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
     const int64_t d = shape().index_head_dim;
