@@ -262,6 +262,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   int64_t budget = options_.max_batch_tokens;
   int64_t prefill_budget = options_.prefill_chunk;
   // 1. Running sequences: decodes first (one token), then prompts in progress (chunks).
+  const int64_t batch = static_cast<int64_t>(running_.size());
   for (auto it = running_.begin(); it != running_.end();) {
     SeqPtr s = *it;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
@@ -275,6 +276,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     std::vector<int32_t> drafts;
     int next_k = 0;
     if (decode && s->adaptive) {
+      s->adaptive->SetBatchSize(batch);
       const SamplingOptions& o = s->request.sampling;
       int64_t room = options_.max_context - static_cast<int64_t>(s->tokens.size()) - 1;
       if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s->generated - 1);

@@ -62,12 +62,21 @@ class AdaptiveDraftLength {
   static constexpr double kVerifyPositionCost = 0.4;
   static constexpr double kMtpDraftCost = 0.2;
   static constexpr int kPauseSteps = 8;
+  // Weight of the newest step in each position's acceptance average (0.1: about the last ten
+  // drafts; two misses in a row at 85% acceptance must not stop drafting).
+  static constexpr double kRateWeight = 0.1;
   static double PositionCost(const SpeculativeConfig& spec) {
     return kVerifyPositionCost + (spec.method == SpeculativeConfig::Method::kMtp ? kMtpDraftCost : 0.0);
   }
 
   AdaptiveDraftLength(int max_k, double position_cost);
   int next() const { return pause_ > 0 ? 0 : k_; }
+  // The request decodes in a batch of `sequences`. position_cost is for a sequence decoding
+  // alone; in a batch a step's fixed part (weights read, synchronisation) is shared, so a drafted
+  // position costs more next to the request's share of the step. With the step time α + β·n over
+  // n positions and c = β / (α + β) alone, it is c·B / (1 − c + c·B) in a batch of B (0.6 alone:
+  // 0.92 at B = 8, where drafting pays only above 92% acceptance).
+  void SetBatchSize(int64_t sequences);
   // After each decode step of the request: `proposed` drafts were verified and `accepted` kept
   // (0, 0 for a step without drafts: counts down a pause).
   void Update(int proposed, int accepted);
@@ -78,6 +87,7 @@ class AdaptiveDraftLength {
   int Best() const;
 
   int max_k_;
+  double alone_cost_;
   double cost_;
   std::vector<double> rate_;  // [max_k]
   int k_;

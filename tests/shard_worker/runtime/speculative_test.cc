@@ -264,6 +264,30 @@ TEST(AdaptiveDraftLengthTest, BacksOffPausesProbesAndRecovers) {
   EXPECT_EQ(a.next(), 4);
 }
 
+TEST(AdaptiveDraftLengthTest, BatchingRaisesTheBarForDrafting) {
+  // The first draft is kept 85% of the time: worth drafting alone (cost 0.6), not in a batch of
+  // 8 (a drafted position then costs 0.92 of the request's share of a step), and again alone.
+  AdaptiveDraftLength a(1, 0.6);
+  std::mt19937 rng(11);
+  std::bernoulli_distribution kept(0.85);
+  auto drafting_steps = [&](int steps) {
+    int drafting = 0;
+    for (int i = 0; i < steps; ++i) {
+      const int k = a.next();
+      drafting += k > 0;
+      a.Update(k, k > 0 && kept(rng) ? 1 : 0);
+    }
+    return drafting;
+  };
+  EXPECT_GE(drafting_steps(200), 150);
+  a.SetBatchSize(8);
+  drafting_steps(40);  // a pause or two while the rate settles
+  EXPECT_LE(drafting_steps(200), 200 / AdaptiveDraftLength::kPauseSteps + 2) << "only the probes";
+  a.SetBatchSize(1);
+  drafting_steps(40);
+  EXPECT_GE(drafting_steps(200), 150);
+}
+
 TEST(AdaptiveDraftLengthTest, PicksTheDraftLengthThatPaysForItsCost) {
   // The first draft is nearly always kept, the second one rarely: draft one.
   AdaptiveDraftLength a(4, 0.6);
