@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -199,12 +200,20 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
       return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", listen, " (in use?)"));
     port_ = port;
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listen_returned_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
   return absl::OkStatus();
 }
 
 void OpenAiHttpServer::Stop() {
   if (server_ == nullptr) return;
+  // httplib's stop() does nothing until the accept loop has started (is_running()): a stop right
+  // after Start() would be lost and the join below would wait forever, so wait for the loop first.
+  while (thread_.joinable() && !server_->is_running() && !listen_returned_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   server_->stop();
   if (thread_.joinable()) thread_.join();
   server_.reset();

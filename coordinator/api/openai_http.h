@@ -50,6 +50,7 @@ class OpenAiHttpServer {
   int threads_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};  // the listening thread's accept loop has ended
   int port_ = 0;
 };
 
