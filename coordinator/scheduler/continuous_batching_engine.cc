@@ -417,9 +417,6 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     std::vector<int32_t> produced(r.tokens().begin(), r.tokens().end());
     if (produced.empty()) produced = {r.token()};
     s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
-    // A decode step without drafts still counts: it runs down a pause of the draft length (a
-    // paused request must come back to drafting).
-    if (s->adaptive && w.drafts.empty() && w.decode) s->adaptive->Update(0, 0);
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
       absl::MutexLock lock(&mu_);
@@ -434,7 +431,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
         load_.spec_drafted_per_pos[i]++;
         if (static_cast<int>(i) < accepted) load_.spec_accepted_per_pos[i]++;
       }
+    } else if (s->adaptive && w.decode) {
+      s->adaptive->Update(0, 0);  // a decode step without drafts runs down a pause of the draft length
     }
+
     GenerationEvent e;
     const SamplingOptions& o = s->request.sampling;
     std::string finish;

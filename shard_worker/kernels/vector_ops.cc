@@ -98,7 +98,7 @@ __attribute__((target("avx512f"))) void AddScaleAvx512(const float* a, const flo
   for (; i + 16 <= n; i += 16)
     _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)), vs));
   if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 m = TailMask16(n - i);
     _mm512_mask_storeu_ps(out + i, m,
                           _mm512_mul_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)), vs));
   }
@@ -291,9 +291,8 @@ __attribute__((target("avx2"))) void ReluAccumulateAvx2(const float* x, float sc
   for (; i + 8 <= n; i += 8) {
     const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
     const __m256 yv = _mm256_loadu_ps(y + i);
-    const __m256 add = _mm256_and_ps(_mm256_cmp_ps(d, zero, _CMP_GT_OQ), _mm256_mul_ps(d, va));
-    // Where d <= 0 the addend is +0 and y + 0 = y (y is never -0 here: sums start at +0).
-    _mm256_storeu_ps(y + i, _mm256_blendv_ps(yv, _mm256_add_ps(yv, add), _mm256_cmp_ps(d, zero, _CMP_GT_OQ)));
+    const __m256 positive = _mm256_cmp_ps(d, zero, _CMP_GT_OQ);
+    _mm256_storeu_ps(y + i, _mm256_blendv_ps(yv, _mm256_add_ps(yv, _mm256_mul_ps(d, va)), positive));
   }
   ReluAccumulateReference(x + i, scale, alpha, y + i, n - i);
 }

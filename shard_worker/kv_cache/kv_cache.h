@@ -58,15 +58,14 @@ class KvCache {
   // position lists thousands of rows per head group and layer; one division per row showed).
   void RowPointers(int64_t layer, int64_t n, const float** latent_rows, const float** rope_key_rows) const {
     const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
-    for (int64_t p0 = 0, b = 0; p0 < n; p0 += bs_, ++b) {
-      const float* lat = pool_->latent(layer, table_[b], 0);
-      const float* kpe = pool_->rope_key(layer, table_[b], 0);
-      const int64_t m = std::min(bs_, n - p0);
-      for (int64_t i = 0; i < m; ++i) {
-        latent_rows[p0 + i] = lat + i * rank;
-        rope_key_rows[p0 + i] = kpe + i * rope;
+    ForBlockRuns(0, n, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
+      const float* lat = pool_->latent(layer, block, offset);
+      const float* kpe = pool_->rope_key(layer, block, offset);
+      for (int64_t i = 0; i < count; ++i) {
+        latent_rows[first + i] = lat + i * rank;
+        rope_key_rows[first + i] = kpe + i * rope;
       }
-    }
+    });
   }
 
   // The same for the listed positions (any order; a division only where the list leaves a
@@ -92,17 +91,26 @@ class KvCache {
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
   void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
     const int64_t d = shape().index_head_dim;
-    for (int64_t p = begin; p < end;) {
-      const int64_t b = p / bs_, off = p % bs_, m = std::min(bs_ - off, end - p);
-      const float* k = pool_->index_key(layer, table_[b], off);
-      for (int64_t i = 0; i < m; ++i) rows[p - begin + i] = k + i * d;
-      p += m;
-    }
+    ForBlockRuns(begin, end, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
+      const float* k = pool_->index_key(layer, block, offset);
+      for (int64_t i = 0; i < count; ++i) rows[first - begin + i] = k + i * d;
+    });
   }
 
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
+  // fn(pool block, offset in it, count, first position) for each run of positions of [begin, end)
+  // that share a block, in order.
+  template <typename Fn>
+  void ForBlockRuns(int64_t begin, int64_t end, Fn fn) const {
+    for (int64_t p = begin; p < end;) {
+      const int64_t offset = p % bs_, count = std::min(bs_ - offset, end - p);
+      fn(static_cast<int64_t>(table_[p / bs_]), offset, count, p);
+      p += count;
+    }
+  }
+
   std::unique_ptr<KvBlockPool> owned_pool_;
   KvBlockPool* pool_;
   std::vector<int32_t> table_;

@@ -119,7 +119,11 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
 }
 
 AdaptiveDraftLength::AdaptiveDraftLength(int max_k, double position_cost)
-    : max_k_(std::max(1, max_k)), alone_cost_(position_cost), cost_(position_cost), rate_(max_k_, 0.9), k_(0) {
+    : max_k_(std::max(1, max_k)), alone_cost_(position_cost), cost_(position_cost), rate_(max_k_, 0.9) {
+  Choose();
+}
+
+void AdaptiveDraftLength::Choose() {
   k_ = Best();
   if (k_ == 0) pause_ = kPauseSteps;
 }
@@ -144,10 +148,7 @@ void AdaptiveDraftLength::SetBatchSize(int64_t sequences) {
   const double cost = c * b / (1.0 - c + c * b);
   if (cost == cost_) return;
   cost_ = cost;
-  if (pause_ == 0) {
-    k_ = Best();
-    if (k_ == 0) pause_ = kPauseSteps;
-  }
+  if (pause_ == 0) Choose();
 }
 
 void AdaptiveDraftLength::Update(int proposed, int accepted) {
@@ -159,8 +160,7 @@ void AdaptiveDraftLength::Update(int proposed, int accepted) {
   // Draft i is evaluated when 1..i-1 were kept: positions 1..min(accepted + 1, proposed).
   for (int i = 1; i <= std::min(accepted + 1, proposed) && i <= max_k_; ++i)
     rate_[i - 1] = (1.0 - kRateWeight) * rate_[i - 1] + kRateWeight * (i <= accepted ? 1.0 : 0.0);
-  k_ = Best();
-  if (k_ == 0) pause_ = kPauseSteps;
+  Choose();
 }
 
 }  // namespace glm::runtime

@@ -84,13 +84,16 @@ class AdaptiveDraftLength {
   double acceptance(int position) const { return rate_[position - 1]; }
 
  private:
+  // The k that maximises g(k) under the current rates and cost.
   int Best() const;
+  // k_ = Best(), pausing when that is 0.
+  void Choose();
 
   int max_k_;
   double alone_cost_;
   double cost_;
   std::vector<double> rate_;  // [max_k]
-  int k_;
+  int k_ = 0;
   int pause_ = 0;
 };
 
