@@ -19,8 +19,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "coordinator/placement/cost_model.h"
+#include "coordinator/placement/weight_format.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
@@ -43,40 +46,54 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Bytes a batch-1 GLM-5 step reads as released (FP8 matrices at one byte a weight, indexer
-// weights_proj and lm_head BF16; norms, biases and block scales left out), where decode is
-// bandwidth-bound and time follows bytes:
-//   Main(n)  the main model over n positions of one sequence: attention, dense MLPs and shared
-//            experts once, lm_head once, and the routed experts of the distinct experts n tokens
-//            pick: E·(1 − (1 − k/E)^n) with independent routing (neighbouring tokens share
-//            experts more often, so this overstates a verify a little);
-//   Mtp()    one draft position: eh_proj, one MoE layer and the lm_head again.
-struct Glm5StepBytes {
-  glm::model::ModelConfig c;
-  double Attention() const {
-    const double h = c.hidden_size, q = c.q_lora_rank, heads = c.num_attention_heads;
-    return h * q + q * heads * c.qk_head_dim() + h * (c.kv_lora_rank + c.qk_rope_head_dim) +
-           c.kv_lora_rank * heads * (c.qk_nope_head_dim + c.v_head_dim) + heads * c.v_head_dim * h +
-           q * c.index_n_heads * c.index_head_dim + h * c.index_head_dim + 2.0 * h * c.index_n_heads;
-  }
-  double Expert() const { return 3.0 * c.hidden_size * c.moe_intermediate_size; }
-  double Head() const { return 2.0 * c.vocab_size * c.hidden_size; }
-  double DistinctExperts(double n) const {
-    const double e = c.n_routed_experts, k = c.num_experts_per_tok;
-    return e * (1.0 - std::pow(1.0 - k / e, n));
+// Bytes a batch-1 GLM-5 step reads on one rank holding the whole model as released (block FP8),
+// from the planner's cost model (placement::CostModel: what the workers hold and read), where
+// decode is bandwidth-bound and time follows bytes:
+//   Main(n)  the main model over n positions of one sequence: everything a decoded token reads,
+//            plus the routed experts that the n − 1 further positions add: E·(1 − (1 − k/E)^n)
+//            distinct experts with independent routing (neighbouring tokens share experts more
+//            often, so this overstates a verify a little);
+//   Mtp()    one draft position: the MTP layer, eh_proj and the lm_head again.
+class Glm5StepBytes {
+ public:
+  static absl::StatusOr<Glm5StepBytes> Create() {
+    auto preset = glm::model::SynthPresetByName("glm5");
+    if (!preset.ok()) return preset.status();
+    auto format = glm::placement::ParseWeightFormat("stored", "experts", preset->config);
+    if (!format.ok()) return format.status();
+    return Glm5StepBytes(preset->config, *format);
   }
   double Main(double n) const {
-    double bytes = Head();
-    for (glm::model::MlpKind kind : c.mlp_layer_types)
-      bytes += Attention() + (kind == glm::model::MlpKind::kDense
-                                  ? 3.0 * c.hidden_size * c.intermediate_size
-                                  : c.n_shared_experts * Expert() + DistinctExperts(n) * Expert());
-    return bytes;
+    const double e = c_.n_routed_experts, k = c_.num_experts_per_tok;
+    const double extra_experts = e * (1.0 - std::pow(1.0 - k / e, n)) - k;
+    return main1_ + sparse_layers_ * extra_experts * static_cast<double>(cost_.RoutedExpertBytes());
   }
-  double Mtp() const {
-    return 2.0 * c.hidden_size * c.hidden_size + Attention() + c.n_shared_experts * Expert() +
-           c.num_experts_per_tok * Expert() + Head();
+  double Mtp() const { return static_cast<double>(cost_.MtpDraft(whole_).decode_bytes); }
+
+ private:
+  Glm5StepBytes(const glm::model::ModelConfig& c, const glm::placement::WeightFormat& format)
+      : c_(c), cost_(c, format) {
+    whole_.set_head_begin(0);
+    whole_.set_head_end(static_cast<int32_t>(c.num_attention_heads));
+    whole_.set_dense_begin(0);
+    whole_.set_dense_end(static_cast<int32_t>(c.intermediate_size));
+    whole_.set_shared_begin(0);
+    whole_.set_shared_end(static_cast<int32_t>(c.moe_intermediate_size * c.n_shared_experts));
+    for (int32_t e = 0; e < c.n_routed_experts; ++e) whole_.add_experts(e);
+    whole_.set_vocab_begin(0);
+    whole_.set_vocab_end(static_cast<int32_t>(c.vocab_size));
+    main1_ = static_cast<double>(cost_.Embedding().decode_bytes + cost_.Head(whole_).decode_bytes);
+    for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+      main1_ += static_cast<double>(cost_.Layer(whole_, layer, false).decode_bytes);
+      sparse_layers_ += c.mlp_kind(layer) == glm::model::MlpKind::kSparse;
+    }
   }
+
+  glm::model::ModelConfig c_;
+  glm::placement::CostModel cost_;
+  glm::placement::RankAssignment whole_;
+  double main1_ = 0;
+  int64_t sparse_layers_ = 0;
 };
 }  // namespace
 
@@ -230,9 +247,12 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
   }
-  auto glm5_preset = glm::model::SynthPresetByName("glm5");
-  if (!glm5_preset.ok()) return 1;
-  const Glm5StepBytes glm5{glm5_preset->config};
+  auto glm5_bytes = Glm5StepBytes::Create();
+  if (!glm5_bytes.ok()) {
+    std::fprintf(stderr, "spec_bench: %s\n", std::string(glm5_bytes.status().message()).c_str());
+    return 1;
+  }
+  const Glm5StepBytes& glm5 = *glm5_bytes;
   for (const auto& [method, parsed] : methods) {
     const glm::runtime::SpeculativeConfig* spec = &parsed;
     glm::runtime::SpeculativeStats total;

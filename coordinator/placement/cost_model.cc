@@ -51,6 +51,20 @@ int64_t CostModel::MlpBytes(int64_t b, int64_t e, Part part) const {
 }
 
 Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const {
+  Footprint f = LayerReads(r, layer, expert_tensor_parallel);
+  if (layer == config_.num_hidden_layers) f.decode_bytes = 0;
+  return f;
+}
+
+Footprint CostModel::MtpDraft(const RankAssignment& r) const {
+  const int64_t h = config_.hidden_size;
+  Footprint f = LayerReads(r, config_.num_hidden_layers, /*expert_tensor_parallel=*/false);
+  f.decode_bytes += F32Bytes(3 * h) + FullMatrixBytes(h, 2 * h, Part::kMatrix) +
+                    MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, h, Part::kPlainMatrix);
+  return f;
+}
+
+Footprint CostModel::LayerReads(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const {
   const model::ModelConfig& c = config_;
   const int64_t h = c.hidden_size;
   Footprint f;
@@ -102,7 +116,6 @@ Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_t
     f.weight_bytes += F32Bytes(3 * h) + FullMatrixBytes(h, 2 * h, Part::kMatrix) +
                       FullMatrixBytes(c.vocab_size, h, Part::kPlainMatrix) +
                       MatrixBytes(r.vocab_begin(), r.vocab_end(), 0, h, Part::kPlainMatrix);
-    f.decode_bytes = 0;
   }
   return f;
 }

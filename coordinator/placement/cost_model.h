@@ -62,6 +62,11 @@ class CostModel {
   // (heads, dense, shared, experts or expert slice, vocab for the MTP head). The MTP layer's
   // decode bytes are 0: the decode ceiling counts the main model's token only.
   Footprint Layer(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const;
+  // What one MTP draft position reads on a rank holding `r`'s slices of the MTP layer: the layer
+  // as a MoE layer's decode (its share of the k active experts), eh_proj, and its head rows.
+  Footprint MtpDraft(const RankAssignment& r) const;
+  // One whole routed expert (gate, up, down) as held.
+  int64_t RoutedExpertBytes() const { return MlpBytes(0, config_.moe_intermediate_size, Part::kExpert); }
   // The token embedding (replicated on every first-stage rank); decode reads one row.
   Footprint Embedding() const;
   // Final norm plus the rank's vocabulary rows of lm_head.
@@ -83,6 +88,8 @@ class CostModel {
   //   kHead        the embedding and lm_head: never FP8, never re-quantised.
   // bf16 / f32 conversion reaches all four.
   enum class Part { kExpert, kMatrix, kPlainMatrix, kHead };
+  // Layer() without the MTP layer's decode set to 0.
+  Footprint LayerReads(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const;
   // Bytes of rows [r0, r1) x cols [c0, c1) of a matrix as held in memory.
   int64_t MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Part part) const;
   int64_t FullMatrixBytes(int64_t rows, int64_t cols, Part part) const { return MatrixBytes(0, rows, 0, cols, part); }
