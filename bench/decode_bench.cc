@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
         disk_avg_gbps, es.wait_seconds, seq_gbps);
   } else {
     std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s\n", dir.c_str(),
-                dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathName().c_str());
+                dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathDetails().c_str());
     std::printf("batch %d: %.2f tokens/s, %.1f MiB of weights per token, %.2f GB/s achieved\n", batch, tokens_per_s,
                 weight_bytes_per_token / 1048576.0, achieved_gbps);
     std::printf("read-bandwidth probe %.2f GB/s (median of %zu passes interleaved with the decode) -> ratio %.3f "

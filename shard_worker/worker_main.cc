@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   options.hello.set_bound_numa_node(node);
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));
-  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathName(), " (chosen for this CPU at run time)"));
+  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(), " (chosen for this CPU at run time)"));
 
   absl::Status status = glm::runtime::RunWorker(world.get(), options);
   if (!status.ok()) {

@@ -4,12 +4,22 @@
 #include <vector>
 
 #include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/matmul_quant_avx512.h"
+#include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/thread_pool.h"
 
 namespace glm::kernels {
 
 void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  if (w.dtype == DType::kI4) {  // int8 activations, integer dots (q8_activations.h)
+    std::vector<Q8Chunk> chunks(Q8ChunksPerRow(w.cols));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      PrepareQ8Chunks(x + t * x_stride, w.cols, chunks.data());
+      for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = I4RowDotQ8(w, r, chunks.data());
+    }
+    return;
+  }
   std::vector<float> row(w.cols);
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t c = 0; c < w.cols; ++c) row[c] = w.At(r, c);
@@ -25,6 +35,13 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
 MatMulRowsFn BestMatMulRows() { return SelectedMatMulPath().fn; }
 
 std::string MatMulPathName() { return SelectedMatMulPath().name; }
+
+std::string MatMulPathDetails() {
+  const std::string name = MatMulPathName();
+  if (name == "avx512") return name + (Avx512Int4UsesVnni() ? " (int4 dots: vpdpbusd)" : " (int4 dots: vpmaddubsw)");
+  if (name == "avx2") return name + " (int4 dots: vpmaddubsw)";
+  return name;
+}
 
 void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                    float* y, int64_t y_stride, ThreadPool* pool) {

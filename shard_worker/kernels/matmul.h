@@ -33,6 +33,9 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
 MatMulRowsFn BestMatMulRows();
 // Name of the chosen path, e.g. "avx512", "avx2", "scalar"; printed at startup.
 std::string MatMulPathName();
+// The name plus the instructions of its int4 × int8 dots, e.g. "avx512 (int4 dots: vpdpbusd)",
+// for the startup log.
+std::string MatMulPathDetails();
 
 // Splits the rows of W across the pool's threads. y is [n_tokens, w.rows] with stride w.rows.
 void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool);

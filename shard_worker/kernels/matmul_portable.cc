@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "shard_worker/kernels/matmul.h"
+
 namespace glm::kernels {
 namespace {
 
@@ -26,8 +28,8 @@ void ConvertRow(const WeightView& w, int64_t r, float* out) {
       for (int64_t c = 0; c < cols; ++c) out[c] = table[src[c]] * scales[c / w.block_cols];
       break;
     }
-    case DType::kI8:
-    case DType::kI4:  // exact q · scale, as the reference decodes it
+    case DType::kI8:  // exact q · scale, as the reference decodes it
+    case DType::kI4:  // not reached: kI4 takes the int8-activation path below
       for (int64_t c = 0; c < cols; ++c) out[c] = w.At(r, c);
       break;
   }
@@ -47,6 +49,10 @@ float Dot(const float* a, const float* b, int64_t n) {
 
 void MatMulRowsPortable(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                         int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  if (w.dtype == DType::kI4) {  // the reference's arithmetic (q8_activations.h)
+    MatMulRowsReference(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
+    return;
+  }
   thread_local std::vector<float> row;
   row.resize(w.cols);
   for (int64_t r = row_begin; r < row_end; ++r) {

@@ -7,6 +7,7 @@
 
 #include "shard_worker/kernels/avx2_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
+#include "shard_worker/kernels/q8_activations.h"
 
 // Internal linkage and no std templates inside the target region (see matmul_avx2.cc).
 #define GLM_Q256 GLM_AVX2
@@ -16,8 +17,7 @@ namespace glm::kernels {
 namespace {
 
 constexpr int kLanes = 8;
-constexpr int kChunk = 32;  // both formats: 32 columns, four vectors, per step
-constexpr int64_t ByteOffset(DType d, int64_t c) { return d == DType::kI8 ? c : c / 2; }
+constexpr int kChunk = 32;  // kI8: 32 columns, four vectors, per step
 
 // 16 ymm registers: R·T accumulators plus the rows' scales and one chunk's decoded vectors.
 constexpr int kTileTokens = 4;
@@ -29,31 +29,17 @@ GLM_Q256_INLINE void FmaTokens(__m256 v, const float* x, int64_t pitch, __m256 (
   for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(v, _mm256_load_ps(x + t * pitch), acc[t]);
 }
 
-// One 32-column chunk of R rows (row i's chunk bytes at rows[i], all readable), vector 0 first.
-template <DType D, int R, int T>
-GLM_Q256_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
-                          int64_t pitch, const __m256 (&s)[R], const __m256 (&m)[R],
-                          __m256 (&acc)[R][T]) {
+// One 32-column kI8 chunk of R rows (row i's chunk bytes at rows[i], all readable), vector 0 first.
+template <int R, int T>
+GLM_Q256_INLINE void StepI8(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
+                            int64_t pitch, const __m256 (&s)[R], __m256 (&acc)[R][T]) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     __m256 v[4];
-    if constexpr (D == DType::kI8) {
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r] + 8 * k));
-        v[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)), s[r]);
-      }
-    } else {
-      // Bytes 0..7 hold columns 0..7 (low nibbles) and 16..23 (high), bytes 8..15 columns 8..15
-      // and 24..31.
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[r]));
-      const __m256i a = _mm256_cvtepu8_epi32(raw);
-      const __m256i b = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(raw, raw));
-      const __m256i low4 = _mm256_set1_epi32(0xf);
-      v[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a, low4)), s[r], m[r]);
-      v[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b, low4)), s[r], m[r]);
-      v[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4)), s[r], m[r]);
-      v[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4)), s[r], m[r]);
+    for (int k = 0; k < 4; ++k) {
+      const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(rows[r] + 8 * k));
+      v[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw)), s[r]);
     }
 #pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) FmaTokens<T>(v[k], xp + c + k * kLanes, pitch, acc[r]);
@@ -61,8 +47,8 @@ GLM_Q256_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const floa
 }
 
 // QuantBlockFn for R rows × T tokens (see matmul_quant_driver.h).
-template <DType D, int R, int T>
-GLM_Q256 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+template <int R, int T>
+GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
                     int64_t cols, int64_t group, const float* xp, int64_t pitch, int64_t pf_bytes,
                     float* y, int64_t y_stride) {
   __m256 acc[R][T];
@@ -75,16 +61,13 @@ GLM_Q256 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
   const uint8_t* rows[R];
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
-    __m256 s[R], m[R];
+    __m256 s[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      s[r] = _mm256_set1_ps(scales[r * sstride + gi]);
-      m[r] = D == DType::kI4 ? _mm256_mul_ps(s[r], _mm256_set1_ps(-8.0f)) : s[r];
-    }
+    for (int r = 0; r < R; ++r) s[r] = _mm256_set1_ps(scales[r * sstride + gi]);
     const int64_t g1 = g0 + group < cols ? g0 + group : cols;
     int64_t c = g0;
     for (; c + kChunk <= g1; c += kChunk) {
-      const int64_t boff = ByteOffset(D, c);
+      const int64_t boff = c;
       if (pf_bytes != 0 && (boff & 63) == 0) {
         int64_t off = boff + pf_bytes;
         if (off >= row_bytes) off += pf_wrap;
@@ -94,24 +77,18 @@ GLM_Q256 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
       }
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) rows[r] = w + r * row_bytes + boff;
-      Step<D, R, T>(rows, c, xp, pitch, s, m, acc);
+      StepI8<R, T>(rows, c, xp, pitch, s, acc);
     }
     if (c < g1) {
-      // kI8 tail: copy the row's remaining bytes into zeroed chunks (never read past the row).
-      // kI4 rows are padded to whole blocks and read in place.
+      // The tail: copy the row's remaining bytes into zeroed chunks (never read past the row).
       alignas(32) uint8_t tail[R][kChunk];
-      const int64_t boff = ByteOffset(D, c);
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        if constexpr (D == DType::kI8) {
-          std::memset(tail[r], 0, kChunk);
-          std::memcpy(tail[r], w + r * row_bytes + boff, g1 - c);
-          rows[r] = tail[r];
-        } else {
-          rows[r] = w + r * row_bytes + boff;
-        }
+        std::memset(tail[r], 0, kChunk);
+        std::memcpy(tail[r], w + r * row_bytes + c, g1 - c);
+        rows[r] = tail[r];
       }
-      Step<D, R, T>(rows, c, xp, pitch, s, m, acc);
+      StepI8<R, T>(rows, c, xp, pitch, s, acc);
     }
   }
 
@@ -121,29 +98,92 @@ GLM_Q256 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
     for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
 }
 
-template <DType D, int... Ts>
-void FillDType(QuantKernelSet& k, std::integer_sequence<int, Ts...>) {
-  const int d = D == DType::kI8 ? 0 : 1;
-  k.chunk_cols[d] = kChunk;
-  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
-  ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
-  ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
+// I4BlockFn for R rows × T tokens (see matmul_quant_driver.h): a 128-column chunk as two halves
+// of 32 bytes; per half and token two vpmaddubsw (pair sums ≤ 15·127·2: no saturation), a
+// vpmaddwd into the int32 lanes of q8_activations.h, the offset, a convert and one FMA.
+template <int R, int T>
+GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+                      int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
+                      int64_t pf_bytes, float* y, int64_t y_stride) {
+  __m256 acc[R][T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+
+  const int64_t n_blocks = (cols + 31) / 32;
+  // group is a multiple of 32, or the whole row (one group however many blocks)
+  const int64_t blocks_per_group = group >= cols ? n_blocks + 4 : group / 32;
+  const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
+  const int64_t pf_wrap = (R - 1) * row_bytes;
+  int64_t g = 0, in_group = 0;  // weight group of the chunk's first block, and its place there
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t b0 = 4 * ch;
+    const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
+    int64_t block_group[4];
+    for (int k = 0; k < 4; ++k) {
+      block_group[k] = g;
+      if (++in_group == blocks_per_group) in_group = 0, ++g;
+    }
+    if (pf_bytes != 0) {
+      int64_t off = 16 * b0 + pf_bytes;
+      if (off >= row_bytes) off += pf_wrap;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+    }
+    for (int h = 0; h < 2 && 2 * h < nb; ++h) {
+      const bool both = 2 * h + 1 < nb;  // the half's second block exists
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* p = w + r * row_bytes + 16 * (b0 + 2 * h);
+        const __m256i raw = both ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                 : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        const __m256i lo = _mm256_and_si256(raw, nibble);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
+        const float* sr = scales + r * sstride;
+        const __m256 sw = _mm256_set_m128(_mm_set1_ps(both ? sr[block_group[2 * h + 1]] : 0.0f),
+                                          _mm_set1_ps(sr[block_group[2 * h]]));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) {
+          const Q8Chunk& a = xq[t * chunks + ch];
+          const __m256i pairs = _mm256_add_epi16(
+              _mm256_maddubs_epi16(lo, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.lo + 32 * h))),
+              _mm256_maddubs_epi16(hi, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.hi + 32 * h))));
+          const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones16),
+                                             _mm256_load_si256(reinterpret_cast<const __m256i*>(a.offset + 8 * h)));
+          acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sw, _mm256_load_ps(a.scale + 8 * h)),
+                                      acc[r][t]);
+        }
+      }
+    }
+  }
+
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
 }
 
-QuantKernelSet MakeKernelSet() {
+template <int... Ts>
+QuantKernelSet MakeKernelSet(std::integer_sequence<int, Ts...>) {
   QuantKernelSet k;
+  k.i8_chunk_cols = kChunk;
   k.max_tile_tokens = kTileTokens;
-  auto tiles = std::make_integer_sequence<int, kTileTokens>();
-  FillDType<DType::kI8>(k, tiles);
-  FillDType<DType::kI4>(k, tiles);
-  return k;
+  ((k.i8_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
+  ((k.i8_grouped[Ts + 1] = &BlockI8<kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.i8_single[Ts + 1] = &BlockI8<1, Ts + 1>), ...);
+  ((k.i4_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
+  ((k.i4_grouped[Ts + 1] = &BlockI4<kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.i4_single[Ts + 1] = &BlockI4<1, Ts + 1>), ...);
+  return k;  // prepare_q8: the scalar PrepareQ8Chunks
 }
 
 }  // namespace
 
 void MatMulRowsQuantAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
-  static const QuantKernelSet kernels = MakeKernelSet();
+  static const QuantKernelSet kernels = MakeKernelSet(std::make_integer_sequence<int, kTileTokens>());
   RunQuantMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
 }
 

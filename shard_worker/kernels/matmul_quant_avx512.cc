@@ -9,10 +9,13 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cfloat>
 #include <utility>
 
 #include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
+#include "shard_worker/kernels/q8_activations.h"
 
 // The same target and lane reduction as the BF16/FP8 kernels (avx512_common.h).
 #define GLM_Q512 GLM_AVX512
@@ -22,14 +25,14 @@ namespace glm::kernels {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int ChunkCols(DType d) { return 32; }
-// Byte offset of column c (a chunk start) in a row.
-constexpr int64_t ByteOffset(DType d, int64_t c) { return d == DType::kI8 ? c : c / 2; }
+constexpr int kI8Chunk = 32;
 
 // Token tiles of at most 4; R rows per group so that R·T ≥ 8 FMA chains hide the FMA latency and
 // each activation load serves R rows (as in matmul_avx512.cc).
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kQuantMaxTileTokens + 1] = {0, 8, 4, 4, 4};
+
+// ---- kI8: weights decoded to f32, FMA with f32 activations ----
 
 template <int T>
 GLM_Q512_INLINE void FmaTokens(__m512 v, const float* x, int64_t pitch, __m512 (&acc)[T]) {
@@ -37,48 +40,30 @@ GLM_Q512_INLINE void FmaTokens(__m512 v, const float* x, int64_t pitch, __m512 (
   for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(v, _mm512_load_ps(x + t * pitch), acc[t]);
 }
 
-// One chunk at column c of R rows. kI8 with kTail reads only n < 32 bytes (masked); kI4 rows are
-// padded to whole 32-column blocks, so its last chunk is read in full (zero activations beyond
-// cols cancel it).
-template <DType D, int R, int T, bool kTail>
-GLM_Q512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int n, const float* xp,
-                          int64_t pitch, const __m512 (&s)[R], const __m512 (&m)[R],
-                          __m512 (&acc)[R][T]) {
-  if constexpr (D == DType::kI8) {
-    const uint32_t mask = kTail ? (uint32_t{1} << n) - 1 : ~uint32_t{0};
+// One 32-column chunk at column c of R rows; with kTail only n < 32 bytes are read (masked).
+template <int R, int T, bool kTail>
+GLM_Q512_INLINE void StepI8(const uint8_t* w, int64_t row_bytes, int64_t c, int n, const float* xp,
+                            int64_t pitch, const __m512 (&s)[R], __m512 (&acc)[R][T]) {
+  const uint32_t mask = kTail ? (uint32_t{1} << n) - 1 : ~uint32_t{0};
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* p = w + r * row_bytes + c;
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* p = w + r * row_bytes + c;
 #pragma GCC unroll 2
-      for (int k = 0; k < 2; ++k) {
-        const __m128i raw =
-            kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(mask >> (16 * k)), p + 16 * k)
-                  : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
-        const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw)), s[r]);
-        FmaTokens<T>(v, xp + c + k * kLanes, pitch, acc[r]);
-      }
-    }
-  } else {
-    // m[r] is the group's 16-entry table (code - 8) · scale: vpermps looks each code up by the
-    // low 4 bits of its lane (the high nibble above them is ignored), no mask or convert needed.
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512i raw = _mm512_cvtepu8_epi32(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * row_bytes + c / 2)));
-      const __m512 v0 = _mm512_permutexvar_ps(raw, m[r]);
-      const __m512 v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(raw, 4), m[r]);
-      FmaTokens<T>(v0, xp + c, pitch, acc[r]);
-      FmaTokens<T>(v1, xp + c + kLanes, pitch, acc[r]);
+    for (int k = 0; k < 2; ++k) {
+      const __m128i raw =
+          kTail ? _mm_maskz_loadu_epi8(static_cast<__mmask16>(mask >> (16 * k)), p + 16 * k)
+                : _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+      const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw)), s[r]);
+      FmaTokens<T>(v, xp + c + k * kLanes, pitch, acc[r]);
     }
   }
 }
 
 // QuantBlockFn for R rows × T tokens (see matmul_quant_driver.h).
-template <DType D, int R, int T>
-GLM_Q512 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
-                    int64_t cols, int64_t group, const float* xp, int64_t pitch, int64_t pf_bytes,
-                    float* y, int64_t y_stride) {
-  constexpr int kChunk = ChunkCols(D);
+template <int R, int T>
+GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+                      int64_t cols, int64_t group, const float* xp, int64_t pitch, int64_t pf_bytes,
+                      float* y, int64_t y_stride) {
   __m512 acc[R][T];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -87,63 +72,200 @@ GLM_Q512 void Block(const uint8_t* w, int64_t row_bytes, const float* scales, in
 
   // Past the end of its row a stream's prefetch moves to the same row of the next group.
   const int64_t pf_wrap = (R - 1) * row_bytes;
-  // kI4 levels -8..7 in lane order; times the scale they are exactly q · scale (one rounding).
-  const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
-    __m512 s[R], m[R];
+    __m512 s[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      s[r] = _mm512_set1_ps(scales[r * sstride + gi]);
-      m[r] = D == DType::kI4 ? _mm512_mul_ps(levels, s[r]) : s[r];
-    }
+    for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(scales[r * sstride + gi]);
     const int64_t g1 = g0 + group < cols ? g0 + group : cols;
     int64_t c = g0;
-    for (; c + kChunk <= g1; c += kChunk) {
-      const int64_t boff = ByteOffset(D, c);
-      if (pf_bytes != 0 && (boff & 63) == 0) {
-        int64_t off = boff + pf_bytes;
+    for (; c + kI8Chunk <= g1; c += kI8Chunk) {
+      if (pf_bytes != 0 && (c & 63) == 0) {
+        int64_t off = c + pf_bytes;
         if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
+        for (int r = 0; r < R; ++r)
           _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
-          // The scale stream: one line per 16 groups, fetched a line ahead.
-          if (D == DType::kI4 && (gi & 15) == 0)
-            _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + gi + 16), _MM_HINT_T0);
-        }
       }
-      Step<D, R, T, false>(w, row_bytes, c, kChunk, xp, pitch, s, m, acc);
+      StepI8<R, T, false>(w, row_bytes, c, kI8Chunk, xp, pitch, s, acc);
     }
-    if (c < g1) Step<D, R, T, true>(w, row_bytes, c, static_cast<int>(g1 - c), xp, pitch, s, m, acc);
+    if (c < g1) StepI8<R, T, true>(w, row_bytes, c, static_cast<int>(g1 - c), xp, pitch, s, acc);
   }
 
   StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
-template <DType D, int... Ts>
-void FillDType(QuantKernelSet& k, std::integer_sequence<int, Ts...>) {
-  const int d = D == DType::kI8 ? 0 : 1;
-  k.chunk_cols[d] = ChunkCols(D);
-  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
-  ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
-  ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
+// ---- kI4: integer dots with int8 activations (q8_activations.h) ----
+
+// Lane l of a 128-column chunk belongs to block l / 4.
+GLM_Q512_INLINE __m512i BlockOfLane() { return _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3); }
+
+// Int32 lane l = Σ over bytes 4l..4l+3 of lo·alo + hi·ahi (nibbles unsigned, activations signed),
+// exact either way: vpdpbusd, or vpmaddubsw (pair sums ≤ 15·127·2, no saturation) + vpmaddwd.
+template <bool kVnni>
+GLM_Q512_INLINE __m512i NibbleDot(__m512i lo, __m512i hi, __m512i alo, __m512i ahi) {
+  if constexpr (kVnni) {
+    // Inline assembly: the instruction needs no target attribute, so this variant shares the
+    // kernel body and is chosen at run time only where the CPU has AVX512_VNNI.
+    __m512i s = _mm512_setzero_si512();
+    asm("vpdpbusd %2, %1, %0" : "+v"(s) : "v"(lo), "v"(alo));
+    asm("vpdpbusd %2, %1, %0" : "+v"(s) : "v"(hi), "v"(ahi));
+    return s;
+  } else {
+    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, alo), _mm512_maddubs_epi16(hi, ahi));
+    return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+  }
 }
 
-QuantKernelSet MakeKernelSet() {
+// I4BlockFn for R rows × T tokens (see matmul_quant_driver.h). Per 128-column chunk (64 bytes of
+// each row): one load, two masks for the nibbles, and per token two dots, an offset subtraction,
+// a convert and one FMA with the lanes' scales sw · sx.
+template <int R, int T, bool kVnni>
+GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+                      int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
+                      int64_t pf_bytes, float* y, int64_t y_stride) {
+  __m512 acc[R][T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+
+  const int64_t n_blocks = (cols + 31) / 32;
+  // group is a multiple of 32, or the whole row (one group however many blocks)
+  const int64_t blocks_per_group = group >= cols ? n_blocks + 4 : group / 32;
+  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  const int64_t pf_wrap = (R - 1) * row_bytes;
+  int64_t g = 0, in_group = 0;  // weight group of the chunk's first block, and its place there
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t b0 = 4 * ch;
+    const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
+    // Group of each block relative to g; the chunk's scales are loaded as 1..4 floats from g.
+    int rel[4] = {0, 0, 0, 0};
+    {
+      int64_t gg = 0, k_in = in_group;
+      for (int k = 0; k < 4; ++k) {
+        rel[k] = static_cast<int>(gg);
+        if (++k_in == blocks_per_group) k_in = 0, ++gg;
+      }
+      const int64_t next_g = g + gg;
+      in_group = k_in;
+      const __m512i spread = _mm512_permutexvar_epi32(BlockOfLane(), _mm512_castsi128_si512(_mm_setr_epi32(rel[0], rel[1], rel[2], rel[3])));
+      const __mmask8 scale_mask = static_cast<__mmask8>((1u << (rel[nb - 1] + 1)) - 1);
+      const __mmask16 lane_mask = static_cast<__mmask16>(nb == 4 ? 0xffff : (1u << (4 * nb)) - 1);
+      const __mmask64 byte_mask = nb == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * nb)) - 1;
+      const int64_t boff = 16 * b0;
+      if (pf_bytes != 0) {
+        int64_t off = boff + pf_bytes;
+        if (off >= row_bytes) off += pf_wrap;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+          if ((ch & 3) == 0)  // the scale stream: a line per 16 groups
+            _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + g + 16), _MM_HINT_T0);
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const uint8_t* p = w + r * row_bytes + boff;
+        const __m512i raw = nb == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(byte_mask, p);
+        const __m512i lo = _mm512_and_si512(raw, nibble);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+        const __m512 sw = _mm512_maskz_permutexvar_ps(
+            lane_mask, spread, _mm512_castps128_ps512(_mm_maskz_loadu_ps(scale_mask, scales + r * sstride + g)));
+#pragma GCC unroll 4
+        for (int t = 0; t < T; ++t) {
+          const Q8Chunk& a = xq[t * chunks + ch];
+          __m512i s = NibbleDot<kVnni>(lo, hi, _mm512_load_si512(a.lo), _mm512_load_si512(a.hi));
+          s = _mm512_sub_epi32(s, _mm512_load_si512(a.offset));
+          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_load_ps(a.scale)), acc[r][t]);
+        }
+      }
+      g = next_g;
+    }
+  }
+
+  StoreReduced<R, T>(acc, R, y, y_stride);
+}
+
+// PrepareQ8Chunks with AVX-512: the same bytes (the same products x · (127 / a), rounded to
+// nearest even by vcvtps2dq, which cannot exceed ±127 here).
+GLM_Q512 void PrepareQ8Avx512(const float* x, int64_t cols, Q8Chunk* out) {
+  const int64_t chunks = Q8ChunksPerRow(cols);
+  const __m512 finite_max = _mm512_set1_ps(FLT_MAX);
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    Q8Chunk& c = out[ch];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t c0 = ch * kQ8ChunkCols + 32 * k;
+      const int64_t n = c0 < cols ? (cols - c0 < 32 ? cols - c0 : 32) : 0;
+      const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xffff : (1u << n) - 1);
+      const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xffff : n > 16 ? (1u << (n - 16)) - 1 : 0);
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + c0), v1 = _mm512_maskz_loadu_ps(m1, x + c0 + 16);
+      const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1);
+      const bool finite = _mm512_cmp_ps_mask(a0, finite_max, _CMP_LE_OQ) == 0xffff &&
+                          _mm512_cmp_ps_mask(a1, finite_max, _CMP_LE_OQ) == 0xffff;
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+      __m128i q0 = _mm_setzero_si128(), q1 = _mm_setzero_si128();
+      float sx = 0.0f;
+      if (!finite) {
+        sx = __builtin_nanf("");
+      } else if (amax != 0.0f) {
+        const __m512 inv = _mm512_set1_ps(127.0f / amax);
+        q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
+        q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+        sx = amax / 127.0f;
+      }
+      _mm_store_si128(reinterpret_cast<__m128i*>(c.lo + 16 * k), q0);
+      _mm_store_si128(reinterpret_cast<__m128i*>(c.hi + 16 * k), q1);
+      _mm_store_ps(c.scale + 4 * k, _mm_set1_ps(sx));
+    }
+    // offset lane l = 8 · Σ of lo and hi bytes 4l..4l+3 (vpmaddubsw with ones: exact).
+    const __m512i ones8 = _mm512_set1_epi8(1);
+    const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(ones8, _mm512_load_si512(c.lo)),
+                                           _mm512_maddubs_epi16(ones8, _mm512_load_si512(c.hi)));
+    _mm512_store_si512(c.offset, _mm512_slli_epi32(_mm512_madd_epi16(pairs, _mm512_set1_epi16(1)), 3));
+  }
+}
+
+template <bool kVnni, int... Ts>
+QuantKernelSet MakeKernelSet(std::integer_sequence<int, Ts...>) {
   QuantKernelSet k;
+  k.i8_chunk_cols = kI8Chunk;
   k.max_tile_tokens = kTileTokens;
-  auto tiles = std::make_integer_sequence<int, kTileTokens>();
-  FillDType<DType::kI8>(k, tiles);
-  FillDType<DType::kI4>(k, tiles);
+  ((k.i8_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
+  ((k.i8_grouped[Ts + 1] = &BlockI8<kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.i8_single[Ts + 1] = &BlockI8<1, Ts + 1>), ...);
+  ((k.i4_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
+  ((k.i4_grouped[Ts + 1] = &BlockI4<kGroupRows[Ts + 1], Ts + 1, kVnni>), ...);
+  ((k.i4_single[Ts + 1] = &BlockI4<1, Ts + 1, kVnni>), ...);
+  k.prepare_q8 = &PrepareQ8Avx512;
   return k;
 }
 
+bool CpuHasAvx512Vnni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni");
+}
+
+std::atomic<bool> g_use_vnni{CpuHasAvx512Vnni()};
+
 }  // namespace
+
+bool Avx512Int4UsesVnni() { return g_use_vnni.load(std::memory_order_relaxed); }
+
+bool UseAvx512VnniForInt4(bool use) {
+  if (use && !CpuHasAvx512Vnni()) return false;
+  g_use_vnni.store(use);
+  return true;
+}
+
+void PrepareQ8ChunksAvx512(const float* x, int64_t cols, Q8Chunk* out) { PrepareQ8Avx512(x, cols, out); }
 
 void MatMulRowsQuantAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                            int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
-  static const QuantKernelSet kernels = MakeKernelSet();
-  RunQuantMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
+  static const QuantKernelSet with_vnni = MakeKernelSet<true>(std::make_integer_sequence<int, kTileTokens>());
+  static const QuantKernelSet without_vnni = MakeKernelSet<false>(std::make_integer_sequence<int, kTileTokens>());
+  RunQuantMatMul(Avx512Int4UsesVnni() ? with_vnni : without_vnni, x, n_tokens, x_stride, w, row_begin,
+                 row_end, y, y_stride);
 }
 
 }  // namespace glm::kernels

@@ -12,6 +12,32 @@ namespace {
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
+// Walks rows [row_begin, row_end) in blocks and the tokens in tiles of k.max_tile_tokens, calling
+// run(r, n_rows_fn_is_grouped, t0, tt): the grouped kernel where rows_per_group(tt) rows remain,
+// else the single-row one.
+template <typename RowsPerGroup, typename Run>
+void WalkTiles(int max_tile, int64_t n_tokens, int64_t row_begin, int64_t row_end, int64_t row_bytes,
+               RowsPerGroup rows_per_group, Run run) {
+  const int64_t n_tiles = (n_tokens + max_tile - 1) / max_tile;
+  // One tile (decode): a single pass streams every weight byte once. Several: blocks of rows that
+  // stay in L2 while each token tile passes over them.
+  const int64_t block_rows =
+      n_tiles == 1 ? row_end - row_begin
+                   : std::max<int64_t>(8, kRowBlockBytes / std::max<int64_t>(1, row_bytes));
+  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
+    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += max_tile) {
+      const int tt = static_cast<int>(std::min<int64_t>(max_tile, n_tokens - t0));
+      const int group = rows_per_group(tt);
+      for (int64_t r = rb0; r < rb1;) {
+        const bool grouped = r + group <= rb1;
+        run(r, grouped, t0, tt);
+        r += grouped ? group : 1;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
@@ -24,50 +50,42 @@ void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, i
       std::fill(y + t * y_stride + row_begin, y + t * y_stride + row_end, 0.0f);
     return;
   }
-  const int d = w.dtype == DType::kI8 ? 0 : 1;
-  const int chunk = k.chunk_cols[d];
-  const int64_t pitch = (cols + chunk - 1) / chunk * chunk;
   const int64_t row_bytes = w.row_bytes();
   const int64_t sstride = w.groups_per_row();
   const int64_t group = w.group_size <= 0 || w.group_size >= cols ? cols : w.group_size;
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t pf = MatMulPrefetchBytes();
 
+  if (w.dtype == DType::kI4) {
+    const int64_t chunks = Q8ChunksPerRow(cols);
+    thread_local std::vector<Q8Chunk> q_buf;
+    if (static_cast<int64_t>(q_buf.size()) < n_tokens * chunks) q_buf.resize(n_tokens * chunks);
+    for (int64_t t = 0; t < n_tokens; ++t) k.prepare_q8(x + t * x_stride, cols, q_buf.data() + t * chunks);
+    WalkTiles(k.max_tile_tokens, n_tokens, row_begin, row_end, row_bytes,
+              [&](int tt) { return k.i4_rows_per_group[tt]; },
+              [&](int64_t r, bool grouped, int64_t t0, int tt) {
+                (grouped ? k.i4_grouped[tt] : k.i4_single[tt])(
+                    base + r * row_bytes, row_bytes, w.group_scales + r * sstride, sstride, cols, group,
+                    q_buf.data() + t0 * chunks, chunks, pf, y + t0 * y_stride + r, y_stride);
+              });
+    return;
+  }
+
+  const int chunk = k.i8_chunk_cols;
+  const int64_t pitch = (cols + chunk - 1) / chunk * chunk;
   thread_local std::vector<float> x_buf;
   float* xp = AlignedScratch(x_buf, n_tokens * pitch);
   for (int64_t t = 0; t < n_tokens; ++t) {
     std::memcpy(xp + t * pitch, x + t * x_stride, cols * sizeof(float));
     std::fill(xp + t * pitch + cols, xp + (t + 1) * pitch, 0.0f);
   }
-
-  const int tile = k.max_tile_tokens;
-  const int64_t n_tiles = (n_tokens + tile - 1) / tile;
-  // One tile (decode): a single pass streams every weight byte once. Several: blocks of rows that
-  // stay in L2 while each token tile passes over them.
-  const int64_t block_rows =
-      n_tiles == 1 ? row_end - row_begin
-                   : std::max<int64_t>(8, kRowBlockBytes / std::max<int64_t>(1, row_bytes));
-  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
-    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
-      const int tt = static_cast<int>(std::min<int64_t>(tile, n_tokens - t0));
-      const int rows_per_group = k.rows_per_group[d][tt];
-      QuantBlockFn grouped = k.grouped[d][tt], single = k.single[d][tt];
-      const float* xt = xp + t0 * pitch;
-      float* yt = y + t0 * y_stride;
-      for (int64_t r = rb0; r < rb1;) {
-        const uint8_t* wr = base + r * row_bytes;
-        const float* sr = w.group_scales + r * sstride;
-        if (r + rows_per_group <= rb1) {
-          grouped(wr, row_bytes, sr, sstride, cols, group, xt, pitch, pf, yt + r, y_stride);
-          r += rows_per_group;
-        } else {
-          single(wr, row_bytes, sr, sstride, cols, group, xt, pitch, pf, yt + r, y_stride);
-          r += 1;
-        }
-      }
-    }
-  }
+  WalkTiles(k.max_tile_tokens, n_tokens, row_begin, row_end, row_bytes,
+            [&](int tt) { return k.i8_rows_per_group[tt]; },
+            [&](int64_t r, bool grouped, int64_t t0, int tt) {
+              (grouped ? k.i8_grouped[tt] : k.i8_single[tt])(
+                  base + r * row_bytes, row_bytes, w.group_scales + r * sstride, sstride, cols, group,
+                  xp + t0 * pitch, pitch, pf, y + t0 * y_stride + r, y_stride);
+            });
 }
 
 }  // namespace glm::kernels

@@ -7,13 +7,16 @@
 //   accumulator layout (chunk columns per step, natural column order, zero padding at the end),
 //   reduced by one fixed tree — whatever R, T, the row range or the thread count.
 //
-// Each weight is decoded exactly to WeightView::At's value (q · scale, one rounding) and
+// kI8: each weight is decoded exactly to WeightView::At's value (q · scale, one rounding) and
 // multiplied with the f32 activation by FMA; there is no activation quantisation.
+// kI4: the activations are quantised to int8 per 32-column block (q8_activations.h) and met by
+// integer dot products; the f32 terms are summed per lane in chunk order, then reduced.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 
 #include <cstdint>
 
+#include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/weight_view.h"
 
 namespace glm::kernels {
@@ -30,14 +33,28 @@ using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const float* 
                               int64_t sstride, int64_t cols, int64_t group, const float* xp,
                               int64_t pitch, int64_t pf_bytes, float* y, int64_t y_stride);
 
+// One kI4 block kernel: R consecutive rows × T tokens (both fixed by the kernel).
+//   w, row_bytes, scales, sstride, cols, group, pf_bytes, y, y_stride   as for QuantBlockFn
+//   xq, chunks   token t's Q8ChunksPerRow(cols) = chunks activation chunks at xq + t * chunks
+using I4BlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+                           int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
+                           int64_t pf_bytes, float* y, int64_t y_stride);
+// PrepareQ8Chunks semantics (an ISA may give a faster twin producing the same bytes).
+using Q8PrepareFn = void (*)(const float* x, int64_t cols, Q8Chunk* out);
+
 inline constexpr int kQuantMaxTileTokens = 4;
 
 struct QuantKernelSet {
-  int chunk_cols[2] = {};  // [0] kI8, [1] kI4: columns per accumulation step (pitch unit)
+  int i8_chunk_cols = 32;  // kI8 columns per accumulation step (pitch unit)
   int max_tile_tokens = kQuantMaxTileTokens;
-  int rows_per_group[2][kQuantMaxTileTokens + 1] = {};
-  QuantBlockFn grouped[2][kQuantMaxTileTokens + 1] = {};  // R = rows_per_group
-  QuantBlockFn single[2][kQuantMaxTileTokens + 1] = {};   // R = 1
+  // Indexed by the tile's token count; R = rows_per_group for grouped, 1 for single.
+  int i8_rows_per_group[kQuantMaxTileTokens + 1] = {};
+  QuantBlockFn i8_grouped[kQuantMaxTileTokens + 1] = {};
+  QuantBlockFn i8_single[kQuantMaxTileTokens + 1] = {};
+  int i4_rows_per_group[kQuantMaxTileTokens + 1] = {};
+  I4BlockFn i4_grouped[kQuantMaxTileTokens + 1] = {};
+  I4BlockFn i4_single[kQuantMaxTileTokens + 1] = {};
+  Q8PrepareFn prepare_q8 = &PrepareQ8Chunks;
 };
 
 // MatMulRowsFn semantics (see matmul.h) for w.dtype kI8 / kI4.

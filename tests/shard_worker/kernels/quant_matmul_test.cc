@@ -13,7 +13,10 @@
 #include <vector>
 
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/matmul_quant_avx512.h"
+#include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 
@@ -295,6 +298,128 @@ TEST_P(QuantMatMulPathTest, BatchInvariantBitForBit) {
         }
       }
   ForceMatMulPath(SupportedMatMulPaths().front().name);
+}
+
+// ---- int8 activations of the kI4 path (q8_activations.h) ----
+
+TEST(Q8ActivationsTest, BlockQuantisationRules) {
+  int8_t q[32];
+  float scale = -1.0f;
+  const float zeros[32] = {};
+  QuantizeActivationBlock(zeros, 32, q, &scale);
+  EXPECT_EQ(scale, 0.0f);
+  for (int8_t v : q) EXPECT_EQ(v, 0);
+
+  auto x = RandomActivations(32, 3);
+  x[7] = -5.0f;  // the largest magnitude maps to -127
+  QuantizeActivationBlock(x.data(), 20, q, &scale);  // a partial block: 20 values, 12 zeros
+  EXPECT_FLOAT_EQ(scale, 5.0f / 127.0f);
+  EXPECT_EQ(q[7], -127);
+  for (int j = 0; j < 20; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
+  for (int j = 20; j < 32; ++j) EXPECT_EQ(q[j], 0) << j;
+
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    x[3] = bad;
+    QuantizeActivationBlock(x.data(), 32, q, &scale);
+    EXPECT_TRUE(std::isnan(scale));
+    for (int8_t v : q) EXPECT_EQ(v, 0);
+  }
+}
+
+TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
+  const int64_t cols = 300;  // three chunks, the last with one partial block and two empty ones
+  auto x = RandomActivations(cols, 4);
+  std::vector<Q8Chunk> chunks(Q8ChunksPerRow(cols));
+  PrepareQ8Chunks(x.data(), cols, chunks.data());
+  for (int64_t b = 0; b < 12; ++b) {
+    const Q8Chunk& c = chunks[b / 4];
+    const int k = static_cast<int>(b % 4);
+    int8_t q[32];
+    float scale = 0.0f;
+    if (32 * b < cols) {
+      QuantizeActivationBlock(x.data() + 32 * b, static_cast<int>(std::min<int64_t>(32, cols - 32 * b)), q, &scale);
+    } else {
+      std::fill(q, q + 32, 0);
+    }
+    for (int j = 0; j < 16; ++j) {
+      EXPECT_EQ(c.lo[16 * k + j], q[j]) << b;
+      EXPECT_EQ(c.hi[16 * k + j], q[16 + j]) << b;
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int l = 4 * k + i;
+      EXPECT_EQ(c.scale[l], scale);
+      int sum = 0;
+      for (int j = 0; j < 4; ++j) sum += q[4 * i + j] + q[16 + 4 * i + j];
+      EXPECT_EQ(c.offset[l], 8 * sum);
+    }
+  }
+}
+
+TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
+  if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
+  for (int64_t cols : {1, 17, 31, 32, 33, 100, 128, 129, 257, 1000}) {
+    auto x = RandomActivations(cols, static_cast<uint32_t>(cols));
+    if (cols > 40) {
+      x[33] = 0.0f;
+      for (int64_t c = 64; c < std::min<int64_t>(cols, 96); ++c) x[c] = 0.0f;  // an all-zero block
+      x[cols - 1] = 2.5f;  // ties at .5 after scaling appear in random data too
+    }
+    if (cols > 200) x[150] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<Q8Chunk> want(Q8ChunksPerRow(cols)), got(Q8ChunksPerRow(cols));
+    std::memset(got.data(), 0x5a, got.size() * sizeof(Q8Chunk));
+    PrepareQ8Chunks(x.data(), cols, want.data());
+    PrepareQ8ChunksAvx512(x.data(), cols, got.data());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(std::memcmp(want[i].lo, got[i].lo, 64), 0) << cols << " chunk " << i;
+      EXPECT_EQ(std::memcmp(want[i].hi, got[i].hi, 64), 0) << cols << " chunk " << i;
+      EXPECT_EQ(std::memcmp(want[i].offset, got[i].offset, 64), 0) << cols << " chunk " << i;
+      for (int l = 0; l < 16; ++l)
+        EXPECT_TRUE(BitEqual(want[i].scale[l], got[i].scale[l]) ||
+                    (std::isnan(want[i].scale[l]) && std::isnan(got[i].scale[l])))
+            << cols << " chunk " << i << " lane " << l;
+    }
+  }
+}
+
+// The AVX-512 kI4 kernels give the same bits with and without VNNI (the same integers).
+TEST(Q8ActivationsTest, Avx512VnniAndByteDotsAgreeBitForBit) {
+  if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
+  if (!UseAvx512VnniForInt4(true)) GTEST_SKIP() << "no AVX512_VNNI here";
+  for (int64_t group : {int64_t{32}, int64_t{64}, int64_t{96}, int64_t{-1}})
+    for (int64_t cols : {33, 200, 1000}) {
+      QuantWeights q = MakeQuant(DType::kI4, 19, cols, group, static_cast<uint32_t>(cols * 3 + group));
+      for (int64_t n : {1, 2, 5}) {
+        auto x = RandomActivations(n * cols, static_cast<uint32_t>(n));
+        UseAvx512VnniForInt4(true);
+        auto with = RunAll(&MatMulRowsAvx512, x, n, q.view);
+        UseAvx512VnniForInt4(false);
+        auto without = RunAll(&MatMulRowsAvx512, x, n, q.view);
+        for (size_t i = 0; i < with.size(); ++i)
+          ASSERT_TRUE(BitEqual(with[i], without[i])) << Name(DType::kI4, 19, cols, group) << " n=" << n << " i=" << i;
+        // And both within the reference's tolerance.
+        ExpectClose(without, RunAll(&MatMulRowsReference, x, n, q.view), x, n, q.view, "no vnni");
+      }
+    }
+  UseAvx512VnniForInt4(true);
+}
+
+// A non-finite activation makes that token's outputs NaN (as f32 products would) and leaves the
+// other tokens of the batch alone.
+TEST_P(QuantMatMulPathTest, NonFiniteActivationGivesNaNForItsTokenOnly) {
+  MatMulRowsFn f = fn();
+  ASSERT_NE(f, nullptr);
+  for (DType d : {DType::kI8, DType::kI4}) {
+    QuantWeights q = MakeQuant(d, 9, 100, 32, 77);
+    auto x = RandomActivations(3 * 100, 8);
+    auto clean = RunAll(f, x, 3, q.view);
+    x[100 + 40] = std::numeric_limits<float>::infinity() * (d == DType::kI4 ? 0.0f : 1.0f);  // NaN / inf
+    auto y = RunAll(f, x, 3, q.view);
+    for (int64_t r = 0; r < 9; ++r) {
+      EXPECT_TRUE(BitEqual(y[r], clean[r]));
+      EXPECT_FALSE(std::isfinite(y[9 + r])) << DTypeName(d) << " r=" << r;
+      EXPECT_TRUE(BitEqual(y[18 + r], clean[18 + r]));
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, QuantMatMulPathTest, testing::ValuesIn(PathNames()),
