@@ -1,5 +1,7 @@
-// Owning, aligned, uninitialised memory for weights and caches. Buffers of 4 MiB or more are
-// 2 MiB aligned and advised for transparent huge pages (fewer TLB misses on weight streams).
+// Owning, aligned (64 bytes at least), uninitialised memory for weights and caches, all of it in
+// memory advised for transparent huge pages (fewer TLB misses on weight streams): buffers of
+// 4 MiB or more are 2 MiB aligned on their own, smaller ones carved from shared 2 MiB-aligned
+// chunks (aligned_buffer.cc says why).
 #ifndef GLM_SHARD_WORKER_MODEL_ALIGNED_BUFFER_H_
 #define GLM_SHARD_WORKER_MODEL_ALIGNED_BUFFER_H_
 
@@ -13,7 +15,11 @@ class AlignedBuffer {
   AlignedBuffer() = default;
   explicit AlignedBuffer(int64_t bytes);
   ~AlignedBuffer();
-  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr; o.size_ = 0; }
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), size_(o.size_), chunk_(o.chunk_) {
+    o.data_ = nullptr;
+    o.size_ = 0;
+    o.chunk_ = nullptr;
+  }
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept;
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
@@ -24,8 +30,11 @@ class AlignedBuffer {
   bool valid() const { return data_ != nullptr || size_ == 0; }
 
  private:
+  void Free();
+
   void* data_ = nullptr;
   int64_t size_ = 0;
+  void* chunk_ = nullptr;  // the shared chunk a small buffer was carved from
 };
 
 }  // namespace glm::model
