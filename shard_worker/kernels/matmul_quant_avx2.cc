@@ -112,19 +112,14 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
 
   const int64_t n_blocks = (cols + 31) / 32;
-  // group is a multiple of 32, or the whole row (one group however many blocks)
-  const int64_t blocks_per_group = group >= cols ? n_blocks + 4 : group / 32;
+  ChunkGroups groups(cols, group);
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
   const int64_t pf_wrap = (R - 1) * row_bytes;
-  int64_t g = 0, in_group = 0;  // weight group of the chunk's first block, and its place there
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
     int64_t block_group[4];
-    for (int k = 0; k < 4; ++k) {
-      block_group[k] = g;
-      if (++in_group == blocks_per_group) in_group = 0, ++g;
-    }
+    groups.Next(block_group);
     if (pf_bytes != 0) {
       int64_t off = 16 * b0 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;

@@ -131,56 +131,49 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
 
   const int64_t n_blocks = (cols + 31) / 32;
-  // group is a multiple of 32, or the whole row (one group however many blocks)
-  const int64_t blocks_per_group = group >= cols ? n_blocks + 4 : group / 32;
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   const int64_t pf_wrap = (R - 1) * row_bytes;
-  int64_t g = 0, in_group = 0;  // weight group of the chunk's first block, and its place there
+  ChunkGroups groups(cols, group);
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
-    // Group of each block relative to g; the chunk's scales are loaded as 1..4 floats from g.
-    int rel[4] = {0, 0, 0, 0};
-    {
-      int64_t gg = 0, k_in = in_group;
-      for (int k = 0; k < 4; ++k) {
-        rel[k] = static_cast<int>(gg);
-        if (++k_in == blocks_per_group) k_in = 0, ++gg;
-      }
-      const int64_t next_g = g + gg;
-      in_group = k_in;
-      const __m512i spread = _mm512_permutexvar_epi32(BlockOfLane(), _mm512_castsi128_si512(_mm_setr_epi32(rel[0], rel[1], rel[2], rel[3])));
-      const __mmask8 scale_mask = static_cast<__mmask8>((1u << (rel[nb - 1] + 1)) - 1);
-      const __mmask16 lane_mask = static_cast<__mmask16>(nb == 4 ? 0xffff : (1u << (4 * nb)) - 1);
-      const __mmask64 byte_mask = nb == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * nb)) - 1;
-      const int64_t boff = 16 * b0;
-      if (pf_bytes != 0) {
-        int64_t off = boff + pf_bytes;
-        if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
-          if ((ch & 3) == 0)  // the scale stream: a line per 16 groups
-            _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + g + 16), _MM_HINT_T0);
-        }
-      }
+    // The chunk's scales: 1..4 floats from its first block's group g, spread over the lanes.
+    int64_t block_group[4];
+    groups.Next(block_group);
+    const int64_t g = block_group[0];
+    int rel[4];
+    for (int k = 0; k < 4; ++k) rel[k] = static_cast<int>(block_group[k] - g);
+    const __m512i spread = _mm512_permutexvar_epi32(
+        BlockOfLane(), _mm512_castsi128_si512(_mm_setr_epi32(rel[0], rel[1], rel[2], rel[3])));
+    const __mmask8 scale_mask = static_cast<__mmask8>((1u << (rel[nb - 1] + 1)) - 1);
+    const __mmask16 lane_mask = static_cast<__mmask16>(nb == 4 ? 0xffff : (1u << (4 * nb)) - 1);
+    const __mmask64 byte_mask = nb == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * nb)) - 1;
+    const int64_t boff = 16 * b0;
+    if (pf_bytes != 0) {
+      int64_t off = boff + pf_bytes;
+      if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const uint8_t* p = w + r * row_bytes + boff;
-        const __m512i raw = nb == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(byte_mask, p);
-        const __m512i lo = _mm512_and_si512(raw, nibble);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
-        const __m512 sw = _mm512_maskz_permutexvar_ps(
-            lane_mask, spread, _mm512_castps128_ps512(_mm_maskz_loadu_ps(scale_mask, scales + r * sstride + g)));
-#pragma GCC unroll 4
-        for (int t = 0; t < T; ++t) {
-          const Q8Chunk& a = xq[t * chunks + ch];
-          __m512i s = NibbleDot<kVnni>(lo, hi, _mm512_load_si512(a.lo), _mm512_load_si512(a.hi));
-          s = _mm512_sub_epi32(s, _mm512_load_si512(a.offset));
-          acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_load_ps(a.scale)), acc[r][t]);
-        }
+        _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+        if ((ch & 3) == 0)  // the scale stream: a line per 16 groups
+          _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + g + 16), _MM_HINT_T0);
       }
-      g = next_g;
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* p = w + r * row_bytes + boff;
+      const __m512i raw = nb == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(byte_mask, p);
+      const __m512i lo = _mm512_and_si512(raw, nibble);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
+      const __m512 sw = _mm512_maskz_permutexvar_ps(
+          lane_mask, spread, _mm512_castps128_ps512(_mm_maskz_loadu_ps(scale_mask, scales + r * sstride + g)));
+#pragma GCC unroll 4
+      for (int t = 0; t < T; ++t) {
+        const Q8Chunk& a = xq[t * chunks + ch];
+        __m512i s = NibbleDot<kVnni>(lo, hi, _mm512_load_si512(a.lo), _mm512_load_si512(a.hi));
+        s = _mm512_sub_epi32(s, _mm512_load_si512(a.offset));
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_load_ps(a.scale)), acc[r][t]);
+      }
     }
   }
 

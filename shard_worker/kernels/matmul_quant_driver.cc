@@ -12,9 +12,9 @@ namespace {
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
-// Walks rows [row_begin, row_end) in blocks and the tokens in tiles of k.max_tile_tokens, calling
-// run(r, n_rows_fn_is_grouped, t0, tt): the grouped kernel where rows_per_group(tt) rows remain,
-// else the single-row one.
+// Walks rows [row_begin, row_end) in blocks and the tokens in tiles of max_tile, calling
+// run(r, grouped, t0, tt) for the rows from r of tokens [t0, t0 + tt): grouped (rows_per_group(tt)
+// rows at once) while that many remain in the block, else one row.
 template <typename RowsPerGroup, typename Run>
 void WalkTiles(int max_tile, int64_t n_tokens, int64_t row_begin, int64_t row_end, int64_t row_bytes,
                RowsPerGroup rows_per_group, Run run) {

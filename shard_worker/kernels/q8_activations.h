@@ -49,6 +49,25 @@ void QuantizeActivationBlock(const float* x, int n, int8_t* q, float* scale);
 // Fills out[Q8ChunksPerRow(cols)] from x[cols] (scalar; the SIMD paths give the same bytes).
 void PrepareQ8Chunks(const float* x, int64_t cols, Q8Chunk* out);
 
+// The weight group of each block of a kI4 row's 128-column chunks, chunk after chunk (groups are
+// a multiple of 32 columns, or the whole row when group >= cols), without a division per chunk.
+class ChunkGroups {
+ public:
+  ChunkGroups(int64_t cols, int64_t group)
+      : blocks_per_group_(group >= cols ? (cols + 31) / 32 + 4 : group / 32) {}
+  // The next chunk: group[k] = weight group of its block k (k = 0..3, past the row included).
+  void Next(int64_t (&group)[4]) {
+    for (int k = 0; k < 4; ++k) {
+      group[k] = group_;
+      if (++in_group_ == blocks_per_group_) in_group_ = 0, ++group_;
+    }
+  }
+
+ private:
+  int64_t blocks_per_group_;
+  int64_t group_ = 0, in_group_ = 0;
+};
+
 // The reference dot of kI4 row r of w with one token's chunks (block order, see above).
 float I4RowDotQ8(const WeightView& w, int64_t r, const Q8Chunk* chunks);
 
