@@ -1,6 +1,8 @@
 #include "shard_worker/kv_cache/kv_block_pool.h"
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 
@@ -15,10 +17,12 @@ KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blo
 
 namespace {
 
-// A new array of `new_count` floats holding the first `old_count` of `old`.
-std::unique_ptr<float[]> Regrow(std::unique_ptr<float[]> old, int64_t old_count, int64_t new_count) {
-  std::unique_ptr<float[]> fresh(new float[new_count]);
-  if (old) std::copy(old.get(), old.get() + old_count, fresh.get());
+// A new array of `new_count` floats holding the first `old_count` of `old` (throws
+// std::bad_alloc when memory runs out, as operator new would).
+model::AlignedBuffer Regrow(model::AlignedBuffer old, int64_t old_count, int64_t new_count) {
+  model::AlignedBuffer fresh(new_count * static_cast<int64_t>(sizeof(float)));
+  if (!fresh.valid()) throw std::bad_alloc();
+  if (old_count > 0) std::memcpy(fresh.data(), old.data(), old_count * sizeof(float));
   return fresh;
 }
 

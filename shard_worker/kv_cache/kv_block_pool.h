@@ -6,10 +6,10 @@
 #define GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "shard_worker/model/aligned_buffer.h"
 
 namespace glm::kv_cache {
 
@@ -36,13 +36,13 @@ class KvBlockPool {
   void FreeBlock(int32_t block);
 
   float* latent(int64_t layer, int64_t block, int64_t offset) {
-    return layers_[layer - shape_.first_layer].latent.get() + (block * block_size_ + offset) * shape_.kv_lora_rank;
+    return static_cast<float*>(layers_[layer - shape_.first_layer].latent.data()) + (block * block_size_ + offset) * shape_.kv_lora_rank;
   }
   float* rope_key(int64_t layer, int64_t block, int64_t offset) {
-    return layers_[layer - shape_.first_layer].rope_key.get() + (block * block_size_ + offset) * shape_.rope_dim;
+    return static_cast<float*>(layers_[layer - shape_.first_layer].rope_key.data()) + (block * block_size_ + offset) * shape_.rope_dim;
   }
   float* index_key(int64_t layer, int64_t block, int64_t offset) {
-    return layers_[layer - shape_.first_layer].index_key.get() + (block * block_size_ + offset) * shape_.index_head_dim;
+    return static_cast<float*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
   }
   // Bytes of one block over all layers.
   int64_t block_bytes() const;
@@ -50,9 +50,10 @@ class KvBlockPool {
  private:
   void Grow(int64_t blocks);
 
-  // Uninitialised arrays: a large fixed pool costs no memory until blocks are written.
+  // Uninitialised arrays: a large fixed pool costs no memory until blocks are written. In
+  // huge-page memory (AlignedBuffer): attention streams the latent cache like a weight.
   struct LayerStore {
-    std::unique_ptr<float[]> latent, rope_key, index_key;
+    model::AlignedBuffer latent, rope_key, index_key;
   };
   KvCacheShape shape_;
   int64_t block_size_;
