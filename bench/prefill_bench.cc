@@ -1,7 +1,7 @@
 // prefill_bench: prefill is compute-bound, so it is measured against the machine's own GEMM rate.
 //   (a) peak: the prefill GEMM kernel family (kernels::MatMul at n_tokens > 8) on a large
-//       square-ish BF16 GEMM (default 2048 tokens × 4096×4096), GFLOP/s, best of --reps before
-//       and after the model runs;
+//       square-ish GEMM (default 2048 tokens × 4096×4096) in BF16, or in the --weight-dtype
+//       format the model is converted to, GFLOP/s, best of --reps before and after the model runs;
 //   (b) model: Glm5Model::Forward over a --prompt-token prompt in --chunk-token chunks
 //       (LogitRows::kLast), tokens/s, best of --reps, and the achieved model FLOP/s — 2 · params
 //       touched · tokens for every projection (attention, indexer keys, dense MLP, router,
@@ -12,6 +12,7 @@
 //   build/bin/prefill_bench --model /tmp/models/bench [--threads N] [--prompt 2048] [--chunk 2048]
 //                           [--reps 2] [--gemm-tokens 2048 --gemm-rows 4096 --gemm-cols 4096]
 //                           [--json]
+//                           [--weight-dtype int8|int4 [--quantize-scope experts|all]]
 // Numbers on a shared machine are noisy: best-of reps is reported.
 #include <algorithm>
 #include <chrono>
@@ -26,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
@@ -40,6 +42,10 @@ ABSL_FLAG(int32_t, gemm_tokens, 2048, "peak GEMM: tokens");
 ABSL_FLAG(int32_t, gemm_rows, 4096, "peak GEMM: weight rows");
 ABSL_FLAG(int32_t, gemm_cols, 4096, "peak GEMM: weight columns");
 ABSL_FLAG(bool, skip_model, false, "only the peak GEMM");
+ABSL_FLAG(std::string, weight_dtype, "stored",
+          "stored | int8 | int4 | int{8,4}-g<N>: the model converted at load, and the peak GEMM in that "
+          "format (the same kernel family); stored = BF16");
+ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 
 namespace {
@@ -53,20 +59,38 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
-// Best GFLOP/s of y = x · Wᵀ with BF16 W [rows, cols] (normal, subnormal-free values).
-double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps,
+// Best GFLOP/s of y = x · Wᵀ with W [rows, cols] (normal, subnormal-free values) in BF16, or
+// quantised to `quant` (kI8 / kI4 with `group` columns per scale) when that is not BF16.
+double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, DType quant, int64_t group,
                       glm::kernels::ThreadPool* pool) {
   std::mt19937 rng(1);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<uint16_t> wdata(rows * cols);
-  for (auto& v : wdata) v = glm::kernels::F32ToBf16(normal(rng) + 1e-3f);
+  std::vector<float> source(rows * cols);
+  for (auto& v : source) v = normal(rng) + 1e-3f;
   std::vector<float> x(tokens * cols), y(tokens * rows);
   for (auto& v : x) v = normal(rng) * 50.0f;
   glm::kernels::WeightView w;
-  w.dtype = DType::kBF16;
   w.rows = rows;
   w.cols = cols;
-  w.data = wdata.data();
+  std::vector<uint16_t> bf16;
+  std::vector<uint8_t> qdata;
+  std::vector<float> scales;
+  if (glm::kernels::IsGroupQuantized(quant)) {
+    w.dtype = quant;
+    w.group_size = group;
+    qdata.resize(rows * w.row_bytes());
+    scales.resize(rows * w.groups_per_row());
+    for (int64_t r = 0; r < rows; ++r)
+      glm::kernels::QuantizeRow(quant, source.data() + r * cols, cols, group, qdata.data() + r * w.row_bytes(),
+                                scales.data() + r * w.groups_per_row());
+    w.data = qdata.data();
+    w.group_scales = scales.data();
+  } else {
+    w.dtype = DType::kBF16;
+    bf16.resize(rows * cols);
+    for (int64_t i = 0; i < rows * cols; ++i) bf16[i] = glm::kernels::F32ToBf16(source[i]);
+    w.data = bf16.data();
+  }
   glm::kernels::MatMul(x.data(), std::min<int64_t>(tokens, 64), w, y.data(), pool);  // warm-up
   double best = 1e30;
   for (int i = 0; i < reps; ++i) {
@@ -133,7 +157,17 @@ int main(int argc, char** argv) {
 
   const int64_t gt = absl::GetFlag(FLAGS_gemm_tokens), gr = absl::GetFlag(FLAGS_gemm_rows),
                 gc = absl::GetFlag(FLAGS_gemm_cols);
-  double peak = PeakGemmGflops(gt, gr, gc, reps, &pool);
+  glm::model::LoadOptions load;
+  const std::string dtype_name = absl::GetFlag(FLAGS_weight_dtype);
+  if (auto st = glm::model::ParseWeightDType(dtype_name, &load); !st.ok()) return Fail(std::string(st.message()));
+  if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope))
+    return Fail("--quantize-scope must be experts or all");
+  DType gemm_dtype = DType::kBF16;
+  int64_t gemm_group = 0;
+  if (!glm::kernels::ParseQuantFormatName(dtype_name, &gemm_dtype, &gemm_group)) gemm_dtype = DType::kBF16;
+  if (gemm_group < 0) gemm_group = gc;  // one scale per row
+  const std::string gemm_name = glm::kernels::IsGroupQuantized(gemm_dtype) ? dtype_name : "bf16";
+  double peak = PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool);
 
   double best_s = 0, load_s = 0;
   ModelFlops flops;
@@ -141,7 +175,7 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
     if (!ckpt.ok()) return Fail(std::string(ckpt.status().message()));
-    auto weights = glm::model::ModelWeights::Load(**ckpt, glm::model::LoadOptions());
+    auto weights = glm::model::ModelWeights::Load(**ckpt, load);
     if (!weights.ok()) return Fail(std::string(weights.status().message()));
     auto model = glm::model::Glm5Model::Create(
         std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
@@ -169,7 +203,7 @@ int main(int argc, char** argv) {
   }
 
   // Once more after the model: on a shared machine either pass may be disturbed.
-  if (best_s > 0) peak = std::max(peak, PeakGemmGflops(gt, gr, gc, reps, &pool));
+  if (best_s > 0) peak = std::max(peak, PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool));
   const double total = flops.projections + flops.attention;
   const double model_gflops = best_s > 0 ? total / best_s / 1e9 : 0;
   const double tok_s = best_s > 0 ? prompt / best_s : 0;
@@ -177,11 +211,11 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_json)) {
     std::printf(
         "{\"path\":\"%s\",\"threads\":%d,\"reps\":%d,\"gemm\":{\"tokens\":%lld,\"rows\":%lld,"
-        "\"cols\":%lld,\"dtype\":\"bf16\",\"gflops\":%.1f},\"prefill\":{\"prompt\":%lld,"
+        "\"cols\":%lld,\"dtype\":\"%s\",\"gflops\":%.1f},\"prefill\":{\"prompt\":%lld,"
         "\"chunk\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"projection_gflop\":%.2f,"
         "\"attention_gflop\":%.2f,\"gflops\":%.1f,\"ratio_to_peak\":%.3f,\"load_s\":%.2f}}\n",
         glm::kernels::MatMulPathName().c_str(), threads, reps, static_cast<long long>(gt),
-        static_cast<long long>(gr), static_cast<long long>(gc), peak,
+        static_cast<long long>(gr), static_cast<long long>(gc), gemm_name.c_str(), peak,
         static_cast<long long>(prompt), static_cast<long long>(chunk), best_s, tok_s,
         flops.projections / 1e9, flops.attention / 1e9, model_gflops, ratio, load_s);
     return 0;
@@ -190,7 +224,7 @@ int main(int argc, char** argv) {
               threads, reps);
   std::printf("%-44s %12s\n", "measurement", "value");
   std::printf("%-44s %12.1f\n",
-              ("peak GEMM GFLOP/s (bf16 " + std::to_string(gt) + " x " + std::to_string(gr) +
+              ("peak GEMM GFLOP/s (" + gemm_name + " " + std::to_string(gt) + " x " + std::to_string(gr) +
                "x" + std::to_string(gc) + ")").c_str(),
               peak);
   if (best_s > 0) {
