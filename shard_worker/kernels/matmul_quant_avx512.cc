@@ -32,6 +32,24 @@ constexpr int kI8Chunk = 32;
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kQuantMaxTileTokens + 1] = {0, 8, 4, 4, 4};
 
+// The group scales are a second stream, 4 bytes per group: prefetched as far ahead (in rows'
+// worth of data) as the weights, and past a row's end into the same row of the next R-row group
+// — without that, every group of short rows (a 2048-column int4 row holds 4 lines of scales)
+// started with R demand misses. Distance in floats for `group_bytes` of weights per scale.
+inline int64_t ScalePrefetchFloats(int64_t pf_bytes, int64_t group_bytes) {
+  return pf_bytes <= 0 ? 0 : std::max<int64_t>(16, pf_bytes / std::max<int64_t>(1, group_bytes));
+}
+
+// Prefetches the scale line `distance` floats past group g of each of R rows (wrapping as above).
+template <int R>
+GLM_Q512_INLINE void PrefetchScales(const float* scales, int64_t sstride, int64_t g, int64_t distance) {
+  if (distance == 0) return;
+  int64_t off = g + distance;
+  if (off >= sstride) off += (R - 1) * sstride;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + off), _MM_HINT_T0);
+}
+
 // ---- kI8: weights decoded to f32, FMA with f32 activations ----
 
 template <int T>
@@ -72,8 +90,10 @@ GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   // Past the end of its row a stream's prefetch moves to the same row of the next group.
   const int64_t pf_wrap = (R - 1) * row_bytes;
+  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
+    if ((gi & 15) == 0) PrefetchScales<R>(scales, sstride, gi, scale_pf);
     __m512 s[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(scales[r * sstride + gi]);
@@ -134,6 +154,7 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   const int64_t pf_wrap = (R - 1) * row_bytes;
   ChunkGroups groups(cols, group);
+  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group / 2);
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
@@ -153,11 +174,8 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
       int64_t off = boff + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
-        if ((ch & 3) == 0)  // the scale stream: a line per 16 groups
-          _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + g + 16), _MM_HINT_T0);
-      }
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, g, scale_pf);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
