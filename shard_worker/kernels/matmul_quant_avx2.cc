@@ -59,8 +59,10 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   const int64_t pf_wrap = (R - 1) * row_bytes;
   const uint8_t* rows[R];
+  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
+    if ((gi & 15) == 0) PrefetchScales<R>(scales, sstride, gi, scale_pf);
     __m256 s[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) s[r] = _mm256_set1_ps(scales[r * sstride + gi]);
@@ -113,6 +115,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   const int64_t n_blocks = (cols + 31) / 32;
   ChunkGroups groups(cols, group);
+  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group / 2);
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
   const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -126,6 +129,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r)
         _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, block_group[0], scale_pf);
     }
     for (int h = 0; h < 2 && 2 * h < nb; ++h) {
       const bool both = 2 * h + 1 < nb;  // the half's second block exists

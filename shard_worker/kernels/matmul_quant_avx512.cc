@@ -32,24 +32,6 @@ constexpr int kI8Chunk = 32;
 constexpr int kTileTokens = 4;
 constexpr int kGroupRows[kQuantMaxTileTokens + 1] = {0, 8, 4, 4, 4};
 
-// The group scales are a second stream, 4 bytes per group: prefetched as far ahead (in rows'
-// worth of data) as the weights, and past a row's end into the same row of the next R-row group
-// — without that, every group of short rows (a 2048-column int4 row holds 4 lines of scales)
-// started with R demand misses. Distance in floats for `group_bytes` of weights per scale.
-inline int64_t ScalePrefetchFloats(int64_t pf_bytes, int64_t group_bytes) {
-  return pf_bytes <= 0 ? 0 : std::max<int64_t>(16, pf_bytes / std::max<int64_t>(1, group_bytes));
-}
-
-// Prefetches the scale line `distance` floats past group g of each of R rows (wrapping as above).
-template <int R>
-GLM_Q512_INLINE void PrefetchScales(const float* scales, int64_t sstride, int64_t g, int64_t distance) {
-  if (distance == 0) return;
-  int64_t off = g + distance;
-  if (off >= sstride) off += (R - 1) * sstride;
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(scales + r * sstride + off), _MM_HINT_T0);
-}
-
 // ---- kI8: weights decoded to f32, FMA with f32 activations ----
 
 template <int T>

@@ -14,6 +14,7 @@
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "shard_worker/kernels/q8_activations.h"
@@ -56,6 +57,24 @@ struct QuantKernelSet {
   I4BlockFn i4_single[kQuantMaxTileTokens + 1] = {};
   Q8PrepareFn prepare_q8 = &PrepareQ8Chunks;
 };
+
+// The group scales are a second stream, 4 bytes per group: prefetched as far ahead (in rows'
+// worth of data) as the weights, and past a row's end into the same row of the next R-row group
+// — without that, every group of short rows (a 2048-column int4 row holds 4 lines of scales)
+// started with R demand misses. Distance in floats for `group_bytes` of weights per scale.
+inline int64_t ScalePrefetchFloats(int64_t pf_bytes, int64_t group_bytes) {
+  return pf_bytes <= 0 ? 0 : std::max<int64_t>(16, pf_bytes / std::max<int64_t>(1, group_bytes));
+}
+
+// Prefetches the scale line `distance` floats past group g of each of R rows (wrapping as above).
+template <int R>
+__attribute__((always_inline)) inline void PrefetchScales(const float* scales, int64_t sstride, int64_t g, int64_t distance) {
+  if (distance == 0) return;
+  int64_t off = g + distance;
+  if (off >= sstride) off += (R - 1) * sstride;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) __builtin_prefetch(scales + r * sstride + off, 0, 3);
+}
 
 // MatMulRowsFn semantics (see matmul.h) for w.dtype kI8 / kI4.
 void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
