@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "numa/binding.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/model/aligned_buffer.h"
 #include "numa/topology.h"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/runtime/dashed_flags.h"
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));
   log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(), " (chosen for this CPU at run time)"));
+  log(glm::model::HugePageStatus());
 
   absl::Status status = glm::runtime::RunWorker(world.get(), options);
   if (!status.ok()) {

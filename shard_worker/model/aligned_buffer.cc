@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <vector>
 
@@ -129,6 +130,18 @@ ChunkArena& Arena() {
 }
 
 }  // namespace
+
+std::string HugePageStatus() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  if (!f || !std::getline(f, line)) return "transparent huge pages: unknown (no sysfs entry)";
+  const size_t open = line.find('['), close = line.find(']');
+  const std::string mode = open != std::string::npos && close > open ? line.substr(open + 1, close - open - 1) : line;
+  if (mode == "never")
+    return "transparent huge pages: never -- weights and KV stream through 4 KiB pages (under a hypervisor "
+           "decode can be several times slower); set /sys/kernel/mm/transparent_hugepage/enabled to madvise";
+  return "transparent huge pages: " + mode + " (weights and KV are advised)";
+}
 
 AlignedBuffer::AlignedBuffer(int64_t bytes) : size_(bytes) {
   if (bytes <= 0) {

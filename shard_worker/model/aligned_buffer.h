@@ -7,8 +7,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace glm::model {
+
+// One line for the startup log: the kernel's transparent-huge-page mode and what it means for
+// these buffers (with "never" every weight streams through 4 KiB pages).
+std::string HugePageStatus();
 
 class AlignedBuffer {
  public:

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -73,6 +74,12 @@ TEST(AlignedBufferTest, ReleasedSpaceIsReused) {
   AlignedBuffer again(1 << 19);
   EXPECT_NE(again.data(), nullptr);
   EXPECT_LE(Address(again), first_kept);  // the current chunk was reset, not a new one taken
+}
+
+TEST(AlignedBufferTest, HugePageStatusNamesTheMode) {
+  const std::string status = HugePageStatus();
+  EXPECT_EQ(status.rfind("transparent huge pages: ", 0), 0u) << status;
+  EXPECT_EQ(status.find('['), std::string::npos) << status;  // the bracketed mode is extracted
 }
 
 }  // namespace
