@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -28,7 +29,9 @@ void* AllocateHuge(size_t rounded) {
 // (--quantize-scope all: 7.5 vs 53 tokens/s on one thread). A chunk hands out space from its top
 // or, first fit, from holes that released buffers left below it (the loader frees each stored
 // copy right after converting it, so the next copy fits that hole); holes next to each other or
-// to the top merge, and a chunk with no live buffer is reset or freed.
+// to the top merge, and a chunk with no live buffer is reset or freed. Holes in older chunks are
+// reused too (first fit, older chunks after the current one): streamed experts are freed in LRU
+// order, and without that one hot expert could keep a whole 32 MiB chunk alive.
 class ChunkArena {
  public:
   void* Allocate(size_t bytes, void** chunk_out) {
@@ -41,6 +44,14 @@ class ChunkArena {
       }
       if (current_->live == 0) current_->Reset();
     }
+    for (Chunk* c : with_space_) {
+      if (c == current_) continue;
+      if (void* p = c->Take(rounded)) {
+        if (c->holes.empty() && c->used + rounded > kChunkBytes) Forget(c);  // likely full now
+        *chunk_out = c;
+        return p;
+      }
+    }
     if (current_ == nullptr || current_->live != 0) {
       auto* c = new Chunk;
       c->base = static_cast<char*>(AllocateHuge(kChunkBytes));
@@ -48,7 +59,9 @@ class ChunkArena {
         delete c;
         return nullptr;
       }
+      if (current_ != nullptr) Remember(current_);  // its holes and top stay usable
       current_ = c;
+      held_bytes_ += kChunkBytes;
     }
     void* p = current_->Take(rounded);
     if (p != nullptr) *chunk_out = current_;
@@ -63,10 +76,19 @@ class ChunkArena {
       if (c == current_) {
         c->Reset();
       } else {
+        Forget(c);
         std::free(c->base);
         delete c;
+        held_bytes_ -= kChunkBytes;
       }
+    } else if (c != current_) {
+      Remember(c);  // the space may be a hole or the lowered top
     }
+  }
+
+  int64_t held_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_bytes_;
   }
 
  private:
@@ -120,8 +142,17 @@ class ChunkArena {
 
   static size_t Round(size_t bytes) { return (bytes + kSmallAlignment - 1) / kSmallAlignment * kSmallAlignment; }
 
+  // Older chunks with free space (holes or room above the top), each once; the current chunk is
+  // tried first, on its own.
+  void Remember(Chunk* c) {
+    if (std::find(with_space_.begin(), with_space_.end(), c) == with_space_.end()) with_space_.push_back(c);
+  }
+  void Forget(Chunk* c) { with_space_.erase(std::remove(with_space_.begin(), with_space_.end(), c), with_space_.end()); }
+
   std::mutex mu_;
   Chunk* current_ = nullptr;
+  std::vector<Chunk*> with_space_;
+  int64_t held_bytes_ = 0;
 };
 
 ChunkArena& Arena() {
@@ -142,6 +173,8 @@ std::string HugePageStatus() {
            "decode can be several times slower); set /sys/kernel/mm/transparent_hugepage/enabled to madvise";
   return "transparent huge pages: " + mode + " (weights and KV are advised)";
 }
+
+int64_t SmallBufferArenaBytes() { return Arena().held_bytes(); }
 
 AlignedBuffer::AlignedBuffer(int64_t bytes) : size_(bytes) {
   if (bytes <= 0) {

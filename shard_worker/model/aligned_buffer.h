@@ -15,6 +15,10 @@ namespace glm::model {
 // these buffers (with "never" every weight streams through 4 KiB pages).
 std::string HugePageStatus();
 
+// Bytes of the shared chunks small buffers are carved from (held, live or not): for tests and
+// memory accounting.
+int64_t SmallBufferArenaBytes();
+
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;

@@ -76,6 +76,26 @@ TEST(AlignedBufferTest, ReleasedSpaceIsReused) {
   EXPECT_LE(Address(again), first_kept);  // the current chunk was reset, not a new one taken
 }
 
+// An LRU cache of streamed experts: same-size buffers freed in a scattered order while new ones
+// arrive. The space they leave in older chunks must be reused, or a few survivors would pin
+// whole chunks and the memory held would grow without bound.
+TEST(AlignedBufferTest, ChurnDoesNotGrowTheArena) {
+  constexpr int kLive = 100;
+  constexpr int64_t kBytes = (1 << 20) + 4096;  // ~1 MiB, not a power of two
+  std::vector<AlignedBuffer> cache;
+  for (int i = 0; i < kLive; ++i) cache.emplace_back(kBytes);
+  const int64_t held_after_fill = SmallBufferArenaBytes();
+  uint32_t state = 12345;
+  for (int step = 0; step < 5000; ++step) {
+    state = state * 1664525u + 1013904223u;
+    const size_t victim = (state >> 8) % cache.size();
+    cache[victim] = AlignedBuffer(kBytes);  // frees one, allocates another
+    ASSERT_TRUE(cache[victim].valid());
+  }
+  // At most the fill's chunks plus one more (a new chunk may start before an old hole fits).
+  EXPECT_LE(SmallBufferArenaBytes(), held_after_fill + (int64_t{32} << 20));
+}
+
 TEST(AlignedBufferTest, HugePageStatusNamesTheMode) {
   const std::string status = HugePageStatus();
   EXPECT_EQ(status.rfind("transparent huge pages: ", 0), 0u) << status;
