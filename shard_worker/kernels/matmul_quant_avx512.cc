@@ -201,7 +201,7 @@ GLM_Q512 void PrepareQ8Avx512(const float* x, int64_t cols, Q8Chunk* out) {
       float sx = 0.0f;
       if (!finite) {
         sx = __builtin_nanf("");
-      } else if (amax != 0.0f) {
+      } else if (amax >= kQ8MinMagnitude) {
         const __m512 inv = _mm512_set1_ps(127.0f / amax);
         q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
         q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));

@@ -20,7 +20,7 @@ void QuantizeActivationBlock(const float* x, int n, int8_t* q, float* scale) {
     *scale = std::numeric_limits<float>::quiet_NaN();
     return;
   }
-  if (amax == 0.0f) {
+  if (amax < kQ8MinMagnitude) {
     *scale = 0.0f;
     return;
   }

@@ -8,8 +8,9 @@
 // The arithmetic every kI4 path follows, fixed by the columns and group size alone:
 //   per token, per block b of 32 columns (zero beyond cols): a = max|x| over the block,
 //     sx_b = a / 127 and xq = round-to-nearest-even(x · (127 / a)) in [-127, 127]
-//     (a = 0: sx_b = 0, xq = 0; a non-finite value in the block: sx_b = NaN, xq = 0, so the
-//     output is NaN as an f32 product would be);
+//     (a below kQ8MinMagnitude, 0 included: sx_b = 0, xq = 0 — 127 / a would overflow, and such
+//     a block adds nothing an f32 sum would keep; a non-finite value in the block: sx_b = NaN,
+//     xq = 0, so the output is NaN as an f32 product would be);
 //   isum_b = Σ q · xq over the block's columns, exact in int32 (q = nibble − 8);
 //   y = Σ_b float(isum_b) · (sw_g(b) · sx_b) in f32, where sw_g is the weight group's scale.
 // SIMD paths split isum_b over lanes (exact) and sum the lanes' f32 terms in a fixed tree, so
@@ -24,6 +25,7 @@
 namespace glm::kernels {
 
 inline constexpr int64_t kQ8ChunkCols = 128;  // four 32-column blocks
+inline constexpr float kQ8MinMagnitude = 1e-30f;
 
 // One token's activations for 128 columns (four blocks k = 0..3), in the order a 64-byte load of
 // kI4 weights (four 16-byte blocks: low nibbles columns 32k + j, high nibbles 32k + 16 + j at

@@ -318,6 +318,13 @@ TEST(Q8ActivationsTest, BlockQuantisationRules) {
   for (int j = 0; j < 20; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
   for (int j = 20; j < 32; ++j) EXPECT_EQ(q[j], 0) << j;
 
+  // A block of vanishing magnitudes (127 / max would overflow to inf, and 0 · inf is NaN): zero.
+  float tiny[32];
+  for (int j = 0; j < 32; ++j) tiny[j] = (j % 3 - 1) * 1e-38f;
+  QuantizeActivationBlock(tiny, 32, q, &scale);
+  EXPECT_EQ(scale, 0.0f);
+  for (int8_t v : q) EXPECT_EQ(v, 0);
+
   for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     x[3] = bad;
     QuantizeActivationBlock(x.data(), 32, q, &scale);
@@ -365,6 +372,9 @@ TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
       x[cols - 1] = 2.5f;  // ties at .5 after scaling appear in random data too
     }
     if (cols > 200) x[150] = std::numeric_limits<float>::quiet_NaN();
+    if (cols > 250) {
+      for (int64_t c = 224; c < 256; ++c) x[c] = (c % 2 ? 1e-38f : -3e-39f);  // a vanishing block
+    }
     std::vector<Q8Chunk> want(Q8ChunksPerRow(cols)), got(Q8ChunksPerRow(cols));
     std::memset(got.data(), 0x5a, got.size() * sizeof(Q8Chunk));
     PrepareQ8Chunks(x.data(), cols, want.data());
