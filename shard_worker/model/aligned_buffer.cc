@@ -42,30 +42,27 @@ class ChunkArena {
         *chunk_out = current_;
         return p;
       }
-      if (current_->live == 0) current_->Reset();
     }
     for (Chunk* c : with_space_) {
-      if (c == current_) continue;
       if (void* p = c->Take(rounded)) {
         if (c->holes.empty() && c->used + rounded > kChunkBytes) Forget(c);  // likely full now
         *chunk_out = c;
         return p;
       }
     }
-    if (current_ == nullptr || current_->live != 0) {
-      auto* c = new Chunk;
-      c->base = static_cast<char*>(AllocateHuge(kChunkBytes));
-      if (c->base == nullptr) {
-        delete c;
-        return nullptr;
-      }
-      if (current_ != nullptr) Remember(current_);  // its holes and top stay usable
-      current_ = c;
-      held_bytes_ += kChunkBytes;
+    // Nothing fits (the current chunk is never empty here: Release resets an empty one, and any
+    // buffer under 4 MiB fits an empty chunk).
+    auto* c = new Chunk;
+    c->base = static_cast<char*>(AllocateHuge(kChunkBytes));
+    if (c->base == nullptr) {
+      delete c;
+      return nullptr;
     }
-    void* p = current_->Take(rounded);
-    if (p != nullptr) *chunk_out = current_;
-    return p;
+    if (current_ != nullptr) Remember(current_);  // its holes and top stay usable
+    current_ = c;
+    held_bytes_ += kChunkBytes;
+    *chunk_out = c;
+    return c->Take(rounded);
   }
 
   void Release(void* p, size_t bytes, void* chunk_handle) {
@@ -142,8 +139,8 @@ class ChunkArena {
 
   static size_t Round(size_t bytes) { return (bytes + kSmallAlignment - 1) / kSmallAlignment * kSmallAlignment; }
 
-  // Older chunks with free space (holes or room above the top), each once; the current chunk is
-  // tried first, on its own.
+  // Older chunks with free space (holes or room above the top), each once. Never the current
+  // chunk: that one is always a fresh chunk and is tried first, on its own.
   void Remember(Chunk* c) {
     if (std::find(with_space_.begin(), with_space_.end(), c) == with_space_.end()) with_space_.push_back(c);
   }
@@ -186,11 +183,14 @@ AlignedBuffer::AlignedBuffer(int64_t bytes) : size_(bytes) {
   } else {
     data_ = AllocateHuge((static_cast<size_t>(bytes) + kHugePage - 1) / kHugePage * kHugePage);
   }
-  if (data_ == nullptr) size_ = 0;
+  // On failure size_ keeps the request, so valid() is false and callers report out-of-memory.
 }
 
 void AlignedBuffer::Free() {
-  if (data_ == nullptr) return;
+  if (data_ == nullptr) {
+    size_ = 0;
+    return;
+  }
   if (chunk_ != nullptr) {
     Arena().Release(data_, static_cast<size_t>(size_), chunk_);
   } else {

@@ -38,6 +38,14 @@ TEST(AlignedBufferTest, AlignedDistinctAndWritable) {
   }
 }
 
+// A request the system cannot satisfy is invalid (the loaders turn that into an out-of-memory
+// status); it used to report valid with size 0.
+TEST(AlignedBufferTest, FailedAllocationIsInvalid) {
+  AlignedBuffer impossible(int64_t{1} << 62);
+  EXPECT_FALSE(impossible.valid());
+  EXPECT_EQ(impossible.data(), nullptr);
+}
+
 TEST(AlignedBufferTest, MovesKeepOwnership) {
   AlignedBuffer a(1000);
   void* p = a.data();
