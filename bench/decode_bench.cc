@@ -39,6 +39,8 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/moe/expert_store.h"
 
+ABSL_FLAG(std::string, matmul_path, "auto",
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, weight_dtype, "stored",
@@ -110,6 +112,10 @@ class ModelFiles {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", "decode_bench", err.c_str());
+    return 2;
+  }
   const std::string dir = absl::GetFlag(FLAGS_model);
   const int batch = absl::GetFlag(FLAGS_batch);
   if (dir.empty()) return Fail("--model DIR is required (make one with: glmctl synth --preset bench --out DIR)");

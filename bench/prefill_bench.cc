@@ -33,6 +33,8 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
+ABSL_FLAG(std::string, matmul_path, "auto",
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, "/tmp/models/bench", "model directory (glmctl synth --preset bench)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(int32_t, prompt, 2048, "prompt tokens");
@@ -148,6 +150,10 @@ ModelFlops CountFlops(const glm::model::ModelConfig& c, int64_t prompt, int64_t 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", "prefill_bench", err.c_str());
+    return 2;
+  }
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));

@@ -25,6 +25,7 @@
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/weight_format.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
@@ -32,6 +33,8 @@
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/speculative_generator.h"
 
+ABSL_FLAG(std::string, matmul_path, "auto",
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, GLM_BENCH_DEFAULT_MODEL, "model directory");
 ABSL_FLAG(std::string, reference, GLM_BENCH_DEFAULT_REFERENCE, "reference.json with eval_ids_first_1024");
 ABSL_FLAG(int32_t, tokens, 128, "tokens generated per prompt");
@@ -100,6 +103,10 @@ class Glm5StepBytes {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", "spec_bench", err.c_str());
+    return 2;
+  }
   std::vector<std::pair<std::string, glm::runtime::SpeculativeConfig>> methods;
   for (const std::string& method : absl::GetFlag(FLAGS_methods)) {
     auto spec = glm::runtime::ParseSpeculative(method);

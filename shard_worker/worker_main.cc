@@ -17,6 +17,8 @@
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/worker_service.h"
 
+ABSL_FLAG(std::string, matmul_path, "auto",
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = the cores the plan gives this rank)");
 ABSL_FLAG(std::string, bind, "auto",
           "auto: bind to a NUMA node with hwloc unless the launcher already bound to one; none: leave as started");
@@ -51,6 +53,10 @@ int main(int argc, char** argv) {
   auto log = [rank](const std::string& m) { std::fprintf(stderr, "[worker %d] %s\n", rank, m.c_str()); };
   if (rank == 0) {
     log("rank 0 is the coordinator's: start shard_worker as ranks 1..N (mpirun -np 1 coordinator ... : -np N shard_worker)");
+    glm::comm::MpiSession::Abort(2);
+  }
+  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
+    log(err);
     glm::comm::MpiSession::Abort(2);
   }
 

@@ -36,6 +36,19 @@ MatMulRowsFn BestMatMulRows() { return SelectedMatMulPath().fn; }
 
 std::string MatMulPathName() { return SelectedMatMulPath().name; }
 
+std::string SelectMatMulPath(const std::string& name) {
+  if (ForceMatMulPath(name == "auto" ? SupportedMatMulPaths().front().name : name)) return "";
+  std::string known = "auto";
+  for (const MatMulPath& p : SupportedMatMulPaths()) known += ", " + p.name;
+  return "matmul path '" + name + "' is not supported on this CPU (choose one of: " + known + ")";
+}
+
+std::vector<std::string> MatMulPathNames() {
+  std::vector<std::string> names;
+  for (const MatMulPath& p : SupportedMatMulPaths()) names.push_back(p.name);
+  return names;
+}
+
 std::string MatMulPathDetails() {
   const std::string name = MatMulPathName();
   if (name == "avx512") return name + (Avx512Int4UsesVnni() ? " (int4 dots: vpdpbusd)" : " (int4 dots: vpmaddubsw)");

@@ -31,6 +31,12 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
 
 // The fastest implementation this CPU supports (chosen once, at first use).
 MatMulRowsFn BestMatMulRows();
+// Chooses the path by name ("auto": the fastest this CPU supports), e.g. "avx2" to compare paths
+// on one machine. Returns "" on success, else why not (naming the paths this CPU has), changing
+// nothing. Call before matmuls run (flag parsing).
+std::string SelectMatMulPath(const std::string& name);
+// The paths this CPU supports, fastest first.
+std::vector<std::string> MatMulPathNames();
 // Name of the chosen path, e.g. "avx512", "avx2", "scalar"; printed at startup.
 std::string MatMulPathName();
 // The name plus the instructions of its int4 × int8 dots, e.g. "avx512 (int4 dots: vpdpbusd)",

@@ -331,5 +331,18 @@ TEST(MatMulDispatchTest, PortableIsLastAndForceWorks) {
   ForceMatMulPath(paths.front().name);
 }
 
+TEST(MatMulDispatchTest, SelectByNameExplainsUnsupportedNames) {
+  const std::vector<std::string> names = MatMulPathNames();
+  ASSERT_FALSE(names.empty());
+  EXPECT_EQ(SelectMatMulPath("portable"), "");
+  EXPECT_EQ(MatMulPathName(), "portable");
+  EXPECT_EQ(SelectMatMulPath("auto"), "");
+  EXPECT_EQ(MatMulPathName(), names.front());
+  const std::string err = SelectMatMulPath("avx9000");
+  EXPECT_NE(err.find("avx9000"), std::string::npos) << err;
+  EXPECT_NE(err.find("portable"), std::string::npos) << err;
+  EXPECT_EQ(MatMulPathName(), names.front()) << "a rejected name changed the path";
+}
+
 }  // namespace
 }  // namespace glm::kernels
