@@ -7,6 +7,7 @@
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
+#include "shard_worker/kernels/scratch.h"
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::attention {
@@ -32,17 +33,21 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
 
   // Query path: q_resid = RMSNorm(q_a_proj x) [T, q_lora]; q = q_b_proj q_resid [T, heads, qk].
   // q_a and kv_a read the same x_norm: one parallel region for both.
-  std::vector<float> q_resid(T * q_lora), q(T * heads * qk), kv(T * (rank + rope_dim));
-  kernels::MatMulShared(x_norm, T, {{&w.q_a_proj, q_resid.data()}, {&w.kv_a_proj, kv.data()}}, pool_);
+  // Per-thread scratch, written before read (kernels/scratch.h).
+  thread_local std::vector<float> q_resid_buf, q_buf, kv_buf, attn_out_buf;
+  float* q_resid = kernels::GrowScratch(q_resid_buf, T * q_lora);
+  float* q = kernels::GrowScratch(q_buf, T * heads * qk);
+  float* kv = kernels::GrowScratch(kv_buf, T * (rank + rope_dim));
+  kernels::MatMulShared(x_norm, T, {{&w.q_a_proj, q_resid}, {&w.kv_a_proj, kv}}, pool_);
   for (int64_t t = 0; t < T; ++t)
-    kernels::RmsNorm(q_resid.data() + t * q_lora, w.q_a_norm.data(), q_lora, kLatentNormEps, q_resid.data() + t * q_lora);
-  kernels::MatMul(q_resid.data(), T, w.q_b_proj, q.data(), pool_);
+    kernels::RmsNorm(q_resid + t * q_lora, w.q_a_norm.data(), q_lora, kLatentNormEps, q_resid + t * q_lora);
+  kernels::MatMul(q_resid, T, w.q_b_proj, q, pool_);
 
   // Latent path: [latent | k_pe] = kv_a_proj x [T, rank + rope]; cache RMSNorm(latent), rope(k_pe).
   for (const SequenceSpan& s : spans) {
     for (int64_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_offset + i, pos = s.start_position + i;
-      float* row = kv.data() + t * (rank + rope_dim);
+      float* row = kv + t * (rank + rope_dim);
       kernels::RmsNorm(row, w.kv_a_norm.data(), rank, kLatentNormEps, s.cache->latent(layer, pos));
       float* kpe = s.cache->rope_key(layer, pos);
       std::copy(row + rank, row + rank + rope_dim, kpe);
@@ -51,7 +56,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   }
 
   if (config_.indexer_kind(layer) == model::IndexerKind::kFull)
-    indexer_.Run(w.indexer, layer, x_norm, q_resid.data(), T, spans, selection);
+    indexer_.Run(w.indexer, layer, x_norm, q_resid, T, spans, selection);
 
   // Absorbed attention over the selected latent positions, [T, heads * v]. A job is one token
   // and a group of heads: the group shares each cached latent row it reads (all heads attend
@@ -62,7 +67,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       token_span[s.token_offset + i] = &s - spans.data();
       token_pos[s.token_offset + i] = s.start_position + i;
     }
-  std::vector<float> attn_out(T * heads * vd);
+  float* attn_out = kernels::GrowScratch(attn_out_buf, T * heads * vd);  // [T, heads * vd]
   const float scale = 1.0f / std::sqrt(static_cast<float>(qk));
   // Up to 8 heads a job (kernels::kMaxQueries); fewer when that would leave threads without a
   // job (decode of one sequence: T = 1), but no fewer than heads / threads: every job streams its
@@ -92,7 +97,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       const std::vector<int32_t>& sel = (*selection)[t];
       const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
       // q_lat[g] = Σ_d q_nope[d] · W_uk[h][d][:] (d ascending); rope on q_pe. q rows: [nh, qk].
-      float* q_heads = q.data() + (t * heads + h0) * qk;
+      float* q_heads = q + (t * heads + h0) * qk;
       std::fill(q_lat.begin(), q_lat.end(), 0.0f);
       for (int g = 0; g < nh; ++g) {
         float* qh = q_heads + g * qk;
@@ -117,12 +122,12 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
       for (int g = 0; g < nh; ++g) {
-        float* o = attn_out.data() + (t * heads + h0 + g) * vd;
+        float* o = attn_out + (t * heads + h0 + g) * vd;
         kernels::DotRows(o_lat.data() + g * rank, rank, 1, uv_rows.data() + (h0 + g) * vd, vd, rank, o, 1);
       }
     }
   });
-  kernels::MatMul(attn_out.data(), T, w.o_proj, out, pool_);
+  kernels::MatMul(attn_out, T, w.o_proj, out, pool_);
 }
 
 }  // namespace glm::attention

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
+#include "shard_worker/kernels/scratch.h"
 
 namespace glm::model {
 namespace {
@@ -104,21 +105,24 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
-  std::vector<float> normed(T * hidden), delta(T * hidden);
+  // [T, hidden] each, written before read (kernels/scratch.h).
+  thread_local std::vector<float> normed_buf, delta_buf;
+  float* normed = kernels::GrowScratch(normed_buf, T * hidden);
+  float* delta = kernels::GrowScratch(delta_buf, T * hidden);
   // Attention block: x += o_proj(attn(RMSNorm(x))), this rank's heads summed over the stage.
   for (int64_t t = 0; t < T; ++t)
-    kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
-  attention_->Forward(w.attn, layer, normed.data(), T, spans, selection, delta.data());
-  if (auto s = ReduceOverStage(delta.data(), T * hidden); !s.ok()) return s;
+    kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
+  attention_->Forward(w.attn, layer, normed, T, spans, selection, delta);
+  if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
             static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
   if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
   // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice.
   for (int64_t t = 0; t < T; ++t)
-    kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed.data() + t * hidden);
+    kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
   if (w.mlp_kind == MlpKind::kDense) {
-    moe::RunMlp(w.dense, normed.data(), T, delta.data(), pool_);
+    moe::RunMlp(w.dense, normed, T, delta, pool_);
     *bytes += w.dense.bytes();
   } else {
     moe::MoeStats stats;
@@ -133,11 +137,11 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
         source.next_layer = next;
       }
     }
-    if (auto s = moe_->Forward(w.moe, normed.data(), T, delta.data(), &stats, source); !s.ok()) return s;
+    if (auto s = moe_->Forward(w.moe, normed, T, delta, &stats, source); !s.ok()) return s;
     *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
-  if (auto s = ReduceOverStage(delta.data(), T * hidden); !s.ok()) return s;
+  if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
   return absl::OkStatus();
 }

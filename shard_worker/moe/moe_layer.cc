@@ -6,16 +6,20 @@
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/scratch.h"
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::moe {
 
 void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, kernels::ThreadPool* pool) {
   const int64_t inter = w.gate_proj.rows;
-  std::vector<float> gate(n * inter), up(n * inter);
-  kernels::MatMulShared(x, n, {{&w.gate_proj, gate.data()}, {&w.up_proj, up.data()}}, pool);
-  kernels::SiluMul(gate.data(), up.data(), n * inter, gate.data());
-  kernels::MatMul(gate.data(), n, w.down_proj, y, pool);
+  // [n, inter] each, written before read (kernels/scratch.h).
+  thread_local std::vector<float> gate_buf, up_buf;
+  float* gate = kernels::GrowScratch(gate_buf, n * inter);
+  float* up = kernels::GrowScratch(up_buf, n * inter);
+  kernels::MatMulShared(x, n, {{&w.gate_proj, gate}, {&w.up_proj, up}}, pool);
+  kernels::SiluMul(gate, up, n * inter, gate);
+  kernels::MatMul(gate, n, w.down_proj, y, pool);
 }
 
 namespace {
@@ -133,7 +137,13 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   }
   // Each active expert once over its tokens; results kept per (token, slot) so every token sums
   // its experts in ascending expert order, whatever else is in the batch.
-  std::vector<float> slot_out(T * k * hidden, 0.0f);
+  // [T, k, hidden] (kernels/scratch.h): every computed expert writes its slots; the slots of
+  // experts another rank holds are zero here.
+  thread_local std::vector<float> slot_buf;
+  float* slot_out = kernels::GrowScratch(slot_buf, T * k * hidden);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t s = 0; s < k; ++s)
+      if (!w.expert_loaded[routes[t].experts[s]]) std::fill_n(slot_out + (t * k + s) * hidden, hidden, 0.0f);
   std::vector<int64_t> order;  // active experts, in the order they are computed
   for (int64_t e = 0; e < E; ++e)
     if (!tokens_of[e].empty() && w.expert_loaded[e]) order.push_back(e);
@@ -163,8 +173,8 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   // computes it changes no arithmetic (a row's result never depends on the split).
   constexpr int64_t kSharedAsTaskTokens = 16;
   const bool shared_as_task = w.has_shared && spread && T <= kSharedAsTaskTokens;  // either path below
-  std::vector<float> shared;
-  if (w.has_shared) shared.resize(T * hidden);
+  thread_local std::vector<float> shared_buf;  // [T, hidden], written before read
+  float* shared = w.has_shared ? kernels::GrowScratch(shared_buf, T * hidden) : nullptr;
   std::atomic<bool> shared_taken{!shared_as_task};
   // ys [tokens_of[e].size(), hidden]: each token's row times its routing weight, into its slot.
   auto weigh_into_slots = [&](int64_t e, const float* ys) {
@@ -173,14 +183,14 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       const Routing& r = routes[rows[j]];
       const int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
       const float wt = r.weights[slot];
-      float* dst = slot_out.data() + (rows[j] * k + slot) * hidden;
+      float* dst = slot_out + (rows[j] * k + slot) * hidden;
       const float* src = ys + j * hidden;
       for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
     }
   };
   auto run_experts = [&](kernels::ThreadPool* inner) {
-    std::vector<float> xs, ys;
-    if (!shared_taken.exchange(true)) RunMlp(w.shared, x, T, shared.data(), nullptr);
+    thread_local std::vector<float> xs, ys;  // [n, hidden] of one expert's tokens, then results
+    if (!shared_taken.exchange(true)) RunMlp(w.shared, x, T, shared, nullptr);
     for (size_t i = next_expert.fetch_add(1); i < order.size(); i = next_expert.fetch_add(1)) {
       const int64_t e = order[i];
       const auto& rows = tokens_of[e];
@@ -229,7 +239,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       bytes_read += w.experts[order[i]].bytes();
       weigh_into_slots(order[i], jobs[i].ys.data());
     }
-    if (w.has_shared) shared = std::move(jobs.back().ys);
+    if (w.has_shared) std::copy(jobs.back().ys.begin(), jobs.back().ys.end(), shared);
   } else if (spread) {
     pool_->RunOnAll([&](int) { run_experts(nullptr); });
   } else {
@@ -241,12 +251,12 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     stats->expert_bytes_read += bytes_read.load();
     stats->active_experts += static_cast<int64_t>(order.size());
   }
-  if (w.has_shared && !shared_as_task) RunMlp(w.shared, x, T, shared.data(), pool_);
+  if (w.has_shared && !shared_as_task) RunMlp(w.shared, x, T, shared, pool_);
   for (int64_t t = 0; t < T; ++t) {
     float* o = out + t * hidden;
     std::fill(o, o + hidden, 0.0f);
     for (int64_t s = 0; s < k; ++s) {
-      const float* src = slot_out.data() + (t * k + s) * hidden;
+      const float* src = slot_out + (t * k + s) * hidden;
       for (int64_t c = 0; c < hidden; ++c) o[c] += src[c];
     }
     if (w.has_shared)
