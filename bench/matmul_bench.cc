@@ -121,7 +121,8 @@ Options ParseArgs(int argc, char** argv) {
 // quantised from normal values as at load (--weight-dtype).
 struct BenchWeights {
   std::vector<uint8_t> data;
-  std::vector<float> scales;
+  std::vector<float> scales;         // FP8 block scales
+  std::vector<uint16_t> group_scales;  // int8 / int4 (f16 bits)
   kernels::WeightView view;
 };
 
@@ -139,15 +140,15 @@ BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t 
     b.view.group_size = group_size;
     const int64_t groups = b.view.groups_per_row(), row_bytes = b.view.row_bytes();
     b.data.resize(rows * row_bytes);
-    b.scales.resize(rows * groups);
+    b.group_scales.resize(rows * groups);
     std::vector<float> row(cols);
     for (int64_t r = 0; r < rows; ++r) {
       for (float& v : row) v = table[rng() & 0xff];
       kernels::QuantizeRow(dtype, row.data(), cols, group_size, b.data.data() + r * row_bytes,
-                           b.scales.data() + r * groups);
+                           b.group_scales.data() + r * groups);
     }
     b.view.data = b.data.data();
-    b.view.group_scales = b.scales.data();
+    b.view.group_scales = b.group_scales.data();
     return b;
   }
   b.data.resize(n * kernels::DTypeSize(dtype));

@@ -76,7 +76,7 @@ double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, DTyp
   w.cols = cols;
   std::vector<uint16_t> bf16;
   std::vector<uint8_t> qdata;
-  std::vector<float> scales;
+  std::vector<uint16_t> scales;  // f16 bits
   if (glm::kernels::IsGroupQuantized(quant)) {
     w.dtype = quant;
     w.group_size = group;

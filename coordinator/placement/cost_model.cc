@@ -31,10 +31,10 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
   const bool requantized = format_.quantized() && part != Part::kHead &&
                            (part == Part::kExpert || format_.scope == model::QuantizeScope::kAllMatrices);
   if (requantized) {
-    // Packed rows plus one f32 scale per group of each row; a slice is quantised on its own, so
-    // its groups start at its first column (int8 group G: 1 + 4/G bytes a weight, int4: 0.5 + 4/G).
+    // Packed rows plus one f16 scale per group of each row; a slice is quantised on its own, so
+    // its groups start at its first column (int8 group G: 1 + 2/G bytes a weight, int4: 0.5 + 2/G).
     const int64_t groups = kernels::QuantGroupsPerRow(cols, format_.group_size);
-    return rows * (kernels::DTypeRowBytes(*format_.dtype, cols) + F32Bytes(groups));
+    return rows * (kernels::DTypeRowBytes(*format_.dtype, cols) + groups * static_cast<int64_t>(sizeof(uint16_t)));
   }
   if ((part == Part::kExpert || part == Part::kMatrix) && config_.fp8_weights) {
     // One e4m3 byte per weight and one f32 scale (weight_scale_inv) per block the slice touches:

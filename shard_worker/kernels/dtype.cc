@@ -62,4 +62,27 @@ uint8_t F32ToFp8E4M3(float f) {
   return sign | static_cast<uint8_t>(code);
 }
 
+uint16_t F32ToF16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x > 0x7f800000u) return sign | 0x7e00u;     // NaN
+  if (x >= 0x477ff000u) return sign | 0x7c00u;    // >= 65520 (and inf): rounds to inf
+  if (x >= 0x38800000u) {                          // normal half (>= 2^-14)
+    uint32_t h = ((x >> 23) - 112) << 10 | ((x >> 13) & 0x3ffu);
+    const uint32_t rem = x & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
+    return sign | static_cast<uint16_t>(h);
+  }
+  if (x <= 0x33000000u) return sign;               // <= 2^-25: rounds to zero (the tie to even)
+  // Subnormal half: q = round(value / 2^-24) from the 24-bit significand m · 2^(e - 150).
+  const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u;
+  const uint32_t shift = 126 - e;                  // 14..24 here
+  uint32_t q = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (q & 1u))) ++q;  // may reach 0x400, the smallest normal
+  return sign | static_cast<uint16_t>(q);
+}
+
 }  // namespace glm::kernels

@@ -12,7 +12,7 @@ enum class DType : uint8_t {
   kF32,
   kBF16,
   kF8E4M3,  // OCP "e4m3fn": no infinities, 0x7f/0xff are NaN; block-scaled in checkpoints
-  // Quantised at load (never in checkpoints), symmetric, one f32 scale per group of columns of a
+  // Quantised at load (never in checkpoints), symmetric, one f16 scale per group of columns of a
   // row (WeightView::group_scales; layouts in weight_view.h and quantize.h):
   kI8,  // int8 q in [-127, 127], value q · scale
   kI4,  // int4 q in [-8, 7] stored as q + 8, two per byte, value q · scale
@@ -51,6 +51,28 @@ inline uint16_t F32ToBf16(float f) {
   uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
+
+// IEEE binary16 (the group scales of kI8 / kI4). F16ToF32 is exact for every code (subnormals,
+// ±inf, NaN included); F32ToF16 rounds to nearest even, values from 65520 up become ±inf, NaN
+// stays NaN (quiet), and results below the subnormal range become zero of their sign.
+inline float F16ToF32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else {  // zero or subnormal: mant · 2^-24, exact in f32
+    float v = static_cast<float>(mant) * 5.9604644775390625e-8f;
+    std::memcpy(&bits, &v, sizeof bits);
+    bits |= sign;
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+uint16_t F32ToF16(float f);
 
 // Table of the 256 e4m3fn values as float (NaN for 0x7f and 0xff).
 const float* Fp8E4M3Table();

@@ -48,7 +48,7 @@ GLM_Q256_INLINE void StepI8(const uint8_t* const (&rows)[R], int64_t c, const fl
 
 // QuantBlockFn for R rows × T tokens (see matmul_quant_driver.h).
 template <int R, int T>
-GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                     int64_t cols, int64_t group, const float* xp, int64_t pitch, int64_t pf_bytes,
                     float* y, int64_t y_stride) {
   __m256 acc[R][T];
@@ -59,13 +59,13 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   const int64_t pf_wrap = (R - 1) * row_bytes;
   const uint8_t* rows[R];
-  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group);
+  const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
     if ((gi & 15) == 0) PrefetchScales<R>(scales, sstride, gi, scale_pf);
     __m256 s[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) s[r] = _mm256_set1_ps(scales[r * sstride + gi]);
+    for (int r = 0; r < R; ++r) s[r] = _mm256_set1_ps(F16ToF32(scales[r * sstride + gi]));
     const int64_t g1 = g0 + group < cols ? g0 + group : cols;
     int64_t c = g0;
     for (; c + kChunk <= g1; c += kChunk) {
@@ -104,7 +104,7 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, 
 // of 32 bytes; per half and token two vpmaddubsw (pair sums ≤ 15·127·2: no saturation), a
 // vpmaddwd into the int32 lanes of q8_activations.h, the offset, a convert and one FMA.
 template <int R, int T>
-GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                       int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
                       int64_t pf_bytes, float* y, int64_t y_stride) {
   __m256 acc[R][T];
@@ -115,7 +115,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   const int64_t n_blocks = (cols + 31) / 32;
   ChunkGroups groups(cols, group);
-  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group / 2);
+  const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
   const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -140,9 +140,9 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
                                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         const __m256i lo = _mm256_and_si256(raw, nibble);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
-        const float* sr = scales + r * sstride;
-        const __m256 sw = _mm256_set_m128(_mm_set1_ps(both ? sr[block_group[2 * h + 1]] : 0.0f),
-                                          _mm_set1_ps(sr[block_group[2 * h]]));
+        const uint16_t* sr = scales + r * sstride;
+        const __m256 sw = _mm256_set_m128(_mm_set1_ps(both ? F16ToF32(sr[block_group[2 * h + 1]]) : 0.0f),
+                                          _mm_set1_ps(F16ToF32(sr[block_group[2 * h]])));
 #pragma GCC unroll 4
         for (int t = 0; t < T; ++t) {
           const Q8Chunk& a = xq[t * chunks + ch];

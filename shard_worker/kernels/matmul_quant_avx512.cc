@@ -61,7 +61,7 @@ GLM_Q512_INLINE void StepI8(const uint8_t* w, int64_t row_bytes, int64_t c, int 
 
 // QuantBlockFn for R rows × T tokens (see matmul_quant_driver.h).
 template <int R, int T>
-GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                       int64_t cols, int64_t group, const float* xp, int64_t pitch, int64_t pf_bytes,
                       float* y, int64_t y_stride) {
   __m512 acc[R][T];
@@ -72,13 +72,13 @@ GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const float* scales, 
 
   // Past the end of its row a stream's prefetch moves to the same row of the next group.
   const int64_t pf_wrap = (R - 1) * row_bytes;
-  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group);
+  const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group);
   int64_t gi = 0;
   for (int64_t g0 = 0; g0 < cols; g0 += group, ++gi) {
     if ((gi & 15) == 0) PrefetchScales<R>(scales, sstride, gi, scale_pf);
     __m512 s[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(scales[r * sstride + gi]);
+    for (int r = 0; r < R; ++r) s[r] = _mm512_set1_ps(_cvtsh_ss(scales[r * sstride + gi]));
     const int64_t g1 = g0 + group < cols ? g0 + group : cols;
     int64_t c = g0;
     for (; c + kI8Chunk <= g1; c += kI8Chunk) {
@@ -123,7 +123,7 @@ GLM_Q512_INLINE __m512i NibbleDot(__m512i lo, __m512i hi, __m512i alo, __m512i a
 // each row): one load, two masks for the nibbles, and per token two dots, an offset subtraction,
 // a convert and one FMA with the lanes' scales sw · sx.
 template <int R, int T, bool kVnni>
-GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                       int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
                       int64_t pf_bytes, float* y, int64_t y_stride) {
   __m512 acc[R][T];
@@ -136,11 +136,11 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   const int64_t pf_wrap = (R - 1) * row_bytes;
   ChunkGroups groups(cols, group);
-  const int64_t scale_pf = ScalePrefetchFloats(pf_bytes, group / 2);
+  const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
-    // The chunk's scales: 1..4 floats from its first block's group g, spread over the lanes.
+    // The chunk's scales: 1..4 f16 from its first block's group g, widened, spread over the lanes.
     int64_t block_group[4];
     groups.Next(block_group);
     const int64_t g = block_group[0];
@@ -166,7 +166,8 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const float* scales, 
       const __m512i lo = _mm512_and_si512(raw, nibble);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
       const __m512 sw = _mm512_maskz_permutexvar_ps(
-          lane_mask, spread, _mm512_castps128_ps512(_mm_maskz_loadu_ps(scale_mask, scales + r * sstride + g)));
+          lane_mask, spread,
+          _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(scale_mask, scales + r * sstride + g))));
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
         const Q8Chunk& a = xq[t * chunks + ch];

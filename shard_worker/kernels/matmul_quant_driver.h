@@ -24,20 +24,20 @@ namespace glm::kernels {
 
 // One block kernel: R consecutive weight rows × T tokens (both fixed by the kernel).
 //   w, row_bytes     first row's bytes; row i at w + i * row_bytes
-//   scales, sstride  first row's group scales; row i's at scales + i * sstride
+//   scales, sstride  first row's group scales (f16 bits); row i's at scales + i * sstride
 //   cols, group      real columns; columns per scale (>= cols: one group)
 //   xp, pitch        activations [T][pitch] f32, pitch = cols rounded up to the chunk, zero
 //                    beyond cols, natural column order, 64-byte aligned
 //   pf_bytes         software prefetch distance in the row stream (0 = none)
 //   y                y[t * y_stride + i] receives token t, row i of the group
-using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const float* scales,
+using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const uint16_t* scales,
                               int64_t sstride, int64_t cols, int64_t group, const float* xp,
                               int64_t pitch, int64_t pf_bytes, float* y, int64_t y_stride);
 
 // One kI4 block kernel: R consecutive rows × T tokens (both fixed by the kernel).
 //   w, row_bytes, scales, sstride, cols, group, pf_bytes, y, y_stride   as for QuantBlockFn
 //   xq, chunks   token t's Q8ChunksPerRow(cols) = chunks activation chunks at xq + t * chunks
-using I4BlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const float* scales, int64_t sstride,
+using I4BlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                            int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
                            int64_t pf_bytes, float* y, int64_t y_stride);
 // PrepareQ8Chunks semantics (an ISA may give a faster twin producing the same bytes).
@@ -58,17 +58,17 @@ struct QuantKernelSet {
   Q8PrepareFn prepare_q8 = &PrepareQ8Chunks;
 };
 
-// The group scales are a second stream, 4 bytes per group: prefetched as far ahead (in rows'
+// The group scales are a second stream, 2 bytes per group: prefetched as far ahead (in rows'
 // worth of data) as the weights, and past a row's end into the same row of the next R-row group
-// — without that, every group of short rows (a 2048-column int4 row holds 4 lines of scales)
-// started with R demand misses. Distance in floats for `group_bytes` of weights per scale.
-inline int64_t ScalePrefetchFloats(int64_t pf_bytes, int64_t group_bytes) {
-  return pf_bytes <= 0 ? 0 : std::max<int64_t>(16, pf_bytes / std::max<int64_t>(1, group_bytes));
+// — without that, every group of short rows (a 2048-column int4 row holds 2 lines of scales)
+// started with R demand misses. Distance in scales for `group_bytes` of weights per scale.
+inline int64_t ScalePrefetchDistance(int64_t pf_bytes, int64_t group_bytes) {
+  return pf_bytes <= 0 ? 0 : std::max<int64_t>(32, pf_bytes / std::max<int64_t>(1, group_bytes));
 }
 
-// Prefetches the scale line `distance` floats past group g of each of R rows (wrapping as above).
+// Prefetches the scale line `distance` scales past group g of each of R rows (wrapping as above).
 template <int R>
-__attribute__((always_inline)) inline void PrefetchScales(const float* scales, int64_t sstride, int64_t g, int64_t distance) {
+__attribute__((always_inline)) inline void PrefetchScales(const uint16_t* scales, int64_t sstride, int64_t g, int64_t distance) {
   if (distance == 0) return;
   int64_t off = g + distance;
   if (off >= sstride) off += (R - 1) * sstride;

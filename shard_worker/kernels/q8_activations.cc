@@ -61,7 +61,7 @@ void PrepareQ8Chunks(const float* x, int64_t cols, Q8Chunk* out) {
 float I4RowDotQ8(const WeightView& w, int64_t r, const Q8Chunk* chunks) {
   const int64_t cols = w.cols;
   const int64_t group = w.group_size <= 0 || w.group_size >= cols ? cols : w.group_size;
-  const float* sw = w.group_scales + r * w.groups_per_row();
+  const uint16_t* sw = w.group_scales + r * w.groups_per_row();
   const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes();
   float acc = 0.0f;
   for (int64_t b = 0; b * 32 < cols; ++b) {
@@ -72,7 +72,7 @@ float I4RowDotQ8(const WeightView& w, int64_t r, const Q8Chunk* chunks) {
       const uint8_t byte = row[16 * b + j];
       isum += ((byte & 0xf) - 8) * c.lo[16 * k + j] + ((byte >> 4) - 8) * c.hi[16 * k + j];
     }
-    acc += static_cast<float>(isum) * (sw[(32 * b) / group] * c.scale[4 * k]);
+    acc += static_cast<float>(isum) * (F16ToF32(sw[(32 * b) / group]) * c.scale[4 * k]);
   }
   return acc;
 }

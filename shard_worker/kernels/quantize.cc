@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 namespace glm::kernels {
@@ -27,42 +28,67 @@ float RoundGroup(const float* w, int64_t n, float s, float lo, float hi, int8_t*
   return err;
 }
 
-// The scale among `candidates` (multipliers of `base`) with the least squared error, then q.
+// The scale among `candidates` (multipliers of `base`, each rounded to f16 first: the error is
+// judged with the scale the kernels will use) with the least squared error, then q. A group whose
+// every candidate leaves f16's range keeps the nearest representable scale: 65504 (its values
+// saturate at the ends of the code range) or zero (values below ~1e-7 · 8 quantise to 0).
 void QuantizeGroup(const float* w, int64_t n, float base, const float* candidates, int n_candidates,
-                   float lo, float hi, int8_t* q, float* scale) {
-  if (base == 0.0f || !std::isfinite(base)) {
-    *scale = base == 0.0f ? 0.0f : base;
+                   float lo, float hi, int8_t* q, uint16_t* scale) {
+  if (base == 0.0f || !std::isfinite(base)) {  // all zero, or a NaN / inf weight: q = 0, the scale
+    *scale = F32ToF16(base);                    // keeps the non-finite value (outputs turn NaN)
     std::fill(q, q + n, int8_t{0});
     return;
   }
   float best = -1.0f;
+  bool overflow = false;
   for (int k = 0; k < n_candidates; ++k) {
-    const float s = base * candidates[k];
+    const uint16_t s16 = F32ToF16(base * candidates[k]);
+    const float s = F16ToF32(s16);
+    if (!std::isfinite(s)) overflow = true;
+    if (s == 0.0f || !std::isfinite(s)) continue;
     const float err = RoundGroup(w, n, s, lo, hi, nullptr);
     if (best < 0.0f || err < best) {
       best = err;
-      *scale = s;
+      *scale = s16;
     }
   }
-  RoundGroup(w, n, *scale, lo, hi, q);
+  if (best < 0.0f) {
+    if (!overflow) {
+      *scale = 0;
+      std::fill(q, q + n, int8_t{0});
+      return;
+    }
+    *scale = static_cast<uint16_t>(0x7bffu | (std::signbit(base * candidates[0]) ? 0x8000u : 0u));
+  }
+  RoundGroup(w, n, F16ToF32(*scale), lo, hi, q);
 }
 
-void QuantizeGroupI8(const float* w, int64_t n, int8_t* q, float* scale) {
+// A NaN weight makes its group's scale NaN (comparisons skip NaN, so the max would not see it and
+// the value would quantise to an arbitrary code): a broken checkpoint shows as NaN outputs.
+bool HasNaN(const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isnan(w[i])) return true;
+  return false;
+}
+
+void QuantizeGroupI8(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   float amax = 0.0f;
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(w[i]));
+  if (HasNaN(w, n)) amax = std::numeric_limits<float>::quiet_NaN();
   // max|w| / 127, or a slightly clipped step when that lowers the group's squared error
   // (heavy-tailed groups: the bulk gains more than the clipped extreme loses).
   static constexpr float kClip[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
   QuantizeGroup(w, n, amax / 127.0f, kClip, 6, -127.0f, 127.0f, q, scale);
 }
 
-void QuantizeGroupI4(const float* w, int64_t n, int8_t* q, float* scale) {
+void QuantizeGroupI4(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   float amax = 0.0f, extreme = 0.0f;
   for (int64_t i = 0; i < n; ++i)
     if (std::fabs(w[i]) > amax) {
       amax = std::fabs(w[i]);
       extreme = w[i];
     }
+  if (HasNaN(w, n)) extreme = std::numeric_limits<float>::quiet_NaN();
   // Candidates map the extreme value to -8 (its sign's side gets the 8th level), -7.75 .. -6.5
   // (clipping it a little), or +7 (symmetric): which is best depends on the group's tails.
   static constexpr float kDivisors[] = {-1 / 8.0f,  -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,
@@ -84,7 +110,7 @@ std::string CheckQuantGroupSize(DType dtype, int64_t group_size, int64_t cols) {
 }
 
 void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
-                 float* scales) {
+                 uint16_t* scales) {
   const int64_t g = group_size <= 0 || group_size >= cols ? cols : group_size;
   if (dtype == DType::kI8) {
     for (int64_t c0 = 0, k = 0; c0 < cols; c0 += g, ++k)

@@ -1,7 +1,7 @@
 // Group quantisation of weight rows to kI8 / kI4 (see weight_view.h for the layouts), done once
 // at load from f32 values (BF16 / FP8 checkpoints are dequantised first).
 //
-// Both formats are symmetric (no zero point): zero stays exact, a group costs one f32 scale, and
+// Both formats are symmetric (no zero point): zero stays exact, a group costs one f16 scale, and
 // the kernels decode a value with one multiply (int8) or one FMA (int4: (n - 8)·s = fma(n, s,
 // -8s)), giving exactly WeightView::At's q · scale.
 //   kI8: scale = max|w| / 127, q = round(w / scale) in [-127, 127].
@@ -34,9 +34,10 @@ inline int64_t QuantGroupsPerRow(int64_t cols, int64_t group_size) {
 }
 
 // Quantises one row src[cols] into out[DTypeRowBytes(dtype, cols)] and
-// scales[QuantGroupsPerRow(cols, group_size)].
+// scales[QuantGroupsPerRow(cols, group_size)] (f16 bits; each group's candidates are judged with
+// the f16-rounded scale, so the codes fit the scale the kernels read).
 void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
-                 float* scales);
+                 uint16_t* scales);
 
 // Command-line names of the quantised formats: "int8" (groups of 64), "int8-row" (one scale per
 // row), "int4" (groups of 32), and "int8-g<N>" / "int4-g<N>" for other group sizes. Sets

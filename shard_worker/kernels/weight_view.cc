@@ -15,7 +15,7 @@ float WeightView::At(int64_t r, int64_t c) const {
     case DType::kI8:
     case DType::kI4: {
       const int64_t g = group_size <= 0 || group_size >= cols ? 0 : c / group_size;
-      const float scale = group_scales[r * groups_per_row() + g];
+      const float scale = F16ToF32(group_scales[r * groups_per_row() + g]);
       const uint8_t* row = static_cast<const uint8_t*>(data) + r * row_bytes();
       int q;
       if (dtype == DType::kI8) {

@@ -11,8 +11,9 @@ namespace glm::kernels {
 // Row-major [rows, cols]; row r starts at data + r * row_bytes() (r * cols * DTypeSize(dtype)
 // for every format but kI4). For kF8E4M3 the real value is fp8(r, c) * block_scales[(r / block_rows) * scale_cols +
 // c / block_cols] (the checkpoint's `weight_scale_inv`, already a multiplier despite its name).
-// For kI8 / kI4 the real value is q(r, c) * group_scales[r * groups_per_row() + c / group_size]
-// (groups of `group_size` consecutive columns; group_size >= cols means one scale per row). kI8
+// For kI8 / kI4 the real value is q(r, c) * F16ToF32(group_scales[r * groups_per_row() + c / group_size])
+// (groups of `group_size` consecutive columns; group_size >= cols means one scale per row; the
+// scales are IEEE binary16, 2 bytes a group: int4 with 32-column groups is 4.5 bits a weight). kI8
 // stores q as int8 at byte c of the row. kI4 stores 32-column blocks of 16 bytes: byte j of block
 // b holds column 32b + j in its low nibble and column 32b + 16 + j in its high nibble, as q + 8 —
 // the order in which a zero-extending byte→dword load and a 4-bit shift give the columns.
@@ -26,7 +27,7 @@ struct WeightView {
   int64_t block_rows = 128;
   int64_t block_cols = 128;
   int64_t scale_cols = 0;  // ceil(cols / block_cols)
-  const float* group_scales = nullptr;  // kI8 / kI4 only: [rows, groups_per_row()]
+  const uint16_t* group_scales = nullptr;  // kI8 / kI4 only: [rows, groups_per_row()] f16 bits
   int64_t group_size = 0;               // kI8 / kI4 only: columns per scale
 
   int64_t row_bytes() const { return DTypeRowBytes(dtype, cols); }
@@ -36,7 +37,7 @@ struct WeightView {
   // Bytes a full pass reads: the elements, plus the group scales of kI8 / kI4.
   int64_t bytes() const {
     return rows * row_bytes() +
-           (IsGroupQuantized(dtype) ? rows * groups_per_row() * int64_t{sizeof(float)} : 0);
+           (IsGroupQuantized(dtype) ? rows * groups_per_row() * int64_t{sizeof(uint16_t)} : 0);
   }
   // Value of one element as float (slow path, for tests and reference code).
   float At(int64_t r, int64_t c) const;

@@ -347,10 +347,10 @@ class WeightLoader {
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", why));
     const int64_t row_bytes = v.row_bytes(), groups = v.groups_per_row();
     AlignedBuffer buf(std::max<int64_t>(1, v.rows * row_bytes));
-    AlignedBuffer sbuf(std::max<int64_t>(1, v.rows * groups * static_cast<int64_t>(sizeof(float))));
+    AlignedBuffer sbuf(std::max<int64_t>(1, v.rows * groups * static_cast<int64_t>(sizeof(uint16_t))));
     if (!buf.valid() || !sbuf.valid()) return OutOfMemory(name);
     auto* data = static_cast<uint8_t*>(buf.data());
-    auto* scales = static_cast<float*>(sbuf.data());
+    auto* scales = static_cast<uint16_t*>(sbuf.data());  // f16 bits
     // Rows are independent: quantise bands of them on all cores (the int4 scale search costs
     // ~10 ns per weight; a 4 GiB BF16 model takes tens of seconds on one core).
     auto quantize_rows = [&](int64_t r0, int64_t r1) {
@@ -576,7 +576,7 @@ bool SameMatrix(const WeightView& a, const WeightView& b) {
       (a.block_scales == nullptr) != (b.block_scales == nullptr))
     return false;
   if (a.group_scales != nullptr &&
-      std::memcmp(a.group_scales, b.group_scales, static_cast<size_t>(a.rows * a.groups_per_row()) * sizeof(float)) != 0)
+      std::memcmp(a.group_scales, b.group_scales, static_cast<size_t>(a.rows * a.groups_per_row()) * sizeof(uint16_t)) != 0)
     return false;
   if (a.block_scales != nullptr) {
     const int64_t block_row_count = (a.row_offset + a.rows + a.block_rows - 1) / a.block_rows;

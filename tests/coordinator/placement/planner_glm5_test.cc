@@ -192,16 +192,16 @@ TEST(PlannerGlm5Test, Int4AndAnExpertBudgetFitWhatStoredFp8DoesNot) {
   auto q4 = Plan(c, OnePerNumaNode({big}), int4);
   ASSERT_TRUE(q4.ok()) << q4.status();
   // The experts (~97% of the bytes) go from FP8 (1 byte + a scale per 128x128 block) to
-  // 0.5 + 4/32 bytes a weight; attention and the rest stay FP8.
+  // 0.5 + 2/32 bytes a weight; attention and the rest stay FP8.
   for (int i = 0; i < 4; ++i) {
     SCOPED_TRACE(i);
-    EXPECT_LT(q4->ranks(i).weight_bytes(), 0.7 * stored->ranks(i).weight_bytes());
-    EXPECT_GT(q4->ranks(i).weight_bytes(), 0.6 * stored->ranks(i).weight_bytes());
+    EXPECT_LT(q4->ranks(i).weight_bytes(), 0.63 * stored->ranks(i).weight_bytes());  // ~0.59
+    EXPECT_GT(q4->ranks(i).weight_bytes(), 0.55 * stored->ranks(i).weight_bytes());
     // Per token the active experts are a smaller share (attention, the f32 kv_b_proj and the
     // lm_head rows are read whole), so decode gains less.
     EXPECT_LT(q4->ranks(i).decode_bytes_per_token(), 0.9 * stored->ranks(i).decode_bytes_per_token());
   }
-  // int8 in groups of 64 costs 4/64 bytes of scales a weight: more than block FP8's.
+  // int8 in groups of 64 costs 2/64 bytes of scales a weight: more than block FP8's.
   PlannerOptions int8;
   int8.weight_dtype = "int8";
   auto q8 = Plan(c, OnePerNumaNode({big}), int8);

@@ -196,13 +196,13 @@ TEST(PlannerLayoutTest, RejectsImpossibleRequests) {
   EXPECT_NE(no_node.status().message().find("os index 7"), std::string::npos) << no_node.status();
 }
 
-// Bytes of a [rows, cols] matrix re-quantised to int8 / int4 with one f32 scale per `group`
-// columns of a row (<= 0: per row): int8 1 + 4/G bytes a weight, int4 0.5 + 4/G (32-column
+// Bytes of a [rows, cols] matrix re-quantised to int8 / int4 with one f16 scale per `group`
+// columns of a row (<= 0: per row): int8 1 + 2/G bytes a weight, int4 0.5 + 2/G (32-column
 // blocks of 16 bytes).
 int64_t RequantisedBytes(int64_t rows, int64_t cols, int bits, int64_t group) {
   const int64_t packed = bits == 8 ? cols : (cols + 31) / 32 * 16;
   const int64_t groups = group <= 0 ? 1 : (cols + group - 1) / group;
-  return rows * (packed + 4 * groups);
+  return rows * (packed + 2 * groups);
 }
 
 TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {

@@ -5,6 +5,10 @@
 
 #include "shard_worker/kernels/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace glm::kernels {
 namespace {
 
@@ -68,6 +72,58 @@ TEST(DTypeTest, Bf16RoundTripAndRounding) {
     }
   }
 }
+
+TEST(DTypeTest, F16EveryCodeRoundTrips) {
+  for (uint32_t v = 0; v < 0x10000; ++v) {
+    const uint16_t h = static_cast<uint16_t>(v);
+    const float f = F16ToF32(h);
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0) {
+      ASSERT_TRUE(std::isnan(f)) << std::hex << v;
+      ASSERT_TRUE(std::isnan(F16ToF32(F32ToF16(f)))) << std::hex << v;
+      continue;
+    }
+    ASSERT_EQ(F32ToF16(f), h) << std::hex << v;
+  }
+  EXPECT_EQ(F16ToF32(0x3c00), 1.0f);
+  EXPECT_EQ(F16ToF32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(F16ToF32(0x7bff), 65504.0f);
+  EXPECT_EQ(F16ToF32(0xfc00), -INFINITY);
+}
+
+TEST(DTypeTest, F16RoundsToNearestEven) {
+  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);      // tie: down to even
+  EXPECT_EQ(F32ToF16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);  // tie: up to even
+  EXPECT_EQ(F32ToF16(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)), 0x3c01);
+  EXPECT_EQ(F32ToF16(65519.0f), 0x7bff);
+  EXPECT_EQ(F32ToF16(65520.0f), 0x7c00);  // the tie above the largest finite goes to inf
+  EXPECT_EQ(F32ToF16(-1e30f), 0xfc00);
+  EXPECT_EQ(F32ToF16(std::ldexp(1.0f, -25)), 0x0000);         // tie between 0 and 2^-24: 0
+  EXPECT_EQ(F32ToF16(1.5f * std::ldexp(1.0f, -25)), 0x0001);
+  EXPECT_EQ(F32ToF16(3 * std::ldexp(1.0f, -25)), 0x0002);     // tie 1.5 · 2^-24: up to even
+  EXPECT_EQ(F32ToF16(-std::ldexp(1.0f, -30)), 0x8000);        // underflow keeps the sign
+  EXPECT_EQ(F32ToF16(std::ldexp(1023.5f, -24)), 0x0400);      // rounds up into the normals
+  EXPECT_TRUE(std::isnan(F16ToF32(F32ToF16(NAN))));
+}
+
+#if defined(__x86_64__)
+__attribute__((target("f16c"))) uint16_t HardwareF16(float f) {
+  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+// F32ToF16 is what vcvtps2ph gives, on every exponent (random bit patterns) — NaN payloads aside.
+TEST(DTypeTest, F16MatchesTheHardwareConversion) {
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C here";
+  uint32_t state = 12345;
+  for (int i = 0; i < 2000000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    float f;
+    std::memcpy(&f, &state, sizeof f);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(F32ToF16(f), HardwareF16(f)) << std::hexfloat << f;
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace glm::kernels

@@ -26,7 +26,7 @@ namespace {
 struct QuantWeights {
   std::vector<float> source;  // [rows, cols] the f32 values quantised
   std::vector<uint8_t> data;
-  std::vector<float> scales;
+  std::vector<uint16_t> scales;  // f16 bits
   WeightView view;
 };
 
@@ -43,7 +43,7 @@ QuantWeights MakeQuant(DType dtype, int64_t rows, int64_t cols, int64_t group_si
   w.cols = cols;
   w.group_size = group_size < 0 ? std::max<int64_t>(1, cols) : group_size;
   q.data.assign(rows * w.row_bytes() + 1, 0xee);  // garbage padding must never matter
-  q.scales.assign(rows * w.groups_per_row() + 1, std::numeric_limits<float>::quiet_NaN());
+  q.scales.assign(rows * w.groups_per_row() + 1, uint16_t{0x7e00});  // NaN past the end
   for (int64_t r = 0; r < rows; ++r)
     QuantizeRow(dtype, q.source.data() + r * cols, cols, w.group_size,
                 q.data.data() + r * w.row_bytes(), q.scales.data() + r * w.groups_per_row());
@@ -97,7 +97,7 @@ TEST(QuantizeTest, Int8ErrorWithinHalfStep) {
     for (int64_t r = 0; r < w.rows; ++r)
       for (int64_t c = 0; c < w.cols; ++c) {
         const int64_t g = group < 0 ? 0 : c / group;
-        const float s = q.scales[r * w.groups_per_row() + g];
+        const float s = F16ToF32(q.scales[r * w.groups_per_row() + g]);
         const float src = q.source[r * w.cols + c];
         // Half a step, or the clipping of a value beyond 127 steps (the scale may clip a little).
         const float bound = std::max(0.5f * s, std::fabs(src) - 127 * s);
@@ -121,8 +121,9 @@ TEST(QuantizeTest, Int4ErrorBounded) {
         for (int64_t c = c0; c < std::min(w.cols, c0 + g); ++c) amax = std::max(amax, std::fabs(q.source[r * w.cols + c]));
         for (int64_t c = c0; c < std::min(w.cols, c0 + g); ++c) {
           const float src = q.source[r * w.cols + c], got = w.At(r, c);
-          // Worst case: the value opposite the extreme clamped at +7 with scale max/8.
-          ASSERT_LE(std::fabs(src - got), amax / 8 * (1 + 1e-5f)) << "g" << group << " " << r << "," << c;
+          // Worst case: the value opposite the extreme clamped at +7 with scale max/8 — rounded
+          // to f16 (relative 2^-11), which moves 7 steps by up to 7 · 2^-11 of one.
+          ASSERT_LE(std::fabs(src - got), amax / 8 * (1 + 8.0f / 2048)) << "g" << group << " " << r << "," << c;
           err2 += (src - got) * double{src - got};
           ref2 += double{src} * src;
         }
@@ -140,9 +141,9 @@ TEST(QuantizeTest, Int4LayoutMatchesWeightView) {
   src[0] = -4.0f;  // the extreme, -8 · 0.5
   std::vector<uint8_t> data(DTypeRowBytes(DType::kI4, 40));
   ASSERT_EQ(data.size(), 32u);
-  float scale = 0;
+  uint16_t scale = 0;
   QuantizeRow(DType::kI4, src.data(), 40, 64, data.data(), &scale);
-  EXPECT_EQ(scale, 0.5f);
+  EXPECT_EQ(F16ToF32(scale), 0.5f);
   for (int c = 0; c < 40; ++c) {
     const int nib = (c % 32) < 16 ? data[c / 32 * 16 + c % 16] & 0xf : data[c / 32 * 16 + c % 16] >> 4;
     EXPECT_EQ(nib, (c % 16)) << "column " << c;
@@ -166,9 +167,9 @@ TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
   src[100] = 1.0f;
   for (DType d : {DType::kI8, DType::kI4}) {
     std::vector<uint8_t> data(DTypeRowBytes(d, 128));
-    float scales[2];
+    uint16_t scales[2];
     QuantizeRow(d, src.data(), 128, 64, data.data(), scales);
-    EXPECT_EQ(scales[0], 0.0f);
+    EXPECT_EQ(F16ToF32(scales[0]), 0.0f);
     WeightView w;
     w.dtype = d;
     w.rows = 1;
@@ -176,8 +177,45 @@ TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
     w.data = data.data();
     w.group_scales = scales;
     w.group_size = 64;
-    for (int c = 0; c < 128; ++c) EXPECT_EQ(w.At(0, c), src[c]) << DTypeName(d) << " " << c;
-    EXPECT_EQ(w.bytes(), DTypeRowBytes(d, 128) + 8);
+    // Zeros stay exact; the lone 1.0 is q · scale with the scale rounded to f16 (int8: 127 ·
+    // f16(1/127) = 0.99994; int4: -8 · -0.125 exactly).
+    for (int c = 0; c < 128; ++c) {
+      if (src[c] == 0.0f) EXPECT_EQ(w.At(0, c), 0.0f) << DTypeName(d) << " " << c;
+      else EXPECT_NEAR(w.At(0, c), src[c], src[c] / 1024) << DTypeName(d) << " " << c;
+    }
+    EXPECT_EQ(w.bytes(), DTypeRowBytes(d, 128) + 4);  // two f16 scales
+  }
+}
+
+// f16 scales have a range: groups beyond it must not turn into inf or NaN (huge values saturate
+// at the code range's ends, values too small for any f16 scale become 0), while a NaN weight still
+// makes its group NaN (never a plausible number).
+TEST(QuantizeTest, ScalesOutsideF16RangeDegradeGracefully) {
+  for (DType d : {DType::kI8, DType::kI4}) {
+    std::vector<uint8_t> data(DTypeRowBytes(d, 96));
+    uint16_t scales[3];
+    std::vector<float> src(96);
+    for (int c = 0; c < 96; ++c) {
+      const float sign = c % 2 ? -1.0f : 1.0f;
+      src[c] = c < 32 ? sign * 1e9f * (1 + c) : c < 64 ? sign * 1e-12f * (1 + c) : 0.01f * sign;
+    }
+    src[80] = std::numeric_limits<float>::quiet_NaN();
+    QuantizeRow(d, src.data(), 96, 32, data.data(), scales);
+    WeightView w;
+    w.dtype = d;
+    w.rows = 1;
+    w.cols = 96;
+    w.data = data.data();
+    w.group_scales = scales;
+    w.group_size = 32;
+    for (int c = 0; c < 32; ++c) {  // saturated: finite, right sign, at the largest scale
+      const float v = w.At(0, c);
+      ASSERT_TRUE(std::isfinite(v)) << DTypeName(d) << " " << c;
+      EXPECT_EQ(std::signbit(v), std::signbit(src[c])) << DTypeName(d) << " " << c;
+      EXPECT_GE(std::fabs(v), 65504.0f * 7) << DTypeName(d) << " " << c;
+    }
+    for (int c = 32; c < 64; ++c) EXPECT_LE(std::fabs(w.At(0, c) - src[c]), 1e-7f) << DTypeName(d) << " " << c;
+    for (int c = 64; c < 96; ++c) EXPECT_TRUE(std::isnan(w.At(0, c))) << DTypeName(d) << " " << c;
   }
 }
 
