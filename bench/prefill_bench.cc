@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
@@ -25,6 +26,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "bench/baseline_store.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/quantize.h"
@@ -49,6 +52,8 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
           "format (the same kernel family); stored = BF16");
 ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
+ABSL_FLAG(bool, record, false, "store this prefill tokens/s as the new best in --baseline if it is better");
 
 namespace {
 
@@ -214,16 +219,25 @@ int main(int argc, char** argv) {
   const double model_gflops = best_s > 0 ? total / best_s / 1e9 : 0;
   const double tok_s = best_s > 0 ? prompt / best_s : 0;
   const double ratio = peak > 0 ? model_gflops / peak : 0;
+  // Previous best prefill tokens/s for this model, format, prompt and chunk, and thread count.
+  const std::string key = absl::StrCat("prefill_bench/", std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string(),
+                                       "/", absl::GetFlag(FLAGS_weight_dtype), ":", absl::GetFlag(FLAGS_quantize_scope),
+                                       "/prompt", prompt, "/chunk", chunk, "/threads", threads);
+  glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
+  const double previous = best_s > 0 ? baselines.Get(key) : 0.0;
+  const double vs_previous = previous > 0 ? tok_s / previous : 0.0;
+  if (absl::GetFlag(FLAGS_record) && best_s > 0) baselines.RecordIfBetter(key, tok_s);
   if (absl::GetFlag(FLAGS_json)) {
     std::printf(
         "{\"path\":\"%s\",\"threads\":%d,\"reps\":%d,\"gemm\":{\"tokens\":%lld,\"rows\":%lld,"
         "\"cols\":%lld,\"dtype\":\"%s\",\"gflops\":%.1f},\"prefill\":{\"prompt\":%lld,"
         "\"chunk\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"projection_gflop\":%.2f,"
-        "\"attention_gflop\":%.2f,\"gflops\":%.1f,\"ratio_to_peak\":%.3f,\"load_s\":%.2f}}\n",
+        "\"attention_gflop\":%.2f,\"gflops\":%.1f,\"ratio_to_peak\":%.3f,\"load_s\":%.2f,"
+        "\"previous_best_tokens_per_s\":%.1f,\"ratio_to_previous_best\":%.4f}}\n",
         glm::kernels::MatMulPathName().c_str(), threads, reps, static_cast<long long>(gt),
         static_cast<long long>(gr), static_cast<long long>(gc), gemm_name.c_str(), peak,
         static_cast<long long>(prompt), static_cast<long long>(chunk), best_s, tok_s,
-        flops.projections / 1e9, flops.attention / 1e9, model_gflops, ratio, load_s);
+        flops.projections / 1e9, flops.attention / 1e9, model_gflops, ratio, load_s, previous, vs_previous);
     return 0;
   }
   std::printf("matmul path %s, %d threads, best of %d\n", glm::kernels::MatMulPathName().c_str(),
@@ -242,6 +256,7 @@ int main(int argc, char** argv) {
     std::printf("%-44s %12.1f\n", "model GFLOP/s achieved", model_gflops);
     std::printf("%-44s %12.3f %s\n", "ratio to peak GEMM (bar >= 0.5)", ratio,
                 ratio >= 0.5 ? "ok" : "BELOW");
+    if (previous > 0) std::printf("%-44s %12.3f (%.1f tokens/s)\n", "ratio to the previous best", vs_previous, previous);
   }
   return 0;
 }
