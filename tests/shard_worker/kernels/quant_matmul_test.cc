@@ -133,6 +133,18 @@ TEST(QuantizeTest, Int4ErrorBounded) {
   }
 }
 
+// A one-row view of QuantizeRow's output.
+WeightView OneRow(DType d, int64_t cols, int64_t group, const std::vector<uint8_t>& data, const uint16_t* scales) {
+  WeightView w;
+  w.dtype = d;
+  w.rows = 1;
+  w.cols = cols;
+  w.data = data.data();
+  w.group_scales = scales;
+  w.group_size = group;
+  return w;
+}
+
 TEST(QuantizeTest, Int4LayoutMatchesWeightView) {
   // One row of 40 columns whose values are exactly q · 0.5 for q cycling -8..7: every code is
   // hit and the stored nibbles must follow weight_view.h's layout.
@@ -152,13 +164,7 @@ TEST(QuantizeTest, Int4LayoutMatchesWeightView) {
     const int nib = (c % 32) < 16 ? data[c / 32 * 16 + c % 16] & 0xf : data[c / 32 * 16 + c % 16] >> 4;
     EXPECT_EQ(nib, 8) << "padding column " << c;
   }
-  WeightView w;
-  w.dtype = DType::kI4;
-  w.rows = 1;
-  w.cols = 40;
-  w.data = data.data();
-  w.group_scales = &scale;
-  w.group_size = 64;
+  const WeightView w = OneRow(DType::kI4, 40, 64, data, &scale);
   for (int c = 0; c < 40; ++c) EXPECT_EQ(w.At(0, c), src[c]) << "column " << c;
 }
 
@@ -170,13 +176,7 @@ TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
     uint16_t scales[2];
     QuantizeRow(d, src.data(), 128, 64, data.data(), scales);
     EXPECT_EQ(F16ToF32(scales[0]), 0.0f);
-    WeightView w;
-    w.dtype = d;
-    w.rows = 1;
-    w.cols = 128;
-    w.data = data.data();
-    w.group_scales = scales;
-    w.group_size = 64;
+    const WeightView w = OneRow(d, 128, 64, data, scales);
     // Zeros stay exact; the lone 1.0 is q · scale with the scale rounded to f16 (int8: 127 ·
     // f16(1/127) = 0.99994; int4: -8 · -0.125 exactly).
     for (int c = 0; c < 128; ++c) {
@@ -201,13 +201,7 @@ TEST(QuantizeTest, ScalesOutsideF16RangeDegradeGracefully) {
     }
     src[80] = std::numeric_limits<float>::quiet_NaN();
     QuantizeRow(d, src.data(), 96, 32, data.data(), scales);
-    WeightView w;
-    w.dtype = d;
-    w.rows = 1;
-    w.cols = 96;
-    w.data = data.data();
-    w.group_scales = scales;
-    w.group_size = 32;
+    const WeightView w = OneRow(d, 96, 32, data, scales);
     for (int c = 0; c < 32; ++c) {  // saturated: finite, right sign, at the largest scale
       const float v = w.At(0, c);
       ASSERT_TRUE(std::isfinite(v)) << DTypeName(d) << " " << c;
