@@ -122,10 +122,12 @@ GLM_Q512_INLINE __m512i NibbleDot(__m512i lo, __m512i hi, __m512i alo, __m512i a
 // I4BlockFn for R rows × T tokens (see matmul_quant_driver.h). Per 128-column chunk (64 bytes of
 // each row): one load, two masks for the nibbles, and per token two dots, an offset subtraction,
 // a convert and one FMA with the lanes' scales sw · sx.
-template <int R, int T, bool kVnni>
-GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
-                      int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
-                      int64_t pf_bytes, float* y, int64_t y_stride) {
+// kGroup32: 32-column groups (the default), where chunk ch's blocks are groups 4ch..4ch+3 and the
+// per-chunk group walk, spread and masks are constants; the arithmetic is the general path's.
+template <int R, int T, bool kVnni, bool kGroup32>
+GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
+                                 int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
+                                 int64_t pf_bytes, float* y, int64_t y_stride) {
   __m512 acc[R][T];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -141,14 +143,23 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
     // The chunk's scales: 1..4 f16 from its first block's group g, widened, spread over the lanes.
-    int64_t block_group[4];
-    groups.Next(block_group);
-    const int64_t g = block_group[0];
-    int rel[4];
-    for (int k = 0; k < 4; ++k) rel[k] = static_cast<int>(block_group[k] - g);
-    const __m512i spread = _mm512_permutexvar_epi32(
-        BlockOfLane(), _mm512_castsi128_si512(_mm_setr_epi32(rel[0], rel[1], rel[2], rel[3])));
-    const __mmask8 scale_mask = static_cast<__mmask8>((1u << (rel[nb - 1] + 1)) - 1);
+    int64_t g;
+    __m512i spread;
+    __mmask8 scale_mask;
+    if constexpr (kGroup32) {
+      g = b0;
+      spread = BlockOfLane();
+      scale_mask = static_cast<__mmask8>((1u << nb) - 1);
+    } else {
+      int64_t block_group[4];
+      groups.Next(block_group);
+      g = block_group[0];
+      int rel[4];
+      for (int k = 0; k < 4; ++k) rel[k] = static_cast<int>(block_group[k] - g);
+      spread = _mm512_permutexvar_epi32(BlockOfLane(),
+                                        _mm512_castsi128_si512(_mm_setr_epi32(rel[0], rel[1], rel[2], rel[3])));
+      scale_mask = static_cast<__mmask8>((1u << (rel[nb - 1] + 1)) - 1);
+    }
     const __mmask16 lane_mask = static_cast<__mmask16>(nb == 4 ? 0xffff : (1u << (4 * nb)) - 1);
     const __mmask64 byte_mask = nb == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * nb)) - 1;
     const int64_t boff = 16 * b0;
@@ -179,6 +190,16 @@ GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
   }
 
   StoreReduced<R, T>(acc, R, y, y_stride);
+}
+
+template <int R, int T, bool kVnni>
+GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
+                      int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
+                      int64_t pf_bytes, float* y, int64_t y_stride) {
+  if (group == 32 && cols > 32)
+    BlockI4Body<R, T, kVnni, true>(w, row_bytes, scales, sstride, cols, group, xq, chunks, pf_bytes, y, y_stride);
+  else
+    BlockI4Body<R, T, kVnni, false>(w, row_bytes, scales, sstride, cols, group, xq, chunks, pf_bytes, y, y_stride);
 }
 
 // PrepareQ8Chunks with AVX-512: the same bytes (the same products x · (127 / a), rounded to
