@@ -10,8 +10,10 @@
 #include "shard_worker/kernels/q8_activations.h"
 
 // Internal linkage and no std templates inside the target region (see matmul_avx2.cc).
-#define GLM_Q256 GLM_AVX2
-#define GLM_Q256_INLINE GLM_AVX2_INLINE
+// The avx2 target plus F16C (vcvtph2ps for the f16 group scales; every AVX2 CPU has it, and
+// CpuSupportsAvx2MatMul checks).
+#define GLM_Q256 __attribute__((target("avx2,fma,f16c")))
+#define GLM_Q256_INLINE GLM_Q256 __attribute__((always_inline)) static inline
 
 namespace glm::kernels {
 namespace {
@@ -117,12 +119,35 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
   ChunkGroups groups(cols, group);
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
+  const __m256i half_spread[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
+  const bool group32 = group == 32 && cols > 32;  // chunk ch's blocks are groups 4ch..4ch+3
   const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
     int64_t block_group[4];
-    groups.Next(block_group);
+    if (group32) {
+      for (int k = 0; k < 4; ++k) block_group[k] = b0 + k;
+    } else {
+      groups.Next(block_group);
+    }
+    // Per row, the chunk's four block scales as floats (0 past the row's last block): one f16
+    // load and vcvtph2ps with 32-column groups, else one conversion per block.
+    __m128 s4[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const uint16_t* sr = scales + r * sstride;
+      if (group32 && nb == 4) {
+        s4[r] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sr + b0)));
+      } else if (group32) {  // the row's last chunk: only its nb scales exist
+        uint16_t h4[4] = {0, 0, 0, 0};
+        for (int k = 0; k < nb; ++k) h4[k] = sr[b0 + k];
+        s4[r] = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h4)));
+      } else {
+        s4[r] = _mm_setr_ps(F16ToF32(sr[block_group[0]]), nb > 1 ? F16ToF32(sr[block_group[1]]) : 0.0f,
+                            nb > 2 ? F16ToF32(sr[block_group[2]]) : 0.0f, nb > 3 ? F16ToF32(sr[block_group[3]]) : 0.0f);
+      }
+    }
     if (pf_bytes != 0) {
       int64_t off = 16 * b0 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
@@ -140,9 +165,8 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
                                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         const __m256i lo = _mm256_and_si256(raw, nibble);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), nibble);
-        const uint16_t* sr = scales + r * sstride;
-        const __m256 sw = _mm256_set_m128(_mm_set1_ps(both ? F16ToF32(sr[block_group[2 * h + 1]]) : 0.0f),
-                                          _mm_set1_ps(F16ToF32(sr[block_group[2 * h]])));
+        // Lanes 0-3: block 2h's scale, 4-7: block 2h + 1's.
+        const __m256 sw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s4[r]), half_spread[h]);
 #pragma GCC unroll 4
         for (int t = 0; t < T; ++t) {
           const Q8Chunk& a = xq[t * chunks + ch];
