@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <cfloat>
 #include <cstring>
 #include <utility>
 
@@ -188,6 +189,64 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
     for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
 }
 
+// PrepareQ8Chunks with AVX2: the same bytes (the same products x · (127 / a), rounded to nearest
+// even by vcvtps2dq and packed with saturation, which cannot bind within ±127).
+GLM_Q256 void PrepareQ8Avx2(const float* x, int64_t cols, Q8Chunk* out) {
+  const int64_t chunks = Q8ChunksPerRow(cols);
+  const __m256 finite_max = _mm256_set1_ps(FLT_MAX);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i unscramble = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // after the two packs
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    Q8Chunk& c = out[ch];
+    for (int k = 0; k < 4; ++k) {
+      const int64_t c0 = ch * kQ8ChunkCols + 32 * k;
+      const int64_t n = c0 < cols ? (cols - c0 < 32 ? cols - c0 : 32) : 0;
+      __m256 v[4], amax8 = _mm256_setzero_ps();
+      int finite_bits = 0xf;
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const int64_t left = n - 8 * i;
+        v[i] = left >= 8 ? _mm256_loadu_ps(x + c0 + 8 * i)
+               : left > 0 ? _mm256_maskload_ps(x + c0 + 8 * i, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(left)), lane))
+                          : _mm256_setzero_ps();
+        const __m256 a = _mm256_and_ps(v[i], abs_mask);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(a, finite_max, _CMP_LE_OQ)) != 0xff) finite_bits = 0;
+        amax8 = _mm256_max_ps(amax8, a);
+      }
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      m = _mm_max_ss(m, _mm_movehdup_ps(m));
+      const float amax = _mm_cvtss_f32(m);
+      __m256i q = _mm256_setzero_si256();
+      float sx = 0.0f;
+      if (finite_bits == 0) {
+        sx = __builtin_nanf("");
+      } else if (amax >= kQ8MinMagnitude) {
+        const __m256 inv = _mm256_set1_ps(127.0f / amax);
+        __m256i i32[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) i32[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv));
+        q = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(_mm256_packs_epi32(i32[0], i32[1]), _mm256_packs_epi32(i32[2], i32[3])), unscramble);
+        sx = amax / 127.0f;
+      }
+      _mm_store_si128(reinterpret_cast<__m128i*>(c.lo + 16 * k), _mm256_castsi256_si128(q));
+      _mm_store_si128(reinterpret_cast<__m128i*>(c.hi + 16 * k), _mm256_extracti128_si256(q, 1));
+      _mm_store_ps(c.scale + 4 * k, _mm_set1_ps(sx));
+    }
+    // offset lane l = 8 · Σ of lo and hi bytes 4l..4l+3 (vpmaddubsw with ones: exact).
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m256i pairs =
+          _mm256_add_epi16(_mm256_maddubs_epi16(ones8, _mm256_load_si256(reinterpret_cast<const __m256i*>(c.lo + 32 * h))),
+                           _mm256_maddubs_epi16(ones8, _mm256_load_si256(reinterpret_cast<const __m256i*>(c.hi + 32 * h))));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(c.offset + 8 * h), _mm256_slli_epi32(_mm256_madd_epi16(pairs, ones16), 3));
+    }
+  }
+}
+
 template <int... Ts>
 QuantKernelSet MakeKernelSet(std::integer_sequence<int, Ts...>) {
   QuantKernelSet k;
@@ -199,10 +258,13 @@ QuantKernelSet MakeKernelSet(std::integer_sequence<int, Ts...>) {
   ((k.i4_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
   ((k.i4_grouped[Ts + 1] = &BlockI4<kGroupRows[Ts + 1], Ts + 1>), ...);
   ((k.i4_single[Ts + 1] = &BlockI4<1, Ts + 1>), ...);
-  return k;  // prepare_q8: the scalar PrepareQ8Chunks
+  k.prepare_q8 = &PrepareQ8Avx2;
+  return k;
 }
 
 }  // namespace
+
+void PrepareQ8ChunksAvx2(const float* x, int64_t cols, Q8Chunk* out) { PrepareQ8Avx2(x, cols, out); }
 
 void MatMulRowsQuantAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {

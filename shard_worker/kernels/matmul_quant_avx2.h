@@ -7,10 +7,14 @@
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_AVX2_H_
 
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/q8_activations.h"
 
 namespace glm::kernels {
 
 // Requires CpuSupportsAvx2MatMul(); w.dtype must be kI8 or kI4.
+// The AVX2 twin of PrepareQ8Chunks (the same bytes), exposed for tests; requires CpuSupportsAvx2MatMul().
+void PrepareQ8ChunksAvx2(const float* x, int64_t cols, Q8Chunk* out);
+
 void MatMulRowsQuantAvx2(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
 

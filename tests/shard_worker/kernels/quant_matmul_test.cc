@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/matmul_quant_avx2.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
 #include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/quantize.h"
@@ -394,9 +396,9 @@ TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
   }
 }
 
-TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
-  if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
-  for (int64_t cols : {1, 17, 31, 32, 33, 100, 128, 129, 257, 1000}) {
+// The SIMD activation packers give the scalar one's bytes.
+void ExpectPrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q8Chunk*)) {
+  for (int64_t cols : {1, 7, 8, 9, 17, 31, 32, 33, 100, 128, 129, 257, 1000}) {
     auto x = RandomActivations(cols, static_cast<uint32_t>(cols));
     if (cols > 40) {
       x[33] = 0.0f;
@@ -410,7 +412,7 @@ TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
     std::vector<Q8Chunk> want(Q8ChunksPerRow(cols)), got(Q8ChunksPerRow(cols));
     std::memset(got.data(), 0x5a, got.size() * sizeof(Q8Chunk));
     PrepareQ8Chunks(x.data(), cols, want.data());
-    PrepareQ8ChunksAvx512(x.data(), cols, got.data());
+    prepare(x.data(), cols, got.data());
     for (size_t i = 0; i < want.size(); ++i) {
       EXPECT_EQ(std::memcmp(want[i].lo, got[i].lo, 64), 0) << cols << " chunk " << i;
       EXPECT_EQ(std::memcmp(want[i].hi, got[i].hi, 64), 0) << cols << " chunk " << i;
@@ -421,6 +423,16 @@ TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
             << cols << " chunk " << i << " lane " << l;
     }
   }
+}
+
+TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
+  if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
+  ExpectPrepareMatchesScalar(&PrepareQ8ChunksAvx512);
+}
+
+TEST(Q8ActivationsTest, Avx2PrepareGivesTheSameBytes) {
+  if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 here";
+  ExpectPrepareMatchesScalar(&PrepareQ8ChunksAvx2);
 }
 
 // The AVX-512 kI4 kernels give the same bits with and without VNNI (the same integers).
