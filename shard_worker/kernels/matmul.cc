@@ -39,7 +39,7 @@ std::string MatMulPathName() { return SelectedMatMulPath().name; }
 std::string SelectMatMulPath(const std::string& name) {
   if (ForceMatMulPath(name == "auto" ? SupportedMatMulPaths().front().name : name)) return "";
   std::string known = "auto";
-  for (const MatMulPath& p : SupportedMatMulPaths()) known += ", " + p.name;
+  for (const std::string& path : MatMulPathNames()) known += ", " + path;
   return "matmul path '" + name + "' is not supported on this CPU (choose one of: " + known + ")";
 }
 

@@ -121,7 +121,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
   const __m256i half_spread[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
-  const bool group32 = group == 32 && cols > 32;  // chunk ch's blocks are groups 4ch..4ch+3
+  const bool group32 = group == 32;  // chunk ch's blocks are groups 4ch..4ch+3
   const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;

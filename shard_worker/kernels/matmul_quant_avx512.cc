@@ -196,7 +196,7 @@ template <int R, int T, bool kVnni>
 GLM_Q512 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
                       int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
                       int64_t pf_bytes, float* y, int64_t y_stride) {
-  if (group == 32 && cols > 32)
+  if (group == 32)  // the driver passes cols for a whole-row group, so this is 32-column groups
     BlockI4Body<R, T, kVnni, true>(w, row_bytes, scales, sstride, cols, group, xq, chunks, pf_bytes, y, y_stride);
   else
     BlockI4Body<R, T, kVnni, false>(w, row_bytes, scales, sstride, cols, group, xq, chunks, pf_bytes, y, y_stride);

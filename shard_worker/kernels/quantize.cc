@@ -28,12 +28,22 @@ float RoundGroup(const float* w, int64_t n, float s, float lo, float hi, int8_t*
   return err;
 }
 
+// Whether the group holds a NaN, which then makes its scale NaN: comparisons skip NaN, so the
+// max would not see it and the value would quantise to an arbitrary code; this way a broken
+// checkpoint shows as NaN outputs.
+bool HasNaN(const float* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (std::isnan(w[i])) return true;
+  return false;
+}
+
 // The scale among `candidates` (multipliers of `base`, each rounded to f16 first: the error is
 // judged with the scale the kernels will use) with the least squared error, then q. A group whose
 // every candidate leaves f16's range keeps the nearest representable scale: 65504 (its values
 // saturate at the ends of the code range) or zero (values below ~1e-7 · 8 quantise to 0).
 void QuantizeGroup(const float* w, int64_t n, float base, const float* candidates, int n_candidates,
                    float lo, float hi, int8_t* q, uint16_t* scale) {
+  if (HasNaN(w, n)) base = std::numeric_limits<float>::quiet_NaN();
   if (base == 0.0f || !std::isfinite(base)) {  // all zero, or a NaN / inf weight: q = 0, the scale
     *scale = F32ToF16(base);                    // keeps the non-finite value (outputs turn NaN)
     std::fill(q, q + n, int8_t{0});
@@ -63,18 +73,9 @@ void QuantizeGroup(const float* w, int64_t n, float base, const float* candidate
   RoundGroup(w, n, F16ToF32(*scale), lo, hi, q);
 }
 
-// A NaN weight makes its group's scale NaN (comparisons skip NaN, so the max would not see it and
-// the value would quantise to an arbitrary code): a broken checkpoint shows as NaN outputs.
-bool HasNaN(const float* w, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isnan(w[i])) return true;
-  return false;
-}
-
 void QuantizeGroupI8(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   float amax = 0.0f;
   for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(w[i]));
-  if (HasNaN(w, n)) amax = std::numeric_limits<float>::quiet_NaN();
   // max|w| / 127, or a slightly clipped step when that lowers the group's squared error
   // (heavy-tailed groups: the bulk gains more than the clipped extreme loses).
   static constexpr float kClip[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
@@ -88,7 +89,6 @@ void QuantizeGroupI4(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
       amax = std::fabs(w[i]);
       extreme = w[i];
     }
-  if (HasNaN(w, n)) extreme = std::numeric_limits<float>::quiet_NaN();
   // Candidates map the extreme value to -8 (its sign's side gets the 8th level), -7.75 .. -6.5
   // (clipping it a little), or +7 (symmetric): which is best depends on the group's tails.
   static constexpr float kDivisors[] = {-1 / 8.0f,  -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,
