@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::runtime {
@@ -52,55 +55,158 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>& history, size_t output_start) {
   if (AdjustsLogits(params_)) AdjustLogits(logits, vocab, params_, history, output_start);
   if (params_.temperature <= 0.0f) return ArgMax(logits, vocab);
-  // Candidates sorted by logit, descending (ties by id for determinism).
+  thread_local SamplingCandidates c;
+  SelectCandidates(logits, vocab, params_, &c);
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  double u = uniform(rng_);
+  int32_t last_positive = c.id(0);  // rounding can leave u > 0 past the end
+  for (size_t i = 0; i < c.probs.size(); ++i) {
+    if (c.probs[i] <= 0.0f) continue;
+    last_positive = c.id(i);
+    u -= c.probs[i];
+    if (u <= 0.0) return c.id(i);
+  }
+  return last_positive;
+}
+
+namespace {
+
+// Radix order of a probability (>= 0): exponent and 5 leading mantissa bits of its float, 32
+// buckets an octave (8160 in all).
+inline uint32_t Bucket(float p) {
+  uint32_t bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  return bits >> 18;
+}
+constexpr uint32_t kBuckets = (0x7f800000u >> 18) + 1;
+
+// Of `kept` (positions into prob), keeps the smallest set of the most probable whose mass
+// reaches `need` (among equal probabilities, lower positions first), as top-p's sorted prefix
+// would, in O(kept): a mass histogram over the probabilities' exponent and leading mantissa
+// bits finds the bucket where the prefix ends, and only that bucket is sorted.
+void KeepTopMass(const float* prob, double need, std::vector<int32_t>* kept) {
+  std::vector<int32_t>& v = *kept;
+  thread_local std::vector<double> mass;
+  mass.assign(kBuckets, 0.0);
+  for (int32_t j : v) mass[Bucket(prob[j])] += prob[j];
+  uint32_t edge = kBuckets;  // the bucket where the prefix ends
+  double above = 0.0;        // mass of the buckets above it
+  while (edge > 0) {
+    --edge;
+    if (above + mass[edge] >= need) break;
+    above += mass[edge];
+  }
+  thread_local std::vector<int32_t> boundary;
+  boundary.clear();
+  size_t taken = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint32_t b = Bucket(prob[v[i]]);
+    if (b > edge) v[taken++] = v[i];
+    else if (b == edge) boundary.push_back(v[i]);
+  }
+  std::sort(boundary.begin(), boundary.end(),
+            [&](int32_t a, int32_t c) { return prob[a] > prob[c] || (prob[a] == prob[c] && a < c); });
+  double left = need - above;
+  for (size_t i = 0; i < boundary.size() && (left > 0.0 || i == 0) ; ++i) {
+    v[taken++] = boundary[i];
+    left -= prob[boundary[i]];
+  }
+  v.resize(std::max<size_t>(taken, 1));
+}
+
+}  // namespace
+
+void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& params, SamplingCandidates* out) {
+  out->ids.clear();
+  out->probs.clear();
+  if (vocab <= 0) return;
+  const float inv_t = static_cast<float>(1.0 / params.temperature);
+  const bool top_k = params.top_k > 0 && params.top_k < vocab;
+  const bool min_p = params.min_p > 0.0f, top_p = params.top_p < 1.0f;
+  if (!top_k && !min_p && !top_p) {
+    // Every token: softmax(logits / temperature) by id, nothing to select.
+    out->probs.resize(vocab);
+    for (int64_t i = 0; i < vocab; ++i) out->probs[i] = logits[i] * inv_t;
+    kernels::Softmax(out->probs.data(), vocab);
+    return;
+  }
+  // 1. The pool, in id order: the top-k tokens, or every token.
+  thread_local std::vector<int32_t> pool;
+  thread_local std::vector<float> prob;  // softmax(logits / temperature) over the pool
+  pool.clear();
+  if (top_k) {
+    // The k-th largest logit by selection (O(vocab)); then the tokens above it and, lowest ids
+    // first, as many equal to it as fill k.
+    thread_local std::vector<float> copy;
+    copy.assign(logits, logits + vocab);
+    const int64_t k = params.top_k;
+    std::nth_element(copy.begin(), copy.begin() + (k - 1), copy.end(), std::greater<float>());
+    const float kth = copy[k - 1];
+    int64_t ties = k;
+    for (int64_t i = 0; i < vocab; ++i) ties -= logits[i] > kth;
+    for (int64_t i = 0; i < vocab; ++i)
+      if (logits[i] > kth || (logits[i] == kth && ties-- > 0)) pool.push_back(static_cast<int32_t>(i));
+    if (pool.empty()) pool.push_back(ArgMax(logits, vocab));  // NaN logits everywhere
+    prob.resize(pool.size());
+    for (size_t j = 0; j < pool.size(); ++j) prob[j] = logits[pool[j]] * inv_t;
+  } else {
+    prob.resize(vocab);
+    for (int64_t i = 0; i < vocab; ++i) prob[i] = logits[i] * inv_t;
+  }
+  const int64_t n = static_cast<int64_t>(prob.size());
+  kernels::Softmax(prob.data(), n);  // sums to 1
+  // 2. min-p (the pool at or above min_p · the largest probability), then top-p.
+  float floor = 0.0f;
+  if (min_p) floor = params.min_p * *std::max_element(prob.begin(), prob.end());
+  thread_local std::vector<int32_t> kept;  // pool positions
+  kept.clear();
+  for (int64_t j = 0; j < n; ++j)
+    if (prob[j] >= floor && prob[j] > 0.0f) kept.push_back(static_cast<int32_t>(j));
+  if (kept.empty()) kept.push_back(static_cast<int32_t>(std::max_element(prob.begin(), prob.end()) - prob.begin()));
+  if (top_p) KeepTopMass(prob.data(), params.top_p, &kept);
+  double mass = 0.0;
+  for (int32_t j : kept) mass += prob[j];
+  const float scale = mass > 0.0 ? static_cast<float>(1.0 / mass) : 0.0f;
+  out->ids.resize(kept.size());
+  out->probs.resize(kept.size());
+  for (size_t j = 0; j < kept.size(); ++j) {
+    out->ids[j] = pool.empty() ? kept[j] : pool[kept[j]];
+    out->probs[j] = mass > 0.0 ? prob[kept[j]] * scale : (j == 0 ? 1.0f : 0.0f);
+  }
+}
+
+void SelectCandidatesReference(const float* logits, int64_t vocab, const SamplingParams& params,
+                               SamplingCandidates* out) {
+  out->ids.clear();
+  out->probs.clear();
+  if (vocab <= 0) return;
   std::vector<int32_t> ids(vocab);
   std::iota(ids.begin(), ids.end(), 0);
-  int64_t keep = vocab;
-  if (params_.top_k > 0 && params_.top_k < vocab) {
-    keep = params_.top_k;
-    std::partial_sort(ids.begin(), ids.begin() + keep, ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-  } else {
-    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-  }
-  ids.resize(keep);
-  const double inv_t = 1.0 / params_.temperature;
+  std::sort(ids.begin(), ids.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  int64_t keep = params.top_k > 0 && params.top_k < vocab ? params.top_k : vocab;
   std::vector<double> probs(keep);
-  const double top = logits[ids[0]];
   double sum = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    probs[i] = std::exp((logits[ids[i]] - top) * inv_t);
-    sum += probs[i];
-  }
+  for (int64_t i = 0; i < keep; ++i)
+    sum += probs[i] = std::exp((static_cast<double>(logits[ids[i]]) - logits[ids[0]]) / params.temperature);
   for (double& p : probs) p /= sum;
-  // min-p: drop tokens below min_p × the top probability.
-  if (params_.min_p > 0.0f) {
-    int64_t n = keep;
-    while (n > 1 && probs[n - 1] < params_.min_p * probs[0]) --n;
-    keep = n;
-  }
-  // top-p: the smallest prefix whose mass reaches top_p.
-  if (params_.top_p < 1.0f) {
+  if (params.min_p > 0.0f)
+    while (keep > 1 && probs[keep - 1] < params.min_p * probs[0]) --keep;
+  if (params.top_p < 1.0f) {
     double acc = 0.0;
     int64_t n = 0;
     while (n < keep) {
       acc += probs[n++];
-      if (acc >= params_.top_p) break;
+      if (acc >= params.top_p) break;
     }
     keep = std::max<int64_t>(1, n);
   }
   double mass = 0.0;
   for (int64_t i = 0; i < keep; ++i) mass += probs[i];
-  std::uniform_real_distribution<double> uniform(0.0, mass);
-  double u = uniform(rng_);
   for (int64_t i = 0; i < keep; ++i) {
-    u -= probs[i];
-    if (u <= 0.0) return ids[i];
+    out->ids.push_back(ids[i]);
+    out->probs.push_back(static_cast<float>(probs[i] / mass));
   }
-  return ids[keep - 1];
 }
 
 }  // namespace glm::runtime

@@ -34,6 +34,25 @@ bool AdjustsLogits(const SamplingParams& params);
 void AdjustLogits(float* logits, int64_t vocab, const SamplingParams& params, const std::vector<int32_t>& history,
                   size_t output_start);
 
+// The tokens a sampled request (temperature > 0) can draw and their probabilities: the
+// softmax of logits / temperature over the top-k tokens (all without top-k), then min-p (keep
+// p >= min_p · p_max) and top-p (the smallest prefix, in descending probability, whose mass
+// reaches top_p; among equal probabilities lower ids first). `probs` sums to 1. `ids` is in
+// no particular order: the distribution does not depend on it, and drawing from a 150K
+// vocabulary must not cost a sort per token (selection instead: O(vocab)).
+struct SamplingCandidates {
+  std::vector<int32_t> ids;  // empty: every token, probs indexed by id
+  std::vector<float> probs;
+  int32_t id(size_t i) const { return ids.empty() ? static_cast<int32_t>(i) : ids[i]; }
+};
+// `logits` are the adjusted logits (AdjustLogits already applied); params.temperature > 0.
+void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& params, SamplingCandidates* out);
+// The reference twin: the definition computed the slow way (every token sorted by logit, then
+// ids ascending; probabilities in double), what the tests and bench/sampling_bench compare
+// SelectCandidates against. Its ids are in descending probability order.
+void SelectCandidatesReference(const float* logits, int64_t vocab, const SamplingParams& params,
+                               SamplingCandidates* out);
+
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);

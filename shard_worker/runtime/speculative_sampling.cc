@@ -18,36 +18,10 @@ std::vector<double> SamplingDistribution(const float* logits_in, int64_t vocab, 
     probs[ArgMax(logits.data(), vocab)] = 1.0;
     return probs;
   }
-  // Same ordering and filters as Sampler::Sample.
-  std::vector<int32_t> ids(vocab);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-  int64_t keep = (params.top_k > 0 && params.top_k < vocab) ? params.top_k : vocab;
-  const double inv_t = 1.0 / params.temperature, top = logits[ids[0]];
-  std::vector<double> sorted(keep);
-  double sum = 0.0;
-  for (int64_t i = 0; i < keep; ++i) {
-    sorted[i] = std::exp((logits[ids[i]] - top) * inv_t);
-    sum += sorted[i];
-  }
-  for (double& p : sorted) p /= sum;
-  if (params.min_p > 0.0f) {
-    int64_t n = keep;
-    while (n > 1 && sorted[n - 1] < params.min_p * sorted[0]) --n;
-    keep = n;
-  }
-  if (params.top_p < 1.0f) {
-    double acc = 0.0;
-    int64_t n = 0;
-    while (n < keep) {
-      acc += sorted[n++];
-      if (acc >= params.top_p) break;
-    }
-    keep = std::max<int64_t>(1, n);
-  }
-  double mass = 0.0;
-  for (int64_t i = 0; i < keep; ++i) mass += sorted[i];
-  for (int64_t i = 0; i < keep; ++i) probs[ids[i]] = sorted[i] / mass;
+  // The candidates Sampler::Sample draws from.
+  thread_local SamplingCandidates c;
+  SelectCandidates(logits.data(), vocab, params, &c);
+  for (size_t i = 0; i < c.probs.size(); ++i) probs[c.id(i)] = c.probs[i];
   return probs;
 }
 

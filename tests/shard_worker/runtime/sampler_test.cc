@@ -1,0 +1,139 @@
+// SelectCandidates (the tokens a sampled request draws from) against its sort-based reference
+// twin, and Sampler::Sample's draws against the distribution it selects.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "shard_worker/runtime/sampler.h"
+#include "shard_worker/runtime/speculative_sampling.h"
+
+namespace glm::runtime {
+namespace {
+
+// SelectCandidatesReference as token -> probability.
+std::map<int32_t, double> ReferenceCandidates(const std::vector<float>& logits, const SamplingParams& p) {
+  SamplingCandidates c;
+  SelectCandidatesReference(logits.data(), static_cast<int64_t>(logits.size()), p, &c);
+  std::map<int32_t, double> out;
+  for (size_t i = 0; i < c.probs.size(); ++i) out[c.id(i)] = c.probs[i];
+  return out;
+}
+
+std::map<int32_t, double> Selected(const std::vector<float>& logits, const SamplingParams& p) {
+  SamplingCandidates c;
+  SelectCandidates(logits.data(), static_cast<int64_t>(logits.size()), p, &c);
+  std::map<int32_t, double> out;
+  for (size_t i = 0; i < c.probs.size(); ++i)
+    if (c.probs[i] > 0) out[c.id(i)] += c.probs[i];
+  return out;
+}
+
+// Same tokens, probabilities within float rounding (the selection computes them in float:
+// tokens below ~1e-38 of the top underflow to 0 and drop out, which no draw can tell). A token
+// whose cumulative mass sits within rounding of the top-p boundary may differ.
+void ExpectSameCandidates(const std::vector<float>& logits, const SamplingParams& p) {
+  const auto want = ReferenceCandidates(logits, p);
+  const auto got = Selected(logits, p);
+  constexpr double kDrawable = 1e-12;
+  int boundary = 0;
+  for (const auto& [id, prob] : want) {
+    if (prob < kDrawable) continue;
+    auto it = got.find(id);
+    if (it == got.end()) {
+      ++boundary;
+      continue;
+    }
+    EXPECT_NEAR(it->second, prob, 1e-5 + 1e-4 * prob)
+        << "token " << id << " T " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p;
+  }
+  for (const auto& [id, prob] : got)
+    if (!want.count(id) && prob >= kDrawable) ++boundary;
+  EXPECT_LE(boundary, 1) << "T " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p << " min_p "
+                         << p.min_p << " vocab " << logits.size();
+}
+
+TEST(SamplerCandidatesTest, MatchTheSortedDefinition) {
+  std::mt19937 rng(11);
+  for (int vocab : {1, 2, 7, 100, 4099, 50000}) {
+    for (float spread : {0.5f, 3.0f, 12.0f}) {
+      std::normal_distribution<float> nd(0.0f, spread);
+      std::vector<float> logits(vocab);
+      for (float& l : logits) l = nd(rng);
+      for (float t : {0.3f, 1.0f, 1.7f})
+        for (int top_k : {0, 1, 5, 64})
+          for (float top_p : {1.0f, 0.95f, 0.5f, 0.01f})
+            for (float min_p : {0.0f, 0.05f}) {
+              SamplingParams p;
+              p.temperature = t;
+              p.top_k = top_k;
+              p.top_p = top_p;
+              p.min_p = min_p;
+              ExpectSameCandidates(logits, p);
+            }
+    }
+  }
+}
+
+TEST(SamplerCandidatesTest, TiesKeepTheLowerIdsAndBannedTokensStayOut) {
+  // Ten equal logits: top-k 3 keeps ids 2, 3, 4 (the lowest of the tied ones after id 0).
+  std::vector<float> logits(12, 1.0f);
+  logits[0] = 5.0f;
+  logits[1] = -INFINITY;  // a banned token (logit bias)
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 4;
+  auto got = Selected(logits, p);
+  std::vector<int32_t> ids;
+  for (const auto& [id, prob] : got) ids.push_back(id);
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 2, 3, 4}));
+  // top-p at a tie: the prefix takes tied tokens by id until the mass is reached.
+  p.top_k = 0;
+  p.top_p = 0.999f;
+  got = Selected(logits, p);
+  EXPECT_EQ(got.count(1), 0u) << "a -inf logit is never a candidate";
+  ExpectSameCandidates(logits, p);
+  // Pure temperature: every token but the banned one, by id.
+  p.top_p = 1.0f;
+  got = Selected(logits, p);
+  EXPECT_EQ(got.size(), 11u);
+  EXPECT_EQ(got.count(1), 0u);
+}
+
+TEST(SamplerCandidatesTest, SampleDrawsTheSelectedDistribution) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.5f);
+  std::vector<float> logits(40);
+  for (float& l : logits) l = nd(rng);
+  for (float top_p : {1.0f, 0.8f}) {
+    SamplingParams p;
+    p.temperature = 0.8f;
+    p.top_p = top_p;
+    const auto want = ReferenceCandidates(logits, p);
+    std::map<int32_t, int> counts;
+    const int n = 200000;
+    for (int i = 0; i < n; ++i) {
+      p.seed = TokenSeed(99, i);
+      std::vector<float> l = logits;
+      counts[Sampler(p).Sample(l.data(), static_cast<int64_t>(l.size()), {}, 0)]++;
+    }
+    double chi2 = 0;
+    for (const auto& [id, c] : counts) ASSERT_TRUE(want.count(id)) << "drew token " << id << " outside the candidates";
+    for (const auto& [id, prob] : want) {
+      const double expected = n * prob;
+      const double seen = counts.count(id) ? counts[id] : 0;
+      chi2 += (seen - expected) * (seen - expected) / expected;
+    }
+    // 99.9% quantile of chi-square with 39 degrees of freedom is ~72.1.
+    EXPECT_LT(chi2, 72.1) << "top_p " << top_p;
+    // SamplingDistribution (speculative decoding's p and q) is the same distribution.
+    const auto dist = SamplingDistribution(logits.data(), static_cast<int64_t>(logits.size()), p, {}, 0);
+    for (size_t id = 0; id < dist.size(); ++id)
+      EXPECT_NEAR(dist[id], want.count(id) ? want.at(id) : 0.0, 1e-6) << "token " << id;
+  }
+}
+
+}  // namespace
+}  // namespace glm::runtime
