@@ -50,9 +50,14 @@ void ThreadPool::WorkerLoop(int index) {
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      sleepers_.fetch_add(1, std::memory_order_relaxed);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      // Announce the sleep before the last look at the generation (both sequentially
+      // consistent, as is RunOnAll's bump and its read of sleepers_): either RunOnAll sees a
+      // sleeper and notifies under the mutex, or this thread sees the new generation.
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+      }
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
       gen = generation_.load(std::memory_order_acquire);
     }
@@ -63,7 +68,7 @@ void ThreadPool::WorkerLoop(int index) {
   }
 }
 
-void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
+void ThreadPool::RunOnAll(absl::FunctionRef<void(int)> fn) {
   if (n_threads_ == 1) {
     fn(0);
     return;
@@ -71,12 +76,14 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
   task_ = &fn;
   parked_.store(false, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_release);
-  {
-    // The lock orders the generation bump with a worker that is about to sleep.
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_release);
+  // No lock on the common path (spinning workers); see WorkerLoop for the handshake with a
+  // worker going to sleep. Taking the mutex before notifying means a worker between its last
+  // look at the generation and its wait cannot miss the wake-up.
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_all();
   }
-  if (sleepers_.load(std::memory_order_relaxed) > 0) wake_.notify_all();
   fn(0);
   while (pending_.load(std::memory_order_acquire) != 0) CpuRelax();
   task_ = nullptr;
@@ -84,8 +91,7 @@ void ThreadPool::RunOnAll(const std::function<void(int)>& fn) {
 
 void ThreadPool::Park() { parked_.store(true, std::memory_order_relaxed); }
 
-void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                             int64_t grain) {
+void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   int64_t chunks = (n + grain - 1) / grain;
@@ -105,7 +111,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
   });
 }
 
-void ThreadPool::ForEachWorker(const std::function<void(int)>& fn) {
+void ThreadPool::ForEachWorker(absl::FunctionRef<void(int)> fn) {
   RunOnAll([&](int t) {
     if (t > 0) fn(t);
   });

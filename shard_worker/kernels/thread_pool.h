@@ -8,10 +8,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/functional/function_ref.h"
 
 namespace glm::kernels {
 
@@ -27,13 +28,14 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n), each at least `grain` long (but the
   // last), spread over the threads. Returns when all calls finished. Not reentrant.
-  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain = 1);
 
-  // Calls fn(thread_index) once on every thread (0 = the caller).
-  void RunOnAll(const std::function<void(int)>& fn);
+  // Calls fn(thread_index) once on every thread (0 = the caller). The callables are borrowed
+  // (absl::FunctionRef), never copied: a fork allocates nothing.
+  void RunOnAll(absl::FunctionRef<void(int)> fn);
 
   // Runs `fn` on each worker thread once (e.g. to pin it to cores); index 1..size()-1.
-  void ForEachWorker(const std::function<void(int)>& fn);
+  void ForEachWorker(absl::FunctionRef<void(int)> fn);
 
   // A hint that no work follows for a while (a serving worker between steps): idle threads go
   // to sleep at once instead of spinning first, leaving the cores to the processes that share
@@ -48,7 +50,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  const std::function<void(int)>* task_ = nullptr;
+  const absl::FunctionRef<void(int)>* task_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};

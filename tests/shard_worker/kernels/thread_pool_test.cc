@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "shard_worker/kernels/thread_pool.h"
@@ -47,6 +49,21 @@ TEST(ThreadPoolTest, RunOnAllAndManyShortLoops) {
   for (int i = 0; i < 2000; ++i)
     pool.ParallelFor(6, [&](int64_t b, int64_t e) { sum += e - b; });
   EXPECT_EQ(sum, 6 * 2000);
+}
+
+TEST(ThreadPoolTest, SleepingWorkersWakeForEveryLoop) {
+  // Workers that spun out (or were parked) sleep on the condition variable; every later loop
+  // must still reach them (the fork takes no lock unless someone sleeps). Pauses of 0 to 3 ms
+  // between loops land on both sides of the spin window, and on the race where a worker is
+  // between its last look at the generation and its wait.
+  ThreadPool pool(3);
+  std::atomic<int64_t> calls{0};
+  for (int i = 0; i < 300; ++i) {
+    if (i % 3 == 0) pool.Park();
+    if (i % 5 != 0) std::this_thread::sleep_for(std::chrono::microseconds((i * 37) % 3000));
+    pool.RunOnAll([&](int) { calls++; });
+  }
+  EXPECT_EQ(calls, 300 * 3);
 }
 
 }  // namespace
