@@ -83,7 +83,14 @@ class ClusterE2eTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     if (grpc_port_ == 0 || http_port_ == 0) return;
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_), grpc::InsecureChannelCredentials());
+    // Reconnect within a second: gRPC's default backoff (1 s growing 1.6x to 120 s) after one
+    // slow first connect on a loaded CI machine could outlast the whole readiness wait below.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    channel_ = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(grpc_port_), grpc::InsecureChannelCredentials(),
+                                         args);
     stub_ = pb::Inference::NewStub(channel_);
     for (int i = 0; i < 600; ++i) {
       grpc::ClientContext ctx;

@@ -62,8 +62,13 @@ class ApiTest : public ::testing::Test {
     server_ = std::move(*server);
     if (serving) server_->SetServing(true);
     grpc_address_ = "127.0.0.1:" + std::to_string(server_->grpc_port());
+    // Reconnect within a second (gRPC's default backoff grows to 120 s after a slow connect).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     stub_ = glm::inference::v1::Inference::NewStub(
-        grpc::CreateChannel(grpc_address_, grpc::InsecureChannelCredentials()));
+        grpc::CreateCustomChannel(grpc_address_, grpc::InsecureChannelCredentials(), args));
   }
 
   std::vector<int32_t> Encode(const std::string& text) const {
