@@ -1,5 +1,7 @@
 #include "shard_worker/kernels/weight_view.h"
 
+#include <algorithm>
+
 namespace glm::kernels {
 
 float WeightView::At(int64_t r, int64_t c) const {
@@ -28,6 +30,18 @@ float WeightView::At(int64_t r, int64_t c) const {
     }
   }
   return 0.0f;
+}
+
+void WeightView::RowToF32(int64_t r, float* out) const {
+  if (dtype == DType::kF32) {
+    const float* src = static_cast<const float*>(data) + r * cols;
+    std::copy(src, src + cols, out);
+  } else if (dtype == DType::kBF16) {
+    const uint16_t* src = static_cast<const uint16_t*>(data) + r * cols;
+    for (int64_t c = 0; c < cols; ++c) out[c] = Bf16ToF32(src[c]);
+  } else {
+    for (int64_t c = 0; c < cols; ++c) out[c] = At(r, c);
+  }
 }
 
 WeightView WeightView::Rows(int64_t begin, int64_t end) const {

@@ -7,6 +7,7 @@
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/scratch.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::model {
 namespace {
@@ -94,10 +95,7 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
   const int64_t hidden = config().hidden_size;
   int64_t t = 0;
   for (const SequenceInput& in : batch)
-    for (int32_t id : in.tokens) {
-      float* row = x + (t++) * hidden;
-      for (int64_t c = 0; c < hidden; ++c) row[c] = table.At(id, c);
-    }
+    for (int32_t id : in.tokens) table.RowToF32(id, x + (t++) * hidden);
 }
 
 absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
@@ -114,7 +112,7 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
     kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
   attention_->Forward(w.attn, layer, normed, T, spans, selection, delta);
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
-  for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
+  kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
             static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
   if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
@@ -142,7 +140,7 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
-  for (int64_t i = 0; i < T * hidden; ++i) x[i] += delta[i];
+  kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   return absl::OkStatus();
 }
 

@@ -184,8 +184,9 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       const int64_t slot = std::find(r.experts.begin(), r.experts.end(), e) - r.experts.begin();
       const float wt = r.weights[slot];
       float* dst = slot_out + (rows[j] * k + slot) * hidden;
-      const float* src = ys + j * hidden;
-      for (int64_t c = 0; c < hidden; ++c) dst[c] = wt * src[c];
+      // dst = wt · ys row (fma(wt, y, 0) rounds as the product alone).
+      std::fill_n(dst, hidden, 0.0f);
+      kernels::Axpy(wt, ys + j * hidden, dst, hidden);
     }
   };
   auto run_experts = [&](kernels::ThreadPool* inner) {
@@ -253,14 +254,12 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   }
   if (w.has_shared && !shared_as_task) RunMlp(w.shared, x, T, shared, pool_);
   for (int64_t t = 0; t < T; ++t) {
+    // o = ((0 + slot 0) + slot 1) + ... + shared, element by element (Axpy with 1: one rounding
+    // per add, the scalar loop's values).
     float* o = out + t * hidden;
     std::fill(o, o + hidden, 0.0f);
-    for (int64_t s = 0; s < k; ++s) {
-      const float* src = slot_out + (t * k + s) * hidden;
-      for (int64_t c = 0; c < hidden; ++c) o[c] += src[c];
-    }
-    if (w.has_shared)
-      for (int64_t c = 0; c < hidden; ++c) o[c] += shared[t * hidden + c];
+    for (int64_t s = 0; s < k; ++s) kernels::Axpy(1.0f, slot_out + (t * k + s) * hidden, o, hidden);
+    if (w.has_shared) kernels::Axpy(1.0f, shared + t * hidden, o, hidden);
   }
   return absl::OkStatus();
 }
