@@ -2,13 +2,15 @@
 // logits: SelectCandidates + the draw (what every sampled request pays per token on the last
 // stage), next to its sort-based reference twin (the previous implementation's algorithm) and
 // to a greedy pick (ArgMax: one SIMD pass over the logits, the floor every draw has to pay),
-// both measured in the same run.
+// both measured in the same run. Also a token's logprob and its top-5 alternatives (LogSumExp +
+// TopTokens) next to double exponentials and a partial sort.
 //
 //   build/bin/sampling_bench [--vocab 4096,154880] [--temperature 0.7] [--top-p 1,0.95]
 //                            [--top-k 0] [--min-p 0] [--seconds 0.3]
 //
 // The logits are synthetic but shaped like a language model's: a Zipf-like decay over a
 // random permutation of the vocabulary plus Gaussian noise.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "shard_worker/kernels/activations.h"
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/sampler.h"
 
@@ -79,6 +82,26 @@ int main(int argc, char** argv) {
     volatile float sink = 0;
     const double pass_us =
         MicrosPerCall([&] { sink = static_cast<float>(glm::runtime::ArgMax(logits.data(), vocab)); }, seconds);
+    // A token's logprob and its top 5 alternatives (requests with logprobs / top_logprobs).
+    std::vector<int32_t> top;
+    const double logprob_us = MicrosPerCall(
+        [&] {
+          sink = glm::kernels::LogSumExp(logits.data(), vocab);
+          glm::runtime::TopTokens(logits.data(), vocab, 5, &top);
+        },
+        seconds);
+    const double logprob_ref_us = MicrosPerCall(
+        [&] {
+          sink = glm::kernels::LogSumExpReference(logits.data(), vocab);
+          std::vector<int32_t> ids(vocab);
+          for (int64_t i = 0; i < vocab; ++i) ids[i] = static_cast<int32_t>(i);
+          std::partial_sort(ids.begin(), ids.begin() + std::min<int64_t>(5, vocab), ids.end(), [&](int32_t a, int32_t b) {
+            return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+          });
+        },
+        seconds);
+    std::printf("%8ld logprob + top 5: %.1f us (double exponentials and a partial sort: %.1f us, %.1fx)\n",
+                static_cast<long>(vocab), logprob_us, logprob_ref_us, logprob_ref_us / logprob_us);
     for (const std::string& tp : absl::GetFlag(FLAGS_top_p)) {
       glm::runtime::SamplingParams p;
       p.temperature = static_cast<float>(temperature);

@@ -1,5 +1,12 @@
 #include "shard_worker/kernels/activations.h"
 
+// GCC 12's own AVX-512 intrinsics self-initialise `__Y` (GCC PR 105593) and warn once inlined;
+// the warnings are about the header, not this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cmath>
 #include <limits>
 
@@ -31,6 +38,15 @@ void SoftmaxReference(float* x, int64_t n) {
   }
   float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+float LogSumExpReference(const float* x, int64_t n) {
+  float max_v = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) max_v = x[i] > max_v ? x[i] : max_v;
+  if (!std::isfinite(max_v)) return max_v;
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - max_v);
+  return max_v + static_cast<float>(std::log(sum));
 }
 
 namespace {
@@ -84,6 +100,25 @@ GLM_AVX512 void SoftmaxAvx512(float* x, int64_t n) {
   }
 }
 
+GLM_AVX512 float LogSumExpAvx512(const float* x, int64_t n) {
+  if (n <= 0) return -std::numeric_limits<float>::infinity();
+  __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+  float max_v = _mm512_reduce_max_ps(vmax);
+  for (; i < n; ++i) max_v = x[i] > max_v ? x[i] : max_v;
+  if (!std::isfinite(max_v)) return max_v;
+  const __m512 m = _mm512_set1_ps(max_v);
+  __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+  for (i = 0; i < n; i += 16) {
+    const __mmask16 k = TailMask16(n - i);
+    const __m512 e = _mm512_maskz_mov_ps(k, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m)));
+    sum_lo = _mm512_add_pd(sum_lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    sum_hi = _mm512_add_pd(sum_hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  return max_v + static_cast<float>(std::log(_mm512_reduce_add_pd(_mm512_add_pd(sum_lo, sum_hi))));
+}
+
 // silu(g)·u = g / (1 + e^-g) · u, 16 lanes at a time, the tail masked (same lane arithmetic).
 GLM_AVX512 void SiluMulAvx512(const float* gate, const float* up, int64_t n, float* out) {
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -98,6 +133,14 @@ GLM_AVX512 void SiluMulAvx512(const float* gate, const float* up, int64_t n, flo
 #endif
 
 using SoftmaxFn = void (*)(float*, int64_t);
+using LogSumExpFn = float (*)(const float*, int64_t);
+
+LogSumExpFn SelectLogSumExp() {
+#if defined(__x86_64__)
+  if (CpuSupportsAvx512MatMul()) return &LogSumExpAvx512;
+#endif
+  return &LogSumExpReference;
+}
 using SiluMulFn = void (*)(const float*, const float*, int64_t, float*);
 
 SiluMulFn SelectSiluMul() {
@@ -119,6 +162,11 @@ SoftmaxFn SelectSoftmax() {
 void Softmax(float* x, int64_t n) {
   static const SoftmaxFn fn = SelectSoftmax();
   fn(x, n);
+}
+
+float LogSumExp(const float* x, int64_t n) {
+  static const LogSumExpFn fn = SelectLogSumExp();
+  return fn(x, n);
 }
 
 void SiluMul(const float* gate, const float* up, int64_t n, float* out) {

@@ -18,6 +18,13 @@ void Softmax(float* x, int64_t n);
 // Scalar twin (std::exp), what the tests compare Softmax against.
 void SoftmaxReference(float* x, int64_t n);
 
+// log Σ exp(x[i]) (the log-softmax normaliser: logprobs over a vocabulary of 150K+ entries),
+// as max + log Σ exp(x - max) with the sum in double; -inf when every entry is -inf or n <= 0.
+// Vector exponentials as Softmax's.
+float LogSumExp(const float* x, int64_t n);
+// Scalar twin (double exponentials).
+float LogSumExpReference(const float* x, int64_t n);
+
 
 }  // namespace glm::kernels
 

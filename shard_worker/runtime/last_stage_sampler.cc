@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "shard_worker/kernels/activations.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 #include "shard_worker/runtime/sampler.h"
 #include "shard_worker/runtime/speculative_sampling.h"
@@ -33,23 +34,15 @@ std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t purpose) {
 }
 
 // log Σ exp(logits): the log-softmax normaliser of one row.
-float LogNormaliser(const float* logits, int64_t vocab) {
-  const float max_l = *std::max_element(logits, logits + vocab);
-  double sum = 0.0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - max_l));
-  return max_l + static_cast<float>(std::log(sum));
-}
+float LogNormaliser(const float* logits, int64_t vocab) { return kernels::LogSumExp(logits, vocab); }
 
 // The `top` most likely tokens of a row (ties: lower id first) with their log-probabilities.
 template <typename AddFn>
 void TopLogprobs(const float* logits, int64_t vocab, float log_z, int top, AddFn add) {
   if (top <= 0) return;
-  const int k = static_cast<int>(std::min<int64_t>(top, vocab));
-  std::vector<int32_t> ids(vocab);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-  for (int j = 0; j < k; ++j) add(ids[j], logits[ids[j]] - log_z);
+  thread_local std::vector<int32_t> ids;
+  TopTokens(logits, vocab, top, &ids);
+  for (int32_t id : ids) add(id, logits[id] - log_z);
 }
 
 void AddLogprobs(const float* logits, int64_t vocab, int32_t token, int top, shard::SequenceResult* r) {

@@ -116,6 +116,36 @@ void KeepTopMass(const float* prob, double need, std::vector<int32_t>* kept) {
 
 }  // namespace
 
+void TopTokens(const float* logits, int64_t vocab, int64_t k, std::vector<int32_t>* ids) {
+  ids->clear();
+  k = std::clamp<int64_t>(k, 0, vocab);
+  if (k == 0) return;
+  auto before = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  if (k <= 64) {
+    // Few: one pass keeping the best k so far in order. Ids come ascending, so a later equal
+    // logit loses its tie: only a strictly larger one than the k-th enters.
+    for (int64_t i = 0; i < vocab; ++i) {
+      const int64_t n = static_cast<int64_t>(ids->size());
+      if (n == k && !(logits[i] > logits[ids->back()])) continue;
+      if (n == k) ids->pop_back();
+      auto at = std::upper_bound(ids->begin(), ids->end(), static_cast<int32_t>(i), before);
+      ids->insert(at, static_cast<int32_t>(i));
+    }
+    return;
+  }
+  // Many: the k-th largest logit by selection; then the ids above it and, lowest first, as many
+  // equal to it as fill k.
+  thread_local std::vector<float> copy;
+  copy.assign(logits, logits + vocab);
+  std::nth_element(copy.begin(), copy.begin() + (k - 1), copy.end(), std::greater<float>());
+  const float kth = copy[k - 1];
+  int64_t ties = k;
+  for (int64_t i = 0; i < vocab; ++i) ties -= logits[i] > kth;
+  for (int64_t i = 0; i < vocab; ++i)
+    if (logits[i] > kth || (logits[i] == kth && ties-- > 0)) ids->push_back(static_cast<int32_t>(i));
+  std::sort(ids->begin(), ids->end(), before);
+}
+
 void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& params, SamplingCandidates* out) {
   out->ids.clear();
   out->probs.clear();
@@ -135,17 +165,7 @@ void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& 
   thread_local std::vector<float> prob;  // softmax(logits / temperature) over the pool
   pool.clear();
   if (top_k) {
-    // The k-th largest logit by selection (O(vocab)); then the tokens above it and, lowest ids
-    // first, as many equal to it as fill k.
-    thread_local std::vector<float> copy;
-    copy.assign(logits, logits + vocab);
-    const int64_t k = params.top_k;
-    std::nth_element(copy.begin(), copy.begin() + (k - 1), copy.end(), std::greater<float>());
-    const float kth = copy[k - 1];
-    int64_t ties = k;
-    for (int64_t i = 0; i < vocab; ++i) ties -= logits[i] > kth;
-    for (int64_t i = 0; i < vocab; ++i)
-      if (logits[i] > kth || (logits[i] == kth && ties-- > 0)) pool.push_back(static_cast<int32_t>(i));
+    TopTokens(logits, vocab, params.top_k, &pool);
     if (pool.empty()) pool.push_back(ArgMax(logits, vocab));  // NaN logits everywhere
     prob.resize(pool.size());
     for (size_t j = 0; j < pool.size(); ++j) prob[j] = logits[pool[j]] * inv_t;

@@ -73,6 +73,11 @@ inline uint64_t TokenSeed(uint64_t request_seed, int64_t index) {
   return request_seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index);
 }
 
+// The ids of the k largest logits (ties: lower id first; k clamped to [0, vocab]), in
+// descending logit order: by selection (O(vocab)), then a sort of the k (top-k sampling,
+// top logprobs).
+void TopTokens(const float* logits, int64_t vocab, int64_t k, std::vector<int32_t>* ids);
+
 // Index of the largest logit (lowest index on ties, as torch.argmax).
 int32_t ArgMax(const float* logits, int64_t vocab);
 

@@ -77,6 +77,28 @@ TEST(RopeTest, InterleavedAndSplitHalfRotatePairs) {
   for (int i = 0; i < dim; ++i) EXPECT_FLOAT_EQ(y[i], 2.0f * x[i]);
 }
 
+// The dispatched log-sum-exp (vector exponentials) against its double twin: awkward lengths,
+// a 150K vocabulary, masked entries, everything masked.
+TEST(ActivationsTest, LogSumExpMatchesScalarTwin) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-60.0f, 30.0f);
+  for (int64_t n : {1, 5, 15, 16, 17, 33, 257, 4096, 154880}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = u(rng);
+    if (n > 3) x[n / 3] = -std::numeric_limits<float>::infinity();
+    const float want = LogSumExpReference(x.data(), n);
+    EXPECT_NEAR(LogSumExp(x.data(), n), want, 2e-6f * std::fabs(want) + 1e-6f) << n;
+    // Shifting every entry shifts the result (the max is factored out first).
+    for (auto& v : x) v += 1000.0f;
+    EXPECT_NEAR(LogSumExp(x.data(), n), want + 1000.0f, 1e-3f) << n;
+  }
+  std::vector<float> masked(20, -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(LogSumExp(masked.data(), 20), -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(LogSumExp(masked.data(), 0), -std::numeric_limits<float>::infinity());
+  std::vector<float> two = {0.0f, 0.0f};
+  EXPECT_NEAR(LogSumExp(two.data(), 2), std::log(2.0f), 1e-6f);
+}
+
 // The dispatched softmax (vector exponentials) against its std::exp twin on awkward lengths,
 // logits spread over 90 nats (the far tail underflows to 0 in both) and masked entries.
 TEST(ActivationsTest, SoftmaxMatchesScalarTwin) {

@@ -135,5 +135,24 @@ TEST(SamplerCandidatesTest, SampleDrawsTheSelectedDistribution) {
   }
 }
 
+TEST(SamplerCandidatesTest, TopTokensAreTheSortedPrefix) {
+  std::mt19937 rng(8);
+  for (int vocab : {1, 3, 64, 1000}) {
+    std::uniform_int_distribution<int> level(0, 20);  // many ties
+    std::vector<float> logits(vocab);
+    for (float& l : logits) l = static_cast<float>(level(rng)) * 0.5f;
+    std::vector<int32_t> sorted(vocab);
+    for (int i = 0; i < vocab; ++i) sorted[i] = i;
+    std::sort(sorted.begin(), sorted.end(),
+              [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (int64_t k : {int64_t{0}, int64_t{1}, int64_t{5}, static_cast<int64_t>(vocab), static_cast<int64_t>(vocab) + 7}) {
+      std::vector<int32_t> ids;
+      TopTokens(logits.data(), vocab, k, &ids);
+      const int64_t want = std::min<int64_t>(k, vocab);
+      EXPECT_EQ(ids, std::vector<int32_t>(sorted.begin(), sorted.begin() + want)) << vocab << " " << k;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace glm::runtime
