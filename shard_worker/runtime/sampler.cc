@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
@@ -150,13 +151,16 @@ void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& 
   out->ids.clear();
   out->probs.clear();
   if (vocab <= 0) return;
-  const float inv_t = static_cast<float>(1.0 / params.temperature);
+  // (logit - max) / temperature: at most 0, so any temperature > 0 stays finite (a tiny one
+  // makes the draw the argmax, its limit) instead of overflowing to inf and NaN.
+  const float inv_t = static_cast<float>(std::min(1.0 / params.temperature, double{std::numeric_limits<float>::max()}));
+  const float top = logits[ArgMax(logits, vocab)];
   const bool top_k = params.top_k > 0 && params.top_k < vocab;
   const bool min_p = params.min_p > 0.0f, top_p = params.top_p < 1.0f;
   if (!top_k && !min_p && !top_p) {
     // Every token: softmax(logits / temperature) by id, nothing to select.
     out->probs.resize(vocab);
-    for (int64_t i = 0; i < vocab; ++i) out->probs[i] = logits[i] * inv_t;
+    for (int64_t i = 0; i < vocab; ++i) out->probs[i] = (logits[i] - top) * inv_t;
     kernels::Softmax(out->probs.data(), vocab);
     return;
   }
@@ -168,10 +172,10 @@ void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& 
     TopTokens(logits, vocab, params.top_k, &pool);
     if (pool.empty()) pool.push_back(ArgMax(logits, vocab));  // NaN logits everywhere
     prob.resize(pool.size());
-    for (size_t j = 0; j < pool.size(); ++j) prob[j] = logits[pool[j]] * inv_t;
+    for (size_t j = 0; j < pool.size(); ++j) prob[j] = (logits[pool[j]] - top) * inv_t;
   } else {
     prob.resize(vocab);
-    for (int64_t i = 0; i < vocab; ++i) prob[i] = logits[i] * inv_t;
+    for (int64_t i = 0; i < vocab; ++i) prob[i] = (logits[i] - top) * inv_t;
   }
   const int64_t n = static_cast<int64_t>(prob.size());
   kernels::Softmax(prob.data(), n);  // sums to 1

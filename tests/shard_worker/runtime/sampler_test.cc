@@ -135,6 +135,24 @@ TEST(SamplerCandidatesTest, SampleDrawsTheSelectedDistribution) {
   }
 }
 
+TEST(SamplerCandidatesTest, TinyTemperaturesDrawTheArgmax) {
+  // 1/temperature overflows float below ~3e-39: the draw must still be the argmax, not NaN.
+  std::vector<float> logits = {1.0f, 30.0f, -4.0f, 29.5f, 0.0f};
+  for (float t : {1e-3f, 1e-30f, 1e-40f, 1e-45f}) {
+    for (float top_p : {1.0f, 0.9f}) {
+      SamplingParams p;
+      p.temperature = t;
+      p.top_p = top_p;
+      const auto got = Selected(logits, p);
+      ASSERT_EQ(got.size(), 1u) << t;
+      EXPECT_EQ(got.begin()->first, 1) << t;
+      EXPECT_NEAR(got.begin()->second, 1.0, 1e-6) << t;
+      std::vector<float> l = logits;
+      EXPECT_EQ(Sampler(p).Sample(l.data(), static_cast<int64_t>(l.size()), {}, 0), 1) << t;
+    }
+  }
+}
+
 TEST(SamplerCandidatesTest, TopTokensAreTheSortedPrefix) {
   std::mt19937 rng(8);
   for (int vocab : {1, 3, 64, 1000}) {
