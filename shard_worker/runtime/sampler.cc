@@ -6,8 +6,6 @@
 #include <functional>
 #include <limits>
 #include <numeric>
-#include <unordered_map>
-#include <unordered_set>
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/vector_ops.h"
@@ -25,20 +23,28 @@ void AdjustLogits(float* logits, int64_t vocab, const SamplingParams& p, const s
                   size_t output_start) {
   for (const auto& [id, bias] : p.logit_bias)
     if (id >= 0 && id < vocab) logits[id] += bias;
+  // Marks per vocabulary entry instead of hash sets: a long context's history is tens of
+  // thousands of tokens, every step. Only the entries the history touched are reset.
+  thread_local std::vector<int32_t> count;  // [vocab], zero between calls
+  if (static_cast<int64_t>(count.size()) < vocab) count.assign(vocab, 0);
   if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
-    std::unordered_set<int32_t> seen(history.begin(), history.end());
-    for (int32_t id : seen) {
-      if (id < 0 || id >= vocab) continue;
+    for (int32_t id : history) {
+      if (id < 0 || id >= vocab || count[id]++ > 0) continue;  // each distinct token once
       float& l = logits[id];
       l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
     }
+    for (int32_t id : history)
+      if (id >= 0 && id < vocab) count[id] = 0;
   }
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    std::unordered_map<int32_t, int32_t> count;
-    for (size_t i = std::min(output_start, history.size()); i < history.size(); ++i) count[history[i]]++;
-    for (const auto& [id, n] : count) {
-      if (id < 0 || id >= vocab) continue;
-      logits[id] -= p.frequency_penalty * static_cast<float>(n) + p.presence_penalty;
+    const size_t start = std::min(output_start, history.size());
+    for (size_t i = start; i < history.size(); ++i)
+      if (history[i] >= 0 && history[i] < vocab) count[history[i]]++;
+    for (size_t i = start; i < history.size(); ++i) {
+      const int32_t id = history[i];
+      if (id < 0 || id >= vocab || count[id] == 0) continue;  // already applied
+      logits[id] -= p.frequency_penalty * static_cast<float>(count[id]) + p.presence_penalty;
+      count[id] = 0;
     }
   }
 }
