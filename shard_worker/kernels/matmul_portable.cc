@@ -1,5 +1,6 @@
 #include "shard_worker/kernels/matmul_portable.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "shard_worker/kernels/matmul.h"
@@ -28,7 +29,18 @@ void ConvertRow(const WeightView& w, int64_t r, float* out) {
       for (int64_t c = 0; c < cols; ++c) out[c] = table[src[c]] * scales[c / w.block_cols];
       break;
     }
-    case DType::kI8:  // exact q · scale, as the reference decodes it
+    case DType::kI8: {  // exact q · scale, as the reference (At) decodes it, a group at a time
+      const int8_t* src = reinterpret_cast<const int8_t*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes());
+      const int64_t groups = w.groups_per_row();
+      const int64_t group = groups == 1 ? cols : w.group_size;
+      const uint16_t* scales = w.group_scales + r * groups;
+      for (int64_t g = 0, c0 = 0; g < groups; ++g, c0 += group) {
+        const float scale = F16ToF32(scales[g]);
+        const int64_t c1 = std::min(cols, c0 + group);
+        for (int64_t c = c0; c < c1; ++c) out[c] = static_cast<float>(src[c]) * scale;
+      }
+      break;
+    }
     case DType::kI4:  // not reached: kI4 takes the int8-activation path below
       for (int64_t c = 0; c < cols; ++c) out[c] = w.At(r, c);
       break;
