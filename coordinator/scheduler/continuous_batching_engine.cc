@@ -367,8 +367,12 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       if (after < s.prompt_len) p->set_prompt_next_token(s.tokens[after]);
     }
     if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f)) {
-      p->mutable_penalty_tokens()->Add(s.tokens.begin(), s.tokens.end());
+      // Only what the last stage does not hold yet: tokens only ever append to a sequence.
+      const int64_t from = std::min<int64_t>(s.penalty_sent, static_cast<int64_t>(s.tokens.size()));
+      p->set_penalty_tokens_from(static_cast<int32_t>(from));
+      p->mutable_penalty_tokens()->Add(s.tokens.begin() + from, s.tokens.end());
       p->set_penalty_output_start(s.prompt_len);
+      s.penalty_sent = static_cast<int64_t>(s.tokens.size());
     }
   }
   auto result = runner_->Step(plan);

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 #include "shard_worker/runtime/sampler.h"
@@ -86,9 +87,18 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   const int64_t vocab = model_->config().vocab_size;
   const SamplingParams p = ParamsOf(s);
   const bool greedy = p.temperature <= 0.0f;
-  // The prompt and the output so far (sent only when a penalty needs them); drafts join it as
-  // they are accepted.
-  std::vector<int32_t> history(s.penalty_tokens().begin(), s.penalty_tokens().end());
+  // The prompt and the output so far (kept here when a penalty needs them: earlier steps' part,
+  // then this step's penalty_tokens; Process checked the split); drafts join it as they are
+  // accepted, for this step only.
+  std::vector<int32_t> no_history;
+  std::vector<int32_t>* kept = &no_history;
+  if (s.penalty_tokens_size() > 0 || s.penalty_tokens_from() > 0) {
+    kept = &states_[s.seq_id()].penalty_history;
+    kept->resize(s.penalty_tokens_from());
+    kept->insert(kept->end(), s.penalty_tokens().begin(), s.penalty_tokens().end());
+  }
+  std::vector<int32_t>& history = *kept;
+  const size_t history_size = history.size();
   const size_t output_start = static_cast<size_t>(std::max(0, s.penalty_output_start()));
   std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index(), 1);
   const int nd = s.num_drafts();
@@ -137,6 +147,7 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
     }
   }
   d.tokens.push_back(next);
+  history.resize(history_size);  // the accepted drafts enter with the next step's plan
   r->set_token(next);
   if (s.sampling().logprobs() || s.sampling().top_logprobs() > 0)
     AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r);
@@ -150,6 +161,14 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
 absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
                                        shard::StepResult* result) {
   for (uint64_t id : plan.finished()) Forget(id);
+  for (const auto& s : plan.sequences()) {
+    if (s.penalty_tokens_from() <= 0) continue;
+    auto it = states_.find(s.seq_id());
+    const size_t held = it == states_.end() ? 0 : it->second.penalty_history.size();
+    if (static_cast<size_t>(s.penalty_tokens_from()) > held)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": penalty tokens start at ",
+                                                     s.penalty_tokens_from(), " but the last stage holds ", held));
+  }
   const int64_t vocab = model_->config().vocab_size;
   std::vector<Decision> decisions(plan.sequences_size());
   int64_t row = 0;  // logits row of the current sequence's first wanted row

@@ -41,6 +41,7 @@ class LastStageSampler {
     int64_t pending_row = -1;           // MTP row whose next token was unknown (end of a prefill chunk)
     std::vector<float> pending_hidden;  // its main-model hidden state [hidden]
     std::vector<std::vector<double>> q; // draft distributions of the drafts proposed last step
+    std::vector<int32_t> penalty_history;  // the prompt and accepted output (penalty_tokens_from)
   };
   struct Decision {
     int accepted = 0;

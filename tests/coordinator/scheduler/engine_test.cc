@@ -387,6 +387,66 @@ TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
+// The penalties' history reaches the last stage in parts (each step sends only the tokens it
+// does not hold yet); preempted and recomputed sequences must still be penalised against their
+// whole history.
+TEST(EngineTest, PenaltyHistoryStaysExactThroughPreemption) {
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  EngineHarness h("glm5-tiny-code", 1, 1, 24, 4);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> want;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(Prompt(400 + i, 12));
+    GenerationRequest r = Greedy(prompts.back(), 20);
+    r.sampling.repetition_penalty = 1.4f;
+    r.sampling.frequency_penalty = 0.5f;
+    requests.push_back(r);
+    runtime::GenerateOptions g;
+    g.max_new_tokens = 20;
+    g.ignore_eos = true;
+    g.sampling.repetition_penalty = 1.4f;
+    g.sampling.frequency_penalty = 0.5f;
+    want.push_back(runtime::Generate(*sp.model, prompts.back(), g)->tokens);
+  }
+  const std::vector<EngineHarness::Output> outs = h.RunAll(std::move(requests));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+    EXPECT_EQ(outs[i].tokens, want[i]) << "request " << i;
+  }
+  EXPECT_GT(h.engine()->GetLoad().preemptions, 0);
+}
+
+// A step whose penalty history does not continue what the last stage holds is refused with
+// INVALID_ARGUMENT (never sampled against a wrong history), and the cluster keeps serving.
+TEST(EngineTest, PenaltyHistoryMustContinueWhatTheLastStageHolds) {
+  auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 1, 1, 16, 16);
+  ASSERT_TRUE(lc.ok()) << lc.status();
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::FORWARD);
+  plan.set_step_id(1);
+  auto* s = plan.add_sequences();
+  s->set_seq_id(7);
+  for (int32_t t : {21, 22, 23}) s->add_tokens(t);
+  s->set_start_position(0);
+  s->add_block_table(0);
+  s->set_sample(true);
+  s->mutable_sampling()->set_repetition_penalty(1.3f);
+  s->set_penalty_tokens_from(5);  // nothing is held for sequence 7 yet
+  for (int32_t t : {21, 22, 23}) s->add_penalty_tokens(t);
+  auto refused = (*lc)->client()->Step(plan);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_NE(std::string(refused.status().message()).find("penalty tokens start at 5"), std::string::npos)
+      << refused.status();
+  s->set_penalty_tokens_from(0);
+  plan.set_step_id(2);
+  auto served = (*lc)->client()->Step(plan);
+  ASSERT_TRUE(served.ok()) << served.status();
+  ASSERT_EQ(served->sequences_size(), 1);
+}
+
 TEST(EngineTest, AbortStopsAndFreesBlocks) {
   EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
   GenerationRequest r = Greedy(Prompt(9, 20), 0, "long-one");  // until the context fills
