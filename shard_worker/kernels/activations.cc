@@ -11,7 +11,9 @@
 #include <limits>
 
 #if defined(__x86_64__)
+#include "shard_worker/kernels/activations_avx2.h"
 #include "shard_worker/kernels/avx512_common.h"
+#include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
@@ -138,6 +140,7 @@ using LogSumExpFn = float (*)(const float*, int64_t);
 LogSumExpFn SelectLogSumExp() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul()) return &LogSumExpAvx512;
+  if (CpuSupportsAvx2MatMul()) return &LogSumExpAvx2;
 #endif
   return &LogSumExpReference;
 }
@@ -146,6 +149,7 @@ using SiluMulFn = void (*)(const float*, const float*, int64_t, float*);
 SiluMulFn SelectSiluMul() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul()) return &SiluMulAvx512;
+  if (CpuSupportsAvx2MatMul()) return &SiluMulAvx2;
 #endif
   return &SiluMulReference;
 }
@@ -153,6 +157,7 @@ SiluMulFn SelectSiluMul() {
 SoftmaxFn SelectSoftmax() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul()) return &SoftmaxAvx512;
+  if (CpuSupportsAvx2MatMul()) return &SoftmaxAvx2;
 #endif
   return &SoftmaxReference;
 }

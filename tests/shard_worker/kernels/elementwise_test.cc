@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "shard_worker/kernels/activations.h"
+#include "shard_worker/kernels/activations_avx2.h"
+#include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/rope.h"
 
@@ -117,7 +119,9 @@ TEST(ActivationsTest, SoftmaxMatchesScalarTwin) {
       sum += got[i];
     }
     EXPECT_NEAR(sum, 1.0, 1e-5) << n;
-    if (n > 3) EXPECT_EQ(got[n / 3], 0.0f);
+    if (n > 3) {
+      EXPECT_EQ(got[n / 3], 0.0f);
+    }
   }
 }
 
@@ -138,6 +142,45 @@ TEST(ActivationsTest, SiluMulMatchesScalarTwin) {
     SiluMul(alias.data(), up.data(), n, alias.data());
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(alias[i], got[i]);
   }
+}
+
+// The AVX2 twins (what CPUs without AVX-512 run) against the scalar ones, wherever AVX2 exists.
+TEST(ActivationsTest, Avx2TwinsMatchScalarTwins) {
+  if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> u(-60.0f, 30.0f), v(-30.0f, 30.0f);
+  for (int64_t n : {1, 5, 7, 8, 9, 15, 16, 17, 100, 769, 2049, 154880}) {
+    std::vector<float> x(n);
+    for (auto& e : x) e = u(rng);
+    if (n > 3) x[n / 3] = -std::numeric_limits<float>::infinity();
+    std::vector<float> got = x, want = x;
+    SoftmaxAvx2(got.data(), n);
+    SoftmaxReference(want.data(), n);
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(got[i], want[i], 1e-6f * want[i] + 1e-30f) << "softmax " << n << " " << i;
+      sum += got[i];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5) << n;
+    if (n > 3) {
+      EXPECT_EQ(got[n / 3], 0.0f);
+    }
+    const float lse = LogSumExpReference(x.data(), n);
+    EXPECT_NEAR(LogSumExpAvx2(x.data(), n), lse, 2e-6f * std::fabs(lse) + 1e-6f) << n;
+
+    std::vector<float> g(n), up(n), out(n), ref(n);
+    for (auto& e : g) e = v(rng);
+    for (auto& e : up) e = v(rng);
+    g[0] = -200.0f;  // e^200 overflows: silu is 0
+    if (n > 1) g[1] = 200.0f;
+    SiluMulAvx2(g.data(), up.data(), n, out.data());
+    SiluMulReference(g.data(), up.data(), n, ref.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(out[i], ref[i], 1e-6f * std::fabs(ref[i]) + 1e-30f) << "silu " << n << " " << i;
+  }
+  std::vector<float> masked(9, -std::numeric_limits<float>::infinity());
+  SoftmaxAvx2(masked.data(), 9);
+  for (float p : masked) EXPECT_EQ(p, 0.0f);
+  EXPECT_EQ(LogSumExpAvx2(masked.data(), 0), -std::numeric_limits<float>::infinity());
 }
 
 TEST(NormsTest, RmsNormMatchesScalarTwin) {
