@@ -1,5 +1,12 @@
 #include "shard_worker/kernels/vector_ops.h"
 
+// GCC 12's own AVX-512 intrinsics self-initialise `__Y` (GCC PR 105593) and warn once inlined;
+// the warnings are about the header, not this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -9,6 +16,7 @@
 
 #include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/matmul_avx2.h"
+#include "shard_worker/kernels/vector_ops_avx2.h"
 #include "shard_worker/kernels/matmul_avx512.h"
 #endif
 
@@ -260,49 +268,6 @@ __attribute__((target("avx512f"))) void DotRowsF64Avx512(const float* x, const f
   }
 }
 
-__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t n) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-  }
-  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-  __m256 s = _mm256_add_ps(acc0, acc1);
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  float acc = _mm_cvtss_f32(lo);
-  for (; i < n; ++i) acc += a[i] * b[i];
-  return acc;
-}
-
-__attribute__((target("avx2"))) void AddScaleAvx2(const float* a, const float* b, float s, float* out, int64_t n) {
-  const __m256 vs = _mm256_set1_ps(s);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)), vs));
-  for (; i < n; ++i) out[i] = (a[i] + b[i]) * s;
-}
-
-__attribute__((target("avx2"))) void ReluAccumulateAvx2(const float* x, float scale, float alpha, float* y, int64_t n) {
-  const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(x + i), vs);
-    const __m256 yv = _mm256_loadu_ps(y + i);
-    const __m256 positive = _mm256_cmp_ps(d, zero, _CMP_GT_OQ);
-    _mm256_storeu_ps(y + i, _mm256_blendv_ps(yv, _mm256_add_ps(yv, _mm256_mul_ps(d, va)), positive));
-  }
-  ReluAccumulateReference(x + i, scale, alpha, y + i, n - i);
-}
-
-__attribute__((target("avx2,fma"))) void AxpyAvx2(float alpha, const float* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += alpha * x[i];
-}
 #endif
 
 // Generic row loops over whatever Dot / Axpy the machine has (bit-identical to calling them).
@@ -338,7 +303,7 @@ VectorOps Select() {
             &ArgMaxAvx512, &AddScaleAvx512,   &ReluAccumulateAvx512};
   if (CpuSupportsAvx2MatMul())
     return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
-            &DotRowsF64Portable, &ArgMaxReference, &AddScaleAvx2,          &ReluAccumulateAvx2};
+            &DotRowsF64Avx2,    &ArgMaxAvx2,      &AddScaleAvx2,          &ReluAccumulateAvx2};
 #endif
   return {&DotPortable,        &AxpyReference,   &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
           &DotRowsF64Portable, &ArgMaxReference, &AddScaleReference, &ReluAccumulateReference};

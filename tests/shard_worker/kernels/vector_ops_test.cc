@@ -8,7 +8,9 @@
 #include <random>
 #include <vector>
 
+#include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/vector_ops.h"
+#include "shard_worker/kernels/vector_ops_avx2.h"
 
 namespace glm::kernels {
 namespace {
@@ -148,6 +150,55 @@ TEST(VectorOpsTest, ArgMaxIsTheScalarLoopsAnswer) {
     std::vector<float> all_nan(n, nan), all_neg_inf(n, -inf);
     EXPECT_EQ(ArgMax(all_nan.data(), n), 0);
     EXPECT_EQ(ArgMax(all_neg_inf.data(), n), 0);
+  }
+}
+
+// The AVX2 twins (CPUs without AVX-512) against the scalar ones, wherever AVX2 exists.
+TEST(VectorOpsTest, Avx2TwinsMatchScalarTwins) {
+  if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (int64_t n : kLengths) {
+    auto a = Random(n, 21), b = Random(n, 22);
+    EXPECT_NEAR(DotAvx2(a.data(), b.data(), n), DotReference(a.data(), b.data(), n), 1e-4 * std::sqrt(n)) << n;
+    auto y1 = Random(n, 23), y2 = y1;
+    AxpyAvx2(0.37f, a.data(), y1.data(), n);
+    AxpyReference(0.37f, a.data(), y2.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-5) << n << " " << i;
+    std::vector<float> got(n), want(n);
+    AddScaleAvx2(a.data(), b.data(), 0.125f, got.data(), n);
+    AddScaleReference(a.data(), b.data(), 0.125f, want.data(), n);
+    EXPECT_EQ(got, want) << n;
+    auto r1 = Random(n, 24), r2 = r1;
+    ReluAccumulateAvx2(a.data(), 0.7f, 1.3f, r1.data(), n);
+    ReluAccumulateReference(a.data(), 0.7f, 1.3f, r2.data(), n);
+    EXPECT_EQ(r1, r2) << n;
+    const int64_t n_rows = 5;
+    auto m = Random(n_rows * n, 25);
+    std::vector<float> f64(n_rows), f64_ref(n_rows);
+    DotRowsF64Avx2(a.data(), m.data(), n_rows, n, f64.data());
+    DotRowsF64Reference(a.data(), m.data(), n_rows, n, f64_ref.data());
+    for (int64_t r = 0; r < n_rows; ++r) EXPECT_NEAR(f64[r], f64_ref[r], 1e-6f * (1 + std::fabs(f64_ref[r]))) << n;
+    float one = 0;
+    DotRowsF64Avx2(a.data(), m.data() + 3 * n, 1, n, &one);
+    EXPECT_EQ(one, f64[3]) << "a row's value depends on the row alone";
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 33, 4096, 4099, 154880}) {
+    auto x = Random(n, 26);
+    EXPECT_EQ(ArgMaxAvx2(x.data(), n), ArgMaxReference(x.data(), n)) << n;
+    if (n > 3) {
+      x[n / 2] = x[n - 1] = 100.0f;
+      x[1] = nan;
+      EXPECT_EQ(ArgMaxAvx2(x.data(), n), n / 2) << n;
+      x[n - 1] = 200.0f;
+      EXPECT_EQ(ArgMaxAvx2(x.data(), n), n - 1) << n;
+      x[0] = nan;
+      EXPECT_EQ(ArgMaxAvx2(x.data(), n), ArgMaxReference(x.data(), n)) << n;
+      x[0] = inf;
+      EXPECT_EQ(ArgMaxAvx2(x.data(), n), 0) << n;
+    }
+    std::vector<float> all_nan(n, nan), all_neg_inf(n, -inf);
+    EXPECT_EQ(ArgMaxAvx2(all_nan.data(), n), 0);
+    EXPECT_EQ(ArgMaxAvx2(all_neg_inf.data(), n), 0);
   }
 }
 
