@@ -1,10 +1,19 @@
 #include "shard_worker/kernels/norms.h"
 
+// GCC 12's own AVX-512 intrinsics self-initialise `__Y` (GCC PR 105593) and warn once inlined;
+// the warnings are about the header, not this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cmath>
 
 #if defined(__x86_64__)
 #include "shard_worker/kernels/avx512_common.h"
+#include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/matmul_avx512.h"
+#include "shard_worker/kernels/norms_avx2.h"
 #endif
 
 namespace glm::kernels {
@@ -46,6 +55,7 @@ using RmsNormFn = void (*)(const float*, const float*, int64_t, float, float*);
 RmsNormFn SelectRmsNorm() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul()) return &RmsNormAvx512;
+  if (CpuSupportsAvx2MatMul()) return &RmsNormAvx2;
 #endif
   return &RmsNormReference;
 }

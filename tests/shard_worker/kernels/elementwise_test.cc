@@ -9,6 +9,8 @@
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/activations_avx2.h"
 #include "shard_worker/kernels/matmul_avx2.h"
+#include "shard_worker/kernels/matmul_avx512.h"
+#include "shard_worker/kernels/norms_avx2.h"
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/rope.h"
 
@@ -181,6 +183,27 @@ TEST(ActivationsTest, Avx2TwinsMatchScalarTwins) {
   SoftmaxAvx2(masked.data(), 9);
   for (float p : masked) EXPECT_EQ(p, 0.0f);
   EXPECT_EQ(LogSumExpAvx2(masked.data(), 0), -std::numeric_limits<float>::infinity());
+}
+
+// The AVX2 RmsNorm gives the AVX-512 path's values (same lanes, FMA and tree) and the scalar
+// twin's within double-sum order.
+TEST(NormsTest, RmsNormAvx2MatchesTheOtherPaths) {
+  if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(31);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  for (int64_t n : {1, 7, 8, 9, 64, 257, 6144}) {
+    std::vector<float> x(n), w(n), got(n), want(n), dispatched(n);
+    for (auto& v : x) v = d(rng);
+    for (auto& v : w) v = d(rng);
+    RmsNormAvx2(x.data(), w.data(), n, 1e-6f, got.data());
+    RmsNormReference(x.data(), w.data(), n, 1e-6f, want.data());
+    RmsNorm(x.data(), w.data(), n, 1e-6f, dispatched.data());
+    for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 1e-6f * std::fabs(want[i]) + 1e-7f) << n << " " << i;
+    if (CpuSupportsAvx512MatMul()) EXPECT_EQ(got, dispatched) << n;
+    std::vector<float> alias = x;  // out == x
+    RmsNormAvx2(alias.data(), w.data(), n, 1e-6f, alias.data());
+    EXPECT_EQ(alias, got) << n;
+  }
 }
 
 TEST(NormsTest, RmsNormMatchesScalarTwin) {
