@@ -25,16 +25,19 @@ std::vector<float> Random(int64_t n, uint32_t seed) {
 
 constexpr int64_t kLengths[] = {1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 256, 257, 320};
 
-TEST(VectorOpsTest, DotAndAxpyMatchScalarTwins) {
+void ExpectDotAndAxpyMatchScalarTwins(float (*dot)(const float*, const float*, int64_t),
+                                      void (*axpy)(float, const float*, float*, int64_t)) {
   for (int64_t n : kLengths) {
     auto a = Random(n, 1), b = Random(n, 2);
-    EXPECT_NEAR(Dot(a.data(), b.data(), n), DotReference(a.data(), b.data(), n), 1e-4 * std::sqrt(n)) << n;
+    EXPECT_NEAR(dot(a.data(), b.data(), n), DotReference(a.data(), b.data(), n), 1e-4 * std::sqrt(n)) << n;
     auto y1 = Random(n, 3), y2 = y1;
-    Axpy(0.37f, a.data(), y1.data(), n);
+    axpy(0.37f, a.data(), y1.data(), n);
     AxpyReference(0.37f, a.data(), y2.data(), n);
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-5) << n << " " << i;
   }
 }
+
+TEST(VectorOpsTest, DotAndAxpyMatchScalarTwins) { ExpectDotAndAxpyMatchScalarTwins(&Dot, &Axpy); }
 
 TEST(VectorOpsTest, AddScaleIsTheScalarLoopBitForBit) {
   for (int64_t n : kLengths) {
@@ -130,39 +133,39 @@ TEST(VectorOpsTest, DotRowsF64MatchesDoubleReference) {
   }
 }
 
-TEST(VectorOpsTest, ArgMaxIsTheScalarLoopsAnswer) {
+// `arg_max` gives the scalar loop's answer: ties the first, NaNs never win, the maximum in the
+// tail, a NaN at 0 never left.
+void ExpectArgMaxIsTheScalarLoops(int64_t (*arg_max)(const float*, int64_t)) {
   const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  for (int64_t n : {1, 2, 15, 16, 17, 33, 4096, 4099, 154880}) {
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 33, 4096, 4099, 154880}) {
     auto x = Random(n, 14);
-    EXPECT_EQ(ArgMax(x.data(), n), ArgMaxReference(x.data(), n)) << n;
-    // Ties: the first; NaNs never win; the maximum in the tail.
+    EXPECT_EQ(arg_max(x.data(), n), ArgMaxReference(x.data(), n)) << n;
     if (n > 3) {
       x[n / 2] = x[n - 1] = 100.0f;
       x[1] = nan;
-      EXPECT_EQ(ArgMax(x.data(), n), n / 2) << n;
+      EXPECT_EQ(arg_max(x.data(), n), n / 2) << n;
       x[n - 1] = 200.0f;
-      EXPECT_EQ(ArgMax(x.data(), n), n - 1) << n;
+      EXPECT_EQ(arg_max(x.data(), n), n - 1) << n;
       x[0] = nan;  // the scalar loop never moves off a NaN at 0
-      EXPECT_EQ(ArgMax(x.data(), n), ArgMaxReference(x.data(), n)) << n;
+      EXPECT_EQ(arg_max(x.data(), n), ArgMaxReference(x.data(), n)) << n;
       x[0] = inf;
-      EXPECT_EQ(ArgMax(x.data(), n), 0) << n;
+      EXPECT_EQ(arg_max(x.data(), n), 0) << n;
     }
     std::vector<float> all_nan(n, nan), all_neg_inf(n, -inf);
-    EXPECT_EQ(ArgMax(all_nan.data(), n), 0);
-    EXPECT_EQ(ArgMax(all_neg_inf.data(), n), 0);
+    EXPECT_EQ(arg_max(all_nan.data(), n), 0);
+    EXPECT_EQ(arg_max(all_neg_inf.data(), n), 0);
   }
 }
+
+TEST(VectorOpsTest, ArgMaxIsTheScalarLoopsAnswer) { ExpectArgMaxIsTheScalarLoops(&ArgMax); }
 
 // The AVX2 twins (CPUs without AVX-512) against the scalar ones, wherever AVX2 exists.
 TEST(VectorOpsTest, Avx2TwinsMatchScalarTwins) {
   if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 on this CPU";
+  ExpectDotAndAxpyMatchScalarTwins(&DotAvx2, &AxpyAvx2);
+  ExpectArgMaxIsTheScalarLoops(&ArgMaxAvx2);
   for (int64_t n : kLengths) {
     auto a = Random(n, 21), b = Random(n, 22);
-    EXPECT_NEAR(DotAvx2(a.data(), b.data(), n), DotReference(a.data(), b.data(), n), 1e-4 * std::sqrt(n)) << n;
-    auto y1 = Random(n, 23), y2 = y1;
-    AxpyAvx2(0.37f, a.data(), y1.data(), n);
-    AxpyReference(0.37f, a.data(), y2.data(), n);
-    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y1[i], y2[i], 1e-5) << n << " " << i;
     std::vector<float> got(n), want(n);
     AddScaleAvx2(a.data(), b.data(), 0.125f, got.data(), n);
     AddScaleReference(a.data(), b.data(), 0.125f, want.data(), n);
@@ -180,25 +183,6 @@ TEST(VectorOpsTest, Avx2TwinsMatchScalarTwins) {
     float one = 0;
     DotRowsF64Avx2(a.data(), m.data() + 3 * n, 1, n, &one);
     EXPECT_EQ(one, f64[3]) << "a row's value depends on the row alone";
-  }
-  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
-  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 33, 4096, 4099, 154880}) {
-    auto x = Random(n, 26);
-    EXPECT_EQ(ArgMaxAvx2(x.data(), n), ArgMaxReference(x.data(), n)) << n;
-    if (n > 3) {
-      x[n / 2] = x[n - 1] = 100.0f;
-      x[1] = nan;
-      EXPECT_EQ(ArgMaxAvx2(x.data(), n), n / 2) << n;
-      x[n - 1] = 200.0f;
-      EXPECT_EQ(ArgMaxAvx2(x.data(), n), n - 1) << n;
-      x[0] = nan;
-      EXPECT_EQ(ArgMaxAvx2(x.data(), n), ArgMaxReference(x.data(), n)) << n;
-      x[0] = inf;
-      EXPECT_EQ(ArgMaxAvx2(x.data(), n), 0) << n;
-    }
-    std::vector<float> all_nan(n, nan), all_neg_inf(n, -inf);
-    EXPECT_EQ(ArgMaxAvx2(all_nan.data(), n), 0);
-    EXPECT_EQ(ArgMaxAvx2(all_neg_inf.data(), n), 0);
   }
 }
 
