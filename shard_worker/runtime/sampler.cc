@@ -170,7 +170,8 @@ void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& 
     kernels::Softmax(out->probs.data(), vocab);
     return;
   }
-  // 1. The pool, in id order: the top-k tokens, or every token.
+  // 1. The pool: the top-k tokens (in descending logit order, ties by id), or every token (in id
+  // order). Either way a lower position wins a tie, as a lower id does.
   thread_local std::vector<int32_t> pool;
   thread_local std::vector<float> prob;  // softmax(logits / temperature) over the pool
   pool.clear();
