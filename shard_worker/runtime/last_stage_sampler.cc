@@ -116,15 +116,12 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
         break;
       }
     } else {
-      const std::vector<double> pd = SamplingDistribution(logits, vocab, p, history, output_start);
-      std::vector<double> q;
-      if (s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size()) && !state->q[k].empty()) {
-        q = state->q[k];
-      } else {  // prompt-lookup and argmax drafts are deterministic: a one-hot proposal
-        q.assign(vocab, 0.0);
-        q[drafts[k]] = 1.0;
-      }
-      const RejectionOutcome o = AcceptOrResample(drafts[k], pd, q, rng);
+      const SamplingCandidates pd = SamplingDistribution(logits, vocab, p, history, output_start);
+      // MTP drafts were drawn from their recorded distribution; prompt-lookup and argmax drafts
+      // are deterministic: a one-hot proposal.
+      const bool recorded = s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size()) &&
+                            !state->q[k].probs.empty();
+      const RejectionOutcome o = AcceptOrResample(drafts[k], pd, recorded ? state->q[k] : OneHot(drafts[k]), rng);
       if (!o.accepted) {
         next = o.token;
         break;
@@ -272,7 +269,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
       const SamplingParams p = ParamsOf(s);
       // Greedy verification compares tokens only: no draft distribution (a softmax over the
       // vocabulary in double) is needed.
-      std::vector<double> dist;
+      SamplingCandidates dist;
       int32_t d;
       if (p.temperature <= 0.0f) {
         d = ArgMax(l, vocab);

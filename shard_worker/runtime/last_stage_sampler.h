@@ -15,6 +15,7 @@
 #include "protos/shard.pb.h"
 #include "shard_worker/kv_cache/kv_block_pool.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/sampler.h"
 
 namespace glm::runtime {
 
@@ -40,7 +41,7 @@ class LastStageSampler {
   struct SequenceState {
     int64_t pending_row = -1;           // MTP row whose next token was unknown (end of a prefill chunk)
     std::vector<float> pending_hidden;  // its main-model hidden state [hidden]
-    std::vector<std::vector<double>> q; // draft distributions of the drafts proposed last step
+    std::vector<SamplingCandidates> q;  // draft distributions of the drafts proposed last step
     std::vector<int32_t> penalty_history;  // the prompt and accepted output (penalty_tokens_from)
   };
   struct Decision {

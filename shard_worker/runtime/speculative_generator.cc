@@ -116,7 +116,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
     // 1. Draft up to k tokens (and their draft distributions for sampled verification).
     std::vector<int32_t> drafts;
-    std::vector<std::vector<double>> q;
+    std::vector<SamplingCandidates> q;
     if (k > 0 && mtp) {
       // Row p-1: (t[p], h[p-1]) — true inputs; later rows chain on the MTP's own hidden.
       std::vector<int32_t> next_tok = {tokens.back()};
@@ -126,8 +126,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
         auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast);
         if (!m.ok()) return m.status();
         // Greedy verification compares tokens only: no draft distribution needed.
-        std::vector<double> dist =
-            greedy ? std::vector<double>() : SamplingDistribution(m->logits.data(), vocab, sp, tokens, prompt.size());
+        SamplingCandidates dist =
+            greedy ? SamplingCandidates() : SamplingDistribution(m->logits.data(), vocab, sp, tokens, prompt.size());
         const int32_t d = greedy ? ArgMax(m->logits.data(), vocab) : DrawFrom(dist, rng);
         drafts.push_back(d);
         q.push_back(std::move(dist));
@@ -138,11 +138,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       mtp_cache->Truncate(p);
     } else if (k > 0) {
       drafts = NgramDraft(tokens, k);
-      for (int32_t d : drafts) {
-        std::vector<double> one_hot(vocab, 0.0);
-        one_hot[d] = 1.0;
-        q.push_back(std::move(one_hot));
-      }
+      for (int32_t d : drafts) q.push_back(OneHot(d));
     } else if (mtp) {
       // Not drafting this step, but keep the MTP cache complete: the pending rows and row p-1.
       std::vector<int32_t> next_tok = {tokens.back()};
@@ -174,7 +170,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
           break;
         }
       } else {
-        std::vector<double> pdist = SamplingDistribution(logits, vocab, sp, tokens, prompt.size());
+        const SamplingCandidates pdist = SamplingDistribution(logits, vocab, sp, tokens, prompt.size());
         RejectionOutcome r = AcceptOrResample(drafts[i], pdist, q[i], rng);
         if (!r.accepted) {
           next_token = r.token;

@@ -9,48 +9,78 @@
 
 namespace glm::runtime {
 
-std::vector<double> SamplingDistribution(const float* logits_in, int64_t vocab, const SamplingParams& params,
-                                         const std::vector<int32_t>& history, size_t output_start) {
-  std::vector<float> logits(logits_in, logits_in + vocab);
+SamplingCandidates SamplingDistribution(const float* logits_in, int64_t vocab, const SamplingParams& params,
+                                        const std::vector<int32_t>& history, size_t output_start) {
+  thread_local std::vector<float> logits;
+  logits.assign(logits_in, logits_in + vocab);
   if (AdjustsLogits(params)) AdjustLogits(logits.data(), vocab, params, history, output_start);
-  std::vector<double> probs(vocab, 0.0);
-  if (params.temperature <= 0.0f) {  // greedy: all mass on the argmax
-    probs[ArgMax(logits.data(), vocab)] = 1.0;
-    return probs;
-  }
-  // The candidates Sampler::Sample draws from.
-  thread_local SamplingCandidates c;
+  if (params.temperature <= 0.0f) return OneHot(ArgMax(logits.data(), vocab));
+  SamplingCandidates c;
   SelectCandidates(logits.data(), vocab, params, &c);
-  for (size_t i = 0; i < c.probs.size(); ++i) probs[c.id(i)] = c.probs[i];
-  return probs;
+  return c;
 }
 
-int32_t DrawFrom(const std::vector<double>& probs, std::mt19937_64& rng) {
+SamplingCandidates OneHot(int32_t token) {
+  SamplingCandidates c;
+  c.ids = {token};
+  c.probs = {1.0f};
+  return c;
+}
+
+int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng) {
   double total = 0.0;
-  for (double p : probs) total += p;
+  for (float p : dist.probs) total += p;
   std::uniform_real_distribution<double> uniform(0.0, total);
   double u = uniform(rng);
-  int32_t last_positive = 0;
-  for (size_t i = 0; i < probs.size(); ++i) {
-    if (probs[i] <= 0) continue;
-    last_positive = static_cast<int32_t>(i);
-    u -= probs[i];
-    if (u <= 0.0) return static_cast<int32_t>(i);
+  int32_t last_positive = dist.probs.empty() ? 0 : dist.id(0);
+  for (size_t i = 0; i < dist.probs.size(); ++i) {
+    if (dist.probs[i] <= 0.0f) continue;
+    last_positive = dist.id(i);
+    u -= dist.probs[i];
+    if (u <= 0.0) return dist.id(i);
   }
   return last_positive;
 }
 
-RejectionOutcome AcceptOrResample(int32_t draft, const std::vector<double>& p, const std::vector<double>& q,
+namespace {
+
+// The probability of `token` under `dist` (0 off its support).
+double ProbOf(const SamplingCandidates& dist, int32_t token) {
+  if (dist.ids.empty()) return token >= 0 && static_cast<size_t>(token) < dist.probs.size() ? dist.probs[token] : 0.0;
+  for (size_t i = 0; i < dist.ids.size(); ++i)
+    if (dist.ids[i] == token) return dist.probs[i];
+  return 0.0;
+}
+
+}  // namespace
+
+RejectionOutcome AcceptOrResample(int32_t draft, const SamplingCandidates& p, const SamplingCandidates& q,
                                   std::mt19937_64& rng) {
-  const double pd = p[draft], qd = q[draft];
+  const double pd = ProbOf(p, draft), qd = ProbOf(q, draft);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   if (qd <= 0.0 ? pd > 0.0 : uniform(rng) < std::min(1.0, pd / qd)) return {draft, true};
-  std::vector<double> residual(p.size());
-  double mass = 0.0;
-  for (size_t i = 0; i < p.size(); ++i) {
-    residual[i] = std::max(0.0, p[i] - q[i]);
-    mass += residual[i];
+  // max(0, p - q) is zero off p's support: walk p's tokens, q looked up through a dense scratch
+  // (q's entries set, then cleared).
+  thread_local std::vector<float> q_by_id;
+  auto q_at = [&](int32_t id) -> double {
+    if (q.ids.empty()) return id >= 0 && static_cast<size_t>(id) < q.probs.size() ? q.probs[id] : 0.0;
+    return static_cast<size_t>(id) < q_by_id.size() ? q_by_id[id] : 0.0;
+  };
+  for (size_t i = 0; i < q.ids.size(); ++i) {
+    if (q.ids[i] < 0) continue;
+    if (static_cast<size_t>(q.ids[i]) >= q_by_id.size()) q_by_id.resize(q.ids[i] + 1, 0.0f);
+    q_by_id[q.ids[i]] = q.probs[i];
   }
+  SamplingCandidates residual;
+  residual.probs.resize(p.probs.size());
+  if (!p.ids.empty()) residual.ids = p.ids;
+  double mass = 0.0;
+  for (size_t i = 0; i < p.probs.size(); ++i) {
+    residual.probs[i] = static_cast<float>(std::max(0.0, static_cast<double>(p.probs[i]) - q_at(p.id(i))));
+    mass += residual.probs[i];
+  }
+  for (int32_t id : q.ids)
+    if (id >= 0) q_by_id[id] = 0.0f;
   if (mass <= 0.0) return {DrawFrom(p, rng), false};  // p == q: unreachable in exact arithmetic
   return {DrawFrom(residual, rng), false};
 }

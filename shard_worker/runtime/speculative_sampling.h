@@ -15,23 +15,27 @@
 
 namespace glm::runtime {
 
-// The distribution Sampler::Sample draws from for these parameters (temperature > 0): logit
-// adjustments (AdjustLogits, with history / output_start as there), temperature, top-k, min-p
-// and top-p applied; probabilities over the whole vocabulary.
-std::vector<double> SamplingDistribution(const float* logits, int64_t vocab, const SamplingParams& params,
-                                         const std::vector<int32_t>& history, size_t output_start);
+// The distribution Sampler::Sample draws from for these parameters: logit adjustments
+// (AdjustLogits, with history / output_start as there), then temperature, top-k, min-p and
+// top-p (SelectCandidates); at temperature 0 all mass on the greedy token. Only the tokens that
+// can be drawn are listed (a top-p distribution over a 150K vocabulary is usually a few hundred),
+// or every token by id (pure temperature).
+SamplingCandidates SamplingDistribution(const float* logits, int64_t vocab, const SamplingParams& params,
+                                        const std::vector<int32_t>& history, size_t output_start);
+// A deterministic proposal (prompt-lookup or argmax drafts): all mass on `token`.
+SamplingCandidates OneHot(int32_t token);
 
-// Draws an index from `probs` (need not be normalised).
-int32_t DrawFrom(const std::vector<double>& probs, std::mt19937_64& rng);
+// Draws a token from `dist` (its probabilities need not be normalised).
+int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng);
 
 // Speculative sampling (Leviathan et al. / Chen et al.): a draft token d drawn from q is kept
 // with probability min(1, p(d)/q(d)); otherwise the result is drawn from norm(max(0, p - q)).
-// Returns {token, accepted}. The token is distributed exactly as p.
+// Returns {token, accepted}. The token is distributed exactly as p. O(|p| + |q|).
 struct RejectionOutcome {
   int32_t token;
   bool accepted;
 };
-RejectionOutcome AcceptOrResample(int32_t draft, const std::vector<double>& p, const std::vector<double>& q,
+RejectionOutcome AcceptOrResample(int32_t draft, const SamplingCandidates& p, const SamplingCandidates& q,
                                   std::mt19937_64& rng);
 
 // Prompt lookup: the tokens that followed the most recent earlier occurrence of the longest

@@ -129,9 +129,11 @@ TEST(SamplerCandidatesTest, SampleDrawsTheSelectedDistribution) {
     // 99.9% quantile of chi-square with 39 degrees of freedom is ~72.1.
     EXPECT_LT(chi2, 72.1) << "top_p " << top_p;
     // SamplingDistribution (speculative decoding's p and q) is the same distribution.
-    const auto dist = SamplingDistribution(logits.data(), static_cast<int64_t>(logits.size()), p, {}, 0);
-    for (size_t id = 0; id < dist.size(); ++id)
-      EXPECT_NEAR(dist[id], want.count(id) ? want.at(id) : 0.0, 1e-6) << "token " << id;
+    const SamplingCandidates dist = SamplingDistribution(logits.data(), static_cast<int64_t>(logits.size()), p, {}, 0);
+    std::map<int32_t, double> by_id;
+    for (size_t i = 0; i < dist.probs.size(); ++i) by_id[dist.id(i)] += dist.probs[i];
+    for (const auto& [id, prob] : want) EXPECT_NEAR(by_id.count(id) ? by_id[id] : 0.0, prob, 1e-6) << "token " << id;
+    for (const auto& [id, prob] : by_id) EXPECT_TRUE(want.count(id) || prob == 0.0) << "token " << id;
   }
 }
 

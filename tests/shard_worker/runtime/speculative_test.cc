@@ -176,24 +176,45 @@ TEST(SamplerTest, GreedyPicksTheArgmaxOfTheAdjustedLogits) {
   std::vector<float> work = logits;
   Sampler sampler(p);  // temperature 0: the same pick
   EXPECT_EQ(sampler.Sample(work.data(), 4, {}, 0), 3);
-  const std::vector<double> dist = SamplingDistribution(logits.data(), 4, p, {}, 0);
-  EXPECT_EQ(dist[3], 1.0);
+  const SamplingCandidates dist = SamplingDistribution(logits.data(), 4, p, {}, 0);
+  EXPECT_EQ(dist.ids, std::vector<int32_t>{3});
+  EXPECT_EQ(dist.probs, std::vector<float>{1.0f});
 }
 
-// Draft from q, accept/resample against p: the output must be distributed as p.
+// `probs` by id as candidates: every token by id (dense), or only the nonzero ones listed in a
+// scrambled order (sparse, as top-p leaves them).
+SamplingCandidates AsCandidates(const std::vector<double>& probs, bool sparse) {
+  SamplingCandidates c;
+  if (!sparse) {
+    c.probs.assign(probs.begin(), probs.end());
+    return c;
+  }
+  for (size_t i = probs.size(); i-- > 0;)
+    if (probs[i] > 0) {
+      c.ids.push_back(static_cast<int32_t>(i));
+      c.probs.push_back(static_cast<float>(probs[i]));
+    }
+  return c;
+}
+
+// Draft from q, accept/resample against p: the output must be distributed as p, whether p and q
+// list every token or only their supports.
 TEST(SpeculativeSamplingTest, RejectionRuleKeepsTheTargetDistribution) {
   std::mt19937_64 rng(7);
-  const std::vector<std::vector<double>> targets = {{0.5, 0.2, 0.1, 0.1, 0.05, 0.05}, {0.0, 0.3, 0.3, 0.4, 0.0, 0.0}};
-  const std::vector<std::vector<double>> drafts = {{0.05, 0.05, 0.3, 0.3, 0.2, 0.1}, {0.2, 0.2, 0.2, 0.2, 0.1, 0.1}};
-  for (size_t c = 0; c < targets.size(); ++c) {
-    const auto& p = targets[c];
-    const auto& q = drafts[c];
+  const std::vector<std::vector<double>> targets = {{0.5, 0.2, 0.1, 0.1, 0.05, 0.05}, {0.0, 0.3, 0.3, 0.4, 0.0, 0.0},
+                                                    {0.0, 0.3, 0.3, 0.4, 0.0, 0.0}};
+  const std::vector<std::vector<double>> drafts = {{0.05, 0.05, 0.3, 0.3, 0.2, 0.1}, {0.2, 0.2, 0.2, 0.2, 0.1, 0.1},
+                                                   {0.0, 0.0, 0.0, 0.0, 0.5, 0.5}};
+  for (size_t c = 0; c < 2 * targets.size(); ++c) {
+    const auto& p = targets[c / 2];
+    const auto& q = drafts[c / 2];
+    const SamplingCandidates pc = AsCandidates(p, c % 2 == 1), qc = AsCandidates(q, c % 2 == 0);
     const int n = 200000;
     std::vector<int> counts(p.size(), 0);
     int accepted = 0;
     for (int i = 0; i < n; ++i) {
-      int32_t d = DrawFrom(q, rng);
-      RejectionOutcome r = AcceptOrResample(d, p, q, rng);
+      int32_t d = DrawFrom(qc, rng);
+      RejectionOutcome r = AcceptOrResample(d, pc, qc, rng);
       counts[r.token]++;
       accepted += r.accepted;
     }
