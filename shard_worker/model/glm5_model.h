@@ -65,6 +65,8 @@ class Glm5Model {
 
   const ModelConfig& config() const { return weights_->config(); }
   const ModelWeights& weights() const { return *weights_; }
+  // The compute threads the forward runs on (null: the caller's thread alone).
+  kernels::ThreadPool* pool() const { return pool_; }
 
   // A fresh cache for the main layers / the MTP layer of one sequence.
   std::unique_ptr<kv_cache::KvCache> NewCache() const;

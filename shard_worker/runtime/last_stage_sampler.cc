@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/activations.h"
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 #include "shard_worker/runtime/sampler.h"
 #include "shard_worker/runtime/speculative_sampling.h"
@@ -82,6 +83,13 @@ void AddPromptLogprobs(const shard::SequenceStep& s, const float* rows, int64_t 
 
 }  // namespace
 
+namespace {
+
+// Whether the step carries (part of) the history the penalties need.
+bool NeedsPenaltyHistory(const shard::SequenceStep& s) { return s.penalty_tokens_size() > 0 || s.penalty_tokens_from() > 0; }
+
+}  // namespace
+
 LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s, const float* tail,
                                                     shard::SequenceResult* r) {
   const int64_t vocab = model_->config().vocab_size;
@@ -90,10 +98,14 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   // The prompt and the output so far (kept here when a penalty needs them: earlier steps' part,
   // then this step's penalty_tokens; Process checked the split); drafts join it as they are
   // accepted, for this step only.
+  // Process created the state of every sequence that needs one; only looked up here (Decide runs
+  // for several sequences at once).
+  SequenceState* state = nullptr;
+  if (auto it = states_.find(s.seq_id()); it != states_.end()) state = &it->second;
   std::vector<int32_t> no_history;
   std::vector<int32_t>* kept = &no_history;
-  if (s.penalty_tokens_size() > 0 || s.penalty_tokens_from() > 0) {
-    kept = &states_[s.seq_id()].penalty_history;
+  if (NeedsPenaltyHistory(s)) {
+    kept = &state->penalty_history;
     kept->resize(s.penalty_tokens_from());
     kept->insert(kept->end(), s.penalty_tokens().begin(), s.penalty_tokens().end());
   }
@@ -103,8 +115,6 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   std::mt19937_64 rng = Rng(s.sampling().seed(), s.sample_index(), 1);
   const int nd = s.num_drafts();
   const std::vector<int32_t> drafts(s.tokens().end() - nd, s.tokens().end());
-  SequenceState* state = nullptr;
-  if (auto it = states_.find(s.seq_id()); it != states_.end()) state = &it->second;
   Decision d;
   int32_t next = -1;
   for (int k = 0; k < nd; ++k) {
@@ -167,19 +177,40 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
                                                      s.penalty_tokens_from(), " but the last stage holds ", held));
   }
   const int64_t vocab = model_->config().vocab_size;
-  std::vector<Decision> decisions(plan.sequences_size());
+  const int n_seqs = plan.sequences_size();
+  std::vector<Decision> decisions(n_seqs);
+  // 1. On this thread: every sequence's result entry, first logits row and sampler state.
+  std::vector<shard::SequenceResult*> results(n_seqs);
+  std::vector<int64_t> first_row(n_seqs), rows_of(n_seqs);
   int64_t row = 0;  // logits row of the current sequence's first wanted row
-  for (int i = 0; i < plan.sequences_size(); ++i) {
+  for (int i = 0; i < n_seqs; ++i) {
     const auto& s = plan.sequences(i);
     auto* r = result->add_sequences();
     r->set_seq_id(s.seq_id());
-    const int64_t n = s.tokens_size(), tail = TailRows(s);
+    const int64_t n = s.tokens_size();
     const int64_t rows_here = all_rows ? n : std::min<int64_t>(n, LogitRowsFor(s));
     if (s.return_logits() && all_rows) r->mutable_logits()->Add(out.logits.begin() + row * vocab, out.logits.begin() + (row + n) * vocab);
-    if (s.want_prompt_logprobs() && rows_here == n) AddPromptLogprobs(s, out.logits.data() + row * vocab, vocab, r);
-    if (s.sample()) decisions[i] = Decide(s, out.logits.data() + (row + rows_here - tail) * vocab, r);
+    if (s.sample() && NeedsPenaltyHistory(s)) states_[s.seq_id()];
+    results[i] = r;
+    first_row[i] = row;
+    rows_of[i] = rows_here;
     row += rows_here;
   }
+  // 2. Prompt scoring and the decisions, sequences spread over the compute threads: each one's
+  // result depends only on its own logits, parameters and seeds (a sampled token over a 150K
+  // vocabulary costs ~0.2-0.5 ms; a batch of them is no longer serial).
+  auto work = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const auto& s = plan.sequences(static_cast<int>(i));
+      const float* rows = out.logits.data() + first_row[i] * vocab;
+      if (s.want_prompt_logprobs() && rows_of[i] == s.tokens_size()) AddPromptLogprobs(s, rows, vocab, results[i]);
+      if (s.sample()) decisions[i] = Decide(s, rows + (rows_of[i] - TailRows(s)) * vocab, results[i]);
+    }
+  };
+  if (kernels::ThreadPool* pool = model_->pool(); pool != nullptr && n_seqs > 1)
+    pool->ParallelFor(n_seqs, work);
+  else
+    work(0, n_seqs);
   if (model_->config().has_mtp()) return RunMtp(plan, out, decisions, result);
   return absl::OkStatus();
 }

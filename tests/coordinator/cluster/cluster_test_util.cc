@@ -119,7 +119,7 @@ absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const 
 }
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& model_dir, int workers, int stages,
-                                                                  int kv_blocks, int kv_block_size) {
+                                                                  int kv_blocks, int kv_block_size, int worker_threads) {
   auto lc = std::unique_ptr<LocalCluster>(new LocalCluster());
   auto config = model::ModelConfig::FromFile(model_dir + "/config.json");
   if (!config.ok()) return config.status();
@@ -127,9 +127,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::str
   lc->comms_ = comm::InProcessCommunicator::CreateGroup(workers + 1);
   for (int r = 1; r <= workers; ++r) {
     comm::Communicator* c = lc->comms_[r].get();
-    lc->threads_.emplace_back([c] {
+    lc->threads_.emplace_back([c, worker_threads] {
       runtime::WorkerOptions o;
-      o.threads = 1;
+      o.threads = worker_threads;
       runtime::RunWorker(c, o).IgnoreError();
     });
   }

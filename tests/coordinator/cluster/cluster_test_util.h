@@ -48,8 +48,9 @@ absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const 
 // ClusterClient for the calling side. Shuts the workers down and joins them on destruction.
 class LocalCluster {
  public:
+  // `worker_threads`: compute threads of every worker.
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const std::string& model_dir, int workers, int stages,
-                                                             int kv_blocks, int kv_block_size);
+                                                             int kv_blocks, int kv_block_size, int worker_threads = 1);
   ~LocalCluster();
   cluster::ClusterClient* client() { return client_.get(); }
   const model::ModelConfig& config() const { return config_; }

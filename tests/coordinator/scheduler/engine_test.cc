@@ -25,8 +25,8 @@ using testing::LocalCluster;
 class EngineHarness {
  public:
   EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
-                EngineOptions overrides = {}) {
-    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size);
+                EngineOptions overrides = {}, int worker_threads = 1) {
+    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads);
     EXPECT_TRUE(lc.ok()) << lc.status();
     cluster_ = std::move(*lc);
     runner_ = std::make_unique<ClusterStepRunner>(cluster_->client());
@@ -293,6 +293,54 @@ TEST(EngineTest, SeededSamplingMatchesSingleProcessEngine) {
     auto outs = h.RunAll({r, Greedy(Prompt(22, 17), 10)});
     ASSERT_TRUE(outs[0].error.ok()) << outs[0].error;
     EXPECT_EQ(outs[0].tokens, want) << "layout " << layout << "x" << layout;
+  }
+}
+
+// The last stage decides a step's sequences on all its compute threads: a mixed batch (seeded
+// sampling with top-k/top-p/min-p, penalties, logprobs, greedy, MTP and prompt-lookup
+// speculation) gives every request exactly what it gets from a one-thread worker, and the
+// non-speculative ones what the single-process engine gives.
+TEST(EngineTest, SampledBatchOnSeveralThreadsMatchesOneThread) {
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r = Greedy(Prompt(500 + i, 12 + 3 * i), 16);
+    r.sampling.temperature = i == 5 ? 0.0f : 0.7f + 0.1f * i;
+    r.sampling.top_p = i % 2 == 0 ? 0.9f : 1.0f;
+    r.sampling.top_k = i == 1 ? 20 : 0;
+    r.sampling.min_p = i == 3 ? 0.05f : 0.0f;
+    r.sampling.repetition_penalty = i == 2 ? 1.3f : 1.0f;
+    r.sampling.top_logprobs = i == 4 ? 3 : 0;
+    r.sampling.logprobs = i == 4;
+    r.sampling.seed = 900 + i;
+    r.speculative = i == 0 ? "mtp:2" : i == 3 ? "ngram:2" : "none";
+    requests.push_back(r);
+  }
+  std::vector<std::vector<int32_t>> one_thread;
+  {
+    EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 1);
+    for (const auto& out : h.RunAll(requests)) {
+      ASSERT_TRUE(out.error.ok()) << out.error;
+      one_thread.push_back(out.tokens);
+    }
+  }
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 3);
+  const auto outs = h.RunAll(requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+    EXPECT_EQ(outs[i].tokens, one_thread[i]) << "request " << i;
+    if (requests[i].speculative != "none") continue;
+    runtime::GenerateOptions g;
+    g.max_new_tokens = 16;
+    g.ignore_eos = true;
+    g.sampling.temperature = requests[i].sampling.temperature;
+    g.sampling.top_p = requests[i].sampling.top_p;
+    g.sampling.top_k = requests[i].sampling.top_k;
+    g.sampling.min_p = requests[i].sampling.min_p;
+    g.sampling.repetition_penalty = requests[i].sampling.repetition_penalty;
+    g.sampling.seed = *requests[i].sampling.seed;
+    EXPECT_EQ(outs[i].tokens, runtime::Generate(*sp.model, requests[i].prompt, g)->tokens) << "request " << i;
   }
 }
 
