@@ -33,14 +33,37 @@ float WeightView::At(int64_t r, int64_t c) const {
 }
 
 void WeightView::RowToF32(int64_t r, float* out) const {
-  if (dtype == DType::kF32) {
-    const float* src = static_cast<const float*>(data) + r * cols;
-    std::copy(src, src + cols, out);
-  } else if (dtype == DType::kBF16) {
-    const uint16_t* src = static_cast<const uint16_t*>(data) + r * cols;
-    for (int64_t c = 0; c < cols; ++c) out[c] = Bf16ToF32(src[c]);
-  } else {
-    for (int64_t c = 0; c < cols; ++c) out[c] = At(r, c);
+  switch (dtype) {
+    case DType::kF32: {
+      const float* src = static_cast<const float*>(data) + r * cols;
+      std::copy(src, src + cols, out);
+      return;
+    }
+    case DType::kBF16: {
+      const uint16_t* src = static_cast<const uint16_t*>(data) + r * cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] = Bf16ToF32(src[c]);
+      return;
+    }
+    case DType::kF8E4M3: {  // a block row's scales, the table's values
+      const uint8_t* src = static_cast<const uint8_t*>(data) + r * cols;
+      const float* table = Fp8E4M3Table();
+      const float* scales = block_scales + ((r + row_offset) / block_rows) * scale_cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] = table[src[c]] * scales[c / block_cols];
+      return;
+    }
+    case DType::kI8: {  // q · scale, one scale conversion a group
+      const int8_t* src = reinterpret_cast<const int8_t*>(static_cast<const uint8_t*>(data) + r * row_bytes());
+      const int64_t groups = groups_per_row(), group = groups == 1 ? cols : group_size;
+      const uint16_t* scales = group_scales + r * groups;
+      for (int64_t g = 0, c0 = 0; g < groups; ++g, c0 += group) {
+        const float scale = F16ToF32(scales[g]);
+        for (int64_t c = c0; c < std::min(cols, c0 + group); ++c) out[c] = static_cast<float>(src[c]) * scale;
+      }
+      return;
+    }
+    case DType::kI4:
+      for (int64_t c = 0; c < cols; ++c) out[c] = At(r, c);
+      return;
   }
 }
 

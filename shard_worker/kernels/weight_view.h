@@ -41,7 +41,8 @@ struct WeightView {
   }
   // Value of one element as float (slow path, for tests and reference code).
   float At(int64_t r, int64_t c) const;
-  // Row r as floats into out[cols], the values At gives (embedding lookups: one row a token).
+  // Row r as floats into out[cols], the values At gives, a row at a time (embedding lookups, the
+  // portable matmul).
   void RowToF32(int64_t r, float* out) const;
   // A view of rows [begin, end) (block scales stay aligned because offsets are kept in rows).
   WeightView Rows(int64_t begin, int64_t end) const;

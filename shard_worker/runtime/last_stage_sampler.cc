@@ -35,9 +35,6 @@ std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t purpose) {
   return std::mt19937_64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index) * 0xbf58476d1ce4e5b9ull + purpose);
 }
 
-// log Σ exp(logits): the log-softmax normaliser of one row.
-float LogNormaliser(const float* logits, int64_t vocab) { return kernels::LogSumExp(logits, vocab); }
-
 // The `top` most likely tokens of a row (ties: lower id first) with their log-probabilities.
 template <typename AddFn>
 void TopLogprobs(const float* logits, int64_t vocab, float log_z, int top, AddFn add) {
@@ -48,7 +45,7 @@ void TopLogprobs(const float* logits, int64_t vocab, float log_z, int top, AddFn
 }
 
 void AddLogprobs(const float* logits, int64_t vocab, int32_t token, int top, shard::SequenceResult* r) {
-  const float log_z = LogNormaliser(logits, vocab);
+  const float log_z = kernels::LogSumExp(logits, vocab);
   r->set_logprob(logits[token] - log_z);
   TopLogprobs(logits, vocab, log_z, top, [&](int32_t id, float lp) {
     auto* t = r->add_top_logprobs();
@@ -69,7 +66,7 @@ void AddPromptLogprobs(const shard::SequenceStep& s, const float* rows, int64_t 
     }
     if (next < 0 || next >= vocab) continue;
     const float* logits = rows + row * vocab;
-    const float log_z = LogNormaliser(logits, vocab);
+    const float log_z = kernels::LogSumExp(logits, vocab);
     auto* p = r->add_prompt_logprobs();
     p->set_token(next);
     p->set_logprob(logits[next] - log_z);

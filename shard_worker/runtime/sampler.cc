@@ -64,14 +64,20 @@ int32_t Sampler::Sample(float* logits, int64_t vocab, const std::vector<int32_t>
   if (params_.temperature <= 0.0f) return ArgMax(logits, vocab);
   thread_local SamplingCandidates c;
   SelectCandidates(logits, vocab, params_, &c);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  double u = uniform(rng_);
-  int32_t last_positive = c.id(0);  // rounding can leave u > 0 past the end
-  for (size_t i = 0; i < c.probs.size(); ++i) {
-    if (c.probs[i] <= 0.0f) continue;
-    last_positive = c.id(i);
-    u -= c.probs[i];
-    if (u <= 0.0) return c.id(i);
+  return DrawFrom(c, rng_);
+}
+
+int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng) {
+  double total = 0.0;
+  for (float p : dist.probs) total += p;
+  std::uniform_real_distribution<double> uniform(0.0, total);
+  double u = uniform(rng);
+  int32_t last_positive = dist.probs.empty() ? 0 : dist.id(0);
+  for (size_t i = 0; i < dist.probs.size(); ++i) {
+    if (dist.probs[i] <= 0.0f) continue;
+    last_positive = dist.id(i);
+    u -= dist.probs[i];
+    if (u <= 0.0) return dist.id(i);
   }
   return last_positive;
 }

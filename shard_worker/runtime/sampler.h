@@ -45,6 +45,10 @@ struct SamplingCandidates {
   std::vector<float> probs;
   int32_t id(size_t i) const { return ids.empty() ? static_cast<int32_t>(i) : ids[i]; }
 };
+// Draws a token from `dist` (its probabilities need not be normalised; u · their total walked
+// in the listed order).
+int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng);
+
 // `logits` are the adjusted logits (AdjustLogits already applied); params.temperature > 0.
 void SelectCandidates(const float* logits, int64_t vocab, const SamplingParams& params, SamplingCandidates* out);
 // The reference twin: the definition computed the slow way (every token sorted by logit, then

@@ -11,12 +11,17 @@ namespace glm::runtime {
 
 SamplingCandidates SamplingDistribution(const float* logits_in, int64_t vocab, const SamplingParams& params,
                                         const std::vector<int32_t>& history, size_t output_start) {
-  thread_local std::vector<float> logits;
-  logits.assign(logits_in, logits_in + vocab);
-  if (AdjustsLogits(params)) AdjustLogits(logits.data(), vocab, params, history, output_start);
-  if (params.temperature <= 0.0f) return OneHot(ArgMax(logits.data(), vocab));
+  // The logits are copied only when adjusted.
+  thread_local std::vector<float> adjusted;
+  const float* logits = logits_in;
+  if (AdjustsLogits(params)) {
+    adjusted.assign(logits_in, logits_in + vocab);
+    AdjustLogits(adjusted.data(), vocab, params, history, output_start);
+    logits = adjusted.data();
+  }
+  if (params.temperature <= 0.0f) return OneHot(ArgMax(logits, vocab));
   SamplingCandidates c;
-  SelectCandidates(logits.data(), vocab, params, &c);
+  SelectCandidates(logits, vocab, params, &c);
   return c;
 }
 
@@ -25,21 +30,6 @@ SamplingCandidates OneHot(int32_t token) {
   c.ids = {token};
   c.probs = {1.0f};
   return c;
-}
-
-int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng) {
-  double total = 0.0;
-  for (float p : dist.probs) total += p;
-  std::uniform_real_distribution<double> uniform(0.0, total);
-  double u = uniform(rng);
-  int32_t last_positive = dist.probs.empty() ? 0 : dist.id(0);
-  for (size_t i = 0; i < dist.probs.size(); ++i) {
-    if (dist.probs[i] <= 0.0f) continue;
-    last_positive = dist.id(i);
-    u -= dist.probs[i];
-    if (u <= 0.0) return dist.id(i);
-  }
-  return last_positive;
 }
 
 namespace {

@@ -25,9 +25,6 @@ SamplingCandidates SamplingDistribution(const float* logits, int64_t vocab, cons
 // A deterministic proposal (prompt-lookup or argmax drafts): all mass on `token`.
 SamplingCandidates OneHot(int32_t token);
 
-// Draws a token from `dist` (its probabilities need not be normalised).
-int32_t DrawFrom(const SamplingCandidates& dist, std::mt19937_64& rng);
-
 // Speculative sampling (Leviathan et al. / Chen et al.): a draft token d drawn from q is kept
 // with probability min(1, p(d)/q(d)); otherwise the result is drawn from norm(max(0, p - q)).
 // Returns {token, accepted}. The token is distributed exactly as p. O(|p| + |q|).
