@@ -43,6 +43,10 @@ class ClusterE2eTest : public ::testing::Test {
   // standard ones (later flags win).
   static void Launch(const char* step_timeout_s, const std::vector<std::string>& coordinator_flags = {}) {
     log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
+    // A log left by an earlier test process with the same (recycled) pid would hand this one its
+    // dead ports until the child truncates the file: the cause of rare "the cluster did not come
+    // up" failures on a busy CI machine (the server up, the test connecting elsewhere).
+    std::remove(log_.c_str());
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
@@ -104,6 +108,7 @@ class ClusterE2eTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
+    std::remove(log_.c_str());
     if (pid_ > 0) {
       kill(pid_, SIGINT);
       for (int i = 0; i < 100 && waitpid(pid_, nullptr, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
