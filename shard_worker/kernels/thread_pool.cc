@@ -1,6 +1,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 
 #include <algorithm>
+#include <atomic>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -100,14 +101,25 @@ void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)
     fn(0, n);
     return;
   }
-  // Static partition in whole grains: deterministic, and no shared counter on the hot path.
+  // Each thread first takes a contiguous share of ~7/8 of the grains (one call: the bulk of the
+  // work, no shared counter), then the rest is claimed from a shared counter in pieces that
+  // shrink as it runs out (half the remainder's fair share, at least one grain). A thread that
+  // starts late or runs slower (a busy sibling core, an interrupt) then does less of the tail
+  // instead of making the others wait at the join: with a purely static split the caller spent
+  // ~15% of a bandwidth-bound decode step waiting for its peer. The ranges are disjoint and each
+  // call's rows depend only on their own indices, so the split changes no result.
+  const int64_t bulk = chunks * 7 / (8 * used);
+  std::atomic<int64_t> next{bulk * used};
   RunOnAll([&](int t) {
     if (t >= used) return;
-    int64_t per = chunks / used, extra = chunks % used;
-    int64_t first = t * per + std::min<int64_t>(t, extra);
-    int64_t count = per + (t < extra ? 1 : 0);
-    int64_t begin = first * grain, end = std::min(n, (first + count) * grain);
-    if (begin < end) fn(begin, end);
+    if (bulk > 0) fn(t * bulk * grain, std::min(n, (t + 1) * bulk * grain));
+    for (int64_t cur = next.load(std::memory_order_relaxed); cur < chunks;) {
+      const int64_t take = std::max<int64_t>(1, (chunks - cur) / (2 * used));
+      if (next.compare_exchange_weak(cur, cur + take, std::memory_order_relaxed)) {
+        fn(cur * grain, std::min(n, (cur + take) * grain));
+        cur += take;  // a guess; a failed exchange reloads it
+      }
+    }
   });
 }
 

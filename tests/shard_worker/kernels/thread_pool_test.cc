@@ -32,6 +32,32 @@ TEST(ThreadPoolTest, ParallelForCoversEachIndexOnce) {
   }
 }
 
+// A thread held up in its share leaves the tail of the range to the others instead of making
+// them wait at the join: here the caller's first range blocks until its peer has done
+// everything else (it would wait forever, here 10 s, under a purely static split).
+TEST(ThreadPoolTest, ParallelForLeavesTheTailToAThreadThatIsNotHeldUp) {
+  ThreadPool pool(2);
+  const int64_t n = 1000;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<int64_t> by_caller{0}, by_peer{0};
+  std::atomic<bool> first_caller_range{true};
+  pool.ParallelFor(n, [&](int64_t b, int64_t e) {
+    if (std::this_thread::get_id() != caller) {
+      by_peer += e - b;
+      return;
+    }
+    if (first_caller_range.exchange(false)) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (by_peer.load() < n - (e - b) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    by_caller += e - b;
+  });
+  EXPECT_EQ(by_caller + by_peer, n);
+  EXPECT_GT(by_peer.load(), n / 2) << "the peer took none of the caller's tail";
+  EXPECT_EQ(by_peer.load(), n - by_caller.load());
+}
+
 TEST(ThreadPoolTest, RunOnAllAndManyShortLoops) {
   // Two threads: more than the cores would make every loop wait on the scheduler.
   ThreadPool pool(2);
