@@ -39,6 +39,8 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/moe/expert_store.h"
 
+ABSL_FLAG(std::string, activation_dtype, "f32",
+          "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16)");
 ABSL_FLAG(std::string, matmul_path, "auto",
           "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, "", "model directory");
@@ -112,6 +114,12 @@ class ModelFiles {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
+    glm::kernels::SetBf16Activations(bf16);
+  } else {
+    std::fprintf(stderr, "decode_bench: --activation-dtype must be f32 or bf16\n");
+    return 2;
+  }
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
     std::fprintf(stderr, "%s: %s\n", "decode_bench", err.c_str());
     return 2;
@@ -248,6 +256,7 @@ int main(int argc, char** argv) {
   std::string key = absl::StrCat("decode_bench/", std::filesystem::path(dir).filename().string(), "/",
                                  dtype_name, "/batch", batch, "/threads", threads);
   if (load.expert_memory_bytes > 0) absl::StrAppend(&key, "/experts", expert_gib, "GiB");
+  if (glm::kernels::Bf16Activations()) absl::StrAppend(&key, "/bf16-activations");
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = baselines.Get(key);
   const double vs_previous = previous > 0 ? tokens_per_s / previous : 0.0;
@@ -272,8 +281,11 @@ int main(int argc, char** argv) {
         static_cast<long>(es.prefetches_used), static_cast<double>(es.bytes_read) / (done * batch), disk_gbps,
         disk_avg_gbps, es.wait_seconds, seq_gbps);
   } else {
-    std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s\n", dir.c_str(),
-                dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathDetails().c_str());
+    std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s%s\n", dir.c_str(),
+                dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathDetails().c_str(),
+                glm::kernels::Bf16Activations()
+                    ? (", BF16 activations (" + glm::kernels::Bf16ActivationsDetails() + ")").c_str()
+                    : "");
     std::printf("batch %d: %.2f tokens/s, %.1f MiB of weights per token, %.2f GB/s achieved\n", batch, tokens_per_s,
                 weight_bytes_per_token / 1048576.0, achieved_gbps);
     std::printf("read-bandwidth probe %.2f GB/s (median of %zu passes interleaved with the decode) -> ratio %.3f "

@@ -51,6 +51,9 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
           "stored | int8 | int4 | int{8,4}-g<N>: the model converted at load, and the peak GEMM in that "
           "format (the same kernel family); stored = BF16");
 ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all");
+ABSL_FLAG(std::string, activation_dtype, "f32",
+          "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16; the peak "
+          "GEMM then measures that kernel family too)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store this prefill tokens/s as the new best in --baseline if it is better");
@@ -159,6 +162,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: %s\n", "prefill_bench", err.c_str());
     return 2;
   }
+  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
+    glm::kernels::SetBf16Activations(bf16);
+  } else {
+    std::fprintf(stderr, "prefill_bench: --activation-dtype must be f32 or bf16\n");
+    return 2;
+  }
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
@@ -222,6 +231,7 @@ int main(int argc, char** argv) {
   // Previous best prefill tokens/s for this model, format, prompt and chunk, and thread count.
   const std::string key = absl::StrCat("prefill_bench/", std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string(),
                                        "/", absl::GetFlag(FLAGS_weight_dtype), ":", absl::GetFlag(FLAGS_quantize_scope),
+                                       glm::kernels::Bf16Activations() ? ":bf16-activations" : "",
                                        "/prompt", prompt, "/chunk", chunk, "/threads", threads);
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = best_s > 0 ? baselines.Get(key) : 0.0;
@@ -229,19 +239,23 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_record) && best_s > 0) baselines.RecordIfBetter(key, tok_s);
   if (absl::GetFlag(FLAGS_json)) {
     std::printf(
-        "{\"path\":\"%s\",\"threads\":%d,\"reps\":%d,\"gemm\":{\"tokens\":%lld,\"rows\":%lld,"
+        "{\"path\":\"%s\",\"bf16_activations\":%s,\"threads\":%d,\"reps\":%d,\"gemm\":{\"tokens\":%lld,\"rows\":%lld,"
         "\"cols\":%lld,\"dtype\":\"%s\",\"gflops\":%.1f},\"prefill\":{\"prompt\":%lld,"
         "\"chunk\":%lld,\"seconds\":%.3f,\"tokens_per_s\":%.1f,\"projection_gflop\":%.2f,"
         "\"attention_gflop\":%.2f,\"gflops\":%.1f,\"ratio_to_peak\":%.3f,\"load_s\":%.2f,"
         "\"previous_best_tokens_per_s\":%.1f,\"ratio_to_previous_best\":%.4f}}\n",
-        glm::kernels::MatMulPathName().c_str(), threads, reps, static_cast<long long>(gt),
+        glm::kernels::MatMulPathName().c_str(), glm::kernels::Bf16Activations() ? "true" : "false", threads,
+        reps, static_cast<long long>(gt),
         static_cast<long long>(gr), static_cast<long long>(gc), gemm_name.c_str(), peak,
         static_cast<long long>(prompt), static_cast<long long>(chunk), best_s, tok_s,
         flops.projections / 1e9, flops.attention / 1e9, model_gflops, ratio, load_s, previous, vs_previous);
     return 0;
   }
-  std::printf("matmul path %s, %d threads, best of %d\n", glm::kernels::MatMulPathName().c_str(),
-              threads, reps);
+  std::printf("matmul path %s, %d threads, best of %d%s\n", glm::kernels::MatMulPathName().c_str(),
+              threads, reps,
+              glm::kernels::Bf16Activations()
+                  ? (", BF16 activations (" + glm::kernels::Bf16ActivationsDetails() + ")").c_str()
+                  : "");
   std::printf("%-44s %12s\n", "measurement", "value");
   std::printf("%-44s %12.1f\n",
               ("peak GEMM GFLOP/s (" + gemm_name + " " + std::to_string(gt) + " x " + std::to_string(gr) +

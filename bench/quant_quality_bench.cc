@@ -33,7 +33,8 @@ ABSL_FLAG(std::string, model, GLM_SOURCE_DIR "/models/glm5-tiny-code", "model di
 ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-code/reference.json",
           "reference.json with eval_ids_first_1024 and eval_nll_first_1024");
 ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
-          "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all");
+          "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
+          "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "matrices re-quantised unless a format says FORMAT:SCOPE: experts (routed + shared) | all");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
@@ -149,6 +150,16 @@ int main(int argc, char** argv) {
   if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &default_scope))
     return Fail("--quantize-scope must be experts or all");
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_formats), ',', absl::SkipEmpty())) {
+    if (f == "bf16-activations") {  // BF16 weights as stored, activations rounded to BF16
+      glm::model::LoadOptions load;
+      load.matrix_dtype = glm::kernels::DType::kBF16;
+      glm::kernels::SetBf16Activations(true);
+      auto run = Evaluate(dir, std::string(f), load, ids, &pool);
+      glm::kernels::SetBf16Activations(false);
+      if (!run.ok()) return Fail(std::string(f) + ": " + std::string(run.status().message()));
+      runs.push_back(*std::move(run));
+      continue;
+    }
     // FORMAT or FORMAT:SCOPE (int8:all), the scope defaulting to --quantize-scope.
     const std::vector<std::string> parts = absl::StrSplit(f, ':');
     glm::model::LoadOptions load;

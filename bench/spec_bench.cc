@@ -33,6 +33,8 @@
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/speculative_generator.h"
 
+ABSL_FLAG(std::string, activation_dtype, "f32",
+          "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16)");
 ABSL_FLAG(std::string, matmul_path, "auto",
           "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, GLM_BENCH_DEFAULT_MODEL, "model directory");
@@ -103,6 +105,12 @@ class Glm5StepBytes {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
+    glm::kernels::SetBf16Activations(bf16);
+  } else {
+    std::fprintf(stderr, "spec_bench: --activation-dtype must be f32 or bf16\n");
+    return 2;
+  }
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
     std::fprintf(stderr, "%s: %s\n", "spec_bench", err.c_str());
     return 2;

@@ -69,6 +69,9 @@ ABSL_FLAG(double, bandwidth_gbps, 0, "plan: measured read bandwidth per NUMA nod
 ABSL_FLAG(std::string, weight_dtype, "stored",
           "forward/generate/chat/plan: stored | bf16 | f32 | int8 | int8-row | int4 | int8-g<N> | int4-g<N> "
           "(int8/int4 re-quantised at load)");
+ABSL_FLAG(std::string, activation_dtype, "f32",
+          "forward/generate/chat/plan: activations of matmuls with BF16 weights: f32 | bf16 (rounded to BF16; "
+          "BF16 dot products on CPUs with AVX512-BF16)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all");
 ABSL_FLAG(double, expert_memory_gib, 0,
@@ -142,11 +145,12 @@ int main(int argc, char** argv) {
   m.speculative = absl::GetFlag(FLAGS_speculative);
   m.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
   m.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
+  m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     // The server's weights are loaded already: these would be silently ignored.
-    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib"}) {
+    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');
@@ -202,6 +206,7 @@ int main(int argc, char** argv) {
     p.bandwidth_gbps = absl::GetFlag(FLAGS_bandwidth_gbps);
     p.weight_dtype = m.weight_dtype;
     p.quantize_scope = m.quantize_scope;
+    p.activation_dtype = m.activation_dtype;
     p.expert_memory_gib = m.expert_memory_gib;
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));

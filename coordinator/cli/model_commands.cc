@@ -37,6 +37,10 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (!model::ParseQuantizeScope(o.quantize_scope, &load.quantize_scope))
     return absl::InvalidArgumentError(
         absl::StrCat("--quantize-scope '", o.quantize_scope, "' is not one of experts, all"));
+  bool bf16_activations = false;
+  if (!kernels::ParseActivationDType(o.activation_dtype, &bf16_activations))
+    return absl::InvalidArgumentError(absl::StrCat("--activation-dtype '", o.activation_dtype, "' is not one of f32, bf16"));
+  kernels::SetBf16Activations(bf16_activations);
   if (!(o.expert_memory_gib >= 0))
     return absl::InvalidArgumentError("--expert-memory-gib must be >= 0 (0 = all routed experts resident)");
   load.expert_memory_bytes = static_cast<int64_t>(o.expert_memory_gib * (int64_t{1} << 30));

@@ -38,6 +38,7 @@ struct ModelCommandOptions {
   std::string weight_dtype = "stored";
   std::string quantize_scope = "experts";
   double expert_memory_gib = 0;
+  std::string activation_dtype = "f32";  // f32 | bf16 (kernels::SetBf16Activations for this process)
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.

@@ -57,6 +57,7 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   planner.kv_cache_gib = options.kv_cache_gib;
   planner.weight_dtype = options.weight_dtype;
   planner.quantize_scope = options.quantize_scope;
+  planner.activation_dtype = options.activation_dtype;
   planner.expert_memory_gib = options.expert_memory_gib;
   fs::path model_path = fs::path(options.model_dir).lexically_normal();
   if (model_path.filename().empty()) model_path = model_path.parent_path();

@@ -8,6 +8,7 @@
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/range_split.h"
 #include "coordinator/placement/weight_format.h"
+#include "shard_worker/kernels/matmul.h"
 
 namespace glm::placement {
 namespace {
@@ -94,6 +95,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   // The load options every worker applies: refused here, before any worker loads a byte.
   if (auto format = ParseWeightFormat(plan.weight_dtype(), plan.quantize_scope(), config); !format.ok())
     return absl::InvalidArgumentError(absl::StrCat("weight_dtype / quantize_scope: ", format.status().message()));
+  if (bool bf16 = false; !kernels::ParseActivationDType(plan.activation_dtype(), &bf16))
+    return absl::InvalidArgumentError(
+        absl::StrCat("activation_dtype '", plan.activation_dtype(), "' is not one of f32, bf16"));
   if (auto s = CheckStages(plan, config); !s.ok()) return s;
 
   // Ranks 1..N, each once, each in the stage that lists it at its tp_index.

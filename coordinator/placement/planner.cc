@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/range_split.h"
+#include "shard_worker/kernels/matmul.h"
 #include "coordinator/placement/weight_format.h"
 
 namespace glm::placement {
@@ -197,6 +198,9 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
         "memory budget, KV reserve, expert memory and bytes per parameter must not be negative");
   auto format = ParseWeightFormat(options.weight_dtype, options.quantize_scope, config);
   if (!format.ok()) return format.status();
+  if (bool bf16 = false; !kernels::ParseActivationDType(options.activation_dtype, &bf16))
+    return absl::InvalidArgumentError(
+        absl::StrCat("activation dtype '", options.activation_dtype, "' is not one of f32, bf16"));
   if (options.weight_bytes_per_param > 0 && format->dtype)
     return absl::InvalidArgumentError(absl::StrCat("give weight_bytes_per_param or weight dtype '",
                                                    options.weight_dtype, "', not both"));
@@ -221,6 +225,7 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   plan.set_expert_layout(etp ? "expert-tensor-parallel" : "expert-parallel");
   plan.set_weight_dtype(options.weight_dtype.empty() ? "stored" : options.weight_dtype);
   plan.set_quantize_scope(options.quantize_scope.empty() ? "experts" : options.quantize_scope);
+  plan.set_activation_dtype(options.activation_dtype.empty() ? "f32" : options.activation_dtype);
   for (const std::string& name : hostnames)
     for (const WorkerSlot& w : workers)
       if (w.host.hostname() == name) {

@@ -26,6 +26,7 @@ struct PlannerOptions {
   // into the plan for the workers. Not together with weight_bytes_per_param.
   std::string weight_dtype = "stored";
   std::string quantize_scope = "experts";
+  std::string activation_dtype = "f32";  // "f32" | "bf16" (kernels::ParseActivationDType), into the plan
   // Per rank: memory for routed experts; beyond it they stay on disk and stream through an LRU
   // cache of this size, so only the cache counts against the memory budget. 0 = all resident.
   double expert_memory_gib = 0;

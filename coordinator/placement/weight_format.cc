@@ -47,9 +47,10 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, st
 
 std::string WeightFormatText(const PlacementPlan& plan) {
   const std::string& dtype = plan.weight_dtype();
-  if (dtype.empty() || dtype == "stored") return "stored";
-  if (dtype == "bf16" || dtype == "f32") return dtype;
-  return absl::StrCat(dtype, plan.quantize_scope() == "all" ? " (all matrices)" : " (experts)");
+  const std::string activations = plan.activation_dtype() == "bf16" ? ", bf16 activations" : "";
+  if (dtype.empty() || dtype == "stored") return "stored" + activations;
+  if (dtype == "bf16" || dtype == "f32") return dtype + activations;
+  return absl::StrCat(dtype, plan.quantize_scope() == "all" ? " (all matrices)" : " (experts)", activations);
 }
 
 absl::Status ApplyLoadFlags(const LoadFlags& flags, PlacementPlan* plan) {
@@ -66,6 +67,11 @@ absl::Status ApplyLoadFlags(const LoadFlags& flags, PlacementPlan* plan) {
     plan->set_quantize_scope(flags.quantize_scope);
   } else if (flags.quantize_scope_given && flags.quantize_scope != plan->quantize_scope()) {
     return conflict("quantize-scope", flags.quantize_scope, "quantize_scope", plan->quantize_scope());
+  }
+  if (!Given(plan->activation_dtype())) {
+    plan->set_activation_dtype(flags.activation_dtype);
+  } else if (flags.activation_dtype_given && flags.activation_dtype != plan->activation_dtype()) {
+    return conflict("activation-dtype", flags.activation_dtype, "activation_dtype", plan->activation_dtype());
   }
   bool planned = false;
   for (const RankAssignment& r : plan->ranks()) planned |= r.expert_memory_bytes() != 0;

@@ -53,6 +53,8 @@ struct LoadFlags {
   bool quantize_scope_given = false;
   int64_t expert_memory_bytes = 0;
   bool expert_memory_given = false;
+  std::string activation_dtype = "f32";
+  bool activation_dtype_given = false;
 };
 absl::Status ApplyLoadFlags(const LoadFlags& flags, PlacementPlan* plan);
 

@@ -1,8 +1,10 @@
 #include "shard_worker/kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
+#include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
 #include "shard_worker/kernels/q8_activations.h"
@@ -20,7 +22,14 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
     }
     return;
   }
-  std::vector<float> row(w.cols);
+  std::vector<float> row(w.cols), rounded;
+  if (w.dtype == DType::kBF16 && Bf16Activations()) {  // Σ bf16(x[c]) · W[r][c]
+    rounded.resize(n_tokens * w.cols);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t c = 0; c < w.cols; ++c) rounded[t * w.cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    x = rounded.data();
+    x_stride = w.cols;
+  }
   for (int64_t r = row_begin; r < row_end; ++r) {
     for (int64_t c = 0; c < w.cols; ++c) row[c] = w.At(r, c);
     for (int64_t t = 0; t < n_tokens; ++t) {
@@ -30,6 +39,22 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
       y[t * y_stride + r] = acc;
     }
   }
+}
+
+namespace {
+std::atomic<bool> g_bf16_activations{false};
+}  // namespace
+
+void SetBf16Activations(bool on) { g_bf16_activations.store(on); }
+bool ParseActivationDType(std::string_view name, bool* bf16) {
+  if (name.empty() || name == "f32") *bf16 = false;
+  else if (name == "bf16") *bf16 = true;
+  else return false;
+  return true;
+}
+bool Bf16Activations() { return g_bf16_activations.load(std::memory_order_relaxed); }
+std::string Bf16ActivationsDetails() {
+  return MatMulPathName() == "avx512" && CpuSupportsAvx512Bf16Dot() ? "vdpbf16ps" : "f32 kernels on rounded inputs";
 }
 
 MatMulRowsFn BestMatMulRows() { return SelectedMatMulPath().fn; }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shard_worker/kernels/weight_view.h"
@@ -42,6 +43,19 @@ std::string MatMulPathName();
 // The name plus the instructions of its int4 × int8 dots, e.g. "avx512 (int4 dots: vpdpbusd)",
 // for the startup log.
 std::string MatMulPathDetails();
+
+// BF16 activations for BF16 weights (off by default; a process-wide setting, made before matmuls
+// run). On: every matmul with BF16 weights rounds its activations to BF16 (nearest even) and
+// accumulates the exact products in f32 — what GPU and oneDNN BF16 inference do — and CPUs with
+// AVX512-BF16 use vdpbf16ps (32 products an instruction, no weight conversion: ~2× the f32 FMA
+// kernels where compute-bound: batched decode, prefill). Off: activations stay f32, results match
+// the float64 references to ~1e-5. Other weight formats are not affected.
+void SetBf16Activations(bool on);
+// The --activation-dtype names: "f32" (or empty) and "bf16". False for anything else.
+bool ParseActivationDType(std::string_view name, bool* bf16);
+bool Bf16Activations();
+// "vdpbf16ps" where the chosen path has BF16 dot products, else "f32 kernels on rounded inputs".
+std::string Bf16ActivationsDetails();
 
 // Splits the rows of W across the pool's threads. y is [n_tokens, w.rows] with stride w.rows.
 void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool);

@@ -134,6 +134,76 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
   StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
+// BF16 × BF16 dot products (SetBf16Activations; AVX512-BF16 CPUs): R rows × T tokens, 32 columns a
+// step in natural order (lane j: columns 2j, 2j+1), xp the BF16 activations [T][pitch] (uint16
+// behind the float pointer, zero padded to the chunk). One vdpbf16ps per row, token and chunk; the
+// weights are used as stored.
+#define GLM_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+template <int R, int T>
+GLM_AVX512_BF16 __attribute__((always_inline)) static inline void Bf16DotStep(
+    const uint8_t* w, int64_t row_bytes, const uint16_t* xb, int64_t pitch, int64_t c, __mmask32 m,
+    __m512 (&acc)[R][T]) {
+  __m512bh x[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) x[t] = (__m512bh)_mm512_load_si512(xb + t * pitch + c);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(w + r * row_bytes) + c;
+    const __m512bh v = (__m512bh)_mm512_maskz_loadu_epi16(m, p);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], v, x[t]);
+  }
+}
+
+template <int R, int T>
+GLM_AVX512_BF16 void BlockBf16Dot(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
+                                  int64_t pitch, const float*, int64_t pf_bytes, float* y,
+                                  int64_t y_stride) {
+  const auto* xb = reinterpret_cast<const uint16_t*>(xp);
+  __m512 acc[R][T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const int64_t full = cols / 32 * 32;
+  const int64_t pf_wrap = (R - 1) * row_bytes;
+  for (int64_t c = 0; c < full; c += 32) {
+    if (pf_bytes != 0) {
+      int64_t off = c * 2 + pf_bytes;
+      if (off >= row_bytes) off += pf_wrap;
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+    }
+    Bf16DotStep<R, T>(w, row_bytes, xb, pitch, c, ~__mmask32{0}, acc);
+  }
+  if (full < cols) Bf16DotStep<R, T>(w, row_bytes, xb, pitch, full, (__mmask32{1} << (cols - full)) - 1, acc);
+  StoreReduced<R, T>(acc, R, y, y_stride);
+}
+
+// dst[i] = F32ToBf16(src[i]) (dtype.h: nearest even, NaN kept quiet), 16 at a time.
+GLM_AVX512 void ConvertToBf16(const float* src, int64_t n, uint16_t* dst) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  const __m512i quiet = _mm512_set1_epi32(0x400000);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = TailMask16(n - i);
+    const __m512i bits = _mm512_maskz_loadu_epi32(m, src + i);
+    __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one)));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, abs_mask), inf);
+    rounded = _mm512_mask_or_epi32(rounded, nan, bits, quiet);
+    _mm256_mask_storeu_epi16(dst + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+  }
+}
+
+template <int... Ts>
+void FillBf16Dot(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
+  k.bf16dot_chunk_cols = 32;
+  k.bf16dot_convert = &ConvertToBf16;
+  ((k.bf16dot_rows_per_group[Ts + 1] = kGroupRows[Ts + 1]), ...);
+  ((k.bf16dot_grouped[Ts + 1] = &BlockBf16Dot<kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.bf16dot_single[Ts + 1] = &BlockBf16Dot<1, Ts + 1>), ...);
+}
+
 template <DType D, int... Ts>
 void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
@@ -159,6 +229,7 @@ SimdKernelSet MakeKernelSet() {
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
   k.gemm = Avx512GemmKernels();
+  if (CpuSupportsAvx512Bf16Dot()) FillBf16Dot(k, tiles);
   return k;
 }
 
@@ -169,6 +240,11 @@ bool CpuSupportsAvx512MatMul() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
          __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+
+bool CpuSupportsAvx512Bf16Dot() {
+  __builtin_cpu_init();
+  return CpuSupportsAvx512MatMul() && __builtin_cpu_supports("avx512bf16");
 }
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,

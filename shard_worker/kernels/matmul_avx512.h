@@ -9,8 +9,11 @@
 // the lanes are reduced 16→8→4→2→1.
 // Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does, NaN
 // codes included) and multiplied with f32 activations by FMA; there is no bf16 rounding of
-// activations (so no vdpbf16ps). Rows go in groups (8 at one token, 4 otherwise) and tokens in
-// tiles of up to 4; neither changes any output's arithmetic.
+// activations (so no vdpbf16ps) unless SetBf16Activations is on: then BF16 weights on CPUs with
+// AVX512-BF16 take vdpbf16ps kernels (32-column chunks in natural order, lane j holding columns
+// 2j and 2j+1, one instruction per chunk and token) at every token count, prefill included, so a
+// token's result still does not depend on its batch. Rows go in groups (8 at one token, 4
+// otherwise) and tokens in tiles of up to 4; neither changes any output's arithmetic.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_AVX512_H_
 
@@ -20,6 +23,8 @@ namespace glm::kernels {
 
 // True when this CPU (and OS) runs the AVX-512 path.
 bool CpuSupportsAvx512MatMul();
+// True when it also has AVX512-BF16 (vdpbf16ps), used with SetBf16Activations.
+bool CpuSupportsAvx512Bf16Dot();
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);

@@ -25,7 +25,14 @@ void MatMulRowsPortable(const float* x, int64_t n_tokens, int64_t x_stride, cons
     MatMulRowsReference(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
     return;
   }
-  thread_local std::vector<float> row;
+  thread_local std::vector<float> row, rounded;
+  if (w.dtype == DType::kBF16 && Bf16Activations()) {  // the products of BF16-rounded activations
+    rounded.resize(n_tokens * w.cols);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t c = 0; c < w.cols; ++c) rounded[t * w.cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    x = rounded.data();
+    x_stride = w.cols;
+  }
   row.resize(w.cols);
   for (int64_t r = row_begin; r < row_end; ++r) {
     w.RowToF32(r, row.data());

@@ -12,6 +12,7 @@
 #endif
 
 #include "shard_worker/kernels/gemm_driver.h"
+#include "shard_worker/kernels/matmul.h"
 
 namespace glm::kernels {
 namespace {
@@ -125,6 +126,52 @@ void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* or
 void SetMatMulPrefetchBytes(int64_t bytes) { g_prefetch_bytes.store(std::max<int64_t>(0, bytes)); }
 int64_t MatMulPrefetchBytes() { return g_prefetch_bytes.load(std::memory_order_relaxed); }
 
+namespace {
+
+// The BF16-dot path of RunSimdMatMul: activations to BF16 once per call, then row groups × token
+// tiles as below (rows blocked to stay in L2 while several tiles pass over them). No GEMM: with no
+// weight conversion to amortise, the tiles run near the dot-product peak at any token count, and
+// one kernel family for every batch size keeps a token's result independent of its batch.
+void RunBf16DotMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
+                      const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
+                      int64_t y_stride) {
+  const int64_t cols = w.cols;
+  const int chunk = k.bf16dot_chunk_cols;
+  const int64_t pitch = (cols + chunk - 1) / chunk * chunk;  // bf16 elements per token
+  const int64_t row_bytes = cols * 2;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t pf = MatMulPrefetchBytes();
+  thread_local std::vector<float> x_buf;
+  auto* xb = reinterpret_cast<uint16_t*>(AlignedScratch(x_buf, (n_tokens * pitch + 1) / 2));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    uint16_t* dst = xb + t * pitch;
+    const float* src = x + t * x_stride;
+    k.bf16dot_convert(src, cols, dst);
+    std::fill(dst + cols, dst + pitch, uint16_t{0});
+  }
+  const int tile = k.max_tile_tokens;
+  const int64_t n_tiles = (n_tokens + tile - 1) / tile;
+  const int64_t block_rows =
+      n_tiles == 1 ? row_end - row_begin : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
+    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
+      const int tt = static_cast<int>(std::min<int64_t>(tile, n_tokens - t0));
+      const int group = k.bf16dot_rows_per_group[tt];
+      SimdBlockFn grouped = k.bf16dot_grouped[tt], single = k.bf16dot_single[tt];
+      const float* xt = reinterpret_cast<const float*>(xb + t0 * pitch);
+      float* yt = y + t0 * y_stride;
+      int64_t r = rb0;
+      for (; r + group <= rb1; r += group)
+        grouped(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
+      for (; r < rb1; ++r)
+        single(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
+    }
+  }
+}
+
+}  // namespace
+
 void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int64_t x_stride,
                    const WeightView& w, int64_t row_begin, int64_t row_end, float* y,
                    int64_t y_stride) {
@@ -134,6 +181,18 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     for (int64_t t = 0; t < n_tokens; ++t)
       std::fill(y + t * y_stride + row_begin, y + t * y_stride + row_end, 0.0f);
     return;
+  }
+  if (w.dtype == DType::kBF16 && Bf16Activations()) {
+    if (k.bf16dot_grouped[1] != nullptr)
+      return RunBf16DotMatMul(k, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
+    // No BF16 dot products on this path: the same products from activations rounded to BF16,
+    // through the f32 kernels (decode tiles and prefill GEMM alike, so batches still agree).
+    thread_local std::vector<float> rounded_buf;
+    float* rounded = AlignedScratch(rounded_buf, n_tokens * cols);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t c = 0; c < cols; ++c) rounded[t * cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    x = rounded;
+    x_stride = cols;
   }
   if (n_tokens > kMaxTileTokens && k.gemm != nullptr &&
       RunSimdGemm(k, *k.gemm, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride))

@@ -51,6 +51,15 @@ struct SimdKernelSet {
   // Prefill: n_tokens > kMaxTileTokens goes to this GEMM (gemm_driver.h; same arithmetic per
   // output) where it handles the dtype; nullptr: the tiles above at any n_tokens.
   const GemmKernelSet* gemm = nullptr;
+  // BF16 weights × BF16 activations (SetBf16Activations) by BF16 dot products, where the ISA has
+  // them: xp is then [T][x_pitch] uint16 bf16 in natural column order (x_pitch a multiple of
+  // bf16dot_chunk_cols, zero padded), passed as the float pointer. Null: activations are rounded
+  // to BF16 and the f32 kernels above run.
+  int bf16dot_chunk_cols = 0;
+  void (*bf16dot_convert)(const float* src, int64_t n, uint16_t* dst) = nullptr;  // F32ToBf16 each
+  int bf16dot_rows_per_group[kMaxTileTokens + 1] = {};
+  SimdBlockFn bf16dot_grouped[kMaxTileTokens + 1] = {};
+  SimdBlockFn bf16dot_single[kMaxTileTokens + 1] = {};
 };
 
 // MatMulRowsFn semantics (see matmul.h) on top of a kernel set.

@@ -117,6 +117,9 @@ struct LoadOptions {
   // every matrix but the embedding and lm_head (see quantize_head). On the bundled model the
   // first dense MLP alone costs int8 ~1% top-1 agreement (bench/quant_quality_bench).
   QuantizeScope quantize_scope = QuantizeScope::kExperts;
+  // The plan's activation_dtype is "bf16": the worker sets kernels::SetBf16Activations (a
+  // process-wide kernel setting, not a property of the loaded weights) before loading.
+  bool bf16_activations = false;
   // Loading progress, one line each: every shard file as reading starts on it, then a summary.
   std::function<void(const std::string&)> progress;
   // Convert every matrix at load to this format (BF16, F32, or quantised I8 / I4 from the stored

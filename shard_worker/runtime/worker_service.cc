@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/dtype.h"
+#include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
@@ -67,6 +68,9 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
   if (!plan.quantize_scope().empty() && !model::ParseQuantizeScope(plan.quantize_scope(), &o.quantize_scope))
     return absl::InvalidArgumentError(
         absl::StrCat("plan quantize_scope '", plan.quantize_scope(), "' is not one of experts, all"));
+  if (!kernels::ParseActivationDType(plan.activation_dtype(), &o.bf16_activations))
+    return absl::InvalidArgumentError(
+        absl::StrCat("plan activation_dtype '", plan.activation_dtype(), "' is not one of f32, bf16"));
   if (me->expert_memory_bytes() < 0)
     return absl::InvalidArgumentError(
         absl::StrCat("rank ", rank, ": expert_memory_bytes ", me->expert_memory_bytes(), " is negative"));
@@ -132,6 +136,10 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     auto load = LoadOptionsFor(plan, rank, (*ckpt)->config());
     if (!load.ok()) return load.status();
     load->progress = [&](const std::string& line) { log(line); };
+    // Process-wide, before any matmul: every rank of the cluster gets the same plan value.
+    kernels::SetBf16Activations(load->bf16_activations);
+    if (load->bf16_activations)
+      log(absl::StrCat("rank ", rank, ": BF16 activations for BF16 weights (", kernels::Bf16ActivationsDetails(), ")"));
     auto weights = model::ModelWeights::Load(**ckpt, *load);
     if (!weights.ok()) return weights.status();
     ready.set_weight_bytes((*weights)->bytes_loaded());

@@ -26,7 +26,8 @@ std::vector<Layout> AcceptanceLayouts() {
 }
 
 absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
-                                                  const std::string& expert_layout) {
+                                                  const std::string& expert_layout,
+                                                  const std::string& activation_dtype) {
   placement::HostTopology host;
   host.set_hostname("testhost");
   host.set_packages(1);
@@ -40,6 +41,7 @@ absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& conf
   placement::PlannerOptions options;
   options.stages = stages;
   options.expert_layout = expert_layout;
+  options.activation_dtype = activation_dtype;
   options.model_name = "test";
   return placement::Plan(config, placement::OnePerNumaNode({host}), options);
 }

@@ -29,7 +29,8 @@ std::vector<Layout> AcceptanceLayouts();
 // A plan for `workers` single-core workers (one NUMA node each, on one host) in `stages` stages,
 // made by the real planner.
 absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
-                                                  const std::string& expert_layout = "expert-parallel");
+                                                  const std::string& expert_layout = "expert-parallel",
+                                                  const std::string& activation_dtype = "f32");
 
 // Logits [n_tokens, vocab] of a prompt through the cluster (one prefill step with
 // return_logits), then `decode_steps` greedy tokens through the cache.

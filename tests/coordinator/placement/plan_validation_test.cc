@@ -146,6 +146,10 @@ TEST_F(PlanValidationTest, LoadOptionsAreCheckedBeforeAnyWorkerLoads) {
   EXPECT_NE(group.find("multiple of 32"), std::string::npos) << group;
   const std::string scope = Broken([](PlacementPlan& p) { p.set_quantize_scope("attention"); });
   EXPECT_NE(scope.find("quantize scope 'attention' is not one of experts, all"), std::string::npos) << scope;
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_activation_dtype(""); }), "");  // older plans: f32
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_activation_dtype("bf16"); }), "");
+  const std::string activations = Broken([](PlacementPlan& p) { p.set_activation_dtype("fp16"); });
+  EXPECT_NE(activations.find("activation_dtype 'fp16' is not one of f32, bf16"), std::string::npos) << activations;
   const std::string memory = Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_expert_memory_bytes(-5); });
   EXPECT_NE(memory.find("rank 3 has expert_memory_bytes -5"), std::string::npos) << memory;
 
@@ -166,6 +170,7 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
   options.weight_dtype = "int8";
   options.quantize_scope = "all";
   options.expert_memory_gib = 0.001;
+  options.activation_dtype = "bf16";
   auto plan = Plan(config_, OnePerNumaNode({Host("a", 2), Host("b", 2)}), options);
   ASSERT_TRUE(plan.ok()) << plan.status();
   auto json = PlanToJson(*plan);
@@ -175,7 +180,9 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
   auto back = PlanFromJson(*json, config_, 5);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*back, *plan));
-  EXPECT_NE(PlanToTable(*plan).find("weights int8 (all matrices)"), std::string::npos) << PlanToTable(*plan);
+  EXPECT_NE(json->find("\"activation_dtype\": \"bf16\""), std::string::npos) << *json;
+  EXPECT_NE(PlanToTable(*plan).find("weights int8 (all matrices), bf16 activations"), std::string::npos)
+      << PlanToTable(*plan);
 
   // A pinned plan keeps its own values; flags fill what it leaves empty; a flag given explicitly
   // that contradicts it is an error, not silently ignored.
@@ -191,6 +198,12 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
             std::string::npos)
       << conflict;
   flags = LoadFlags{};
+  flags.activation_dtype = "f32";
+  flags.activation_dtype_given = true;
+  EXPECT_NE(ApplyLoadFlags(flags, &pinned).message().find(
+                "--activation-dtype f32 contradicts the pinned plan's activation_dtype 'bf16'"),
+            std::string::npos);
+  flags = LoadFlags{};
   flags.expert_memory_bytes = 123;
   flags.expert_memory_given = true;
   EXPECT_NE(ApplyLoadFlags(flags, &pinned).message().find("expert_memory_bytes"), std::string::npos);
@@ -198,6 +211,7 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
   PlacementPlan old = plan_;  // as an older planner wrote it: no load options
   old.clear_weight_dtype();
   old.clear_quantize_scope();
+  old.clear_activation_dtype();
   flags = LoadFlags{};
   flags.weight_dtype = "int4";
   flags.weight_dtype_given = true;
@@ -206,6 +220,7 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
   ASSERT_TRUE(ApplyLoadFlags(flags, &old).ok());
   EXPECT_EQ(old.weight_dtype(), "int4");
   EXPECT_EQ(old.quantize_scope(), "experts");
+  EXPECT_EQ(old.activation_dtype(), "f32");
   for (const RankAssignment& r : old.ranks()) EXPECT_EQ(r.expert_memory_bytes(), 1 << 20);
 }
 

@@ -196,6 +196,76 @@ TEST_P(MatMulPathTest, BatchInvariantBitForBit) {
   }
 }
 
+// SetBf16Activations for the duration of a test.
+class ScopedBf16Activations {
+ public:
+  ScopedBf16Activations() { SetBf16Activations(true); }
+  ~ScopedBf16Activations() { SetBf16Activations(false); }
+};
+
+// BF16 activations: every path computes Σ bf16(x) · w (the reference rounds the same way), and a
+// token's result stays the same alone or in any batch — the avx512 path's vdpbf16ps tiles at
+// every token count, the others' f32 kernels (GEMM included) on rounded activations.
+TEST_P(MatMulPathTest, Bf16ActivationsMatchReferenceAndStayBatchInvariant) {
+  ScopedBf16Activations bf16;
+  for (int64_t cols : {1, 7, 31, 33, 100, 257, 1000}) {
+    for (int64_t rows : {1, 7, 37, 130}) {
+      TestWeights tw = MakeWeights(DType::kBF16, rows, cols, static_cast<uint32_t>(rows * 31 + cols));
+      std::vector<float> x = RandomActivations(40 * cols, static_cast<uint32_t>(cols + 3));
+      std::vector<float> want = RunAll(&MatMulRowsReference, x, 40, tw.view);
+      std::vector<double> mag = Magnitudes(x, 40, tw.view);
+      std::vector<float> all = RunAll(fn(), x, 40, tw.view);
+      ExpectClose(all, want, mag, tw.view, 40, "bf16 activations " + std::to_string(rows) + "x" + std::to_string(cols));
+      for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 17}) {
+        std::vector<float> part = RunAll(fn(), x, n, tw.view);
+        for (int64_t i = 0; i < n * rows; ++i)
+          ASSERT_TRUE(BitEqual(part[i], all[i])) << rows << "x" << cols << " n=" << n << " at " << i;
+      }
+    }
+  }
+}
+
+// The activations really are rounded: 1 + 2^-10 is 1 in BF16, so with small-integer weights the
+// result is exactly Σ w (and with f32 activations it is not).
+TEST_P(MatMulPathTest, Bf16ActivationsRoundTheInputs) {
+  const int64_t rows = 9, cols = 70;
+  std::vector<uint16_t> data(rows * cols);
+  std::vector<float> exact(rows, 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = static_cast<float>((r * 7 + c * 3) % 5) - 1.0f;  // rows sum to 70
+      data[r * cols + c] = F32ToBf16(v);
+      exact[r] += v;
+    }
+  WeightView w;
+  w.dtype = DType::kBF16;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = data.data();
+  const std::vector<float> x(3 * cols, 1.0f + 1.0f / 1024);
+  const std::vector<float> f32 = RunAll(fn(), x, 3, w);
+  ScopedBf16Activations bf16;
+  const std::vector<float> rounded = RunAll(fn(), x, 3, w);
+  bool any_differs = false;
+  for (int64_t t = 0; t < 3; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      EXPECT_EQ(rounded[t * rows + r], exact[r]) << "t=" << t << " r=" << r;
+      any_differs |= exact[r] != 0.0f && f32[t * rows + r] != exact[r];
+    }
+  EXPECT_TRUE(any_differs) << "f32 activations should keep the 2^-10";
+}
+
+TEST(MatMulDispatchTest, ActivationDTypeNames) {
+  bool bf16 = true;
+  EXPECT_TRUE(ParseActivationDType("f32", &bf16));
+  EXPECT_FALSE(bf16);
+  EXPECT_TRUE(ParseActivationDType("", &bf16));
+  EXPECT_FALSE(bf16);
+  EXPECT_TRUE(ParseActivationDType("bf16", &bf16));
+  EXPECT_TRUE(bf16);
+  for (const char* bad : {"BF16", "fp32", "f16", "bf16 "}) EXPECT_FALSE(ParseActivationDType(bad, &bf16)) << bad;
+}
+
 TEST_P(MatMulPathTest, RowRangeAndSubViewInvariant) {
   for (DType dtype : kDTypes) {
     const int64_t rows = 61, cols = 130, n = 5;
