@@ -84,8 +84,11 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   for (size_t i = 0; i < uk_rows.size(); ++i) uk_rows[i] = w.w_uk.data() + i * rank;
   for (size_t i = 0; i < uv_rows.size(); ++i) uv_rows[i] = w.w_uv.data() + i * rank;
   pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
-    std::vector<float> q_lat(kHeadsPerJob * rank), o_lat(kHeadsPerJob * rank), scores, pe_scores;
-    std::vector<const float*> lat_rows, kpe_rows;
+    // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
+    thread_local std::vector<float> q_lat, o_lat, scores, pe_scores;
+    thread_local std::vector<const float*> lat_rows, kpe_rows;
+    q_lat.resize(kHeadsPerJob * rank);
+    o_lat.resize(kHeadsPerJob * rank);
     for (int64_t job = begin; job < end; ++job) {
       // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
       // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
