@@ -149,6 +149,7 @@ void ContinuousBatchingEngine::ReleaseBlocks(Sequence& s) {
   RegisterFullBlocks(s);
   for (int32_t b : s.blocks) blocks_.Release(b);
   s.blocks.clear();
+  s.blocks_sent = 0;
   s.registered = 0;
   s.chain_hash = 0;
   s.computed = 0;
@@ -203,6 +204,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
     return false;
   }
   s->blocks = matched;
+  s->blocks_sent = 0;  // a new table: sent whole with the next step
   s->computed = static_cast<int64_t>(matched.size()) * bs;
   s->registered = 0;
   s->chain_hash = 0;
@@ -343,7 +345,11 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     p->set_use_mtp(s.adaptive && s.spec.method == runtime::SpeculativeConfig::Method::kMtp);
     p->set_mtp_drafts(w.next_k);
     p->set_start_position(s.computed);
-    p->mutable_block_table()->Add(s.blocks.begin(), s.blocks.end());
+    // Only the entries the workers do not hold yet: a running sequence's table only grows.
+    const int64_t blocks_from = std::min<int64_t>(s.blocks_sent, static_cast<int64_t>(s.blocks.size()));
+    p->set_block_table_from(static_cast<int32_t>(blocks_from));
+    p->mutable_block_table()->Add(s.blocks.begin() + blocks_from, s.blocks.end());
+    s.blocks_sent = static_cast<int64_t>(s.blocks.size());
     const bool sample = s.computed + fed == static_cast<int64_t>(s.tokens.size());
     p->set_sample(sample);
     auto* sp = p->mutable_sampling();

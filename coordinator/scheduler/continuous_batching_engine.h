@@ -47,6 +47,7 @@ class ContinuousBatchingEngine : public Engine {
     int32_t prompt_len = 0;
     int64_t computed = 0;         // tokens with KV in the cache
     std::vector<int32_t> blocks;  // block table
+    int64_t blocks_sent = 0;      // leading entries of it the workers hold (block_table_from)
     int32_t registered = 0;       // leading full blocks registered in the prefix cache
     uint64_t chain_hash = 0;      // hash chain value after `registered` blocks
     int32_t generated = 0;

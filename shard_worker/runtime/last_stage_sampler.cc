@@ -163,6 +163,7 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
 }
 
 absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
+                                       const std::vector<const std::vector<int32_t>*>& block_tables,
                                        shard::StepResult* result) {
   for (uint64_t id : plan.finished()) Forget(id);
   for (const auto& s : plan.sequences()) {
@@ -208,11 +209,12 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
     pool->ParallelFor(n_seqs, work);
   else
     work(0, n_seqs);
-  if (model_->config().has_mtp()) return RunMtp(plan, out, decisions, result);
+  if (model_->config().has_mtp()) return RunMtp(plan, out, block_tables, decisions, result);
   return absl::OkStatus();
 }
 
 absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::ForwardOutput& out,
+                                      const std::vector<const std::vector<int32_t>*>& block_tables,
                                       const std::vector<Decision>& decisions, shard::StepResult* result) {
   const model::ModelConfig& c = model_->config();
   const int64_t hidden = c.hidden_size, vocab = c.vocab_size;
@@ -257,8 +259,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
     }
     st.q.clear();
     if (in.tokens.empty()) continue;
-    caches.push_back(std::make_unique<kv_cache::KvCache>(
-        pool_, std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), first));
+    caches.push_back(std::make_unique<kv_cache::KvCache>(pool_, *block_tables[i], first));
     in.cache = caches.back().get();
     batch.push_back(std::move(in));
     who.push_back(i);
@@ -312,7 +313,9 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
       if (k + 1 < s.mtp_drafts()) {
         // The chained row sits right after the previous one; it needs a block to live in.
         const int64_t pos = batch[b].cache->length();
-        if ((pos + 1 + pool_->block_size() - 1) / pool_->block_size() > s.block_table_size()) continue;
+        if ((pos + 1 + pool_->block_size() - 1) / pool_->block_size() >
+            static_cast<int64_t>(block_tables[who[b]]->size()))
+          continue;
         model::SequenceInput in;
         in.cache = batch[b].cache;
         in.tokens = {d};

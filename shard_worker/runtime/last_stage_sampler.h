@@ -32,9 +32,10 @@ class LastStageSampler {
     return s.want_prompt_logprobs() ? std::max(s.tokens_size(), TailRows(s)) : TailRows(s);
   }
 
-  // `out` holds the step's forward (logits of the tail rows, or of every row when `all_rows`).
+  // `out` holds the step's forward (logits of the tail rows, or of every row when `all_rows`);
+  // block_tables[i]: sequence i's whole block table (the plan may carry only its new entries).
   absl::Status Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
-                       shard::StepResult* result);
+                       const std::vector<const std::vector<int32_t>*>& block_tables, shard::StepResult* result);
   void Forget(uint64_t seq_id) { states_.erase(seq_id); }
 
  private:
@@ -50,6 +51,7 @@ class LastStageSampler {
   };
   Decision Decide(const shard::SequenceStep& s, const float* tail_logits, shard::SequenceResult* r);
   absl::Status RunMtp(const shard::StepPlan& plan, const model::ForwardOutput& out,
+                      const std::vector<const std::vector<int32_t>*>& block_tables,
                       const std::vector<Decision>& decisions, shard::StepResult* result);
 
   const model::Glm5Model* model_;

@@ -87,7 +87,12 @@ absl::Status StepExecutor::Validate(const shard::StepPlan& plan) const {
     const int64_t end = s.start_position() + s.tokens_size();
     if (s.start_position() < 0 || end > c.max_position_embeddings)
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), " exceeds the context"));
-    if (static_cast<int64_t>(s.block_table_size()) * ctx_.kv_block_size < end)
+    auto held = block_tables_.find(s.seq_id());
+    const int64_t held_blocks = held == block_tables_.end() ? 0 : static_cast<int64_t>(held->second.size());
+    if (s.block_table_from() < 0 || s.block_table_from() > held_blocks)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": block table entries start at ",
+                                                     s.block_table_from(), " but this rank holds ", held_blocks));
+    if ((static_cast<int64_t>(s.block_table_from()) + s.block_table_size()) * ctx_.kv_block_size < end)
       return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": block table too short"));
     for (int32_t b : s.block_table())
       if (b < 0 || b >= ctx_.kv_blocks) return absl::InvalidArgumentError(absl::StrCat("KV block ", b, " does not exist"));
@@ -95,7 +100,21 @@ absl::Status StepExecutor::Validate(const shard::StepPlan& plan) const {
   return absl::OkStatus();
 }
 
-absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* result) {
+std::vector<const std::vector<int32_t>*> StepExecutor::UpdateBlockTables(const shard::StepPlan& plan) {
+  std::vector<const std::vector<int32_t>*> tables;
+  tables.reserve(plan.sequences_size());
+  for (const auto& s : plan.sequences()) {
+    std::vector<int32_t>& t = block_tables_[s.seq_id()];
+    t.resize(s.block_table_from());  // from 0: a new table (a new or re-admitted sequence)
+    t.insert(t.end(), s.block_table().begin(), s.block_table().end());
+    tables.push_back(&t);
+  }
+  return tables;
+}
+
+absl::Status StepExecutor::Run(const shard::StepPlan& plan,
+                               const std::vector<const std::vector<int32_t>*>& block_tables,
+                               shard::StepResult* result) {
   const model::ModelConfig& c = model_->config();
   std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
   std::vector<model::SequenceInput> batch(plan.sequences_size());
@@ -103,8 +122,7 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
   bool want_all_rows = false;
   for (int i = 0; i < plan.sequences_size(); ++i) {
     const auto& s = plan.sequences(i);
-    caches.push_back(std::make_unique<kv_cache::KvCache>(
-        pool_.get(), std::vector<int32_t>(s.block_table().begin(), s.block_table().end()), s.start_position()));
+    caches.push_back(std::make_unique<kv_cache::KvCache>(pool_.get(), *block_tables[i], s.start_position()));
     batch[i].cache = caches.back().get();
     batch[i].tokens.assign(s.tokens().begin(), s.tokens().end());
     batch[i].logit_tail = LastStageSampler::LogitRowsFor(s);
@@ -141,7 +159,7 @@ absl::Status StepExecutor::Run(const shard::StepPlan& plan, shard::StepResult* r
     return absl::OkStatus();
   }
   // Every rank of the last stage samples (identically) and runs the MTP layer together.
-  return sampler_->Process(plan, *out, want_all_rows, result);
+  return sampler_->Process(plan, *out, want_all_rows, block_tables, result);
 }
 
 absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
@@ -151,8 +169,10 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   if (tp != nullptr) tp->ClearCollectiveLog();
   shard::StepResult result;
   result.set_step_id(plan.step_id());
+  // Finished sequences go first (whatever becomes of this step: the coordinator lists them once).
+  for (uint64_t id : plan.finished()) block_tables_.erase(id);
   absl::Status status = Validate(plan);
-  if (status.ok()) status = Run(plan, &result);
+  if (status.ok()) status = Run(plan, UpdateBlockTables(plan), &result);
   double comm = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0) - comm_before;
   double comm_min = comm, comm_max = comm;
   if (is_last_stage_ && tp != nullptr && tp->size() > 1 && status.ok()) {

@@ -5,6 +5,7 @@
 #define GLM_SHARD_WORKER_RUNTIME_STEP_EXECUTOR_H_
 
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -38,13 +39,21 @@ class StepExecutor {
 
  private:
   StepExecutor(const model::Glm5Model* model, ExecutorContext ctx);
+  // Checks the plan against this rank's state (block tables included) without changing it.
   absl::Status Validate(const shard::StepPlan& plan) const;
-  absl::Status Run(const shard::StepPlan& plan, shard::StepResult* result);
+  // After Validate: every sequence's block table updated with the plan's new entries; returns
+  // them in plan order.
+  std::vector<const std::vector<int32_t>*> UpdateBlockTables(const shard::StepPlan& plan);
+  absl::Status Run(const shard::StepPlan& plan, const std::vector<const std::vector<int32_t>*>& block_tables,
+                   shard::StepResult* result);
 
   const model::Glm5Model* model_;
   ExecutorContext ctx_;
   std::unique_ptr<kv_cache::KvBlockPool> pool_;
   std::unique_ptr<LastStageSampler> sampler_;  // last stage only
+  // Each sequence's block table as the steps sent it (SequenceStep::block_table_from), until the
+  // plan lists the sequence as finished. The same on every rank: all ranks see every plan.
+  std::unordered_map<uint64_t, std::vector<int32_t>> block_tables_;
   int stage_index_ = 0;
   int tp_index_ = 0;
   bool is_first_stage_ = false;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <thread>
 
@@ -493,6 +494,138 @@ TEST(EngineTest, PenaltyHistoryMustContinueWhatTheLastStageHolds) {
   auto served = (*lc)->client()->Step(plan);
   ASSERT_TRUE(served.ok()) << served.status();
   ASSERT_EQ(served->sequences_size(), 1);
+}
+
+// Steps send only the block-table entries the workers do not hold (block_table_from): a running
+// sequence's table grows by appends; a preempted one comes back with a whole new table. The
+// outputs stay exact through preemption, and the pieces add up to the coordinator's tables.
+TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
+  auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 2, 2, 24, 4);
+  ASSERT_TRUE(lc.ok()) << lc.status();
+  struct RecordingRunner : StepRunner {
+    explicit RecordingRunner(cluster::ClusterClient* c) : inner(c) {}
+    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+      plans.push_back(plan);
+      return inner.Step(plan);
+    }
+    ClusterStepRunner inner;
+    std::vector<shard::StepPlan> plans;  // read after the loop has stopped
+  } runner((*lc)->client());
+  EngineOptions o;
+  o.max_context = (*lc)->config().max_position_embeddings;
+  o.vocab_size = static_cast<int32_t>((*lc)->config().vocab_size);
+  o.eos_token_ids = (*lc)->config().eos_token_ids;
+  o.kv_blocks = 24;
+  o.kv_block_size = 4;
+  auto engine = Engine::Create(&runner, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::thread loop([&] { (*engine)->RunLoop().IgnoreError(); });
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(Prompt(500 + i, 12));
+    auto s = (*engine)->Submit(Greedy(prompts.back(), 20));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    std::vector<int32_t> tokens;
+    GenerationEvent e;
+    while (streams[i]->Next(&e, absl::Seconds(120))) {
+      tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+      if (e.finished) break;
+    }
+    ASSERT_TRUE(e.error.ok()) << e.error;
+    EXPECT_EQ(tokens, SingleProcessGreedy(prompts[i], 20)) << "request " << i;
+  }
+  EXPECT_GT((*engine)->GetLoad().preemptions, 0);
+  (*engine)->Shutdown(false);
+  loop.join();
+
+  std::map<uint64_t, std::vector<int32_t>> tables;
+  int incremental = 0, readmitted = 0;
+  for (const shard::StepPlan& plan : runner.plans) {
+    for (uint64_t id : plan.finished()) tables.erase(id);
+    for (const shard::SequenceStep& s : plan.sequences()) {
+      auto [it, fresh] = tables.try_emplace(s.seq_id());
+      ASSERT_LE(s.block_table_from(), static_cast<int32_t>(it->second.size())) << "seq " << s.seq_id();
+      if (s.block_table_from() > 0) ++incremental;
+      if (!fresh && s.block_table_from() == 0) ++readmitted;
+      it->second.resize(s.block_table_from());
+      it->second.insert(it->second.end(), s.block_table().begin(), s.block_table().end());
+      // The whole table covers the positions this step writes.
+      EXPECT_GE(static_cast<int64_t>(it->second.size()) * 4, s.start_position() + s.tokens_size());
+    }
+  }
+  EXPECT_GT(incremental, 0) << "decode steps should send only new entries";
+  EXPECT_GT(readmitted, 0) << "a preempted sequence comes back with a whole table";
+}
+
+// A step whose block table does not continue what the workers hold is refused with
+// INVALID_ARGUMENT on every rank; a finished sequence's table is gone.
+TEST(EngineTest, BlockTableMustContinueWhatTheWorkersHold) {
+  auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 2, 2, 16, 16);
+  ASSERT_TRUE(lc.ok()) << lc.status();
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::FORWARD);
+  plan.set_step_id(1);
+  auto* s = plan.add_sequences();
+  s->set_seq_id(7);
+  for (int32_t t : {21, 22, 23}) s->add_tokens(t);
+  s->set_start_position(0);
+  s->set_block_table_from(1);  // nothing is held for sequence 7 yet
+  s->add_block_table(0);
+  s->set_sample(true);
+  auto refused = (*lc)->client()->Step(plan);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
+  EXPECT_NE(std::string(refused.status().message()).find("block table entries start at 1 but this rank holds 0"),
+            std::string::npos)
+      << refused.status();
+  s->set_block_table_from(0);
+  plan.set_step_id(2);
+  auto first = (*lc)->client()->Step(plan);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->sequences_size(), 1);
+  const int32_t next = first->sequences(0).token();
+
+  // Decode the next token twice: sequence 7 by reference to its held table, sequence 8 (the same
+  // tokens in other blocks) with its whole table: the same token comes out.
+  shard::StepPlan prefill8 = plan;
+  prefill8.set_step_id(3);
+  prefill8.mutable_sequences(0)->set_seq_id(8);
+  prefill8.mutable_sequences(0)->set_block_table(0, 1);
+  ASSERT_TRUE((*lc)->client()->Step(prefill8).ok());
+  shard::StepPlan decode;
+  decode.set_kind(shard::StepPlan::FORWARD);
+  decode.set_step_id(4);
+  for (uint64_t id : {7, 8}) {
+    auto* d = decode.add_sequences();
+    d->set_seq_id(id);
+    d->add_tokens(next);
+    d->set_start_position(3);
+    d->set_sample(true);
+    if (id == 7) {
+      d->set_block_table_from(1);  // block 0 is held
+    } else {
+      d->add_block_table(1);
+    }
+  }
+  auto decoded = (*lc)->client()->Step(decode);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  ASSERT_EQ(decoded->sequences_size(), 2);
+  EXPECT_EQ(decoded->sequences(0).token(), decoded->sequences(1).token());
+
+  // Finished: its table is dropped, so continuing it is refused.
+  shard::StepPlan after;
+  after.set_kind(shard::StepPlan::FORWARD);
+  after.set_step_id(5);
+  after.add_finished(7);
+  *after.add_sequences() = decode.sequences(0);
+  after.mutable_sequences(0)->set_start_position(4);
+  auto gone = (*lc)->client()->Step(after);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kInvalidArgument) << gone.status();
 }
 
 TEST(EngineTest, AbortStopsAndFreesBlocks) {
