@@ -87,14 +87,22 @@ namespace {
 // 256 x 256 BF16 matrix for one token). The bundled model's decode is made of such matrices:
 // running them unsplit made its batch-1 step ~5-10% faster on 2 threads; GLM-5's are MiBs.
 constexpr int64_t kMinParallelWork = 128 * 1024;
+
+// Rows per pool task: enough that a task reads at least ~16 KiB of weights. With many tokens also
+// up to 128 rows (an eighth of the matrix at most, so small ones still split): every call first
+// prepares all of its tokens' activations (a copy or BF16 conversion of n_tokens x cols, about
+// the work of ~10-20 rows), which the pool's dynamic tail (ThreadPool::ParallelFor) must not
+// multiply.
+int64_t RowGrain(int64_t row_bytes, int64_t n_tokens, int64_t rows) {
+  const int64_t grain = std::max<int64_t>(4, (16 * 1024) / std::max<int64_t>(1, row_bytes));
+  return n_tokens > 8 ? std::max<int64_t>(grain, std::min<int64_t>(128, rows / 8)) : grain;
+}
 }  // namespace
 
 void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                    float* y, int64_t y_stride, ThreadPool* pool) {
   MatMulRowsFn fn = BestMatMulRows();
-  // Grain: enough rows that a task reads at least ~16 KiB of weights.
-  int64_t row_bytes = std::max<int64_t>(1, w.row_bytes());
-  int64_t grain = std::max<int64_t>(4, (16 * 1024) / row_bytes);
+  const int64_t grain = RowGrain(w.row_bytes(), n_tokens, w.rows);
   if (pool == nullptr || pool->size() == 1 || w.rows <= grain ||
       w.bytes() * std::max<int64_t>(1, n_tokens) < kMinParallelWork) {
     fn(x, n_tokens, x_stride, w, 0, w.rows, y, y_stride);
@@ -123,7 +131,7 @@ void MatMulShared(const float* x, int64_t n_tokens, const std::vector<MatMulTarg
       if (b < e) fn(x, n_tokens, w.cols, w, b - first[i], e - first[i], targets[i].y, w.rows);
     }
   };
-  const int64_t grain = std::max<int64_t>(4, (16 * 1024) / row_bytes);
+  const int64_t grain = RowGrain(row_bytes, n_tokens, total);
   int64_t work = 0;
   for (const MatMulTarget& t : targets) work += t.w->bytes() * std::max<int64_t>(1, n_tokens);
   if (pool == nullptr || pool->size() == 1 || total <= grain || work < kMinParallelWork) {

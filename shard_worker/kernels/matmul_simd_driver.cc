@@ -25,6 +25,13 @@ std::atomic<int64_t> g_prefetch_bytes{1024};
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
+// Rows one pass covers before the next token tile: all of them for a single tile (decode: each
+// weight byte streams once), else a block that stays in L2 while every tile passes over it.
+int64_t RowsPerPass(int64_t n_tokens, int tile, int64_t rows, int64_t row_bytes) {
+  const int64_t n_tiles = (n_tokens + tile - 1) / tile;
+  return n_tiles == 1 ? rows : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+}
+
 }  // namespace
 
 float* AlignedScratch(std::vector<float>& v, int64_t n) {
@@ -150,9 +157,7 @@ void RunBf16DotMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, 
     std::fill(dst + cols, dst + pitch, uint16_t{0});
   }
   const int tile = k.max_tile_tokens;
-  const int64_t n_tiles = (n_tokens + tile - 1) / tile;
-  const int64_t block_rows =
-      n_tiles == 1 ? row_end - row_begin : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+  const int64_t block_rows = RowsPerPass(n_tokens, tile, row_end - row_begin, row_bytes);
   for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
     const int64_t rb1 = std::min(row_end, rb0 + block_rows);
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
@@ -215,11 +220,7 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
   int64_t scale_block = -1;  // which scale row `scales` holds (never reused across calls)
 
   const int tile = k.max_tile_tokens;
-  const int64_t n_tiles = (n_tokens + tile - 1) / tile;
-  // One tile (decode): a single pass streams every weight byte once. Several: blocks of rows that
-  // stay in L2 while each token tile passes over them.
-  const int64_t block_rows =
-      n_tiles == 1 ? row_end - row_begin : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+  const int64_t block_rows = RowsPerPass(n_tokens, tile, row_end - row_begin, row_bytes);
 
   for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
     const int64_t rb1 = std::min(row_end, rb0 + block_rows);

@@ -436,6 +436,20 @@ TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
+// A FORWARD plan of one sequence: `tokens` from position 0 in KV block 0, sampled greedily.
+shard::StepPlan OneSequencePlan(uint64_t step_id, uint64_t seq_id, const std::vector<int32_t>& tokens) {
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::FORWARD);
+  plan.set_step_id(step_id);
+  auto* s = plan.add_sequences();
+  s->set_seq_id(seq_id);
+  s->mutable_tokens()->Add(tokens.begin(), tokens.end());
+  s->set_start_position(0);
+  s->add_block_table(0);
+  s->set_sample(true);
+  return plan;
+}
+
 // The penalties' history reaches the last stage in parts (each step sends only the tokens it
 // does not hold yet); preempted and recomputed sequences must still be penalised against their
 // whole history.
@@ -472,15 +486,8 @@ TEST(EngineTest, PenaltyHistoryStaysExactThroughPreemption) {
 TEST(EngineTest, PenaltyHistoryMustContinueWhatTheLastStageHolds) {
   auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 1, 1, 16, 16);
   ASSERT_TRUE(lc.ok()) << lc.status();
-  shard::StepPlan plan;
-  plan.set_kind(shard::StepPlan::FORWARD);
-  plan.set_step_id(1);
-  auto* s = plan.add_sequences();
-  s->set_seq_id(7);
-  for (int32_t t : {21, 22, 23}) s->add_tokens(t);
-  s->set_start_position(0);
-  s->add_block_table(0);
-  s->set_sample(true);
+  shard::StepPlan plan = OneSequencePlan(1, 7, {21, 22, 23});
+  auto* s = plan.mutable_sequences(0);
   s->mutable_sampling()->set_repetition_penalty(1.3f);
   s->set_penalty_tokens_from(5);  // nothing is held for sequence 7 yet
   for (int32_t t : {21, 22, 23}) s->add_penalty_tokens(t);
@@ -566,16 +573,9 @@ TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
 TEST(EngineTest, BlockTableMustContinueWhatTheWorkersHold) {
   auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 2, 2, 16, 16);
   ASSERT_TRUE(lc.ok()) << lc.status();
-  shard::StepPlan plan;
-  plan.set_kind(shard::StepPlan::FORWARD);
-  plan.set_step_id(1);
-  auto* s = plan.add_sequences();
-  s->set_seq_id(7);
-  for (int32_t t : {21, 22, 23}) s->add_tokens(t);
-  s->set_start_position(0);
+  shard::StepPlan plan = OneSequencePlan(1, 7, {21, 22, 23});
+  auto* s = plan.mutable_sequences(0);
   s->set_block_table_from(1);  // nothing is held for sequence 7 yet
-  s->add_block_table(0);
-  s->set_sample(true);
   auto refused = (*lc)->client()->Step(plan);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << refused.status();
