@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/runtime/protocol_tags.h"
@@ -80,7 +81,10 @@ absl::StatusOr<std::unique_ptr<StepExecutor>> StepExecutor::Create(const model::
 absl::Status StepExecutor::Validate(const shard::StepPlan& plan) const {
   const model::ModelConfig& c = model_->config();
   if (plan.sequences().empty()) return absl::InvalidArgumentError("step has no sequences");
+  std::unordered_set<uint64_t> seen;  // a sequence appears once (its block table updates once)
   for (const auto& s : plan.sequences()) {
+    if (!seen.insert(s.seq_id()).second)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), " appears twice in the step"));
     if (s.tokens().empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), " has no tokens"));
     for (int32_t t : s.tokens())
       if (t < 0 || t >= c.vocab_size) return absl::InvalidArgumentError(absl::StrCat("token id ", t, " is outside the vocabulary"));

@@ -616,10 +616,19 @@ TEST(EngineTest, BlockTableMustContinueWhatTheWorkersHold) {
   ASSERT_EQ(decoded->sequences_size(), 2);
   EXPECT_EQ(decoded->sequences(0).token(), decoded->sequences(1).token());
 
+  // A sequence twice in one step is refused (its table would be updated twice).
+  shard::StepPlan twice = decode;
+  twice.set_step_id(5);
+  *twice.add_sequences() = decode.sequences(1);
+  auto doubled = (*lc)->client()->Step(twice);
+  ASSERT_FALSE(doubled.ok());
+  EXPECT_NE(std::string(doubled.status().message()).find("sequence 8 appears twice"), std::string::npos)
+      << doubled.status();
+
   // Finished: its table is dropped, so continuing it is refused.
   shard::StepPlan after;
   after.set_kind(shard::StepPlan::FORWARD);
-  after.set_step_id(5);
+  after.set_step_id(6);
   after.add_finished(7);
   *after.add_sequences() = decode.sequences(0);
   after.mutable_sequences(0)->set_start_position(4);
