@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
                 static_cast<double>(agree_text) / rows);
     std::printf("plain decode: %.1f tokens/s (batch 1, %d threads)\n", plain_tps, absl::GetFlag(FLAGS_threads));
     std::printf("%-9s %8s %9s %10s %8s %8s  %s\n", "method", "accept", "tok/s", "speedup", "GLM-5*", "bytes**",
-                "per-position acceptance");
+                "per-position acceptance (drafts)");
   }
   // Where a speculative step's time goes: after a 120-token prompt, the median time of one
   // plain decode forward, of a verify forward over 2 and 3 positions, and of the MTP layer over
@@ -325,9 +325,13 @@ int main(int argc, char** argv) {
     r["outputs_identical_to_plain"] = identical;
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
+      // Each position's rate with how often it was drafted: the adaptive length may draft the
+      // last positions rarely (e.g. 0/1), which a bare rate would hide.
       std::string pp;
-      for (double v : per_pos)
-        absl::StrAppend(&pp, pp.empty() ? "" : " ", v < 0 ? std::string("-") : absl::StrFormat("%.2f", v));
+      for (size_t i = 0; i < per_pos.size(); ++i)
+        absl::StrAppend(&pp, pp.empty() ? "" : " ",
+                        per_pos[i] < 0 ? std::string("-")
+                                       : absl::StrFormat("%.2f(%d)", per_pos[i], total.drafted_at[i]));
       std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps,
                   tps / plain_tps, glm5_speedup, glm5_bytes_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
     }
