@@ -62,12 +62,18 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
 }
 
 absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan) {
+  return Step(plan, [] {});
+}
+
+absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan,
+                                                      absl::FunctionRef<void()> after_broadcast) {
   if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
   std::string bytes = plan.SerializeAsString();
   if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
     healthy_ = false;
     return absl::UnavailableError(absl::StrCat("broadcasting the step failed: ", s.message()));
   }
+  after_broadcast();
   std::string reply;
   if (auto s = world_->RecvStringWithTimeout(result_rank_, runtime::kTagResult, &reply, options_.step_timeout); !s.ok()) {
     healthy_ = false;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "protos/placement.pb.h"
@@ -52,6 +53,9 @@ class ClusterClient {
   // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
   // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
+  // The same, calling `after_broadcast` once every worker has been sent the plan (the forward is
+  // running) and before waiting for the result.
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, absl::FunctionRef<void()> after_broadcast);
   // Tells every worker to exit (idempotent).
   absl::Status Shutdown();
   bool healthy() const { return healthy_; }

@@ -11,6 +11,10 @@ class ClusterStepRunner : public StepRunner {
  public:
   explicit ClusterStepRunner(cluster::ClusterClient* client) : client_(client) {}
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override { return client_->Step(plan); }
+  absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
+                                                    absl::FunctionRef<void()> while_running) override {
+    return client_->Step(plan, while_running);
+  }
 
  private:
   cluster::ClusterClient* client_;

@@ -175,9 +175,18 @@ void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason
   e.prompt_tokens = s->prompt_len;
   e.completion_tokens = s->generated;
   e.cached_tokens = s->cached_tokens;
-  s->stream->Push(std::move(e));
+  Emit(s->stream, std::move(e));
   absl::MutexLock lock(&mu_);
   live_ids_.erase(s->request.request_id);
+}
+
+void ContinuousBatchingEngine::Emit(const std::shared_ptr<RequestStream>& stream, GenerationEvent e) {
+  undelivered_.emplace_back(stream, std::move(e));
+}
+
+void ContinuousBatchingEngine::Deliver() {
+  for (auto& [stream, e] : undelivered_) stream->Push(std::move(e));
+  undelivered_.clear();
 }
 
 bool ContinuousBatchingEngine::EnsureBlocks(Sequence& s, int64_t positions) {
@@ -327,7 +336,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     prefill_budget -= n;
   }
   PublishLoad();
-  if (work.empty()) return false;
+  if (work.empty()) {
+    Deliver();
+    return false;
+  }
 
   shard::StepPlan plan;
   plan.set_kind(shard::StepPlan::FORWARD);
@@ -381,7 +393,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       s.penalty_sent = static_cast<int64_t>(s.tokens.size());
     }
   }
-  auto result = runner_->Step(plan);
+  auto result = runner_->StepOverlapping(plan, [this] { Deliver(); });
   if (!result.ok()) {
     if (result.status().code() == absl::StatusCode::kInvalidArgument) {
       // The workers rejected this batch: fail its requests, keep serving the others.
@@ -482,7 +494,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       s->first_token_sent = true;
       e.prompt_logprobs = std::move(s->prompt_logprobs);
     }
-    s->stream->Push(std::move(e));
+    Emit(s->stream, std::move(e));
     if (!finish.empty()) {
       running_.remove(s);
       Finish(s, finish);
@@ -525,7 +537,10 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
       if (drain_ && inbox_.empty() && running_.empty() && waiting_.empty()) break;
     }
     auto worked = Iterate();
-    if (!worked.ok()) return worked.status();
+    if (!worked.ok()) {
+      Deliver();
+      return worked.status();
+    }
     if (!*worked) {
       // Idle: sleep until a request arrives (or shutdown), checking a few times a second.
       absl::MutexLock lock(&mu_);
@@ -543,6 +558,7 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
   DrainInbox();
   for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
   waiting_.clear();
+  Deliver();
   return absl::OkStatus();
 }
 

@@ -67,6 +67,12 @@ class ContinuousBatchingEngine : public Engine {
   using SeqPtr = std::shared_ptr<Sequence>;
 
   void DrainInbox();
+  // Events go to their streams in batches: Emit queues one, Deliver pushes the queue. A step's
+  // tokens are delivered while the next step runs on the workers (StepRunner::StepOverlapping),
+  // or before the loop idles, so waking the streams' readers (one per request) overlaps the
+  // forward instead of delaying the next plan.
+  void Emit(const std::shared_ptr<RequestStream>& stream, GenerationEvent e);
+  void Deliver();
   void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
   void ReleaseBlocks(Sequence& s);
   void RegisterFullBlocks(Sequence& s);
@@ -92,6 +98,7 @@ class ContinuousBatchingEngine : public Engine {
   std::deque<SeqPtr> waiting_;
   std::vector<uint64_t> forget_;  // finished/preempted sequences whose worker state can go
   std::list<SeqPtr> running_;  // admission order (back = newest, preempted first)
+  std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationEvent>> undelivered_;
 
   // Shared with API threads.
   mutable absl::Mutex mu_;

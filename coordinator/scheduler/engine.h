@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "coordinator/scheduler/request.h"
 #include "protos/shard.pb.h"
@@ -22,6 +23,14 @@ class StepRunner {
   virtual ~StepRunner() = default;
   // INVALID_ARGUMENT: the workers rejected the step; UNAVAILABLE: the cluster is gone.
   virtual absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) = 0;
+  // Step, calling `while_running` once the workers have the plan and before waiting for the
+  // result: coordinator work that can overlap the forward (delivering the previous step's tokens
+  // to their streams). A runner that cannot split a step calls it first.
+  virtual absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
+                                                            absl::FunctionRef<void()> while_running) {
+    while_running();
+    return Step(plan);
+  }
 };
 
 struct EngineOptions {

@@ -515,8 +515,18 @@ TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
       plans.push_back(plan);
       return inner.Step(plan);
     }
+    // The engine delivers the previous step's tokens while this one runs on the workers.
+    absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
+                                                      absl::FunctionRef<void()> while_running) override {
+      plans.push_back(plan);
+      return inner.StepOverlapping(plan, [&] {
+        ++overlapped;
+        while_running();
+      });
+    }
     ClusterStepRunner inner;
     std::vector<shard::StepPlan> plans;  // read after the loop has stopped
+    int overlapped = 0;
   } runner((*lc)->client());
   EngineOptions o;
   o.max_context = (*lc)->config().max_position_embeddings;
@@ -564,6 +574,7 @@ TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
       EXPECT_GE(static_cast<int64_t>(it->second.size()) * 4, s.start_position() + s.tokens_size());
     }
   }
+  EXPECT_EQ(runner.overlapped, static_cast<int>(runner.plans.size())) << "every step overlaps the delivery";
   EXPECT_GT(incremental, 0) << "decode steps should send only new entries";
   EXPECT_GT(readmitted, 0) << "a preempted sequence comes back with a whole table";
 }
