@@ -207,12 +207,14 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
         mlp = &handle.weights();
       }
       const int64_t n = static_cast<int64_t>(rows.size());
-      xs.resize(n * hidden);
-      ys.resize(n * hidden);
-      for (int64_t j = 0; j < n; ++j) std::copy_n(x + rows[j] * hidden, hidden, xs.data() + j * hidden);
-      RunMlp(*mlp, xs.data(), n, ys.data(), inner);
+      // Scratch (kernels/scratch.h): a resize from a smaller expert's size would zero-fill the
+      // difference for every expert of a prefill; every element is written before it is read.
+      float* xe = kernels::GrowScratch(xs, n * hidden);
+      float* ye = kernels::GrowScratch(ys, n * hidden);
+      for (int64_t j = 0; j < n; ++j) std::copy_n(x + rows[j] * hidden, hidden, xe + j * hidden);
+      RunMlp(*mlp, xe, n, ye, inner);
       bytes_read += mlp->bytes();
-      weigh_into_slots(e, ys.data());
+      weigh_into_slots(e, ye);
     }
   };
   // Splitting pays when an expert is large next to a fork-join (GLM-5: tens of MiB per expert);
