@@ -25,8 +25,7 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
   std::vector<float> row(w.cols), rounded;
   if (w.dtype == DType::kBF16 && Bf16Activations()) {  // Σ bf16(x[c]) · W[r][c]
     rounded.resize(n_tokens * w.cols);
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t c = 0; c < w.cols; ++c) rounded[t * w.cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    RoundActivationsToBf16(x, n_tokens, x_stride, w.cols, rounded.data());
     x = rounded.data();
     x_stride = w.cols;
   }
@@ -55,6 +54,11 @@ bool ParseActivationDType(std::string_view name, bool* bf16) {
 bool Bf16Activations() { return g_bf16_activations.load(std::memory_order_relaxed); }
 std::string Bf16ActivationsDetails() {
   return MatMulPathName() == "avx512" && CpuSupportsAvx512Bf16Dot() ? "vdpbf16ps" : "f32 kernels on rounded inputs";
+}
+
+void RoundActivationsToBf16(const float* x, int64_t n_tokens, int64_t x_stride, int64_t cols, float* out) {
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t c = 0; c < cols; ++c) out[t * cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
 }
 
 MatMulRowsFn BestMatMulRows() { return SelectedMatMulPath().fn; }

@@ -56,6 +56,9 @@ bool ParseActivationDType(std::string_view name, bool* bf16);
 bool Bf16Activations();
 // "vdpbf16ps" where the chosen path has BF16 dot products, else "f32 kernels on rounded inputs".
 std::string Bf16ActivationsDetails();
+// x [n_tokens, x_stride] with every value rounded to BF16 (kept as f32) into out [n_tokens, cols]:
+// what the paths without BF16 dot products (and the reference) multiply in BF16-activation mode.
+void RoundActivationsToBf16(const float* x, int64_t n_tokens, int64_t x_stride, int64_t cols, float* out);
 
 // Splits the rows of W across the pool's threads. y is [n_tokens, w.rows] with stride w.rows.
 void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool);

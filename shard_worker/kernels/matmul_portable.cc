@@ -28,8 +28,7 @@ void MatMulRowsPortable(const float* x, int64_t n_tokens, int64_t x_stride, cons
   thread_local std::vector<float> row, rounded;
   if (w.dtype == DType::kBF16 && Bf16Activations()) {  // the products of BF16-rounded activations
     rounded.resize(n_tokens * w.cols);
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t c = 0; c < w.cols; ++c) rounded[t * w.cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    RoundActivationsToBf16(x, n_tokens, x_stride, w.cols, rounded.data());
     x = rounded.data();
     x_stride = w.cols;
   }

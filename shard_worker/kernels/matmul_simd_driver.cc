@@ -25,11 +25,18 @@ std::atomic<int64_t> g_prefetch_bytes{1024};
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
 
-// Rows one pass covers before the next token tile: all of them for a single tile (decode: each
-// weight byte streams once), else a block that stays in L2 while every tile passes over it.
-int64_t RowsPerPass(int64_t n_tokens, int tile, int64_t rows, int64_t row_bytes) {
+// fn(rb0, rb1, t0, tt) for every block of rows [rb0, rb1) and token tile [t0, t0 + tt), tiles
+// inside blocks. One tile (decode): one block, so each weight byte streams once. Several: blocks
+// that stay in L2 while every tile passes over them.
+template <typename Fn>
+void ForEachBlockAndTile(int64_t n_tokens, int tile, int64_t row_begin, int64_t row_end, int64_t row_bytes, Fn&& fn) {
   const int64_t n_tiles = (n_tokens + tile - 1) / tile;
-  return n_tiles == 1 ? rows : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+  const int64_t block_rows = n_tiles == 1 ? row_end - row_begin : std::max<int64_t>(8, kRowBlockBytes / row_bytes);
+  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
+    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile)
+      fn(rb0, rb1, t0, static_cast<int>(std::min<int64_t>(tile, n_tokens - t0)));
+  }
 }
 
 }  // namespace
@@ -156,23 +163,17 @@ void RunBf16DotMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, 
     k.bf16dot_convert(src, cols, dst);
     std::fill(dst + cols, dst + pitch, uint16_t{0});
   }
-  const int tile = k.max_tile_tokens;
-  const int64_t block_rows = RowsPerPass(n_tokens, tile, row_end - row_begin, row_bytes);
-  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
-    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
-      const int tt = static_cast<int>(std::min<int64_t>(tile, n_tokens - t0));
-      const int group = k.bf16dot_rows_per_group[tt];
-      SimdBlockFn grouped = k.bf16dot_grouped[tt], single = k.bf16dot_single[tt];
-      const float* xt = reinterpret_cast<const float*>(xb + t0 * pitch);
-      float* yt = y + t0 * y_stride;
-      int64_t r = rb0;
-      for (; r + group <= rb1; r += group)
-        grouped(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
-      for (; r < rb1; ++r)
-        single(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
-    }
-  }
+  ForEachBlockAndTile(n_tokens, k.max_tile_tokens, row_begin, row_end, row_bytes,
+                      [&](int64_t rb0, int64_t rb1, int64_t t0, int tt) {
+    const int group = k.bf16dot_rows_per_group[tt];
+    SimdBlockFn grouped = k.bf16dot_grouped[tt], single = k.bf16dot_single[tt];
+    const float* xt = reinterpret_cast<const float*>(xb + t0 * pitch);
+    float* yt = y + t0 * y_stride;
+    int64_t r = rb0;
+    for (; r + group <= rb1; r += group)
+      grouped(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
+    for (; r < rb1; ++r) single(base + r * row_bytes, row_bytes, cols, xt, pitch, nullptr, pf, yt + r, y_stride);
+  });
 }
 
 }  // namespace
@@ -194,8 +195,7 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     // through the f32 kernels (decode tiles and prefill GEMM alike, so batches still agree).
     thread_local std::vector<float> rounded_buf;
     float* rounded = AlignedScratch(rounded_buf, n_tokens * cols);
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t c = 0; c < cols; ++c) rounded[t * cols + c] = Bf16ToF32(F32ToBf16(x[t * x_stride + c]));
+    RoundActivationsToBf16(x, n_tokens, x_stride, cols, rounded);
     x = rounded;
     x_stride = cols;
   }
@@ -219,39 +219,33 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
   float* natural = fp8 ? AlignedScratch(natural_buf, cols) : nullptr;
   int64_t scale_block = -1;  // which scale row `scales` holds (never reused across calls)
 
-  const int tile = k.max_tile_tokens;
-  const int64_t block_rows = RowsPerPass(n_tokens, tile, row_end - row_begin, row_bytes);
-
-  for (int64_t rb0 = row_begin; rb0 < row_end; rb0 += block_rows) {
-    const int64_t rb1 = std::min(row_end, rb0 + block_rows);
-    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile) {
-      const int tt = static_cast<int>(std::min<int64_t>(tile, n_tokens - t0));
-      const int group = k.rows_per_group[d][tt];
-      SimdBlockFn grouped = k.grouped[d][tt], single = k.single[d][tt];
-      const float* xt = xp + t0 * pitch;
-      float* yt = y + t0 * y_stride;
-      for (int64_t r = rb0; r < rb1;) {
-        int64_t limit = rb1;  // a group must not straddle FP8 scale blocks
-        if (fp8) {
-          int64_t sb = (r + w.row_offset) / w.block_rows;
-          if (sb != scale_block) {
-            ExpandScales(w, sb, k.fp8_scale_factor, natural);
-            PermuteRow(natural, cols, pitch, chunk, order, scales);
-            scale_block = sb;
-          }
-          limit = std::min(limit, (sb + 1) * w.block_rows - w.row_offset);
+  ForEachBlockAndTile(n_tokens, k.max_tile_tokens, row_begin, row_end, row_bytes,
+                      [&](int64_t rb0, int64_t rb1, int64_t t0, int tt) {
+    const int group = k.rows_per_group[d][tt];
+    SimdBlockFn grouped = k.grouped[d][tt], single = k.single[d][tt];
+    const float* xt = xp + t0 * pitch;
+    float* yt = y + t0 * y_stride;
+    for (int64_t r = rb0; r < rb1;) {
+      int64_t limit = rb1;  // a group must not straddle FP8 scale blocks
+      if (fp8) {
+        int64_t sb = (r + w.row_offset) / w.block_rows;
+        if (sb != scale_block) {
+          ExpandScales(w, sb, k.fp8_scale_factor, natural);
+          PermuteRow(natural, cols, pitch, chunk, order, scales);
+          scale_block = sb;
         }
-        const uint8_t* wr = base + r * row_bytes;
-        if (r + group <= limit) {
-          grouped(wr, row_bytes, cols, xt, pitch, scales, pf, yt + r, y_stride);
-          r += group;
-        } else {
-          single(wr, row_bytes, cols, xt, pitch, scales, pf, yt + r, y_stride);
-          r += 1;
-        }
+        limit = std::min(limit, (sb + 1) * w.block_rows - w.row_offset);
+      }
+      const uint8_t* wr = base + r * row_bytes;
+      if (r + group <= limit) {
+        grouped(wr, row_bytes, cols, xt, pitch, scales, pf, yt + r, y_stride);
+        r += group;
+      } else {
+        single(wr, row_bytes, cols, xt, pitch, scales, pf, yt + r, y_stride);
+        r += 1;
       }
     }
-  }
+  });
 }
 
 }  // namespace glm::kernels

@@ -47,7 +47,9 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
     ~ActivationsGuard() { kernels::SetBf16Activations(false); }
   } guard(bf16_activations);
   const size_t colon = format.find(':');
-  if (!bf16_activations) EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
+  if (!bf16_activations) {
+    EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
+  }
   if (colon != std::string::npos) {
     EXPECT_TRUE(model::ParseQuantizeScope(format.substr(colon + 1), &load.quantize_scope));
   }
