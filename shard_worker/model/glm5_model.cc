@@ -1,6 +1,7 @@
 #include "shard_worker/model/glm5_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -22,13 +23,44 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   return inv;
 }
 
+std::atomic<int64_t> g_sequence_parallel_max_bytes{int64_t{32} << 20};
+
+// Sequence-parallel steps are decode-like: every sequence brings at most this many tokens (a
+// decode token, or a speculative verify). A prefill chunk's matmuls are GEMMs that split well.
+constexpr int64_t kSequenceParallelMaxTokens = 16;
+
+int64_t AttentionBytes(const AttentionWeights& a) {
+  int64_t n = a.q_a_proj.bytes() + a.q_b_proj.bytes() + a.kv_a_proj.bytes() + a.o_proj.bytes() +
+              static_cast<int64_t>((a.w_uk.size() + a.w_uv.size()) * sizeof(float));
+  if (a.indexer.present) n += a.indexer.wk.bytes() + a.indexer.wq_b.bytes() + a.indexer.weights_proj.bytes();
+  return n;
+}
+
+// The matmul weights a layer holds on this rank (resident experts only).
+int64_t LayerBytes(const LayerWeights& w) {
+  int64_t n = AttentionBytes(w.attn);
+  if (w.mlp_kind == MlpKind::kDense) return n + w.dense.bytes();
+  for (size_t e = 0; e < w.moe.experts.size(); ++e)
+    if (e < w.moe.expert_loaded.size() && w.moe.expert_loaded[e]) n += w.moe.experts[e].bytes();
+  if (w.moe.has_shared) n += w.moe.shared.bytes();
+  return n + static_cast<int64_t>(w.moe.router.size() * sizeof(float));
+}
+
 }  // namespace
+
+void SetSequenceParallelMaxBytes(int64_t bytes) { g_sequence_parallel_max_bytes.store(std::max<int64_t>(0, bytes)); }
+int64_t SequenceParallelMaxBytes() { return g_sequence_parallel_max_bytes.load(std::memory_order_relaxed); }
 
 Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage)
     : weights_(std::move(weights)), pool_(pool), stage_(stage) {
   rope_ = std::make_unique<kernels::RopeTable>(RopeInverseFrequencies(config()), 1.0f);
   attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), pool_);
   moe_ = std::make_unique<moe::MoeLayer>(config(), pool_);
+  inline_pool_ = std::make_unique<kernels::ThreadPool>(1);
+  inline_attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), inline_pool_.get());
+  inline_moe_ = std::make_unique<moe::MoeLayer>(config(), inline_pool_.get());
+  for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) stage_weight_bytes_ += LayerBytes(weights_->layer(l));
+  if (stage_.has_head) stage_weight_bytes_ += weights_->lm_head().bytes();
 }
 
 absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<const ModelWeights> weights,
@@ -98,7 +130,7 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
     for (int32_t id : in.tokens) table.RowToF32(id, x + (t++) * hidden);
 }
 
-absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                                  attention::KeySelection* selection, int64_t* bytes) const {
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
@@ -110,7 +142,7 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
   // Attention block: x += o_proj(attn(RMSNorm(x))), this rank's heads summed over the stage.
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
-  attention_->Forward(w.attn, layer, normed, T, spans, selection, delta);
+  run.attention->Forward(w.attn, layer, normed, T, spans, selection, delta);
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
@@ -120,7 +152,7 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
   if (w.mlp_kind == MlpKind::kDense) {
-    moe::RunMlp(w.dense, normed, T, delta, pool_);
+    moe::RunMlp(w.dense, normed, T, delta, run.pool);
     *bytes += w.dense.bytes();
   } else {
     moe::MoeStats stats;
@@ -135,12 +167,68 @@ absl::Status Glm5Model::RunLayer(int64_t layer, float* x, int64_t T, const std::
         source.next_layer = next;
       }
     }
-    if (auto s = moe_->Forward(w.moe, normed, T, delta, &stats, source); !s.ok()) return s;
+    if (auto s = run.moe->Forward(w.moe, normed, T, delta, &stats, source); !s.ok()) return s;
     *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
+  return absl::OkStatus();
+}
+
+bool Glm5Model::SequenceParallel(const std::vector<SequenceInput>& batch, const std::vector<float>* layer_outputs) const {
+  if (pool_->size() < 2 || batch.size() < 2 || layer_outputs != nullptr) return false;
+  if (stage_weight_bytes_ > SequenceParallelMaxBytes()) return false;
+  // Collectives inside a layer (tensor/expert parallelism) need every thread of the stage in
+  // step; streamed experts pin cache slots across the whole step.
+  if (stage_.tp != nullptr && stage_.tp->size() > 1) return false;
+  if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) return false;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (static_cast<int64_t>(batch[i].tokens.size()) > kSequenceParallelMaxTokens) return false;
+    for (size_t j = 0; j < i; ++j)
+      if (batch[j].cache == batch[i].cache) return false;  // two threads would write one cache
+  }
+  return true;
+}
+
+absl::Status Glm5Model::RunLayersBySequence(float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                                            attention::KeySelection* selection, int64_t* bytes) const {
+  const int64_t hidden = config().hidden_size, n_seq = static_cast<int64_t>(spans.size());
+  const int groups = static_cast<int>(std::min<int64_t>(pool_->size(), n_seq));
+  // Group g: sequences [first[g], first[g + 1]), contiguous, balanced by token count; their
+  // tokens are contiguous in x (Prepare lays sequences out in order).
+  std::vector<int64_t> first(groups + 1, n_seq);
+  first[0] = 0;
+  for (int g = 1; g < groups; ++g) {  // every group keeps at least one sequence
+    const int64_t target = T * g / groups;
+    int64_t i = first[g - 1] + 1;
+    while (i < n_seq - (groups - g) && spans[i].token_offset + spans[i].n_tokens <= target) ++i;
+    first[g] = i;
+  }
+  const bool shared_start = !selection->empty();  // a later stage starting on a shared-indexer layer
+  std::vector<absl::Status> status(groups);
+  std::vector<int64_t> group_bytes(groups, 0);
+  std::vector<attention::KeySelection> group_selection(groups);
+  const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
+  pool_->RunOnAll([&](int g) {
+    if (g >= groups) return;
+    const int64_t t0 = spans[first[g]].token_offset;
+    const int64_t t1 = first[g + 1] < n_seq ? spans[first[g + 1]].token_offset : T;
+    std::vector<attention::SequenceSpan> local(spans.begin() + first[g], spans.begin() + first[g + 1]);
+    for (attention::SequenceSpan& s : local) s.token_offset -= t0;
+    attention::KeySelection& sel = group_selection[g];
+    if (shared_start) sel.assign(selection->begin() + t0, selection->begin() + t1);
+    for (int64_t l = stage_.layer_begin; l < stage_.layer_end && status[g].ok(); ++l)
+      status[g] = RunLayer(single, l, x + t0 * hidden, t1 - t0, local, &sel, &group_bytes[g]);
+  });
+  for (const absl::Status& s : status)
+    if (!s.ok()) return s;
+  selection->clear();
+  for (int g = 0; g < groups; ++g) {
+    *bytes += group_bytes[g];
+    selection->insert(selection->end(), std::make_move_iterator(group_selection[g].begin()),
+                      std::make_move_iterator(group_selection[g].end()));
+  }
   return absl::OkStatus();
 }
 
@@ -222,9 +310,14 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     selection = *input_selection;
   }
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
-  for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
-    if (auto s = RunLayer(l, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
-    if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
+  if (SequenceParallel(batch, layer_outputs)) {
+    if (auto s = RunLayersBySequence(x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  } else {
+    const Runners pooled{attention_.get(), moe_.get(), pool_};
+    for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
+      if (auto s = RunLayer(pooled, l, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+      if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
+    }
   }
   if (stage_.has_head) {
     if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
@@ -267,7 +360,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
-  if (auto s = RunLayer(layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  const Runners pooled{attention_.get(), moe_.get(), pool_};
+  if (auto s = RunLayer(pooled, layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
   if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;

@@ -43,6 +43,15 @@ struct ForwardOutput {
   int64_t weight_bytes_read = 0;
 };
 
+// Decode steps of a small model run sequence-parallel (Glm5Model::ForwardStage): each pool
+// thread takes whole sequences through the stage's layers on its own, instead of every matmul's
+// rows being split across the threads. Only when the stage's weights are at most this many bytes
+// (they stay in the last-level cache, so each thread reading all of them costs little; a larger
+// model is bound by memory bandwidth, where every thread reading the weights would multiply the
+// traffic). 0 disables it. Default 32 MiB.
+void SetSequenceParallelMaxBytes(int64_t bytes);
+int64_t SequenceParallelMaxBytes();
+
 // Which part of the model this process runs (a pipeline stage, tensor-parallel over `tp`).
 // The default is the whole model in one process.
 struct StageContext {
@@ -94,8 +103,23 @@ class Glm5Model {
   absl::Status ReduceOverStage(float* data, int64_t n) const;
   absl::Status Prepare(std::vector<SequenceInput>& batch, bool mtp, std::vector<attention::SequenceSpan>* spans,
                        int64_t* total) const;
+  // What a layer runs on: the pool (matmul rows split across its threads), or one thread alone
+  // (a sequence-parallel group; `pool` is then a 1-thread pool that runs everything inline).
+  struct Runners {
+    const attention::MlaAttention* attention;
+    const moe::MoeLayer* moe;
+    kernels::ThreadPool* pool;
+  };
+  // Whether this step runs sequence-parallel (SetSequenceParallelMaxBytes).
+  bool SequenceParallel(const std::vector<SequenceInput>& batch, const std::vector<float>* layer_outputs) const;
+  // The stage's layers over x [T, hidden] in place, each pool thread taking a contiguous group of
+  // whole sequences with the single-thread runners. A token's arithmetic is the same in any
+  // batch (the kernels treat tokens independently), so the result is bit-identical to the
+  // pooled path.
+  absl::Status RunLayersBySequence(float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                                   attention::KeySelection* selection, int64_t* bytes) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
-  absl::Status RunLayer(int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+  absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                         attention::KeySelection* selection, int64_t* bytes) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
@@ -108,6 +132,11 @@ class Glm5Model {
   std::unique_ptr<kernels::RopeTable> rope_;
   std::unique_ptr<attention::MlaAttention> attention_;
   std::unique_ptr<moe::MoeLayer> moe_;
+  // The single-thread runners of sequence-parallel steps (thread-safe: no state across calls).
+  std::unique_ptr<kernels::ThreadPool> inline_pool_;
+  std::unique_ptr<attention::MlaAttention> inline_attention_;
+  std::unique_ptr<moe::MoeLayer> inline_moe_;
+  int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers and head
 };
 
 }  // namespace glm::model

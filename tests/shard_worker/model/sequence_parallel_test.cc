@@ -1,0 +1,104 @@
+// Sequence-parallel steps (each pool thread takes whole sequences through the layers) give the
+// same logits, hidden states and caches, bit for bit, as the pooled path (every matmul's rows
+// split across the threads), for every thread count, batch shape and weight format: a token's
+// arithmetic does not depend on which other tokens share its batch or its thread.
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+
+namespace glm::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ModelDir(const std::string& name) {
+  fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
+  return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+}
+
+// Restores the default threshold when a test ends, whatever it set.
+class SequenceParallelTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    SetSequenceParallelMaxBytes(int64_t{32} << 20);
+    kernels::SetBf16Activations(false);
+  }
+};
+
+// Prompts of different lengths, then steps where sequence b brings tokens_per_seq[b] tokens (a
+// decode token, or a speculative verify of a few); every logit row, every final hidden state and
+// each cache's latent rows of the last layer.
+std::vector<float> RunSteps(const Glm5Model& m, const std::vector<int>& tokens_per_seq) {
+  const int64_t V = m.config().vocab_size;
+  const int batch = static_cast<int>(tokens_per_seq.size());
+  std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  std::vector<SequenceInput> in(batch);
+  for (int b = 0; b < batch; ++b) {
+    caches.push_back(m.NewCache());
+    in[b].cache = caches.back().get();
+    for (int i = 0; i < 3 + 2 * b; ++i) in[b].tokens.push_back(static_cast<int32_t>((b * 131 + i * 977 + 5) % V));
+  }
+  std::vector<float> all;
+  for (int step = 0; step < 4; ++step) {
+    auto out = m.Forward(in, LogitRows::kAll);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return all;
+    all.insert(all.end(), out->logits.begin(), out->logits.end());
+    all.insert(all.end(), out->hidden.begin(), out->hidden.end());
+    int64_t row = 0;
+    for (int b = 0; b < batch; ++b) {
+      row += static_cast<int64_t>(in[b].tokens.size());
+      const float* last = out->logits.data() + (row - 1) * V;
+      const int32_t next = static_cast<int32_t>(std::max_element(last, last + V) - last);
+      in[b].tokens.assign(tokens_per_seq[b], next);
+      for (int i = 1; i < tokens_per_seq[b]; ++i) in[b].tokens[i] = static_cast<int32_t>((next + 17 * i) % V);
+    }
+  }
+  const int64_t rank = m.config().kv_lora_rank, layer = m.config().num_hidden_layers - 1;
+  for (const auto& c : caches)
+    for (int64_t p = 0; p < c->length(); ++p) all.insert(all.end(), c->latent(layer, p), c->latent(layer, p) + rank);
+  return all;
+}
+
+TEST_F(SequenceParallelTest, BitIdenticalToPooledSteps) {
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"}) {
+    auto ckpt = Checkpoint::Open(ModelDir(name));
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    for (const char* dtype : {"stored", "int4"}) {
+      LoadOptions opt;
+      ASSERT_TRUE(ParseWeightDType(dtype, &opt).ok());
+      auto w = ModelWeights::Load(**ckpt, opt);
+      ASSERT_TRUE(w.ok()) << w.status();
+      std::shared_ptr<const ModelWeights> weights(std::move(*w));
+      for (bool bf16 : {false, true}) {
+        kernels::SetBf16Activations(bf16);
+        for (int threads : {2, 3}) {
+          kernels::ThreadPool pool(threads);
+          auto m = Glm5Model::Create(weights, &pool);
+          ASSERT_TRUE(m.ok()) << m.status();
+          for (const std::vector<int>& shape : std::vector<std::vector<int>>{{1, 1}, {1, 3, 1}, {2, 1, 1, 1, 4, 1, 1, 1}}) {
+            SetSequenceParallelMaxBytes(0);
+            const std::vector<float> pooled = RunSteps(**m, shape);
+            SetSequenceParallelMaxBytes(int64_t{1} << 40);
+            const std::vector<float> by_sequence = RunSteps(**m, shape);
+            ASSERT_FALSE(pooled.empty());
+            ASSERT_EQ(pooled.size(), by_sequence.size());
+            EXPECT_EQ(0, std::memcmp(pooled.data(), by_sequence.data(), pooled.size() * sizeof(float)))
+                << name << " " << dtype << (bf16 ? " bf16" : " f32") << " threads " << threads << " sequences "
+                << shape.size();
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace glm::model
