@@ -3,20 +3,8 @@
 #include <algorithm>
 #include <atomic>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace glm::kernels {
 namespace {
-
-inline void CpuRelax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
 
 // About 50-100 µs of spinning before a worker goes to sleep.
 constexpr int kSpinIterations = 20000;

@@ -14,7 +14,21 @@
 
 #include "absl/functional/function_ref.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace glm::kernels {
+
+// One iteration of a spin-wait: tells the core it is spinning (frees the sibling hyperthread's
+// resources, avoids the memory-order flush on exit).
+inline void CpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
 
 class ThreadPool {
  public:

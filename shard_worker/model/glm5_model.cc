@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/matmul.h"
@@ -23,33 +25,47 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   return inv;
 }
 
-std::atomic<int64_t> g_sequence_parallel_max_bytes{int64_t{32} << 20};
+// Token groups: at most this many tokens in the step (decode tokens, speculative verifies), and
+// stage weights that stay in the last-level cache (every group reads all of them; a larger model
+// is bound by memory bandwidth, where every thread reading the weights would multiply the
+// traffic). A prefill chunk's matmuls are GEMMs that split well.
+constexpr int64_t kTokenGroupMaxTokens = StepPathChooser::kMaxTokens;
+constexpr int64_t kTokenGroupMaxStageBytes = int64_t{32} << 20;
 
-// Sequence-parallel steps are decode-like: every sequence brings at most this many tokens (a
-// decode token, or a speculative verify). A prefill chunk's matmuls are GEMMs that split well.
-constexpr int64_t kSequenceParallelMaxTokens = 16;
+// The matmul weights of a layer on this rank (resident experts only): bytes and matrix count.
+struct LayerMatrices {
+  int64_t bytes = 0, count = 0;
+  void Add(const WeightView& w) {
+    bytes += w.bytes();
+    ++count;
+  }
+  void Add(const MlpWeights& m) {
+    Add(m.gate_proj);
+    Add(m.up_proj);
+    Add(m.down_proj);
+  }
+};
 
-int64_t AttentionBytes(const AttentionWeights& a) {
-  int64_t n = a.q_a_proj.bytes() + a.q_b_proj.bytes() + a.kv_a_proj.bytes() + a.o_proj.bytes() +
-              static_cast<int64_t>((a.w_uk.size() + a.w_uv.size()) * sizeof(float));
-  if (a.indexer.present) n += a.indexer.wk.bytes() + a.indexer.wq_b.bytes() + a.indexer.weights_proj.bytes();
-  return n;
-}
-
-// The matmul weights a layer holds on this rank (resident experts only).
-int64_t LayerBytes(const LayerWeights& w) {
-  int64_t n = AttentionBytes(w.attn);
-  if (w.mlp_kind == MlpKind::kDense) return n + w.dense.bytes();
+LayerMatrices Matrices(const LayerWeights& w) {
+  LayerMatrices m;
+  for (const WeightView* v : {&w.attn.q_a_proj, &w.attn.q_b_proj, &w.attn.kv_a_proj, &w.attn.o_proj}) m.Add(*v);
+  if (w.attn.indexer.present)
+    for (const WeightView* v : {&w.attn.indexer.wk, &w.attn.indexer.wq_b, &w.attn.indexer.weights_proj}) m.Add(*v);
+  if (w.mlp_kind == MlpKind::kDense) {
+    m.Add(w.dense);
+    return m;
+  }
   for (size_t e = 0; e < w.moe.experts.size(); ++e)
-    if (e < w.moe.expert_loaded.size() && w.moe.expert_loaded[e]) n += w.moe.experts[e].bytes();
-  if (w.moe.has_shared) n += w.moe.shared.bytes();
-  return n + static_cast<int64_t>(w.moe.router.size() * sizeof(float));
+    if (e < w.moe.expert_loaded.size() && w.moe.expert_loaded[e]) m.Add(w.moe.experts[e]);
+  if (w.moe.has_shared) m.Add(w.moe.shared);
+  return m;
 }
+
+// Token groups need small matrices as well as a small stage: splitting a matmul's rows across the
+// pool pays once it reads more than about a fork-join's worth (~1 us) of weights per thread.
+constexpr int64_t kTokenGroupMaxMeanMatrixBytes = 256 * 1024;
 
 }  // namespace
-
-void SetSequenceParallelMaxBytes(int64_t bytes) { g_sequence_parallel_max_bytes.store(std::max<int64_t>(0, bytes)); }
-int64_t SequenceParallelMaxBytes() { return g_sequence_parallel_max_bytes.load(std::memory_order_relaxed); }
 
 Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage)
     : weights_(std::move(weights)), pool_(pool), stage_(stage) {
@@ -59,8 +75,14 @@ Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::Threa
   inline_pool_ = std::make_unique<kernels::ThreadPool>(1);
   inline_attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), inline_pool_.get());
   inline_moe_ = std::make_unique<moe::MoeLayer>(config(), inline_pool_.get());
-  for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) stage_weight_bytes_ += LayerBytes(weights_->layer(l));
-  if (stage_.has_head) stage_weight_bytes_ += weights_->lm_head().bytes();
+  // The layers' matrices, which every token group reads (the lm_head runs on the pool).
+  int64_t count = 0;
+  for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
+    const LayerMatrices m = Matrices(weights_->layer(l));
+    stage_weight_bytes_ += m.bytes;
+    count += m.count;
+  }
+  small_matrices_ = count > 0 && stage_weight_bytes_ / count <= kTokenGroupMaxMeanMatrixBytes;
 }
 
 absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<const ModelWeights> weights,
@@ -176,53 +198,83 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   return absl::OkStatus();
 }
 
-bool Glm5Model::SequenceParallel(const std::vector<SequenceInput>& batch, const std::vector<float>* layer_outputs) const {
-  if (pool_->size() < 2 || batch.size() < 2 || layer_outputs != nullptr) return false;
-  if (stage_weight_bytes_ > SequenceParallelMaxBytes()) return false;
+int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
+                           const std::vector<float>* layer_outputs) const {
+  if (GetTokenGroupMode() == TokenGroupMode::kNever || layer_outputs != nullptr || T > kTokenGroupMaxTokens ||
+      !small_matrices_ || stage_weight_bytes_ > kTokenGroupMaxStageBytes)
+    return 0;
   // Collectives inside a layer (tensor/expert parallelism) need every thread of the stage in
   // step; streamed experts pin cache slots across the whole step.
-  if (stage_.tp != nullptr && stage_.tp->size() > 1) return false;
-  if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) return false;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (static_cast<int64_t>(batch[i].tokens.size()) > kSequenceParallelMaxTokens) return false;
+  if (stage_.tp != nullptr && stage_.tp->size() > 1) return 0;
+  if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) return 0;
+  for (size_t i = 0; i < batch.size(); ++i)
     for (size_t j = 0; j < i; ++j)
-      if (batch[j].cache == batch[i].cache) return false;  // two threads would write one cache
-  }
-  return true;
+      if (batch[j].cache == batch[i].cache) return 0;  // two groups would race on one cache
+  return static_cast<int>(std::min<int64_t>(pool_->size(), T));
 }
 
-absl::Status Glm5Model::RunLayersBySequence(float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                                            attention::KeySelection* selection, int64_t* bytes) const {
-  const int64_t hidden = config().hidden_size, n_seq = static_cast<int64_t>(spans.size());
-  const int groups = static_cast<int>(std::min<int64_t>(pool_->size(), n_seq));
-  // Group g: sequences [first[g], first[g + 1]), contiguous, balanced by token count; their
-  // tokens are contiguous in x (Prepare lays sequences out in order).
-  std::vector<int64_t> first(groups + 1, n_seq);
+absl::Status Glm5Model::RunLayersByTokenGroup(int groups, float* x, int64_t T,
+                                              const std::vector<attention::SequenceSpan>& spans,
+                                              attention::KeySelection* selection, int64_t* bytes) const {
+  const int64_t hidden = config().hidden_size, n_layers = stage_.layer_end - stage_.layer_begin;
+  // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
+  // sequence boundary when that keeps the groups within 1/8 of their size of each other.
+  std::vector<int64_t> first(groups + 1, T);
   first[0] = 0;
-  for (int g = 1; g < groups; ++g) {  // every group keeps at least one sequence
+  for (int g = 1; g < groups; ++g) {
     const int64_t target = T * g / groups;
-    int64_t i = first[g - 1] + 1;
-    while (i < n_seq - (groups - g) && spans[i].token_offset + spans[i].n_tokens <= target) ++i;
-    first[g] = i;
+    int64_t cut = target, distance = T;
+    for (const attention::SequenceSpan& sp : spans)
+      if (std::abs(sp.token_offset - target) < distance) {
+        distance = std::abs(sp.token_offset - target);
+        cut = sp.token_offset;
+      }
+    if (distance * 8 * groups > T) cut = target;
+    first[g] = std::clamp<int64_t>(cut, first[g - 1] + 1, T - (groups - g));
   }
+  // Each group's part of every sequence it touches, and whether it continues a sequence the
+  // previous group began: then its layer l reads the cache rows that group writes in its layer l,
+  // so it starts layer l only once that group finished it (a wavefront, one layer apart).
+  std::vector<std::vector<attention::SequenceSpan>> parts(groups);
+  std::vector<bool> continues(groups, false);
+  for (int g = 0; g < groups; ++g)
+    for (const attention::SequenceSpan& sp : spans) {
+      const int64_t a = std::max(first[g], sp.token_offset), b = std::min(first[g + 1], sp.token_offset + sp.n_tokens);
+      if (a >= b) continue;
+      parts[g].push_back({a - first[g], b - a, sp.start_position + (a - sp.token_offset), sp.cache});
+      if (a == first[g] && a > sp.token_offset) continues[g] = true;
+    }
   const bool shared_start = !selection->empty();  // a later stage starting on a shared-indexer layer
   std::vector<absl::Status> status(groups);
   std::vector<int64_t> group_bytes(groups, 0);
   std::vector<attention::KeySelection> group_selection(groups);
+  std::vector<std::atomic<int64_t>> layers_done(groups);
+  for (auto& d : layers_done) d.store(0, std::memory_order_relaxed);
   const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
-  pool_->RunOnAll([&](int g) {
-    if (g >= groups) return;
-    const int64_t t0 = spans[first[g]].token_offset;
-    const int64_t t1 = first[g + 1] < n_seq ? spans[first[g + 1]].token_offset : T;
-    std::vector<attention::SequenceSpan> local(spans.begin() + first[g], spans.begin() + first[g + 1]);
-    for (attention::SequenceSpan& s : local) s.token_offset -= t0;
+  auto run_group = [&](int g) {
+    const int64_t t0 = first[g], t1 = first[g + 1];
     attention::KeySelection& sel = group_selection[g];
     if (shared_start) sel.assign(selection->begin() + t0, selection->begin() + t1);
-    for (int64_t l = stage_.layer_begin; l < stage_.layer_end && status[g].ok(); ++l)
-      status[g] = RunLayer(single, l, x + t0 * hidden, t1 - t0, local, &sel, &group_bytes[g]);
-  });
-  for (const absl::Status& s : status)
-    if (!s.ok()) return s;
+    for (int64_t i = 0; i < n_layers && status[g].ok(); ++i) {
+      if (continues[g]) {
+        for (int spin = 0; layers_done[g - 1].load(std::memory_order_acquire) <= i; ++spin) {
+          kernels::CpuRelax();
+          if (spin > 20000) std::this_thread::yield();  // ~0.1 ms: more threads than cores? let the peer run
+        }
+      }
+      status[g] = RunLayer(single, stage_.layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g]);
+      layers_done[g].store(i + 1, std::memory_order_release);
+    }
+    layers_done[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
+  };
+  if (groups == 1)
+    run_group(0);  // one token: the caller alone (the pool joins again for the lm_head)
+  else
+    pool_->RunOnAll([&](int g) {
+      if (g < groups) run_group(g);
+    });
+  for (const absl::Status& st : status)
+    if (!st.ok()) return st;
   selection->clear();
   for (int g = 0; g < groups; ++g) {
     *bytes += group_bytes[g];
@@ -310,8 +362,15 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     selection = *input_selection;
   }
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
-  if (SequenceParallel(batch, layer_outputs)) {
-    if (auto s = RunLayersBySequence(x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  const int groups = TokenGroups(batch, T, layer_outputs);
+  const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
+  const StepPath path = groups == 0 ? StepPath::kPooled
+                        : timed     ? chooser_.Choose(T, several)
+                                    : StepPath::kTokenGroups;
+  const auto start = std::chrono::steady_clock::now();
+  if (path == StepPath::kTokenGroups) {
+    if (auto s = RunLayersByTokenGroup(groups, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok())
+      return s;
   } else {
     const Runners pooled{attention_.get(), moe_.get(), pool_};
     for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
@@ -319,8 +378,10 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
       if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
     }
   }
+  if (timed) chooser_.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   if (stage_.has_head) {
-    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
+    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok())
+      return s;
   } else {
     out.hidden = std::move(x);
     out.selection = std::move(selection);

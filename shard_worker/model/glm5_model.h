@@ -15,6 +15,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 #include "shard_worker/model/model_weights.h"
+#include "shard_worker/model/step_path_chooser.h"
 #include "shard_worker/moe/moe_layer.h"
 
 namespace glm::model {
@@ -43,14 +44,6 @@ struct ForwardOutput {
   int64_t weight_bytes_read = 0;
 };
 
-// Decode steps of a small model run sequence-parallel (Glm5Model::ForwardStage): each pool
-// thread takes whole sequences through the stage's layers on its own, instead of every matmul's
-// rows being split across the threads. Only when the stage's weights are at most this many bytes
-// (they stay in the last-level cache, so each thread reading all of them costs little; a larger
-// model is bound by memory bandwidth, where every thread reading the weights would multiply the
-// traffic). 0 disables it. Default 32 MiB.
-void SetSequenceParallelMaxBytes(int64_t bytes);
-int64_t SequenceParallelMaxBytes();
 
 // Which part of the model this process runs (a pipeline stage, tensor-parallel over `tp`).
 // The default is the whole model in one process.
@@ -110,14 +103,23 @@ class Glm5Model {
     const moe::MoeLayer* moe;
     kernels::ThreadPool* pool;
   };
-  // Whether this step runs sequence-parallel (SetSequenceParallelMaxBytes).
-  bool SequenceParallel(const std::vector<SequenceInput>& batch, const std::vector<float>* layer_outputs) const;
-  // The stage's layers over x [T, hidden] in place, each pool thread taking a contiguous group of
-  // whole sequences with the single-thread runners. A token's arithmetic is the same in any
-  // batch (the kernels treat tokens independently), so the result is bit-identical to the
-  // pooled path.
-  absl::Status RunLayersBySequence(float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                                   attention::KeySelection* selection, int64_t* bytes) const;
+  // Decode-like steps of a small model (<= 16 tokens, layer weights <= 32 MiB in matrices of
+  // <= 256 KiB on average, no tensor/expert parallelism, no streamed experts) may run in token
+  // groups: each pool thread takes a contiguous group of tokens (whole sequences where that
+  // balances) through the stage's layers on its own instead of every matmul's rows being split
+  // across the threads; a one-token step runs on the caller alone. On a small model a matmul
+  // takes about as long as a fork-join of the pool, so the pooled path can spend half of a
+  // decode step waiting; StepPathChooser times both and keeps the faster (TokenGroupMode).
+  // How many token groups this step can run in; 0 = the pooled path only.
+  int TokenGroups(const std::vector<SequenceInput>& batch, int64_t T, const std::vector<float>* layer_outputs) const;
+  // The stage's layers over x [T, hidden] in place, in `groups` contiguous token groups, one per
+  // pool thread, each with the single-thread runners (one group: on the caller alone). A
+  // sequence split between groups runs as a wavefront: the later group takes layer l once the
+  // earlier one wrote its cache rows of layer l. A token's arithmetic is the same in any batch
+  // and on any thread (the kernels treat tokens independently), so the result is bit-identical
+  // to the pooled path.
+  absl::Status RunLayersByTokenGroup(int groups, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                                     attention::KeySelection* selection, int64_t* bytes) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                         attention::KeySelection* selection, int64_t* bytes) const;
@@ -136,7 +138,9 @@ class Glm5Model {
   std::unique_ptr<kernels::ThreadPool> inline_pool_;
   std::unique_ptr<attention::MlaAttention> inline_attention_;
   std::unique_ptr<moe::MoeLayer> inline_moe_;
-  int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers and head
+  int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers
+  bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
+  mutable StepPathChooser chooser_;
 };
 
 }  // namespace glm::model

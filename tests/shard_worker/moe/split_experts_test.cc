@@ -63,7 +63,7 @@ TEST(SplitExpertsTest, SameLogitsAsWholeExpertTasks) {
       ASSERT_TRUE(w.ok()) << w.status();
       std::shared_ptr<const model::ModelWeights> weights(std::move(*w));
       // Pooled steps only: sequence-parallel steps run every expert whole on one thread.
-      model::SetSequenceParallelMaxBytes(0);
+      model::SetTokenGroupMode(model::TokenGroupMode::kNever);
       for (int threads : {2, 3, 5}) {
         kernels::ThreadPool pool(threads);
         auto m = model::Glm5Model::Create(weights, &pool);
@@ -80,7 +80,7 @@ TEST(SplitExpertsTest, SameLogitsAsWholeExpertTasks) {
               << name << " " << dtype << " threads " << threads << " batch " << batch;
         }
       }
-      model::SetSequenceParallelMaxBytes(int64_t{32} << 20);
+      model::SetTokenGroupMode(model::TokenGroupMode::kAuto);
     }
   }
 }

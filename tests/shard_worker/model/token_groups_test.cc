@@ -1,7 +1,8 @@
-// Sequence-parallel steps (each pool thread takes whole sequences through the layers) give the
-// same logits, hidden states and caches, bit for bit, as the pooled path (every matmul's rows
-// split across the threads), for every thread count, batch shape and weight format: a token's
-// arithmetic does not depend on which other tokens share its batch or its thread.
+// Token-group steps (each pool thread takes a group of tokens through the layers; a sequence split
+// between groups runs as a wavefront) give the same logits, hidden states and caches, bit for bit,
+// as the pooled path (every matmul's rows split across the threads), for every thread count,
+// batch shape and weight format: a token's arithmetic does not depend on which other tokens
+// share its batch or its thread.
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -24,10 +25,10 @@ std::string ModelDir(const std::string& name) {
 }
 
 // Restores the default threshold when a test ends, whatever it set.
-class SequenceParallelTest : public ::testing::Test {
+class TokenGroupsTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    SetSequenceParallelMaxBytes(int64_t{32} << 20);
+    SetTokenGroupMode(TokenGroupMode::kAuto);
     kernels::SetBf16Activations(false);
   }
 };
@@ -67,7 +68,7 @@ std::vector<float> RunSteps(const Glm5Model& m, const std::vector<int>& tokens_p
   return all;
 }
 
-TEST_F(SequenceParallelTest, BitIdenticalToPooledSteps) {
+TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"}) {
     auto ckpt = Checkpoint::Open(ModelDir(name));
     ASSERT_TRUE(ckpt.ok()) << ckpt.status();
@@ -83,10 +84,10 @@ TEST_F(SequenceParallelTest, BitIdenticalToPooledSteps) {
           kernels::ThreadPool pool(threads);
           auto m = Glm5Model::Create(weights, &pool);
           ASSERT_TRUE(m.ok()) << m.status();
-          for (const std::vector<int>& shape : std::vector<std::vector<int>>{{1, 1}, {1, 3, 1}, {2, 1, 1, 1, 4, 1, 1, 1}}) {
-            SetSequenceParallelMaxBytes(0);
+          for (const std::vector<int>& shape : std::vector<std::vector<int>>{{1}, {3}, {1, 1}, {1, 3, 1}, {2, 1, 1, 1, 4, 1, 1, 1}}) {
+            SetTokenGroupMode(TokenGroupMode::kNever);
             const std::vector<float> pooled = RunSteps(**m, shape);
-            SetSequenceParallelMaxBytes(int64_t{1} << 40);
+            SetTokenGroupMode(TokenGroupMode::kAlways);
             const std::vector<float> by_sequence = RunSteps(**m, shape);
             ASSERT_FALSE(pooled.empty());
             ASSERT_EQ(pooled.size(), by_sequence.size());
