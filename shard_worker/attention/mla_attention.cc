@@ -24,7 +24,7 @@ MlaAttention::MlaAttention(const model::ModelConfig& config, const kernels::Rope
 
 void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, const float* x_norm,
                            int64_t total_tokens, const std::vector<SequenceSpan>& spans,
-                           KeySelection* selection, float* out) const {
+                           KeySelection* selection, float* out, const CacheRowSync* sync) const {
   // This rank's heads (all of them without tensor parallelism).
   const int64_t T = total_tokens, heads = w.o_proj.cols / config_.v_head_dim;
   const int64_t q_lora = config_.q_lora_rank, rank = config_.kv_lora_rank;
@@ -55,8 +55,12 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     }
   }
 
+  // Reads of other positions' rows start here (the indexer writes this group's index keys, then
+  // scores against everyone's; attention reads the latent rows).
+  if (sync != nullptr) sync->wait_for_earlier();
   if (config_.indexer_kind(layer) == model::IndexerKind::kFull)
     indexer_.Run(w.indexer, layer, x_norm, q_resid, T, spans, selection);
+  if (sync != nullptr) sync->rows_written();
 
   // Absorbed attention over the selected latent positions, [T, heads * v]. A job is one token
   // and a group of heads: the group shares each cached latent row it reads (all heads attend

@@ -3,6 +3,7 @@
 #define GLM_SHARD_WORKER_ATTENTION_SEQUENCE_SPAN_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "shard_worker/kv_cache/kv_cache.h"
@@ -14,6 +15,14 @@ struct SequenceSpan {
   int64_t n_tokens = 0;        // a prefill chunk, or 1 for decode
   int64_t start_position = 0;  // position of the first token (= cached length before the step)
   kv_cache::KvCache* cache = nullptr;
+};
+
+// Token groups of one sequence running the same layer at once (model::Glm5Model): a later group's
+// attention reads the cache rows an earlier group writes in that layer. Everything else in a layer
+// is per token, so only the attention waits: after writing its own rows, before reading others'.
+struct CacheRowSync {
+  std::function<void()> wait_for_earlier;  // returns once the earlier group's rows of the layer are written
+  std::function<void()> rows_written;      // this group's rows of the layer are written (keys and index keys)
 };
 
 // Per batch token: the key positions its attention may read, ascending; empty = every causal

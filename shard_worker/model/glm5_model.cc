@@ -153,7 +153,8 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
 }
 
 absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                                 attention::KeySelection* selection, int64_t* bytes) const {
+                                 attention::KeySelection* selection, int64_t* bytes,
+                                 const attention::CacheRowSync* sync) const {
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
@@ -164,7 +165,7 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   // Attention block: x += o_proj(attn(RMSNorm(x))), this rank's heads summed over the stage.
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
-  run.attention->Forward(w.attn, layer, normed, T, spans, selection, delta);
+  run.attention->Forward(w.attn, layer, normed, T, spans, selection, delta, sync);
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
@@ -213,10 +214,10 @@ int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
   return static_cast<int>(std::min<int64_t>(pool_->size(), T));
 }
 
-absl::Status Glm5Model::RunLayersByTokenGroup(int groups, float* x, int64_t T,
+absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                               const std::vector<attention::SequenceSpan>& spans,
                                               attention::KeySelection* selection, int64_t* bytes) const {
-  const int64_t hidden = config().hidden_size, n_layers = stage_.layer_end - stage_.layer_begin;
+  const int64_t hidden = config().hidden_size, n_layers = layer_end - layer_begin;
   // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
   // sequence boundary when that keeps the groups within 1/8 of their size of each other.
   std::vector<int64_t> first(groups + 1, T);
@@ -233,8 +234,9 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, float* x, int64_t T,
     first[g] = std::clamp<int64_t>(cut, first[g - 1] + 1, T - (groups - g));
   }
   // Each group's part of every sequence it touches, and whether it continues a sequence the
-  // previous group began: then its layer l reads the cache rows that group writes in its layer l,
-  // so it starts layer l only once that group finished it (a wavefront, one layer apart).
+  // previous group began: then its attention in layer l reads cache rows that group writes in
+  // layer l, so it waits for them (CacheRowSync) — a wavefront a fraction of a layer apart: the
+  // projections before and the MLP after run side by side.
   std::vector<std::vector<attention::SequenceSpan>> parts(groups);
   std::vector<bool> continues(groups, false);
   for (int g = 0; g < groups; ++g)
@@ -248,24 +250,27 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, float* x, int64_t T,
   std::vector<absl::Status> status(groups);
   std::vector<int64_t> group_bytes(groups, 0);
   std::vector<attention::KeySelection> group_selection(groups);
-  std::vector<std::atomic<int64_t>> layers_done(groups);
-  for (auto& d : layers_done) d.store(0, std::memory_order_relaxed);
+  // rows_ready[g]: layers whose cache rows group g has written (n_layers once it stops).
+  std::vector<std::atomic<int64_t>> rows_ready(groups);
+  for (auto& d : rows_ready) d.store(0, std::memory_order_relaxed);
   const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
   auto run_group = [&](int g) {
     const int64_t t0 = first[g], t1 = first[g + 1];
     attention::KeySelection& sel = group_selection[g];
     if (shared_start) sel.assign(selection->begin() + t0, selection->begin() + t1);
-    for (int64_t i = 0; i < n_layers && status[g].ok(); ++i) {
-      if (continues[g]) {
-        for (int spin = 0; layers_done[g - 1].load(std::memory_order_acquire) <= i; ++spin) {
-          kernels::CpuRelax();
-          if (spin > 20000) std::this_thread::yield();  // ~0.1 ms: more threads than cores? let the peer run
-        }
+    int64_t i = 0;
+    attention::CacheRowSync sync;
+    sync.wait_for_earlier = [&] {
+      if (!continues[g]) return;
+      for (int spin = 0; rows_ready[g - 1].load(std::memory_order_acquire) <= i; ++spin) {
+        kernels::CpuRelax();
+        if (spin > 20000) std::this_thread::yield();  // ~0.1 ms: more threads than cores? let the peer run
       }
-      status[g] = RunLayer(single, stage_.layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g]);
-      layers_done[g].store(i + 1, std::memory_order_release);
-    }
-    layers_done[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
+    };
+    sync.rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
+    for (; i < n_layers && status[g].ok(); ++i)
+      status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync);
+    rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
   if (groups == 1)
     run_group(0);  // one token: the caller alone (the pool joins again for the lm_head)
@@ -369,7 +374,9 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
                                     : StepPath::kTokenGroups;
   const auto start = std::chrono::steady_clock::now();
   if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok())
+    if (auto s = RunLayersByTokenGroup(groups, stage_.layer_begin, stage_.layer_end, x.data(), T, spans, &selection,
+                                       &out.weight_bytes_read);
+        !s.ok())
       return s;
   } else {
     const Runners pooled{attention_.get(), moe_.get(), pool_};
@@ -421,8 +428,23 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
-  const Runners pooled{attention_.get(), moe_.get(), pool_};
-  if (auto s = RunLayer(pooled, layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  // Token groups as in ForwardStage, over the one MTP layer (its own chooser: a different step).
+  const int groups = TokenGroups(batch, T, nullptr);
+  const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
+  const StepPath path = groups == 0 ? StepPath::kPooled
+                        : timed     ? mtp_chooser_.Choose(T, several)
+                                    : StepPath::kTokenGroups;
+  const auto start = std::chrono::steady_clock::now();
+  if (path == StepPath::kTokenGroups) {
+    if (auto s = RunLayersByTokenGroup(groups, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read);
+        !s.ok())
+      return s;
+  } else {
+    const Runners pooled{attention_.get(), moe_.get(), pool_};
+    if (auto s = RunLayer(pooled, layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
+  }
+  if (timed)
+    mtp_chooser_.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;

@@ -118,11 +118,12 @@ class Glm5Model {
   // earlier one wrote its cache rows of layer l. A token's arithmetic is the same in any batch
   // and on any thread (the kernels treat tokens independently), so the result is bit-identical
   // to the pooled path.
-  absl::Status RunLayersByTokenGroup(int groups, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+  absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                        attention::KeySelection* selection, int64_t* bytes) const;
+                        attention::KeySelection* selection, int64_t* bytes,
+                        const attention::CacheRowSync* sync = nullptr) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
@@ -140,7 +141,7 @@ class Glm5Model {
   std::unique_ptr<moe::MoeLayer> inline_moe_;
   int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers
   bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
-  mutable StepPathChooser chooser_;
+  mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
 };
 
 }  // namespace glm::model

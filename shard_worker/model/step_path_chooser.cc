@@ -33,9 +33,19 @@ void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath pa
   absl::MutexLock lock(&mutex_);
   Shape& s = shapes_[Index(tokens, several_sequences)];
   const int p = path == StepPath::kPooled ? 0 : 1;
+  // A path's first step is not timed: it pays for first touches (a sleeping pool thread, cold
+  // caches and scratch) that would make it look 1.5-2x slower than it is.
+  if (!s.warmed[p]) {
+    s.warmed[p] = true;
+    return;
+  }
   // The first time sets the average; later ones move it (steps slow down as contexts grow, and
-  // the machine's speed drifts: an old time should not outvote a recent one for long).
-  s.mean_seconds[p] = s.runs[p] == 0 ? seconds : (1.0 - kSmoothing) * s.mean_seconds[p] + kSmoothing * seconds;
+  // the machine's speed drifts: an old time should not outvote a recent one for long). A retry of
+  // the path not in use counts more: it is that path's only news for kRetryEvery steps.
+  const bool trials_done = s.runs[0] >= kTrials && s.runs[1] >= kTrials;
+  const bool retry = trials_done && s.mean_seconds[p] > s.mean_seconds[1 - p];
+  const double weight = retry ? kRetryWeight : kSmoothing;
+  s.mean_seconds[p] = s.runs[p] == 0 ? seconds : (1.0 - weight) * s.mean_seconds[p] + weight * seconds;
   ++s.runs[p];
 }
 

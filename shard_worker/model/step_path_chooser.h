@@ -30,13 +30,15 @@ class StepPathChooser {
   static constexpr int kTrials = 3;           // timed steps of each path before choosing
   static constexpr int kRetryEvery = 64;      // then one step of the other path in this many
   static constexpr double kSmoothing = 0.25;  // weight of a new time in the moving average
+  static constexpr double kRetryWeight = 0.5;  // ... of a retry of the path not in use
 
   StepPath Choose(int64_t tokens, bool several_sequences);
   void Record(int64_t tokens, bool several_sequences, StepPath path, double seconds);
 
  private:
   struct Shape {
-    std::array<int64_t, 2> runs{0, 0};
+    std::array<bool, 2> warmed{false, false};  // each path's first step was seen (not timed)
+    std::array<int64_t, 2> runs{0, 0};         // timed steps
     std::array<double, 2> mean_seconds{0.0, 0.0};
     int64_t choices = 0;
   };

@@ -101,5 +101,62 @@ TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
   }
 }
 
+// The MTP layer's steps: rows of several sequences (the draft row, and accepted rows it catches
+// up on) with their main-model hidden states; logits, hidden states and the MTP cache rows.
+std::vector<float> RunMtpSteps(const Glm5Model& m, const std::vector<int>& rows_per_seq) {
+  const int64_t V = m.config().vocab_size, H = m.config().hidden_size;
+  std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  std::vector<SequenceInput> in(rows_per_seq.size());
+  std::vector<float> all;
+  for (int step = 0; step < 3; ++step) {
+    for (size_t b = 0; b < in.size(); ++b) {
+      if (step == 0) {
+        caches.push_back(m.NewMtpCache());
+        in[b].cache = caches.back().get();
+      }
+      const int n = step == 0 ? 2 + static_cast<int>(b) : rows_per_seq[b];
+      in[b].tokens.resize(n);
+      in[b].prev_hidden.resize(n * H);
+      for (int i = 0; i < n; ++i) in[b].tokens[i] = static_cast<int32_t>((b * 211 + step * 37 + i * 977 + 3) % V);
+      for (int64_t j = 0; j < n * H; ++j) in[b].prev_hidden[j] = static_cast<float>(((j * 7919 + b * 13 + step) % 2001) - 1000) / 500.0f;
+    }
+    auto out = m.ForwardMtp(in, LogitRows::kAll);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return all;
+    all.insert(all.end(), out->logits.begin(), out->logits.end());
+    all.insert(all.end(), out->hidden.begin(), out->hidden.end());
+  }
+  const int64_t rank = m.config().kv_lora_rank, layer = m.config().num_hidden_layers;
+  for (const auto& c : caches)
+    for (int64_t p = 0; p < c->length(); ++p) all.insert(all.end(), c->latent(layer, p), c->latent(layer, p) + rank);
+  return all;
+}
+
+TEST_F(TokenGroupsTest, MtpLayerBitIdenticalToPooledSteps) {
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
+    auto ckpt = Checkpoint::Open(ModelDir(name));
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    auto w = ModelWeights::Load(**ckpt);
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::shared_ptr<const ModelWeights> weights(std::move(*w));
+    ASSERT_TRUE(weights->config().has_mtp()) << name;
+    for (int threads : {2, 3}) {
+      kernels::ThreadPool pool(threads);
+      auto m = Glm5Model::Create(weights, &pool);
+      ASSERT_TRUE(m.ok()) << m.status();
+      for (const std::vector<int>& shape : std::vector<std::vector<int>>{{1}, {2}, {1, 2, 1}, {2, 1, 1, 3}}) {
+        SetTokenGroupMode(TokenGroupMode::kNever);
+        const std::vector<float> pooled = RunMtpSteps(**m, shape);
+        SetTokenGroupMode(TokenGroupMode::kAlways);
+        const std::vector<float> grouped = RunMtpSteps(**m, shape);
+        ASSERT_FALSE(pooled.empty());
+        ASSERT_EQ(pooled.size(), grouped.size());
+        EXPECT_EQ(0, std::memcmp(pooled.data(), grouped.data(), pooled.size() * sizeof(float)))
+            << name << " threads " << threads << " sequences " << shape.size();
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace glm::model
