@@ -289,6 +289,30 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   return absl::OkStatus();
 }
 
+absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch,
+                                  int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
+                                  const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
+                                  int64_t* bytes, std::vector<float>* layer_outputs) const {
+  const int groups = TokenGroups(batch, T, layer_outputs);
+  const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
+  const StepPath path = groups == 0 ? StepPath::kPooled
+                        : timed     ? chooser.Choose(T, several)
+                                    : StepPath::kTokenGroups;
+  const auto start = std::chrono::steady_clock::now();
+  if (path == StepPath::kTokenGroups) {
+    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes); !s.ok()) return s;
+  } else {
+    const Runners pooled{attention_.get(), moe_.get(), pool_};
+    const int64_t hidden = config().hidden_size;
+    for (int64_t l = layer_begin; l < layer_end; ++l) {
+      if (auto s = RunLayer(pooled, l, x, T, spans, selection, bytes); !s.ok()) return s;
+      if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x, x + T * hidden);
+    }
+  }
+  if (timed) chooser.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return absl::OkStatus();
+}
+
 absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                              const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
                              LogitRows rows, ForwardOutput* out) const {
@@ -367,25 +391,10 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     selection = *input_selection;
   }
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
-  const int groups = TokenGroups(batch, T, layer_outputs);
-  const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
-  const StepPath path = groups == 0 ? StepPath::kPooled
-                        : timed     ? chooser_.Choose(T, several)
-                                    : StepPath::kTokenGroups;
-  const auto start = std::chrono::steady_clock::now();
-  if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, stage_.layer_begin, stage_.layer_end, x.data(), T, spans, &selection,
-                                       &out.weight_bytes_read);
-        !s.ok())
-      return s;
-  } else {
-    const Runners pooled{attention_.get(), moe_.get(), pool_};
-    for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
-      if (auto s = RunLayer(pooled, l, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
-      if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x.begin(), x.end());
-    }
-  }
-  if (timed) chooser_.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  if (auto s = RunLayers(chooser_, batch, stage_.layer_begin, stage_.layer_end, x.data(), T, spans, &selection,
+                         &out.weight_bytes_read, layer_outputs);
+      !s.ok())
+    return s;
   if (stage_.has_head) {
     if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok())
       return s;
@@ -428,23 +437,11 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
-  // Token groups as in ForwardStage, over the one MTP layer (its own chooser: a different step).
-  const int groups = TokenGroups(batch, T, nullptr);
-  const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
-  const StepPath path = groups == 0 ? StepPath::kPooled
-                        : timed     ? mtp_chooser_.Choose(T, several)
-                                    : StepPath::kTokenGroups;
-  const auto start = std::chrono::steady_clock::now();
-  if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read);
-        !s.ok())
-      return s;
-  } else {
-    const Runners pooled{attention_.get(), moe_.get(), pool_};
-    if (auto s = RunLayer(pooled, layer, x.data(), T, spans, &selection, &out.weight_bytes_read); !s.ok()) return s;
-  }
-  if (timed)
-    mtp_chooser_.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
+  if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read,
+                         nullptr);
+      !s.ok())
+    return s;
   if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;

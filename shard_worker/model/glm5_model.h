@@ -120,6 +120,11 @@ class Glm5Model {
   // to the pooled path.
   absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes) const;
+  // Layers [layer_begin, layer_end) over x [T, hidden] in place, pooled or in token groups as
+  // `chooser` picks (timing the step for it); `layer_outputs` as in ForwardStage (pooled only).
+  absl::Status RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch, int64_t layer_begin,
+                         int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                         attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                         attention::KeySelection* selection, int64_t* bytes,
