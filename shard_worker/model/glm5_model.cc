@@ -64,6 +64,8 @@ LayerMatrices Matrices(const LayerWeights& w) {
 // Token groups need small matrices as well as a small stage: splitting a matmul's rows across the
 // pool pays once it reads more than about a fork-join's worth (~1 us) of weights per thread.
 constexpr int64_t kTokenGroupMaxMeanMatrixBytes = 256 * 1024;
+// ... and an lm_head up to this size runs on the caller after a one-group step.
+constexpr int64_t kInlineHeadMaxBytes = int64_t{4} << 20;
 
 }  // namespace
 
@@ -289,16 +291,22 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   return absl::OkStatus();
 }
 
+void Glm5Model::StepTiming::Record() const {
+  if (chooser != nullptr)
+    chooser->Record(tokens, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch,
                                   int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                   const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
-                                  int64_t* bytes, std::vector<float>* layer_outputs) const {
+                                  int64_t* bytes, std::vector<float>* layer_outputs, StepTiming* timing) const {
   const int groups = TokenGroups(batch, T, layer_outputs);
   const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
   const StepPath path = groups == 0 ? StepPath::kPooled
                         : timed     ? chooser.Choose(T, several)
                                     : StepPath::kTokenGroups;
-  const auto start = std::chrono::steady_clock::now();
+  *timing = StepTiming{timed ? &chooser : nullptr, T, several, path, path == StepPath::kTokenGroups && groups == 1,
+                       std::chrono::steady_clock::now()};
   if (path == StepPath::kTokenGroups) {
     if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes); !s.ok()) return s;
   } else {
@@ -309,13 +317,12 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
       if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x, x + T * hidden);
     }
   }
-  if (timed) chooser.Record(T, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return absl::OkStatus();
 }
 
 absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                              const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
-                             LogitRows rows, ForwardOutput* out) const {
+                             LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out) const {
   const ModelConfig& c = config();
   const int64_t hidden = c.hidden_size;
   out->hidden.resize(T * hidden);
@@ -341,7 +348,7 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   const int64_t vocab = c.vocab_size;
   if (stage_.tp == nullptr || stage_.tp->size() == 1) {
     out->logits.resize(n * vocab);
-    kernels::MatMul(src, n, head, out->logits.data(), pool_);
+    kernels::MatMul(src, n, head, out->logits.data(), pool);
     return absl::OkStatus();
   }
   // Vocabulary-parallel: each rank computes its rows of lm_head, padded to the largest slice,
@@ -354,7 +361,7 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
     if (auto s = stage_.tp->AllGather(&local, sizeof local, sizes.data()); !s.ok()) return s;
     max_local = *std::max_element(sizes.begin(), sizes.end());
     std::vector<float> part(n * max_local, 0.0f), all(static_cast<size_t>(P) * n * max_local);
-    kernels::MatMulStrided(src, n, hidden, head, part.data(), max_local, pool_);
+    kernels::MatMulStrided(src, n, hidden, head, part.data(), max_local, pool);
     if (auto s = stage_.tp->AllGather(part.data(), static_cast<int64_t>(part.size() * sizeof(float)), all.data()); !s.ok())
       return s;
     out->logits.resize(n * vocab);
@@ -391,17 +398,24 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
     selection = *input_selection;
   }
   if (layer_outputs) layer_outputs->assign(x.begin(), x.end());
+  StepTiming timing;
   if (auto s = RunLayers(chooser_, batch, stage_.layer_begin, stage_.layer_end, x.data(), T, spans, &selection,
-                         &out.weight_bytes_read, layer_outputs);
+                         &out.weight_bytes_read, layer_outputs, &timing);
       !s.ok())
     return s;
   if (stage_.has_head) {
-    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, &out); !s.ok())
+    // A step that ran on the caller alone keeps a small lm_head there too: a serving worker parks
+    // its pool between steps, and waking it for one matmul costs about what the split saves.
+    kernels::ThreadPool* head_pool =
+        timing.alone && weights_->lm_head().bytes() <= kInlineHeadMaxBytes ? inline_pool_.get() : pool_;
+    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, head_pool, &out);
+        !s.ok())
       return s;
   } else {
     out.hidden = std::move(x);
     out.selection = std::move(selection);
   }
+  timing.Record();  // the layers and the head: where the path chose to run the head counts too
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;
 }
@@ -438,11 +452,14 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
+  StepTiming timing;
   if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read,
-                         nullptr);
+                         nullptr, &timing);
       !s.ok())
     return s;
-  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, &out); !s.ok()) return s;
+  kernels::ThreadPool* head_pool = timing.alone && m.head.bytes() <= kInlineHeadMaxBytes ? inline_pool_.get() : pool_;
+  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, head_pool, &out); !s.ok()) return s;
+  timing.Record();
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;
 }

@@ -5,6 +5,7 @@
 #ifndef GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
 #define GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -120,11 +121,23 @@ class Glm5Model {
   // to the pooled path.
   absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes) const;
+  // How a step's layers ran, timed from their start to Record() (after the head, which runs on
+  // the caller too after a one-group step) for the chooser that picked the path (none: forced).
+  struct StepTiming {
+    StepPathChooser* chooser = nullptr;
+    int64_t tokens = 0;
+    bool several = false;
+    StepPath path = StepPath::kPooled;
+    bool alone = false;  // one token group: the calling thread only
+    std::chrono::steady_clock::time_point start;
+    void Record() const;
+  };
   // Layers [layer_begin, layer_end) over x [T, hidden] in place, pooled or in token groups as
-  // `chooser` picks (timing the step for it); `layer_outputs` as in ForwardStage (pooled only).
+  // `chooser` picks; `layer_outputs` as in ForwardStage (pooled only).
   absl::Status RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch, int64_t layer_begin,
                          int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                         attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs) const;
+                         attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs,
+                         StepTiming* timing) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                         attention::KeySelection* selection, int64_t* bytes,
@@ -132,7 +145,7 @@ class Glm5Model {
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
-                    LogitRows rows, ForwardOutput* out) const;
+                    LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   kernels::ThreadPool* pool_;
