@@ -35,6 +35,9 @@
 
 ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16)");
+ABSL_FLAG(std::string, token_groups, "auto",
+          "small models' decode steps: auto (timed choice), never (matmul rows split across threads), always "
+          "(token groups; Glm5Model)");
 ABSL_FLAG(std::string, matmul_path, "auto",
           "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
 ABSL_FLAG(std::string, model, GLM_BENCH_DEFAULT_MODEL, "model directory");
@@ -109,6 +112,12 @@ int main(int argc, char** argv) {
     glm::kernels::SetBf16Activations(bf16);
   } else {
     std::fprintf(stderr, "spec_bench: --activation-dtype must be f32 or bf16\n");
+    return 2;
+  }
+  if (glm::model::TokenGroupMode mode; glm::model::ParseTokenGroupMode(absl::GetFlag(FLAGS_token_groups), &mode)) {
+    glm::model::SetTokenGroupMode(mode);
+  } else {
+    std::fprintf(stderr, "spec_bench: --token-groups must be auto, never or always\n");
     return 2;
   }
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {

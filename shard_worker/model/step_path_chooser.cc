@@ -8,10 +8,28 @@ namespace {
 
 std::atomic<TokenGroupMode> g_mode{TokenGroupMode::kAuto};
 
+int Slot(StepPath p) { return p == StepPath::kPooled ? 0 : 1; }
+StepPath Other(StepPath p) { return p == StepPath::kPooled ? StepPath::kTokenGroups : StepPath::kPooled; }
+
 }  // namespace
 
 void SetTokenGroupMode(TokenGroupMode mode) { g_mode.store(mode); }
 TokenGroupMode GetTokenGroupMode() { return g_mode.load(std::memory_order_relaxed); }
+
+bool ParseTokenGroupMode(std::string_view name, TokenGroupMode* mode) {
+  if (name == "auto") *mode = TokenGroupMode::kAuto;
+  else if (name == "never") *mode = TokenGroupMode::kNever;
+  else if (name == "always") *mode = TokenGroupMode::kAlways;
+  else return false;
+  return true;
+}
+
+double StepPathChooser::PathTimes::Median() const {
+  const int n = static_cast<int>(std::min<int64_t>(runs, kWindow));
+  std::array<double, kWindow> v = recent;
+  std::nth_element(v.begin(), v.begin() + n / 2, v.begin() + n);
+  return v[n / 2];
+}
 
 int StepPathChooser::Index(int64_t tokens, bool several_sequences) {
   const int64_t t = std::clamp<int64_t>(tokens, 1, kMaxTokens);
@@ -22,31 +40,31 @@ StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
   absl::MutexLock lock(&mutex_);
   Shape& s = shapes_[Index(tokens, several_sequences)];
   const int64_t n = ++s.choices;
-  // Trials: alternate until each path has kTrials timed steps.
-  if (s.runs[0] < kTrials || s.runs[1] < kTrials) return s.runs[0] <= s.runs[1] ? StepPath::kPooled : StepPath::kTokenGroups;
-  const StepPath best = s.mean_seconds[0] <= s.mean_seconds[1] ? StepPath::kPooled : StepPath::kTokenGroups;
-  if (n % kRetryEvery == 0) return best == StepPath::kPooled ? StepPath::kTokenGroups : StepPath::kPooled;
-  return best;
+  const PathTimes& pooled = s.paths[0];
+  const PathTimes& grouped = s.paths[1];
+  // Trials: alternate (each path's first step is an untimed warm-up) until both have kTrials.
+  if (pooled.runs < kTrials || grouped.runs < kTrials) {
+    const int64_t p = pooled.runs + (pooled.warmed ? 1 : 0), g = grouped.runs + (grouped.warmed ? 1 : 0);
+    return p <= g ? StepPath::kPooled : StepPath::kTokenGroups;
+  }
+  // Keep the current path unless the other one's median is clearly lower.
+  const PathTimes& cur = s.paths[Slot(s.current)];
+  const PathTimes& other = s.paths[1 - Slot(s.current)];
+  if (other.Median() < kSwitchGain * cur.Median()) s.current = Other(s.current);
+  return n % kRetryEvery == 0 ? Other(s.current) : s.current;
 }
 
 void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath path, double seconds) {
   absl::MutexLock lock(&mutex_);
-  Shape& s = shapes_[Index(tokens, several_sequences)];
-  const int p = path == StepPath::kPooled ? 0 : 1;
+  PathTimes& t = shapes_[Index(tokens, several_sequences)].paths[Slot(path)];
   // A path's first step is not timed: it pays for first touches (a sleeping pool thread, cold
   // caches and scratch) that would make it look 1.5-2x slower than it is.
-  if (!s.warmed[p]) {
-    s.warmed[p] = true;
+  if (!t.warmed) {
+    t.warmed = true;
     return;
   }
-  // The first time sets the average; later ones move it (steps slow down as contexts grow, and
-  // the machine's speed drifts: an old time should not outvote a recent one for long). A retry of
-  // the path not in use counts more: it is that path's only news for kRetryEvery steps.
-  const bool trials_done = s.runs[0] >= kTrials && s.runs[1] >= kTrials;
-  const bool retry = trials_done && s.mean_seconds[p] > s.mean_seconds[1 - p];
-  const double weight = retry ? kRetryWeight : kSmoothing;
-  s.mean_seconds[p] = s.runs[p] == 0 ? seconds : (1.0 - weight) * s.mean_seconds[p] + weight * seconds;
-  ++s.runs[p];
+  t.recent[t.runs % kWindow] = seconds;
+  ++t.runs;
 }
 
 }  // namespace glm::model

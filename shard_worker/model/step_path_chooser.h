@@ -1,16 +1,17 @@
 // Picks, per step shape, the faster of two ways to run a decode-like step that give the same
 // bits: the pooled path (every matmul's rows split across the pool) or token groups (each
 // thread takes whole tokens through the layers, Glm5Model). Which one wins depends on the
-// machine more than on the model: a fork-join of the pool costs ~0.2 us between cores that share
-// a cache and ~1 us across chips (measured on the same VM before and after its vCPUs moved), and
-// a small model's matmul takes about that long. So both are timed as steps run: each shape tries
-// both a few times, then takes the one with the lower moving average, and keeps re-trying the
-// other now and then in case the machine changed.
+// machine more than on the model: a fork-join of the pool cost ~0.2 us or ~0.9 us on the same VM
+// depending on where its vCPUs sat, and a small model's matmul takes about that long. So both are
+// timed as steps run: each shape tries both a few times, then keeps the one with the lower median
+// of its recent steps (robust to the odd step an interrupt or a neighbour slowed down), switching
+// only for a clear gain, and re-tries the other now and then in case the machine changed.
 #ifndef GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 #define GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 
 #include <array>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/synchronization/mutex.h"
 
@@ -22,24 +23,31 @@ enum class StepPath { kPooled, kTokenGroups };
 enum class TokenGroupMode { kAuto, kNever, kAlways };
 void SetTokenGroupMode(TokenGroupMode mode);
 TokenGroupMode GetTokenGroupMode();
+// "auto" | "never" | "always" (the benchmarks' --token-groups); false for anything else.
+bool ParseTokenGroupMode(std::string_view name, TokenGroupMode* mode);
 
 class StepPathChooser {
  public:
   // Shapes: total tokens 1..kMaxTokens, one sequence or several.
   static constexpr int kMaxTokens = 16;
-  static constexpr int kTrials = 3;           // timed steps of each path before choosing
-  static constexpr int kRetryEvery = 64;      // then one step of the other path in this many
-  static constexpr double kSmoothing = 0.25;  // weight of a new time in the moving average
-  static constexpr double kRetryWeight = 0.5;  // ... of a retry of the path not in use
+  static constexpr int kTrials = 3;         // timed steps of each path before choosing
+  static constexpr int kWindow = 8;         // recent steps per path whose median is its time
+  static constexpr int kRetryEvery = 64;    // then one step of the other path in this many
+  static constexpr double kSwitchGain = 0.9;  // the other path must be this much faster to switch
 
   StepPath Choose(int64_t tokens, bool several_sequences);
   void Record(int64_t tokens, bool several_sequences, StepPath path, double seconds);
 
  private:
+  struct PathTimes {
+    bool warmed = false;  // the first step was seen (not timed: first touches)
+    int64_t runs = 0;     // timed steps
+    std::array<double, kWindow> recent{};
+    double Median() const;
+  };
   struct Shape {
-    std::array<bool, 2> warmed{false, false};  // each path's first step was seen (not timed)
-    std::array<int64_t, 2> runs{0, 0};         // timed steps
-    std::array<double, 2> mean_seconds{0.0, 0.0};
+    std::array<PathTimes, 2> paths;
+    StepPath current = StepPath::kPooled;
     int64_t choices = 0;
   };
   static int Index(int64_t tokens, bool several_sequences);
