@@ -203,6 +203,8 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
 
 int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
                            const std::vector<float>* layer_outputs) const {
+  // One thread: the pooled path already runs everything on the caller.
+  if (pool_->size() < 2) return 0;
   if (GetTokenGroupMode() == TokenGroupMode::kNever || layer_outputs != nullptr || T > kTokenGroupMaxTokens ||
       !small_matrices_ || stage_weight_bytes_ > kTokenGroupMaxStageBytes)
     return 0;
