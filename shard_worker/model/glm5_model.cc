@@ -154,7 +154,8 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
     for (int32_t id : in.tokens) table.RowToF32(id, x + (t++) * hidden);
 }
 
-absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
+                                 const std::vector<attention::SequenceSpan>& spans,
                                  attention::KeySelection* selection, int64_t* bytes,
                                  const attention::CacheRowSync* sync) const {
   const ModelConfig& c = config();
@@ -295,7 +296,8 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
 
 void Glm5Model::StepTiming::Record() const {
   if (chooser != nullptr)
-    chooser->Record(tokens, several, path, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    chooser->Record(tokens, several, path,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch,
@@ -310,7 +312,8 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
   *timing = StepTiming{timed ? &chooser : nullptr, T, several, path, path == StepPath::kTokenGroups && groups == 1,
                        std::chrono::steady_clock::now()};
   if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes); !s.ok()) return s;
+    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes); !s.ok())
+      return s;
   } else {
     const Runners pooled{attention_.get(), moe_.get(), pool_};
     const int64_t hidden = config().hidden_size;

@@ -45,7 +45,6 @@ struct ForwardOutput {
   int64_t weight_bytes_read = 0;
 };
 
-
 // Which part of the model this process runs (a pipeline stage, tensor-parallel over `tp`).
 // The default is the whole model in one process.
 struct StageContext {
@@ -98,7 +97,7 @@ class Glm5Model {
   absl::Status Prepare(std::vector<SequenceInput>& batch, bool mtp, std::vector<attention::SequenceSpan>* spans,
                        int64_t* total) const;
   // What a layer runs on: the pool (matmul rows split across its threads), or one thread alone
-  // (a sequence-parallel group; `pool` is then a 1-thread pool that runs everything inline).
+  // (a token group; `pool` is then a 1-thread pool that runs everything inline).
   struct Runners {
     const attention::MlaAttention* attention;
     const moe::MoeLayer* moe;
@@ -113,13 +112,14 @@ class Glm5Model {
   // decode step waiting; StepPathChooser times both and keeps the faster (TokenGroupMode).
   // How many token groups this step can run in; 0 = the pooled path only.
   int TokenGroups(const std::vector<SequenceInput>& batch, int64_t T, const std::vector<float>* layer_outputs) const;
-  // The stage's layers over x [T, hidden] in place, in `groups` contiguous token groups, one per
-  // pool thread, each with the single-thread runners (one group: on the caller alone). A
-  // sequence split between groups runs as a wavefront: the later group takes layer l once the
-  // earlier one wrote its cache rows of layer l. A token's arithmetic is the same in any batch
-  // and on any thread (the kernels treat tokens independently), so the result is bit-identical
-  // to the pooled path.
-  absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+  // Layers [layer_begin, layer_end) over x [T, hidden] in place, in `groups` contiguous token
+  // groups, one per pool thread, each with the single-thread runners (one group: on the caller
+  // alone). A sequence split between groups runs as a wavefront: in each layer the later group's
+  // attention reads other positions only once the earlier group wrote its cache rows
+  // (CacheRowSync). A token's arithmetic is the same in any batch and on any thread (the kernels
+  // treat tokens independently), so the result is bit-identical to the pooled path.
+  absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
+                                     const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes) const;
   // How a step's layers ran, timed from their start to Record() (after the head, which runs on
   // the caller too after a one-group step) for the chooser that picked the path (none: forced).
@@ -139,9 +139,9 @@ class Glm5Model {
                          attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs,
                          StepTiming* timing) const;
   // Runs decoder layer `layer` on x [T, hidden] in place.
-  absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
-                        attention::KeySelection* selection, int64_t* bytes,
-                        const attention::CacheRowSync* sync = nullptr) const;
+  absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
+                        const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
+                        int64_t* bytes, const attention::CacheRowSync* sync = nullptr) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
@@ -153,7 +153,7 @@ class Glm5Model {
   std::unique_ptr<kernels::RopeTable> rope_;
   std::unique_ptr<attention::MlaAttention> attention_;
   std::unique_ptr<moe::MoeLayer> moe_;
-  // The single-thread runners of sequence-parallel steps (thread-safe: no state across calls).
+  // The single-thread runners of token groups (thread-safe: no state across calls).
   std::unique_ptr<kernels::ThreadPool> inline_pool_;
   std::unique_ptr<attention::MlaAttention> inline_attention_;
   std::unique_ptr<moe::MoeLayer> inline_moe_;

@@ -62,7 +62,7 @@ TEST(SplitExpertsTest, SameLogitsAsWholeExpertTasks) {
       auto w = model::ModelWeights::Load(**ckpt, opt);
       ASSERT_TRUE(w.ok()) << w.status();
       std::shared_ptr<const model::ModelWeights> weights(std::move(*w));
-      // Pooled steps only: sequence-parallel steps run every expert whole on one thread.
+      // Pooled steps only: token-group steps run every expert whole on one thread.
       model::SetTokenGroupMode(model::TokenGroupMode::kNever);
       for (int threads : {2, 3, 5}) {
         kernels::ThreadPool pool(threads);
