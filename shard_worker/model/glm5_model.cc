@@ -32,6 +32,8 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
 constexpr int64_t kTokenGroupMaxTokens = StepPathChooser::kMaxTokens;
 constexpr int64_t kTokenGroupMaxStageBytes = int64_t{32} << 20;
 
+std::atomic<int64_t> g_token_group_stagger_us{0};
+
 // The matmul weights of a layer on this rank (resident experts only): bytes and matrix count.
 struct LayerMatrices {
   int64_t bytes = 0, count = 0;
@@ -68,6 +70,8 @@ constexpr int64_t kTokenGroupMaxMeanMatrixBytes = 256 * 1024;
 constexpr int64_t kInlineHeadMaxBytes = int64_t{4} << 20;
 
 }  // namespace
+
+void SetTokenGroupStaggerForTesting(int64_t microseconds) { g_token_group_stagger_us.store(microseconds); }
 
 Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage)
     : weights_(std::move(weights)), pool_(pool), stage_(stage) {
@@ -273,8 +277,11 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
       }
     };
     sync.rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
-    for (; i < n_layers && status[g].ok(); ++i)
+    const int64_t stagger_us = g == 0 ? g_token_group_stagger_us.load(std::memory_order_relaxed) : 0;
+    for (; i < n_layers && status[g].ok(); ++i) {
+      if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
       status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync);
+    }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
   if (groups == 1)

@@ -45,6 +45,11 @@ struct ForwardOutput {
   int64_t weight_bytes_read = 0;
 };
 
+// Tests only: token group 0 sleeps this long before each layer, so a later group that continues
+// its sequence reaches the cache rows first and must wait for them (a missing wait then shows as
+// different results instead of depending on timing). 0 = off.
+void SetTokenGroupStaggerForTesting(int64_t microseconds);
+
 // Which part of the model this process runs (a pipeline stage, tensor-parallel over `tp`).
 // The default is the whole model in one process.
 struct StageContext {

@@ -28,6 +28,7 @@ std::string ModelDir(const std::string& name) {
 class TokenGroupsTest : public ::testing::Test {
  protected:
   void TearDown() override {
+    SetTokenGroupStaggerForTesting(0);
     SetTokenGroupMode(TokenGroupMode::kAuto);
     kernels::SetBf16Activations(false);
   }
@@ -98,6 +99,32 @@ TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
         }
       }
     }
+  }
+}
+
+// With group 0 held back before every layer, a group continuing its sequence reaches the attention
+// first: only the wait for group 0's cache rows (CacheRowSync) keeps the result exact.
+TEST_F(TokenGroupsTest, LaterGroupWaitsForTheEarlierGroupsCacheRows) {
+  auto ckpt = Checkpoint::Open(ModelDir("glm5-tiny-code"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto w = ModelWeights::Load(**ckpt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::shared_ptr<const ModelWeights> weights(std::move(*w));
+  kernels::ThreadPool pool(2);
+  auto m = Glm5Model::Create(weights, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  for (const std::vector<int>& shape : std::vector<std::vector<int>>{{2}, {4}, {1, 3}}) {
+    // Grouped first: its caches must not reuse memory a pooled run just filled with the very rows
+    // a missing wait would read too early.
+    SetTokenGroupMode(TokenGroupMode::kAlways);
+    SetTokenGroupStaggerForTesting(300);
+    const std::vector<float> grouped = RunSteps(**m, shape);
+    SetTokenGroupStaggerForTesting(0);
+    SetTokenGroupMode(TokenGroupMode::kNever);
+    const std::vector<float> pooled = RunSteps(**m, shape);
+    ASSERT_FALSE(pooled.empty());
+    ASSERT_EQ(pooled.size(), grouped.size());
+    EXPECT_EQ(0, std::memcmp(pooled.data(), grouped.data(), pooled.size() * sizeof(float))) << shape.size();
   }
 }
 
