@@ -3,9 +3,9 @@
 #define GLM_SHARD_WORKER_ATTENTION_SEQUENCE_SPAN_H_
 
 #include <cstdint>
-#include <functional>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 
 namespace glm::attention {
@@ -20,9 +20,10 @@ struct SequenceSpan {
 // Token groups of one sequence running the same layer at once (model::Glm5Model): a later group's
 // attention reads the cache rows an earlier group writes in that layer. Everything else in a layer
 // is per token, so only the attention waits: after writing its own rows, before reading others'.
+// Borrowed callables (absl::FunctionRef): a step builds them once per group, nothing is allocated.
 struct CacheRowSync {
-  std::function<void()> wait_for_earlier;  // returns once the earlier group's rows of the layer are written
-  std::function<void()> rows_written;      // this group's rows of the layer are written (keys and index keys)
+  absl::FunctionRef<void()> wait_for_earlier;  // returns once the earlier group's rows of the layer are written
+  absl::FunctionRef<void()> rows_written;      // this group's rows of the layer are written (keys and index keys)
 };
 
 // Per batch token: the key positions its attention may read, ascending; empty = every causal

@@ -268,15 +268,15 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     attention::KeySelection& sel = group_selection[g];
     if (shared_start) sel.assign(selection->begin() + t0, selection->begin() + t1);
     int64_t i = 0;
-    attention::CacheRowSync sync;
-    sync.wait_for_earlier = [&] {
+    auto wait_for_earlier = [&] {
       if (!continues[g]) return;
       for (int spin = 0; rows_ready[g - 1].load(std::memory_order_acquire) <= i; ++spin) {
         kernels::CpuRelax();
         if (spin > 20000) std::this_thread::yield();  // ~0.1 ms: more threads than cores? let the peer run
       }
     };
-    sync.rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
+    auto rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
+    const attention::CacheRowSync sync{wait_for_earlier, rows_written};
     const int64_t stagger_us = g == 0 ? g_token_group_stagger_us.load(std::memory_order_relaxed) : 0;
     for (; i < n_layers && status[g].ok(); ++i) {
       if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
@@ -285,7 +285,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
   if (groups == 1)
-    run_group(0);  // one token: the caller alone (the pool joins again for the lm_head)
+    run_group(0);  // one token: the caller alone (and a small lm_head after it, HeadPool)
   else
     pool_->RunOnAll([&](int g) {
       if (g < groups) run_group(g);
@@ -299,6 +299,12 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
                       std::make_move_iterator(group_selection[g].end()));
   }
   return absl::OkStatus();
+}
+
+kernels::ThreadPool* Glm5Model::HeadPool(const StepTiming& timing, const WeightView& head) const {
+  // A step that ran on the caller alone keeps a small lm_head there too: a serving worker parks
+  // its pool between steps, and waking it for one matmul costs about what the split saves.
+  return timing.alone && head.bytes() <= kInlineHeadMaxBytes ? inline_pool_.get() : pool_;
 }
 
 void Glm5Model::StepTiming::Record() const {
@@ -416,11 +422,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardStage(std::vector<SequenceInput>
       !s.ok())
     return s;
   if (stage_.has_head) {
-    // A step that ran on the caller alone keeps a small lm_head there too: a serving worker parks
-    // its pool between steps, and waking it for one matmul costs about what the split saves.
-    kernels::ThreadPool* head_pool =
-        timing.alone && weights_->lm_head().bytes() <= kInlineHeadMaxBytes ? inline_pool_.get() : pool_;
-    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows, head_pool, &out);
+    if (auto s = Head(weights_->final_norm(), weights_->lm_head(), x.data(), T, spans, batch, rows,
+                      HeadPool(timing, weights_->lm_head()), &out);
         !s.ok())
       return s;
   } else {
@@ -469,8 +472,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
                          nullptr, &timing);
       !s.ok())
     return s;
-  kernels::ThreadPool* head_pool = timing.alone && m.head.bytes() <= kInlineHeadMaxBytes ? inline_pool_.get() : pool_;
-  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, head_pool, &out); !s.ok()) return s;
+  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, HeadPool(timing, m.head), &out); !s.ok())
+    return s;
   timing.Record();
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
   return out;

@@ -137,6 +137,9 @@ class Glm5Model {
     std::chrono::steady_clock::time_point start;
     void Record() const;
   };
+  // The pool a step's lm_head `head` runs on: the caller alone after a one-group step when the
+  // head is small, else the pool.
+  kernels::ThreadPool* HeadPool(const StepTiming& timing, const WeightView& head) const;
   // Layers [layer_begin, layer_end) over x [T, hidden] in place, pooled or in token groups as
   // `chooser` picks; `layer_outputs` as in ForwardStage (pooled only).
   absl::Status RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch, int64_t layer_begin,

@@ -8,11 +8,16 @@
 
 namespace glm::testing {
 
+std::string ModelDir(const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
+  return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+}
+
 std::unique_ptr<ReferenceFixture> ReferenceFixture::Load(const std::string& name) {
   namespace fs = std::filesystem;
   auto f = std::make_unique<ReferenceFixture>();
-  fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
-  f->model_dir_ = fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+  f->model_dir_ = ModelDir(name);
   fs::path ref = fs::path(GLM_TEST_FIXTURES_DIR) / ("ref-" + name);
   std::ifstream in(ref / "reference.json");
   if (!in) return nullptr;

@@ -12,6 +12,9 @@
 
 namespace glm::testing {
 
+// A model's directory: models/<name> if bundled, else tests/fixtures/<name>.
+std::string ModelDir(const std::string& name);
+
 struct ReferencePrompt {
   std::vector<int32_t> ids;
   bool all_rows = true;  // logits for every position, else the last 4
@@ -22,7 +25,7 @@ struct ReferencePrompt {
 
 class ReferenceFixture {
  public:
-  // name: "glm5-tiny-code" etc. Model dir: models/<name> if bundled, else tests/fixtures/<name>.
+  // name: "glm5-tiny-code" etc. Model dir: ModelDir(name).
   static std::unique_ptr<ReferenceFixture> Load(const std::string& name);
   const std::string& model_dir() const { return model_dir_; }
   const std::vector<ReferencePrompt>& prompts() const { return prompts_; }

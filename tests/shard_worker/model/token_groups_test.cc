@@ -5,7 +5,6 @@
 // share its batch or its thread.
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -13,15 +12,22 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "reference_fixture.h"
 
 namespace glm::model {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string ModelDir(const std::string& name) {
-  fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
-  return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+// The model's weights as `dtype` ("stored", "int4", ...); null (with a test failure) if they do not load.
+std::shared_ptr<const ModelWeights> LoadWeights(const std::string& name, const char* dtype = "stored") {
+  auto ckpt = Checkpoint::Open(glm::testing::ModelDir(name));
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+  if (!ckpt.ok()) return nullptr;
+  LoadOptions opt;
+  EXPECT_TRUE(ParseWeightDType(dtype, &opt).ok()) << dtype;
+  auto w = ModelWeights::Load(**ckpt, opt);
+  EXPECT_TRUE(w.ok()) << w.status();
+  if (!w.ok()) return nullptr;
+  return std::shared_ptr<const ModelWeights>(std::move(*w));
 }
 
 // Restores the default threshold when a test ends, whatever it set.
@@ -71,14 +77,9 @@ std::vector<float> RunSteps(const Glm5Model& m, const std::vector<int>& tokens_p
 
 TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"}) {
-    auto ckpt = Checkpoint::Open(ModelDir(name));
-    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
     for (const char* dtype : {"stored", "int4"}) {
-      LoadOptions opt;
-      ASSERT_TRUE(ParseWeightDType(dtype, &opt).ok());
-      auto w = ModelWeights::Load(**ckpt, opt);
-      ASSERT_TRUE(w.ok()) << w.status();
-      std::shared_ptr<const ModelWeights> weights(std::move(*w));
+      const std::shared_ptr<const ModelWeights> weights = LoadWeights(name, dtype);
+      ASSERT_NE(weights, nullptr);
       for (bool bf16 : {false, true}) {
         kernels::SetBf16Activations(bf16);
         for (int threads : {2, 3}) {
@@ -105,11 +106,8 @@ TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
 // With group 0 held back before every layer, a group continuing its sequence reaches the attention
 // first: only the wait for group 0's cache rows (CacheRowSync) keeps the result exact.
 TEST_F(TokenGroupsTest, LaterGroupWaitsForTheEarlierGroupsCacheRows) {
-  auto ckpt = Checkpoint::Open(ModelDir("glm5-tiny-code"));
-  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  auto w = ModelWeights::Load(**ckpt);
-  ASSERT_TRUE(w.ok()) << w.status();
-  std::shared_ptr<const ModelWeights> weights(std::move(*w));
+  const std::shared_ptr<const ModelWeights> weights = LoadWeights("glm5-tiny-code");
+  ASSERT_NE(weights, nullptr);
   kernels::ThreadPool pool(2);
   auto m = Glm5Model::Create(weights, &pool);
   ASSERT_TRUE(m.ok()) << m.status();
@@ -161,11 +159,8 @@ std::vector<float> RunMtpSteps(const Glm5Model& m, const std::vector<int>& rows_
 
 TEST_F(TokenGroupsTest, MtpLayerBitIdenticalToPooledSteps) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
-    auto ckpt = Checkpoint::Open(ModelDir(name));
-    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-    auto w = ModelWeights::Load(**ckpt);
-    ASSERT_TRUE(w.ok()) << w.status();
-    std::shared_ptr<const ModelWeights> weights(std::move(*w));
+    const std::shared_ptr<const ModelWeights> weights = LoadWeights(name);
+    ASSERT_NE(weights, nullptr);
     ASSERT_TRUE(weights->config().has_mtp()) << name;
     for (int threads : {2, 3}) {
       kernels::ThreadPool pool(threads);
