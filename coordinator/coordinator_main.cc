@@ -52,6 +52,10 @@ ABSL_FLAG(double, expert_memory_gib, 0,
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
+ABSL_FLAG(int32_t, stream_interval, 1,
+          "streamed responses carry up to this many new tokens per message (gRPC and SSE; 1 = every token at "
+          "once; the first token always goes at once): fewer wake-ups and messages with many concurrent streams");
+ABSL_FLAG(int32_t, stream_max_delay_ms, 50, "with --stream-interval > 1: the longest a token waits for its message");
 ABSL_FLAG(int32_t, max_waiting, 1024, "queued requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (default: the directory name)");
 ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
@@ -158,6 +162,12 @@ int main(int argc, char** argv) {
 
   const int block_size = absl::GetFlag(FLAGS_kv_block_size);
   if (block_size <= 0) Fatal("--kv-block-size must be positive");
+  const int32_t stream_interval = absl::GetFlag(FLAGS_stream_interval);
+  const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
+  if (stream_interval < 1 || stream_interval > 4096)
+    Fatal(absl::StrCat("--stream-interval must be 1..4096 tokens, got ", stream_interval));
+  if (stream_max_delay_ms < 0 || stream_max_delay_ms > 60000)
+    Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
   glm::cluster::ClusterOptions cluster_options;
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
@@ -250,6 +260,8 @@ int main(int argc, char** argv) {
   glm::api::ApiOptions ao;
   ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   ao.http_listen = absl::GetFlag(FLAGS_http_listen);
+  ao.stream_interval.tokens = stream_interval;
+  ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
   auto api = glm::api::ApiServer::Start(ao, engine->get(), &served);
   if (!api.ok()) {
     (*client)->Shutdown().IgnoreError();

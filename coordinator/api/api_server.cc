@@ -36,7 +36,8 @@ class ApiServerImpl final : public ApiServer {
       // Process-wide switches; they must be set before the first ServerBuilder.
       grpc::EnableDefaultHealthCheckService(true);
       grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-      service_ = std::make_unique<GrpcInferenceService>(engine_, &frontend_, &metrics_, &stopping_);
+      service_ = std::make_unique<GrpcInferenceService>(engine_, &frontend_, &metrics_, &stopping_,
+                                                        options_.stream_interval);
       grpc::ServerBuilder builder;
       builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
       builder.RegisterService(service_.get());
@@ -51,7 +52,7 @@ class ApiServerImpl final : public ApiServer {
     }
     if (!options_.http_listen.empty()) {
       http_ = std::make_unique<OpenAiHttpServer>(engine_, &frontend_, &metrics_, &serving_, &stopping_,
-                                                 options_.http_threads);
+                                                 options_.http_threads, options_.stream_interval);
       if (auto s = http_->Start(options_.http_listen); !s.ok()) {
         Shutdown();
         return s;

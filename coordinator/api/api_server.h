@@ -40,6 +40,7 @@ struct ApiOptions {
   std::string http_listen = "127.0.0.1:8000";   // "" = no HTTP
   int http_threads = 16;
   int32_t default_max_tokens = 0;               // 0 = up to the context
+  scheduler::StreamInterval stream_interval;    // tokens per streamed message (--stream-interval)
 };
 
 class ApiServer {

@@ -134,8 +134,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 GrpcInferenceService::GrpcInferenceService(scheduler::Engine* engine, const TextFrontend* frontend,
-                                           ServingMetrics* metrics, const std::atomic<bool>* stopping)
-    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping) {}
+                                           ServingMetrics* metrics, const std::atomic<bool>* stopping,
+                                           scheduler::StreamInterval interval)
+    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping), interval_(interval) {}
 
 grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                                             grpc::ServerWriter<pb::GenerateResponse>* writer) {
@@ -156,6 +157,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     tracker.Finish("rejected");
     return ToGrpcStatus(stream.status());
   }
+  (*stream)->SetInterval(interval_);
   RequestOutput output(frontend_->model().tokenizer, std::move(prepared->output));
   std::vector<tokenizer::ToolCall> calls;
 
@@ -171,6 +173,13 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     scheduler::GenerationEvent event;
     if (!(*stream)->Next(&event, kPollInterval)) continue;
     auto delta = output.Consume(event);
+    // Events the stream released together (--stream-interval) go out as one message.
+    while (delta.ok() && interval_.tokens > 1 && !delta->finished && !delta->stop_string_matched &&
+           (*stream)->Next(&event, absl::ZeroDuration())) {
+      auto more = output.Consume(event);
+      if (!more.ok()) delta = more.status();
+      else AppendDelta(*std::move(more), &*delta);
+    }
     if (!delta.ok()) {
       tracker.Finish("error");
       return ToGrpcStatus(delta.status());

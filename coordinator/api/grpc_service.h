@@ -22,9 +22,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 class GrpcInferenceService final : public glm::inference::v1::Inference::Service {
  public:
   // All pointers must outlive the service. `stopping` turns true at server shutdown: open
-  // streams then abort their requests and end with UNAVAILABLE.
+  // streams then abort their requests and end with UNAVAILABLE. `interval`: how Generate groups
+  // tokens into messages (--stream-interval).
   GrpcInferenceService(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
-                       const std::atomic<bool>* stopping);
+                       const std::atomic<bool>* stopping, scheduler::StreamInterval interval = {});
 
   grpc::Status Generate(grpc::ServerContext* context, const glm::inference::v1::GenerateRequest* request,
                         grpc::ServerWriter<glm::inference::v1::GenerateResponse>* writer) override;
@@ -44,6 +45,7 @@ class GrpcInferenceService final : public glm::inference::v1::Inference::Service
   const TextFrontend* frontend_;
   ServingMetrics* metrics_;
   const std::atomic<bool>* stopping_;
+  scheduler::StreamInterval interval_;
 };
 
 }  // namespace glm::api

@@ -117,6 +117,13 @@ struct ResponseState {
           continue;
         }
         auto d = c.output->Consume(event);
+        // Events the stream released together (--stream-interval) make one delta.
+        while (d.ok() && c.stream->interval_tokens() > 1 && !d->finished && !d->stop_string_matched &&
+               c.stream->Next(&event, absl::ZeroDuration())) {
+          auto more = c.output->Consume(event);
+          if (!more.ok()) d = more.status();
+          else AppendDelta(*std::move(more), &*d);
+        }
         if (!d.ok()) {
           c.finished = true;
           c.tracker->Finish("error");
@@ -140,13 +147,15 @@ struct ResponseState {
 }  // namespace
 
 OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
-                                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads)
+                                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
+                                   scheduler::StreamInterval interval)
     : engine_(engine),
       frontend_(frontend),
       metrics_(metrics),
       serving_(serving),
       stopping_(stopping),
-      threads_(threads > 0 ? threads : 16) {}
+      threads_(threads > 0 ? threads : 16),
+      interval_(interval) {}
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
@@ -303,6 +312,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       return stream.status();
     }
     c.stream = std::move(*stream);
+    c.stream->SetInterval(interval_);
     c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
     c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
     if (request->echo)

@@ -28,7 +28,8 @@ class OpenAiHttpServer {
  public:
   // Pointers must outlive the server. `serving` drives /health; `stopping` ends open streams.
   OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
-                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads);
+                   const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
+                   scheduler::StreamInterval interval = {});
   ~OpenAiHttpServer();
 
   // Binds "host:port" (port 0 picks a free one) and starts the accept thread.
@@ -48,6 +49,7 @@ class OpenAiHttpServer {
   const std::atomic<bool>* serving_;
   const std::atomic<bool>* stopping_;
   int threads_;
+  scheduler::StreamInterval interval_;  // SSE: tokens per chunk (--stream-interval)
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};  // the listening thread's accept loop has ended

@@ -1,8 +1,31 @@
 #include "coordinator/api/request_output.h"
 
 #include <algorithm>
+#include <iterator>
+#include <utility>
 
 namespace glm::api {
+
+void AppendDelta(OutputDelta next, OutputDelta* into) {
+  auto append = [](auto& to, auto& from) {
+    to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
+  };
+  append(into->tokens, next.tokens);
+  append(into->logprobs, next.logprobs);
+  append(into->prompt_logprobs, next.prompt_logprobs);
+  append(into->tool_calls, next.tool_calls);
+  into->text += next.text;
+  into->reasoning += next.reasoning;
+  into->prompt_tokens = next.prompt_tokens;
+  into->completion_tokens = next.completion_tokens;
+  into->cached_tokens = next.cached_tokens;
+  into->first_tokens = into->first_tokens || next.first_tokens;
+  into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
+  if (next.finished) {
+    into->finished = true;
+    into->finish_reason = std::move(next.finish_reason);
+  }
+}
 
 RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOptions options)
     : tokenizer_(tokenizer), options_(std::move(options)) {

@@ -52,6 +52,10 @@ struct OutputDelta {
   bool stop_string_matched = false;
 };
 
+// Folds `next` (the delta of a later event of the same request) into `into`: what the client
+// gets when both go out as one message (--stream-interval).
+void AppendDelta(OutputDelta next, OutputDelta* into);
+
 class RequestOutput {
  public:
   // `tokenizer` may be null (token ids only; then text fields stay empty). It must outlive this.

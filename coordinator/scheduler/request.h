@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -67,14 +68,32 @@ struct GenerationEvent {
   absl::Time first_token_time;       // set on the event that carries the first token
 };
 
+// --stream-interval: how a consumer takes a request's events. A streamed token costs a thread
+// wake-up, a message and a client wake-up; at sub-millisecond decode steps and many streams those
+// cost more CPU than the step itself on a small host, so a consumer may take tokens in groups.
+struct StreamInterval {
+  // New tokens a consumer waits for before taking them; 1 = every event as it comes. The first
+  // event (TTFT) and the finished one never wait.
+  int32_t tokens = 1;
+  // The longest a token waits for the group to fill (slow models keep streaming).
+  absl::Duration max_delay = absl::Milliseconds(50);
+};
+
 // The consumer side of a request: events in order, then a finished one. Thread-safe.
 class RequestStream {
  public:
   explicit RequestStream(std::string request_id) : request_id_(std::move(request_id)) {}
   const std::string& request_id() const { return request_id_; }
 
-  // Blocks until an event arrives or `timeout` passes (false). After the finished event has
-  // been taken, returns false at once.
+  // How Next groups events (default: each at once). Set by the consumer before it reads.
+  void SetInterval(const StreamInterval& interval);
+  int32_t interval_tokens() const;
+
+  // Blocks until an event is ready or `timeout` passes (false). An event is ready when it is the
+  // first or the finished one, or when the interval's tokens are waiting, or when the oldest
+  // waiting event is the interval's max_delay old; the events waiting then are released together
+  // and later calls return them without waiting (a consumer drains them with a zero timeout and
+  // sends them as one message). After the finished event has been taken, returns false at once.
   bool Next(GenerationEvent* event, absl::Duration timeout = absl::InfiniteDuration());
 
   // Producer side (the engine).
@@ -82,11 +101,21 @@ class RequestStream {
   bool finished() const;
 
  private:
+  struct Waiting {
+    GenerationEvent event;
+    absl::Time pushed;
+  };
+  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::string request_id_;
   mutable absl::Mutex mu_;
-  std::deque<GenerationEvent> events_;
-  bool finished_pushed_ = false;
-  bool finished_taken_ = false;
+  std::deque<Waiting> events_ ABSL_GUARDED_BY(mu_);
+  StreamInterval interval_ ABSL_GUARDED_BY(mu_);
+  int64_t waiting_tokens_ ABSL_GUARDED_BY(mu_) = 0;  // tokens in events_
+  size_t released_ ABSL_GUARDED_BY(mu_) = 0;         // front events Next returns without waiting
+  bool taken_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_pushed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_taken_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace glm::scheduler

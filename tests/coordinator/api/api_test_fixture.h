@@ -57,6 +57,7 @@ class ApiTest : public ::testing::Test {
     options.grpc_listen = "127.0.0.1:0";
     options.http_listen = "127.0.0.1:0";
     options.http_threads = 8;
+    options.stream_interval = stream_interval_;
     auto server = api::ApiServer::Start(options, engine_.get(), &model_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -69,6 +70,14 @@ class ApiTest : public ::testing::Test {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     stub_ = glm::inference::v1::Inference::NewStub(
         grpc::CreateCustomChannel(grpc_address_, grpc::InsecureChannelCredentials(), args));
+  }
+
+  // Restarts the server with streamed messages grouped by `interval` (--stream-interval).
+  void RestartWithStreamInterval(scheduler::StreamInterval interval) {
+    server_->Shutdown();
+    server_.reset();
+    stream_interval_ = interval;
+    StartServer(/*serving=*/true);
   }
 
   std::vector<int32_t> Encode(const std::string& text) const {
@@ -86,6 +95,7 @@ class ApiTest : public ::testing::Test {
   static inline tokenizer::Tokenizer* tokenizer_ = nullptr;
   static inline tokenizer::ChatTemplate* chat_template_ = nullptr;
   api::ServedModel model_;
+  scheduler::StreamInterval stream_interval_;
   std::unique_ptr<FakeEngine> engine_;
   std::unique_ptr<api::ApiServer> server_;
   std::string grpc_address_;

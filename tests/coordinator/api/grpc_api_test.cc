@@ -68,6 +68,47 @@ TEST_F(GrpcApiTest, StreamsEachTokenInOrderThenFinishes) {
   EXPECT_TRUE(seen.sampling.logit_bias.empty());
 }
 
+TEST_F(GrpcApiTest, StreamIntervalGroupsTokensIntoFewerMessages) {
+  // max_delay of an hour: only the token count (or the end) releases a group.
+  RestartWithStreamInterval({.tokens = 4, .max_delay = absl::Hours(1)});
+  pb::GenerateRequest r = TokenRequest({5, 6, 7}, 13);
+  r.mutable_sampling()->set_return_logprobs(true);
+  r.mutable_sampling()->set_ignore_eos(true);
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  std::vector<int32_t> want;
+  for (int32_t t = 100; t < 113; ++t) want.push_back(t);
+  EXPECT_EQ(c.tokens(), want);
+  ASSERT_GE(c.messages.size(), 2u);
+  EXPECT_EQ(c.messages.front().token_ids_size(), 1);  // the first token goes at once (TTFT)
+  // Every later message but the last carries at least the interval's 4 tokens: at most 1 + 3 + 1.
+  EXPECT_LE(c.messages.size(), 5u);
+  for (size_t i = 1; i + 1 < c.messages.size(); ++i) EXPECT_GE(c.messages[i].token_ids_size(), 4) << i;
+  int logprobs = 0;
+  for (const auto& m : c.messages) {
+    EXPECT_EQ(m.logprobs_size(), m.token_ids_size());  // grouped with their tokens
+    logprobs += m.logprobs_size();
+    EXPECT_EQ(m.finish_reason().empty(), &m != &c.messages.back());
+  }
+  EXPECT_EQ(logprobs, 13);
+  EXPECT_EQ(c.messages.back().finish_reason(), "length");
+  EXPECT_EQ(c.messages.back().usage().completion_tokens(), 13);
+}
+
+TEST_F(GrpcApiTest, StreamIntervalKeepsTextAndStopStrings) {
+  RestartWithStreamInterval({.tokens = 3, .max_delay = absl::Milliseconds(20)});
+  ScriptText("alpha beta gamma STOP delta epsilon zeta eta theta");
+  pb::GenerateRequest r;
+  r.set_text("x");
+  r.set_request_id("grouped-stopper");
+  r.mutable_sampling()->add_stop("STOP");
+  Collected c = Generate(r);
+  ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+  EXPECT_EQ(c.text(), "alpha beta gamma ");
+  EXPECT_EQ(c.messages.back().finish_reason(), "stop");
+  EXPECT_TRUE(engine_->WaitForAbort("grouped-stopper", absl::Seconds(5)));
+}
+
 TEST_F(GrpcApiTest, PromptLogprobsComeOnTheFirstMessage) {
   pb::GenerateRequest r = TokenRequest({5, 6, 7, 8}, 3);
   r.mutable_sampling()->set_prompt_logprobs(2);

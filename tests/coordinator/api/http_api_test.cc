@@ -375,6 +375,38 @@ TEST_F(HttpApiTest, ChatLogprobsAndMaxCompletionTokens) {
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
 }
 
+TEST_F(HttpApiTest, StreamIntervalGroupsSseChunks) {
+  ScriptText("one two three four five six seven eight nine ten eleven twelve");
+  const std::string full = "one two three four five six seven eight nine ten eleven twelve";
+  const int n_tokens = static_cast<int>(Encode(full).size());
+  json body = {{"prompt", "go"}, {"max_tokens", 100}, {"stream", true}, {"n", 2},
+               {"stream_options", {{"include_usage", true}}}};
+  auto count_chunks = [&](std::string* text0, std::string* text1) {
+    auto res = Post("/v1/completions", body);
+    EXPECT_EQ(res->status, 200);
+    bool done = false;
+    int chunks = 0;
+    for (const json& e : SseEvents(res->body, &done)) {
+      if (e["choices"].empty()) continue;  // usage
+      ++chunks;
+      (e["choices"][0]["index"] == 0 ? *text0 : *text1) += e["choices"][0]["text"].get<std::string>();
+    }
+    EXPECT_TRUE(done);
+    return chunks;
+  };
+  std::string a0, a1, b0, b1;
+  const int ungrouped = count_chunks(&a0, &a1);
+  RestartWithStreamInterval({.tokens = 5, .max_delay = absl::Hours(1)});
+  const int grouped = count_chunks(&b0, &b1);
+  EXPECT_EQ(a0, full);
+  EXPECT_EQ(a1, full);
+  EXPECT_EQ(b0, full);
+  EXPECT_EQ(b1, full);
+  // Per choice: the first token, then groups of >= 5 tokens, then the end (EOS hidden).
+  EXPECT_GE(ungrouped, 2 * n_tokens);
+  EXPECT_LE(grouped, 2 * (1 + (n_tokens + 1) / 5 + 1));
+}
+
 TEST_F(HttpApiTest, StopStringsStringOrList) {
   ScriptText("first line\nsecond line\nthird");
   json body = {{"prompt", "go"}, {"max_tokens", 50}, {"stop", "\n"}};
