@@ -487,9 +487,12 @@ TEST_F(ClusterE2eTest, ZzWorkerDeathFailsRequestsAndEndsTheJob) {
 
 // --weight-dtype int8 travels to the workers in the plan: both re-quantise their experts at
 // load, and the cluster gives exactly the greedy tokens of `glmctl generate --weight-dtype int8`.
+// This cluster also groups streamed tokens (--stream-interval 8): the same tokens, fewer messages.
 class Int8ClusterE2eTest : public ClusterE2eTest {
  protected:
-  static void SetUpTestSuite() { Launch("120", {"--weight-dtype", "int8"}); }
+  static void SetUpTestSuite() {
+    Launch("120", {"--weight-dtype", "int8", "--stream-interval", "8", "--stream-max-delay-ms", "60000"});
+  }
 };
 
 TEST_F(Int8ClusterE2eTest, GreedyTokensEqualGlmctlGenerateInt8) {
@@ -501,6 +504,8 @@ TEST_F(Int8ClusterE2eTest, GreedyTokensEqualGlmctlGenerateInt8) {
     auto s = Generate(Ids(prompt, 24));
     ASSERT_TRUE(s.status.ok()) << s.status.error_message();
     EXPECT_EQ(s.tokens, GlmctlGreedy(prompt, 24, "--weight-dtype int8")) << "prompt seed " << seed;
+    // The first token alone, then groups of at least 8 (the last may be shorter, with the end).
+    EXPECT_LE(s.messages, 1 + 23 / 8 + 1) << "prompt seed " << seed;
   }
 }
 
@@ -584,6 +589,13 @@ TEST(RefusedLoadOptionsE2eTest, BadWeightDtypeFlag) {
   const JobEnd end = RunJobToTheEnd("--weight-dtype int7");
   EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
   EXPECT_NE(end.log.find("weight dtype 'int7' is not one of stored, bf16, f32, int8"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+TEST(RefusedLoadOptionsE2eTest, BadStreamIntervalFlag) {
+  const JobEnd end = RunJobToTheEnd("--stream-interval 0");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--stream-interval must be 1..4096 tokens, got 0"), std::string::npos) << end.log;
   EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
 }
 
