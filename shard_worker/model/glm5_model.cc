@@ -161,7 +161,7 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
 absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
                                  const std::vector<attention::SequenceSpan>& spans,
                                  attention::KeySelection* selection, int64_t* bytes,
-                                 const attention::CacheRowSync* sync) const {
+                                 const attention::CacheRowSync* sync, const uint8_t* mlp_rows) const {
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
@@ -178,9 +178,24 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
             static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
   if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
-  // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice.
-  for (int64_t t = 0; t < T; ++t)
-    kernels::RmsNorm(x + t * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
+  // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice. Only
+  // over the rows in mlp_rows, packed: a token's MLP output does not depend on the other tokens
+  // of the batch, so the rows kept are exactly what the whole batch gives.
+  thread_local std::vector<int64_t> kept_buf;
+  const int64_t* kept = nullptr;
+  if (mlp_rows != nullptr) {
+    kept_buf.clear();
+    for (int64_t t = 0; t < T; ++t)
+      if (mlp_rows[t]) kept_buf.push_back(t);
+    if (static_cast<int64_t>(kept_buf.size()) < T) {
+      kept = kept_buf.data();
+      T = static_cast<int64_t>(kept_buf.size());
+      if (T == 0) return absl::OkStatus();  // every rank of the stage skips alike (same rows)
+    }
+  }
+  auto row = [&](int64_t i) { return kept ? kept[i] : i; };
+  for (int64_t i = 0; i < T; ++i)
+    kernels::RmsNorm(x + row(i) * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed + i * hidden);
   if (w.mlp_kind == MlpKind::kDense) {
     moe::RunMlp(w.dense, normed, T, delta, run.pool);
     *bytes += w.dense.bytes();
@@ -202,7 +217,11 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
-  kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
+  if (kept == nullptr) {
+    kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
+  } else {
+    for (int64_t i = 0; i < T; ++i) kernels::Axpy(1.0f, delta + i * hidden, x + kept[i] * hidden, hidden);
+  }
   return absl::OkStatus();
 }
 
@@ -225,7 +244,8 @@ int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
 
 absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                               const std::vector<attention::SequenceSpan>& spans,
-                                              attention::KeySelection* selection, int64_t* bytes) const {
+                                              attention::KeySelection* selection, int64_t* bytes,
+                                              const uint8_t* mlp_rows) const {
   const int64_t hidden = config().hidden_size, n_layers = layer_end - layer_begin;
   // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
   // sequence boundary when that keeps the groups within 1/8 of their size of each other.
@@ -280,7 +300,8 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     const int64_t stagger_us = g == 0 ? g_token_group_stagger_us.load(std::memory_order_relaxed) : 0;
     for (; i < n_layers && status[g].ok(); ++i) {
       if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
-      status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync);
+      status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync,
+                           mlp_rows ? mlp_rows + t0 : nullptr);
     }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
@@ -316,7 +337,8 @@ void Glm5Model::StepTiming::Record() const {
 absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch,
                                   int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                   const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
-                                  int64_t* bytes, std::vector<float>* layer_outputs, StepTiming* timing) const {
+                                  int64_t* bytes, std::vector<float>* layer_outputs, StepTiming* timing,
+                                  const uint8_t* mlp_rows) const {
   const int groups = TokenGroups(batch, T, layer_outputs);
   const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
   const StepPath path = groups == 0 ? StepPath::kPooled
@@ -325,13 +347,14 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
   *timing = StepTiming{timed ? &chooser : nullptr, T, several, path, path == StepPath::kTokenGroups && groups == 1,
                        std::chrono::steady_clock::now()};
   if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes); !s.ok())
+    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes, mlp_rows);
+        !s.ok())
       return s;
   } else {
     const Runners pooled{attention_.get(), moe_.get(), pool_};
     const int64_t hidden = config().hidden_size;
     for (int64_t l = layer_begin; l < layer_end; ++l) {
-      if (auto s = RunLayer(pooled, l, x, T, spans, selection, bytes); !s.ok()) return s;
+      if (auto s = RunLayer(pooled, l, x, T, spans, selection, bytes, nullptr, mlp_rows); !s.ok()) return s;
       if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x, x + T * hidden);
     }
   }
@@ -466,10 +489,18 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
+  // Rows nobody reads the output of (not in `rows`: caught-up rows and prompt rows) only need
+  // their cache rows, which the attention writes from the layer's input: they skip the MLP block.
+  std::vector<uint8_t> mlp_rows(T, rows == LogitRows::kAll ? 1 : 0);
+  if (rows == LogitRows::kLast || rows == LogitRows::kTail)
+    for (size_t i = 0; i < spans.size(); ++i) {
+      const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
+      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r) mlp_rows[spans[i].token_offset + r] = 1;
+    }
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
   StepTiming timing;
   if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read,
-                         nullptr, &timing);
+                         nullptr, &timing, mlp_rows.data());
       !s.ok())
     return s;
   if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, HeadPool(timing, m.head), &out); !s.ok())
