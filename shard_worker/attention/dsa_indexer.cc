@@ -31,7 +31,7 @@ DsaIndexer::DsaIndexer(const model::ModelConfig& config, const kernels::RopeTabl
 
 void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float* x_norm,
                      const float* q_resid, int64_t total_tokens, const std::vector<SequenceSpan>& spans,
-                     KeySelection* selection) const {
+                     KeySelection* selection, const uint8_t* out_rows) const {
   const int64_t hidden = config_.hidden_size, d = config_.index_head_dim, heads = config_.index_n_heads;
   const int64_t q_lora = config_.q_lora_rank, topk = config_.index_topk;
   selection->assign(total_tokens, {});
@@ -48,13 +48,14 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
     }
   }
 
-  // Queries only for tokens whose context exceeds index_topk (others attend to every key).
+  // Queries only for tokens whose context exceeds index_topk (others attend to every key) and
+  // whose output is wanted.
   std::vector<int64_t> sparse_tokens;  // batch rows
   std::vector<int64_t> sparse_pos;
   std::vector<const SequenceSpan*> sparse_span;
   for (const SequenceSpan& s : spans) {
     for (int64_t i = 0; i < s.n_tokens; ++i) {
-      if (s.start_position + i + 1 > topk) {
+      if (s.start_position + i + 1 > topk && (out_rows == nullptr || out_rows[s.token_offset + i])) {
         sparse_tokens.push_back(s.token_offset + i);
         sparse_pos.push_back(s.start_position + i);
         sparse_span.push_back(&s);

@@ -28,9 +28,11 @@ class DsaIndexer {
 
   // x_norm [T, hidden] (the layer's normalised input), q_resid [T, q_lora_rank] (q_a_layernorm
   // output). Writes index keys for the spans' new positions into their caches and fills
-  // selection[t] for every batch token t.
+  // selection[t] for every batch token t — except tokens with out_rows[t] == 0 (out_rows
+  // [T], null: none), which only write their keys and keep an empty selection.
   void Run(const model::IndexerWeights& w, int64_t layer, const float* x_norm, const float* q_resid,
-           int64_t total_tokens, const std::vector<SequenceSpan>& spans, KeySelection* selection) const;
+           int64_t total_tokens, const std::vector<SequenceSpan>& spans, KeySelection* selection,
+           const uint8_t* out_rows = nullptr) const;
 
  private:
   const model::ModelConfig& config_;

@@ -24,7 +24,8 @@ MlaAttention::MlaAttention(const model::ModelConfig& config, const kernels::Rope
 
 void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, const float* x_norm,
                            int64_t total_tokens, const std::vector<SequenceSpan>& spans,
-                           KeySelection* selection, float* out, const CacheRowSync* sync) const {
+                           KeySelection* selection, float* out, const CacheRowSync* sync,
+                           const uint8_t* out_rows) const {
   // This rank's heads (all of them without tensor parallelism).
   const int64_t T = total_tokens, heads = w.o_proj.cols / config_.v_head_dim;
   const int64_t q_lora = config_.q_lora_rank, rank = config_.kv_lora_rank;
@@ -59,7 +60,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   // scores against everyone's; attention reads the latent rows).
   if (sync != nullptr) sync->wait_for_earlier();
   if (config_.indexer_kind(layer) == model::IndexerKind::kFull)
-    indexer_.Run(w.indexer, layer, x_norm, q_resid, T, spans, selection);
+    indexer_.Run(w.indexer, layer, x_norm, q_resid, T, spans, selection, out_rows);
   if (sync != nullptr) sync->rows_written();
 
   // Absorbed attention over the selected latent positions, [T, heads * v]. A job is one token
@@ -71,7 +72,18 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       token_span[s.token_offset + i] = &s - spans.data();
       token_pos[s.token_offset + i] = s.start_position + i;
     }
-  float* attn_out = kernels::GrowScratch(attn_out_buf, T * heads * vd);  // [T, heads * vd]
+  // The rows whose output is wanted (out_rows), packed: attention and o_proj run over these.
+  std::vector<int64_t> kept;
+  if (out_rows != nullptr)
+    for (int64_t t = 0; t < T; ++t)
+      if (out_rows[t]) kept.push_back(t);
+  const bool packed = out_rows != nullptr && static_cast<int64_t>(kept.size()) < T;
+  const int64_t n_out = packed ? static_cast<int64_t>(kept.size()) : T;
+  if (n_out == 0) {
+    std::fill(out, out + T * config_.hidden_size, 0.0f);
+    return;
+  }
+  float* attn_out = kernels::GrowScratch(attn_out_buf, n_out * heads * vd);  // [n_out, heads * vd]
   const float scale = 1.0f / std::sqrt(static_cast<float>(qk));
   // Up to 8 heads a job (kernels::kMaxQueries); fewer when that would leave threads without a
   // job (decode of one sequence: T = 1), but no fewer than heads / threads: every job streams its
@@ -81,13 +93,13 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   // result.
   const int64_t threads = pool_ != nullptr ? pool_->size() : 1;
   const int64_t kHeadsPerJob =
-      std::clamp<int64_t>(heads * T / threads, 1, std::min<int64_t>(heads, kernels::kMaxQueries));
+      std::clamp<int64_t>(heads * n_out / threads, 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
   // Row pointers of W_uk [heads * nope, rank] and W_uv [heads * vd, rank], once per call.
   std::vector<const float*> uk_rows(heads * nope), uv_rows(heads * vd);
   for (size_t i = 0; i < uk_rows.size(); ++i) uk_rows[i] = w.w_uk.data() + i * rank;
   for (size_t i = 0; i < uv_rows.size(); ++i) uv_rows[i] = w.w_uv.data() + i * rank;
-  pool_->ParallelFor(T * groups, [&](int64_t begin, int64_t end) {
+  pool_->ParallelFor(n_out * groups, [&](int64_t begin, int64_t end) {
     // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
     thread_local std::vector<float> q_lat, o_lat, scores, pe_scores;
     thread_local std::vector<const float*> lat_rows, kpe_rows;
@@ -96,7 +108,8 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     for (int64_t job = begin; job < end; ++job) {
       // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
       // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
-      const int64_t u = job / groups, t = u % 2 == 0 ? u / 2 : T - 1 - u / 2;
+      const int64_t u = job / groups, o = u % 2 == 0 ? u / 2 : n_out - 1 - u / 2;  // o: output row
+      const int64_t t = packed ? kept[o] : o;
       const int64_t h0 = (job % groups) * kHeadsPerJob;
       const int nh = static_cast<int>(std::min(kHeadsPerJob, heads - h0));
       const int64_t pos = token_pos[t];
@@ -129,12 +142,21 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
       for (int g = 0; g < nh; ++g) {
-        float* o = attn_out + (t * heads + h0 + g) * vd;
-        kernels::DotRows(o_lat.data() + g * rank, rank, 1, uv_rows.data() + (h0 + g) * vd, vd, rank, o, 1);
+        float* oh = attn_out + (o * heads + h0 + g) * vd;
+        kernels::DotRows(o_lat.data() + g * rank, rank, 1, uv_rows.data() + (h0 + g) * vd, vd, rank, oh, 1);
       }
     }
   });
-  kernels::MatMul(attn_out, T, w.o_proj, out, pool_);
+  if (!packed) {
+    kernels::MatMul(attn_out, T, w.o_proj, out, pool_);
+    return;
+  }
+  const int64_t hidden = config_.hidden_size;
+  thread_local std::vector<float> packed_out_buf;
+  float* packed_out = kernels::GrowScratch(packed_out_buf, n_out * hidden);
+  kernels::MatMul(attn_out, n_out, w.o_proj, packed_out, pool_);
+  std::fill(out, out + T * hidden, 0.0f);
+  for (int64_t i = 0; i < n_out; ++i) std::copy_n(packed_out + i * hidden, hidden, out + kept[i] * hidden);
 }
 
 }  // namespace glm::attention

@@ -27,10 +27,12 @@ class MlaAttention {
   // x_norm [T, hidden] → out [T, hidden] (after o_proj). Writes the spans' new positions into
   // their caches (which must have room). On "full" indexer layers `selection` is recomputed;
   // on "shared" layers it is read as left by the previous full layer. `sync` (optional): this
-  // call is one token group of sequences other groups also run (CacheRowSync).
+  // call is one token group of sequences other groups also run (CacheRowSync). out_rows [T]
+  // (null: every row): rows with 0 only write their cache rows (and index keys); their out row
+  // is zero and their selection empty. The other rows' results do not depend on them.
   void Forward(const model::AttentionWeights& w, int64_t layer, const float* x_norm, int64_t total_tokens,
                const std::vector<SequenceSpan>& spans, KeySelection* selection, float* out,
-               const CacheRowSync* sync = nullptr) const;
+               const CacheRowSync* sync = nullptr, const uint8_t* out_rows = nullptr) const;
 
  private:
   const model::ModelConfig& config_;

@@ -161,7 +161,7 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
 absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
                                  const std::vector<attention::SequenceSpan>& spans,
                                  attention::KeySelection* selection, int64_t* bytes,
-                                 const attention::CacheRowSync* sync, const uint8_t* mlp_rows) const {
+                                 const attention::CacheRowSync* sync, const uint8_t* output_rows) const {
   const ModelConfig& c = config();
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
@@ -172,21 +172,21 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   // Attention block: x += o_proj(attn(RMSNorm(x))), this rank's heads summed over the stage.
   for (int64_t t = 0; t < T; ++t)
     kernels::RmsNorm(x + t * hidden, w.input_norm.data(), hidden, c.rms_norm_eps, normed + t * hidden);
-  run.attention->Forward(w.attn, layer, normed, T, spans, selection, delta, sync);
+  run.attention->Forward(w.attn, layer, normed, T, spans, selection, delta, sync, output_rows);
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
             static_cast<int64_t>((w.attn.w_uk.size() + w.attn.w_uv.size()) * sizeof(float));
   if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
   // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice. Only
-  // over the rows in mlp_rows, packed: a token's MLP output does not depend on the other tokens
+  // over the rows in output_rows, packed: a token's MLP output does not depend on the other tokens
   // of the batch, so the rows kept are exactly what the whole batch gives.
   thread_local std::vector<int64_t> kept_buf;
   const int64_t* kept = nullptr;
-  if (mlp_rows != nullptr) {
+  if (output_rows != nullptr) {
     kept_buf.clear();
     for (int64_t t = 0; t < T; ++t)
-      if (mlp_rows[t]) kept_buf.push_back(t);
+      if (output_rows[t]) kept_buf.push_back(t);
     if (static_cast<int64_t>(kept_buf.size()) < T) {
       kept = kept_buf.data();
       T = static_cast<int64_t>(kept_buf.size());
@@ -245,7 +245,7 @@ int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
 absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                               const std::vector<attention::SequenceSpan>& spans,
                                               attention::KeySelection* selection, int64_t* bytes,
-                                              const uint8_t* mlp_rows) const {
+                                              const uint8_t* output_rows) const {
   const int64_t hidden = config().hidden_size, n_layers = layer_end - layer_begin;
   // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
   // sequence boundary when that keeps the groups within 1/8 of their size of each other.
@@ -301,7 +301,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     for (; i < n_layers && status[g].ok(); ++i) {
       if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
       status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync,
-                           mlp_rows ? mlp_rows + t0 : nullptr);
+                           output_rows ? output_rows + t0 : nullptr);
     }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
@@ -338,7 +338,7 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
                                   int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                   const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
                                   int64_t* bytes, std::vector<float>* layer_outputs, StepTiming* timing,
-                                  const uint8_t* mlp_rows) const {
+                                  const uint8_t* output_rows) const {
   const int groups = TokenGroups(batch, T, layer_outputs);
   const bool several = batch.size() > 1, timed = groups > 0 && GetTokenGroupMode() == TokenGroupMode::kAuto;
   const StepPath path = groups == 0 ? StepPath::kPooled
@@ -347,14 +347,14 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
   *timing = StepTiming{timed ? &chooser : nullptr, T, several, path, path == StepPath::kTokenGroups && groups == 1,
                        std::chrono::steady_clock::now()};
   if (path == StepPath::kTokenGroups) {
-    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes, mlp_rows);
+    if (auto s = RunLayersByTokenGroup(groups, layer_begin, layer_end, x, T, spans, selection, bytes, output_rows);
         !s.ok())
       return s;
   } else {
     const Runners pooled{attention_.get(), moe_.get(), pool_};
     const int64_t hidden = config().hidden_size;
     for (int64_t l = layer_begin; l < layer_end; ++l) {
-      if (auto s = RunLayer(pooled, l, x, T, spans, selection, bytes, nullptr, mlp_rows); !s.ok()) return s;
+      if (auto s = RunLayer(pooled, l, x, T, spans, selection, bytes, nullptr, output_rows); !s.ok()) return s;
       if (layer_outputs) layer_outputs->insert(layer_outputs->end(), x, x + T * hidden);
     }
   }
@@ -476,34 +476,39 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   const int64_t hidden = c.hidden_size, layer = c.num_hidden_layers;
   const MtpHeadWeights& m = weights_->layer(layer).mtp;
   // x = eh_proj([enorm(embed(t)); hnorm(h)])  [T, hidden]
-  std::vector<float> emb(T * hidden), cat(T * 2 * hidden), x(T * hidden);
-  Embed(m.embed_tokens, batch, emb.data());
+  // Per-thread scratch (kernels/scratch.h), every element written before it is read: fresh
+  // vectors cost a zero fill and, for a prompt's rows, page faults on every call.
+  thread_local std::vector<float> emb_buf, cat_buf, x_buf;
+  float* emb = kernels::GrowScratch(emb_buf, T * hidden);
+  float* cat = kernels::GrowScratch(cat_buf, T * 2 * hidden);
+  float* x = kernels::GrowScratch(x_buf, T * hidden);
+  Embed(m.embed_tokens, batch, emb);
   int64_t t = 0;
   for (const SequenceInput& in : batch)
     for (size_t i = 0; i < in.tokens.size(); ++i, ++t) {
-      kernels::RmsNorm(emb.data() + t * hidden, m.enorm.data(), hidden, c.rms_norm_eps, cat.data() + t * 2 * hidden);
+      kernels::RmsNorm(emb + t * hidden, m.enorm.data(), hidden, c.rms_norm_eps, cat + t * 2 * hidden);
       kernels::RmsNorm(in.prev_hidden.data() + i * hidden, m.hnorm.data(), hidden, c.rms_norm_eps,
-                       cat.data() + t * 2 * hidden + hidden);
+                       cat + t * 2 * hidden + hidden);
     }
-  kernels::MatMul(cat.data(), T, m.eh_proj, x.data(), pool_);
+  kernels::MatMul(cat, T, m.eh_proj, x, pool_);
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
   // Rows nobody reads the output of (not in `rows`: caught-up rows and prompt rows) only need
   // their cache rows, which the attention writes from the layer's input: they skip the MLP block.
-  std::vector<uint8_t> mlp_rows(T, rows == LogitRows::kAll ? 1 : 0);
+  std::vector<uint8_t> output_rows(T, rows == LogitRows::kAll ? 1 : 0);
   if (rows == LogitRows::kLast || rows == LogitRows::kTail)
     for (size_t i = 0; i < spans.size(); ++i) {
       const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
-      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r) mlp_rows[spans[i].token_offset + r] = 1;
+      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r) output_rows[spans[i].token_offset + r] = 1;
     }
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
   StepTiming timing;
-  if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x.data(), T, spans, &selection, &out.weight_bytes_read,
-                         nullptr, &timing, mlp_rows.data());
+  if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x, T, spans, &selection, &out.weight_bytes_read,
+                         nullptr, &timing, output_rows.data());
       !s.ok())
     return s;
-  if (auto s = Head(m.head_norm, m.head, x.data(), T, spans, batch, rows, HeadPool(timing, m.head), &out); !s.ok())
+  if (auto s = Head(m.head_norm, m.head, x, T, spans, batch, rows, HeadPool(timing, m.head), &out); !s.ok())
     return s;
   timing.Record();
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);

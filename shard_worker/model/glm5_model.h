@@ -129,7 +129,7 @@ class Glm5Model {
   absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                      const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes,
-                                     const uint8_t* mlp_rows = nullptr) const;
+                                     const uint8_t* output_rows = nullptr) const;
   // How a step's layers ran, timed from their start to Record() (after the head, which runs on
   // the caller too after a one-group step) for the chooser that picked the path (none: forced).
   struct StepTiming {
@@ -145,18 +145,18 @@ class Glm5Model {
   // head is small, else the pool.
   kernels::ThreadPool* HeadPool(const StepTiming& timing, const WeightView& head) const;
   // Layers [layer_begin, layer_end) over x [T, hidden] in place, pooled or in token groups as
-  // `chooser` picks; `layer_outputs` as in ForwardStage (pooled only); `mlp_rows` as in RunLayer.
+  // `chooser` picks; `layer_outputs` as in ForwardStage (pooled only); `output_rows` as in RunLayer.
   absl::Status RunLayers(StepPathChooser& chooser, const std::vector<SequenceInput>& batch, int64_t layer_begin,
                          int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                          attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs,
-                         StepTiming* timing, const uint8_t* mlp_rows = nullptr) const;
-  // Runs decoder layer `layer` on x [T, hidden] in place. mlp_rows [T] (null: every row): rows
-  // with 0 skip the MLP block — their attention still writes their cache rows, but x is then not
-  // the layer's output there (for rows only the cache needs: the MTP layer's caught-up rows).
+                         StepTiming* timing, const uint8_t* output_rows = nullptr) const;
+  // Runs decoder layer `layer` on x [T, hidden] in place. output_rows [T] (null: every row): rows
+  // with 0 only write their cache rows — their attention output and MLP block are skipped, and x
+  // there is not the layer's output (rows only the cache needs: the MTP layer's caught-up rows).
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
                         const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
                         int64_t* bytes, const attention::CacheRowSync* sync = nullptr,
-                        const uint8_t* mlp_rows = nullptr) const;
+                        const uint8_t* output_rows = nullptr) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,

@@ -3,11 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <vector>
 
+#include "reference_fixture.h"
 #include "shard_worker/attention/dsa_indexer.h"
+#include "shard_worker/kernels/rope.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
 
 namespace glm::attention {
 namespace {
@@ -38,6 +45,60 @@ TEST(DsaSelectionTest, MatchesTheOrderingDefinitionWithAndWithoutTies) {
         ASSERT_EQ(keep, Reference(scores, k)) << "n " << n << " k " << k << " levels " << levels;
       }
     }
+  }
+}
+
+// Rows whose output nobody reads (out_rows 0: the MTP layer's caught-up and prompt rows) only
+// write their index keys: the other rows get exactly the selection a call without out_rows
+// gives them, theirs stays empty, and every key is the same.
+TEST(DsaSelectionTest, RowsWithoutOutputOnlyWriteTheirKeys) {
+  auto ckpt = model::Checkpoint::Open(glm::testing::ModelDir("glm5-random-sparse"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto loaded = model::ModelWeights::Load(**ckpt);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::shared_ptr<const model::ModelWeights> weights = std::move(*loaded);
+  const model::ModelConfig& c = weights->config();
+  ASSERT_GT(c.index_topk, 0);
+  kernels::ThreadPool pool(2);
+  auto m = model::Glm5Model::Create(weights, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<float> inv_freq(c.qk_rope_head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.qk_rope_head_dim);
+  const kernels::RopeTable rope(inv_freq, 1.0f);
+  const DsaIndexer indexer(c, &rope, &pool);
+  const int64_t layer = 0, T = c.index_topk + 14;  // rows past index_topk select keys
+  ASSERT_EQ(c.indexer_kind(layer), model::IndexerKind::kFull);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(T * c.hidden_size), q(T * c.q_lora_rank);
+  for (float& v : x) v = nd(rng);
+  for (float& v : q) v = nd(rng);
+  std::vector<uint8_t> out_rows(T, 0);
+  for (int64_t t : {T - 1, T - 3, T - 9, int64_t{2}}) out_rows[t] = 1;
+  auto run = [&](const uint8_t* rows, std::unique_ptr<kv_cache::KvCache>* cache) {
+    *cache = (*m)->NewCache();
+    EXPECT_TRUE((*cache)->Reserve(T).ok());
+    const std::vector<SequenceSpan> spans = {{0, T, 0, cache->get()}};
+    KeySelection selection;
+    indexer.Run(weights->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection, rows);
+    return selection;
+  };
+  std::unique_ptr<kv_cache::KvCache> all_cache, some_cache;
+  const KeySelection all = run(nullptr, &all_cache);
+  const KeySelection some = run(out_rows.data(), &some_cache);
+  ASSERT_EQ(all.size(), static_cast<size_t>(T));
+  ASSERT_EQ(some.size(), static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    if (out_rows[t]) {
+      EXPECT_EQ(some[t], all[t]) << t;
+      EXPECT_EQ(all[t].empty(), t + 1 <= c.index_topk) << t;  // dense below index_topk, else a selection
+    } else {
+      EXPECT_TRUE(some[t].empty()) << t;
+    }
+    const float* a = all_cache->index_key(layer, t);
+    const float* b = some_cache->index_key(layer, t);
+    ASSERT_NE(a, nullptr);
+    EXPECT_TRUE(std::equal(a, a + c.index_head_dim, b)) << t;
   }
 }
 

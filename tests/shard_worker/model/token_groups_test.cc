@@ -180,74 +180,81 @@ TEST_F(TokenGroupsTest, MtpLayerBitIdenticalToPooledSteps) {
   }
 }
 
-// Rows whose MTP output nobody asks for (LogitRows kLast / kNone) skip the MLP block: the rows
-// asked for get exactly the logits and hidden state a kAll step gives them, and every MTP cache
-// row (latent, rope key) is the same, so later draft rows attend over the same cache.
-TEST_F(TokenGroupsTest, MtpRowsWithoutOutputOnlyFillTheCache) {
-  const std::shared_ptr<const ModelWeights> weights = LoadWeights("glm5-tiny-code");
-  ASSERT_NE(weights, nullptr);
-  kernels::ThreadPool pool(2);
-  auto m = Glm5Model::Create(weights, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  const int64_t V = (*m)->config().vocab_size, H = (*m)->config().hidden_size;
-  const int64_t rank = (*m)->config().kv_lora_rank, rope = (*m)->config().qk_rope_head_dim;
-  const int64_t layer = (*m)->config().num_hidden_layers, index_dim = (*m)->config().index_head_dim;
-  for (TokenGroupMode mode : {TokenGroupMode::kNever, TokenGroupMode::kAlways}) {
-    SetTokenGroupMode(mode);
-    const std::vector<int> rows = {3, 1, 2};
-    // Per kind: the last row of each sequence (logits + hidden) per step, then every cache row.
-    auto run = [&](LogitRows kind) {
-      std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
-      std::vector<SequenceInput> in(rows.size());
-      std::vector<float> last_rows, cache_rows;
-      for (int step = 0; step < 3; ++step) {
-        for (size_t b = 0; b < in.size(); ++b) {
-          if (step == 0) {
-            caches.push_back((*m)->NewMtpCache());
-            in[b].cache = caches.back().get();
-          }
-          const int n = rows[b] + (step == 0 ? 2 : 0);
-          in[b].tokens.resize(n);
-          in[b].prev_hidden.resize(n * H);
-          for (int i = 0; i < n; ++i) in[b].tokens[i] = static_cast<int32_t>((b * 131 + step * 53 + i * 701 + 9) % V);
-          for (int64_t j = 0; j < n * H; ++j)
-            in[b].prev_hidden[j] = static_cast<float>(((j * 6007 + b * 17 + step) % 1999) - 999) / 400.0f;
-        }
-        auto out = (*m)->ForwardMtp(in, kind == LogitRows::kNone && step == 2 ? LogitRows::kLast : kind);
-        EXPECT_TRUE(out.ok()) << out.status();
-        if (!out.ok()) return std::make_pair(last_rows, cache_rows);
-        int64_t row = -1, logit_row = 0;
-        for (size_t b = 0; b < in.size(); ++b) {
-          row += static_cast<int64_t>(in[b].tokens.size());
-          last_rows.insert(last_rows.end(), out->hidden.begin() + row * H, out->hidden.begin() + (row + 1) * H);
-          if (kind == LogitRows::kNone && step < 2) continue;
-          const int64_t lr = kind == LogitRows::kAll ? row : logit_row++;
-          last_rows.insert(last_rows.end(), out->logits.begin() + lr * V, out->logits.begin() + (lr + 1) * V);
-        }
-        if (kind == LogitRows::kNone && step < 2) last_rows.clear();  // no output asked for: nothing to compare
+// One MTP run of three steps over sequences of `rows` rows each (20 more in the first step), with
+// `kind` of output (kNone: none for two steps, then kLast). Returns the rows asked for (each
+// sequence's last row: hidden and logits) and every MTP cache row (latent, rope key, index key).
+std::pair<std::vector<float>, std::vector<float>> RunMtpOutputRows(const Glm5Model& m, LogitRows kind) {
+  const ModelConfig& c = m.config();
+  const int64_t V = c.vocab_size, H = c.hidden_size, layer = c.num_hidden_layers;
+  const std::vector<int> rows = {3, 1, 2};
+  std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  std::vector<SequenceInput> in(rows.size());
+  std::vector<float> asked, cache_rows;
+  for (int step = 0; step < 3; ++step) {
+    for (size_t b = 0; b < in.size(); ++b) {
+      if (step == 0) {
+        caches.push_back(m.NewMtpCache());
+        in[b].cache = caches.back().get();
       }
-      for (const auto& c : caches)
-        for (int64_t p = 0; p < c->length(); ++p) {
-          cache_rows.insert(cache_rows.end(), c->latent(layer, p), c->latent(layer, p) + rank);
-          cache_rows.insert(cache_rows.end(), c->rope_key(layer, p), c->rope_key(layer, p) + rope);
-          if (const float* k = c->index_key(layer, p); k != nullptr) cache_rows.insert(cache_rows.end(), k, k + index_dim);
-        }
-      return std::make_pair(last_rows, cache_rows);
-    };
-    const auto all = run(LogitRows::kAll);
-    const auto last = run(LogitRows::kLast);
-    const auto none = run(LogitRows::kNone);  // two steps without output, then one kLast step
-    ASSERT_FALSE(all.second.empty());
-    ASSERT_EQ(all.first.size(), last.first.size());
-    EXPECT_EQ(0, std::memcmp(all.first.data(), last.first.data(), all.first.size() * sizeof(float)));
-    ASSERT_EQ(all.second.size(), last.second.size());
-    EXPECT_EQ(0, std::memcmp(all.second.data(), last.second.data(), all.second.size() * sizeof(float)));
-    ASSERT_EQ(all.second.size(), none.second.size());
-    EXPECT_EQ(0, std::memcmp(all.second.data(), none.second.data(), all.second.size() * sizeof(float)));
-    // The final kLast step after two output-less steps: the same last rows as with kAll throughout.
-    const size_t step_floats = all.first.size() / 3;
-    ASSERT_EQ(none.first.size(), step_floats);
-    EXPECT_EQ(0, std::memcmp(all.first.data() + 2 * step_floats, none.first.data(), step_floats * sizeof(float)));
+      const int n = rows[b] + (step == 0 ? 20 : 0);
+      in[b].tokens.resize(n);
+      in[b].prev_hidden.resize(n * H);
+      for (int i = 0; i < n; ++i) in[b].tokens[i] = static_cast<int32_t>((b * 131 + step * 53 + i * 701 + 9) % V);
+      for (int64_t j = 0; j < n * H; ++j)
+        in[b].prev_hidden[j] = static_cast<float>(((j * 6007 + b * 17 + step) % 1999) - 999) / 400.0f;
+    }
+    const bool no_output = kind == LogitRows::kNone && step < 2;
+    auto out = m.ForwardMtp(in, kind == LogitRows::kNone && !no_output ? LogitRows::kLast : kind);
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return {};
+    if (no_output) continue;
+    int64_t row = -1, logit_row = 0;
+    for (const SequenceInput& s : in) {
+      row += static_cast<int64_t>(s.tokens.size());
+      asked.insert(asked.end(), out->hidden.begin() + row * H, out->hidden.begin() + (row + 1) * H);
+      const int64_t lr = kind == LogitRows::kAll ? row : logit_row++;
+      asked.insert(asked.end(), out->logits.begin() + lr * V, out->logits.begin() + (lr + 1) * V);
+    }
+  }
+  for (const auto& cache : caches)
+    for (int64_t p = 0; p < cache->length(); ++p) {
+      cache_rows.insert(cache_rows.end(), cache->latent(layer, p), cache->latent(layer, p) + c.kv_lora_rank);
+      cache_rows.insert(cache_rows.end(), cache->rope_key(layer, p), cache->rope_key(layer, p) + c.qk_rope_head_dim);
+      if (const float* k = cache->index_key(layer, p); k != nullptr)
+        cache_rows.insert(cache_rows.end(), k, k + c.index_head_dim);
+    }
+  return {asked, cache_rows};
+}
+
+// Rows whose MTP output nobody asks for (LogitRows kLast / kNone: caught-up and prompt rows) only
+// write their cache rows (attention output, indexer queries and MLP skipped): the rows asked for
+// get exactly what a kAll step gives them, and every cache row is the same, so later draft rows
+// attend over the same cache. glm5-random-sparse has index_topk 16: rows past it select keys.
+TEST_F(TokenGroupsTest, MtpRowsWithoutOutputOnlyFillTheCache) {
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
+    const std::shared_ptr<const ModelWeights> weights = LoadWeights(name);
+    ASSERT_NE(weights, nullptr);
+    kernels::ThreadPool pool(2);
+    auto m = Glm5Model::Create(weights, &pool);
+    ASSERT_TRUE(m.ok()) << m.status();
+    for (TokenGroupMode mode : {TokenGroupMode::kNever, TokenGroupMode::kAlways}) {
+      SetTokenGroupMode(mode);
+      const auto all = RunMtpOutputRows(**m, LogitRows::kAll);
+      const auto last = RunMtpOutputRows(**m, LogitRows::kLast);
+      const auto none = RunMtpOutputRows(**m, LogitRows::kNone);  // two steps without output, then kLast
+      ASSERT_FALSE(all.second.empty()) << name;
+      ASSERT_EQ(all.first.size(), last.first.size()) << name;
+      EXPECT_EQ(0, std::memcmp(all.first.data(), last.first.data(), all.first.size() * sizeof(float))) << name;
+      ASSERT_EQ(all.second.size(), last.second.size()) << name;
+      EXPECT_EQ(0, std::memcmp(all.second.data(), last.second.data(), all.second.size() * sizeof(float))) << name;
+      ASSERT_EQ(all.second.size(), none.second.size()) << name;
+      EXPECT_EQ(0, std::memcmp(all.second.data(), none.second.data(), all.second.size() * sizeof(float))) << name;
+      // The kLast step after two output-less ones: the same rows as the third kAll step.
+      const size_t step_floats = all.first.size() / 3;
+      ASSERT_EQ(none.first.size(), step_floats) << name;
+      EXPECT_EQ(0, std::memcmp(all.first.data() + 2 * step_floats, none.first.data(), step_floats * sizeof(float)))
+          << name;
+    }
   }
 }
 
