@@ -224,8 +224,9 @@ int main(int argc, char** argv) {
                 "per-position acceptance (drafts)");
   }
   // Where a speculative step's time goes: after a 120-token prompt, the median time of one
-  // plain decode forward, of a verify forward over 2 and 3 positions, and of the MTP layer over
-  // 1 and 2 rows (the draft row, plus the accepted row it catches up on) — each rolled back.
+  // plain decode forward, of a verify forward over 2 and 3 positions, of the MTP layer's pass
+  // over the prompt, and of the MTP layer over 1 and 2 rows (the draft row, plus the accepted
+  // row it catches up on) — each rolled back.
   std::vector<std::pair<std::string, double>> costs;
   {
     std::vector<int32_t> prompt(eval.begin(), eval.begin() + 120);
@@ -257,6 +258,13 @@ int main(int argc, char** argv) {
         c->Truncate(120);
       }));
     }
+    // The MTP layer's pass over a prompt (rows 0..118: only their cache rows are needed).
+    costs.emplace_back("mtp_prompt_119_rows_us", median_us([&] {
+      mc->Truncate(0);
+      mi[0].tokens.assign(prompt.begin() + 1, prompt.end());
+      mi[0].prev_hidden.assign(main_out->hidden.begin(), main_out->hidden.begin() + 119 * hidden);
+      (void)m.ForwardMtp(mi, glm::model::LogitRows::kNone);
+    }));
     for (int n : {1, 2}) {
       costs.emplace_back(absl::StrCat("mtp_", n, "_rows_us"), median_us([&] {
         mi[0].tokens.assign(eval.begin() + 120, eval.begin() + 120 + n);
