@@ -495,7 +495,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
   // Rows nobody reads the output of (not in `rows`: caught-up rows and prompt rows) only need
-  // their cache rows, which the attention writes from the layer's input: they skip the MLP block.
+  // their cache rows, which the attention writes from the layer's input: they skip the attention
+  // output (scores, indexer query, o_proj) and the MLP block (RunLayer's output_rows).
   std::vector<uint8_t> output_rows(T, rows == LogitRows::kAll ? 1 : 0);
   if (rows == LogitRows::kLast || rows == LogitRows::kTail)
     for (size_t i = 0; i < spans.size(); ++i) {
