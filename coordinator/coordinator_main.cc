@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <atomic>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -23,6 +24,7 @@
 #include "coordinator/placement/weight_format.h"
 #include "coordinator/scheduler/cluster_step_runner.h"
 #include "coordinator/scheduler/engine.h"
+#include "coordinator/scheduler/warm_up.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "shard_worker/comm/mpi_communicator.h"
@@ -56,6 +58,9 @@ ABSL_FLAG(int32_t, stream_interval, 1,
           "streamed responses carry up to this many new tokens per message (gRPC and SSE; 1 = every token at "
           "once; the first token always goes at once): fewer wake-ups and messages with many concurrent streams");
 ABSL_FLAG(int32_t, stream_max_delay_ms, 50, "with --stream-interval > 1: the longest a token waits for its message");
+ABSL_FLAG(int32_t, warmup_tokens, 512,
+          "before reporting SERVING, run one server-side request of this many prompt tokens (+8 generated) through "
+          "the cluster, so the first client request does not pay for first touches (0 = no warm-up)");
 ABSL_FLAG(int32_t, max_waiting, 1024, "queued requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (default: the directory name)");
 ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
@@ -168,6 +173,8 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--stream-interval must be 1..4096 tokens, got ", stream_interval));
   if (stream_max_delay_ms < 0 || stream_max_delay_ms > 60000)
     Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
+  const int32_t warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
+  if (warmup_tokens < 0) Fatal(absl::StrCat("--warmup-tokens must be >= 0 (0 = no warm-up), got ", warmup_tokens));
   glm::cluster::ClusterOptions cluster_options;
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
@@ -267,14 +274,34 @@ int main(int argc, char** argv) {
     (*client)->Shutdown().IgnoreError();
     Fatal(absl::StrCat("API server: ", api.status().message()));
   }
-  (*api)->SetServing(true);
   if (!ao.grpc_listen.empty()) Log(absl::StrCat("gRPC on ", ao.grpc_listen, " (port ", (*api)->grpc_port(), ")"));
   if (!ao.http_listen.empty()) Log(absl::StrCat("HTTP on http://", ao.http_listen, " (port ", (*api)->http_port(), ")"));
-  Log(absl::StrCat("serving '", served.name, "'"));
 
   // SIGINT/SIGTERM: stop taking requests, end the loop, shut every rank down cleanly.
   glm::scheduler::Engine* engine_ptr = engine->get();
   glm::api::ApiServer* api_ptr = api->get();
+  // Health turns SERVING after the warm-up (glm::scheduler::WarmUp), which needs the engine loop
+  // below running; a failed warm-up is logged and serving starts anyway.
+  const int64_t warmup_prompt =
+      std::min<int64_t>(warmup_tokens, std::max<int64_t>(0, config->max_position_embeddings - 16));
+  std::atomic<bool> loop_ended{false};
+  std::thread warm_up([engine_ptr, api_ptr, warmup_prompt, vocab = static_cast<int32_t>(config->vocab_size),
+                       name = served.name, &loop_ended] {
+    if (warmup_prompt > 0) {
+      glm::scheduler::WarmUpOptions wo;
+      wo.prompt_tokens = static_cast<int32_t>(warmup_prompt);
+      wo.cancel = &loop_ended;
+      auto w = glm::scheduler::WarmUp(engine_ptr, vocab, wo);
+      if (w.ok())
+        Log(absl::StrCat("warm-up: ", w->prompt_tokens, " prompt tokens + ", w->new_tokens, " generated in ",
+                         absl::FormatDuration(w->took)));
+      else
+        Log(absl::StrCat("warm-up failed (serving anyway): ", w.status().message()));
+    }
+    if (loop_ended.load() || engine_ptr->draining()) return;  // stopping: stay NOT_SERVING
+    api_ptr->SetServing(true);
+    Log(absl::StrCat("serving '", name, "'"));
+  });
   std::thread watcher([stop_signals, engine_ptr, api_ptr]() mutable {
     int sig = 0;
     if (sigwait(&stop_signals, &sig) == 0 && sig != SIGUSR2) {
@@ -284,6 +311,8 @@ int main(int argc, char** argv) {
     }
   });
   absl::Status loop = (*engine)->RunLoop();
+  loop_ended.store(true);
+  warm_up.join();
   (*api)->SetServing(false);
   (*api)->Shutdown();
   if (!loop.ok()) {

@@ -222,6 +222,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   if (!s->admitted_before) {
     s->cached_tokens = static_cast<int32_t>(s->computed);
     s->admitted_before = true;
+    if (s->request.internal) return true;
     absl::MutexLock lock(&mu_);
     load_.prefix_cache_queries += s->prompt_len;
     load_.prefix_cache_hits += s->computed;
@@ -441,17 +442,19 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
-      absl::MutexLock lock(&mu_);
-      load_.spec_num_drafts++;
-      load_.spec_draft_tokens += static_cast<int64_t>(w.drafts.size());
-      load_.spec_accepted_tokens += accepted;
-      if (load_.spec_drafted_per_pos.size() < w.drafts.size()) {
-        load_.spec_drafted_per_pos.resize(w.drafts.size());
-        load_.spec_accepted_per_pos.resize(w.drafts.size());
-      }
-      for (size_t i = 0; i < w.drafts.size(); ++i) {
-        load_.spec_drafted_per_pos[i]++;
-        if (static_cast<int>(i) < accepted) load_.spec_accepted_per_pos[i]++;
+      if (!s->request.internal) {
+        absl::MutexLock lock(&mu_);
+        load_.spec_num_drafts++;
+        load_.spec_draft_tokens += static_cast<int64_t>(w.drafts.size());
+        load_.spec_accepted_tokens += accepted;
+        if (load_.spec_drafted_per_pos.size() < w.drafts.size()) {
+          load_.spec_drafted_per_pos.resize(w.drafts.size());
+          load_.spec_accepted_per_pos.resize(w.drafts.size());
+        }
+        for (size_t i = 0; i < w.drafts.size(); ++i) {
+          load_.spec_drafted_per_pos[i]++;
+          if (static_cast<int>(i) < accepted) load_.spec_accepted_per_pos[i]++;
+        }
       }
     } else if (s->adaptive && w.decode) {
       s->adaptive->Update(0, 0);  // a decode step without drafts runs down a pause of the draft length
@@ -464,7 +467,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       const int32_t token = produced[i];
       s->tokens.push_back(token);
       s->generated++;
-      new_tokens++;
+      if (!s->request.internal) new_tokens++;
       e.tokens.push_back(token);
       if ((o.logprobs || o.top_logprobs > 0) && i + 1 == produced.size()) {
         TokenLogprob lp;

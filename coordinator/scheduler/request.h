@@ -45,6 +45,9 @@ struct GenerationRequest {
   SamplingOptions sampling;
   absl::Time deadline = absl::InfiniteFuture();
   std::string speculative;  // "" = the server's default, "none", "mtp:K" or "ngram:K"
+  // The server's own request (the startup warm-up): left out of the request counters (prompt and
+  // generation tokens, prefix-cache queries and hits, speculative acceptance).
+  bool internal = false;
 };
 
 struct TokenLogprob {

@@ -42,6 +42,11 @@ class ClusterE2eTest : public ::testing::Test {
   // running in parallel cannot race for the same port. `coordinator_flags` go after the
   // standard ones (later flags win).
   static void Launch(const char* step_timeout_s, const std::vector<std::string>& coordinator_flags = {}) {
+    // Every suite launches its own cluster; the statics are shared by the derived suites, so a
+    // run of the whole binary (not one process per test, as ctest does) must not reuse the ports
+    // of the previous suite's cluster.
+    grpc_port_ = http_port_ = 0;
+    ready_ = false;
     log_ = "/tmp/glm_e2e_" + std::to_string(getpid()) + ".log";
     // A log left by an earlier test process with the same (recycled) pid would hand this one its
     // dead ports until the child truncates the file: the cause of rare "the cluster did not come

@@ -1,0 +1,148 @@
+// The engine tests' harness: a continuous-batching engine over a real in-process cluster of a
+// fixture model, its loop on a thread, and the single-process engine it is compared with.
+#ifndef GLM_TESTS_COORDINATOR_SCHEDULER_ENGINE_HARNESS_H_
+#define GLM_TESTS_COORDINATOR_SCHEDULER_ENGINE_HARNESS_H_
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coordinator/scheduler/cluster_step_runner.h"
+#include "coordinator/scheduler/engine.h"
+#include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/glm5_model.h"
+#include "shard_worker/runtime/generator.h"
+#include "tests/coordinator/cluster/cluster_test_util.h"
+
+namespace glm::scheduler {
+
+using testing::FixtureModelDir;
+using testing::LocalCluster;
+
+// Runs the engine loop on a thread for the test's lifetime.
+class EngineHarness {
+ public:
+  EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
+                EngineOptions overrides = {}, int worker_threads = 1) {
+    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads);
+    EXPECT_TRUE(lc.ok()) << lc.status();
+    cluster_ = std::move(*lc);
+    runner_ = std::make_unique<ClusterStepRunner>(cluster_->client());
+    EngineOptions o = overrides;
+    o.max_context = cluster_->config().max_position_embeddings;
+    o.vocab_size = static_cast<int32_t>(cluster_->config().vocab_size);
+    o.eos_token_ids = cluster_->config().eos_token_ids;
+    o.kv_blocks = kv_blocks;
+    o.kv_block_size = block_size;
+    o.has_mtp = cluster_->config().has_mtp();
+    auto e = Engine::Create(runner_.get(), o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+    loop_ = std::thread([this] { loop_status_ = engine_->RunLoop(); });
+  }
+  ~EngineHarness() {
+    engine_->Shutdown(false);
+    loop_.join();
+  }
+  Engine* engine() { return engine_.get(); }
+  // KV blocks still held once the engine has published the step that finished the last request:
+  // its load snapshot may lag the final token by a step, so this waits (up to 10 s) for 0.
+  int64_t SettledBlocksUsed() {
+    for (int i = 0; i < 1000 && engine_->GetLoad().kv_blocks_used != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+    return engine_->GetLoad().kv_blocks_used;
+  }
+
+  // Submits and collects the whole output.
+  struct Output {
+    std::vector<int32_t> tokens;
+    std::string finish_reason;
+    absl::Status error;
+    int32_t cached_tokens = 0;
+    std::vector<TokenLogprob> prompt_logprobs;
+  };
+  Output Run(GenerationRequest r) { return std::move(RunAll({std::move(r)}).front()); }
+  // Submits every request before reading any (they run together, whatever the threads' timing),
+  // then collects each one's whole output.
+  std::vector<Output> RunAll(std::vector<GenerationRequest> requests) {
+    std::vector<Output> outs(requests.size());
+    std::vector<std::shared_ptr<RequestStream>> streams(requests.size());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto stream = engine_->Submit(std::move(requests[i]));
+      if (!stream.ok()) {
+        outs[i].error = stream.status();
+        continue;
+      }
+      streams[i] = std::move(*stream);
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (streams[i] == nullptr) continue;
+      Output& out = outs[i];
+      GenerationEvent e;
+      while (streams[i]->Next(&e, absl::Seconds(120))) {
+        out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
+        if (!e.prompt_logprobs.empty()) out.prompt_logprobs = e.prompt_logprobs;
+        if (e.finished) {
+          out.finish_reason = e.finish_reason;
+          out.error = e.error;
+          out.cached_tokens = e.cached_tokens;
+          break;
+        }
+      }
+    }
+    return outs;
+  }
+
+ private:
+  std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<ClusterStepRunner> runner_;
+  std::unique_ptr<Engine> engine_;
+  std::thread loop_;
+  absl::Status loop_status_;
+};
+
+inline GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::string id = "") {
+  GenerationRequest r;
+  r.request_id = std::move(id);
+  r.prompt = std::move(prompt);
+  r.sampling.max_tokens = max_tokens;
+  r.sampling.ignore_eos = true;
+  return r;
+}
+
+// The single-process engine the cluster is compared with: the model on one thread.
+struct SingleProcess {
+  explicit SingleProcess(const std::string& model_name = "glm5-tiny-code") : pool(1) {
+    auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
+    EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+    auto weights = model::ModelWeights::Load(**ckpt);
+    EXPECT_TRUE(weights.ok()) << weights.status();
+    auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
+    EXPECT_TRUE(m.ok()) << m.status();
+    model = std::move(*m);
+  }
+  kernels::ThreadPool pool;
+  std::unique_ptr<model::Glm5Model> model;
+};
+
+inline std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n,
+                                         const std::string& model_name = "glm5-tiny-code") {
+  SingleProcess sp(model_name);
+  runtime::GenerateOptions g;
+  g.max_new_tokens = n;
+  g.ignore_eos = true;
+  return runtime::Generate(*sp.model, prompt, g)->tokens;
+}
+
+inline std::vector<int32_t> Prompt(int seed, int len) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((seed * 7919 + i * 104729 + i * i) % 4000 + 20));
+  return p;
+}
+
+}  // namespace glm::scheduler
+
+#endif  // GLM_TESTS_COORDINATOR_SCHEDULER_ENGINE_HARNESS_H_
