@@ -169,6 +169,8 @@ BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t 
     b.view.scale_cols = (cols + 127) / 128;
     b.scales.assign(((rows + 127) / 128) * b.view.scale_cols, 1e-3f);
     b.view.block_scales = b.scales.data();
+    // As the loader marks a checkpoint's FP8 matrices (no NaN codes were drawn above).
+    b.view.fp8_nan_free = !kernels::Fp8HasNanCode(b.data.data(), n);
   }
   return b;
 }

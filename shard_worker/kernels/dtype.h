@@ -79,6 +79,13 @@ const float* Fp8E4M3Table();
 
 inline float Fp8E4M3ToF32(uint8_t v) { return Fp8E4M3Table()[v]; }
 
+// Whether n FP8 e4m3fn bytes hold a NaN code (0x7f / 0xff: the low seven bits all set).
+inline bool Fp8HasNanCode(const uint8_t* bytes, int64_t n) {
+  uint8_t any = 0;
+  for (int64_t i = 0; i < n; ++i) any |= static_cast<uint8_t>((bytes[i] & 0x7f) == 0x7f);
+  return any != 0;
+}
+
 // Nearest e4m3fn value (saturating to ±448), round to nearest even. For synthetic checkpoints
 // and quantisation tests.
 uint8_t F32ToFp8E4M3(float f);

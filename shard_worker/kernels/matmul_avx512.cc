@@ -43,7 +43,7 @@ GLM_AVX512_INLINE void FmaTokens(__m512 v, const __m512 (&x)[T], __m512 (&acc)[T
 
 // One step: the chunk at column c of R rows into the R × T accumulators, vector 0 first. With
 // kTail only n < chunk real columns are read (masked loads yield zeros past them).
-template <DType D, int R, int T, bool kTail>
+template <DType D, int R, int T, bool kTail, bool kNanFree = false>
 GLM_AVX512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int n,
                             const float* xp, int64_t pitch, const float* scales,
                             __m512 (&acc)[R][T]) {
@@ -87,7 +87,7 @@ GLM_AVX512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int 
       const uint8_t* p = w + r * row_bytes + c;
       __m512i raw = kTail ? _mm512_maskz_loadu_epi8(m, p) : _mm512_loadu_si512(p);
       __m512 v[4];
-      DecodeFp8(raw, sc, v);
+      DecodeFp8<!kNanFree>(raw, sc, v);
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k)
 #pragma GCC unroll 8
@@ -99,7 +99,8 @@ GLM_AVX512_INLINE void Step(const uint8_t* w, int64_t row_bytes, int64_t c, int 
 }
 
 // SimdBlockFn for R rows × T tokens (see matmul_simd_driver.h).
-template <DType D, int R, int T>
+// kNanFree (kF8E4M3 only): the weights hold no NaN code (WeightView::fp8_nan_free).
+template <DType D, int R, int T, bool kNanFree = false>
 GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
                       int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
                       int64_t y_stride) {
@@ -125,11 +126,11 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
         if constexpr (kEs == 4) _mm_prefetch(p + 64, _MM_HINT_T0);
       }
     }
-    Step<D, R, T, false>(w, row_bytes, c, kChunk, xp, pitch, scales, acc);
+    Step<D, R, T, false, kNanFree>(w, row_bytes, c, kChunk, xp, pitch, scales, acc);
   }
   if (full < cols)
-    Step<D, R, T, true>(w, row_bytes, full, static_cast<int>(cols - full), xp, pitch, scales,
-                        acc);
+    Step<D, R, T, true, kNanFree>(w, row_bytes, full, static_cast<int>(cols - full), xp, pitch, scales,
+                                  acc);
 
   StoreReduced<R, T>(acc, R, y, y_stride);
 }
@@ -209,12 +210,14 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
   k.chunk_cols[d] = ChunkCols(D);
   FillInterleavedOrder(kLanes, Interleave(D), ChunkCols(D), k.order[d]);
-  if (D == DType::kF8E4M3) {
+  if constexpr (D == DType::kF8E4M3) {
     for (int i = 0; i < 64; ++i) {
       int kv = i / kLanes, j = i % kLanes;
       k.order[d][i] = static_cast<int16_t>(((kv & 1) * 2 + j / 8) * 16 + (kv >> 1) * 8 + j % 8);
     }
     k.fp8_scale_factor = 256.0f;
+    ((k.fp8_nan_free_grouped[Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1, true>), ...);
+    ((k.fp8_nan_free_single[Ts + 1] = &Block<D, 1, Ts + 1, true>), ...);
   }
   ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
   ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);

@@ -223,6 +223,10 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
                       [&](int64_t rb0, int64_t rb1, int64_t t0, int tt) {
     const int group = k.rows_per_group[d][tt];
     SimdBlockFn grouped = k.grouped[d][tt], single = k.single[d][tt];
+    if (fp8 && w.fp8_nan_free && k.fp8_nan_free_grouped[tt] != nullptr) {
+      grouped = k.fp8_nan_free_grouped[tt];
+      single = k.fp8_nan_free_single[tt];
+    }
     const float* xt = xp + t0 * pitch;
     float* yt = y + t0 * y_stride;
     for (int64_t r = rb0; r < rb1;) {

@@ -48,6 +48,10 @@ struct SimdKernelSet {
   int rows_per_group[3][kMaxTileTokens + 1] = {};  // [dtype][T]: R of grouped[d][T]
   SimdBlockFn grouped[3][kMaxTileTokens + 1] = {};  // [dtype][T], R = rows_per_group[d][T]
   SimdBlockFn single[3][kMaxTileTokens + 1] = {};   // [dtype][T], R = 1
+  // kF8E4M3 weights known to hold no NaN code (WeightView::fp8_nan_free): the same arithmetic
+  // without the NaN patch; null: the kernels above serve them too.
+  SimdBlockFn fp8_nan_free_grouped[kMaxTileTokens + 1] = {};
+  SimdBlockFn fp8_nan_free_single[kMaxTileTokens + 1] = {};
   // Prefill: n_tokens > kMaxTileTokens goes to this GEMM (gemm_driver.h; same arithmetic per
   // output) where it handles the dtype; nullptr: the tiles above at any n_tokens.
   const GemmKernelSet* gemm = nullptr;

@@ -48,6 +48,9 @@ struct WeightView {
   WeightView Rows(int64_t begin, int64_t end) const;
 
   int64_t row_offset = 0;  // first row of this view inside the scale grid (set by Rows())
+  // kF8E4M3: the bytes are known to hold no NaN code (0x7f / 0xff; the loader scans them). The
+  // SIMD decode then skips its NaN patch (~17% of its work at one token); unknown: patched.
+  bool fp8_nan_free = false;
 };
 
 }  // namespace glm::kernels

@@ -174,6 +174,7 @@ class WeightLoader {
     v.data = buf.data();
     Keep(std::move(buf));
     if (v.dtype == kernels::DType::kF8E4M3) {
+      v.fp8_nan_free = !kernels::Fp8HasNanCode(static_cast<const uint8_t*>(v.data), info.size);
       std::string scale_name = name.substr(0, name.size() - 6) + "weight_scale_inv";
       auto scales = Vector(scale_name);
       if (!scales.ok()) return scales.status();
@@ -264,6 +265,7 @@ class WeightLoader {
     v.data = buf.data();
     Keep(std::move(buf));
     if (keep_fp8) {
+      v.fp8_nan_free = !kernels::Fp8HasNanCode(static_cast<const uint8_t*>(v.data), v.rows * v.cols);
       // Scale grid rows covering [rb, re), columns from cb's block.
       const int64_t sr0 = rb / c.fp8_block_rows, sr1 = (re + c.fp8_block_rows - 1) / c.fp8_block_rows;
       const int64_t sc0 = cb / c.fp8_block_cols, sc1 = (ce + c.fp8_block_cols - 1) / c.fp8_block_cols;

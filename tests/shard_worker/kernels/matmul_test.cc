@@ -387,6 +387,36 @@ TEST_P(MatMulPathTest, Fp8NanCodesPropagate) {
   EXPECT_FALSE(std::isnan(y[3]));
 }
 
+// FP8 weights known to hold no NaN code (WeightView::fp8_nan_free, set by the loader) take the
+// decode without the NaN patch where a path has one: every output bit-identical, at every token
+// count (tiles and GEMM) and on awkward shapes.
+TEST_P(MatMulPathTest, Fp8NanFreeWeightsGiveTheSameBits) {
+  for (int64_t cols : {7, 100, 257, 1000}) {
+    TestWeights tw = MakeWeights(DType::kF8E4M3, 37, cols, 61, 16, 100);
+    ASSERT_FALSE(Fp8HasNanCode(tw.data.data(), 37 * cols));
+    for (int64_t n : {1, 3, 4, 9, 33}) {
+      std::vector<float> x = RandomActivations(n * cols, 62);
+      tw.view.fp8_nan_free = false;
+      const std::vector<float> patched = RunAll(fn(), x, n, tw.view);
+      tw.view.fp8_nan_free = true;
+      const std::vector<float> nan_free = RunAll(fn(), x, n, tw.view);
+      ASSERT_EQ(patched.size(), nan_free.size());
+      for (size_t i = 0; i < patched.size(); ++i)
+        ASSERT_TRUE(BitEqual(patched[i], nan_free[i])) << "cols " << cols << " tokens " << n << " output " << i;
+    }
+  }
+}
+
+TEST(Fp8NanCodeTest, FindsEitherSign) {
+  std::vector<uint8_t> b(1000, 0x7e);
+  EXPECT_FALSE(Fp8HasNanCode(b.data(), static_cast<int64_t>(b.size())));
+  b[999] = 0xff;
+  EXPECT_TRUE(Fp8HasNanCode(b.data(), static_cast<int64_t>(b.size())));
+  EXPECT_FALSE(Fp8HasNanCode(b.data(), 999));
+  b[5] = 0x7f;
+  EXPECT_TRUE(Fp8HasNanCode(b.data(), 6));
+}
+
 TEST(MatMulDispatchTest, PortableIsLastAndForceWorks) {
   auto paths = SupportedMatMulPaths();
   ASSERT_FALSE(paths.empty());

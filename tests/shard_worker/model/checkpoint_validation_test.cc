@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "reference_fixture.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/synth_checkpoint.h"
@@ -262,6 +263,25 @@ TEST(SynthCheckpointTest, Glm5PresetWritesMetadataOnly) {
   EXPECT_NE(ckpt.status().message().find("cannot open"), std::string::npos) << ckpt.status();
   fs::remove_all(dir);
   EXPECT_FALSE(SynthPresetByName("nope").ok());
+}
+
+// Block-FP8 matrices kept as stored are scanned for NaN codes at load: a sane checkpoint's are
+// marked NaN-free, which lets the SIMD decode skip its NaN patch (kernels' Fp8NanFree test).
+TEST(Fp8LoadTest, StoredFp8MatricesOfASaneCheckpointAreMarkedNanFree) {
+  auto ckpt = Checkpoint::Open(glm::testing::ModelDir("glm5-random-fp8"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto w = ModelWeights::Load(**ckpt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  int fp8 = 0;
+  for (int64_t l = 0; l < (*w)->config().num_hidden_layers; ++l) {
+    const LayerWeights& layer = (*w)->layer(l);
+    for (const kernels::WeightView* v : {&layer.attn.q_a_proj, &layer.attn.kv_a_proj, &layer.attn.o_proj}) {
+      if (v->dtype != kernels::DType::kF8E4M3) continue;
+      ++fp8;
+      EXPECT_TRUE(v->fp8_nan_free) << "layer " << l;
+    }
+  }
+  EXPECT_GT(fp8, 0) << "the fixture should keep its attention matrices in FP8";
 }
 
 }  // namespace
