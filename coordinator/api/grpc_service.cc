@@ -172,14 +172,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     }
     scheduler::GenerationEvent event;
     if (!(*stream)->Next(&event, kPollInterval)) continue;
-    auto delta = output.Consume(event);
-    // Events the stream released together (--stream-interval) go out as one message.
-    while (delta.ok() && interval_.tokens > 1 && !delta->finished && !delta->stop_string_matched &&
-           (*stream)->Next(&event, absl::ZeroDuration())) {
-      auto more = output.Consume(event);
-      if (!more.ok()) delta = more.status();
-      else AppendDelta(*std::move(more), &*delta);
-    }
+    auto delta = output.ConsumeReleased(event, **stream);  // one message per released group
     if (!delta.ok()) {
       tracker.Finish("error");
       return ToGrpcStatus(delta.status());

@@ -116,14 +116,7 @@ struct ResponseState {
           if (pass == 1) return false;
           continue;
         }
-        auto d = c.output->Consume(event);
-        // Events the stream released together (--stream-interval) make one delta.
-        while (d.ok() && c.stream->interval_tokens() > 1 && !d->finished && !d->stop_string_matched &&
-               c.stream->Next(&event, absl::ZeroDuration())) {
-          auto more = c.output->Consume(event);
-          if (!more.ok()) d = more.status();
-          else AppendDelta(*std::move(more), &*d);
-        }
+        auto d = c.output->ConsumeReleased(event, *c.stream);  // one chunk per released group
         if (!d.ok()) {
           c.finished = true;
           c.tracker->Finish("error");

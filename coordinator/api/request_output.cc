@@ -6,6 +6,9 @@
 
 namespace glm::api {
 
+namespace {
+
+// Folds `next` (the delta of a later event of the same request) into `into`.
 void AppendDelta(OutputDelta next, OutputDelta* into) {
   auto append = [](auto& to, auto& from) {
     to.insert(to.end(), std::make_move_iterator(from.begin()), std::make_move_iterator(from.end()));
@@ -27,6 +30,8 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   }
 }
 
+}  // namespace
+
 RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOptions options)
     : tokenizer_(tokenizer), options_(std::move(options)) {
   hidden_stop_ids_.insert(options_.hidden_stop_ids.begin(), options_.hidden_stop_ids.end());
@@ -46,6 +51,19 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
   } else {
     detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, options_.skip_special_tokens);
   }
+}
+
+absl::StatusOr<OutputDelta> RequestOutput::ConsumeReleased(const scheduler::GenerationEvent& event,
+                                                           scheduler::RequestStream& stream) {
+  absl::StatusOr<OutputDelta> delta = Consume(event);
+  if (stream.interval_tokens() <= 1) return delta;
+  scheduler::GenerationEvent more;
+  while (delta.ok() && !delta->finished && !delta->stop_string_matched && stream.Next(&more, absl::ZeroDuration())) {
+    absl::StatusOr<OutputDelta> next = Consume(more);
+    if (!next.ok()) return next.status();
+    AppendDelta(*std::move(next), &*delta);
+  }
+  return delta;
 }
 
 absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEvent& event) {

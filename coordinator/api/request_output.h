@@ -52,10 +52,6 @@ struct OutputDelta {
   bool stop_string_matched = false;
 };
 
-// Folds `next` (the delta of a later event of the same request) into `into`: what the client
-// gets when both go out as one message (--stream-interval).
-void AppendDelta(OutputDelta next, OutputDelta* into);
-
 class RequestOutput {
  public:
   // `tokenizer` may be null (token ids only; then text fields stay empty). It must outlive this.
@@ -64,6 +60,12 @@ class RequestOutput {
   // Folds in the next engine event. A failed request (event.error) returns that error. After the
   // request finished (finished event or stop string), further events yield empty deltas.
   absl::StatusOr<OutputDelta> Consume(const scheduler::GenerationEvent& event);
+  // Consume(event), then the events `stream` released together with it (--stream-interval: Next
+  // hands them out without waiting) folded in — tokens, text, logprobs and calls appended, counts
+  // and the end from the latest — up to the request's end: what one streamed message carries.
+  // With an interval of 1, just Consume(event).
+  absl::StatusOr<OutputDelta> ConsumeReleased(const scheduler::GenerationEvent& event,
+                                              scheduler::RequestStream& stream);
 
   bool finished() const { return finished_; }
   int tool_call_count() const { return tool_calls_; }

@@ -15,6 +15,21 @@
 namespace glm::model {
 namespace {
 
+// The batch rows `rows` asks logits for, in order: every row (kAll), none (kNone), or each
+// sequence's last row (kLast) / last logit_tail rows (kTail).
+std::vector<int64_t> LogitRowIndices(LogitRows rows, int64_t T, const std::vector<attention::SequenceSpan>& spans,
+                                     const std::vector<SequenceInput>& batch) {
+  std::vector<int64_t> picked;
+  if (rows == LogitRows::kAll)
+    for (int64_t t = 0; t < T; ++t) picked.push_back(t);
+  if (rows == LogitRows::kLast || rows == LogitRows::kTail)
+    for (size_t i = 0; i < spans.size(); ++i) {
+      const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
+      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r) picked.push_back(spans[i].token_offset + r);
+    }
+  return picked;
+}
+
 std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   // inv_freq[i] = 1 / theta^(2i / d), formed in f32 like the reference.
   std::vector<float> inv(c.qk_rope_head_dim / 2);
@@ -374,14 +389,11 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   const float* src = out->hidden.data();
   int64_t n = T;
   if (rows == LogitRows::kLast || rows == LogitRows::kTail) {
-    n = 0;
-    for (size_t i = 0; i < spans.size(); ++i) {
-      const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
-      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r, ++n) {
-        picked.resize((n + 1) * hidden);
-        std::copy_n(out->hidden.data() + (spans[i].token_offset + r) * hidden, hidden, picked.data() + n * hidden);
-      }
-    }
+    const std::vector<int64_t> indices = LogitRowIndices(rows, T, spans, batch);
+    n = static_cast<int64_t>(indices.size());
+    picked.resize(n * hidden);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy_n(out->hidden.data() + indices[i] * hidden, hidden, picked.data() + i * hidden);
     src = picked.data();
   }
   out->logit_rows = n;
@@ -497,12 +509,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   // Rows nobody reads the output of (not in `rows`: caught-up rows and prompt rows) only need
   // their cache rows, which the attention writes from the layer's input: they skip the attention
   // output (scores, indexer query, o_proj) and the MLP block (RunLayer's output_rows).
-  std::vector<uint8_t> output_rows(T, rows == LogitRows::kAll ? 1 : 0);
-  if (rows == LogitRows::kLast || rows == LogitRows::kTail)
-    for (size_t i = 0; i < spans.size(); ++i) {
-      const int64_t tail = rows == LogitRows::kLast ? 1 : std::clamp<int64_t>(batch[i].logit_tail, 1, spans[i].n_tokens);
-      for (int64_t r = spans[i].n_tokens - tail; r < spans[i].n_tokens; ++r) output_rows[spans[i].token_offset + r] = 1;
-    }
+  std::vector<uint8_t> output_rows(T, 0);
+  for (int64_t t : LogitRowIndices(rows, T, spans, batch)) output_rows[t] = 1;
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
   StepTiming timing;
   if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x, T, spans, &selection, &out.weight_bytes_read,
