@@ -7,6 +7,7 @@
 #include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
+#include "shard_worker/kernels/q16_activations.h"
 #include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/thread_pool.h"
 
@@ -19,6 +20,14 @@ void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, con
     for (int64_t t = 0; t < n_tokens; ++t) {
       PrepareQ8Chunks(x + t * x_stride, w.cols, chunks.data());
       for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = I4RowDotQ8(w, r, chunks.data());
+    }
+    return;
+  }
+  if (w.dtype == DType::kI8) {  // int16 activations, integer dots (q16_activations.h)
+    std::vector<Q16Chunk> chunks(Q16ChunksPerRow(w.cols));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      PrepareQ16Chunks(x + t * x_stride, w.cols, chunks.data());
+      for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = I8RowDotQ16(w, r, chunks.data());
     }
     return;
   }
@@ -80,8 +89,8 @@ std::vector<std::string> MatMulPathNames() {
 
 std::string MatMulPathDetails() {
   const std::string name = MatMulPathName();
-  if (name == "avx512") return name + (Avx512Int4UsesVnni() ? " (int4 dots: vpdpbusd)" : " (int4 dots: vpmaddubsw)");
-  if (name == "avx2") return name + " (int4 dots: vpmaddubsw)";
+  if (name == "avx512") return name + (Avx512Int4UsesVnni() ? " (int8 dots: vpdpwssd, int4 dots: vpdpbusd)" : " (int8 dots: vpmaddwd, int4 dots: vpmaddubsw)");
+  if (name == "avx2") return name + " (int8 dots: vpmaddwd, int4 dots: vpmaddubsw)";
   return name;
 }
 

@@ -40,8 +40,8 @@ std::string SelectMatMulPath(const std::string& name);
 std::vector<std::string> MatMulPathNames();
 // Name of the chosen path, e.g. "avx512", "avx2", "scalar"; printed at startup.
 std::string MatMulPathName();
-// The name plus the instructions of its int4 × int8 dots, e.g. "avx512 (int4 dots: vpdpbusd)",
-// for the startup log.
+// The name plus the instructions of its integer dots, e.g.
+// "avx512 (int8 dots: vpdpwssd, int4 dots: vpdpbusd)", for the startup log.
 std::string MatMulPathDetails();
 
 // BF16 activations for BF16 weights (off by default; a process-wide setting, made before matmuls

@@ -21,7 +21,7 @@ float Dot(const float* a, const float* b, int64_t n) {
 
 void MatMulRowsPortable(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                         int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
-  if (w.dtype == DType::kI4) {  // the reference's arithmetic (q8_activations.h)
+  if (IsGroupQuantized(w.dtype)) {  // the reference's arithmetic (q8_activations.h)
     MatMulRowsReference(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
     return;
   }

@@ -1,10 +1,10 @@
 #include "shard_worker/kernels/matmul_quant_driver.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "shard_worker/kernels/matmul_simd_driver.h"
+
 
 namespace glm::kernels {
 namespace {
@@ -56,36 +56,26 @@ void RunQuantMatMul(const QuantKernelSet& k, const float* x, int64_t n_tokens, i
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t pf = MatMulPrefetchBytes();
 
-  if (w.dtype == DType::kI4) {
-    const int64_t chunks = Q8ChunksPerRow(cols);
-    thread_local std::vector<Q8Chunk> q_buf;
+  // Each token's activations quantised once per call, then every tile's kernel meets them.
+  auto run = [&](auto& q_buf, auto prepare, int64_t chunks, const int* rows_per_group,
+                 const auto* grouped, const auto* single) {
     if (static_cast<int64_t>(q_buf.size()) < n_tokens * chunks) q_buf.resize(n_tokens * chunks);
-    for (int64_t t = 0; t < n_tokens; ++t) k.prepare_q8(x + t * x_stride, cols, q_buf.data() + t * chunks);
+    for (int64_t t = 0; t < n_tokens; ++t) prepare(x + t * x_stride, cols, q_buf.data() + t * chunks);
     WalkTiles(k.max_tile_tokens, n_tokens, row_begin, row_end, row_bytes,
-              [&](int tt) { return k.i4_rows_per_group[tt]; },
-              [&](int64_t r, bool grouped, int64_t t0, int tt) {
-                (grouped ? k.i4_grouped[tt] : k.i4_single[tt])(
+              [&](int tt) { return rows_per_group[tt]; },
+              [&](int64_t r, bool is_grouped, int64_t t0, int tt) {
+                (is_grouped ? grouped[tt] : single[tt])(
                     base + r * row_bytes, row_bytes, w.group_scales + r * sstride, sstride, cols, group,
                     q_buf.data() + t0 * chunks, chunks, pf, y + t0 * y_stride + r, y_stride);
               });
-    return;
+  };
+  if (w.dtype == DType::kI4) {
+    thread_local std::vector<Q8Chunk> q_buf;
+    run(q_buf, k.prepare_q8, Q8ChunksPerRow(cols), k.i4_rows_per_group, k.i4_grouped, k.i4_single);
+  } else {
+    thread_local std::vector<Q16Chunk> q_buf;
+    run(q_buf, k.prepare_q16, Q16ChunksPerRow(cols), k.i8_rows_per_group, k.i8_grouped, k.i8_single);
   }
-
-  const int chunk = k.i8_chunk_cols;
-  const int64_t pitch = (cols + chunk - 1) / chunk * chunk;
-  thread_local std::vector<float> x_buf;
-  float* xp = AlignedScratch(x_buf, n_tokens * pitch);
-  for (int64_t t = 0; t < n_tokens; ++t) {
-    std::memcpy(xp + t * pitch, x + t * x_stride, cols * sizeof(float));
-    std::fill(xp + t * pitch + cols, xp + (t + 1) * pitch, 0.0f);
-  }
-  WalkTiles(k.max_tile_tokens, n_tokens, row_begin, row_end, row_bytes,
-            [&](int tt) { return k.i8_rows_per_group[tt]; },
-            [&](int64_t r, bool grouped, int64_t t0, int tt) {
-              (grouped ? k.i8_grouped[tt] : k.i8_single[tt])(
-                  base + r * row_bytes, row_bytes, w.group_scales + r * sstride, sstride, cols, group,
-                  xp + t0 * pitch, pitch, pf, y + t0 * y_stride + r, y_stride);
-            });
 }
 
 }  // namespace glm::kernels

@@ -7,16 +7,16 @@
 //   accumulator layout (chunk columns per step, natural column order, zero padding at the end),
 //   reduced by one fixed tree — whatever R, T, the row range or the thread count.
 //
-// kI8: each weight is decoded exactly to WeightView::At's value (q · scale, one rounding) and
-// multiplied with the f32 activation by FMA; there is no activation quantisation.
-// kI4: the activations are quantised to int8 per 32-column block (q8_activations.h) and met by
-// integer dot products; the f32 terms are summed per lane in chunk order, then reduced.
+// kI4: the activations are quantised to int8 per 32-column block (q8_activations.h), kI8: to
+// int16 per 64-column chunk (q16_activations.h); both are met by integer dot products, and the
+// f32 terms are summed per lane in chunk order, then reduced.
 #ifndef GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 #define GLM_SHARD_WORKER_KERNELS_MATMUL_QUANT_DRIVER_H_
 
 #include <algorithm>
 #include <cstdint>
 
+#include "shard_worker/kernels/q16_activations.h"
 #include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/weight_view.h"
 
@@ -26,36 +26,34 @@ namespace glm::kernels {
 //   w, row_bytes     first row's bytes; row i at w + i * row_bytes
 //   scales, sstride  first row's group scales (f16 bits); row i's at scales + i * sstride
 //   cols, group      real columns; columns per scale (>= cols: one group)
-//   xp, pitch        activations [T][pitch] f32, pitch = cols rounded up to the chunk, zero
-//                    beyond cols, natural column order, 64-byte aligned
+//   xq, chunks       token t's activation chunks (kI4: Q8ChunksPerRow(cols) Q8Chunk, kI8:
+//                    Q16ChunksPerRow(cols) Q16Chunk) at xq + t * chunks
 //   pf_bytes         software prefetch distance in the row stream (0 = none)
 //   y                y[t * y_stride + i] receives token t, row i of the group
-using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const uint16_t* scales,
-                              int64_t sstride, int64_t cols, int64_t group, const float* xp,
-                              int64_t pitch, int64_t pf_bytes, float* y, int64_t y_stride);
-
-// One kI4 block kernel: R consecutive rows × T tokens (both fixed by the kernel).
-//   w, row_bytes, scales, sstride, cols, group, pf_bytes, y, y_stride   as for QuantBlockFn
-//   xq, chunks   token t's Q8ChunksPerRow(cols) = chunks activation chunks at xq + t * chunks
-using I4BlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
-                           int64_t cols, int64_t group, const Q8Chunk* xq, int64_t chunks,
-                           int64_t pf_bytes, float* y, int64_t y_stride);
-// PrepareQ8Chunks semantics (an ISA may give a faster twin producing the same bytes).
+template <typename Chunk>
+using QuantBlockFn = void (*)(const uint8_t* w, int64_t row_bytes, const uint16_t* scales, int64_t sstride,
+                              int64_t cols, int64_t group, const Chunk* xq, int64_t chunks,
+                              int64_t pf_bytes, float* y, int64_t y_stride);
+using I4BlockFn = QuantBlockFn<Q8Chunk>;
+using I8BlockFn = QuantBlockFn<Q16Chunk>;
+// PrepareQ8Chunks / PrepareQ16Chunks semantics (an ISA may give faster twins producing the same
+// bytes).
 using Q8PrepareFn = void (*)(const float* x, int64_t cols, Q8Chunk* out);
+using Q16PrepareFn = void (*)(const float* x, int64_t cols, Q16Chunk* out);
 
 inline constexpr int kQuantMaxTileTokens = 4;
 
 struct QuantKernelSet {
-  int i8_chunk_cols = 32;  // kI8 columns per accumulation step (pitch unit)
   int max_tile_tokens = kQuantMaxTileTokens;
   // Indexed by the tile's token count; R = rows_per_group for grouped, 1 for single.
   int i8_rows_per_group[kQuantMaxTileTokens + 1] = {};
-  QuantBlockFn i8_grouped[kQuantMaxTileTokens + 1] = {};
-  QuantBlockFn i8_single[kQuantMaxTileTokens + 1] = {};
+  I8BlockFn i8_grouped[kQuantMaxTileTokens + 1] = {};
+  I8BlockFn i8_single[kQuantMaxTileTokens + 1] = {};
   int i4_rows_per_group[kQuantMaxTileTokens + 1] = {};
   I4BlockFn i4_grouped[kQuantMaxTileTokens + 1] = {};
   I4BlockFn i4_single[kQuantMaxTileTokens + 1] = {};
   Q8PrepareFn prepare_q8 = &PrepareQ8Chunks;
+  Q16PrepareFn prepare_q16 = &PrepareQ16Chunks;
 };
 
 // The group scales are a second stream, 2 bytes per group: prefetched as far ahead (in rows'

@@ -18,6 +18,7 @@
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_quant_avx2.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
+#include "shard_worker/kernels/q16_activations.h"
 #include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -257,6 +258,8 @@ const Shape kShapes[] = {
     {DType::kI8, 64, {1, 5, 63, 64, 65, 130, 200, 257}},
     {DType::kI8, 128, {31, 127, 128, 129, 300, 1000}},
     {DType::kI8, -1, {1, 33, 64, 100, 511}},
+    {DType::kI8, 96, {96, 97, 160, 300}},  // 64-column chunks across two groups
+    {DType::kI8, 192, {191, 193, 500}},
     // Rows of several 128-column lines with partial last lines and groups, and group sizes
     // that are multiples of 32 but not powers of two.
     {DType::kI4, 32, {1, 7, 31, 32, 33, 95, 128, 200, 257, 384, 1000}},
@@ -334,7 +337,7 @@ TEST_P(QuantMatMulPathTest, BatchInvariantBitForBit) {
   ForceMatMulPath(SupportedMatMulPaths().front().name);
 }
 
-// ---- int8 activations of the kI4 path (q8_activations.h) ----
+// ---- int8 activations of the kI4 path (q8_activations.h), int16 ones of kI8 (q16_activations.h) ----
 
 TEST(Q8ActivationsTest, BlockQuantisationRules) {
   int8_t q[32];
@@ -396,19 +399,89 @@ TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
   }
 }
 
-// The SIMD activation packers give the scalar one's bytes.
+TEST(Q16ActivationsTest, ChunkQuantisationRules) {
+  int16_t q[64];
+  float scale = -1.0f;
+  const float zeros[64] = {};
+  QuantizeActivationChunk16(zeros, 64, q, &scale);
+  EXPECT_EQ(scale, 0.0f);
+  for (int16_t v : q) EXPECT_EQ(v, 0);
+
+  auto x = RandomActivations(64, 9);
+  x[40] = -6.0f;  // the largest magnitude maps to -32767
+  QuantizeActivationChunk16(x.data(), 50, q, &scale);  // a partial chunk: 50 values, 14 zeros
+  EXPECT_FLOAT_EQ(scale, 6.0f / 32767.0f);
+  EXPECT_EQ(q[40], -32767);
+  for (int j = 0; j < 50; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
+  for (int j = 50; j < 64; ++j) EXPECT_EQ(q[j], 0) << j;
+
+  float tiny[64];
+  for (int j = 0; j < 64; ++j) tiny[j] = (j % 3 - 1) * 1e-38f;
+  QuantizeActivationChunk16(tiny, 64, q, &scale);
+  EXPECT_EQ(scale, 0.0f);
+  for (int16_t v : q) EXPECT_EQ(v, 0);
+
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    x[3] = bad;
+    QuantizeActivationChunk16(x.data(), 64, q, &scale);
+    EXPECT_TRUE(std::isnan(scale));
+    for (int16_t v : q) EXPECT_EQ(v, 0);
+  }
+}
+
+TEST(Q16ActivationsTest, ChunkLayout) {
+  const int64_t cols = 150;  // three chunks, the last partial
+  auto x = RandomActivations(cols, 6);
+  std::vector<Q16Chunk> chunks(Q16ChunksPerRow(cols));
+  PrepareQ16Chunks(x.data(), cols, chunks.data());
+  ASSERT_EQ(chunks.size(), 3u);
+  for (int64_t ch = 0; ch < 3; ++ch) {
+    int16_t q[64];
+    float scale = 0.0f;
+    QuantizeActivationChunk16(x.data() + 64 * ch, static_cast<int>(std::min<int64_t>(64, cols - 64 * ch)), q, &scale);
+    EXPECT_EQ(std::memcmp(chunks[ch].q, q, sizeof q), 0) << ch;
+    for (float s : chunks[ch].scale) EXPECT_EQ(s, scale) << ch;
+  }
+}
+
+// Activations with the cases the packers must agree on, for `cols` columns.
+std::vector<float> AwkwardActivations(int64_t cols) {
+  auto x = RandomActivations(cols, static_cast<uint32_t>(cols));
+  if (cols > 40) {
+    x[33] = 0.0f;
+    for (int64_t c = 64; c < std::min<int64_t>(cols, 96); ++c) x[c] = 0.0f;  // an all-zero block
+    x[cols - 1] = 2.5f;  // ties at .5 after scaling appear in random data too
+  }
+  if (cols > 200) x[150] = std::numeric_limits<float>::quiet_NaN();
+  if (cols > 250) {
+    for (int64_t c = 224; c < 256; ++c) x[c] = (c % 2 ? 1e-38f : -3e-39f);  // a vanishing block
+  }
+  return x;
+}
+
+const int64_t kPrepareCols[] = {1, 7, 8, 9, 17, 31, 32, 33, 63, 64, 65, 100, 128, 129, 257, 1000};
+
+bool SameScale(float a, float b) { return BitEqual(a, b) || (std::isnan(a) && std::isnan(b)); }
+
+// The SIMD activation packers give the scalar ones' bytes.
+void ExpectQ16PrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q16Chunk*)) {
+  for (int64_t cols : kPrepareCols) {
+    auto x = AwkwardActivations(cols);
+    std::vector<Q16Chunk> want(Q16ChunksPerRow(cols)), got(Q16ChunksPerRow(cols));
+    std::memset(got.data(), 0x5a, got.size() * sizeof(Q16Chunk));
+    PrepareQ16Chunks(x.data(), cols, want.data());
+    prepare(x.data(), cols, got.data());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(std::memcmp(want[i].q, got[i].q, sizeof want[i].q), 0) << cols << " chunk " << i;
+      for (int l = 0; l < 16; ++l)
+        EXPECT_TRUE(SameScale(want[i].scale[l], got[i].scale[l])) << cols << " chunk " << i << " lane " << l;
+    }
+  }
+}
+
 void ExpectPrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q8Chunk*)) {
-  for (int64_t cols : {1, 7, 8, 9, 17, 31, 32, 33, 100, 128, 129, 257, 1000}) {
-    auto x = RandomActivations(cols, static_cast<uint32_t>(cols));
-    if (cols > 40) {
-      x[33] = 0.0f;
-      for (int64_t c = 64; c < std::min<int64_t>(cols, 96); ++c) x[c] = 0.0f;  // an all-zero block
-      x[cols - 1] = 2.5f;  // ties at .5 after scaling appear in random data too
-    }
-    if (cols > 200) x[150] = std::numeric_limits<float>::quiet_NaN();
-    if (cols > 250) {
-      for (int64_t c = 224; c < 256; ++c) x[c] = (c % 2 ? 1e-38f : -3e-39f);  // a vanishing block
-    }
+  for (int64_t cols : kPrepareCols) {
+    auto x = AwkwardActivations(cols);
     std::vector<Q8Chunk> want(Q8ChunksPerRow(cols)), got(Q8ChunksPerRow(cols));
     std::memset(got.data(), 0x5a, got.size() * sizeof(Q8Chunk));
     PrepareQ8Chunks(x.data(), cols, want.data());
@@ -418,9 +491,7 @@ void ExpectPrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q8Chunk*)
       EXPECT_EQ(std::memcmp(want[i].hi, got[i].hi, 64), 0) << cols << " chunk " << i;
       EXPECT_EQ(std::memcmp(want[i].offset, got[i].offset, 64), 0) << cols << " chunk " << i;
       for (int l = 0; l < 16; ++l)
-        EXPECT_TRUE(BitEqual(want[i].scale[l], got[i].scale[l]) ||
-                    (std::isnan(want[i].scale[l]) && std::isnan(got[i].scale[l])))
-            << cols << " chunk " << i << " lane " << l;
+        EXPECT_TRUE(SameScale(want[i].scale[l], got[i].scale[l])) << cols << " chunk " << i << " lane " << l;
     }
   }
 }
@@ -428,20 +499,23 @@ void ExpectPrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q8Chunk*)
 TEST(Q8ActivationsTest, Avx512PrepareGivesTheSameBytes) {
   if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
   ExpectPrepareMatchesScalar(&PrepareQ8ChunksAvx512);
+  ExpectQ16PrepareMatchesScalar(&PrepareQ16ChunksAvx512);
 }
 
 TEST(Q8ActivationsTest, Avx2PrepareGivesTheSameBytes) {
   if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 here";
   ExpectPrepareMatchesScalar(&PrepareQ8ChunksAvx2);
+  ExpectQ16PrepareMatchesScalar(&PrepareQ16ChunksAvx2);
 }
 
-// The AVX-512 kI4 kernels give the same bits with and without VNNI (the same integers).
+// The AVX-512 kI8 / kI4 kernels give the same bits with and without VNNI (the same integers).
 TEST(Q8ActivationsTest, Avx512VnniAndByteDotsAgreeBitForBit) {
   if (!CpuSupportsAvx512MatMul()) GTEST_SKIP() << "no AVX-512 here";
   if (!UseAvx512VnniForInt4(true)) GTEST_SKIP() << "no AVX512_VNNI here";
+  for (DType d : {DType::kI8, DType::kI4})
   for (int64_t group : {int64_t{32}, int64_t{64}, int64_t{96}, int64_t{-1}})
     for (int64_t cols : {33, 200, 1000}) {
-      QuantWeights q = MakeQuant(DType::kI4, 19, cols, group, static_cast<uint32_t>(cols * 3 + group));
+      QuantWeights q = MakeQuant(d, 19, cols, group, static_cast<uint32_t>(cols * 3 + group));
       for (int64_t n : {1, 2, 5}) {
         auto x = RandomActivations(n * cols, static_cast<uint32_t>(n));
         UseAvx512VnniForInt4(true);
@@ -449,7 +523,7 @@ TEST(Q8ActivationsTest, Avx512VnniAndByteDotsAgreeBitForBit) {
         UseAvx512VnniForInt4(false);
         auto without = RunAll(&MatMulRowsAvx512, x, n, q.view);
         for (size_t i = 0; i < with.size(); ++i)
-          ASSERT_TRUE(BitEqual(with[i], without[i])) << Name(DType::kI4, 19, cols, group) << " n=" << n << " i=" << i;
+          ASSERT_TRUE(BitEqual(with[i], without[i])) << Name(d, 19, cols, group) << " n=" << n << " i=" << i;
         // And both within the reference's tolerance.
         ExpectClose(without, RunAll(&MatMulRowsReference, x, n, q.view), x, n, q.view, "no vnni");
       }
