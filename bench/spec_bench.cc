@@ -316,6 +316,8 @@ int main(int argc, char** argv) {
       if (run % 2 == 1) plain_run();
       identical &= out.ok() && out->tokens == plain_outputs[p];
       total.steps += st.steps;
+      total.draft_seconds += st.draft_seconds;
+      total.verify_seconds += st.verify_seconds;
       total.drafted += st.drafted;
       total.accepted += st.accepted;
       for (int i = 0; i < spec->k; ++i) {
@@ -340,6 +342,12 @@ int main(int argc, char** argv) {
     const double drafts_per_step = static_cast<double>(total.drafted) / std::max<int64_t>(1, total.steps);
     const double glm5_bytes_speedup =
         tokens_per_step * glm5.Main(1) / (glm5.Main(1 + drafts_per_step) + (is_mtp ? drafts_per_step * glm5.Mtp() : 0.0));
+    // Where a step's time went in generation, against a plain decode step of the paired runs; with
+    // a free draft the speedup could reach tokens per step x plain step / verify.
+    const double steps = static_cast<double>(std::max<int64_t>(1, total.steps));
+    const double plain_step_us = method_plain_seconds / (static_cast<double>(prompts) * repeat * decoded) * 1e6;
+    const double verify_us = total.verify_seconds / steps * 1e6, draft_us = total.draft_seconds / steps * 1e6;
+    const double free_draft_ceiling = tokens_per_step * plain_step_us / verify_us;
     nlohmann::ordered_json r;
     r["method"] = method;
     r["acceptance_rate"] = total.acceptance_rate();
@@ -354,6 +362,10 @@ int main(int argc, char** argv) {
     r["glm5_ratio_speedup_estimate"] = glm5_speedup;
     r["glm5_bytes_speedup_estimate"] = glm5_bytes_speedup;
     r["outputs_identical_to_plain"] = identical;
+    r["plain_step_us"] = plain_step_us;
+    r["verify_us_per_step"] = verify_us;
+    r["draft_us_per_step"] = draft_us;
+    r["free_draft_speedup_ceiling"] = free_draft_ceiling;
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
       // Each position's rate with how often it was drafted: the adaptive length may draft the
@@ -365,6 +377,9 @@ int main(int argc, char** argv) {
                                        : absl::StrFormat("%.2f(%d)", per_pos[i], total.drafted_at[i]));
       std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps,
                   tps / paired_plain_tps, glm5_speedup, glm5_bytes_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
+      std::printf("          in generation, per step: verify %.1f us (%.2f plain steps of %.1f us), draft %.1f us; "
+                  "a free draft would give %.2fx\n",
+                  verify_us, verify_us / plain_step_us, plain_step_us, draft_us, free_draft_ceiling);
     }
   }
   if (absl::GetFlag(FLAGS_json)) {

@@ -1,6 +1,7 @@
 #include "shard_worker/runtime/speculative_generator.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 
@@ -111,7 +112,10 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     pending_tokens.clear();
     pending_hidden.clear();
   };
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   for (;;) {
+    const auto draft_start = Clock::now();
     const int64_t p = cache->length();  // tokens[p] is the newest token, not yet cached
     const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
     // 1. Draft up to k tokens (and their draft distributions for sampled verification).
@@ -147,13 +151,16 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kNone);
       if (!m.ok()) return m.status();
     }
+    st.draft_seconds += since(draft_start);
     // 2. Verify: the main model over [t[p], d1..dk] in one forward.
+    const auto verify_start = Clock::now();
     std::vector<model::SequenceInput> in(1);
     in[0].cache = cache.get();
     in[0].tokens = {tokens.back()};
     in[0].tokens.insert(in[0].tokens.end(), drafts.begin(), drafts.end());
     auto out = model.Forward(in, model::LogitRows::kAll);
     if (!out.ok()) return out.status();
+    st.verify_seconds += since(verify_start);
     st.steps++;
     // 3. Accept a prefix of the drafts; then one token from the target (correction or bonus).
     int accepted = 0;

@@ -21,6 +21,10 @@ struct SpeculativeStats {
   int64_t accepted = 0;
   std::vector<int64_t> drafted_at;          // per draft position (1..k)
   std::vector<int64_t> accepted_at;
+  // Wall time of the drafting (MTP forwards / n-gram lookup) and of the verify forwards. Step
+  // costs timed in isolation (one position repeated) understate a MoE verify: there every
+  // position routes to experts of its own, which generation reads cold.
+  double draft_seconds = 0, verify_seconds = 0;
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
 };
 

@@ -119,6 +119,10 @@ TEST(SpeculativeTest, MtpDraftsAreOftenAcceptedOnTheTrainedModel) {
     ASSERT_TRUE(out.ok());
     drafted += stats.drafted;
     accepted += stats.accepted;
+    // Every step drafted and verified, and both were timed (spec_bench reports them).
+    EXPECT_GT(stats.steps, 0);
+    EXPECT_GT(stats.draft_seconds, 0.0);
+    EXPECT_GT(stats.verify_seconds, 0.0);
   }
   // The trained MTP head predicts the model's own next-next token well on code.
   EXPECT_GT(static_cast<double>(accepted) / drafted, 0.5) << accepted << "/" << drafted;
