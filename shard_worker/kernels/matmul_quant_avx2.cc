@@ -159,8 +159,8 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
           const __m256i pairs = _mm256_add_epi16(
               _mm256_maddubs_epi16(lo, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.lo + 32 * h))),
               _mm256_maddubs_epi16(hi, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.hi + 32 * h))));
-          const __m256i s = _mm256_sub_epi32(_mm256_madd_epi16(pairs, ones16),
-                                             _mm256_load_si256(reinterpret_cast<const __m256i*>(a.offset + 8 * h)));
+          const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(pairs, ones16),
+                                             _mm256_load_si256(reinterpret_cast<const __m256i*>(a.neg_offset + 8 * h)));
           acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(sw, _mm256_load_ps(a.scale + 8 * h)),
                                       acc[r][t]);
         }
@@ -230,12 +230,13 @@ GLM_Q256 void PrepareQ8Avx2(const float* x, int64_t cols, Q8Chunk* out) {
       _mm_store_si128(reinterpret_cast<__m128i*>(c.hi + 16 * k), _mm256_extracti128_si256(q, 1));
       _mm_store_ps(c.scale + 4 * k, _mm_set1_ps(sx));
     }
-    // offset lane l = 8 · Σ of lo and hi bytes 4l..4l+3.
+    // neg_offset lane l = −8 · Σ of lo and hi bytes 4l..4l+3.
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const __m256i sums = _mm256_add_epi32(LaneSums(_mm256_load_si256(reinterpret_cast<const __m256i*>(c.lo + 32 * h))),
                                             LaneSums(_mm256_load_si256(reinterpret_cast<const __m256i*>(c.hi + 32 * h))));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(c.offset + 8 * h), _mm256_slli_epi32(sums, 3));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(c.neg_offset + 8 * h),
+                         _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 3)));
     }
   }
 }

@@ -150,26 +150,26 @@ GLM_Q512 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
 // Lane l of a 128-column chunk belongs to block l / 4.
 GLM_Q512_INLINE __m512i BlockOfLane() { return _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3); }
 
-// Int32 lane l = Σ over bytes 4l..4l+3 of lo·alo + hi·ahi (nibbles unsigned, activations signed),
-// exact either way: vpdpbusd, or vpmaddubsw (pair sums ≤ 15·127·2, no saturation) + vpmaddwd.
+// Int32 lane l = s + Σ over bytes 4l..4l+3 of lo·alo + hi·ahi (nibbles unsigned, activations
+// signed), exact either way: vpdpbusd, or vpmaddubsw (pair sums ≤ 15·127·2, no saturation) +
+// vpmaddwd and an add.
 template <bool kVnni>
-GLM_Q512_INLINE __m512i NibbleDot(__m512i lo, __m512i hi, __m512i alo, __m512i ahi) {
+GLM_Q512_INLINE __m512i NibbleDot(__m512i s, __m512i lo, __m512i hi, __m512i alo, __m512i ahi) {
   if constexpr (kVnni) {
     // Inline assembly: the instruction needs no target attribute, so this variant shares the
     // kernel body and is chosen at run time only where the CPU has AVX512_VNNI.
-    __m512i s = _mm512_setzero_si512();
     asm("vpdpbusd %2, %1, %0" : "+v"(s) : "v"(lo), "v"(alo));
     asm("vpdpbusd %2, %1, %0" : "+v"(s) : "v"(hi), "v"(ahi));
     return s;
   } else {
     const __m512i pairs = _mm512_add_epi16(_mm512_maddubs_epi16(lo, alo), _mm512_maddubs_epi16(hi, ahi));
-    return _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+    return _mm512_add_epi32(s, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
   }
 }
 
 // I4BlockFn for R rows × T tokens (see matmul_quant_driver.h). Per 128-column chunk (64 bytes of
-// each row): one load, two masks for the nibbles, and per token two dots, an offset subtraction,
-// a convert and one FMA with the lanes' scales sw · sx.
+// each row): one load, two masks for the nibbles, and per token two dots started from the
+// offset, a convert and one FMA with the lanes' scales sw · sx.
 // kGroup32: 32-column groups (the default), where chunk ch's blocks are groups 4ch..4ch+3 and the
 // per-chunk group walk, spread and masks are constants; the arithmetic is the general path's.
 template <int R, int T, bool kVnni, bool kGroup32>
@@ -187,17 +187,27 @@ GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint
   const int64_t pf_wrap = (R - 1) * row_bytes;
   ChunkGroups groups(cols, group);
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
+  // kGroup32: each row's scales of 16 groups (4 chunks) widened at once; a chunk's four are then
+  // spread over its lanes by one permute (a load, convert and permute per chunk before).
+  __m512 scale16[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) scale16[r] = _mm512_setzero_ps();
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
     // The chunk's scales: 1..4 f16 from its first block's group g, widened, spread over the lanes.
     int64_t g;
     __m512i spread;
-    __mmask8 scale_mask;
+    __mmask8 scale_mask = 0;
     if constexpr (kGroup32) {
       g = b0;
-      spread = BlockOfLane();
-      scale_mask = static_cast<__mmask8>((1u << nb) - 1);
+      if ((ch & 3) == 0) {
+        const __mmask16 m = TailMask16(n_blocks - b0);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          scale16[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, scales + r * sstride + b0));
+      }
+      spread = _mm512_add_epi32(BlockOfLane(), _mm512_set1_epi32(static_cast<int>(4 * (ch & 3))));
     } else {
       int64_t block_group[4];
       groups.Next(block_group);
@@ -224,14 +234,16 @@ GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint
       const __m512i raw = nb == 4 ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(byte_mask, p);
       const __m512i lo = _mm512_and_si512(raw, nibble);
       const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nibble);
-      const __m512 sw = _mm512_maskz_permutexvar_ps(
-          lane_mask, spread,
-          _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(scale_mask, scales + r * sstride + g))));
+      const __m512 sw =
+          kGroup32 ? _mm512_maskz_permutexvar_ps(lane_mask, spread, scale16[r])
+                   : _mm512_maskz_permutexvar_ps(lane_mask, spread,
+                                                 _mm512_castps128_ps512(_mm_cvtph_ps(
+                                                     _mm_maskz_loadu_epi16(scale_mask, scales + r * sstride + g))));
 #pragma GCC unroll 4
       for (int t = 0; t < T; ++t) {
         const Q8Chunk& a = xq[t * chunks + ch];
-        __m512i s = NibbleDot<kVnni>(lo, hi, _mm512_load_si512(a.lo), _mm512_load_si512(a.hi));
-        s = _mm512_sub_epi32(s, _mm512_load_si512(a.offset));
+        const __m512i s =
+            NibbleDot<kVnni>(_mm512_load_si512(a.neg_offset), lo, hi, _mm512_load_si512(a.lo), _mm512_load_si512(a.hi));
         acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_load_ps(a.scale)), acc[r][t]);
       }
     }
@@ -289,9 +301,9 @@ GLM_Q512 void PrepareQ8Avx512(const float* x, int64_t cols, Q8Chunk* out) {
       _mm_store_si128(reinterpret_cast<__m128i*>(c.hi + 16 * k), q1);
       _mm_store_ps(c.scale + 4 * k, _mm_set1_ps(sx));
     }
-    // offset lane l = 8 · Σ of lo and hi bytes 4l..4l+3.
+    // neg_offset lane l = −8 · Σ of lo and hi bytes 4l..4l+3.
     const __m512i sums = _mm512_add_epi32(LaneSums(_mm512_load_si512(c.lo)), LaneSums(_mm512_load_si512(c.hi)));
-    _mm512_store_si512(c.offset, _mm512_slli_epi32(sums, 3));
+    _mm512_store_si512(c.neg_offset, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums, 3)));
   }
 }
 

@@ -52,7 +52,7 @@ void PrepareQ8Chunks(const float* x, int64_t cols, Q8Chunk* out) {
         int32_t sum = 0;
         for (int b = 0; b < 4; ++b) sum += c.lo[4 * l + b] + c.hi[4 * l + b];
         c.scale[l] = sx;
-        c.offset[l] = 8 * sum;
+        c.neg_offset[l] = -8 * sum;
       }
     }
   }

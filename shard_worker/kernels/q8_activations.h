@@ -32,15 +32,16 @@ inline constexpr float kQ8MinMagnitude = 1e-30f;
 // byte 16k + j) meets them, so int32 lane l of a dot covers bytes 4l..4l+3 of block l / 4:
 //   lo[16k + j] = xq[32k + j], hi[16k + j] = xq[32k + 16 + j]   (j = 0..15)
 //   scale[l] = sx of block l / 4
-//   offset[l] = 8 · Σ over lo[4l..4l+3] and hi[4l..4l+3] (nibbles are q + 8: a dot with them
-//               exceeds Σ q · xq by exactly this)
+//   neg_offset[l] = −8 · Σ over lo[4l..4l+3] and hi[4l..4l+3] (nibbles are q + 8: a dot with
+//                   them exceeds Σ q · xq by exactly −this; negated so that the dot can start
+//                   from it)
 // Blocks past the row's columns are all zero. An AVX2 register takes half a chunk: bytes
-// 32h..32h+31 of lo / hi and lanes 8h..8h+7 of scale / offset.
+// 32h..32h+31 of lo / hi and lanes 8h..8h+7 of scale / neg_offset.
 struct alignas(64) Q8Chunk {
   int8_t lo[64];
   int8_t hi[64];
   float scale[16];
-  int32_t offset[16];
+  int32_t neg_offset[16];
 };
 
 inline int64_t Q8ChunksPerRow(int64_t cols) { return (cols + kQ8ChunkCols - 1) / kQ8ChunkCols; }

@@ -394,7 +394,7 @@ TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
       EXPECT_EQ(c.scale[l], scale);
       int sum = 0;
       for (int j = 0; j < 4; ++j) sum += q[4 * i + j] + q[16 + 4 * i + j];
-      EXPECT_EQ(c.offset[l], 8 * sum);
+      EXPECT_EQ(c.neg_offset[l], -8 * sum);
     }
   }
 }
@@ -489,7 +489,7 @@ void ExpectPrepareMatchesScalar(void (*prepare)(const float*, int64_t, Q8Chunk*)
     for (size_t i = 0; i < want.size(); ++i) {
       EXPECT_EQ(std::memcmp(want[i].lo, got[i].lo, 64), 0) << cols << " chunk " << i;
       EXPECT_EQ(std::memcmp(want[i].hi, got[i].hi, 64), 0) << cols << " chunk " << i;
-      EXPECT_EQ(std::memcmp(want[i].offset, got[i].offset, 64), 0) << cols << " chunk " << i;
+      EXPECT_EQ(std::memcmp(want[i].neg_offset, got[i].neg_offset, 64), 0) << cols << " chunk " << i;
       for (int l = 0; l < 16; ++l)
         EXPECT_TRUE(SameScale(want[i].scale[l], got[i].scale[l])) << cols << " chunk " << i << " lane " << l;
     }
