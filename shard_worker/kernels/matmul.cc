@@ -13,24 +13,28 @@
 
 namespace glm::kernels {
 
+namespace {
+// The reference of the group-quantised formats: each token's activations quantised into
+// `chunks` (prepare), then every row's integer-dot reference (row_dot).
+template <typename Chunk, typename Prepare, typename RowDot>
+void QuantizedReference(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w, int64_t row_begin,
+                        int64_t row_end, float* y, int64_t y_stride, std::vector<Chunk> chunks, Prepare prepare,
+                        RowDot row_dot) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    prepare(x + t * x_stride, w.cols, chunks.data());
+    for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = row_dot(w, r, chunks.data());
+  }
+}
+}  // namespace
+
 void MatMulRowsReference(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                          int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
-  if (w.dtype == DType::kI4) {  // int8 activations, integer dots (q8_activations.h)
-    std::vector<Q8Chunk> chunks(Q8ChunksPerRow(w.cols));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      PrepareQ8Chunks(x + t * x_stride, w.cols, chunks.data());
-      for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = I4RowDotQ8(w, r, chunks.data());
-    }
-    return;
-  }
-  if (w.dtype == DType::kI8) {  // int16 activations, integer dots (q16_activations.h)
-    std::vector<Q16Chunk> chunks(Q16ChunksPerRow(w.cols));
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      PrepareQ16Chunks(x + t * x_stride, w.cols, chunks.data());
-      for (int64_t r = row_begin; r < row_end; ++r) y[t * y_stride + r] = I8RowDotQ16(w, r, chunks.data());
-    }
-    return;
-  }
+  if (w.dtype == DType::kI4)  // int8 activations, integer dots (q8_activations.h)
+    return QuantizedReference(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride,
+                              std::vector<Q8Chunk>(Q8ChunksPerRow(w.cols)), &PrepareQ8Chunks, &I4RowDotQ8);
+  if (w.dtype == DType::kI8)  // int16 activations, integer dots (q16_activations.h)
+    return QuantizedReference(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride,
+                              std::vector<Q16Chunk>(Q16ChunksPerRow(w.cols)), &PrepareQ16Chunks, &I8RowDotQ16);
   std::vector<float> row(w.cols), rounded;
   if (w.dtype == DType::kBF16 && Bf16Activations()) {  // Σ bf16(x[c]) · W[r][c]
     rounded.resize(n_tokens * w.cols);

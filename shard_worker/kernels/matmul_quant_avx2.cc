@@ -174,6 +174,13 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
     for (int r = 0; r < R; ++r) y[t * y_stride + r] = Reduce(acc[r][t]);
 }
 
+// The largest of the 8 lanes.
+GLM_Q256_INLINE float HorizontalMax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
 // QuantizeActivationBlock with AVX2 for the n ≤ 32 values at x: the same bytes (the same products
 // x · (127 / a), rounded to nearest even by vcvtps2dq and packed with saturation, which cannot
 // bind within ±127). *q gets the 32 values in column order; returns the block's scale.
@@ -194,10 +201,7 @@ GLM_Q256_INLINE float QuantizeBlock32(const float* x, int64_t n, __m256i* q) {
     if (_mm256_movemask_ps(_mm256_cmp_ps(a, finite_max, _CMP_LE_OQ)) != 0xff) finite_bits = 0;
     amax8 = _mm256_max_ps(amax8, a);
   }
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  const float amax = _mm_cvtss_f32(m);
+  const float amax = HorizontalMax(amax8);
   *q = _mm256_setzero_si256();
   if (finite_bits == 0) return __builtin_nanf("");
   if (!(amax >= kQ8MinMagnitude)) return 0.0f;
@@ -262,10 +266,7 @@ GLM_Q256 void PrepareQ16Avx2(const float* x, int64_t cols, Q16Chunk* out) {
       if (_mm256_movemask_ps(_mm256_cmp_ps(a, finite_max, _CMP_LE_OQ)) != 0xff) finite = false;
       amax8 = _mm256_max_ps(amax8, a);
     }
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_movehdup_ps(m));
-    const float amax = _mm_cvtss_f32(m);
+    const float amax = HorizontalMax(amax8);
     Q16Chunk& c = out[ch];
     float sx = 0.0f;
     __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};

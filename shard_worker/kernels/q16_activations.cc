@@ -1,35 +1,13 @@
 #include "shard_worker/kernels/q16_activations.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
+
+#include "shard_worker/kernels/absmax_quantize.h"
 
 namespace glm::kernels {
 
 void QuantizeActivationChunk16(const float* x, int n, int16_t* q, float* scale) {
-  float amax = 0.0f;
-  bool finite = true;
-  for (int j = 0; j < n; ++j) {
-    const float a = std::fabs(x[j]);
-    if (!(a <= std::numeric_limits<float>::max())) finite = false;
-    amax = std::max(amax, a);
-  }
-  std::memset(q, 0, kQ16ChunkCols * sizeof(int16_t));
-  if (!finite) {
-    *scale = std::numeric_limits<float>::quiet_NaN();
-    return;
-  }
-  if (amax < kQ16MinMagnitude) {
-    *scale = 0.0f;
-    return;
-  }
-  const float inv = 32767.0f / amax;
-  for (int j = 0; j < n; ++j) {
-    const float v = std::nearbyint(x[j] * inv);
-    q[j] = static_cast<int16_t>(std::clamp(v, -32767.0f, 32767.0f));
-  }
-  *scale = amax / 32767.0f;
+  QuantizeAbsMax(x, n, static_cast<int>(kQ16ChunkCols), 32767.0f, kQ16MinMagnitude, q, scale);
 }
 
 void PrepareQ16Chunks(const float* x, int64_t cols, Q16Chunk* out) {

@@ -1,35 +1,14 @@
 #include "shard_worker/kernels/q8_activations.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
+
+#include "shard_worker/kernels/absmax_quantize.h"
 
 namespace glm::kernels {
 
 void QuantizeActivationBlock(const float* x, int n, int8_t* q, float* scale) {
-  float amax = 0.0f;
-  bool finite = true;
-  for (int j = 0; j < n; ++j) {
-    const float a = std::fabs(x[j]);
-    if (!(a <= std::numeric_limits<float>::max())) finite = false;
-    amax = std::max(amax, a);
-  }
-  std::memset(q, 0, 32);
-  if (!finite) {
-    *scale = std::numeric_limits<float>::quiet_NaN();
-    return;
-  }
-  if (amax < kQ8MinMagnitude) {
-    *scale = 0.0f;
-    return;
-  }
-  const float inv = 127.0f / amax;
-  for (int j = 0; j < n; ++j) {
-    const float v = std::nearbyint(x[j] * inv);
-    q[j] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
-  }
-  *scale = amax / 127.0f;
+  QuantizeAbsMax(x, n, 32, 127.0f, kQ8MinMagnitude, q, scale);
 }
 
 void PrepareQ8Chunks(const float* x, int64_t cols, Q8Chunk* out) {

@@ -339,35 +339,48 @@ TEST_P(QuantMatMulPathTest, BatchInvariantBitForBit) {
 
 // ---- int8 activations of the kI4 path (q8_activations.h), int16 ones of kI8 (q16_activations.h) ----
 
-TEST(Q8ActivationsTest, BlockQuantisationRules) {
-  int8_t q[32];
+// The rules of an activation quantiser of runs of `width` values into [-qmax, qmax]
+// (q8_activations.h: int8 per 32 columns, q16_activations.h: int16 per 64).
+template <typename Int, int kWidth>
+void ExpectQuantisationRules(void (*quantize)(const float*, int, Int*, float*), float qmax) {
+  Int q[kWidth];
   float scale = -1.0f;
-  const float zeros[32] = {};
-  QuantizeActivationBlock(zeros, 32, q, &scale);
+  const float zeros[kWidth] = {};
+  quantize(zeros, kWidth, q, &scale);
   EXPECT_EQ(scale, 0.0f);
-  for (int8_t v : q) EXPECT_EQ(v, 0);
+  for (Int v : q) EXPECT_EQ(v, 0);
 
-  auto x = RandomActivations(32, 3);
-  x[7] = -5.0f;  // the largest magnitude maps to -127
-  QuantizeActivationBlock(x.data(), 20, q, &scale);  // a partial block: 20 values, 12 zeros
-  EXPECT_FLOAT_EQ(scale, 5.0f / 127.0f);
-  EXPECT_EQ(q[7], -127);
-  for (int j = 0; j < 20; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
-  for (int j = 20; j < 32; ++j) EXPECT_EQ(q[j], 0) << j;
+  auto x = RandomActivations(kWidth, 3);
+  x[7] = -5.0f;  // the largest magnitude maps to -qmax
+  const int n = kWidth - 12;  // a partial run: 12 zeros at the end
+  quantize(x.data(), n, q, &scale);
+  EXPECT_FLOAT_EQ(scale, 5.0f / qmax);
+  EXPECT_EQ(q[7], -qmax);
+  for (int j = 0; j < n; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
+  for (int j = n; j < kWidth; ++j) EXPECT_EQ(q[j], 0) << j;
 
-  // A block of vanishing magnitudes (127 / max would overflow to inf, and 0 · inf is NaN): zero.
-  float tiny[32];
-  for (int j = 0; j < 32; ++j) tiny[j] = (j % 3 - 1) * 1e-38f;
-  QuantizeActivationBlock(tiny, 32, q, &scale);
+  // Vanishing magnitudes (qmax / max would overflow to inf, and 0 · inf is NaN): zero.
+  float tiny[kWidth];
+  for (int j = 0; j < kWidth; ++j) tiny[j] = (j % 3 - 1) * 1e-38f;
+  quantize(tiny, kWidth, q, &scale);
   EXPECT_EQ(scale, 0.0f);
-  for (int8_t v : q) EXPECT_EQ(v, 0);
+  for (Int v : q) EXPECT_EQ(v, 0);
 
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
     x[3] = bad;
-    QuantizeActivationBlock(x.data(), 32, q, &scale);
+    quantize(x.data(), kWidth, q, &scale);
     EXPECT_TRUE(std::isnan(scale));
-    for (int8_t v : q) EXPECT_EQ(v, 0);
+    for (Int v : q) EXPECT_EQ(v, 0);
   }
+}
+
+TEST(Q8ActivationsTest, BlockQuantisationRules) {
+  ExpectQuantisationRules<int8_t, 32>(&QuantizeActivationBlock, 127.0f);
+}
+
+TEST(Q16ActivationsTest, ChunkQuantisationRules) {
+  ExpectQuantisationRules<int16_t, 64>(&QuantizeActivationChunk16, 32767.0f);
 }
 
 TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
@@ -396,36 +409,6 @@ TEST(Q8ActivationsTest, ChunkLayoutAndOffsets) {
       for (int j = 0; j < 4; ++j) sum += q[4 * i + j] + q[16 + 4 * i + j];
       EXPECT_EQ(c.neg_offset[l], -8 * sum);
     }
-  }
-}
-
-TEST(Q16ActivationsTest, ChunkQuantisationRules) {
-  int16_t q[64];
-  float scale = -1.0f;
-  const float zeros[64] = {};
-  QuantizeActivationChunk16(zeros, 64, q, &scale);
-  EXPECT_EQ(scale, 0.0f);
-  for (int16_t v : q) EXPECT_EQ(v, 0);
-
-  auto x = RandomActivations(64, 9);
-  x[40] = -6.0f;  // the largest magnitude maps to -32767
-  QuantizeActivationChunk16(x.data(), 50, q, &scale);  // a partial chunk: 50 values, 14 zeros
-  EXPECT_FLOAT_EQ(scale, 6.0f / 32767.0f);
-  EXPECT_EQ(q[40], -32767);
-  for (int j = 0; j < 50; ++j) EXPECT_LE(std::fabs(q[j] * scale - x[j]), 0.5f * scale * 1.0001f) << j;
-  for (int j = 50; j < 64; ++j) EXPECT_EQ(q[j], 0) << j;
-
-  float tiny[64];
-  for (int j = 0; j < 64; ++j) tiny[j] = (j % 3 - 1) * 1e-38f;
-  QuantizeActivationChunk16(tiny, 64, q, &scale);
-  EXPECT_EQ(scale, 0.0f);
-  for (int16_t v : q) EXPECT_EQ(v, 0);
-
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
-    x[3] = bad;
-    QuantizeActivationChunk16(x.data(), 64, q, &scale);
-    EXPECT_TRUE(std::isnan(scale));
-    for (int16_t v : q) EXPECT_EQ(v, 0);
   }
 }
 
