@@ -95,10 +95,14 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t kHeadsPerJob =
       std::clamp<int64_t>(heads * n_out / threads, 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
-  // Row pointers of W_uk [heads * nope, rank] and W_uv [heads * vd, rank], once per call.
-  std::vector<const float*> uk_rows(heads * nope), uv_rows(heads * vd);
-  for (size_t i = 0; i < uk_rows.size(); ++i) uk_rows[i] = w.w_uk.data() + i * rank;
-  for (size_t i = 0; i < uv_rows.size(); ++i) uv_rows[i] = w.w_uv.data() + i * rank;
+  // Each head's W_uk^T [rank, nope] and W_uv [vd, rank], as views met by the matmul kernels one
+  // token at a time (a row's result does not depend on the batch: the same for any grouping).
+  std::vector<kernels::WeightView> uk_t(heads), uv(heads);
+  for (int64_t h = 0; h < heads; ++h) {
+    uk_t[h] = w.w_uk_t.Rows(h * rank, (h + 1) * rank);
+    uv[h] = w.kv_b_proj.Rows(h * (nope + vd) + nope, (h + 1) * (nope + vd));
+  }
+  const kernels::MatMulRowsFn matmul_rows = kernels::BestMatMulRows();
   pool_->ParallelFor(n_out * groups, [&](int64_t begin, int64_t end) {
     // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
     thread_local std::vector<float> q_lat, o_lat, scores, pe_scores;
@@ -116,13 +120,12 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       const kv_cache::KvCache* cache = spans[token_span[t]].cache;
       const std::vector<int32_t>& sel = (*selection)[t];
       const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
-      // q_lat[g] = Σ_d q_nope[d] · W_uk[h][d][:] (d ascending); rope on q_pe. q rows: [nh, qk].
+      // q_lat[g] = W_uk[h]^T q_nope [rank]; rope on q_pe. q rows: [nh, qk].
       float* q_heads = q + (t * heads + h0) * qk;
-      std::fill(q_lat.begin(), q_lat.end(), 0.0f);
       for (int g = 0; g < nh; ++g) {
         float* qh = q_heads + g * qk;
         rope_->Apply(qh + nope, pos, kMlaRopeLayout);
-        kernels::WeightedRowSum(qh, 0, 1, uk_rows.data() + (h0 + g) * nope, nope, rank, q_lat.data() + g * rank, rank);
+        matmul_rows(qh, 1, nope, uk_t[h0 + g], 0, rank, q_lat.data() + g * rank, rank);
       }
       // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
       lat_rows.resize(n_keys);
@@ -141,10 +144,8 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending), then o = W_uv · o_lat.
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
-      for (int g = 0; g < nh; ++g) {
-        float* oh = attn_out + (o * heads + h0 + g) * vd;
-        kernels::DotRows(o_lat.data() + g * rank, rank, 1, uv_rows.data() + (h0 + g) * vd, vd, rank, oh, 1);
-      }
+      for (int g = 0; g < nh; ++g)
+        matmul_rows(o_lat.data() + g * rank, 1, rank, uv[h0 + g], 0, vd, attn_out + (o * heads + h0 + g) * vd, vd);
     }
   });
   if (!packed) {

@@ -39,10 +39,13 @@ struct AttentionWeights {
   WeightView q_b_proj;   // [heads * qk_head_dim, q_lora_rank]; per head: nope then rope
   WeightView kv_a_proj;  // [kv_lora_rank + rope, hidden]
   std::vector<float> kv_a_norm;  // [kv_lora_rank]
-  // kv_b_proj [heads * (nope + v), kv_lora_rank] split for absorbed (latent-space) attention,
-  // in f32: w_uk [heads][nope][kv_lora] maps a query into the latent space, w_uv
-  // [heads][v][kv_lora] maps the attended latent to values.
-  std::vector<float> w_uk, w_uv;
+  // kv_b_proj [heads * (nope + v), kv_lora_rank] as stored, for absorbed (latent-space)
+  // attention: head h's rows h·(nope + v) + nope .. (h + 1)·(nope + v) are W_uv [v, kv_lora],
+  // which maps the attended latent to values (a GEMV on a Rows() view, in the stored format).
+  WeightView kv_b_proj;
+  // W_uk [nope, kv_lora] of each head transposed, [heads · kv_lora, nope]: maps a query into the
+  // latent space as a GEMV. BF16 when kv_b_proj is BF16, else f32 — the stored values exactly.
+  WeightView w_uk_t;
   WeightView o_proj;     // [hidden, heads * v]
   IndexerWeights indexer;
 };

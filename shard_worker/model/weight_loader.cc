@@ -115,6 +115,21 @@ class WeightLoader {
     return result;
   }
 
+  // A new rows × cols matrix of `dtype` that the ModelWeights owns, filled by fill(data).
+  absl::StatusOr<WeightView> NewMatrix(const std::string& name, kernels::DType dtype, int64_t rows, int64_t cols,
+                                       const std::function<void(void*)>& fill) {
+    AlignedBuffer buf(std::max<int64_t>(1, rows * cols * kernels::DTypeSize(dtype)));
+    if (!buf.valid()) return OutOfMemory(name);
+    fill(buf.data());
+    WeightView v;
+    v.dtype = dtype;
+    v.rows = rows;
+    v.cols = cols;
+    v.data = buf.data();
+    Keep(std::move(buf));
+    return v;
+  }
+
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
     const size_t buffers_before = out_->buffers_.size();
@@ -439,16 +454,29 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
   GLM_ASSIGN_OR_RETURN(at.kv_a_norm, l.Vector(a + "kv_a_layernorm.weight"));
   GLM_ASSIGN_OR_RETURN(at.o_proj, l.SlicedMatrix(a + "o_proj.weight", 0, c.hidden_size, hb * c.v_head_dim,
                                                   he * c.v_head_dim));
+  // kv_b_proj stays in its stored format whatever --weight-dtype asks (its values exactly, as
+  // the absorbed attention always used them).
+  const int64_t heads = he - hb, nope = c.qk_nope_head_dim, vd = c.v_head_dim, rank = c.kv_lora_rank;
+  GLM_ASSIGN_OR_RETURN(at.kv_b_proj, l.ConvertingTo(std::nullopt, [&] {
+    return l.SlicedMatrix(a + "kv_b_proj.weight", hb * (nope + vd), he * (nope + vd), 0, rank);
+  }));
   std::vector<float> kv_b;
   GLM_ASSIGN_OR_RETURN(kv_b, l.DequantizedMatrix(a + "kv_b_proj.weight"));
-  const int64_t heads = he - hb, nope = c.qk_nope_head_dim, vd = c.v_head_dim, rank = c.kv_lora_rank;
-  at.w_uk.resize(heads * nope * rank);
-  at.w_uv.resize(heads * vd * rank);
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* base = kv_b.data() + (hb + h) * (nope + vd) * rank;
-    std::copy(base, base + nope * rank, at.w_uk.data() + h * nope * rank);
-    std::copy(base + nope * rank, base + (nope + vd) * rank, at.w_uv.data() + h * vd * rank);
-  }
+  const bool bf16 = at.kv_b_proj.dtype == kernels::DType::kBF16;
+  GLM_ASSIGN_OR_RETURN(
+      at.w_uk_t, l.NewMatrix(a + "kv_b_proj.weight (W_uk transposed)", bf16 ? kernels::DType::kBF16 : kernels::DType::kF32,
+                             heads * rank, nope, [&](void* data) {
+                               for (int64_t h = 0; h < heads; ++h) {
+                                 const float* uk = kv_b.data() + (hb + h) * (nope + vd) * rank;  // [nope, rank]
+                                 for (int64_t r = 0; r < rank; ++r)
+                                   for (int64_t d = 0; d < nope; ++d) {
+                                     const float v = uk[d * rank + r];
+                                     const int64_t i = (h * rank + r) * nope + d;
+                                     if (bf16) static_cast<uint16_t*>(data)[i] = kernels::F32ToBf16(v);
+                                     else static_cast<float*>(data)[i] = v;
+                                   }
+                               }
+                             }));
   const std::string ix = a + "indexer.";
   if (c.indexer_kind(layer) == IndexerKind::kFull) {
     IndexerWeights& iw = at.indexer;
