@@ -36,7 +36,14 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
     const int64_t groups = kernels::QuantGroupsPerRow(cols, format_.group_size);
     return rows * (kernels::DTypeRowBytes(*format_.dtype, cols) + groups * static_cast<int64_t>(sizeof(uint16_t)));
   }
-  if ((part == Part::kExpert || part == Part::kMatrix) && config_.fp8_weights) {
+  if (part == Part::kExpert || part == Part::kMatrix) return StoredMatrixBytes(r0, r1, c0, c1);
+  return elements * 2;  // BF16
+}
+
+int64_t CostModel::StoredMatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const {
+  const int64_t elements = std::max<int64_t>(0, r1 - r0) * std::max<int64_t>(0, c1 - c0);
+  if (elements == 0) return 0;
+  if (config_.fp8_weights) {
     // One e4m3 byte per weight and one f32 scale (weight_scale_inv) per block the slice touches:
     // a slice that cuts a block still needs that block's scale.
     const int64_t scales = BlocksTouched(r0, r1, config_.fp8_block_rows) * BlocksTouched(c0, c1, config_.fp8_block_cols);
@@ -79,8 +86,13 @@ Footprint CostModel::LayerReads(const RankAssignment& r, int64_t layer, bool exp
   both(FullMatrixBytes(c.kv_lora_rank + c.qk_rope_head_dim, h, Part::kMatrix));
   const int64_t hb = r.head_begin(), he = r.head_end();
   both(MatrixBytes(hb * c.qk_head_dim(), he * c.qk_head_dim(), 0, c.q_lora_rank, Part::kMatrix));
-  // kv_b_proj is kept dequantised to f32 (split into W_uk / W_uv per head for absorption).
-  both(F32Bytes((he - hb) * (c.qk_nope_head_dim + c.v_head_dim) * c.kv_lora_rank));
+  // kv_b_proj is held as stored whatever the weight format; the absorbed attention reads its W_uv
+  // rows, and W_uk from a transposed copy in BF16 (f32 for FP8 checkpoints).
+  const int64_t nope = c.qk_nope_head_dim, vd = c.v_head_dim;
+  const int64_t kv_b = StoredMatrixBytes(hb * (nope + vd), he * (nope + vd), 0, c.kv_lora_rank);
+  const int64_t w_uk_t = (he - hb) * nope * c.kv_lora_rank * (c.fp8_weights ? 4 : 2);
+  f.weight_bytes += kv_b + w_uk_t;
+  f.decode_bytes += w_uk_t + kv_b * vd / (nope + vd);
   both(MatrixBytes(0, h, hb * c.v_head_dim, he * c.v_head_dim, Part::kMatrix));
   // DSA indexer on full layers, replicated (its scores need every index head).
   if (c.indexer_kind(layer) == model::IndexerKind::kFull) {

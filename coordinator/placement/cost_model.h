@@ -92,6 +92,8 @@ class CostModel {
   Footprint LayerReads(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const;
   // Bytes of rows [r0, r1) x cols [c0, c1) of a matrix as held in memory.
   int64_t MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, Part part) const;
+  // The same rows x cols in the checkpoint's stored format (FP8 with block scales, or BF16).
+  int64_t StoredMatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1) const;
   int64_t FullMatrixBytes(int64_t rows, int64_t cols, Part part) const { return MatrixBytes(0, rows, 0, cols, part); }
   // gate/up rows and down columns [b, e) of an MLP (dense: kMatrix; routed or shared expert: kExpert).
   int64_t MlpBytes(int64_t b, int64_t e, Part part) const;

@@ -13,20 +13,38 @@ namespace glm::placement::testing {
 
 inline bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
-// Bytes one tensor takes once loaded: vectors, the router and kv_b_proj as f32; embeddings, heads
-// and the indexer's weights_proj as BF16; every other matrix FP8 + f32 block scales (FP8
-// checkpoints) or BF16.
+// A matrix as stored: FP8 + f32 block scales (FP8 checkpoints) or BF16.
+inline int64_t StoredBytes(const model::ModelConfig& c, const model::ExpectedTensor& t) {
+  const int64_t numel = t.shape[0] * t.shape[1];
+  if (!c.fp8_weights) return 2 * numel;
+  const int64_t blocks = ((t.shape[0] + 127) / 128) * ((t.shape[1] + 127) / 128);
+  return numel + 4 * blocks;
+}
+
+// Bytes one tensor takes once loaded: vectors and the router as f32; kv_b_proj as stored plus
+// each head's W_uk transposed (BF16, f32 for FP8 checkpoints); embeddings, heads and the
+// indexer's weights_proj as BF16; every other matrix as stored.
 inline int64_t LoadedBytes(const model::ModelConfig& c, const std::string& name, const model::ExpectedTensor& t) {
   int64_t numel = 1;
   for (int64_t d : t.shape) numel *= d;
   if (t.role == model::TensorRole::kVector) return 4 * numel;
-  if (Contains(name, "kv_b_proj") || Contains(name, "mlp.gate.weight")) return 4 * numel;
+  if (Contains(name, "mlp.gate.weight")) return 4 * numel;
+  if (Contains(name, "kv_b_proj")) {
+    const int64_t heads = t.shape[0] / (c.qk_nope_head_dim + c.v_head_dim);
+    return StoredBytes(c, t) + heads * c.qk_nope_head_dim * t.shape[1] * (c.fp8_weights ? 4 : 2);
+  }
   if (Contains(name, "embed_tokens") || Contains(name, "lm_head") || Contains(name, "shared_head.head") ||
       Contains(name, "weights_proj"))
     return 2 * numel;
-  if (!c.fp8_weights) return 2 * numel;
-  const int64_t blocks = ((t.shape[0] + 127) / 128) * ((t.shape[1] + 127) / 128);
-  return numel + 4 * blocks;
+  return StoredBytes(c, t);
+}
+
+// Of a kv_b_proj's loaded bytes, those a decode step does not read: its stored W_uk rows (the
+// transposed copy is read instead), counted as the planner does (the W_uv rows' share of the
+// stored bytes is read).
+inline int64_t KvBUnreadBytes(const model::ModelConfig& c, const model::ExpectedTensor& t) {
+  const int64_t stored = StoredBytes(c, t);
+  return stored - stored * c.v_head_dim / (c.qk_nope_head_dim + c.v_head_dim);
 }
 
 // Parts every rank of a stage holds whole (the rest is sliced among the ranks).

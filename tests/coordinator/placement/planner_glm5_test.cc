@@ -197,8 +197,8 @@ TEST(PlannerGlm5Test, Int4AndAnExpertBudgetFitWhatStoredFp8DoesNot) {
     SCOPED_TRACE(i);
     EXPECT_LT(q4->ranks(i).weight_bytes(), 0.63 * stored->ranks(i).weight_bytes());  // ~0.59
     EXPECT_GT(q4->ranks(i).weight_bytes(), 0.55 * stored->ranks(i).weight_bytes());
-    // Per token the active experts are a smaller share (attention, the f32 kv_b_proj and the
-    // lm_head rows are read whole), so decode gains less.
+    // Per token the active experts are a smaller share (attention, kv_b_proj's W_uv rows, the
+    // W_uk copy and the lm_head rows are read whole), so decode gains less.
     EXPECT_LT(q4->ranks(i).decode_bytes_per_token(), 0.9 * stored->ranks(i).decode_bytes_per_token());
   }
   // int8 in groups of 64 costs 2/64 bytes of scales a weight: more than block FP8's.

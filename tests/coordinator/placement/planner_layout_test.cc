@@ -126,19 +126,21 @@ TEST(PlannerLayoutTest, OneWorkerHoldsAndReadsExactlyTheModel) {
     const RankAssignment& r = plan->ranks(0);
     const testing::ModelBytes bytes = testing::CountModelBytes(*c);
     EXPECT_EQ(r.weight_bytes(), bytes.total);
-    // Per token: everything but the embedding table (one row), the MTP layer, and the routed
-    // experts the router does not pick.
-    int64_t embedding = 0, mtp = 0;
+    // Per token: everything but the embedding table (one row), the MTP layer, the routed experts
+    // the router does not pick, and kv_b_proj's stored W_uk rows.
+    int64_t embedding = 0, mtp = 0, kv_b_unread = 0;
     for (const auto& [name, t] : model::ExpectedTensors(*c)) {
       if (t.optional) continue;
       if (name == "model.embed_tokens.weight") embedding = testing::LoadedBytes(*c, name, t);
       if (model::TensorLayer(name) == c->num_hidden_layers) mtp += testing::LoadedBytes(*c, name, t);
+      else if (testing::Contains(name, "kv_b_proj")) kv_b_unread += testing::KvBUnreadBytes(*c, t);
     }
     int64_t moe_layers = 0;
     for (auto k : c->mlp_layer_types) moe_layers += k == model::MlpKind::kSparse;
     const int64_t unread_experts =
         moe_layers * (c->n_routed_experts - c->num_experts_per_tok) * testing::ExpertBytes(*c);
-    EXPECT_EQ(r.decode_bytes_per_token(), bytes.total - embedding + 2 * c->hidden_size - mtp - unread_experts);
+    EXPECT_EQ(r.decode_bytes_per_token(),
+              bytes.total - embedding + 2 * c->hidden_size - mtp - unread_experts - kv_b_unread);
     EXPECT_EQ(r.head_begin(), 0);
     EXPECT_EQ(r.head_end(), c->num_attention_heads);
     EXPECT_EQ(r.vocab_end(), c->vocab_size);
@@ -236,7 +238,7 @@ TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {
     EXPECT_EQ(plan->weight_dtype(), k.dtype);
     EXPECT_EQ(plan->quantize_scope(), k.scope);
     // Independently: every matrix the loader re-quantises, by name. Scope "experts": the routed
-    // and shared experts; "all": every matrix but kv_b_proj (kept in f32), the router and the
+    // and shared experts; "all": every matrix but kv_b_proj (kept as stored), the router and the
     // main embedding and lm_head.
     const bool all = std::string(k.scope) == "all";
     int64_t expected = stored_bytes;
