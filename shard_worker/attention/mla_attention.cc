@@ -95,59 +95,79 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t kHeadsPerJob =
       std::clamp<int64_t>(heads * n_out / threads, 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
-  // Each head's W_uk^T [rank, nope] and W_uv [vd, rank], as views met by the matmul kernels one
-  // token at a time (a row's result does not depend on the batch: the same for any grouping).
+  // Each head's W_uk^T [rank, nope] and W_uv [vd, rank], as views the matmul kernels meet.
   std::vector<kernels::WeightView> uk_t(heads), uv(heads);
   for (int64_t h = 0; h < heads; ++h) {
     uk_t[h] = w.w_uk_t.Rows(h * rank, (h + 1) * rank);
     uv[h] = w.kv_b_proj.Rows(h * (nope + vd) + nope, (h + 1) * (nope + vd));
   }
   const kernels::MatMulRowsFn matmul_rows = kernels::BestMatMulRows();
-  pool_->ParallelFor(n_out * groups, [&](int64_t begin, int64_t end) {
-    // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
-    thread_local std::vector<float> q_lat, o_lat, scores, pe_scores;
-    thread_local std::vector<const float*> lat_rows, kpe_rows;
-    q_lat.resize(kHeadsPerJob * rank);
-    o_lat.resize(kHeadsPerJob * rank);
-    for (int64_t job = begin; job < end; ++job) {
-      // Tokens paired from both ends (0, T-1, 1, T-2, ...): a causal token's work grows with its
-      // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
-      const int64_t u = job / groups, o = u % 2 == 0 ? u / 2 : n_out - 1 - u / 2;  // o: output row
-      const int64_t t = packed ? kept[o] : o;
-      const int64_t h0 = (job % groups) * kHeadsPerJob;
-      const int nh = static_cast<int>(std::min(kHeadsPerJob, heads - h0));
-      const int64_t pos = token_pos[t];
-      const kv_cache::KvCache* cache = spans[token_span[t]].cache;
-      const std::vector<int32_t>& sel = (*selection)[t];
-      const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
-      // q_lat[g] = W_uk[h]^T q_nope [rank]; rope on q_pe. q rows: [nh, qk].
-      float* q_heads = q + (t * heads + h0) * qk;
-      for (int g = 0; g < nh; ++g) {
-        float* qh = q_heads + g * qk;
-        rope_->Apply(qh + nope, pos, kMlaRopeLayout);
-        matmul_rows(qh, 1, nope, uk_t[h0 + g], 0, rank, q_lat.data() + g * rank, rank);
-      }
-      // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
-      lat_rows.resize(n_keys);
-      kpe_rows.resize(n_keys);
-      if (sel.empty())
-        cache->RowPointers(layer, n_keys, lat_rows.data(), kpe_rows.data());
-      else
-        cache->RowPointers(layer, sel.data(), n_keys, lat_rows.data(), kpe_rows.data());
-      // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
-      scores.resize(nh * n_keys);
-      pe_scores.resize(nh * n_keys);
-      kernels::DotRows(q_lat.data(), rank, nh, lat_rows.data(), n_keys, rank, scores.data(), n_keys);
-      kernels::DotRows(q_heads + nope, qk, nh, kpe_rows.data(), n_keys, rope_dim, pe_scores.data(), n_keys);
-      kernels::AddScale(scores.data(), pe_scores.data(), scale, scores.data(), nh * n_keys);
-      for (int g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
-      // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending), then o = W_uv · o_lat.
-      std::fill(o_lat.begin(), o_lat.end(), 0.0f);
-      kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat.data(), rank);
-      for (int g = 0; g < nh; ++g)
-        matmul_rows(o_lat.data() + g * rank, 1, rank, uv[h0 + g], 0, vd, attn_out + (o * heads + h0 + g) * vd, vd);
+  // The output rows in blocks. Per block, each head maps all the block's queries into the latent
+  // space at once (q_lat = W_uk^T q_nope) and, after the attention jobs, all their attended
+  // latents to values (o = W_uv o_lat): a head's weights are read once per block, not once per
+  // token (a GEMM in prefill). A row's result does not depend on how many rows a matmul call
+  // takes (matmul.h), so blocks and batches never change one. Scratch: [block rows, heads, rank].
+  constexpr int64_t kBlockRows = 64;
+  thread_local std::vector<float> q_nope_buf, q_lat_buf, o_lat_buf;
+  for (int64_t b0 = 0; b0 < n_out; b0 += kBlockRows) {
+    const int64_t nb = std::min(kBlockRows, n_out - b0);
+    // The block's query rows [nb, heads * qk]: q itself, or gathered when rows are skipped.
+    const float* q_rows = q + b0 * heads * qk;
+    if (packed) {
+      float* gathered = kernels::GrowScratch(q_nope_buf, nb * heads * qk);
+      for (int64_t i = 0; i < nb; ++i) std::copy_n(q + kept[b0 + i] * heads * qk, heads * qk, gathered + i * heads * qk);
+      q_rows = gathered;
     }
-  });
+    float* q_lat = kernels::GrowScratch(q_lat_buf, nb * heads * rank);  // [nb, heads, rank]
+    float* o_lat = kernels::GrowScratch(o_lat_buf, nb * heads * rank);
+    pool_->ParallelFor(heads, [&](int64_t h_begin, int64_t h_end) {
+      for (int64_t h = h_begin; h < h_end; ++h)
+        matmul_rows(q_rows + h * qk, nb, heads * qk, uk_t[h], 0, rank, q_lat + h * rank, heads * rank);
+    });
+    pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
+      // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
+      thread_local std::vector<float> scores, pe_scores;
+      thread_local std::vector<const float*> lat_rows, kpe_rows;
+      for (int64_t job = begin; job < end; ++job) {
+        // Rows paired from both ends (0, nb-1, 1, nb-2, ...): a causal token's work grows with its
+        // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
+        const int64_t u = job / groups, i = u % 2 == 0 ? u / 2 : nb - 1 - u / 2;  // i: row in the block
+        const int64_t o = b0 + i, t = packed ? kept[o] : o;                       // o: output row
+        const int64_t h0 = (job % groups) * kHeadsPerJob;
+        const int nh = static_cast<int>(std::min(kHeadsPerJob, heads - h0));
+        const int64_t pos = token_pos[t];
+        const kv_cache::KvCache* cache = spans[token_span[t]].cache;
+        const std::vector<int32_t>& sel = (*selection)[t];
+        const int64_t n_keys = sel.empty() ? pos + 1 : static_cast<int64_t>(sel.size());
+        // Rope on q_pe. q rows: [nh, qk]; this row's heads' latent queries: [nh, rank].
+        float* q_heads = q + (t * heads + h0) * qk;
+        for (int g = 0; g < nh; ++g) rope_->Apply(q_heads + g * qk + nope, pos, kMlaRopeLayout);
+        const float* q_lat_row = q_lat + (i * heads + h0) * rank;
+        float* o_lat_row = o_lat + (i * heads + h0) * rank;
+        // The selected positions' cached rows: latent [rank] and rope key [rope_dim] each.
+        lat_rows.resize(n_keys);
+        kpe_rows.resize(n_keys);
+        if (sel.empty())
+          cache->RowPointers(layer, n_keys, lat_rows.data(), kpe_rows.data());
+        else
+          cache->RowPointers(layer, sel.data(), n_keys, lat_rows.data(), kpe_rows.data());
+        // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
+        scores.resize(nh * n_keys);
+        pe_scores.resize(nh * n_keys);
+        kernels::DotRows(q_lat_row, rank, nh, lat_rows.data(), n_keys, rank, scores.data(), n_keys);
+        kernels::DotRows(q_heads + nope, qk, nh, kpe_rows.data(), n_keys, rope_dim, pe_scores.data(), n_keys);
+        kernels::AddScale(scores.data(), pe_scores.data(), scale, scores.data(), nh * n_keys);
+        for (int g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
+        // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending).
+        std::fill_n(o_lat_row, nh * rank, 0.0f);
+        kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat_row, rank);
+      }
+    });
+    pool_->ParallelFor(heads, [&](int64_t h_begin, int64_t h_end) {
+      for (int64_t h = h_begin; h < h_end; ++h)
+        matmul_rows(o_lat + h * rank, nb, heads * rank, uv[h], 0, vd, attn_out + (b0 * heads + h) * vd, heads * vd);
+    });
+  }
   if (!packed) {
     kernels::MatMul(attn_out, T, w.o_proj, out, pool_);
     return;
