@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/functional/function_ref.h"
 #include "shard_worker/attention/rope_layouts.h"
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
@@ -12,6 +13,9 @@
 
 namespace glm::attention {
 namespace {
+
+// Below this much absorption work (weight bytes x rows) a block's heads run on the calling thread.
+constexpr int64_t kMinParallelAbsorbBytes = 128 * 1024;
 
 // q_a_layernorm and kv_a_layernorm are built with the RMSNorm default eps, not rms_norm_eps.
 constexpr float kLatentNormEps = 1e-6f;
@@ -109,6 +113,14 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   // takes (matmul.h), so blocks and batches never change one. Scratch: [block rows, heads, rank].
   constexpr int64_t kBlockRows = 64;
   thread_local std::vector<float> q_nope_buf, q_lat_buf, o_lat_buf;
+  // A block's absorption split over the heads on the pool, or on the calling thread when it is
+  // small (the bundled model's heads hold a few KiB: a fork and join per layer cost it ~10% of a
+  // decode step); the split never changes a result.
+  const int64_t absorb_bytes = w.w_uk_t.bytes() + w.kv_b_proj.bytes() * vd / (nope + vd);
+  auto for_heads = [&](int64_t rows, absl::FunctionRef<void(int64_t, int64_t)> fn) {
+    if (absorb_bytes * rows < kMinParallelAbsorbBytes) fn(0, heads);
+    else pool_->ParallelFor(heads, fn);
+  };
   for (int64_t b0 = 0; b0 < n_out; b0 += kBlockRows) {
     const int64_t nb = std::min(kBlockRows, n_out - b0);
     // The block's query rows [nb, heads * qk]: q itself, or gathered when rows are skipped.
@@ -120,7 +132,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     }
     float* q_lat = kernels::GrowScratch(q_lat_buf, nb * heads * rank);  // [nb, heads, rank]
     float* o_lat = kernels::GrowScratch(o_lat_buf, nb * heads * rank);
-    pool_->ParallelFor(heads, [&](int64_t h_begin, int64_t h_end) {
+    for_heads(nb, [&](int64_t h_begin, int64_t h_end) {
       for (int64_t h = h_begin; h < h_end; ++h)
         matmul_rows(q_rows + h * qk, nb, heads * qk, uk_t[h], 0, rank, q_lat + h * rank, heads * rank);
     });
@@ -163,7 +175,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         kernels::WeightedRowSum(scores.data(), n_keys, nh, lat_rows.data(), n_keys, rank, o_lat_row, rank);
       }
     });
-    pool_->ParallelFor(heads, [&](int64_t h_begin, int64_t h_end) {
+    for_heads(nb, [&](int64_t h_begin, int64_t h_end) {
       for (int64_t h = h_begin; h < h_end; ++h)
         matmul_rows(o_lat + h * rank, nb, heads * rank, uv[h], 0, vd, attn_out + (b0 * heads + h) * vd, heads * vd);
     });
