@@ -99,12 +99,6 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t kHeadsPerJob =
       std::clamp<int64_t>(heads * n_out / threads, 1, std::min<int64_t>(heads, kernels::kMaxQueries));
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
-  // Each head's W_uk^T [rank, nope] and W_uv [vd, rank], as views the matmul kernels meet.
-  std::vector<kernels::WeightView> uk_t(heads), uv(heads);
-  for (int64_t h = 0; h < heads; ++h) {
-    uk_t[h] = w.w_uk_t.Rows(h * rank, (h + 1) * rank);
-    uv[h] = w.kv_b_proj.Rows(h * (nope + vd) + nope, (h + 1) * (nope + vd));
-  }
   const kernels::MatMulRowsFn matmul_rows = kernels::BestMatMulRows();
   // The output rows in blocks. Per block, each head maps all the block's queries into the latent
   // space at once (q_lat = W_uk^T q_nope) and, after the attention jobs, all their attended
@@ -116,7 +110,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   // A block's absorption split over the heads on the pool, or on the calling thread when it is
   // small (the bundled model's heads hold a few KiB: a fork and join per layer cost it ~10% of a
   // decode step); the split never changes a result.
-  const int64_t absorb_bytes = w.w_uk_t.bytes() + w.kv_b_proj.bytes() * vd / (nope + vd);
+  const int64_t absorb_bytes = w.AbsorptionBytes(nope, vd);
   auto for_heads = [&](int64_t rows, absl::FunctionRef<void(int64_t, int64_t)> fn) {
     if (absorb_bytes * rows < kMinParallelAbsorbBytes) fn(0, heads);
     else pool_->ParallelFor(heads, fn);
@@ -134,7 +128,9 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     float* o_lat = kernels::GrowScratch(o_lat_buf, nb * heads * rank);
     for_heads(nb, [&](int64_t h_begin, int64_t h_end) {
       for (int64_t h = h_begin; h < h_end; ++h)
-        matmul_rows(q_rows + h * qk, nb, heads * qk, uk_t[h], 0, rank, q_lat + h * rank, heads * rank);
+        // W_uk^T of head h [rank, nope].
+        matmul_rows(q_rows + h * qk, nb, heads * qk, w.w_uk_t.Rows(h * rank, (h + 1) * rank), 0, rank,
+                    q_lat + h * rank, heads * rank);
     });
     pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
       // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
@@ -177,7 +173,9 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     });
     for_heads(nb, [&](int64_t h_begin, int64_t h_end) {
       for (int64_t h = h_begin; h < h_end; ++h)
-        matmul_rows(o_lat + h * rank, nb, heads * rank, uv[h], 0, vd, attn_out + (b0 * heads + h) * vd, heads * vd);
+        // W_uv of head h [vd, rank]: its rows of kv_b_proj.
+        matmul_rows(o_lat + h * rank, nb, heads * rank, w.kv_b_proj.Rows(h * (nope + vd) + nope, (h + 1) * (nope + vd)),
+                    0, vd, attn_out + (b0 * heads + h) * vd, heads * vd);
     });
   }
   if (!packed) {

@@ -192,7 +192,7 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   // The absorbed attention reads W_uk transposed and kv_b_proj's W_uv rows (not its W_uk rows).
   *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
-            w.attn.w_uk_t.bytes() + w.attn.kv_b_proj.bytes() * c.v_head_dim / (c.qk_nope_head_dim + c.v_head_dim);
+            w.attn.AbsorptionBytes(c.qk_nope_head_dim, c.v_head_dim);
   if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
   // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice. Only
   // over the rows in output_rows, packed: a token's MLP output does not depend on the other tokens

@@ -46,6 +46,9 @@ struct AttentionWeights {
   // W_uk [nope, kv_lora] of each head transposed, [heads · kv_lora, nope]: maps a query into the
   // latent space as a GEMV. BF16 when kv_b_proj is BF16, else f32 — the stored values exactly.
   WeightView w_uk_t;
+  // Bytes the absorbed attention reads per step: the W_uk copy and kv_b_proj's W_uv rows (its
+  // share of the stored bytes).
+  int64_t AbsorptionBytes(int64_t nope, int64_t v) const { return w_uk_t.bytes() + kv_b_proj.bytes() * v / (nope + v); }
   WeightView o_proj;     // [hidden, heads * v]
   IndexerWeights indexer;
 };

@@ -328,16 +328,6 @@ class WeightLoader {
     return v;
   }
 
-  // A matrix fully dequantised to f32 (for kv_b_proj, which attention uses per head).
-  absl::StatusOr<std::vector<float>> DequantizedMatrix(const std::string& name) {
-    auto m = StoredMatrix(name);
-    if (!m.ok()) return m.status();
-    std::vector<float> out(m->rows * m->cols);
-    for (int64_t r = 0; r < m->rows; ++r)
-      for (int64_t c = 0; c < m->cols; ++c) out[r * m->cols + c] = m->At(r, c);
-    return out;
-  }
-
   bool Present(const std::string& name) const { return ckpt_.Find(name).file != nullptr; }
 
  private:
@@ -460,22 +450,22 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
   GLM_ASSIGN_OR_RETURN(at.kv_b_proj, l.ConvertingTo(std::nullopt, [&] {
     return l.SlicedMatrix(a + "kv_b_proj.weight", hb * (nope + vd), he * (nope + vd), 0, rank);
   }));
-  std::vector<float> kv_b;
-  GLM_ASSIGN_OR_RETURN(kv_b, l.DequantizedMatrix(a + "kv_b_proj.weight"));
-  const bool bf16 = at.kv_b_proj.dtype == kernels::DType::kBF16;
+  // W_uk^T from the loaded slice's values (row h·(nope + vd) + d of kv_b_proj is W_uk[h][d]).
+  const WeightView& kv_b = at.kv_b_proj;
+  const bool bf16 = kv_b.dtype == kernels::DType::kBF16;
   GLM_ASSIGN_OR_RETURN(
       at.w_uk_t, l.NewMatrix(a + "kv_b_proj.weight (W_uk transposed)", bf16 ? kernels::DType::kBF16 : kernels::DType::kF32,
                              heads * rank, nope, [&](void* data) {
-                               for (int64_t h = 0; h < heads; ++h) {
-                                 const float* uk = kv_b.data() + (hb + h) * (nope + vd) * rank;  // [nope, rank]
-                                 for (int64_t r = 0; r < rank; ++r)
-                                   for (int64_t d = 0; d < nope; ++d) {
-                                     const float v = uk[d * rank + r];
+                               std::vector<float> row(rank);
+                               for (int64_t h = 0; h < heads; ++h)
+                                 for (int64_t d = 0; d < nope; ++d) {
+                                   kv_b.RowToF32(h * (nope + vd) + d, row.data());
+                                   for (int64_t r = 0; r < rank; ++r) {
                                      const int64_t i = (h * rank + r) * nope + d;
-                                     if (bf16) static_cast<uint16_t*>(data)[i] = kernels::F32ToBf16(v);
-                                     else static_cast<float*>(data)[i] = v;
+                                     if (bf16) static_cast<uint16_t*>(data)[i] = kernels::F32ToBf16(row[r]);
+                                     else static_cast<float*>(data)[i] = row[r];
                                    }
-                               }
+                                 }
                              }));
   const std::string ix = a + "indexer.";
   if (c.indexer_kind(layer) == IndexerKind::kFull) {
