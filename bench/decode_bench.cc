@@ -4,7 +4,7 @@
 // says how good the kernels are).
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
-//                          [--quantize-scope experts|all] [--steps S] [--rounds R] [--context C] [--json]
+//                          [--quantize-scope experts|all|mtp] [--steps S] [--rounds R] [--context C] [--json]
 //                          [--expert-memory-gib X] [--record]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
 //
@@ -51,7 +51,7 @@ ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, weight_dtype, "stored",
           "stored | bf16 | f32 | int8 | int8-row | int4 | int{8,4}-g<N> (converted at load)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
-          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all");
+          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all | mtp");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
   glm::model::LoadOptions load;
   if (auto st = glm::model::ParseWeightDType(dtype_name, &load); !st.ok()) return Fail(std::string(st.message()));
   if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope))
-    return Fail("--quantize-scope must be experts or all");
+    return Fail("--quantize-scope must be experts, all or mtp");
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);

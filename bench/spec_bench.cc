@@ -9,7 +9,7 @@
 //     reads the routed experts of every position, and a draft reads the 1.9 GB lm_head).
 //   build/bin/spec_bench [--model DIR] [--reference FILE] [--tokens N] [--threads N] [--json]
 //                        [--methods mtp:1,ngram:3] [--repeat N (longer runs, e.g. under perf)]
-//                        [--workload continue|edit]
+//                        [--workload continue|edit] [--weight_dtype int4 --quantize_scope mtp]
 // --workload edit: a code-editing shape, where the prompt already holds much of the output: each
 // prompt is the model's own earlier answer to an excerpt, then the excerpt again (an agent asking
 // again with the previous draft in context); the output then repeats much of that draft, and the
@@ -54,6 +54,10 @@ ABSL_FLAG(int32_t, threads, 1, "compute threads");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::vector<std::string>, methods, (std::vector<std::string>{"mtp:1", "mtp:2", "mtp:3", "ngram:3"}),
           "speculative methods to run (comma-separated mtp:K / ngram:K)");
+ABSL_FLAG(std::string, weight_dtype, "stored",
+          "stored | int8 | int4 | int{8,4}-g<N> (converted at load; with --quantize_scope mtp the MTP draft "
+          "layer only, so plain decoding is unchanged)");
+ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all | mtp (the MTP draft layer only)");
 ABSL_FLAG(int32_t, repeat, 1, "times each method decodes every prompt (longer runs for profiling)");
 ABSL_FLAG(std::string, workload, "continue",
           "continue (each prompt is a held-out excerpt; the model continues it) | edit (the model's earlier answer to "
@@ -73,10 +77,12 @@ double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).coun
 //   Mtp()    one draft position: the MTP layer, eh_proj and the lm_head again.
 class Glm5StepBytes {
  public:
-  static absl::StatusOr<Glm5StepBytes> Create() {
+  // weight_dtype / quantize_scope: as this run's model holds its weights (scope "mtp": the MTP
+  // draft layer and its head re-quantised, the main model as stored).
+  static absl::StatusOr<Glm5StepBytes> Create(const std::string& weight_dtype, const std::string& quantize_scope) {
     auto preset = glm::model::SynthPresetByName("glm5");
     if (!preset.ok()) return preset.status();
-    auto format = glm::placement::ParseWeightFormat("stored", "experts", preset->config);
+    auto format = glm::placement::ParseWeightFormat(weight_dtype, quantize_scope, preset->config);
     if (!format.ok()) return format.status();
     return Glm5StepBytes(preset->config, *format);
   }
@@ -152,8 +158,20 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "spec_bench: %s\n", std::string(ckpt.status().message()).c_str());
     return 1;
   }
-  auto weights = glm::model::ModelWeights::Load(**ckpt);
-  if (!weights.ok()) return 1;
+  glm::model::LoadOptions load;
+  if (auto s = glm::model::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype), &load); !s.ok()) {
+    std::fprintf(stderr, "spec_bench: --weight_dtype: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope)) {
+    std::fprintf(stderr, "spec_bench: --quantize_scope must be experts, all or mtp\n");
+    return 2;
+  }
+  auto weights = glm::model::ModelWeights::Load(**ckpt, load);
+  if (!weights.ok()) {
+    std::fprintf(stderr, "spec_bench: %s\n", std::string(weights.status().message()).c_str());
+    return 1;
+  }
   glm::kernels::ThreadPool pool(absl::GetFlag(FLAGS_threads));
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
   if (!model.ok()) return 1;
@@ -318,7 +336,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
   }
-  auto glm5_bytes = Glm5StepBytes::Create();
+  auto glm5_bytes = Glm5StepBytes::Create(absl::GetFlag(FLAGS_weight_dtype), absl::GetFlag(FLAGS_quantize_scope));
   if (!glm5_bytes.ok()) {
     std::fprintf(stderr, "spec_bench: %s\n", std::string(glm5_bytes.status().message()).c_str());
     return 1;
@@ -426,6 +444,8 @@ int main(int argc, char** argv) {
     j["teacher_forced_mtp_agreement"] = tf_agreement;
     j["plain_tokens_per_s"] = plain_tps;
     j["workload"] = workload;
+    j["weight_dtype"] = absl::GetFlag(FLAGS_weight_dtype);
+    j["quantize_scope"] = absl::GetFlag(FLAGS_quantize_scope);
     if (workload == "edit") j["edit_copy_rate"] = copy_rate;
     for (const auto& [name, us] : costs) j["step_costs"][name] = us;
     j["methods"] = results;
@@ -433,8 +453,9 @@ int main(int argc, char** argv) {
   } else {
     std::printf("* GLM-5: tokens per verify step / (1 + k/78), a bandwidth-bound estimate.\n");
     std::printf("** GLM-5's bytes, batch 1: a verify of n positions reads the routed experts of all of them (%.1f GB for\n"
-                "   1 position, %.1f GB for 2, independent routing) and every MTP draft %.1f GB (its layer and the lm_head).\n",
-                glm5.Main(1) / 1e9, glm5.Main(2) / 1e9, glm5.Mtp() / 1e9);
+                "   1 position, %.1f GB for 2, independent routing) and every MTP draft %.1f GB (its layer and its head%s).\n",
+                glm5.Main(1) / 1e9, glm5.Main(2) / 1e9, glm5.Mtp() / 1e9,
+                absl::GetFlag(FLAGS_quantize_scope) == "mtp" ? ", re-quantised" : "");
   }
   return 0;
 }

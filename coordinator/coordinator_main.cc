@@ -47,7 +47,8 @@ ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of matmuls with BF16 weights on every worker: f32 (exact to ~1e-5) | bf16 (rounded to "
           "BF16, BF16 dot products on CPUs with AVX512-BF16: ~1.5x prefill and batched decode)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
-          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all");
+          "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all | mtp "
+          "(the MTP draft layer only: cheaper drafts for --speculative mtp:K, the same outputs)");
 ABSL_FLAG(double, expert_memory_gib, 0,
           "memory per worker rank for routed experts; beyond it they stay on disk and stream through an LRU "
           "cache of this size (0 = all resident)");

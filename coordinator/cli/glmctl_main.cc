@@ -2,7 +2,7 @@
 //   forward     --model DIR --tokens 1,2,3 --out FILE.safetensors [--mtp]
 //   generate    --model DIR (--tokens 1,2,3 | --prompt TEXT) --max-new-tokens N [--temperature 0]
 //               [--ignore-eos] [--json]   (JSON: {"tokens":[...],"finish_reason":...,"text":...})
-//               forward/generate/chat/plan: [--weight-dtype int8|int4|...] [--quantize-scope experts|all]
+//               forward/generate/chat/plan: [--weight-dtype int8|int4|...] [--quantize-scope experts|all|mtp]
 //               [--expert-memory-gib G] (load the model as a cluster started with them would)
 //   --server HOST:PORT generate|chat|info   (the same through a running coordinator's gRPC API)
 //   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
@@ -73,7 +73,8 @@ ABSL_FLAG(std::string, activation_dtype, "f32",
           "forward/generate/chat/plan: activations of matmuls with BF16 weights: f32 | bf16 (rounded to BF16; "
           "BF16 dot products on CPUs with AVX512-BF16)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
-          "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all");
+          "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all | mtp (the MTP "
+          "draft layer only)");
 ABSL_FLAG(double, expert_memory_gib, 0,
           "forward/generate/chat/plan: memory for routed experts (plan: per rank); beyond it they stream from "
           "disk through an LRU cache (0 = all resident)");

@@ -36,7 +36,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("--weight-dtype: ", s.message()));
   if (!model::ParseQuantizeScope(o.quantize_scope, &load.quantize_scope))
     return absl::InvalidArgumentError(
-        absl::StrCat("--quantize-scope '", o.quantize_scope, "' is not one of experts, all"));
+        absl::StrCat("--quantize-scope '", o.quantize_scope, "' is not one of experts, all, mtp"));
   bool bf16_activations = false;
   if (!kernels::ParseActivationDType(o.activation_dtype, &bf16_activations))
     return absl::InvalidArgumentError(absl::StrCat("--activation-dtype '", o.activation_dtype, "' is not one of f32, bf16"));

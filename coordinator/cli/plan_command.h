@@ -22,7 +22,7 @@ struct PlanCommandOptions {
   double kv_cache_gib = 0;       // --kv-cache-gib: per rank, reserved on top of the weights
   double bandwidth_gbps = 0;     // --bandwidth-gbps: measured per-node read bandwidth; 0 = estimate
   std::string weight_dtype = "stored";    // --weight-dtype: how workers hold matrices (int8, int4, ...)
-  std::string quantize_scope = "experts"; // --quantize-scope: experts | all (with int8/int4)
+  std::string quantize_scope = "experts"; // --quantize-scope: experts | all | mtp (with int8/int4)
   std::string activation_dtype = "f32";   // --activation-dtype: f32 | bf16 (written into the plan)
   double expert_memory_gib = 0;  // --expert-memory-gib: per rank, routed experts beyond it on disk
   bool json = false;             // --json: print only the JSON

@@ -28,8 +28,11 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
   if (elements == 0) return 0;
   if (format_.bytes_per_param > 0) return elements * format_.bytes_per_param;
   if (format_.dtype && !format_.quantized()) return elements * kernels::DTypeSize(*format_.dtype);  // BF16 / F32
-  const bool requantized = format_.quantized() && part != Part::kHead &&
-                           (part == Part::kExpert || format_.scope == model::QuantizeScope::kAllMatrices);
+  // Scope "mtp" reaches here only for parts outside any layer (LayerFormat() handles layers).
+  const bool requantized =
+      format_.quantized() && part != Part::kHead &&
+      ((part == Part::kExpert && format_.scope == model::QuantizeScope::kExperts) ||
+       format_.scope == model::QuantizeScope::kAllMatrices);
   if (requantized) {
     // Packed rows plus one f16 scale per group of each row; a slice is quantised on its own, so
     // its groups start at its first column (int8 group G: 1 + 2/G bytes a weight, int4: 0.5 + 2/G).
@@ -63,7 +66,19 @@ Footprint CostModel::Layer(const RankAssignment& r, int64_t layer, bool expert_t
   return f;
 }
 
+WeightFormat CostModel::LayerFormat(int64_t layer) const {
+  WeightFormat f = format_;
+  if (f.scope != model::QuantizeScope::kMtpLayer) return f;
+  // Scope "mtp": every matrix of the MTP layer re-quantised (as scope "all" would), the others
+  // as stored.
+  f.scope = model::QuantizeScope::kAllMatrices;
+  if (layer != config_.num_hidden_layers) f.dtype.reset();
+  return f;
+}
+
 Footprint CostModel::MtpDraft(const RankAssignment& r) const {
+  if (format_.scope == model::QuantizeScope::kMtpLayer)
+    return CostModel(config_, LayerFormat(config_.num_hidden_layers)).MtpDraft(r);
   const int64_t h = config_.hidden_size;
   Footprint f = LayerReads(r, config_.num_hidden_layers, /*expert_tensor_parallel=*/false);
   f.decode_bytes += F32Bytes(3 * h) + FullMatrixBytes(h, 2 * h, Part::kMatrix) +
@@ -72,6 +87,8 @@ Footprint CostModel::MtpDraft(const RankAssignment& r) const {
 }
 
 Footprint CostModel::LayerReads(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const {
+  if (format_.scope == model::QuantizeScope::kMtpLayer)
+    return CostModel(config_, LayerFormat(layer)).LayerReads(r, layer, expert_tensor_parallel);
   const model::ModelConfig& c = config_;
   const int64_t h = c.hidden_size;
   Footprint f;

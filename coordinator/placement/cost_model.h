@@ -85,9 +85,12 @@ class CostModel {
   //                re-quantised with scope "all";
   //   kPlainMatrix never FP8 (indexer weights_proj, the MTP layer's embedding and head, which
   //                the layer loader reads): re-quantised with scope "all";
+  // scope "mtp" re-quantises all three in the MTP layer only (LayerFormat);
   //   kHead        the embedding and lm_head: never FP8, never re-quantised.
   // bf16 / f32 conversion reaches all four.
   enum class Part { kExpert, kMatrix, kPlainMatrix, kHead };
+  // The format `layer`'s matrices are held in (scope "mtp" differs between layers).
+  WeightFormat LayerFormat(int64_t layer) const;
   // Layer() without the MTP layer's decode set to 0.
   Footprint LayerReads(const RankAssignment& r, int64_t layer, bool expert_tensor_parallel) const;
   // Bytes of rows [r0, r1) x cols [c0, c1) of a matrix as held in memory.

@@ -13,7 +13,7 @@ namespace {
 int64_t WidestQuantizedRow(const model::ModelConfig& c, model::QuantizeScope scope) {
   int64_t widest = std::max({c.hidden_size, c.moe_intermediate_size,
                              c.moe_intermediate_size * std::max<int64_t>(1, c.n_shared_experts)});
-  if (scope == model::QuantizeScope::kAllMatrices) {
+  if (scope == model::QuantizeScope::kAllMatrices || scope == model::QuantizeScope::kMtpLayer) {
     widest = std::max({widest, c.intermediate_size, c.q_lora_rank, c.num_attention_heads * c.v_head_dim,
                        c.has_mtp() ? 2 * c.hidden_size : int64_t{0}});
   }
@@ -30,11 +30,20 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, st
   if (auto s = model::ParseWeightDType(weight_dtype, &load); !s.ok()) return s;
   if (!quantize_scope.empty() && !model::ParseQuantizeScope(quantize_scope, &load.quantize_scope))
     return absl::InvalidArgumentError(
-        absl::StrCat("quantize scope '", std::string(quantize_scope), "' is not one of experts, all"));
+        absl::StrCat("quantize scope '", std::string(quantize_scope), "' is not one of experts, all, mtp"));
   WeightFormat f;
   f.dtype = load.matrix_dtype;
   f.group_size = load.matrix_group_size;
   f.scope = load.quantize_scope;
+  if (f.scope == model::QuantizeScope::kMtpLayer) {
+    // bf16/f32 convert every matrix whatever the scope: "only the MTP layer" would not hold.
+    if (f.dtype && !f.quantized())
+      return absl::InvalidArgumentError(absl::StrCat("quantize scope 'mtp' re-quantises the MTP layer to int8 or int4; "
+                                                     "weight dtype '", std::string(weight_dtype),
+                                                     "' converts every matrix"));
+    if (!config.has_mtp())
+      return absl::InvalidArgumentError("quantize scope 'mtp': this model has no MTP layer");
+  }
   if (f.quantized() && f.group_size > 0) {
     const int64_t widest = WidestQuantizedRow(config, f.scope);
     if (std::string why = kernels::CheckQuantGroupSize(*f.dtype, f.group_size, widest); !why.empty())
@@ -50,7 +59,9 @@ std::string WeightFormatText(const PlacementPlan& plan) {
   const std::string activations = plan.activation_dtype() == "bf16" ? ", bf16 activations" : "";
   if (dtype.empty() || dtype == "stored") return "stored" + activations;
   if (dtype == "bf16" || dtype == "f32") return dtype + activations;
-  return absl::StrCat(dtype, plan.quantize_scope() == "all" ? " (all matrices)" : " (experts)", activations);
+  const std::string& scope = plan.quantize_scope();
+  return absl::StrCat(dtype, scope == "all" ? " (all matrices)" : scope == "mtp" ? " (MTP draft layer)" : " (experts)",
+                      activations);
 }
 
 absl::Status ApplyLoadFlags(const LoadFlags& flags, PlacementPlan* plan) {

@@ -11,8 +11,21 @@ namespace glm::model {
 bool ParseQuantizeScope(std::string_view name, QuantizeScope* scope) {
   if (name == "experts") *scope = QuantizeScope::kExperts;
   else if (name == "all") *scope = QuantizeScope::kAllMatrices;
+  else if (name == "mtp") *scope = QuantizeScope::kMtpLayer;
   else return false;
   return true;
+}
+
+const char* QuantizeScopeName(QuantizeScope scope) {
+  switch (scope) {
+    case QuantizeScope::kExperts:
+      return "experts";
+    case QuantizeScope::kAllMatrices:
+      return "all";
+    case QuantizeScope::kMtpLayer:
+      return "mtp";
+  }
+  return "experts";
 }
 
 absl::Status ParseWeightDType(std::string_view name, LoadOptions* options) {

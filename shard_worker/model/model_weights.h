@@ -92,10 +92,15 @@ struct LayerWeights {
 
 // What part of the model to load (a shard worker loads its slice only).
 // Which matrices --weight-dtype int8|int4 re-quantises (LoadOptions::quantize_scope).
-enum class QuantizeScope { kExperts, kAllMatrices };
+// kMtpLayer: the MTP layer only (every matrix of it, its head and embedding included), the main
+// model as stored. The MTP layer only drafts tokens that the main model then verifies, so its
+// precision never changes what is generated, only how often drafts are accepted; an int4 draft
+// layer reads about a quarter of the bytes per draft.
+enum class QuantizeScope { kExperts, kAllMatrices, kMtpLayer };
 
-// "experts" / "all" (the --quantize-scope flag); false for anything else.
+// "experts" / "all" / "mtp" (the --quantize-scope flag); false for anything else.
 bool ParseQuantizeScope(std::string_view name, QuantizeScope* scope);
+const char* QuantizeScopeName(QuantizeScope scope);
 
 struct LoadOptions {
   int64_t layer_begin = 0;
@@ -121,7 +126,8 @@ struct LoadOptions {
   // gate/up/down (the bulk of a MoE model's bytes: ~97% of GLM-5's) while attention, the
   // indexer, dense MLPs and the MTP projections keep their stored precision; kAllMatrices:
   // every matrix but the embedding and lm_head (see quantize_head). On the bundled model the
-  // first dense MLP alone costs int8 ~1% top-1 agreement (bench/quant_quality_bench).
+  // first dense MLP alone costs int8 ~1% top-1 agreement (bench/quant_quality_bench). kMtpLayer:
+  // the MTP draft layer only (see QuantizeScope).
   QuantizeScope quantize_scope = QuantizeScope::kExperts;
   // The plan's activation_dtype is "bf16": the worker sets kernels::SetBf16Activations (a
   // process-wide kernel setting, not a property of the loaded weights) before loading.

@@ -88,13 +88,25 @@ class WeightLoader {
  public:
   WeightLoader(const Checkpoint& ckpt, ModelWeights* out, std::optional<kernels::DType> convert_to,
                int64_t group_size = 0, QuantizeScope scope = QuantizeScope::kAllMatrices)
-      : ckpt_(ckpt), out_(out), convert_to_(convert_to), group_size_(group_size), scope_(scope) {}
+      : ckpt_(ckpt),
+        out_(out),
+        convert_to_(convert_to),
+        group_size_(group_size),
+        scope_(scope),
+        mtp_prefix_(LayerPrefix(ckpt.config().num_hidden_layers)) {}
 
   // Whether `name` is re-quantised (int8/int4 asked for and the tensor in the scope).
   bool Quantizes(const std::string& name) const {
     if (!convert_to_ || !kernels::IsGroupQuantized(*convert_to_)) return false;
-    return scope_ == QuantizeScope::kAllMatrices || absl::StrContains(name, ".experts.") ||
-           absl::StrContains(name, ".shared_experts.");
+    switch (scope_) {
+      case QuantizeScope::kAllMatrices:
+        return true;
+      case QuantizeScope::kMtpLayer:
+        return absl::StartsWith(name, mtp_prefix_);
+      case QuantizeScope::kExperts:
+        break;
+    }
+    return absl::StrContains(name, ".experts.") || absl::StrContains(name, ".shared_experts.");
   }
 
   // Called with a line of text when reading starts on a shard file not read before.
@@ -408,6 +420,7 @@ class WeightLoader {
   std::optional<kernels::DType> convert_to_;
   int64_t group_size_ = 0;
   QuantizeScope scope_ = QuantizeScope::kAllMatrices;
+  std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
 };
 
 namespace {
@@ -528,6 +541,12 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   w->config_ = c;
   if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
     return absl::InvalidArgumentError("weights can be converted at load to BF16, F32, I8 or I4 only");
+  if (options.quantize_scope == QuantizeScope::kMtpLayer) {
+    // BF16/F32 convert every matrix whatever the scope: "the MTP layer only" would not hold.
+    if (options.matrix_dtype && !kernels::IsGroupQuantized(*options.matrix_dtype))
+      return absl::InvalidArgumentError("quantize scope mtp re-quantises the MTP layer to int8 or int4 only");
+    if (!c.has_mtp()) return absl::InvalidArgumentError("quantize scope mtp: this model has no MTP layer");
+  }
   // Resolve the slices (-1 = to the end) and check them against the config.
   LoadOptions opt = options;
   auto resolve = [](int64_t& begin, int64_t& end, int64_t size, const char* what) -> absl::Status {

@@ -67,7 +67,7 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
     return absl::InvalidArgumentError(absl::StrCat("plan weight_dtype: ", s.message()));
   if (!plan.quantize_scope().empty() && !model::ParseQuantizeScope(plan.quantize_scope(), &o.quantize_scope))
     return absl::InvalidArgumentError(
-        absl::StrCat("plan quantize_scope '", plan.quantize_scope(), "' is not one of experts, all"));
+        absl::StrCat("plan quantize_scope '", plan.quantize_scope(), "' is not one of experts, all, mtp"));
   if (!kernels::ParseActivationDType(plan.activation_dtype(), &o.bf16_activations))
     return absl::InvalidArgumentError(
         absl::StrCat("plan activation_dtype '", plan.activation_dtype(), "' is not one of f32, bf16"));
@@ -144,10 +144,9 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     if (!weights.ok()) return weights.status();
     ready.set_weight_bytes((*weights)->bytes_loaded());
     if (load->matrix_dtype) {
-      const bool all = load->quantize_scope == model::QuantizeScope::kAllMatrices;
       log(absl::StrCat("rank ", rank, ": weights converted to ", plan.weight_dtype(),
                        kernels::IsGroupQuantized(*load->matrix_dtype)
-                           ? absl::StrCat(" (quantize scope ", all ? "all" : "experts", ")")
+                           ? absl::StrCat(" (quantize scope ", model::QuantizeScopeName(load->quantize_scope), ")")
                            : ""));
     }
     if (const moe::ExpertStore* store = (*weights)->expert_store(); store != nullptr && store->streaming())

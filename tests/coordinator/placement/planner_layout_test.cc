@@ -3,7 +3,9 @@
 #include <set>
 #include <tuple>
 
+#include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/planner.h"
+#include "coordinator/placement/weight_format.h"
 #include "gtest/gtest.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "tests/coordinator/placement/expected_bytes.h"
@@ -231,7 +233,8 @@ TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {
   };
   int64_t int8_bytes = 0, int4_bytes = 0;
   for (const Case& k : {Case{"int8", "experts", 8, 64}, Case{"int4", "experts", 4, 32}, Case{"int8-row", "experts", 8, 0},
-                        Case{"int8-g128", "experts", 8, 128}, Case{"int8", "all", 8, 64}, Case{"int4-g64", "all", 4, 64}}) {
+                        Case{"int8-g128", "experts", 8, 128}, Case{"int8", "all", 8, 64}, Case{"int4-g64", "all", 4, 64},
+                        Case{"int4", "mtp", 4, 32}, Case{"int8", "mtp", 8, 64}}) {
     SCOPED_TRACE(std::string(k.dtype) + " " + k.scope);
     auto plan = one_worker(k.dtype, k.scope);
     ASSERT_TRUE(plan.ok()) << plan.status();
@@ -239,20 +242,33 @@ TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {
     EXPECT_EQ(plan->quantize_scope(), k.scope);
     // Independently: every matrix the loader re-quantises, by name. Scope "experts": the routed
     // and shared experts; "all": every matrix but kv_b_proj (kept as stored), the router and the
-    // main embedding and lm_head.
-    const bool all = std::string(k.scope) == "all";
+    // main embedding and lm_head; "mtp": what "all" takes of the MTP layer (its embedding and head
+    // included), nothing else.
+    const bool all = std::string(k.scope) == "all", mtp = std::string(k.scope) == "mtp";
+    const std::string mtp_prefix = "model.layers." + std::to_string(c->num_hidden_layers) + ".";
     int64_t expected = stored_bytes;
     for (const auto& [name, t] : model::ExpectedTensors(*c)) {
       if (t.optional || t.role == model::TensorRole::kVector) continue;
       const bool expert = testing::Contains(name, ".experts.") || testing::Contains(name, ".shared_experts.");
       const bool other = !testing::Contains(name, "kv_b_proj") && !testing::Contains(name, "mlp.gate.weight") &&
                          name != "model.embed_tokens.weight" && name != "lm_head.weight";
-      if (!expert && !(all && other)) continue;
+      const bool in_mtp_layer = name.rfind(mtp_prefix, 0) == 0;
+      if (mtp ? !(in_mtp_layer && (expert || other)) : !expert && !(all && other)) continue;
       expected += RequantisedBytes(t.shape[0], t.shape[1], k.bits, k.group) - testing::LoadedBytes(*c, name, t);
     }
     const RankAssignment& r = plan->ranks(0);
     EXPECT_EQ(r.weight_bytes(), expected);
     EXPECT_LT(r.weight_bytes(), stored_bytes);
+    if (mtp) {
+      // The main model's decode reads are untouched; only drafts get cheaper.
+      EXPECT_EQ(r.decode_bytes_per_token(), stored->ranks(0).decode_bytes_per_token());
+      const CostModel stored_cost(*c, *ParseWeightFormat("stored", "experts", *c));
+      const CostModel mtp_cost(*c, *ParseWeightFormat(k.dtype, "mtp", *c));
+      // BF16 -> int8 (1 + 2/64 bytes a weight) or int4 (0.5 + 2/32); norms and W_uk^T stay.
+      EXPECT_LT(mtp_cost.MtpDraft(r).decode_bytes, (k.bits == 4 ? 0.35 : 0.6) * stored_cost.MtpDraft(r).decode_bytes);
+      EXPECT_EQ(mtp_cost.RoutedExpertBytes(), stored_cost.RoutedExpertBytes());
+      continue;
+    }
     EXPECT_LT(r.decode_bytes_per_token(), stored->ranks(0).decode_bytes_per_token());
     EXPECT_LT(r.predicted_ms_per_token(), stored->ranks(0).predicted_ms_per_token());
     if (!all && k.group == 64) int8_bytes = r.weight_bytes();
@@ -271,7 +287,8 @@ TEST(PlannerLayoutTest, RequantisedWeightsCountPackedBytesAndGroupScales) {
   for (const auto& [dtype, scope, why] :
        {std::tuple{"int9", "experts", "weight dtype 'int9' is not one of"},
         std::tuple{"int8", "routers", "quantize scope 'routers'"},
-        std::tuple{"int8-g48", "experts", "multiple of 32"}}) {
+        std::tuple{"int8-g48", "experts", "multiple of 32"},
+        std::tuple{"bf16", "mtp", "converts every matrix"}}) {
     auto bad = one_worker(dtype, scope);
     EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << dtype << " " << scope;
     EXPECT_NE(bad.status().message().find(why), std::string::npos) << bad.status();

@@ -41,10 +41,10 @@ struct Loaded {
   std::unique_ptr<model::Glm5Model> model;
 };
 
-Loaded Load(const std::string& name) {
+Loaded Load(const std::string& name, const model::LoadOptions& options = {}) {
   Loaded l;
   auto ckpt = model::Checkpoint::Open(ModelDir(name));
-  auto weights = model::ModelWeights::Load(**ckpt);
+  auto weights = model::ModelWeights::Load(**ckpt, options);
   l.pool = std::make_unique<kernels::ThreadPool>(1);
   l.model = std::move(*model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), l.pool.get()));
   return l;
@@ -125,6 +125,35 @@ TEST(SpeculativeTest, MtpDraftsAreOftenAcceptedOnTheTrainedModel) {
     EXPECT_GT(stats.verify_seconds, 0.0);
   }
   // The trained MTP head predicts the model's own next-next token well on code.
+  EXPECT_GT(static_cast<double>(accepted) / drafted, 0.5) << accepted << "/" << drafted;
+}
+
+// An int4 MTP layer (quantize scope "mtp") only drafts: the main model as stored verifies, so the
+// greedy tokens are plain decoding's, and the drafts are still accepted about as often.
+TEST(SpeculativeTest, AnInt4DraftLayerChangesNoTokens) {
+  model::LoadOptions int4_mtp;
+  ASSERT_TRUE(model::ParseWeightDType("int4", &int4_mtp).ok());
+  ASSERT_TRUE(model::ParseQuantizeScope("mtp", &int4_mtp.quantize_scope));
+  Loaded stored = Load("glm5-tiny-code");
+  Loaded l = Load("glm5-tiny-code", int4_mtp);
+  GenerateOptions g;
+  g.max_new_tokens = 48;
+  g.ignore_eos = true;
+  int64_t drafted = 0, accepted = 0;
+  for (const auto& prompt : Prompts("glm5-tiny-code")) {
+    auto plain = Generate(*stored.model, prompt, g);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    for (const std::string m : {"mtp:1", "mtp:3"}) {
+      SpeculativeStats stats;
+      auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative(m), &stats);
+      ASSERT_TRUE(out.ok()) << out.status();
+      EXPECT_EQ(out->tokens, plain->tokens) << m << " prompt of " << prompt.size();
+      if (m == "mtp:1") {
+        drafted += stats.drafted;
+        accepted += stats.accepted;
+      }
+    }
+  }
   EXPECT_GT(static_cast<double>(accepted) / drafted, 0.5) << accepted << "/" << drafted;
 }
 

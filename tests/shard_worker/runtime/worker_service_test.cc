@@ -79,6 +79,12 @@ TEST_F(LoadOptionsForTest, AppliesWeightDtypeScopeAndExpertMemory) {
   EXPECT_EQ(*o->matrix_dtype, kernels::DType::kI8);
   EXPECT_EQ(o->matrix_group_size, 64);
   EXPECT_EQ(o->quantize_scope, model::QuantizeScope::kExperts);
+  plan_.set_weight_dtype("int4");
+  plan_.set_quantize_scope("mtp");
+  o = LoadOptionsFor(plan_, 1, config_);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->quantize_scope, model::QuantizeScope::kMtpLayer);
+  plan_.set_quantize_scope("experts");
   plan_.set_weight_dtype("int8-row");
   o = LoadOptionsFor(plan_, 1, config_);
   ASSERT_TRUE(o.ok()) << o.status();
