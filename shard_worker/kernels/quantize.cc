@@ -6,6 +6,9 @@
 #include <limits>
 #include <vector>
 
+#include "shard_worker/kernels/matmul_avx2.h"
+#include "shard_worker/kernels/quantize_avx2.h"
+
 namespace glm::kernels {
 namespace {
 
@@ -15,85 +18,109 @@ inline float RoundNearest(float v) {
   return (v + kMagic) - kMagic;
 }
 
-// q[i] = clamp(round(w[i] / s), lo, hi); returns the squared error of q · s.
-float RoundGroup(const float* w, int64_t n, float s, float lo, float hi, int8_t* q) {
+// q[i] = clamp(round(w[i] / s), lo, hi).
+void RoundGroupReference(const float* w, int64_t n, float s, float lo, float hi, int8_t* q) {
   const float inv = 1.0f / s;
-  float err = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = RoundNearest(std::clamp(w[i] * inv, lo, hi));
-    if (q != nullptr) q[i] = static_cast<int8_t>(v);
-    const float d = w[i] - v * s;
-    err += d * d;
-  }
-  return err;
+  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(RoundNearest(std::clamp(w[i] * inv, lo, hi)));
 }
 
-// Whether the group holds a NaN, which then makes its scale NaN: comparisons skip NaN, so the
-// max would not see it and the value would quantise to an arbitrary code; this way a broken
-// checkpoint shows as NaN outputs.
-bool HasNaN(const float* w, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (std::isnan(w[i])) return true;
-  return false;
+// max |w| over the non-NaN values, and whether a NaN is there: it then makes the group's scale
+// NaN (comparisons skip NaN, so the max would not see it and the value would quantise to an
+// arbitrary code; this way a broken checkpoint shows as NaN outputs).
+float AbsMaxReference(const float* w, int64_t n, bool* has_nan) {
+  float amax = 0.0f;
+  *has_nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(w[i])) *has_nan = true;
+    amax = std::max(amax, std::fabs(w[i]));
+  }
+  return amax;
 }
+
+// f16[j] = F32ToF16(base · multipliers[j]) and its value (base finite, |multipliers| <= 1).
+void CandidateScalesReference(float base, const float* multipliers, int n, uint16_t* f16, float* f32) {
+  for (int j = 0; j < n; ++j) {
+    f16[j] = F32ToF16(base * multipliers[j]);
+    f32[j] = F16ToF32(f16[j]);
+  }
+}
+
+// The pieces of a group's quantisation, portable or AVX2 (the same results).
+struct GroupKernels {
+  void (*candidate_scales)(float base, const float* multipliers, int n, uint16_t* f16, float* f32);
+  ScaleSearchErrorsFn errors;
+  float (*abs_max)(const float* w, int64_t n, bool* has_nan);
+  void (*round_group)(const float* w, int64_t n, float s, float lo, float hi, int8_t* q);
+};
 
 // The scale among `candidates` (multipliers of `base`, each rounded to f16 first: the error is
-// judged with the scale the kernels will use) with the least squared error, then q. A group whose
-// every candidate leaves f16's range keeps the nearest representable scale: 65504 (its values
-// saturate at the ends of the code range) or zero (values below ~1e-7 · 8 quantise to 0).
-void QuantizeGroup(const float* w, int64_t n, float base, const float* candidates, int n_candidates,
-                   float lo, float hi, int8_t* q, uint16_t* scale) {
-  if (HasNaN(w, n)) base = std::numeric_limits<float>::quiet_NaN();
+// judged with the scale the kernels will use) with the least squared error (the first of equals),
+// then q. A group whose every candidate leaves f16's range keeps the nearest representable scale:
+// 65504 (its values saturate at the ends of the code range) or zero (values below ~1e-7 · 8
+// quantise to 0).
+void QuantizeGroup(const GroupKernels& k, const float* w, int64_t n, bool has_nan, float base, const float* candidates,
+                   int n_candidates, float lo, float hi, int8_t* q, uint16_t* scale) {
+  if (has_nan) base = std::numeric_limits<float>::quiet_NaN();
   if (base == 0.0f || !std::isfinite(base)) {  // all zero, or a NaN / inf weight: q = 0, the scale
     *scale = F32ToF16(base);                    // keeps the non-finite value (outputs turn NaN)
     std::fill(q, q + n, int8_t{0});
     return;
   }
-  float best = -1.0f;
+  constexpr int kMaxCandidates = 16;
+  n_candidates = std::min(n_candidates, kMaxCandidates);
+  float all[kMaxCandidates], scales[kMaxCandidates], errors[kMaxCandidates];
+  uint16_t all_codes[kMaxCandidates], codes[kMaxCandidates];
+  k.candidate_scales(base, candidates, n_candidates, all_codes, all);
+  int usable = 0;
   bool overflow = false;
-  for (int k = 0; k < n_candidates; ++k) {
-    const uint16_t s16 = F32ToF16(base * candidates[k]);
-    const float s = F16ToF32(s16);
+  for (int c = 0; c < n_candidates; ++c) {
+    const float s = all[c];
     if (!std::isfinite(s)) overflow = true;
     if (s == 0.0f || !std::isfinite(s)) continue;
-    const float err = RoundGroup(w, n, s, lo, hi, nullptr);
-    if (best < 0.0f || err < best) {
-      best = err;
-      *scale = s16;
-    }
+    scales[usable] = s;
+    codes[usable++] = all_codes[c];
   }
-  if (best < 0.0f) {
+  if (usable == 0) {
     if (!overflow) {
       *scale = 0;
       std::fill(q, q + n, int8_t{0});
       return;
     }
     *scale = static_cast<uint16_t>(0x7bffu | (std::signbit(base * candidates[0]) ? 0x8000u : 0u));
+  } else {
+    k.errors(w, n, scales, usable, lo, hi, errors);
+    int best = 0;
+    for (int c = 1; c < usable; ++c)
+      if (errors[c] < errors[best]) best = c;
+    *scale = codes[best];
   }
-  RoundGroup(w, n, F16ToF32(*scale), lo, hi, q);
+  k.round_group(w, n, F16ToF32(*scale), lo, hi, q);
 }
 
-void QuantizeGroupI8(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
-  float amax = 0.0f;
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(w[i]));
+void QuantizeGroupI8(const GroupKernels& k, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
+  bool has_nan = false;
+  const float amax = k.abs_max(w, n, &has_nan);
   // max|w| / 127, or a slightly clipped step when that lowers the group's squared error
   // (heavy-tailed groups: the bulk gains more than the clipped extreme loses).
   static constexpr float kClip[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
-  QuantizeGroup(w, n, amax / 127.0f, kClip, 6, -127.0f, 127.0f, q, scale);
+  QuantizeGroup(k, w, n, has_nan, amax / 127.0f, kClip, 6, -127.0f, 127.0f, q, scale);
 }
 
-void QuantizeGroupI4(const float* w, int64_t n, int8_t* q, uint16_t* scale) {
-  float amax = 0.0f, extreme = 0.0f;
-  for (int64_t i = 0; i < n; ++i)
-    if (std::fabs(w[i]) > amax) {
-      amax = std::fabs(w[i]);
-      extreme = w[i];
-    }
+void QuantizeGroupI4(const GroupKernels& k, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
+  bool has_nan = false;
+  const float amax = k.abs_max(w, n, &has_nan);
+  float extreme = 0.0f;  // the first value of the largest magnitude (0 for an all-zero group)
+  if (amax > 0.0f)
+    for (int64_t i = 0; i < n; ++i)
+      if (std::fabs(w[i]) == amax) {
+        extreme = w[i];
+        break;
+      }
   // Candidates map the extreme value to -8 (its sign's side gets the 8th level), -7.75 .. -6.5
   // (clipping it a little), or +7 (symmetric): which is best depends on the group's tails.
   static constexpr float kDivisors[] = {-1 / 8.0f,  -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,
                                         -1 / 7.0f,  -1 / 6.75f, -1 / 6.5f, 1 / 7.0f};
-  QuantizeGroup(w, n, extreme, kDivisors, 8, -8.0f, 7.0f, q, scale);
+  QuantizeGroup(k, w, n, has_nan, extreme, kDivisors, 8, -8.0f, 7.0f, q, scale);
 }
 
 }  // namespace
@@ -109,25 +136,63 @@ std::string CheckQuantGroupSize(DType dtype, int64_t group_size, int64_t cols) {
   return "";
 }
 
-void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
-                 uint16_t* scales) {
+namespace {
+
+void QuantizeRowWith(const GroupKernels& k, DType dtype, const float* src, int64_t cols, int64_t group_size,
+                     uint8_t* out, uint16_t* scales) {
   const int64_t g = group_size <= 0 || group_size >= cols ? cols : group_size;
   if (dtype == DType::kI8) {
-    for (int64_t c0 = 0, k = 0; c0 < cols; c0 += g, ++k)
-      QuantizeGroupI8(src + c0, std::min(g, cols - c0), reinterpret_cast<int8_t*>(out) + c0, scales + k);
+    for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group)
+      QuantizeGroupI8(k, src + c0, std::min(g, cols - c0), reinterpret_cast<int8_t*>(out) + c0, scales + group);
     return;
   }
   // kI4: quantise into a padded int8 row, then pack 32-column blocks.
   const int64_t padded = (cols + 31) / 32 * 32;
   thread_local std::vector<int8_t> q;
   q.assign(padded, 0);
-  for (int64_t c0 = 0, k = 0; c0 < cols; c0 += g, ++k)
-    QuantizeGroupI4(src + c0, std::min(g, cols - c0), q.data() + c0, scales + k);
+  for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group)
+    QuantizeGroupI4(k, src + c0, std::min(g, cols - c0), q.data() + c0, scales + group);
   for (int64_t b = 0; b < padded / 32; ++b)
     for (int j = 0; j < 16; ++j) {
       const int lo = q[32 * b + j] + 8, hi = q[32 * b + 16 + j] + 8;
       out[16 * b + j] = static_cast<uint8_t>(lo | (hi << 4));
     }
+}
+
+const GroupKernels& BestGroupKernels() {
+  static const GroupKernels best = CpuSupportsAvx2MatMul()
+                                       ? GroupKernels{&CandidateScalesAvx2, &ScaleSearchErrorsAvx2, &AbsMaxAvx2, &RoundGroupAvx2}
+                                       : GroupKernels{&CandidateScalesReference, &ScaleSearchErrorsReference, &AbsMaxReference,
+                                                      &RoundGroupReference};
+  return best;
+}
+
+}  // namespace
+
+void ScaleSearchErrorsReference(const float* w, int64_t n, const float* scales, int n_scales, float lo, float hi,
+                                float* err) {
+  for (int j = 0; j < n_scales; ++j) {
+    const float s = scales[j], inv = 1.0f / s;
+    float lane[8] = {};
+    for (int64_t i = 0; i < n; ++i) {
+      const float q = RoundNearest(std::clamp(w[i] * inv, lo, hi));
+      const float d = std::fma(-q, s, w[i]);
+      lane[i % 8] = std::fma(d, d, lane[i % 8]);
+    }
+    err[j] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  }
+}
+
+void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
+                 uint16_t* scales) {
+  QuantizeRowWith(BestGroupKernels(), dtype, src, cols, group_size, out, scales);
+}
+
+void QuantizeRowReference(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
+                          uint16_t* scales) {
+  static const GroupKernels reference{&CandidateScalesReference, &ScaleSearchErrorsReference, &AbsMaxReference,
+                                      &RoundGroupReference};
+  QuantizeRowWith(reference, dtype, src, cols, group_size, out, scales);
 }
 
 bool ParseQuantFormatName(std::string_view name, DType* dtype, int64_t* group_size) {

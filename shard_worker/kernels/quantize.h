@@ -33,11 +33,26 @@ inline int64_t QuantGroupsPerRow(int64_t cols, int64_t group_size) {
   return group_size <= 0 || group_size >= cols ? 1 : (cols + group_size - 1) / group_size;
 }
 
+// The squared error of quantising w[0..n) with each of scales[0..n_scales): err[j] = the sum of
+// (w_i - q_i · s_j)^2, q_i = round-to-nearest-even(clamp(w_i · (1 / s_j), lo, hi)), in one order
+// every implementation follows (the chosen scale, and so the codes, never depend on the CPU):
+// d = fma(-q, s, w), element i into lane i % 8 as fma(d, d, lane), then
+// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). The re-quantiser judges 6 (int8) or 8
+// (int4) candidate scales a group with it: most of a --weight-dtype load's time.
+using ScaleSearchErrorsFn = void (*)(const float* w, int64_t n, const float* scales, int n_scales, float lo, float hi,
+                                     float* err);
+void ScaleSearchErrorsReference(const float* w, int64_t n, const float* scales, int n_scales, float lo, float hi,
+                                float* err);
+
 // Quantises one row src[cols] into out[DTypeRowBytes(dtype, cols)] and
 // scales[QuantGroupsPerRow(cols, group_size)] (f16 bits; each group's candidates are judged with
 // the f16-rounded scale, so the codes fit the scale the kernels read).
+// The fastest scale search this CPU has (quantize_avx2.h), the same bytes as QuantizeRowReference.
 void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
                  uint16_t* scales);
+// QuantizeRow with the portable scale search: the reference the SIMD one is tested against.
+void QuantizeRowReference(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
+                          uint16_t* scales);
 
 // Command-line names of the quantised formats: "int8" (groups of 64), "int8-row" (one scale per
 // row), "int4" (groups of 32), and "int8-g<N>" / "int4-g<N>" for other group sizes. Sets
