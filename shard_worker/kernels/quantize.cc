@@ -27,12 +27,16 @@ void RoundGroupReference(const float* w, int64_t n, float s, float lo, float hi,
 // max |w| over the non-NaN values, and whether a NaN is there: it then makes the group's scale
 // NaN (comparisons skip NaN, so the max would not see it and the value would quantise to an
 // arbitrary code; this way a broken checkpoint shows as NaN outputs).
-float AbsMaxReference(const float* w, int64_t n, bool* has_nan) {
+float AbsMaxReference(const float* w, int64_t n, bool* has_nan, float* extreme) {
   float amax = 0.0f;
   *has_nan = false;
+  *extreme = 0.0f;  // the first value of the largest magnitude (0 for an all-zero group)
   for (int64_t i = 0; i < n; ++i) {
     if (std::isnan(w[i])) *has_nan = true;
-    amax = std::max(amax, std::fabs(w[i]));
+    if (std::fabs(w[i]) > amax) {
+      amax = std::fabs(w[i]);
+      *extreme = w[i];
+    }
   }
   return amax;
 }
@@ -49,7 +53,7 @@ void CandidateScalesReference(float base, const float* multipliers, int n, uint1
 struct GroupKernels {
   void (*candidate_scales)(float base, const float* multipliers, int n, uint16_t* f16, float* f32);
   ScaleSearchErrorsFn errors;
-  float (*abs_max)(const float* w, int64_t n, bool* has_nan);
+  float (*abs_max)(const float* w, int64_t n, bool* has_nan, float* extreme);
   void (*round_group)(const float* w, int64_t n, float s, float lo, float hi, int8_t* q);
 };
 
@@ -99,7 +103,8 @@ void QuantizeGroup(const GroupKernels& k, const float* w, int64_t n, bool has_na
 
 void QuantizeGroupI8(const GroupKernels& k, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   bool has_nan = false;
-  const float amax = k.abs_max(w, n, &has_nan);
+  float extreme = 0.0f;
+  const float amax = k.abs_max(w, n, &has_nan, &extreme);
   // max|w| / 127, or a slightly clipped step when that lowers the group's squared error
   // (heavy-tailed groups: the bulk gains more than the clipped extreme loses).
   static constexpr float kClip[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
@@ -108,14 +113,8 @@ void QuantizeGroupI8(const GroupKernels& k, const float* w, int64_t n, int8_t* q
 
 void QuantizeGroupI4(const GroupKernels& k, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   bool has_nan = false;
-  const float amax = k.abs_max(w, n, &has_nan);
-  float extreme = 0.0f;  // the first value of the largest magnitude (0 for an all-zero group)
-  if (amax > 0.0f)
-    for (int64_t i = 0; i < n; ++i)
-      if (std::fabs(w[i]) == amax) {
-        extreme = w[i];
-        break;
-      }
+  float extreme = 0.0f;
+  k.abs_max(w, n, &has_nan, &extreme);
   // Candidates map the extreme value to -8 (its sign's side gets the 8th level), -7.75 .. -6.5
   // (clipping it a little), or +7 (symmetric): which is best depends on the group's tails.
   static constexpr float kDivisors[] = {-1 / 8.0f,  -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,

@@ -7,50 +7,57 @@
 namespace glm::kernels {
 namespace {
 
-// Eight lane sums of one scale: lane l holds the elements i ≡ l (mod 8).
-GLM_AVX2_INLINE __m256 LaneErrors(const float* w, int64_t n, float s, float lo, float hi) {
-  const __m256 scale = _mm256_set1_ps(s), inv = _mm256_set1_ps(1.0f / s);
-  const __m256 low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(w + i);
-    const __m256 q = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inv), low), high),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 d = _mm256_fnmadd_ps(q, scale, x);  // x - q·s, one rounding
-    acc = _mm256_fmadd_ps(d, d, acc);
-  }
-  if (i < n) {  // the tail's missing lanes read 0: q = 0, d = 0, the lane sum unchanged
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), idx);
-    const __m256 x = _mm256_maskload_ps(w + i, mask);
-    const __m256 q = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inv), low), high),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 d = _mm256_fnmadd_ps(q, scale, x);
-    acc = _mm256_fmadd_ps(d, d, acc);
-  }
-  return acc;
-}
-
-// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
-GLM_AVX2_INLINE float LaneTree(__m256 v) {
-  alignas(32) float l[8];
-  _mm256_store_ps(l, v);
-  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-}
-
 // Lanes [0, n) of w[i..): mask for maskload.
 GLM_AVX2_INLINE __m256i TailMask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+GLM_AVX2_INLINE __m256 LoadChunk(const float* w, int64_t i, int64_t n) {
+  return i + 8 <= n ? _mm256_loadu_ps(w + i) : _mm256_maskload_ps(w + i, TailMask(n - i));
+}
+
+GLM_AVX2_INLINE __m256 Codes(__m256 x, __m256 inv, __m256 low, __m256 high) {
+  return _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inv), low), high),
+                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// err[j] for up to 8 scales at once: M accumulators stay in registers over the group (a tail's
+// missing lanes read 0, so q = 0, d = 0 and the lane sums are unchanged), then the lane tree of
+// all of them by horizontal adds: hadd(hadd(a, b), hadd(c, d)) holds ((l0 + l1) + (l2 + l3)) in
+// the low half and ((l4 + l5) + (l6 + l7)) in the high half of each, and their sum is the tree.
+template <int M>
+GLM_AVX2_INLINE void ScaleSearchBlock(const float* w, int64_t n, const float* scales, float lo, float hi,
+                                      float* err) {
+  __m256 acc[8], inv[M], sc[M];
+  for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+  for (int j = 0; j < M; ++j) {
+    sc[j] = _mm256_set1_ps(scales[j]);
+    inv[j] = _mm256_set1_ps(1.0f / scales[j]);
+  }
+  const __m256 low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 x = LoadChunk(w, i, n);
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) {
+      const __m256 d = _mm256_fnmadd_ps(Codes(x, inv[j], low, high), sc[j], x);  // x - q·s, one rounding
+      acc[j] = _mm256_fmadd_ps(d, d, acc[j]);
+    }
+  }
+  const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+  const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+  alignas(32) float out[8];
+  _mm_store_ps(out, _mm_add_ps(_mm256_castps256_ps128(q0), _mm256_extractf128_ps(q0, 1)));
+  _mm_store_ps(out + 4, _mm_add_ps(_mm256_castps256_ps128(q1), _mm256_extractf128_ps(q1, 1)));
+  for (int j = 0; j < M; ++j) err[j] = out[j];
+}
+
 }  // namespace
 
-GLM_AVX2 float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan) {
+GLM_AVX2 float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan, float* extreme) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   __m256 amax = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
   for (int64_t i = 0; i < n; i += 8) {
-    const __m256 x = i + 8 <= n ? _mm256_loadu_ps(w + i) : _mm256_maskload_ps(w + i, TailMask(n - i));
+    const __m256 x = LoadChunk(w, i, n);
     nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     amax = _mm256_max_ps(_mm256_and_ps(x, abs_mask), amax);  // a NaN lane keeps amax (the second operand)
   }
@@ -58,23 +65,39 @@ GLM_AVX2 float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
+  const float result = _mm_cvtss_f32(m);
+  *extreme = 0.0f;
+  if (result > 0.0f) {
+    const __m256 target = _mm256_set1_ps(result);
+    for (int64_t i = 0; i < n; i += 8) {
+      const int hits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(LoadChunk(w, i, n), abs_mask), target, _CMP_EQ_OQ)) &
+                       (i + 8 <= n ? 0xff : (1 << (n - i)) - 1);
+      if (hits != 0) {
+        *extreme = w[i + __builtin_ctz(static_cast<unsigned>(hits))];
+        break;
+      }
+    }
+  }
+  return result;
 }
 
 GLM_AVX2 void RoundGroupAvx2(const float* w, int64_t n, float s, float lo, float hi, int8_t* q) {
   const __m256 inv = _mm256_set1_ps(1.0f / s), low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(w + i), inv), low), high),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    alignas(32) int32_t codes[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(codes), _mm256_cvtps_epi32(v));
-    for (int j = 0; j < 8; ++j) q[i + j] = static_cast<int8_t>(codes[j]);
+  for (; i + 32 <= n; i += 32) {
+    // Codes are in [-128, 127]: the saturating packs keep them; the permute undoes their lane order.
+    const __m256i a = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i), inv, low, high));
+    const __m256i b = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 8), inv, low, high));
+    const __m256i c = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 16), inv, low, high));
+    const __m256i d = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 24), inv, low, high));
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
-  for (; i < n; ++i) {
-    const float v = std::min(std::max(w[i] * (1.0f / s), lo), hi);
-    q[i] = static_cast<int8_t>(_mm_cvtss_si32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v),
-                                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+  for (; i < n; i += 8) {
+    alignas(32) int32_t codes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(codes), _mm256_cvtps_epi32(Codes(LoadChunk(w, i, n), inv, low, high)));
+    for (int j = 0; j < 8 && i + j < n; ++j) q[i + j] = static_cast<int8_t>(codes[j]);
   }
 }
 
@@ -99,7 +122,18 @@ __attribute__((target("avx2,fma,f16c"))) void CandidateScalesAvx2(float base, co
 
 GLM_AVX2 void ScaleSearchErrorsAvx2(const float* w, int64_t n, const float* scales, int n_scales, float lo, float hi,
                                     float* err) {
-  for (int j = 0; j < n_scales; ++j) err[j] = LaneTree(LaneErrors(w, n, scales[j], lo, hi));
+  for (int j = 0; j < n_scales; j += 8) {
+    switch (std::min(8, n_scales - j)) {
+      case 1: ScaleSearchBlock<1>(w, n, scales + j, lo, hi, err + j); break;
+      case 2: ScaleSearchBlock<2>(w, n, scales + j, lo, hi, err + j); break;
+      case 3: ScaleSearchBlock<3>(w, n, scales + j, lo, hi, err + j); break;
+      case 4: ScaleSearchBlock<4>(w, n, scales + j, lo, hi, err + j); break;
+      case 5: ScaleSearchBlock<5>(w, n, scales + j, lo, hi, err + j); break;
+      case 6: ScaleSearchBlock<6>(w, n, scales + j, lo, hi, err + j); break;
+      case 7: ScaleSearchBlock<7>(w, n, scales + j, lo, hi, err + j); break;
+      default: ScaleSearchBlock<8>(w, n, scales + j, lo, hi, err + j); break;
+    }
+  }
 }
 
 }  // namespace glm::kernels

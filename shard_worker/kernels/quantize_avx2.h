@@ -15,8 +15,9 @@ void ScaleSearchErrorsAvx2(const float* w, int64_t n, const float* scales, int n
 
 // f16[j] = F32ToF16(base · multipliers[j]), f32[j] its value, for finite products (F16C).
 void CandidateScalesAvx2(float base, const float* multipliers, int n, uint16_t* f16, float* f32);
-// max |w[0..n)| ignoring NaN, and whether there is one (the reference: quantize.cc).
-float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan);
+// max |w[0..n)| ignoring NaN, whether there is a NaN, and the first value of that magnitude (0
+// when it is 0) (the reference: quantize.cc).
+float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan, float* extreme);
 // q[i] = round-to-nearest-even(clamp(w[i] · (1 / s), lo, hi)).
 void RoundGroupAvx2(const float* w, int64_t n, float s, float lo, float hi, int8_t* q);
 
