@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <new>
 #include <set>
 #include <thread>
 
@@ -202,7 +203,13 @@ class WeightLoader {
     v.dtype = info.dtype == "F32" ? kernels::DType::kF32
               : info.dtype == "BF16" ? kernels::DType::kBF16 : kernels::DType::kF8E4M3;
     if (transient) {
-      if (static_cast<int64_t>(source_scratch_.size()) < info.size) source_scratch_.resize(info.size);
+      if (static_cast<int64_t>(source_scratch_.size()) < info.size) {
+        try {
+          source_scratch_.resize(info.size);
+        } catch (const std::bad_alloc&) {
+          return OutOfMemory(name);
+        }
+      }
       if (auto s = loc.file->Read(info, 0, info.size, source_scratch_.data()); !s.ok()) return s;
       v.data = source_scratch_.data();
     } else {
