@@ -108,8 +108,7 @@ GLM_AVX512_INLINE void StoreReduced(const __m512 (&acc)[R][T], int n_rows, float
       for (int i = 0; i < 16; ++i) a[i] = base + i < kTotal ? acc[(base + i) / T][(base + i) % T] : _mm512_setzero_ps();
       alignas(64) float out[16];
       _mm512_store_ps(out, ReduceLanes16(a));
-#pragma GCC unroll 16
-      for (int i = 0; i < 16 && base + i < kTotal; ++i) {
+      for (int i = 0; i < 16 && base + i < kTotal; ++i) {  // bounds known: unrolled without a pragma
         const int r = (base + i) / T, t = (base + i) % T;
         if (r < n_rows) y[t * y_stride + r] = out[i];
       }
