@@ -27,12 +27,15 @@ constexpr int ChunkCols(DType d) { return d == DType::kF8E4M3 ? 64 : 32; }
 constexpr int Interleave(DType d) { return d == DType::kBF16 ? 2 : 1; }
 
 // Token tiles of at most 4 and rows per group R: at least 8 independent FMA chains (R·T), at
-// most ~26 live zmm, and each activation load shared by R rows. Activations of 8 tokens × 4096+
-// columns do not fit L1, so R matters: at T = 8 one pass of R = 1 would re-read 128 KiB of
-// activations from L2 per row; two tiles of 4 tokens × R = 4 read 32 KiB per row (the rows'
-// second pass hits L1/L2).
+// most ~30 live zmm (R·T accumulators, 2T activations, the row's weights), and each activation
+// load shared by R rows. Activations of 8 tokens × 4096+ columns do not fit L1, so R matters: at
+// T = 8 one pass of R = 1 would re-read 128 KiB of activations from L2 per row; two tiles of 4
+// tokens × R = 5 read 32 KiB per 5 rows (the rows' second pass hits L1/L2). The most rows that
+// fit won on the Zen 5 machine here (matmul_bench --dtype bf16 8192x4096, interleaved): 2 tokens
+// R = 8 vs 4: 51.6-56.0 vs 44.3-47.9 GB/s; 3 tokens R = 6 vs 4: 48.8-53.4 vs 40.9-44.4; 4 tokens
+// R = 5 vs 4: 43.8-46.8 vs 41.1-43.1 (FP8 at 2 tokens unchanged). R never changes a row's sums.
 constexpr int kTileTokens = 4;
-constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 4, 4, 0, 0, 0, 0};
+constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 8, 6, 5, 0, 0, 0, 0};
 
 // acc[r][t] += v · x[t] for every token.
 template <int T>
