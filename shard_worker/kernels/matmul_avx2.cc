@@ -20,9 +20,16 @@ constexpr int ChunkCols(DType d) { return d == DType::kF8E4M3 ? 32 : 16; }
 constexpr int Interleave(DType d) { return d == DType::kF32 ? 1 : (d == DType::kBF16 ? 2 : 4); }
 
 // 16 ymm registers: tiles of at most 4 tokens and R rows per group so that R·T accumulators plus
-// one row's weight vectors fit, with 6 to 8 independent FMA chains.
+// one row's weight vectors fit, with 6 to 8 independent FMA chains. BF16 takes the most rows that
+// fit (12 accumulators: matmul_bench --dtype bf16 8192x4096 --path avx2, interleaved on a Zen 5:
+// 2 tokens R = 6 vs 4: 45.8-48.5 vs 44.1-45.4 GB/s, 3 tokens R = 4 vs 2: 41.5-46.3 vs 34.7-37.4,
+// 4 tokens R = 3 vs 2: 32.4-34.8 vs 28.9-31.7); FP8's decode needs the registers (R = 4 and 3 at
+// 3 and 4 tokens: 8.2-8.7 vs 10.7-10.8 and 7.0-7.2 vs 8.1-8.4 GB/s), and F32 keeps its old groups.
+// R never changes a row's sums.
 constexpr int kTileTokens = 4;
-constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 2, 2, 0, 0, 0, 0};
+constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 2, 2, 0, 0, 0, 0};      // F32, FP8
+constexpr int kBf16GroupRows[kMaxTileTokens + 1] = {0, 8, 6, 4, 3, 0, 0, 0, 0};  // BF16
+constexpr const int* GroupRows(DType d) { return d == DType::kBF16 ? kBf16GroupRows : kGroupRows; }
 
 // acc[t] += v · x[t · pitch] for every token.
 template <int T>
@@ -127,8 +134,8 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
   k.chunk_cols[d] = ChunkCols(D);
   FillInterleavedOrder(kLanes, Interleave(D), ChunkCols(D), k.order[d]);
-  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
-  ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.rows_per_group[d][Ts + 1] = GroupRows(D)[Ts + 1]), ...);
+  ((k.grouped[d][Ts + 1] = &Block<D, GroupRows(D)[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
 }
 

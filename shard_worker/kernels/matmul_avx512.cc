@@ -30,12 +30,16 @@ constexpr int Interleave(DType d) { return d == DType::kBF16 ? 2 : 1; }
 // most ~30 live zmm (R·T accumulators, 2T activations, the row's weights), and each activation
 // load shared by R rows. Activations of 8 tokens × 4096+ columns do not fit L1, so R matters: at
 // T = 8 one pass of R = 1 would re-read 128 KiB of activations from L2 per row; two tiles of 4
-// tokens × R = 5 read 32 KiB per 5 rows (the rows' second pass hits L1/L2). The most rows that
-// fit won on the Zen 5 machine here (matmul_bench --dtype bf16 8192x4096, interleaved): 2 tokens
-// R = 8 vs 4: 51.6-56.0 vs 44.3-47.9 GB/s; 3 tokens R = 6 vs 4: 48.8-53.4 vs 40.9-44.4; 4 tokens
-// R = 5 vs 4: 43.8-46.8 vs 41.1-43.1 (FP8 at 2 tokens unchanged). R never changes a row's sums.
+// tokens × R = 5 read 32 KiB per 5 rows (the rows' second pass hits L1/L2). For BF16 the most
+// rows that fit won on the Zen 5 machine here (matmul_bench --dtype bf16 8192x4096, interleaved):
+// 2 tokens R = 8 vs 4: 51.6-56.0 vs 44.3-47.9 GB/s; 3 tokens R = 6 vs 4: 48.8-53.4 vs 40.9-44.4;
+// 4 tokens R = 5 vs 4: 43.8-46.8 vs 41.1-43.1. F32 and FP8 (whose decode needs registers) keep 4:
+// there larger groups measured mixed (FP8 3 tokens -5%, F32 3 tokens -15%, F32 2 tokens +20%).
+// R never changes a row's sums.
 constexpr int kTileTokens = 4;
-constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 8, 6, 5, 0, 0, 0, 0};
+constexpr int kGroupRows[kMaxTileTokens + 1] = {0, 8, 4, 4, 4, 0, 0, 0, 0};      // F32, FP8, BF16 dot
+constexpr int kBf16GroupRows[kMaxTileTokens + 1] = {0, 8, 8, 6, 5, 0, 0, 0, 0};  // BF16 weights, f32 activations
+constexpr const int* GroupRows(DType d) { return d == DType::kBF16 ? kBf16GroupRows : kGroupRows; }
 
 // acc[r][t] += v · x[t] for every token.
 template <int T>
@@ -298,13 +302,13 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
     ((k.fp8_nan_free_grouped[Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1, true>), ...);
     ((k.fp8_nan_free_single[Ts + 1] = &Block<D, 1, Ts + 1, true>), ...);
   }
-  ((k.rows_per_group[d][Ts + 1] = kGroupRows[Ts + 1]), ...);
-  ((k.grouped[d][Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.rows_per_group[d][Ts + 1] = GroupRows(D)[Ts + 1]), ...);
+  ((k.grouped[d][Ts + 1] = &Block<D, GroupRows(D)[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
   if constexpr (D == DType::kBF16) {
     // One token only for now: at two tokens the only measurement (matmul_bench --tokens 2, 10
     // interleaved pairs) fell in a bandwidth-bound spell of this VM where every kernel ran alike.
-    k.grouped[d][1] = &Bf16HalvesBlock<kGroupRows[1], 1>;
+    k.grouped[d][1] = &Bf16HalvesBlock<kBf16GroupRows[1], 1>;
     k.single[d][1] = &Bf16HalvesBlock<1, 1>;
   }
 }
