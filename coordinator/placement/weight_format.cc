@@ -35,15 +35,7 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, st
   f.dtype = load.matrix_dtype;
   f.group_size = load.matrix_group_size;
   f.scope = load.quantize_scope;
-  if (f.scope == model::QuantizeScope::kMtpLayer) {
-    // bf16/f32 convert every matrix whatever the scope: "only the MTP layer" would not hold.
-    if (f.dtype && !f.quantized())
-      return absl::InvalidArgumentError(absl::StrCat("quantize scope 'mtp' re-quantises the MTP layer to int8 or int4; "
-                                                     "weight dtype '", std::string(weight_dtype),
-                                                     "' converts every matrix"));
-    if (!config.has_mtp())
-      return absl::InvalidArgumentError("quantize scope 'mtp': this model has no MTP layer");
-  }
+  if (auto s = model::CheckQuantizeScope(load, config); !s.ok()) return s;
   if (f.quantized() && f.group_size > 0) {
     const int64_t widest = WidestQuantizedRow(config, f.scope);
     if (std::string why = kernels::CheckQuantGroupSize(*f.dtype, f.group_size, widest); !why.empty())

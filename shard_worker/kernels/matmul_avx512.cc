@@ -142,28 +142,25 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
   StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
-// Block<kBF16, R, T> for small T computed in 256-bit halves: lanes 0-7 and 8-15 of each
+// Block<kBF16, R, 1> computed in 256-bit halves: lanes 0-7 and 8-15 of each row's 16-lane
 // accumulator are two ymm registers, fed by the two 32-byte halves of the chunk's 64 bytes. Every
 // lane sees the same operations in the same order as in Block (even column, then odd column, per
-// chunk and token; masked zeros past a tail), and Reduce gives what StoreReduced gives, so the
-// results are Block's bit for bit. Why: on the Zen 5 machine here the single-token BF16 GEMV
+// chunk; masked zeros past a tail), and the halves meet in one zmm for Reduce's tree (the values
+// StoreReduced gives), so the results are Block's bit for bit. Why: on the Zen 5 machine here the single-token BF16 GEMV
 // streamed 8-15% more bytes a second this way than with 512-bit loads and FMAs (matmul_bench
-// --dtype bf16 --tokens 1, interleaved: 61-69 vs 58-63 GB/s), as fast as the AVX2 kernel. (FP8 is
-// the other way round: its decode is ALU-bound, and halves double its instructions.)
-template <int R, int T, bool kTail>
+// --dtype bf16 --tokens 1, interleaved: 61-69 vs 58-63 GB/s), as fast as the AVX2 kernel. Not
+// used for FP8, whose decode is ALU-bound (halves doubled its instructions: 25 vs 38 GB/s), nor
+// for 2 tokens, where they measured no faster (47.5-51.5 vs 48.1-50.6 GB/s, 6 interleaved pairs).
+
+// One chunk (32 columns) of Bf16SingleTokenBlock: rows' 64 bytes as two 32-byte halves. kTail:
+// only the columns in m are read (masked zeros past them, as Step's masked load).
+template <int R, bool kTail>
 GLM_AVX512_INLINE void Bf16HalvesStep(const uint8_t* w, int64_t row_bytes, int64_t c, __mmask32 m, const float* xp,
-                                      int64_t pitch, __m256 (&lo)[R][T], __m256 (&hi)[R][T]) {
+                                      __m256 (&lo)[R], __m256 (&hi)[R]) {
   const __m256i odd_mask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
   // Activations: even columns' lanes 0-7 | 8-15, then odd columns' (PermuteRow's order).
-  __m256 x0l[T], x0h[T], x1l[T], x1h[T];
-#pragma GCC unroll 4
-  for (int t = 0; t < T; ++t) {
-    const float* xt = xp + t * pitch + c;
-    x0l[t] = _mm256_load_ps(xt);
-    x0h[t] = _mm256_load_ps(xt + 8);
-    x1l[t] = _mm256_load_ps(xt + 16);
-    x1h[t] = _mm256_load_ps(xt + 24);
-  }
+  const __m256 x0l = _mm256_load_ps(xp + c), x0h = _mm256_load_ps(xp + c + 8);
+  const __m256 x1l = _mm256_load_ps(xp + c + 16), x1h = _mm256_load_ps(xp + c + 24);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const uint16_t* p = reinterpret_cast<const uint16_t*>(w + r * row_bytes) + c;
@@ -171,31 +168,21 @@ GLM_AVX512_INLINE void Bf16HalvesStep(const uint8_t* w, int64_t row_bytes, int64
                             : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i b = kTail ? _mm256_maskz_loadu_epi16(static_cast<__mmask16>(m >> 16), p + 16)
                             : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16));
-    const __m256 ea = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), eb = _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
-    const __m256 oa = _mm256_castsi256_ps(_mm256_and_si256(a, odd_mask));
-    const __m256 ob = _mm256_castsi256_ps(_mm256_and_si256(b, odd_mask));
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) {  // Block: the even product into every token, then the odd one
-      lo[r][t] = _mm256_fmadd_ps(ea, x0l[t], lo[r][t]);
-      hi[r][t] = _mm256_fmadd_ps(eb, x0h[t], hi[r][t]);
-    }
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) {
-      lo[r][t] = _mm256_fmadd_ps(oa, x1l[t], lo[r][t]);
-      hi[r][t] = _mm256_fmadd_ps(ob, x1h[t], hi[r][t]);
-    }
+    lo[r] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), x0l, lo[r]);
+    hi[r] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), x0h, hi[r]);
+    lo[r] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(a, odd_mask)), x1l, lo[r]);
+    hi[r] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(b, odd_mask)), x1h, hi[r]);
   }
 }
 
-template <int R, int T>
-GLM_AVX512 void Bf16HalvesBlock(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp, int64_t pitch,
-                                const float* scales, int64_t pf_bytes, float* y, int64_t y_stride) {
+template <int R>
+GLM_AVX512 void Bf16SingleTokenBlock(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
+                                     int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
+                                     int64_t y_stride) {
   constexpr int kChunk = ChunkCols(DType::kBF16);  // 32 columns, 64 bytes
-  __m256 lo[R][T], hi[R][T];
+  __m256 lo[R], hi[R];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int t = 0; t < T; ++t) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+  for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
   const int64_t full = cols / kChunk * kChunk;
   const int64_t pf_wrap = (R - 1) * row_bytes;  // past its row, prefetch the next group's
   for (int64_t c = 0; c < full; c += kChunk) {
@@ -205,17 +192,14 @@ GLM_AVX512 void Bf16HalvesBlock(const uint8_t* w, int64_t row_bytes, int64_t col
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
     }
-    Bf16HalvesStep<R, T, false>(w, row_bytes, c, ~__mmask32{0}, xp, pitch, lo, hi);
+    Bf16HalvesStep<R, false>(w, row_bytes, c, ~__mmask32{0}, xp, lo, hi);
   }
-  if (full < cols)
-    Bf16HalvesStep<R, T, true>(w, row_bytes, full, (__mmask32{1} << (cols - full)) - 1, xp, pitch, lo, hi);
+  if (full < cols) Bf16HalvesStep<R, true>(w, row_bytes, full, (__mmask32{1} << (cols - full)) - 1, xp, lo, hi);
   // Reduce gives what StoreReduced's ReduceLanes16 gives (avx512_common.h).
-#pragma GCC unroll 4
-  for (int t = 0; t < T; ++t)
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r)
-      y[t * y_stride + r] = Reduce(_mm512_castpd_ps(_mm512_insertf64x4(
-          _mm512_castps_pd(_mm512_castps256_ps512(lo[r][t])), _mm256_castps_pd(hi[r][t]), 1)));
+  for (int r = 0; r < R; ++r)
+    y[r] = Reduce(_mm512_castpd_ps(
+        _mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo[r])), _mm256_castps_pd(hi[r]), 1)));
 }
 
 // BF16 × BF16 dot products (SetBf16Activations; AVX512-BF16 CPUs): R rows × T tokens, 32 columns a
@@ -306,10 +290,8 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   ((k.grouped[d][Ts + 1] = &Block<D, GroupRows(D)[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
   if constexpr (D == DType::kBF16) {
-    // One token only for now: at two tokens the only measurement (matmul_bench --tokens 2, 10
-    // interleaved pairs) fell in a bandwidth-bound spell of this VM where every kernel ran alike.
-    k.grouped[d][1] = &Bf16HalvesBlock<kBf16GroupRows[1], 1>;
-    k.single[d][1] = &Bf16HalvesBlock<1, 1>;
+    k.grouped[d][1] = &Bf16SingleTokenBlock<kBf16GroupRows[1]>;
+    k.single[d][1] = &Bf16SingleTokenBlock<1>;
   }
 }
 

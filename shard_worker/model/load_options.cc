@@ -28,6 +28,15 @@ const char* QuantizeScopeName(QuantizeScope scope) {
   return "experts";
 }
 
+absl::Status CheckQuantizeScope(const LoadOptions& options, const ModelConfig& config) {
+  if (options.quantize_scope != QuantizeScope::kMtpLayer) return absl::OkStatus();
+  if (options.matrix_dtype && !kernels::IsGroupQuantized(*options.matrix_dtype))
+    return absl::InvalidArgumentError(
+        "quantize scope mtp re-quantises the MTP layer to int8 or int4; a bf16 or f32 weight dtype converts every matrix");
+  if (!config.has_mtp()) return absl::InvalidArgumentError("quantize scope mtp: this model has no MTP layer");
+  return absl::OkStatus();
+}
+
 absl::Status ParseWeightDType(std::string_view name, LoadOptions* options) {
   if (name.empty() || name == "stored") {
     options->matrix_dtype.reset();

@@ -149,6 +149,10 @@ struct LoadOptions {
 // int8, int8-row, int4, int{8,4}-g<N>) into options->matrix_dtype / matrix_group_size. Returns
 // an InvalidArgument status naming the accepted values otherwise.
 absl::Status ParseWeightDType(std::string_view name, LoadOptions* options);
+// InvalidArgument when `options` asks scope kMtpLayer where it cannot hold: with a BF16/F32
+// conversion (it reaches every matrix) or on a model without an MTP layer. The loader and the
+// coordinator's plan check (placement::ParseWeightFormat) both ask it.
+absl::Status CheckQuantizeScope(const LoadOptions& options, const ModelConfig& config);
 
 // One routed expert read on its own (the ExpertStore's cache fills), owning its memory.
 struct LoadedExpert {

@@ -555,12 +555,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   w->config_ = c;
   if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
     return absl::InvalidArgumentError("weights can be converted at load to BF16, F32, I8 or I4 only");
-  if (options.quantize_scope == QuantizeScope::kMtpLayer) {
-    // BF16/F32 convert every matrix whatever the scope: "the MTP layer only" would not hold.
-    if (options.matrix_dtype && !kernels::IsGroupQuantized(*options.matrix_dtype))
-      return absl::InvalidArgumentError("quantize scope mtp re-quantises the MTP layer to int8 or int4 only");
-    if (!c.has_mtp()) return absl::InvalidArgumentError("quantize scope mtp: this model has no MTP layer");
-  }
+  if (auto s = CheckQuantizeScope(options, c); !s.ok()) return s;
   // Resolve the slices (-1 = to the end) and check them against the config.
   LoadOptions opt = options;
   auto resolve = [](int64_t& begin, int64_t& end, int64_t size, const char* what) -> absl::Status {
