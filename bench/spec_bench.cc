@@ -58,6 +58,9 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
           "stored | int8 | int4 | int{8,4}-g<N> (converted at load; with --quantize_scope mtp the MTP draft "
           "layer only, so plain decoding is unchanged)");
 ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all | mtp (the MTP draft layer only)");
+ABSL_FLAG(int64_t, draft_vocab, 0,
+          "MTP drafts propose only ids below this count and the prompt's and output's own tokens "
+          "(0: the whole vocabulary)");
 ABSL_FLAG(int32_t, repeat, 1, "times each method decodes every prompt (longer runs for profiling)");
 ABSL_FLAG(std::string, workload, "continue",
           "continue (each prompt is a held-out excerpt; the model continues it) | edit (the model's earlier answer to "
@@ -91,7 +94,13 @@ class Glm5StepBytes {
     const double extra_experts = e * (1.0 - std::pow(1.0 - k / e, n)) - k;
     return main1_ + sparse_layers_ * extra_experts * static_cast<double>(cost_.RoutedExpertBytes());
   }
-  double Mtp() const { return static_cast<double>(cost_.MtpDraft(whole_).decode_bytes); }
+  // One draft position reading `head_rows` rows of the MTP head (a draft vocabulary), or all.
+  double Mtp(int64_t head_rows = -1) const {
+    glm::placement::RankAssignment r = whole_;
+    if (head_rows >= 0) r.set_vocab_end(static_cast<int32_t>(std::min<int64_t>(head_rows, c_.vocab_size)));
+    return static_cast<double>(cost_.MtpDraft(r).decode_bytes);
+  }
+  int64_t vocab() const { return c_.vocab_size; }
 
  private:
   Glm5StepBytes(const glm::model::ModelConfig& c, const glm::placement::WeightFormat& format)
@@ -151,6 +160,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "spec_bench: --methods: %s\n", std::string(spec.status().message()).c_str());
       return 2;
     }
+    spec->draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
     methods.emplace_back(method, *spec);
   }
   auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
@@ -374,6 +384,7 @@ int main(int argc, char** argv) {
       identical &= out.ok() && out->tokens == plain_outputs[p];
       total.steps += st.steps;
       total.draft_seconds += st.draft_seconds;
+      total.mtp_head_rows += st.mtp_head_rows;
       total.verify_seconds += st.verify_seconds;
       total.drafted += st.drafted;
       total.accepted += st.accepted;
@@ -397,8 +408,18 @@ int main(int argc, char** argv) {
     // The same tokens per step at GLM-5's bytes: a step verifies 1 + (drafts per step) positions
     // and, with MTP, drafts them one MTP forward each.
     const double drafts_per_step = static_cast<double>(total.drafted) / std::max<int64_t>(1, total.steps);
+    // With a draft vocabulary, GLM-5's drafts read its common rows plus as many of the sequence's
+    // own tokens beyond them as the drafts here did (a GLM-5-sized vocabulary holds the common
+    // ids whole; the extra ids are a property of the text).
+    const int64_t vocab_here = m.config().vocab_size, common = absl::GetFlag(FLAGS_draft_vocab);
+    const double rows_per_draft = total.drafted ? static_cast<double>(total.mtp_head_rows) / total.drafted : vocab_here;
+    const int64_t glm5_head_rows =
+        common > 0 ? std::min<int64_t>(glm5.vocab(), common + static_cast<int64_t>(std::max(
+                                                                  0.0, rows_per_draft - std::min(common, vocab_here))))
+                   : -1;
     const double glm5_bytes_speedup =
-        tokens_per_step * glm5.Main(1) / (glm5.Main(1 + drafts_per_step) + (is_mtp ? drafts_per_step * glm5.Mtp() : 0.0));
+        tokens_per_step * glm5.Main(1) /
+        (glm5.Main(1 + drafts_per_step) + (is_mtp ? drafts_per_step * glm5.Mtp(glm5_head_rows) : 0.0));
     // Where a step's time went in generation, against a plain decode step of the paired runs; with
     // a free draft the speedup could reach tokens per step x plain step / verify.
     const double steps = static_cast<double>(std::max<int64_t>(1, total.steps));
@@ -422,6 +443,10 @@ int main(int argc, char** argv) {
     r["plain_step_us"] = plain_step_us;
     r["verify_us_per_step"] = verify_us;
     r["draft_us_per_step"] = draft_us;
+    if (is_mtp) {
+      r["mtp_head_rows_per_draft"] = rows_per_draft;
+      r["glm5_mtp_draft_bytes"] = glm5.Mtp(glm5_head_rows);
+    }
     r["free_draft_speedup_ceiling"] = free_draft_ceiling;
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
@@ -437,6 +462,11 @@ int main(int argc, char** argv) {
       std::printf("          in generation, per step: verify %.1f us (%.2f plain steps of %.1f us), draft %.1f us; "
                   "a free draft would give %.2fx\n",
                   verify_us, verify_us / plain_step_us, plain_step_us, draft_us, free_draft_ceiling);
+      if (is_mtp && common > 0)
+        std::printf("          draft vocabulary: %.0f of %ld head rows per draft here; GLM-5 %ld of %ld: %.2f GB per draft "
+                    "(whole head: %.2f GB)\n",
+                    rows_per_draft, static_cast<long>(vocab_here), static_cast<long>(glm5_head_rows),
+                    static_cast<long>(glm5.vocab()), glm5.Mtp(glm5_head_rows) / 1e9, glm5.Mtp() / 1e9);
     }
   }
   if (absl::GetFlag(FLAGS_json)) {

@@ -67,6 +67,10 @@ ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (d
 ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
 ABSL_FLAG(bool, strict_model_name, false, "reject requests naming another model (default: accept any name)");
 ABSL_FLAG(std::string, speculative, "", "default speculative decoding for requests: mtp:K (K 1..4) or ngram:K (K 1..8)");
+ABSL_FLAG(int64_t, draft_vocab, 0,
+          "with --speculative mtp:K (or a request's): MTP drafts propose only token ids below this count and the "
+          "request's own tokens, reading only those rows of the MTP head; the outputs are the same, only acceptance "
+          "may change (0 = the whole vocabulary)");
 ABSL_FLAG(int32_t, step_timeout_s, 120, "a step taking longer means a worker is stuck: fail requests and exit");
 
 namespace {
@@ -246,6 +250,7 @@ int main(int argc, char** argv) {
   eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   eo.speculative = absl::GetFlag(FLAGS_speculative);
   eo.has_mtp = config->has_mtp();
+  eo.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
 

@@ -52,6 +52,9 @@ ABSL_FLAG(bool, json, false, "generate: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
 ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
+ABSL_FLAG(int64_t, draft_vocab, 0,
+          "generate with --speculative mtp:K: drafts propose only token ids below this count and the prompt's and "
+          "output's own tokens (the same outputs; 0 = the whole vocabulary)");
 ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
 ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
   m.preset = absl::GetFlag(FLAGS_preset);
   m.message = absl::GetFlag(FLAGS_message);
   m.speculative = absl::GetFlag(FLAGS_speculative);
+  m.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   m.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
   m.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
   m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
@@ -151,7 +155,7 @@ int main(int argc, char** argv) {
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     // The server's weights are loaded already: these would be silently ignored.
-    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype"}) {
+    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "draft_vocab"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');

@@ -179,6 +179,8 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
   }
   auto spec = runtime::ParseSpeculative(o.speculative);
   if (!spec.ok()) return spec.status();
+  if (o.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
+  spec->draft_vocab = o.draft_vocab;
   auto m = LoadModel(o);
   if (!m.ok()) return m.status();
   runtime::SpeculativeStats stats;

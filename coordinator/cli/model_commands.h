@@ -32,6 +32,7 @@ struct ModelCommandOptions {
   std::string preset;
   std::string message;  // chat: the user message
   std::string speculative;  // generate/chat: mtp:K | ngram:K
+  int64_t draft_vocab = 0;  // with mtp:K: SpeculativeConfig::draft_vocab
   // How the model is loaded (as the cluster's --weight-dtype, --quantize-scope and
   // --expert-memory-gib): model::ParseWeightDType / ParseQuantizeScope names; GiB of routed
   // experts held in memory, the rest streamed from disk (0 = all resident).

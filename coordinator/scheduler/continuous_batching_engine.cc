@@ -12,6 +12,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   if (options.kv_blocks <= 0 || options.kv_block_size <= 0) return absl::InvalidArgumentError("engine needs KV blocks");
   if (options.prefill_chunk <= 0) return absl::InvalidArgumentError("--prefill-chunk must be positive");
   if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
+  if (options.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
   return std::unique_ptr<Engine>(new ContinuousBatchingEngine(runner, options));
 }
 
@@ -357,6 +358,9 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     p->set_num_drafts(static_cast<int32_t>(w.drafts.size()));
     p->set_use_mtp(s.adaptive && s.spec.method == runtime::SpeculativeConfig::Method::kMtp);
     p->set_mtp_drafts(w.next_k);
+    // The last stage builds the draft vocabulary from the sequence's history (sent below).
+    const bool draft_vocab = p->use_mtp() && options_.draft_vocab > 0;
+    if (draft_vocab) p->set_draft_vocab(static_cast<int32_t>(std::min<int64_t>(options_.draft_vocab, INT32_MAX)));
     p->set_start_position(s.computed);
     // Only the entries the workers do not hold yet: a running sequence's table only grows.
     const int64_t blocks_from = std::min<int64_t>(s.blocks_sent, static_cast<int64_t>(s.blocks.size()));
@@ -385,7 +389,8 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       const int64_t after = s.computed + fed;  // the token the chunk's last row predicts
       if (after < s.prompt_len) p->set_prompt_next_token(s.tokens[after]);
     }
-    if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f)) {
+    if (sample && (o.repetition_penalty != 1.0f || o.presence_penalty != 0.0f || o.frequency_penalty != 0.0f ||
+                   draft_vocab)) {
       // Only what the last stage does not hold yet: tokens only ever append to a sequence.
       const int64_t from = std::min<int64_t>(s.penalty_sent, static_cast<int64_t>(s.tokens.size()));
       p->set_penalty_tokens_from(static_cast<int32_t>(from));

@@ -62,7 +62,7 @@ class ContinuousBatchingEngine : public Engine {
     runtime::SpeculativeConfig spec;
     std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
     std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
-    int64_t penalty_sent = 0;         // leading tokens the last stage holds for the penalties
+    int64_t penalty_sent = 0;         // leading tokens the last stage holds (penalties, draft vocabulary)
   };
   using SeqPtr = std::shared_ptr<Sequence>;
 

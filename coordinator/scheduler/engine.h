@@ -49,6 +49,9 @@ struct EngineOptions {
   int64_t max_scored_logits = int64_t{64} << 20;
   std::string speculative;           // default for requests: "" / "none", "mtp:K", "ngram:K"
   bool has_mtp = false;              // the model has an MTP layer (mtp:K is refused otherwise)
+  // MTP drafts propose only ids below this count and the request's own tokens (reading those
+  // rows of the MTP head alone; the outputs are the same); 0 = the whole vocabulary.
+  int64_t draft_vocab = 0;
 };
 
 struct EngineLoad {

@@ -30,6 +30,22 @@ std::vector<int64_t> LogitRowIndices(LogitRows rows, int64_t T, const std::vecto
   return picked;
 }
 
+// Each logit row's draft vocabulary, in LogitRowIndices' order; empty when no sequence has one.
+std::vector<const DraftVocabulary*> DraftVocabularyOfRows(LogitRows rows, const std::vector<attention::SequenceSpan>& spans,
+                                                          const std::vector<SequenceInput>& batch) {
+  if (std::none_of(batch.begin(), batch.end(), [](const SequenceInput& in) { return in.draft_vocab != nullptr; }))
+    return {};
+  std::vector<const DraftVocabulary*> of_row;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    const int64_t n = spans[i].n_tokens;
+    const int64_t picked = rows == LogitRows::kAll    ? n
+                           : rows == LogitRows::kLast ? 1
+                                                      : std::clamp<int64_t>(batch[i].logit_tail, 1, n);
+    of_row.insert(of_row.end(), picked, batch[i].draft_vocab);
+  }
+  return of_row;
+}
+
 std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   // inv_freq[i] = 1 / theta^(2i / d), formed in f32 like the reference.
   std::vector<float> inv(c.qk_rope_head_dim / 2);
@@ -379,7 +395,8 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
 
 absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                              const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
-                             LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out) const {
+                             LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out,
+                             bool use_draft_vocab) const {
   const ModelConfig& c = config();
   const int64_t hidden = c.hidden_size;
   out->hidden.resize(T * hidden);
@@ -402,7 +419,14 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   const int64_t vocab = c.vocab_size;
   if (stage_.tp == nullptr || stage_.tp->size() == 1) {
     out->logits.resize(n * vocab);
-    kernels::MatMul(src, n, head, out->logits.data(), pool);
+    std::vector<const DraftVocabulary*> vocab_of_row;
+    if (use_draft_vocab) vocab_of_row = DraftVocabularyOfRows(rows, spans, batch);
+    if (vocab_of_row.empty()) {
+      kernels::MatMul(src, n, head, out->logits.data(), pool);
+    } else {
+      out->weight_bytes_read += DraftLogitsBytes(head, vocab_of_row) - head.bytes();
+      DraftLogits(src, n, head, vocab_of_row, out->logits.data(), pool);
+    }
     return absl::OkStatus();
   }
   // Vocabulary-parallel: each rank computes its rows of lm_head, padded to the largest slice,
@@ -518,7 +542,9 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
                          nullptr, &timing, output_rows.data());
       !s.ok())
     return s;
-  if (auto s = Head(m.head_norm, m.head, x, T, spans, batch, rows, HeadPool(timing, m.head), &out); !s.ok())
+  if (auto s = Head(m.head_norm, m.head, x, T, spans, batch, rows, HeadPool(timing, m.head), &out,
+                    /*use_draft_vocab=*/true);
+      !s.ok())
     return s;
   timing.Record();
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);

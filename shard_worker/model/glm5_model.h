@@ -15,6 +15,7 @@
 #include "shard_worker/kernels/rope.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
+#include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/step_path_chooser.h"
 #include "shard_worker/moe/moe_layer.h"
@@ -29,6 +30,9 @@ struct SequenceInput {
   // each token, [tokens.size(), hidden].
   std::vector<float> prev_hidden;
   int32_t logit_tail = 1;  // rows of logits wanted with LogitRows::kTail (>= 1)
+  // MTP only: the ids this sequence's drafts may propose (null: every id). Its rows' logits are
+  // computed for those ids alone, -inf elsewhere (draft_vocabulary.h). Borrowed for the call.
+  const DraftVocabulary* draft_vocab = nullptr;
 };
 
 // kTail: the last `logit_tail` rows of each sequence (speculative verification).
@@ -95,7 +99,9 @@ class Glm5Model {
   // The MTP layer: token i of a sequence is t[j+1] with prev_hidden h[j]; logits predict t[j+2].
   // Only the rows `rows` asks logits for get the layer's output (logits and hidden); the others
   // only write their MTP cache rows (the MLP block is skipped there) and their hidden is not the
-  // layer's output. Every cache row is the same whatever `rows` is.
+  // layer's output. Every cache row is the same whatever `rows` is. A sequence with a
+  // draft_vocab gets logits for its ids only (a whole vocabulary when the stage is split over
+  // tensor-parallel ranks: their vocabulary slices are gathered in full).
   absl::StatusOr<ForwardOutput> ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const;
 
  private:
@@ -160,7 +166,8 @@ class Glm5Model {
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,
-                    LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out) const;
+                    LogitRows rows, kernels::ThreadPool* pool, ForwardOutput* out,
+                    bool use_draft_vocab = false) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   kernels::ThreadPool* pool_;

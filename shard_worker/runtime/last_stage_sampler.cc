@@ -265,6 +265,33 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
     who.push_back(i);
   }
   if (batch.empty()) return absl::OkStatus();
+  // Draft vocabularies: the sequence's history (the prompt and output up to this step's first
+  // token), then this step's accepted drafts and new token — every token up to the newest, as
+  // the single-process generator has them (runtime/speculative_generator.cc). A sequence that
+  // does not draft this step (a prefill chunk, a paused request) only needs its cache rows: an
+  // empty vocabulary skips its row of the head.
+  const model::DraftVocabulary no_drafts(0, vocab);
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const int i = who[b];
+    const auto& s = plan.sequences(i);
+    if (!s.sample() || s.mtp_drafts() <= 0) {
+      batch[b].draft_vocab = &no_drafts;
+      continue;
+    }
+    if (s.draft_vocab() <= 0) continue;
+    SequenceState& st = states_[s.seq_id()];
+    if (st.draft_vocab == nullptr || st.draft_vocab->common() != std::min<int64_t>(s.draft_vocab(), vocab)) {
+      st.draft_vocab = std::make_unique<model::DraftVocabulary>(s.draft_vocab(), vocab);
+      st.draft_vocab_added = 0;
+    }
+    const std::vector<int32_t>& history = st.penalty_history;
+    if (st.draft_vocab_added < history.size()) {
+      st.draft_vocab->Add(history.data() + st.draft_vocab_added, history.size() - st.draft_vocab_added);
+      st.draft_vocab_added = history.size();
+    }
+    st.draft_vocab->Add(decisions[i].tokens);
+    batch[b].draft_vocab = st.draft_vocab.get();
+  }
   auto mtp = model_->ForwardMtp(batch, model::LogitRows::kLast);
   if (!mtp.ok()) return mtp.status();
   // Drafts: the last row of each sampled sequence proposes d1; chaining on the MTP's own hidden
@@ -318,6 +345,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
           continue;
         model::SequenceInput in;
         in.cache = batch[b].cache;
+        in.draft_vocab = batch[b].draft_vocab;
         in.tokens = {d};
         in.prev_hidden.assign(hid.begin() + h_row * hidden, hid.begin() + (h_row + 1) * hidden);
         next_batch.push_back(std::move(in));

@@ -8,6 +8,7 @@
 #define GLM_SHARD_WORKER_RUNTIME_LAST_STAGE_SAMPLER_H_
 
 #include <algorithm>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -44,6 +45,10 @@ class LastStageSampler {
     std::vector<float> pending_hidden;  // its main-model hidden state [hidden]
     std::vector<SamplingCandidates> q;  // draft distributions of the drafts proposed last step
     std::vector<int32_t> penalty_history;  // the prompt and accepted output (penalty_tokens_from)
+    // The MTP drafts' vocabulary (SequenceStep.draft_vocab): built from penalty_history, of
+    // which the first draft_vocab_added tokens are in it.
+    std::unique_ptr<model::DraftVocabulary> draft_vocab;
+    size_t draft_vocab_added = 0;
   };
   struct Decision {
     int accepted = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 
@@ -12,11 +13,12 @@ namespace {
 // output: logits [rows, vocab] and its normed hidden [rows, hidden] (the chained "h").
 absl::StatusOr<model::ForwardOutput> MtpRows(const model::Glm5Model& m, kv_cache::KvCache* cache,
                                              const std::vector<int32_t>& next_tokens, const std::vector<float>& hidden,
-                                             model::LogitRows rows) {
+                                             model::LogitRows rows, const model::DraftVocabulary* vocab = nullptr) {
   std::vector<model::SequenceInput> in(1);
   in[0].cache = cache;
   in[0].tokens = next_tokens;
   in[0].prev_hidden = hidden;
+  in[0].draft_vocab = vocab;
   return m.ForwardMtp(in, rows);
 }
 
@@ -84,9 +86,16 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     if (greedy) return GreedyToken(logits, vocab, sp, tokens, prompt.size());
     return DrawFrom(SamplingDistribution(logits, vocab, sp, tokens, prompt.size()), rng);
   };
+  // What the drafts may propose: the common ids and every token so far (the newest included).
+  std::unique_ptr<model::DraftVocabulary> draft_vocab;
+  if (mtp && spec.draft_vocab > 0) {
+    draft_vocab = std::make_unique<model::DraftVocabulary>(spec.draft_vocab, vocab);
+    draft_vocab->Add(prompt);
+  }
   auto emit = [&](int32_t t) -> bool {  // false: stop generating
     result.tokens.push_back(t);
     tokens.push_back(t);
+    if (draft_vocab) draft_vocab->Add(&t, 1);
     if (options.on_token && !options.on_token(t)) return false;
     const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), t) != c.eos_token_ids.end();
     if (eos && !options.ignore_eos) {
@@ -127,7 +136,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       std::vector<float> h = last_hidden;
       with_pending(&next_tok, &h);
       for (int i = 0; i < k; ++i) {
-        auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast);
+        auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast, draft_vocab.get());
         if (!m.ok()) return m.status();
         // Greedy verification compares tokens only: no draft distribution needed.
         SamplingCandidates dist =
@@ -135,6 +144,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
         const int32_t d = greedy ? ArgMax(m->logits.data(), vocab) : DrawFrom(dist, rng);
         drafts.push_back(d);
         q.push_back(std::move(dist));
+        st.mtp_head_rows += draft_vocab ? draft_vocab->size() : vocab;
         next_tok = {d};
         h.assign(m->hidden.end() - hidden, m->hidden.end());  // the last row's: chained next
       }

@@ -25,6 +25,9 @@ struct SpeculativeStats {
   // costs timed in isolation (one position repeated) understate a MoE verify: there every
   // position routes to experts of its own, which generation reads cold.
   double draft_seconds = 0, verify_seconds = 0;
+  // MTP: rows of the MTP head the drafts read, summed (the vocabulary each, or the size of the
+  // draft vocabulary: SpeculativeConfig::draft_vocab).
+  int64_t mtp_head_rows = 0;
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
 };
 

@@ -44,6 +44,9 @@ struct SpeculativeConfig {
   enum class Method { kNone, kMtp, kNgram };
   Method method = Method::kNone;
   int k = 0;
+  // MTP drafts propose only ids below this count and the sequence's own tokens, reading only
+  // their rows of the MTP head (model/draft_vocabulary.h); 0 = the whole vocabulary.
+  int64_t draft_vocab = 0;
 };
 absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text);
 

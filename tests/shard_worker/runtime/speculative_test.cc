@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -155,6 +156,78 @@ TEST(SpeculativeTest, AnInt4DraftLayerChangesNoTokens) {
     }
   }
   EXPECT_GT(static_cast<double>(accepted) / drafted, 0.5) << accepted << "/" << drafted;
+}
+
+// A draft vocabulary (ids below a count plus the sequence's own tokens) only changes what the
+// MTP layer proposes: greedy outputs stay plain decoding's on every fixture with an MTP layer,
+// even with almost no common ids, and on the trained model the drafts are accepted about as
+// often as with the whole vocabulary (code repeats its own tokens).
+TEST(SpeculativeTest, ADraftVocabularyChangesNoTokens) {
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
+    Loaded l = Load(name);
+    if (!l.model->config().has_mtp()) continue;
+    GenerateOptions g;
+    g.max_new_tokens = 32;
+    g.ignore_eos = true;
+    int64_t drafted[2] = {0, 0}, accepted[2] = {0, 0};
+    for (const auto& prompt : Prompts(name)) {
+      auto plain = Generate(*l.model, prompt, g);
+      ASSERT_TRUE(plain.ok()) << plain.status();
+      for (const std::string m : {"mtp:1", "mtp:3"})
+        for (int64_t common : {int64_t{0}, int64_t{1}, int64_t{512}}) {
+          SpeculativeConfig spec = *ParseSpeculative(m);
+          spec.draft_vocab = common;
+          SpeculativeStats stats;
+          auto out = GenerateSpeculative(*l.model, prompt, g, spec, &stats);
+          ASSERT_TRUE(out.ok()) << out.status();
+          EXPECT_EQ(out->tokens, plain->tokens) << name << " " << m << " draft vocabulary " << common;
+          if (m == "mtp:1" && common != 1) {
+            drafted[common > 0] += stats.drafted;
+            accepted[common > 0] += stats.accepted;
+          }
+        }
+    }
+    if (name == "glm5-tiny-code") {
+      const double whole = static_cast<double>(accepted[0]) / drafted[0], restricted = static_cast<double>(accepted[1]) / drafted[1];
+      EXPECT_GT(restricted, 0.5);
+      EXPECT_GT(restricted, whole - 0.05) << "whole vocabulary " << whole;
+    }
+  }
+}
+
+// Sampled requests: a draft distribution that is zero off the draft vocabulary (its logits -inf
+// there) still leaves the output distributed as the target's, which covers those tokens too.
+TEST(SpeculativeSamplingTest, ARestrictedDraftKeepsTheTargetDistribution) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> target = {1.0f, 0.2f, 2.0f, -0.5f, 1.5f, 0.0f};
+  const std::vector<float> draft = {1.2f, -inf, 1.8f, -inf, 1.0f, -inf};  // ids 1, 3, 5 left out
+  SamplingParams sp;
+  sp.temperature = 0.9f;
+  const SamplingCandidates p = SamplingDistribution(target.data(), 6, sp, {}, 0);
+  const SamplingCandidates q = SamplingDistribution(draft.data(), 6, sp, {}, 0);
+  std::vector<double> pp(6, 0.0), qq(6, 0.0);
+  for (size_t i = 0; i < p.probs.size(); ++i) pp[p.id(i)] = p.probs[i];
+  for (size_t i = 0; i < q.probs.size(); ++i) qq[q.id(i)] = q.probs[i];
+  for (int id : {1, 3, 5}) EXPECT_EQ(qq[id], 0.0) << id;
+  for (int id : {1, 3, 5}) EXPECT_GT(pp[id], 0.0) << id;
+  std::mt19937_64 rng(11);
+  const int n = 200000;
+  std::vector<int> counts(6, 0);
+  int accepted = 0;
+  for (int i = 0; i < n; ++i) {
+    const int32_t d = DrawFrom(q, rng);
+    ASSERT_GT(qq[d], 0.0) << "a draft outside the draft vocabulary";
+    const RejectionOutcome r = AcceptOrResample(d, p, q, rng);
+    counts[r.token]++;
+    accepted += r.accepted;
+  }
+  double chi2 = 0, overlap = 0;
+  for (int v = 0; v < 6; ++v) {
+    chi2 += (counts[v] - n * pp[v]) * (counts[v] - n * pp[v]) / (n * pp[v]);
+    overlap += std::min(pp[v], qq[v]);
+  }
+  EXPECT_LT(chi2, 20.5);  // 99.9% quantile of chi-square with 5 degrees of freedom
+  EXPECT_NEAR(static_cast<double>(accepted) / n, overlap, 0.01);
 }
 
 TEST(SpeculativeTest, SeededSamplingIsReproducible) {
