@@ -270,6 +270,7 @@ int main(int argc, char** argv) {
   if (auto j = glm::placement::PlanToJson((*client)->plan()); j.ok()) served.placement_json = *j;
   served.world_size = world->size();
   served.default_speculative = absl::GetFlag(FLAGS_speculative);
+  served.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   glm::api::ApiOptions ao;
   ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   ao.http_listen = absl::GetFlag(FLAGS_http_listen);

@@ -33,6 +33,7 @@ struct ServedModel {
   std::string placement_json;
   int32_t world_size = 1;
   std::string default_speculative;        // the server's --speculative ("" = off)
+  int64_t draft_vocab = 0;                // the server's --draft-vocab (0 = off)
 };
 
 struct ApiOptions {

@@ -243,6 +243,7 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
             {"has_chat_template", info.has_chat_template()},
             {"has_mtp", info.has_mtp()},
             {"world_size", info.world_size()},
+            {"draft_vocab", info.draft_vocab()},
             {"placement_summary", info.placement_summary()}};
   if (!info.placement_json().empty()) {
     json placement = json::parse(info.placement_json(), nullptr, false);

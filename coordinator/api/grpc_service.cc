@@ -233,6 +233,7 @@ grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext*, const pb::
   info->set_placement_json(m.placement_json);
   info->set_world_size(m.world_size);
   info->set_default_speculative(m.default_speculative);
+  info->set_draft_vocab(m.draft_vocab);
   pb::LoadResponse load;
   GetLoad(nullptr, nullptr, &load);
   *info->mutable_load() = load;

@@ -42,6 +42,7 @@ class ApiTest : public ::testing::Test {
     model_.chat_template = chat_template_;
     model_.placement_summary = "stage 0: layers 0-1 on rank 1";
     model_.world_size = 2;
+    model_.draft_vocab = 512;
     engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
     StartServer(/*serving=*/true);
   }

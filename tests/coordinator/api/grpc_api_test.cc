@@ -307,6 +307,7 @@ TEST_F(GrpcApiTest, InfoTokenizeDetokenizeLoad) {
   EXPECT_TRUE(info.has_tokenizer());
   EXPECT_TRUE(info.has_chat_template());
   EXPECT_EQ(info.world_size(), 2);
+  EXPECT_EQ(info.draft_vocab(), 512);
 
   grpc::ClientContext c2;
   pb::TokenizeRequest tr;
