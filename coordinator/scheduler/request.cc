@@ -38,7 +38,9 @@ bool RequestStream::Next(GenerationEvent* event, absl::Duration timeout) {
     if (now >= deadline) return false;
     mu_.AwaitWithDeadline(absl::Condition(&ready), until);
   }
-  if (released_ == 0) released_ = events_.size();
+  // A group is every event waiting now, except that the first event goes alone: the TTFT
+  // message carries the first token even when the consumer woke after several were pushed.
+  if (released_ == 0) released_ = taken_any_ ? events_.size() : 1;
   *event = std::move(events_.front().event);
   events_.pop_front();
   --released_;

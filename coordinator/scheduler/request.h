@@ -95,8 +95,9 @@ class RequestStream {
   // Blocks until an event is ready or `timeout` passes (false). An event is ready when it is the
   // first or the finished one, or when the interval's tokens are waiting, or when the oldest
   // waiting event is the interval's max_delay old; the events waiting then are released together
-  // and later calls return them without waiting (a consumer drains them with a zero timeout and
-  // sends them as one message). After the finished event has been taken, returns false at once.
+  // (the first event alone: the TTFT message holds the first token however late the consumer
+  // woke) and later calls return them without waiting (a consumer drains them with a zero timeout
+  // and sends them as one message). After the finished event has been taken, returns false at once.
   bool Next(GenerationEvent* event, absl::Duration timeout = absl::InfiniteDuration());
 
   // Producer side (the engine).

@@ -69,6 +69,21 @@ TEST(RequestStreamTest, IntervalGroupsTokensAfterTheFirstEvent) {
   EXPECT_FALSE(s.Next(&e, absl::ZeroDuration()));
 }
 
+// A consumer that wakes late (a loaded host) still gets the first token alone, then the rest by
+// the interval: the first streamed message is the TTFT one.
+TEST(RequestStreamTest, TheFirstEventGoesAloneEvenWhenOthersWait) {
+  RequestStream s("r");
+  s.SetInterval({.tokens = 4, .max_delay = absl::Hours(1)});
+  s.Push(Tokens({1}));
+  s.Push(Tokens({2}));
+  s.Push(Tokens({3}));
+  int events = 0;
+  EXPECT_EQ(TakeReady(s, &events), std::vector<int32_t>{1});
+  EXPECT_EQ(events, 1);
+  s.Push(Tokens({4, 5}));
+  EXPECT_EQ(TakeReady(s), (std::vector<int32_t>{2, 3, 4, 5}));
+}
+
 TEST(RequestStreamTest, MaxDelayReleasesAPartialGroup) {
   RequestStream s("r");
   s.SetInterval({.tokens = 1000, .max_delay = absl::Milliseconds(5)});
