@@ -143,6 +143,20 @@ inline std::vector<int32_t> Prompt(int seed, int len) {
   return p;
 }
 
+// A FORWARD plan of one sequence: `tokens` from position 0 in KV block 0, sampled greedily.
+inline shard::StepPlan OneSequencePlan(uint64_t step_id, uint64_t seq_id, const std::vector<int32_t>& tokens) {
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::FORWARD);
+  plan.set_step_id(step_id);
+  auto* s = plan.add_sequences();
+  s->set_seq_id(seq_id);
+  s->mutable_tokens()->Add(tokens.begin(), tokens.end());
+  s->set_start_position(0);
+  s->add_block_table(0);
+  s->set_sample(true);
+  return plan;
+}
+
 }  // namespace glm::scheduler
 
 #endif  // GLM_TESTS_COORDINATOR_SCHEDULER_ENGINE_HARNESS_H_

@@ -4,14 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <thread>
 
-#include "nlohmann/json.hpp"
-#include "shard_worker/model/draft_vocabulary.h"
-#include "shard_worker/runtime/sampler.h"
 #include "tests/coordinator/scheduler/engine_harness.h"
 
 namespace glm::scheduler {
@@ -311,20 +306,6 @@ TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
-// A FORWARD plan of one sequence: `tokens` from position 0 in KV block 0, sampled greedily.
-shard::StepPlan OneSequencePlan(uint64_t step_id, uint64_t seq_id, const std::vector<int32_t>& tokens) {
-  shard::StepPlan plan;
-  plan.set_kind(shard::StepPlan::FORWARD);
-  plan.set_step_id(step_id);
-  auto* s = plan.add_sequences();
-  s->set_seq_id(seq_id);
-  s->mutable_tokens()->Add(tokens.begin(), tokens.end());
-  s->set_start_position(0);
-  s->add_block_table(0);
-  s->set_sample(true);
-  return plan;
-}
-
 // The penalties' history reaches the last stage in parts (each step sends only the tokens it
 // does not hold yet); preempted and recomputed sequences must still be penalised against their
 // whole history.
@@ -376,63 +357,6 @@ TEST(EngineTest, PenaltyHistoryMustContinueWhatTheLastStageHolds) {
   auto served = (*lc)->client()->Step(plan);
   ASSERT_TRUE(served.ok()) << served.status();
   ASSERT_EQ(served->sequences_size(), 1);
-}
-
-// The last stage drafts from the history it is sent: a prefill step with one MTP draft and a
-// draft vocabulary of 1 common id proposes the argmax of the MTP logits over {0} ∪ the prompt ∪
-// {the sampled token}, as the single-process model computes it.
-TEST(EngineTest, MtpDraftVocabularyComesFromTheSentHistory) {
-  auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 1, 1, 16, 16);
-  ASSERT_TRUE(lc.ok()) << lc.status();
-  SingleProcess sp;
-  ASSERT_NE(sp.model, nullptr);
-  const model::Glm5Model& m = *sp.model;
-  const int64_t vocab = m.config().vocab_size, hidden = m.config().hidden_size;
-  int prompt_mattered = 0;
-  for (int k = 0; k < 4; ++k) {
-    const std::vector<int32_t> prompt = Prompt(960 + k, 12);
-    shard::StepPlan plan = OneSequencePlan(k + 1, 100 + k, prompt);
-    auto* s = plan.mutable_sequences(0);
-    s->set_use_mtp(true);
-    s->set_mtp_drafts(1);
-    s->set_draft_vocab(1);
-    s->set_penalty_tokens_from(0);
-    s->mutable_penalty_tokens()->Add(prompt.begin(), prompt.end());
-    s->set_penalty_output_start(static_cast<int32_t>(prompt.size()));
-    if (k > 0) plan.add_finished(100 + k - 1);
-    auto r = (*lc)->client()->Step(plan);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_EQ(r->sequences_size(), 1);
-    ASSERT_EQ(r->sequences(0).drafts_size(), 1);
-    const int32_t sampled = r->sequences(0).token(), draft = r->sequences(0).drafts(0);
-    // Single process: the prompt, then the MTP rows (prompt[j+1], h[j]) and (sampled, h[n-1]).
-    auto cache = m.NewCache();
-    std::vector<model::SequenceInput> in(1);
-    in[0].cache = cache.get();
-    in[0].tokens = prompt;
-    auto main = m.Forward(in, model::LogitRows::kLast);
-    ASSERT_TRUE(main.ok());
-    ASSERT_EQ(runtime::ArgMax(main->logits.data(), vocab), sampled);
-    auto draft_over = [&](const model::DraftVocabulary& v) {
-      auto mtp_cache = m.NewMtpCache();
-      std::vector<model::SequenceInput> rows(1);
-      rows[0].cache = mtp_cache.get();
-      rows[0].tokens.assign(prompt.begin() + 1, prompt.end());
-      rows[0].tokens.push_back(sampled);
-      rows[0].prev_hidden.assign(main->hidden.begin(), main->hidden.begin() + prompt.size() * hidden);
-      rows[0].draft_vocab = &v;
-      auto out = m.ForwardMtp(rows, model::LogitRows::kLast);
-      EXPECT_TRUE(out.ok());
-      return runtime::ArgMax(out->logits.data(), vocab);
-    };
-    model::DraftVocabulary with_prompt(1, vocab), without(1, vocab);
-    with_prompt.Add(prompt);
-    with_prompt.Add(&sampled, 1);
-    without.Add(&sampled, 1);
-    EXPECT_EQ(draft, draft_over(with_prompt)) << "prompt " << k;
-    prompt_mattered += draft_over(with_prompt) != draft_over(without);
-  }
-  EXPECT_GT(prompt_mattered, 0) << "the prompt never changed the draft: the check would prove nothing";
 }
 
 // Steps send only the block-table entries the workers do not hold (block_table_from): a running
@@ -632,156 +556,6 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   EXPECT_NE(b.status().message().find("logit_bias"), std::string::npos);
   h.engine()->Shutdown(/*drain=*/true);
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 4)).error.code(), absl::StatusCode::kUnavailable);
-}
-
-}  // namespace
-}  // namespace glm::scheduler
-
-namespace glm::scheduler {
-namespace {
-
-// Speculative decoding in the batched cluster: greedy outputs identical to plain decoding for
-// MTP and prompt-lookup drafts, with concurrent requests accepting different lengths, over
-// tensor-parallel and pipeline layouts.
-TEST(EngineSpeculativeTest, GreedyOutputsIdenticalWithAndWithoutSpeculation) {
-  struct Layout {
-    int workers, stages;
-  };
-  for (Layout layout : {Layout{1, 1}, Layout{2, 1}, Layout{2, 2}}) {
-    EngineHarness h("glm5-tiny-code", layout.workers, layout.stages, 512, 16);
-    std::vector<std::vector<int32_t>> prompts;
-    for (int i = 0; i < 4; ++i) prompts.push_back(Prompt(700 + i, 12 + 11 * i));
-    for (const std::string spec : {"mtp:2", "ngram:3", "mtp:4"}) {
-      std::vector<EngineHarness::Output> outs(prompts.size());
-      std::vector<std::thread> clients;
-      for (size_t i = 0; i < prompts.size(); ++i)
-        clients.emplace_back([&, i] {
-          GenerationRequest r = Greedy(prompts[i], 24);
-          r.speculative = spec;
-          outs[i] = h.Run(r);
-        });
-      for (auto& t : clients) t.join();
-      for (size_t i = 0; i < prompts.size(); ++i) {
-        ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
-        EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24))
-            << spec << " request " << i << " layout " << layout.workers << "x" << layout.stages;
-      }
-    }
-    const EngineLoad load = h.engine()->GetLoad();
-    EXPECT_GT(load.spec_draft_tokens, 0);
-    EXPECT_GT(load.spec_accepted_tokens, 0);
-    EXPECT_LE(load.spec_accepted_tokens, load.spec_draft_tokens);
-    EXPECT_EQ(h.SettledBlocksUsed(), 0);
-  }
-}
-
-TEST(EngineSpeculativeTest, SeededSamplingWithSpeculationIsReproducibleAndCacheExact) {
-  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
-  GenerationRequest r = Greedy(Prompt(800, 40), 20);
-  r.sampling.temperature = 0.7f;
-  r.sampling.seed = 99;
-  r.speculative = "mtp:2";
-  auto a = h.Run(r);
-  auto b = h.Run(r);  // second run hits the prefix cache
-  ASSERT_TRUE(a.error.ok() && b.error.ok());
-  EXPECT_EQ(a.tokens, b.tokens);
-  EXPECT_GT(b.cached_tokens, 0);
-}
-
-// --draft-vocab: the last stage builds each request's draft vocabulary from its history, which
-// reaches it once (the prompt) and then grows by step; on a prefix-cache hit the cached part is
-// sent too. Greedy outputs stay the single-process ones (one worker, a 2-stage pipeline, and
-// tensor parallelism, where the whole head is gathered), and a seeded sampled request gives the
-// same tokens cold and from the cache.
-TEST(EngineSpeculativeTest, DraftVocabularyKeepsOutputsAndCacheExactness) {
-  struct Layout {
-    int workers, stages;
-  };
-  EngineOptions o;
-  o.draft_vocab = 256;
-  for (Layout layout : {Layout{1, 1}, Layout{2, 2}, Layout{2, 1}}) {
-    EngineHarness h("glm5-tiny-code", layout.workers, layout.stages, 512, 16, o);
-    std::vector<std::vector<int32_t>> prompts;
-    for (int i = 0; i < 3; ++i) prompts.push_back(Prompt(900 + i, 20 + 9 * i));
-    std::vector<EngineHarness::Output> outs(prompts.size());
-    std::vector<std::thread> clients;
-    for (size_t i = 0; i < prompts.size(); ++i)
-      clients.emplace_back([&, i] {
-        GenerationRequest r = Greedy(prompts[i], 24);
-        r.speculative = i == 2 ? "mtp:1" : "mtp:3";
-        outs[i] = h.Run(r);
-      });
-    for (auto& t : clients) t.join();
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
-      EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24))
-          << "request " << i << " layout " << layout.workers << "x" << layout.stages;
-    }
-    GenerationRequest r = Greedy(Prompt(950, 40), 20);
-    r.sampling.temperature = 0.7f;
-    r.sampling.seed = 5;
-    r.speculative = "mtp:2";
-    auto cold = h.Run(r);
-    auto cached = h.Run(r);
-    ASSERT_TRUE(cold.error.ok() && cached.error.ok());
-    EXPECT_GT(cached.cached_tokens, 0);
-    EXPECT_EQ(cached.tokens, cold.tokens) << "layout " << layout.workers << "x" << layout.stages;
-    EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, 0);
-    EXPECT_EQ(h.SettledBlocksUsed(), 0);
-  }
-  // Continuing held-out code, the drafts are accepted about as often as with the whole
-  // vocabulary (ids below 512 alone hold about half of these tokens; with the prompt's and the
-  // output's own tokens ~96%). MtpDraftVocabularyComesFromTheSentHistory checks the drafts.
-  std::ifstream in(std::string(GLM_TEST_FIXTURES_DIR) + "/ref-glm5-tiny-code/reference.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto held_out = nlohmann::json::parse(text.str())["eval_ids_first_1024"].get<std::vector<int32_t>>();
-  double rate[2] = {0, 0};
-  for (int64_t common : {int64_t{0}, int64_t{512}}) {
-    o.draft_vocab = common;
-    EngineHarness h("glm5-tiny-code", 1, 1, 512, 16, o);
-    for (int p = 0; p < 3; ++p) {
-      GenerationRequest r = Greedy(std::vector<int32_t>(held_out.begin() + 200 * p, held_out.begin() + 200 * p + 120), 64);
-      r.speculative = "mtp:1";
-      ASSERT_TRUE(h.Run(r).error.ok());
-    }
-    const EngineLoad load = h.engine()->GetLoad();
-    rate[common > 0] = static_cast<double>(load.spec_accepted_tokens) / std::max<int64_t>(1, load.spec_draft_tokens);
-  }
-  EXPECT_GT(rate[1], 0.5);
-  EXPECT_GT(rate[1], rate[0] - 0.05) << "whole vocabulary: " << rate[0];
-}
-
-// Drafts that are never kept stop the drafting, but only for a while: every pause ends with a
-// probe draft, so a long generation keeps measuring (a paused request used to stay paused for
-// good: its plain decode steps were never counted).
-TEST(EngineSpeculativeTest, PausedDraftingResumesWithProbes) {
-  EngineHarness h("glm5-random-sparse", 1, 1, 256, 16);  // random weights: the MTP head's guesses are noise
-  auto prompt = [](int seed) {
-    std::vector<int32_t> p;
-    for (int i = 0; i < 12; ++i) p.push_back(static_cast<int32_t>((seed * 131 + i * 37 + i * i) % 1000 + 10));
-    return p;
-  };
-  GenerationRequest shorter = Greedy(prompt(1), 16), longer = Greedy(prompt(2), 160);
-  shorter.speculative = longer.speculative = "mtp:2";
-  ASSERT_TRUE(h.Run(shorter).error.ok());
-  const int64_t short_drafts = h.engine()->GetLoad().spec_num_drafts;
-  auto out = h.Run(longer);
-  ASSERT_TRUE(out.error.ok()) << out.error;
-  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt(2), 160, "glm5-random-sparse"));
-  const int64_t long_drafts = h.engine()->GetLoad().spec_num_drafts - short_drafts;
-  EXPECT_GE(long_drafts, short_drafts + 8) << "drafting steps: " << short_drafts << " in 16 tokens, " << long_drafts
-                                           << " in 160";
-}
-
-TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
-  EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);
-  GenerationRequest r = Greedy({5, 17, 300, 999, 42, 7, 8, 5, 17, 300}, 4);  // vocabulary of 1024
-  r.speculative = "mtp:2";
-  EXPECT_EQ(h.Run(r).error.code(), absl::StatusCode::kInvalidArgument);
-  r.speculative = "ngram:2";
-  auto out = h.Run(r);
-  EXPECT_TRUE(out.error.ok()) << out.error;
 }
 
 }  // namespace
