@@ -30,18 +30,18 @@ std::vector<int64_t> LogitRowIndices(LogitRows rows, int64_t T, const std::vecto
   return picked;
 }
 
-// Each logit row's draft vocabulary, in LogitRowIndices' order; empty when no sequence has one.
-std::vector<const DraftVocabulary*> DraftVocabularyOfRows(LogitRows rows, const std::vector<attention::SequenceSpan>& spans,
+// The draft vocabulary of each logit row (`indices`: the rows' tokens, LogitRowIndices, in
+// ascending order); empty when no sequence has one.
+std::vector<const DraftVocabulary*> DraftVocabularyOfRows(const std::vector<int64_t>& indices,
+                                                          const std::vector<attention::SequenceSpan>& spans,
                                                           const std::vector<SequenceInput>& batch) {
   if (std::none_of(batch.begin(), batch.end(), [](const SequenceInput& in) { return in.draft_vocab != nullptr; }))
     return {};
   std::vector<const DraftVocabulary*> of_row;
-  for (size_t i = 0; i < spans.size(); ++i) {
-    const int64_t n = spans[i].n_tokens;
-    const int64_t picked = rows == LogitRows::kAll    ? n
-                           : rows == LogitRows::kLast ? 1
-                                                      : std::clamp<int64_t>(batch[i].logit_tail, 1, n);
-    of_row.insert(of_row.end(), picked, batch[i].draft_vocab);
+  size_t span = 0;
+  for (int64_t t : indices) {
+    while (t >= spans[span].token_offset + spans[span].n_tokens) ++span;
+    of_row.push_back(batch[span].draft_vocab);
   }
   return of_row;
 }
@@ -406,8 +406,10 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   std::vector<float> picked;
   const float* src = out->hidden.data();
   int64_t n = T;
+  // Every row with kAll: the list is only needed to pick rows or to find their draft vocabularies.
+  const std::vector<int64_t> indices =
+      rows != LogitRows::kAll || use_draft_vocab ? LogitRowIndices(rows, T, spans, batch) : std::vector<int64_t>();
   if (rows == LogitRows::kLast || rows == LogitRows::kTail) {
-    const std::vector<int64_t> indices = LogitRowIndices(rows, T, spans, batch);
     n = static_cast<int64_t>(indices.size());
     picked.resize(n * hidden);
     for (int64_t i = 0; i < n; ++i)
@@ -420,7 +422,7 @@ absl::Status Glm5Model::Head(const std::vector<float>& norm, const WeightView& h
   if (stage_.tp == nullptr || stage_.tp->size() == 1) {
     out->logits.resize(n * vocab);
     std::vector<const DraftVocabulary*> vocab_of_row;
-    if (use_draft_vocab) vocab_of_row = DraftVocabularyOfRows(rows, spans, batch);
+    if (use_draft_vocab) vocab_of_row = DraftVocabularyOfRows(indices, spans, batch);
     if (vocab_of_row.empty()) {
       kernels::MatMul(src, n, head, out->logits.data(), pool);
     } else {

@@ -270,12 +270,11 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
   // the single-process generator has them (runtime/speculative_generator.cc). A sequence that
   // does not draft this step (a prefill chunk, a paused request) only needs its cache rows: an
   // empty vocabulary skips its row of the head.
-  const model::DraftVocabulary no_drafts(0, vocab);
   for (size_t b = 0; b < batch.size(); ++b) {
     const int i = who[b];
     const auto& s = plan.sequences(i);
     if (!s.sample() || s.mtp_drafts() <= 0) {
-      batch[b].draft_vocab = &no_drafts;
+      batch[b].draft_vocab = &no_drafts_;
       continue;
     }
     if (s.draft_vocab() <= 0) continue;

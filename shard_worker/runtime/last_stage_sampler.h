@@ -22,7 +22,8 @@ namespace glm::runtime {
 
 class LastStageSampler {
  public:
-  LastStageSampler(const model::Glm5Model* model, kv_cache::KvBlockPool* pool) : model_(model), pool_(pool) {}
+  LastStageSampler(const model::Glm5Model* model, kv_cache::KvBlockPool* pool)
+      : model_(model), pool_(pool), no_drafts_(0, model->config().vocab_size) {}
 
   // How many logit rows a sequence samples from (its drafts + 1): the last of its rows.
   static int32_t TailRows(const shard::SequenceStep& s) { return s.num_drafts() + 1; }
@@ -62,6 +63,8 @@ class LastStageSampler {
   const model::Glm5Model* model_;
   kv_cache::KvBlockPool* pool_;
   std::unordered_map<uint64_t, SequenceState> states_;
+  // The vocabulary of MTP rows that draft nothing this step: no ids, so no head rows are read.
+  const model::DraftVocabulary no_drafts_;
 };
 
 }  // namespace glm::runtime

@@ -11,7 +11,6 @@
 #include "gtest/gtest.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
-#include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/model/glm5_model.h"
 #include "reference_fixture.h"
@@ -19,19 +18,7 @@
 namespace glm::model {
 namespace {
 
-std::shared_ptr<const ModelWeights> LoadWeights(const std::string& name, const char* dtype = "stored",
-                                                const char* scope = "experts") {
-  auto ckpt = Checkpoint::Open(glm::testing::ModelDir(name));
-  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
-  if (!ckpt.ok()) return nullptr;
-  LoadOptions opt;
-  EXPECT_TRUE(ParseWeightDType(dtype, &opt).ok()) << dtype;
-  EXPECT_TRUE(ParseQuantizeScope(scope, &opt.quantize_scope)) << scope;
-  auto w = ModelWeights::Load(**ckpt, opt);
-  EXPECT_TRUE(w.ok()) << w.status();
-  if (!w.ok()) return nullptr;
-  return std::shared_ptr<const ModelWeights>(std::move(*w));
-}
+using glm::testing::LoadModelWeights;
 
 TEST(DraftVocabularyTest, HoldsTheCommonIdsAndTheAddedTokensOnce) {
   DraftVocabulary v(100, 1000);
@@ -72,7 +59,7 @@ TEST(DraftLogitsTest, EveryComputedLogitHasTheFullHeadsBits) {
   };
   for (const Case c : {Case{"glm5-tiny-code", "stored", "experts", true}, Case{"glm5-tiny-code", "int4", "mtp", true},
                        Case{"glm5-tiny-code", "int8", "mtp", true}, Case{"glm5-random-fp8", "stored", "experts", false}}) {
-    auto w = LoadWeights(c.model, c.dtype, c.scope);
+    auto w = LoadModelWeights(c.model, c.dtype, c.scope);
     ASSERT_NE(w, nullptr);
     const kernels::WeightView& head = c.mtp_head ? w->layer(w->config().num_hidden_layers).mtp.head : w->lm_head();
     const int64_t vocab = head.rows, cols = head.cols;
@@ -118,7 +105,7 @@ TEST(DraftLogitsTest, EveryComputedLogitHasTheFullHeadsBits) {
 // unrestricted ones on its ids and -inf elsewhere; the other sequence, every hidden state and
 // both caches are unchanged.
 TEST(DraftLogitsTest, ForwardMtpRestrictsOnlyTheLogits) {
-  auto w = LoadWeights("glm5-tiny-code");
+  auto w = LoadModelWeights("glm5-tiny-code");
   ASSERT_NE(w, nullptr);
   kernels::ThreadPool pool(1);  // one path for both runs: the byte counts are comparable
   auto m = Glm5Model::Create(w, &pool);

@@ -1,10 +1,14 @@
 #include "reference_fixture.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "shard_worker/model/checkpoint.h"
 
 namespace glm::testing {
 
@@ -57,6 +61,20 @@ double RowErrorRatio(const float* got, const float* ref, int64_t n, double rel, 
     max_diff = std::max(max_diff, d);
   }
   return max_diff / (rel * max_ref + abs);
+}
+
+std::shared_ptr<const model::ModelWeights> LoadModelWeights(const std::string& name, const char* dtype,
+                                                            const char* scope) {
+  auto ckpt = model::Checkpoint::Open(ModelDir(name));
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+  if (!ckpt.ok()) return nullptr;
+  model::LoadOptions opt;
+  EXPECT_TRUE(model::ParseWeightDType(dtype, &opt).ok()) << dtype;
+  EXPECT_TRUE(model::ParseQuantizeScope(scope, &opt.quantize_scope)) << scope;
+  auto w = model::ModelWeights::Load(**ckpt, opt);
+  EXPECT_TRUE(w.ok()) << w.status();
+  if (!w.ok()) return nullptr;
+  return std::shared_ptr<const model::ModelWeights>(std::move(*w));
 }
 
 }  // namespace glm::testing

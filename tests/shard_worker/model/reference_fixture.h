@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/safetensors_file.h"
 
 namespace glm::testing {
@@ -44,6 +45,11 @@ class ReferenceFixture {
 // Per-row tolerance from fixtures/README.md: max|Δ| ≤ 1e-3 · max|ref| + 1e-4. Returns the worst
 // ratio |Δ| / allowed over the row (≤ 1 passes).
 double RowErrorRatio(const float* got, const float* ref, int64_t n, double rel = 1e-3, double abs = 1e-4);
+
+// The model `name` (ModelDir) loaded with weight dtype `dtype` ("stored", "int4", ...) and quantize
+// scope `scope`; null, with a test failure, if it does not load.
+std::shared_ptr<const model::ModelWeights> LoadModelWeights(const std::string& name, const char* dtype = "stored",
+                                                            const char* scope = "experts");
 
 }  // namespace glm::testing
 

@@ -10,25 +10,13 @@
 #include "gtest/gtest.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
-#include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
 #include "reference_fixture.h"
 
 namespace glm::model {
 namespace {
 
-// The model's weights as `dtype` ("stored", "int4", ...); null (with a test failure) if they do not load.
-std::shared_ptr<const ModelWeights> LoadWeights(const std::string& name, const char* dtype = "stored") {
-  auto ckpt = Checkpoint::Open(glm::testing::ModelDir(name));
-  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
-  if (!ckpt.ok()) return nullptr;
-  LoadOptions opt;
-  EXPECT_TRUE(ParseWeightDType(dtype, &opt).ok()) << dtype;
-  auto w = ModelWeights::Load(**ckpt, opt);
-  EXPECT_TRUE(w.ok()) << w.status();
-  if (!w.ok()) return nullptr;
-  return std::shared_ptr<const ModelWeights>(std::move(*w));
-}
+using glm::testing::LoadModelWeights;
 
 // Restores the default threshold when a test ends, whatever it set.
 class TokenGroupsTest : public ::testing::Test {
@@ -78,7 +66,7 @@ std::vector<float> RunSteps(const Glm5Model& m, const std::vector<int>& tokens_p
 TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"}) {
     for (const char* dtype : {"stored", "int4"}) {
-      const std::shared_ptr<const ModelWeights> weights = LoadWeights(name, dtype);
+      const std::shared_ptr<const ModelWeights> weights = LoadModelWeights(name, dtype);
       ASSERT_NE(weights, nullptr);
       for (bool bf16 : {false, true}) {
         kernels::SetBf16Activations(bf16);
@@ -106,7 +94,7 @@ TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
 // With group 0 held back before every layer, a group continuing its sequence reaches the attention
 // first: only the wait for group 0's cache rows (CacheRowSync) keeps the result exact.
 TEST_F(TokenGroupsTest, LaterGroupWaitsForTheEarlierGroupsCacheRows) {
-  const std::shared_ptr<const ModelWeights> weights = LoadWeights("glm5-tiny-code");
+  const std::shared_ptr<const ModelWeights> weights = LoadModelWeights("glm5-tiny-code");
   ASSERT_NE(weights, nullptr);
   kernels::ThreadPool pool(2);
   auto m = Glm5Model::Create(weights, &pool);
@@ -159,7 +147,7 @@ std::vector<float> RunMtpSteps(const Glm5Model& m, const std::vector<int>& rows_
 
 TEST_F(TokenGroupsTest, MtpLayerBitIdenticalToPooledSteps) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
-    const std::shared_ptr<const ModelWeights> weights = LoadWeights(name);
+    const std::shared_ptr<const ModelWeights> weights = LoadModelWeights(name);
     ASSERT_NE(weights, nullptr);
     ASSERT_TRUE(weights->config().has_mtp()) << name;
     for (int threads : {2, 3}) {
@@ -232,7 +220,7 @@ std::pair<std::vector<float>, std::vector<float>> RunMtpOutputRows(const Glm5Mod
 // attend over the same cache. glm5-random-sparse has index_topk 16: rows past it select keys.
 TEST_F(TokenGroupsTest, MtpRowsWithoutOutputOnlyFillTheCache) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
-    const std::shared_ptr<const ModelWeights> weights = LoadWeights(name);
+    const std::shared_ptr<const ModelWeights> weights = LoadModelWeights(name);
     ASSERT_NE(weights, nullptr);
     kernels::ThreadPool pool(2);
     auto m = Glm5Model::Create(weights, &pool);
