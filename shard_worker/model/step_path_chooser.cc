@@ -39,7 +39,6 @@ int StepPathChooser::Index(int64_t tokens, bool several_sequences) {
 StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
   absl::MutexLock lock(&mutex_);
   Shape& s = shapes_[Index(tokens, several_sequences)];
-  const int64_t n = ++s.choices;
   const PathTimes& pooled = s.paths[0];
   const PathTimes& grouped = s.paths[1];
   // Trials: alternate (each path's first step is an untimed warm-up) until both have kTrials.
@@ -48,10 +47,15 @@ StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
     return p <= g ? StepPath::kPooled : StepPath::kTokenGroups;
   }
   // Keep the current path unless the other one's median is clearly lower.
-  const PathTimes& cur = s.paths[Slot(s.current)];
-  const PathTimes& other = s.paths[1 - Slot(s.current)];
-  if (other.Median() < kSwitchGain * cur.Median()) s.current = Other(s.current);
-  return n % kRetryEvery == 0 ? Other(s.current) : s.current;
+  if (s.paths[1 - Slot(s.current)].Median() < kSwitchGain * s.paths[Slot(s.current)].Median())
+    s.current = Other(s.current);
+  // Re-try the other path: every kEarlyRetryEvery-th choice while its window is not full (three
+  // trials are few: ones that came out slow otherwise keep the faster path unused for
+  // kRetryEvery x kWindow / 2 steps), then every kRetryEvery-th.
+  const int64_t every = s.paths[1 - Slot(s.current)].runs < kWindow ? kEarlyRetryEvery : kRetryEvery;
+  if (++s.since_retry < every) return s.current;
+  s.since_retry = 0;
+  return Other(s.current);
 }
 
 void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath path, double seconds) {

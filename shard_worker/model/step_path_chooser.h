@@ -5,7 +5,9 @@
 // depending on where its vCPUs sat, and a small model's matmul takes about that long. So both are
 // timed as steps run: each shape tries both a few times, then keeps the one with the lower median
 // of its recent steps (robust to the odd step an interrupt or a neighbour slowed down), switching
-// only for a clear gain, and re-tries the other now and then in case the machine changed.
+// only for a clear gain, and re-tries the other now and then in case the machine changed — often
+// until the other path has a full window of steps, so that trials which came out slow (a cold
+// cache after a prefill, a neighbour's burst) cannot hold a shape on the slower path for long.
 #ifndef GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 #define GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 
@@ -32,7 +34,8 @@ class StepPathChooser {
   static constexpr int kMaxTokens = 16;
   static constexpr int kTrials = 3;         // timed steps of each path before choosing
   static constexpr int kWindow = 8;         // recent steps per path whose median is its time
-  static constexpr int kRetryEvery = 64;    // then one step of the other path in this many
+  static constexpr int kRetryEvery = 64;    // then one step of the other path in this many,
+  static constexpr int kEarlyRetryEvery = 8;  // or in this many while its window is not full
   static constexpr double kSwitchGain = 0.9;  // the other path must be this much faster to switch
 
   StepPath Choose(int64_t tokens, bool several_sequences);
@@ -48,7 +51,7 @@ class StepPathChooser {
   struct Shape {
     std::array<PathTimes, 2> paths;
     StepPath current = StepPath::kPooled;
-    int64_t choices = 0;
+    int64_t since_retry = 0;  // choices of the current path since the other one last ran
   };
   static int Index(int64_t tokens, bool several_sequences);
 
