@@ -33,6 +33,7 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
+    const uint64_t wakes = wakes_.load(std::memory_order_seq_cst);
     uint64_t gen = generation_.load(std::memory_order_acquire);
     for (int spin = 0; gen == seen && spin < spin_iterations_ && !parked_.load(std::memory_order_relaxed); ++spin) {
       CpuRelax();
@@ -45,10 +46,13 @@ void ThreadPool::WorkerLoop(int index) {
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+        wake_.wait(lock, [&] {
+          return generation_.load(std::memory_order_seq_cst) != seen || wakes_.load(std::memory_order_seq_cst) != wakes;
+        });
       }
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
       gen = generation_.load(std::memory_order_acquire);
+      if (gen == seen) continue;  // woken ahead of work (Wake): spin again
     }
     seen = gen;
     if (stop_) return;
@@ -79,6 +83,16 @@ void ThreadPool::RunOnAll(absl::FunctionRef<void(int)> fn) {
 }
 
 void ThreadPool::Park() { parked_.store(true, std::memory_order_relaxed); }
+
+void ThreadPool::Wake() {
+  if (n_threads_ == 1) return;
+  parked_.store(false, std::memory_order_relaxed);
+  wakes_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_all();
+  }
+}
 
 void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain) {
   if (n <= 0) return;

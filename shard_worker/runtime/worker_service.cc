@@ -84,10 +84,16 @@ absl::Status Serve(comm::Communicator* world, StepExecutor* executor, kernels::T
   for (;;) {
     std::string bytes;
     if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
+    // Rouse the parked threads now: they wake while the plan is parsed and the step set up, instead
+    // of at the step's first fork, which then waited for them (tens of microseconds on a VM).
+    pool->Wake();
     shard::StepPlan plan;
     if (!plan.ParseFromString(bytes)) return absl::DataLossError("unreadable StepPlan");
     if (plan.kind() == shard::StepPlan::SHUTDOWN) return absl::OkStatus();
-    if (plan.kind() == shard::StepPlan::PING) continue;
+    if (plan.kind() == shard::StepPlan::PING) {
+      pool->Park();  // no step: back to sleep at once
+      continue;
+    }
     absl::Status s = executor->Execute(plan);
     pool->Park();  // until the next plan: the coordinator and the API threads need the cores now
     // Bad plans are reported to the coordinator by the executor; anything else ends the worker.

@@ -92,5 +92,30 @@ TEST(ThreadPoolTest, SleepingWorkersWakeForEveryLoop) {
   EXPECT_EQ(calls, 300 * 3);
 }
 
+TEST(ThreadPoolTest, WakeRunsNothingAndLosesNoLoop) {
+  // Wake() (a step is coming) rouses parked or sleeping workers without work: they must run no
+  // task for it, spin, go back to sleep when none comes, and still take every later loop —
+  // including a Wake racing a worker on its way to sleep, and Park right after a Wake.
+  ThreadPool pool(3);
+  std::atomic<int64_t> calls{0};
+  pool.Park();
+  for (int i = 0; i < 20; ++i) pool.Wake();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(calls, 0);
+  for (int i = 0; i < 300; ++i) {
+    if (i % 3 == 0) pool.Park();
+    if (i % 4 == 0) pool.Wake();
+    if (i % 7 == 0) pool.Park();
+    if (i % 5 != 0) std::this_thread::sleep_for(std::chrono::microseconds((i * 53) % 2500));
+    if (i % 2 == 0) pool.Wake();
+    pool.RunOnAll([&](int) { calls++; });
+  }
+  EXPECT_EQ(calls, 300 * 3);
+  ThreadPool single(1);  // no workers: a no-op
+  single.Wake();
+  single.RunOnAll([&](int) { calls++; });
+  EXPECT_EQ(calls, 300 * 3 + 1);
+}
+
 }  // namespace
 }  // namespace glm::kernels
