@@ -61,9 +61,19 @@ void WeightView::RowToF32(int64_t r, float* out) const {
       }
       return;
     }
-    case DType::kI4:
-      for (int64_t c = 0; c < cols; ++c) out[c] = At(r, c);
+    case DType::kI4: {  // (n - 8) · scale, one scale conversion a group (At's nibble layout)
+      const uint8_t* src = static_cast<const uint8_t*>(data) + r * row_bytes();
+      const int64_t groups = groups_per_row(), group = groups == 1 ? cols : group_size;
+      const uint16_t* scales = group_scales + r * groups;
+      for (int64_t g = 0, c0 = 0; g < groups; ++g, c0 += group) {
+        const float scale = F16ToF32(scales[g]);
+        for (int64_t c = c0; c < std::min(cols, c0 + group); ++c) {
+          const uint8_t byte = src[c / 32 * 16 + c % 16];
+          out[c] = static_cast<float>(((c % 32) < 16 ? (byte & 0xf) : (byte >> 4)) - 8) * scale;
+        }
+      }
       return;
+    }
   }
 }
 

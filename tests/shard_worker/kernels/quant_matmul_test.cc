@@ -171,6 +171,24 @@ TEST(QuantizeTest, Int4LayoutMatchesWeightView) {
   for (int c = 0; c < 40; ++c) EXPECT_EQ(w.At(0, c), src[c]) << "column " << c;
 }
 
+TEST(QuantizeTest, RowToF32IsAtForEveryColumn) {
+  // The row decoder (embedding lookups, W_uk^T, re-quantisation sources) against At, bit for bit:
+  // column tails inside a chunk and a group, groups of 32/64/96, one scale a row, a Rows() view.
+  for (DType d : {DType::kI8, DType::kI4}) {
+    for (auto [cols, group] : std::vector<std::pair<int64_t, int64_t>>{{40, 32}, {96, 32}, {200, 64}, {77, -1}, {192, 96}}) {
+      const QuantWeights q = MakeQuant(d, 5, cols, group, static_cast<uint32_t>(cols * 7 + group));
+      for (const WeightView& w : {q.view, q.view.Rows(2, 5)}) {
+        std::vector<float> row(cols);
+        for (int64_t r = 0; r < w.rows; ++r) {
+          w.RowToF32(r, row.data());
+          for (int64_t c = 0; c < cols; ++c)
+            ASSERT_TRUE(BitEqual(row[c], w.At(r, c))) << DTypeName(d) << " cols " << cols << " group " << group << " row " << r << " col " << c;
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
   std::vector<float> src(128, 0.0f);
   src[100] = 1.0f;
