@@ -44,6 +44,13 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:step_seconds_total", Type::kCounter, "Wall time spent in cluster steps.");
   r.Declare("glm:comm_seconds_total", Type::kCounter, "Time spent in inter-rank communication.");
   r.Declare("glm:expert_bytes_read_total", Type::kCounter, "Routed-expert weight bytes read by the workers.");
+  // Per worker rank (labels rank, stage), refreshed from the workers at most once a second while
+  // steps run and once when the server goes idle.
+  r.Declare("glm:rank_steps_total", Type::kCounter, "Steps a worker rank executed.");
+  r.Declare("glm:rank_step_seconds_total", Type::kCounter, "Wall time a worker rank spent executing steps.");
+  r.Declare("glm:rank_comm_seconds_total", Type::kCounter,
+            "Time a worker rank spent communicating (collectives, stage hand-offs) within steps.");
+  r.Declare("glm:rank_expert_bytes_read_total", Type::kCounter, "Routed-expert weight bytes a worker rank read.");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -97,6 +104,15 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   r.Set("vllm:spec_decode_num_drafts_total", l, static_cast<double>(load.spec_num_drafts));
   r.Set("vllm:spec_decode_num_draft_tokens_total", l, static_cast<double>(load.spec_draft_tokens));
   r.Set("vllm:spec_decode_num_accepted_tokens_total", l, static_cast<double>(load.spec_accepted_tokens));
+  for (const shard::RankStats& rank : load.ranks) {
+    MetricLabels rl = l;
+    rl.emplace_back("rank", std::to_string(rank.rank()));
+    rl.emplace_back("stage", std::to_string(rank.stage()));
+    r.Set("glm:rank_steps_total", rl, static_cast<double>(rank.steps()));
+    r.Set("glm:rank_step_seconds_total", rl, rank.step_seconds());
+    r.Set("glm:rank_comm_seconds_total", rl, rank.comm_seconds());
+    r.Set("glm:rank_expert_bytes_read_total", rl, static_cast<double>(rank.expert_bytes_read()));
+  }
   for (size_t i = 0; i < load.spec_accepted_per_pos.size(); ++i) {
     MetricLabels pos = l;
     pos.emplace_back("position", std::to_string(i));

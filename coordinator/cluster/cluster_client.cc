@@ -88,6 +88,27 @@ absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& pla
   return result;
 }
 
+absl::StatusOr<std::vector<shard::RankStats>> ClusterClient::CollectStats() {
+  if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
+  shard::StepPlan plan;
+  plan.set_kind(shard::StepPlan::STATS);
+  std::string bytes = plan.SerializeAsString();
+  if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
+    healthy_ = false;
+    return absl::UnavailableError(absl::StrCat("broadcasting the stats request failed: ", s.message()));
+  }
+  std::vector<shard::RankStats> stats(world_->size() - 1);
+  for (int rank = 1; rank < world_->size(); ++rank) {
+    std::string reply;
+    auto s = world_->RecvStringWithTimeout(rank, runtime::kTagStats, &reply, options_.step_timeout);
+    if (!s.ok() || !stats[rank - 1].ParseFromString(reply)) {
+      healthy_ = false;
+      return absl::UnavailableError(absl::StrCat("no stats from rank ", rank, s.ok() ? ": unreadable" : ": ", s.message()));
+    }
+  }
+  return stats;
+}
+
 absl::Status ClusterClient::Shutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;

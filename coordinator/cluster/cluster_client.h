@@ -56,6 +56,9 @@ class ClusterClient {
   // The same, calling `after_broadcast` once every worker has been sent the plan (the forward is
   // running) and before waiting for the result.
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, absl::FunctionRef<void()> after_broadcast);
+  // Every worker's counters (RankStats), in rank order; between steps only. UNAVAILABLE (and the
+  // cluster unusable) when a worker does not answer within the step timeout.
+  absl::StatusOr<std::vector<shard::RankStats>> CollectStats();
   // Tells every worker to exit (idempotent).
   absl::Status Shutdown();
   bool healthy() const { return healthy_; }

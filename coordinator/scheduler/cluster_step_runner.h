@@ -15,6 +15,7 @@ class ClusterStepRunner : public StepRunner {
                                                     absl::FunctionRef<void()> while_running) override {
     return client_->Step(plan, while_running);
   }
+  absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() override { return client_->CollectStats(); }
 
  private:
   cluster::ClusterClient* client_;

@@ -417,8 +417,8 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     load_.steps++;
     load_.step_seconds_total += result->step_seconds();
     load_.comm_seconds_total += result->comm_seconds();
-    load_.expert_bytes_total += result->expert_bytes_read();
   }
+  ++steps_run_;
   std::map<uint64_t, const shard::SequenceResult*> by_id;
   for (const auto& r : result->sequences()) by_id[r.seq_id()] = &r;
   const absl::Time now = absl::Now();
@@ -537,6 +537,22 @@ void ContinuousBatchingEngine::CollectPromptLogprobs(Sequence& s, int64_t start,
   }
 }
 
+absl::Status ContinuousBatchingEngine::CollectRankStatsIfDue(bool idle) {
+  if (steps_run_ == steps_at_rank_stats_) return absl::OkStatus();  // nothing new
+  const absl::Time now = absl::Now();
+  if (!idle && now - rank_stats_time_ < absl::Seconds(1)) return absl::OkStatus();
+  auto ranks = runner_->CollectRankStats();
+  if (!ranks.ok()) return ranks.status();
+  steps_at_rank_stats_ = steps_run_;
+  rank_stats_time_ = now;
+  int64_t expert_bytes = 0;
+  for (const shard::RankStats& r : *ranks) expert_bytes += r.expert_bytes_read();
+  absl::MutexLock lock(&mu_);
+  load_.ranks = *std::move(ranks);
+  load_.expert_bytes_total = expert_bytes;
+  return absl::OkStatus();
+}
+
 absl::Status ContinuousBatchingEngine::RunLoop() {
   for (;;) {
     {
@@ -548,6 +564,11 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
     if (!worked.ok()) {
       Deliver();
       return worked.status();
+    }
+    if (auto s = CollectRankStatsIfDue(/*idle=*/!*worked); !s.ok()) {
+      FailAll(s);
+      Deliver();
+      return s;
     }
     if (!*worked) {
       // Idle: sleep until a request arrives (or shutdown), checking a few times a second.

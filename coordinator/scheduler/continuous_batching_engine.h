@@ -37,6 +37,9 @@ class ContinuousBatchingEngine : public Engine {
   // One scheduling iteration (RunLoop calls it; tests may drive it directly). Returns false when
   // there was nothing to do.
   absl::StatusOr<bool> Iterate();
+  // Refreshes load_.ranks from the workers: at most once a second while steps run, and once
+  // when the loop goes idle after steps (so /metrics holds every finished step).
+  absl::Status CollectRankStatsIfDue(bool idle);
 
  private:
   struct Sequence {
@@ -95,6 +98,8 @@ class ContinuousBatchingEngine : public Engine {
   std::mt19937_64 seed_rng_;
 
   // Loop-thread state.
+  int64_t steps_run_ = 0, steps_at_rank_stats_ = 0;
+  absl::Time rank_stats_time_ = absl::InfinitePast();
   std::deque<SeqPtr> waiting_;
   std::vector<uint64_t> forget_;  // finished/preempted sequences whose worker state can go
   std::list<SeqPtr> running_;  // admission order (back = newest, preempted first)

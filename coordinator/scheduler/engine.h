@@ -31,6 +31,8 @@ class StepRunner {
     while_running();
     return Step(plan);
   }
+  // Every worker rank's counters, between steps (none from a runner without ranks).
+  virtual absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() { return std::vector<shard::RankStats>(); }
 };
 
 struct EngineOptions {
@@ -68,7 +70,10 @@ struct EngineLoad {
   int64_t steps = 0;
   double step_seconds_total = 0;
   double comm_seconds_total = 0;
-  int64_t expert_bytes_total = 0;
+  int64_t expert_bytes_total = 0;    // the ranks' routed-expert bytes read, summed over `ranks`
+  // Each worker rank's counters as of the last collection (at most a second old while steps
+  // run, current once the engine is idle).
+  std::vector<shard::RankStats> ranks;
   // Speculative decoding (vLLM's spec_decode counters).
   int64_t spec_num_drafts = 0;          // verify steps that carried drafts
   int64_t spec_draft_tokens = 0;

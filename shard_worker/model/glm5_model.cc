@@ -245,6 +245,7 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
       }
     }
     if (auto s = run.moe->Forward(w.moe, normed, T, delta, &stats, source); !s.ok()) return s;
+    routed_expert_bytes_.fetch_add(stats.expert_bytes_read, std::memory_order_relaxed);
     *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
               static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }

@@ -6,6 +6,7 @@
 #define GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
 
 #include <chrono>
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -78,6 +79,9 @@ class Glm5Model {
   const ModelWeights& weights() const { return *weights_; }
   // The compute threads the forward runs on (null: the caller's thread alone).
   kernels::ThreadPool* pool() const { return pool_; }
+  // Routed-expert weight bytes this model's MoE layers have read since it was created (each
+  // token group counts the experts it computed; the MTP layer's too): a rank's metric.
+  int64_t routed_expert_bytes_read() const { return routed_expert_bytes_.load(std::memory_order_relaxed); }
 
   // A fresh cache for the main layers / the MTP layer of one sequence.
   std::unique_ptr<kv_cache::KvCache> NewCache() const;
@@ -182,6 +186,7 @@ class Glm5Model {
   int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers
   bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
   mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
+  mutable std::atomic<int64_t> routed_expert_bytes_{0};
 };
 
 }  // namespace glm::model

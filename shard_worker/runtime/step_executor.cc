@@ -170,6 +170,7 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   auto start = std::chrono::steady_clock::now();
   comm::Communicator* tp = model_->stage().tp;
   const double comm_before = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0);
+  const int64_t expert_bytes_before = model_->routed_expert_bytes_read();
   if (tp != nullptr) tp->ClearCollectiveLog();
   shard::StepResult result;
   result.set_step_id(plan.step_id());
@@ -203,18 +204,34 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
     }());
     for (int r = 0; r < tp->size(); ++r) comm_max = std::max(comm_max, all[r * n + n - 1]);
   }
+  const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++steps_;
+  step_seconds_ += step_seconds;
+  comm_seconds_ += comm;
   if (!reports_results()) return status;
   if (!status.ok()) {
     result.clear_sequences();
     result.set_error(std::string(status.message()));
   }
-  result.set_step_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  result.set_step_seconds(step_seconds);
+  result.set_expert_bytes_read(model_->routed_expert_bytes_read() - expert_bytes_before);
   result.set_comm_seconds(comm_min);
   result.set_comm_seconds_max(comm_max);
   // A validation error is the coordinator's to report; a transport error ends this worker.
   auto sent = ctx_.world->SendString(0, kTagResult, result.SerializeAsString());
   if (!sent.ok()) return sent;
   return status.code() == absl::StatusCode::kInvalidArgument ? absl::OkStatus() : status;
+}
+
+shard::RankStats StepExecutor::Stats() const {
+  shard::RankStats stats;
+  stats.set_rank(ctx_.world->rank());
+  stats.set_stage(stage_index_);
+  stats.set_steps(steps_);
+  stats.set_step_seconds(step_seconds_);
+  stats.set_comm_seconds(comm_seconds_);
+  stats.set_expert_bytes_read(model_->routed_expert_bytes_read());
+  return stats;
 }
 
 }  // namespace glm::runtime

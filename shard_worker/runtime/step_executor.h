@@ -37,6 +37,9 @@ class StepExecutor {
   // Reports to the coordinator when this rank is the last stage's first rank.
   bool reports_results() const { return is_last_stage_ && tp_index_ == 0; }
 
+  // This rank's counters over every step it executed (the coordinator's per-rank metrics).
+  shard::RankStats Stats() const;
+
  private:
   StepExecutor(const model::Glm5Model* model, ExecutorContext ctx);
   // Checks the plan against this rank's state (block tables included) without changing it.
@@ -60,6 +63,8 @@ class StepExecutor {
   bool is_last_stage_ = false;
   int prev_stage_leader_ = -1;           // world rank that sends us hidden states
   std::vector<int> next_stage_ranks_;    // world ranks we send hidden states to (as tp rank 0)
+  int64_t steps_ = 0;                    // Stats(): steps executed, their wall and comm time
+  double step_seconds_ = 0, comm_seconds_ = 0;
 };
 
 }  // namespace glm::runtime

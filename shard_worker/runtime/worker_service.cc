@@ -90,8 +90,11 @@ absl::Status Serve(comm::Communicator* world, StepExecutor* executor, kernels::T
     shard::StepPlan plan;
     if (!plan.ParseFromString(bytes)) return absl::DataLossError("unreadable StepPlan");
     if (plan.kind() == shard::StepPlan::SHUTDOWN) return absl::OkStatus();
-    if (plan.kind() == shard::StepPlan::PING) {
+    if (plan.kind() == shard::StepPlan::PING || plan.kind() == shard::StepPlan::STATS) {
       pool->Park();  // no step: back to sleep at once
+      if (plan.kind() == shard::StepPlan::STATS) {
+        if (auto s = world->SendString(0, kTagStats, executor->Stats().SerializeAsString()); !s.ok()) return s;
+      }
       continue;
     }
     absl::Status s = executor->Execute(plan);

@@ -364,6 +364,22 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("vllm:generation_tokens_total"), std::string::npos);
   EXPECT_NE(metrics->body.find("vllm:prefix_cache_hits_total"), std::string::npos);
+  // Both workers' own counters, collected over MPI once the server is idle: each read routed
+  // experts and spent time in steps.
+  for (int i = 0; i < 100 && metrics->body.find("glm:rank_expert_bytes_read_total") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics);
+  }
+  for (const char* rank : {"1", "2"}) {
+    for (const char* name : {"glm:rank_expert_bytes_read_total", "glm:rank_step_seconds_total", "glm:rank_steps_total"}) {
+      const std::string prefix = std::string(name) + "{model_name=\"glm5-tiny-code\",rank=\"" + rank + "\",";
+      const size_t at = metrics->body.find(prefix);
+      ASSERT_NE(at, std::string::npos) << prefix << "\n" << metrics->body;
+      const size_t value = metrics->body.find("} ", at);
+      EXPECT_GT(std::stod(metrics->body.substr(value + 2)), 0.0) << prefix;
+    }
+  }
 }
 
 // n choices over HTTP on the real cluster: greedy choices all equal a lone request's text (they

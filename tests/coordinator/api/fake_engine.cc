@@ -158,6 +158,18 @@ scheduler::EngineLoad FakeEngine::GetLoad() const {
   load.prefix_cache_queries = prompt_tokens_;
   load.steps = generation_tokens_;
   load.step_seconds_total = 0.5;
+  // Two worker ranks of a 2-stage pipeline, as the real engine collects them.
+  for (int rank : {1, 2}) {
+    shard::RankStats r;
+    r.set_rank(rank);
+    r.set_stage(rank - 1);
+    r.set_steps(load.steps);
+    r.set_step_seconds(0.25 * rank);
+    r.set_comm_seconds(0.125);
+    r.set_expert_bytes_read(1000 * rank);
+    load.expert_bytes_total += r.expert_bytes_read();
+    load.ranks.push_back(r);
+  }
   return load;
 }
 

@@ -510,6 +510,12 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
   }
   EXPECT_THAT(res->body, HasSubstr("vllm:request_success_total{model_name=\"glm5-tiny-code\",finished_reason=\"length\"} 1"));
   EXPECT_THAT(res->body, HasSubstr("vllm:prompt_tokens_total{model_name=\"glm5-tiny-code\"} 2"));
+  // Per worker rank: labelled by rank and stage; the total is their sum.
+  EXPECT_THAT(res->body, HasSubstr("glm:rank_expert_bytes_read_total{model_name=\"glm5-tiny-code\",rank=\"2\",stage=\"1\"} 2000"));
+  EXPECT_THAT(res->body, HasSubstr("glm:rank_step_seconds_total{model_name=\"glm5-tiny-code\",rank=\"1\",stage=\"0\"} 0.25"));
+  EXPECT_THAT(res->body, HasSubstr("glm:rank_comm_seconds_total{model_name=\"glm5-tiny-code\",rank=\"1\",stage=\"0\"} 0.125"));
+  EXPECT_THAT(res->body, HasSubstr("glm:rank_steps_total{model_name=\"glm5-tiny-code\",rank=\"2\",stage=\"1\"} 3"));
+  EXPECT_THAT(res->body, HasSubstr("glm:expert_bytes_read_total{model_name=\"glm5-tiny-code\"} 3000"));
 
   server_->Shutdown();
   StartServer(/*serving=*/false);

@@ -22,6 +22,40 @@ TEST(EngineTest, GreedyMatchesSingleProcessEngine) {
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
+// Every worker rank's counters reach the engine's load (and so /metrics): each rank ran every
+// step, read routed experts (the bundled model's MoE layers sit on both stages of a 2-stage
+// split), and the pipeline's second stage spent time receiving the hand-off.
+TEST(EngineTest, RankStatsCountEveryWorkersSteps) {
+  for (auto [workers, stages] : std::vector<std::pair<int, int>>{{1, 1}, {2, 2}, {2, 1}}) {
+    SCOPED_TRACE(::testing::Message() << workers << " workers, " << stages << " stages");
+    EngineHarness h("glm5-tiny-code", workers, stages, 256, 16);
+    auto out = h.Run(Greedy(Prompt(1, 37), 12));
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    // Collected once the loop goes idle after the last step.
+    EngineLoad load = h.engine()->GetLoad();
+    for (int i = 0; i < 1000 && (load.ranks.empty() || load.ranks[0].steps() != load.steps); ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+      load = h.engine()->GetLoad();
+    }
+    ASSERT_EQ(static_cast<int>(load.ranks.size()), workers);
+    EXPECT_GE(load.steps, 12);
+    int64_t expert_bytes = 0;
+    for (int i = 0; i < workers; ++i) {
+      const shard::RankStats& r = load.ranks[i];
+      EXPECT_EQ(r.rank(), i + 1);
+      EXPECT_EQ(r.stage(), stages == 1 ? 0 : i);
+      EXPECT_EQ(r.steps(), load.steps);
+      EXPECT_GT(r.step_seconds(), 0.0);
+      EXPECT_GT(r.expert_bytes_read(), 0);
+      if (r.stage() > 0) {  // receives the previous stage's hidden states (an in-process send is a copy)
+        EXPECT_GT(r.comm_seconds(), 0.0);
+      }
+      expert_bytes += r.expert_bytes_read();
+    }
+    EXPECT_EQ(load.expert_bytes_total, expert_bytes);
+  }
+}
+
 // Penalties and logit_bias change greedy picks; the cluster (with or without speculation, one
 // worker or a 2-stage pipeline) must pick exactly what the single-process engine picks.
 TEST(EngineTest, PenaltiesAndLogitBiasMatchSingleProcessEngine) {
