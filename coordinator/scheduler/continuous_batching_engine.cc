@@ -1,6 +1,7 @@
 #include "coordinator/scheduler/continuous_batching_engine.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -481,7 +482,14 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
         for (const auto& t : r.top_logprobs()) lp.top.push_back({t.token(), t.logprob()});
         e.logprobs.push_back(std::move(lp));
       } else if (o.logprobs || o.top_logprobs > 0) {
-        e.logprobs.push_back(TokenLogprob{token, 0.0f, {}});  // accepted draft: not reported by the workers
+        // An accepted draft: its verify row's values (the workers send one per accepted draft).
+        TokenLogprob lp{token, std::numeric_limits<float>::quiet_NaN(), {}};
+        if (static_cast<int>(i) < r.accepted_logprobs_size()) {
+          const shard::PositionLogprob& a = r.accepted_logprobs(static_cast<int>(i));
+          lp.logprob = a.logprob();
+          for (const auto& t : a.top()) lp.top.push_back({t.token(), t.logprob()});
+        }
+        e.logprobs.push_back(std::move(lp));
       }
       const bool eos = !o.ignore_eos && std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), token) !=
                                             options_.eos_token_ids.end();

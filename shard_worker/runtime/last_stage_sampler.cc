@@ -153,8 +153,22 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
   d.tokens.push_back(next);
   history.resize(history_size);  // the accepted drafts enter with the next step's plan
   r->set_token(next);
-  if (s.sampling().logprobs() || s.sampling().top_logprobs() > 0)
+  if (s.sampling().logprobs() || s.sampling().top_logprobs() > 0) {
     AddLogprobs(last, vocab, next, s.sampling().top_logprobs(), r);
+    // Each accepted draft from its own verify row (row k predicted drafts[k]).
+    for (int k = 0; k < d.accepted; ++k) {
+      const float* row = tail + k * vocab;
+      const float log_z = kernels::LogSumExp(row, vocab);
+      auto* lp = r->add_accepted_logprobs();
+      lp->set_token(drafts[k]);
+      lp->set_logprob(row[drafts[k]] - log_z);
+      TopLogprobs(row, vocab, log_z, s.sampling().top_logprobs(), [&](int32_t id, float v) {
+        auto* t = lp->add_top();
+        t->set_token(id);
+        t->set_logprob(v);
+      });
+    }
+  }
   if (nd > 0) {
     r->mutable_tokens()->Add(d.tokens.begin(), d.tokens.end());
     r->set_accepted(d.accepted);

@@ -63,6 +63,7 @@ class EngineHarness {
     absl::Status error;
     int32_t cached_tokens = 0;
     std::vector<TokenLogprob> prompt_logprobs;
+    std::vector<TokenLogprob> logprobs;  // one per output token when asked for
   };
   Output Run(GenerationRequest r) { return std::move(RunAll({std::move(r)}).front()); }
   // Submits every request before reading any (they run together, whatever the threads' timing),
@@ -85,6 +86,7 @@ class EngineHarness {
       while (streams[i]->Next(&e, absl::Seconds(120))) {
         out.tokens.insert(out.tokens.end(), e.tokens.begin(), e.tokens.end());
         if (!e.prompt_logprobs.empty()) out.prompt_logprobs = e.prompt_logprobs;
+        out.logprobs.insert(out.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
         if (e.finished) {
           out.finish_reason = e.finish_reason;
           out.error = e.error;

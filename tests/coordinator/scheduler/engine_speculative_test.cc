@@ -185,6 +185,39 @@ TEST(EngineSpeculativeTest, DraftVocabularyKeepsOutputsAndCacheExactness) {
   EXPECT_GT(rate[1], rate[0] - 0.05) << "whole vocabulary: " << rate[0];
 }
 
+// Logprobs do not depend on speculation: an accepted draft carries the values of the verify row
+// that accepted it, which are plain decoding's row bit for bit (it used to carry 0 and no
+// alternatives). Over MTP and prompt lookup, on one worker and a 2-stage pipeline.
+TEST(EngineSpeculativeTest, LogprobsOfAcceptedDraftsArePlainDecodings) {
+  const std::string text = "def add(a, b):\n    return a + b\n\ndef add(a, b):\n    return a + b\n";
+  std::vector<int32_t> prompt;
+  for (char c : text) prompt.push_back(static_cast<unsigned char>(c));  // a repeating prompt: ngram drafts too
+  for (auto [workers, stages] : std::vector<std::pair<int, int>>{{1, 1}, {2, 2}}) {
+    EngineHarness h("glm5-tiny-code", workers, stages, 256, 16);
+    std::vector<EngineHarness::Output> outs;
+    for (const char* spec : {"none", "mtp:2", "ngram:3"}) {
+      GenerationRequest r = Greedy(prompt, 24);
+      r.speculative = spec;
+      r.sampling.logprobs = true;
+      r.sampling.top_logprobs = 3;
+      outs.push_back(h.Run(r));
+      ASSERT_TRUE(outs.back().error.ok()) << spec << ": " << outs.back().error;
+      ASSERT_EQ(outs.back().logprobs.size(), outs.back().tokens.size()) << spec;
+    }
+    EXPECT_GT(h.engine()->GetLoad().spec_accepted_tokens, 4);  // drafts were accepted
+    const EngineHarness::Output& plain = outs[0];
+    for (size_t k = 1; k < outs.size(); ++k) {
+      ASSERT_EQ(outs[k].tokens, plain.tokens);
+      for (size_t i = 0; i < plain.logprobs.size(); ++i) {
+        const TokenLogprob &a = outs[k].logprobs[i], &b = plain.logprobs[i];
+        EXPECT_EQ(a.token, b.token) << k << " " << i;
+        EXPECT_EQ(a.logprob, b.logprob) << "output " << k << ", token " << i;
+        EXPECT_EQ(a.top, b.top) << "output " << k << ", token " << i;
+      }
+    }
+  }
+}
+
 // Drafts that are never kept stop the drafting, but only for a while: every pause ends with a
 // probe draft, so a long generation keeps measuring (a paused request used to stay paused for
 // good: its plain decode steps were never counted).
