@@ -21,6 +21,7 @@ ContinuousBatchingEngine::ContinuousBatchingEngine(StepRunner* runner, const Eng
     : runner_(runner), options_(options), blocks_(options.kv_blocks, options.kv_block_size),
       seed_rng_(std::random_device{}()) {
   if (options_.max_batch_tokens <= 0) options_.max_batch_tokens = options_.prefill_chunk + options_.max_running;
+  max_len_ = std::min<int64_t>(options_.max_context, int64_t{options_.kv_blocks} * options_.kv_block_size);
   absl::MutexLock lock(&mu_);
   load_.kv_blocks_total = options_.kv_blocks;
 }
@@ -65,10 +66,16 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (prompt_len + p.max_tokens > options_.max_context)
     return absl::InvalidArgumentError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
                                                    ") exceeds the context of ", options_.max_context));
-  const int64_t min_blocks = (prompt_len + 1 + options_.kv_block_size - 1) / options_.kv_block_size;
-  if (min_blocks > options_.kv_blocks)
-    return absl::ResourceExhaustedError(absl::StrCat("the prompt needs ", min_blocks, " KV blocks; the cache has ",
-                                                     options_.kv_blocks));
+  // A sequence must fit the KV cache whole: one that could outgrow it would, once preempted, never
+  // be admitted again, and would hold up every request queued behind it.
+  const int64_t kv_positions = int64_t{options_.kv_blocks} * options_.kv_block_size;
+  if (prompt_len >= kv_positions)
+    return absl::ResourceExhaustedError(absl::StrCat("the prompt (", prompt_len, " tokens) does not fit the KV cache (",
+                                                     kv_positions, " positions, --kv-cache-gib)"));
+  if (prompt_len + p.max_tokens > kv_positions)
+    return absl::ResourceExhaustedError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
+                                                     ") exceeds the KV cache (", kv_positions,
+                                                     " positions, --kv-cache-gib)"));
   auto seq = std::make_shared<Sequence>();
   seq->request = std::move(request);
   seq->tokens = seq->request.prompt;
@@ -292,7 +299,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     if (decode && s->adaptive) {
       s->adaptive->SetBatchSize(batch);
       const SamplingOptions& o = s->request.sampling;
-      int64_t room = options_.max_context - static_cast<int64_t>(s->tokens.size()) - 1;
+      int64_t room = max_len_ - static_cast<int64_t>(s->tokens.size()) - 1;
       if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s->generated - 1);
       const int k = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(s->adaptive->next(), room), 0, s->spec.k));
       if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
@@ -495,7 +502,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
                                             options_.eos_token_ids.end();
       const bool stop_id = std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), token) != o.stop_token_ids.end();
       const bool length = (o.max_tokens > 0 && s->generated >= o.max_tokens) ||
-                          static_cast<int64_t>(s->tokens.size()) >= options_.max_context;
+                          static_cast<int64_t>(s->tokens.size()) >= max_len_;
       if (eos || stop_id) finish = "stop";
       else if (length) finish = "length";
     }

@@ -97,6 +97,9 @@ class ContinuousBatchingEngine : public Engine {
   uint64_t next_step_id_ = 1;
   std::mt19937_64 seed_rng_;
 
+  // The longest sequence: the model's context, or the KV cache's positions if fewer (a request
+  // without max_tokens stops there with finish reason "length").
+  int64_t max_len_ = 0;
   // Loop-thread state.
   int64_t steps_run_ = 0, steps_at_rank_stats_ = 0;
   absl::Time rank_stats_time_ = absl::InfinitePast();

@@ -563,6 +563,24 @@ TEST(EngineTest, DeadlineEndsTheRequest) {
   EXPECT_EQ(out.error.code(), absl::StatusCode::kDeadlineExceeded);
 }
 
+// A request without max_tokens on a server whose KV cache is shorter than the model's context
+// stops, with finish reason "length", where the cache ends; it used to grow past it, preempt
+// itself and never be admitted again, holding up every request behind it.
+TEST(EngineTest, UnlimitedRequestStopsWhereTheCacheEnds) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 8, 16);  // 128 positions
+  GenerationRequest unlimited = Greedy(Prompt(1, 10), 0);
+  unlimited.sampling.ignore_eos = true;
+  GenerationRequest next = Greedy(Prompt(2, 10), 5);
+  auto outs = h.RunAll({unlimited, next});
+  ASSERT_TRUE(outs[0].error.ok()) << outs[0].error;
+  EXPECT_EQ(outs[0].finish_reason, "length");
+  EXPECT_EQ(outs[0].tokens.size(), 128u - 10u);
+  EXPECT_EQ(outs[0].tokens, SingleProcessGreedy(Prompt(1, 10), 118));
+  ASSERT_TRUE(outs[1].error.ok()) << outs[1].error;
+  EXPECT_EQ(outs[1].tokens, SingleProcessGreedy(Prompt(2, 10), 5));
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
+}
+
 TEST(EngineTest, ValidationAndAdmissionErrors) {
   EngineOptions tight;
   tight.max_waiting = 1;
@@ -572,6 +590,10 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 100000)).error.code(), absl::StatusCode::kInvalidArgument);
   // 8 blocks of 16 positions cannot hold a 200-token prompt: never admissible.
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 200), 4)).error.code(), absl::StatusCode::kResourceExhausted);
+  // Nor a short prompt whose max_tokens would outgrow them (once preempted it could never return).
+  auto outgrows = h.Run(Greedy(Prompt(1, 10), 119));
+  EXPECT_EQ(outgrows.error.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(outgrows.error.message().find("max_tokens"), std::string::npos) << outgrows.error;
   GenerationRequest bad = Greedy(Prompt(1, 10), 4);
   bad.sampling.top_p = 0;
   auto s = h.engine()->Submit(bad);
