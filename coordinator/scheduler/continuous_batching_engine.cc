@@ -120,7 +120,7 @@ void ContinuousBatchingEngine::Shutdown(bool drain) {
 
 bool ContinuousBatchingEngine::draining() const {
   absl::MutexLock lock(&mu_);
-  return drain_ || shutdown_;
+  return drain_ || shutdown_ || !failed_.ok();  // a failed cluster serves nothing more: not healthy
 }
 
 void ContinuousBatchingEngine::DrainInbox() {
@@ -248,7 +248,12 @@ void ContinuousBatchingEngine::Preempt(const SeqPtr& s) {
   load_.preemptions++;
 }
 
-void ContinuousBatchingEngine::FailAll(const absl::Status& error) {
+void ContinuousBatchingEngine::FailAll(const absl::Status& cause) {
+  // Whatever broke (a worker gone, timed out, or an unreadable reply), the clients' answer is
+  // UNAVAILABLE: the cluster cannot serve, and their requests were not at fault.
+  const absl::Status error = cause.code() == absl::StatusCode::kUnavailable
+                                 ? cause
+                                 : absl::UnavailableError(absl::StrCat("the cluster failed: ", cause.message()));
   for (auto& s : running_) Finish(s, "abort", error);
   for (auto& s : waiting_) Finish(s, "abort", error);
   running_.clear();

@@ -87,7 +87,7 @@ class ContinuousBatchingEngine : public Engine {
   bool EnsureBlocks(Sequence& s, int64_t positions);
   bool Admit(const SeqPtr& s);
   void Preempt(const SeqPtr& s);
-  void FailAll(const absl::Status& error);
+  void FailAll(const absl::Status& cause);
   void PublishLoad();
 
   StepRunner* runner_;

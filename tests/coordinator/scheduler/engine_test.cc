@@ -581,6 +581,39 @@ TEST(EngineTest, UnlimitedRequestStopsWhereTheCacheEnds) {
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
+// Whatever a failed step returns (here an unreadable reply, DATA_LOSS), clients get UNAVAILABLE,
+// the engine reports itself unhealthy at once (draining(): what health checks read), and new
+// requests are refused with UNAVAILABLE.
+TEST(EngineTest, AClusterFailureIsUnavailableAndUnhealthy) {
+  struct BrokenRunner : StepRunner {
+    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan&) override {
+      return absl::DataLossError("unreadable StepResult");
+    }
+  } runner;
+  EngineOptions o;
+  o.max_context = 64;
+  o.vocab_size = 100;
+  o.kv_blocks = 8;
+  o.kv_block_size = 16;
+  auto engine = Engine::Create(&runner, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  EXPECT_FALSE((*engine)->draining());
+  auto stream = (*engine)->Submit(Greedy({1, 2, 3}, 4));
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  absl::Status loop_status;
+  std::thread loop([&] { loop_status = (*engine)->RunLoop(); });
+  GenerationEvent e;
+  while ((*stream)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  loop.join();
+  EXPECT_TRUE(e.finished);
+  EXPECT_EQ(e.error.code(), absl::StatusCode::kUnavailable) << e.error;
+  EXPECT_NE(e.error.message().find("unreadable StepResult"), std::string::npos) << e.error;
+  EXPECT_FALSE(loop_status.ok());
+  EXPECT_TRUE((*engine)->draining());
+  EXPECT_EQ((*engine)->Submit(Greedy({1, 2, 3}, 4)).status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST(EngineTest, ValidationAndAdmissionErrors) {
   EngineOptions tight;
   tight.max_waiting = 1;
