@@ -4,6 +4,7 @@
 //   mpirun -np 1 coordinator --model DIR [--grpc-listen HOST:PORT] [--http-listen HOST:PORT]
 //          [--placement plan.json] [--weight-dtype int8|int4|...] [--expert-memory-gib G] [options]
 //          : -np N shard_worker
+#include <algorithm>
 #include <signal.h>
 
 #include <cstdio>
@@ -58,6 +59,9 @@ ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 ABSL_FLAG(int32_t, stream_interval, 1,
           "streamed responses carry up to this many new tokens per message (gRPC and SSE; 1 = every token at "
           "once; the first token always goes at once): fewer wake-ups and messages with many concurrent streams");
+ABSL_FLAG(int32_t, http_threads, 0,
+          "threads serving HTTP requests; each open request (a stream) holds one while it runs, and /health and "
+          "/metrics need a free one (0 = --max-running + 16)");
 ABSL_FLAG(int32_t, stream_max_delay_ms, 50, "with --stream-interval > 1: the longest a token waits for its message");
 ABSL_FLAG(int32_t, warmup_tokens, 512,
           "before reporting SERVING, run one server-side request of this many prompt tokens (+8 generated) through "
@@ -176,6 +180,8 @@ int main(int argc, char** argv) {
   const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
   if (stream_interval < 1 || stream_interval > 4096)
     Fatal(absl::StrCat("--stream-interval must be 1..4096 tokens, got ", stream_interval));
+  const int32_t http_threads = absl::GetFlag(FLAGS_http_threads);
+  if (http_threads < 0 || http_threads > 4096) Fatal(absl::StrCat("--http-threads must be 0..4096, got ", http_threads));
   if (stream_max_delay_ms < 0 || stream_max_delay_ms > 60000)
     Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
   const int32_t warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
@@ -274,6 +280,8 @@ int main(int argc, char** argv) {
   glm::api::ApiOptions ao;
   ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   ao.http_listen = absl::GetFlag(FLAGS_http_listen);
+  // Enough for every running sequence's request to hold one while health checks still get through.
+  ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, std::max(1, absl::GetFlag(FLAGS_max_running)) + 16);
   ao.stream_interval.tokens = stream_interval;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
   auto api = glm::api::ApiServer::Start(ao, engine->get(), &served);

@@ -620,6 +620,13 @@ TEST(RefusedLoadOptionsE2eTest, BadStreamIntervalFlag) {
   EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
 }
 
+TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
+  const JobEnd end = RunJobToTheEnd("--http-threads -3");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--http-threads must be 0..4096, got -3"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
 TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
   // A plan from `glmctl plan --json` for one worker, hand-edited to a dtype that does not exist.
   const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
