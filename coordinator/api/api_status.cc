@@ -1,5 +1,6 @@
 #include "coordinator/api/api_status.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/cord.h"
 
@@ -17,7 +18,14 @@ absl::Status InvalidField(absl::string_view field, absl::string_view message) {
 
 std::string FieldOf(const absl::Status& status) {
   auto payload = status.GetPayload(kFieldPayload);
-  return payload.has_value() ? std::string(*payload) : std::string();
+  if (payload.has_value()) return std::string(*payload);
+  // The engine's request errors (scheduler::Engine::Submit) start with the field: "top_p: ...".
+  if (status.code() != absl::StatusCode::kInvalidArgument && status.code() != absl::StatusCode::kResourceExhausted)
+    return std::string();
+  const absl::string_view m = status.message();
+  size_t n = 0;
+  while (n < m.size() && (absl::ascii_islower(m[n]) || m[n] == '_')) ++n;
+  return n > 0 && m.substr(n, 2) == ": " ? std::string(m.substr(0, n)) : std::string();
 }
 
 }  // namespace glm::api

@@ -12,7 +12,8 @@ namespace glm::api {
 
 // INVALID_ARGUMENT "`field`: message" carrying `field`.
 absl::Status InvalidField(absl::string_view field, absl::string_view message);
-// The field of an InvalidField status; "" for any other status.
+// The field of an InvalidField status, or of an engine request error (INVALID_ARGUMENT or
+// RESOURCE_EXHAUSTED whose message starts "field: ", scheduler/engine.h); "" otherwise.
 std::string FieldOf(const absl::Status& status);
 
 }  // namespace glm::api

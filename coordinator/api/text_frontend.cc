@@ -115,15 +115,8 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
       return InvalidField(field, absl::StrCat("token ", id, " is out of range [0, ", vocab, ")"));
     if (!Finite(bias) || bias < -100 || bias > 100) return InvalidField(field, "must be in [-100, 100]");
   }
-  if (!r.speculative.empty()) {
-    auto colon = r.speculative.find(':');
-    const std::string kind = r.speculative.substr(0, colon);
-    int k = 0;
-    if (colon == std::string::npos || (kind != "mtp" && kind != "ngram") ||
-        !absl::SimpleAtoi(r.speculative.substr(colon + 1), &k) || k < 1 || k > 16)
-      return InvalidField("speculative", "must be \"\", \"mtp:K\" or \"ngram:K\" with K in [1, 16]");
-    if (kind == "mtp" && !model_->has_mtp) return InvalidField("speculative", "this model has no MTP layer");
-  }
+  // `speculative` is the engine's to check (one parser for the flag and the requests): its
+  // "speculative: ..." errors name the field (FieldOf).
   return absl::OkStatus();
 }
 
@@ -191,6 +184,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   scheduler::GenerationRequest& g = out.engine_request;
   g.request_id = r.request_id.empty() ? NewRequestId("req") : r.request_id;
   g.deadline = r.deadline;
+  g.speculative = r.speculative;  // "" = the server's --speculative
   scheduler::SamplingOptions& s = g.sampling;
   s.temperature = r.temperature;
   s.top_p = r.top_p;

@@ -55,7 +55,7 @@ struct ApiRequest {
   int32_t top_logprobs = 0;
   int32_t prompt_logprobs = -1;            // >= 0: score the prompt (completions echo + logprobs)
   bool skip_special_tokens = true;
-  std::string speculative;                 // "" | "mtp:K" | "ngram:K" (validated; the engine decides)
+  std::string speculative;                 // "" (the server's default) | "none" | "mtp:K" | "ngram:K" (the engine checks it)
 
   std::string request_id;                  // "" = assigned
   absl::Time deadline = absl::InfiniteFuture();

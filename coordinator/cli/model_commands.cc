@@ -178,7 +178,7 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     prompt = *tokens;
   }
   auto spec = runtime::ParseSpeculative(o.speculative);
-  if (!spec.ok()) return spec.status();
+  if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("--speculative ", spec.status().message()));
   if (o.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
   spec->draft_vocab = o.draft_vocab;
   auto m = LoadModel(o);

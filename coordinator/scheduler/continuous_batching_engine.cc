@@ -14,6 +14,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   if (options.prefill_chunk <= 0) return absl::InvalidArgumentError("--prefill-chunk must be positive");
   if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
   if (options.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
+  // The server's default for requests: refused here, not on every request that relies on it.
+  auto spec = runtime::ParseSpeculative(options.speculative);
+  if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("--speculative ", spec.status().message()));
+  if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options.has_mtp)
+    return absl::InvalidArgumentError("--speculative mtp:K: this model has no MTP layer");
   return std::unique_ptr<Engine>(new ContinuousBatchingEngine(runner, options));
 }
 

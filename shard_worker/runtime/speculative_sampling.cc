@@ -98,15 +98,15 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
   const std::string method = text.substr(0, colon);
   int k = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(text.substr(colon + 1), &k))
-    return absl::InvalidArgumentError(absl::StrCat("--speculative '", text, "': expected mtp:K or ngram:K"));
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "': expected none, mtp:K or ngram:K"));
   if (method == "mtp") {
-    if (k < 1 || k > 4) return absl::InvalidArgumentError("--speculative mtp:K needs K in 1..4");
+    if (k < 1 || k > 4) return absl::InvalidArgumentError(absl::StrCat("'", text, "': mtp:K needs K in 1..4"));
     c.method = SpeculativeConfig::Method::kMtp;
   } else if (method == "ngram") {
-    if (k < 1 || k > 8) return absl::InvalidArgumentError("--speculative ngram:K needs K in 1..8");
+    if (k < 1 || k > 8) return absl::InvalidArgumentError(absl::StrCat("'", text, "': ngram:K needs K in 1..8"));
     c.method = SpeculativeConfig::Method::kNgram;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--speculative '", text, "': method must be mtp or ngram"));
+    return absl::InvalidArgumentError(absl::StrCat("'", text, "': the method must be mtp or ngram"));
   }
   c.k = k;
   return c;

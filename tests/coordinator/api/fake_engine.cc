@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "shard_worker/runtime/speculative_sampling.h"
 
 namespace glm::testing {
 
@@ -28,7 +29,12 @@ absl::StatusOr<std::shared_ptr<scheduler::RequestStream>> FakeEngine::Submit(sch
       return absl::InvalidArgumentError(absl::StrCat("prompt token ", id, " is out of range"));
   if (static_cast<int64_t>(request.prompt.size()) + request.sampling.max_tokens > options_.max_context)
     return absl::InvalidArgumentError("prompt + max_tokens exceeds the context");
-  if (live_.count(request.request_id)) return absl::InvalidArgumentError("duplicate request id");
+  // The real engine's parser and messages ("speculative: ..."), which name the field.
+  auto spec = runtime::ParseSpeculative(request.speculative);
+  if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
+  if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
+    return absl::InvalidArgumentError("speculative: this model has no MTP layer");
+  if (live_.count(request.request_id)) return absl::InvalidArgumentError("request_id: already running");
   if (static_cast<int32_t>(live_.size()) >= options_.max_live)
     return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", live_.size(), " requests)"));
   std::vector<int32_t> script;

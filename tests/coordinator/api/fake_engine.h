@@ -24,6 +24,7 @@ struct FakeEngineOptions {
   std::vector<int32_t> eos_token_ids = {0};
   absl::Duration token_delay = absl::Milliseconds(1);
   int32_t max_live = 64;  // live requests beyond this: RESOURCE_EXHAUSTED
+  bool has_mtp = false;   // speculative "mtp:K" is refused without it, as the real engine does
   // The tokens a request produces before EOS; after the script, EOS is emitted (or, with
   // ignore_eos or without EOS ids, filler tokens until max_tokens). Default: 100, 101, ...
   std::function<std::vector<int32_t>(const scheduler::GenerationRequest&)> script;

@@ -155,6 +155,12 @@ TEST_F(GrpcApiTest, TextPromptGivesTextAndHidesEos) {
   EXPECT_EQ(c.tokens().back(), 0);  // EOS is reported as a token, not as text
   EXPECT_EQ(c.messages.back().request_id(), "my-id-1");
   EXPECT_EQ(engine_->last_request().prompt, Encode("Say hello"));
+  // A request's own speculative decoding reaches the engine (it was dropped: only the server's
+  // --speculative applied).
+  r.set_request_id("my-id-2");
+  r.set_speculative("ngram:3");
+  ASSERT_TRUE(Generate(r).status.ok());
+  EXPECT_EQ(engine_->last_request().speculative, "ngram:3");
 }
 
 TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
@@ -173,7 +179,9 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
       {[](pb::GenerateRequest* r) { r->set_text(""); }, "text"},
       {[](pb::GenerateRequest* r) { r->mutable_token_ids()->mutable_ids()->Set(1, 99999); }, "token_ids[1]"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_max_tokens(5000); }, "sampling.max_tokens"},
-      {[](pb::GenerateRequest* r) { r->set_speculative("mtp:2"); }, "speculative"},
+      {[](pb::GenerateRequest* r) { r->set_speculative("mtp:2"); }, "speculative"},  // no MTP layer here
+      {[](pb::GenerateRequest* r) { r->set_speculative("ngram:9"); }, "speculative"},
+      {[](pb::GenerateRequest* r) { r->set_speculative("lookahead:2"); }, "speculative"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_presence_penalty(-2.5f); }, "sampling.presence_penalty"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_frequency_penalty(9); }, "sampling.frequency_penalty"},
       {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[99999] = 1; },

@@ -132,7 +132,7 @@ TEST_F(HttpApiTest, ChatStreamingSseShapesUsageAndDone) {
 TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
   json body = {{"model", "glm-tiny"},  {"prompt", {5, 6, 7}},    {"max_tokens", 4}, {"logprobs", 2},
                {"ignore_eos", true},   {"seed", 42},             {"top_k", 5},      {"min_p", 0.1},
-               {"repetition_penalty", 1.1}, {"temperature", 0.5}};
+               {"repetition_penalty", 1.1}, {"temperature", 0.5}, {"speculative", "ngram:2"}};
   auto res = Post("/v1/completions", body);
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -152,6 +152,7 @@ TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
   EXPECT_FLOAT_EQ(seen.sampling.min_p, 0.1f);
   EXPECT_FLOAT_EQ(seen.sampling.repetition_penalty, 1.1f);
   EXPECT_EQ(seen.sampling.top_logprobs, 2);
+  EXPECT_EQ(seen.speculative, "ngram:2");
 }
 
 // OpenAI's penalties and logit_bias reach the engine; bad values are 400s naming the field.
