@@ -316,13 +316,16 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
         if (k > 0) drafts = runtime::NgramDraft(s->tokens, k);
       } else {
         drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
-        next_k = s->spec.k;
       }
       drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
+      // The MTP drafts the next step may use, chained on the last stage during this one: no
+      // more than the adaptive length can ask for then (none through a pause).
+      if (s->spec.method == runtime::SpeculativeConfig::Method::kMtp)
+        next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(static_cast<int>(drafts.size())));
       n = 1 + static_cast<int64_t>(drafts.size());
     } else if (s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp &&
                s->computed + n == static_cast<int64_t>(s->tokens.size())) {
-      next_k = s->spec.k;  // the prompt's last chunk: propose the first drafts
+      next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(0));  // the prompt's last chunk: the first drafts
     }
     // Room for the verified positions and the MTP head's chained draft rows (best effort).
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
@@ -349,7 +352,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     const bool mtp = s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp;
-    int next_k = mtp && n == remaining ? s->spec.k : 0;
+    int next_k = mtp && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     work.push_back({s, n, {}, next_k});
     budget -= n;

@@ -122,11 +122,11 @@ void AdaptiveDraftLength::Choose() {
   if (k_ == 0) pause_ = kPauseSteps;
 }
 
-int AdaptiveDraftLength::Best() const {
+int AdaptiveDraftLength::Best(const std::vector<double>& rates) const {
   int best = 0;
   double best_gain = 1.0, tokens = 1.0, reach = 1.0;
   for (int k = 1; k <= max_k_; ++k) {
-    reach *= rate_[k - 1];  // probability that drafts 1..k are all kept
+    reach *= rates[k - 1];  // probability that drafts 1..k are all kept
     tokens += reach;
     const double gain = tokens / (1.0 + k * cost_);
     if (gain > best_gain) {
@@ -143,6 +143,16 @@ void AdaptiveDraftLength::SetBatchSize(int64_t sequences) {
   if (cost == cost_) return;
   cost_ = cost;
   if (pause_ == 0) Choose();
+}
+
+int AdaptiveDraftLength::MostDraftsNext(int proposed) const {
+  if (pause_ > 1) return 0;
+  if (pause_ == 1) return 1;
+  // Every proposed draft kept raises each evaluated position's rate: the largest k Best() can
+  // choose after the update (a gain g(k) only grows with the rates).
+  std::vector<double> rates = rate_;
+  for (int i = 1; i <= std::min(proposed, max_k_); ++i) rates[i - 1] = (1.0 - kRateWeight) * rates[i - 1] + kRateWeight;
+  return std::max(k_, Best(rates));
 }
 
 void AdaptiveDraftLength::Update(int proposed, int accepted) {

@@ -75,6 +75,11 @@ class AdaptiveDraftLength {
 
   AdaptiveDraftLength(int max_k, double position_cost);
   int next() const { return pause_ > 0 ? 0 : k_; }
+  // The most drafts next() can ask for after the coming Update(proposed, ...): what a drafter
+  // that must prepare the next step's drafts now (the cluster's MTP layer, chained on the last
+  // stage in this step) needs — 0 while a pause has more than this step to run, 1 for the probe
+  // that ends it, else the k the rates would choose if every proposed draft were kept.
+  int MostDraftsNext(int proposed) const;
   // The request decodes in a batch of `sequences`. position_cost is for a sequence decoding
   // alone; in a batch a step's fixed part (weights read, synchronisation) is shared, so a drafted
   // position costs more next to the request's share of the step. With the step time α + β·n over
@@ -88,8 +93,9 @@ class AdaptiveDraftLength {
   double acceptance(int position) const { return rate_[position - 1]; }
 
  private:
-  // The k that maximises g(k) under the current rates and cost.
-  int Best() const;
+  // The k that maximises g(k) under `rates` and the current cost.
+  int Best(const std::vector<double>& rates) const;
+  int Best() const { return Best(rate_); }
   // k_ = Best(), pausing when that is 0.
   void Choose();
 

@@ -391,6 +391,33 @@ TEST(AdaptiveDraftLengthTest, BacksOffPausesProbesAndRecovers) {
   EXPECT_EQ(a.next(), 4);
 }
 
+TEST(AdaptiveDraftLengthTest, MostDraftsNextBoundsWhatTheNextStepAsksFor) {
+  // Whatever a step's outcome, next() after it never exceeds MostDraftsNext before it: the
+  // cluster prepares that many MTP drafts a step ahead (none through a pause, one for its probe).
+  std::mt19937 rng(5);
+  for (double p : {0.0, 0.3, 0.7, 0.95, 1.0}) {
+    AdaptiveDraftLength a(4, AdaptiveDraftLength::PositionCost(*ParseSpeculative("mtp:4")));
+    std::bernoulli_distribution keep(p);
+    int paused_prepared = 0, paused_steps = 0;
+    for (int i = 0; i < 400; ++i) {
+      const int k = a.next();
+      const int bound = a.MostDraftsNext(k);
+      int kept = 0;
+      while (kept < k && keep(rng)) ++kept;
+      a.Update(k, kept);
+      ASSERT_LE(a.next(), bound) << "p " << p << " step " << i;
+      if (k == 0 && a.next() == 0) {
+        ++paused_steps;
+        paused_prepared += bound;
+      }
+    }
+    EXPECT_EQ(paused_prepared, 0) << "p " << p << ": drafts prepared for paused steps";
+    if (p == 0.0) {
+      EXPECT_GT(paused_steps, 300) << "every draft rejected: mostly paused";
+    }
+  }
+}
+
 TEST(AdaptiveDraftLengthTest, BatchingRaisesTheBarForDrafting) {
   // The first draft is kept 85% of the time: worth drafting alone (cost 0.6), not in a batch of
   // 8 (a drafted position then costs 0.92 of the request's share of a step), and again alone.
