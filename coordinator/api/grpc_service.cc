@@ -289,6 +289,12 @@ grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext*, const pb::LoadR
   response->set_spec_draft_tokens(load.spec_draft_tokens);
   response->set_spec_accepted_tokens(load.spec_accepted_tokens);
   response->mutable_spec_accepted_per_pos()->Add(load.spec_accepted_per_pos.begin(), load.spec_accepted_per_pos.end());
+  response->mutable_spec_drafted_per_pos()->Add(load.spec_drafted_per_pos.begin(), load.spec_drafted_per_pos.end());
+  for (size_t i = 0; i < load.spec_drafted_per_pos.size(); ++i)
+    response->add_spec_acceptance_rate_per_pos(
+        load.spec_drafted_per_pos[i] > 0 && i < load.spec_accepted_per_pos.size()
+            ? static_cast<double>(load.spec_accepted_per_pos[i]) / static_cast<double>(load.spec_drafted_per_pos[i])
+            : 0.0);
   response->set_spec_acceptance_rate(load.spec_draft_tokens > 0 ? static_cast<double>(load.spec_accepted_tokens) /
                                                                       static_cast<double>(load.spec_draft_tokens)
                                                                 : 0.0);

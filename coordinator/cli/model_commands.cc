@@ -199,7 +199,8 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     if (tok) j["text"] = text;
     if (spec->method != runtime::SpeculativeConfig::Method::kNone) {
       j["speculative"] = {{"method", o.speculative}, {"drafted", stats.drafted}, {"accepted", stats.accepted},
-                          {"acceptance_rate", stats.acceptance_rate()}, {"verify_steps", stats.steps}};
+                          {"acceptance_rate", stats.acceptance_rate()}, {"verify_steps", stats.steps},
+                          {"drafted_per_position", stats.drafted_at}, {"accepted_per_position", stats.accepted_at}};
     }
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }

@@ -164,6 +164,12 @@ scheduler::EngineLoad FakeEngine::GetLoad() const {
   load.prefix_cache_queries = prompt_tokens_;
   load.steps = generation_tokens_;
   load.step_seconds_total = 0.5;
+  // Speculative counters: position 0 drafted 10 times (8 kept), position 1 4 times (1 kept).
+  load.spec_num_drafts = 10;
+  load.spec_draft_tokens = 14;
+  load.spec_accepted_tokens = 9;
+  load.spec_drafted_per_pos = {10, 4};
+  load.spec_accepted_per_pos = {8, 1};
   // Two worker ranks of a 2-stage pipeline, as the real engine collects them.
   for (int rank : {1, 2}) {
     shard::RankStats r;

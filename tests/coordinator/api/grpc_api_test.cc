@@ -336,6 +336,11 @@ TEST_F(GrpcApiTest, InfoTokenizeDetokenizeLoad) {
   pb::LoadResponse load;
   ASSERT_TRUE(stub_->GetLoad(&c4, pb::LoadRequest(), &load).ok());
   EXPECT_EQ(load.kv_blocks_total(), 100);
+  // Per draft position: drafted, accepted, and their ratio.
+  EXPECT_THAT(load.spec_drafted_per_pos(), ::testing::ElementsAre(10, 4));
+  EXPECT_THAT(load.spec_accepted_per_pos(), ::testing::ElementsAre(8, 1));
+  EXPECT_THAT(load.spec_acceptance_rate_per_pos(), ::testing::ElementsAre(0.8, 0.25));
+  EXPECT_DOUBLE_EQ(load.spec_acceptance_rate(), 9.0 / 14.0);
 }
 
 TEST_F(GrpcApiTest, TokenIdsOnlyModelRejectsText) {
