@@ -30,8 +30,9 @@ class BlockAllocator {
   static uint64_t ChainHash(uint64_t previous, const int32_t* tokens, int32_t count);
 
   // Takes the longest chain of cached full blocks matching the start of `tokens` (at most
-  // `max_blocks`), referencing each; returns their ids in order.
-  std::vector<int32_t> MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks);
+  // `max_blocks`), referencing each; returns their ids in order. `seed` starts the chain (0 for
+  // plain blocks; another value keeps a partition of blocks apart, e.g. ones that also hold MTP rows).
+  std::vector<int32_t> MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed = 0);
 
   // A fresh block (evicting the least recently freed cached block if needed); nullopt when every
   // block is referenced.

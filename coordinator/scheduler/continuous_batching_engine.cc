@@ -165,14 +165,28 @@ void ContinuousBatchingEngine::ReleaseBlocks(Sequence& s) {
   s.blocks.clear();
   s.blocks_sent = 0;
   s.registered = 0;
-  s.chain_hash = 0;
+  s.chain_hash = ChainSeed(s);
   s.computed = 0;
+}
+
+bool ContinuousBatchingEngine::WritesMtpRows(const Sequence& s) {
+  return s.adaptive != nullptr && s.spec.method == runtime::SpeculativeConfig::Method::kMtp;
+}
+
+uint64_t ContinuousBatchingEngine::ChainSeed(const Sequence& s) {
+  // Blocks of MTP-drafting sequences also hold the MTP layer's rows, which a plain sequence never
+  // writes: the two kinds are cached apart, so an MTP request never reads MTP rows that are not
+  // there (its drafts, and so its seeded samples, would differ from a cold run's).
+  return WritesMtpRows(s) ? 0x6d7470726f7773ull : 0;  // "mtprows"
 }
 
 void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
   if (!options_.enable_prefix_cache) return;
   const int32_t bs = options_.kv_block_size;
-  while (static_cast<int64_t>(s.registered + 1) * bs <= s.computed && s.registered < static_cast<int32_t>(s.blocks.size())) {
+  // MTP row j needs token j + 1: after a prefill chunk the chunk's last row waits for the next
+  // step, so an MTP sequence's block is complete one position later than its main rows.
+  const int64_t complete = WritesMtpRows(s) ? s.computed - 1 : s.computed;
+  while (static_cast<int64_t>(s.registered + 1) * bs <= complete && s.registered < static_cast<int32_t>(s.blocks.size())) {
     s.chain_hash = kv::BlockAllocator::ChainHash(s.chain_hash, s.tokens.data() + static_cast<int64_t>(s.registered) * bs, bs);
     blocks_.Register(s.blocks[s.registered], s.chain_hash);
     ++s.registered;
@@ -220,7 +234,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   std::vector<int32_t> matched;
   // A scored prompt needs every position's logits: it cannot start from cached blocks.
   if (options_.enable_prefix_cache && s->request.sampling.prompt_logprobs < 0)
-    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs));
+    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs), ChainSeed(*s));
   const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
   if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
     for (int32_t b : matched) blocks_.Release(b);
@@ -230,7 +244,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   s->blocks_sent = 0;  // a new table: sent whole with the next step
   s->computed = static_cast<int64_t>(matched.size()) * bs;
   s->registered = 0;
-  s->chain_hash = 0;
+  s->chain_hash = ChainSeed(*s);
   RegisterFullBlocks(*s);  // recomputes the chain over the matched blocks
   EnsureBlocks(*s, len);
   if (!s->admitted_before) {
@@ -377,7 +391,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     p->mutable_tokens()->Add(s.tokens.begin() + s.computed, s.tokens.begin() + s.computed + fed);
     p->mutable_tokens()->Add(w.drafts.begin(), w.drafts.end());
     p->set_num_drafts(static_cast<int32_t>(w.drafts.size()));
-    p->set_use_mtp(s.adaptive && s.spec.method == runtime::SpeculativeConfig::Method::kMtp);
+    p->set_use_mtp(WritesMtpRows(s));
     p->set_mtp_drafts(w.next_k);
     // The last stage builds the draft vocabulary from the sequence's history (sent below).
     const bool draft_vocab = p->use_mtp() && options_.draft_vocab > 0;

@@ -78,6 +78,10 @@ class ContinuousBatchingEngine : public Engine {
   void Deliver();
   void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
   void ReleaseBlocks(Sequence& s);
+  // Whether the last stage keeps the sequence's MTP rows (MTP drafting), and the prefix-cache
+  // chain seed that keeps its blocks apart from plain ones.
+  static bool WritesMtpRows(const Sequence& s);
+  static uint64_t ChainSeed(const Sequence& s);
   void RegisterFullBlocks(Sequence& s);
   // A prefill chunk of n tokens for `s`, cut to EngineOptions::max_scored_logits when its
   // prompt is scored.

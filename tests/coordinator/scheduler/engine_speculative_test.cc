@@ -218,6 +218,45 @@ TEST(EngineSpeculativeTest, LogprobsOfAcceptedDraftsArePlainDecodings) {
   }
 }
 
+// The prefix cache keeps an MTP request's drafts exact: blocks written by a plain request hold
+// no MTP rows, and a prompt chunk's last MTP row is only written with the next step, so an MTP
+// request reusing either used to read MTP rows that were not there — its drafts, and with them
+// its seeded samples, differed from a cold run's. Now such blocks are not matched.
+TEST(EngineSpeculativeTest, SeededMtpRequestFromTheCacheEqualsItsColdRun) {
+  EngineOptions o;
+  o.prefill_chunk = 24;  // chunk ends inside blocks of 16
+  const std::vector<int32_t> prompt = Prompt(77, 70);
+  auto seeded = [&](std::vector<int32_t> p, int max_tokens, const std::string& spec) {
+    GenerationRequest r = Greedy(std::move(p), max_tokens);
+    r.sampling.temperature = 0.9f;
+    r.sampling.seed = 1234;
+    r.speculative = spec;
+    return r;
+  };
+  std::vector<int32_t> cold;
+  {
+    EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, o);
+    auto out = h.Run(seeded(prompt, 24, "mtp:2"));
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    cold = out.tokens;
+  }
+  for (const char* first : {"none", "mtp:2"}) {
+    SCOPED_TRACE(first);
+    EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, o);
+    // The same prompt first: plain, or MTP stopped right after its chunked prefill.
+    auto warm_up = h.Run(seeded(prompt, 1, first));
+    ASSERT_TRUE(warm_up.error.ok()) << warm_up.error;
+    auto out = h.Run(seeded(prompt, 24, "mtp:2"));
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    EXPECT_EQ(out.tokens, cold);
+    if (std::string(first) == "mtp:2") {
+      EXPECT_GT(out.cached_tokens, 0) << "MTP blocks are shared between MTP requests";
+    } else {
+      EXPECT_EQ(out.cached_tokens, 0) << "plain blocks are not matched by an MTP request";
+    }
+  }
+}
+
 // Drafts that are never kept stop the drafting, but only for a while: every pause ends with a
 // probe draft, so a long generation keeps measuring (a paused request used to stay paused for
 // good: its plain decode steps were never counted).
