@@ -32,6 +32,8 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("vllm:prefix_cache_hits_total", Type::kCounter, "Prefix cache hits, in tokens.");
   r.Declare("vllm:num_preemptions_total", Type::kCounter, "Cumulative number of preemptions.");
   r.Declare("vllm:request_success_total", Type::kCounter, "Count of finished requests by finish reason.");
+  r.Declare("glm:request_failures_total", Type::kCounter,
+            "Requests refused (rejected: invalid, queue full, draining) or failed mid-generation (error).");
   r.Declare("vllm:time_to_first_token_seconds", Type::kHistogram, "Histogram of time to first token in seconds.",
             kTtftBuckets);
   r.Declare("vllm:inter_token_latency_seconds", Type::kHistogram, "Histogram of inter-token latency in seconds.",
@@ -76,6 +78,14 @@ void ServingMetrics::ObserveInterTokenLatency(double seconds, int tokens) {
 }
 
 void ServingMetrics::ObserveFinished(const std::string& finish_reason, double e2e_seconds) {
+  // vLLM counts completed requests (stop, length, abort, tool_calls) as successes; a request the
+  // server refused or failed is not one of them.
+  if (finish_reason == "rejected" || finish_reason == "error") {
+    MetricLabels l = labels();
+    l.emplace_back("reason", finish_reason);
+    registry_.Add("glm:request_failures_total", l, 1);
+    return;
+  }
   MetricLabels l = labels();
   l.emplace_back("finished_reason", finish_reason);
   registry_.Add("vllm:request_success_total", l, 1);

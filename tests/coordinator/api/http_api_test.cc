@@ -498,6 +498,7 @@ TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
 TEST_F(HttpApiTest, HealthAndMetrics) {
   EXPECT_EQ(Get("/health")->status, 200);
   ASSERT_EQ(Post("/v1/completions", {{"prompt", {1, 2}}, {"max_tokens", 3}})->status, 200);
+  ASSERT_EQ(Post("/v1/completions", {{"prompt", {1, 2}}, {"speculative", "bogus:1"}})->status, 400);  // the engine refuses it
   auto res = Get("/metrics");
   ASSERT_EQ(res->status, 200);
   for (const char* name :
@@ -510,6 +511,9 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
     EXPECT_THAT(res->body, HasSubstr(name));
   }
   EXPECT_THAT(res->body, HasSubstr("vllm:request_success_total{model_name=\"glm5-tiny-code\",finished_reason=\"length\"} 1"));
+  // A refused request is a failure, not a success.
+  EXPECT_THAT(res->body, HasSubstr("glm:request_failures_total{model_name=\"glm5-tiny-code\",reason=\"rejected\"} 1"));
+  EXPECT_THAT(res->body, ::testing::Not(HasSubstr("finished_reason=\"rejected\"")));
   EXPECT_THAT(res->body, HasSubstr("vllm:prompt_tokens_total{model_name=\"glm5-tiny-code\"} 2"));
   // Per worker rank: labelled by rank and stage; the total is their sum.
   EXPECT_THAT(res->body, HasSubstr("glm:rank_expert_bytes_read_total{model_name=\"glm5-tiny-code\",rank=\"2\",stage=\"1\"} 2000"));
