@@ -20,6 +20,10 @@ namespace {
 using json = nlohmann::json;
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
+// A stream that has had nothing to send for this long (a long prefill, a queued request, tokens
+// held by --stream-interval) gets an SSE comment, which clients ignore: writing is the only way to
+// learn that the client hung up, and its generation must not run on for nobody.
+constexpr absl::Duration kStreamHeartbeat = absl::Seconds(1);
 constexpr size_t kMaxBodyBytes = 64u << 20;
 constexpr time_t kKeepAliveSeconds = 2;
 
@@ -85,6 +89,7 @@ struct ResponseState {
   std::unique_ptr<OpenAiRequest> request;
   std::vector<Choice> choices;
   bool done = false;
+  absl::Time last_write = absl::Now();  // streaming: when the client was last written to
 
   void AbortUnfinished(scheduler::Engine* engine) {
     for (Choice& c : choices)
@@ -362,7 +367,11 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   res.set_chunked_content_provider(
       "text/event-stream",
       [state, engine, stopping](size_t, httplib::DataSink& sink) -> bool {
-        auto write = [&](const std::string& s) { return s.empty() || sink.write(s.data(), s.size()); };
+        auto write = [&](const std::string& s) {
+          if (s.empty()) return true;
+          state->last_write = absl::Now();
+          return sink.write(s.data(), s.size());
+        };
         if (state->done) {
           sink.done();
           return true;
@@ -385,7 +394,13 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
           sink.done();
           return true;
         }
-        if (!*got) return true;
+        if (!*got) {
+          if (absl::Now() - state->last_write < kStreamHeartbeat) return true;
+          if (write(": keep-alive\n\n")) return true;
+          state->AbortUnfinished(engine);  // the client went away while there was nothing to send
+          state->done = true;
+          return false;
+        }
         std::string chunks = state->choices[which].builder->StreamChoiceChunks(delta);
         const bool last = state->AllFinished();
         if (last) {

@@ -576,6 +576,22 @@ TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
   EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(3)));
 }
 
+// The client hangs up while the server has nothing to write (here: the tokens after the first
+// are held by --stream-interval; in production also a long prefill or a queued request). The
+// stream's keep-alive comments find the closed connection within seconds; before, the
+// generation ran to its end (4 s) for nobody.
+TEST_F(HttpApiTest, ClientDisconnectWhileNothingIsSentAborts) {
+  scheduler::StreamInterval hold;
+  hold.tokens = 1000;
+  hold.max_delay = absl::Seconds(30);
+  RestartWithStreamInterval(hold);
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  int fd = OpenStream(server_->http_port(), kLongStream);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Milliseconds(3500)));
+}
+
 TEST_F(HttpApiTest, ClientDisconnectAbortsEveryChoice) {
   engine_->SetTokenDelay(absl::Milliseconds(10));
   const size_t before = engine_->requests().size();
