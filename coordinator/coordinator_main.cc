@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/api/api_server.h"
+#include "coordinator/api/loading_health_server.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/weight_format.h"
@@ -226,6 +227,9 @@ int main(int argc, char** argv) {
     if (plan.ok()) Log(absl::StrCat("placement:\n", glm::placement::PlanToTable(*plan)));
     return plan;
   };
+  // Health answers "not ready" from now on (not a refused connection) while the workers load.
+  auto loading = glm::api::LoadingHealthServer::Start(absl::GetFlag(FLAGS_grpc_listen), absl::GetFlag(FLAGS_http_listen));
+  if (!loading.ok()) Fatal(absl::StrCat("API server: ", loading.status().message()));
   Log(absl::StrCat("starting ", world->size() - 1, " workers on ", model_dir));
   bool workers_released = false;
   auto client = glm::cluster::ClusterClient::Start(world.get(), cluster_options, plan_function, &workers_released);
@@ -278,8 +282,10 @@ int main(int argc, char** argv) {
   served.default_speculative = absl::GetFlag(FLAGS_speculative);
   served.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   glm::api::ApiOptions ao;
-  ao.grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
-  ao.http_listen = absl::GetFlag(FLAGS_http_listen);
+  // The loading server's addresses (its bound ports when 0 was asked), handed over.
+  ao.grpc_listen = (*loading)->GrpcAddress(absl::GetFlag(FLAGS_grpc_listen));
+  ao.http_listen = (*loading)->HttpAddress(absl::GetFlag(FLAGS_http_listen));
+  (*loading)->Stop();
   // Enough for every running sequence's request to hold one while health checks still get through.
   ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, std::max(1, absl::GetFlag(FLAGS_max_running)) + 16);
   ao.stream_interval.tokens = stream_interval;

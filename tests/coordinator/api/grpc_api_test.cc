@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_join.h"
 #include "coordinator/api/grpc_client.h"
+#include "coordinator/api/loading_health_server.h"
+#include <httplib.h>
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
 
@@ -371,6 +373,51 @@ TEST_F(GrpcApiTest, HealthNotServingBeforeSetServing) {
   s = api::RemoteHealthServing(grpc_address_, "glm.inference.v1.Inference", absl::Seconds(5));
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(*s);
+}
+
+// While the model loads, health is NOT_SERVING / 503 on the addresses the API server then takes
+// over: probes never see a refused connection, and the ports asked as 0 stay the same.
+TEST_F(GrpcApiTest, LoadingHealthServerHandsItsPortsToTheApiServer) {
+  server_->Shutdown();
+  server_.reset();
+  auto loading = api::LoadingHealthServer::Start("127.0.0.1:0", "127.0.0.1:0");
+  ASSERT_TRUE(loading.ok()) << loading.status();
+  const std::string grpc_address = (*loading)->GrpcAddress("127.0.0.1:0");
+  const std::string http_address = (*loading)->HttpAddress("127.0.0.1:0");
+  ASSERT_NE(grpc_address, "127.0.0.1:0");
+  ASSERT_NE(http_address, "127.0.0.1:0");
+  for (const char* service : {"", "glm.inference.v1.Inference"}) {
+    auto s = api::RemoteHealthServing(grpc_address, service, absl::Seconds(5));
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_FALSE(*s) << service;
+  }
+  const int http_port = std::stoi(http_address.substr(http_address.rfind(':') + 1));
+  httplib::Client http("127.0.0.1", http_port);
+  auto health = http.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  auto completion = http.Post("/v1/completions", R"({"prompt":"x"})", "application/json");
+  ASSERT_TRUE(completion);
+  EXPECT_EQ(completion->status, 503);
+  EXPECT_EQ(nlohmann::json::parse(completion->body)["error"]["code"], "loading");
+  (*loading)->Stop();
+
+  api::ApiOptions options;
+  options.grpc_listen = grpc_address;
+  options.http_listen = http_address;
+  auto server = api::ApiServer::Start(options, engine_.get(), &model_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  server_->SetServing(true);
+  EXPECT_EQ("127.0.0.1:" + std::to_string(server_->grpc_port()), grpc_address);
+  EXPECT_EQ(server_->http_port(), http_port);
+  auto s = api::RemoteHealthServing(grpc_address, "", absl::Seconds(5));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(*s);
+  httplib::Client after("127.0.0.1", http_port);
+  health = after.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
 }
 
 TEST_F(GrpcApiTest, GlmctlClientFunctions) {
