@@ -53,6 +53,12 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:rank_comm_seconds_total", Type::kCounter,
             "Time a worker rank spent communicating (collectives, stage hand-offs) within steps.");
   r.Declare("glm:rank_expert_bytes_read_total", Type::kCounter, "Routed-expert weight bytes a worker rank read.");
+  // Ranks streaming experts from disk (--expert-memory-gib): the cache's hit rate is hits / (hits +
+  // misses), the disk bandwidth used disk bytes / disk seconds.
+  r.Declare("glm:rank_expert_cache_hits_total", Type::kCounter, "Expert lookups found in a rank's expert cache.");
+  r.Declare("glm:rank_expert_cache_misses_total", Type::kCounter, "Expert lookups a rank had to read from disk.");
+  r.Declare("glm:rank_expert_disk_bytes_total", Type::kCounter, "Expert bytes a rank read from disk.");
+  r.Declare("glm:rank_expert_disk_seconds_total", Type::kCounter, "Time a rank had expert reads in flight.");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -124,6 +130,12 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
     r.Set("glm:rank_step_seconds_total", rl, rank.step_seconds());
     r.Set("glm:rank_comm_seconds_total", rl, rank.comm_seconds());
     r.Set("glm:rank_expert_bytes_read_total", rl, static_cast<double>(rank.expert_bytes_read()));
+    if (rank.expert_cache_hits() + rank.expert_cache_misses() > 0) {
+      r.Set("glm:rank_expert_cache_hits_total", rl, static_cast<double>(rank.expert_cache_hits()));
+      r.Set("glm:rank_expert_cache_misses_total", rl, static_cast<double>(rank.expert_cache_misses()));
+      r.Set("glm:rank_expert_disk_bytes_total", rl, static_cast<double>(rank.expert_disk_bytes()));
+      r.Set("glm:rank_expert_disk_seconds_total", rl, rank.expert_disk_seconds());
+    }
   }
   for (size_t i = 0; i < load.spec_accepted_per_pos.size(); ++i) {
     MetricLabels pos = l;

@@ -1,5 +1,7 @@
 #include "shard_worker/runtime/step_executor.h"
 
+#include "shard_worker/moe/expert_store.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -231,6 +233,13 @@ shard::RankStats StepExecutor::Stats() const {
   stats.set_step_seconds(step_seconds_);
   stats.set_comm_seconds(comm_seconds_);
   stats.set_expert_bytes_read(model_->routed_expert_bytes_read());
+  if (const moe::ExpertStore* store = model_->weights().expert_store(); store != nullptr && store->streaming()) {
+    const moe::ExpertStoreStats s = store->stats();
+    stats.set_expert_cache_hits(s.hits);
+    stats.set_expert_cache_misses(s.misses);
+    stats.set_expert_disk_bytes(s.bytes_read);
+    stats.set_expert_disk_seconds(s.read_seconds);
+  }
   return stats;
 }
 

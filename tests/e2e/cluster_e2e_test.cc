@@ -336,6 +336,26 @@ TEST_F(ClusterE2eTest, SeededSamplingEqualsGlmctlGenerate) {
   EXPECT_NE(local, LocalGreedy(prompt, 16)) << "sampling that equals greedy would prove little";
 }
 
+// /metrics once the workers' per-rank counters have been collected (the engine asks them when
+// it goes idle): polls until `name` appears.
+std::string CollectedMetrics(int http_port, const std::string& name) {
+  httplib::Client http("127.0.0.1", http_port);
+  std::string body;
+  for (int i = 0; i < 100 && body.find(name) == std::string::npos; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (auto m = http.Get("/metrics")) body = m->body;
+  }
+  return body;
+}
+
+// A per-rank series' value in a /metrics body; -1 when it is not there.
+double RankMetric(const std::string& body, const std::string& name, const std::string& rank) {
+  const std::string prefix = name + "{model_name=\"glm5-tiny-code\",rank=\"" + rank + "\",";
+  const size_t at = body.find(prefix);
+  if (at == std::string::npos) return -1;
+  return std::stod(body.substr(body.find("} ", at) + 2));
+}
+
 TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   httplib::Client http("127.0.0.1", http_port_);
   http.set_read_timeout(60, 0);
@@ -366,20 +386,10 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   EXPECT_NE(metrics->body.find("vllm:prefix_cache_hits_total"), std::string::npos);
   // Both workers' own counters, collected over MPI once the server is idle: each read routed
   // experts and spent time in steps.
-  for (int i = 0; i < 100 && metrics->body.find("glm:rank_expert_bytes_read_total") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    metrics = http.Get("/metrics");
-    ASSERT_TRUE(metrics);
-  }
-  for (const char* rank : {"1", "2"}) {
-    for (const char* name : {"glm:rank_expert_bytes_read_total", "glm:rank_step_seconds_total", "glm:rank_steps_total"}) {
-      const std::string prefix = std::string(name) + "{model_name=\"glm5-tiny-code\",rank=\"" + rank + "\",";
-      const size_t at = metrics->body.find(prefix);
-      ASSERT_NE(at, std::string::npos) << prefix << "\n" << metrics->body;
-      const size_t value = metrics->body.find("} ", at);
-      EXPECT_GT(std::stod(metrics->body.substr(value + 2)), 0.0) << prefix;
-    }
-  }
+  const std::string ranks = CollectedMetrics(http_port_, "glm:rank_expert_bytes_read_total");
+  for (const char* rank : {"1", "2"})
+    for (const char* name : {"glm:rank_expert_bytes_read_total", "glm:rank_step_seconds_total", "glm:rank_steps_total"})
+      EXPECT_GT(RankMetric(ranks, name, rank), 0.0) << name << " rank " << rank << "\n" << ranks;
 }
 
 // n choices over HTTP on the real cluster: greedy choices all equal a lone request's text (they
@@ -574,6 +584,14 @@ TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
     auto s = Generate(Ids(prompt, 24));
     ASSERT_TRUE(s.status.ok()) << s.status.error_message();
     EXPECT_EQ(s.tokens, LocalGreedy(prompt, 24)) << "prompt seed " << seed;
+  }
+  // Each worker reports its cache's hits and misses and the disk reads it made (/metrics).
+  const std::string body = CollectedMetrics(http_port_, "glm:rank_expert_cache_misses_total");
+  for (const char* rank : {"1", "2"}) {
+    EXPECT_GT(RankMetric(body, "glm:rank_expert_cache_misses_total", rank), 0.0) << rank << "\n" << body;
+    EXPECT_GE(RankMetric(body, "glm:rank_expert_cache_hits_total", rank), 0.0) << rank;
+    EXPECT_GT(RankMetric(body, "glm:rank_expert_disk_bytes_total", rank), 0.0) << rank;
+    EXPECT_GT(RankMetric(body, "glm:rank_expert_disk_seconds_total", rank), 0.0) << rank;
   }
 }
 
