@@ -368,7 +368,15 @@ absl::StatusOr<std::unique_ptr<LoadClient>> LoadClient::Create(const LoadClientO
     if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + options.connect_timeout)))
       return absl::UnavailableError(absl::StrCat("cannot reach the gRPC server at ", options.server, " within ",
                                                  absl::FormatDuration(options.connect_timeout)));
-    return std::unique_ptr<LoadClient>(new GrpcLoadClient(options, std::move(channel)));
+    LoadClientOptions named = options;
+    if (named.model.empty()) {  // the served name, for the report's model_id (as the HTTP backend asks /v1/models)
+      pb::ModelInfo info;
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + options.connect_timeout));
+      if (pb::Inference::NewStub(channel)->GetModelInfo(&context, pb::ModelInfoRequest(), &info).ok())
+        named.model = info.name();
+    }
+    return std::unique_ptr<LoadClient>(new GrpcLoadClient(named, std::move(channel)));
   }
   const std::string base_url = BaseUrl(options.server);
   std::string model = options.model;

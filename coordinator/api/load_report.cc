@@ -126,7 +126,7 @@ json LoadSummaryJson(const LoadSummary& s, const LoadRunResult* detailed) {
   j["max_concurrency"] = s.max_concurrency > 0 ? json(s.max_concurrency) : json(nullptr);
   j["request_rate"] = RateJson(s.request_rate);
   j["peak_concurrency"] = s.peak_concurrency;
-  j["errors"] = s.errors;
+  j["error_samples"] = s.errors;  // the first failures' messages (ours; vLLM has no summary of them)
   if (detailed != nullptr) {
     json input_lens = json::array(), output_lens = json::array(), ttfts = json::array(), itls = json::array(),
          e2els = json::array(), errors = json::array();
@@ -143,7 +143,7 @@ json LoadSummaryJson(const LoadSummary& s, const LoadRunResult* detailed) {
     j["ttfts"] = std::move(ttfts);
     j["itls"] = std::move(itls);
     j["e2els"] = std::move(e2els);
-    j["all_errors"] = std::move(errors);
+    j["errors"] = std::move(errors);  // vLLM's detailed key: one entry per request, "" for a success
   }
   return j;
 }

@@ -150,6 +150,9 @@ class ServeBenchTest : public ::testing::Test {
 };
 
 TEST_F(ServeBenchTest, GrpcSendsTokenIdsAndCountsEveryToken) {
+  auto client = Client(LoadBackend::kGrpc);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->model(), "glm5-tiny-code");  // discovered from GetModelInfo: the report's model_id
   const auto run = RunAndCheck(LoadBackend::kGrpc, 6, 16, 8, 3);
   for (const auto& r : run.requests) EXPECT_EQ(r.prompt_len, 16);
   for (const auto& q : engine_->requests()) EXPECT_EQ(q.prompt.size(), 16u);
@@ -316,15 +319,21 @@ TEST(LoadReportTest, JsonHasVllmKeysAndTableIsLaidOut) {
         "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms", "mean_tpot_ms",
         "median_tpot_ms", "std_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "std_itl_ms", "p99_itl_ms",
         "mean_e2el_ms", "median_e2el_ms", "std_e2el_ms", "p99_e2el_ms", "p90_ttft_ms", "max_concurrency",
-        "request_rate", "failed", "errors"})
+        "request_rate", "failed", "error_samples"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["request_rate"], "inf");
   EXPECT_TRUE(j["max_concurrency"].is_null());
-  EXPECT_EQ(j["errors"][0], "HTTP 503: busy");
+  EXPECT_EQ(j["error_samples"][0], "HTTP 503: busy");
   EXPECT_FALSE(j.contains("ttfts"));
+  EXPECT_FALSE(j.contains("errors"));  // as vLLM: the per-request lists only in the detailed result
   const nlohmann::json detailed = api::LoadSummaryJson(s, &run);
   ASSERT_TRUE(detailed.contains("ttfts"));
   EXPECT_EQ(detailed["output_lens"].size(), 3u);
+  // vLLM's "errors": one entry per request, empty for the successes.
+  ASSERT_EQ(detailed["errors"].size(), 3u);
+  int failed_entries = 0;
+  for (const auto& e : detailed["errors"]) failed_entries += !e.get<std::string>().empty();
+  EXPECT_EQ(failed_entries, 1);
 
   const std::string table = api::FormatLoadSummary(s);
   EXPECT_NE(table.find("Successful requests:                     2"), std::string::npos) << table;
