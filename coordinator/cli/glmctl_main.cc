@@ -13,6 +13,7 @@
 //   render-chat --tokenizer-config PATH --request-file R.json
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -51,6 +52,8 @@ ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequenc
 ABSL_FLAG(bool, json, false, "generate: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
+ABSL_FLAG(std::string, system, "", "chat --server: a system message before the user message");
+ABSL_FLAG(std::string, tools_file, "", "chat --server: a JSON file holding an OpenAI tools array the model may call");
 ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
 ABSL_FLAG(int64_t, draft_vocab, 0,
           "generate with --speculative mtp:K: drafts propose only token ids below this count and the prompt's and "
@@ -176,6 +179,12 @@ int main(int argc, char** argv) {
     if (command == "chat") {
       glm::api::RemoteChatOptions r;
       r.message = m.message;
+      r.system = absl::GetFlag(FLAGS_system);
+      if (const std::string path = absl::GetFlag(FLAGS_tools_file); !path.empty()) {
+        std::ifstream in(path);
+        if (!in) return Finish(absl::StatusOr<std::string>(absl::NotFoundError(absl::StrCat("--tools-file ", path, ": cannot read it"))));
+        r.tools_json.assign(std::istreambuf_iterator<char>(in), {});  // the server checks its JSON
+      }
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
