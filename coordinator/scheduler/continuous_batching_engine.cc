@@ -334,11 +334,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
       // The MTP drafts the next step may use, chained on the last stage during this one: no
       // more than the adaptive length can ask for then (none through a pause).
-      if (s->spec.method == runtime::SpeculativeConfig::Method::kMtp)
+      if (WritesMtpRows(*s))
         next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(static_cast<int>(drafts.size())));
       n = 1 + static_cast<int64_t>(drafts.size());
-    } else if (s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp &&
-               s->computed + n == static_cast<int64_t>(s->tokens.size())) {
+    } else if (WritesMtpRows(*s) && s->computed + n == static_cast<int64_t>(s->tokens.size())) {
       next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(0));  // the prompt's last chunk: the first drafts
     }
     // Room for the verified positions and the MTP head's chained draft rows (best effort).
@@ -365,8 +364,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     running_.push_back(s);
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
-    const bool mtp = s->adaptive && s->spec.method == runtime::SpeculativeConfig::Method::kMtp;
-    int next_k = mtp && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;
+    int next_k = WritesMtpRows(*s) && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     work.push_back({s, n, {}, next_k});
     budget -= n;
