@@ -1,7 +1,5 @@
 #include "shard_worker/runtime/step_executor.h"
 
-#include "shard_worker/moe/expert_store.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "shard_worker/moe/expert_store.h"
 #include "shard_worker/runtime/protocol_tags.h"
 #include "shard_worker/runtime/sampler.h"
 
