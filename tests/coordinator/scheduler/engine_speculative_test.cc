@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -254,6 +256,67 @@ TEST(EngineSpeculativeTest, SeededMtpRequestFromTheCacheEqualsItsColdRun) {
     } else {
       EXPECT_EQ(out.cached_tokens, 0) << "plain blocks are not matched by an MTP request";
     }
+  }
+}
+
+// Sampled speculative decoding in the batched cluster keeps the output distribution: over many
+// seeds, the second generated token (the first one a draft can decide) is distributed as without
+// speculation — MTP drafts with and without a draft vocabulary, and prompt lookup. A two-sample
+// chi-square over the tokens seen (bins under 5 expected merged); the bound is the 99.99%
+// quantile, so a correct engine fails about once in 10,000 runs, while a wrong acceptance rule
+// (e.g. drafts kept whenever sampled) moves the distribution far past it.
+TEST(EngineSpeculativeTest, SampledSpeculationKeepsTheTokenDistribution) {
+  EngineOptions o;
+  o.draft_vocab = 64;
+  EngineHarness h("glm5-tiny-code", 1, 1, 512, 16, o);
+  std::vector<int32_t> prompt = Prompt(31, 12);
+  prompt.insert(prompt.end(), prompt.begin(), prompt.end());  // repeats: prompt lookup finds drafts too
+  constexpr int kSeeds = 400;
+  // One request at a time: alone, a request drafts (in a large batch the adaptive length would
+  // not).
+  auto second_tokens = [&](const std::string& spec) {
+    std::map<int32_t, int> counts;
+    for (int seed = 0; seed < kSeeds; ++seed) {
+      GenerationRequest r = Greedy(prompt, 3);  // room for one draft after the first token
+      r.sampling.temperature = 1.0f;
+      r.sampling.top_k = 6;
+      r.sampling.seed = 7000 + seed;
+      r.speculative = spec;
+      const auto out = h.Run(std::move(r));
+      EXPECT_TRUE(out.error.ok()) << out.error;
+      if (out.tokens.size() >= 2) counts[out.tokens[1]]++;
+    }
+    return counts;
+  };
+  const std::map<int32_t, int> plain = second_tokens("none");
+  for (const char* spec : {"mtp:2", "ngram:2"}) {
+    const int64_t drafts_before = h.engine()->GetLoad().spec_draft_tokens;
+    const std::map<int32_t, int> speculative = second_tokens(spec);
+    EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, drafts_before) << spec << ": nothing was drafted";
+    // Two-sample chi-square with equal sample sizes: sum (a - b)^2 / (a + b) over bins.
+    std::map<int32_t, std::pair<int, int>> bins;
+    for (auto [t, c] : plain) bins[t].first += c;
+    for (auto [t, c] : speculative) bins[t].second += c;
+    double chi2 = 0;
+    int dof = -1, small_a = 0, small_b = 0;
+    for (auto [t, ab] : bins) {
+      if (ab.first + ab.second < 10) {  // expected under 5 in each sample: merged
+        small_a += ab.first;
+        small_b += ab.second;
+        continue;
+      }
+      chi2 += static_cast<double>(ab.first - ab.second) * (ab.first - ab.second) / (ab.first + ab.second);
+      ++dof;
+    }
+    if (small_a + small_b > 0) {
+      chi2 += static_cast<double>(small_a - small_b) * (small_a - small_b) / (small_a + small_b);
+      ++dof;
+    }
+    ASSERT_GE(dof, 1) << spec;
+    // 99.99% quantile of chi-square with dof degrees of freedom (Wilson-Hilferty approximation).
+    const double z = 3.719, k = dof;
+    const double bound = k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
+    EXPECT_LT(chi2, bound) << spec << ": " << dof << " degrees of freedom";
   }
 }
 
