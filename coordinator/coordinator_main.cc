@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/api/api_server.h"
 #include "coordinator/api/loading_health_server.h"
+#include "coordinator/api/serving_metrics.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/weight_format.h"
@@ -257,6 +258,7 @@ int main(int argc, char** argv) {
   eo.kv_block_size = block_size;
   eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   eo.max_running = absl::GetFlag(FLAGS_max_running);
+  eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
   eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   eo.speculative = absl::GetFlag(FLAGS_speculative);
   eo.has_mtp = config->has_mtp();

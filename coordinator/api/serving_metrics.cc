@@ -150,6 +150,14 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   return r.Render();
 }
 
+void LogRequestEvent(const std::string& event, const std::string& request_id, const std::string& detail) {
+  nlohmann::json line = {{"ts", absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone())},
+                         {"event", event},
+                         {"request_id", request_id},
+                         {"detail", detail}};
+  std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+
 void RequestTracker::OnTokens(int tokens) {
   if (tokens <= 0 || metrics_ == nullptr) return;
   const absl::Time now = absl::Now();

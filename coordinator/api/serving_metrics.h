@@ -35,6 +35,10 @@ class ServingMetrics {
   MetricsRegistry registry_;
 };
 
+// One structured log line (JSON on stderr, like a finished request's): {"ts", "event",
+// "request_id", "detail"}. The engine's scheduling events (EngineOptions::log_event).
+void LogRequestEvent(const std::string& event, const std::string& request_id, const std::string& detail);
+
 // One request's latency bookkeeping for ServingMetrics; the destructor records an unfinished
 // request as "abort" so no exit path of a handler is missed.
 class RequestTracker {

@@ -260,11 +260,18 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
 }
 
 void ContinuousBatchingEngine::Preempt(const SeqPtr& s) {
+  if (options_.log_event && !s->request.internal)
+    options_.log_event("request_preempted", s->request.request_id,
+                       absl::StrCat(s->tokens.size(), " tokens, ", s->generated, " generated"));
   ReleaseBlocks(*s);
   s->mtp_drafts.clear();
   waiting_.push_front(s);
   absl::MutexLock lock(&mu_);
   load_.preemptions++;
+}
+
+void ContinuousBatchingEngine::LogFailed(const Sequence& s, const absl::Status& error) const {
+  if (options_.log_event && !s.request.internal) options_.log_event("request_failed", s.request.request_id, std::string(error.message()));
 }
 
 void ContinuousBatchingEngine::FailAll(const absl::Status& cause) {
@@ -273,16 +280,19 @@ void ContinuousBatchingEngine::FailAll(const absl::Status& cause) {
   const absl::Status error = cause.code() == absl::StatusCode::kUnavailable
                                  ? cause
                                  : absl::UnavailableError(absl::StrCat("the cluster failed: ", cause.message()));
-  for (auto& s : running_) Finish(s, "abort", error);
-  for (auto& s : waiting_) Finish(s, "abort", error);
-  running_.clear();
-  waiting_.clear();
   std::vector<SeqPtr> fresh;
   {
     absl::MutexLock lock(&mu_);
     fresh.swap(inbox_);
     failed_ = error;
   }
+  for (const auto& s : fresh) LogFailed(*s, error);
+  for (const auto& s : running_) LogFailed(*s, error);
+  for (const auto& s : waiting_) LogFailed(*s, error);
+  for (auto& s : running_) Finish(s, "abort", error);
+  for (auto& s : waiting_) Finish(s, "abort", error);
+  running_.clear();
+  waiting_.clear();
   for (auto& s : fresh) Finish(s, "abort", error);
 }
 

@@ -92,6 +92,7 @@ class ContinuousBatchingEngine : public Engine {
   bool Admit(const SeqPtr& s);
   void Preempt(const SeqPtr& s);
   void FailAll(const absl::Status& cause);
+  void LogFailed(const Sequence& s, const absl::Status& error) const;
   void PublishLoad();
 
   StepRunner* runner_;

@@ -54,6 +54,10 @@ struct EngineOptions {
   // MTP drafts propose only ids below this count and the request's own tokens (reading those
   // rows of the MTP head alone; the outputs are the same); 0 = the whole vocabulary.
   int64_t draft_vocab = 0;
+  // Scheduling events of client requests, for the structured log: "request_preempted" (its KV
+  // blocks went to other requests; it recomputes when readmitted) and "request_failed" (the
+  // cluster failed; detail: why). Called on the engine loop's thread; null = not logged.
+  std::function<void(const std::string& event, const std::string& request_id, const std::string& detail)> log_event;
 };
 
 struct EngineLoad {

@@ -324,12 +324,19 @@ TEST(EngineTest, RepeatedPromptIsServedFromTheCache) {
 TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
   // 4 requests that together need more blocks than exist while decoding (4 x 8 blocks of 4
   // positions vs 24), all submitted before any is read: they always run together.
-  EngineHarness h("glm5-tiny-code", 1, 1, 24, 4);
+  absl::Mutex log_mu;
+  std::vector<std::pair<std::string, std::string>> logged;  // (event, request id)
+  EngineOptions o;
+  o.log_event = [&](const std::string& event, const std::string& id, const std::string&) {
+    absl::MutexLock lock(&log_mu);
+    logged.emplace_back(event, id);
+  };
+  EngineHarness h("glm5-tiny-code", 1, 1, 24, 4, o);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 4; ++i) {
     prompts.push_back(Prompt(300 + i, 12));
-    requests.push_back(Greedy(prompts.back(), 20));
+    requests.push_back(Greedy(prompts.back(), 20, "pre-" + std::to_string(i)));
   }
   const std::vector<EngineHarness::Output> outs = h.RunAll(std::move(requests));
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -338,6 +345,13 @@ TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
   }
   EXPECT_GT(h.engine()->GetLoad().preemptions, 0);
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
+  // Each preemption is a structured log event naming its request.
+  absl::MutexLock lock(&log_mu);
+  EXPECT_EQ(static_cast<int64_t>(logged.size()), h.engine()->GetLoad().preemptions);
+  for (const auto& [event, id] : logged) {
+    EXPECT_EQ(event, "request_preempted");
+    EXPECT_EQ(id.rfind("pre-", 0), 0u) << id;
+  }
 }
 
 // The penalties' history reaches the last stage in parts (each step sends only the tokens it
@@ -595,10 +609,14 @@ TEST(EngineTest, AClusterFailureIsUnavailableAndUnhealthy) {
   o.vocab_size = 100;
   o.kv_blocks = 8;
   o.kv_block_size = 16;
+  std::vector<std::string> failed;  // request ids logged as failed (the loop thread, joined below)
+  o.log_event = [&](const std::string& event, const std::string& id, const std::string& detail) {
+    if (event == "request_failed" && detail.find("unreadable StepResult") != std::string::npos) failed.push_back(id);
+  };
   auto engine = Engine::Create(&runner, o);
   ASSERT_TRUE(engine.ok()) << engine.status();
   EXPECT_FALSE((*engine)->draining());
-  auto stream = (*engine)->Submit(Greedy({1, 2, 3}, 4));
+  auto stream = (*engine)->Submit(Greedy({1, 2, 3}, 4, "doomed"));
   ASSERT_TRUE(stream.ok()) << stream.status();
   absl::Status loop_status;
   std::thread loop([&] { loop_status = (*engine)->RunLoop(); });
@@ -610,6 +628,7 @@ TEST(EngineTest, AClusterFailureIsUnavailableAndUnhealthy) {
   EXPECT_EQ(e.error.code(), absl::StatusCode::kUnavailable) << e.error;
   EXPECT_NE(e.error.message().find("unreadable StepResult"), std::string::npos) << e.error;
   EXPECT_FALSE(loop_status.ok());
+  EXPECT_EQ(failed, std::vector<std::string>{"doomed"});
   EXPECT_TRUE((*engine)->draining());
   EXPECT_EQ((*engine)->Submit(Greedy({1, 2, 3}, 4)).status().code(), absl::StatusCode::kUnavailable);
 }
