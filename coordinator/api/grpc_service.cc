@@ -178,7 +178,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
       return ToGrpcStatus(delta.status());
     }
     if (delta->stop_string_matched) engine_->Abort(id);
-    tracker.OnTokens(static_cast<int>(delta->tokens.size()));
+    tracker.OnTokens(static_cast<int>(delta->tokens.size()), delta->first_token_time);
     for (auto& c : delta->tool_calls) calls.push_back(std::move(c));
 
     const bool empty = delta->tokens.empty() && delta->text.empty() && delta->reasoning.empty() &&

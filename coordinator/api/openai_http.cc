@@ -128,7 +128,7 @@ struct ResponseState {
           return d.status();
         }
         if (d->stop_string_matched) engine->Abort(c.id);
-        c.tracker->OnTokens(static_cast<int>(d->tokens.size()));
+        c.tracker->OnTokens(static_cast<int>(d->tokens.size()), d->first_token_time);
         if (d->finished) {
           c.finished = true;
           c.tracker->Finish(d->finish_reason);

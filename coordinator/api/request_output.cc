@@ -22,6 +22,7 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   into->prompt_tokens = next.prompt_tokens;
   into->completion_tokens = next.completion_tokens;
   into->cached_tokens = next.cached_tokens;
+  if (next.first_tokens && !into->first_tokens) into->first_token_time = next.first_token_time;
   into->first_tokens = into->first_tokens || next.first_tokens;
   into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
   if (next.finished) {
@@ -82,6 +83,7 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   if (!event.tokens.empty() && !any_tokens_) {
     any_tokens_ = true;
     delta.first_tokens = true;
+    delta.first_token_time = event.first_token_time;
   }
 
   if (detok_ != nullptr) {

@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "coordinator/scheduler/request.h"
 #include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -45,6 +46,7 @@ struct OutputDelta {
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;
   bool first_tokens = false;        // carries the request's first generated token(s)
+  absl::Time first_token_time = absl::InfinitePast();  // with first_tokens: when the engine produced it
   bool finished = false;
   std::string finish_reason;        // stop | length | abort | tool_calls
   // A stop string ended the request here: the caller must Abort it in the engine (the engine

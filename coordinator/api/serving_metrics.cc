@@ -158,13 +158,13 @@ void LogRequestEvent(const std::string& event, const std::string& request_id, co
   std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
 }
 
-void RequestTracker::OnTokens(int tokens) {
+void RequestTracker::OnTokens(int tokens, absl::Time first_token_time) {
   if (tokens <= 0 || metrics_ == nullptr) return;
   const absl::Time now = absl::Now();
   completion_tokens_ += tokens;
   if (last_token_ == absl::InfinitePast()) {
-    first_token_ = now;
-    metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(now - arrival_));
+    first_token_ = first_token_time > arrival_ && first_token_time <= now ? first_token_time : now;
+    metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(first_token_ - arrival_));
   } else {
     metrics_->ObserveInterTokenLatency(absl::ToDoubleSeconds(now - last_token_), tokens);
   }

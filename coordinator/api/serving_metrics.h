@@ -52,7 +52,9 @@ class RequestTracker {
   RequestTracker(const RequestTracker&) = delete;
   RequestTracker& operator=(const RequestTracker&) = delete;
 
-  void OnTokens(int tokens);
+  // `tokens` new tokens reached the client; `first_token_time` (when they include the first one):
+  // when the engine produced it, so TTFT does not include this thread's wake-up.
+  void OnTokens(int tokens, absl::Time first_token_time = absl::InfinitePast());
   // The first call wins.
   void Finish(const std::string& finish_reason);
 

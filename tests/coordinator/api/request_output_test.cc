@@ -1,7 +1,9 @@
 // RequestOutput on its own: detokenization across token boundaries, stop-string hold-back, the
-// hidden EOS, and the chat parser split.
+// hidden EOS, the chat parser split, and the first token's time.
 #include "coordinator/api/request_output.h"
 
+#include "absl/time/clock.h"
+#include "coordinator/api/serving_metrics.h"
 #include "gtest/gtest.h"
 #include "tests/coordinator/api/api_test_fixture.h"
 
@@ -123,6 +125,41 @@ TEST_F(RequestOutputTest, EngineErrorIsReturned) {
   e.finished = true;
   e.error = absl::UnavailableError("cluster gone");
   EXPECT_EQ(out.Consume(e).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// TTFT is the engine's first-token time, not when an API thread got round to the token: the
+// first delta carries the engine's time, and the tracker measures from it.
+TEST_F(RequestOutputTest, TimeToFirstTokenIsTheEnginesTime) {
+  api::RequestOutput out(tokenizer_, api::OutputOptions{});
+  const absl::Time produced = absl::Now() + absl::Milliseconds(2);
+  scheduler::GenerationEvent first;
+  first.tokens = {100};
+  first.first_token_time = produced;
+  auto d = out.Consume(first);
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->first_tokens);
+  EXPECT_EQ(d->first_token_time, produced);
+  scheduler::GenerationEvent second;
+  second.tokens = {101};
+  d = out.Consume(second);
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(d->first_tokens);
+
+  api::ServingMetrics metrics("m");
+  {
+    api::RequestTracker tracker(&metrics);
+    const absl::Time engine_time = absl::Now() + absl::Milliseconds(1);
+    absl::SleepFor(absl::Milliseconds(60));  // the API thread is late
+    tracker.OnTokens(1, engine_time);
+    tracker.Finish("length");
+  }
+  const std::string text = metrics.Render(scheduler::EngineLoad());
+  const std::string key = "vllm:time_to_first_token_seconds_sum{model_name=\"m\"} ";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos) << text;
+  const double ttft = std::stod(text.substr(at + key.size()));
+  EXPECT_GT(ttft, 0.0005);
+  EXPECT_LT(ttft, 0.03) << "measured when the tracker saw the token, not when the engine produced it";
 }
 
 }  // namespace
