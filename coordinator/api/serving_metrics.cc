@@ -1,6 +1,9 @@
 #include "coordinator/api/serving_metrics.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
@@ -59,6 +62,9 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:rank_expert_cache_misses_total", Type::kCounter, "Expert lookups a rank had to read from disk.");
   r.Declare("glm:rank_expert_disk_bytes_total", Type::kCounter, "Expert bytes a rank read from disk.");
   r.Declare("glm:rank_expert_disk_seconds_total", Type::kCounter, "Time a rank had expert reads in flight.");
+  r.Declare("glm:stage_busiest_rank_ratio", Type::kGauge,
+            "Per stage of 2+ ranks: the busiest rank's compute time (step time minus communication, since "
+            "start) over the stage's mean; 1 is perfectly balanced (expert- or tensor-parallel ranks).");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -136,6 +142,22 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
       r.Set("glm:rank_expert_disk_bytes_total", rl, static_cast<double>(rank.expert_disk_bytes()));
       r.Set("glm:rank_expert_disk_seconds_total", rl, rank.expert_disk_seconds());
     }
+  }
+  // Load imbalance within each stage: the others wait in the stage's collectives for its busiest rank.
+  std::map<int32_t, std::vector<double>> busy_by_stage;
+  for (const shard::RankStats& rank : load.ranks)
+    busy_by_stage[rank.stage()].push_back(std::max(0.0, rank.step_seconds() - rank.comm_seconds()));
+  for (const auto& [stage, busy] : busy_by_stage) {
+    if (busy.size() < 2) continue;
+    double sum = 0, most = 0;
+    for (double b : busy) {
+      sum += b;
+      most = std::max(most, b);
+    }
+    if (sum <= 0) continue;
+    MetricLabels sl = l;
+    sl.emplace_back("stage", std::to_string(stage));
+    r.Set("glm:stage_busiest_rank_ratio", sl, most / (sum / static_cast<double>(busy.size())));
   }
   for (size_t i = 0; i < load.spec_accepted_per_pos.size(); ++i) {
     MetricLabels pos = l;

@@ -1,5 +1,5 @@
 // RequestOutput on its own: detokenization across token boundaries, stop-string hold-back, the
-// hidden EOS, the chat parser split, and the first token's time.
+// hidden EOS, the chat parser split, the first token's time, and ServingMetrics' derived series.
 #include "coordinator/api/request_output.h"
 
 #include "absl/time/clock.h"
@@ -160,6 +160,30 @@ TEST_F(RequestOutputTest, TimeToFirstTokenIsTheEnginesTime) {
   const double ttft = std::stod(text.substr(at + key.size()));
   EXPECT_GT(ttft, 0.0005);
   EXPECT_LT(ttft, 0.03) << "measured when the tracker saw the token, not when the engine produced it";
+}
+
+// ServingMetrics derives each stage's load imbalance from the ranks' counters: the busiest rank's
+// compute time (step minus communication) over the stage's mean, for stages of 2+ ranks.
+TEST(ServingMetricsTest, StageBusiestRankRatio) {
+  scheduler::EngineLoad load;
+  auto add = [&](int rank, int stage, double step, double comm) {
+    shard::RankStats r;
+    r.set_rank(rank);
+    r.set_stage(stage);
+    r.set_step_seconds(step);
+    r.set_comm_seconds(comm);
+    load.ranks.push_back(r);
+  };
+  add(1, 0, 1.0, 0.2);  // busy 0.8
+  add(2, 0, 1.0, 0.6);  // busy 0.4: waited for rank 1
+  add(3, 1, 1.0, 0.1);  // alone in its stage
+  api::ServingMetrics metrics("m");
+  const std::string text = metrics.Render(load);
+  const std::string key = "glm:stage_busiest_rank_ratio{model_name=\"m\",stage=\"0\"} ";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_NEAR(std::stod(text.substr(at + key.size())), 0.8 / 0.6, 1e-9);
+  EXPECT_EQ(text.find("stage_busiest_rank_ratio{model_name=\"m\",stage=\"1\"}"), std::string::npos);
 }
 
 }  // namespace
