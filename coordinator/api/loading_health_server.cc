@@ -64,13 +64,8 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
         res.set_content("loading\n", "text/plain");
       });
       // Everything else: the OpenAI error shape, 503 (clients retry).
-      http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
-        res.status = 503;
-        res.set_header("Retry-After", "5");
-        res.set_content(kLoadingError, "application/json");
-      });
       http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-        if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+        if (req.method == "GET" && req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
         res.status = 503;
         res.set_header("Retry-After", "5");
         res.set_content(kLoadingError, "application/json");

@@ -172,12 +172,20 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   return r.Render();
 }
 
-void LogRequestEvent(const std::string& event, const std::string& request_id, const std::string& detail) {
-  nlohmann::json line = {{"ts", absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone())},
+namespace {
+// Structured log: one JSON object per line on stderr (collected with the job's log), stamped with
+// `now`, the event and its request id, then `fields`.
+void WriteLogLine(absl::Time now, const std::string& event, const std::string& request_id, const nlohmann::json& fields) {
+  nlohmann::json line = {{"ts", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())},
                          {"event", event},
-                         {"request_id", request_id},
-                         {"detail", detail}};
+                         {"request_id", request_id}};
+  line.update(fields);
   std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
+}  // namespace
+
+void LogRequestEvent(const std::string& event, const std::string& request_id, const std::string& detail) {
+  WriteLogLine(absl::Now(), event, request_id, {{"detail", detail}});
 }
 
 void RequestTracker::OnTokens(int tokens, absl::Time first_token_time) {
@@ -199,17 +207,13 @@ void RequestTracker::Finish(const std::string& finish_reason) {
   const absl::Time now = absl::Now();
   metrics_->ObserveFinished(finish_reason, absl::ToDoubleSeconds(now - arrival_));
   if (request_id_.empty()) return;
-  // Structured request log: one JSON object per line on stderr (collected with the job's log).
-  nlohmann::json line = {{"ts", absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())},
-                         {"event", "request_finished"},
-                         {"request_id", request_id_},
-                         {"api", api_},
-                         {"finish_reason", finish_reason},
-                         {"prompt_tokens", prompt_tokens_},
-                         {"completion_tokens", completion_tokens_},
-                         {"ttft_ms", first_token_ == absl::InfinitePast() ? -1.0 : absl::ToDoubleMilliseconds(first_token_ - arrival_)},
-                         {"e2e_ms", absl::ToDoubleMilliseconds(now - arrival_)}};
-  std::fprintf(stderr, "%s\n", line.dump().c_str());
+  WriteLogLine(now, "request_finished", request_id_,
+               {{"api", api_},
+                {"finish_reason", finish_reason},
+                {"prompt_tokens", prompt_tokens_},
+                {"completion_tokens", completion_tokens_},
+                {"ttft_ms", first_token_ == absl::InfinitePast() ? -1.0 : absl::ToDoubleMilliseconds(first_token_ - arrival_)},
+                {"e2e_ms", absl::ToDoubleMilliseconds(now - arrival_)}});
 }
 
 }  // namespace glm::api
