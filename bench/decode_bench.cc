@@ -5,15 +5,16 @@
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
 //                          [--quantize-scope experts|all|mtp] [--steps S] [--rounds R] [--context C] [--json]
-//                          [--expert-memory-gib X] [--record]
+//                          [--expert-memory-gib X [--expert-direct-io=false]] [--record]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
 //
 // --expert-memory-gib X streams the routed experts through an X GiB LRU cache when they need more
 // (moe/expert_store.h) and reports the cache hit rate and the disk bandwidth the expert reads got,
-// next to a sequential read of the model files measured in the same run (8 MiB preads). Both
-// drop the files from the page cache first (posix_fadvise DONTNEED), and the decode loop drops
-// them again before every step so expert misses reach the disk; readahead and a device cache can
-// still make the numbers optimistic.
+// next to a sequential read of the model files measured in the same run (8 MiB preads). Expert
+// reads use O_DIRECT where the file system allows (LoadOptions::expert_direct_io), and so does
+// the sequential read then; otherwise both go through the page cache, dropped first (posix_fadvise
+// DONTNEED) and again before every decode step so expert misses reach the disk. A device cache
+// can still make the numbers optimistic.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -61,6 +62,9 @@ ABSL_FLAG(int32_t, rounds, 1,
           "context short while running long enough to profile)");
 ABSL_FLAG(double, expert_memory_gib, 0,
           "memory for routed experts; beyond it they stream from disk through an LRU cache (0 = all resident)");
+ABSL_FLAG(bool, expert_direct_io, true,
+          "with --expert-memory-gib: read streamed experts with O_DIRECT, past the page cache, where the file "
+          "system allows it (false: through the page cache, which the bench then drops before every step)");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store this result as the new best in --baseline if it is better");
 
@@ -81,22 +85,34 @@ class ModelFiles {
     for (const auto& f : ckpt.files()) {
       const int fd = ::open(f->path().c_str(), O_RDONLY);
       if (fd >= 0) fds_.push_back(fd);
+      const int direct = ::open(f->path().c_str(), O_RDONLY | O_DIRECT);
+      if (direct >= 0) direct_fds_.push_back(direct);
     }
   }
   ~ModelFiles() {
     for (int fd : fds_) ::close(fd);
+    for (int fd : direct_fds_) ::close(fd);
+  }
+  // Whether the file system takes O_DIRECT reads of every file (tmpfs refuses them).
+  bool TakeDirectIo() const {
+    if (direct_fds_.empty() || direct_fds_.size() != fds_.size()) return false;
+    glm::model::AlignedBuffer buf(4 << 20);  // 2 MiB aligned
+    for (int fd : direct_fds_)
+      if (::pread(fd, buf.data(), 4096, 0) < 0) return false;
+    return true;
   }
   // Evicts the files' clean pages, so the next reads come from the disk.
   void DropPageCache() const {
     for (int fd : fds_) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   }
-  // dd-style: every file in 8 MiB preads, after dropping it from the page cache. GB/s.
-  double SequentialReadGBps() const {
+  // dd-style: every file in 8 MiB preads, after dropping it from the page cache; direct: with
+  // O_DIRECT (dd iflag=direct), as streamed experts are read. GB/s.
+  double SequentialReadGBps(bool direct) const {
     DropPageCache();
-    glm::model::AlignedBuffer buf(8 << 20);
+    glm::model::AlignedBuffer buf(8 << 20);  // 2 MiB aligned, as O_DIRECT needs
     int64_t total = 0;
     const auto t0 = Clock::now();
-    for (int fd : fds_) {
+    for (int fd : direct ? direct_fds_ : fds_) {
       for (off_t off = 0;; off += buf.size()) {
         const ssize_t n = ::pread(fd, buf.data(), buf.size(), off);
         if (n <= 0) break;
@@ -109,7 +125,7 @@ class ModelFiles {
   }
 
  private:
-  std::vector<int> fds_;
+  std::vector<int> fds_, direct_fds_;
 };
 
 }  // namespace
@@ -147,6 +163,7 @@ int main(int argc, char** argv) {
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   if (expert_gib < 0) return Fail("--expert-memory-gib must be >= 0");
   load.expert_memory_bytes = static_cast<int64_t>(expert_gib * 1073741824.0);
+  load.expert_direct_io = absl::GetFlag(FLAGS_expert_direct_io);
 
   auto t0 = Clock::now();
   auto ckpt = glm::model::Checkpoint::Open(dir);
@@ -163,8 +180,13 @@ int main(int argc, char** argv) {
   const auto& config = (*model)->config();
   glm::moe::ExpertStore* store = (*model)->weights().expert_store();
   const bool streaming = store != nullptr && store->streaming();
-  // The disk's sequential bandwidth, what streamed expert reads are judged against.
-  const double seq_gbps = streaming ? files.SequentialReadGBps() : 0.0;
+  // Expert misses must reach the disk: O_DIRECT reads do; page-cache reads only after the bench
+  // drops the files' pages (before every step, which costs CPU time of its own).
+  const bool direct_reads = streaming && load.expert_direct_io && files.TakeDirectIo();
+  const bool drop_every_step = streaming && !direct_reads;
+  // The disk's sequential bandwidth, what streamed expert reads are judged against: read the way
+  // the experts are (O_DIRECT or through the page cache).
+  const double seq_gbps = streaming ? files.SequentialReadGBps(direct_reads) : 0.0;
 
   // The probe reads 1 GiB: far beyond the caches, small next to the model. Its passes are
   // interleaved with the decode (one every ~0.25 s of decoding, outside the decode's timing):
@@ -194,7 +216,7 @@ int main(int argc, char** argv) {
   };
   if (auto st = prefill_all(); !st.ok()) return Fail(std::string(st.message()));
   auto step = [&](int64_t* bytes) -> bool {
-    if (streaming) files.DropPageCache();  // expert misses read the disk, not the page cache
+    if (drop_every_step) files.DropPageCache();  // expert misses read the disk, not the page cache
     std::vector<glm::model::SequenceInput> in(batch);
     for (int b = 0; b < batch; ++b) {
       in[b].cache = caches[b].get();
@@ -281,14 +303,14 @@ int main(int argc, char** argv) {
         "\"expert_memory_gib\":%.3f,\"experts_streamed\":%s,\"expert_cache_hit_rate\":%.4f,"
         "\"expert_misses_per_token\":%.3f,\"expert_prefetches\":%ld,\"expert_prefetches_used\":%ld,"
         "\"disk_bytes_per_token\":%.0f,\"disk_gbps\":%.3f,\"disk_avg_gbps\":%.3f,\"read_wait_seconds\":%.3f,"
-        "\"sequential_read_gbps\":%.3f}\n",
+        "\"sequential_read_gbps\":%.3f,\"expert_reads_direct\":%ld,\"expert_reads\":%ld}\n",
         dir.c_str(), threads, batch, dtype_name.c_str(), glm::kernels::MatMulPathName().c_str(), done, tokens_per_s,
         weight_bytes_per_token, achieved_gbps, probe_gbps, ratio, probe_best_gbps, ratio_vs_best, probe_passes.size(),
         previous, vs_previous, load_s,
         static_cast<long>(loaded_bytes), expert_gib, streaming ? "true" : "false", hit_rate,
         static_cast<double>(es.misses) / (done * batch), static_cast<long>(es.prefetches),
         static_cast<long>(es.prefetches_used), static_cast<double>(es.bytes_read) / (done * batch), disk_gbps,
-        disk_avg_gbps, es.wait_seconds, seq_gbps);
+        disk_avg_gbps, es.wait_seconds, seq_gbps, static_cast<long>(es.direct_loads), static_cast<long>(es.loads));
   } else {
     std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s%s\n", dir.c_str(),
                 dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathDetails().c_str(),
@@ -305,10 +327,12 @@ int main(int argc, char** argv) {
     if (streaming)
       std::printf("experts streamed through a %.2f GiB cache: hit rate %.3f (%.2f misses/token, %ld prefetches, %ld "
                   "used), %.1f MiB read per token, disk %.2f GB/s while reading (%.2f GB/s averaged over the run, "
-                  "%.2f s waited) vs sequential read %.2f GB/s\n",
+                  "%.2f s waited) vs sequential read %.2f GB/s; %s\n",
                   expert_gib, hit_rate, static_cast<double>(es.misses) / (done * batch), static_cast<long>(es.prefetches),
                   static_cast<long>(es.prefetches_used), es.bytes_read / 1048576.0 / (done * batch), disk_gbps,
-                  disk_avg_gbps, es.wait_seconds, seq_gbps);
+                  disk_avg_gbps, es.wait_seconds, seq_gbps,
+                  direct_reads ? absl::StrCat(es.direct_loads, " of ", es.loads, " expert reads with O_DIRECT").c_str()
+                               : "expert reads through the page cache, dropped before every step");
   }
   return 0;
 }

@@ -143,6 +143,10 @@ struct LoadOptions {
   // Memory for this rank's routed experts; when they need more, they stay on disk and an LRU
   // cache of this many bytes streams them (moe/expert_store.h). 0 = unlimited: all resident.
   int64_t expert_memory_bytes = 0;
+  // Streamed experts are read with O_DIRECT (SafetensorsFile::ReadDirect), where the file system
+  // allows it: each read reaches the disk (the cache's hit rate and disk bandwidth are then what
+  // they say), and no second copy of the experts builds up in the page cache beside the budget.
+  bool expert_direct_io = true;
 };
 
 // A --weight-dtype value: "stored", "bf16", "f32", or a quantised format name (kernels/quantize.h:
@@ -159,6 +163,7 @@ struct LoadedExpert {
   MlpWeights weights;
   std::vector<AlignedBuffer> buffers;
   int64_t file_bytes = 0;  // bytes read from the checkpoint files
+  bool read_direct = false;  // every byte read with O_DIRECT (LoadOptions::expert_direct_io)
   int64_t memory_bytes() const {
     int64_t n = 0;
     for (const auto& b : buffers) n += b.size();

@@ -1,13 +1,16 @@
-// One `.safetensors` file: its validated header, and reads of tensor byte ranges with pread.
+// One `.safetensors` file: its validated header, and reads of tensor byte ranges with pread
+// (through the page cache, or O_DIRECT around it).
 // Format: u64 little-endian header length N, N bytes of JSON {name: {dtype, shape, data_offsets}},
 // then the data section; offsets are relative to the data section.
 #ifndef GLM_SHARD_WORKER_MODEL_SAFETENSORS_FILE_H_
 #define GLM_SHARD_WORKER_MODEL_SAFETENSORS_FILE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,14 +47,33 @@ class SafetensorsFile {
   // Reads `length` bytes starting `offset` bytes into the tensor into dst (thread-safe: pread).
   absl::Status Read(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst) const;
 
+  // Read's bytes, bypassing the page cache (O_DIRECT) where the file system allows it: streamed
+  // experts are read once per cache fill, and through the page cache each read would also leave a
+  // second copy of the expert in kernel memory, outside the expert budget, until reclaimed. The
+  // aligned blocks around the range (kDirectAlignment) go through a per-thread bounce buffer.
+  // Where O_DIRECT is refused (tmpfs, some network file systems) it reads as Read does, and
+  // *direct (optional) is false. Thread-safe.
+  absl::Status ReadDirect(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst,
+                          bool* direct = nullptr) const;
+  // File offsets, lengths and buffers of O_DIRECT reads are multiples of this: the largest logical
+  // block size of common devices.
+  static constexpr int64_t kDirectAlignment = 4096;
+
  private:
   SafetensorsFile(std::string path, int fd, int64_t file_size)
       : path_(std::move(path)), fd_(fd), file_size_(file_size) {}
   absl::Status ParseHeader();
+  // The O_DIRECT descriptor, opened on first use; -1 when the file system refuses it.
+  int DirectFd() const;
 
   std::string path_;
   int fd_ = -1;
   int64_t file_size_ = 0;
+  mutable std::once_flag direct_once_;
+  mutable int direct_fd_ = -1;
+  // Cleared when a read on direct_fd_ fails with EINVAL (a file system that accepts the flag at
+  // open but not the reads): later reads go through the page cache.
+  mutable std::atomic<bool> direct_usable_{true};
   std::map<std::string, TensorInfo> tensors_;
 };
 

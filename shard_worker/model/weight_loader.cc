@@ -110,6 +110,11 @@ class WeightLoader {
     return absl::StrContains(name, ".experts.") || absl::StrContains(name, ".shared_experts.");
   }
 
+  // Reads bypass the page cache (SafetensorsFile::ReadDirect): streamed experts.
+  void set_direct_io(bool direct) { direct_io_ = direct; }
+  // With direct I/O asked for: whether every read so far got it (false once one fell back).
+  bool all_reads_direct() const { return all_reads_direct_; }
+
   // Called with a line of text when reading starts on a shard file not read before.
   void set_progress(std::function<void(const std::string&)> progress) { progress_ = std::move(progress); }
   void NoteFile(const SafetensorsFile* file) {
@@ -210,12 +215,12 @@ class WeightLoader {
           return OutOfMemory(name);
         }
       }
-      if (auto s = loc.file->Read(info, 0, info.size, source_scratch_.data()); !s.ok()) return s;
+      if (auto s = ReadBytes(*loc.file, info, 0, info.size, source_scratch_.data()); !s.ok()) return s;
       v.data = source_scratch_.data();
     } else {
       AlignedBuffer buf(info.size);
       if (!buf.valid()) return OutOfMemory(name);
-      if (auto s = loc.file->Read(info, 0, info.size, buf.data()); !s.ok()) return s;
+      if (auto s = ReadBytes(*loc.file, info, 0, info.size, buf.data()); !s.ok()) return s;
       v.data = buf.data();
       Keep(std::move(buf));
     }
@@ -266,7 +271,7 @@ class WeightLoader {
     const int64_t elem = SafetensorsDTypeSize(info.dtype);
     // Read the row band once, then keep the column window.
     std::vector<uint8_t> band((re - rb) * cols * elem);
-    if (auto s = loc.file->Read(info, rb * cols * elem, static_cast<int64_t>(band.size()), band.data()); !s.ok()) return s;
+    if (auto s = ReadBytes(*loc.file, info, rb * cols * elem, static_cast<int64_t>(band.size()), band.data()); !s.ok()) return s;
     std::vector<float> scales;
     if (fp8) {
       GLM_ASSIGN_OR_RETURN_(scales, Vector(name.substr(0, name.size() - 6) + "weight_scale_inv"));
@@ -336,7 +341,7 @@ class WeightLoader {
     if (loc.file == nullptr) return absl::NotFoundError(absl::StrCat("tensor '", name, "' is missing"));
     const TensorInfo& info = *loc.info;
     std::vector<uint8_t> raw(info.size);
-    if (auto s = loc.file->Read(info, 0, info.size, raw.data()); !s.ok()) return s;
+    if (auto s = ReadBytes(*loc.file, info, 0, info.size, raw.data()); !s.ok()) return s;
     out_->bytes_loaded_ += info.size;
     std::vector<float> v(info.numel());
     for (int64_t i = 0; i < info.numel(); ++i) {
@@ -418,6 +423,15 @@ class WeightLoader {
     return v;
   }
 
+  absl::Status ReadBytes(const SafetensorsFile& file, const TensorInfo& info, int64_t offset, int64_t length,
+                         void* dst) {
+    if (!direct_io_) return file.Read(info, offset, length, dst);
+    bool direct = false;
+    absl::Status s = file.ReadDirect(info, offset, length, dst, &direct);
+    all_reads_direct_ = all_reads_direct_ && direct;
+    return s;
+  }
+
   absl::Status OutOfMemory(const std::string& name) {
     return absl::ResourceExhaustedError(absl::StrCat("out of memory loading tensor '", name, "'"));
   }
@@ -435,6 +449,8 @@ class WeightLoader {
   int64_t group_size_ = 0;
   QuantizeScope scope_ = QuantizeScope::kAllMatrices;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
+  bool direct_io_ = false;
+  bool all_reads_direct_ = true;
 };
 
 namespace {
@@ -663,6 +679,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
   const ModelConfig& c = checkpoint.config();
   ModelWeights scratch;  // collects the buffers the loader keeps
   WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
+  loader.set_direct_io(options.expert_direct_io);
   const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
   if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||
       expert >= c.n_routed_experts || !loader.Present(prefix + "gate_proj.weight"))
@@ -677,6 +694,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
       !s.ok())
     return s;
   out.buffers = std::move(scratch.buffers_);
+  out.read_direct = options.expert_direct_io && loader.all_reads_direct();
   for (const char* m : {"gate_proj.", "up_proj.", "down_proj."})
     for (const char* t : {"weight", "weight_scale_inv"})
       if (auto loc = checkpoint.Find(absl::StrCat(prefix, m, t)); loc.file != nullptr) out.file_bytes += loc.info->size;

@@ -135,6 +135,7 @@ absl::Status ExpertStore::LoadLocked(std::unique_lock<std::mutex>& lock, int64_t
     return loaded.status();
   }
   ++stats_.loads;
+  stats_.direct_loads += loaded->read_direct;
   stats_.bytes_read += loaded->file_bytes;
   entry->data = *std::move(loaded);
   entry->ready = true;

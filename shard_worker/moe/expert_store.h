@@ -6,7 +6,8 @@
 //
 // Threading: Acquire / Release / Prefetch may be called from any thread (the engine runs one
 // forward at a time per rank, its I/O threads load concurrently); one mutex guards the cache
-// map, reads (pread, into freshly allocated aligned buffers) run outside it.
+// map, reads (pread, O_DIRECT where the file system allows: LoadOptions::expert_direct_io; into
+// freshly allocated aligned buffers) run outside it.
 #ifndef GLM_SHARD_WORKER_MOE_EXPERT_STORE_H_
 #define GLM_SHARD_WORKER_MOE_EXPERT_STORE_H_
 
@@ -34,6 +35,7 @@ struct ExpertStoreStats {
   int64_t prefetches_used = 0;  // of those, acquired before being evicted
   int64_t evictions = 0;
   int64_t loads = 0;            // expert reads completed
+  int64_t direct_loads = 0;     // of those, read with O_DIRECT (past the page cache) throughout
   int64_t bytes_read = 0;       // checkpoint bytes read
   double read_seconds = 0;      // wall time during which at least one read was in flight
   double wait_seconds = 0;      // time Acquire callers spent blocked on reads

@@ -1,5 +1,9 @@
 // A model whose routed experts are twice the memory budget serves exactly like the fully resident
 // one: the same logits bit for bit, the same greedy tokens, with the cache's hit rate reported.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -19,6 +23,16 @@ namespace fs = std::filesystem;
 std::string ModelDir(const std::string& name) {
   fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
   return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
+}
+
+bool FileSystemTakesDirectIo(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) return false;
+  void* buf = std::aligned_alloc(4096, 4096);
+  const bool ok = ::pread(fd, buf, 4096, 0) >= 0;
+  std::free(buf);
+  ::close(fd);
+  return ok;
 }
 
 int64_t RoutedExpertBytes(const ModelWeights& w) {
@@ -137,6 +151,20 @@ TEST_P(StreamedModelTest, HalfBudgetServesBitIdentically) {
   EXPECT_GT(s.evictions, 0);
   EXPECT_GT(s.bytes_read, 0);
   EXPECT_LE(s.resident_bytes, opt.expert_memory_bytes);
+  // Streamed experts bypass the page cache where the file system allows O_DIRECT.
+  const std::string shard = (*ckpt)->files().front()->path();
+  if (FileSystemTakesDirectIo(shard)) EXPECT_EQ(s.direct_loads, s.loads);
+  else std::printf("%s refuses O_DIRECT: expert reads went through the page cache\n", shard.c_str());
+
+  // Buffered reads (LoadOptions::expert_direct_io off) serve the same.
+  LoadOptions buffered = opt;
+  buffered.expert_direct_io = false;
+  auto paged = MakeModel(**ckpt, buffered, &pool);
+  ASSERT_NE(paged, nullptr);
+  ExpectSame(want, Serve(*paged, 8));
+  paged->weights().expert_store()->Drain();
+  EXPECT_GT(paged->weights().expert_store()->stats().loads, 0);
+  EXPECT_EQ(paged->weights().expert_store()->stats().direct_loads, 0);
 
   // Random prefetches from another thread, and a cache too small for one layer's experts:
   // still the same results.
