@@ -32,6 +32,9 @@ void AdjustLogits(float* logits, int64_t vocab, const SamplingParams& p, const s
       if (id < 0 || id >= vocab || count[id]++ > 0) continue;  // each distinct token once
       float& l = logits[id];
       l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+      // A tiny penalty (any > 0 is valid) overflows l / penalty to inf, and inf - inf is NaN in the
+      // softmax: keep it the largest finite logit, which is what it means.
+      l = std::clamp(l, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max());
     }
     for (int32_t id : history)
       if (id >= 0 && id < vocab) count[id] = 0;

@@ -155,6 +155,26 @@ TEST(SamplerCandidatesTest, TinyTemperaturesDrawTheArgmax) {
   }
 }
 
+// Any repetition_penalty > 0 is valid; a tiny one divides a positive logit past the float range.
+// The penalised token is then the most likely, not an inf whose inf - inf gave NaN for every
+// candidate and a draw of token 0 whatever the logits said.
+TEST(SamplerCandidatesTest, TinyRepetitionPenaltiesStayFinite) {
+  const std::vector<float> logits = {1.0f, 2.0f, 5.0f, 4.0f};
+  for (float penalty : {1e-38f, 1e-45f}) {
+    SamplingParams p;
+    p.temperature = 1.0f;
+    p.repetition_penalty = penalty;
+    std::vector<float> l = logits;
+    AdjustLogits(l.data(), 4, p, {3}, 0);
+    for (float v : l) EXPECT_TRUE(std::isfinite(v)) << penalty;
+    for (int seed = 0; seed < 20; ++seed) {
+      std::vector<float> draw = logits;
+      p.seed = seed;
+      EXPECT_EQ(Sampler(p).Sample(draw.data(), 4, {3}, 0), 3) << penalty << " seed " << seed;
+    }
+  }
+}
+
 TEST(SamplerCandidatesTest, TopTokensAreTheSortedPrefix) {
   std::mt19937 rng(8);
   for (int vocab : {1, 3, 64, 1000}) {
