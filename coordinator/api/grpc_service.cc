@@ -174,6 +174,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     if (!(*stream)->Next(&event, kPollInterval)) continue;
     auto delta = output.ConsumeReleased(event, **stream);  // one message per released group
     if (!delta.ok()) {
+      engine_->Abort(id);  // an output error ends the request on the workers too (a no-op if it failed there)
       tracker.Finish("error");
       return ToGrpcStatus(delta.status());
     }

@@ -123,6 +123,7 @@ struct ResponseState {
         }
         auto d = c.output->ConsumeReleased(event, *c.stream);  // one chunk per released group
         if (!d.ok()) {
+          engine->Abort(c.id);  // an output error ends the request on the workers too (a no-op if it failed there)
           c.finished = true;
           c.tracker->Finish("error");
           return d.status();

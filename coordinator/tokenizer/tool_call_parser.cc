@@ -110,9 +110,16 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
       const size_t close = buffer_.find(kToolClose);
       if (close == std::string::npos && !final) return absl::OkStatus();
       const std::string body = buffer_.substr(0, close);
-      GLM_ASSIGN_OR_RETURN(ToolCall call, ParseToolCallBody(body));
-      call.id = absl::StrCat(options_.id_prefix, next_id_++);
-      delta->tool_calls.push_back(std::move(call));
+      absl::StatusOr<ToolCall> call = ParseToolCallBody(body);
+      if (call.ok()) {
+        call->id = absl::StrCat(options_.id_prefix, next_id_++);
+        delta->tool_calls.push_back(*std::move(call));
+      } else {
+        // Markup the model got wrong, or a call cut off by max_tokens: not the client's error.
+        // Its text goes out as content (what vLLM's parsers do), and the request finishes as
+        // the engine says (stop / length) instead of failing.
+        delta->content.append(kToolOpen).append(body).append(close == std::string::npos ? std::string_view() : kToolClose);
+      }
       buffer_.erase(0, close == std::string::npos ? buffer_.size() : close + kToolClose.size());
       state_ = State::kContent;
       trim_leading_ws_ = true;

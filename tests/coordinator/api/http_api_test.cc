@@ -450,6 +450,22 @@ TEST_F(HttpApiTest, ToolCallsInOpenAiShape) {
   EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "tool_calls");
 }
 
+// A tool call the model cut off or got wrong is content, finished as the engine says: it used to
+// answer the client 400 (its own request was fine) and leave the generation running.
+TEST_F(HttpApiTest, MalformedToolCallFromTheModelIsContent) {
+  ScriptText("Checking.<tool_call>get_weather\n<arg_key>ci");
+  json body = ChatBody("weather in Oslo?");
+  body["tools"] = json::parse(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json j = json::parse(res->body);
+  EXPECT_NE(j["choices"][0]["finish_reason"], "tool_calls");
+  const json& msg = j["choices"][0]["message"];
+  EXPECT_EQ(msg["content"], "Checking.<tool_call>get_weather\n<arg_key>ci");
+  EXPECT_TRUE(!msg.contains("tool_calls") || msg["tool_calls"].is_null() || msg["tool_calls"].empty()) << msg;
+}
+
 TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
   json body = ChatBody("x");
   body["temperature"] = -2;

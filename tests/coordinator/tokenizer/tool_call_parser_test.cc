@@ -123,13 +123,30 @@ TEST(ToolCallParserTest, UnterminatedCallAtEndIsParsed) {
   EXPECT_EQ(r.calls[0].arguments, R"({"q":"cats"})");
 }
 
-TEST(ToolCallParserTest, MalformedCallsAreErrors) {
+TEST(ToolCallParserTest, MalformedCallBodiesAreErrors) {
   ToolCallParser parser;
   EXPECT_FALSE(parser.ParseToolCallBody("\n<arg_key>a</arg_key><arg_value>1</arg_value>").ok());
   EXPECT_FALSE(parser.ParseToolCallBody("f<arg_key>a</arg_key>").ok());
   EXPECT_FALSE(parser.ParseToolCallBody("f<arg_key>a").ok());
-  ToolCallParser p2;
-  EXPECT_FALSE(p2.Push("<tool_call></tool_call>").ok());
+}
+
+// A call the model got wrong, or one cut off by max_tokens, is not the client's error: its text
+// comes out as content (it used to fail the whole request with INVALID_ARGUMENT), and the calls
+// around it still parse.
+TEST(ToolCallParserTest, MalformedCallsComeOutAsContent) {
+  Result empty = Parse({"<tool_call></tool_call>"});
+  EXPECT_EQ(empty.content, "<tool_call></tool_call>");
+  EXPECT_TRUE(empty.calls.empty());
+  Result cut = Parse({"Checking.<tool_call>get_weather\n<arg_key>ci"});
+  EXPECT_EQ(cut.content, "Checking.<tool_call>get_weather\n<arg_key>ci");
+  EXPECT_TRUE(cut.calls.empty());
+  Result mixed = Parse({"<tool_call>f<arg_key>a</arg_key></tool_call>",
+                        "<tool_call>g<arg_key>b</arg_key><arg_value>2</arg_value></tool_call>"});
+  EXPECT_EQ(mixed.content, "<tool_call>f<arg_key>a</arg_key></tool_call>");
+  ASSERT_EQ(mixed.calls.size(), 1u);
+  EXPECT_EQ(mixed.calls[0].name, "g");
+  EXPECT_EQ(mixed.calls[0].arguments, R"({"b":2})");
+  ExpectSplitInvariant("x<tool_call>get_weather\n<arg_key>city</arg_key> oops</tool_call>y");
 }
 
 TEST(ToolCallParserTest, OpenAiShape) {
