@@ -12,6 +12,7 @@
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
 namespace glm::api {
@@ -66,6 +67,14 @@ json ErrorJson(const absl::Status& status, const std::string& code_override = ""
 }
 
 void SendError(httplib::Response& res, const absl::Status& status, const std::string& code_override = "") {
+  // A request that can never fit the KV cache is OpenAI's context_length_exceeded (400): a 429
+  // would have clients retry it for ever.
+  if (scheduler::ExceedsKvCache(status)) {
+    res.status = 400;
+    res.set_content(DumpJson(ErrorJson(absl::InvalidArgumentError(status.message()), "context_length_exceeded")),
+                    "application/json");
+    return;
+  }
   res.status = HttpCode(status.code());
   // A full queue clears in about a step or two; tell well-behaved clients to retry soon.
   if (res.status == 429 || res.status == 503) res.set_header("Retry-After", "1");

@@ -4,9 +4,9 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/scheduler/engine_errors.h"
 
 namespace glm::scheduler {
-
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const EngineOptions& options) {
   if (runner == nullptr) return absl::InvalidArgumentError("engine needs a step runner");
   if (options.max_context <= 0 || options.vocab_size <= 0) return absl::InvalidArgumentError("engine needs the model's context and vocabulary");
@@ -75,12 +75,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   // be admitted again, and would hold up every request queued behind it.
   const int64_t kv_positions = int64_t{options_.kv_blocks} * options_.kv_block_size;
   if (prompt_len >= kv_positions)
-    return absl::ResourceExhaustedError(absl::StrCat("the prompt (", prompt_len, " tokens) does not fit the KV cache (",
-                                                     kv_positions, " positions, --kv-cache-gib)"));
+    return KvCacheExceededError(absl::StrCat("prompt: ", prompt_len, " tokens do not fit the KV cache (", kv_positions,
+                                        " positions, --kv-cache-gib)"));
   if (prompt_len + p.max_tokens > kv_positions)
-    return absl::ResourceExhaustedError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
-                                                     ") exceeds the KV cache (", kv_positions,
-                                                     " positions, --kv-cache-gib)"));
+    return KvCacheExceededError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
+                                        ") exceeds the KV cache (", kv_positions, " positions, --kv-cache-gib)"));
   auto seq = std::make_shared<Sequence>();
   seq->request = std::move(request);
   seq->tokens = seq->request.prompt;
@@ -93,22 +92,24 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (!failed_.ok()) return absl::UnavailableError(absl::StrCat("the cluster failed: ", failed_.message()));
   if (shutdown_ || drain_) return absl::UnavailableError("the server is draining");
   if (seq->request.request_id.empty()) seq->request.request_id = absl::StrCat("req-", next_seq_id_);
-  if (live_ids_.count(seq->request.request_id))
+  if (live_ids_.contains(seq->request.request_id))
     return absl::InvalidArgumentError(absl::StrCat("request_id: '", seq->request.request_id, "' is already running"));
   if (static_cast<int32_t>(inbox_.size()) + load_.waiting >= options_.max_waiting)
     return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
   seq->seq_id = next_seq_id_++;
   seq->seed = seq->request.sampling.seed.has_value() ? *seq->request.sampling.seed : seed_rng_();
   seq->stream = std::make_shared<RequestStream>(seq->request.request_id);
-  live_ids_.insert(seq->request.request_id);
+  live_ids_[seq->request.request_id] = seq->seq_id;
   inbox_.push_back(seq);
   return seq->stream;
 }
 
 bool ContinuousBatchingEngine::Abort(const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  if (!live_ids_.count(request_id)) return false;
-  abort_requests_.insert(request_id);
+  auto it = live_ids_.find(request_id);
+  if (it == live_ids_.end()) return false;
+  abort_requests_.insert(it->second);
+  live_ids_.erase(it);
   return true;
 }
 
@@ -130,7 +131,7 @@ bool ContinuousBatchingEngine::draining() const {
 
 void ContinuousBatchingEngine::DrainInbox() {
   std::vector<SeqPtr> fresh;
-  std::set<std::string> aborts;
+  std::set<uint64_t> aborts;
   {
     absl::MutexLock lock(&mu_);
     fresh.swap(inbox_);
@@ -138,7 +139,7 @@ void ContinuousBatchingEngine::DrainInbox() {
   }
   for (auto& s : fresh) waiting_.push_back(s);
   const absl::Time now = absl::Now();
-  auto expired = [&](const SeqPtr& s) { return aborts.count(s->request.request_id) || now > s->request.deadline; };
+  auto expired = [&](const SeqPtr& s) { return aborts.contains(s->seq_id) || now > s->request.deadline; };
   for (auto it = running_.begin(); it != running_.end();) {
     SeqPtr s = *it;
     if (expired(s)) {
@@ -193,10 +194,11 @@ void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
   }
 }
 
-void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error) {
+void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error,
+                                      GenerationEvent* last) {
   ReleaseBlocks(*s);
   forget_.push_back(s->seq_id);
-  GenerationEvent e;
+  GenerationEvent e = last != nullptr ? std::move(*last) : GenerationEvent();
   e.finished = true;
   e.finish_reason = reason;
   e.error = error;
@@ -205,7 +207,9 @@ void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason
   e.cached_tokens = s->cached_tokens;
   Emit(s->stream, std::move(e));
   absl::MutexLock lock(&mu_);
-  live_ids_.erase(s->request.request_id);
+  // Unless Abort released the id already (and a new request may hold it now).
+  if (auto it = live_ids_.find(s->request.request_id); it != live_ids_.end() && it->second == s->seq_id)
+    live_ids_.erase(it);
 }
 
 void ContinuousBatchingEngine::Emit(const std::shared_ptr<RequestStream>& stream, GenerationEvent e) {
@@ -552,10 +556,11 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       s->first_token_sent = true;
       e.prompt_logprobs = std::move(s->prompt_logprobs);
     }
-    Emit(s->stream, std::move(e));
     if (!finish.empty()) {
       running_.remove(s);
-      Finish(s, finish);
+      Finish(s, finish, absl::OkStatus(), &e);
+    } else {
+      Emit(s->stream, std::move(e));
     }
   }
   {

@@ -76,7 +76,11 @@ class ContinuousBatchingEngine : public Engine {
   // forward instead of delaying the next plan.
   void Emit(const std::shared_ptr<RequestStream>& stream, GenerationEvent e);
   void Deliver();
-  void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus());
+  // Ends `s` with `reason` (or error). The finished event carries `last`'s tokens when given (a
+  // step's final tokens and their finish reason arrive together: front ends hide a stop token's
+  // text only when they see both at once).
+  void Finish(const SeqPtr& s, const std::string& reason, absl::Status error = absl::OkStatus(),
+              GenerationEvent* last = nullptr);
   void ReleaseBlocks(Sequence& s);
   // Whether the last stage keeps the sequence's MTP rows (MTP drafting), and the prefix-cache
   // chain seed that keeps its blocks apart from plain ones.
@@ -116,8 +120,11 @@ class ContinuousBatchingEngine : public Engine {
   // Shared with API threads.
   mutable absl::Mutex mu_;
   std::vector<SeqPtr> inbox_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> abort_requests_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  // Sequences to abort (by seq_id: an aborted request's id may be reused before the loop gets to it).
+  std::set<uint64_t> abort_requests_ ABSL_GUARDED_BY(mu_);
+  // Request ids in use -> their sequence. Abort releases the id at once (a client that stopped a
+  // request on a stop string may send the next one with the same id right away).
+  std::map<std::string, uint64_t> live_ids_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool drain_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failed_ ABSL_GUARDED_BY(mu_);

@@ -92,8 +92,9 @@ class Engine {
   virtual ~Engine() = default;
 
   // Queues a request. INVALID_ARGUMENT (empty prompt, token out of range, prompt + max_tokens
-  // beyond the context, duplicate id; the message starts with the request field, "top_p: ..."), RESOURCE_EXHAUSTED (queue full, or the request can never
-  // fit the KV cache), UNAVAILABLE (draining or the cluster failed).
+  // beyond the context, duplicate id; the message starts with the request field, "top_p: ..."),
+  // RESOURCE_EXHAUSTED (queue full, or the request can never fit the KV cache: then
+  // ExceedsKvCache() is true, engine_errors.h), UNAVAILABLE (draining or the cluster failed).
   virtual absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request) = 0;
   // Stops a request at the next step boundary and frees its blocks; its stream ends with
   // finish_reason "abort". Returns false if unknown or already finished.

@@ -7,6 +7,8 @@
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "tests/coordinator/scheduler/engine_harness.h"
 
 namespace glm::scheduler {
@@ -568,6 +570,57 @@ TEST(EngineTest, AbortStopsAndFreesBlocks) {
   EXPECT_FALSE(h.engine()->Abort("long-one"));
 }
 
+// Abort releases the request id at once: a client that ended a request on a stop string (the
+// front end aborts it then) may send its next request with the same id before the engine's loop
+// has got to the abort. It was refused as "already running" until then.
+TEST(EngineTest, AnAbortedRequestsIdIsFreeAtOnce) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  auto first = h.engine()->Submit(Greedy(Prompt(9, 20), 0, "x"));  // until the context fills
+  ASSERT_TRUE(first.ok()) << first.status();
+  GenerationEvent e;
+  ASSERT_TRUE((*first)->Next(&e, absl::Seconds(30)));
+  ASSERT_TRUE(h.engine()->Abort("x"));
+  auto second = h.engine()->Submit(Greedy(Prompt(4, 10), 5, "x"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  // The id now belongs to the second request: in use, and an abort of it is the second's.
+  EXPECT_EQ(h.engine()->Submit(Greedy(Prompt(4, 10), 5, "x")).status().code(), absl::StatusCode::kInvalidArgument);
+  while ((*first)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  EXPECT_EQ(e.finish_reason, "abort");
+  std::vector<int32_t> tokens;
+  while ((*second)->Next(&e, absl::Seconds(30))) {
+    tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+    if (e.finished) break;
+  }
+  EXPECT_EQ(e.finish_reason, "length");
+  EXPECT_EQ(tokens, SingleProcessGreedy(Prompt(4, 10), 5));
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
+  EXPECT_FALSE(h.engine()->Abort("x"));
+}
+
+// The step that samples a stop token finishes the request in the same event: front ends hide a
+// stop token's text (stop_token_ids, EOS with skip_special_tokens off) only when they see the
+// token and the finish together. The engine used to send the token, then a token-less finish.
+TEST(EngineTest, AStopTokenArrivesWithTheFinish) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  const std::vector<int32_t> greedy = SingleProcessGreedy(Prompt(3, 10), 6);
+  GenerationRequest r = Greedy(Prompt(3, 10), 20);
+  r.sampling.stop_token_ids = {greedy[4]};
+  const size_t first = std::find(greedy.begin(), greedy.end(), greedy[4]) - greedy.begin();
+  auto stream = h.engine()->Submit(r);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  GenerationEvent e;
+  std::vector<int32_t> tokens;
+  while ((*stream)->Next(&e, absl::Seconds(30))) {
+    tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+    if (e.finished) break;
+  }
+  ASSERT_TRUE(e.finished);
+  EXPECT_EQ(e.finish_reason, "stop");
+  EXPECT_EQ(e.tokens, std::vector<int32_t>{greedy[4]});
+  EXPECT_EQ(tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + first + 1));
+}
+
 TEST(EngineTest, DeadlineEndsTheRequest) {
   EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
   GenerationRequest r = Greedy(Prompt(10, 20), 0);
@@ -640,12 +693,18 @@ TEST(EngineTest, ValidationAndAdmissionErrors) {
   EXPECT_EQ(h.Run(Greedy({}, 4)).error.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(h.Run(Greedy({99999}, 4)).error.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(h.Run(Greedy(Prompt(1, 10), 100000)).error.code(), absl::StatusCode::kInvalidArgument);
-  // 8 blocks of 16 positions cannot hold a 200-token prompt: never admissible.
-  EXPECT_EQ(h.Run(Greedy(Prompt(1, 200), 4)).error.code(), absl::StatusCode::kResourceExhausted);
+  // 8 blocks of 16 positions cannot hold a 200-token prompt: never admissible (marked so, for the
+  // HTTP front end's 400 context_length_exceeded: a 429 would be retried for ever).
+  auto huge = h.Run(Greedy(Prompt(1, 200), 4));
+  EXPECT_EQ(huge.error.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(ExceedsKvCache(huge.error)) << huge.error;
+  EXPECT_TRUE(absl::StartsWith(huge.error.message(), "prompt: ")) << huge.error;
   // Nor a short prompt whose max_tokens would outgrow them (once preempted it could never return).
   auto outgrows = h.Run(Greedy(Prompt(1, 10), 119));
   EXPECT_EQ(outgrows.error.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(ExceedsKvCache(outgrows.error)) << outgrows.error;
   EXPECT_NE(outgrows.error.message().find("max_tokens"), std::string::npos) << outgrows.error;
+  EXPECT_FALSE(ExceedsKvCache(absl::ResourceExhaustedError("the queue is full")));
   GenerationRequest bad = Greedy(Prompt(1, 10), 4);
   bad.sampling.top_p = 0;
   auto s = h.engine()->Submit(bad);
