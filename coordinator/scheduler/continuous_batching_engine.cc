@@ -7,6 +7,7 @@
 #include "coordinator/scheduler/engine_errors.h"
 
 namespace glm::scheduler {
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const EngineOptions& options) {
   if (runner == nullptr) return absl::InvalidArgumentError("engine needs a step runner");
   if (options.max_context <= 0 || options.vocab_size <= 0) return absl::InvalidArgumentError("engine needs the model's context and vocabulary");
@@ -76,10 +77,10 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   const int64_t kv_positions = int64_t{options_.kv_blocks} * options_.kv_block_size;
   if (prompt_len >= kv_positions)
     return KvCacheExceededError(absl::StrCat("prompt: ", prompt_len, " tokens do not fit the KV cache (", kv_positions,
-                                        " positions, --kv-cache-gib)"));
+                                             " positions, --kv-cache-gib)"));
   if (prompt_len + p.max_tokens > kv_positions)
     return KvCacheExceededError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
-                                        ") exceeds the KV cache (", kv_positions, " positions, --kv-cache-gib)"));
+                                             ") exceeds the KV cache (", kv_positions, " positions, --kv-cache-gib)"));
   auto seq = std::make_shared<Sequence>();
   seq->request = std::move(request);
   seq->tokens = seq->request.prompt;
