@@ -110,16 +110,20 @@ absl::Status SafetensorsFile::ParseHeader() {
     int64_t numel = 1;
     for (const auto& d : *sh) {
       if (!d.is_number_unsigned()) return bad("shape must hold non-negative integers");
-      int64_t dim = d.get<int64_t>();
-      if (dim > (int64_t{1} << 40) || (dim > 0 && numel > (int64_t{1} << 50) / dim))
-        return bad("shape is implausibly large");
+      // Compared as read (unsigned): above INT64_MAX a signed read wraps negative and would pass.
+      if (d.get<uint64_t>() > (uint64_t{1} << 40)) return bad("shape is implausibly large");
+      const int64_t dim = static_cast<int64_t>(d.get<uint64_t>());
+      if (dim > 0 && numel > (int64_t{1} << 50) / dim) return bad("shape is implausibly large");
       numel *= dim;
       t.shape.push_back(dim);
     }
-    int64_t b = (*off)[0].get<int64_t>(), e = (*off)[1].get<int64_t>();
-    if (b > e || e > data_size)
-      return bad(absl::StrCat("data_offsets [", b, ", ", e, "] fall outside the data section of ",
+    // Compared as read (unsigned): above INT64_MAX a signed read wraps negative, and a negative
+    // begin passed these checks and pointed the tensor into the header.
+    const uint64_t ub = (*off)[0].get<uint64_t>(), ue = (*off)[1].get<uint64_t>();
+    if (ub > ue || ue > static_cast<uint64_t>(data_size))
+      return bad(absl::StrCat("data_offsets [", ub, ", ", ue, "] fall outside the data section of ",
                               data_size, " bytes (truncated file?)"));
+    const int64_t b = static_cast<int64_t>(ub), e = static_cast<int64_t>(ue);
     if (e - b != numel * elem)
       return bad(absl::StrCat("holds ", e - b, " bytes but shape × dtype needs ", numel * elem));
     t.begin = data_start + b;

@@ -1,8 +1,11 @@
 // Broken checkpoints get one clear error naming the file and tensor, never a crash.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+
+#include "nlohmann/json.hpp"
 
 #include "reference_fixture.h"
 #include "shard_worker/model/checkpoint.h"
@@ -60,8 +63,36 @@ class CheckpointValidationTest : public ::testing::Test {
     WriteFile(shard, len + header + data);
   }
 
+  // The shard whose header lists `tensor`.
+  std::string ShardHolding(const std::string& tensor) {
+    for (int i = 0; i < 9; ++i) {
+      std::string shard = Shard(i);
+      if (shard.empty()) break;
+      auto f = SafetensorsFile::Open(shard);
+      if (f.ok() && (*f)->Find(tensor) != nullptr) return shard;
+    }
+    return "";
+  }
+  // EditHeader with the header parsed: `edit` changes the JSON object.
+  void EditHeaderJson(const std::string& shard, const std::function<void(nlohmann::json&)>& edit) {
+    EditHeader(shard, [&](std::string& h) {
+      auto j = nlohmann::json::parse(h);
+      edit(j);
+      h = j.dump();
+      while ((8 + h.size()) % 8 != 0) h.push_back(' ');
+    });
+  }
+
   fs::path dir_;
 };
+
+// A safetensors file of `header` (JSON text) and `data_bytes` zero bytes of data.
+void WriteRawSafetensors(const fs::path& path, const std::string& header, size_t data_bytes) {
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << len << header << std::string(data_bytes, '\0');
+}
 
 TEST_F(CheckpointValidationTest, SynthTinyLoads) { EXPECT_TRUE(LoadAll().ok()) << LoadAll(); }
 
@@ -192,6 +223,47 @@ TEST_F(CheckpointValidationTest, IndexPointsToMissingFile) {
   absl::Status s = LoadAll();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("model-00009-of"), std::string::npos) << s;
+}
+
+// data_offsets above INT64_MAX wrapped negative when read as int64: [2^64 - 256, 0] passed every
+// check as [-256, 0] and pointed model.norm.weight at the last 256 bytes of the header.
+TEST_F(CheckpointValidationTest, DataOffsetsAboveInt64MaxAreOutsideTheFile) {
+  const std::string shard = ShardHolding("model.norm.weight");
+  ASSERT_FALSE(shard.empty());
+  uint64_t bytes = 0;
+  EditHeaderJson(shard, [&](nlohmann::json& h) {
+    auto& offsets = h["model.norm.weight"]["data_offsets"];
+    bytes = offsets[1].get<uint64_t>() - offsets[0].get<uint64_t>();
+    offsets = {0 - bytes, uint64_t{0}};
+  });
+  ASSERT_EQ(bytes, 256u);  // BF16 [128]
+  absl::Status s = LoadAll();
+  ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find(fs::path(shard).filename().string() + ": tensor 'model.norm.weight': data_offsets [18446744073709551360, 0] fall outside the data section"),
+            std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, OffsetsAndDimsAboveInt64MaxAreRejectedByTheHeaderParser) {
+  const fs::path path = dir_ / "raw.safetensors";
+  // begin 2^64 - 512: as int64, -512, and end - begin = 512 bytes, just what F32 [128] needs.
+  WriteRawSafetensors(path, R"({"a":{"dtype":"F32","shape":[128],"data_offsets":[18446744073709551104,0]}})", 512);
+  auto f = SafetensorsFile::Open(path.string());
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_NE(f.status().message().find("tensor 'a': data_offsets [18446744073709551104, 0] fall outside"),
+            std::string::npos) << f.status();
+  // Dims [2^64 - 1, 2^64 - 64]: as int64 -1 × -64 = 64 elements, the bytes the offsets hold.
+  WriteRawSafetensors(path,
+                      R"({"a":{"dtype":"F32","shape":[18446744073709551615,18446744073709551552],"data_offsets":[0,256]}})",
+                      256);
+  f = SafetensorsFile::Open(path.string());
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_NE(f.status().message().find("tensor 'a': shape is implausibly large"), std::string::npos) << f.status();
+  // An end offset past the data section, above INT64_MAX.
+  WriteRawSafetensors(path, R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775808]}})", 8);
+  f = SafetensorsFile::Open(path.string());
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_NE(f.status().message().find("data_offsets [0, 9223372036854775808] fall outside"), std::string::npos)
+      << f.status();
 }
 
 TEST_F(CheckpointValidationTest, BadConfigValuesAreRejected) {
