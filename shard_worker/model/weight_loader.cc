@@ -361,6 +361,9 @@ class WeightLoader {
         return absl::DataLossError(absl::StrCat(Where(loc), ": dtype ", info.dtype, " is not a float type"));
       }
     }
+    if (info.dtype == "F8_E4M3") {
+      if (auto s = ApplyBlockScales(loc, &v); !s.ok()) return s;
+    }
     return v;
   }
 
@@ -374,6 +377,32 @@ class WeightLoader {
     else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
     else v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
     return sign ? -v : v;
+  }
+  // A block-FP8 matrix read as values (the MoE router gate, which Validate lets be FP8 like any
+  // matrix) times its weight_scale_inv blocks: without them the values are off by the scales.
+  // Real GLM-5/DeepSeek FP8 exports keep the gate BF16; a checkpoint that quantised it still loads right.
+  absl::Status ApplyBlockScales(const Checkpoint::Located& loc, std::vector<float>* values) {
+    const TensorInfo& info = *loc.info;
+    const ModelConfig& c = ckpt_.config();
+    if (info.shape.size() != 2 || !absl::EndsWith(info.name, "weight"))
+      return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but not a matrix with block scales"));
+    const std::string scale_name = info.name.substr(0, info.name.size() - 6) + "weight_scale_inv";
+    auto scale_loc = ckpt_.Find(scale_name);
+    if (scale_loc.file == nullptr || scale_loc.info->dtype == "F8_E4M3")
+      return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but '", scale_name, "' is missing"));
+    auto scales = Vector(scale_name);
+    if (!scales.ok()) return scales.status();
+    const int64_t rows = info.shape[0], cols = info.shape[1];
+    const int64_t scale_cols = (cols + c.fp8_block_cols - 1) / c.fp8_block_cols;
+    const int64_t scale_rows = (rows + c.fp8_block_rows - 1) / c.fp8_block_rows;
+    if (static_cast<int64_t>(scales->size()) != scale_rows * scale_cols)
+      return absl::DataLossError(absl::StrCat(Where(scale_loc), " holds ", scales->size(), " scales, blocks of ",
+                                              c.fp8_block_rows, "x", c.fp8_block_cols, " need ",
+                                              scale_rows * scale_cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < cols; ++k)
+        (*values)[r * cols + k] *= (*scales)[(r / c.fp8_block_rows) * scale_cols + k / c.fp8_block_cols];
+    return absl::OkStatus();
   }
   // `src` (any format) re-quantised to *convert_to_; the buffers kept since `buffers_before` (the
   // source's) are released.

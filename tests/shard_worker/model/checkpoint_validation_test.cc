@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -354,6 +355,59 @@ TEST(Fp8LoadTest, StoredFp8MatricesOfASaneCheckpointAreMarkedNanFree) {
     }
   }
   EXPECT_GT(fp8, 0) << "the fixture should keep its attention matrices in FP8";
+}
+
+// An FP8 router gate was read as raw FP8 values, its weight_scale_inv ignored: every router
+// logit off by the block scales. Now the scales apply, as for every other FP8 matrix.
+TEST(Fp8LoadTest, Fp8RouterGateIsScaledByItsBlockScales) {
+  const fs::path dir = fs::temp_directory_path() / ("glm_fp8_gate_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(glm::testing::ModelDir("glm5-random-fp8"), dir, fs::copy_options::recursive);
+  const std::string gate = "model.layers.1.mlp.gate.weight", scale = "model.layers.1.mlp.gate.weight_scale_inv";
+  // The gate's shard rewritten: the gate as FP8 1.0 (0x38) everywhere, block scales 1, 2, 3 by
+  // column block (8 x 320 in blocks of 128 x 128), every other tensor as it was.
+  SafetensorsWriter writer;
+  std::string shard;
+  {
+    auto ckpt = Checkpoint::Open(dir.string());
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    auto loc = (*ckpt)->Find(gate);
+    ASSERT_NE(loc.file, nullptr);
+    ASSERT_EQ(loc.info->shape, (std::vector<int64_t>{8, 320}));
+    shard = loc.file->path();
+    for (const auto& [name, info] : loc.file->tensors()) {
+      if (name == gate) {
+        writer.Add({name, "F8_E4M3", info.shape, std::vector<uint8_t>(info.numel(), 0x38), nullptr});
+        continue;
+      }
+      std::vector<uint8_t> bytes(info.size);
+      ASSERT_TRUE(loc.file->Read(info, 0, info.size, bytes.data()).ok());
+      writer.Add({name, info.dtype, info.shape, std::move(bytes), nullptr});
+    }
+  }
+  const float scales[3] = {1.0f, 2.0f, 3.0f};
+  std::vector<uint8_t> scale_bytes(sizeof(scales));
+  std::memcpy(scale_bytes.data(), scales, sizeof(scales));
+  writer.Add({scale, "F32", {1, 3}, scale_bytes, nullptr});
+  ASSERT_TRUE(writer.Write(shard).ok());
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  nlohmann::json index;
+  {
+    std::ifstream in(index_path);
+    index = nlohmann::json::parse(in);
+  }
+  index["weight_map"][scale] = fs::path(shard).filename().string();
+  std::ofstream(index_path, std::ios::trunc) << index.dump();
+
+  auto ckpt = Checkpoint::Open(dir.string());
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto w = ModelWeights::Load(**ckpt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::vector<float>& router = (*w)->layer(1).moe.router;
+  ASSERT_EQ(router.size(), 8u * 320u);
+  for (int64_t r = 0; r < 8; ++r)
+    for (int64_t c = 0; c < 320; ++c) ASSERT_EQ(router[r * 320 + c], scales[c / 128]) << r << ", " << c;
+  fs::remove_all(dir);
 }
 
 }  // namespace
