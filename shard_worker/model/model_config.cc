@@ -18,6 +18,38 @@ absl::Status FieldError(absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: field '", field, "' ", what));
 }
 
+// A value for an error message: scalars as written (strings cut short), containers by their type
+// only. dump() of a container recurses once per level: a value nested 200,000 deep overflowed
+// the stack while the message was built.
+std::string Describe(const json& v) {
+  switch (v.type()) {
+    case json::value_t::string: {
+      const std::string& s = v.get_ref<const std::string&>();
+      return s.size() <= 64 ? json(s).dump() : json(s.substr(0, 64)).dump() + "...";
+    }
+    case json::value_t::array:
+      return absl::StrCat("an array of ", v.size(), v.size() == 1 ? " element" : " elements");
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::binary:
+      return "binary data";
+    default:
+      return v.dump();  // null, boolean, number: no nesting
+  }
+}
+
+// A string member of an object, or `fallback` when absent or null; anything else is an error
+// naming `field` (json::value() throws on a non-object, or a member of another type).
+absl::Status ReadStringMember(const json& object, const char* key, const std::string& field, std::string fallback,
+                              std::string* out) {
+  *out = std::move(fallback);
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_string()) return FieldError(field, absl::StrCat("must be a string, got ", Describe(*it)));
+  *out = it->get<std::string>();
+  return absl::OkStatus();
+}
+
 // Reads a required positive integer field.
 absl::Status ReadPositiveInt(const json& j, const char* field, int64_t* out, bool required = true) {
   auto it = j.find(field);
@@ -106,7 +138,7 @@ absl::Status ParseLayerKinds(const json& j, ModelConfig* c) {
     for (const auto& v : *it) {
       if (v == "dense") c->mlp_layer_types.push_back(MlpKind::kDense);
       else if (v == "sparse") c->mlp_layer_types.push_back(MlpKind::kSparse);
-      else return FieldError("mlp_layer_types", absl::StrCat("has unknown value ", v.dump()));
+      else return FieldError("mlp_layer_types", absl::StrCat("has unknown value ", Describe(v)));
     }
   } else {
     int64_t dense = 3;
@@ -122,7 +154,7 @@ absl::Status ParseLayerKinds(const json& j, ModelConfig* c) {
     for (const auto& v : *it) {
       if (v == "full") c->indexer_types.push_back(IndexerKind::kFull);
       else if (v == "shared") c->indexer_types.push_back(IndexerKind::kShared);
-      else return FieldError("indexer_types", absl::StrCat("has unknown value ", v.dump()));
+      else return FieldError("indexer_types", absl::StrCat("has unknown value ", Describe(v)));
     }
   } else if (auto p = j.find("index_topk_pattern"); p != j.end() && p->is_string()) {
     std::string pattern = *p;
@@ -214,7 +246,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     if (v) return FieldError(flag, "= true is not supported (GLM-5 has no biases there)");
   }
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null() && *it != "silu")
-    return FieldError("hidden_act", absl::StrCat("is ", it->dump(), "; only \"silu\" is supported"));
+    return FieldError("hidden_act", absl::StrCat("is ", Describe(*it), "; only \"silu\" is supported"));
   if (auto it = j.find("num_key_value_heads"); it != j.end() && it->is_number_integer() &&
       it->get<int64_t>() != c.num_attention_heads)
     return FieldError("num_key_value_heads", "must equal num_attention_heads for MLA");
@@ -243,9 +275,13 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
   if (auto s = ParseRope(j, &c); !s.ok()) return s;
   if (auto s = ParseLayerKinds(j, &c); !s.ok()) return s;
   if (auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
-    std::string method = q->value("quant_method", "");
+    if (!q->is_object())
+      return FieldError("quantization_config", absl::StrCat("must be an object, got ", Describe(*q)));
+    std::string method, fmt;
+    if (auto s = ReadStringMember(*q, "quant_method", "quantization_config.quant_method", "", &method); !s.ok())
+      return s;
     if (method != "fp8") return FieldError("quantization_config.quant_method", absl::StrCat("'", method, "' is not supported (only 'fp8')"));
-    std::string fmt = q->value("fmt", "e4m3");
+    if (auto s = ReadStringMember(*q, "fmt", "quantization_config.fmt", "e4m3", &fmt); !s.ok()) return s;
     if (fmt != "e4m3") return FieldError("quantization_config.fmt", "must be e4m3");
     auto bs = q->find("weight_block_size");
     if (bs == q->end() || !bs->is_array() || bs->size() != 2 || !(*bs)[0].is_number_integer() ||
