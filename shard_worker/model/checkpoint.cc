@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/json_duplicate_keys.h"
 
 namespace glm::model {
 
@@ -27,9 +28,20 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     std::ifstream in(index_path);
     std::stringstream ss;
     ss << in.rdbuf();
-    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    std::vector<DuplicateJsonKey> duplicates;
+    auto j = ParseJsonFindingDuplicateKeys(ss.str(), &duplicates);
     if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       return absl::DataLossError(absl::StrCat(index_path.string(), ": not a safetensors index (needs \"weight_map\")"));
+    // nlohmann keeps the last of two entries of one name: which shard holds the tensor would be a
+    // guess. (Repeats inside "metadata" change nothing that is read.)
+    for (const auto& d : duplicates) {
+      if (d.depth == 1)
+        return absl::DataLossError(absl::StrCat(index_path.string(), ": key '", d.key, "' appears twice"));
+      if (d.depth == 2 && d.outer_key == "weight_map")
+        return absl::DataLossError(absl::StrCat(index_path.string(), ": tensor '", d.key, "' appears twice in weight_map"));
+    }
+    if (j["weight_map"].empty())
+      return absl::DataLossError(absl::StrCat(index_path.string(), ": weight_map lists no tensors"));
     for (auto& [name, file] : j["weight_map"].items()) {
       if (!file.is_string())
         return absl::DataLossError(absl::StrCat(index_path.string(), ": weight_map['", name, "'] is not a file name"));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/json_duplicate_keys.h"
 
 namespace glm::model {
 namespace {
@@ -82,9 +83,18 @@ absl::Status SafetensorsFile::ParseHeader() {
   }
   std::string header(header_len, '\0');
   if (auto s = PreadFully(fd_, header.data(), header_len, 8, path_); !s.ok()) return s;
-  auto j = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+  std::vector<DuplicateJsonKey> duplicates;
+  auto j = ParseJsonFindingDuplicateKeys(header, &duplicates);
   if (j.is_discarded() || !j.is_object())
     return absl::DataLossError(absl::StrCat(path_, ": header is not a JSON object"));
+  // nlohmann keeps the last of two entries of one name: which bytes the tensor has would be a
+  // guess.
+  for (const auto& d : duplicates) {
+    if (d.depth == 1)
+      return absl::DataLossError(absl::StrCat(path_, ": tensor '", d.key, "' appears twice in the header"));
+    if (d.outer_key != "__metadata__")  // free-form, and nothing in it is read
+      return absl::DataLossError(absl::StrCat(path_, ": tensor '", d.outer_key, "': key '", d.key, "' appears twice"));
+  }
   const int64_t data_start = 8 + static_cast<int64_t>(header_len);
   const int64_t data_size = file_size_ - data_start;
   std::vector<std::pair<int64_t, int64_t>> ranges;

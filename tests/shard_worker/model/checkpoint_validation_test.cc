@@ -267,6 +267,72 @@ TEST_F(CheckpointValidationTest, OffsetsAndDimsAboveInt64MaxAreRejectedByTheHead
       << f.status();
 }
 
+// nlohmann keeps the last of duplicate keys: a header or weight_map naming a tensor twice loaded
+// one of the two entries without a word.
+TEST_F(CheckpointValidationTest, TensorNamedTwiceInAHeaderIsAnError) {
+  const fs::path path = dir_ / "raw.safetensors";
+  WriteRawSafetensors(path,
+                      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                      R"("a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                      16);
+  auto f = SafetensorsFile::Open(path.string());
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_NE(f.status().message().find("raw.safetensors: tensor 'a' appears twice in the header"), std::string::npos)
+      << f.status();
+  // A key repeated inside one tensor's entry.
+  WriteRawSafetensors(path, R"({"a":{"dtype":"F32","dtype":"BF16","shape":[2],"data_offsets":[0,8]}})", 8);
+  f = SafetensorsFile::Open(path.string());
+  ASSERT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_NE(f.status().message().find("raw.safetensors: tensor 'a': key 'dtype' appears twice"), std::string::npos)
+      << f.status();
+  // Repeats inside __metadata__ (free-form, never read) are let through.
+  WriteRawSafetensors(path,
+                      R"({"__metadata__":{"format":"pt","format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                      8);
+  f = SafetensorsFile::Open(path.string());
+  ASSERT_TRUE(f.ok()) << f.status();
+  // The same in a real shard: a second entry for model.norm.weight.
+  const std::string shard = ShardHolding("model.norm.weight");
+  ASSERT_FALSE(shard.empty());
+  EditHeader(shard, [](std::string& h) {
+    const size_t at = h.find("\"model.norm.weight\"");
+    ASSERT_NE(at, std::string::npos);
+    const size_t end = h.find('}', at);
+    const std::string entry = h.substr(at, end + 1 - at);
+    h.insert(1, entry + ",");
+  });
+  absl::Status s = LoadAll();
+  ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find(fs::path(shard).filename().string() + ": tensor 'model.norm.weight' appears twice in the header"),
+            std::string::npos) << s;
+}
+
+TEST_F(CheckpointValidationTest, TensorNamedTwiceInTheIndexIsAnError) {
+  const fs::path index_path = dir_ / "model.safetensors.index.json";
+  std::string index = ReadFile(index_path);
+  const size_t at = index.find("\"weight_map\": {");
+  ASSERT_NE(at, std::string::npos) << index.substr(0, 200);
+  // model.norm.weight first listed in another shard; the later (true) entry used to win silently.
+  const std::string holder = fs::path(ShardHolding("model.norm.weight")).filename().string();
+  const std::string other = holder == fs::path(Shard(0)).filename().string() ? fs::path(Shard(1)).filename().string()
+                                                                             : fs::path(Shard(0)).filename().string();
+  index.insert(at + 15, "\"model.norm.weight\": \"" + other + "\",");
+  WriteFile(index_path, index);
+  absl::Status s = LoadAll();
+  ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("model.safetensors.index.json: tensor 'model.norm.weight' appears twice in weight_map"),
+            std::string::npos) << s;
+}
+
+// An index whose weight_map is empty was taken for a single-file checkpoint: "model.safetensors:
+// cannot open: No such file or directory".
+TEST_F(CheckpointValidationTest, EmptyWeightMapSaysSo) {
+  WriteFile(dir_ / "model.safetensors.index.json", R"({"metadata":{},"weight_map":{}})");
+  absl::Status s = LoadAll();
+  ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("model.safetensors.index.json: weight_map lists no tensors"), std::string::npos) << s;
+}
+
 TEST_F(CheckpointValidationTest, BadConfigValuesAreRejected) {
   std::string cfg = ReadFile(dir_ / "config.json");
   auto bad = cfg;
