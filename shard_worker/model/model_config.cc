@@ -1,10 +1,14 @@
 #include "shard_worker/model/model_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
@@ -50,28 +54,76 @@ absl::Status ReadStringMember(const json& object, const char* key, const std::st
   return absl::OkStatus();
 }
 
-// Reads a required positive integer field.
-absl::Status ReadPositiveInt(const json& j, const char* field, int64_t* out, bool required = true) {
+// Upper bounds on the dimensions, far above GLM-5 (78 layers, 256 experts, hidden 6144, vocabulary
+// 154,880, 64 heads) and DeepSeek-V3, yet low enough that a corrupt value fails here, named,
+// instead of exhausting memory in what is built per layer and per expert (ExpectedTensors, the
+// layer tables, the planner) or overflowing int64 in products of dimensions (no matrix reaches
+// 2^53 elements).
+constexpr int64_t kMaxLayers = 4096;
+constexpr int64_t kMaxExperts = int64_t{1} << 16;
+// Routed experts over all layers: ExpectedTensors holds three entries for each (GLM-5: 20,224).
+constexpr int64_t kMaxExpertsInAllLayers = int64_t{1} << 20;
+constexpr int64_t kMaxSharedExperts = 1024;
+constexpr int64_t kMaxHidden = int64_t{1} << 20;
+constexpr int64_t kMaxIntermediate = int64_t{1} << 22;
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+constexpr int64_t kMaxHeads = int64_t{1} << 12;
+constexpr int64_t kMaxRank = int64_t{1} << 20;     // q_lora_rank, kv_lora_rank
+constexpr int64_t kMaxHeadDim = int64_t{1} << 16;  // per-head dimensions
+constexpr int64_t kMaxContext = int64_t{1} << 30;  // max_position_embeddings, index_topk
+constexpr int64_t kMaxFp8Block = int64_t{1} << 16;
+// Float fields: RMSNorm's epsilon is added to a mean square (GLM-5: 1e-5; a large one swamps it, a
+// negative one gives NaN); routed_scaling_factor multiplies the expert outputs (GLM-5: 2.5).
+constexpr double kMaxRmsNormEps = 0.1;
+constexpr double kMaxRoutedScalingFactor = 1000.0;
+
+// An integer field's value, when it is one that fits int64 (above INT64_MAX, get<int64_t>()
+// wraps negative: 2^64 - 1 read as -1).
+absl::StatusOr<int64_t> IntegerValue(const json& v, absl::string_view field) {
+  if (!v.is_number_integer()) return FieldError(field, absl::StrCat("must be an integer, got ", Describe(v)));
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return FieldError(field, absl::StrCat("is out of range, got ", v.get<uint64_t>()));
+  return v.get<int64_t>();
+}
+
+// An optional integer field in [lo, hi]; *out keeps its value when the field is absent or null.
+absl::Status ReadIntInRange(const json& j, const char* field, int64_t lo, int64_t hi, int64_t* out) {
   auto it = j.find(field);
-  if (it == j.end() || it->is_null()) {
-    if (required) return FieldError(field, "is missing");
-    return absl::OkStatus();
-  }
-  if (!it->is_number_integer()) return FieldError(field, "must be an integer");
-  int64_t v = it->get<int64_t>();
-  if (v <= 0) return FieldError(field, absl::StrCat("must be positive, got ", v));
-  *out = v;
+  if (it == j.end() || it->is_null()) return absl::OkStatus();
+  auto v = IntegerValue(*it, field);
+  if (!v.ok()) return v.status();
+  if (*v < lo || *v > hi) return FieldError(field, absl::StrCat("must be in [", lo, ", ", hi, "], got ", *v));
+  *out = *v;
   return absl::OkStatus();
 }
 
-absl::Status ReadFloat(const json& j, const char* field, float* out, bool required) {
+// Reads a positive integer field of at most `max`.
+absl::Status ReadPositiveInt(const json& j, const char* field, int64_t* out, int64_t max, bool required = true) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) {
     if (required) return FieldError(field, "is missing");
     return absl::OkStatus();
   }
-  if (!it->is_number()) return FieldError(field, "must be a number");
-  *out = it->get<float>();
+  auto v = IntegerValue(*it, field);
+  if (!v.ok()) return v.status();
+  if (*v <= 0) return FieldError(field, absl::StrCat("must be positive, got ", *v));
+  if (*v > max) return FieldError(field, absl::StrCat("is implausibly large (at most ", max, "), got ", *v));
+  *out = *v;
+  return absl::OkStatus();
+}
+
+// A float field, finite and in (lo, hi] (read as double: 1e39 does not fit a float).
+absl::Status ReadFloat(const json& j, const char* field, float* out, bool required, double lo, double hi) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) {
+    if (required) return FieldError(field, "is missing");
+    return absl::OkStatus();
+  }
+  if (!it->is_number()) return FieldError(field, absl::StrCat("must be a number, got ", Describe(*it)));
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || !(v > lo) || !(v <= hi))
+    return FieldError(field, absl::StrCat("must be in (", lo, ", ", hi, "], got ", v));
+  *out = static_cast<float>(v);
   return absl::OkStatus();
 }
 
@@ -88,8 +140,13 @@ absl::StatusOr<std::vector<int32_t>> ReadTokenIds(const json& j, const char* fie
   auto it = j.find(field);
   if (it == j.end() || it->is_null()) return ids;
   auto one = [&](const json& v) -> absl::Status {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0) return FieldError(field, "must hold token ids");
-    ids.push_back(v.get<int32_t>());
+    if (!v.is_number_integer()) return FieldError(field, absl::StrCat("must hold token ids, got ", Describe(v)));
+    // Checked before narrowing: 4294967587 read as int32 was 291, a token in the vocabulary.
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int32_t>::max())
+                          : v.get<int64_t>() >= 0 && v.get<int64_t>() <= std::numeric_limits<int32_t>::max();
+    if (!fits) return FieldError(field, absl::StrCat("holds ", v.dump(), ", not a token id"));
+    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
     return absl::OkStatus();
   };
   if (it->is_array()) {
@@ -114,7 +171,10 @@ absl::Status ParseRope(const json& j, ModelConfig* c) {
       c->rope_theta = t->get<double>();
     }
   } else {
-    if (auto t = j.find("rope_theta"); t != j.end() && t->is_number()) c->rope_theta = t->get<double>();
+    if (auto t = j.find("rope_theta"); t != j.end() && !t->is_null()) {
+      if (!t->is_number()) return FieldError("rope_theta", absl::StrCat("must be a number, got ", Describe(*t)));
+      c->rope_theta = t->get<double>();
+    }
     if (auto s = j.find("rope_scaling"); s != j.end() && s->is_object()) {
       auto t = s->find("rope_type");
       if (t == s->end()) t = s->find("type");
@@ -125,7 +185,9 @@ absl::Status ParseRope(const json& j, ModelConfig* c) {
     return FieldError("rope_parameters.rope_type",
                       absl::StrCat("'", rope_type, "' is not supported (only 'default')"));
   }
-  if (!(c->rope_theta > 0)) return FieldError("rope_theta", "must be positive");
+  // Finite too, though nlohmann already refuses a number beyond double range (1e400).
+  if (!(c->rope_theta > 0) || !std::isfinite(c->rope_theta))
+    return FieldError("rope_theta", absl::StrCat("must be positive and finite, got ", c->rope_theta));
   return absl::OkStatus();
 }
 
@@ -142,8 +204,8 @@ absl::Status ParseLayerKinds(const json& j, ModelConfig* c) {
     }
   } else {
     int64_t dense = 3;
-    if (auto it = j.find("first_k_dense_replace"); it != j.end() && it->is_number_integer())
-      dense = it->get<int64_t>();
+    if (auto s = ReadIntInRange(j, "first_k_dense_replace", 0, std::numeric_limits<int64_t>::max(), &dense); !s.ok())
+      return s;
     for (int64_t i = 0; i < n; ++i)
       c->mlp_layer_types.push_back(i < dense ? MlpKind::kDense : MlpKind::kSparse);
   }
@@ -167,10 +229,16 @@ absl::Status ParseLayerKinds(const json& j, ModelConfig* c) {
     }
   } else {
     int64_t freq = 1, offset = 2;
-    if (auto f = j.find("index_topk_freq"); f != j.end() && f->is_number_integer())
-      freq = std::max<int64_t>(1, f->get<int64_t>());
-    if (auto o = j.find("index_skip_topk_offset"); o != j.end() && o->is_number_integer())
-      offset = o->get<int64_t>();
+    // Any offset past ±num_hidden_layers gives the same schedule; the bound keeps i - offset + 1
+    // from overflowing.
+    if (auto s = ReadIntInRange(j, "index_topk_freq", std::numeric_limits<int64_t>::min(),
+                                std::numeric_limits<int64_t>::max(), &freq);
+        !s.ok())
+      return s;
+    freq = std::max<int64_t>(1, freq);
+    if (auto s = ReadIntInRange(j, "index_skip_topk_offset", -kMaxLayers, std::numeric_limits<int64_t>::max(), &offset);
+        !s.ok())
+      return s;
     for (int64_t i = 0; i < n; ++i) {
       int64_t k = std::max<int64_t>(i - offset + 1, 0);
       c->indexer_types.push_back(k % freq == 0 ? IndexerKind::kFull : IndexerKind::kShared);
@@ -203,41 +271,46 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     return FieldError("model_type", absl::StrCat("is '", c.model_type,
                                                  "'; this engine serves 'glm_moe_dsa' (GLM-5)"));
   }
-  for (auto [field, out] : std::initializer_list<std::pair<const char*, int64_t*>>{
-           {"vocab_size", &c.vocab_size},
-           {"hidden_size", &c.hidden_size},
-           {"intermediate_size", &c.intermediate_size},
-           {"moe_intermediate_size", &c.moe_intermediate_size},
-           {"num_hidden_layers", &c.num_hidden_layers},
-           {"num_attention_heads", &c.num_attention_heads},
-           {"n_routed_experts", &c.n_routed_experts},
-           {"num_experts_per_tok", &c.num_experts_per_tok},
-           {"q_lora_rank", &c.q_lora_rank},
-           {"kv_lora_rank", &c.kv_lora_rank},
-           {"qk_nope_head_dim", &c.qk_nope_head_dim},
-           {"qk_rope_head_dim", &c.qk_rope_head_dim},
-           {"v_head_dim", &c.v_head_dim},
-           {"index_topk", &c.index_topk},
-           {"index_head_dim", &c.index_head_dim},
-           {"index_n_heads", &c.index_n_heads},
+  struct Dimension {
+    const char* field;
+    int64_t* out;
+    int64_t max;
+  };
+  for (const Dimension& d : std::initializer_list<Dimension>{
+           {"vocab_size", &c.vocab_size, kMaxVocab},
+           {"hidden_size", &c.hidden_size, kMaxHidden},
+           {"intermediate_size", &c.intermediate_size, kMaxIntermediate},
+           {"moe_intermediate_size", &c.moe_intermediate_size, kMaxIntermediate},
+           {"num_hidden_layers", &c.num_hidden_layers, kMaxLayers},
+           {"num_attention_heads", &c.num_attention_heads, kMaxHeads},
+           {"n_routed_experts", &c.n_routed_experts, kMaxExperts},
+           {"num_experts_per_tok", &c.num_experts_per_tok, kMaxExperts},
+           {"q_lora_rank", &c.q_lora_rank, kMaxRank},
+           {"kv_lora_rank", &c.kv_lora_rank, kMaxRank},
+           {"qk_nope_head_dim", &c.qk_nope_head_dim, kMaxHeadDim},
+           {"qk_rope_head_dim", &c.qk_rope_head_dim, kMaxHeadDim},
+           {"v_head_dim", &c.v_head_dim, kMaxHeadDim},
+           {"index_topk", &c.index_topk, kMaxContext},
+           {"index_head_dim", &c.index_head_dim, kMaxHeadDim},
+           {"index_n_heads", &c.index_n_heads, kMaxHeads},
        }) {
-    if (auto s = ReadPositiveInt(j, field, out); !s.ok()) return s;
+    if (auto s = ReadPositiveInt(j, d.field, d.out, d.max); !s.ok()) return s;
   }
-  if (auto s = ReadPositiveInt(j, "max_position_embeddings", &c.max_position_embeddings, false); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(j, "max_position_embeddings", &c.max_position_embeddings, kMaxContext, false); !s.ok())
+    return s;
   if (c.max_position_embeddings == 0) c.max_position_embeddings = 4096;
-  if (auto s = ReadPositiveInt(j, "n_group", &c.n_group, false); !s.ok()) return s;
-  if (auto s = ReadPositiveInt(j, "topk_group", &c.topk_group, false); !s.ok()) return s;
-  if (auto it = j.find("n_shared_experts"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0) return FieldError("n_shared_experts", "must be >= 0");
-    c.n_shared_experts = it->get<int64_t>();
-  }
-  if (auto it = j.find("num_nextn_predict_layers"); it != j.end() && !it->is_null()) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 1)
-      return FieldError("num_nextn_predict_layers", "must be 0 or 1");
-    c.num_nextn_predict_layers = it->get<int64_t>();
-  }
-  if (auto s = ReadFloat(j, "routed_scaling_factor", &c.routed_scaling_factor, false); !s.ok()) return s;
-  if (auto s = ReadFloat(j, "rms_norm_eps", &c.rms_norm_eps, false); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(j, "n_group", &c.n_group, kMaxExperts, false); !s.ok()) return s;
+  if (auto s = ReadPositiveInt(j, "topk_group", &c.topk_group, kMaxExperts, false); !s.ok()) return s;
+  if (auto s = ReadIntInRange(j, "n_shared_experts", 0, kMaxSharedExperts, &c.n_shared_experts); !s.ok()) return s;
+  if (auto s = ReadIntInRange(j, "num_nextn_predict_layers", 0, 1, &c.num_nextn_predict_layers); !s.ok()) return s;
+  if (c.num_weight_layers() * c.n_routed_experts > kMaxExpertsInAllLayers)
+    return FieldError("n_routed_experts",
+                      absl::StrCat("× layers is implausibly large (at most ", kMaxExpertsInAllLayers, " routed experts in all; got ",
+                                   c.n_routed_experts, " × ", c.num_weight_layers(), ")"));
+  if (auto s = ReadFloat(j, "routed_scaling_factor", &c.routed_scaling_factor, false, 0.0, kMaxRoutedScalingFactor);
+      !s.ok())
+    return s;
+  if (auto s = ReadFloat(j, "rms_norm_eps", &c.rms_norm_eps, false, 0.0, kMaxRmsNormEps); !s.ok()) return s;
   if (auto s = ReadBool(j, "norm_topk_prob", &c.norm_topk_prob); !s.ok()) return s;
   if (auto s = ReadBool(j, "tie_word_embeddings", &c.tie_word_embeddings); !s.ok()) return s;
   for (const char* flag : {"attention_bias", "mlp_bias"}) {
@@ -284,9 +357,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     if (auto s = ReadStringMember(*q, "fmt", "quantization_config.fmt", "e4m3", &fmt); !s.ok()) return s;
     if (fmt != "e4m3") return FieldError("quantization_config.fmt", "must be e4m3");
     auto bs = q->find("weight_block_size");
-    if (bs == q->end() || !bs->is_array() || bs->size() != 2 || !(*bs)[0].is_number_integer() ||
-        !(*bs)[1].is_number_integer() || (*bs)[0].get<int64_t>() <= 0 || (*bs)[1].get<int64_t>() <= 0)
-      return FieldError("quantization_config.weight_block_size", "must be [rows, cols] (positive)");
+    auto in_range = [](const json& v) {
+      return v.is_number_integer() && (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(kMaxFp8Block)
+                                                              : v.get<int64_t>() > 0 && v.get<int64_t>() <= kMaxFp8Block);
+    };
+    if (bs == q->end() || !bs->is_array() || bs->size() != 2 || !in_range((*bs)[0]) || !in_range((*bs)[1]) ||
+        (*bs)[0].get<int64_t>() <= 0 || (*bs)[1].get<int64_t>() <= 0)
+      return FieldError("quantization_config.weight_block_size",
+                        absl::StrCat("must be [rows, cols] (positive, at most ", kMaxFp8Block, ")"));
     c.fp8_weights = true;
     c.fp8_block_rows = (*bs)[0].get<int64_t>();
     c.fp8_block_cols = (*bs)[1].get<int64_t>();
@@ -300,7 +378,12 @@ absl::StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   auto c = FromJson(ss.str());
-  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
+  if (!c.ok()) {
+    // FromJson's messages start "config.json: "; the path replaces it (it was printed twice).
+    absl::string_view message = c.status().message();
+    absl::ConsumePrefix(&message, "config.json: ");
+    return absl::Status(c.status().code(), absl::StrCat(path, ": ", message));
+  }
   return c;
 }
 
