@@ -35,12 +35,25 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(const nlohmann::json& 
   if (added_tokens.is_null()) return vocab;
   if (!added_tokens.is_array()) return absl::InvalidArgumentError("added_tokens: expected a list");
   try {
-    for (const auto& t : added_tokens) {
+    for (size_t i = 0; i < added_tokens.size(); ++i) {
+      const nlohmann::json& t = added_tokens[i];
+      if (!t.is_object()) {
+        return absl::InvalidArgumentError(absl::StrCat("added_tokens[", i, "]: expected an object"));
+      }
+      if (!t.contains("content") || !t["content"].is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("added_tokens[", i, "]: 'content' must be a string"));
+      }
+      if (!t.contains("id") || !t["id"].is_number_integer()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("added_tokens[", i, "]: 'id' must be an integer"));
+      }
       AddedToken tok;
-      tok.content = t.at("content").get<std::string>();
-      const int64_t id = t.at("id").get<int64_t>();
-      if (id < 0 || id > (1 << 30)) {
-        return absl::InvalidArgumentError(absl::StrCat("added_tokens: bad id ", id));
+      tok.content = t["content"].get<std::string>();
+      const int64_t id = t["id"].get<int64_t>();
+      // The upper bound against the vocabulary size is checked by Tokenizer, which knows it.
+      if (id < 0 || id > (int64_t{1} << 30)) {
+        return absl::InvalidArgumentError(absl::StrCat("added_tokens[", i, "]: bad id ", id));
       }
       tok.id = static_cast<int32_t>(id);
       tok.special = t.value("special", false);

@@ -14,22 +14,48 @@ using nlohmann::json;
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
   if (!model.is_object()) return absl::InvalidArgumentError("model: expected an object");
-  const std::string type = model.value("type", std::string("BPE"));
+  // Every json access below is type-checked or inside the try block: a json exception escaping
+  // here would terminate the coordinator at startup.
+  std::string type = "BPE";
+  if (model.contains("type")) {
+    if (!model["type"].is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.type must be a string, got ", model["type"].type_name()));
+    }
+    type = model["type"].get<std::string>();
+  }
   if (type != "BPE") {
     return absl::UnimplementedError(absl::StrCat("unsupported model type '", type,
                                                  "' (only BPE is supported)"));
   }
   auto bpe = std::unique_ptr<BpeModel>(new BpeModel());
   try {
-    const json& vocab = model.at("vocab");
+    if (!model.contains("vocab")) return absl::InvalidArgumentError("model: no 'vocab'");
+    const json& vocab = model["vocab"];
     if (!vocab.is_object()) return absl::InvalidArgumentError("model.vocab: expected an object");
+    // Validate every id before AddToken sizes the id tables by the largest one.
+    int64_t max_id = -1;
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      if (!it.value().is_number_integer()) {
+        return absl::InvalidArgumentError(absl::StrCat("model.vocab['", it.key(),
+                                                       "']: id must be an integer, got ",
+                                                       it.value().type_name()));
+      }
+      const int64_t id = it.value().get<int64_t>();
+      if (id < 0 || id > kMaxTokenId) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.vocab['", it.key(), "']: bad id ", id));
+      }
+      max_id = std::max(max_id, id);
+    }
+    if (!IdTableFits(max_id, vocab.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model.vocab: largest id ", max_id, " is far beyond the ", vocab.size(),
+          " entries (ids must stay below 2 x entries + ", kIdSlack, ")"));
+    }
     bpe->vocab_.reserve(vocab.size());
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      const int64_t id = it.value().get<int64_t>();
-      if (id < 0 || id > (1 << 30)) {
-        return absl::InvalidArgumentError(absl::StrCat("model.vocab: bad id ", id));
-      }
-      bpe->AddToken(it.key(), static_cast<int32_t>(id));
+      bpe->AddToken(it.key(), static_cast<int32_t>(it.value().get<int64_t>()));
     }
     if (model.contains("unk_token") && model["unk_token"].is_string()) {
       auto unk = bpe->TokenToId(model["unk_token"].get<std::string>());

@@ -35,6 +35,20 @@ class BpeModel {
   // Adds (or renames) an entry; used for added tokens absent from the model vocabulary.
   void AddToken(const std::string& token, int32_t id);
 
+  // Token ids index dense tables here and in Tokenizer (id -> token, special flag, decoded
+  // bytes; ~70 bytes per slot), sized by the largest id. Real vocabularies are dense: ids run
+  // 0..N-1 with at most a few reserved gaps (padded embeddings, added tokens after the BPE
+  // vocabulary). So the largest id must stay below 2 x the number of entries plus a fixed
+  // slack (small test tokenizers with scattered ids), which bounds the tables by the size of
+  // the file instead of letting one entry like "x": 1073741824 allocate tens of GiB.
+  static constexpr int64_t kMaxTokenId = (int64_t{1} << 30);
+  static constexpr int64_t kIdSlack = 65536;
+  static bool IdTableFits(int64_t max_id, size_t entries) {
+    return max_id < 2 * static_cast<int64_t>(entries) + kIdSlack;
+  }
+  // Number of vocabulary entries (not the largest id).
+  size_t num_entries() const { return vocab_.size(); }
+
  private:
   BpeModel() = default;
   void MergeWord(std::string_view word, std::vector<int32_t>* out) const;

@@ -67,9 +67,27 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonString(std::string
   for (const AddedToken& t : tok->added_.tokens()) {
     tok->vocab_size_ = std::max(tok->vocab_size_, t.id + 1);
   }
+  // special_ and token_bytes_ are dense over ids: see BpeModel::IdTableFits.
+  const size_t entries = tok->model_->num_entries() + tok->added_.tokens().size();
+  if (!BpeModel::IdTableFits(int64_t{tok->vocab_size_} - 1, entries)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "added_tokens: largest id ", tok->vocab_size_ - 1, " is far beyond the ", entries,
+        " vocabulary entries (ids must stay below 2 x entries + ", BpeModel::kIdSlack, ")"));
+  }
   tok->special_.assign(tok->vocab_size_, false);
   for (const AddedToken& t : tok->added_.tokens()) {
     if (t.special) tok->special_[t.id] = true;
+  }
+  if (tok->post_processor_ != nullptr) {
+    // The ids a post-processor adds (BOS/EOS...) come straight from the file: an unknown one
+    // would be sent to the model as is.
+    std::vector<int32_t> affixes;
+    tok->post_processor_->Process(&affixes);
+    for (int32_t id : affixes) {
+      if (auto s = tok->CheckId(id); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("post_processor: ", s.message()));
+      }
+    }
   }
   if (tok->decoder_ != nullptr && tok->decoder_->IsByteLevel()) {
     tok->token_bytes_.resize(tok->vocab_size_);

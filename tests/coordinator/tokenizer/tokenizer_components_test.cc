@@ -174,6 +174,54 @@ TEST(TokenizerErrorsTest, BadInputIsAClearError) {
   EXPECT_FALSE(Tokenizer::FromFile("/nonexistent/tokenizer.json").ok());
 }
 
+// Each case must come back as an InvalidArgument naming the field, not terminate the process
+// (json type errors) or allocate gigabytes (ids near 2^30 sizing the dense id tables).
+TEST(TokenizerErrorsTest, MalformedFieldsAndSparseIdsAreClearErrors) {
+  auto expect_error = [](const json& c, const std::string& want) {
+    auto tok = Tokenizer::FromJsonString(c.dump());
+    ASSERT_FALSE(tok.ok()) << want;
+    EXPECT_EQ(tok.status().code(), absl::StatusCode::kInvalidArgument) << tok.status();
+    EXPECT_NE(tok.status().message().find(want), std::string::npos) << tok.status();
+  };
+  json c = MiniConfig(false);
+  c["model"]["type"] = 1;
+  expect_error(c, "model.type must be a string, got number");
+  c = MiniConfig(false);
+  c["model"]["vocab"]["zzzq"] = 1073741824;
+  expect_error(c, "model.vocab: largest id 1073741824 is far beyond the 9 entries");
+  c = MiniConfig(false);
+  c["model"]["vocab"]["zzzq"] = 1073741825;
+  expect_error(c, "model.vocab['zzzq']: bad id 1073741825");
+  c = MiniConfig(false);
+  c["model"]["vocab"]["zzzq"] = "7";
+  expect_error(c, "model.vocab['zzzq']: id must be an integer, got string");
+  c = MiniConfig(false);
+  c["model"]["vocab"]["zzzq"] = 7.5;
+  expect_error(c, "model.vocab['zzzq']: id must be an integer, got number");
+  c = MiniConfig(false);
+  c["added_tokens"].push_back({{"id", 1073741824}, {"content", "<big>"}});
+  expect_error(c, "added_tokens: largest id 1073741824 is far beyond the 12 vocabulary entries");
+  c = MiniConfig(false);
+  c["added_tokens"].push_back({{"id", "11"}, {"content", "<x>"}});
+  expect_error(c, "added_tokens[3]: 'id' must be an integer");
+  c = MiniConfig(false);
+  c["added_tokens"].push_back({{"id", 11}, {"content", 5}});
+  expect_error(c, "added_tokens[3]: 'content' must be a string");
+  c = MiniConfig(false);
+  c["added_tokens"].push_back(5);
+  expect_error(c, "added_tokens[3]: expected an object");
+  c = MiniConfig(false);
+  c["post_processor"]["special_tokens"]["<s>"]["ids"] = json::array({99});
+  expect_error(c, "post_processor: unknown token id 99");
+  // Scattered ids within the slack still load: small hand-made files use them.
+  c = MiniConfig(false);
+  c["model"]["vocab"]["zzzq"] = 60000;
+  auto tok = Tokenizer::FromJsonString(c.dump());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->vocab_size(), 60001);
+  EXPECT_EQ((*tok)->TokenToId("zzzq"), 60000);
+}
+
 TEST(Utf8Test, LossyAndCompletePrefix) {
   EXPECT_EQ(LossyUtf8("a\xE2\x82" "b"), "a\xEF\xBF\xBD" "b");      // One U+FFFD per maximal subpart.
   EXPECT_EQ(LossyUtf8("\xE0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD");     // Overlong: two.
