@@ -51,12 +51,30 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
     if (ct.is_string()) {
       source = ct.get<std::string>();
     } else if (ct.is_array()) {
-      for (const auto& entry : ct) {
+      // transformers' named templates: [{"name": ..., "template": ...}]; "default" wins, else
+      // the first. Entries are type-checked: a get<> on the wrong type would throw.
+      for (size_t i = 0; i < ct.size(); ++i) {
+        const OJson& entry = ct[i];
         if (!entry.is_object() || !entry.contains("template")) continue;
-        if (source.empty() || entry.value("name", std::string()) == "default") {
-          source = entry["template"].get<std::string>();
+        if (!entry["template"].is_string()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(file.string(), ": chat_template[", i,
+                           "].template must be a string, got ", entry["template"].type_name()));
         }
+        std::string name;
+        if (entry.contains("name")) {
+          if (!entry["name"].is_string()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(file.string(), ": chat_template[", i,
+                             "].name must be a string, got ", entry["name"].type_name()));
+          }
+          name = entry["name"].get<std::string>();
+        }
+        if (source.empty() || name == "default") source = entry["template"].get<std::string>();
       }
+    } else if (!ct.is_null()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file.string(), ": chat_template must be a string or a list of {name, template}"));
     }
   }
   if (source.empty()) {

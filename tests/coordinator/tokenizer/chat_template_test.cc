@@ -1,6 +1,7 @@
 // Chat templates must render byte for byte what transformers renders.
 #include "coordinator/tokenizer/chat_template.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -73,6 +74,37 @@ TEST(ChatTemplateTest, MissingFileAndBadTemplateAreErrors) {
   auto bad = ChatTemplate::FromString("{% if x %}unterminated");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("endif"), std::string::npos) << bad.status();
+}
+
+// A malformed named-template list used to throw a json type_error and abort the coordinator;
+// it must be an error (the coordinator then serves without a chat template).
+TEST(ChatTemplateTest, MalformedTemplateListIsAnErrorNamingTheEntry) {
+  const std::string dir = ::testing::TempDir() + "/chat_template_list";
+  std::filesystem::create_directories(dir);
+  auto load = [&dir](const std::string& config) {
+    std::ofstream(dir + "/tokenizer_config.json") << config;
+    return ChatTemplate::FromTokenizerConfig(dir);
+  };
+  auto bad = load(R"({"chat_template": [{"name": "default", "template": 5}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("chat_template[0].template must be a string, got number"),
+            std::string::npos) << bad.status();
+  bad = load(R"({"chat_template": [{"name": "default", "template": "a"}, {"name": 5, "template": "b"}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("chat_template[1].name must be a string, got number"),
+            std::string::npos) << bad.status();
+  bad = load(R"({"chat_template": 5})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("chat_template must be a string or a list"),
+            std::string::npos) << bad.status();
+  // Well-formed lists still pick "default", else the first entry.
+  auto good = load(R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]})");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(*(*good)->Render(nlohmann::json::array(), nullptr, false), "D");
+  good = load(R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"template": "U"}]})");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(*(*good)->Render(nlohmann::json::array(), nullptr, false), "T");
 }
 
 TEST(ChatTemplateTest, RaiseExceptionIsAnError) {
