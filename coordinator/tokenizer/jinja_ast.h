@@ -45,6 +45,9 @@ struct Expr {
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   bool negated = false;
   int line = 0;
+  // Height of this subtree (1 for a leaf). The parser bounds it: evaluation and destruction
+  // recurse once per level.
+  int depth = 1;
 };
 
 struct Stmt;

@@ -101,6 +101,32 @@ absl::Status Parser::Error(std::string_view msg) const {
                                                  std::string(msg), " near ", near));
 }
 
+absl::Status Parser::TooDeep(int line) const {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "template nested too deeply (line ", line, "): more than ", kMaxNesting,
+      " levels of blocks, brackets or operators"));
+}
+
+absl::Status Parser::CheckNesting() const {
+  if (nesting_ > kMaxNesting) return TooDeep(Peek().line);
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Finish(Expr* e) const {
+  int d = 0;
+  auto take = [&d](const ExprPtr& c) {
+    if (c != nullptr) d = std::max(d, c->depth);
+  };
+  take(e->a);
+  take(e->b);
+  take(e->c);
+  for (const ExprPtr& item : e->items) take(item);
+  for (const auto& [key, value] : e->kwargs) take(value);
+  e->depth = d + 1;
+  if (e->depth > kMaxNesting) return TooDeep(e->line);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Body> Parser::ParseBody(const std::vector<std::string_view>& end_tags) {
   Body body;
   while (true) {
@@ -146,6 +172,8 @@ absl::StatusOr<Body> Parser::ParseBody(const std::vector<std::string_view>& end_
 }
 
 absl::StatusOr<StmtPtr> Parser::ParseStatement() {
+  Nest nest(this);
+  GLM_RETURN_IF_ERROR(CheckNesting());
   const Token& t = Peek();
   if (t.type != TT::kName) return Error("expected a statement name");
   const std::string name = t.value;
@@ -335,10 +363,13 @@ absl::StatusOr<ExprPtr> Parser::ParseTupleOrExpression() {
     GLM_ASSIGN_OR_RETURN(ExprPtr next, ParseExpression());
     tuple->items.push_back(std::move(next));
   }
+  GLM_RETURN_IF_ERROR(Finish(tuple.get()));
   return tuple;
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseExpression(bool allow_condition) {
+  Nest nest(this);
+  GLM_RETURN_IF_ERROR(CheckNesting());
   const int line = Peek().line;
   GLM_ASSIGN_OR_RETURN(ExprPtr expr, ParseOr());
   if (!allow_condition) return expr;
@@ -349,6 +380,7 @@ absl::StatusOr<ExprPtr> Parser::ParseExpression(bool allow_condition) {
     if (SkipName("else")) {
       GLM_ASSIGN_OR_RETURN(cond->c, ParseExpression());
     }
+    GLM_RETURN_IF_ERROR(Finish(cond.get()));
     expr = std::move(cond);
   }
   return expr;
@@ -360,6 +392,7 @@ absl::StatusOr<ExprPtr> Parser::ParseOr() {
     const int line = Next().line;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseAnd());
     left = MakeBinary(Expr::Kind::kOr, "or", std::move(left), std::move(right), line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
@@ -370,15 +403,19 @@ absl::StatusOr<ExprPtr> Parser::ParseAnd() {
     const int line = Next().line;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseNot());
     left = MakeBinary(Expr::Kind::kAnd, "and", std::move(left), std::move(right), line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseNot() {
+  Nest nest(this);
+  GLM_RETURN_IF_ERROR(CheckNesting());
   if (IsName("not")) {
     const int line = Next().line;
     auto e = MakeExpr(Expr::Kind::kNot, line);
     GLM_ASSIGN_OR_RETURN(e->a, ParseNot());
+    GLM_RETURN_IF_ERROR(Finish(e.get()));
     return e;
   }
   return ParseCompare();
@@ -403,6 +440,7 @@ absl::StatusOr<ExprPtr> Parser::ParseCompare() {
     }
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseMath1());
     left = MakeBinary(Expr::Kind::kCompare, op, std::move(left), std::move(right), line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
 }
 
@@ -413,6 +451,7 @@ absl::StatusOr<ExprPtr> Parser::ParseMath1() {
     const std::string op = t.value;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseConcat());
     left = MakeBinary(Expr::Kind::kBinary, op, std::move(left), std::move(right), t.line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
@@ -423,6 +462,7 @@ absl::StatusOr<ExprPtr> Parser::ParseConcat() {
     const int line = Next().line;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseMath2());
     left = MakeBinary(Expr::Kind::kBinary, "~", std::move(left), std::move(right), line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
@@ -434,6 +474,7 @@ absl::StatusOr<ExprPtr> Parser::ParseMath2() {
     const std::string op = t.value;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParsePow());
     left = MakeBinary(Expr::Kind::kBinary, op, std::move(left), std::move(right), t.line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
@@ -444,16 +485,20 @@ absl::StatusOr<ExprPtr> Parser::ParsePow() {
     const int line = Next().line;
     GLM_ASSIGN_OR_RETURN(ExprPtr right, ParseUnary(true));
     left = MakeBinary(Expr::Kind::kBinary, "**", std::move(left), std::move(right), line);
+    GLM_RETURN_IF_ERROR(Finish(left.get()));
   }
   return left;
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseUnary(bool with_filter) {
+  Nest nest(this);
+  GLM_RETURN_IF_ERROR(CheckNesting());
   ExprPtr node;
   if (IsOp("-") || IsOp("+")) {
     const Token& t = Next();
     node = MakeExpr(t.value == "-" ? Expr::Kind::kNeg : Expr::Kind::kPos, t.line);
     GLM_ASSIGN_OR_RETURN(node->a, ParseUnary(false));
+    GLM_RETURN_IF_ERROR(Finish(node.get()));
   } else {
     GLM_ASSIGN_OR_RETURN(node, ParsePrimary());
     GLM_ASSIGN_OR_RETURN(node, ParsePostfix(std::move(node)));
@@ -511,6 +556,7 @@ absl::StatusOr<ExprPtr> Parser::ParsePrimary() {
             GLM_ASSIGN_OR_RETURN(ExprPtr item, ParseExpression());
             tuple->items.push_back(std::move(item));
           }
+          GLM_RETURN_IF_ERROR(Finish(tuple.get()));
           inner = std::move(tuple);
         }
         GLM_RETURN_IF_ERROR(ExpectOp(")"));
@@ -526,6 +572,7 @@ absl::StatusOr<ExprPtr> Parser::ParsePrimary() {
           list->items.push_back(std::move(item));
         }
         Next();
+        GLM_RETURN_IF_ERROR(Finish(list.get()));
         return list;
       }
       if (t.value == "{") {
@@ -541,6 +588,7 @@ absl::StatusOr<ExprPtr> Parser::ParsePrimary() {
           dict->items.push_back(std::move(value));
         }
         Next();
+        GLM_RETURN_IF_ERROR(Finish(dict.get()));
         return dict;
       }
       break;
@@ -559,12 +607,14 @@ absl::StatusOr<ExprPtr> Parser::ParsePostfix(ExprPtr node) {
         auto e = MakeExpr(Expr::Kind::kGetAttr, line);
         e->name = t.value;
         e->a = std::move(node);
+        GLM_RETURN_IF_ERROR(Finish(e.get()));
         node = std::move(e);
       } else if (t.type == TT::kInt) {
         auto e = MakeExpr(Expr::Kind::kGetItem, line);
         e->a = std::move(node);
         e->b = MakeExpr(Expr::Kind::kLiteral, line);
         e->b->value = Value::Int(std::strtoll(t.value.c_str(), nullptr, 10));
+        GLM_RETURN_IF_ERROR(Finish(e.get()));
         node = std::move(e);
       } else {
         return Error("expected an attribute name after '.'");
@@ -575,6 +625,7 @@ absl::StatusOr<ExprPtr> Parser::ParsePostfix(ExprPtr node) {
       auto call = MakeExpr(Expr::Kind::kCall, Peek().line);
       call->a = std::move(node);
       GLM_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+      GLM_RETURN_IF_ERROR(Finish(call.get()));
       node = std::move(call);
     } else {
       return node;
@@ -602,6 +653,7 @@ absl::StatusOr<ExprPtr> Parser::ParseSubscript(ExprPtr node) {
     auto e = MakeExpr(Expr::Kind::kGetItem, line);
     e->a = std::move(node);
     e->b = std::move(parts[0]);
+    GLM_RETURN_IF_ERROR(Finish(e.get()));
     return e;
   }
   auto e = MakeExpr(Expr::Kind::kSlice, line);
@@ -609,6 +661,7 @@ absl::StatusOr<ExprPtr> Parser::ParseSubscript(ExprPtr node) {
   e->items.push_back(std::move(parts[0]));
   e->items.push_back(std::move(parts[1]));
   e->items.push_back(std::move(parts[2]));
+  GLM_RETURN_IF_ERROR(Finish(e.get()));
   return e;
 }
 
@@ -649,6 +702,7 @@ absl::StatusOr<ExprPtr> Parser::ParseFilter(ExprPtr node) {
     f->name = std::move(name);
     f->a = std::move(node);
     if (IsOp("(")) GLM_RETURN_IF_ERROR(ParseCallArgs(f.get()));
+    GLM_RETURN_IF_ERROR(Finish(f.get()));
     node = std::move(f);
   } while (IsOp("|"));
   return node;
@@ -684,11 +738,13 @@ absl::StatusOr<ExprPtr> Parser::ParseFilterExpr(ExprPtr node) {
           test->items.push_back(std::move(arg));
         }
       }
+      GLM_RETURN_IF_ERROR(Finish(test.get()));
       node = std::move(test);
     } else if (IsOp("(")) {
       auto call = MakeExpr(Expr::Kind::kCall, Peek().line);
       call->a = std::move(node);
       GLM_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+      GLM_RETURN_IF_ERROR(Finish(call.get()));
       node = std::move(call);
     } else {
       return node;

@@ -64,8 +64,33 @@ class Parser {
   absl::Status ExpectEndTag(std::string_view name);
   absl::Status Error(std::string_view msg) const;
 
+  // Nesting limits. Parsing, evaluating and destroying the tree all recurse once per level, so
+  // an unbounded template (10000 '(' or nested {% if %}) would overflow the stack at load.
+  // Real chat templates nest a few tens of levels at most.
+ public:
+  static constexpr int kMaxNesting = 256;
+
+ private:
+  // Counts one level of parser recursion for its lifetime.
+  class Nest {
+   public:
+    explicit Nest(Parser* p) : p_(p) { ++p_->nesting_; }
+    ~Nest() { --p_->nesting_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser* p_;
+  };
+  // Error when the recursion entered by the enclosing Nest is too deep.
+  absl::Status CheckNesting() const;
+  // Sets e->depth from its children once they are all attached; error when too deep.
+  absl::Status Finish(Expr* e) const;
+  absl::Status TooDeep(int line) const;
+
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace glm::tokenizer::jinja

@@ -87,6 +87,43 @@ TEST(JinjaTest, SandboxRefusesMutationAndRunawayRecursion) {
   EXPECT_FALSE(Render("{% for x in none %}{% endfor %}").ok());
 }
 
+// Expects `status` to fail with a message containing `want`.
+void ExpectError(const absl::Status& status, const std::string& want, const std::string& what) {
+  ASSERT_FALSE(status.ok()) << what;
+  EXPECT_NE(status.message().find(want), std::string::npos) << what << ": " << status;
+}
+
+std::string Repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// Templates nested beyond the parser's cap used to overflow the stack (SIGSEGV at coordinator
+// startup): they must be a clean error naming the line.
+TEST(JinjaTest, DeepNestingIsAnErrorNotAStackOverflow) {
+  const std::string cases[] = {
+      "{{" + Repeat("(", 10000) + "1" + Repeat(")", 10000) + "}}",
+      Repeat("{% if 1 %}", 20000),
+      "{{ " + Repeat("[", 50000) + Repeat("]", 50000) + " }}",
+      "{{ " + Repeat("-", 200000) + "1 }}",
+      "{{ " + Repeat("not ", 100000) + "1 }}",
+      "{{ 1" + Repeat(" + 1", 100000) + " }}",          // Left-deep: loops, not recursion.
+      "{{ x" + Repeat(".a", 100000) + " }}",
+      "{{ x" + Repeat("|e", 100000) + " }}",
+      "{{ 1" + Repeat(" if 1 else 1", 100000) + " }}",
+      "{{ " + Repeat("{'a': ", 50000) + "1" + Repeat("}", 50000) + " }}",
+  };
+  for (const std::string& source : cases) {
+    auto t = jinja::Template::Parse("line1\n" + source);
+    ExpectError(t.status(), "template nested too deeply (line 2)", source.substr(0, 40));
+  }
+  // Real templates nest far less; a few dozen levels still parse and render.
+  EXPECT_EQ(*Render("{{" + Repeat("(", 30) + "1" + Repeat(")", 30) + "}}"), "1");
+  EXPECT_EQ(*Render(Repeat("{% if 1 %}", 50) + "x" + Repeat("{% endif %}", 50)), "x");
+  EXPECT_EQ(*Render("{{ 1" + Repeat(" + 1", 100) + " }}"), "101");
+}
+
 TEST(JinjaTest, PythonFloatRepr) {
   EXPECT_EQ(jinja::PythonFloatRepr(1.0), "1.0");
   EXPECT_EQ(jinja::PythonFloatRepr(0.1), "0.1");
