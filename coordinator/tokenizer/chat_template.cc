@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/tokenizer/status_macros.h"
@@ -31,6 +33,27 @@ std::optional<std::string> TokenContent(const OJson& v) {
     return v["content"].get<std::string>();
   }
   return std::nullopt;
+}
+
+// Request JSON is converted recursively (dump, Value::FromJson) and the template recurses over
+// it, so its nesting is bounded before any of that; real messages and tool schemas nest a few
+// tens of levels. Measured iteratively: the input may be arbitrarily deep.
+constexpr int kMaxRequestJsonDepth = 256;
+
+template <typename J>
+absl::Status CheckJsonDepth(const J& root, const char* what) {
+  std::vector<std::pair<const J*, int>> stack = {{&root, 1}};
+  while (!stack.empty()) {
+    auto [j, depth] = stack.back();
+    stack.pop_back();
+    if (!j->is_structured()) continue;
+    if (depth > kMaxRequestJsonDepth) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " nested more than ",
+                                                     kMaxRequestJsonDepth, " levels deep"));
+    }
+    for (const auto& child : *j) stack.emplace_back(&child, depth + 1);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -117,6 +140,9 @@ absl::StatusOr<std::string> ChatTemplate::Render(const nlohmann::json& messages,
                                                  const nlohmann::json& tools,
                                                  bool add_generation_prompt,
                                                  const nlohmann::json& extra) const {
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(messages, "messages"));
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(tools, "tools"));
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(extra, "extra template arguments"));
   // Round-trip through text: the cheapest exact conversion between the two JSON flavours.
   return RenderOrdered(OJson::parse(messages.dump()), OJson::parse(tools.dump()),
                        add_generation_prompt, OJson::parse(extra.dump()));
@@ -132,6 +158,9 @@ absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const OJson& messages, c
   if (!extra.is_null() && !extra.is_object()) {
     return absl::InvalidArgumentError("extra template arguments must be an object");
   }
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(messages, "messages"));
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(tools, "tools"));
+  GLM_RETURN_IF_ERROR(CheckJsonDepth(extra, "extra template arguments"));
   jinja::Value context = jinja::Value::MakeDict();
   context.Set("messages", jinja::Value::FromJson(messages));
   context.Set("tools", jinja::Value::FromJson(tools));

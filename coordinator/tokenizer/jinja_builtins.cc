@@ -22,6 +22,13 @@ constexpr int64_t kMaxRange = 100000;  // Jinja's sandbox limit.
 
 absl::Status TypeError(const std::string& msg) { return absl::InvalidArgumentError(msg); }
 
+absl::Status CheckStringSize(size_t bytes, const std::string& what) {
+  if (bytes <= kMaxStringBytes) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(what, " would produce ", bytes,
+                                                   " bytes, over the ", kMaxStringBytes,
+                                                   "-byte limit for one template value"));
+}
+
 
 std::u32string ToU32(const std::string& s) {
   std::u32string out;
@@ -150,8 +157,8 @@ ValueList SplitString(const std::string& s, const Value& sep, int64_t maxsplit, 
   return out;
 }
 
-std::string Replace(const std::string& s, const std::string& from, const std::string& to,
-                    int64_t count) {
+absl::StatusOr<std::string> Replace(const std::string& s, const std::string& from,
+                                    const std::string& to, int64_t count) {
   if (from.empty()) return s;
   std::string out;
   size_t start = 0;
@@ -159,6 +166,9 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
   while (count < 0 || n < count) {
     const size_t p = s.find(from, start);
     if (p == std::string::npos) break;
+    // Each match can grow the output by to.size(): a long replacement of a frequent pattern
+    // amplifies.
+    GLM_RETURN_IF_ERROR(CheckStringSize(out.size() + (p - start) + to.size(), "replace"));
     out.append(s, start, p - start);
     out += to;
     start = p + from.size();
@@ -199,7 +209,11 @@ absl::StatusOr<std::string> Format(const std::string& fmt, const ValueList& args
       if (auto_index >= args.size()) return TypeError("Replacement index out of range");
       v = args[auto_index++];
     } else if (std::isdigit(static_cast<unsigned char>(field[0]))) {
-      const size_t idx = std::stoul(field);
+      // Digits only up to the first non-digit, overflow-free (std::stoul would throw).
+      size_t idx = 0;
+      for (size_t j = 0; j < field.size() && std::isdigit(static_cast<unsigned char>(field[j])); ++j) {
+        idx = std::min<size_t>(idx * 10 + (field[j] - '0'), args.size());
+      }
       if (idx >= args.size()) return TypeError("Replacement index out of range");
       v = args[idx];
     } else {
@@ -267,7 +281,9 @@ std::optional<Value> StringMethod(const Value& self, const std::string& name) {
   if (name == "replace") {
     return str([s](const ValueList& a, const KwArgs& k) -> absl::StatusOr<Value> {
       if (a.size() < 2 || !a[0].is_string() || !a[1].is_string()) return TypeError("replace() takes 2 strings");
-      return Value::String(Replace(s, a[0].as_string(), a[1].as_string(), Arg(a, k, 2, "count", Value::Int(-1)).as_int()));
+      GLM_ASSIGN_OR_RETURN(std::string out, Replace(s, a[0].as_string(), a[1].as_string(),
+                                                    Arg(a, k, 2, "count", Value::Int(-1)).as_int()));
+      return Value::String(std::move(out));
     });
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "count") {
@@ -297,6 +313,7 @@ std::optional<Value> StringMethod(const Value& self, const std::string& name) {
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += s;
         out += items[i].Str();
+        GLM_RETURN_IF_ERROR(CheckStringSize(out.size(), "join"));
       }
       return Value::String(std::move(out));
     });
@@ -411,8 +428,12 @@ Value AttributePath(const Value& v, const std::string& path) {
     size_t dot = path.find('.', start);
     if (dot == std::string::npos) dot = path.size();
     const std::string part = path.substr(start, dot - start);
-    Value key = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)
-                    ? Value::Int(std::stoll(part)) : Value::String(part);
+    Value key = Value::String(part);
+    if (!part.empty() && part.size() <= 18 && std::all_of(part.begin(), part.end(), ::isdigit)) {
+      key = Value::Int(std::stoll(part));  // <= 18 digits: cannot overflow (stoll would throw).
+    } else if (!part.empty() && std::all_of(part.begin(), part.end(), ::isdigit)) {
+      return Value::Undefined();  // An index past any list.
+    }
     auto next = Builtins::GetItem(cur, key);
     if (!next.ok()) return Value::Undefined();
     cur = *next;
@@ -507,10 +528,13 @@ absl::StatusOr<Value> Builtins::Slice(const Value& obj, const Value& start, cons
   if (!obj.is_list() && !obj.is_string()) {
     return TypeError(absl::StrCat("'", obj.TypeName(), "' object is not subscriptable"));
   }
-  const int64_t st = step.is_none() ? 1 : step.as_int();
-  if (st == 0) return TypeError("slice step cannot be zero");
+  const int64_t raw_step = step.is_none() ? 1 : step.as_int();
+  if (raw_step == 0) return TypeError("slice step cannot be zero");
   const std::u32string u = obj.is_string() ? ToU32(obj.as_string()) : std::u32string();
   const int64_t n = obj.is_string() ? static_cast<int64_t>(u.size()) : static_cast<int64_t>(obj.list().size());
+  // A step longer than the sequence selects the same single element; clamping it keeps
+  // `i += st` below from overflowing into a wild index (e.g. s[2::9223372036854775807]).
+  const int64_t st = std::clamp<int64_t>(raw_step, -(n + 1), n + 1);
   auto clamp = [&](const Value& v, int64_t def) {
     if (v.is_none()) return def;
     int64_t i = v.as_int();

@@ -14,8 +14,17 @@ namespace glm::tokenizer::jinja {
 
 class Interpreter;
 
-// Helpers shared by jinja_builtins.cc and jinja_filters.cc.
+// Helpers shared by jinja_builtins.cc, jinja_filters.cc and the interpreter.
 namespace internal {
+// Caps on what one template render may build. A chat template's output is a prompt bounded by
+// the model's context (GLM-5: ~200k tokens, about 1 MB of text) and the HTTP body limit
+// (64 MiB, most of it JSON escaping); no real template comes near 16 MiB in one string or a
+// million list items, while "a" * 10**11, [1] * 10**12 or x|indent(10**10) would otherwise
+// exhaust memory (or loop for ever) on every chat request.
+constexpr size_t kMaxStringBytes = size_t{16} << 20;
+constexpr size_t kMaxListItems = size_t{1} << 20;
+// Error unless a string of `bytes` (produced by `what`) fits kMaxStringBytes.
+absl::Status CheckStringSize(size_t bytes, const std::string& what);
 absl::Status TypeError(const std::string& msg);
 std::u32string ToU32(const std::string& s);
 std::string FromU32(const std::u32string& s);
@@ -24,8 +33,8 @@ Value Arg(const ValueList& args, const KwArgs& kwargs, size_t index, const std::
 std::string StripChars(const std::string& s, const Value& chars, bool left, bool right);
 // mode: 0 lower, 1 upper, 2 title, 3 capitalize (of the given text).
 std::string MapCase(const std::string& s, int mode);
-std::string Replace(const std::string& s, const std::string& from, const std::string& to,
-                    int64_t count);
+absl::StatusOr<std::string> Replace(const std::string& s, const std::string& from,
+                                    const std::string& to, int64_t count);
 Value AttributePath(const Value& v, const std::string& path);
 absl::StatusOr<ValueList> SortValues(ValueList items, bool reverse, bool case_sensitive,
                                      const Value& attribute);

@@ -19,7 +19,14 @@ absl::StatusOr<Value> ToJsonFilter(const Value& v, const ValueList& a, const KwA
   const Value indent_v = Arg(a, k, 1, "indent", Value::None());
   const Value seps = Arg(a, k, 2, "separators", Value::None());
   const bool sort_keys = Arg(a, k, 3, "sort_keys", Value::Bool(false)).Truthy();
-  const int indent = indent_v.is_none() || indent_v.is_undefined() ? -1 : static_cast<int>(indent_v.as_int());
+  // json.dumps indents by `indent` spaces per level; bound it so the per-line padding (and the
+  // int conversion) stays sane. Negative behaves as 0 in Python (newlines, no spaces).
+  const int64_t raw_indent = indent_v.is_none() || indent_v.is_undefined() ? -1 : indent_v.as_int();
+  if (raw_indent > 1024) {
+    return TypeError(absl::StrCat("tojson indent ", raw_indent, " is over the limit of 1024"));
+  }
+  const int indent = indent_v.is_none() || indent_v.is_undefined()
+                         ? -1 : static_cast<int>(std::max<int64_t>(0, raw_indent));
   std::string item_sep = indent >= 0 ? "," : ", ", key_sep = ": ";
   if (seps.is_list() && seps.list().size() == 2) {
     item_sep = seps.list()[0].Str();
@@ -131,7 +138,9 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
   if (name == "capitalize") return Value::String(MapCase(MapCase(v.Str(), 0), 3));
   if (name == "replace") {
     if (a.size() < 2) return TypeError("replace needs old and new");
-    return Value::String(Replace(v.Str(), a[0].Str(), a[1].Str(), Arg(a, k, 2, "count", Value::Int(-1)).as_int()));
+    GLM_ASSIGN_OR_RETURN(std::string out, Replace(v.Str(), a[0].Str(), a[1].Str(),
+                                                  Arg(a, k, 2, "count", Value::Int(-1)).as_int()));
+    return Value::String(std::move(out));
   }
   if (name == "items") {
     if (v.is_undefined()) return Value::List();
@@ -157,6 +166,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
     for (size_t i = 0; i < items.size(); ++i) {
       if (i) out += sep;
       out += (attribute.is_string() ? AttributePath(items[i], attribute.as_string()) : items[i]).Str();
+      GLM_RETURN_IF_ERROR(CheckStringSize(out.size(), "join"));
     }
     return Value::String(std::move(out));
   }
@@ -252,7 +262,10 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
   }
   if (name == "indent") {
     const Value width_v = Arg(a, k, 0, "width", Value::Int(4));
-    const std::string pad = width_v.is_string() ? width_v.as_string() : std::string(width_v.as_int(), ' ');
+    // Python's " " * width: a negative width is "", a huge one is refused before allocating.
+    const int64_t width = std::max<int64_t>(0, width_v.as_int());
+    GLM_RETURN_IF_ERROR(CheckStringSize(static_cast<uint64_t>(width), "indent width"));
+    const std::string pad = width_v.is_string() ? width_v.as_string() : std::string(width, ' ');
     const bool first = Arg(a, k, 1, "first", Value::Bool(false)).Truthy();
     const bool blank = Arg(a, k, 2, "blank", Value::Bool(false)).Truthy();
     const std::string s = v.Str();
@@ -266,6 +279,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
       if (!is_first) out += '\n';
       if (indent && !(is_first && line.empty() && !blank && !first)) out += pad;
       out += line;
+      GLM_RETURN_IF_ERROR(CheckStringSize(out.size(), "indent"));
       if (nl == std::string::npos) break;
       start = nl + 1;
       is_first = false;
@@ -309,6 +323,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
       if (next >= a.size()) return TypeError("not enough arguments for format string");
       const Value& arg = a[next++];
       out += c == 'r' ? arg.Repr() : c == 'd' ? std::to_string(arg.as_int()) : arg.Str();
+      GLM_RETURN_IF_ERROR(CheckStringSize(out.size(), "format"));
     }
     return Value::String(std::move(out));
   }
@@ -339,6 +354,7 @@ absl::StatusOr<bool> Builtins::Test(Interpreter* interp, const std::string& name
   }
   if (name == "divisibleby") {
     if (!v.is_number() || !arg.is_number() || arg.as_int() == 0) return TypeError("divisibleby expects numbers");
+    if (arg.as_int() == -1) return true;  // INT64_MIN % -1 traps (SIGFPE) on x86.
     return v.as_int() % arg.as_int() == 0;
   }
   if (name == "eq" || name == "equalto" || name == "==") return v.Equals(arg);

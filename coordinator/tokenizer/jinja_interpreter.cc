@@ -11,6 +11,44 @@ namespace glm::tokenizer::jinja {
 namespace {
 
 constexpr int kMaxMacroDepth = 64;
+// Eval + ExecStmt frames on the native stack at once. The parser caps one expression or block
+// nest at Parser::kMaxNesting levels; macros stack those, so the interpreter needs its own cap.
+// Measured at 1-2 KiB of stack per level, so a render stays within ~2 MiB of the 8 MiB
+// thread stacks.
+constexpr int kMaxEvalNesting = 1024;
+// Loop iterations plus macro calls per render. A real chat template visits each message a few
+// times (a 1000-message conversation even quadratically), far below 2^20; without a budget
+// {% for i in range(100000) %}{% for j in range(100000) %} or a macro calling itself twice per
+// level would hang the request thread for hours. The budget stops those in about a second.
+constexpr int64_t kMaxSteps = int64_t{1} << 20;
+
+// Nesting of lists/dicts built at render time (request JSON is checked against a lower bound
+// by ChatTemplate); printing, comparing and freeing them recurse per level.
+constexpr int kMaxValueDepth = 512;
+
+using internal::CheckStringSize;
+using internal::kMaxListItems;
+
+class NestGuard {
+ public:
+  explicit NestGuard(int* n) : n_(n) { ++*n_; }
+  ~NestGuard() { --*n_; }
+  NestGuard(const NestGuard&) = delete;
+  NestGuard& operator=(const NestGuard&) = delete;
+
+ private:
+  int* n_;
+};
+
+// Rough bytes a value's copy holds (strings, and strings one level down in lists): enough to
+// price a list repetition, whose items are copied.
+size_t ApproxBytes(const Value& v) {
+  if (v.is_string()) return v.as_string().size();
+  if (!v.is_list()) return sizeof(Value);
+  size_t n = 0;
+  for (const Value& item : v.list()) n += sizeof(Value) + (item.is_string() ? item.as_string().size() : 0);
+  return n;
+}
 
 // Python's floor division and modulo on integers.
 int64_t FloorDiv(int64_t a, int64_t b) {
@@ -49,6 +87,13 @@ absl::Status Interpreter::Error(int line, const std::string& msg) const {
   return absl::InvalidArgumentError(absl::StrCat("template error (line ", line, "): ", msg));
 }
 
+absl::Status Interpreter::Step(int line) {
+  if (++steps_ <= kMaxSteps) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "template error (line ", line, "): more than ", kMaxSteps,
+      " loop iterations and macro calls in one render"));
+}
+
 Value Interpreter::Lookup(const std::string& name) const {
   for (const Frame* f = frame_.get(); f != nullptr; f = f->parent.get()) {
     auto it = f->vars.find(name);
@@ -66,13 +111,22 @@ absl::StatusOr<Interpreter::Flow> Interpreter::Exec(const Body& body, std::strin
 }
 
 absl::StatusOr<Interpreter::Flow> Interpreter::ExecStmt(const Stmt& s, std::string* out) {
+  NestGuard guard(&nesting_);
+  if (nesting_ > kMaxEvalNesting) return Error(s.line, "template recursion too deep");
+  // Every write to an output (the render's or a captured block's) is bounded, so a loop
+  // printing a large value cannot grow the prompt without limit.
+  auto append = [&](const std::string& text) -> absl::Status {
+    GLM_RETURN_IF_ERROR(CheckStringSize(out->size() + text.size(), "template output"));
+    out->append(text);
+    return absl::OkStatus();
+  };
   switch (s.kind) {
     case Stmt::Kind::kText:
-      out->append(s.text);
+      GLM_RETURN_IF_ERROR(append(s.text));
       return Flow::kNormal;
     case Stmt::Kind::kOutput: {
       GLM_ASSIGN_OR_RETURN(Value v, Eval(*s.expr));
-      out->append(v.Str());
+      GLM_RETURN_IF_ERROR(append(v.Str()));
       return Flow::kNormal;
     }
     case Stmt::Kind::kIf:
@@ -106,7 +160,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecStmt(const Stmt& s, std::stri
     case Stmt::Kind::kCallBlock: {
       // `caller()` inside the macro renders this block's body.
       GLM_ASSIGN_OR_RETURN(Value v, EvalCall(*s.expr, MakeMacro(s)));
-      out->append(v.Str());
+      GLM_RETURN_IF_ERROR(append(v.Str()));
       return Flow::kNormal;
     }
     case Stmt::Kind::kFilterBlock: {
@@ -114,7 +168,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecStmt(const Stmt& s, std::stri
       GLM_RETURN_IF_ERROR(Exec(s.body, &captured).status());
       GLM_ASSIGN_OR_RETURN(Value v,
                            EvalFilterChain(*s.filter, Value::String(std::move(captured))));
-      out->append(v.Str());
+      GLM_RETURN_IF_ERROR(append(v.Str()));
       return Flow::kNormal;
     }
     case Stmt::Kind::kBreak: return Flow::kBreak;
@@ -164,6 +218,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, std::strin
     // The loop filter runs before the loop: loop.length and loop.last see filtered items.
     ValueList kept;
     for (const Value& item : items) {
+      GLM_RETURN_IF_ERROR(Step(s.line));
       frame_ = std::make_shared<Frame>();
       frame_->parent = saved;
       auto st = Assign(s.targets, item, s.line);
@@ -181,6 +236,10 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, std::strin
   if (items.empty()) return Exec(s.else_body, out);
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    if (auto st = Step(s.line); !st.ok()) {
+      frame_ = saved;
+      return st;
+    }
     frame_ = std::make_shared<Frame>();
     frame_->parent = saved;
     Value::Dict loop = {
@@ -222,6 +281,7 @@ Value Interpreter::MakeMacro(const Stmt& s) {
         if (depth_ >= kMaxMacroDepth) {
           return Error(def->line, "macro recursion too deep");
         }
+        GLM_RETURN_IF_ERROR(Step(def->line));
         auto frame = std::make_shared<Frame>();
         frame->parent = closure.lock();
         if (frame->parent == nullptr) frame->parent = root_;
@@ -273,6 +333,18 @@ Value Interpreter::MakeMacro(const Stmt& s) {
 }
 
 absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
+  NestGuard guard(&nesting_);
+  if (nesting_ > kMaxEvalNesting) return Error(e.line, "template recursion too deep");
+  auto v = EvalNode(e);
+  // Every value a template builds passes through here before it can be wrapped again, so this
+  // bounds the nesting of anything built at render time ({% set ns.x = [ns.x] %} in a loop).
+  if (v.ok() && v->depth() > kMaxValueDepth) {
+    return Error(e.line, absl::StrCat("value nested more than ", kMaxValueDepth, " levels deep"));
+  }
+  return v;
+}
+
+absl::StatusOr<Value> Interpreter::EvalNode(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::kLiteral: return e.value;
     case Expr::Kind::kName: return Lookup(e.name);
@@ -448,15 +520,29 @@ absl::StatusOr<bool> Interpreter::ApplyTest(const std::string& name, const Value
 
 absl::StatusOr<Value> Interpreter::EvalBinary(const std::string& op, const Value& a,
                                               const Value& b, int line) {
-  if (op == "~") return Value::String(a.Str() + b.Str());
+  if (op == "~") {
+    std::string x = a.Str();
+    const std::string y = b.Str();
+    if (auto st = CheckStringSize(x.size() + y.size(), "'~'"); !st.ok()) return Error(line, std::string(st.message()));
+    return Value::String(std::move(x += y));
+  }
   if (a.is_undefined() || b.is_undefined()) {
     const Value& u = a.is_undefined() ? a : b;
     return Error(line, u.undefined_hint().empty() ? "undefined value in arithmetic"
                                                   : u.undefined_hint());
   }
   if (op == "+") {
-    if (a.is_string() && b.is_string()) return Value::String(a.as_string() + b.as_string());
+    if (a.is_string() && b.is_string()) {
+      if (auto st = CheckStringSize(a.as_string().size() + b.as_string().size(), "'+'"); !st.ok()) {
+        return Error(line, std::string(st.message()));
+      }
+      return Value::String(a.as_string() + b.as_string());
+    }
     if (a.is_list() && b.is_list()) {
+      if (a.list().size() + b.list().size() > kMaxListItems) {
+        return Error(line, absl::StrCat("'+' would build a list of ", a.list().size() + b.list().size(),
+                                        " items, over the limit of ", kMaxListItems));
+      }
       ValueList items = a.list();
       items.insert(items.end(), b.list().begin(), b.list().end());
       return Value::List(std::move(items));
@@ -467,6 +553,18 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const std::string& op, const Value
     const Value* count = seq == &a ? &b : &a;
     if (seq != nullptr && (count->is_int() || count->is_bool())) {
       const int64_t n = std::max<int64_t>(0, count->as_int());
+      // Python repeats exactly; here the result is priced first (in bytes, or items for a
+      // list) so "a" * 10**11 or [1] * 10**12 is an error instead of an endless loop, and
+      // "" * 10**18 (nothing to build) returns at once.
+      const uint64_t unit = seq->is_string() ? seq->as_string().size() : seq->list().size();
+      if (unit == 0 || n == 0) return seq->is_string() ? Value::String("") : Value::List();
+      const uint64_t limit = seq->is_string() ? internal::kMaxStringBytes : kMaxListItems;
+      if (static_cast<uint64_t>(n) > limit / unit ||
+          (seq->is_list() && static_cast<uint64_t>(n) > internal::kMaxStringBytes / ApproxBytes(*seq))) {
+        return Error(line, absl::StrCat("'*' would repeat a ", unit, "-", seq->is_string() ? "byte string" : "item list",
+                                        " ", n, " times, over the limit of ", limit,
+                                        seq->is_string() ? " bytes" : " items (or 16 MiB)"));
+      }
       if (seq->is_string()) {
         std::string s;
         for (int64_t i = 0; i < n; ++i) s += seq->as_string();
@@ -492,13 +590,26 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const std::string& op, const Value
       const double q = std::floor(a.as_float() / b.as_float());
       return op == "//" ? Value::Float(q) : Value::Float(a.as_float() - q * b.as_float());
     }
+    // INT64_MIN // -1 overflows, and the division traps (SIGFPE) on x86.
+    if (b.as_int() == -1) {
+      if (op == "%") return Value::Int(0);
+      if (a.as_int() == INT64_MIN) return Error(line, "integer overflow in //");
+      return Value::Int(-a.as_int());
+    }
     const int64_t q = FloorDiv(a.as_int(), b.as_int());
     return op == "//" ? Value::Int(q) : Value::Int(a.as_int() - q * b.as_int());
   }
   if (op == "**") {
     if (!floats && b.as_int() >= 0) {
-      int64_t r = 1;
-      for (int64_t i = 0; i < b.as_int() && i < 64; ++i) r *= a.as_int();
+      // Python has big integers; 64-bit overflow is an error rather than a wrapped value.
+      const int64_t base = a.as_int(), exp = b.as_int();
+      if (base == 0) return Value::Int(exp == 0 ? 1 : 0);
+      if (base == 1) return Value::Int(1);
+      if (base == -1) return Value::Int(exp % 2 == 0 ? 1 : -1);
+      int64_t r = 1;  // |base| >= 2: overflows within 63 steps.
+      for (int64_t i = 0; i < exp; ++i) {
+        if (__builtin_mul_overflow(r, base, &r)) return Error(line, "integer overflow in **");
+      }
       return Value::Int(r);
     }
     return Value::Float(std::pow(a.as_float(), b.as_float()));
@@ -508,7 +619,12 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const std::string& op, const Value
     return Value::Float(op == "+" ? x + y : op == "-" ? x - y : x * y);
   }
   const int64_t x = a.as_int(), y = b.as_int();
-  return Value::Int(op == "+" ? x + y : op == "-" ? x - y : x * y);
+  int64_t r = 0;
+  const bool overflow = op == "+"   ? __builtin_add_overflow(x, y, &r)
+                        : op == "-" ? __builtin_sub_overflow(x, y, &r)
+                                    : __builtin_mul_overflow(x, y, &r);
+  if (overflow) return Error(line, absl::StrCat("integer overflow in ", op));
+  return Value::Int(r);
 }
 
 absl::StatusOr<Value> Interpreter::EvalCompare(const std::string& op, const Value& a,

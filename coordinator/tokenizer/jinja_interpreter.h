@@ -41,7 +41,9 @@ class Interpreter {
   absl::Status ExecSet(const Stmt& s);
   absl::Status Assign(const std::vector<std::string>& targets, const Value& v, int line);
   Value MakeMacro(const Stmt& s);
+  // Eval bounds recursion and the nesting of the value; EvalNode does the work.
   absl::StatusOr<Value> Eval(const Expr& e);
+  absl::StatusOr<Value> EvalNode(const Expr& e);
   // `caller`, when a function, is passed as the `caller` keyword ({% call %} blocks).
   absl::StatusOr<Value> EvalCall(const Expr& e, const Value& caller = Value());
   absl::StatusOr<Value> EvalBinary(const std::string& op, const Value& a, const Value& b, int line);
@@ -59,6 +61,12 @@ class Interpreter {
   std::shared_ptr<Frame> root_;  // The template's top-level variables.
   std::shared_ptr<Frame> frame_;
   int depth_ = 0;  // Macro recursion guard.
+  // Eval/ExecStmt recursion (expressions inside statements inside macro calls): bounds the
+  // native stack whatever the parser accepted times the macro depth.
+  int nesting_ = 0;
+  // Loop iterations and macro calls of this render, against a budget (see kMaxSteps).
+  int64_t steps_ = 0;
+  absl::Status Step(int line);
 };
 
 }  // namespace glm::tokenizer::jinja

@@ -1,5 +1,8 @@
 #include "coordinator/tokenizer/jinja_template.h"
 
+#include <new>
+#include <stdexcept>
+
 #include "coordinator/tokenizer/jinja_interpreter.h"
 #include "coordinator/tokenizer/jinja_parser.h"
 #include "coordinator/tokenizer/status_macros.h"
@@ -13,10 +16,18 @@ absl::StatusOr<std::unique_ptr<Template>> Template::Parse(std::string_view sourc
 }
 
 absl::StatusOr<std::string> Template::Render(const Value::Dict& context) const {
-  Interpreter interp(context);
-  std::string out;
-  GLM_RETURN_IF_ERROR(interp.Run(body_, &out));
-  return out;
+  // The interpreter bounds what a template may build (jinja_builtins.h); this is the backstop
+  // for an allocation that still fails, which must fail the request, not the process.
+  try {
+    Interpreter interp(context);
+    std::string out;
+    GLM_RETURN_IF_ERROR(interp.Run(body_, &out));
+    return out;
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("template rendering ran out of memory");
+  } catch (const std::length_error&) {
+    return absl::ResourceExhaustedError("template rendering built an oversized value");
+  }
 }
 
 }  // namespace glm::tokenizer::jinja

@@ -11,8 +11,68 @@
 
 namespace glm::tokenizer::jinja {
 
+namespace {
+int ItemsDepth(const ValueList& items) {
+  int d = 0;
+  for (const Value& v : items) d = std::max(d, v.depth());
+  return d + 1;
+}
+int EntriesDepth(const Value::Dict& entries) {
+  int d = 0;
+  for (const auto& [k, v] : entries) d = std::max(d, v.depth());
+  return d + 1;
+}
+}  // namespace
+
+namespace {
+
+// Containers whose last owner is being destroyed, waiting to be freed by the outermost
+// ~Value on this thread.
+struct PendingFrees {
+  std::vector<std::shared_ptr<ValueList>> lists;
+  std::vector<std::shared_ptr<Value::Dict>> dicts;
+  std::vector<std::shared_ptr<NativeFunction>> fns;
+};
+thread_local PendingFrees* t_pending = nullptr;
+
+}  // namespace
+
+Value::~Value() {
+  if (list_ == nullptr && dict_ == nullptr && fn_ == nullptr) return;
+  PendingFrees local;
+  const bool outermost = t_pending == nullptr;
+  if (outermost) t_pending = &local;
+  PendingFrees* pending = t_pending;
+  // Only containers this value alone holds are handed over; shared ones just lose a reference.
+  if (list_ != nullptr && list_.use_count() == 1) pending->lists.push_back(std::move(list_));
+  if (dict_ != nullptr && dict_.use_count() == 1) pending->dicts.push_back(std::move(dict_));
+  if (fn_ != nullptr && fn_.use_count() == 1) pending->fns.push_back(std::move(fn_));
+  if (!outermost) return;
+  // Freeing one container runs its items' destructors, which queue their own containers here
+  // instead of recursing.
+  while (true) {
+    if (!pending->lists.empty()) {
+      std::shared_ptr<ValueList> p = std::move(pending->lists.back());
+      pending->lists.pop_back();
+      p.reset();
+    } else if (!pending->dicts.empty()) {
+      std::shared_ptr<Dict> p = std::move(pending->dicts.back());
+      pending->dicts.pop_back();
+      p.reset();
+    } else if (!pending->fns.empty()) {
+      std::shared_ptr<NativeFunction> p = std::move(pending->fns.back());
+      pending->fns.pop_back();
+      p.reset();
+    } else {
+      break;
+    }
+  }
+  t_pending = nullptr;
+}
+
 Value Value::List(ValueList items) {
   Value v(Kind::kList);
+  v.depth_ = ItemsDepth(items);
   v.list_ = std::make_shared<ValueList>(std::move(items));
   return v;
 }
@@ -25,12 +85,14 @@ Value Value::Tuple(ValueList items) {
 
 Value Value::MakeDict(Dict entries) {
   Value v(Kind::kDict);
+  v.depth_ = EntriesDepth(entries);
   v.dict_ = std::make_shared<Dict>(std::move(entries));
   return v;
 }
 
 Value Value::Namespace(Dict entries) {
   Value v(Kind::kNamespace);
+  v.depth_ = EntriesDepth(entries);
   v.dict_ = std::make_shared<Dict>(std::move(entries));
   return v;
 }
@@ -76,6 +138,7 @@ const Value* Value::Find(const std::string& key) const {
 }
 
 void Value::Set(const std::string& key, Value v) {
+  depth_ = std::max(depth_, v.depth_ + 1);
   for (auto& [k, old] : *dict_) {
     if (k == key) {
       old = std::move(v);
@@ -275,9 +338,25 @@ std::string Value::TypeName() const {
   return "object";
 }
 
+namespace {
+// tojson recurses per nesting level and a namespace can contain itself (ns.self = ns), so the
+// depth is bounded; the output is bounded like every other template string (see
+// internal::kMaxStringBytes in jinja_builtins.h).
+constexpr int kMaxJsonDepth = 512;
+constexpr size_t kMaxJsonBytes = size_t{16} << 20;
+}  // namespace
+
 absl::Status Value::WriteJson(std::string* out, bool ensure_ascii, int indent, int depth,
                               const std::string& item_sep, const std::string& key_sep,
                               bool sort_keys) const {
+  if (depth > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tojson: value nested more than ", kMaxJsonDepth, " levels deep (or containing itself)"));
+  }
+  if (out->size() > kMaxJsonBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tojson output is over the ", kMaxJsonBytes, "-byte limit"));
+  }
   auto newline = [&](int d) {
     if (indent < 0) return;
     out->push_back('\n');

@@ -32,6 +32,14 @@ class Value {
   using Dict = std::vector<std::pair<std::string, Value>>;
 
   Value() = default;  // Undefined.
+  Value(const Value&) = default;
+  Value(Value&&) noexcept = default;
+  Value& operator=(const Value&) = default;
+  Value& operator=(Value&&) noexcept = default;
+  // Frees nested lists/dicts/functions iteratively: a chain built at render time (namespaces
+  // linked through attributes, which no depth count sees) must not overflow the stack when
+  // it is released.
+  ~Value();
   static Value Undefined(std::string hint = "") {
     Value v;
     v.str_ = std::move(hint);
@@ -64,6 +72,11 @@ class Value {
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
   bool is_function() const { return kind_ == Kind::kFunction; }
   bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
+  // Container nesting when built (0 for scalars, 1 + deepest item for lists, dicts and
+  // namespaces). Printing, comparing and destroying recurse per level, so the interpreter
+  // refuses values deeper than a bound. A namespace mutated after it was stored elsewhere is
+  // not re-measured there; tojson bounds its own recursion for that case.
+  int depth() const { return depth_; }
 
   bool as_bool() const { return int_ != 0; }
   int64_t as_int() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(float_) : int_; }
@@ -116,6 +129,7 @@ class Value {
   std::shared_ptr<ValueList> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<NativeFunction> fn_;
+  int depth_ = 0;
 };
 
 // Python's repr() of a float ("1.0", "0.1", "1e-05", "inf").

@@ -124,6 +124,97 @@ TEST(JinjaTest, DeepNestingIsAnErrorNotAStackOverflow) {
   EXPECT_EQ(*Render("{{ 1" + Repeat(" + 1", 100) + " }}"), "101");
 }
 
+// The interpreter bounds what the parser cannot see: values nested at render time and
+// recursion through macros.
+TEST(JinjaTest, RenderTimeNestingAndRunawayLoopsAreErrors) {
+  ExpectError(Render("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}"
+                     "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}").status(),
+              "value nested more than 512 levels deep", "list wrapping");
+  ExpectError(Render("{% set ns = namespace() %}{% set ns.self = ns %}{{ ns|tojson }}").status(),
+              "tojson: value nested more than 512 levels deep", "self-containing namespace");
+  ExpectError(Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").status(),
+              "macro recursion too deep", "macro recursion");
+  // A chain of namespaces linked by attribute assignment is invisible to any depth count; it
+  // must still be freed without recursing once per link.
+  EXPECT_EQ(*Render("{% set ns = namespace(tail=namespace()) %}{% set head = ns.tail %}"
+                    "{% for i in range(3) %}{% for j in range(100000) %}{% set n = namespace() %}"
+                    "{% set t = ns.tail %}{% set t.next = n %}{% set ns.tail = n %}"
+                    "{% endfor %}{% endfor %}ok"),
+            "ok");
+  // Deep request data is refused before it is converted.
+  OJson deep = OJson::array();
+  for (int i = 0; i < 100000; ++i) deep = OJson::array({std::move(deep)});
+  auto tmpl = ChatTemplate::FromString("{{ messages }}");
+  ASSERT_TRUE(tmpl.ok());
+  ExpectError((*tmpl)->RenderOrdered(deep, OJson(), false).status(),
+              "messages nested more than 256 levels deep", "deep messages");
+}
+
+// Renders that would run for hours stop at the step budget (a few seconds).
+TEST(JinjaTest, RunawayLoopsAndMacroCallsHitTheStepBudget) {
+  ExpectError(Render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                     "{% endfor %}").status(),
+              "loop iterations and macro calls in one render", "nested loops");
+}
+
+TEST(JinjaTest, ExponentialMacroCallsHitTheStepBudget) {
+  ExpectError(Render("{% macro m(n) %}{% if n > 0 %}{{ m(n - 1) }}{{ m(n - 1) }}{% endif %}"
+                     "{% endmacro %}{{ m(60) }}").status(),
+              "loop iterations and macro calls in one render", "exponential macro");
+}
+
+// Size-amplifying operations are priced before they allocate: these used to abort
+// (length_error, bad_alloc) or loop for ever on every chat request.
+TEST(JinjaTest, SizeAmplifyingOperationsAreCapped) {
+  ExpectError(Render("{{ 'a' * 100000000000 }}").status(),
+              "'*' would repeat a 1-byte string 100000000000 times, over the limit of 16777216 bytes",
+              "string repetition");
+  ExpectError(Render("{{ [1] * 1000000000000 }}").status(),
+              "'*' would repeat a 1-item list 1000000000000 times", "list repetition");
+  EXPECT_EQ(*Render("{{ '' * 1000000000000000000 }}|{{ [] * 1000000000000000000 }}|{{ 'ab' * -3 }}"),
+            "|[]|");
+  EXPECT_EQ(*Render("{{ 'ab' * 3 }}{{ 2 * 'c' }}{{ [1] * 2 }}"), "abababcc[1, 1]");
+  EXPECT_EQ(*Render("{{ 'x\ny'|indent(-1) }}"), "x\ny");
+  EXPECT_EQ(*Render("{{ 'x\ny'|indent(2) }}"), "x\n  y");
+  ExpectError(Render("{{ 'x'|indent(10000000000) }}").status(), "indent width would produce",
+              "indent");
+  ExpectError(Render("{% set s = 'a' * 16000000 %}{{ s ~ s }}").status(),
+              "'~' would produce 32000000 bytes", "concat");
+  ExpectError(Render("{% set s = 'a' * 16000000 %}{{ s + s }}").status(),
+              "'+' would produce 32000000 bytes", "plus");
+  ExpectError(Render("{% set s = 'a' * 1000000 %}{{ [s] * 100 }}").status(),
+              "'*' would repeat a 1-item list 100 times", "list of big strings");
+  ExpectError(Render("{% set s = 'a' * 1000000 %}{{ range(100)|join(s) }}").status(),
+              "join would produce", "join filter");
+  ExpectError(Render("{% set s = 'a' * 1000000 %}{{ s.join(range(100)|map('string')) }}").status(),
+              "join would produce", "str.join");
+  ExpectError(Render("{% set s = 'a' * 1000000 %}{{ s|replace('a', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb') }}").status(),
+              "replace would produce", "replace");
+  ExpectError(Render("{% set s = 'a' * 1000000 %}{% for i in range(100) %}{{ s }}{% endfor %}").status(),
+              "template output would produce", "output");
+  ExpectError(Render("{{ [1]|tojson(indent=100000) }}").status(), "tojson indent 100000", "tojson");
+  EXPECT_FALSE(Render("{{ range(1000000000000) }}").ok());
+}
+
+// Integer edge cases that trapped (SIGFPE), threw or indexed out of bounds.
+TEST(JinjaTest, IntegerEdgesAreErrorsNotTraps) {
+  ExpectError(Render("{{ (-9223372036854775807 - 1) // -1 }}").status(), "integer overflow in //",
+              "floordiv");
+  EXPECT_EQ(*Render("{{ (-9223372036854775807 - 1) % -1 }}|{{ 7 // -1 }}|{{ 7 % -1 }}"), "0|-7|0");
+  EXPECT_EQ(*Render("{{ (-9223372036854775807 - 1) is divisibleby(-1) }}"), "True");
+  ExpectError(Render("{{ 9223372036854775807 + 1 }}").status(), "integer overflow in +", "add");
+  ExpectError(Render("{{ -9223372036854775807 - 2 }}").status(), "integer overflow in -", "sub");
+  ExpectError(Render("{{ 3 ** 100 }}").status(), "integer overflow in **", "pow");
+  EXPECT_EQ(*Render("{{ 2 ** 10 }}|{{ (-1) ** 1000000000000000001 }}|{{ 1 ** 1000000000000000000 }}"),
+            "1024|-1|1");
+  EXPECT_EQ(*Render("{{ 'abc'[2::9223372036854775807] }}|{{ 'abc'[::-9223372036854775807] }}|"
+                    "{{ [1, 2, 3][0::9223372036854775807] }}"),
+            "c|c|[1]");
+  ExpectError(Render("{{ '{99999999999999999999999}'.format(1) }}").status(),
+              "Replacement index out of range", "format index");
+  EXPECT_EQ(*Render("{{ [[1]]|map(attribute='99999999999999999999')|list }}"), "[]");
+}
+
 TEST(JinjaTest, PythonFloatRepr) {
   EXPECT_EQ(jinja::PythonFloatRepr(1.0), "1.0");
   EXPECT_EQ(jinja::PythonFloatRepr(0.1), "0.1");
