@@ -6,7 +6,7 @@
 //               [--expert-memory-gib G] (load the model as a cluster started with them would)
 //   --server HOST:PORT generate|chat|info   (the same through a running coordinator's gRPC API)
 //   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
-//   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N]
+//   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N] [--force]
 //   plan        --model DIR (--topology XML | --synthetic "pack:2 numa:2 core:16") [--hosts N] [--stages S]
 //   tokenize    --tokenizer PATH --text-file F
 //   detokenize  --tokenizer PATH --ids 1,2,3
@@ -59,6 +59,9 @@ ABSL_FLAG(int64_t, draft_vocab, 0,
           "generate with --speculative mtp:K: drafts propose only token ids below this count and the prompt's and "
           "output's own tokens (the same outputs; 0 = the whole vocabulary)");
 ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
+ABSL_FLAG(bool, force, false,
+          "synth: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
+          "(without it a non-empty DIR is refused)");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
 ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
 ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
@@ -148,6 +151,7 @@ int main(int argc, char** argv) {
   m.json = absl::GetFlag(FLAGS_json);
   m.threads = absl::GetFlag(FLAGS_threads);
   m.preset = absl::GetFlag(FLAGS_preset);
+  m.force = absl::GetFlag(FLAGS_force);
   m.message = absl::GetFlag(FLAGS_message);
   m.speculative = absl::GetFlag(FLAGS_speculative);
   m.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);

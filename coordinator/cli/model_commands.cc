@@ -257,7 +257,7 @@ absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& o) {
   if (o.out.empty()) return absl::InvalidArgumentError("--out DIR is required");
   auto preset = model::SynthPresetByName(o.preset);
   if (!preset.ok()) return preset.status();
-  auto summary = model::WriteSynthCheckpoint(*preset, o.out, o.seed);
+  auto summary = model::WriteSynthCheckpoint(*preset, o.out, o.seed, /*replace=*/o.force);
   if (!summary.ok()) return summary.status();
   return *summary;
 }

@@ -30,6 +30,7 @@ struct ModelCommandOptions {
   bool json = false;
   int32_t threads = 0;
   std::string preset;
+  bool force = false;  // synth: replace the model files of a non-empty --out directory
   std::string message;  // chat: the user message
   std::string speculative;  // generate/chat: mtp:K | ngram:K
   int64_t draft_vocab = 0;  // with mtp:K: SpeculativeConfig::draft_vocab

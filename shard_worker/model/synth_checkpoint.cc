@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -154,9 +155,46 @@ absl::StatusOr<SynthPreset> SynthPresetByName(const std::string& name) {
   return p;
 }
 
-absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed) {
+namespace {
+
+// What a checkpoint directory holds that a new checkpoint must not be mixed with: its shards,
+// config, index, generation config and tokenizer files.
+bool IsCheckpointFile(const std::filesystem::path& p) {
+  const std::string ext = p.extension().string();
+  return ext == ".safetensors" || ext == ".json";
+}
+
+// `dir` absent or empty, or (with `replace`) emptied of checkpoint files. Writing into another
+// model's directory used to mix the two: the new config and index beside the old shards, and
+// the old tokenizer for a model of another vocabulary.
+absl::Status PrepareOutputDir(const std::string& dir, bool replace) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return absl::OkStatus();
+  if (!fs::is_directory(dir, ec)) return absl::AlreadyExistsError(absl::StrCat(dir, ": exists and is not a directory"));
+  std::vector<fs::path> entries;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot list: ", ec.message()));
+  if (entries.empty()) return absl::OkStatus();
+  if (!replace)
+    return absl::AlreadyExistsError(absl::StrCat(dir, " is not empty (", entries.size(),
+                                                 " entries): give an empty or new directory, or --force to "
+                                                 "replace the model files (*.safetensors, *.json) in it"));
+  for (const fs::path& p : entries) {
+    if (!IsCheckpointFile(p) || fs::is_directory(p, ec)) continue;
+    if (!fs::remove(p, ec) && ec) return absl::PermissionDeniedError(absl::StrCat(p.string(), ": cannot remove: ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed,
+                                                 bool replace) {
   namespace fs = std::filesystem;
   const ModelConfig& c = preset.config;
+  if (dir.empty()) return absl::InvalidArgumentError("synth: the output directory is empty");
+  if (auto s = PrepareOutputDir(dir, replace); !s.ok()) return s;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));

@@ -22,8 +22,12 @@ struct SynthPreset {
 absl::StatusOr<SynthPreset> SynthPresetByName(const std::string& name);
 
 // Writes config.json, generation_config.json, model.safetensors.index.json and (unless
-// metadata-only) the shards into `dir` (created). Returns a one-line JSON summary.
-absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed);
+// metadata-only) the shards into `dir` (created). Returns a one-line JSON summary. `dir` must be
+// new or empty (AlreadyExists otherwise, so another model is never overwritten or mixed with
+// this one); with `replace` its *.safetensors and *.json files are deleted first (glmctl synth
+// --force), other files left alone.
+absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed,
+                                                 bool replace = false);
 
 }  // namespace glm::model
 
