@@ -9,8 +9,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <atomic>
 #include <thread>
 
@@ -24,6 +22,7 @@
 #include "coordinator/api/serving_metrics.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "coordinator/placement/planner.h"
+#include "coordinator/placement/size_flags.h"
 #include "coordinator/placement/weight_format.h"
 #include "coordinator/scheduler/cluster_step_runner.h"
 #include "coordinator/scheduler/engine.h"
@@ -88,13 +87,6 @@ void Log(const std::string& m) { std::fprintf(stderr, "[coordinator] %s\n", m.c_
   glm::comm::MpiSession::Abort(1);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // KV bytes per block on the rank of the plan that holds the most layers (every rank of a stage
 // caches all of the stage's layers).
 int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size) {
@@ -155,10 +147,26 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--activation-dtype '", load_flags.activation_dtype, "' is not one of f32, bf16"));
   if (auto f = glm::placement::ParseWeightFormat(load_flags.weight_dtype, load_flags.quantize_scope, *config); !f.ok())
     Fatal(absl::StrCat("--weight-dtype / --quantize-scope: ", f.status().message()));
+  // Sizes: finite and in range (inf, nan, 1e30 cast to bytes were undefined: INT64_MIN budgets).
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
-  if (!(expert_gib >= 0))
-    Fatal(absl::StrCat("--expert-memory-gib must be >= 0 (0 = all routed experts resident), got ", expert_gib));
-  load_flags.expert_memory_bytes = static_cast<int64_t>(expert_gib * (1ll << 30));
+  auto expert_bytes = glm::placement::GibFlagBytes("--expert-memory-gib", expert_gib, "all routed experts resident");
+  if (!expert_bytes.ok()) Fatal(std::string(expert_bytes.status().message()));
+  load_flags.expert_memory_bytes = *expert_bytes;
+  const double kv_gib = absl::GetFlag(FLAGS_kv_cache_gib);
+  auto kv_bytes = glm::placement::GibFlagBytes("--kv-cache-gib", kv_gib);
+  if (!kv_bytes.ok()) Fatal(std::string(kv_bytes.status().message()));
+  if (auto s = glm::placement::CheckGibFlag("--memory-budget-gib", absl::GetFlag(FLAGS_memory_budget_gib),
+                                            "90% of the NUMA node's share");
+      !s.ok())
+    Fatal(std::string(s.message()));
+  // A pinned plan is read now: a path that cannot be read is reported as such, before any worker
+  // is started (not later as a JSON parse error of an empty plan).
+  std::string placement_json;
+  if (const std::string path = absl::GetFlag(FLAGS_placement); !path.empty()) {
+    auto json = glm::placement::ReadPlanFile(path);
+    if (!json.ok()) Fatal(absl::StrCat("--placement ", json.status().message()));
+    placement_json = std::move(*json);
+  }
 
   // Tokenizer and chat template are optional: without them the model serves token ids.
   std::unique_ptr<glm::tokenizer::Tokenizer> tokenizer;
@@ -192,16 +200,15 @@ int main(int argc, char** argv) {
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
   cluster_options.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_s));
-  const double kv_gib = absl::GetFlag(FLAGS_kv_cache_gib);
   cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
     const int64_t per_block = LargestBlockBytes(*config, plan, block_size);
-    return static_cast<int32_t>(std::min<int64_t>(1 << 30, static_cast<int64_t>(kv_gib * (1ll << 30)) / std::max<int64_t>(1, per_block)));
+    return static_cast<int32_t>(std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block)));
   };
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
     for (const auto& h : hellos) Log(absl::StrCat("worker ", h.rank(), " on ", h.hostname(), ": ", h.binding()));
     absl::StatusOr<glm::placement::PlacementPlan> plan;
     if (!absl::GetFlag(FLAGS_placement).empty()) {
-      plan = glm::placement::PlanFromJson(ReadFile(absl::GetFlag(FLAGS_placement)), *config, world->size());
+      plan = glm::placement::PlanFromJson(placement_json, *config, world->size());
       if (plan.ok())
         if (auto s = glm::placement::ApplyLoadFlags(load_flags, &*plan); !s.ok()) plan = s;
     } else {

@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/placement/planner.h"
+#include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -30,7 +32,11 @@ struct LoadedModel {
 
 absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
-  if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  // Capped like a plan's cores: each is a thread started now, and 2000000000 ended in an
+  // uncaught std::system_error.
+  if (o.threads < 0 || o.threads > placement::kMaxRankCores)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads must be 0..", placement::kMaxRankCores, " (0 = all cores), got ", o.threads));
   model::LoadOptions load;
   if (auto s = model::ParseWeightDType(o.weight_dtype, &load); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("--weight-dtype: ", s.message()));
@@ -41,9 +47,9 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (!kernels::ParseActivationDType(o.activation_dtype, &bf16_activations))
     return absl::InvalidArgumentError(absl::StrCat("--activation-dtype '", o.activation_dtype, "' is not one of f32, bf16"));
   kernels::SetBf16Activations(bf16_activations);
-  if (!(o.expert_memory_gib >= 0))
-    return absl::InvalidArgumentError("--expert-memory-gib must be >= 0 (0 = all routed experts resident)");
-  load.expert_memory_bytes = static_cast<int64_t>(o.expert_memory_gib * (int64_t{1} << 30));
+  auto expert_bytes = placement::GibFlagBytes("--expert-memory-gib", o.expert_memory_gib, "all routed experts resident");
+  if (!expert_bytes.ok()) return expert_bytes.status();
+  load.expert_memory_bytes = *expert_bytes;
   auto ckpt = model::Checkpoint::Open(o.model_dir);
   if (!ckpt.ok()) return ckpt.status();
   auto weights = model::ModelWeights::Load(**ckpt, load);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/placement/planner.h"
+#include "coordinator/placement/size_flags.h"
 #include "numa/topology.h"
 #include "shard_worker/model/model_config.h"
 
@@ -31,9 +32,18 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   if (options.model_dir.empty()) return absl::InvalidArgumentError("plan needs --model DIR");
   if (options.hosts < 1) return absl::InvalidArgumentError(absl::StrCat("--hosts must be at least 1, got ", options.hosts));
   if (options.stages < 0) return absl::InvalidArgumentError(absl::StrCat("--stages must not be negative, got ", options.stages));
-  if (options.bandwidth_gbps < 0) return absl::InvalidArgumentError("--bandwidth-gbps must not be negative");
-  if (!(options.expert_memory_gib >= 0))
-    return absl::InvalidArgumentError("--expert-memory-gib must not be negative (0 = all routed experts resident)");
+  // Finite and in range before any arithmetic: inf / nan / 1e30 made garbage plans (INT64_MIN
+  // bytes, 0 ms/token), and nan was silently taken as 0 (the estimate).
+  if (auto s = placement::CheckGbpsFlag("--bandwidth-gbps", options.bandwidth_gbps, "estimate"); !s.ok()) return s;
+  if (auto s = placement::CheckGibFlag("--expert-memory-gib", options.expert_memory_gib, "all routed experts resident");
+      !s.ok())
+    return s;
+  if (auto s = placement::CheckGibFlag("--memory-budget-gib", options.memory_budget_gib,
+                                       "90% of the NUMA node's share");
+      !s.ok())
+    return s;
+  if (auto s = placement::CheckGibFlag("--numa-memory-gib", options.numa_memory_gib, "64"); !s.ok()) return s;
+  if (auto s = placement::CheckGibFlag("--kv-cache-gib", options.kv_cache_gib); !s.ok()) return s;
   fs::path config_path = options.model_dir;
   std::error_code ec;
   if (fs::is_directory(config_path, ec)) config_path /= "config.json";

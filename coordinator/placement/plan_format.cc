@@ -1,7 +1,11 @@
 // The plan's two printed forms: a table for people (host -> NUMA node -> rank) and protobuf
 // JSON for machines and for operators who pin an edited plan.
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <map>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -111,6 +115,27 @@ absl::StatusOr<std::string> PlanToJson(const PlacementPlan& plan) {
   std::string json;
   auto status = google::protobuf::util::MessageToJsonString(plan, &json, options);
   if (!status.ok()) return absl::InternalError(absl::StrCat("plan to JSON: ", status.ToString()));
+  return json;
+}
+
+absl::StatusOr<std::string> ReadPlanFile(const std::string& path) {
+  // stdio rather than ifstream: errno says why (missing, a directory, no permission), where an
+  // unreadable ifstream just reads as an empty plan.
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (f == nullptr) {
+    const int err = errno;
+    const std::string m = absl::StrCat(path, ": cannot open: ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(m)
+                         : err == EACCES ? absl::PermissionDeniedError(m) : absl::InvalidArgumentError(m);
+  }
+  std::string json;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f.get())) > 0) json.append(buf, n);
+  if (std::ferror(f.get()))  // e.g. EISDIR: fopen accepts a directory, reading it fails
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
+  if (json.find_first_not_of(" \t\r\n") == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the file is empty (expected a plan from `glmctl plan --json`)"));
   return json;
 }
 

@@ -1,6 +1,8 @@
 // ValidatePlan(): the structural checks an operator's hand-edited plan must pass before any
 // worker loads a byte. Every error names the stage, rank and range at fault.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -80,7 +82,84 @@ absl::Status CheckStages(const PlacementPlan& plan, const model::ModelConfig& co
   return absl::OkStatus();
 }
 
+// The numbers of one rank a worker or the table takes from the plan as they are: the thread
+// count the worker starts, the bytes and predictions the table prints.
+absl::Status CheckRankNumbers(const PlacementPlan& plan, const RankAssignment& r) {
+  const int32_t k = r.rank();
+  // The node the rank is bound to, when the plan carries its host's topology: no more threads
+  // than it has hardware threads.
+  const NumaNode* node = nullptr;
+  for (const HostTopology& h : plan.hosts())
+    if (h.hostname() == r.host())
+      for (const NumaNode& n : h.numa_nodes())
+        if (n.os_index() == r.numa_node()) node = &n;
+  int node_threads = node != nullptr ? std::max(node->cores(), node->pus()) : 0;
+  if (node_threads >= kMaxRankCores) node_threads = 0;  // the cap binds first (or the topology is absurd)
+  const int most = node_threads > 0 ? node_threads : kMaxRankCores;
+  if (r.cores() < 1 || r.cores() > most)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", k, " has cores ", r.cores(), "; a rank runs 1..", most, " compute threads",
+        node_threads > 0 ? absl::StrCat(" (host '", r.host(), "' NUMA node ", r.numa_node(), " has ", node_threads, ")")
+                         : ""));
+  if (r.numa_node() < 0)
+    return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has numa_node ", r.numa_node(), " (an os index, >= 0)"));
+  if (r.expert_memory_bytes() < 0)
+    return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has expert_memory_bytes ", r.expert_memory_bytes(),
+                                                   " (0 = all resident, else positive)"));
+  const std::pair<const char*, int64_t> bytes[] = {
+      {"weight_bytes", r.weight_bytes()},
+      {"kv_bytes_per_token", r.kv_bytes_per_token()},
+      {"decode_bytes_per_token", r.decode_bytes_per_token()},
+      {"memory_budget_bytes", r.memory_budget_bytes()},
+      {"kv_reserve_bytes", r.kv_reserve_bytes()},
+      {"streamed_expert_bytes", r.streamed_expert_bytes()},
+  };
+  for (const auto& [name, value] : bytes)
+    if (value < 0) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has ", name, " ", value, " (negative)"));
+  const std::pair<const char*, double> reals[] = {
+      {"bandwidth_gbps", r.bandwidth_gbps()},
+      {"predicted_ms_per_token", r.predicted_ms_per_token()},
+  };
+  for (const auto& [name, value] : reals)
+    if (!(std::isfinite(value) && value >= 0))
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", k, " has ", name, " ", value, " (a finite number >= 0)"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckPlanNumbers(const PlacementPlan& plan) {
+  const std::pair<const char*, double> reals[] = {
+      {"predicted_ms_per_token", plan.predicted_ms_per_token()},
+      {"predicted_tokens_per_s", plan.predicted_tokens_per_s()},
+      {"communication_ms_per_token", plan.communication_ms_per_token()},
+  };
+  for (const auto& [name, value] : reals)
+    if (!(std::isfinite(value) && value >= 0))
+      return absl::InvalidArgumentError(absl::StrCat("the plan's ", name, " is ", value, " (a finite number >= 0)"));
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckPlanDimensions(const model::ModelConfig& c) {
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
+  const std::pair<const char*, int64_t> counts[] = {
+      {"num_hidden_layers", c.num_hidden_layers},     {"num_attention_heads", c.num_attention_heads},
+      {"intermediate_size", c.intermediate_size},     {"moe_intermediate_size", c.moe_intermediate_size},
+      {"n_routed_experts", c.n_routed_experts},       {"n_shared_experts", c.n_shared_experts},
+      {"vocab_size", c.vocab_size},
+  };
+  for (const auto& [name, value] : counts)
+    if (value < 0 || value > kMax)
+      return absl::InvalidArgumentError(
+          absl::StrCat("the model's ", name, " ", value, " does not fit a placement plan (0..", kMax, ")"));
+  if (c.n_shared_experts > 0 && c.moe_intermediate_size > kMax / c.n_shared_experts)
+    return absl::InvalidArgumentError(absl::StrCat("the model's shared-expert columns (moe_intermediate_size ",
+                                                   c.moe_intermediate_size, " x n_shared_experts ",
+                                                   c.n_shared_experts, ") do not fit a placement plan (0..", kMax,
+                                                   ")"));
+  return absl::OkStatus();
+}
 
 absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size) {
   if (plan.world_size() != world_size)
@@ -98,7 +177,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   if (bool bf16 = false; !kernels::ParseActivationDType(plan.activation_dtype(), &bf16))
     return absl::InvalidArgumentError(
         absl::StrCat("activation_dtype '", plan.activation_dtype(), "' is not one of f32, bf16"));
+  if (auto s = CheckPlanDimensions(config); !s.ok()) return s;
   if (auto s = CheckStages(plan, config); !s.ok()) return s;
+  if (auto s = CheckPlanNumbers(plan); !s.ok()) return s;
 
   // Ranks 1..N, each once, each in the stage that lists it at its tp_index.
   std::map<int32_t, const RankAssignment*> by_rank;
@@ -108,9 +189,7 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
           absl::StrCat("rank ", r.rank(), " is not a worker rank (workers are 1..", n_workers, ")"));
     if (!by_rank.emplace(r.rank(), &r).second)
       return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " is assigned twice"));
-    if (r.expert_memory_bytes() < 0)
-      return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " has expert_memory_bytes ",
-                                                     r.expert_memory_bytes(), " (0 = all resident, else positive)"));
+    if (auto s = CheckRankNumbers(plan, r); !s.ok()) return s;
   }
   for (int32_t k = 1; k <= n_workers; ++k)
     if (!by_rank.count(k)) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no assignment"));
@@ -184,8 +263,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
     if (etp) {
       if (auto x = CheckTiling(expert_slices, config.moe_intermediate_size, "expert columns", s); !x.ok()) return x;
     } else {
-      for (int32_t e = 0; e < config.n_routed_experts; ++e)
-        if (!expert_owner.count(e))
+      // int64 like the config's count (CheckPlanDimensions keeps it within int32 expert ids).
+      for (int64_t e = 0; e < config.n_routed_experts; ++e)
+        if (!expert_owner.count(static_cast<int32_t>(e)))
           return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": expert ", e, " is held by no rank"));
     }
   }

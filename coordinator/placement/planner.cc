@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
 #include "coordinator/placement/weight_format.h"
 
@@ -48,11 +49,17 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
     Resources& r = out[i];
     r.ranks_on_node = sharing[{w.host.hostname(), w.numa_node}];
     r.bandwidth_gbps = NodeBandwidthGbps(*r.node) / r.ranks_on_node;
-    r.cores = std::max(1, r.node->cores() / r.ranks_on_node);
+    // Capped: the worker starts this many threads, and ValidatePlan refuses more.
+    r.cores = std::clamp(r.node->cores() / r.ranks_on_node, 1, kMaxRankCores);
+    if (!(r.bandwidth_gbps > 0 && r.bandwidth_gbps <= kMaxFlagGbps))
+      return absl::InvalidArgumentError(absl::StrCat("worker rank ", i + 1, ": host '", w.host.hostname(),
+                                                     "' NUMA node ", w.numa_node, " reports bandwidth ",
+                                                     r.node->bandwidth_gbps(), " GB/s"));
+    // The options were range-checked in Plan(): these casts are in range.
     r.budget_bytes = options.memory_budget_gib > 0
                          ? static_cast<int64_t>(options.memory_budget_gib * kGib)
-                         : static_cast<int64_t>(static_cast<double>(r.node->memory_bytes()) * kDefaultMemoryFraction /
-                                                r.ranks_on_node);
+                         : static_cast<int64_t>(static_cast<double>(std::max<int64_t>(0, r.node->memory_bytes())) *
+                                                kDefaultMemoryFraction / r.ranks_on_node);
     r.expert_memory_bytes = static_cast<int64_t>(options.expert_memory_gib * kGib);
   }
   return out;
@@ -71,7 +78,8 @@ void FillSlices(const model::ModelConfig& c, bool etp, bool last_stage, int p, i
   r->set_shared_begin(shared.begin);
   r->set_shared_end(shared.end);
   if (etp) {
-    for (int32_t e = 0; e < c.n_routed_experts; ++e) r->add_experts(e);
+    // int64: the config's count is int64 (Plan() refused counts beyond int32 expert ids).
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) r->add_experts(static_cast<int32_t>(e));
     const Range slice = AlignedSlice(c.moe_intermediate_size, p, i, align);
     r->set_expert_slice_begin(slice.begin);
     r->set_expert_slice_end(slice.end);
@@ -192,10 +200,18 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   if (!etp && options.expert_layout != "expert-parallel")
     return absl::InvalidArgumentError(absl::StrCat("expert layout '", options.expert_layout,
                                                    "' is unknown (expert-parallel, expert-tensor-parallel)"));
-  if (options.memory_budget_gib < 0 || options.kv_cache_gib < 0 || options.weight_bytes_per_param < 0 ||
-      options.expert_memory_gib < 0)
+  // Named by the flags glmctl and the coordinator fill them from. NaN, inf and 1e30 are refused
+  // here: cast to bytes they were undefined (INT64_MIN budgets and KV reserves).
+  if (auto s = CheckGibFlag("--memory-budget-gib", options.memory_budget_gib, "90% of the NUMA node's share");
+      !s.ok())
+    return s;
+  if (auto s = CheckGibFlag("--kv-cache-gib", options.kv_cache_gib); !s.ok()) return s;
+  if (auto s = CheckGibFlag("--expert-memory-gib", options.expert_memory_gib, "all routed experts resident"); !s.ok())
+    return s;
+  if (options.weight_bytes_per_param < 0)
     return absl::InvalidArgumentError(
-        "memory budget, KV reserve, expert memory and bytes per parameter must not be negative");
+        absl::StrCat("weight bytes per parameter must not be negative, got ", options.weight_bytes_per_param));
+  if (auto s = CheckPlanDimensions(config); !s.ok()) return s;
   auto format = ParseWeightFormat(options.weight_dtype, options.quantize_scope, config);
   if (!format.ok()) return format.status();
   if (bool bf16 = false; !kernels::ParseActivationDType(options.activation_dtype, &bf16))

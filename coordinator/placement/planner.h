@@ -13,11 +13,16 @@
 
 namespace glm::placement {
 
+// The most compute threads a plan may give one rank (RankAssignment::cores): the worker starts
+// that many, so a plan's 2000000000 must be refused, not tried until std::thread fails.
+inline constexpr int kMaxRankCores = 4096;
+
 struct PlannerOptions {
   int stages = 0;                  // pipeline stages; 0 = one per host
   // "expert-parallel" (whole experts per rank) or "expert-tensor-parallel" (every rank a slice
   // of every expert).
   std::string expert_layout = "expert-parallel";
+  // GiB options: finite, 0..kMaxFlagGib (size_flags.h), else InvalidArgument naming the flag.
   double memory_budget_gib = 0;    // per rank; 0 = the NUMA node's memory minus a reserve
   double kv_cache_gib = 0;         // per rank, reserved on top of the weights
   int64_t weight_bytes_per_param = 0;  // 0 = as stored in the checkpoint (BF16 2, FP8 1 + scales)
@@ -55,9 +60,18 @@ std::string PlanToTable(const PlacementPlan& plan);
 absl::StatusOr<std::string> PlanToJson(const PlacementPlan& plan);
 absl::StatusOr<PlacementPlan> PlanFromJson(const std::string& json, const model::ModelConfig& config,
                                            int world_size);
+// The text of a plan file (the coordinator's --placement), or an error naming the path and why
+// it cannot be read: NotFound for a missing file, PermissionDenied, InvalidArgument for a
+// directory or an empty file.
+absl::StatusOr<std::string> ReadPlanFile(const std::string& path);
 // Structural checks: every layer in exactly one stage, heads / slices / experts / vocab
 // covered exactly once per stage, ranks 1..N each assigned once.
+// Per rank also: 1 <= cores <= kMaxRankCores (and no more than its NUMA node's hardware threads
+// when the plan lists the node), byte counts and predictions not negative, doubles finite.
 absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size);
+// The model's counts a plan stores as int32 (layers, heads, MLP columns, experts, vocabulary
+// rows) fit int32: beyond, slices and expert ids would wrap.
+absl::Status CheckPlanDimensions(const model::ModelConfig& config);
 
 }  // namespace glm::placement
 

@@ -666,6 +666,88 @@ TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
   EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
 }
 
+// A --placement path that cannot be read is reported as such before any worker loads (it was
+// parsed as an empty plan: "placement plan JSON: Unexpected end of string").
+TEST(RefusedLoadOptionsE2eTest, UnreadablePlacementPath) {
+  const JobEnd end = RunJobToTheEnd("--placement /nonexistent/plan.json");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--placement /nonexistent/plan.json: cannot open: No such file or directory"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("Unexpected end of string"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+}
+
+// GiB flags that are not finite or are absurd: they were cast to bytes (undefined; INT64_MIN).
+TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--kv-cache-gib inf", "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {"--expert-memory-gib 1e30",
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), "
+       "got 1e+30"},
+      {"--memory-budget-gib nan",
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got nan"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const JobEnd end = RunJobToTheEnd(flags);
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << flags << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find(message), std::string::npos) << flags << "\n" << end.log;
+    // Refused at the flags, before the workers are started (also with --placement, where no
+    // planner would look at them).
+    EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  }
+}
+
+// glmctl: exit status and stderr of one command line.
+JobEnd RunGlmctl(const std::string& args) {
+  const std::string log = "/tmp/glm_e2e_glmctl_" + std::to_string(getpid()) + ".log";
+  const std::string cmd = std::string("timeout -k 10 120 ") + GLM_GLMCTL_BIN + " " + args + " >" + log + " 2>&1";
+  JobEnd end;
+  end.status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  end.log.assign(std::istreambuf_iterator<char>(in), {});
+  std::remove(log.c_str());
+  return end;
+}
+
+int ExitCode(const JobEnd& end) { return WIFEXITED(end.status) ? WEXITSTATUS(end.status) : -1; }
+
+TEST(GlmctlFlagsE2eTest, SynthRefusesANonEmptyDirectoryWithoutForce) {
+  const std::string dir = "/tmp/glm_e2e_synth_" + std::to_string(getpid());
+  std::system(("rm -rf " + dir).c_str());
+  JobEnd end = RunGlmctl("synth --preset tiny --out " + dir);
+  ASSERT_EQ(ExitCode(end), 0) << end.log;
+  end = RunGlmctl("synth --preset glm5 --out " + dir);
+  EXPECT_EQ(ExitCode(end), 1) << end.log;
+  EXPECT_NE(end.log.find("ALREADY_EXISTS: " + dir + " is not empty"), std::string::npos) << end.log;
+  EXPECT_NE(end.log.find("or --force to replace the model files"), std::string::npos) << end.log;
+  end = RunGlmctl("synth --preset glm5 --force --out " + dir);
+  EXPECT_EQ(ExitCode(end), 0) << end.log;
+  EXPECT_FALSE(std::ifstream(dir + "/model-00001-of-00004.safetensors").good()) << "old shards left";
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
+  const std::string model = GLM_MODEL_DIR;
+  const std::pair<std::string, std::string> cases[] = {
+      {"plan --model " + model + " --synthetic 'pack:1 numa:1 core:1' --kv-cache-gib inf",
+       "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {"plan --model " + model + " --synthetic 'pack:1 numa:1 core:1' --bandwidth-gbps nan",
+       "--bandwidth-gbps must be a finite number of GB/s from 0 to 1048576 (0 = estimate), got nan"},
+      {"generate --model " + model + " --tokens 1,2 --expert-memory-gib inf",
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), "
+       "got inf"},
+      {"generate --model " + model + " --tokens 1,2 --threads 2000000000",
+       "--threads must be 0..4096 (0 = all cores), got 2000000000"},
+  };
+  for (const auto& [args, message] : cases) {
+    const JobEnd end = RunGlmctl(args);
+    EXPECT_EQ(ExitCode(end), 2) << args << "\n" << end.log;
+    EXPECT_NE(end.log.find(message), std::string::npos) << args << "\n" << end.log;
+  }
+}
+
 // A worker that stops answering (SIGSTOP: alive but hung) is noticed at the step timeout: the
 // in-flight request fails with UNAVAILABLE and the job exits non-zero.
 class HungWorkerE2eTest : public ClusterE2eTest {

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/placement/planner.h"
@@ -112,6 +114,55 @@ TEST(PlanCommandTest, WeightDtypeAndExpertMemoryReachThePlan) {
   o.quantize_scope = "all";
   o.expert_memory_gib = -0.5;
   EXPECT_EQ(RunPlanCommand(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Non-finite or huge GiB / bandwidth flags made garbage plans: "kv_reserve_bytes":
+// "-9223372036854775808", "budget -8589934592.0 GiB", "0.00 ms/token, 20000 tokens/s", and nan
+// silently taken as 0. Each is refused naming the flag.
+TEST(PlanCommandTest, NonFiniteOrHugeSizeFlagsAreRefused) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  struct Case {
+    double PlanCommandOptions::*field;
+    double value;
+    const char* message;
+  };
+  const Case cases[] = {
+      {&PlanCommandOptions::kv_cache_gib, inf, "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {&PlanCommandOptions::kv_cache_gib, nan, "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got nan"},
+      {&PlanCommandOptions::expert_memory_gib, 1e30,
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), got "
+       "1e+30"},
+      {&PlanCommandOptions::expert_memory_gib, -0.5,
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), got "
+       "-0.5"},
+      {&PlanCommandOptions::memory_budget_gib, inf,
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got inf"},
+      {&PlanCommandOptions::memory_budget_gib, nan,
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got nan"},
+      {&PlanCommandOptions::numa_memory_gib, 1e30,
+       "--numa-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = 64), got 1e+30"},
+      {&PlanCommandOptions::numa_memory_gib, nan,
+       "--numa-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = 64), got nan"},
+      {&PlanCommandOptions::bandwidth_gbps, inf,
+       "--bandwidth-gbps must be a finite number of GB/s from 0 to 1048576 (0 = estimate), got inf"},
+      {&PlanCommandOptions::bandwidth_gbps, nan,
+       "--bandwidth-gbps must be a finite number of GB/s from 0 to 1048576 (0 = estimate), got nan"},
+      {&PlanCommandOptions::bandwidth_gbps, -3,
+       "--bandwidth-gbps must be a finite number of GB/s from 0 to 1048576 (0 = estimate), got -3"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.message);
+    PlanCommandOptions o;
+    o.model_dir = kTinyModel;
+    o.synthetic = "pack:1 numa:2 core:4";
+    o.json = true;
+    o.*k.field = k.value;
+    auto out = RunPlanCommand(o);
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << (out.ok() ? *out : "");
+    EXPECT_EQ(out.status().message(), k.message);
+  }
 }
 
 TEST(PlanCommandTest, RejectsBadOptions) {

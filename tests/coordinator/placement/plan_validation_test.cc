@@ -1,5 +1,11 @@
 // JSON round trip, the table, and ValidatePlan on hand-edited plans: each mistake an operator can
 // make gets an error that names it.
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
 #include <functional>
 
 #include "coordinator/placement/planner.h"
@@ -222,6 +228,97 @@ TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinator
   EXPECT_EQ(old.quantize_scope(), "experts");
   EXPECT_EQ(old.activation_dtype(), "f32");
   for (const RankAssignment& r : old.ranks()) EXPECT_EQ(r.expert_memory_bytes(), 1 << 20);
+}
+
+// Numbers a worker trusts as they are: `cores` is the thread count it starts (with --threads 0),
+// so 2000000000 spawned threads until std::thread threw and the worker aborted.
+TEST_F(PlanValidationTest, RankNumbersAreBounded) {
+  EXPECT_EQ(plan_.ranks(1).cores(), 8);
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_cores(1); }), "");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_cores(2000000000); }),
+            "rank 2 has cores 2000000000; a rank runs 1..8 compute threads (host 'a' NUMA node 1 has 8)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_cores(9); }),
+            "rank 2 has cores 9; a rank runs 1..8 compute threads (host 'a' NUMA node 1 has 8)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_cores(0); }),
+            "rank 3 has cores 0; a rank runs 1..8 compute threads (host 'b' NUMA node 0 has 8)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_cores(-4); }),
+            "rank 3 has cores -4; a rank runs 1..8 compute threads (host 'b' NUMA node 0 has 8)");
+  // Without the hosts' topology only the cap applies.
+  EXPECT_EQ(Broken([](PlacementPlan& p) {
+              p.clear_hosts();
+              p.mutable_ranks(0)->set_cores(64);
+            }),
+            "");
+  EXPECT_EQ(Broken([](PlacementPlan& p) {
+              p.clear_hosts();
+              p.mutable_ranks(0)->set_cores(2000000000);
+            }),
+            "rank 1 has cores 2000000000; a rank runs 1..4096 compute threads");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(3)->set_numa_node(-1); }),
+            "rank 4 has numa_node -1 (an os index, >= 0)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(0)->set_kv_reserve_bytes(INT64_MIN); }),
+            "rank 1 has kv_reserve_bytes -9223372036854775808 (negative)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(0)->set_memory_budget_bytes(-8589934592); }),
+            "rank 1 has memory_budget_bytes -8589934592 (negative)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(3)->set_weight_bytes(-1); }),
+            "rank 4 has weight_bytes -1 (negative)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_bandwidth_gbps(std::nan("")); }),
+            "rank 2 has bandwidth_gbps nan (a finite number >= 0)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_ranks(1)->set_predicted_ms_per_token(-1); }),
+            "rank 2 has predicted_ms_per_token -1 (a finite number >= 0)");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_predicted_tokens_per_s(HUGE_VAL); }),
+            "the plan's predicted_tokens_per_s is inf (a finite number >= 0)");
+
+  // The auditor's plan: an operator's JSON with "cores": 2000000000 is refused at load.
+  auto json = PlanToJson(plan_);
+  ASSERT_TRUE(json.ok()) << json.status();
+  const std::string cores = "\"cores\": 8,";
+  ASSERT_NE(json->find(cores), std::string::npos) << *json;
+  std::string edited = *json;
+  edited.replace(edited.find(cores), cores.size(), "\"cores\": 2000000000,");
+  auto refused = PlanFromJson(edited, config_, 5);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(),
+            "placement plan: rank 1 has cores 2000000000; a rank runs 1..8 compute threads (host 'a' NUMA node 0 "
+            "has 8)");
+}
+
+// Counts a plan holds as int32 (expert ids, slices): beyond int32 they would wrap, and the
+// expert loops (int32 counters) overflowed.
+TEST_F(PlanValidationTest, ModelCountsBeyondInt32AreRefused) {
+  model::ModelConfig huge = config_;
+  huge.n_routed_experts = int64_t{1} << 31;
+  const absl::Status s = ValidatePlan(plan_, huge, 5);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "the model's n_routed_experts 2147483648 does not fit a placement plan (0..2147483647)");
+  auto plan = Plan(huge, OnePerNumaNode({Host("a", 2)}), PlannerOptions{});
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan.status().message(), s.message());
+  huge = config_;
+  huge.n_shared_experts = int64_t{1} << 30;
+  EXPECT_NE(ValidatePlan(plan_, huge, 5).message().find("shared-expert columns"), std::string::npos);
+}
+
+// --placement PATH: a path that cannot be read says so (it parsed as an empty plan before:
+// "placement plan JSON: Unexpected end of string").
+TEST(ReadPlanFileTest, NamesThePathAndWhy) {
+  auto missing = ReadPlanFile("/nonexistent/plan.json");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "/nonexistent/plan.json: cannot open: No such file or directory");
+  const std::string dir = ::testing::TempDir();
+  auto directory = ReadPlanFile(dir);
+  EXPECT_EQ(directory.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(directory.status().message(), dir + ": cannot read: Is a directory");
+  const std::string path = dir + "/read_plan_file_" + std::to_string(getpid()) + ".json";
+  { std::ofstream(path) << "\n"; }
+  auto empty = ReadPlanFile(path);
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(empty.status().message(), path + ": the file is empty (expected a plan from `glmctl plan --json`)");
+  { std::ofstream(path) << "{\"world_size\": 5}"; }
+  auto read = ReadPlanFile(path);
+  std::remove(path.c_str());
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, "{\"world_size\": 5}");
 }
 
 TEST_F(PlanValidationTest, ExpertTensorParallelPlansValidate) {

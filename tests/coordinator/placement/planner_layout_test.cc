@@ -1,5 +1,7 @@
 // The fixture models in every layout the engine runs: 1 worker; 2 and 3 workers in one stage;
 // 2 stages of 2; 4 stages of 1. Checks the slices the engine relies on.
+#include <cmath>
+#include <limits>
 #include <set>
 #include <tuple>
 
@@ -349,6 +351,66 @@ TEST(PlannerLayoutTest, ExpertMemoryBudgetLeavesRoutedExpertsOnDisk) {
   PlannerOptions negative;
   negative.expert_memory_gib = -1;
   EXPECT_EQ(Plan(*c, two, negative).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// GiB options out of range: cast to bytes, inf / nan / 1e30 were undefined and came out as
+// INT64_MIN budgets and KV reserves. Each is refused with the flag that sets it.
+TEST(PlannerLayoutTest, NonFiniteOrHugeGibOptionsAreRefused) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::vector<WorkerSlot> two = OnePerNumaNode({Host("h", 2)});
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  struct Case {
+    double PlannerOptions::*field;
+    double value;
+    const char* message;
+  };
+  const Case cases[] = {
+      {&PlannerOptions::kv_cache_gib, inf, "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {&PlannerOptions::kv_cache_gib, nan, "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got nan"},
+      {&PlannerOptions::kv_cache_gib, -1, "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got -1"},
+      {&PlannerOptions::expert_memory_gib, 1e30,
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), got "
+       "1e+30"},
+      {&PlannerOptions::expert_memory_gib, inf,
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), got "
+       "inf"},
+      {&PlannerOptions::memory_budget_gib, 1e30,
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got 1e+30"},
+      {&PlannerOptions::memory_budget_gib, nan,
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got nan"},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.message);
+    PlannerOptions o;
+    o.*k.field = k.value;
+    auto plan = Plan(*c, two, o);
+    EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(plan.status().message(), k.message);
+  }
+  // The largest accepted values give exact byte counts.
+  PlannerOptions big;
+  big.memory_budget_gib = 1 << 20;
+  big.kv_cache_gib = 1 << 19;
+  big.expert_memory_gib = 1 << 20;
+  auto plan = Plan(*c, two, big);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->ranks(0).memory_budget_bytes(), int64_t{1} << 50);
+  EXPECT_EQ(plan->ranks(0).kv_reserve_bytes(), int64_t{1} << 49);
+  EXPECT_EQ(plan->ranks(0).expert_memory_bytes(), int64_t{1} << 50);
+}
+
+// A worker's topology that reports an infinite bandwidth would predict 0 ms/token.
+TEST(PlannerLayoutTest, NonFiniteNodeBandwidthIsRefused) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  HostTopology h = Host("h", 2);
+  h.mutable_numa_nodes(1)->set_bandwidth_gbps(std::numeric_limits<double>::infinity());
+  auto plan = Plan(*c, OnePerNumaNode({h}), PlannerOptions{});
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan.status().message(), "worker rank 2: host 'h' NUMA node 1 reports bandwidth inf GB/s");
 }
 
 }  // namespace
