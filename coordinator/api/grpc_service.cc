@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_depth.h"
 #include "coordinator/api/request_output.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
@@ -18,14 +19,6 @@ namespace pb = glm::inference::v1;
 // How often a waiting Generate looks at cancellation, the deadline and shutdown.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 
-absl::StatusOr<nlohmann::json> ParseJsonField(const std::string& text, const std::string& field,
-                                              nlohmann::json if_empty) {
-  if (text.empty()) return if_empty;
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidField(field, "is not valid JSON");
-  return j;
-}
-
 // ChatInput → OpenAI-style messages/tools/kwargs for the template.
 absl::Status ChatToJson(const pb::ChatInput& chat, const std::string& prefix, nlohmann::json* messages,
                         nlohmann::json* tools, nlohmann::json* kwargs) {
@@ -37,20 +30,20 @@ absl::Status ChatToJson(const pb::ChatInput& chat, const std::string& prefix, nl
     if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
     if (!m.name().empty()) j["name"] = m.name();
     if (!m.tool_calls_json().empty()) {
-      auto calls = ParseJsonField(m.tool_calls_json(), absl::StrCat(prefix, ".messages[", i, "].tool_calls_json"),
-                                  nullptr);
+      auto calls = ParseClientJson(m.tool_calls_json(), absl::StrCat(prefix, ".messages[", i, "].tool_calls_json"),
+                                   nullptr);
       if (!calls.ok()) return calls.status();
-      j["tool_calls"] = *calls;
+      j["tool_calls"] = *std::move(calls);
     }
     messages->push_back(std::move(j));
   }
-  auto t = ParseJsonField(chat.tools_json(), prefix + ".tools_json", nullptr);
+  auto t = ParseClientJson(chat.tools_json(), prefix + ".tools_json", nullptr);
   if (!t.ok()) return t.status();
-  *tools = *t;
-  auto k = ParseJsonField(chat.template_kwargs_json(), prefix + ".template_kwargs_json", nlohmann::json::object());
+  *tools = *std::move(t);
+  auto k = ParseClientJson(chat.template_kwargs_json(), prefix + ".template_kwargs_json", nlohmann::json::object());
   if (!k.ok()) return k.status();
   if (!k->is_object()) return InvalidField(prefix + ".template_kwargs_json", "must be a JSON object");
-  *kwargs = *k;
+  *kwargs = *std::move(k);
   return absl::OkStatus();
 }
 

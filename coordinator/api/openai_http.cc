@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
 #include "coordinator/scheduler/engine_errors.h"
@@ -257,6 +258,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   if (stopping_->load()) return SendError(res, absl::UnavailableError("the server is shutting down"));
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
+  // Before anything copies or dumps it (both recurse per level; destruction does not).
+  if (auto s = CheckBodyDepth(body); !s.ok()) return SendError(res, s);
   const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
   auto parsed = ParseOpenAiRequest(endpoint, body, frontend_->model().name);
   if (!parsed.ok()) return SendError(res, parsed.status());

@@ -1,0 +1,177 @@
+// What both front ends refuse or normalize before a request reaches the engine: JSON nested
+// deep enough to overflow the stack, mistyped tools, chat roles and content the template would
+// drop or print as a Python repr, unsupported tool_choice / response_format, numbers outside
+// the float range. Every refusal names the field, and the server keeps serving afterwards.
+#include <string>
+
+#include <httplib.h>
+
+#include "coordinator/api/json_depth.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+namespace pb = glm::inference::v1;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+// `levels` nested arrays: "[[[...]]]" (built as text: dump() of such a value would recurse).
+std::string NestedArrays(size_t levels) { return std::string(levels, '[') + std::string(levels, ']'); }
+// `levels` nested objects {"x":{"x":...{}}}.
+std::string NestedObjects(size_t levels) {
+  std::string s;
+  for (size_t i = 1; i < levels; ++i) s += "{\"x\":";
+  s += "{}";
+  return s + std::string(levels - 1, '}');
+}
+
+constexpr size_t kMillion = 1000000;
+
+class RequestValidationTest : public ApiTest {
+ protected:
+  httplib::Result PostRaw(const std::string& path, const std::string& body) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(30, 0);
+    client.set_write_timeout(30, 0);
+    return client.Post(path.c_str(), body, "application/json");
+  }
+  httplib::Result Post(const std::string& path, const json& body) { return PostRaw(path, body.dump()); }
+  static json ChatBody(json messages) { return {{"messages", std::move(messages)}, {"temperature", 0}}; }
+  static json UserChat() { return ChatBody({{{"role", "user"}, {"content", "hi"}}}); }
+  static json WeatherTool() {
+    return json::parse(R"({"type":"function","function":{"name":"get_weather","description":"the weather",
+        "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}})");
+  }
+
+  // A 400 in OpenAI's error shape whose param is `param`; returns the message.
+  std::string ExpectRejected(const std::string& path, const std::string& body, const std::string& param) {
+    auto res = PostRaw(path, body);
+    EXPECT_TRUE(res) << "no response (did the server die?) for param " << param;
+    if (!res) return "";
+    EXPECT_EQ(res->status, 400) << res->body;
+    json j = json::parse(res->body, nullptr, false);
+    EXPECT_TRUE(j.is_object() && j.contains("error")) << res->body;
+    if (!j.is_object() || !j.contains("error")) return "";
+    const json& e = j["error"];
+    EXPECT_EQ(e["param"], param) << res->body;
+    EXPECT_EQ(e["type"], "invalid_request_error");
+    EXPECT_TRUE(e.contains("code"));
+    EXPECT_THAT(e["message"].get<std::string>(), HasSubstr(param));
+    return e["message"].get<std::string>();
+  }
+  std::string ExpectRejected(const json& body, const std::string& param) {
+    return ExpectRejected("/v1/chat/completions", body.dump(), param);
+  }
+  // The server still answers a plain chat request.
+  void ExpectServing() {
+    ScriptText("ok");
+    auto res = Post("/v1/chat/completions", UserChat());
+    ASSERT_TRUE(res) << "the server stopped answering";
+    EXPECT_EQ(res->status, 200) << res->body;
+  }
+  // The prompt the engine got for a chat request rendered from `messages` by the template.
+  std::vector<int32_t> Rendered(const json& messages, const json& tools = nullptr) {
+    auto text = chat_template_->Render(messages, tools, true);
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() ? Encode(*text) : std::vector<int32_t>{};
+  }
+
+  grpc::Status GrpcGenerate(const pb::GenerateRequest& r) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    auto reader = stub_->Generate(&ctx, r);
+    pb::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    return reader->Finish();
+  }
+  grpc::Status GrpcTokenize(const pb::ChatInput& chat) {
+    grpc::ClientContext ctx;
+    pb::TokenizeRequest r;
+    *r.mutable_chat() = chat;
+    pb::TokenizeResponse resp;
+    return stub_->Tokenize(&ctx, r, &resp);
+  }
+  static pb::ChatInput UserChatInput() {
+    pb::ChatInput chat;
+    pb::ChatMessage* m = chat.add_messages();
+    m->set_role("user");
+    m->set_content("hi");
+    return chat;
+  }
+  // Both chat RPCs refuse `chat` with INVALID_ARGUMENT naming `field`.
+  void ExpectGrpcRejected(const pb::ChatInput& chat, const std::string& field) {
+    pb::GenerateRequest r;
+    *r.mutable_chat() = chat;
+    grpc::Status g = GrpcGenerate(r);
+    EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field << ": " << g.error_message();
+    EXPECT_THAT(g.error_message(), HasSubstr(field + ":"));
+    grpc::Status t = GrpcTokenize(chat);
+    EXPECT_EQ(t.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field << ": " << t.error_message();
+    EXPECT_THAT(t.error_message(), HasSubstr(field + ":"));
+  }
+};
+
+// nlohmann parses and destroys without recursion; the depth check must not recurse either.
+TEST(JsonDepthTest, MillionLevelsParseMeasureAndDestroyWithoutRecursion) {
+  for (const std::string& text : {NestedArrays(kMillion), NestedObjects(kMillion)}) {
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded());
+    EXPECT_EQ(api::JsonDepth(j), api::kMaxJsonDepth + 1);
+    EXPECT_EQ(api::JsonDepth(j, static_cast<int>(2 * kMillion)), static_cast<int>(kMillion));
+    EXPECT_FALSE(api::CheckJsonDepth(j, "f").ok());
+  }  // destroyed here
+  EXPECT_EQ(api::JsonDepth(json::parse(NestedArrays(64))), 64);
+  EXPECT_TRUE(api::CheckJsonDepth(json::parse(NestedArrays(64)), "f").ok());
+  EXPECT_EQ(api::JsonDepth(json::parse("[1,{\"a\":[2,[]]},\"s\"]")), 4);
+  EXPECT_EQ(api::JsonDepth(json(5)), 0);
+}
+
+// A ~2 MB body of a million nested arrays killed the coordinator (the copy of "messages" and the
+// template's dump() recurse per level).
+TEST_F(RequestValidationTest, DeeplyNestedBodiesAreRefusedWithoutCrashing) {
+  const std::string deep = NestedArrays(kMillion);
+  std::string msg = ExpectRejected("/v1/chat/completions", "{\"messages\":" + deep + "}", "messages");
+  EXPECT_THAT(msg, HasSubstr("64 levels"));
+  ExpectRejected("/v1/chat/completions",
+                 R"({"messages":[{"role":"user","content":"hi"}],"tools":)" + deep + "}", "tools");
+  ExpectRejected("/v1/chat/completions",
+                 R"({"messages":[{"role":"user","content":"hi"}],"chat_template_kwargs":)" + NestedObjects(kMillion) +
+                     "}",
+                 "chat_template_kwargs");
+  ExpectRejected("/v1/completions", "{\"prompt\":" + deep + "}", "prompt");
+  ExpectRejected("/v1/completions", deep, "body");
+  // The limit counts the body: 63 levels of kwargs under it are fine, 64 are not.
+  ScriptText("ok");
+  auto ok = PostRaw("/v1/chat/completions",
+                    R"({"messages":[{"role":"user","content":"hi"}],"chat_template_kwargs":)" + NestedObjects(63) + "}");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  ExpectRejected("/v1/chat/completions",
+                 R"({"messages":[{"role":"user","content":"hi"}],"chat_template_kwargs":)" + NestedObjects(64) + "}",
+                 "chat_template_kwargs");
+  ExpectServing();
+}
+
+TEST_F(RequestValidationTest, GrpcDeeplyNestedJsonFieldsAreRefused) {
+  const std::string deep = NestedArrays(kMillion);
+  pb::ChatInput chat = UserChatInput();
+  chat.set_tools_json(deep);
+  ExpectGrpcRejected(chat, "chat.tools_json");
+  chat = UserChatInput();
+  chat.set_template_kwargs_json(NestedObjects(kMillion));
+  ExpectGrpcRejected(chat, "chat.template_kwargs_json");
+  chat = UserChatInput();
+  chat.mutable_messages(0)->set_role("assistant");
+  chat.mutable_messages(0)->set_tool_calls_json(deep);
+  ExpectGrpcRejected(chat, "chat.messages[0].tool_calls_json");
+  // Still serving.
+  pb::GenerateRequest r;
+  *r.mutable_chat() = UserChatInput();
+  EXPECT_TRUE(GrpcGenerate(r).ok());
+}
+
+}  // namespace
+}  // namespace glm::testing
