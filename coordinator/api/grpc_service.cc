@@ -67,6 +67,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
     case pb::GenerateRequest::kChat: {
       a.input = ApiRequest::Input::kChat;
       a.input_field = "chat.messages";
+      a.tools_field = "chat.tools_json";
       if (auto s = ChatToJson(req.chat(), "chat", &a.messages, &a.tools, &a.template_kwargs); !s.ok()) return s;
       a.add_generation_prompt = !req.chat().has_add_generation_prompt() || req.chat().add_generation_prompt();
       break;
@@ -243,7 +244,7 @@ grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext*, const pb::Toke
     nlohmann::json messages, tools, kwargs;
     if (auto s = ChatToJson(request->chat(), "chat", &messages, &tools, &kwargs); !s.ok()) return ToGrpcStatus(s);
     const bool add_prompt = !request->chat().has_add_generation_prompt() || request->chat().add_generation_prompt();
-    auto text = frontend_->RenderChat(messages, tools, add_prompt, kwargs, "chat.messages");
+    auto text = frontend_->RenderChat(messages, tools, add_prompt, kwargs, "chat.messages", "chat.tools_json");
     if (!text.ok()) return ToGrpcStatus(text.status());
     ids = frontend_->EncodeText(*text, request->add_special_tokens(), "chat.messages");
   } else {

@@ -151,7 +151,7 @@ absl::Status ParseChat(const json& body, OpenAiRequest* r) {
   if (!Present(body, "messages")) return InvalidField("messages", "is required");
   a.messages = body["messages"];
   a.tools = Present(body, "tools") ? body["tools"] : json(nullptr);
-  if (!a.tools.is_null() && !a.tools.is_array()) return InvalidField("tools", "must be an array");
+  GLM_API_RETURN_IF_ERROR(TextFrontend::ValidateTools(a.tools, "tools"));
   if (a.tools.is_array() && a.tools.empty()) a.tools = nullptr;
   if (Present(body, "tool_choice") && body["tool_choice"].is_string() && body["tool_choice"] == "none")
     a.tools = nullptr;  // the model must not see (and so not call) the tools

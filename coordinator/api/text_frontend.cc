@@ -55,10 +55,41 @@ absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string&
   return ids;
 }
 
+absl::Status TextFrontend::ValidateTools(const nlohmann::json& tools, absl::string_view field) {
+  if (tools.is_null()) return absl::OkStatus();
+  if (!tools.is_array()) return InvalidField(field, "must be an array");
+  auto present = [](const nlohmann::json& obj, const char* key) {
+    const auto it = obj.find(key);
+    return it != obj.end() && !it->is_null() ? &*it : nullptr;
+  };
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const nlohmann::json& t = tools[i];
+    const std::string at = absl::StrCat(field, "[", i, "]");
+    if (!t.is_object()) return InvalidField(at, "must be an object");
+    if (const auto* type = present(t, "type"); type != nullptr) {
+      if (!type->is_string()) return InvalidField(at + ".type", "must be \"function\"");
+      if (type->get_ref<const std::string&>() != "function")
+        return InvalidField(at + ".type", absl::StrCat("'", type->get_ref<const std::string&>(),
+                                                       "' is not supported (only \"function\")"));
+    }
+    const auto* fn = present(t, "function");
+    if (fn == nullptr || !fn->is_object())
+      return InvalidField(at + ".function", "is required (an object with a name)");
+    const auto* name = present(*fn, "name");
+    if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>().empty())
+      return InvalidField(at + ".function.name", "is required (a non-empty string)");
+    if (const auto* p = present(*fn, "parameters"); p != nullptr && !p->is_object())
+      return InvalidField(at + ".function.parameters", "must be an object (a JSON schema)");
+    if (const auto* d = present(*fn, "description"); d != nullptr && !d->is_string())
+      return InvalidField(at + ".function.description", "must be a string");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
                                                      bool add_generation_prompt,
                                                      const nlohmann::json& template_kwargs,
-                                                     absl::string_view field) const {
+                                                     absl::string_view field, absl::string_view tools_field) const {
   if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);
   if (model_->chat_template == nullptr)
     return InvalidField(field, "this model has no chat template (tokenizer_config.json chat_template)");
@@ -71,7 +102,7 @@ absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messa
     if (m.contains("content") && !m["content"].is_null() && !m["content"].is_string() && !m["content"].is_array())
       return InvalidField(at + ".content", "must be a string or an array of content parts");
   }
-  if (!tools.is_null() && !tools.is_array()) return InvalidField("tools", "must be an array");
+  if (auto s = ValidateTools(tools, tools_field); !s.ok()) return s;
   if (!template_kwargs.is_object()) return InvalidField("chat_template_kwargs", "must be an object");
   auto text = model_->chat_template->Render(messages, tools, add_generation_prompt, template_kwargs);
   if (!text.ok()) return InvalidField(field, absl::StrCat("the chat template failed: ", text.status().message()));
@@ -151,7 +182,8 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       break;
     }
     case ApiRequest::Input::kChat: {
-      auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field);
+      auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field,
+                             r.tools_field);
       if (!text.ok()) return text.status();
       // The template already wrote the special tokens it wants.
       auto ids = EncodeText(*text, /*add_special_tokens=*/false, r.input_field);

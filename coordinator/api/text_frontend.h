@@ -29,6 +29,7 @@ struct ApiRequest {
   std::vector<int32_t> token_ids;
   nlohmann::json messages;                 // chat: OpenAI messages array
   nlohmann::json tools;                    // chat: OpenAI tools array, or null
+  std::string tools_field = "tools";       // its spelling in errors (gRPC: "chat.tools_json")
   nlohmann::json template_kwargs = nlohmann::json::object();
   bool add_generation_prompt = true;
 
@@ -75,10 +76,16 @@ class TextFrontend {
 
   absl::StatusOr<PreparedRequest> Prepare(const ApiRequest& request) const;
 
-  // The chat template applied to OpenAI-style messages (for chat requests and Tokenize).
+  // The chat template applied to OpenAI-style messages (for chat requests and Tokenize), after
+  // ValidateTools. `field` and `tools_field` name the two in errors.
   absl::StatusOr<std::string> RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
                                          bool add_generation_prompt, const nlohmann::json& template_kwargs,
-                                         absl::string_view field) const;
+                                         absl::string_view field, absl::string_view tools_field = "tools") const;
+  // OpenAI `tools`: null, or an array of {"type": "function" (may be left out), "function":
+  // {"name": a non-empty string, "parameters": an object, "description": a string (both may be
+  // left out)}}. Checked up front: the tool-call parser and the template read these while a
+  // reply is generated. Errors name e.g. "tools[1].function.name".
+  static absl::Status ValidateTools(const nlohmann::json& tools, absl::string_view field);
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
                                                   absl::string_view field) const;
   // The text of one token, for logprob entries ("" without a tokenizer).

@@ -48,15 +48,23 @@ ToolCallParser::ToolCallParser(Options options)
 
 bool ToolCallParser::IsStringParameter(const std::string& function, const std::string& key) const {
   if (!options_.tools.is_array()) return false;
+  // Every access is type-checked: `tools` is the client's JSON (json::value() throws when a key
+  // holds another type, e.g. "name": null), and this runs while a reply is being generated.
+  auto member = [](const nlohmann::json& obj, const std::string& name) -> const nlohmann::json* {
+    if (!obj.is_object()) return nullptr;
+    const auto it = obj.find(name);
+    return it == obj.end() ? nullptr : &*it;
+  };
   for (const auto& tool : options_.tools) {
-    const nlohmann::json* fn = tool.contains("function") ? &tool["function"] : &tool;
-    if (!fn->is_object() || fn->value("name", std::string()) != function) continue;
-    const auto params = fn->value("parameters", nlohmann::json::object());
-    if (!params.is_object() || !params.contains("properties")) return false;
-    const auto& props = params["properties"];
-    if (!props.is_object() || !props.contains(key) || !props[key].is_object()) return false;
-    const auto& type = props[key].value("type", nlohmann::json());
-    return type.is_string() && type.get<std::string>() == "string";
+    const nlohmann::json* fn = member(tool, "function");
+    if (fn == nullptr) fn = &tool;
+    const nlohmann::json* name = member(*fn, "name");
+    if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>() != function) continue;
+    const nlohmann::json* params = member(*fn, "parameters");
+    const nlohmann::json* props = params == nullptr ? nullptr : member(*params, "properties");
+    const nlohmann::json* prop = props == nullptr ? nullptr : member(*props, key);
+    const nlohmann::json* type = prop == nullptr ? nullptr : member(*prop, "type");
+    return type != nullptr && type->is_string() && type->get_ref<const std::string&>() == "string";
   }
   return false;
 }

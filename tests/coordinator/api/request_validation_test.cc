@@ -173,5 +173,55 @@ TEST_F(RequestValidationTest, GrpcDeeplyNestedJsonFieldsAreRefused) {
   EXPECT_TRUE(GrpcGenerate(r).ok());
 }
 
+// A tool whose name is not a string made the tool-call parser throw once the model called a
+// tool (HTTP 500 / std::terminate when streaming / gRPC UNKNOWN); now refused up front.
+TEST_F(RequestValidationTest, MalformedToolsAreRefusedUpFront) {
+  ScriptText("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n</tool_call>");
+  json body = UserChat();
+  body["tools"] = json::array({json::parse(R"({"type":"function","function":{"name":null}})"), WeatherTool()});
+  EXPECT_THAT(ExpectRejected(body, "tools[0].function.name"), HasSubstr("non-empty string"));
+  body["stream"] = true;
+  ExpectRejected(body, "tools[0].function.name");
+  body.erase("stream");
+  // Even when tool_choice "none" hides them from the model.
+  body["tool_choice"] = "none";
+  ExpectRejected(body, "tools[0].function.name");
+  body.erase("tool_choice");
+
+  struct Case {
+    const char* tool;
+    const char* param;
+  };
+  for (const Case& c : std::initializer_list<Case>{
+           {R"("get_weather")", "tools[1]"},
+           {R"({"type":"retrieval","function":{"name":"f"}})", "tools[1].type"},
+           {R"({"type":5,"function":{"name":"f"}})", "tools[1].type"},
+           {R"({"type":"function"})", "tools[1].function"},
+           {R"({"type":"function","function":"f"})", "tools[1].function"},
+           {R"({"type":"function","function":{"name":""}})", "tools[1].function.name"},
+           {R"({"function":{"name":7}})", "tools[1].function.name"},
+           {R"({"function":{"name":"f","parameters":"x"}})", "tools[1].function.parameters"},
+           {R"({"function":{"name":"f","description":5}})", "tools[1].function.description"},
+       }) {
+    body["tools"] = json::array({WeatherTool(), json::parse(c.tool)});
+    ExpectRejected(body, c.param);
+  }
+  body["tools"] = "get_weather";
+  ExpectRejected(body, "tools");
+  EXPECT_TRUE(engine_->requests().empty());
+
+  // Valid tools (type left out, null description) still work.
+  body["tools"] = json::array({WeatherTool(), json::parse(R"({"function":{"name":"f","description":null}})")});
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+
+  pb::ChatInput chat = UserChatInput();
+  chat.set_tools_json(R"([{"type":"function","function":{"name":null}}])");
+  ExpectGrpcRejected(chat, "chat.tools_json[0].function.name");
+  chat.set_tools_json(R"({"name":"f"})");
+  ExpectGrpcRejected(chat, "chat.tools_json");
+}
+
 }  // namespace
 }  // namespace glm::testing

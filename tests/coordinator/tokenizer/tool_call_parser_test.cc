@@ -110,6 +110,31 @@ TEST(ToolCallParserTest, SchemaStringTypeKeepsStrings) {
   EXPECT_EQ(call->arguments, R"({"zip":"01234","n":7})");
 }
 
+// `tools` is client JSON: wrong types anywhere in it must not throw (json::value() threw a
+// type_error for "name": null, which escaped while a reply was being generated).
+TEST(ToolCallParserTest, MistypedToolsNeverThrow) {
+  ToolCallParser::Options options;
+  options.tools = nlohmann::json::parse(R"([
+      {"type":"function","function":{"name":null}},
+      {"type":"function","function":{"name":7,"parameters":"x"}},
+      {"type":"function","function":"not an object"},
+      "not a tool", 3, null,
+      {"type":"function","function":{"name":"g","parameters":{"properties":[1]}}},
+      {"type":"function","function":{"name":"h","parameters":{"properties":{"zip":"string"}}}},
+      {"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"zip":{"type":"string"}}}}}])");
+  for (const char* body : {"f<arg_key>zip</arg_key><arg_value>1234</arg_value>",
+                           "g<arg_key>zip</arg_key><arg_value>1234</arg_value>",
+                           "h<arg_key>zip</arg_key><arg_value>1234</arg_value>",
+                           "other<arg_key>zip</arg_key><arg_value>1234</arg_value>"}) {
+    ToolCallParser parser(options);
+    absl::StatusOr<ToolCall> call;
+    ASSERT_NO_THROW(call = parser.ParseToolCallBody(body)) << body;
+    ASSERT_TRUE(call.ok()) << body;
+    // Only f's schema (found past the mistyped entries) says the value stays a string.
+    EXPECT_EQ(call->arguments, call->name == "f" ? R"({"zip":"1234"})" : R"({"zip":1234})") << body;
+  }
+}
+
 TEST(ToolCallParserTest, NoReasoningNoCalls) {
   const Result r = Parse({"Just ", "an ", "answer."});
   EXPECT_EQ(r.content, "Just an answer.");
