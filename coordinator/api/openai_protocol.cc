@@ -137,6 +137,21 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
       r->include_usage = so["include_usage"].get<bool>();
     }
   }
+  if (Present(body, "response_format")) {
+    // Only plain text: JSON modes need constrained decoding, which this server does not do, and
+    // silently ignoring them would hand back unconstrained text as if it were JSON.
+    const json& rf = body["response_format"];
+    if (!rf.is_object()) return InvalidField("response_format", "must be an object");
+    if (!Present(rf, "type") || !rf["type"].is_string())
+      return InvalidField("response_format.type", "is required (a string)");
+    const std::string type = rf["type"].get<std::string>();
+    if (type == "json_object" || type == "json_schema")
+      return InvalidField("response_format.type", absl::StrCat("'", type, "' is not supported by this server (no ",
+                                                               "constrained decoding); only \"text\" is"));
+    if (type != "text")
+      return InvalidField("response_format.type",
+                          absl::StrCat("'", type, "' is not one of \"text\", \"json_object\", \"json_schema\""));
+  }
   if (Present(body, "speculative")) {
     if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
     a.speculative = body["speculative"].get<std::string>();
@@ -153,8 +168,20 @@ absl::Status ParseChat(const json& body, OpenAiRequest* r) {
   a.tools = Present(body, "tools") ? body["tools"] : json(nullptr);
   GLM_API_RETURN_IF_ERROR(TextFrontend::ValidateTools(a.tools, "tools"));
   if (a.tools.is_array() && a.tools.empty()) a.tools = nullptr;
-  if (Present(body, "tool_choice") && body["tool_choice"].is_string() && body["tool_choice"] == "none")
-    a.tools = nullptr;  // the model must not see (and so not call) the tools
+  if (Present(body, "tool_choice")) {
+    // "auto" (the default) and "none" only: "required" and a named function need constrained
+    // decoding to be honoured, and ignoring them would let the model answer without the call.
+    const json& tc = body["tool_choice"];
+    if (tc.is_object())
+      return InvalidField("tool_choice", "a named function is not supported by this server; use \"auto\" or \"none\"");
+    if (!tc.is_string()) return InvalidField("tool_choice", "must be \"auto\" or \"none\"");
+    const std::string choice = tc.get<std::string>();
+    if (choice == "required")
+      return InvalidField("tool_choice", "\"required\" is not supported by this server; use \"auto\" or \"none\"");
+    if (choice != "auto" && choice != "none")
+      return InvalidField("tool_choice", absl::StrCat("'", choice, "' is not one of \"auto\", \"none\", \"required\""));
+    if (choice == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
+  }
   GLM_API_RETURN_IF_ERROR(GetBool(body, "add_generation_prompt", &a.add_generation_prompt));
   if (Present(body, "chat_template_kwargs")) {
     if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");

@@ -86,6 +86,55 @@ absl::Status TextFrontend::ValidateTools(const nlohmann::json& tools, absl::stri
   return absl::OkStatus();
 }
 
+absl::StatusOr<nlohmann::json> TextFrontend::NormalizeMessages(const nlohmann::json& messages,
+                                                               absl::string_view field) {
+  if (!messages.is_array() || messages.empty()) return InvalidField(field, "must be a non-empty array of messages");
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string at = absl::StrCat(field, "[", i, "]");
+    if (!m.is_object()) return InvalidField(at, "must be an object");
+    const auto role_it = m.find("role");
+    if (role_it == m.end() || !role_it->is_string()) return InvalidField(at + ".role", "is required (a string)");
+    std::string role = role_it->get<std::string>();
+    if (role == "developer") role = "system";
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+      return InvalidField(at + ".role", absl::StrCat("'", role, "' is not one of system, user, assistant, tool ",
+                                                     "(or developer)"));
+    nlohmann::json n = m;
+    n["role"] = role;
+    const auto content = m.find("content");
+    if (content == m.end() || content->is_null()) {
+      // An assistant turn of only tool calls (this server's own replies) has content null.
+      n["content"] = "";
+    } else if (content->is_array()) {
+      std::string text;
+      for (size_t j = 0; j < content->size(); ++j) {
+        const auto& part = (*content)[j];
+        const std::string pat = absl::StrCat(at, ".content[", j, "]");
+        if (!part.is_object()) return InvalidField(pat, "must be an object (a content part)");
+        const auto type = part.find("type");
+        if (type == part.end() || !type->is_string()) return InvalidField(pat + ".type", "is required (a string)");
+        if (type->get_ref<const std::string&>() != "text")
+          return InvalidField(pat + ".type", absl::StrCat("'", type->get_ref<const std::string&>(),
+                                                          "' is not supported by this model (text only)"));
+        const auto part_text = part.find("text");
+        if (part_text == part.end() || !part_text->is_string())
+          return InvalidField(pat + ".text", "is required (a string)");
+        if (j > 0) text += "\n";
+        text += part_text->get_ref<const std::string&>();
+      }
+      n["content"] = std::move(text);
+    } else if (!content->is_string()) {
+      return InvalidField(at + ".content", "must be a string, an array of content parts or null");
+    }
+    if (const auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null() && !calls->is_array())
+      return InvalidField(at + ".tool_calls", "must be an array");
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
                                                      bool add_generation_prompt,
                                                      const nlohmann::json& template_kwargs,
@@ -93,18 +142,11 @@ absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messa
   if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);
   if (model_->chat_template == nullptr)
     return InvalidField(field, "this model has no chat template (tokenizer_config.json chat_template)");
-  if (!messages.is_array() || messages.empty()) return InvalidField(field, "must be a non-empty array of messages");
-  for (size_t i = 0; i < messages.size(); ++i) {
-    const auto& m = messages[i];
-    const std::string at = absl::StrCat(field, "[", i, "]");
-    if (!m.is_object()) return InvalidField(at, "must be an object");
-    if (!m.contains("role") || !m["role"].is_string()) return InvalidField(at + ".role", "is required (a string)");
-    if (m.contains("content") && !m["content"].is_null() && !m["content"].is_string() && !m["content"].is_array())
-      return InvalidField(at + ".content", "must be a string or an array of content parts");
-  }
+  auto normalized = NormalizeMessages(messages, field);
+  if (!normalized.ok()) return normalized.status();
   if (auto s = ValidateTools(tools, tools_field); !s.ok()) return s;
   if (!template_kwargs.is_object()) return InvalidField("chat_template_kwargs", "must be an object");
-  auto text = model_->chat_template->Render(messages, tools, add_generation_prompt, template_kwargs);
+  auto text = model_->chat_template->Render(*normalized, tools, add_generation_prompt, template_kwargs);
   if (!text.ok()) return InvalidField(field, absl::StrCat("the chat template failed: ", text.status().message()));
   return text;
 }

@@ -77,7 +77,7 @@ class TextFrontend {
   absl::StatusOr<PreparedRequest> Prepare(const ApiRequest& request) const;
 
   // The chat template applied to OpenAI-style messages (for chat requests and Tokenize), after
-  // ValidateTools. `field` and `tools_field` name the two in errors.
+  // ValidateTools and NormalizeMessages. `field` and `tools_field` name the two in errors.
   absl::StatusOr<std::string> RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
                                          bool add_generation_prompt, const nlohmann::json& template_kwargs,
                                          absl::string_view field, absl::string_view tools_field = "tools") const;
@@ -86,6 +86,13 @@ class TextFrontend {
   // left out)}}. Checked up front: the tool-call parser and the template read these while a
   // reply is generated. Errors name e.g. "tools[1].function.name".
   static absl::Status ValidateTools(const nlohmann::json& tools, absl::string_view field);
+  // OpenAI messages as the template expects them (templates branch on role and print content,
+  // so anything else would be dropped or printed as a Python repr): role is system, user,
+  // assistant or tool ("developer", OpenAI's newer name for system, becomes "system"); content
+  // is a string: null or absent gives "", an array of {"type": "text", "text"} parts gives their
+  // texts joined by "\n" (as vLLM does); other part types (image_url, input_audio, ...) are
+  // refused, this model reads text only. Errors name e.g. "messages[2].content[0].type".
+  static absl::StatusOr<nlohmann::json> NormalizeMessages(const nlohmann::json& messages, absl::string_view field);
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
                                                   absl::string_view field) const;
   // The text of one token, for logprob entries ("" without a tokenizer).

@@ -223,5 +223,101 @@ TEST_F(RequestValidationTest, MalformedToolsAreRefusedUpFront) {
   ExpectGrpcRejected(chat, "chat.tools_json");
 }
 
+TEST_F(RequestValidationTest, ChatRolesAndContentAreNormalizedOrRefused) {
+  ScriptText("ok");
+  // "developer" is OpenAI's newer name for "system" (the template dropped it).
+  auto res = Post("/v1/chat/completions",
+                  ChatBody({{{"role", "developer"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hi"}}}));
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(engine_->last_request().prompt,
+            Rendered({{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hi"}}}));
+
+  // This server's own tool-call reply sent back: content null is "" (it rendered as "None").
+  json call_reply = {{"role", "assistant"},
+                     {"content", nullptr},
+                     {"tool_calls", json::parse(R"([{"id":"call_0","type":"function",
+                         "function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}])")}};
+  json messages = {{{"role", "user"}, {"content", "weather?"}}, call_reply,
+                   {{"role", "tool"}, {"tool_call_id", "call_0"}, {"content", "sunny"}}};
+  res = Post("/v1/chat/completions", ChatBody(messages));
+  ASSERT_EQ(res->status, 200) << res->body;
+  json expected = messages;
+  expected[1]["content"] = "";
+  EXPECT_EQ(engine_->last_request().prompt, Rendered(expected));
+
+  // Text parts are joined (they rendered as a Python list repr).
+  res = Post("/v1/chat/completions",
+             ChatBody({{{"role", "user"},
+                        {"content", json::parse(R"([{"type":"text","text":"first"},{"type":"text","text":"second"}])")}}}));
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(engine_->last_request().prompt, Rendered({{{"role", "user"}, {"content", "first\nsecond"}}}));
+
+  EXPECT_THAT(ExpectRejected(ChatBody({{{"role", "user"}, {"content", "a"}}, {{"role", "robot"}, {"content", "b"}}}),
+                             "messages[1].role"),
+              HasSubstr("'robot'"));
+  ExpectRejected(ChatBody({{{"content", "a"}}}), "messages[0].role");
+  ExpectRejected(ChatBody({{{"role", "user"}, {"content", 5}}}), "messages[0].content");
+  EXPECT_THAT(ExpectRejected(ChatBody({{{"role", "user"},
+                                        {"content", json::parse(R"([{"type":"text","text":"look"},
+                                            {"type":"image_url","image_url":{"url":"http://x/y.png"}}])")}}}),
+                             "messages[0].content[1].type"),
+              HasSubstr("'image_url' is not supported by this model"));
+  ExpectRejected(ChatBody({{{"role", "user"}, {"content", json::parse(R"(["text"])")}}}), "messages[0].content[0]");
+  ExpectRejected(ChatBody({{{"role", "user"}, {"content", json::parse(R"([{"type":"text","text":5}])")}}}),
+                 "messages[0].content[0].text");
+  ExpectRejected(ChatBody({{{"role", "assistant"}, {"content", "x"}, {"tool_calls", "f"}}}),
+                 "messages[0].tool_calls");
+
+  // gRPC chat follows the same rules.
+  pb::ChatInput chat;
+  pb::ChatMessage* m = chat.add_messages();
+  m->set_role("developer");
+  m->set_content("be brief");
+  m = chat.add_messages();
+  m->set_role("user");
+  m->set_content("hi");
+  pb::GenerateRequest r;
+  *r.mutable_chat() = chat;
+  ASSERT_TRUE(GrpcGenerate(r).ok());
+  EXPECT_EQ(engine_->last_request().prompt,
+            Rendered({{{"role", "system"}, {"content", "be brief"}}, {{"role", "user"}, {"content", "hi"}}}));
+  chat.mutable_messages(1)->set_role("robot");
+  ExpectGrpcRejected(chat, "chat.messages[1].role");
+}
+
+TEST_F(RequestValidationTest, ToolChoiceAndResponseFormat) {
+  ScriptText("ok");
+  json body = UserChat();
+  body["tools"] = json::array({WeatherTool()});
+  for (const char* choice : {"auto", "none"}) {
+    body["tool_choice"] = choice;
+    auto res = Post("/v1/chat/completions", body);
+    EXPECT_EQ(res->status, 200) << choice << ": " << res->body;
+  }
+  body["tool_choice"] = "required";
+  EXPECT_THAT(ExpectRejected(body, "tool_choice"), HasSubstr("not supported"));
+  body["tool_choice"] = json::parse(R"({"type":"function","function":{"name":"get_weather"}})");
+  EXPECT_THAT(ExpectRejected(body, "tool_choice"), HasSubstr("not supported"));
+  body["tool_choice"] = "sometimes";
+  ExpectRejected(body, "tool_choice");
+  body["tool_choice"] = 1;
+  ExpectRejected(body, "tool_choice");
+  body.erase("tool_choice");
+
+  body["response_format"] = {{"type", "text"}};
+  EXPECT_EQ(Post("/v1/chat/completions", body)->status, 200);
+  body["response_format"] = {{"type", "json_object"}};
+  EXPECT_THAT(ExpectRejected(body, "response_format.type"), HasSubstr("not supported"));
+  body["response_format"] = json::parse(R"({"type":"json_schema","json_schema":{"name":"x","schema":{}}})");
+  EXPECT_THAT(ExpectRejected(body, "response_format.type"), HasSubstr("not supported"));
+  body["response_format"] = {{"type", "yaml"}};
+  ExpectRejected(body, "response_format.type");
+  body["response_format"] = json::object();
+  ExpectRejected(body, "response_format.type");
+  body["response_format"] = "json";
+  ExpectRejected(body, "response_format");
+  ExpectServing();
+}
+
 }  // namespace
 }  // namespace glm::testing
