@@ -204,9 +204,15 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     absl::Status s = res.status == 404 ? absl::NotFoundError(absl::StrCat("no route for ", req.method, " ", req.path))
-                                       : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
+                     : res.status == 413
+                         ? InvalidField("body", absl::StrCat("is larger than this server's limit of ", kMaxBodyBytes >> 20,
+                                                             " MiB (", kMaxBodyBytes, " bytes)"))
+                         : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
     const int status = res.status;
-    res.set_content(DumpJson(ErrorJson(s, status == 404 ? "not_found" : "")), "application/json");
+    res.set_content(DumpJson(ErrorJson(s, status == 404   ? "not_found"
+                                          : status == 413 ? "request_too_large"
+                                                          : "")),
+                    "application/json");
     res.status = status;
   });
 

@@ -1,6 +1,7 @@
 #include "coordinator/api/openai_protocol.h"
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -15,11 +16,20 @@ using json = nlohmann::json;
 
 bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
 
+// A JSON number as a float: range-checked as a double first (converting one outside the float
+// range is undefined, and 1e39 became inf, reported as "must be >= 0").
+absl::Status ToFloat(const json& v, const std::string& field, float* out) {
+  if (!v.is_number()) return InvalidField(field, "must be a number");
+  const double d = v.get<double>();
+  if (!(std::fabs(d) <= std::numeric_limits<float>::max()))
+    return InvalidField(field, absl::StrCat(v.dump(), " is out of range"));
+  *out = static_cast<float>(d);
+  return absl::OkStatus();
+}
+
 absl::Status GetFloat(const json& body, const char* key, float* out) {
   if (!Present(body, key)) return absl::OkStatus();
-  if (!body[key].is_number()) return InvalidField(key, "must be a number");
-  *out = body[key].get<float>();
-  return absl::OkStatus();
+  return ToFloat(body[key], key, out);
 }
 
 absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* present = nullptr) {
@@ -82,8 +92,9 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
       int64_t id = 0;
       if (!absl::SimpleAtoi(key, &id) || id < INT32_MIN || id > INT32_MAX)
         return InvalidField(field, "the key must be a token id");
-      if (!value.is_number()) return InvalidField(field, "must be a number");
-      a.logit_bias.emplace_back(static_cast<int32_t>(id), value.get<float>());
+      float b = 0;
+      GLM_API_RETURN_IF_ERROR(ToFloat(value, field, &b));
+      a.logit_bias.emplace_back(static_cast<int32_t>(id), b);
     }
   }
   if (Present(body, "seed")) {
@@ -136,6 +147,8 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
       if (!so["include_usage"].is_boolean()) return InvalidField("stream_options.include_usage", "must be true or false");
       r->include_usage = so["include_usage"].get<bool>();
     }
+    // As vLLM: options for a stream that is not one are a client mistake, not something to ignore.
+    if (!r->stream) return InvalidField("stream_options", "is only allowed when stream is true");
   }
   if (Present(body, "response_format")) {
     // Only plain text: JSON modes need constrained decoding, which this server does not do, and

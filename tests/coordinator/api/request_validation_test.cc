@@ -319,5 +319,46 @@ TEST_F(RequestValidationTest, ToolChoiceAndResponseFormat) {
   ExpectServing();
 }
 
+TEST_F(RequestValidationTest, NumbersOutsideTheFloatRangeAndStreamOptions) {
+  json body = UserChat();
+  body["temperature"] = 1e39;
+  EXPECT_THAT(ExpectRejected(body, "temperature"), HasSubstr("is out of range"));
+  body = UserChat();
+  body["top_p"] = -1e300;
+  EXPECT_THAT(ExpectRejected(body, "top_p"), HasSubstr("is out of range"));
+  body = UserChat();
+  body["logit_bias"] = {{"5", 1e39}};
+  EXPECT_THAT(ExpectRejected(body, "logit_bias[\"5\"]"), HasSubstr("is out of range"));
+  // In range still goes through the range checks of its own.
+  body = UserChat();
+  body["top_p"] = 3e38;
+  EXPECT_THAT(ExpectRejected(body, "top_p"), HasSubstr("must be in (0, 1]"));
+  body = UserChat();
+  body["temperature"] = -2;
+  EXPECT_THAT(ExpectRejected(body, "temperature"), HasSubstr("must be >= 0"));
+
+  // stream_options without stream: true (vLLM refuses it too).
+  body = UserChat();
+  body["stream_options"] = {{"include_usage", true}};
+  EXPECT_THAT(ExpectRejected(body, "stream_options"), HasSubstr("stream"));
+  body["stream"] = false;
+  ExpectRejected(body, "stream_options");
+  ExpectRejected("/v1/completions", R"({"prompt":"x","stream_options":{"include_usage":true}})", "stream_options");
+  ExpectServing();
+}
+
+TEST_F(RequestValidationTest, OversizedBodyGetsAnOpenAiError) {
+  const std::string big(65u << 20, ' ');
+  auto res = PostRaw("/v1/completions", big);
+  ASSERT_TRUE(res) << res.error();
+  EXPECT_EQ(res->status, 413);
+  json e = json::parse(res->body, nullptr, false);
+  ASSERT_TRUE(e.is_object() && e.contains("error")) << res->body;
+  EXPECT_EQ(e["error"]["param"], "body");
+  EXPECT_EQ(e["error"]["code"], "request_too_large");
+  EXPECT_THAT(e["error"]["message"].get<std::string>(), HasSubstr("64 MiB"));
+  ExpectServing();
+}
+
 }  // namespace
 }  // namespace glm::testing
