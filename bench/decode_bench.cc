@@ -87,6 +87,7 @@ class ModelFiles {
       if (fd >= 0) fds_.push_back(fd);
       const int direct = ::open(f->path().c_str(), O_RDONLY | O_DIRECT);
       if (direct >= 0) direct_fds_.push_back(direct);
+      takes_direct_io_ = takes_direct_io_ && glm::model::FileSystemTakesDirectIo(f->path());
     }
   }
   ~ModelFiles() {
@@ -94,13 +95,7 @@ class ModelFiles {
     for (int fd : direct_fds_) ::close(fd);
   }
   // Whether the file system takes O_DIRECT reads of every file (tmpfs refuses them).
-  bool TakeDirectIo() const {
-    if (direct_fds_.empty() || direct_fds_.size() != fds_.size()) return false;
-    glm::model::AlignedBuffer buf(4 << 20);  // 2 MiB aligned
-    for (int fd : direct_fds_)
-      if (::pread(fd, buf.data(), 4096, 0) < 0) return false;
-    return true;
-  }
+  bool TakeDirectIo() const { return takes_direct_io_ && !fds_.empty(); }
   // Evicts the files' clean pages, so the next reads come from the disk.
   void DropPageCache() const {
     for (int fd : fds_) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
@@ -126,6 +121,7 @@ class ModelFiles {
 
  private:
   std::vector<int> fds_, direct_fds_;
+  bool takes_direct_io_ = true;
 };
 
 }  // namespace

@@ -163,6 +163,16 @@ absl::Status SafetensorsFile::Read(const TensorInfo& tensor, int64_t offset, int
   return s;
 }
 
+bool FileSystemTakesDirectIo(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  if (fd < 0) return false;
+  void* block = std::aligned_alloc(SafetensorsFile::kDirectAlignment, SafetensorsFile::kDirectAlignment);
+  const bool ok = block != nullptr && ::pread(fd, block, SafetensorsFile::kDirectAlignment, 0) >= 0;
+  std::free(block);
+  ::close(fd);
+  return ok;
+}
+
 int SafetensorsFile::DirectFd() const {
   std::call_once(direct_once_, [this] { direct_fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT); });
   return direct_usable_.load(std::memory_order_relaxed) ? direct_fd_ : -1;

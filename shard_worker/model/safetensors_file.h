@@ -77,6 +77,10 @@ class SafetensorsFile {
   std::map<std::string, TensorInfo> tensors_;
 };
 
+// Whether `path`'s file system takes O_DIRECT reads (tmpfs refuses the open; some file systems
+// take the open and refuse the reads): what SafetensorsFile::ReadDirect gets there.
+bool FileSystemTakesDirectIo(const std::string& path);
+
 // Writes a safetensors file (used by `glmctl synth` and by tests that build broken files).
 class SafetensorsWriter {
  public:

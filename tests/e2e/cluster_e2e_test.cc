@@ -606,6 +606,15 @@ struct JobEnd {
   int status = 0;
   std::string log;
 };
+// Runs a shell command line with its stdout and stderr captured in `log` (read, then removed).
+JobEnd RunCaptured(const std::string& command, const std::string& log) {
+  JobEnd end;
+  end.status = std::system((command + " >" + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  end.log.assign(std::istreambuf_iterator<char>(in), {});
+  std::remove(log.c_str());
+  return end;
+}
 JobEnd RunJobToTheEnd(const std::string& coordinator_flags) {
   const std::string log = "/tmp/glm_e2e_refused_" + std::to_string(getpid()) + ".log";
   // `timeout`: a job that hangs instead of ending is a failure here (exit 124), not a stalled suite.
@@ -615,13 +624,8 @@ JobEnd RunJobToTheEnd(const std::string& coordinator_flags) {
                           "--mca btl_vader_single_copy_mechanism none -np 1 " +
                           GLM_COORDINATOR_BIN + " --model " + GLM_MODEL_DIR +
                           " --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 " + coordinator_flags + " : -np 1 " +
-                          GLM_SHARD_WORKER_BIN + " --threads 1 >" + log + " 2>&1";
-  JobEnd end;
-  end.status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  end.log.assign(std::istreambuf_iterator<char>(in), {});
-  std::remove(log.c_str());
-  return end;
+                          GLM_SHARD_WORKER_BIN + " --threads 1";
+  return RunCaptured(cmd, log);
 }
 
 bool EndedNonZeroOnItsOwn(const JobEnd& end) {
@@ -702,13 +706,7 @@ TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
 // glmctl: exit status and stderr of one command line.
 JobEnd RunGlmctl(const std::string& args) {
   const std::string log = "/tmp/glm_e2e_glmctl_" + std::to_string(getpid()) + ".log";
-  const std::string cmd = std::string("timeout -k 10 120 ") + GLM_GLMCTL_BIN + " " + args + " >" + log + " 2>&1";
-  JobEnd end;
-  end.status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  end.log.assign(std::istreambuf_iterator<char>(in), {});
-  std::remove(log.c_str());
-  return end;
+  return RunCaptured(std::string("timeout -k 10 120 ") + GLM_GLMCTL_BIN + " " + args, log);
 }
 
 int ExitCode(const JobEnd& end) { return WIFEXITED(end.status) ? WEXITSTATUS(end.status) : -1; }

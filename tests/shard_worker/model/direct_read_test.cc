@@ -1,7 +1,6 @@
 // SafetensorsFile::ReadDirect (O_DIRECT around the page cache, streamed experts) returns exactly
 // Read's bytes for ranges that start, end and span anywhere relative to the 4 KiB blocks and the
 // 4 MiB bounce buffer; where the file system refuses O_DIRECT it reads through the page cache.
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,17 +13,6 @@ namespace glm::model {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Whether `path`'s file system takes O_DIRECT reads (tmpfs refuses the open).
-bool FileSystemTakesDirectIo(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
-  if (fd < 0) return false;
-  void* buf = std::aligned_alloc(4096, 4096);
-  const bool ok = ::pread(fd, buf, 4096, 0) >= 0;
-  std::free(buf);
-  ::close(fd);
-  return ok;
-}
 
 class DirectReadTest : public ::testing::Test {
  protected:

@@ -1,9 +1,5 @@
 // A model whose routed experts are twice the memory budget serves exactly like the fully resident
 // one: the same logits bit for bit, the same greedy tokens, with the cache's hit rate reported.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -13,6 +9,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/moe/expert_store.h"
 
 namespace glm::model {
@@ -23,16 +20,6 @@ namespace fs = std::filesystem;
 std::string ModelDir(const std::string& name) {
   fs::path bundled = fs::path(GLM_MODELS_DIR) / name;
   return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
-}
-
-bool FileSystemTakesDirectIo(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
-  if (fd < 0) return false;
-  void* buf = std::aligned_alloc(4096, 4096);
-  const bool ok = ::pread(fd, buf, 4096, 0) >= 0;
-  std::free(buf);
-  ::close(fd);
-  return ok;
 }
 
 int64_t RoutedExpertBytes(const ModelWeights& w) {
