@@ -62,6 +62,10 @@ int main(int argc, char** argv) {
 
   glm::runtime::WorkerOptions options;
   options.threads = absl::GetFlag(FLAGS_threads);
+  if (options.threads < 0 || options.threads > 4096) {  // as the plan's cores (placement::kMaxRankCores)
+    log(absl::StrCat("--threads must be 0..4096 (0 = the cores the plan gives this rank), got ", options.threads));
+    glm::comm::MpiSession::Abort(2);
+  }
   options.log = log;
   const std::string host = Hostname();
   auto topology = glm::numa::Topology::Local();

@@ -165,6 +165,11 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     for (const auto& r : plan.ranks())
       if (r.rank() == rank && threads <= 0) threads = r.cores();
     if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The coordinator's plan check has the same cap (placement::kMaxRankCores); a worker does not
+    // trust a plan it would die running (std::thread throws once the system refuses threads).
+    constexpr int kMaxThreads = 4096;
+    if (threads > kMaxThreads)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", rank, ": ", threads, " compute threads (the plan's cores or --threads); at most ", kMaxThreads));
     pool = std::make_unique<kernels::ThreadPool>(threads);
     // One thread per core, pinned, when this rank owns its NUMA node.
     const placement::RankAssignment* me = nullptr;

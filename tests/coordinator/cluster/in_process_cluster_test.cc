@@ -84,6 +84,31 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
   EXPECT_EQ(run->greedy, baseline->greedy);
 }
 
+// A plan whose cores the worker could not run (the coordinator's plan check refuses it first; a
+// worker must not trust that): loading fails with a message naming the rank, instead of the
+// worker spawning threads until std::thread throws and the process aborts.
+TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
+  const std::string dir = FixtureModelDir("glm5-tiny-code");
+  auto config = model::ModelConfig::FromFile(dir + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto comms = comm::InProcessCommunicator::CreateGroup(2);
+  absl::Status worker_status;
+  std::thread worker([&] { worker_status = runtime::RunWorker(comms[1].get(), runtime::WorkerOptions()); });
+  cluster::ClusterOptions options;
+  options.model_dir = dir;
+  options.kv_blocks = 16;
+  options.kv_block_size = 16;
+  auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
+    auto plan = MakePlan(*config, 1, 1, "expert-parallel", "f32");
+    if (plan.ok()) plan->mutable_ranks(0)->set_cores(2000000000);
+    return plan;
+  });
+  worker.join();
+  ASSERT_FALSE(client.ok());
+  EXPECT_NE(client.status().message().find("rank 1: 2000000000 compute threads"), std::string::npos) << client.status();
+  EXPECT_FALSE(worker_status.ok());
+}
+
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (std::string m : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"})
