@@ -56,6 +56,40 @@ absl::Status CheckJsonDepth(const J& root, const char* what) {
   return absl::OkStatus();
 }
 
+// messages as template values. An assistant message's tool_calls[i].function.arguments that holds
+// a JSON object as text (what OpenAI clients send back) becomes a string that also answers dict
+// lookups (jinja::Value::StringWithObject): GLM's templates iterate `arguments.items()`, as
+// transformers' convention has it (vLLM parses the text for them), while DeepSeek's and others
+// concatenate the text; each then renders as it does with its own kind of input.
+jinja::Value MessagesValue(const OJson& messages) {
+  jinja::Value out = jinja::Value::FromJson(messages);
+  if (!messages.is_array()) return out;
+  jinja::ValueList items;
+  for (const OJson& m : messages) {
+    jinja::Value mv = jinja::Value::FromJson(m);
+    if (m.is_object() && m.contains("tool_calls") && m["tool_calls"].is_array()) {
+      jinja::ValueList calls;
+      for (const OJson& c : m["tool_calls"]) {
+        jinja::Value cv = jinja::Value::FromJson(c);
+        const OJson* f = c.is_object() && c.contains("function") ? &c["function"] : nullptr;
+        if (f != nullptr && f->is_object() && f->contains("arguments") && (*f)["arguments"].is_string()) {
+          const std::string& text = (*f)["arguments"].get_ref<const std::string&>();
+          const OJson parsed = OJson::parse(text, nullptr, /*allow_exceptions=*/false);
+          if (!parsed.is_discarded() && parsed.is_object() && CheckJsonDepth(parsed, "arguments").ok()) {
+            jinja::Value fv = jinja::Value::FromJson(*f);
+            fv.Set("arguments", jinja::Value::StringWithObject(text, jinja::Value::FromJson(parsed)));
+            cv.Set("function", std::move(fv));
+          }
+        }
+        calls.push_back(std::move(cv));
+      }
+      mv.Set("tool_calls", jinja::Value::List(std::move(calls)));
+    }
+    items.push_back(std::move(mv));
+  }
+  return jinja::Value::List(std::move(items));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
@@ -162,7 +196,7 @@ absl::StatusOr<std::string> ChatTemplate::RenderOrdered(const OJson& messages, c
   GLM_RETURN_IF_ERROR(CheckJsonDepth(tools, "tools"));
   GLM_RETURN_IF_ERROR(CheckJsonDepth(extra, "extra template arguments"));
   jinja::Value context = jinja::Value::MakeDict();
-  context.Set("messages", jinja::Value::FromJson(messages));
+  context.Set("messages", MessagesValue(messages));
   context.Set("tools", jinja::Value::FromJson(tools));
   context.Set("documents", jinja::Value::None());
   context.Set("add_generation_prompt", jinja::Value::Bool(add_generation_prompt));

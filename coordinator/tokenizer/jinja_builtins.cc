@@ -478,6 +478,7 @@ absl::StatusOr<Value> Builtins::GetAttr(const Value& obj, const std::string& nam
                            : obj.undefined_hint());
     case Value::Kind::kString:
       if (auto m = StringMethod(obj, name)) return *m;
+      if (obj.has_object()) return GetAttr(obj.object(), name);  // tool-call arguments (StringWithObject)
       break;
     case Value::Kind::kList:
       if (auto m = ListMethod(obj, name)) return *m;
@@ -505,6 +506,7 @@ absl::StatusOr<Value> Builtins::GetItem(const Value& obj, const Value& key) {
     return Value::Undefined(absl::StrCat("'", obj.TypeName(), " object' has no attribute '",
                                          key.as_string(), "'"));
   }
+  if (obj.has_object() && key.is_string()) return GetItem(obj.object(), key);
   if ((obj.is_list() || obj.is_string()) && (key.is_int() || key.is_bool())) {
     int64_t i = key.as_int();
     if (obj.is_list()) {

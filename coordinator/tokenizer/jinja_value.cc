@@ -90,6 +90,21 @@ Value Value::MakeDict(Dict entries) {
   return v;
 }
 
+Value Value::StringWithObject(std::string text, const Value& object) {
+  Value v(Kind::kString);
+  v.str_ = std::move(text);
+  v.dict_ = object.dict_;
+  v.depth_ = object.depth_;
+  return v;
+}
+
+Value Value::object() const {
+  Value v(Kind::kDict);
+  v.dict_ = dict_;
+  v.depth_ = depth_;
+  return v;
+}
+
 Value Value::Namespace(Dict entries) {
   Value v(Kind::kNamespace);
   v.depth_ = EntriesDepth(entries);

@@ -54,6 +54,12 @@ class Value {
   // A list that prints as a Python tuple: (a, b).
   static Value Tuple(ValueList items);
   static Value MakeDict(Dict entries = {});
+  // A string that also answers a dict's lookups (`.items()`, `.keys()`, `.get(k)`, `x.k`, `x["k"]`)
+  // with `object`'s entries; everything else (printing, `+`, `is string`, tojson) sees the string.
+  // For tool-call arguments, which OpenAI clients send as JSON text while chat templates differ:
+  // GLM's iterate `arguments.items()` (transformers' convention, a dict), DeepSeek's concatenate
+  // the text. `object` must be a dict.
+  static Value StringWithObject(std::string text, const Value& object);
   static Value Namespace(Dict entries = {});
   static Value Function(std::string name, NativeFunction fn);
   // Converts JSON (ordered, as received) into values.
@@ -72,6 +78,9 @@ class Value {
   bool is_namespace() const { return kind_ == Kind::kNamespace; }
   bool is_function() const { return kind_ == Kind::kFunction; }
   bool is_tuple() const { return kind_ == Kind::kList && tuple_; }
+  // A StringWithObject value, and its object (a dict sharing the entries).
+  bool has_object() const { return kind_ == Kind::kString && dict_ != nullptr; }
+  Value object() const;
   // Container nesting when built (0 for scalars, 1 + deepest item for lists, dicts and
   // namespaces). Printing, comparing and destroying recurse per level, so the interpreter
   // refuses values deeper than a bound. A namespace mutated after it was stored elsewhere is

@@ -138,5 +138,36 @@ TEST(ChatTemplateTest, ToolsAreNoneWhenAbsentAndKeepKeyOrder) {
             R"({"type": "function", "function": {"name": "f", "b": 1, "a": "é"}})");
 }
 
+// Tool-call arguments come back from OpenAI clients as JSON text. GLM's templates iterate
+// `arguments.items()` (transformers' convention: a dict) and DeepSeek's concatenate the text:
+// both render what they render from their own kind of input. GLM-style templates used to fail on
+// a client's own tool-call turn ("str object has no attribute items").
+TEST(ChatTemplateTest, ToolCallArgumentsServeDictAndTextTemplates) {
+  const nlohmann::json messages = nlohmann::json::parse(R"([
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+      {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\",\"days\":3}"}},
+      {"id": "c2", "type": "function", "function": {"name": "echo", "arguments": "not json"}}]}])");
+  auto glm = ChatTemplate::FromString(
+      "{% for m in messages %}{% for tc in m.tool_calls %}{% set f = tc.function %}<tool_call>{{ f.name }}"
+      "{% if f.arguments is string and f.arguments.items is not defined %}[{{ f.arguments }}]{% else %}"
+      "{% for k, v in f.arguments.items() %}<arg_key>{{ k }}</arg_key><arg_value>"
+      "{{ v if v is string else v | tojson }}</arg_value>{% endfor %}{% endif %}</tool_call>{% endfor %}{% endfor %}");
+  ASSERT_TRUE(glm.ok()) << glm.status();
+  auto rendered = (*glm)->Render(messages, nullptr, false);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(*rendered,
+            "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Oslo</arg_value>"
+            "<arg_key>days</arg_key><arg_value>3</arg_value></tool_call><tool_call>echo[not json]</tool_call>");
+  auto text = ChatTemplate::FromString(
+      "{% for m in messages %}{% for tc in m.tool_calls %}{{ '<' + tc['function']['arguments'] + '>' }}"
+      "{{ tc.function.arguments | length }}|{{ tc.function.arguments is string }}|"
+      "{{ tc.function.arguments['city'] }};{% endfor %}{% endfor %}");
+  ASSERT_TRUE(text.ok()) << text.status();
+  rendered = (*text)->Render(messages, nullptr, false);
+  ASSERT_TRUE(rendered.ok()) << rendered.status();
+  EXPECT_EQ(*rendered, "<{\"city\":\"Oslo\",\"days\":3}>24|True|Oslo;<not json>8|True|;");
+}
+
 }  // namespace
 }  // namespace glm::tokenizer
