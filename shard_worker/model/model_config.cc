@@ -318,6 +318,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     if (auto s = ReadBool(j, flag, &v); !s.ok()) return s;
     if (v) return FieldError(flag, "= true is not supported (GLM-5 has no biases there)");
   }
+  // The MLA and indexer RoPE are interleaved (attention/rope_layouts.h), as transformers computes
+  // a config without these fields (the fixtures' references). A config asking for the other
+  // pairing would load and select the wrong keys past index_topk, where no short test looks.
+  for (const char* flag : {"rope_interleave", "indexer_rope_interleave"}) {
+    bool v = true;
+    if (auto s = ReadBool(j, flag, &v); !s.ok()) return s;
+    if (!v) return FieldError(flag, "= false is not supported (interleaved RoPE only)");
+  }
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null() && *it != "silu")
     return FieldError("hidden_act", absl::StrCat("is ", Describe(*it), "; only \"silu\" is supported"));
   if (auto it = j.find("num_key_value_heads"); it != j.end() && it->is_number_integer() &&

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "shard_worker/model/model_config.h"
 
 namespace glm::model {
@@ -27,6 +28,16 @@ void ExpectFieldError(const absl::StatusOr<ModelConfig>& c, const std::string& n
 }
 
 TEST(ModelConfigTest, BaseParses) { ASSERT_TRUE(With(R"("hidden_act":"silu")").ok()) << With("").status(); }
+
+// The RoPE pairing is fixed (interleaved, as transformers computes configs without these fields):
+// a config asking for the other was loaded silently and would select wrong keys past index_topk.
+TEST(ModelConfigTest, NonInterleavedRopeIsRefused) {
+  for (const char* field : {"rope_interleave", "indexer_rope_interleave"}) {
+    EXPECT_TRUE(With(absl::StrCat("\"", field, "\":true")).ok()) << field;
+    ExpectFieldError(With(absl::StrCat("\"", field, "\":false")), field, field);
+    ExpectFieldError(With(absl::StrCat("\"", field, "\":\"no\"")), field, field);
+  }
+}
 
 // quantization_config.value(...) threw (and aborted the process) on a non-object or a member of
 // another type.
