@@ -72,29 +72,44 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   std::vector<float> q(n * heads * d), head_w(n * heads);
   kernels::MatMul(qs.data(), n, w.wq_b, q.data(), pool_);       // [n, heads * d]
   kernels::MatMul(xs.data(), n, w.weights_proj, head_w.data(), pool_);  // [n, heads]
+
+  for (int64_t j = 0; j < n; ++j) {
+    float* qj = q.data() + j * heads * d;
+    for (int64_t h = 0; h < heads; ++h) rope_->Apply(qj + h * d, sparse_pos[j], kIndexerRopeLayout);
+  }
+  // Rows [b0, b1) at a time, their scores within score_budget_ (a row alone may exceed it).
+  for (int64_t b0 = 0, b1 = 0; b0 < n; b0 = b1) {
+    int64_t floats = 0;
+    for (b1 = b0; b1 < n && (b1 == b0 || floats + sparse_pos[b1] + 1 <= score_budget_); ++b1) floats += sparse_pos[b1] + 1;
+    ScoreAndSelect(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+  }
+}
+
+void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
+                                const std::vector<int64_t>& sparse_tokens, const std::vector<int64_t>& sparse_pos,
+                                const std::vector<const SequenceSpan*>& sparse_span, const std::vector<float>& q,
+                                const std::vector<float>& head_w, KeySelection* selection) const {
+  const int64_t d = config_.index_head_dim, heads = config_.index_n_heads, topk = config_.index_topk;
   const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
   const float head_scale = 1.0f / std::sqrt(static_cast<float>(heads));
-
+  const int64_t n = b1 - b0;
   // Scores [n][n_keys] in jobs of (token, block of kKeyBlock keys) — decode has one token, and
   // its keys are what there is to spread over the threads — then each token's top-k. A score's
   // arithmetic does not depend on the blocks.
   constexpr int64_t kKeyBlock = 256;
   std::vector<int64_t> first_job(n + 1, 0);
-  for (int64_t j = 0; j < n; ++j) first_job[j + 1] = first_job[j] + (sparse_pos[j] + 1 + kKeyBlock - 1) / kKeyBlock;
-  for (int64_t j = 0; j < n; ++j) {
-    float* qj = q.data() + j * heads * d;
-    for (int64_t h = 0; h < heads; ++h) rope_->Apply(qj + h * d, sparse_pos[j], kIndexerRopeLayout);
-  }
+  for (int64_t j = 0; j < n; ++j) first_job[j + 1] = first_job[j] + (sparse_pos[b0 + j] + 1 + kKeyBlock - 1) / kKeyBlock;
   std::vector<std::vector<float>> scores(n);
-  for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[j] + 1);
+  for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[b0 + j] + 1);
   // A block's keys are read once for all heads (DotRows, up to kMaxQueries heads at a time):
   // dots [heads, block]; then score_s = Σ_h max(0, dot_hs · softmax_scale) · w_h, heads in order.
   pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
     std::vector<const float*> rows(kKeyBlock);
     std::vector<float> dots(heads * kKeyBlock);
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t j = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;
-      const int64_t s0 = (job - first_job[j]) * kKeyBlock;
+      const int64_t jb = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;
+      const int64_t j = b0 + jb;  // the row among all sparse rows
+      const int64_t s0 = (job - first_job[jb]) * kKeyBlock;
       const int64_t s1 = std::min<int64_t>(sparse_pos[j] + 1, s0 + kKeyBlock);
       const int64_t nb = s1 - s0;
       const float* qj = q.data() + j * heads * d;
@@ -103,7 +118,7 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
         const int nh = static_cast<int>(std::min<int64_t>(kernels::kMaxQueries, heads - h0));
         kernels::DotRows(qj + h0 * d, d, nh, rows.data(), nb, d, dots.data() + h0 * nb, nb);
       }
-      float* out = scores[j].data() + s0;
+      float* out = scores[jb].data() + s0;
       std::fill(out, out + nb, 0.0f);
       for (int64_t h = 0; h < heads; ++h)
         kernels::ReluAccumulate(dots.data() + h * nb, softmax_scale, head_w[j * heads + h] * head_scale, out, nb);
@@ -112,9 +127,9 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   // Each token keeps its topk highest scores (the lower position on ties), in ascending position.
   pool_->ParallelFor(n, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch;
-    for (int64_t j = begin; j < end; ++j)
-      SelectTopPositions(scores[j].data(), static_cast<int64_t>(scores[j].size()), topk,
-                         &(*selection)[sparse_tokens[j]], &scratch);
+    for (int64_t jb = begin; jb < end; ++jb)
+      SelectTopPositions(scores[jb].data(), static_cast<int64_t>(scores[jb].size()), topk,
+                         &(*selection)[sparse_tokens[b0 + jb]], &scratch);
   });
 }
 

@@ -34,10 +34,24 @@ class DsaIndexer {
            int64_t total_tokens, const std::vector<SequenceSpan>& spans, KeySelection* selection,
            const uint8_t* out_rows = nullptr) const;
 
+  // The most scores (floats) Run holds at once: query rows are scored and selected in batches
+  // within it (any row alone may exceed it). Without a bound a 2048-token prefill chunk at
+  // position 200K held 2048 x 200K floats (1.6 GB) per indexer layer, outside every memory budget.
+  // The selections do not depend on it (tests set small budgets).
+  static constexpr int64_t kDefaultScoreBudget = int64_t{16} << 20;  // 64 MiB
+  void set_score_budget(int64_t floats) { score_budget_ = floats; }
+
  private:
   const model::ModelConfig& config_;
   const kernels::RopeTable* rope_;
   kernels::ThreadPool* pool_;
+  int64_t score_budget_ = kDefaultScoreBudget;
+
+  // Run's scoring and top-k of sparse rows [b0, b1): q [rows, heads * d] and head_w [rows, heads]
+  // are every sparse row's (rope applied); the rows' positions, batch tokens and spans as given.
+  void ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1, const std::vector<int64_t>& sparse_tokens,
+                      const std::vector<int64_t>& sparse_pos, const std::vector<const SequenceSpan*>& sparse_span,
+                      const std::vector<float>& q, const std::vector<float>& head_w, KeySelection* selection) const;
 };
 
 }  // namespace glm::attention

@@ -102,5 +102,44 @@ TEST(DsaSelectionTest, RowsWithoutOutputOnlyWriteTheirKeys) {
   }
 }
 
+// The scores are held for a batch of query rows at a time (DsaIndexer::set_score_budget): a
+// prefill chunk at a long context held chunk x context floats per layer (1.6 GB for 2048 rows at
+// 200K). Any budget gives the unbounded selection: one row per batch, a few rows, all at once.
+TEST(DsaSelectionTest, ScoringInBoundedBatchesSelectsTheSame) {
+  auto ckpt = model::Checkpoint::Open(glm::testing::ModelDir("glm5-random-sparse"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  auto loaded = model::ModelWeights::Load(**ckpt);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::shared_ptr<const model::ModelWeights> weights = std::move(*loaded);
+  const model::ModelConfig& c = weights->config();
+  kernels::ThreadPool pool(2);
+  auto m = model::Glm5Model::Create(weights, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<float> inv_freq(c.qk_rope_head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.qk_rope_head_dim);
+  const kernels::RopeTable rope(inv_freq, 1.0f);
+  const int64_t layer = 0, T = 3 * c.index_topk + 5;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(T * c.hidden_size), q(T * c.q_lora_rank);
+  for (float& v : x) v = nd(rng);
+  for (float& v : q) v = nd(rng);
+  auto run = [&](int64_t budget) {
+    DsaIndexer indexer(c, &rope, &pool);
+    indexer.set_score_budget(budget);
+    auto cache = (*m)->NewCache();
+    EXPECT_TRUE(cache->Reserve(T).ok());
+    const std::vector<SequenceSpan> spans = {{0, T, 0, cache.get()}};
+    KeySelection selection;
+    indexer.Run(weights->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection);
+    return selection;
+  };
+  const KeySelection whole = run(DsaIndexer::kDefaultScoreBudget);
+  int64_t selected_rows = 0;
+  for (const auto& s : whole) selected_rows += !s.empty();
+  ASSERT_EQ(selected_rows, T - c.index_topk);
+  for (int64_t budget : {int64_t{1}, 3 * c.index_topk, int64_t{1} << 30}) EXPECT_EQ(run(budget), whole) << budget;
+}
+
 }  // namespace
 }  // namespace glm::attention
