@@ -95,7 +95,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (seq->request.request_id.empty()) seq->request.request_id = absl::StrCat("req-", next_seq_id_);
   if (live_ids_.contains(seq->request.request_id))
     return absl::InvalidArgumentError(absl::StrCat("request_id: '", seq->request.request_id, "' is already running"));
-  if (static_cast<int32_t>(inbox_.size()) + load_.waiting >= options_.max_waiting)
+  if (queued_ + static_cast<int64_t>(inbox_.size()) >= options_.max_waiting)
     return absl::ResourceExhaustedError(absl::StrCat("the queue is full (", options_.max_waiting, " waiting requests)"));
   seq->seq_id = next_seq_id_++;
   seq->seed = seq->request.sampling.seed.has_value() ? *seq->request.sampling.seed : seed_rng_();
@@ -135,6 +135,7 @@ void ContinuousBatchingEngine::DrainInbox() {
   std::set<uint64_t> aborts;
   {
     absl::MutexLock lock(&mu_);
+    queued_ += static_cast<int64_t>(inbox_.size());
     fresh.swap(inbox_);
     aborts.swap(abort_requests_);
   }
@@ -305,6 +306,7 @@ void ContinuousBatchingEngine::PublishLoad() {
   absl::MutexLock lock(&mu_);
   load_.running = static_cast<int32_t>(running_.size());
   load_.waiting = static_cast<int32_t>(waiting_.size() + inbox_.size());
+  queued_ = static_cast<int64_t>(waiting_.size());
   load_.kv_blocks_used = blocks_.num_used();
   load_.kv_blocks_cached = blocks_.num_cached_free();
 }
@@ -355,6 +357,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     } else if (WritesMtpRows(*s) && s->computed + n == static_cast<int64_t>(s->tokens.size())) {
       next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(0));  // the prompt's last chunk: the first drafts
     }
+    next_k = NextDraftsWithinRoom(*s, n, next_k);
     // Room for the verified positions and the MTP head's chained draft rows (best effort).
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     if (!EnsureBlocks(*s, s->computed + n)) {
@@ -380,6 +383,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     int next_k = WritesMtpRows(*s) && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;
+    next_k = NextDraftsWithinRoom(*s, n, next_k);
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     work.push_back({s, n, {}, next_k});
     budget -= n;
@@ -570,6 +574,16 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   }
   PublishLoad();
   return true;
+}
+
+int ContinuousBatchingEngine::NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const {
+  // The chained rows take positions computed + n onwards: past the context (or the KV cache) the
+  // last stage could not hold them, and a step asking for them failed there and took the cluster
+  // down. Nor are drafts asked for that max_tokens leaves no room to verify.
+  int64_t room = max_len_ - (s.computed + n);
+  const SamplingOptions& o = s.request.sampling;
+  if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s.generated - 1);
+  return static_cast<int>(std::clamp<int64_t>(room, 0, next_k));
 }
 
 int64_t ContinuousBatchingEngine::ScoredChunk(const Sequence& s, int64_t n) const {

@@ -90,6 +90,9 @@ class ContinuousBatchingEngine : public Engine {
   // A prefill chunk of n tokens for `s`, cut to EngineOptions::max_scored_logits when its
   // prompt is scored.
   int64_t ScoredChunk(const Sequence& s, int64_t n) const;
+  // next_k MTP drafts to chain for `s` after a step of n tokens, cut to the positions left in the
+  // context / KV cache and to what max_tokens can still verify.
+  int NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const;
   // Stores the prompt positions a step scored for `s` (its chunk started at `start`).
   static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
   bool EnsureBlocks(Sequence& s, int64_t positions);
@@ -129,6 +132,10 @@ class ContinuousBatchingEngine : public Engine {
   bool drain_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failed_ ABSL_GUARDED_BY(mu_);
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
+  // waiting_.size() as the loop last published it, plus what it has drained from the inbox since:
+  // Submit's queue bound counts it and inbox_ (load_.waiting counted the inbox as it was then,
+  // so adding inbox_ to it counted new requests twice until the next step).
+  int64_t queued_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace glm::scheduler

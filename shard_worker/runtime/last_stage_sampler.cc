@@ -351,10 +351,12 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
       states_[s.seq_id()].q.push_back(std::move(dist));
       const int64_t h_row = k == 0 ? last_row[b] : static_cast<int64_t>(a);
       if (k + 1 < s.mtp_drafts()) {
-        // The chained row sits right after the previous one; it needs a block to live in.
+        // The chained row sits right after the previous one; it needs a block to live in, and
+        // a position within the model's context (drafts past it could never be verified).
         const int64_t pos = batch[b].cache->length();
-        if ((pos + 1 + pool_->block_size() - 1) / pool_->block_size() >
-            static_cast<int64_t>(block_tables[who[b]]->size()))
+        if (pos + 1 > pool_->shape().max_positions ||
+            (pos + 1 + pool_->block_size() - 1) / pool_->block_size() >
+                static_cast<int64_t>(block_tables[who[b]]->size()))
           continue;
         model::SequenceInput in;
         in.cache = batch[b].cache;

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/runtime/sampler.h"
@@ -340,6 +341,62 @@ TEST(EngineSpeculativeTest, PausedDraftingResumesWithProbes) {
   const int64_t long_drafts = h.engine()->GetLoad().spec_num_drafts - short_drafts;
   EXPECT_GE(long_drafts, short_drafts + 8) << "drafting steps: " << short_drafts << " in 16 tokens, " << long_drafts
                                            << " in 160";
+}
+
+// A last stage that accepts every draft and always proposes as many MTP drafts as asked: the
+// adaptive length climbs to mtp:4 and stays there up to the end of the context. No plan may ask
+// for chained draft rows past the context (or for drafts max_tokens leaves no room to verify):
+// the last stage failed such a step, and a failed last stage took the cluster down.
+TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
+  struct AcceptingRunner : StepRunner {
+    int64_t max_context = 0;
+    std::vector<std::string> overruns;
+    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+      shard::StepResult r;
+      r.set_step_id(plan.step_id());
+      for (const auto& s : plan.sequences()) {
+        const int64_t end = s.start_position() + s.tokens_size() + s.mtp_drafts();
+        if (end > max_context) overruns.push_back(absl::StrCat("positions up to ", end));
+        if (!s.sample()) continue;
+        shard::SequenceResult* out = r.add_sequences();
+        out->set_seq_id(s.seq_id());
+        // Accept every draft (the plan's last num_drafts tokens), then sample one more.
+        for (int i = s.tokens_size() - s.num_drafts(); i < s.tokens_size(); ++i) out->add_tokens(s.tokens(i));
+        out->add_tokens(7);
+        out->set_accepted(s.num_drafts());
+        out->set_token(7);
+        for (int k = 0; k < s.mtp_drafts(); ++k) out->add_drafts(7);
+      }
+      return r;
+    }
+  } runner;
+  EngineOptions o;
+  o.max_context = runner.max_context = 64;
+  o.vocab_size = 100;
+  o.kv_blocks = 16;  // 256 positions: more than the context
+  o.kv_block_size = 16;
+  o.has_mtp = true;
+  auto engine = Engine::Create(&runner, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::thread loop([&] { (void)(*engine)->RunLoop(); });
+  for (int max_tokens : {0, 30}) {  // to the end of the context; and a max_tokens limit
+    GenerationRequest r = Greedy({1, 2, 3, 4, 5}, max_tokens);
+    r.speculative = "mtp:4";
+    auto stream = (*engine)->Submit(r);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    GenerationEvent e;
+    int64_t tokens = 0;
+    while ((*stream)->Next(&e, absl::Seconds(30))) {
+      tokens += static_cast<int64_t>(e.tokens.size());
+      if (e.finished) break;
+    }
+    EXPECT_TRUE(e.error.ok()) << e.error;
+    EXPECT_EQ(e.finish_reason, "length");
+    EXPECT_EQ(tokens, max_tokens > 0 ? max_tokens : 64 - 5);
+  }
+  (*engine)->Shutdown(false);
+  loop.join();
+  EXPECT_TRUE(runner.overruns.empty()) << runner.overruns.size() << " plans, first: " << runner.overruns.front();
 }
 
 TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
