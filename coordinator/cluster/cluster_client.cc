@@ -84,6 +84,12 @@ absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& pla
     healthy_ = false;
     return absl::DataLossError("unreadable StepResult");
   }
+  if (!result.error().empty() && result.fatal()) {
+    // The reporting rank has left: no later step can be served. Unhealthy at once, and
+    // UNAVAILABLE, instead of a rejected batch and a step timeout for the next one.
+    healthy_ = false;
+    return absl::UnavailableError(absl::StrCat("a worker failed: ", result.error()));
+  }
   if (!result.error().empty()) return absl::InvalidArgumentError(result.error());
   return result;
 }

@@ -51,7 +51,8 @@ class ClusterClient {
   int32_t kv_blocks() const { return options_.kv_blocks; }
 
   // One step on every rank. Errors: INVALID_ARGUMENT (the workers rejected the plan; the cluster
-  // is fine), UNAVAILABLE (a worker died or timed out; the cluster is not usable any more).
+  // is fine), UNAVAILABLE (a worker failed the step (StepResult::fatal), died or timed out; the
+  // cluster is not usable any more).
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
   // The same, calling `after_broadcast` once every worker has been sent the plan (the forward is
   // running) and before waiting for the result.

@@ -213,6 +213,8 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   if (!status.ok()) {
     result.clear_sequences();
     result.set_error(std::string(status.message()));
+    // This rank leaves after reporting anything but a rejected plan (worker_service.cc).
+    result.set_fatal(status.code() != absl::StatusCode::kInvalidArgument);
   }
   result.set_step_seconds(step_seconds);
   result.set_expert_bytes_read(model_->routed_expert_bytes_read() - expert_bytes_before);

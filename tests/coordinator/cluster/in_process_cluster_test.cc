@@ -2,7 +2,10 @@
 // the in-process transport, against the single-process engine.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <thread>
 
 #include "cluster_test_util.h"
@@ -107,6 +110,46 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
   ASSERT_FALSE(client.ok());
   EXPECT_NE(client.status().message().find("rank 1: 2000000000 compute threads"), std::string::npos) << client.status();
   EXPECT_FALSE(worker_status.ok());
+}
+
+// A step that fails on the last stage for any reason but a rejected plan ends that worker (here
+// an expert read from a checkpoint truncated under a streaming rank). The client says UNAVAILABLE
+// at once and turns unhealthy; it used to report a rejected batch (INVALID_ARGUMENT) and keep
+// serving, so the next step waited out the step timeout before anyone learnt the cluster was gone.
+TEST(InProcessClusterLoadTest, AFailedStepEndsTheClusterAtOnce) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("glm_failed_step_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(FixtureModelDir("glm5-tiny-code"), dir);
+  auto config = model::ModelConfig::FromFile((dir / "config.json").string());
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto comms = comm::InProcessCommunicator::CreateGroup(2);
+  absl::Status worker_status;
+  std::thread worker([&] {
+    runtime::WorkerOptions o;
+    o.threads = 1;
+    worker_status = runtime::RunWorker(comms[1].get(), o);
+  });
+  cluster::ClusterOptions options;
+  options.model_dir = dir.string();
+  options.kv_blocks = 16;
+  options.kv_block_size = 16;
+  auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
+    auto plan = MakePlan(*config, 1, 1, "expert-parallel", "f32");
+    if (plan.ok()) plan->mutable_ranks(0)->set_expert_memory_bytes(1);  // every routed expert streamed
+    return plan;
+  });
+  ASSERT_TRUE(client.ok()) << client.status();
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") fs::resize_file(e.path(), 4096);
+  auto run = RunThroughCluster(client->get(), FixturePrompt("glm5-tiny-code"), 2, static_cast<int>(config->vocab_size));
+  ASSERT_FALSE(run.ok());
+  EXPECT_EQ(run.status().code(), absl::StatusCode::kUnavailable) << run.status();
+  EXPECT_NE(run.status().message().find("a worker failed"), std::string::npos) << run.status();
+  EXPECT_FALSE((*client)->healthy());
+  worker.join();
+  EXPECT_FALSE(worker_status.ok());
+  fs::remove_all(dir);
 }
 
 std::vector<Case> AllCases() {
