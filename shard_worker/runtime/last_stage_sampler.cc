@@ -179,7 +179,6 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
 absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model::ForwardOutput& out, bool all_rows,
                                        const std::vector<const std::vector<int32_t>*>& block_tables,
                                        shard::StepResult* result) {
-  for (uint64_t id : plan.finished()) Forget(id);
   for (const auto& s : plan.sequences()) {
     if (s.penalty_tokens_from() <= 0) continue;
     auto it = states_.find(s.seq_id());

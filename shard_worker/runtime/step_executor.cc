@@ -175,8 +175,12 @@ absl::Status StepExecutor::Execute(const shard::StepPlan& plan) {
   if (tp != nullptr) tp->ClearCollectiveLog();
   shard::StepResult result;
   result.set_step_id(plan.step_id());
-  // Finished sequences go first (whatever becomes of this step: the coordinator lists them once).
-  for (uint64_t id : plan.finished()) block_tables_.erase(id);
+  // Finished sequences go first (whatever becomes of this step: the coordinator lists them once),
+  // the last stage's sampling state with them (a plan rejected before sampling kept it for good).
+  for (uint64_t id : plan.finished()) {
+    block_tables_.erase(id);
+    if (sampler_ != nullptr) sampler_->Forget(id);
+  }
   absl::Status status = Validate(plan);
   if (status.ok()) status = Run(plan, UpdateBlockTables(plan), &result);
   double comm = ctx_.world->comm_seconds() + (tp ? tp->comm_seconds() : 0.0) - comm_before;
