@@ -349,6 +349,11 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
         drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
       }
       drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
+      // Drafts are optional: they take only blocks the sequences after this one cannot need
+      // for their own next token (else an older sequence's drafts preempted a newer one).
+      if (!drafts.empty() && !OptionalRoomFits(*s, s->computed + 1 + static_cast<int64_t>(drafts.size()),
+                                               std::distance(it, running_.end()) - 1))
+        drafts.clear();
       // The MTP drafts the next step may use, chained on the last stage during this one: no
       // more than the adaptive length can ask for then (none through a pause).
       if (WritesMtpRows(*s))
@@ -358,8 +363,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(0));  // the prompt's last chunk: the first drafts
     }
     next_k = NextDraftsWithinRoom(*s, n, next_k);
-    // Room for the verified positions and the MTP head's chained draft rows (best effort).
-    if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
+    // Room for the MTP head's chained draft rows: optional, as drafts are.
+    if (next_k > 0 && (!OptionalRoomFits(*s, s->computed + n + next_k, std::distance(it, running_.end()) - 1) ||
+                       !EnsureBlocks(*s, s->computed + n + next_k)))
+      next_k = 0;
     if (!EnsureBlocks(*s, s->computed + n)) {
       // Out of blocks: preempt the newest other sequence and retry; preempt this one if alone.
       SeqPtr victim = running_.back();
@@ -574,6 +581,12 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   }
   PublishLoad();
   return true;
+}
+
+bool ContinuousBatchingEngine::OptionalRoomFits(const Sequence& s, int64_t positions, int64_t later) const {
+  const int64_t need = (positions + options_.kv_block_size - 1) / options_.kv_block_size -
+                       static_cast<int64_t>(s.blocks.size());
+  return need <= 0 || blocks_.num_free() - need >= later;
 }
 
 int ContinuousBatchingEngine::NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const {

@@ -93,6 +93,9 @@ class ContinuousBatchingEngine : public Engine {
   // next_k MTP drafts to chain for `s` after a step of n tokens, cut to the positions left in the
   // context / KV cache and to what max_tokens can still verify.
   int NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const;
+  // Whether `s` may grow to `positions` for something optional (drafts, chained draft rows) and
+  // still leave a free block for each of the `later` sequences scheduled after it this step.
+  bool OptionalRoomFits(const Sequence& s, int64_t positions, int64_t later) const;
   // Stores the prompt positions a step scored for `s` (its chunk started at `start`).
   static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
   bool EnsureBlocks(Sequence& s, int64_t positions);

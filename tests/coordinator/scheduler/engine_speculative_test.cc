@@ -399,6 +399,55 @@ TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
   EXPECT_TRUE(runner.overruns.empty()) << runner.overruns.size() << " plans, first: " << runner.overruns.front();
 }
 
+// Drafts and the MTP head's chained draft rows are optional room: they take only blocks the
+// sequences after them in the batch cannot need for their own next token. An older MTP sequence's
+// lookahead used to take the last free block and preempt a newer plain sequence (recomputed
+// later), though both fitted without drafts.
+TEST(EngineSpeculativeTest, OptionalDraftRoomNeverPreempts) {
+  struct AcceptingRunner : StepRunner {
+    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+      shard::StepResult r;
+      r.set_step_id(plan.step_id());
+      for (const auto& s : plan.sequences()) {
+        if (!s.sample()) continue;
+        shard::SequenceResult* out = r.add_sequences();
+        out->set_seq_id(s.seq_id());
+        for (int i = s.tokens_size() - s.num_drafts(); i < s.tokens_size(); ++i) out->add_tokens(s.tokens(i));
+        out->add_tokens(7);
+        out->set_accepted(s.num_drafts());
+        out->set_token(7);
+        for (int k = 0; k < s.mtp_drafts(); ++k) out->add_drafts(7);
+      }
+      return r;
+    }
+  } runner;
+  EngineOptions o;
+  o.max_context = 256;
+  o.vocab_size = 100;
+  o.kv_blocks = 3;  // 48 positions: each request's 2 blocks at its end, the plain one short-lived
+  o.kv_block_size = 16;
+  o.has_mtp = true;
+  auto engine = Engine::Create(&runner, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  GenerationRequest mtp = Greedy(std::vector<int32_t>(10, 3), 20);
+  mtp.speculative = "mtp:4";
+  GenerationRequest plain = Greedy(std::vector<int32_t>(15, 4), 3);
+  auto a = (*engine)->Submit(mtp);
+  auto b = (*engine)->Submit(plain);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::thread loop([&] { (void)(*engine)->RunLoop(); });
+  GenerationEvent e;
+  while ((*a)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  EXPECT_TRUE(e.error.ok()) << e.error;
+  while ((*b)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  EXPECT_TRUE(e.error.ok()) << e.error;
+  (*engine)->Shutdown(false);
+  loop.join();
+  EXPECT_EQ((*engine)->GetLoad().preemptions, 0);
+}
+
 TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
   EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);
   GenerationRequest r = Greedy({5, 17, 300, 999, 42, 7, 8, 5, 17, 300}, 4);  // vocabulary of 1024
