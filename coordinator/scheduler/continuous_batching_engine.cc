@@ -239,7 +239,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   // Reuse cached full blocks, but always compute at least the last token (its logits are needed).
   std::vector<int32_t> matched;
   // A scored prompt needs every position's logits: it cannot start from cached blocks.
-  if (options_.enable_prefix_cache && s->request.sampling.prompt_logprobs < 0)
+  if (options_.enable_prefix_cache && !ScoresPrompt(*s))
     matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs), ChainSeed(*s));
   const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
   if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
@@ -442,7 +442,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     sp->set_top_logprobs(o.top_logprobs);
     sp->set_logprobs(o.logprobs);
     p->set_sample_index(s.generated);
-    if (o.prompt_logprobs >= 0 && s.computed < s.prompt_len) {
+    if (ScoresPrompt(s) && s.computed < s.prompt_len) {
       p->set_want_prompt_logprobs(true);
       p->set_prompt_top_logprobs(o.prompt_logprobs);
       const int64_t after = s.computed + fed;  // the token the chunk's last row predicts
@@ -599,9 +599,15 @@ int ContinuousBatchingEngine::NextDraftsWithinRoom(const Sequence& s, int64_t n,
   return static_cast<int>(std::clamp<int64_t>(room, 0, next_k));
 }
 
+bool ContinuousBatchingEngine::ScoresPrompt(const Sequence& s) {
+  // Until its scores went out with the first token: a sequence preempted after that recomputes
+  // its prompt as any other does (from the prefix cache, in full chunks, no logits kept).
+  return s.request.sampling.prompt_logprobs >= 0 && !s.first_token_sent;
+}
+
 int64_t ContinuousBatchingEngine::ScoredChunk(const Sequence& s, int64_t n) const {
   // A scored prompt's chunk computes n x vocab logits: keep that within max_scored_logits.
-  if (s.request.sampling.prompt_logprobs < 0 || s.computed >= s.prompt_len) return n;
+  if (!ScoresPrompt(s) || s.computed >= s.prompt_len) return n;
   return std::min<int64_t>(n, std::max<int64_t>(1, options_.max_scored_logits / std::max(1, options_.vocab_size)));
 }
 

@@ -90,6 +90,8 @@ class ContinuousBatchingEngine : public Engine {
   // A prefill chunk of n tokens for `s`, cut to EngineOptions::max_scored_logits when its
   // prompt is scored.
   int64_t ScoredChunk(const Sequence& s, int64_t n) const;
+  // Whether steps of `s` still score its prompt (SamplingOptions::prompt_logprobs, until sent).
+  static bool ScoresPrompt(const Sequence& s);
   // next_k MTP drafts to chain for `s` after a step of n tokens, cut to the positions left in the
   // context / KV cache and to what max_tokens can still verify.
   int NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const;

@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/synchronization/notification.h"
 #include "coordinator/scheduler/engine_errors.h"
 #include "tests/coordinator/scheduler/engine_harness.h"
 
@@ -685,59 +684,6 @@ TEST(EngineTest, AClusterFailureIsUnavailableAndUnhealthy) {
   EXPECT_EQ(failed, std::vector<std::string>{"doomed"});
   EXPECT_TRUE((*engine)->draining());
   EXPECT_EQ((*engine)->Submit(Greedy({1, 2, 3}, 4)).status().code(), absl::StatusCode::kUnavailable);
-}
-
-// The queue bound counts each waiting request once. Requests that arrived during a step were
-// counted twice from the step's end until the next scheduling pass (load_.waiting held them,
-// and Submit added the inbox again): spurious RESOURCE_EXHAUSTED at about half of max_waiting.
-TEST(EngineTest, TheQueueBoundCountsEachRequestOnce) {
-  struct BlockingRunner : StepRunner {
-    absl::Notification in_step, release_step, in_stats, release_stats;
-    int steps = 0;
-    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
-      if (steps++ == 0) {
-        in_step.Notify();
-        release_step.WaitForNotification();
-      }
-      shard::StepResult r;
-      for (const auto& s : plan.sequences()) {
-        if (!s.sample()) continue;
-        auto* out = r.add_sequences();
-        out->set_seq_id(s.seq_id());
-        out->set_token(7);
-      }
-      return r;
-    }
-    absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() override {
-      if (!in_stats.HasBeenNotified()) {  // the window between a step's end and the next pass
-        in_stats.Notify();
-        release_stats.WaitForNotification();
-      }
-      return std::vector<shard::RankStats>();
-    }
-  } runner;
-  EngineOptions o;
-  o.max_context = 64;
-  o.vocab_size = 100;
-  o.kv_blocks = 16;
-  o.kv_block_size = 16;
-  o.max_running = 1;
-  o.max_waiting = 3;
-  auto engine = Engine::Create(&runner, o);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  std::thread loop([&] { (void)(*engine)->RunLoop(); });
-  ASSERT_TRUE((*engine)->Submit(Greedy({1, 2, 3}, 20)).ok());
-  runner.in_step.WaitForNotification();
-  ASSERT_TRUE((*engine)->Submit(Greedy({1, 2, 3}, 2)).ok());  // 1 waiting
-  ASSERT_TRUE((*engine)->Submit(Greedy({1, 2, 3}, 2)).ok());  // 2 waiting
-  runner.release_step.Notify();
-  runner.in_stats.WaitForNotification();
-  auto third = (*engine)->Submit(Greedy({1, 2, 3}, 2));  // 3 waiting: within the bound
-  EXPECT_TRUE(third.ok()) << third.status();
-  EXPECT_EQ((*engine)->Submit(Greedy({1, 2, 3}, 2)).status().code(), absl::StatusCode::kResourceExhausted);
-  runner.release_stats.Notify();
-  (*engine)->Shutdown(false);
-  loop.join();
 }
 
 TEST(EngineTest, ValidationAndAdmissionErrors) {
