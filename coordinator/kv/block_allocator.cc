@@ -39,13 +39,14 @@ void BlockAllocator::TakeFromFreeList(int32_t block) {
   }
 }
 
-std::vector<int32_t> BlockAllocator::MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed) {
+std::vector<int32_t> BlockAllocator::MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed,
+                                                 int32_t lookahead) {
   std::vector<int32_t> out;
   uint64_t h = seed;
   for (int32_t i = 0; i < max_blocks; ++i) {
     const int64_t begin = static_cast<int64_t>(i) * block_size_;
-    if (begin + block_size_ > static_cast<int64_t>(tokens.size())) break;
-    h = ChainHash(h, tokens.data() + begin, block_size_);
+    if (begin + block_size_ + lookahead > static_cast<int64_t>(tokens.size())) break;
+    h = ChainHash(h, tokens.data() + begin, block_size_ + lookahead);
     auto it = cached_.find(h);
     if (it == cached_.end()) break;
     const int32_t block = it->second;

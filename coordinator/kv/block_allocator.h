@@ -32,7 +32,10 @@ class BlockAllocator {
   // Takes the longest chain of cached full blocks matching the start of `tokens` (at most
   // `max_blocks`), referencing each; returns their ids in order. `seed` starts the chain (0 for
   // plain blocks; another value keeps a partition of blocks apart, e.g. ones that also hold MTP rows).
-  std::vector<int32_t> MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed = 0);
+  // `lookahead`: each block's hash also covers that many tokens after it (blocks whose contents
+  // depend on them: an MTP row at position j is built from token j + 1), as registered.
+  std::vector<int32_t> MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed = 0,
+                                   int32_t lookahead = 0);
 
   // A fresh block (evicting the least recently freed cached block if needed); nullopt when every
   // block is referenced.

@@ -183,6 +183,12 @@ uint64_t ContinuousBatchingEngine::ChainSeed(const Sequence& s) {
   return WritesMtpRows(s) ? 0x6d7470726f7773ull : 0;  // "mtprows"
 }
 
+int32_t ContinuousBatchingEngine::HashLookahead(const Sequence& s) {
+  // A block's last MTP row is built from the next block's first token: that token is part of
+  // the block's contents, so of its hash (registration waits for it already, see below).
+  return WritesMtpRows(s) ? 1 : 0;
+}
+
 void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
   if (!options_.enable_prefix_cache) return;
   const int32_t bs = options_.kv_block_size;
@@ -190,7 +196,8 @@ void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
   // step, so an MTP sequence's block is complete one position later than its main rows.
   const int64_t complete = WritesMtpRows(s) ? s.computed - 1 : s.computed;
   while (static_cast<int64_t>(s.registered + 1) * bs <= complete && s.registered < static_cast<int32_t>(s.blocks.size())) {
-    s.chain_hash = kv::BlockAllocator::ChainHash(s.chain_hash, s.tokens.data() + static_cast<int64_t>(s.registered) * bs, bs);
+    s.chain_hash = kv::BlockAllocator::ChainHash(s.chain_hash, s.tokens.data() + static_cast<int64_t>(s.registered) * bs,
+                                                 bs + HashLookahead(s));
     blocks_.Register(s.blocks[s.registered], s.chain_hash);
     ++s.registered;
   }
@@ -240,7 +247,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   std::vector<int32_t> matched;
   // A scored prompt needs every position's logits: it cannot start from cached blocks.
   if (options_.enable_prefix_cache && !ScoresPrompt(*s))
-    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs), ChainSeed(*s));
+    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs), ChainSeed(*s), HashLookahead(*s));
   const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
   if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
     for (int32_t b : matched) blocks_.Release(b);

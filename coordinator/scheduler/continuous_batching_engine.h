@@ -86,6 +86,8 @@ class ContinuousBatchingEngine : public Engine {
   // chain seed that keeps its blocks apart from plain ones.
   static bool WritesMtpRows(const Sequence& s);
   static uint64_t ChainSeed(const Sequence& s);
+  // Tokens after a block that its prefix-cache hash covers too (BlockAllocator::MatchPrefix).
+  static int32_t HashLookahead(const Sequence& s);
   void RegisterFullBlocks(Sequence& s);
   // A prefill chunk of n tokens for `s`, cut to EngineOptions::max_scored_logits when its
   // prompt is scored.

@@ -260,6 +260,39 @@ TEST(EngineSpeculativeTest, SeededMtpRequestFromTheCacheEqualsItsColdRun) {
   }
 }
 
+// A block's last MTP row is built from the next block's first token. A seeded MTP request whose
+// prompt shares whole blocks with an earlier one but differs right after them (at a block
+// boundary) used to reuse the earlier request's last MTP row of those blocks, built from the
+// other token: its drafts, and so its seeded samples, differed from its cold run. Blocks now
+// match only with the token after them.
+TEST(EngineSpeculativeTest, SeededMtpRequestDifferingAtABlockBoundaryEqualsItsColdRun) {
+  const std::vector<int32_t> first = Prompt(78, 70);
+  std::vector<int32_t> second(first.begin(), first.begin() + 64);  // 4 whole blocks of 16
+  for (int i = 0; i < 6; ++i) second.push_back((first[64 + i] + 101 + 7 * i) % 4000);
+  ASSERT_NE(second[64], first[64]);
+  auto seeded = [&](std::vector<int32_t> p, int max_tokens) {
+    GenerationRequest r = Greedy(std::move(p), max_tokens);
+    r.sampling.temperature = 0.9f;
+    r.sampling.seed = 99;
+    r.speculative = "mtp:2";
+    return r;
+  };
+  std::vector<int32_t> cold;
+  {
+    EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+    auto out = h.Run(seeded(second, 24));
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    cold = out.tokens;
+  }
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  auto warm_up = h.Run(seeded(first, 4));
+  ASSERT_TRUE(warm_up.error.ok()) << warm_up.error;
+  auto out = h.Run(seeded(second, 24));
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.tokens, cold);
+  EXPECT_EQ(out.cached_tokens, 48) << "the blocks before the last shared one still match";
+}
+
 // Sampled speculative decoding in the batched cluster keeps the output distribution: over many
 // seeds, the second generated token (the first one a draft can decide) is distributed as without
 // speculation — MTP drafts with and without a draft vocabulary, and prompt lookup. A two-sample
