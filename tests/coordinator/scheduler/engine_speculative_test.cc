@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <fstream>
 #include <sstream>
@@ -376,33 +377,36 @@ TEST(EngineSpeculativeTest, PausedDraftingResumesWithProbes) {
                                            << " in 160";
 }
 
+// A scripted last stage that accepts every draft (the plan's last num_drafts tokens), samples token
+// 7 after them and proposes every MTP draft asked for; it notes plans that reach past max_context.
+struct AcceptingRunner : StepRunner {
+  int64_t max_context = std::numeric_limits<int64_t>::max();
+  std::vector<std::string> overruns;
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+    shard::StepResult r;
+    r.set_step_id(plan.step_id());
+    for (const auto& s : plan.sequences()) {
+      const int64_t end = s.start_position() + s.tokens_size() + s.mtp_drafts();
+      if (end > max_context) overruns.push_back(absl::StrCat("positions up to ", end));
+      if (!s.sample()) continue;
+      shard::SequenceResult* out = r.add_sequences();
+      out->set_seq_id(s.seq_id());
+      for (int i = s.tokens_size() - s.num_drafts(); i < s.tokens_size(); ++i) out->add_tokens(s.tokens(i));
+      out->add_tokens(7);
+      out->set_accepted(s.num_drafts());
+      out->set_token(7);
+      for (int k = 0; k < s.mtp_drafts(); ++k) out->add_drafts(7);
+    }
+    return r;
+  }
+};
+
 // A last stage that accepts every draft and always proposes as many MTP drafts as asked: the
 // adaptive length climbs to mtp:4 and stays there up to the end of the context. No plan may ask
 // for chained draft rows past the context (or for drafts max_tokens leaves no room to verify):
 // the last stage failed such a step, and a failed last stage took the cluster down.
 TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
-  struct AcceptingRunner : StepRunner {
-    int64_t max_context = 0;
-    std::vector<std::string> overruns;
-    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
-      shard::StepResult r;
-      r.set_step_id(plan.step_id());
-      for (const auto& s : plan.sequences()) {
-        const int64_t end = s.start_position() + s.tokens_size() + s.mtp_drafts();
-        if (end > max_context) overruns.push_back(absl::StrCat("positions up to ", end));
-        if (!s.sample()) continue;
-        shard::SequenceResult* out = r.add_sequences();
-        out->set_seq_id(s.seq_id());
-        // Accept every draft (the plan's last num_drafts tokens), then sample one more.
-        for (int i = s.tokens_size() - s.num_drafts(); i < s.tokens_size(); ++i) out->add_tokens(s.tokens(i));
-        out->add_tokens(7);
-        out->set_accepted(s.num_drafts());
-        out->set_token(7);
-        for (int k = 0; k < s.mtp_drafts(); ++k) out->add_drafts(7);
-      }
-      return r;
-    }
-  } runner;
+  AcceptingRunner runner;
   EngineOptions o;
   o.max_context = runner.max_context = 64;
   o.vocab_size = 100;
@@ -437,23 +441,7 @@ TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
 // lookahead used to take the last free block and preempt a newer plain sequence (recomputed
 // later), though both fitted without drafts.
 TEST(EngineSpeculativeTest, OptionalDraftRoomNeverPreempts) {
-  struct AcceptingRunner : StepRunner {
-    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
-      shard::StepResult r;
-      r.set_step_id(plan.step_id());
-      for (const auto& s : plan.sequences()) {
-        if (!s.sample()) continue;
-        shard::SequenceResult* out = r.add_sequences();
-        out->set_seq_id(s.seq_id());
-        for (int i = s.tokens_size() - s.num_drafts(); i < s.tokens_size(); ++i) out->add_tokens(s.tokens(i));
-        out->add_tokens(7);
-        out->set_accepted(s.num_drafts());
-        out->set_token(7);
-        for (int k = 0; k < s.mtp_drafts(); ++k) out->add_drafts(7);
-      }
-      return r;
-    }
-  } runner;
+  AcceptingRunner runner;
   EngineOptions o;
   o.max_context = 256;
   o.vocab_size = 100;

@@ -48,24 +48,36 @@ TEST(DsaSelectionTest, MatchesTheOrderingDefinitionWithAndWithoutTies) {
   }
 }
 
+// The sparse fixture's indexer (layer 0 is a full one): weights, a model for KV caches, its RoPE.
+class SparseIndexerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto ckpt = model::Checkpoint::Open(glm::testing::ModelDir("glm5-random-sparse"));
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    auto loaded = model::ModelWeights::Load(**ckpt);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    weights_ = std::move(*loaded);
+    const model::ModelConfig& c = weights_->config();
+    ASSERT_GT(c.index_topk, 0);
+    auto m = model::Glm5Model::Create(weights_, &pool_);
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::move(*m);
+    std::vector<float> inv_freq(c.qk_rope_head_dim / 2);
+    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.qk_rope_head_dim);
+    rope_ = std::make_unique<kernels::RopeTable>(inv_freq, 1.0f);
+  }
+  kernels::ThreadPool pool_{2};
+  std::shared_ptr<const model::ModelWeights> weights_;
+  std::unique_ptr<model::Glm5Model> model_;
+  std::unique_ptr<kernels::RopeTable> rope_;
+};
+
 // Rows whose output nobody reads (out_rows 0: the MTP layer's caught-up and prompt rows) only
 // write their index keys: the other rows get exactly the selection a call without out_rows
 // gives them, theirs stays empty, and every key is the same.
-TEST(DsaSelectionTest, RowsWithoutOutputOnlyWriteTheirKeys) {
-  auto ckpt = model::Checkpoint::Open(glm::testing::ModelDir("glm5-random-sparse"));
-  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  auto loaded = model::ModelWeights::Load(**ckpt);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  std::shared_ptr<const model::ModelWeights> weights = std::move(*loaded);
-  const model::ModelConfig& c = weights->config();
-  ASSERT_GT(c.index_topk, 0);
-  kernels::ThreadPool pool(2);
-  auto m = model::Glm5Model::Create(weights, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  std::vector<float> inv_freq(c.qk_rope_head_dim / 2);
-  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.qk_rope_head_dim);
-  const kernels::RopeTable rope(inv_freq, 1.0f);
-  const DsaIndexer indexer(c, &rope, &pool);
+TEST_F(SparseIndexerTest, RowsWithoutOutputOnlyWriteTheirKeys) {
+  const model::ModelConfig& c = weights_->config();
+  const DsaIndexer indexer(c, rope_.get(), &pool_);
   const int64_t layer = 0, T = c.index_topk + 14;  // rows past index_topk select keys
   ASSERT_EQ(c.indexer_kind(layer), model::IndexerKind::kFull);
   std::mt19937 rng(3);
@@ -76,11 +88,11 @@ TEST(DsaSelectionTest, RowsWithoutOutputOnlyWriteTheirKeys) {
   std::vector<uint8_t> out_rows(T, 0);
   for (int64_t t : {T - 1, T - 3, T - 9, int64_t{2}}) out_rows[t] = 1;
   auto run = [&](const uint8_t* rows, std::unique_ptr<kv_cache::KvCache>* cache) {
-    *cache = (*m)->NewCache();
+    *cache = model_->NewCache();
     EXPECT_TRUE((*cache)->Reserve(T).ok());
     const std::vector<SequenceSpan> spans = {{0, T, 0, cache->get()}};
     KeySelection selection;
-    indexer.Run(weights->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection, rows);
+    indexer.Run(weights_->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection, rows);
     return selection;
   };
   std::unique_ptr<kv_cache::KvCache> all_cache, some_cache;
@@ -105,19 +117,8 @@ TEST(DsaSelectionTest, RowsWithoutOutputOnlyWriteTheirKeys) {
 // The scores are held for a batch of query rows at a time (DsaIndexer::set_score_budget): a
 // prefill chunk at a long context held chunk x context floats per layer (1.6 GB for 2048 rows at
 // 200K). Any budget gives the unbounded selection: one row per batch, a few rows, all at once.
-TEST(DsaSelectionTest, ScoringInBoundedBatchesSelectsTheSame) {
-  auto ckpt = model::Checkpoint::Open(glm::testing::ModelDir("glm5-random-sparse"));
-  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  auto loaded = model::ModelWeights::Load(**ckpt);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  std::shared_ptr<const model::ModelWeights> weights = std::move(*loaded);
-  const model::ModelConfig& c = weights->config();
-  kernels::ThreadPool pool(2);
-  auto m = model::Glm5Model::Create(weights, &pool);
-  ASSERT_TRUE(m.ok()) << m.status();
-  std::vector<float> inv_freq(c.qk_rope_head_dim / 2);
-  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / c.qk_rope_head_dim);
-  const kernels::RopeTable rope(inv_freq, 1.0f);
+TEST_F(SparseIndexerTest, ScoringInBoundedBatchesSelectsTheSame) {
+  const model::ModelConfig& c = weights_->config();
   const int64_t layer = 0, T = 3 * c.index_topk + 5;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
@@ -125,13 +126,13 @@ TEST(DsaSelectionTest, ScoringInBoundedBatchesSelectsTheSame) {
   for (float& v : x) v = nd(rng);
   for (float& v : q) v = nd(rng);
   auto run = [&](int64_t budget) {
-    DsaIndexer indexer(c, &rope, &pool);
+    DsaIndexer indexer(c, rope_.get(), &pool_);
     indexer.set_score_budget(budget);
-    auto cache = (*m)->NewCache();
+    auto cache = model_->NewCache();
     EXPECT_TRUE(cache->Reserve(T).ok());
     const std::vector<SequenceSpan> spans = {{0, T, 0, cache.get()}};
     KeySelection selection;
-    indexer.Run(weights->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection);
+    indexer.Run(weights_->layer(layer).attn.indexer, layer, x.data(), q.data(), T, spans, &selection);
     return selection;
   };
   const KeySelection whole = run(DsaIndexer::kDefaultScoreBudget);
