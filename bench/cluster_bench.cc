@@ -33,6 +33,10 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   auto world = (*session)->World();
   const std::string dir = absl::GetFlag(FLAGS_model);
+  if (const double seconds = absl::GetFlag(FLAGS_seconds); !(seconds > 0 && seconds <= 86400)) {
+    std::fprintf(stderr, "cluster_bench: --seconds must be in (0, 86400], got %g\n", seconds);
+    glm::comm::MpiSession::Abort(2);
+  }
   auto config = glm::model::ModelConfig::FromFile(dir + "/config.json");
   if (!config.ok()) {
     std::fprintf(stderr, "cluster_bench: %s\n", std::string(config.status().message()).c_str());

@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
-  if (expert_gib < 0) return Fail("--expert-memory-gib must be >= 0");
+  // Checked before the cast to bytes: inf, nan or 1e30 GiB as int64 is undefined.
+  if (!(expert_gib >= 0 && expert_gib <= (1 << 20))) return Fail("--expert-memory-gib must be a finite number of GiB from 0 to 1048576");
   load.expert_memory_bytes = static_cast<int64_t>(expert_gib * 1073741824.0);
   load.expert_direct_io = absl::GetFlag(FLAGS_expert_direct_io);
 
