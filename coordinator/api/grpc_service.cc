@@ -158,7 +158,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
   while (true) {
     // Checked on every turn, not only when idle: a fast stream must notice a gone client too.
     if (context->IsCancelled() || stopping_->load() || absl::Now() >= deadline) {
-      engine_->Abort(id);
+      engine_->AbortStream(**stream);
       tracker.Finish("abort");
       if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
       if (absl::Now() >= deadline) return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
@@ -168,11 +168,11 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     if (!(*stream)->Next(&event, kPollInterval)) continue;
     auto delta = output.ConsumeReleased(event, **stream);  // one message per released group
     if (!delta.ok()) {
-      engine_->Abort(id);  // an output error ends the request on the workers too (a no-op if it failed there)
+      engine_->AbortStream(**stream);  // an output error ends the request on the workers too (a no-op if it failed there)
       tracker.Finish("error");
       return ToGrpcStatus(delta.status());
     }
-    if (delta->stop_string_matched) engine_->Abort(id);
+    if (delta->stop_string_matched) engine_->AbortStream(**stream);
     tracker.OnTokens(static_cast<int>(delta->tokens.size()), delta->first_token_time);
     for (auto& c : delta->tool_calls) calls.push_back(std::move(c));
 
@@ -194,7 +194,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
       if (!calls.empty()) resp.set_tool_calls_json(tokenizer::ToolCallParser::ToOpenAi(calls).dump());
     }
     if (!writer->Write(resp)) {
-      if (!delta->finished) engine_->Abort(id);
+      if (!delta->finished) engine_->AbortStream(**stream);
       tracker.Finish("abort");
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }

@@ -103,7 +103,7 @@ struct ResponseState {
 
   void AbortUnfinished(scheduler::Engine* engine) {
     for (Choice& c : choices)
-      if (c.stream != nullptr && !c.finished) engine->Abort(c.id);
+      if (c.stream != nullptr && !c.finished) engine->AbortStream(*c.stream);
   }
   bool AllFinished() const {
     for (const Choice& c : choices)
@@ -133,12 +133,12 @@ struct ResponseState {
         }
         auto d = c.output->ConsumeReleased(event, *c.stream);  // one chunk per released group
         if (!d.ok()) {
-          engine->Abort(c.id);  // an output error ends the request on the workers too (a no-op if it failed there)
+          engine->AbortStream(*c.stream);  // an output error ends the request on the workers too (a no-op if it failed there)
           c.finished = true;
           c.tracker->Finish("error");
           return d.status();
         }
-        if (d->stop_string_matched) engine->Abort(c.id);
+        if (d->stop_string_matched) engine->AbortStream(*c.stream);
         c.tracker->OnTokens(static_cast<int>(d->tokens.size()), d->first_token_time);
         if (d->finished) {
           c.finished = true;

@@ -100,7 +100,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   seq->seq_id = next_seq_id_++;
   seq->seed = seq->request.sampling.seed.has_value() ? *seq->request.sampling.seed : seed_rng_();
   seq->stream = std::make_shared<RequestStream>(seq->request.request_id);
-  live_ids_[seq->request.request_id] = seq->seq_id;
+  live_ids_[seq->request.request_id] = {seq->seq_id, seq->stream.get()};
   inbox_.push_back(seq);
   return seq->stream;
 }
@@ -109,7 +109,16 @@ bool ContinuousBatchingEngine::Abort(const std::string& request_id) {
   absl::MutexLock lock(&mu_);
   auto it = live_ids_.find(request_id);
   if (it == live_ids_.end()) return false;
-  abort_requests_.insert(it->second);
+  abort_requests_.insert(it->second.seq_id);
+  live_ids_.erase(it);
+  return true;
+}
+
+bool ContinuousBatchingEngine::AbortStream(const RequestStream& stream) {
+  absl::MutexLock lock(&mu_);
+  auto it = live_ids_.find(stream.request_id());
+  if (it == live_ids_.end() || it->second.stream != &stream) return false;
+  abort_requests_.insert(it->second.seq_id);
   live_ids_.erase(it);
   return true;
 }
@@ -217,7 +226,7 @@ void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason
   Emit(s->stream, std::move(e));
   absl::MutexLock lock(&mu_);
   // Unless Abort released the id already (and a new request may hold it now).
-  if (auto it = live_ids_.find(s->request.request_id); it != live_ids_.end() && it->second == s->seq_id)
+  if (auto it = live_ids_.find(s->request.request_id); it != live_ids_.end() && it->second.seq_id == s->seq_id)
     live_ids_.erase(it);
 }
 

@@ -29,6 +29,7 @@ class ContinuousBatchingEngine : public Engine {
 
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request) override;
   bool Abort(const std::string& request_id) override;
+  bool AbortStream(const RequestStream& stream) override;
   EngineLoad GetLoad() const override;
   absl::Status RunLoop() override;
   void Shutdown(bool drain) override;
@@ -134,7 +135,11 @@ class ContinuousBatchingEngine : public Engine {
   std::set<uint64_t> abort_requests_ ABSL_GUARDED_BY(mu_);
   // Request ids in use -> their sequence. Abort releases the id at once (a client that stopped a
   // request on a stop string may send the next one with the same id right away).
-  std::map<std::string, uint64_t> live_ids_ ABSL_GUARDED_BY(mu_);
+  struct LiveId {
+    uint64_t seq_id = 0;
+    const RequestStream* stream = nullptr;  // identity only (AbortStream)
+  };
+  std::map<std::string, LiveId> live_ids_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool drain_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status failed_ ABSL_GUARDED_BY(mu_);

@@ -99,6 +99,9 @@ class Engine {
   // Stops a request at the next step boundary and frees its blocks; its stream ends with
   // finish_reason "abort". Returns false if unknown or already finished.
   virtual bool Abort(const std::string& request_id) = 0;
+  // The same for the request `stream` belongs to, and only while it runs: a front end stopping its
+  // own request cannot abort a newer one that reuses the id after this one finished.
+  virtual bool AbortStream(const RequestStream& stream) { return Abort(stream.request_id()); }
   virtual EngineLoad GetLoad() const = 0;
 
   // Runs scheduling iterations until Shutdown(); returns the cluster error that ended it, if any

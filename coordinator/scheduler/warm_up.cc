@@ -28,7 +28,7 @@ absl::StatusOr<WarmUpResult> WarmUp(Engine* engine, int32_t vocab_size, const Wa
     if (!(*stream)->Next(&e, absl::Milliseconds(100))) {
       if (options.cancel != nullptr && options.cancel->load()) return absl::CancelledError("warm-up: the engine stopped");
       if (absl::Now() < deadline) continue;
-      engine->Abort((*stream)->request_id());
+      engine->AbortStream(**stream);
       return absl::DeadlineExceededError(
           absl::StrCat("warm-up: no end after ", absl::FormatDuration(options.timeout)));
     }

@@ -598,6 +598,28 @@ TEST(EngineTest, AnAbortedRequestsIdIsFreeAtOnce) {
   EXPECT_FALSE(h.engine()->Abort("x"));
 }
 
+// A front end stopping its own request (AbortStream) cannot stop a newer request that reuses the
+// id once its own has finished (a client cancelling while re-sending with the same id); Abort by
+// id, the gRPC Abort RPC's, stops whichever request holds the id.
+TEST(EngineTest, AbortStreamStopsOnlyItsOwnRequest) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  auto first = h.engine()->Submit(Greedy(Prompt(4, 10), 2, "x"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  GenerationEvent e;
+  while ((*first)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  ASSERT_EQ(e.finish_reason, "length");
+  auto second = h.engine()->Submit(Greedy(Prompt(9, 20), 0, "x"));  // until the context fills
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_TRUE((*second)->Next(&e, absl::Seconds(30)));
+  EXPECT_FALSE(h.engine()->AbortStream(**first));
+  EXPECT_TRUE(h.engine()->AbortStream(**second));
+  while ((*second)->Next(&e, absl::Seconds(30)) && !e.finished) {
+  }
+  EXPECT_EQ(e.finish_reason, "abort");
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
+}
+
 // The step that samples a stop token finishes the request in the same event: front ends hide a
 // stop token's text (stop_token_ids, EOS with skip_special_tokens off) only when they see the
 // token and the finish together. The engine used to send the token, then a token-less finish.
