@@ -107,17 +107,17 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
 
 bool ContinuousBatchingEngine::Abort(const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  auto it = live_ids_.find(request_id);
-  if (it == live_ids_.end()) return false;
-  abort_requests_.insert(it->second.seq_id);
-  live_ids_.erase(it);
-  return true;
+  return AbortLocked(request_id, nullptr);
 }
 
 bool ContinuousBatchingEngine::AbortStream(const RequestStream& stream) {
   absl::MutexLock lock(&mu_);
-  auto it = live_ids_.find(stream.request_id());
-  if (it == live_ids_.end() || it->second.stream != &stream) return false;
+  return AbortLocked(stream.request_id(), &stream);
+}
+
+bool ContinuousBatchingEngine::AbortLocked(const std::string& request_id, const RequestStream* stream) {
+  auto it = live_ids_.find(request_id);
+  if (it == live_ids_.end() || (stream != nullptr && it->second.stream != stream)) return false;
   abort_requests_.insert(it->second.seq_id);
   live_ids_.erase(it);
   return true;
@@ -341,13 +341,17 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   int64_t prefill_budget = options_.prefill_chunk;
   // 1. Running sequences: decodes first (one token), then prompts in progress (chunks).
   const int64_t batch = static_cast<int64_t>(running_.size());
+  int64_t position = 0;  // of `it` in running_ (a list: counted, not measured, every step)
   for (auto it = running_.begin(); it != running_.end();) {
     SeqPtr s = *it;
+    // Sequences after this one (preemption pops them off the back).
+    const int64_t later = static_cast<int64_t>(running_.size()) - 1 - position;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const bool decode = remaining == 1;
     int64_t n = decode ? 1 : ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     if (n <= 0) {
       ++it;
+      ++position;
       continue;
     }
     // Speculation on decode steps: drafts after the last token, verified in the same forward.
@@ -355,10 +359,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     int next_k = 0;
     if (decode && s->adaptive) {
       s->adaptive->SetBatchSize(batch);
-      const SamplingOptions& o = s->request.sampling;
-      int64_t room = max_len_ - static_cast<int64_t>(s->tokens.size()) - 1;
-      if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s->generated - 1);
-      const int k = static_cast<int>(std::clamp<int64_t>(std::min<int64_t>(s->adaptive->next(), room), 0, s->spec.k));
+      // Drafts follow the last token, and the token sampled after them needs a position too.
+      const int k = static_cast<int>(std::clamp<int64_t>(
+          std::min<int64_t>(s->adaptive->next(), DraftRoom(*s, static_cast<int64_t>(s->tokens.size()) + 1)), 0,
+          s->spec.k));
       if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
         if (k > 0) drafts = runtime::NgramDraft(s->tokens, k);
       } else {
@@ -367,8 +371,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
       // Drafts are optional: they take only blocks the sequences after this one cannot need
       // for their own next token (else an older sequence's drafts preempted a newer one).
-      if (!drafts.empty() && !OptionalRoomFits(*s, s->computed + 1 + static_cast<int64_t>(drafts.size()),
-                                               std::distance(it, running_.end()) - 1))
+      if (!drafts.empty() && !OptionalRoomFits(*s, s->computed + 1 + static_cast<int64_t>(drafts.size()), later))
         drafts.clear();
       // The MTP drafts the next step may use, chained on the last stage during this one: no
       // more than the adaptive length can ask for then (none through a pause).
@@ -378,9 +381,9 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     } else if (WritesMtpRows(*s) && s->computed + n == static_cast<int64_t>(s->tokens.size())) {
       next_k = std::min(s->spec.k, s->adaptive->MostDraftsNext(0));  // the prompt's last chunk: the first drafts
     }
-    next_k = NextDraftsWithinRoom(*s, n, next_k);
-    // Room for the MTP head's chained draft rows: optional, as drafts are.
-    if (next_k > 0 && (!OptionalRoomFits(*s, s->computed + n + next_k, std::distance(it, running_.end()) - 1) ||
+    // The MTP head's chained draft rows take positions computed + n onwards; optional room, as drafts.
+    next_k = static_cast<int>(std::clamp<int64_t>(DraftRoom(*s, s->computed + n), 0, next_k));
+    if (next_k > 0 && (!OptionalRoomFits(*s, s->computed + n + next_k, later) ||
                        !EnsureBlocks(*s, s->computed + n + next_k)))
       next_k = 0;
     if (!EnsureBlocks(*s, s->computed + n)) {
@@ -395,6 +398,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     budget -= n;
     if (!decode) prefill_budget -= n;
     ++it;
+    ++position;
   }
   // 2. Admit waiting requests (FCFS) while the batch and the cache allow.
   while (!waiting_.empty() && budget > 0 && prefill_budget > 0 &&
@@ -406,7 +410,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     int next_k = WritesMtpRows(*s) && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;
-    next_k = NextDraftsWithinRoom(*s, n, next_k);
+    next_k = static_cast<int>(std::clamp<int64_t>(DraftRoom(*s, s->computed + n), 0, next_k));
     if (next_k > 0 && !EnsureBlocks(*s, s->computed + n + next_k)) next_k = 0;
     work.push_back({s, n, {}, next_k});
     budget -= n;
@@ -605,14 +609,14 @@ bool ContinuousBatchingEngine::OptionalRoomFits(const Sequence& s, int64_t posit
   return need <= 0 || blocks_.num_free() - need >= later;
 }
 
-int ContinuousBatchingEngine::NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const {
-  // The chained rows take positions computed + n onwards: past the context (or the KV cache) the
-  // last stage could not hold them, and a step asking for them failed there and took the cluster
-  // down. Nor are drafts asked for that max_tokens leaves no room to verify.
-  int64_t room = max_len_ - (s.computed + n);
+int64_t ContinuousBatchingEngine::DraftRoom(const Sequence& s, int64_t first_position) const {
+  // Past the context (or the KV cache) the last stage cannot hold draft rows: a step asking for
+  // chained ones there failed on it and took the cluster down. Nor are drafts worth asking for
+  // that max_tokens leaves no room to verify.
+  int64_t room = max_len_ - first_position;
   const SamplingOptions& o = s.request.sampling;
   if (o.max_tokens > 0) room = std::min<int64_t>(room, o.max_tokens - s.generated - 1);
-  return static_cast<int>(std::clamp<int64_t>(room, 0, next_k));
+  return room;
 }
 
 bool ContinuousBatchingEngine::ScoresPrompt(const Sequence& s) {

@@ -70,6 +70,8 @@ class ContinuousBatchingEngine : public Engine {
   };
   using SeqPtr = std::shared_ptr<Sequence>;
 
+  // Abort's work, of the request holding `request_id` (only if its stream is `stream`, when given).
+  bool AbortLocked(const std::string& request_id, const RequestStream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DrainInbox();
   // Events go to their streams in batches: Emit queues one, Deliver pushes the queue. A step's
   // tokens are delivered while the next step runs on the workers (StepRunner::StepOverlapping),
@@ -95,9 +97,9 @@ class ContinuousBatchingEngine : public Engine {
   int64_t ScoredChunk(const Sequence& s, int64_t n) const;
   // Whether steps of `s` still score its prompt (SamplingOptions::prompt_logprobs, until sent).
   static bool ScoresPrompt(const Sequence& s);
-  // next_k MTP drafts to chain for `s` after a step of n tokens, cut to the positions left in the
-  // context / KV cache and to what max_tokens can still verify.
-  int NextDraftsWithinRoom(const Sequence& s, int64_t n, int next_k) const;
+  // How many drafts `s` may have at positions first_position onwards: the positions left in the
+  // context / KV cache, and what max_tokens can still verify (may be <= 0).
+  int64_t DraftRoom(const Sequence& s, int64_t first_position) const;
   // Whether `s` may grow to `positions` for something optional (drafts, chained draft rows) and
   // still leave a free block for each of the `later` sequences scheduled after it this step.
   bool OptionalRoomFits(const Sequence& s, int64_t positions, int64_t later) const;
