@@ -1,28 +1,12 @@
 #include "coordinator/api/json_depth.h"
 
-#include <utility>
-#include <vector>
-
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/tokenizer/json_depth.h"
 
 namespace glm::api {
 
-int JsonDepth(const nlohmann::json& j, int limit) {
-  // An explicit stack of (value, its depth): the input may be a million levels deep.
-  std::vector<std::pair<const nlohmann::json*, int>> stack = {{&j, j.is_structured() ? 1 : 0}};
-  int deepest = 0;
-  while (!stack.empty()) {
-    const auto [v, depth] = stack.back();
-    stack.pop_back();
-    if (depth > deepest) deepest = depth;
-    if (deepest > limit) return limit + 1;
-    if (!v->is_structured()) continue;
-    for (const auto& child : *v)
-      if (child.is_structured()) stack.emplace_back(&child, depth + 1);
-  }
-  return deepest;
-}
+int JsonDepth(const nlohmann::json& j, int limit) { return tokenizer::JsonDepth(j, limit); }
 
 absl::Status CheckJsonDepth(const nlohmann::json& j, absl::string_view field, int max_depth) {
   if (JsonDepth(j, max_depth) <= max_depth) return absl::OkStatus();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/tokenizer/json_depth.h"
 #include "coordinator/tokenizer/status_macros.h"
 
 namespace glm::tokenizer {
@@ -42,18 +43,8 @@ constexpr int kMaxRequestJsonDepth = 256;
 
 template <typename J>
 absl::Status CheckJsonDepth(const J& root, const char* what) {
-  std::vector<std::pair<const J*, int>> stack = {{&root, 1}};
-  while (!stack.empty()) {
-    auto [j, depth] = stack.back();
-    stack.pop_back();
-    if (!j->is_structured()) continue;
-    if (depth > kMaxRequestJsonDepth) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " nested more than ",
-                                                     kMaxRequestJsonDepth, " levels deep"));
-    }
-    for (const auto& child : *j) stack.emplace_back(&child, depth + 1);
-  }
-  return absl::OkStatus();
+  if (JsonDepth(root, kMaxRequestJsonDepth) <= kMaxRequestJsonDepth) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(what, " nested more than ", kMaxRequestJsonDepth, " levels deep"));
 }
 
 // messages as template values. An assistant message's tool_calls[i].function.arguments that holds
