@@ -32,6 +32,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bandwidth_probe.h"
 #include "bench/baseline_store.h"
+#include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -157,9 +158,9 @@ int main(int argc, char** argv) {
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
-  // Checked before the cast to bytes: inf, nan or 1e30 GiB as int64 is undefined.
-  if (!(expert_gib >= 0 && expert_gib <= (1 << 20))) return Fail("--expert-memory-gib must be a finite number of GiB from 0 to 1048576");
-  load.expert_memory_bytes = static_cast<int64_t>(expert_gib * 1073741824.0);
+  auto expert_bytes = glm::placement::GibFlagBytes("--expert-memory-gib", expert_gib, "all routed experts resident");
+  if (!expert_bytes.ok()) return Fail(std::string(expert_bytes.status().message()));
+  load.expert_memory_bytes = *expert_bytes;
   load.expert_direct_io = absl::GetFlag(FLAGS_expert_direct_io);
 
   auto t0 = Clock::now();
