@@ -106,6 +106,16 @@ class EngineHarness {
   absl::Status loop_status_;
 };
 
+// Options of an engine over a scripted StepRunner (no model): a vocabulary of 100, blocks of 16.
+inline EngineOptions ScriptedEngineOptions(int64_t max_context, int32_t kv_blocks) {
+  EngineOptions o;
+  o.max_context = max_context;
+  o.vocab_size = 100;
+  o.kv_blocks = kv_blocks;
+  o.kv_block_size = 16;
+  return o;
+}
+
 inline GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::string id = "") {
   GenerationRequest r;
   r.request_id = std::move(id);

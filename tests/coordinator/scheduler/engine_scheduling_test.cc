@@ -40,11 +40,7 @@ TEST(EngineSchedulingTest, TheQueueBoundCountsEachRequestOnce) {
       return std::vector<shard::RankStats>();
     }
   } runner;
-  EngineOptions o;
-  o.max_context = 64;
-  o.vocab_size = 100;
-  o.kv_blocks = 16;
-  o.kv_block_size = 16;
+  EngineOptions o = ScriptedEngineOptions(64, 16);
   o.max_running = 1;
   o.max_waiting = 3;
   auto engine = Engine::Create(&runner, o);
@@ -84,11 +80,8 @@ TEST(EngineSchedulingTest, AScoredPromptPreemptedAfterItsFirstTokenIsNotScoredAg
       return r;
     }
   } runner;
-  EngineOptions o;
-  o.max_context = 64;
-  o.vocab_size = 100;
-  o.kv_blocks = 2;  // 32 positions: the scored request outgrows what the plain one leaves it
-  o.kv_block_size = 16;
+  // 32 positions: the scored request outgrows what the plain one leaves it.
+  EngineOptions o = ScriptedEngineOptions(64, 2);
   auto engine = Engine::Create(&runner, o);
   ASSERT_TRUE(engine.ok()) << engine.status();
   GenerationRequest plain = Greedy(std::vector<int32_t>(10, 3), 8);

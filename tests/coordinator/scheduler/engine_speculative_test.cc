@@ -407,11 +407,8 @@ struct AcceptingRunner : StepRunner {
 // the last stage failed such a step, and a failed last stage took the cluster down.
 TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
   AcceptingRunner runner;
-  EngineOptions o;
-  o.max_context = runner.max_context = 64;
-  o.vocab_size = 100;
-  o.kv_blocks = 16;  // 256 positions: more than the context
-  o.kv_block_size = 16;
+  runner.max_context = 64;
+  EngineOptions o = ScriptedEngineOptions(64, 16);  // 256 positions: more than the context
   o.has_mtp = true;
   auto engine = Engine::Create(&runner, o);
   ASSERT_TRUE(engine.ok()) << engine.status();
@@ -442,11 +439,8 @@ TEST(EngineSpeculativeTest, ChainedMtpDraftsStayWithinTheContext) {
 // later), though both fitted without drafts.
 TEST(EngineSpeculativeTest, OptionalDraftRoomNeverPreempts) {
   AcceptingRunner runner;
-  EngineOptions o;
-  o.max_context = 256;
-  o.vocab_size = 100;
-  o.kv_blocks = 3;  // 48 positions: each request's 2 blocks at its end, the plain one short-lived
-  o.kv_block_size = 16;
+  // 48 positions: each request's 2 blocks at its end, the plain one short-lived.
+  EngineOptions o = ScriptedEngineOptions(256, 3);
   o.has_mtp = true;
   auto engine = Engine::Create(&runner, o);
   ASSERT_TRUE(engine.ok()) << engine.status();

@@ -679,11 +679,7 @@ TEST(EngineTest, AClusterFailureIsUnavailableAndUnhealthy) {
       return absl::DataLossError("unreadable StepResult");
     }
   } runner;
-  EngineOptions o;
-  o.max_context = 64;
-  o.vocab_size = 100;
-  o.kv_blocks = 8;
-  o.kv_block_size = 16;
+  EngineOptions o = ScriptedEngineOptions(64, 8);
   std::vector<std::string> failed;  // request ids logged as failed (the loop thread, joined below)
   o.log_event = [&](const std::string& event, const std::string& id, const std::string& detail) {
     if (event == "request_failed" && detail.find("unreadable StepResult") != std::string::npos) failed.push_back(id);
