@@ -53,8 +53,7 @@ absl::Status CheckJsonDepth(const J& root, const char* what) {
 // transformers' convention has it (vLLM parses the text for them), while DeepSeek's and others
 // concatenate the text; each then renders as it does with its own kind of input.
 jinja::Value MessagesValue(const OJson& messages) {
-  jinja::Value out = jinja::Value::FromJson(messages);
-  if (!messages.is_array()) return out;
+  if (!messages.is_array()) return jinja::Value::FromJson(messages);
   jinja::ValueList items;
   for (const OJson& m : messages) {
     jinja::Value mv = jinja::Value::FromJson(m);
