@@ -358,7 +358,13 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     std::vector<int32_t> drafts;
     int next_k = 0;
     if (decode && s->adaptive) {
-      s->adaptive->SetBatchSize(batch);
+      // A sampled request's tokens depend on how many drafts each of its steps verifies (the
+      // rejection rule draws differently for a drafted position than for a plain one). With a
+      // seed of the client's own, that must not depend on the other requests: its draft length
+      // follows only its own acceptance, as when it decodes alone. (Greedy outputs are the same
+      // for any draft length; unseeded ones promise nothing.)
+      const bool client_seeded = s->request.sampling.temperature > 0.0f && s->request.sampling.seed.has_value();
+      s->adaptive->SetBatchSize(client_seeded ? 1 : batch);
       // Drafts follow the last token, and the token sampled after them needs a position too.
       const int k = static_cast<int>(std::clamp<int64_t>(
           std::min<int64_t>(s->adaptive->next(), DraftRoom(*s, static_cast<int64_t>(s->tokens.size()) + 1)), 0,

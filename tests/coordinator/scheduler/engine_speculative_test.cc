@@ -125,6 +125,36 @@ TEST(EngineSpeculativeTest, SeededSamplingWithSpeculationIsReproducibleAndCacheE
   EXPECT_GT(b.cached_tokens, 0);
 }
 
+// A sampled request with its own seed gives the same tokens alone and among other requests: the
+// adaptive draft length shrinks in a batch (a drafted position costs more next to a request's
+// share of the step), and the rejection rule draws differently for drafted positions, so a seeded
+// request's drafts follow only its own acceptance.
+TEST(EngineSpeculativeTest, SeededSampledRequestGivesItsTokensAloneAndInABatch) {
+  for (const char* spec : {"mtp:2", "ngram:3"}) {
+    SCOPED_TRACE(spec);
+    auto request = [&](int prompt_seed, const std::string& id) {
+      GenerationRequest r = Greedy(Prompt(prompt_seed, 40), 32, id);
+      r.sampling.temperature = 0.8f;
+      r.sampling.seed = 4242 + prompt_seed;
+      r.speculative = spec;
+      return r;
+    };
+    std::vector<int32_t> alone;
+    {
+      EngineHarness h("glm5-tiny-code", 1, 1, 512, 16);
+      auto out = h.Run(request(0, "alone"));
+      ASSERT_TRUE(out.error.ok()) << out.error;
+      alone = out.tokens;
+    }
+    EngineHarness h("glm5-tiny-code", 1, 1, 512, 16);
+    std::vector<GenerationRequest> batch;
+    for (int i = 0; i < 8; ++i) batch.push_back(request(i, absl::StrCat("r", i)));
+    auto outs = h.RunAll(std::move(batch));
+    ASSERT_TRUE(outs[0].error.ok()) << outs[0].error;
+    EXPECT_EQ(outs[0].tokens, alone);
+  }
+}
+
 // --draft-vocab: the last stage builds each request's draft vocabulary from its history, which
 // reaches it once (the prompt) and then grows by step; on a prefix-cache hit the cached part is
 // sent too. Greedy outputs stay the single-process ones (one worker, a 2-stage pipeline, and
