@@ -125,10 +125,11 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
     } else {
       const SamplingCandidates pd = SamplingDistribution(logits, vocab, p, history, output_start);
       // MTP drafts were drawn from their recorded distribution; prompt-lookup and argmax drafts
-      // are deterministic: a one-hot proposal.
+      // are deterministic: a one-hot proposal, verified against the position's plain sample.
       const bool recorded = s.use_mtp() && state != nullptr && k < static_cast<int>(state->q.size()) &&
                             !state->q[k].probs.empty();
-      const RejectionOutcome o = AcceptOrResample(drafts[k], pd, recorded ? state->q[k] : OneHot(drafts[k]), rng);
+      const RejectionOutcome o = recorded ? AcceptOrResample(drafts[k], pd, state->q[k], rng)
+                                          : VerifyOneHot(drafts[k], pd, s.sampling().seed(), s.sample_index() + k);
       if (!o.accepted) {
         next = o.token;
         break;
@@ -144,7 +145,8 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
       next = GreedyToken(last, vocab, p, history, output_start);
     } else {
       SamplingParams sp = p;
-      sp.seed = TokenSeed(s.sampling().seed(), s.sample_index());
+      // The generated index of this token: a plain decode's own draw there.
+      sp.seed = TokenSeed(s.sampling().seed(), s.sample_index() + d.accepted);
       Sampler sampler(sp);
       std::vector<float> work(last, last + vocab);
       next = sampler.Sample(work.data(), vocab, history, output_start);

@@ -82,9 +82,12 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     last_logits = std::move(out->logits);
   }
 
+  // The next generated token as plain decoding draws it (its own generator, TokenSeed: the
+  // cluster and the plain generator draw the same).
   auto sample = [&](const float* logits) -> int32_t {
     if (greedy) return GreedyToken(logits, vocab, sp, tokens, prompt.size());
-    return DrawFrom(SamplingDistribution(logits, vocab, sp, tokens, prompt.size()), rng);
+    return DrawPlain(SamplingDistribution(logits, vocab, sp, tokens, prompt.size()), sp.seed,
+                     static_cast<int64_t>(result.tokens.size()));
   };
   // What the drafts may propose: the common ids and every token so far (the newest included).
   std::unique_ptr<model::DraftVocabulary> draft_vocab;
@@ -178,6 +181,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     int32_t next_token = -1;
     st.drafted += static_cast<int64_t>(drafts.size());
     for (size_t i = 0; i < drafts.size(); ++i) st.drafted_at[i]++;
+    const bool one_hot = !mtp;  // prompt-lookup drafts; sampled MTP drafts come from q
     for (size_t i = 0; i < drafts.size(); ++i) {
       const float* logits = out->logits.data() + i * vocab;
       if (greedy) {
@@ -188,7 +192,10 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
         }
       } else {
         const SamplingCandidates pdist = SamplingDistribution(logits, vocab, sp, tokens, prompt.size());
-        RejectionOutcome r = AcceptOrResample(drafts[i], pdist, q[i], rng);
+        // Sampled MTP drafts: their recorded distribution; prompt-lookup and argmax drafts are
+        // one-hot, verified against the position's plain sample (emit has counted the accepted).
+        RejectionOutcome r = one_hot ? VerifyOneHot(drafts[i], pdist, sp.seed, static_cast<int64_t>(result.tokens.size()))
+                                     : AcceptOrResample(drafts[i], pdist, q[i], rng);
         if (!r.accepted) {
           next_token = r.token;
           break;

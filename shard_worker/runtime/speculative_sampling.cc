@@ -75,6 +75,16 @@ RejectionOutcome AcceptOrResample(int32_t draft, const SamplingCandidates& p, co
   return {DrawFrom(residual, rng), false};
 }
 
+int32_t DrawPlain(const SamplingCandidates& dist, uint64_t request_seed, int64_t index) {
+  std::mt19937_64 rng(TokenSeed(request_seed, index));
+  return DrawFrom(dist, rng);
+}
+
+RejectionOutcome VerifyOneHot(int32_t draft, const SamplingCandidates& p, uint64_t request_seed, int64_t index) {
+  const int32_t token = DrawPlain(p, request_seed, index);
+  return {token, token == draft};
+}
+
 std::vector<int32_t> NgramDraft(const std::vector<int32_t>& tokens, int k, int max_ngram, int min_ngram) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   for (int len = max_ngram; len >= min_ngram; --len) {

@@ -35,6 +35,17 @@ struct RejectionOutcome {
 RejectionOutcome AcceptOrResample(int32_t draft, const SamplingCandidates& p, const SamplingCandidates& q,
                                   std::mt19937_64& rng);
 
+// The token plain (non-speculative) decoding draws from `dist` as a request's `index`-th generated
+// token: with its own generator seeded TokenSeed(request_seed, index), as Sampler does.
+int32_t DrawPlain(const SamplingCandidates& dist, uint64_t request_seed, int64_t index);
+
+// Verification of a one-hot proposal (prompt-lookup and argmax drafts) for the token at generated
+// index `index`: the standard rule above keeps the draft with probability p(draft) and otherwise
+// draws from p without it. Drawing the position's plain sample (DrawPlain) and keeping the draft
+// exactly when it is that sample does the same — with the randomness of plain decoding, so a
+// seeded request gets the tokens it gets without speculation, whatever was drafted.
+RejectionOutcome VerifyOneHot(int32_t draft, const SamplingCandidates& p, uint64_t request_seed, int64_t index);
+
 // Prompt lookup: the tokens that followed the most recent earlier occurrence of the longest
 // suffix (max_ngram down to min_ngram tokens) of `tokens`; at most k of them, possibly none.
 std::vector<int32_t> NgramDraft(const std::vector<int32_t>& tokens, int k, int max_ngram = 4, int min_ngram = 1);

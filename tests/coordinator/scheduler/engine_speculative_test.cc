@@ -155,6 +155,28 @@ TEST(EngineSpeculativeTest, SeededSampledRequestGivesItsTokensAloneAndInABatch) 
   }
 }
 
+// Prompt-lookup drafts are verified against each position's plain sample: a seeded sampled
+// request with ngram speculation gives the tokens it gives without speculation.
+TEST(EngineSpeculativeTest, SeededSampledPromptLookupEqualsPlainDecoding) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 512, 16);
+  std::vector<int32_t> prompt = Prompt(31, 30);
+  const std::vector<int32_t> half = prompt;
+  prompt.insert(prompt.end(), half.begin(), half.end());  // something to look up
+  auto request = [&](const std::string& spec) {
+    GenerationRequest r = Greedy(prompt, 40);
+    r.sampling.temperature = 0.7f;
+    r.sampling.seed = 77;
+    r.speculative = spec;
+    return r;
+  };
+  auto plain = h.Run(request("none"));
+  ASSERT_TRUE(plain.error.ok()) << plain.error;
+  auto spec = h.Run(request("ngram:3"));
+  ASSERT_TRUE(spec.error.ok()) << spec.error;
+  EXPECT_EQ(spec.tokens, plain.tokens);
+  EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, 0);
+}
+
 // --draft-vocab: the last stage builds each request's draft vocabulary from its history, which
 // reaches it once (the prompt) and then grows by step; on a prefix-cache hit the cached part is
 // sent too. Greedy outputs stay the single-process ones (one worker, a 2-stage pipeline, and

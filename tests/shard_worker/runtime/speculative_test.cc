@@ -246,6 +246,30 @@ TEST(SpeculativeTest, SeededSamplingIsReproducible) {
   EXPECT_EQ(a->tokens.size(), 20u);
 }
 
+// Prompt-lookup drafts are one-hot proposals, verified against each position's plain sample: a
+// seeded sampled request gives exactly the tokens plain decoding gives, and the drafts are used.
+TEST(SpeculativeTest, SeededSamplingWithPromptLookupEqualsPlainDecoding) {
+  Loaded l = Load("glm5-tiny-code");
+  GenerateOptions g;
+  g.max_new_tokens = 48;
+  g.ignore_eos = true;
+  g.sampling.temperature = 0.7f;
+  g.sampling.top_p = 0.95f;
+  g.sampling.seed = 42;
+  for (const auto& base : Prompts("glm5-tiny-code")) {
+    // The prompt twice: its second half repeats the first, so there is something to look up.
+    std::vector<int32_t> prompt = base;
+    prompt.insert(prompt.end(), base.begin(), base.end());
+    auto plain = Generate(*l.model, prompt, g);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    SpeculativeStats stats;
+    auto out = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("ngram:3"), &stats);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->tokens, plain->tokens);
+    EXPECT_GT(stats.drafted, 0);
+  }
+}
+
 // AdjustLogits: bias first, then the repetition penalty over the whole history and the
 // presence / frequency penalties over its output part only.
 TEST(SamplerTest, AdjustLogitsFollowsTheOpenAiAndVllmDefinitions) {
@@ -340,6 +364,32 @@ TEST(SpeculativeSamplingTest, RejectionRuleKeepsTheTargetDistribution) {
     double overlap = 0;
     for (size_t v = 0; v < p.size(); ++v) overlap += std::min(p[v], q[v]);
     EXPECT_NEAR(static_cast<double>(accepted) / n, overlap, 0.01);  // acceptance = Σ min(p, q)
+  }
+}
+
+// A one-hot proposal verified against the position's plain sample: the output is that sample (so
+// distributed as p, and the same token plain decoding draws with the seed), kept as the draft
+// with probability p(draft).
+TEST(SpeculativeSamplingTest, OneHotVerificationIsThePlainSample) {
+  const std::vector<double> p = {0.5, 0.2, 0.1, 0.1, 0.05, 0.05};
+  for (bool listed : {false, true}) {
+    const SamplingCandidates pc = AsCandidates(p, listed);
+    const int n = 100000;
+    std::vector<int> counts(p.size(), 0);
+    int accepted = 0;
+    for (int i = 0; i < n; ++i) {
+      const int32_t draft = i % 3;  // any proposal
+      const RejectionOutcome r = VerifyOneHot(draft, pc, 11, i);
+      std::mt19937_64 plain(TokenSeed(11, i));
+      ASSERT_EQ(r.token, DrawFrom(pc, plain));
+      ASSERT_EQ(r.accepted, r.token == draft);
+      counts[r.token]++;
+      accepted += r.accepted;
+    }
+    double chi2 = 0;
+    for (size_t v = 0; v < p.size(); ++v) chi2 += (counts[v] - n * p[v]) * (counts[v] - n * p[v]) / (n * p[v]);
+    EXPECT_LT(chi2, 20.5);  // 99.9% quantile of chi-square with 5 degrees of freedom
+    EXPECT_NEAR(static_cast<double>(accepted) / n, (p[0] + p[1] + p[2]) / 3, 0.01);  // mean p(draft)
   }
 }
 
