@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/client_connection.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
@@ -360,8 +361,16 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   state->request = std::move(request);
 
   if (!state->request->stream) {
-    // Non-streaming: wait for the end (no way to see a gone client here short of writing).
+    // Non-streaming: wait for the end, watching the connection: a client that hung up (timed out
+    // and retried, say) must not leave its generation running for nobody.
+    const std::optional<ClientConnection> client =
+        ClientConnection::Find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
     while (!state->AllFinished()) {
+      if (client.has_value() && client->Closed()) {
+        state->AbortUnfinished(engine_);
+        res.status = 499;  // nginx's "client closed request": nobody reads it
+        return;
+      }
       if (stopping_->load()) {
         state->AbortUnfinished(engine_);
         return SendError(res, absl::UnavailableError("the server is shutting down"));

@@ -621,6 +621,39 @@ TEST_F(HttpApiTest, ClientDisconnectAbortsEveryChoice) {
     EXPECT_TRUE(engine_->WaitForAbort(requests[i].request_id, absl::Seconds(3))) << requests[i].request_id;
 }
 
+// A non-streaming request whose client hangs up (an agent harness timing out, say) is aborted:
+// the server watches the connection while it waits; before, the generation ran to its end for
+// nobody, and a retrying client multiplied it.
+TEST_F(HttpApiTest, ClientDisconnectAbortsANonStreamingRequest) {
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  const size_t before = engine_->requests().size();
+  const std::string body = json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}}.dump();
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->http_port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  for (int i = 0; i < 300 && engine_->requests().size() == before; ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_EQ(engine_->requests().size(), before + 1);
+  close(fd);
+  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(2)));
+}
+
+// A non-streaming client that stays connected gets its whole answer (the connection watch does
+// not mistake a quiet client for a gone one).
+TEST_F(HttpApiTest, NonStreamingRequestOfAConnectedClientCompletes) {
+  engine_->SetTokenDelay(absl::Milliseconds(5));
+  auto r = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 40}, {"ignore_eos", true}});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 40);
+}
+
 TEST_F(HttpApiTest, ShutdownEndsOpenStreams) {
   engine_->SetTokenDelay(absl::Milliseconds(10));
   int fd = OpenStream(server_->http_port(), kLongStream);
