@@ -7,6 +7,7 @@
 namespace glm::api {
 namespace {
 constexpr char kFieldPayload[] = "type.googleapis.com/glm.api.InvalidField";
+constexpr char kContextPayload[] = "type.googleapis.com/glm.api.ContextLengthExceeded";
 }  // namespace
 
 absl::Status InvalidField(absl::string_view field, absl::string_view message) {
@@ -14,6 +15,16 @@ absl::Status InvalidField(absl::string_view field, absl::string_view message) {
       absl::StrCat(field, ": ", message));
   s.SetPayload(kFieldPayload, absl::Cord(field));
   return s;
+}
+
+absl::Status ContextLengthExceeded(absl::string_view field, absl::string_view message) {
+  absl::Status s = InvalidField(field, message);
+  s.SetPayload(kContextPayload, absl::Cord("1"));
+  return s;
+}
+
+bool ExceedsContext(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kInvalidArgument && status.GetPayload(kContextPayload).has_value();
 }
 
 std::string FieldOf(const absl::Status& status) {

@@ -12,6 +12,11 @@ namespace glm::api {
 
 // INVALID_ARGUMENT "`field`: message" carrying `field`.
 absl::Status InvalidField(absl::string_view field, absl::string_view message);
+// An InvalidField status for a request that does not fit the model's context (prompt, or prompt +
+// max_tokens): the OpenAI front end gives it OpenAI's code "context_length_exceeded", which
+// client libraries (LiteLLM, LangChain) look for to trim the conversation or fall back.
+absl::Status ContextLengthExceeded(absl::string_view field, absl::string_view message);
+bool ExceedsContext(const absl::Status& status);
 // The field of an InvalidField status, or of an engine request error (INVALID_ARGUMENT or
 // RESOURCE_EXHAUSTED whose message starts "field: ", scheduler/engine.h); "" otherwise.
 std::string FieldOf(const absl::Status& status);

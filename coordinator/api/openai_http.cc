@@ -77,6 +77,11 @@ void SendError(httplib::Response& res, const absl::Status& status, const std::st
                     "application/json");
     return;
   }
+  if (ExceedsContext(status)) {
+    res.status = 400;
+    res.set_content(DumpJson(ErrorJson(status, "context_length_exceeded")), "application/json");
+    return;
+  }
   res.status = HttpCode(status.code());
   // A full queue clears in about a step or two; tell well-behaved clients to retry soon.
   if (res.status == 429 || res.status == 503) res.set_header("Retry-After", "1");

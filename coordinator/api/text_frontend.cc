@@ -243,14 +243,18 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   int64_t max_tokens = r.max_tokens.has_value() ? *r.max_tokens : default_max_tokens_;
   const int64_t n = static_cast<int64_t>(prompt.size());
   if (model_->max_context > 0) {
+    // OpenAI's wording ("maximum context length is"), which client libraries match as well as the code.
     if (n >= model_->max_context)
-      return InvalidField(r.input_field, absl::StrCat("the prompt is ", n, " tokens; the model's context is ",
-                                                      model_->max_context, " (prompt + completion)"));
+      return ContextLengthExceeded(
+          r.input_field, absl::StrCat("This model's maximum context length is ", model_->max_context,
+                                      " tokens (prompt + completion). However, the prompt is ", n, " tokens."));
     if (n + max_tokens > model_->max_context) {
       if (r.max_tokens.has_value())
-        return InvalidField(Field(r, r.max_tokens_field),
-                            absl::StrCat(max_tokens, " + the prompt's ", n, " tokens exceeds the model's context (",
-                                         model_->max_context, ")"));
+        return ContextLengthExceeded(
+            Field(r, r.max_tokens_field),
+            absl::StrCat("This model's maximum context length is ", model_->max_context, " tokens. However, you requested ",
+                         n + max_tokens, " tokens (", n, " in the prompt, ", max_tokens,
+                         " in the completion). Please reduce the prompt or the completion length."));
       max_tokens = 0;  // a server default larger than what is left: run to the context instead
     }
   }

@@ -621,6 +621,35 @@ TEST_F(HttpApiTest, ClientDisconnectAbortsEveryChoice) {
     EXPECT_TRUE(engine_->WaitForAbort(requests[i].request_id, absl::Seconds(3))) << requests[i].request_id;
 }
 
+// A request that does not fit the model's context gets OpenAI's code and wording, which client
+// libraries match to trim a conversation (LiteLLM's ContextWindowExceededError); before, the
+// code was null.
+TEST_F(HttpApiTest, ContextOverflowIsContextLengthExceeded) {
+  struct Case {
+    std::string path;
+    json body;
+    std::string param;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 4094}}, "max_tokens"},
+      {"/v1/chat/completions",
+       json{{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_completion_tokens", 4096}},
+       "max_completion_tokens"},
+      {"/v1/completions", json{{"prompt", std::vector<int>(5000, 7)}, {"max_tokens", 1}}, "prompt"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body.dump().substr(0, 80));
+    auto r = Post(c.path, c.body);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    const json e = json::parse(r->body)["error"];
+    EXPECT_EQ(e["code"], "context_length_exceeded");
+    EXPECT_EQ(e["type"], "invalid_request_error");
+    EXPECT_EQ(e["param"], c.param);
+    EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("maximum context length is 4096 tokens"));
+  }
+}
+
 // A non-streaming request whose client hangs up (an agent harness timing out, say) is aborted:
 // the server watches the connection while it waits; before, the generation ran to its end for
 // nobody, and a retrying client multiplied it.
