@@ -24,15 +24,32 @@ class ByteLevelDecoder : public Decoder {
   bool IsByteLevel() const override { return true; }
 };
 
+// ByteFallback: a "<0xHH>" token (exactly two hex digits) is that byte; anything else, "<0xZZ>"
+// included, stays text (it used std::stoi, which threw on "<0xZZ>" and took the process down,
+// and read "<0x1G>" as byte 0x01). The bytes are joined with the other tokens and invalid UTF-8 is
+// repaired by the caller per maximal subpart. Hugging Face instead turns a whole invalid run of
+// byte tokens into one U+FFFD per token; that is not prefix-stable (a later byte can turn
+// already-valid earlier bytes of its run into U+FFFD), so streamed text could not equal the full
+// decode. Valid text is the same either way.
 class ByteFallbackDecoder : public Decoder {
  public:
   void DecodeChain(std::vector<std::string>* tokens) const override {
-    for (std::string& t : *tokens) {
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-        const int v = std::stoi(t.substr(3, 2), nullptr, 16);
-        t.assign(1, static_cast<char>(v));
-      }
-    }
+    for (std::string& t : *tokens)
+      if (const int byte = ByteOf(t); byte >= 0) t.assign(1, static_cast<char>(byte));
+  }
+
+ private:
+  static int HexDigit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  // The byte of a "<0xHH>" token, else -1.
+  static int ByteOf(const std::string& t) {
+    if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return -1;
+    const int hi = HexDigit(t[3]), lo = HexDigit(t[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
   }
 };
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/tokenizer/decoder.h"
 #include "coordinator/tokenizer/normalizer.h"
 #include "coordinator/tokenizer/pre_tokenizer.h"
 #include "coordinator/tokenizer/regex.h"
@@ -251,6 +252,24 @@ TEST(TokenizerSpeedTest, AgentTranscriptOf200kTokensEncodesWellUnderASecond) {
   EXPECT_GT(ids->size(), 200000u);
   EXPECT_LT(s, 1.0) << ids->size() << " tokens took " << s << " s";
   EXPECT_EQ(*(*tok)->Decode(*ids), transcript);
+}
+
+// ByteFallback: "<0xHH>" tokens are bytes (joined with the rest; the tokenizer repairs invalid
+// UTF-8 afterwards), malformed ones such as "<0xZZ>" stay text. It used std::stoi, which threw on
+// "<0xZZ>" and took the process down (Detokenize, echo, logprobs, streaming).
+TEST(DecoderTest, ByteFallbackReadsOnlyTwoHexDigitTokens) {
+  auto decoder = Decoder::FromJson({{"type", "ByteFallback"}});
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  auto decode = [&](std::vector<std::string> tokens) {
+    (*decoder)->DecodeChain(&tokens);
+    std::string out;
+    for (const auto& t : tokens) out += t;
+    return out;
+  };
+  EXPECT_EQ(decode({"<0xE4>", "<0xB8>", "<0xAD>", "x"}), "\xE4\xB8\xAD" "x");  // 中
+  EXPECT_EQ(decode({"<0x61>", "b", "<0x63>"}), "abc");
+  EXPECT_EQ(decode({"<0xZZ>", "<0x1G>", "<0x4a>"}), "<0xZZ><0x1G>J");
+  EXPECT_EQ(decode({"<0x41", "0x41>", "<0x414>"}), "<0x410x41><0x414>");
 }
 
 }  // namespace
