@@ -1,6 +1,5 @@
 // Unit tests of the tokenizer's parts on small hand-made tokenizer.json files, plus the error
 // paths (bad UTF-8, malformed files, unknown ids).
-#include <chrono>
 #include <string>
 #include <vector>
 
@@ -233,7 +232,10 @@ TEST(Utf8Test, LossyAndCompletePrefix) {
   EXPECT_FALSE(ValidateUtf8("\xED\xA0\x80").ok());  // Surrogate.
 }
 
-TEST(TokenizerSpeedTest, AgentTranscriptOf200kTokensEncodesWellUnderASecond) {
+// A 200K-token agent transcript (specials, thinking, tool calls, CJK, emoji) encodes and round-trips.
+// Its speed is bench/tokenizer_bench's to measure (tests assert no wall-clock); a quadratic
+// regression shows here as a run into ctest's timeout.
+TEST(TokenizerTest, AgentTranscriptOf200kTokensRoundTrips) {
   auto tok = Tokenizer::FromFile(std::string(GLM_MODELS_DIR) + "/glm5-tiny-code");
   ASSERT_TRUE(tok.ok());
   std::string transcript;
@@ -245,12 +247,9 @@ TEST(TokenizerSpeedTest, AgentTranscriptOf200kTokensEncodesWellUnderASecond) {
                   ".py</arg_value>\n</tool_call><|observation|>\ndef f(x):\n    return x * " +
                   std::to_string(turn) + "\n";
   }
-  const auto t0 = std::chrono::steady_clock::now();
   auto ids = (*tok)->Encode(transcript);
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(ids.ok());
   EXPECT_GT(ids->size(), 200000u);
-  EXPECT_LT(s, 1.0) << ids->size() << " tokens took " << s << " s";
   EXPECT_EQ(*(*tok)->Decode(*ids), transcript);
 }
 
