@@ -87,6 +87,11 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   }
 
   if (detok_ != nullptr) {
+    // With stop strings the text is checked after every token, as if each came in its own event:
+    // an event of several tokens (accepted speculative drafts, --stream-interval) must end where
+    // one token at a time would — at the token that completes the first stop string — and carry
+    // no token, logprob or count from after it.
+    const bool per_token = !options_.stop.empty();
     std::string text;
     for (size_t i = 0; i < event.tokens.size(); ++i) {
       const int32_t id = event.tokens[i];
@@ -97,6 +102,19 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
       // An id beyond the tokenizer's vocabulary (the model's embedding table may be padded)
       // has no text; the token id itself still reaches the client.
       if (piece.ok()) text += *piece;
+      if (!per_token || last) continue;
+      if (auto s = EmitText(text, /*final=*/false, &delta); !s.ok()) {
+        finished_ = true;
+        return s;
+      }
+      text.clear();
+      if (delta.stop_string_matched) {
+        const size_t kept = i + 1, dropped = event.tokens.size() - kept;
+        delta.tokens.resize(kept);
+        if (delta.logprobs.size() > kept) delta.logprobs.resize(kept);
+        delta.completion_tokens = completion_tokens_ = event.completion_tokens - static_cast<int32_t>(dropped);
+        return delta;
+      }
     }
     if (event.finished) text += detok_->Flush();
     if (auto s = EmitText(text, event.finished, &delta); !s.ok()) {

@@ -58,6 +58,51 @@ TEST_F(RequestOutputTest, StopStringSplitAcrossTokensIsHeldBackThenCut) {
   EXPECT_TRUE(out.finished());
 }
 
+// An event of several tokens (accepted speculative drafts) ends where the same tokens one event
+// each end: at the token that completes the first stop string to complete — not at the earliest-
+// starting match in the event's text — with no token, logprob or count from after it. Before, the
+// whole event's text was searched at once: MTP speculation cut a greedy request elsewhere than
+// plain decoding did, and its logprobs and counts included tokens from after the stop.
+TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) {
+  const std::vector<int32_t> ids = Pieces("ab Xyz tail Q more");
+  // "Xyz tail Q" starts first but completes last; "Q" completes first.
+  for (const std::vector<std::string>& stops : {std::vector<std::string>{"Xyz tail Q", "Q"},
+                                                std::vector<std::string>{"yz", "Xy"}}) {
+    api::OutputOptions o;
+    o.stop = stops;
+    api::RequestOutput single(tokenizer_, o);
+    api::OutputDelta single_last;
+    std::string single_text;
+    for (const auto& t : Feed(&single, ids, "length", &single_last)) single_text += t;
+    size_t single_tokens = 0;
+    {
+      api::RequestOutput counter(tokenizer_, o);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        scheduler::GenerationEvent e;
+        e.tokens = {ids[i]};
+        e.completion_tokens = static_cast<int32_t>(i + 1);
+        auto d = counter.Consume(e);
+        ASSERT_TRUE(d.ok());
+        single_tokens += d->tokens.size();
+        if (d->finished) break;
+      }
+    }
+    api::RequestOutput batched(tokenizer_, o);
+    scheduler::GenerationEvent e;
+    e.tokens = ids;
+    e.completion_tokens = static_cast<int32_t>(ids.size());
+    for (int32_t id : ids) e.logprobs.push_back({id, -1.0f, {}});
+    auto d = batched.Consume(e);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_TRUE(d->stop_string_matched);
+    EXPECT_EQ(d->text, single_text) << stops[0];
+    EXPECT_EQ(d->tokens.size(), single_tokens) << stops[0];
+    EXPECT_EQ(d->logprobs.size(), single_tokens);
+    EXPECT_EQ(d->completion_tokens, static_cast<int32_t>(single_tokens));
+    EXPECT_EQ(single_last.completion_tokens, static_cast<int32_t>(single_tokens));
+  }
+}
+
 TEST_F(RequestOutputTest, UnmatchedPartialStopIsReleased) {
   api::OutputOptions o;
   o.stop = {"<END>"};
