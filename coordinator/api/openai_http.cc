@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -206,16 +207,46 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   server_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGenerate(Kind::kCompletions, req, res);
   });
+  // CORS, as vLLM and llama.cpp's server allow by default: browser front ends (chat UIs, notebooks)
+  // call the API from another origin. A preflight (OPTIONS) on any path is answered here; every
+  // response carries the allow-origin header.
+  server_->Options(R"(.*)", [](const httplib::Request& req, httplib::Response& res) {
+    res.status = 204;
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+    res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type" : asked);
+    res.set_header("Access-Control-Max-Age", "86400");
+  });
+  server_->set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Access-Control-Allow-Origin", "*");
+  });
   // Unknown paths and methods get OpenAI-shaped errors too (handlers that set a body keep it).
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    absl::Status s = res.status == 404 ? absl::NotFoundError(absl::StrCat("no route for ", req.method, " ", req.path))
-                     : res.status == 413
-                         ? InvalidField("body", absl::StrCat("is larger than this server's limit of ", kMaxBodyBytes >> 20,
-                                                             " MiB (", kMaxBodyBytes, " bytes)"))
-                         : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
+    // A known path with another method is 405 (with Allow), not "no route".
+    std::string allow;
+    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions") allow = "POST, OPTIONS";
+    if (req.path == "/v1/models" || req.path == "/health" || req.path == "/metrics") allow = "GET, OPTIONS";
+    if (res.status == 404 && !allow.empty()) {
+      res.status = 405;
+      res.set_header("Allow", allow);
+    }
+    // cpp-httplib reads an application/x-www-form-urlencoded body (curl -d without a JSON
+    // Content-Type) only up to 8 KiB; JSON bodies may be up to kMaxBodyBytes.
+    const bool form = absl::StartsWith(req.get_header_value("Content-Type"), "application/x-www-form-urlencoded");
+    absl::Status s =
+        res.status == 404   ? absl::NotFoundError(absl::StrCat("no route for ", req.method, " ", req.path))
+        : res.status == 405 ? absl::InvalidArgumentError(absl::StrCat(req.method, " is not allowed on ", req.path,
+                                                                      " (allowed: ", allow, ")"))
+        : res.status == 413 && form
+            ? InvalidField("body", "sent as application/x-www-form-urlencoded is limited to 8 KiB; send it with "
+                                   "Content-Type: application/json")
+        : res.status == 413 ? InvalidField("body", absl::StrCat("is larger than this server's limit of ",
+                                                                kMaxBodyBytes >> 20, " MiB (", kMaxBodyBytes, " bytes)"))
+                            : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
     const int status = res.status;
     res.set_content(DumpJson(ErrorJson(s, status == 404   ? "not_found"
+                                          : status == 405 ? "method_not_allowed"
                                           : status == 413 ? "request_too_large"
                                                           : "")),
                     "application/json");

@@ -650,6 +650,55 @@ TEST_F(HttpApiTest, ContextOverflowIsContextLengthExceeded) {
   }
 }
 
+// Browser clients: a CORS preflight is answered and responses (errors and streams included)
+// allow any origin, as vLLM and llama.cpp's server do by default; before, OPTIONS was 404.
+TEST_F(HttpApiTest, CorsPreflightAndAllowOrigin) {
+  httplib::Client client("127.0.0.1", server_->http_port());
+  httplib::Headers pre = {{"Origin", "http://example.test"},
+                          {"Access-Control-Request-Method", "POST"},
+                          {"Access-Control-Request-Headers", "content-type, authorization"}};
+  auto opt = client.Options("/v1/chat/completions", pre);
+  ASSERT_TRUE(opt);
+  EXPECT_EQ(opt->status, 204);
+  EXPECT_EQ(opt->get_header_value("Access-Control-Allow-Origin"), "*");
+  EXPECT_EQ(opt->get_header_value("Access-Control-Allow-Headers"), "content-type, authorization");
+  EXPECT_NE(opt->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  auto ok = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 2}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->get_header_value("Access-Control-Allow-Origin"), "*");
+  auto bad = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", -1}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->get_header_value("Access-Control-Allow-Origin"), "*");
+  auto stream = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 2}, {"stream", true}});
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->get_header_value("Access-Control-Allow-Origin"), "*");
+}
+
+// A known path with the wrong method is 405 with Allow (it was 404 "no route"); a JSON body sent
+// as a form (curl -d without a JSON Content-Type) beyond cpp-httplib's 8 KiB form limit is told so
+// (it was told the body exceeded the 64 MiB limit).
+TEST_F(HttpApiTest, WrongMethodIs405AndAnOversizedFormBodyIsExplained) {
+  httplib::Client client("127.0.0.1", server_->http_port());
+  auto get = client.Get("/v1/chat/completions");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(get->get_header_value("Allow"), "POST, OPTIONS");
+  EXPECT_EQ(json::parse(get->body)["error"]["code"], "method_not_allowed");
+  auto put = client.Put("/v1/models", "{}", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405);
+  auto unknown = client.Get("/v1/nothing");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  const std::string big = json{{"prompt", std::string(9000, 'a')}, {"max_tokens", 1}}.dump();
+  auto form = client.Post("/v1/completions", big, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 413);
+  EXPECT_THAT(json::parse(form->body)["error"]["message"].get<std::string>(),
+              HasSubstr("application/x-www-form-urlencoded is limited to 8 KiB"));
+}
+
 // A non-streaming request whose client hangs up (an agent harness timing out, say) is aborted:
 // the server watches the connection while it waits; before, the generation ran to its end for
 // nobody, and a retrying client multiplied it.
