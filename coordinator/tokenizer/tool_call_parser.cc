@@ -94,7 +94,7 @@ absl::StatusOr<ToolCall> ToolCallParser::ParseToolCallBody(std::string_view body
     }
     const size_t value_start = value_open + kValueOpen.size();
     size_t value_end = body.find(kValueClose, value_start);
-    // A value cut off by the end of generation runs to the end of the body.
+    // A value the model did not close (</tool_call> came first) runs to the end of the body.
     const std::string_view raw = body.substr(
         value_start, value_end == std::string_view::npos ? std::string_view::npos : value_end - value_start);
     OJson value;
@@ -118,7 +118,11 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
       const size_t close = buffer_.find(kToolClose);
       if (close == std::string::npos && !final) return absl::OkStatus();
       const std::string body = buffer_.substr(0, close);
-      absl::StatusOr<ToolCall> call = ParseToolCallBody(body);
+      // A call without its </tool_call> (cut by max_tokens or a stop string, possibly inside a
+      // name or value) is never a call: clients execute whatever is in tool_calls, and a
+      // truncated name or argument would run the wrong thing. It goes out as content.
+      absl::StatusOr<ToolCall> call = absl::InvalidArgumentError("tool call without </tool_call>");
+      if (close != std::string::npos) call = ParseToolCallBody(body);
       if (call.ok()) {
         call->id = absl::StrCat(options_.id_prefix, next_id_++);
         delta->tool_calls.push_back(*std::move(call));

@@ -53,8 +53,8 @@ class ToolCallParser {
 
   // Feeds generated text. A tool call without a function name is InvalidArgument.
   absl::StatusOr<ParsedDelta> Push(std::string_view text);
-  // End of generation: releases held-back text; an unterminated tool call is parsed as if
-  // closed (a model stopped by EOS right before </tool_call>).
+  // End of generation: releases held-back text; an unterminated tool call (no </tool_call>)
+  // comes out as content, never as a call.
   absl::StatusOr<ParsedDelta> Finish();
 
   // Parses one tool call body (the text between <tool_call> and </tool_call>).

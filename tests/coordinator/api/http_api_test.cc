@@ -466,6 +466,43 @@ TEST_F(HttpApiTest, MalformedToolCallFromTheModelIsContent) {
   EXPECT_TRUE(!msg.contains("tool_calls") || msg["tool_calls"].is_null() || msg["tool_calls"].empty()) << msg;
 }
 
+// A tool call cut off by max_tokens (after its name, inside an argument value) came back as a
+// real tool_calls entry with the truncated name/arguments and finish_reason "tool_calls"; agents
+// would run it. Now its text is content and the request finishes "length", streamed or not.
+TEST_F(HttpApiTest, ToolCallCutByMaxTokensIsContent) {
+  const json tools = json::parse(
+      R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])");
+  for (const std::string text : {"Checking.<tool_call>get_weather\n",
+                                 "Checking.<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Os"}) {
+    ScriptText(text);
+    json body = ChatBody("weather in Oslo?");
+    body["tools"] = tools;
+    body["max_tokens"] = Encode(text).size();  // the cut falls at the end of `text`
+    auto res = Post("/v1/chat/completions", body);
+    ASSERT_EQ(res->status, 200) << res->body;
+    json j = json::parse(res->body);
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length") << text;
+    const json& msg = j["choices"][0]["message"];
+    EXPECT_EQ(msg["content"], text);
+    EXPECT_FALSE(msg.contains("tool_calls")) << msg;
+
+    body["stream"] = true;
+    bool done = false;
+    std::string content;
+    std::string finish;
+    for (const json& e : SseEvents(Post("/v1/chat/completions", body)->body, &done)) {
+      if (e["choices"].empty()) continue;
+      const json& c = e["choices"][0];
+      EXPECT_FALSE(c["delta"].contains("tool_calls")) << e;
+      if (c["delta"].contains("content")) content += c["delta"]["content"].get<std::string>();
+      if (!c["finish_reason"].is_null()) finish = c["finish_reason"];
+    }
+    EXPECT_TRUE(done);
+    EXPECT_EQ(content, text);
+    EXPECT_EQ(finish, "length") << text;
+  }
+}
+
 TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
   json body = ChatBody("x");
   body["temperature"] = -2;

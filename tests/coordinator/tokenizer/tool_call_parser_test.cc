@@ -142,10 +142,25 @@ TEST(ToolCallParserTest, NoReasoningNoCalls) {
   EXPECT_TRUE(r.calls.empty());
 }
 
-TEST(ToolCallParserTest, UnterminatedCallAtEndIsParsed) {
-  const Result r = Parse({"<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n"});
+// A call without </tool_call> at the end of generation (max_tokens, a stop string) used to come
+// back as a call with whatever name and arguments it had reached, e.g. {"q":"ca"}; clients run
+// what is in tool_calls, so it is content now, wherever the cut fell.
+TEST(ToolCallParserTest, UnterminatedCallAtEndIsContent) {
+  for (const std::string text : {"<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n",
+                                 "<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>ca",  // inside a value
+                                 "<tool_call>sea",                                         // inside the name
+                                 "<tool_call>search\n",                                   // after the name
+                                 "<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n</tool_"}) {
+    const Result r = Parse({"Looking.", text});
+    EXPECT_TRUE(r.calls.empty()) << text;
+    EXPECT_EQ(r.content, "Looking." + text) << text;
+    ExpectSplitInvariant("Looking." + text);
+  }
+  // A closed call before the cut one is still a call.
+  const Result r = Parse({"<tool_call>f\n</tool_call>\n<tool_call>g\n<arg_key>a</arg_key>"});
   ASSERT_EQ(r.calls.size(), 1u);
-  EXPECT_EQ(r.calls[0].arguments, R"({"q":"cats"})");
+  EXPECT_EQ(r.calls[0].name, "f");
+  EXPECT_EQ(r.content, "<tool_call>g\n<arg_key>a</arg_key>");
 }
 
 TEST(ToolCallParserTest, MalformedCallBodiesAreErrors) {
