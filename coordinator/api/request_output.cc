@@ -48,6 +48,7 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
     tokenizer::ToolCallParser::Options po;
     po.starts_in_reasoning = options_.starts_in_reasoning;
     po.tools = options_.tools;
+    po.parse_tool_calls = options_.tools.is_array() && !options_.tools.empty();
     parser_ = std::make_unique<tokenizer::ToolCallParser>(std::move(po));
   } else {
     detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, options_.skip_special_tokens);

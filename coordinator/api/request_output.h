@@ -31,7 +31,9 @@ struct OutputOptions {
   // even though they are special; other special tokens are still dropped.
   bool parse_chat = false;
   bool starts_in_reasoning = false;        // the prompt ended with an open <think>
-  nlohmann::json tools;                    // OpenAI tools (null when none), for argument typing
+  // OpenAI tools, for argument typing. Null or empty (no tools, or tool_choice "none"): tool
+  // calls are not parsed, their markup stays content (as vLLM does).
+  nlohmann::json tools;
 };
 
 // What one engine event adds for the client.

@@ -150,7 +150,7 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
     size_t at = std::string::npos;
     std::string_view tag;
     static constexpr std::string_view kContentTags[] = {kThinkOpen, kThinkClose, kToolOpen};
-    const size_t num_tags = reasoning ? 1 : 3;
+    const size_t num_tags = reasoning ? 1 : options_.parse_tool_calls ? 3 : 2;
     for (size_t i = 0; i < num_tags; ++i) {
       const std::string_view t = reasoning ? kThinkClose : kContentTags[i];
       const size_t p = buffer_.find(t);
@@ -160,9 +160,11 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
       }
     }
     if (at == std::string::npos) {
-      const size_t hold = final ? 0
+      const size_t hold = final       ? 0
                           : reasoning ? HeldBackLength(buffer_, {kThinkClose})
-                                      : HeldBackLength(buffer_, {kThinkOpen, kThinkClose, kToolOpen});
+                          : options_.parse_tool_calls
+                              ? HeldBackLength(buffer_, {kThinkOpen, kThinkClose, kToolOpen})
+                              : HeldBackLength(buffer_, {kThinkOpen, kThinkClose});
       sink.append(buffer_, 0, buffer_.size() - hold);
       buffer_.erase(0, buffer_.size() - hold);
       return absl::OkStatus();

@@ -45,6 +45,9 @@ class ToolCallParser {
     // OpenAI `tools`: when a parameter's schema type is "string", its value is kept as a string
     // even if it looks like JSON (e.g. a zip code "01234").
     nlohmann::json tools = nullptr;
+    // False: <tool_call> markup is plain content (a request without tools, or tool_choice
+    // "none", as vLLM does); reasoning is still split off.
+    bool parse_tool_calls = true;
     std::string id_prefix = "call_";
   };
 

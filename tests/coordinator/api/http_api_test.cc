@@ -466,6 +466,47 @@ TEST_F(HttpApiTest, MalformedToolCallFromTheModelIsContent) {
   EXPECT_TRUE(!msg.contains("tool_calls") || msg["tool_calls"].is_null() || msg["tool_calls"].empty()) << msg;
 }
 
+// With no tools in the request, an empty tools list or tool_choice "none", the model's
+// <tool_call> text was still parsed into tool_calls (finish_reason "tool_calls"); vLLM parses
+// calls only when the client offered tools, so now it is content.
+TEST_F(HttpApiTest, NoToolsMeansNoToolCalls) {
+  const std::string text = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n</tool_call>";
+  ScriptText(text);
+  const json tools = json::parse(R"([{"type":"function","function":{"name":"get_weather"}}])");
+  for (int variant = 0; variant < 3; ++variant) {
+    json body = ChatBody("weather in Oslo?");
+    if (variant == 1) body["tools"] = json::array();
+    if (variant == 2) {
+      body["tools"] = tools;
+      body["tool_choice"] = "none";
+    }
+    auto res = Post("/v1/chat/completions", body);
+    ASSERT_EQ(res->status, 200) << res->body;
+    json j = json::parse(res->body);
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "stop") << variant;
+    EXPECT_EQ(j["choices"][0]["message"]["content"], text) << variant;
+    EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls")) << variant;
+
+    body["stream"] = true;
+    bool done = false;
+    std::string content;
+    for (const json& e : SseEvents(Post("/v1/chat/completions", body)->body, &done)) {
+      if (e["choices"].empty()) continue;
+      EXPECT_FALSE(e["choices"][0]["delta"].contains("tool_calls")) << e;
+      if (e["choices"][0]["delta"].contains("content")) content += e["choices"][0]["delta"]["content"].get<std::string>();
+    }
+    EXPECT_EQ(content, text) << variant;
+  }
+  // tool_choice "none" still keeps the tools out of the prompt, as before.
+  json body = ChatBody("weather in Oslo?");
+  ASSERT_EQ(Post("/v1/chat/completions", body)->status, 200);
+  const std::vector<int32_t> without = engine_->last_request().prompt;
+  body["tools"] = tools;
+  body["tool_choice"] = "none";
+  ASSERT_EQ(Post("/v1/chat/completions", body)->status, 200);
+  EXPECT_EQ(engine_->last_request().prompt, without);
+}
+
 // A tool call cut off by max_tokens (after its name, inside an argument value) came back as a
 // real tool_calls entry with the truncated name/arguments and finish_reason "tool_calls"; agents
 // would run it. Now its text is content and the request finishes "length", streamed or not.

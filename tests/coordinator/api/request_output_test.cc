@@ -140,6 +140,7 @@ TEST_F(RequestOutputTest, EosTextHiddenButTokenKept) {
 TEST_F(RequestOutputTest, ChatSplitsReasoningContentAndToolCalls) {
   api::OutputOptions o;
   o.parse_chat = true;
+  o.tools = nlohmann::json::parse(R"([{"type":"function","function":{"name":"f"}}])");
   api::RequestOutput out(tokenizer_, o);
   std::string reasoning, content;
   int calls = 0;
@@ -162,6 +163,24 @@ TEST_F(RequestOutputTest, ChatSplitsReasoningContentAndToolCalls) {
   EXPECT_EQ(content, "Sure.");
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(last_reason, "tool_calls");
+}
+
+// A request without tools (null or []; tool_choice "none" nulls them) got the model's
+// <tool_call> text parsed into tool_calls anyway; now it stays content, as in vLLM.
+TEST_F(RequestOutputTest, ChatWithoutToolsKeepsToolCallMarkupAsContent) {
+  const std::string text = "Sure.<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>1</arg_value>\n</tool_call>";
+  for (const nlohmann::json& tools : {nlohmann::json(nullptr), nlohmann::json::array()}) {
+    api::OutputOptions o;
+    o.parse_chat = true;
+    o.tools = tools;
+    api::RequestOutput out(tokenizer_, o);
+    api::OutputDelta last;
+    std::string content;
+    for (const std::string& t : Feed(&out, Pieces("<think>hmm</think>" + text), "stop", &last)) content += t;
+    EXPECT_EQ(content, text) << tools;
+    EXPECT_EQ(out.tool_call_count(), 0);
+    EXPECT_EQ(last.finish_reason, "stop");
+  }
 }
 
 TEST_F(RequestOutputTest, EngineErrorIsReturned) {

@@ -189,6 +189,19 @@ TEST(ToolCallParserTest, MalformedCallsComeOutAsContent) {
   ExpectSplitInvariant("x<tool_call>get_weather\n<arg_key>city</arg_key> oops</tool_call>y");
 }
 
+// Without tools in the request the markup is the model's text, not a call (vLLM parses calls only
+// for requests with tools); reasoning is still split off.
+TEST(ToolCallParserTest, ToolCallParsingOff) {
+  ToolCallParser::Options options;
+  options.parse_tool_calls = false;
+  const Result r = Parse({kTwoCalls}, options);
+  EXPECT_EQ(r.reasoning, "Need weather.\nTwo cities.");
+  EXPECT_TRUE(r.calls.empty());
+  const std::string text = kTwoCalls;
+  EXPECT_EQ(r.content, text.substr(text.find("Let me check.")));
+  ExpectSplitInvariant(kTwoCalls, options);
+}
+
 TEST(ToolCallParserTest, OpenAiShape) {
   const Result r = Parse({kTwoCalls});
   const auto j = ToolCallParser::ToOpenAi(r.calls);
