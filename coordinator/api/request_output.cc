@@ -1,8 +1,12 @@
 #include "coordinator/api/request_output.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <iterator>
+#include <random>
 #include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace glm::api {
 
@@ -31,6 +35,13 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   }
 }
 
+// "call_<16 hex digits>_": 64 random bits, as OpenAI and vLLM ids are random.
+std::string RandomToolCallIdPrefix() {
+  thread_local std::random_device rd;
+  const uint64_t bits = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return absl::StrCat("call_", absl::Hex(bits, absl::kZeroPad16), "_");
+}
+
 }  // namespace
 
 RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOptions options)
@@ -49,6 +60,7 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
     po.starts_in_reasoning = options_.starts_in_reasoning;
     po.tools = options_.tools;
     po.parse_tool_calls = options_.tools.is_array() && !options_.tools.empty();
+    po.id_prefix = options_.tool_call_id_prefix.empty() ? RandomToolCallIdPrefix() : options_.tool_call_id_prefix;
     parser_ = std::make_unique<tokenizer::ToolCallParser>(std::move(po));
   } else {
     detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, options_.skip_special_tokens);

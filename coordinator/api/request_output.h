@@ -34,6 +34,10 @@ struct OutputOptions {
   // OpenAI tools, for argument typing. Null or empty (no tools, or tool_choice "none"): tool
   // calls are not parsed, their markup stays content (as vLLM does).
   nlohmann::json tools;
+  // Tool-call ids are this plus the call's index. Empty: each RequestOutput (one per choice)
+  // draws its own "call_<16 random hex digits>_", so ids never repeat across requests or
+  // choices (a `tool` message's tool_call_id must name one call of the transcript).
+  std::string tool_call_id_prefix;
 };
 
 // What one engine event adds for the client.

@@ -24,7 +24,7 @@
 namespace glm::tokenizer {
 
 struct ToolCall {
-  std::string id;         // "call_0", "call_1", ... in order of appearance.
+  std::string id;         // Options::id_prefix + 0, 1, ... in order of appearance.
   std::string name;
   std::string arguments;  // A JSON object, serialized.
 };

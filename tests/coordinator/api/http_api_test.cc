@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include <httplib.h>
 
@@ -448,6 +449,48 @@ TEST_F(HttpApiTest, ToolCallsInOpenAiShape) {
   EXPECT_EQ(call["index"], 0);
   EXPECT_EQ(call["function"]["name"], "get_weather");
   EXPECT_EQ(events.back()["choices"][0]["finish_reason"], "tool_calls");
+}
+
+// Every response's calls were "call_0", "call_1", ...: in a multi-turn transcript a `tool`
+// message's tool_call_id then matched calls of earlier turns. Ids are now random per request and
+// per choice (and still distinct within a response).
+TEST_F(HttpApiTest, ToolCallIdsAreUnique) {
+  ScriptText("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n</tool_call>"
+             "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Bergen</arg_value>\n</tool_call>");
+  json body = ChatBody("weather in Oslo and Bergen?");
+  body["tools"] = json::parse(R"([{"type":"function","function":{"name":"get_weather"}}])");
+  body["n"] = 2;
+  std::set<std::string> ids;
+  for (int request = 0; request < 2; ++request) {
+    auto res = Post("/v1/chat/completions", body);
+    ASSERT_EQ(res->status, 200) << res->body;
+    json j = json::parse(res->body);
+    ASSERT_EQ(j["choices"].size(), 2u);
+    for (const json& choice : j["choices"]) {
+      ASSERT_EQ(choice["message"]["tool_calls"].size(), 2u) << choice;
+      for (const json& call : choice["message"]["tool_calls"]) {
+        const std::string id = call["id"];
+        EXPECT_TRUE(absl::StartsWith(id, "call_")) << id;
+        EXPECT_TRUE(ids.insert(id).second) << "repeated tool call id " << id;
+      }
+    }
+  }
+  EXPECT_EQ(ids.size(), 8u);
+
+  body["stream"] = true;
+  bool done = false;
+  std::set<std::string> streamed;
+  int calls = 0;
+  for (const json& e : SseEvents(Post("/v1/chat/completions", body)->body, &done)) {
+    if (e["choices"].empty() || !e["choices"][0]["delta"].contains("tool_calls")) continue;
+    for (const json& call : e["choices"][0]["delta"]["tool_calls"]) {
+      ++calls;
+      streamed.insert(call["id"].get<std::string>());
+      EXPECT_FALSE(ids.contains(call["id"].get<std::string>())) << call;
+    }
+  }
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(streamed.size(), 4u);
 }
 
 // A tool call the model cut off or got wrong is content, finished as the engine says: it used to

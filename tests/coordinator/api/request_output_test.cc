@@ -183,6 +183,39 @@ TEST_F(RequestOutputTest, ChatWithoutToolsKeepsToolCallMarkupAsContent) {
   }
 }
 
+// Tool-call ids: OutputOptions::tool_call_id_prefix when set, else a random prefix per
+// RequestOutput (one per choice): two outputs of the same request never share an id.
+TEST_F(RequestOutputTest, ToolCallIdsArePerOutput) {
+  const std::vector<int32_t> ids = Pieces("<tool_call>f\n</tool_call><tool_call>g\n</tool_call>");
+  auto call_ids = [&](const std::string& prefix) {
+    api::OutputOptions o;
+    o.parse_chat = true;
+    o.tools = nlohmann::json::parse(R"([{"type":"function","function":{"name":"f"}}])");
+    o.tool_call_id_prefix = prefix;
+    api::RequestOutput out(tokenizer_, o);
+    std::vector<std::string> got;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      scheduler::GenerationEvent e;
+      e.tokens = {ids[i]};
+      e.finished = i + 1 == ids.size();
+      if (e.finished) e.finish_reason = "stop";
+      auto d = out.Consume(e);
+      EXPECT_TRUE(d.ok()) << d.status();
+      if (d.ok())
+        for (const auto& c : d->tool_calls) got.push_back(c.id);
+    }
+    return got;
+  };
+  EXPECT_EQ(call_ids("call_x_"), (std::vector<std::string>{"call_x_0", "call_x_1"}));
+  const std::vector<std::string> a = call_ids(""), b = call_ids("");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_NE(a[0], a[1]);
+  EXPECT_NE(a[0], b[0]);
+  EXPECT_EQ(a[0].rfind("call_", 0), 0u) << a[0];
+  EXPECT_EQ(a[0].size(), std::string("call_0123456789abcdef_0").size()) << a[0];
+}
+
 TEST_F(RequestOutputTest, EngineErrorIsReturned) {
   api::RequestOutput out(tokenizer_, api::OutputOptions{});
   scheduler::GenerationEvent e;
