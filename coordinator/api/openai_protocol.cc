@@ -370,11 +370,19 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
     }
     const scheduler::TokenLogprob& lp = prompt_lps[i - 1];
     out["token_logprobs"].push_back(lp.logprob);
-    json top = json::object();
-    for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
-    out["top_logprobs"].push_back(std::move(top));
+    out["top_logprobs"].push_back(TopLogprobs(echo_ids_[i], lp));
   }
   return out;
+}
+
+json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const {
+  // OpenAI and vLLM: the `logprobs` best alternatives plus the token actually there, which need
+  // not be among them (logprobs: 0 gives just that token). Written last, so an alternative with
+  // the same text cannot hide its logprob.
+  json top = json::object();
+  for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
+  top[frontend_->TokenText(token)] = lp.logprob;
+  return top;
 }
 
 size_t OpenAiResponseBuilder::EchoTokenBytes() const {
@@ -397,9 +405,7 @@ json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::Toke
     const std::string text = frontend_->TokenText(lp.token);
     out["tokens"].push_back(text);
     out["token_logprobs"].push_back(lp.logprob);
-    json top = json::object();
-    for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
-    out["top_logprobs"].push_back(std::move(top));
+    out["top_logprobs"].push_back(TopLogprobs(lp.token, lp));
     out["text_offset"].push_back(text_offset);
     text_offset += text.size();
   }

@@ -91,6 +91,9 @@ class OpenAiResponseBuilder {
   nlohmann::json Chunk(nlohmann::json choice) const;
   nlohmann::json ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const;
   nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
+  // A completions top_logprobs entry: {text: logprob} of the alternatives and of `token` (the
+  // one sampled, or the prompt's).
+  nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
   nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;
   // The prompt's token texts' total length: where the completion's text offsets start.

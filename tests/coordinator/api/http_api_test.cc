@@ -154,6 +154,13 @@ TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
   EXPECT_FLOAT_EQ(seen.sampling.repetition_penalty, 1.1f);
   EXPECT_EQ(seen.sampling.top_logprobs, 2);
   EXPECT_EQ(seen.speculative, "ngram:2");
+
+  // logprobs: 0 lists just the sampled token (it gave {}).
+  body["logprobs"] = 0;
+  res = Post("/v1/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  j = json::parse(res->body);
+  EXPECT_EQ(j["choices"][0]["logprobs"]["top_logprobs"][0], json({{*tokenizer_->Decode({100}), -0.25f}}));
 }
 
 // OpenAI's penalties and logit_bias reach the engine; bad values are 400s naming the field.

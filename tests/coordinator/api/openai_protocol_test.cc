@@ -1,0 +1,89 @@
+// OpenAiResponseBuilder on its own: the logprob shapes of completions and chat responses for
+// hand-made deltas (alternatives that leave out the sampled token, tokens that are part of a
+// UTF-8 character), streamed and not.
+#include "coordinator/api/openai_protocol.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using json = nlohmann::json;
+
+class OpenAiProtocolTest : public ApiTest {
+ protected:
+  void SetUp() override {  // no server needed
+    model_.name = "m";
+    model_.vocab_size = 4096;
+    model_.tokenizer = tokenizer_;
+    frontend_ = std::make_unique<api::TextFrontend>(&model_, 0);
+  }
+  void TearDown() override {}
+
+  std::string Text(int32_t id) const { return frontend_->TokenText(id); }
+
+  // The choice objects of an SSE body's chunks, in order.
+  static std::vector<json> Choices(const std::string& sse) {
+    std::vector<json> out;
+    for (absl::string_view block : absl::StrSplit(sse, "\n\n", absl::SkipEmpty())) {
+      if (block == "data: [DONE]") continue;
+      json j = json::parse(block.substr(6));
+      if (!j["choices"].empty()) out.push_back(j["choices"][0]);
+    }
+    return out;
+  }
+
+  std::unique_ptr<api::TextFrontend> frontend_;
+};
+
+// Completions top_logprobs left out the sampled token when it was not among the `logprobs` best
+// alternatives ({} for logprobs: 0). OpenAI and vLLM list up to logprobs + 1 entries, always the
+// sampled token among them; the echoed prompt's entries likewise include the prompt token.
+TEST_F(OpenAiProtocolTest, CompletionTopLogprobsIncludeTheSampledToken) {
+  api::OpenAiRequest request;
+  request.endpoint = api::OpenAiEndpoint::kCompletions;
+  request.logprobs = true;
+  api::OutputDelta d;
+  d.tokens = {100, 101};
+  d.text = Text(100) + Text(101);
+  d.logprobs = {{100, -0.5f, {{102, -0.1f}, {103, -0.2f}}}, {101, -1.0f, {}}};
+  d.finished = true;
+  d.finish_reason = "length";
+
+  api::OpenAiResponseBuilder whole(&request, frontend_.get(), "cmpl-1", 0);
+  whole.Accumulate(d);
+  const json lp = whole.Final()["choices"][0]["logprobs"];
+  const json expect0 = {{Text(102), -0.1f}, {Text(103), -0.2f}, {Text(100), -0.5f}};
+  EXPECT_EQ(lp["top_logprobs"][0], expect0);
+  EXPECT_EQ(lp["top_logprobs"][1], json({{Text(101), -1.0f}}));  // logprobs: 0
+
+  api::OpenAiResponseBuilder streamed(&request, frontend_.get(), "cmpl-1", 0);
+  const std::vector<json> chunks = Choices(streamed.StreamChunks(d));
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_EQ(chunks[0]["logprobs"]["top_logprobs"][0], expect0);
+  EXPECT_EQ(chunks[0]["logprobs"]["top_logprobs"][1], json({{Text(101), -1.0f}}));
+
+  // Echo: the prompt [5, 6, 7]; position 1 scored with alternatives that leave out token 6.
+  request.echo = true;
+  api::OpenAiResponseBuilder echo(&request, frontend_.get(), "cmpl-1", 0);
+  echo.SetEchoPrompt(Text(5) + Text(6) + Text(7), {5, 6, 7});
+  api::OutputDelta e = d;
+  e.prompt_logprobs = {{6, -0.75f, {{200, -0.25f}}}, {7, -0.125f, {}}};
+  echo.Accumulate(e);
+  const json elp = echo.Final()["choices"][0]["logprobs"];
+  ASSERT_EQ(elp["top_logprobs"].size(), 5u);
+  EXPECT_TRUE(elp["top_logprobs"][0].is_null());  // the first prompt token has no logprob
+  EXPECT_TRUE(elp["token_logprobs"][0].is_null());
+  EXPECT_EQ(elp["top_logprobs"][1], json({{Text(200), -0.25f}, {Text(6), -0.75f}}));
+  EXPECT_EQ(elp["top_logprobs"][2], json({{Text(7), -0.125f}}));
+  EXPECT_EQ(elp["top_logprobs"][3], expect0);
+}
+
+}  // namespace
+}  // namespace glm::testing
