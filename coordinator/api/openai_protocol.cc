@@ -1,5 +1,6 @@
 #include "coordinator/api/openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -333,8 +334,11 @@ json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilde
 
 json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const {
   auto entry = [this](int32_t token, float logprob) {
-    const std::string text = frontend_->TokenText(token);
-    return json{{"token", text}, {"logprob", logprob}, {"bytes", std::vector<uint8_t>(text.begin(), text.end())}};
+    // `bytes` are the token's own bytes: for part of a character, not U+FFFD's (the lossy text).
+    const std::string bytes = frontend_->TokenBytes(token);
+    return json{{"token", frontend_->TokenText(token)},
+                {"logprob", logprob},
+                {"bytes", std::vector<uint8_t>(bytes.begin(), bytes.end())}};
   };
   json content = json::array();
   for (const auto& lp : lps) {
@@ -356,12 +360,16 @@ void OpenAiResponseBuilder::SetEchoPrompt(std::string text, std::vector<int32_t>
 json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
-  size_t text_offset = 0;
+  TextOffset offset;
+  size_t at = 0;  // bytes of echo_text_ matched so far
   for (size_t i = 0; i < echo_ids_.size(); ++i) {
-    const std::string text = frontend_->TokenText(echo_ids_[i]);
-    out["tokens"].push_back(text);
-    out["text_offset"].push_back(text_offset);
-    text_offset += text.size();
+    out["tokens"].push_back(frontend_->TokenText(echo_ids_[i]));
+    // A special token the echoed text does not show (the BOS a text prompt was encoded with)
+    // takes no room in it.
+    std::string bytes = frontend_->TokenBytes(echo_ids_[i]);
+    if (echo_text_.compare(at, bytes.size(), bytes) != 0 && frontend_->IsSpecialToken(echo_ids_[i])) bytes.clear();
+    at = std::min(echo_text_.size(), at + bytes.size());
+    out["text_offset"].push_back(offset.Take(bytes));
     // Position i's logprob was computed from the tokens before it: none for the first.
     if (i == 0 || i - 1 >= prompt_lps.size()) {
       out["token_logprobs"].push_back(nullptr);
@@ -385,10 +393,34 @@ json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLog
   return top;
 }
 
-size_t OpenAiResponseBuilder::EchoTokenBytes() const {
-  size_t bytes = 0;
-  for (int32_t id : echo_ids_) bytes += frontend_->TokenText(id).size();
-  return bytes;
+OpenAiResponseBuilder::TextOffset OpenAiResponseBuilder::EchoEnd() const {
+  TextOffset end;
+  end.Take(echo_text_);
+  end.continuation_left = 0;
+  return end;
+}
+
+size_t OpenAiResponseBuilder::TextOffset::Take(std::string_view bytes) {
+  auto continuation = [](char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; };
+  const size_t at = !bytes.empty() && continuation(bytes[0]) && continuation_left > 0 && code_points > 0
+                        ? code_points - 1
+                        : code_points;
+  for (char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (continuation(ch) && continuation_left > 0) {
+      --continuation_left;
+      continue;
+    }
+    // A lead byte starts a character; a stray continuation byte is one too (U+FFFD in the text).
+    ++code_points;
+    continuation_left = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+  }
+  return at;
+}
+
+std::string OpenAiResponseBuilder::EmittedBytes(int32_t token) const {
+  if (request_->api.skip_special_tokens && frontend_->IsSpecialToken(token)) return "";
+  return frontend_->TokenBytes(token);
 }
 
 // Appends completions-logprobs arrays `b` to `a` (each array, in order).
@@ -398,16 +430,14 @@ static void AppendLogprobs(json& a, const json& b) {
 }
 
 json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps,
-                                               size_t text_offset) const {
+                                               TextOffset* offset) const {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   for (const auto& lp : lps) {
-    const std::string text = frontend_->TokenText(lp.token);
-    out["tokens"].push_back(text);
+    out["tokens"].push_back(frontend_->TokenText(lp.token));
     out["token_logprobs"].push_back(lp.logprob);
     out["top_logprobs"].push_back(TopLogprobs(lp.token, lp));
-    out["text_offset"].push_back(text_offset);
-    text_offset += text.size();
+    out["text_offset"].push_back(offset->Take(EmittedBytes(lp.token)));
   }
   return out;
 }
@@ -444,7 +474,7 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
     json choice = {{"index", index_}, {"text", echo_text_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (request_->logprobs) {
       choice["logprobs"] = EchoLogprobs(PromptLogprobs());
-      text_offset_ += EchoTokenBytes();
+      text_offset_ = EchoEnd();
     }
     emit(Chunk(std::move(choice)));
   }
@@ -478,8 +508,7 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
     } else {
       choice["text"] = d.text;
       if (request_->logprobs && !d.logprobs.empty()) {
-        choice["logprobs"] = CompletionLogprobs(d.logprobs, text_offset_);
-        for (const auto& lp : d.logprobs) text_offset_ += frontend_->TokenText(lp.token).size();
+        choice["logprobs"] = CompletionLogprobs(d.logprobs, &text_offset_);
       }
     }
     emit(Chunk(std::move(choice)));
@@ -541,12 +570,14 @@ json OpenAiResponseBuilder::FinalChoice() const {
   } else {
     if (!request_->echo) {
       choice["text"] = text_;
-      if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, 0);
+      TextOffset offset;
+      if (request_->logprobs) choice["logprobs"] = CompletionLogprobs(logprobs_, &offset);
     } else {
       choice["text"] = echo_text_ + text_;
       if (request_->logprobs) {
         json lp = EchoLogprobs(PromptLogprobs());
-        AppendLogprobs(lp, CompletionLogprobs(logprobs_, EchoTokenBytes()));
+        TextOffset offset = EchoEnd();
+        AppendLogprobs(lp, CompletionLogprobs(logprobs_, &offset));
         choice["logprobs"] = std::move(lp);
       }
     }

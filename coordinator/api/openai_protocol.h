@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -90,14 +91,27 @@ class OpenAiResponseBuilder {
  private:
   nlohmann::json Chunk(nlohmann::json choice) const;
   nlohmann::json ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const;
-  nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, size_t text_offset) const;
+  // Completions text_offset: where a token's text starts in the returned text, counted in
+  // Unicode code points (vLLM's offsets are Python string indices; JSON clients index decoded
+  // strings, not UTF-8 bytes). Fed the tokens' raw bytes, so a character split over several
+  // tokens counts once; a token that starts inside a character gets that character's offset.
+  struct TextOffset {
+    size_t code_points = 0;
+    int continuation_left = 0;  // continuation bytes still due for the last character begun
+    // The offset of a token whose text is `bytes`; then moves past it.
+    size_t Take(std::string_view bytes);
+  };
+  nlohmann::json CompletionLogprobs(const std::vector<scheduler::TokenLogprob>& lps, TextOffset* offset) const;
+  // The bytes a generated token adds to the completion text: none for a special token the
+  // request skips.
+  std::string EmittedBytes(int32_t token) const;
   // A completions top_logprobs entry: {text: logprob} of the alternatives and of `token` (the
   // one sampled, or the prompt's).
   nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
   nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;
-  // The prompt's token texts' total length: where the completion's text offsets start.
-  size_t EchoTokenBytes() const;
+  // Where the completion's text offsets start after the echoed prompt: its length.
+  TextOffset EchoEnd() const;
 
   const OpenAiRequest* request_;
   const TextFrontend* frontend_;
@@ -116,7 +130,7 @@ class OpenAiResponseBuilder {
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;
   int32_t cached_tokens_ = 0;
-  size_t text_offset_ = 0;      // completions logprobs' text_offset while streaming
+  TextOffset text_offset_;      // completions logprobs' text_offset while streaming
   // Echo.
   std::string echo_text_;
   std::vector<int32_t> echo_ids_;

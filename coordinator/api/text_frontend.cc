@@ -47,6 +47,16 @@ std::string TextFrontend::TokenText(int32_t id) const {
   return text.ok() ? *text : "";
 }
 
+std::string TextFrontend::TokenBytes(int32_t id) const {
+  if (model_->tokenizer == nullptr) return "";
+  auto bytes = model_->tokenizer->DecodeBytes({id}, /*skip_special_tokens=*/false);
+  return bytes.ok() ? *bytes : "";
+}
+
+bool TextFrontend::IsSpecialToken(int32_t id) const {
+  return model_->tokenizer != nullptr && model_->tokenizer->IsSpecial(id);
+}
+
 absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string& text, bool add_special_tokens,
                                                               absl::string_view field) const {
   if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);

@@ -95,8 +95,14 @@ class TextFrontend {
   static absl::StatusOr<nlohmann::json> NormalizeMessages(const nlohmann::json& messages, absl::string_view field);
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
                                                   absl::string_view field) const;
-  // The text of one token, for logprob entries ("" without a tokenizer).
+  // The text of one token, for logprob entries ("" without a tokenizer). Lossy: a token that is
+  // only part of a UTF-8 character gives U+FFFD.
   std::string TokenText(int32_t id) const;
+  // The raw bytes of one token, without the UTF-8 repair (e.g. F0 9F for the first half of an
+  // emoji), for logprob `bytes` and text offsets ("" without a tokenizer or for an unknown id).
+  std::string TokenBytes(int32_t id) const;
+  // Whether `id` is one of the tokenizer's special tokens (false without a tokenizer).
+  bool IsSpecialToken(int32_t id) const;
 
   // `model` in a request: the served name, an alias, or anything when accept_any_name.
   bool AcceptsModelName(const std::string& name) const;

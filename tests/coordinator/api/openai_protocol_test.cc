@@ -85,5 +85,93 @@ TEST_F(OpenAiProtocolTest, CompletionTopLogprobsIncludeTheSampledToken) {
   EXPECT_EQ(elp["top_logprobs"][3], expect0);
 }
 
+// Logprob `bytes` of a token that is only part of a UTF-8 character were U+FFFD's bytes
+// [239,191,189] instead of the token's own (e.g. [240,159]); the token text stays lossy.
+TEST_F(OpenAiProtocolTest, ChatLogprobBytesAreTheTokensRawBytes) {
+  const int32_t half_emoji = *tokenizer_->TokenToId("ðŁ");  // bytes F0 9F
+  api::OpenAiRequest request;
+  request.endpoint = api::OpenAiEndpoint::kChat;
+  request.logprobs = true;
+  api::OutputDelta d;
+  d.tokens = {half_emoji};
+  d.logprobs = {{half_emoji, -0.5f, {{half_emoji, -0.5f}, {100, -1.0f}}}};
+  d.finished = true;
+  d.finish_reason = "length";
+  api::OpenAiResponseBuilder whole(&request, frontend_.get(), "chatcmpl-1", 0);
+  whole.Accumulate(d);
+  const json content = whole.Final()["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 1u);
+  EXPECT_EQ(content[0]["bytes"], json({240, 159}));
+  EXPECT_EQ(content[0]["token"], "\xEF\xBF\xBD");
+  EXPECT_EQ(content[0]["top_logprobs"][0]["bytes"], json({240, 159}));
+  EXPECT_EQ(content[0]["top_logprobs"][1]["bytes"], json({'p'}));
+  api::OpenAiResponseBuilder streamed(&request, frontend_.get(), "chatcmpl-1", 0);
+  bool seen = false;
+  for (const json& c : Choices(streamed.StreamChunks(d))) {
+    if (!c["logprobs"].is_object()) continue;
+    EXPECT_EQ(c["logprobs"]["content"][0]["bytes"], json({240, 159}));
+    seen = true;
+  }
+  EXPECT_TRUE(seen);
+}
+
+// Completions text_offset counted each token's lossy text in UTF-8 bytes, so the 3 bytes of every
+// U+FFFD of a split character (and multi-byte characters themselves) pushed later offsets past
+// the text. Offsets are code-point indices into the returned text now, streamed or not, after an
+// echoed prompt too (whose special tokens the text does not show take no room).
+TEST_F(OpenAiProtocolTest, CompletionTextOffsetsAreCodePointsOfTheText) {
+  const std::string text = "a\xF0\x9F\x98\x80" "b";  // a😀b: 3 code points
+  const std::vector<int32_t> ids = Encode(text);
+  ASSERT_GE(ids.size(), 4u) << "the emoji must be split over several tokens";
+  std::vector<size_t> expected;
+  for (size_t i = 0; i < ids.size(); ++i) expected.push_back(i == 0 ? 0 : i + 1 == ids.size() ? 2 : 1);
+  api::OpenAiRequest request;
+  request.endpoint = api::OpenAiEndpoint::kCompletions;
+  request.logprobs = true;
+  api::OutputDelta d;
+  d.tokens = ids;
+  d.text = text;
+  for (int32_t id : ids) d.logprobs.push_back({id, -1.0f, {}});
+  d.finished = true;
+  d.finish_reason = "length";
+
+  api::OpenAiResponseBuilder whole(&request, frontend_.get(), "cmpl-1", 0);
+  whole.Accumulate(d);
+  EXPECT_EQ(whole.Final()["choices"][0]["logprobs"]["text_offset"], json(expected));
+
+  // Streamed one token per chunk.
+  api::OpenAiResponseBuilder streamed(&request, frontend_.get(), "cmpl-1", 0);
+  std::vector<size_t> offsets;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    api::OutputDelta one;
+    one.tokens = {ids[i]};
+    one.logprobs = {d.logprobs[i]};
+    for (const json& c : Choices(streamed.StreamChoiceChunks(one)))
+      if (c["logprobs"].is_object())
+        for (const json& o : c["logprobs"]["text_offset"]) offsets.push_back(o.get<size_t>());
+  }
+  EXPECT_EQ(offsets, expected);
+
+  // Echo of the prompt [gMASK] a😀 (the special token is not in the echoed text), then "b".
+  request.echo = true;
+  std::vector<int32_t> prompt = {2};
+  const std::vector<int32_t> head(ids.begin(), ids.end() - 1);
+  prompt.insert(prompt.end(), head.begin(), head.end());
+  api::OpenAiResponseBuilder echo(&request, frontend_.get(), "cmpl-1", 0);
+  echo.SetEchoPrompt(text.substr(0, text.size() - 1), prompt);
+  api::OutputDelta tail;
+  tail.tokens = {ids.back()};
+  tail.text = "b";
+  tail.logprobs = {d.logprobs.back()};
+  tail.finished = true;
+  tail.finish_reason = "length";
+  echo.Accumulate(tail);
+  const json choice = echo.Final()["choices"][0];
+  EXPECT_EQ(choice["text"], text);
+  std::vector<size_t> echo_expected = {0};
+  echo_expected.insert(echo_expected.end(), expected.begin(), expected.end());
+  EXPECT_EQ(choice["logprobs"]["text_offset"], json(echo_expected));
+}
+
 }  // namespace
 }  // namespace glm::testing
