@@ -97,6 +97,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.top_logprobs_field = "logprobs";
   a.logprobs = s.return_logprobs() || s.logprobs() > 0;
   a.skip_special_tokens = !s.has_skip_special_tokens() || s.skip_special_tokens();
+  a.include_stop_str_in_output = s.include_stop_str_in_output();
   return a;
 }
 

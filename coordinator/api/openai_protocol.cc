@@ -133,6 +133,7 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
   }
   GLM_API_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &a.ignore_eos));
   GLM_API_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &a.skip_special_tokens));
+  GLM_API_RETURN_IF_ERROR(GetBool(body, "include_stop_str_in_output", &a.include_stop_str_in_output));
   int64_t n = 1;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "n", &n));
   if (n < 1 || n > kMaxChoices) return InvalidField("n", absl::StrCat("must be in [1, ", kMaxChoices, "]"));

@@ -165,10 +165,15 @@ absl::Status RequestOutput::EmitText(const std::string& text, bool final, Output
   pending_ += text;
   // The earliest match of any stop string wins; emitted text never held a complete match, so
   // any match lies inside pending_.
-  size_t match = std::string::npos;
-  for (const std::string& stop : options_.stop) match = std::min(match, pending_.find(stop));
+  size_t match = std::string::npos, match_size = 0;
+  for (const std::string& stop : options_.stop) {
+    if (const size_t at = pending_.find(stop); at < match) {
+      match = at;
+      match_size = stop.size();
+    }
+  }
   if (match != std::string::npos) {
-    std::string head = pending_.substr(0, match);
+    std::string head = pending_.substr(0, match + (options_.include_stop_str ? match_size : 0));
     pending_.clear();
     if (auto s = Route(head, /*final=*/true, delta); !s.ok()) return s;
     finished_ = true;

@@ -23,6 +23,7 @@ namespace glm::api {
 
 struct OutputOptions {
   std::vector<std::string> stop;           // stop strings (need a tokenizer)
+  bool include_stop_str = false;           // the matched stop string ends the text (else it is cut)
   // Tokens whose text never reaches the client when they end the request: EOS (unless
   // ignore_eos) and the stop_token_ids, as vLLM does.
   std::vector<int32_t> hidden_stop_ids;

@@ -292,6 +292,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
 
   out.output.stop = r.stop;
   out.output.skip_special_tokens = r.skip_special_tokens;
+  out.output.include_stop_str = r.include_stop_str_in_output;
   if (!r.ignore_eos) out.output.hidden_stop_ids = model_->eos_token_ids;
   out.output.hidden_stop_ids.insert(out.output.hidden_stop_ids.end(), r.stop_token_ids.begin(),
                                     r.stop_token_ids.end());

@@ -56,6 +56,7 @@ struct ApiRequest {
   int32_t top_logprobs = 0;
   int32_t prompt_logprobs = -1;            // >= 0: score the prompt (completions echo + logprobs)
   bool skip_special_tokens = true;
+  bool include_stop_str_in_output = false;  // a matched stop string ends the output text (vLLM's)
   std::string speculative;                 // "" (the server's default) | "none" | "mtp:K" | "ngram:K" (the engine checks it)
 
   std::string request_id;                  // "" = assigned

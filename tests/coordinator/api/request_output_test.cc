@@ -103,6 +103,19 @@ TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) 
   }
 }
 
+// include_stop_str_in_output (vLLM): the matched stop string ends the text instead of being cut.
+TEST_F(RequestOutputTest, IncludedStopStringEndsTheText) {
+  api::OutputOptions o;
+  o.stop = {"<END>"};
+  o.include_stop_str = true;
+  api::RequestOutput out(tokenizer_, o);
+  api::OutputDelta last;
+  std::string all;
+  for (const auto& t : Feed(&out, Pieces("abc <END> tail"), "length", &last)) all += t;
+  EXPECT_EQ(all, "abc <END>");
+  EXPECT_EQ(last.finish_reason, "stop");
+}
+
 TEST_F(RequestOutputTest, UnmatchedPartialStopIsReleased) {
   api::OutputOptions o;
   o.stop = {"<END>"};
