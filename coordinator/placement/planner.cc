@@ -249,7 +249,17 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
         break;
       }
 
-  // Ranks into stages (the remainder to the first stages), slices inside each stage.
+  // Ranks into stages (the remainder to the first stages), slices inside each stage. The ranks
+  // are taken host by host (hosts in order of their first rank, rank order within a host), not
+  // in rank order: `mpirun --map-by node` (deploy/launch.sh with a hostfile) deals ranks round
+  // robin, 1 and 3 on host a, 2 and 4 on host b, and stages filled in rank order then put every
+  // tensor-parallel all-reduce across the network.
+  std::vector<int> by_host;
+  for (const std::string& name : hostnames)
+    for (int i = 0; i < n_workers; ++i)
+      if (workers[i].host.hostname() == name) by_host.push_back(i);
+  // plan.ranks stays in rank order (index i = rank i + 1) whatever stage a rank lands in.
+  for (int i = 0; i < n_workers; ++i) plan.add_ranks();
   const CostModel cost(config, *format);
   const int64_t kv_reserve = static_cast<int64_t>(options.kv_cache_gib * kGib);
   std::vector<StageCosts> stage_costs(n_stages);
@@ -267,10 +277,11 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
     StageCosts& sc = stage_costs[s];
     sc.has_head = stage->has_head();
     for (int i = 0; i < p; ++i, ++next) {
-      const WorkerSlot& w = workers[next];
-      const Resources& r = (*res)[next];
-      RankAssignment* a = plan.add_ranks();
-      a->set_rank(next + 1);
+      const int k = by_host[next];  // index into workers: rank k + 1
+      const WorkerSlot& w = workers[k];
+      const Resources& r = (*res)[k];
+      RankAssignment* a = plan.mutable_ranks(k);
+      a->set_rank(k + 1);
       a->set_stage(s);
       a->set_tp_index(i);
       a->set_tp_size(p);
@@ -282,8 +293,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       a->set_kv_reserve_bytes(kv_reserve);
       a->set_expert_memory_bytes(r.expert_memory_bytes);
       FillSlices(config, etp, stage->has_head(), p, i, a);
-      stage->add_ranks(next + 1);
-      sc.ranks.push_back(next);
+      stage->add_ranks(k + 1);
+      sc.ranks.push_back(k);
       if (w.host.hostname() != workers[sc.ranks.front()].host.hostname()) sc.spans_hosts = true;
       std::vector<Footprint> prefix(layers + 1);
       for (int64_t l = 0; l < layers; ++l) {

@@ -39,8 +39,10 @@ struct PlannerOptions {
 };
 
 // Workers are the ranks 1..N in the order of `workers` (one entry per worker rank: the host
-// topology it runs on and the NUMA node it is bound to). Fails with the numbers when the plan
-// does not fit memory.
+// topology it runs on and the NUMA node it is bound to). Stages take the ranks host by host
+// (rank order within a host), so round-robin rank placement (`mpirun --map-by node`) still
+// keeps a stage on one host where the ranks per host allow. Fails with the numbers when the
+// plan does not fit memory.
 struct WorkerSlot {
   HostTopology host;
   int32_t numa_node = 0;  // os index

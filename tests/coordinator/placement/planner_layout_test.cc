@@ -413,5 +413,47 @@ TEST(PlannerLayoutTest, NonFiniteNodeBandwidthIsRefused) {
   EXPECT_EQ(plan.status().message(), "worker rank 2: host 'h' NUMA node 1 reports bandwidth inf GB/s");
 }
 
+// `mpirun --map-by node` over a hostfile (deploy/launch.sh) deals ranks round robin: 1 and 3 on
+// host a, 2 and 4 on host b. The stages are filled host by host, so each stage's
+// tensor-parallel all-reduces stay inside one host (they were ranks 1-2 and 3-4: both stages
+// across the network).
+TEST(PlannerLayoutTest, InterleavedHostsFillStagesHostByHost) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const HostTopology a = Host("a", 2), b = Host("b", 2);
+  std::vector<WorkerSlot> workers;
+  for (int i = 0; i < 4; ++i) workers.push_back({i % 2 == 0 ? a : b, i / 2});  // ranks 1..4: a, b, a, b
+  PlannerOptions options;
+  options.stages = 2;
+  auto plan = Plan(*c, workers, options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(ValidatePlan(*plan, *c, 5).ok()) << ValidatePlan(*plan, *c, 5);
+  ASSERT_EQ(plan->stages_size(), 2);
+  EXPECT_EQ(std::vector<int32_t>(plan->stages(0).ranks().begin(), plan->stages(0).ranks().end()),
+            (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(std::vector<int32_t>(plan->stages(1).ranks().begin(), plan->stages(1).ranks().end()),
+            (std::vector<int32_t>{2, 4}));
+  ASSERT_EQ(plan->ranks_size(), 4);
+  for (int k = 1; k <= 4; ++k) {
+    const RankAssignment& r = plan->ranks(k - 1);
+    EXPECT_EQ(r.rank(), k);  // the list stays in rank order
+    EXPECT_EQ(r.host(), k % 2 == 1 ? "a" : "b");
+    EXPECT_EQ(r.numa_node(), (k - 1) / 2);
+    EXPECT_EQ(r.stage(), k % 2 == 1 ? 0 : 1);
+    EXPECT_EQ(r.tp_index(), (k - 1) / 2);
+  }
+  // In-host all-reduces only: 2 per layer and one for the head, plus the two stage handoffs.
+  const int64_t layers = c->num_hidden_layers;
+  EXPECT_NEAR(plan->communication_ms_per_token(),
+              2 * kStageHandoffMs + kAllReduceMsInHost * static_cast<double>(2 * layers + 1), 1e-9);
+  // One stage over both hosts: it cannot avoid spanning them; each host's ranks sit together.
+  options.stages = 1;
+  auto one_stage = Plan(*c, workers, options);
+  ASSERT_TRUE(one_stage.ok()) << one_stage.status();
+  ASSERT_TRUE(ValidatePlan(*one_stage, *c, 5).ok()) << ValidatePlan(*one_stage, *c, 5);
+  EXPECT_EQ(std::vector<int32_t>(one_stage->stages(0).ranks().begin(), one_stage->stages(0).ranks().end()),
+            (std::vector<int32_t>{1, 3, 2, 4}));
+}
+
 }  // namespace
 }  // namespace glm::placement
