@@ -41,7 +41,7 @@ ABSL_FLAG(std::string, placement, "", "a plan JSON (from `glmctl plan --json`) t
 ABSL_FLAG(int32_t, stages, 0, "pipeline stages (0 = one per host)");
 ABSL_FLAG(std::string, expert_layout, "expert-parallel", "expert-parallel | expert-tensor-parallel");
 ABSL_FLAG(double, memory_budget_gib, 0, "memory per rank (0 = 90% of its NUMA node's share)");
-ABSL_FLAG(double, kv_cache_gib, 1.0, "KV cache per worker rank, GiB");
+ABSL_FLAG(double, kv_cache_gib, glm::placement::kDefaultKvCacheGib, "KV cache per worker rank, GiB");
 ABSL_FLAG(std::string, weight_dtype, "stored",
           "how workers hold matrices: stored | bf16 | f32 | int8 | int8-row | int4 | int8-g<N> | int4-g<N> "
           "(int8/int4 re-quantised at load)");

@@ -28,6 +28,7 @@
 #include "coordinator/api/grpc_client.h"
 #include "coordinator/cli/model_commands.h"
 #include "coordinator/cli/plan_command.h"
+#include "coordinator/placement/size_flags.h"
 #if GLM_HAVE_TEXT_COMMANDS
 #include "coordinator/cli/text_commands.h"
 #endif
@@ -73,7 +74,8 @@ ABSL_FLAG(int32_t, stages, 0, "plan: pipeline stages (0 = one per host)");
 ABSL_FLAG(std::string, expert_layout, "expert-parallel", "plan: expert-parallel | expert-tensor-parallel");
 ABSL_FLAG(double, memory_budget_gib, 0, "plan: memory per rank (0 = 90% of its NUMA node's share)");
 ABSL_FLAG(double, numa_memory_gib, 0, "plan: memory per NUMA node of a synthetic topology (0 = 64)");
-ABSL_FLAG(double, kv_cache_gib, 0, "plan: KV cache reserved per rank");
+ABSL_FLAG(double, kv_cache_gib, glm::placement::kDefaultKvCacheGib,
+          "plan: KV cache reserved per rank on top of its weights, GiB (the coordinator's default)");
 ABSL_FLAG(double, bandwidth_gbps, 0, "plan: measured read bandwidth per NUMA node (0 = estimate)");
 ABSL_FLAG(std::string, weight_dtype, "stored",
           "forward/generate/chat/plan: stored | bf16 | f32 | int8 | int8-row | int4 | int8-g<N> | int4-g<N> "

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "coordinator/placement/size_flags.h"
 
 namespace glm::cli {
 
@@ -19,7 +20,8 @@ struct PlanCommandOptions {
   std::string expert_layout = "expert-parallel";  // --expert-layout: or "expert-tensor-parallel"
   double memory_budget_gib = 0;  // --memory-budget-gib: per rank; 0 = 90% of its NUMA node's share
   double numa_memory_gib = 0;    // --numa-memory-gib: synthetic only, memory per NUMA node; 0 = 64
-  double kv_cache_gib = 0;       // --kv-cache-gib: per rank, reserved on top of the weights
+  // --kv-cache-gib: per rank, reserved on top of the weights (the coordinator's default)
+  double kv_cache_gib = placement::kDefaultKvCacheGib;
   double bandwidth_gbps = 0;     // --bandwidth-gbps: measured per-node read bandwidth; 0 = estimate
   std::string weight_dtype = "stored";    // --weight-dtype: how workers hold matrices (int8, int4, ...)
   std::string quantize_scope = "experts"; // --quantize-scope: experts | all | mtp (with int8/int4)

@@ -18,6 +18,10 @@ namespace glm::placement {
 inline constexpr double kMaxFlagGib = 1 << 20;
 // 1 PB/s: above any memory system's read bandwidth.
 inline constexpr double kMaxFlagGbps = 1 << 20;
+// --kv-cache-gib's default, per worker rank: one value for the coordinator (which allocates it)
+// and `glmctl plan` (which reserves it on top of the weights), so a plan that fits in glmctl
+// fits the coordinator started with the same flags (glmctl's default was 0).
+inline constexpr double kDefaultKvCacheGib = 1.0;
 
 // `gib` is finite and in [0, kMaxFlagGib]; else InvalidArgument naming `flag` (e.g.
 // "--kv-cache-gib") and the value. `zero_means` (e.g. "all routed experts resident") is added

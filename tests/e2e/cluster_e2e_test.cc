@@ -746,6 +746,15 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
   }
 }
 
+// glmctl plan's --kv-cache-gib defaults to the coordinator's 1 GiB (it was 0: a budget that
+// fitted in glmctl failed in the coordinator).
+TEST(GlmctlFlagsE2eTest, PlanReservesTheCoordinatorsKvCacheByDefault) {
+  const JobEnd end = RunGlmctl(std::string("plan --model ") + GLM_MODEL_DIR +
+                               " --synthetic 'numa:1 core:2' --memory-budget-gib 0.5");
+  EXPECT_EQ(ExitCode(end), 1) << end.log;
+  EXPECT_NE(end.log.find("KV reserve 1.0 GiB"), std::string::npos) << end.log;
+}
+
 // A worker that stops answering (SIGSTOP: alive but hung) is noticed at the step timeout: the
 // in-flight request fails with UNAVAILABLE and the job exits non-zero.
 class HungWorkerE2eTest : public ClusterE2eTest {

@@ -165,6 +165,23 @@ TEST(PlanCommandTest, NonFiniteOrHugeSizeFlagsAreRefused) {
   }
 }
 
+// glmctl plan reserved no KV cache by default while the coordinator reserves 1 GiB per rank:
+// `--memory-budget-gib 0.5` fitted in glmctl and failed in the coordinator ("needs 1.0 GiB
+// (weights 0.0 GiB + KV reserve 1.0 GiB)"). Both default to kDefaultKvCacheGib now.
+TEST(PlanCommandTest, KvCacheDefaultIsTheCoordinators) {
+  PlanCommandOptions o;
+  EXPECT_EQ(o.kv_cache_gib, placement::kDefaultKvCacheGib);
+  EXPECT_EQ(placement::kDefaultKvCacheGib, 1.0);
+  o.model_dir = kTinyModel;
+  o.synthetic = "numa:1 core:2";
+  o.memory_budget_gib = 0.5;
+  auto out = RunPlanCommand(o);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kResourceExhausted) << (out.ok() ? *out : "");
+  EXPECT_NE(out.status().message().find("KV reserve 1.0 GiB"), std::string::npos) << out.status();
+  o.kv_cache_gib = 0.25;
+  EXPECT_TRUE(RunPlanCommand(o).ok());
+}
+
 TEST(PlanCommandTest, RejectsBadOptions) {
   PlanCommandOptions o;
   o.model_dir = kTinyModel;
