@@ -21,6 +21,7 @@
 #include "coordinator/api/loading_health_server.h"
 #include "coordinator/api/serving_metrics.h"
 #include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/size_flags.h"
 #include "coordinator/placement/weight_format.h"
@@ -132,6 +133,8 @@ int main(int argc, char** argv) {
   if (world->rank() != 0) Fatal("the coordinator must be rank 0 (mpirun -np 1 coordinator ... : -np N shard_worker)");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) Fatal("--model DIR is required");
+  // The directory's name, trailing slash or not (`--model models/glm5-tiny-code/` served '').
+  const std::string model_name = glm::placement::ModelNameFromPath(model_dir);
   auto config = glm::model::ModelConfig::FromFile(model_dir + "/config.json");
   if (!config.ok()) Fatal(std::string(config.status().message()));
   // The load options travel to the workers in the plan; refuse bad ones before any worker loads.
@@ -229,7 +232,7 @@ int main(int argc, char** argv) {
       po.quantize_scope = load_flags.quantize_scope;
       po.activation_dtype = load_flags.activation_dtype;
       po.expert_memory_gib = expert_gib;
-      po.model_name = std::filesystem::path(model_dir).filename().string();
+      po.model_name = model_name;
       plan = glm::placement::Plan(*config, slots, po);
     }
     if (plan.ok()) Log(absl::StrCat("placement:\n", glm::placement::PlanToTable(*plan)));
@@ -274,8 +277,7 @@ int main(int argc, char** argv) {
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
 
   glm::api::ServedModel served;
-  served.name = absl::GetFlag(FLAGS_served_model_name).empty() ? std::filesystem::path(model_dir).filename().string()
-                                                                : absl::GetFlag(FLAGS_served_model_name);
+  served.name = absl::GetFlag(FLAGS_served_model_name).empty() ? model_name : absl::GetFlag(FLAGS_served_model_name);
   for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_model_alias), ',', absl::SkipEmpty()))
     served.aliases.emplace_back(a);
   served.accept_any_name = !absl::GetFlag(FLAGS_strict_model_name);

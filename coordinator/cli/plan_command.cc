@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/size_flags.h"
 #include "numa/topology.h"
@@ -69,10 +70,7 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   planner.quantize_scope = options.quantize_scope;
   planner.activation_dtype = options.activation_dtype;
   planner.expert_memory_gib = options.expert_memory_gib;
-  fs::path model_path = fs::path(options.model_dir).lexically_normal();
-  if (model_path.filename().empty()) model_path = model_path.parent_path();
-  if (model_path.filename() == "config.json") model_path = model_path.parent_path();
-  planner.model_name = model_path.filename().string();
+  planner.model_name = placement::ModelNameFromPath(options.model_dir);
   auto plan = placement::Plan(*config, placement::OnePerNumaNode(hosts), planner);
   if (!plan.ok()) return plan.status();
   auto json = placement::PlanToJson(*plan);

@@ -600,6 +600,27 @@ TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
   }
 }
 
+// `--model DIR/`: the served name is still the directory's (it was '': the /v1/models id "",
+// and requests naming glm5-tiny-code failed under --strict-model-name).
+class TrailingSlashModelE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() {
+    Launch("120", {"--model", std::string(GLM_MODEL_DIR) + "/", "--warmup-tokens", "0", "--strict-model-name"});
+  }
+};
+
+TEST_F(TrailingSlashModelE2eTest, ServesTheDirectorysName) {
+  grpc::ClientContext ctx;
+  pb::ModelInfo info;
+  ASSERT_TRUE(stub_->GetModelInfo(&ctx, pb::ModelInfoRequest(), &info).ok());
+  EXPECT_EQ(info.name(), "glm5-tiny-code");
+  pb::GenerateRequest req = Ids(Prompt(3, 8), 2);
+  req.set_model("glm5-tiny-code");
+  auto s = Generate(req);
+  EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_NE(ClusterLog().find("Placement of glm5-tiny-code:"), std::string::npos) << ClusterLog();
+}
+
 // Jobs that must not start: the coordinator refuses its load options before any worker loads,
 // with a precise message, and the job exits non-zero.
 struct JobEnd {

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "gtest/gtest.h"
 #include "numa/topology.h"
@@ -180,6 +181,26 @@ TEST(PlanCommandTest, KvCacheDefaultIsTheCoordinators) {
   EXPECT_NE(out.status().message().find("KV reserve 1.0 GiB"), std::string::npos) << out.status();
   o.kv_cache_gib = 0.25;
   EXPECT_TRUE(RunPlanCommand(o).ok());
+}
+
+// `--model models/glm5-tiny-code/` gave the coordinator an empty model name (served '', the
+// /v1/models id ""): the name ignores a trailing slash like glmctl plan's always did.
+TEST(PlanCommandTest, ModelNameIgnoresTrailingSlashesAndConfigJson) {
+  for (const char* path : {"models/glm5-tiny-code", "models/glm5-tiny-code/", "models/glm5-tiny-code//",
+                           "models/glm5-tiny-code/.", "./models/glm5-tiny-code/./",
+                           "models/glm5-tiny-code/config.json", "/abs/glm5-tiny-code/", "glm5-tiny-code/"}) {
+    EXPECT_EQ(placement::ModelNameFromPath(path), "glm5-tiny-code") << path;
+  }
+  const std::string cwd = std::filesystem::current_path().filename().string();
+  EXPECT_EQ(placement::ModelNameFromPath("."), cwd);
+  EXPECT_EQ(placement::ModelNameFromPath("./"), cwd);
+  PlanCommandOptions o;
+  o.model_dir = std::string(kTinyModel) + "/";
+  o.synthetic = "numa:1 core:2";
+  o.json = true;
+  auto out = RunPlanCommand(o);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_NE(out->find("\"model\": \"glm5-tiny-code\""), std::string::npos) << *out;
 }
 
 TEST(PlanCommandTest, RejectsBadOptions) {
