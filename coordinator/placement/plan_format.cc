@@ -11,23 +11,16 @@
 #include "absl/strings/str_format.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/size_flags.h"
 #include "coordinator/placement/weight_format.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace glm::placement {
 namespace {
 
-constexpr double kGib = 1024.0 * 1024.0 * 1024.0;
-
 std::string RangeText(int64_t begin, int64_t end) {
   if (end <= begin) return "-";
   return end - begin == 1 ? absl::StrCat(begin) : absl::StrCat(begin, "-", end - 1);
-}
-
-// GiB, or MiB below one GiB (small models, expert budgets).
-std::string SizeText(int64_t bytes) {
-  if (bytes >= kGib) return absl::StrFormat("%.1f GiB", bytes / kGib);
-  return absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
 }
 
 std::string ExpertText(const RankAssignment& r, const std::string& layout) {

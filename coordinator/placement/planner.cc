@@ -55,6 +55,13 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
       return absl::InvalidArgumentError(absl::StrCat("worker rank ", i + 1, ": host '", w.host.hostname(),
                                                      "' NUMA node ", w.numa_node, " reports bandwidth ",
                                                      r.node->bandwidth_gbps(), " GB/s"));
+    // A node whose memory the topology does not report (hwloc without its Linux backend, e.g.
+    // HWLOC_COMPONENTS=-linux) gave a silent budget of 0 and "budget 0.0 GiB" in the error.
+    if (options.memory_budget_gib <= 0 && r.node->memory_bytes() <= 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "worker rank ", i + 1, ": the topology of host '", w.host.hostname(), "' reports no memory for NUMA node ",
+          w.numa_node, " (hwloc found none: is its Linux backend off, e.g. HWLOC_COMPONENTS=-linux?), so there is no "
+          "default budget; pass --memory-budget-gib (memory per rank)"));
     // The options were range-checked in Plan(): these casts are in range.
     r.budget_bytes = options.memory_budget_gib > 0
                          ? static_cast<int64_t>(options.memory_budget_gib * kGib)
@@ -172,8 +179,6 @@ std::vector<int64_t> SplitLayers(const std::vector<StageCosts>& stages, const st
   }
   return ends;
 }
-
-std::string Gib(int64_t bytes) { return absl::StrFormat("%.1f GiB", static_cast<double>(bytes) / kGib); }
 
 }  // namespace
 
@@ -347,10 +352,10 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       if (weights + kv_reserve > r->memory_budget_bytes()) {
         overflows.push_back(absl::StrCat("rank ", r->rank(), " (host ", r->host(), " NUMA node ", r->numa_node(),
                                          ", stage ", s, ", layers [", a, ", ", b, ")) needs ",
-                                         Gib(weights + kv_reserve), " (weights ", Gib(weights), " + KV reserve ",
-                                         Gib(kv_reserve), "), budget ", Gib(r->memory_budget_bytes()),
+                                         SizeText(weights + kv_reserve), " (weights ", SizeText(weights), " + KV reserve ",
+                                         SizeText(kv_reserve), "), budget ", SizeText(r->memory_budget_bytes()),
                                          r->streamed_expert_bytes() > 0
-                                             ? absl::StrCat(" (", Gib(r->streamed_expert_bytes()),
+                                             ? absl::StrCat(" (", SizeText(r->streamed_expert_bytes()),
                                                             " of routed experts already left on disk)")
                                              : ""));
       }

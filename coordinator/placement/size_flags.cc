@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace glm::placement {
 namespace {
@@ -25,6 +26,12 @@ absl::Status CheckGibFlag(absl::string_view flag, double gib, absl::string_view 
 absl::StatusOr<int64_t> GibFlagBytes(absl::string_view flag, double gib, absl::string_view zero_means) {
   if (auto s = CheckGibFlag(flag, gib, zero_means); !s.ok()) return s;
   return static_cast<int64_t>(gib * (1024.0 * 1024.0 * 1024.0));  // <= 2^50: exact range
+}
+
+std::string SizeText(int64_t bytes) {
+  constexpr double kGib = 1024.0 * 1024.0 * 1024.0;
+  if (bytes >= kGib) return absl::StrFormat("%.1f GiB", bytes / kGib);
+  return absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
 }
 
 absl::Status CheckGbpsFlag(absl::string_view flag, double gbps, absl::string_view zero_means) {

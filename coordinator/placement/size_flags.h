@@ -7,6 +7,8 @@
 #define GLM_COORDINATOR_PLACEMENT_SIZE_FLAGS_H_
 
 #include <cstdint>
+#include <string>
+
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -29,6 +31,9 @@ inline constexpr double kDefaultKvCacheGib = 1.0;
 absl::Status CheckGibFlag(absl::string_view flag, double gib, absl::string_view zero_means = "");
 // The same check, then the size in bytes (truncated, as the planner always counted them).
 absl::StatusOr<int64_t> GibFlagBytes(absl::string_view flag, double gib, absl::string_view zero_means = "");
+// "1.5 GiB", or "17.9 MiB" below one GiB: small models and budgets printed in GiB read
+// "needs 0.0 GiB ... budget 0.0 GiB".
+std::string SizeText(int64_t bytes);
 // `gbps` is finite and in [0, kMaxFlagGbps].
 absl::Status CheckGbpsFlag(absl::string_view flag, double gbps, absl::string_view zero_means = "");
 

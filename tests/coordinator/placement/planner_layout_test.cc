@@ -455,5 +455,33 @@ TEST(PlannerLayoutTest, InterleavedHostsFillStagesHostByHost) {
             (std::vector<int32_t>{1, 3, 2, 4}));
 }
 
+// Sizes below a GiB printed as "needs 0.0 GiB (weights 0.0 GiB + ...) budget 0.0 GiB"; and a
+// node whose topology reports no memory got a silent budget of 0 with no hint why.
+TEST(PlannerLayoutTest, SmallSizesInMibAndNodesWithoutMemoryNamed) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  PlannerOptions tiny;
+  tiny.memory_budget_gib = 0.001;  // ~1 MiB
+  tiny.kv_cache_gib = 0.0005;
+  auto over = Plan(*c, OnePerNumaNode({Host("h", 1)}), tiny);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string msg(over.status().message());
+  EXPECT_NE(msg.find(" MiB (weights "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("KV reserve 0.5 MiB), budget 1.0 MiB"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("0.0 GiB"), std::string::npos) << msg;
+
+  HostTopology h = Host("h", 2);
+  h.mutable_numa_nodes(1)->set_memory_bytes(0);
+  auto none = Plan(*c, OnePerNumaNode({h}), PlannerOptions{});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(none.status().message(),
+            "worker rank 2: the topology of host 'h' reports no memory for NUMA node 1 (hwloc found none: is its "
+            "Linux backend off, e.g. HWLOC_COMPONENTS=-linux?), so there is no default budget; pass "
+            "--memory-budget-gib (memory per rank)");
+  PlannerOptions given;
+  given.memory_budget_gib = 1;
+  EXPECT_TRUE(Plan(*c, OnePerNumaNode({h}), given).ok());
+}
+
 }  // namespace
 }  // namespace glm::placement
