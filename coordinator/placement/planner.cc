@@ -68,6 +68,16 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
                          : static_cast<int64_t>(static_cast<double>(std::max<int64_t>(0, r.node->memory_bytes())) *
                                                 kDefaultMemoryFraction / r.ranks_on_node);
     r.expert_memory_bytes = static_cast<int64_t>(options.expert_memory_gib * kGib);
+    // An explicit budget beyond the node's memory "fitted" 4 x 90.7 GiB on a 256 GiB host
+    // (--memory-budget-gib 100 on 64 GiB nodes). Checked when the topology reports memory.
+    const int64_t node_memory = r.node->memory_bytes();
+    if (options.memory_budget_gib > 0 && node_memory > 0 &&
+        static_cast<double>(r.budget_bytes) * r.ranks_on_node > static_cast<double>(node_memory))
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--memory-budget-gib ", options.memory_budget_gib, " for worker rank ", i + 1, ": ", r.ranks_on_node,
+          r.ranks_on_node == 1 ? " rank" : " ranks", " of host '", w.host.hostname(), "' NUMA node ", w.numa_node,
+          " would be given ", SizeText(r.budget_bytes * r.ranks_on_node), ", more than the ",
+          SizeText(node_memory), " the topology reports for the node; lower it (0 = 90% of the node's share)"));
   }
   return out;
 }

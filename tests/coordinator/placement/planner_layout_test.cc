@@ -390,12 +390,15 @@ TEST(PlannerLayoutTest, NonFiniteOrHugeGibOptionsAreRefused) {
     EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(plan.status().message(), k.message);
   }
-  // The largest accepted values give exact byte counts.
+  // The largest accepted values give exact byte counts (on nodes that have that memory).
+  std::vector<WorkerSlot> huge = two;
+  for (WorkerSlot& w : huge)
+    for (NumaNode& n : *w.host.mutable_numa_nodes()) n.set_memory_bytes(int64_t{1} << 51);
   PlannerOptions big;
   big.memory_budget_gib = 1 << 20;
   big.kv_cache_gib = 1 << 19;
   big.expert_memory_gib = 1 << 20;
-  auto plan = Plan(*c, two, big);
+  auto plan = Plan(*c, huge, big);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->ranks(0).memory_budget_bytes(), int64_t{1} << 50);
   EXPECT_EQ(plan->ranks(0).kv_reserve_bytes(), int64_t{1} << 49);
@@ -481,6 +484,35 @@ TEST(PlannerLayoutTest, SmallSizesInMibAndNodesWithoutMemoryNamed) {
   PlannerOptions given;
   given.memory_budget_gib = 1;
   EXPECT_TRUE(Plan(*c, OnePerNumaNode({h}), given).ok());
+}
+
+// --memory-budget-gib was not bounded by the memory the topology reports: 100 GiB per rank on
+// 64 GiB nodes "fitted" GLM-5-sized ranks of 90.7 GiB.
+TEST(PlannerLayoutTest, BudgetBeyondTheNodesMemoryIsRefused) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  PlannerOptions o;
+  o.memory_budget_gib = 100;  // the nodes have 16 GiB
+  auto plan = Plan(*c, OnePerNumaNode({Host("h", 2)}), o);
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan.status().message(),
+            "--memory-budget-gib 100 for worker rank 1: 1 rank of host 'h' NUMA node 0 would be given 100.0 GiB, "
+            "more than the 16.0 GiB the topology reports for the node; lower it (0 = 90% of the node's share)");
+  // Two ranks sharing a node share its memory: 2 x 10 GiB > 16 GiB.
+  const HostTopology h = Host("h", 1);
+  o.memory_budget_gib = 10;
+  auto shared = Plan(*c, {{h, 0}, {h, 0}}, o);
+  EXPECT_EQ(shared.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(shared.status().message().find("2 ranks of host 'h' NUMA node 0 would be given 20.0 GiB"),
+            std::string::npos)
+      << shared.status();
+  o.memory_budget_gib = 8;
+  EXPECT_TRUE(Plan(*c, {{h, 0}, {h, 0}}, o).ok());
+  // A topology without memory figures cannot bound it (the explicit budget is what there is).
+  HostTopology unknown = Host("u", 1);
+  unknown.mutable_numa_nodes(0)->set_memory_bytes(0);
+  o.memory_budget_gib = 100;
+  EXPECT_TRUE(Plan(*c, OnePerNumaNode({unknown}), o).ok());
 }
 
 }  // namespace
