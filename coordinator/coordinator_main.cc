@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <atomic>
 #include <thread>
 
@@ -162,13 +163,18 @@ int main(int argc, char** argv) {
                                             "90% of the NUMA node's share");
       !s.ok())
     Fatal(std::string(s.message()));
-  // A pinned plan is read now: a path that cannot be read is reported as such, before any worker
-  // is started (not later as a JSON parse error of an empty plan).
-  std::string placement_json;
+  // A pinned plan is read, parsed and checked now, before any worker is started: a path that
+  // cannot be read, a file that is not a plan (glmctl's table) or a plan for another world size
+  // is reported as such (they surfaced only after the workers had started, as JSON errors).
+  std::optional<glm::placement::PlacementPlan> pinned;
   if (const std::string path = absl::GetFlag(FLAGS_placement); !path.empty()) {
     auto json = glm::placement::ReadPlanFile(path);
     if (!json.ok()) Fatal(absl::StrCat("--placement ", json.status().message()));
-    placement_json = std::move(*json);
+    auto plan = glm::placement::PlanFromJson(*json, *config, world->size());
+    if (!plan.ok()) Fatal(absl::StrCat("--placement ", path, ": ", plan.status().message()));
+    if (auto s = glm::placement::ApplyLoadFlags(load_flags, &*plan); !s.ok())
+      Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
+    pinned = std::move(*plan);
   }
 
   // Tokenizer and chat template are optional: without them the model serves token ids.
@@ -210,10 +216,8 @@ int main(int argc, char** argv) {
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
     for (const auto& h : hellos) Log(absl::StrCat("worker ", h.rank(), " on ", h.hostname(), ": ", h.binding()));
     absl::StatusOr<glm::placement::PlacementPlan> plan;
-    if (!absl::GetFlag(FLAGS_placement).empty()) {
-      plan = glm::placement::PlanFromJson(placement_json, *config, world->size());
-      if (plan.ok())
-        if (auto s = glm::placement::ApplyLoadFlags(load_flags, &*plan); !s.ok()) plan = s;
+    if (pinned) {
+      plan = *pinned;
     } else {
       std::vector<glm::placement::WorkerSlot> slots;
       for (const auto& h : hellos) {

@@ -138,8 +138,16 @@ absl::StatusOr<PlacementPlan> PlanFromJson(const std::string& json, const model:
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;  // a misspelt field must not be silently dropped
   auto status = google::protobuf::util::JsonStringToMessage(json, &plan, options);
-  if (!status.ok())
+  if (!status.ok()) {
+    // `glmctl plan` without --json prints the table first: saved to a file, it fails as
+    // "Unexpected token" with no hint which file format was meant.
+    const size_t first = json.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && json.compare(first, 13, "Placement of ") == 0)
+      return absl::InvalidArgumentError(
+          "placement plan JSON: the file looks like glmctl's table output (the plan saved without --json); "
+          "save it with `glmctl plan --json ... > plan.json`");
     return absl::InvalidArgumentError(absl::StrCat("placement plan JSON: ", status.message().as_string()));
+  }
   if (auto s = ValidatePlan(plan, config, world_size); !s.ok())
     return absl::Status(s.code(), absl::StrCat("placement plan: ", s.message()));
   return plan;

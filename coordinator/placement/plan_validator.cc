@@ -163,8 +163,11 @@ absl::Status CheckPlanDimensions(const model::ModelConfig& c) {
 
 absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size) {
   if (plan.world_size() != world_size)
-    return absl::InvalidArgumentError(
-        absl::StrCat("the plan is for a world of ", plan.world_size(), " ranks; this one has ", world_size));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the plan is for a world of ", plan.world_size(), " ranks (", plan.world_size() - 1,
+        " shard workers + the coordinator); this one has ", world_size, " (", world_size - 1,
+        " shard workers): start `-np ", plan.world_size() - 1, " shard_worker` or plan for ", world_size - 1,
+        " workers"));
   const int n_workers = world_size - 1;
   if (n_workers < 1) return absl::InvalidArgumentError("the world has no worker ranks");
   const bool etp = plan.expert_layout() == "expert-tensor-parallel";
@@ -193,15 +196,21 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   }
   for (int32_t k = 1; k <= n_workers; ++k)
     if (!by_rank.count(k)) return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no assignment"));
-  std::set<int32_t> staged;
+  std::map<int32_t, int32_t> staged;  // rank -> the stage that lists it
   for (const Stage& st : plan.stages()) {
+    // First, so a duplicate is named as one rather than as its wrong position.
+    std::set<int32_t> in_stage;
+    for (int32_t k : st.ranks())
+      if (!in_stage.insert(k).second)
+        return absl::InvalidArgumentError(absl::StrCat("rank ", k, " is listed twice in stage ", st.index()));
     for (int i = 0; i < st.ranks_size(); ++i) {
       const int32_t k = st.ranks(i);
       auto it = by_rank.find(k);
       if (it == by_rank.end())
         return absl::InvalidArgumentError(absl::StrCat("stage ", st.index(), " lists rank ", k, ", which has no assignment"));
-      if (!staged.insert(k).second)
-        return absl::InvalidArgumentError(absl::StrCat("rank ", k, " is listed in more than one stage"));
+      if (auto [at, fresh] = staged.emplace(k, st.index()); !fresh)
+        return absl::InvalidArgumentError(
+            absl::StrCat("rank ", k, " is listed in more than one stage (", at->second, " and ", st.index(), ")"));
       const RankAssignment& r = *it->second;
       if (r.stage() != st.index() || r.tp_index() != i || r.tp_size() != st.ranks_size())
         return absl::InvalidArgumentError(absl::StrCat(

@@ -703,6 +703,34 @@ TEST(RefusedLoadOptionsE2eTest, UnreadablePlacementPath) {
   EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
 }
 
+// A pinned plan is parsed and checked when the coordinator reads it, before any worker starts:
+// glmctl's table saved instead of its JSON ("placement plan JSON: Unexpected token." after the
+// workers had started) and a plan for another world size are named as such.
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanTableOrWrongWorldSize) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".txt";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:2 core:1' >" + plan;  // 2 workers, table + JSON
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  JobEnd end = RunJobToTheEnd("--placement " + plan);
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--placement " + plan + ": placement plan JSON: the file looks like glmctl's table output "
+                         "(the plan saved without --json); save it with `glmctl plan --json ... > plan.json`"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  const std::string json = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:2 core:1' --json >" + plan;
+  ASSERT_EQ(std::system(json.c_str()), 0);
+  end = RunJobToTheEnd("--placement " + plan);  // one worker
+  std::remove(plan.c_str());
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("the plan is for a world of 3 ranks (2 shard workers + the coordinator); this one has 2 "
+                         "(1 shard workers): start `-np 2 shard_worker` or plan for 1 workers"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+}
+
 // GiB flags that are not finite or are absurd: they were cast to bytes (undefined; INT64_MIN).
 TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
   const std::pair<const char*, const char*> cases[] = {

@@ -321,6 +321,29 @@ TEST(ReadPlanFileTest, NamesThePathAndWhy) {
   EXPECT_EQ(*read, "{\"world_size\": 5}");
 }
 
+// Pinned-plan mistakes named as what they are: glmctl's table saved instead of its JSON ("placement
+// plan JSON: Unexpected token."), a rank listed twice in one stage ("listed in more than one
+// stage"), and a wrong `mpirun -np` ("world of 5 ranks; this one has 4").
+TEST_F(PlanValidationTest, PinnedPlanMistakesAreNamed) {
+  const std::string table = PlanToTable(plan_) + "\n" + *PlanToJson(plan_);
+  auto from_table = PlanFromJson(table, config_, 5);
+  EXPECT_EQ(from_table.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(from_table.status().message(),
+            "placement plan JSON: the file looks like glmctl's table output (the plan saved without --json); save "
+            "it with `glmctl plan --json ... > plan.json`");
+  // Rank 2 listed twice in stage 0 (rank 1 dropped from it).
+  const std::string twice = Broken([](PlacementPlan& p) {
+    p.mutable_stages(0)->set_ranks(0, 2);
+  });
+  EXPECT_EQ(twice, "rank 2 is listed twice in stage 0");
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.mutable_stages(1)->set_ranks(0, 1); }),
+            "rank 1 is listed in more than one stage (0 and 1)");
+  auto wrong_np = PlanFromJson(*PlanToJson(plan_), config_, 4);
+  EXPECT_EQ(wrong_np.status().message(),
+            "placement plan: the plan is for a world of 5 ranks (4 shard workers + the coordinator); this one has 4 "
+            "(3 shard workers): start `-np 4 shard_worker` or plan for 3 workers");
+}
+
 TEST_F(PlanValidationTest, ExpertTensorParallelPlansValidate) {
   PlannerOptions options;
   options.expert_layout = "expert-tensor-parallel";
