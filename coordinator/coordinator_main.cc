@@ -116,6 +116,10 @@ int main(int argc, char** argv) {
   const bool quantize_scope_given = glm::runtime::FlagOnCommandLine(argc, argv, "quantize_scope");
   const bool expert_memory_given = glm::runtime::FlagOnCommandLine(argc, argv, "expert_memory_gib");
   const bool activation_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "activation_dtype");
+  // Flags only the planner reads: with --placement nothing would read them.
+  std::string planning_flag_given;
+  for (const char* flag : {"stages", "expert_layout", "memory_budget_gib"})
+    if (planning_flag_given.empty() && glm::runtime::FlagOnCommandLine(argc, argv, flag)) planning_flag_given = flag;
   // SIGINT/SIGTERM are taken by a watcher thread (below), so block them before any thread starts.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -168,6 +172,15 @@ int main(int argc, char** argv) {
   // is reported as such (they surfaced only after the workers had started, as JSON errors).
   std::optional<glm::placement::PlacementPlan> pinned;
   if (const std::string path = absl::GetFlag(FLAGS_placement); !path.empty()) {
+    // --stages 2 --expert-layout ... --memory-budget-gib ... with --placement ran the plan as it
+    // was, silently.
+    if (!planning_flag_given.empty()) {
+      std::string dashed = planning_flag_given;
+      std::replace(dashed.begin(), dashed.end(), '_', '-');
+      Fatal(absl::StrCat("--", dashed, " is a planning flag, and --placement ", path,
+                         " pins a plan: edit the plan (or make a new one with `glmctl plan --", dashed,
+                         " ... --json`), or drop --placement to let the coordinator plan"));
+    }
     auto json = glm::placement::ReadPlanFile(path);
     if (!json.ok()) Fatal(absl::StrCat("--placement ", json.status().message()));
     auto plan = glm::placement::PlanFromJson(*json, *config, world->size());

@@ -731,6 +731,23 @@ TEST(RefusedLoadOptionsE2eTest, PinnedPlanTableOrWrongWorldSize) {
   EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
 }
 
+// Planning flags with --placement ran the pinned plan as it was, with no message.
+TEST(RefusedLoadOptionsE2eTest, PlanningFlagsWithAPinnedPlan) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --json >" + plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  for (const char* flag : {"--stages 2", "--expert-layout expert-tensor-parallel", "--memory-budget-gib 0.001"}) {
+    const JobEnd end = RunJobToTheEnd(std::string(flag) + " --placement " + plan);
+    const std::string name(flag, std::string(flag).find(' '));
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << flag << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find(name + " is a planning flag, and --placement " + plan + " pins a plan"), std::string::npos)
+        << flag << "\n" << end.log;
+    EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  }
+  std::remove(plan.c_str());
+}
+
 // GiB flags that are not finite or are absurd: they were cast to bytes (undefined; INT64_MIN).
 TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
   const std::pair<const char*, const char*> cases[] = {
