@@ -187,6 +187,12 @@ int main(int argc, char** argv) {
     if (!plan.ok()) Fatal(absl::StrCat("--placement ", path, ": ", plan.status().message()));
     if (auto s = glm::placement::ApplyLoadFlags(load_flags, &*plan); !s.ok())
       Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
+    // Beyond the structure: the model served, and the bytes (the file's own numbers are not
+    // trusted: they are recounted, and the budgets checked against the recount).
+    if (auto s = glm::placement::CheckPlanModel(*plan, model_name); !s.ok())
+      Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
+    if (auto s = glm::placement::RecountPlan(*config, &*plan); !s.ok())
+      Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
     pinned = std::move(*plan);
   }
 
@@ -229,17 +235,21 @@ int main(int argc, char** argv) {
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
     for (const auto& h : hellos) Log(absl::StrCat("worker ", h.rank(), " on ", h.hostname(), ": ", h.binding()));
     absl::StatusOr<glm::placement::PlacementPlan> plan;
+    std::vector<glm::placement::WorkerSlot> slots;
+    for (const auto& h : hellos) {
+      glm::placement::WorkerSlot slot;
+      slot.host = h.topology();
+      if (slot.host.hostname().empty()) slot.host.set_hostname(h.hostname());
+      slot.numa_node = std::max(0, h.bound_numa_node());
+      slots.push_back(slot);
+    }
     if (pinned) {
-      plan = *pinned;
+      // The hosts, NUMA nodes, cores and memory the workers reported.
+      if (auto s = glm::placement::CheckPlanAgainstWorkers(*pinned, slots); !s.ok())
+        plan = absl::Status(s.code(), absl::StrCat("--placement ", absl::GetFlag(FLAGS_placement), ": ", s.message()));
+      else
+        plan = *pinned;
     } else {
-      std::vector<glm::placement::WorkerSlot> slots;
-      for (const auto& h : hellos) {
-        glm::placement::WorkerSlot slot;
-        slot.host = h.topology();
-        if (slot.host.hostname().empty()) slot.host.set_hostname(h.hostname());
-        slot.numa_node = std::max(0, h.bound_numa_node());
-        slots.push_back(slot);
-      }
       glm::placement::PlannerOptions po;
       po.stages = absl::GetFlag(FLAGS_stages);
       po.expert_layout = absl::GetFlag(FLAGS_expert_layout);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/range_split.h"
+#include "coordinator/placement/size_flags.h"
 #include "coordinator/placement/weight_format.h"
 #include "shard_worker/kernels/matmul.h"
 
@@ -277,6 +278,52 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
         if (!expert_owner.count(static_cast<int32_t>(e)))
           return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": expert ", e, " is held by no rank"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPlanModel(const PlacementPlan& plan, const std::string& model_name) {
+  if (plan.model().empty() || plan.model() == model_name) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("the plan is for model '", plan.model(), "' but this coordinator serves '",
+                                                 model_name, "' (--model): make the plan for it with `glmctl plan --model ",
+                                                 "DIR --json`, or set the plan's model to \"\" to use it anyway"));
+}
+
+absl::Status CheckPlanAgainstWorkers(const PlacementPlan& plan, const std::vector<WorkerSlot>& workers) {
+  std::map<std::pair<std::string, int32_t>, int64_t> budgets;  // (host, node) -> the ranks' budgets
+  for (const RankAssignment& r : plan.ranks()) {
+    const int32_t k = r.rank();
+    if (k < 1 || k > static_cast<int32_t>(workers.size()))
+      return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no worker (", workers.size(), " started)"));
+    const HostTopology& host = workers[k - 1].host;
+    if (r.host() != host.hostname())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", k, " has host '", r.host(), "' but its worker runs on host '", host.hostname(),
+          "': set the plan's host names to the workers' (`glmctl plan` names them host0, host1, ...)"));
+    if (host.numa_nodes_size() == 0) continue;  // no topology from this worker: nothing to check
+    const NumaNode* node = nullptr;
+    std::vector<int32_t> nodes;
+    for (const NumaNode& n : host.numa_nodes()) {
+      nodes.push_back(n.os_index());
+      if (n.os_index() == r.numa_node()) node = &n;
+    }
+    if (node == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has numa_node ", r.numa_node(), " but host '",
+                                                     host.hostname(), "' has NUMA nodes ", FormatIdRanges(nodes)));
+    const int threads = std::max(node->cores(), node->pus());
+    if (threads > 0 && r.cores() > threads)
+      return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has cores ", r.cores(), " but host '", host.hostname(),
+                                                     "' NUMA node ", r.numa_node(), " has ", threads,
+                                                     " hardware threads"));
+    int64_t& sum = budgets[{r.host(), r.numa_node()}];
+    // Saturating: a hand-edited budget may be near INT64_MAX.
+    sum = r.memory_budget_bytes() > std::numeric_limits<int64_t>::max() - sum ? std::numeric_limits<int64_t>::max()
+                                                                               : sum + r.memory_budget_bytes();
+    if (node->memory_bytes() > 0 && sum > node->memory_bytes())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", k, ": the memory_budget_bytes of the ranks on host '", host.hostname(), "' NUMA node ",
+          r.numa_node(), " add up to ", SizeText(sum), " or more, more than the ", SizeText(node->memory_bytes()),
+          " the worker's topology reports for the node"));
   }
   return absl::OkStatus();
 }

@@ -117,19 +117,21 @@ struct StageCosts {
   std::vector<int> ranks;                      // indexes into workers
   std::vector<std::vector<Footprint>> prefix;  // [rank][layer + 1]
   std::vector<Footprint> extra;                // embedding / head / MTP
-  std::vector<int64_t> kv_prefix;              // [layer + 1], same for every rank
-  int64_t kv_extra = 0;                        // MTP layer's cache
   bool spans_hosts = false;
   bool has_head = false;
 };
 
-double CommunicationMs(const StageCosts& s, int64_t layers) {
+double CommunicationMs(size_t ranks, bool spans_hosts, bool has_head, int64_t layers) {
   double ms = kStageHandoffMs;
-  if (s.ranks.size() > 1) {
-    const double all_reduce = s.spans_hosts ? kAllReduceMsAcrossHosts : kAllReduceMsInHost;
-    ms += all_reduce * static_cast<double>(2 * layers + (s.has_head ? 1 : 0));
+  if (ranks > 1) {
+    const double all_reduce = spans_hosts ? kAllReduceMsAcrossHosts : kAllReduceMsInHost;
+    ms += all_reduce * static_cast<double>(2 * layers + (has_head ? 1 : 0));
   }
   return ms;
+}
+
+double CommunicationMs(const StageCosts& s, int64_t layers) {
+  return CommunicationMs(s.ranks.size(), s.spans_hosts, s.has_head, layers);
 }
 
 double MsForBytes(int64_t bytes, double gbps) { return static_cast<double>(bytes) / (gbps * 1e6); }
@@ -188,6 +190,68 @@ std::vector<int64_t> SplitLayers(const std::vector<StageCosts>& stages, const st
     end = s > 0 ? from[s][end] : 0;
   }
   return ends;
+}
+
+// Every rank's bytes and predictions, and the plan's, from what each rank holds and reads
+// (`footprints`, by position in plan->ranks()) over its stage's layers: one computation for a
+// fresh plan and a pinned one (whose own numbers are not trusted). Returns a line per rank whose
+// weights and KV reserve exceed its memory budget; a budget of 0 is unlimited when
+// `zero_budget_unlimited` (pinned plans), else it overflows too.
+std::vector<std::string> FillPredictions(const CostModel& cost, const std::vector<Footprint>& footprints,
+                                         bool zero_budget_unlimited, PlacementPlan* plan) {
+  const model::ModelConfig& config = cost.config();
+  std::map<int32_t, int> position;  // rank -> index into plan->ranks()
+  for (int i = 0; i < plan->ranks_size(); ++i) position[plan->ranks(i).rank()] = i;
+  double total_ms = 0, comm_ms = 0, slowest_ms = -1;
+  std::vector<std::string> overflows;
+  for (int s = 0; s < plan->stages_size(); ++s) {
+    const Stage& stage = plan->stages(s);
+    const int64_t a = stage.layer_begin(), b = stage.layer_end();
+    int64_t kv_per_token = 0;
+    for (int64_t l = a; l < b; ++l) kv_per_token += cost.KvBytesPerToken(l);
+    if (stage.has_head() && config.has_mtp()) kv_per_token += cost.KvBytesPerToken(config.num_hidden_layers);
+    double stage_ms = 0;
+    bool spans_hosts = false;
+    for (int32_t k : stage.ranks()) {
+      RankAssignment* r = plan->mutable_ranks(position.at(k));
+      const Footprint& f = footprints[position.at(k)];
+      spans_hosts |= r->host() != plan->ranks(position.at(stage.ranks(0))).host();
+      // Memory held: routed experts beyond the expert budget stay on disk.
+      const int64_t weights = f.ResidentBytes(r->expert_memory_bytes());
+      const int64_t decode = f.decode_bytes;
+      const int64_t kv_reserve = r->kv_reserve_bytes();
+      r->set_weight_bytes(weights);
+      r->set_streamed_expert_bytes(f.weight_bytes - weights);
+      r->set_decode_bytes_per_token(decode);
+      r->set_kv_bytes_per_token(kv_per_token);
+      const double ms = r->bandwidth_gbps() > 0 ? MsForBytes(decode, r->bandwidth_gbps()) : 0;
+      r->set_predicted_ms_per_token(ms);
+      stage_ms = std::max(stage_ms, ms);
+      if (ms > slowest_ms) {
+        slowest_ms = ms;
+        plan->set_slowest_rank(r->rank());
+      }
+      const bool unlimited = zero_budget_unlimited && r->memory_budget_bytes() == 0;
+      if (!unlimited && weights + kv_reserve > r->memory_budget_bytes()) {
+        overflows.push_back(absl::StrCat("rank ", r->rank(), " (host ", r->host(), " NUMA node ", r->numa_node(),
+                                         ", stage ", s, ", layers [", a, ", ", b, ")) needs ",
+                                         SizeText(weights + kv_reserve), " (weights ", SizeText(weights),
+                                         " + KV reserve ", SizeText(kv_reserve), "), budget ",
+                                         SizeText(r->memory_budget_bytes()),
+                                         r->streamed_expert_bytes() > 0
+                                             ? absl::StrCat(" (", SizeText(r->streamed_expert_bytes()),
+                                                            " of routed experts already left on disk)")
+                                             : ""));
+      }
+    }
+    const double c = CommunicationMs(stage.ranks_size(), spans_hosts, stage.has_head(), b - a);
+    comm_ms += c;
+    total_ms += stage_ms + c;
+  }
+  plan->set_communication_ms_per_token(comm_ms);
+  plan->set_predicted_ms_per_token(total_ms);
+  plan->set_predicted_tokens_per_s(total_ms > 0 ? 1000.0 / total_ms : 0);
+  return overflows;
 }
 
 }  // namespace
@@ -325,55 +389,21 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       }
       sc.extra.push_back(extra);
     }
-    sc.kv_prefix.assign(layers + 1, 0);
-    for (int64_t l = 0; l < layers; ++l) sc.kv_prefix[l + 1] = sc.kv_prefix[l] + cost.KvBytesPerToken(l);
-    if (stage->has_head() && config.has_mtp()) sc.kv_extra = cost.KvBytesPerToken(config.num_hidden_layers);
   }
 
   const std::vector<int64_t> ends = SplitLayers(stage_costs, *res, kv_reserve, layers);
 
   // Predictions and the memory check on the chosen split.
-  double total_ms = 0, comm_ms = 0, slowest_ms = -1;
-  std::vector<std::string> overflows;
+  std::vector<Footprint> footprints(n_workers);
   for (int s = 0; s < n_stages; ++s) {
     Stage* stage = plan.mutable_stages(s);
     const int64_t a = s == 0 ? 0 : ends[s - 1], b = ends[s];
     stage->set_layer_begin(static_cast<int32_t>(a));
     stage->set_layer_end(static_cast<int32_t>(b));
     const StageCosts& sc = stage_costs[s];
-    double stage_ms = 0;
-    for (size_t j = 0; j < sc.ranks.size(); ++j) {
-      RankAssignment* r = plan.mutable_ranks(sc.ranks[j]);
-      const Footprint f = RankFootprint(sc, j, a, b);
-      // Memory held: routed experts beyond the expert budget stay on disk.
-      const int64_t weights = f.ResidentBytes(r->expert_memory_bytes());
-      const int64_t decode = f.decode_bytes;
-      r->set_weight_bytes(weights);
-      r->set_streamed_expert_bytes(f.weight_bytes - weights);
-      r->set_decode_bytes_per_token(decode);
-      r->set_kv_bytes_per_token(sc.kv_prefix[b] - sc.kv_prefix[a] + sc.kv_extra);
-      const double ms = MsForBytes(decode, r->bandwidth_gbps());
-      r->set_predicted_ms_per_token(ms);
-      stage_ms = std::max(stage_ms, ms);
-      if (ms > slowest_ms) {
-        slowest_ms = ms;
-        plan.set_slowest_rank(r->rank());
-      }
-      if (weights + kv_reserve > r->memory_budget_bytes()) {
-        overflows.push_back(absl::StrCat("rank ", r->rank(), " (host ", r->host(), " NUMA node ", r->numa_node(),
-                                         ", stage ", s, ", layers [", a, ", ", b, ")) needs ",
-                                         SizeText(weights + kv_reserve), " (weights ", SizeText(weights), " + KV reserve ",
-                                         SizeText(kv_reserve), "), budget ", SizeText(r->memory_budget_bytes()),
-                                         r->streamed_expert_bytes() > 0
-                                             ? absl::StrCat(" (", SizeText(r->streamed_expert_bytes()),
-                                                            " of routed experts already left on disk)")
-                                             : ""));
-      }
-    }
-    const double c = CommunicationMs(sc, b - a);
-    comm_ms += c;
-    total_ms += stage_ms + c;
+    for (size_t j = 0; j < sc.ranks.size(); ++j) footprints[sc.ranks[j]] = RankFootprint(sc, j, a, b);
   }
+  const std::vector<std::string> overflows = FillPredictions(cost, footprints, /*zero_budget_unlimited=*/false, &plan);
   if (!overflows.empty()) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the model does not fit: ", absl::StrJoin(overflows, "; "),
@@ -381,10 +411,35 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
                      "have more memory, re-quantise the experts (--weight-dtype int8|int4), or leave routed "
                      "experts on disk beyond --expert-memory-gib"));
   }
-  plan.set_communication_ms_per_token(comm_ms);
-  plan.set_predicted_ms_per_token(total_ms);
-  plan.set_predicted_tokens_per_s(total_ms > 0 ? 1000.0 / total_ms : 0);
   return plan;
+}
+
+absl::Status RecountPlan(const model::ModelConfig& config, PlacementPlan* plan) {
+  auto format = ParseWeightFormat(plan->weight_dtype(), plan->quantize_scope(), config);
+  if (!format.ok()) return format.status();
+  const bool etp = plan->expert_layout() == "expert-tensor-parallel";
+  const CostModel cost(config, *format);
+  std::vector<Footprint> footprints(plan->ranks_size());
+  for (int i = 0; i < plan->ranks_size(); ++i) {
+    const RankAssignment& r = plan->ranks(i);
+    if (r.stage() < 0 || r.stage() >= plan->stages_size())
+      return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " names stage ", r.stage()));
+    const Stage& st = plan->stages(r.stage());
+    Footprint& f = footprints[i];
+    for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l) f += cost.Layer(r, l, etp);
+    if (st.has_embedding()) f += cost.Embedding();
+    if (st.has_head()) {
+      f += cost.Head(r);
+      if (config.has_mtp()) f += cost.Layer(r, config.num_hidden_layers, etp);
+    }
+  }
+  const std::vector<std::string> overflows = FillPredictions(cost, footprints, /*zero_budget_unlimited=*/true, plan);
+  if (!overflows.empty())
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the model does not fit the plan's memory budgets (bytes recounted from the ranks' slices): ",
+        absl::StrJoin(overflows, "; "),
+        ". Raise the rank's memory_budget_bytes (0 = unlimited) or make a new plan with `glmctl plan --json`"));
+  return absl::OkStatus();
 }
 
 }  // namespace glm::placement

@@ -71,6 +71,22 @@ absl::StatusOr<std::string> ReadPlanFile(const std::string& path);
 // Per rank also: 1 <= cores <= kMaxRankCores (and no more than its NUMA node's hardware threads
 // when the plan lists the node), byte counts and predictions not negative, doubles finite.
 absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& config, int world_size);
+// Checks of a pinned plan (--placement) against what the coordinator knows beyond the plan's
+// structure; each runs on a plan ValidatePlan accepted.
+// The plan's `model` is `model_name` (the served model directory's name) or empty; else
+// InvalidArgument naming both.
+absl::Status CheckPlanModel(const PlacementPlan& plan, const std::string& model_name);
+// Recounts every rank's bytes (weights held, streamed experts, decode and KV bytes per token) and
+// the predictions from its slices with the cost model and the plan's weight format, replacing the
+// file's numbers (the table and the summary printed them as they were: any total); then
+// ResourceExhausted naming each rank whose recounted weights plus kv_reserve_bytes exceed its
+// memory_budget_bytes (0 = unlimited).
+absl::Status RecountPlan(const model::ModelConfig& config, PlacementPlan* plan);
+// Each rank against the worker that runs it (`workers[k - 1]` for rank k, from its hello): the
+// plan's host is the worker's; when the worker's topology lists NUMA nodes, the plan's node is
+// one of them, its cores at most the node's hardware threads, and the budgets of the ranks on
+// a node at most the memory the topology reports for it. InvalidArgument naming rank and field.
+absl::Status CheckPlanAgainstWorkers(const PlacementPlan& plan, const std::vector<WorkerSlot>& workers);
 // The model's counts a plan stores as int32 (layers, heads, MLP columns, experts, vocabulary
 // rows) fit int32: beyond, slices and expert ids would wrap.
 absl::Status CheckPlanDimensions(const model::ModelConfig& config);

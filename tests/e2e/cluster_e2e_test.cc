@@ -748,6 +748,31 @@ TEST(RefusedLoadOptionsE2eTest, PlanningFlagsWithAPinnedPlan) {
   std::remove(plan.c_str());
 }
 
+// A pinned plan is checked against the model served (before any worker starts), its recounted
+// bytes against its budgets (likewise), and its hosts against the workers' hellos; each of these
+// ran before (a plan for GLM-5-FP8 on the tiny model, a 1 MiB budget, hosts named host0).
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanAgainstTheModelAndTheWorkers) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::pair<std::string, std::string> cases[] = {
+      {"s/\"model\": \"glm5-tiny-code\"/\"model\": \"GLM-5-FP8\"/",
+       "the plan is for model 'GLM-5-FP8' but this coordinator serves 'glm5-tiny-code' (--model)"},
+      {"s/\"memory_budget_bytes\": \"[0-9]*\"/\"memory_budget_bytes\": \"1048576\"/",
+       "the model does not fit the plan's memory budgets (bytes recounted from the ranks' slices): rank 1 (host "
+       "host0 NUMA node 0, stage 0, layers [0, 6)) needs 1.0 GiB"},
+      {"s/\"weight_bytes\": \"[0-9]*\"/\"weight_bytes\": \"1\"/", "rank 1 has host 'host0' but its worker runs on host '"},
+  };
+  for (const auto& [edit, message] : cases) {
+    const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                             " --synthetic 'pack:1 numa:1 core:1' --json | sed '" + edit + "' >" + plan;
+    ASSERT_EQ(std::system(make.c_str()), 0);
+    const JobEnd end = RunJobToTheEnd("--placement " + plan);
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << edit << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find("--placement " + plan + ": " + message), std::string::npos) << edit << "\n" << end.log;
+    EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  }
+  std::remove(plan.c_str());
+}
+
 // GiB flags that are not finite or are absurd: they were cast to bytes (undefined; INT64_MIN).
 TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
   const std::pair<const char*, const char*> cases[] = {

@@ -344,6 +344,71 @@ TEST_F(PlanValidationTest, PinnedPlanMistakesAreNamed) {
             "(3 shard workers): start `-np 4 shard_worker` or plan for 3 workers");
 }
 
+// A pinned plan was only checked for structure: a plan for another model, hosts / NUMA nodes /
+// cores the workers do not have, and weight bytes the file simply states (any total, printed
+// as is) all ran.
+TEST_F(PlanValidationTest, PinnedPlanAgainstTheModel) {
+  EXPECT_TRUE(CheckPlanModel(plan_, "glm5-tiny-code").ok());
+  PlacementPlan unnamed = plan_;
+  unnamed.set_model("");
+  EXPECT_TRUE(CheckPlanModel(unnamed, "glm5-tiny-code").ok());
+  PlacementPlan other = plan_;
+  other.set_model("GLM-5-FP8");
+  EXPECT_EQ(CheckPlanModel(other, "glm5-tiny-code").message(),
+            "the plan is for model 'GLM-5-FP8' but this coordinator serves 'glm5-tiny-code' (--model): make the plan "
+            "for it with `glmctl plan --model DIR --json`, or set the plan's model to \"\" to use it anyway");
+}
+
+TEST_F(PlanValidationTest, PinnedPlanBytesAreRecounted) {
+  PlacementPlan edited = plan_;
+  for (RankAssignment& r : *edited.mutable_ranks()) {
+    r.set_weight_bytes(int64_t{1} << 60);  // absurd totals the table printed as they were
+    r.set_decode_bytes_per_token(1);
+    r.set_predicted_ms_per_token(1e6);
+  }
+  edited.set_predicted_ms_per_token(123);
+  ASSERT_TRUE(RecountPlan(config_, &edited).ok());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(edited, plan_))
+      << "recounted:\n" << edited.DebugString() << "planned:\n" << plan_.DebugString();
+  // A budget below the recounted weights (0 = unlimited).
+  PlacementPlan tight = plan_;
+  tight.mutable_ranks(2)->set_memory_budget_bytes(1 << 20);
+  tight.mutable_ranks(2)->set_weight_bytes(1);  // the file claiming it fits changes nothing
+  tight.mutable_ranks(3)->set_memory_budget_bytes(0);
+  absl::Status s = RecountPlan(config_, &tight);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("rank 3 (host b NUMA node 0, stage 1, layers ["), std::string::npos) << s;
+  EXPECT_NE(s.message().find("budget 1.0 MiB"), std::string::npos) << s;
+  EXPECT_EQ(s.message().find("rank 4"), std::string::npos) << s;
+}
+
+TEST_F(PlanValidationTest, PinnedPlanAgainstTheWorkers) {
+  const std::vector<WorkerSlot> workers = OnePerNumaNode({Host("a", 2), Host("b", 2)});
+  EXPECT_TRUE(CheckPlanAgainstWorkers(plan_, workers).ok()) << CheckPlanAgainstWorkers(plan_, workers);
+  auto check = [&](const std::function<void(PlacementPlan&)>& edit, std::vector<WorkerSlot> w) {
+    PlacementPlan p = plan_;
+    edit(p);
+    return std::string(CheckPlanAgainstWorkers(p, w).message());
+  };
+  // The plan's host names (glmctl names them host0, ...) are not the workers'.
+  EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(1)->set_host("host0"); }, workers),
+            "rank 2 has host 'host0' but its worker runs on host 'a': set the plan's host names to the workers' "
+            "(`glmctl plan` names them host0, host1, ...)");
+  EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(1)->set_numa_node(5); }, workers),
+            "rank 2 has numa_node 5 but host 'a' has NUMA nodes 0-1");
+  EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(0)->set_cores(64); }, workers),
+            "rank 1 has cores 64 but host 'a' NUMA node 0 has 8 hardware threads");
+  const std::string memory = check(
+      [](PlacementPlan& p) { p.mutable_ranks(3)->set_memory_budget_bytes(int64_t{40} << 30); }, workers);
+  EXPECT_EQ(memory,
+            "rank 4: the memory_budget_bytes of the ranks on host 'b' NUMA node 1 add up to 40.0 GiB or more, more "
+            "than the 16.0 GiB the worker's topology reports for the node");
+  // A worker without a topology (hwloc unavailable) is checked for its host only.
+  std::vector<WorkerSlot> bare = workers;
+  bare[0].host.clear_numa_nodes();
+  EXPECT_TRUE(CheckPlanAgainstWorkers(plan_, bare).ok());
+}
+
 TEST_F(PlanValidationTest, ExpertTensorParallelPlansValidate) {
   PlannerOptions options;
   options.expert_layout = "expert-tensor-parallel";
