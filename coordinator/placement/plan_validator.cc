@@ -291,15 +291,27 @@ absl::Status CheckPlanModel(const PlacementPlan& plan, const std::string& model_
 
 absl::Status CheckPlanAgainstWorkers(const PlacementPlan& plan, const std::vector<WorkerSlot>& workers) {
   std::map<std::pair<std::string, int32_t>, int64_t> budgets;  // (host, node) -> the ranks' budgets
+  // A plan's host names are labels (`glmctl plan` writes host0, host1, ... for a topology it was
+  // given): what must hold is that they name the workers' hosts one to one — ranks the plan puts
+  // together run together, and ranks it puts apart run apart.
+  std::map<std::string, std::pair<std::string, int32_t>> label_host;  // plan host -> (worker host, first rank)
+  std::map<std::string, std::pair<std::string, int32_t>> host_label;  // worker host -> (plan host, first rank)
   for (const RankAssignment& r : plan.ranks()) {
     const int32_t k = r.rank();
     if (k < 1 || k > static_cast<int32_t>(workers.size()))
       return absl::InvalidArgumentError(absl::StrCat("rank ", k, " has no worker (", workers.size(), " started)"));
     const HostTopology& host = workers[k - 1].host;
-    if (r.host() != host.hostname())
+    const auto [by_label, new_label] = label_host.try_emplace(r.host(), host.hostname(), k);
+    if (!new_label && by_label->second.first != host.hostname())
       return absl::InvalidArgumentError(absl::StrCat(
-          "rank ", k, " has host '", r.host(), "' but its worker runs on host '", host.hostname(),
-          "': set the plan's host names to the workers' (`glmctl plan` names them host0, host1, ...)"));
+          "rank ", k, " has host '", r.host(), "' like rank ", by_label->second.second, ", but their workers run on '",
+          by_label->second.first, "' and '", host.hostname(), "': the plan's hosts must match how mpirun placed the ranks"));
+    const auto [by_host, new_host] = host_label.try_emplace(host.hostname(), r.host(), k);
+    if (!new_host && by_host->second.first != r.host())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ranks ", by_host->second.second, " and ", k, " run on the same host '", host.hostname(),
+          "' but the plan puts them on hosts '", by_host->second.first, "' and '", r.host(),
+          "': the plan's hosts must match how mpirun placed the ranks"));
     if (host.numa_nodes_size() == 0) continue;  // no topology from this worker: nothing to check
     const NumaNode* node = nullptr;
     std::vector<int32_t> nodes;

@@ -390,10 +390,17 @@ TEST_F(PlanValidationTest, PinnedPlanAgainstTheWorkers) {
     edit(p);
     return std::string(CheckPlanAgainstWorkers(p, w).message());
   };
-  // The plan's host names (glmctl names them host0, ...) are not the workers'.
+  // The plan's host names are labels (glmctl names them host0, host1, ...): a plan relabelled
+  // consistently fits; one whose grouping differs from the workers' does not.
+  PlacementPlan relabelled = plan_;
+  for (RankAssignment& r : *relabelled.mutable_ranks()) r.set_host(r.host() == "a" ? "host0" : "host1");
+  EXPECT_TRUE(CheckPlanAgainstWorkers(relabelled, workers).ok()) << CheckPlanAgainstWorkers(relabelled, workers);
   EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(1)->set_host("host0"); }, workers),
-            "rank 2 has host 'host0' but its worker runs on host 'a': set the plan's host names to the workers' "
-            "(`glmctl plan` names them host0, host1, ...)");
+            "ranks 1 and 2 run on the same host 'a' but the plan puts them on hosts 'a' and 'host0': the plan's "
+            "hosts must match how mpirun placed the ranks");
+  EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(2)->set_host("a"); }, workers),
+            "rank 3 has host 'a' like rank 1, but their workers run on 'a' and 'b': the plan's hosts must match how "
+            "mpirun placed the ranks");
   EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(1)->set_numa_node(5); }, workers),
             "rank 2 has numa_node 5 but host 'a' has NUMA nodes 0-1");
   EXPECT_EQ(check([](PlacementPlan& p) { p.mutable_ranks(0)->set_cores(64); }, workers),
