@@ -52,6 +52,15 @@ std::string Hostname() {
   return buf;
 }
 
+// The node whose cpuset contains `cpus` (already cut to the topology's cpus), or -1.
+int NodeContaining(hwloc_topology_t t, hwloc_const_bitmap_t cpus) {
+  if (hwloc_bitmap_iszero(cpus)) return -1;
+  for (hwloc_obj_t n = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_NUMANODE, nullptr); n != nullptr;
+       n = hwloc_get_next_obj_by_type(t, HWLOC_OBJ_NUMANODE, n))
+    if (n->cpuset != nullptr && hwloc_bitmap_isincluded(cpus, n->cpuset)) return static_cast<int>(n->os_index);
+  return -1;
+}
+
 }  // namespace
 
 absl::Status BindProcessToNumaNode(const Topology& topology, int os_index) {
@@ -68,7 +77,8 @@ absl::Status BindProcessToNumaNode(const Topology& topology, int os_index) {
     // worker that cannot set a pointless policy should still start.
     const bool unsupported = errno == ENOSYS || errno == EXDEV || errno == EPERM;
     if (unsupported && hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE) <= 1) return absl::OkStatus();
-    return BindError(absl::StrCat("binding the process memory to NUMA node ", os_index));
+    // The cpu binding above stays: say so, or the caller would think nothing was bound.
+    return BindError(absl::StrCat("the cpus are bound, but binding the process memory to NUMA node ", os_index));
   }
   return absl::OkStatus();
 }
@@ -129,6 +139,23 @@ int NumaNodeOfCurrentThread() {
   }
   hwloc_topology_destroy(t);
   return result;
+}
+
+absl::StatusOr<int> NumaNodeContainingCpus(const Topology& topology, const std::string& cpu_list) {
+  hwloc_topology_t t = topology.handle();
+  BitmapPtr cpus(hwloc_bitmap_alloc());
+  if (cpu_list.empty() || hwloc_bitmap_list_sscanf(cpus.get(), cpu_list.c_str()) != 0 || hwloc_bitmap_iszero(cpus.get()))
+    return absl::InvalidArgumentError(absl::StrCat("cpu list '", cpu_list, "' is not a list like 0-3,8"));
+  hwloc_bitmap_and(cpus.get(), cpus.get(), hwloc_topology_get_topology_cpuset(t));
+  return NodeContaining(t, cpus.get());
+}
+
+int NumaNodeOfProcessBinding(const Topology& topology) {
+  hwloc_topology_t t = topology.handle();
+  BitmapPtr cpus(hwloc_bitmap_alloc());
+  if (hwloc_get_cpubind(t, cpus.get(), HWLOC_CPUBIND_PROCESS) != 0) return -1;
+  hwloc_bitmap_and(cpus.get(), cpus.get(), hwloc_topology_get_topology_cpuset(t));
+  return NodeContaining(t, cpus.get());
 }
 
 }  // namespace glm::numa

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "numa/topology.h"
 
 namespace glm::numa {
@@ -25,8 +26,21 @@ absl::Status BindThisThreadToCore(const Topology& topology, int numa_os_index, i
 // (milliseconds): they are for start-up reports and tests, not the hot path.
 std::string DescribeBinding();
 
-// The NUMA node (os index) of the CPU the calling thread last ran on; -1 if unknown.
+// The NUMA node (os index) of the CPU the calling thread last ran on; -1 if unknown. This says
+// where the thread happens to run, not where it may run: never use it to decide whether the
+// process is bound (that is NumaNodeOfProcessBinding()).
 int NumaNodeOfCurrentThread();
+
+// The NUMA node (os index) whose cpus contain all of `cpu_list` (hwloc/Linux list syntax, e.g.
+// "0-3,8"), or -1 when those cpus span several nodes. Cpus the topology does not have are
+// ignored. InvalidArgument for an unreadable or empty list. This is the "the launcher already
+// bound this process to one node" test, on any topology (synthetic ones in tests).
+absl::StatusOr<int> NumaNodeContainingCpus(const Topology& topology, const std::string& cpu_list);
+
+// NumaNodeContainingCpus() of this process's CPU binding (the cpus it may run on,
+// hwloc_get_cpubind); -1 when it may run on cpus of several nodes or the binding is unknown.
+// On a one-node machine every process is "bound" to that node.
+int NumaNodeOfProcessBinding(const Topology& topology);
 
 }  // namespace glm::numa
 

@@ -68,26 +68,52 @@ int main(int argc, char** argv) {
   }
   options.log = log;
   const std::string host = Hostname();
+  const std::string bind_mode = absl::GetFlag(FLAGS_bind);
+  if (bind_mode != "auto" && bind_mode != "none") {
+    log(absl::StrCat("--bind must be auto or none, got '", bind_mode, "'"));
+    glm::comm::MpiSession::Abort(2);
+  }
   auto topology = glm::numa::Topology::Local();
   int node = -1;
   if (topology.ok()) {
     *options.hello.mutable_topology() = (*topology)->ToProto(host);
     const auto nodes = (*topology)->NumaNodeOsIndexes();
-    node = glm::numa::NumaNodeOfCurrentThread();
-    if (absl::GetFlag(FLAGS_bind) == "auto" && node < 0 && !nodes.empty()) {
-      node = nodes[LocalRank() % nodes.size()];
+    // The node this rank should use: one per local rank, round robin (the launchers start one
+    // worker per node and leave binding to us: mpirun --bind-to none, srun --cpu-bind=none).
+    const int local_rank = LocalRank();
+    const int assigned = nodes.empty() ? -1 : nodes[local_rank % nodes.size()];
+    // "Already bound" means the cpus this process MAY run on lie in one node (taskset, numactl,
+    // mpirun --bind-to numa), not the cpu it last ran on, which is always in some node.
+    const int launcher_node = glm::numa::NumaNodeOfProcessBinding(**topology);
+    bool pin = true;
+    if (nodes.size() <= 1) {
+      node = nodes.empty() ? -1 : nodes.front();
+      log("one NUMA node on this host: no NUMA binding needed");
+    } else if (launcher_node >= 0) {
+      node = launcher_node;
+      log(absl::StrCat("already bound within NUMA node ", node, " (by the launcher): keeping that binding"));
+    } else if (bind_mode == "none") {
+      node = assigned;
+      pin = false;
+      log(absl::StrCat("--bind none: not binding (cpus span NUMA nodes); NUMA node ", node,
+                       " (local rank ", local_rank, ") reported to the planner, compute threads not pinned"));
+    } else {
+      node = assigned;
       if (auto s = glm::numa::BindProcessToNumaNode(**topology, node); !s.ok()) {
-        log(absl::StrCat("could not bind to NUMA node ", node, ": ", s.message()));
-        node = -1;
+        log(absl::StrCat("could not bind to NUMA node ", node, " (local rank ", local_rank, "): ", s.message()));
+      } else {
+        log(absl::StrCat("bound cpus and memory to NUMA node ", node, " (local rank ", local_rank, " of ",
+                         nodes.size(), " nodes)"));
       }
     }
-    if (node < 0 && !nodes.empty()) node = nodes[LocalRank() % nodes.size()];
-    const glm::numa::Topology* topo = topology->get();
-    const int bound = node;
-    options.pin_thread = [topo, bound, log](int index) {
-      if (auto s = glm::numa::BindThisThreadToCore(*topo, bound, index); !s.ok() && index == 0)
-        log(absl::StrCat("thread pinning: ", s.message()));
-    };
+    if (pin) {
+      const glm::numa::Topology* topo = topology->get();
+      const int bound = node;
+      options.pin_thread = [topo, bound, log](int index) {
+        if (auto s = glm::numa::BindThisThreadToCore(*topo, bound, index); !s.ok() && index == 0)
+          log(absl::StrCat("thread pinning: ", s.message()));
+      };
+    }
   } else {
     log(absl::StrCat("hwloc topology unavailable: ", topology.status().message()));
     options.hello.mutable_topology()->set_hostname(host);
