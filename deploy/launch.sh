@@ -12,7 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="" WORKERS="" HOSTFILE="" THREADS="" DRY=0
 EXTRA=()
+# Options that take a value must get one (not the end of the line).
+need_value() { [ $# -ge 2 ] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
+  case "$1" in
+    --model|--workers|--hostfile|--threads) need_value "$@" ;;
+  esac
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
@@ -24,6 +29,17 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$MODEL" ] || { echo "launch.sh: --model DIR is required" >&2; exit 2; }
+# Counts are checked here: mpirun would be handed "-np 0" or "-np -1" (and --workers 0 divided
+# by zero below). At most six digits keeps bash arithmetic far from overflow.
+if [ -n "$WORKERS" ] && ! [[ "$WORKERS" =~ ^[1-9][0-9]{0,5}$ ]]; then
+  echo "launch.sh: --workers must be a positive integer (shard workers to start), got '$WORKERS'" >&2; exit 2
+fi
+# As shard_worker --threads: 0 = the cores the plan gives each rank, at most 4096.
+if [ -n "$THREADS" ] && { ! [[ "$THREADS" =~ ^[0-9]{1,4}$ ]] || [ "$((10#$THREADS))" -gt 4096 ]; }; then
+  echo "launch.sh: --threads must be an integer 0..4096 (compute threads per worker, 0 = the plan's cores), got '$THREADS'" >&2; exit 2
+fi
+[ -z "$THREADS" ] || THREADS=$((10#$THREADS))
+[ -z "$HOSTFILE" ] || [ -r "$HOSTFILE" ] || { echo "launch.sh: --hostfile $HOSTFILE is not a readable file" >&2; exit 2; }
 [ -x build/bin/coordinator ] && [ -x build/bin/shard_worker ] || { echo "launch.sh: build first (bash deploy/build.sh)" >&2; exit 2; }
 
 numa_nodes() {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# deploy/launch.sh rejects bad counts before building an mpirun line: exit 2, a message naming
+# the option and the value, and no "-np" printed. Usage: launch_args_test.sh REPO_ROOT
+set -uo pipefail
+REPO=${1:?repository root}
+fails=0
+expect_rejected() {
+  local want="$1"; shift
+  local out rc
+  out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" "$@" --dry-run 2>&1); rc=$?
+  if [ "$rc" -ne 2 ] || [[ "$out" != *"$want"* ]] || [[ "$out" == *"-np"* ]]; then
+    echo "FAIL: launch.sh $* -> exit $rc, wanted 2 and '$want':"; echo "$out"; fails=$((fails + 1))
+  else
+    echo "ok: launch.sh $* -> $out"
+  fi
+}
+expect_rejected "--workers must be a positive integer" --workers 0
+expect_rejected "got '-1'" --workers -1
+expect_rejected "got 'two'" --workers two
+expect_rejected "got '1e3'" --workers 1e3
+expect_rejected "got '99999999999999999999'" --workers 99999999999999999999
+expect_rejected "--threads must be an integer 0..4096" --threads -1
+expect_rejected "got '5000'" --threads 5000
+expect_rejected "got 'x'" --threads x
+expect_rejected "--hostfile /nonexistent/hosts is not a readable file" --hostfile /nonexistent/hosts
+out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 2>&1); rc=$?
+[ "$rc" -eq 2 ] && [[ "$out" == *"--workers needs a value"* ]] || { echo "FAIL: --workers without a value -> $rc: $out"; fails=$((fails + 1)); }
+[ "$fails" -eq 0 ] && echo PASSED
+exit "$fails"
