@@ -8,6 +8,10 @@
 # Local (no hostfile): N defaults to the NUMA nodes of this machine; with fewer cores than ranks
 # it adds --oversubscribe. Hostfile: N defaults to the sum of the hosts' slots (NUMA nodes); ranks
 # are spread by node and each worker binds itself to a NUMA node with hwloc.
+#
+# SIGINT or SIGTERM (Ctrl-C) stops the cluster cleanly through the coordinator; a second one stops
+# mpirun at once. A script that starts this in the background should do so with `set -m`: bash
+# otherwise starts background commands with SIGINT ignored, which no trap can undo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="" WORKERS="" HOSTFILE="" THREADS="" DRY=0
@@ -72,4 +76,51 @@ WORKER_ARGS=()
 CMD=("${MPI[@]}" -np 1 build/bin/coordinator --model "$MODEL" "${EXTRA[@]}" : -np "$WORKERS" build/bin/shard_worker "${WORKER_ARGS[@]}")
 echo "+ ${CMD[*]}" >&2
 [ "$DRY" -eq 1 ] && exit 0
-exec "${CMD[@]}"
+
+# Stopping: mpirun answers SIGINT/SIGTERM by sending SIGTERM and soon SIGKILL to every rank, and
+# exits 1 before the coordinator has shut the workers down. So this script stays mpirun's parent
+# and hands the first SIGINT/SIGTERM (Ctrl-C, quickstart.sh, systemd's KillSignal) to the
+# coordinator rank, which stops serving, shuts every worker down and exits 0; mpirun then ends
+# with it. A second signal (or no local coordinator: rank 0 on another host) goes to mpirun.
+COORDINATOR_EXE=$(readlink -f build/bin/coordinator)
+# The coordinator rank among mpirun's descendants (Open MPI starts local ranks as its children).
+coordinator_pid() {
+  local queue=("$MPI_PID") p c
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    for c in $(pgrep -P "$p" 2>/dev/null); do
+      if [ "$(readlink -f "/proc/$c/exe" 2>/dev/null)" = "$COORDINATOR_EXE" ]; then echo "$c"; return 0; fi
+      queue+=("$c")
+    done
+  done
+  return 1
+}
+SIGNALS=0
+on_signal() {
+  SIGNALS=$((SIGNALS + 1))
+  local pid
+  if [ "$SIGNALS" -eq 1 ] && pid=$(coordinator_pid); then
+    echo "launch.sh: SIG$1: stopping the coordinator (pid $pid), which shuts the workers down; SIG$1 again stops mpirun at once" >&2
+    kill -INT "$pid" 2>/dev/null || true
+  else
+    echo "launch.sh: SIG$1: stopping mpirun (pid $MPI_PID) and every rank" >&2
+    kill -"$1" "$MPI_PID" 2>/dev/null || true
+  fi
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+# Job control gives mpirun (and the ranks, which Open MPI puts in groups of their own) a process
+# group apart from this script's, so a terminal's Ctrl-C reaches only this script.
+set -m
+"${CMD[@]}" &
+MPI_PID=$!
+set +m
+# A trapped signal interrupts `wait`: wait again until mpirun itself has ended, for its status.
+set +e
+while :; do
+  seen=$SIGNALS
+  wait "$MPI_PID"
+  rc=$?
+  [ "$SIGNALS" -ne "$seen" ] || break
+done
+exit "$rc"

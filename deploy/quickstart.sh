@@ -24,15 +24,22 @@ GRPC=127.0.0.1:$GRPC_PORT
 HTTP=127.0.0.1:$HTTP_PORT
 LOG=$(mktemp /tmp/glm-cluster.XXXXXX.log)
 echo "== starting a local cluster: coordinator + $WORKERS shard workers on $MODEL (log: $LOG)"
+# As a job of its own (set -m): a background command of a script otherwise starts with SIGINT
+# ignored, and launch.sh could not take the SIGINT that stops the cluster cleanly.
+set -m
 bash deploy/launch.sh --model "$MODEL" --workers "$WORKERS" -- \
   --grpc-listen "$GRPC" --http-listen "$HTTP" --kv-cache-gib 0.25 >"$LOG" 2>&1 &
 CLUSTER=$!
+set +m
+# SIGINT: launch.sh has the coordinator shut every rank down; a second one has mpirun end them.
 stop_cluster() {
-  if kill -0 "$CLUSTER" 2>/dev/null; then
+  local attempt
+  for attempt in 1 2; do
+    kill -0 "$CLUSTER" 2>/dev/null || return 0
     kill -INT "$CLUSTER" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$CLUSTER" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$CLUSTER" 2>/dev/null || true
-  fi
+    for _ in $(seq 1 50); do kill -0 "$CLUSTER" 2>/dev/null || return 0; sleep 0.2; done
+  done
+  kill -KILL -- "-$CLUSTER" 2>/dev/null || true
 }
 trap stop_cluster EXIT
 trap 'echo; echo "== stopping"; exit 0' INT TERM
