@@ -15,6 +15,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -110,6 +111,11 @@ int main(int argc, char** argv) {
   // and every mutex's destruction updates a global lock graph. Measured ~3.5x the cost of a
   // lock/unlock; the tests (their own main) keep it on to catch lock-order bugs.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  absl::SetProgramUsageMessage(
+      "MPI rank 0 of a GLM-5 cluster: plans the placement, starts the shard workers and serves gRPC and "
+      "OpenAI-compatible HTTP until SIGINT/SIGTERM:\n"
+      "  mpirun -np 1 coordinator --model DIR [--grpc-listen HOST:PORT] [--http-listen HOST:PORT] [flags] : -np N shard_worker\n"
+      "(deploy/launch.sh writes this command line)");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   // Before MPI_Init, which may rewrite argv: a pinned plan is checked against these.
   const bool weight_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "weight_dtype");

@@ -8,6 +8,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "numa/binding.h"
 #include "shard_worker/kernels/matmul.h"
@@ -41,6 +44,16 @@ int LocalRank() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "one MPI rank (>= 1) of a GLM-5 cluster, holding the slice of the model the coordinator plans for it:\n"
+      "  mpirun -np 1 coordinator --model DIR ... : -np N shard_worker [--threads T] [--bind auto|none]\n"
+      "(deploy/launch.sh writes this command line)");
+  // --help lists this file's flags: abseil's default matches only files named after the binary
+  // (shard_worker.cc, shard_worker_main.cc), so it found none here.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "shard_worker/worker_main.cc"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   glm::runtime::NormalizeDashedFlags(argc, argv);
   auto session = glm::comm::MpiSession::Init(&argc, &argv);
   if (!session.ok()) {
