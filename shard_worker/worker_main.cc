@@ -122,10 +122,7 @@ int main(int argc, char** argv) {
     if (pin) {
       const glm::numa::Topology* topo = topology->get();
       const int bound = node;
-      options.pin_thread = [topo, bound, log](int index) {
-        if (auto s = glm::numa::BindThisThreadToCore(*topo, bound, index); !s.ok() && index == 0)
-          log(absl::StrCat("thread pinning: ", s.message()));
-      };
+      options.pin_thread = [topo, bound](int index) { return glm::numa::BindThisThreadToCore(*topo, bound, index); };
     }
   } else {
     log(absl::StrCat("hwloc topology unavailable: ", topology.status().message()));

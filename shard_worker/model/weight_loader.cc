@@ -26,6 +26,17 @@ namespace glm::model {
 
 namespace {
 
+// Layers [begin, end) as the plan's table names them: the MTP layers (index >= hidden) are not
+// hidden layers, so "layers 0-5 + MTP", not "layers 0-6".
+std::string LayerRangeText(int64_t begin, int64_t end, int64_t hidden) {
+  const int64_t hidden_end = std::min(end, hidden);
+  std::string text = begin < hidden_end ? absl::StrCat("layers ", begin, "-", hidden_end - 1) : "no hidden layers";
+  const int64_t mtp = end - std::max(begin, hidden);
+  if (mtp == 1) absl::StrAppend(&text, " + MTP");
+  if (mtp > 1) absl::StrAppend(&text, " + ", mtp, " MTP layers");
+  return text;
+}
+
 std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
 
 std::string Where(const Checkpoint::Located& loc) {
@@ -650,8 +661,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   }
   w->ShareMtpHeadWithLmHead();
   if (options.progress)
-    options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (layers ", std::max<int64_t>(0, options.layer_begin),
-                                  "-", end - 1, ")"));
+    options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (",
+                                  LayerRangeText(std::max<int64_t>(0, options.layer_begin), end, c.num_hidden_layers), ")"));
   if (auto s = w->SetUpExpertStore(checkpoint, opt, *stream); !s.ok()) return s;
   return w;
 }

@@ -162,9 +162,16 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
       log(absl::StrCat("rank ", rank, ": routed experts exceed ", load->expert_memory_bytes / 1048576.0,
                        " MiB of expert memory: streaming them from disk through an LRU cache of that size"));
     int threads = options.threads;
+    const char* threads_from = "--threads";
     for (const auto& r : plan.ranks())
-      if (r.rank() == rank && threads <= 0) threads = r.cores();
-    if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      if (r.rank() == rank && threads <= 0) {
+        threads = r.cores();
+        threads_from = "the plan's cores";
+      }
+    if (threads <= 0) {
+      threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      threads_from = "all cores of the host";
+    }
     // The coordinator's plan check has the same cap (placement::kMaxRankCores); a worker does not
     // trust a plan it would die running (std::thread throws once the system refuses threads).
     constexpr int kMaxThreads = 4096;
@@ -177,7 +184,22 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
       if (r.rank() == rank) me = &r;
     int sharing = 0;
     for (const auto& r : plan.ranks()) sharing += r.host() == me->host() && r.numa_node() == me->numa_node();
-    if (options.pin_thread && sharing == 1) pool->RunOnAll([&](int index) { options.pin_thread(index); });
+    std::string pinning;
+    if (!options.pin_thread) {
+      pinning = "not pinned (no NUMA binding)";
+    } else if (sharing > 1) {
+      pinning = absl::StrCat("not pinned: ", sharing, " ranks share NUMA node ", me->numa_node());
+    } else {
+      std::vector<absl::Status> pinned(threads);
+      pool->RunOnAll([&](int index) { pinned[index] = options.pin_thread(index); });
+      int failed = 0;
+      absl::Status first;
+      for (const absl::Status& p : pinned)
+        if (!p.ok() && failed++ == 0) first = p;
+      pinning = failed == 0 ? absl::StrCat("pinned one per core of NUMA node ", me->numa_node())
+                            : absl::StrCat("pinning failed for ", failed, " of ", threads, ": ", first.message());
+    }
+    log(absl::StrCat("rank ", rank, ": ", threads, " compute threads (", threads_from, "), ", pinning));
     const placement::Stage& st = plan.stages(stage);
     model::StageContext ctx;
     ctx.layer_begin = st.layer_begin();

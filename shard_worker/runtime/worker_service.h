@@ -23,8 +23,9 @@ struct WorkerOptions {
   std::function<void(const std::string&)> log;
   // Pins compute thread `index` (0 = the calling thread) to a core of this rank's NUMA node;
   // called only when the plan gives the rank its node to itself (ranks sharing a node leave
-  // scheduling to the OS).
-  std::function<void(int index)> pin_thread;
+  // scheduling to the OS). Unset: threads are never pinned (no topology, --bind none). Its
+  // status goes into the start-up log line that states the threads and their pinning.
+  std::function<absl::Status(int index)> pin_thread;
 };
 
 // The load options of `rank` in `plan`: its layers, heads, slices and experts, and the plan's

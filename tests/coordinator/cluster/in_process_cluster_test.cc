@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "cluster_test_util.h"
 #include "shard_worker/comm/in_process_communicator.h"
 #include "shard_worker/kernels/matmul.h"
@@ -110,6 +112,55 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
   ASSERT_FALSE(client.ok());
   EXPECT_NE(client.status().message().find("rank 1: 2000000000 compute threads"), std::string::npos) << client.status();
   EXPECT_FALSE(worker_status.ok());
+}
+
+// The worker's start-up log states what the plan's table says (the hidden layers, with the MTP
+// layer named apart: "layers 0-5 + MTP", not "layers 0-6") and its compute threads with their
+// pinning (it used to say neither).
+TEST(InProcessClusterLoadTest, TheStartUpLogStatesLayersThreadsAndPinning) {
+  const std::string dir = FixtureModelDir("glm5-tiny-code");
+  auto config = model::ModelConfig::FromFile(dir + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(config->has_mtp());
+  ASSERT_EQ(config->num_hidden_layers, 6);
+  for (const bool pin_ok : {true, false}) {
+    auto comms = comm::InProcessCommunicator::CreateGroup(2);
+    std::vector<std::string> lines;
+    std::vector<int> pinned;
+    absl::Mutex mu;
+    absl::Status worker_status;
+    std::thread worker([&] {
+      runtime::WorkerOptions o;
+      o.threads = 2;
+      o.log = [&](const std::string& m) {
+        absl::MutexLock lock(&mu);
+        lines.push_back(m);
+      };
+      o.pin_thread = [&, pin_ok](int index) {
+        absl::MutexLock lock(&mu);
+        pinned.push_back(index);
+        return pin_ok ? absl::OkStatus() : absl::UnimplementedError("no pinning here");
+      };
+      worker_status = runtime::RunWorker(comms[1].get(), o);
+    });
+    cluster::ClusterOptions options;
+    options.model_dir = dir;
+    options.kv_blocks = 16;
+    options.kv_block_size = 16;
+    auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
+      return MakePlan(*config, 1, 1, "expert-parallel", "f32");
+    });
+    ASSERT_TRUE(client.ok()) << client.status();
+    ASSERT_TRUE((*client)->Shutdown().ok());
+    worker.join();
+    EXPECT_TRUE(worker_status.ok()) << worker_status;
+    const std::string log = absl::StrJoin(lines, "\n");
+    EXPECT_NE(log.find("MiB (layers 0-5 + MTP)"), std::string::npos) << log;
+    EXPECT_EQ(pinned.size(), 2u);
+    const std::string want = pin_ok ? "rank 1: 2 compute threads (--threads), pinned one per core of NUMA node 0"
+                                    : "rank 1: 2 compute threads (--threads), pinning failed for 2 of 2: no pinning here";
+    EXPECT_NE(log.find(want), std::string::npos) << log;
+  }
 }
 
 // A step that fails on the last stage for any reason but a rejected plan ends that worker (here
