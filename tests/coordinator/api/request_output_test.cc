@@ -19,6 +19,18 @@ class RequestOutputTest : public ApiTest {
   std::vector<std::string> Feed(api::RequestOutput* out, const std::vector<int32_t>& ids, const std::string& reason,
                                 api::OutputDelta* last = nullptr) {
     std::vector<std::string> texts;
+    for (const api::OutputDelta& d : Deltas(out, ids, reason)) {
+      texts.push_back(d.text);
+      if (last != nullptr) *last = d;
+    }
+    return texts;
+  }
+
+  // Feeds `ids` one event each (the last one finished with `reason`, completion counts 1, 2, ...)
+  // until the output finishes; returns every delta.
+  std::vector<api::OutputDelta> Deltas(api::RequestOutput* out, const std::vector<int32_t>& ids,
+                                       const std::string& reason) {
+    std::vector<api::OutputDelta> deltas;
     for (size_t i = 0; i < ids.size(); ++i) {
       scheduler::GenerationEvent e;
       e.tokens = {ids[i]};
@@ -27,11 +39,11 @@ class RequestOutputTest : public ApiTest {
       if (e.finished) e.finish_reason = reason;
       auto d = out->Consume(e);
       EXPECT_TRUE(d.ok()) << d.status();
-      texts.push_back(d->text);
-      if (last != nullptr) *last = *d;
-      if (d->finished) break;
+      if (!d.ok()) break;
+      deltas.push_back(*std::move(d));
+      if (deltas.back().finished) break;
     }
-    return texts;
+    return deltas;
   }
 
   // One token per byte-level piece, so text arrives split inside words and characters.
@@ -77,15 +89,7 @@ TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) 
     size_t single_tokens = 0;
     {
       api::RequestOutput counter(tokenizer_, o);
-      for (size_t i = 0; i < ids.size(); ++i) {
-        scheduler::GenerationEvent e;
-        e.tokens = {ids[i]};
-        e.completion_tokens = static_cast<int32_t>(i + 1);
-        auto d = counter.Consume(e);
-        ASSERT_TRUE(d.ok());
-        single_tokens += d->tokens.size();
-        if (d->finished) break;
-      }
+      for (const api::OutputDelta& d : Deltas(&counter, ids, "length")) single_tokens += d.tokens.size();
     }
     api::RequestOutput batched(tokenizer_, o);
     scheduler::GenerationEvent e;
@@ -160,17 +164,11 @@ TEST_F(RequestOutputTest, ChatSplitsReasoningContentAndToolCalls) {
   std::string last_reason;
   const std::vector<int32_t> ids =
       Pieces("<think>hmm</think>Sure.<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>1</arg_value>\n</tool_call>");
-  for (size_t i = 0; i < ids.size(); ++i) {
-    scheduler::GenerationEvent e;
-    e.tokens = {ids[i]};
-    e.finished = i + 1 == ids.size();
-    if (e.finished) e.finish_reason = "stop";
-    auto d = out.Consume(e);
-    ASSERT_TRUE(d.ok()) << d.status();
-    reasoning += d->reasoning;
-    content += d->text;
-    calls += static_cast<int>(d->tool_calls.size());
-    if (d->finished) last_reason = d->finish_reason;
+  for (const api::OutputDelta& d : Deltas(&out, ids, "stop")) {
+    reasoning += d.reasoning;
+    content += d.text;
+    calls += static_cast<int>(d.tool_calls.size());
+    if (d.finished) last_reason = d.finish_reason;
   }
   EXPECT_EQ(reasoning, "hmm");
   EXPECT_EQ(content, "Sure.");
@@ -207,16 +205,8 @@ TEST_F(RequestOutputTest, ToolCallIdsArePerOutput) {
     o.tool_call_id_prefix = prefix;
     api::RequestOutput out(tokenizer_, o);
     std::vector<std::string> got;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      scheduler::GenerationEvent e;
-      e.tokens = {ids[i]};
-      e.finished = i + 1 == ids.size();
-      if (e.finished) e.finish_reason = "stop";
-      auto d = out.Consume(e);
-      EXPECT_TRUE(d.ok()) << d.status();
-      if (d.ok())
-        for (const auto& c : d->tool_calls) got.push_back(c.id);
-    }
+    for (const api::OutputDelta& d : Deltas(&out, ids, "stop"))
+      for (const auto& c : d.tool_calls) got.push_back(c.id);
     return got;
   };
   EXPECT_EQ(call_ids("call_x_"), (std::vector<std::string>{"call_x_0", "call_x_1"}));

@@ -230,14 +230,20 @@ TEST(SpeculativeSamplingTest, ARestrictedDraftKeepsTheTargetDistribution) {
   EXPECT_NEAR(static_cast<double>(accepted) / n, overlap, 0.01);
 }
 
-TEST(SpeculativeTest, SeededSamplingIsReproducible) {
-  Loaded l = Load("glm5-tiny-code");
+// Seeded nucleus sampling of `tokens` tokens, EOS ignored.
+GenerateOptions SeededSampling(int tokens, float temperature) {
   GenerateOptions g;
-  g.max_new_tokens = 20;
+  g.max_new_tokens = tokens;
   g.ignore_eos = true;
-  g.sampling.temperature = 0.8f;
+  g.sampling.temperature = temperature;
   g.sampling.top_p = 0.95f;
   g.sampling.seed = 42;
+  return g;
+}
+
+TEST(SpeculativeTest, SeededSamplingIsReproducible) {
+  Loaded l = Load("glm5-tiny-code");
+  const GenerateOptions g = SeededSampling(20, 0.8f);
   auto prompt = Prompts("glm5-tiny-code")[0];
   auto a = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:2"));
   auto b = GenerateSpeculative(*l.model, prompt, g, *ParseSpeculative("mtp:2"));
@@ -250,12 +256,7 @@ TEST(SpeculativeTest, SeededSamplingIsReproducible) {
 // seeded sampled request gives exactly the tokens plain decoding gives, and the drafts are used.
 TEST(SpeculativeTest, SeededSamplingWithPromptLookupEqualsPlainDecoding) {
   Loaded l = Load("glm5-tiny-code");
-  GenerateOptions g;
-  g.max_new_tokens = 48;
-  g.ignore_eos = true;
-  g.sampling.temperature = 0.7f;
-  g.sampling.top_p = 0.95f;
-  g.sampling.seed = 42;
+  const GenerateOptions g = SeededSampling(48, 0.7f);
   for (const auto& base : Prompts("glm5-tiny-code")) {
     // The prompt twice: its second half repeats the first, so there is something to look up.
     std::vector<int32_t> prompt = base;
