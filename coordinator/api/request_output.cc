@@ -110,7 +110,10 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
       const int32_t id = event.tokens[i];
       const bool last = i + 1 == event.tokens.size();
       if (last && event.finished && event.finish_reason == "stop" && hidden_stop_ids_.contains(id)) continue;
-      if (options_.parse_chat && tokenizer_->IsSpecial(id) && !markup_ids_.contains(id)) continue;
+      // Chat decodes special tokens for the parser's markup; the others are dropped unless the
+      // client asked for them (skip_special_tokens: false).
+      if (options_.parse_chat && options_.skip_special_tokens && tokenizer_->IsSpecial(id) && !markup_ids_.contains(id))
+        continue;
       auto piece = detok_->Push(id);
       // An id beyond the tokenizer's vocabulary (the model's embedding table may be padded)
       // has no text; the token id itself still reaches the client.

@@ -120,6 +120,26 @@ TEST_F(RequestOutputTest, IncludedStopStringEndsTheText) {
   EXPECT_EQ(last.finish_reason, "stop");
 }
 
+// Chat keeps special tokens other than its markup out of the content unless the client sends
+// skip_special_tokens: false (it was ignored in chat).
+TEST_F(RequestOutputTest, ChatShowsSpecialTokensOnlyWhenNotSkipped) {
+  const auto user = tokenizer_->TokenToId("<|user|>");
+  ASSERT_TRUE(user.has_value());
+  std::vector<int32_t> ids = Pieces("a");
+  ids.push_back(*user);
+  const std::vector<int32_t> tail = Pieces("b");
+  ids.insert(ids.end(), tail.begin(), tail.end());
+  for (bool skip : {true, false}) {
+    api::OutputOptions o;
+    o.parse_chat = true;
+    o.skip_special_tokens = skip;
+    api::RequestOutput out(tokenizer_, o);
+    std::string content;
+    for (const api::OutputDelta& d : Deltas(&out, ids, "length")) content += d.text;
+    EXPECT_EQ(content, skip ? "ab" : "a<|user|>b");
+  }
+}
+
 TEST_F(RequestOutputTest, UnmatchedPartialStopIsReleased) {
   api::OutputOptions o;
   o.stop = {"<END>"};
