@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/tokenizer/json_depth.h"
 #include "coordinator/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -40,6 +41,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonString(std::string
   const nlohmann::json config = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded()) return absl::InvalidArgumentError("tokenizer.json is not valid JSON");
   if (!config.is_object()) return absl::InvalidArgumentError("tokenizer.json: expected an object");
+  // Before anything copies a part of it (copies and the component builders recurse per level):
+  // Hugging Face's files nest a few levels; a Sequence nested 100k deep overflowed the stack.
+  constexpr int kMaxDepth = 64;
+  if (JsonDepth(config, kMaxDepth) > kMaxDepth)
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json nests deeper than ", kMaxDepth, " levels"));
   if (!config.contains("model")) return absl::InvalidArgumentError("tokenizer.json: no 'model'");
   auto tok = std::unique_ptr<Tokenizer>(new Tokenizer());
   auto normalizer = Normalizer::FromJson(config.value("normalizer", nlohmann::json()));

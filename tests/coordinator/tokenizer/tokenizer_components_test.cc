@@ -161,6 +161,15 @@ TEST(TokenizerErrorsTest, BadInputIsAClearError) {
   EXPECT_NE(bad.status().message().find("invalid UTF-8 at byte offset 3"), std::string::npos);
   EXPECT_FALSE(Tokenizer::FromJsonString("{not json").ok());
   EXPECT_FALSE(Tokenizer::FromJsonString("[]").ok());
+  // A normalizer Sequence nested 100k deep: refused at load (copying it overflowed the stack).
+  std::string deep = R"({"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": )";
+  for (int i = 0; i < 100000; ++i) deep += R"({"type": "Sequence", "normalizers": [)";
+  deep += R"({"type": "NFC"})";
+  for (int i = 0; i < 100000; ++i) deep += "]}";
+  deep += "}";
+  auto nested = Tokenizer::FromJsonString(deep);
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.status().message().find("nests deeper than 64 levels"), std::string::npos) << nested.status();
   EXPECT_FALSE(Tokenizer::FromJsonString(R"({"model": {"type": "Unigram", "vocab": []}})").ok());
   json c = MiniConfig(false);
   c["model"]["merges"] = json::parse(R"(["a zz"])");
