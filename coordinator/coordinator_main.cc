@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <signal.h>
 
+#include <cerrno>
+
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -80,6 +82,9 @@ ABSL_FLAG(int64_t, draft_vocab, 0,
           "request's own tokens, reading only those rows of the MTP head; the outputs are the same, only acceptance "
           "may change (0 = the whole vocabulary)");
 ABSL_FLAG(int32_t, step_timeout_s, 120, "a step taking longer means a worker is stuck: fail requests and exit");
+ABSL_FLAG(int32_t, drain_timeout_s, 30,
+          "on SIGINT/SIGTERM: seconds to let running requests finish (new ones get UNAVAILABLE) before the rest are "
+          "aborted; a second signal stops at once (0 = no draining)");
 
 namespace {
 
@@ -230,6 +235,9 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
   const int32_t warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
   if (warmup_tokens < 0) Fatal(absl::StrCat("--warmup-tokens must be >= 0 (0 = no warm-up), got ", warmup_tokens));
+  const int drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout_s);
+  if (drain_timeout_s < 0 || drain_timeout_s > 86400)
+    Fatal(absl::StrCat("--drain-timeout-s must be 0..86400 seconds, got ", drain_timeout_s));
   glm::cluster::ClusterOptions cluster_options;
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
@@ -367,13 +375,32 @@ int main(int argc, char** argv) {
     api_ptr->SetServing(true);
     Log(absl::StrCat("serving '", name, "'"));
   });
-  std::thread watcher([stop_signals, engine_ptr, api_ptr]() mutable {
+  // The first SIGINT/SIGTERM drains: health turns NOT_SERVING (load balancers and Kubernetes stop
+  // sending), new requests get UNAVAILABLE, running ones finish — for up to --drain-timeout-s,
+  // then the rest are aborted. A second signal stops at once. The listeners stay up until the
+  // engine loop ends, so draining requests keep streaming to their clients.
+  std::thread watcher([stop_signals, engine_ptr, api_ptr, drain_timeout_s]() mutable {
     int sig = 0;
-    if (sigwait(&stop_signals, &sig) == 0 && sig != SIGUSR2) {
+    if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
+    api_ptr->SetServing(false);
+    if (drain_timeout_s == 0) {
       Log(absl::StrCat("signal ", sig, ": shutting down"));
-      api_ptr->SetServing(false);
       engine_ptr->Shutdown(/*drain=*/false);
+      return;
     }
+    Log(absl::StrCat("signal ", sig, ": draining (running requests may finish for up to ", drain_timeout_s,
+                     " s; signal again to stop at once)"));
+    engine_ptr->Shutdown(/*drain=*/true);
+    const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout_s);
+    int again = -1;
+    do {
+      const timespec wait = absl::ToTimespec(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      again = sigtimedwait(&stop_signals, nullptr, &wait);
+    } while (again < 0 && errno == EINTR);
+    if (again == SIGUSR2) return;  // drained: the loop ended and main woke us
+    Log(again < 0 ? absl::StrCat("drain timeout (", drain_timeout_s, " s): aborting the requests still running")
+                  : absl::StrCat("signal ", again, ": stopping now"));
+    engine_ptr->Shutdown(/*drain=*/false);
   });
   absl::Status loop = (*engine)->RunLoop();
   loop_ended.store(true);

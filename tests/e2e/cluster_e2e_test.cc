@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -619,6 +620,62 @@ TEST_F(TrailingSlashModelE2eTest, ServesTheDirectorysName) {
   auto s = Generate(req);
   EXPECT_TRUE(s.status.ok()) << s.status.error_message();
   EXPECT_NE(ClusterLog().find("Placement of glm5-tiny-code:"), std::string::npos) << ClusterLog();
+}
+
+// SIGINT/SIGTERM drains: health turns NOT_SERVING and new requests get UNAVAILABLE while a running
+// one streams to its end; then the job exits 0. Before, the first signal cut every stream with
+// UNAVAILABLE and closed the listeners at once (Kubernetes-style rolling restarts lost requests).
+class DrainE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() { Launch("120", {"--warmup-tokens", "0", "--drain-timeout-s", "60"}); }
+};
+
+TEST_F(DrainE2eTest, ZzSignalDrainsRunningRequestsThenExits) {
+  pid_t coordinator = -1;
+  if (FILE* p = popen(("pgrep -n -P " + std::to_string(pid_) + " coordinator").c_str(), "r")) {
+    char buf[64] = {0};
+    if (fgets(buf, sizeof buf, p)) coordinator = atoi(buf);
+    pclose(p);
+  }
+  ASSERT_GT(coordinator, 0);
+  Streamed running;
+  std::atomic<int> received{0};
+  std::thread client([&] {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, Ids(Prompt(21, 16), 1500));  // the KV cache holds ~2000 positions
+    pb::GenerateResponse r;
+    while (reader->Read(&r)) {
+      running.tokens.insert(running.tokens.end(), r.token_ids().begin(), r.token_ids().end());
+      running.last = r;
+      ++received;
+    }
+    running.status = reader->Finish();
+  });
+  for (int i = 0; i < 500 && received.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (received.load() == 0) {
+    client.join();
+    FAIL() << "the request did not start: " << running.status.error_message();
+  }
+  kill(coordinator, SIGINT);
+  httplib::Client http("127.0.0.1", http_port_);
+  int health = 0;
+  for (int i = 0; i < 300 && health != 503; ++i) {
+    if (auto h = http.Get("/health")) health = h->status;
+    if (health != 503) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(health, 503);
+  const bool still_running = running.status.ok() && running.last.finish_reason().empty();
+  auto refused = Generate(Ids(Prompt(22, 8), 4));
+  if (still_running) EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.status.error_message();
+  client.join();
+  ASSERT_TRUE(running.status.ok()) << running.status.error_message();
+  EXPECT_EQ(running.tokens.size(), 1500u);
+  EXPECT_EQ(running.last.finish_reason(), "length");
+  int status = 0;
+  for (int i = 0; i < 300 && waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << "\n" << ClusterLog();
+  EXPECT_NE(ClusterLog().find("draining"), std::string::npos) << ClusterLog();
+  pid_ = -1;
 }
 
 // Jobs that must not start: the coordinator refuses its load options before any worker loads,
