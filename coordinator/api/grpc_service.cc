@@ -135,7 +135,7 @@ GrpcInferenceService::GrpcInferenceService(scheduler::Engine* engine, const Text
 
 grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                                             grpc::ServerWriter<pb::GenerateResponse>* writer) {
-  if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
   if (!frontend_->AcceptsModelName(request->model()))
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         absl::StrCat("model: '", request->model(), "' is not served here (serving '",
@@ -161,7 +161,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     if (context->IsCancelled() || stopping_->load() || absl::Now() >= deadline) {
       engine_->AbortStream(**stream);
       tracker.Finish("abort");
-      if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
       if (absl::Now() >= deadline) return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
     }
@@ -170,7 +170,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     auto delta = output.ConsumeReleased(event, **stream);  // one message per released group
     if (!delta.ok()) {
       engine_->AbortStream(**stream);  // an output error ends the request on the workers too (a no-op if it failed there)
-      tracker.Finish("error");
+      tracker.Finish(FailureFinishReason(delta.status()));  // the engine's deadline or shutdown is an abort
       return ToGrpcStatus(delta.status());
     }
     if (delta->stop_string_matched) engine_->AbortStream(**stream);

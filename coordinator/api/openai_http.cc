@@ -142,7 +142,7 @@ struct ResponseState {
         if (!d.ok()) {
           engine->AbortStream(*c.stream);  // an output error ends the request on the workers too (a no-op if it failed there)
           c.finished = true;
-          c.tracker->Finish("error");
+          c.tracker->Finish(FailureFinishReason(d.status()));  // the engine's deadline or shutdown is an abort
           return d.status();
         }
         if (d->stop_string_matched) engine->AbortStream(*c.stream);
@@ -298,7 +298,7 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
 }
 
 void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res) {
-  if (stopping_->load()) return SendError(res, absl::UnavailableError("the server is shutting down"));
+  if (stopping_->load()) return SendError(res, absl::UnavailableError(kShuttingDownMessage));
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
   // Before anything copies or dumps it (both recurse per level; destruction does not).
@@ -388,7 +388,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   for (size_t p = 0; p < prepared.size() && request->n > 1; ++p) {
     Choice& first = state->choices[p * request->n];
     for (scheduler::GenerationEvent e; !first.pending.has_value();) {
-      if (stopping_->load()) return fail(absl::UnavailableError("the server is shutting down"));
+      if (stopping_->load()) return fail(absl::UnavailableError(kShuttingDownMessage));
       if (first.stream->Next(&e, kPollInterval)) first.pending = std::move(e);
     }
     for (int i = 1; i < request->n; ++i)
@@ -409,7 +409,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       }
       if (stopping_->load()) {
         state->AbortUnfinished(engine_);
-        return SendError(res, absl::UnavailableError("the server is shutting down"));
+        return SendError(res, absl::UnavailableError(kShuttingDownMessage));
       }
       size_t which = 0;
       OutputDelta delta;
@@ -443,7 +443,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
         if (stopping->load()) {
           state->AbortUnfinished(engine);
           state->done = true;
-          write(OpenAiResponseBuilder::StreamError(ErrorJson(absl::UnavailableError("the server is shutting down"))));
+          write(OpenAiResponseBuilder::StreamError(ErrorJson(absl::UnavailableError(kShuttingDownMessage))));
           sink.done();
           return true;
         }

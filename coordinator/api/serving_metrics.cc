@@ -76,6 +76,17 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
             "Draft tokens verified by draft position (the adaptive draft length drafts later positions less often).");
 }
 
+std::string FailureFinishReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled: return "abort";
+    // A cluster failure is UNAVAILABLE too ("the cluster failed: ..."): only the shutdown's own
+    // message marks a request the server ended on purpose.
+    case absl::StatusCode::kUnavailable: return status.message() == kShuttingDownMessage ? "abort" : "error";
+    default: return "error";
+  }
+}
+
 void ServingMetrics::ObserveTimeToFirstToken(double seconds) {
   registry_.Observe("vllm:time_to_first_token_seconds", labels(), seconds);
 }

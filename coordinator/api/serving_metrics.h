@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "coordinator/api/metrics.h"
@@ -34,6 +35,16 @@ class ServingMetrics {
   std::string model_name_;
   MetricsRegistry registry_;
 };
+
+// What the engine (and the front ends) answer a request ended by the server's shutdown with:
+// UNAVAILABLE and these words (ContinuousBatchingEngine's shutdown; the API's own checks).
+inline constexpr char kShuttingDownMessage[] = "the server is shutting down";
+
+// The finish reason to record for a request that ended with `status` mid-generation: "abort"
+// when it was ended from outside (its deadline passed, the client cancelled, the server shut
+// down), as vLLM counts them; "error" for a real failure (cluster gone, bad output). Which of the
+// front end or the engine notices a deadline first must not change how it is counted.
+std::string FailureFinishReason(const absl::Status& status);
 
 // One structured log line (JSON on stderr, like a finished request's): {"ts", "event",
 // "request_id", "detail"}. The engine's scheduling events (EngineOptions::log_event).

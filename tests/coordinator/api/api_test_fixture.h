@@ -3,6 +3,9 @@
 #ifndef GLM_TESTS_COORDINATOR_API_API_TEST_FIXTURE_H_
 #define GLM_TESTS_COORDINATOR_API_API_TEST_FIXTURE_H_
 
+#include <httplib.h>
+
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,6 +88,23 @@ class ApiTest : public ::testing::Test {
     auto ids = tokenizer_->Encode(text, false);
     EXPECT_TRUE(ids.ok()) << ids.status();
     return ids.ok() ? *ids : std::vector<int32_t>{};
+  }
+
+  // The value of one series of /metrics, given as its name and labels exactly as rendered (e.g.
+  // `glm:request_failures_total{model_name="glm5-tiny-code",reason="error"}`); 0 when absent.
+  double MetricValue(const std::string& series) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(10, 0);
+    auto res = client.Get("/metrics");
+    EXPECT_TRUE(res && res->status == 200);
+    if (!res) return -1;
+    const std::string body = "\n" + res->body;
+    const size_t at = body.find("\n" + series + " ");
+    if (at == std::string::npos) return 0;
+    return std::strtod(body.c_str() + at + 1 + series.size() + 1, nullptr);
+  }
+  static std::string Series(const std::string& name, const std::string& label, const std::string& value) {
+    return name + "{model_name=\"glm5-tiny-code\"," + label + "=\"" + value + "\"}";
   }
 
   // The engine answers every request with `text`'s tokens, then EOS.

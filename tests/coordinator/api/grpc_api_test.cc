@@ -5,6 +5,7 @@
 #include "absl/strings/str_join.h"
 #include "coordinator/api/grpc_client.h"
 #include "coordinator/api/loading_health_server.h"
+#include "coordinator/api/serving_metrics.h"
 #include <httplib.h>
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
@@ -261,6 +262,35 @@ TEST_F(GrpcApiTest, DeadlineExceededAbortsInEngine) {
   EXPECT_EQ(c.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(engine_->WaitForAbort("too-slow", absl::Seconds(3)));
   EXPECT_NE(engine_->last_request().deadline, absl::InfiniteFuture());  // passed on to the engine
+}
+
+// A request the engine ends because its deadline passed (in the queue or mid-decode), the
+// client cancelled, or the server shut down is an abort, as vLLM counts it, whoever noticed first;
+// only a real failure (the cluster gone) is an error. The client's status code is unchanged.
+TEST_F(GrpcApiTest, DeadlineCancelAndShutdownEndingsCountAsAbortNotError) {
+  const std::string abort = Series("vllm:request_success_total", "finished_reason", "abort");
+  const std::string error = Series("glm:request_failures_total", "reason", "error");
+  struct Case {
+    absl::Status engine_error;
+    grpc::StatusCode code;
+    int after_tokens;
+  };
+  const std::vector<Case> cases = {
+      {absl::DeadlineExceededError("deadline exceeded"), grpc::StatusCode::DEADLINE_EXCEEDED, 0},  // while queued
+      {absl::DeadlineExceededError("deadline exceeded"), grpc::StatusCode::DEADLINE_EXCEEDED, 2},  // mid-decode
+      {absl::CancelledError("cancelled"), grpc::StatusCode::CANCELLED, 1},
+      {absl::UnavailableError(api::kShuttingDownMessage), grpc::StatusCode::UNAVAILABLE, 1},
+  };
+  for (const Case& c : cases) {
+    engine_->FailAfter(c.after_tokens, c.engine_error);
+    EXPECT_EQ(Generate(TokenRequest({1}, 10)).status.error_code(), c.code) << c.engine_error;
+  }
+  EXPECT_EQ(MetricValue(abort), 4);
+  EXPECT_EQ(MetricValue(error), 0);
+  engine_->FailAfter(1, absl::UnavailableError("the cluster failed: shard worker 3 is gone"));
+  EXPECT_EQ(Generate(TokenRequest({1}, 10)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(MetricValue(error), 1);
+  EXPECT_EQ(MetricValue(abort), 4);
 }
 
 TEST_F(GrpcApiTest, ModelNamesAreLenientUnlessConfigured) {
