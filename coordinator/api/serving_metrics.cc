@@ -71,8 +71,11 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("vllm:spec_decode_num_drafts_total", Type::kCounter, "Verify steps that carried speculative drafts.");
   r.Declare("vllm:spec_decode_num_draft_tokens_total", Type::kCounter, "Draft tokens proposed.");
   r.Declare("vllm:spec_decode_num_accepted_tokens_total", Type::kCounter, "Draft tokens accepted.");
-  r.Declare("vllm:spec_decode_num_accepted_tokens_per_pos", Type::kCounter, "Accepted draft tokens by draft position.");
-  r.Declare("glm:spec_decode_num_draft_tokens_per_pos", Type::kCounter,
+  // Counters are named with _total (vLLM's names too): prometheus_client-based parsers skip a
+  // counter sample without it.
+  r.Declare("vllm:spec_decode_num_accepted_tokens_per_pos_total", Type::kCounter,
+            "Accepted draft tokens by draft position.");
+  r.Declare("glm:spec_decode_num_draft_tokens_per_pos_total", Type::kCounter,
             "Draft tokens verified by draft position (the adaptive draft length drafts later positions less often).");
 }
 
@@ -173,12 +176,12 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   for (size_t i = 0; i < load.spec_accepted_per_pos.size(); ++i) {
     MetricLabels pos = l;
     pos.emplace_back("position", std::to_string(i));
-    r.Set("vllm:spec_decode_num_accepted_tokens_per_pos", pos, static_cast<double>(load.spec_accepted_per_pos[i]));
+    r.Set("vllm:spec_decode_num_accepted_tokens_per_pos_total", pos, static_cast<double>(load.spec_accepted_per_pos[i]));
   }
   for (size_t i = 0; i < load.spec_drafted_per_pos.size(); ++i) {
     MetricLabels pos = l;
     pos.emplace_back("position", std::to_string(i));
-    r.Set("glm:spec_decode_num_draft_tokens_per_pos", pos, static_cast<double>(load.spec_drafted_per_pos[i]));
+    r.Set("glm:spec_decode_num_draft_tokens_per_pos_total", pos, static_cast<double>(load.spec_drafted_per_pos[i]));
   }
   return r.Render();
 }

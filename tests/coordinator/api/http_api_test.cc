@@ -665,8 +665,8 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
   EXPECT_THAT(res->body, HasSubstr("glm:rank_comm_seconds_total{model_name=\"glm5-tiny-code\",rank=\"1\",stage=\"0\"} 0.125"));
   EXPECT_THAT(res->body, HasSubstr("glm:rank_steps_total{model_name=\"glm5-tiny-code\",rank=\"2\",stage=\"1\"} 3"));
   EXPECT_THAT(res->body, HasSubstr("glm:expert_bytes_read_total{model_name=\"glm5-tiny-code\"} 3000"));
-  EXPECT_THAT(res->body, HasSubstr("vllm:spec_decode_num_accepted_tokens_per_pos{model_name=\"glm5-tiny-code\",position=\"1\"} 1"));
-  EXPECT_THAT(res->body, HasSubstr("glm:spec_decode_num_draft_tokens_per_pos{model_name=\"glm5-tiny-code\",position=\"1\"} 4"));
+  EXPECT_THAT(res->body, HasSubstr("vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name=\"glm5-tiny-code\",position=\"1\"} 1"));
+  EXPECT_THAT(res->body, HasSubstr("glm:spec_decode_num_draft_tokens_per_pos_total{model_name=\"glm5-tiny-code\",position=\"1\"} 4"));
 
   server_->Shutdown();
   StartServer(/*serving=*/false);

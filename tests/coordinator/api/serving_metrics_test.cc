@@ -2,7 +2,11 @@
 // through the HTTP front end; the gRPC front end's accounting is tested in grpc_api_test.cc.
 #include <cmath>
 #include <limits>
+#include <map>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "coordinator/api/metrics.h"
 #include "coordinator/api/serving_metrics.h"
 #include "nlohmann/json.hpp"
@@ -44,6 +48,51 @@ TEST_F(MetricsAccountingTest, HttpDeadlineAndShutdownEndingsCountAsAbortNotError
   EXPECT_EQ(PostStatus("/v1/completions", body), 503);
   EXPECT_EQ(MetricValue(error), 1);
   EXPECT_EQ(MetricValue(abort), 3);
+}
+
+// Every counter family is named with _total and its samples carry that name: parsers built on
+// prometheus_client skip a counter sample without the suffix (the per-position speculative
+// counters lacked it).
+TEST(MetricsRenderTest, EveryCounterIsNamedWithTotal) {
+  scheduler::EngineLoad load;
+  load.spec_accepted_per_pos = {8, 1};
+  load.spec_drafted_per_pos = {10, 4};
+  shard::RankStats rank;
+  rank.set_rank(1);
+  rank.set_expert_cache_hits(3);
+  load.ranks.push_back(rank);
+  api::ServingMetrics metrics("m");
+  metrics.ObserveFinished("length", 0.5);
+  metrics.ObserveFinished("rejected", 0);
+  const std::string text = metrics.Render(load);
+  std::map<std::string, std::string> type_of;  // family -> type
+  int counters = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "# TYPE ")) {
+      std::vector<std::string> parts = absl::StrSplit(line, ' ');
+      ASSERT_EQ(parts.size(), 4u) << line;
+      type_of[parts[2]] = parts[3];
+      if (parts[3] == "counter") {
+        ++counters;
+        EXPECT_TRUE(absl::EndsWith(parts[2], "_total")) << line;
+      }
+      continue;
+    }
+    if (absl::StartsWith(line, "#")) continue;
+    const std::string name(line.substr(0, line.find_first_of("{ ")));
+    // A counter's samples are its family's name; histograms add _bucket/_sum/_count.
+    if (!type_of.count(name)) {
+      bool histogram_part = false;
+      for (const char* suffix : {"_bucket", "_sum", "_count"})
+        if (absl::EndsWith(name, suffix) &&
+            type_of[name.substr(0, name.size() - std::string(suffix).size())] == "histogram")
+          histogram_part = true;
+      EXPECT_TRUE(histogram_part) << "a sample of no declared family: " << line;
+    }
+  }
+  EXPECT_GT(counters, 10);
+  EXPECT_THAT(text, HasSubstr("vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name=\"m\",position=\"1\"} 1"));
+  EXPECT_THAT(text, HasSubstr("glm:spec_decode_num_draft_tokens_per_pos_total{model_name=\"m\",position=\"0\"} 10"));
 }
 
 }  // namespace
