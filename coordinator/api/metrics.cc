@@ -1,6 +1,7 @@
 #include "coordinator/api/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -9,13 +10,23 @@
 namespace glm::api {
 namespace {
 
-// Prometheus floats: integers without a fraction, +Inf spelled as Prometheus wants.
+// Prometheus floats: the shortest text that reads back as the same double (0.005, not %.17g's
+// 0.0050000000000000001: Prometheus before 3.0 compares a bucket's `le` as a string, so it must
+// read as vLLM's does), integers without a fraction or exponent, +Inf spelled as Prometheus wants.
 std::string FormatNumber(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  // Whole counts (tokens, bytes) stay plain digits up to 1e15 (exact in a double); the shortest
+  // form would print 3000000000 as 3e+09.
+  const bool whole = v == std::trunc(v) && std::fabs(v) < 1e15;
+  const auto [end, ec] = whole ? std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed)
+                               : std::to_chars(buf, buf + sizeof(buf), v);
+  if (ec != std::errc()) {  // cannot happen with 64 bytes; never print garbage if it did
+    std::snprintf(buf, sizeof(buf), "%.17g", v);
+    return buf;
+  }
+  return std::string(buf, end);
 }
 
 std::string EscapeLabelValue(const std::string& v) {

@@ -95,5 +95,38 @@ TEST(MetricsRenderTest, EveryCounterIsNamedWithTotal) {
   EXPECT_THAT(text, HasSubstr("glm:spec_decode_num_draft_tokens_per_pos_total{model_name=\"m\",position=\"0\"} 10"));
 }
 
+// Numbers are printed in their shortest round-tripping form: a bucket's le="0.005" (vLLM's text;
+// Prometheus before 3.0 compares le as a string), not %.17g's "0.0050000000000000001".
+TEST(MetricsRenderTest, NumbersAreShortestRoundTrip) {
+  using Type = api::MetricsRegistry::Type;
+  api::MetricsRegistry r;
+  r.Declare("h_seconds", Type::kHistogram, "h", {0.005, 0.1, 0.3, 0.8, 2.5, 10});
+  r.Declare("g", Type::kGauge, "g");
+  r.Declare("c_total", Type::kCounter, "c");
+  r.Observe("h_seconds", {}, 0.064155107);
+  r.Set("c_total", {}, 3e9);
+  const std::vector<double> gauges = {0.1 + 0.2, 1e-7, 1e20, -2.5, 123456789012.5, 1.0 / 3,
+                                      std::numeric_limits<double>::infinity(),
+                                      -std::numeric_limits<double>::infinity(),
+                                      std::numeric_limits<double>::quiet_NaN()};
+  for (size_t i = 0; i < gauges.size(); ++i) r.Set("g", {{"i", std::to_string(i)}}, gauges[i]);
+  const std::string text = r.Render();
+  for (const char* le : {"0.005", "0.1", "0.3", "0.8", "2.5", "10", "+Inf"})
+    EXPECT_THAT(text, HasSubstr(std::string("h_seconds_bucket{le=\"") + le + "\"}")) << le;
+  EXPECT_THAT(text, HasSubstr("\nh_seconds_sum 0.064155107\n"));
+  EXPECT_THAT(text, HasSubstr("\nc_total 3000000000\n"));  // whole counts stay digits
+  EXPECT_THAT(text, HasSubstr("g{i=\"0\"} 0.30000000000000004\n"));
+  EXPECT_THAT(text, HasSubstr("g{i=\"6\"} +Inf\n"));
+  EXPECT_THAT(text, HasSubstr("g{i=\"7\"} -Inf\n"));
+  EXPECT_THAT(text, HasSubstr("g{i=\"8\"} NaN\n"));
+  // Every finite value reads back as the same double.
+  for (size_t i = 0; i + 3 < gauges.size(); ++i) {
+    const std::string key = "g{i=\"" + std::to_string(i) + "\"} ";
+    const size_t at = text.find(key);
+    ASSERT_NE(at, std::string::npos) << key;
+    EXPECT_EQ(std::strtod(text.c_str() + at + key.size(), nullptr), gauges[i]) << key;
+  }
+}
+
 }  // namespace
 }  // namespace glm::testing
