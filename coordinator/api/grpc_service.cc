@@ -135,16 +135,22 @@ GrpcInferenceService::GrpcInferenceService(scheduler::Engine* engine, const Text
 
 grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                                             grpc::ServerWriter<pb::GenerateResponse>* writer) {
-  if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
+  // Every refusal before the engine has the request counts as "rejected" too, as the engine's own
+  // (queue full, draining) do below: glm:request_failures_total counts invalid requests.
+  auto reject = [this](const grpc::Status& status) {
+    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    return status;
+  };
+  if (stopping_->load()) return reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage));
   if (!frontend_->AcceptsModelName(request->model()))
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("model: '", request->model(), "' is not served here (serving '",
-                                     frontend_->model().name, "')"));
+    return reject(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                               absl::StrCat("model: '", request->model(), "' is not served here (serving '",
+                                            frontend_->model().name, "')")));
   const absl::Time deadline = DeadlineOf(*context);
   auto api = FromProto(*request, deadline);
-  if (!api.ok()) return ToGrpcStatus(api.status());
+  if (!api.ok()) return reject(ToGrpcStatus(api.status()));
   auto prepared = frontend_->Prepare(*api);
-  if (!prepared.ok()) return ToGrpcStatus(prepared.status());
+  if (!prepared.ok()) return reject(ToGrpcStatus(prepared.status()));
   const std::string id = prepared->engine_request.request_id;
   RequestTracker tracker(metrics_, id, "grpc", static_cast<int>(prepared->engine_request.prompt.size()));
   auto stream = engine_->Submit(std::move(prepared->engine_request));

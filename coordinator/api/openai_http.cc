@@ -298,19 +298,24 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
 }
 
 void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res) {
-  if (stopping_->load()) return SendError(res, absl::UnavailableError(kShuttingDownMessage));
+  // Every refusal before the engine has the request counts as "rejected" too, as the engine's own
+  // (queue full, draining) do in submit below: glm:request_failures_total counts invalid requests.
+  auto reject = [&](const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    SendError(res, status);
+  };
+  if (stopping_->load()) return reject(absl::UnavailableError(kShuttingDownMessage));
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
+  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
   // Before anything copies or dumps it (both recurse per level; destruction does not).
-  if (auto s = CheckBodyDepth(body); !s.ok()) return SendError(res, s);
+  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
   const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
   auto parsed = ParseOpenAiRequest(endpoint, body, frontend_->model().name);
-  if (!parsed.ok()) return SendError(res, parsed.status());
+  if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<OpenAiRequest>(std::move(*parsed));
   if (!frontend_->AcceptsModelName(request->model))
-    return SendError(res, absl::NotFoundError(absl::StrCat("The model '", request->model,
-                                                           "' does not exist (serving '", frontend_->model().name,
-                                                           "')")));
+    return reject(absl::NotFoundError(absl::StrCat("The model '", request->model, "' does not exist (serving '",
+                                                   frontend_->model().name, "')")));
   const std::string id = frontend_->NewRequestId(kind == Kind::kChat ? "chatcmpl" : "cmpl");
   request->api.request_id = id;
   // Every prompt prepared (tokenized, validated) before anything is submitted: a bad one
@@ -328,13 +333,13 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       a.input_field = in.field;
     }
     auto one = frontend_->Prepare(a);
-    if (!one.ok()) return SendError(res, one.status());
+    if (!one.ok()) return reject(one.status());
     if (request->echo) {
       std::string text = a.text;
       const tokenizer::Tokenizer* tok = frontend_->model().tokenizer;
       if (a.input == ApiRequest::Input::kTokenIds && tok != nullptr) {
         auto decoded = tok->Decode(one->engine_request.prompt);
-        if (!decoded.ok()) return SendError(res, InvalidField(a.input_field, decoded.status().message()));
+        if (!decoded.ok()) return reject(InvalidField(a.input_field, decoded.status().message()));
         text = *decoded;
       }
       echo_texts.push_back(std::move(text));

@@ -203,6 +203,34 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
   EXPECT_TRUE(engine_->requests().empty());
 }
 
+// Every refused Generate counts in glm:request_failures_total{reason="rejected"}, whichever check
+// refused it (only the engine's own refusals were counted: 22 invalid requests raised it by 2).
+TEST_F(GrpcApiTest, EveryRefusalCountsAsRejected) {
+  const std::string rejected = Series("glm:request_failures_total", "reason", "rejected");
+  std::vector<std::function<void(pb::GenerateRequest*)>> edits = {
+      [](pb::GenerateRequest* r) { r->mutable_sampling()->set_temperature(-1); },                // FromProto/Prepare
+      [](pb::GenerateRequest* r) { r->mutable_sampling()->set_top_p(1.5f); },
+      [](pb::GenerateRequest* r) { r->mutable_token_ids()->mutable_ids()->Set(1, 99999); },
+      [](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 150; },
+      [](pb::GenerateRequest* r) { r->mutable_sampling()->set_max_tokens(5000); },             // over the context
+      [](pb::GenerateRequest* r) { r->clear_token_ids(); },
+      [](pb::GenerateRequest* r) { r->mutable_chat()->set_tools_json("{not json"); },           // FromProto
+      [](pb::GenerateRequest* r) { r->set_model("gpt-4o"); },                                   // NOT_FOUND
+  };
+  model_.accept_any_name = false;
+  for (const auto& edit : edits) {
+    pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);
+    edit(&r);
+    EXPECT_FALSE(Generate(r).status.ok());
+  }
+  EXPECT_TRUE(engine_->requests().empty());
+  EXPECT_EQ(MetricValue(rejected), static_cast<double>(edits.size()));
+  engine_->SetMaxLive(0);  // the engine's refusal still counts once
+  EXPECT_EQ(Generate(TokenRequest({1}, 2)).status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(MetricValue(rejected), static_cast<double>(edits.size() + 1));
+  EXPECT_EQ(MetricValue(Series("glm:request_failures_total", "reason", "error")), 0);
+}
+
 TEST_F(GrpcApiTest, QueueFullIsResourceExhausted) {
   engine_->SetMaxLive(0);
   Collected c = Generate(TokenRequest({1}, 2));

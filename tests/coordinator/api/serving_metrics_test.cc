@@ -50,6 +50,31 @@ TEST_F(MetricsAccountingTest, HttpDeadlineAndShutdownEndingsCountAsAbortNotError
   EXPECT_EQ(MetricValue(abort), 3);
 }
 
+// Every refused request counts in glm:request_failures_total{reason="rejected"}, whichever check
+// refused it (JSON, fields, model name, prompt, or the engine); an unknown route is no request.
+TEST_F(MetricsAccountingTest, HttpEveryRefusalCountsAsRejected) {
+  const std::string rejected = Series("glm:request_failures_total", "reason", "rejected");
+  model_.accept_any_name = false;
+  const std::string deep = std::string(1000, '[') + std::string(1000, ']') + "}";  // over the depth limit
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"/v1/completions", "{not json"},
+      {"/v1/completions", R"({"prompt": )" + deep},
+      {"/v1/completions", R"({"prompt": "x", "temperature": -2})"},
+      {"/v1/chat/completions", R"({"model": "glm-tiny"})"},
+      {"/v1/completions", R"({"prompt": "x", "model": "gpt-4o"})"},
+      {"/v1/completions", R"({"prompt": [1, 99999]})"},
+      {"/v1/completions", R"({"prompt": ["x", [1, 99999]]})"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": 5000})"},
+  };
+  for (const auto& [path, body] : refused) EXPECT_GE(PostStatus(path, body), 400) << body;
+  EXPECT_EQ(PostStatus("/v1/nothing-here", "{}"), 404);
+  EXPECT_TRUE(engine_->requests().empty());
+  EXPECT_EQ(MetricValue(rejected), static_cast<double>(refused.size()));
+  engine_->SetMaxLive(0);  // the engine's refusal still counts once
+  EXPECT_EQ(PostStatus("/v1/completions", R"({"prompt": "x"})"), 429);
+  EXPECT_EQ(MetricValue(rejected), static_cast<double>(refused.size() + 1));
+}
+
 // Every counter family is named with _total and its samples carry that name: parsers built on
 // prometheus_client skip a counter sample without the suffix (the per-position speculative
 // counters lacked it).
