@@ -81,7 +81,9 @@ class ApiServerImpl final : public ApiServer {
     }
     if (health_thread_.joinable()) health_thread_.join();
     if (grpc_server_ != nullptr) {
-      if (auto* health = grpc_server_->GetHealthCheckService()) health->Shutdown();
+      // NOT_SERVING (stopping_ is set) if health still says SERVING. Not health->Shutdown(): it
+      // sends NOT_SERVING to every Watch stream again even when that is already their state.
+      UpdateHealth();
       grpc_server_->Shutdown(std::chrono::system_clock::now() + kGrpcShutdownGrace);
       grpc_server_->Wait();
     }
@@ -102,13 +104,17 @@ class ApiServerImpl final : public ApiServer {
 
   bool HealthyNow() const { return serving_.load() && !stopping_.load() && !engine_->draining(); }
 
+  // Publishes only a change: gRPC's health service sends every SetServingStatus to each Watch
+  // stream of that name, identical or not (SetServing(false) twice at shutdown, and the
+  // all-services form on top of the two names, gave watchers the same NOT_SERVING many times).
+  // Only the server ("") and the Inference service are published; other names stay unknown.
   void UpdateHealth() {
     if (grpc_server_ == nullptr) return;
     grpc::HealthCheckServiceInterface* health = grpc_server_->GetHealthCheckService();
     if (health == nullptr) return;
     absl::MutexLock lock(&health_mu_);  // SetServing and the watcher may both publish
     const bool ok = HealthyNow();
-    health->SetServingStatus(ok);
+    if (published_.load() == static_cast<int>(ok)) return;
     health->SetServingStatus("", ok);
     health->SetServingStatus(kServiceName, ok);
     published_.store(ok);

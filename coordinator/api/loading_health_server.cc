@@ -86,7 +86,8 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
 
   void Stop() override {
     if (grpc_server_ != nullptr) {
-      if (auto* health = grpc_server_->GetHealthCheckService()) health->Shutdown();
+      // No health->Shutdown(): everything is NOT_SERVING already, and it would send that to every
+      // Watch stream once more.
       grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
       grpc_server_->Wait();
       grpc_server_.reset();

@@ -3,6 +3,8 @@
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "coordinator/api/grpc_client.h"
 #include "coordinator/api/loading_health_server.h"
 #include "coordinator/api/serving_metrics.h"
@@ -29,6 +31,85 @@ struct Collected {
     for (const auto& m : messages) s += m.text();
     return s;
   }
+};
+
+// A grpc.health.v1 Watch stream, read by hand through a generic call (the generated health
+// stubs are not installed with libgrpc++): the statuses it received until the server ended it.
+class HealthWatch {
+ public:
+  HealthWatch(const std::string& address, const std::string& service)
+      : stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {
+    call_ = stub_.PrepareCall(&ctx_, "/grpc.health.v1.Health/Watch", &cq_);
+    call_->StartCall(this);
+    reader_ = std::thread([this, service] { Read(service); });
+  }
+  ~HealthWatch() {
+    ctx_.TryCancel();
+    reader_.join();
+    cq_.Shutdown();
+    void* tag;
+    bool ok;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+  // Waits until `n` statuses arrived or the stream ended (at most `timeout`); all so far.
+  std::vector<int> WaitFor(size_t n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&] { return statuses_.size() >= n || ended_; };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return statuses_;
+  }
+  bool WaitForEnd(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&ended_), timeout);
+  }
+
+ private:
+  bool Wait() {
+    void* tag;
+    bool ok = false;
+    return cq_.Next(&tag, &ok) && ok;
+  }
+  void Read(const std::string& service) {
+    std::string bytes;  // HealthCheckRequest{service = 1}
+    if (!service.empty()) bytes = std::string("\x0a") + static_cast<char>(service.size()) + service;
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1);
+    bool ok = Wait();
+    if (ok) {
+      call_->Write(request, this);
+      ok = Wait();
+    }
+    if (ok) {
+      call_->WritesDone(this);
+      ok = Wait();
+    }
+    while (ok) {
+      grpc::ByteBuffer response;
+      call_->Read(&response, this);
+      if (!Wait()) break;
+      std::vector<grpc::Slice> slices;
+      std::string got;
+      if (response.Dump(&slices).ok())
+        for (const auto& s : slices) got.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      absl::MutexLock lock(&mu_);
+      statuses_.push_back(got.size() >= 2 && got[0] == 0x08 ? got[1] : 0);  // HealthCheckResponse.status
+    }
+    grpc::Status status;
+    call_->Finish(&status, this);
+    Wait();
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+  }
+
+  grpc::GenericStub stub_;
+  grpc::ClientContext ctx_;
+  grpc::CompletionQueue cq_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::vector<int> statuses_;
+  bool ended_ = false;
 };
 
 class GrpcApiTest : public ApiTest {
@@ -433,6 +514,32 @@ TEST_F(GrpcApiTest, HealthNotServingBeforeSetServing) {
   EXPECT_TRUE(*s);
 }
 
+// A Watch stream sees each change of health once: repeated SetServing calls and the shutdown
+// publish nothing new (they sent the same status again and again: 1 SERVING, 2 NOT_SERVING).
+TEST_F(GrpcApiTest, HealthWatchSeesEachChangeOnce) {
+  constexpr int kServing = 1, kNotServing = 2;
+  HealthWatch server_health(grpc_address_, "");
+  HealthWatch service_health(grpc_address_, "glm.inference.v1.Inference");
+  for (HealthWatch* w : {&server_health, &service_health})
+    ASSERT_EQ(w->WaitFor(1, absl::Seconds(5)), std::vector<int>{kServing});
+  server_->SetServing(true);
+  server_->SetServing(true);
+  server_->SetServing(false);
+  server_->SetServing(false);
+  for (HealthWatch* w : {&server_health, &service_health})
+    EXPECT_EQ(w->WaitFor(2, absl::Seconds(5)), (std::vector<int>{kServing, kNotServing}));
+  server_->SetServing(true);
+  for (HealthWatch* w : {&server_health, &service_health})
+    EXPECT_EQ(w->WaitFor(3, absl::Seconds(5)), (std::vector<int>{kServing, kNotServing, kServing}));
+  server_->Shutdown();  // stopping: NOT_SERVING, once
+  server_->SetServing(false);
+  for (HealthWatch* w : {&server_health, &service_health}) {
+    EXPECT_TRUE(w->WaitForEnd(absl::Seconds(5)));
+    EXPECT_EQ(w->WaitFor(100, absl::ZeroDuration()),
+              (std::vector<int>{kServing, kNotServing, kServing, kNotServing}));
+  }
+}
+
 // While the model loads, health is NOT_SERVING / 503 on the addresses the API server then takes
 // over: probes never see a refused connection, and the ports asked as 0 stay the same.
 TEST_F(GrpcApiTest, LoadingHealthServerHandsItsPortsToTheApiServer) {
@@ -458,7 +565,13 @@ TEST_F(GrpcApiTest, LoadingHealthServerHandsItsPortsToTheApiServer) {
   ASSERT_TRUE(completion);
   EXPECT_EQ(completion->status, 503);
   EXPECT_EQ(nlohmann::json::parse(completion->body)["error"]["code"], "loading");
-  (*loading)->Stop();
+  {
+    HealthWatch watch(grpc_address, "");  // sees NOT_SERVING once, then the end of the stream
+    ASSERT_EQ(watch.WaitFor(1, absl::Seconds(5)), std::vector<int>{2});
+    (*loading)->Stop();
+    EXPECT_TRUE(watch.WaitForEnd(absl::Seconds(5)));
+    EXPECT_EQ(watch.WaitFor(100, absl::ZeroDuration()), std::vector<int>{2});
+  }
 
   api::ApiOptions options;
   options.grpc_listen = grpc_address;
