@@ -13,6 +13,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "protos/grpc/health/v1/health.pb.h"
 
 namespace glm::api {
 namespace {
@@ -36,6 +37,10 @@ class ApiServerImpl final : public ApiServer {
       // Process-wide switches; they must be set before the first ServerBuilder.
       grpc::EnableDefaultHealthCheckService(true);
       grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+      // Reflection describes what the generated descriptor pool holds; gRPC's own health service
+      // brings no descriptor, so ours (protos/grpc/health/v1/health.proto) is linked in by this
+      // reference (an unreferenced object of a static library would be left out).
+      (void)grpc::health::v1::HealthCheckRequest::descriptor();
       service_ = std::make_unique<GrpcInferenceService>(engine_, &frontend_, &metrics_, &stopping_,
                                                         options_.stream_interval);
       grpc::ServerBuilder builder;

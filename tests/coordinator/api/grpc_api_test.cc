@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/descriptor.pb.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "coordinator/api/grpc_client.h"
 #include "coordinator/api/loading_health_server.h"
@@ -33,17 +35,18 @@ struct Collected {
   }
 };
 
-// A grpc.health.v1 Watch stream, read by hand through a generic call (the generated health
-// stubs are not installed with libgrpc++): the statuses it received until the server ended it.
-class HealthWatch {
+// A server-streaming call made through a generic stub, for services whose generated stubs are not
+// installed with libgrpc++ (health, reflection): one request message, then every response
+// message (raw bytes) until the server ends the stream.
+class RawStream {
  public:
-  HealthWatch(const std::string& address, const std::string& service)
+  RawStream(const std::string& address, const std::string& method, const std::string& request)
       : stub_(grpc::CreateChannel(address, grpc::InsecureChannelCredentials())) {
-    call_ = stub_.PrepareCall(&ctx_, "/grpc.health.v1.Health/Watch", &cq_);
+    call_ = stub_.PrepareCall(&ctx_, method, &cq_);
     call_->StartCall(this);
-    reader_ = std::thread([this, service] { Read(service); });
+    reader_ = std::thread([this, request] { Read(request); });
   }
-  ~HealthWatch() {
+  ~RawStream() {
     ctx_.TryCancel();
     reader_.join();
     cq_.Shutdown();
@@ -52,12 +55,12 @@ class HealthWatch {
     while (cq_.Next(&tag, &ok)) {
     }
   }
-  // Waits until `n` statuses arrived or the stream ended (at most `timeout`); all so far.
-  std::vector<int> WaitFor(size_t n, absl::Duration timeout) {
+  // Waits until `n` messages arrived or the stream ended (at most `timeout`); all so far.
+  std::vector<std::string> WaitFor(size_t n, absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
-    auto ready = [&] { return statuses_.size() >= n || ended_; };
+    auto ready = [&] { return messages_.size() >= n || ended_; };
     mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-    return statuses_;
+    return messages_;
   }
   bool WaitForEnd(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
@@ -70,9 +73,7 @@ class HealthWatch {
     bool ok = false;
     return cq_.Next(&tag, &ok) && ok;
   }
-  void Read(const std::string& service) {
-    std::string bytes;  // HealthCheckRequest{service = 1}
-    if (!service.empty()) bytes = std::string("\x0a") + static_cast<char>(service.size()) + service;
+  void Read(const std::string& bytes) {
     grpc::Slice slice(bytes);
     grpc::ByteBuffer request(&slice, 1);
     bool ok = Wait();
@@ -93,7 +94,7 @@ class HealthWatch {
       if (response.Dump(&slices).ok())
         for (const auto& s : slices) got.append(reinterpret_cast<const char*>(s.begin()), s.size());
       absl::MutexLock lock(&mu_);
-      statuses_.push_back(got.size() >= 2 && got[0] == 0x08 ? got[1] : 0);  // HealthCheckResponse.status
+      messages_.push_back(std::move(got));
     }
     grpc::Status status;
     call_->Finish(&status, this);
@@ -108,9 +109,28 @@ class HealthWatch {
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
   std::thread reader_;
   absl::Mutex mu_;
-  std::vector<int> statuses_;
+  std::vector<std::string> messages_;
   bool ended_ = false;
 };
+
+// A length-delimited protobuf field (names < 128 bytes): enough to build health and reflection
+// requests by hand.
+std::string ProtoString(int field, const std::string& value) {
+  if (value.empty()) return "";
+  return std::string(1, static_cast<char>(field << 3 | 2)) + static_cast<char>(value.size()) + value;
+}
+
+// A grpc.health.v1 Watch stream (HealthCheckRequest{service = 1}).
+std::unique_ptr<RawStream> WatchHealth(const std::string& address, const std::string& service) {
+  return std::make_unique<RawStream>(address, "/grpc.health.v1.Health/Watch", ProtoString(1, service));
+}
+
+// HealthCheckResponse{status = 1 (varint)} of each message; an empty message is UNKNOWN (0).
+std::vector<int> Statuses(const std::vector<std::string>& messages) {
+  std::vector<int> out;
+  for (const std::string& m : messages) out.push_back(m.size() >= 2 && m[0] == 0x08 ? m[1] : 0);
+  return out;
+}
 
 class GrpcApiTest : public ApiTest {
  protected:
@@ -518,25 +538,70 @@ TEST_F(GrpcApiTest, HealthNotServingBeforeSetServing) {
 // publish nothing new (they sent the same status again and again: 1 SERVING, 2 NOT_SERVING).
 TEST_F(GrpcApiTest, HealthWatchSeesEachChangeOnce) {
   constexpr int kServing = 1, kNotServing = 2;
-  HealthWatch server_health(grpc_address_, "");
-  HealthWatch service_health(grpc_address_, "glm.inference.v1.Inference");
-  for (HealthWatch* w : {&server_health, &service_health})
-    ASSERT_EQ(w->WaitFor(1, absl::Seconds(5)), std::vector<int>{kServing});
+  auto server_health = WatchHealth(grpc_address_, "");
+  auto service_health = WatchHealth(grpc_address_, "glm.inference.v1.Inference");
+  for (RawStream* w : {server_health.get(), service_health.get()})
+    ASSERT_EQ(Statuses(w->WaitFor(1, absl::Seconds(5))), std::vector<int>{kServing});
   server_->SetServing(true);
   server_->SetServing(true);
   server_->SetServing(false);
   server_->SetServing(false);
-  for (HealthWatch* w : {&server_health, &service_health})
-    EXPECT_EQ(w->WaitFor(2, absl::Seconds(5)), (std::vector<int>{kServing, kNotServing}));
+  for (RawStream* w : {server_health.get(), service_health.get()})
+    EXPECT_EQ(Statuses(w->WaitFor(2, absl::Seconds(5))), (std::vector<int>{kServing, kNotServing}));
   server_->SetServing(true);
-  for (HealthWatch* w : {&server_health, &service_health})
-    EXPECT_EQ(w->WaitFor(3, absl::Seconds(5)), (std::vector<int>{kServing, kNotServing, kServing}));
+  for (RawStream* w : {server_health.get(), service_health.get()})
+    EXPECT_EQ(Statuses(w->WaitFor(3, absl::Seconds(5))), (std::vector<int>{kServing, kNotServing, kServing}));
   server_->Shutdown();  // stopping: NOT_SERVING, once
   server_->SetServing(false);
-  for (HealthWatch* w : {&server_health, &service_health}) {
+  for (RawStream* w : {server_health.get(), service_health.get()}) {
     EXPECT_TRUE(w->WaitForEnd(absl::Seconds(5)));
-    EXPECT_EQ(w->WaitFor(100, absl::ZeroDuration()),
+    EXPECT_EQ(Statuses(w->WaitFor(100, absl::ZeroDuration())),
               (std::vector<int>{kServing, kNotServing, kServing, kNotServing}));
+  }
+}
+
+// Server reflection describes every service it lists, gRPC's built-in health service included
+// (FileContainingSymbol("grpc.health.v1.Health") was NOT_FOUND: no descriptor was linked).
+TEST_F(GrpcApiTest, ReflectionDescribesTheHealthService) {
+  struct Want {
+    std::string symbol, package, service;
+    std::vector<std::string> methods;
+  };
+  for (const Want& want : {Want{"grpc.health.v1.Health", "grpc.health.v1", "Health", {"Check", "Watch"}},
+                           Want{"glm.inference.v1.Inference", "glm.inference.v1", "Inference", {"Generate"}}}) {
+    // ServerReflectionRequest{file_containing_symbol = 4}
+    RawStream call(grpc_address_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                   ProtoString(4, want.symbol));
+    std::vector<std::string> messages = call.WaitFor(1, absl::Seconds(5));
+    ASSERT_EQ(messages.size(), 1u) << want.symbol;
+    google::protobuf::UnknownFieldSet response;
+    ASSERT_TRUE(response.ParseFromString(messages[0]));
+    // ServerReflectionResponse: file_descriptor_response = 4 {repeated bytes file_descriptor_proto = 1}
+    // (the file, then its dependencies); an error is error_response = 7.
+    std::vector<google::protobuf::FileDescriptorProto> files;
+    for (int i = 0; i < response.field_count(); ++i) {
+      const google::protobuf::UnknownField& f = response.field(i);
+      EXPECT_NE(f.number(), 7) << want.symbol << ": reflection answered an error";
+      if (f.number() != 4 || f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+      google::protobuf::UnknownFieldSet fd;
+      ASSERT_TRUE(fd.ParseFromString(f.length_delimited()));
+      for (int j = 0; j < fd.field_count(); ++j) {
+        if (fd.field(j).number() != 1) continue;
+        ASSERT_TRUE(files.emplace_back().ParseFromString(fd.field(j).length_delimited()));
+      }
+    }
+    ASSERT_FALSE(files.empty()) << want.symbol;
+    const google::protobuf::FileDescriptorProto& file = files.front();
+    EXPECT_EQ(file.package(), want.package);
+    bool found = false;
+    for (const auto& service : file.service()) {
+      if (service.name() != want.service) continue;
+      found = true;
+      std::vector<std::string> methods;
+      for (const auto& m : service.method()) methods.push_back(m.name());
+      for (const std::string& m : want.methods) EXPECT_THAT(methods, ::testing::Contains(m)) << want.symbol;
+    }
+    EXPECT_TRUE(found) << want.symbol << " in " << file.name();
   }
 }
 
@@ -566,11 +631,11 @@ TEST_F(GrpcApiTest, LoadingHealthServerHandsItsPortsToTheApiServer) {
   EXPECT_EQ(completion->status, 503);
   EXPECT_EQ(nlohmann::json::parse(completion->body)["error"]["code"], "loading");
   {
-    HealthWatch watch(grpc_address, "");  // sees NOT_SERVING once, then the end of the stream
-    ASSERT_EQ(watch.WaitFor(1, absl::Seconds(5)), std::vector<int>{2});
+    auto watch = WatchHealth(grpc_address, "");  // sees NOT_SERVING once, then the end of the stream
+    ASSERT_EQ(Statuses(watch->WaitFor(1, absl::Seconds(5))), std::vector<int>{2});
     (*loading)->Stop();
-    EXPECT_TRUE(watch.WaitForEnd(absl::Seconds(5)));
-    EXPECT_EQ(watch.WaitFor(100, absl::ZeroDuration()), std::vector<int>{2});
+    EXPECT_TRUE(watch->WaitForEnd(absl::Seconds(5)));
+    EXPECT_EQ(Statuses(watch->WaitFor(100, absl::ZeroDuration())), std::vector<int>{2});
   }
 
   api::ApiOptions options;
