@@ -8,6 +8,7 @@
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
 
@@ -141,7 +142,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
     return status;
   };
-  if (stopping_->load()) return reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage));
+  if (stopping_->load()) return reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, scheduler::kShuttingDownMessage));
   if (!frontend_->AcceptsModelName(request->model()))
     return reject(grpc::Status(grpc::StatusCode::NOT_FOUND,
                                absl::StrCat("model: '", request->model(), "' is not served here (serving '",
@@ -167,7 +168,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     if (context->IsCancelled() || stopping_->load() || absl::Now() >= deadline) {
       engine_->AbortStream(**stream);
       tracker.Finish("abort");
-      if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage);
+      if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, scheduler::kShuttingDownMessage);
       if (absl::Now() >= deadline) return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded");
       return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");
     }

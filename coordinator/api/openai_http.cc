@@ -304,7 +304,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
     SendError(res, status);
   };
-  if (stopping_->load()) return reject(absl::UnavailableError(kShuttingDownMessage));
+  if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
   // Before anything copies or dumps it (both recurse per level; destruction does not).
@@ -393,7 +393,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   for (size_t p = 0; p < prepared.size() && request->n > 1; ++p) {
     Choice& first = state->choices[p * request->n];
     for (scheduler::GenerationEvent e; !first.pending.has_value();) {
-      if (stopping_->load()) return fail(absl::UnavailableError(kShuttingDownMessage));
+      if (stopping_->load()) return fail(scheduler::ShuttingDownError());
       if (first.stream->Next(&e, kPollInterval)) first.pending = std::move(e);
     }
     for (int i = 1; i < request->n; ++i)
@@ -414,7 +414,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       }
       if (stopping_->load()) {
         state->AbortUnfinished(engine_);
-        return SendError(res, absl::UnavailableError(kShuttingDownMessage));
+        return SendError(res, scheduler::ShuttingDownError());
       }
       size_t which = 0;
       OutputDelta delta;
@@ -448,7 +448,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
         if (stopping->load()) {
           state->AbortUnfinished(engine);
           state->done = true;
-          write(OpenAiResponseBuilder::StreamError(ErrorJson(absl::UnavailableError(kShuttingDownMessage))));
+          write(OpenAiResponseBuilder::StreamError(ErrorJson(scheduler::ShuttingDownError())));
           sink.done();
           return true;
         }

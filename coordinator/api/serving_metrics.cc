@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "nlohmann/json.hpp"
 
 namespace glm::api {
@@ -85,7 +86,7 @@ std::string FailureFinishReason(const absl::Status& status) {
     case absl::StatusCode::kCancelled: return "abort";
     // A cluster failure is UNAVAILABLE too ("the cluster failed: ..."): only the shutdown's own
     // message marks a request the server ended on purpose.
-    case absl::StatusCode::kUnavailable: return status.message() == kShuttingDownMessage ? "abort" : "error";
+    case absl::StatusCode::kUnavailable: return scheduler::IsShuttingDown(status) ? "abort" : "error";
     default: return "error";
   }
 }

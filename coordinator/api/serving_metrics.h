@@ -36,9 +36,6 @@ class ServingMetrics {
   MetricsRegistry registry_;
 };
 
-// What the engine (and the front ends) answer a request ended by the server's shutdown with:
-// UNAVAILABLE and these words (ContinuousBatchingEngine's shutdown; the API's own checks).
-inline constexpr char kShuttingDownMessage[] = "the server is shutting down";
 
 // The finish reason to record for a request that ended with `status` mid-generation: "abort"
 // when it was ended from outside (its deadline passed, the client cancelled, the server shut

@@ -695,12 +695,12 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
     }
   }
   // Shutdown without drain: end whatever is left.
-  for (auto& s : running_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
-  for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
+  for (auto& s : running_) Finish(s, "abort", ShuttingDownError());
+  for (auto& s : waiting_) Finish(s, "abort", ShuttingDownError());
   running_.clear();
   waiting_.clear();
   DrainInbox();
-  for (auto& s : waiting_) Finish(s, "abort", absl::UnavailableError("the server is shutting down"));
+  for (auto& s : waiting_) Finish(s, "abort", ShuttingDownError());
   waiting_.clear();
   Deliver();
   return absl::OkStatus();

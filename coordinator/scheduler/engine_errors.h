@@ -15,6 +15,12 @@ absl::Status KvCacheExceededError(const std::string& message);
 // context_length_exceeded, not 429, which clients retry for ever.
 bool ExceedsKvCache(const absl::Status& status);
 
+inline constexpr char kShuttingDownMessage[] = "the server is shutting down";
+// UNAVAILABLE kShuttingDownMessage: what requests the server ends or refuses because it
+// stops get. IsShuttingDown() is true for it (a client's abort for the metrics, not a failure).
+absl::Status ShuttingDownError();
+bool IsShuttingDown(const absl::Status& status);
+
 }  // namespace glm::scheduler
 
 #endif  // GLM_COORDINATOR_SCHEDULER_ENGINE_ERRORS_H_

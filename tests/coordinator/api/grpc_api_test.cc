@@ -8,6 +8,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "coordinator/api/grpc_client.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/api/loading_health_server.h"
 #include "coordinator/api/serving_metrics.h"
 #include <httplib.h>
@@ -408,7 +409,7 @@ TEST_F(GrpcApiTest, DeadlineCancelAndShutdownEndingsCountAsAbortNotError) {
       {absl::DeadlineExceededError("deadline exceeded"), grpc::StatusCode::DEADLINE_EXCEEDED, 0},  // while queued
       {absl::DeadlineExceededError("deadline exceeded"), grpc::StatusCode::DEADLINE_EXCEEDED, 2},  // mid-decode
       {absl::CancelledError("cancelled"), grpc::StatusCode::CANCELLED, 1},
-      {absl::UnavailableError(api::kShuttingDownMessage), grpc::StatusCode::UNAVAILABLE, 1},
+      {scheduler::ShuttingDownError(), grpc::StatusCode::UNAVAILABLE, 1},
   };
   for (const Case& c : cases) {
     engine_->FailAfter(c.after_tokens, c.engine_error);

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "coordinator/api/metrics.h"
+#include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/api/serving_metrics.h"
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
@@ -38,7 +39,7 @@ TEST_F(MetricsAccountingTest, HttpDeadlineAndShutdownEndingsCountAsAbortNotError
   const std::string streamed = json{{"prompt", {1, 2}}, {"max_tokens", 10}, {"stream", true}}.dump();
   engine_->FailAfter(0, absl::DeadlineExceededError("deadline exceeded"));
   EXPECT_EQ(PostStatus("/v1/completions", body), 504);
-  engine_->FailAfter(1, absl::UnavailableError(api::kShuttingDownMessage));
+  engine_->FailAfter(1, scheduler::ShuttingDownError());
   EXPECT_EQ(PostStatus("/v1/completions", body), 503);
   engine_->FailAfter(1, absl::DeadlineExceededError("deadline exceeded"));
   EXPECT_EQ(PostStatus("/v1/completions", streamed), 200);  // the error is an SSE event
