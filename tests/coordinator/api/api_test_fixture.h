@@ -35,6 +35,13 @@ class ApiTest : public ::testing::Test {
     chat_template_ = tmpl->release();
   }
 
+  // POST `body` (JSON) to the HTTP front end; 10 s read timeout.
+  httplib::Result PostJson(const std::string& path, const std::string& body) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(10, 0);
+    return client.Post(path.c_str(), body, "application/json");
+  }
+
   void SetUp() override {
     model_.name = "glm5-tiny-code";
     model_.aliases = {"glm-tiny"};

@@ -21,11 +21,7 @@ using ::testing::HasSubstr;
 
 class HttpApiTest : public ApiTest {
  protected:
-  httplib::Result Post(const std::string& path, const json& body) {
-    httplib::Client client("127.0.0.1", server_->http_port());
-    client.set_read_timeout(10, 0);
-    return client.Post(path.c_str(), body.dump(), "application/json");
-  }
+  httplib::Result Post(const std::string& path, const json& body) { return PostJson(path, body.dump()); }
   // Posts a non-streaming completions body that fans out into `choices` engine requests;
   // returns the response and those requests in choice order (choice k's id is the response's
   // id, then id-k).

@@ -22,9 +22,7 @@ using ::testing::HasSubstr;
 class MetricsAccountingTest : public ApiTest {
  protected:
   int PostStatus(const std::string& path, const std::string& body) {
-    httplib::Client client("127.0.0.1", server_->http_port());
-    client.set_read_timeout(10, 0);
-    auto res = client.Post(path.c_str(), body, "application/json");
+    auto res = PostJson(path, body);
     EXPECT_TRUE(res);
     return res ? res->status : -1;
   }
