@@ -666,7 +666,9 @@ TEST_F(DrainE2eTest, ZzSignalDrainsRunningRequestsThenExits) {
   EXPECT_EQ(health, 503);
   const bool still_running = running.status.ok() && running.last.finish_reason().empty();
   auto refused = Generate(Ids(Prompt(22, 8), 4));
-  if (still_running) EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.status.error_message();
+  if (still_running) {
+    EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.status.error_message();
+  }
   client.join();
   ASSERT_TRUE(running.status.ok()) << running.status.error_message();
   EXPECT_EQ(running.tokens.size(), 1500u);
