@@ -202,8 +202,12 @@ int main(int argc, char** argv) {
     // trusted: they are recounted, and the budgets checked against the recount).
     if (auto s = glm::placement::CheckPlanModel(*plan, model_name); !s.ok())
       Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
+    // Each worker's KV cache is --kv-cache-gib whatever the file says (kv_blocks_for_plan below):
+    // the budgets are checked, and the summary shows, what will be allocated.
+    for (glm::placement::RankAssignment& r : *plan->mutable_ranks()) r.set_kv_reserve_bytes(*kv_bytes);
     if (auto s = glm::placement::RecountPlan(*config, &*plan); !s.ok())
-      Fatal(absl::StrCat("--placement ", path, ": ", s.message()));
+      Fatal(absl::StrCat("--placement ", path, ": ", s.message(), " (the KV reserve is this coordinator's --kv-cache-gib, ",
+                         kv_gib, " GiB per worker)"));
     pinned = std::move(*plan);
   }
 

@@ -807,6 +807,24 @@ TEST(RefusedLoadOptionsE2eTest, PlanningFlagsWithAPinnedPlan) {
   std::remove(plan.c_str());
 }
 
+// A pinned plan's budgets are checked against the KV cache the workers will allocate
+// (--kv-cache-gib), not the reserve written in the file: a plan made for a 1 MiB KV cache with a
+// 100 MiB budget ran with the default 1 GiB cache per worker.
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanBudgetsCountTheCoordinatorsKvCache) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --kv-cache-gib 0.001 --memory-budget-gib 0.1 --json >" +
+                           plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  const JobEnd end = RunJobToTheEnd("--placement " + plan + " --kv-cache-gib 1");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("KV reserve 1.0 GiB), budget 102.4 MiB"), std::string::npos) << end.log;
+  EXPECT_NE(end.log.find("the KV reserve is this coordinator's --kv-cache-gib, 1 GiB per worker"), std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  std::remove(plan.c_str());
+}
+
 // A pinned plan is checked against the model served (before any worker starts), its recounted
 // bytes against its budgets (likewise), and its hosts against the workers' hellos; each of these
 // ran before (a plan for GLM-5-FP8 on the tiny model, a 1 MiB budget, a NUMA node the worker lacks).
