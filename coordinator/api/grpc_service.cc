@@ -138,8 +138,11 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
                                             grpc::ServerWriter<pb::GenerateResponse>* writer) {
   // Every refusal before the engine has the request counts as "rejected" too, as the engine's own
   // (queue full, draining) do below: glm:request_failures_total counts invalid requests.
-  auto reject = [this](const grpc::Status& status) {
+  // Each is also logged (one JSON line), so an operator sees why clients' requests fail.
+  auto reject = [this, request](const grpc::Status& status) {
     if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    LogRequestEvent("request_rejected", request->request_id(),
+                    absl::StrCat("grpc ", static_cast<int>(status.error_code()), ": ", status.error_message()));
     return status;
   };
   if (stopping_->load()) return reject(grpc::Status(grpc::StatusCode::UNAVAILABLE, scheduler::kShuttingDownMessage));

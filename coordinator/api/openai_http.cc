@@ -300,8 +300,11 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
 void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res) {
   // Every refusal before the engine has the request counts as "rejected" too, as the engine's own
   // (queue full, draining) do in submit below: glm:request_failures_total counts invalid requests.
+  // Each is also logged (one JSON line), so an operator sees why clients' requests fail.
   auto reject = [&](const absl::Status& status) {
     if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    LogRequestEvent("request_rejected", "",
+                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
     SendError(res, status);
   };
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());

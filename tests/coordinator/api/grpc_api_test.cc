@@ -333,6 +333,19 @@ TEST_F(GrpcApiTest, EveryRefusalCountsAsRejected) {
   EXPECT_EQ(MetricValue(Series("glm:request_failures_total", "reason", "error")), 0);
 }
 
+// A refused request is logged with its id and the status the client got.
+TEST_F(GrpcApiTest, RefusedRequestsAreLogged) {
+  pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);
+  r.set_request_id("refused-7");
+  r.mutable_sampling()->set_top_p(1.5f);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(Generate(r).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, ::testing::HasSubstr("\"event\":\"request_rejected\""));
+  EXPECT_THAT(log, ::testing::HasSubstr("\"request_id\":\"refused-7\""));
+  EXPECT_THAT(log, ::testing::HasSubstr("grpc 3: sampling.top_p"));
+}
+
 TEST_F(GrpcApiTest, QueueFullIsResourceExhausted) {
   engine_->SetMaxLive(0);
   Collected c = Generate(TokenRequest({1}, 2));

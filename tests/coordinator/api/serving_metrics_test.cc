@@ -152,5 +152,15 @@ TEST(MetricsRenderTest, NumbersAreShortestRoundTrip) {
   }
 }
 
+// A refused request is also logged, so an operator sees why clients' requests fail (counted in
+// glm:request_failures_total, it wrote no log line).
+TEST_F(MetricsAccountingTest, RefusedRequestsAreLogged) {
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(PostStatus("/v1/completions", json{{"prompt", {1, 2}}, {"max_tokens", -3}}.dump()), 400);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("\"event\":\"request_rejected\""));
+  EXPECT_THAT(log, HasSubstr("/v1/completions: INVALID_ARGUMENT: max_tokens"));
+}
+
 }  // namespace
 }  // namespace glm::testing
