@@ -168,7 +168,9 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
 
   while (true) {
     // Checked on every turn, not only when idle: a fast stream must notice a gone client too.
-    if (context->IsCancelled() || stopping_->load() || absl::Now() >= deadline) {
+    // Stopping cuts a request still generating; one the engine has finished (a drain lets
+    // running requests end) is delivered to its end, however far its writer lags behind.
+    if (context->IsCancelled() || (stopping_->load() && !(*stream)->finished()) || absl::Now() >= deadline) {
       engine_->AbortStream(**stream);
       tracker.Finish("abort");
       if (stopping_->load()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, scheduler::kShuttingDownMessage);

@@ -117,6 +117,13 @@ struct ResponseState {
       if (!c.finished) return false;
     return true;
   }
+  // Whether the engine has produced every choice's last event (its output may still be unread).
+  // Stopping cuts a response that is still generating, not one a drain let finish.
+  bool AllProduced() const {
+    for (const Choice& c : choices)
+      if (!c.finished && (c.stream == nullptr || !c.stream->finished())) return false;
+    return true;
+  }
   std::vector<const OpenAiResponseBuilder*> Builders() const {
     std::vector<const OpenAiResponseBuilder*> b;
     for (const Choice& c : choices) b.push_back(c.builder.get());
@@ -415,7 +422,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
         res.status = 499;  // nginx's "client closed request": nobody reads it
         return;
       }
-      if (stopping_->load()) {
+      if (stopping_->load() && !state->AllProduced()) {
         state->AbortUnfinished(engine_);
         return SendError(res, scheduler::ShuttingDownError());
       }
@@ -448,7 +455,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
           sink.done();
           return true;
         }
-        if (stopping->load()) {
+        if (stopping->load() && !state->AllProduced()) {
           state->AbortUnfinished(engine);
           state->done = true;
           write(OpenAiResponseBuilder::StreamError(ErrorJson(scheduler::ShuttingDownError())));

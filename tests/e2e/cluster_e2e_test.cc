@@ -670,7 +670,7 @@ TEST_F(DrainE2eTest, ZzSignalDrainsRunningRequestsThenExits) {
     EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.status.error_message();
   }
   client.join();
-  ASSERT_TRUE(running.status.ok()) << running.status.error_message();
+  ASSERT_TRUE(running.status.ok()) << running.status.error_message() << "\n" << ClusterLog();
   EXPECT_EQ(running.tokens.size(), 1500u);
   EXPECT_EQ(running.last.finish_reason(), "length");
   int status = 0;
