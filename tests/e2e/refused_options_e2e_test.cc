@@ -1,0 +1,261 @@
+// End to end, jobs that end on their own: the coordinator refuses bad load options, pinned plans
+// and planning flags before any worker loads (a precise message, a non-zero exit), and glmctl
+// bounds its flags. Each case starts its own short mpiexec job or glmctl run.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace glm {
+namespace {
+// Jobs that must not start: the coordinator refuses its load options before any worker loads,
+// with a precise message, and the job exits non-zero.
+struct JobEnd {
+  int status = 0;
+  std::string log;
+};
+// Runs a shell command line with its stdout and stderr captured in `log` (read, then removed).
+JobEnd RunCaptured(const std::string& command, const std::string& log) {
+  JobEnd end;
+  end.status = std::system((command + " >" + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  end.log.assign(std::istreambuf_iterator<char>(in), {});
+  std::remove(log.c_str());
+  return end;
+}
+JobEnd RunJobToTheEnd(const std::string& coordinator_flags) {
+  const std::string log = "/tmp/glm_e2e_refused_" + std::to_string(getpid()) + ".log";
+  // `timeout`: a job that hangs instead of ending is a failure here (exit 124), not a stalled suite.
+  const std::string cmd = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 120 ") +
+                          GLM_MPIEXEC +
+                          " --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader "
+                          "--mca btl_vader_single_copy_mechanism none -np 1 " +
+                          GLM_COORDINATOR_BIN + " --model " + GLM_MODEL_DIR +
+                          " --grpc-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 " + coordinator_flags + " : -np 1 " +
+                          GLM_SHARD_WORKER_BIN + " --threads 1";
+  return RunCaptured(cmd, log);
+}
+
+bool EndedNonZeroOnItsOwn(const JobEnd& end) {
+  return WIFEXITED(end.status) && WEXITSTATUS(end.status) != 0 && WEXITSTATUS(end.status) != 124 &&
+         WEXITSTATUS(end.status) != 137;
+}
+
+TEST(RefusedLoadOptionsE2eTest, BadWeightDtypeFlag) {
+  const JobEnd end = RunJobToTheEnd("--weight-dtype int7");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("weight dtype 'int7' is not one of stored, bf16, f32, int8"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+TEST(RefusedLoadOptionsE2eTest, BadStreamIntervalFlag) {
+  const JobEnd end = RunJobToTheEnd("--stream-interval 0");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--stream-interval must be 1..4096 tokens, got 0"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
+  const JobEnd end = RunJobToTheEnd("--http-threads -3");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--http-threads must be 0..4096, got -3"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
+  // A plan from `glmctl plan --json` for one worker, hand-edited to a dtype that does not exist.
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --weight-dtype int8 --json | sed "
+                           "'s/\"weight_dtype\": \"int8\"/\"weight_dtype\": \"int3\"/' >" + plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  const JobEnd end = RunJobToTheEnd("--placement " + plan);
+  std::remove(plan.c_str());
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("placement plan: weight_dtype / quantize_scope: weight dtype 'int3' is not one of"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
+// A --placement path that cannot be read is reported as such before any worker loads (it was
+// parsed as an empty plan: "placement plan JSON: Unexpected end of string").
+TEST(RefusedLoadOptionsE2eTest, UnreadablePlacementPath) {
+  const JobEnd end = RunJobToTheEnd("--placement /nonexistent/plan.json");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--placement /nonexistent/plan.json: cannot open: No such file or directory"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("Unexpected end of string"), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+}
+
+// A pinned plan is parsed and checked when the coordinator reads it, before any worker starts:
+// glmctl's table saved instead of its JSON ("placement plan JSON: Unexpected token." after the
+// workers had started) and a plan for another world size are named as such.
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanTableOrWrongWorldSize) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".txt";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:2 core:1' >" + plan;  // 2 workers, table + JSON
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  JobEnd end = RunJobToTheEnd("--placement " + plan);
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("--placement " + plan + ": placement plan JSON: the file looks like glmctl's table output "
+                         "(the plan saved without --json); save it with `glmctl plan --json ... > plan.json`"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  const std::string json = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:2 core:1' --json >" + plan;
+  ASSERT_EQ(std::system(json.c_str()), 0);
+  end = RunJobToTheEnd("--placement " + plan);  // one worker
+  std::remove(plan.c_str());
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("the plan is for a world of 3 ranks (2 shard workers + the coordinator); this one has 2 "
+                         "(1 shard workers): start `-np 2 shard_worker` or plan for 1 workers"),
+            std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+}
+
+// Planning flags with --placement ran the pinned plan as it was, with no message.
+TEST(RefusedLoadOptionsE2eTest, PlanningFlagsWithAPinnedPlan) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --json >" + plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  for (const char* flag : {"--stages 2", "--expert-layout expert-tensor-parallel", "--memory-budget-gib 0.001"}) {
+    const JobEnd end = RunJobToTheEnd(std::string(flag) + " --placement " + plan);
+    const std::string name(flag, std::string(flag).find(' '));
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << flag << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find(name + " is a planning flag, and --placement " + plan + " pins a plan"), std::string::npos)
+        << flag << "\n" << end.log;
+    EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  }
+  std::remove(plan.c_str());
+}
+
+// A pinned plan's budgets are checked against the KV cache the workers will allocate
+// (--kv-cache-gib), not the reserve written in the file: a plan made for a 1 MiB KV cache with a
+// 100 MiB budget ran with the default 1 GiB cache per worker.
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanBudgetsCountTheCoordinatorsKvCache) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                           " --synthetic 'pack:1 numa:1 core:1' --kv-cache-gib 0.001 --memory-budget-gib 0.1 --json >" +
+                           plan;
+  ASSERT_EQ(std::system(make.c_str()), 0);
+  const JobEnd end = RunJobToTheEnd("--placement " + plan + " --kv-cache-gib 1");
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find("KV reserve 1.0 GiB), budget 102.4 MiB"), std::string::npos) << end.log;
+  EXPECT_NE(end.log.find("the KV reserve is this coordinator's --kv-cache-gib, 1 GiB per worker"), std::string::npos)
+      << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  std::remove(plan.c_str());
+}
+
+// A pinned plan is checked against the model served (before any worker starts), its recounted
+// bytes against its budgets (likewise), and its hosts against the workers' hellos; each of these
+// ran before (a plan for GLM-5-FP8 on the tiny model, a 1 MiB budget, a NUMA node the worker lacks).
+TEST(RefusedLoadOptionsE2eTest, PinnedPlanAgainstTheModelAndTheWorkers) {
+  const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
+  const std::pair<std::string, std::string> cases[] = {
+      {"s/\"model\": \"glm5-tiny-code\"/\"model\": \"GLM-5-FP8\"/",
+       "the plan is for model 'GLM-5-FP8' but this coordinator serves 'glm5-tiny-code' (--model)"},
+      {"s/\"memory_budget_bytes\": \"[0-9]*\"/\"memory_budget_bytes\": \"1048576\"/",
+       "the model does not fit the plan's memory budgets (bytes recounted from the ranks' slices): rank 1 (host "
+       "host0 NUMA node 0, stage 0, layers [0, 6)) needs 1.0 GiB"},
+      {"s/\"numa_node\": 0/\"numa_node\": 5/", "rank 1 has numa_node 5 but host '"},
+  };
+  for (const auto& [edit, message] : cases) {
+    const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
+                             " --synthetic 'pack:1 numa:1 core:1' --json | sed '" + edit + "' >" + plan;
+    ASSERT_EQ(std::system(make.c_str()), 0);
+    const JobEnd end = RunJobToTheEnd("--placement " + plan);
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << edit << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find("--placement " + plan + ": " + message), std::string::npos) << edit << "\n" << end.log;
+    EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  }
+  std::remove(plan.c_str());
+}
+
+// GiB flags that are not finite or are absurd: they were cast to bytes (undefined; INT64_MIN).
+TEST(RefusedLoadOptionsE2eTest, NonFiniteOrHugeGibFlags) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"--kv-cache-gib inf", "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {"--expert-memory-gib 1e30",
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), "
+       "got 1e+30"},
+      {"--memory-budget-gib nan",
+       "--memory-budget-gib must be a finite number of GiB from 0 to 1048576 (0 = 90% of the NUMA node's share), "
+       "got nan"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const JobEnd end = RunJobToTheEnd(flags);
+    EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << flags << ": status " << end.status << "\n" << end.log;
+    EXPECT_NE(end.log.find(message), std::string::npos) << flags << "\n" << end.log;
+    // Refused at the flags, before the workers are started (also with --placement, where no
+    // planner would look at them).
+    EXPECT_EQ(end.log.find("starting 1 workers"), std::string::npos) << end.log;
+  }
+}
+
+// glmctl: exit status and stderr of one command line.
+JobEnd RunGlmctl(const std::string& args) {
+  const std::string log = "/tmp/glm_e2e_glmctl_" + std::to_string(getpid()) + ".log";
+  return RunCaptured(std::string("timeout -k 10 120 ") + GLM_GLMCTL_BIN + " " + args, log);
+}
+
+int ExitCode(const JobEnd& end) { return WIFEXITED(end.status) ? WEXITSTATUS(end.status) : -1; }
+
+TEST(GlmctlFlagsE2eTest, SynthRefusesANonEmptyDirectoryWithoutForce) {
+  const std::string dir = "/tmp/glm_e2e_synth_" + std::to_string(getpid());
+  std::system(("rm -rf " + dir).c_str());
+  JobEnd end = RunGlmctl("synth --preset tiny --out " + dir);
+  ASSERT_EQ(ExitCode(end), 0) << end.log;
+  end = RunGlmctl("synth --preset glm5 --out " + dir);
+  EXPECT_EQ(ExitCode(end), 1) << end.log;
+  EXPECT_NE(end.log.find("ALREADY_EXISTS: " + dir + " is not empty"), std::string::npos) << end.log;
+  EXPECT_NE(end.log.find("or --force to replace the model files"), std::string::npos) << end.log;
+  end = RunGlmctl("synth --preset glm5 --force --out " + dir);
+  EXPECT_EQ(ExitCode(end), 0) << end.log;
+  EXPECT_FALSE(std::ifstream(dir + "/model-00001-of-00004.safetensors").good()) << "old shards left";
+  std::system(("rm -rf " + dir).c_str());
+}
+
+TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
+  const std::string model = GLM_MODEL_DIR;
+  const std::pair<std::string, std::string> cases[] = {
+      {"plan --model " + model + " --synthetic 'pack:1 numa:1 core:1' --kv-cache-gib inf",
+       "--kv-cache-gib must be a finite number of GiB from 0 to 1048576, got inf"},
+      {"plan --model " + model + " --synthetic 'pack:1 numa:1 core:1' --bandwidth-gbps nan",
+       "--bandwidth-gbps must be a finite number of GB/s from 0 to 1048576 (0 = estimate), got nan"},
+      {"generate --model " + model + " --tokens 1,2 --expert-memory-gib inf",
+       "--expert-memory-gib must be a finite number of GiB from 0 to 1048576 (0 = all routed experts resident), "
+       "got inf"},
+      {"generate --model " + model + " --tokens 1,2 --threads 2000000000",
+       "--threads must be 0..4096 (0 = all cores), got 2000000000"},
+  };
+  for (const auto& [args, message] : cases) {
+    const JobEnd end = RunGlmctl(args);
+    EXPECT_EQ(ExitCode(end), 2) << args << "\n" << end.log;
+    EXPECT_NE(end.log.find(message), std::string::npos) << args << "\n" << end.log;
+  }
+}
+
+// glmctl plan's --kv-cache-gib defaults to the coordinator's 1 GiB (it was 0: a budget that
+// fitted in glmctl failed in the coordinator).
+TEST(GlmctlFlagsE2eTest, PlanReservesTheCoordinatorsKvCacheByDefault) {
+  const JobEnd end = RunGlmctl(std::string("plan --model ") + GLM_MODEL_DIR +
+                               " --synthetic 'numa:1 core:2' --memory-budget-gib 0.5");
+  EXPECT_EQ(ExitCode(end), 1) << end.log;
+  EXPECT_NE(end.log.find("KV reserve 1.0 GiB"), std::string::npos) << end.log;
+}
+
+}  // namespace
+}  // namespace glm
