@@ -1,8 +1,4 @@
 // The OpenAI-compatible HTTP front end against a FakeEngine, with a real HTTP client.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -671,80 +667,6 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
   EXPECT_EQ(Get("/health")->status, 200);
 }
 
-// A raw connection that sent a streaming request and read up to its first SSE event.
-// "Connection: close" keeps an idle keep-alive wait out of the shutdown timing.
-int OpenStream(int port, const std::string& body) {
-  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                              "Content-Type: application/json\r\n"
-                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return -1;
-  }
-  std::string got;
-  char buf[4096];
-  while (got.find("data: ") == std::string::npos) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      close(fd);
-      return -1;
-    }
-    got.append(buf, static_cast<size_t>(n));
-  }
-  return fd;
-}
-
-const std::string kLongStream =
-    json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}}.dump();
-
-// The client hangs up after the first event: the server must abort the generation (400 tokens
-// at 10 ms would otherwise run for 4 s).
-TEST_F(HttpApiTest, ClientDisconnectMidStreamAborts) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  int fd = OpenStream(server_->http_port(), kLongStream);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(3)));
-}
-
-// The client hangs up while the server has nothing to write (here: the tokens after the first
-// are held by --stream-interval; in production also a long prefill or a queued request). The
-// stream's keep-alive comments find the closed connection within seconds; before, the
-// generation ran to its end (4 s) for nobody.
-TEST_F(HttpApiTest, ClientDisconnectWhileNothingIsSentAborts) {
-  scheduler::StreamInterval hold;
-  hold.tokens = 1000;
-  hold.max_delay = absl::Seconds(30);
-  RestartWithStreamInterval(hold);
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  int fd = OpenStream(server_->http_port(), kLongStream);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Milliseconds(3500)));
-}
-
-TEST_F(HttpApiTest, ClientDisconnectAbortsEveryChoice) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  const size_t before = engine_->requests().size();
-  int fd = OpenStream(server_->http_port(),
-                      json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}, {"n", 3}}.dump());
-  ASSERT_GE(fd, 0);
-  close(fd);
-  const auto requests = engine_->requests();
-  ASSERT_EQ(requests.size(), before + 3);
-  for (size_t i = before; i < requests.size(); ++i)
-    EXPECT_TRUE(engine_->WaitForAbort(requests[i].request_id, absl::Seconds(3))) << requests[i].request_id;
-}
-
 // A request that does not fit the model's context gets OpenAI's code and wording, which client
 // libraries match to trim a conversation (LiteLLM's ContextWindowExceededError); before, the
 // code was null.
@@ -835,56 +757,6 @@ TEST_F(HttpApiTest, IncludeStopStrInOutput) {
     EXPECT_EQ(c["text"], include ? "alpha beta STOP" : "alpha beta ");
     EXPECT_EQ(c["finish_reason"], "stop");
   }
-}
-
-// A non-streaming request whose client hangs up (an agent harness timing out, say) is aborted:
-// the server watches the connection while it waits; before, the generation ran to its end for
-// nobody, and a retrying client multiplied it.
-TEST_F(HttpApiTest, ClientDisconnectAbortsANonStreamingRequest) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  const size_t before = engine_->requests().size();
-  const std::string body = json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}}.dump();
-  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->http_port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  for (int i = 0; i < 300 && engine_->requests().size() == before; ++i) absl::SleepFor(absl::Milliseconds(10));
-  ASSERT_EQ(engine_->requests().size(), before + 1);
-  close(fd);
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(2)));
-}
-
-// A non-streaming client that stays connected gets its whole answer (the connection watch does
-// not mistake a quiet client for a gone one).
-TEST_F(HttpApiTest, NonStreamingRequestOfAConnectedClientCompletes) {
-  engine_->SetTokenDelay(absl::Milliseconds(5));
-  auto r = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 40}, {"ignore_eos", true}});
-  ASSERT_TRUE(r);
-  ASSERT_EQ(r->status, 200) << r->body;
-  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 40);
-}
-
-TEST_F(HttpApiTest, ShutdownEndsOpenStreams) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  int fd = OpenStream(server_->http_port(), kLongStream);
-  ASSERT_GE(fd, 0);
-  const absl::Time start = absl::Now();
-  server_->Shutdown();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(5)));
-  // The stream ends (error event, [DONE], then the connection closes) instead of hanging.
-  std::string rest;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) rest.append(buf, static_cast<size_t>(n));
-  close(fd);
-  EXPECT_EQ(n, 0);
 }
 
 }  // namespace
