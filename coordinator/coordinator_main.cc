@@ -318,6 +318,7 @@ int main(int argc, char** argv) {
   eo.speculative = absl::GetFlag(FLAGS_speculative);
   eo.has_mtp = config->has_mtp();
   eo.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
+  eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
 

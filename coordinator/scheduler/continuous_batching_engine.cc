@@ -88,7 +88,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   seq->arrival = absl::Now();
   seq->spec = *spec;
   if (spec->k > 0)
-    seq->adaptive = std::make_unique<runtime::AdaptiveDraftLength>(spec->k, runtime::AdaptiveDraftLength::PositionCost(*spec));
+    seq->adaptive = std::make_unique<runtime::AdaptiveDraftLength>(spec->k, options_.verify_cost,
+                                                                   runtime::AdaptiveDraftLength::DraftCost(*spec));
   absl::MutexLock lock(&mu_);
   if (!failed_.ok()) return absl::UnavailableError(absl::StrCat("the cluster failed: ", failed_.message()));
   if (shutdown_ || drain_) return absl::UnavailableError("the server is draining");

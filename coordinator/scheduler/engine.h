@@ -13,6 +13,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "coordinator/scheduler/request.h"
+#include "shard_worker/runtime/speculative_sampling.h"
 #include "protos/shard.pb.h"
 
 namespace glm::scheduler {
@@ -54,6 +55,9 @@ struct EngineOptions {
   // MTP drafts propose only ids below this count and the request's own tokens (reading those
   // rows of the MTP head alone; the outputs are the same); 0 = the whole vocabulary.
   int64_t draft_vocab = 0;
+  // What verifying several drafted positions costs (runtime::VerifyCostModel::FromConfig); the
+  // default is linear in the positions.
+  runtime::VerifyCostModel verify_cost;
   // Scheduling events of client requests, for the structured log: "request_preempted" (its KV
   // blocks went to other requests; it recomputes when readmitted) and "request_failed" (the
   // cluster failed; detail: why). Called on the engine loop's thread; null = not logged.

@@ -110,7 +110,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
   if (options.max_new_tokens == 0) return result;
   if (!emit(sample(last_logits.data()))) return result;
 
-  AdaptiveDraftLength adaptive(spec.k, AdaptiveDraftLength::PositionCost(spec));
+  AdaptiveDraftLength adaptive(spec.k, VerifyCostModel::FromConfig(c), AdaptiveDraftLength::DraftCost(spec));
   // MTP state: the draft distribution input for the next row is (tokens.back(), last_hidden).
   // Rows of verified positions not yet in the MTP cache (inputs t[j+1], h[j]) wait in
   // pending_*: they go through the MTP layer together with the next step's first draft row, one

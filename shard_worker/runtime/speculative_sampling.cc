@@ -122,8 +122,56 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
   return c;
 }
 
+VerifyCostModel VerifyCostModel::FromConfig(const model::ModelConfig& c) {
+  VerifyCostModel m;
+  if (c.n_routed_experts <= 0 || c.num_experts_per_tok <= 0) return m;
+  const double h = static_cast<double>(c.hidden_size);
+  // Parameters one position reads in each main layer: attention (MLA and the DSA indexer), then
+  // its MLP — dense, or router + shared experts + k routed experts — and the head once.
+  const double q_in = c.q_lora_rank > 0 ? h * c.q_lora_rank : 0.0;
+  const double q_rank = c.q_lora_rank > 0 ? c.q_lora_rank : h;
+  const double heads = static_cast<double>(c.num_attention_heads);
+  const double attention = q_in + q_rank * heads * c.qk_head_dim() + h * (c.kv_lora_rank + c.qk_rope_head_dim) +
+                           static_cast<double>(c.kv_lora_rank) * heads * (c.qk_nope_head_dim + c.v_head_dim) +
+                           heads * c.v_head_dim * h + q_rank * c.index_n_heads * c.index_head_dim +
+                           h * c.index_head_dim + h * c.index_n_heads;
+  const double expert = 3.0 * h * c.moe_intermediate_size;
+  double routed = 0, other = h * c.vocab_size;  // the head
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    other += attention;
+    if (c.mlp_kind(layer) == model::MlpKind::kDense) {
+      other += 3.0 * h * c.intermediate_size;
+    } else {
+      other += h * c.n_routed_experts + c.n_shared_experts * expert;
+      routed += c.num_experts_per_tok * expert;
+    }
+  }
+  if (routed <= 0) return m;
+  m.routed_share = routed / (routed + other);
+  m.experts = c.n_routed_experts;
+  m.experts_per_token = c.num_experts_per_tok;
+  return m;
+}
+
+double VerifyCostModel::Cost(int positions) const {
+  const int n = std::max(1, positions);
+  if (routed_share <= 0 || experts <= 0 || experts_per_token <= 0) return 1.0 + (n - 1) * linear_step;
+  const double e = static_cast<double>(experts), k = static_cast<double>(std::min(experts_per_token, experts));
+  const double distinct = e * (1.0 - std::pow(1.0 - k / e, n));  // expected experts n positions select
+  return (1.0 - routed_share) + routed_share * distinct / k;
+}
+
 AdaptiveDraftLength::AdaptiveDraftLength(int max_k, double position_cost)
-    : max_k_(std::max(1, max_k)), alone_cost_(position_cost), cost_(position_cost), rate_(max_k_, 0.9) {
+    : max_k_(std::max(1, max_k)), alone_cost_(max_k_ + 1), cost_(max_k_ + 1), rate_(max_k_, 0.9) {
+  for (int k = 0; k <= max_k_; ++k) alone_cost_[k] = k * position_cost;
+  cost_ = alone_cost_;
+  Choose();
+}
+
+AdaptiveDraftLength::AdaptiveDraftLength(int max_k, const VerifyCostModel& verify, double draft_cost)
+    : max_k_(std::max(1, max_k)), alone_cost_(max_k_ + 1), cost_(max_k_ + 1), rate_(max_k_, 0.9) {
+  for (int k = 0; k <= max_k_; ++k) alone_cost_[k] = verify.Cost(k + 1) - 1.0 + k * draft_cost;
+  cost_ = alone_cost_;
   Choose();
 }
 
@@ -138,7 +186,7 @@ int AdaptiveDraftLength::Best(const std::vector<double>& rates) const {
   for (int k = 1; k <= max_k_; ++k) {
     reach *= rates[k - 1];  // probability that drafts 1..k are all kept
     tokens += reach;
-    const double gain = tokens / (1.0 + k * cost_);
+    const double gain = tokens / (1.0 + cost_[k]);
     if (gain > best_gain) {
       best_gain = gain;
       best = k;
@@ -148,10 +196,10 @@ int AdaptiveDraftLength::Best(const std::vector<double>& rates) const {
 }
 
 void AdaptiveDraftLength::SetBatchSize(int64_t sequences) {
-  const double b = static_cast<double>(std::max<int64_t>(1, sequences)), c = alone_cost_;
-  const double cost = c * b / (1.0 - c + c * b);
-  if (cost == cost_) return;
-  cost_ = cost;
+  const double b = static_cast<double>(std::max<int64_t>(1, sequences)), c = alone_cost_[1];
+  const double scale = b / (1.0 - c + c * b);
+  if (cost_[1] == alone_cost_[1] * scale) return;
+  for (int k = 0; k <= max_k_; ++k) cost_[k] = alone_cost_[k] * scale;
   if (pause_ == 0) Choose();
 }
 
@@ -162,7 +210,9 @@ int AdaptiveDraftLength::MostDraftsNext(int proposed) const {
   // choose after the update (a gain g(k) only grows with the rates).
   std::vector<double> rates = rate_;
   for (int i = 1; i <= std::min(proposed, max_k_); ++i) rates[i - 1] = (1.0 - kRateWeight) * rates[i - 1] + kRateWeight;
-  return std::max(k_, Best(rates));
+  const int best = Best(rates);
+  // The coming update may make the next step a probe of the position beyond its choice.
+  return std::max(k_, deeper_probe_in_ <= 1 && best > 0 ? std::min(max_k_, best + 1) : best);
 }
 
 void AdaptiveDraftLength::Update(int proposed, int accepted) {
@@ -175,6 +225,12 @@ void AdaptiveDraftLength::Update(int proposed, int accepted) {
   for (int i = 1; i <= std::min(accepted + 1, proposed) && i <= max_k_; ++i)
     rate_[i - 1] = (1.0 - kRateWeight) * rate_[i - 1] + kRateWeight * (i <= accepted ? 1.0 : 0.0);
   Choose();
+  if (k_ == 0 || k_ == max_k_) return;
+  if (std::min(accepted + 1, proposed) > k_) {
+    deeper_probe_in_ = kDeeperProbeSteps;  // this step measured a position beyond the choice
+  } else if (--deeper_probe_in_ <= 0) {
+    ++k_;  // one step drafts one more, to measure it again
+  }
 }
 
 }  // namespace glm::runtime

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "shard_worker/model/model_config.h"
 #include "shard_worker/runtime/sampler.h"
 
 namespace glm::runtime {
@@ -61,22 +62,48 @@ struct SpeculativeConfig {
 };
 absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text);
 
+// What a forward over n positions of one sequence costs next to a forward over one, at batch 1
+// where decoding is bound by the weights it reads: the weights outside the routed experts once,
+// and every routed expert that one of the n positions selects. Under independent routing n
+// positions select E·(1 − (1 − k/E)^n) distinct experts of E in expectation, k per position
+// (consecutive tokens agree more often than that, so this errs high). On the bundled model
+// (routed experts 40% of a position's weights, 4 of 16) 2 positions cost 1.30 and 3 cost 1.52
+// (measured by bench/spec_bench: 1.29-1.32 and 1.44-1.48); at GLM-5's 8 of 256 experts, 1.5 and
+// 2.0. Without routed experts (or with no model) the cost is linear: 1 + (n − 1) · linear_step.
+struct VerifyCostModel {
+  double routed_share = 0;        // routed experts' share of the parameters one position reads
+  int64_t experts = 0;            // routed experts per MoE layer
+  int64_t experts_per_token = 0;  // experts each position selects
+  double linear_step = 0.4;       // without a routed share: each extra position's cost
+
+  // From the model's shapes (parameters, not bytes: every weight in one format).
+  static VerifyCostModel FromConfig(const model::ModelConfig& config);
+  // The cost of a forward over `positions` (>= 1) relative to one position.
+  double Cost(int positions) const;
+};
+
 // Per-request draft length. It keeps each draft position's acceptance rate a_i (how often draft i
 // is kept when drafts 1..i-1 were; an exponential moving average, optimistic at the start) and
 // drafts the k in [0, max_k] that maximises the tokens a step yields per unit of its cost:
-//   g(k) = (1 + a_1 + a_1·a_2 + … + a_1·…·a_k) / (1 + k·c),   g(0) = 1 (plain decoding),
-// where c is what one more drafted position costs next to a plain decode step (verifying it, and
-// with MTP drafting it). A verify of several positions is not free on CPUs: the extra positions
-// route to other experts, so a batch-1 GLM-5 verify of 2 positions reads ~1.5x the bytes of one
-// (bench/spec_bench), and the bundled model's forward over 2 positions costs ~1.4x one. When no
-// k > 0 pays, it decodes plainly for kPauseSteps steps, then drafts one token to measure again.
+//   g(k) = (1 + a_1 + a_1·a_2 + … + a_1·…·a_k) / (1 + c(k)),   g(0) = 1 (plain decoding),
+// where c(k) is what drafting k tokens adds to a plain decode step: verifying them with it
+// (VerifyCostModel: extra positions route to other experts, so they are not free on CPUs, but
+// the second costs less than the first) and, with MTP, drafting them (k x kMtpDraftCost). When
+// no k > 0 pays, it decodes plainly for kPauseSteps steps, then drafts one token to measure again.
+// Likewise a position beyond the chosen k is measured again every kDeeperProbeSteps steps (one
+// step drafts k + 1): its rate is only updated when it is drafted, so a run of rejections would
+// otherwise stop it for the rest of the request.
 class AdaptiveDraftLength {
  public:
-  // Cost of a drafted position relative to a decode step: verifying it, plus drafting it with
-  // the MTP layer (~0.3 of a step on the bundled model; ~0.06 at GLM-5's bytes).
+  // Cost of a drafted position relative to a decode step, without a VerifyCostModel: verifying
+  // it, plus drafting it with the MTP layer.
   static constexpr double kVerifyPositionCost = 0.4;
+  // Drafting one token with the MTP layer: ~0.2-0.25 of a step on the bundled model, where one
+  // small layer's pass is bound by its fixed costs (measured by bench/spec_bench); ~0.02 at
+  // GLM-5's bytes.
   static constexpr double kMtpDraftCost = 0.2;
   static constexpr int kPauseSteps = 8;
+  static constexpr int kDeeperProbeSteps = 16;
   // Weight of the newest step in each position's acceptance average (0.1: about the last ten
   // drafts; two misses in a row at 85% acceptance must not stop drafting).
   static constexpr double kRateWeight = 0.1;
@@ -84,18 +111,26 @@ class AdaptiveDraftLength {
     return kVerifyPositionCost + (spec.method == SpeculativeConfig::Method::kMtp ? kMtpDraftCost : 0.0);
   }
 
+  static double DraftCost(const SpeculativeConfig& spec) {
+    return spec.method == SpeculativeConfig::Method::kMtp ? kMtpDraftCost : 0.0;
+  }
+
+  // c(k) = k · position_cost.
   AdaptiveDraftLength(int max_k, double position_cost);
+  // c(k) = verify.Cost(k + 1) − 1 + k · draft_cost.
+  AdaptiveDraftLength(int max_k, const VerifyCostModel& verify, double draft_cost);
   int next() const { return pause_ > 0 ? 0 : k_; }
   // The most drafts next() can ask for after the coming Update(proposed, ...): what a drafter
   // that must prepare the next step's drafts now (the cluster's MTP layer, chained on the last
   // stage in this step) needs — 0 while a pause has more than this step to run, 1 for the probe
   // that ends it, else the k the rates would choose if every proposed draft were kept.
   int MostDraftsNext(int proposed) const;
-  // The request decodes in a batch of `sequences`. position_cost is for a sequence decoding
-  // alone; in a batch a step's fixed part (weights read, synchronisation) is shared, so a drafted
-  // position costs more next to the request's share of the step. With the step time α + β·n over
-  // n positions and c = β / (α + β) alone, it is c·B / (1 − c + c·B) in a batch of B (0.6 alone:
-  // 0.92 at B = 8, where drafting pays only above 92% acceptance).
+  // The request decodes in a batch of `sequences`. c(k) is for a sequence decoding alone; in a
+  // batch a step's fixed part (weights read, synchronisation) is shared, so a drafted position
+  // costs more next to the request's share of the step. With the step time α + β·n over n
+  // positions and c = β / (α + β) alone, it is c·B / (1 − c + c·B) in a batch of B (0.6 alone:
+  // 0.92 at B = 8, where drafting pays only above 92% acceptance); every c(k) is scaled by that
+  // factor with c = c(1).
   void SetBatchSize(int64_t sequences);
   // After each decode step of the request: `proposed` drafts were verified and `accepted` kept
   // (0, 0 for a step without drafts: counts down a pause).
@@ -111,11 +146,12 @@ class AdaptiveDraftLength {
   void Choose();
 
   int max_k_;
-  double alone_cost_;
-  double cost_;
+  std::vector<double> alone_cost_;  // [max_k + 1]: c(k) alone; c(0) = 0
+  std::vector<double> cost_;        // [max_k + 1]: c(k) in the current batch
   std::vector<double> rate_;  // [max_k]
   int k_ = 0;
   int pause_ = 0;
+  int deeper_probe_in_ = kDeeperProbeSteps;  // drafting steps until position k_ + 1 is measured
 };
 
 }  // namespace glm::runtime
