@@ -162,16 +162,11 @@ double VerifyCostModel::Cost(int positions) const {
 }
 
 AdaptiveDraftLength::AdaptiveDraftLength(int max_k, double position_cost)
-    : max_k_(std::max(1, max_k)), alone_cost_(max_k_ + 1), cost_(max_k_ + 1), rate_(max_k_, 0.9) {
-  for (int k = 0; k <= max_k_; ++k) alone_cost_[k] = k * position_cost;
-  cost_ = alone_cost_;
-  Choose();
-}
+    : AdaptiveDraftLength(max_k, VerifyCostModel{.linear_step = position_cost}, 0.0) {}
 
 AdaptiveDraftLength::AdaptiveDraftLength(int max_k, const VerifyCostModel& verify, double draft_cost)
-    : max_k_(std::max(1, max_k)), alone_cost_(max_k_ + 1), cost_(max_k_ + 1), rate_(max_k_, 0.9) {
+    : max_k_(std::max(1, max_k)), alone_cost_(max_k_ + 1), rate_(max_k_, 0.9) {
   for (int k = 0; k <= max_k_; ++k) alone_cost_[k] = verify.Cost(k + 1) - 1.0 + k * draft_cost;
-  cost_ = alone_cost_;
   Choose();
 }
 
@@ -186,7 +181,7 @@ int AdaptiveDraftLength::Best(const std::vector<double>& rates) const {
   for (int k = 1; k <= max_k_; ++k) {
     reach *= rates[k - 1];  // probability that drafts 1..k are all kept
     tokens += reach;
-    const double gain = tokens / (1.0 + cost_[k]);
+    const double gain = tokens / (1.0 + alone_cost_[k] * batch_scale_);
     if (gain > best_gain) {
       best_gain = gain;
       best = k;
@@ -198,8 +193,8 @@ int AdaptiveDraftLength::Best(const std::vector<double>& rates) const {
 void AdaptiveDraftLength::SetBatchSize(int64_t sequences) {
   const double b = static_cast<double>(std::max<int64_t>(1, sequences)), c = alone_cost_[1];
   const double scale = b / (1.0 - c + c * b);
-  if (cost_[1] == alone_cost_[1] * scale) return;
-  for (int k = 0; k <= max_k_; ++k) cost_[k] = alone_cost_[k] * scale;
+  if (scale == batch_scale_) return;
+  batch_scale_ = scale;
   if (pause_ == 0) Choose();
 }
 

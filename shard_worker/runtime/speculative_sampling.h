@@ -147,7 +147,7 @@ class AdaptiveDraftLength {
 
   int max_k_;
   std::vector<double> alone_cost_;  // [max_k + 1]: c(k) alone; c(0) = 0
-  std::vector<double> cost_;        // [max_k + 1]: c(k) in the current batch
+  double batch_scale_ = 1.0;        // c(k) in the current batch: alone_cost_[k] · batch_scale_
   std::vector<double> rate_;  // [max_k]
   int k_ = 0;
   int pause_ = 0;
