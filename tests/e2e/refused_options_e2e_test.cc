@@ -47,25 +47,26 @@ bool EndedNonZeroOnItsOwn(const JobEnd& end) {
          WEXITSTATUS(end.status) != 137;
 }
 
+// The job ended by itself with an error that names `message`, before any model was loaded.
+void ExpectRefusedBeforeLoading(const JobEnd& end, const std::string& message) {
+  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
+  EXPECT_NE(end.log.find(message), std::string::npos) << end.log;
+  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+}
+
 TEST(RefusedLoadOptionsE2eTest, BadWeightDtypeFlag) {
   const JobEnd end = RunJobToTheEnd("--weight-dtype int7");
-  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
-  EXPECT_NE(end.log.find("weight dtype 'int7' is not one of stored, bf16, f32, int8"), std::string::npos) << end.log;
-  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  ExpectRefusedBeforeLoading(end, "weight dtype 'int7' is not one of stored, bf16, f32, int8");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStreamIntervalFlag) {
   const JobEnd end = RunJobToTheEnd("--stream-interval 0");
-  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
-  EXPECT_NE(end.log.find("--stream-interval must be 1..4096 tokens, got 0"), std::string::npos) << end.log;
-  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  ExpectRefusedBeforeLoading(end, "--stream-interval must be 1..4096 tokens, got 0");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
   const JobEnd end = RunJobToTheEnd("--http-threads -3");
-  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
-  EXPECT_NE(end.log.find("--http-threads must be 0..4096, got -3"), std::string::npos) << end.log;
-  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  ExpectRefusedBeforeLoading(end, "--http-threads must be 0..4096, got -3");
 }
 
 TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
@@ -77,11 +78,7 @@ TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
   ASSERT_EQ(std::system(make.c_str()), 0);
   const JobEnd end = RunJobToTheEnd("--placement " + plan);
   std::remove(plan.c_str());
-  EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << "status " << end.status << "\n" << end.log;
-  EXPECT_NE(end.log.find("placement plan: weight_dtype / quantize_scope: weight dtype 'int3' is not one of"),
-            std::string::npos)
-      << end.log;
-  EXPECT_EQ(end.log.find("loaded in"), std::string::npos) << end.log;
+  ExpectRefusedBeforeLoading(end, "placement plan: weight_dtype / quantize_scope: weight dtype 'int3' is not one of");
 }
 
 // A --placement path that cannot be read is reported as such before any worker loads (it was
