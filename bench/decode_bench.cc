@@ -34,6 +34,7 @@
 #include "bench/baseline_store.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kernels/vector_ops.h"
@@ -58,6 +59,9 @@ ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(int32_t, min_gemm_tokens, 0,
+          "matmuls of this many tokens or more go to the prefill GEMM (0 = each path's own tile/GEMM crossover; "
+          "9 = every one past the decode tiles): to compare the two on the model");
 ABSL_FLAG(int32_t, rounds, 1,
           "times to restart every sequence from its prompt and decode --steps again (keeps the "
           "context short while running long enough to profile)");
@@ -142,6 +146,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "decode_bench: --token-groups must be auto, never or always\n");
     return 2;
   }
+  glm::kernels::SetMinGemmTokensOverride(absl::GetFlag(FLAGS_min_gemm_tokens));
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
     std::fprintf(stderr, "%s: %s\n", "decode_bench", err.c_str());
     return 2;

@@ -2,7 +2,11 @@
 // the machine's read and triad bandwidth measured in the same run:
 //
 //   matmul_bench [--threads N] [--rows R --cols C] [--dtype bf16|f32|fp8|int8|int4[,..]] [--tokens T[,..]]
-//                [--path NAME] [--prefetch BYTES] [--min-seconds S] [--json]
+//                [--path NAME] [--prefetch BYTES] [--min-gemm-tokens N] [--min-seconds S] [--json]
+//
+// --min-gemm-tokens N sends every matmul of N or more tokens to the prefill GEMM (9: all past the
+// decode tiles; a large N: none), instead of each path's own crossover (SimdKernelSet::
+// min_gemm_tokens); running a token list both ways shows where the crossover lies.
 //
 // "read" is the best read-probe pass interleaved with that row's passes; "vs read" the ratio.
 // Defaults: all cores, 4096 columns, rows for a 64 MiB matrix (twice this machine's L3, so each
@@ -41,6 +45,7 @@ struct Options {
   std::vector<int64_t> tokens = {1, 8};
   std::string path;  // empty: every supported path
   int64_t prefetch = -1;
+  int min_gemm_tokens = 0;  // 0: each path's own
   double min_seconds = 0.15;
   bool json = false;
 };
@@ -70,7 +75,7 @@ bool ParseDType(const std::string& s, DType* d, int64_t* group_size) {
   std::fprintf(stderr,
                "%s\nusage: matmul_bench [--threads N] [--rows R --cols C] "
                "[--dtype bf16|f32|fp8|int8|int4|int8-g<N>|int4-g<N>[,..]] [--tokens T[,..]] [--path NAME] "
-               "[--prefetch BYTES] [--min-seconds S] [--json]\n",
+               "[--prefetch BYTES] [--min-gemm-tokens N] [--min-seconds S] [--json]\n",
                error);
   std::exit(2);
 }
@@ -88,6 +93,7 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--cols") o.cols = std::atoll(value().c_str());
     else if (a == "--path") o.path = value();
     else if (a == "--prefetch") o.prefetch = std::atoll(value().c_str());
+    else if (a == "--min-gemm-tokens") o.min_gemm_tokens = std::max(0, std::atoi(value().c_str()));
     else if (a == "--min-seconds") o.min_seconds = std::atof(value().c_str());
     else if (a == "--json") o.json = true;
     else if (a == "--dtype") {
@@ -224,6 +230,7 @@ int main(int argc, char** argv) {
   using namespace glm::bench;
   Options o = ParseArgs(argc, argv);
   if (o.prefetch >= 0) kernels::SetMatMulPrefetchBytes(o.prefetch);
+  kernels::SetMinGemmTokensOverride(o.min_gemm_tokens);
   kernels::ThreadPool pool(o.threads);
 
   std::vector<std::string> paths;

@@ -30,6 +30,7 @@
 #include "bench/baseline_store.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
@@ -55,6 +56,9 @@ ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16; the peak "
           "GEMM then measures that kernel family too)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(int32_t, min_gemm_tokens, 0,
+          "matmuls of this many tokens or more go to the prefill GEMM (0 = each path's own tile/GEMM crossover; "
+          "9 = every one past the decode tiles): to compare the two on the model");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store this prefill tokens/s as the new best in --baseline if it is better");
 
@@ -158,6 +162,7 @@ ModelFlops CountFlops(const glm::model::ModelConfig& c, int64_t prompt, int64_t 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
+  glm::kernels::SetMinGemmTokensOverride(absl::GetFlag(FLAGS_min_gemm_tokens));
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
     std::fprintf(stderr, "%s: %s\n", "prefill_bench", err.c_str());
     return 2;

@@ -147,6 +147,12 @@ SimdKernelSet MakeKernelSet() {
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
   k.gemm = Avx2GemmKernels();
+  // Token counts at which the GEMM overtook these tiles (matmul_bench --min-gemm-tokens --path
+  // avx2, Zen 5): F32 ~32, BF16 ~64; FP8 at once (8-lane FP8 decode per tile costs more than
+  // the GEMM's one panel conversion from 9 tokens up).
+  k.min_gemm_tokens[static_cast<int>(DType::kF32)] = 32;
+  k.min_gemm_tokens[static_cast<int>(DType::kBF16)] = 64;
+  k.min_gemm_tokens[static_cast<int>(DType::kF8E4M3)] = kMaxTileTokens + 1;
   return k;
 }
 

@@ -303,6 +303,12 @@ SimdKernelSet MakeKernelSet() {
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
   k.gemm = Avx512GemmKernels();
+  // Token counts at which the GEMM overtook these tiles (matmul_bench --min-gemm-tokens, Zen 5,
+  // 128x256 to 2048x4096 matrices): F32 ~64, FP8 ~48 (its decode is the costliest to repeat per
+  // tile), BF16 ~128 (its 2-instruction decode makes the tiles' re-conversion cheap).
+  k.min_gemm_tokens[static_cast<int>(DType::kF32)] = 64;
+  k.min_gemm_tokens[static_cast<int>(DType::kBF16)] = 128;
+  k.min_gemm_tokens[static_cast<int>(DType::kF8E4M3)] = 48;
   if (CpuSupportsAvx512Bf16Dot()) FillBf16Dot(k, tiles);
   return k;
 }

@@ -21,6 +21,7 @@ namespace {
 // and FP8 GEMV (bench/matmul_bench --prefetch). The hardware prefetcher stops at 4 KiB pages,
 // software prefetch does not.
 std::atomic<int64_t> g_prefetch_bytes{1024};
+std::atomic<int> g_min_gemm_tokens_override{0};
 
 // With several token tiles, each tile re-reads a block of rows; keep that block in L2.
 constexpr int64_t kRowBlockBytes = 256 * 1024;
@@ -137,6 +138,8 @@ void FillInterleavedOrder(int lanes, int interleave, int chunk_cols, int16_t* or
   }
 }
 
+void SetMinGemmTokensOverride(int n_tokens) { g_min_gemm_tokens_override.store(std::max(0, n_tokens)); }
+
 void SetMatMulPrefetchBytes(int64_t bytes) { g_prefetch_bytes.store(std::max<int64_t>(0, bytes)); }
 int64_t MatMulPrefetchBytes() { return g_prefetch_bytes.load(std::memory_order_relaxed); }
 
@@ -199,10 +202,14 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     x = rounded;
     x_stride = cols;
   }
-  if (n_tokens > kMaxTileTokens && k.gemm != nullptr &&
+  const int d = static_cast<int>(w.dtype);
+  const int forced_gemm = g_min_gemm_tokens_override.load(std::memory_order_relaxed);
+  const int min_gemm = forced_gemm > 0 ? std::max(forced_gemm, kMaxTileTokens + 1)
+                       : d < 3       ? k.min_gemm_tokens[d]
+                                     : kMaxTileTokens + 1;
+  if (n_tokens >= min_gemm && k.gemm != nullptr &&
       RunSimdGemm(k, *k.gemm, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride))
     return;
-  const int d = static_cast<int>(w.dtype);
   const int chunk = k.chunk_cols[d];
   const int16_t* order = k.order[d];
   const int64_t pitch = (cols + chunk - 1) / chunk * chunk;

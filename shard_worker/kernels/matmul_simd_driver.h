@@ -52,9 +52,18 @@ struct SimdKernelSet {
   // without the NaN patch; null: the kernels above serve them too.
   SimdBlockFn fp8_nan_free_grouped[kMaxTileTokens + 1] = {};
   SimdBlockFn fp8_nan_free_single[kMaxTileTokens + 1] = {};
-  // Prefill: n_tokens > kMaxTileTokens goes to this GEMM (gemm_driver.h; same arithmetic per
-  // output) where it handles the dtype; nullptr: the tiles above at any n_tokens.
+  // Prefill: n_tokens >= min_gemm_tokens[dtype] goes to this GEMM (gemm_driver.h; same
+  // arithmetic per output, so the switch changes no result) where it handles the dtype; nullptr:
+  // the tiles above at any n_tokens.
   const GemmKernelSet* gemm = nullptr;
+  // Where the GEMM starts to pay, per dtype. It converts each weight panel to f32 once per call
+  // and then reuses it for every token; the tiles convert a row block per tile of <= 8 tokens but
+  // keep it in L1/L2 across the tiles, and write nothing. Below the crossover the panel
+  // conversion costs more than it saves: at 16 tokens the AVX-512 BF16 GEMM took 1.6x the tiles'
+  // time on a 2048x4096 matrix (bench/matmul_bench --min-gemm-tokens). The crossover depends on
+  // how costly a weight is to decode (FP8 > BF16 > F32) and on the ISA, so each kernel set
+  // gives its own (measured on Zen 5, tile vs GEMM at equal speed).
+  int min_gemm_tokens[3] = {kMaxTileTokens + 1, kMaxTileTokens + 1, kMaxTileTokens + 1};
   // BF16 weights × BF16 activations (SetBf16Activations) by BF16 dot products, where the ISA has
   // them: xp is then [T][x_pitch] uint16 bf16 in natural column order (x_pitch a multiple of
   // bf16dot_chunk_cols, zero padded), passed as the float pointer. Null: activations are rounded
@@ -84,6 +93,11 @@ float* AlignedScratch(std::vector<float>& v, int64_t n);
 void PermuteRow(const float* src, int64_t cols, int64_t pitch, int chunk, const int16_t* order, float* dst);
 // Per-column multiplier of FP8 scale-block row `sb` times `factor` (any block_cols, partial blocks).
 void ExpandScales(const WeightView& w, int64_t sb, float factor, float* out);
+
+// Benchmark and test hook: n_tokens from which every dtype goes to the GEMM (where the path has
+// one), instead of the kernel set's min_gemm_tokens; 0 restores those. The results are the same
+// either way (the batch-invariance contract); only the speed differs.
+void SetMinGemmTokensOverride(int n_tokens);
 
 // Prefetch distance in bytes ahead of each row stream (benchmark hook; default tuned on Zen 5).
 void SetMatMulPrefetchBytes(int64_t bytes);

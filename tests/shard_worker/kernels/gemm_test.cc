@@ -1,4 +1,4 @@
-// The prefill GEMM (n_tokens > 8, gemm_driver.h) of every SIMD path against MatMulRowsReference
+// The prefill GEMM (gemm_driver.h; forced from 9 tokens up) of every SIMD path against MatMulRowsReference
 // on shapes that do not fit its blocking (rows vs the 4/2-row microkernel and the 64-row panel,
 // cols vs chunks and the 512-column K block, tokens vs the 6/5-token tile and the token block),
 // and the batch-invariance contract: a token's outputs inside a large batch are bit-identical to
@@ -14,6 +14,7 @@
 
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
+#include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/thread_pool.h"
 
 namespace glm::kernels {
@@ -82,8 +83,13 @@ std::vector<float> RunRows(MatMulRowsFn fn, const float* x, int64_t n, const Wei
 
 const DType kDTypes[] = {DType::kF32, DType::kBF16, DType::kF8E4M3};
 
+// Every n_tokens past the decode tiles goes to the GEMM here (each path's own crossover would send
+// most of these shapes to the tiles), so the GEMM's blocking edges are what these tests cover.
 class GemmPathTest : public testing::TestWithParam<std::string> {
  protected:
+  void SetUp() override { SetMinGemmTokensOverride(kMaxTileTokens + 1); }
+  void TearDown() override { SetMinGemmTokensOverride(0); }
+
   MatMulRowsFn fn() const {
     for (const auto& p : SupportedMatMulPaths())
       if (p.name == GetParam()) return p.fn;
@@ -166,6 +172,27 @@ TEST_P(GemmPathTest, EveryBatchSizeBitIdentical) {
     for (int64_t n = 1; n <= 70; ++n) {
       std::vector<float> y = RunRows(fn(), x.data(), n, tw.view);
       for (int64_t i = 0; i < n * 70; ++i)
+        ASSERT_TRUE(BitEqual(y[i], full[i])) << DTypeName(d) << " n=" << n << " i=" << i;
+    }
+  }
+}
+
+// With each path's own tile/GEMM crossovers (per dtype, between 9 and 128 tokens): every batch size
+// around them gives each token's outputs bit for bit, as a batch of one does.
+TEST_P(GemmPathTest, OwnCrossoverBitIdentical) {
+  SetMinGemmTokensOverride(0);
+  const int64_t kBatches[] = {1, 8, 9, 31, 32, 33, 47, 48, 49, 63, 64, 65, 127, 128, 129};
+  for (DType d : kDTypes) {
+    Weights tw = MakeWeights(d, 37, 300, 9, 16, 128);
+    std::vector<float> x = Activations(160 * 300, 10);
+    std::vector<float> full = RunRows(fn(), x.data(), 160, tw.view);
+    for (int64_t t = 0; t < 160; t += 53) {
+      std::vector<float> alone = RunRows(fn(), x.data() + t * 300, 1, tw.view);
+      for (int64_t r = 0; r < 37; ++r) ASSERT_TRUE(BitEqual(alone[r], full[t * 37 + r])) << DTypeName(d) << " t=" << t;
+    }
+    for (int64_t n : kBatches) {
+      std::vector<float> y = RunRows(fn(), x.data(), n, tw.view);
+      for (int64_t i = 0; i < n * 37; ++i)
         ASSERT_TRUE(BitEqual(y[i], full[i])) << DTypeName(d) << " n=" << n << " i=" << i;
     }
   }
