@@ -70,7 +70,7 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
 absl::StatusOr<OutputDelta> RequestOutput::ConsumeReleased(const scheduler::GenerationEvent& event,
                                                            scheduler::RequestStream& stream) {
   absl::StatusOr<OutputDelta> delta = Consume(event);
-  if (stream.interval_tokens() <= 1) return delta;
+  if (stream.interval_tokens() <= 1 || (delta.ok() && delta->first_tokens)) return delta;
   scheduler::GenerationEvent more;
   while (delta.ok() && !delta->finished && !delta->stop_string_matched && stream.Next(&more, absl::ZeroDuration())) {
     absl::StatusOr<OutputDelta> next = Consume(more);

@@ -72,7 +72,9 @@ class RequestOutput {
   // Consume(event), then the events `stream` released together with it (--stream-interval: Next
   // hands them out without waiting) folded in — tokens, text, logprobs and calls appended, counts
   // and the end from the latest — up to the request's end: what one streamed message carries.
-  // With an interval of 1, just Consume(event).
+  // With an interval of 1, just Consume(event). The event carrying the first tokens is a message
+  // alone (RequestStream's contract: the TTFT message holds the first token however late the
+  // consumer woke), even when a whole group is already waiting behind it.
   absl::StatusOr<OutputDelta> ConsumeReleased(const scheduler::GenerationEvent& event,
                                               scheduler::RequestStream& stream);
 

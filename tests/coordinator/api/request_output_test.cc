@@ -50,6 +50,43 @@ class RequestOutputTest : public ApiTest {
   std::vector<int32_t> Pieces(const std::string& text) { return Encode(text); }
 };
 
+// --stream-interval with a late consumer: a whole group waits behind the first token, yet the
+// first token is a message alone (the TTFT message), and the group follows as the next one.
+TEST_F(RequestOutputTest, FirstTokenIsAMessageAloneWhenAGroupWaitsBehindIt) {
+  scheduler::RequestStream stream("late-reader");
+  stream.SetInterval({.tokens = 4, .max_delay = absl::Hours(1)});
+  for (int32_t i = 0; i < 8; ++i) {
+    scheduler::GenerationEvent e;
+    e.tokens = {100 + i};
+    e.completion_tokens = i + 1;
+    stream.Push(std::move(e));
+  }
+  api::RequestOutput out(tokenizer_, api::OutputOptions{});
+  scheduler::GenerationEvent e;
+  ASSERT_TRUE(stream.Next(&e, absl::ZeroDuration()));
+  auto first = out.ConsumeReleased(e, stream);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->tokens, (std::vector<int32_t>{100}));
+  EXPECT_TRUE(first->first_tokens);
+  ASSERT_TRUE(stream.Next(&e, absl::ZeroDuration()));  // the 7 waiting: past the interval
+  auto group = out.ConsumeReleased(e, stream);
+  ASSERT_TRUE(group.ok()) << group.status();
+  EXPECT_EQ(group->tokens, (std::vector<int32_t>{101, 102, 103, 104, 105, 106, 107}));
+  EXPECT_EQ(group->completion_tokens, 8);
+  EXPECT_FALSE(stream.Next(&e, absl::ZeroDuration()));  // nothing left
+  scheduler::GenerationEvent end;
+  end.tokens = {108};
+  end.completion_tokens = 9;
+  end.finished = true;
+  end.finish_reason = "length";
+  stream.Push(std::move(end));
+  ASSERT_TRUE(stream.Next(&e, absl::ZeroDuration()));  // the end never waits for a group
+  auto last = out.ConsumeReleased(e, stream);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->tokens, (std::vector<int32_t>{108}));
+  EXPECT_TRUE(last->finished);
+}
+
 TEST_F(RequestOutputTest, StopStringSplitAcrossTokensIsHeldBackThenCut) {
   api::OutputOptions o;
   o.stop = {"<END>"};
