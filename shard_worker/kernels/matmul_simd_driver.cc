@@ -204,9 +204,7 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
   }
   const int d = static_cast<int>(w.dtype);
   const int forced_gemm = g_min_gemm_tokens_override.load(std::memory_order_relaxed);
-  const int min_gemm = forced_gemm > 0 ? std::max(forced_gemm, kMaxTileTokens + 1)
-                       : d < 3       ? k.min_gemm_tokens[d]
-                                     : kMaxTileTokens + 1;
+  const int min_gemm = forced_gemm > 0 ? std::max(forced_gemm, kMaxTileTokens + 1) : k.min_gemm_tokens[d];
   if (n_tokens >= min_gemm && k.gemm != nullptr &&
       RunSimdGemm(k, *k.gemm, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride))
     return;
