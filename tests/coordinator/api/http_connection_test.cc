@@ -16,8 +16,6 @@ namespace {
 
 using json = nlohmann::json;
 
-class HttpConnectionTest : public ApiTest {};
-
 // A raw connection that sent a streaming request and read up to its first SSE event.
 // "Connection: close" keeps an idle keep-alive wait out of the shutdown timing.
 int OpenStream(int port, const std::string& body) {
@@ -53,14 +51,24 @@ int OpenStream(int port, const std::string& body) {
 const std::string kLongStream =
     json{{"prompt", {1, 2, 3}}, {"max_tokens", 400}, {"ignore_eos", true}, {"stream", true}}.dump();
 
+class HttpConnectionTest : public ApiTest {
+ protected:
+  // Opens kLongStream (400 tokens, 10 ms each), reads its first event and hangs up; returns the
+  // request id whose abort the test waits for ("" when the stream could not be opened).
+  std::string OpenLongStreamAndHangUp() {
+    engine_->SetTokenDelay(absl::Milliseconds(10));
+    const int fd = OpenStream(server_->http_port(), kLongStream);
+    EXPECT_GE(fd, 0);
+    if (fd < 0) return "";
+    close(fd);
+    return engine_->last_request().request_id;
+  }
+};
+
 // The client hangs up after the first event: the server must abort the generation (400 tokens
 // at 10 ms would otherwise run for 4 s).
 TEST_F(HttpConnectionTest, ClientDisconnectMidStreamAborts) {
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  int fd = OpenStream(server_->http_port(), kLongStream);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Seconds(3)));
+  EXPECT_TRUE(engine_->WaitForAbort(OpenLongStreamAndHangUp(), absl::Seconds(3)));
 }
 
 // The client hangs up while the server has nothing to write (here: the tokens after the first
@@ -72,11 +80,7 @@ TEST_F(HttpConnectionTest, ClientDisconnectWhileNothingIsSentAborts) {
   hold.tokens = 1000;
   hold.max_delay = absl::Seconds(30);
   RestartWithStreamInterval(hold);
-  engine_->SetTokenDelay(absl::Milliseconds(10));
-  int fd = OpenStream(server_->http_port(), kLongStream);
-  ASSERT_GE(fd, 0);
-  close(fd);
-  EXPECT_TRUE(engine_->WaitForAbort(engine_->last_request().request_id, absl::Milliseconds(3500)));
+  EXPECT_TRUE(engine_->WaitForAbort(OpenLongStreamAndHangUp(), absl::Milliseconds(3500)));
 }
 
 TEST_F(HttpConnectionTest, ClientDisconnectAbortsEveryChoice) {
