@@ -1,0 +1,323 @@
+#!/usr/bin/env python3
+"""Soak test: hours of mixed traffic against a running server, checking what must hold throughout.
+
+Drives an already running server (this script starts nothing) over its OpenAI HTTP API and, with
+build/bin/serve_bench, over gRPC, from several threads at once:
+
+  load      serve_bench runs (gRPC and OpenAI chat) with random prompt/output lengths, sampled;
+  hangups   streaming requests whose client closes the connection mid-stream (the generation
+            must be cancelled and its KV blocks freed);
+  bad       malformed or out-of-range requests: each must get a 4xx JSON error, never a 5xx or a
+            dropped connection, and the server must keep serving;
+  replay    one fixed multi-turn greedy conversation replayed over and over while the other
+            threads churn the prefix cache: every replay must give exactly the first one's text
+            (prefix-cache hits, evictions and batching must never change a token);
+  monitor   every few seconds: RSS of every coordinator/shard_worker process, KV usage, running and
+            waiting requests from /metrics.
+
+At the end it waits for the server to go idle and checks that KV usage is back at zero, then prints
+a summary (and JSON with --json) and exits 1 if any check failed.
+
+Usage: bench/soak.py --http 127.0.0.1:8080 [--grpc 127.0.0.1:50051] [--minutes 10] [--json FILE]
+Start the server with a small --kv-cache-gib (e.g. 0.02 on the bundled model) so that the prefix
+cache evicts and requests queue for blocks while the soak runs.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        host, port = args.http.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.deadline = time.monotonic() + args.minutes * 60
+        self.lock = threading.Lock()
+        self.failures = []  # (check, detail)
+        self.counts = {}  # name -> count
+        self.samples = []  # monitor samples
+        self.model = None
+
+    # ---- bookkeeping -------------------------------------------------------------------------
+    def fail(self, check, detail):
+        with self.lock:
+            self.failures.append((check, detail))
+        print(f"[soak] FAIL {check}: {detail}", file=sys.stderr, flush=True)
+
+    def count(self, name, n=1):
+        with self.lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def running(self):
+        return time.monotonic() < self.deadline
+
+    # ---- HTTP helpers ------------------------------------------------------------------------
+    def request(self, method, path, body=None, timeout=120):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode("utf-8", "replace"), dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def metrics(self):
+        status, text, _ = self.request("GET", "/metrics", timeout=30)
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+            if not m or "rank=" in (m.group(2) or "") or "le=" in (m.group(2) or ""):
+                continue  # per-rank series and histogram buckets: the totals are enough here
+            values.setdefault(m.group(1), float(m.group(3)))
+        return values
+
+    # ---- workers -----------------------------------------------------------------------------
+    def load_loop(self, backend, server, concurrency, seed0):
+        bench = os.path.join(REPO, "build", "bin", "serve_bench")
+        seed = seed0
+        while self.running():
+            seed += 1
+            # Mostly short prompts, now and then a long one (chunked prefill, KV pressure).
+            input_len = 1536 if seed % 5 == 0 else 256
+            cmd = [bench, "--backend", backend, "--server", server, "--num-prompts", str(4 * concurrency),
+                   "--max-concurrency", str(concurrency), "--input-len", str(input_len), "--output-len", "64",
+                   "--random-range-ratio", "0.9", "--temperature", "0.8", "--seed", str(seed), "--json",
+                   "--timeout-s", "600"]
+            if backend != "grpc":
+                cmd += ["--model", "any-name-at-all"]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode != 0:
+                self.fail(f"load-{backend}", f"serve_bench exit {p.returncode}: {p.stderr.strip()[-400:]}")
+                time.sleep(1)
+                continue
+            try:
+                r = json.loads(p.stdout)
+            except json.JSONDecodeError:
+                self.fail(f"load-{backend}", f"unreadable serve_bench JSON: {p.stdout[-200:]}")
+                continue
+            self.count(f"load-{backend}-requests", int(r.get("completed", 0)))
+            failed = int(r.get("failed", 0))
+            if failed:
+                self.fail(f"load-{backend}", f"{failed} failed requests in a run (seed {seed})")
+
+    def hangup_loop(self, seed):
+        rng = random.Random(seed)
+        while self.running():
+            body = {"model": self.model, "stream": True, "max_tokens": 400, "ignore_eos": True,
+                    "messages": [{"role": "user", "content": "def f(x):" * rng.randint(1, 50)}]}
+            sock = None
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=30)
+                data = json.dumps(body).encode()
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                             + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                # Read a little of the stream (or nothing), then vanish.
+                want = rng.choice([0, 1, 200, 2000])
+                got = b""
+                while len(got) < want:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                if want and not got.startswith(b"HTTP/1.1 200"):
+                    self.fail("hangup", f"stream answered {got[:80]!r}")
+                self.count("hangups")
+            except OSError as e:
+                self.fail("hangup", f"connection error: {e}")
+                time.sleep(1)
+            finally:
+                if sock is not None:
+                    sock.close()
+            time.sleep(rng.uniform(0.0, 0.3))
+
+    BAD = [
+        ("POST", "/v1/chat/completions", b"{not json", 400),
+        ("POST", "/v1/chat/completions", {"messages": "hi"}, 400),
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": -5}, 400),
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400),
+        ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_p": 7}, 400),
+        ("POST", "/v1/completions", {"prompt": [999999999]}, 400),
+        ("POST", "/v1/completions", {"prompt": "x " * 9000, "max_tokens": 4}, 400),
+        ("POST", "/v1/completions", {"prompt": "hi", "n": 1000}, 400),
+        ("POST", "/v1/completions", {"prompt": "hi", "logprobs": 1000}, 400),
+        ("POST", "/v1/embeddings", {"input": "hi"}, 404),
+        ("GET", "/v1/nothing-here", None, 404),
+    ]
+
+    def bad_loop(self, seed):
+        rng = random.Random(seed)
+        while self.running():
+            method, path, body, want = rng.choice(self.BAD)
+            try:
+                status, text, _ = self.request(method, path, body, timeout=60)
+            except OSError as e:
+                self.fail("bad-input", f"{method} {path}: connection error {e}")
+                time.sleep(1)
+                continue
+            ok = status == want
+            if ok and status >= 400:
+                try:
+                    err = json.loads(text)["error"]
+                    ok = bool(err.get("message")) and "type" in err
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    ok = False
+            if not ok:
+                self.fail("bad-input", f"{method} {path} {str(body)[:60]}: {status} {text[:160]}")
+            self.count("bad-requests")
+            time.sleep(rng.uniform(0.05, 0.5))
+
+    def conversation(self):
+        """One multi-turn greedy conversation: each turn's reply goes into the next turn's prompt."""
+        messages = [{"role": "system", "content": "You write short Python functions."}]
+        replies = []
+        for turn in range(self.args.turns):
+            messages.append({"role": "user", "content": f"Write function number {turn} that adds {turn} to x."})
+            body = {"model": self.model, "messages": messages, "max_tokens": 48, "temperature": 0,
+                    "ignore_eos": turn % 2 == 0}
+            status, text, _ = self.request("POST", "/v1/chat/completions", body, timeout=300)
+            if status != 200:
+                return None, f"turn {turn}: {status} {text[:200]}"
+            reply = json.loads(text)["choices"][0]["message"].get("content") or ""
+            replies.append(reply)
+            messages.append({"role": "assistant", "content": reply})
+        return replies, None
+
+    def replay_loop(self):
+        reference = None
+        while self.running():
+            replies, err = self.conversation()
+            if err:
+                # 429/503 under load are allowed answers, not wrong tokens: retry later.
+                if err.split(":")[1].strip().startswith(("429", "503")):
+                    self.count("replay-busy")
+                else:
+                    self.fail("replay", err)
+                time.sleep(1)
+                continue
+            if reference is None:
+                reference = replies
+            elif replies != reference:
+                turn = next(i for i, (a, b) in enumerate(zip(replies, reference)) if a != b)
+                self.fail("replay", f"replay differs from the first at turn {turn}: {replies[turn][:80]!r} vs "
+                                    f"{reference[turn][:80]!r}")
+            self.count("replays")
+
+    def pids(self):
+        out = subprocess.run(["pgrep", "-x", "coordinator|shard_worker"], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    @staticmethod
+    def rss_mib(pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            return None
+        return None
+
+    def monitor_loop(self):
+        start = time.monotonic()
+        while self.running():
+            try:
+                m = self.metrics()
+                sample = {"t": round(time.monotonic() - start, 1),
+                          "kv_usage": m.get("vllm:kv_cache_usage_perc"),
+                          "running": m.get("vllm:num_requests_running"),
+                          "waiting": m.get("vllm:num_requests_waiting"),
+                          "rss_mib": {str(p): self.rss_mib(p) for p in self.pids()}}
+                with self.lock:
+                    self.samples.append(sample)
+            except (OSError, RuntimeError) as e:
+                self.fail("monitor", f"/metrics: {e}")
+            time.sleep(self.args.monitor_s)
+
+    # ---- run ---------------------------------------------------------------------------------
+    def run(self):
+        status, text, _ = self.request("GET", "/v1/models")
+        if status != 200:
+            raise SystemExit(f"soak.py: GET /v1/models answered {status}: {text[:200]}")
+        self.model = json.loads(text)["data"][0]["id"]
+        threads = [threading.Thread(target=self.monitor_loop, daemon=True),
+                   threading.Thread(target=self.replay_loop, daemon=True),
+                   threading.Thread(target=self.hangup_loop, args=(11,), daemon=True),
+                   threading.Thread(target=self.bad_loop, args=(12,), daemon=True),
+                   threading.Thread(target=self.load_loop, args=("openai-chat", f"{self.host}:{self.port}", 2, 2000),
+                                    daemon=True)]
+        if self.args.grpc:
+            threads.append(threading.Thread(target=self.load_loop, args=("grpc", self.args.grpc, 6, 1000), daemon=True))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Idle: every generation finished or cancelled, so no KV block may stay in use.
+        idle_by = time.monotonic() + 60
+        m = {}
+        while time.monotonic() < idle_by:
+            m = self.metrics()
+            if not m.get("vllm:num_requests_running") and not m.get("vllm:num_requests_waiting") and \
+                    not m.get("vllm:kv_cache_usage_perc"):
+                break
+            time.sleep(0.5)
+        else:
+            self.fail("idle", f"after the traffic stopped: running {m.get('vllm:num_requests_running')}, waiting "
+                              f"{m.get('vllm:num_requests_waiting')}, KV usage {m.get('vllm:kv_cache_usage_perc')}")
+        self.report()
+
+    def report(self):
+        rss_first, rss_last = {}, {}
+        for s in self.samples:
+            for pid, v in s["rss_mib"].items():
+                if v is not None:
+                    rss_first.setdefault(pid, v)
+                    rss_last[pid] = v
+        # RSS after the first tenth of the run (warm: caches, arenas, thread stacks) vs the end.
+        warm = self.samples[len(self.samples) // 10]["rss_mib"] if self.samples else {}
+        summary = {"minutes": self.args.minutes, "counts": self.counts,
+                   "failures": [{"check": c, "detail": d} for c, d in self.failures],
+                   "rss_mib": {pid: {"first": rss_first[pid], "warm": warm.get(pid), "last": rss_last[pid]}
+                               for pid in rss_first},
+                   "max_kv_usage": max((s["kv_usage"] or 0) for s in self.samples) if self.samples else None,
+                   "max_waiting": max((s["waiting"] or 0) for s in self.samples) if self.samples else None}
+        print(f"soak: {self.args.minutes} min, " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
+        for pid, r in summary["rss_mib"].items():
+            print(f"  pid {pid}: RSS {r['first']:.0f} MiB at start, {r['warm'] or 0:.0f} warm, {r['last']:.0f} at the end")
+        print(f"  max KV usage {summary['max_kv_usage']}, max waiting {summary['max_waiting']}")
+        print(f"  {len(self.failures)} failures" + "".join(f"\n    {c}: {d}" for c, d in self.failures[:20]))
+        if self.args.json:
+            with open(self.args.json, "w") as f:
+                json.dump(summary, f, indent=1)
+        sys.exit(1 if self.failures else 0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--http", required=True, help="HOST:PORT of the OpenAI HTTP API")
+    ap.add_argument("--grpc", default="", help="HOST:PORT of the gRPC API (adds a gRPC load thread)")
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--turns", type=int, default=8, help="turns of the replayed conversation")
+    ap.add_argument("--monitor-s", type=float, default=5)
+    ap.add_argument("--json", default="", help="also write the summary here")
+    Soak(ap.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
