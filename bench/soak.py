@@ -48,6 +48,7 @@ class Soak:
         self.counts = {}  # name -> count
         self.samples = []  # monitor samples
         self.model = None
+        self.max_len = None
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def fail(self, check, detail):
@@ -154,7 +155,6 @@ class Soak:
         ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400),
         ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_p": 7}, 400),
         ("POST", "/v1/completions", {"prompt": [999999999]}, 400),
-        ("POST", "/v1/completions", {"prompt": "x " * 9000, "max_tokens": 4}, 400),
         ("POST", "/v1/completions", {"prompt": "hi", "n": 1000}, 400),
         ("POST", "/v1/completions", {"prompt": "hi", "logprobs": 1000}, 400),
         ("POST", "/v1/embeddings", {"input": "hi"}, 404),
@@ -163,8 +163,12 @@ class Soak:
 
     def bad_loop(self, seed):
         rng = random.Random(seed)
+        bad = list(self.BAD)
+        if self.max_len:  # past the served context: the prompt alone, or prompt plus max_tokens
+            bad.append(("POST", "/v1/completions", {"prompt": [1] * (self.max_len + 1), "max_tokens": 1}, 400))
+            bad.append(("POST", "/v1/completions", {"prompt": [1, 2, 3], "max_tokens": self.max_len}, 400))
         while self.running():
-            method, path, body, want = rng.choice(self.BAD)
+            method, path, body, want = rng.choice(bad)
             try:
                 status, text, _ = self.request(method, path, body, timeout=60)
             except OSError as e:
@@ -251,19 +255,24 @@ class Soak:
             time.sleep(self.args.monitor_s)
 
     # ---- run ---------------------------------------------------------------------------------
+    def guarded(self, loop, *args):
+        """Runs one loop; an exception escaping it is a finding, not a silently dead thread."""
+        try:
+            loop(*args)
+        except Exception as e:  # noqa: BLE001
+            self.fail(loop.__name__, f"{type(e).__name__}: {e}")
+
     def run(self):
         status, text, _ = self.request("GET", "/v1/models")
         if status != 200:
             raise SystemExit(f"soak.py: GET /v1/models answered {status}: {text[:200]}")
         self.model = json.loads(text)["data"][0]["id"]
-        threads = [threading.Thread(target=self.monitor_loop, daemon=True),
-                   threading.Thread(target=self.replay_loop, daemon=True),
-                   threading.Thread(target=self.hangup_loop, args=(11,), daemon=True),
-                   threading.Thread(target=self.bad_loop, args=(12,), daemon=True),
-                   threading.Thread(target=self.load_loop, args=("openai-chat", f"{self.host}:{self.port}", 2, 2000),
-                                    daemon=True)]
+        self.max_len = json.loads(text)["data"][0].get("max_model_len")
+        loops = [(self.monitor_loop,), (self.replay_loop,), (self.hangup_loop, 11), (self.bad_loop, 12),
+                 (self.load_loop, "openai-chat", f"{self.host}:{self.port}", 2, 2000)]
         if self.args.grpc:
-            threads.append(threading.Thread(target=self.load_loop, args=("grpc", self.args.grpc, 6, 1000), daemon=True))
+            loops.append((self.load_loop, "grpc", self.args.grpc, 6, 1000))
+        threads = [threading.Thread(target=self.guarded, args=loop, daemon=True) for loop in loops]
         for t in threads:
             t.start()
         for t in threads:
@@ -272,7 +281,11 @@ class Soak:
         idle_by = time.monotonic() + 60
         m = {}
         while time.monotonic() < idle_by:
-            m = self.metrics()
+            try:
+                m = self.metrics()
+            except (OSError, RuntimeError) as e:
+                self.fail("idle", f"/metrics after the traffic stopped: {e}")
+                break
             if not m.get("vllm:num_requests_running") and not m.get("vllm:num_requests_waiting") and \
                     not m.get("vllm:kv_cache_usage_perc"):
                 break
