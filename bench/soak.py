@@ -228,6 +228,14 @@ class Soak:
         return [int(p) for p in out.stdout.split()]
 
     @staticmethod
+    def comm(pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+
+    @staticmethod
     def rss_mib(pid):
         try:
             with open(f"/proc/{pid}/status") as f:
@@ -247,7 +255,7 @@ class Soak:
                           "kv_usage": m.get("vllm:kv_cache_usage_perc"),
                           "running": m.get("vllm:num_requests_running"),
                           "waiting": m.get("vllm:num_requests_waiting"),
-                          "rss_mib": {str(p): self.rss_mib(p) for p in self.pids()}}
+                          "rss_mib": {f"{self.comm(p)} {p}": self.rss_mib(p) for p in self.pids()}}
                 with self.lock:
                     self.samples.append(sample)
             except (OSError, RuntimeError) as e:
@@ -304,15 +312,24 @@ class Soak:
                     rss_last[pid] = v
         # RSS after the first tenth of the run (warm: caches, arenas, thread stacks) vs the end.
         warm = self.samples[len(self.samples) // 10]["rss_mib"] if self.samples else {}
-        summary = {"minutes": self.args.minutes, "counts": self.counts,
+        # Growth over the second half of the run, per hour: a leak shows as a steady slope.
+        half = [s for s in self.samples if s["t"] >= self.samples[-1]["t"] / 2] if self.samples else []
+        slope = {}
+        for pid in rss_first:
+            pts = [(s["t"], s["rss_mib"].get(pid)) for s in half if s["rss_mib"].get(pid) is not None]
+            if len(pts) >= 2 and pts[-1][0] > pts[0][0]:
+                slope[pid] = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]) * 3600
+        summary = {"minutes": self.args.minutes, "counts": self.counts, "samples": self.samples,
                    "failures": [{"check": c, "detail": d} for c, d in self.failures],
-                   "rss_mib": {pid: {"first": rss_first[pid], "warm": warm.get(pid), "last": rss_last[pid]}
-                               for pid in rss_first},
+                   "rss_mib": {pid: {"first": rss_first[pid], "warm": warm.get(pid), "last": rss_last[pid],
+                                     "second_half_mib_per_hour": slope.get(pid)} for pid in rss_first},
                    "max_kv_usage": max((s["kv_usage"] or 0) for s in self.samples) if self.samples else None,
                    "max_waiting": max((s["waiting"] or 0) for s in self.samples) if self.samples else None}
         print(f"soak: {self.args.minutes} min, " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
         for pid, r in summary["rss_mib"].items():
-            print(f"  pid {pid}: RSS {r['first']:.0f} MiB at start, {r['warm'] or 0:.0f} warm, {r['last']:.0f} at the end")
+            growth = r["second_half_mib_per_hour"]
+            print(f"  {pid}: RSS {r['first']:.0f} MiB at start, {r['warm'] or 0:.0f} warm, {r['last']:.0f} at the end"
+                  + (f" ({growth:+.1f} MiB/hour over the second half)" if growth is not None else ""))
         print(f"  max KV usage {summary['max_kv_usage']}, max waiting {summary['max_waiting']}")
         print(f"  {len(self.failures)} failures" + "".join(f"\n    {c}: {d}" for c, d in self.failures[:20]))
         if self.args.json:

@@ -5,42 +5,9 @@
 # Usage: launch_stop_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
-# launch.sh runs the binaries of REPO/build (skip, as ctest's SKIP_RETURN_CODE, without them).
-for b in coordinator shard_worker; do
-  [ -x "$REPO/build/bin/$b" ] || { echo "SKIPPED: $REPO/build/bin/$b is not built"; exit 77; }
-done
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-LOG=$(mktemp /tmp/launch_stop_test.XXXXXX.log)
-LAUNCHER=""
-cleanup() { [ -z "$LAUNCHER" ] || kill -KILL -- "-$LAUNCHER" 2>/dev/null; rm -f "$LOG"; }
-trap cleanup EXIT
-
-# Starts the launcher as its own job (a process group, SIGINT not ignored, as under a terminal
-# or systemd) and waits until the cluster serves.
-start() {
-  : >"$LOG"
-  set -m
-  bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --threads 1 -- \
-    --grpc-listen "127.0.0.1:$(free_port)" --http-listen "127.0.0.1:$(free_port)" --warmup-tokens 0 \
-    --kv-cache-gib 0.05 >"$LOG" 2>&1 &
-  LAUNCHER=$!
-  set +m
-  for _ in $(seq 1 240); do
-    grep -q "^\[coordinator\] serving" "$LOG" && return 0
-    kill -0 "$LAUNCHER" 2>/dev/null || break
-    sleep 0.5
-  done
-  echo "FAIL: the cluster did not start; its log:"; cat "$LOG"; exit 1
-}
-# Waits up to $1 seconds for the launcher; sets rc to its exit status (or "timeout").
-wait_launcher() {
-  rc=timeout
-  for _ in $(seq 1 $(( $1 * 5 ))); do
-    if ! kill -0 "$LAUNCHER" 2>/dev/null; then wait "$LAUNCHER"; rc=$?; return; fi
-    sleep 0.2
-  done
-}
+. "$(dirname "$0")/cluster_test_lib.sh"
+require_binaries coordinator shard_worker
+start() { start_cluster --kv-cache-gib 0.05; }
 
 start
 kill -INT "$LAUNCHER"
