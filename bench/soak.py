@@ -11,7 +11,8 @@ build/bin/serve_bench, over gRPC, from several threads at once:
             dropped connection, and the server must keep serving;
   replay    one fixed multi-turn greedy conversation replayed over and over while the other
             threads churn the prefix cache: every replay must give exactly the first one's text
-            (prefix-cache hits, evictions and batching must never change a token);
+            (prefix-cache hits, evictions and batching must never change a token), or, with
+            --replay-reference, the text another server configuration gave;
   monitor   every few seconds: RSS of every coordinator/shard_worker process, KV usage, running and
             waiting requests from /metrics.
 
@@ -19,6 +20,7 @@ At the end it waits for the server to go idle and checks that KV usage is back a
 a summary (and JSON with --json) and exits 1 if any check failed.
 
 Usage: bench/soak.py --http 127.0.0.1:8080 [--grpc 127.0.0.1:50051] [--minutes 10] [--json FILE]
+                     [--replay-reference FILE]
 Start the server with a small --kv-cache-gib (e.g. 0.02 on the bundled model) so that the prefix
 cache evicts and requests queue for blocks while the soak runs.
 """
@@ -205,6 +207,11 @@ class Soak:
 
     def replay_loop(self):
         reference = None
+        if self.args.replay_reference and os.path.exists(self.args.replay_reference):
+            # Another server configuration's replies (1 rank vs N, pipeline, speculation): greedy
+            # decoding must give the same text on every one of them.
+            with open(self.args.replay_reference) as f:
+                reference = json.load(f)
         while self.running():
             replies, err = self.conversation()
             if err:
@@ -217,10 +224,17 @@ class Soak:
                 continue
             if reference is None:
                 reference = replies
+                if self.args.replay_reference:
+                    with open(self.args.replay_reference, "w") as f:
+                        json.dump(replies, f)
+            elif len(replies) != len(reference):
+                self.fail("replay", f"{len(replies)} turns, the reference has {len(reference)} (--turns differs?)")
             elif replies != reference:
                 turn = next(i for i, (a, b) in enumerate(zip(replies, reference)) if a != b)
-                self.fail("replay", f"replay differs from the first at turn {turn}: {replies[turn][:80]!r} vs "
-                                    f"{reference[turn][:80]!r}")
+                got, want = replies[turn], reference[turn]
+                at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                self.fail("replay", f"replay differs from the reference at turn {turn}, character {at}: "
+                                    f"{got[max(0, at - 20):at + 40]!r} vs {want[max(0, at - 20):at + 40]!r}")
             self.count("replays")
 
     def pids(self):
@@ -345,6 +359,9 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--turns", type=int, default=8, help="turns of the replayed conversation")
     ap.add_argument("--monitor-s", type=float, default=5)
+    ap.add_argument("--replay-reference", default="",
+                    help="JSON file of the replayed conversation's replies: compared against when it exists, "
+                         "else written from the first replay (to check one server configuration against another)")
     ap.add_argument("--json", default="", help="also write the summary here")
     Soak(ap.parse_args()).run()
 
