@@ -12,7 +12,7 @@ namespace glm::tokenizer {
 
 using nlohmann::json;
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model, size_t cache_words) {
   if (!model.is_object()) return absl::InvalidArgumentError("model: expected an object");
   // Every json access below is type-checked or inside the try block: a json exception escaping
   // here would terminate the coordinator at startup.
@@ -29,6 +29,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) 
                                                  "' (only BPE is supported)"));
   }
   auto bpe = std::unique_ptr<BpeModel>(new BpeModel());
+  // Two generations per shard, each half the shard's share of the bound (at least one word).
+  bpe->generation_words_ = cache_words == 0 ? 0 : std::max<size_t>(1, cache_words / (2 * kCacheShards));
   try {
     if (!model.contains("vocab")) return absl::InvalidArgumentError("model: no 'vocab'");
     const json& vocab = model["vocab"];
@@ -280,7 +282,8 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* out) const
 
 void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* out) const {
   if (word.empty()) return;
-  if (word.size() > kMaxCachedWordBytes) {
+  if (word.size() > kMaxCachedWordBytes || generation_words_ == 0) {
+    cache_misses_.fetch_add(1, std::memory_order_relaxed);
     MergeWord(word, out);
     return;
   }
@@ -288,20 +291,49 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* out) const 
   CacheShard& shard = cache_[h % kCacheShards];
   {
     std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.map.find(absl::string_view(word.data(), word.size()));
-    if (it != shard.map.end()) {
-      out->insert(out->end(), it->second.begin(), it->second.end());
+    if (CacheLookup(shard, word, out)) {
+      cache_hits_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
+  cache_misses_.fetch_add(1, std::memory_order_relaxed);
   const size_t mark = out->size();
-  MergeWord(word, out);
+  MergeWord(word, out);  // outside the lock: the merge loop is the slow part
   std::lock_guard<std::mutex> lock(shard.mu);
-  // Like Hugging Face's cache, stop inserting when full rather than evicting: the common words
-  // of a workload arrive early.
-  if (shard.map.size() < kCacheEntriesPerShard) {
-    shard.map.emplace(std::string(word), std::vector<int32_t>(out->begin() + mark, out->end()));
+  CacheInsert(shard, word, std::vector<int32_t>(out->begin() + mark, out->end()));
+}
+
+bool BpeModel::CacheLookup(CacheShard& shard, std::string_view word, std::vector<int32_t>* out) const {
+  const absl::string_view key(word.data(), word.size());
+  if (auto it = shard.young.find(key); it != shard.young.end()) {
+    out->insert(out->end(), it->second.begin(), it->second.end());
+    return true;
   }
+  auto it = shard.old.find(key);
+  if (it == shard.old.end()) return false;
+  out->insert(out->end(), it->second.begin(), it->second.end());
+  auto node = shard.old.extract(it);  // still in use: into the young generation
+  CacheInsert(shard, word, std::move(node.mapped()));
+  return true;
+}
+
+void BpeModel::CacheInsert(CacheShard& shard, std::string_view word, std::vector<int32_t> ids) const {
+  // Another thread may have merged and inserted the same word meanwhile: keep the first.
+  shard.young.try_emplace(std::string(word), std::move(ids));
+  if (shard.young.size() < generation_words_) return;
+  shard.old = std::move(shard.young);
+  shard.young = WordIds();
+}
+
+BpeModel::CacheStats BpeModel::cache_stats() const {
+  CacheStats stats;
+  for (CacheShard& shard : cache_) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    stats.words += shard.young.size() + shard.old.size();
+  }
+  stats.hits = cache_hits_.load(std::memory_order_relaxed);
+  stats.misses = cache_misses_.load(std::memory_order_relaxed);
+  return stats;
 }
 
 }  // namespace glm::tokenizer

@@ -1,10 +1,18 @@
 // The BPE model of tokenizer.json: vocabulary, ranked merges (either "a b" strings or [a, b]
 // pairs), optional unk/byte fallback/continuing-subword prefix, and a word cache so repeated
 // pre-tokens (most of any real text) skip the merge loop.
+//
+// The cache is bounded and keeps what is used: each shard holds a young and an old generation;
+// a hit in the old one moves the word to the young one, and when the young one is full it
+// becomes the old one (the previous old one is dropped). Words used at least once per
+// generation stay; one-off words (random ids rendered as text, hashes, numbers) age out after
+// two. Hugging Face's cache stops inserting once full instead, so a burst of one-off words early
+// in a server's life would leave it without the common words for good.
 #ifndef GLM_COORDINATOR_TOKENIZER_BPE_MODEL_H_
 #define GLM_COORDINATOR_TOKENIZER_BPE_MODEL_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,7 +30,11 @@ namespace glm::tokenizer {
 
 class BpeModel {
  public:
-  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const nlohmann::json& model);
+  // At most this many words cached (16 shards x 8192, as Hugging Face's cache).
+  static constexpr size_t kDefaultCacheWords = 16 * 8192;
+  // `cache_words`: the cache's bound (0 = no cache).
+  static absl::StatusOr<std::unique_ptr<BpeModel>> FromJson(const nlohmann::json& model,
+                                                            size_t cache_words = kDefaultCacheWords);
 
   // Appends the ids of one pre-token. Thread-safe.
   void Tokenize(std::string_view word, std::vector<int32_t>* out) const;
@@ -49,6 +61,13 @@ class BpeModel {
   // Number of vocabulary entries (not the largest id).
   size_t num_entries() const { return vocab_.size(); }
 
+  struct CacheStats {
+    size_t words = 0;    // cached now (both generations)
+    int64_t hits = 0;    // Tokenize calls answered from the cache
+    int64_t misses = 0;  // Tokenize calls that ran the merge loop (words too long to cache included)
+  };
+  CacheStats cache_stats() const;
+
  private:
   BpeModel() = default;
   void MergeWord(std::string_view word, std::vector<int32_t>* out) const;
@@ -73,15 +92,23 @@ class BpeModel {
   // byte-level characters), indexed by code point; -1 = not in the vocabulary.
   std::array<int32_t, 2048> small_char_ids_{};
 
-  // Sharded so concurrent encodes rarely contend.
+  // Sharded so concurrent encodes rarely contend. Each generation holds at most
+  // generation_words_ words, so a shard holds at most twice that.
+  using WordIds = absl::flat_hash_map<std::string, std::vector<int32_t>>;
   struct CacheShard {
     std::mutex mu;
-    absl::flat_hash_map<std::string, std::vector<int32_t>> map;
+    WordIds young, old;
   };
   static constexpr size_t kCacheShards = 16;
-  static constexpr size_t kCacheEntriesPerShard = 8192;
   static constexpr size_t kMaxCachedWordBytes = 256;
+  // Appends the cached ids of `word` (moving an old-generation word to the young one); false
+  // when it is not cached. Holds shard.mu.
+  bool CacheLookup(CacheShard& shard, std::string_view word, std::vector<int32_t>* out) const;
+  // Adds `ids` to the young generation, turning it into the old one when full. Holds shard.mu.
+  void CacheInsert(CacheShard& shard, std::string_view word, std::vector<int32_t> ids) const;
+  size_t generation_words_ = 0;  // 0: no cache
   mutable std::array<CacheShard, kCacheShards> cache_;
+  mutable std::atomic<int64_t> cache_hits_{0}, cache_misses_{0};
 };
 
 }  // namespace glm::tokenizer
