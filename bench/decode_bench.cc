@@ -33,6 +33,7 @@
 #include "bench/bandwidth_probe.h"
 #include "bench/baseline_store.h"
 #include "coordinator/placement/size_flags.h"
+#include "bench/kernel_settings.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
@@ -134,21 +135,13 @@ class ModelFiles {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
-    glm::kernels::SetBf16Activations(bf16);
-  } else {
-    std::fprintf(stderr, "decode_bench: --activation-dtype must be f32 or bf16\n");
-    return 2;
-  }
-  if (glm::model::TokenGroupMode mode; glm::model::ParseTokenGroupMode(absl::GetFlag(FLAGS_token_groups), &mode)) {
-    glm::model::SetTokenGroupMode(mode);
-  } else {
-    std::fprintf(stderr, "decode_bench: --token-groups must be auto, never or always\n");
-    return 2;
-  }
-  glm::kernels::SetMinGemmTokensOverride(absl::GetFlag(FLAGS_min_gemm_tokens));
-  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
-    std::fprintf(stderr, "%s: %s\n", "decode_bench", err.c_str());
+  glm::bench::KernelSettings settings;
+  settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  settings.token_groups = absl::GetFlag(FLAGS_token_groups);
+  settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
+  settings.min_gemm_tokens = absl::GetFlag(FLAGS_min_gemm_tokens);
+  if (std::string err = glm::bench::ApplyKernelSettings(settings); !err.empty()) {
+    std::fprintf(stderr, "decode_bench: %s\n", err.c_str());
     return 2;
   }
   const std::string dir = absl::GetFlag(FLAGS_model);

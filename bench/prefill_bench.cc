@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/baseline_store.h"
 #include "shard_worker/kernels/dtype.h"
+#include "bench/kernel_settings.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
@@ -162,15 +163,12 @@ ModelFlops CountFlops(const glm::model::ModelConfig& c, int64_t prompt, int64_t 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  glm::kernels::SetMinGemmTokensOverride(absl::GetFlag(FLAGS_min_gemm_tokens));
-  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
-    std::fprintf(stderr, "%s: %s\n", "prefill_bench", err.c_str());
-    return 2;
-  }
-  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
-    glm::kernels::SetBf16Activations(bf16);
-  } else {
-    std::fprintf(stderr, "prefill_bench: --activation-dtype must be f32 or bf16\n");
+  glm::bench::KernelSettings settings;
+  settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
+  settings.min_gemm_tokens = absl::GetFlag(FLAGS_min_gemm_tokens);
+  if (std::string err = glm::bench::ApplyKernelSettings(settings); !err.empty()) {
+    std::fprintf(stderr, "prefill_bench: %s\n", err.c_str());
     return 2;
   }
   int threads = absl::GetFlag(FLAGS_threads);

@@ -31,6 +31,7 @@
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/weight_format.h"
 #include "nlohmann/json.hpp"
+#include "bench/kernel_settings.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
@@ -132,20 +133,12 @@ class Glm5StepBytes {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  if (bool bf16 = false; glm::kernels::ParseActivationDType(absl::GetFlag(FLAGS_activation_dtype), &bf16)) {
-    glm::kernels::SetBf16Activations(bf16);
-  } else {
-    std::fprintf(stderr, "spec_bench: --activation-dtype must be f32 or bf16\n");
-    return 2;
-  }
-  if (glm::model::TokenGroupMode mode; glm::model::ParseTokenGroupMode(absl::GetFlag(FLAGS_token_groups), &mode)) {
-    glm::model::SetTokenGroupMode(mode);
-  } else {
-    std::fprintf(stderr, "spec_bench: --token-groups must be auto, never or always\n");
-    return 2;
-  }
-  if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
-    std::fprintf(stderr, "%s: %s\n", "spec_bench", err.c_str());
+  glm::bench::KernelSettings settings;
+  settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  settings.token_groups = absl::GetFlag(FLAGS_token_groups);
+  settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
+  if (std::string err = glm::bench::ApplyKernelSettings(settings); !err.empty()) {
+    std::fprintf(stderr, "spec_bench: %s\n", err.c_str());
     return 2;
   }
   const std::string workload = absl::GetFlag(FLAGS_workload);
