@@ -419,6 +419,26 @@ int main(int argc, char** argv) {
     const double plain_step_us = method_plain_seconds / (static_cast<double>(prompts) * repeat * decoded) * 1e6;
     const double verify_us = total.verify_seconds / steps * 1e6, draft_us = total.draft_seconds / steps * 1e6;
     const double free_draft_ceiling = tokens_per_step * plain_step_us / verify_us;
+    // Weights read per decoded token, plain and speculative, counted on an untimed replay through
+    // the pooled path (token groups count every group's reads of the weights they share): the
+    // speedup on a machine where a step costs the weight bytes it reads and nothing else.
+    double plain_bytes = 0, spec_bytes = 0;
+    {
+      const glm::model::TokenGroupMode saved = glm::model::GetTokenGroupMode();
+      glm::model::SetTokenGroupMode(glm::model::TokenGroupMode::kNever);
+      for (int p = 0; p < prompts; ++p) {
+        const std::vector<int32_t> prompt = make_prompt(p);
+        auto plain = glm::runtime::Generate(m, prompt, g);
+        glm::runtime::SpeculativeStats st;
+        auto replay = glm::runtime::GenerateSpeculative(m, prompt, g, *spec, &st);
+        if (!plain.ok() || !replay.ok()) continue;
+        plain_bytes += static_cast<double>(plain->decode_weight_bytes);
+        spec_bytes += static_cast<double>(st.verify_weight_bytes + st.draft_weight_bytes);
+      }
+      glm::model::SetTokenGroupMode(saved);
+    }
+    const double per_token = 1.0 / (static_cast<double>(prompts) * decoded * (1 << 20));
+    const double bytes_ceiling = spec_bytes > 0 ? plain_bytes / spec_bytes : 0.0;
     nlohmann::ordered_json r;
     r["method"] = method;
     r["acceptance_rate"] = total.acceptance_rate();
@@ -441,6 +461,9 @@ int main(int argc, char** argv) {
       r["glm5_mtp_draft_bytes"] = glm5.Mtp(glm5_head_rows);
     }
     r["free_draft_speedup_ceiling"] = free_draft_ceiling;
+    r["plain_weight_mib_per_token"] = plain_bytes * per_token;
+    r["speculative_weight_mib_per_token"] = spec_bytes * per_token;
+    r["weight_bytes_speedup_ceiling"] = bytes_ceiling;
     results.push_back(r);
     if (!absl::GetFlag(FLAGS_json)) {
       // Each position's rate with how often it was drafted: the adaptive length may draft the
@@ -455,6 +478,9 @@ int main(int argc, char** argv) {
       std::printf("          in generation, per step: verify %.1f us (%.2f plain steps of %.1f us), draft %.1f us; "
                   "a free draft would give %.2fx\n",
                   verify_us, verify_us / plain_step_us, plain_step_us, draft_us, free_draft_ceiling);
+      std::printf("          weights read per token: plain %.2f MiB, speculative %.2f MiB; where steps cost their "
+                  "weight bytes alone: %.2fx\n",
+                  plain_bytes * per_token, spec_bytes * per_token, bytes_ceiling);
       if (is_mtp && common > 0)
         std::printf("          draft vocabulary: %.0f of %ld head rows per draft here; GLM-5 %ld of %ld: %.2f GB per draft "
                     "(whole head: %.2f GB)\n",

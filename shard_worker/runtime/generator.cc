@@ -50,6 +50,7 @@ absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std
     batch[0].tokens = {next};
     auto out = model.Forward(batch, model::LogitRows::kLast);
     if (!out.ok()) return out.status();
+    result.decode_weight_bytes += out->weight_bytes_read;
     logits = std::move(out->logits);
   }
   return result;

@@ -24,6 +24,8 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated tokens only
   std::string finish_reason;    // "stop" (EOS) or "length"
+  // Weight bytes the decode forwards read (after the prompt's): ForwardOutput::weight_bytes_read.
+  int64_t decode_weight_bytes = 0;
 };
 
 absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std::vector<int32_t>& prompt,

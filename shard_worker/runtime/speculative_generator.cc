@@ -141,6 +141,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       for (int i = 0; i < k; ++i) {
         auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kLast, draft_vocab.get());
         if (!m.ok()) return m.status();
+        st.draft_weight_bytes += m->weight_bytes_read;
         // Greedy verification compares tokens only: no draft distribution needed.
         SamplingCandidates dist =
             greedy ? SamplingCandidates() : SamplingDistribution(m->logits.data(), vocab, sp, tokens, prompt.size());
@@ -163,6 +164,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       with_pending(&next_tok, &h);
       auto m = MtpRows(model, mtp_cache.get(), next_tok, h, model::LogitRows::kNone);
       if (!m.ok()) return m.status();
+      st.draft_weight_bytes += m->weight_bytes_read;
     }
     st.draft_seconds += since(draft_start);
     // 2. Verify: the main model over [t[p], d1..dk] in one forward.
@@ -174,6 +176,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     auto out = model.Forward(in, model::LogitRows::kAll);
     if (!out.ok()) return out.status();
     st.verify_seconds += since(verify_start);
+    st.verify_weight_bytes += out->weight_bytes_read;
     st.steps++;
     // 3. Accept a prefix of the drafts; then one token from the target (correction or bonus).
     int accepted = 0;
