@@ -4,6 +4,8 @@
 // prints per format: perplexity (next-token NLL over the ids; the reference NLL is printed for
 // comparison), mean KL(bf16 ‖ quant) over positions, top-1 agreement with BF16, and the weight
 // bytes. Bars (issue 6): int8 mean KL ≤ 0.005 and top-1 ≥ 99%; int4 mean KL ≤ 0.05 and ≥ 95%.
+// Simulated formats (sim-int5, sim-int6-g64, ...: bench/simulated_format.h) show what a bit width
+// no kernel has would cost, e.g. how many bits the int4 top-1 bar needs on this model.
 //
 //   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4:all,...]
 //                                 [--quantize-scope experts|all]
@@ -20,7 +22,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/simulated_format.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/quantize.h"
@@ -34,7 +38,8 @@ ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-
           "reference.json with eval_ids_first_1024 and eval_nll_first_1024");
 ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
-          "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16)");
+          "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or "
+          "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits, bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "matrices re-quantised unless a format says FORMAT:SCOPE: experts (routed + shared) | all");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
@@ -166,9 +171,12 @@ int main(int argc, char** argv) {
     load.quantize_scope = default_scope;
     if (parts.size() > 2 || (parts.size() == 2 && !glm::model::ParseQuantizeScope(parts[1], &load.quantize_scope)))
       return Fail("format '" + std::string(f) + "' must be FORMAT or FORMAT:experts|all");
-    if (auto st = glm::model::ParseWeightDType(parts[0], &load); !st.ok() || !load.matrix_dtype ||
-                                                                  !glm::kernels::IsGroupQuantized(*load.matrix_dtype))
-      return Fail("unknown quantised format '" + parts[0] + "'");
+    if (glm::bench::SimulatedFormat sim; glm::bench::ParseSimulatedFormat(parts[0], &sim)) {
+      load.simulate_rows = [sim](float* row, int64_t cols) { glm::bench::SimulateRow(sim, row, cols); };
+    } else if (auto st = glm::model::ParseWeightDType(parts[0], &load);
+               !st.ok() || !load.matrix_dtype || !glm::kernels::IsGroupQuantized(*load.matrix_dtype)) {
+      return Fail("unknown quantised format '" + parts[0] + "' (int8, int4, int{8,4}-g<N>, sim-int<B>[-g<G>])");
+    }
     const std::string name = parts[0] + (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts");
     auto run = Evaluate(dir, name, load, ids, &pool);
     if (!run.ok()) return Fail(name + ": " + std::string(run.status().message()));
@@ -189,7 +197,7 @@ int main(int argc, char** argv) {
   if (!json) {
     std::printf("model %s, %zu eval tokens, matmul path %s; reference NLL %.4f (ppl %.3f)\n", dir.c_str(),
                 ids.size(), glm::kernels::MatMulPathName().c_str(), ref_nll, std::exp(ref_nll));
-    std::printf("%-17s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
+    std::printf("%-22s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
                 "max KL", "top-1 agree", "bar", "");
   }
   for (const Run& r : runs) {
@@ -200,10 +208,14 @@ int main(int argc, char** argv) {
     nlohmann::json j = {{"format", r.name},         {"weight_bytes", r.matrix_bytes}, {"nll", r.nll},
                         {"ppl", std::exp(r.nll)},    {"mean_kl", r.kl},                {"max_kl", r.max_kl},
                         {"top1_agreement", r.top1}};
+    // A simulated format's matrices are held as F32: their size says nothing about the format's.
+    const bool simulated = r.name.rfind("sim-", 0) == 0;
+    if (simulated) j["weight_bytes"] = nullptr;
     if (has_bar) j["bar"] = {{"max_mean_kl", max_kl}, {"min_top1", min_top1}, {"ok", ok}};
     out["formats"].push_back(j);
     if (!json)
-      std::printf("%-17s %10.2f %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(), r.matrix_bytes / 1048576.0,
+      std::printf("%-22s %10s %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(),
+                  simulated ? "-" : absl::StrFormat("%.2f", r.matrix_bytes / 1048576.0).c_str(),
                   r.nll, std::exp(r.nll), r.kl, r.max_kl, 100 * r.top1, !has_bar ? "-" : ok ? "ok" : "MISSED");
   }
   out["all_bars_met"] = all_ok;

@@ -140,6 +140,11 @@ struct LoadOptions {
   // I8 / I4 only: columns per scale; 0 = the format's default (kernels::kDefaultI8GroupSize,
   // kDefaultI4GroupSize), -1 = one scale per row.
   int64_t matrix_group_size = 0;
+  // Benchmarks only (quant_quality_bench's simulated formats): when set, every matrix in
+  // quantize_scope is loaded as F32 and each of its rows [cols] passes through this function
+  // after conversion, e.g. a quantise-dequantise round trip of a format no kernel has, to see what
+  // it would cost in quality. matrix_dtype must then be unset (the loader refuses both).
+  std::function<void(float* row, int64_t cols)> simulate_rows;
   // Memory for this rank's routed experts; when they need more, they stay on disk and an LRU
   // cache of this many bytes streams them (moe/expert_store.h). 0 = unlimited: all resident.
   int64_t expert_memory_bytes = 0;

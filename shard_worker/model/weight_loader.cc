@@ -109,7 +109,10 @@ class WeightLoader {
 
   // Whether `name` is re-quantised (int8/int4 asked for and the tensor in the scope).
   bool Quantizes(const std::string& name) const {
-    if (!convert_to_ || !kernels::IsGroupQuantized(*convert_to_)) return false;
+    return convert_to_ && kernels::IsGroupQuantized(*convert_to_) && InScope(name);
+  }
+  // Whether `name` is in the quantise scope (whatever the conversion).
+  bool InScope(const std::string& name) const {
     switch (scope_) {
       case QuantizeScope::kAllMatrices:
         return true;
@@ -159,9 +162,24 @@ class WeightLoader {
     return v;
   }
 
+  // LoadOptions::simulate_rows (benchmarks): applied to the in-scope matrices, loaded as F32.
+  void set_simulate_rows(std::function<void(float*, int64_t)> fn) { simulate_rows_ = std::move(fn); }
+
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
     const size_t buffers_before = out_->buffers_.size();
+    if (simulate_rows_ && InScope(name)) {
+      auto stored = StoredMatrix(name, /*transient=*/true);
+      if (!stored.ok()) return stored;
+      const WeightView src = *stored;
+      return NewMatrix(name, kernels::DType::kF32, src.rows, src.cols, [&](void* data) {
+        float* rows = static_cast<float*>(data);
+        for (int64_t r = 0; r < src.rows; ++r) {
+          src.RowToF32(r, rows + r * src.cols);
+          simulate_rows_(rows + r * src.cols, src.cols);
+        }
+      });
+    }
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
       if (!Quantizes(name)) return StoredMatrix(name);  // outside the scope: as stored
       // The stored values only pass through: read them into the loader's scratch, whose pages
@@ -488,6 +506,7 @@ class WeightLoader {
   std::optional<kernels::DType> convert_to_;
   int64_t group_size_ = 0;
   QuantizeScope scope_ = QuantizeScope::kAllMatrices;
+  std::function<void(float*, int64_t)> simulate_rows_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
@@ -611,6 +630,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   w->config_ = c;
   if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
     return absl::InvalidArgumentError("weights can be converted at load to BF16, F32, I8 or I4 only");
+  if (options.matrix_dtype && options.simulate_rows)
+    return absl::InvalidArgumentError("a simulated format (simulate_rows) loads its matrices as F32: no matrix dtype with it");
   if (auto s = CheckQuantizeScope(options, c); !s.ok()) return s;
   // Resolve the slices (-1 = to the end) and check them against the config.
   LoadOptions opt = options;
@@ -629,6 +650,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   w->slices_ = opt;
   WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   loader.set_progress(options.progress);
+  loader.set_simulate_rows(options.simulate_rows);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
   // bundled model int8 lm_head alone flips ~0.5% of greedy tokens that are near-ties.
@@ -719,6 +741,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
   const ModelConfig& c = checkpoint.config();
   ModelWeights scratch;  // collects the buffers the loader keeps
   WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
+  loader.set_simulate_rows(options.simulate_rows);
   loader.set_direct_io(options.expert_direct_io);
   const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
   if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||

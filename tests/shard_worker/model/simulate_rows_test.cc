@@ -1,0 +1,64 @@
+// LoadOptions::simulate_rows (quant_quality_bench's simulated formats): the matrices in the
+// quantise scope load as F32 through the hook, the others stay as stored, and a hook together
+// with a matrix dtype is refused.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "reference_fixture.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/model_weights.h"
+
+namespace glm {
+namespace {
+
+using testing::ReferenceFixture;
+
+std::unique_ptr<model::Checkpoint> OpenTinyCode() {
+  auto fixture = ReferenceFixture::Load("glm5-tiny-code");
+  if (fixture == nullptr) return nullptr;
+  auto ckpt = model::Checkpoint::Open(fixture->model_dir());
+  return ckpt.ok() ? *std::move(ckpt) : nullptr;
+}
+
+TEST(SimulateRowsTest, ExpertsPassThroughTheHookAsF32AndTheRestStaysStored) {
+  auto ckpt = OpenTinyCode();
+  ASSERT_NE(ckpt, nullptr);
+  std::atomic<int64_t> rows{0};
+  model::LoadOptions load;
+  load.simulate_rows = [&](float* row, int64_t cols) {
+    ++rows;
+    for (int64_t c = 0; c < cols; ++c) row[c] = 0.5f;  // a format that maps everything to 0.5
+  };
+  auto weights = model::ModelWeights::Load(*ckpt, load);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  const model::ModelConfig& c = ckpt->config();
+  const model::LayerWeights& moe_layer = (*weights)->layer(1);  // layer 0 is dense
+  const kernels::WeightView& gate = moe_layer.moe.experts[0].gate_proj;
+  EXPECT_EQ(gate.dtype, kernels::DType::kF32);
+  EXPECT_EQ(gate.At(0, 0), 0.5f);
+  EXPECT_EQ(moe_layer.moe.shared.down_proj.dtype, kernels::DType::kF32);
+  EXPECT_EQ(moe_layer.attn.q_a_proj.dtype, kernels::DType::kBF16);  // outside the experts scope
+  EXPECT_NE(moe_layer.attn.q_a_proj.At(0, 0), 0.5f);
+  // Every routed and shared expert row of the main MoE layers went through the hook (the MTP
+  // layer's experts too).
+  int64_t moe_layers = c.has_mtp() ? 1 : 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.mlp_kind(l) == model::MlpKind::kSparse ? 1 : 0;
+  const int64_t rows_per_expert = 2 * c.moe_intermediate_size + c.hidden_size;
+  EXPECT_EQ(rows.load(), moe_layers * (c.n_routed_experts + c.n_shared_experts) * rows_per_expert);
+}
+
+TEST(SimulateRowsTest, RefusedWithAMatrixDtype) {
+  auto ckpt = OpenTinyCode();
+  ASSERT_NE(ckpt, nullptr);
+  model::LoadOptions load;
+  ASSERT_TRUE(model::ParseWeightDType("int4", &load).ok());
+  load.simulate_rows = [](float*, int64_t) {};
+  auto weights = model::ModelWeights::Load(*ckpt, load);
+  ASSERT_FALSE(weights.ok());
+  EXPECT_EQ(weights.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace glm
