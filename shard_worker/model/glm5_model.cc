@@ -192,8 +192,10 @@ void Glm5Model::Embed(const WeightView& table, const std::vector<SequenceInput>&
 absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
                                  const std::vector<attention::SequenceSpan>& spans,
                                  attention::KeySelection* selection, int64_t* bytes,
-                                 const attention::CacheRowSync* sync, const uint8_t* output_rows) const {
+                                 const attention::CacheRowSync* sync, const uint8_t* output_rows,
+                                 const GroupByteCount* group) const {
   const ModelConfig& c = config();
+  const bool count_attention = group == nullptr || group->attention_weights;
   const LayerWeights& w = weights_->layer(layer);
   const int64_t hidden = c.hidden_size;
   // [T, hidden] each, written before read (kernels/scratch.h).
@@ -207,9 +209,10 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   kernels::Axpy(1.0f, delta, x, T * hidden);  // x += delta (one rounding per element)
   // The absorbed attention reads W_uk transposed and kv_b_proj's W_uv rows (not its W_uk rows).
-  *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
-            w.attn.AbsorptionBytes(c.qk_nope_head_dim, c.v_head_dim);
-  if (w.attn.indexer.present) *bytes += w.attn.indexer.wk.bytes();
+  if (count_attention)
+    *bytes += w.attn.q_a_proj.bytes() + w.attn.q_b_proj.bytes() + w.attn.kv_a_proj.bytes() + w.attn.o_proj.bytes() +
+              w.attn.AbsorptionBytes(c.qk_nope_head_dim, c.v_head_dim) +
+              (w.attn.indexer.present ? w.attn.indexer.wk.bytes() : 0);
   // MLP block: x += mlp(RMSNorm(x)); dense slices, or this rank's experts + shared slice. Only
   // over the rows in output_rows, packed: a token's MLP output does not depend on the other tokens
   // of the batch, so the rows kept are exactly what the whole batch gives.
@@ -226,14 +229,17 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
     }
   }
   auto row = [&](int64_t i) { return kept ? kept[i] : i; };
+  // This group is the first of the step to run the layer's MLP block (or there are no groups).
+  const bool count_mlp = group == nullptr || !(group->counted[0].fetch_or(1, std::memory_order_relaxed) & 1);
   for (int64_t i = 0; i < T; ++i)
     kernels::RmsNorm(x + row(i) * hidden, w.post_attention_norm.data(), hidden, c.rms_norm_eps, normed + i * hidden);
   if (w.mlp_kind == MlpKind::kDense) {
     moe::RunMlp(w.dense, normed, T, delta, run.pool);
-    *bytes += w.dense.bytes();
+    if (count_mlp) *bytes += w.dense.bytes();
   } else {
     moe::MoeStats stats;
     moe::ExpertSource source;  // streamed experts: the store, and the next layer to prefetch for
+    if (group != nullptr) source.counted_experts = group->counted + 1;
     if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) {
       source.store = store;
       source.layer = layer;
@@ -246,8 +252,9 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
     }
     if (auto s = run.moe->Forward(w.moe, normed, T, delta, &stats, source); !s.ok()) return s;
     routed_expert_bytes_.fetch_add(stats.expert_bytes_read, std::memory_order_relaxed);
-    *bytes += stats.expert_bytes_read + (w.moe.has_shared ? w.moe.shared.bytes() : 0) +
-              static_cast<int64_t>(w.moe.router.size() * sizeof(float));
+    *bytes += stats.expert_bytes_read;
+    if (count_mlp)
+      *bytes += (w.moe.has_shared ? w.moe.shared.bytes() : 0) + static_cast<int64_t>(w.moe.router.size() * sizeof(float));
   }
   if (auto s = ReduceOverStage(delta, T * hidden); !s.ok()) return s;
   if (kept == nullptr) {
@@ -312,6 +319,11 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   std::vector<absl::Status> status(groups);
   std::vector<int64_t> group_bytes(groups, 0);
   std::vector<attention::KeySelection> group_selection(groups);
+  // Every group reads the layers' weights: the step counts them once (GroupByteCount), with one
+  // set of bits per layer for the routed experts the groups computed.
+  const int64_t count_words = 1 + (config().n_routed_experts + 63) / 64;
+  std::vector<std::atomic<uint64_t>> counted(static_cast<size_t>(n_layers * count_words));
+  for (auto& bits : counted) bits.store(0, std::memory_order_relaxed);
   // rows_ready[g]: layers whose cache rows group g has written (n_layers once it stops).
   std::vector<std::atomic<int64_t>> rows_ready(groups);
   for (auto& d : rows_ready) d.store(0, std::memory_order_relaxed);
@@ -333,8 +345,9 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     const int64_t stagger_us = g == 0 ? g_token_group_stagger_us.load(std::memory_order_relaxed) : 0;
     for (; i < n_layers && status[g].ok(); ++i) {
       if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
+      const GroupByteCount count{g == 0, counted.data() + i * count_words};
       status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync,
-                           output_rows ? output_rows + t0 : nullptr);
+                           output_rows ? output_rows + t0 : nullptr, &count);
     }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };

@@ -160,13 +160,23 @@ class Glm5Model {
                          int64_t layer_end, float* x, int64_t T, const std::vector<attention::SequenceSpan>& spans,
                          attention::KeySelection* selection, int64_t* bytes, std::vector<float>* layer_outputs,
                          StepTiming* timing, const uint8_t* output_rows = nullptr) const;
+  // How a token group counts the weight bytes of a layer that every group of the step reads, so
+  // that the step counts each once: the attention's by the first group (every group runs it),
+  // the dense MLP or shared expert and router by the first group that runs its MLP block (bit 0
+  // of counted[0]), each routed expert by the first group that computes it (counted + 1:
+  // moe::ExpertSource::counted_experts).
+  struct GroupByteCount {
+    bool attention_weights = true;
+    std::atomic<uint64_t>* counted = nullptr;  // [1 + ceil(n_routed_experts / 64)], zero at the step's start
+  };
   // Runs decoder layer `layer` on x [T, hidden] in place. output_rows [T] (null: every row): rows
   // with 0 only write their cache rows — their attention output and MLP block are skipped, and x
   // there is not the layer's output (rows only the cache needs: the MTP layer's caught-up rows).
+  // Adds the weight bytes read to *bytes (a token group: as `group` says; null: all of them).
   absl::Status RunLayer(const Runners& run, int64_t layer, float* x, int64_t T,
                         const std::vector<attention::SequenceSpan>& spans, attention::KeySelection* selection,
                         int64_t* bytes, const attention::CacheRowSync* sync = nullptr,
-                        const uint8_t* output_rows = nullptr) const;
+                        const uint8_t* output_rows = nullptr, const GroupByteCount* group = nullptr) const;
   void Embed(const WeightView& table, const std::vector<SequenceInput>& batch, float* x) const;
   absl::Status Head(const std::vector<float>& norm, const WeightView& head, const float* x, int64_t T,
                     const std::vector<attention::SequenceSpan>& spans, const std::vector<SequenceInput>& batch,

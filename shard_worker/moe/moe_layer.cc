@@ -165,6 +165,13 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   // a shared counter: uneven token counts balance out.
   std::atomic<size_t> next_expert{0};
   std::atomic<int64_t> bytes_read{0};
+  auto count_bytes = [&](int64_t e, int64_t bytes) {
+    if (source.counted_experts != nullptr) {
+      const uint64_t bit = uint64_t{1} << (e % 64);
+      if (source.counted_experts[e / 64].fetch_or(bit, std::memory_order_relaxed) & bit) return;
+    }
+    bytes_read += bytes;
+  };
   std::vector<absl::Status> errors(order.size());
   const bool spread = pool_ != nullptr && pool_->size() > 1 && order.size() > 1;
   // With few tokens (decode) the shared expert is one more task of the same parallel region, taken
@@ -213,7 +220,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
       float* ye = kernels::GrowScratch(ys, n * hidden);
       for (int64_t j = 0; j < n; ++j) std::copy_n(x + rows[j] * hidden, hidden, xe + j * hidden);
       RunMlp(*mlp, xe, n, ye, inner);
-      bytes_read += mlp->bytes();
+      count_bytes(e, mlp->bytes());
       weigh_into_slots(e, ye);
     }
   };
@@ -239,7 +246,7 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     }
     RunJobsSplit(jobs, hidden, pool_);
     for (size_t i = 0; i < order.size(); ++i) {
-      bytes_read += w.experts[order[i]].bytes();
+      count_bytes(order[i], w.experts[order[i]].bytes());
       weigh_into_slots(order[i], jobs[i].ys.data());
     }
     if (w.has_shared) std::copy(jobs.back().ys.begin(), jobs.back().ys.end(), shared);

@@ -3,6 +3,7 @@
 #ifndef GLM_SHARD_WORKER_MOE_MOE_LAYER_H_
 #define GLM_SHARD_WORKER_MOE_MOE_LAYER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -17,7 +18,8 @@ namespace glm::moe {
 
 // Per-step statistics (for the decode benchmark's byte count and load-balance reports).
 struct MoeStats {
-  int64_t expert_bytes_read = 0;  // routed experts actually computed (each once per step)
+  // Routed experts actually computed, each once per step (ExpertSource::counted_experts).
+  int64_t expert_bytes_read = 0;
   int64_t active_experts = 0;
 };
 
@@ -35,6 +37,10 @@ struct ExpertSource {
   // experts to prefetch while this layer computes. Null: no prefetch.
   const model::MoeWeights* next = nullptr;
   int64_t next_layer = -1;
+  // Token groups of one step (Glm5Model) each compute the experts their tokens chose, so two
+  // groups may compute the same one: [ceil(n_routed_experts / 64)] bits of the experts whose
+  // bytes a group already counted this step, so MoeStats counts each once. Null: count all.
+  std::atomic<uint64_t>* counted_experts = nullptr;
 };
 
 // y = act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ for x [n, hidden] → y [n, hidden].

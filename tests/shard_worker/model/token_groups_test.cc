@@ -246,5 +246,52 @@ TEST_F(TokenGroupsTest, MtpRowsWithoutOutputOnlyFillTheCache) {
   }
 }
 
+// The weight bytes a step reports (ForwardOutput::weight_bytes_read, the ranks' expert-bytes
+// metric) do not depend on the path: token groups read the layers' weights once per group, but a
+// step counts each matrix once and each routed expert once, as the pooled path does. MTP steps
+// too, where the first group may hold only caught-up rows (no MLP block of its own).
+TEST_F(TokenGroupsTest, StepBytesDoNotDependOnThePath) {
+  const std::shared_ptr<const ModelWeights> weights = LoadModelWeights("glm5-tiny-code");
+  ASSERT_NE(weights, nullptr);
+  const int64_t V = weights->config().vocab_size, H = weights->config().hidden_size;
+  for (int threads : {2, 3}) {
+    kernels::ThreadPool pool(threads);
+    auto m = Glm5Model::Create(weights, &pool);
+    ASSERT_TRUE(m.ok()) << m.status();
+    for (const std::vector<int>& shape :
+         std::vector<std::vector<int>>{{2}, {4}, {1, 1, 1, 1, 1, 1, 1, 1}, {2, 1, 3}, {1, 5}}) {
+      // One step of each shape after a short prompt per sequence, main model then MTP layer.
+      auto step_bytes = [&](TokenGroupMode mode, bool mtp) -> int64_t {
+        SetTokenGroupMode(mode);
+        std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+        std::vector<SequenceInput> in(shape.size());
+        for (size_t b = 0; b < shape.size(); ++b) {
+          caches.push_back(mtp ? (*m)->NewMtpCache() : (*m)->NewCache());
+          in[b].cache = caches.back().get();
+          in[b].tokens = {static_cast<int32_t>((b * 37 + 11) % V), static_cast<int32_t>((b * 91 + 5) % V)};
+          if (mtp) in[b].prev_hidden.assign(2 * H, 0.25f);
+        }
+        auto prompt = mtp ? (*m)->ForwardMtp(in, LogitRows::kNone) : (*m)->Forward(in, LogitRows::kNone);
+        EXPECT_TRUE(prompt.ok());
+        for (size_t b = 0; b < shape.size(); ++b) {
+          in[b].tokens.clear();
+          for (int i = 0; i < shape[b]; ++i) in[b].tokens.push_back(static_cast<int32_t>((b * 131 + i * 977 + 3) % V));
+          if (mtp) in[b].prev_hidden.assign(static_cast<size_t>(shape[b]) * H, 0.5f);
+        }
+        auto out = mtp ? (*m)->ForwardMtp(in, LogitRows::kLast) : (*m)->Forward(in, LogitRows::kAll);
+        EXPECT_TRUE(out.ok());
+        return out.ok() ? out->weight_bytes_read : -1;
+      };
+      for (bool mtp : {false, true}) {
+        const int64_t pooled = step_bytes(TokenGroupMode::kNever, mtp);
+        const int64_t grouped = step_bytes(TokenGroupMode::kAlways, mtp);
+        EXPECT_GT(pooled, 0);
+        EXPECT_EQ(pooled, grouped) << "threads " << threads << ", " << shape.size() << " sequences"
+                                   << (mtp ? ", MTP layer" : "");
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace glm::model
