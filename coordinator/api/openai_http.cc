@@ -205,6 +205,10 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     res.set_content(ok ? "" : "not serving\n", "text/plain");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    if (const tokenizer::Tokenizer* t = frontend_->model().tokenizer; t != nullptr) {
+      const tokenizer::BpeModel::CacheStats words = t->word_cache_stats();
+      metrics_->SetTokenizerWordCache(static_cast<int64_t>(words.words), words.hits, words.misses);
+    }
     res.set_content(metrics_->Render(engine_->GetLoad()), "text/plain; version=0.0.4; charset=utf-8");
   });
   server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });

@@ -66,6 +66,11 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:stage_busiest_rank_ratio", Type::kGauge,
             "Per stage of 2+ ranks: the busiest rank's compute time (step time minus communication, since "
             "start) over the stage's mean; 1 is perfectly balanced (expert- or tensor-parallel ranks).");
+  // The BPE word cache of the coordinator's tokenizer (bounded; words in use stay, one-off words
+  // age out): hits / (hits + misses) is how much of the text skipped the merge loop.
+  r.Declare("glm:tokenizer_cache_words", Type::kGauge, "Words held in the tokenizer's BPE word cache.");
+  r.Declare("glm:tokenizer_cache_hits_total", Type::kCounter, "Pre-token lookups answered by the BPE word cache.");
+  r.Declare("glm:tokenizer_cache_misses_total", Type::kCounter, "Pre-token lookups that ran the BPE merge loop.");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -117,6 +122,13 @@ void ServingMetrics::ObserveFinished(const std::string& finish_reason, double e2
   l.emplace_back("finished_reason", finish_reason);
   registry_.Add("vllm:request_success_total", l, 1);
   registry_.Observe("vllm:e2e_request_latency_seconds", labels(), e2e_seconds);
+}
+
+void ServingMetrics::SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses) {
+  const MetricLabels l = labels();
+  registry_.Set("glm:tokenizer_cache_words", l, static_cast<double>(words));
+  registry_.Set("glm:tokenizer_cache_hits_total", l, static_cast<double>(hits));
+  registry_.Set("glm:tokenizer_cache_misses_total", l, static_cast<double>(misses));
 }
 
 std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {

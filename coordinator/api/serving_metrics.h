@@ -24,6 +24,8 @@ class ServingMetrics {
   // A request that ended (any reason, errors included as "error").
   void ObserveFinished(const std::string& finish_reason, double e2e_seconds);
 
+  // The tokenizer's word cache (tokenizer::BpeModel::CacheStats), copied at scrape time.
+  void SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses);
   // Copies `load` into the gauges/counters and renders everything.
   std::string Render(const scheduler::EngineLoad& load);
 

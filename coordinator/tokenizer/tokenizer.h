@@ -54,6 +54,8 @@ class Tokenizer {
   // The bytes one token decodes to; requires decodes_per_token() and a valid id.
   std::string_view TokenBytes(int32_t id) const { return token_bytes_[id]; }
   const AddedVocabulary& added_vocabulary() const { return added_; }
+  // The BPE word cache: words held, and Encode's word lookups answered from it or merged anew.
+  BpeModel::CacheStats word_cache_stats() const { return model_->cache_stats(); }
 
  private:
   Tokenizer() = default;

@@ -631,6 +631,25 @@ TEST_F(HttpApiTest, ErrorsUseOpenAiShapeAndCodes) {
   EXPECT_EQ(Get("/health")->status, 503);
 }
 
+// The tokenizer's BPE word cache on /metrics: a prompt's words are merged once, then found.
+TEST_F(HttpApiTest, TokenizerWordCacheMetrics) {
+  auto counter = [&](const std::string& body, const std::string& name) -> double {
+    const std::string key = name + "{model_name=\"glm5-tiny-code\"} ";
+    const size_t at = body.find(key);
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? -1 : std::stod(body.substr(at + key.size()));
+  };
+  const json prompt = {{"prompt", "def tokenizer_cache_probe(alpha, beta): return alpha"}, {"max_tokens", 1}};
+  ASSERT_EQ(Post("/v1/completions", prompt)->status, 200);
+  const std::string before = Get("/metrics")->body;
+  ASSERT_EQ(Post("/v1/completions", prompt)->status, 200);
+  const std::string after = Get("/metrics")->body;
+  EXPECT_GT(counter(after, "glm:tokenizer_cache_words"), 0);
+  // The same words again: all found in the cache, none merged anew.
+  EXPECT_GE(counter(after, "glm:tokenizer_cache_hits_total") - counter(before, "glm:tokenizer_cache_hits_total"), 5);
+  EXPECT_EQ(counter(after, "glm:tokenizer_cache_misses_total"), counter(before, "glm:tokenizer_cache_misses_total"));
+}
+
 TEST_F(HttpApiTest, HealthAndMetrics) {
   EXPECT_EQ(Get("/health")->status, 200);
   ASSERT_EQ(Post("/v1/completions", {{"prompt", {1, 2}}, {"max_tokens", 3}})->status, 200);
