@@ -3,7 +3,7 @@
 # (this script starts nothing and sends traffic only to the addresses given):
 #
 #   (a) batching: aggregate decode throughput with STREAMS (8) concurrent streams vs 1 stream.
-#       Each run sends 2 x streams requests of --decode-input-len (32) prompt tokens and
+#       Each run sends --requests-per-stream (2) x streams requests of --decode-input-len (32) prompt tokens and
 #       --decode-output-len (128) output tokens with --max-concurrency streams (request rate inf).
 #       Aggregate decode throughput = streams x 1000 / mean TPOT (ms): tokens/s of the decode
 #       phase, prefill excluded. The pair of runs is repeated --rounds (3) times, alternating; the
@@ -16,7 +16,7 @@
 #
 # Usage:
 #   bench/run_serve_bench.sh [--grpc HOST:PORT] [--http HOST:PORT] [--backend grpc|openai-completions]
-#                            [--streams 8] [--decode-input-len 32] [--decode-output-len 128]
+#                            [--streams 8] [--requests-per-stream 2] [--decode-input-len 32] [--decode-output-len 128]
 #                            [--prompt-len 2048] [--repeats 5] [--rounds 3] [--timeout-s 600] [--out DIR]
 #                            [-- extra serve_bench flags, e.g. --model NAME --token-id-max 150000]
 # The backend defaults to grpc when --grpc is given, else openai-completions on --http (any
@@ -25,7 +25,7 @@
 # Exit status: 0 both bars met, 1 a bar missed, 2 usage or a failed run.
 set -euo pipefail
 
-GRPC="" HTTP="" BACKEND="" STREAMS=8 DEC_IN=32 DEC_OUT=128 PROMPT_LEN=2048 REPEATS=5 TIMEOUT=600 OUT="" ROUNDS=3
+GRPC="" HTTP="" BACKEND="" STREAMS=8 PER_STREAM=2 DEC_IN=32 DEC_OUT=128 PROMPT_LEN=2048 REPEATS=5 TIMEOUT=600 OUT="" ROUNDS=3
 EXTRA=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +33,7 @@ while [ $# -gt 0 ]; do
     --http) HTTP="$2"; shift 2 ;;
     --backend) BACKEND="$2"; shift 2 ;;
     --streams) STREAMS="$2"; shift 2 ;;
+    --requests-per-stream) PER_STREAM="$2"; shift 2 ;;
     --decode-input-len) DEC_IN="$2"; shift 2 ;;
     --decode-output-len) DEC_OUT="$2"; shift 2 ;;
     --prompt-len) PROMPT_LEN="$2"; shift 2 ;;
@@ -47,6 +48,9 @@ while [ $# -gt 0 ]; do
 done
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run_serve_bench.sh: --rounds must be a positive integer" >&2; exit 2; }
+# More requests per stream make each run longer (at the default 2, a run of the bundled model
+# lasts ~0.3 s), so a run averages over more of a shared machine's speed swings.
+[[ "$PER_STREAM" =~ ^[1-9][0-9]*$ ]] || { echo "run_serve_bench.sh: --requests-per-stream must be a positive integer" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 BENCH=build/bin/serve_bench
 [ -x "$BENCH" ] || { echo "run_serve_bench.sh: build serve_bench first (cmake --build build --target serve_bench)" >&2; exit 2; }
@@ -84,9 +88,9 @@ status=0
 # so a machine whose speed drifts hits both sides alike); the verdict is the median round's ratio.
 ratios=()
 for ((r = 1; r <= ROUNDS; ++r)); do
-  run "decode_1_r$r" --num-prompts 2 --max-concurrency 1 --input-len "$DEC_IN" --output-len "$DEC_OUT" \
+  run "decode_1_r$r" --num-prompts "$PER_STREAM" --max-concurrency 1 --input-len "$DEC_IN" --output-len "$DEC_OUT" \
       --seed $((2 * r - 1))
-  run "decode_${STREAMS}_r$r" --num-prompts $((2 * STREAMS)) --max-concurrency "$STREAMS" \
+  run "decode_${STREAMS}_r$r" --num-prompts $((PER_STREAM * STREAMS)) --max-concurrency "$STREAMS" \
       --input-len "$DEC_IN" --output-len "$DEC_OUT" --seed $((2 * r))
   tpot1=$(get "decode_1_r$r" .mean_tpot_ms)
   tpotn=$(get "decode_${STREAMS}_r$r" .mean_tpot_ms)
