@@ -351,6 +351,9 @@ int main(int argc, char** argv) {
     total.drafted_at.assign(spec->k, 0);
     total.accepted_at.assign(spec->k, 0);
     double seconds = 0, method_plain_seconds = 0;
+    // Weights the decode forwards read, plain and speculative (each weight once per step on
+    // either step path): what a step would cost where it costs its weight bytes alone.
+    double plain_bytes = 0, spec_bytes = 0;
     bool identical = true;
     const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
     for (int run = 0; run < prompts * repeat; ++run) {
@@ -363,8 +366,9 @@ int main(int argc, char** argv) {
         auto a = Clock::now();
         (void)glm::runtime::Generate(m, prompt, first);
         auto b = Clock::now();
-        (void)glm::runtime::Generate(m, prompt, g);
+        auto plain = glm::runtime::Generate(m, prompt, g);
         method_plain_seconds += std::max(0.0, Seconds(Clock::now() - b) - Seconds(b - a));
+        if (plain.ok()) plain_bytes += static_cast<double>(plain->decode_weight_bytes);
       };
       if (run % 2 == 0) plain_run();
       glm::runtime::SpeculativeStats st;
@@ -375,6 +379,7 @@ int main(int argc, char** argv) {
       seconds += std::max(0.0, Seconds(Clock::now() - t1) - Seconds(t1 - t0));
       if (run % 2 == 1) plain_run();
       identical &= out.ok() && out->tokens == plain_outputs[p];
+      spec_bytes += static_cast<double>(st.verify_weight_bytes + st.draft_weight_bytes);
       total.steps += st.steps;
       total.draft_seconds += st.draft_seconds;
       total.mtp_head_rows += st.mtp_head_rows;
@@ -419,25 +424,7 @@ int main(int argc, char** argv) {
     const double plain_step_us = method_plain_seconds / (static_cast<double>(prompts) * repeat * decoded) * 1e6;
     const double verify_us = total.verify_seconds / steps * 1e6, draft_us = total.draft_seconds / steps * 1e6;
     const double free_draft_ceiling = tokens_per_step * plain_step_us / verify_us;
-    // Weights read per decoded token, plain and speculative, counted on an untimed replay through
-    // the pooled path (token groups count every group's reads of the weights they share): the
-    // speedup on a machine where a step costs the weight bytes it reads and nothing else.
-    double plain_bytes = 0, spec_bytes = 0;
-    {
-      const glm::model::TokenGroupMode saved = glm::model::GetTokenGroupMode();
-      glm::model::SetTokenGroupMode(glm::model::TokenGroupMode::kNever);
-      for (int p = 0; p < prompts; ++p) {
-        const std::vector<int32_t> prompt = make_prompt(p);
-        auto plain = glm::runtime::Generate(m, prompt, g);
-        glm::runtime::SpeculativeStats st;
-        auto replay = glm::runtime::GenerateSpeculative(m, prompt, g, *spec, &st);
-        if (!plain.ok() || !replay.ok()) continue;
-        plain_bytes += static_cast<double>(plain->decode_weight_bytes);
-        spec_bytes += static_cast<double>(st.verify_weight_bytes + st.draft_weight_bytes);
-      }
-      glm::model::SetTokenGroupMode(saved);
-    }
-    const double per_token = 1.0 / (static_cast<double>(prompts) * decoded * (1 << 20));
+    const double per_token = 1.0 / (static_cast<double>(prompts) * repeat * decoded * (1 << 20));
     const double bytes_ceiling = spec_bytes > 0 ? plain_bytes / spec_bytes : 0.0;
     nlohmann::ordered_json r;
     r["method"] = method;

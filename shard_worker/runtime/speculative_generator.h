@@ -29,8 +29,7 @@ struct SpeculativeStats {
   // draft vocabulary: SpeculativeConfig::draft_vocab).
   int64_t mtp_head_rows = 0;
   // Weight bytes the verify and the drafting forwards read (ForwardOutput::weight_bytes_read),
-  // after the prompt: compare with GenerateResult::decode_weight_bytes of plain decoding. A
-  // token-group step counts each group's reads (the pooled path counts every weight once).
+  // after the prompt: compare with GenerateResult::decode_weight_bytes of plain decoding.
   int64_t verify_weight_bytes = 0, draft_weight_bytes = 0;
   double acceptance_rate() const { return drafted ? static_cast<double>(accepted) / drafted : 0.0; }
 };
