@@ -283,7 +283,7 @@ void BpeModel::MergeWord(std::string_view word, std::vector<int32_t>* out) const
 void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* out) const {
   if (word.empty()) return;
   if (word.size() > kMaxCachedWordBytes || generation_words_ == 0) {
-    cache_misses_.fetch_add(1, std::memory_order_relaxed);
+    uncached_words_.fetch_add(1, std::memory_order_relaxed);
     MergeWord(word, out);
     return;
   }
@@ -292,11 +292,11 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* out) const 
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     if (CacheLookup(shard, word, out)) {
-      cache_hits_.fetch_add(1, std::memory_order_relaxed);
+      ++shard.hits;
       return;
     }
+    ++shard.misses;
   }
-  cache_misses_.fetch_add(1, std::memory_order_relaxed);
   const size_t mark = out->size();
   MergeWord(word, out);  // outside the lock: the merge loop is the slow part
   std::lock_guard<std::mutex> lock(shard.mu);
@@ -312,14 +312,18 @@ bool BpeModel::CacheLookup(CacheShard& shard, std::string_view word, std::vector
   auto it = shard.old.find(key);
   if (it == shard.old.end()) return false;
   out->insert(out->end(), it->second.begin(), it->second.end());
-  auto node = shard.old.extract(it);  // still in use: into the young generation
-  CacheInsert(shard, word, std::move(node.mapped()));
+  shard.young.insert(shard.old.extract(it));  // still in use: into the young generation
+  RotateIfFull(shard);
   return true;
 }
 
 void BpeModel::CacheInsert(CacheShard& shard, std::string_view word, std::vector<int32_t> ids) const {
   // Another thread may have merged and inserted the same word meanwhile: keep the first.
   shard.young.try_emplace(std::string(word), std::move(ids));
+  RotateIfFull(shard);
+}
+
+void BpeModel::RotateIfFull(CacheShard& shard) const {
   if (shard.young.size() < generation_words_) return;
   shard.old = std::move(shard.young);
   shard.young = WordIds();
@@ -330,9 +334,10 @@ BpeModel::CacheStats BpeModel::cache_stats() const {
   for (CacheShard& shard : cache_) {
     std::lock_guard<std::mutex> lock(shard.mu);
     stats.words += shard.young.size() + shard.old.size();
+    stats.hits += shard.hits;
+    stats.misses += shard.misses;
   }
-  stats.hits = cache_hits_.load(std::memory_order_relaxed);
-  stats.misses = cache_misses_.load(std::memory_order_relaxed);
+  stats.misses += uncached_words_.load(std::memory_order_relaxed);
   return stats;
 }
 

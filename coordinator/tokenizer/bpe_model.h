@@ -98,6 +98,7 @@ class BpeModel {
   struct CacheShard {
     std::mutex mu;
     WordIds young, old;
+    int64_t hits = 0, misses = 0;  // counted under mu, which every lookup takes anyway
   };
   static constexpr size_t kCacheShards = 16;
   static constexpr size_t kMaxCachedWordBytes = 256;
@@ -106,9 +107,11 @@ class BpeModel {
   bool CacheLookup(CacheShard& shard, std::string_view word, std::vector<int32_t>* out) const;
   // Adds `ids` to the young generation, turning it into the old one when full. Holds shard.mu.
   void CacheInsert(CacheShard& shard, std::string_view word, std::vector<int32_t> ids) const;
+  // The young generation became full: it becomes the old one. Holds shard.mu.
+  void RotateIfFull(CacheShard& shard) const;
   size_t generation_words_ = 0;  // 0: no cache
   mutable std::array<CacheShard, kCacheShards> cache_;
-  mutable std::atomic<int64_t> cache_hits_{0}, cache_misses_{0};
+  mutable std::atomic<int64_t> uncached_words_{0};  // too long to cache, or no cache: always merged
 };
 
 }  // namespace glm::tokenizer
