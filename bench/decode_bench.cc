@@ -1,7 +1,11 @@
 // decode_bench: batch-B decode tokens/s of the single-process engine, the weight bytes each
 // token reads, and the ratio of the achieved weight bandwidth to a read-bandwidth probe measured
-// in the same run, its passes interleaved with the decode (decode is bandwidth-bound: that ratio
-// says how good the kernels are).
+// in the same run, its passes interleaved with the decode (decode of a large model is
+// bandwidth-bound: that ratio says how good the kernels are). Next to it, the ratio of the
+// model FLOP/s achieved to the peak rate of the prefill GEMM family measured in the same run
+// (model_flops.h): a batched step of a small model whose weights sit in the caches is bound by
+// its multiply-adds instead, and the nearer of the two limits is the one that says how far the
+// step could go.
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
 //                          [--quantize-scope experts|all|mtp] [--steps S] [--rounds R] [--context C] [--json]
@@ -32,6 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bandwidth_probe.h"
 #include "bench/baseline_store.h"
+#include "bench/model_flops.h"
 #include "coordinator/placement/size_flags.h"
 #include "bench/kernel_settings.h"
 #include "shard_worker/kernels/matmul.h"
@@ -211,6 +216,8 @@ int main(int argc, char** argv) {
   return absl::OkStatus();
   };
   if (auto st = prefill_all(); !st.ok()) return Fail(std::string(st.message()));
+  // FLOPs of the timed steps: every sequence's token at its position, with its lm_head row.
+  glm::bench::ModelFlops flops;
   auto step = [&](int64_t* bytes) -> bool {
     if (drop_every_step) files.DropPageCache();  // expert misses read the disk, not the page cache
     std::vector<glm::model::SequenceInput> in(batch);
@@ -218,6 +225,8 @@ int main(int argc, char** argv) {
       in[b].cache = caches[b].get();
       in[b].tokens = {next[b]};
     }
+    glm::bench::ModelFlops step_flops;
+    for (int b = 0; b < batch; ++b) step_flops += glm::bench::TokenFlops(config, caches[b]->length(), /*logits=*/true);
     auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
     if (!out.ok()) return false;
     for (int b = 0; b < batch; ++b) {
@@ -225,11 +234,13 @@ int main(int argc, char** argv) {
       next[b] = static_cast<int32_t>(glm::kernels::ArgMax(row, config.vocab_size));  // greedy, as the server samples
     }
     *bytes += out->weight_bytes_read;
+    flops += step_flops;
     return true;
   };
   int64_t warm_bytes = 0;
   for (int i = 0; i < 2; ++i)
     if (!step(&warm_bytes)) return Fail("decode step failed");
+  flops = glm::bench::ModelFlops();
   int steps = absl::GetFlag(FLAGS_steps);
   int64_t bytes = 0;
   if (streaming) {
@@ -262,6 +273,16 @@ int main(int argc, char** argv) {
     done += round_steps;
   }
   probe_pass();
+  // The compute limit: the prefill GEMM family's peak in the format the weights are in (BF16 for
+  // stored and float formats: the same f32 FMAs), best of 3, with the decode's threads.
+  glm::kernels::DType gemm_dtype = glm::kernels::DType::kBF16;
+  int64_t gemm_group = 0;
+  if (!glm::kernels::ParseQuantFormatName(dtype_name, &gemm_dtype, &gemm_group)) gemm_dtype = glm::kernels::DType::kBF16;
+  constexpr int64_t kGemmTokens = 1024, kGemmRows = 4096, kGemmCols = 4096;
+  if (gemm_group < 0) gemm_group = kGemmCols;  // one scale per row
+  const double peak_gflops =
+      glm::bench::PeakGemmGflops(kGemmTokens, kGemmRows, kGemmCols, 3, gemm_dtype, gemm_group, &pool);
+  const std::string gemm_name = glm::kernels::IsGroupQuantized(gemm_dtype) ? dtype_name : "bf16";
   // The decode is judged against the median pass (the conditions it ran in); the best pass (the
   // machine at its quietest) is reported next to it.
   std::vector<double> sorted_passes = probe_passes;
@@ -274,6 +295,9 @@ int main(int argc, char** argv) {
   const double achieved_gbps = bytes / secs / 1e9;
   const double ratio = achieved_gbps / probe_gbps;
   const double ratio_vs_best = achieved_gbps / probe_best_gbps;
+  const double achieved_gflops = flops.total() / secs / 1e9;
+  const double compute_ratio = peak_gflops > 0 ? achieved_gflops / peak_gflops : 0.0;
+  const double flops_per_token = flops.total() / (static_cast<double>(done) * batch);
   glm::moe::ExpertStoreStats es;
   if (streaming) es = store->stats();
   const double hit_rate = es.hit_rate();
@@ -299,14 +323,16 @@ int main(int argc, char** argv) {
         "\"expert_memory_gib\":%.3f,\"experts_streamed\":%s,\"expert_cache_hit_rate\":%.4f,"
         "\"expert_misses_per_token\":%.3f,\"expert_prefetches\":%ld,\"expert_prefetches_used\":%ld,"
         "\"disk_bytes_per_token\":%.0f,\"disk_gbps\":%.3f,\"disk_avg_gbps\":%.3f,\"read_wait_seconds\":%.3f,"
-        "\"sequential_read_gbps\":%.3f,\"expert_reads_direct\":%ld,\"expert_reads\":%ld}\n",
+        "\"sequential_read_gbps\":%.3f,\"expert_reads_direct\":%ld,\"expert_reads\":%ld,"
+        "\"flops_per_token\":%.0f,\"achieved_gflops\":%.3f,\"peak_gemm_gflops\":%.3f,\"compute_ratio\":%.4f}\n",
         dir.c_str(), threads, batch, dtype_name.c_str(), glm::kernels::MatMulPathName().c_str(), done, tokens_per_s,
         weight_bytes_per_token, achieved_gbps, probe_gbps, ratio, probe_best_gbps, ratio_vs_best, probe_passes.size(),
         previous, vs_previous, load_s,
         static_cast<long>(loaded_bytes), expert_gib, streaming ? "true" : "false", hit_rate,
         static_cast<double>(es.misses) / (done * batch), static_cast<long>(es.prefetches),
         static_cast<long>(es.prefetches_used), static_cast<double>(es.bytes_read) / (done * batch), disk_gbps,
-        disk_avg_gbps, es.wait_seconds, seq_gbps, static_cast<long>(es.direct_loads), static_cast<long>(es.loads));
+        disk_avg_gbps, es.wait_seconds, seq_gbps, static_cast<long>(es.direct_loads), static_cast<long>(es.loads),
+        flops_per_token, achieved_gflops, peak_gflops, compute_ratio);
   } else {
     std::printf("model %s (%s weights, %.2f GiB loaded in %.1f s), %d threads, matmul path %s%s\n", dir.c_str(),
                 dtype_name.c_str(), loaded_bytes / 1073741824.0, load_s, threads, glm::kernels::MatMulPathDetails().c_str(),
@@ -320,6 +346,11 @@ int main(int argc, char** argv) {
                 probe_gbps, probe_passes.size(), ratio, probe_best_gbps, ratio_vs_best);
     if (previous > 0) std::printf("; %.3fx the previous best (%.2f tokens/s)", vs_previous, previous);
     std::printf("\n");
+    std::printf("compute: %.2f MFLOP per token -> %.1f GFLOP/s achieved, ratio %.3f of the peak GEMM rate %.1f GFLOP/s "
+                "(%s %ldx%ldx%ld, this run); the nearer limit: %s\n",
+                flops_per_token / 1e6, achieved_gflops, compute_ratio, peak_gflops, gemm_name.c_str(),
+                static_cast<long>(kGemmTokens), static_cast<long>(kGemmRows), static_cast<long>(kGemmCols),
+                compute_ratio > ratio ? "compute" : "weight bandwidth");
     if (streaming)
       std::printf("experts streamed through a %.2f GiB cache: hit rate %.3f (%.2f misses/token, %ld prefetches, %ld "
                   "used), %.1f MiB read per token, disk %.2f GB/s while reading (%.2f GB/s averaged over the run, "

@@ -28,6 +28,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "bench/baseline_store.h"
+#include "bench/model_flops.h"
 #include "shard_worker/kernels/dtype.h"
 #include "bench/kernel_settings.h"
 #include "shard_worker/kernels/matmul.h"
@@ -74,90 +75,6 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
-// Best GFLOP/s of y = x · Wᵀ with W [rows, cols] (normal, subnormal-free values) in BF16, or
-// quantised to `quant` (kI8 / kI4 with `group` columns per scale) when that is not BF16.
-double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, DType quant, int64_t group,
-                      glm::kernels::ThreadPool* pool) {
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<float> source(rows * cols);
-  for (auto& v : source) v = normal(rng) + 1e-3f;
-  std::vector<float> x(tokens * cols), y(tokens * rows);
-  for (auto& v : x) v = normal(rng) * 50.0f;
-  glm::kernels::WeightView w;
-  w.rows = rows;
-  w.cols = cols;
-  std::vector<uint16_t> bf16;
-  std::vector<uint8_t> qdata;
-  std::vector<uint16_t> scales;  // f16 bits
-  if (glm::kernels::IsGroupQuantized(quant)) {
-    w.dtype = quant;
-    w.group_size = group;
-    qdata.resize(rows * w.row_bytes());
-    scales.resize(rows * w.groups_per_row());
-    for (int64_t r = 0; r < rows; ++r)
-      glm::kernels::QuantizeRow(quant, source.data() + r * cols, cols, group, qdata.data() + r * w.row_bytes(),
-                                scales.data() + r * w.groups_per_row());
-    w.data = qdata.data();
-    w.group_scales = scales.data();
-  } else {
-    w.dtype = DType::kBF16;
-    bf16.resize(rows * cols);
-    for (int64_t i = 0; i < rows * cols; ++i) bf16[i] = glm::kernels::F32ToBf16(source[i]);
-    w.data = bf16.data();
-  }
-  glm::kernels::MatMul(x.data(), std::min<int64_t>(tokens, 64), w, y.data(), pool);  // warm-up
-  double best = 1e30;
-  for (int i = 0; i < reps; ++i) {
-    auto t0 = Clock::now();
-    glm::kernels::MatMul(x.data(), tokens, w, y.data(), pool);
-    best = std::min(best, Seconds(Clock::now() - t0));
-  }
-  return 2.0 * tokens * rows * cols / best / 1e9;
-}
-
-// FLOPs of prefilling `prompt` tokens in chunks of `chunk` (see the file comment).
-struct ModelFlops {
-  double projections = 0, attention = 0;
-};
-ModelFlops CountFlops(const glm::model::ModelConfig& c, int64_t prompt, int64_t chunk) {
-  const double H = c.hidden_size, heads = c.num_attention_heads, rank = c.kv_lora_rank;
-  const double rope = c.qk_rope_head_dim, nope = c.qk_nope_head_dim, vd = c.v_head_dim;
-  double per_token = 0;  // projection parameters touched per token
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    per_token += c.q_lora_rank * H + heads * c.qk_head_dim() * c.q_lora_rank +
-                 (rank + rope) * H + H * heads * vd;
-    if (c.indexer_kind(l) == glm::model::IndexerKind::kFull)
-      per_token += c.index_head_dim * H;  // keys (queries only past index_topk: counted below)
-    if (c.mlp_kind(l) == glm::model::MlpKind::kDense)
-      per_token += 3 * H * c.intermediate_size;
-    else
-      per_token += c.n_routed_experts * H +
-                   (c.num_experts_per_tok + c.n_shared_experts) * 3 * H * c.moe_intermediate_size;
-  }
-  ModelFlops f;
-  f.projections = 2 * per_token * prompt;
-  const int64_t n_chunks = (prompt + chunk - 1) / chunk;
-  f.projections += 2.0 * c.vocab_size * H * n_chunks;  // lm_head, last row of each chunk
-  double keys = 0;  // Σ over tokens of keys attended (dense below index_topk)
-  for (int64_t p = 0; p < prompt; ++p) keys += std::min<int64_t>(p + 1, c.index_topk);
-  f.attention = c.num_hidden_layers *
-                (2 * heads * prompt * (nope * rank + vd * rank) +  // q·W_uk, o_lat·W_uv
-                 2 * heads * keys * (2 * rank + rope));            // scores + weighted latent sum
-  // Indexer queries/scores for tokens past index_topk on full layers.
-  int64_t sparse = std::max<int64_t>(0, prompt - c.index_topk), full = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-    full += c.indexer_kind(l) == glm::model::IndexerKind::kFull;
-  if (sparse > 0) {
-    double skeys = 0;
-    for (int64_t p = c.index_topk; p < prompt; ++p) skeys += p + 1;
-    f.attention += full * (2.0 * sparse * (c.index_n_heads * c.index_head_dim * c.q_lora_rank +
-                                           c.index_n_heads * H) +
-                           2.0 * skeys * c.index_n_heads * c.index_head_dim);
-  }
-  return f;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -190,10 +107,10 @@ int main(int argc, char** argv) {
   if (!glm::kernels::ParseQuantFormatName(dtype_name, &gemm_dtype, &gemm_group)) gemm_dtype = DType::kBF16;
   if (gemm_group < 0) gemm_group = gc;  // one scale per row
   const std::string gemm_name = glm::kernels::IsGroupQuantized(gemm_dtype) ? dtype_name : "bf16";
-  double peak = PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool);
+  double peak = glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool);
 
   double best_s = 0, load_s = 0;
-  ModelFlops flops;
+  glm::bench::ModelFlops flops;
   if (!absl::GetFlag(FLAGS_skip_model)) {
     auto t0 = Clock::now();
     auto ckpt = glm::model::Checkpoint::Open(absl::GetFlag(FLAGS_model));
@@ -206,7 +123,7 @@ int main(int argc, char** argv) {
     load_s = Seconds(Clock::now() - t0);
     const auto& config = (*model)->config();
     if (prompt > config.max_position_embeddings) return Fail("--prompt exceeds the model's context");
-    flops = CountFlops(config, prompt, chunk);
+    flops = glm::bench::PrefillFlops(config, prompt, chunk);
     std::vector<int32_t> tokens(prompt);
     for (int64_t i = 0; i < prompt; ++i)
       tokens[i] = static_cast<int32_t>((i * 104729 + 7919) % config.vocab_size);
@@ -226,8 +143,8 @@ int main(int argc, char** argv) {
   }
 
   // Once more after the model: on a shared machine either pass may be disturbed.
-  if (best_s > 0) peak = std::max(peak, PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool));
-  const double total = flops.projections + flops.attention;
+  if (best_s > 0) peak = std::max(peak, glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool));
+  const double total = flops.total();
   const double model_gflops = best_s > 0 ? total / best_s / 1e9 : 0;
   const double tok_s = best_s > 0 ? prompt / best_s : 0;
   const double ratio = peak > 0 ? model_gflops / peak : 0;
