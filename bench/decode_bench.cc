@@ -9,6 +9,7 @@
 //
 //   build/bin/decode_bench --model DIR [--threads N] [--weight-dtype stored|bf16|f32|int8|int4] [--batch B]
 //                          [--quantize-scope experts|all|mtp] [--steps S] [--rounds R] [--context C] [--json]
+//                          [--admit-every N]
 //                          [--expert-memory-gib X [--expert-direct-io=false]] [--record]
 // Run it on `glmctl synth --preset bench` (about 4 GiB: bigger than any cache).
 //
@@ -64,6 +65,10 @@ ABSL_FLAG(std::string, quantize_scope, "experts",
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
+ABSL_FLAG(int32_t, admit_every, 0,
+          "continuous batching: every this many steps one sequence (the oldest) ends and a new one takes its place, "
+          "its --context-token prompt prefilled in the same step as the others' decode tokens (a mixed step); "
+          "tokens/s then counts decode tokens only, over all steps (as a served TPOT does). 0: no admissions");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(int32_t, min_gemm_tokens, 0,
           "matmuls of this many tokens or more go to the prefill GEMM (0 = each path's own tile/GEMM crossover; "
@@ -218,15 +223,27 @@ int main(int argc, char** argv) {
   if (auto st = prefill_all(); !st.ok()) return Fail(std::string(st.message()));
   // FLOPs of the timed steps: every sequence's token at its position, with its lm_head row.
   glm::bench::ModelFlops flops;
+  // --admit-every: the sequence admitted at this step (its prompt replaces its decode token), or -1.
+  const int admit_every = std::max(0, absl::GetFlag(FLAGS_admit_every));
+  int64_t step_index = 0, admissions = 0, decoded = 0;
   auto step = [&](int64_t* bytes) -> bool {
     if (drop_every_step) files.DropPageCache();  // expert misses read the disk, not the page cache
+    const int admit = admit_every > 0 && ++step_index % admit_every == 0 ? static_cast<int>(admissions++ % batch) : -1;
     std::vector<glm::model::SequenceInput> in(batch);
-    for (int b = 0; b < batch; ++b) {
-      in[b].cache = caches[b].get();
-      in[b].tokens = {next[b]};
-    }
     glm::bench::ModelFlops step_flops;
-    for (int b = 0; b < batch; ++b) step_flops += glm::bench::TokenFlops(config, caches[b]->length(), /*logits=*/true);
+    for (int b = 0; b < batch; ++b) {
+      if (b == admit) {  // a new request: its prompt, prefilled in this step
+        caches[b] = (*model)->NewCache();
+        for (int i = 0; i < context; ++i) {
+          in[b].tokens.push_back(static_cast<int32_t>((admissions * 7919 + i * 104729) % config.vocab_size));
+          step_flops += glm::bench::TokenFlops(config, i, /*logits=*/i + 1 == context);
+        }
+      } else {
+        in[b].tokens = {next[b]};
+        step_flops += glm::bench::TokenFlops(config, caches[b]->length(), /*logits=*/true);
+      }
+      in[b].cache = caches[b].get();
+    }
     auto out = (*model)->Forward(in, glm::model::LogitRows::kLast);
     if (!out.ok()) return false;
     for (int b = 0; b < batch; ++b) {
@@ -235,12 +252,14 @@ int main(int argc, char** argv) {
     }
     *bytes += out->weight_bytes_read;
     flops += step_flops;
+    decoded += admit >= 0 ? batch - 1 : batch;
     return true;
   };
   int64_t warm_bytes = 0;
   for (int i = 0; i < 2; ++i)
     if (!step(&warm_bytes)) return Fail("decode step failed");
   flops = glm::bench::ModelFlops();
+  decoded = 0;
   int steps = absl::GetFlag(FLAGS_steps);
   int64_t bytes = 0;
   if (streaming) {
@@ -289,15 +308,14 @@ int main(int argc, char** argv) {
   std::sort(sorted_passes.begin(), sorted_passes.end());
   const double probe_gbps = sorted_passes[sorted_passes.size() / 2];
   const double probe_best_gbps = sorted_passes.back();
-  const double tokens_per_s = done * batch / secs;
-  const double bytes_per_step = static_cast<double>(bytes) / done;
-  const double weight_bytes_per_token = bytes_per_step / batch;
+  const double tokens_per_s = decoded / secs;  // decode tokens (all of them without --admit-every)
+  const double weight_bytes_per_token = static_cast<double>(bytes) / static_cast<double>(decoded);
   const double achieved_gbps = bytes / secs / 1e9;
   const double ratio = achieved_gbps / probe_gbps;
   const double ratio_vs_best = achieved_gbps / probe_best_gbps;
   const double achieved_gflops = flops.total() / secs / 1e9;
   const double compute_ratio = peak_gflops > 0 ? achieved_gflops / peak_gflops : 0.0;
-  const double flops_per_token = flops.total() / (static_cast<double>(done) * batch);
+  const double flops_per_token = flops.total() / static_cast<double>(decoded);
   glm::moe::ExpertStoreStats es;
   if (streaming) es = store->stats();
   const double hit_rate = es.hit_rate();

@@ -58,6 +58,9 @@ ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16; the peak "
           "GEMM then measures that kernel family too)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::string, token_groups, "auto",
+          "small models' steps of a few tokens: auto (timed choice), never (matmul rows split across threads), "
+          "always (token groups; Glm5Model)");
 ABSL_FLAG(int32_t, min_gemm_tokens, 0,
           "matmuls of this many tokens or more go to the prefill GEMM (0 = each path's own tile/GEMM crossover; "
           "9 = every one past the decode tiles): to compare the two on the model");
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
   settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
   settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
   settings.min_gemm_tokens = absl::GetFlag(FLAGS_min_gemm_tokens);
+  settings.token_groups = absl::GetFlag(FLAGS_token_groups);
   if (std::string err = glm::bench::ApplyKernelSettings(settings); !err.empty()) {
     std::fprintf(stderr, "prefill_bench: %s\n", err.c_str());
     return 2;
