@@ -33,7 +33,13 @@ double StepPathChooser::PathTimes::Median() const {
 
 int StepPathChooser::Index(int64_t tokens, bool several_sequences) {
   const int64_t t = std::clamp<int64_t>(tokens, 1, kMaxTokens);
-  return static_cast<int>((t - 1) * 2 + (several_sequences ? 1 : 0));
+  int shape = static_cast<int>(t - 1);
+  if (t > kExactTokens) {
+    int bucket = 0;  // t in (2^(bucket+4), 2^(bucket+5)]
+    while ((int64_t{kExactTokens} << (bucket + 1)) < t) ++bucket;
+    shape = kExactTokens + bucket;
+  }
+  return shape * 2 + (several_sequences ? 1 : 0);
 }
 
 StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
@@ -67,7 +73,8 @@ void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath pa
     t.warmed = true;
     return;
   }
-  t.recent[t.runs % kWindow] = seconds;
+  // Per token: a bucket's steps differ in size (exact shapes scale by a constant).
+  t.recent[t.runs % kWindow] = seconds / static_cast<double>(std::max<int64_t>(tokens, 1));
   ++t.runs;
 }
 

@@ -30,8 +30,13 @@ bool ParseTokenGroupMode(std::string_view name, TokenGroupMode* mode);
 
 class StepPathChooser {
  public:
-  // Shapes: total tokens 1..kMaxTokens, one sequence or several.
-  static constexpr int kMaxTokens = 16;
+  // Shapes: one sequence or several, by total tokens: 1..kExactTokens each their own (decode
+  // batches, speculative verifies), then power-of-two buckets up to kMaxTokens (prefill chunks
+  // and the steps that mix them with decodes: 17-32, 33-64, ..., 2049-4096), whose steps are
+  // compared per token. Larger steps share the last bucket.
+  static constexpr int kExactTokens = 16;
+  static constexpr int kMaxTokens = 4096;
+  static constexpr int kShapesPerKind = kExactTokens + 8;  // 8 buckets: 2^5 .. 2^12
   static constexpr int kTrials = 3;         // timed steps of each path before choosing
   static constexpr int kWindow = 8;         // recent steps per path whose median is its time
   static constexpr int kRetryEvery = 64;    // then one step of the other path in this many,
@@ -56,7 +61,7 @@ class StepPathChooser {
   static int Index(int64_t tokens, bool several_sequences);
 
   absl::Mutex mutex_;
-  std::array<Shape, 2 * kMaxTokens> shapes_ ABSL_GUARDED_BY(mutex_);
+  std::array<Shape, 2 * kShapesPerKind> shapes_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace glm::model

@@ -81,6 +81,20 @@ TEST(StepPathChooserTest, FollowsAMachineThatChanges) {
   EXPECT_GE(RunShape(c, 2, false, 3e-3, 1e-3, 100), 100 - 100 / StepPathChooser::kRetryEvery - 1);
 }
 
+TEST(StepPathChooserTest, BucketsCompareStepsPerToken) {
+  StepPathChooser c;
+  // Steps of 33 to 64 tokens share a bucket (prefill chunks mixed with decodes vary in size).
+  // Here the pooled path ran the short ones and token groups the long ones: each token-group
+  // step took longer, but per token they are 30% faster, and that is what decides.
+  for (int i = 0; i <= StepPathChooser::kWindow; ++i) {  // the first of each is a warm-up
+    c.Record(33, true, StepPath::kPooled, 33 * 1e-4);
+    c.Record(64, true, StepPath::kTokenGroups, 64 * 0.7e-4);
+  }
+  EXPECT_EQ(c.Choose(48, true), StepPath::kTokenGroups);
+  // The exact shapes below the buckets are their own: 16 tokens has not been tried yet.
+  EXPECT_EQ(c.Choose(16, true), StepPath::kPooled);
+}
+
 TEST(StepPathChooserTest, ShapesAreIndependent) {
   StepPathChooser c;
   RunShape(c, 1, false, 1e-3, 5e-3, 100);  // one token: pooled wins

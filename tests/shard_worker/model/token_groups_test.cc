@@ -74,7 +74,10 @@ TEST_F(TokenGroupsTest, BitIdenticalToPooledSteps) {
           kernels::ThreadPool pool(threads);
           auto m = Glm5Model::Create(weights, &pool);
           ASSERT_TRUE(m.ok()) << m.status();
-          for (const std::vector<int>& shape : std::vector<std::vector<int>>{{1}, {3}, {1, 1}, {1, 3, 1}, {2, 1, 1, 1, 4, 1, 1, 1}}) {
+          // Decode batches and verifies, then steps past 16 tokens (the chooser's buckets): chunks of
+          // one sequence split into a wavefront, and a chunk mixed with decodes.
+          for (const std::vector<int>& shape : std::vector<std::vector<int>>{
+                   {1}, {3}, {1, 1}, {1, 3, 1}, {2, 1, 1, 1, 4, 1, 1, 1}, {20}, {1, 33, 1, 1}}) {
             SetTokenGroupMode(TokenGroupMode::kNever);
             const std::vector<float> pooled = RunSteps(**m, shape);
             SetTokenGroupMode(TokenGroupMode::kAlways);
