@@ -59,11 +59,11 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
 // Token groups: at most this many tokens in the step (decode batches, speculative verifies,
 // prefill chunks and the steps that mix them with decodes), and stage weights that stay in the
 // last-level cache (every group reads all of them; a larger model is bound by memory bandwidth,
-// where every thread reading the weights would multiply the traffic). For such a small model a
-// prefill chunk is not the GEMM that splits well it is for a large one: its matrices are small,
-// and a fork-join per matmul costs about what the split saves — on the 2-vCPU VM here 32- to
-// 512-token chunks of the bundled model ran 1.1-1.6x faster as token groups (prefill_bench
-// --token-groups always vs never). The chooser times both per step size.
+// where every thread reading the weights would multiply the traffic). A large model's prefill
+// chunk is a GEMM that splits well across threads; a small model's is not: its matrices are
+// small, and a fork-join per matmul costs about what the split saves — on the 2-vCPU VM here 32-
+// to 1024-token chunks of the bundled model ran 1.1-1.6x faster as token groups (prefill_bench
+// --token-groups always vs never; 2048 came out either way). The chooser times both per step size.
 constexpr int64_t kTokenGroupMaxTokens = StepPathChooser::kMaxTokens;
 constexpr int64_t kTokenGroupMaxStageBytes = int64_t{32} << 20;
 
