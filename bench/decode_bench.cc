@@ -364,6 +364,9 @@ int main(int argc, char** argv) {
                 probe_gbps, probe_passes.size(), ratio, probe_best_gbps, ratio_vs_best);
     if (previous > 0) std::printf("; %.3fx the previous best (%.2f tokens/s)", vs_previous, previous);
     std::printf("\n");
+    if (const int64_t steals = (*model)->token_group_steals(); steals > 0)
+      std::printf("token groups: %.2f hand-overs per step (a finished group took tokens over from a slower one)\n",
+                  static_cast<double>(steals) / (done + 2));
     std::printf("compute: %.2f MFLOP per token -> %.1f GFLOP/s achieved, ratio %.3f of the peak GEMM rate %.1f GFLOP/s "
                 "(%s %ldx%ldx%ld, this run); the nearer limit: %s\n",
                 flops_per_token / 1e6, achieved_gflops, compute_ratio, peak_gflops, gemm_name.c_str(),

@@ -11,6 +11,7 @@
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/scratch.h"
 #include "shard_worker/kernels/vector_ops.h"
+#include "shard_worker/model/token_group_steals.h"
 
 namespace glm::model {
 namespace {
@@ -328,10 +329,59 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   const int64_t count_words = 1 + (config().n_routed_experts + 63) / 64;
   std::vector<std::atomic<uint64_t>> counted(static_cast<size_t>(n_layers * count_words));
   for (auto& bits : counted) bits.store(0, std::memory_order_relaxed);
+  const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
+  const int64_t stagger_us = g_token_group_stagger_us.load(std::memory_order_relaxed);  // group 0's, tests
+  // A decode batch (one token per sequence: no group reads another's cache rows) balances its
+  // groups by work stealing (TokenGroupSteals).
+  const bool decode_batch =
+      groups > 1 && std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
+  if (decode_batch) {
+    TokenGroupSteals steals(T, pool_->size(), n_layers);
+    for (int g = 0; g < groups; ++g)
+      steals.AddGroup(first[g], first[g + 1], g == 0,
+                      shared_start ? attention::KeySelection(selection->begin() + first[g], selection->begin() + first[g + 1])
+                                   : attention::KeySelection());
+    auto run_task = [&](int64_t k) {
+      TokenGroupSteals::Task& task = steals.task(k);
+      // Token j of the step is sequence j's only token: the task's spans are its tokens'.
+      std::vector<attention::SequenceSpan> part;
+      for (int64_t j = task.first; j < task.end.load(std::memory_order_relaxed); ++j)
+        part.push_back({j - task.first, 1, spans[j].start_position, spans[j].cache});
+      for (int64_t i = task.layer; i < n_layers; ++i) {
+        if (k == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
+        steals.AtBoundary(k, i);  // may hand over the later half of the tokens
+        const int64_t t0 = task.first, t1 = task.end.load(std::memory_order_relaxed);
+        part.resize(t1 - t0);
+        const GroupByteCount count{task.counts_attention, counted.data() + i * count_words};
+        task.status = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, part, &task.selection, &task.bytes,
+                               nullptr, output_rows ? output_rows + t0 : nullptr, &count);
+        if (!task.status.ok()) break;
+      }
+      steals.Finish(k);
+    };
+    pool_->RunOnAll([&](int g) {
+      if (g < groups) run_task(g);
+      for (int64_t k = steals.Steal(g); k >= 0; k = steals.Steal(g)) run_task(k);
+    });
+    token_group_steals_.fetch_add(steals.steals(), std::memory_order_relaxed);
+    // The tasks cover [0, T) in pieces: their selections in token order.
+    std::vector<int64_t> order(steals.count());
+    for (int64_t k = 0; k < steals.count(); ++k) order[k] = k;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return steals.task(a).first < steals.task(b).first; });
+    for (int64_t k : order)
+      if (!steals.task(k).status.ok()) return steals.task(k).status;
+    selection->clear();
+    for (int64_t k : order) {
+      TokenGroupSteals::Task& task = steals.task(k);
+      *bytes += task.bytes;
+      selection->insert(selection->end(), std::make_move_iterator(task.selection.begin()),
+                        std::make_move_iterator(task.selection.end()));
+    }
+    return absl::OkStatus();
+  }
   // rows_ready[g]: layers whose cache rows group g has written (n_layers once it stops).
   std::vector<std::atomic<int64_t>> rows_ready(groups);
   for (auto& d : rows_ready) d.store(0, std::memory_order_relaxed);
-  const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
   auto run_group = [&](int g) {
     const int64_t t0 = first[g], t1 = first[g + 1];
     attention::KeySelection& sel = group_selection[g];
@@ -346,9 +396,8 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     };
     auto rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
     const attention::CacheRowSync sync{wait_for_earlier, rows_written};
-    const int64_t stagger_us = g == 0 ? g_token_group_stagger_us.load(std::memory_order_relaxed) : 0;
     for (; i < n_layers && status[g].ok(); ++i) {
-      if (stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
+      if (g == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
       const GroupByteCount count{g == 0, counted.data() + i * count_words};
       status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync,
                            output_rows ? output_rows + t0 : nullptr, &count);

@@ -82,6 +82,8 @@ class Glm5Model {
   // Routed-expert weight bytes this model's MoE layers have read since it was created (each
   // token group counts the experts it computed; the MTP layer's too): a rank's metric.
   int64_t routed_expert_bytes_read() const { return routed_expert_bytes_.load(std::memory_order_relaxed); }
+  // Tokens' remaining layers a token group took over from a slower one (TokenGroupSteals), all steps.
+  int64_t token_group_steals() const { return token_group_steals_.load(std::memory_order_relaxed); }
 
   // A fresh cache for the main layers / the MTP layer of one sequence.
   std::unique_ptr<kv_cache::KvCache> NewCache() const;
@@ -197,6 +199,7 @@ class Glm5Model {
   bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
   mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
   mutable std::atomic<int64_t> routed_expert_bytes_{0};
+  mutable std::atomic<int64_t> token_group_steals_{0};
 };
 
 }  // namespace glm::model

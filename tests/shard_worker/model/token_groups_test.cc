@@ -117,6 +117,35 @@ TEST_F(TokenGroupsTest, LaterGroupWaitsForTheEarlierGroupsCacheRows) {
   }
 }
 
+// A decode batch whose group 0 is held back before every layer: the other groups, done first,
+// take over the later half of its tokens at its next layer boundary (TokenGroupSteals), and
+// again from what is left. Every logit, hidden state and cache row stays bit-identical to the
+// pooled path's; the DSA key selections of the sparse model travel with the tokens.
+TEST_F(TokenGroupsTest, SlowGroupHandsOverTokensExactly) {
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
+    const std::shared_ptr<const ModelWeights> weights = LoadModelWeights(name);
+    ASSERT_NE(weights, nullptr);
+    for (int threads : {2, 3}) {
+      kernels::ThreadPool pool(threads);
+      auto m = Glm5Model::Create(weights, &pool);
+      ASSERT_TRUE(m.ok()) << m.status();
+      const std::vector<int> decode_batch(8, 1);
+      SetTokenGroupMode(TokenGroupMode::kAlways);
+      SetTokenGroupStaggerForTesting(300);
+      const int64_t steals_before = (*m)->token_group_steals();
+      const std::vector<float> grouped = RunSteps(**m, decode_batch);
+      SetTokenGroupStaggerForTesting(0);
+      EXPECT_GT((*m)->token_group_steals(), steals_before) << name << " threads " << threads;
+      SetTokenGroupMode(TokenGroupMode::kNever);
+      const std::vector<float> pooled = RunSteps(**m, decode_batch);
+      ASSERT_FALSE(pooled.empty());
+      ASSERT_EQ(pooled.size(), grouped.size());
+      EXPECT_EQ(0, std::memcmp(pooled.data(), grouped.data(), pooled.size() * sizeof(float)))
+          << name << " threads " << threads;
+    }
+  }
+}
+
 // The MTP layer's steps: rows of several sequences (the draft row, and accepted rows it catches
 // up on) with their main-model hidden states; logits, hidden states and the MTP cache rows.
 std::vector<float> RunMtpSteps(const Glm5Model& m, const std::vector<int>& rows_per_seq) {
