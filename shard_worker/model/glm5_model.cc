@@ -333,8 +333,8 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   const int64_t stagger_us = g_token_group_stagger_us.load(std::memory_order_relaxed);  // group 0's, tests
   // A decode batch (one token per sequence: no group reads another's cache rows) balances its
   // groups by work stealing (TokenGroupSteals).
-  const bool decode_batch =
-      groups > 1 && std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
+  const bool decode_batch = groups > 1 && static_cast<int64_t>(spans.size()) == T &&
+                            std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
   if (decode_batch) {
     TokenGroupSteals steals(T, pool_->size(), n_layers);
     for (int g = 0; g < groups; ++g)
