@@ -326,6 +326,7 @@ int main(int argc, char** argv) {
                                  dtype_name, "/batch", batch, "/threads", threads);
   if (load.expert_memory_bytes > 0) absl::StrAppend(&key, "/experts", expert_gib, "GiB");
   if (glm::kernels::Bf16Activations()) absl::StrAppend(&key, "/bf16-activations");
+  if (admit_every > 0) absl::StrAppend(&key, "/admit-every", admit_every, "/context", context);
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = baselines.Get(key);
   const double vs_previous = previous > 0 ? tokens_per_s / previous : 0.0;
