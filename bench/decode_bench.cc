@@ -294,14 +294,9 @@ int main(int argc, char** argv) {
   probe_pass();
   // The compute limit: the prefill GEMM family's peak in the format the weights are in (BF16 for
   // stored and float formats: the same f32 FMAs), best of 3, with the decode's threads.
-  glm::kernels::DType gemm_dtype = glm::kernels::DType::kBF16;
-  int64_t gemm_group = 0;
-  if (!glm::kernels::ParseQuantFormatName(dtype_name, &gemm_dtype, &gemm_group)) gemm_dtype = glm::kernels::DType::kBF16;
   constexpr int64_t kGemmTokens = 1024, kGemmRows = 4096, kGemmCols = 4096;
-  if (gemm_group < 0) gemm_group = kGemmCols;  // one scale per row
-  const double peak_gflops =
-      glm::bench::PeakGemmGflops(kGemmTokens, kGemmRows, kGemmCols, 3, gemm_dtype, gemm_group, &pool);
-  const std::string gemm_name = glm::kernels::IsGroupQuantized(gemm_dtype) ? dtype_name : "bf16";
+  const glm::bench::PeakGemmFormat gemm = glm::bench::PeakGemmFormatFor(dtype_name, kGemmCols);
+  const double peak_gflops = glm::bench::PeakGemmGflops(kGemmTokens, kGemmRows, kGemmCols, 3, gemm, &pool);
   // The decode is judged against the median pass (the conditions it ran in); the best pass (the
   // machine at its quietest) is reported next to it.
   std::vector<double> sorted_passes = probe_passes;
@@ -370,7 +365,7 @@ int main(int argc, char** argv) {
                   static_cast<double>(steals) / (done + 2));
     std::printf("compute: %.2f MFLOP per token -> %.1f GFLOP/s achieved, ratio %.3f of the peak GEMM rate %.1f GFLOP/s "
                 "(%s %ldx%ldx%ld, this run); the nearer limit: %s\n",
-                flops_per_token / 1e6, achieved_gflops, compute_ratio, peak_gflops, gemm_name.c_str(),
+                flops_per_token / 1e6, achieved_gflops, compute_ratio, peak_gflops, gemm.name.c_str(),
                 static_cast<long>(kGemmTokens), static_cast<long>(kGemmRows), static_cast<long>(kGemmCols),
                 compute_ratio > ratio ? "compute" : "weight bandwidth");
     if (streaming)

@@ -42,6 +42,15 @@ ModelFlops PrefillFlops(const model::ModelConfig& c, int64_t prompt, int64_t chu
   return f;
 }
 
+PeakGemmFormat PeakGemmFormatFor(const std::string& weight_dtype, int64_t cols) {
+  PeakGemmFormat f;
+  if (!kernels::ParseQuantFormatName(weight_dtype, &f.dtype, &f.group) || !kernels::IsGroupQuantized(f.dtype))
+    return PeakGemmFormat();
+  if (f.group < 0) f.group = cols;  // one scale per row
+  f.name = weight_dtype;
+  return f;
+}
+
 double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, kernels::DType quant, int64_t group,
                       kernels::ThreadPool* pool) {
   using Clock = std::chrono::steady_clock;

@@ -7,6 +7,7 @@
 #define GLM_BENCH_MODEL_FLOPS_H_
 
 #include <cstdint>
+#include <string>
 
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -37,11 +38,26 @@ ModelFlops TokenFlops(const model::ModelConfig& c, int64_t position, bool logits
 // Prefilling `prompt` tokens from position 0 in chunks of `chunk`, one lm_head row per chunk.
 ModelFlops PrefillFlops(const model::ModelConfig& c, int64_t prompt, int64_t chunk);
 
+// The format the peak GEMM runs in for a model loaded as `weight_dtype` (decode_bench's and
+// prefill_bench's --weight-dtype): its int8/int4 format when the model is re-quantised to one
+// (one scale per row spans `cols`), else BF16 (stored, float and FP8 weights: the same f32
+// FMAs). `name` is what the benches print.
+struct PeakGemmFormat {
+  kernels::DType dtype = kernels::DType::kBF16;
+  int64_t group = 0;
+  std::string name = "bf16";
+};
+PeakGemmFormat PeakGemmFormatFor(const std::string& weight_dtype, int64_t cols);
+
 // Best GFLOP/s of kernels::MatMul with `tokens` rows of activations against W [rows, cols]
 // (normal, subnormal-free values) in BF16, or quantised to `quant` (kI8 / kI4 with `group`
 // columns per scale) when that is not BF16: the prefill GEMM family's peak on this machine.
 double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, kernels::DType quant, int64_t group,
                       kernels::ThreadPool* pool);
+inline double PeakGemmGflops(int64_t tokens, int64_t rows, int64_t cols, int reps, const PeakGemmFormat& format,
+                             kernels::ThreadPool* pool) {
+  return PeakGemmGflops(tokens, rows, cols, reps, format.dtype, format.group, pool);
+}
 
 }  // namespace glm::bench
 

@@ -19,7 +19,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,7 +69,6 @@ ABSL_FLAG(bool, record, false, "store this prefill tokens/s as the new best in -
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using glm::kernels::DType;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 int Fail(const std::string& msg) {
@@ -106,12 +104,9 @@ int main(int argc, char** argv) {
   if (auto st = glm::model::ParseWeightDType(dtype_name, &load); !st.ok()) return Fail(std::string(st.message()));
   if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope))
     return Fail("--quantize-scope must be experts or all");
-  DType gemm_dtype = DType::kBF16;
-  int64_t gemm_group = 0;
-  if (!glm::kernels::ParseQuantFormatName(dtype_name, &gemm_dtype, &gemm_group)) gemm_dtype = DType::kBF16;
-  if (gemm_group < 0) gemm_group = gc;  // one scale per row
-  const std::string gemm_name = glm::kernels::IsGroupQuantized(gemm_dtype) ? dtype_name : "bf16";
-  double peak = glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool);
+  const glm::bench::PeakGemmFormat gemm = glm::bench::PeakGemmFormatFor(dtype_name, gc);
+  const std::string& gemm_name = gemm.name;
+  double peak = glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm, &pool);
 
   double best_s = 0, load_s = 0;
   glm::bench::ModelFlops flops;
@@ -147,7 +142,7 @@ int main(int argc, char** argv) {
   }
 
   // Once more after the model: on a shared machine either pass may be disturbed.
-  if (best_s > 0) peak = std::max(peak, glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm_dtype, gemm_group, &pool));
+  if (best_s > 0) peak = std::max(peak, glm::bench::PeakGemmGflops(gt, gr, gc, reps, gemm, &pool));
   const double total = flops.total();
   const double model_gflops = best_s > 0 ? total / best_s / 1e9 : 0;
   const double tok_s = best_s > 0 ? prompt / best_s : 0;
