@@ -11,7 +11,6 @@
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/scratch.h"
 #include "shard_worker/kernels/vector_ops.h"
-#include "shard_worker/model/token_group_steals.h"
 
 namespace glm::model {
 namespace {
@@ -321,9 +320,6 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
       if (a == first[g] && a > sp.token_offset) continues[g] = true;
     }
   const bool shared_start = !selection->empty();  // a later stage starting on a shared-indexer layer
-  std::vector<absl::Status> status(groups);
-  std::vector<int64_t> group_bytes(groups, 0);
-  std::vector<attention::KeySelection> group_selection(groups);
   // Every group reads the layers' weights: the step counts them once (GroupByteCount), with one
   // set of bits per layer for the routed experts the groups computed.
   const int64_t count_words = 1 + (config().n_routed_experts + 63) / 64;
@@ -335,21 +331,23 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   // groups by work stealing (TokenGroupSteals).
   const bool decode_batch = groups > 1 && static_cast<int64_t>(spans.size()) == T &&
                             std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
+  // Each group's results (status, bytes, key selections) as a task; a decode batch's groups may
+  // split theirs (at most one task per token).
+  TokenGroupSteals tasks(decode_batch ? T : groups, pool_->size(), n_layers);
+  for (int g = 0; g < groups; ++g)
+    tasks.AddGroup(first[g], first[g + 1], g == 0,
+                    shared_start ? attention::KeySelection(selection->begin() + first[g], selection->begin() + first[g + 1])
+                                 : attention::KeySelection());
   if (decode_batch) {
-    TokenGroupSteals steals(T, pool_->size(), n_layers);
-    for (int g = 0; g < groups; ++g)
-      steals.AddGroup(first[g], first[g + 1], g == 0,
-                      shared_start ? attention::KeySelection(selection->begin() + first[g], selection->begin() + first[g + 1])
-                                   : attention::KeySelection());
     auto run_task = [&](int64_t k) {
-      TokenGroupSteals::Task& task = steals.task(k);
+      TokenGroupSteals::Task& task = tasks.task(k);
       // Token j of the step is sequence j's only token: the task's spans are its tokens'.
       std::vector<attention::SequenceSpan> part;
       for (int64_t j = task.first; j < task.end.load(std::memory_order_relaxed); ++j)
         part.push_back({j - task.first, 1, spans[j].start_position, spans[j].cache});
       for (int64_t i = task.layer; i < n_layers; ++i) {
         if (k == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
-        steals.AtBoundary(k, i);  // may hand over the later half of the tokens
+        tasks.AtBoundary(k, i);  // may hand over the later half of the tokens
         const int64_t t0 = task.first, t1 = task.end.load(std::memory_order_relaxed);
         part.resize(t1 - t0);
         const GroupByteCount count{task.counts_attention, counted.data() + i * count_words};
@@ -357,35 +355,21 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
                                nullptr, output_rows ? output_rows + t0 : nullptr, &count);
         if (!task.status.ok()) break;
       }
-      steals.Finish(k);
+      tasks.Finish(k);
     };
     pool_->RunOnAll([&](int g) {
       if (g < groups) run_task(g);
-      for (int64_t k = steals.Steal(g); k >= 0; k = steals.Steal(g)) run_task(k);
+      for (int64_t k = tasks.Steal(g); k >= 0; k = tasks.Steal(g)) run_task(k);
     });
-    token_group_steals_.fetch_add(steals.steals(), std::memory_order_relaxed);
-    // The tasks cover [0, T) in pieces: their selections in token order.
-    std::vector<int64_t> order(steals.count());
-    for (int64_t k = 0; k < steals.count(); ++k) order[k] = k;
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return steals.task(a).first < steals.task(b).first; });
-    for (int64_t k : order)
-      if (!steals.task(k).status.ok()) return steals.task(k).status;
-    selection->clear();
-    for (int64_t k : order) {
-      TokenGroupSteals::Task& task = steals.task(k);
-      *bytes += task.bytes;
-      selection->insert(selection->end(), std::make_move_iterator(task.selection.begin()),
-                        std::make_move_iterator(task.selection.end()));
-    }
-    return absl::OkStatus();
+    token_group_steals_.fetch_add(tasks.steals(), std::memory_order_relaxed);
+    return MergeTokenGroups(tasks, selection, bytes);
   }
   // rows_ready[g]: layers whose cache rows group g has written (n_layers once it stops).
   std::vector<std::atomic<int64_t>> rows_ready(groups);
   for (auto& d : rows_ready) d.store(0, std::memory_order_relaxed);
   auto run_group = [&](int g) {
     const int64_t t0 = first[g], t1 = first[g + 1];
-    attention::KeySelection& sel = group_selection[g];
-    if (shared_start) sel.assign(selection->begin() + t0, selection->begin() + t1);
+    TokenGroupSteals::Task& task = tasks.task(g);
     int64_t i = 0;
     auto wait_for_earlier = [&] {
       if (!continues[g]) return;
@@ -396,11 +380,11 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     };
     auto rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
     const attention::CacheRowSync sync{wait_for_earlier, rows_written};
-    for (; i < n_layers && status[g].ok(); ++i) {
+    for (; i < n_layers && task.status.ok(); ++i) {
       if (g == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
       const GroupByteCount count{g == 0, counted.data() + i * count_words};
-      status[g] = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &sel, &group_bytes[g], &sync,
-                           output_rows ? output_rows + t0 : nullptr, &count);
+      task.status = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, parts[g], &task.selection, &task.bytes,
+                             &sync, output_rows ? output_rows + t0 : nullptr, &count);
     }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
   };
@@ -410,13 +394,24 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     pool_->RunOnAll([&](int g) {
       if (g < groups) run_group(g);
     });
-  for (const absl::Status& st : status)
-    if (!st.ok()) return st;
+  return MergeTokenGroups(tasks, selection, bytes);
+}
+
+absl::Status Glm5Model::MergeTokenGroups(TokenGroupSteals& tasks, attention::KeySelection* selection,
+                                         int64_t* bytes) {
+  // The tasks cover the step's tokens in pieces (stolen ones were added after their groups):
+  // their key selections in token order.
+  std::vector<int64_t> order(tasks.count());
+  for (int64_t k = 0; k < tasks.count(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return tasks.task(a).first < tasks.task(b).first; });
+  for (int64_t k : order)
+    if (!tasks.task(k).status.ok()) return tasks.task(k).status;
   selection->clear();
-  for (int g = 0; g < groups; ++g) {
-    *bytes += group_bytes[g];
-    selection->insert(selection->end(), std::make_move_iterator(group_selection[g].begin()),
-                      std::make_move_iterator(group_selection[g].end()));
+  for (int64_t k : order) {
+    TokenGroupSteals::Task& task = tasks.task(k);
+    *bytes += task.bytes;
+    selection->insert(selection->end(), std::make_move_iterator(task.selection.begin()),
+                      std::make_move_iterator(task.selection.end()));
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,7 @@
 #include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/step_path_chooser.h"
+#include "shard_worker/model/token_group_steals.h"
 #include "shard_worker/moe/moe_layer.h"
 
 namespace glm::model {
@@ -142,6 +143,9 @@ class Glm5Model {
                                      const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes,
                                      const uint8_t* output_rows = nullptr) const;
+  // After RunLayersByTokenGroup's threads: the first failed task's status, else adds the tasks'
+  // bytes to *bytes and sets *selection to their key selections in token order.
+  static absl::Status MergeTokenGroups(TokenGroupSteals& tasks, attention::KeySelection* selection, int64_t* bytes);
   // How a step's layers ran, timed from their start to Record() (after the head, which runs on
   // the caller too after a one-group step) for the chooser that picked the path (none: forced).
   struct StepTiming {

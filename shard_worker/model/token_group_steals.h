@@ -9,6 +9,10 @@
 // through the remaining layers. A token's arithmetic does not depend on which thread or batch
 // computes it, so the step's results are bit-identical with or without steals.
 //
+// The tasks also hold each group's results (status, weight bytes, key selections) for steps that
+// do not steal (groups that continue one another's sequences run as a wavefront instead):
+// Glm5Model::MergeTokenGroups gathers them either way.
+//
 // Protocol: a thief posts its index in the victim's `request`; the owner exchanges it at each
 // layer boundary and answers in the thief's response slot (the new task, or declined). An owner
 // that finishes marks itself done first and then takes any pending request (declining it); a
