@@ -99,11 +99,23 @@ std::string MatMulPathDetails() {
 }
 
 namespace {
-// Below this much work (weight bytes x tokens) a matmul runs on the calling thread: a fork and
-// join of the pool costs about as much as ~128 KiB of streamed weights saves when split (a
-// 256 x 256 BF16 matrix for one token). The bundled model's decode is made of such matrices:
-// running them unsplit made its batch-1 step ~5-10% faster on 2 threads; GLM-5's are MiBs.
+// Below this much work (MatMulWork: weight bytes, a little more per extra token) a matmul runs
+// on the calling thread: a fork and join of the pool costs about as much as ~128 KiB of
+// streamed weights saves when split (a 256 x 256 BF16 matrix for one token). The bundled
+// model's decode is made of such matrices: running them unsplit made its batch-1 step ~5-10%
+// faster on 2 threads; GLM-5's are MiBs.
 constexpr int64_t kMinParallelWork = 128 * 1024;
+// A matmul's work in streamed-weight bytes, for the split decision above. A few tokens' matmul
+// is bound by reading the weights once: each token after the first adds about a tenth (BF16) to
+// a third (int4) of the first one's time (matmul_bench --threads 1 --rows 256 --cols 256
+// --tokens 1,2,4,8), so counting it as a quarter more bytes, instead of as many bytes again,
+// keeps 2-4 token steps (two or three decode streams, a speculative verify) from splitting
+// matrices whose fork and join cost more than they save: pooled batch-2 decode of the bundled
+// model ran ~11% faster (median of 8 alternated pairs), batch 4 ~2%, batch 1 and prefill chunks
+// (hundreds of tokens: every matrix splits either way) unchanged.
+int64_t MatMulWork(int64_t weight_bytes, int64_t n_tokens) {
+  return weight_bytes + weight_bytes * (std::max<int64_t>(1, n_tokens) - 1) / 4;
+}
 
 // Rows per pool task: enough that a task reads at least ~16 KiB of weights. With many tokens also
 // up to 128 rows (an eighth of the matrix at most, so small ones still split): every call first
@@ -121,7 +133,7 @@ void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const Wei
   MatMulRowsFn fn = BestMatMulRows();
   const int64_t grain = RowGrain(w.row_bytes(), n_tokens, w.rows);
   if (pool == nullptr || pool->size() == 1 || w.rows <= grain ||
-      w.bytes() * std::max<int64_t>(1, n_tokens) < kMinParallelWork) {
+      MatMulWork(w.bytes(), n_tokens) < kMinParallelWork) {
     fn(x, n_tokens, x_stride, w, 0, w.rows, y, y_stride);
     return;
   }
@@ -150,7 +162,7 @@ void MatMulShared(const float* x, int64_t n_tokens, const std::vector<MatMulTarg
   };
   const int64_t grain = RowGrain(row_bytes, n_tokens, total);
   int64_t work = 0;
-  for (const MatMulTarget& t : targets) work += t.w->bytes() * std::max<int64_t>(1, n_tokens);
+  for (const MatMulTarget& t : targets) work += MatMulWork(t.w->bytes(), n_tokens);
   if (pool == nullptr || pool->size() == 1 || total <= grain || work < kMinParallelWork) {
     run(0, total);
     return;
