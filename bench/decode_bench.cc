@@ -49,6 +49,9 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/moe/expert_store.h"
 
+ABSL_FLAG(bool, amx_tiles, true,
+          "with --activation-dtype bf16 on CPUs with AMX: run the matmuls on AMX tiles (false: the vdpbf16ps "
+          "kernels, to compare)");
 ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16)");
 ABSL_FLAG(std::string, token_groups, "auto",
@@ -147,6 +150,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   glm::bench::KernelSettings settings;
   settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  settings.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
   settings.token_groups = absl::GetFlag(FLAGS_token_groups);
   settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
   settings.min_gemm_tokens = absl::GetFlag(FLAGS_min_gemm_tokens);

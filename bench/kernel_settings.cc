@@ -1,6 +1,7 @@
 #include "bench/kernel_settings.h"
 
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/model/step_path_chooser.h"
 
@@ -17,6 +18,7 @@ std::string ApplyKernelSettings(const KernelSettings& settings) {
   }
   if (std::string err = kernels::SelectMatMulPath(settings.matmul_path); !err.empty()) return err;
   kernels::SetBf16Activations(bf16);
+  kernels::SetAmxTilesEnabled(settings.amx_tiles);
   kernels::SetMinGemmTokensOverride(settings.min_gemm_tokens);
   return "";
 }

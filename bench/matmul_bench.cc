@@ -2,7 +2,12 @@
 // the machine's read and triad bandwidth measured in the same run:
 //
 //   matmul_bench [--threads N] [--rows R --cols C] [--dtype bf16|f32|fp8|int8|int4[,..]] [--tokens T[,..]]
-//                [--path NAME] [--prefetch BYTES] [--min-gemm-tokens N] [--min-seconds S] [--json]
+//                [--path NAME] [--prefetch BYTES] [--min-gemm-tokens N] [--activation-dtype f32|bf16]
+//                [--amx-tiles on|off] [--min-seconds S] [--json]
+//
+// --activation-dtype bf16 rounds the activations of BF16 matmuls to BF16 (the product's
+// --activation-dtype): vdpbf16ps kernels, or AMX tiles where the CPU has them (--amx-tiles off
+// compares the two). BF16 weights are 2 bytes, so GFLOP/s = GB/s × tokens.
 //
 // --min-gemm-tokens N sends every matmul of N or more tokens to the prefill GEMM (9: all past the
 // decode tiles; a large N: none), instead of each path's own crossover (SimdKernelSet::
@@ -12,11 +17,14 @@
 // Defaults: all cores, 4096 columns, rows for a 64 MiB matrix (twice this machine's L3, so each
 // pass comes from DRAM), bf16 and fp8, 1 and 8 tokens. Decode is bandwidth-bound, so the
 // "vs read" ratio is how close a path gets to what the memory system can deliver.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,6 +33,7 @@
 
 #include "bench/bandwidth_probe.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
@@ -46,6 +55,8 @@ struct Options {
   std::string path;  // empty: every supported path
   int64_t prefetch = -1;
   int min_gemm_tokens = 0;  // 0: each path's own
+  bool bf16_activations = false;  // --activation-dtype bf16
+  bool amx_tiles = true;          // --amx-tiles on|off (with bf16 activations, where the CPU has AMX)
   double min_seconds = 0.15;
   bool json = false;
 };
@@ -75,7 +86,8 @@ bool ParseDType(const std::string& s, DType* d, int64_t* group_size) {
   std::fprintf(stderr,
                "%s\nusage: matmul_bench [--threads N] [--rows R --cols C] "
                "[--dtype bf16|f32|fp8|int8|int4|int8-g<N>|int4-g<N>[,..]] [--tokens T[,..]] [--path NAME] "
-               "[--prefetch BYTES] [--min-gemm-tokens N] [--min-seconds S] [--json]\n",
+               "[--prefetch BYTES] [--min-gemm-tokens N] [--activation-dtype f32|bf16] [--amx-tiles on|off] "
+               "[--min-seconds S] [--json]\n",
                error);
   std::exit(2);
 }
@@ -96,6 +108,13 @@ Options ParseArgs(int argc, char** argv) {
     else if (a == "--min-gemm-tokens") o.min_gemm_tokens = std::max(0, std::atoi(value().c_str()));
     else if (a == "--min-seconds") o.min_seconds = std::atof(value().c_str());
     else if (a == "--json") o.json = true;
+    else if (a == "--activation-dtype") {
+      if (!kernels::ParseActivationDType(value(), &o.bf16_activations)) Usage("--activation-dtype must be f32 or bf16");
+    } else if (a == "--amx-tiles") {
+      const std::string v = value();
+      if (v != "on" && v != "off") Usage("--amx-tiles must be on or off");
+      o.amx_tiles = v == "on";
+    }
     else if (a == "--dtype") {
       o.dtypes.clear();
       o.group_sizes.clear();
@@ -125,8 +144,30 @@ Options ParseArgs(int argc, char** argv) {
 // values (x86 cores may take a microcode assist per subnormal operand, which would measure the
 // data, not the kernel); FP8 every code but NaN, with 128×128 block scales; int8 / int4 rows
 // quantised from normal values as at load (--weight-dtype).
+// Weight bytes in memory advised for transparent huge pages, as the engine's weights are
+// (model/aligned_buffer.h). Where THP is "madvise", plain heap memory would stream every weight
+// through 4 KiB pages, and AMX's tile loads (16 rows a stride apart) miss the TLB on each.
+class HugePageBytes {
+ public:
+  void Allocate(int64_t n) {
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(1, n)) + kHuge - 1) / kHuge * kHuge;
+    p_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, bytes)));
+    if (!p_) {
+      std::fprintf(stderr, "matmul_bench: out of memory for %lld weight bytes\n", static_cast<long long>(n));
+      std::exit(1);
+    }
+    madvise(p_.get(), bytes, MADV_HUGEPAGE);  // a hint: ignored where THP is off
+  }
+  uint8_t* data() { return p_.get(); }
+  uint8_t& operator[](int64_t i) { return p_.get()[i]; }
+
+ private:
+  std::unique_ptr<uint8_t, decltype(&std::free)> p_{nullptr, &std::free};
+};
+
 struct BenchWeights {
-  std::vector<uint8_t> data;
+  HugePageBytes data;
   std::vector<float> scales;         // FP8 block scales
   std::vector<uint16_t> group_scales;  // int8 / int4 (f16 bits)
   kernels::WeightView view;
@@ -145,7 +186,7 @@ BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t 
   if (kernels::IsGroupQuantized(dtype)) {
     b.view.group_size = group_size;
     const int64_t groups = b.view.groups_per_row(), row_bytes = b.view.row_bytes();
-    b.data.resize(rows * row_bytes);
+    b.data.Allocate(rows * row_bytes);
     b.group_scales.resize(rows * groups);
     std::vector<float> row(cols);
     for (int64_t r = 0; r < rows; ++r) {
@@ -157,7 +198,7 @@ BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t 
     b.view.group_scales = b.group_scales.data();
     return b;
   }
-  b.data.resize(n * kernels::DTypeSize(dtype));
+  b.data.Allocate(n * kernels::DTypeSize(dtype));
   for (int64_t i = 0; i < n; ++i) {
     uint32_t r = rng();
     if (dtype == DType::kF32) {
@@ -231,6 +272,8 @@ int main(int argc, char** argv) {
   Options o = ParseArgs(argc, argv);
   if (o.prefetch >= 0) kernels::SetMatMulPrefetchBytes(o.prefetch);
   kernels::SetMinGemmTokensOverride(o.min_gemm_tokens);
+  kernels::SetBf16Activations(o.bf16_activations);
+  kernels::SetAmxTilesEnabled(o.amx_tiles);
   kernels::ThreadPool pool(o.threads);
 
   std::vector<std::string> paths;
@@ -280,6 +323,7 @@ int main(int argc, char** argv) {
               "prefetch %lld B\n",
               o.threads, read_gbps, triad_gbps, static_cast<long long>(kProbeBytes >> 20),
               static_cast<long long>(kernels::MatMulPrefetchBytes()));
+  if (o.bf16_activations) std::printf("BF16 activations: %s\n", kernels::Bf16ActivationsDetails().c_str());
   std::printf("%-9s %-8s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
               "ms", "GB/s", "read", "vs read", "vs triad");
   for (const Result& r : results) {

@@ -53,6 +53,9 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
           "stored | int8 | int4 | int{8,4}-g<N>: the model converted at load, and the peak GEMM in that "
           "format (the same kernel family); stored = BF16");
 ABSL_FLAG(std::string, quantize_scope, "experts", "with int8/int4: experts | all");
+ABSL_FLAG(bool, amx_tiles, true,
+          "with --activation-dtype bf16 on CPUs with AMX: run the matmuls on AMX tiles (false: the vdpbf16ps "
+          "kernels, to compare)");
 ABSL_FLAG(std::string, activation_dtype, "f32",
           "activations of BF16-weight matmuls: f32 | bf16 (vdpbf16ps where the CPU has AVX512-BF16; the peak "
           "GEMM then measures that kernel family too)");
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   glm::bench::KernelSettings settings;
   settings.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  settings.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
   settings.matmul_path = absl::GetFlag(FLAGS_matmul_path);
   settings.min_gemm_tokens = absl::GetFlag(FLAGS_min_gemm_tokens);
   settings.token_groups = absl::GetFlag(FLAGS_token_groups);

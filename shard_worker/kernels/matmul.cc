@@ -4,6 +4,7 @@
 #include <atomic>
 #include <vector>
 
+#include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/matmul_dispatch.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
@@ -66,7 +67,9 @@ bool ParseActivationDType(std::string_view name, bool* bf16) {
 }
 bool Bf16Activations() { return g_bf16_activations.load(std::memory_order_relaxed); }
 std::string Bf16ActivationsDetails() {
-  return MatMulPathName() == "avx512" && CpuSupportsAvx512Bf16Dot() ? "vdpbf16ps" : "f32 kernels on rounded inputs";
+  if (MatMulPathName() != "avx512") return "f32 kernels on rounded inputs";
+  if (CpuSupportsAmxBf16() && AmxTilesEnabled()) return "AMX tiles: tdpbf16ps";
+  return CpuSupportsAvx512Bf16Dot() ? "vdpbf16ps" : "f32 kernels on rounded inputs";
 }
 
 void RoundActivationsToBf16(const float* x, int64_t n_tokens, int64_t x_stride, int64_t cols, float* out) {

@@ -54,7 +54,8 @@ void SetBf16Activations(bool on);
 // The --activation-dtype names: "f32" (or empty) and "bf16". False for anything else.
 bool ParseActivationDType(std::string_view name, bool* bf16);
 bool Bf16Activations();
-// "vdpbf16ps" where the chosen path has BF16 dot products, else "f32 kernels on rounded inputs".
+// "AMX tiles: tdpbf16ps" or "vdpbf16ps" where the chosen path has them (matmul_amx.h), else
+// "f32 kernels on rounded inputs".
 std::string Bf16ActivationsDetails();
 // x [n_tokens, x_stride] with every value rounded to BF16 (kept as f32) into out [n_tokens, cols]:
 // what the paths without BF16 dot products (and the reference) multiply in BF16-activation mode.

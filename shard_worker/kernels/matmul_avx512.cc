@@ -14,6 +14,7 @@
 
 #include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/gemm_avx512.h"
+#include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
 
@@ -310,6 +311,7 @@ SimdKernelSet MakeKernelSet() {
   k.min_gemm_tokens[static_cast<int>(DType::kBF16)] = 128;
   k.min_gemm_tokens[static_cast<int>(DType::kF8E4M3)] = 48;
   if (CpuSupportsAvx512Bf16Dot()) FillBf16Dot(k, tiles);
+  if (CpuSupportsAmxBf16()) k.amx_bf16 = &MatMulRowsAmxBf16;
   return k;
 }
 
@@ -326,6 +328,8 @@ bool CpuSupportsAvx512Bf16Dot() {
   __builtin_cpu_init();
   return CpuSupportsAvx512MatMul() && __builtin_cpu_supports("avx512bf16");
 }
+
+void ConvertF32ToBf16Avx512(const float* src, int64_t n, uint16_t* dst) { ConvertToBf16(src, n, dst); }
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {

@@ -26,6 +26,9 @@ bool CpuSupportsAvx512MatMul();
 // True when it also has AVX512-BF16 (vdpbf16ps), used with SetBf16Activations.
 bool CpuSupportsAvx512Bf16Dot();
 
+// dst[i] = F32ToBf16(src[i]) for i < n (dtype.h's rounding), 16 at a time. Needs the AVX-512 path.
+void ConvertF32ToBf16Avx512(const float* src, int64_t n, uint16_t* dst);
+
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
 

@@ -13,6 +13,7 @@
 
 #include "shard_worker/kernels/gemm_driver.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_amx.h"
 
 namespace glm::kernels {
 namespace {
@@ -192,6 +193,8 @@ void RunSimdMatMul(const SimdKernelSet& k, const float* x, int64_t n_tokens, int
     return;
   }
   if (w.dtype == DType::kBF16 && Bf16Activations()) {
+    if (k.amx_bf16 != nullptr && AmxTilesEnabled())
+      return k.amx_bf16(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
     if (k.bf16dot_grouped[1] != nullptr)
       return RunBf16DotMatMul(k, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
     // No BF16 dot products on this path: the same products from activations rounded to BF16,

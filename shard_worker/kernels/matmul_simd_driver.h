@@ -73,6 +73,11 @@ struct SimdKernelSet {
   int bf16dot_rows_per_group[kMaxTileTokens + 1] = {};
   SimdBlockFn bf16dot_grouped[kMaxTileTokens + 1] = {};
   SimdBlockFn bf16dot_single[kMaxTileTokens + 1] = {};
+  // The same products on AMX tiles (matmul_amx.h), where the CPU has them: every BF16-activation
+  // matmul then takes it, at every token count (a different summation order from vdpbf16ps, so
+  // the two never mix). Null: none; AmxTilesEnabled() off: not used.
+  void (*amx_bf16)(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w, int64_t row_begin,
+                   int64_t row_end, float* y, int64_t y_stride) = nullptr;
 };
 
 // MatMulRowsFn semantics (see matmul.h) on top of a kernel set.
