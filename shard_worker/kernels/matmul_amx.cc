@@ -25,6 +25,16 @@ std::atomic<bool> g_amx_enabled{true};
 
 #define GLM_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl")))
 
+// Tile configuration and loads as inline assembly that tells the compiler what they read. GCC 12's
+// _tile_loadconfig declares a read of 8 bytes only (so the rest of the 64-byte config could be
+// dropped as dead stores) and its _tile_loadd none at all (a zero-padded copy could be dropped or
+// reordered past the load). prefill_bench and decode_bench built by Debian's GCC 12 with them
+// died without output on an AMX Xeon (and the config's stores were missing from the object
+// code), where kernels built by GCC 13 ran. These name the whole config and clobber memory.
+#define GLM_TILE_LOAD(tmm, base, stride)                                                              \
+  __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #tmm ::"r"(static_cast<const void*>(base)), "r"(static_cast<long>(stride)) \
+                   : "memory")
+
 constexpr int kTileRows = 16;         // rows of every tile (weights rows; column pairs for B)
 constexpr int kStepCols = 32;         // BF16 columns a TDPBF16PS consumes: 64 bytes a row
 constexpr int kBlockTokens = 16;      // tokens of a C / B tile
@@ -48,7 +58,7 @@ GLM_AMX void ConfigureTilesOnce() {
     cfg.colsb[t] = 64;
     cfg.rows[t] = kTileRows;
   }
-  _tile_loadconfig(&cfg);
+  __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory");
   configured = true;
 }
 
@@ -126,8 +136,9 @@ GLM_AMX void RunRowsTokens16(const uint8_t* base, int64_t row_bytes, int64_t ste
   _tile_zero(0);
   for (int64_t s = 0; s < steps; ++s) {
     int64_t stride = 0;
-    _tile_loadd(6, b_tiles + s * b_step, 64);
-    _tile_loadd(4, ATile(base, row_bytes, r0, n_rows, s, pad, &stride), stride);
+    GLM_TILE_LOAD(6, b_tiles + s * b_step, 64);
+    const uint8_t* a = ATile(base, row_bytes, r0, n_rows, s, pad, &stride);  // sets stride: before the load
+    GLM_TILE_LOAD(4, a, stride);
     _tile_dpbf16ps(0, 4, 6);
   }
   _tile_stored(0, &c[0][0], kCTokens * sizeof(float));
@@ -152,13 +163,15 @@ GLM_AMX void RunRows32Tokens32(const uint8_t* base, int64_t row_bytes, int64_t s
   _tile_zero(3);
   for (int64_t s = 0; s < steps; ++s) {
     int64_t stride = 0;
-    _tile_loadd(4, ATile(base, row_bytes, r0, rows0, s, pad0, &stride), stride);
-    _tile_loadd(6, b0 + s * b_step, 64);
-    _tile_loadd(7, b1 + s * b_step, 64);
+    const uint8_t* a0 = ATile(base, row_bytes, r0, rows0, s, pad0, &stride);  // sets stride: before the load
+    GLM_TILE_LOAD(4, a0, stride);
+    GLM_TILE_LOAD(6, b0 + s * b_step, 64);
+    GLM_TILE_LOAD(7, b1 + s * b_step, 64);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(2, 4, 7);
     if (rows1 > 0) {
-      _tile_loadd(5, ATile(base, row_bytes, r0 + kTileRows, rows1, s, pad1, &stride), stride);
+      const uint8_t* a1 = ATile(base, row_bytes, r0 + kTileRows, rows1, s, pad1, &stride);
+      GLM_TILE_LOAD(5, a1, stride);
       _tile_dpbf16ps(1, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
