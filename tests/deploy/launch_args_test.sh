@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# deploy/launch.sh rejects bad counts before building an mpirun line: exit 2, a message naming
-# the option and the value, and no "-np" printed. Usage: launch_args_test.sh REPO_ROOT
+# deploy/launch.sh rejects bad counts and values before building an mpirun line: exit 2, a message
+# naming the option and the value, and no "-np" printed; --amx-tiles reaches the workers' flags.
+# Usage: launch_args_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
 fails=0
@@ -23,6 +24,16 @@ expect_rejected "--threads must be an integer 0..4096" --threads -1
 expect_rejected "got '5000'" --threads 5000
 expect_rejected "got 'x'" --threads x
 expect_rejected "--hostfile /nonexistent/hosts is not a readable file" --hostfile /nonexistent/hosts
+expect_rejected "--amx-tiles must be on or off, got 'maybe'" --amx-tiles maybe
+for v in on off; do
+  flag=$([ "$v" = on ] && echo "--amx_tiles=true" || echo "--amx_tiles=false")
+  out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --amx-tiles "$v" --dry-run 2>&1); rc=$?
+  if [ "$rc" -ne 0 ] || [[ "$out" != *"shard_worker"*"$flag"* ]]; then
+    echo "FAIL: --amx-tiles $v -> exit $rc, wanted the workers to get $flag:"; echo "$out"; fails=$((fails + 1))
+  else
+    echo "ok: --amx-tiles $v -> workers get $flag"
+  fi
+done
 out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 2>&1); rc=$?
 [ "$rc" -eq 2 ] && [[ "$out" == *"--workers needs a value"* ]] || { echo "FAIL: --workers without a value -> $rc: $out"; fails=$((fails + 1)); }
 [ "$fails" -eq 0 ] && echo PASSED
