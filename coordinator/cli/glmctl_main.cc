@@ -83,6 +83,9 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
 ABSL_FLAG(std::string, activation_dtype, "f32",
           "forward/generate/chat/plan: activations of matmuls with BF16 weights: f32 | bf16 (rounded to BF16; "
           "BF16 dot products on CPUs with AVX512-BF16)");
+ABSL_FLAG(bool, amx_tiles, true,
+          "forward/generate/chat: with --activation-dtype bf16 on CPUs with AMX, matmuls on AMX tiles (false: "
+          "vdpbf16ps; shard_worker's --amx_tiles for a cluster)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all | mtp (the MTP "
           "draft layer only)");
@@ -160,16 +163,18 @@ int main(int argc, char** argv) {
   m.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
   m.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
   m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
+  m.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     // The server's weights are loaded already: these would be silently ignored.
-    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "draft_vocab"}) {
+    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');
-        std::fprintf(stderr, "glmctl: --%s applies to a local model; a server's coordinator takes it at startup\n",
-                     name.c_str());
+        const char* who = name == "amx-tiles" ? "workers take it at startup (deploy/launch.sh --amx-tiles)"
+                                              : "coordinator takes it at startup";
+        std::fprintf(stderr, "glmctl: --%s applies to a local model; a server's %s\n", name.c_str(), who);
         return 2;
       }
     }

@@ -10,6 +10,7 @@
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
@@ -47,6 +48,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (!kernels::ParseActivationDType(o.activation_dtype, &bf16_activations))
     return absl::InvalidArgumentError(absl::StrCat("--activation-dtype '", o.activation_dtype, "' is not one of f32, bf16"));
   kernels::SetBf16Activations(bf16_activations);
+  kernels::SetAmxTilesEnabled(o.amx_tiles);
   auto expert_bytes = placement::GibFlagBytes("--expert-memory-gib", o.expert_memory_gib, "all routed experts resident");
   if (!expert_bytes.ok()) return expert_bytes.status();
   load.expert_memory_bytes = *expert_bytes;

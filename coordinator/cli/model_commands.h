@@ -41,6 +41,7 @@ struct ModelCommandOptions {
   std::string quantize_scope = "experts";
   double expert_memory_gib = 0;
   std::string activation_dtype = "f32";  // f32 | bf16 (kernels::SetBf16Activations for this process)
+  bool amx_tiles = true;                 // bf16 on AMX tiles where the CPU has them (kernels/matmul_amx.h)
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.
