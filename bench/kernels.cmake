@@ -5,4 +5,4 @@ add_library(glm_bench_util STATIC ${CMAKE_CURRENT_LIST_DIR}/bandwidth_probe.cc)
 target_link_libraries(glm_bench_util PUBLIC glm_kernels)
 
 add_executable(matmul_bench ${CMAKE_CURRENT_LIST_DIR}/matmul_bench.cc)
-target_link_libraries(matmul_bench PRIVATE glm_bench_util glm_kernels)
+target_link_libraries(matmul_bench PRIVATE glm_bench_util glm_kernels glm_model)

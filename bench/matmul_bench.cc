@@ -17,14 +17,11 @@
 // Defaults: all cores, 4096 columns, rows for a 64 MiB matrix (twice this machine's L3, so each
 // pass comes from DRAM), bf16 and fp8, 1 and 8 tokens. Decode is bandwidth-bound, so the
 // "vs read" ratio is how close a path gets to what the memory system can deliver.
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -38,6 +35,7 @@
 #include "shard_worker/kernels/matmul_simd_driver.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/model/aligned_buffer.h"
 
 namespace glm::bench {
 namespace {
@@ -144,30 +142,12 @@ Options ParseArgs(int argc, char** argv) {
 // values (x86 cores may take a microcode assist per subnormal operand, which would measure the
 // data, not the kernel); FP8 every code but NaN, with 128×128 block scales; int8 / int4 rows
 // quantised from normal values as at load (--weight-dtype).
-// Weight bytes in memory advised for transparent huge pages, as the engine's weights are
-// (model/aligned_buffer.h). Where THP is "madvise", plain heap memory would stream every weight
-// through 4 KiB pages, and AMX's tile loads (16 rows a stride apart) miss the TLB on each.
-class HugePageBytes {
- public:
-  void Allocate(int64_t n) {
-    constexpr size_t kHuge = size_t{2} << 20;
-    const size_t bytes = (static_cast<size_t>(std::max<int64_t>(1, n)) + kHuge - 1) / kHuge * kHuge;
-    p_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, bytes)));
-    if (!p_) {
-      std::fprintf(stderr, "matmul_bench: out of memory for %lld weight bytes\n", static_cast<long long>(n));
-      std::exit(1);
-    }
-    madvise(p_.get(), bytes, MADV_HUGEPAGE);  // a hint: ignored where THP is off
-  }
-  uint8_t* data() { return p_.get(); }
-  uint8_t& operator[](int64_t i) { return p_.get()[i]; }
-
- private:
-  std::unique_ptr<uint8_t, decltype(&std::free)> p_{nullptr, &std::free};
-};
-
 struct BenchWeights {
-  HugePageBytes data;
+  // Advised for transparent huge pages, as the engine's weights are: where THP is "madvise",
+  // plain heap memory would stream every weight through 4 KiB pages, and AMX's tile loads (16
+  // rows a stride apart) miss the TLB on each.
+  model::AlignedBuffer buffer;
+  uint8_t* data = nullptr;  // buffer's bytes
   std::vector<float> scales;         // FP8 block scales
   std::vector<uint16_t> group_scales;  // int8 / int4 (f16 bits)
   kernels::WeightView view;
@@ -186,38 +166,40 @@ BenchWeights MakeWeights(DType dtype, int64_t group_size, int64_t rows, int64_t 
   if (kernels::IsGroupQuantized(dtype)) {
     b.view.group_size = group_size;
     const int64_t groups = b.view.groups_per_row(), row_bytes = b.view.row_bytes();
-    b.data.Allocate(rows * row_bytes);
+    b.buffer = model::AlignedBuffer(rows * row_bytes);
+    b.data = static_cast<uint8_t*>(b.buffer.data());
     b.group_scales.resize(rows * groups);
     std::vector<float> row(cols);
     for (int64_t r = 0; r < rows; ++r) {
       for (float& v : row) v = table[rng() & 0xff];
-      kernels::QuantizeRow(dtype, row.data(), cols, group_size, b.data.data() + r * row_bytes,
+      kernels::QuantizeRow(dtype, row.data(), cols, group_size, b.data + r * row_bytes,
                            b.group_scales.data() + r * groups);
     }
-    b.view.data = b.data.data();
+    b.view.data = b.data;
     b.view.group_scales = b.group_scales.data();
     return b;
   }
-  b.data.Allocate(n * kernels::DTypeSize(dtype));
+  b.buffer = model::AlignedBuffer(n * kernels::DTypeSize(dtype));
+  b.data = static_cast<uint8_t*>(b.buffer.data());
   for (int64_t i = 0; i < n; ++i) {
     uint32_t r = rng();
     if (dtype == DType::kF32) {
-      std::memcpy(b.data.data() + 4 * i, &table[r & 0xff], 4);
+      std::memcpy(b.data + 4 * i, &table[r & 0xff], 4);
     } else if (dtype == DType::kBF16) {
       uint16_t v = kernels::F32ToBf16(table[r & 0xff]);
-      std::memcpy(b.data.data() + 2 * i, &v, 2);
+      std::memcpy(b.data + 2 * i, &v, 2);
     } else {
       uint8_t v = static_cast<uint8_t>(r & 0xff);
       b.data[i] = (v & 0x7f) == 0x7f ? 0 : v;
     }
   }
-  b.view.data = b.data.data();
+  b.view.data = b.data;
   if (dtype == DType::kF8E4M3) {
     b.view.scale_cols = (cols + 127) / 128;
     b.scales.assign(((rows + 127) / 128) * b.view.scale_cols, 1e-3f);
     b.view.block_scales = b.scales.data();
     // As the loader marks a checkpoint's FP8 matrices (no NaN codes were drawn above).
-    b.view.fp8_nan_free = !kernels::Fp8HasNanCode(b.data.data(), n);
+    b.view.fp8_nan_free = !kernels::Fp8HasNanCode(b.data, n);
   }
   return b;
 }
