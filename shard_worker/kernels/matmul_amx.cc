@@ -38,6 +38,7 @@ std::atomic<bool> g_amx_enabled{true};
 constexpr int kTileRows = 16;         // rows of every tile (weights rows; column pairs for B)
 constexpr int kStepCols = 32;         // BF16 columns a TDPBF16PS consumes: 64 bytes a row
 constexpr int kBlockTokens = 16;      // tokens of a C / B tile
+constexpr int64_t kBTileU16 = kTileRows * 32;  // uint16 in a B tile: 16 column pairs × 16 tokens × 2
 constexpr int64_t kChunkTokens = 256;  // tokens whose activations stay cached while rows stream
 
 // TILECFG, palette 1: tiles 0-3 C [16 rows][16 f32], 4-5 A [16 rows][32 bf16], 6-7 B [16 pairs][16
@@ -86,16 +87,16 @@ void LayOutActivations(const float* x, int64_t n, int64_t x_stride, int64_t cols
   const int64_t blocks = (n + kBlockTokens - 1) / kBlockTokens;
   thread_local std::vector<uint16_t> row_buf;
   row_buf.resize(steps * kStepCols);
-  std::fill(out, out + blocks * steps * kTileRows * 32, uint16_t{0});
+  std::fill(out, out + blocks * steps * kBTileU16, uint16_t{0});
   for (int64_t t = 0; t < n; ++t) {
     ConvertF32ToBf16Avx512(x + t * x_stride, cols, row_buf.data());
     std::fill(row_buf.begin() + cols, row_buf.end(), uint16_t{0});
     uint32_t pairs[kTileRows];
-    uint16_t* block = out + (t / kBlockTokens) * steps * kTileRows * 32;
+    uint16_t* block = out + (t / kBlockTokens) * steps * kBTileU16;
     const int64_t lane = t % kBlockTokens;
     for (int64_t s = 0; s < steps; ++s) {
       std::memcpy(pairs, row_buf.data() + s * kStepCols, sizeof pairs);
-      auto* tile = reinterpret_cast<uint32_t*>(block + s * kTileRows * 32);
+      auto* tile = reinterpret_cast<uint32_t*>(block + s * kBTileU16);
       for (int p = 0; p < kTileRows; ++p) tile[p * kBlockTokens + lane] = pairs[p];
     }
   }
@@ -132,11 +133,10 @@ GLM_AMX void RunRowsTokens16(const uint8_t* base, int64_t row_bytes, int64_t ste
                              const uint16_t* b_tiles, int64_t t0, int64_t t_end, float* y, int64_t y_stride) {
   alignas(64) uint8_t pad[kTileRows * 64];
   alignas(64) float c[kTileRows][kCTokens];
-  const int64_t b_step = kTileRows * 32;  // uint16 per B tile
   _tile_zero(0);
   for (int64_t s = 0; s < steps; ++s) {
     int64_t stride = 0;
-    GLM_TILE_LOAD(6, b_tiles + s * b_step, 64);
+    GLM_TILE_LOAD(6, b_tiles + s * kBTileU16, 64);
     const uint8_t* a = ATile(base, row_bytes, r0, n_rows, s, pad, &stride);  // sets stride: before the load
     GLM_TILE_LOAD(4, a, stride);
     _tile_dpbf16ps(0, 4, 6);
@@ -154,9 +154,8 @@ GLM_AMX void RunRows32Tokens32(const uint8_t* base, int64_t row_bytes, int64_t s
   alignas(64) uint8_t pad0[kTileRows * 64], pad1[kTileRows * 64];
   alignas(64) float c[2 * kTileRows][kCTokens];
   const int64_t rows0 = std::min<int64_t>(n_rows, kTileRows), rows1 = n_rows - rows0;
-  const int64_t b_step = kTileRows * 32;
   const uint16_t* b0 = b_tiles;
-  const uint16_t* b1 = b_tiles + steps * b_step;
+  const uint16_t* b1 = b_tiles + steps * kBTileU16;
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -165,8 +164,8 @@ GLM_AMX void RunRows32Tokens32(const uint8_t* base, int64_t row_bytes, int64_t s
     int64_t stride = 0;
     const uint8_t* a0 = ATile(base, row_bytes, r0, rows0, s, pad0, &stride);  // sets stride: before the load
     GLM_TILE_LOAD(4, a0, stride);
-    GLM_TILE_LOAD(6, b0 + s * b_step, 64);
-    GLM_TILE_LOAD(7, b1 + s * b_step, 64);
+    GLM_TILE_LOAD(6, b0 + s * kBTileU16, 64);
+    GLM_TILE_LOAD(7, b1 + s * kBTileU16, 64);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(2, 4, 7);
     if (rows1 > 0) {
@@ -212,7 +211,7 @@ void MatMulRowsAmxBf16(const float* x, int64_t n_tokens, int64_t x_stride, const
   for (int64_t c0 = 0; c0 < n_tokens; c0 += kChunkTokens) {
     const int64_t n = std::min(kChunkTokens, n_tokens - c0);
     const int64_t blocks = (n + kBlockTokens - 1) / kBlockTokens;
-    auto* b_tiles = reinterpret_cast<uint16_t*>(AlignedScratch(b_buf, blocks * steps * kTileRows * 16));
+    auto* b_tiles = reinterpret_cast<uint16_t*>(AlignedScratch(b_buf, blocks * steps * kBTileU16 / 2));
     LayOutActivations(x + c0 * x_stride, n, x_stride, cols, steps, b_tiles);
     // Rows outside, token blocks inside: a slice of the weights is read from memory once per
     // chunk and from the caches for its other token blocks.
@@ -220,7 +219,7 @@ void MatMulRowsAmxBf16(const float* x, int64_t n_tokens, int64_t x_stride, const
     for (int64_t r0 = row_begin; r0 < row_end; r0 += slice) {
       const int64_t n_rows = std::min<int64_t>(slice, row_end - r0);
       for (int64_t b = 0; b < blocks; b += 2) {
-        const uint16_t* bt = b_tiles + b * steps * kTileRows * 32;
+        const uint16_t* bt = b_tiles + b * steps * kBTileU16;
         const int64_t t0 = c0 + b * kBlockTokens;
         if (b + 1 < blocks) {
           RunRows32Tokens32(base, row_bytes, steps, r0, n_rows, bt, t0, std::min(t0 + 2 * kBlockTokens, c0 + n), y,
