@@ -168,7 +168,8 @@ int main(int argc, char** argv) {
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     // The server's weights are loaded already: these would be silently ignored.
-    for (const char* flag : {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab"}) {
+    for (const char* flag :
+         {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');
