@@ -269,17 +269,22 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   return absl::OkStatus();
 }
 
-int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
-                           const std::vector<float>* layer_outputs) const {
+bool Glm5Model::TokenGroupsAllowed() const {
   // One thread: the pooled path already runs everything on the caller.
-  if (pool_->size() < 2) return 0;
-  if (GetTokenGroupMode() == TokenGroupMode::kNever || layer_outputs != nullptr || T > kTokenGroupMaxTokens ||
-      !small_matrices_ || stage_weight_bytes_ > kTokenGroupMaxStageBytes)
-    return 0;
+  if (pool_->size() < 2) return false;
+  if (GetTokenGroupMode() == TokenGroupMode::kNever || !small_matrices_ ||
+      stage_weight_bytes_ > kTokenGroupMaxStageBytes)
+    return false;
   // Collectives inside a layer (tensor/expert parallelism) need every thread of the stage in
   // step; streamed experts pin cache slots across the whole step.
-  if (stage_.tp != nullptr && stage_.tp->size() > 1) return 0;
-  if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) return 0;
+  if (stage_.tp != nullptr && stage_.tp->size() > 1) return false;
+  if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) return false;
+  return true;
+}
+
+int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
+                           const std::vector<float>* layer_outputs) const {
+  if (!TokenGroupsAllowed() || layer_outputs != nullptr || T > kTokenGroupMaxTokens) return 0;
   for (size_t i = 0; i < batch.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (batch[j].cache == batch[i].cache) return 0;  // two groups would race on one cache
@@ -289,7 +294,7 @@ int Glm5Model::TokenGroups(const std::vector<SequenceInput>& batch, int64_t T,
 absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                               const std::vector<attention::SequenceSpan>& spans,
                                               attention::KeySelection* selection, int64_t* bytes,
-                                              const uint8_t* output_rows) const {
+                                              const uint8_t* output_rows, const LateGroup* late) const {
   const int64_t hidden = config().hidden_size, n_layers = layer_end - layer_begin;
   // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
   // sequence boundary when that keeps the groups within 1/8 of their size of each other.
@@ -306,6 +311,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     if (distance * 8 * groups > T) cut = target;
     first[g] = std::clamp<int64_t>(cut, first[g - 1] + 1, T - (groups - g));
   }
+  if (late != nullptr && groups > 1) first[groups - 1] = late->first_token;
   // Each group's part of every sequence it touches, and whether it continues a sequence the
   // previous group began: then its attention in layer l reads cache rows that group writes in
   // layer l, so it waits for them (CacheRowSync) — a wavefront a fraction of a layer apart: the
@@ -329,7 +335,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   const int64_t stagger_us = g_token_group_stagger_us.load(std::memory_order_relaxed);  // group 0's, tests
   // A decode batch (one token per sequence: no group reads another's cache rows) balances its
   // groups by work stealing (TokenGroupSteals).
-  const bool decode_batch = groups > 1 && static_cast<int64_t>(spans.size()) == T &&
+  const bool decode_batch = groups > 1 && late == nullptr && static_cast<int64_t>(spans.size()) == T &&
                             std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
   // Each group's results (status, bytes, key selections) as a task; a decode batch's groups may
   // split theirs (at most one task per token).
@@ -380,6 +386,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
     };
     auto rows_written = [&] { rows_ready[g].store(i + 1, std::memory_order_release); };
     const attention::CacheRowSync sync{wait_for_earlier, rows_written};
+    if (late != nullptr && g == groups - 1) task.status = late->fill();
     for (; i < n_layers && task.status.ok(); ++i) {
       if (g == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
       const GroupByteCount count{g == 0, counted.data() + i * count_words};
@@ -387,6 +394,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
                              &sync, output_rows ? output_rows + t0 : nullptr, &count);
     }
     rows_ready[g].store(n_layers, std::memory_order_release);  // a failed group releases its waiters
+    if (late != nullptr && g == 0 && task.status.ok() && late->first_done) late->first_done();
   };
   if (groups == 1)
     run_group(0);  // one token: the caller alone (and a small lm_head after it, HeadPool)
@@ -567,7 +575,8 @@ absl::StatusOr<ForwardOutput> Glm5Model::Forward(std::vector<SequenceInput>& bat
   return ForwardStage(batch, nullptr, rows, layer_outputs);
 }
 
-absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const {
+absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows,
+                                                    bool on_caller) const {
   const ModelConfig& c = config();
   if (!c.has_mtp()) return absl::FailedPreconditionError("this model has no MTP layer (num_nextn_predict_layers = 0)");
   if (!stage_.has_head) return absl::FailedPreconditionError("the MTP layer runs on the last pipeline stage");
@@ -591,7 +600,7 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
       kernels::RmsNorm(in.prev_hidden.data() + i * hidden, m.hnorm.data(), hidden, c.rms_norm_eps,
                        cat + t * 2 * hidden + hidden);
     }
-  kernels::MatMul(cat, T, m.eh_proj, x, pool_);
+  kernels::MatMul(cat, T, m.eh_proj, x, on_caller ? inline_pool_.get() : pool_);
   ForwardOutput out;
   out.weight_bytes_read += m.eh_proj.bytes();
   attention::KeySelection selection;
@@ -602,16 +611,87 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   for (int64_t t : LogitRowIndices(rows, T, spans, batch)) output_rows[t] = 1;
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
   StepTiming timing;
-  if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x, T, spans, &selection, &out.weight_bytes_read,
-                         nullptr, &timing, output_rows.data());
-      !s.ok())
+  if (on_caller) {
+    timing.alone = true;  // untimed (no chooser); the head stays on this thread too
+    if (auto s = RunLayersByTokenGroup(1, layer, layer + 1, x, T, spans, &selection, &out.weight_bytes_read,
+                                       output_rows.data());
+        !s.ok())
+      return s;
+  } else if (auto s = RunLayers(mtp_chooser_, batch, layer, layer + 1, x, T, spans, &selection,
+                                &out.weight_bytes_read, nullptr, &timing, output_rows.data());
+             !s.ok()) {
     return s;
-  if (auto s = Head(m.head_norm, m.head, x, T, spans, batch, rows, HeadPool(timing, m.head), &out,
-                    /*use_draft_vocab=*/true);
+  }
+  if (auto s = Head(m.head_norm, m.head, x, T, spans, batch, rows,
+                    on_caller ? inline_pool_.get() : HeadPool(timing, m.head), &out, /*use_draft_vocab=*/true);
       !s.ok())
     return s;
   timing.Record();
   for (const auto& s : spans) s.cache->SetLength(s.start_position + s.n_tokens);
+  return out;
+}
+
+bool Glm5Model::CanDraftAlongside() const {
+  if (!stage_.has_embedding || !stage_.has_head || stage_.layer_begin != 0 ||
+      stage_.layer_end != config().num_hidden_layers)
+    return false;
+  return TokenGroupsAllowed();
+}
+
+absl::StatusOr<ForwardOutput> Glm5Model::ForwardDraftingAlongside(
+    kv_cache::KvCache* cache, int32_t token, int n_drafts,
+    const std::function<absl::Status(std::vector<int32_t>*)>& draft, std::vector<int32_t>* drafts) const {
+  if (!CanDraftAlongside()) return absl::FailedPreconditionError("drafting alongside needs token groups (CanDraftAlongside)");
+  if (n_drafts < 1) return absl::InvalidArgumentError("drafting alongside needs at least one draft");
+  const ModelConfig& c = config();
+  const int64_t hidden = c.hidden_size;
+  std::vector<SequenceInput> batch(1);
+  batch[0].cache = cache;
+  batch[0].tokens.assign(1 + n_drafts, token);  // the drafts' places: checked as `token` here, embedded once made
+  std::vector<attention::SequenceSpan> spans;
+  int64_t T = 0;
+  if (auto s = Prepare(batch, /*mtp=*/false, &spans, &T); !s.ok()) return s;
+  std::vector<float> x(T * hidden);  // [1 + n_drafts, hidden]
+  weights_->embed_tokens().RowToF32(token, x.data());
+  drafts->clear();
+  // The output as Head gives it for LogitRows::kAll: hidden [T, hidden] after the final norm,
+  // logits [T, vocab]. Row 0's head runs on the caller as soon as its layers are done (while the
+  // drafts' group catches up), the drafts' rows on the pool after; a row's logits are the same
+  // whichever rows share its matmul.
+  const WeightView& lm_head = weights_->lm_head();
+  ForwardOutput out;
+  out.hidden.resize(T * hidden);
+  out.logits.resize(T * c.vocab_size);
+  out.logit_rows = T;
+  auto head_rows = [&](int64_t begin, int64_t end, kernels::ThreadPool* pool) {
+    for (int64_t t = begin; t < end; ++t)
+      kernels::RmsNorm(x.data() + t * hidden, weights_->final_norm().data(), hidden, c.rms_norm_eps,
+                       out.hidden.data() + t * hidden);
+    kernels::MatMul(out.hidden.data() + begin * hidden, end - begin, lm_head, out.logits.data() + begin * c.vocab_size,
+                    pool);
+  };
+  const LateGroup late{1, [&]() -> absl::Status {
+                         if (auto s = draft(drafts); !s.ok()) return s;
+                         if (static_cast<int64_t>(drafts->size()) != n_drafts)
+                           return absl::InternalError(absl::StrCat("the drafter gave ", drafts->size(), " drafts, not ",
+                                                                   n_drafts));
+                         for (size_t i = 0; i < drafts->size(); ++i) {
+                           const int32_t d = (*drafts)[i];
+                           if (d < 0 || d >= c.vocab_size)
+                             return absl::InternalError(absl::StrCat("draft id ", d, " is outside the vocabulary"));
+                           weights_->embed_tokens().RowToF32(d, x.data() + (1 + i) * hidden);
+                         }
+                         return absl::OkStatus();
+                       },
+                       [&] { head_rows(0, 1, inline_pool_.get()); }};
+  attention::KeySelection selection;
+  if (auto s = RunLayersByTokenGroup(2, 0, c.num_hidden_layers, x.data(), T, spans, &selection, &out.weight_bytes_read,
+                                     nullptr, &late);
+      !s.ok())
+    return s;
+  head_rows(1, T, pool_);
+  out.weight_bytes_read += lm_head.bytes();
+  for (const auto& sp : spans) sp.cache->SetLength(sp.start_position + sp.n_tokens);
   return out;
 }
 

@@ -5,8 +5,9 @@
 #ifndef GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
 #define GLM_SHARD_WORKER_MODEL_GLM5_MODEL_H_
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -109,7 +110,26 @@ class Glm5Model {
   // layer's output. Every cache row is the same whatever `rows` is. A sequence with a
   // draft_vocab gets logits for its ids only (a whole vocabulary when the stage is split over
   // tensor-parallel ranks: their vocabulary slices are gathered in full).
-  absl::StatusOr<ForwardOutput> ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows) const;
+  // `on_caller`: the whole layer and its head run on the calling thread alone (no pool), so that
+  // a pool thread can draft while the others run the main model (ForwardDraftingAlongside).
+  absl::StatusOr<ForwardOutput> ForwardMtp(std::vector<SequenceInput>& batch, LogitRows rows,
+                                           bool on_caller = false) const;
+
+  // Whether ForwardDraftingAlongside can run: the whole model, small enough for token groups
+  // (TokenGroups), a pool of two or more threads, and TokenGroupMode not kNever.
+  bool CanDraftAlongside() const;
+  // One speculative verify step of one sequence whose drafts are made while it runs. The main
+  // model's input is `token` (the newest, not yet cached) and then `n_drafts` drafts that do not
+  // exist yet: the caller's thread takes `token` through the layers at once, while a second pool
+  // thread first calls `draft` (on that thread; it must give exactly n_drafts ids and may run
+  // ForwardMtp with on_caller) and then takes the drafts through the layers a wavefront behind
+  // (each layer's attention waits for the first token's cache rows). The MTP layer's draft thus
+  // overlaps the first token's forward instead of preceding the whole verify. The result — the
+  // cache, the hidden [1 + n_drafts, hidden] and the logits of every row — is bit for bit what
+  // Forward of {token, drafts...} with LogitRows::kAll gives. *drafts receives the drafts.
+  absl::StatusOr<ForwardOutput> ForwardDraftingAlongside(kv_cache::KvCache* cache, int32_t token, int n_drafts,
+                                                         const std::function<absl::Status(std::vector<int32_t>*)>& draft,
+                                                         std::vector<int32_t>* drafts) const;
 
  private:
   Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::ThreadPool* pool, StageContext stage);
@@ -131,6 +151,8 @@ class Glm5Model {
   // across the threads; a one-token step runs on the caller alone. On a small model a matmul
   // takes about as long as a fork-join of the pool, so the pooled path can spend half of a
   // decode step waiting; StepPathChooser times both and keeps the faster (TokenGroupMode).
+  // Whether this model and pool may run steps in token groups at all.
+  bool TokenGroupsAllowed() const;
   // How many token groups this step can run in; 0 = the pooled path only.
   int TokenGroups(const std::vector<SequenceInput>& batch, int64_t T, const std::vector<float>* layer_outputs) const;
   // Layers [layer_begin, layer_end) over x [T, hidden] in place, in `groups` contiguous token
@@ -139,10 +161,16 @@ class Glm5Model {
   // attention reads other positions only once the earlier group wrote its cache rows
   // (CacheRowSync). A token's arithmetic is the same in any batch and on any thread (the kernels
   // treat tokens independently), so the result is bit-identical to the pooled path.
+  // `late`: the last group's tokens are not known when the step starts (ForwardDraftingAlongside).
+  struct LateGroup {
+    int64_t first_token;                 // where the last group starts
+    std::function<absl::Status()> fill;  // run by the last group before its first layer: writes its rows of x
+    std::function<void()> first_done;    // run by group 0 after its last layer (the last group may still run)
+  };
   absl::Status RunLayersByTokenGroup(int groups, int64_t layer_begin, int64_t layer_end, float* x, int64_t T,
                                      const std::vector<attention::SequenceSpan>& spans,
                                      attention::KeySelection* selection, int64_t* bytes,
-                                     const uint8_t* output_rows = nullptr) const;
+                                     const uint8_t* output_rows = nullptr, const LateGroup* late = nullptr) const;
   // After RunLayersByTokenGroup's threads: the first failed task's status, else adds the tasks'
   // bytes to *bytes and sets *selection to their key selections in token order.
   static absl::Status MergeTokenGroups(TokenGroupSteals& tasks, attention::KeySelection* selection, int64_t* bytes);

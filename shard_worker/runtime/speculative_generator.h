@@ -24,7 +24,10 @@ struct SpeculativeStats {
   // Wall time of the drafting (MTP forwards / n-gram lookup) and of the verify forwards. Step
   // costs timed in isolation (one position repeated) understate a MoE verify: there every
   // position routes to experts of its own, which generation reads cold.
+  // A step drafted alongside (SpeculativeConfig::draft_alongside) counts wholly as verify time,
+  // and its drafting, which ran on another thread meanwhile, as draft time too.
   double draft_seconds = 0, verify_seconds = 0;
+  int64_t alongside_steps = 0;  // verify steps whose drafts were made alongside
   // MTP: rows of the MTP head the drafts read, summed (the vocabulary each, or the size of the
   // draft vocabulary: SpeculativeConfig::draft_vocab).
   int64_t mtp_head_rows = 0;

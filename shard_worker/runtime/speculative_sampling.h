@@ -59,6 +59,11 @@ struct SpeculativeConfig {
   // MTP drafts propose only ids below this count and the sequence's own tokens, reading only
   // their rows of the MTP head (model/draft_vocabulary.h); 0 = the whole vocabulary.
   int64_t draft_vocab = 0;
+  // MTP on a small model run in token groups (Glm5Model::CanDraftAlongside): a second thread
+  // drafts while the caller's thread already runs the newest token through the main model
+  // (Glm5Model::ForwardDraftingAlongside), instead of drafting first on every thread. The same
+  // tokens either way.
+  bool draft_alongside = true;
 };
 absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text);
 

@@ -42,11 +42,11 @@ struct Loaded {
   std::unique_ptr<model::Glm5Model> model;
 };
 
-Loaded Load(const std::string& name, const model::LoadOptions& options = {}) {
+Loaded Load(const std::string& name, const model::LoadOptions& options = {}, int threads = 1) {
   Loaded l;
   auto ckpt = model::Checkpoint::Open(ModelDir(name));
   auto weights = model::ModelWeights::Load(**ckpt, options);
-  l.pool = std::make_unique<kernels::ThreadPool>(1);
+  l.pool = std::make_unique<kernels::ThreadPool>(threads);
   l.model = std::move(*model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), l.pool.get()));
   return l;
 }
@@ -82,6 +82,49 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeGreedyTest,
                            std::replace(s.begin(), s.end(), '-', '_');
                            return s;
                          });
+
+// MTP drafted alongside (a second thread drafts while the caller runs the newest token through
+// the main model): greedy outputs are plain decoding's, and seeded sampled outputs are the
+// same as drafting first, token for token, whichever way each step ran.
+TEST(SpeculativeTest, DraftingAlongsideChangesNoTokens) {
+  struct ModeReset {
+    ~ModeReset() { model::SetTokenGroupMode(model::TokenGroupMode::kAuto); }
+  } reset;
+  for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
+    Loaded l = Load(name, {}, /*threads=*/2);
+    ASSERT_TRUE(l.model->CanDraftAlongside());
+    GenerateOptions greedy;
+    greedy.max_new_tokens = 24;
+    greedy.ignore_eos = true;
+    GenerateOptions sampled = greedy;
+    sampled.sampling.temperature = 0.8f;
+    sampled.sampling.seed = 7;
+    for (const auto& prompt : Prompts(name)) {
+      model::SetTokenGroupMode(model::TokenGroupMode::kNever);
+      auto plain = Generate(*l.model, prompt, greedy);
+      ASSERT_TRUE(plain.ok()) << plain.status();
+      for (const std::string m : {"mtp:1", "mtp:2", "mtp:4"}) {
+        SpeculativeConfig first = *ParseSpeculative(m), along = first;
+        first.draft_alongside = false;
+        model::SetTokenGroupMode(model::TokenGroupMode::kNever);
+        auto sampled_first = GenerateSpeculative(*l.model, prompt, sampled, first);
+        ASSERT_TRUE(sampled_first.ok()) << sampled_first.status();
+        // kAlways: every step of the main model in token groups too; kAuto: as its chooser picks.
+        for (auto mode : {model::TokenGroupMode::kAlways, model::TokenGroupMode::kAuto}) {
+          model::SetTokenGroupMode(mode);
+          SpeculativeStats stats;
+          auto out = GenerateSpeculative(*l.model, prompt, greedy, along, &stats);
+          ASSERT_TRUE(out.ok()) << out.status();
+          EXPECT_EQ(out->tokens, plain->tokens) << name << " " << m;
+          EXPECT_GT(stats.alongside_steps, 0) << name << " " << m;
+          auto sampled_along = GenerateSpeculative(*l.model, prompt, sampled, along);
+          ASSERT_TRUE(sampled_along.ok()) << sampled_along.status();
+          EXPECT_EQ(sampled_along->tokens, sampled_first->tokens) << name << " " << m;
+        }
+      }
+    }
+  }
+}
 
 // Greedy with penalties and a logit bias: speculation picks what plain decoding picks.
 TEST(SpeculativeTest, GreedyWithPenaltiesIdenticalToPlainDecoding) {
