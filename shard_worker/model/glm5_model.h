@@ -17,6 +17,7 @@
 #include "shard_worker/kernels/rope.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
+#include "shard_worker/model/block_path_chooser.h"
 #include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/step_path_chooser.h"
@@ -127,6 +128,10 @@ class Glm5Model {
   // overlaps the first token's forward instead of preceding the whole verify. The result — the
   // cache, the hidden [1 + n_drafts, hidden] and the logits of every row — is bit for bit what
   // Forward of {token, drafts...} with LogitRows::kAll gives. *drafts receives the drafts.
+  // Times speculative steps drafted alongside (BlockPathChooser::Path::kPreferred) against drafted
+  // first (kOther: the draft, then the verify, each on the whole pool) in blocks of consecutive
+  // steps, for the generator to keep the faster on this machine.
+  BlockPathChooser& draft_alongside_chooser() const { return draft_chooser_; }
   absl::StatusOr<ForwardOutput> ForwardDraftingAlongside(kv_cache::KvCache* cache, int32_t token, int n_drafts,
                                                          const std::function<absl::Status(std::vector<int32_t>*)>& draft,
                                                          std::vector<int32_t>* drafts) const;
@@ -230,6 +235,7 @@ class Glm5Model {
   int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers
   bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
   mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
+  mutable BlockPathChooser draft_chooser_;          // draft_alongside_chooser()
   mutable std::atomic<int64_t> routed_expert_bytes_{0};
   mutable std::atomic<int64_t> token_group_steals_{0};
 };

@@ -156,16 +156,18 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     return absl::OkStatus();
   };
   // Drafting alongside (Glm5Model::ForwardDraftingAlongside): on a small model in token groups,
-  // a second thread drafts while the caller already runs t[p] through the main model. Not timed
-  // against drafting first: spec_bench on the bundled model, 10 alternated rounds, mtp:1 mean
-  // speedup 1.24x alongside vs 1.16x drafting first; letting a StepPathChooser pick per step
-  // came out lower than either (1.12x), its trials of the slower way costing more than it saved.
+  // a second thread drafts while the caller already runs t[p] through the main model. Whether
+  // that beats drafting first depends on the machine: the model's BlockPathChooser times runs of
+  // each (TokenGroupMode kAlways: always alongside).
   const bool can_alongside = mtp && spec.draft_alongside && model.CanDraftAlongside();
+  const bool timed = can_alongside && model::GetTokenGroupMode() == model::TokenGroupMode::kAuto;
+  model::BlockPathChooser& chooser = model.draft_alongside_chooser();
+  using ChosenPath = model::BlockPathChooser::Path;
   for (;;) {
     const auto draft_start = Clock::now();
     const int64_t p = cache->length();  // tokens[p] is the newest token, not yet cached
     const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
-    const bool alongside = can_alongside && k > 0;
+    const bool alongside = can_alongside && k > 0 && (!timed || chooser.Next() == ChosenPath::kPreferred);
     // 1. Draft up to k tokens (and their draft distributions for sampled verification).
     std::vector<int32_t> drafts;
     q.clear();
@@ -205,6 +207,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       if (!out.ok()) return out.status();
       st.verify_seconds += since(verify_start);
     }
+    // Per position verified: the adaptive draft length varies the steps' sizes alike on both paths.
+    if (timed && k > 0)
+      chooser.Done(alongside ? ChosenPath::kPreferred : ChosenPath::kOther, since(draft_start) / (k + 1));
     st.verify_weight_bytes += out->weight_bytes_read;
     st.steps++;
     // 3. Accept a prefix of the drafts; then one token from the target (correction or bonus).
