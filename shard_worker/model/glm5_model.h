@@ -119,6 +119,10 @@ class Glm5Model {
   // Whether ForwardDraftingAlongside can run: the whole model, small enough for token groups
   // (TokenGroups), a pool of two or more threads, and TokenGroupMode not kNever.
   bool CanDraftAlongside() const;
+  // Times speculative steps drafted alongside (BlockPathChooser::Path::kPreferred) against drafted
+  // first (kOther: the draft, then the verify, each on the whole pool) in blocks of consecutive
+  // steps, for the generator to keep the faster on this machine.
+  BlockPathChooser& draft_alongside_chooser() const { return draft_chooser_; }
   // One speculative verify step of one sequence whose drafts are made while it runs. The main
   // model's input is `token` (the newest, not yet cached) and then `n_drafts` drafts that do not
   // exist yet: the caller's thread takes `token` through the layers at once, while a second pool
@@ -128,10 +132,6 @@ class Glm5Model {
   // overlaps the first token's forward instead of preceding the whole verify. The result — the
   // cache, the hidden [1 + n_drafts, hidden] and the logits of every row — is bit for bit what
   // Forward of {token, drafts...} with LogitRows::kAll gives. *drafts receives the drafts.
-  // Times speculative steps drafted alongside (BlockPathChooser::Path::kPreferred) against drafted
-  // first (kOther: the draft, then the verify, each on the whole pool) in blocks of consecutive
-  // steps, for the generator to keep the faster on this machine.
-  BlockPathChooser& draft_alongside_chooser() const { return draft_chooser_; }
   absl::StatusOr<ForwardOutput> ForwardDraftingAlongside(kv_cache::KvCache* cache, int32_t token, int n_drafts,
                                                          const std::function<absl::Status(std::vector<int32_t>*)>& draft,
                                                          std::vector<int32_t>* drafts) const;

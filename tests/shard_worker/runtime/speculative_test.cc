@@ -117,7 +117,9 @@ TEST(SpeculativeTest, DraftingAlongsideChangesNoTokens) {
           ASSERT_TRUE(out.ok()) << out.status();
           EXPECT_EQ(out->tokens, plain->tokens) << name << " " << m;
           // kAuto: the model's BlockPathChooser times blocks of each way, alongside first.
-          if (mode == model::TokenGroupMode::kAlways) EXPECT_GT(stats.alongside_steps, 0) << name << " " << m;
+          if (mode == model::TokenGroupMode::kAlways) {
+            EXPECT_GT(stats.alongside_steps, 0) << name << " " << m;
+          }
           auto sampled_along = GenerateSpeculative(*l.model, prompt, sampled, along);
           ASSERT_TRUE(sampled_along.ok()) << sampled_along.status();
           EXPECT_EQ(sampled_along->tokens, sampled_first->tokens) << name << " " << m;
