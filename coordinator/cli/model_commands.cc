@@ -208,7 +208,9 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     if (spec->method != runtime::SpeculativeConfig::Method::kNone) {
       j["speculative"] = {{"method", o.speculative}, {"drafted", stats.drafted}, {"accepted", stats.accepted},
                           {"acceptance_rate", stats.acceptance_rate()}, {"verify_steps", stats.steps},
-                          {"drafted_per_position", stats.drafted_at}, {"accepted_per_position", stats.accepted_at}};
+                          {"drafted_per_position", stats.drafted_at}, {"accepted_per_position", stats.accepted_at},
+                          // verify steps whose MTP drafts were made alongside (SpeculativeConfig::draft_alongside)
+                          {"alongside_steps", stats.alongside_steps}};
     }
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
