@@ -5,10 +5,12 @@
 // own speeds (alongside ~300 us); StepPathChooser's per-step trials cost more than choosing saved.
 // So each path is timed over blocks of consecutive steps (the first few after a switch not
 // counted), two blocks each, alternating (a drift of the machine's speed during a round then
-// weighs on both), the faster one is kept for a long stretch, and then both are timed again, the
-// other one first — the machine's speeds drift, and differ between machines (a pool that scales
-// well makes drafting first, on every thread, the faster). The first decision is re-timed soon:
-// it was made on a process's first steps.
+// weighs on both); the faster one is kept for a stretch, and then both are timed again, the other
+// one first. The first decision is re-timed soon: it was made on a process's first steps.
+// Which path wins differs between machines and drifts: on a 16-core Xeon drafting alongside was
+// 1.5x slower at 16 threads, and one timing round in four there picked it anyway (a transient).
+// So kPreferred is the path whose wrong pick costs more, kOther must beat it by kSwitchGain, and
+// every choice is re-timed after kKeep steps.
 #ifndef GLM_SHARD_WORKER_MODEL_BLOCK_PATH_CHOOSER_H_
 #define GLM_SHARD_WORKER_MODEL_BLOCK_PATH_CHOOSER_H_
 
@@ -27,7 +29,7 @@ class BlockPathChooser {
   static constexpr int kUntimed = 4;         // of which the first ones are not timed (the switch's cost)
   static constexpr int kBlocksPerRound = 4;  // alternating: a, b, a, b
   static constexpr int64_t kFirstKeep = 256;  // steps on the first chosen path before timing again
-  static constexpr int64_t kKeep = 1536;     // steps on the chosen path between later timings
+  static constexpr int64_t kKeep = 768;      // steps on the chosen path between later timings
   static constexpr double kSwitchGain = 0.97;  // kOther is chosen when its median is this much lower
 
   // The path for the next step.

@@ -119,8 +119,8 @@ class Glm5Model {
   // Whether ForwardDraftingAlongside can run: the whole model, small enough for token groups
   // (TokenGroups), a pool of two or more threads, and TokenGroupMode not kNever.
   bool CanDraftAlongside() const;
-  // Times speculative steps drafted alongside (BlockPathChooser::Path::kPreferred) against drafted
-  // first (kOther: the draft, then the verify, each on the whole pool) in blocks of consecutive
+  // Times speculative steps drafted first (BlockPathChooser::Path::kPreferred: the draft, then the
+  // verify, each on the whole pool) against drafted alongside (kOther) in blocks of consecutive
   // steps, for the generator to keep the faster on this machine.
   BlockPathChooser& draft_alongside_chooser() const { return draft_chooser_; }
   // One speculative verify step of one sequence whose drafts are made while it runs. The main

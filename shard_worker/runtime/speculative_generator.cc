@@ -158,7 +158,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
   // Drafting alongside (Glm5Model::ForwardDraftingAlongside): on a small model in token groups,
   // a second thread drafts while the caller already runs t[p] through the main model. Whether
   // that beats drafting first depends on the machine: the model's BlockPathChooser times runs of
-  // each (TokenGroupMode kAlways: always alongside).
+  // each and keeps drafting first (kPreferred) unless alongside (kOther) is clearly faster — on 2
+  // vCPUs here it was 5-10% faster, on a 16-core Xeon 1.5x slower at 16 threads, so a wrong pick
+  // costs far more one way (TokenGroupMode kAlways: always alongside).
   const bool can_alongside = mtp && spec.draft_alongside && model.CanDraftAlongside();
   const bool timed = can_alongside && model::GetTokenGroupMode() == model::TokenGroupMode::kAuto;
   model::BlockPathChooser& chooser = model.draft_alongside_chooser();
@@ -167,7 +169,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     const auto draft_start = Clock::now();
     const int64_t p = cache->length();  // tokens[p] is the newest token, not yet cached
     const int k = std::min<int64_t>(adaptive.next(), options.max_new_tokens - static_cast<int64_t>(result.tokens.size()));
-    const bool alongside = can_alongside && k > 0 && (!timed || chooser.Next() == ChosenPath::kPreferred);
+    const bool alongside = can_alongside && k > 0 && (!timed || chooser.Next() == ChosenPath::kOther);
     // 1. Draft up to k tokens (and their draft distributions for sampled verification).
     std::vector<int32_t> drafts;
     q.clear();
@@ -209,7 +211,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     }
     // Per position verified: the adaptive draft length varies the steps' sizes alike on both paths.
     if (timed && k > 0)
-      chooser.Done(alongside ? ChosenPath::kPreferred : ChosenPath::kOther, since(draft_start) / (k + 1));
+      chooser.Done(alongside ? ChosenPath::kOther : ChosenPath::kPreferred, since(draft_start) / (k + 1));
     st.verify_weight_bytes += out->weight_bytes_read;
     st.steps++;
     // 3. Accept a prefix of the drafts; then one token from the target (correction or bonus).
