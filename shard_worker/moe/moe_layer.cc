@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <functional>
 
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/matmul.h"
@@ -43,46 +42,53 @@ struct ExpertJob {
   std::vector<float> ys;  // [n, hidden]
 };
 
-// RunMlp for every job on the pool, with each matrix's rows split in `parts` tasks: gate/up in
-// one parallel region, down in a second. At decode the jobs are few (top-k + shared: 9 for
-// GLM-5) and large (tens of MiB), so whole-expert tasks would leave threads idle: with more
-// threads than jobs outright, with fewer for up to a whole expert at the end. Each thread gets
-// at least two tasks. A row's result never depends on how the rows are split, so this computes
-// exactly what RunMlp does.
-// fn(0..n-1) on the pool's threads, each taking the next index from a shared counter (uneven
-// tasks balance out).
-void ForEachTask(kernels::ThreadPool* pool, size_t n, const std::function<void(size_t)>& fn) {
-  std::atomic<size_t> next{0};
-  pool->RunOnAll([&](int) {
-    for (size_t t = next.fetch_add(1); t < n; t = next.fetch_add(1)) fn(t);
-  });
+// fn(job, r0, r1) for rows [r0, r1) of every job, the jobs' rows (rows_of(job) each) laid end to
+// end and split across the pool by ThreadPool::ParallelFor: a contiguous share per thread, then a
+// guided tail, in pieces of `grain` rows — so every thread reads about the same weight bytes,
+// whatever the number of jobs and threads. A piece may span two jobs.
+template <typename RowsOf, typename Fn>
+void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, RowsOf rows_of, int64_t grain,
+                    Fn fn) {
+  std::vector<int64_t> start(jobs.size() + 1, 0);  // job i: flat rows [start[i], start[i + 1])
+  for (size_t i = 0; i < jobs.size(); ++i) start[i + 1] = start[i] + rows_of(jobs[i]);
+  pool->ParallelFor(
+      start.back(),
+      [&](int64_t begin, int64_t end) {
+        size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
+        for (; i < jobs.size() && start[i] < end; ++i)
+          fn(jobs[i], std::max(begin, start[i]) - start[i], std::min(end, start[i + 1]) - start[i]);
+      },
+      grain);
 }
 
+// RunMlp for every job on the pool: gate/up in one parallel region, down in a second, each over
+// the rows of all jobs together (ForEachJobRows). At decode the jobs are few (top-k + shared: 9
+// for GLM-5) and large (tens of MiB), so whole-expert tasks would leave threads idle. The split
+// used to be `parts` equal tasks per matrix taken from a counter: on a 16-core Xeon 9 jobs made
+// 36 tasks, 2.25 rounds of 16 threads, and the last round left 12 threads waiting for a task's
+// length. A row's result never depends on how the rows are split, so this computes exactly what
+// RunMlp does.
 void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
-  const int64_t n_jobs = static_cast<int64_t>(jobs.size());
-  int64_t parts = std::max<int64_t>(2, (2 * pool->size() + n_jobs - 1) / n_jobs);
-  for (const ExpertJob& j : jobs) parts = std::min(parts, std::max<int64_t>(1, j.mlp->gate_proj.rows / 16));
-  parts = std::min(parts, std::max<int64_t>(1, hidden / 16));
-  const int64_t kParts = parts;
+  // 16 rows a piece: whole groups of the decode kernels' rows (8 or 4), and at least 16 KiB of
+  // weights for any format at hidden >= 1024 (the split path's experts are >= 1 MiB).
+  constexpr int64_t kGrainRows = 16;
   const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
-  const size_t n_tasks = jobs.size() * kParts;
-  ForEachTask(pool, n_tasks, [&](size_t t) {
-    ExpertJob& j = jobs[t / kParts];
-    const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
-    const int64_t r0 = inter * part / kParts, r1 = inter * (part + 1) / kParts;
-    rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
-    rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
-    for (int64_t i = 0; i < j.n; ++i) {
-      float* g = j.h.data() + i * inter + r0;
-      kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
-    }
-  });
-  ForEachTask(pool, n_tasks, [&](size_t t) {
-    ExpertJob& j = jobs[t / kParts];
-    const int64_t inter = j.mlp->gate_proj.rows, part = static_cast<int64_t>(t % kParts);
-    const int64_t r0 = hidden * part / kParts, r1 = hidden * (part + 1) / kParts;
-    rows_fn(j.h.data(), j.n, inter, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
-  });
+  ForEachJobRows(
+      pool, jobs, [](const ExpertJob& j) { return j.mlp->gate_proj.rows; }, kGrainRows,
+      [&](ExpertJob& j, int64_t r0, int64_t r1) {
+        const int64_t inter = j.mlp->gate_proj.rows;
+        rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
+        rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
+        for (int64_t i = 0; i < j.n; ++i) {
+          float* g = j.h.data() + i * inter + r0;
+          kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
+        }
+      });
+  ForEachJobRows(
+      pool, jobs, [](const ExpertJob& j) { return j.mlp->down_proj.rows; }, kGrainRows,
+      [&](ExpertJob& j, int64_t r0, int64_t r1) {
+        rows_fn(j.h.data(), j.n, j.mlp->gate_proj.rows, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
+      });
 }
 
 }  // namespace

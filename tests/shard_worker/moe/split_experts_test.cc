@@ -64,7 +64,7 @@ TEST(SplitExpertsTest, SameLogitsAsWholeExpertTasks) {
       std::shared_ptr<const model::ModelWeights> weights(std::move(*w));
       // Pooled steps only: token-group steps run every expert whole on one thread.
       model::SetTokenGroupMode(model::TokenGroupMode::kNever);
-      for (int threads : {2, 3, 5}) {
+      for (int threads : {2, 3, 5, 16}) {  // 16: the split in many pieces, most spanning two experts
         kernels::ThreadPool pool(threads);
         auto m = model::Glm5Model::Create(weights, &pool);
         ASSERT_TRUE(m.ok()) << m.status();
