@@ -42,21 +42,38 @@ struct ExpertJob {
   std::vector<float> ys;  // [n, hidden]
 };
 
-// fn(job, r0, r1) for rows [r0, r1) of every job, the jobs' rows (rows_of(job) each) laid end to
-// end and split across the pool by ThreadPool::ParallelFor: a contiguous share per thread, then a
-// guided tail, in pieces of `grain` rows — so every thread reads about the same weight bytes,
-// whatever the number of jobs and threads. A piece may span two jobs.
+// fn(job, r0, r1) for rows [r0, r1) of every job, split across the pool in pieces of about equal
+// work. The jobs' rows are laid end to end in blocks of kBlockRows (whole groups of the decode
+// kernels' 8 or 4 rows); a block of a job with n tokens counts 4 + (n - 1) work units — a row's
+// weight bytes plus a quarter of them per further token, as MatMulWork (kernels/matmul.cc)
+// prices a matmul — so a shared expert with all of a batch's tokens is not one thread's extra
+// load. ThreadPool::ParallelFor splits the units (a contiguous share per thread, then a guided
+// tail) and each piece runs the blocks whose first unit it holds: every row exactly once. A
+// piece may span two jobs.
 template <typename RowsOf, typename Fn>
-void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, RowsOf rows_of, int64_t grain,
-                    Fn fn) {
-  std::vector<int64_t> start(jobs.size() + 1, 0);  // job i: flat rows [start[i], start[i + 1])
-  for (size_t i = 0; i < jobs.size(); ++i) start[i + 1] = start[i] + rows_of(jobs[i]);
+void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, RowsOf rows_of, Fn fn) {
+  constexpr int64_t kBlockRows = 8;
+  // Job i: units [start[i], start[i + 1]), `unit[i]` per block.
+  std::vector<int64_t> start(jobs.size() + 1, 0), unit(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    unit[i] = 4 + std::max<int64_t>(0, jobs[i].n - 1);
+    start[i + 1] = start[i] + (rows_of(jobs[i]) + kBlockRows - 1) / kBlockRows * unit[i];
+  }
+  // Pieces of at least two single-token blocks (16 rows: >= 16 KiB of weights in every format at
+  // hidden >= 1024; the split path's experts are >= 1 MiB).
+  const int64_t grain = 2 * 4;
   pool->ParallelFor(
       start.back(),
       [&](int64_t begin, int64_t end) {
         size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
-        for (; i < jobs.size() && start[i] < end; ++i)
-          fn(jobs[i], std::max(begin, start[i]) - start[i], std::min(end, start[i + 1]) - start[i]);
+        for (; i < jobs.size() && start[i] < end; ++i) {
+          const int64_t rows = rows_of(jobs[i]);
+          // Blocks whose first unit start[i] + b * unit lies in [begin, end).
+          auto first_block_at = [&](int64_t u) { return (std::max<int64_t>(0, u - start[i]) + unit[i] - 1) / unit[i]; };
+          const int64_t r0 = std::min(rows, first_block_at(begin) * kBlockRows);
+          const int64_t r1 = std::min(rows, first_block_at(end) * kBlockRows);
+          if (r0 < r1) fn(jobs[i], r0, r1);
+        }
       },
       grain);
 }
@@ -69,26 +86,21 @@ void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, Row
 // length. A row's result never depends on how the rows are split, so this computes exactly what
 // RunMlp does.
 void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
-  // 16 rows a piece: whole groups of the decode kernels' rows (8 or 4), and at least 16 KiB of
-  // weights for any format at hidden >= 1024 (the split path's experts are >= 1 MiB).
-  constexpr int64_t kGrainRows = 16;
   const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
-  ForEachJobRows(
-      pool, jobs, [](const ExpertJob& j) { return j.mlp->gate_proj.rows; }, kGrainRows,
-      [&](ExpertJob& j, int64_t r0, int64_t r1) {
-        const int64_t inter = j.mlp->gate_proj.rows;
-        rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
-        rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
-        for (int64_t i = 0; i < j.n; ++i) {
-          float* g = j.h.data() + i * inter + r0;
-          kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
-        }
-      });
-  ForEachJobRows(
-      pool, jobs, [](const ExpertJob& j) { return j.mlp->down_proj.rows; }, kGrainRows,
-      [&](ExpertJob& j, int64_t r0, int64_t r1) {
-        rows_fn(j.h.data(), j.n, j.mlp->gate_proj.rows, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
-      });
+  ForEachJobRows(pool, jobs, [](const ExpertJob& j) { return j.mlp->gate_proj.rows; },
+                 [&](ExpertJob& j, int64_t r0, int64_t r1) {
+                   const int64_t inter = j.mlp->gate_proj.rows;
+                   rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
+                   rows_fn(j.xs.data(), j.n, hidden, j.mlp->up_proj, r0, r1, j.up.data(), inter);
+                   for (int64_t i = 0; i < j.n; ++i) {
+                     float* g = j.h.data() + i * inter + r0;
+                     kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
+                   }
+                 });
+  ForEachJobRows(pool, jobs, [](const ExpertJob& j) { return j.mlp->down_proj.rows; },
+                 [&](ExpertJob& j, int64_t r0, int64_t r1) {
+                   rows_fn(j.h.data(), j.n, j.mlp->gate_proj.rows, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
+                 });
 }
 
 }  // namespace
