@@ -58,13 +58,16 @@ class Timeline {
   std::vector<double> itl_;
 };
 
-void Finish(Timeline& timeline, LoadRequestResult* r) {
+// `detail`: what the stream held, for the error of one that carried no output (e.g. an SSE
+// stream's events, finish reason and usage).
+void Finish(Timeline& timeline, LoadRequestResult* r, const std::string& detail = "") {
   r->latency_s = timeline.Elapsed();
   r->ttft_s = timeline.ttft();
   r->itl_s = std::move(timeline.itl());
   if (r->success && timeline.count() == 0) {
     r->success = false;
     r->error = "the stream ended without output tokens";
+    if (!detail.empty()) absl::StrAppend(&r->error, " (", detail, ")");
   }
 }
 
@@ -153,6 +156,12 @@ class SseReader {
   int prompt_tokens() const { return prompt_tokens_; }
   int completion_tokens() const { return completion_tokens_; }
   int cached_tokens() const { return cached_tokens_; }
+  // What the stream held, for a request that got no output text.
+  std::string Summary() const {
+    return absl::StrCat(events_, " SSE events, [DONE] ", done_ ? "received" : "missing", ", finish_reason ",
+                        finish_reason_.empty() ? "none" : finish_reason_, ", usage completion_tokens ",
+                        completion_tokens_);
+  }
 
  private:
   static std::vector<absl::string_view> SplitLines(absl::string_view event) {
@@ -175,6 +184,7 @@ class SseReader {
 
   // True when the payload carried output text.
   bool OnData(absl::string_view payload) {
+    ++events_;
     if (payload == "[DONE]") {
       done_ = true;
       return false;
@@ -204,6 +214,7 @@ class SseReader {
     auto choices = j.find("choices");
     if (choices == j.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return false;
     const json& c = (*choices)[0];
+    if (NonEmptyString(c, "finish_reason")) finish_reason_ = c["finish_reason"].get<std::string>();
     if (NonEmptyString(c, "text")) return true;  // completions
     auto delta = c.find("delta");                  // chat
     if (delta == c.end() || !delta->is_object()) return false;
@@ -212,6 +223,8 @@ class SseReader {
   }
 
   std::string buffer_;
+  int events_ = 0;
+  std::string finish_reason_;
   bool done_ = false;
   std::string error_;
   int prompt_tokens_ = 0;
@@ -307,7 +320,7 @@ class OpenAiLoadClient final : public LoadClient {
     if (sse.prompt_tokens() > 0) r.prompt_len = sse.prompt_tokens();
     r.cached_tokens = sse.cached_tokens();
     r.output_tokens = sse.completion_tokens() > 0 ? sse.completion_tokens() : timeline.count();
-    Finish(timeline, &r);
+    Finish(timeline, &r, sse.Summary());
     return r;
   }
 

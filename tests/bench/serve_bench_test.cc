@@ -175,6 +175,23 @@ TEST_F(ServeBenchTest, OpenAiChatSendsTextAndTakesPromptLengthFromUsage) {
   for (size_t i = 0; i < run.requests.size(); ++i) EXPECT_GT(run.requests[i].prompt_len, 10);  // + the template
 }
 
+// A chat stream whose tokens carry no text (here special tokens, which chat output drops) has no
+// first token to time: failed, as vLLM's benchmark counts it, with what the stream held.
+TEST_F(ServeBenchTest, AChatStreamWithoutTextFailsAndSaysWhatItHeld) {
+  const int32_t pad = *tokenizer_->TokenToId("<|pad|>");
+  engine_->SetScript([pad](const scheduler::GenerationRequest&) { return std::vector<int32_t>(3, pad); });
+  auto client = Client(LoadBackend::kOpenAiChat);
+  ASSERT_NE(client, nullptr);
+  const auto run = api::RunLoad(client.get(), Prompts(LoadBackend::kOpenAiChat, 1, 8, 3), {});
+  ASSERT_EQ(run.requests.size(), 1u);
+  const api::LoadRequestResult& r = run.requests[0];
+  EXPECT_FALSE(r.success);
+  EXPECT_NE(r.error.find("the stream ended without output tokens"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("[DONE] received"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("finish_reason length"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("usage completion_tokens 3"), std::string::npos) << r.error;
+}
+
 TEST_F(ServeBenchTest, FixedDatasetRepeatsOnePrompt) {
   const auto prompts = Prompts(LoadBackend::kGrpc, 3, 20, 4, "fixed");
   ASSERT_EQ(prompts.size(), 3u);
