@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <string>
+
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -158,6 +162,45 @@ double MeasureReadBandwidthGBps(glm::kernels::ThreadPool* pool, int64_t bytes, i
   double best = 1e30;
   for (int rep = 0; rep < std::max(1, repeats); ++rep) best = std::min(best, probe.PassSeconds());
   return static_cast<double>(probe.bytes()) / best / 1e9;
+}
+
+int64_t ParseCacheSizeText(const std::string& text) {
+  char* end = nullptr;
+  const long long n = std::strtoll(text.c_str(), &end, 10);
+  if (end == text.c_str() || n <= 0) return 0;
+  switch (*end) {
+    case '\0': return n;
+    case 'K': case 'k': return static_cast<int64_t>(n) << 10;
+    case 'M': case 'm': return static_cast<int64_t>(n) << 20;
+    case 'G': case 'g': return static_cast<int64_t>(n) << 30;
+    default: return 0;
+  }
+}
+
+int64_t LastLevelCacheBytes() {
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  if (const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE); l3 > 0) return l3;
+#endif
+  // sysfs: "size" as "32768K" / "300M", "level", and "type" (Data, Instruction, Unified).
+  int best_level = 0;
+  int64_t best = 0;
+  for (int i = 0; i < 16; ++i) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+    std::ifstream level_file(dir + "level"), type_file(dir + "type"), size_file(dir + "size");
+    int level = 0;
+    std::string type, size;
+    if (!(level_file >> level) || !(type_file >> type) || !(size_file >> size) || type == "Instruction") continue;
+    const int64_t bytes = ParseCacheSizeText(size);
+    if (level > best_level || (level == best_level && bytes > best)) {
+      best_level = level;
+      best = bytes;
+    }
+  }
+  return best;
+}
+
+int64_t BeyondCacheBytes(int64_t minimum, int64_t llc_bytes, int multiple) {
+  return std::max(minimum, std::max<int64_t>(0, llc_bytes) * std::max(1, multiple));
 }
 
 }  // namespace glm::bench

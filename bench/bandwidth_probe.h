@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace glm::kernels {
 class ThreadPool;
@@ -46,6 +47,17 @@ double MeasureTriadBandwidthGBps(glm::kernels::ThreadPool* pool, int64_t bytes_p
 // Read-only bandwidth (ReadBandwidthProbe), best of `repeats` passes, in GB/s. The right
 // ceiling for GEMV, whose weights are only read.
 double MeasureReadBandwidthGBps(glm::kernels::ThreadPool* pool, int64_t bytes, int repeats);
+
+// Bytes of the largest data cache level the CPU reports (sysconf's L3 size, else the highest
+// /sys/devices/system/cpu/cpu0/cache/index*/ data or unified level), 0 when unknown.
+int64_t LastLevelCacheBytes();
+
+// A sysfs cache "size" ("48K", "32768K", "300M"; a bare number is bytes) in bytes, 0 if unreadable.
+int64_t ParseCacheSizeText(const std::string& text);
+
+// max(minimum, multiple · llc_bytes): an array that streams from memory rather than from a large
+// last-level cache (the 16-core Xeons tried here have 300 MiB of L3; some EPYCs over 1 GiB).
+int64_t BeyondCacheBytes(int64_t minimum, int64_t llc_bytes, int multiple);
 
 }  // namespace glm::bench
 

@@ -14,9 +14,10 @@
 // min_gemm_tokens); running a token list both ways shows where the crossover lies.
 //
 // "read" is the best read-probe pass interleaved with that row's passes; "vs read" the ratio.
-// Defaults: all cores, 4096 columns, rows for a 64 MiB matrix (twice this machine's L3, so each
-// pass comes from DRAM), bf16 and fp8, 1 and 8 tokens. Decode is bandwidth-bound, so the
-// "vs read" ratio is how close a path gets to what the memory system can deliver.
+// Defaults: all cores, 4096 columns, rows for a matrix of 64 MiB or twice the last-level cache
+// (the probe: 128 MiB or four times it), so each pass comes from DRAM even on a CPU with hundreds
+// of MiB of L3; bf16 and fp8, 1 and 8 tokens. Decode is bandwidth-bound, so the "vs read" ratio
+// is how close a path gets to what the memory system can deliver.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,7 +45,7 @@ using kernels::DType;
 
 struct Options {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  int64_t rows = 0;  // 0: sized for kDefaultMatrixBytes
+  int64_t rows = 0;  // 0: sized for 64 MiB or twice the last-level cache
   int64_t cols = 4096;
   std::vector<DType> dtypes = {DType::kBF16, DType::kF8E4M3};
   std::vector<int64_t> group_sizes = {0, 0};  // per dtype: columns per scale of int8 / int4
@@ -59,8 +60,8 @@ struct Options {
   bool json = false;
 };
 
-constexpr int64_t kDefaultMatrixBytes = int64_t{64} << 20;
-constexpr int64_t kProbeBytes = int64_t{128} << 20;
+constexpr int64_t kMinMatrixBytes = int64_t{64} << 20;
+constexpr int64_t kMinProbeBytes = int64_t{128} << 20;
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -264,15 +265,18 @@ int main(int argc, char** argv) {
   if (paths.empty()) Usage(("path not supported here: " + o.path).c_str());
   const std::string default_path = kernels::SupportedMatMulPaths().front().name;
 
-  const double triad_gbps = MeasureTriadBandwidthGBps(&pool, kProbeBytes, 5);
-  ReadBandwidthProbe probe(&pool, kProbeBytes);
+  const int64_t llc_bytes = LastLevelCacheBytes();
+  const int64_t matrix_bytes = BeyondCacheBytes(kMinMatrixBytes, llc_bytes, 2);
+  const int64_t probe_bytes = BeyondCacheBytes(kMinProbeBytes, llc_bytes, 4);
+  const double triad_gbps = MeasureTriadBandwidthGBps(&pool, probe_bytes, 5);
+  ReadBandwidthProbe probe(&pool, probe_bytes);
   double read_gbps = 0;  // best over the whole run
 
   std::vector<Result> results;
   for (size_t i = 0; i < o.dtypes.size(); ++i) {
     const DType d = o.dtypes[i];
     int64_t rows = o.rows > 0 ? o.rows
-                              : std::max<int64_t>(1, kDefaultMatrixBytes / kernels::DTypeRowBytes(d, o.cols));
+                              : std::max<int64_t>(1, matrix_bytes / kernels::DTypeRowBytes(d, o.cols));
     BenchWeights w = MakeWeights(d, o.group_sizes[i], rows, o.cols);
     for (int64_t t : o.tokens)
       for (const auto& p : paths) {
@@ -285,9 +289,10 @@ int main(int argc, char** argv) {
 
   if (o.json) {
     std::printf("{\"threads\": %d, \"best_read_gbps\": %.2f, \"triad_gbps\": %.2f, "
-                "\"prefetch_bytes\": %lld, \"results\": [",
+                "\"prefetch_bytes\": %lld, \"probe_bytes\": %lld, \"last_level_cache_bytes\": %lld, \"results\": [",
                 o.threads, read_gbps, triad_gbps,
-                static_cast<long long>(kernels::MatMulPrefetchBytes()));
+                static_cast<long long>(kernels::MatMulPrefetchBytes()), static_cast<long long>(probe_bytes),
+                static_cast<long long>(llc_bytes));
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
       std::printf("%s\n  {\"path\": \"%s\", \"dtype\": \"%s\", \"rows\": %lld, \"cols\": %lld, "
@@ -301,9 +306,10 @@ int main(int argc, char** argv) {
     std::printf("\n]}\n");
     return 0;
   }
-  std::printf("threads %d   read %.1f GB/s (best)   triad %.1f GB/s   (probes over %lld MiB)   "
+  std::printf("threads %d   read %.1f GB/s (best)   triad %.1f GB/s   (probes over %lld MiB; last-level cache %lld MiB)   "
               "prefetch %lld B\n",
-              o.threads, read_gbps, triad_gbps, static_cast<long long>(kProbeBytes >> 20),
+              o.threads, read_gbps, triad_gbps, static_cast<long long>(probe_bytes >> 20),
+              static_cast<long long>(llc_bytes >> 20),
               static_cast<long long>(kernels::MatMulPrefetchBytes()));
   if (o.bf16_activations) std::printf("BF16 activations: %s\n", kernels::Bf16ActivationsDetails().c_str());
   std::printf("%-9s %-8s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
