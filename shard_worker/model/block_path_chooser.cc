@@ -15,8 +15,10 @@ BlockPathChooser::Path Other(BlockPathChooser::Path p) {
 BlockPathChooser::Path BlockPathChooser::Next() {
   absl::MutexLock lock(&mutex_);
   if (timing_) return timed_;
-  if (++steps_ <= (rounds_ == 1 ? kFirstKeep : kKeep)) return chosen_;
+  if (!drifted_ && ++steps_ <= (rounds_ == 1 ? kFirstKeep : kKeep)) return chosen_;
   // Time both again, the path not in use first, so the round ends on the one that was chosen.
+  drift_retimes_ += drifted_;
+  drifted_ = false;
   timing_ = true;
   timed_ = Other(chosen_);
   steps_ = 0;
@@ -28,7 +30,15 @@ BlockPathChooser::Path BlockPathChooser::Next() {
 
 void BlockPathChooser::Done(Path path, double cost) {
   absl::MutexLock lock(&mutex_);
-  if (!timing_ || path != timed_) return;
+  if (!timing_) {
+    if (path != chosen_ || drifted_ || kept_done_++ < kUntimed) return;
+    kept_costs_.push_back(cost);
+    if (static_cast<int>(kept_costs_.size()) < kBlock) return;
+    drifted_ = Median(kept_costs_) > kDrift * chosen_cost_;
+    kept_costs_.clear();
+    return;
+  }
+  if (path != timed_) return;
   if (steps_++ >= kUntimed) costs_[Slot(path)].push_back(cost);
   if (steps_ >= kBlock) EndBlock();
 }
@@ -39,6 +49,9 @@ void BlockPathChooser::EndBlock() {
   if (++blocks_ < kBlocksPerRound) return;
   const double preferred = Median(costs_[0]), other = Median(costs_[1]);
   chosen_ = other < kSwitchGain * preferred ? Path::kOther : Path::kPreferred;
+  chosen_cost_ = chosen_ == Path::kOther ? other : preferred;
+  kept_done_ = 0;
+  kept_costs_.clear();
   ++rounds_;
   rounds_other_ += chosen_ == Path::kOther;
   timing_ = false;
@@ -59,6 +72,11 @@ int64_t BlockPathChooser::rounds() const {
 int64_t BlockPathChooser::rounds_choosing_other() const {
   absl::MutexLock lock(&mutex_);
   return rounds_other_;
+}
+
+int64_t BlockPathChooser::drift_retimes() const {
+  absl::MutexLock lock(&mutex_);
+  return drift_retimes_;
 }
 
 }  // namespace glm::model

@@ -10,7 +10,9 @@
 // Which path wins differs between machines and drifts: on a 16-core Xeon drafting alongside was
 // 1.5x slower at 16 threads, and one timing round in four there picked it anyway (a transient).
 // So kPreferred is the path whose wrong pick costs more, kOther must beat it by kSwitchGain, and
-// every choice is re-timed after kKeep steps.
+// every choice is re-timed after kKeep steps — or as soon as a block of the kept path's steps
+// runs kDrift times slower than it was timed at (the machine changed under it: on the VM here a
+// few speculative runs in thirty kept a path whose steps then cost 1.5x what they had).
 #ifndef GLM_SHARD_WORKER_MODEL_BLOCK_PATH_CHOOSER_H_
 #define GLM_SHARD_WORKER_MODEL_BLOCK_PATH_CHOOSER_H_
 
@@ -31,6 +33,7 @@ class BlockPathChooser {
   static constexpr int64_t kFirstKeep = 256;  // steps on the first chosen path before timing again
   static constexpr int64_t kKeep = 768;      // steps on the chosen path between later timings
   static constexpr double kSwitchGain = 0.97;  // kOther is chosen when its median is this much lower
+  static constexpr double kDrift = 1.25;  // a kept block's median this much above the timed one re-times
 
   // The path for the next step.
   Path Next();
@@ -40,6 +43,8 @@ class BlockPathChooser {
   // Decisions so far (timing rounds that ended) and how many chose kOther.
   int64_t rounds() const;
   int64_t rounds_choosing_other() const;
+  // Timing rounds started early because the kept path drifted slower.
+  int64_t drift_retimes() const;
 
  private:
   static double Median(std::vector<double> v);
@@ -55,6 +60,14 @@ class BlockPathChooser {
   std::vector<double> costs_[2] ABSL_GUARDED_BY(mutex_);  // this round's timed costs per path
   int64_t rounds_ ABSL_GUARDED_BY(mutex_) = 0;
   int64_t rounds_other_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Keeping: the chosen path's median when it was timed, the kept steps reported so far and the
+  // current block of their costs (the first kUntimed after a decision not counted), and whether
+  // a block ran kDrift slower.
+  double chosen_cost_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t kept_done_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::vector<double> kept_costs_ ABSL_GUARDED_BY(mutex_);
+  bool drifted_ ABSL_GUARDED_BY(mutex_) = false;
+  int64_t drift_retimes_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace glm::model

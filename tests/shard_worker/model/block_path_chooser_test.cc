@@ -84,6 +84,34 @@ TEST(BlockPathChooserTest, SwitchCostsAndOutliersDoNotDecide) {
   EXPECT_EQ(c.rounds_choosing_other(), 0);
 }
 
+// The machine changes under a kept path: a block of its steps at kDrift times its timed cost
+// starts a timing round at once (the path not in use first), which picks the other path; steps
+// within that margin keep it until kFirstKeep.
+TEST(BlockPathChooserTest, AKeptPathThatDriftsSlowerIsTimedAgainAtOnce) {
+  const int64_t round = BlockPathChooser::kBlocksPerRound * BlockPathChooser::kBlock;
+  {
+    BlockPathChooser c;
+    RunSteps(c, round, 2.0, 1.0);  // kOther chosen at 1.0
+    std::vector<Path> kept = RunSteps(c, BlockPathChooser::kFirstKeep, 2.0, 1.2);  // within the margin
+    EXPECT_EQ(Switches(kept), 0);
+    EXPECT_EQ(c.drift_retimes(), 0);
+    ExpectRound(RunSteps(c, round, 2.0, 1.0), Path::kPreferred);  // the regular re-timing
+  }
+  BlockPathChooser c;
+  RunSteps(c, round, 2.0, 1.0);
+  // kOther now costs 3.0: its first untimed steps and one block reveal it.
+  std::vector<Path> kept = RunSteps(c, BlockPathChooser::kUntimed + BlockPathChooser::kBlock, 2.0, 3.0);
+  EXPECT_EQ(Switches(kept), 0);
+  EXPECT_EQ(kept.front(), Path::kOther);
+  ExpectRound(RunSteps(c, round, 2.0, 3.0), Path::kPreferred);
+  EXPECT_EQ(c.drift_retimes(), 1);
+  EXPECT_EQ(c.rounds(), 2);
+  EXPECT_EQ(c.Next(), Path::kPreferred);  // the faster path now
+  // A step of the path not kept does not count toward drift.
+  for (int i = 0; i < 3 * BlockPathChooser::kBlock; ++i) c.Done(Path::kOther, 100.0);
+  EXPECT_EQ(c.drift_retimes(), 1);
+}
+
 // A step reported for the path not being timed (another thread's, an old decision) is ignored.
 TEST(BlockPathChooserTest, StepsOfTheOtherPathDoNotCountWhileTiming) {
   BlockPathChooser c;
