@@ -106,19 +106,32 @@ class Soak:
             if backend != "grpc":
                 cmd += ["--model", "any-name-at-all"]
             p = subprocess.run(cmd, capture_output=True, text=True)
-            if p.returncode != 0:
-                self.fail(f"load-{backend}", f"serve_bench exit {p.returncode}: {p.stderr.strip()[-400:]}")
-                time.sleep(1)
-                continue
             try:
                 r = json.loads(p.stdout)
             except json.JSONDecodeError:
-                self.fail(f"load-{backend}", f"unreadable serve_bench JSON: {p.stdout[-200:]}")
+                r = None
+            if r is None or p.returncode not in (0, 1):
+                self.fail(f"load-{backend}", f"serve_bench exit {p.returncode}: {p.stderr.strip()[-400:]}")
+                time.sleep(1)
                 continue
             self.count(f"load-{backend}-requests", int(r.get("completed", 0)))
             failed = int(r.get("failed", 0))
-            if failed:
-                self.fail(f"load-{backend}", f"{failed} failed requests in a run (seed {seed})")
+            samples = r.get("error_samples", [])
+            # A sampled chat reply of a few tokens that are all whitespace has no text once the
+            # reply's leading whitespace is trimmed (as GLM chat output is): the server finished
+            # it normally, but serve_bench, like vLLM's benchmark, counts a stream without text as
+            # failed. Such replies are counted, not failed; anything else fails the soak.
+            if failed and len(samples) == failed and all(self.empty_short_reply(e) for e in samples):
+                self.count(f"load-{backend}-whitespace-replies", failed)
+            elif failed:
+                self.fail(f"load-{backend}", f"{failed} failed requests in a run (seed {seed}): {samples[:3]}")
+
+    @staticmethod
+    def empty_short_reply(error):
+        """serve_bench's error for a stream that ended normally with a few tokens and no text."""
+        m = re.search(r"the stream ended without output tokens \(\d+ SSE events, \[DONE\] received, "
+                      r"finish_reason (length|stop), usage completion_tokens (\d+)\)", error)
+        return m is not None and 1 <= int(m.group(2)) <= 16
 
     def hangup_loop(self, seed):
         rng = random.Random(seed)
