@@ -101,6 +101,18 @@ std::string MatMulPathDetails() {
   return name;
 }
 
+// A few tokens' matmul is bound by reading the weights once: each token after the first adds
+// about a tenth (BF16) to a third (int4) of the first one's time (matmul_bench --threads 1 --rows
+// 256 --cols 256 --tokens 1,2,4,8), so it counts as a quarter more bytes, not as many again. For
+// the split decision below that keeps 2-4 token steps (two or three decode streams, a
+// speculative verify) from splitting matrices whose fork and join cost more than they save:
+// pooled batch-2 decode of the bundled model ran ~11% faster (median of 8 alternated pairs),
+// batch 4 ~2%, batch 1 and prefill chunks (hundreds of tokens: every matrix splits either way)
+// unchanged.
+int64_t MatMulWork(int64_t weight_bytes, int64_t n_tokens) {
+  return weight_bytes + weight_bytes * (std::max<int64_t>(1, n_tokens) - 1) / 4;
+}
+
 namespace {
 // Below this much work (MatMulWork: weight bytes, a little more per extra token) a matmul runs
 // on the calling thread: a fork and join of the pool costs about as much as ~128 KiB of
@@ -108,17 +120,6 @@ namespace {
 // model's decode is made of such matrices: running them unsplit made its batch-1 step ~5-10%
 // faster on 2 threads; GLM-5's are MiBs.
 constexpr int64_t kMinParallelWork = 128 * 1024;
-// A matmul's work in streamed-weight bytes, for the split decision above. A few tokens' matmul
-// is bound by reading the weights once: each token after the first adds about a tenth (BF16) to
-// a third (int4) of the first one's time (matmul_bench --threads 1 --rows 256 --cols 256
-// --tokens 1,2,4,8), so counting it as a quarter more bytes, instead of as many bytes again,
-// keeps 2-4 token steps (two or three decode streams, a speculative verify) from splitting
-// matrices whose fork and join cost more than they save: pooled batch-2 decode of the bundled
-// model ran ~11% faster (median of 8 alternated pairs), batch 4 ~2%, batch 1 and prefill chunks
-// (hundreds of tokens: every matrix splits either way) unchanged.
-int64_t MatMulWork(int64_t weight_bytes, int64_t n_tokens) {
-  return weight_bytes + weight_bytes * (std::max<int64_t>(1, n_tokens) - 1) / 4;
-}
 
 // Rows per pool task: enough that a task reads at least ~16 KiB of weights. With many tokens also
 // up to 128 rows (an eighth of the matrix at most, so small ones still split): every call first

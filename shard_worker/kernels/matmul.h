@@ -62,6 +62,11 @@ std::string Bf16ActivationsDetails();
 void RoundActivationsToBf16(const float* x, int64_t n_tokens, int64_t x_stride, int64_t cols, float* out);
 
 // Splits the rows of W across the pool's threads. y is [n_tokens, w.rows] with stride w.rows.
+// A matmul's work in streamed-weight bytes: its weight bytes, plus a quarter of them for each
+// token after the first (what splitting it across the pool, or sharing a pool between matmuls,
+// is weighed by).
+int64_t MatMulWork(int64_t weight_bytes, int64_t n_tokens);
+
 void MatMul(const float* x, int64_t n_tokens, const WeightView& w, float* y, ThreadPool* pool);
 // Same with explicit strides (x [n_tokens, x_stride], y [n_tokens, y_stride]).
 void MatMulStrided(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,

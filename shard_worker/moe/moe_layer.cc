@@ -44,30 +44,30 @@ struct ExpertJob {
 
 // fn(job, r0, r1) for rows [r0, r1) of every job, split across the pool in pieces of about equal
 // work. The jobs' rows are laid end to end in blocks of kBlockRows (whole groups of the decode
-// kernels' 8 or 4 rows); a block of a job with n tokens counts 4 + (n - 1) work units — a row's
-// weight bytes plus a quarter of them per further token, as MatMulWork (kernels/matmul.cc)
-// prices a matmul — so a shared expert with all of a batch's tokens is not one thread's extra
-// load. ThreadPool::ParallelFor splits the units (a contiguous share per thread, then a guided
-// tail) and each piece runs the blocks whose first unit it holds: every row exactly once. A
-// piece may span two jobs.
-template <typename RowsOf, typename Fn>
-void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, RowsOf rows_of, Fn fn) {
+// kernels' 8 or 4 rows), each block weighing kernels::MatMulWork of its bytes and the job's
+// tokens, so a shared expert with all of a batch's tokens is not one thread's extra load.
+// ThreadPool::ParallelFor splits the work (a contiguous share per thread, then a guided tail) and
+// each piece runs the blocks whose first unit it holds: every row exactly once. A piece may span
+// two jobs. matrix_of(job): the matrix whose rows are split.
+template <typename MatrixOf, typename Fn>
+void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, MatrixOf matrix_of, Fn fn) {
   constexpr int64_t kBlockRows = 8;
-  // Job i: units [start[i], start[i + 1]), `unit[i]` per block.
+  // Job i: work [start[i], start[i + 1]), `unit[i]` per block.
   std::vector<int64_t> start(jobs.size() + 1, 0), unit(jobs.size());
+  int64_t grain = 0;  // two single-token blocks of the smallest rows: 16 rows, >= 16 KiB here
   for (size_t i = 0; i < jobs.size(); ++i) {
-    unit[i] = 4 + std::max<int64_t>(0, jobs[i].n - 1);
-    start[i + 1] = start[i] + (rows_of(jobs[i]) + kBlockRows - 1) / kBlockRows * unit[i];
+    const kernels::WeightView& w = matrix_of(jobs[i]);
+    unit[i] = std::max<int64_t>(1, kernels::MatMulWork(kBlockRows * w.row_bytes(), jobs[i].n));
+    start[i + 1] = start[i] + (w.rows + kBlockRows - 1) / kBlockRows * unit[i];
+    const int64_t two_blocks = 2 * kBlockRows * w.row_bytes();
+    grain = grain == 0 ? two_blocks : std::min(grain, two_blocks);
   }
-  // Pieces of at least two single-token blocks (16 rows: >= 16 KiB of weights in every format at
-  // hidden >= 1024; the split path's experts are >= 1 MiB).
-  const int64_t grain = 2 * 4;
   pool->ParallelFor(
       start.back(),
       [&](int64_t begin, int64_t end) {
         size_t i = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), begin) - start.begin()) - 1;
         for (; i < jobs.size() && start[i] < end; ++i) {
-          const int64_t rows = rows_of(jobs[i]);
+          const int64_t rows = matrix_of(jobs[i]).rows;
           // Blocks whose first unit start[i] + b * unit lies in [begin, end).
           auto first_block_at = [&](int64_t u) { return (std::max<int64_t>(0, u - start[i]) + unit[i] - 1) / unit[i]; };
           const int64_t r0 = std::min(rows, first_block_at(begin) * kBlockRows);
@@ -75,7 +75,7 @@ void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, Row
           if (r0 < r1) fn(jobs[i], r0, r1);
         }
       },
-      grain);
+      std::max<int64_t>(1, grain));
 }
 
 // RunMlp for every job on the pool: gate/up in one parallel region, down in a second, each over
@@ -87,7 +87,7 @@ void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, Row
 // RunMlp does.
 void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
   const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
-  ForEachJobRows(pool, jobs, [](const ExpertJob& j) { return j.mlp->gate_proj.rows; },
+  ForEachJobRows(pool, jobs, [](const ExpertJob& j) -> const kernels::WeightView& { return j.mlp->gate_proj; },
                  [&](ExpertJob& j, int64_t r0, int64_t r1) {
                    const int64_t inter = j.mlp->gate_proj.rows;
                    rows_fn(j.xs.data(), j.n, hidden, j.mlp->gate_proj, r0, r1, j.h.data(), inter);
@@ -97,7 +97,7 @@ void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadP
                      kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
                    }
                  });
-  ForEachJobRows(pool, jobs, [](const ExpertJob& j) { return j.mlp->down_proj.rows; },
+  ForEachJobRows(pool, jobs, [](const ExpertJob& j) -> const kernels::WeightView& { return j.mlp->down_proj; },
                  [&](ExpertJob& j, int64_t r0, int64_t r1) {
                    rows_fn(j.h.data(), j.n, j.mlp->gate_proj.rows, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);
                  });
