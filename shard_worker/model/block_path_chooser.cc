@@ -31,7 +31,8 @@ BlockPathChooser::Path BlockPathChooser::Next() {
 void BlockPathChooser::Done(Path path, double cost) {
   absl::MutexLock lock(&mutex_);
   if (!timing_) {
-    if (path != chosen_ || drifted_ || kept_done_++ < kUntimed) return;
+    // steps_: Next() calls since the decision, the first kUntimed (a possible switch) not counted.
+    if (path != chosen_ || drifted_ || steps_ <= kUntimed) return;
     kept_costs_.push_back(cost);
     if (static_cast<int>(kept_costs_.size()) < kBlock) return;
     drifted_ = Median(kept_costs_) > kDrift * chosen_cost_;
@@ -50,7 +51,6 @@ void BlockPathChooser::EndBlock() {
   const double preferred = Median(costs_[0]), other = Median(costs_[1]);
   chosen_ = other < kSwitchGain * preferred ? Path::kOther : Path::kPreferred;
   chosen_cost_ = chosen_ == Path::kOther ? other : preferred;
-  kept_done_ = 0;
   kept_costs_.clear();
   ++rounds_;
   rounds_other_ += chosen_ == Path::kOther;

@@ -60,11 +60,9 @@ class BlockPathChooser {
   std::vector<double> costs_[2] ABSL_GUARDED_BY(mutex_);  // this round's timed costs per path
   int64_t rounds_ ABSL_GUARDED_BY(mutex_) = 0;
   int64_t rounds_other_ ABSL_GUARDED_BY(mutex_) = 0;
-  // Keeping: the chosen path's median when it was timed, the kept steps reported so far and the
-  // current block of their costs (the first kUntimed after a decision not counted), and whether
-  // a block ran kDrift slower.
+  // Keeping: the chosen path's median when it was timed, the current block of its kept steps'
+  // costs (the first kUntimed after a decision not counted), and whether a block ran kDrift slower.
   double chosen_cost_ ABSL_GUARDED_BY(mutex_) = 0;
-  int64_t kept_done_ ABSL_GUARDED_BY(mutex_) = 0;
   std::vector<double> kept_costs_ ABSL_GUARDED_BY(mutex_);
   bool drifted_ ABSL_GUARDED_BY(mutex_) = false;
   int64_t drift_retimes_ ABSL_GUARDED_BY(mutex_) = 0;
