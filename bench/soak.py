@@ -117,8 +117,8 @@ class Soak:
             self.count(f"load-{backend}-requests", int(r.get("completed", 0)))
             failed = int(r.get("failed", 0))
             samples = r.get("error_samples", [])
-            # A sampled chat reply of a few tokens that are all whitespace has no text once the
-            # reply's leading whitespace is trimmed (as GLM chat output is): the server finished
+            # A sampled chat reply of a few tokens that are all line breaks has no text once the
+            # reply's leading blank lines are dropped (as GLM chat output's are): the server finished
             # it normally, but serve_bench, like vLLM's benchmark, counts a stream without text as
             # failed. Such replies are counted, not failed; anything else fails the soak.
             if failed and len(samples) == failed and all(self.empty_short_reply(e) for e in samples):

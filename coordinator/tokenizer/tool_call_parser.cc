@@ -138,11 +138,16 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
       continue;
     }
     if (trim_leading_ws_) {
+      // Drop the leading blank lines, not the first line's indentation: a code reply that starts
+      // with "\n    return x" keeps its four spaces. Until something other than whitespace (or
+      // the end) arrives, a newline may still follow: hold the whitespace back.
       size_t n = 0;
       while (n < buffer_.size() && IsWs(buffer_[n])) ++n;
-      buffer_.erase(0, n);
-      if (buffer_.empty()) return absl::OkStatus();
+      if (n == buffer_.size() && !final) return absl::OkStatus();
+      const size_t last_newline = buffer_.find_last_of('\n', n == 0 ? 0 : n - 1);
+      if (n > 0 && last_newline != std::string::npos) buffer_.erase(0, last_newline + 1);
       trim_leading_ws_ = false;
+      if (buffer_.empty()) return absl::OkStatus();
     }
     const bool reasoning = state_ == State::kReasoning;
     std::string& sink = reasoning ? delta->reasoning : delta->content;

@@ -73,8 +73,8 @@ class ToolCallParser {
   Options options_;
   State state_;
   std::string buffer_;
-  // At the start and after </think> or </tool_call>: drop separating whitespace (GLM emits
-  // "\n<think>" after <|assistant|>).
+  // At the start and after <think>, </think> or </tool_call>: drop the separating blank lines
+  // (GLM emits "\n<think>" after <|assistant|>), keeping the indentation of the first line.
   bool trim_leading_ws_ = true;
   int next_id_ = 0;
 };

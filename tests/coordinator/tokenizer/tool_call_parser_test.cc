@@ -145,6 +145,22 @@ TEST(ToolCallParserTest, NoReasoningNoCalls) {
 // A call without </tool_call> at the end of generation (max_tokens, a stop string) used to come
 // back as a call with whatever name and arguments it had reached, e.g. {"q":"ca"}; clients run
 // what is in tool_calls, so it is content now, wherever the cut fell.
+TEST(ToolCallParserTest, LeadingBlankLinesGoTheFirstLinesIndentationStays) {
+  // A code reply: GLM's newline after <|assistant|> goes, the first line's indentation stays.
+  EXPECT_EQ(Parse({"\n    return x\n"}).content, "    return x\n");
+  EXPECT_EQ(Parse({"\n", "  ", "  ", "return x"}).content, "    return x");
+  EXPECT_EQ(Parse({" \r\n\n\tx = 1"}).content, "\tx = 1");
+  EXPECT_EQ(Parse({"<think>\n  plan</think>\n\n  code"}).reasoning, "  plan");
+  EXPECT_EQ(Parse({"<think>\n  plan</think>\n\n  code"}).content, "  code");
+  EXPECT_EQ(Parse({"<tool_call>f\n</tool_call>\n\n  after"}).content, "  after");
+  // Whitespace alone: the blank lines go, what follows the last newline stays.
+  EXPECT_EQ(Parse({"\n\n"}).content, "");
+  EXPECT_EQ(Parse({"   "}).content, "   ");
+  EXPECT_EQ(Parse({"\n", "\n  "}).content, "  ");
+  ExpectSplitInvariant("\n \n    def f():\n        pass\n");
+  ExpectSplitInvariant("<think>\n  a\n</think>\n\t\n  b<tool_call>g\n</tool_call>\n   c");
+}
+
 TEST(ToolCallParserTest, UnterminatedCallAtEndIsContent) {
   for (const std::string text : {"<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n",
                                  "<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>ca",  // inside a value
