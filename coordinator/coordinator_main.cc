@@ -62,6 +62,10 @@ ABSL_FLAG(double, expert_memory_gib, 0,
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
+ABSL_FLAG(int32_t, steps_in_flight, 0,
+          "steps the workers hold at once, each with its share of the running sequences: pipeline stages "
+          "work on different ones instead of waiting for each other (0 = one per pipeline stage; 1 = one "
+          "step at a time)");
 ABSL_FLAG(int32_t, stream_interval, 1,
           "streamed responses carry up to this many new tokens per message (gRPC and SSE; 1 = every token at "
           "once; the first token always goes at once): fewer wake-ups and messages with many concurrent streams");
@@ -235,6 +239,9 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--stream-interval must be 1..4096 tokens, got ", stream_interval));
   const int32_t http_threads = absl::GetFlag(FLAGS_http_threads);
   if (http_threads < 0 || http_threads > 4096) Fatal(absl::StrCat("--http-threads must be 0..4096, got ", http_threads));
+  const int32_t steps_in_flight = absl::GetFlag(FLAGS_steps_in_flight);
+  if (steps_in_flight < 0 || steps_in_flight > 64)
+    Fatal(absl::StrCat("--steps-in-flight must be 0..64 (0 = one per pipeline stage), got ", steps_in_flight));
   if (stream_max_delay_ms < 0 || stream_max_delay_ms > 60000)
     Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
   const int32_t warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
@@ -313,6 +320,7 @@ int main(int argc, char** argv) {
   eo.kv_block_size = block_size;
   eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   eo.max_running = absl::GetFlag(FLAGS_max_running);
+  eo.max_steps_in_flight = steps_in_flight > 0 ? steps_in_flight : std::max(1, (*client)->plan().stages_size());
   eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
   eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
   eo.speculative = absl::GetFlag(FLAGS_speculative);
@@ -321,6 +329,9 @@ int main(int argc, char** argv) {
   eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
+  if (eo.max_steps_in_flight > 1)
+    Log(absl::StrCat(eo.max_steps_in_flight, " steps in flight (", steps_in_flight > 0 ? "--steps-in-flight" : "one per pipeline stage",
+                     "): the running sequences split between them"));
 
   glm::api::ServedModel served;
   served.name = absl::GetFlag(FLAGS_served_model_name).empty() ? model_name : absl::GetFlag(FLAGS_served_model_name);

@@ -67,13 +67,23 @@ absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& pla
 
 absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan,
                                                       absl::FunctionRef<void()> after_broadcast) {
+  if (auto s = Submit(plan); !s.ok()) return s;
+  after_broadcast();
+  return AwaitResult();
+}
+
+absl::Status ClusterClient::Submit(const shard::StepPlan& plan) {
   if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
   std::string bytes = plan.SerializeAsString();
   if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
     healthy_ = false;
     return absl::UnavailableError(absl::StrCat("broadcasting the step failed: ", s.message()));
   }
-  after_broadcast();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<shard::StepResult> ClusterClient::AwaitResult() {
+  if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
   std::string reply;
   if (auto s = world_->RecvStringWithTimeout(result_rank_, runtime::kTagResult, &reply, options_.step_timeout); !s.ok()) {
     healthy_ = false;

@@ -57,6 +57,12 @@ class ClusterClient {
   // The same, calling `after_broadcast` once every worker has been sent the plan (the forward is
   // running) and before waiting for the result.
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, absl::FunctionRef<void()> after_broadcast);
+  // Step in halves, for steps in flight together (pipeline stages working on different
+  // micro-batches): Submit sends every worker the plan and returns; AwaitResult waits for the
+  // oldest submitted step's result (the last stage answers in submission order). Errors as Step's;
+  // after an UNAVAILABLE one the cluster is not usable and no other result will come.
+  absl::Status Submit(const shard::StepPlan& plan);
+  absl::StatusOr<shard::StepResult> AwaitResult();
   // Every worker's counters (RankStats), in rank order; between steps only. UNAVAILABLE (and the
   // cluster unusable) when a worker does not answer within the step timeout.
   absl::StatusOr<std::vector<shard::RankStats>> CollectStats();

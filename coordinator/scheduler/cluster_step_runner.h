@@ -11,10 +11,8 @@ class ClusterStepRunner : public StepRunner {
  public:
   explicit ClusterStepRunner(cluster::ClusterClient* client) : client_(client) {}
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override { return client_->Step(plan); }
-  absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
-                                                    absl::FunctionRef<void()> while_running) override {
-    return client_->Step(plan, while_running);
-  }
+  absl::Status Submit(const shard::StepPlan& plan) override { return client_->Submit(plan); }
+  absl::StatusOr<shard::StepResult> AwaitResult() override { return client_->AwaitResult(); }
   absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() override { return client_->CollectStats(); }
 
  private:

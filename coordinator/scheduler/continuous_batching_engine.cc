@@ -14,6 +14,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   if (options.kv_blocks <= 0 || options.kv_block_size <= 0) return absl::InvalidArgumentError("engine needs KV blocks");
   if (options.prefill_chunk <= 0) return absl::InvalidArgumentError("--prefill-chunk must be positive");
   if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
+  if (options.max_steps_in_flight <= 0) return absl::InvalidArgumentError("max_steps_in_flight must be positive");
   if (options.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
   // The server's default for requests: refused here, not on every request that relies on it.
   auto spec = runtime::ParseSpeculative(options.speculative);
@@ -215,6 +216,7 @@ void ContinuousBatchingEngine::RegisterFullBlocks(Sequence& s) {
 
 void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason, absl::Status error,
                                       GenerationEvent* last) {
+  s->finished = true;
   ReleaseBlocks(*s);
   forget_.push_back(s->seq_id);
   GenerationEvent e = last != nullptr ? std::move(*last) : GenerationEvent();
@@ -314,6 +316,7 @@ void ContinuousBatchingEngine::FailAll(const absl::Status& cause) {
   for (const auto& s : waiting_) LogFailed(*s, error);
   for (auto& s : running_) Finish(s, "abort", error);
   for (auto& s : waiting_) Finish(s, "abort", error);
+  in_flight_.clear();  // no result will come: the cluster is gone
   running_.clear();
   waiting_.clear();
   for (auto& s : fresh) Finish(s, "abort", error);
@@ -328,23 +331,81 @@ void ContinuousBatchingEngine::PublishLoad() {
   load_.kv_blocks_cached = blocks_.num_cached_free();
 }
 
+int64_t ContinuousBatchingEngine::StepsInFlightLimit() const {
+  return std::max<int64_t>(1, options_.max_steps_in_flight);
+}
+
+bool ContinuousBatchingEngine::CanScheduleMore() const {
+  if (static_cast<int64_t>(in_flight_.size()) >= StepsInFlightLimit()) return false;
+  // Rank stats are read between steps: once due, the pipeline drains first.
+  if (!in_flight_.empty() && RankStatsDue()) return false;
+  if (!waiting_.empty()) return true;
+  return std::any_of(running_.begin(), running_.end(), [](const SeqPtr& s) { return !s->in_flight; });
+}
+
 absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   DrainInbox();
-  struct Work {
-    SeqPtr seq;
-    int64_t n;                    // tokens fed (including drafts)
-    std::vector<int32_t> drafts;  // speculative drafts appended after the last token
-    int next_k = 0;               // MTP drafts to propose for the following step
-    bool decode = false;          // a decode step of the sequence (its adaptive draft length counts it)
-  };
+  bool submitted = false;
+  std::vector<Work> work;
+  if (CanScheduleMore()) work = Schedule(StepsInFlightLimit());
+  PublishLoad();  // also after aborts and deadlines (DrainInbox) with nothing to schedule
+  if (!work.empty()) {
+    if (auto s = runner_->Submit(BuildPlan(work)); !s.ok()) {
+      FailAll(s);
+      return s;
+    }
+    for (const Work& w : work) w.seq->in_flight = true;
+    in_flight_.push_back(std::move(work));
+    submitted = true;
+  }
+  if (in_flight_.empty()) {
+    Deliver();
+    return false;
+  }
+  // Another micro-batch can join the pipeline before this thread waits for the oldest.
+  if (submitted && CanScheduleMore()) return true;
+  Deliver();  // the last step's tokens go to their streams while the workers compute
+  auto result = runner_->AwaitResult();
+  work = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  for (const Work& w : work) w.seq->in_flight = false;
+  if (!result.ok()) {
+    if (result.status().code() == absl::StatusCode::kInvalidArgument) {
+      // The workers rejected this batch: fail its requests, keep serving the others.
+      for (const Work& w : work) {
+        if (w.seq->finished) continue;
+        running_.remove(w.seq);
+        Finish(w.seq, "abort", absl::InternalError(absl::StrCat("the workers rejected the step: ", result.status().message())));
+      }
+      return true;
+    }
+    FailAll(result.status());
+    return result.status();
+  }
+  Complete(work, *result);
+  PublishLoad();
+  return true;
+}
+
+std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule(int64_t steps_in_flight) {
   std::vector<Work> work;
   int64_t budget = options_.max_batch_tokens;
   int64_t prefill_budget = options_.prefill_chunk;
   // 1. Running sequences: decodes first (one token), then prompts in progress (chunks).
   const int64_t batch = static_cast<int64_t>(running_.size());
   int64_t position = 0;  // of `it` in running_ (a list: counted, not measured, every step)
+  // With steps in flight together, each takes its share of the running sequences (micro-batches
+  // of about equal size, so the pipeline stages get equal work); a sequence in flight waits for
+  // its result.
+  const int64_t share = (batch + steps_in_flight - 1) / steps_in_flight;
+  int64_t taken = 0;
   for (auto it = running_.begin(); it != running_.end();) {
     SeqPtr s = *it;
+    if (s->in_flight || taken >= share) {
+      ++it;
+      ++position;
+      continue;
+    }
     // Sequences after this one (preemption pops them off the back).
     const int64_t later = static_cast<int64_t>(running_.size()) - 1 - position;
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
@@ -394,14 +455,20 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
                        !EnsureBlocks(*s, s->computed + n + next_k)))
       next_k = 0;
     if (!EnsureBlocks(*s, s->computed + n)) {
-      // Out of blocks: preempt the newest other sequence and retry; preempt this one if alone.
-      SeqPtr victim = running_.back();
-      running_.pop_back();
+      // Out of blocks: preempt the newest other sequence and retry; preempt this one if alone. A
+      // sequence in flight is never preempted (its step still writes its blocks): when only
+      // those are newer, this one waits for their results instead.
+      SeqPtr victim;
+      for (auto r = running_.rbegin(); r != running_.rend() && victim == nullptr; ++r)
+        if (!(*r)->in_flight) victim = *r;
+      if (victim == s && !in_flight_.empty()) break;
+      running_.remove(victim);
       Preempt(victim);
       if (victim == s) break;
       continue;
     }
     work.push_back({s, n, std::move(drafts), next_k, decode});
+    ++taken;
     budget -= n;
     if (!decode) prefill_budget -= n;
     ++it;
@@ -423,12 +490,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     budget -= n;
     prefill_budget -= n;
   }
-  PublishLoad();
-  if (work.empty()) {
-    Deliver();
-    return false;
-  }
+  return work;
+}
 
+shard::StepPlan ContinuousBatchingEngine::BuildPlan(const std::vector<Work>& work) {
   shard::StepPlan plan;
   plan.set_kind(shard::StepPlan::FORWARD);
   plan.set_step_id(next_step_id_++);
@@ -485,32 +550,24 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       s.penalty_sent = static_cast<int64_t>(s.tokens.size());
     }
   }
-  auto result = runner_->StepOverlapping(plan, [this] { Deliver(); });
-  if (!result.ok()) {
-    if (result.status().code() == absl::StatusCode::kInvalidArgument) {
-      // The workers rejected this batch: fail its requests, keep serving the others.
-      for (const Work& w : work) {
-        running_.remove(w.seq);
-        Finish(w.seq, "abort", absl::InternalError(absl::StrCat("the workers rejected the step: ", result.status().message())));
-      }
-      return true;
-    }
-    FailAll(result.status());
-    return result.status();
-  }
+  return plan;
+}
+
+void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const shard::StepResult& result) {
   {
     absl::MutexLock lock(&mu_);
     load_.steps++;
-    load_.step_seconds_total += result->step_seconds();
-    load_.comm_seconds_total += result->comm_seconds();
+    load_.step_seconds_total += result.step_seconds();
+    load_.comm_seconds_total += result.comm_seconds();
   }
   ++steps_run_;
   std::map<uint64_t, const shard::SequenceResult*> by_id;
-  for (const auto& r : result->sequences()) by_id[r.seq_id()] = &r;
+  for (const auto& r : result.sequences()) by_id[r.seq_id()] = &r;
   const absl::Time now = absl::Now();
   int64_t new_tokens = 0;
   for (const Work& w : work) {
     SeqPtr s = w.seq;
+    if (s->finished) continue;  // aborted (or its deadline passed) while the step ran
     const int64_t fed = w.n - static_cast<int64_t>(w.drafts.size());
     auto it = by_id.find(s->seq_id);
     if (it != by_id.end()) CollectPromptLogprobs(*s, s->computed, *it->second);
@@ -606,8 +663,6 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
     absl::MutexLock lock(&mu_);
     load_.generation_tokens_total += new_tokens;
   }
-  PublishLoad();
-  return true;
 }
 
 bool ContinuousBatchingEngine::OptionalRoomFits(const Sequence& s, int64_t positions, int64_t later) const {
@@ -653,8 +708,14 @@ void ContinuousBatchingEngine::CollectPromptLogprobs(Sequence& s, int64_t start,
   }
 }
 
+bool ContinuousBatchingEngine::RankStatsDue() const {
+  return steps_run_ != steps_at_rank_stats_ && absl::Now() - rank_stats_time_ >= absl::Seconds(1);
+}
+
 absl::Status ContinuousBatchingEngine::CollectRankStatsIfDue(bool idle) {
   if (steps_run_ == steps_at_rank_stats_) return absl::OkStatus();  // nothing new
+  // Between steps only: the workers answer once they are done with every step before the request.
+  if (!in_flight_.empty()) return absl::OkStatus();
   const absl::Time now = absl::Now();
   if (!idle && now - rank_stats_time_ < absl::Seconds(1)) return absl::OkStatus();
   auto ranks = runner_->CollectRankStats();
@@ -674,7 +735,7 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
     {
       absl::MutexLock lock(&mu_);
       if (shutdown_) break;
-      if (drain_ && inbox_.empty() && running_.empty() && waiting_.empty()) break;
+      if (drain_ && inbox_.empty() && running_.empty() && waiting_.empty() && in_flight_.empty()) break;
     }
     auto worked = Iterate();
     if (!worked.ok()) {
@@ -695,7 +756,13 @@ absl::Status ContinuousBatchingEngine::RunLoop() {
       mu_.AwaitWithTimeout(absl::Condition(&has_news), absl::Milliseconds(200));
     }
   }
-  // Shutdown without drain: end whatever is left.
+  // Shutdown without drain: end whatever is left. Steps still in flight are waited for (their
+  // tokens dropped), so that no worker is left sending a result nobody receives.
+  while (!in_flight_.empty()) {
+    in_flight_.pop_front();
+    if (!runner_->AwaitResult().ok()) break;
+  }
+  in_flight_.clear();
   for (auto& s : running_) Finish(s, "abort", ShuttingDownError());
   for (auto& s : waiting_) Finish(s, "abort", ShuttingDownError());
   running_.clear();

@@ -67,14 +67,34 @@ class ContinuousBatchingEngine : public Engine {
     std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
     std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
     int64_t penalty_sent = 0;         // leading tokens the last stage holds (penalties, draft vocabulary)
+    bool in_flight = false;           // in a submitted step whose result has not come back
+    bool finished = false;            // Finish ran (an in-flight step's result for it is dropped)
   };
   using SeqPtr = std::shared_ptr<Sequence>;
+  // A sequence's part of one step.
+  struct Work {
+    SeqPtr seq;
+    int64_t n = 0;                // tokens fed (including drafts)
+    std::vector<int32_t> drafts;  // speculative drafts appended after the last token
+    int next_k = 0;               // MTP drafts to propose for the following step
+    bool decode = false;          // a decode step of the sequence (its adaptive draft length counts it)
+  };
+
+  // A step: the sequences that go (each at most once in all steps in flight), then its plan, and
+  // once the result is back, what it gives each sequence.
+  std::vector<Work> Schedule(int64_t steps_in_flight);
+  shard::StepPlan BuildPlan(const std::vector<Work>& work);
+  void Complete(const std::vector<Work>& work, const shard::StepResult& result);
+  // The steps the workers may hold at once, and whether one more could be scheduled now.
+  int64_t StepsInFlightLimit() const;
+  bool CanScheduleMore() const;
+  bool RankStatsDue() const;
 
   // Abort's work, of the request holding `request_id` (only if its stream is `stream`, when given).
   bool AbortLocked(const std::string& request_id, const RequestStream* stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DrainInbox();
   // Events go to their streams in batches: Emit queues one, Deliver pushes the queue. A step's
-  // tokens are delivered while the next step runs on the workers (StepRunner::StepOverlapping),
+  // tokens are delivered while the next step runs on the workers (between StepRunner::Submit and AwaitResult),
   // or before the loop idles, so waking the streams' readers (one per request) overlaps the
   // forward instead of delaying the next plan.
   void Emit(const std::shared_ptr<RequestStream>& stream, GenerationEvent e);
@@ -128,6 +148,7 @@ class ContinuousBatchingEngine : public Engine {
   std::deque<SeqPtr> waiting_;
   std::vector<uint64_t> forget_;  // finished/preempted sequences whose worker state can go
   std::list<SeqPtr> running_;  // admission order (back = newest, preempted first)
+  std::deque<std::vector<Work>> in_flight_;  // submitted steps, oldest first (its result comes next)
   std::vector<std::pair<std::shared_ptr<RequestStream>, GenerationEvent>> undelivered_;
 
   // Shared with API threads.

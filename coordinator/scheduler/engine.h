@@ -5,6 +5,7 @@
 #ifndef GLM_COORDINATOR_SCHEDULER_ENGINE_H_
 #define GLM_COORDINATOR_SCHEDULER_ENGINE_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,16 +25,25 @@ class StepRunner {
   virtual ~StepRunner() = default;
   // INVALID_ARGUMENT: the workers rejected the step; UNAVAILABLE: the cluster is gone.
   virtual absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) = 0;
-  // Step, calling `while_running` once the workers have the plan and before waiting for the
-  // result: coordinator work that can overlap the forward (delivering the previous step's tokens
-  // to their streams). A runner that cannot split a step calls it first.
-  virtual absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
-                                                            absl::FunctionRef<void()> while_running) {
-    while_running();
+  // Steps in flight together (EngineOptions::max_steps_in_flight): Submit hands the workers a
+  // plan and returns; AwaitResult returns the oldest submitted step's result (results come in
+  // submission order). A runner that cannot overlap steps keeps the plans and runs each one in
+  // AwaitResult (these defaults). Errors as Step's.
+  virtual absl::Status Submit(const shard::StepPlan& plan) {
+    submitted_.push_back(plan);
+    return absl::OkStatus();
+  }
+  virtual absl::StatusOr<shard::StepResult> AwaitResult() {
+    if (submitted_.empty()) return absl::FailedPreconditionError("no step was submitted");
+    const shard::StepPlan plan = std::move(submitted_.front());
+    submitted_.pop_front();
     return Step(plan);
   }
   // Every worker rank's counters, between steps (none from a runner without ranks).
   virtual absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() { return std::vector<shard::RankStats>(); }
+
+ private:
+  std::deque<shard::StepPlan> submitted_;  // the default Submit's plans, not run yet
 };
 
 struct EngineOptions {
@@ -46,6 +56,10 @@ struct EngineOptions {
   int32_t max_batch_tokens = 0;      // tokens per step (decode + prefill); 0 = prefill_chunk + max_running
   int32_t max_running = 64;          // sequences decoding at once
   int32_t max_waiting = 1024;        // queued requests before RESOURCE_EXHAUSTED
+  // Steps the workers hold at once. With pipeline stages, more than one lets the stages work on
+  // different micro-batches (the running sequences split between the steps in flight) instead of
+  // waiting for each other; 1 = one step at a time (every stage but one idle at any moment).
+  int32_t max_steps_in_flight = 1;
   bool enable_prefix_cache = true;
   // A scored prompt (prompt_logprobs) computes rows x vocab logits per step: its chunks are cut
   // to at most this many / vocab rows (64 Mi floats = 256 MiB: ~430 rows of GLM-5's 154k).

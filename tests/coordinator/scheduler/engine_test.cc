@@ -421,18 +421,18 @@ TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
       plans.push_back(plan);
       return inner.Step(plan);
     }
-    // The engine delivers the previous step's tokens while this one runs on the workers.
-    absl::StatusOr<shard::StepResult> StepOverlapping(const shard::StepPlan& plan,
-                                                      absl::FunctionRef<void()> while_running) override {
+    // The engine submits a step, delivers the previous step's tokens, then waits for the result.
+    absl::Status Submit(const shard::StepPlan& plan) override {
       plans.push_back(plan);
-      return inner.StepOverlapping(plan, [&] {
-        ++overlapped;
-        while_running();
-      });
+      return inner.Submit(plan);
+    }
+    absl::StatusOr<shard::StepResult> AwaitResult() override {
+      ++awaited;
+      return inner.AwaitResult();
     }
     ClusterStepRunner inner;
     std::vector<shard::StepPlan> plans;  // read after the loop has stopped
-    int overlapped = 0;
+    int awaited = 0;
   } runner((*lc)->client());
   EngineOptions o;
   o.max_context = (*lc)->config().max_position_embeddings;
@@ -480,7 +480,7 @@ TEST(EngineTest, BlockTablesAreSentIncrementallyAndStayExactThroughPreemption) {
       EXPECT_GE(static_cast<int64_t>(it->second.size()) * 4, s.start_position() + s.tokens_size());
     }
   }
-  EXPECT_EQ(runner.overlapped, static_cast<int>(runner.plans.size())) << "every step overlaps the delivery";
+  EXPECT_EQ(runner.awaited, static_cast<int>(runner.plans.size())) << "every submitted step is waited for";
   EXPECT_GT(incremental, 0) << "decode steps should send only new entries";
   EXPECT_GT(readmitted, 0) << "a preempted sequence comes back with a whole table";
 }

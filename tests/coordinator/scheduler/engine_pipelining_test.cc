@@ -1,0 +1,244 @@
+// Steps in flight together (EngineOptions::max_steps_in_flight): with pipeline stages, the running
+// sequences split between the steps so that the stages work on different micro-batches. Every
+// output must be what one step at a time gives (and what the single-process engine gives), no
+// sequence may be in two steps at once, and aborts, preemption, chunked prefill, the prefix cache
+// and speculative decoding must keep working through it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tests/coordinator/scheduler/engine_harness.h"
+
+namespace glm::scheduler {
+namespace {
+
+// Forwards to the cluster and checks the pipelining contract as the engine uses it: results are
+// awaited in submission order, and a sequence is never in two submitted steps at once.
+class CheckingRunner : public StepRunner {
+ public:
+  explicit CheckingRunner(cluster::ClusterClient* client) : inner_(client) {}
+  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override { return inner_.Step(plan); }
+  absl::Status Submit(const shard::StepPlan& plan) override {
+    std::set<uint64_t> ids;
+    for (const auto& s : plan.sequences()) {
+      ids.insert(s.seq_id());
+      for (const auto& earlier : pending_)
+        if (earlier.contains(s.seq_id())) ++overlapping_sequences_;
+    }
+    pending_.push_back(std::move(ids));
+    max_in_flight_ = std::max(max_in_flight_, static_cast<int>(pending_.size()));
+    ++submitted_;
+    return inner_.Submit(plan);
+  }
+  absl::StatusOr<shard::StepResult> AwaitResult() override {
+    if (!pending_.empty()) pending_.erase(pending_.begin());
+    return inner_.AwaitResult();
+  }
+  // Read once the engine loop has stopped.
+  int max_in_flight() const { return max_in_flight_; }
+  int overlapping_sequences() const { return overlapping_sequences_; }
+  int submitted() const { return submitted_; }
+
+ private:
+  ClusterStepRunner inner_;
+  std::vector<std::set<uint64_t>> pending_;
+  int max_in_flight_ = 0, overlapping_sequences_ = 0, submitted_ = 0;
+};
+
+// An engine over a local cluster with a CheckingRunner, its loop on a thread.
+class PipelinedEngine {
+ public:
+  PipelinedEngine(int workers, int stages, int kv_blocks, int block_size, EngineOptions o) {
+    auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), workers, stages, kv_blocks, block_size);
+    EXPECT_TRUE(lc.ok()) << lc.status();
+    cluster_ = std::move(*lc);
+    runner_ = std::make_unique<CheckingRunner>(cluster_->client());
+    o.max_context = cluster_->config().max_position_embeddings;
+    o.vocab_size = static_cast<int32_t>(cluster_->config().vocab_size);
+    o.eos_token_ids = cluster_->config().eos_token_ids;
+    o.kv_blocks = kv_blocks;
+    o.kv_block_size = block_size;
+    o.has_mtp = cluster_->config().has_mtp();
+    auto e = Engine::Create(runner_.get(), o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine_ = std::move(*e);
+    loop_ = std::thread([this] { loop_status_ = engine_->RunLoop(); });
+  }
+  ~PipelinedEngine() { Stop(); }
+  void Stop() {
+    if (!loop_.joinable()) return;
+    engine_->Shutdown(false);
+    loop_.join();
+  }
+  Engine* engine() { return engine_.get(); }
+  const CheckingRunner& runner() const { return *runner_; }
+
+  // Every request submitted before any is read; returns each one's tokens (and checks it ended
+  // without error).
+  std::vector<std::vector<int32_t>> RunAll(std::vector<GenerationRequest> requests) {
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (auto& r : requests) {
+      auto s = engine_->Submit(std::move(r));
+      EXPECT_TRUE(s.ok()) << s.status();
+      streams.push_back(s.ok() ? *s : nullptr);
+    }
+    std::vector<std::vector<int32_t>> out(streams.size());
+    for (size_t i = 0; i < streams.size(); ++i) {
+      if (streams[i] == nullptr) continue;
+      GenerationEvent e;
+      while (streams[i]->Next(&e, absl::Seconds(120))) {
+        out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+        if (e.finished) break;
+      }
+      EXPECT_TRUE(e.finished && e.error.ok()) << "request " << i << ": " << e.error;
+    }
+    return out;
+  }
+  int64_t SettledBlocksUsed() {
+    for (int i = 0; i < 1000 && engine_->GetLoad().kv_blocks_used != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+    return engine_->GetLoad().kv_blocks_used;
+  }
+
+ private:
+  std::unique_ptr<LocalCluster> cluster_;
+  std::unique_ptr<CheckingRunner> runner_;
+  std::unique_ptr<Engine> engine_;
+  std::thread loop_;
+  absl::Status loop_status_;
+};
+
+EngineOptions InFlight(int steps, int32_t prefill_chunk = 2048) {
+  EngineOptions o;
+  o.max_steps_in_flight = steps;
+  o.prefill_chunk = prefill_chunk;
+  return o;
+}
+
+// Two stages, two steps in flight: concurrent requests of different lengths (prompts cut into
+// 16-token chunks) give exactly the single-process tokens, the steps really overlap, and no
+// sequence is ever in both.
+TEST(EnginePipeliningTest, TwoStepsInFlightGiveTheSingleProcessTokens) {
+  PipelinedEngine p(2, 2, 256, 16, InFlight(2, /*prefill_chunk=*/16));
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back(Prompt(700 + i, 5 + 9 * i));
+    requests.push_back(Greedy(prompts.back(), 12 + 3 * i, absl::StrCat("r", i)));
+  }
+  auto outs = p.RunAll(std::move(requests));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 12 + 3 * i)) << "request " << i;
+  EXPECT_EQ(p.SettledBlocksUsed(), 0);
+  p.Stop();
+  EXPECT_EQ(p.runner().max_in_flight(), 2) << "the steps never overlapped";
+  EXPECT_EQ(p.runner().overlapping_sequences(), 0);
+}
+
+// One step at a time stays one step at a time (the default), even with two stages.
+TEST(EnginePipeliningTest, OneStepInFlightNeverOverlaps) {
+  PipelinedEngine p(2, 2, 256, 16, InFlight(1));
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back(Greedy(Prompt(710 + i, 9), 8));
+  p.RunAll(std::move(requests));
+  p.Stop();
+  EXPECT_EQ(p.runner().max_in_flight(), 1);
+}
+
+// A single stream cannot be split: with two steps allowed it still runs one step at a time and
+// gives its tokens.
+TEST(EnginePipeliningTest, ASingleStreamRunsOneStepAtATime) {
+  PipelinedEngine p(2, 2, 256, 16, InFlight(2));
+  const std::vector<int32_t> prompt = Prompt(720, 11);
+  auto outs = p.RunAll({Greedy(prompt, 20)});
+  EXPECT_EQ(outs[0], SingleProcessGreedy(prompt, 20));
+  p.Stop();
+  EXPECT_EQ(p.runner().max_in_flight(), 1);
+}
+
+// Out of KV blocks with steps in flight: a sequence in flight is never preempted (its step still
+// writes its blocks); the others are, and every output stays exact.
+TEST(EnginePipeliningTest, PreemptionWithStepsInFlightKeepsOutputsExact) {
+  PipelinedEngine p(2, 2, 24, 4, InFlight(2));
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(Prompt(500 + i, 12));
+    requests.push_back(Greedy(prompts.back(), 20));
+  }
+  auto outs = p.RunAll(std::move(requests));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 20)) << "request " << i;
+  EXPECT_GT(p.engine()->GetLoad().preemptions, 0);
+  EXPECT_EQ(p.SettledBlocksUsed(), 0);
+  p.Stop();
+  EXPECT_EQ(p.runner().overlapping_sequences(), 0);
+}
+
+// A request aborted while its step is in flight ends with "abort" and frees its blocks; its
+// result, when it comes back, is dropped; the other requests are untouched.
+TEST(EnginePipeliningTest, AbortWhileInFlight) {
+  PipelinedEngine p(2, 2, 256, 16, InFlight(2));
+  auto doomed = p.engine()->Submit(Greedy(Prompt(730, 20), 0, "doomed"));  // until the context fills
+  ASSERT_TRUE(doomed.ok()) << doomed.status();
+  std::vector<GenerationRequest> others;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 3; ++i) {
+    prompts.push_back(Prompt(740 + i, 10));
+    others.push_back(Greedy(prompts.back(), 40, absl::StrCat("other", i)));
+  }
+  std::vector<std::vector<int32_t>> outs;
+  std::thread reader([&] { outs = p.RunAll(std::move(others)); });
+  GenerationEvent e;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*doomed)->Next(&e, absl::Seconds(30)));
+  EXPECT_TRUE(p.engine()->Abort("doomed"));
+  while (!e.finished && (*doomed)->Next(&e, absl::Seconds(30))) {
+  }
+  reader.join();
+  EXPECT_TRUE(e.finished);
+  EXPECT_EQ(e.finish_reason, "abort");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 40)) << "request " << i;
+  EXPECT_EQ(p.SettledBlocksUsed(), 0);
+}
+
+// The prefix cache through steps in flight: a repeated prompt hits the cache and gives the same
+// tokens, next to other requests.
+TEST(EnginePipeliningTest, PrefixCacheHitsAreExactWithStepsInFlight) {
+  PipelinedEngine p(2, 2, 256, 16, InFlight(2));
+  const std::vector<int32_t> shared = Prompt(750, 48);
+  auto first = p.RunAll({Greedy(shared, 10, "a"), Greedy(Prompt(751, 20), 10, "b")});
+  auto second = p.RunAll({Greedy(shared, 10, "c"), Greedy(Prompt(752, 20), 10, "d"), Greedy(Prompt(753, 7), 10, "e")});
+  EXPECT_EQ(second[0], first[0]);
+  EXPECT_EQ(first[0], SingleProcessGreedy(shared, 10));
+  EXPECT_GT(p.engine()->GetLoad().prefix_cache_hits, 0);
+}
+
+// Speculative decoding with steps in flight: greedy MTP and prompt-lookup outputs are the plain
+// ones, and a seeded sampled request gives the tokens it gives with one step at a time.
+TEST(EnginePipeliningTest, SpeculationWithStepsInFlight) {
+  auto run = [](int steps) {
+    PipelinedEngine p(2, 2, 512, 16, InFlight(steps));
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 4; ++i) {
+      GenerationRequest r = Greedy(Prompt(760 + i, 30), 24, absl::StrCat("g", i));
+      r.speculative = i % 2 == 0 ? "mtp:2" : "ngram:3";
+      requests.push_back(std::move(r));
+    }
+    GenerationRequest sampled = Greedy(Prompt(770, 30), 24, "sampled");
+    sampled.sampling.temperature = 0.8f;
+    sampled.sampling.seed = 31337;
+    sampled.speculative = "mtp:2";
+    requests.push_back(std::move(sampled));
+    auto outs = p.RunAll(std::move(requests));
+    EXPECT_GT(p.engine()->GetLoad().spec_draft_tokens, 0);
+    return outs;
+  };
+  const auto pipelined = run(2), serial = run(1);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(pipelined[i], SingleProcessGreedy(Prompt(760 + i, 30), 24)) << "request " << i;
+  EXPECT_EQ(pipelined[4], serial[4]) << "the seeded sampled request";
+}
+
+}  // namespace
+}  // namespace glm::scheduler
