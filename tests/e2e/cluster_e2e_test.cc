@@ -602,6 +602,34 @@ TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
   }
 }
 
+// Two pipeline stages under mpiexec: by default one step in flight per stage, so the stages work
+// on different micro-batches. Concurrent clients each get their solo tokens, a cancelled request
+// in flight frees its blocks, and the job still drains and exits cleanly (TearDown).
+class PipelinedClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() { Launch("120", {"--stages", "2"}); }
+};
+
+TEST_F(PipelinedClusterE2eTest, ConcurrentClientsGetTheirSoloTokensWithTwoStepsInFlight) {
+  const std::string log = ClusterLog();
+  EXPECT_NE(log.find("2 pipeline stages"), std::string::npos) << log;
+  EXPECT_NE(log.find("2 steps in flight (one per pipeline stage)"), std::string::npos) << log;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(Prompt(300 + i, 6 + 5 * i));
+  std::vector<Streamed> outs(8);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) clients.emplace_back([&, i] { outs[i] = Generate(Ids(prompts[i], 16)); });
+  grpc::ClientContext cancelled;
+  auto c = Generate(Ids(Prompt(310, 40), 1500), &cancelled, /*cancel_after_messages=*/3);
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::CANCELLED);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(outs[i].status.ok()) << outs[i].status.error_message();
+    EXPECT_EQ(outs[i].tokens, LocalGreedy(prompts[i], 16)) << "client " << i;
+  }
+  EXPECT_TRUE(WaitForAllBlocksFree());
+}
+
 // `--model DIR/`: the served name is still the directory's (it was '': the /v1/models id "",
 // and requests naming glm5-tiny-code failed under --strict-model-name).
 class TrailingSlashModelE2eTest : public ClusterE2eTest {
