@@ -1,5 +1,7 @@
 #include "coordinator/cluster/cluster_client.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "shard_worker/runtime/protocol_tags.h"
 
@@ -44,6 +46,11 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   if (!split.ok()) return split.status();
   client->stage_comm_ = std::move(*split);
   client->result_rank_ = plan->stages(plan->stages_size() - 1).ranks(0);
+  for (const auto& stage : plan->stages())
+    for (int r : stage.ranks()) client->workers_by_stage_.push_back(r);
+  for (int r = 1; r < world->size(); ++r)  // a rank the plan leaves out still takes the plans
+    if (std::find(client->workers_by_stage_.begin(), client->workers_by_stage_.end(), r) == client->workers_by_stage_.end())
+      client->workers_by_stage_.push_back(r);
   std::string errors;
   for (int r = 1; r < world->size(); ++r) {
     std::string b;
@@ -72,12 +79,17 @@ absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& pla
   return AwaitResult();
 }
 
+absl::Status ClusterClient::PostToWorkers(const std::string& bytes) {
+  for (int r : workers_by_stage_)
+    if (auto s = world_->PostString(r, runtime::kTagPlan, bytes); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
 absl::Status ClusterClient::Submit(const shard::StepPlan& plan) {
   if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
-  std::string bytes = plan.SerializeAsString();
-  if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
+  if (auto s = PostToWorkers(plan.SerializeAsString()); !s.ok()) {
     healthy_ = false;
-    return absl::UnavailableError(absl::StrCat("broadcasting the step failed: ", s.message()));
+    return absl::UnavailableError(absl::StrCat("sending the step failed: ", s.message()));
   }
   return absl::OkStatus();
 }
@@ -108,10 +120,9 @@ absl::StatusOr<std::vector<shard::RankStats>> ClusterClient::CollectStats() {
   if (!healthy_) return absl::UnavailableError("the cluster lost a worker");
   shard::StepPlan plan;
   plan.set_kind(shard::StepPlan::STATS);
-  std::string bytes = plan.SerializeAsString();
-  if (auto s = world_->BroadcastString(0, &bytes); !s.ok()) {
+  if (auto s = PostToWorkers(plan.SerializeAsString()); !s.ok()) {
     healthy_ = false;
-    return absl::UnavailableError(absl::StrCat("broadcasting the stats request failed: ", s.message()));
+    return absl::UnavailableError(absl::StrCat("sending the stats request failed: ", s.message()));
   }
   std::vector<shard::RankStats> stats(world_->size() - 1);
   for (int rank = 1; rank < world_->size(); ++rank) {
@@ -130,8 +141,9 @@ absl::Status ClusterClient::Shutdown() {
   shut_down_ = true;
   shard::StepPlan plan;
   plan.set_kind(shard::StepPlan::SHUTDOWN);
-  std::string bytes = plan.SerializeAsString();
-  return world_->BroadcastString(0, &bytes);
+  if (auto s = PostToWorkers(plan.SerializeAsString()); !s.ok()) return s;
+  // Every worker has taken it (or a worker is gone): nothing posted may outlive the job.
+  return world_->FlushPosted(options_.step_timeout);
 }
 
 }  // namespace glm::cluster

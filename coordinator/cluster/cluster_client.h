@@ -72,6 +72,8 @@ class ClusterClient {
 
  private:
   ClusterClient(comm::Communicator* world, ClusterOptions options) : world_(world), options_(std::move(options)) {}
+  // Posts a StepPlan's bytes to every worker, the first stage's ranks first (kTagPlan).
+  absl::Status PostToWorkers(const std::string& bytes);
 
   comm::Communicator* world_;
   ClusterOptions options_;
@@ -80,6 +82,7 @@ class ClusterClient {
   std::vector<shard::WorkerReady> ready_;
   std::unique_ptr<comm::Communicator> stage_comm_;  // the coordinator's (unused) split group
   int result_rank_ = -1;
+  std::vector<int> workers_by_stage_;  // every worker rank, the first stage's first
   bool healthy_ = true;
   bool shut_down_ = false;
 };

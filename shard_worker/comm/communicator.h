@@ -30,6 +30,17 @@ class Communicator {
   // Waits at most `timeout` (the coordinator uses it to notice a dead or stuck worker).
   virtual absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) = 0;
 
+  // Sends without waiting for the receiver to take the message: the coordinator's step plans,
+  // which a worker still busy with an earlier step takes later (the coordinator must go on to
+  // receive that step's result meanwhile, or both would wait for each other). The bytes are kept
+  // until delivered. In order with this rank's other messages to `dest` on `tag`; a delivery that
+  // failed is reported by a later PostString or by FlushPosted.
+  virtual absl::Status PostString(int dest, int tag, std::string bytes) { return SendString(dest, tag, bytes); }
+  // Waits (at most `timeout`) until every posted message has been taken.
+  virtual absl::Status FlushPosted(absl::Duration) { return absl::OkStatus(); }
+  // RecvString for a wait expected to be long (a worker between steps): sleeps sooner.
+  virtual absl::Status RecvStringWhenIdle(int src, int tag, std::string* bytes) { return RecvString(src, tag, bytes); }
+
   // Everyone gets root's bytes. Idle ranks waiting here sleep rather than spin.
   virtual absl::Status BroadcastString(int root, std::string* bytes) = 0;
   // recv holds size() blocks of `bytes` each, in rank order.

@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <deque>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -66,6 +68,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm_size(comm_, &size_);
   }
   ~MpiCommunicator() override {
+    FlushPosted(absl::Seconds(10)).IgnoreError();  // a posted message must not outlive its bytes
     if (owned_) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
@@ -90,6 +93,44 @@ class MpiCommunicator : public Communicator {
   }
   absl::Status RecvString(int src, int tag, std::string* bytes) override {
     return RecvStringWithTimeout(src, tag, bytes, kForever);
+  }
+  absl::Status RecvStringWhenIdle(int src, int tag, std::string* bytes) override {
+    int64_t n = 0;
+    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, kForever, /*relaxed=*/true); !s.ok()) return s;
+    bytes->resize(n);
+    return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
+  }
+  absl::Status PostString(int dest, int tag, std::string bytes) override {
+    if (auto s = CompletePosted(); !s.ok()) return s;
+    // The length, then the bytes (what RecvString takes), both non-blocking sends: MPI keeps
+    // their order. Each message owns its buffers until MPI is done with them.
+    auto m = std::make_unique<PostedMessage>();
+    m->length = static_cast<int64_t>(bytes.size());
+    m->bytes = std::move(bytes);
+    int rc = MPI_Isend(&m->length, sizeof m->length, MPI_BYTE, dest, tag, comm_, &m->requests[0]);
+    if (rc != MPI_SUCCESS) return MpiError(rc, "send");
+    m->count = 1;
+    if (m->length > 0) {
+      rc = MPI_Isend(m->bytes.data(), static_cast<int>(m->length), MPI_BYTE, dest, tag, comm_, &m->requests[1]);
+      if (rc != MPI_SUCCESS) {
+        posted_.push_back(std::move(m));  // the length is on its way: keep its buffer
+        return MpiError(rc, "send");
+      }
+      m->count = 2;
+    }
+    posted_.push_back(std::move(m));
+    return absl::OkStatus();
+  }
+  absl::Status FlushPosted(absl::Duration timeout) override {
+    ScopedTimer t(&comm_seconds_);
+    const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+    for (;;) {
+      if (auto s = CompletePosted(); !s.ok() || posted_.empty()) return s;
+      if (std::chrono::steady_clock::now() > deadline)
+        return absl::DeadlineExceededError(absl::StrCat(posted_.size(), " posted messages not taken within ",
+                                                        absl::FormatDuration(timeout)));
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
   absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) override {
     int64_t n = 0;
@@ -153,6 +194,26 @@ class MpiCommunicator : public Communicator {
     return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "broadcast");
   }
 
+  // Drops the posted messages MPI is done with (oldest first); the first failed one's error.
+  absl::Status CompletePosted() {
+    absl::Status first;
+    for (auto it = posted_.begin(); it != posted_.end();) {
+      int done = 0;
+      int rc = MPI_Testall((*it)->count, (*it)->requests, &done, MPI_STATUSES_IGNORE);
+      if (rc != MPI_SUCCESS && first.ok()) first = MpiError(rc, "posted send");
+      if (done) it = posted_.erase(it);
+      else ++it;
+    }
+    return first;
+  }
+
+  struct PostedMessage {
+    int64_t length = 0;
+    std::string bytes;
+    MPI_Request requests[2];
+    int count = 0;
+  };
+  std::deque<std::unique_ptr<PostedMessage>> posted_;
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;

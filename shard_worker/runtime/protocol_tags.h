@@ -10,7 +10,11 @@ inline constexpr int kTagResult = 3;  // last stage, tp rank 0 -> coordinator: S
 inline constexpr int kTagHidden = 4;  // stage s, tp rank 0 -> every rank of stage s+1: [T, hidden] f32
 inline constexpr int kTagSelection = 5;  // with it: the DSA key selection (packed int32)
 inline constexpr int kTagStats = 6;  // every worker -> coordinator, on a STATS plan: RankStats
-// StepPlan and WorkerSetup travel as broadcasts from the coordinator (rank 0).
+// coordinator -> every worker: StepPlan (steps, STATS, PING, SHUTDOWN), posted to each worker
+// (first stage first) rather than broadcast: with steps in flight a worker still busy with an
+// earlier step takes it later, and a broadcast tree would hold the next stages' plans behind it.
+inline constexpr int kTagPlan = 7;
+// WorkerSetup travels as a broadcast from the coordinator (rank 0), when every worker waits for it.
 
 }  // namespace glm::runtime
 

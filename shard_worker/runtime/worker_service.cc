@@ -83,7 +83,7 @@ namespace {
 absl::Status Serve(comm::Communicator* world, StepExecutor* executor, kernels::ThreadPool* pool) {
   for (;;) {
     std::string bytes;
-    if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;
+    if (auto s = world->RecvStringWhenIdle(0, kTagPlan, &bytes); !s.ok()) return s;
     // Rouse the parked threads now: they wake while the plan is parsed and the step set up, instead
     // of at the step's first fork, which then waited for them (tens of microseconds on a VM).
     pool->Wake();
@@ -229,7 +229,7 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     // Wait for the coordinator's SHUTDOWN so every rank leaves together.
     for (;;) {
       std::string b;
-      if (auto s = world->BroadcastString(0, &b); !s.ok()) return s;
+      if (auto s = world->RecvStringWhenIdle(0, kTagPlan, &b); !s.ok()) return s;
       shard::StepPlan p;
       if (p.ParseFromString(b) && p.kind() == shard::StepPlan::SHUTDOWN) return load_status;
     }
