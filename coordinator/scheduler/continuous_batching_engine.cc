@@ -424,9 +424,10 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule(i
       // rejection rule draws differently for a drafted position than for a plain one). With a
       // seed of the client's own, that must not depend on the other requests: its draft length
       // follows only its own acceptance, as when it decodes alone. (Greedy outputs are the same
-      // for any draft length; unseeded ones promise nothing.)
+      // for any draft length; unseeded ones promise nothing.) The batch is this step's share: with
+      // steps in flight together each carries about running / steps of the sequences.
       const bool client_seeded = s->request.sampling.temperature > 0.0f && s->request.sampling.seed.has_value();
-      s->adaptive->SetBatchSize(client_seeded ? 1 : batch);
+      s->adaptive->SetBatchSize(client_seeded ? 1 : share);
       // Drafts follow the last token, and the token sampled after them needs a position too.
       const int k = static_cast<int>(std::clamp<int64_t>(
           std::min<int64_t>(s->adaptive->next(), DraftRoom(*s, static_cast<int64_t>(s->tokens.size()) + 1)), 0,
