@@ -119,23 +119,26 @@ EngineOptions InFlight(int steps, int32_t prefill_chunk = 2048) {
   return o;
 }
 
-// Two stages, two steps in flight: concurrent requests of different lengths (prompts cut into
-// 16-token chunks) give exactly the single-process tokens, the steps really overlap, and no
-// sequence is ever in both.
-TEST(EnginePipeliningTest, TwoStepsInFlightGiveTheSingleProcessTokens) {
-  PipelinedEngine p(2, 2, 256, 16, InFlight(2, /*prefill_chunk=*/16));
-  std::vector<GenerationRequest> requests;
-  std::vector<std::vector<int32_t>> prompts;
-  for (int i = 0; i < 6; ++i) {
-    prompts.push_back(Prompt(700 + i, 5 + 9 * i));
-    requests.push_back(Greedy(prompts.back(), 12 + 3 * i, absl::StrCat("r", i)));
+// Two stages with two steps in flight, three with three: concurrent requests of different
+// lengths (prompts cut into 16-token chunks) give exactly the single-process tokens, the steps
+// really overlap, and no sequence is ever in two of them.
+TEST(EnginePipeliningTest, StepsInFlightGiveTheSingleProcessTokens) {
+  for (int stages : {2, 3}) {
+    SCOPED_TRACE(absl::StrCat(stages, " stages"));
+    PipelinedEngine p(stages, stages, 256, 16, InFlight(stages, /*prefill_chunk=*/16));
+    std::vector<GenerationRequest> requests;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < 6; ++i) {
+      prompts.push_back(Prompt(700 + i, 5 + 9 * i));
+      requests.push_back(Greedy(prompts.back(), 12 + 3 * i, absl::StrCat("r", i)));
+    }
+    auto outs = p.RunAll(std::move(requests));
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 12 + 3 * i)) << "request " << i;
+    EXPECT_EQ(p.SettledBlocksUsed(), 0);
+    p.Stop();
+    EXPECT_EQ(p.runner().max_in_flight(), stages) << "the steps never overlapped that far";
+    EXPECT_EQ(p.runner().overlapping_sequences(), 0);
   }
-  auto outs = p.RunAll(std::move(requests));
-  for (int i = 0; i < 6; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 12 + 3 * i)) << "request " << i;
-  EXPECT_EQ(p.SettledBlocksUsed(), 0);
-  p.Stop();
-  EXPECT_EQ(p.runner().max_in_flight(), 2) << "the steps never overlapped";
-  EXPECT_EQ(p.runner().overlapping_sequences(), 0);
 }
 
 // One step at a time stays one step at a time (the default), even with two stages.
