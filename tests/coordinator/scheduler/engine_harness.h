@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -26,12 +27,14 @@ using testing::LocalCluster;
 // Runs the engine loop on a thread for the test's lifetime.
 class EngineHarness {
  public:
+  // Makes the engine's StepRunner over the cluster's client (default: a ClusterStepRunner).
+  using RunnerFactory = std::function<std::unique_ptr<StepRunner>(cluster::ClusterClient*)>;
   EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
-                EngineOptions overrides = {}, int worker_threads = 1) {
+                EngineOptions overrides = {}, int worker_threads = 1, const RunnerFactory& make_runner = nullptr) {
     auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads);
     EXPECT_TRUE(lc.ok()) << lc.status();
     cluster_ = std::move(*lc);
-    runner_ = std::make_unique<ClusterStepRunner>(cluster_->client());
+    runner_ = make_runner ? make_runner(cluster_->client()) : std::make_unique<ClusterStepRunner>(cluster_->client());
     EngineOptions o = overrides;
     o.max_context = cluster_->config().max_position_embeddings;
     o.vocab_size = static_cast<int32_t>(cluster_->config().vocab_size);
@@ -44,11 +47,15 @@ class EngineHarness {
     engine_ = std::move(*e);
     loop_ = std::thread([this] { loop_status_ = engine_->RunLoop(); });
   }
-  ~EngineHarness() {
+  ~EngineHarness() { Stop(); }
+  // Ends the engine loop (the runner may be read after).
+  void Stop() {
+    if (!loop_.joinable()) return;
     engine_->Shutdown(false);
     loop_.join();
   }
   Engine* engine() { return engine_.get(); }
+  StepRunner* runner() { return runner_.get(); }
   // KV blocks still held once the engine has published the step that finished the last request:
   // its load snapshot may lag the final token by a step, so this waits (up to 10 s) for 0.
   int64_t SettledBlocksUsed() {
@@ -100,7 +107,7 @@ class EngineHarness {
 
  private:
   std::unique_ptr<LocalCluster> cluster_;
-  std::unique_ptr<ClusterStepRunner> runner_;
+  std::unique_ptr<StepRunner> runner_;
   std::unique_ptr<Engine> engine_;
   std::thread loop_;
   absl::Status loop_status_;

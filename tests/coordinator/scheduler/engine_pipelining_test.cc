@@ -32,7 +32,6 @@ class CheckingRunner : public StepRunner {
     }
     pending_.push_back(std::move(ids));
     max_in_flight_ = std::max(max_in_flight_, static_cast<int>(pending_.size()));
-    ++submitted_;
     return inner_.Submit(plan);
   }
   absl::StatusOr<shard::StepResult> AwaitResult() override {
@@ -42,74 +41,32 @@ class CheckingRunner : public StepRunner {
   // Read once the engine loop has stopped.
   int max_in_flight() const { return max_in_flight_; }
   int overlapping_sequences() const { return overlapping_sequences_; }
-  int submitted() const { return submitted_; }
 
  private:
   ClusterStepRunner inner_;
   std::vector<std::set<uint64_t>> pending_;
-  int max_in_flight_ = 0, overlapping_sequences_ = 0, submitted_ = 0;
+  int max_in_flight_ = 0, overlapping_sequences_ = 0;
 };
 
-// An engine over a local cluster with a CheckingRunner, its loop on a thread.
-class PipelinedEngine {
+// An engine over a local cluster of the bundled model with a CheckingRunner.
+class PipelinedEngine : public EngineHarness {
  public:
-  PipelinedEngine(int workers, int stages, int kv_blocks, int block_size, EngineOptions o) {
-    auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), workers, stages, kv_blocks, block_size);
-    EXPECT_TRUE(lc.ok()) << lc.status();
-    cluster_ = std::move(*lc);
-    runner_ = std::make_unique<CheckingRunner>(cluster_->client());
-    o.max_context = cluster_->config().max_position_embeddings;
-    o.vocab_size = static_cast<int32_t>(cluster_->config().vocab_size);
-    o.eos_token_ids = cluster_->config().eos_token_ids;
-    o.kv_blocks = kv_blocks;
-    o.kv_block_size = block_size;
-    o.has_mtp = cluster_->config().has_mtp();
-    auto e = Engine::Create(runner_.get(), o);
-    EXPECT_TRUE(e.ok()) << e.status();
-    engine_ = std::move(*e);
-    loop_ = std::thread([this] { loop_status_ = engine_->RunLoop(); });
-  }
-  ~PipelinedEngine() { Stop(); }
-  void Stop() {
-    if (!loop_.joinable()) return;
-    engine_->Shutdown(false);
-    loop_.join();
-  }
-  Engine* engine() { return engine_.get(); }
-  const CheckingRunner& runner() const { return *runner_; }
+  PipelinedEngine(int workers, int stages, int kv_blocks, int block_size, EngineOptions o)
+      : EngineHarness("glm5-tiny-code", workers, stages, kv_blocks, block_size, o, 1,
+                      [](cluster::ClusterClient* c) { return std::make_unique<CheckingRunner>(c); }) {}
+  const CheckingRunner& checks() { return *static_cast<CheckingRunner*>(runner()); }
 
   // Every request submitted before any is read; returns each one's tokens (and checks it ended
   // without error).
-  std::vector<std::vector<int32_t>> RunAll(std::vector<GenerationRequest> requests) {
-    std::vector<std::shared_ptr<RequestStream>> streams;
-    for (auto& r : requests) {
-      auto s = engine_->Submit(std::move(r));
-      EXPECT_TRUE(s.ok()) << s.status();
-      streams.push_back(s.ok() ? *s : nullptr);
-    }
-    std::vector<std::vector<int32_t>> out(streams.size());
-    for (size_t i = 0; i < streams.size(); ++i) {
-      if (streams[i] == nullptr) continue;
-      GenerationEvent e;
-      while (streams[i]->Next(&e, absl::Seconds(120))) {
-        out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
-        if (e.finished) break;
-      }
-      EXPECT_TRUE(e.finished && e.error.ok()) << "request " << i << ": " << e.error;
+  std::vector<std::vector<int32_t>> Tokens(std::vector<GenerationRequest> requests) {
+    std::vector<std::vector<int32_t>> out;
+    for (Output& o : RunAll(std::move(requests))) {
+      EXPECT_TRUE(o.error.ok()) << o.error;
+      EXPECT_FALSE(o.finish_reason.empty()) << "a request did not finish";
+      out.push_back(std::move(o.tokens));
     }
     return out;
   }
-  int64_t SettledBlocksUsed() {
-    for (int i = 0; i < 1000 && engine_->GetLoad().kv_blocks_used != 0; ++i) absl::SleepFor(absl::Milliseconds(10));
-    return engine_->GetLoad().kv_blocks_used;
-  }
-
- private:
-  std::unique_ptr<LocalCluster> cluster_;
-  std::unique_ptr<CheckingRunner> runner_;
-  std::unique_ptr<Engine> engine_;
-  std::thread loop_;
-  absl::Status loop_status_;
 };
 
 EngineOptions InFlight(int steps, int32_t prefill_chunk = 2048) {
@@ -132,12 +89,12 @@ TEST(EnginePipeliningTest, StepsInFlightGiveTheSingleProcessTokens) {
       prompts.push_back(Prompt(700 + i, 5 + 9 * i));
       requests.push_back(Greedy(prompts.back(), 12 + 3 * i, absl::StrCat("r", i)));
     }
-    auto outs = p.RunAll(std::move(requests));
+    auto outs = p.Tokens(std::move(requests));
     for (int i = 0; i < 6; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 12 + 3 * i)) << "request " << i;
     EXPECT_EQ(p.SettledBlocksUsed(), 0);
     p.Stop();
-    EXPECT_EQ(p.runner().max_in_flight(), stages) << "the steps never overlapped that far";
-    EXPECT_EQ(p.runner().overlapping_sequences(), 0);
+    EXPECT_EQ(p.checks().max_in_flight(), stages) << "the steps never overlapped that far";
+    EXPECT_EQ(p.checks().overlapping_sequences(), 0);
   }
 }
 
@@ -146,9 +103,9 @@ TEST(EnginePipeliningTest, OneStepInFlightNeverOverlaps) {
   PipelinedEngine p(2, 2, 256, 16, InFlight(1));
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 4; ++i) requests.push_back(Greedy(Prompt(710 + i, 9), 8));
-  p.RunAll(std::move(requests));
+  p.Tokens(std::move(requests));
   p.Stop();
-  EXPECT_EQ(p.runner().max_in_flight(), 1);
+  EXPECT_EQ(p.checks().max_in_flight(), 1);
 }
 
 // A single stream cannot be split: with two steps allowed it still runs one step at a time and
@@ -156,10 +113,10 @@ TEST(EnginePipeliningTest, OneStepInFlightNeverOverlaps) {
 TEST(EnginePipeliningTest, ASingleStreamRunsOneStepAtATime) {
   PipelinedEngine p(2, 2, 256, 16, InFlight(2));
   const std::vector<int32_t> prompt = Prompt(720, 11);
-  auto outs = p.RunAll({Greedy(prompt, 20)});
+  auto outs = p.Tokens({Greedy(prompt, 20)});
   EXPECT_EQ(outs[0], SingleProcessGreedy(prompt, 20));
   p.Stop();
-  EXPECT_EQ(p.runner().max_in_flight(), 1);
+  EXPECT_EQ(p.checks().max_in_flight(), 1);
 }
 
 // Out of KV blocks with steps in flight: a sequence in flight is never preempted (its step still
@@ -172,12 +129,12 @@ TEST(EnginePipeliningTest, PreemptionWithStepsInFlightKeepsOutputsExact) {
     prompts.push_back(Prompt(500 + i, 12));
     requests.push_back(Greedy(prompts.back(), 20));
   }
-  auto outs = p.RunAll(std::move(requests));
+  auto outs = p.Tokens(std::move(requests));
   for (int i = 0; i < 4; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 20)) << "request " << i;
   EXPECT_GT(p.engine()->GetLoad().preemptions, 0);
   EXPECT_EQ(p.SettledBlocksUsed(), 0);
   p.Stop();
-  EXPECT_EQ(p.runner().overlapping_sequences(), 0);
+  EXPECT_EQ(p.checks().overlapping_sequences(), 0);
 }
 
 // A request aborted while its step is in flight ends with "abort" and frees its blocks; its
@@ -193,7 +150,7 @@ TEST(EnginePipeliningTest, AbortWhileInFlight) {
     others.push_back(Greedy(prompts.back(), 40, absl::StrCat("other", i)));
   }
   std::vector<std::vector<int32_t>> outs;
-  std::thread reader([&] { outs = p.RunAll(std::move(others)); });
+  std::thread reader([&] { outs = p.Tokens(std::move(others)); });
   GenerationEvent e;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*doomed)->Next(&e, absl::Seconds(30)));
   EXPECT_TRUE(p.engine()->Abort("doomed"));
@@ -211,8 +168,8 @@ TEST(EnginePipeliningTest, AbortWhileInFlight) {
 TEST(EnginePipeliningTest, PrefixCacheHitsAreExactWithStepsInFlight) {
   PipelinedEngine p(2, 2, 256, 16, InFlight(2));
   const std::vector<int32_t> shared = Prompt(750, 48);
-  auto first = p.RunAll({Greedy(shared, 10, "a"), Greedy(Prompt(751, 20), 10, "b")});
-  auto second = p.RunAll({Greedy(shared, 10, "c"), Greedy(Prompt(752, 20), 10, "d"), Greedy(Prompt(753, 7), 10, "e")});
+  auto first = p.Tokens({Greedy(shared, 10, "a"), Greedy(Prompt(751, 20), 10, "b")});
+  auto second = p.Tokens({Greedy(shared, 10, "c"), Greedy(Prompt(752, 20), 10, "d"), Greedy(Prompt(753, 7), 10, "e")});
   EXPECT_EQ(second[0], first[0]);
   EXPECT_EQ(first[0], SingleProcessGreedy(shared, 10));
   EXPECT_GT(p.engine()->GetLoad().prefix_cache_hits, 0);
@@ -234,7 +191,7 @@ TEST(EnginePipeliningTest, SpeculationWithStepsInFlight) {
     sampled.sampling.seed = 31337;
     sampled.speculative = "mtp:2";
     requests.push_back(std::move(sampled));
-    auto outs = p.RunAll(std::move(requests));
+    auto outs = p.Tokens(std::move(requests));
     EXPECT_GT(p.engine()->GetLoad().spec_draft_tokens, 0);
     return outs;
   };
