@@ -69,6 +69,11 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
   ExpectRefusedBeforeLoading(end, "--http-threads must be 0..4096, got -3");
 }
 
+TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
+  const JobEnd end = RunJobToTheEnd("--steps-in-flight -1");
+  ExpectRefusedBeforeLoading(end, "--steps-in-flight must be 0..64 (0 = one per pipeline stage), got -1");
+}
+
 TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
   // A plan from `glmctl plan --json` for one worker, hand-edited to a dtype that does not exist.
   const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
