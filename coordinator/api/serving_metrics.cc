@@ -47,6 +47,9 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("vllm:e2e_request_latency_seconds", Type::kHistogram, "Histogram of end-to-end request latency in seconds.",
             kE2eBuckets);
   r.Declare("glm:steps_total", Type::kCounter, "Scheduler iterations run on the cluster.");
+  r.Declare("glm:steps_overlapped_total", Type::kCounter,
+            "Steps sent while an earlier one was still on the workers (pipeline stages working at once).");
+  r.Declare("glm:max_steps_in_flight", Type::kGauge, "Steps the workers may hold at once (--steps-in-flight).");
   r.Declare("glm:step_seconds_total", Type::kCounter, "Wall time spent in cluster steps.");
   r.Declare("glm:comm_seconds_total", Type::kCounter, "Time spent in inter-rank communication.");
   r.Declare("glm:expert_bytes_read_total", Type::kCounter, "Routed-expert weight bytes read by the workers.");
@@ -146,6 +149,8 @@ std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {
   r.Set("vllm:prefix_cache_hits_total", l, static_cast<double>(load.prefix_cache_hits));
   r.Set("vllm:num_preemptions_total", l, static_cast<double>(load.preemptions));
   r.Set("glm:steps_total", l, static_cast<double>(load.steps));
+  r.Set("glm:steps_overlapped_total", l, static_cast<double>(load.overlapped_steps));
+  r.Set("glm:max_steps_in_flight", l, load.max_steps_in_flight);
   r.Set("glm:step_seconds_total", l, load.step_seconds_total);
   r.Set("glm:comm_seconds_total", l, load.comm_seconds_total);
   r.Set("glm:expert_bytes_read_total", l, static_cast<double>(load.expert_bytes_total));

@@ -31,6 +31,7 @@ ContinuousBatchingEngine::ContinuousBatchingEngine(StepRunner* runner, const Eng
   max_len_ = std::min<int64_t>(options_.max_context, int64_t{options_.kv_blocks} * options_.kv_block_size);
   absl::MutexLock lock(&mu_);
   load_.kv_blocks_total = options_.kv_blocks;
+  load_.max_steps_in_flight = options_.max_steps_in_flight;
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(GenerationRequest request) {
@@ -355,6 +356,10 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
       return s;
     }
     for (const Work& w : work) w.seq->in_flight = true;
+    if (!in_flight_.empty()) {
+      absl::MutexLock lock(&mu_);
+      load_.overlapped_steps++;
+    }
     in_flight_.push_back(std::move(work));
     submitted = true;
   }

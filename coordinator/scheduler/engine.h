@@ -90,6 +90,10 @@ struct EngineLoad {
   int64_t prefix_cache_hits = 0;     // prompt tokens found
   int64_t preemptions = 0;
   int64_t steps = 0;
+  // Steps submitted while an earlier one was still on the workers (pipeline stages busy at once;
+  // EngineOptions::max_steps_in_flight), and that limit.
+  int64_t overlapped_steps = 0;
+  int32_t max_steps_in_flight = 1;
   double step_seconds_total = 0;
   double comm_seconds_total = 0;
   int64_t expert_bytes_total = 0;    // the ranks' routed-expert bytes read, summed over `ranks`

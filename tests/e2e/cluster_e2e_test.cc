@@ -628,6 +628,13 @@ TEST_F(PipelinedClusterE2eTest, ConcurrentClientsGetTheirSoloTokensWithTwoStepsI
     EXPECT_EQ(outs[i].tokens, LocalGreedy(prompts[i], 16)) << "client " << i;
   }
   EXPECT_TRUE(WaitForAllBlocksFree());
+  // /metrics shows the limit and that steps did overlap.
+  const std::string body = CollectedMetrics(http_port_, "glm:steps_overlapped_total");
+  EXPECT_NE(body.find("glm:max_steps_in_flight{model_name=\"glm5-tiny-code\"} 2"), std::string::npos) << body;
+  const std::string overlapped = "glm:steps_overlapped_total{model_name=\"glm5-tiny-code\"} ";
+  const size_t at = body.find(overlapped);
+  ASSERT_NE(at, std::string::npos) << body;
+  EXPECT_GT(std::stod(body.substr(at + overlapped.size())), 0) << body;
 }
 
 // `--model DIR/`: the served name is still the directory's (it was '': the /v1/models id "",

@@ -92,6 +92,9 @@ TEST(EnginePipeliningTest, StepsInFlightGiveTheSingleProcessTokens) {
     auto outs = p.Tokens(std::move(requests));
     for (int i = 0; i < 6; ++i) EXPECT_EQ(outs[i], SingleProcessGreedy(prompts[i], 12 + 3 * i)) << "request " << i;
     EXPECT_EQ(p.SettledBlocksUsed(), 0);
+    const EngineLoad load = p.engine()->GetLoad();
+    EXPECT_EQ(load.max_steps_in_flight, stages);
+    EXPECT_GT(load.overlapped_steps, 0);
     p.Stop();
     EXPECT_EQ(p.checks().max_in_flight(), stages) << "the steps never overlapped that far";
     EXPECT_EQ(p.checks().overlapping_sequences(), 0);
@@ -104,6 +107,7 @@ TEST(EnginePipeliningTest, OneStepInFlightNeverOverlaps) {
   std::vector<GenerationRequest> requests;
   for (int i = 0; i < 4; ++i) requests.push_back(Greedy(Prompt(710 + i, 9), 8));
   p.Tokens(std::move(requests));
+  EXPECT_EQ(p.engine()->GetLoad().overlapped_steps, 0);
   p.Stop();
   EXPECT_EQ(p.checks().max_in_flight(), 1);
 }
