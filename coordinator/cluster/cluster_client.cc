@@ -69,13 +69,7 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
 }
 
 absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan) {
-  return Step(plan, [] {});
-}
-
-absl::StatusOr<shard::StepResult> ClusterClient::Step(const shard::StepPlan& plan,
-                                                      absl::FunctionRef<void()> after_broadcast) {
   if (auto s = Submit(plan); !s.ok()) return s;
-  after_broadcast();
   return AwaitResult();
 }
 

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "protos/placement.pb.h"
@@ -54,9 +53,6 @@ class ClusterClient {
   // is fine), UNAVAILABLE (a worker failed the step (StepResult::fatal), died or timed out; the
   // cluster is not usable any more).
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan);
-  // The same, calling `after_broadcast` once every worker has been sent the plan (the forward is
-  // running) and before waiting for the result.
-  absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan, absl::FunctionRef<void()> after_broadcast);
   // Step in halves, for steps in flight together (pipeline stages working on different
   // micro-batches): Submit sends every worker the plan and returns; AwaitResult waits for the
   // oldest submitted step's result (the last stage answers in submission order). Errors as Step's;

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "coordinator/scheduler/request.h"
 #include "shard_worker/runtime/speculative_sampling.h"
