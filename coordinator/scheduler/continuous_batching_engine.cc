@@ -332,12 +332,8 @@ void ContinuousBatchingEngine::PublishLoad() {
   load_.kv_blocks_cached = blocks_.num_cached_free();
 }
 
-int64_t ContinuousBatchingEngine::StepsInFlightLimit() const {
-  return std::max<int64_t>(1, options_.max_steps_in_flight);
-}
-
 bool ContinuousBatchingEngine::CanScheduleMore() const {
-  if (static_cast<int64_t>(in_flight_.size()) >= StepsInFlightLimit()) return false;
+  if (static_cast<int64_t>(in_flight_.size()) >= options_.max_steps_in_flight) return false;
   // Rank stats are read between steps: once due, the pipeline drains first.
   if (!in_flight_.empty() && RankStatsDue()) return false;
   if (!waiting_.empty()) return true;
@@ -348,7 +344,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   DrainInbox();
   bool submitted = false;
   std::vector<Work> work;
-  if (CanScheduleMore()) work = Schedule(StepsInFlightLimit());
+  if (CanScheduleMore()) work = Schedule();
   PublishLoad();  // also after aborts and deadlines (DrainInbox) with nothing to schedule
   if (!work.empty()) {
     if (auto s = runner_->Submit(BuildPlan(work)); !s.ok()) {
@@ -392,7 +388,7 @@ absl::StatusOr<bool> ContinuousBatchingEngine::Iterate() {
   return true;
 }
 
-std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule(int64_t steps_in_flight) {
+std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule() {
   std::vector<Work> work;
   int64_t budget = options_.max_batch_tokens;
   int64_t prefill_budget = options_.prefill_chunk;
@@ -402,7 +398,8 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule(i
   // With steps in flight together, each takes its share of the running sequences (micro-batches
   // of about equal size, so the pipeline stages get equal work); a sequence in flight waits for
   // its result.
-  const int64_t share = (batch + steps_in_flight - 1) / steps_in_flight;
+  const int64_t steps = options_.max_steps_in_flight;  // at least 1 (Engine::Create)
+  const int64_t share = (batch + steps - 1) / steps;
   int64_t taken = 0;
   for (auto it = running_.begin(); it != running_.end();) {
     SeqPtr s = *it;

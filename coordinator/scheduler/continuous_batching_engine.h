@@ -82,11 +82,10 @@ class ContinuousBatchingEngine : public Engine {
 
   // A step: the sequences that go (each at most once in all steps in flight), then its plan, and
   // once the result is back, what it gives each sequence.
-  std::vector<Work> Schedule(int64_t steps_in_flight);
+  std::vector<Work> Schedule();
   shard::StepPlan BuildPlan(const std::vector<Work>& work);
   void Complete(const std::vector<Work>& work, const shard::StepResult& result);
-  // The steps the workers may hold at once, and whether one more could be scheduled now.
-  int64_t StepsInFlightLimit() const;
+  // Whether one more step could be scheduled now (fewer than max_steps_in_flight out, a free sequence).
   bool CanScheduleMore() const;
   bool RankStatsDue() const;
 
