@@ -95,10 +95,7 @@ class MpiCommunicator : public Communicator {
     return RecvStringWithTimeout(src, tag, bytes, kForever);
   }
   absl::Status RecvStringWhenIdle(int src, int tag, std::string* bytes) override {
-    int64_t n = 0;
-    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, kForever, /*relaxed=*/true); !s.ok()) return s;
-    bytes->resize(n);
-    return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
+    return RecvLengthAndString(src, tag, bytes, kForever, /*relaxed=*/true);
   }
   absl::Status PostString(int dest, int tag, std::string bytes) override {
     if (auto s = CompletePosted(); !s.ok()) return s;
@@ -133,10 +130,7 @@ class MpiCommunicator : public Communicator {
     }
   }
   absl::Status RecvStringWithTimeout(int src, int tag, std::string* bytes, absl::Duration timeout) override {
-    int64_t n = 0;
-    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, timeout, /*relaxed=*/timeout != kForever); !s.ok()) return s;
-    bytes->resize(n);
-    return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
+    return RecvLengthAndString(src, tag, bytes, timeout, /*relaxed=*/timeout != kForever);
   }
   absl::Status BroadcastString(int root, std::string* bytes) override {
     ScopedTimer t(&comm_seconds_);
@@ -192,6 +186,15 @@ class MpiCommunicator : public Communicator {
     int err = MPI_SUCCESS;
     WaitFor(&req, kForever, &err, /*relaxed=*/rank_ != root);
     return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "broadcast");
+  }
+
+  // A string as SendString / PostString send it: its length (waited for at most `timeout`, relaxed
+  // as WaitFor's), then its bytes.
+  absl::Status RecvLengthAndString(int src, int tag, std::string* bytes, absl::Duration timeout, bool relaxed) {
+    int64_t n = 0;
+    if (auto s = RecvWithTimeout(src, tag, &n, sizeof n, timeout, relaxed); !s.ok()) return s;
+    bytes->resize(n);
+    return n == 0 ? absl::OkStatus() : RecvWithTimeout(src, tag, bytes->data(), n, kForever);
   }
 
   // Drops the posted messages MPI is done with (oldest first); the first failed one's error.
