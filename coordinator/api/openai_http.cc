@@ -15,6 +15,7 @@
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/api/tokenize_endpoint.h"
 #include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
@@ -178,7 +179,8 @@ OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend
       serving_(serving),
       stopping_(stopping),
       threads_(threads > 0 ? threads : 16),
-      interval_(interval) {}
+      interval_(interval),
+      created_(absl::ToUnixSeconds(absl::Now())) {}
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
@@ -212,6 +214,23 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     res.set_content(metrics_->Render(engine_->GetLoad()), "text/plain; version=0.0.4; charset=utf-8");
   });
   server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });
+  // OpenAI's "retrieve model" (the SDKs' models.retrieve): any name the server accepts.
+  server_->Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    if (!frontend_->AcceptsModelName(name))
+      return SendError(res, absl::NotFoundError(absl::StrCat("The model '", name, "' does not exist (serving '",
+                                                              frontend_->model().name, "')")));
+    res.set_content(DumpJson(ModelJson(name)), "application/json");
+  });
+  // vLLM's tokenizer endpoints (tokenize_endpoint.h), also under /v1 as some servers put them.
+  for (const char* path : {"/tokenize", "/v1/tokenize"})
+    server_->Post(path, [this](const httplib::Request& req, httplib::Response& res) {
+      HandleTokenizer(req, res, &TokenizeBody);
+    });
+  for (const char* path : {"/detokenize", "/v1/detokenize"})
+    server_->Post(path, [this](const httplib::Request& req, httplib::Response& res) {
+      HandleTokenizer(req, res, &DetokenizeBody);
+    });
   server_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGenerate(Kind::kChat, req, res);
   });
@@ -236,8 +255,10 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     if (!res.body.empty()) return;
     // A known path with another method is 405 (with Allow), not "no route".
     std::string allow;
-    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions") allow = "POST, OPTIONS";
-    if (req.path == "/v1/models" || req.path == "/health" || req.path == "/metrics") allow = "GET, OPTIONS";
+    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || absl::EndsWith(req.path, "tokenize"))
+      allow = "POST, OPTIONS";
+    if (absl::StartsWith(req.path, "/v1/models") || req.path == "/health" || req.path == "/metrics")
+      allow = "GET, OPTIONS";
     if (res.status == 404 && !allow.empty()) {
       res.status = 405;
       res.set_header("Allow", allow);
@@ -291,21 +312,34 @@ void OpenAiHttpServer::Stop() {
   server_.reset();
 }
 
+nlohmann::json OpenAiHttpServer::ModelJson(const std::string& id) const {
+  const ServedModel& m = frontend_->model();
+  return {{"id", id},
+          {"object", "model"},
+          {"created", created_},
+          {"owned_by", "glm"},
+          {"root", m.name},
+          {"parent", nullptr},
+          {"max_model_len", m.max_context}};
+}
+
 void OpenAiHttpServer::HandleModels(httplib::Response& res) {
   const ServedModel& m = frontend_->model();
   json data = json::array();
-  auto add = [&](const std::string& id) {
-    data.push_back({{"id", id},
-                    {"object", "model"},
-                    {"created", 0},
-                    {"owned_by", "glm"},
-                    {"root", m.name},
-                    {"parent", nullptr},
-                    {"max_model_len", m.max_context}});
-  };
-  add(m.name);
-  for (const auto& a : m.aliases) add(a);
+  data.push_back(ModelJson(m.name));
+  for (const auto& a : m.aliases) data.push_back(ModelJson(a));
   res.set_content(DumpJson({{"object", "list"}, {"data", std::move(data)}}), "application/json");
+}
+
+void OpenAiHttpServer::HandleTokenizer(const httplib::Request& req, httplib::Response& res,
+                                       absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&,
+                                                                                 const nlohmann::json&)) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
+  if (auto s = CheckBodyDepth(body); !s.ok()) return SendError(res, s);
+  auto out = body_fn(*frontend_, body);
+  if (!out.ok()) return SendError(res, out.status());
+  res.set_content(DumpJson(*out), "application/json");
 }
 
 void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res) {

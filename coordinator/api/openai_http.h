@@ -7,11 +7,14 @@
 #define GLM_COORDINATOR_API_OPENAI_HTTP_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
 #include "coordinator/api/serving_metrics.h"
 #include "coordinator/api/text_frontend.h"
 #include "coordinator/scheduler/engine.h"
@@ -42,6 +45,11 @@ class OpenAiHttpServer {
   enum class Kind { kChat, kCompletions };
   void HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res);
   void HandleModels(httplib::Response& res);
+  // /tokenize and /detokenize: the body parsed, then `body_fn` (tokenize_endpoint.h).
+  void HandleTokenizer(const httplib::Request& req, httplib::Response& res,
+                       absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&, const nlohmann::json&));
+  // One entry of /v1/models (OpenAI's model object) under the name `id`.
+  nlohmann::json ModelJson(const std::string& id) const;
 
   scheduler::Engine* engine_;
   const TextFrontend* frontend_;
@@ -54,6 +62,8 @@ class OpenAiHttpServer {
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};  // the listening thread's accept loop has ended
   int port_ = 0;
+  // The models' "created" (Unix seconds): when this server started; clients sort and display it.
+  int64_t created_ = 0;
 };
 
 }  // namespace glm::api

@@ -48,13 +48,6 @@ absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* prese
   return absl::OkStatus();
 }
 
-absl::Status GetBool(const json& body, const char* key, bool* out) {
-  if (!Present(body, key)) return absl::OkStatus();
-  if (!body[key].is_boolean()) return InvalidField(key, "must be true or false");
-  *out = body[key].get<bool>();
-  return absl::OkStatus();
-}
-
 absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<int32_t>* out) {
   for (size_t i = 0; i < v.size(); ++i) {
     if (!v[i].is_number_integer()) return InvalidField(absl::StrCat(field, "[", i, "]"), "must be an integer token id");
@@ -131,9 +124,9 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
     if (!body["stop_token_ids"].is_array()) return InvalidField("stop_token_ids", "must be an array of token ids");
     GLM_API_RETURN_IF_ERROR(GetTokenIds(body["stop_token_ids"], "stop_token_ids", &a.stop_token_ids));
   }
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "ignore_eos", &a.ignore_eos));
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "skip_special_tokens", &a.skip_special_tokens));
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "include_stop_str_in_output", &a.include_stop_str_in_output));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "ignore_eos", &a.ignore_eos));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "skip_special_tokens", &a.skip_special_tokens));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "include_stop_str_in_output", &a.include_stop_str_in_output));
   int64_t n = 1;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "n", &n));
   if (n < 1 || n > kMaxChoices) return InvalidField("n", absl::StrCat("must be in [1, ", kMaxChoices, "]"));
@@ -141,7 +134,7 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
   int64_t best_of = 1;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "best_of", &best_of));
   if (best_of != 1) return InvalidField("best_of", "only best_of = 1 is supported");
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "stream", &r->stream));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "stream", &r->stream));
   if (Present(body, "stream_options")) {
     if (!body["stream_options"].is_object()) return InvalidField("stream_options", "must be an object");
     const json& so = body["stream_options"];
@@ -197,12 +190,12 @@ absl::Status ParseChat(const json& body, OpenAiRequest* r) {
       return InvalidField("tool_choice", absl::StrCat("'", choice, "' is not one of \"auto\", \"none\", \"required\""));
     if (choice == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
   }
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "add_generation_prompt", &a.add_generation_prompt));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_generation_prompt", &a.add_generation_prompt));
   if (Present(body, "chat_template_kwargs")) {
     if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");
     a.template_kwargs = body["chat_template_kwargs"];
   }
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "logprobs", &r->logprobs));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "logprobs", &r->logprobs));
   int64_t top = 0;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "top_logprobs", &top));
   if (top < 0 || top > TextFrontend::kMaxTopLogprobs)
@@ -253,7 +246,7 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
   } else {
     return InvalidField("prompt", "must be a string or an array of token ids");
   }
-  GLM_API_RETURN_IF_ERROR(GetBool(body, "echo", &r->echo));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "echo", &r->echo));
   if (Present(body, "suffix") && !(body["suffix"].is_string() && body["suffix"].get<std::string>().empty()))
     return InvalidField("suffix", "is not supported by this server");
   // The legacy completions API stops at 16 tokens unless told otherwise.
@@ -275,6 +268,13 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
 }
 
 }  // namespace
+
+absl::Status GetOptionalBool(const json& body, const char* key, bool* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  if (!body[key].is_boolean()) return InvalidField(key, "must be true or false");
+  *out = body[key].get<bool>();
+  return absl::OkStatus();
+}
 
 std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
