@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/api/api_status.h"
-#include "coordinator/api/client_connection.h"
+#include "coordinator/api/http_response.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/request_output.h"
@@ -24,11 +24,8 @@ namespace {
 
 using json = nlohmann::json;
 
+// How often a request waiting for its first choice's first token looks at the server's stop.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
-// A stream that has had nothing to send for this long (a long prefill, a queued request, tokens
-// held by --stream-interval) gets an SSE comment, which clients ignore: writing is the only way to
-// learn that the client hung up, and its generation must not run on for nobody.
-constexpr absl::Duration kStreamHeartbeat = absl::Seconds(1);
 constexpr size_t kMaxBodyBytes = 64u << 20;
 constexpr time_t kKeepAliveSeconds = 2;
 
@@ -90,82 +87,34 @@ void SendError(httplib::Response& res, const absl::Status& status, const std::st
   res.set_content(DumpJson(ErrorJson(status, code_override)), "application/json");
 }
 
-// One choice of a response: its engine request and the pieces that turn its events into JSON.
-struct Choice {
-  std::string id;  // the engine request id
-  std::shared_ptr<scheduler::RequestStream> stream;
-  std::unique_ptr<RequestOutput> output;
-  std::unique_ptr<OpenAiResponseBuilder> builder;
-  std::unique_ptr<RequestTracker> tracker;
-  bool finished = false;
-  std::optional<scheduler::GenerationEvent> pending;  // taken from the stream early, not yet consumed
-};
+// OpenAI chat/completions bodies: one builder per choice (they point into the request, which
+// the format owns for as long as the response lives).
+class OpenAiFormat : public ResponseFormat {
+ public:
+  OpenAiFormat(std::unique_ptr<OpenAiRequest> request, size_t choices)
+      : request_(std::move(request)), builders_(choices) {}
+  std::unique_ptr<OpenAiResponseBuilder>& builder(size_t choice) { return builders_[choice]; }
 
-// A response's state (all its choices), shared by the streaming content provider and its
-// releaser.
-struct ResponseState {
-  std::unique_ptr<OpenAiRequest> request;
-  std::vector<Choice> choices;
-  bool done = false;
-  absl::Time last_write = absl::Now();  // streaming: when the client was last written to
+  void Accumulate(size_t choice, const OutputDelta& delta) override { builders_[choice]->Accumulate(delta); }
+  json Final() const override { return OpenAiResponseBuilder::FinalOf(Builders()); }
+  std::string StreamChunks(size_t choice, const OutputDelta& delta, bool last) override {
+    std::string chunks = builders_[choice]->StreamChoiceChunks(delta);
+    if (last) chunks += builders_.front()->StreamEnd(OpenAiResponseBuilder::UsageOf(Builders()));
+    return chunks;
+  }
+  std::string StreamError(const absl::Status& status) const override {
+    return OpenAiResponseBuilder::StreamError(ErrorJson(status));
+  }
+  void SendError(httplib::Response& res, const absl::Status& status) const override { api::SendError(res, status); }
 
-  void AbortUnfinished(scheduler::Engine* engine) {
-    for (Choice& c : choices)
-      if (c.stream != nullptr && !c.finished) engine->AbortStream(*c.stream);
-  }
-  bool AllFinished() const {
-    for (const Choice& c : choices)
-      if (!c.finished) return false;
-    return true;
-  }
-  // Whether the engine has produced every choice's last event (its output may still be unread).
-  // Stopping cuts a response that is still generating, not one a drain let finish.
-  bool AllProduced() const {
-    for (const Choice& c : choices)
-      if (!c.finished && (c.stream == nullptr || !c.stream->finished())) return false;
-    return true;
-  }
+ private:
   std::vector<const OpenAiResponseBuilder*> Builders() const {
     std::vector<const OpenAiResponseBuilder*> b;
-    for (const Choice& c : choices) b.push_back(c.builder.get());
+    for (const auto& builder : builders_) b.push_back(builder.get());
     return b;
   }
-  // Waits (up to `wait` when nothing is ready) for the next event of any unfinished choice and
-  // turns it into a delta; false when none came. *which is the choice.
-  absl::StatusOr<bool> Next(scheduler::Engine* engine, absl::Duration wait, size_t* which, OutputDelta* delta) {
-    for (int pass = 0; pass < 2; ++pass) {
-      for (size_t i = 0; i < choices.size(); ++i) {
-        Choice& c = choices[i];
-        if (c.finished) continue;
-        scheduler::GenerationEvent event;
-        // First a sweep that takes what is ready; then one bounded wait on the first unfinished.
-        if (c.pending.has_value()) {
-          event = *std::move(c.pending);
-          c.pending.reset();
-        } else if (!c.stream->Next(&event, pass == 0 ? absl::ZeroDuration() : wait)) {
-          if (pass == 1) return false;
-          continue;
-        }
-        auto d = c.output->ConsumeReleased(event, *c.stream);  // one chunk per released group
-        if (!d.ok()) {
-          engine->AbortStream(*c.stream);  // an output error ends the request on the workers too (a no-op if it failed there)
-          c.finished = true;
-          c.tracker->Finish(FailureFinishReason(d.status()));  // the engine's deadline or shutdown is an abort
-          return d.status();
-        }
-        if (d->stop_string_matched) engine->AbortStream(*c.stream);
-        c.tracker->OnTokens(static_cast<int>(d->tokens.size()), d->first_token_time);
-        if (d->finished) {
-          c.finished = true;
-          c.tracker->Finish(d->finish_reason);
-        }
-        *which = i;
-        *delta = *std::move(d);
-        return true;
-      }
-    }
-    return false;
-  }
+  std::unique_ptr<OpenAiRequest> request_;
+  std::vector<std::unique_ptr<OpenAiResponseBuilder>> builders_;
 };
 
 }  // namespace
@@ -360,7 +309,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
   auto parsed = ParseOpenAiRequest(endpoint, body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
-  auto request = std::make_unique<OpenAiRequest>(std::move(*parsed));
+  auto owned_request = std::make_unique<OpenAiRequest>(std::move(*parsed));
+  OpenAiRequest* request = owned_request.get();
   if (!frontend_->AcceptsModelName(request->model))
     return reject(absl::NotFoundError(absl::StrCat("The model '", request->model, "' does not exist (serving '",
                                                    frontend_->model().name, "')")));
@@ -398,7 +348,11 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   // One engine request per choice: choice k = prompt · n + i continues prompt `prompt`; ids
   // id, id-1, ...; seeds seed + i when the client gave one.
   auto state = std::make_shared<ResponseState>();
-  state->choices.resize(prepared.size() * request->n);
+  const size_t n_choices = prepared.size() * request->n;
+  state->choices.resize(n_choices);
+  auto owned_format = std::make_unique<OpenAiFormat>(std::move(owned_request), n_choices);
+  OpenAiFormat* format = owned_format.get();
+  state->format = std::move(owned_format);
   const int64_t created = absl::ToUnixSeconds(absl::Now());
   const char* api_kind = kind == Kind::kChat ? "openai-chat" : "openai-completions";
   auto submit = [&](size_t p, int i) -> absl::Status {
@@ -408,7 +362,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
     // The prompt is scored once, by its first choice; the others start from its cached blocks.
     if (i > 0) g.sampling.prompt_logprobs = -1;
-    Choice& c = state->choices[k];
+    ResponseChoice& c = state->choices[k];
     c.id = g.request_id;
     // A prompt counts once in the token metrics, on its first choice.
     c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
@@ -421,15 +375,15 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     c.stream = std::move(*stream);
     c.stream->SetInterval(interval_);
     c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
-    c.builder = std::make_unique<OpenAiResponseBuilder>(request.get(), frontend_, id, created, k, static_cast<int>(p));
+    auto& builder = format->builder(k);
+    builder = std::make_unique<OpenAiResponseBuilder>(request, frontend_, id, created, k, static_cast<int>(p));
     if (request->echo)
-      c.builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt,
-                               state->choices[p * request->n].builder.get());
+      builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt, format->builder(p * request->n).get());
     return absl::OkStatus();
   };
   auto fail = [&](const absl::Status& status) {
     state->AbortUnfinished(engine_);
-    for (Choice& c : state->choices)
+    for (ResponseChoice& c : state->choices)
       if (c.tracker != nullptr) c.tracker->Finish("abort");
     SendError(res, status);
   };
@@ -439,7 +393,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   for (size_t p = 0; p < prepared.size(); ++p)
     if (auto s = submit(p, 0); !s.ok()) return fail(s);
   for (size_t p = 0; p < prepared.size() && request->n > 1; ++p) {
-    Choice& first = state->choices[p * request->n];
+    ResponseChoice& first = state->choices[p * request->n];
     for (scheduler::GenerationEvent e; !first.pending.has_value();) {
       if (stopping_->load()) return fail(scheduler::ShuttingDownError());
       if (first.stream->Next(&e, kPollInterval)) first.pending = std::move(e);
@@ -447,100 +401,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     for (int i = 1; i < request->n; ++i)
       if (auto s = submit(p, i); !s.ok()) return fail(s);
   }
-  state->request = std::move(request);
-
-  if (!state->request->stream) {
-    // Non-streaming: wait for the end, watching the connection: a client that hung up (timed out
-    // and retried, say) must not leave its generation running for nobody.
-    const std::optional<ClientConnection> client =
-        ClientConnection::Find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
-    while (!state->AllFinished()) {
-      if (client.has_value() && client->Closed()) {
-        state->AbortUnfinished(engine_);
-        res.status = 499;  // nginx's "client closed request": nobody reads it
-        return;
-      }
-      if (stopping_->load() && !state->AllProduced()) {
-        state->AbortUnfinished(engine_);
-        return SendError(res, scheduler::ShuttingDownError());
-      }
-      size_t which = 0;
-      OutputDelta delta;
-      auto got = state->Next(engine_, kPollInterval, &which, &delta);
-      if (!got.ok()) {
-        state->AbortUnfinished(engine_);
-        return SendError(res, got.status());
-      }
-      if (*got) state->choices[which].builder->Accumulate(delta);
-    }
-    res.set_content(DumpJson(OpenAiResponseBuilder::FinalOf(state->Builders())), "application/json");
-    return;
-  }
-
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Request-Id", id);
-  scheduler::Engine* engine = engine_;
-  const std::atomic<bool>* stopping = stopping_;
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [state, engine, stopping](size_t, httplib::DataSink& sink) -> bool {
-        auto write = [&](const std::string& s) {
-          if (s.empty()) return true;
-          state->last_write = absl::Now();
-          return sink.write(s.data(), s.size());
-        };
-        if (state->done) {
-          sink.done();
-          return true;
-        }
-        if (stopping->load() && !state->AllProduced()) {
-          state->AbortUnfinished(engine);
-          state->done = true;
-          write(OpenAiResponseBuilder::StreamError(ErrorJson(scheduler::ShuttingDownError())));
-          sink.done();
-          return true;
-        }
-        size_t which = 0;
-        OutputDelta delta;
-        // Returning true without writing makes httplib call again: the wait bounds the loop.
-        auto got = state->Next(engine, kPollInterval, &which, &delta);
-        if (!got.ok()) {
-          state->AbortUnfinished(engine);
-          state->done = true;
-          write(OpenAiResponseBuilder::StreamError(ErrorJson(got.status())));
-          sink.done();
-          return true;
-        }
-        if (!*got) {
-          if (absl::Now() - state->last_write < kStreamHeartbeat) return true;
-          if (write(": keep-alive\n\n")) return true;
-          state->AbortUnfinished(engine);  // the client went away while there was nothing to send
-          state->done = true;
-          return false;
-        }
-        std::string chunks = state->choices[which].builder->StreamChoiceChunks(delta);
-        const bool last = state->AllFinished();
-        if (last) {
-          state->done = true;
-          chunks += state->choices.front().builder->StreamEnd(OpenAiResponseBuilder::UsageOf(state->Builders()));
-        }
-        if (!write(chunks)) {
-          // The client went away: free the KV blocks now rather than at the length limit.
-          state->AbortUnfinished(engine);
-          state->done = true;
-          return false;
-        }
-        if (last) sink.done();
-        return true;
-      },
-      [state, engine](bool) {
-        // The response is gone (finished, failed write, or server stop): unfinished choices
-        // must not keep generating for nobody.
-        if (!state->done) {
-          state->AbortUnfinished(engine);
-          state->done = true;
-        }
-      });
+  SendResponse(state, request->stream, id, engine_, stopping_, req, res);
 }
 
 }  // namespace glm::api

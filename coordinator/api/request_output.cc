@@ -29,17 +29,18 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   if (next.first_tokens && !into->first_tokens) into->first_token_time = next.first_token_time;
   into->first_tokens = into->first_tokens || next.first_tokens;
   into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
+  if (next.stop_string_matched) into->matched_stop = std::move(next.matched_stop);
   if (next.finished) {
     into->finished = true;
     into->finish_reason = std::move(next.finish_reason);
   }
 }
 
-// "call_<16 hex digits>_": 64 random bits, as OpenAI and vLLM ids are random.
-std::string RandomToolCallIdPrefix() {
+// "call_<16 hex digits>_" (or another head): 64 random bits, as OpenAI and vLLM ids are random.
+std::string RandomToolCallIdPrefix(absl::string_view head) {
   thread_local std::random_device rd;
   const uint64_t bits = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  return absl::StrCat("call_", absl::Hex(bits, absl::kZeroPad16), "_");
+  return absl::StrCat(head, "_", absl::Hex(bits, absl::kZeroPad16), "_");
 }
 
 }  // namespace
@@ -60,7 +61,7 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
     po.starts_in_reasoning = options_.starts_in_reasoning;
     po.tools = options_.tools;
     po.parse_tool_calls = options_.tools.is_array() && !options_.tools.empty();
-    po.id_prefix = options_.tool_call_id_prefix.empty() ? RandomToolCallIdPrefix() : options_.tool_call_id_prefix;
+    po.id_prefix = options_.tool_call_id_prefix.empty() ? RandomToolCallIdPrefix(options_.tool_call_id_head) : options_.tool_call_id_prefix;
     parser_ = std::make_unique<tokenizer::ToolCallParser>(std::move(po));
   } else {
     detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, options_.skip_special_tokens);
@@ -169,10 +170,12 @@ absl::Status RequestOutput::EmitText(const std::string& text, bool final, Output
   // The earliest match of any stop string wins; emitted text never held a complete match, so
   // any match lies inside pending_.
   size_t match = std::string::npos, match_size = 0;
+  const std::string* matched = nullptr;
   for (const std::string& stop : options_.stop) {
     if (const size_t at = pending_.find(stop); at < match) {
       match = at;
       match_size = stop.size();
+      matched = &stop;
     }
   }
   if (match != std::string::npos) {
@@ -182,6 +185,7 @@ absl::Status RequestOutput::EmitText(const std::string& text, bool final, Output
     finished_ = true;
     delta->finished = true;
     delta->stop_string_matched = true;
+    delta->matched_stop = *matched;
     delta->finish_reason = tool_calls_ > 0 ? "tool_calls" : "stop";
     return absl::OkStatus();
   }

@@ -39,6 +39,7 @@ struct OutputOptions {
   // draws its own "call_<16 random hex digits>_", so ids never repeat across requests or
   // choices (a `tool` message's tool_call_id must name one call of the transcript).
   std::string tool_call_id_prefix;
+  std::string tool_call_id_head = "call";  // the random prefix's head: "call" (OpenAI), "toolu" (Anthropic)
 };
 
 // What one engine event adds for the client.
@@ -59,6 +60,7 @@ struct OutputDelta {
   // A stop string ended the request here: the caller must Abort it in the engine (the engine
   // knows nothing of strings) and stop reading its stream.
   bool stop_string_matched = false;
+  std::string matched_stop;         // with stop_string_matched: which stop string (Anthropic's stop_sequence)
 };
 
 class RequestOutput {

@@ -103,6 +103,7 @@ TEST_F(RequestOutputTest, StopStringSplitAcrossTokensIsHeldBackThenCut) {
   }
   EXPECT_EQ(all, "abc ");
   EXPECT_TRUE(last.stop_string_matched);
+  EXPECT_EQ(last.matched_stop, "<END>");
   EXPECT_EQ(last.finish_reason, "stop");
   EXPECT_TRUE(out.finished());
 }
@@ -136,6 +137,8 @@ TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) 
     auto d = batched.Consume(e);
     ASSERT_TRUE(d.ok()) << d.status();
     EXPECT_TRUE(d->stop_string_matched);
+    EXPECT_EQ(d->matched_stop, single_last.matched_stop) << stops[0];
+    EXPECT_TRUE(d->matched_stop == stops[0] || d->matched_stop == stops[1]) << d->matched_stop;
     EXPECT_EQ(d->text, single_text) << stops[0];
     EXPECT_EQ(d->tokens.size(), single_tokens) << stops[0];
     EXPECT_EQ(d->logprobs.size(), single_tokens);
