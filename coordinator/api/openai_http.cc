@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "coordinator/api/anthropic_http.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/http_response.h"
 #include "coordinator/api/json_depth.h"
@@ -129,7 +130,8 @@ OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend
       stopping_(stopping),
       threads_(threads > 0 ? threads : 16),
       interval_(interval),
-      created_(absl::ToUnixSeconds(absl::Now())) {}
+      created_(absl::ToUnixSeconds(absl::Now())),
+      anthropic_(std::make_unique<AnthropicMessagesEndpoint>(engine, frontend, metrics, stopping, interval)) {}
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
@@ -171,6 +173,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
                                                               frontend_->model().name, "')")));
     res.set_content(DumpJson(ModelJson(name)), "application/json");
   });
+  // Anthropic's Messages API (anthropic_http.h), for Anthropic-API agent harnesses.
+  anthropic_->Register(server_.get());
   // vLLM's tokenizer endpoints (tokenize_endpoint.h), also under /v1 as some servers put them.
   for (const char* path : {"/tokenize", "/v1/tokenize"})
     server_->Post(path, [this](const httplib::Request& req, httplib::Response& res) {
@@ -204,7 +208,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     if (!res.body.empty()) return;
     // A known path with another method is 405 (with Allow), not "no route".
     std::string allow;
-    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || absl::EndsWith(req.path, "tokenize"))
+    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || absl::EndsWith(req.path, "tokenize") ||
+        absl::StartsWith(req.path, "/v1/messages"))
       allow = "POST, OPTIONS";
     if (absl::StartsWith(req.path, "/v1/models") || req.path == "/health" || req.path == "/metrics")
       allow = "GET, OPTIONS";

@@ -1,5 +1,6 @@
 // The OpenAI-compatible HTTP front end (cpp-httplib): /v1/models, /v1/chat/completions,
-// /v1/completions (streaming as server-sent events and not), /health and /metrics. Each request
+// /v1/completions (streaming as server-sent events and not), /health and /metrics, plus vLLM's
+// /tokenize and /detokenize and Anthropic's /v1/messages (anthropic_http.h). Each request
 // runs on one of the server's pool threads; a streaming response pulls engine events from
 // inside httplib's chunked content provider, so a failed write (the client went away) aborts
 // the request in the engine.
@@ -26,6 +27,8 @@ struct Response;
 }  // namespace httplib
 
 namespace glm::api {
+
+class AnthropicMessagesEndpoint;
 
 class OpenAiHttpServer {
  public:
@@ -64,6 +67,7 @@ class OpenAiHttpServer {
   int port_ = 0;
   // The models' "created" (Unix seconds): when this server started; clients sort and display it.
   int64_t created_ = 0;
+  std::unique_ptr<AnthropicMessagesEndpoint> anthropic_;  // /v1/messages on the same server
 };
 
 }  // namespace glm::api

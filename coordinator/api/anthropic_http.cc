@@ -1,0 +1,128 @@
+#include "coordinator/api/anthropic_http.h"
+
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/api/anthropic_protocol.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/api/http_response.h"
+#include "coordinator/api/json_depth.h"
+#include "coordinator/api/openai_protocol.h"
+#include "coordinator/scheduler/engine_errors.h"
+
+namespace glm::api {
+namespace {
+
+using json = nlohmann::json;
+
+void SendAnthropicError(httplib::Response& res, absl::Status status) {
+  // Anthropic clients compact a conversation when told "prompt is too long"; the request as sent
+  // can never run (400, not a retryable 429).
+  if (scheduler::ExceedsKvCache(status) || ExceedsContext(status))
+    status = absl::InvalidArgumentError(absl::StrCat("prompt is too long: ", status.message()));
+  int http = 500;
+  json body = AnthropicErrorJson(status, &http);
+  res.status = http;
+  if (http == 429 || http == 529) res.set_header("Retry-After", "1");
+  res.set_content(DumpJson(body), "application/json");
+}
+
+// One message (Anthropic requests have one choice).
+class AnthropicFormat : public ResponseFormat {
+ public:
+  AnthropicFormat(std::string id, std::string model) : builder_(std::move(id), std::move(model)) {}
+  void Accumulate(size_t, const OutputDelta& delta) override { builder_.Accumulate(delta); }
+  json Final() const override { return builder_.Final(); }
+  std::string StreamChunks(size_t, const OutputDelta& delta, bool) override { return builder_.StreamEvents(delta); }
+  std::string StreamError(const absl::Status& status) const override {
+    return AnthropicResponseBuilder::StreamError(status);
+  }
+  void SendError(httplib::Response& res, const absl::Status& status) const override {
+    SendAnthropicError(res, status);
+  }
+
+ private:
+  AnthropicResponseBuilder builder_;
+};
+
+}  // namespace
+
+AnthropicMessagesEndpoint::AnthropicMessagesEndpoint(scheduler::Engine* engine, const TextFrontend* frontend,
+                                                     ServingMetrics* metrics, const std::atomic<bool>* stopping,
+                                                     scheduler::StreamInterval interval)
+    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping), interval_(interval) {}
+
+void AnthropicMessagesEndpoint::Register(httplib::Server* server) {
+  server->Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleMessages(req, res);
+  });
+  server->Post("/v1/messages/count_tokens", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleCountTokens(req, res);
+  });
+}
+
+void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, httplib::Response& res) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return SendAnthropicError(res, InvalidField("body", "is not valid JSON"));
+  if (auto s = CheckBodyDepth(body); !s.ok()) return SendAnthropicError(res, s);
+  auto parsed = ParseAnthropicRequest(body, frontend_->model().name, /*count_only=*/true);
+  if (!parsed.ok()) return SendAnthropicError(res, parsed.status());
+  if (!frontend_->AcceptsModelName(parsed->model))
+    return SendAnthropicError(res, absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
+                                                                    frontend_->model().name, "')")));
+  const ApiRequest& a = parsed->api;
+  // Rendered and encoded as a generation would be (TextFrontend::Prepare's chat path), so the
+  // count is the input the model would read; a prompt longer than the context is still counted.
+  auto text = frontend_->RenderChat(a.messages, a.tools, a.add_generation_prompt, a.template_kwargs, a.input_field,
+                                    a.tools_field);
+  if (!text.ok()) return SendAnthropicError(res, text.status());
+  auto ids = frontend_->EncodeText(*text, /*add_special_tokens=*/false, "messages");
+  if (!ids.ok()) return SendAnthropicError(res, ids.status());
+  res.set_content(DumpJson({{"input_tokens", ids->size()}}), "application/json");
+}
+
+void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, httplib::Response& res) {
+  // Refusals count as "rejected" and are logged, as on the OpenAI endpoints.
+  auto reject = [&](const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    LogRequestEvent("request_rejected", "",
+                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+    SendAnthropicError(res, status);
+  };
+  if (stopping_->load()) return reject(scheduler::ShuttingDownError());
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
+  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
+  auto parsed = ParseAnthropicRequest(body, frontend_->model().name);
+  if (!parsed.ok()) return reject(parsed.status());
+  if (!frontend_->AcceptsModelName(parsed->model))
+    return reject(absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
+                                                   frontend_->model().name, "')")));
+  const std::string id = frontend_->NewRequestId("msg");
+  parsed->api.request_id = id;
+  auto prepared = frontend_->Prepare(parsed->api);
+  if (!prepared.ok()) return reject(prepared.status());
+  prepared->output.tool_call_id_head = "toolu";
+
+  auto state = std::make_shared<ResponseState>();
+  state->format = std::make_unique<AnthropicFormat>(id, parsed->model);
+  ResponseChoice& c = state->choices.emplace_back();
+  c.id = id;
+  c.tracker = std::make_unique<RequestTracker>(metrics_, id, "anthropic-messages",
+                                               static_cast<int>(prepared->engine_request.prompt.size()));
+  auto stream = engine_->Submit(std::move(prepared->engine_request));
+  if (!stream.ok()) {
+    c.tracker->Finish("rejected");
+    return SendAnthropicError(res, stream.status());
+  }
+  c.stream = std::move(*stream);
+  c.stream->SetInterval(interval_);
+  c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
+  SendResponse(state, parsed->stream, id, engine_, stopping_, req, res);
+}
+
+}  // namespace glm::api
