@@ -375,6 +375,16 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   auto j = nlohmann::json::parse(chat->body);
   EXPECT_EQ(j["model"], "my-favourite-model");
   EXPECT_EQ(j["usage"]["completion_tokens"], 16);
+  // Anthropic's Messages API on the same port: the same greedy conversation, the same text.
+  nlohmann::json anthropic = {{"model", "claude-sonnet-4-5"}, {"max_tokens", 16}, {"temperature", 0},
+                              {"messages", body["messages"]}};
+  auto message = http.Post("/v1/messages", anthropic.dump(), "application/json");
+  ASSERT_TRUE(message);
+  ASSERT_EQ(message->status, 200) << message->body;
+  auto m = nlohmann::json::parse(message->body);
+  EXPECT_EQ(m["content"][0]["text"], j["choices"][0]["message"]["content"]) << message->body;
+  EXPECT_EQ(m["usage"]["output_tokens"], 16);
+  EXPECT_EQ(m["stop_reason"], "max_tokens");
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");
