@@ -185,6 +185,11 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   }
   for (size_t i = 0; i < body["messages"].size(); ++i)
     if (auto s = TranslateMessage(body["messages"][i], absl::StrCat("messages[", i, "]"), &messages); !s.ok()) return s;
+  // A conversation that ends with the assistant's own words is a prefill: the reply continues
+  // that text (Anthropic's semantics), so no new assistant turn is opened after it. GLM templates
+  // close a turn only by starting the next, so the rendered prompt ends inside the message.
+  if (messages.back()["role"] == "assistant" && !messages.back().contains("tool_calls"))
+    a.add_generation_prompt = false;
   a.messages = std::move(messages);
 
   if (Present(body, "tools")) {

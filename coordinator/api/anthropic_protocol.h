@@ -6,7 +6,8 @@
 // input): `system` becomes a system message; an assistant's `tool_use` blocks its tool_calls (the
 // `input` object as the arguments JSON) and its `thinking` blocks its reasoning_content; a user's
 // `tool_result` blocks become tool messages, in block order. `tools` ({name, description,
-// input_schema}) become OpenAI function tools. Image and document blocks, server tools and a
+// input_schema}) become OpenAI function tools. A last assistant message is a prefill: the reply
+// continues it (no new assistant turn is opened). Image and document blocks, server tools and a
 // forced tool_choice ("any", "tool") are refused with the field named: they cannot be honoured.
 //
 // The response maps the chat output back: reasoning → a `thinking` block, content → a `text`

@@ -59,6 +59,7 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
     }
     tokenizer::ToolCallParser::Options po;
     po.starts_in_reasoning = options_.starts_in_reasoning;
+    po.trim_reply_start = !options_.continues_message;
     po.tools = options_.tools;
     po.parse_tool_calls = options_.tools.is_array() && !options_.tools.empty();
     po.id_prefix = options_.tool_call_id_prefix.empty() ? RandomToolCallIdPrefix(options_.tool_call_id_head) : options_.tool_call_id_prefix;

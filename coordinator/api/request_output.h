@@ -32,6 +32,7 @@ struct OutputOptions {
   // even though they are special; other special tokens are still dropped.
   bool parse_chat = false;
   bool starts_in_reasoning = false;        // the prompt ended with an open <think>
+  bool continues_message = false;          // the prompt ends inside an assistant message (a prefill)
   // OpenAI tools, for argument typing. Null or empty (no tools, or tool_choice "none"): tool
   // calls are not parsed, their markup stays content (as vLLM does).
   nlohmann::json tools;

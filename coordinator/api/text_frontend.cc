@@ -245,6 +245,10 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       out.output.tools = r.tools;
       absl::string_view tail = absl::StripTrailingAsciiWhitespace(*text);
       out.output.starts_in_reasoning = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
+      // No generation prompt after an assistant message: the reply continues that message
+      // (vLLM's continue_final_message, Anthropic's prefill), leading newlines included.
+      out.output.continues_message = !r.add_generation_prompt && r.messages.is_array() && !r.messages.empty() &&
+                                     r.messages.back().is_object() && r.messages.back().value("role", "") == "assistant";
       break;
     }
   }

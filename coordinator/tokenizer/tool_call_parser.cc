@@ -44,7 +44,8 @@ size_t HeldBackLength(std::string_view text, std::initializer_list<std::string_v
 
 ToolCallParser::ToolCallParser(Options options)
     : options_(std::move(options)),
-      state_(options_.starts_in_reasoning ? State::kReasoning : State::kContent) {}
+      state_(options_.starts_in_reasoning ? State::kReasoning : State::kContent),
+      trim_leading_ws_(options_.trim_reply_start) {}
 
 bool ToolCallParser::IsStringParameter(const std::string& function, const std::string& key) const {
   if (!options_.tools.is_array()) return false;

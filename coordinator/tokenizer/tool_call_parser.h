@@ -49,6 +49,10 @@ class ToolCallParser {
     // "none", as vLLM does); reasoning is still split off.
     bool parse_tool_calls = true;
     std::string id_prefix = "call_";
+    // False when the prompt ends inside the assistant's own message (a prefill the reply
+    // continues): then the reply's first characters, newlines included, are that message's
+    // continuation, not the blank lines GLM writes at the start of a turn.
+    bool trim_reply_start = true;
   };
 
   ToolCallParser() : ToolCallParser(Options{}) {}

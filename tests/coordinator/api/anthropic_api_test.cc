@@ -213,7 +213,9 @@ TEST_F(AnthropicApiTest, StreamedTextBlocksAndUsage) {
   for (const auto& [name, e] : events) {
     if (name == "content_block_start") ++open;
     if (name == "content_block_stop") --open;
-    if (name == "message_delta") EXPECT_EQ(open, 0);
+    if (name == "message_delta") {
+      EXPECT_EQ(open, 0);
+    }
   }
 }
 
@@ -229,6 +231,26 @@ TEST_F(AnthropicApiTest, StopSequenceAndMaxTokensStopReasons) {
   json cut = Message({{"max_tokens", 2}, {"messages", {{{"role", "user"}, {"content", "go"}}}}});
   EXPECT_EQ(cut["stop_reason"], "max_tokens");
   EXPECT_EQ(cut["usage"]["output_tokens"], 2);
+}
+
+// A conversation ending with an assistant message continues it (Anthropic's prefill): the prompt
+// is the chat template's rendering without a new assistant turn.
+TEST_F(AnthropicApiTest, LastAssistantMessageIsAPrefill) {
+  const json messages = {{{"role", "user"}, {"content", "Write a sort function."}},
+                         {{"role", "assistant"}, {"content", "def sort_list(xs):"}}};
+  ScriptText("\n    return sorted(xs)");
+  json m = Message({{"max_tokens", 16}, {"messages", messages}});
+  EXPECT_EQ(m["content"][0]["text"], "\n    return sorted(xs)") << m;
+  const std::vector<int32_t> prompt = LastPrompt();
+  EXPECT_EQ(OpenAiChatPrompt({{"messages", messages}, {"add_generation_prompt", false}}), prompt);
+  EXPECT_NE(OpenAiChatPrompt({{"messages", messages}}), prompt);
+  // The OpenAI chat without a generation prompt continues the message the same way (vLLM's
+  // continue_final_message): the reply's leading newline is content there too.
+  ScriptText("\n    return sorted(xs)");
+  auto res = Post("/v1/chat/completions", {{"messages", messages}, {"add_generation_prompt", false}});
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["choices"][0]["message"]["content"], "\n    return sorted(xs)");
 }
 
 // GLM chat templates switch reasoning with the enable_thinking kwarg; Anthropic's `thinking`

@@ -142,9 +142,6 @@ TEST(ToolCallParserTest, NoReasoningNoCalls) {
   EXPECT_TRUE(r.calls.empty());
 }
 
-// A call without </tool_call> at the end of generation (max_tokens, a stop string) used to come
-// back as a call with whatever name and arguments it had reached, e.g. {"q":"ca"}; clients run
-// what is in tool_calls, so it is content now, wherever the cut fell.
 TEST(ToolCallParserTest, LeadingBlankLinesGoTheFirstLinesIndentationStays) {
   // A code reply: GLM's newline after <|assistant|> goes, the first line's indentation stays.
   EXPECT_EQ(Parse({"\n    return x\n"}).content, "    return x\n");
@@ -161,6 +158,20 @@ TEST(ToolCallParserTest, LeadingBlankLinesGoTheFirstLinesIndentationStays) {
   ExpectSplitInvariant("<think>\n  a\n</think>\n\t\n  b<tool_call>g\n</tool_call>\n   c");
 }
 
+// A prefill (the prompt ends inside the assistant's message): the reply continues it, so its
+// leading newlines are content; after a later </think> or call the usual trimming applies.
+TEST(ToolCallParserTest, AContinuedMessageKeepsItsLeadingNewlines) {
+  ToolCallParser::Options continued;
+  continued.trim_reply_start = false;
+  EXPECT_EQ(Parse({"\n    return x\n"}, continued).content, "\n    return x\n");
+  EXPECT_EQ(Parse({"\n", "\n  ", "y"}, continued).content, "\n\n  y");
+  EXPECT_EQ(Parse({"\n<tool_call>f\n</tool_call>\n\n  after"}, continued).content, "\n  after");
+  ExpectSplitInvariant("\n \n    def f():\n        pass\n", continued);
+}
+
+// A call without </tool_call> at the end of generation (max_tokens, a stop string) used to come
+// back as a call with whatever name and arguments it had reached, e.g. {"q":"ca"}; clients run
+// what is in tool_calls, so it is content now, wherever the cut fell.
 TEST(ToolCallParserTest, UnterminatedCallAtEndIsContent) {
   for (const std::string text : {"<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>cats</arg_value>\n",
                                  "<tool_call>search\n<arg_key>q</arg_key>\n<arg_value>ca",  // inside a value
