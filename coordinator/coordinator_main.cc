@@ -398,15 +398,18 @@ int main(int argc, char** argv) {
   std::thread watcher([stop_signals, engine_ptr, api_ptr, drain_timeout_s]() mutable {
     int sig = 0;
     if (sigwait(&stop_signals, &sig) != 0 || sig == SIGUSR2) return;
-    api_ptr->SetServing(false);
+    // The engine refuses new requests before health says NOT_SERVING: a client that saw the
+    // NOT_SERVING must not get a request accepted (the other order left a window for one).
     if (drain_timeout_s == 0) {
-      Log(absl::StrCat("signal ", sig, ": shutting down"));
       engine_ptr->Shutdown(/*drain=*/false);
+      api_ptr->SetServing(false);
+      Log(absl::StrCat("signal ", sig, ": shutting down"));
       return;
     }
+    engine_ptr->Shutdown(/*drain=*/true);
+    api_ptr->SetServing(false);
     Log(absl::StrCat("signal ", sig, ": draining (running requests may finish for up to ", drain_timeout_s,
                      " s; signal again to stop at once)"));
-    engine_ptr->Shutdown(/*drain=*/true);
     const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout_s);
     int again = -1;
     do {
