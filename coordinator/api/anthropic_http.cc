@@ -38,7 +38,7 @@ class AnthropicFormat : public ResponseFormat {
   void Accumulate(size_t, const OutputDelta& delta) override { builder_.Accumulate(delta); }
   json Final() const override { return builder_.Final(); }
   std::string StreamChunks(size_t, const OutputDelta& delta, bool) override { return builder_.StreamEvents(delta); }
-  std::string StreamError(const absl::Status& status) const override {
+  std::string StreamError(const absl::Status& status) override {
     return AnthropicResponseBuilder::StreamError(status);
   }
   void SendError(httplib::Response& res, const absl::Status& status) const override {

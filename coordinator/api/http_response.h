@@ -48,7 +48,7 @@ class ResponseFormat {
   // (the stream's end follows it).
   virtual std::string StreamChunks(size_t choice, const OutputDelta& delta, bool last) = 0;
   // Streaming failure after the headers went out.
-  virtual std::string StreamError(const absl::Status& status) const = 0;
+  virtual std::string StreamError(const absl::Status& status) = 0;
   // A failure before any output: the API's error response.
   virtual void SendError(httplib::Response& res, const absl::Status& status) const = 0;
 };

@@ -15,6 +15,7 @@
 #include "coordinator/api/http_response.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
+#include "coordinator/api/openai_responses.h"
 #include "coordinator/api/request_output.h"
 #include "coordinator/api/tokenize_endpoint.h"
 #include "coordinator/scheduler/engine_errors.h"
@@ -103,7 +104,7 @@ class OpenAiFormat : public ResponseFormat {
     if (last) chunks += builders_.front()->StreamEnd(OpenAiResponseBuilder::UsageOf(Builders()));
     return chunks;
   }
-  std::string StreamError(const absl::Status& status) const override {
+  std::string StreamError(const absl::Status& status) override {
     return OpenAiResponseBuilder::StreamError(ErrorJson(status));
   }
   void SendError(httplib::Response& res, const absl::Status& status) const override { api::SendError(res, status); }
@@ -116,6 +117,23 @@ class OpenAiFormat : public ResponseFormat {
   }
   std::unique_ptr<OpenAiRequest> request_;
   std::vector<std::unique_ptr<OpenAiResponseBuilder>> builders_;
+};
+
+// A Responses API body (one response, one choice); the builder points into the request, which
+// the format owns.
+class ResponsesFormat : public ResponseFormat {
+ public:
+  ResponsesFormat(std::unique_ptr<ResponsesRequest> request, std::string id, int64_t created_at)
+      : request_(std::move(request)), builder_(request_.get(), std::move(id), created_at) {}
+  void Accumulate(size_t, const OutputDelta& delta) override { builder_.Accumulate(delta); }
+  json Final() const override { return builder_.Final(); }
+  std::string StreamChunks(size_t, const OutputDelta& delta, bool) override { return builder_.StreamEvents(delta); }
+  std::string StreamError(const absl::Status& status) override { return builder_.StreamError(ErrorJson(status)); }
+  void SendError(httplib::Response& res, const absl::Status& status) const override { api::SendError(res, status); }
+
+ private:
+  std::unique_ptr<ResponsesRequest> request_;
+  ResponsesBuilder builder_;
 };
 
 }  // namespace
@@ -190,6 +208,9 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   server_->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGenerate(Kind::kCompletions, req, res);
   });
+  server_->Post("/v1/responses", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleResponses(req, res);
+  });
   // CORS, as vLLM and llama.cpp's server allow by default: browser front ends (chat UIs, notebooks)
   // call the API from another origin. A preflight (OPTIONS) on any path is answered here; every
   // response carries the allow-origin header.
@@ -208,7 +229,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     if (!res.body.empty()) return;
     // A known path with another method is 405 (with Allow), not "no route".
     std::string allow;
-    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || absl::EndsWith(req.path, "tokenize") ||
+    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || req.path == "/v1/responses" ||
+        absl::EndsWith(req.path, "tokenize") ||
         absl::StartsWith(req.path, "/v1/messages"))
       allow = "POST, OPTIONS";
     if (absl::StartsWith(req.path, "/v1/models") || req.path == "/health" || req.path == "/metrics")
@@ -407,6 +429,47 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
       if (auto s = submit(p, i); !s.ok()) return fail(s);
   }
   SendResponse(state, request->stream, id, engine_, stopping_, req, res);
+}
+
+void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Response& res) {
+  // Refusals count as "rejected" and are logged, as for chat and completions.
+  auto reject = [&](const absl::Status& status) {
+    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
+    LogRequestEvent("request_rejected", "",
+                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+    SendError(res, status);
+  };
+  if (stopping_->load()) return reject(scheduler::ShuttingDownError());
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
+  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
+  auto parsed = ParseResponsesRequest(body, frontend_->model().name);
+  if (!parsed.ok()) return reject(parsed.status());
+  auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
+  if (!frontend_->AcceptsModelName(request->model))
+    return reject(absl::NotFoundError(absl::StrCat("The model '", request->model, "' does not exist (serving '",
+                                                   frontend_->model().name, "')")));
+  const std::string id = frontend_->NewRequestId("resp");
+  request->api.request_id = id;
+  auto prepared = frontend_->Prepare(request->api);
+  if (!prepared.ok()) return reject(prepared.status());
+
+  auto state = std::make_shared<ResponseState>();
+  const bool stream = request->stream;
+  state->format = std::make_unique<ResponsesFormat>(std::move(request), id, absl::ToUnixSeconds(absl::Now()));
+  ResponseChoice& c = state->choices.emplace_back();
+  c.id = id;
+  c.tracker = std::make_unique<RequestTracker>(metrics_, id, "openai-responses",
+                                               static_cast<int>(prepared->engine_request.prompt.size()));
+  auto submitted = engine_->Submit(std::move(prepared->engine_request));
+  if (!submitted.ok()) {
+    c.tracker->Finish("rejected");
+    return SendError(res, submitted.status());
+  }
+  c.stream = std::move(*submitted);
+  c.stream->SetInterval(interval_);
+  c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
+  SendResponse(state, stream, id, engine_, stopping_, req, res);
 }
 
 }  // namespace glm::api

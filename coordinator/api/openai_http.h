@@ -1,6 +1,7 @@
 // The OpenAI-compatible HTTP front end (cpp-httplib): /v1/models, /v1/chat/completions,
-// /v1/completions (streaming as server-sent events and not), /health and /metrics, plus vLLM's
-// /tokenize and /detokenize and Anthropic's /v1/messages (anthropic_http.h). Each request
+// /v1/completions and /v1/responses (streaming as server-sent events and not), /health and
+// /metrics, plus vLLM's /tokenize and /detokenize and Anthropic's /v1/messages
+// (anthropic_http.h). Each request
 // runs on one of the server's pool threads; a streaming response pulls engine events from
 // inside httplib's chunked content provider, so a failed write (the client went away) aborts
 // the request in the engine.
@@ -48,6 +49,8 @@ class OpenAiHttpServer {
   enum class Kind { kChat, kCompletions };
   void HandleGenerate(Kind kind, const httplib::Request& req, httplib::Response& res);
   void HandleModels(httplib::Response& res);
+  // /v1/responses (openai_responses.h): one choice, on the shared response loop.
+  void HandleResponses(const httplib::Request& req, httplib::Response& res);
   // /tokenize and /detokenize: the body parsed, then `body_fn` (tokenize_endpoint.h).
   void HandleTokenizer(const httplib::Request& req, httplib::Response& res,
                        absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&, const nlohmann::json&));

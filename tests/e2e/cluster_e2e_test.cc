@@ -385,6 +385,15 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   EXPECT_EQ(m["content"][0]["text"], j["choices"][0]["message"]["content"]) << message->body;
   EXPECT_EQ(m["usage"]["output_tokens"], 16);
   EXPECT_EQ(m["stop_reason"], "max_tokens");
+  // And OpenAI's Responses API.
+  nlohmann::json responses = {{"model", "gpt-5-codex"}, {"max_output_tokens", 16}, {"temperature", 0},
+                              {"input", body["messages"]}};
+  auto response = http.Post("/v1/responses", responses.dump(), "application/json");
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->status, 200) << response->body;
+  auto r = nlohmann::json::parse(response->body);
+  EXPECT_EQ(r["output"][0]["content"][0]["text"], j["choices"][0]["message"]["content"]) << response->body;
+  EXPECT_EQ(r["status"], "incomplete");
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");

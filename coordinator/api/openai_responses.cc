@@ -1,0 +1,410 @@
+#include "coordinator/api/openai_responses.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/api/api_status.h"
+#include "coordinator/api/openai_protocol.h"
+
+namespace glm::api {
+namespace {
+
+using json = nlohmann::json;
+
+bool Present(const json& obj, const char* key) { return obj.contains(key) && !obj[key].is_null(); }
+
+absl::StatusOr<std::string> StringField(const json& obj, const char* key, const std::string& at) {
+  if (!Present(obj, key) || !obj[key].is_string()) return InvalidField(absl::StrCat(at, ".", key), "is required (a string)");
+  return obj[key].get<std::string>();
+}
+
+// A message's content: a string, or text parts (input_text / output_text / text; refusal text
+// counts as text) joined with "\n" as the chat path joins parts.
+absl::StatusOr<std::string> ContentText(const json& content, const std::string& at) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return InvalidField(at, "must be a string or an array of content parts");
+  std::string text;
+  for (size_t j = 0; j < content.size(); ++j) {
+    const std::string pat = absl::StrCat(at, "[", j, "]");
+    const json& part = content[j];
+    if (!part.is_object()) return InvalidField(pat, "must be an object (a content part)");
+    auto type = StringField(part, "type", pat);
+    if (!type.ok()) return type.status();
+    const char* key = *type == "refusal" ? "refusal" : "text";
+    if (*type != "input_text" && *type != "output_text" && *type != "text" && *type != "refusal")
+      return InvalidField(pat + ".type", absl::StrCat("'", *type, "' is not supported by this model (text only)"));
+    auto part_text = StringField(part, key, pat);
+    if (!part_text.ok()) return part_text.status();
+    if (j > 0) text += "\n";
+    text += *part_text;
+  }
+  return text;
+}
+
+// Input items → chat messages. An assistant turn arrives as several items (reasoning, message,
+// function calls); they fill one assistant message until a user, system or tool item follows.
+class InputTranslator {
+ public:
+  absl::Status Add(const json& item, const std::string& at) {
+    if (!item.is_object()) return InvalidField(at, "must be an object (an input item)");
+    std::string type = "message";
+    if (Present(item, "type")) {
+      if (!item["type"].is_string()) return InvalidField(at + ".type", "must be a string");
+      type = item["type"].get<std::string>();
+    }
+    if (type == "message") return AddMessage(item, at);
+    if (type == "function_call") {
+      auto call_id = StringField(item, "call_id", at);
+      if (!call_id.ok()) return call_id.status();
+      auto name = StringField(item, "name", at);
+      if (!name.ok()) return name.status();
+      auto arguments = StringField(item, "arguments", at);
+      if (!arguments.ok()) return arguments.status();
+      json& turn = Assistant();
+      if (!turn.contains("tool_calls")) turn["tool_calls"] = json::array();
+      turn["tool_calls"].push_back(
+          {{"id", *call_id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", *arguments}}}});
+      return absl::OkStatus();
+    }
+    if (type == "function_call_output") {
+      auto call_id = StringField(item, "call_id", at);
+      if (!call_id.ok()) return call_id.status();
+      if (!Present(item, "output")) return InvalidField(at + ".output", "is required");
+      auto output = ContentText(item["output"], at + ".output");
+      if (!output.ok()) return output.status();
+      EndTurn();
+      messages_.push_back({{"role", "tool"}, {"tool_call_id", *call_id}, {"content", *output}});
+      return absl::OkStatus();
+    }
+    if (type == "reasoning") {
+      // The model's own reasoning from an earlier reply (reasoning_text content, else summaries).
+      std::string text;
+      for (const char* key : {"content", "summary"}) {
+        if (!text.empty() || !Present(item, key) || !item[key].is_array()) continue;
+        for (const json& part : item[key])
+          if (part.is_object() && part.contains("text") && part["text"].is_string()) text += part["text"].get<std::string>();
+      }
+      json& turn = Assistant();
+      turn["reasoning_content"] = turn.value("reasoning_content", "") + text;
+      return absl::OkStatus();
+    }
+    if (type == "item_reference")
+      return InvalidField(at + ".type", "item references need stored responses, which this server does not keep; "
+                                        "send the items themselves");
+    return InvalidField(at + ".type", absl::StrCat("'", type, "' is not an input item this server supports"));
+  }
+
+  json TakeMessages() { return std::move(messages_); }
+
+ private:
+  absl::Status AddMessage(const json& item, const std::string& at) {
+    auto role = StringField(item, "role", at);
+    if (!role.ok()) return role.status();
+    if (*role != "user" && *role != "assistant" && *role != "system" && *role != "developer")
+      return InvalidField(at + ".role", absl::StrCat("'", *role, "' is not one of user, assistant, system, developer"));
+    if (!item.contains("content")) return InvalidField(at + ".content", "is required");
+    auto text = ContentText(item["content"], at + ".content");
+    if (!text.ok()) return text.status();
+    if (*role == "assistant") {
+      json* turn = open_assistant_ ? &messages_.back() : nullptr;
+      // Text after this turn's calls, or a second message: a turn of its own.
+      if (turn == nullptr || turn->contains("tool_calls") || !(*turn)["content"].get_ref<const std::string&>().empty()) {
+        EndTurn();
+        turn = &Assistant();
+      }
+      (*turn)["content"] = *text;
+      return absl::OkStatus();
+    }
+    EndTurn();
+    messages_.push_back({{"role", *role == "developer" ? "system" : *role}, {"content", *text}});
+    return absl::OkStatus();
+  }
+  json& Assistant() {
+    if (!open_assistant_) {
+      messages_.push_back({{"role", "assistant"}, {"content", ""}});
+      open_assistant_ = true;
+    }
+    return messages_.back();
+  }
+  void EndTurn() { open_assistant_ = false; }
+
+  json messages_ = json::array();
+  bool open_assistant_ = false;
+};
+
+absl::Status GetNumber(const json& body, const char* key, float* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  if (!body[key].is_number()) return InvalidField(key, "must be a number");
+  const double d = body[key].get<double>();
+  if (!(std::fabs(d) <= std::numeric_limits<float>::max())) return InvalidField(key, "is out of range");
+  *out = static_cast<float>(d);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const std::string& served_name) {
+  if (!body.is_object()) return InvalidField("body", "must be a JSON object");
+  ResponsesRequest r;
+  ApiRequest& a = r.api;
+  a.input = ApiRequest::Input::kChat;
+  a.input_field = "input";
+  a.max_tokens_field = "max_output_tokens";
+  r.model = served_name;
+  if (Present(body, "model")) {
+    if (!body["model"].is_string()) return InvalidField("model", "must be a string");
+    r.model = body["model"].get<std::string>();
+  }
+  if (Present(body, "previous_response_id") || Present(body, "conversation"))
+    return InvalidField(Present(body, "conversation") ? "conversation" : "previous_response_id",
+                        "this server keeps no responses; send the whole conversation in input");
+  InputTranslator translator;
+  json messages;
+  if (Present(body, "instructions")) {
+    if (!body["instructions"].is_string()) return InvalidField("instructions", "must be a string");
+    r.instructions = body["instructions"];
+    if (auto s = translator.Add({{"role", "system"}, {"content", r.instructions}}, "instructions"); !s.ok()) return s;
+  }
+  if (!Present(body, "input")) return InvalidField("input", "is required");
+  const json& input = body["input"];
+  if (input.is_string()) {
+    if (auto s = translator.Add({{"role", "user"}, {"content", input}}, "input"); !s.ok()) return s;
+  } else if (input.is_array() && !input.empty()) {
+    for (size_t i = 0; i < input.size(); ++i)
+      if (auto s = translator.Add(input[i], absl::StrCat("input[", i, "]")); !s.ok()) return s;
+  } else {
+    return InvalidField("input", "must be a string or a non-empty array of input items");
+  }
+  a.messages = translator.TakeMessages();
+
+  if (Present(body, "tools")) {
+    if (!body["tools"].is_array()) return InvalidField("tools", "must be an array");
+    r.tools = body["tools"];
+    json tools = json::array();
+    for (size_t i = 0; i < r.tools.size(); ++i) {
+      const std::string at = absl::StrCat("tools[", i, "]");
+      const json& t = r.tools[i];
+      if (!t.is_object()) return InvalidField(at, "must be an object");
+      auto type = StringField(t, "type", at);
+      if (!type.ok()) return type.status();
+      if (*type != "function")
+        return InvalidField(at + ".type", absl::StrCat("'", *type, "' is a built-in tool this server does not run; ",
+                                                       "declare a function tool"));
+      auto name = StringField(t, "name", at);
+      if (!name.ok()) return name.status();
+      json fn = {{"name", *name}};
+      if (Present(t, "description")) fn["description"] = t["description"];
+      if (Present(t, "parameters")) fn["parameters"] = t["parameters"];
+      tools.push_back({{"type", "function"}, {"function", std::move(fn)}});
+    }
+    if (!tools.empty()) a.tools = std::move(tools);
+  }
+  if (Present(body, "tool_choice")) {
+    r.tool_choice = body["tool_choice"];
+    const json& tc = r.tool_choice;
+    if (!tc.is_string() || (tc != "auto" && tc != "none"))
+      return InvalidField("tool_choice", "only \"auto\" and \"none\" are supported by this server (a forced call "
+                                         "needs constrained decoding)");
+    if (tc == "none") a.tools = nullptr;
+  }
+  if (Present(body, "text")) {
+    const json& text = body["text"];
+    if (text.is_object() && Present(text, "format") &&
+        !(text["format"].is_object() && text["format"].value("type", "") == "text"))
+      return InvalidField("text.format.type", "only \"text\" is supported by this server (no constrained decoding)");
+  }
+  if (Present(body, "max_output_tokens")) {
+    const json& mt = body["max_output_tokens"];
+    if (!mt.is_number_integer() || mt.get<int64_t>() < 1) return InvalidField("max_output_tokens", "must be an integer >= 1");
+    a.max_tokens = mt.get<int64_t>();
+    r.max_output_tokens = mt;
+  }
+  if (auto s = GetOptionalBool(body, "stream", &r.stream); !s.ok()) return s;
+  if (auto s = GetNumber(body, "temperature", &a.temperature); !s.ok()) return s;
+  if (auto s = GetNumber(body, "top_p", &a.top_p); !s.ok()) return s;
+  return r;
+}
+
+ResponsesBuilder::ResponsesBuilder(const ResponsesRequest* request, std::string id, int64_t created_at)
+    : request_(request), id_(std::move(id)), created_at_(created_at) {}
+
+void ResponsesBuilder::Count(const OutputDelta& d) {
+  prompt_tokens_ = d.prompt_tokens;
+  completion_tokens_ = d.completion_tokens;
+  cached_tokens_ = d.cached_tokens;
+  if (d.finished) finish_reason_ = d.finish_reason;
+}
+
+json ResponsesBuilder::Usage() const {
+  return {{"input_tokens", prompt_tokens_},
+          {"input_tokens_details", {{"cached_tokens", cached_tokens_}}},
+          {"output_tokens", completion_tokens_},
+          {"output_tokens_details", {{"reasoning_tokens", 0}}},
+          {"total_tokens", prompt_tokens_ + completion_tokens_}};
+}
+
+json ResponsesBuilder::ResponseObject(const std::string& status, json output) const {
+  const bool ended = status == "completed" || status == "incomplete";
+  return {{"id", id_},
+          {"object", "response"},
+          {"created_at", created_at_},
+          {"status", status},
+          {"model", request_->model},
+          {"output", std::move(output)},
+          {"error", nullptr},
+          {"incomplete_details", status == "incomplete" ? json{{"reason", "max_output_tokens"}} : json(nullptr)},
+          {"instructions", request_->instructions},
+          {"max_output_tokens", request_->max_output_tokens},
+          {"temperature", request_->api.temperature},
+          {"top_p", request_->api.top_p},
+          {"tools", request_->tools},
+          {"tool_choice", request_->tool_choice},
+          {"parallel_tool_calls", true},
+          {"previous_response_id", nullptr},
+          {"store", false},
+          {"text", {{"format", {{"type", "text"}}}}},
+          {"truncation", "disabled"},
+          {"metadata", json::object()},
+          {"usage", ended ? Usage() : json(nullptr)}};
+}
+
+json ResponsesBuilder::ReasoningItem(const std::string& id, const std::string& text, const char* status) const {
+  json content = json::array();
+  if (!text.empty() || std::string(status) != "in_progress") content.push_back({{"type", "reasoning_text"}, {"text", text}});
+  return {{"type", "reasoning"}, {"id", id}, {"summary", json::array()}, {"content", std::move(content)}, {"status", status}};
+}
+
+json ResponsesBuilder::MessageItem(const std::string& id, const std::string& text, const char* status) const {
+  json content = json::array();
+  if (std::string(status) != "in_progress")
+    content.push_back({{"type", "output_text"}, {"text", text}, {"annotations", json::array()}});
+  return {{"type", "message"}, {"id", id}, {"status", status}, {"role", "assistant"}, {"content", std::move(content)}};
+}
+
+json ResponsesBuilder::CallItem(const std::string& id, const tokenizer::ToolCall& call, const std::string& arguments,
+                                const char* status) const {
+  return {{"type", "function_call"}, {"id", id},          {"call_id", call.id},
+          {"name", call.name},       {"arguments", arguments}, {"status", status}};
+}
+
+std::string ResponsesBuilder::Event(const std::string& type, json data) {
+  data["type"] = type;
+  data["sequence_number"] = sequence_++;
+  return absl::StrCat("event: ", type, "\ndata: ", DumpJson(data), "\n\n");
+}
+
+void ResponsesBuilder::CloseItem(std::string* out) {
+  if (open_ == Item::kNone) return;
+  const int64_t index = static_cast<int64_t>(done_items_.size());
+  if (open_ == Item::kReasoning) {
+    *out += Event("response.reasoning_text.done",
+                  {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"text", open_text_}});
+    done_items_.push_back(ReasoningItem(open_id_, open_text_, "completed"));
+  } else {
+    const json part = {{"type", "output_text"}, {"text", open_text_}, {"annotations", json::array()}};
+    *out += Event("response.output_text.done",
+                  {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"text", open_text_}});
+    *out += Event("response.content_part.done",
+                  {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"part", part}});
+    done_items_.push_back(MessageItem(open_id_, open_text_, "completed"));
+  }
+  *out += Event("response.output_item.done", {{"output_index", index}, {"item", done_items_.back()}});
+  open_ = Item::kNone;
+  open_text_.clear();
+}
+
+void ResponsesBuilder::OpenItem(Item kind, std::string* out) {
+  if (open_ == kind) return;
+  CloseItem(out);
+  const int64_t index = static_cast<int64_t>(done_items_.size());
+  open_ = kind;
+  if (kind == Item::kReasoning) {
+    open_id_ = absl::StrCat("rs_", id_, "_", index);
+    *out += Event("response.output_item.added",
+                  {{"output_index", index}, {"item", ReasoningItem(open_id_, "", "in_progress")}});
+  } else {
+    open_id_ = absl::StrCat("msg_", id_, "_", index);
+    *out += Event("response.output_item.added",
+                  {{"output_index", index}, {"item", MessageItem(open_id_, "", "in_progress")}});
+    *out += Event("response.content_part.added",
+                  {{"item_id", open_id_},
+                   {"output_index", index},
+                   {"content_index", 0},
+                   {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+  }
+}
+
+std::string ResponsesBuilder::StreamEvents(const OutputDelta& d) {
+  Count(d);
+  std::string out;
+  if (!started_) {
+    started_ = true;
+    out += Event("response.created", {{"response", ResponseObject("in_progress", json::array())}});
+    out += Event("response.in_progress", {{"response", ResponseObject("in_progress", json::array())}});
+  }
+  if (!d.reasoning.empty()) {
+    OpenItem(Item::kReasoning, &out);
+    open_text_ += d.reasoning;
+    out += Event("response.reasoning_text.delta", {{"item_id", open_id_},
+                                                   {"output_index", static_cast<int64_t>(done_items_.size())},
+                                                   {"content_index", 0},
+                                                   {"delta", d.reasoning}});
+  }
+  if (!d.text.empty()) {
+    OpenItem(Item::kMessage, &out);
+    open_text_ += d.text;
+    out += Event("response.output_text.delta", {{"item_id", open_id_},
+                                                {"output_index", static_cast<int64_t>(done_items_.size())},
+                                                {"content_index", 0},
+                                                {"delta", d.text},
+                                                {"logprobs", json::array()}});
+  }
+  for (const tokenizer::ToolCall& call : d.tool_calls) {
+    // A call arrives whole (the parser emits completed calls): added, its arguments, done.
+    CloseItem(&out);
+    const int64_t at = static_cast<int64_t>(done_items_.size());
+    const std::string item_id = absl::StrCat("fc_", id_, "_", at);
+    out += Event("response.output_item.added", {{"output_index", at}, {"item", CallItem(item_id, call, "", "in_progress")}});
+    out += Event("response.function_call_arguments.delta",
+                 {{"item_id", item_id}, {"output_index", at}, {"delta", call.arguments}});
+    out += Event("response.function_call_arguments.done",
+                 {{"item_id", item_id}, {"output_index", at}, {"arguments", call.arguments}});
+    done_items_.push_back(CallItem(item_id, call, call.arguments, "completed"));
+    out += Event("response.output_item.done", {{"output_index", at}, {"item", done_items_.back()}});
+  }
+  if (d.finished) {
+    CloseItem(&out);
+    const std::string status = finish_reason_ == "length" ? "incomplete" : "completed";
+    out += Event(absl::StrCat("response.", status), {{"response", ResponseObject(status, done_items_)}});
+  }
+  return out;
+}
+
+std::string ResponsesBuilder::StreamError(const json& error) {
+  // error: OpenAI's {"error": {"message", "type", "param", "code"}}.
+  const json& e = error.contains("error") ? error["error"] : error;
+  return Event("error", {{"code", e.value("code", json(nullptr))},
+                         {"message", e.value("message", "")},
+                         {"param", e.value("param", json(nullptr))}});
+}
+
+void ResponsesBuilder::Accumulate(const OutputDelta& d) {
+  Count(d);
+  text_ += d.text;
+  reasoning_ += d.reasoning;
+  tool_calls_.insert(tool_calls_.end(), d.tool_calls.begin(), d.tool_calls.end());
+}
+
+json ResponsesBuilder::Final() const {
+  json output = json::array();
+  if (!reasoning_.empty()) output.push_back(ReasoningItem(absl::StrCat("rs_", id_, "_0"), reasoning_, "completed"));
+  if (!text_.empty())
+    output.push_back(MessageItem(absl::StrCat("msg_", id_, "_", output.size()), text_, "completed"));
+  for (const tokenizer::ToolCall& call : tool_calls_)
+    output.push_back(CallItem(absl::StrCat("fc_", id_, "_", output.size()), call, call.arguments, "completed"));
+  return ResponseObject(finish_reason_ == "length" ? "incomplete" : "completed", std::move(output));
+}
+
+}  // namespace glm::api

@@ -1,0 +1,219 @@
+// OpenAI's Responses API on the HTTP front end, against a FakeEngine with the bundled tokenizer and
+// chat template and a real HTTP client: input items translated to the chat path's messages
+// (compared with the equivalent chat request, token for token), output items, the typed event
+// stream, incomplete replies and errors.
+
+#include <httplib.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "coordinator/api/openai_responses.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+class ResponsesApiTest : public ApiTest {
+ protected:
+  httplib::Result Post(const std::string& path, const json& body) { return PostJson(path, body.dump()); }
+  json Response(const json& body) {
+    auto res = Post("/v1/responses", body);
+    EXPECT_TRUE(res);
+    if (!res) return json();
+    EXPECT_EQ(res->status, 200) << res->body;
+    return json::parse(res->body, nullptr, false);
+  }
+  // A streaming call's events (data objects, in order); checks the SSE framing and numbering.
+  std::vector<json> Events(json body) {
+    body["stream"] = true;
+    auto res = Post("/v1/responses", body);
+    std::vector<json> events;
+    EXPECT_TRUE(res);
+    if (!res) return events;
+    EXPECT_EQ(res->status, 200) << res->body;
+    for (absl::string_view block : absl::StrSplit(res->body, "\n\n", absl::SkipEmpty())) {
+      if (absl::StartsWith(block, ":")) continue;
+      std::vector<std::string> lines = absl::StrSplit(block, '\n');
+      EXPECT_EQ(lines.size(), 2u) << block;
+      if (lines.size() != 2) continue;
+      json data = json::parse(lines[1].substr(6), nullptr, false);
+      EXPECT_EQ(data["type"], lines[0].substr(7)) << block;
+      EXPECT_EQ(data["sequence_number"], events.size()) << block;
+      events.push_back(std::move(data));
+    }
+    return events;
+  }
+  std::vector<int32_t> LastPrompt() { return engine_->requests().back().prompt; }
+  std::vector<int32_t> ChatPrompt(const json& body) {
+    ScriptText("x");
+    auto res = Post("/v1/chat/completions", body);
+    EXPECT_TRUE(res && res->status == 200) << (res ? res->body : "");
+    return LastPrompt();
+  }
+  static json WeatherTool() {
+    return json::parse(R"([{"type":"function","name":"get_weather","description":"Weather now",
+                           "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}])");
+  }
+};
+
+TEST_F(ResponsesApiTest, TextResponseShapeUsageAndTheChatsInput) {
+  ScriptText("Hello there!");
+  json r = Response({{"model", "gpt-5-codex"}, {"instructions", "Be brief."}, {"input", "hi"}, {"store", false}});
+  EXPECT_TRUE(absl::StartsWith(r["id"].get<std::string>(), "resp")) << r;
+  EXPECT_EQ(r["object"], "response");
+  EXPECT_EQ(r["status"], "completed");
+  EXPECT_EQ(r["model"], "gpt-5-codex");
+  EXPECT_EQ(r["instructions"], "Be brief.");
+  ASSERT_EQ(r["output"].size(), 1u) << r;
+  const json& msg = r["output"][0];
+  EXPECT_EQ(msg["type"], "message");
+  EXPECT_EQ(msg["role"], "assistant");
+  EXPECT_EQ(msg["status"], "completed");
+  EXPECT_EQ(msg["content"], json::parse(R"([{"type":"output_text","text":"Hello there!","annotations":[]}])"));
+  const std::vector<int32_t> prompt = LastPrompt();
+  EXPECT_EQ(r["usage"]["input_tokens"], prompt.size());
+  EXPECT_EQ(r["usage"]["total_tokens"],
+            r["usage"]["input_tokens"].get<int>() + r["usage"]["output_tokens"].get<int>());
+  EXPECT_TRUE(r["incomplete_details"].is_null());
+  EXPECT_EQ(ChatPrompt({{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "hi"}}}}}),
+            prompt);
+}
+
+TEST_F(ResponsesApiTest, InputItemsTranslateToChatMessages) {
+  // An agent transcript as Codex sends it: developer instructions, a user message of parts, the
+  // assistant's reasoning, text and two calls, their outputs, then the next user message.
+  json body = json::parse(R"({"input": [
+      {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Use tools."}]},
+      {"role": "user", "content": [{"type": "input_text", "text": "Weather in"}, {"type": "input_text", "text": "Oslo and Bergen?"}]},
+      {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": "two calls"}]},
+      {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+      {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"},
+      {"type": "function_call", "call_id": "call_2", "name": "get_weather", "arguments": "{\"city\":\"Bergen\"}"},
+      {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+      {"type": "function_call_output", "call_id": "call_2", "output": "rain"},
+      {"role": "user", "content": "And tomorrow?"}]})");
+  body["tools"] = WeatherTool();
+  const json expected = json::parse(R"([
+      {"role": "system", "content": "Use tools."},
+      {"role": "user", "content": "Weather in\nOslo and Bergen?"},
+      {"role": "assistant", "content": "Checking.", "reasoning_content": "two calls", "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}},
+        {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Bergen\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+      {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
+      {"role": "user", "content": "And tomorrow?"}])");
+  auto parsed = api::ParseResponsesRequest(body, "served");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->api.messages, expected);
+  EXPECT_EQ(parsed->api.tools, json::parse(R"([{"type":"function","function":{"name":"get_weather","description":"Weather now",
+                                             "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])"));
+  ScriptText("ok");
+  Response(body);
+  const std::vector<int32_t> prompt = LastPrompt();
+  EXPECT_EQ(ChatPrompt({{"messages", expected}, {"tools", parsed->api.tools}}), prompt);
+}
+
+TEST_F(ResponsesApiTest, FunctionCallOutputWholeAndStreamed) {
+  ScriptText("<think>need weather</think><tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n"
+             "</tool_call>");
+  json body = {{"input", "weather in Oslo?"}, {"tools", WeatherTool()}};
+  json r = Response(body);
+  ASSERT_EQ(r["output"].size(), 2u) << r;
+  EXPECT_EQ(r["output"][0]["type"], "reasoning");
+  EXPECT_EQ(r["output"][0]["content"][0], json({{"type", "reasoning_text"}, {"text", "need weather"}}));
+  const json& call = r["output"][1];
+  EXPECT_EQ(call["type"], "function_call");
+  EXPECT_EQ(call["name"], "get_weather");
+  EXPECT_EQ(json::parse(call["arguments"].get<std::string>()), json({{"city", "Oslo"}}));
+  EXPECT_TRUE(absl::StartsWith(call["call_id"].get<std::string>(), "call_")) << call;
+  EXPECT_EQ(r["status"], "completed");
+
+  const std::vector<json> events = Events(body);
+  ASSERT_GE(events.size(), 4u);
+  EXPECT_EQ(events[0]["type"], "response.created");
+  EXPECT_EQ(events[0]["response"]["status"], "in_progress");
+  EXPECT_EQ(events[1]["type"], "response.in_progress");
+  EXPECT_EQ(events.back()["type"], "response.completed");
+  // The done items are the final response's output, and each was announced before it was done.
+  json done = json::array();
+  std::set<std::string> added;
+  for (const json& e : events) {
+    if (e["type"] == "response.output_item.added") added.insert(e["item"]["id"].get<std::string>());
+    if (e["type"] == "response.output_item.done") {
+      EXPECT_TRUE(added.count(e["item"]["id"].get<std::string>())) << e;
+      EXPECT_EQ(e["output_index"], done.size());
+      done.push_back(e["item"]);
+    }
+  }
+  EXPECT_EQ(events.back()["response"]["output"], done);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0]["content"], r["output"][0]["content"]);
+  EXPECT_EQ(done[1]["name"], "get_weather");
+  EXPECT_EQ(done[1]["arguments"], call["arguments"]);
+}
+
+TEST_F(ResponsesApiTest, StreamedTextDeltasAndAnIncompleteReply) {
+  ScriptText("one two three four");
+  std::vector<json> events = Events({{"input", "count"}});
+  std::string text;
+  for (const json& e : events)
+    if (e["type"] == "response.output_text.delta") text += e["delta"].get<std::string>();
+  EXPECT_EQ(text, "one two three four");
+  EXPECT_EQ(events.back()["response"]["output"][0]["content"][0]["text"], "one two three four");
+  EXPECT_EQ(events.back()["response"]["usage"]["input_tokens"], LastPrompt().size());
+
+  ScriptText("a long answer that goes on and on and on");
+  json cut = Response({{"input", "go"}, {"max_output_tokens", 2}});
+  EXPECT_EQ(cut["status"], "incomplete");
+  EXPECT_EQ(cut["incomplete_details"]["reason"], "max_output_tokens");
+  EXPECT_EQ(cut["usage"]["output_tokens"], 2);
+  EXPECT_EQ(cut["max_output_tokens"], 2);
+  events = Events({{"input", "go"}, {"max_output_tokens", 2}});
+  EXPECT_EQ(events.back()["type"], "response.incomplete");
+}
+
+TEST_F(ResponsesApiTest, ErrorsNameTheField) {
+  struct Case {
+    json body;
+    int status;
+    const char* param;
+  };
+  const std::vector<Case> cases = {
+      {json::object(), 400, "input"},
+      {{{"input", json::array()}}, 400, "input"},
+      {{{"input", "hi"}, {"previous_response_id", "resp_1"}}, 400, "previous_response_id"},
+      {{{"input", {{{"role", "user"}, {"content", {{{"type", "input_image"}, {"image_url", "x"}}}}}}}}, 400,
+       "input[0].content[0].type"},
+      {{{"input", {{{"type", "item_reference"}, {"id", "msg_1"}}}}}, 400, "input[0].type"},
+      {{{"input", {{{"type", "function_call_output"}, {"output", "x"}}}}}, 400, "input[0].call_id"},
+      {{{"input", {{{"role", "tool"}, {"content", "x"}}}}}, 400, "input[0].role"},
+      {{{"input", "hi"}, {"tools", {{{"type", "web_search"}}}}}, 400, "tools[0].type"},
+      {{{"input", "hi"}, {"tool_choice", "required"}}, 400, "tool_choice"},
+      {{{"input", "hi"}, {"text", {{"format", {{"type", "json_schema"}}}}}}, 400, "text.format.type"},
+      {{{"input", "hi"}, {"max_output_tokens", 0}}, 400, "max_output_tokens"},
+      {{{"input", "hi"}, {"temperature", "warm"}}, 400, "temperature"},
+      {{{"input", "hi"}, {"max_output_tokens", 100000}}, 400, "max_output_tokens"},
+  };
+  for (const Case& c : cases) {
+    auto res = Post("/v1/responses", c.body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, c.status) << c.body << " -> " << res->body;
+    json j = json::parse(res->body, nullptr, false);
+    EXPECT_EQ(j["error"]["param"], c.param) << c.body << " -> " << res->body;
+  }
+  model_.accept_any_name = false;
+  auto missing = Post("/v1/responses", {{"model", "other"}, {"input", "hi"}});
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  model_.accept_any_name = true;
+  // And the server still serves.
+  ScriptText("fine");
+  EXPECT_EQ(Response({{"input", "hi"}})["output"][0]["content"][0]["text"], "fine");
+}
+
+}  // namespace
+}  // namespace glm::testing
