@@ -5,8 +5,10 @@ Drives an already running server (this script starts nothing) over its OpenAI HT
 build/bin/serve_bench, over gRPC, from several threads at once:
 
   load      serve_bench runs (gRPC and OpenAI chat) with random prompt/output lengths, sampled;
-  hangups   streaming requests whose client closes the connection mid-stream (the generation
-            must be cancelled and its KV blocks freed);
+  agents    Anthropic /v1/messages and OpenAI /v1/responses requests, whole and streamed: 200
+            and a well-formed end every time;
+  hangups   streaming requests (chat, messages, responses) whose client closes the connection
+            mid-stream (the generation must be cancelled and its KV blocks freed);
   bad       malformed or out-of-range requests: each must get a 4xx JSON error, never a 5xx or a
             dropped connection, and the server must keep serving;
   replay    one fixed multi-turn greedy conversation replayed over and over while the other
@@ -136,13 +138,20 @@ class Soak:
     def hangup_loop(self, seed):
         rng = random.Random(seed)
         while self.running():
-            body = {"model": self.model, "stream": True, "max_tokens": 400, "ignore_eos": True,
-                    "messages": [{"role": "user", "content": "def f(x):" * rng.randint(1, 50)}]}
+            content = "def f(x):" * rng.randint(1, 50)
+            # The OpenAI chat, Anthropic messages and OpenAI responses streams, in turn at random.
+            path, body = rng.choice([
+                ("/v1/chat/completions", {"model": self.model, "stream": True, "max_tokens": 400, "ignore_eos": True,
+                                          "messages": [{"role": "user", "content": content}]}),
+                ("/v1/messages", {"model": "claude-x", "stream": True, "max_tokens": 400,
+                                  "messages": [{"role": "user", "content": content}]}),
+                ("/v1/responses", {"model": "gpt-x", "stream": True, "max_output_tokens": 400, "input": content}),
+            ])
             sock = None
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=30)
                 data = json.dumps(body).encode()
-                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n"
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n".encode()
                              + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
                 # Read a little of the stream (or nothing), then vanish.
                 want = rng.choice([0, 1, 200, 2000])
@@ -173,6 +182,13 @@ class Soak:
         ("POST", "/v1/completions", {"prompt": "hi", "n": 1000}, 400),
         ("POST", "/v1/completions", {"prompt": "hi", "logprobs": 1000}, 400),
         ("POST", "/v1/embeddings", {"input": "hi"}, 404),
+        ("POST", "/v1/messages", {"messages": [{"role": "user", "content": "hi"}]}, 400),  # no max_tokens
+        ("POST", "/v1/messages", {"max_tokens": 8, "messages": [{"role": "user", "content": [{"type": "image"}]}]}, 400),
+        ("POST", "/v1/messages", b"[1, 2", 400),
+        ("POST", "/v1/responses", {"input": "hi", "previous_response_id": "resp_1"}, 400),
+        ("POST", "/v1/responses", {"input": [{"type": "function_call_output"}]}, 400),
+        ("POST", "/tokenize", {"prompt": 5}, 400),
+        ("POST", "/detokenize", {"tokens": [-1]}, 400),
         ("GET", "/v1/nothing-here", None, 404),
     ]
 
@@ -201,6 +217,45 @@ class Soak:
                 self.fail("bad-input", f"{method} {path} {str(body)[:60]}: {status} {text[:160]}")
             self.count("bad-requests")
             time.sleep(rng.uniform(0.05, 0.5))
+
+    def agent_loop(self, seed):
+        """Anthropic messages and OpenAI responses, whole and streamed: each must answer 200 with a
+        well-formed end (the message object / its last event)."""
+        rng = random.Random(seed)
+        while self.running():
+            stream = rng.random() < 0.5
+            content = "import os\n" * rng.randint(1, 40)
+            if rng.random() < 0.5:
+                path, body = "/v1/messages", {"model": "claude-x", "max_tokens": rng.randint(1, 48), "stream": stream,
+                                              "system": "You write Python.",
+                                              "messages": [{"role": "user", "content": content}]}
+                last = "event: message_stop"
+            else:
+                path, body = "/v1/responses", {"model": "gpt-x", "max_output_tokens": rng.randint(1, 48),
+                                               "stream": stream, "instructions": "You write Python.", "input": content}
+                last = "event: response."
+            try:
+                status, text, _ = self.request("POST", path, body, timeout=300)
+            except OSError as e:
+                self.fail("agent", f"{path}: connection error {e}")
+                time.sleep(1)
+                continue
+            if status != 200:
+                self.fail("agent", f"{path}: {status} {text[:160]}")
+            elif stream:
+                events = [b for b in text.split("\n\n") if b.strip() and not b.startswith(":")]
+                if not events or not events[-1].startswith(last):
+                    self.fail("agent", f"{path}: the stream ended with {events[-1][:120] if events else 'nothing'!r}")
+            else:
+                try:
+                    reply = json.loads(text)
+                    ok = reply.get("type") == "message" or reply.get("object") == "response"
+                except ValueError:
+                    ok = False
+                if not ok:
+                    self.fail("agent", f"{path}: {text[:160]}")
+            self.count("agent-requests")
+            time.sleep(rng.uniform(0.0, 0.2))
 
     def conversation(self):
         """One multi-turn greedy conversation: each turn's reply goes into the next turn's prompt."""
@@ -304,6 +359,7 @@ class Soak:
         self.model = json.loads(text)["data"][0]["id"]
         self.max_len = json.loads(text)["data"][0].get("max_model_len")
         loops = [(self.monitor_loop,), (self.replay_loop,), (self.hangup_loop, 11), (self.bad_loop, 12),
+                 (self.agent_loop, 13),
                  (self.load_loop, "openai-chat", f"{self.host}:{self.port}", 2, 2000)]
         if self.args.grpc:
             loops.append((self.load_loop, "grpc", self.args.grpc, 6, 1000))

@@ -66,10 +66,9 @@ void AnthropicMessagesEndpoint::Register(httplib::Server* server) {
 }
 
 void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, httplib::Response& res) {
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return SendAnthropicError(res, InvalidField("body", "is not valid JSON"));
-  if (auto s = CheckBodyDepth(body); !s.ok()) return SendAnthropicError(res, s);
-  auto parsed = ParseAnthropicRequest(body, frontend_->model().name, /*count_only=*/true);
+  auto body = ParseRequestBody(req.body);
+  if (!body.ok()) return SendAnthropicError(res, body.status());
+  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/true);
   if (!parsed.ok()) return SendAnthropicError(res, parsed.status());
   if (!frontend_->AcceptsModelName(parsed->model))
     return SendAnthropicError(res, absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
@@ -88,16 +87,13 @@ void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, h
 void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, httplib::Response& res) {
   // Refusals count as "rejected" and are logged, as on the OpenAI endpoints.
   auto reject = [&](const absl::Status& status) {
-    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
-    LogRequestEvent("request_rejected", "",
-                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+    RecordRejected(metrics_, req.path, status);
     SendAnthropicError(res, status);
   };
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
-  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
-  auto parsed = ParseAnthropicRequest(body, frontend_->model().name);
+  auto body = ParseRequestBody(req.body);
+  if (!body.ok()) return reject(body.status());
+  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
   if (!frontend_->AcceptsModelName(parsed->model))
     return reject(absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
@@ -110,18 +106,10 @@ void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, http
 
   auto state = std::make_shared<ResponseState>();
   state->format = std::make_unique<AnthropicFormat>(id, parsed->model);
-  ResponseChoice& c = state->choices.emplace_back();
-  c.id = id;
-  c.tracker = std::make_unique<RequestTracker>(metrics_, id, "anthropic-messages",
-                                               static_cast<int>(prepared->engine_request.prompt.size()));
-  auto stream = engine_->Submit(std::move(prepared->engine_request));
-  if (!stream.ok()) {
-    c.tracker->Finish("rejected");
-    return SendAnthropicError(res, stream.status());
-  }
-  c.stream = std::move(*stream);
-  c.stream->SetInterval(interval_);
-  c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
+  if (auto s = SubmitSingleChoice(engine_, frontend_->model().tokenizer, metrics_, interval_, "anthropic-messages",
+                                  *std::move(prepared), state.get());
+      !s.ok())
+    return SendAnthropicError(res, s);
   SendResponse(state, parsed->stream, id, engine_, stopping_, req, res);
 }
 

@@ -6,20 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_fields.h"
 #include "coordinator/api/openai_protocol.h"
 
 namespace glm::api {
 namespace {
 
 using json = nlohmann::json;
-
-bool Present(const json& obj, const char* key) { return obj.contains(key) && !obj[key].is_null(); }
-
-// A required string member of `obj` (at `field`).
-absl::StatusOr<std::string> RequiredString(const json& obj, const char* key, const std::string& field) {
-  if (!Present(obj, key) || !obj[key].is_string()) return InvalidField(absl::StrCat(field, ".", key), "is required (a string)");
-  return obj[key].get<std::string>();
-}
 
 // Anthropic content: a string, or an array of blocks of which only text blocks are accepted
 // (system prompts, tool results). Text blocks are joined with "\n", as the chat path joins parts.
@@ -152,15 +145,6 @@ absl::StatusOr<json> TranslateTools(const json& tools) {
   return out;
 }
 
-absl::Status GetNumber(const json& body, const char* key, float* out) {
-  if (!Present(body, key)) return absl::OkStatus();
-  if (!body[key].is_number()) return InvalidField(key, "must be a number");
-  const double d = body[key].get<double>();
-  if (!(std::fabs(d) <= std::numeric_limits<float>::max())) return InvalidField(key, "is out of range");
-  *out = static_cast<float>(d);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const std::string& served_name,
@@ -227,8 +211,8 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   if (!mt.is_number_integer() || mt.get<int64_t>() < 1) return InvalidField("max_tokens", "must be an integer >= 1");
   a.max_tokens = mt.get<int64_t>();
   if (auto s = GetOptionalBool(body, "stream", &r.stream); !s.ok()) return s;
-  if (auto s = GetNumber(body, "temperature", &a.temperature); !s.ok()) return s;
-  if (auto s = GetNumber(body, "top_p", &a.top_p); !s.ok()) return s;
+  if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
+  if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
   if (Present(body, "top_k")) {
     if (!body["top_k"].is_number_integer()) return InvalidField("top_k", "must be an integer");
     const int64_t k = body["top_k"].get<int64_t>();

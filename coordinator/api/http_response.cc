@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/api/client_connection.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/scheduler/engine_errors.h"
@@ -70,6 +71,30 @@ absl::StatusOr<bool> ResponseState::Next(scheduler::Engine* engine, absl::Durati
     }
   }
   return false;
+}
+
+void RecordRejected(ServingMetrics* metrics, const std::string& path, const absl::Status& status) {
+  if (metrics != nullptr) metrics->ObserveFinished("rejected", 0);
+  LogRequestEvent("request_rejected", "",
+                  absl::StrCat(path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+}
+
+absl::Status SubmitSingleChoice(scheduler::Engine* engine, const tokenizer::Tokenizer* tokenizer,
+                                ServingMetrics* metrics, scheduler::StreamInterval interval, const char* api_kind,
+                                PreparedRequest prepared, ResponseState* state) {
+  ResponseChoice& c = state->choices.emplace_back();
+  c.id = prepared.engine_request.request_id;
+  c.tracker = std::make_unique<RequestTracker>(metrics, c.id, api_kind,
+                                               static_cast<int>(prepared.engine_request.prompt.size()));
+  auto stream = engine->Submit(std::move(prepared.engine_request));
+  if (!stream.ok()) {
+    c.tracker->Finish("rejected");
+    return stream.status();
+  }
+  c.stream = std::move(*stream);
+  c.stream->SetInterval(interval);
+  c.output = std::make_unique<RequestOutput>(tokenizer, std::move(prepared.output));
+  return absl::OkStatus();
 }
 
 void SendResponse(std::shared_ptr<ResponseState> state, bool stream, const std::string& request_id,

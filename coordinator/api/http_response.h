@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "coordinator/api/request_output.h"
 #include "coordinator/api/serving_metrics.h"
+#include "coordinator/api/text_frontend.h"
 #include "coordinator/scheduler/engine.h"
 #include "nlohmann/json.hpp"
 
@@ -69,6 +70,17 @@ struct ResponseState {
   // turns it into a delta; false when none came. *which is the choice.
   absl::StatusOr<bool> Next(scheduler::Engine* engine, absl::Duration wait, size_t* which, OutputDelta* delta);
 };
+
+// A request refused before the engine has it: counted ("rejected" in glm:request_failures_total)
+// and logged (request_rejected, with the path and why), so an operator sees why clients fail.
+void RecordRejected(ServingMetrics* metrics, const std::string& path, const absl::Status& status);
+
+// Submits `prepared` as the only choice of `state`: its tracker (metrics under `api_kind`), its
+// stream (grouped by `interval`) and its output state. The engine's refusal is returned (the
+// tracker has counted it).
+absl::Status SubmitSingleChoice(scheduler::Engine* engine, const tokenizer::Tokenizer* tokenizer,
+                                ServingMetrics* metrics, scheduler::StreamInterval interval, const char* api_kind,
+                                PreparedRequest prepared, ResponseState* state);
 
 // Sends the response of `state` (its choices submitted, its format set): non-streaming, waits for
 // every choice's end, answering 499 to nobody if the client hung up; streaming, sends

@@ -24,6 +24,14 @@ absl::Status CheckBodyDepth(const nlohmann::json& body) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<nlohmann::json> ParseRequestBody(const std::string& text) {
+  nlohmann::json body = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return InvalidField("body", "is not valid JSON");
+  // Before anything copies or dumps it (both recurse per level; destruction does not).
+  if (auto s = CheckBodyDepth(body); !s.ok()) return s;
+  return body;
+}
+
 absl::StatusOr<nlohmann::json> ParseClientJson(const std::string& text, absl::string_view field,
                                                nlohmann::json if_empty) {
   if (text.empty()) return if_empty;

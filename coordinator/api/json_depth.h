@@ -30,6 +30,9 @@ absl::Status CheckJsonDepth(const nlohmann::json& j, absl::string_view field, in
 // level), anything else is "body".
 absl::Status CheckBodyDepth(const nlohmann::json& body);
 
+// Parses an HTTP request body: INVALID_ARGUMENT "body: is not valid JSON", or CheckBodyDepth's.
+absl::StatusOr<nlohmann::json> ParseRequestBody(const std::string& text);
+
 // Parses a client JSON string (a gRPC `*_json` field) and checks its depth; `field` names it
 // in errors. Empty text gives `if_empty`.
 absl::StatusOr<nlohmann::json> ParseClientJson(const std::string& text, absl::string_view field,

@@ -310,10 +310,9 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
 void OpenAiHttpServer::HandleTokenizer(const httplib::Request& req, httplib::Response& res,
                                        absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&,
                                                                                  const nlohmann::json&)) {
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return SendError(res, InvalidField("body", "is not valid JSON"));
-  if (auto s = CheckBodyDepth(body); !s.ok()) return SendError(res, s);
-  auto out = body_fn(*frontend_, body);
+  auto body = ParseRequestBody(req.body);
+  if (!body.ok()) return SendError(res, body.status());
+  auto out = body_fn(*frontend_, *body);
   if (!out.ok()) return SendError(res, out.status());
   res.set_content(DumpJson(*out), "application/json");
 }
@@ -323,18 +322,14 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   // (queue full, draining) do in submit below: glm:request_failures_total counts invalid requests.
   // Each is also logged (one JSON line), so an operator sees why clients' requests fail.
   auto reject = [&](const absl::Status& status) {
-    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
-    LogRequestEvent("request_rejected", "",
-                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+    RecordRejected(metrics_, req.path, status);
     SendError(res, status);
   };
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
-  // Before anything copies or dumps it (both recurse per level; destruction does not).
-  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
+  auto body = ParseRequestBody(req.body);
+  if (!body.ok()) return reject(body.status());
   const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
-  auto parsed = ParseOpenAiRequest(endpoint, body, frontend_->model().name);
+  auto parsed = ParseOpenAiRequest(endpoint, *body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
   auto owned_request = std::make_unique<OpenAiRequest>(std::move(*parsed));
   OpenAiRequest* request = owned_request.get();
@@ -434,16 +429,13 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
 void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Response& res) {
   // Refusals count as "rejected" and are logged, as for chat and completions.
   auto reject = [&](const absl::Status& status) {
-    if (metrics_ != nullptr) metrics_->ObserveFinished("rejected", 0);
-    LogRequestEvent("request_rejected", "",
-                    absl::StrCat(req.path, ": ", absl::StatusCodeToString(status.code()), ": ", status.message()));
+    RecordRejected(metrics_, req.path, status);
     SendError(res, status);
   };
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return reject(InvalidField("body", "is not valid JSON"));
-  if (auto s = CheckBodyDepth(body); !s.ok()) return reject(s);
-  auto parsed = ParseResponsesRequest(body, frontend_->model().name);
+  auto body = ParseRequestBody(req.body);
+  if (!body.ok()) return reject(body.status());
+  auto parsed = ParseResponsesRequest(*body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
   if (!frontend_->AcceptsModelName(request->model))
@@ -457,18 +449,10 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   auto state = std::make_shared<ResponseState>();
   const bool stream = request->stream;
   state->format = std::make_unique<ResponsesFormat>(std::move(request), id, absl::ToUnixSeconds(absl::Now()));
-  ResponseChoice& c = state->choices.emplace_back();
-  c.id = id;
-  c.tracker = std::make_unique<RequestTracker>(metrics_, id, "openai-responses",
-                                               static_cast<int>(prepared->engine_request.prompt.size()));
-  auto submitted = engine_->Submit(std::move(prepared->engine_request));
-  if (!submitted.ok()) {
-    c.tracker->Finish("rejected");
-    return SendError(res, submitted.status());
-  }
-  c.stream = std::move(*submitted);
-  c.stream->SetInterval(interval_);
-  c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, std::move(prepared->output));
+  if (auto s = SubmitSingleChoice(engine_, frontend_->model().tokenizer, metrics_, interval_, "openai-responses",
+                                  *std::move(prepared), state.get());
+      !s.ok())
+    return SendError(res, s);
   SendResponse(state, stream, id, engine_, stopping_, req, res);
 }
 

@@ -8,30 +8,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_fields.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
 
 namespace glm::api {
 namespace {
 
 using json = nlohmann::json;
-
-bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
-
-// A JSON number as a float: range-checked as a double first (converting one outside the float
-// range is undefined, and 1e39 became inf, reported as "must be >= 0").
-absl::Status ToFloat(const json& v, const std::string& field, float* out) {
-  if (!v.is_number()) return InvalidField(field, "must be a number");
-  const double d = v.get<double>();
-  if (!(std::fabs(d) <= std::numeric_limits<float>::max()))
-    return InvalidField(field, absl::StrCat(v.dump(), " is out of range"));
-  *out = static_cast<float>(d);
-  return absl::OkStatus();
-}
-
-absl::Status GetFloat(const json& body, const char* key, float* out) {
-  if (!Present(body, key)) return absl::OkStatus();
-  return ToFloat(body[key], key, out);
-}
 
 absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* present = nullptr) {
   if (!Present(body, key)) return absl::OkStatus();
@@ -67,16 +50,16 @@ absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<in
 absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
   ApiRequest& a = r->api;
   a.temperature = 1.0f;  // OpenAI's default
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "temperature", &a.temperature));
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "top_p", &a.top_p));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "temperature", &a.temperature));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "top_p", &a.top_p));
   int64_t top_k = 0;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "top_k", &top_k));
   if (top_k < INT32_MIN || top_k > INT32_MAX) return InvalidField("top_k", "is out of range");
   a.top_k = static_cast<int32_t>(top_k);
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "min_p", &a.min_p));
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "repetition_penalty", &a.repetition_penalty));
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "presence_penalty", &a.presence_penalty));
-  GLM_API_RETURN_IF_ERROR(GetFloat(body, "frequency_penalty", &a.frequency_penalty));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "min_p", &a.min_p));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "repetition_penalty", &a.repetition_penalty));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "presence_penalty", &a.presence_penalty));
+  GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "frequency_penalty", &a.frequency_penalty));
   if (Present(body, "logit_bias")) {
     // OpenAI's shape: {"token id as a string": bias}. Ranges are checked with the other fields.
     const json& bias = body["logit_bias"];
@@ -269,12 +252,6 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
 
 }  // namespace
 
-absl::Status GetOptionalBool(const json& body, const char* key, bool* out) {
-  if (!Present(body, key)) return absl::OkStatus();
-  if (!body[key].is_boolean()) return InvalidField(key, "must be true or false");
-  *out = body[key].get<bool>();
-  return absl::OkStatus();
-}
 
 std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

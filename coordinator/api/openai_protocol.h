@@ -47,10 +47,6 @@ struct OpenAiRequest {
                                 // its tokens' logprobs when logprobs are asked for)
 };
 
-// An optional boolean field of a request body: `out` is left as it is when the field is absent
-// or null; INVALID_ARGUMENT naming `key` when it is not a boolean.
-absl::Status GetOptionalBool(const nlohmann::json& body, const char* key, bool* out);
-
 // Parses a request body. INVALID_ARGUMENT names the field (InvalidField).
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const nlohmann::json& body,
                                                  const std::string& served_name);

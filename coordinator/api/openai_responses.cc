@@ -6,19 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_fields.h"
 #include "coordinator/api/openai_protocol.h"
 
 namespace glm::api {
 namespace {
 
 using json = nlohmann::json;
-
-bool Present(const json& obj, const char* key) { return obj.contains(key) && !obj[key].is_null(); }
-
-absl::StatusOr<std::string> StringField(const json& obj, const char* key, const std::string& at) {
-  if (!Present(obj, key) || !obj[key].is_string()) return InvalidField(absl::StrCat(at, ".", key), "is required (a string)");
-  return obj[key].get<std::string>();
-}
 
 // A message's content: a string, or text parts (input_text / output_text / text; refusal text
 // counts as text) joined with "\n" as the chat path joins parts.
@@ -30,12 +24,12 @@ absl::StatusOr<std::string> ContentText(const json& content, const std::string& 
     const std::string pat = absl::StrCat(at, "[", j, "]");
     const json& part = content[j];
     if (!part.is_object()) return InvalidField(pat, "must be an object (a content part)");
-    auto type = StringField(part, "type", pat);
+    auto type = RequiredString(part, "type", pat);
     if (!type.ok()) return type.status();
     const char* key = *type == "refusal" ? "refusal" : "text";
     if (*type != "input_text" && *type != "output_text" && *type != "text" && *type != "refusal")
       return InvalidField(pat + ".type", absl::StrCat("'", *type, "' is not supported by this model (text only)"));
-    auto part_text = StringField(part, key, pat);
+    auto part_text = RequiredString(part, key, pat);
     if (!part_text.ok()) return part_text.status();
     if (j > 0) text += "\n";
     text += *part_text;
@@ -56,11 +50,11 @@ class InputTranslator {
     }
     if (type == "message") return AddMessage(item, at);
     if (type == "function_call") {
-      auto call_id = StringField(item, "call_id", at);
+      auto call_id = RequiredString(item, "call_id", at);
       if (!call_id.ok()) return call_id.status();
-      auto name = StringField(item, "name", at);
+      auto name = RequiredString(item, "name", at);
       if (!name.ok()) return name.status();
-      auto arguments = StringField(item, "arguments", at);
+      auto arguments = RequiredString(item, "arguments", at);
       if (!arguments.ok()) return arguments.status();
       json& turn = Assistant();
       if (!turn.contains("tool_calls")) turn["tool_calls"] = json::array();
@@ -69,7 +63,7 @@ class InputTranslator {
       return absl::OkStatus();
     }
     if (type == "function_call_output") {
-      auto call_id = StringField(item, "call_id", at);
+      auto call_id = RequiredString(item, "call_id", at);
       if (!call_id.ok()) return call_id.status();
       if (!Present(item, "output")) return InvalidField(at + ".output", "is required");
       auto output = ContentText(item["output"], at + ".output");
@@ -100,7 +94,7 @@ class InputTranslator {
 
  private:
   absl::Status AddMessage(const json& item, const std::string& at) {
-    auto role = StringField(item, "role", at);
+    auto role = RequiredString(item, "role", at);
     if (!role.ok()) return role.status();
     if (*role != "user" && *role != "assistant" && *role != "system" && *role != "developer")
       return InvalidField(at + ".role", absl::StrCat("'", *role, "' is not one of user, assistant, system, developer"));
@@ -133,15 +127,6 @@ class InputTranslator {
   json messages_ = json::array();
   bool open_assistant_ = false;
 };
-
-absl::Status GetNumber(const json& body, const char* key, float* out) {
-  if (!Present(body, key)) return absl::OkStatus();
-  if (!body[key].is_number()) return InvalidField(key, "must be a number");
-  const double d = body[key].get<double>();
-  if (!(std::fabs(d) <= std::numeric_limits<float>::max())) return InvalidField(key, "is out of range");
-  *out = static_cast<float>(d);
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -187,12 +172,12 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
       const std::string at = absl::StrCat("tools[", i, "]");
       const json& t = r.tools[i];
       if (!t.is_object()) return InvalidField(at, "must be an object");
-      auto type = StringField(t, "type", at);
+      auto type = RequiredString(t, "type", at);
       if (!type.ok()) return type.status();
       if (*type != "function")
         return InvalidField(at + ".type", absl::StrCat("'", *type, "' is a built-in tool this server does not run; ",
                                                        "declare a function tool"));
-      auto name = StringField(t, "name", at);
+      auto name = RequiredString(t, "name", at);
       if (!name.ok()) return name.status();
       json fn = {{"name", *name}};
       if (Present(t, "description")) fn["description"] = t["description"];
@@ -222,8 +207,8 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     r.max_output_tokens = mt;
   }
   if (auto s = GetOptionalBool(body, "stream", &r.stream); !s.ok()) return s;
-  if (auto s = GetNumber(body, "temperature", &a.temperature); !s.ok()) return s;
-  if (auto s = GetNumber(body, "top_p", &a.top_p); !s.ok()) return s;
+  if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
+  if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
   return r;
 }
 

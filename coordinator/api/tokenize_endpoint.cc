@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_fields.h"
 #include "coordinator/api/openai_protocol.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
@@ -14,8 +15,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr char kNoTokenizerMessage[] = "this model is served with token ids only (no tokenizer.json)";
-
-bool Present(const json& body, const char* key) { return body.contains(key) && !body[key].is_null(); }
 
 absl::Status CheckModel(const TextFrontend& frontend, const json& body) {
   if (!Present(body, "model")) return absl::OkStatus();

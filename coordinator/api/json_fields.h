@@ -1,0 +1,31 @@
+// Reading fields of a JSON request body, shared by the HTTP APIs' parsers (OpenAI chat and
+// completions, OpenAI responses, Anthropic messages, tokenize). Every failure is an InvalidField
+// status naming the field as the client spelled it.
+#ifndef GLM_COORDINATOR_API_JSON_FIELDS_H_
+#define GLM_COORDINATOR_API_JSON_FIELDS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::api {
+
+// Whether `obj` has `key` with a non-null value (JSON null counts as absent, as clients mean it).
+bool Present(const nlohmann::json& obj, const char* key);
+
+// A JSON number as a float, range-checked as a double first (converting one outside the float
+// range is undefined; 1e39 became inf).
+absl::Status ToFloat(const nlohmann::json& v, const std::string& field, float* out);
+
+// Optional fields: `out` is left as it is when the field is absent or null.
+absl::Status GetOptionalFloat(const nlohmann::json& body, const char* key, float* out);
+absl::Status GetOptionalBool(const nlohmann::json& body, const char* key, bool* out);
+
+// A required string member `key` of `obj`; the error names "<at>.<key>".
+absl::StatusOr<std::string> RequiredString(const nlohmann::json& obj, const char* key, const std::string& at);
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_JSON_FIELDS_H_
