@@ -72,7 +72,8 @@ cat <<TXT
 
 == serving glm5-tiny-code
    gRPC:    $GRPC   (build/bin/glmctl --server $GRPC generate --prompt 'import os' --max-new-tokens 32)
-   OpenAI:  http://$HTTP/v1   (/v1/models, /v1/chat/completions, /v1/completions, /health, /metrics)
+   OpenAI:  http://$HTTP/v1   (/v1/models, /v1/chat/completions, /v1/completions, /v1/responses, /health, /metrics)
+   Anthropic: http://$HTTP    (/v1/messages; Claude Code: ANTHROPIC_BASE_URL=http://$HTTP)
    curl http://$HTTP/v1/chat/completions -H 'Content-Type: application/json' \\
      -d '{"model":"glm5-tiny-code","messages":[{"role":"user","content":"Sort a list in Python"}],"max_tokens":64}'
 TXT
