@@ -20,10 +20,20 @@ namespace {
 using json = nlohmann::json;
 
 void SendAnthropicError(httplib::Response& res, absl::Status status) {
-  // Anthropic clients compact a conversation when told "prompt is too long"; the request as sent
-  // can never run (400, not a retryable 429).
-  if (scheduler::ExceedsKvCache(status) || ExceedsContext(status))
+  // Anthropic's own wording for requests that do not fit, which its clients act on: Claude Code
+  // compacts the conversation on "prompt is too long" and retries with a smaller max_tokens on
+  // "input length and `max_tokens` exceed context limit: A + B > C". Neither can ever run as sent
+  // (400, not a retryable 429).
+  if (const std::optional<ContextOverflow> o = ContextOverflowOf(status); o.has_value()) {
+    status = absl::InvalidArgumentError(
+        o->max_tokens == 0
+            ? absl::StrCat("prompt is too long: ", o->prompt_tokens, " tokens > ", o->context_tokens - 1, " maximum")
+            : absl::StrCat("input length and `max_tokens` exceed context limit: ", o->prompt_tokens, " + ",
+                           o->max_tokens, " > ", o->context_tokens,
+                           ", decrease input length or `max_tokens` and try again"));
+  } else if (scheduler::ExceedsKvCache(status)) {
     status = absl::InvalidArgumentError(absl::StrCat("prompt is too long: ", status.message()));
+  }
   int http = 500;
   json body = AnthropicErrorJson(status, &http);
   res.status = http;

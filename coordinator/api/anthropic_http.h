@@ -1,8 +1,9 @@
 // Anthropic's Messages API on the HTTP front end (anthropic_protocol.h has the translation):
 // POST /v1/messages (streaming as Anthropic's server-sent events, and not) and
 // POST /v1/messages/count_tokens. Same engine, scheduler, prefix cache and metrics as the OpenAI
-// endpoints; errors in Anthropic's shape. A prompt that does not fit reads "prompt is too long",
-// the phrase Anthropic clients look for before they compact a conversation.
+// endpoints; errors in Anthropic's shape and, for requests that do not fit the context, Anthropic's
+// wording ("prompt is too long: ...", "input length and `max_tokens` exceed context limit: ..."),
+// which its clients act on (compacting the conversation, retrying with a smaller max_tokens).
 #ifndef GLM_COORDINATOR_API_ANTHROPIC_HTTP_H_
 #define GLM_COORDINATOR_API_ANTHROPIC_HTTP_H_
 

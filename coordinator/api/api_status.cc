@@ -3,6 +3,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+#include <vector>
 
 namespace glm::api {
 namespace {
@@ -17,10 +21,21 @@ absl::Status InvalidField(absl::string_view field, absl::string_view message) {
   return s;
 }
 
-absl::Status ContextLengthExceeded(absl::string_view field, absl::string_view message) {
+absl::Status ContextLengthExceeded(absl::string_view field, absl::string_view message, ContextOverflow overflow) {
   absl::Status s = InvalidField(field, message);
-  s.SetPayload(kContextPayload, absl::Cord("1"));
+  s.SetPayload(kContextPayload, absl::Cord(absl::StrCat(overflow.prompt_tokens, ",", overflow.max_tokens, ",",
+                                                        overflow.context_tokens)));
   return s;
+}
+
+std::optional<ContextOverflow> ContextOverflowOf(const absl::Status& status) {
+  if (!ExceedsContext(status)) return std::nullopt;
+  const std::vector<std::string> parts = absl::StrSplit(std::string(*status.GetPayload(kContextPayload)), ',');
+  ContextOverflow o;
+  if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &o.prompt_tokens) || !absl::SimpleAtoi(parts[1], &o.max_tokens) ||
+      !absl::SimpleAtoi(parts[2], &o.context_tokens))
+    return std::nullopt;
+  return o;
 }
 
 bool ExceedsContext(const absl::Status& status) {

@@ -261,14 +261,16 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     if (n >= model_->max_context)
       return ContextLengthExceeded(
           r.input_field, absl::StrCat("This model's maximum context length is ", model_->max_context,
-                                      " tokens (prompt + completion). However, the prompt is ", n, " tokens."));
+                                      " tokens (prompt + completion). However, the prompt is ", n, " tokens."),
+          {n, 0, model_->max_context});
     if (n + max_tokens > model_->max_context) {
       if (r.max_tokens.has_value())
         return ContextLengthExceeded(
             Field(r, r.max_tokens_field),
             absl::StrCat("This model's maximum context length is ", model_->max_context, " tokens. However, you requested ",
                          n + max_tokens, " tokens (", n, " in the prompt, ", max_tokens,
-                         " in the completion). Please reduce the prompt or the completion length."));
+                         " in the completion). Please reduce the prompt or the completion length."),
+            {n, max_tokens, model_->max_context});
       max_tokens = 0;  // a server default larger than what is left: run to the context instead
     }
   }

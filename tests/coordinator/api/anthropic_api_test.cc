@@ -318,7 +318,19 @@ TEST_F(AnthropicApiTest, ErrorsInAnthropicShapeNameTheField) {
   auto long_res = Post("/v1/messages", {{"max_tokens", 8}, {"messages", {{{"role", "user"}, {"content", text}}}}});
   ASSERT_TRUE(long_res);
   EXPECT_EQ(long_res->status, 400);
-  EXPECT_THAT(long_res->body, HasSubstr("prompt is too long"));
+  EXPECT_THAT(json::parse(long_res->body)["error"]["message"].get<std::string>(),
+              ::testing::MatchesRegex("prompt is too long: [0-9]+ tokens > 4095 maximum"));
+  // Prompt + max_tokens over the context: Anthropic's wording with the numbers, which Claude Code
+  // reads to retry with a smaller max_tokens.
+  auto over = Post("/v1/messages", {{"max_tokens", 5000}, {"messages", user}});
+  ASSERT_TRUE(over);
+  EXPECT_EQ(over->status, 400);
+  auto count = Post("/v1/messages/count_tokens", {{"messages", user}});
+  ASSERT_TRUE(count);
+  const int64_t input = json::parse(count->body)["input_tokens"].get<int64_t>();
+  EXPECT_EQ(json::parse(over->body)["error"]["message"],
+            "input length and `max_tokens` exceed context limit: " + std::to_string(input) +
+                " + 5000 > 4096, decrease input length or `max_tokens` and try again");
 
   // Strict names: 404 not_found_error.
   model_.accept_any_name = false;
