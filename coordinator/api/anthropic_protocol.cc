@@ -88,7 +88,9 @@ absl::Status TranslateMessage(const json& m, const std::string& at, json* out) {
       }
       // A failed tool's output reads as such to the model (Anthropic's is_error flag has no
       // place in the chat template).
-      if (block.value("is_error", false) == true) result = absl::StrCat("Error: ", result);
+      if (Present(block, "is_error") && !block["is_error"].is_boolean())
+        return InvalidField(bat + ".is_error", "must be true or false");
+      if (block.contains("is_error") && block["is_error"] == true) result = absl::StrCat("Error: ", result);
       flush_user_text();  // text before a result stays before it
       out->push_back({{"role", "tool"}, {"tool_call_id", *id}, {"content", std::move(result)}});
     } else if (*role == "assistant" && *type == "tool_use") {

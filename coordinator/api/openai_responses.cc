@@ -197,7 +197,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (Present(body, "text")) {
     const json& text = body["text"];
     if (text.is_object() && Present(text, "format") &&
-        !(text["format"].is_object() && text["format"].value("type", "") == "text"))
+        !(text["format"].is_object() && text["format"].contains("type") && text["format"]["type"] == "text"))
       return InvalidField("text.format.type", "only \"text\" is supported by this server (no constrained decoding)");
   }
   if (Present(body, "max_output_tokens")) {

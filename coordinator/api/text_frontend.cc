@@ -248,7 +248,8 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       // No generation prompt after an assistant message: the reply continues that message
       // (vLLM's continue_final_message, Anthropic's prefill), leading newlines included.
       out.output.continues_message = !r.add_generation_prompt && r.messages.is_array() && !r.messages.empty() &&
-                                     r.messages.back().is_object() && r.messages.back().value("role", "") == "assistant";
+                                     r.messages.back().is_object() && r.messages.back().contains("role") &&
+                                     r.messages.back()["role"] == "assistant";
       break;
     }
   }

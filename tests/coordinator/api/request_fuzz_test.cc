@@ -1,0 +1,150 @@
+// Bad input never throws: every member of valid request bodies, at every depth, replaced by
+// values of other JSON types or removed, through each HTTP API's parser and the shared chat
+// preparation (template rendering, tokenization). The result must be a value or a clear
+// INVALID_ARGUMENT / NOT_FOUND, never an exception (which the HTTP server would turn into a 500).
+
+#include <functional>
+#include <set>
+
+#include "coordinator/api/anthropic_protocol.h"
+#include "coordinator/api/openai_protocol.h"
+#include "coordinator/api/openai_responses.h"
+#include "coordinator/api/text_frontend.h"
+#include "coordinator/api/tokenize_endpoint.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using json = nlohmann::json;
+
+// Calls `fn` with `body` changed at one place: each member (any depth) set to each of a set of
+// values of all JSON types, and each object member removed.
+void ForEachMutation(const json& body, const std::function<void(const json&)>& fn) {
+  const std::vector<json> values = {nullptr, 0, -7, 3.5, 1e300, "", "x", true, json::array(), json::object(),
+                                    json::array({1, "a"}), json{{"type", "text"}, {"text", 1}}};
+  std::set<std::string> pointers;
+  const json flat = body.flatten();  // kept alive: items() refers into it
+  for (const auto& [leaf, unused] : flat.items()) {
+    for (json::json_pointer p(leaf); !p.empty(); p = p.parent_pointer()) pointers.insert(p.to_string());
+  }
+  for (const std::string& ptr : pointers) {
+    const json::json_pointer p(ptr);
+    for (const json& v : values) {
+      json m = body;
+      m[p] = v;
+      fn(m);
+    }
+    json removed = body;
+    json& parent = removed[p.parent_pointer()];
+    if (parent.is_object()) {
+      parent.erase(p.back());
+      fn(removed);
+    }
+  }
+}
+
+class RequestFuzzTest : public ApiTest {
+ protected:
+  // Runs `parse` on every mutation of `body`; each result must be OK or a 4xx-class status.
+  void Fuzz(const json& body, const std::function<absl::Status(const json&)>& parse) {
+    int ok = 0, refused = 0;
+    ForEachMutation(body, [&](const json& m) {
+      absl::Status s;
+      try {
+        s = parse(m);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "threw " << e.what() << " on " << m.dump();
+        return;
+      }
+      if (s.ok()) {
+        ++ok;
+        return;
+      }
+      ++refused;
+      EXPECT_TRUE(s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kNotFound)
+          << s << " on " << m.dump();
+      EXPECT_FALSE(s.message().empty()) << m.dump();
+    });
+    // Both outcomes occur: the mutations reach the validation, and some leave a valid request.
+    EXPECT_GT(ok, 0);
+    EXPECT_GT(refused, 0);
+  }
+  // Parse, then prepare as the handler would (chat template, tokenizer, sampling checks).
+  absl::Status Prepared(const absl::StatusOr<api::ApiRequest>& a) {
+    if (!a.ok()) return a.status();
+    return frontend().Prepare(*a).status();
+  }
+  api::TextFrontend& frontend() {
+    if (frontend_ == nullptr) frontend_ = std::make_unique<api::TextFrontend>(&model_, 0);
+    return *frontend_;
+  }
+  std::unique_ptr<api::TextFrontend> frontend_;
+};
+
+TEST_F(RequestFuzzTest, AnthropicMessages) {
+  const json body = json::parse(R"({"model": "m", "max_tokens": 16, "stream": false, "temperature": 0.5,
+    "top_p": 0.9, "top_k": 5, "stop_sequences": ["X"], "system": [{"type": "text", "text": "S"}],
+    "thinking": {"type": "enabled", "budget_tokens": 100}, "tool_choice": {"type": "auto"},
+    "tools": [{"name": "f", "description": "d", "input_schema": {"type": "object"}}],
+    "messages": [
+      {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+      {"role": "assistant", "content": [{"type": "thinking", "thinking": "t"}, {"type": "text", "text": "a"},
+                                         {"type": "tool_use", "id": "u1", "name": "f", "input": {"k": 1}}]},
+      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "u1", "content": "r", "is_error": false}]}]})");
+  Fuzz(body, [&](const json& m) {
+    auto r = api::ParseAnthropicRequest(m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+  Fuzz(body, [&](const json& m) { return api::ParseAnthropicRequest(m, "served", /*count_only=*/true).status(); });
+}
+
+TEST_F(RequestFuzzTest, OpenAiResponses) {
+  const json body = json::parse(R"({"model": "m", "instructions": "I", "max_output_tokens": 16, "temperature": 0.5,
+    "top_p": 0.9, "tool_choice": "auto", "text": {"format": {"type": "text"}},
+    "tools": [{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}}],
+    "input": [
+      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+      {"type": "reasoning", "summary": [{"type": "summary_text", "text": "s"}], "content": [{"type": "reasoning_text", "text": "t"}]},
+      {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+      {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+      {"type": "function_call_output", "call_id": "c1", "output": "r"}]})");
+  Fuzz(body, [&](const json& m) {
+    auto r = api::ParseResponsesRequest(m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+}
+
+TEST_F(RequestFuzzTest, OpenAiChatAndCompletions) {
+  const json chat = json::parse(R"({"model": "m", "max_tokens": 16, "temperature": 0.5, "top_p": 0.9, "top_k": 5,
+    "min_p": 0.1, "seed": 3, "stop": ["X"], "logprobs": true, "top_logprobs": 2, "n": 1, "logit_bias": {"5": 1},
+    "stream": false, "stream_options": {"include_usage": true}, "tool_choice": "auto",
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                 {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                   "function": {"name": "f", "arguments": "{}"}}]},
+                 {"role": "tool", "tool_call_id": "c1", "content": "r"}]})");
+  Fuzz(chat, [&](const json& m) {
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+  const json completions = json::parse(R"({"model": "m", "prompt": "def f", "max_tokens": 16, "echo": false,
+    "logprobs": 1, "n": 2, "suffix": "", "stop": "X", "temperature": 0})");
+  Fuzz(completions, [&](const json& m) {
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kCompletions, m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+}
+
+TEST_F(RequestFuzzTest, TokenizeAndDetokenize) {
+  Fuzz(json::parse(R"({"model": "m", "prompt": "hi", "add_special_tokens": true, "return_token_strs": true})"),
+       [&](const json& m) { return api::TokenizeBody(frontend(), m).status(); });
+  Fuzz(json::parse(R"({"model": "m", "messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": true})"),
+       [&](const json& m) { return api::TokenizeBody(frontend(), m).status(); });
+  Fuzz(json::parse(R"({"model": "m", "tokens": [1, 2, 3], "skip_special_tokens": false})"),
+       [&](const json& m) { return api::DetokenizeBody(frontend(), m).status(); });
+}
+
+}  // namespace
+}  // namespace glm::testing
