@@ -36,7 +36,7 @@ ABSL_FLAG(std::string, backend, "grpc", "grpc | openai-completions | openai-chat
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "HOST:PORT of the server (OpenAI: also http://HOST:PORT)");
 ABSL_FLAG(std::string, endpoint, "", "OpenAI path (default /v1/completions or /v1/chat/completions)");
 ABSL_FLAG(std::string, model, "", "model name to send (OpenAI default: the first of GET /v1/models)");
-ABSL_FLAG(std::string, api_key, "", "OpenAI: bearer token");
+ABSL_FLAG(std::string, api_key, "", "API key, sent as a bearer token (HTTP header or gRPC metadata)");
 ABSL_FLAG(int32_t, num_prompts, 100, "requests in the run");
 ABSL_FLAG(std::string, request_rate, "inf", "requests per second (Poisson arrivals); inf = all at once");
 ABSL_FLAG(int32_t, max_concurrency, 0, "most requests in flight (0 = no cap)");

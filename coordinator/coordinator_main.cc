@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cstdlib>
 
 #include <cstdio>
 #include <filesystem>
@@ -85,6 +86,9 @@ ABSL_FLAG(int64_t, draft_vocab, 0,
           "with --speculative mtp:K (or a request's): MTP drafts propose only token ids below this count and the "
           "request's own tokens, reading only those rows of the MTP head; the outputs are the same, only acceptance "
           "may change (0 = the whole vocabulary)");
+ABSL_FLAG(std::string, api_key, "",
+          "comma-separated API keys clients must send (\"Authorization: Bearer KEY\" or \"x-api-key: KEY\"; "
+          "default: $GLM_API_KEY, which keeps the key out of the process list; none = open)");
 ABSL_FLAG(int32_t, step_timeout_s, 120, "a step taking longer means a worker is stuck: fail requests and exit");
 ABSL_FLAG(int32_t, drain_timeout_s, 30,
           "on SIGINT/SIGTERM: seconds to let running requests finish (new ones get UNAVAILABLE) before the rest are "
@@ -358,6 +362,13 @@ int main(int argc, char** argv) {
   ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, std::max(1, absl::GetFlag(FLAGS_max_running)) + 16);
   ao.stream_interval.tokens = stream_interval;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
+  {
+    std::string keys = absl::GetFlag(FLAGS_api_key);
+    if (const char* env = std::getenv("GLM_API_KEY"); keys.empty() && env != nullptr) keys = env;
+    ao.api_keys = absl::StrSplit(keys, ',', absl::SkipWhitespace());
+    if (!ao.api_keys.empty())
+      Log(absl::StrCat(ao.api_keys.size(), " API key(s): requests other than health and metrics must carry one"));
+  }
   auto api = glm::api::ApiServer::Start(ao, engine->get(), &served);
   if (!api.ok()) {
     (*client)->Shutdown().IgnoreError();

@@ -64,6 +64,8 @@ MPI=(mpirun)
 [ "$(id -u)" -eq 0 ] && MPI+=(--allow-run-as-root)
 # Shared memory between local ranks; the single-copy mechanism needs ptrace rights containers lack.
 MPI+=(--mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none)
+# The coordinator's API key (--api-key's default) reaches rank 0 on whichever host it starts.
+[ -n "${GLM_API_KEY:-}" ] && MPI+=(-x GLM_API_KEY)
 PER_HOST=$(numa_nodes)
 if [ -n "$HOSTFILE" ]; then
   HOSTS=$(grep -v '^\s*#' "$HOSTFILE" | grep -c .)

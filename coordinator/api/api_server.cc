@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "coordinator/api/api_keys.h"
+#include "coordinator/api/exclusive_listen.h"
 #include "coordinator/api/grpc_service.h"
 #include "coordinator/api/openai_http.h"
 #include "coordinator/api/serving_metrics.h"
@@ -29,7 +31,8 @@ class ApiServerImpl final : public ApiServer {
       : options_(options),
         engine_(engine),
         frontend_(model, options.default_max_tokens),
-        metrics_(model->name) {}
+        metrics_(model->name),
+        keys_(options.api_keys) {}
   ~ApiServerImpl() override { Shutdown(); }
 
   absl::Status Init() {
@@ -42,8 +45,9 @@ class ApiServerImpl final : public ApiServer {
       // reference (an unreferenced object of a static library would be left out).
       (void)grpc::health::v1::HealthCheckRequest::descriptor();
       service_ = std::make_unique<GrpcInferenceService>(engine_, &frontend_, &metrics_, &stopping_,
-                                                        options_.stream_interval);
+                                                        options_.stream_interval, &keys_);
       grpc::ServerBuilder builder;
+      ListenExclusively(&builder);
       builder.AddListeningPort(options_.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
       builder.RegisterService(service_.get());
       // Token streams are small messages; the default 4 MiB receive limit is too small only for
@@ -57,7 +61,7 @@ class ApiServerImpl final : public ApiServer {
     }
     if (!options_.http_listen.empty()) {
       http_ = std::make_unique<OpenAiHttpServer>(engine_, &frontend_, &metrics_, &serving_, &stopping_,
-                                                 options_.http_threads, options_.stream_interval);
+                                                 options_.http_threads, options_.stream_interval, &keys_);
       if (auto s = http_->Start(options_.http_listen); !s.ok()) {
         Shutdown();
         return s;
@@ -129,6 +133,7 @@ class ApiServerImpl final : public ApiServer {
   scheduler::Engine* engine_;
   TextFrontend frontend_;
   ServingMetrics metrics_;
+  ApiKeys keys_;
   std::atomic<bool> serving_{false};
   std::atomic<bool> stopping_{false};
   std::unique_ptr<GrpcInferenceService> service_;

@@ -42,6 +42,7 @@ struct ApiOptions {
   int http_threads = 16;
   int32_t default_max_tokens = 0;               // 0 = up to the context
   scheduler::StreamInterval stream_interval;    // tokens per streamed message (--stream-interval)
+  std::vector<std::string> api_keys;            // --api-key: clients must present one (api_keys.h); none = open
 };
 
 class ApiServer {

@@ -85,10 +85,17 @@ struct StreamResult {
   pb::Usage usage;
 };
 
+// The server's --api-key, when the caller has one: gRPC metadata keys are lower-case.
+void AddApiKey(grpc::ClientContext* ctx, const std::string& api_key) {
+  if (!api_key.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", api_key));
+}
+
 absl::StatusOr<StreamResult> RunGenerate(const std::shared_ptr<grpc::Channel>& channel, const std::string& server,
-                                         const pb::GenerateRequest& request, absl::Duration timeout) {
+                                         const pb::GenerateRequest& request, absl::Duration timeout,
+                                         const std::string& api_key) {
   auto stub = pb::Inference::NewStub(channel);
   grpc::ClientContext ctx;
+  AddApiKey(&ctx, api_key);
   if (timeout != absl::InfiniteDuration()) ctx.set_deadline(DeadlineAfter(timeout));
   auto reader = stub->Generate(&ctx, request);
   StreamResult r;
@@ -164,11 +171,12 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineAfter(o.connect_timeout));
+    AddApiKey(&ctx, o.api_key);
     if (auto s = FromGrpc(pb::Inference::NewStub(*channel)->GetModelInfo(&ctx, pb::ModelInfoRequest(), &info), server);
         !s.ok())
       return s;
   }
-  auto r = RunGenerate(*channel, server, request, o.timeout);
+  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key);
   if (!r.ok()) return r.status();
   if (o.json) {
     std::string out = absl::StrCat("{\"tokens\":[", absl::StrJoin(r->tokens, ","), "],\"finish_reason\":\"",
@@ -203,7 +211,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
-  auto r = RunGenerate(*channel, server, request, o.timeout);
+  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key);
   if (!r.ok()) return r.status();
   if (!o.json) return r->text;
   json out = json::object();
@@ -231,6 +239,7 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
   pb::ModelInfo info;
   grpc::ClientContext ctx;
   ctx.set_deadline(DeadlineAfter(o.timeout));
+  AddApiKey(&ctx, o.api_key);
   if (auto s = FromGrpc(pb::Inference::NewStub(*channel)->GetModelInfo(&ctx, pb::ModelInfoRequest(), &info), server);
       !s.ok())
     return s;

@@ -33,6 +33,7 @@ struct RemoteGenerateOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   // The whole generation; infinite = no deadline.
   absl::Duration timeout = absl::InfiniteDuration();
+  std::string api_key;  // sent as "authorization: Bearer KEY" when set (the server's --api-key)
 };
 
 struct RemoteChatOptions {
@@ -56,10 +57,12 @@ struct RemoteChatOptions {
   bool json = false;
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration timeout = absl::InfiniteDuration();
+  std::string api_key;
 };
 
 struct RemoteInfoOptions {
   absl::Duration timeout = absl::Seconds(5);  // connect + health + GetModelInfo
+  std::string api_key;
 };
 
 // UNAVAILABLE (with the address in the message) when the server cannot be reached; the

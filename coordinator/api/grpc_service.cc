@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "coordinator/api/api_keys.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/request_output.h"
@@ -131,11 +132,25 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 GrpcInferenceService::GrpcInferenceService(scheduler::Engine* engine, const TextFrontend* frontend,
                                            ServingMetrics* metrics, const std::atomic<bool>* stopping,
-                                           scheduler::StreamInterval interval)
-    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping), interval_(interval) {}
+                                           scheduler::StreamInterval interval, const ApiKeys* keys)
+    : engine_(engine), frontend_(frontend), metrics_(metrics), stopping_(stopping), interval_(interval), keys_(keys) {}
+
+grpc::Status GrpcInferenceService::CheckKey(const grpc::ServerContext* context) const {
+  // No context: an internal call (GetModelInfo fills its load through GetLoad), already checked.
+  if (keys_ == nullptr || !keys_->enabled() || context == nullptr) return grpc::Status::OK;
+  auto value = [&](const char* key) {
+    const auto it = context->client_metadata().find(key);
+    return it == context->client_metadata().end() ? absl::string_view()
+                                                  : absl::string_view(it->second.data(), it->second.size());
+  };
+  if (keys_->Accepts(value("authorization"), value("x-api-key"))) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "this server needs an API key: metadata \"authorization: Bearer KEY\" or \"x-api-key: KEY\"");
+}
 
 grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                                             grpc::ServerWriter<pb::GenerateResponse>* writer) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   // Every refusal before the engine has the request counts as "rejected" too, as the engine's own
   // (queue full, draining) do below: glm:request_failures_total counts invalid requests.
   // Each is also logged (one JSON line), so an operator sees why clients' requests fail.
@@ -218,16 +233,18 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
   }
 }
 
-grpc::Status GrpcInferenceService::Abort(grpc::ServerContext*, const pb::AbortRequest* request,
+grpc::Status GrpcInferenceService::Abort(grpc::ServerContext* context, const pb::AbortRequest* request,
                                          pb::AbortResponse* response) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   if (request->request_id().empty())
     return ToGrpcStatus(InvalidField("request_id", "is required"));
   response->set_found(engine_->Abort(request->request_id()));
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext*, const pb::ModelInfoRequest*,
+grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext* context, const pb::ModelInfoRequest*,
                                                 pb::ModelInfo* info) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   const ServedModel& m = frontend_->model();
   info->set_name(m.name);
   for (const auto& a : m.aliases) info->add_aliases(a);
@@ -248,8 +265,9 @@ grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext*, const pb::
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext*, const pb::TokenizeRequest* request,
+grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext* context, const pb::TokenizeRequest* request,
                                             pb::TokenizeResponse* response) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   absl::StatusOr<std::vector<int32_t>> ids;
   if (request->input_case() == pb::TokenizeRequest::kText) {
     ids = frontend_->EncodeText(request->text(), request->add_special_tokens(), "text");
@@ -268,8 +286,9 @@ grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext*, const pb::Toke
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcInferenceService::Detokenize(grpc::ServerContext*, const pb::DetokenizeRequest* request,
+grpc::Status GrpcInferenceService::Detokenize(grpc::ServerContext* context, const pb::DetokenizeRequest* request,
                                               pb::DetokenizeResponse* response) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   const tokenizer::Tokenizer* tok = frontend_->model().tokenizer;
   if (tok == nullptr)
     return ToGrpcStatus(InvalidField("ids", "this model is served with token ids only (no tokenizer.json)"));
@@ -280,7 +299,8 @@ grpc::Status GrpcInferenceService::Detokenize(grpc::ServerContext*, const pb::De
   return grpc::Status::OK;
 }
 
-grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext*, const pb::LoadRequest*, pb::LoadResponse* response) {
+grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext* context, const pb::LoadRequest*, pb::LoadResponse* response) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
   const scheduler::EngineLoad load = engine_->GetLoad();
   response->set_running(load.running);
   response->set_waiting(load.waiting);

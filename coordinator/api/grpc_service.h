@@ -16,6 +16,8 @@
 
 namespace glm::api {
 
+class ApiKeys;
+
 // absl code → the gRPC code of the same number (they are the same canonical codes).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
@@ -24,8 +26,11 @@ class GrpcInferenceService final : public glm::inference::v1::Inference::Service
   // All pointers must outlive the service. `stopping` turns true at server shutdown: open
   // streams then abort their requests and end with UNAVAILABLE. `interval`: how Generate groups
   // tokens into messages (--stream-interval).
+  // `keys` (may be null: open): the API keys every call must carry in its "authorization"
+  // ("Bearer KEY") or "x-api-key" metadata; UNAUTHENTICATED otherwise.
   GrpcInferenceService(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
-                       const std::atomic<bool>* stopping, scheduler::StreamInterval interval = {});
+                       const std::atomic<bool>* stopping, scheduler::StreamInterval interval = {},
+                       const ApiKeys* keys = nullptr);
 
   grpc::Status Generate(grpc::ServerContext* context, const glm::inference::v1::GenerateRequest* request,
                         grpc::ServerWriter<glm::inference::v1::GenerateResponse>* writer) override;
@@ -46,6 +51,9 @@ class GrpcInferenceService final : public glm::inference::v1::Inference::Service
   ServingMetrics* metrics_;
   const std::atomic<bool>* stopping_;
   scheduler::StreamInterval interval_;
+  const ApiKeys* keys_;
+
+  grpc::Status CheckKey(const grpc::ServerContext* context) const;
 };
 
 }  // namespace glm::api

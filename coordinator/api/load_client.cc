@@ -98,6 +98,7 @@ class GrpcLoadClient final : public LoadClient {
     r.prompt_len = prompt.prompt_len;
     grpc::ClientContext ctx;
     if (deadline != absl::InfiniteFuture()) ctx.set_deadline(absl::ToChronoTime(deadline));
+    if (!options_.api_key.empty()) ctx.AddMetadata("authorization", absl::StrCat("Bearer ", options_.api_key));
     Timeline timeline;
     auto reader = stub_->Generate(&ctx, request);
     pb::GenerateResponse response;
@@ -386,6 +387,7 @@ absl::StatusOr<std::unique_ptr<LoadClient>> LoadClient::Create(const LoadClientO
       pb::ModelInfo info;
       grpc::ClientContext context;
       context.set_deadline(absl::ToChronoTime(absl::Now() + options.connect_timeout));
+      if (!options.api_key.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", options.api_key));
       if (pb::Inference::NewStub(channel)->GetModelInfo(&context, pb::ModelInfoRequest(), &info).ok())
         named.model = info.name();
     }

@@ -38,7 +38,7 @@ struct LoadClientOptions {
   std::string server;       // HOST:PORT (OpenAI backends also accept http[s]://HOST:PORT)
   std::string endpoint;     // OpenAI path; "" = /v1/completions or /v1/chat/completions
   std::string model;        // "" : gRPC omits it, OpenAI takes the first id of GET /v1/models
-  std::string api_key;      // OpenAI: sent as "Authorization: Bearer ..." when set
+  std::string api_key;      // sent as "Authorization: Bearer ..." (HTTP header, gRPC metadata) when set
   bool ignore_eos = true;   // with max_tokens: exactly output_len tokens
   double temperature = 0.0;
   absl::Duration connect_timeout = absl::Seconds(10);

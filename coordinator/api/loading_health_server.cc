@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "coordinator/api/exclusive_listen.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "httplib.h"
@@ -41,6 +42,7 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
     if (!grpc_listen.empty()) {
       grpc::EnableDefaultHealthCheckService(true);  // process-wide, before the first builder
       grpc::ServerBuilder builder;
+      ListenExclusively(&builder);
       builder.AddListeningPort(grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
       grpc_server_ = builder.BuildAndStart();
       if (grpc_server_ == nullptr || grpc_port_ == 0)
@@ -57,6 +59,7 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
       if (!SplitListen(http_listen, &host, &port))
         return absl::InvalidArgumentError(absl::StrCat("http_listen '", http_listen, "' is not HOST:PORT"));
       http_ = std::make_unique<httplib::Server>();
+      ListenExclusively(http_.get());
       http_->new_task_queue = [] { return new httplib::ThreadPool(2); };
       http_->set_keep_alive_max_count(1);  // probes reconnect: nothing holds the port at the hand-over
       http_->Get("/health", [](const httplib::Request&, httplib::Response& res) {

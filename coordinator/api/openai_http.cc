@@ -11,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "coordinator/api/anthropic_http.h"
+#include "coordinator/api/api_keys.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/exclusive_listen.h"
 #include "coordinator/api/http_response.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/openai_protocol.h"
@@ -140,7 +142,7 @@ class ResponsesFormat : public ResponseFormat {
 
 OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
                                    const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
-                                   scheduler::StreamInterval interval)
+                                   scheduler::StreamInterval interval, const ApiKeys* keys)
     : engine_(engine),
       frontend_(frontend),
       metrics_(metrics),
@@ -149,7 +151,8 @@ OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend
       threads_(threads > 0 ? threads : 16),
       interval_(interval),
       created_(absl::ToUnixSeconds(absl::Now())),
-      anthropic_(std::make_unique<AnthropicMessagesEndpoint>(engine, frontend, metrics, stopping, interval)) {}
+      anthropic_(std::make_unique<AnthropicMessagesEndpoint>(engine, frontend, metrics, stopping, interval)),
+      keys_(keys) {}
 
 OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
@@ -163,6 +166,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   if (host.empty()) host = "0.0.0.0";
 
   server_ = std::make_unique<httplib::Server>();
+  ListenExclusively(server_.get());
   const int threads = threads_;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(kMaxBodyBytes);
@@ -170,6 +174,26 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   // them), so this bounds how long Shutdown can take; clients simply reconnect.
   server_->set_keep_alive_timeout(kKeepAliveSeconds);
 
+  // API keys (api_keys.h): every route but health, metrics and CORS preflights needs one when
+  // keys are configured; a refusal is 401 in the shape of the API that was called.
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (keys_ == nullptr || !keys_->enabled() || req.method == "OPTIONS" || req.path == "/health" ||
+        req.path == "/metrics" ||
+        keys_->Accepts(req.get_header_value("Authorization"), req.get_header_value("x-api-key")))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const std::string message =
+        "this server needs an API key: send \"Authorization: Bearer KEY\" or \"x-api-key: KEY\"";
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_header("Access-Control-Allow-Origin", "*");
+    const json body =
+        absl::StartsWith(req.path, "/v1/messages")
+            ? json{{"type", "error"}, {"error", {{"type", "authentication_error"}, {"message", message}}}}
+            : json{{"error",
+                    {{"message", message}, {"type", "invalid_request_error"}, {"param", nullptr}, {"code", "invalid_api_key"}}}};
+    res.set_content(DumpJson(body), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const bool ok = serving_->load() && !stopping_->load() && !engine_->draining();
     res.status = ok ? 200 : 503;

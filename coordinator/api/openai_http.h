@@ -30,13 +30,14 @@ struct Response;
 namespace glm::api {
 
 class AnthropicMessagesEndpoint;
+class ApiKeys;
 
 class OpenAiHttpServer {
  public:
   // Pointers must outlive the server. `serving` drives /health; `stopping` ends open streams.
   OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
                    const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
-                   scheduler::StreamInterval interval = {});
+                   scheduler::StreamInterval interval = {}, const ApiKeys* keys = nullptr);
   ~OpenAiHttpServer();
 
   // Binds "host:port" (port 0 picks a free one) and starts the accept thread.
@@ -71,6 +72,7 @@ class OpenAiHttpServer {
   // The models' "created" (Unix seconds): when this server started; clients sort and display it.
   int64_t created_ = 0;
   std::unique_ptr<AnthropicMessagesEndpoint> anthropic_;  // /v1/messages on the same server
+  const ApiKeys* keys_;  // null or none configured: no authentication
 };
 
 }  // namespace glm::api

@@ -13,6 +13,7 @@
 //   render-chat --tokenizer-config PATH --request-file R.json
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -34,6 +35,7 @@
 #endif
 
 ABSL_FLAG(std::string, server, "", "HOST:PORT of a running coordinator: generate/chat/info go through its gRPC API");
+ABSL_FLAG(std::string, api_key, "", "with --server: the server's API key (default: $GLM_API_KEY)");
 ABSL_FLAG(double, timeout_s, 5, "info: seconds to wait for the server");
 ABSL_FLAG(std::string, model, "", "model directory (Hugging Face glm_moe_dsa checkpoint)");
 ABSL_FLAG(std::string, tokens, "", "comma-separated prompt token ids");
@@ -167,6 +169,8 @@ int main(int argc, char** argv) {
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
+    std::string api_key = absl::GetFlag(FLAGS_api_key);
+    if (const char* env = std::getenv("GLM_API_KEY"); api_key.empty() && env != nullptr) api_key = env;
     // The server's weights are loaded already: these would be silently ignored.
     for (const char* flag :
          {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab"}) {
@@ -186,6 +190,7 @@ int main(int argc, char** argv) {
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
+      r.api_key = api_key;
       return Finish(glm::api::RemoteGenerate(server, r));
     }
     if (command == "chat") {
@@ -200,11 +205,13 @@ int main(int argc, char** argv) {
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
+      r.api_key = api_key;
       return Finish(glm::api::RemoteChat(server, r));
     }
     if (command == "info") {
       glm::api::RemoteInfoOptions r;
       r.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+      r.api_key = api_key;
       return Finish(glm::api::RemoteInfo(server, r));
     }
     std::fprintf(stderr, "glmctl: '%s' does not take --server (generate, chat and info do)\n", command.c_str());

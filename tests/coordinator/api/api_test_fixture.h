@@ -69,6 +69,7 @@ class ApiTest : public ::testing::Test {
     options.http_listen = "127.0.0.1:0";
     options.http_threads = 8;
     options.stream_interval = stream_interval_;
+    options.api_keys = api_keys_;
     auto server = api::ApiServer::Start(options, engine_.get(), &model_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -126,6 +127,7 @@ class ApiTest : public ::testing::Test {
   static inline tokenizer::ChatTemplate* chat_template_ = nullptr;
   api::ServedModel model_;
   scheduler::StreamInterval stream_interval_;
+  std::vector<std::string> api_keys_;  // --api-key of the server StartServer starts
   std::unique_ptr<FakeEngine> engine_;
   std::unique_ptr<api::ApiServer> server_;
   std::string grpc_address_;

@@ -148,3 +148,35 @@ TEST_F(HttpConnectionTest, ShutdownEndsOpenStreams) {
 
 }  // namespace
 }  // namespace glm::testing
+
+namespace glm::testing {
+namespace {
+
+// gRPC and cpp-httplib listen with SO_REUSEPORT by default, so a second server on the same ports
+// bound "successfully" and took half the connections. Now it is refused, and the first serves on.
+TEST_F(HttpConnectionTest, ASecondServerOnTheSamePortsIsRefused) {
+  api::ApiOptions http_only;
+  http_only.grpc_listen = "";
+  http_only.http_listen = "127.0.0.1:" + std::to_string(server_->http_port());
+  auto second = api::ApiServer::Start(http_only, engine_.get(), &model_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()), ::testing::HasSubstr("cannot bind HTTP"));
+
+  api::ApiOptions grpc_only;
+  grpc_only.http_listen = "";
+  grpc_only.grpc_listen = grpc_address_;
+  auto third = api::ApiServer::Start(grpc_only, engine_.get(), &model_);
+  ASSERT_FALSE(third.ok());
+  EXPECT_THAT(std::string(third.status().message()), ::testing::HasSubstr("cannot listen for gRPC"));
+
+  httplib::Client client("127.0.0.1", server_->http_port());
+  auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  grpc::ClientContext ctx;
+  glm::inference::v1::ModelInfo info;
+  EXPECT_TRUE(stub_->GetModelInfo(&ctx, glm::inference::v1::ModelInfoRequest(), &info).ok());
+}
+
+}  // namespace
+}  // namespace glm::testing

@@ -1,0 +1,39 @@
+#include "coordinator/api/api_keys.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+
+namespace glm::api {
+
+ApiKeys::ApiKeys(std::vector<std::string> keys) {
+  for (std::string& k : keys)
+    if (!k.empty()) keys_.push_back(std::move(k));
+}
+
+bool ApiKeys::Matches(absl::string_view candidate) const {
+  bool any = false;
+  for (const std::string& key : keys_) {
+    // Every byte of the key is looked at whatever the candidate holds: no early exit a client
+    // could time to learn a prefix.
+    unsigned diff = key.size() == candidate.size() ? 0u : 1u;
+    for (size_t i = 0; i < key.size(); ++i)
+      diff |= static_cast<unsigned char>(key[i]) ^ static_cast<unsigned char>(i < candidate.size() ? candidate[i] : 0);
+    any |= diff == 0;
+  }
+  return any;
+}
+
+bool ApiKeys::Accepts(absl::string_view authorization, absl::string_view x_api_key) const {
+  if (!enabled()) return true;
+  absl::string_view auth = absl::StripAsciiWhitespace(authorization);
+  bool ok = false;
+  if (auth.size() > 7 && absl::StartsWithIgnoreCase(auth, "bearer "))
+    ok = Matches(absl::StripLeadingAsciiWhitespace(auth.substr(7)));
+  const bool by_header = !x_api_key.empty() && Matches(absl::StripAsciiWhitespace(x_api_key));
+  return ok || by_header;
+}
+
+}  // namespace glm::api
