@@ -1,6 +1,5 @@
 #include "coordinator/api/anthropic_protocol.h"
 
-#include <cmath>
 #include <limits>
 #include <utility>
 

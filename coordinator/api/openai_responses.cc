@@ -1,7 +1,5 @@
 #include "coordinator/api/openai_responses.h"
 
-#include <cmath>
-#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -146,7 +144,6 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     return InvalidField(Present(body, "conversation") ? "conversation" : "previous_response_id",
                         "this server keeps no responses; send the whole conversation in input");
   InputTranslator translator;
-  json messages;
   if (Present(body, "instructions")) {
     if (!body["instructions"].is_string()) return InvalidField("instructions", "must be a string");
     r.instructions = body["instructions"];
