@@ -1,16 +1,19 @@
 // serve_bench: a serving load generator for our gRPC API and any OpenAI-compatible server (vLLM,
-// SGLang, llama.cpp, ours), so they can be measured side by side with the same load. Reports
+// SGLang, llama.cpp, ours) or Anthropic-compatible one, so they can be measured side by side with
+// the same load. Reports
 // what vLLM's `bench serve` reports (TTFT, TPOT, ITL, E2E latency; request/token throughput),
 // as its table or, with --json, as JSON with its key names.
 //
-//   serve_bench --backend grpc|openai-completions|openai-chat --server HOST:PORT [--model NAME]
+//   serve_bench --backend grpc|openai-completions|openai-chat|anthropic-messages|openai-responses
+//               --server HOST:PORT [--model NAME]
 //               [--num-prompts N] [--request-rate R|inf] [--max-concurrency C]
 //               [--input-len L] [--output-len O] [--random-range-ratio X]
 //               [--dataset random|fixed] [--prompt-file F] [--seed S] [--[no]ignore-eos]
 //               [--timeout-s T] [--warmup-requests K] [--json] [--result-file F] [--save-detailed]
 //
-// Prompts are token ids for grpc and openai-completions, random words for openai-chat. Every
-// request asks for exactly O tokens (max_tokens + ignore_eos). Every run is bounded: N requests
+// Prompts are token ids for grpc and openai-completions, random words for the chat-style backends
+// (openai-chat, anthropic-messages, openai-responses). Every request asks for exactly O tokens
+// (max_tokens + ignore_eos). Every run is bounded: N requests
 // and --timeout-s for the whole run; traffic goes only to --server.
 // Exit status: 0 when every request succeeded, 1 when some failed, 2 on bad arguments, 3 when
 // the server cannot be reached.
@@ -32,7 +35,8 @@
 #include "coordinator/api/load_report.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
-ABSL_FLAG(std::string, backend, "grpc", "grpc | openai-completions | openai-chat");
+ABSL_FLAG(std::string, backend, "grpc",
+          "grpc | openai-completions | openai-chat | anthropic-messages | openai-responses");
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "HOST:PORT of the server (OpenAI: also http://HOST:PORT)");
 ABSL_FLAG(std::string, endpoint, "", "OpenAI path (default /v1/completions or /v1/chat/completions)");
 ABSL_FLAG(std::string, model, "", "model name to send (OpenAI default: the first of GET /v1/models)");
@@ -92,7 +96,9 @@ int main(int argc, char** argv) {
   data.output_len = absl::GetFlag(FLAGS_output_len);
   data.range_ratio = absl::GetFlag(FLAGS_random_range_ratio);
   data.seed = absl::GetFlag(FLAGS_seed);
-  data.as_text = *backend == glm::api::LoadBackend::kOpenAiChat;
+  data.as_text = *backend == glm::api::LoadBackend::kOpenAiChat ||
+                 *backend == glm::api::LoadBackend::kAnthropicMessages ||
+                 *backend == glm::api::LoadBackend::kOpenAiResponses;
   data.token_id_min = absl::GetFlag(FLAGS_token_id_min);
   data.token_id_max = absl::GetFlag(FLAGS_token_id_max);
   if (const std::string path = absl::GetFlag(FLAGS_prompt_file); !path.empty()) {

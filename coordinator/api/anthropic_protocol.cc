@@ -212,6 +212,8 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   if (!mt.is_number_integer() || mt.get<int64_t>() < 1) return InvalidField("max_tokens", "must be an integer >= 1");
   a.max_tokens = mt.get<int64_t>();
   if (auto s = GetOptionalBool(body, "stream", &r.stream); !s.ok()) return s;
+  // vLLM's extension, which benchmarks use for outputs of an exact length.
+  if (auto s = GetOptionalBool(body, "ignore_eos", &a.ignore_eos); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
   if (Present(body, "top_k")) {

@@ -125,9 +125,12 @@ class GrpcLoadClient final : public LoadClient {
 // ---------------------------------------------------------------------------------------------
 // OpenAI-compatible HTTP with SSE streaming.
 
-// Splits an SSE byte stream into `data:` payloads and reads the OpenAI chunk fields that matter.
+// Splits an SSE byte stream into `data:` payloads and reads the fields that matter: OpenAI chat /
+// completions chunks, or the typed events of Anthropic messages and OpenAI responses streams.
 class SseReader {
  public:
+  explicit SseReader(LoadBackend backend) : backend_(backend) {}
+
   // Feeds bytes; returns how many content chunks (chunks with non-empty text) they completed.
   int Feed(const char* data, size_t size) {
     buffer_.append(data, size);
@@ -159,7 +162,10 @@ class SseReader {
   int cached_tokens() const { return cached_tokens_; }
   // What the stream held, for a request that got no output text.
   std::string Summary() const {
-    return absl::StrCat(events_, " SSE events, [DONE] ", done_ ? "received" : "missing", ", finish_reason ",
+    const char* end = backend_ == LoadBackend::kAnthropicMessages ? "message_stop"
+                      : backend_ == LoadBackend::kOpenAiResponses ? "response end"
+                                                                  : "[DONE]";
+    return absl::StrCat(events_, " SSE events, ", end, done_ ? " received" : " missing", ", finish_reason ",
                         finish_reason_.empty() ? "none" : finish_reason_, ", usage completion_tokens ",
                         completion_tokens_);
   }
@@ -183,6 +189,54 @@ class SseReader {
     return it != obj.end() && it->is_string() && !it->get_ref<const std::string&>().empty();
   }
 
+  static int IntAt(const json& obj, const char* key) {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_number_integer() ? it->get<int>() : 0;
+  }
+
+  // Anthropic messages events. True when the event carried output.
+  bool OnAnthropicEvent(const std::string& type, const json& j) {
+    if (type == "message_start" && j.contains("message") && j["message"].is_object() &&
+        j["message"].contains("usage") && j["message"]["usage"].is_object()) {
+      // Anthropic's input_tokens leave out the prefix-cache reads.
+      const json& u = j["message"]["usage"];
+      cached_tokens_ = IntAt(u, "cache_read_input_tokens");
+      prompt_tokens_ = IntAt(u, "input_tokens") + cached_tokens_ + IntAt(u, "cache_creation_input_tokens");
+    } else if (type == "content_block_delta" && j.contains("delta") && j["delta"].is_object()) {
+      const json& d = j["delta"];
+      return NonEmptyString(d, "text") || NonEmptyString(d, "thinking") || NonEmptyString(d, "partial_json");
+    } else if (type == "message_delta") {
+      if (j.contains("usage") && j["usage"].is_object()) completion_tokens_ = IntAt(j["usage"], "output_tokens");
+      if (j.contains("delta") && j["delta"].is_object() && NonEmptyString(j["delta"], "stop_reason"))
+        finish_reason_ = j["delta"]["stop_reason"].get<std::string>();
+    } else if (type == "message_stop") {
+      done_ = true;
+    }
+    return false;
+  }
+
+  // OpenAI responses events. True when the event carried output.
+  bool OnResponsesEvent(const std::string& type, const json& j) {
+    if (type == "response.output_text.delta" || type == "response.reasoning_text.delta" ||
+        type == "response.function_call_arguments.delta")
+      return NonEmptyString(j, "delta");
+    if (type == "error" && error_.empty()) error_ = NonEmptyString(j, "message") ? j["message"].get<std::string>() : j.dump();
+    if (type == "response.completed" || type == "response.incomplete" || type == "response.failed") {
+      done_ = true;
+      const json& resp = j.contains("response") && j["response"].is_object() ? j["response"] : j;
+      if (NonEmptyString(resp, "status")) finish_reason_ = resp["status"].get<std::string>();
+      if (type == "response.failed" && error_.empty()) error_ = "response.failed";
+      if (resp.contains("usage") && resp["usage"].is_object()) {
+        const json& u = resp["usage"];
+        prompt_tokens_ = IntAt(u, "input_tokens");
+        completion_tokens_ = IntAt(u, "output_tokens");
+        if (u.contains("input_tokens_details") && u["input_tokens_details"].is_object())
+          cached_tokens_ = IntAt(u["input_tokens_details"], "cached_tokens");
+      }
+    }
+    return false;
+  }
+
   // True when the payload carried output text.
   bool OnData(absl::string_view payload) {
     ++events_;
@@ -192,6 +246,8 @@ class SseReader {
     }
     json j = json::parse(payload.begin(), payload.end(), nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) return false;
+    if (backend_ == LoadBackend::kOpenAiResponses && NonEmptyString(j, "type"))
+      return OnResponsesEvent(j["type"].get<std::string>(), j);
     if (auto it = j.find("error"); it != j.end() && !it->is_null()) {
       if (error_.empty()) {
         const json& e = *it;
@@ -212,6 +268,8 @@ class SseReader {
           cached_tokens_ = d["cached_tokens"].get<int>();
       }
     }
+    if (backend_ == LoadBackend::kAnthropicMessages && NonEmptyString(j, "type"))
+      return OnAnthropicEvent(j["type"].get<std::string>(), j);
     auto choices = j.find("choices");
     if (choices == j.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return false;
     const json& c = (*choices)[0];
@@ -223,6 +281,7 @@ class SseReader {
            NonEmptyString(*delta, "reasoning");
   }
 
+  LoadBackend backend_;
   std::string buffer_;
   int events_ = 0;
   std::string finish_reason_;
@@ -247,23 +306,33 @@ class OpenAiLoadClient final : public LoadClient {
  public:
   OpenAiLoadClient(const LoadClientOptions& options, std::string base_url, std::string model)
       : options_(options), base_url_(std::move(base_url)), model_(std::move(model)) {
-    chat_ = options_.backend == LoadBackend::kOpenAiChat;
-    endpoint_ = !options_.endpoint.empty() ? options_.endpoint : chat_ ? "/v1/chat/completions" : "/v1/completions";
+    const LoadBackend b = options_.backend;
+    endpoint_ = !options_.endpoint.empty()               ? options_.endpoint
+                : b == LoadBackend::kOpenAiChat         ? "/v1/chat/completions"
+                : b == LoadBackend::kAnthropicMessages  ? "/v1/messages"
+                : b == LoadBackend::kOpenAiResponses    ? "/v1/responses"
+                                                        : "/v1/completions";
   }
 
   const std::string& model() const override { return model_; }
 
   LoadRequestResult Send(const LoadPrompt& prompt, absl::Time deadline) override {
-    json body = {{"model", model_},
-                 {"stream", true},
-                 {"stream_options", {{"include_usage", true}}},
-                 {"temperature", options_.temperature}};
-    if (chat_) {
-      body["messages"] = json::array({{{"role", "user"}, {"content", prompt.text}}});
+    json body = {{"model", model_}, {"stream", true}, {"temperature", options_.temperature}};
+    const json user_message = json::array({{{"role", "user"}, {"content", prompt.text}}});
+    if (options_.backend == LoadBackend::kOpenAiChat) {
+      body["stream_options"] = {{"include_usage", true}};
+      body["messages"] = user_message;
       // Both spellings: servers differ in which one they read.
       body["max_completion_tokens"] = prompt.output_len;
       body["max_tokens"] = prompt.output_len;
+    } else if (options_.backend == LoadBackend::kAnthropicMessages) {
+      body["messages"] = user_message;
+      body["max_tokens"] = prompt.output_len;
+    } else if (options_.backend == LoadBackend::kOpenAiResponses) {
+      body["input"] = user_message;
+      body["max_output_tokens"] = prompt.output_len;
     } else {
+      body["stream_options"] = {{"include_usage", true}};
       body["prompt"] = prompt.token_ids.empty() ? json(prompt.text) : json(prompt.token_ids);
       body["max_tokens"] = prompt.output_len;
     }
@@ -280,12 +349,16 @@ class OpenAiLoadClient final : public LoadClient {
     request.headers = {{"Content-Type", "application/json"},
                        {"Accept", "text/event-stream"},
                        {"Accept-Encoding", "identity"}};  // compressed SSE would arrive in bursts
-    if (!options_.api_key.empty()) request.headers.emplace("Authorization", absl::StrCat("Bearer ", options_.api_key));
+    if (!options_.api_key.empty()) {
+      request.headers.emplace("Authorization", absl::StrCat("Bearer ", options_.api_key));
+      request.headers.emplace("x-api-key", options_.api_key);  // Anthropic's header
+    }
+    if (options_.backend == LoadBackend::kAnthropicMessages) request.headers.emplace("anthropic-version", "2023-06-01");
     request.body = body.dump();
 
     int http_status = 0;
     std::string error_body;
-    SseReader sse;
+    SseReader sse(options_.backend);
     Timeline timeline;
     bool timed_out = false;
     request.response_handler = [&http_status](const httplib::Response& response) {
@@ -330,7 +403,6 @@ class OpenAiLoadClient final : public LoadClient {
   std::string base_url_;
   std::string model_;
   std::string endpoint_;
-  bool chat_ = false;
 };
 
 // The first model id of GET /v1/models.
@@ -338,7 +410,11 @@ absl::StatusOr<std::string> DiscoverModel(const std::string& base_url, const Loa
   httplib::Client client(base_url);
   SetTimeouts(client, options.connect_timeout, options.connect_timeout);
   httplib::Headers headers;
-  if (!options.api_key.empty()) headers.emplace("Authorization", absl::StrCat("Bearer ", options.api_key));
+  if (!options.api_key.empty()) {
+    headers.emplace("Authorization", absl::StrCat("Bearer ", options.api_key));
+    headers.emplace("x-api-key", options.api_key);
+  }
+  if (options.backend == LoadBackend::kAnthropicMessages) headers.emplace("anthropic-version", "2023-06-01");
   auto res = client.Get("/v1/models", headers);
   if (!res) {
     return absl::UnavailableError(
@@ -360,8 +436,10 @@ absl::StatusOr<LoadBackend> ParseLoadBackend(absl::string_view name) {
   if (name == "grpc") return LoadBackend::kGrpc;
   if (name == "openai-completions" || name == "openai") return LoadBackend::kOpenAiCompletions;
   if (name == "openai-chat") return LoadBackend::kOpenAiChat;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown backend '", name, "' (grpc | openai-completions | openai-chat)"));
+  if (name == "anthropic-messages" || name == "anthropic") return LoadBackend::kAnthropicMessages;
+  if (name == "openai-responses") return LoadBackend::kOpenAiResponses;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown backend '", name, "' (grpc | openai-completions | openai-chat | anthropic-messages | openai-responses)"));
 }
 
 std::string LoadBackendName(LoadBackend backend) {
@@ -369,6 +447,8 @@ std::string LoadBackendName(LoadBackend backend) {
     case LoadBackend::kGrpc: return "grpc";
     case LoadBackend::kOpenAiCompletions: return "openai-completions";
     case LoadBackend::kOpenAiChat: return "openai-chat";
+    case LoadBackend::kAnthropicMessages: return "anthropic-messages";
+    case LoadBackend::kOpenAiResponses: return "openai-responses";
   }
   return "unknown";
 }

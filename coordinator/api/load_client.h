@@ -18,9 +18,10 @@
 
 namespace glm::api {
 
-enum class LoadBackend { kGrpc, kOpenAiCompletions, kOpenAiChat };
+enum class LoadBackend { kGrpc, kOpenAiCompletions, kOpenAiChat, kAnthropicMessages, kOpenAiResponses };
 
-// "grpc" | "openai-completions" (also "openai") | "openai-chat".
+// "grpc" | "openai-completions" (also "openai") | "openai-chat" | "anthropic-messages" |
+// "openai-responses".
 absl::StatusOr<LoadBackend> ParseLoadBackend(absl::string_view name);
 std::string LoadBackendName(LoadBackend backend);
 

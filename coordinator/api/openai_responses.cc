@@ -204,6 +204,8 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     r.max_output_tokens = mt;
   }
   if (auto s = GetOptionalBool(body, "stream", &r.stream); !s.ok()) return s;
+  // vLLM's extension, which benchmarks use for outputs of an exact length.
+  if (auto s = GetOptionalBool(body, "ignore_eos", &a.ignore_eos); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
   return r;

@@ -85,7 +85,8 @@ class ServeBenchTest : public ::testing::Test {
     d.input_len = input_len;
     d.output_len = output_len;
     d.seed = 7;
-    d.as_text = backend == LoadBackend::kOpenAiChat;
+    d.as_text = backend == LoadBackend::kOpenAiChat || backend == LoadBackend::kAnthropicMessages ||
+                backend == LoadBackend::kOpenAiResponses;
     auto prompts = api::MakeLoadPrompts(d);
     EXPECT_TRUE(prompts.ok()) << prompts.status();
     return prompts.ok() ? *prompts : std::vector<api::LoadPrompt>{};
@@ -173,6 +174,21 @@ TEST_F(ServeBenchTest, OpenAiChatSendsTextAndTakesPromptLengthFromUsage) {
   const auto requests = engine_->requests();
   ASSERT_EQ(requests.size(), 4u);
   for (size_t i = 0; i < run.requests.size(); ++i) EXPECT_GT(run.requests[i].prompt_len, 10);  // + the template
+}
+
+// The agent-harness APIs: the same load over Anthropic's messages and OpenAI's responses streams,
+// their typed events read for output, usage (prompt length including the chat template) and end.
+TEST_F(ServeBenchTest, AnthropicMessagesBackend) {
+  const auto run = RunAndCheck(LoadBackend::kAnthropicMessages, 4, 10, 5, 2);
+  for (const auto& r : run.requests) EXPECT_GT(r.prompt_len, 10);  // + the template
+  EXPECT_EQ(api::LoadBackendName(LoadBackend::kAnthropicMessages), "anthropic-messages");
+  EXPECT_EQ(*api::ParseLoadBackend("anthropic"), LoadBackend::kAnthropicMessages);
+}
+
+TEST_F(ServeBenchTest, OpenAiResponsesBackend) {
+  const auto run = RunAndCheck(LoadBackend::kOpenAiResponses, 4, 10, 5, 2);
+  for (const auto& r : run.requests) EXPECT_GT(r.prompt_len, 10);
+  EXPECT_EQ(*api::ParseLoadBackend("openai-responses"), LoadBackend::kOpenAiResponses);
 }
 
 // A chat stream whose tokens carry no text (here special tokens, which chat output drops) has no
