@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "coordinator/api/anthropic_http.h"
 #include "coordinator/api/api_keys.h"
 #include "coordinator/api/api_status.h"
@@ -314,13 +315,18 @@ void OpenAiHttpServer::Stop() {
 
 nlohmann::json OpenAiHttpServer::ModelJson(const std::string& id) const {
   const ServedModel& m = frontend_->model();
+  // OpenAI's model object plus the fields of Anthropic's (type, display_name, created_at), so
+  // the Anthropic SDKs' models.list / retrieve read it too; each side ignores the other's.
   return {{"id", id},
           {"object", "model"},
           {"created", created_},
           {"owned_by", "glm"},
           {"root", m.name},
           {"parent", nullptr},
-          {"max_model_len", m.max_context}};
+          {"max_model_len", m.max_context},
+          {"type", "model"},
+          {"display_name", id},
+          {"created_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(created_), absl::UTCTimeZone())}};
 }
 
 void OpenAiHttpServer::HandleModels(httplib::Response& res) {
@@ -328,7 +334,10 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
   json data = json::array();
   data.push_back(ModelJson(m.name));
   for (const auto& a : m.aliases) data.push_back(ModelJson(a));
-  res.set_content(DumpJson({{"object", "list"}, {"data", std::move(data)}}), "application/json");
+  // Anthropic's list fields next to OpenAI's: one page holds every name.
+  json list = {{"object", "list"}, {"has_more", false}, {"first_id", data.front()["id"]}, {"last_id", data.back()["id"]}};
+  list["data"] = std::move(data);
+  res.set_content(DumpJson(list), "application/json");
 }
 
 void OpenAiHttpServer::HandleTokenizer(const httplib::Request& req, httplib::Response& res,

@@ -166,6 +166,15 @@ TEST_F(HttpTokenizeTest, RetrieveModel) {
   auto [list_status, list] = Get("/v1/models");
   ASSERT_EQ(list_status, 200);
   EXPECT_EQ(list["data"][0]["created"], j["created"]);
+  // Anthropic's model-list shape rides along: type, display_name, an RFC 3339 created_at, and
+  // the page fields.
+  EXPECT_EQ(j["type"], "model");
+  EXPECT_EQ(j["display_name"], "glm5-tiny-code");
+  EXPECT_EQ(j["created_at"].get<std::string>().size(), 20u) << j;
+  EXPECT_EQ(j["created_at"].get<std::string>().back(), 'Z');
+  EXPECT_EQ(list["has_more"], false);
+  EXPECT_EQ(list["first_id"], "glm5-tiny-code");
+  EXPECT_EQ(list["last_id"], "glm-tiny");
 
   // Lenient names (the default): any name, echoed with the served model as its root. A name
   // with a slash (Hugging Face style) works too.
