@@ -73,6 +73,8 @@ class Soak:
         try:
             data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if data is not None else {}
+            if self.args.api_key:
+                headers["Authorization"] = f"Bearer {self.args.api_key}"
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace"), dict(resp.getheaders())
@@ -105,6 +107,8 @@ class Soak:
                    "--max-concurrency", str(concurrency), "--input-len", str(input_len), "--output-len", "64",
                    "--random-range-ratio", "0.9", "--temperature", "0.8", "--seed", str(seed), "--json",
                    "--timeout-s", "600"]
+            if self.args.api_key:
+                cmd += ["--api-key", self.args.api_key]
             if backend != "grpc":
                 cmd += ["--model", "any-name-at-all"]
             p = subprocess.run(cmd, capture_output=True, text=True)
@@ -151,7 +155,8 @@ class Soak:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=30)
                 data = json.dumps(body).encode()
-                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n".encode()
+                key = f"x-api-key: {self.args.api_key}\r\n" if self.args.api_key else ""
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: soak\r\nContent-Type: application/json\r\n{key}".encode()
                              + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
                 # Read a little of the stream (or nothing), then vanish.
                 want = rng.choice([0, 1, 200, 2000])
@@ -432,6 +437,8 @@ def main():
                     help="JSON file of the replayed conversation's replies: compared against when it exists, "
                          "else written from the first replay (to check one server configuration against another)")
     ap.add_argument("--json", default="", help="also write the summary here")
+    ap.add_argument("--api-key", default=os.environ.get("GLM_API_KEY", ""),
+                    help="the server's --api-key (default $GLM_API_KEY)")
     Soak(ap.parse_args()).run()
 
 
