@@ -1,6 +1,5 @@
 #include "coordinator/api/api_keys.h"
 
-#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
