@@ -13,26 +13,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// Anthropic content: a string, or an array of blocks of which only text blocks are accepted
-// (system prompts, tool results). Text blocks are joined with "\n", as the chat path joins parts.
+// Anthropic content where only text may stand (system prompts, tool results): a string or text
+// blocks.
 absl::StatusOr<std::string> TextOf(const json& content, const std::string& field) {
-  if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) return InvalidField(field, "must be a string or an array of text blocks");
-  std::string text;
-  for (size_t j = 0; j < content.size(); ++j) {
-    const std::string at = absl::StrCat(field, "[", j, "]");
-    const json& block = content[j];
-    if (!block.is_object()) return InvalidField(at, "must be an object (a content block)");
-    auto type = RequiredString(block, "type", at);
-    if (!type.ok()) return type.status();
-    if (*type != "text")
-      return InvalidField(at + ".type", absl::StrCat("'", *type, "' is not supported here (text blocks only)"));
-    auto part = RequiredString(block, "text", at);
-    if (!part.ok()) return part.status();
-    if (j > 0) text += "\n";
-    text += *part;
-  }
-  return text;
+  return JoinTextParts(content, field, {{"text", "text"}});
 }
 
 absl::Status UnsupportedBlock(const std::string& field, const std::string& type) {

@@ -38,4 +38,28 @@ absl::StatusOr<std::string> RequiredString(const json& obj, const char* key, con
   return obj[key].get<std::string>();
 }
 
+absl::StatusOr<std::string> JoinTextParts(const json& content, const std::string& field,
+                                          std::initializer_list<TextPartType> types) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return InvalidField(field, "must be a string or an array of content parts");
+  std::string text;
+  for (size_t j = 0; j < content.size(); ++j) {
+    const std::string at = absl::StrCat(field, "[", j, "]");
+    const json& part = content[j];
+    if (!part.is_object()) return InvalidField(at, "must be an object (a content part)");
+    auto type = RequiredString(part, "type", at);
+    if (!type.ok()) return type.status();
+    const char* key = nullptr;
+    for (const TextPartType& t : types)
+      if (*type == t.type) key = t.key;
+    if (key == nullptr)
+      return InvalidField(at + ".type", absl::StrCat("'", *type, "' is not supported by this model (text only)"));
+    auto part_text = RequiredString(part, key, at);
+    if (!part_text.ok()) return part_text.status();
+    if (j > 0) text += "\n";
+    text += *part_text;
+  }
+  return text;
+}
+
 }  // namespace glm::api

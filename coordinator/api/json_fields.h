@@ -4,6 +4,7 @@
 #ifndef GLM_COORDINATOR_API_JSON_FIELDS_H_
 #define GLM_COORDINATOR_API_JSON_FIELDS_H_
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
@@ -25,6 +26,16 @@ absl::Status GetOptionalBool(const nlohmann::json& body, const char* key, bool* 
 
 // A required string member `key` of `obj`; the error names "<at>.<key>".
 absl::StatusOr<std::string> RequiredString(const nlohmann::json& obj, const char* key, const std::string& at);
+
+// A content field as text: a string, or an array of parts {"type": T, <key of T>: "..."} with T
+// one of `types`, joined with "\n" as the chat path joins OpenAI content parts. Other part types
+// (images, files, audio) are refused, naming the part: the model reads text only.
+struct TextPartType {
+  const char* type;
+  const char* key;  // the member holding the part's text
+};
+absl::StatusOr<std::string> JoinTextParts(const nlohmann::json& content, const std::string& field,
+                                          std::initializer_list<TextPartType> types);
 
 }  // namespace glm::api
 

@@ -13,26 +13,9 @@ namespace {
 using json = nlohmann::json;
 
 // A message's content: a string, or text parts (input_text / output_text / text; refusal text
-// counts as text) joined with "\n" as the chat path joins parts.
+// counts as text).
 absl::StatusOr<std::string> ContentText(const json& content, const std::string& at) {
-  if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) return InvalidField(at, "must be a string or an array of content parts");
-  std::string text;
-  for (size_t j = 0; j < content.size(); ++j) {
-    const std::string pat = absl::StrCat(at, "[", j, "]");
-    const json& part = content[j];
-    if (!part.is_object()) return InvalidField(pat, "must be an object (a content part)");
-    auto type = RequiredString(part, "type", pat);
-    if (!type.ok()) return type.status();
-    const char* key = *type == "refusal" ? "refusal" : "text";
-    if (*type != "input_text" && *type != "output_text" && *type != "text" && *type != "refusal")
-      return InvalidField(pat + ".type", absl::StrCat("'", *type, "' is not supported by this model (text only)"));
-    auto part_text = RequiredString(part, key, pat);
-    if (!part_text.ok()) return part_text.status();
-    if (j > 0) text += "\n";
-    text += *part_text;
-  }
-  return text;
+  return JoinTextParts(content, at, {{"input_text", "text"}, {"output_text", "text"}, {"text", "text"}, {"refusal", "refusal"}});
 }
 
 // Input items → chat messages. An assistant turn arrives as several items (reasoning, message,

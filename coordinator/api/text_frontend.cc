@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/json_fields.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
@@ -118,23 +119,9 @@ absl::StatusOr<nlohmann::json> TextFrontend::NormalizeMessages(const nlohmann::j
       // An assistant turn of only tool calls (this server's own replies) has content null.
       n["content"] = "";
     } else if (content->is_array()) {
-      std::string text;
-      for (size_t j = 0; j < content->size(); ++j) {
-        const auto& part = (*content)[j];
-        const std::string pat = absl::StrCat(at, ".content[", j, "]");
-        if (!part.is_object()) return InvalidField(pat, "must be an object (a content part)");
-        const auto type = part.find("type");
-        if (type == part.end() || !type->is_string()) return InvalidField(pat + ".type", "is required (a string)");
-        if (type->get_ref<const std::string&>() != "text")
-          return InvalidField(pat + ".type", absl::StrCat("'", type->get_ref<const std::string&>(),
-                                                          "' is not supported by this model (text only)"));
-        const auto part_text = part.find("text");
-        if (part_text == part.end() || !part_text->is_string())
-          return InvalidField(pat + ".text", "is required (a string)");
-        if (j > 0) text += "\n";
-        text += part_text->get_ref<const std::string&>();
-      }
-      n["content"] = std::move(text);
+      auto text = JoinTextParts(*content, at + ".content", {{"text", "text"}});
+      if (!text.ok()) return text.status();
+      n["content"] = *std::move(text);
     } else if (!content->is_string()) {
       return InvalidField(at + ".content", "must be a string, an array of content parts or null");
     }
