@@ -41,6 +41,12 @@ void SendAnthropicError(httplib::Response& res, absl::Status status) {
   res.set_content(DumpJson(body), "application/json");
 }
 
+// Anthropic's not_found wording ("model: NAME"), which its clients show as is.
+absl::Status CheckModel(const TextFrontend& frontend, const std::string& name) {
+  if (frontend.AcceptsModelName(name)) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("model: ", name, " (serving '", frontend.model().name, "')"));
+}
+
 // One message (Anthropic requests have one choice).
 class AnthropicFormat : public ResponseFormat {
  public:
@@ -80,9 +86,7 @@ void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, h
   if (!body.ok()) return SendAnthropicError(res, body.status());
   auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/true);
   if (!parsed.ok()) return SendAnthropicError(res, parsed.status());
-  if (!frontend_->AcceptsModelName(parsed->model))
-    return SendAnthropicError(res, absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
-                                                                    frontend_->model().name, "')")));
+  if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return SendAnthropicError(res, s);
   const ApiRequest& a = parsed->api;
   // Rendered and encoded as a generation would be (TextFrontend::Prepare's chat path), so the
   // count is the input the model would read; a prompt longer than the context is still counted.
@@ -105,9 +109,7 @@ void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, http
   if (!body.ok()) return reject(body.status());
   auto parsed = ParseAnthropicRequest(*body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
-  if (!frontend_->AcceptsModelName(parsed->model))
-    return reject(absl::NotFoundError(absl::StrCat("model: ", parsed->model, " (serving '",
-                                                   frontend_->model().name, "')")));
+  if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return reject(s);
   const std::string id = frontend_->NewRequestId("msg");
   parsed->api.request_id = id;
   auto prepared = frontend_->Prepare(parsed->api);

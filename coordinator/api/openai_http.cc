@@ -211,9 +211,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   // OpenAI's "retrieve model" (the SDKs' models.retrieve): any name the server accepts.
   server_->Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
-    if (!frontend_->AcceptsModelName(name))
-      return SendError(res, absl::NotFoundError(absl::StrCat("The model '", name, "' does not exist (serving '",
-                                                              frontend_->model().name, "')")));
+    if (auto s = frontend_->CheckModelName(name); !s.ok()) return SendError(res, s);
     res.set_content(DumpJson(ModelJson(name)), "application/json");
   });
   // Anthropic's Messages API (anthropic_http.h), for Anthropic-API agent harnesses.
@@ -366,9 +364,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   if (!parsed.ok()) return reject(parsed.status());
   auto owned_request = std::make_unique<OpenAiRequest>(std::move(*parsed));
   OpenAiRequest* request = owned_request.get();
-  if (!frontend_->AcceptsModelName(request->model))
-    return reject(absl::NotFoundError(absl::StrCat("The model '", request->model, "' does not exist (serving '",
-                                                   frontend_->model().name, "')")));
+  if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);
   const std::string id = frontend_->NewRequestId(kind == Kind::kChat ? "chatcmpl" : "cmpl");
   request->api.request_id = id;
   // Every prompt prepared (tokenized, validated) before anything is submitted: a bad one
@@ -471,9 +467,7 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   auto parsed = ParseResponsesRequest(*body, frontend_->model().name);
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
-  if (!frontend_->AcceptsModelName(request->model))
-    return reject(absl::NotFoundError(absl::StrCat("The model '", request->model, "' does not exist (serving '",
-                                                   frontend_->model().name, "')")));
+  if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);
   const std::string id = frontend_->NewRequestId("resp");
   request->api.request_id = id;
   auto prepared = frontend_->Prepare(request->api);

@@ -42,6 +42,11 @@ bool TextFrontend::AcceptsModelName(const std::string& name) const {
   return false;
 }
 
+absl::Status TextFrontend::CheckModelName(const std::string& name) const {
+  if (AcceptsModelName(name)) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat("The model '", name, "' does not exist (serving '", model_->name, "')"));
+}
+
 std::string TextFrontend::TokenText(int32_t id) const {
   if (model_->tokenizer == nullptr) return "";
   auto text = model_->tokenizer->Decode({id}, /*skip_special_tokens=*/false);

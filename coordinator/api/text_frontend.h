@@ -107,6 +107,9 @@ class TextFrontend {
 
   // `model` in a request: the served name, an alias, or anything when accept_any_name.
   bool AcceptsModelName(const std::string& name) const;
+  // OK when AcceptsModelName, else NOT_FOUND "The model 'X' does not exist (serving 'Y')" (OpenAI's
+  // wording, which clients show as is).
+  absl::Status CheckModelName(const std::string& name) const;
   // "<prefix>-<process nonce>-<counter>": unique within and across restarts.
   std::string NewRequestId(absl::string_view prefix) const;
 

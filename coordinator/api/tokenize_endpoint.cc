@@ -19,11 +19,7 @@ constexpr char kNoTokenizerMessage[] = "this model is served with token ids only
 absl::Status CheckModel(const TextFrontend& frontend, const json& body) {
   if (!Present(body, "model")) return absl::OkStatus();
   if (!body["model"].is_string()) return InvalidField("model", "must be a string");
-  const std::string name = body["model"].get<std::string>();
-  if (!frontend.AcceptsModelName(name))
-    return absl::NotFoundError(
-        absl::StrCat("The model '", name, "' does not exist (serving '", frontend.model().name, "')"));
-  return absl::OkStatus();
+  return frontend.CheckModelName(body["model"].get<std::string>());
 }
 
 }  // namespace
