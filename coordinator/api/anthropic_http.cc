@@ -87,13 +87,9 @@ void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, h
   auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/true);
   if (!parsed.ok()) return SendAnthropicError(res, parsed.status());
   if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return SendAnthropicError(res, s);
-  const ApiRequest& a = parsed->api;
-  // Rendered and encoded as a generation would be (TextFrontend::Prepare's chat path), so the
-  // count is the input the model would read; a prompt longer than the context is still counted.
-  auto text = frontend_->RenderChat(a.messages, a.tools, a.add_generation_prompt, a.template_kwargs, a.input_field,
-                                    a.tools_field);
-  if (!text.ok()) return SendAnthropicError(res, text.status());
-  auto ids = frontend_->EncodeText(*text, /*add_special_tokens=*/false, "messages");
+  // Encoded as a generation would be, so the count is the input the model would read; a prompt
+  // longer than the context is still counted.
+  auto ids = frontend_->EncodeChat(parsed->api);
   if (!ids.ok()) return SendAnthropicError(res, ids.status());
   res.set_content(DumpJson({{"input_tokens", ids->size()}}), "application/json");
 }

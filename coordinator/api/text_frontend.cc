@@ -63,6 +63,15 @@ bool TextFrontend::IsSpecialToken(int32_t id) const {
   return model_->tokenizer != nullptr && model_->tokenizer->IsSpecial(id);
 }
 
+absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeChat(const ApiRequest& r, bool add_special_tokens,
+                                                              std::string* rendered) const {
+  auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field, r.tools_field);
+  if (!text.ok()) return text.status();
+  auto ids = EncodeText(*text, add_special_tokens, r.input_field);
+  if (ids.ok() && rendered != nullptr) *rendered = *std::move(text);
+  return ids;
+}
+
 absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string& text, bool add_special_tokens,
                                                               absl::string_view field) const {
   if (model_->tokenizer == nullptr) return InvalidField(field, kNoTokenizer);
@@ -226,16 +235,13 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       break;
     }
     case ApiRequest::Input::kChat: {
-      auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field,
-                             r.tools_field);
-      if (!text.ok()) return text.status();
-      // The template already wrote the special tokens it wants.
-      auto ids = EncodeText(*text, /*add_special_tokens=*/false, r.input_field);
+      std::string text;
+      auto ids = EncodeChat(r, /*add_special_tokens=*/false, &text);
       if (!ids.ok()) return ids.status();
       prompt = std::move(*ids);
       out.output.parse_chat = true;
       out.output.tools = r.tools;
-      absl::string_view tail = absl::StripTrailingAsciiWhitespace(*text);
+      absl::string_view tail = absl::StripTrailingAsciiWhitespace(text);
       out.output.starts_in_reasoning = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
       // No generation prompt after an assistant message: the reply continues that message
       // (vLLM's continue_final_message, Anthropic's prefill), leading newlines included.

@@ -94,6 +94,12 @@ class TextFrontend {
   // texts joined by "\n" (as vLLM does); other part types (image_url, input_audio, ...) are
   // refused, this model reads text only. Errors name e.g. "messages[2].content[0].type".
   static absl::StatusOr<nlohmann::json> NormalizeMessages(const nlohmann::json& messages, absl::string_view field);
+  // A chat request's prompt (r.input == kChat): rendered by the chat template and encoded as
+  // Prepare does it, so token counts (/tokenize, count_tokens) are what a generation reads.
+  // `add_special_tokens` false: the template wrote the special tokens it wants. `rendered`, when
+  // given, receives the template's text.
+  absl::StatusOr<std::vector<int32_t>> EncodeChat(const ApiRequest& r, bool add_special_tokens = false,
+                                                  std::string* rendered = nullptr) const;
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
                                                   absl::string_view field) const;
   // The text of one token, for logprob entries ("" without a tokenizer). Lossy: a token that is

@@ -43,11 +43,7 @@ absl::StatusOr<json> TokenizeBody(const TextFrontend& frontend, const json& body
     // add_generation_prompt mean (and are checked) exactly what they mean there.
     auto parsed = ParseOpenAiRequest(OpenAiEndpoint::kChat, body, frontend.model().name);
     if (!parsed.ok()) return parsed.status();
-    const ApiRequest& a = parsed->api;
-    auto text = frontend.RenderChat(a.messages, a.tools, a.add_generation_prompt, a.template_kwargs, a.input_field,
-                                    a.tools_field);
-    if (!text.ok()) return text.status();
-    ids = frontend.EncodeText(*text, add_special_tokens, "messages");
+    ids = frontend.EncodeChat(parsed->api, add_special_tokens);
   } else {
     if (!Present(body, "prompt")) return InvalidField("prompt", "is required (or messages)");
     if (!body["prompt"].is_string()) return InvalidField("prompt", "must be a string");
