@@ -1,0 +1,305 @@
+#include "coordinator/structured/json_grammar.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace glm::structured {
+
+using json = nlohmann::ordered_json;
+
+// Builds a JsonGrammar from a schema, resolving local $refs (memoised, so recursion terminates).
+class SchemaCompiler {
+ public:
+  SchemaCompiler(const json& root, std::string field) : root_(root), field_(std::move(field)) {}
+
+  absl::StatusOr<std::shared_ptr<const JsonGrammar>> Compile() {
+    auto g = std::make_shared<JsonGrammar>();
+    g_ = g.get();
+    g_->keywords_ = Add(Literals({"true", "false", "null"}));
+    auto root = Node(root_, "");
+    if (!root.ok()) return root.status();
+    g_->root_ = *root;
+    g_->fingerprint_ = root_.dump();
+    return std::shared_ptr<const JsonGrammar>(std::move(g));
+  }
+
+  static GrammarNode Literals(std::vector<std::string> texts) {
+    GrammarNode n;
+    n.kind = GrammarNode::Kind::kLiterals;
+    n.literals = std::move(texts);
+    return n;
+  }
+
+ private:
+  absl::Status Error(const std::string& where, const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(field_, where.empty() ? "" : where, ": ", what));
+  }
+
+  int32_t Add(GrammarNode n) {
+    g_->nodes_.push_back(std::move(n));
+    return static_cast<int32_t>(g_->nodes_.size() - 1);
+  }
+
+  absl::StatusOr<int64_t> NonNegative(const json& s, const char* key, const std::string& where) const {
+    if (!s.contains(key)) return -1;
+    const json& v = s[key];
+    if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == static_cast<int64_t>(v.get<double>())))
+      return Error(absl::StrCat(where, "/", key), "must be a non-negative integer");
+    const int64_t x = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+    if (x < 0) return Error(absl::StrCat(where, "/", key), "must be a non-negative integer");
+    return x;
+  }
+
+  // One schema (object or boolean) at JSON pointer `where`.
+  absl::StatusOr<int32_t> Node(const json& s, const std::string& where) {
+    if (g_->nodes_.size() > JsonGrammar::kMaxNodes)
+      return Error(where, absl::StrCat("the schema is too large (over ", JsonGrammar::kMaxNodes, " parts)"));
+    if (s.is_boolean()) {
+      if (!s.get<bool>()) return Error(where, "the schema `false` matches nothing");
+      return Add(GrammarNode{});
+    }
+    if (!s.is_object()) return Error(where, "a schema must be an object or a boolean");
+    static const std::set<std::string> kAnnotations = {
+        "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+        "readOnly", "writeOnly", "$defs", "definitions", "strict", "name", "discriminator", "nullable"};
+    static const std::set<std::string> kHandled = {
+        "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "properties", "required",
+        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength"};
+    for (const auto& [key, value] : s.items()) {
+      if (kAnnotations.contains(key) || kHandled.contains(key)) continue;
+      return Error(absl::StrCat(where, "/", key), absl::StrCat("'", key, "' is not supported by this server's structured outputs"));
+    }
+    if (s.contains("$ref")) {
+      if (s.size() > 1)
+        for (const auto& [key, value] : s.items())
+          if (!kAnnotations.contains(key) && key != "$ref")
+            return Error(absl::StrCat(where, "/", key), "keywords next to $ref are not supported");
+      return Ref(s["$ref"], absl::StrCat(where, "/$ref"));
+    }
+    if (s.contains("allOf")) {
+      const json& all = s["allOf"];
+      if (!all.is_array() || all.size() != 1)
+        return Error(absl::StrCat(where, "/allOf"), "only an allOf of exactly one schema is supported");
+      for (const auto& [key, value] : s.items())
+        if (!kAnnotations.contains(key) && key != "allOf")
+          return Error(absl::StrCat(where, "/", key), "keywords next to allOf are not supported");
+      return Node(all[0], absl::StrCat(where, "/allOf/0"));
+    }
+    for (const char* key : {"anyOf", "oneOf"}) {
+      if (!s.contains(key)) continue;
+      const json& alts = s[key];
+      if (!alts.is_array() || alts.empty()) return Error(absl::StrCat(where, "/", key), "must be a non-empty array");
+      for (const auto& [k, value] : s.items())
+        if (!kAnnotations.contains(k) && k != key)
+          return Error(absl::StrCat(where, "/", k), absl::StrCat("keywords next to ", key, " are not supported"));
+      GrammarNode n;
+      n.kind = GrammarNode::Kind::kAnyOf;
+      for (size_t i = 0; i < alts.size(); ++i) {
+        auto o = Node(alts[i], absl::StrCat(where, "/", key, "/", i));
+        if (!o.ok()) return o.status();
+        n.options.push_back(*o);
+      }
+      return Add(std::move(n));
+    }
+    if (s.contains("enum") || s.contains("const")) {
+      std::vector<std::string> texts;
+      if (s.contains("const")) {
+        texts.push_back(s["const"].dump());
+      } else {
+        const json& e = s["enum"];
+        if (!e.is_array() || e.empty()) return Error(absl::StrCat(where, "/enum"), "must be a non-empty array");
+        for (const json& v : e) texts.push_back(v.dump());
+      }
+      std::sort(texts.begin(), texts.end());
+      texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+      if (static_cast<int>(texts.size()) > JsonGrammar::kMaxLiterals)
+        return Error(where, absl::StrCat("at most ", JsonGrammar::kMaxLiterals, " enum values are supported"));
+      return Add(Literals(std::move(texts)));
+    }
+    std::vector<std::string> types;
+    if (s.contains("type")) {
+      const json& t = s["type"];
+      if (t.is_string()) {
+        types.push_back(t.get<std::string>());
+      } else if (t.is_array() && !t.empty()) {
+        for (const json& x : t) {
+          if (!x.is_string()) return Error(absl::StrCat(where, "/type"), "must be a string or an array of strings");
+          types.push_back(x.get<std::string>());
+        }
+      } else {
+        return Error(absl::StrCat(where, "/type"), "must be a string or an array of strings");
+      }
+    } else if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required")) {
+      types.push_back("object");
+    } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
+      types.push_back("array");
+    } else if (s.contains("minLength") || s.contains("maxLength")) {
+      types.push_back("string");
+    } else {
+      return Add(GrammarNode{});  // {}: any value
+    }
+    GrammarNode any_of;
+    any_of.kind = GrammarNode::Kind::kAnyOf;
+    for (const std::string& type : types) {
+      auto n = Typed(s, type, where);
+      if (!n.ok()) return n.status();
+      any_of.options.push_back(*n);
+    }
+    if (any_of.options.size() == 1) return any_of.options[0];
+    return Add(std::move(any_of));
+  }
+
+  absl::StatusOr<int32_t> Typed(const json& s, const std::string& type, const std::string& where) {
+    GrammarNode n;
+    if (type == "null") return Add(Literals({"null"}));
+    if (type == "boolean") return Add(Literals({"false", "true"}));
+    if (type == "number" || type == "integer") {
+      n.kind = type == "number" ? GrammarNode::Kind::kNumber : GrammarNode::Kind::kInteger;
+      return Add(std::move(n));
+    }
+    if (type == "string") {
+      n.kind = GrammarNode::Kind::kString;
+      auto lo = NonNegative(s, "minLength", where);
+      auto hi = NonNegative(s, "maxLength", where);
+      if (!lo.ok()) return lo.status();
+      if (!hi.ok()) return hi.status();
+      n.min_length = std::max<int64_t>(0, *lo);
+      n.max_length = *hi;
+      if (n.max_length >= 0 && n.max_length < n.min_length)
+        return Error(absl::StrCat(where, "/maxLength"), "is below minLength");
+      return Add(std::move(n));
+    }
+    if (type == "array") {
+      n.kind = GrammarNode::Kind::kArray;
+      auto lo = NonNegative(s, "minItems", where);
+      auto hi = NonNegative(s, "maxItems", where);
+      if (!lo.ok()) return lo.status();
+      if (!hi.ok()) return hi.status();
+      n.min_items = std::max<int64_t>(0, *lo);
+      n.max_items = *hi;
+      if (n.max_items >= 0 && n.max_items < n.min_items)
+        return Error(absl::StrCat(where, "/maxItems"), "is below minItems");
+      const int32_t index = Add(std::move(n));
+      int32_t items = -1;
+      if (s.contains("items")) {
+        if (s["items"].is_array()) return Error(absl::StrCat(where, "/items"), "tuple items (an array) are not supported");
+        auto it = Node(s["items"], absl::StrCat(where, "/items"));
+        if (!it.ok()) return it.status();
+        items = *it;
+      } else {
+        items = Add(GrammarNode{});
+      }
+      g_->nodes_[index].items = items;
+      return index;
+    }
+    if (type == "object") {
+      n.kind = GrammarNode::Kind::kObject;
+      const int32_t index = Add(std::move(n));
+      std::vector<GrammarNode::Property> props;
+      std::set<std::string> required;
+      if (s.contains("required")) {
+        const json& r = s["required"];
+        if (!r.is_array()) return Error(absl::StrCat(where, "/required"), "must be an array of strings");
+        for (const json& x : r) {
+          if (!x.is_string()) return Error(absl::StrCat(where, "/required"), "must be an array of strings");
+          required.insert(x.get<std::string>());
+        }
+      }
+      if (s.contains("properties")) {
+        const json& p = s["properties"];
+        if (!p.is_object()) return Error(absl::StrCat(where, "/properties"), "must be an object");
+        if (static_cast<int>(p.size()) > JsonGrammar::kMaxProperties)
+          return Error(absl::StrCat(where, "/properties"),
+                       absl::StrCat("at most ", JsonGrammar::kMaxProperties, " properties are supported"));
+        // ordered_json keeps the client's order: properties are generated in it (a schema that
+        // puts "reasoning" before "answer" means it).
+        for (const auto& [key, value] : p.items()) {
+          auto v = Node(value, absl::StrCat(where, "/properties/", key));
+          if (!v.ok()) return v.status();
+          props.push_back({json(key).dump(), *v, required.contains(key)});
+        }
+      }
+      for (const std::string& key : required) {
+        bool found = false;
+        for (const auto& prop : props) found |= prop.key_literal == json(key).dump();
+        if (!found)
+          return Error(absl::StrCat(where, "/required"),
+                       absl::StrCat("'", key, "' is required but not among the properties"));
+      }
+      GrammarNode& obj = g_->nodes_[index];
+      obj.properties = std::move(props);
+      if (obj.properties.empty()) {
+        obj.free_keys = true;
+        if (s.contains("additionalProperties")) {
+          const json& a = s["additionalProperties"];
+          if (a.is_boolean() && !a.get<bool>()) {
+            obj.additional = -1;
+          } else {
+            auto v = Node(a, absl::StrCat(where, "/additionalProperties"));
+            if (!v.ok()) return v.status();
+            g_->nodes_[index].additional = *v;
+          }
+        } else {
+          const int32_t any = Add(GrammarNode{});
+          g_->nodes_[index].additional = any;
+        }
+      }
+      return index;
+    }
+    return Error(absl::StrCat(where, "/type"), absl::StrCat("unknown type '", type, "'"));
+  }
+
+  absl::StatusOr<int32_t> Ref(const json& ref, const std::string& where) {
+    if (!ref.is_string()) return Error(where, "must be a string");
+    const std::string target = ref.get<std::string>();
+    if (auto it = refs_.find(target); it != refs_.end()) return it->second;
+    const json* node = nullptr;
+    for (const char* prefix : {"#/$defs/", "#/definitions/"}) {
+      const std::string p(prefix);
+      if (target.rfind(p, 0) != 0) continue;
+      const std::string container = p.substr(2, p.size() - 3);
+      const std::string name = target.substr(p.size());
+      if (root_.is_object() && root_.contains(container) && root_[container].is_object() &&
+          root_[container].contains(name))
+        node = &root_[container][name];
+    }
+    if (target == "#") node = &root_;
+    if (node == nullptr)
+      return Error(where, absl::StrCat("'", target, "' is not a local definition (#/$defs/NAME or #/definitions/NAME)"));
+    // Reserve the index first: a recursive reference inside resolves to it. The placeholder is
+    // an anyOf of one option, filled in below.
+    GrammarNode placeholder;
+    placeholder.kind = GrammarNode::Kind::kAnyOf;
+    const int32_t index = Add(std::move(placeholder));
+    refs_[target] = index;
+    auto body = Node(*node, target.substr(1));
+    if (!body.ok()) return body.status();
+    g_->nodes_[index].options = {*body};
+    return index;
+  }
+
+  const json& root_;
+  std::string field_;
+  JsonGrammar* g_ = nullptr;
+  std::map<std::string, int32_t> refs_;
+};
+
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(const json& schema, const std::string& field) {
+  return SchemaCompiler(schema, field).Compile();
+}
+
+std::shared_ptr<const JsonGrammar> JsonGrammar::AnyObject() {
+  static const std::shared_ptr<const JsonGrammar> grammar = [] {
+    auto g = SchemaCompiler(json{{"type", "object"}}, "").Compile();
+    return *g;
+  }();
+  return grammar;
+}
+
+}  // namespace glm::structured

@@ -1,0 +1,96 @@
+// A JSON Schema compiled into the small node graph the output matcher walks (structured outputs:
+// OpenAI `response_format` json_object / json_schema). Immutable once built, shared by every
+// request that uses the same schema.
+//
+// What a schema may say, and how it is honoured:
+// - `type` (one or a list), `enum`, `const`, `anyOf` / `oneOf` (any branch that fits; oneOf's
+//   exclusivity is not enforced), a single-element `allOf`, `$ref` to `#/$defs/...` or
+//   `#/definitions/...` (recursion allowed).
+// - Objects: `properties` are generated in the schema's order; every `required` one appears,
+//   the others may be left out; no other key is generated (valid whatever additionalProperties
+//   says). Without `properties`: any keys, their values per `additionalProperties` (a schema,
+//   or any value; `false`: only `{}`).
+// - Arrays: `items`, `minItems`, `maxItems`. Strings: `minLength`, `maxLength` (code points).
+// - Annotations are ignored (title, description, default, examples, ...). Every other keyword
+//   (pattern, format, minimum, ...) is refused with its path: generating text the schema does
+//   not accept would hand the client a reply it cannot use.
+#ifndef GLM_COORDINATOR_STRUCTURED_JSON_GRAMMAR_H_
+#define GLM_COORDINATOR_STRUCTURED_JSON_GRAMMAR_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::structured {
+
+struct GrammarNode {
+  enum class Kind : uint8_t {
+    kAny,       // any JSON value
+    kObject,
+    kArray,
+    kString,
+    kNumber,
+    kInteger,
+    kLiterals,  // one of fixed texts (enum, const, true/false, null), compact JSON
+    kAnyOf,
+  };
+  struct Property {
+    std::string key_literal;  // the key as JSON text, quotes included: "\"name\""
+    int32_t node = -1;
+    bool required = false;
+  };
+  Kind kind = Kind::kAny;
+  // kObject: with properties, exactly those (schema order); without, free keys whose values are
+  // `additional` (-1: no key at all).
+  std::vector<Property> properties;
+  bool free_keys = false;
+  int32_t additional = -1;
+  // kArray
+  int32_t items = -1;
+  int64_t min_items = 0;
+  int64_t max_items = -1;  // -1: no limit
+  // kString
+  int64_t min_length = 0;
+  int64_t max_length = -1;
+  // kLiterals
+  std::vector<std::string> literals;
+  // kAnyOf
+  std::vector<int32_t> options;
+};
+
+class JsonGrammar {
+ public:
+  // Limits that keep a matcher state small (candidate sets are 64-bit masks).
+  static constexpr int kMaxProperties = 64;
+  static constexpr int kMaxLiterals = 64;
+  static constexpr int kMaxNodes = 4096;
+
+  // `schema` as the client sent it, in its key order; errors name the offending place as `field` + JSON pointer
+  // ("response_format.json_schema.schema/properties/when: 'format' is not supported ...").
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> FromSchema(const nlohmann::ordered_json& schema,
+                                                                      const std::string& field);
+  // Any JSON object (OpenAI's json_object mode).
+  static std::shared_ptr<const JsonGrammar> AnyObject();
+
+  const GrammarNode& node(int32_t i) const { return nodes_[i]; }
+  int32_t root() const { return root_; }
+  // The literal node of true / false / null, which kAny values use.
+  int32_t keyword_literals() const { return keywords_; }
+  // A stable identity of the compiled grammar (its source schema, compact), for caches.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+ private:
+  friend class SchemaCompiler;
+  std::vector<GrammarNode> nodes_;
+  int32_t root_ = -1;
+  int32_t keywords_ = -1;
+  std::string fingerprint_;
+};
+
+}  // namespace glm::structured
+
+#endif  // GLM_COORDINATOR_STRUCTURED_JSON_GRAMMAR_H_

@@ -1,0 +1,535 @@
+#include "coordinator/structured/json_matcher.h"
+
+#include <algorithm>
+#include <bit>
+#include <utility>
+
+namespace glm::structured {
+namespace {
+
+using Kind = GrammarNode::Kind;
+
+enum FrameKind : uint8_t { kValue, kObject, kKey, kArray, kString, kNumber, kLiteral };
+
+// Object phases: before '{', after '{', after a key, inside a value, after a value, after ','.
+enum ObjectPhase : uint8_t { kObjOpen, kObjFirst, kObjAfterKey, kObjInValue, kObjAfterValue, kObjAfterComma };
+// Array phases: before '[', after '[', inside an item, after an item, after ','.
+enum ArrayPhase : uint8_t { kArrOpen, kArrFirst, kArrInItem, kArrAfterItem, kArrAfterComma };
+// String phases: before '"', inside, after '\', then the 4 hex digits of \u (kStrHex + digits seen).
+enum StringPhase : uint8_t { kStrOpen, kStrIn, kStrEscape, kStrHex };
+// Number phases (JSON's grammar); the accepting ones are kNumZero, kNumInt, kNumFrac, kNumExp.
+enum NumberPhase : uint8_t { kNumStart, kNumMinus, kNumZero, kNumInt, kNumDot, kNumFrac, kNumE, kNumExpSign, kNumExp };
+
+bool IsWhitespace(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+bool IsDigit(uint8_t c) { return c >= '0' && c <= '9'; }
+int HexValue(uint8_t c) {
+  if (IsDigit(c)) return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+uint64_t Range(uint8_t lo, uint8_t hi) { return (uint64_t{lo} << 8) | hi; }
+
+}  // namespace
+
+JsonMatcher::JsonMatcher(const JsonGrammar* grammar) : grammar_(grammar) {
+  Stack root;
+  Frame f;
+  f.kind = kValue;
+  f.node = grammar->root();
+  root.frames.push_back(f);
+  stacks_.push_back(std::move(root));
+}
+
+bool JsonMatcher::Advance(std::string_view bytes) {
+  for (char c : bytes)
+    if (!Advance(static_cast<uint8_t>(c))) return false;
+  return true;
+}
+
+bool JsonMatcher::Advance(uint8_t byte) {
+  std::vector<Stack> next;
+  for (Stack& s : stacks_) AdvanceStack(std::move(s), byte, &next);
+  // anyOf branches that converged are one state.
+  std::vector<Stack> unique;
+  for (Stack& s : next)
+    if (std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(std::move(s));
+  stacks_ = std::move(unique);
+  return !stacks_.empty();
+}
+
+bool JsonMatcher::CanEnd() const {
+  for (const Stack& s : stacks_)
+    if (s.frames.empty() || (s.frames.size() == 1 && AcceptsEnd(s.frames[0]))) return true;
+  return false;
+}
+
+bool JsonMatcher::MustEnd() const {
+  if (stacks_.empty()) return false;
+  for (const Stack& s : stacks_)
+    if (!s.frames.empty()) return false;
+  return true;
+}
+
+std::string JsonMatcher::Key() const {
+  std::string key;
+  auto put = [&key](const void* p, size_t n) { key.append(static_cast<const char*>(p), n); };
+  for (const Stack& s : stacks_) {
+    const uint32_t n = static_cast<uint32_t>(s.frames.size());
+    put(&n, sizeof n);
+    put(&s.whitespace_run, sizeof s.whitespace_run);
+    for (Frame f : s.frames) {
+      // Counts that no bound reads any more do not change the future: an unbounded string past
+      // its minLength is the same state at every length (else every string byte missed the cache).
+      const GrammarNode* g = f.node >= 0 ? &grammar_->node(f.node) : nullptr;
+      if (f.kind == kString && (g == nullptr || g->kind != Kind::kString || g->max_length < 0))
+        f.a = std::min<int64_t>(f.a, g != nullptr && g->kind == Kind::kString ? g->min_length : 0);
+      if (f.kind == kArray && (g->kind != Kind::kArray || g->max_items < 0))
+        f.a = std::min<int64_t>(f.a, g->kind == Kind::kArray ? g->min_items : 0);
+      put(&f.kind, sizeof f.kind);
+      put(&f.phase, sizeof f.phase);
+      put(&f.node, sizeof f.node);
+      put(&f.a, sizeof f.a);
+      put(&f.b, sizeof f.b);
+      put(&f.set, sizeof f.set);
+    }
+    key.push_back('|');
+  }
+  return key;
+}
+
+void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth) const {
+  if (depth > 64) return;  // anyOf / $ref cycles without progress
+  const GrammarNode& g = grammar_->node(node);
+  Frame f;
+  f.node = node;
+  switch (g.kind) {
+    case Kind::kAnyOf:
+      for (int32_t o : g.options) StartValue(o, byte, starts, depth + 1);
+      return;
+    case Kind::kAny:
+      if (byte == '{') {
+        f.kind = kObject;
+      } else if (byte == '[') {
+        f.kind = kArray;
+      } else if (byte == '"') {
+        f.kind = kString;
+      } else if (byte == '-' || IsDigit(byte)) {
+        f.kind = kNumber;
+      } else if (byte == 't' || byte == 'f' || byte == 'n') {
+        f.kind = kLiteral;
+        f.node = grammar_->keyword_literals();
+        f.set = (uint64_t{1} << grammar_->node(f.node).literals.size()) - 1;
+      } else {
+        return;
+      }
+      break;
+    case Kind::kObject:
+      if (byte != '{') return;
+      f.kind = kObject;
+      break;
+    case Kind::kArray:
+      if (byte != '[') return;
+      f.kind = kArray;
+      break;
+    case Kind::kString:
+      if (byte != '"') return;
+      f.kind = kString;
+      break;
+    case Kind::kNumber:
+    case Kind::kInteger:
+      if (byte != '-' && !IsDigit(byte)) return;
+      f.kind = kNumber;
+      break;
+    case Kind::kLiterals:
+      f.kind = kLiteral;
+      f.set = g.literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << g.literals.size()) - 1;
+      break;
+  }
+  starts->push_back(f);
+}
+
+bool JsonMatcher::WhitespaceAllowed(const Frame& f) const {
+  switch (f.kind) {
+    case kValue:
+      return true;
+    case kObject:
+      return f.phase == kObjFirst || f.phase == kObjAfterKey || f.phase == kObjAfterValue || f.phase == kObjAfterComma;
+    case kArray:
+      return f.phase == kArrFirst || f.phase == kArrAfterItem || f.phase == kArrAfterComma;
+    default:
+      return false;
+  }
+}
+
+bool JsonMatcher::AcceptsEnd(const Frame& f) const {
+  if (f.kind == kNumber) return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
+  if (f.kind == kLiteral) {
+    const auto& lits = grammar_->node(f.node).literals;
+    for (size_t i = 0; i < lits.size() && i < 64; ++i)
+      if ((f.set >> i & 1) && static_cast<int64_t>(lits[i].size()) == f.a) return true;
+  }
+  return false;
+}
+
+void JsonMatcher::AdvanceStack(Stack stack, uint8_t byte, std::vector<Stack>* out) const {
+  while (true) {
+    if (stack.frames.empty()) return;  // the root value is closed: nothing may follow
+    Frame& top = stack.frames.back();
+    if (IsWhitespace(byte) && WhitespaceAllowed(top)) {
+      const bool before_root = stack.frames.size() == 1 && top.kind == kValue;
+      if (byte != ' ' || before_root || stack.whitespace_run >= kMaxWhitespaceRun) return;
+      ++stack.whitespace_run;
+      out->push_back(std::move(stack));
+      return;
+    }
+    if (top.kind == kValue) {
+      std::vector<Frame> starts;
+      StartValue(top.node, byte, &starts);
+      for (size_t i = 0; i < starts.size(); ++i) {
+        Stack branch = i + 1 == starts.size() ? std::move(stack) : stack;
+        branch.frames.back() = starts[i];
+        AdvanceStack(std::move(branch), byte, out);
+      }
+      return;
+    }
+    Frame push;
+    const Step step = StepFrame(top, byte, &push);
+    switch (step) {
+      case Step::kReject:
+        return;
+      case Step::kConsumed:
+        stack.whitespace_run = 0;
+        out->push_back(std::move(stack));
+        return;
+      case Step::kPush:
+      case Step::kConsumedPush:
+        if (static_cast<int>(stack.frames.size()) >= kMaxDepth) return;
+        stack.frames.push_back(push);
+        if (step == Step::kPush) continue;  // the new frame reads the byte
+        stack.whitespace_run = 0;
+        out->push_back(std::move(stack));
+        return;
+      case Step::kDoneConsumed:
+      case Step::kDoneNotConsumed: {
+        const Frame child = top;
+        stack.frames.pop_back();
+        if (stack.frames.empty()) {
+          if (step == Step::kDoneNotConsumed) return;  // a byte after the root value
+          stack.whitespace_run = 0;
+          out->push_back(std::move(stack));
+          return;
+        }
+        ChildDone(stack.frames.back(), child);
+        if (step == Step::kDoneNotConsumed) continue;  // the parent reads the byte
+        stack.whitespace_run = 0;
+        out->push_back(std::move(stack));
+        return;
+      }
+    }
+  }
+}
+
+namespace {
+
+// Property indices an object may write next from `from` on: each optional one up to and
+// including the first required one (the schema's order; a required property is never skipped).
+uint64_t KeyCandidates(const GrammarNode& g, int64_t from) {
+  uint64_t set = 0;
+  for (size_t i = static_cast<size_t>(from); i < g.properties.size(); ++i) {
+    set |= uint64_t{1} << i;
+    if (g.properties[i].required) break;
+  }
+  return set;
+}
+
+bool RequiredLeft(const GrammarNode& g, int64_t from) {
+  for (size_t i = static_cast<size_t>(from); i < g.properties.size(); ++i)
+    if (g.properties[i].required) return true;
+  return false;
+}
+
+}  // namespace
+
+JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const {
+  const GrammarNode& g = grammar_->node(f.node);
+  switch (f.kind) {
+    case kObject: {
+      // A kAny node's object: free keys, any values (the node itself).
+      const bool free = g.kind == Kind::kAny || g.free_keys;
+      const int32_t additional = g.kind == Kind::kAny ? f.node : g.additional;
+      auto start_key = [&]() {
+        if (free) {
+          if (additional < 0) return Step::kReject;
+          push->kind = kString;
+          push->node = -1;
+          return Step::kPush;
+        }
+        const uint64_t cands = KeyCandidates(g, f.a);
+        if (cands == 0) return Step::kReject;
+        push->kind = kKey;
+        push->node = f.node;
+        push->set = cands;
+        return Step::kPush;
+      };
+      switch (f.phase) {
+        case kObjOpen:
+          if (c != '{') return Step::kReject;
+          f.phase = kObjFirst;
+          return Step::kConsumed;
+        case kObjFirst:
+          if (c == '}') return !free && RequiredLeft(g, 0) ? Step::kReject : Step::kDoneConsumed;
+          if (c == '"') return start_key();
+          return Step::kReject;
+        case kObjAfterKey:
+          if (c != ':') return Step::kReject;
+          f.phase = kObjInValue;
+          push->kind = kValue;
+          push->node = free ? additional : g.properties[f.b].node;
+          return Step::kConsumedPush;
+        case kObjAfterValue:
+          if (c == '}') return !free && RequiredLeft(g, f.a) ? Step::kReject : Step::kDoneConsumed;
+          if (c == ',') {
+            if (!free && KeyCandidates(g, f.a) == 0) return Step::kReject;
+            f.phase = kObjAfterComma;
+            return Step::kConsumed;
+          }
+          return Step::kReject;
+        case kObjAfterComma:
+          if (c == '"') return start_key();
+          return Step::kReject;
+        default:
+          return Step::kReject;
+      }
+    }
+    case kKey: {
+      uint64_t next = 0;
+      bool complete = false;
+      for (uint64_t s = f.set; s != 0; s &= s - 1) {
+        const int i = std::countr_zero(s);
+        const std::string& lit = g.properties[i].key_literal;
+        if (static_cast<int64_t>(lit.size()) > f.a && static_cast<uint8_t>(lit[f.a]) == c) {
+          next |= uint64_t{1} << i;
+          if (static_cast<int64_t>(lit.size()) == f.a + 1) {
+            complete = true;
+            next = uint64_t{1} << i;  // keys are distinct and end in '"': this one alone
+            break;
+          }
+        }
+      }
+      if (next == 0) return Step::kReject;
+      f.set = next;
+      ++f.a;
+      return complete ? Step::kDoneConsumed : Step::kConsumed;
+    }
+    case kArray: {
+      const bool any = g.kind == Kind::kAny;
+      const int64_t min_items = any ? 0 : g.min_items;
+      const int64_t max_items = any ? -1 : g.max_items;
+      const int32_t items = any ? f.node : g.items;
+      switch (f.phase) {
+        case kArrOpen:
+          if (c != '[') return Step::kReject;
+          f.phase = kArrFirst;
+          return Step::kConsumed;
+        case kArrFirst:
+          if (c == ']') return min_items == 0 ? Step::kDoneConsumed : Step::kReject;
+          if (max_items == 0) return Step::kReject;
+          [[fallthrough]];
+        case kArrAfterComma:
+          if (c == ']') return Step::kReject;
+          f.phase = kArrInItem;
+          push->kind = kValue;
+          push->node = items;
+          return Step::kPush;
+        case kArrAfterItem:
+          if (c == ']') return f.a >= min_items ? Step::kDoneConsumed : Step::kReject;
+          if (c == ',' && (max_items < 0 || f.a < max_items)) {
+            f.phase = kArrAfterComma;
+            return Step::kConsumed;
+          }
+          return Step::kReject;
+        default:
+          return Step::kReject;
+      }
+    }
+    case kString: {
+      const bool bounded = f.node >= 0 && g.kind == Kind::kString;
+      const int64_t min_length = bounded ? g.min_length : 0;
+      const int64_t max_length = bounded ? g.max_length : -1;
+      const bool room = max_length < 0 || f.a < max_length;
+      switch (f.phase) {
+        case kStrOpen:
+          if (c != '"') return Step::kReject;
+          f.phase = kStrIn;
+          return Step::kConsumed;
+        case kStrIn:
+          if (f.b > 0) {  // a UTF-8 continuation byte in [set >> 8, set & 0xff]
+            if (c < (f.set >> 8) || c > (f.set & 0xff)) return Step::kReject;
+            --f.b;
+            f.set = Range(0x80, 0xBF);
+            return Step::kConsumed;
+          }
+          if (c == '"') return f.a >= min_length ? Step::kDoneConsumed : Step::kReject;
+          if (c < 0x20 || !room) return Step::kReject;
+          ++f.a;
+          if (c == '\\') {
+            f.phase = kStrEscape;
+          } else if (c >= 0x80) {
+            if (c >= 0xC2 && c <= 0xDF) {
+              f.b = 1, f.set = Range(0x80, 0xBF);
+            } else if (c == 0xE0) {
+              f.b = 2, f.set = Range(0xA0, 0xBF);
+            } else if (c == 0xED) {
+              f.b = 2, f.set = Range(0x80, 0x9F);  // no UTF-16 surrogates
+            } else if (c >= 0xE1 && c <= 0xEF) {
+              f.b = 2, f.set = Range(0x80, 0xBF);
+            } else if (c == 0xF0) {
+              f.b = 3, f.set = Range(0x90, 0xBF);
+            } else if (c >= 0xF1 && c <= 0xF3) {
+              f.b = 3, f.set = Range(0x80, 0xBF);
+            } else if (c == 0xF4) {
+              f.b = 3, f.set = Range(0x80, 0x8F);
+            } else {
+              return Step::kReject;
+            }
+          }
+          return Step::kConsumed;
+        case kStrEscape:
+          if (c == 'u') {
+            f.phase = kStrHex;
+            f.b = 0;
+            return Step::kConsumed;
+          }
+          if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') {
+            f.phase = kStrIn;
+            return Step::kConsumed;
+          }
+          return Step::kReject;
+        default: {  // \u hex digits: phase - kStrHex seen so far
+          const int v = HexValue(c);
+          if (v < 0) return Step::kReject;
+          f.b = f.b * 16 + v;
+          ++f.phase;
+          // Refuse surrogates (D800-DFFF) at the second digit, so no state is a dead end.
+          if (f.phase == kStrHex + 2 && f.b >= 0xD8 && f.b <= 0xDF) return Step::kReject;
+          if (f.phase == kStrHex + 4) {
+            f.phase = kStrIn;
+            f.b = 0;
+          }
+          return Step::kConsumed;
+        }
+      }
+    }
+    case kNumber: {
+      const bool integer = g.kind == Kind::kInteger;
+      switch (f.phase) {
+        case kNumStart:
+          if (c == '-') {
+            f.phase = kNumMinus;
+            return Step::kConsumed;
+          }
+          [[fallthrough]];
+        case kNumMinus:
+          if (c == '0') {
+            f.phase = kNumZero;
+            return Step::kConsumed;
+          }
+          if (c >= '1' && c <= '9') {
+            f.phase = kNumInt;
+            f.b = 1;
+            return Step::kConsumed;
+          }
+          return Step::kReject;
+        case kNumZero:
+        case kNumInt:
+          if (IsDigit(c)) {
+            if (f.phase == kNumZero || f.b >= kMaxIntegerDigits) return Step::kReject;
+            ++f.b;
+            return Step::kConsumed;
+          }
+          if (c == '.' && !integer) {
+            f.phase = kNumDot;
+            return Step::kConsumed;
+          }
+          if ((c == 'e' || c == 'E') && !integer) {
+            f.phase = kNumE;
+            return Step::kConsumed;
+          }
+          return Step::kDoneNotConsumed;
+        case kNumDot:
+          if (!IsDigit(c)) return Step::kReject;
+          f.phase = kNumFrac;
+          f.b = 1;
+          return Step::kConsumed;
+        case kNumFrac:
+          if (IsDigit(c)) {
+            if (f.b >= kMaxFractionDigits) return Step::kReject;
+            ++f.b;
+            return Step::kConsumed;
+          }
+          if (c == 'e' || c == 'E') {
+            f.phase = kNumE;
+            return Step::kConsumed;
+          }
+          return Step::kDoneNotConsumed;
+        case kNumE:
+          if (c == '+' || c == '-') {
+            f.phase = kNumExpSign;
+            return Step::kConsumed;
+          }
+          [[fallthrough]];
+        case kNumExpSign:
+          if (!IsDigit(c)) return Step::kReject;
+          f.phase = kNumExp;
+          f.b = 1;
+          return Step::kConsumed;
+        case kNumExp:
+          if (IsDigit(c)) {
+            if (f.b >= kMaxExponentDigits) return Step::kReject;
+            ++f.b;
+            return Step::kConsumed;
+          }
+          return Step::kDoneNotConsumed;
+        default:
+          return Step::kReject;
+      }
+    }
+    case kLiteral: {
+      uint64_t next = 0;
+      bool ended = false;  // a candidate is complete before this byte
+      for (uint64_t s = f.set; s != 0; s &= s - 1) {
+        const int i = std::countr_zero(s);
+        const std::string& lit = g.literals[i];
+        if (static_cast<int64_t>(lit.size()) == f.a) ended = true;
+        if (static_cast<int64_t>(lit.size()) > f.a && static_cast<uint8_t>(lit[f.a]) == c) next |= uint64_t{1} << i;
+      }
+      if (next == 0) return ended ? Step::kDoneNotConsumed : Step::kReject;
+      f.set = next;
+      ++f.a;
+      for (uint64_t s = next; s != 0; s &= s - 1)
+        if (static_cast<int64_t>(g.literals[std::countr_zero(s)].size()) > f.a) return Step::kConsumed;
+      return Step::kDoneConsumed;  // every candidate left is complete: nothing can extend it
+    }
+    default:
+      return Step::kReject;
+  }
+}
+
+void JsonMatcher::ChildDone(Frame& parent, const Frame& child) const {
+  if (parent.kind == kObject) {
+    if (parent.phase == kObjInValue) {
+      parent.phase = kObjAfterValue;
+      const GrammarNode& g = grammar_->node(parent.node);
+      if (g.kind != Kind::kAny && !g.free_keys) parent.a = parent.b + 1;
+    } else {  // a key
+      parent.phase = kObjAfterKey;
+      parent.b = child.kind == kKey ? std::countr_zero(child.set) : -1;
+    }
+  } else if (parent.kind == kArray) {
+    parent.phase = kArrAfterItem;
+    ++parent.a;
+  }
+}
+
+}  // namespace glm::structured

@@ -1,0 +1,89 @@
+// Byte-at-a-time recogniser of the JSON texts a JsonGrammar allows: after any prefix of output it
+// knows whether the prefix can still become a valid text, whether it already is one, and whether
+// nothing may follow. A copyable value (a few small vectors), so the token masker can branch it
+// over a vocabulary.
+//
+// Beyond the schema, bounds keep a model from running on forever inside one value and keep
+// numbers readable by every client. Whitespace is at most one space between tokens, none before
+// the value: given more, small models fill every gap with runs of spaces and newlines until
+// max_tokens (outlines' default is the same; "{"a": 1, "b": [true]}" stays possible). Integer
+// parts of at most 18 digits (int64 holds them), fractions of at most 24, exponents of at most 2
+// (doubles hold 1e123); nesting at most kMaxDepth frames deep. Strings are valid UTF-8 with no unpaired surrogate escapes, so
+// any strict parser reads the result.
+#ifndef GLM_COORDINATOR_STRUCTURED_JSON_MATCHER_H_
+#define GLM_COORDINATOR_STRUCTURED_JSON_MATCHER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "coordinator/structured/json_grammar.h"
+
+namespace glm::structured {
+
+class JsonMatcher {
+ public:
+  static constexpr int kMaxWhitespaceRun = 1;
+  static constexpr int kMaxIntegerDigits = 18;
+  static constexpr int kMaxFractionDigits = 24;
+  static constexpr int kMaxExponentDigits = 2;
+  static constexpr int kMaxDepth = 48;
+
+  // Starts before the root value. `grammar` must outlive the matcher.
+  explicit JsonMatcher(const JsonGrammar* grammar);
+
+  // Feeds bytes; false (and the matcher is dead) when they cannot continue a valid text.
+  bool Advance(uint8_t byte);
+  bool Advance(std::string_view bytes);
+
+  bool dead() const { return stacks_.empty(); }
+  // The output so far is a whole valid text (it may end here).
+  bool CanEnd() const;
+  // The output is a whole text and no byte may follow (a closed object, array or string).
+  bool MustEnd() const;
+  // The state as bytes: equal keys, equal futures (the masker's cache key).
+  std::string Key() const;
+
+ private:
+  // One frame of a parse stack (POD: stacks are copied per vocabulary branch).
+  struct Frame {
+    uint8_t kind = 0;
+    uint8_t phase = 0;
+    int32_t node = -1;
+    int64_t a = 0;     // object: next property; array: items so far; string: code points; literal/key: bytes matched
+    int64_t b = 0;     // object: current property; string: escape value / UTF-8 bytes left; number: digits in part
+    uint64_t set = 0;  // key/literal: candidates still possible; string: the next UTF-8 byte's range
+    bool operator==(const Frame& o) const {
+      return kind == o.kind && phase == o.phase && node == o.node && a == o.a && b == o.b && set == o.set;
+    }
+  };
+  struct Stack {
+    std::vector<Frame> frames;
+    int32_t whitespace_run = 0;
+    bool operator==(const Stack& o) const { return whitespace_run == o.whitespace_run && frames == o.frames; }
+  };
+  // What a frame did with a byte: kept it; finished with it (a closing byte) or before it (a
+  // number ends at the byte after it); refused it; or opened a child frame that reads the byte
+  // (kPush) or reads what follows it (kConsumedPush, e.g. a value after ':').
+  enum class Step { kConsumed, kDoneConsumed, kDoneNotConsumed, kReject, kPush, kConsumedPush };
+
+  // Advances one stack by `byte`, appending the surviving successors to `out` (anyOf branches).
+  void AdvanceStack(Stack stack, uint8_t byte, std::vector<Stack>* out) const;
+  // A value of `node` starting with `byte`: the frames it opens (one per matching anyOf branch).
+  void StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth = 0) const;
+  Step StepFrame(Frame& f, uint8_t byte, Frame* push) const;
+  // The parent of a finished child: what it expects next.
+  void ChildDone(Frame& parent, const Frame& child) const;
+  // Whether the top frame can end here without consuming (numbers, prefix literals).
+  bool AcceptsEnd(const Frame& f) const;
+  bool WhitespaceAllowed(const Frame& f) const;
+
+  const JsonGrammar* grammar_;
+  std::vector<Stack> stacks_;
+};
+
+}  // namespace glm::structured
+
+#endif  // GLM_COORDINATOR_STRUCTURED_JSON_MATCHER_H_

@@ -1,0 +1,31 @@
+// The engine's TokenConstraint for one request whose output must be JSON of a grammar: a
+// JsonMatcher fed with the bytes of each generated token, masks from the shared OutputFormat.
+#ifndef GLM_COORDINATOR_STRUCTURED_JSON_TOKEN_CONSTRAINT_H_
+#define GLM_COORDINATOR_STRUCTURED_JSON_TOKEN_CONSTRAINT_H_
+
+#include <memory>
+#include <string>
+
+#include "coordinator/scheduler/token_constraint.h"
+#include "coordinator/structured/json_matcher.h"
+#include "coordinator/structured/output_format.h"
+
+namespace glm::structured {
+
+class JsonTokenConstraint : public scheduler::TokenConstraint {
+ public:
+  explicit JsonTokenConstraint(std::shared_ptr<OutputFormat> format);
+
+  void AllowedTokens(int64_t vocab, std::string* bitmap) override;
+  bool CanEnd() const override { return matcher_.CanEnd(); }
+  bool MustEnd() const override { return matcher_.MustEnd(); }
+  absl::Status Accept(int32_t token) override;
+
+ private:
+  std::shared_ptr<OutputFormat> format_;
+  JsonMatcher matcher_;
+};
+
+}  // namespace glm::structured
+
+#endif  // GLM_COORDINATOR_STRUCTURED_JSON_TOKEN_CONSTRAINT_H_

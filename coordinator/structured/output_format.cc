@@ -1,0 +1,88 @@
+#include "coordinator/structured/output_format.h"
+
+#include <algorithm>
+
+namespace glm::structured {
+
+OutputFormat::OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary)
+    : grammar_(std::move(grammar)), vocabulary_(std::move(vocabulary)) {}
+
+namespace {
+void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<char>((*bitmap)[id >> 3] | (1 << (id & 7))); }
+}  // namespace
+
+std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const {
+  std::string bitmap((vocab + 7) / 8, '\0');
+  const std::vector<int32_t>& sorted = vocabulary_->sorted();
+  const std::vector<int32_t>& shared = vocabulary_->shared_prefix();
+  // at[d]: the state after the first d bytes of the current token (valid up to its length).
+  std::vector<JsonMatcher> at;
+  at.reserve(64);
+  at.push_back(state);
+  size_t dead_at = SIZE_MAX;  // the current prefix of this length (and longer) cannot continue
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const int32_t id = sorted[i];
+    const std::string& bytes = vocabulary_->bytes(id);
+    const size_t common = static_cast<size_t>(shared[i]);
+    if (common >= dead_at) continue;  // shares the dead prefix
+    dead_at = SIZE_MAX;
+    if (at.size() > common + 1) at.erase(at.begin() + static_cast<std::ptrdiff_t>(common + 1), at.end());
+    for (size_t d = at.size() - 1; d < bytes.size(); ++d) {
+      JsonMatcher next = at[d];
+      if (!next.Advance(static_cast<uint8_t>(bytes[d]))) {
+        dead_at = d + 1;
+        break;
+      }
+      at.push_back(std::move(next));
+    }
+    if (dead_at == SIZE_MAX && id < vocab) SetBit(&bitmap, id);
+  }
+  return bitmap;
+}
+
+std::string OutputFormat::MaskReference(const JsonMatcher& state, int64_t vocab) const {
+  std::string bitmap((vocab + 7) / 8, '\0');
+  for (int32_t id = 0; id < std::min<int64_t>(vocab, vocabulary_->size()); ++id) {
+    const std::string& bytes = vocabulary_->bytes(id);
+    if (bytes.empty()) continue;
+    JsonMatcher m = state;
+    if (m.Advance(bytes)) SetBit(&bitmap, id);
+  }
+  return bitmap;
+}
+
+std::shared_ptr<const std::string> OutputFormat::Mask(const JsonMatcher& state, int64_t vocab) {
+  std::string key = state.Key();
+  key.append(reinterpret_cast<const char*>(&vocab), sizeof vocab);
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = index_.find(key); it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      stats_.hits++;
+      return it->second->second;
+    }
+    stats_.misses++;
+  }
+  // Computed outside the lock: another request with this schema may compute the same mask at the
+  // same time; either copy is right.
+  auto mask = std::make_shared<const std::string>(Compute(state, vocab));
+  absl::MutexLock lock(&mu_);
+  if (index_.contains(key)) return mask;
+  lru_.emplace_front(key, mask);
+  index_[std::move(key)] = lru_.begin();
+  cached_bytes_ += static_cast<int64_t>(mask->size() + lru_.front().first.size());
+  while (cached_bytes_ > kCacheBytes && lru_.size() > 1) {
+    cached_bytes_ -= static_cast<int64_t>(lru_.back().second->size() + lru_.back().first.size());
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  stats_.entries = static_cast<int64_t>(lru_.size());
+  return mask;
+}
+
+OutputFormat::Stats OutputFormat::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+}  // namespace glm::structured

@@ -1,0 +1,34 @@
+// The bytes each token id writes, sorted so that tokens sharing a prefix sit together: the token
+// masker walks the vocabulary once per state, advancing a matcher only past the bytes a token does
+// not share with the previous one (a trie walk without building the trie).
+#ifndef GLM_COORDINATOR_STRUCTURED_TOKEN_VOCABULARY_H_
+#define GLM_COORDINATOR_STRUCTURED_TOKEN_VOCABULARY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace glm::structured {
+
+class TokenVocabulary {
+ public:
+  // bytes[id]: what token id writes into the output; "" for tokens never generated inside a
+  // format (special tokens, which the detokenizer drops).
+  explicit TokenVocabulary(std::vector<std::string> bytes);
+
+  int64_t size() const { return static_cast<int64_t>(bytes_.size()); }
+  const std::string& bytes(int32_t id) const { return bytes_[id]; }
+  // The ids with bytes, in byte order, and for each the length of the prefix it shares with the
+  // one before it (0 for the first).
+  const std::vector<int32_t>& sorted() const { return sorted_; }
+  const std::vector<int32_t>& shared_prefix() const { return shared_prefix_; }
+
+ private:
+  std::vector<std::string> bytes_;
+  std::vector<int32_t> sorted_;
+  std::vector<int32_t> shared_prefix_;
+};
+
+}  // namespace glm::structured
+
+#endif  // GLM_COORDINATOR_STRUCTURED_TOKEN_VOCABULARY_H_

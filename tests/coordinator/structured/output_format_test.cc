@@ -1,0 +1,140 @@
+// Token masks over the bundled model's real vocabulary: the prefix-sharing walk and the cache
+// against the token-by-token reference, and random generations through the masks that must
+// parse and fit their schema.
+#include "coordinator/structured/output_format.h"
+
+#include <random>
+#include <string>
+
+#include "coordinator/structured/json_token_constraint.h"
+#include "coordinator/tokenizer/tokenizer.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::structured {
+namespace {
+
+std::shared_ptr<const TokenVocabulary> BundledVocabulary() {
+  static const std::shared_ptr<const TokenVocabulary> vocabulary = [] {
+    auto tok = tokenizer::Tokenizer::FromFile(std::string(GLM_MODELS_DIR) + "/glm5-tiny-code");
+    EXPECT_TRUE(tok.ok()) << tok.status();
+    std::vector<std::string> bytes((*tok)->vocab_size());
+    for (int32_t id = 0; id < (*tok)->vocab_size(); ++id)
+      if (!(*tok)->IsSpecial(id)) bytes[id] = std::string((*tok)->TokenBytes(id));
+    return std::make_shared<const TokenVocabulary>(std::move(bytes));
+  }();
+  return vocabulary;
+}
+
+bool Allowed(const std::string& bitmap, int32_t id) { return (bitmap[id >> 3] >> (id & 7)) & 1; }
+
+// Generates through the masks: a random allowed token each step, closing bytes favoured so
+// texts end; stops when the matcher must end, sometimes when it can.
+std::string Generate(OutputFormat& format, int64_t vocab, std::mt19937_64& rng, bool* complete) {
+  JsonTokenConstraint c(std::shared_ptr<OutputFormat>(&format, [](OutputFormat*) {}));
+  const TokenVocabulary& v = format.vocabulary();
+  std::string text, mask;
+  for (int step = 0; step < 300; ++step) {
+    if (c.MustEnd() || (c.CanEnd() && rng() % 3 == 0)) break;
+    c.AllowedTokens(vocab, &mask);
+    std::vector<int32_t> allowed, closing;
+    for (int32_t id = 0; id < vocab; ++id) {
+      if (!Allowed(mask, id)) continue;
+      allowed.push_back(id);
+      const std::string& b = v.bytes(id);
+      if (b.size() == 1 && std::string("\"}]0").find(b[0]) != std::string::npos) closing.push_back(id);
+    }
+    EXPECT_FALSE(allowed.empty()) << "a dead end after: " << text;
+    if (allowed.empty()) break;
+    const auto& pool = !closing.empty() && rng() % 5 < 2 ? closing : allowed;
+    const int32_t id = pool[rng() % pool.size()];
+    EXPECT_TRUE(c.Accept(id).ok());
+    text += v.bytes(id);
+  }
+  *complete = c.CanEnd();
+  return text;
+}
+
+TEST(OutputFormatTest, MasksEqualTheTokenByTokenReference) {
+  OutputFormat format(JsonGrammar::AnyObject(), BundledVocabulary());
+  const int64_t vocab = BundledVocabulary()->size() + 5;  // a model vocabulary padded past the tokenizer's
+  const std::string texts[] = {"{\"key\": [1, -2.5e3, true, null, \"x\\u00e9\\n\"], \"o\": {\"p\": {}}}",
+                               "{ \"\xe2\x98\x83 snow\": \"\\\\\" }"};
+  int states = 0;
+  for (const std::string& text : texts) {
+    JsonMatcher m(&format.grammar());
+    for (size_t k = 0; k <= text.size(); ++k) {
+      const std::string expected = format.MaskReference(m, vocab);
+      EXPECT_EQ(*format.Mask(m, vocab), expected) << "after " << text.substr(0, k);
+      EXPECT_EQ(*format.Mask(m, vocab), expected);  // from the cache
+      ++states;
+      if (k < text.size()) {
+        ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k])));
+      }
+    }
+  }
+  EXPECT_GT(format.stats().hits, states - 1);
+  // Inside an unbounded string every position has the same state: one computed mask.
+  JsonMatcher a(&format.grammar()), b(&format.grammar());
+  a.Advance("{\"k\":\"abc");
+  b.Advance("{\"k\":\"abcdefghij");
+  EXPECT_EQ(format.Mask(a, vocab), format.Mask(b, vocab));
+}
+
+TEST(OutputFormatTest, RandomGenerationsThroughTheMasksParseAsObjects) {
+  OutputFormat format(JsonGrammar::AnyObject(), BundledVocabulary());
+  std::mt19937_64 rng(11);
+  int complete_count = 0;
+  for (int i = 0; i < 60; ++i) {
+    bool complete = false;
+    const std::string text = Generate(format, BundledVocabulary()->size(), rng, &complete);
+    if (!complete) {
+      continue;
+    }
+    ++complete_count;
+    ASSERT_TRUE(nlohmann::json::accept(text)) << text;
+    EXPECT_TRUE(nlohmann::json::parse(text).is_object()) << text;
+  }
+  EXPECT_GT(complete_count, 30);
+}
+
+TEST(OutputFormatTest, RandomGenerationsFitTheirSchema) {
+  auto grammar = JsonGrammar::FromSchema(nlohmann::ordered_json::parse(R"({"type":"object","properties":{
+      "name":{"type":"string","maxLength":12},"age":{"type":"integer"},"kind":{"enum":["cat","dog"]},
+      "tags":{"type":"array","items":{"type":"string"},"maxItems":3},"ok":{"type":["boolean","null"]}},
+      "required":["name","age","kind"]})"), "schema");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  OutputFormat format(*grammar, BundledVocabulary());
+  std::mt19937_64 rng(5);
+  int complete_count = 0;
+  for (int i = 0; i < 60; ++i) {
+    bool complete = false;
+    const std::string text = Generate(format, BundledVocabulary()->size(), rng, &complete);
+    if (!complete) {
+      continue;
+    }
+    ++complete_count;
+    ASSERT_TRUE(nlohmann::json::accept(text)) << text;
+    const auto j = nlohmann::ordered_json::parse(text);
+    ASSERT_TRUE(j.is_object()) << text;
+    ASSERT_TRUE(j.contains("name") && j["name"].is_string()) << text;
+    EXPECT_LE(j["name"].get<std::string>().size(), 12u * 4) << text;  // 12 code points of up to 4 bytes
+    ASSERT_TRUE(j.contains("age") && j["age"].is_number_integer()) << text;
+    ASSERT_TRUE(j.contains("kind") && (j["kind"] == "cat" || j["kind"] == "dog")) << text;
+    if (j.contains("tags")) {
+      ASSERT_TRUE(j["tags"].is_array()) << text;
+      EXPECT_LE(j["tags"].size(), 3u);
+      for (const auto& t : j["tags"]) EXPECT_TRUE(t.is_string()) << text;
+    }
+    if (j.contains("ok")) {
+      EXPECT_TRUE(j["ok"].is_boolean() || j["ok"].is_null()) << text;
+    }
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : j.items()) keys.push_back(k);
+    EXPECT_EQ(keys.front(), "name") << text;  // the schema's order
+  }
+  EXPECT_GT(complete_count, 30);
+}
+
+}  // namespace
+}  // namespace glm::structured
