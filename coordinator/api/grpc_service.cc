@@ -9,6 +9,7 @@
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_depth.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/api/response_format.h"
 #include "coordinator/scheduler/engine_errors.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
@@ -100,6 +101,14 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.logprobs = s.return_logprobs() || s.logprobs() > 0;
   a.skip_special_tokens = !s.has_skip_special_tokens() || s.skip_special_tokens();
   a.include_stop_str_in_output = s.include_stop_str_in_output();
+  if (!req.response_format_json().empty()) {
+    auto format = ParseClientJson(req.response_format_json(), "response_format_json", nullptr);
+    if (!format.ok()) return format.status();
+    auto grammar = ParseResponseFormat(*format, {"response_format_json", false, &req.response_format_json(), {}});
+    if (!grammar.ok()) return grammar.status();
+    a.output_grammar = *std::move(grammar);
+    a.output_format_field = "response_format_json";
+  }
   return a;
 }
 

@@ -360,7 +360,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
   const OpenAiEndpoint endpoint = kind == Kind::kChat ? OpenAiEndpoint::kChat : OpenAiEndpoint::kCompletions;
-  auto parsed = ParseOpenAiRequest(endpoint, *body, frontend_->model().name);
+  auto parsed = ParseOpenAiRequest(endpoint, *body, frontend_->model().name, &req.body);
   if (!parsed.ok()) return reject(parsed.status());
   auto owned_request = std::make_unique<OpenAiRequest>(std::move(*parsed));
   OpenAiRequest* request = owned_request.get();
@@ -464,7 +464,7 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
-  auto parsed = ParseResponsesRequest(*body, frontend_->model().name);
+  auto parsed = ParseResponsesRequest(*body, frontend_->model().name, &req.body);
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
   if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/api/response_format.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
 
 namespace glm::api {
@@ -47,7 +48,7 @@ absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<in
     if (!_s.ok()) return _s;          \
   } while (0)
 
-absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
+absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAiRequest* r) {
   ApiRequest& a = r->api;
   a.temperature = 1.0f;  // OpenAI's default
   GLM_API_RETURN_IF_ERROR(GetOptionalFloat(body, "temperature", &a.temperature));
@@ -129,19 +130,10 @@ absl::Status ParseSampling(const json& body, OpenAiRequest* r) {
     if (!r->stream) return InvalidField("stream_options", "is only allowed when stream is true");
   }
   if (Present(body, "response_format")) {
-    // Only plain text: JSON modes need constrained decoding, which this server does not do, and
-    // silently ignoring them would hand back unconstrained text as if it were JSON.
-    const json& rf = body["response_format"];
-    if (!rf.is_object()) return InvalidField("response_format", "must be an object");
-    if (!Present(rf, "type") || !rf["type"].is_string())
-      return InvalidField("response_format.type", "is required (a string)");
-    const std::string type = rf["type"].get<std::string>();
-    if (type == "json_object" || type == "json_schema")
-      return InvalidField("response_format.type", absl::StrCat("'", type, "' is not supported by this server (no ",
-                                                               "constrained decoding); only \"text\" is"));
-    if (type != "text")
-      return InvalidField("response_format.type",
-                          absl::StrCat("'", type, "' is not one of \"text\", \"json_object\", \"json_schema\""));
+    auto grammar = ParseResponseFormat(body["response_format"], {"response_format", false, raw_body, {"response_format"}});
+    if (!grammar.ok()) return grammar.status();
+    a.output_grammar = *std::move(grammar);
+    a.output_format_field = "response_format";
   }
   if (Present(body, "speculative")) {
     if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
@@ -256,7 +248,7 @@ absl::Status ParseCompletion(const json& body, OpenAiRequest* r) {
 std::string DumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const json& body,
-                                                 const std::string& served_name) {
+                                                 const std::string& served_name, const std::string* raw_body) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   OpenAiRequest r;
   r.endpoint = endpoint;
@@ -265,7 +257,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
     if (!body["model"].is_string()) return InvalidField("model", "must be a string");
     if (!body["model"].get<std::string>().empty()) r.model = body["model"].get<std::string>();
   }
-  GLM_API_RETURN_IF_ERROR(ParseSampling(body, &r));
+  GLM_API_RETURN_IF_ERROR(ParseSampling(body, raw_body, &r));
   GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, &r) : ParseCompletion(body, &r));
   return r;
 }

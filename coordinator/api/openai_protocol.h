@@ -47,9 +47,10 @@ struct OpenAiRequest {
                                 // its tokens' logprobs when logprobs are asked for)
 };
 
-// Parses a request body. INVALID_ARGUMENT names the field (InvalidField).
+// Parses a request body. INVALID_ARGUMENT names the field (InvalidField). `raw_body`, the body's
+// text when there is one, gives a json_schema's properties in the client's order.
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const nlohmann::json& body,
-                                                 const std::string& served_name);
+                                                 const std::string& served_name, const std::string* raw_body = nullptr);
 
 // Accumulates one response: either renders stream chunks per delta, or collects everything for
 // the final non-streaming object.

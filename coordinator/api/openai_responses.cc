@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/api/response_format.h"
 #include "coordinator/api/openai_protocol.h"
 
 namespace glm::api {
@@ -111,7 +112,8 @@ class InputTranslator {
 
 }  // namespace
 
-absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const std::string& served_name) {
+absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const std::string& served_name,
+                                                       const std::string* raw_body) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   ResponsesRequest r;
   ApiRequest& a = r.api;
@@ -176,9 +178,13 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   }
   if (Present(body, "text")) {
     const json& text = body["text"];
-    if (text.is_object() && Present(text, "format") &&
-        !(text["format"].is_object() && text["format"].contains("type") && text["format"]["type"] == "text"))
-      return InvalidField("text.format.type", "only \"text\" is supported by this server (no constrained decoding)");
+    if (!text.is_object()) return InvalidField("text", "must be an object");
+    if (Present(text, "format")) {
+      auto grammar = ParseResponseFormat(text["format"], {"text.format", true, raw_body, {"text", "format"}});
+      if (!grammar.ok()) return grammar.status();
+      a.output_grammar = *std::move(grammar);
+      a.output_format_field = "text.format";
+    }
   }
   if (Present(body, "max_output_tokens")) {
     const json& mt = body["max_output_tokens"];

@@ -39,7 +39,9 @@ struct ResponsesRequest {
 };
 
 // Parses a Responses body. INVALID_ARGUMENT names the field ("input[2].content[0].type").
-absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const nlohmann::json& body, const std::string& served_name);
+// `raw_body`, the body's text when there is one, gives a json_schema's properties in the client's order.
+absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const nlohmann::json& body, const std::string& served_name,
+                                                       const std::string* raw_body = nullptr);
 
 class ResponsesBuilder {
  public:

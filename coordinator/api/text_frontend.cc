@@ -1,5 +1,6 @@
 #include "coordinator/api/text_frontend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
 
@@ -65,11 +67,54 @@ bool TextFrontend::IsSpecialToken(int32_t id) const {
 
 absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeChat(const ApiRequest& r, bool add_special_tokens,
                                                               std::string* rendered) const {
-  auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, r.template_kwargs, r.input_field, r.tools_field);
+  auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, TemplateArguments(r), r.input_field, r.tools_field);
   if (!text.ok()) return text.status();
   auto ids = EncodeText(*text, add_special_tokens, r.input_field);
   if (ids.ok() && rendered != nullptr) *rendered = *std::move(text);
   return ids;
+}
+
+nlohmann::json TextFrontend::TemplateArguments(const ApiRequest& r) const {
+  if (r.output_grammar == nullptr || r.template_kwargs.contains("enable_thinking")) return r.template_kwargs;
+  nlohmann::json args = r.template_kwargs.is_object() ? r.template_kwargs : nlohmann::json::object();
+  args["enable_thinking"] = false;
+  return args;
+}
+
+absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::OutputConstraint(const ApiRequest& r) const {
+  const tokenizer::Tokenizer* tok = model_->tokenizer;
+  if (tok == nullptr || !tok->decodes_per_token())
+    return InvalidField(r.output_format_field, "needs the model's byte-level tokenizer (tokenizer.json), which "
+                                               "this server does not have");
+  if (r.input == ApiRequest::Input::kChat && r.tools.is_array() && !r.tools.empty())
+    return InvalidField(r.output_format_field, absl::StrCat("cannot be combined with ", r.tools_field,
+                                                            ": the reply is the JSON value, never a tool call"));
+  if (r.template_kwargs.is_object() && r.template_kwargs.contains("enable_thinking") &&
+      r.template_kwargs["enable_thinking"] == true)
+    return InvalidField(r.output_format_field, "cannot be combined with enable_thinking: the format applies from "
+                                               "the reply's first token");
+  const int64_t vocab = model_->vocab_size > 0 ? model_->vocab_size : tok->vocab_size();
+  absl::MutexLock lock(&formats_mu_);
+  if (vocabulary_ == nullptr) {
+    // Special tokens never appear in a formatted reply (the detokenizer drops them).
+    std::vector<std::string> bytes(std::min<int64_t>(vocab, tok->vocab_size()));
+    for (int32_t id = 0; id < static_cast<int32_t>(bytes.size()); ++id)
+      if (!tok->IsSpecial(id)) bytes[id] = std::string(tok->TokenBytes(id));
+    vocabulary_ = std::make_shared<const structured::TokenVocabulary>(std::move(bytes));
+  }
+  std::shared_ptr<structured::OutputFormat> format;
+  for (auto it = formats_.begin(); it != formats_.end(); ++it) {
+    if ((*it)->grammar().fingerprint() != r.output_grammar->fingerprint()) continue;
+    format = *it;
+    formats_.splice(formats_.begin(), formats_, it);
+    break;
+  }
+  if (format == nullptr) {
+    format = std::make_shared<structured::OutputFormat>(r.output_grammar, vocabulary_);
+    formats_.push_front(format);
+    if (formats_.size() > kMaxCachedFormats) formats_.pop_back();
+  }
+  return std::make_shared<structured::JsonTokenConstraint>(std::move(format));
 }
 
 absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string& text, bool add_special_tokens,
@@ -207,6 +252,11 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
 absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const {
   if (auto s = ValidateSampling(r); !s.ok()) return s;
   PreparedRequest out;
+  if (r.output_grammar != nullptr) {
+    auto constraint = OutputConstraint(r);
+    if (!constraint.ok()) return constraint.status();
+    out.engine_request.constraint = *std::move(constraint);
+  }
   std::vector<int32_t>& prompt = out.engine_request.prompt;
   const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size
                         : model_->tokenizer != nullptr ? model_->tokenizer->vocab_size() : 0;
@@ -242,7 +292,9 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       out.output.parse_chat = true;
       out.output.tools = r.tools;
       absl::string_view tail = absl::StripTrailingAsciiWhitespace(text);
-      out.output.starts_in_reasoning = tail.size() >= 7 && tail.substr(tail.size() - 7) == "<think>";
+      // A constrained reply is the JSON value itself, even after a template that opened <think>.
+      out.output.starts_in_reasoning = r.output_grammar == nullptr && tail.size() >= 7 &&
+                                       tail.substr(tail.size() - 7) == "<think>";
       // No generation prompt after an assistant message: the reply continues that message
       // (vLLM's continue_final_message, Anthropic's prefill), leading newlines included.
       out.output.continues_message = !r.add_generation_prompt && r.messages.is_array() && !r.messages.empty() &&

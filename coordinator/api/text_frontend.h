@@ -6,6 +6,7 @@
 #define GLM_COORDINATOR_API_TEXT_FRONTEND_H_
 
 #include <atomic>
+#include <list>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,6 +19,8 @@
 #include "coordinator/api/api_server.h"
 #include "coordinator/api/request_output.h"
 #include "coordinator/scheduler/request.h"
+#include "coordinator/structured/json_grammar.h"
+#include "coordinator/structured/output_format.h"
 #include "nlohmann/json.hpp"
 
 namespace glm::api {
@@ -58,6 +61,11 @@ struct ApiRequest {
   bool skip_special_tokens = true;
   bool include_stop_str_in_output = false;  // a matched stop string ends the output text (vLLM's)
   std::string speculative;                 // "" (the server's default) | "none" | "mtp:K" | "ngram:K" (the engine checks it)
+  // Structured outputs: the JSON grammar the reply must follow (null: free text), and the field
+  // that asked for it (errors name it). A constrained chat renders its template with thinking
+  // off: the format applies from the reply's first token.
+  std::shared_ptr<const structured::JsonGrammar> output_grammar;
+  std::string output_format_field = "response_format";
 
   std::string request_id;                  // "" = assigned
   absl::Time deadline = absl::InfiniteFuture();
@@ -124,11 +132,21 @@ class TextFrontend {
 
  private:
   absl::Status ValidateSampling(const ApiRequest& r) const;
+  // The engine constraint for r.output_grammar (checks the tokenizer can spell it).
+  absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> OutputConstraint(const ApiRequest& r) const;
+  // The chat template's arguments for `r` (thinking off when the output is constrained).
+  nlohmann::json TemplateArguments(const ApiRequest& r) const;
 
   const ServedModel* model_;
   int32_t default_max_tokens_;
   std::string nonce_;
   mutable std::atomic<uint64_t> next_id_{0};
+  // Structured outputs: the tokenizer's bytes per id (built on first use) and the most recently
+  // used formats with their mask caches, by schema.
+  static constexpr size_t kMaxCachedFormats = 64;
+  mutable absl::Mutex formats_mu_;
+  mutable std::shared_ptr<const structured::TokenVocabulary> vocabulary_ ABSL_GUARDED_BY(formats_mu_);
+  mutable std::list<std::shared_ptr<structured::OutputFormat>> formats_ ABSL_GUARDED_BY(formats_mu_);
 };
 
 }  // namespace glm::api

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/scheduler/constrained_output.h"
 #include "coordinator/scheduler/engine_errors.h"
 
 namespace glm::scheduler {
@@ -63,7 +64,10 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
   if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20)
     return absl::InvalidArgumentError("prompt_logprobs: must be in [-1, 20]");
-  auto spec = runtime::ParseSpeculative(request.speculative.empty() ? options_.speculative : request.speculative);
+  // A constrained request's every token comes from its format's mask: no drafts.
+  auto spec = runtime::ParseSpeculative(request.constraint != nullptr ? "none"
+                                        : request.speculative.empty() ? options_.speculative
+                                                                       : request.speculative);
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
     return absl::InvalidArgumentError("speculative: this model has no MTP layer");
@@ -84,6 +88,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
     return KvCacheExceededError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
                                              ") exceeds the KV cache (", kv_positions, " positions, --kv-cache-gib)"));
   auto seq = std::make_shared<Sequence>();
+  if (request.constraint != nullptr) {
+    seq->allowed_tokens = NextAllowedTokens(*request.constraint, p, options_.eos_token_ids, options_.vocab_size);
+    if (!AnyAllowed(seq->allowed_tokens))
+      return absl::InvalidArgumentError("response_format: no token of this model's vocabulary can start the output");
+  }
   seq->request = std::move(request);
   seq->tokens = seq->request.prompt;
   seq->prompt_len = static_cast<int32_t>(prompt_len);
@@ -523,6 +532,7 @@ shard::StepPlan ContinuousBatchingEngine::BuildPlan(const std::vector<Work>& wor
     s.blocks_sent = static_cast<int64_t>(s.blocks.size());
     const bool sample = s.computed + fed == static_cast<int64_t>(s.tokens.size());
     p->set_sample(sample);
+    if (sample && s.request.constraint != nullptr) p->set_allowed_tokens(s.allowed_tokens);
     auto* sp = p->mutable_sampling();
     const SamplingOptions& o = s.request.sampling;
     sp->set_temperature(o.temperature);
@@ -614,6 +624,7 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     GenerationEvent e;
     const SamplingOptions& o = s->request.sampling;
     std::string finish;
+    absl::Status constraint_error;
     for (size_t i = 0; i < produced.size() && finish.empty(); ++i) {
       const int32_t token = produced[i];
       s->tokens.push_back(token);
@@ -641,6 +652,12 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
       const bool stop_id = std::find(o.stop_token_ids.begin(), o.stop_token_ids.end(), token) != o.stop_token_ids.end();
       const bool length = (o.max_tokens > 0 && s->generated >= o.max_tokens) ||
                           static_cast<int64_t>(s->tokens.size()) >= max_len_;
+      if (!eos && !stop_id && s->request.constraint != nullptr) {
+        constraint_error = AfterConstrainedToken(*s->request.constraint, token, o, options_.eos_token_ids,
+                                                 options_.vocab_size, &s->allowed_tokens, &finish);
+        if (!constraint_error.ok()) finish = "abort";
+      }
+      if (!finish.empty()) break;
       if (eos || stop_id) finish = "stop";
       else if (length) finish = "length";
     }
@@ -657,7 +674,7 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     }
     if (!finish.empty()) {
       running_.remove(s);
-      Finish(s, finish, absl::OkStatus(), &e);
+      Finish(s, finish, constraint_error, &e);
     } else {
       Emit(s->stream, std::move(e));
     }

@@ -67,6 +67,7 @@ class ContinuousBatchingEngine : public Engine {
     std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
     std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
     int64_t penalty_sent = 0;         // leading tokens the last stage holds (penalties, draft vocabulary)
+    std::string allowed_tokens;       // request.constraint: the next sample's bitmap (NextAllowedTokens)
     bool in_flight = false;           // in a submitted step whose result has not come back
     bool finished = false;            // Finish ran (an in-flight step's result for it is dropped)
   };

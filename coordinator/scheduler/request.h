@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "coordinator/scheduler/token_constraint.h"
 
 namespace glm::scheduler {
 
@@ -48,6 +50,9 @@ struct GenerationRequest {
   // The server's own request (the startup warm-up): left out of the request counters (prompt and
   // generation tokens, prefix-cache queries and hits, speculative acceptance).
   bool internal = false;
+  // Structured outputs: the format the output must follow (none: free text). Such a request
+  // does not speculate; it ends ("stop") once the format is complete.
+  std::shared_ptr<TokenConstraint> constraint;
 };
 
 struct TokenLogprob {

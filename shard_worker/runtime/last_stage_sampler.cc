@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/activations.h"
@@ -78,6 +80,14 @@ void AddPromptLogprobs(const shard::SequenceStep& s, const float* rows, int64_t 
   }
 }
 
+// The row with every token the bitmap leaves out at -inf (allowed_tokens in shard.proto).
+std::vector<float> MaskedLogits(const float* logits, int64_t vocab, const std::string& allowed) {
+  std::vector<float> out(logits, logits + vocab);
+  for (int64_t t = 0; t < vocab; ++t)
+    if (!((static_cast<uint8_t>(allowed[t >> 3]) >> (t & 7)) & 1)) out[t] = -std::numeric_limits<float>::infinity();
+  return out;
+}
+
 }  // namespace
 
 namespace {
@@ -140,15 +150,22 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
     ++d.accepted;
   }
   const float* last = tail + d.accepted * vocab;
+  // Structured outputs: the tokens the format allows (Process checked the bitmap; no drafts).
+  std::vector<float> masked;
+  const float* choose_from = last;
+  if (!s.allowed_tokens().empty()) {
+    masked = MaskedLogits(last, vocab, s.allowed_tokens());
+    choose_from = masked.data();
+  }
   if (next < 0) {
     if (greedy) {
-      next = GreedyToken(last, vocab, p, history, output_start);
+      next = GreedyToken(choose_from, vocab, p, history, output_start);
     } else {
       SamplingParams sp = p;
       // The generated index of this token: a plain decode's own draw there.
       sp.seed = TokenSeed(s.sampling().seed(), s.sample_index() + d.accepted);
       Sampler sampler(sp);
-      std::vector<float> work(last, last + vocab);
+      std::vector<float> work(choose_from, choose_from + vocab);
       next = sampler.Sample(work.data(), vocab, history, output_start);
     }
   }
@@ -190,6 +207,15 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
                                                      s.penalty_tokens_from(), " but the last stage holds ", held));
   }
   const int64_t vocab = model_->config().vocab_size;
+  for (const auto& s : plan.sequences()) {
+    if (s.allowed_tokens().empty()) continue;
+    if (static_cast<int64_t>(s.allowed_tokens().size()) != (vocab + 7) / 8)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": allowed_tokens has ",
+                                                     s.allowed_tokens().size(), " bytes, the vocabulary needs ",
+                                                     (vocab + 7) / 8));
+    if (s.num_drafts() > 0 || s.mtp_drafts() > 0)
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", s.seq_id(), ": allowed_tokens with drafts"));
+  }
   const int n_seqs = plan.sequences_size();
   std::vector<Decision> decisions(n_seqs);
   // 1. On this thread: every sequence's result entry, first logits row and sampler state.

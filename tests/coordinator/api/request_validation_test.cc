@@ -306,10 +306,13 @@ TEST_F(RequestValidationTest, ToolChoiceAndResponseFormat) {
 
   body["response_format"] = {{"type", "text"}};
   EXPECT_EQ(Post("/v1/chat/completions", body)->status, 200);
+  // A constrained reply is the JSON value, never a tool call.
   body["response_format"] = {{"type", "json_object"}};
-  EXPECT_THAT(ExpectRejected(body, "response_format.type"), HasSubstr("not supported"));
-  body["response_format"] = json::parse(R"({"type":"json_schema","json_schema":{"name":"x","schema":{}}})");
-  EXPECT_THAT(ExpectRejected(body, "response_format.type"), HasSubstr("not supported"));
+  EXPECT_THAT(ExpectRejected(body, "response_format"), HasSubstr("cannot be combined with tools"));
+  body["response_format"] = json::parse(R"({"type":"json_schema","json_schema":{"name":"x"}})");
+  ExpectRejected(body, "response_format.json_schema.schema");
+  body["response_format"] = json::parse(R"({"type":"json_schema"})");
+  ExpectRejected(body, "response_format.json_schema");
   body["response_format"] = {{"type", "yaml"}};
   ExpectRejected(body, "response_format.type");
   body["response_format"] = json::object();

@@ -1,0 +1,36 @@
+// Structured outputs in the OpenAI APIs: the format a reply must follow, as a JSON grammar.
+//   chat / completions `response_format`: {"type": "text"} | {"type": "json_object"} |
+//     {"type": "json_schema", "json_schema": {"name", "schema", "strict", "description"}}
+//   Responses `text.format`: the same types, json_schema's members flat beside "type".
+// json_object asks for any JSON object; json_schema for a value of the schema (JsonGrammar says
+// which keywords are honoured; the others are refused with their place).
+#ifndef GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
+#define GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/structured/json_grammar.h"
+#include "nlohmann/json.hpp"
+
+namespace glm::api {
+
+struct ResponseFormatSource {
+  std::string field;                     // the format's spelling in errors: "response_format", "text.format"
+  bool flat = false;                     // Responses: name/schema beside type
+  // The request text and the path to the format in it: the schema is read again from the text in
+  // the client's key order (properties are generated in the schema's order). Without the text
+  // the parsed body's (sorted) order is used.
+  const std::string* raw_body = nullptr;
+  std::vector<std::string> path;
+};
+
+// The grammar `format` asks for; nullptr for plain text.
+absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseFormat(const nlohmann::json& format,
+                                                                                  const ResponseFormatSource& source);
+
+}  // namespace glm::api
+
+#endif  // GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
