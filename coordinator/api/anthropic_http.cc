@@ -84,7 +84,7 @@ void AnthropicMessagesEndpoint::Register(httplib::Server* server) {
 void AnthropicMessagesEndpoint::HandleCountTokens(const httplib::Request& req, httplib::Response& res) {
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return SendAnthropicError(res, body.status());
-  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/true);
+  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/true, &req.body);
   if (!parsed.ok()) return SendAnthropicError(res, parsed.status());
   if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return SendAnthropicError(res, s);
   // Encoded as a generation would be, so the count is the input the model would read; a prompt
@@ -103,7 +103,7 @@ void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, http
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
-  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name);
+  auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/false, &req.body);
   if (!parsed.ok()) return reject(parsed.status());
   if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return reject(s);
   const std::string id = frontend_->NewRequestId("msg");

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/api/response_format.h"
 #include "coordinator/api/openai_protocol.h"
 
 namespace glm::api {
@@ -133,7 +134,7 @@ absl::StatusOr<json> TranslateTools(const json& tools) {
 }  // namespace
 
 absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const std::string& served_name,
-                                                       bool count_only) {
+                                                       bool count_only, const std::string* raw_body) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   AnthropicRequest r;
   ApiRequest& a = r.api;
@@ -188,6 +189,16 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
     if (type != "enabled" && type != "disabled")
       return InvalidField("thinking.type", absl::StrCat("'", type, "' is not one of enabled, disabled"));
     a.template_kwargs["enable_thinking"] = type == "enabled";
+  }
+  if (Present(body, "output_format")) {
+    // Anthropic's structured outputs: {"type": "json_schema", "schema": {...}}.
+    const json& of = body["output_format"];
+    if (!of.is_object() || !of.contains("type") || of["type"] != "json_schema")
+      return InvalidField("output_format.type", "must be \"json_schema\"");
+    auto grammar = ParseResponseFormat(of, {"output_format", true, raw_body, {"output_format"}});
+    if (!grammar.ok()) return grammar.status();
+    a.output_grammar = *std::move(grammar);
+    a.output_format_field = "output_format";
   }
   if (count_only) return r;
 

@@ -9,6 +9,8 @@
 // input_schema}) become OpenAI function tools. A last assistant message is a prefill: the reply
 // continues it (no new assistant turn is opened). Image and document blocks, server tools and a
 // forced tool_choice ("any", "tool") are refused with the field named: they cannot be honoured.
+// `output_format` ({"type": "json_schema", "schema"}, Anthropic's structured outputs) constrains
+// the reply's text to JSON of the schema, as response_format does on the OpenAI endpoints.
 //
 // The response maps the chat output back: reasoning → a `thinking` block, content → a `text`
 // block, tool calls → `tool_use` blocks (ids "toolu_..."); finish reasons stop/length/tool_calls
@@ -39,7 +41,7 @@ struct AnthropicRequest {
 // Parses a Messages body. `count_only` (count_tokens) needs no max_tokens. INVALID_ARGUMENT names
 // the field ("messages[1].content[0].type").
 absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const nlohmann::json& body, const std::string& served_name,
-                                                       bool count_only = false);
+                                                       bool count_only = false, const std::string* raw_body = nullptr);
 
 // Anthropic's error object, {"type": "error", "error": {"type", "message"}}, and its HTTP status.
 nlohmann::json AnthropicErrorJson(const absl::Status& status, int* http_status);

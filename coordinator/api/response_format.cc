@@ -57,8 +57,14 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
   path.push_back("schema");
   ResponseFormatSource schema_source = source;
   schema_source.path = std::move(path);
-  // Refusals read "response_format.json_schema.schema/properties/when/format: ...".
-  return structured::JsonGrammar::FromSchema(OrderedSchema((*spec)["schema"], schema_source), at + ".schema");
+  auto grammar = structured::JsonGrammar::FromSchema(OrderedSchema((*spec)["schema"], schema_source), at + ".schema");
+  if (grammar.ok()) return grammar;
+  // The grammar's refusals read "response_format.json_schema.schema/properties/when/format: ...":
+  // the part before ": " is the param clients show.
+  const absl::string_view message = grammar.status().message();
+  const size_t colon = message.find(": ");
+  if (colon == absl::string_view::npos) return InvalidField(at + ".schema", message);
+  return InvalidField(message.substr(0, colon), message.substr(colon + 2));
 }
 
 }  // namespace glm::api

@@ -48,6 +48,21 @@ bool JsonMatcher::Advance(std::string_view bytes) {
 }
 
 bool JsonMatcher::Advance(uint8_t byte) {
+  // Most bytes (string contents, digits, keys) only move the top frame of a single stack: done in
+  // place, without the copies the general path makes (the token masker advances millions a mask).
+  if (stacks_.size() == 1 && !stacks_[0].frames.empty()) {
+    Stack& s = stacks_[0];
+    Frame& top = s.frames.back();
+    if (top.kind != kValue && !(IsWhitespace(byte) && WhitespaceAllowed(top))) {
+      const Frame saved = top;
+      Frame push;
+      if (StepFrame(top, byte, &push) == Step::kConsumed) {
+        s.whitespace_run = 0;
+        return true;
+      }
+      top = saved;
+    }
+  }
   std::vector<Stack> next;
   for (Stack& s : stacks_) AdvanceStack(std::move(s), byte, &next);
   // anyOf branches that converged are one state.

@@ -15,10 +15,10 @@ std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const
   std::string bitmap((vocab + 7) / 8, '\0');
   const std::vector<int32_t>& sorted = vocabulary_->sorted();
   const std::vector<int32_t>& shared = vocabulary_->shared_prefix();
-  // at[d]: the state after the first d bytes of the current token (valid up to its length).
-  std::vector<JsonMatcher> at;
-  at.reserve(64);
-  at.push_back(state);
+  // at[d]: the state after the first d bytes of the current token, for d < valid. Entries are
+  // assigned over, never freed, so their storage is reused from token to token.
+  std::vector<JsonMatcher> at(1, state);
+  size_t valid = 1;
   size_t dead_at = SIZE_MAX;  // the current prefix of this length (and longer) cannot continue
   for (size_t i = 0; i < sorted.size(); ++i) {
     const int32_t id = sorted[i];
@@ -26,14 +26,15 @@ std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const
     const size_t common = static_cast<size_t>(shared[i]);
     if (common >= dead_at) continue;  // shares the dead prefix
     dead_at = SIZE_MAX;
-    if (at.size() > common + 1) at.erase(at.begin() + static_cast<std::ptrdiff_t>(common + 1), at.end());
-    for (size_t d = at.size() - 1; d < bytes.size(); ++d) {
-      JsonMatcher next = at[d];
-      if (!next.Advance(static_cast<uint8_t>(bytes[d]))) {
+    valid = std::min(valid, common + 1);
+    for (size_t d = valid - 1; d < bytes.size(); ++d) {
+      if (at.size() <= d + 1) at.push_back(at[d]);
+      else at[d + 1] = at[d];
+      if (!at[d + 1].Advance(static_cast<uint8_t>(bytes[d]))) {
         dead_at = d + 1;
         break;
       }
-      at.push_back(std::move(next));
+      valid = d + 2;
     }
     if (dead_at == SIZE_MAX && id < vocab) SetBit(&bitmap, id);
   }

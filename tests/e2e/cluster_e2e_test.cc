@@ -394,6 +394,18 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   auto r = nlohmann::json::parse(response->body);
   EXPECT_EQ(r["output"][0]["content"][0]["text"], j["choices"][0]["message"]["content"]) << response->body;
   EXPECT_EQ(r["status"], "incomplete");
+  // Structured outputs on the 2-worker cluster: the reply is JSON of the schema, in its order.
+  body["max_tokens"] = 120;
+  std::string text = body.dump();  // the schema spliced in as text: nlohmann::json would sort its keys
+  text.insert(text.size() - 1, R"(,"response_format":{"type":"json_schema","json_schema":{"name":"f","schema":{
+      "type":"object","properties":{"name":{"type":"string"},"args":{"type":"array","items":{"type":"string"}}},
+      "required":["name","args"]}}})");
+  auto structured = http.Post("/v1/chat/completions", text, "application/json");
+  ASSERT_TRUE(structured && structured->status == 200) << (structured ? structured->body : "no response");
+  const auto content = nlohmann::json::parse(structured->body)["choices"][0]["message"]["content"].get<std::string>();
+  const auto value = nlohmann::ordered_json::parse(content, nullptr, false);
+  ASSERT_TRUE(value.is_object() && value.size() == 2 && value.begin().key() == "name") << content;
+  EXPECT_TRUE(value["name"].is_string() && value["args"].is_array()) << content;
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");

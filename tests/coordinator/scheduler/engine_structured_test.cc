@@ -135,5 +135,51 @@ TEST_F(EngineStructuredTest, MaxTokensCutsAConstrainedReplyAsLength) {
   EXPECT_EQ(Text(out.tokens).rfind("{", 0), 0u) << Text(out.tokens);
 }
 
+// The last stage's side: a bitmap decides among the allowed tokens only (greedy takes the best
+// allowed one), and a malformed one is refused without taking the worker down.
+TEST(LastStageAllowedTokensTest, GreedyTakesTheBestAllowedTokenAndBadBitmapsAreRefused) {
+  auto lc = LocalCluster::Start(FixtureModelDir("glm5-tiny-code"), 1, 1, 16, 16);
+  ASSERT_TRUE(lc.ok()) << lc.status();
+  const int64_t vocab = (*lc)->config().vocab_size;
+  uint64_t seq = 1;
+  auto step = [&](const std::string& allowed, int drafts = 0) {
+    shard::StepPlan plan;
+    plan.set_kind(shard::StepPlan::FORWARD);
+    plan.set_step_id(seq);
+    auto* s = plan.add_sequences();
+    s->set_seq_id(seq++);
+    const auto prompt = Prompt(2, 9);
+    s->mutable_tokens()->Add(prompt.begin(), prompt.end());
+    s->set_num_drafts(drafts);
+    s->add_block_table(0);
+    s->set_sample(true);
+    s->set_allowed_tokens(allowed);
+    plan.add_finished(seq - 2);
+    return (*lc)->client()->Step(plan);
+  };
+  auto bitmap = [&](std::vector<int32_t> ids) {
+    std::string b((vocab + 7) / 8, '\0');
+    for (int32_t id : ids) b[id >> 3] = static_cast<char>(b[id >> 3] | (1 << (id & 7)));
+    return b;
+  };
+  auto free_pick = step("");
+  ASSERT_TRUE(free_pick.ok() && free_pick->error().empty()) << free_pick.status();
+  const int32_t best = free_pick->sequences(0).token();
+  const int32_t other = best == 7 ? 8 : 7;
+  auto only_other = step(bitmap({other}));
+  ASSERT_TRUE(only_other.ok() && only_other->error().empty());
+  EXPECT_EQ(only_other->sequences(0).token(), other);
+  auto both = step(bitmap({other, best}));
+  ASSERT_TRUE(both.ok() && both->error().empty());
+  EXPECT_EQ(both->sequences(0).token(), best);
+  auto short_bitmap = step(std::string(3, '\xff'));
+  EXPECT_TRUE(!short_bitmap.ok() || short_bitmap->error().find("allowed_tokens") != std::string::npos);
+  auto with_drafts = step(bitmap({best}), 1);
+  EXPECT_TRUE(!with_drafts.ok() || with_drafts->error().find("allowed_tokens with drafts") != std::string::npos);
+  auto after = step(bitmap({other}));  // still serving
+  ASSERT_TRUE(after.ok() && after->error().empty()) << after.status();
+  EXPECT_EQ(after->sequences(0).token(), other);
+}
+
 }  // namespace
 }  // namespace glm::scheduler

@@ -1,0 +1,135 @@
+// Structured outputs at the API boundary (over the fake engine): which requests carry a format
+// to the engine, in the schema's own key order, through chat, completions, Responses and gRPC;
+// and the refusals, each naming its field.
+#include <string>
+
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+namespace pb = glm::inference::v1;
+
+class StructuredOutputApiTest : public ApiTest {
+ protected:
+  httplib::Result PostText(const std::string& path, const std::string& body) {
+    httplib::Client client("127.0.0.1", server_->http_port());
+    client.set_read_timeout(30, 0);
+    return client.Post(path.c_str(), body, "application/json");
+  }
+  // Feeds `text` (tokenized) through the constraint the engine received: whether the format
+  // accepts it whole.
+  bool ConstraintAccepts(const std::string& text) {
+    auto constraint = engine_->last_request().constraint;
+    EXPECT_NE(constraint, nullptr);
+    if (constraint == nullptr) return false;
+    auto ids = tokenizer_->Encode(text);
+    EXPECT_TRUE(ids.ok());
+    for (int32_t id : *ids)
+      if (!constraint->Accept(id).ok()) return false;
+    return constraint->CanEnd();
+  }
+  json Error(const httplib::Result& res, int status) {
+    EXPECT_TRUE(res);
+    if (!res) return json();
+    EXPECT_EQ(res->status, status) << res->body;
+    return json::parse(res->body, nullptr, false)["error"];
+  }
+};
+
+// Properties are listed "zeta" before "alpha": the order the client wrote, not the parsed
+// body's sorted one.
+constexpr char kSchemaFormat[] =
+    R"({"type":"json_schema","json_schema":{"name":"pair","strict":true,"schema":{"type":"object",
+        "properties":{"zeta":{"type":"integer"},"alpha":{"type":"string"}},"required":["zeta","alpha"],
+        "additionalProperties":false}}})";
+
+TEST_F(StructuredOutputApiTest, ChatCarriesTheSchemaInTheClientsKeyOrder) {
+  ScriptText("{}");
+  auto res = PostText("/v1/chat/completions", std::string(R"({"messages":[{"role":"user","content":"hi"}],"response_format":)") +
+                                                 kSchemaFormat + "}");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  ASSERT_NE(engine_->last_request().constraint, nullptr);
+  EXPECT_TRUE(ConstraintAccepts(R"({"zeta": 3, "alpha": "x"})"));
+  ScriptText("{}");
+  PostText("/v1/chat/completions", std::string(R"({"messages":[{"role":"user","content":"hi"}],"response_format":)") +
+                                       kSchemaFormat + "}");
+  EXPECT_FALSE(ConstraintAccepts(R"({"alpha": "x", "zeta": 3})"));
+  // Without a format (or with "text") the engine gets no constraint.
+  ScriptText("ok");
+  PostText("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"}})");
+  EXPECT_EQ(engine_->last_request().constraint, nullptr);
+}
+
+TEST_F(StructuredOutputApiTest, CompletionsResponsesAndGrpcCarryAFormatToo) {
+  ScriptText("{}");
+  auto res = PostText("/v1/completions", R"({"prompt":"x","response_format":{"type":"json_object"}})");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(ConstraintAccepts(R"({"any": [1, {"b": null}]})"));
+  ScriptText("{}");
+  PostText("/v1/completions", R"({"prompt":"x","response_format":{"type":"json_object"}})");
+  EXPECT_FALSE(ConstraintAccepts("[1]"));  // json_object: an object
+
+  ScriptText("{}");
+  res = PostText("/v1/responses", R"({"input":"hi","text":{"format":{"type":"json_schema","name":"n",
+      "schema":{"type":"object","properties":{"b":{"type":"boolean"},"a":{"type":"null"}},"required":["b","a"]}}}})");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(ConstraintAccepts(R"({"b": true, "a": null})"));
+
+  ScriptText("{}");
+  res = PostText("/v1/messages", R"({"max_tokens":50,"messages":[{"role":"user","content":"hi"}],
+      "output_format":{"type":"json_schema","schema":{"type":"array","items":{"type":"integer"},"maxItems":2}}})");
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(ConstraintAccepts("[1, 2]"));
+  ScriptText("{}");
+  PostText("/v1/messages", R"({"max_tokens":50,"messages":[{"role":"user","content":"hi"}],
+      "output_format":{"type":"json_schema","schema":{"type":"array","items":{"type":"integer"},"maxItems":2}}})");
+  EXPECT_FALSE(ConstraintAccepts("[1, 2, 3]"));
+
+  ScriptText("{}");
+  pb::GenerateRequest r;
+  r.set_text("x");
+  r.set_response_format_json(kSchemaFormat);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Generate(&ctx, r);
+  pb::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(ConstraintAccepts(R"({"zeta": -1, "alpha": ""})"));
+}
+
+TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
+  json e = Error(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_schema","json_schema":{"name":"d",
+      "schema":{"type":"object","properties":{"when":{"type":"string","format":"date-time"}}}}}})"), 400);
+  EXPECT_EQ(e["param"], "response_format.json_schema.schema/properties/when/format");
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("'format' is not supported"));
+  e = Error(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_object"},
+      "chat_template_kwargs":{"enable_thinking":true}})"), 400);
+  EXPECT_EQ(e["param"], "response_format");
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("enable_thinking"));
+  e = Error(PostText("/v1/responses", R"({"input":"hi","text":{"format":{"type":"json_schema","name":"n",
+      "schema":{"$ref":"#/$defs/missing"}}}})"), 400);
+  EXPECT_EQ(e["param"], "text.format.schema/$ref");
+  pb::GenerateRequest r;
+  r.set_text("x");
+  r.set_response_format_json(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","pattern":"^a"}}})");
+  grpc::ClientContext ctx;
+  auto reader = stub_->Generate(&ctx, r);
+  pb::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  const grpc::Status g = reader->Finish();
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(g.error_message(), HasSubstr("response_format_json.json_schema.schema/pattern"));
+  // A json_object chat without tools is served.
+  ScriptText("{}");
+  ASSERT_EQ(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_object"}})")->status, 200);
+}
+
+}  // namespace
+}  // namespace glm::testing
