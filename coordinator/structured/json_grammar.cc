@@ -16,7 +16,9 @@ using json = nlohmann::ordered_json;
 // Builds a JsonGrammar from a schema, resolving local $refs (memoised, so recursion terminates).
 class SchemaCompiler {
  public:
-  SchemaCompiler(const json& root, std::string field) : root_(root), field_(std::move(field)) {}
+  // Compiles into `g` (a new grammar when null).
+  SchemaCompiler(const json& root, std::string field, JsonGrammar* g = nullptr)
+      : root_(root), field_(std::move(field)), g_(g) {}
 
   absl::StatusOr<std::shared_ptr<const JsonGrammar>> Compile() {
     auto g = std::make_shared<JsonGrammar>();
@@ -29,6 +31,16 @@ class SchemaCompiler {
     return std::shared_ptr<const JsonGrammar>(std::move(g));
   }
 
+  // The node of the schema at `where` (a JSON pointer into the root).
+  absl::StatusOr<int32_t> CompileAt(const json& schema, const std::string& where) { return Node(schema, where); }
+  absl::Status Error(const std::string& where, const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(field_, where.empty() ? "" : where, ": ", what));
+  }
+  int32_t Add(GrammarNode n) {
+    g_->nodes_.push_back(std::move(n));
+    return static_cast<int32_t>(g_->nodes_.size() - 1);
+  }
+
   static GrammarNode Literals(std::vector<std::string> texts) {
     GrammarNode n;
     n.kind = GrammarNode::Kind::kLiterals;
@@ -37,14 +49,6 @@ class SchemaCompiler {
   }
 
  private:
-  absl::Status Error(const std::string& where, const std::string& what) const {
-    return absl::InvalidArgumentError(absl::StrCat(field_, where.empty() ? "" : where, ": ", what));
-  }
-
-  int32_t Add(GrammarNode n) {
-    g_->nodes_.push_back(std::move(n));
-    return static_cast<int32_t>(g_->nodes_.size() - 1);
-  }
 
   absl::StatusOr<int64_t> NonNegative(const json& s, const char* key, const std::string& where) const {
     if (!s.contains(key)) return -1;
@@ -292,6 +296,84 @@ class SchemaCompiler {
 
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(const json& schema, const std::string& field) {
   return SchemaCompiler(schema, field).Compile();
+}
+
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(const std::vector<ToolSpec>& tools,
+                                                                            const std::string& field) {
+  if (tools.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": there is no tool to call"));
+  if (static_cast<int>(tools.size()) > kMaxLiterals)
+    return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", kMaxLiterals, " tools can be forced"));
+  auto g = std::make_shared<JsonGrammar>();
+  const std::string mark(1, kSpecialMark);
+  static const json kNoSchema;
+  SchemaCompiler base(kNoSchema, field, g.get());
+  g->keywords_ = base.Add(SchemaCompiler::Literals({"true", "false", "null"}));
+  const int32_t value_close = base.Add(SchemaCompiler::Literals({mark + "</arg_value>\n"}));
+  GrammarNode call;
+  call.kind = GrammarNode::Kind::kToolCall;
+  json fingerprint = json::array();
+  for (size_t t = 0; t < tools.size(); ++t) {
+    const ToolSpec& tool = tools[t];
+    const std::string at = absl::StrCat(field, "[", t, "]");
+    if (tool.name.empty() || tool.name.find_first_of("<\n") != std::string::npos)
+      return absl::InvalidArgumentError(absl::StrCat(at, ": a forced tool needs a name without '<' or newlines"));
+    GrammarNode args;
+    args.kind = GrammarNode::Kind::kToolArgs;
+    args.close_literal = value_close;
+    const json& params = tool.parameters;
+    SchemaCompiler compiler(params, absl::StrCat(at, ".parameters"), g.get());
+    if (!params.is_null()) {
+      if (!params.is_object()) return compiler.Error("", "must be an object schema");
+      std::set<std::string> required;
+      if (params.contains("required") && params["required"].is_array())
+        for (const json& r : params["required"])
+          if (r.is_string()) required.insert(r.get<std::string>());
+      if (params.contains("properties")) {
+        const json& props = params["properties"];
+        if (!props.is_object()) return compiler.Error("/properties", "must be an object");
+        if (static_cast<int>(props.size()) >= kMaxProperties)
+          return compiler.Error("/properties", absl::StrCat("at most ", kMaxProperties - 1, " arguments are supported"));
+        for (const auto& [key, schema] : props.items()) {
+          if (key.find('<') != std::string::npos)
+            return compiler.Error(absl::StrCat("/properties/", key), "an argument name cannot contain '<'");
+          auto node = compiler.CompileAt(schema, absl::StrCat("/properties/", key));
+          if (!node.ok()) return node.status();
+          GrammarNode::Property p;
+          p.key_literal = absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+          p.node = *node;
+          p.required = required.contains(key);
+          // GLM's parser reads a "type": "string" argument verbatim, any other as JSON.
+          p.raw_text = schema.is_object() && schema.contains("type") && schema["type"] == "string";
+          if (p.raw_text && g->nodes_[p.node].kind == GrammarNode::Kind::kLiterals) {
+            // An enum of strings, written raw: the literals without their JSON quotes.
+            GrammarNode raw = g->nodes_[p.node];
+            for (std::string& lit : raw.literals) {
+              const json v = json::parse(lit, nullptr, false);
+              if (!v.is_string()) return compiler.Error(absl::StrCat("/properties/", key), "a string enum with a non-string");
+              lit = v.get<std::string>();
+            }
+            p.node = base.Add(std::move(raw));
+          }
+          args.properties.push_back(std::move(p));
+        }
+      }
+      for (const std::string& key : required) {
+        bool found = false;
+        for (const auto& p : args.properties)
+          found |= p.key_literal == absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+        if (!found)
+          return compiler.Error("/required", absl::StrCat("'", key, "' is required but not among the properties"));
+      }
+    }
+    // The call's closing tag: the last "property", never required.
+    args.properties.push_back({mark + "</tool_call>", -1, false, false});
+    call.options.push_back(base.Add(std::move(args)));
+    call.literals.push_back(absl::StrCat(mark, "<tool_call>", tool.name, "\n"));
+    fingerprint.push_back({tool.name, params});
+  }
+  g->root_ = base.Add(std::move(call));
+  g->fingerprint_ = absl::StrCat("tool_call:", fingerprint.dump());
+  return std::shared_ptr<const JsonGrammar>(std::move(g));
 }
 
 std::shared_ptr<const JsonGrammar> JsonGrammar::AnyObject() {

@@ -37,11 +37,18 @@ struct GrammarNode {
     kInteger,
     kLiterals,  // one of fixed texts (enum, const, true/false, null), compact JSON
     kAnyOf,
+    // A forced tool call in GLM's format (ForToolCalls): `literals` are the calls' openings,
+    // `options` the kToolArgs node of each.
+    kToolCall,
+    // One tool's arguments: `properties` are the argument openings (key_literal), `close_literal`
+    // the node of the literal after each value, and the last property the call's closing tag.
+    kToolArgs,
   };
   struct Property {
     std::string key_literal;  // the key as JSON text, quotes included: "\"name\""
     int32_t node = -1;
     bool required = false;
+    bool raw_text = false;    // kToolArgs: a string argument, written as raw text (not JSON)
   };
   Kind kind = Kind::kAny;
   // kObject: with properties, exactly those (schema order); without, free keys whose values are
@@ -58,8 +65,17 @@ struct GrammarNode {
   int64_t max_length = -1;
   // kLiterals
   std::vector<std::string> literals;
-  // kAnyOf
+  // kAnyOf, kToolCall
   std::vector<int32_t> options;
+  // kToolArgs
+  int32_t close_literal = -1;
+};
+
+// A tool the model may be made to call: its name and its `parameters` JSON schema (in the
+// client's key order; null: no arguments).
+struct ToolSpec {
+  std::string name;
+  nlohmann::ordered_json parameters;
 };
 
 class JsonGrammar {
@@ -75,6 +91,18 @@ class JsonGrammar {
                                                                       const std::string& field);
   // Any JSON object (OpenAI's json_object mode).
   static std::shared_ptr<const JsonGrammar> AnyObject();
+  // Exactly one call of one of `tools` (tool_choice "required" / a named function), in GLM's
+  // tool-call format, special tokens spelt kSpecialMark + their text:
+  //   <tool_call>NAME\n(<arg_key>K</arg_key>\n<arg_value>V</arg_value>\n)*</tool_call>
+  // Arguments in the schema's order (required ones always); a string argument's V is raw text
+  // (what GLM's template writes and its parser reads back verbatim), any other V is JSON of its
+  // schema. `field` names the tools in errors ("tools[1].function.parameters/...").
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForToolCalls(const std::vector<ToolSpec>& tools,
+                                                                        const std::string& field);
+  // Special tokens' bytes in a TokenVocabulary start with this byte (never in UTF-8 text), so a
+  // grammar can ask for one (a tool-call tag) and JSON never matches one.
+  static constexpr char kSpecialMark = '\xFF';
+  bool is_tool_call() const { return node(root_).kind == GrammarNode::Kind::kToolCall; }
 
   const GrammarNode& node(int32_t i) const { return nodes_[i]; }
   int32_t root() const { return root_; }

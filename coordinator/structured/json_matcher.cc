@@ -9,7 +9,9 @@ namespace {
 
 using Kind = GrammarNode::Kind;
 
-enum FrameKind : uint8_t { kValue, kObject, kKey, kArray, kString, kNumber, kLiteral };
+enum FrameKind : uint8_t { kValue, kObject, kKey, kArray, kString, kNumber, kLiteral, kToolCall, kToolArgs, kRawText };
+// kToolArgs phases: before an argument (or the closing tag), inside its value, after the value.
+enum ToolArgsPhase : uint8_t { kArgsNext, kArgsInValue, kArgsAfterValue };
 
 // Object phases: before '{', after '{', after a key, inside a value, after a value, after ','.
 enum ObjectPhase : uint8_t { kObjOpen, kObjFirst, kObjAfterKey, kObjInValue, kObjAfterValue, kObjAfterComma };
@@ -97,7 +99,7 @@ std::string JsonMatcher::Key() const {
       // Counts that no bound reads any more do not change the future: an unbounded string past
       // its minLength is the same state at every length (else every string byte missed the cache).
       const GrammarNode* g = f.node >= 0 ? &grammar_->node(f.node) : nullptr;
-      if (f.kind == kString && (g == nullptr || g->kind != Kind::kString || g->max_length < 0))
+      if ((f.kind == kString || f.kind == kRawText) && (g == nullptr || g->kind != Kind::kString || g->max_length < 0))
         f.a = std::min<int64_t>(f.a, g != nullptr && g->kind == Kind::kString ? g->min_length : 0);
       if (f.kind == kArray && (g->kind != Kind::kArray || g->max_items < 0))
         f.a = std::min<int64_t>(f.a, g->kind == Kind::kArray ? g->min_items : 0);
@@ -160,6 +162,13 @@ void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* sta
       f.kind = kLiteral;
       f.set = g.literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << g.literals.size()) - 1;
       break;
+    case Kind::kToolCall:
+      if (byte != static_cast<uint8_t>(JsonGrammar::kSpecialMark)) return;
+      f.kind = kToolCall;
+      f.set = g.literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << g.literals.size()) - 1;
+      break;
+    case Kind::kToolArgs:
+      return;  // only inside a kToolCall
   }
   starts->push_back(f);
 }
@@ -235,7 +244,13 @@ void JsonMatcher::AdvanceStack(Stack stack, uint8_t byte, std::vector<Stack>* ou
           out->push_back(std::move(stack));
           return;
         }
-        ChildDone(stack.frames.back(), child);
+        // A finished child can finish its parent too (a tool call's closing tag), and so on up.
+        Frame finished = child;
+        while (!stack.frames.empty() && ChildDone(stack.frames.back(), finished)) {
+          finished = stack.frames.back();
+          stack.frames.pop_back();
+        }
+        if (stack.frames.empty() && step == Step::kDoneNotConsumed) return;
         if (step == Step::kDoneNotConsumed) continue;  // the parent reads the byte
         stack.whitespace_run = 0;
         out->push_back(std::move(stack));
@@ -266,7 +281,44 @@ bool RequiredLeft(const GrammarNode& g, int64_t from) {
 
 }  // namespace
 
+namespace {
+
+// One byte of UTF-8 text in a string or raw-text frame: code points counted at their lead byte
+// (a), continuation bytes still expected (b) in the range [set >> 8, set & 0xff]. False for
+// bytes no valid UTF-8 has there (overlongs, surrogates, past U+10FFFF).
+bool Utf8Step(int64_t& a, int64_t& b, uint64_t& set, uint8_t c) {
+  if (b > 0) {
+    if (c < (set >> 8) || c > (set & 0xff)) return false;
+    --b;
+    set = Range(0x80, 0xBF);
+    return true;
+  }
+  ++a;
+  if (c < 0x80) return true;
+  if (c >= 0xC2 && c <= 0xDF) {
+    b = 1, set = Range(0x80, 0xBF);
+  } else if (c == 0xE0) {
+    b = 2, set = Range(0xA0, 0xBF);
+  } else if (c == 0xED) {
+    b = 2, set = Range(0x80, 0x9F);  // no UTF-16 surrogates
+  } else if (c >= 0xE1 && c <= 0xEF) {
+    b = 2, set = Range(0x80, 0xBF);
+  } else if (c == 0xF0) {
+    b = 3, set = Range(0x90, 0xBF);
+  } else if (c >= 0xF1 && c <= 0xF3) {
+    b = 3, set = Range(0x80, 0xBF);
+  } else if (c == 0xF4) {
+    b = 3, set = Range(0x80, 0x8F);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const {
+  auto utf8 = [](Frame& fr, uint8_t byte) { return Utf8Step(fr.a, fr.b, fr.set, byte); };
   const GrammarNode& g = grammar_->node(f.node);
   switch (f.kind) {
     case kObject: {
@@ -379,37 +431,15 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           f.phase = kStrIn;
           return Step::kConsumed;
         case kStrIn:
-          if (f.b > 0) {  // a UTF-8 continuation byte in [set >> 8, set & 0xff]
-            if (c < (f.set >> 8) || c > (f.set & 0xff)) return Step::kReject;
-            --f.b;
-            f.set = Range(0x80, 0xBF);
-            return Step::kConsumed;
-          }
+          if (f.b > 0) return utf8(f, c) ? Step::kConsumed : Step::kReject;
           if (c == '"') return f.a >= min_length ? Step::kDoneConsumed : Step::kReject;
           if (c < 0x20 || !room) return Step::kReject;
-          ++f.a;
           if (c == '\\') {
+            ++f.a;
             f.phase = kStrEscape;
-          } else if (c >= 0x80) {
-            if (c >= 0xC2 && c <= 0xDF) {
-              f.b = 1, f.set = Range(0x80, 0xBF);
-            } else if (c == 0xE0) {
-              f.b = 2, f.set = Range(0xA0, 0xBF);
-            } else if (c == 0xED) {
-              f.b = 2, f.set = Range(0x80, 0x9F);  // no UTF-16 surrogates
-            } else if (c >= 0xE1 && c <= 0xEF) {
-              f.b = 2, f.set = Range(0x80, 0xBF);
-            } else if (c == 0xF0) {
-              f.b = 3, f.set = Range(0x90, 0xBF);
-            } else if (c >= 0xF1 && c <= 0xF3) {
-              f.b = 3, f.set = Range(0x80, 0xBF);
-            } else if (c == 0xF4) {
-              f.b = 3, f.set = Range(0x80, 0x8F);
-            } else {
-              return Step::kReject;
-            }
+            return Step::kConsumed;
           }
-          return Step::kConsumed;
+          return utf8(f, c) ? Step::kConsumed : Step::kReject;
         case kStrEscape:
           if (c == 'u') {
             f.phase = kStrHex;
@@ -510,6 +540,69 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           return Step::kReject;
       }
     }
+    case kToolCall: {  // the opening "<tool_call>NAME\n" of one of the tools
+      uint64_t next = 0;
+      int complete = -1;
+      for (uint64_t s = f.set; s != 0; s &= s - 1) {
+        const int i = std::countr_zero(s);
+        const std::string& lit = g.literals[i];
+        if (static_cast<int64_t>(lit.size()) > f.a && static_cast<uint8_t>(lit[f.a]) == c) {
+          next |= uint64_t{1} << i;
+          if (static_cast<int64_t>(lit.size()) == f.a + 1) complete = i;  // names are distinct, end in '\n'
+        }
+      }
+      if (next == 0) return Step::kReject;
+      if (complete < 0) {
+        f.set = next;
+        ++f.a;
+        return Step::kConsumed;
+      }
+      const int32_t args = g.options[complete];
+      f = Frame();
+      f.kind = kToolArgs;
+      f.node = args;
+      return Step::kConsumed;
+    }
+    case kToolArgs: {
+      switch (f.phase) {
+        case kArgsNext: {
+          const uint64_t cands = KeyCandidates(g, f.a);
+          if (cands == 0) return Step::kReject;
+          push->kind = kKey;
+          push->node = f.node;
+          push->set = cands;
+          return Step::kPush;
+        }
+        case kArgsInValue: {
+          const GrammarNode::Property& p = g.properties[f.b];
+          push->node = p.node;
+          if (!p.raw_text) {
+            push->kind = kValue;
+          } else if (grammar_->node(p.node).kind == Kind::kLiterals) {
+            const size_t n = grammar_->node(p.node).literals.size();
+            push->kind = kLiteral;
+            push->set = n >= 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+          } else {
+            push->kind = kRawText;
+            push->phase = kStrIn;
+          }
+          return Step::kPush;
+        }
+        default:
+          push->kind = kLiteral;
+          push->node = g.close_literal;
+          push->set = 1;
+          return Step::kPush;
+      }
+    }
+    case kRawText: {  // a string argument's text, up to the special token that closes it
+      const bool bounded = f.node >= 0 && g.kind == Kind::kString;
+      if (c == static_cast<uint8_t>(JsonGrammar::kSpecialMark) && f.b == 0)
+        return f.a >= (bounded ? g.min_length : 0) ? Step::kDoneNotConsumed : Step::kReject;
+      if (f.b == 0 && c == 0) return Step::kReject;
+      if (f.b == 0 && bounded && g.max_length >= 0 && f.a >= g.max_length) return Step::kReject;
+      return utf8(f, c) ? Step::kConsumed : Step::kReject;
+    }
     case kLiteral: {
       uint64_t next = 0;
       bool ended = false;  // a candidate is complete before this byte
@@ -531,7 +624,26 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
   }
 }
 
-void JsonMatcher::ChildDone(Frame& parent, const Frame& child) const {
+bool JsonMatcher::ChildDone(Frame& parent, const Frame& child) const {
+  if (parent.kind == kToolArgs) {
+    const GrammarNode& g = grammar_->node(parent.node);
+    switch (parent.phase) {
+      case kArgsNext: {
+        const int prop = std::countr_zero(child.set);
+        if (g.properties[prop].node < 0) return true;  // the closing tag: the call is complete
+        parent.b = prop;
+        parent.phase = kArgsInValue;
+        return false;
+      }
+      case kArgsInValue:
+        parent.phase = kArgsAfterValue;
+        return false;
+      default:  // the value's closing tag
+        parent.phase = kArgsNext;
+        parent.a = parent.b + 1;
+        return false;
+    }
+  }
   if (parent.kind == kObject) {
     if (parent.phase == kObjInValue) {
       parent.phase = kObjAfterValue;
@@ -545,6 +657,7 @@ void JsonMatcher::ChildDone(Frame& parent, const Frame& child) const {
     parent.phase = kArrAfterItem;
     ++parent.a;
   }
+  return false;
 }
 
 }  // namespace glm::structured

@@ -74,8 +74,8 @@ class JsonMatcher {
   // A value of `node` starting with `byte`: the frames it opens (one per matching anyOf branch).
   void StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth = 0) const;
   Step StepFrame(Frame& f, uint8_t byte, Frame* push) const;
-  // The parent of a finished child: what it expects next.
-  void ChildDone(Frame& parent, const Frame& child) const;
+  // The parent of a finished child: what it expects next; true when that finishes the parent too.
+  bool ChildDone(Frame& parent, const Frame& child) const;
   // Whether the top frame can end here without consuming (numbers, prefix literals).
   bool AcceptsEnd(const Frame& f) const;
   bool WhitespaceAllowed(const Frame& f) const;

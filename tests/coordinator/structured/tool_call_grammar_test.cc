@@ -1,0 +1,86 @@
+// Forced tool calls: GLM's tool-call format with the tools' argument schemas, special tokens
+// spelt with the special mark (here '~' in the test texts).
+#include <string>
+
+#include "coordinator/structured/json_grammar.h"
+#include "coordinator/structured/json_matcher.h"
+#include "gtest/gtest.h"
+
+namespace glm::structured {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+std::string Marked(std::string text) {
+  for (char& c : text)
+    if (c == '~') c = JsonGrammar::kSpecialMark;
+  return text;
+}
+
+std::shared_ptr<const JsonGrammar> Tools() {
+  std::vector<ToolSpec> tools = {
+      {"get_weather", ojson::parse(R"({"type":"object","properties":{"city":{"type":"string"},
+          "unit":{"type":"string","enum":["c","f"]},"days":{"type":"integer"}},"required":["city"]})")},
+      {"get", ojson::parse(R"({"type":"object","properties":{"q":{"type":["string","null"]}}})")},
+      {"now", nullptr},
+  };
+  auto g = JsonGrammar::ForToolCalls(tools, "tools");
+  EXPECT_TRUE(g.ok()) << g.status();
+  return *g;
+}
+
+bool Accepts(const JsonGrammar& g, const std::string& text, bool* must_end = nullptr) {
+  JsonMatcher m(&g);
+  const bool ok = m.Advance(Marked(text)) && m.CanEnd();
+  if (must_end != nullptr) *must_end = m.MustEnd();
+  return ok;
+}
+
+TEST(ToolCallGrammarTest, OneCallOfANamedToolWithItsArguments) {
+  auto g = Tools();
+  ASSERT_TRUE(g->is_tool_call());
+  bool must_end = false;
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>Paris, \xc3\xa9 <b>\n"
+                          "~</arg_value>\n~</tool_call>", &must_end));
+  EXPECT_TRUE(must_end);
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>Oslo~</arg_value>\n"
+                          "~<arg_key>unit~</arg_key>\n~<arg_value>f~</arg_value>\n"
+                          "~<arg_key>days~</arg_key>\n~<arg_value>3~</arg_value>\n~</tool_call>"));
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>\"x\"~</arg_value>\n~</tool_call>"));
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>null~</arg_value>\n~</tool_call>"));
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>get\n~</tool_call>"));
+  EXPECT_TRUE(Accepts(*g, "~<tool_call>now\n~</tool_call>"));
+}
+
+TEST(ToolCallGrammarTest, WhatTheSchemasRefuse) {
+  auto g = Tools();
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>get_weather\n~</tool_call>"));  // city is required
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>get_weather\n~<arg_key>unit~</arg_key>\n~<arg_value>c~</arg_value>\n"
+                           "~<arg_key>city~</arg_key>\n~<arg_value>Oslo~</arg_value>\n~</tool_call>"));  // order
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>Oslo~</arg_value>\n"
+                           "~<arg_key>unit~</arg_key>\n~<arg_value>k~</arg_value>\n~</tool_call>"));  // enum
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>Oslo~</arg_value>\n"
+                           "~<arg_key>days~</arg_key>\n~<arg_value>two~</arg_value>\n~</tool_call>"));  // integer
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>x~</arg_value>\n~</tool_call>"));
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>send\n~</tool_call>"));                       // not a tool
+  EXPECT_FALSE(Accepts(*g, "<tool_call>now\n</tool_call>"));                           // tags as plain text
+  EXPECT_FALSE(Accepts(*g, "Sure! ~<tool_call>now\n~</tool_call>"));                   // nothing before the call
+  EXPECT_FALSE(Accepts(*g, "~<tool_call>now\n~</tool_call>~<tool_call>now\n~</tool_call>"));  // one call
+  // JSON never matches a special token.
+  auto json_object = JsonGrammar::AnyObject();
+  EXPECT_FALSE(Accepts(*json_object, "{\"a\": \"~<tool_call>\"}"));
+}
+
+TEST(ToolCallGrammarTest, RefusesToolsItCannotForce) {
+  auto bad = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{"d":{"type":"string","format":"date"}}})")}},
+                                       "tools");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tools[0].parameters/properties/d/format"), std::string::npos) << bad.status();
+  EXPECT_FALSE(JsonGrammar::ForToolCalls({}, "tools").ok());
+  EXPECT_FALSE(JsonGrammar::ForToolCalls({{"a<b", nullptr}}, "tools").ok());
+  auto missing = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{},"required":["x"]})")}}, "tools");
+  EXPECT_FALSE(missing.ok());
+}
+
+}  // namespace
+}  // namespace glm::structured
