@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     }
     std::vector<std::string> bytes((*tok)->vocab_size());
     for (int32_t id = 0; id < (*tok)->vocab_size(); ++id)
-      if (!(*tok)->IsSpecial(id)) bytes[id] = std::string((*tok)->TokenBytes(id));
+      bytes[id] = glm::structured::TokenVocabulary::Spelling((*tok)->TokenBytes(id), (*tok)->IsSpecial(id),
+                                                             (*tok)->IdToToken(id).value_or(""), glm::structured::JsonGrammar::kSpecialMark);
     auto vocabulary = std::make_shared<const glm::structured::TokenVocabulary>(std::move(bytes));
     const int64_t vocab = vocabulary->size();
     for (const Case& c : cases) {

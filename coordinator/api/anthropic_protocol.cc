@@ -172,12 +172,22 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
     if (!tc.is_object() || !Present(tc, "type") || !tc["type"].is_string())
       return InvalidField("tool_choice.type", "is required (\"auto\" or \"none\")");
     const std::string type = tc["type"].get<std::string>();
-    if (type == "any" || type == "tool")
-      return InvalidField("tool_choice.type", absl::StrCat("\"", type, "\" is not supported by this server (it needs ",
-                                                           "constrained decoding); use \"auto\" or \"none\""));
-    if (type != "auto" && type != "none")
+    if (type != "auto" && type != "none" && type != "any" && type != "tool")
       return InvalidField("tool_choice.type", absl::StrCat("'", type, "' is not one of auto, any, tool, none"));
     if (type == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
+    if (type == "any" || type == "tool") {  // forced: one call, by constrained decoding
+      std::string name;
+      if (type == "tool") {
+        if (!Present(tc, "name") || !tc["name"].is_string()) return InvalidField("tool_choice.name", "is required");
+        name = tc["name"].get<std::string>();
+      }
+      auto grammar = ForcedToolCall(a.tools, name, "tool_choice", raw_body, [](size_t i) {
+        return std::vector<std::string>{"tools", std::to_string(i), "input_schema"};
+      });
+      if (!grammar.ok()) return grammar.status();
+      a.output_grammar = *std::move(grammar);
+      a.output_format_field = "tool_choice";
+    }
   }
   if (Present(body, "thinking")) {
     // GLM chat templates switch reasoning with enable_thinking; budget_tokens has no equivalent
@@ -191,6 +201,8 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
     a.template_kwargs["enable_thinking"] = type == "enabled";
   }
   if (Present(body, "output_format")) {
+    if (a.output_grammar != nullptr)
+      return InvalidField("output_format", "cannot be combined with a forced tool_choice");
     // Anthropic's structured outputs: {"type": "json_schema", "schema": {...}}.
     const json& of = body["output_format"];
     if (!of.is_object() || !of.contains("type") || of["type"] != "json_schema")

@@ -142,7 +142,7 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   return absl::OkStatus();
 }
 
-absl::Status ParseChat(const json& body, OpenAiRequest* r) {
+absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequest* r) {
   ApiRequest& a = r->api;
   a.input = ApiRequest::Input::kChat;
   a.input_field = "messages";
@@ -152,18 +152,34 @@ absl::Status ParseChat(const json& body, OpenAiRequest* r) {
   GLM_API_RETURN_IF_ERROR(TextFrontend::ValidateTools(a.tools, "tools"));
   if (a.tools.is_array() && a.tools.empty()) a.tools = nullptr;
   if (Present(body, "tool_choice")) {
-    // "auto" (the default) and "none" only: "required" and a named function need constrained
-    // decoding to be honoured, and ignoring them would let the model answer without the call.
+    // "auto" (the default), "none", or forced: "required" (some call) and a named function
+    // ({"type": "function", "function": {"name"}}) are honoured by constrained decoding.
     const json& tc = body["tool_choice"];
-    if (tc.is_object())
-      return InvalidField("tool_choice", "a named function is not supported by this server; use \"auto\" or \"none\"");
-    if (!tc.is_string()) return InvalidField("tool_choice", "must be \"auto\" or \"none\"");
-    const std::string choice = tc.get<std::string>();
-    if (choice == "required")
-      return InvalidField("tool_choice", "\"required\" is not supported by this server; use \"auto\" or \"none\"");
-    if (choice != "auto" && choice != "none")
-      return InvalidField("tool_choice", absl::StrCat("'", choice, "' is not one of \"auto\", \"none\", \"required\""));
-    if (choice == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
+    std::string forced;  // "" = not forced; "*" = any tool
+    if (tc.is_object()) {
+      if (!Present(tc, "function") || !tc["function"].is_object() || !Present(tc["function"], "name") ||
+          !tc["function"]["name"].is_string())
+        return InvalidField("tool_choice.function.name", "is required (a string)");
+      forced = tc["function"]["name"].get<std::string>();
+    } else if (!tc.is_string()) {
+      return InvalidField("tool_choice", "must be \"auto\", \"none\", \"required\" or a named function");
+    } else {
+      const std::string choice = tc.get<std::string>();
+      if (choice != "auto" && choice != "none" && choice != "required")
+        return InvalidField("tool_choice", absl::StrCat("'", choice, "' is not one of \"auto\", \"none\", \"required\""));
+      if (choice == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
+      if (choice == "required") forced = "*";
+    }
+    if (!forced.empty()) {
+      if (a.output_grammar != nullptr)
+        return InvalidField("tool_choice", "a forced tool call cannot be combined with response_format");
+      auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
+        return std::vector<std::string>{"tools", std::to_string(i), "function", "parameters"};
+      });
+      if (!grammar.ok()) return grammar.status();
+      a.output_grammar = *std::move(grammar);
+      a.output_format_field = "tool_choice";
+    }
   }
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_generation_prompt", &a.add_generation_prompt));
   if (Present(body, "chat_template_kwargs")) {
@@ -258,7 +274,7 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
     if (!body["model"].get<std::string>().empty()) r.model = body["model"].get<std::string>();
   }
   GLM_API_RETURN_IF_ERROR(ParseSampling(body, raw_body, &r));
-  GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, &r) : ParseCompletion(body, &r));
+  GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, raw_body, &r) : ParseCompletion(body, &r));
   return r;
 }
 

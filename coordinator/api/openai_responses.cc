@@ -168,13 +168,21 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     }
     if (!tools.empty()) a.tools = std::move(tools);
   }
+  std::string forced;  // tool_choice "required" ("*") or {"type": "function", "name"}
   if (Present(body, "tool_choice")) {
     r.tool_choice = body["tool_choice"];
     const json& tc = r.tool_choice;
-    if (!tc.is_string() || (tc != "auto" && tc != "none"))
-      return InvalidField("tool_choice", "only \"auto\" and \"none\" are supported by this server (a forced call "
-                                         "needs constrained decoding)");
-    if (tc == "none") a.tools = nullptr;
+    if (tc.is_object()) {
+      if (!Present(tc, "name") || !tc["name"].is_string())
+        return InvalidField("tool_choice.name", "is required (a string): only function tools can be forced");
+      forced = tc["name"].get<std::string>();
+    } else if (!tc.is_string() || (tc != "auto" && tc != "none" && tc != "required")) {
+      return InvalidField("tool_choice", "must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"name\"}");
+    } else if (tc == "none") {
+      a.tools = nullptr;
+    } else if (tc == "required") {
+      forced = "*";
+    }
   }
   if (Present(body, "text")) {
     const json& text = body["text"];
@@ -185,6 +193,16 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "text.format";
     }
+  }
+  if (!forced.empty()) {
+    if (a.output_grammar != nullptr)
+      return InvalidField("tool_choice", "a forced tool call cannot be combined with text.format");
+    auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
+      return std::vector<std::string>{"tools", std::to_string(i), "parameters"};
+    });
+    if (!grammar.ok()) return grammar.status();
+    a.output_grammar = *std::move(grammar);
+    a.output_format_field = "tool_choice";
   }
   if (Present(body, "max_output_tokens")) {
     const json& mt = body["max_output_tokens"];

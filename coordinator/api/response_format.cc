@@ -11,22 +11,38 @@ using nlohmann::ordered_json;
 
 namespace {
 
+// The member at `path` of `root` (numbers index arrays), or null.
+const ordered_json* Member(const ordered_json& root, const std::vector<std::string>& path) {
+  const ordered_json* at = &root;
+  for (const std::string& key : path) {
+    if (at->is_object() && at->contains(key)) {
+      at = &(*at)[key];
+    } else if (at->is_array() && !key.empty() && key.find_first_not_of("0123456789") == std::string::npos &&
+               std::stoul(key) < at->size()) {
+      at = &(*at)[std::stoul(key)];
+    } else {
+      return nullptr;
+    }
+  }
+  return at;
+}
+
 // The schema in the client's key order: the member at `path` of the request text, else the
 // parsed one (sorted keys).
 ordered_json OrderedSchema(const json& schema, const ResponseFormatSource& source) {
   if (source.raw_body != nullptr) {
-    ordered_json body = ordered_json::parse(*source.raw_body, nullptr, /*allow_exceptions=*/false);
-    const ordered_json* at = &body;
-    for (const std::string& key : source.path) {
-      if (!at->is_object() || !at->contains(key)) {
-        at = nullptr;
-        break;
-      }
-      at = &(*at)[key];
-    }
-    if (at != nullptr) return *at;
+    const ordered_json body = ordered_json::parse(*source.raw_body, nullptr, /*allow_exceptions=*/false);
+    if (const ordered_json* at = Member(body, source.path); at != nullptr) return *at;
   }
   return ordered_json(schema);
+}
+
+// A grammar's refusal ("field/pointer: what") as an InvalidField naming field/pointer.
+absl::Status AsInvalidField(const absl::Status& status, const std::string& fallback_field) {
+  const absl::string_view message = status.message();
+  const size_t colon = message.find(": ");
+  if (colon == absl::string_view::npos) return InvalidField(fallback_field, message);
+  return InvalidField(message.substr(0, colon), message.substr(colon + 2));
 }
 
 }  // namespace
@@ -61,10 +77,32 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
   if (grammar.ok()) return grammar;
   // The grammar's refusals read "response_format.json_schema.schema/properties/when/format: ...":
   // the part before ": " is the param clients show.
-  const absl::string_view message = grammar.status().message();
-  const size_t colon = message.find(": ");
-  if (colon == absl::string_view::npos) return InvalidField(at + ".schema", message);
-  return InvalidField(message.substr(0, colon), message.substr(colon + 2));
+  return AsInvalidField(grammar.status(), at + ".schema");
+}
+
+absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
+    const json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
+    const std::function<std::vector<std::string>(size_t)>& parameters_path) {
+  if (!tools.is_array() || tools.empty()) return InvalidField(field, "forces a tool call, but there are no tools");
+  const ordered_json body = raw_body != nullptr ? ordered_json::parse(*raw_body, nullptr, false) : ordered_json();
+  std::vector<structured::ToolSpec> specs;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const json& fn = tools[i].contains("function") ? tools[i]["function"] : tools[i];
+    const std::string tool_name = fn.value("name", "");
+    if (!name.empty() && tool_name != name) continue;
+    structured::ToolSpec spec{tool_name, nullptr, absl::StrCat("tools[", i, "]")};
+    const ordered_json* ordered = body.is_discarded() ? nullptr : Member(body, parameters_path(i));
+    if (ordered != nullptr) {
+      spec.parameters = *ordered;
+    } else if (fn.contains("parameters")) {
+      spec.parameters = ordered_json(fn["parameters"]);
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) return InvalidField(field, absl::StrCat("names '", name, "', which is not among the tools"));
+  auto grammar = structured::JsonGrammar::ForToolCalls(specs, "tools");
+  if (!grammar.ok()) return AsInvalidField(grammar.status(), field);
+  return grammar;
 }
 
 }  // namespace glm::api

@@ -7,6 +7,7 @@
 #ifndef GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
 #define GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,14 @@ struct ResponseFormatSource {
 // The grammar `format` asks for; nullptr for plain text.
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseFormat(const nlohmann::json& format,
                                                                                   const ResponseFormatSource& source);
+
+// tool_choice "required" (any of `tools`) or a named function (`name`): the grammar of one call
+// in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them;
+// `parameters_path(i)` is where tool i's parameter schema sits in `raw_body` (read again there in
+// the client's key order; numbers index arrays). `field` names the choice in errors.
+absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
+    const nlohmann::json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
+    const std::function<std::vector<std::string>(size_t)>& parameters_path);
 
 }  // namespace glm::api
 

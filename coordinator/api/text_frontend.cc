@@ -86,9 +86,19 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
   if (tok == nullptr || !tok->decodes_per_token())
     return InvalidField(r.output_format_field, "needs the model's byte-level tokenizer (tokenizer.json), which "
                                                "this server does not have");
-  if (r.input == ApiRequest::Input::kChat && r.tools.is_array() && !r.tools.empty())
+  if (!r.output_grammar->is_tool_call() && r.input == ApiRequest::Input::kChat && r.tools.is_array() &&
+      !r.tools.empty())
     return InvalidField(r.output_format_field, absl::StrCat("cannot be combined with ", r.tools_field,
                                                             ": the reply is the JSON value, never a tool call"));
+  if (r.output_grammar->is_tool_call()) {
+    // The call is spelt with the tokenizer's own tag tokens, which the chat parser reads back.
+    for (const char* tag : {"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"}) {
+      const std::optional<int32_t> id = tok->TokenToId(tag);
+      if (!id.has_value() || !tok->IsSpecial(*id))
+        return InvalidField(r.output_format_field, absl::StrCat("forcing a tool call needs the tokenizer's ", tag,
+                                                                " special token, which this model does not have"));
+    }
+  }
   if (r.template_kwargs.is_object() && r.template_kwargs.contains("enable_thinking") &&
       r.template_kwargs["enable_thinking"] == true)
     return InvalidField(r.output_format_field, "cannot be combined with enable_thinking: the format applies from "
@@ -96,10 +106,13 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
   const int64_t vocab = model_->vocab_size > 0 ? model_->vocab_size : tok->vocab_size();
   absl::MutexLock lock(&formats_mu_);
   if (vocabulary_ == nullptr) {
-    // Special tokens never appear in a formatted reply (the detokenizer drops them).
+    // Special tokens are spelt with a mark byte no text has: JSON never matches one, a forced
+    // tool call asks for its tags.
     std::vector<std::string> bytes(std::min<int64_t>(vocab, tok->vocab_size()));
     for (int32_t id = 0; id < static_cast<int32_t>(bytes.size()); ++id)
-      if (!tok->IsSpecial(id)) bytes[id] = std::string(tok->TokenBytes(id));
+      bytes[id] = structured::TokenVocabulary::Spelling(tok->TokenBytes(id), tok->IsSpecial(id),
+                                                        tok->IdToToken(id).value_or(""),
+                                                        structured::JsonGrammar::kSpecialMark);
     vocabulary_ = std::make_shared<const structured::TokenVocabulary>(std::move(bytes));
   }
   std::shared_ptr<structured::OutputFormat> format;

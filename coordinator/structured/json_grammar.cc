@@ -314,7 +314,7 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
   json fingerprint = json::array();
   for (size_t t = 0; t < tools.size(); ++t) {
     const ToolSpec& tool = tools[t];
-    const std::string at = absl::StrCat(field, "[", t, "]");
+    const std::string at = tool.field.empty() ? absl::StrCat(field, "[", t, "]") : tool.field;
     if (tool.name.empty() || tool.name.find_first_of("<\n") != std::string::npos)
       return absl::InvalidArgumentError(absl::StrCat(at, ": a forced tool needs a name without '<' or newlines"));
     GrammarNode args;

@@ -76,6 +76,7 @@ struct GrammarNode {
 struct ToolSpec {
   std::string name;
   nlohmann::ordered_json parameters;
+  std::string field;  // how errors name the tool ("" : `field`[index])
 };
 
 class JsonGrammar {

@@ -21,4 +21,10 @@ TokenVocabulary::TokenVocabulary(std::vector<std::string> bytes) : bytes_(std::m
   }
 }
 
+std::string TokenVocabulary::Spelling(std::string_view bytes, bool special, std::string_view special_text, char mark) {
+  if (special) return special_text.empty() ? std::string() : std::string(1, mark) + std::string(special_text);
+  if (bytes.find(mark) != std::string_view::npos) return std::string();
+  return std::string(bytes);
+}
+
 }  // namespace glm::structured

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace glm::structured {
@@ -15,6 +16,12 @@ class TokenVocabulary {
   // bytes[id]: what token id writes into the output; "" for tokens never generated inside a
   // format (special tokens, which the detokenizer drops).
   explicit TokenVocabulary(std::vector<std::string> bytes);
+
+  // What a token is in the table: a special token is `mark` + its text (JsonGrammar::kSpecialMark;
+  // a byte UTF-8 never has, so only a grammar that asks for the tag matches it); a normal token
+  // whose bytes hold the mark byte (a byte-level vocabulary's raw 0xFF) is "", never allowed: no
+  // valid UTF-8 text has it, and it would pass for a special token's first byte.
+  static std::string Spelling(std::string_view bytes, bool special, std::string_view special_text, char mark);
 
   int64_t size() const { return static_cast<int64_t>(bytes_.size()); }
   const std::string& bytes(int32_t id) const { return bytes_[id]; }

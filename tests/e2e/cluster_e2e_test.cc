@@ -406,6 +406,15 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   const auto value = nlohmann::ordered_json::parse(content, nullptr, false);
   ASSERT_TRUE(value.is_object() && value.size() == 2 && value.begin().key() == "name") << content;
   EXPECT_TRUE(value["name"].is_string() && value["args"].is_array()) << content;
+  // A forced call (bounded arguments, as this code model never closes a free one): one call.
+  text.insert(text.find(",\"response_format\""), R"(,"tool_choice":{"type":"function","function":{"name":"f"}},
+      "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
+      "n":{"type":"integer"},"s":{"type":"string","maxLength":8}},"required":["n","s"]}}}])");
+  text.erase(text.find(",\"response_format\""));
+  auto forced = nlohmann::json::parse(http.Post("/v1/chat/completions", text + "}", "application/json")->body);
+  ASSERT_EQ(forced["choices"][0]["finish_reason"], "tool_calls") << forced;
+  const auto args = nlohmann::json::parse(forced["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>());
+  EXPECT_TRUE(args["n"].is_number_integer() && args["s"].is_string()) << args;
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");

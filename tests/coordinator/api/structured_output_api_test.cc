@@ -102,6 +102,46 @@ TEST_F(StructuredOutputApiTest, CompletionsResponsesAndGrpcCarryAFormatToo) {
   EXPECT_TRUE(ConstraintAccepts(R"({"zeta": -1, "alpha": ""})"));
 }
 
+constexpr char kWeatherTools[] = R"("tools":[{"type":"function","function":{"name":"get_weather","parameters":{
+    "type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city"]}}},
+    {"type":"function","function":{"name":"now"}}])";
+constexpr char kWeatherCall[] =
+    "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo, Norway</arg_value>\n"
+    "<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>";
+
+// tool_choice "required" / a named function: one call in GLM's format, its tags the tokenizer's
+// special tokens, its arguments per the tool's schema; plain text is not a reply.
+TEST_F(StructuredOutputApiTest, ForcedToolChoiceConstrainsTheReplyToOneCall) {
+  const std::string chat = std::string(R"({"messages":[{"role":"user","content":"hi"}],)") + kWeatherTools;
+  ScriptText("{}");
+  ASSERT_EQ(PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required"})")->status, 200);
+  EXPECT_TRUE(ConstraintAccepts(kWeatherCall));
+  ScriptText("{}");
+  PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required"})");
+  EXPECT_FALSE(ConstraintAccepts("It is sunny."));
+  ScriptText("{}");
+  PostText("/v1/chat/completions", chat + R"(,"tool_choice":{"type":"function","function":{"name":"now"}}})");
+  EXPECT_FALSE(ConstraintAccepts(kWeatherCall));  // only "now" may be called
+  ScriptText("{}");
+  PostText("/v1/chat/completions", chat + R"(,"tool_choice":{"type":"function","function":{"name":"now"}}})");
+  EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  ASSERT_EQ(PostText("/v1/messages", R"({"max_tokens":50,"messages":[{"role":"user","content":"hi"}],
+      "tools":[{"name":"now","input_schema":{"type":"object","properties":{}}}],"tool_choice":{"type":"any"}})")->status,
+            200);
+  EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  ASSERT_EQ(PostText("/v1/responses", R"({"input":"hi","tools":[{"type":"function","name":"now"}],
+      "tool_choice":{"type":"function","name":"now"}})")->status, 200);
+  EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  json e = Error(PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required","response_format":{"type":"json_object"}})"), 400);
+  EXPECT_EQ(e["param"], "tool_choice");
+  e = Error(PostText("/v1/chat/completions", std::string(R"({"messages":[{"role":"user","content":"hi"}],
+      "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
+      "when":{"type":"string","pattern":"^2"}}}}}],"tool_choice":"required"})")), 400);
+  EXPECT_EQ(e["param"], "tools[0].parameters/properties/when/pattern");
+}
+
 TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
   json e = Error(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_schema","json_schema":{"name":"d",

@@ -25,7 +25,8 @@ class EngineStructuredTest : public ::testing::Test {
     tokenizer_ = std::move(*tok).release();
     std::vector<std::string> bytes(tokenizer_->vocab_size());
     for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id)
-      if (!tokenizer_->IsSpecial(id)) bytes[id] = std::string(tokenizer_->TokenBytes(id));
+      bytes[id] = glm::structured::TokenVocabulary::Spelling(tokenizer_->TokenBytes(id), tokenizer_->IsSpecial(id),
+                                                             tokenizer_->IdToToken(id).value_or(""), glm::structured::JsonGrammar::kSpecialMark);
     vocabulary_ = new std::shared_ptr<const structured::TokenVocabulary>(
         std::make_shared<const structured::TokenVocabulary>(std::move(bytes)));
   }

@@ -20,7 +20,8 @@ std::shared_ptr<const TokenVocabulary> BundledVocabulary() {
     EXPECT_TRUE(tok.ok()) << tok.status();
     std::vector<std::string> bytes((*tok)->vocab_size());
     for (int32_t id = 0; id < (*tok)->vocab_size(); ++id)
-      if (!(*tok)->IsSpecial(id)) bytes[id] = std::string((*tok)->TokenBytes(id));
+      bytes[id] = glm::structured::TokenVocabulary::Spelling((*tok)->TokenBytes(id), (*tok)->IsSpecial(id),
+                                                             (*tok)->IdToToken(id).value_or(""), glm::structured::JsonGrammar::kSpecialMark);
     return std::make_shared<const TokenVocabulary>(std::move(bytes));
   }();
   return vocabulary;

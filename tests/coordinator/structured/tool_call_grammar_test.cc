@@ -20,9 +20,9 @@ std::string Marked(std::string text) {
 std::shared_ptr<const JsonGrammar> Tools() {
   std::vector<ToolSpec> tools = {
       {"get_weather", ojson::parse(R"({"type":"object","properties":{"city":{"type":"string"},
-          "unit":{"type":"string","enum":["c","f"]},"days":{"type":"integer"}},"required":["city"]})")},
-      {"get", ojson::parse(R"({"type":"object","properties":{"q":{"type":["string","null"]}}})")},
-      {"now", nullptr},
+          "unit":{"type":"string","enum":["c","f"]},"days":{"type":"integer"}},"required":["city"]})"), ""},
+      {"get", ojson::parse(R"({"type":"object","properties":{"q":{"type":["string","null"]}}})"), ""},
+      {"now", nullptr, ""},
   };
   auto g = JsonGrammar::ForToolCalls(tools, "tools");
   EXPECT_TRUE(g.ok()) << g.status();
@@ -72,13 +72,13 @@ TEST(ToolCallGrammarTest, WhatTheSchemasRefuse) {
 }
 
 TEST(ToolCallGrammarTest, RefusesToolsItCannotForce) {
-  auto bad = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{"d":{"type":"string","format":"date"}}})")}},
+  auto bad = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{"d":{"type":"string","format":"date"}}})"), ""}},
                                        "tools");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("tools[0].parameters/properties/d/format"), std::string::npos) << bad.status();
   EXPECT_FALSE(JsonGrammar::ForToolCalls({}, "tools").ok());
-  EXPECT_FALSE(JsonGrammar::ForToolCalls({{"a<b", nullptr}}, "tools").ok());
-  auto missing = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{},"required":["x"]})")}}, "tools");
+  EXPECT_FALSE(JsonGrammar::ForToolCalls({{"a<b", nullptr, ""}}, "tools").ok());
+  auto missing = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{},"required":["x"]})"), ""}}, "tools");
   EXPECT_FALSE(missing.ok());
 }
 
