@@ -155,6 +155,8 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   }
   for (size_t i = 0; i < body["messages"].size(); ++i)
     if (auto s = TranslateMessage(body["messages"][i], absl::StrCat("messages[", i, "]"), &messages); !s.ok()) return s;
+  // Empty content arrays translate to nothing: a conversation of only those has no turn to answer.
+  if (messages.empty()) return InvalidField("messages", "have no content (every content array is empty)");
   // A conversation that ends with the assistant's own words is a prefill: the reply continues
   // that text (Anthropic's semantics), so no new assistant turn is opened after it. GLM templates
   // close a turn only by starting the next, so the rendered prompt ends inside the message.

@@ -295,6 +295,8 @@ TEST_F(AnthropicApiTest, ErrorsInAnthropicShapeNameTheField) {
       {{{"max_tokens", 8}, {"messages", user}, {"tools", {{{"name", "f"}}}}}, "tools[0].input_schema"},
       {{{"max_tokens", 8}, {"messages", user}, {"tool_choice", {{"type", "any"}}}}, "tool_choice: forces a tool call, but there are no tools"},
       {{{"max_tokens", 8}, {"messages", user}, {"tool_choice", {{"type", "sometimes"}}}}, "tool_choice.type"},
+      // Only empty content: nothing to answer (this crashed the server: messages.back() of none).
+      {{{"max_tokens", 8}, {"messages", {{{"role", "user"}, {"content", json::array()}}}}}, "messages: have no content"},
       {{{"max_tokens", 8}, {"messages", user}, {"stop_sequences", {""}}}, "stop_sequences[0]"},
       {{{"max_tokens", 8}, {"messages", user}, {"temperature", "hot"}}, "temperature"},
       {{{"max_tokens", 8}, {"messages", user}, {"thinking", {{"type", "maybe"}}}}, "thinking.type"},

@@ -137,6 +137,37 @@ TEST_F(RequestFuzzTest, OpenAiChatAndCompletions) {
   });
 }
 
+// Structured outputs: every part of a schema (and of a forced tool's parameters) replaced by
+// other JSON types reaches the schema compiler, which must refuse or accept, never throw.
+TEST_F(RequestFuzzTest, StructuredOutputsAndForcedToolCalls) {
+  const json schema = json::parse(R"({"type": "object", "$defs": {"n": {"type": ["integer", "null"]}},
+    "properties": {"a": {"type": "string", "minLength": 1, "maxLength": 9}, "b": {"$ref": "#/$defs/n"},
+    "c": {"type": "array", "items": {"enum": ["x", 1, null]}, "minItems": 0, "maxItems": 3},
+    "d": {"anyOf": [{"type": "boolean"}, {"const": "k"}]}, "e": {"allOf": [{"type": "number"}]},
+    "f": {"type": "object", "additionalProperties": {"type": "string"}}}, "required": ["a", "b"]})");
+  json chat = json::parse(R"({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}],
+    "response_format": {"type": "json_schema", "json_schema": {"name": "s", "strict": true}}})");
+  chat["response_format"]["json_schema"]["schema"] = schema;
+  Fuzz(chat, [&](const json& m) {
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+  json forced = json::parse(R"({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}],
+    "tool_choice": {"type": "function", "function": {"name": "f"}}})");
+  forced["tools"] = json::array({{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", schema}}}}});
+  Fuzz(forced, [&](const json& m) {
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+  json messages = json::parse(R"({"max_tokens": 16, "messages": [{"role": "user", "content": "hi"}],
+    "output_format": {"type": "json_schema"}})");
+  messages["output_format"]["schema"] = schema;
+  Fuzz(messages, [&](const json& m) {
+    auto r = api::ParseAnthropicRequest(m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+}
+
 TEST_F(RequestFuzzTest, TokenizeAndDetokenize) {
   Fuzz(json::parse(R"({"model": "m", "prompt": "hi", "add_special_tokens": true, "return_token_strs": true})"),
        [&](const json& m) { return api::TokenizeBody(frontend(), m).status(); });
