@@ -168,6 +168,30 @@ TEST_F(RequestFuzzTest, StructuredOutputsAndForcedToolCalls) {
   });
 }
 
+// The smallest valid bodies too: a mutation of the only message can leave nothing (an empty
+// conversation once crashed the Anthropic path).
+TEST_F(RequestFuzzTest, MinimalBodies) {
+  Fuzz(json::parse(R"({"max_tokens": 4, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})"),
+       [&](const json& m) {
+         auto r = api::ParseAnthropicRequest(m, "served");
+         return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+       });
+  Fuzz(json::parse(R"({"input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]})"),
+       [&](const json& m) {
+         auto r = api::ParseResponsesRequest(m, "served");
+         return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+       });
+  Fuzz(json::parse(R"({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]})"),
+       [&](const json& m) {
+         auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, m, "served");
+         return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+       });
+  Fuzz(json::parse(R"({"prompt": ["a", [1, 2]], "max_tokens": 2})"), [&](const json& m) {
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kCompletions, m, "served");
+    return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+  });
+}
+
 TEST_F(RequestFuzzTest, TokenizeAndDetokenize) {
   Fuzz(json::parse(R"({"model": "m", "prompt": "hi", "add_special_tokens": true, "return_token_strs": true})"),
        [&](const json& m) { return api::TokenizeBody(frontend(), m).status(); });
