@@ -410,6 +410,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     const int k = static_cast<int>(p) * request->n + i;
     scheduler::GenerationRequest g = prepared[p].engine_request;
     if (k > 0) g.request_id = absl::StrCat(id, "-", k);
+    // Each choice's output follows the format on its own.
+    if (g.constraint != nullptr) g.constraint = g.constraint->Clone();
     if (g.sampling.seed.has_value()) *g.sampling.seed += static_cast<uint64_t>(i);
     // The prompt is scored once, by its first choice; the others start from its cached blocks.
     if (i > 0) g.sampling.prompt_logprobs = -1;

@@ -7,6 +7,7 @@
 #define GLM_COORDINATOR_SCHEDULER_TOKEN_CONSTRAINT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,6 +27,9 @@ class TokenConstraint {
   virtual bool MustEnd() const = 0;
   // Feeds the token chosen (one AllowedTokens allowed). An error means it breaks the format.
   virtual absl::Status Accept(int32_t token) = 0;
+  // An independent copy in the same state: a constraint holds one output's progress, so each of
+  // a request's n choices needs its own.
+  virtual std::shared_ptr<TokenConstraint> Clone() const = 0;
 };
 
 }  // namespace glm::scheduler

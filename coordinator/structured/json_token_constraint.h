@@ -20,6 +20,9 @@ class JsonTokenConstraint : public scheduler::TokenConstraint {
   bool CanEnd() const override { return matcher_.CanEnd(); }
   bool MustEnd() const override { return matcher_.MustEnd(); }
   absl::Status Accept(int32_t token) override;
+  std::shared_ptr<scheduler::TokenConstraint> Clone() const override {
+    return std::make_shared<JsonTokenConstraint>(*this);
+  }
 
  private:
   std::shared_ptr<OutputFormat> format_;

@@ -1,6 +1,7 @@
 // Structured outputs at the API boundary (over the fake engine): which requests carry a format
 // to the engine, in the schema's own key order, through chat, completions, Responses and gRPC;
 // and the refusals, each naming its field.
+#include <set>
 #include <string>
 
 #include "tests/coordinator/api/api_test_fixture.h"
@@ -62,6 +63,19 @@ TEST_F(StructuredOutputApiTest, ChatCarriesTheSchemaInTheClientsKeyOrder) {
   ScriptText("ok");
   PostText("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text"}})");
   EXPECT_EQ(engine_->last_request().constraint, nullptr);
+}
+
+// n choices: each engine request gets its own constraint (one output's progress each).
+TEST_F(StructuredOutputApiTest, EachChoiceHasItsOwnConstraint) {
+  ScriptText("{}");
+  auto res = PostText("/v1/completions", R"({"prompt":["x","y"],"n":2,"response_format":{"type":"json_object"}})");
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto requests = engine_->requests();
+  ASSERT_GE(requests.size(), 4u);
+  std::set<const scheduler::TokenConstraint*> distinct;
+  for (size_t i = requests.size() - 4; i < requests.size(); ++i) distinct.insert(requests[i].constraint.get());
+  EXPECT_EQ(distinct.size(), 4u);
+  EXPECT_EQ(distinct.count(nullptr), 0u);
 }
 
 TEST_F(StructuredOutputApiTest, CompletionsResponsesAndGrpcCarryAFormatToo) {
