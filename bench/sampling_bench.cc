@@ -21,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/micros_per_call.h"
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/sampler.h"
@@ -35,21 +36,8 @@ ABSL_FLAG(double, seconds, 0.3, "time spent on each measurement");
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using glm::bench::MicrosPerCall;
 
-// Median-free but steady: calls fn until `seconds` passed, returns µs per call.
-double MicrosPerCall(const std::function<void()>& fn, double seconds) {
-  fn();  // warm-up (thread-local buffers, caches)
-  int64_t calls = 0;
-  const auto start = Clock::now();
-  double elapsed = 0;
-  while (elapsed < seconds) {
-    fn();
-    ++calls;
-    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  }
-  return elapsed * 1e6 / static_cast<double>(calls);
-}
 
 }  // namespace
 

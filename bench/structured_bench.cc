@@ -18,6 +18,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/micros_per_call.h"
 #include "coordinator/structured/output_format.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -30,23 +31,10 @@ ABSL_FLAG(double, seconds, 0.2, "time spent on each measurement");
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using glm::bench::MicrosPerCall;
 using glm::structured::JsonGrammar;
 using glm::structured::JsonMatcher;
 using glm::structured::OutputFormat;
-
-double MicrosPerCall(const std::function<void()>& fn, double seconds) {
-  fn();
-  int64_t calls = 0;
-  const auto start = Clock::now();
-  double elapsed = 0;
-  while (elapsed < seconds) {
-    fn();
-    ++calls;
-    elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  }
-  return elapsed * 1e6 / static_cast<double>(calls);
-}
 
 struct Case {
   const char* name;

@@ -315,6 +315,21 @@ bool Utf8Step(int64_t& a, int64_t& b, uint64_t& set, uint8_t c) {
   return true;
 }
 
+// The candidates of `set` whose text (text(i)) has byte c at offset a; `complete` is one that
+// ends with it (-1: none).
+template <typename TextOf>
+uint64_t Continuing(uint64_t set, int64_t a, uint8_t c, const TextOf& text, int* complete) {
+  uint64_t next = 0;
+  for (uint64_t s = set; s != 0; s &= s - 1) {
+    const int i = std::countr_zero(s);
+    const std::string& t = text(i);
+    if (static_cast<int64_t>(t.size()) <= a || static_cast<uint8_t>(t[a]) != c) continue;
+    next |= uint64_t{1} << i;
+    if (static_cast<int64_t>(t.size()) == a + 1) *complete = i;
+  }
+  return next;
+}
+
 }  // namespace
 
 JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const {
@@ -369,25 +384,14 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           return Step::kReject;
       }
     }
-    case kKey: {
-      uint64_t next = 0;
-      bool complete = false;
-      for (uint64_t s = f.set; s != 0; s &= s - 1) {
-        const int i = std::countr_zero(s);
-        const std::string& lit = g.properties[i].key_literal;
-        if (static_cast<int64_t>(lit.size()) > f.a && static_cast<uint8_t>(lit[f.a]) == c) {
-          next |= uint64_t{1} << i;
-          if (static_cast<int64_t>(lit.size()) == f.a + 1) {
-            complete = true;
-            next = uint64_t{1} << i;  // keys are distinct and end in '"': this one alone
-            break;
-          }
-        }
-      }
+    case kKey: {  // keys are distinct and end in '"': at most one completes, and then alone
+      int complete = -1;
+      const uint64_t next = Continuing(f.set, f.a, c, [&](int i) -> const std::string& { return g.properties[i].key_literal; },
+                                       &complete);
       if (next == 0) return Step::kReject;
-      f.set = next;
+      f.set = complete >= 0 ? uint64_t{1} << complete : next;
       ++f.a;
-      return complete ? Step::kDoneConsumed : Step::kConsumed;
+      return complete >= 0 ? Step::kDoneConsumed : Step::kConsumed;
     }
     case kArray: {
       const bool any = g.kind == Kind::kAny;
@@ -540,17 +544,9 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           return Step::kReject;
       }
     }
-    case kToolCall: {  // the opening "<tool_call>NAME\n" of one of the tools
-      uint64_t next = 0;
+    case kToolCall: {  // the opening "<tool_call>NAME\n" of one of the tools (names distinct, end in '\n')
       int complete = -1;
-      for (uint64_t s = f.set; s != 0; s &= s - 1) {
-        const int i = std::countr_zero(s);
-        const std::string& lit = g.literals[i];
-        if (static_cast<int64_t>(lit.size()) > f.a && static_cast<uint8_t>(lit[f.a]) == c) {
-          next |= uint64_t{1} << i;
-          if (static_cast<int64_t>(lit.size()) == f.a + 1) complete = i;  // names are distinct, end in '\n'
-        }
-      }
+      const uint64_t next = Continuing(f.set, f.a, c, [&](int i) -> const std::string& { return g.literals[i]; }, &complete);
       if (next == 0) return Step::kReject;
       if (complete < 0) {
         f.set = next;
