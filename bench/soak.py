@@ -7,6 +7,9 @@ build/bin/serve_bench, over gRPC, from several threads at once:
   load      serve_bench runs (gRPC and OpenAI chat) with random prompt/output lengths, sampled;
   agents    Anthropic /v1/messages and OpenAI /v1/responses requests, whole and streamed: 200
             and a well-formed end every time;
+  structured  structured outputs (json_schema, json_object) and forced tool calls over chat (n choices),
+            completions, Responses and Anthropic: 200 every time, and every reply that ended with
+            "stop" or a tool call parses and fits its format;
   hangups   streaming requests (chat, messages, responses) whose client closes the connection
             mid-stream (the generation must be cancelled and its KV blocks freed);
   bad       malformed or out-of-range requests: each must get a 4xx JSON error, never a 5xx or a
@@ -262,6 +265,85 @@ class Soak:
             self.count("agent-requests")
             time.sleep(rng.uniform(0.0, 0.2))
 
+    STRUCT_SCHEMA = {"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 12}, "size": {"type": "integer"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}}, "required": ["name", "size"]}
+    STRUCT_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {
+        "key": {"type": "string", "maxLength": 10}, "limit": {"type": "integer"}}, "required": ["key"]}}}
+
+    def structured_loop(self, seed):
+        """Structured outputs and forced tool calls (chat with n choices, completions, Responses, Anthropic):
+        200 every time, and every reply that ended with "stop" / a tool call parses and fits its format."""
+        rng = random.Random(seed)
+        fmt = {"type": "json_schema", "json_schema": {"name": "item", "schema": self.STRUCT_SCHEMA}}
+        while self.running():
+            kind = rng.choice(["chat", "completions", "responses", "messages", "tool"])
+            content = "import os\n" * rng.randint(1, 30)
+            msgs = [{"role": "user", "content": content}]
+            temp = rng.choice([0, 0.8])
+            if kind == "chat":
+                path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 64, "temperature": temp,
+                                                      "n": rng.randint(1, 2), "response_format": fmt,
+                                                      "stream": rng.random() < 0.3}
+            elif kind == "completions":
+                path, body = "/v1/completions", {"prompt": content, "max_tokens": 64, "temperature": temp,
+                                                 "response_format": {"type": "json_object"}}
+            elif kind == "responses":
+                path, body = "/v1/responses", {"input": content, "max_output_tokens": 64, "temperature": temp,
+                                               "text": {"format": {"type": "json_schema", "name": "item",
+                                                                   "schema": self.STRUCT_SCHEMA}}}
+            elif kind == "messages":
+                path, body = "/v1/messages", {"max_tokens": 64, "messages": msgs, "temperature": temp,
+                                              "output_format": {"type": "json_schema", "schema": self.STRUCT_SCHEMA}}
+            else:
+                path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 64, "temperature": temp,
+                                                      "tools": [self.STRUCT_TOOL], "tool_choice": "required"}
+            try:
+                status, text, _ = self.request("POST", path, body, timeout=300)
+            except OSError as e:
+                self.fail("structured", f"{path}: connection error {e}")
+                time.sleep(1)
+                continue
+            self.count("structured-requests")
+            if status != 200:
+                self.fail("structured", f"{kind}: {status} {text[:160]}")
+                continue
+            if body.get("stream"):
+                if not text.rstrip().endswith("data: [DONE]"):
+                    self.fail("structured", f"{kind}: the stream ended with {text[-120:]!r}")
+                continue
+            try:
+                reply = json.loads(text)
+                if kind in ("chat", "completions", "tool"):
+                    outs = [(c["finish_reason"], c.get("text") if kind == "completions" else c["message"])
+                            for c in reply["choices"]]
+                elif kind == "responses":
+                    outs = [("stop" if reply["status"] == "completed" else "length",
+                             reply["output"][-1]["content"][0]["text"])]
+                else:
+                    outs = [("stop" if reply["stop_reason"] == "end_turn" else "length", reply["content"][0]["text"])]
+                for finish, out in outs:
+                    if kind == "tool":
+                        if finish == "tool_calls":
+                            call = out["tool_calls"][0]["function"]
+                            args = json.loads(call["arguments"])
+                            if call["name"] != "lookup" or not isinstance(args.get("key"), str):
+                                raise ValueError(f"bad call {call}")
+                            self.count("structured-complete")
+                        continue
+                    if finish != "stop":
+                        continue
+                    value = json.loads(out if isinstance(out, str) else out["content"])
+                    if not isinstance(value, dict):
+                        raise ValueError(f"not an object: {value!r}")
+                    if kind != "completions" and (not isinstance(value.get("name"), str) or
+                                                  not isinstance(value.get("size"), int)):
+                        raise ValueError(f"does not fit the schema: {value!r}")
+                    self.count("structured-complete")
+            except (ValueError, KeyError, TypeError, IndexError) as e:
+                self.fail("structured", f"{kind}: {e}: {text[:200]}")
+            time.sleep(rng.uniform(0.0, 0.2))
+
     def conversation(self):
         """One multi-turn greedy conversation: each turn's reply goes into the next turn's prompt."""
         messages = [{"role": "system", "content": "You write short Python functions."}]
@@ -364,7 +446,7 @@ class Soak:
         self.model = json.loads(text)["data"][0]["id"]
         self.max_len = json.loads(text)["data"][0].get("max_model_len")
         loops = [(self.monitor_loop,), (self.replay_loop,), (self.hangup_loop, 11), (self.bad_loop, 12),
-                 (self.agent_loop, 13),
+                 (self.agent_loop, 13), (self.structured_loop, 14),
                  (self.load_loop, "openai-chat", f"{self.host}:{self.port}", 2, 2000)]
         if self.args.grpc:
             loops.append((self.load_loop, "grpc", self.args.grpc, 6, 1000))
