@@ -205,6 +205,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
       const tokenizer::BpeModel::CacheStats words = t->word_cache_stats();
       metrics_->SetTokenizerWordCache(static_cast<int64_t>(words.words), words.hits, words.misses);
     }
+    const TextFrontend::StructuredOutputStats so = frontend_->structured_output_stats();
+    metrics_->SetStructuredOutputs(so.requests, so.masks.hits, so.masks.misses, so.masks.compute_seconds);
     res.set_content(metrics_->Render(engine_->GetLoad()), "text/plain; version=0.0.4; charset=utf-8");
   });
   server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });

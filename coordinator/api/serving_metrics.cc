@@ -74,6 +74,14 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:tokenizer_cache_words", Type::kGauge, "Words held in the tokenizer's BPE word cache.");
   r.Declare("glm:tokenizer_cache_hits_total", Type::kCounter, "Pre-token lookups answered by the BPE word cache.");
   r.Declare("glm:tokenizer_cache_misses_total", Type::kCounter, "Pre-token lookups that ran the BPE merge loop.");
+  // Structured outputs (response_format, forced tool calls): each sampled token of such a request
+  // takes a token mask, from the cache (hits) or computed on the engine's thread (misses; the time
+  // they took is the engine time structured outputs cost).
+  r.Declare("glm:structured_output_requests_total", Type::kCounter,
+            "Requests whose reply follows a format (JSON schema, JSON object, a forced tool call).");
+  r.Declare("glm:structured_output_mask_cache_hits_total", Type::kCounter, "Token masks served from the cache.");
+  r.Declare("glm:structured_output_mask_cache_misses_total", Type::kCounter, "Token masks computed.");
+  r.Declare("glm:structured_output_mask_seconds_total", Type::kCounter, "Time spent computing token masks.");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -132,6 +140,15 @@ void ServingMetrics::SetTokenizerWordCache(int64_t words, int64_t hits, int64_t 
   registry_.Set("glm:tokenizer_cache_words", l, static_cast<double>(words));
   registry_.Set("glm:tokenizer_cache_hits_total", l, static_cast<double>(hits));
   registry_.Set("glm:tokenizer_cache_misses_total", l, static_cast<double>(misses));
+}
+
+void ServingMetrics::SetStructuredOutputs(int64_t requests, int64_t mask_hits, int64_t mask_misses,
+                                          double mask_seconds) {
+  const MetricLabels l = labels();
+  registry_.Set("glm:structured_output_requests_total", l, static_cast<double>(requests));
+  registry_.Set("glm:structured_output_mask_cache_hits_total", l, static_cast<double>(mask_hits));
+  registry_.Set("glm:structured_output_mask_cache_misses_total", l, static_cast<double>(mask_misses));
+  registry_.Set("glm:structured_output_mask_seconds_total", l, mask_seconds);
 }
 
 std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {

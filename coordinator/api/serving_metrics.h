@@ -26,6 +26,8 @@ class ServingMetrics {
 
   // The tokenizer's word cache (tokenizer::BpeModel::CacheStats), copied at scrape time.
   void SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses);
+  // Structured outputs: constrained requests, and their token masks from the cache or computed.
+  void SetStructuredOutputs(int64_t requests, int64_t mask_hits, int64_t mask_misses, double mask_seconds);
   // Copies `load` into the gauges/counters and renders everything.
   std::string Render(const scheduler::EngineLoad& load);
 

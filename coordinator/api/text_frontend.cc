@@ -125,9 +125,29 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
   if (format == nullptr) {
     format = std::make_shared<structured::OutputFormat>(r.output_grammar, vocabulary_);
     formats_.push_front(format);
-    if (formats_.size() > kMaxCachedFormats) formats_.pop_back();
+    if (formats_.size() > kMaxCachedFormats) {
+      const structured::OutputFormat::Stats gone = formats_.back()->stats();
+      retired_.masks.hits += gone.hits;
+      retired_.masks.misses += gone.misses;
+      retired_.masks.compute_seconds += gone.compute_seconds;
+      formats_.pop_back();
+    }
   }
+  ++retired_.requests;
   return std::make_shared<structured::JsonTokenConstraint>(std::move(format));
+}
+
+TextFrontend::StructuredOutputStats TextFrontend::structured_output_stats() const {
+  absl::MutexLock lock(&formats_mu_);
+  StructuredOutputStats total = retired_;
+  for (const auto& f : formats_) {
+    const structured::OutputFormat::Stats s = f->stats();
+    total.masks.hits += s.hits;
+    total.masks.misses += s.misses;
+    total.masks.entries += s.entries;
+    total.masks.compute_seconds += s.compute_seconds;
+  }
+  return total;
 }
 
 absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string& text, bool add_special_tokens,

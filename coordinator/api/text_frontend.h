@@ -127,6 +127,14 @@ class TextFrontend {
   // "<prefix>-<process nonce>-<counter>": unique within and across restarts.
   std::string NewRequestId(absl::string_view prefix) const;
 
+  // Structured outputs since start: constrained requests prepared, and the token masks their
+  // formats served from the cache or computed (with the time that took).
+  struct StructuredOutputStats {
+    int64_t requests = 0;
+    structured::OutputFormat::Stats masks;
+  };
+  StructuredOutputStats structured_output_stats() const;
+
   const ServedModel& model() const { return *model_; }
   bool has_tokenizer() const { return model_->tokenizer != nullptr; }
 
@@ -147,6 +155,7 @@ class TextFrontend {
   mutable absl::Mutex formats_mu_;
   mutable std::shared_ptr<const structured::TokenVocabulary> vocabulary_ ABSL_GUARDED_BY(formats_mu_);
   mutable std::list<std::shared_ptr<structured::OutputFormat>> formats_ ABSL_GUARDED_BY(formats_mu_);
+  mutable StructuredOutputStats retired_ ABSL_GUARDED_BY(formats_mu_);  // requests, and evicted formats' masks
 };
 
 }  // namespace glm::api

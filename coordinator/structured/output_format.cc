@@ -1,6 +1,7 @@
 #include "coordinator/structured/output_format.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace glm::structured {
 
@@ -66,8 +67,11 @@ std::shared_ptr<const std::string> OutputFormat::Mask(const JsonMatcher& state, 
   }
   // Computed outside the lock: another request with this schema may compute the same mask at the
   // same time; either copy is right.
+  const auto start = std::chrono::steady_clock::now();
   auto mask = std::make_shared<const std::string>(Compute(state, vocab));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   absl::MutexLock lock(&mu_);
+  stats_.compute_seconds += seconds;
   if (index_.contains(key)) return mask;
   lru_.emplace_front(key, mask);
   index_[std::move(key)] = lru_.begin();

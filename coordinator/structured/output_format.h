@@ -26,6 +26,7 @@ class OutputFormat {
     int64_t hits = 0;
     int64_t misses = 0;
     int64_t entries = 0;
+    double compute_seconds = 0;  // spent computing the misses' masks
   };
   // Masks kept at most (by their bytes): 64 MiB holds ~3,400 masks of a 150K vocabulary.
   static constexpr int64_t kCacheBytes = int64_t{64} << 20;

@@ -76,6 +76,16 @@ TEST_F(StructuredOutputApiTest, EachChoiceHasItsOwnConstraint) {
   for (size_t i = requests.size() - 4; i < requests.size(); ++i) distinct.insert(requests[i].constraint.get());
   EXPECT_EQ(distinct.size(), 4u);
   EXPECT_EQ(distinct.count(nullptr), 0u);
+  // /metrics counts the constrained requests (one per prompt) and the masks taken (the first of
+  // each: a JSON object's opening, computed once, then from the cache).
+  std::string bitmap;
+  for (size_t i = requests.size() - 4; i < requests.size(); ++i) requests[i].constraint->AllowedTokens(4096, &bitmap);
+  httplib::Client http("127.0.0.1", server_->http_port());
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("glm:structured_output_requests_total{model_name=\"glm5-tiny-code\"} 2"));
+  EXPECT_THAT(metrics->body, HasSubstr("glm:structured_output_mask_cache_misses_total{model_name=\"glm5-tiny-code\"} 1"));
+  EXPECT_THAT(metrics->body, HasSubstr("glm:structured_output_mask_cache_hits_total{model_name=\"glm5-tiny-code\"} 3"));
 }
 
 TEST_F(StructuredOutputApiTest, CompletionsResponsesAndGrpcCarryAFormatToo) {
