@@ -98,6 +98,58 @@ TEST_F(EngineStructuredTest, ConstrainedRepliesFitTheirSchemaAndDoNotDependOnThe
   EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
+// Two pipeline stages with two steps in flight: the bitmaps reach the last stage, and the replies
+// are those of one stage; so are they under preemption.
+TEST_F(EngineStructuredTest, PipelineStagesAndPreemptionGiveTheTokensOfOneStage) {
+  auto person = Format(kPerson);
+  std::vector<std::vector<int32_t>> replies[2];
+  std::vector<std::string> finish;
+  for (int stages : {1, 2}) {
+    EngineOptions o;
+    o.max_steps_in_flight = stages;
+    EngineHarness h("glm5-tiny-code", stages, stages, 256, 16, o);
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 4; ++i) {
+      GenerationRequest r = Constrained(person, Prompt(20 + i, 24), 120, "p" + std::to_string(i));
+      if (i % 2 == 1) {
+        r.sampling.temperature = 0.9f;
+        r.sampling.seed = 7 + i;
+      }
+      requests.push_back(std::move(r));
+    }
+    requests.push_back(Greedy(Prompt(30, 24), 30, "free"));
+    for (const auto& out : h.RunAll(requests)) {
+      ASSERT_TRUE(out.error.ok()) << out.error;
+      replies[stages - 1].push_back(out.tokens);
+      if (stages == 1) finish.push_back(out.finish_reason);
+    }
+  }
+  EXPECT_EQ(replies[1], replies[0]);
+  // And under KV pressure (10 blocks of 16 for four 144-position sequences: preempted and
+  // recomputed over and over), the same replies: a constraint keeps its place through preemption.
+  {
+    EngineHarness h("glm5-tiny-code", 1, 1, 10, 16);
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 4; ++i) {
+      GenerationRequest r = Constrained(person, Prompt(20 + i, 24), 120, "k" + std::to_string(i));
+      if (i % 2 == 1) {
+        r.sampling.temperature = 0.9f;
+        r.sampling.seed = 7 + i;
+      }
+      requests.push_back(std::move(r));
+    }
+    const auto outs = h.RunAll(requests);
+    for (size_t i = 0; i < outs.size(); ++i) {
+      ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+      EXPECT_EQ(outs[i].tokens, replies[0][i]) << i;
+    }
+    EXPECT_GT(h.engine()->GetLoad().preemptions, 0);
+  }
+  for (size_t i = 0; i + 1 < replies[0].size(); ++i)
+    if (finish[i] == "stop") ExpectPerson(Text(replies[0][i]));
+  EXPECT_EQ(finish[0], "stop");
+}
+
 TEST_F(EngineStructuredTest, SampledRepliesFitTheirSchemaAndRepeatWithTheirSeed) {
   EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
   auto person = Format(kPerson);
