@@ -76,6 +76,9 @@ cat <<TXT
    Anthropic: http://$HTTP    (/v1/messages; Claude Code: ANTHROPIC_BASE_URL=http://$HTTP)
    curl http://$HTTP/v1/chat/completions -H 'Content-Type: application/json' \\
      -d '{"model":"glm5-tiny-code","messages":[{"role":"user","content":"Sort a list in Python"}],"max_tokens":64}'
+   # structured output: the reply is JSON of the schema
+   curl http://$HTTP/v1/chat/completions -H 'Content-Type: application/json' \\
+     -d '{"messages":[{"role":"user","content":"Describe a function"}],"max_tokens":96,"response_format":{"type":"json_schema","json_schema":{"name":"fn","schema":{"type":"object","properties":{"name":{"type":"string"},"args":{"type":"array","items":{"type":"string"}}},"required":["name","args"]}}}}'
 TXT
 if [ "$ONCE" -eq 1 ]; then
   echo "== --once: stopping"
