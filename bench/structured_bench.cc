@@ -3,10 +3,11 @@
 // walk over the sorted vocabulary (OutputFormat's miss path), by its token-by-token reference
 // twin (each token's bytes fed to a fresh copy of the state), and served from the mask cache
 // (the hit path: most states of a reply repeat). A constrained request pays one of these per
-// sampled token, on the coordinator's engine thread.
+// sampled token, on the coordinator's engine thread. "vs best": cold masks a second against the
+// best recorded in bench/baselines.json (--record stores a better one).
 //
 //   build/bin/structured_bench [--tokenizer models/glm5-tiny-code,tests/fixtures/tokenizers/deepseek_v3]
-//                              [--seconds 0.2]
+//                              [--seconds 0.2] [--record]
 //
 // Run from the repository root (the default tokenizers are paths relative to it).
 #include <chrono>
@@ -18,6 +19,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/baseline_store.h"
 #include "bench/micros_per_call.h"
 #include "coordinator/structured/output_format.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -28,6 +30,8 @@ ABSL_FLAG(std::vector<std::string>, tokenizer,
           "tokenizer.json files or model directories (the bundled model: 4K tokens; DeepSeek-V3's: 128K, "
           "GLM-5's size class)");
 ABSL_FLAG(double, seconds, 0.2, "time spent on each measurement");
+ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
+ABSL_FLAG(bool, record, false, "store these results as the new best in --baseline where they are better");
 
 namespace {
 
@@ -59,8 +63,9 @@ int main(int argc, char** argv) {
       {"json_object", JsonGrammar::AnyObject(), R"({"id": 12, "items": [1.5, true, null], "note": "two words"})"},
       {"json_schema", *person, R"({"name": "Ada Lovelace", "age": 36, "tags": ["bc"], "address": {"city": "London"}})"},
   };
-  std::printf("%8s %-12s %7s  %10s %14s %8s %10s\n", "vocab", "format", "states", "walk us", "reference us", "speedup",
-              "cached us");
+  std::printf("%8s %-12s %7s  %10s %14s %8s %10s %8s\n", "vocab", "format", "states", "walk us", "reference us", "speedup",
+              "cached us", "vs best");
+  glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   for (const std::string& path : absl::GetFlag(FLAGS_tokenizer)) {
     auto tok = glm::tokenizer::Tokenizer::FromFile(path);
     if (!tok.ok() || !(*tok)->decodes_per_token()) {
@@ -97,8 +102,14 @@ int main(int argc, char** argv) {
           MicrosPerCall([&] { format.MaskReference(states[next++ % states.size()], vocab); }, seconds);
       for (const JsonMatcher& s : states) format.Mask(s, vocab);
       const double cached_us = MicrosPerCall([&] { format.Mask(states[next++ % states.size()], vocab); }, seconds);
-      std::printf("%8ld %-12s %7zu  %10.1f %14.1f %7.1fx %10.2f\n", static_cast<long>(vocab), c.name, states.size(),
-                  walk_us, reference_us, reference_us / walk_us, cached_us);
+      // Cold masks a second: the previous best of this vocabulary and format.
+      const std::string key = "structured_bench/vocab" + std::to_string(vocab) + "/" + c.name + "/cold_masks_per_s";
+      const double previous = baselines.Get(key);
+      const double masks_per_s = 1e6 / walk_us;
+      if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, masks_per_s);
+      std::printf("%8ld %-12s %7zu  %10.1f %14.1f %7.1fx %10.2f %7.2fx\n", static_cast<long>(vocab), c.name,
+                  states.size(), walk_us, reference_us, reference_us / walk_us, cached_us,
+                  previous > 0 ? masks_per_s / previous : 0.0);
     }
   }
   return 0;
