@@ -4,7 +4,8 @@
 // twin (each token's bytes fed to a fresh copy of the state), and served from the mask cache
 // (the hit path: most states of a reply repeat). A constrained request pays one of these per
 // sampled token, on the coordinator's engine thread. "vs best": cold masks a second against the
-// best recorded in bench/baselines.json (--record stores a better one).
+// best recorded in bench/baselines.json (--record stores a better one). Every state's mask is first
+// checked against the reference (exit 1 if one differs).
 //
 //   build/bin/structured_bench [--tokenizer models/glm5-tiny-code,tests/fixtures/tokenizers/deepseek_v3]
 //                              [--seconds 0.2] [--record]
@@ -88,6 +89,17 @@ int main(int argc, char** argv) {
         if (!m.Advance(static_cast<uint8_t>(ch))) {
           std::fprintf(stderr, "structured_bench: the sample reply does not fit %s\n", c.name);
           return 2;
+        }
+      }
+      // The fast path against its reference twin at every state first.
+      {
+        OutputFormat check(c.grammar, vocabulary);
+        for (const JsonMatcher& st : states) {
+          if (*check.Mask(st, vocab) != check.MaskReference(st, vocab)) {
+            std::fprintf(stderr, "structured_bench: a %s mask differs from the reference over %s\n", c.name,
+                         path.c_str());
+            return 1;
+          }
         }
       }
       size_t next = 0;

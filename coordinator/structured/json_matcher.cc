@@ -115,6 +115,16 @@ std::string JsonMatcher::Key() const {
   return key;
 }
 
+bool JsonMatcher::InPlainString(int64_t* room) const {
+  if (stacks_.size() != 1 || stacks_[0].frames.empty()) return false;
+  const Frame& f = stacks_[0].frames.back();
+  if (f.kind != kString || f.phase != kStrIn || f.b != 0) return false;
+  const GrammarNode* g = f.node >= 0 ? &grammar_->node(f.node) : nullptr;
+  const bool bounded = g != nullptr && g->kind == Kind::kString && g->max_length >= 0;
+  *room = bounded ? g->max_length - f.a : INT64_MAX;
+  return true;
+}
+
 void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth) const {
   if (depth > 64) return;  // anyOf / $ref cycles without progress
   const GrammarNode& g = grammar_->node(node);

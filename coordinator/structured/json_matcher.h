@@ -45,6 +45,9 @@ class JsonMatcher {
   bool MustEnd() const;
   // The state as bytes: equal keys, equal futures (the masker's cache key).
   std::string Key() const;
+  // Inside a JSON string (a value or a free key) between characters, one parse alive: any
+  // string-safe token (TokenVocabulary) of at most *room code points continues it.
+  bool InPlainString(int64_t* room) const;
 
  private:
   // One frame of a parse stack (POD: stacks are copied per vocabulary branch).

@@ -14,8 +14,16 @@ void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<
 
 std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const {
   std::string bitmap((vocab + 7) / 8, '\0');
-  const std::vector<int32_t>& sorted = vocabulary_->sorted();
-  const std::vector<int32_t>& shared = vocabulary_->shared_prefix();
+  // Inside a string, the string-safe tokens need no walk (all of them, or those that fit the
+  // maxLength left); only the others are walked.
+  int64_t room = 0;
+  const bool in_string = state.InPlainString(&room);
+  if (in_string) {
+    for (int32_t id : vocabulary_->string_safe_ids())
+      if (id < vocab && vocabulary_->code_points(id) <= room) SetBit(&bitmap, id);
+  }
+  const std::vector<int32_t>& sorted = in_string ? vocabulary_->unsafe_sorted() : vocabulary_->sorted();
+  const std::vector<int32_t>& shared = in_string ? vocabulary_->unsafe_shared_prefix() : vocabulary_->shared_prefix();
   // at[d]: the state after the first d bytes of the current token, for d < valid. Entries are
   // assigned over, never freed, so their storage is reused from token to token.
   std::vector<JsonMatcher> at(1, state);

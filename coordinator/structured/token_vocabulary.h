@@ -30,10 +30,26 @@ class TokenVocabulary {
   const std::vector<int32_t>& sorted() const { return sorted_; }
   const std::vector<int32_t>& shared_prefix() const { return shared_prefix_; }
 
+  // Tokens that continue any unbounded JSON string whatever came before in it: whole UTF-8
+  // characters, none of them '"', '\\' or a control character (most of a vocabulary). In such a
+  // string state the masker takes them without walking them, and walks only the others
+  // (xgrammar's context-independent tokens, for strings). Their code points count against a
+  // maxLength.
+  bool string_safe(int32_t id) const { return code_points_[id] > 0; }
+  int32_t code_points(int32_t id) const { return code_points_[id]; }
+  const std::vector<int32_t>& string_safe_ids() const { return safe_; }
+  // The other tokens with bytes, sorted, and their shared prefixes (as sorted(), shared_prefix()).
+  const std::vector<int32_t>& unsafe_sorted() const { return unsafe_sorted_; }
+  const std::vector<int32_t>& unsafe_shared_prefix() const { return unsafe_shared_prefix_; }
+
  private:
   std::vector<std::string> bytes_;
   std::vector<int32_t> sorted_;
   std::vector<int32_t> shared_prefix_;
+  std::vector<int32_t> code_points_;  // 0: not string-safe
+  std::vector<int32_t> safe_;
+  std::vector<int32_t> unsafe_sorted_;
+  std::vector<int32_t> unsafe_shared_prefix_;
 };
 
 }  // namespace glm::structured

@@ -82,6 +82,26 @@ TEST(OutputFormatTest, MasksEqualTheTokenByTokenReference) {
   EXPECT_EQ(format.Mask(a, vocab), format.Mask(b, vocab));
 }
 
+// Bounded strings: inside them the string-safe tokens are taken without a walk only while they
+// fit the maxLength left; keys, escapes and minLength through the walk.
+TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
+  auto grammar = JsonGrammar::FromSchema(nlohmann::ordered_json::parse(R"({"type":"object","properties":{
+      "s":{"type":"string","maxLength":6},"k":{"type":"string","minLength":3},"e":{"enum":["ab","abc"]}},
+      "required":["s","k","e"]})"), "schema");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  OutputFormat format(*grammar, BundledVocabulary());
+  const int64_t vocab = BundledVocabulary()->size();
+  const std::string text = "{\"s\": \"a b\xc3\xa9\\n\", \"k\": \"\\u00e9yz\", \"e\": \"abc\"}";
+  JsonMatcher m(&format.grammar());
+  for (size_t k = 0; k <= text.size(); ++k) {
+    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab)) << "after " << text.substr(0, k);
+    if (k < text.size()) {
+      ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k]))) << text.substr(0, k + 1);
+    }
+  }
+  EXPECT_TRUE(m.MustEnd());
+}
+
 TEST(OutputFormatTest, RandomGenerationsThroughTheMasksParseAsObjects) {
   OutputFormat format(JsonGrammar::AnyObject(), BundledVocabulary());
   std::mt19937_64 rng(11);
