@@ -102,21 +102,26 @@ TEST_F(EngineStructuredTest, ConstrainedRepliesFitTheirSchemaAndDoNotDependOnThe
 // are those of one stage; so are they under preemption.
 TEST_F(EngineStructuredTest, PipelineStagesAndPreemptionGiveTheTokensOfOneStage) {
   auto person = Format(kPerson);
-  std::vector<std::vector<int32_t>> replies[2];
-  std::vector<std::string> finish;
-  for (int stages : {1, 2}) {
-    EngineOptions o;
-    o.max_steps_in_flight = stages;
-    EngineHarness h("glm5-tiny-code", stages, stages, 256, 16, o);
+  // Four constrained requests, every other one sampled (fresh constraints each time).
+  auto four_people = [&](const std::string& id) {
     std::vector<GenerationRequest> requests;
     for (int i = 0; i < 4; ++i) {
-      GenerationRequest r = Constrained(person, Prompt(20 + i, 24), 120, "p" + std::to_string(i));
+      GenerationRequest r = Constrained(person, Prompt(20 + i, 24), 120, id + std::to_string(i));
       if (i % 2 == 1) {
         r.sampling.temperature = 0.9f;
         r.sampling.seed = 7 + i;
       }
       requests.push_back(std::move(r));
     }
+    return requests;
+  };
+  std::vector<std::vector<int32_t>> replies[2];
+  std::vector<std::string> finish;
+  for (int stages : {1, 2}) {
+    EngineOptions o;
+    o.max_steps_in_flight = stages;
+    EngineHarness h("glm5-tiny-code", stages, stages, 256, 16, o);
+    std::vector<GenerationRequest> requests = four_people("p");
     requests.push_back(Greedy(Prompt(30, 24), 30, "free"));
     for (const auto& out : h.RunAll(requests)) {
       ASSERT_TRUE(out.error.ok()) << out.error;
@@ -129,16 +134,7 @@ TEST_F(EngineStructuredTest, PipelineStagesAndPreemptionGiveTheTokensOfOneStage)
   // recomputed over and over), the same replies: a constraint keeps its place through preemption.
   {
     EngineHarness h("glm5-tiny-code", 1, 1, 10, 16);
-    std::vector<GenerationRequest> requests;
-    for (int i = 0; i < 4; ++i) {
-      GenerationRequest r = Constrained(person, Prompt(20 + i, 24), 120, "k" + std::to_string(i));
-      if (i % 2 == 1) {
-        r.sampling.temperature = 0.9f;
-        r.sampling.seed = 7 + i;
-      }
-      requests.push_back(std::move(r));
-    }
-    const auto outs = h.RunAll(requests);
+    const auto outs = h.RunAll(four_people("k"));
     for (size_t i = 0; i < outs.size(); ++i) {
       ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
       EXPECT_EQ(outs[i].tokens, replies[0][i]) << i;
