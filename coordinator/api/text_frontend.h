@@ -150,8 +150,9 @@ class TextFrontend {
   std::string nonce_;
   mutable std::atomic<uint64_t> next_id_{0};
   // Structured outputs: the tokenizer's bytes per id (built on first use) and the most recently
-  // used formats with their mask caches, by schema.
-  static constexpr size_t kMaxCachedFormats = 64;
+  // used formats with their mask caches, by schema: at most 32 x 16 MiB of masks, however many
+  // schemas clients send.
+  static constexpr size_t kMaxCachedFormats = 32;
   mutable absl::Mutex formats_mu_;
   mutable std::shared_ptr<const structured::TokenVocabulary> vocabulary_ ABSL_GUARDED_BY(formats_mu_);
   mutable std::list<std::shared_ptr<structured::OutputFormat>> formats_ ABSL_GUARDED_BY(formats_mu_);

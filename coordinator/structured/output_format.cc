@@ -5,8 +5,9 @@
 
 namespace glm::structured {
 
-OutputFormat::OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary)
-    : grammar_(std::move(grammar)), vocabulary_(std::move(vocabulary)) {}
+OutputFormat::OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary,
+                           int64_t cache_bytes)
+    : grammar_(std::move(grammar)), vocabulary_(std::move(vocabulary)), cache_bytes_(cache_bytes) {}
 
 namespace {
 void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<char>((*bitmap)[id >> 3] | (1 << (id & 7))); }
@@ -84,7 +85,7 @@ std::shared_ptr<const std::string> OutputFormat::Mask(const JsonMatcher& state, 
   lru_.emplace_front(key, mask);
   index_[std::move(key)] = lru_.begin();
   cached_bytes_ += static_cast<int64_t>(mask->size() + lru_.front().first.size());
-  while (cached_bytes_ > kCacheBytes && lru_.size() > 1) {
+  while (cached_bytes_ > cache_bytes_ && lru_.size() > 1) {
     cached_bytes_ -= static_cast<int64_t>(lru_.back().second->size() + lru_.back().first.size());
     index_.erase(lru_.back().first);
     lru_.pop_back();

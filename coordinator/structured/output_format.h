@@ -28,10 +28,11 @@ class OutputFormat {
     int64_t entries = 0;
     double compute_seconds = 0;  // spent computing the misses' masks
   };
-  // Masks kept at most (by their bytes): 64 MiB holds ~3,400 masks of a 150K vocabulary.
-  static constexpr int64_t kCacheBytes = int64_t{64} << 20;
+  // Masks kept at most (by their bytes), by default: 16 MiB holds ~850 masks of a 155K vocabulary.
+  static constexpr int64_t kDefaultCacheBytes = int64_t{16} << 20;
 
-  OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary);
+  OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary,
+               int64_t cache_bytes = kDefaultCacheBytes);
 
   // The tokens that may follow `state` (bitmap over `vocab` ids, as TokenConstraint's); ids past
   // the vocabulary's size are never allowed.
@@ -53,6 +54,7 @@ class OutputFormat {
   // LRU: most recent first.
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, decltype(lru_)::iterator> index_ ABSL_GUARDED_BY(mu_);
+  int64_t cache_bytes_;
   int64_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
