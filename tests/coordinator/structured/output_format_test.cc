@@ -83,6 +83,23 @@ TEST(OutputFormatTest, MasksEqualTheTokenByTokenReference) {
   EXPECT_EQ(format.Mask(a, vocab), format.Mask(b, vocab));
 }
 
+// A full cache evicts the least recently used masks and keeps to its bytes; masks stay right.
+TEST(OutputFormatTest, TheCacheKeepsToItsBytes) {
+  const int64_t vocab = BundledVocabulary()->size();
+  const int64_t mask_bytes = (vocab + 7) / 8;
+  OutputFormat format(JsonGrammar::AnyObject(), BundledVocabulary(), 3 * mask_bytes + 200);
+  const std::string text = "{\"a\": [1, true], \"b\": null}";
+  JsonMatcher m(&format.grammar());
+  for (size_t k = 0; k <= text.size(); ++k) {
+    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab));
+    EXPECT_LE(format.stats().entries, 3);
+    if (k < text.size()) {
+      ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k])));
+    }
+  }
+  EXPECT_GT(format.stats().misses, 10);
+}
+
 // Bounded strings: inside them the string-safe tokens are taken without a walk only while they
 // fit the maxLength left; keys, escapes and minLength through the walk.
 TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
