@@ -309,6 +309,10 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
   SchemaCompiler base(kNoSchema, field, g.get());
   g->keywords_ = base.Add(SchemaCompiler::Literals({"true", "false", "null"}));
   const int32_t value_close = base.Add(SchemaCompiler::Literals({mark + "</arg_value>\n"}));
+  // An argument's opening, from its key tag to its value tag.
+  auto opening = [&mark](const std::string& key) {
+    return absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+  };
   GrammarNode call;
   call.kind = GrammarNode::Kind::kToolCall;
   json fingerprint = json::array();
@@ -339,7 +343,7 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
           auto node = compiler.CompileAt(schema, absl::StrCat("/properties/", key));
           if (!node.ok()) return node.status();
           GrammarNode::Property p;
-          p.key_literal = absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+          p.key_literal = opening(key);
           p.node = *node;
           p.required = required.contains(key);
           // GLM's parser reads a "type": "string" argument verbatim, any other as JSON.
@@ -360,7 +364,7 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
       for (const std::string& key : required) {
         bool found = false;
         for (const auto& p : args.properties)
-          found |= p.key_literal == absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+          found |= p.key_literal == opening(key);
         if (!found)
           return compiler.Error("/required", absl::StrCat("'", key, "' is required but not among the properties"));
       }

@@ -165,7 +165,8 @@ LastStageSampler::Decision LastStageSampler::Decide(const shard::SequenceStep& s
       // The generated index of this token: a plain decode's own draw there.
       sp.seed = TokenSeed(s.sampling().seed(), s.sample_index() + d.accepted);
       Sampler sampler(sp);
-      std::vector<float> work(choose_from, choose_from + vocab);
+      // Sample adjusts its row in place: the masked row is already a copy.
+      std::vector<float> work = masked.empty() ? std::vector<float>(last, last + vocab) : std::move(masked);
       next = sampler.Sample(work.data(), vocab, history, output_start);
     }
   }
