@@ -328,6 +328,12 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
     SchemaCompiler compiler(params, absl::StrCat(at, ".parameters"), g.get());
     if (!params.is_null()) {
       if (!params.is_object()) return compiler.Error("", "must be an object schema");
+      // The call's text may not spell a closing tag (GLM's parser would cut the call there), so
+      // neither may a name, enum or const the schema would make it write.
+      const std::string text = params.dump();
+      for (const char* tag : {"</arg_value>", "</tool_call>"})
+        if (text.find(tag) != std::string::npos)
+          return compiler.Error("", absl::StrCat("a forced tool's schema cannot contain the text '", tag, "'"));
       std::set<std::string> required;
       if (params.contains("required") && params["required"].is_array())
         for (const json& r : params["required"])

@@ -34,7 +34,7 @@ uint64_t Range(uint8_t lo, uint8_t hi) { return (uint64_t{lo} << 8) | hi; }
 
 }  // namespace
 
-JsonMatcher::JsonMatcher(const JsonGrammar* grammar) : grammar_(grammar) {
+JsonMatcher::JsonMatcher(const JsonGrammar* grammar) : grammar_(grammar), guard_tags_(grammar->is_tool_call()) {
   Stack root;
   Frame f;
   f.kind = kValue;
@@ -105,6 +105,7 @@ std::string JsonMatcher::Key() const {
         f.a = std::min<int64_t>(f.a, g->kind == Kind::kArray ? g->min_items : 0);
       put(&f.kind, sizeof f.kind);
       put(&f.phase, sizeof f.phase);
+      put(&f.tag_guard, sizeof f.tag_guard);
       put(&f.node, sizeof f.node);
       put(&f.a, sizeof f.a);
       put(&f.b, sizeof f.b);
@@ -118,7 +119,7 @@ std::string JsonMatcher::Key() const {
 bool JsonMatcher::InPlainString(int64_t* room) const {
   if (stacks_.size() != 1 || stacks_[0].frames.empty()) return false;
   const Frame& f = stacks_[0].frames.back();
-  if (f.kind != kString || f.phase != kStrIn || f.b != 0) return false;
+  if (f.kind != kString || f.phase != kStrIn || f.b != 0 || f.tag_guard != 0) return false;
   const GrammarNode* g = f.node >= 0 ? &grammar_->node(f.node) : nullptr;
   const bool bounded = g != nullptr && g->kind == Kind::kString && g->max_length >= 0;
   *room = bounded ? g->max_length - f.a : INT64_MAX;
@@ -325,6 +326,31 @@ bool Utf8Step(int64_t& a, int64_t& b, uint64_t& set, uint8_t c) {
   return true;
 }
 
+// GLM's tool-call parser ends an argument at the first "</arg_value>" of the text and the call at
+// the first "</tool_call>", special token or not: text inside a forced call (a raw string
+// argument, a JSON string) must not spell either, or the call the client gets would be cut
+// short. guard: the last (guard & 15) bytes are that many of the first bytes of "</arg_value>"
+// (bit 4 clear) or "</tool_call>" (bit 4 set); false for the byte that would complete one.
+bool TagGuardStep(uint8_t& guard, uint8_t c) {
+  static constexpr std::string_view kTags[2] = {"</arg_value>", "</tool_call>"};
+  static_assert(kTags[0].size() == kTags[1].size());
+  const int len = guard & 15;
+  const int which = guard >> 4;
+  int next_len = 0, next_which = 0;
+  if (len == 2 && (c == kTags[0][2] || c == kTags[1][2])) {
+    next_which = c == kTags[1][2] ? 1 : 0;
+    next_len = 3;
+  } else if (len != 2 && len > 0 && static_cast<uint8_t>(kTags[which][len]) == c) {
+    next_which = which;
+    next_len = len + 1;
+  } else if (c == '<') {
+    next_len = 1;  // neither tag has a '<' past its first byte, so no longer overlap restarts
+  }
+  if (next_len == static_cast<int>(kTags[0].size())) return false;
+  guard = static_cast<uint8_t>(next_len | (next_which << 4));
+  return true;
+}
+
 // The candidates of `set` whose text (text(i)) has byte c at offset a; `complete` is one that
 // ends with it (-1: none).
 template <typename TextOf>
@@ -439,6 +465,7 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
       const int64_t min_length = bounded ? g.min_length : 0;
       const int64_t max_length = bounded ? g.max_length : -1;
       const bool room = max_length < 0 || f.a < max_length;
+      if (guard_tags_ && f.phase != kStrOpen && !TagGuardStep(f.tag_guard, c)) return Step::kReject;
       switch (f.phase) {
         case kStrOpen:
           if (c != '"') return Step::kReject;
@@ -607,6 +634,7 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
         return f.a >= (bounded ? g.min_length : 0) ? Step::kDoneNotConsumed : Step::kReject;
       if (f.b == 0 && c == 0) return Step::kReject;
       if (f.b == 0 && bounded && g.max_length >= 0 && f.a >= g.max_length) return Step::kReject;
+      if (!TagGuardStep(f.tag_guard, c)) return Step::kReject;
       return utf8(f, c) ? Step::kConsumed : Step::kReject;
     }
     case kLiteral: {

@@ -54,12 +54,13 @@ class JsonMatcher {
   struct Frame {
     uint8_t kind = 0;
     uint8_t phase = 0;
+    uint8_t tag_guard = 0;  // string/raw text of a tool call: how much of a closing tag's text it ends with
     int32_t node = -1;
     int64_t a = 0;     // object: next property; array: items so far; string: code points; literal/key: bytes matched
     int64_t b = 0;     // object: current property; string: escape value / UTF-8 bytes left; number: digits in part
     uint64_t set = 0;  // key/literal: candidates still possible; string: the next UTF-8 byte's range
     bool operator==(const Frame& o) const {
-      return kind == o.kind && phase == o.phase && node == o.node && a == o.a && b == o.b && set == o.set;
+      return kind == o.kind && phase == o.phase && tag_guard == o.tag_guard && node == o.node && a == o.a && b == o.b && set == o.set;
     }
   };
   struct Stack {
@@ -84,6 +85,7 @@ class JsonMatcher {
   bool WhitespaceAllowed(const Frame& f) const;
 
   const JsonGrammar* grammar_;
+  bool guard_tags_ = false;  // a tool call: text may not spell GLM's closing tags (see TagGuardStep)
   std::vector<Stack> stacks_;
 };
 

@@ -9,7 +9,8 @@ namespace glm::structured {
 namespace {
 
 // Code points of `b` when it is whole UTF-8 characters with no '"', '\\' or control character
-// (what a JSON string takes as is), else 0. The ranges are the matcher's (no overlongs,
+// (what a JSON string takes as is) and no '<' (which could begin a tool call's closing tag, which
+// the text of a forced call may not spell: JsonMatcher's tag guard), else 0. The ranges are the matcher's (no overlongs,
 // surrogates or code points past U+10FFFF).
 int32_t StringSafeCodePoints(const std::string& b) {
   int32_t n = 0;
@@ -18,7 +19,7 @@ int32_t StringSafeCodePoints(const std::string& b) {
     size_t len = 0;
     uint8_t lo = 0x80, hi = 0xBF;
     if (c < 0x80) {
-      if (c < 0x20 || c == '"' || c == '\\') return 0;
+      if (c < 0x20 || c == '"' || c == '\\' || c == '<') return 0;
       len = 1;
     } else if (c >= 0xC2 && c <= 0xDF) {
       len = 2;

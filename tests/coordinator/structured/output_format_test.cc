@@ -120,6 +120,30 @@ TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
   EXPECT_TRUE(m.MustEnd());
 }
 
+// A forced tool call: raw and JSON string arguments through near misses of the closing tags
+// (which their text may not spell): the masks, fast path and walk, equal the reference.
+TEST(OutputFormatTest, ToolCallMasksEqualTheReference) {
+  auto grammar = JsonGrammar::ForToolCalls(
+      {{"edit", nlohmann::ordered_json::parse(R"({"type":"object","properties":{"path":{"type":"string"},
+          "opts":{"type":"object"}},"required":["path"]})"), ""}}, "tools");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  OutputFormat format(*grammar, BundledVocabulary());
+  const int64_t vocab = BundledVocabulary()->size();
+  const std::string mark(1, JsonGrammar::kSpecialMark);
+  const std::string text = mark + "<tool_call>edit\n" + mark + "<arg_key>path" + mark + "</arg_key>\n" + mark +
+                           "<arg_value>a<b></arg_valu</tool_cal" + mark + "</arg_value>\n" + mark + "<arg_key>opts" +
+                           mark + "</arg_key>\n" + mark + "<arg_value>{\"x</arg_val\": \"</tool_cal<\"}" + mark +
+                           "</arg_value>\n" + mark + "</tool_call>";
+  JsonMatcher m(&format.grammar());
+  for (size_t k = 0; k <= text.size(); ++k) {
+    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab)) << "after " << text.substr(0, k);
+    if (k < text.size()) {
+      ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k]))) << text.substr(0, k + 1);
+    }
+  }
+  EXPECT_TRUE(m.MustEnd());
+}
+
 // 60 random generations through `format`'s masks; `check` sees each complete one, which must parse.
 void ForCompleteGenerations(OutputFormat& format, uint64_t seed,
                             const std::function<void(const std::string&, const nlohmann::ordered_json&)>& check) {

@@ -71,6 +71,37 @@ TEST(ToolCallGrammarTest, WhatTheSchemasRefuse) {
   EXPECT_FALSE(Accepts(*json_object, "{\"a\": \"~<tool_call>\"}"));
 }
 
+// GLM's parser ends an argument at the first "</arg_value>" text and the call at the first
+// "</tool_call>", special token or not: the text of a forced call may not spell them, or the
+// client would get a call cut short. Other tags and near misses are ordinary text.
+TEST(ToolCallGrammarTest, TextNeverSpellsAClosingTag) {
+  auto g = Tools();
+  auto city = [](const std::string& value) {
+    return "~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>" + value + "~</arg_value>\n~</tool_call>";
+  };
+  auto q = [](const std::string& value) {
+    return "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>" + value + "~</arg_value>\n~</tool_call>";
+  };
+  EXPECT_FALSE(Accepts(*g, city("a</arg_value>b")));
+  EXPECT_FALSE(Accepts(*g, city("</tool_call>")));
+  EXPECT_FALSE(Accepts(*g, city("<</arg_value>")));
+  EXPECT_FALSE(Accepts(*g, q("\"a</tool_call>\"")));  // in a JSON string argument too
+  EXPECT_FALSE(Accepts(*g, q("\"</arg_value>\"")));
+  EXPECT_TRUE(Accepts(*g, city("<div></div></arg_valu></tool_cal> <</ </arg_value </tool_call")));
+  EXPECT_TRUE(Accepts(*g, city("</arg_key></tool></arg_value_>")));
+  EXPECT_TRUE(Accepts(*g, q("\"<\\/tool_call> \\u003c/arg_value>\"")));  // escaped: not the tag's text
+  // Byte by byte: one byte short of the tag, only its last byte is refused.
+  JsonMatcher m(g.get());
+  ASSERT_TRUE(m.Advance(Marked("~<tool_call>get_weather\n~<arg_key>city~</arg_key>\n~<arg_value>x </arg_valu")));
+  EXPECT_FALSE(JsonMatcher(m).Advance("e>"));
+  EXPECT_TRUE(JsonMatcher(m).Advance("E>"));
+  // A schema that would make the call write one is refused.
+  auto tagged = JsonGrammar::ForToolCalls(
+      {{"f", ojson::parse(R"({"properties":{"k":{"type":"string","enum":["a</tool_call>"]}}})"), ""}}, "tools");
+  ASSERT_FALSE(tagged.ok());
+  EXPECT_NE(tagged.status().message().find("</tool_call>"), std::string::npos) << tagged.status();
+}
+
 TEST(ToolCallGrammarTest, RefusesToolsItCannotForce) {
   auto bad = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{"d":{"type":"string","format":"date"}}})"), ""}},
                                        "tools");
