@@ -163,6 +163,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   }
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
+  request.set_response_format_json(o.response_format_json);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
@@ -204,10 +205,16 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   m->set_role("user");
   m->set_content(o.message);
   chat->set_tools_json(o.tools_json);
+  if (o.tool_choice.empty() || o.tool_choice == "auto" || o.tool_choice == "none" || o.tool_choice == "required") {
+    chat->set_tool_choice_json(o.tool_choice);
+  } else {
+    chat->set_tool_choice_json(json{{"type", "function"}, {"function", {{"name", o.tool_choice}}}}.dump());
+  }
   chat->set_template_kwargs_json(o.template_kwargs_json);
   chat->set_add_generation_prompt(true);
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
+  request.set_response_format_json(o.response_format_json);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();

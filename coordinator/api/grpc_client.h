@@ -18,6 +18,7 @@ struct RemoteGenerateOptions {
   std::string tokens_csv;            // "1,2,3" (exactly one of tokens_csv / prompt)
   std::string prompt;                // text, tokenized by the server
   std::string speculative;           // "" (server default) | "mtp:K" | "ngram:K"
+  std::string response_format_json;  // optional OpenAI response_format object (structured output)
   int64_t max_new_tokens = 16;       // 0 = the server's default
   double temperature = 0.0;
   double top_p = 1.0;
@@ -41,6 +42,8 @@ struct RemoteChatOptions {
   std::string message;               // the user message
   std::string system;                // optional system message
   std::string tools_json;            // optional OpenAI tools array
+  std::string tool_choice;           // "" | auto | none | required | a tool's name (one call of it)
+  std::string response_format_json;  // optional OpenAI response_format object (structured output)
   std::string template_kwargs_json;  // optional, e.g. {"enable_thinking": false}
   int64_t max_new_tokens = 0;        // 0 = the server's default
   double temperature = 0.0;

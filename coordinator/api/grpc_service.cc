@@ -109,6 +109,33 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
     a.output_grammar = *std::move(grammar);
     a.output_format_field = "response_format_json";
   }
+  if (const std::string& choice_text = req.chat().tool_choice_json(); !choice_text.empty()) {
+    if (req.input_case() != pb::GenerateRequest::kChat) return InvalidField("chat.tool_choice_json", "needs chat input");
+    // A bare word (required) reads as the JSON string it spells.
+    const bool bare_word = choice_text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_") ==
+                           std::string::npos;
+    absl::StatusOr<nlohmann::json> choice = nlohmann::json(choice_text);
+    if (!bare_word || choice_text == "true" || choice_text == "false" || choice_text == "null")
+      choice = ParseClientJson(choice_text, "chat.tool_choice_json", nullptr);
+    if (!choice.ok()) return choice.status();
+    std::string forced;  // "" = not forced; "*" = any tool
+    if (auto s = ParseToolChoice(*choice, "chat.tool_choice_json", /*flat=*/false, &a.tools, &forced); !s.ok()) return s;
+    if (!forced.empty()) {
+      if (a.output_grammar != nullptr)
+        return InvalidField("chat.tool_choice_json", "a forced tool call cannot be combined with response_format_json");
+      if (auto s = TextFrontend::ValidateTools(a.tools, "chat.tools_json"); !s.ok()) return s;
+      const nlohmann::json tools = a.tools;
+      auto grammar = ForcedToolCall(tools, forced == "*" ? "" : forced, "chat.tool_choice_json", &req.chat().tools_json(),
+                                    [&tools](size_t i) {
+                                      if (tools[i].contains("function"))
+                                        return std::vector<std::string>{std::to_string(i), "function", "parameters"};
+                                      return std::vector<std::string>{std::to_string(i), "parameters"};
+                                    });
+      if (!grammar.ok()) return grammar.status();
+      a.output_grammar = *std::move(grammar);
+      a.output_format_field = "chat.tool_choice_json";
+    }
+  }
   return a;
 }
 

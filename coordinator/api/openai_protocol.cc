@@ -154,22 +154,8 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
   if (Present(body, "tool_choice")) {
     // "auto" (the default), "none", or forced: "required" (some call) and a named function
     // ({"type": "function", "function": {"name"}}) are honoured by constrained decoding.
-    const json& tc = body["tool_choice"];
     std::string forced;  // "" = not forced; "*" = any tool
-    if (tc.is_object()) {
-      if (!Present(tc, "function") || !tc["function"].is_object() || !Present(tc["function"], "name") ||
-          !tc["function"]["name"].is_string())
-        return InvalidField("tool_choice.function.name", "is required (a string)");
-      forced = tc["function"]["name"].get<std::string>();
-    } else if (!tc.is_string()) {
-      return InvalidField("tool_choice", "must be \"auto\", \"none\", \"required\" or a named function");
-    } else {
-      const std::string choice = tc.get<std::string>();
-      if (choice != "auto" && choice != "none" && choice != "required")
-        return InvalidField("tool_choice", absl::StrCat("'", choice, "' is not one of \"auto\", \"none\", \"required\""));
-      if (choice == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
-      if (choice == "required") forced = "*";
-    }
+    GLM_API_RETURN_IF_ERROR(ParseToolChoice(body["tool_choice"], "tool_choice", /*flat=*/false, &a.tools, &forced));
     if (!forced.empty()) {
       if (a.output_grammar != nullptr)
         return InvalidField("tool_choice", "a forced tool call cannot be combined with response_format");

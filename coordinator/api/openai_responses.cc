@@ -171,18 +171,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   std::string forced;  // tool_choice "required" ("*") or {"type": "function", "name"}
   if (Present(body, "tool_choice")) {
     r.tool_choice = body["tool_choice"];
-    const json& tc = r.tool_choice;
-    if (tc.is_object()) {
-      if (!Present(tc, "name") || !tc["name"].is_string())
-        return InvalidField("tool_choice.name", "is required (a string): only function tools can be forced");
-      forced = tc["name"].get<std::string>();
-    } else if (!tc.is_string() || (tc != "auto" && tc != "none" && tc != "required")) {
-      return InvalidField("tool_choice", "must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"name\"}");
-    } else if (tc == "none") {
-      a.tools = nullptr;
-    } else if (tc == "required") {
-      forced = "*";
-    }
+    if (auto s = ParseToolChoice(r.tool_choice, "tool_choice", /*flat=*/true, &a.tools, &forced); !s.ok()) return s;
   }
   if (Present(body, "text")) {
     const json& text = body["text"];

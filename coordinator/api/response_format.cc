@@ -80,6 +80,32 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
   return AsInvalidField(grammar.status(), at + ".schema");
 }
 
+absl::Status ParseToolChoice(const json& choice, const std::string& field, bool flat, json* tools,
+                             std::string* forced) {
+  forced->clear();
+  if (choice.is_object()) {
+    const json* name = nullptr;
+    if (flat) {
+      if (choice.contains("name")) name = &choice["name"];
+    } else if (choice.contains("function") && choice["function"].is_object() && choice["function"].contains("name")) {
+      name = &choice["function"]["name"];
+    }
+    if (name == nullptr || !name->is_string())
+      return flat ? InvalidField(absl::StrCat(field, ".name"), "is required (a string): only function tools can be forced")
+                  : InvalidField(absl::StrCat(field, ".function.name"), "is required (a string)");
+    *forced = name->get<std::string>();
+    return absl::OkStatus();
+  }
+  if (!choice.is_string())
+    return InvalidField(field, flat ? "must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"name\"}"
+                                    : "must be \"auto\", \"none\", \"required\" or a named function");
+  if (choice != "auto" && choice != "none" && choice != "required")
+    return InvalidField(field, absl::StrCat("'", choice.get<std::string>(), "' is not one of \"auto\", \"none\", \"required\""));
+  if (choice == "none") *tools = nullptr;
+  if (choice == "required") forced->push_back('*');  // (operator= of a literal trips GCC 12's -Wrestrict)
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
     const json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
     const std::function<std::vector<std::string>(size_t)>& parameters_path) {

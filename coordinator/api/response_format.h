@@ -32,6 +32,13 @@ struct ResponseFormatSource {
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseFormat(const nlohmann::json& format,
                                                                                   const ResponseFormatSource& source);
 
+// tool_choice: "auto" (the default), "none", "required" or a named function, spelt
+// {"type": "function", "function": {"name"}} (chat) or, with `flat`, {"type": "function", "name"}
+// (Responses). "none" clears *tools (the model must not see, so not call, them). *forced: ""
+// (not forced), "*" (a call of any tool) or the tool's name.
+absl::Status ParseToolChoice(const nlohmann::json& choice, const std::string& field, bool flat, nlohmann::json* tools,
+                             std::string* forced);
+
 // tool_choice "required" (any of `tools`) or a named function (`name`): the grammar of one call
 // in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them;
 // `parameters_path(i)` is where tool i's parameter schema sits in `raw_body` (read again there in

@@ -57,6 +57,11 @@ ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
 ABSL_FLAG(std::string, system, "", "chat --server: a system message before the user message");
 ABSL_FLAG(std::string, tools_file, "", "chat --server: a JSON file holding an OpenAI tools array the model may call");
+ABSL_FLAG(std::string, response_format, "",
+          "generate/chat --server: structured output, an OpenAI response_format object as JSON text or @FILE, "
+          "e.g. '{\"type\":\"json_object\"}'");
+ABSL_FLAG(std::string, tool_choice, "",
+          "chat --server: auto | none | required | a tool's name (one call of it, arguments per its schema)");
 ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
 ABSL_FLAG(int64_t, draft_vocab, 0,
           "generate with --speculative mtp:K: drafts propose only token ids below this count and the prompt's and "
@@ -125,6 +130,15 @@ void CopySampling(const glm::cli::ModelCommandOptions& m, Remote* r) {
   r->ignore_eos = m.ignore_eos;
 }
 
+// --response-format's value: JSON text, or @FILE holding it (the server checks the JSON).
+absl::StatusOr<std::string> ResponseFormatFlag() {
+  const std::string value = absl::GetFlag(FLAGS_response_format);
+  if (value.empty() || value[0] != '@') return value;
+  std::ifstream in(value.substr(1));
+  if (!in) return absl::NotFoundError(absl::StrCat("--response-format ", value, ": cannot read ", value.substr(1)));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 int main(int argc, char** argv) {
   // Debian's abseil is built with mutex deadlock detection on (a debug default): every lock
   // and every mutex's destruction updates a global lock graph. Measured ~3.5x the cost of a
@@ -183,8 +197,15 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    auto response_format = ResponseFormatFlag();
+    if (!response_format.ok()) return Finish(response_format.status());
+    if (command != "chat" && glm::runtime::FlagOnCommandLine(argc, argv, "tool_choice")) {
+      std::fprintf(stderr, "glmctl: --tool-choice applies to chat\n");
+      return 2;
+    }
     if (command == "generate") {
       glm::api::RemoteGenerateOptions r;
+      r.response_format_json = *response_format;
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
       CopySampling(m, &r);
@@ -202,6 +223,8 @@ int main(int argc, char** argv) {
         if (!in) return Finish(absl::StatusOr<std::string>(absl::NotFoundError(absl::StrCat("--tools-file ", path, ": cannot read it"))));
         r.tools_json.assign(std::istreambuf_iterator<char>(in), {});  // the server checks its JSON
       }
+      r.tool_choice = absl::GetFlag(FLAGS_tool_choice);
+      r.response_format_json = *response_format;
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
@@ -220,6 +243,15 @@ int main(int argc, char** argv) {
   if (command == "info") {
     std::fprintf(stderr, "glmctl: info needs --server HOST:PORT\n");
     return 2;
+  }
+  // Constrained decoding lives in the server's scheduler, not in the local model loop.
+  for (const char* flag : {"response_format", "tool_choice"}) {
+    if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
+      std::string name(flag);
+      std::replace(name.begin(), name.end(), '_', '-');
+      std::fprintf(stderr, "glmctl: --%s needs --server HOST:PORT (a running coordinator)\n", name.c_str());
+      return 2;
+    }
   }
   if (command == "forward") return Finish(glm::cli::RunForwardCommand(m));
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));

@@ -713,6 +713,21 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
   EXPECT_EQ(ij["health"], "SERVING");
   EXPECT_EQ(ij["max_context"], 4096);
 
+  // Structured output and forced tool calls reach the engine as a constraint.
+  p.response_format_json = R"({"type":"json_object"})";
+  ScriptText("{}");
+  ASSERT_TRUE(api::RemoteGenerate(grpc_address_, p).ok());
+  EXPECT_NE(engine_->last_request().constraint, nullptr);
+  chat.json = false;
+  chat.tools_json = R"([{"type":"function","function":{"name":"now"}}])";
+  chat.tool_choice = "now";  // a tool's name: one call of it
+  ScriptText("x");
+  ASSERT_TRUE(api::RemoteChat(grpc_address_, chat).ok());
+  EXPECT_NE(engine_->last_request().constraint, nullptr);
+  chat.tool_choice = "later";
+  EXPECT_THAT(std::string(api::RemoteChat(grpc_address_, chat).status().message()),
+              HasSubstr("chat.tool_choice_json: names 'later', which is not among the tools"));
+
   // Errors come back with the server's code and field.
   g.temperature = 0;
   g.max_new_tokens = 99999;

@@ -3,6 +3,7 @@
 // and the refusals, each naming its field.
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "tests/coordinator/api/api_test_fixture.h"
 
@@ -164,6 +165,47 @@ TEST_F(StructuredOutputApiTest, ForcedToolChoiceConstrainsTheReplyToOneCall) {
       "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
       "when":{"type":"string","pattern":"^2"}}}}}],"tool_choice":"required"})")), 400);
   EXPECT_EQ(e["param"], "tools[0].parameters/properties/when/pattern");
+}
+
+// gRPC chat's tool_choice_json: the same choices, a bare keyword or JSON; errors name the field.
+TEST_F(StructuredOutputApiTest, GrpcChatForcesToolCallsToo) {
+  auto generate = [this](const std::string& choice, const std::string& format = "") {
+    pb::GenerateRequest r;
+    pb::ChatMessage* m = r.mutable_chat()->add_messages();
+    m->set_role("user");
+    m->set_content("hi");
+    r.mutable_chat()->set_tools_json(json::parse(std::string("{") + kWeatherTools + "}")["tools"].dump());
+    r.mutable_chat()->set_tool_choice_json(choice);
+    r.set_response_format_json(format);
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, r);
+    pb::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    return reader->Finish();
+  };
+  ScriptText("{}");
+  ASSERT_TRUE(generate("required").ok());
+  EXPECT_TRUE(ConstraintAccepts(kWeatherCall));
+  ScriptText("{}");
+  ASSERT_TRUE(generate(R"("required")").ok());
+  EXPECT_FALSE(ConstraintAccepts("It is sunny."));
+  ScriptText("{}");
+  ASSERT_TRUE(generate(R"({"type":"function","function":{"name":"now"}})").ok());
+  EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  ASSERT_TRUE(generate("auto").ok());
+  EXPECT_EQ(engine_->last_request().constraint, nullptr);
+  for (const auto& [choice, format, says] :
+       {std::tuple<std::string, std::string, std::string>{"sometimes", "", "'sometimes' is not one of"},
+        {R"({"type":"function","function":{"name":"fly"}})", "", "names 'fly', which is not among the tools"},
+        {R"({"type":"function"})", "", "chat.tool_choice_json.function.name"},
+        {"{", "", "chat.tool_choice_json"},
+        {"required", R"({"type":"json_object"})", "cannot be combined with response_format_json"}}) {
+    const grpc::Status g = generate(choice, format);
+    EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << choice;
+    EXPECT_THAT(g.error_message(), HasSubstr(says)) << choice;
+  }
 }
 
 TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
