@@ -77,6 +77,9 @@ ABSL_FLAG(int32_t, stream_max_delay_ms, 50, "with --stream-interval > 1: the lon
 ABSL_FLAG(int32_t, warmup_tokens, 512,
           "before reporting SERVING, run one server-side request of this many prompt tokens (+8 generated) through "
           "the cluster, so the first client request does not pay for first touches (0 = no warm-up)");
+ABSL_FLAG(int64_t, responses_store_mib, glm::api::ResponseStore::kDefaultBytes >> 20,
+          "memory for stored /v1/responses replies (previous_response_id, GET /v1/responses/ID), MiB; the least "
+          "recently used go first (0 = keep none)");
 ABSL_FLAG(int32_t, max_waiting, 1024, "queued requests before RESOURCE_EXHAUSTED");
 ABSL_FLAG(std::string, served_model_name, "", "model name reported to clients (default: the directory name)");
 ABSL_FLAG(std::string, model_alias, "", "comma-separated extra names clients may use");
@@ -243,6 +246,9 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--stream-interval must be 1..4096 tokens, got ", stream_interval));
   const int32_t http_threads = absl::GetFlag(FLAGS_http_threads);
   if (http_threads < 0 || http_threads > 4096) Fatal(absl::StrCat("--http-threads must be 0..4096, got ", http_threads));
+  const int64_t responses_store_mib = absl::GetFlag(FLAGS_responses_store_mib);
+  if (responses_store_mib < 0 || responses_store_mib > (int64_t{1} << 20))
+    Fatal(absl::StrCat("--responses-store-mib must be 0..1048576, got ", responses_store_mib));
   const int32_t steps_in_flight = absl::GetFlag(FLAGS_steps_in_flight);
   if (steps_in_flight < 0 || steps_in_flight > 64)
     Fatal(absl::StrCat("--steps-in-flight must be 0..64 (0 = one per pipeline stage), got ", steps_in_flight));
@@ -361,6 +367,7 @@ int main(int argc, char** argv) {
   // Enough for every running sequence's request to hold one while health checks still get through.
   ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, std::max(1, absl::GetFlag(FLAGS_max_running)) + 16);
   ao.stream_interval.tokens = stream_interval;
+  ao.responses_store_bytes = responses_store_mib << 20;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
   {
     std::string keys = absl::GetFlag(FLAGS_api_key);

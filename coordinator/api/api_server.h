@@ -4,11 +4,13 @@
 #ifndef GLM_COORDINATOR_API_API_SERVER_H_
 #define GLM_COORDINATOR_API_API_SERVER_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/api/response_store.h"
 #include "coordinator/scheduler/engine.h"
 
 namespace glm::tokenizer {
@@ -43,6 +45,7 @@ struct ApiOptions {
   int32_t default_max_tokens = 0;               // 0 = up to the context
   scheduler::StreamInterval stream_interval;    // tokens per streamed message (--stream-interval)
   std::vector<std::string> api_keys;            // --api-key: clients must present one (api_keys.h); none = open
+  int64_t responses_store_bytes = ResponseStore::kDefaultBytes;  // stored /v1/responses replies (0 = none)
 };
 
 class ApiServer {

@@ -126,16 +126,34 @@ class OpenAiFormat : public ResponseFormat {
 // the format owns.
 class ResponsesFormat : public ResponseFormat {
  public:
-  ResponsesFormat(std::unique_ptr<ResponsesRequest> request, std::string id, int64_t created_at)
-      : request_(std::move(request)), builder_(request_.get(), std::move(id), created_at) {}
-  void Accumulate(size_t, const OutputDelta& delta) override { builder_.Accumulate(delta); }
+  // `store` (may be null) keeps the finished reply when the request asked for it.
+  ResponsesFormat(std::unique_ptr<ResponsesRequest> request, std::string id, int64_t created_at, ResponseStore* store)
+      : request_(std::move(request)), id_(id), store_(store), builder_(request_.get(), std::move(id), created_at) {}
+  void Accumulate(size_t, const OutputDelta& delta) override {
+    builder_.Accumulate(delta);
+    Keep(delta);
+  }
   json Final() const override { return builder_.Final(); }
-  std::string StreamChunks(size_t, const OutputDelta& delta, bool) override { return builder_.StreamEvents(delta); }
+  std::string StreamChunks(size_t, const OutputDelta& delta, bool) override {
+    std::string events = builder_.StreamEvents(delta);
+    Keep(delta);
+    return events;
+  }
   std::string StreamError(const absl::Status& status) override { return builder_.StreamError(ErrorJson(status)); }
   void SendError(httplib::Response& res, const absl::Status& status) const override { api::SendError(res, status); }
 
  private:
+  // A finished reply (not an aborted one) joins the store: its object and the conversation it ends.
+  void Keep(const OutputDelta& delta) {
+    if (!delta.finished || delta.finish_reason == "abort" || store_ == nullptr || !request_->store) return;
+    json conversation = request_->conversation;
+    conversation.push_back(builder_.AssistantTurn());
+    store_->Put(id_, {builder_.Completed(), std::move(conversation)});
+  }
+
   std::unique_ptr<ResponsesRequest> request_;
+  std::string id_;
+  ResponseStore* store_;
   ResponsesBuilder builder_;
 };
 
@@ -236,12 +254,26 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   server_->Post("/v1/responses", [this](const httplib::Request& req, httplib::Response& res) {
     HandleResponses(req, res);
   });
+  // Stored replies (response_store.h): read one back, or delete it.
+  server_->Get(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    auto entry = responses_.Get(id);
+    if (!entry.has_value())
+      return SendError(res, absl::NotFoundError(absl::StrCat("no stored response '", id, "'")), "not_found");
+    res.set_content(DumpJson(entry->response), "application/json");
+  });
+  server_->Delete(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!responses_.Delete(id))
+      return SendError(res, absl::NotFoundError(absl::StrCat("no stored response '", id, "'")), "not_found");
+    res.set_content(DumpJson(json{{"id", id}, {"object", "response.deleted"}, {"deleted", true}}), "application/json");
+  });
   // CORS, as vLLM and llama.cpp's server allow by default: browser front ends (chat UIs, notebooks)
   // call the API from another origin. A preflight (OPTIONS) on any path is answered here; every
   // response carries the allow-origin header.
   server_->Options(R"(.*)", [](const httplib::Request& req, httplib::Response& res) {
     res.status = 204;
-    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
     const std::string asked = req.get_header_value("Access-Control-Request-Headers");
     res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type" : asked);
     res.set_header("Access-Control-Max-Age", "86400");
@@ -260,6 +292,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
       allow = "POST, OPTIONS";
     if (absl::StartsWith(req.path, "/v1/models") || req.path == "/health" || req.path == "/metrics")
       allow = "GET, OPTIONS";
+    if (absl::StartsWith(req.path, "/v1/responses/")) allow = "GET, DELETE, OPTIONS";
     if (res.status == 404 && !allow.empty()) {
       res.status = 405;
       res.set_header("Allow", allow);
@@ -468,7 +501,7 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
-  auto parsed = ParseResponsesRequest(*body, frontend_->model().name, &req.body);
+  auto parsed = ParseResponsesRequest(*body, frontend_->model().name, &req.body, &responses_);
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
   if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);
@@ -479,7 +512,8 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
 
   auto state = std::make_shared<ResponseState>();
   const bool stream = request->stream;
-  state->format = std::make_unique<ResponsesFormat>(std::move(request), id, absl::ToUnixSeconds(absl::Now()));
+  state->format =
+      std::make_unique<ResponsesFormat>(std::move(request), id, absl::ToUnixSeconds(absl::Now()), &responses_);
   if (auto s = SubmitSingleChoice(engine_, frontend_->model().tokenizer, metrics_, interval_, "openai-responses",
                                   *std::move(prepared), state.get());
       !s.ok())

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "coordinator/api/response_store.h"
 #include "coordinator/api/serving_metrics.h"
 #include "coordinator/api/text_frontend.h"
 #include "coordinator/scheduler/engine.h"
@@ -45,6 +46,8 @@ class OpenAiHttpServer {
   int port() const { return port_; }
   // Stops accepting, ends keep-alive connections and streams, joins the accept thread.
   void Stop();
+  // The stored /v1/responses replies (--responses-store-mib sets its capacity).
+  ResponseStore& responses() { return responses_; }
 
  private:
   enum class Kind { kChat, kCompletions };
@@ -73,6 +76,7 @@ class OpenAiHttpServer {
   int64_t created_ = 0;
   std::unique_ptr<AnthropicMessagesEndpoint> anthropic_;  // /v1/messages on the same server
   const ApiKeys* keys_;  // null or none configured: no authentication
+  ResponseStore responses_;
 };
 
 }  // namespace glm::api

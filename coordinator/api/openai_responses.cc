@@ -67,8 +67,8 @@ class InputTranslator {
       return absl::OkStatus();
     }
     if (type == "item_reference")
-      return InvalidField(at + ".type", "item references need stored responses, which this server does not keep; "
-                                        "send the items themselves");
+      return InvalidField(at + ".type", "item references are not resolved here; send the items themselves, or "
+                                        "continue a stored reply with previous_response_id");
     return InvalidField(at + ".type", absl::StrCat("'", type, "' is not an input item this server supports"));
   }
 
@@ -113,7 +113,7 @@ class InputTranslator {
 }  // namespace
 
 absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const std::string& served_name,
-                                                       const std::string* raw_body) {
+                                                       const std::string* raw_body, ResponseStore* store) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   ResponsesRequest r;
   ApiRequest& a = r.api;
@@ -125,14 +125,29 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     if (!body["model"].is_string()) return InvalidField("model", "must be a string");
     r.model = body["model"].get<std::string>();
   }
-  if (Present(body, "previous_response_id") || Present(body, "conversation"))
-    return InvalidField(Present(body, "conversation") ? "conversation" : "previous_response_id",
-                        "this server keeps no responses; send the whole conversation in input");
+  if (Present(body, "conversation"))
+    return InvalidField("conversation", "conversation objects are not kept here; send the whole conversation in "
+                                        "input, or continue a stored reply with previous_response_id");
+  if (auto s = GetOptionalBool(body, "store", &r.store); !s.ok()) return s;
+  if (Present(body, "previous_response_id")) {
+    const json& prev = body["previous_response_id"];
+    if (!prev.is_string()) return InvalidField("previous_response_id", "must be a string");
+    std::optional<ResponseStore::Entry> entry;
+    if (store != nullptr) entry = store->Get(prev.get<std::string>());
+    if (!entry.has_value())
+      return InvalidField("previous_response_id",
+                          absl::StrCat("no stored response '", prev.get<std::string>(),
+                                       "' (never stored, deleted, evicted or from before a restart); send the "
+                                       "whole conversation in input"));
+    r.previous_response_id = prev;
+    r.conversation = std::move(entry->conversation);
+  }
   InputTranslator translator;
+  json system = json::array();
   if (Present(body, "instructions")) {
     if (!body["instructions"].is_string()) return InvalidField("instructions", "must be a string");
     r.instructions = body["instructions"];
-    if (auto s = translator.Add({{"role", "system"}, {"content", r.instructions}}, "instructions"); !s.ok()) return s;
+    system.push_back({{"role", "system"}, {"content", r.instructions}});
   }
   if (!Present(body, "input")) return InvalidField("input", "is required");
   const json& input = body["input"];
@@ -144,7 +159,9 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   } else {
     return InvalidField("input", "must be a string or a non-empty array of input items");
   }
-  a.messages = translator.TakeMessages();
+  for (json& m : translator.TakeMessages()) r.conversation.push_back(std::move(m));
+  a.messages = std::move(system);
+  for (const json& m : r.conversation) a.messages.push_back(m);
 
   if (Present(body, "tools")) {
     if (!body["tools"].is_array()) return InvalidField("tools", "must be an array");
@@ -242,8 +259,8 @@ json ResponsesBuilder::ResponseObject(const std::string& status, json output) co
           {"tools", request_->tools},
           {"tool_choice", request_->tool_choice},
           {"parallel_tool_calls", true},
-          {"previous_response_id", nullptr},
-          {"store", false},
+          {"previous_response_id", request_->previous_response_id},
+          {"store", request_->store},
           {"text", {{"format", {{"type", "text"}}}}},
           {"truncation", "disabled"},
           {"metadata", json::object()},
@@ -318,6 +335,9 @@ void ResponsesBuilder::OpenItem(Item kind, std::string* out) {
 
 std::string ResponsesBuilder::StreamEvents(const OutputDelta& d) {
   Count(d);
+  text_ += d.text;
+  reasoning_ += d.reasoning;
+  tool_calls_.insert(tool_calls_.end(), d.tool_calls.begin(), d.tool_calls.end());
   std::string out;
   if (!started_) {
     started_ = true;
@@ -385,6 +405,23 @@ json ResponsesBuilder::Final() const {
   for (const tokenizer::ToolCall& call : tool_calls_)
     output.push_back(CallItem(absl::StrCat("fc_", id_, "_", output.size()), call, call.arguments, "completed"));
   return ResponseObject(finish_reason_ == "length" ? "incomplete" : "completed", std::move(output));
+}
+
+json ResponsesBuilder::Completed() const {
+  if (!started_) return Final();
+  return ResponseObject(finish_reason_ == "length" ? "incomplete" : "completed", done_items_);
+}
+
+json ResponsesBuilder::AssistantTurn() const {
+  json turn = {{"role", "assistant"}, {"content", text_}};
+  if (!reasoning_.empty()) turn["reasoning_content"] = reasoning_;
+  if (!tool_calls_.empty()) {
+    json calls = json::array();
+    for (const tokenizer::ToolCall& call : tool_calls_)
+      calls.push_back({{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+    turn["tool_calls"] = std::move(calls);
+  }
+  return turn;
 }
 
 }  // namespace glm::api

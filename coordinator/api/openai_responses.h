@@ -1,8 +1,10 @@
 // OpenAI's Responses API (POST /v1/responses), the wire API of OpenAI's agent harnesses (Codex
 // CLI among them), on the same chat path as /v1/chat/completions.
 //
-// Stateless: the whole conversation comes in `input` (what clients do with "store": false), so
-// `previous_response_id` and item references are refused with an explanation; nothing is kept.
+// Conversations: either the whole conversation comes in `input` (what clients do with "store":
+// false), or `previous_response_id` names a stored reply (ResponseStore; "store" defaults to true)
+// whose conversation the new input continues. Item references and `conversation` objects are
+// refused with an explanation.
 // Input items map onto the chat template's OpenAI-shaped messages: `instructions` is the system
 // message; a run of assistant-side items (reasoning, an assistant message, function_call) is one
 // assistant message (reasoning_content, content, tool_calls); a function_call_output is a tool
@@ -22,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/api/request_output.h"
+#include "coordinator/api/response_store.h"
 #include "coordinator/api/text_frontend.h"
 #include "nlohmann/json.hpp"
 
@@ -36,12 +39,19 @@ struct ResponsesRequest {
   nlohmann::json tools = nlohmann::json::array();  // as the client sent them
   nlohmann::json tool_choice = "auto";
   nlohmann::json max_output_tokens = nullptr;
+  bool store = true;                                // keep the reply for previous_response_id / GET
+  nlohmann::json previous_response_id = nullptr;
+  // Every turn's chat messages without `instructions` (the previous response's conversation, then
+  // this input): what a stored reply continues.
+  nlohmann::json conversation = nlohmann::json::array();
 };
 
 // Parses a Responses body. INVALID_ARGUMENT names the field ("input[2].content[0].type").
 // `raw_body`, the body's text when there is one, gives a json_schema's properties in the client's order.
+// `store` holds the replies previous_response_id may name (null: none are kept, and it is refused).
 absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const nlohmann::json& body, const std::string& served_name,
-                                                       const std::string* raw_body = nullptr);
+                                                       const std::string* raw_body = nullptr,
+                                                       ResponseStore* store = nullptr);
 
 class ResponsesBuilder {
  public:
@@ -58,6 +68,11 @@ class ResponsesBuilder {
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
   nlohmann::json Final() const;
+
+  // After the finished delta, either way: the response object as sent, and the reply as one
+  // chat assistant message (content, reasoning_content, tool_calls) for the conversation store.
+  nlohmann::json Completed() const;
+  nlohmann::json AssistantTurn() const;
 
  private:
   enum class Item { kNone, kReasoning, kMessage };
@@ -83,7 +98,7 @@ class ResponsesBuilder {
   std::string open_id_;
   std::string open_text_;
   nlohmann::json done_items_ = nlohmann::json::array();  // output items finished so far
-  // Running totals (non-streaming) and counts.
+  // Running totals and counts.
   std::string text_;
   std::string reasoning_;
   std::vector<tokenizer::ToolCall> tool_calls_;

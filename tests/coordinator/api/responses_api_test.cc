@@ -176,6 +176,62 @@ TEST_F(ResponsesApiTest, StreamedTextDeltasAndAnIncompleteReply) {
   EXPECT_EQ(events.back()["type"], "response.incomplete");
 }
 
+// "store" (the API's default) keeps a reply; previous_response_id continues its conversation,
+// which gives the prompt the whole conversation sent at once gives (so the prefix cache serves
+// it). Replies read back with GET, go with DELETE; unknown ids are 400 / 404.
+TEST_F(ResponsesApiTest, StoredRepliesContinueWithPreviousResponseId) {
+  ScriptText("<think>need weather</think><tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo</arg_value>\n"
+             "</tool_call>");
+  const json first = Response({{"instructions", "Use tools."}, {"input", "weather in Oslo?"}, {"tools", WeatherTool()}});
+  EXPECT_EQ(first["store"], true);
+  ASSERT_EQ(first["output"].size(), 2u) << first;
+  const json call = first["output"][1];
+  const json output_item = {{"type", "function_call_output"}, {"call_id", call["call_id"]}, {"output", "sunny"}};
+
+  ScriptText("Sunny.");
+  const json second = Response({{"instructions", "Use tools."}, {"previous_response_id", first["id"]},
+                                {"input", json::array({output_item})}, {"tools", WeatherTool()}});
+  EXPECT_EQ(second["previous_response_id"], first["id"]);
+  const std::vector<int32_t> continued = LastPrompt();
+  ScriptText("Sunny.");
+  Response({{"instructions", "Use tools."}, {"store", false}, {"tools", WeatherTool()},
+            {"input", json::array({{{"role", "user"}, {"content", "weather in Oslo?"}}, first["output"][0], call, output_item})}});
+  EXPECT_EQ(LastPrompt(), continued);
+
+  // Streamed replies are kept too, and chains go on; instructions are not carried over.
+  ScriptText("Glad to help.");
+  const std::vector<json> events = Events({{"previous_response_id", second["id"]}, {"input", "thanks!"}});
+  ASSERT_FALSE(events.empty());
+  const json third = events.back()["response"];
+  ScriptText("Bye.");
+  Response({{"previous_response_id", third["id"]}, {"input", "bye"}});
+  auto text = tokenizer_->Decode(LastPrompt(), false);
+  ASSERT_TRUE(text.ok());
+  for (const char* part : {"weather in Oslo?", "sunny", "Sunny.", "thanks!", "Glad to help.", "bye"})
+    EXPECT_THAT(*text, HasSubstr(part));
+  EXPECT_THAT(*text, ::testing::Not(HasSubstr("Use tools.")));
+
+  httplib::Client client("127.0.0.1", server_->http_port());
+  const std::string path = "/v1/responses/" + second["id"].get<std::string>();
+  auto got = client.Get(path.c_str());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(json::parse(got->body), second);
+  auto deleted = client.Delete(path.c_str());
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(json::parse(deleted->body), json({{"id", second["id"]}, {"object", "response.deleted"}, {"deleted", true}}));
+  EXPECT_EQ(client.Get(path.c_str())->status, 404);
+  EXPECT_EQ(client.Delete(path.c_str())->status, 404);
+  auto gone = Post("/v1/responses", {{"previous_response_id", second["id"]}, {"input", "again"}});
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 400);
+  EXPECT_EQ(json::parse(gone->body)["error"]["param"], "previous_response_id");
+
+  ScriptText("x");
+  const json unstored = Response({{"input", "hi"}, {"store", false}});
+  EXPECT_EQ(client.Get(("/v1/responses/" + unstored["id"].get<std::string>()).c_str())->status, 404);
+}
+
 TEST_F(ResponsesApiTest, ErrorsNameTheField) {
   struct Case {
     json body;
@@ -186,6 +242,9 @@ TEST_F(ResponsesApiTest, ErrorsNameTheField) {
       {json::object(), 400, "input"},
       {{{"input", json::array()}}, 400, "input"},
       {{{"input", "hi"}, {"previous_response_id", "resp_1"}}, 400, "previous_response_id"},
+      {{{"input", "hi"}, {"previous_response_id", 7}}, 400, "previous_response_id"},
+      {{{"input", "hi"}, {"store", "yes"}}, 400, "store"},
+      {{{"input", "hi"}, {"conversation", "conv_1"}}, 400, "conversation"},
       {{{"input", {{{"role", "user"}, {"content", {{{"type", "input_image"}, {"image_url", "x"}}}}}}}}, 400,
        "input[0].content[0].type"},
       {{{"input", {{{"type", "item_reference"}, {"id", "msg_1"}}}}}, 400, "input[0].type"},
