@@ -290,10 +290,11 @@ json OpenAiResponseBuilder::Usage() const { return UsageOf({this}); }
 json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices) {
   // Each prompt's tokens (and the part served from the cache) once, from its first choice;
   // every choice's output.
-  int32_t prompt = 0, cached = 0, completion = 0;
+  int32_t prompt = 0, cached = 0, completion = 0, reasoning = 0;
   std::set<int> counted;
   for (const auto* c : choices) {
     completion += c->completion_tokens_;
+    reasoning += c->reasoning_tokens_;
     if (!counted.insert(c->prompt_index_).second) continue;
     prompt += c->prompt_tokens_;
     cached += c->cached_tokens_;
@@ -301,7 +302,8 @@ json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilde
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion},
-          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+          {"prompt_tokens_details", {{"cached_tokens", cached}}},
+          {"completion_tokens_details", {{"reasoning_tokens", reasoning}}}};
 }
 
 json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const {
@@ -435,6 +437,7 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   prompt_tokens_ = d.prompt_tokens;
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
+  reasoning_tokens_ = d.reasoning_tokens;
   std::string out;
   auto emit = [&out](const json& j) { absl::StrAppend(&out, "data: ", DumpJson(j), "\n\n"); };
 
@@ -505,6 +508,7 @@ void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
   prompt_tokens_ = d.prompt_tokens;
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
+  reasoning_tokens_ = d.reasoning_tokens;
   text_ += d.text;
   reasoning_ += d.reasoning;
   if (!d.prompt_logprobs.empty()) prompt_logprobs_ = d.prompt_logprobs;

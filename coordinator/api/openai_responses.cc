@@ -231,6 +231,7 @@ void ResponsesBuilder::Count(const OutputDelta& d) {
   prompt_tokens_ = d.prompt_tokens;
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
+  reasoning_tokens_ = d.reasoning_tokens;
   if (d.finished) finish_reason_ = d.finish_reason;
 }
 
@@ -238,7 +239,7 @@ json ResponsesBuilder::Usage() const {
   return {{"input_tokens", prompt_tokens_},
           {"input_tokens_details", {{"cached_tokens", cached_tokens_}}},
           {"output_tokens", completion_tokens_},
-          {"output_tokens_details", {{"reasoning_tokens", 0}}},
+          {"output_tokens_details", {{"reasoning_tokens", reasoning_tokens_}}},
           {"total_tokens", prompt_tokens_ + completion_tokens_}};
 }
 

@@ -106,6 +106,7 @@ class ResponsesBuilder {
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;
   int32_t cached_tokens_ = 0;
+  int32_t reasoning_tokens_ = 0;
 };
 
 }  // namespace glm::api

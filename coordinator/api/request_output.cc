@@ -26,6 +26,7 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   into->prompt_tokens = next.prompt_tokens;
   into->completion_tokens = next.completion_tokens;
   into->cached_tokens = next.cached_tokens;
+  into->reasoning_tokens = next.reasoning_tokens;
   if (next.first_tokens && !into->first_tokens) into->first_token_time = next.first_token_time;
   into->first_tokens = into->first_tokens || next.first_tokens;
   into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
@@ -57,6 +58,9 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
                           "<arg_value>", "</arg_value>"}) {
       if (auto id = tokenizer_->TokenToId(t)) markup_ids_.insert(*id);
     }
+    think_open_id_ = tokenizer_->TokenToId("<think>").value_or(-1);
+    think_close_id_ = tokenizer_->TokenToId("</think>").value_or(-1);
+    in_reasoning_ = options_.starts_in_reasoning && think_close_id_ >= 0;
     tokenizer::ToolCallParser::Options po;
     po.starts_in_reasoning = options_.starts_in_reasoning;
     po.trim_reply_start = !options_.continues_message;
@@ -95,6 +99,7 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   delta.prompt_tokens = prompt_tokens_ = event.prompt_tokens;
   delta.completion_tokens = completion_tokens_ = event.completion_tokens;
   delta.cached_tokens = event.cached_tokens;
+  delta.reasoning_tokens = reasoning_tokens_;
   if (!event.tokens.empty() && !any_tokens_) {
     any_tokens_ = true;
     delta.first_tokens = true;
@@ -111,6 +116,12 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
     for (size_t i = 0; i < event.tokens.size(); ++i) {
       const int32_t id = event.tokens[i];
       const bool last = i + 1 == event.tokens.size();
+      if (options_.parse_chat) {
+        if (id == think_open_id_ && think_close_id_ >= 0) in_reasoning_ = true;
+        if (in_reasoning_) ++reasoning_tokens_;
+        if (id == think_close_id_) in_reasoning_ = false;
+        delta.reasoning_tokens = reasoning_tokens_;
+      }
       if (last && event.finished && event.finish_reason == "stop" && hidden_stop_ids_.contains(id)) continue;
       // Chat decodes special tokens for the parser's markup; the others are dropped unless the
       // client asked for them (skip_special_tokens: false).

@@ -54,6 +54,8 @@ struct OutputDelta {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;
+  // Chat: of completion_tokens so far, those of the reasoning (inside <think>, its tags included).
+  int32_t reasoning_tokens = 0;
   bool first_tokens = false;        // carries the request's first generated token(s)
   absl::Time first_token_time = absl::InfinitePast();  // with first_tokens: when the engine produced it
   bool finished = false;
@@ -105,6 +107,12 @@ class RequestOutput {
   int tool_calls_ = 0;
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;
+  // Chat: reasoning token count, and whether the next token is inside <think> (token ids of the
+  // tags: -1 where the tokenizer lacks them).
+  int32_t reasoning_tokens_ = 0;
+  bool in_reasoning_ = false;
+  int32_t think_open_id_ = -1;
+  int32_t think_close_id_ = -1;
 };
 
 }  // namespace glm::api

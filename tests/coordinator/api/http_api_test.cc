@@ -434,6 +434,8 @@ TEST_F(HttpApiTest, ToolCallsInOpenAiShape) {
   const json& msg = j["choices"][0]["message"];
   EXPECT_TRUE(msg["content"].is_null());
   EXPECT_EQ(msg["reasoning_content"], "need weather");
+  EXPECT_EQ(j["usage"]["completion_tokens_details"]["reasoning_tokens"], Encode("<think>need weather</think>").size());
+  EXPECT_LT(j["usage"]["completion_tokens_details"]["reasoning_tokens"], j["usage"]["completion_tokens"]);
   ASSERT_EQ(msg["tool_calls"].size(), 1u);
   EXPECT_EQ(msg["tool_calls"][0]["type"], "function");
   EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "get_weather");

@@ -131,6 +131,8 @@ TEST_F(ResponsesApiTest, FunctionCallOutputWholeAndStreamed) {
   EXPECT_EQ(json::parse(call["arguments"].get<std::string>()), json({{"city", "Oslo"}}));
   EXPECT_TRUE(absl::StartsWith(call["call_id"].get<std::string>(), "call_")) << call;
   EXPECT_EQ(r["status"], "completed");
+  // The reasoning's tokens, its tags included, of the output's.
+  EXPECT_EQ(r["usage"]["output_tokens_details"]["reasoning_tokens"], Encode("<think>need weather</think>").size());
 
   const std::vector<json> events = Events(body);
   ASSERT_GE(events.size(), 4u);
