@@ -262,8 +262,33 @@ class Soak:
                     ok = False
                 if not ok:
                     self.fail("agent", f"{path}: {text[:160]}")
+                elif path == "/v1/responses" and rng.random() < 0.5:
+                    self.continue_response(reply, content)
             self.count("agent-requests")
             time.sleep(rng.uniform(0.0, 0.2))
+
+    def continue_response(self, reply, content):
+        """A stored reply continued with previous_response_id must prompt exactly what the whole
+        conversation sent at once prompts (instructions are not carried over); then it is deleted."""
+        follow = "and now the tests"
+        cont = {"model": "gpt-x", "max_output_tokens": 2, "previous_response_id": reply["id"], "input": follow}
+        whole = {"model": "gpt-x", "max_output_tokens": 2, "store": False,
+                 "input": [{"role": "user", "content": content}] + reply["output"] + [{"role": "user", "content": follow}]}
+        try:
+            s1, t1, _ = self.request("POST", "/v1/responses", cont, timeout=300)
+            s2, t2, _ = self.request("POST", "/v1/responses", whole, timeout=300)
+            s3, t3, _ = self.request("DELETE", f"/v1/responses/{reply['id']}", None, timeout=60)
+        except OSError as e:
+            self.fail("responses-chain", f"connection error {e}")
+            return
+        if s1 != 200 or s2 != 200 or s3 != 200:
+            self.fail("responses-chain", f"{s1} {t1[:120]} / {s2} {t2[:120]} / {s3} {t3[:80]}")
+            return
+        n1 = json.loads(t1)["usage"]["input_tokens"]
+        n2 = json.loads(t2)["usage"]["input_tokens"]
+        if n1 != n2:
+            self.fail("responses-chain", f"continued prompt {n1} tokens, whole conversation {n2}")
+        self.count("responses-continued")
 
     STRUCT_SCHEMA = {"type": "object", "properties": {
         "name": {"type": "string", "maxLength": 12}, "size": {"type": "integer"},
