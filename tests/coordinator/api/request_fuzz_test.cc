@@ -18,6 +18,7 @@ namespace glm::testing {
 namespace {
 
 using json = nlohmann::json;
+namespace pb = glm::inference::v1;
 
 // Calls `fn` with `body` changed at one place: each member (any depth) set to each of a set of
 // values of all JSON types, and each object member removed.
@@ -190,6 +191,53 @@ TEST_F(RequestFuzzTest, MinimalBodies) {
     auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kCompletions, m, "served");
     return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
   });
+}
+
+// gRPC's JSON-text fields (chat tools, tool_choice, template kwargs, an assistant message's
+// tool calls, response_format) mutated the same way, through a real stub: every call ends OK or
+// INVALID_ARGUMENT with a message, and the server keeps serving.
+TEST_F(RequestFuzzTest, GrpcJsonFields) {
+  const json bundle = json::parse(R"({
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+      "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a"]}}}],
+    "tool_choice": {"type": "function", "function": {"name": "f"}},
+    "kwargs": {"enable_thinking": false},
+    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": \"x\"}"}}],
+    "format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}})");
+  ScriptText("{}");
+  Fuzz(bundle, [&](const json& m) -> absl::Status {
+    auto text = [&m](const char* key) { return m.is_object() && m.contains(key) ? m[key].dump() : std::string(); };
+    pb::GenerateRequest r;
+    pb::ChatInput* chat = r.mutable_chat();
+    pb::ChatMessage* user = chat->add_messages();
+    user->set_role("user");
+    user->set_content("hi");
+    pb::ChatMessage* assistant = chat->add_messages();
+    assistant->set_role("assistant");
+    assistant->set_tool_calls_json(text("tool_calls"));
+    pb::ChatMessage* tool = chat->add_messages();
+    tool->set_role("tool");
+    tool->set_tool_call_id("c1");
+    tool->set_content("done");
+    chat->set_tools_json(text("tools"));
+    chat->set_tool_choice_json(text("tool_choice"));
+    chat->set_template_kwargs_json(text("kwargs"));
+    r.set_response_format_json(text("format"));
+    r.mutable_sampling()->set_max_tokens(4);
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, r);
+    pb::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    const grpc::Status g = reader->Finish();
+    if (g.ok()) return absl::OkStatus();
+    if (g.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return absl::InvalidArgumentError(g.error_message());
+    return absl::InternalError(absl::StrCat("gRPC code ", g.error_code(), ": ", g.error_message()));
+  });
+  grpc::ClientContext ctx;
+  pb::LoadRequest load;
+  pb::LoadResponse load_response;
+  EXPECT_TRUE(stub_->GetLoad(&ctx, load, &load_response).ok());
 }
 
 TEST_F(RequestFuzzTest, TokenizeAndDetokenize) {
