@@ -100,16 +100,10 @@ TEST(OutputFormatTest, TheCacheKeepsToItsBytes) {
   EXPECT_GT(format.stats().misses, 10);
 }
 
-// Bounded strings: inside them the string-safe tokens are taken without a walk only while they
-// fit the maxLength left; keys, escapes and minLength through the walk.
-TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
-  auto grammar = JsonGrammar::FromSchema(nlohmann::ordered_json::parse(R"({"type":"object","properties":{
-      "s":{"type":"string","maxLength":6},"k":{"type":"string","minLength":3},"e":{"enum":["ab","abc"]}},
-      "required":["s","k","e"]})"), "schema");
-  ASSERT_TRUE(grammar.ok()) << grammar.status();
-  OutputFormat format(*grammar, BundledVocabulary());
+// Byte by byte along `text` (a whole value of the format): every state's mask equals the
+// token-by-token reference.
+void ExpectMasksAlong(OutputFormat& format, const std::string& text) {
   const int64_t vocab = BundledVocabulary()->size();
-  const std::string text = "{\"s\": \"a b\xc3\xa9\\n\", \"k\": \"\\u00e9yz\", \"e\": \"abc\"}";
   JsonMatcher m(&format.grammar());
   for (size_t k = 0; k <= text.size(); ++k) {
     EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab)) << "after " << text.substr(0, k);
@@ -120,6 +114,18 @@ TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
   EXPECT_TRUE(m.MustEnd());
 }
 
+// Bounded strings: inside them the string-safe tokens are taken without a walk only while they
+// fit the maxLength left; keys, escapes and minLength through the walk.
+TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
+  auto grammar = JsonGrammar::FromSchema(nlohmann::ordered_json::parse(R"({"type":"object","properties":{
+      "s":{"type":"string","maxLength":6},"k":{"type":"string","minLength":3},"e":{"enum":["ab","abc"]}},
+      "required":["s","k","e"]})"), "schema");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  OutputFormat format(*grammar, BundledVocabulary());
+  const std::string text = "{\"s\": \"a b\xc3\xa9\\n\", \"k\": \"\\u00e9yz\", \"e\": \"abc\"}";
+  ExpectMasksAlong(format, text);
+}
+
 // A forced tool call: raw and JSON string arguments through near misses of the closing tags
 // (which their text may not spell): the masks, fast path and walk, equal the reference.
 TEST(OutputFormatTest, ToolCallMasksEqualTheReference) {
@@ -128,20 +134,12 @@ TEST(OutputFormatTest, ToolCallMasksEqualTheReference) {
           "opts":{"type":"object"}},"required":["path"]})"), ""}}, "tools");
   ASSERT_TRUE(grammar.ok()) << grammar.status();
   OutputFormat format(*grammar, BundledVocabulary());
-  const int64_t vocab = BundledVocabulary()->size();
   const std::string mark(1, JsonGrammar::kSpecialMark);
   const std::string text = mark + "<tool_call>edit\n" + mark + "<arg_key>path" + mark + "</arg_key>\n" + mark +
                            "<arg_value>a<b></arg_valu</tool_cal" + mark + "</arg_value>\n" + mark + "<arg_key>opts" +
                            mark + "</arg_key>\n" + mark + "<arg_value>{\"x</arg_val\": \"</tool_cal<\"}" + mark +
                            "</arg_value>\n" + mark + "</tool_call>";
-  JsonMatcher m(&format.grammar());
-  for (size_t k = 0; k <= text.size(); ++k) {
-    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab)) << "after " << text.substr(0, k);
-    if (k < text.size()) {
-      ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k]))) << text.substr(0, k + 1);
-    }
-  }
-  EXPECT_TRUE(m.MustEnd());
+  ExpectMasksAlong(format, text);
 }
 
 // 60 random generations through `format`'s masks; `check` sees each complete one, which must parse.
