@@ -177,15 +177,18 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
     if (type != "auto" && type != "none" && type != "any" && type != "tool")
       return InvalidField("tool_choice.type", absl::StrCat("'", type, "' is not one of auto, any, tool, none"));
     if (type == "none") a.tools = nullptr;  // the model must not see (and so not call) the tools
-    if (type == "any" || type == "tool") {  // forced: one call, by constrained decoding
+    if (type == "any" || type == "tool") {  // forced: one or more calls, by constrained decoding
       std::string name;
       if (type == "tool") {
         if (!Present(tc, "name") || !tc["name"].is_string()) return InvalidField("tool_choice.name", "is required");
         name = tc["name"].get<std::string>();
       }
-      auto grammar = ForcedToolCall(a.tools, name, "tool_choice", raw_body, [](size_t i) {
-        return std::vector<std::string>{"tools", std::to_string(i), "input_schema"};
-      });
+      bool single = false;  // Anthropic's disable_parallel_tool_use: exactly one call
+      if (auto s = GetOptionalBool(tc, "disable_parallel_tool_use", &single); !s.ok())
+        return InvalidField("tool_choice.disable_parallel_tool_use", "must be a boolean");
+      auto grammar = ForcedToolCall(
+          a.tools, name, "tool_choice", raw_body,
+          [](size_t i) { return std::vector<std::string>{"tools", std::to_string(i), "input_schema"}; }, !single);
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "tool_choice";

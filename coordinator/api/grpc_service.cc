@@ -130,7 +130,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
                                       if (tools[i].contains("function"))
                                         return std::vector<std::string>{std::to_string(i), "function", "parameters"};
                                       return std::vector<std::string>{std::to_string(i), "parameters"};
-                                    });
+                                    }, !req.chat().has_parallel_tool_calls() || req.chat().parallel_tool_calls());
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "chat.tool_choice_json";

@@ -147,7 +147,7 @@ class ResponsesFormat : public ResponseFormat {
   void Keep(const OutputDelta& delta) {
     if (!delta.finished || delta.finish_reason == "abort" || store_ == nullptr || !request_->store) return;
     json conversation = request_->conversation;
-    conversation.push_back(builder_.AssistantTurn());
+    if (json turn = builder_.AssistantTurn(); !turn.is_null()) conversation.push_back(std::move(turn));
     store_->Put(id_, {builder_.Completed(), std::move(conversation)});
   }
 

@@ -156,12 +156,14 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     // ({"type": "function", "function": {"name"}}) are honoured by constrained decoding.
     std::string forced;  // "" = not forced; "*" = any tool
     GLM_API_RETURN_IF_ERROR(ParseToolChoice(body["tool_choice"], "tool_choice", /*flat=*/false, &a.tools, &forced));
+    bool parallel = true;  // OpenAI's default: a forced reply may make several calls
+    GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "parallel_tool_calls", &parallel));
     if (!forced.empty()) {
       if (a.output_grammar != nullptr)
         return InvalidField("tool_choice", "a forced tool call cannot be combined with response_format");
       auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
         return std::vector<std::string>{"tools", std::to_string(i), "function", "parameters"};
-      });
+      }, parallel);
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "tool_choice";

@@ -129,6 +129,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     return InvalidField("conversation", "conversation objects are not kept here; send the whole conversation in "
                                         "input, or continue a stored reply with previous_response_id");
   if (auto s = GetOptionalBool(body, "store", &r.store); !s.ok()) return s;
+  if (auto s = GetOptionalBool(body, "parallel_tool_calls", &r.parallel_tool_calls); !s.ok()) return s;
   if (Present(body, "previous_response_id")) {
     const json& prev = body["previous_response_id"];
     if (!prev.is_string()) return InvalidField("previous_response_id", "must be a string");
@@ -205,7 +206,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
       return InvalidField("tool_choice", "a forced tool call cannot be combined with text.format");
     auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
       return std::vector<std::string>{"tools", std::to_string(i), "parameters"};
-    });
+    }, r.parallel_tool_calls);
     if (!grammar.ok()) return grammar.status();
     a.output_grammar = *std::move(grammar);
     a.output_format_field = "tool_choice";
@@ -259,7 +260,7 @@ json ResponsesBuilder::ResponseObject(const std::string& status, json output) co
           {"top_p", request_->api.top_p},
           {"tools", request_->tools},
           {"tool_choice", request_->tool_choice},
-          {"parallel_tool_calls", true},
+          {"parallel_tool_calls", request_->parallel_tool_calls},
           {"previous_response_id", request_->previous_response_id},
           {"store", request_->store},
           {"text", {{"format", {{"type", "text"}}}}},
@@ -414,6 +415,9 @@ json ResponsesBuilder::Completed() const {
 }
 
 json ResponsesBuilder::AssistantTurn() const {
+  // A reply with no output item (nothing but an end token) adds no turn, as resending its output
+  // items would not.
+  if (text_.empty() && reasoning_.empty() && tool_calls_.empty()) return nullptr;
   json turn = {{"role", "assistant"}, {"content", text_}};
   if (!reasoning_.empty()) turn["reasoning_content"] = reasoning_;
   if (!tool_calls_.empty()) {

@@ -40,6 +40,7 @@ struct ResponsesRequest {
   nlohmann::json tool_choice = "auto";
   nlohmann::json max_output_tokens = nullptr;
   bool store = true;                                // keep the reply for previous_response_id / GET
+  bool parallel_tool_calls = true;                  // a forced reply may make several calls
   nlohmann::json previous_response_id = nullptr;
   // Every turn's chat messages without `instructions` (the previous response's conversation, then
   // this input): what a stored reply continues.
@@ -70,7 +71,8 @@ class ResponsesBuilder {
   nlohmann::json Final() const;
 
   // After the finished delta, either way: the response object as sent, and the reply as one
-  // chat assistant message (content, reasoning_content, tool_calls) for the conversation store.
+  // chat assistant message (content, reasoning_content, tool_calls) for the conversation store
+  // (null when the reply has no output item).
   nlohmann::json Completed() const;
   nlohmann::json AssistantTurn() const;
 

@@ -108,7 +108,7 @@ absl::Status ParseToolChoice(const json& choice, const std::string& field, bool 
 
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
     const json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
-    const std::function<std::vector<std::string>(size_t)>& parameters_path) {
+    const std::function<std::vector<std::string>(size_t)>& parameters_path, bool parallel) {
   if (!tools.is_array() || tools.empty()) return InvalidField(field, "forces a tool call, but there are no tools");
   const ordered_json body = raw_body != nullptr ? ordered_json::parse(*raw_body, nullptr, false) : ordered_json();
   std::vector<structured::ToolSpec> specs;
@@ -126,7 +126,7 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
     specs.push_back(std::move(spec));
   }
   if (specs.empty()) return InvalidField(field, absl::StrCat("names '", name, "', which is not among the tools"));
-  auto grammar = structured::JsonGrammar::ForToolCalls(specs, "tools");
+  auto grammar = structured::JsonGrammar::ForToolCalls(specs, "tools", parallel ? -1 : 1);
   if (!grammar.ok()) return AsInvalidField(grammar.status(), field);
   return grammar;
 }

@@ -39,13 +39,14 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
 absl::Status ParseToolChoice(const nlohmann::json& choice, const std::string& field, bool flat, nlohmann::json* tools,
                              std::string* forced);
 
-// tool_choice "required" (any of `tools`) or a named function (`name`): the grammar of one call
-// in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them;
+// tool_choice "required" (any of `tools`) or a named function (`name`): the grammar of the
+// call(s) in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them;
 // `parameters_path(i)` is where tool i's parameter schema sits in `raw_body` (read again there in
 // the client's key order; numbers index arrays). `field` names the choice in errors.
+// `parallel`: one or more calls (OpenAI's parallel_tool_calls, the default), else exactly one.
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
     const nlohmann::json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
-    const std::function<std::vector<std::string>(size_t)>& parameters_path);
+    const std::function<std::vector<std::string>(size_t)>& parameters_path, bool parallel);
 
 }  // namespace glm::api
 

@@ -299,8 +299,9 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(const
 }
 
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(const std::vector<ToolSpec>& tools,
-                                                                            const std::string& field) {
+                                                                            const std::string& field, int max_calls) {
   if (tools.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": there is no tool to call"));
+  if (max_calls == 0 || max_calls < -1) return absl::InvalidArgumentError(absl::StrCat(field, ": at least one call"));
   if (static_cast<int>(tools.size()) > kMaxLiterals)
     return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", kMaxLiterals, " tools can be forced"));
   auto g = std::make_shared<JsonGrammar>();
@@ -381,8 +382,12 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
     call.literals.push_back(absl::StrCat(mark, "<tool_call>", tool.name, "\n"));
     fingerprint.push_back({tool.name, params});
   }
-  g->root_ = base.Add(std::move(call));
-  g->fingerprint_ = absl::StrCat("tool_call:", fingerprint.dump());
+  GrammarNode list;
+  list.kind = GrammarNode::Kind::kToolCallList;
+  list.items = base.Add(std::move(call));
+  list.max_items = max_calls;
+  g->root_ = base.Add(std::move(list));
+  g->fingerprint_ = absl::StrCat("tool_call:", max_calls, ":", fingerprint.dump());
   return std::shared_ptr<const JsonGrammar>(std::move(g));
 }
 

@@ -43,6 +43,9 @@ struct GrammarNode {
     // One tool's arguments: `properties` are the argument openings (key_literal), `close_literal`
     // the node of the literal after each value, and the last property the call's closing tag.
     kToolArgs,
+    // One or more calls (the root of ForToolCalls): `items` is the kToolCall node, `max_items`
+    // the most calls (-1: no limit); one newline may separate two calls.
+    kToolCallList,
   };
   struct Property {
     std::string key_literal;  // the key as JSON text, quotes included: "\"name\""
@@ -56,7 +59,7 @@ struct GrammarNode {
   std::vector<Property> properties;
   bool free_keys = false;
   int32_t additional = -1;
-  // kArray
+  // kArray, kToolCallList
   int32_t items = -1;
   int64_t min_items = 0;
   int64_t max_items = -1;  // -1: no limit
@@ -92,18 +95,19 @@ class JsonGrammar {
                                                                       const std::string& field);
   // Any JSON object (OpenAI's json_object mode).
   static std::shared_ptr<const JsonGrammar> AnyObject();
-  // Exactly one call of one of `tools` (tool_choice "required" / a named function), in GLM's
-  // tool-call format, special tokens spelt kSpecialMark + their text:
+  // One to `max_calls` (-1: any number of) calls of `tools` (tool_choice "required" / a named
+  // function), in GLM's tool-call format, special tokens spelt kSpecialMark + their text:
   //   <tool_call>NAME\n(<arg_key>K</arg_key>\n<arg_value>V</arg_value>\n)*</tool_call>
-  // Arguments in the schema's order (required ones always); a string argument's V is raw text
-  // (what GLM's template writes and its parser reads back verbatim), any other V is JSON of its
-  // schema. `field` names the tools in errors ("tools[1].function.parameters/...").
+  // with an optional newline between calls. Arguments in the schema's order (required ones
+  // always); a string argument's V is raw text (what GLM's template writes and its parser reads
+  // back verbatim), any other V is JSON of its schema. `field` names the tools in errors
+  // ("tools[1].function.parameters/...").
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForToolCalls(const std::vector<ToolSpec>& tools,
-                                                                        const std::string& field);
+                                                                        const std::string& field, int max_calls = 1);
   // Special tokens' bytes in a TokenVocabulary start with this byte (never in UTF-8 text), so a
   // grammar can ask for one (a tool-call tag) and JSON never matches one.
   static constexpr char kSpecialMark = '\xFF';
-  bool is_tool_call() const { return node(root_).kind == GrammarNode::Kind::kToolCall; }
+  bool is_tool_call() const { return node(root_).kind == GrammarNode::Kind::kToolCallList; }
 
   const GrammarNode& node(int32_t i) const { return nodes_[i]; }
   int32_t root() const { return root_; }

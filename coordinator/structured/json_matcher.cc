@@ -9,7 +9,11 @@ namespace {
 
 using Kind = GrammarNode::Kind;
 
-enum FrameKind : uint8_t { kValue, kObject, kKey, kArray, kString, kNumber, kLiteral, kToolCall, kToolArgs, kRawText };
+enum FrameKind : uint8_t {
+  kValue, kObject, kKey, kArray, kString, kNumber, kLiteral, kToolCall, kToolArgs, kRawText, kToolCallList
+};
+// kToolCallList phases: before a call (the first, or after the newline between two), after one.
+enum CallListPhase : uint8_t { kListBeforeCall, kListAfterCall };
 // kToolArgs phases: before an argument (or the closing tag), inside its value, after the value.
 enum ToolArgsPhase : uint8_t { kArgsNext, kArgsInValue, kArgsAfterValue };
 
@@ -178,6 +182,11 @@ void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* sta
       f.kind = kToolCall;
       f.set = g.literals.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << g.literals.size()) - 1;
       break;
+    case Kind::kToolCallList:
+      if (byte != static_cast<uint8_t>(JsonGrammar::kSpecialMark)) return;
+      f.kind = kToolCallList;
+      f.phase = kListBeforeCall;
+      break;
     case Kind::kToolArgs:
       return;  // only inside a kToolCall
   }
@@ -198,6 +207,7 @@ bool JsonMatcher::WhitespaceAllowed(const Frame& f) const {
 }
 
 bool JsonMatcher::AcceptsEnd(const Frame& f) const {
+  if (f.kind == kToolCallList) return f.phase == kListAfterCall;
   if (f.kind == kNumber) return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
   if (f.kind == kLiteral) {
     const auto& lits = grammar_->node(f.node).literals;
@@ -596,6 +606,16 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
       f.node = args;
       return Step::kConsumed;
     }
+    case kToolCallList: {  // the next call's opening (a special token), or the newline before it
+      if (f.phase == kListAfterCall && c == '\n') {
+        f.phase = kListBeforeCall;
+        return Step::kConsumed;
+      }
+      if (c != static_cast<uint8_t>(JsonGrammar::kSpecialMark)) return Step::kReject;
+      push->kind = kValue;
+      push->node = g.items;
+      return Step::kPush;
+    }
     case kToolArgs: {
       switch (f.phase) {
         case kArgsNext: {
@@ -659,6 +679,12 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
 }
 
 bool JsonMatcher::ChildDone(Frame& parent, const Frame& child) const {
+  if (parent.kind == kToolCallList) {  // a call is complete: the list is too at its most calls
+    ++parent.a;
+    parent.phase = kListAfterCall;
+    const int64_t max_calls = grammar_->node(parent.node).max_items;
+    return max_calls >= 0 && parent.a >= max_calls;
+  }
   if (parent.kind == kToolArgs) {
     const GrammarNode& g = grammar_->node(parent.node);
     switch (parent.phase) {

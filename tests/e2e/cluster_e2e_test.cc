@@ -406,8 +406,10 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   const auto value = nlohmann::ordered_json::parse(content, nullptr, false);
   ASSERT_TRUE(value.is_object() && value.size() == 2 && value.begin().key() == "name") << content;
   EXPECT_TRUE(value["name"].is_string() && value["args"].is_array()) << content;
-  // A forced call (bounded arguments, as this code model never closes a free one): one call.
+  // A forced call (bounded arguments, as this code model never closes a free one): one call (this
+  // model would go on calling where parallel calls are allowed).
   text.insert(text.find(",\"response_format\""), R"(,"tool_choice":{"type":"function","function":{"name":"f"}},
+      "parallel_tool_calls":false,
       "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
       "n":{"type":"integer"},"s":{"type":"string","maxLength":8}},"required":["n","s"]}}}])");
   text.erase(text.find(",\"response_format\""));

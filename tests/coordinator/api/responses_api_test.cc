@@ -229,6 +229,18 @@ TEST_F(ResponsesApiTest, StoredRepliesContinueWithPreviousResponseId) {
   EXPECT_EQ(gone->status, 400);
   EXPECT_EQ(json::parse(gone->body)["error"]["param"], "previous_response_id");
 
+  // A reply of no output item adds no assistant turn (resending its output items would not).
+  ScriptText("");
+  const json empty = Response({{"input", "say nothing"}});
+  ASSERT_TRUE(empty["output"].empty()) << empty;
+  ScriptText("x");
+  Response({{"previous_response_id", empty["id"]}, {"input", "then?"}});
+  const std::vector<int32_t> after_empty = LastPrompt();
+  ScriptText("x");
+  Response({{"store", false}, {"input", json::array({{{"role", "user"}, {"content", "say nothing"}},
+                                                    {{"role", "user"}, {"content", "then?"}}})}});
+  EXPECT_EQ(LastPrompt(), after_empty);
+
   ScriptText("x");
   const json unstored = Response({{"input", "hi"}, {"store", false}});
   EXPECT_EQ(client.Get(("/v1/responses/" + unstored["id"].get<std::string>()).c_str())->status, 404);

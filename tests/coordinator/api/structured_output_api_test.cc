@@ -159,6 +159,28 @@ TEST_F(StructuredOutputApiTest, ForcedToolChoiceConstrainsTheReplyToOneCall) {
   ASSERT_EQ(PostText("/v1/responses", R"({"input":"hi","tools":[{"type":"function","name":"now"}],
       "tool_choice":{"type":"function","name":"now"}})")->status, 200);
   EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  // Parallel calls: several unless the request asks for one (each API's own switch).
+  const std::string two_calls = std::string(kWeatherCall) + "\n<tool_call>now\n</tool_call>";
+  ScriptText("{}");
+  PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required"})");
+  EXPECT_TRUE(ConstraintAccepts(two_calls));
+  ScriptText("{}");
+  PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required","parallel_tool_calls":false})");
+  EXPECT_FALSE(ConstraintAccepts(two_calls));
+  ScriptText("{}");
+  PostText("/v1/responses", R"({"input":"hi","tools":[{"type":"function","name":"now"}],"tool_choice":"required",
+      "parallel_tool_calls":false})");
+  EXPECT_FALSE(ConstraintAccepts("<tool_call>now\n</tool_call><tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  PostText("/v1/messages", R"({"max_tokens":50,"messages":[{"role":"user","content":"hi"}],
+      "tools":[{"name":"now","input_schema":{"type":"object"}}],"tool_choice":{"type":"any","disable_parallel_tool_use":true}})");
+  EXPECT_FALSE(ConstraintAccepts("<tool_call>now\n</tool_call><tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  PostText("/v1/messages", R"({"max_tokens":50,"messages":[{"role":"user","content":"hi"}],
+      "tools":[{"name":"now","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}})");
+  EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call><tool_call>now\n</tool_call>"));
+  EXPECT_EQ(Error(PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required","parallel_tool_calls":1})"), 400)["param"],
+            "parallel_tool_calls");
   json e = Error(PostText("/v1/chat/completions", chat + R"(,"tool_choice":"required","response_format":{"type":"json_object"}})"), 400);
   EXPECT_EQ(e["param"], "tool_choice");
   e = Error(PostText("/v1/chat/completions", std::string(R"({"messages":[{"role":"user","content":"hi"}],
@@ -193,6 +215,9 @@ TEST_F(StructuredOutputApiTest, GrpcChatForcesToolCallsToo) {
   ScriptText("{}");
   ASSERT_TRUE(generate(R"({"type":"function","function":{"name":"now"}})").ok());
   EXPECT_TRUE(ConstraintAccepts("<tool_call>now\n</tool_call>"));
+  ScriptText("{}");
+  ASSERT_TRUE(generate("required").ok());
+  EXPECT_TRUE(ConstraintAccepts(std::string(kWeatherCall) + kWeatherCall));  // parallel calls by default
   ScriptText("{}");
   ASSERT_TRUE(generate("auto").ok());
   EXPECT_EQ(engine_->last_request().constraint, nullptr);

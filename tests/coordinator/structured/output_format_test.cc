@@ -126,20 +126,21 @@ TEST(OutputFormatTest, BoundedStringMasksEqualTheReference) {
   ExpectMasksAlong(format, text);
 }
 
-// A forced tool call: raw and JSON string arguments through near misses of the closing tags
+// Forced tool calls (two): raw and JSON string arguments through near misses of the closing tags
 // (which their text may not spell): the masks, fast path and walk, equal the reference.
 TEST(OutputFormatTest, ToolCallMasksEqualTheReference) {
   auto grammar = JsonGrammar::ForToolCalls(
       {{"edit", nlohmann::ordered_json::parse(R"({"type":"object","properties":{"path":{"type":"string"},
-          "opts":{"type":"object"}},"required":["path"]})"), ""}}, "tools");
+          "opts":{"type":"object"}},"required":["path"]})"), ""}}, "tools", 2);
   ASSERT_TRUE(grammar.ok()) << grammar.status();
   OutputFormat format(*grammar, BundledVocabulary());
   const std::string mark(1, JsonGrammar::kSpecialMark);
   const std::string text = mark + "<tool_call>edit\n" + mark + "<arg_key>path" + mark + "</arg_key>\n" + mark +
                            "<arg_value>a<b></arg_valu</tool_cal" + mark + "</arg_value>\n" + mark + "<arg_key>opts" +
                            mark + "</arg_key>\n" + mark + "<arg_value>{\"x</arg_val\": \"</tool_cal<\"}" + mark +
-                           "</arg_value>\n" + mark + "</tool_call>";
-  ExpectMasksAlong(format, text);
+                           "</arg_value>\n" + mark + "</tool_call>\n" + mark + "<tool_call>edit\n" + mark + "<arg_key>path" +
+                           mark + "</arg_key>\n" + mark + "<arg_value>b" + mark + "</arg_value>\n" + mark + "</tool_call>";
+  ExpectMasksAlong(format, text);  // two calls, the most: then it must end
 }
 
 // 60 random generations through `format`'s masks; `check` sees each complete one, which must parse.

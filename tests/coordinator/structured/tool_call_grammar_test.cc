@@ -71,6 +71,32 @@ TEST(ToolCallGrammarTest, WhatTheSchemasRefuse) {
   EXPECT_FALSE(Accepts(*json_object, "{\"a\": \"~<tool_call>\"}"));
 }
 
+// Parallel calls (tool_choice "required" with parallel tool calls allowed): one or more, an
+// optional newline between two, up to the most asked for; the list may end after any call.
+TEST(ToolCallGrammarTest, SeveralCallsUpToTheMost) {
+  std::vector<ToolSpec> tools = {{"now", nullptr, ""},
+                                 {"get", ojson::parse(R"({"type":"object","properties":{"q":{"type":"string"}}})"), ""}};
+  auto any = JsonGrammar::ForToolCalls(tools, "tools", -1);
+  auto two = JsonGrammar::ForToolCalls(tools, "tools", 2);
+  ASSERT_TRUE(any.ok() && two.ok());
+  const std::string now = "~<tool_call>now\n~</tool_call>";
+  const std::string get = "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>x~</arg_value>\n~</tool_call>";
+  bool must_end = true;
+  EXPECT_TRUE(Accepts(**any, now, &must_end));
+  EXPECT_FALSE(must_end);  // another call may follow
+  EXPECT_TRUE(Accepts(**any, now + get + "\n" + now + "\n" + get));
+  EXPECT_FALSE(Accepts(**any, now + "\n"));            // a newline promises another call
+  EXPECT_FALSE(Accepts(**any, now + "\n\n" + get));   // one newline between calls
+  EXPECT_FALSE(Accepts(**any, now + " " + get));       // nothing else
+  EXPECT_FALSE(Accepts(**any, ""));                    // at least one call
+  EXPECT_TRUE(Accepts(**two, now + "\n" + get, &must_end));
+  EXPECT_TRUE(must_end);                               // the most calls: nothing may follow
+  EXPECT_FALSE(Accepts(**two, now + now + now));
+  EXPECT_TRUE(Accepts(*Tools(), "~<tool_call>now\n~</tool_call>", &must_end));
+  EXPECT_TRUE(must_end);  // one call (the default)
+  EXPECT_FALSE(JsonGrammar::ForToolCalls(tools, "tools", 0).ok());
+}
+
 // GLM's parser ends an argument at the first "</arg_value>" text and the call at the first
 // "</tool_call>", special token or not: the text of a forced call may not spell them, or the
 // client would get a call cut short. Other tags and near misses are ordinary text.
