@@ -322,7 +322,8 @@ class Soak:
                                               "output_format": {"type": "json_schema", "schema": self.STRUCT_SCHEMA}}
             else:
                 path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 64, "temperature": temp,
-                                                      "tools": [self.STRUCT_TOOL], "tool_choice": "required"}
+                                                      "tools": [self.STRUCT_TOOL], "tool_choice": "required",
+                                                      "parallel_tool_calls": rng.random() < 0.5}
             try:
                 status, text, _ = self.request("POST", path, body, timeout=300)
             except OSError as e:
@@ -349,11 +350,18 @@ class Soak:
                     outs = [("stop" if reply["stop_reason"] == "end_turn" else "length", reply["content"][0]["text"])]
                 for finish, out in outs:
                     if kind == "tool":
-                        if finish == "tool_calls":
-                            call = out["tool_calls"][0]["function"]
-                            args = json.loads(call["arguments"])
-                            if call["name"] != "lookup" or not isinstance(args.get("key"), str):
-                                raise ValueError(f"bad call {call}")
+                        # Every complete call fits (a reply cut by max_tokens may hold some); one
+                        # call only without parallel calls.
+                        calls = out.get("tool_calls") or []
+                        if finish == "tool_calls" and not calls:
+                            raise ValueError("finish tool_calls without a call")
+                        if not body["parallel_tool_calls"] and len(calls) > 1:
+                            raise ValueError(f"{len(calls)} calls without parallel_tool_calls")
+                        for c in calls:
+                            args = json.loads(c["function"]["arguments"])
+                            if c["function"]["name"] != "lookup" or not isinstance(args.get("key"), str):
+                                raise ValueError(f"bad call {c}")
+                        if calls:
                             self.count("structured-complete")
                         continue
                     if finish != "stop":
