@@ -21,9 +21,14 @@ class ApiKeys {
   // Whether the request's Authorization value ("Bearer KEY", scheme case-insensitive) or x-api-key
   // value carries one of the keys. Compared in time independent of where a wrong key differs.
   bool Accepts(absl::string_view authorization, absl::string_view x_api_key) const;
+  // Which configured key the request presents, as "key<index>" ("" with no keys configured or
+  // none presented): whose stored responses it may read (response_store.h).
+  std::string Holder(absl::string_view authorization, absl::string_view x_api_key) const;
 
  private:
-  bool Matches(absl::string_view candidate) const;
+  // Index of the key equal to `candidate`, or -1.
+  int MatchIndex(absl::string_view candidate) const;
+  bool Matches(absl::string_view candidate) const { return MatchIndex(candidate) >= 0; }
   std::vector<std::string> keys_;
 };
 

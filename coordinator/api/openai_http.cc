@@ -148,7 +148,7 @@ class ResponsesFormat : public ResponseFormat {
     if (!delta.finished || delta.finish_reason == "abort" || store_ == nullptr || !request_->store) return;
     json conversation = request_->conversation;
     if (json turn = builder_.AssistantTurn(); !turn.is_null()) conversation.push_back(std::move(turn));
-    store_->Put(id_, {builder_.Completed(), std::move(conversation)});
+    store_->Put(id_, {builder_.Completed(), std::move(conversation), request_->holder});
   }
 
   std::unique_ptr<ResponsesRequest> request_;
@@ -257,14 +257,14 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   // Stored replies (response_store.h): read one back, or delete it.
   server_->Get(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
-    auto entry = responses_.Get(id);
+    auto entry = responses_.Get(id, Holder(req));
     if (!entry.has_value())
       return SendError(res, absl::NotFoundError(absl::StrCat("no stored response '", id, "'")), "not_found");
     res.set_content(DumpJson(entry->response), "application/json");
   });
   server_->Delete(R"(/v1/responses/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
-    if (!responses_.Delete(id))
+    if (!responses_.Delete(id, Holder(req)))
       return SendError(res, absl::NotFoundError(absl::StrCat("no stored response '", id, "'")), "not_found");
     res.set_content(DumpJson(json{{"id", id}, {"object", "response.deleted"}, {"deleted", true}}), "application/json");
   });
@@ -492,6 +492,11 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
   SendResponse(state, request->stream, id, engine_, stopping_, req, res);
 }
 
+std::string OpenAiHttpServer::Holder(const httplib::Request& req) const {
+  if (keys_ == nullptr) return "";
+  return keys_->Holder(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
+}
+
 void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Response& res) {
   // Refusals count as "rejected" and are logged, as for chat and completions.
   auto reject = [&](const absl::Status& status) {
@@ -501,7 +506,7 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
-  auto parsed = ParseResponsesRequest(*body, frontend_->model().name, &req.body, &responses_);
+  auto parsed = ParseResponsesRequest(*body, frontend_->model().name, &req.body, &responses_, Holder(req));
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
   if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);

@@ -55,6 +55,8 @@ class OpenAiHttpServer {
   void HandleModels(httplib::Response& res);
   // /v1/responses (openai_responses.h): one choice, on the shared response loop.
   void HandleResponses(const httplib::Request& req, httplib::Response& res);
+  // The API key a request presents (ApiKeys::Holder): whose stored responses it may use.
+  std::string Holder(const httplib::Request& req) const;
   // /tokenize and /detokenize: the body parsed, then `body_fn` (tokenize_endpoint.h).
   void HandleTokenizer(const httplib::Request& req, httplib::Response& res,
                        absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&, const nlohmann::json&));

@@ -113,7 +113,8 @@ class InputTranslator {
 }  // namespace
 
 absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const std::string& served_name,
-                                                       const std::string* raw_body, ResponseStore* store) {
+                                                       const std::string* raw_body, ResponseStore* store,
+                                                       const std::string& holder) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   ResponsesRequest r;
   ApiRequest& a = r.api;
@@ -121,6 +122,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   a.input_field = "input";
   a.max_tokens_field = "max_output_tokens";
   r.model = served_name;
+  r.holder = holder;
   if (Present(body, "model")) {
     if (!body["model"].is_string()) return InvalidField("model", "must be a string");
     r.model = body["model"].get<std::string>();
@@ -134,7 +136,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     const json& prev = body["previous_response_id"];
     if (!prev.is_string()) return InvalidField("previous_response_id", "must be a string");
     std::optional<ResponseStore::Entry> entry;
-    if (store != nullptr) entry = store->Get(prev.get<std::string>());
+    if (store != nullptr) entry = store->Get(prev.get<std::string>(), holder);
     if (!entry.has_value())
       return InvalidField("previous_response_id",
                           absl::StrCat("no stored response '", prev.get<std::string>(),

@@ -41,6 +41,7 @@ struct ResponsesRequest {
   nlohmann::json max_output_tokens = nullptr;
   bool store = true;                                // keep the reply for previous_response_id / GET
   bool parallel_tool_calls = true;                  // a forced reply may make several calls
+  std::string holder;                               // the caller's API key: who may read the stored reply
   nlohmann::json previous_response_id = nullptr;
   // Every turn's chat messages without `instructions` (the previous response's conversation, then
   // this input): what a stored reply continues.
@@ -49,10 +50,11 @@ struct ResponsesRequest {
 
 // Parses a Responses body. INVALID_ARGUMENT names the field ("input[2].content[0].type").
 // `raw_body`, the body's text when there is one, gives a json_schema's properties in the client's order.
-// `store` holds the replies previous_response_id may name (null: none are kept, and it is refused).
+// `store` holds the replies previous_response_id may name (null: none are kept, and it is refused);
+// `holder` is the caller's API key (ApiKeys::Holder), whose replies it may continue.
 absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const nlohmann::json& body, const std::string& served_name,
                                                        const std::string* raw_body = nullptr,
-                                                       ResponseStore* store = nullptr);
+                                                       ResponseStore* store = nullptr, const std::string& holder = "");
 
 class ResponsesBuilder {
  public:

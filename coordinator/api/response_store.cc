@@ -25,18 +25,18 @@ void ResponseStore::Put(const std::string& id, Entry entry) {
   EvictLocked();
 }
 
-std::optional<ResponseStore::Entry> ResponseStore::Get(const std::string& id) {
+std::optional<ResponseStore::Entry> ResponseStore::Get(const std::string& id, const std::string& holder) {
   absl::MutexLock lock(&mu_);
   auto it = index_.find(id);
-  if (it == index_.end()) return std::nullopt;
+  if (it == index_.end() || it->second->entry.holder != holder) return std::nullopt;
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->entry;
 }
 
-bool ResponseStore::Delete(const std::string& id) {
+bool ResponseStore::Delete(const std::string& id, const std::string& holder) {
   absl::MutexLock lock(&mu_);
   auto it = index_.find(id);
-  if (it == index_.end()) return false;
+  if (it == index_.end() || it->second->entry.holder != holder) return false;
   stats_.bytes -= it->second->bytes;
   lru_.erase(it->second);
   index_.erase(it);

@@ -8,7 +8,8 @@
 // that conversation plus its new input, rendered by the chat template as if sent whole, so the
 // prefix cache serves the shared part.
 //
-// Bounded by bytes (the entries' JSON text); the least recently used entries go first. Memory
+// With API keys configured, an entry belongs to the key whose request made it: other keys can
+// neither read, continue nor delete it. Bounded by bytes (the entries' JSON text); the least recently used entries go first. Memory
 // only: a restarted coordinator has forgotten them (a continuation then gets a clear 400).
 #ifndef GLM_COORDINATOR_API_RESPONSE_STORE_H_
 #define GLM_COORDINATOR_API_RESPONSE_STORE_H_
@@ -32,6 +33,7 @@ class ResponseStore {
   struct Entry {
     nlohmann::json response;      // the Responses API object, as sent
     nlohmann::json conversation;  // chat messages (role, content, reasoning_content, tool_calls, ...)
+    std::string holder;           // the API key that made it (ApiKeys::Holder; "" without keys)
   };
   struct Stats {
     int64_t entries = 0;
@@ -45,9 +47,10 @@ class ResponseStore {
   void SetCapacity(int64_t bytes);
   // Stores (or replaces) `id`. An entry larger than the whole capacity is not kept.
   void Put(const std::string& id, Entry entry);
-  // A copy of the entry; marks it recently used.
-  std::optional<Entry> Get(const std::string& id);
-  bool Delete(const std::string& id);
+  // A copy of the entry, when `holder` made it (another key's entries read as absent, so ids
+  // reveal nothing); marks it recently used.
+  std::optional<Entry> Get(const std::string& id, const std::string& holder);
+  bool Delete(const std::string& id, const std::string& holder);
   Stats stats() const;
 
  private:

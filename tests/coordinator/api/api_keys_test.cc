@@ -34,12 +34,18 @@ TEST(ApiKeysTest, MatchingRules) {
                           "Bearer SK-ONE", "Bearer sk-one sk-two"})
     EXPECT_FALSE(keys.Accepts(bad, "")) << bad;
   for (const char* bad : {"sk-on", "sk-one1", "Bearer sk-one", "SK-TWO"}) EXPECT_FALSE(keys.Accepts("", bad)) << bad;
+  // Which key: the stored responses' owner.
+  EXPECT_EQ(keys.Holder("Bearer sk-one", ""), "key0");
+  EXPECT_EQ(keys.Holder("", "sk-two"), "key1");
+  EXPECT_EQ(keys.Holder("Bearer wrong", "sk-two"), "key1");
+  EXPECT_EQ(keys.Holder("Bearer wrong", ""), "");
+  EXPECT_EQ(none.Holder("Bearer sk-one", ""), "");
 }
 
 class ApiKeysServerTest : public ApiTest {
  protected:
   void SetUp() override {
-    api_keys_ = {"sk-test"};
+    api_keys_ = {"sk-test", "sk-other"};
     ApiTest::SetUp();
   }
   httplib::Result Send(const std::string& method, const std::string& path, const httplib::Headers& headers,
@@ -48,6 +54,7 @@ class ApiKeysServerTest : public ApiTest {
     client.set_read_timeout(10, 0);
     if (method == "GET") return client.Get(path.c_str(), headers);
     if (method == "OPTIONS") return client.Options(path.c_str(), headers);
+    if (method == "DELETE") return client.Delete(path.c_str(), headers);
     return client.Post(path.c_str(), headers, body, "application/json");
   }
 };
@@ -99,6 +106,25 @@ TEST_F(ApiKeysServerTest, HttpNeedsAKeyInEitherHeaderExceptForProbes) {
   auto preflight = Send("OPTIONS", "/v1/chat/completions", {{"Origin", "http://ui"}, {"Access-Control-Request-Method", "POST"}});
   ASSERT_TRUE(preflight);
   EXPECT_EQ(preflight->status, 204);
+}
+
+// A stored response belongs to the key that made it: another key can neither read, continue
+// nor delete it (it reads as absent), the same key through either header can.
+TEST_F(ApiKeysServerTest, StoredResponsesBelongToTheirKey) {
+  ScriptText("ok");
+  auto made = Send("POST", "/v1/responses", {{"Authorization", "Bearer sk-test"}}, R"({"input":"hi"})");
+  ASSERT_TRUE(made && made->status == 200) << (made ? made->body : "");
+  const std::string id = json::parse(made->body)["id"];
+  const std::string path = "/v1/responses/" + id;
+  const httplib::Headers other = {{"Authorization", "Bearer sk-other"}};
+  EXPECT_EQ(Send("GET", path, other)->status, 404);
+  EXPECT_EQ(Send("DELETE", path, other)->status, 404);
+  const std::string cont = json{{"previous_response_id", id}, {"input", "more"}}.dump();
+  EXPECT_EQ(Send("POST", "/v1/responses", other, cont)->status, 400);
+  EXPECT_EQ(Send("GET", path, {{"x-api-key", "sk-test"}})->status, 200);
+  EXPECT_EQ(Send("POST", "/v1/responses", {{"Authorization", "Bearer sk-test"}}, cont)->status, 200);
+  EXPECT_EQ(Send("DELETE", path, {{"Authorization", "Bearer sk-test"}})->status, 200);
+  EXPECT_EQ(Send("GET", path, {{"Authorization", "Bearer sk-test"}})->status, 404);
 }
 
 TEST_F(ApiKeysServerTest, GrpcNeedsTheKeyInMetadataHealthDoesNot) {
