@@ -1,5 +1,6 @@
 #include "coordinator/api/openai_responses.h"
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,9 @@ absl::StatusOr<std::string> ContentText(const json& content, const std::string& 
 // function calls); they fill one assistant message until a user, system or tool item follows.
 class InputTranslator {
  public:
+  // `store` (may be null) resolves item references to the stored replies of `holder`.
+  InputTranslator(ResponseStore* store, std::string holder) : store_(store), holder_(std::move(holder)) {}
+
   absl::Status Add(const json& item, const std::string& at) {
     if (!item.is_object()) return InvalidField(at, "must be an object (an input item)");
     std::string type = "message";
@@ -66,9 +70,19 @@ class InputTranslator {
       turn["reasoning_content"] = turn.value("reasoning_content", "") + text;
       return absl::OkStatus();
     }
-    if (type == "item_reference")
-      return InvalidField(at + ".type", "item references are not resolved here; send the items themselves, or "
-                                        "continue a stored reply with previous_response_id");
+    if (type == "item_reference") {
+      // An output item of a stored reply: its id is "<kind>_<response id>_<index>".
+      auto id = RequiredString(item, "id", at);
+      if (!id.ok()) return id.status();
+      const size_t first = id->find('_'), last = id->rfind('_');
+      std::optional<ResponseStore::Entry> entry;
+      if (store_ != nullptr && first != std::string::npos && last > first)
+        entry = store_->Get(id->substr(first + 1, last - first - 1), holder_);
+      if (entry.has_value())
+        for (const json& output : entry->response.value("output", json::array()))
+          if (output.is_object() && output.value("id", "") == *id) return Add(output, at);
+      return InvalidField(at + ".id", absl::StrCat("no stored output item '", *id, "'; send the item itself"));
+    }
     return InvalidField(at + ".type", absl::StrCat("'", type, "' is not an input item this server supports"));
   }
 
@@ -106,6 +120,8 @@ class InputTranslator {
   }
   void EndTurn() { open_assistant_ = false; }
 
+  ResponseStore* store_;
+  std::string holder_;
   json messages_ = json::array();
   bool open_assistant_ = false;
 };
@@ -145,7 +161,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     r.previous_response_id = prev;
     r.conversation = std::move(entry->conversation);
   }
-  InputTranslator translator;
+  InputTranslator translator(store, holder);
   json system = json::array();
   if (Present(body, "instructions")) {
     if (!body["instructions"].is_string()) return InvalidField("instructions", "must be a string");

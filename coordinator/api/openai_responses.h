@@ -3,8 +3,8 @@
 //
 // Conversations: either the whole conversation comes in `input` (what clients do with "store":
 // false), or `previous_response_id` names a stored reply (ResponseStore; "store" defaults to true)
-// whose conversation the new input continues. Item references and `conversation` objects are
-// refused with an explanation.
+// whose conversation the new input continues; `item_reference` input items name output items of
+// stored replies. `conversation` objects are refused with an explanation.
 // Input items map onto the chat template's OpenAI-shaped messages: `instructions` is the system
 // message; a run of assistant-side items (reasoning, an assistant message, function_call) is one
 // assistant message (reasoning_content, content, tool_calls); a function_call_output is a tool

@@ -199,6 +199,13 @@ TEST_F(ResponsesApiTest, StoredRepliesContinueWithPreviousResponseId) {
   Response({{"instructions", "Use tools."}, {"store", false}, {"tools", WeatherTool()},
             {"input", json::array({{{"role", "user"}, {"content", "weather in Oslo?"}}, first["output"][0], call, output_item})}});
   EXPECT_EQ(LastPrompt(), continued);
+  // Item references to the stored reply's output items stand for the items.
+  ScriptText("Sunny.");
+  Response({{"instructions", "Use tools."}, {"store", false}, {"tools", WeatherTool()},
+            {"input", json::array({{{"role", "user"}, {"content", "weather in Oslo?"}},
+                                   {{"type", "item_reference"}, {"id", first["output"][0]["id"]}},
+                                   {{"type", "item_reference"}, {"id", call["id"]}}, output_item})}});
+  EXPECT_EQ(LastPrompt(), continued);
 
   // Streamed replies are kept too, and chains go on; instructions are not carried over.
   ScriptText("Glad to help.");
@@ -261,7 +268,8 @@ TEST_F(ResponsesApiTest, ErrorsNameTheField) {
       {{{"input", "hi"}, {"conversation", "conv_1"}}, 400, "conversation"},
       {{{"input", {{{"role", "user"}, {"content", {{{"type", "input_image"}, {"image_url", "x"}}}}}}}}, 400,
        "input[0].content[0].type"},
-      {{{"input", {{{"type", "item_reference"}, {"id", "msg_1"}}}}}, 400, "input[0].type"},
+      {{{"input", {{{"type", "item_reference"}, {"id", "msg_1"}}}}}, 400, "input[0].id"},
+      {{{"input", {{{"type", "item_reference"}}}}}, 400, "input[0].id"},
       {{{"input", {{{"type", "function_call_output"}, {"output", "x"}}}}}, 400, "input[0].call_id"},
       {{{"input", {{{"role", "tool"}, {"content", "x"}}}}}, 400, "input[0].role"},
       {{{"input", "hi"}, {"tools", {{{"type", "web_search"}}}}}, 400, "tools[0].type"},
