@@ -225,6 +225,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     }
     const TextFrontend::StructuredOutputStats so = frontend_->structured_output_stats();
     metrics_->SetStructuredOutputs(so.requests, so.masks.hits, so.masks.misses, so.masks.compute_seconds);
+    const ResponseStore::Stats stored = responses_.stats();
+    metrics_->SetStoredResponses(stored.entries, stored.bytes, stored.evicted);
     res.set_content(metrics_->Render(engine_->GetLoad()), "text/plain; version=0.0.4; charset=utf-8");
   });
   server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { HandleModels(res); });

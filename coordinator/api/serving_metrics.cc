@@ -82,6 +82,9 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
   r.Declare("glm:structured_output_mask_cache_hits_total", Type::kCounter, "Token masks served from the cache.");
   r.Declare("glm:structured_output_mask_cache_misses_total", Type::kCounter, "Token masks computed.");
   r.Declare("glm:structured_output_mask_seconds_total", Type::kCounter, "Time spent computing token masks.");
+  r.Declare("glm:responses_stored", Type::kGauge, "Stored /v1/responses replies (previous_response_id).");
+  r.Declare("glm:responses_stored_bytes", Type::kGauge, "JSON bytes of the stored replies and their conversations.");
+  r.Declare("glm:responses_evicted_total", Type::kCounter, "Stored replies evicted to keep to --responses-store-mib.");
   r.Declare("glm:kv_blocks_total", Type::kGauge, "Logical KV blocks.");
   r.Declare("glm:kv_blocks_used", Type::kGauge, "KV blocks held by live sequences.");
   r.Declare("glm:kv_blocks_cached", Type::kGauge, "Free KV blocks still holding a reusable prefix.");
@@ -149,6 +152,13 @@ void ServingMetrics::SetStructuredOutputs(int64_t requests, int64_t mask_hits, i
   registry_.Set("glm:structured_output_mask_cache_hits_total", l, static_cast<double>(mask_hits));
   registry_.Set("glm:structured_output_mask_cache_misses_total", l, static_cast<double>(mask_misses));
   registry_.Set("glm:structured_output_mask_seconds_total", l, mask_seconds);
+}
+
+void ServingMetrics::SetStoredResponses(int64_t entries, int64_t bytes, int64_t evicted) {
+  const MetricLabels l = labels();
+  registry_.Set("glm:responses_stored", l, static_cast<double>(entries));
+  registry_.Set("glm:responses_stored_bytes", l, static_cast<double>(bytes));
+  registry_.Set("glm:responses_evicted_total", l, static_cast<double>(evicted));
 }
 
 std::string ServingMetrics::Render(const scheduler::EngineLoad& load) {

@@ -28,6 +28,8 @@ class ServingMetrics {
   void SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses);
   // Structured outputs: constrained requests, and their token masks from the cache or computed.
   void SetStructuredOutputs(int64_t requests, int64_t mask_hits, int64_t mask_misses, double mask_seconds);
+  // The stored /v1/responses replies (response_store.h).
+  void SetStoredResponses(int64_t entries, int64_t bytes, int64_t evicted);
   // Copies `load` into the gauges/counters and renders everything.
   std::string Render(const scheduler::EngineLoad& load);
 

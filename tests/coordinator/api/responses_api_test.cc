@@ -221,6 +221,10 @@ TEST_F(ResponsesApiTest, StoredRepliesContinueWithPreviousResponseId) {
   EXPECT_THAT(*text, ::testing::Not(HasSubstr("Use tools.")));
 
   httplib::Client client("127.0.0.1", server_->http_port());
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("glm:responses_stored{model_name=\"glm5-tiny-code\"} 4"));
+  EXPECT_THAT(metrics->body, HasSubstr("glm:responses_stored_bytes{"));
   const std::string path = "/v1/responses/" + second["id"].get<std::string>();
   auto got = client.Get(path.c_str());
   ASSERT_TRUE(got);
