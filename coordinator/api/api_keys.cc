@@ -27,24 +27,23 @@ int ApiKeys::MatchIndex(absl::string_view candidate) const {
   return found;
 }
 
-std::string ApiKeys::Holder(absl::string_view authorization, absl::string_view x_api_key) const {
-  if (!enabled()) return "";
+int ApiKeys::PresentedIndex(absl::string_view authorization, absl::string_view x_api_key) const {
   absl::string_view auth = absl::StripAsciiWhitespace(authorization);
   int index = -1;
   if (auth.size() > 7 && absl::StartsWithIgnoreCase(auth, "bearer "))
     index = MatchIndex(absl::StripLeadingAsciiWhitespace(auth.substr(7)));
   if (index < 0 && !x_api_key.empty()) index = MatchIndex(absl::StripAsciiWhitespace(x_api_key));
-  return index < 0 ? "" : absl::StrCat("key", index);
+  return index;
 }
 
 bool ApiKeys::Accepts(absl::string_view authorization, absl::string_view x_api_key) const {
-  if (!enabled()) return true;
-  absl::string_view auth = absl::StripAsciiWhitespace(authorization);
-  bool ok = false;
-  if (auth.size() > 7 && absl::StartsWithIgnoreCase(auth, "bearer "))
-    ok = Matches(absl::StripLeadingAsciiWhitespace(auth.substr(7)));
-  const bool by_header = !x_api_key.empty() && Matches(absl::StripAsciiWhitespace(x_api_key));
-  return ok || by_header;
+  return !enabled() || PresentedIndex(authorization, x_api_key) >= 0;
+}
+
+std::string ApiKeys::Holder(absl::string_view authorization, absl::string_view x_api_key) const {
+  if (!enabled()) return "";
+  const int index = PresentedIndex(authorization, x_api_key);
+  return index < 0 ? "" : absl::StrCat("key", index);
 }
 
 }  // namespace glm::api

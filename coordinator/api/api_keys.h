@@ -28,7 +28,8 @@ class ApiKeys {
  private:
   // Index of the key equal to `candidate`, or -1.
   int MatchIndex(absl::string_view candidate) const;
-  bool Matches(absl::string_view candidate) const { return MatchIndex(candidate) >= 0; }
+  // Index of the key the Authorization ("Bearer KEY") or x-api-key value carries, or -1.
+  int PresentedIndex(absl::string_view authorization, absl::string_view x_api_key) const;
   std::vector<std::string> keys_;
 };
 

@@ -111,12 +111,11 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   }
   if (const std::string& choice_text = req.chat().tool_choice_json(); !choice_text.empty()) {
     if (req.input_case() != pb::GenerateRequest::kChat) return InvalidField("chat.tool_choice_json", "needs chat input");
+    absl::StatusOr<nlohmann::json> choice = ParseClientJson(choice_text, "chat.tool_choice_json", nullptr);
     // A bare word (required) reads as the JSON string it spells.
-    const bool bare_word = choice_text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_") ==
-                           std::string::npos;
-    absl::StatusOr<nlohmann::json> choice = nlohmann::json(choice_text);
-    if (!bare_word || choice_text == "true" || choice_text == "false" || choice_text == "null")
-      choice = ParseClientJson(choice_text, "chat.tool_choice_json", nullptr);
+    if (!choice.ok() && choice_text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_") ==
+                            std::string::npos)
+      choice = nlohmann::json(choice_text);
     if (!choice.ok()) return choice.status();
     std::string forced;  // "" = not forced; "*" = any tool
     if (auto s = ParseToolChoice(*choice, "chat.tool_choice_json", /*flat=*/false, &a.tools, &forced); !s.ok()) return s;

@@ -128,7 +128,7 @@ class ResponsesFormat : public ResponseFormat {
  public:
   // `store` (may be null) keeps the finished reply when the request asked for it.
   ResponsesFormat(std::unique_ptr<ResponsesRequest> request, std::string id, int64_t created_at, ResponseStore* store)
-      : request_(std::move(request)), id_(id), store_(store), builder_(request_.get(), std::move(id), created_at) {}
+      : request_(std::move(request)), store_(store), builder_(request_.get(), std::move(id), created_at) {}
   void Accumulate(size_t, const OutputDelta& delta) override {
     builder_.Accumulate(delta);
     Keep(delta);
@@ -148,11 +148,10 @@ class ResponsesFormat : public ResponseFormat {
     if (!delta.finished || delta.finish_reason == "abort" || store_ == nullptr || !request_->store) return;
     json conversation = request_->conversation;
     if (json turn = builder_.AssistantTurn(); !turn.is_null()) conversation.push_back(std::move(turn));
-    store_->Put(id_, {builder_.Completed(), std::move(conversation), request_->holder});
+    store_->Put(builder_.id(), {builder_.Completed(), std::move(conversation), request_->holder});
   }
 
   std::unique_ptr<ResponsesRequest> request_;
-  std::string id_;
   ResponseStore* store_;
   ResponsesBuilder builder_;
 };

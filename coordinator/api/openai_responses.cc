@@ -246,7 +246,10 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
 ResponsesBuilder::ResponsesBuilder(const ResponsesRequest* request, std::string id, int64_t created_at)
     : request_(request), id_(std::move(id)), created_at_(created_at) {}
 
-void ResponsesBuilder::Count(const OutputDelta& d) {
+void ResponsesBuilder::Fold(const OutputDelta& d) {
+  text_ += d.text;
+  reasoning_ += d.reasoning;
+  tool_calls_.insert(tool_calls_.end(), d.tool_calls.begin(), d.tool_calls.end());
   prompt_tokens_ = d.prompt_tokens;
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
@@ -354,10 +357,7 @@ void ResponsesBuilder::OpenItem(Item kind, std::string* out) {
 }
 
 std::string ResponsesBuilder::StreamEvents(const OutputDelta& d) {
-  Count(d);
-  text_ += d.text;
-  reasoning_ += d.reasoning;
-  tool_calls_.insert(tool_calls_.end(), d.tool_calls.begin(), d.tool_calls.end());
+  Fold(d);
   std::string out;
   if (!started_) {
     started_ = true;
@@ -396,7 +396,7 @@ std::string ResponsesBuilder::StreamEvents(const OutputDelta& d) {
   }
   if (d.finished) {
     CloseItem(&out);
-    const std::string status = finish_reason_ == "length" ? "incomplete" : "completed";
+    const std::string status = EndStatus();
     out += Event(absl::StrCat("response.", status), {{"response", ResponseObject(status, done_items_)}});
   }
   return out;
@@ -411,10 +411,7 @@ std::string ResponsesBuilder::StreamError(const json& error) {
 }
 
 void ResponsesBuilder::Accumulate(const OutputDelta& d) {
-  Count(d);
-  text_ += d.text;
-  reasoning_ += d.reasoning;
-  tool_calls_.insert(tool_calls_.end(), d.tool_calls.begin(), d.tool_calls.end());
+  Fold(d);
 }
 
 json ResponsesBuilder::Final() const {
@@ -424,12 +421,12 @@ json ResponsesBuilder::Final() const {
     output.push_back(MessageItem(absl::StrCat("msg_", id_, "_", output.size()), text_, "completed"));
   for (const tokenizer::ToolCall& call : tool_calls_)
     output.push_back(CallItem(absl::StrCat("fc_", id_, "_", output.size()), call, call.arguments, "completed"));
-  return ResponseObject(finish_reason_ == "length" ? "incomplete" : "completed", std::move(output));
+  return ResponseObject(EndStatus(), std::move(output));
 }
 
 json ResponsesBuilder::Completed() const {
   if (!started_) return Final();
-  return ResponseObject(finish_reason_ == "length" ? "incomplete" : "completed", done_items_);
+  return ResponseObject(EndStatus(), done_items_);
 }
 
 json ResponsesBuilder::AssistantTurn() const {

@@ -77,6 +77,7 @@ class ResponsesBuilder {
   // (null when the reply has no output item).
   nlohmann::json Completed() const;
   nlohmann::json AssistantTurn() const;
+  const std::string& id() const { return id_; }
 
  private:
   enum class Item { kNone, kReasoning, kMessage };
@@ -87,7 +88,10 @@ class ResponsesBuilder {
   nlohmann::json MessageItem(const std::string& id, const std::string& text, const char* status) const;
   nlohmann::json CallItem(const std::string& id, const tokenizer::ToolCall& call, const std::string& arguments,
                           const char* status) const;
-  void Count(const OutputDelta& delta);
+  // Every delta, streamed or not: the running text, reasoning, calls and counts.
+  void Fold(const OutputDelta& delta);
+  // A finished reply's status: "incomplete" when max_output_tokens cut it, else "completed".
+  const char* EndStatus() const { return finish_reason_ == "length" ? "incomplete" : "completed"; }
   // Streaming: ends the open item (its done events) / opens one of `kind`.
   void CloseItem(std::string* out);
   void OpenItem(Item kind, std::string* out);
