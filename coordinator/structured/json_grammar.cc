@@ -60,6 +60,54 @@ class SchemaCompiler {
     return x;
   }
 
+  // A string schema's `pattern`, or the pattern of its `format` (formats this server does not
+  // check are annotations, as JSON Schema has them by default): null when neither applies.
+  absl::StatusOr<std::shared_ptr<const RegexDfa>> StringPattern(const json& s, const std::string& where) {
+    std::string key, text;
+    if (s.contains("pattern")) {
+      if (s.contains("format") && !FormatPattern(s["format"]).empty())
+        return Error(where, "'pattern' and a checked 'format' together are not supported");
+      if (!s["pattern"].is_string()) return Error(absl::StrCat(where, "/pattern"), "must be a string");
+      key = "pattern";
+      text = s["pattern"].get<std::string>();
+    } else if (s.contains("format")) {
+      if (!s["format"].is_string()) return Error(absl::StrCat(where, "/format"), "must be a string");
+      key = "format";
+      text = FormatPattern(s["format"]);
+      if (text.empty()) return nullptr;
+    } else {
+      return nullptr;
+    }
+    auto dfa = RegexDfa::Compile(text, {.json_string = true});
+    if (!dfa.ok()) return Error(absl::StrCat(where, "/", key), std::string(dfa.status().message()));
+    pattern_states_ += (*dfa)->num_states();
+    if (pattern_states_ > kMaxPatternStates)
+      return Error(absl::StrCat(where, "/", key),
+                   absl::StrCat("the schema's patterns are too complex together (over ", kMaxPatternStates, " states)"));
+    return *std::move(dfa);
+  }
+
+  // The pattern a checked `format` stands for ("" for the others).
+  static std::string FormatPattern(const json& format) {
+    if (!format.is_string()) return "";
+    static const std::string kDate = R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))";
+    static const std::string kTime = R"(([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d))";
+    static const std::string kLabel = R"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)";
+    static const std::string kOctet = R"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))";
+    static const std::map<std::string, std::string> kFormats = {
+        {"date", kDate},
+        {"time", kTime},
+        {"date-time", kDate + "[Tt]" + kTime},
+        {"uuid", R"([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"},
+        {"ipv4", "(" + kOctet + "\\.){3}" + kOctet},
+        {"hostname", kLabel + "(\\." + kLabel + ")*"},
+        {"email", R"([A-Za-z0-9!#$%&'*+/=?^_{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_{|}~-]+)*@)" + kLabel + "(\\." + kLabel + ")+"},
+        {"uri", R"([A-Za-z][A-Za-z0-9+.-]*:[!#$%&'()*+,./0-9:;=?@A-Z\[\]_a-z~-]+)"},
+    };
+    const auto it = kFormats.find(format.get<std::string>());
+    return it == kFormats.end() ? "" : it->second;
+  }
+
   // One schema (object or boolean) at JSON pointer `where`.
   absl::StatusOr<int32_t> Node(const json& s, const std::string& where) {
     if (g_->nodes_.size() > JsonGrammar::kMaxNodes)
@@ -74,7 +122,7 @@ class SchemaCompiler {
         "readOnly", "writeOnly", "$defs", "definitions", "strict", "name", "discriminator", "nullable"};
     static const std::set<std::string> kHandled = {
         "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "properties", "required",
-        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength"};
+        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format"};
     for (const auto& [key, value] : s.items()) {
       if (kAnnotations.contains(key) || kHandled.contains(key)) continue;
       return Error(absl::StrCat(where, "/", key), absl::StrCat("'", key, "' is not supported by this server's structured outputs"));
@@ -143,7 +191,7 @@ class SchemaCompiler {
       types.push_back("object");
     } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
       types.push_back("array");
-    } else if (s.contains("minLength") || s.contains("maxLength")) {
+    } else if (s.contains("minLength") || s.contains("maxLength") || s.contains("pattern")) {
       types.push_back("string");
     } else {
       return Add(GrammarNode{});  // {}: any value
@@ -177,6 +225,12 @@ class SchemaCompiler {
       n.max_length = *hi;
       if (n.max_length >= 0 && n.max_length < n.min_length)
         return Error(absl::StrCat(where, "/maxLength"), "is below minLength");
+      auto pattern = StringPattern(s, where);
+      if (!pattern.ok()) return pattern.status();
+      n.pattern = *std::move(pattern);
+      if (n.pattern != nullptr && !n.pattern->CanEndWithin(n.pattern->start(), 0, n.min_length, n.max_length))
+        return Error(where, absl::StrCat("no string matches its ", s.contains("pattern") ? "pattern" : "format",
+                                         " within minLength and maxLength"));
       return Add(std::move(n));
     }
     if (type == "array") {
@@ -288,10 +342,14 @@ class SchemaCompiler {
     return index;
   }
 
+  // DFA states of all the schema's patterns together (each state holds 1 KiB of transitions).
+  static constexpr int64_t kMaxPatternStates = 16384;
+
   const json& root_;
   std::string field_;
   JsonGrammar* g_ = nullptr;
   std::map<std::string, int32_t> refs_;
+  int64_t pattern_states_ = 0;
 };
 
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(const json& schema, const std::string& field) {
@@ -397,6 +455,31 @@ std::shared_ptr<const JsonGrammar> JsonGrammar::AnyObject() {
     return *g;
   }();
   return grammar;
+}
+
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForRegex(std::string_view pattern,
+                                                                      const std::string& field) {
+  auto dfa = RegexDfa::Compile(pattern);
+  if (!dfa.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", dfa.status().message()));
+  auto g = std::make_shared<JsonGrammar>();
+  GrammarNode n;
+  n.kind = GrammarNode::Kind::kText;
+  n.pattern = *std::move(dfa);
+  g->nodes_.push_back(std::move(n));
+  g->root_ = 0;
+  g->fingerprint_ = absl::StrCat("regex:", std::string(pattern));
+  return std::shared_ptr<const JsonGrammar>(std::move(g));
+}
+
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForChoice(const std::vector<std::string>& choices,
+                                                                       const std::string& field) {
+  if (choices.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must name at least one choice"));
+  std::string pattern;
+  for (const std::string& c : choices) {
+    if (c.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": a choice is empty"));
+    absl::StrAppend(&pattern, pattern.empty() ? "" : "|", RegexEscape(c));
+  }
+  return ForRegex(pattern, field);
 }
 
 }  // namespace glm::structured

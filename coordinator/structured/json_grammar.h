@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/structured/regex_dfa.h"
 #include "nlohmann/json.hpp"
 
 namespace glm::structured {
@@ -46,6 +47,8 @@ struct GrammarNode {
     // One or more calls (the root of ForToolCalls): `items` is the kToolCall node, `max_items`
     // the most calls (-1: no limit); one newline may separate two calls.
     kToolCallList,
+    // The whole output as raw text (not JSON) that `pattern` matches: ForRegex, ForChoice.
+    kText,
   };
   struct Property {
     std::string key_literal;  // the key as JSON text, quotes included: "\"name\""
@@ -66,6 +69,8 @@ struct GrammarNode {
   // kString
   int64_t min_length = 0;
   int64_t max_length = -1;
+  // kString: the value matches this whole (JSON Schema `pattern` or `format`); kText: the output.
+  std::shared_ptr<const RegexDfa> pattern;
   // kLiterals
   std::vector<std::string> literals;
   // kAnyOf, kToolCall
@@ -104,6 +109,11 @@ class JsonGrammar {
   // ("tools[1].function.parameters/...").
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForToolCalls(const std::vector<ToolSpec>& tools,
                                                                         const std::string& field, int max_calls = 1);
+  // Raw text that `pattern` (RegexDfa's syntax) matches whole; one of `choices` exactly. `field`
+  // names the pattern or choices in errors.
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForRegex(std::string_view pattern, const std::string& field);
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForChoice(const std::vector<std::string>& choices,
+                                                                     const std::string& field);
   // Special tokens' bytes in a TokenVocabulary start with this byte (never in UTF-8 text), so a
   // grammar can ask for one (a tool-call tag) and JSON never matches one.
   static constexpr char kSpecialMark = '\xFF';

@@ -10,7 +10,8 @@ namespace {
 using Kind = GrammarNode::Kind;
 
 enum FrameKind : uint8_t {
-  kValue, kObject, kKey, kArray, kString, kNumber, kLiteral, kToolCall, kToolArgs, kRawText, kToolCallList
+  kValue, kObject, kKey, kArray, kString, kNumber, kLiteral, kToolCall, kToolArgs, kRawText, kToolCallList,
+  kPatternText  // the whole output, raw text matched by the root's RegexDfa
 };
 // kToolCallList phases: before a call (the first, or after the newline between two), after one.
 enum CallListPhase : uint8_t { kListBeforeCall, kListAfterCall };
@@ -35,13 +36,24 @@ int HexValue(uint8_t c) {
   return -1;
 }
 uint64_t Range(uint8_t lo, uint8_t hi) { return (uint64_t{lo} << 8) | hi; }
+// The byte a JSON short escape (the character after '\\') stands for.
+uint8_t EscapedByte(uint8_t c) {
+  switch (c) {
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return c;  // " \\ /
+  }
+}
 
 }  // namespace
 
 JsonMatcher::JsonMatcher(const JsonGrammar* grammar) : grammar_(grammar), guard_tags_(grammar->is_tool_call()) {
   Stack root;
   Frame f;
-  f.kind = kValue;
+  f.kind = grammar->node(grammar->root()).kind == Kind::kText ? kPatternText : kValue;
   f.node = grammar->root();
   root.frames.push_back(f);
   stacks_.push_back(std::move(root));
@@ -87,8 +99,13 @@ bool JsonMatcher::CanEnd() const {
 
 bool JsonMatcher::MustEnd() const {
   if (stacks_.empty()) return false;
-  for (const Stack& s : stacks_)
-    if (!s.frames.empty()) return false;
+  for (const Stack& s : stacks_) {
+    if (s.frames.empty()) continue;
+    const Frame& f = s.frames[0];
+    const RegexDfa* dfa = grammar_->node(f.node).pattern.get();
+    if (s.frames.size() == 1 && f.kind == kPatternText && dfa->Accepting(f.re) && !dfa->HasExits(f.re)) continue;
+    return false;
+  }
   return true;
 }
 
@@ -114,6 +131,7 @@ std::string JsonMatcher::Key() const {
       put(&f.a, sizeof f.a);
       put(&f.b, sizeof f.b);
       put(&f.set, sizeof f.set);
+      put(&f.re, sizeof f.re);
     }
     key.push_back('|');
   }
@@ -125,8 +143,16 @@ bool JsonMatcher::InPlainString(int64_t* room) const {
   const Frame& f = stacks_[0].frames.back();
   if (f.kind != kString || f.phase != kStrIn || f.b != 0 || f.tag_guard != 0) return false;
   const GrammarNode* g = f.node >= 0 ? &grammar_->node(f.node) : nullptr;
+  if (g != nullptr && g->pattern != nullptr) return false;  // every byte steps the pattern
   const bool bounded = g != nullptr && g->kind == Kind::kString && g->max_length >= 0;
   *room = bounded ? g->max_length - f.a : INT64_MAX;
+  return true;
+}
+
+bool JsonMatcher::InPatternText(const RegexDfa** dfa, int32_t* state) const {
+  if (stacks_.size() != 1 || stacks_[0].frames.size() != 1 || stacks_[0].frames[0].kind != kPatternText) return false;
+  *dfa = grammar_->node(stacks_[0].frames[0].node).pattern.get();
+  *state = stacks_[0].frames[0].re;
   return true;
 }
 
@@ -188,7 +214,8 @@ void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* sta
       f.phase = kListBeforeCall;
       break;
     case Kind::kToolArgs:
-      return;  // only inside a kToolCall
+    case Kind::kText:
+      return;  // only inside a kToolCall; only the root
   }
   starts->push_back(f);
 }
@@ -208,6 +235,7 @@ bool JsonMatcher::WhitespaceAllowed(const Frame& f) const {
 
 bool JsonMatcher::AcceptsEnd(const Frame& f) const {
   if (f.kind == kToolCallList) return f.phase == kListAfterCall;
+  if (f.kind == kPatternText) return grammar_->node(f.node).pattern->Accepting(f.re);
   if (f.kind == kNumber) return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
   if (f.kind == kLiteral) {
     const auto& lits = grammar_->node(f.node).literals;
@@ -475,6 +503,15 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
       const int64_t min_length = bounded ? g.min_length : 0;
       const int64_t max_length = bounded ? g.max_length : -1;
       const bool room = max_length < 0 || f.a < max_length;
+      // A pattern reads the string's value: raw bytes as they come, an escape as the byte it stands
+      // for (\u escapes are refused there: the value's characters are written raw).
+      const RegexDfa* pattern = bounded ? g.pattern.get() : nullptr;
+      // The value's next byte (f.a counts its character already) keeps a match within the bounds.
+      auto matches = [&](uint8_t value_byte) {
+        if (pattern == nullptr) return true;
+        f.re = pattern->Next(f.re, value_byte);
+        return pattern->CanEndWithin(f.re, f.a, min_length, max_length);
+      };
       if (guard_tags_ && f.phase != kStrOpen && !TagGuardStep(f.tag_guard, c)) return Step::kReject;
       switch (f.phase) {
         case kStrOpen:
@@ -482,24 +519,29 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           f.phase = kStrIn;
           return Step::kConsumed;
         case kStrIn:
-          if (f.b > 0) return utf8(f, c) ? Step::kConsumed : Step::kReject;
-          if (c == '"') return f.a >= min_length ? Step::kDoneConsumed : Step::kReject;
+          if (f.b > 0) return utf8(f, c) && matches(c) ? Step::kConsumed : Step::kReject;
+          if (c == '"')
+            return f.a >= min_length && (pattern == nullptr || pattern->Accepting(f.re)) ? Step::kDoneConsumed : Step::kReject;
           if (c < 0x20 || !room) return Step::kReject;
           if (c == '\\') {
             ++f.a;
             f.phase = kStrEscape;
-            return Step::kConsumed;
+            if (pattern == nullptr) return Step::kConsumed;
+            for (char e : std::string_view("\"\\/bfnrt"))  // some escape must continue the match
+              if (pattern->CanEndWithin(pattern->Next(f.re, EscapedByte(e)), f.a, min_length, max_length))
+                return Step::kConsumed;
+            return Step::kReject;
           }
-          return utf8(f, c) ? Step::kConsumed : Step::kReject;
+          return utf8(f, c) && matches(c) ? Step::kConsumed : Step::kReject;
         case kStrEscape:
-          if (c == 'u') {
+          if (c == 'u' && pattern == nullptr) {
             f.phase = kStrHex;
             f.b = 0;
             return Step::kConsumed;
           }
           if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') {
             f.phase = kStrIn;
-            return Step::kConsumed;
+            return matches(EscapedByte(c)) ? Step::kConsumed : Step::kReject;
           }
           return Step::kReject;
         default: {  // \u hex digits: phase - kStrHex seen so far
@@ -650,13 +692,22 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
     }
     case kRawText: {  // a string argument's text, up to the special token that closes it
       const bool bounded = f.node >= 0 && g.kind == Kind::kString;
+      const RegexDfa* pattern = bounded ? g.pattern.get() : nullptr;
       if (c == static_cast<uint8_t>(JsonGrammar::kSpecialMark) && f.b == 0)
-        return f.a >= (bounded ? g.min_length : 0) ? Step::kDoneNotConsumed : Step::kReject;
+        return f.a >= (bounded ? g.min_length : 0) && (pattern == nullptr || pattern->Accepting(f.re))
+                   ? Step::kDoneNotConsumed
+                   : Step::kReject;
       if (f.b == 0 && c == 0) return Step::kReject;
       if (f.b == 0 && bounded && g.max_length >= 0 && f.a >= g.max_length) return Step::kReject;
       if (!TagGuardStep(f.tag_guard, c)) return Step::kReject;
-      return utf8(f, c) ? Step::kConsumed : Step::kReject;
+      if (!utf8(f, c)) return Step::kReject;
+      if (pattern == nullptr) return Step::kConsumed;
+      f.re = pattern->Next(f.re, c);
+      return pattern->CanEndWithin(f.re, f.a, g.min_length, g.max_length) ? Step::kConsumed : Step::kReject;
     }
+    case kPatternText:  // the DFA holds only valid UTF-8 and never the special-token mark
+      f.re = g.pattern->Next(f.re, c);
+      return f.re >= 0 ? Step::kConsumed : Step::kReject;
     case kLiteral: {
       uint64_t next = 0;
       bool ended = false;  // a candidate is complete before this byte

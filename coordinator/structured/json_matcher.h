@@ -48,6 +48,9 @@ class JsonMatcher {
   // Inside a JSON string (a value or a free key) between characters, one parse alive: any
   // string-safe token (TokenVocabulary) of at most *room code points continues it.
   bool InPlainString(int64_t* room) const;
+  // A whole-output regex (GrammarNode::Kind::kText), one parse alive: its automaton and state, so
+  // the masker can step the automaton alone (a byte continues the text iff dfa->Next is not -1).
+  bool InPatternText(const RegexDfa** dfa, int32_t* state) const;
 
  private:
   // One frame of a parse stack (POD: stacks are copied per vocabulary branch).
@@ -59,8 +62,10 @@ class JsonMatcher {
     int64_t a = 0;     // object: next property; array: items so far; string: code points; literal/key: bytes matched
     int64_t b = 0;     // object: current property; string: escape value / UTF-8 bytes left; number: digits in part
     uint64_t set = 0;  // key/literal: candidates still possible; string: the next UTF-8 byte's range
+    int32_t re = 0;    // string with a pattern, pattern text: the RegexDfa's state
     bool operator==(const Frame& o) const {
-      return kind == o.kind && phase == o.phase && tag_guard == o.tag_guard && node == o.node && a == o.a && b == o.b && set == o.set;
+      return kind == o.kind && phase == o.phase && tag_guard == o.tag_guard && node == o.node && a == o.a && b == o.b &&
+             set == o.set && re == o.re;
     }
   };
   struct Stack {

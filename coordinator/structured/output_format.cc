@@ -13,7 +13,38 @@ namespace {
 void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<char>((*bitmap)[id >> 3] | (1 << (id & 7))); }
 }  // namespace
 
+// The walk of Compute for a whole-output regex: the automaton's states stand in for matchers.
+std::string OutputFormat::ComputePatternText(const RegexDfa& dfa, int32_t state, int64_t vocab) const {
+  std::string bitmap((vocab + 7) / 8, '\0');
+  const std::vector<int32_t>& sorted = vocabulary_->sorted();
+  const std::vector<int32_t>& shared = vocabulary_->shared_prefix();
+  std::vector<int32_t> at(1, state);  // at[d]: the state after d bytes of the current token
+  size_t valid = 1, dead_at = SIZE_MAX;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const int32_t id = sorted[i];
+    const std::string& bytes = vocabulary_->bytes(id);
+    const size_t common = static_cast<size_t>(shared[i]);
+    if (common >= dead_at) continue;
+    dead_at = SIZE_MAX;
+    valid = std::min(valid, common + 1);
+    if (at.size() < bytes.size() + 1) at.resize(bytes.size() + 1);
+    for (size_t d = valid - 1; d < bytes.size(); ++d) {
+      at[d + 1] = dfa.Next(at[d], static_cast<uint8_t>(bytes[d]));
+      if (at[d + 1] < 0) {
+        dead_at = d + 1;
+        break;
+      }
+      valid = d + 2;
+    }
+    if (dead_at == SIZE_MAX && id < vocab) SetBit(&bitmap, id);
+  }
+  return bitmap;
+}
+
 std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const {
+  const RegexDfa* dfa = nullptr;
+  int32_t dfa_state = 0;
+  if (state.InPatternText(&dfa, &dfa_state)) return ComputePatternText(*dfa, dfa_state, vocab);
   std::string bitmap((vocab + 7) / 8, '\0');
   // Inside a string, the string-safe tokens need no walk (all of them, or those that fit the
   // maxLength left); only the others are walked.

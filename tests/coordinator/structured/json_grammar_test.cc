@@ -69,6 +69,91 @@ TEST(JsonGrammarTest, ArraysStringsEnumsAndNullable) {
   EXPECT_FALSE(Accepts(*g, R"({"tags":["a"],"color":"red","maybe":null,"either":"a"})"));        // minLength
 }
 
+// `pattern` matches a string's value whole: raw characters and short escapes as the characters
+// they stand for; \u escapes are not written inside a patterned string.
+TEST(JsonGrammarTest, PatternsMatchTheStringsValue) {
+  auto g = Compile(R"({"type":"object","properties":{
+      "code":{"type":"string","pattern":"^[A-Z]{2}-\\d{3}$"},
+      "path":{"type":"string","pattern":"[a-z\"/\n]+","maxLength":4}},"required":["code","path"]})");
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(Accepts(*g, R"({"code":"AB-123","path":"a/b"})"));
+  EXPECT_TRUE(Accepts(*g, R"({"code":"AB-123","path":"a\/\"\n"})"));  // escapes: / " newline
+  EXPECT_FALSE(Accepts(*g, R"({"code":"AB-12","path":"a"})"));         // too short: the quote is refused
+  EXPECT_FALSE(Accepts(*g, R"({"code":"ab-123","path":"a"})"));
+  EXPECT_FALSE(Accepts(*g, R"({"code":"AB-1234","path":"a"})"));
+  EXPECT_FALSE(Accepts(*g, R"({"code":"AB-123","path":"a\u0062"})"));  // \u inside a pattern
+  EXPECT_FALSE(Accepts(*g, R"({"code":"AB-123","path":"abcde"})"));     // maxLength still holds
+  EXPECT_FALSE(Accepts(*g, R"({"code":"AB-123","path":"a\tb"})"));
+}
+
+// With minLength / maxLength too, no prefix is let through that no string of the bounds finishes.
+TEST(JsonGrammarTest, PatternsWithLengthBoundsHaveNoDeadEnds) {
+  auto g = Compile(R"({"type":"string","pattern":"[a-z]+\\d{3}","maxLength":5})");
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(Accepts(*g, R"("ab123")"));
+  JsonMatcher m(g.get());
+  EXPECT_TRUE(m.Advance("\"ab"));
+  EXPECT_FALSE(JsonMatcher(m).Advance('c'));  // "abc" + 3 digits would be 6 characters
+  EXPECT_TRUE(m.Advance('1'));
+  auto min = Compile(R"({"type":"string","pattern":"ab?c*","minLength":2,"maxLength":3})");
+  ASSERT_NE(min, nullptr);
+  EXPECT_FALSE(Accepts(*min, R"("a")"));
+  EXPECT_TRUE(Accepts(*min, R"("ac")"));
+  EXPECT_FALSE(Accepts(*min, R"("abcc")"));
+  for (const char* schema : {R"({"type":"string","pattern":"\\d{6}","maxLength":5})",
+                             R"({"type":"string","pattern":"ab?","minLength":3})",
+                             R"({"type":"string","format":"uuid","maxLength":10})"}) {
+    auto bad = JsonGrammar::FromSchema(ojson::parse(schema), "schema");
+    ASSERT_FALSE(bad.ok()) << schema;
+    EXPECT_NE(bad.status().message().find("within minLength and maxLength"), std::string::npos) << bad.status();
+  }
+}
+
+TEST(JsonGrammarTest, FormatsAreCheckedOrAnnotations) {
+  auto g = Compile(R"({"type":"object","properties":{
+      "when":{"type":"string","format":"date-time"},"id":{"type":"string","format":"uuid"},
+      "ip":{"type":"string","format":"ipv4"},"mail":{"type":"string","format":"email"},
+      "secret":{"type":"string","format":"password"}},"required":["when","id","ip","mail","secret"]})");
+  ASSERT_NE(g, nullptr);
+  const std::string good = R"({"when":"2026-12-06T07:16:00.5+01:00","id":"123e4567-e89b-12d3-a456-426614174000",)"
+                           R"("ip":"192.168.0.255","mail":"a.b+c@example.co","secret":"anything at all"})";
+  EXPECT_TRUE(Accepts(*g, good));
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string t = good;
+    t.replace(t.find(from), from.size(), to);
+    return t;
+  };
+  EXPECT_FALSE(Accepts(*g, with("2026-12-06T", "2026-13-06T")));
+  EXPECT_FALSE(Accepts(*g, with("+01:00", "")));  // RFC 3339 needs the offset
+  EXPECT_FALSE(Accepts(*g, with("426614174000", "42661417400")));
+  EXPECT_FALSE(Accepts(*g, with("192.168.0.255", "192.168.0.256")));
+  EXPECT_FALSE(Accepts(*g, with("a.b+c@example.co", "a.b+c@example")));
+}
+
+TEST(JsonGrammarTest, RegexAndChoiceGrammarsAreRawText) {
+  auto regex = JsonGrammar::ForRegex("(yes|no)(, because [a-z ]{1,20})?", "guided_regex");
+  ASSERT_TRUE(regex.ok()) << regex.status();
+  EXPECT_TRUE(Accepts(**regex, "yes"));
+  EXPECT_TRUE(Accepts(**regex, "no, because it rains"));
+  EXPECT_FALSE(Accepts(**regex, "\"yes\""));
+  EXPECT_FALSE(Accepts(**regex, "yes "));
+  JsonMatcher m(regex->get());
+  EXPECT_TRUE(m.Advance("no"));
+  EXPECT_TRUE(m.CanEnd());
+  EXPECT_FALSE(m.MustEnd());  // ", because ..." may follow
+  auto choice = JsonGrammar::ForChoice({"Paris", "Par (is)", "London"}, "guided_choice");
+  ASSERT_TRUE(choice.ok()) << choice.status();
+  EXPECT_TRUE(Accepts(**choice, "Par (is)"));
+  EXPECT_FALSE(Accepts(**choice, "Par"));
+  JsonMatcher c(choice->get());
+  EXPECT_TRUE(c.Advance("London"));
+  EXPECT_TRUE(c.MustEnd());  // nothing may follow a whole choice
+  EXPECT_FALSE(JsonGrammar::ForChoice({}, "guided_choice").ok());
+  auto bad = JsonGrammar::ForRegex("a(?=b)", "guided_regex");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("guided_regex: pattern at offset 1: lookaround"), std::string::npos) << bad.status();
+}
+
 TEST(JsonGrammarTest, RefsResolveLocallyAndMayRecurse) {
   auto g = Compile(R"({"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},
       "kids":{"type":"array","items":{"$ref":"#/$defs/node"}}},"required":["v"]}},"$ref":"#/$defs/node"})");
@@ -102,7 +187,10 @@ TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
     const char* message;
   };
   const Case cases[] = {
-      {R"({"type":"string","format":"date-time"})", "schema/format: 'format' is not supported"},
+      {R"({"type":"integer","multipleOf":3})", "schema/multipleOf: 'multipleOf' is not supported"},
+      {R"({"type":"string","pattern":"[a-z]+","format":"date"})", "'pattern' and a checked 'format' together"},
+      {R"({"properties":{"p":{"type":"string","pattern":"(a"}}})", "schema/properties/p/pattern: pattern at offset 0: unterminated group"},
+      {R"({"type":"string","pattern":7})", "schema/pattern: must be a string"},
       {R"({"properties":{"n":{"type":"integer","minimum":0}}})", "schema/properties/n/minimum: 'minimum' is not supported"},
       {R"({"type":"strin"})", "schema/type: unknown type 'strin'"},
       {R"({"$ref":"https://example.com/s.json"})", "is not a local definition"},
