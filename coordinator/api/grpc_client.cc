@@ -164,6 +164,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
   request.set_response_format_json(o.response_format_json);
+  request.set_structured_outputs_json(o.structured_outputs_json);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
@@ -215,6 +216,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
   request.set_response_format_json(o.response_format_json);
+  request.set_structured_outputs_json(o.structured_outputs_json);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();

@@ -19,6 +19,7 @@ struct RemoteGenerateOptions {
   std::string prompt;                // text, tokenized by the server
   std::string speculative;           // "" (server default) | "mtp:K" | "ngram:K"
   std::string response_format_json;  // optional OpenAI response_format object (structured output)
+  std::string structured_outputs_json;  // or vLLM's structured_outputs object (regex, choice, json)
   int64_t max_new_tokens = 16;       // 0 = the server's default
   double temperature = 0.0;
   double top_p = 1.0;
@@ -44,6 +45,7 @@ struct RemoteChatOptions {
   std::string tools_json;            // optional OpenAI tools array
   std::string tool_choice;           // "" | auto | none | required | a tool's name (one call of it)
   std::string response_format_json;  // optional OpenAI response_format object (structured output)
+  std::string structured_outputs_json;  // or vLLM's structured_outputs object (regex, choice, json)
   std::string template_kwargs_json;  // optional, e.g. {"enable_thinking": false}
   int64_t max_new_tokens = 0;        // 0 = the server's default
   double temperature = 0.0;

@@ -109,6 +109,22 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
     a.output_grammar = *std::move(grammar);
     a.output_format_field = "response_format_json";
   }
+  if (const std::string& outputs = req.structured_outputs_json(); !outputs.empty()) {
+    if (a.output_grammar != nullptr)
+      return InvalidField("structured_outputs_json", "cannot be combined with response_format_json");
+    auto parsed = ParseClientJson(outputs, "structured_outputs_json", nullptr);
+    if (!parsed.ok()) return parsed.status();
+    // The text inside a body of its own, so that a schema keeps the client's key order.
+    const std::string body_text = absl::StrCat("{\"structured_outputs\":", outputs, "}");
+    std::shared_ptr<const structured::JsonGrammar> grammar;
+    std::string field;
+    if (auto s = ParseGuidedDecoding(nlohmann::json{{"structured_outputs", *parsed}}, &body_text, &grammar, &field,
+                                     "structured_outputs_json");
+        !s.ok())
+      return s;
+    a.output_grammar = std::move(grammar);
+    a.output_format_field = field;
+  }
   if (const std::string& choice_text = req.chat().tool_choice_json(); !choice_text.empty()) {
     if (req.input_case() != pb::GenerateRequest::kChat) return InvalidField("chat.tool_choice_json", "needs chat input");
     absl::StatusOr<nlohmann::json> choice = ParseClientJson(choice_text, "chat.tool_choice_json", nullptr);
@@ -121,7 +137,8 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
     if (auto s = ParseToolChoice(*choice, "chat.tool_choice_json", /*flat=*/false, &a.tools, &forced); !s.ok()) return s;
     if (!forced.empty()) {
       if (a.output_grammar != nullptr)
-        return InvalidField("chat.tool_choice_json", "a forced tool call cannot be combined with response_format_json");
+        return InvalidField("chat.tool_choice_json",
+                            absl::StrCat("a forced tool call cannot be combined with ", a.output_format_field));
       if (auto s = TextFrontend::ValidateTools(a.tools, "chat.tools_json"); !s.ok()) return s;
       const nlohmann::json tools = a.tools;
       auto grammar = ForcedToolCall(tools, forced == "*" ? "" : forced, "chat.tool_choice_json", &req.chat().tools_json(),

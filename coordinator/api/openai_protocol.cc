@@ -135,6 +135,14 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
     a.output_grammar = *std::move(grammar);
     a.output_format_field = "response_format";
   }
+  std::shared_ptr<const structured::JsonGrammar> guided;
+  std::string guided_field;
+  GLM_API_RETURN_IF_ERROR(ParseGuidedDecoding(body, raw_body, &guided, &guided_field));
+  if (guided != nullptr) {
+    if (a.output_grammar != nullptr) return InvalidField(guided_field, "cannot be combined with response_format");
+    a.output_grammar = std::move(guided);
+    a.output_format_field = guided_field;
+  }
   if (Present(body, "speculative")) {
     if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
     a.speculative = body["speculative"].get<std::string>();
@@ -160,7 +168,7 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "parallel_tool_calls", &parallel));
     if (!forced.empty()) {
       if (a.output_grammar != nullptr)
-        return InvalidField("tool_choice", "a forced tool call cannot be combined with response_format");
+        return InvalidField("tool_choice", absl::StrCat("a forced tool call cannot be combined with ", a.output_format_field));
       auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
         return std::vector<std::string>{"tools", std::to_string(i), "function", "parameters"};
       }, parallel);

@@ -80,6 +80,79 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
   return AsInvalidField(grammar.status(), at + ".schema");
 }
 
+absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
+                                 std::shared_ptr<const structured::JsonGrammar>* grammar, std::string* field,
+                                 const std::string& outputs_field) {
+  struct Given {
+    std::string field;  // as clients spell it
+    std::string kind;   // json, regex, choice, json_object, grammar
+    std::vector<std::string> path;
+  };
+  std::vector<Given> given;
+  for (const char* kind : {"json", "regex", "choice", "grammar"}) {
+    const std::string key = absl::StrCat("guided_", kind);
+    if (Present(body, key.c_str())) given.push_back({key, kind, {key}});
+  }
+  if (Present(body, "guided_whitespace_pattern"))
+    return InvalidField("guided_whitespace_pattern", "is not supported: JSON output has at most one space between tokens");
+  if (Present(body, "structured_outputs")) {
+    const json& so = body["structured_outputs"];
+    if (!so.is_object()) return InvalidField(outputs_field, "must be an object");
+    for (const char* kind : {"json", "regex", "choice", "json_object", "grammar", "structural_tag"})
+      if (Present(so, kind)) given.push_back({absl::StrCat(outputs_field, ".", kind), kind, {"structured_outputs", kind}});
+    if (Present(so, "whitespace_pattern"))
+      return InvalidField(absl::StrCat(outputs_field, ".whitespace_pattern"),
+                          "is not supported: JSON output has at most one space between tokens");
+  }
+  grammar->reset();
+  if (given.empty()) return absl::OkStatus();
+  if (given.size() > 1) return InvalidField(given[1].field, absl::StrCat("cannot be combined with ", given[0].field));
+  const Given& g = given[0];
+  const json& value = g.path.size() == 1 ? body[g.path[0]] : body[g.path[0]][g.path[1]];
+  *field = g.field;
+  if (g.kind == "grammar" || g.kind == "structural_tag")
+    return InvalidField(g.field, "is not supported by this server (json, regex and choice are)");
+  if (g.kind == "json_object") {
+    if (!value.is_boolean()) return InvalidField(g.field, "must be true or false");
+    if (value.get<bool>()) *grammar = structured::JsonGrammar::AnyObject();
+    return absl::OkStatus();
+  }
+  if (g.kind == "regex") {
+    if (!value.is_string() || value.get<std::string>().empty()) return InvalidField(g.field, "must be a non-empty string");
+    auto compiled = structured::JsonGrammar::ForRegex(value.get<std::string>(), g.field);
+    if (!compiled.ok()) return AsInvalidField(compiled.status(), g.field);
+    *grammar = *std::move(compiled);
+    return absl::OkStatus();
+  }
+  if (g.kind == "choice") {
+    if (!value.is_array() || value.empty()) return InvalidField(g.field, "must be a non-empty array of strings");
+    std::vector<std::string> choices;
+    for (const json& c : value) {
+      if (!c.is_string()) return InvalidField(g.field, "must be a non-empty array of strings");
+      choices.push_back(c.get<std::string>());
+    }
+    auto compiled = structured::JsonGrammar::ForChoice(choices, g.field);
+    if (!compiled.ok()) return AsInvalidField(compiled.status(), g.field);
+    *grammar = *std::move(compiled);
+    return absl::OkStatus();
+  }
+  // json: a schema object (or boolean), or the schema as JSON text.
+  ordered_json schema;
+  if (value.is_string()) {
+    schema = ordered_json::parse(value.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+    if (schema.is_discarded() || !(schema.is_object() || schema.is_boolean()))
+      return InvalidField(g.field, "must be a JSON schema (an object, or its JSON text)");
+  } else if (value.is_object() || value.is_boolean()) {
+    schema = OrderedSchema(value, {g.field, false, raw_body, g.path});
+  } else {
+    return InvalidField(g.field, "must be a JSON schema (an object, or its JSON text)");
+  }
+  auto compiled = structured::JsonGrammar::FromSchema(schema, g.field);
+  if (!compiled.ok()) return AsInvalidField(compiled.status(), g.field);
+  *grammar = *std::move(compiled);
+  return absl::OkStatus();
+}
+
 absl::Status ParseToolChoice(const json& choice, const std::string& field, bool flat, json* tools,
                              std::string* forced) {
   forced->clear();

@@ -32,6 +32,16 @@ struct ResponseFormatSource {
 absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseFormat(const nlohmann::json& format,
                                                                                   const ResponseFormatSource& source);
 
+// vLLM's structured-output fields of chat and completions requests: `structured_outputs`
+// {"json": SCHEMA, "regex": PATTERN, "choice": [TEXT, ...], "json_object": true} or the older
+// `guided_json`, `guided_regex`, `guided_choice` (a schema may also be sent as JSON text). At most
+// one of them; context-free grammars (`grammar`, `guided_grammar`, `structural_tag`) are refused.
+// *grammar stays null when the body has none; *field names the one given ("guided_regex",
+// "structured_outputs.choice", ...; `outputs_field` spells structured_outputs there).
+absl::Status ParseGuidedDecoding(const nlohmann::json& body, const std::string* raw_body,
+                                 std::shared_ptr<const structured::JsonGrammar>* grammar, std::string* field,
+                                 const std::string& outputs_field = "structured_outputs");
+
 // tool_choice: "auto" (the default), "none", "required" or a named function, spelt
 // {"type": "function", "function": {"name"}} (chat) or, with `flat`, {"type": "function", "name"}
 // (Responses). "none" clears *tools (the model must not see, so not call, them). *forced: ""

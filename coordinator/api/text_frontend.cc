@@ -89,7 +89,7 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
   if (!r.output_grammar->is_tool_call() && r.input == ApiRequest::Input::kChat && r.tools.is_array() &&
       !r.tools.empty())
     return InvalidField(r.output_format_field, absl::StrCat("cannot be combined with ", r.tools_field,
-                                                            ": the reply is the JSON value, never a tool call"));
+                                                            ": the reply is the formatted text, never a tool call"));
   if (r.output_grammar->is_tool_call()) {
     // The call is spelt with the tokenizer's own tag tokens, which the chat parser reads back.
     for (const char* tag : {"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"}) {

@@ -60,6 +60,9 @@ ABSL_FLAG(std::string, tools_file, "", "chat --server: a JSON file holding an Op
 ABSL_FLAG(std::string, response_format, "",
           "generate/chat --server: structured output, an OpenAI response_format object as JSON text or @FILE, "
           "e.g. '{\"type\":\"json_object\"}'");
+ABSL_FLAG(std::string, structured_outputs, "",
+          "generate/chat --server: vLLM's structured_outputs object as JSON text or @FILE: '{\"regex\":\"...\"}', "
+          "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}'");
 ABSL_FLAG(std::string, tool_choice, "",
           "chat --server: auto | none | required | a tool's name (one call of it, arguments per its schema)");
 ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
@@ -130,12 +133,11 @@ void CopySampling(const glm::cli::ModelCommandOptions& m, Remote* r) {
   r->ignore_eos = m.ignore_eos;
 }
 
-// --response-format's value: JSON text, or @FILE holding it (the server checks the JSON).
-absl::StatusOr<std::string> ResponseFormatFlag() {
-  const std::string value = absl::GetFlag(FLAGS_response_format);
+// A JSON-valued flag's value: JSON text, or @FILE holding it (the server checks the JSON).
+absl::StatusOr<std::string> JsonTextFlag(const char* name, const std::string& value) {
   if (value.empty() || value[0] != '@') return value;
   std::ifstream in(value.substr(1));
-  if (!in) return absl::NotFoundError(absl::StrCat("--response-format ", value, ": cannot read ", value.substr(1)));
+  if (!in) return absl::NotFoundError(absl::StrCat("--", name, " ", value, ": cannot read ", value.substr(1)));
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
@@ -197,8 +199,10 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    auto response_format = ResponseFormatFlag();
+    auto response_format = JsonTextFlag("response-format", absl::GetFlag(FLAGS_response_format));
     if (!response_format.ok()) return Finish(response_format.status());
+    auto structured_outputs = JsonTextFlag("structured-outputs", absl::GetFlag(FLAGS_structured_outputs));
+    if (!structured_outputs.ok()) return Finish(structured_outputs.status());
     if (command != "chat" && glm::runtime::FlagOnCommandLine(argc, argv, "tool_choice")) {
       std::fprintf(stderr, "glmctl: --tool-choice applies to chat\n");
       return 2;
@@ -206,6 +210,7 @@ int main(int argc, char** argv) {
     if (command == "generate") {
       glm::api::RemoteGenerateOptions r;
       r.response_format_json = *response_format;
+      r.structured_outputs_json = *structured_outputs;
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
       CopySampling(m, &r);
@@ -225,6 +230,7 @@ int main(int argc, char** argv) {
       }
       r.tool_choice = absl::GetFlag(FLAGS_tool_choice);
       r.response_format_json = *response_format;
+      r.structured_outputs_json = *structured_outputs;
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
@@ -245,7 +251,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Constrained decoding lives in the server's scheduler, not in the local model loop.
-  for (const char* flag : {"response_format", "tool_choice"}) {
+  for (const char* flag : {"response_format", "structured_outputs", "tool_choice"}) {
     if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
       std::string name(flag);
       std::replace(name.begin(), name.end(), '_', '-');

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <atomic>
 #include <thread>
@@ -417,6 +418,12 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   ASSERT_EQ(forced["choices"][0]["finish_reason"], "tool_calls") << forced;
   const auto args = nlohmann::json::parse(forced["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>());
   EXPECT_TRUE(args["n"].is_number_integer() && args["s"].is_string()) << args;
+  // A whole-reply regex (vLLM's guided_regex): the reply matches it and ends with it.
+  const std::string pattern = "[a-z_]{1,12}\\(self(, [a-z]{1,8})?\\):";
+  const auto g = nlohmann::json::parse(http.Post("/v1/completions", nlohmann::json{{"prompt", "def "}, {"max_tokens", 40},
+      {"guided_regex", pattern}}.dump(), "application/json")->body);
+  EXPECT_TRUE(std::regex_match(g["choices"][0]["text"].get<std::string>(), std::regex(pattern))) << g;
+  EXPECT_EQ(g["choices"][0]["finish_reason"], "stop") << g;
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");

@@ -185,8 +185,8 @@ TEST_F(StructuredOutputApiTest, ForcedToolChoiceConstrainsTheReplyToOneCall) {
   EXPECT_EQ(e["param"], "tool_choice");
   e = Error(PostText("/v1/chat/completions", std::string(R"({"messages":[{"role":"user","content":"hi"}],
       "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{
-      "when":{"type":"string","pattern":"^2"}}}}}],"tool_choice":"required"})")), 400);
-  EXPECT_EQ(e["param"], "tools[0].parameters/properties/when/pattern");
+      "when":{"type":"integer","multipleOf":2}}}}}],"tool_choice":"required"})")), 400);
+  EXPECT_EQ(e["param"], "tools[0].parameters/properties/when/multipleOf");
 }
 
 // gRPC chat's tool_choice_json: the same choices, a bare keyword or JSON; errors name the field.
@@ -236,9 +236,9 @@ TEST_F(StructuredOutputApiTest, GrpcChatForcesToolCallsToo) {
 TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
   json e = Error(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_schema","json_schema":{"name":"d",
-      "schema":{"type":"object","properties":{"when":{"type":"string","format":"date-time"}}}}}})"), 400);
-  EXPECT_EQ(e["param"], "response_format.json_schema.schema/properties/when/format");
-  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("'format' is not supported"));
+      "schema":{"type":"object","properties":{"n":{"type":"integer","multipleOf":2}}}}}})"), 400);
+  EXPECT_EQ(e["param"], "response_format.json_schema.schema/properties/n/multipleOf");
+  EXPECT_THAT(e["message"].get<std::string>(), HasSubstr("'multipleOf' is not supported"));
   e = Error(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_object"},
       "chat_template_kwargs":{"enable_thinking":true}})"), 400);
   EXPECT_EQ(e["param"], "response_format");
@@ -248,7 +248,7 @@ TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   EXPECT_EQ(e["param"], "text.format.schema/$ref");
   pb::GenerateRequest r;
   r.set_text("x");
-  r.set_response_format_json(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","pattern":"^a"}}})");
+  r.set_response_format_json(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","pattern":"(a"}}})");
   grpc::ClientContext ctx;
   auto reader = stub_->Generate(&ctx, r);
   pb::GenerateResponse resp;
@@ -260,6 +260,97 @@ TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   // A json_object chat without tools is served.
   ScriptText("{}");
   ASSERT_EQ(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_object"}})")->status, 200);
+}
+
+// vLLM's structured-output fields: structured_outputs {json, regex, choice, json_object} and the
+// older guided_json / guided_regex / guided_choice, on chat and completions.
+TEST_F(StructuredOutputApiTest, VllmGuidedDecodingFieldsCarryAFormat) {
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
+  struct Case {
+    std::string path, body, good, bad;
+  };
+  const Case cases[] = {
+      {"/v1/chat/completions", chat + R"("guided_regex":"(yes|no), [0-9]{2}"})", "no, 42", "maybe"},
+      {"/v1/completions", R"({"prompt":"x","guided_choice":["red wine","white"]})", "red wine", "red"},
+      {"/v1/completions", R"({"prompt":"x","structured_outputs":{"choice":["a+b","c"]}})", "a+b", "aab"},
+      {"/v1/chat/completions", chat + R"("structured_outputs":{"regex":"\\d+"}})", "2026", "x1"},
+      {"/v1/chat/completions", chat + R"("guided_json":{"type":"object","properties":{"z":{"type":"integer"},
+          "a":{"type":"string","format":"date"}},"required":["z","a"]}})", R"({"z": 1, "a": "2026-12-06"})",
+       R"({"a": "2026-12-06", "z": 1})"},
+      {"/v1/completions", R"({"prompt":"x","guided_json":"{\"type\":\"array\",\"maxItems\":1}"})", "[true]", "[1, 2]"},
+      {"/v1/chat/completions", chat + R"("structured_outputs":{"json":{"type":"string","pattern":"[a-c]{3}"}}})",
+       R"("abc")", R"("abcd")"},
+      {"/v1/completions", R"({"prompt":"x","structured_outputs":{"json_object":true}})", R"({"k": []})", "[]"},
+  };
+  for (const Case& c : cases) {
+    for (const std::string* text : {&c.good, &c.bad}) {
+      ScriptText("{}");
+      auto res = PostText(c.path, c.body);
+      ASSERT_TRUE(res);
+      ASSERT_EQ(res->status, 200) << c.body << ": " << res->body;
+      EXPECT_EQ(ConstraintAccepts(*text), text == &c.good) << c.body << " with " << *text;
+    }
+  }
+}
+
+TEST_F(StructuredOutputApiTest, VllmGuidedDecodingRefusalsNameTheirField) {
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
+  struct Case {
+    std::string body, param, message;
+  };
+  const Case cases[] = {
+      {R"("guided_grammar":"root ::= \"a\""})", "guided_grammar", "not supported"},
+      {R"("structured_outputs":{"grammar":"x"}})", "structured_outputs.grammar", "not supported"},
+      {R"("guided_regex":"a","response_format":{"type":"json_object"}})", "guided_regex", "cannot be combined with response_format"},
+      {R"("guided_regex":"a","guided_choice":["b"]})", "guided_choice", "cannot be combined with guided_regex"},
+      {R"j("guided_regex":"a(?=b)"})j", "guided_regex", "offset 1: lookaround assertions are not supported"},
+      {R"("guided_regex":7})", "guided_regex", "non-empty string"},
+      {R"("guided_choice":[]})", "guided_choice", "non-empty array"},
+      {R"("structured_outputs":"x"})", "structured_outputs", "must be an object"},
+      {R"("guided_json":"{not json"})", "guided_json", "a JSON schema"},
+      {R"("guided_json":{"type":"string","pattern":"[z-a]"}})", "guided_json/pattern", "out of order"},
+      {R"("guided_whitespace_pattern":" *"})", "guided_whitespace_pattern", "not supported"},
+      {R"("guided_regex":"a",)" + std::string(kWeatherTools) + R"(,"tool_choice":"required"})", "tool_choice",
+       "cannot be combined with guided_regex"},
+  };
+  for (const Case& c : cases) {
+    json e = Error(PostText("/v1/chat/completions", chat + c.body), 400);
+    EXPECT_EQ(e["param"], c.param) << c.body;
+    EXPECT_THAT(e["message"].get<std::string>(), HasSubstr(c.message)) << c.body;
+  }
+}
+
+// gRPC: structured_outputs_json, vLLM's object as JSON text; refusals name it.
+TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
+  auto generate = [&](const std::string& outputs, const std::string& format = "") {
+    pb::GenerateRequest r;
+    r.set_text("x");
+    r.set_structured_outputs_json(outputs);
+    r.set_response_format_json(format);
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, r);
+    pb::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    return reader->Finish();
+  };
+  ScriptText("{}");
+  ASSERT_TRUE(generate(R"({"regex":"[0-9]{4}-[0-9]{2}"})").ok());
+  EXPECT_TRUE(ConstraintAccepts("2026-12"));
+  ScriptText("{}");
+  ASSERT_TRUE(generate(R"({"json":{"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"null"}},
+      "required":["b","a"]}})").ok());
+  EXPECT_FALSE(ConstraintAccepts(R"({"a": null, "b": 1})"));  // the schema's own key order
+  for (const auto& [outputs, format, message] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {R"({"regex":"(a"})", "", "structured_outputs_json.regex: pattern at offset 0: unterminated group"},
+           {R"({"grammar":"x"})", "", "structured_outputs_json.grammar: is not supported"},
+           {"[1]", "", "structured_outputs_json: must be an object"},
+           {R"({"choice":["a"]})", R"({"type":"json_object"})", "structured_outputs_json: cannot be combined"}}) {
+    const grpc::Status g = generate(outputs, format);
+    EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << outputs;
+    EXPECT_THAT(g.error_message(), HasSubstr(message)) << outputs;
+  }
 }
 
 }  // namespace
