@@ -1,6 +1,7 @@
 #include "coordinator/structured/json_grammar.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <utility>
@@ -12,6 +13,84 @@
 namespace glm::structured {
 
 using json = nlohmann::ordered_json;
+
+namespace {
+
+// The most digits an integer part may have (JsonMatcher::kMaxIntegerDigits): bounds clamp to it.
+constexpr int64_t kLargestInteger = 999'999'999'999'999'999;
+
+std::string Group(const std::string& x) { return x.empty() ? x : absl::StrCat("(?:", x, ")"); }
+
+// The decimals from `lo` to `hi`, both of the same width (no leading zeros), as a regex: fix the
+// shared leading digits, then split into the part below lo's next leading digit, the whole
+// leading digits between, and the part from hi's leading digit on.
+std::string SameWidthRange(const std::string& lo, const std::string& hi) {
+  if (lo == hi) return lo;
+  if (lo[0] == hi[0]) return lo.substr(0, 1) + Group(SameWidthRange(lo.substr(1), hi.substr(1)));
+  const size_t rest = lo.size() - 1;
+  std::vector<std::string> parts;
+  char first = lo[0], last = hi[0];
+  if (lo.find_first_not_of('0', 1) != std::string::npos) {
+    parts.push_back(lo.substr(0, 1) + Group(SameWidthRange(lo.substr(1), std::string(rest, '9'))));
+    ++first;
+  }
+  std::string top;
+  if (hi.find_first_not_of('9', 1) != std::string::npos) {
+    top = hi.substr(0, 1) + Group(SameWidthRange(std::string(rest, '0'), hi.substr(1)));
+    --last;
+  }
+  if (first <= last)
+    parts.push_back(absl::StrCat(first == last ? std::string(1, first) : absl::StrCat("[", std::string(1, first), "-",
+                                                                                      std::string(1, last), "]"),
+                                 rest > 0 ? absl::StrCat("[0-9]{", rest, "}") : ""));
+  if (!top.empty()) parts.push_back(top);
+  return absl::StrJoin(parts, "|");
+}
+
+// The non-negative integers [lo, hi] in JSON (no leading zeros) as a regex; "" when lo > hi.
+std::string NonNegativeRange(int64_t lo, int64_t hi) {
+  std::vector<std::string> parts;
+  int64_t width_start = 0, width_end = 9;  // the numbers of one width: [width_start, width_end]
+  while (lo <= hi) {
+    if (lo <= width_end) {
+      parts.push_back(SameWidthRange(std::to_string(lo), std::to_string(std::min(hi, width_end))));
+      lo = width_end + 1;
+    }
+    if (width_end == kLargestInteger) break;
+    width_start = width_end + 1;
+    width_end = width_start * 10 - 1;
+  }
+  return absl::StrJoin(parts, "|");
+}
+
+// A regex of JSON numbers within bounds: the integers [first, last], and with `fractions` the
+// decimals of 1-8 fraction digits (the last not 0) whose whole value range lies inside: n.f is
+// strictly between n and n + 1, so n in [fraction_lo, fraction_hi - 1] (fraction_lo = ceil of
+// the lower bound, fraction_hi = floor of the upper), -n.f strictly between -(n + 1) and -n, and
+// -0.f where the bounds hold (-1, 0). A subset of the interval's numbers, never one outside it.
+std::string NumberRangeRegex(int64_t first, int64_t last, bool fractions, int64_t fraction_lo, int64_t fraction_hi) {
+  auto integers = [](int64_t a, int64_t b) -> std::string {
+    if (a > b) return "";
+    if (a >= 0) return NonNegativeRange(a, b);
+    if (b < 0) return "-" + Group(NonNegativeRange(-b, -a));
+    return absl::StrCat("-", Group(NonNegativeRange(1, -a)), "|", NonNegativeRange(0, b));
+  };
+  std::vector<std::string> parts = {integers(first, last)};
+  if (fractions) {
+    const std::string frac = "\\.[0-9]{0,7}[1-9]";
+    parts.push_back(NonNegativeRange(std::max<int64_t>(0, fraction_lo), fraction_hi - 1));
+    if (!parts.back().empty()) parts.back() = Group(parts.back()) + frac;
+    parts.push_back(NonNegativeRange(std::max<int64_t>(1, -fraction_hi), -fraction_lo - 1));
+    if (!parts.back().empty()) parts.back() = "-" + Group(parts.back()) + frac;
+    if (fraction_lo <= -1 && fraction_hi >= 0) parts.push_back("-0" + frac);
+  }
+  std::vector<std::string> grouped;
+  for (const std::string& p : parts)
+    if (!p.empty()) grouped.push_back(Group(p));
+  return absl::StrJoin(grouped, "|");
+}
+
+}  // namespace
 
 // Builds a JsonGrammar from a schema, resolving local $refs (memoised, so recursion terminates).
 class SchemaCompiler {
@@ -87,6 +166,52 @@ class SchemaCompiler {
     return *std::move(dfa);
   }
 
+  // minimum / maximum / exclusiveMinimum / exclusiveMaximum (numbers, or draft 4's booleans) as
+  // the automaton of the numbers written within them (NumberRangeRegex: integers, and for
+  // "number" decimals of up to 8 fraction digits, no exponents); null without bounds.
+  absl::StatusOr<std::shared_ptr<const RegexDfa>> NumberBounds(const json& s, const std::string& where, bool integer) {
+    // long double holds every int64 exactly (a double would round 999999999999999990).
+    constexpr long double kLimit = kLargestInteger;
+    long double lo = -kLimit, hi = kLimit;
+    bool lo_exclusive = false, hi_exclusive = false, bounded = false;
+    for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
+      if (!s.contains(key)) continue;
+      const std::string name = key;
+      const bool lower = name == "minimum" || name == "exclusiveMinimum";
+      const bool exclusive = name.rfind("exclusive", 0) == 0;
+      const json& v = s[key];
+      long double x = 0;
+      if (v.is_boolean() && exclusive) {  // draft 4: makes minimum / maximum exclusive
+        const char* base = lower ? "minimum" : "maximum";
+        if (!v.get<bool>()) continue;
+        if (!s.contains(base) || !s[base].is_number())
+          return Error(absl::StrCat(where, "/", key), absl::StrCat("true needs a numeric ", base));
+        x = s[base].get<long double>();
+      } else if (v.is_number() && std::isfinite(v.get<double>())) {
+        x = v.get<long double>();
+      } else {
+        return Error(absl::StrCat(where, "/", key), "must be a number");
+      }
+      bounded = true;
+      if (lower && (x > lo || (x == lo && exclusive))) lo = x, lo_exclusive = exclusive;
+      if (!lower && (x < hi || (x == hi && exclusive))) hi = x, hi_exclusive = exclusive;
+    }
+    if (!bounded) return nullptr;
+    auto clamp = [&](long double v) { return static_cast<int64_t>(std::clamp(v, -kLimit, kLimit)); };
+    const int64_t first = clamp(lo_exclusive ? std::floor(lo) + 1 : std::ceil(lo));
+    const int64_t last = clamp(hi_exclusive ? std::ceil(hi) - 1 : std::floor(hi));
+    if (lo > hi || (lo == hi && (lo_exclusive || hi_exclusive)) || (integer && first > last))
+      return Error(where, integer ? "no integer lies within its bounds" : "no number lies within its bounds");
+    const std::string regex = NumberRangeRegex(first, last, !integer, clamp(std::ceil(lo)), clamp(std::floor(hi)));
+    if (regex.empty()) return Error(where, "no integer, nor decimal of at most 8 fraction digits, lies within its bounds");
+    auto dfa = RegexDfa::Compile(regex);
+    if (!dfa.ok()) return Error(where, std::string(dfa.status().message()));
+    pattern_states_ += (*dfa)->num_states();
+    if (pattern_states_ > kMaxPatternStates)
+      return Error(where, absl::StrCat("the schema's patterns are too complex together (over ", kMaxPatternStates, " states)"));
+    return *std::move(dfa);
+  }
+
   // The pattern a checked `format` stands for ("" for the others).
   static std::string FormatPattern(const json& format) {
     if (!format.is_string()) return "";
@@ -122,7 +247,8 @@ class SchemaCompiler {
         "readOnly", "writeOnly", "$defs", "definitions", "strict", "name", "discriminator", "nullable"};
     static const std::set<std::string> kHandled = {
         "type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "properties", "required",
-        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format"};
+        "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
     for (const auto& [key, value] : s.items()) {
       if (kAnnotations.contains(key) || kHandled.contains(key)) continue;
       return Error(absl::StrCat(where, "/", key), absl::StrCat("'", key, "' is not supported by this server's structured outputs"));
@@ -213,6 +339,9 @@ class SchemaCompiler {
     if (type == "boolean") return Add(Literals({"false", "true"}));
     if (type == "number" || type == "integer") {
       n.kind = type == "number" ? GrammarNode::Kind::kNumber : GrammarNode::Kind::kInteger;
+      auto bounds = NumberBounds(s, where, type == "integer");
+      if (!bounds.ok()) return bounds.status();
+      n.pattern = *std::move(bounds);
       return Add(std::move(n));
     }
     if (type == "string") {

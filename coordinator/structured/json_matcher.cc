@@ -236,7 +236,12 @@ bool JsonMatcher::WhitespaceAllowed(const Frame& f) const {
 bool JsonMatcher::AcceptsEnd(const Frame& f) const {
   if (f.kind == kToolCallList) return f.phase == kListAfterCall;
   if (f.kind == kPatternText) return grammar_->node(f.node).pattern->Accepting(f.re);
-  if (f.kind == kNumber) return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
+  if (f.kind == kNumber) {
+    const GrammarNode& g = grammar_->node(f.node);
+    if (g.pattern != nullptr && (g.kind == Kind::kNumber || g.kind == Kind::kInteger))
+      return f.phase != kNumStart && g.pattern->Accepting(f.re);
+    return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
+  }
   if (f.kind == kLiteral) {
     const auto& lits = grammar_->node(f.node).literals;
     for (size_t i = 0; i < lits.size() && i < 64; ++i)
@@ -560,6 +565,14 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
       }
     }
     case kNumber: {
+      if (g.pattern != nullptr && (g.kind == Kind::kNumber || g.kind == Kind::kInteger)) {  // bounds
+        if (const int32_t next = g.pattern->Next(f.re, c); next >= 0) {
+          f.re = next;
+          f.phase = kNumInt;
+          return Step::kConsumed;
+        }
+        return f.phase != kNumStart && g.pattern->Accepting(f.re) ? Step::kDoneNotConsumed : Step::kReject;
+      }
       const bool integer = g.kind == Kind::kInteger;
       switch (f.phase) {
         case kNumStart:

@@ -2,7 +2,10 @@
 // keyword's place.
 #include "coordinator/structured/json_grammar.h"
 
+#include <random>
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 #include "coordinator/structured/json_matcher.h"
 #include "gtest/gtest.h"
@@ -109,6 +112,52 @@ TEST(JsonGrammarTest, PatternsWithLengthBoundsHaveNoDeadEnds) {
   }
 }
 
+// Integer bounds: every integer of a wide window is accepted exactly when it lies in the range
+// (the range's regex against the arithmetic), for random ranges and at the int64 digits' edge.
+TEST(JsonGrammarTest, IntegerBoundsAcceptExactlyTheRange) {
+  std::mt19937_64 rng(3);
+  std::vector<std::pair<int64_t, int64_t>> ranges = {{1, 10}, {0, 0}, {-15, 7}, {-300, -20}, {99, 1000}, {7, 7}};
+  for (int i = 0; i < 40; ++i) {
+    const int64_t a = static_cast<int64_t>(rng() % 2401) - 1200, b = static_cast<int64_t>(rng() % 2401) - 1200;
+    ranges.emplace_back(std::min(a, b), std::max(a, b));
+  }
+  for (const auto& [lo, hi] : ranges) {
+    auto g = Compile(absl::StrCat(R"({"type":"integer","minimum":)", lo, R"(,"maximum":)", hi, "}"));
+    ASSERT_NE(g, nullptr);
+    for (int64_t v = -1300; v <= 1300; ++v)
+      ASSERT_EQ(Accepts(*g, std::to_string(v)), v >= lo && v <= hi) << lo << ".." << hi << ": " << v;
+    EXPECT_FALSE(Accepts(*g, "-0"));
+    EXPECT_FALSE(Accepts(*g, "01"));
+  }
+  auto big = Compile(R"({"type":"integer","exclusiveMinimum":999999999999999990})");
+  ASSERT_NE(big, nullptr);
+  EXPECT_FALSE(Accepts(*big, "999999999999999990"));
+  EXPECT_TRUE(Accepts(*big, "999999999999999999"));
+  EXPECT_FALSE(Accepts(*big, "1000000000000000000"));  // past the 18 digits integers have here
+  auto draft4 = Compile(R"({"type":"integer","minimum":0,"exclusiveMinimum":true,"maximum":2.5})");
+  ASSERT_NE(draft4, nullptr);
+  EXPECT_FALSE(Accepts(*draft4, "0"));
+  EXPECT_TRUE(Accepts(*draft4, "2"));
+  EXPECT_FALSE(Accepts(*draft4, "3"));
+}
+
+// Number bounds: integers and decimals (up to 8 fraction digits, no exponent) inside the range.
+TEST(JsonGrammarTest, NumberBoundsKeepDecimalsInside) {
+  auto unit = Compile(R"({"type":"object","properties":{"p":{"type":"number","minimum":0,"maximum":1}},"required":["p"]})");
+  ASSERT_NE(unit, nullptr);
+  for (const char* ok : {"0", "1", "0.25", "0.12345678"}) EXPECT_TRUE(Accepts(*unit, absl::StrCat(R"({"p":)", ok, "}"))) << ok;
+  for (const char* bad : {"1.5", "-0.1", "0.123456789", "1e0", "2", "-1", "0.0", "0.50"})
+    EXPECT_FALSE(Accepts(*unit, absl::StrCat(R"({"p":)", bad, "}"))) << bad;
+  auto mixed = Compile(R"({"type":"number","minimum":-2.5,"exclusiveMaximum":3})");
+  ASSERT_NE(mixed, nullptr);
+  for (const char* ok : {"-2", "-1.75", "-0.5", "0", "2.99", "1"}) EXPECT_TRUE(Accepts(*mixed, ok)) << ok;
+  for (const char* bad : {"-3", "3", "3.5", "-2.75"}) EXPECT_FALSE(Accepts(*mixed, bad)) << bad;
+  auto positive = Compile(R"({"type":"number","exclusiveMinimum":0})");  // > 0: never 0 itself
+  ASSERT_NE(positive, nullptr);
+  for (const char* ok : {"0.5", "0.01", "1", "12.25"}) EXPECT_TRUE(Accepts(*positive, ok)) << ok;
+  for (const char* bad : {"0", "-0.5", "0.0", "0.00"}) EXPECT_FALSE(Accepts(*positive, bad)) << bad;
+}
+
 TEST(JsonGrammarTest, FormatsAreCheckedOrAnnotations) {
   auto g = Compile(R"({"type":"object","properties":{
       "when":{"type":"string","format":"date-time"},"id":{"type":"string","format":"uuid"},
@@ -191,7 +240,10 @@ TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
       {R"({"type":"string","pattern":"[a-z]+","format":"date"})", "'pattern' and a checked 'format' together"},
       {R"({"properties":{"p":{"type":"string","pattern":"(a"}}})", "schema/properties/p/pattern: pattern at offset 0: unterminated group"},
       {R"({"type":"string","pattern":7})", "schema/pattern: must be a string"},
-      {R"({"properties":{"n":{"type":"integer","minimum":0}}})", "schema/properties/n/minimum: 'minimum' is not supported"},
+      {R"({"properties":{"n":{"not":{"type":"string"}}}})", "schema/properties/n/not: 'not' is not supported"},
+      {R"({"type":"integer","minimum":5,"maximum":4})", "schema: no integer lies within its bounds"},
+      {R"({"type":"integer","minimum":"a"})", "schema/minimum: must be a number"},
+      {R"({"type":"number","exclusiveMinimum":true})", "schema/exclusiveMinimum: true needs a numeric minimum"},
       {R"({"type":"strin"})", "schema/type: unknown type 'strin'"},
       {R"({"$ref":"https://example.com/s.json"})", "is not a local definition"},
       {R"({"required":["a"],"properties":{"b":{}}})", "'a' is required but not among the properties"},

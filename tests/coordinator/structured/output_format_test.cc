@@ -198,16 +198,20 @@ TEST(OutputFormatTest, RandomGenerationsFitTheirSchema) {
 // reference, and random generations through the masks match their pattern (std::regex as judge).
 TEST(OutputFormatTest, PatternMasksEqualTheReferenceAndGenerationsMatch) {
   auto schema = JsonGrammar::FromSchema(nlohmann::ordered_json::parse(R"({"type":"object","properties":{
-      "id":{"type":"string","pattern":"[a-z]{2,4}_\\d+"},"day":{"type":"string","format":"date"}},
-      "required":["id","day"]})"), "schema");
+      "id":{"type":"string","pattern":"[a-z]{2,4}_\\d+"},"day":{"type":"string","format":"date"},
+      "n":{"type":"integer","minimum":-5,"maximum":120},"x":{"type":"number","exclusiveMinimum":0,"maximum":2}},
+      "required":["id","day","n","x"]})"), "schema");
   ASSERT_TRUE(schema.ok()) << schema.status();
   OutputFormat format(*schema, BundledVocabulary());
-  ExpectMasksAlong(format, "{\"id\": \"ab_12\", \"day\": \"2026-12-06\"}");
+  ExpectMasksAlong(format, "{\"id\": \"ab_12\", \"day\": \"2026-12-06\", \"n\": -5, \"x\": 1.25}");
   const std::regex id("[a-z]{2,4}_\\d+"), day("\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\\d|3[01])");
   ForCompleteGenerations(format, 3, [&](const std::string& text, const nlohmann::ordered_json& j) {
     ASSERT_TRUE(j.contains("id") && j.contains("day")) << text;
     EXPECT_TRUE(std::regex_match(j["id"].get<std::string>(), id)) << text;
     EXPECT_TRUE(std::regex_match(j["day"].get<std::string>(), day)) << text;
+    ASSERT_TRUE(j.contains("n") && j["n"].is_number_integer() && j.contains("x") && j["x"].is_number()) << text;
+    EXPECT_TRUE(j["n"].get<int64_t>() >= -5 && j["n"].get<int64_t>() <= 120) << text;
+    EXPECT_TRUE(j["x"].get<double>() > 0 && j["x"].get<double>() <= 2) << text;
   });
 
   const std::string pattern = "(def|class) [a-z_]{1,12}\\((self)?\\):";
