@@ -7,7 +7,8 @@ build/bin/serve_bench, over gRPC, from several threads at once:
   load      serve_bench runs (gRPC and OpenAI chat) with random prompt/output lengths, sampled;
   agents    Anthropic /v1/messages and OpenAI /v1/responses requests, whole and streamed: 200
             and a well-formed end every time;
-  structured  structured outputs (json_schema, json_object) and forced tool calls over chat (n choices),
+  structured  structured outputs (json_schema, json_object, guided_regex, a schema of patterns, formats
+            and numeric bounds) and forced tool calls over chat (n choices),
             completions, Responses and Anthropic: 200 every time, and every reply that ended with
             "stop" or a tool call parses and fits its format;
   hangups   streaming requests (chat, messages, responses) whose client closes the connection
@@ -293,6 +294,11 @@ class Soak:
     STRUCT_SCHEMA = {"type": "object", "properties": {
         "name": {"type": "string", "maxLength": 12}, "size": {"type": "integer"},
         "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}}, "required": ["name", "size"]}
+    STRUCT_REGEX = r"[a-z_]{1,12}\((self(, [a-z]{1,8})?)?\):"
+    BOUNDED_SCHEMA = {"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": -3, "maximum": 70}, "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "d": {"type": "string", "format": "date"}, "p": {"type": "string", "pattern": "[A-Z]{2}\\d?", "maxLength": 3}},
+        "required": ["n", "x", "d", "p"]}
     STRUCT_TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {
         "key": {"type": "string", "maxLength": 10}, "limit": {"type": "integer"}}, "required": ["key"]}}}
 
@@ -302,7 +308,7 @@ class Soak:
         rng = random.Random(seed)
         fmt = {"type": "json_schema", "json_schema": {"name": "item", "schema": self.STRUCT_SCHEMA}}
         while self.running():
-            kind = rng.choice(["chat", "completions", "responses", "messages", "tool"])
+            kind = rng.choice(["chat", "completions", "responses", "messages", "tool", "regex", "bounds"])
             content = "import os\n" * rng.randint(1, 30)
             msgs = [{"role": "user", "content": content}]
             temp = rng.choice([0, 0.8])
@@ -320,6 +326,12 @@ class Soak:
             elif kind == "messages":
                 path, body = "/v1/messages", {"max_tokens": 64, "messages": msgs, "temperature": temp,
                                               "output_format": {"type": "json_schema", "schema": self.STRUCT_SCHEMA}}
+            elif kind == "regex":  # vLLM's guided_regex: the raw reply matches the pattern whole
+                path, body = "/v1/completions", {"prompt": content + "def ", "max_tokens": 64, "temperature": temp,
+                                                 "guided_regex": self.STRUCT_REGEX, "stream": rng.random() < 0.3}
+            elif kind == "bounds":  # patterns, formats and numeric bounds in a schema (structured_outputs)
+                path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 96, "temperature": temp,
+                                                      "structured_outputs": {"json": self.BOUNDED_SCHEMA}}
             else:
                 path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 64, "temperature": temp,
                                                       "tools": [self.STRUCT_TOOL], "tool_choice": "required",
@@ -340,8 +352,8 @@ class Soak:
                 continue
             try:
                 reply = json.loads(text)
-                if kind in ("chat", "completions", "tool"):
-                    outs = [(c["finish_reason"], c.get("text") if kind == "completions" else c["message"])
+                if kind in ("chat", "completions", "tool", "regex", "bounds"):
+                    outs = [(c["finish_reason"], c.get("text") if kind in ("completions", "regex") else c["message"])
                             for c in reply["choices"]]
                 elif kind == "responses":
                     outs = [("stop" if reply["status"] == "completed" else "length",
@@ -349,6 +361,11 @@ class Soak:
                 else:
                     outs = [("stop" if reply["stop_reason"] == "end_turn" else "length", reply["content"][0]["text"])]
                 for finish, out in outs:
+                    if kind == "regex":
+                        if finish == "stop" and not re.fullmatch(self.STRUCT_REGEX, out):
+                            raise ValueError(f"does not match the regex: {out!r}")
+                        self.count("structured-complete", finish == "stop")
+                        continue
                     if kind == "tool":
                         # Every complete call fits (a reply cut by max_tokens may hold some); one
                         # call only without parallel calls.
@@ -369,8 +386,14 @@ class Soak:
                     value = json.loads(out if isinstance(out, str) else out["content"])
                     if not isinstance(value, dict):
                         raise ValueError(f"not an object: {value!r}")
-                    if kind != "completions" and (not isinstance(value.get("name"), str) or
-                                                  not isinstance(value.get("size"), int)):
+                    if kind == "bounds":
+                        if not (isinstance(value.get("n"), int) and -3 <= value["n"] <= 70 and
+                                isinstance(value.get("x"), (int, float)) and 0 < value["x"] <= 1 and
+                                re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.get("d", "")) and
+                                re.fullmatch(r"[A-Z]{2}\d?", value.get("p", ""))):
+                            raise ValueError(f"does not fit the bounds: {value!r}")
+                    elif kind != "completions" and (not isinstance(value.get("name"), str) or
+                                                    not isinstance(value.get("size"), int)):
                         raise ValueError(f"does not fit the schema: {value!r}")
                     self.count("structured-complete")
             except (ValueError, KeyError, TypeError, IndexError) as e:

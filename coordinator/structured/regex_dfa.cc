@@ -558,6 +558,7 @@ class RegexCompiler {
       if (mark_[s] == stamp_) continue;
       mark_[s] = stamp_;
       out.push_back(s);
+      work_ += 1 + static_cast<int64_t>(nfa_[s].eps.size());
       for (int t : nfa_[s].eps) stack.push_back(t);
     }
     std::sort(out.begin(), out.end());
@@ -584,10 +585,16 @@ class RegexCompiler {
       if (sets.size() > static_cast<size_t>(RegexDfa::kMaxDfaStates))
         return absl::InvalidArgumentError(
             absl::StrCat("the pattern is too complex (its automaton passes ", RegexDfa::kMaxDfaStates, " states)"));
+      // A budget on the construction's steps as well: sets of many NFA states make each DFA
+      // state costly long before the state limit ((.{0,30}){30} took 0.4 s without it).
+      if (work_ > kMaxWork)
+        return absl::InvalidArgumentError("the pattern is too complex (its automaton takes too long to build)");
       for (auto& t : targets) t.clear();
       for (int s : sets[d])
-        for (const auto& [range, to] : nfa_[s].edges)
+        for (const auto& [range, to] : nfa_[s].edges) {
+          work_ += range.second - range.first + 1;
           for (int b = range.first; b <= range.second; ++b) targets[b].push_back(to);
+        }
       dfa->next_.resize((d + 1) * 256, -1);
       for (int b = 0; b < 256; ++b) {
         if (targets[b].empty()) continue;
@@ -701,6 +708,8 @@ class RegexCompiler {
   std::vector<NfaState> nfa_;
   std::vector<uint32_t> mark_;
   uint32_t stamp_ = 0;
+  static constexpr int64_t kMaxWork = 20'000'000;  // ~20-40 ms of construction
+  int64_t work_ = 0;
 };
 
 absl::StatusOr<std::shared_ptr<const RegexDfa>> RegexDfa::Compile(std::string_view pattern, Options options) {
