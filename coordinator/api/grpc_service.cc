@@ -96,6 +96,8 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.stop.assign(s.stop().begin(), s.stop().end());
   a.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   a.ignore_eos = s.ignore_eos();
+  if (s.min_tokens() < 0) return InvalidField("sampling.min_tokens", "must be >= 0");
+  a.min_tokens = s.min_tokens();
   a.top_logprobs = s.logprobs();
   a.top_logprobs_field = "logprobs";
   a.logprobs = s.return_logprobs() || s.logprobs() > 0;

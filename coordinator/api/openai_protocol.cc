@@ -109,6 +109,10 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
     GLM_API_RETURN_IF_ERROR(GetTokenIds(body["stop_token_ids"], "stop_token_ids", &a.stop_token_ids));
   }
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "ignore_eos", &a.ignore_eos));
+  int64_t min_tokens = 0;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "min_tokens", &min_tokens));
+  if (min_tokens < 0 || min_tokens > INT32_MAX) return InvalidField("min_tokens", "must be a non-negative integer");
+  a.min_tokens = static_cast<int32_t>(min_tokens);
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "skip_special_tokens", &a.skip_special_tokens));
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "include_stop_str_in_output", &a.include_stop_str_in_output));
   int64_t n = 1;

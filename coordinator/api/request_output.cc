@@ -116,6 +116,7 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
     for (size_t i = 0; i < event.tokens.size(); ++i) {
       const int32_t id = event.tokens[i];
       const bool last = i + 1 == event.tokens.size();
+      ++tokens_seen_;
       if (options_.parse_chat) {
         if (id == think_open_id_ && think_close_id_ >= 0) in_reasoning_ = true;
         if (in_reasoning_) ++reasoning_tokens_;
@@ -177,7 +178,8 @@ size_t RequestOutput::PartialStopSuffix() const {
 }
 
 absl::Status RequestOutput::EmitText(const std::string& text, bool final, OutputDelta* delta) {
-  if (options_.stop.empty()) return Route(text, final, delta);
+  // Before min_tokens, text passes unchecked (vLLM's rule: no stop string ends a shorter output).
+  if (options_.stop.empty() || tokens_seen_ < options_.min_tokens) return Route(text, final, delta);
   pending_ += text;
   // The earliest match of any stop string wins; emitted text never held a complete match, so
   // any match lies inside pending_.

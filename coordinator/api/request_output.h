@@ -24,6 +24,7 @@ namespace glm::api {
 struct OutputOptions {
   std::vector<std::string> stop;           // stop strings (need a tokenizer)
   bool include_stop_str = false;           // the matched stop string ends the text (else it is cut)
+  int32_t min_tokens = 0;                  // stop strings are looked for from the min_tokens-th token on
   // Tokens whose text never reaches the client when they end the request: EOS (unless
   // ignore_eos) and the stop_token_ids, as vLLM does.
   std::vector<int32_t> hidden_stop_ids;
@@ -110,6 +111,7 @@ class RequestOutput {
   // Chat: reasoning token count, and whether the next token is inside <think> (token ids of the
   // tags: -1 where the tokenizer lacks them).
   int32_t reasoning_tokens_ = 0;
+  int32_t tokens_seen_ = 0;  // output tokens detokenized so far (OutputOptions::min_tokens)
   bool in_reasoning_ = false;
   int32_t think_open_id_ = -1;
   int32_t think_close_id_ = -1;

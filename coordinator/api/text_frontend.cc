@@ -376,11 +376,13 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   s.max_tokens = static_cast<int32_t>(max_tokens);
   s.stop_token_ids = r.stop_token_ids;
   s.ignore_eos = r.ignore_eos;
+  s.min_tokens = r.min_tokens;
   s.logprobs = r.logprobs || r.top_logprobs > 0;
   s.top_logprobs = r.top_logprobs;
   s.prompt_logprobs = r.prompt_logprobs;
 
   out.output.stop = r.stop;
+  out.output.min_tokens = r.min_tokens;
   out.output.skip_special_tokens = r.skip_special_tokens;
   out.output.include_stop_str = r.include_stop_str_in_output;
   if (!r.ignore_eos) out.output.hidden_stop_ids = model_->eos_token_ids;

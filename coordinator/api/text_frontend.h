@@ -55,6 +55,7 @@ struct ApiRequest {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  int32_t min_tokens = 0;                  // vLLM's (scheduler::SamplingOptions::min_tokens)
   bool logprobs = false;
   int32_t top_logprobs = 0;
   int32_t prompt_logprobs = -1;            // >= 0: score the prompt (completions echo + logprobs)

@@ -42,28 +42,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
     if (t < 0 || t >= options_.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " is outside the vocabulary [0, ",
                                                      options_.vocab_size, ")"));
-  for (int32_t t : p.stop_token_ids)
-    if (t < 0 || t >= options_.vocab_size)
-      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: ", t, " is outside the vocabulary"));
-  if (p.max_tokens < 0) return absl::InvalidArgumentError("max_tokens: must be >= 0");
-  if (p.temperature < 0) return absl::InvalidArgumentError("temperature: must be >= 0");
-  if (!(p.top_p > 0 && p.top_p <= 1)) return absl::InvalidArgumentError("top_p: must be in (0, 1]");
-  if (p.top_k < 0) return absl::InvalidArgumentError("top_k: must be >= 0");
-  if (p.min_p < 0 || p.min_p > 1) return absl::InvalidArgumentError("min_p: must be in [0, 1]");
-  if (p.repetition_penalty <= 0) return absl::InvalidArgumentError("repetition_penalty: must be > 0");
-  if (!(p.presence_penalty >= -2 && p.presence_penalty <= 2))
-    return absl::InvalidArgumentError("presence_penalty: must be in [-2, 2]");
-  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
-    return absl::InvalidArgumentError("frequency_penalty: must be in [-2, 2]");
-  for (const auto& [token, bias] : p.logit_bias) {
-    if (token < 0 || token >= options_.vocab_size)
-      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", token, " is outside the vocabulary"));
-    if (!(bias >= -100 && bias <= 100))
-      return absl::InvalidArgumentError(absl::StrCat("logit_bias: the bias of token ", token, " must be in [-100, 100]"));
-  }
-  if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
-  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20)
-    return absl::InvalidArgumentError("prompt_logprobs: must be in [-1, 20]");
+  if (absl::Status valid = ValidateSampling(p, options_.vocab_size); !valid.ok()) return valid;
   // A constrained request's every token comes from its format's mask: no drafts.
   auto spec = runtime::ParseSpeculative(request.constraint != nullptr ? "none"
                                         : request.speculative.empty() ? options_.speculative
@@ -449,6 +428,9 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
         drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
       }
       drafts.resize(std::min<int64_t>(drafts.size(), std::max<int64_t>(0, budget - 1)));
+      // min_tokens bans the stop tokens per step: a step's samples all come before it or none does.
+      if (const int32_t min = s->request.sampling.min_tokens; s->generated < min)
+        drafts.resize(std::min<int64_t>(drafts.size(), min - 1 - s->generated));
       // Drafts are optional: they take only blocks the sequences after this one cannot need
       // for their own next token (else an older sequence's drafts preempted a newer one).
       if (!drafts.empty() && !OptionalRoomFits(*s, s->computed + 1 + static_cast<int64_t>(drafts.size()), later))
@@ -543,6 +525,12 @@ shard::StepPlan ContinuousBatchingEngine::BuildPlan(const std::vector<Work>& wor
     sp->set_presence_penalty(o.presence_penalty);
     sp->set_frequency_penalty(o.frequency_penalty);
     for (const auto& [token, bias] : o.logit_bias) (*sp->mutable_logit_bias())[token] = bias;
+    if (s.generated < o.min_tokens) {  // no stop token yet: a logit of -inf is never sampled
+      constexpr float kNever = -std::numeric_limits<float>::infinity();
+      for (int32_t t : o.stop_token_ids) (*sp->mutable_logit_bias())[t] = kNever;
+      if (!o.ignore_eos)
+        for (int32_t t : options_.eos_token_ids) (*sp->mutable_logit_bias())[t] = kNever;
+    }
     sp->set_seed(s.seed);
     sp->set_top_logprobs(o.top_logprobs);
     sp->set_logprobs(o.logprobs);

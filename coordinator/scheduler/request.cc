@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace glm::scheduler {
 
 void RequestStream::SetInterval(const StreamInterval& interval) {
@@ -61,6 +63,35 @@ void RequestStream::Push(GenerationEvent event) {
 bool RequestStream::finished() const {
   absl::MutexLock lock(&mu_);
   return finished_pushed_;
+}
+
+absl::Status ValidateSampling(const SamplingOptions& p, int32_t vocab_size) {
+  for (int32_t t : p.stop_token_ids)
+    if (t < 0 || t >= vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: ", t, " is outside the vocabulary"));
+  if (p.max_tokens < 0) return absl::InvalidArgumentError("max_tokens: must be >= 0");
+  if (p.temperature < 0) return absl::InvalidArgumentError("temperature: must be >= 0");
+  if (!(p.top_p > 0 && p.top_p <= 1)) return absl::InvalidArgumentError("top_p: must be in (0, 1]");
+  if (p.top_k < 0) return absl::InvalidArgumentError("top_k: must be >= 0");
+  if (p.min_p < 0 || p.min_p > 1) return absl::InvalidArgumentError("min_p: must be in [0, 1]");
+  if (p.repetition_penalty <= 0) return absl::InvalidArgumentError("repetition_penalty: must be > 0");
+  if (!(p.presence_penalty >= -2 && p.presence_penalty <= 2))
+    return absl::InvalidArgumentError("presence_penalty: must be in [-2, 2]");
+  if (!(p.frequency_penalty >= -2 && p.frequency_penalty <= 2))
+    return absl::InvalidArgumentError("frequency_penalty: must be in [-2, 2]");
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0 || token >= vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: token ", token, " is outside the vocabulary"));
+    if (!(bias >= -100 && bias <= 100))
+      return absl::InvalidArgumentError(absl::StrCat("logit_bias: the bias of token ", token, " must be in [-100, 100]"));
+  }
+  if (p.min_tokens < 0) return absl::InvalidArgumentError("min_tokens: must be >= 0");
+  if (p.max_tokens > 0 && p.min_tokens > p.max_tokens)
+    return absl::InvalidArgumentError("min_tokens: must not exceed max_tokens");
+  if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
+  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20)
+    return absl::InvalidArgumentError("prompt_logprobs: must be in [-1, 20]");
+  return absl::OkStatus();
 }
 
 }  // namespace glm::scheduler

@@ -33,6 +33,9 @@ struct SamplingOptions {
   int32_t max_tokens = 0;            // 0 = until EOS or the context is full
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // vLLM's min_tokens: none of the first min_tokens output tokens is a stop token (EOS,
+  // stop_token_ids), and stop strings end the output only from its min_tokens-th token on.
+  int32_t min_tokens = 0;
   int32_t top_logprobs = 0;          // alternatives per token
   bool logprobs = false;             // report the chosen token's log-probability
   // >= 0: also score the prompt — the log-probability of every prompt token after the first,
@@ -40,6 +43,9 @@ struct SamplingOptions {
   // prefix-cache reuse: a cached position has no logits).
   int32_t prompt_logprobs = -1;
 };
+
+// The sampling options' ranges: an InvalidArgument naming the first field out of range.
+absl::Status ValidateSampling(const SamplingOptions& p, int32_t vocab_size);
 
 struct GenerationRequest {
   std::string request_id;            // unique among live requests

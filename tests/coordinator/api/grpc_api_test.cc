@@ -294,6 +294,7 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
       {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 150; },
        "sampling.logit_bias[\"5\"]"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_prompt_logprobs(21); }, "sampling.prompt_logprobs"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_min_tokens(-1); }, "sampling.min_tokens"},
   };
   for (const auto& c : cases) {
     pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);

@@ -158,12 +158,13 @@ TEST_F(HttpApiTest, CompletionsWithTokenPromptLogprobsAndOptions) {
 // OpenAI's penalties and logit_bias reach the engine; bad values are 400s naming the field.
 TEST_F(HttpApiTest, PresenceFrequencyPenaltiesAndLogitBias) {
   json body = {{"prompt", {5, 6}}, {"max_tokens", 2}, {"presence_penalty", 0.5}, {"frequency_penalty", -0.25},
-               {"logit_bias", {{"7", 5.5}, {"12", -100}}}};
+               {"logit_bias", {{"7", 5.5}, {"12", -100}}}, {"min_tokens", 2}};
   auto res = Post("/v1/completions", body);
   ASSERT_EQ(res->status, 200) << res->body;
   scheduler::GenerationRequest seen = engine_->last_request();
   EXPECT_FLOAT_EQ(seen.sampling.presence_penalty, 0.5f);
   EXPECT_FLOAT_EQ(seen.sampling.frequency_penalty, -0.25f);
+  EXPECT_EQ(seen.sampling.min_tokens, 2);
   auto bias = seen.sampling.logit_bias;
   std::sort(bias.begin(), bias.end());
   EXPECT_EQ(bias, (std::vector<std::pair<int32_t, float>>{{7, 5.5f}, {12, -100.0f}}));
@@ -177,6 +178,8 @@ TEST_F(HttpApiTest, PresenceFrequencyPenaltiesAndLogitBias) {
       {{{"logit_bias", {{"7", 101}}}}, "logit_bias[\"7\"]"},
       {{{"logit_bias", {{"-1", 1}}}}, "logit_bias[\"-1\"]"},
       {{{"logit_bias", {{"99999999", 1}}}}, "logit_bias[\"99999999\"]"},
+      {{{"min_tokens", -1}}, "min_tokens"},
+      {{{"min_tokens", "x"}}, "min_tokens"},
   };
   for (const auto& [fields, param] : bad) {
     json b = {{"prompt", "x"}, {"max_tokens", 2}};

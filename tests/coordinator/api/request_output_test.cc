@@ -108,6 +108,36 @@ TEST_F(RequestOutputTest, StopStringSplitAcrossTokensIsHeldBackThenCut) {
   EXPECT_TRUE(out.finished());
 }
 
+// min_tokens: a stop string in the first min_tokens - 1 tokens passes as text; from the
+// min_tokens-th token on one ends the output (vLLM checks once the output has min_tokens tokens).
+TEST_F(RequestOutputTest, StopStringsWaitForMinTokens) {
+  const std::vector<int32_t> head = Pieces("a;b;");
+  std::vector<int32_t> ids = head, rest = Pieces("cd;ef");
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  for (const bool in_one_event : {false, true}) {
+    api::OutputOptions o;
+    o.stop = {";"};
+    o.min_tokens = static_cast<int32_t>(head.size()) + 1;
+    api::RequestOutput out(tokenizer_, o);
+    std::string all;
+    api::OutputDelta last;
+    if (in_one_event) {
+      scheduler::GenerationEvent e;
+      e.tokens = ids;
+      e.completion_tokens = static_cast<int32_t>(ids.size());
+      auto d = out.Consume(e);
+      ASSERT_TRUE(d.ok()) << d.status();
+      all = d->text;
+      last = *d;
+    } else {
+      for (const std::string& t : Feed(&out, ids, "length", &last)) all += t;
+    }
+    EXPECT_EQ(all, "a;b;cd") << in_one_event;
+    EXPECT_TRUE(last.stop_string_matched);
+    EXPECT_EQ(last.finish_reason, "stop");
+  }
+}
+
 // An event of several tokens (accepted speculative drafts) ends where the same tokens one event
 // each end: at the token that completes the first stop string to complete — not at the earliest-
 // starting match in the event's text — with no token, logprob or count from after it. Before, the

@@ -525,5 +525,50 @@ TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
   EXPECT_TRUE(out.error.ok()) << out.error;
 }
 
+// min_tokens: with EOS made the model's favourite (logit_bias +100), a greedy request ends at
+// once; with min_tokens 5 it gives exactly the 5 tokens the model picks with EOS out of reach, then
+// EOS — plain and speculative (whose drafts never straddle the 5th token), on 1 and 2 stages. A
+// stop_token_ids entry is held back the same way.
+TEST(EngineSpeculativeTest, MinTokensHoldsTheStopTokensBack) {
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  const int32_t eos = sp.model->config().eos_token_ids.at(0);
+  const auto prompt = Prompt(31, 20);
+  runtime::GenerateOptions g;
+  g.max_new_tokens = 5;
+  g.ignore_eos = true;
+  g.sampling.logit_bias = {{eos, -100.0f}};
+  const auto want = runtime::Generate(*sp.model, prompt, g)->tokens;
+  ASSERT_EQ(want.size(), 5u);
+  for (int layout : {1, 2}) {
+    EngineHarness h("glm5-tiny-code", layout, layout, 256, 16);
+    GenerationRequest eager = Greedy(prompt, 24);
+    eager.sampling.ignore_eos = false;
+    eager.sampling.logit_bias = {{eos, 100.0f}};
+    auto out = h.Run(eager);
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    EXPECT_EQ(out.tokens, std::vector<int32_t>{eos});  // the comparison below could fail
+    for (const std::string spec : {"none", "mtp:3", "ngram:2"}) {
+      for (bool as_stop_id : {false, true}) {
+        GenerationRequest r = Greedy(prompt, 24);
+        r.sampling.logit_bias = {{eos, 100.0f}};
+        r.sampling.ignore_eos = as_stop_id;  // then EOS ends the output as a stop_token_ids entry
+        if (as_stop_id) r.sampling.stop_token_ids = {eos};
+        r.sampling.min_tokens = 5;
+        r.speculative = spec;
+        out = h.Run(r);
+        ASSERT_TRUE(out.error.ok()) << out.error;
+        std::vector<int32_t> expected = want;
+        expected.push_back(eos);
+        EXPECT_EQ(out.tokens, expected) << spec << " layout " << layout << (as_stop_id ? " stop id" : "");
+        EXPECT_EQ(out.finish_reason, "stop");
+      }
+    }
+    GenerationRequest bad = Greedy(prompt, 4);
+    bad.sampling.min_tokens = 5;
+    EXPECT_EQ(h.Run(bad).error.code(), absl::StatusCode::kInvalidArgument);
+  }
+}
+
 }  // namespace
 }  // namespace glm::scheduler
