@@ -113,6 +113,22 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   GLM_API_RETURN_IF_ERROR(GetInt(body, "min_tokens", &min_tokens));
   if (min_tokens < 0 || min_tokens > INT32_MAX) return InvalidField("min_tokens", "must be a non-negative integer");
   a.min_tokens = static_cast<int32_t>(min_tokens);
+  if (Present(body, "allowed_token_ids")) {
+    if (!body["allowed_token_ids"].is_array() || body["allowed_token_ids"].empty())
+      return InvalidField("allowed_token_ids", "must be a non-empty array of token ids");
+    GLM_API_RETURN_IF_ERROR(GetTokenIds(body["allowed_token_ids"], "allowed_token_ids", &a.allowed_token_ids));
+  }
+  int64_t truncate = 0;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "truncate_prompt_tokens", &truncate));
+  if (truncate < 0 || truncate > INT32_MAX) return InvalidField("truncate_prompt_tokens", "must be a positive integer");
+  a.truncate_prompt_tokens = static_cast<int32_t>(truncate);
+  // vLLM's other sampling extensions would change the output if honoured: refused, not ignored.
+  if (Present(body, "bad_words") && !(body["bad_words"].is_array() && body["bad_words"].empty()))
+    return InvalidField("bad_words", "is not supported by this server (logit_bias bans single tokens)");
+  if (Present(body, "use_beam_search") && body["use_beam_search"] != false)
+    return InvalidField("use_beam_search", "is not supported by this server");
+  if (Present(body, "logits_processors") && !(body["logits_processors"].is_array() && body["logits_processors"].empty()))
+    return InvalidField("logits_processors", "is not supported by this server");
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "skip_special_tokens", &a.skip_special_tokens));
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "include_stop_str_in_output", &a.include_stop_str_in_output));
   int64_t n = 1;

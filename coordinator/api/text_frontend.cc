@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/scheduler/token_set_constraint.h"
 #include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -271,6 +272,12 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
       return InvalidField(absl::StrCat(Field(r, "stop_token_ids"), "[", i, "]"),
                           absl::StrCat(id, " is out of range [0, ", vocab, ")"));
   }
+  for (size_t i = 0; i < r.allowed_token_ids.size(); ++i) {
+    const int32_t id = r.allowed_token_ids[i];
+    if (id < 0 || (vocab > 0 && id >= vocab))
+      return InvalidField(absl::StrCat(Field(r, "allowed_token_ids"), "[", i, "]"),
+                          absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+  }
   for (const auto& [id, bias] : r.logit_bias) {
     const std::string field = absl::StrCat(Field(r, "logit_bias"), "[\"", id, "\"]");
     if (id < 0 || (vocab > 0 && id >= vocab))
@@ -289,6 +296,11 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     auto constraint = OutputConstraint(r);
     if (!constraint.ok()) return constraint.status();
     out.engine_request.constraint = *std::move(constraint);
+  }
+  if (!r.allowed_token_ids.empty()) {
+    if (out.engine_request.constraint != nullptr)
+      return InvalidField(Field(r, "allowed_token_ids"), absl::StrCat("cannot be combined with ", r.output_format_field));
+    out.engine_request.constraint = std::make_shared<scheduler::TokenSetConstraint>(r.allowed_token_ids);
   }
   std::vector<int32_t>& prompt = out.engine_request.prompt;
   const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size
@@ -337,6 +349,8 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     }
   }
   if (prompt.empty()) return InvalidField(r.input_field, "encodes to no tokens");
+  if (r.truncate_prompt_tokens > 0 && static_cast<int64_t>(prompt.size()) > r.truncate_prompt_tokens)
+    prompt.erase(prompt.begin(), prompt.end() - r.truncate_prompt_tokens);  // vLLM's: the last N tokens
 
   int64_t max_tokens = r.max_tokens.has_value() ? *r.max_tokens : default_max_tokens_;
   const int64_t n = static_cast<int64_t>(prompt.size());

@@ -353,5 +353,33 @@ TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
   }
 }
 
+// vLLM's allowed_token_ids (a constraint of exactly those ids), truncate_prompt_tokens (the
+// prompt's last N tokens), and the extensions refused rather than ignored.
+TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationAndRefusedVllmExtensions) {
+  ScriptText("x");
+  auto res = PostText("/v1/completions", R"({"prompt":[5,6,7,8],"max_tokens":2,"allowed_token_ids":[9,3,9],
+      "truncate_prompt_tokens":3,"bad_words":[],"use_beam_search":false})");
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto& seen = engine_->last_request();
+  EXPECT_EQ(seen.prompt, (std::vector<int32_t>{6, 7, 8}));
+  ASSERT_NE(seen.constraint, nullptr);
+  std::string bitmap;
+  seen.constraint->AllowedTokens(16, &bitmap);
+  EXPECT_EQ(bitmap, std::string({'\x08', '\x02'}));  // ids 3 and 9
+  EXPECT_FALSE(seen.constraint->CanEnd());
+  EXPECT_FALSE(seen.constraint->Accept(4).ok());
+  const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"("allowed_token_ids":[1,99999]})", "allowed_token_ids[1]"},
+      {R"("allowed_token_ids":[]})", "allowed_token_ids"},
+      {R"("allowed_token_ids":[1],"guided_regex":"a"})", "allowed_token_ids"},
+      {R"("truncate_prompt_tokens":-2})", "truncate_prompt_tokens"},
+      {R"("bad_words":["x"]})", "bad_words"},
+      {R"("use_beam_search":true})", "use_beam_search"},
+      {R"("logits_processors":["x"]})", "logits_processors"},
+  };
+  for (const auto& [body, param] : bad) EXPECT_EQ(Error(PostText("/v1/chat/completions", chat + body), 400)["param"], param) << body;
+}
+
 }  // namespace
 }  // namespace glm::testing

@@ -4,8 +4,10 @@
 // beside them is untouched.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
+#include "coordinator/scheduler/token_set_constraint.h"
 #include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -228,6 +230,42 @@ TEST(LastStageAllowedTokensTest, GreedyTakesTheBestAllowedTokenAndBadBitmapsAreR
   auto after = step(bitmap({other}));  // still serving
   ASSERT_TRUE(after.ok() && after->error().empty()) << after.status();
   EXPECT_EQ(after->sequences(0).token(), other);
+}
+
+// allowed_token_ids (vLLM's): every token comes from the set, greedy picks the model's favourite
+// of it (the single-process argmax over the set), and without a stop token in the set the reply
+// runs to max_tokens; with EOS in it, EOS may end it.
+TEST_F(EngineStructuredTest, AllowedTokenIdsKeepEveryTokenInTheSet) {
+  SingleProcess sp;
+  ASSERT_NE(sp.model, nullptr);
+  const int32_t eos = sp.model->config().eos_token_ids.at(0);
+  const std::vector<int32_t> set = {11, 12, 13, 20, 250, 900, 1500};
+  const auto prompt = Prompt(41, 16);
+  // The reference: every other token biased far below the set.
+  runtime::GenerateOptions g;
+  g.max_new_tokens = 12;
+  g.ignore_eos = true;
+  for (int32_t id = 0; id < sp.model->config().vocab_size; ++id)
+    if (std::find(set.begin(), set.end(), id) == set.end()) g.sampling.logit_bias.emplace_back(id, -1e9f);
+  const auto want = runtime::Generate(*sp.model, prompt, g)->tokens;
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Greedy(prompt, 12);
+  r.sampling.ignore_eos = false;
+  r.constraint = std::make_shared<TokenSetConstraint>(set);
+  auto out = h.Run(r);
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.tokens, want);
+  EXPECT_EQ(out.finish_reason, "length");
+  GenerationRequest sampled = Greedy(prompt, 40);
+  sampled.sampling.ignore_eos = false;
+  sampled.sampling.temperature = 1.5f;
+  sampled.sampling.seed = 7;
+  std::vector<int32_t> with_eos = set;
+  with_eos.push_back(eos);
+  sampled.constraint = std::make_shared<TokenSetConstraint>(with_eos);
+  out = h.Run(sampled);
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  for (int32_t t : out.tokens) EXPECT_NE(std::find(with_eos.begin(), with_eos.end(), t), with_eos.end()) << t;
 }
 
 }  // namespace
