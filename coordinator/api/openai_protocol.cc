@@ -120,7 +120,8 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   }
   int64_t truncate = 0;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "truncate_prompt_tokens", &truncate));
-  if (truncate < 0 || truncate > INT32_MAX) return InvalidField("truncate_prompt_tokens", "must be a positive integer");
+  if (truncate < -1 || truncate > INT32_MAX)
+    return InvalidField("truncate_prompt_tokens", "must be -1 (the model's context), 0 (none) or a token count");
   a.truncate_prompt_tokens = static_cast<int32_t>(truncate);
   // vLLM's other sampling extensions would change the output if honoured: refused, not ignored.
   if (Present(body, "bad_words") && !(body["bad_words"].is_array() && body["bad_words"].empty()))

@@ -349,8 +349,9 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     }
   }
   if (prompt.empty()) return InvalidField(r.input_field, "encodes to no tokens");
-  if (r.truncate_prompt_tokens > 0 && static_cast<int64_t>(prompt.size()) > r.truncate_prompt_tokens)
-    prompt.erase(prompt.begin(), prompt.end() - r.truncate_prompt_tokens);  // vLLM's: the last N tokens
+  const int64_t keep = r.truncate_prompt_tokens == -1 ? model_->max_context : r.truncate_prompt_tokens;
+  if (keep > 0 && static_cast<int64_t>(prompt.size()) > keep)
+    prompt.erase(prompt.begin(), prompt.end() - keep);  // vLLM's: the last N tokens
 
   int64_t max_tokens = r.max_tokens.has_value() ? *r.max_tokens : default_max_tokens_;
   const int64_t n = static_cast<int64_t>(prompt.size());

@@ -57,7 +57,7 @@ struct ApiRequest {
   bool ignore_eos = false;
   int32_t min_tokens = 0;                  // vLLM's (scheduler::SamplingOptions::min_tokens)
   std::vector<int32_t> allowed_token_ids;  // vLLM's: when set, every output token is one of these
-  int32_t truncate_prompt_tokens = 0;      // vLLM's: > 0 keeps only the prompt's last N tokens
+  int32_t truncate_prompt_tokens = 0;      // vLLM's: N > 0 keeps the prompt's last N tokens, -1 the context's
   bool logprobs = false;
   int32_t top_logprobs = 0;
   int32_t prompt_logprobs = -1;            // >= 0: score the prompt (completions echo + logprobs)

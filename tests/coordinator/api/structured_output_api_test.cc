@@ -33,6 +33,15 @@ class StructuredOutputApiTest : public ApiTest {
       if (!constraint->Accept(id).ok()) return false;
     return constraint->CanEnd();
   }
+  // Runs a gRPC Generate to its end; its final status.
+  grpc::Status Drain(const pb::GenerateRequest& r) {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Generate(&ctx, r);
+    pb::GenerateResponse resp;
+    while (reader->Read(&resp)) {
+    }
+    return reader->Finish();
+  }
   json Error(const httplib::Result& res, int status) {
     EXPECT_TRUE(res);
     if (!res) return json();
@@ -118,12 +127,7 @@ TEST_F(StructuredOutputApiTest, CompletionsResponsesAndGrpcCarryAFormatToo) {
   pb::GenerateRequest r;
   r.set_text("x");
   r.set_response_format_json(kSchemaFormat);
-  grpc::ClientContext ctx;
-  auto reader = stub_->Generate(&ctx, r);
-  pb::GenerateResponse resp;
-  while (reader->Read(&resp)) {
-  }
-  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(Drain(r).ok());
   EXPECT_TRUE(ConstraintAccepts(R"({"zeta": -1, "alpha": ""})"));
 }
 
@@ -199,12 +203,7 @@ TEST_F(StructuredOutputApiTest, GrpcChatForcesToolCallsToo) {
     r.mutable_chat()->set_tools_json(json::parse(std::string("{") + kWeatherTools + "}")["tools"].dump());
     r.mutable_chat()->set_tool_choice_json(choice);
     r.set_response_format_json(format);
-    grpc::ClientContext ctx;
-    auto reader = stub_->Generate(&ctx, r);
-    pb::GenerateResponse resp;
-    while (reader->Read(&resp)) {
-    }
-    return reader->Finish();
+    return Drain(r);
   };
   ScriptText("{}");
   ASSERT_TRUE(generate("required").ok());
@@ -249,12 +248,7 @@ TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   pb::GenerateRequest r;
   r.set_text("x");
   r.set_response_format_json(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","pattern":"(a"}}})");
-  grpc::ClientContext ctx;
-  auto reader = stub_->Generate(&ctx, r);
-  pb::GenerateResponse resp;
-  while (reader->Read(&resp)) {
-  }
-  const grpc::Status g = reader->Finish();
+  const grpc::Status g = Drain(r);
   EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(g.error_message(), HasSubstr("response_format_json.json_schema.schema/pattern"));
   // A json_object chat without tools is served.
@@ -327,12 +321,7 @@ TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
     r.set_text("x");
     r.set_structured_outputs_json(outputs);
     r.set_response_format_json(format);
-    grpc::ClientContext ctx;
-    auto reader = stub_->Generate(&ctx, r);
-    pb::GenerateResponse resp;
-    while (reader->Read(&resp)) {
-    }
-    return reader->Finish();
+    return Drain(r);
   };
   ScriptText("{}");
   ASSERT_TRUE(generate(R"({"regex":"[0-9]{4}-[0-9]{2}"})").ok());
@@ -368,6 +357,9 @@ TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationAndRefusedVllmExtension
   EXPECT_EQ(bitmap, std::string({'\x08', '\x02'}));  // ids 3 and 9
   EXPECT_FALSE(seen.constraint->CanEnd());
   EXPECT_FALSE(seen.constraint->Accept(4).ok());
+  ScriptText("x");
+  ASSERT_EQ(PostText("/v1/completions", R"({"prompt":[5,6,7],"max_tokens":2,"truncate_prompt_tokens":-1})")->status, 200);
+  EXPECT_EQ(engine_->last_request().prompt, (std::vector<int32_t>{5, 6, 7}));  // within the context: kept whole
   const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
   const std::vector<std::pair<std::string, std::string>> bad = {
       {R"("allowed_token_ids":[1,99999]})", "allowed_token_ids[1]"},

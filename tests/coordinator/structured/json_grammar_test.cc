@@ -152,6 +152,11 @@ TEST(JsonGrammarTest, NumberBoundsKeepDecimalsInside) {
   ASSERT_NE(mixed, nullptr);
   for (const char* ok : {"-2", "-1.75", "-0.5", "0", "2.99", "1"}) EXPECT_TRUE(Accepts(*mixed, ok)) << ok;
   for (const char* bad : {"-3", "3", "3.5", "-2.75"}) EXPECT_FALSE(Accepts(*mixed, bad)) << bad;
+  auto untyped = Compile(R"({"properties":{"n":{"maximum":5},"d":{"format":"date"}},"required":["n","d"]})");
+  ASSERT_NE(untyped, nullptr);  // bounds and a checked format without a type still hold
+  EXPECT_TRUE(Accepts(*untyped, R"({"n":4.5,"d":"2026-12-06"})"));
+  EXPECT_FALSE(Accepts(*untyped, R"({"n":6,"d":"2026-12-06"})"));
+  EXPECT_FALSE(Accepts(*untyped, R"({"n":4,"d":"today"})"));
   auto positive = Compile(R"({"type":"number","exclusiveMinimum":0})");  // > 0: never 0 itself
   ASSERT_NE(positive, nullptr);
   for (const char* ok : {"0.5", "0.01", "1", "12.25"}) EXPECT_TRUE(Accepts(*positive, ok)) << ok;
