@@ -234,18 +234,24 @@ TEST_F(GrpcApiTest, PromptLogprobsComeOnTheFirstMessage) {
   EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, -1) << "unset: no prompt scoring";
 }
 
-TEST_F(GrpcApiTest, PenaltiesAndLogitBiasReachTheEngine) {
+TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine) {
   pb::GenerateRequest r = TokenRequest({5, 6, 7}, 2);
   r.mutable_sampling()->set_presence_penalty(0.5f);
   r.mutable_sampling()->set_frequency_penalty(1.5f);
   (*r.mutable_sampling()->mutable_logit_bias())[9] = -4.0f;
   (*r.mutable_sampling()->mutable_logit_bias())[3] = 2.0f;
+  r.mutable_sampling()->set_min_tokens(1);
+  r.mutable_sampling()->add_allowed_token_ids(4);
   Collected c = Generate(r);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   scheduler::GenerationRequest seen = engine_->last_request();
   EXPECT_EQ(seen.sampling.presence_penalty, 0.5f);
   EXPECT_EQ(seen.sampling.frequency_penalty, 1.5f);
   EXPECT_EQ(seen.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{3, 2.0f}, {9, -4.0f}}));
+  EXPECT_EQ(seen.sampling.min_tokens, 1);
+  ASSERT_NE(seen.constraint, nullptr);  // allowed_token_ids
+  EXPECT_TRUE(seen.constraint->Accept(4).ok());
+  EXPECT_FALSE(seen.constraint->Accept(5).ok());
 }
 
 TEST_F(GrpcApiTest, TextPromptGivesTextAndHidesEos) {
@@ -295,6 +301,7 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
        "sampling.logit_bias[\"5\"]"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_prompt_logprobs(21); }, "sampling.prompt_logprobs"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_min_tokens(-1); }, "sampling.min_tokens"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->add_allowed_token_ids(99999); }, "sampling.allowed_token_ids[0]"},
   };
   for (const auto& c : cases) {
     pb::GenerateRequest r = TokenRequest({1, 2, 3}, 4);
