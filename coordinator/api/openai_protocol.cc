@@ -199,6 +199,27 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     }
   }
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_generation_prompt", &a.add_generation_prompt));
+  // vLLM's chat extensions: the final assistant message continued (no generation prompt after it),
+  // special tokens added around the rendered text; a template or an echo of the request's own is
+  // refused (the model's template renders every prompt here), as is vLLM's token-id logprob format.
+  bool continue_final = false;
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "continue_final_message", &continue_final));
+  if (continue_final) {
+    if (Present(body, "add_generation_prompt") && a.add_generation_prompt)
+      return InvalidField("continue_final_message", "cannot be combined with add_generation_prompt: true");
+    const json& last = a.messages.is_array() && !a.messages.empty() ? a.messages.back() : json();
+    if (!last.is_object() || last.value("role", "") != "assistant")
+      return InvalidField("continue_final_message", "needs the last message to be the assistant's");
+    a.add_generation_prompt = false;
+  }
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_special_tokens", &a.chat_add_special_tokens));
+  if (Present(body, "chat_template"))
+    return InvalidField("chat_template", "is not supported in a request: the model's own template renders the chat");
+  bool chat_echo = false, token_ids_as_text = false;
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "echo", &chat_echo));
+  if (chat_echo) return InvalidField("echo", "is not supported on chat completions (it is on /v1/completions)");
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_tokens_as_token_ids", &token_ids_as_text));
+  if (token_ids_as_text) return InvalidField("return_tokens_as_token_ids", "is not supported by this server");
   if (Present(body, "chat_template_kwargs")) {
     if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");
     a.template_kwargs = body["chat_template_kwargs"];

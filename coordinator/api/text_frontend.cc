@@ -331,7 +331,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     }
     case ApiRequest::Input::kChat: {
       std::string text;
-      auto ids = EncodeChat(r, /*add_special_tokens=*/false, &text);
+      auto ids = EncodeChat(r, r.chat_add_special_tokens, &text);
       if (!ids.ok()) return ids.status();
       prompt = std::move(*ids);
       out.output.parse_chat = true;

@@ -223,6 +223,40 @@ TEST_F(RequestValidationTest, MalformedToolsAreRefusedUpFront) {
   ExpectGrpcRejected(chat, "chat.tools_json");
 }
 
+// vLLM's chat extensions: continue_final_message renders as add_generation_prompt: false after
+// an assistant message; add_special_tokens is taken; the ones that would be ignored are refused.
+TEST_F(RequestValidationTest, VllmChatExtensionsAreHonouredOrRefused) {
+  ScriptText("ok");
+  const json messages = {{{"role", "user"}, {"content", "write f"}}, {{"role", "assistant"}, {"content", "def f("}}};
+  json prefill = ChatBody(messages);
+  prefill["add_generation_prompt"] = false;
+  ASSERT_EQ(Post("/v1/chat/completions", prefill)->status, 200);
+  const std::vector<int32_t> continued = engine_->last_request().prompt;
+  json body = ChatBody(messages);
+  body["continue_final_message"] = true;
+  auto res = Post("/v1/chat/completions", body);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(engine_->last_request().prompt, continued);
+  body["add_special_tokens"] = true;
+  EXPECT_EQ(Post("/v1/chat/completions", body)->status, 200);
+  const std::vector<std::pair<json, std::string>> bad = {
+      {{{"continue_final_message", true}, {"add_generation_prompt", true}}, "continue_final_message"},
+      {{{"chat_template", "{{ messages }}"}}, "chat_template"},
+      {{{"echo", true}}, "echo"},
+      {{{"return_tokens_as_token_ids", true}}, "return_tokens_as_token_ids"},
+  };
+  for (const auto& [fields, param] : bad) {
+    json b = ChatBody(messages);
+    b.update(fields);
+    res = Post("/v1/chat/completions", b);
+    ASSERT_EQ(res->status, 400) << b.dump();
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], param) << res->body;
+  }
+  json user_last = ChatBody({{{"role", "user"}, {"content", "hi"}}});
+  user_last["continue_final_message"] = true;
+  EXPECT_EQ(json::parse(Post("/v1/chat/completions", user_last)->body)["error"]["param"], "continue_final_message");
+}
+
 TEST_F(RequestValidationTest, ChatRolesAndContentAreNormalizedOrRefused) {
   ScriptText("ok");
   // "developer" is OpenAI's newer name for "system" (the template dropped it).
