@@ -123,6 +123,11 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   if (truncate < -1 || truncate > INT32_MAX)
     return InvalidField("truncate_prompt_tokens", "must be -1 (the model's context), 0 (none) or a token count");
   a.truncate_prompt_tokens = static_cast<int32_t>(truncate);
+  if (Present(body, "cache_salt")) {
+    if (!body["cache_salt"].is_string() || body["cache_salt"].get<std::string>().empty())
+      return InvalidField("cache_salt", "must be a non-empty string");
+    a.cache_salt = body["cache_salt"].get<std::string>();
+  }
   // vLLM's other sampling extensions would change the output if honoured: refused, not ignored.
   if (Present(body, "bad_words") && !(body["bad_words"].is_array() && body["bad_words"].empty()))
     return InvalidField("bad_words", "is not supported by this server (logit_bias bans single tokens)");

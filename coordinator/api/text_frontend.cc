@@ -378,6 +378,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   g.request_id = r.request_id.empty() ? NewRequestId("req") : r.request_id;
   g.deadline = r.deadline;
   g.speculative = r.speculative;  // "" = the server's --speculative
+  g.cache_salt = r.cache_salt;
   scheduler::SamplingOptions& s = g.sampling;
   s.temperature = r.temperature;
   s.top_p = r.top_p;

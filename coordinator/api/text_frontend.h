@@ -35,7 +35,8 @@ struct ApiRequest {
   std::string tools_field = "tools";       // its spelling in errors (gRPC: "chat.tools_json")
   nlohmann::json template_kwargs = nlohmann::json::object();
   bool add_generation_prompt = true;
-  bool chat_add_special_tokens = false;  // vLLM's add_special_tokens on chat (the template usually has them)
+  bool chat_add_special_tokens = false;
+  std::string cache_salt;                // vLLM's: prefix-cache blocks shared only within one salt  // vLLM's add_special_tokens on chat (the template usually has them)
 
   // Field spellings for error messages.
   std::string input_field = "prompt";      // where the text/ids/messages came from

@@ -1,6 +1,7 @@
 #include "coordinator/scheduler/continuous_batching_engine.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -180,7 +181,9 @@ uint64_t ContinuousBatchingEngine::ChainSeed(const Sequence& s) {
   // Blocks of MTP-drafting sequences also hold the MTP layer's rows, which a plain sequence never
   // writes: the two kinds are cached apart, so an MTP request never reads MTP rows that are not
   // there (its drafts, and so its seeded samples, would differ from a cold run's).
-  return WritesMtpRows(s) ? 0x6d7470726f7773ull : 0;  // "mtprows"
+  const uint64_t kind = WritesMtpRows(s) ? 0x6d7470726f7773ull : 0;  // "mtprows"
+  // vLLM's cache_salt: requests of different salts never share a cached block (tenants apart).
+  return s.request.cache_salt.empty() ? kind : kind ^ (std::hash<std::string>{}(s.request.cache_salt) | 1);
 }
 
 int32_t ContinuousBatchingEngine::HashLookahead(const Sequence& s) {

@@ -56,6 +56,8 @@ struct GenerationRequest {
   // The server's own request (the startup warm-up): left out of the request counters (prompt and
   // generation tokens, prefix-cache queries and hits, speculative acceptance).
   bool internal = false;
+  // vLLM's cache_salt: the prefix cache is shared only among requests of the same salt.
+  std::string cache_salt;
   // Structured outputs: the format the output must follow (none: free text). Such a request
   // does not speculate; it ends ("stop") once the format is complete.
   std::shared_ptr<TokenConstraint> constraint;

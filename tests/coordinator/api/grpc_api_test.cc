@@ -242,6 +242,7 @@ TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine)
   (*r.mutable_sampling()->mutable_logit_bias())[3] = 2.0f;
   r.mutable_sampling()->set_min_tokens(1);
   r.mutable_sampling()->add_allowed_token_ids(4);
+  r.set_cache_salt("tenant-2");
   Collected c = Generate(r);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   scheduler::GenerationRequest seen = engine_->last_request();
@@ -249,6 +250,7 @@ TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine)
   EXPECT_EQ(seen.sampling.frequency_penalty, 1.5f);
   EXPECT_EQ(seen.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{3, 2.0f}, {9, -4.0f}}));
   EXPECT_EQ(seen.sampling.min_tokens, 1);
+  EXPECT_EQ(seen.cache_salt, "tenant-2");
   ASSERT_NE(seen.constraint, nullptr);  // allowed_token_ids
   EXPECT_TRUE(seen.constraint->Accept(4).ok());
   EXPECT_FALSE(seen.constraint->Accept(5).ok());

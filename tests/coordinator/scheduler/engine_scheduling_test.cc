@@ -115,5 +115,26 @@ TEST(EngineSchedulingTest, AScoredPromptPreemptedAfterItsFirstTokenIsNotScoredAg
   EXPECT_TRUE(recomputed);
 }
 
+// cache_salt (vLLM's): a prompt's cached blocks serve a later request only with the same salt
+// (none counts as a salt of its own), and the tokens are the same either way.
+TEST(EngineSchedulingTest, CacheSaltKeepsPrefixCachesApart) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 64, 16);
+  const std::vector<int32_t> prompt = Prompt(77, 70);
+  auto run = [&](const std::string& salt) {
+    GenerationRequest r = Greedy(prompt, 4);
+    r.cache_salt = salt;
+    return h.Run(r);
+  };
+  const auto cold = run("tenant-a");
+  ASSERT_TRUE(cold.error.ok()) << cold.error;
+  EXPECT_EQ(cold.cached_tokens, 0);
+  const auto same = run("tenant-a");
+  EXPECT_EQ(same.cached_tokens, 64);  // the 4 full blocks of the 70-token prompt
+  EXPECT_EQ(run("tenant-b").cached_tokens, 0);
+  EXPECT_EQ(run("").cached_tokens, 0);
+  EXPECT_EQ(run("").cached_tokens, 64);
+  EXPECT_EQ(same.tokens, cold.tokens);
+}
+
 }  // namespace
 }  // namespace glm::scheduler
