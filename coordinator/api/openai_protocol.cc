@@ -213,7 +213,8 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     if (Present(body, "add_generation_prompt") && a.add_generation_prompt)
       return InvalidField("continue_final_message", "cannot be combined with add_generation_prompt: true");
     const json& last = a.messages.is_array() && !a.messages.empty() ? a.messages.back() : json();
-    if (!last.is_object() || last.value("role", "") != "assistant")
+    // (json::value would throw on a role that is no string: the messages are checked later.)
+    if (!last.is_object() || !last.contains("role") || last["role"] != "assistant")
       return InvalidField("continue_final_message", "needs the last message to be the assistant's");
     a.add_generation_prompt = false;
   }

@@ -252,9 +252,13 @@ TEST_F(RequestValidationTest, VllmChatExtensionsAreHonouredOrRefused) {
     ASSERT_EQ(res->status, 400) << b.dump();
     EXPECT_EQ(json::parse(res->body)["error"]["param"], param) << res->body;
   }
-  json user_last = ChatBody({{{"role", "user"}, {"content", "hi"}}});
-  user_last["continue_final_message"] = true;
-  EXPECT_EQ(json::parse(Post("/v1/chat/completions", user_last)->body)["error"]["param"], "continue_final_message");
+  for (const json& role : {json("user"), json(7), json::array()}) {  // a role of no string was a 500
+    json last = ChatBody({{{"role", "user"}, {"content", "hi"}}, {{"role", role}, {"content", "x"}}});
+    last["continue_final_message"] = true;
+    res = Post("/v1/chat/completions", last);
+    ASSERT_EQ(res->status, 400) << role.dump() << " -> " << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], "continue_final_message") << res->body;
+  }
 }
 
 TEST_F(RequestValidationTest, ChatRolesAndContentAreNormalizedOrRefused) {
