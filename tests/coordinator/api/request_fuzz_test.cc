@@ -191,6 +191,26 @@ TEST_F(RequestFuzzTest, MinimalBodies) {
     auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kCompletions, m, "served");
     return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
   });
+  // vLLM's structured outputs (a regex, a schema of patterns, formats and bounds) and its request
+  // extensions.
+  for (const char* seed : {R"({"prompt": "x", "guided_regex": "(a|b[0-9]{1,3})+\\.?", "max_tokens": 2})",
+                           R"({"prompt": "x", "structured_outputs": {"json": {"type": "object", "properties": {
+                               "s": {"type": "string", "pattern": "^[a-z]{1,3}$", "maxLength": 3},
+                               "d": {"type": "string", "format": "date-time"},
+                               "n": {"type": "number", "minimum": -1.5, "exclusiveMaximum": 7}}}}})",
+                           R"({"prompt": [1, 2, 3, 4], "min_tokens": 1, "allowed_token_ids": [1, 2], "cache_salt": "s",
+                               "truncate_prompt_tokens": 3, "max_tokens": 2})"}) {
+    Fuzz(json::parse(seed), [&](const json& m) {
+      auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kCompletions, m, "served");
+      return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+    });
+  }
+  Fuzz(json::parse(R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "def"}],
+                       "continue_final_message": true, "add_special_tokens": true, "guided_choice": ["a", "b"]})"),
+       [&](const json& m) {
+         auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, m, "served");
+         return Prepared(r.ok() ? absl::StatusOr<api::ApiRequest>(r->api) : r.status());
+       });
 }
 
 // gRPC's JSON-text fields (chat tools, tool_choice, template kwargs, an assistant message's
@@ -203,7 +223,8 @@ TEST_F(RequestFuzzTest, GrpcJsonFields) {
     "tool_choice": {"type": "function", "function": {"name": "f"}},
     "kwargs": {"enable_thinking": false},
     "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": \"x\"}"}}],
-    "format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}})");
+    "format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+    "outputs": {"regex": "[a-z]{2}"}})");
   ScriptText("{}");
   Fuzz(bundle, [&](const json& m) -> absl::Status {
     auto text = [&m](const char* key) { return m.is_object() && m.contains(key) ? m[key].dump() : std::string(); };
@@ -223,6 +244,7 @@ TEST_F(RequestFuzzTest, GrpcJsonFields) {
     chat->set_tool_choice_json(text("tool_choice"));
     chat->set_template_kwargs_json(text("kwargs"));
     r.set_response_format_json(text("format"));
+    if (m.is_object() && !m.contains("format")) r.set_structured_outputs_json(text("outputs"));
     r.mutable_sampling()->set_max_tokens(4);
     grpc::ClientContext ctx;
     auto reader = stub_->Generate(&ctx, r);
