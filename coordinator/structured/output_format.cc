@@ -11,41 +11,48 @@ OutputFormat::OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shar
 
 namespace {
 void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<char>((*bitmap)[id >> 3] | (1 << (id & 7))); }
-}  // namespace
 
-// The walk of Compute for a whole-output regex: the automaton's states stand in for matchers.
-std::string OutputFormat::ComputePatternText(const RegexDfa& dfa, int32_t state, int64_t vocab) const {
-  std::string bitmap((vocab + 7) / 8, '\0');
-  const std::vector<int32_t>& sorted = vocabulary_->sorted();
-  const std::vector<int32_t>& shared = vocabulary_->shared_prefix();
-  std::vector<int32_t> at(1, state);  // at[d]: the state after d bytes of the current token
-  size_t valid = 1, dead_at = SIZE_MAX;
+// The prefix-sharing walk over `sorted` (token ids in byte order; shared[i]: the bytes token i
+// shares with the one before): sets the bit of every token whose bytes all step from `start`
+// (step(prev, byte, &next) false: no continuation). at[d] is the state after the first d bytes
+// of the current token, for d < valid; entries are assigned over, never freed, so their storage
+// is reused from token to token. State: a JsonMatcher, or a RegexDfa state for a whole-output
+// regex (no matcher copies).
+template <typename State, typename StepFn>
+void WalkSorted(const TokenVocabulary& vocabulary, const std::vector<int32_t>& sorted, const std::vector<int32_t>& shared,
+                const State& start, int64_t vocab, StepFn step, std::string* bitmap) {
+  std::vector<State> at(1, start);
+  size_t valid = 1;
+  size_t dead_at = SIZE_MAX;  // the current prefix of this length (and longer) cannot continue
   for (size_t i = 0; i < sorted.size(); ++i) {
     const int32_t id = sorted[i];
-    const std::string& bytes = vocabulary_->bytes(id);
+    const std::string& bytes = vocabulary.bytes(id);
     const size_t common = static_cast<size_t>(shared[i]);
-    if (common >= dead_at) continue;
+    if (common >= dead_at) continue;  // shares the dead prefix
     dead_at = SIZE_MAX;
     valid = std::min(valid, common + 1);
-    if (at.size() < bytes.size() + 1) at.resize(bytes.size() + 1);
+    if (at.size() < bytes.size() + 1) at.resize(bytes.size() + 1, start);  // fillers: written before read
     for (size_t d = valid - 1; d < bytes.size(); ++d) {
-      at[d + 1] = dfa.Next(at[d], static_cast<uint8_t>(bytes[d]));
-      if (at[d + 1] < 0) {
+      if (!step(at[d], static_cast<uint8_t>(bytes[d]), &at[d + 1])) {
         dead_at = d + 1;
         break;
       }
       valid = d + 2;
     }
-    if (dead_at == SIZE_MAX && id < vocab) SetBit(&bitmap, id);
+    if (dead_at == SIZE_MAX && id < vocab) SetBit(bitmap, id);
   }
-  return bitmap;
 }
+}  // namespace
 
 std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const {
+  std::string bitmap((vocab + 7) / 8, '\0');
   const RegexDfa* dfa = nullptr;
   int32_t dfa_state = 0;
-  if (state.InPatternText(&dfa, &dfa_state)) return ComputePatternText(*dfa, dfa_state, vocab);
-  std::string bitmap((vocab + 7) / 8, '\0');
+  if (state.InPatternText(&dfa, &dfa_state)) {
+    auto step = [dfa](int32_t prev, uint8_t byte, int32_t* next) { return (*next = dfa->Next(prev, byte)) >= 0; };
+    WalkSorted(*vocabulary_, vocabulary_->sorted(), vocabulary_->shared_prefix(), dfa_state, vocab, step, &bitmap);
+    return bitmap;
+  }
   // Inside a string, the string-safe tokens need no walk (all of them, or those that fit the
   // maxLength left); only the others are walked.
   int64_t room = 0;
@@ -54,31 +61,12 @@ std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const
     for (int32_t id : vocabulary_->string_safe_ids())
       if (id < vocab && vocabulary_->code_points(id) <= room) SetBit(&bitmap, id);
   }
-  const std::vector<int32_t>& sorted = in_string ? vocabulary_->unsafe_sorted() : vocabulary_->sorted();
-  const std::vector<int32_t>& shared = in_string ? vocabulary_->unsafe_shared_prefix() : vocabulary_->shared_prefix();
-  // at[d]: the state after the first d bytes of the current token, for d < valid. Entries are
-  // assigned over, never freed, so their storage is reused from token to token.
-  std::vector<JsonMatcher> at(1, state);
-  size_t valid = 1;
-  size_t dead_at = SIZE_MAX;  // the current prefix of this length (and longer) cannot continue
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    const int32_t id = sorted[i];
-    const std::string& bytes = vocabulary_->bytes(id);
-    const size_t common = static_cast<size_t>(shared[i]);
-    if (common >= dead_at) continue;  // shares the dead prefix
-    dead_at = SIZE_MAX;
-    valid = std::min(valid, common + 1);
-    for (size_t d = valid - 1; d < bytes.size(); ++d) {
-      if (at.size() <= d + 1) at.push_back(at[d]);
-      else at[d + 1] = at[d];
-      if (!at[d + 1].Advance(static_cast<uint8_t>(bytes[d]))) {
-        dead_at = d + 1;
-        break;
-      }
-      valid = d + 2;
-    }
-    if (dead_at == SIZE_MAX && id < vocab) SetBit(&bitmap, id);
-  }
+  auto step = [](const JsonMatcher& prev, uint8_t byte, JsonMatcher* next) {
+    *next = prev;
+    return next->Advance(byte);
+  };
+  WalkSorted(*vocabulary_, in_string ? vocabulary_->unsafe_sorted() : vocabulary_->sorted(),
+             in_string ? vocabulary_->unsafe_shared_prefix() : vocabulary_->shared_prefix(), state, vocab, step, &bitmap);
   return bitmap;
 }
 

@@ -47,7 +47,6 @@ class OutputFormat {
 
  private:
   std::string Compute(const JsonMatcher& state, int64_t vocab) const;
-  std::string ComputePatternText(const RegexDfa& dfa, int32_t state, int64_t vocab) const;
 
   std::shared_ptr<const JsonGrammar> grammar_;
   std::shared_ptr<const TokenVocabulary> vocabulary_;
