@@ -157,12 +157,17 @@ class SchemaCompiler {
     } else {
       return nullptr;
     }
-    auto dfa = RegexDfa::Compile(text, {.json_string = true});
-    if (!dfa.ok()) return Error(absl::StrCat(where, "/", key), std::string(dfa.status().message()));
+    return CompilePattern(text, {.json_string = true}, absl::StrCat(where, "/", key));
+  }
+
+  // A schema's automaton, counted against the states all of the schema's automata may hold.
+  absl::StatusOr<std::shared_ptr<const RegexDfa>> CompilePattern(const std::string& text, RegexDfa::Options options,
+                                                                 const std::string& where) {
+    auto dfa = RegexDfa::Compile(text, options);
+    if (!dfa.ok()) return Error(where, std::string(dfa.status().message()));
     pattern_states_ += (*dfa)->num_states();
     if (pattern_states_ > kMaxPatternStates)
-      return Error(absl::StrCat(where, "/", key),
-                   absl::StrCat("the schema's patterns are too complex together (over ", kMaxPatternStates, " states)"));
+      return Error(where, absl::StrCat("the schema's patterns are too complex together (over ", kMaxPatternStates, " states)"));
     return *std::move(dfa);
   }
 
@@ -204,12 +209,7 @@ class SchemaCompiler {
       return Error(where, integer ? "no integer lies within its bounds" : "no number lies within its bounds");
     const std::string regex = NumberRangeRegex(first, last, !integer, clamp(std::ceil(lo)), clamp(std::floor(hi)));
     if (regex.empty()) return Error(where, "no integer, nor decimal of at most 8 fraction digits, lies within its bounds");
-    auto dfa = RegexDfa::Compile(regex);
-    if (!dfa.ok()) return Error(where, std::string(dfa.status().message()));
-    pattern_states_ += (*dfa)->num_states();
-    if (pattern_states_ > kMaxPatternStates)
-      return Error(where, absl::StrCat("the schema's patterns are too complex together (over ", kMaxPatternStates, " states)"));
-    return *std::move(dfa);
+    return CompilePattern(regex, {}, where);
   }
 
   // The pattern a checked `format` stands for ("" for the others).
