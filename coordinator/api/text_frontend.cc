@@ -266,17 +266,13 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
   }
   const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size
                         : model_->tokenizer != nullptr ? model_->tokenizer->vocab_size() : 0;
-  for (size_t i = 0; i < r.stop_token_ids.size(); ++i) {
-    const int32_t id = r.stop_token_ids[i];
-    if (id < 0 || (vocab > 0 && id >= vocab))
-      return InvalidField(absl::StrCat(Field(r, "stop_token_ids"), "[", i, "]"),
-                          absl::StrCat(id, " is out of range [0, ", vocab, ")"));
-  }
-  for (size_t i = 0; i < r.allowed_token_ids.size(); ++i) {
-    const int32_t id = r.allowed_token_ids[i];
-    if (id < 0 || (vocab > 0 && id >= vocab))
-      return InvalidField(absl::StrCat(Field(r, "allowed_token_ids"), "[", i, "]"),
-                          absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+  for (const auto& [ids, name] : {std::pair{&r.stop_token_ids, "stop_token_ids"},
+                                   std::pair{&r.allowed_token_ids, "allowed_token_ids"}}) {
+    for (size_t i = 0; i < ids->size(); ++i) {
+      const int32_t id = (*ids)[i];
+      if (id < 0 || (vocab > 0 && id >= vocab))
+        return InvalidField(absl::StrCat(Field(r, name), "[", i, "]"), absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+    }
   }
   for (const auto& [id, bias] : r.logit_bias) {
     const std::string field = absl::StrCat(Field(r, "logit_bias"), "[\"", id, "\"]");
