@@ -102,9 +102,9 @@ bool JsonMatcher::MustEnd() const {
   for (const Stack& s : stacks_) {
     if (s.frames.empty()) continue;
     const Frame& f = s.frames[0];
-    const RegexDfa* dfa = grammar_->node(f.node).pattern.get();
-    if (s.frames.size() == 1 && f.kind == kPatternText && dfa->Accepting(f.re) && !dfa->HasExits(f.re)) continue;
-    return false;
+    if (s.frames.size() != 1 || f.kind != kPatternText) return false;
+    const RegexDfa& dfa = *grammar_->node(f.node).pattern;
+    if (!dfa.Accepting(f.re) || dfa.HasExits(f.re)) return false;
   }
   return true;
 }
@@ -237,9 +237,8 @@ bool JsonMatcher::AcceptsEnd(const Frame& f) const {
   if (f.kind == kToolCallList) return f.phase == kListAfterCall;
   if (f.kind == kPatternText) return grammar_->node(f.node).pattern->Accepting(f.re);
   if (f.kind == kNumber) {
-    const GrammarNode& g = grammar_->node(f.node);
-    if (g.pattern != nullptr && (g.kind == Kind::kNumber || g.kind == Kind::kInteger))
-      return f.phase != kNumStart && g.pattern->Accepting(f.re);
+    const GrammarNode& g = grammar_->node(f.node);  // a bounded number's node holds its automaton
+    if (g.pattern != nullptr) return f.phase != kNumStart && g.pattern->Accepting(f.re);
     return f.phase == kNumZero || f.phase == kNumInt || f.phase == kNumFrac || f.phase == kNumExp;
   }
   if (f.kind == kLiteral) {
@@ -565,7 +564,7 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
       }
     }
     case kNumber: {
-      if (g.pattern != nullptr && (g.kind == Kind::kNumber || g.kind == Kind::kInteger)) {  // bounds
+      if (g.pattern != nullptr) {  // bounds: the digits follow the range's automaton
         if (const int32_t next = g.pattern->Next(f.re, c); next >= 0) {
           f.re = next;
           f.phase = kNumInt;
