@@ -63,6 +63,10 @@ ABSL_FLAG(double, expert_memory_gib, 0,
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
+ABSL_FLAG(std::string, scheduling_policy, "fcfs",
+          "the order requests start in: fcfs (arrival) | priority (the requests' `priority`, lower first, then "
+          "arrival; a waiting request preempts running ones of a higher value; vLLM's flag, and under fcfs a "
+          "non-zero priority is refused as vLLM does)");
 ABSL_FLAG(int32_t, steps_in_flight, 0,
           "steps the workers hold at once, each with its share of the running sequences: pipeline stages "
           "work on different ones instead of waiting for each other (0 = one per pipeline stage; 1 = one "
@@ -255,6 +259,9 @@ int main(int argc, char** argv) {
   if (stream_max_delay_ms < 0 || stream_max_delay_ms > 60000)
     Fatal(absl::StrCat("--stream-max-delay-ms must be 0..60000, got ", stream_max_delay_ms));
   const int32_t warmup_tokens = absl::GetFlag(FLAGS_warmup_tokens);
+  glm::scheduler::SchedulingPolicy scheduling_policy = glm::scheduler::SchedulingPolicy::kFcfs;
+  if (!glm::scheduler::ParseSchedulingPolicy(absl::GetFlag(FLAGS_scheduling_policy), &scheduling_policy))
+    Fatal(absl::StrCat("--scheduling-policy must be fcfs or priority, got '", absl::GetFlag(FLAGS_scheduling_policy), "'"));
   if (warmup_tokens < 0) Fatal(absl::StrCat("--warmup-tokens must be >= 0 (0 = no warm-up), got ", warmup_tokens));
   const int drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout_s);
   if (drain_timeout_s < 0 || drain_timeout_s > 86400)
@@ -330,6 +337,7 @@ int main(int argc, char** argv) {
   eo.kv_block_size = block_size;
   eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
   eo.max_running = absl::GetFlag(FLAGS_max_running);
+  eo.scheduling_policy = scheduling_policy;
   eo.max_steps_in_flight = steps_in_flight > 0 ? steps_in_flight : std::max(1, (*client)->plan().stages_size());
   eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
   eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);

@@ -165,6 +165,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   request.set_speculative(o.speculative);
   request.set_response_format_json(o.response_format_json);
   request.set_structured_outputs_json(o.structured_outputs_json);
+  request.set_priority(o.priority);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
@@ -217,6 +218,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   request.set_speculative(o.speculative);
   request.set_response_format_json(o.response_format_json);
   request.set_structured_outputs_json(o.structured_outputs_json);
+  request.set_priority(o.priority);
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();

@@ -20,6 +20,7 @@ struct RemoteGenerateOptions {
   std::string speculative;           // "" (server default) | "mtp:K" | "ngram:K"
   std::string response_format_json;  // optional OpenAI response_format object (structured output)
   std::string structured_outputs_json;  // or vLLM's structured_outputs object (regex, choice, json)
+  int32_t priority = 0;              // under the server's --scheduling-policy priority: lower first
   int64_t max_new_tokens = 16;       // 0 = the server's default
   double temperature = 0.0;
   double top_p = 1.0;
@@ -47,6 +48,7 @@ struct RemoteChatOptions {
   std::string response_format_json;  // optional OpenAI response_format object (structured output)
   std::string structured_outputs_json;  // or vLLM's structured_outputs object (regex, choice, json)
   std::string template_kwargs_json;  // optional, e.g. {"enable_thinking": false}
+  int32_t priority = 0;              // under the server's --scheduling-policy priority: lower first
   int64_t max_new_tokens = 0;        // 0 = the server's default
   double temperature = 0.0;
   double top_p = 1.0;

@@ -113,6 +113,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
     a.output_format_field = "response_format_json";
   }
   a.cache_salt = req.cache_salt();
+  a.priority = req.priority();
   if (const std::string& outputs = req.structured_outputs_json(); !outputs.empty()) {
     if (a.output_grammar != nullptr)
       return InvalidField("structured_outputs_json", "cannot be combined with response_format_json");

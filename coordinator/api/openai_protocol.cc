@@ -128,6 +128,10 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
       return InvalidField("cache_salt", "must be a non-empty string");
     a.cache_salt = body["cache_salt"].get<std::string>();
   }
+  int64_t priority = 0;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "priority", &priority));
+  if (priority < INT32_MIN || priority > INT32_MAX) return InvalidField("priority", "must be a 32-bit integer");
+  a.priority = static_cast<int32_t>(priority);
   // vLLM's other sampling extensions would change the output if honoured: refused, not ignored.
   if (Present(body, "bad_words") && !(body["bad_words"].is_array() && body["bad_words"].empty()))
     return InvalidField("bad_words", "is not supported by this server (logit_bias bans single tokens)");

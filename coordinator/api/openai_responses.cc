@@ -240,6 +240,12 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (auto s = GetOptionalBool(body, "ignore_eos", &a.ignore_eos); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
+  if (Present(body, "priority")) {  // vLLM's, as on chat completions
+    const json& p = body["priority"];
+    if (!p.is_number_integer() || p.get<int64_t>() < INT32_MIN || p.get<int64_t>() > INT32_MAX)
+      return InvalidField("priority", "must be a 32-bit integer");
+    a.priority = static_cast<int32_t>(p.get<int64_t>());
+  }
   return r;
 }
 

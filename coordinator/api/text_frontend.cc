@@ -375,6 +375,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   g.deadline = r.deadline;
   g.speculative = r.speculative;  // "" = the server's --speculative
   g.cache_salt = r.cache_salt;
+  g.priority = r.priority;
   scheduler::SamplingOptions& s = g.sampling;
   s.temperature = r.temperature;
   s.top_p = r.top_p;

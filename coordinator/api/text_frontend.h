@@ -36,7 +36,8 @@ struct ApiRequest {
   nlohmann::json template_kwargs = nlohmann::json::object();
   bool add_generation_prompt = true;
   bool chat_add_special_tokens = false;
-  std::string cache_salt;                // vLLM's: prefix-cache blocks shared only within one salt  // vLLM's add_special_tokens on chat (the template usually has them)
+  std::string cache_salt;                // vLLM's: prefix-cache blocks shared only within one salt
+  int32_t priority = 0;                    // vLLM's (scheduler::GenerationRequest::priority)
 
   // Field spellings for error messages.
   std::string input_field = "prompt";      // where the text/ids/messages came from

@@ -63,6 +63,9 @@ ABSL_FLAG(std::string, response_format, "",
 ABSL_FLAG(std::string, structured_outputs, "",
           "generate/chat --server: vLLM's structured_outputs object as JSON text or @FILE: '{\"regex\":\"...\"}', "
           "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}'");
+ABSL_FLAG(int32_t, priority, 0,
+          "generate/chat --server: the request's priority under the server's --scheduling-policy priority (lower "
+          "values first; a server on fcfs refuses a non-zero one)");
 ABSL_FLAG(std::string, tool_choice, "",
           "chat --server: auto | none | required | a tool's name (one call of it, arguments per its schema)");
 ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, K 1..4) or ngram:K (prompt lookup)");
@@ -211,6 +214,7 @@ int main(int argc, char** argv) {
       glm::api::RemoteGenerateOptions r;
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
+      r.priority = absl::GetFlag(FLAGS_priority);
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
       CopySampling(m, &r);
@@ -231,6 +235,7 @@ int main(int argc, char** argv) {
       r.tool_choice = absl::GetFlag(FLAGS_tool_choice);
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
+      r.priority = absl::GetFlag(FLAGS_priority);
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
@@ -250,8 +255,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "glmctl: info needs --server HOST:PORT\n");
     return 2;
   }
-  // Constrained decoding lives in the server's scheduler, not in the local model loop.
-  for (const char* flag : {"response_format", "structured_outputs", "tool_choice"}) {
+  // Constrained decoding and priorities live in the server's scheduler, not in the local model loop.
+  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority"}) {
     if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
       std::string name(flag);
       std::replace(name.begin(), name.end(), '_', '-');

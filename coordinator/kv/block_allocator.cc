@@ -39,8 +39,8 @@ void BlockAllocator::TakeFromFreeList(int32_t block) {
   }
 }
 
-std::vector<int32_t> BlockAllocator::MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed,
-                                                 int32_t lookahead) {
+std::vector<int32_t> BlockAllocator::PeekPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed,
+                                                int32_t lookahead) const {
   std::vector<int32_t> out;
   uint64_t h = seed;
   for (int32_t i = 0; i < max_blocks; ++i) {
@@ -49,10 +49,17 @@ std::vector<int32_t> BlockAllocator::MatchPrefix(const std::vector<int32_t>& tok
     h = ChainHash(h, tokens.data() + begin, block_size_ + lookahead);
     auto it = cached_.find(h);
     if (it == cached_.end()) break;
-    const int32_t block = it->second;
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::vector<int32_t> BlockAllocator::MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed,
+                                                 int32_t lookahead) {
+  std::vector<int32_t> out = PeekPrefix(tokens, max_blocks, seed, lookahead);
+  for (int32_t block : out) {
     TakeFromFreeList(block);
     blocks_[block].refs++;
-    out.push_back(block);
   }
   return out;
 }

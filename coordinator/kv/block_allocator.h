@@ -37,6 +37,10 @@ class BlockAllocator {
   std::vector<int32_t> MatchPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed = 0,
                                    int32_t lookahead = 0);
 
+  // The blocks MatchPrefix would take now, without taking them (a scheduler sizing up admission).
+  std::vector<int32_t> PeekPrefix(const std::vector<int32_t>& tokens, int32_t max_blocks, uint64_t seed = 0,
+                                  int32_t lookahead = 0) const;
+
   // A fresh block (evicting the least recently freed cached block if needed); nullopt when every
   // block is referenced.
   std::optional<int32_t> Allocate();

@@ -26,6 +26,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   return std::unique_ptr<Engine>(new ContinuousBatchingEngine(runner, options));
 }
 
+bool ParseSchedulingPolicy(std::string_view name, SchedulingPolicy* policy) {
+  if (name == "fcfs") *policy = SchedulingPolicy::kFcfs;
+  else if (name == "priority") *policy = SchedulingPolicy::kPriority;
+  else return false;
+  return true;
+}
+
 ContinuousBatchingEngine::ContinuousBatchingEngine(StepRunner* runner, const EngineOptions& options)
     : runner_(runner), options_(options), blocks_(options.kv_blocks, options.kv_block_size),
       seed_rng_(std::random_device{}()) {
@@ -38,12 +45,10 @@ ContinuousBatchingEngine::ContinuousBatchingEngine(StepRunner* runner, const Eng
 
 absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(GenerationRequest request) {
   const SamplingOptions& p = request.sampling;
-  if (request.prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
-  for (int32_t t : request.prompt)
-    if (t < 0 || t >= options_.vocab_size)
-      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " is outside the vocabulary [0, ",
-                                                     options_.vocab_size, ")"));
-  if (absl::Status valid = ValidateSampling(p, options_.vocab_size); !valid.ok()) return valid;
+  const RequestLimits limits{options_.vocab_size, options_.max_context,
+                             int64_t{options_.kv_blocks} * options_.kv_block_size,
+                             options_.scheduling_policy == SchedulingPolicy::kPriority};
+  if (absl::Status valid = ValidateRequest(request, limits); !valid.ok()) return valid;
   // A constrained request's every token comes from its format's mask: no drafts.
   auto spec = runtime::ParseSpeculative(request.constraint != nullptr ? "none"
                                         : request.speculative.empty() ? options_.speculative
@@ -52,21 +57,6 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
     return absl::InvalidArgumentError("speculative: this model has no MTP layer");
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
-  if (prompt_len >= options_.max_context)
-    return absl::InvalidArgumentError(absl::StrCat("prompt: ", prompt_len, " tokens leave no room in the context of ",
-                                                   options_.max_context));
-  if (prompt_len + p.max_tokens > options_.max_context)
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
-                                                   ") exceeds the context of ", options_.max_context));
-  // A sequence must fit the KV cache whole: one that could outgrow it would, once preempted, never
-  // be admitted again, and would hold up every request queued behind it.
-  const int64_t kv_positions = int64_t{options_.kv_blocks} * options_.kv_block_size;
-  if (prompt_len >= kv_positions)
-    return KvCacheExceededError(absl::StrCat("prompt: ", prompt_len, " tokens do not fit the KV cache (", kv_positions,
-                                             " positions, --kv-cache-gib)"));
-  if (prompt_len + p.max_tokens > kv_positions)
-    return KvCacheExceededError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", p.max_tokens,
-                                             ") exceeds the KV cache (", kv_positions, " positions, --kv-cache-gib)"));
   auto seq = std::make_shared<Sequence>();
   if (request.constraint != nullptr) {
     seq->allowed_tokens = NextAllowedTokens(*request.constraint, p, options_.eos_token_ids, options_.vocab_size);
@@ -140,7 +130,7 @@ void ContinuousBatchingEngine::DrainInbox() {
     fresh.swap(inbox_);
     aborts.swap(abort_requests_);
   }
-  for (auto& s : fresh) waiting_.push_back(s);
+  for (auto& s : fresh) EnqueueWaiting(s, /*preempted=*/false);
   const absl::Time now = absl::Now();
   auto expired = [&](const SeqPtr& s) { return aborts.contains(s->seq_id) || now > s->request.deadline; };
   for (auto it = running_.begin(); it != running_.end();) {
@@ -232,59 +222,6 @@ void ContinuousBatchingEngine::Emit(const std::shared_ptr<RequestStream>& stream
 void ContinuousBatchingEngine::Deliver() {
   for (auto& [stream, e] : undelivered_) stream->Push(std::move(e));
   undelivered_.clear();
-}
-
-bool ContinuousBatchingEngine::EnsureBlocks(Sequence& s, int64_t positions) {
-  const int64_t need = (positions + options_.kv_block_size - 1) / options_.kv_block_size;
-  while (static_cast<int64_t>(s.blocks.size()) < need) {
-    auto b = blocks_.Allocate();
-    if (!b) return false;
-    s.blocks.push_back(*b);
-  }
-  return true;
-}
-
-bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
-  const int32_t bs = options_.kv_block_size;
-  const int64_t len = static_cast<int64_t>(s->tokens.size());
-  // Reuse cached full blocks, but always compute at least the last token (its logits are needed).
-  std::vector<int32_t> matched;
-  // A scored prompt needs every position's logits: it cannot start from cached blocks.
-  if (options_.enable_prefix_cache && !ScoresPrompt(*s))
-    matched = blocks_.MatchPrefix(s->tokens, static_cast<int32_t>((len - 1) / bs), ChainSeed(*s), HashLookahead(*s));
-  const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
-  if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
-    for (int32_t b : matched) blocks_.Release(b);
-    return false;
-  }
-  s->blocks = matched;
-  s->blocks_sent = 0;  // a new table: sent whole with the next step
-  s->computed = static_cast<int64_t>(matched.size()) * bs;
-  s->registered = 0;
-  s->chain_hash = ChainSeed(*s);
-  RegisterFullBlocks(*s);  // recomputes the chain over the matched blocks
-  EnsureBlocks(*s, len);
-  if (!s->admitted_before) {
-    s->cached_tokens = static_cast<int32_t>(s->computed);
-    s->admitted_before = true;
-    if (s->request.internal) return true;
-    absl::MutexLock lock(&mu_);
-    load_.prefix_cache_queries += s->prompt_len;
-    load_.prefix_cache_hits += s->computed;
-    load_.prompt_tokens_total += s->prompt_len;
-  }
-  return true;
-}
-
-void ContinuousBatchingEngine::Preempt(const SeqPtr& s) {
-  if (options_.log_event && !s->request.internal)
-    options_.log_event("request_preempted", s->request.request_id,
-                       absl::StrCat(s->tokens.size(), " tokens, ", s->generated, " generated"));
-  ReleaseBlocks(*s);
-  s->mtp_drafts.clear();
-  waiting_.push_front(s);
-  absl::MutexLock lock(&mu_);
-  load_.preemptions++;
 }
 
 void ContinuousBatchingEngine::LogFailed(const Sequence& s, const absl::Status& error) const {
@@ -404,6 +341,10 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const bool decode = remaining == 1;
     int64_t n = decode ? 1 : ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
+    // The priority policy: a prompt of a higher value than the waiting head leaves it the prefill.
+    if (!decode && options_.scheduling_policy == SchedulingPolicy::kPriority && !waiting_.empty() &&
+        waiting_.front()->request.priority < s->request.priority)
+      n = 0;
     if (n <= 0) {
       ++it;
       ++position;
@@ -471,13 +412,16 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
     ++it;
     ++position;
   }
-  // 2. Admit waiting requests (FCFS) while the batch and the cache allow.
-  while (!waiting_.empty() && budget > 0 && prefill_budget > 0 &&
-         static_cast<int32_t>(running_.size()) < options_.max_running) {
+  // 2. Admit waiting requests in the policy's order while the batch and the cache allow (the
+  // priority policy makes room by preempting requests of a higher value).
+  while (!waiting_.empty() && budget > 0 && prefill_budget > 0) {
     SeqPtr s = waiting_.front();
-    if (!Admit(s)) break;
+    if (static_cast<int32_t>(running_.size()) >= options_.max_running || !Admit(s)) {
+      if (PreemptFor(*s, work, &budget, &prefill_budget)) continue;
+      break;
+    }
     waiting_.pop_front();
-    running_.push_back(s);
+    AddRunning(s);
     const int64_t remaining = static_cast<int64_t>(s->tokens.size()) - s->computed;
     const int64_t n = ScoredChunk(*s, std::min({remaining, prefill_budget, budget}));
     int next_k = WritesMtpRows(*s) && n == remaining ? std::min(s->spec.k, s->adaptive->MostDraftsNext(0)) : 0;

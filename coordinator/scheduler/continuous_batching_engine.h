@@ -125,9 +125,27 @@ class ContinuousBatchingEngine : public Engine {
   bool OptionalRoomFits(const Sequence& s, int64_t positions, int64_t later) const;
   // Stores the prompt positions a step scored for `s` (its chunk started at `start`).
   static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
+  // Leading full blocks of `s` the prefix cache may serve (0 without the cache or for a scored prompt).
+  int32_t PrefixBlocksToMatch(const Sequence& s) const;
   bool EnsureBlocks(Sequence& s, int64_t positions);
   bool Admit(const SeqPtr& s);
-  void Preempt(const SeqPtr& s);
+  // `s`'s KV blocks go back (kept as cached prefix) and it waits to recompute. `for_request`:
+  // the waiting request it made room for (the priority policy), for the log.
+  void Preempt(const SeqPtr& s, const Sequence* for_request = nullptr);
+  // The scheduling policy's order (EngineOptions::scheduling_policy): whether `a` goes before `b`.
+  bool Precedes(const Sequence& a, const Sequence& b) const;
+  // Queues `s` to be admitted: fcfs at the back, or at the front when preempted (it is older than
+  // any waiting request); priority in Precedes order.
+  void EnqueueWaiting(const SeqPtr& s, bool preempted);
+  // Adds an admitted sequence to running_: fcfs at the back; priority in Precedes order, so that
+  // the back (preempted first) holds the highest priority value.
+  void AddRunning(const SeqPtr& s);
+  // The priority policy's preemption for a waiting request `s` that cannot be admitted: preempts
+  // running sequences of a strictly higher priority value (not in flight), highest first, as few
+  // as free a running slot and the blocks `s` lacks, and takes their parts out of this step's
+  // `work` (returning their tokens to the budgets). False, preempting nothing, when even all of
+  // them would not make room.
+  bool PreemptFor(const Sequence& s, std::vector<Work>& work, int64_t* budget, int64_t* prefill_budget);
   void FailAll(const absl::Status& cause);
   void LogFailed(const Sequence& s, const absl::Status& error) const;
   void PublishLoad();

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,18 @@ class StepRunner {
   std::deque<shard::StepPlan> submitted_;  // the default Submit's plans, not run yet
 };
 
+// --scheduling-policy: the order waiting requests start in, and which running request gives its
+// KV blocks up first when the cache runs short.
+//   kFcfs: arrival order; the newest running request is preempted first.
+//   kPriority: GenerationRequest::priority, lower first, then arrival (vLLM's rule). Beyond vLLM,
+//     a waiting request also takes the slot and blocks of running requests of a strictly higher
+//     value when it could not start otherwise, and prompts of a higher value than the waiting
+//     head pause their prefill chunks meanwhile: a high-priority request never waits behind a
+//     low-priority one (equal values never preempt each other, so nothing ping-pongs).
+enum class SchedulingPolicy { kFcfs, kPriority };
+// "fcfs" | "priority"; false for anything else.
+bool ParseSchedulingPolicy(std::string_view name, SchedulingPolicy* policy);
+
 struct EngineOptions {
   int64_t max_context = 0;           // the model's context (max prompt + completion)
   int32_t vocab_size = 0;
@@ -60,6 +73,7 @@ struct EngineOptions {
   // waiting for each other; 1 = one step at a time (every stage but one idle at any moment).
   int32_t max_steps_in_flight = 1;
   bool enable_prefix_cache = true;
+  SchedulingPolicy scheduling_policy = SchedulingPolicy::kFcfs;
   // A scored prompt (prompt_logprobs) computes rows x vocab logits per step: its chunks are cut
   // to at most this many / vocab rows (64 Mi floats = 256 MiB: ~430 rows of GLM-5's 154k).
   int64_t max_scored_logits = int64_t{64} << 20;

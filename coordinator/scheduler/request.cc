@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/scheduler/engine_errors.h"
 
 namespace glm::scheduler {
 
@@ -91,6 +92,37 @@ absl::Status ValidateSampling(const SamplingOptions& p, int32_t vocab_size) {
   if (p.top_logprobs < 0 || p.top_logprobs > 20) return absl::InvalidArgumentError("top_logprobs: must be in [0, 20]");
   if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20)
     return absl::InvalidArgumentError("prompt_logprobs: must be in [-1, 20]");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequest(const GenerationRequest& r, const RequestLimits& limits) {
+  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt: must not be empty");
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= limits.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " is outside the vocabulary [0, ",
+                                                     limits.vocab_size, ")"));
+  if (absl::Status valid = ValidateSampling(r.sampling, limits.vocab_size); !valid.ok()) return valid;
+  // vLLM's rule: a priority asks for an order this server would not keep, so it is refused.
+  if (r.priority != 0 && !limits.priority_scheduling)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "priority: got ", r.priority, " but priority scheduling is not enabled (--scheduling-policy priority)"));
+  const int64_t prompt_len = static_cast<int64_t>(r.prompt.size());
+  const int64_t max_tokens = r.sampling.max_tokens;
+  if (prompt_len >= limits.max_context)
+    return absl::InvalidArgumentError(absl::StrCat("prompt: ", prompt_len, " tokens leave no room in the context of ",
+                                                   limits.max_context));
+  if (prompt_len + max_tokens > limits.max_context)
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", max_tokens,
+                                                   ") exceeds the context of ", limits.max_context));
+  // A sequence must fit the KV cache whole: one that could outgrow it would, once preempted, never
+  // be admitted again, and would hold up every request queued behind it.
+  if (prompt_len >= limits.kv_positions)
+    return KvCacheExceededError(absl::StrCat("prompt: ", prompt_len, " tokens do not fit the KV cache (",
+                                             limits.kv_positions, " positions, --kv-cache-gib)"));
+  if (prompt_len + max_tokens > limits.kv_positions)
+    return KvCacheExceededError(absl::StrCat("max_tokens: prompt (", prompt_len, ") + max_tokens (", max_tokens,
+                                             ") exceeds the KV cache (", limits.kv_positions,
+                                             " positions, --kv-cache-gib)"));
   return absl::OkStatus();
 }
 

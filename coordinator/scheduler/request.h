@@ -61,7 +61,24 @@ struct GenerationRequest {
   // Structured outputs: the format the output must follow (none: free text). Such a request
   // does not speculate; it ends ("stop") once the format is complete.
   std::shared_ptr<TokenConstraint> constraint;
+  // vLLM's priority, under --scheduling-policy priority: lower values are admitted first, and a
+  // running request of a higher value gives its slot and KV blocks up to a waiting one of a lower
+  // value. Equal values keep arrival order. Must be 0 under the default fcfs policy.
+  int32_t priority = 0;
 };
+
+// What a request must fit (ValidateRequest).
+struct RequestLimits {
+  int32_t vocab_size = 0;
+  int64_t max_context = 0;     // prompt + max_tokens
+  int64_t kv_positions = 0;    // the whole KV cache: a sequence must fit it alone
+  bool priority_scheduling = false;  // --scheduling-policy priority (else a priority is refused)
+};
+
+// Engine::Submit's checks of a request before it queues: INVALID_ARGUMENT whose message starts
+// with the request field ("prompt: ...", "max_tokens: ...", "priority: ..."), or
+// KvCacheExceededError when the sequence could never fit the KV cache.
+absl::Status ValidateRequest(const GenerationRequest& r, const RequestLimits& limits);
 
 struct TokenLogprob {
   int32_t token = 0;

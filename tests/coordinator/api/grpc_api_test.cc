@@ -234,7 +234,7 @@ TEST_F(GrpcApiTest, PromptLogprobsComeOnTheFirstMessage) {
   EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, -1) << "unset: no prompt scoring";
 }
 
-TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine) {
+TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAllowedTokenIdsAndPriorityReachTheEngine) {
   pb::GenerateRequest r = TokenRequest({5, 6, 7}, 2);
   r.mutable_sampling()->set_presence_penalty(0.5f);
   r.mutable_sampling()->set_frequency_penalty(1.5f);
@@ -243,6 +243,7 @@ TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine)
   r.mutable_sampling()->set_min_tokens(1);
   r.mutable_sampling()->add_allowed_token_ids(4);
   r.set_cache_salt("tenant-2");
+  r.set_priority(4);
   Collected c = Generate(r);
   ASSERT_TRUE(c.status.ok()) << c.status.error_message();
   scheduler::GenerationRequest seen = engine_->last_request();
@@ -251,6 +252,7 @@ TEST_F(GrpcApiTest, PenaltiesLogitBiasMinTokensAndAllowedTokenIdsReachTheEngine)
   EXPECT_EQ(seen.sampling.logit_bias, (std::vector<std::pair<int32_t, float>>{{3, 2.0f}, {9, -4.0f}}));
   EXPECT_EQ(seen.sampling.min_tokens, 1);
   EXPECT_EQ(seen.cache_salt, "tenant-2");
+  EXPECT_EQ(seen.priority, 4);
   ASSERT_NE(seen.constraint, nullptr);  // allowed_token_ids
   EXPECT_TRUE(seen.constraint->Accept(4).ok());
   EXPECT_FALSE(seen.constraint->Accept(5).ok());

@@ -62,7 +62,9 @@ class ResponsesApiTest : public ApiTest {
 
 TEST_F(ResponsesApiTest, TextResponseShapeUsageAndTheChatsInput) {
   ScriptText("Hello there!");
-  json r = Response({{"model", "gpt-5-codex"}, {"instructions", "Be brief."}, {"input", "hi"}, {"store", false}});
+  json r = Response({{"model", "gpt-5-codex"}, {"instructions", "Be brief."}, {"input", "hi"}, {"store", false},
+                     {"priority", 2}});
+  EXPECT_EQ(engine_->requests().back().priority, 2);  // vLLM's, as on chat completions
   EXPECT_TRUE(absl::StartsWith(r["id"].get<std::string>(), "resp")) << r;
   EXPECT_EQ(r["object"], "response");
   EXPECT_EQ(r["status"], "completed");
@@ -283,6 +285,8 @@ TEST_F(ResponsesApiTest, ErrorsNameTheField) {
       {{{"input", "hi"}, {"max_output_tokens", 0}}, 400, "max_output_tokens"},
       {{{"input", "hi"}, {"temperature", "warm"}}, 400, "temperature"},
       {{{"input", "hi"}, {"max_output_tokens", 100000}}, 400, "max_output_tokens"},
+      {{{"input", "hi"}, {"priority", "high"}}, 400, "priority"},
+      {{{"input", "hi"}, {"priority", int64_t{1} << 40}}, 400, "priority"},
   };
   for (const Case& c : cases) {
     auto res = Post("/v1/responses", c.body);

@@ -342,16 +342,17 @@ TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
   }
 }
 
-// vLLM's allowed_token_ids (a constraint of exactly those ids), cache_salt, truncate_prompt_tokens (the
-// prompt's last N tokens), and the extensions refused rather than ignored.
+// vLLM's allowed_token_ids (a constraint of exactly those ids), cache_salt, priority,
+// truncate_prompt_tokens (the prompt's last N tokens), and the extensions refused rather than ignored.
 TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationCacheSaltAndRefusedVllmExtensions) {
   ScriptText("x");
   auto res = PostText("/v1/completions", R"({"prompt":[5,6,7,8],"max_tokens":2,"allowed_token_ids":[9,3,9],
-      "truncate_prompt_tokens":3,"bad_words":[],"use_beam_search":false,"cache_salt":"tenant-1"})");
+      "truncate_prompt_tokens":3,"bad_words":[],"use_beam_search":false,"cache_salt":"tenant-1","priority":-3})");
   ASSERT_EQ(res->status, 200) << res->body;
   const auto& seen = engine_->last_request();
   EXPECT_EQ(seen.prompt, (std::vector<int32_t>{6, 7, 8}));
   EXPECT_EQ(seen.cache_salt, "tenant-1");
+  EXPECT_EQ(seen.priority, -3);  // vLLM's; the engine refuses it unless --scheduling-policy priority
   ASSERT_NE(seen.constraint, nullptr);
   std::string bitmap;
   seen.constraint->AllowedTokens(16, &bitmap);
@@ -371,6 +372,9 @@ TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationCacheSaltAndRefusedVllm
       {R"("use_beam_search":true})", "use_beam_search"},
       {R"("logits_processors":["x"]})", "logits_processors"},
       {R"("cache_salt":""})", "cache_salt"},
+      {R"("priority":"high"})", "priority"},
+      {R"("priority":1.5})", "priority"},
+      {R"("priority":3000000000})", "priority"},
   };
   for (const auto& [body, param] : bad) EXPECT_EQ(Error(PostText("/v1/chat/completions", chat + body), 400)["param"], param) << body;
 }

@@ -54,6 +54,24 @@ TEST(BlockAllocatorTest, ReleasedPrefixIsReusedUntilEvicted) {
   EXPECT_EQ(a.num_cached_free(), 0);
 }
 
+// PeekPrefix names the blocks MatchPrefix would take, and takes nothing.
+TEST(BlockAllocatorTest, PeekPrefixTakesNothing) {
+  BlockAllocator a(4, 4);
+  const auto prompt = Tokens(12, 3);
+  std::vector<int32_t> blocks = {*a.Allocate(), *a.Allocate(), *a.Allocate()};
+  RegisterAll(a, prompt, blocks);
+  a.Release(blocks[2]);
+  a.Release(blocks[1]);  // blocks[0] still referenced
+  EXPECT_EQ(a.PeekPrefix(prompt, 2), (std::vector<int32_t>{blocks[0], blocks[1]}));
+  EXPECT_EQ(a.PeekPrefix(prompt, 8), blocks);
+  EXPECT_EQ(a.num_free(), 3);
+  EXPECT_EQ(a.num_cached_free(), 2);
+  EXPECT_EQ(a.ref_count(blocks[1]), 0);
+  EXPECT_TRUE(a.PeekPrefix(prompt, 8, /*seed=*/5).empty());
+  EXPECT_EQ(a.MatchPrefix(prompt, 8), blocks);
+  EXPECT_EQ(a.num_free(), 1);
+}
+
 TEST(BlockAllocatorTest, CountsMatchARecountOverRandomTraffic) {
   constexpr int32_t kBlocks = 64, kBlockSize = 4;
   BlockAllocator a(kBlocks, kBlockSize);
