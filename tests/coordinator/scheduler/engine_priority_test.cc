@@ -291,35 +291,47 @@ struct HoldingClusterRunner : ClusterStepRunner {
 };
 
 // Over the real model: a request preempted for a higher-priority one, and the one that took its
-// place, each give exactly the tokens they give alone.
+// place, each give exactly the tokens they give alone — one stage, and two stages with two steps
+// in flight (a sequence in flight is never the one preempted: its step still writes its blocks).
 TEST(EnginePriorityTest, PreemptedRequestsStayExact) {
-  EngineOptions o;
-  o.scheduling_policy = SchedulingPolicy::kPriority;
-  o.max_running = 1;
-  EngineHarness h("glm5-tiny-code", 1, 1, 64, 16, o, 1, [](cluster::ClusterClient* client) {
-    return std::make_unique<HoldingClusterRunner>(client, /*hold_at=*/4);
-  });
-  auto* runner = static_cast<HoldingClusterRunner*>(h.runner());
-  const std::vector<int32_t> low_prompt = Prompt(41, 37), high_prompt = Prompt(42, 29);
-  auto low = h.engine()->Submit(WithPriority(low_prompt, 40, 3));
-  ASSERT_TRUE(low.ok()) << low.status();
-  runner->holding.WaitForNotification();  // the low one is decoding
-  auto high = h.engine()->Submit(WithPriority(high_prompt, 12, -2));
-  ASSERT_TRUE(high.ok()) << high.status();
-  runner->release.Notify();
-  std::vector<int32_t> high_tokens, low_tokens;
-  for (auto [stream, tokens] : {std::pair{*high, &high_tokens}, std::pair{*low, &low_tokens}}) {
-    GenerationEvent e;
-    while (stream->Next(&e, absl::Seconds(60))) {
-      tokens->insert(tokens->end(), e.tokens.begin(), e.tokens.end());
-      if (e.finished) break;
+  const std::vector<int32_t> prompts[3] = {Prompt(41, 37), Prompt(43, 21), Prompt(42, 29)};
+  const int lengths[3] = {40, 30, 12};
+  std::vector<int32_t> alone[3];
+  for (int i = 0; i < 3; ++i) alone[i] = SingleProcessGreedy(prompts[i], lengths[i]);
+  for (const int stages : {1, 2}) {
+    SCOPED_TRACE(stages);
+    EngineOptions o;
+    o.scheduling_policy = SchedulingPolicy::kPriority;
+    o.max_running = 2;
+    o.max_steps_in_flight = stages;
+    EngineHarness h("glm5-tiny-code", stages, stages, 64, 16, o, 1, [](cluster::ClusterClient* client) {
+      return std::make_unique<HoldingClusterRunner>(client, /*hold_at=*/6);
+    });
+    auto* runner = static_cast<HoldingClusterRunner*>(h.runner());
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (int i = 0; i < 2; ++i) {  // priorities 3 and 5
+      auto s = h.engine()->Submit(WithPriority(prompts[i], lengths[i], 3 + 2 * i));
+      ASSERT_TRUE(s.ok()) << s.status();
+      streams.push_back(*s);
     }
-    ASSERT_TRUE(e.finished && e.error.ok()) << e.error;
+    runner->holding.WaitForNotification();  // both decoding
+    auto high = h.engine()->Submit(WithPriority(prompts[2], lengths[2], -2));
+    ASSERT_TRUE(high.ok()) << high.status();
+    streams.push_back(*high);
+    runner->release.Notify();
+    for (int i : {2, 0, 1}) {
+      std::vector<int32_t> tokens;
+      GenerationEvent e;
+      while (streams[i]->Next(&e, absl::Seconds(60))) {
+        tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+        if (e.finished) break;
+      }
+      ASSERT_TRUE(e.finished && e.error.ok()) << e.error;
+      EXPECT_EQ(tokens, alone[i]) << "request " << i;
+    }
+    EXPECT_EQ(h.engine()->GetLoad().preemptions, 1);
+    EXPECT_EQ(h.SettledBlocksUsed(), 0);
   }
-  EXPECT_EQ(high_tokens, SingleProcessGreedy(high_prompt, 12));
-  EXPECT_EQ(low_tokens, SingleProcessGreedy(low_prompt, 40));
-  EXPECT_EQ(h.engine()->GetLoad().preemptions, 1);
-  EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
 }  // namespace
