@@ -31,7 +31,7 @@ class ApiServerImpl final : public ApiServer {
       : options_(options),
         engine_(engine),
         frontend_(model, options.default_max_tokens),
-        metrics_(model->name),
+        metrics_(model->name, model->max_context),
         keys_(options.api_keys) {}
   ~ApiServerImpl() override { Shutdown(); }
 

@@ -22,9 +22,19 @@ const std::vector<double> kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1,  0.15, 0
 const std::vector<double> kE2eBuckets = {0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,  15.0,  20.0,
                                          30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
+// vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to `max` (token-count histograms).
+std::vector<double> OneTwoFiveBuckets(int64_t max) {
+  std::vector<double> out;
+  for (int64_t scale = 1;; scale *= 10)
+    for (int64_t m : {1, 2, 5}) {
+      if (m * scale > max) return out;
+      out.push_back(static_cast<double>(m * scale));
+    }
+}
+
 }  // namespace
 
-ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(model_name)) {
+ServingMetrics::ServingMetrics(std::string model_name, int64_t max_model_len) : model_name_(std::move(model_name)) {
   auto& r = registry_;
   r.Declare("vllm:num_requests_running", Type::kGauge, "Number of requests in model execution batches.");
   r.Declare("vllm:num_requests_waiting", Type::kGauge, "Number of requests waiting to be processed.");
@@ -46,6 +56,19 @@ ServingMetrics::ServingMetrics(std::string model_name) : model_name_(std::move(m
             "Histogram of time per output token in seconds (older name of inter_token_latency).", kItlBuckets);
   r.Declare("vllm:e2e_request_latency_seconds", Type::kHistogram, "Histogram of end-to-end request latency in seconds.",
             kE2eBuckets);
+  // A finished request's phases, from the engine's timestamps (vLLM's names and buckets).
+  r.Declare("vllm:request_queue_time_seconds", Type::kHistogram,
+            "Histogram of time spent in WAITING phase for request.", kE2eBuckets);
+  r.Declare("vllm:request_prefill_time_seconds", Type::kHistogram,
+            "Histogram of time spent in PREFILL phase for request.", kE2eBuckets);
+  r.Declare("vllm:request_decode_time_seconds", Type::kHistogram,
+            "Histogram of time spent in DECODE phase for request.", kE2eBuckets);
+  r.Declare("vllm:request_inference_time_seconds", Type::kHistogram,
+            "Histogram of time spent in RUNNING phase for request.", kE2eBuckets);
+  const std::vector<double> token_buckets = OneTwoFiveBuckets(max_model_len > 0 ? max_model_len : 1000000);
+  r.Declare("vllm:request_prompt_tokens", Type::kHistogram, "Number of prefill tokens processed.", token_buckets);
+  r.Declare("vllm:request_generation_tokens", Type::kHistogram, "Number of generation tokens processed.",
+            token_buckets);
   r.Declare("glm:steps_total", Type::kCounter, "Scheduler iterations run on the cluster.");
   r.Declare("glm:steps_overlapped_total", Type::kCounter,
             "Steps sent while an earlier one was still on the workers (pipeline stages working at once).");
@@ -136,6 +159,21 @@ void ServingMetrics::ObserveFinished(const std::string& finish_reason, double e2
   l.emplace_back("finished_reason", finish_reason);
   registry_.Add("vllm:request_success_total", l, 1);
   registry_.Observe("vllm:e2e_request_latency_seconds", labels(), e2e_seconds);
+}
+
+void ServingMetrics::ObservePhases(double queue_seconds, double prefill_seconds, double decode_seconds,
+                                   double inference_seconds) {
+  const MetricLabels l = labels();
+  registry_.Observe("vllm:request_queue_time_seconds", l, queue_seconds);
+  registry_.Observe("vllm:request_prefill_time_seconds", l, prefill_seconds);
+  registry_.Observe("vllm:request_decode_time_seconds", l, decode_seconds);
+  registry_.Observe("vllm:request_inference_time_seconds", l, inference_seconds);
+}
+
+void ServingMetrics::ObserveTokenCounts(int64_t prompt_tokens, int64_t generation_tokens) {
+  const MetricLabels l = labels();
+  if (prompt_tokens > 0) registry_.Observe("vllm:request_prompt_tokens", l, static_cast<double>(prompt_tokens));
+  registry_.Observe("vllm:request_generation_tokens", l, static_cast<double>(generation_tokens));
 }
 
 void ServingMetrics::SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses) {
@@ -247,12 +285,18 @@ void LogRequestEvent(const std::string& event, const std::string& request_id, co
   WriteLogLine(absl::Now(), event, request_id, {{"detail", detail}});
 }
 
-void RequestTracker::OnTokens(int tokens, absl::Time first_token_time) {
+void RequestTracker::OnTokens(int tokens, absl::Time first_token_time, absl::Time queued_time,
+                              absl::Time scheduled_time) {
   if (tokens <= 0 || metrics_ == nullptr) return;
   const absl::Time now = absl::Now();
   completion_tokens_ += tokens;
   if (last_token_ == absl::InfinitePast()) {
     first_token_ = first_token_time > arrival_ && first_token_time <= now ? first_token_time : now;
+    // The engine's times, when they are in order (a fake engine may leave them unset).
+    if (queued_time != absl::InfinitePast() && queued_time <= scheduled_time && scheduled_time <= first_token_) {
+      queued_ = queued_time;
+      scheduled_ = scheduled_time;
+    }
     metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(first_token_ - arrival_));
   } else {
     metrics_->ObserveInterTokenLatency(absl::ToDoubleSeconds(now - last_token_), tokens);
@@ -265,6 +309,12 @@ void RequestTracker::Finish(const std::string& finish_reason) {
   finished_ = true;
   const absl::Time now = absl::Now();
   metrics_->ObserveFinished(finish_reason, absl::ToDoubleSeconds(now - arrival_));
+  // vLLM observes these for the requests that finished (not for refusals or failures).
+  const bool finished = finish_reason != "rejected" && finish_reason != "error";
+  if (finished && scheduled_ != absl::InfinitePast())
+    metrics_->ObservePhases(absl::ToDoubleSeconds(scheduled_ - queued_), absl::ToDoubleSeconds(first_token_ - scheduled_),
+                            absl::ToDoubleSeconds(last_token_ - first_token_), absl::ToDoubleSeconds(last_token_ - scheduled_));
+  if (finished) metrics_->ObserveTokenCounts(prompt_tokens_, completion_tokens_);
   if (request_id_.empty()) return;
   WriteLogLine(now, "request_finished", request_id_,
                {{"api", api_},
@@ -272,6 +322,7 @@ void RequestTracker::Finish(const std::string& finish_reason) {
                 {"prompt_tokens", prompt_tokens_},
                 {"completion_tokens", completion_tokens_},
                 {"ttft_ms", first_token_ == absl::InfinitePast() ? -1.0 : absl::ToDoubleMilliseconds(first_token_ - arrival_)},
+                {"queue_ms", scheduled_ == absl::InfinitePast() ? -1.0 : absl::ToDoubleMilliseconds(scheduled_ - queued_)},
                 {"e2e_ms", absl::ToDoubleMilliseconds(now - arrival_)}});
 }
 

@@ -16,13 +16,21 @@ namespace glm::api {
 
 class ServingMetrics {
  public:
-  explicit ServingMetrics(std::string model_name);
+  // max_model_len: the largest bucket of the token-count histograms (vLLM's 1-2-5 series up to it;
+  // 0: up to a million).
+  explicit ServingMetrics(std::string model_name, int64_t max_model_len = 0);
 
   void ObserveTimeToFirstToken(double seconds);
   // `tokens` tokens arrived together `seconds` after the previous ones: each gets seconds/tokens.
   void ObserveInterTokenLatency(double seconds, int tokens);
   // A request that ended (any reason, errors included as "error").
   void ObserveFinished(const std::string& finish_reason, double e2e_seconds);
+  // A finished request's phases as the engine saw them (vLLM's names): queue = first scheduled -
+  // queued, prefill = first token - first scheduled, decode = last token - first token, inference
+  // = last token - first scheduled; and its prompt (not observed when <= 0: the second and later
+  // choices of an n > 1 request share the first's) and generated token counts.
+  void ObservePhases(double queue_seconds, double prefill_seconds, double decode_seconds, double inference_seconds);
+  void ObserveTokenCounts(int64_t prompt_tokens, int64_t generation_tokens);
 
   // The tokenizer's word cache (tokenizer::BpeModel::CacheStats), copied at scrape time.
   void SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses);
@@ -67,8 +75,10 @@ class RequestTracker {
   RequestTracker& operator=(const RequestTracker&) = delete;
 
   // `tokens` new tokens reached the client; `first_token_time` (when they include the first one):
-  // when the engine produced it, so TTFT does not include this thread's wake-up.
-  void OnTokens(int tokens, absl::Time first_token_time = absl::InfinitePast());
+  // when the engine produced it, so TTFT does not include this thread's wake-up; with it, when the
+  // engine queued and first scheduled the request (the phase histograms).
+  void OnTokens(int tokens, absl::Time first_token_time = absl::InfinitePast(),
+                absl::Time queued_time = absl::InfinitePast(), absl::Time scheduled_time = absl::InfinitePast());
   // The first call wins.
   void Finish(const std::string& finish_reason);
 
@@ -77,6 +87,7 @@ class RequestTracker {
   absl::Time arrival_;
   absl::Time last_token_ = absl::InfinitePast();
   absl::Time first_token_ = absl::InfinitePast();
+  absl::Time queued_ = absl::InfinitePast(), scheduled_ = absl::InfinitePast();  // the engine's (OnTokens)
   bool finished_ = false;
   std::string request_id_, api_;
   int prompt_tokens_ = 0;

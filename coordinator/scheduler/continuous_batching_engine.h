@@ -59,6 +59,7 @@ class ContinuousBatchingEngine : public Engine {
     bool admitted_before = false;
     uint64_t seed = 0;
     absl::Time arrival;
+    absl::Time first_scheduled;   // its first admission
     bool first_token_sent = false;
     // Prompt scoring (SamplingOptions::prompt_logprobs): position p's at p - 1.
     std::vector<TokenLogprob> prompt_logprobs;

@@ -39,6 +39,7 @@ bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   if (!s->admitted_before) {
     s->cached_tokens = static_cast<int32_t>(s->computed);
     s->admitted_before = true;
+    s->first_scheduled = absl::Now();
     if (s->request.internal) return true;
     absl::MutexLock lock(&mu_);
     load_.prefix_cache_queries += s->prompt_len;

@@ -99,6 +99,10 @@ struct GenerationEvent {
   std::string finish_reason;         // "stop" | "length" | "abort" (set when finished)
   absl::Status error;                // a failed request (finished = true)
   absl::Time first_token_time;       // set on the event that carries the first token
+  // With first_token_time: when the engine queued the request (Submit) and first scheduled it
+  // (its first admission), for vLLM's queue / prefill / decode time histograms.
+  absl::Time queued_time;
+  absl::Time scheduled_time;
 };
 
 // --stream-interval: how a consumer takes a request's events. A streamed token costs a thread

@@ -667,7 +667,9 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
         "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket",
         "vllm:e2e_request_latency_seconds_count", "vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total",
         "vllm:num_preemptions_total", "glm:step_seconds_total", "glm:comm_seconds_total",
-        "glm:expert_bytes_read_total"}) {
+        "glm:expert_bytes_read_total", "vllm:request_queue_time_seconds_count", "vllm:request_prefill_time_seconds_count",
+        "vllm:request_decode_time_seconds_count", "vllm:request_inference_time_seconds_count",
+        "vllm:request_prompt_tokens_bucket", "vllm:request_generation_tokens_bucket"}) {
     EXPECT_THAT(res->body, HasSubstr(name));
   }
   EXPECT_THAT(res->body, HasSubstr("vllm:request_success_total{model_name=\"glm5-tiny-code\",finished_reason=\"length\"} 1"));

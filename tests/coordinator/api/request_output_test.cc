@@ -325,10 +325,14 @@ TEST_F(RequestOutputTest, TimeToFirstTokenIsTheEnginesTime) {
   scheduler::GenerationEvent first;
   first.tokens = {100};
   first.first_token_time = produced;
+  first.queued_time = produced - absl::Milliseconds(9);
+  first.scheduled_time = produced - absl::Milliseconds(4);
   auto d = out.Consume(first);
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->first_tokens);
   EXPECT_EQ(d->first_token_time, produced);
+  EXPECT_EQ(d->queued_time, produced - absl::Milliseconds(9));  // and the engine's phase times with it
+  EXPECT_EQ(d->scheduled_time, produced - absl::Milliseconds(4));
   scheduler::GenerationEvent second;
   second.tokens = {101};
   d = out.Consume(second);

@@ -74,6 +74,47 @@ TEST_F(MetricsAccountingTest, HttpEveryRefusalCountsAsRejected) {
   EXPECT_EQ(MetricValue(rejected), static_cast<double>(refused.size() + 1));
 }
 
+// A finished request's phases come from the engine's times (queue = first scheduled - queued,
+// prefill = first token - first scheduled, decode = last token - first token, inference = last
+// token - first scheduled) and its token counts go to vLLM's 1-2-5 histograms up to the context;
+// refused and failed requests add nothing.
+TEST(MetricsRenderTest, PhasesAndTokenCountsOfFinishedRequests) {
+  api::ServingMetrics metrics("m", 4096);
+  {
+    api::RequestTracker tracker(&metrics, "r1", "http", 100);
+    const absl::Time t0 = absl::Now();
+    absl::SleepFor(absl::Milliseconds(30));
+    tracker.OnTokens(1, t0 + absl::Milliseconds(25), t0 + absl::Milliseconds(1), t0 + absl::Milliseconds(11));
+    absl::SleepFor(absl::Milliseconds(10));
+    tracker.OnTokens(3);
+    tracker.Finish("stop");
+  }
+  for (const char* refused : {"rejected", "error"}) {
+    api::RequestTracker tracker(&metrics, "r2", "http", 7);
+    tracker.Finish(refused);
+  }
+  const std::string text = metrics.Render(scheduler::EngineLoad());
+  auto sample = [&](const std::string& series) {
+    const size_t at = text.find(series + " ");
+    EXPECT_NE(at, std::string::npos) << series << "\n" << text;
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size() + 1));
+  };
+  EXPECT_NEAR(sample("vllm:request_queue_time_seconds_sum{model_name=\"m\"}"), 0.010, 1e-6);
+  EXPECT_NEAR(sample("vllm:request_prefill_time_seconds_sum{model_name=\"m\"}"), 0.014, 1e-6);
+  const double decode = sample("vllm:request_decode_time_seconds_sum{model_name=\"m\"}");
+  EXPECT_GT(decode, 0.014);  // the last token reached the tracker >= 15 ms after the engine's first
+  EXPECT_NEAR(sample("vllm:request_inference_time_seconds_sum{model_name=\"m\"}"), decode + 0.014, 1e-6);
+  EXPECT_EQ(sample("vllm:request_queue_time_seconds_count{model_name=\"m\"}"), 1);
+  EXPECT_EQ(sample("vllm:request_prompt_tokens_sum{model_name=\"m\"}"), 100);
+  EXPECT_EQ(sample("vllm:request_prompt_tokens_count{model_name=\"m\"}"), 1);
+  EXPECT_EQ(sample("vllm:request_generation_tokens_sum{model_name=\"m\"}"), 4);
+  EXPECT_EQ(sample("vllm:request_generation_tokens_bucket{model_name=\"m\",le=\"2\"}"), 0);
+  EXPECT_EQ(sample("vllm:request_generation_tokens_bucket{model_name=\"m\",le=\"5\"}"), 1);
+  EXPECT_EQ(sample("vllm:request_prompt_tokens_bucket{model_name=\"m\",le=\"2000\"}"), 1);
+  EXPECT_EQ(text.find("vllm:request_prompt_tokens_bucket{model_name=\"m\",le=\"5000\"}"), std::string::npos)
+      << "buckets stop at the model's context";
+}
+
 // Every counter family is named with _total and its samples carry that name: parsers built on
 // prometheus_client skip a counter sample without the suffix (the per-position speculative
 // counters lacked it).

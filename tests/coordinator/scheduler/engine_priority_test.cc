@@ -72,11 +72,12 @@ GenerationRequest WithPriority(std::vector<int32_t> prompt, int max_tokens, int3
   return r;
 }
 
-// Reads a stream to its end; the number of tokens it gave (-1 on an error).
-int64_t Drain(const std::shared_ptr<RequestStream>& stream) {
+// Reads a stream to its end; the number of tokens it gave (-1 on an error). `first`: its first event.
+int64_t Drain(const std::shared_ptr<RequestStream>& stream, GenerationEvent* first = nullptr) {
   GenerationEvent e;
   int64_t tokens = 0;
   while (stream->Next(&e, absl::Seconds(60))) {
+    if (tokens == 0 && first != nullptr) *first = e;
     tokens += static_cast<int64_t>(e.tokens.size());
     if (e.finished) return e.error.ok() ? tokens : -1;
   }
@@ -187,10 +188,19 @@ TEST(EnginePriorityTest, EqualPrioritiesWaitTheirTurn) {
   auto same = (*engine)->Submit(WithPriority({4, 5, 6}, 2, 3));
   auto lower = (*engine)->Submit(WithPriority({4, 5, 6}, 2, 4));
   ASSERT_TRUE(same.ok() && lower.ok());
+  absl::SleepFor(absl::Milliseconds(20));  // the newcomers wait at least this long
   stage.release.Notify();
-  EXPECT_EQ(Drain(*first), 10);
-  EXPECT_EQ(Drain(*same), 2);
+  GenerationEvent first_of_first, first_of_same;
+  EXPECT_EQ(Drain(*first, &first_of_first), 10);
+  EXPECT_EQ(Drain(*same, &first_of_same), 2);
   EXPECT_EQ(Drain(*lower), 2);
+  // The first event carries the engine's times for vLLM's phase histograms: queued (Submit), first
+  // scheduled, first token; the newcomer was scheduled only after the first request ended.
+  for (const GenerationEvent& e : {first_of_first, first_of_same}) {
+    EXPECT_LE(e.queued_time, e.scheduled_time);
+    EXPECT_LE(e.scheduled_time, e.first_token_time);
+  }
+  EXPECT_GE(first_of_same.scheduled_time - first_of_same.queued_time, absl::Milliseconds(20));
   (*engine)->Shutdown(false);
   loop.join();
   EXPECT_EQ((*engine)->GetLoad().preemptions, 0);
