@@ -301,19 +301,21 @@ struct HoldingClusterRunner : ClusterStepRunner {
 };
 
 // Over the real model: a request preempted for a higher-priority one, and the one that took its
-// place, each give exactly the tokens they give alone — one stage, and two stages with two steps
-// in flight (a sequence in flight is never the one preempted: its step still writes its blocks).
+// place, each give exactly the tokens they give alone — one stage, two stages with two steps in
+// flight (a sequence in flight is never the one preempted: its step still writes its blocks), and
+// with MTP drafts (a preempted sequence's drafts and chained draft rows go with its blocks).
 TEST(EnginePriorityTest, PreemptedRequestsStayExact) {
   const std::vector<int32_t> prompts[3] = {Prompt(41, 37), Prompt(43, 21), Prompt(42, 29)};
   const int lengths[3] = {40, 30, 12};
   std::vector<int32_t> alone[3];
   for (int i = 0; i < 3; ++i) alone[i] = SingleProcessGreedy(prompts[i], lengths[i]);
-  for (const int stages : {1, 2}) {
-    SCOPED_TRACE(stages);
+  for (const auto& [stages, speculative] : std::vector<std::pair<int, std::string>>{{1, ""}, {2, ""}, {1, "mtp:2"}}) {
+    SCOPED_TRACE(absl::StrCat(stages, " stages, speculative '", speculative, "'"));
     EngineOptions o;
     o.scheduling_policy = SchedulingPolicy::kPriority;
     o.max_running = 2;
     o.max_steps_in_flight = stages;
+    o.speculative = speculative;
     EngineHarness h("glm5-tiny-code", stages, stages, 64, 16, o, 1, [](cluster::ClusterClient* client) {
       return std::make_unique<HoldingClusterRunner>(client, /*hold_at=*/6);
     });
