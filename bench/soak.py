@@ -26,7 +26,7 @@ At the end it waits for the server to go idle and checks that KV usage is back a
 a summary (and JSON with --json) and exits 1 if any check failed.
 
 Usage: bench/soak.py --http 127.0.0.1:8080 [--grpc 127.0.0.1:50051] [--minutes 10] [--json FILE]
-                     [--replay-reference FILE]
+                     [--replay-reference FILE] [--priorities]
 Start the server with a small --kv-cache-gib (e.g. 0.02 on the bundled model) so that the prefix
 cache evicts and requests queue for blocks while the soak runs.
 """
@@ -72,7 +72,14 @@ class Soak:
         return time.monotonic() < self.deadline
 
     # ---- HTTP helpers ------------------------------------------------------------------------
+    PRIORITY_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/responses")
+
     def request(self, method, path, body=None, timeout=120):
+        if (self.args.priorities and method == "POST" and path in self.PRIORITY_PATHS and isinstance(body, dict)
+                and "priority" not in body):
+            # --priorities: requests of mixed priority preempt each other (the replayed
+            # conversation's tokens must not change for it).
+            body = dict(body, priority=random.randint(-2, 5))
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
@@ -575,6 +582,8 @@ def main():
                     help="JSON file of the replayed conversation's replies: compared against when it exists, "
                          "else written from the first replay (to check one server configuration against another)")
     ap.add_argument("--json", default="", help="also write the summary here")
+    ap.add_argument("--priorities", action="store_true",
+                    help="give the HTTP requests random priorities in [-2, 5] (a server with --scheduling-policy priority)")
     ap.add_argument("--api-key", default=os.environ.get("GLM_API_KEY", ""),
                     help="the server's --api-key (default $GLM_API_KEY)")
     Soak(ap.parse_args()).run()
