@@ -225,11 +225,9 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_special_tokens", &a.chat_add_special_tokens));
   if (Present(body, "chat_template"))
     return InvalidField("chat_template", "is not supported in a request: the model's own template renders the chat");
-  bool chat_echo = false, token_ids_as_text = false;
+  bool chat_echo = false;
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "echo", &chat_echo));
   if (chat_echo) return InvalidField("echo", "is not supported on chat completions (it is on /v1/completions)");
-  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_tokens_as_token_ids", &token_ids_as_text));
-  if (token_ids_as_text) return InvalidField("return_tokens_as_token_ids", "is not supported by this server");
   if (Present(body, "chat_template_kwargs")) {
     if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");
     a.template_kwargs = body["chat_template_kwargs"];
@@ -323,6 +321,8 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
   }
   GLM_API_RETURN_IF_ERROR(ParseSampling(body, raw_body, &r));
   GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, raw_body, &r) : ParseCompletion(body, &r));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_token_ids", &r.return_token_ids));
+  GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_tokens_as_token_ids", &r.tokens_as_ids));
   return r;
 }
 
@@ -372,7 +372,7 @@ json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogpr
   auto entry = [this](int32_t token, float logprob) {
     // `bytes` are the token's own bytes: for part of a character, not U+FFFD's (the lossy text).
     const std::string bytes = frontend_->TokenBytes(token);
-    return json{{"token", frontend_->TokenText(token)},
+    return json{{"token", LogprobToken(token)},
                 {"logprob", logprob},
                 {"bytes", std::vector<uint8_t>(bytes.begin(), bytes.end())}};
   };
@@ -399,7 +399,7 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
   TextOffset offset;
   size_t at = 0;  // bytes of echo_text_ matched so far
   for (size_t i = 0; i < echo_ids_.size(); ++i) {
-    out["tokens"].push_back(frontend_->TokenText(echo_ids_[i]));
+    out["tokens"].push_back(LogprobToken(echo_ids_[i]));
     // A special token the echoed text does not show (the BOS a text prompt was encoded with)
     // takes no room in it.
     std::string bytes = frontend_->TokenBytes(echo_ids_[i]);
@@ -424,9 +424,13 @@ json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLog
   // not be among them (logprobs: 0 gives just that token). Written last, so an alternative with
   // the same text cannot hide its logprob.
   json top = json::object();
-  for (const auto& [tok, logprob] : lp.top) top[frontend_->TokenText(tok)] = logprob;
-  top[frontend_->TokenText(token)] = lp.logprob;
+  for (const auto& [tok, logprob] : lp.top) top[LogprobToken(tok)] = logprob;
+  top[LogprobToken(token)] = lp.logprob;
   return top;
+}
+
+std::string OpenAiResponseBuilder::LogprobToken(int32_t token) const {
+  return request_->tokens_as_ids ? absl::StrCat("token_id:", token) : frontend_->TokenText(token);
 }
 
 OpenAiResponseBuilder::TextOffset OpenAiResponseBuilder::EchoEnd() const {
@@ -470,7 +474,7 @@ json OpenAiResponseBuilder::CompletionLogprobs(const std::vector<scheduler::Toke
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   for (const auto& lp : lps) {
-    out["tokens"].push_back(frontend_->TokenText(lp.token));
+    out["tokens"].push_back(LogprobToken(lp.token));
     out["token_logprobs"].push_back(lp.logprob);
     out["top_logprobs"].push_back(TopLogprobs(lp.token, lp));
     out["text_offset"].push_back(offset->Take(EmittedBytes(lp.token)));
@@ -517,13 +521,24 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   }
   if (chat && !role_sent_) {
     role_sent_ = true;
-    emit(Chunk({{"index", index_},
-                {"delta", {{"role", "assistant"}, {"content", ""}}},
-                {"logprobs", nullptr},
-                {"finish_reason", nullptr}}));
+    json chunk = Chunk({{"index", index_},
+                        {"delta", {{"role", "assistant"}, {"content", ""}}},
+                        {"logprobs", nullptr},
+                        {"finish_reason", nullptr}});
+    if (request_->return_token_ids) chunk["prompt_token_ids"] = prompt_ids_;
+    emit(chunk);
   }
+  // return_token_ids: each chunk's new ids on its choice (completions: the prompt's on the first).
+  auto add_ids = [&](json& choice) {
+    if (!request_->return_token_ids) return;
+    choice["token_ids"] = d.tokens;
+    if (!chat && !prompt_ids_sent_) choice["prompt_token_ids"] = prompt_ids_;
+    prompt_ids_sent_ = true;
+  };
+  // With return_token_ids a token that adds no text yet (part of a character) still gets a chunk.
   const bool has_news = !d.text.empty() || !d.reasoning.empty() || !d.tool_calls.empty() ||
-                        (request_->logprobs && !d.logprobs.empty());
+                        (request_->logprobs && !d.logprobs.empty()) ||
+                        (request_->return_token_ids && !d.tokens.empty() && !d.finished);
   if (has_news) {
     json choice = {{"index", index_}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     if (chat) {
@@ -548,6 +563,7 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
         choice["logprobs"] = CompletionLogprobs(d.logprobs, &text_offset_);
       }
     }
+    add_ids(choice);
     emit(Chunk(std::move(choice)));
   }
   if (d.finished) {
@@ -556,6 +572,11 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
       choice["delta"] = json::object();
     } else {
       choice["text"] = "";
+    }
+    if (has_news) {
+      if (request_->return_token_ids) choice["token_ids"] = json::array();  // sent with the text above
+    } else {
+      add_ids(choice);
     }
     emit(Chunk(std::move(choice)));
   }
@@ -576,6 +597,7 @@ void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
   if (!d.prompt_logprobs.empty()) prompt_logprobs_ = d.prompt_logprobs;
   for (const auto& c : d.tool_calls) tool_calls_.push_back(c);
   if (request_->logprobs) logprobs_.insert(logprobs_.end(), d.logprobs.begin(), d.logprobs.end());
+  if (request_->return_token_ids) token_ids_.insert(token_ids_.end(), d.tokens.begin(), d.tokens.end());
   if (d.finished) finish_reason_ = d.finish_reason;
 }
 
@@ -586,12 +608,14 @@ json OpenAiResponseBuilder::FinalOf(const std::vector<const OpenAiResponseBuilde
   const bool chat = first.request_->endpoint == OpenAiEndpoint::kChat;
   json list = json::array();
   for (const auto* c : choices) list.push_back(c->FinalChoice());
-  return {{"id", first.id_},
-          {"object", chat ? "chat.completion" : "text_completion"},
-          {"created", first.created_},
-          {"model", first.request_->model},
-          {"choices", std::move(list)},
-          {"usage", UsageOf(choices)}};
+  json out = {{"id", first.id_},
+              {"object", chat ? "chat.completion" : "text_completion"},
+              {"created", first.created_},
+              {"model", first.request_->model},
+              {"choices", std::move(list)},
+              {"usage", UsageOf(choices)}};
+  if (chat && first.request_->return_token_ids) out["prompt_token_ids"] = first.prompt_ids_;
+  return out;
 }
 
 json OpenAiResponseBuilder::FinalChoice() const {
@@ -619,7 +643,9 @@ json OpenAiResponseBuilder::FinalChoice() const {
         choice["logprobs"] = std::move(lp);
       }
     }
+    if (request_->return_token_ids) choice["prompt_token_ids"] = prompt_ids_;
   }
+  if (request_->return_token_ids) choice["token_ids"] = token_ids_;
   return choice;
 }
 

@@ -45,6 +45,13 @@ struct OpenAiRequest {
   bool logprobs = false;        // report logprobs in the response
   bool echo = false;            // completions: the prompt comes back before the completion (with
                                 // its tokens' logprobs when logprobs are asked for)
+  // vLLM's return_token_ids: the prompt's token ids (chat: "prompt_token_ids" on the response, or
+  // on the role chunk when streamed; completions: on each choice, or its first chunk) and each
+  // choice's generated ids ("token_ids": all of them, or each chunk's new ones when streamed).
+  bool return_token_ids = false;
+  // vLLM's return_tokens_as_token_ids: logprobs name tokens as "token_id:N" (a token that is
+  // part of a character has no text of its own).
+  bool tokens_as_ids = false;
 };
 
 // Parses a request body. INVALID_ARGUMENT names the field (InvalidField). `raw_body`, the body's
@@ -77,6 +84,8 @@ class OpenAiResponseBuilder {
   // `scorer`, when given, is the builder of the choice whose engine request scores this prompt
   // (one choice per prompt does); its prompt logprobs are used when this choice has none.
   void SetEchoPrompt(std::string text, std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr);
+  // return_token_ids: the prompt this choice continues, as the engine saw it.
+  void SetPromptTokenIds(std::vector<int32_t> ids) { prompt_ids_ = std::move(ids); }
 
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
@@ -109,6 +118,8 @@ class OpenAiResponseBuilder {
   // A completions top_logprobs entry: {text: logprob} of the alternatives and of `token` (the
   // one sampled, or the prompt's).
   nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const;
+  // A token as logprobs name it: its text, or "token_id:N" (OpenAiRequest::tokens_as_ids).
+  std::string LogprobToken(int32_t token) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
   nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;
   // Where the completion's text offsets start after the echoed prompt: its length.
@@ -127,6 +138,9 @@ class OpenAiResponseBuilder {
   std::string reasoning_;
   std::vector<tokenizer::ToolCall> tool_calls_;
   std::vector<scheduler::TokenLogprob> logprobs_;
+  std::vector<int32_t> token_ids_;   // return_token_ids: generated so far
+  std::vector<int32_t> prompt_ids_;  // return_token_ids: SetPromptTokenIds
+  bool prompt_ids_sent_ = false;     // streaming: on a chunk already
   std::string finish_reason_;
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;

@@ -224,7 +224,8 @@ TEST_F(RequestValidationTest, MalformedToolsAreRefusedUpFront) {
 }
 
 // vLLM's chat extensions: continue_final_message renders as add_generation_prompt: false after
-// an assistant message; add_special_tokens is taken; the ones that would be ignored are refused.
+// an assistant message; add_special_tokens is taken; the ones that would be ignored are refused
+// (return_token_ids / return_tokens_as_token_ids: token_ids_api_test.cc).
 TEST_F(RequestValidationTest, VllmChatExtensionsAreHonouredOrRefused) {
   ScriptText("ok");
   const json messages = {{{"role", "user"}, {"content", "write f"}}, {{"role", "assistant"}, {"content", "def f("}}};
@@ -243,7 +244,7 @@ TEST_F(RequestValidationTest, VllmChatExtensionsAreHonouredOrRefused) {
       {{{"continue_final_message", true}, {"add_generation_prompt", true}}, "continue_final_message"},
       {{{"chat_template", "{{ messages }}"}}, "chat_template"},
       {{{"echo", true}}, "echo"},
-      {{{"return_tokens_as_token_ids", true}}, "return_tokens_as_token_ids"},
+      {{{"return_token_ids", 1}}, "return_token_ids"},
   };
   for (const auto& [fields, param] : bad) {
     json b = ChatBody(messages);

@@ -1,0 +1,156 @@
+// vLLM's return_token_ids (the prompt's and each choice's token ids in the response, as RL and
+// agent-training frameworks read them instead of re-tokenising the text) and
+// return_tokens_as_token_ids (logprobs name tokens "token_id:N"), whole and streamed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "tests/coordinator/api/api_test_fixture.h"
+
+namespace glm::testing {
+namespace {
+
+using json = nlohmann::json;
+
+class TokenIdsApiTest : public ApiTest {
+ protected:
+  json PostOk(const std::string& path, const json& body) {
+    auto res = PostJson(path, body.dump());
+    EXPECT_TRUE(res);
+    if (!res) return json();
+    EXPECT_EQ(res->status, 200) << res->body;
+    return body.value("stream", false) ? json(res->body) : json::parse(res->body, nullptr, false);
+  }
+  // The JSON events of an SSE body, [DONE] left out.
+  static std::vector<json> Events(const json& sse) {
+    std::vector<json> out;
+    for (absl::string_view block : absl::StrSplit(sse.get<std::string>(), "\n\n", absl::SkipEmpty())) {
+      EXPECT_TRUE(absl::StartsWith(block, "data: ")) << block;
+      if (block == "data: [DONE]") continue;
+      out.push_back(json::parse(block.substr(6)));
+    }
+    return out;
+  }
+  // What the fake engine generates for `text`: its tokens, then EOS.
+  std::vector<int32_t> Generated(const std::string& text) {
+    std::vector<int32_t> ids = Encode(text);
+    ids.push_back(FakeEngineOptions{}.eos_token_ids.at(0));
+    return ids;
+  }
+};
+
+TEST_F(TokenIdsApiTest, CompletionsCarryThePromptsAndEachChoicesIds) {
+  ScriptText("Hello world");
+  json r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 20}, {"n", 2}, {"return_token_ids", true}});
+  ASSERT_EQ(r["choices"].size(), 2u) << r;
+  for (const json& choice : r["choices"]) {
+    EXPECT_EQ(choice["prompt_token_ids"], json({5, 6, 7}));
+    EXPECT_EQ(choice["token_ids"].get<std::vector<int32_t>>(), Generated("Hello world"));
+  }
+  EXPECT_EQ(r["usage"]["completion_tokens"], 2 * Generated("Hello world").size());
+  // Several prompts: each choice its own.
+  r = PostOk("/v1/completions", {{"prompt", {{5, 6}, {8}}}, {"max_tokens", 20}, {"return_token_ids", true}});
+  EXPECT_EQ(r["choices"][0]["prompt_token_ids"], json({5, 6}));
+  EXPECT_EQ(r["choices"][1]["prompt_token_ids"], json({8}));
+  // Without the flag, neither key.
+  r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 20}});
+  EXPECT_FALSE(r["choices"][0].contains("token_ids")) << r;
+  EXPECT_FALSE(r["choices"][0].contains("prompt_token_ids")) << r;
+}
+
+TEST_F(TokenIdsApiTest, ChatCarriesThePromptOnTheResponse) {
+  ScriptText("Sure.");
+  json r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                           {"return_token_ids", true}});
+  EXPECT_EQ(r["prompt_token_ids"].get<std::vector<int32_t>>(), engine_->last_request().prompt);
+  EXPECT_EQ(r["choices"][0]["token_ids"].get<std::vector<int32_t>>(), Generated("Sure."));
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "Sure.");
+  r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}});
+  EXPECT_FALSE(r.contains("prompt_token_ids"));
+  EXPECT_FALSE(r["choices"][0].contains("token_ids"));
+}
+
+// Streamed: the chat role chunk carries the prompt's ids (completions: the choice's first chunk),
+// each chunk its new ids; together they are every generated id, those of a character split over
+// several tokens and the EOS included, however the stream groups them.
+TEST_F(TokenIdsApiTest, StreamedChunksCarryTheirNewIds) {
+  for (const int interval : {1, 4}) {
+    SCOPED_TRACE(interval);
+    scheduler::StreamInterval si;
+    si.tokens = interval;
+    RestartWithStreamInterval(si);
+    const std::string text = "caf\xC3\xA9 \xF0\x9F\x98\x80 ok";  // é and an emoji: tokens without text of their own
+    ScriptText(text);
+    const std::vector<json> chat = Events(PostOk(
+        "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"stream", true},
+                                 {"return_token_ids", true}, {"stream_options", {{"include_usage", true}}}}));
+    ASSERT_GE(chat.size(), 3u);
+    EXPECT_EQ(chat[0]["prompt_token_ids"].get<std::vector<int32_t>>(), engine_->last_request().prompt);
+    std::vector<int32_t> ids;
+    std::string content;
+    for (size_t i = 1; i < chat.size(); ++i) {
+      EXPECT_FALSE(chat[i].contains("prompt_token_ids")) << chat[i];
+      if (chat[i]["choices"].empty()) continue;  // the usage chunk
+      const json& choice = chat[i]["choices"][0];
+      ASSERT_TRUE(choice.contains("token_ids")) << chat[i];
+      for (int32_t id : choice["token_ids"]) ids.push_back(id);
+      content += choice["delta"].value("content", "");
+    }
+    EXPECT_EQ(ids, Generated(text));
+    EXPECT_EQ(content, text);
+    EXPECT_EQ(chat.back()["usage"]["completion_tokens"], ids.size());
+
+    const std::vector<json> completion = Events(PostOk(
+        "/v1/completions", {{"prompt", {9, 10}}, {"max_tokens", 30}, {"stream", true}, {"return_token_ids", true}}));
+    ids.clear();
+    for (size_t i = 0; i < completion.size(); ++i) {
+      const json& choice = completion[i]["choices"][0];
+      EXPECT_EQ(choice.contains("prompt_token_ids"), i == 0) << completion[i];
+      for (int32_t id : choice["token_ids"]) ids.push_back(id);
+    }
+    EXPECT_EQ(completion[0]["choices"][0]["prompt_token_ids"], json({9, 10}));
+    EXPECT_EQ(ids, Generated(text));
+  }
+}
+
+// return_tokens_as_token_ids: every token logprobs name, chosen or alternative, is "token_id:N".
+TEST_F(TokenIdsApiTest, LogprobsNameTokensByIdWhenAsked) {
+  ScriptText("ab");
+  const std::vector<int32_t> ids = Generated("ab");
+  json r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
+                                           {"logprobs", true}, {"top_logprobs", 2},
+                                           {"return_tokens_as_token_ids", true}});
+  const json& content = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), ids.size()) << r;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(content[i]["token"], "token_id:" + std::to_string(ids[i]));
+    for (const json& alt : content[i]["top_logprobs"])
+      EXPECT_TRUE(absl::StartsWith(alt["token"].get<std::string>(), "token_id:")) << alt;
+  }
+  r = PostOk("/v1/completions", {{"prompt", {5, 6}}, {"max_tokens", 8}, {"logprobs", 1}, {"echo", true},
+                                 {"return_tokens_as_token_ids", true}});
+  const json& lp = r["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 2 + ids.size()) << r;  // the echoed prompt, then the completion
+  EXPECT_EQ(lp["tokens"][0], "token_id:5");
+  EXPECT_EQ(lp["tokens"][2], "token_id:" + std::to_string(ids[0]));
+  EXPECT_TRUE(lp["top_logprobs"][2].contains("token_id:" + std::to_string(ids[0]))) << lp;
+  // The text itself is unchanged.
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>().substr(r["choices"][0]["text"].get<std::string>().size() - 2), "ab");
+}
+
+TEST_F(TokenIdsApiTest, NonBooleansAreRefused) {
+  for (const char* field : {"return_token_ids", "return_tokens_as_token_ids"}) {
+    auto res = PostJson("/v1/completions", json{{"prompt", "x"}, {field, "yes"}}.dump());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], field) << res->body;
+  }
+}
+
+}  // namespace
+}  // namespace glm::testing
