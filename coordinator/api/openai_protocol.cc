@@ -156,6 +156,11 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
       if (!so["include_usage"].is_boolean()) return InvalidField("stream_options.include_usage", "must be true or false");
       r->include_usage = so["include_usage"].get<bool>();
     }
+    if (Present(so, "continuous_usage_stats")) {  // vLLM's: usage on every chunk (with include_usage)
+      if (!so["continuous_usage_stats"].is_boolean())
+        return InvalidField("stream_options.continuous_usage_stats", "must be true or false");
+      r->continuous_usage = so["continuous_usage_stats"].get<bool>();
+    }
     // As vLLM: options for a stream that is not one are a client mistake, not something to ignore.
     if (!r->stream) return InvalidField("stream_options", "is only allowed when stream is true");
   }
@@ -343,7 +348,9 @@ json OpenAiResponseBuilder::Chunk(json choice) const {
             {"model", request_->model},
             {"choices", json::array()}};
   if (!choice.is_null()) c["choices"].push_back(std::move(choice));
-  if (request_->include_usage) c["usage"] = nullptr;
+  // include_usage: null on the choices' chunks (OpenAI), or, with vLLM's continuous_usage_stats,
+  // the choice's usage so far.
+  if (request_->include_usage) c["usage"] = request_->continuous_usage && !c["choices"].empty() ? Usage() : json(nullptr);
   return c;
 }
 

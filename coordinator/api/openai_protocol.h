@@ -42,6 +42,7 @@ struct OpenAiRequest {
   std::vector<PromptInput> prompts;
   bool stream = false;
   bool include_usage = false;   // stream_options.include_usage
+  bool continuous_usage = false;  // vLLM's stream_options.continuous_usage_stats (with include_usage)
   bool logprobs = false;        // report logprobs in the response
   bool echo = false;            // completions: the prompt comes back before the completion (with
                                 // its tokens' logprobs when logprobs are asked for)

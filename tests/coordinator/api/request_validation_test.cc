@@ -225,7 +225,7 @@ TEST_F(RequestValidationTest, MalformedToolsAreRefusedUpFront) {
 
 // vLLM's chat extensions: continue_final_message renders as add_generation_prompt: false after
 // an assistant message; add_special_tokens is taken; the ones that would be ignored are refused
-// (return_token_ids / return_tokens_as_token_ids: token_ids_api_test.cc).
+// (return_token_ids / return_tokens_as_token_ids: response_extras_api_test.cc).
 TEST_F(RequestValidationTest, VllmChatExtensionsAreHonouredOrRefused) {
   ScriptText("ok");
   const json messages = {{{"role", "user"}, {"content", "write f"}}, {{"role", "assistant"}, {"content", "def f("}}};

@@ -1,6 +1,7 @@
-// vLLM's return_token_ids (the prompt's and each choice's token ids in the response, as RL and
-// agent-training frameworks read them instead of re-tokenising the text) and
-// return_tokens_as_token_ids (logprobs name tokens "token_id:N"), whole and streamed.
+// vLLM's additions to the response: return_token_ids (the prompt's and each choice's token ids, as
+// RL and agent-training frameworks read them instead of re-tokenising the text),
+// return_tokens_as_token_ids (logprobs name tokens "token_id:N"), whole and streamed, and
+// stream_options.continuous_usage_stats (usage on every chunk).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -17,7 +18,7 @@ namespace {
 
 using json = nlohmann::json;
 
-class TokenIdsApiTest : public ApiTest {
+class ResponseExtrasApiTest : public ApiTest {
  protected:
   json PostOk(const std::string& path, const json& body) {
     auto res = PostJson(path, body.dump());
@@ -44,7 +45,7 @@ class TokenIdsApiTest : public ApiTest {
   }
 };
 
-TEST_F(TokenIdsApiTest, CompletionsCarryThePromptsAndEachChoicesIds) {
+TEST_F(ResponseExtrasApiTest, CompletionsCarryThePromptsAndEachChoicesIds) {
   ScriptText("Hello world");
   json r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 20}, {"n", 2}, {"return_token_ids", true}});
   ASSERT_EQ(r["choices"].size(), 2u) << r;
@@ -63,7 +64,7 @@ TEST_F(TokenIdsApiTest, CompletionsCarryThePromptsAndEachChoicesIds) {
   EXPECT_FALSE(r["choices"][0].contains("prompt_token_ids")) << r;
 }
 
-TEST_F(TokenIdsApiTest, ChatCarriesThePromptOnTheResponse) {
+TEST_F(ResponseExtrasApiTest, ChatCarriesThePromptOnTheResponse) {
   ScriptText("Sure.");
   json r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
                                            {"return_token_ids", true}});
@@ -78,7 +79,7 @@ TEST_F(TokenIdsApiTest, ChatCarriesThePromptOnTheResponse) {
 // Streamed: the chat role chunk carries the prompt's ids (completions: the choice's first chunk),
 // each chunk its new ids; together they are every generated id, those of a character split over
 // several tokens and the EOS included, however the stream groups them.
-TEST_F(TokenIdsApiTest, StreamedChunksCarryTheirNewIds) {
+TEST_F(ResponseExtrasApiTest, StreamedChunksCarryTheirNewIds) {
   for (const int interval : {1, 4}) {
     SCOPED_TRACE(interval);
     scheduler::StreamInterval si;
@@ -119,7 +120,7 @@ TEST_F(TokenIdsApiTest, StreamedChunksCarryTheirNewIds) {
 }
 
 // return_tokens_as_token_ids: every token logprobs name, chosen or alternative, is "token_id:N".
-TEST_F(TokenIdsApiTest, LogprobsNameTokensByIdWhenAsked) {
+TEST_F(ResponseExtrasApiTest, LogprobsNameTokensByIdWhenAsked) {
   ScriptText("ab");
   const std::vector<int32_t> ids = Generated("ab");
   json r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
@@ -143,13 +144,45 @@ TEST_F(TokenIdsApiTest, LogprobsNameTokensByIdWhenAsked) {
   EXPECT_EQ(r["choices"][0]["text"].get<std::string>().substr(r["choices"][0]["text"].get<std::string>().size() - 2), "ab");
 }
 
-TEST_F(TokenIdsApiTest, NonBooleansAreRefused) {
+// continuous_usage_stats: each chunk of a choice carries its usage so far (completion tokens
+// counting up to the total); the final usage chunk as ever; without it, null as OpenAI sends.
+TEST_F(ResponseExtrasApiTest, ContinuousUsageStatsPutUsageOnEveryChunk) {
+  ScriptText("one two three");
+  const size_t generated = Generated("one two three").size();
+  for (const bool continuous : {true, false}) {
+    const std::vector<json> events = Events(PostOk(
+        "/v1/completions", {{"prompt", {5, 6}}, {"max_tokens", 30}, {"stream", true},
+                            {"stream_options", {{"include_usage", true}, {"continuous_usage_stats", continuous}}}}));
+    ASSERT_GE(events.size(), 3u);
+    int64_t last = 0;
+    for (size_t i = 0; i + 1 < events.size(); ++i) {
+      const json& usage = events[i]["usage"];
+      if (!continuous) {
+        EXPECT_TRUE(usage.is_null()) << events[i];
+        continue;
+      }
+      EXPECT_EQ(usage["prompt_tokens"], 2) << events[i];
+      EXPECT_GE(usage["completion_tokens"].get<int64_t>(), last) << events[i];
+      last = usage["completion_tokens"].get<int64_t>();
+      EXPECT_EQ(usage["total_tokens"], 2 + last);
+    }
+    if (continuous) EXPECT_EQ(last, static_cast<int64_t>(generated));
+    EXPECT_TRUE(events.back()["choices"].empty());
+    EXPECT_EQ(events.back()["usage"]["completion_tokens"], generated);
+  }
+}
+
+TEST_F(ResponseExtrasApiTest, NonBooleansAreRefused) {
   for (const char* field : {"return_token_ids", "return_tokens_as_token_ids"}) {
     auto res = PostJson("/v1/completions", json{{"prompt", "x"}, {field, "yes"}}.dump());
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 400) << res->body;
     EXPECT_EQ(json::parse(res->body)["error"]["param"], field) << res->body;
   }
+  auto res = PostJson("/v1/completions",
+                      R"({"prompt":"x","stream":true,"stream_options":{"continuous_usage_stats":1}})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "stream_options.continuous_usage_stats") << res->body;
 }
 
 }  // namespace
