@@ -63,6 +63,17 @@ ABSL_FLAG(double, expert_memory_gib, 0,
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
+// vLLM's names, so its users' command lines carry over.
+ABSL_FLAG(int32_t, max_num_seqs, 0, "vLLM's name for --max-running (0: --max-running decides)");
+ABSL_FLAG(int32_t, max_num_batched_tokens, 0,
+          "tokens one step may carry, running decodes and prefill chunks together (0 = --prefill-chunk + "
+          "--max-running)");
+ABSL_FLAG(int64_t, max_model_len, 0,
+          "the longest sequence (prompt + completion) served, at most the model's max_position_embeddings "
+          "(0 = that): longer requests get a 400 context_length_exceeded, /v1/models reports it");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "reuse the KV blocks of prompts' common prefixes (--no-enable-prefix-caching: every prompt is "
+          "computed in full)");
 ABSL_FLAG(std::string, scheduling_policy, "fcfs",
           "the order requests start in: fcfs (arrival) | priority (the requests' `priority`, lower first, then "
           "arrival; a waiting request preempts running ones of a higher value; vLLM's flag, and under fcfs a "
@@ -137,6 +148,7 @@ int main(int argc, char** argv) {
       "  mpirun -np 1 coordinator --model DIR [--grpc-listen HOST:PORT] [--http-listen HOST:PORT] [flags] : -np N shard_worker\n"
       "(deploy/launch.sh writes this command line)");
   glm::runtime::NormalizeDashedFlags(argc, argv);
+  const bool max_running_given = glm::runtime::FlagOnCommandLine(argc, argv, "max_running");
   // Before MPI_Init, which may rewrite argv: a pinned plan is checked against these.
   const bool weight_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "weight_dtype");
   const bool quantize_scope_given = glm::runtime::FlagOnCommandLine(argc, argv, "quantize_scope");
@@ -262,6 +274,24 @@ int main(int argc, char** argv) {
   glm::scheduler::SchedulingPolicy scheduling_policy = glm::scheduler::SchedulingPolicy::kFcfs;
   if (!glm::scheduler::ParseSchedulingPolicy(absl::GetFlag(FLAGS_scheduling_policy), &scheduling_policy))
     Fatal(absl::StrCat("--scheduling-policy must be fcfs or priority, got '", absl::GetFlag(FLAGS_scheduling_policy), "'"));
+  // The context served: the model's, or --max-model-len below it.
+  const int64_t max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  if (max_model_len < 0 || max_model_len > config->max_position_embeddings)
+    Fatal(absl::StrCat("--max-model-len must be 1..", config->max_position_embeddings,
+                       " (the model's max_position_embeddings; 0 = that), got ", max_model_len));
+  const int64_t context = max_model_len > 0 ? max_model_len : config->max_position_embeddings;
+  int32_t max_running = absl::GetFlag(FLAGS_max_running);
+  if (const int32_t seqs = absl::GetFlag(FLAGS_max_num_seqs); seqs != 0) {
+    if (seqs < 0) Fatal(absl::StrCat("--max-num-seqs must be positive, got ", seqs));
+    if (max_running_given && max_running != seqs)
+      Fatal(absl::StrCat("--max-num-seqs ", seqs, " and --max-running ", max_running, " disagree (the same setting)"));
+    max_running = seqs;
+  }
+  if (max_running <= 0) Fatal(absl::StrCat("--max-running must be positive, got ", max_running));
+  const int32_t max_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  if (max_batched_tokens < 0)
+    Fatal(absl::StrCat("--max-num-batched-tokens must be >= 0 (0 = --prefill-chunk + --max-running), got ",
+                       max_batched_tokens));
   if (warmup_tokens < 0) Fatal(absl::StrCat("--warmup-tokens must be >= 0 (0 = no warm-up), got ", warmup_tokens));
   const int drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout_s);
   if (drain_timeout_s < 0 || drain_timeout_s > 86400)
@@ -330,13 +360,15 @@ int main(int argc, char** argv) {
 
   glm::scheduler::ClusterStepRunner runner(client->get());
   glm::scheduler::EngineOptions eo;
-  eo.max_context = config->max_position_embeddings;
+  eo.max_context = context;
   eo.vocab_size = static_cast<int32_t>(config->vocab_size);
   eo.eos_token_ids = config->eos_token_ids;
   eo.kv_blocks = (*client)->kv_blocks();
   eo.kv_block_size = block_size;
   eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
-  eo.max_running = absl::GetFlag(FLAGS_max_running);
+  eo.max_running = max_running;
+  eo.max_batch_tokens = max_batched_tokens;
+  eo.enable_prefix_cache = absl::GetFlag(FLAGS_enable_prefix_caching);
   eo.scheduling_policy = scheduling_policy;
   eo.max_steps_in_flight = steps_in_flight > 0 ? steps_in_flight : std::max(1, (*client)->plan().stages_size());
   eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
@@ -347,6 +379,14 @@ int main(int argc, char** argv) {
   eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
+  const int64_t kv_positions = int64_t{eo.kv_blocks} * eo.kv_block_size;
+  Log(absl::StrCat("scheduler: context ", context, " tokens", max_model_len > 0 ? " (--max-model-len)" : "",
+                   kv_positions < context ? absl::StrCat(", of which the KV cache holds ", kv_positions, " per sequence") : "",
+                   "; up to ", max_running, " sequences and ",
+                   max_batched_tokens > 0 ? max_batched_tokens : eo.prefill_chunk + max_running,
+                   " tokens a step (prefill chunks up to ", eo.prefill_chunk, "); prefix cache ",
+                   eo.enable_prefix_cache ? "on" : "off", "; scheduling policy ",
+                   scheduling_policy == glm::scheduler::SchedulingPolicy::kPriority ? "priority" : "fcfs"));
   if (eo.max_steps_in_flight > 1)
     Log(absl::StrCat(eo.max_steps_in_flight, " steps in flight (", steps_in_flight > 0 ? "--steps-in-flight" : "one per pipeline stage",
                      "): the running sequences split between them"));
@@ -356,7 +396,7 @@ int main(int argc, char** argv) {
   for (absl::string_view a : absl::StrSplit(absl::GetFlag(FLAGS_model_alias), ',', absl::SkipEmpty()))
     served.aliases.emplace_back(a);
   served.accept_any_name = !absl::GetFlag(FLAGS_strict_model_name);
-  served.max_context = config->max_position_embeddings;
+  served.max_context = context;
   served.vocab_size = static_cast<int32_t>(config->vocab_size);
   served.eos_token_ids = config->eos_token_ids;
   served.has_mtp = config->has_mtp();
@@ -373,7 +413,7 @@ int main(int argc, char** argv) {
   ao.http_listen = (*loading)->HttpAddress(absl::GetFlag(FLAGS_http_listen));
   (*loading)->Stop();
   // Enough for every running sequence's request to hold one while health checks still get through.
-  ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, std::max(1, absl::GetFlag(FLAGS_max_running)) + 16);
+  ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, max_running + 16);
   ao.stream_interval.tokens = stream_interval;
   ao.responses_store_bytes = responses_store_mib << 20;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
@@ -398,7 +438,7 @@ int main(int argc, char** argv) {
   // Health turns SERVING after the warm-up (glm::scheduler::WarmUp), which needs the engine loop
   // below running; a failed warm-up is logged and serving starts anyway.
   const int64_t warmup_prompt =
-      std::min<int64_t>(warmup_tokens, std::max<int64_t>(0, config->max_position_embeddings - 16));
+      std::min<int64_t>(warmup_tokens, std::max<int64_t>(0, context - 16));
   std::atomic<bool> loop_ended{false};
   std::thread warm_up([engine_ptr, api_ptr, warmup_prompt, vocab = static_cast<int32_t>(config->vocab_size),
                        name = served.name, &loop_ended] {

@@ -1,6 +1,8 @@
 // Lets every binary accept `--max-new-tokens` as well as abseil's `--max_new_tokens`: the
 // documented command lines use dashes. Rewrites the flag name part of each `--name[=value]`
-// argument in place (values are left alone; a bare `--` ends flag parsing).
+// argument in place (values are left alone; a bare `--` ends flag parsing). `--no-name` (the
+// argparse / vLLM spelling of a false boolean, `--no-enable-prefix-caching`) becomes abseil's
+// `--noname`; no flag of ours has a name starting with "no_".
 #ifndef GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_
 #define GLM_SHARD_WORKER_RUNTIME_DASHED_FLAGS_H_
 
@@ -13,6 +15,8 @@ inline void NormalizeDashedFlags(int argc, char** argv) {
     char* arg = argv[i];
     if (std::strcmp(arg, "--") == 0) break;
     if (arg[0] != '-' || arg[1] != '-') continue;
+    if (std::strncmp(arg + 2, "no-", 3) == 0 && arg[5] != '\0' && arg[5] != '=')
+      std::memmove(arg + 4, arg + 5, std::strlen(arg + 5) + 1);  // "--no-x" -> "--nox"
     for (char* p = arg + 2; *p != '\0' && *p != '='; ++p)
       if (*p == '-') *p = '_';
   }

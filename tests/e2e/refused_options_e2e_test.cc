@@ -74,6 +74,17 @@ TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
   ExpectRefusedBeforeLoading(end, "--steps-in-flight must be 0..64 (0 = one per pipeline stage), got -1");
 }
 
+// vLLM's flag names: values out of range, or two spellings of one setting that disagree.
+TEST(RefusedLoadOptionsE2eTest, BadSchedulerFlags) {
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--max-model-len 5000"),
+                             "--max-model-len must be 1..4096 (the model's max_position_embeddings; 0 = that), got 5000");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--max-num-seqs 3 --max-running 5"),
+                             "--max-num-seqs 3 and --max-running 5 disagree");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--max-num-batched-tokens -1"), "--max-num-batched-tokens must be >= 0");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--scheduling-policy lifo"),
+                             "--scheduling-policy must be fcfs or priority, got 'lifo'");
+}
+
 TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
   // A plan from `glmctl plan --json` for one worker, hand-edited to a dtype that does not exist.
   const std::string plan = "/tmp/glm_e2e_plan_" + std::to_string(getpid()) + ".json";
