@@ -123,6 +123,18 @@ inline EngineOptions ScriptedEngineOptions(int64_t max_context, int32_t kv_block
   return o;
 }
 
+// A scripted last stage's result for `plan`: `token` for every sequence the plan samples.
+inline shard::StepResult SampleEverySequence(const shard::StepPlan& plan, int32_t token = 7) {
+  shard::StepResult r;
+  for (const auto& s : plan.sequences()) {
+    if (!s.sample()) continue;
+    auto* out = r.add_sequences();
+    out->set_seq_id(s.seq_id());
+    out->set_token(token);
+  }
+  return r;
+}
+
 inline GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std::string id = "") {
   GenerationRequest r;
   r.request_id = std::move(id);

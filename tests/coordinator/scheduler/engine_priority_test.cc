@@ -29,14 +29,7 @@ struct ScriptedStage : StepRunner {
       holding.Notify();
       release.WaitForNotification();
     }
-    shard::StepResult r;
-    for (const auto& s : plan.sequences()) {
-      if (!s.sample()) continue;
-      auto* out = r.add_sequences();
-      out->set_seq_id(s.seq_id());
-      out->set_token(7);
-    }
-    return r;
+    return SampleEverySequence(plan);
   }
   struct Entry {
     int step;

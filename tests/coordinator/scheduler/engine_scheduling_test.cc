@@ -23,14 +23,7 @@ TEST(EngineSchedulingTest, TheQueueBoundCountsEachRequestOnce) {
         in_step.Notify();
         release_step.WaitForNotification();
       }
-      shard::StepResult r;
-      for (const auto& s : plan.sequences()) {
-        if (!s.sample()) continue;
-        auto* out = r.add_sequences();
-        out->set_seq_id(s.seq_id());
-        out->set_token(7);
-      }
-      return r;
+      return SampleEverySequence(plan);
     }
     absl::StatusOr<std::vector<shard::RankStats>> CollectRankStats() override {
       if (!in_stats.HasBeenNotified()) {  // the window between a step's end and the next pass
@@ -69,15 +62,8 @@ TEST(EngineSchedulingTest, AScoredPromptPreemptedAfterItsFirstTokenIsNotScoredAg
   struct RecordingRunner : StepRunner {
     std::vector<shard::SequenceStep> steps;  // every sequence step, in order
     absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
-      shard::StepResult r;
-      for (const auto& s : plan.sequences()) {
-        steps.push_back(s);
-        if (!s.sample()) continue;
-        auto* out = r.add_sequences();
-        out->set_seq_id(s.seq_id());
-        out->set_token(7);
-      }
-      return r;
+      steps.insert(steps.end(), plan.sequences().begin(), plan.sequences().end());
+      return SampleEverySequence(plan);
     }
   } runner;
   // 32 positions: the scored request outgrows what the plain one leaves it.
