@@ -43,6 +43,10 @@
 ABSL_FLAG(std::string, model, "", "model directory (config.json, safetensors, optional tokenizer)");
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:50051", "gRPC address (\"\" = off)");
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000", "OpenAI-compatible HTTP address (\"\" = off)");
+ABSL_FLAG(std::string, host, "",
+          "vLLM's spelling of the HTTP address, with --port: the host (default 127.0.0.1; 0.0.0.0 = every "
+          "interface); instead of --http-listen");
+ABSL_FLAG(int32_t, port, 0, "vLLM's spelling of the HTTP address, with --host: the port (default 8000)");
 ABSL_FLAG(std::string, placement, "", "a plan JSON (from `glmctl plan --json`) to use instead of planning");
 ABSL_FLAG(int32_t, stages, 0, "pipeline stages (0 = one per host)");
 ABSL_FLAG(std::string, expert_layout, "expert-parallel", "expert-parallel | expert-tensor-parallel");
@@ -149,6 +153,7 @@ int main(int argc, char** argv) {
       "(deploy/launch.sh writes this command line)");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   const bool max_running_given = glm::runtime::FlagOnCommandLine(argc, argv, "max_running");
+  const bool http_listen_given = glm::runtime::FlagOnCommandLine(argc, argv, "http_listen");
   // Before MPI_Init, which may rewrite argv: a pinned plan is checked against these.
   const bool weight_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "weight_dtype");
   const bool quantize_scope_given = glm::runtime::FlagOnCommandLine(argc, argv, "quantize_scope");
@@ -176,6 +181,17 @@ int main(int argc, char** argv) {
   if (world->rank() != 0) Fatal("the coordinator must be rank 0 (mpirun -np 1 coordinator ... : -np N shard_worker)");
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   if (model_dir.empty()) Fatal("--model DIR is required");
+  // The HTTP address: --http-listen, or vLLM's --host / --port.
+  std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (const std::string host = absl::GetFlag(FLAGS_host); !host.empty() || absl::GetFlag(FLAGS_port) != 0) {
+    const int32_t port = absl::GetFlag(FLAGS_port);
+    if (http_listen_given) Fatal("--host / --port and --http-listen both set the HTTP address: give one of them");
+    if (port < 0 || port > 65535) Fatal(absl::StrCat("--port must be 1..65535, got ", port));
+    const std::string h = host.empty() ? "127.0.0.1" : host;
+    // An IPv6 host goes in brackets: "[::1]:8000".
+    http_listen = absl::StrCat(h.find(':') != std::string::npos && h.front() != '[' ? absl::StrCat("[", h, "]") : h,
+                               ":", port == 0 ? 8000 : port);
+  }
   // The directory's name, trailing slash or not (`--model models/glm5-tiny-code/` served '').
   const std::string model_name = glm::placement::ModelNameFromPath(model_dir);
   auto config = glm::model::ModelConfig::FromFile(model_dir + "/config.json");
@@ -338,7 +354,7 @@ int main(int argc, char** argv) {
     return plan;
   };
   // Health answers "not ready" from now on (not a refused connection) while the workers load.
-  auto loading = glm::api::LoadingHealthServer::Start(absl::GetFlag(FLAGS_grpc_listen), absl::GetFlag(FLAGS_http_listen));
+  auto loading = glm::api::LoadingHealthServer::Start(absl::GetFlag(FLAGS_grpc_listen), http_listen);
   if (!loading.ok()) Fatal(absl::StrCat("API server: ", loading.status().message()));
   Log(absl::StrCat("starting ", world->size() - 1, " workers on ", model_dir));
   bool workers_released = false;
@@ -410,7 +426,7 @@ int main(int argc, char** argv) {
   glm::api::ApiOptions ao;
   // The loading server's addresses (its bound ports when 0 was asked), handed over.
   ao.grpc_listen = (*loading)->GrpcAddress(absl::GetFlag(FLAGS_grpc_listen));
-  ao.http_listen = (*loading)->HttpAddress(absl::GetFlag(FLAGS_http_listen));
+  ao.http_listen = (*loading)->HttpAddress(http_listen);
   (*loading)->Stop();
   // Enough for every running sequence's request to hold one while health checks still get through.
   ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, max_running + 16);

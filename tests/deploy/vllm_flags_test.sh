@@ -2,7 +2,7 @@
 # vLLM's serving flags on a real 1-worker cluster of the bundled model: --max-model-len caps the
 # context (reported by /v1/models, enforced with context_length_exceeded), --max-num-seqs and
 # --max-num-batched-tokens reach the scheduler, --no-enable-prefix-caching turns the prefix cache
-# off, --scheduling-policy priority takes requests' priorities.
+# off, --scheduling-policy priority takes requests' priorities, --host / --port set the HTTP address.
 # Usage: vllm_flags_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -40,6 +40,20 @@ done
 check "a repeated prompt is not served from a prefix cache that is off" "$([ "$code" = 200 ] && [ "$cached" = 0 ] && echo 1)" \
   "$code cached $cached: $(cat /tmp/vllm_flags_body.$$)"
 
+kill -INT -- "-$LAUNCHER"; wait_launcher 60; LAUNCHER=""
+
+# vLLM's --host / --port instead of --http-listen.
+PORT=$(free_port)
+: >"$LOG"
+set -m
+bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --threads 1 -- \
+  --grpc-listen "127.0.0.1:$(free_port)" --host 127.0.0.1 --port "$PORT" --warmup-tokens 0 >"$LOG" 2>&1 &
+LAUNCHER=$!
+set +m
+for _ in $(seq 1 240); do grep -q "^\[coordinator\] serving" "$LOG" && break; kill -0 "$LAUNCHER" 2>/dev/null || break; sleep 0.5; done
+code=$(curl -s -o /tmp/vllm_flags_body.$$ -w '%{http_code}' "http://127.0.0.1:$PORT/v1/models")
+check "--host 127.0.0.1 --port $PORT serves HTTP there" \
+  "$([ "$code" = 200 ] && grep -q "HTTP on http://127.0.0.1:$PORT " "$LOG" && echo 1)" "$code; log: $(tail -5 "$LOG")"
 kill -INT -- "-$LAUNCHER"; wait_launcher 60; LAUNCHER=""
 [ "$fails" -eq 0 ] && echo PASSED
 exit "$fails"

@@ -83,6 +83,9 @@ TEST(RefusedLoadOptionsE2eTest, BadSchedulerFlags) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--max-num-batched-tokens -1"), "--max-num-batched-tokens must be >= 0");
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--scheduling-policy lifo"),
                              "--scheduling-policy must be fcfs or priority, got 'lifo'");
+  // (RunJobToTheEnd gives --http-listen.)
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--port 8001"),
+                             "--host / --port and --http-listen both set the HTTP address: give one of them");
 }
 
 TEST(RefusedLoadOptionsE2eTest, PinnedPlanWithABadWeightDtype) {
