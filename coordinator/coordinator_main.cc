@@ -75,6 +75,12 @@ ABSL_FLAG(int32_t, max_num_batched_tokens, 0,
 ABSL_FLAG(int64_t, max_model_len, 0,
           "the longest sequence (prompt + completion) served, at most the model's max_position_embeddings "
           "(0 = that): longer requests get a 400 context_length_exceeded, /v1/models reports it");
+// vLLM's GLM command lines carry these; this server always parses GLM's tool calls and <think>
+// reasoning, so the GLM parsers' names are accepted and any other is refused.
+ABSL_FLAG(bool, enable_auto_tool_choice, true, "vLLM's flag: tool calls are always parsed here (it cannot be turned off)");
+ABSL_FLAG(std::string, tool_call_parser, "", "vLLM's flag: glm45 | glm47 (GLM's <tool_call> format, always parsed here)");
+ABSL_FLAG(std::string, reasoning_parser, "", "vLLM's flag: glm45 (GLM's <think> reasoning, always split off here)");
+ABSL_FLAG(bool, trust_remote_code, false, "vLLM's flag: accepted; this server never runs code from a model directory");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "reuse the KV blocks of prompts' common prefixes (--no-enable-prefix-caching: every prompt is "
           "computed in full)");
@@ -296,6 +302,13 @@ int main(int argc, char** argv) {
     Fatal(absl::StrCat("--max-model-len must be 1..", config->max_position_embeddings,
                        " (the model's max_position_embeddings; 0 = that), got ", max_model_len));
   const int64_t context = max_model_len > 0 ? max_model_len : config->max_position_embeddings;
+  if (!absl::GetFlag(FLAGS_enable_auto_tool_choice))
+    Fatal("--no-enable-auto-tool-choice: this server always parses tool calls (GLM's format); send tool_choice "
+          "\"none\" to keep a request from calling tools");
+  if (const std::string p = absl::GetFlag(FLAGS_tool_call_parser); !p.empty() && p != "glm45" && p != "glm47")
+    Fatal(absl::StrCat("--tool-call-parser '", p, "': this server parses GLM's tool calls only (glm45, glm47)"));
+  if (const std::string p = absl::GetFlag(FLAGS_reasoning_parser); !p.empty() && p != "glm45")
+    Fatal(absl::StrCat("--reasoning-parser '", p, "': this server splits GLM's <think> reasoning only (glm45)"));
   int32_t max_running = absl::GetFlag(FLAGS_max_running);
   if (const int32_t seqs = absl::GetFlag(FLAGS_max_num_seqs); seqs != 0) {
     if (seqs < 0) Fatal(absl::StrCat("--max-num-seqs must be positive, got ", seqs));

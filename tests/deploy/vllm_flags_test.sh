@@ -17,8 +17,10 @@ post() { curl -s -o /tmp/vllm_flags_body.$$ -w '%{http_code}' "http://$HTTP$1" -
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" /tmp/vllm_flags_body.$$ "$1"; }
 trap 'rm -f /tmp/vllm_flags_body.$$; cleanup_cluster' EXIT
 
+# A vLLM GLM command line's parser flags are taken as they are (GLM's formats are always parsed).
 start_cluster --max-model-len 256 --max-num-seqs 3 --max-num-batched-tokens 300 --no-enable-prefix-caching \
-  --scheduling-policy priority
+  --scheduling-policy priority --enable-auto-tool-choice --tool-call-parser glm47 --reasoning-parser glm45 \
+  --trust-remote-code
 line=$(grep "^\[coordinator\] scheduler:" "$LOG")
 check "the scheduler's settings are logged" \
   "$([[ "$line" == *"context 256 tokens (--max-model-len)"*"up to 3 sequences and 300 tokens a step"*"prefix cache off"*"policy priority"* ]] && echo 1)" "$line"

@@ -83,6 +83,12 @@ TEST(RefusedLoadOptionsE2eTest, BadSchedulerFlags) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--max-num-batched-tokens -1"), "--max-num-batched-tokens must be >= 0");
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--scheduling-policy lifo"),
                              "--scheduling-policy must be fcfs or priority, got 'lifo'");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--tool-call-parser hermes"),
+                             "--tool-call-parser 'hermes': this server parses GLM's tool calls only (glm45, glm47)");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--reasoning-parser deepseek_r1"),
+                             "--reasoning-parser 'deepseek_r1': this server splits GLM's <think> reasoning only (glm45)");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--no-enable-auto-tool-choice"),
+                             "--no-enable-auto-tool-choice: this server always parses tool calls");
   // (RunJobToTheEnd gives --http-listen.)
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--port 8001"),
                              "--host / --port and --http-listen both set the HTTP address: give one of them");
