@@ -196,7 +196,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   // keys are configured; a refusal is 401 in the shape of the API that was called.
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (keys_ == nullptr || !keys_->enabled() || req.method == "OPTIONS" || req.path == "/health" ||
-        req.path == "/metrics" ||
+        req.path == "/ping" || req.path == "/metrics" ||
         keys_->Accepts(req.get_header_value("Authorization"), req.get_header_value("x-api-key")))
       return httplib::Server::HandlerResponse::Unhandled;
     const std::string message =
@@ -212,11 +212,15 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     res.set_content(DumpJson(body), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   });
-  server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  auto health = [this](const httplib::Request&, httplib::Response& res) {
     const bool ok = serving_->load() && !stopping_->load() && !engine_->draining();
     res.status = ok ? 200 : 503;
     res.set_content(ok ? "" : "not serving\n", "text/plain");
-  });
+  };
+  server_->Get("/health", health);
+  // vLLM's /ping (SageMaker's health route), GET or POST: the same answer.
+  server_->Get("/ping", health);
+  server_->Post("/ping", health);
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     if (const tokenizer::Tokenizer* t = frontend_->model().tokenizer; t != nullptr) {
       const tokenizer::BpeModel::CacheStats words = t->word_cache_stats();

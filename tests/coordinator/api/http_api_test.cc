@@ -689,8 +689,11 @@ TEST_F(HttpApiTest, HealthAndMetrics) {
   server_->Shutdown();
   StartServer(/*serving=*/false);
   EXPECT_EQ(Get("/health")->status, 503);
+  EXPECT_EQ(Get("/ping")->status, 503);  // vLLM's /ping answers as /health does
   server_->SetServing(true);
   EXPECT_EQ(Get("/health")->status, 200);
+  EXPECT_EQ(Get("/ping")->status, 200);
+  EXPECT_EQ(Post("/ping", json::object())->status, 200);
 }
 
 // A request that does not fit the model's context gets OpenAI's code and wording, which client
