@@ -54,6 +54,9 @@ ABSL_FLAG(int32_t, token_id_min, 100, "random token ids are drawn from [min, max
 ABSL_FLAG(int32_t, token_id_max, 4000, "random token ids are drawn from [min, max)");
 ABSL_FLAG(bool, ignore_eos, true, "ask for exactly --output-len tokens (--noignore-eos to stop at EOS)");
 ABSL_FLAG(double, temperature, 0.0, "sampling temperature");
+ABSL_FLAG(int32_t, priority, 0,
+          "every request's priority (vLLM's field; a server with --scheduling-policy priority serves lower values "
+          "first; 0 = not sent)");
 ABSL_FLAG(double, timeout_s, 600.0, "the whole run's limit in seconds");
 ABSL_FLAG(double, connect_timeout_s, 10.0, "reaching the server");
 ABSL_FLAG(int32_t, warmup_requests, 0, "requests sent one by one before the run, not measured");
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
   client_options.api_key = absl::GetFlag(FLAGS_api_key);
   client_options.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
   client_options.temperature = absl::GetFlag(FLAGS_temperature);
+  client_options.priority = absl::GetFlag(FLAGS_priority);
   client_options.connect_timeout = absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s));
   auto client = glm::api::LoadClient::Create(client_options);
   if (!client.ok()) return Fail(3, std::string(client.status().message()));

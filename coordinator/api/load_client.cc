@@ -93,6 +93,7 @@ class GrpcLoadClient final : public LoadClient {
     s->set_max_tokens(prompt.output_len);
     s->set_ignore_eos(options_.ignore_eos);
     s->set_temperature(static_cast<float>(options_.temperature));
+    request.set_priority(options_.priority);
 
     LoadRequestResult r;
     r.prompt_len = prompt.prompt_len;
@@ -337,6 +338,8 @@ class OpenAiLoadClient final : public LoadClient {
       body["max_tokens"] = prompt.output_len;
     }
     if (options_.ignore_eos) body["ignore_eos"] = true;
+    // Anthropic's API has no priority; the OpenAI ones take vLLM's.
+    if (options_.priority != 0 && options_.backend != LoadBackend::kAnthropicMessages) body["priority"] = options_.priority;
 
     LoadRequestResult r;
     r.prompt_len = prompt.prompt_len;

@@ -42,6 +42,8 @@ struct LoadClientOptions {
   std::string api_key;      // sent as "Authorization: Bearer ..." (HTTP header, gRPC metadata) when set
   bool ignore_eos = true;   // with max_tokens: exactly output_len tokens
   double temperature = 0.0;
+  // vLLM's request priority (a server with --scheduling-policy priority: lower first); 0 = not sent.
+  int32_t priority = 0;
   absl::Duration connect_timeout = absl::Seconds(10);
 };
 

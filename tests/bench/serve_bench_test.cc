@@ -67,9 +67,10 @@ class ServeBenchTest : public ::testing::Test {
     engine_.reset();
   }
 
-  std::unique_ptr<api::LoadClient> Client(LoadBackend backend) {
+  std::unique_ptr<api::LoadClient> Client(LoadBackend backend, int32_t priority = 0) {
     api::LoadClientOptions o;
     o.backend = backend;
+    o.priority = priority;
     o.server = "127.0.0.1:" + std::to_string(backend == LoadBackend::kGrpc ? server_->grpc_port() : server_->http_port());
     o.connect_timeout = absl::Seconds(5);
     auto client = api::LoadClient::Create(o);
@@ -206,6 +207,24 @@ TEST_F(ServeBenchTest, AChatStreamWithoutTextFailsAndSaysWhatItHeld) {
   EXPECT_NE(r.error.find("[DONE] received"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("finish_reason length"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("usage completion_tokens 3"), std::string::npos) << r.error;
+}
+
+// --priority reaches the server on gRPC and the OpenAI APIs (vLLM's field); 0 is not sent.
+TEST_F(ServeBenchTest, PrioritySentWhenSet) {
+  for (const LoadBackend backend : {LoadBackend::kGrpc, LoadBackend::kOpenAiCompletions, LoadBackend::kOpenAiChat,
+                                    LoadBackend::kOpenAiResponses}) {
+    for (const int32_t priority : {-3, 0}) {
+      auto client = Client(backend, priority);
+      ASSERT_NE(client, nullptr);
+      const auto prompts = Prompts(backend, 1, 8, 2);
+      api::LoadRunOptions run_options;
+      run_options.timeout = absl::Seconds(30);
+      const api::LoadRunResult run = api::RunLoad(client.get(), prompts, run_options);
+      ASSERT_EQ(run.requests.size(), 1u);
+      EXPECT_TRUE(run.requests[0].success) << run.requests[0].error;
+      EXPECT_EQ(engine_->requests().back().priority, priority) << api::LoadBackendName(backend);
+    }
+  }
 }
 
 TEST_F(ServeBenchTest, FixedDatasetRepeatsOnePrompt) {
