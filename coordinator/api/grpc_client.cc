@@ -92,7 +92,7 @@ void AddApiKey(grpc::ClientContext* ctx, const std::string& api_key) {
 
 absl::StatusOr<StreamResult> RunGenerate(const std::shared_ptr<grpc::Channel>& channel, const std::string& server,
                                          const pb::GenerateRequest& request, absl::Duration timeout,
-                                         const std::string& api_key) {
+                                         const std::string& api_key, const TextSink& on_text = nullptr) {
   auto stub = pb::Inference::NewStub(channel);
   grpc::ClientContext ctx;
   AddApiKey(&ctx, api_key);
@@ -100,10 +100,21 @@ absl::StatusOr<StreamResult> RunGenerate(const std::shared_ptr<grpc::Channel>& c
   auto reader = stub->Generate(&ctx, request);
   StreamResult r;
   pb::GenerateResponse resp;
+  bool in_reasoning = false;
   while (reader->Read(&resp)) {
     r.tokens.insert(r.tokens.end(), resp.token_ids().begin(), resp.token_ids().end());
     r.text += resp.text();
     r.reasoning += resp.reasoning_text();
+    if (on_text) {
+      if (!resp.reasoning_text().empty()) {
+        on_text(absl::StrCat(in_reasoning ? "" : "<think>", resp.reasoning_text()));
+        in_reasoning = true;
+      }
+      if (!resp.text().empty()) {
+        on_text(absl::StrCat(in_reasoning ? "</think>" : "", resp.text()));
+        in_reasoning = false;
+      }
+    }
     if (!resp.finish_reason().empty()) r.finish_reason = resp.finish_reason();
     if (!resp.tool_calls_json().empty()) r.tool_calls_json = resp.tool_calls_json();
     r.usage = resp.usage();
@@ -179,8 +190,10 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
         !s.ok())
       return s;
   }
-  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key);
+  const bool streamed = o.on_text != nullptr && !o.json && !o.prompt.empty();
+  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key, streamed ? o.on_text : nullptr);
   if (!r.ok()) return r.status();
+  if (streamed) return std::string("\n");
   if (o.json) {
     std::string out = absl::StrCat("{\"tokens\":[", absl::StrJoin(r->tokens, ","), "],\"finish_reason\":\"",
                                    r->finish_reason, "\"");
@@ -222,8 +235,10 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
 
   auto channel = Connect(server, o.connect_timeout);
   if (!channel.ok()) return channel.status();
-  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key);
+  const bool streamed = o.on_text != nullptr && !o.json;
+  auto r = RunGenerate(*channel, server, request, o.timeout, o.api_key, streamed ? o.on_text : nullptr);
   if (!r.ok()) return r.status();
+  if (streamed) return std::string("\n");
   if (!o.json) return r->text;
   json out = json::object();
   out["content"] = r->text;

@@ -6,6 +6,7 @@
 #define GLM_COORDINATOR_API_GRPC_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,10 @@
 #include "absl/time/time.h"
 
 namespace glm::api {
+
+// Streaming (glmctl --stream): called with each piece of text as it arrives; the call's result is
+// then only what the pieces did not show (a trailing newline).
+using TextSink = std::function<void(const std::string& text)>;
 
 struct RemoteGenerateOptions {
   std::string tokens_csv;            // "1,2,3" (exactly one of tokens_csv / prompt)
@@ -32,6 +37,7 @@ struct RemoteGenerateOptions {
   uint64_t seed = 0;
   bool ignore_eos = false;
   bool json = false;
+  TextSink on_text;                  // with a text prompt and no json: the reply streamed to it
   // Reaching the server (and the health check of RemoteInfo); a dead address fails this fast.
   absl::Duration connect_timeout = absl::Seconds(5);
   // The whole generation; infinite = no deadline.
@@ -62,6 +68,8 @@ struct RemoteChatOptions {
   // Plain: the reply text. JSON: {"content", "reasoning_content"?, "tool_calls"?, "finish_reason",
   // "tokens", "usage"}.
   bool json = false;
+  TextSink on_text;                  // without json: the reply's text streamed to it (its reasoning
+                                     // too, between "<think>" and "</think>")
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration timeout = absl::InfiniteDuration();
   std::string api_key;

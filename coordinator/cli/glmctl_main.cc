@@ -63,6 +63,9 @@ ABSL_FLAG(std::string, response_format, "",
 ABSL_FLAG(std::string, structured_outputs, "",
           "generate/chat --server: vLLM's structured_outputs object as JSON text or @FILE: '{\"regex\":\"...\"}', "
           "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}'");
+ABSL_FLAG(bool, stream, false,
+          "generate --prompt / chat --server: print the reply as it arrives (chat: its reasoning between <think> "
+          "and </think>); not with --json");
 ABSL_FLAG(int32_t, priority, 0,
           "generate/chat --server: the request's priority under the server's --scheduling-policy priority (lower "
           "values first; a server on fcfs refuses a non-zero one)");
@@ -210,11 +213,20 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "glmctl: --tool-choice applies to chat\n");
       return 2;
     }
+    if (absl::GetFlag(FLAGS_stream) && (m.json || (command == "generate" && m.prompt.empty()))) {
+      std::fprintf(stderr, "glmctl: --stream prints text: it needs generate --prompt or chat, and no --json\n");
+      return 2;
+    }
+    const glm::api::TextSink stream_to_stdout = [](const std::string& text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    };
     if (command == "generate") {
       glm::api::RemoteGenerateOptions r;
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
       r.priority = absl::GetFlag(FLAGS_priority);
+      if (absl::GetFlag(FLAGS_stream)) r.on_text = stream_to_stdout;
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
       CopySampling(m, &r);
@@ -236,6 +248,7 @@ int main(int argc, char** argv) {
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
       r.priority = absl::GetFlag(FLAGS_priority);
+      if (absl::GetFlag(FLAGS_stream)) r.on_text = stream_to_stdout;
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
@@ -256,7 +269,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Constrained decoding and priorities live in the server's scheduler, not in the local model loop.
-  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority"}) {
+  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority", "stream"}) {
     if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
       std::string name(flag);
       std::replace(name.begin(), name.end(), '_', '-');

@@ -700,6 +700,13 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
   api::RemoteGenerateOptions p;
   p.prompt = "hi";
   EXPECT_EQ(*api::RemoteGenerate(grpc_address_, p), "Bonjour");
+  // glmctl --stream: the text goes to the sink as it arrives; the result only ends the line.
+  std::vector<std::string> pieces;
+  p.on_text = [&](const std::string& t) { pieces.push_back(t); };
+  EXPECT_EQ(*api::RemoteGenerate(grpc_address_, p), "\n");
+  EXPECT_EQ(absl::StrJoin(pieces, ""), "Bonjour");
+  EXPECT_GE(pieces.size(), 2u) << "one piece per streamed message";
+  p.on_text = nullptr;
 
   api::RemoteChatOptions chat;
   chat.message = "hello?";
@@ -708,6 +715,11 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
   chat.presence_penalty = 0.5;
   chat.frequency_penalty = -0.5;
   EXPECT_EQ(*api::RemoteChat(grpc_address_, chat), "Bonjour");
+  pieces.clear();
+  chat.on_text = [&](const std::string& t) { pieces.push_back(t); };
+  EXPECT_EQ(*api::RemoteChat(grpc_address_, chat), "\n");
+  EXPECT_EQ(absl::StrJoin(pieces, ""), "Bonjour");
+  chat.on_text = nullptr;
   const scheduler::SamplingOptions sent = engine_->last_request().sampling;
   EXPECT_FLOAT_EQ(sent.min_p, 0.05f);
   EXPECT_FLOAT_EQ(sent.repetition_penalty, 1.3f);
