@@ -237,6 +237,15 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     if (!body["chat_template_kwargs"].is_object()) return InvalidField("chat_template_kwargs", "must be an object");
     a.template_kwargs = body["chat_template_kwargs"];
   }
+  // vLLM's `documents` (RAG): the chat template's `documents` variable, as transformers passes it
+  // (a chat_template_kwargs.documents of the same request wins).
+  if (Present(body, "documents")) {
+    const json& docs = body["documents"];
+    if (!docs.is_array()) return InvalidField("documents", "must be an array of objects");
+    for (size_t i = 0; i < docs.size(); ++i)
+      if (!docs[i].is_object()) return InvalidField(absl::StrCat("documents[", i, "]"), "must be an object");
+    if (!a.template_kwargs.contains("documents")) a.template_kwargs["documents"] = docs;
+  }
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "logprobs", &r->logprobs));
   int64_t top = 0;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "top_logprobs", &top));

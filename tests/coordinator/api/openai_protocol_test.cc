@@ -42,6 +42,26 @@ class OpenAiProtocolTest : public ApiTest {
   std::unique_ptr<api::TextFrontend> frontend_;
 };
 
+// vLLM's `documents` reach the chat template as its `documents` variable (it was accepted and
+// dropped); chat_template_kwargs.documents wins; anything but an array of objects is refused.
+TEST_F(OpenAiProtocolTest, ChatDocumentsBecomeATemplateVariable) {
+  const json messages = {{{"role", "user"}, {"content", "q"}}};
+  const json docs = {{{"title", "a"}, {"text", "x"}}};
+  auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, {{"messages", messages}, {"documents", docs}}, "m");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->api.template_kwargs["documents"], docs);
+  r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat,
+                              {{"messages", messages}, {"documents", docs}, {"chat_template_kwargs", {{"documents", 1}}}},
+                              "m");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->api.template_kwargs["documents"], 1);
+  for (const json& bad : {json("x"), json::array({1})}) {
+    r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, {{"messages", messages}, {"documents", bad}}, "m");
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find("documents"), std::string::npos) << r.status();
+  }
+}
+
 // Completions top_logprobs left out the sampled token when it was not among the `logprobs` best
 // alternatives ({} for logprobs: 0). OpenAI and vLLM list up to logprobs + 1 entries, always the
 // sampled token among them; the echoed prompt's entries likewise include the prompt token.
