@@ -119,6 +119,7 @@ absl::StatusOr<StreamResult> RunGenerate(const std::shared_ptr<grpc::Channel>& c
     if (!resp.tool_calls_json().empty()) r.tool_calls_json = resp.tool_calls_json();
     r.usage = resp.usage();
   }
+  if (on_text && in_reasoning) on_text("</think>");  // the reply ended inside its reasoning
   if (auto s = FromGrpc(reader->Finish(), server); !s.ok()) return s;
   return r;
 }

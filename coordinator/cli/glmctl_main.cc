@@ -64,8 +64,8 @@ ABSL_FLAG(std::string, structured_outputs, "",
           "generate/chat --server: vLLM's structured_outputs object as JSON text or @FILE: '{\"regex\":\"...\"}', "
           "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}'");
 ABSL_FLAG(bool, stream, false,
-          "generate --prompt / chat --server: print the reply as it arrives (chat: its reasoning between <think> "
-          "and </think>); not with --json");
+          "generate --prompt / chat (local or --server): print the reply as it is generated (chat: its reasoning "
+          "between <think> and </think>); not with --json");
 ABSL_FLAG(int32_t, priority, 0,
           "generate/chat --server: the request's priority under the server's --scheduling-policy priority (lower "
           "values first; a server on fcfs refuses a non-zero one)");
@@ -189,6 +189,16 @@ int main(int argc, char** argv) {
   m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
   m.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
+  if (absl::GetFlag(FLAGS_stream) &&
+      (m.json || (command != "generate" && command != "chat") || (command == "generate" && m.prompt.empty()))) {
+    std::fprintf(stderr, "glmctl: --stream prints text: it needs generate --prompt or chat, and no --json\n");
+    return 2;
+  }
+  const glm::api::TextSink stream_to_stdout = [](const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
+  if (absl::GetFlag(FLAGS_stream)) m.on_text = stream_to_stdout;
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     std::string api_key = absl::GetFlag(FLAGS_api_key);
@@ -213,14 +223,6 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "glmctl: --tool-choice applies to chat\n");
       return 2;
     }
-    if (absl::GetFlag(FLAGS_stream) && (m.json || (command == "generate" && m.prompt.empty()))) {
-      std::fprintf(stderr, "glmctl: --stream prints text: it needs generate --prompt or chat, and no --json\n");
-      return 2;
-    }
-    const glm::api::TextSink stream_to_stdout = [](const std::string& text) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
-    };
     if (command == "generate") {
       glm::api::RemoteGenerateOptions r;
       r.response_format_json = *response_format;
@@ -269,7 +271,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Constrained decoding and priorities live in the server's scheduler, not in the local model loop.
-  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority", "stream"}) {
+  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority"}) {
     if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
       std::string name(flag);
       std::replace(name.begin(), name.end(), '_', '-');

@@ -19,7 +19,10 @@
 #include "shard_worker/runtime/generator.h"
 #include "shard_worker/runtime/speculative_generator.h"
 #include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/tool_call_parser.h"
+#include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
 #include "nlohmann/json.hpp"
 
@@ -191,9 +194,24 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
   spec->draft_vocab = o.draft_vocab;
   auto m = LoadModel(o);
   if (!m.ok()) return m.status();
+  // --stream: the prompt, then each token's text as soon as it completes a character.
+  const bool streamed = o.on_text != nullptr && tok != nullptr && !o.json;
+  std::unique_ptr<tokenizer::IncrementalDetokenizer> detok;
+  if (streamed) {
+    detok = std::make_unique<tokenizer::IncrementalDetokenizer>(tok.get(), /*skip_special_tokens=*/true);
+    o.on_text(o.prompt);
+    g->on_token = [&](int32_t id) {
+      if (auto t = detok->Push(id); t.ok() && !t->empty()) o.on_text(*t);
+      return true;
+    };
+  }
   runtime::SpeculativeStats stats;
   auto result = runtime::GenerateSpeculative(*m->model, prompt, *g, *spec, &stats);
   if (!result.ok()) return result.status();
+  if (streamed) {
+    o.on_text(detok->Flush());
+    return std::string("\n");
+  }
   std::string text;
   if (tok) {
     auto t = GeneratedText(*tok, result->tokens);
@@ -233,8 +251,32 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   if (!prompt.ok()) return prompt.status();
   auto m = LoadModel(o);
   if (!m.ok()) return m.status();
+  // --stream: each token's text through the reasoning / tool-call parser as it comes (the
+  // parser holds back what might start markup until it knows).
+  const bool streamed = o.on_text != nullptr && !o.json;
+  tokenizer::IncrementalDetokenizer detok(tok->get(), /*skip_special_tokens=*/true);
+  tokenizer::ToolCallParser live;
+  bool in_reasoning = false;
+  auto show = [&](const absl::StatusOr<tokenizer::ParsedDelta>& d) {
+    if (!d.ok()) return;
+    if (!d->reasoning.empty()) o.on_text(absl::StrCat(in_reasoning ? "" : "<think>", d->reasoning));
+    in_reasoning = in_reasoning || !d->reasoning.empty();
+    if (!d->content.empty()) o.on_text(absl::StrCat(in_reasoning ? "</think>" : "", d->content));
+    in_reasoning = in_reasoning && d->content.empty();
+  };
+  if (streamed)
+    g->on_token = [&](int32_t id) {
+      if (auto t = detok.Push(id); t.ok() && !t->empty()) show(live.Push(*t));
+      return true;
+    };
   auto result = runtime::Generate(*m->model, *prompt, *g);
   if (!result.ok()) return result.status();
+  if (streamed) {
+    if (std::string rest = detok.Flush(); !rest.empty()) show(live.Push(rest));
+    show(live.Finish());
+    if (in_reasoning) o.on_text("</think>");  // the reply ended inside its reasoning
+    return std::string("\n");
+  }
   auto text = GeneratedText(**tok, result->tokens);
   if (!text.ok()) return text.status();
   // Split reasoning and tool calls from the content the way the server does.

@@ -4,6 +4,7 @@
 #define GLM_COORDINATOR_CLI_MODEL_COMMANDS_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct ModelCommandOptions {
   double expert_memory_gib = 0;
   std::string activation_dtype = "f32";  // f32 | bf16 (kernels::SetBf16Activations for this process)
   bool amx_tiles = true;                 // bf16 on AMX tiles where the CPU has them (kernels/matmul_amx.h)
+  // generate --prompt / chat without json (glmctl --stream): the text as it is generated (chat:
+  // reasoning between "<think>" and "</think>"); the command's result then only ends the line.
+  std::function<void(const std::string& text)> on_text;
 };
 
 // "1,2,3" -> {1, 2, 3}; rejects empty items, signs, and non-digits.

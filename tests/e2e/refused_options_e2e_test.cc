@@ -250,6 +250,25 @@ TEST(GlmctlFlagsE2eTest, SynthRefusesANonEmptyDirectoryWithoutForce) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+// --stream in one process: generate --prompt and chat print, as it is generated, exactly what
+// they print at the end without it; other uses are refused.
+TEST(GlmctlFlagsE2eTest, LocalStreamPrintsWhatThePlainRunPrints) {
+  const std::string model = GLM_MODEL_DIR;
+  for (const std::string& args :
+       {"generate --model " + model + " --prompt 'def main():' --max-new-tokens 24 --threads 1",
+        "chat --model " + model + " --message 'sort a list' --max-new-tokens 20 --threads 1"}) {
+    const JobEnd plain = RunGlmctl(args);
+    const JobEnd streamed = RunGlmctl(args + " --stream");
+    ASSERT_EQ(ExitCode(plain), 0) << plain.log;
+    ASSERT_EQ(ExitCode(streamed), 0) << streamed.log;
+    EXPECT_EQ(streamed.log, plain.log) << args;
+  }
+  const JobEnd refused = RunGlmctl("generate --model " + model + " --tokens 1,2 --stream");
+  EXPECT_EQ(ExitCode(refused), 2) << refused.log;
+  EXPECT_NE(refused.log.find("--stream prints text: it needs generate --prompt or chat, and no --json"),
+            std::string::npos) << refused.log;
+}
+
 TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
   const std::string model = GLM_MODEL_DIR;
   const std::pair<std::string, std::string> cases[] = {
