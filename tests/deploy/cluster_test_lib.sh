@@ -7,6 +7,8 @@
 #                                  job (SIGINT reaches it as under a terminal); waits until it
 #                                  serves. Sets LAUNCHER (its pid), LOG, GRPC and HTTP.
 #   wait_launcher SECONDS          waits for the launcher to end; rc = its exit status or "timeout"
+#   finish_tool_run NAME RC        after a tool's run against the cluster: stops the cluster (Ctrl-C),
+#                                  then fails the test with the cluster's log if RC is not 0
 
 require_binaries() {
   local b
@@ -44,4 +46,13 @@ wait_launcher() {
     if ! kill -0 "$LAUNCHER" 2>/dev/null; then wait "$LAUNCHER"; rc=$?; return; fi
     sleep 0.2
   done
+}
+
+finish_tool_run() {
+  local name="$1" tool_rc="$2"
+  kill -INT "$LAUNCHER"
+  wait_launcher 30
+  [ "$rc" = timeout ] || LAUNCHER=""
+  if [ "$tool_rc" != 0 ]; then echo "FAIL: $name exit $tool_rc; the cluster's log:"; tail -50 "$LOG"; exit 1; fi
+  echo "ok: $name passed"
 }

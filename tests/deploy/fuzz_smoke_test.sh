@@ -14,9 +14,4 @@ start_cluster --scheduling-policy priority --max-num-seqs 4
 seed=$(( $(date +%s) % 100000 ))
 echo "fuzz_http.py --seed $seed"
 python3 "$REPO/bench/fuzz_http.py" "$HTTP" --seconds 15 --seed "$seed"
-fuzz_rc=$?
-kill -INT "$LAUNCHER"
-wait_launcher 30
-[ "$rc" = timeout ] || LAUNCHER=""
-if [ "$fuzz_rc" != 0 ]; then echo "FAIL: fuzz_http.py exit $fuzz_rc; the cluster's log:"; tail -50 "$LOG"; exit 1; fi
-echo "ok: fuzz_http.py passed"
+finish_tool_run fuzz_http.py $?

@@ -12,9 +12,4 @@ require_binaries coordinator shard_worker serve_bench
 start_cluster --kv-cache-gib 0.02
 
 python3 "$REPO/bench/soak.py" --http "$HTTP" --grpc "$GRPC" --minutes 0.2 --monitor-s 2
-soak_rc=$?
-kill -INT "$LAUNCHER"
-wait_launcher 30
-[ "$rc" = timeout ] || LAUNCHER=""
-if [ "$soak_rc" != 0 ]; then echo "FAIL: soak.py exit $soak_rc; the cluster's log:"; tail -50 "$LOG"; exit 1; fi
-echo "ok: soak.py passed"
+finish_tool_run soak.py $?
