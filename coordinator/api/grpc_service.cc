@@ -258,8 +258,7 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
       return ToGrpcStatus(delta.status());
     }
     if (delta->stop_string_matched) engine_->AbortStream(**stream);
-    tracker.OnTokens(static_cast<int>(delta->tokens.size()), delta->first_token_time, delta->queued_time,
-                     delta->scheduled_time);
+    tracker.OnTokens(static_cast<int>(delta->tokens.size()), delta->times);
     for (auto& c : delta->tool_calls) calls.push_back(std::move(c));
 
     const bool empty = delta->tokens.empty() && delta->text.empty() && delta->reasoning.empty() &&

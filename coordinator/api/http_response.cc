@@ -60,7 +60,7 @@ absl::StatusOr<bool> ResponseState::Next(scheduler::Engine* engine, absl::Durati
         return d.status();
       }
       if (d->stop_string_matched) engine->AbortStream(*c.stream);
-      c.tracker->OnTokens(static_cast<int>(d->tokens.size()), d->first_token_time, d->queued_time, d->scheduled_time);
+      c.tracker->OnTokens(static_cast<int>(d->tokens.size()), d->times);
       if (d->finished) {
         c.finished = true;
         c.tracker->Finish(d->finish_reason);

@@ -27,11 +27,7 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   into->completion_tokens = next.completion_tokens;
   into->cached_tokens = next.cached_tokens;
   into->reasoning_tokens = next.reasoning_tokens;
-  if (next.first_tokens && !into->first_tokens) {
-    into->first_token_time = next.first_token_time;
-    into->queued_time = next.queued_time;
-    into->scheduled_time = next.scheduled_time;
-  }
+  if (next.first_tokens && !into->first_tokens) into->times = next.times;
   into->first_tokens = into->first_tokens || next.first_tokens;
   into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
   if (next.stop_string_matched) into->matched_stop = std::move(next.matched_stop);
@@ -107,9 +103,7 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   if (!event.tokens.empty() && !any_tokens_) {
     any_tokens_ = true;
     delta.first_tokens = true;
-    delta.first_token_time = event.first_token_time;
-    delta.queued_time = event.queued_time;
-    delta.scheduled_time = event.scheduled_time;
+    delta.times = event.times;
   }
 
   if (detok_ != nullptr) {

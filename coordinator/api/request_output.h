@@ -58,10 +58,7 @@ struct OutputDelta {
   // Chat: of completion_tokens so far, those of the reasoning (inside <think>, its tags included).
   int32_t reasoning_tokens = 0;
   bool first_tokens = false;        // carries the request's first generated token(s)
-  absl::Time first_token_time = absl::InfinitePast();  // with first_tokens: when the engine produced it
-  // With first_tokens: when the engine queued the request and first scheduled it.
-  absl::Time queued_time = absl::InfinitePast();
-  absl::Time scheduled_time = absl::InfinitePast();
+  scheduler::RequestTimes times;    // with first_tokens: the engine's (first token, queued, scheduled)
   bool finished = false;
   std::string finish_reason;        // stop | length | abort | tool_calls
   // A stop string ended the request here: the caller must Abort it in the engine (the engine

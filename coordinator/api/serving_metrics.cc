@@ -285,17 +285,16 @@ void LogRequestEvent(const std::string& event, const std::string& request_id, co
   WriteLogLine(absl::Now(), event, request_id, {{"detail", detail}});
 }
 
-void RequestTracker::OnTokens(int tokens, absl::Time first_token_time, absl::Time queued_time,
-                              absl::Time scheduled_time) {
+void RequestTracker::OnTokens(int tokens, const scheduler::RequestTimes& times) {
   if (tokens <= 0 || metrics_ == nullptr) return;
   const absl::Time now = absl::Now();
   completion_tokens_ += tokens;
   if (last_token_ == absl::InfinitePast()) {
-    first_token_ = first_token_time > arrival_ && first_token_time <= now ? first_token_time : now;
+    first_token_ = times.first_token > arrival_ && times.first_token <= now ? times.first_token : now;
     // The engine's times, when they are in order (a fake engine may leave them unset).
-    if (queued_time != absl::InfinitePast() && queued_time <= scheduled_time && scheduled_time <= first_token_) {
-      queued_ = queued_time;
-      scheduled_ = scheduled_time;
+    if (times.queued != absl::InfinitePast() && times.queued <= times.scheduled && times.scheduled <= first_token_) {
+      queued_ = times.queued;
+      scheduled_ = times.scheduled;
     }
     metrics_->ObserveTimeToFirstToken(absl::ToDoubleSeconds(first_token_ - arrival_));
   } else {

@@ -74,11 +74,9 @@ class RequestTracker {
   RequestTracker(const RequestTracker&) = delete;
   RequestTracker& operator=(const RequestTracker&) = delete;
 
-  // `tokens` new tokens reached the client; `first_token_time` (when they include the first one):
-  // when the engine produced it, so TTFT does not include this thread's wake-up; with it, when the
-  // engine queued and first scheduled the request (the phase histograms).
-  void OnTokens(int tokens, absl::Time first_token_time = absl::InfinitePast(),
-                absl::Time queued_time = absl::InfinitePast(), absl::Time scheduled_time = absl::InfinitePast());
+  // `tokens` new tokens reached the client; `times` (when they include the first one): the
+  // engine's, so TTFT does not include this thread's wake-up, and the phase histograms.
+  void OnTokens(int tokens, const scheduler::RequestTimes& times = {});
   // The first call wins.
   void Finish(const std::string& finish_reason);
 

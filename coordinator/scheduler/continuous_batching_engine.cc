@@ -603,9 +603,7 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     e.completion_tokens = s->generated;
     e.cached_tokens = s->cached_tokens;
     if (!s->first_token_sent) {
-      e.first_token_time = now;
-      e.queued_time = s->arrival;
-      e.scheduled_time = s->first_scheduled;
+      e.times = {s->arrival, s->first_scheduled, now};
       s->first_token_sent = true;
       e.prompt_logprobs = std::move(s->prompt_logprobs);
     }

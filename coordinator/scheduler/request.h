@@ -80,6 +80,15 @@ struct RequestLimits {
 // KvCacheExceededError when the sequence could never fit the KV cache.
 absl::Status ValidateRequest(const GenerationRequest& r, const RequestLimits& limits);
 
+// When the engine queued a request (Submit), first scheduled it (its first admission) and produced
+// its first token: TTFT without the API thread's wake-up, and vLLM's queue / prefill / decode
+// time histograms. InfinitePast = not known.
+struct RequestTimes {
+  absl::Time queued = absl::InfinitePast();
+  absl::Time scheduled = absl::InfinitePast();
+  absl::Time first_token = absl::InfinitePast();
+};
+
 struct TokenLogprob {
   int32_t token = 0;
   float logprob = 0.0f;
@@ -98,11 +107,7 @@ struct GenerationEvent {
   bool finished = false;
   std::string finish_reason;         // "stop" | "length" | "abort" (set when finished)
   absl::Status error;                // a failed request (finished = true)
-  absl::Time first_token_time;       // set on the event that carries the first token
-  // With first_token_time: when the engine queued the request (Submit) and first scheduled it
-  // (its first admission), for vLLM's queue / prefill / decode time histograms.
-  absl::Time queued_time;
-  absl::Time scheduled_time;
+  RequestTimes times;                // set on the event that carries the first token
 };
 
 // --stream-interval: how a consumer takes a request's events. A streamed token costs a thread

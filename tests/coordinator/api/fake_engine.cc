@@ -115,8 +115,8 @@ void FakeEngine::Run(scheduler::GenerationRequest request, std::vector<int32_t> 
     }
     e.completion_tokens = static_cast<int32_t>(i + 1);
     if (i == 0) {
-      e.first_token_time = absl::Now();
-      e.queued_time = e.scheduled_time = e.first_token_time;  // no queue, no prefill time
+      const absl::Time now = absl::Now();
+      e.times = {now, now, now};  // no queue, no prefill time
     }
     if (i == 0 && s.prompt_logprobs >= 0) {
       // Prompt scoring: position p's logprob is -p / 8, its alternatives the token itself then 200, 201, ...

@@ -324,15 +324,13 @@ TEST_F(RequestOutputTest, TimeToFirstTokenIsTheEnginesTime) {
   const absl::Time produced = absl::Now() + absl::Milliseconds(2);
   scheduler::GenerationEvent first;
   first.tokens = {100};
-  first.first_token_time = produced;
-  first.queued_time = produced - absl::Milliseconds(9);
-  first.scheduled_time = produced - absl::Milliseconds(4);
+  first.times = {produced - absl::Milliseconds(9), produced - absl::Milliseconds(4), produced};
   auto d = out.Consume(first);
   ASSERT_TRUE(d.ok());
   EXPECT_TRUE(d->first_tokens);
-  EXPECT_EQ(d->first_token_time, produced);
-  EXPECT_EQ(d->queued_time, produced - absl::Milliseconds(9));  // and the engine's phase times with it
-  EXPECT_EQ(d->scheduled_time, produced - absl::Milliseconds(4));
+  EXPECT_EQ(d->times.first_token, produced);
+  EXPECT_EQ(d->times.queued, produced - absl::Milliseconds(9));  // and the engine's phase times with it
+  EXPECT_EQ(d->times.scheduled, produced - absl::Milliseconds(4));
   scheduler::GenerationEvent second;
   second.tokens = {101};
   d = out.Consume(second);
@@ -344,7 +342,9 @@ TEST_F(RequestOutputTest, TimeToFirstTokenIsTheEnginesTime) {
     api::RequestTracker tracker(&metrics);
     const absl::Time engine_time = absl::Now() + absl::Milliseconds(1);
     absl::SleepFor(absl::Milliseconds(60));  // the API thread is late
-    tracker.OnTokens(1, engine_time);
+    scheduler::RequestTimes times;
+    times.first_token = engine_time;
+    tracker.OnTokens(1, times);
     tracker.Finish("length");
   }
   const std::string text = metrics.Render(scheduler::EngineLoad());

@@ -84,7 +84,7 @@ TEST(MetricsRenderTest, PhasesAndTokenCountsOfFinishedRequests) {
     api::RequestTracker tracker(&metrics, "r1", "http", 100);
     const absl::Time t0 = absl::Now();
     absl::SleepFor(absl::Milliseconds(30));
-    tracker.OnTokens(1, t0 + absl::Milliseconds(25), t0 + absl::Milliseconds(1), t0 + absl::Milliseconds(11));
+    tracker.OnTokens(1, {t0 + absl::Milliseconds(1), t0 + absl::Milliseconds(11), t0 + absl::Milliseconds(25)});
     absl::SleepFor(absl::Milliseconds(10));
     tracker.OnTokens(3);
     tracker.Finish("stop");

@@ -190,10 +190,10 @@ TEST(EnginePriorityTest, EqualPrioritiesWaitTheirTurn) {
   // The first event carries the engine's times for vLLM's phase histograms: queued (Submit), first
   // scheduled, first token; the newcomer was scheduled only after the first request ended.
   for (const GenerationEvent& e : {first_of_first, first_of_same}) {
-    EXPECT_LE(e.queued_time, e.scheduled_time);
-    EXPECT_LE(e.scheduled_time, e.first_token_time);
+    EXPECT_LE(e.times.queued, e.times.scheduled);
+    EXPECT_LE(e.times.scheduled, e.times.first_token);
   }
-  EXPECT_GE(first_of_same.scheduled_time - first_of_same.queued_time, absl::Milliseconds(20));
+  EXPECT_GE(first_of_same.times.scheduled - first_of_same.times.queued, absl::Milliseconds(20));
   (*engine)->Shutdown(false);
   loop.join();
   EXPECT_EQ((*engine)->GetLoad().preemptions, 0);
