@@ -128,6 +128,8 @@ class ContinuousBatchingEngine : public Engine {
   static void CollectPromptLogprobs(Sequence& s, int64_t start, const shard::SequenceResult& r);
   // Leading full blocks of `s` the prefix cache may serve (0 without the cache or for a scored prompt).
   int32_t PrefixBlocksToMatch(const Sequence& s) const;
+  // Blocks `s` holds once admitted (its tokens and the first generated one), cached prefix included.
+  int64_t AdmissionBlocks(const Sequence& s) const;
   bool EnsureBlocks(Sequence& s, int64_t positions);
   bool Admit(const SeqPtr& s);
   // `s`'s KV blocks go back (kept as cached prefix) and it waits to recompute. `for_request`:

@@ -18,14 +18,18 @@ bool ContinuousBatchingEngine::EnsureBlocks(Sequence& s, int64_t positions) {
   return true;
 }
 
+int64_t ContinuousBatchingEngine::AdmissionBlocks(const Sequence& s) const {
+  // The tokens so far and the first one generated after them.
+  return (static_cast<int64_t>(s.tokens.size()) + options_.kv_block_size) / options_.kv_block_size;
+}
+
 bool ContinuousBatchingEngine::Admit(const SeqPtr& s) {
   const int32_t bs = options_.kv_block_size;
   const int64_t len = static_cast<int64_t>(s->tokens.size());
   // Reuse cached full blocks, but always compute at least the last token (its logits are needed).
   std::vector<int32_t> matched =
       blocks_.MatchPrefix(s->tokens, PrefixBlocksToMatch(*s), ChainSeed(*s), HashLookahead(*s));
-  const int64_t need = (len + 1 + bs - 1) / bs;  // the prompt and the first generated token
-  if (blocks_.num_free() < need - static_cast<int64_t>(matched.size())) {
+  if (blocks_.num_free() < AdmissionBlocks(*s) - static_cast<int64_t>(matched.size())) {
     for (int32_t b : matched) blocks_.Release(b);
     return false;
   }
@@ -101,11 +105,10 @@ bool ContinuousBatchingEngine::PreemptFor(const Sequence& s, std::vector<Work>& 
   // first token beyond its cached prefix; cached blocks nobody holds leave the free list with it.
   const std::vector<int32_t> cached =
       blocks_.PeekPrefix(s.tokens, PrefixBlocksToMatch(s), ChainSeed(s), HashLookahead(s));
-  const int64_t bs = options_.kv_block_size;
   int64_t free_after = blocks_.num_free();
   for (int32_t b : cached) free_after -= blocks_.ref_count(b) == 0;
-  const int64_t blocks_short = std::max<int64_t>(
-      0, (static_cast<int64_t>(s.tokens.size()) + bs) / bs - static_cast<int64_t>(cached.size()) - free_after);
+  const int64_t blocks_short =
+      std::max<int64_t>(0, AdmissionBlocks(s) - static_cast<int64_t>(cached.size()) - free_after);
   bool slot = static_cast<int32_t>(running_.size()) < options_.max_running;
   // Victims from the back of running_ (priority order): a block frees only when the victim is its
   // last holder, and not one `s` would take as its cached prefix anyway.
