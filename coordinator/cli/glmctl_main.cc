@@ -194,11 +194,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "glmctl: --stream prints text: it needs generate --prompt or chat, and no --json\n");
     return 2;
   }
-  const glm::api::TextSink stream_to_stdout = [](const std::string& text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-  };
-  if (absl::GetFlag(FLAGS_stream)) m.on_text = stream_to_stdout;
+  if (absl::GetFlag(FLAGS_stream))
+    m.on_text = [](const std::string& text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    };
   const std::string server = absl::GetFlag(FLAGS_server);
   if (!server.empty()) {
     std::string api_key = absl::GetFlag(FLAGS_api_key);
@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
       r.priority = absl::GetFlag(FLAGS_priority);
-      if (absl::GetFlag(FLAGS_stream)) r.on_text = stream_to_stdout;
+      r.on_text = m.on_text;
       r.tokens_csv = m.tokens_csv;
       r.prompt = m.prompt;
       CopySampling(m, &r);
@@ -250,7 +250,7 @@ int main(int argc, char** argv) {
       r.response_format_json = *response_format;
       r.structured_outputs_json = *structured_outputs;
       r.priority = absl::GetFlag(FLAGS_priority);
-      if (absl::GetFlag(FLAGS_stream)) r.on_text = stream_to_stdout;
+      r.on_text = m.on_text;
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
