@@ -2,6 +2,7 @@
 // in under --scheduling-policy, admitting a request over the prefix cache, and preemption — a
 // running request's KV blocks going back to the cache so that another can run.
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/scheduler/continuous_batching_engine.h"
@@ -110,9 +111,10 @@ bool ContinuousBatchingEngine::PreemptFor(const Sequence& s, std::vector<Work>& 
   const int64_t blocks_short =
       std::max<int64_t>(0, AdmissionBlocks(s) - static_cast<int64_t>(cached.size()) - free_after);
   bool slot = static_cast<int32_t>(running_.size()) < options_.max_running;
-  // Victims from the back of running_ (priority order): a block frees only when the victim is its
-  // last holder, and not one `s` would take as its cached prefix anyway.
+  // Victims from the back of running_ (priority order): a block frees once every holder of it is
+  // a victim (two victims may share a prefix block), unless `s` would take it as its cached prefix.
   std::vector<SeqPtr> victims;
+  std::map<int32_t, int32_t> victim_holders;  // block -> victims holding it
   int64_t freed = 0;
   for (auto r = running_.rbegin(); r != running_.rend() && (!slot || freed < blocks_short); ++r) {
     const Sequence& v = **r;
@@ -121,7 +123,7 @@ bool ContinuousBatchingEngine::PreemptFor(const Sequence& s, std::vector<Work>& 
     victims.push_back(*r);
     slot = true;
     for (int32_t b : v.blocks)
-      freed += blocks_.ref_count(b) == 1 && std::find(cached.begin(), cached.end(), b) == cached.end();
+      freed += ++victim_holders[b] == blocks_.ref_count(b) && std::find(cached.begin(), cached.end(), b) == cached.end();
   }
   if (victims.empty() || !slot || freed < blocks_short) return false;
   for (const SeqPtr& v : victims) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <thread>
 #include <vector>
@@ -20,11 +21,13 @@ namespace {
 struct ScriptedStage : StepRunner {
   explicit ScriptedStage(int hold_at = 0) : hold_at(hold_at) {}
   absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+    int step = 0;
     {
       absl::MutexLock lock(&mu);
-      ++steps;
+      step = ++steps;
       for (const auto& s : plan.sequences()) history.push_back({steps, s});
     }
+    if (on_step) on_step(step);
     if (steps == hold_at) {
       holding.Notify();
       release.WaitForNotification();
@@ -53,6 +56,7 @@ struct ScriptedStage : StepRunner {
   }
 
   const int hold_at;
+  std::function<void(int step)> on_step;  // called as each step starts (1-based)
   absl::Notification holding, release;
   absl::Mutex mu;
   int steps = 0;
@@ -253,6 +257,50 @@ TEST(EnginePriorityTest, AWaitingRequestTakesTheBlocksItNeedsFromTheLowestPriori
   EXPECT_EQ(stage.StepsOf(2, /*from_zero_only=*/true).size(), 2u) << "b recomputed";
   EXPECT_EQ(stage.StepsOf(1, /*from_zero_only=*/true).size(), 1u);
   EXPECT_EQ(stage.StepsOf(3, /*from_zero_only=*/true).size(), 1u);
+}
+
+// Two running requests share their prompt's first block through the prefix cache: preempting both
+// frees it too, so a newcomer that needs it with their own blocks starts at once.
+TEST(EnginePriorityTest, ABlockTwoVictimsShareCountsAsFreedWhenBothYield) {
+  ScriptedStage stage(/*hold_at=*/3);
+  // 5 blocks of 16 positions.
+  auto engine = Engine::Create(&stage, PriorityOptions(80, 5, /*max_running=*/8));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto prompt = [](int32_t tail) {
+    std::vector<int32_t> p(16, 3);  // the shared full block
+    p.insert(p.end(), 5, tail);
+    return p;
+  };
+  auto first = (*engine)->Submit(WithPriority(prompt(4), 11, 5));  // seq 1: 2 blocks throughout
+  ASSERT_TRUE(first.ok());
+  absl::StatusOr<std::shared_ptr<RequestStream>> second;
+  // seq 2 arrives once seq 1's prompt is cached: it holds the first block with seq 1, and one more.
+  stage.on_step = [&](int step) {
+    if (step == 1) second = (*engine)->Submit(WithPriority(prompt(5), 11, 6));
+  };
+  std::thread loop([&] { (void)(*engine)->RunLoop(); });
+  stage.holding.WaitForNotification();
+  ASSERT_TRUE(second.ok());
+  // 70 prompt tokens and the first output: all 5 blocks. 2 are free; the victims free 3.
+  auto urgent = (*engine)->Submit(WithPriority(std::vector<int32_t>(70, 9), 2, 0));  // seq 3
+  ASSERT_TRUE(urgent.ok());
+  stage.release.Notify();
+  EXPECT_EQ(Drain(*urgent), 2);
+  EXPECT_EQ(Drain(*first), 11);
+  EXPECT_EQ(Drain(*second), 11);
+  (*engine)->Shutdown(false);
+  loop.join();
+  ASSERT_FALSE(stage.StepsOf(2).empty());
+  {
+    absl::MutexLock lock(&stage.mu);
+    for (const ScriptedStage::Entry& e : stage.history)
+      if (e.seq.seq_id() == 2) {
+        EXPECT_EQ(e.seq.start_position(), 16) << "seq 2 did not share seq 1's first block";
+        break;
+      }
+  }
+  EXPECT_EQ((*engine)->GetLoad().preemptions, 2);
+  EXPECT_EQ(stage.StepsOf(3).front(), 4) << "the step after it arrived";
 }
 
 // While a request of a lower value waits, a running prompt of a higher value does not take the
