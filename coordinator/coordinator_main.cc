@@ -37,6 +37,7 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
 #include "shard_worker/model/model_config.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
@@ -131,18 +132,17 @@ void Log(const std::string& m) { std::fprintf(stderr, "[coordinator] %s\n", m.c_
   glm::comm::MpiSession::Abort(1);
 }
 
-// KV bytes per block on the rank of the plan that holds the most layers (every rank of a stage
-// caches all of the stage's layers).
+// KV bytes per block on the rank of the plan that caches the most (every rank of a stage caches
+// all of the stage's layers; the last stage also the MTP layer's, kv_cache::StageKvShape).
 int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size) {
   int64_t worst = 0;
-  for (const auto& st : plan.stages()) {
-    int64_t per_position = 0;
-    for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l)
-      per_position += c.kv_lora_rank + c.qk_rope_head_dim +
-                      (c.indexer_kind(l) == glm::model::IndexerKind::kFull ? c.index_head_dim : 0);
-    worst = std::max(worst, per_position);
+  for (int s = 0; s < plan.stages_size(); ++s) {
+    const auto& st = plan.stages(s);
+    worst = std::max(worst, glm::kv_cache::KvBlockBytes(
+                                glm::kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), s == plan.stages_size() - 1),
+                                block_size));
   }
-  return worst * block_size * static_cast<int64_t>(sizeof(float));
+  return worst;
 }
 
 }  // namespace

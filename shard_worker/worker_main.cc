@@ -26,6 +26,9 @@ ABSL_FLAG(std::string, matmul_path, "auto",
 ABSL_FLAG(bool, amx_tiles, true,
           "with --activation-dtype bf16 on CPUs with AMX: matmuls on AMX tiles (prefill ~1.6x the vdpbf16ps kernels, "
           "batch-1 decode ~13% slower); false: vdpbf16ps. Startup logs which one runs");
+ABSL_FLAG(bool, kv_prefault, true,
+          "write the whole KV cache once at start-up: its memory is committed and NUMA-local before serving, and "
+          "decode steps take no page faults; false: pages are taken as blocks are first written");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = the cores the plan gives this rank)");
 ABSL_FLAG(std::string, bind, "auto",
           "auto: bind to a NUMA node with hwloc unless the launcher already bound to one; none: leave as started");
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
     glm::comm::MpiSession::Abort(2);
   }
   options.log = log;
+  options.prefault_kv = absl::GetFlag(FLAGS_kv_prefault);
   const std::string host = Hostname();
   const std::string bind_mode = absl::GetFlag(FLAGS_bind);
   if (bind_mode != "auto" && bind_mode != "none") {

@@ -55,11 +55,46 @@ absl::StatusOr<int32_t> KvBlockPool::AllocateBlock() {
 
 void KvBlockPool::FreeBlock(int32_t block) { free_.push_back(block); }
 
-int64_t KvBlockPool::block_bytes() const {
+int64_t KvBlockPool::Prefault(kernels::ThreadPool* pool) {
+  std::vector<model::AlignedBuffer*> arrays;
+  for (LayerStore& l : layers_)
+    for (model::AlignedBuffer* b : {&l.latent, &l.rope_key, &l.index_key})
+      if (b->data() != nullptr && b->size() > 0) arrays.push_back(b);
+  // Pieces of one huge page: each is one fault, and the pool's threads take them in turn.
+  constexpr int64_t kPiece = int64_t{2} << 20;
+  std::vector<int64_t> first_piece(arrays.size() + 1, 0);
+  for (size_t i = 0; i < arrays.size(); ++i) first_piece[i + 1] = first_piece[i] + (arrays[i]->size() + kPiece - 1) / kPiece;
+  auto touch = [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const size_t i = static_cast<size_t>(std::upper_bound(first_piece.begin(), first_piece.end(), p) - first_piece.begin()) - 1;
+      const int64_t offset = (p - first_piece[i]) * kPiece;
+      std::memset(static_cast<char*>(arrays[i]->data()) + offset, 0, std::min(kPiece, arrays[i]->size() - offset));
+    }
+  };
+  if (pool != nullptr)
+    pool->ParallelFor(first_piece.back(), touch);
+  else
+    touch(0, first_piece.back());
+  int64_t bytes = 0;
+  for (const model::AlignedBuffer* b : arrays) bytes += b->size();
+  return bytes;
+}
+
+int64_t KvBlockPool::block_bytes() const { return KvBlockBytes(shape_, block_size_); }
+
+KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int64_t layer_end, bool last_stage) {
+  KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, layer_begin, {}, c.max_position_embeddings};
+  for (int64_t l = layer_begin; l < layer_end; ++l)
+    shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
+  if (last_stage && c.has_mtp()) shape.layer_has_index_keys.push_back(true);
+  return shape;
+}
+
+int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
   int64_t per_pos = 0;
-  for (bool idx : shape_.layer_has_index_keys)
-    per_pos += shape_.kv_lora_rank + shape_.rope_dim + (idx ? shape_.index_head_dim : 0);
-  return per_pos * block_size_ * static_cast<int64_t>(sizeof(float));
+  for (bool idx : shape.layer_has_index_keys)
+    per_pos += shape.kv_lora_rank + shape.rope_dim + (idx ? shape.index_head_dim : 0);
+  return per_pos * block_size * static_cast<int64_t>(sizeof(float));
 }
 
 }  // namespace glm::kv_cache

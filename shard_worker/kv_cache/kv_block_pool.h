@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/aligned_buffer.h"
+#include "shard_worker/model/model_config.h"
 
 namespace glm::kv_cache {
 
@@ -21,6 +23,15 @@ struct KvCacheShape {
   std::vector<bool> layer_has_index_keys;  // per cached layer
   int64_t max_positions = 0;               // a sequence's limit (the model's context)
 };
+
+// What a pipeline stage caches: its layers [layer_begin, layer_end) and, on the last stage of a
+// model with an MTP layer, that layer too (weight layer num_hidden_layers, right after the stage's
+// own; MTP row j lives at position j of the same blocks, and keeps indexer keys). The worker's
+// pool and the coordinator's block count (so --kv-cache-gib is what the pool takes) both use it.
+KvCacheShape StageKvShape(const model::ModelConfig& config, int64_t layer_begin, int64_t layer_end, bool last_stage);
+
+// Bytes of one block of `block_size` positions over the shape's layers.
+int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size);
 
 class KvBlockPool {
  public:
@@ -47,11 +58,18 @@ class KvBlockPool {
   // Bytes of one block over all layers.
   int64_t block_bytes() const;
 
+  // Writes zeros over every array now, split across `pool` (null: this thread), and returns
+  // the bytes touched. A worker's fixed pool does this at start-up: its memory is then committed
+  // (a shortage shows at start, not mid-serving), placed on the node of the threads that touched
+  // it, and the page faults (2 MiB pages zeroed by the kernel) are not taken one at a time in the
+  // decode steps that first write each block.
+  int64_t Prefault(kernels::ThreadPool* pool);
+
  private:
   void Grow(int64_t blocks);
 
-  // Uninitialised arrays: a large fixed pool costs no memory until blocks are written. In
-  // huge-page memory (AlignedBuffer): attention streams the latent cache like a weight.
+  // Uninitialised arrays until Prefault: a growable pool costs no memory until blocks are written.
+  // In huge-page memory (AlignedBuffer): attention streams the latent cache like a weight.
   struct LayerStore {
     model::AlignedBuffer latent, rope_key, index_key;
   };

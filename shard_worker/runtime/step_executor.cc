@@ -67,17 +67,13 @@ absl::StatusOr<std::unique_ptr<StepExecutor>> StepExecutor::Create(const model::
     for (int r : plan.stages(me->stage() + 1).ranks()) ex->next_stage_ranks_.push_back(r);
   const model::ModelConfig& c = model->config();
   const placement::Stage& st = plan.stages(me->stage());
-  kv_cache::KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, st.layer_begin(), {},
-                               c.max_position_embeddings};
-  for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l)
-    shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
-  // The last stage also caches the MTP layer (weight layer num_hidden_layers, right after its
-  // own layers): MTP row j lives at position j of the same blocks.
-  if (ex->is_last_stage_ && c.has_mtp()) shape.layer_has_index_keys.push_back(true);
+  const kv_cache::KvCacheShape shape = kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), ex->is_last_stage_);
   ex->pool_ = std::make_unique<kv_cache::KvBlockPool>(shape, ctx.kv_block_size, ctx.kv_blocks, /*growable=*/false);
   if (ex->is_last_stage_) ex->sampler_ = std::make_unique<LastStageSampler>(model, ex->pool_.get());
   return ex;
 }
+
+int64_t StepExecutor::PrefaultKvCache() { return pool_->Prefault(model_->pool()); }
 
 absl::Status StepExecutor::Validate(const shard::StepPlan& plan) const {
   const model::ModelConfig& c = model_->config();

@@ -40,6 +40,9 @@ class StepExecutor {
   // This rank's counters over every step it executed (the coordinator's per-rank metrics).
   shard::RankStats Stats() const;
 
+  // Touches this rank's whole KV pool now, on the model's threads (KvBlockPool::Prefault); bytes.
+  int64_t PrefaultKvCache();
+
  private:
   StepExecutor(const model::Glm5Model* model, ExecutorContext ctx);
   // Checks the plan against this rank's state (block tables included) without changing it.

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -219,6 +220,14 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     auto e = StepExecutor::Create(model.get(), ex);
     if (!e.ok()) return e.status();
     executor = std::move(*e);
+    if (options.prefault_kv) {
+      const auto touch_start = std::chrono::steady_clock::now();
+      const int64_t bytes = executor->PrefaultKvCache();
+      log(absl::StrCat("rank ", rank, ": KV cache of ", setup.kv_blocks(), " blocks committed (",
+                       absl::StrFormat("%.1f", bytes / 1048576.0), " MiB written in ",
+                       absl::StrFormat("%.2f", std::chrono::duration<double>(std::chrono::steady_clock::now() - touch_start).count()),
+                       " s)"));
+    }
     return absl::OkStatus();
   }();
   ready.set_load_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -26,6 +26,9 @@ struct WorkerOptions {
   // scheduling to the OS). Unset: threads are never pinned (no topology, --bind none). Its
   // status goes into the start-up log line that states the threads and their pinning.
   std::function<absl::Status(int index)> pin_thread;
+  // Commit the KV cache at start-up (StepExecutor::PrefaultKvCache); false: its pages are taken as
+  // blocks are first written (bin/shard_worker --kv_prefault).
+  bool prefault_kv = true;
 };
 
 // The load options of `rank` in `plan`: its layers, heads, slices and experts, and the plan's

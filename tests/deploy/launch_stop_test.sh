@@ -2,6 +2,8 @@
 # deploy/launch.sh stops a cluster cleanly on SIGINT (Ctrl-C, quickstart.sh, systemd's
 # KillSignal): the coordinator logs "stopped" and the launcher exits 0; a second SIGINT ends
 # everything promptly. Starts a 1-worker cluster of the bundled tiny model on free local ports.
+# The worker commits its KV cache at start-up, and what it writes is --kv-cache-gib, no more (its
+# MTP layer's cache included) and no less than a block short of it.
 # Usage: launch_stop_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -10,6 +12,12 @@ require_binaries coordinator shard_worker
 start() { start_cluster --kv-cache-gib 0.05; }
 
 start
+# "[worker 1] rank 1: KV cache of N blocks committed (M MiB written in S s)"
+mib=$(sed -n 's/^\[worker 1\] rank 1: KV cache of [0-9]* blocks committed (\([0-9.]*\) MiB written.*/\1/p' "$LOG")
+if [ -z "$mib" ] || ! awk -v m="$mib" 'BEGIN { exit !(m <= 0.05 * 1024 && m > 0.05 * 1024 - 1) }'; then
+  echo "FAIL: want the worker's KV cache committed at --kv-cache-gib 0.05 (51.2 MiB), got '${mib}'; log:"; cat "$LOG"; exit 1
+fi
+echo "ok: KV cache committed at start-up: $mib MiB of the 51.2 MiB budget"
 kill -INT "$LAUNCHER"
 wait_launcher 60
 if [ "$rc" != 0 ] || ! grep -q "^\[coordinator\] stopped" "$LOG"; then

@@ -1,6 +1,7 @@
 // KvCache's row-pointer listings against its per-position accessors: over a shuffled block
 // table (a coordinator-managed view) and a self-managed cache, for ranges and for position
-// lists in any order (DSA selections are ascending; the listing must not depend on it).
+// lists in any order (DSA selections are ascending; the listing must not depend on it). And the
+// pool's start-up touch (Prefault) and the per-stage shape both sides of a cluster size it by.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 
 namespace glm::kv_cache {
@@ -65,6 +67,60 @@ TEST(KvCacheTest, RowListingsMatchTheAccessors) {
   KvCache own(Shape(), 7);  // a block size that divides nothing
   ASSERT_TRUE(own.Reserve(n).ok());
   ExpectListingsMatch(own, 3, n, rng);
+}
+
+// Prefault writes zeros over every byte of every array, in 2 MiB pieces that straddle the arrays'
+// ends (a pool of 1000 blocks: each array a few MiB, none a multiple of the piece), on one thread
+// or a pool's.
+TEST(KvCacheTest, PrefaultZeroesEveryArrayWhole) {
+  for (int threads : {0, 3}) {
+    SCOPED_TRACE(threads);
+    std::unique_ptr<kernels::ThreadPool> workers = threads ? std::make_unique<kernels::ThreadPool>(threads) : nullptr;
+    const int64_t blocks = 1000, block = 37;
+    KvBlockPool pool(Shape(), block, blocks, false);
+    // Garbage first, so that zeros can only come from Prefault.
+    for (int64_t layer = 2; layer <= 4; ++layer)
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int64_t o = 0; o < block; ++o) {
+          std::fill_n(pool.latent(layer, b, o), 24, 1.5f);
+          std::fill_n(pool.rope_key(layer, b, o), 8, 2.5f);
+          if (layer != 3) std::fill_n(pool.index_key(layer, b, o), 16, 3.5f);
+        }
+    EXPECT_EQ(pool.Prefault(workers.get()), blocks * pool.block_bytes());
+    for (int64_t layer = 2; layer <= 4; ++layer)
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int64_t o = 0; o < block; ++o) {
+          ASSERT_TRUE(std::all_of(pool.latent(layer, b, o), pool.latent(layer, b, o) + 24, [](float v) { return v == 0; }));
+          ASSERT_TRUE(std::all_of(pool.rope_key(layer, b, o), pool.rope_key(layer, b, o) + 8, [](float v) { return v == 0; }));
+          if (layer != 3)
+            ASSERT_TRUE(std::all_of(pool.index_key(layer, b, o), pool.index_key(layer, b, o) + 16, [](float v) { return v == 0; }));
+        }
+  }
+}
+
+// A stage caches its own layers, with indexer keys where the layer has a full indexer; the last
+// stage of a model with an MTP layer caches it too (with keys). KvBlockBytes is what a pool of
+// that shape holds per block.
+TEST(KvCacheTest, StageShapesCountTheMtpLayerOnTheLastStage) {
+  model::ModelConfig c;
+  c.num_hidden_layers = 4;
+  c.kv_lora_rank = 64;
+  c.qk_rope_head_dim = 16;
+  c.index_head_dim = 32;
+  c.max_position_embeddings = 4096;
+  c.indexer_types = {model::IndexerKind::kFull, model::IndexerKind::kShared, model::IndexerKind::kShared,
+                     model::IndexerKind::kFull};
+  c.num_nextn_predict_layers = 1;
+  const KvCacheShape first = StageKvShape(c, 0, 2, /*last_stage=*/false);
+  EXPECT_EQ(first.first_layer, 0);
+  EXPECT_EQ(first.layer_has_index_keys, (std::vector<bool>{true, false}));
+  const KvCacheShape last = StageKvShape(c, 2, 4, /*last_stage=*/true);
+  EXPECT_EQ(last.first_layer, 2);
+  EXPECT_EQ(last.layer_has_index_keys, (std::vector<bool>{false, true, true}));
+  EXPECT_EQ(KvBlockBytes(last, 16), (3 * (64 + 16) + 2 * 32) * 16 * 4);
+  EXPECT_EQ(KvBlockPool(last, 16, 2, false).block_bytes(), KvBlockBytes(last, 16));
+  c.num_nextn_predict_layers = 0;
+  EXPECT_EQ(StageKvShape(c, 0, 4, /*last_stage=*/true).layer_has_index_keys.size(), 4u);
 }
 
 }  // namespace
