@@ -185,6 +185,21 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status ApplyReasoningEffort(const json& effort, const std::string& field, json* template_kwargs) {
+  if (effort.is_null()) return absl::OkStatus();
+  static constexpr const char* kEfforts[] = {"none", "minimal", "low", "medium", "high", "xhigh"};
+  if (!effort.is_string() ||
+      std::none_of(std::begin(kEfforts), std::end(kEfforts), [&](const char* e) { return effort == e; }))
+    return InvalidField(field, "must be one of none, minimal, low, medium, high, xhigh");
+  if (effort == "none" && !(template_kwargs->is_object() && template_kwargs->contains("enable_thinking")))
+    (*template_kwargs)["enable_thinking"] = false;
+  return absl::OkStatus();
+}
+
+namespace {
+
 absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequest* r) {
   ApiRequest& a = r->api;
   a.input = ApiRequest::Input::kChat;
@@ -246,6 +261,8 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
       if (!docs[i].is_object()) return InvalidField(absl::StrCat("documents[", i, "]"), "must be an object");
     if (!a.template_kwargs.contains("documents")) a.template_kwargs["documents"] = docs;
   }
+  if (Present(body, "reasoning_effort"))
+    GLM_API_RETURN_IF_ERROR(ApplyReasoningEffort(body["reasoning_effort"], "reasoning_effort", &a.template_kwargs));
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "logprobs", &r->logprobs));
   int64_t top = 0;
   GLM_API_RETURN_IF_ERROR(GetInt(body, "top_logprobs", &top));

@@ -62,6 +62,14 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
 
 // Accumulates one response: either renders stream chunks per delta, or collects everything for
 // the final non-streaming object.
+// OpenAI's reasoning effort (chat `reasoning_effort`, Responses `reasoning.effort`: `field`):
+// none, minimal, low, medium, high or xhigh; null is no choice. GLM's thinking is on or off, so
+// "none" switches it off (`enable_thinking: false` in *template_kwargs, unless the request's
+// chat_template_kwargs set enable_thinking themselves) and the other efforts leave it on. Another
+// value is INVALID_ARGUMENT naming `field`.
+absl::Status ApplyReasoningEffort(const nlohmann::json& effort, const std::string& field,
+                                  nlohmann::json* template_kwargs);
+
 class OpenAiResponseBuilder {
  public:
   // `frontend` gives token texts for logprobs; it must outlive the builder. One builder per

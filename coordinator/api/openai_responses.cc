@@ -182,6 +182,14 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   a.messages = std::move(system);
   for (const json& m : r.conversation) a.messages.push_back(m);
 
+  if (Present(body, "reasoning")) {
+    const json& reasoning = body["reasoning"];
+    if (!reasoning.is_object()) return InvalidField("reasoning", "must be an object");
+    if (Present(reasoning, "effort")) {
+      if (auto s = ApplyReasoningEffort(reasoning["effort"], "reasoning.effort", &a.template_kwargs); !s.ok()) return s;
+      r.reasoning["effort"] = reasoning["effort"];
+    }
+  }
   if (Present(body, "tools")) {
     if (!body["tools"].is_array()) return InvalidField("tools", "must be an array");
     r.tools = body["tools"];
@@ -290,6 +298,7 @@ json ResponsesBuilder::ResponseObject(const std::string& status, json output) co
           {"parallel_tool_calls", request_->parallel_tool_calls},
           {"previous_response_id", request_->previous_response_id},
           {"store", request_->store},
+          {"reasoning", request_->reasoning},
           {"text", {{"format", {{"type", "text"}}}}},
           {"truncation", "disabled"},
           {"metadata", json::object()},

@@ -43,6 +43,7 @@ struct ResponsesRequest {
   bool parallel_tool_calls = true;                  // a forced reply may make several calls
   std::string holder;                               // the caller's API key: who may read the stored reply
   nlohmann::json previous_response_id = nullptr;
+  nlohmann::json reasoning = {{"effort", nullptr}, {"summary", nullptr}};  // reasoning.effort as asked
   // Every turn's chat messages without `instructions` (the previous response's conversation, then
   // this input): what a stored reply continues.
   nlohmann::json conversation = nlohmann::json::array();

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/api/openai_protocol.h"
 #include "coordinator/api/openai_responses.h"
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
@@ -117,6 +118,50 @@ TEST_F(ResponsesApiTest, InputItemsTranslateToChatMessages) {
   Response(body);
   const std::vector<int32_t> prompt = LastPrompt();
   EXPECT_EQ(ChatPrompt({{"messages", expected}, {"tools", parsed->api.tools}}), prompt);
+}
+
+// OpenAI's reasoning effort: "none" sets the chat template's enable_thinking to false (GLM's
+// thinking is on or off; the bundled model's template has no thinking switch, GLM-5's has), on
+// chat completions (`reasoning_effort`) and Responses (`reasoning.effort`, echoed in the response);
+// other efforts leave thinking on; explicit chat_template_kwargs win; unknown efforts are refused
+// with the field named.
+TEST_F(ResponsesApiTest, ReasoningEffortNoneTurnsThinkingOff) {
+  const json messages = {{{"role", "user"}, {"content", "hi"}}};
+  auto kwargs = [&](const json& extra) {
+    json body = {{"messages", messages}};
+    body.update(extra);
+    auto r = api::ParseOpenAiRequest(api::OpenAiEndpoint::kChat, body, "m");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->api.template_kwargs : json();
+  };
+  EXPECT_EQ(kwargs({{"reasoning_effort", "none"}}), json({{"enable_thinking", false}}));
+  for (const char* effort : {"minimal", "low", "medium", "high", "xhigh"})
+    EXPECT_FALSE(kwargs({{"reasoning_effort", effort}}).contains("enable_thinking")) << effort;
+  EXPECT_FALSE(kwargs({{"reasoning_effort", nullptr}}).contains("enable_thinking"));
+  EXPECT_EQ(kwargs({{"reasoning_effort", "none"}, {"chat_template_kwargs", {{"enable_thinking", true}}}}),
+            json({{"enable_thinking", true}}));
+  auto parsed = api::ParseResponsesRequest({{"input", "hi"}, {"reasoning", {{"effort", "none"}, {"summary", "auto"}}}}, "m");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->api.template_kwargs, json({{"enable_thinking", false}}));
+  parsed = api::ParseResponsesRequest({{"input", "hi"}, {"reasoning", {{"effort", "low"}}}}, "m");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->api.template_kwargs.contains("enable_thinking"));
+
+  // Served: the effort asked is echoed in the response object (null when none was).
+  ScriptText("ok");
+  EXPECT_EQ(Response({{"input", "hi"}, {"reasoning", {{"effort", "none"}}}})["reasoning"]["effort"], "none");
+  ScriptText("ok");
+  EXPECT_TRUE(Response({{"input", "hi"}})["reasoning"]["effort"].is_null());
+  for (const auto& [path, body, field] : std::vector<std::tuple<std::string, json, std::string>>{
+           {"/v1/chat/completions", {{"messages", messages}, {"reasoning_effort", "maximum"}}, "reasoning_effort"},
+           {"/v1/chat/completions", {{"messages", messages}, {"reasoning_effort", 2}}, "reasoning_effort"},
+           {"/v1/responses", {{"input", "hi"}, {"reasoning", "none"}}, "reasoning"},
+           {"/v1/responses", {{"input", "hi"}, {"reasoning", {{"effort", "max"}}}}, "reasoning.effort"}}) {
+    auto res = Post(path, body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body;
+    EXPECT_EQ(json::parse(res->body, nullptr, false)["error"]["param"], field) << res->body;
+  }
 }
 
 TEST_F(ResponsesApiTest, FunctionCallOutputWholeAndStreamed) {
