@@ -99,6 +99,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   if (s.min_tokens() < 0) return InvalidField("sampling.min_tokens", "must be >= 0");
   a.min_tokens = s.min_tokens();
   a.allowed_token_ids.assign(s.allowed_token_ids().begin(), s.allowed_token_ids().end());
+  a.bad_words.assign(s.bad_words().begin(), s.bad_words().end());
   a.top_logprobs = s.logprobs();
   a.top_logprobs_field = "logprobs";
   a.logprobs = s.return_logprobs() || s.logprobs() > 0;

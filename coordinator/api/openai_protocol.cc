@@ -132,9 +132,15 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
   GLM_API_RETURN_IF_ERROR(GetInt(body, "priority", &priority));
   if (priority < INT32_MIN || priority > INT32_MAX) return InvalidField("priority", "must be a 32-bit integer");
   a.priority = static_cast<int32_t>(priority);
+  if (Present(body, "bad_words")) {
+    const json& words = body["bad_words"];
+    if (!words.is_array()) return InvalidField("bad_words", "must be an array of strings");
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (!words[i].is_string()) return InvalidField(absl::StrCat("bad_words[", i, "]"), "must be a string");
+      a.bad_words.push_back(words[i].get<std::string>());
+    }
+  }
   // vLLM's other sampling extensions would change the output if honoured: refused, not ignored.
-  if (Present(body, "bad_words") && !(body["bad_words"].is_array() && body["bad_words"].empty()))
-    return InvalidField("bad_words", "is not supported by this server (logit_bias bans single tokens)");
   if (Present(body, "use_beam_search") && body["use_beam_search"] != false)
     return InvalidField("use_beam_search", "is not supported by this server");
   if (Present(body, "logits_processors") && !(body["logits_processors"].is_array() && body["logits_processors"].empty()))

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
+#include "coordinator/scheduler/banned_sequences_constraint.h"
 #include "coordinator/scheduler/token_set_constraint.h"
 #include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/chat_template.h"
@@ -274,6 +275,15 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
         return InvalidField(absl::StrCat(Field(r, name), "[", i, "]"), absl::StrCat(id, " is out of range [0, ", vocab, ")"));
     }
   }
+  if (r.bad_words.size() > kMaxBadWords)
+    return InvalidField(Field(r, "bad_words"), absl::StrCat("has ", r.bad_words.size(), " words; at most ", kMaxBadWords));
+  for (size_t i = 0; i < r.bad_words.size(); ++i) {
+    const std::string field = absl::StrCat(Field(r, "bad_words"), "[", i, "]");
+    if (absl::StripLeadingAsciiWhitespace(r.bad_words[i]).empty()) return InvalidField(field, "is empty");
+    if (r.bad_words[i].size() > kMaxBadWordBytes)
+      return InvalidField(field, absl::StrCat("is longer than ", kMaxBadWordBytes, " bytes"));
+    if (model_->tokenizer == nullptr) return InvalidField(field, absl::StrCat("bad words need a tokenizer; ", kNoTokenizer));
+  }
   for (const auto& [id, bias] : r.logit_bias) {
     const std::string field = absl::StrCat(Field(r, "logit_bias"), "[\"", id, "\"]");
     if (id < 0 || (vocab > 0 && id >= vocab))
@@ -283,6 +293,22 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
   // `speculative` is the engine's to check (one parser for the flag and the requests): its
   // "speculative: ..." errors name the field (FieldOf).
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> TextFrontend::BadWordSequences(const ApiRequest& r) const {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t i = 0; i < r.bad_words.size(); ++i) {
+    const std::string word(absl::StripLeadingAsciiWhitespace(r.bad_words[i]));
+    auto plain = model_->tokenizer->Encode(word);
+    if (!plain.ok()) return InvalidField(absl::StrCat(Field(r, "bad_words"), "[", i, "]"), plain.status().message());
+    if (plain->empty()) continue;
+    auto spaced = model_->tokenizer->Encode(" " + word);
+    if (!spaced.ok()) return InvalidField(absl::StrCat(Field(r, "bad_words"), "[", i, "]"), spaced.status().message());
+    const bool new_word_token = !spaced->empty() && spaced->front() != plain->front() && spaced->size() == plain->size();
+    out.push_back(*std::move(plain));
+    if (new_word_token) out.push_back(*std::move(spaced));
+  }
+  return out;
 }
 
 absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const {
@@ -297,6 +323,12 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     if (out.engine_request.constraint != nullptr)
       return InvalidField(Field(r, "allowed_token_ids"), absl::StrCat("cannot be combined with ", r.output_format_field));
     out.engine_request.constraint = std::make_shared<scheduler::TokenSetConstraint>(r.allowed_token_ids);
+  }
+  if (!r.bad_words.empty()) {
+    auto banned = BadWordSequences(r);
+    if (!banned.ok()) return banned.status();
+    out.engine_request.constraint =
+        std::make_shared<scheduler::BannedSequencesConstraint>(*std::move(banned), std::move(out.engine_request.constraint));
   }
   std::vector<int32_t>& prompt = out.engine_request.prompt;
   const int32_t vocab = model_->vocab_size > 0 ? model_->vocab_size

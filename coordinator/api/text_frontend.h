@@ -60,6 +60,7 @@ struct ApiRequest {
   bool ignore_eos = false;
   int32_t min_tokens = 0;                  // vLLM's (scheduler::SamplingOptions::min_tokens)
   std::vector<int32_t> allowed_token_ids;  // vLLM's: when set, every output token is one of these
+  std::vector<std::string> bad_words;      // vLLM's: words the output never contains (BadWordSequences)
   int32_t truncate_prompt_tokens = 0;      // vLLM's: N > 0 keeps the prompt's last N tokens, -1 the context's
   bool logprobs = false;
   int32_t top_logprobs = 0;
@@ -85,6 +86,9 @@ struct PreparedRequest {
 class TextFrontend {
  public:
   static constexpr int32_t kMaxTopLogprobs = 20;
+  // bad_words: at most this many words of at most kMaxBadWordBytes each.
+  static constexpr size_t kMaxBadWords = 1024;
+  static constexpr size_t kMaxBadWordBytes = 1024;
 
   // `model` must outlive this object.
   TextFrontend(const ServedModel* model, int32_t default_max_tokens);
@@ -148,6 +152,10 @@ class TextFrontend {
   absl::Status ValidateSampling(const ApiRequest& r) const;
   // The engine constraint for r.output_grammar (checks the tokenizer can spell it).
   absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> OutputConstraint(const ApiRequest& r) const;
+  // r.bad_words as token sequences, spelt as vLLM spells them: each word (leading spaces
+  // stripped) as it is, and after a space where that spelling starts with another token and has as
+  // many tokens (a word in the middle of text).
+  absl::StatusOr<std::vector<std::vector<int32_t>>> BadWordSequences(const ApiRequest& r) const;
   // The chat template's arguments for `r` (thinking off when the output is constrained).
   nlohmann::json TemplateArguments(const ApiRequest& r) const;
 

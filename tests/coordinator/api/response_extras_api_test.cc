@@ -166,7 +166,9 @@ TEST_F(ResponseExtrasApiTest, ContinuousUsageStatsPutUsageOnEveryChunk) {
       last = usage["completion_tokens"].get<int64_t>();
       EXPECT_EQ(usage["total_tokens"], 2 + last);
     }
-    if (continuous) EXPECT_EQ(last, static_cast<int64_t>(generated));
+    if (continuous) {
+      EXPECT_EQ(last, static_cast<int64_t>(generated));
+    }
     EXPECT_TRUE(events.back()["choices"].empty());
     EXPECT_EQ(events.back()["usage"]["completion_tokens"], generated);
   }

@@ -342,6 +342,60 @@ TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
   }
 }
 
+// vLLM's bad_words: each word spelt as its own tokens and, where that is another spelling of as
+// many tokens, after a space; the output may never complete one. With allowed_token_ids both apply.
+// gRPC's sampling.bad_words is the same.
+TEST_F(StructuredOutputApiTest, BadWordsBanTheirTokenSequences) {
+  auto ids = [&](const std::string& text) { return *tokenizer_->Encode(text); };
+  const std::vector<int32_t> tuple = ids("tuple"), spaced = ids(" tuple"), returns = ids("Returns");
+  ASSERT_FALSE(tuple.empty());
+  ScriptText("x");
+  ASSERT_EQ(PostText("/v1/completions", R"({"prompt":"def f():","max_tokens":2,"bad_words":[" tuple","Returns"]})")->status, 200);
+  std::shared_ptr<scheduler::TokenConstraint> c = engine_->last_request().constraint;
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->CanEnd());
+  const int64_t vocab = tokenizer_->vocab_size();
+  auto allowed = [&](scheduler::TokenConstraint& k, int32_t t) {
+    std::string bitmap;
+    k.AllowedTokens(vocab, &bitmap);
+    return ((bitmap[t >> 3] >> (t & 7)) & 1) != 0;
+  };
+  // Each sequence's last token is refused right after the rest of the sequence, and only there.
+  for (const std::vector<int32_t>& seq : {tuple, spaced, returns}) {
+    if (seq == spaced && (spaced.size() != tuple.size() || spaced[0] == tuple[0])) continue;  // not a spelling of its own
+    std::shared_ptr<scheduler::TokenConstraint> k = c->Clone();
+    for (size_t i = 0; i + 1 < seq.size(); ++i) {
+      EXPECT_TRUE(allowed(*k, seq[i]) || i > 0);
+      ASSERT_TRUE(k->Accept(seq[i]).ok());
+    }
+    EXPECT_FALSE(allowed(*k, seq.back())) << tokenizer_->Decode(seq).value_or("?");
+    EXPECT_FALSE(k->Accept(seq.back()).ok());
+  }
+  // With allowed_token_ids: the set, less what completes a bad word.
+  ScriptText("x");
+  const std::string set = absl::StrCat("[", tuple.back(), ",11]");
+  ASSERT_EQ(PostText("/v1/completions", absl::StrCat(R"({"prompt":"def f():","max_tokens":2,"bad_words":["tuple"],)",
+                                                     R"("allowed_token_ids":)", set, "}"))->status, 200);
+  c = engine_->last_request().constraint;
+  ASSERT_NE(c, nullptr);
+  EXPECT_FALSE(c->CanEnd());
+  EXPECT_TRUE(allowed(*c, 11));
+  EXPECT_FALSE(allowed(*c, 12));
+  EXPECT_EQ(allowed(*c, tuple.back()), tuple.size() > 1);
+
+  pb::GenerateRequest r;
+  r.set_text("def f():");
+  r.mutable_sampling()->set_max_tokens(2);
+  r.mutable_sampling()->add_bad_words("Returns");
+  ScriptText("x");
+  ASSERT_TRUE(Drain(r).ok());
+  ASSERT_NE(engine_->last_request().constraint, nullptr);
+  r.mutable_sampling()->add_bad_words("");
+  const grpc::Status g = Drain(r);
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(g.error_message(), HasSubstr("bad_words[1]"));
+}
+
 // vLLM's allowed_token_ids (a constraint of exactly those ids), cache_salt, priority,
 // truncate_prompt_tokens (the prompt's last N tokens), and the extensions refused rather than ignored.
 TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationCacheSaltAndRefusedVllmExtensions) {
@@ -368,7 +422,9 @@ TEST_F(StructuredOutputApiTest, AllowedTokenIdsTruncationCacheSaltAndRefusedVllm
       {R"("allowed_token_ids":[]})", "allowed_token_ids"},
       {R"("allowed_token_ids":[1],"guided_regex":"a"})", "allowed_token_ids"},
       {R"("truncate_prompt_tokens":-2})", "truncate_prompt_tokens"},
-      {R"("bad_words":["x"]})", "bad_words"},
+      {R"("bad_words":"x"})", "bad_words"},
+      {R"("bad_words":["x",1]})", "bad_words[1]"},
+      {R"("bad_words":["x","  "]})", "bad_words[1]"},
       {R"("use_beam_search":true})", "use_beam_search"},
       {R"("logits_processors":["x"]})", "logits_processors"},
       {R"("cache_salt":""})", "cache_salt"},

@@ -1,0 +1,59 @@
+#include "coordinator/scheduler/banned_sequences_constraint.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace glm::scheduler {
+
+BannedSequencesConstraint::BannedSequencesConstraint(std::vector<std::vector<int32_t>> sequences,
+                                                     std::shared_ptr<TokenConstraint> inner)
+    : sequences_(std::move(sequences)), inner_(std::move(inner)) {
+  sequences_.erase(std::remove_if(sequences_.begin(), sequences_.end(), [](const auto& s) { return s.empty(); }),
+                   sequences_.end());
+  for (const auto& s : sequences_) longest_ = std::max(longest_, s.size());
+}
+
+bool BannedSequencesConstraint::Completes(int32_t token) const {
+  for (const auto& s : sequences_) {
+    if (s.back() != token || s.size() - 1 > tail_.size()) continue;
+    if (std::equal(s.begin(), s.end() - 1, tail_.end() - static_cast<std::ptrdiff_t>(s.size() - 1))) return true;
+  }
+  return false;
+}
+
+void BannedSequencesConstraint::AllowedTokens(int64_t vocab, std::string* bitmap) {
+  const size_t bytes = static_cast<size_t>((vocab + 7) / 8);
+  if (inner_ != nullptr) {
+    inner_->AllowedTokens(vocab, bitmap);
+    bitmap->resize(bytes, '\0');
+  } else {
+    bitmap->assign(bytes, '\xff');
+    if (vocab % 8 != 0) bitmap->back() = static_cast<char>((1 << (vocab % 8)) - 1);  // no bits past the vocabulary
+  }
+  // Only a sequence's last token can be banned now: test each distinct one against the tail.
+  for (const auto& s : sequences_) {
+    const int32_t t = s.back();
+    if (t >= 0 && t < vocab && ((*bitmap)[t >> 3] >> (t & 7) & 1) && Completes(t))
+      (*bitmap)[t >> 3] = static_cast<char>((*bitmap)[t >> 3] & ~(1 << (t & 7)));
+  }
+}
+
+absl::Status BannedSequencesConstraint::Accept(int32_t token) {
+  if (Completes(token)) return absl::InvalidArgumentError(absl::StrCat("token ", token, " completes one of bad_words"));
+  if (inner_ != nullptr)
+    if (absl::Status s = inner_->Accept(token); !s.ok()) return s;
+  if (longest_ > 1) {
+    tail_.push_back(token);
+    if (tail_.size() > longest_ - 1) tail_.erase(tail_.begin());
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<TokenConstraint> BannedSequencesConstraint::Clone() const {
+  auto copy = std::make_shared<BannedSequencesConstraint>(*this);
+  if (inner_ != nullptr) copy->inner_ = inner_->Clone();
+  return copy;
+}
+
+}  // namespace glm::scheduler
