@@ -173,6 +173,7 @@ void FillLogprobs(const std::vector<scheduler::TokenLogprob>& in,
     pb::TokenLogprob* p = out->Add();
     p->set_token(lp.token);
     p->set_logprob(lp.logprob);
+    p->set_rank(lp.rank);
     for (const auto& [tok, logprob] : lp.top) {
       pb::TokenLogprob* t = p->add_top();
       t->set_token(tok);

@@ -360,6 +360,17 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const 
   GLM_API_RETURN_IF_ERROR(endpoint == OpenAiEndpoint::kChat ? ParseChat(body, raw_body, &r) : ParseCompletion(body, &r));
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_token_ids", &r.return_token_ids));
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "return_tokens_as_token_ids", &r.tokens_as_ids));
+  int64_t prompt_logprobs = -1;
+  bool has_prompt_logprobs = false;
+  GLM_API_RETURN_IF_ERROR(GetInt(body, "prompt_logprobs", &prompt_logprobs, &has_prompt_logprobs));
+  if (has_prompt_logprobs) {
+    if (prompt_logprobs < 0 || prompt_logprobs > TextFrontend::kMaxTopLogprobs)
+      return InvalidField("prompt_logprobs", absl::StrCat("must be in [0, ", TextFrontend::kMaxTopLogprobs,
+                                                          "] (-1, the whole vocabulary, is not available here)"));
+    if (r.stream) return InvalidField("prompt_logprobs", "is not available with stream: true");
+    r.prompt_logprobs = static_cast<int>(prompt_logprobs);
+    r.api.prompt_logprobs = std::max(r.api.prompt_logprobs, r.prompt_logprobs);
+  }
   return r;
 }
 
@@ -451,7 +462,9 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
       out["top_logprobs"].push_back(nullptr);
       continue;
     }
-    const scheduler::TokenLogprob& lp = prompt_lps[i - 1];
+    scheduler::TokenLogprob lp = prompt_lps[i - 1];
+    // The prompt may be scored with more alternatives (prompt_logprobs) than `logprobs` asks.
+    if (lp.top.size() > static_cast<size_t>(request_->api.top_logprobs)) lp.top.resize(request_->api.top_logprobs);
     out["token_logprobs"].push_back(lp.logprob);
     out["top_logprobs"].push_back(TopLogprobs(echo_ids_[i], lp));
   }
@@ -535,6 +548,27 @@ std::string OpenAiResponseBuilder::StreamEnd(const json& usage) const {
     absl::StrAppend(&out, "data: ", DumpJson(usage_chunk), "\n\n");
   }
   return out + "data: [DONE]\n\n";
+}
+
+json OpenAiResponseBuilder::VllmPromptLogprobs() const {
+  const std::vector<scheduler::TokenLogprob>& lps = PromptLogprobs();
+  json out = json::array();
+  for (size_t i = 0; i < prompt_ids_.size(); ++i) {
+    if (i == 0 || i - 1 >= lps.size()) {  // the first token follows nothing
+      out.push_back(nullptr);
+      continue;
+    }
+    const scheduler::TokenLogprob& lp = lps[i - 1];
+    json position = json::object();
+    auto add = [&](int32_t token, float logprob, int32_t rank) {
+      position[std::to_string(token)] = {{"logprob", logprob}, {"rank", rank}, {"decoded_token", LogprobToken(token)}};
+    };
+    const size_t n = std::min(lp.top.size(), static_cast<size_t>(request_->prompt_logprobs));
+    for (size_t k = 0; k < n; ++k) add(lp.top[k].first, lp.top[k].second, static_cast<int32_t>(k + 1));
+    add(prompt_ids_[i], lp.logprob, lp.rank);
+    out.push_back(std::move(position));
+  }
+  return out;
 }
 
 std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
@@ -654,6 +688,7 @@ json OpenAiResponseBuilder::FinalOf(const std::vector<const OpenAiResponseBuilde
               {"choices", std::move(list)},
               {"usage", UsageOf(choices)}};
   if (chat && first.request_->return_token_ids) out["prompt_token_ids"] = first.prompt_ids_;
+  if (chat && first.request_->prompt_logprobs >= 0) out["prompt_logprobs"] = first.VllmPromptLogprobs();
   return out;
 }
 
@@ -683,6 +718,7 @@ json OpenAiResponseBuilder::FinalChoice() const {
       }
     }
     if (request_->return_token_ids) choice["prompt_token_ids"] = prompt_ids_;
+    if (request_->prompt_logprobs >= 0) choice["prompt_logprobs"] = VllmPromptLogprobs();
   }
   if (request_->return_token_ids) choice["token_ids"] = token_ids_;
   return choice;

@@ -53,6 +53,10 @@ struct OpenAiRequest {
   // vLLM's return_tokens_as_token_ids: logprobs name tokens as "token_id:N" (a token that is
   // part of a character has no text of its own).
   bool tokens_as_ids = false;
+  // vLLM's prompt_logprobs: every prompt position's token with its logprob and rank, and this
+  // many alternatives ("prompt_logprobs" on each completions choice, on the chat response); -1:
+  // not asked. Not with stream (as in vLLM).
+  int prompt_logprobs = -1;
 };
 
 // Parses a request body. INVALID_ARGUMENT names the field (InvalidField). `raw_body`, the body's
@@ -93,8 +97,12 @@ class OpenAiResponseBuilder {
   // `scorer`, when given, is the builder of the choice whose engine request scores this prompt
   // (one choice per prompt does); its prompt logprobs are used when this choice has none.
   void SetEchoPrompt(std::string text, std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr);
-  // return_token_ids: the prompt this choice continues, as the engine saw it.
-  void SetPromptTokenIds(std::vector<int32_t> ids) { prompt_ids_ = std::move(ids); }
+  // The prompt this choice continues, as the engine saw it (return_token_ids, prompt_logprobs);
+  // `scorer` as for SetEchoPrompt.
+  void SetPromptTokenIds(std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr) {
+    prompt_ids_ = std::move(ids);
+    scorer_ = scorer == this ? nullptr : scorer;
+  }
 
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
@@ -127,6 +135,10 @@ class OpenAiResponseBuilder {
   // A completions top_logprobs entry: {text: logprob} of the alternatives and of `token` (the
   // one sampled, or the prompt's).
   nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const;
+  // vLLM's prompt_logprobs array: null for the first prompt token, then per position
+  // {"<id>": {"logprob", "rank", "decoded_token"}} of the prompt token and the best
+  // OpenAiRequest::prompt_logprobs alternatives (ranks 1, 2, ...).
+  nlohmann::json VllmPromptLogprobs() const;
   // A token as logprobs name it: its text, or "token_id:N" (OpenAiRequest::tokens_as_ids).
   std::string LogprobToken(int32_t token) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).

@@ -658,6 +658,7 @@ void ContinuousBatchingEngine::CollectPromptLogprobs(Sequence& s, int64_t start,
     TokenLogprob& lp = s.prompt_logprobs[pos - 1];
     lp.token = p.token();
     lp.logprob = p.logprob();
+    lp.rank = p.rank();
     lp.top.clear();
     for (const auto& t : p.top()) lp.top.push_back({t.token(), t.logprob()});
   }

@@ -93,6 +93,7 @@ struct TokenLogprob {
   int32_t token = 0;
   float logprob = 0.0f;
   std::vector<std::pair<int32_t, float>> top;  // (token, logprob), best first
+  int32_t rank = 0;  // prompt scoring: 1 + the tokens more likely there (0 elsewhere: not computed)
 };
 
 // One step's news for a request. The last event has finished = true.

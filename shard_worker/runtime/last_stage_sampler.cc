@@ -72,6 +72,7 @@ void AddPromptLogprobs(const shard::SequenceStep& s, const float* rows, int64_t 
     auto* p = r->add_prompt_logprobs();
     p->set_token(next);
     p->set_logprob(logits[next] - log_z);
+    p->set_rank(1 + static_cast<int32_t>(std::count_if(logits, logits + vocab, [&](float v) { return v > logits[next]; })));
     TopLogprobs(logits, vocab, log_z, s.prompt_top_logprobs(), [&](int32_t id, float lp) {
       auto* t = p->add_top();
       t->set_token(id);

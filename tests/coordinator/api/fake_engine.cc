@@ -119,11 +119,13 @@ void FakeEngine::Run(scheduler::GenerationRequest request, std::vector<int32_t> 
       e.times = {now, now, now};  // no queue, no prefill time
     }
     if (i == 0 && s.prompt_logprobs >= 0) {
-      // Prompt scoring: position p's logprob is -p / 8, its alternatives the token itself then 200, 201, ...
+      // Prompt scoring: position p's logprob is -p / 8, its rank 10 + p, its alternatives the token
+      // itself then 200, 201, ...
       for (size_t p = 1; p < request.prompt.size(); ++p) {
         scheduler::TokenLogprob lp;
         lp.token = request.prompt[p];
         lp.logprob = -static_cast<float>(p) / 8;
+        lp.rank = 10 + static_cast<int32_t>(p);
         for (int k = 0; k < s.prompt_logprobs; ++k) lp.top.emplace_back(k == 0 ? lp.token : 199 + k, lp.logprob - k);
         e.prompt_logprobs.push_back(lp);
       }

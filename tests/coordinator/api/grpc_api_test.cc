@@ -226,6 +226,7 @@ TEST_F(GrpcApiTest, PromptLogprobsComeOnTheFirstMessage) {
     const pb::TokenLogprob& lp = c.messages[0].prompt_logprobs(p - 1);
     EXPECT_EQ(lp.token(), 5 + p);
     EXPECT_FLOAT_EQ(lp.logprob(), -static_cast<float>(p) / 8);  // the fake engine's values
+    EXPECT_EQ(lp.rank(), 10 + p);
     EXPECT_EQ(lp.top_size(), 2);
   }
   for (size_t i = 1; i < c.messages.size(); ++i) EXPECT_EQ(c.messages[i].prompt_logprobs_size(), 0);

@@ -174,6 +174,58 @@ TEST_F(ResponseExtrasApiTest, ContinuousUsageStatsPutUsageOnEveryChunk) {
   }
 }
 
+// vLLM's prompt_logprobs: per prompt position after the first, the prompt token (its logprob and
+// rank) and the best N alternatives (ranks 1..N), with their text; on every completions choice
+// (each of n; the prompt is scored once) and on the chat response. With echo + logprobs, the echo
+// keeps to its own `logprobs` alternatives. Not with stream; N in [0, 20].
+TEST_F(ResponseExtrasApiTest, PromptLogprobsGiveEveryPromptTokensLogprobAndRank) {
+  auto Text = [](int32_t id) { return *tokenizer_->Decode({id}); };
+  ScriptText("ok");
+  json r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"n", 2}, {"prompt_logprobs", 2}});
+  EXPECT_EQ(engine_->requests().front().sampling.prompt_logprobs, 2);
+  for (const json& choice : r["choices"]) {
+    const json& lps = choice["prompt_logprobs"];
+    ASSERT_EQ(lps.size(), 3u) << choice;
+    EXPECT_TRUE(lps[0].is_null());
+    for (int p : {1, 2}) {
+      const std::string id = std::to_string(p == 1 ? 6 : 7);
+      ASSERT_EQ(lps[p].size(), 2u) << lps[p];  // the token is the best here, then 200
+      EXPECT_FLOAT_EQ(lps[p][id]["logprob"].get<float>(), -p / 8.0f);
+      EXPECT_EQ(lps[p][id]["rank"], 10 + p);
+      EXPECT_EQ(lps[p][id]["decoded_token"], Text(p == 1 ? 6 : 7));
+      EXPECT_EQ(lps[p]["200"]["rank"], 2);
+      EXPECT_FLOAT_EQ(lps[p]["200"]["logprob"].get<float>(), -p / 8.0f - 1);
+    }
+  }
+  ScriptText("ok");
+  r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"prompt_logprobs", 0}});
+  EXPECT_EQ(r["choices"][0]["prompt_logprobs"][1], json({{"6", {{"logprob", -0.125}, {"rank", 11}, {"decoded_token", Text(6)}}}}));
+  // Echo with logprobs: 1 alternative there, 3 in prompt_logprobs.
+  ScriptText("ok");
+  r = PostOk("/v1/completions", {{"prompt", {5, 6, 7}}, {"max_tokens", 2}, {"echo", true}, {"logprobs", 1}, {"prompt_logprobs", 3}});
+  EXPECT_EQ(engine_->last_request().sampling.prompt_logprobs, 3);
+  EXPECT_EQ(r["choices"][0]["logprobs"]["top_logprobs"][1].size(), 1u) << r;  // the token, also the best
+  EXPECT_EQ(r["choices"][0]["prompt_logprobs"][1].size(), 3u) << r;          // 6, 200, 201
+  ScriptText("ok");
+  r = PostOk("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"prompt_logprobs", 1}});
+  const std::vector<int32_t> prompt = engine_->last_request().prompt;
+  ASSERT_EQ(r["prompt_logprobs"].size(), prompt.size()) << r;
+  EXPECT_EQ(r["prompt_logprobs"].back()[std::to_string(prompt.back())]["rank"], 10 + static_cast<int>(prompt.size()) - 1);
+  EXPECT_FALSE(r["choices"][0].contains("prompt_logprobs"));
+  r = PostOk("/v1/completions", {{"prompt", {5, 6}}, {"max_tokens", 2}});
+  EXPECT_FALSE(r["choices"][0].contains("prompt_logprobs"));
+
+  for (const json& bad : {json{{"prompt_logprobs", -1}}, json{{"prompt_logprobs", 21}}, json{{"prompt_logprobs", "2"}},
+                          json{{"prompt_logprobs", 1}, {"stream", true}}}) {
+    json body = {{"prompt", {5, 6}}, {"max_tokens", 2}};
+    body.update(bad);
+    auto res = PostJson("/v1/completions", body.dump());
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << res->body;
+    EXPECT_EQ(json::parse(res->body)["error"]["param"], "prompt_logprobs") << bad;
+  }
+}
+
 TEST_F(ResponseExtrasApiTest, NonBooleansAreRefused) {
   for (const char* field : {"return_token_ids", "return_tokens_as_token_ids"}) {
     auto res = PostJson("/v1/completions", json{{"prompt", "x"}, {field, "yes"}}.dump());

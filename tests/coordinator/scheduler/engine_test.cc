@@ -154,6 +154,12 @@ TEST(EngineTest, PromptLogprobsMatchTheSingleProcessForward) {
       const TokenLogprob& got = out.prompt_logprobs[p - 1];
       EXPECT_EQ(got.token, prompt[p]) << p;
       EXPECT_NEAR(got.logprob, want, 1e-4) << "position " << p << " layout " << layout.workers << "x" << layout.stages;
+      // Its rank: 1 + the tokens more likely there (within the layouts' rounding of the logits).
+      const float at = row[prompt[p]];
+      const int64_t above = std::count_if(row, row + vocab, [&](float v) { return v > at + 1e-3f; });
+      const int64_t near_or_above = std::count_if(row, row + vocab, [&](float v) { return v > at - 1e-3f; }) - 1;
+      EXPECT_GE(got.rank, 1 + above) << p;
+      EXPECT_LE(got.rank, 1 + near_or_above) << p;
       ASSERT_EQ(got.top.size(), 2u);
       EXPECT_EQ(got.top[0].first, static_cast<int32_t>(std::max_element(row, row + vocab) - row)) << p;
       EXPECT_GE(got.top[0].second, got.top[1].second);
