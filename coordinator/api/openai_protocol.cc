@@ -464,7 +464,8 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
     }
     scheduler::TokenLogprob lp = prompt_lps[i - 1];
     // The prompt may be scored with more alternatives (prompt_logprobs) than `logprobs` asks.
-    if (lp.top.size() > static_cast<size_t>(request_->api.top_logprobs)) lp.top.resize(request_->api.top_logprobs);
+    if (request_->prompt_logprobs > request_->api.top_logprobs && lp.top.size() > static_cast<size_t>(request_->api.top_logprobs))
+      lp.top.resize(request_->api.top_logprobs);
     out["token_logprobs"].push_back(lp.logprob);
     out["top_logprobs"].push_back(TopLogprobs(echo_ids_[i], lp));
   }
