@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "coordinator/tokenizer/reasoning_marker.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "protos/inference.grpc.pb.h"
@@ -100,26 +101,17 @@ absl::StatusOr<StreamResult> RunGenerate(const std::shared_ptr<grpc::Channel>& c
   auto reader = stub->Generate(&ctx, request);
   StreamResult r;
   pb::GenerateResponse resp;
-  bool in_reasoning = false;
+  tokenizer::ReasoningMarker marker(on_text);
   while (reader->Read(&resp)) {
     r.tokens.insert(r.tokens.end(), resp.token_ids().begin(), resp.token_ids().end());
     r.text += resp.text();
     r.reasoning += resp.reasoning_text();
-    if (on_text) {
-      if (!resp.reasoning_text().empty()) {
-        on_text(absl::StrCat(in_reasoning ? "" : "<think>", resp.reasoning_text()));
-        in_reasoning = true;
-      }
-      if (!resp.text().empty()) {
-        on_text(absl::StrCat(in_reasoning ? "</think>" : "", resp.text()));
-        in_reasoning = false;
-      }
-    }
+    if (on_text) marker.Write(resp.reasoning_text(), resp.text());
     if (!resp.finish_reason().empty()) r.finish_reason = resp.finish_reason();
     if (!resp.tool_calls_json().empty()) r.tool_calls_json = resp.tool_calls_json();
     r.usage = resp.usage();
   }
-  if (on_text && in_reasoning) on_text("</think>");  // the reply ended inside its reasoning
+  if (on_text) marker.Finish();
   if (auto s = FromGrpc(reader->Finish(), server); !s.ok()) return s;
   return r;
 }

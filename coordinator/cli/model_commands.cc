@@ -20,9 +20,8 @@
 #include "shard_worker/runtime/speculative_generator.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/incremental_detokenizer.h"
+#include "coordinator/tokenizer/reasoning_marker.h"
 #include "coordinator/tokenizer/tokenizer.h"
-#include "coordinator/tokenizer/tool_call_parser.h"
-#include "coordinator/tokenizer/incremental_detokenizer.h"
 #include "coordinator/tokenizer/tool_call_parser.h"
 #include "nlohmann/json.hpp"
 
@@ -256,13 +255,9 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   const bool streamed = o.on_text != nullptr && !o.json;
   tokenizer::IncrementalDetokenizer detok(tok->get(), /*skip_special_tokens=*/true);
   tokenizer::ToolCallParser live;
-  bool in_reasoning = false;
+  tokenizer::ReasoningMarker marker(o.on_text);
   auto show = [&](const absl::StatusOr<tokenizer::ParsedDelta>& d) {
-    if (!d.ok()) return;
-    if (!d->reasoning.empty()) o.on_text(absl::StrCat(in_reasoning ? "" : "<think>", d->reasoning));
-    in_reasoning = in_reasoning || !d->reasoning.empty();
-    if (!d->content.empty()) o.on_text(absl::StrCat(in_reasoning ? "</think>" : "", d->content));
-    in_reasoning = in_reasoning && d->content.empty();
+    if (d.ok()) marker.Write(d->reasoning, d->content);
   };
   if (streamed)
     g->on_token = [&](int32_t id) {
@@ -274,7 +269,7 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   if (streamed) {
     if (std::string rest = detok.Flush(); !rest.empty()) show(live.Push(rest));
     show(live.Finish());
-    if (in_reasoning) o.on_text("</think>");  // the reply ended inside its reasoning
+    marker.Finish();
     return std::string("\n");
   }
   auto text = GeneratedText(**tok, result->tokens);
