@@ -8,10 +8,19 @@ void ResponseStore::SetCapacity(int64_t bytes) {
   EvictLocked();
 }
 
+int64_t ResponseStore::SlotBytes(const Slot& s) {
+  constexpr int64_t kOverhead = 256;
+  return static_cast<int64_t>(2 * s.id.size() + s.response.size() + s.conversation.size() + s.holder.size()) + kOverhead;
+}
+
 void ResponseStore::Put(const std::string& id, Entry entry) {
-  // The JSON text is what the entry costs, near enough: nlohmann's nodes take about as much again.
-  const int64_t bytes = static_cast<int64_t>(id.size() + entry.response.dump().size() +
-                                             entry.conversation.dump().size());
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;  // never throws on bad UTF-8
+  Slot slot{id, entry.response.dump(-1, ' ', false, kReplace), entry.conversation.dump(-1, ' ', false, kReplace),
+            std::move(entry.holder), 0};
+  slot.response.shrink_to_fit();
+  slot.conversation.shrink_to_fit();
+  slot.bytes = SlotBytes(slot);
+  const int64_t bytes = slot.bytes;
   absl::MutexLock lock(&mu_);
   if (auto it = index_.find(id); it != index_.end()) {
     stats_.bytes -= it->second->bytes;
@@ -19,7 +28,7 @@ void ResponseStore::Put(const std::string& id, Entry entry) {
     index_.erase(it);
   }
   if (bytes > capacity_) return;
-  lru_.push_front({id, std::move(entry), bytes});
+  lru_.push_front(std::move(slot));
   index_[id] = lru_.begin();
   stats_.bytes += bytes;
   EvictLocked();
@@ -28,15 +37,19 @@ void ResponseStore::Put(const std::string& id, Entry entry) {
 std::optional<ResponseStore::Entry> ResponseStore::Get(const std::string& id, const std::string& holder) {
   absl::MutexLock lock(&mu_);
   auto it = index_.find(id);
-  if (it == index_.end() || it->second->entry.holder != holder) return std::nullopt;
+  if (it == index_.end() || it->second->holder != holder) return std::nullopt;
   lru_.splice(lru_.begin(), lru_, it->second);
-  return it->second->entry;
+  // Put wrote the text: it parses back (a failure reads as absent, never as a throw).
+  Entry entry{nlohmann::json::parse(it->second->response, nullptr, false),
+              nlohmann::json::parse(it->second->conversation, nullptr, false), it->second->holder};
+  if (entry.response.is_discarded() || entry.conversation.is_discarded()) return std::nullopt;
+  return entry;
 }
 
 bool ResponseStore::Delete(const std::string& id, const std::string& holder) {
   absl::MutexLock lock(&mu_);
   auto it = index_.find(id);
-  if (it == index_.end() || it->second->entry.holder != holder) return false;
+  if (it == index_.end() || it->second->holder != holder) return false;
   stats_.bytes -= it->second->bytes;
   lru_.erase(it->second);
   index_.erase(it);

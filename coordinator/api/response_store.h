@@ -9,8 +9,9 @@
 // prefix cache serves the shared part.
 //
 // With API keys configured, an entry belongs to the key whose request made it: other keys can
-// neither read, continue nor delete it. Bounded by bytes (the entries' JSON text); the least recently used entries go first. Memory
-// only: a restarted coordinator has forgotten them (a continuation then gets a clear 400).
+// neither read, continue nor delete it. Bounded by bytes: the entries' JSON text, as they are
+// held, and ~256 bytes each; the least recently used entries go first. Memory only: a restarted
+// coordinator has forgotten them (a continuation then gets a clear 400).
 #ifndef GLM_COORDINATOR_API_RESPONSE_STORE_H_
 #define GLM_COORDINATOR_API_RESPONSE_STORE_H_
 
@@ -54,11 +55,18 @@ class ResponseStore {
   Stats stats() const;
 
  private:
+  // An entry as JSON text: parsed nlohmann trees took ~6x their text in memory (5.8 KB a short
+  // reply against 0.9 KB of text), so a store of trees held ~6x --responses-store-mib. Text costs
+  // what it counts; a Get parses it again (microseconds against a reply's generation).
   struct Slot {
     std::string id;
-    Entry entry;
+    std::string response;      // Entry::response, dumped
+    std::string conversation;  // Entry::conversation, dumped
+    std::string holder;
     int64_t bytes = 0;
   };
+  // What a slot costs: its strings and ~the list node, index entry and string headers.
+  static int64_t SlotBytes(const Slot& s);
   void EvictLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;

@@ -16,7 +16,8 @@ ResponseStore::Entry EntryOf(const std::string& text) {
 
 TEST(ResponseStoreTest, KeepsToItsBytesLeastRecentlyUsedFirst) {
   const std::string big(1000, 'x');
-  ResponseStore store(6500);  // three entries of ~2.05 KB (the text twice) fit, a fourth does not
+  // Three entries of ~2.3 KB (the text twice, and 256 bytes an entry) fit, a fourth does not.
+  ResponseStore store(7200);
   for (const char* id : {"a", "b", "c"}) store.Put(id, EntryOf(big));
   EXPECT_EQ(store.stats().entries, 3);
   ASSERT_TRUE(store.Get("a", "").has_value());  // "a" is now the most recent: "b" goes next
@@ -25,7 +26,7 @@ TEST(ResponseStoreTest, KeepsToItsBytesLeastRecentlyUsedFirst) {
   EXPECT_TRUE(store.Get("a", "").has_value());
   EXPECT_EQ(store.Get("d", "")->conversation[0]["content"], big);
   EXPECT_EQ(store.stats().evicted, 1);
-  EXPECT_LE(store.stats().bytes, 6500);
+  EXPECT_LE(store.stats().bytes, 7200);
 
   store.Put("a", EntryOf("small"));  // replacing frees the old entry's bytes
   EXPECT_EQ(store.Get("a", "")->response["id"], "small");
