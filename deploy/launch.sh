@@ -2,7 +2,8 @@
 # Builds and runs the mpirun command line for a cluster: the coordinator as rank 0 and one shard
 # worker per NUMA node (of this machine, or of every host of a hostfile).
 #
-#   deploy/launch.sh --model DIR [--workers N] [--hostfile FILE] [--threads T] [--amx-tiles on|off] [--dry-run]
+#   deploy/launch.sh --model DIR [--workers N] [--hostfile FILE] [--threads T] [--amx-tiles on|off]
+#                    [--kv-prefault on|off] [--dry-run]
 #                    [-- extra coordinator flags, e.g. --grpc-listen 0.0.0.0:50051 --kv-cache-gib 8]
 #
 # Local (no hostfile): N defaults to the NUMA nodes of this machine; with fewer cores than ranks
@@ -14,13 +15,13 @@
 # otherwise starts background commands with SIGINT ignored, which no trap can undo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL="" WORKERS="" HOSTFILE="" THREADS="" AMX="" DRY=0
+MODEL="" WORKERS="" HOSTFILE="" THREADS="" AMX="" KV_PREFAULT="" DRY=0
 EXTRA=()
 # Options that take a value must get one (not the end of the line).
 need_value() { [ $# -ge 2 ] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --model|--workers|--hostfile|--threads|--amx-tiles) need_value "$@" ;;
+    --model|--workers|--hostfile|--threads|--amx-tiles|--kv-prefault) need_value "$@" ;;
   esac
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --hostfile) HOSTFILE="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
     --amx-tiles) AMX="$2"; shift 2 ;;
+    --kv-prefault) KV_PREFAULT="$2"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --) shift; EXTRA=("$@"); break ;;
     *) echo "launch.sh: unknown option $1" >&2; exit 2 ;;
@@ -38,6 +40,12 @@ done
 case "$AMX" in
   ""|on|off) ;;
   *) echo "launch.sh: --amx-tiles must be on or off, got '$AMX'" >&2; exit 2 ;;
+esac
+# shard_worker --kv_prefault: write the KV cache at start-up (on, its default) or take its pages
+# as blocks are first written (off).
+case "$KV_PREFAULT" in
+  ""|on|off) ;;
+  *) echo "launch.sh: --kv-prefault must be on or off, got '$KV_PREFAULT'" >&2; exit 2 ;;
 esac
 # Counts are checked here: mpirun would be handed "-np 0" or "-np -1" (and --workers 0 divided
 # by zero below). At most six digits keeps bash arithmetic far from overflow.
@@ -83,6 +91,8 @@ WORKER_ARGS=()
 [ -n "$THREADS" ] && WORKER_ARGS+=(--threads "$THREADS")
 [ "$AMX" = on ] && WORKER_ARGS+=(--amx_tiles=true)
 [ "$AMX" = off ] && WORKER_ARGS+=(--amx_tiles=false)
+[ "$KV_PREFAULT" = on ] && WORKER_ARGS+=(--kv_prefault=true)
+[ "$KV_PREFAULT" = off ] && WORKER_ARGS+=(--kv_prefault=false)
 CMD=("${MPI[@]}" -np 1 build/bin/coordinator --model "$MODEL" "${EXTRA[@]}" : -np "$WORKERS" build/bin/shard_worker "${WORKER_ARGS[@]}")
 echo "+ ${CMD[*]}" >&2
 [ "$DRY" -eq 1 ] && exit 0

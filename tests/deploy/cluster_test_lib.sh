@@ -24,11 +24,12 @@ LAUNCHER=""
 cleanup_cluster() { [ -z "$LAUNCHER" ] || kill -KILL -- "-$LAUNCHER" 2>/dev/null; rm -f "$LOG"; }
 trap cleanup_cluster EXIT
 
+LAUNCH_OPTS=()  # extra deploy/launch.sh options for start_cluster (before its "--")
 start_cluster() {
   : >"$LOG"
   GRPC="127.0.0.1:$(free_port)" HTTP="127.0.0.1:$(free_port)"
   set -m
-  bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --threads 1 -- \
+  bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --threads 1 "${LAUNCH_OPTS[@]}" -- \
     --grpc-listen "$GRPC" --http-listen "$HTTP" --warmup-tokens 0 "$@" >"$LOG" 2>&1 &
   LAUNCHER=$!
   set +m

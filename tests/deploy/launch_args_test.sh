@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deploy/launch.sh rejects bad counts and values before building an mpirun line: exit 2, a message
-# naming the option and the value, and no "-np" printed; --amx-tiles reaches the workers' flags.
+# naming the option and the value, and no "-np" printed; --amx-tiles and --kv-prefault reach the
+# workers' flags.
 # Usage: launch_args_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -25,14 +26,17 @@ expect_rejected "got '5000'" --threads 5000
 expect_rejected "got 'x'" --threads x
 expect_rejected "--hostfile /nonexistent/hosts is not a readable file" --hostfile /nonexistent/hosts
 expect_rejected "--amx-tiles must be on or off, got 'maybe'" --amx-tiles maybe
-for v in on off; do
-  flag=$([ "$v" = on ] && echo "--amx_tiles=true" || echo "--amx_tiles=false")
-  out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --amx-tiles "$v" --dry-run 2>&1); rc=$?
-  if [ "$rc" -ne 0 ] || [[ "$out" != *"shard_worker"*"$flag"* ]]; then
-    echo "FAIL: --amx-tiles $v -> exit $rc, wanted the workers to get $flag:"; echo "$out"; fails=$((fails + 1))
-  else
-    echo "ok: --amx-tiles $v -> workers get $flag"
-  fi
+expect_rejected "--kv-prefault must be on or off, got 'maybe'" --kv-prefault maybe
+for option in amx-tiles kv-prefault; do
+  for v in on off; do
+    flag="--${option//-/_}=$([ "$v" = on ] && echo true || echo false)"
+    out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 "--$option" "$v" --dry-run 2>&1); rc=$?
+    if [ "$rc" -ne 0 ] || [[ "$out" != *"shard_worker"*"$flag"* ]]; then
+      echo "FAIL: --$option $v -> exit $rc, wanted the workers to get $flag:"; echo "$out"; fails=$((fails + 1))
+    else
+      echo "ok: --$option $v -> workers get $flag"
+    fi
+  done
 done
 out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 2>&1); rc=$?
 [ "$rc" -eq 2 ] && [[ "$out" == *"--workers needs a value"* ]] || { echo "FAIL: --workers without a value -> $rc: $out"; fails=$((fails + 1)); }

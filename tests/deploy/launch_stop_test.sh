@@ -3,7 +3,8 @@
 # KillSignal): the coordinator logs "stopped" and the launcher exits 0; a second SIGINT ends
 # everything promptly. Starts a 1-worker cluster of the bundled tiny model on free local ports.
 # The worker commits its KV cache at start-up, and what it writes is --kv-cache-gib, no more (its
-# MTP layer's cache included) and no less than a block short of it.
+# MTP layer's cache included) and no less than a block short of it; with launch.sh --kv-prefault
+# off it does not.
 # Usage: launch_stop_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -26,7 +27,13 @@ fi
 echo "ok: one SIGINT: exit 0, coordinator stopped cleanly"
 LAUNCHER=""
 
+LAUNCH_OPTS=(--kv-prefault off)
 start
+LAUNCH_OPTS=()
+if grep -q "KV cache of .* committed" "$LOG"; then
+  echo "FAIL: --kv-prefault off: the worker still committed its KV cache; log:"; cat "$LOG"; exit 1
+fi
+echo "ok: --kv-prefault off: no KV commit at start-up"
 kill -INT "$LAUNCHER"; sleep 0.05; kill -INT "$LAUNCHER"
 wait_launcher 30
 if [ "$rc" = timeout ]; then echo "FAIL: two SIGINTs: still running after 30 s; log:"; cat "$LOG"; exit 1; fi
