@@ -470,10 +470,8 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     c.output = std::make_unique<RequestOutput>(frontend_->model().tokenizer, prepared[p].output);
     auto& builder = format->builder(k);
     builder = std::make_unique<OpenAiResponseBuilder>(request, frontend_, id, created, k, static_cast<int>(p));
-    if (request->echo)
-      builder->SetEchoPrompt(echo_texts[p], prepared[p].engine_request.prompt, format->builder(p * request->n).get());
-    if (request->return_token_ids || request->prompt_logprobs >= 0)
-      builder->SetPromptTokenIds(prepared[p].engine_request.prompt, format->builder(p * request->n).get());
+    builder->SetPromptTokenIds(prepared[p].engine_request.prompt, format->builder(p * request->n).get());
+    if (request->echo) builder->SetEchoPrompt(echo_texts[p]);
     return absl::OkStatus();
   };
   auto fail = [&](const absl::Status& status) {

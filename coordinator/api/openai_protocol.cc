@@ -436,24 +436,20 @@ json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogpr
   return {{"content", std::move(content)}};
 }
 
-void OpenAiResponseBuilder::SetEchoPrompt(std::string text, std::vector<int32_t> ids,
-                                          const OpenAiResponseBuilder* scorer) {
-  echo_text_ = std::move(text);
-  echo_ids_ = std::move(ids);
-  scorer_ = scorer == this ? nullptr : scorer;
-}
-
 json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   TextOffset offset;
   size_t at = 0;  // bytes of echo_text_ matched so far
-  for (size_t i = 0; i < echo_ids_.size(); ++i) {
-    out["tokens"].push_back(LogprobToken(echo_ids_[i]));
+  // The prompt may be scored with more alternatives (prompt_logprobs) than `logprobs` asks.
+  const size_t alternatives = request_->prompt_logprobs > request_->api.top_logprobs
+                                  ? static_cast<size_t>(request_->api.top_logprobs) : SIZE_MAX;
+  for (size_t i = 0; i < prompt_ids_.size(); ++i) {
+    out["tokens"].push_back(LogprobToken(prompt_ids_[i]));
     // A special token the echoed text does not show (the BOS a text prompt was encoded with)
     // takes no room in it.
-    std::string bytes = frontend_->TokenBytes(echo_ids_[i]);
-    if (echo_text_.compare(at, bytes.size(), bytes) != 0 && frontend_->IsSpecialToken(echo_ids_[i])) bytes.clear();
+    std::string bytes = frontend_->TokenBytes(prompt_ids_[i]);
+    if (echo_text_.compare(at, bytes.size(), bytes) != 0 && frontend_->IsSpecialToken(prompt_ids_[i])) bytes.clear();
     at = std::min(echo_text_.size(), at + bytes.size());
     out["text_offset"].push_back(offset.Take(bytes));
     // Position i's logprob was computed from the tokens before it: none for the first.
@@ -462,22 +458,19 @@ json OpenAiResponseBuilder::EchoLogprobs(const std::vector<scheduler::TokenLogpr
       out["top_logprobs"].push_back(nullptr);
       continue;
     }
-    scheduler::TokenLogprob lp = prompt_lps[i - 1];
-    // The prompt may be scored with more alternatives (prompt_logprobs) than `logprobs` asks.
-    if (request_->prompt_logprobs > request_->api.top_logprobs && lp.top.size() > static_cast<size_t>(request_->api.top_logprobs))
-      lp.top.resize(request_->api.top_logprobs);
+    const scheduler::TokenLogprob& lp = prompt_lps[i - 1];
     out["token_logprobs"].push_back(lp.logprob);
-    out["top_logprobs"].push_back(TopLogprobs(echo_ids_[i], lp));
+    out["top_logprobs"].push_back(TopLogprobs(prompt_ids_[i], lp, alternatives));
   }
   return out;
 }
 
-json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const {
+json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp, size_t limit) const {
   // OpenAI and vLLM: the `logprobs` best alternatives plus the token actually there, which need
   // not be among them (logprobs: 0 gives just that token). Written last, so an alternative with
   // the same text cannot hide its logprob.
   json top = json::object();
-  for (const auto& [tok, logprob] : lp.top) top[LogprobToken(tok)] = logprob;
+  for (size_t k = 0; k < std::min(limit, lp.top.size()); ++k) top[LogprobToken(lp.top[k].first)] = lp.top[k].second;
   top[LogprobToken(token)] = lp.logprob;
   return top;
 }

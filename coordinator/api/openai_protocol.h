@@ -93,16 +93,16 @@ class OpenAiResponseBuilder {
   // Streaming failure after the headers went out: an error event and [DONE].
   static std::string StreamError(const nlohmann::json& error);
 
-  // Completions `echo`: the prompt as the client sent it (text) and as the engine saw it (ids).
-  // `scorer`, when given, is the builder of the choice whose engine request scores this prompt
-  // (one choice per prompt does); its prompt logprobs are used when this choice has none.
-  void SetEchoPrompt(std::string text, std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr);
-  // The prompt this choice continues, as the engine saw it (return_token_ids, prompt_logprobs);
-  // `scorer` as for SetEchoPrompt.
+  // The prompt this choice continues, as the engine saw it (echo, return_token_ids,
+  // prompt_logprobs). `scorer`, when given, is the builder of the choice whose engine request
+  // scores this prompt (one choice per prompt does); its prompt logprobs are used when this choice
+  // has none.
   void SetPromptTokenIds(std::vector<int32_t> ids, const OpenAiResponseBuilder* scorer = nullptr) {
     prompt_ids_ = std::move(ids);
     scorer_ = scorer == this ? nullptr : scorer;
   }
+  // Completions `echo`: the prompt as the client sent it (its ids: SetPromptTokenIds).
+  void SetEchoPrompt(std::string text) { echo_text_ = std::move(text); }
 
   // Non-streaming: fold in a delta; after the finished one, Final() is the response object.
   void Accumulate(const OutputDelta& delta);
@@ -134,7 +134,8 @@ class OpenAiResponseBuilder {
   std::string EmittedBytes(int32_t token) const;
   // A completions top_logprobs entry: {text: logprob} of the alternatives and of `token` (the
   // one sampled, or the prompt's).
-  nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp) const;
+  // `limit`: at most this many of lp's alternatives.
+  nlohmann::json TopLogprobs(int32_t token, const scheduler::TokenLogprob& lp, size_t limit = SIZE_MAX) const;
   // vLLM's prompt_logprobs array: null for the first prompt token, then per position
   // {"<id>": {"logprob", "rank", "decoded_token"}} of the prompt token and the best
   // OpenAiRequest::prompt_logprobs alternatives (ranks 1, 2, ...).
@@ -160,7 +161,7 @@ class OpenAiResponseBuilder {
   std::vector<tokenizer::ToolCall> tool_calls_;
   std::vector<scheduler::TokenLogprob> logprobs_;
   std::vector<int32_t> token_ids_;   // return_token_ids: generated so far
-  std::vector<int32_t> prompt_ids_;  // return_token_ids: SetPromptTokenIds
+  std::vector<int32_t> prompt_ids_;  // SetPromptTokenIds
   bool prompt_ids_sent_ = false;     // streaming: on a chunk already
   std::string finish_reason_;
   int32_t prompt_tokens_ = 0;
@@ -170,7 +171,6 @@ class OpenAiResponseBuilder {
   TextOffset text_offset_;      // completions logprobs' text_offset while streaming
   // Echo.
   std::string echo_text_;
-  std::vector<int32_t> echo_ids_;
   bool echo_sent_ = false;
   std::vector<scheduler::TokenLogprob> prompt_logprobs_;
   const OpenAiResponseBuilder* scorer_ = nullptr;

@@ -92,7 +92,8 @@ TEST_F(OpenAiProtocolTest, CompletionTopLogprobsIncludeTheSampledToken) {
   // Echo: the prompt [5, 6, 7]; position 1 scored with alternatives that leave out token 6.
   request.echo = true;
   api::OpenAiResponseBuilder echo(&request, frontend_.get(), "cmpl-1", 0);
-  echo.SetEchoPrompt(Text(5) + Text(6) + Text(7), {5, 6, 7});
+  echo.SetPromptTokenIds({5, 6, 7});
+  echo.SetEchoPrompt(Text(5) + Text(6) + Text(7));
   api::OutputDelta e = d;
   e.prompt_logprobs = {{6, -0.75f, {{200, -0.25f}}}, {7, -0.125f, {}}};
   echo.Accumulate(e);
@@ -178,7 +179,8 @@ TEST_F(OpenAiProtocolTest, CompletionTextOffsetsAreCodePointsOfTheText) {
   const std::vector<int32_t> head(ids.begin(), ids.end() - 1);
   prompt.insert(prompt.end(), head.begin(), head.end());
   api::OpenAiResponseBuilder echo(&request, frontend_.get(), "cmpl-1", 0);
-  echo.SetEchoPrompt(text.substr(0, text.size() - 1), prompt);
+  echo.SetPromptTokenIds(prompt);
+  echo.SetEchoPrompt(text.substr(0, text.size() - 1));
   api::OutputDelta tail;
   tail.tokens = {ids.back()};
   tail.text = "b";
