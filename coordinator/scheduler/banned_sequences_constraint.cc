@@ -14,12 +14,14 @@ BannedSequencesConstraint::BannedSequencesConstraint(std::vector<std::vector<int
   for (const auto& s : sequences_) longest_ = std::max(longest_, s.size());
 }
 
+bool BannedSequencesConstraint::PrefixMatches(const std::vector<int32_t>& s) const {
+  return s.size() - 1 <= tail_.size() &&
+         std::equal(s.begin(), s.end() - 1, tail_.end() - static_cast<std::ptrdiff_t>(s.size() - 1));
+}
+
 bool BannedSequencesConstraint::Completes(int32_t token) const {
-  for (const auto& s : sequences_) {
-    if (s.back() != token || s.size() - 1 > tail_.size()) continue;
-    if (std::equal(s.begin(), s.end() - 1, tail_.end() - static_cast<std::ptrdiff_t>(s.size() - 1))) return true;
-  }
-  return false;
+  return std::any_of(sequences_.begin(), sequences_.end(),
+                     [&](const auto& s) { return s.back() == token && PrefixMatches(s); });
 }
 
 void BannedSequencesConstraint::AllowedTokens(int64_t vocab, std::string* bitmap) {
@@ -31,11 +33,10 @@ void BannedSequencesConstraint::AllowedTokens(int64_t vocab, std::string* bitmap
     bitmap->assign(bytes, '\xff');
     if (vocab % 8 != 0) bitmap->back() = static_cast<char>((1 << (vocab % 8)) - 1);  // no bits past the vocabulary
   }
-  // Only a sequence's last token can be banned now: test each distinct one against the tail.
+  // A sequence bans its last token where the output ends with the rest of it: one pass.
   for (const auto& s : sequences_) {
     const int32_t t = s.back();
-    if (t >= 0 && t < vocab && ((*bitmap)[t >> 3] >> (t & 7) & 1) && Completes(t))
-      (*bitmap)[t >> 3] = static_cast<char>((*bitmap)[t >> 3] & ~(1 << (t & 7)));
+    if (t >= 0 && t < vocab && PrefixMatches(s)) (*bitmap)[t >> 3] = static_cast<char>((*bitmap)[t >> 3] & ~(1 << (t & 7)));
   }
 }
 

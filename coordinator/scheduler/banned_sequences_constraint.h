@@ -28,6 +28,8 @@ class BannedSequencesConstraint : public TokenConstraint {
   std::shared_ptr<TokenConstraint> Clone() const override;
 
  private:
+  // Whether the output so far ends with all of `s` but its last token.
+  bool PrefixMatches(const std::vector<int32_t>& s) const;
   // Whether `token` would complete a banned sequence after the output so far.
   bool Completes(int32_t token) const;
 
