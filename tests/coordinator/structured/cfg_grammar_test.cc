@@ -1,0 +1,424 @@
+// CfgGrammar::ParseGbnf and CodePointSet: the GBNF syntax the parser takes (literals and their
+// escapes, classes, `.`, groups, repetitions, comments, rules over several lines), checked by
+// what the compiled grammar matches under a small memoised recogniser written here (so a fault
+// in CfgMatcher cannot hide or fake one in the parser); code point sets against a by-hand
+// definition; and the refusals, which must name the field and the place.
+#include "coordinator/structured/cfg_grammar.h"
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace glm::structured {
+namespace {
+
+using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+constexpr uint32_t kSurrogateLo = 0xD800, kSurrogateHi = 0xDFFF;
+
+std::shared_ptr<const CfgGrammar> MustParse(const std::string& text) {
+  auto grammar = CfgGrammar::ParseGbnf(text, "guided_grammar");
+  EXPECT_TRUE(grammar.ok()) << text << "\n" << grammar.status();
+  return grammar.ok() ? *grammar : nullptr;
+}
+
+// Strict UTF-8 to code points; false for anything else.
+bool Decode(const std::string& bytes, std::vector<uint32_t>& out) {
+  out.clear();
+  for (size_t k = 0; k < bytes.size();) {
+    const auto c = static_cast<uint8_t>(bytes[k]);
+    const int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (n == 0 || k + n > bytes.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (int j = 1; j < n; ++j) {
+      const auto d = static_cast<uint8_t>(bytes[k + j]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (d & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= kSurrogateLo && cp <= kSurrogateHi)) return false;
+    out.push_back(cp);
+    k += n;
+  }
+  return true;
+}
+
+bool InSet(const CodePointSet& set, uint32_t cp) {
+  for (const auto& [lo, hi] : set.ranges())
+    if (cp >= lo && cp <= hi) return true;
+  return false;
+}
+
+// Whole-text membership straight from the flat form: the text positions where each rule, begun
+// at a position, can end (memoised; accepted grammars have no left recursion, so no cycles).
+class Recogniser {
+ public:
+  explicit Recogniser(const CfgGrammar& grammar) : g_(grammar) {}
+  bool Accepts(const std::string& text) {
+    if (!Decode(text, cps_)) return false;
+    memo_.clear();
+    return Ends(g_.root(), 0).count(cps_.size()) > 0;
+  }
+
+ private:
+  std::set<size_t> Ends(int32_t rule, size_t start) {
+    const auto key = std::make_pair(rule, start);
+    if (auto it = memo_.find(key); it != memo_.end()) {
+      if (!it->second.first) ADD_FAILURE() << "left recursion through " << g_.rule_name(rule);
+      return it->second.second;
+    }
+    memo_[key] = {false, {}};
+    std::set<size_t> result, current = {start};
+    for (int32_t p = g_.rule_start(rule);; ++p) {
+      const CfgElement& e = g_.element(p);
+      if (e.type == CfgElement::Type::kAlt || e.type == CfgElement::Type::kEnd) {
+        result.insert(current.begin(), current.end());
+        if (e.type == CfgElement::Type::kEnd) break;
+        current = {start};
+        continue;
+      }
+      std::set<size_t> next;
+      for (size_t i : current) {
+        if (e.type == CfgElement::Type::kClass) {
+          if (i < cps_.size() && InSet(g_.code_points(e.value), cps_[i])) next.insert(i + 1);
+        } else {
+          const std::set<size_t> ends = Ends(e.value, i);
+          next.insert(ends.begin(), ends.end());
+        }
+      }
+      current = std::move(next);
+    }
+    memo_[key] = {true, result};
+    return result;
+  }
+
+  const CfgGrammar& g_;
+  std::vector<uint32_t> cps_;
+  std::map<std::pair<int32_t, size_t>, std::pair<bool, std::set<size_t>>> memo_;  // done, ends
+};
+
+struct SyntaxCase {
+  const char* grammar;
+  std::vector<std::string> accepted;
+  std::vector<std::string> refused;
+};
+
+void ExpectLanguage(const SyntaxCase& c) {
+  auto grammar = MustParse(c.grammar);
+  ASSERT_NE(grammar, nullptr) << c.grammar;
+  Recogniser recogniser(*grammar);
+  for (const std::string& text : c.accepted) EXPECT_TRUE(recogniser.Accepts(text)) << c.grammar << "\ntext '" << text << "'";
+  for (const std::string& text : c.refused) EXPECT_FALSE(recogniser.Accepts(text)) << c.grammar << "\ntext '" << text << "'";
+}
+
+TEST(CfgGrammarTest, LiteralsAndTheirEscapes) {
+  const SyntaxCase cases[] = {
+      {R"(root ::= "abc")", {"abc"}, {"", "ab", "abcc", "abd"}},
+      {R"(root ::= "a\nb\tc\rd")", {"a\nb\tc\rd"}, {"anbtcrd", "a\\nb\\tc\\rd"}},
+      {R"(root ::= "\\\"\'\[\]\/")", {"\\\"'[]/"}, {"\\\\\"'[]/"}},
+      {R"(root ::= "\x41\x7a")", {"Az"}, {"\\x41\\x7a"}},
+      {R"(root ::= "\xe9")", {"\xc3\xa9"}, {"\xe9"}},  // U+00E9 as UTF-8, not the byte 0xE9
+      {R"(root ::= "\u00e9\u2603")", {"\xc3\xa9\xe2\x98\x83"}, {"\xc3\xa9"}},
+      {R"(root ::= "\U0001F600")", {"\xf0\x9f\x98\x80"}, {"\xf0\x9f\x98"}},
+      {"root ::= \"\xce\xbb-\xf0\x9f\x98\x80\"", {"\xce\xbb-\xf0\x9f\x98\x80"}, {"\xce\xbb-"}},  // raw UTF-8
+      {R"(root ::= "" "a" "")", {"a"}, {""}},
+      {R"(root ::= "a#b")", {"a#b"}, {"a"}},  // '#' inside a literal is no comment
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+TEST(CfgGrammarTest, CharacterClassesRangesNegationAndDot) {
+  const SyntaxCase cases[] = {
+      {"root ::= [a-cx-z0-9_]", {"a", "b", "c", "x", "z", "0", "5", "_"}, {"d", "w", "A", "", "ab", "-"}},
+      {"root ::= [^a-c]", {"d", "A", "\n", "\xc3\xa9", "\xf0\x9f\x98\x80"}, {"a", "b", "c", "", "dd"}},
+      {R"(root ::= [\[\]\\])", {"[", "]", "\\"}, {"a", "\\\\"}},
+      {R"(root ::= [\n\t"])", {"\n", "\t", "\""}, {"n", "t", " "}},
+      {R"(root ::= [\x41-\x43\u00e0-\u00ff])", {"A", "B", "C", "\xc3\xa0", "\xc3\xa9", "\xc3\xbf"}, {"D", "@", "\xc4\x80"}},
+      {R"(root ::= [^"\\\n]*)", {"", "abc", "\xc3\xa9'", "a\tb"}, {"\"", "a\\", "a\nb"}},
+      {"root ::= [\xce\xb1-\xcf\x89]+", {"\xce\xb1", "\xce\xbb\xce\xbc", "\xcf\x89"}, {"a", "\xce\x91", "\xcf\x8a", ""}},
+      {"root ::= . . .", {"abc", "\xc3\xa9\xe2\x98\x83\xf0\x9f\x98\x80", "a b"}, {"ab", "abcd"}},
+      {R"(root ::= [^\x00-\x7f])", {"\xc3\xa9", "\xf4\x8f\xbf\xbf"}, {"a", "\x7f"}},
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+TEST(CfgGrammarTest, GroupsAndRepetitions) {
+  const SyntaxCase cases[] = {
+      {R"(root ::= "a"* "b")", {"b", "ab", "aaaab"}, {"", "a", "ba", "abb"}},
+      {R"(root ::= "a"+)", {"a", "aaaa"}, {""}},
+      {R"(root ::= "a"? "b")", {"b", "ab"}, {"aab", ""}},
+      {R"(root ::= ("ab" | "c")* "d")", {"d", "abd", "cabcd", "ccd"}, {"ad", "abc", ""}},
+      {R"(root ::= "a"{3})", {"aaa"}, {"aa", "aaaa", ""}},
+      {R"(root ::= "a"{2,})", {"aa", "aaa", std::string(50, 'a')}, {"a", ""}},
+      {R"(root ::= "a"{1,3} "b")", {"ab", "aab", "aaab"}, {"b", "aaaab"}},
+      {R"(root ::= "a"{0,2} "b")", {"b", "ab", "aab"}, {"aaab"}},
+      {R"(root ::= ("ab"){2} [xy]{1,2})", {"ababx", "ababyx"}, {"abx", "ababxyx", "abab"}},
+      {R"(root ::= (("a" | "b") "c"?)+)", {"a", "ac", "bcab", "abc"}, {"c", "acc", ""}},
+      {R"(root ::= "x" ("a" ("b" "c")? )* "y")", {"xy", "xay", "xabcay"}, {"xaby", "xy y"}},
+      {R"(root ::= "a"{1000})", {std::string(1000, 'a')}, {std::string(999, 'a'), std::string(1001, 'a')}},
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+TEST(CfgGrammarTest, RulesCommentsAndLines) {
+  const SyntaxCase cases[] = {
+      // Rules refer to rules defined later; names take '-' and '_' and digits.
+      {"root ::= my-rule_2 other\nmy-rule_2 ::= \"x\"\nother ::= [0-9]", {"x5"}, {"x", "5"}},
+      // Comments on their own lines and after a rule.
+      {"# a comment\nroot ::= \"a\" b # trailing \"c\"\n# another\nb ::= \"b\"  #\n", {"ab"}, {"abc", "a"}},
+      // Inside parentheses a rule spans lines, comments included.
+      {"root ::= (\n  \"a\"   # first\n  \"b\"\n  | \"c\"\n)\n", {"ab", "c"}, {"a", "abc"}},
+      // A line ending in '|' continues.
+      {"root ::= \"a\" |\n  \"b\"\n", {"a", "b"}, {"ab"}},
+      // A line starting with '|' continues the rule above.
+      {"root ::= \"a\"\n  | \"b\"\n| \"c\" x\nx ::= \"d\"", {"a", "b", "cd"}, {"c", "d"}},
+      // A newline right after '::='.
+      {"root ::=\n  \"a\" x\nx ::=\n  \"b\"\n", {"ab"}, {"a", "b"}},
+      // Blank lines, tabs, and CRLF line ends.
+      {"\n\nroot\t::=\t\"a\"\t\"b\"\n\n", {"ab"}, {"a b"}},
+      {"root ::= \"a\" x\r\nx ::= \"b\" |\r\n  \"c\"\r\n", {"ab", "ac"}, {"a"}},
+      // Empty alternatives.
+      {"root ::= \"a\" e \"b\"\ne ::= \"\" | \"z\"", {"ab", "azb"}, {"azzb"}},
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+TEST(CfgGrammarTest, FlatFormNamesAndText) {
+  const std::string text = "root ::= \"ab\" | [c-d] x\nx ::= (\"e\" | \"f\")*\n";
+  auto grammar = MustParse(text);
+  ASSERT_NE(grammar, nullptr);
+  EXPECT_EQ(grammar->text(), text);
+  EXPECT_EQ(grammar->rule_name(grammar->root()), "root");
+  std::vector<CfgElement::Type> types;
+  for (int32_t p = grammar->rule_start(grammar->root());; ++p) {
+    types.push_back(grammar->element(p).type);
+    if (types.back() == CfgElement::Type::kEnd) break;
+  }
+  using T = CfgElement::Type;
+  EXPECT_EQ(types, (std::vector<T>{T::kClass, T::kClass, T::kAlt, T::kClass, T::kRef, T::kEnd}));
+  const int32_t first = grammar->rule_start(grammar->root());
+  EXPECT_EQ(grammar->code_points(grammar->element(first).value).ranges(), (Ranges{{'a', 'a'}}));
+  EXPECT_EQ(grammar->code_points(grammar->element(first + 3).value).ranges(), (Ranges{{'c', 'd'}}));
+  const int32_t x = grammar->element(first + 4).value;
+  ASSERT_GE(x, 0);
+  ASSERT_LT(x, grammar->num_rules());
+  EXPECT_EQ(grammar->rule_name(x), "x");
+  // The group and the star are rules of their own, named after the rule they were written in.
+  int generated = 0;
+  for (int32_t r = 0; r < grammar->num_rules(); ++r) generated += grammar->rule_name(r).rfind("x/", 0) == 0;
+  EXPECT_GE(generated, 1);
+  // Every rule's elements are well formed: refs to rules, classes to sets, closed by kEnd.
+  for (int32_t r = 0; r < grammar->num_rules(); ++r) {
+    for (int32_t p = grammar->rule_start(r);; ++p) {
+      ASSERT_LT(p, static_cast<int32_t>(grammar->elements().size()));
+      const CfgElement& e = grammar->element(p);
+      if (e.type == CfgElement::Type::kEnd) break;
+      if (e.type == CfgElement::Type::kRef) {
+        EXPECT_TRUE(e.value >= 0 && e.value < grammar->num_rules());
+      } else if (e.type == CfgElement::Type::kClass) {
+        EXPECT_GE(e.value, 0);
+      }
+    }
+  }
+}
+
+TEST(CodePointSetTest, RangesAreSortedAndMerged) {
+  EXPECT_TRUE(CodePointSet().empty());
+  EXPECT_FALSE(CodePointSet().Contains(0));
+  EXPECT_FALSE(CodePointSet().Intersects(0, CodePointSet::kMaxCodePoint));
+  // Any order, adjacent ranges merge, overlapping ranges merge, duplicates vanish.
+  EXPECT_EQ(CodePointSet(Ranges{{'x', 'x'}, {'c', 'e'}, {'a', 'b'}}, false).ranges(), (Ranges{{'a', 'e'}, {'x', 'x'}}));
+  EXPECT_EQ(CodePointSet(Ranges{{10, 20}, {15, 30}, {5, 12}, {15, 30}}, false).ranges(), (Ranges{{5, 30}}));
+  EXPECT_EQ(CodePointSet(Ranges{{1, 1}, {3, 3}, {2, 2}}, false).ranges(), (Ranges{{1, 3}}));
+  EXPECT_EQ(CodePointSet(Ranges{{1, 1}, {3, 3}}, false).ranges(), (Ranges{{1, 1}, {3, 3}}));
+  const CodePointSet set(Ranges{{5, 12}, {10, 30}, {40, 40}}, false);
+  EXPECT_FALSE(set.Contains(4));
+  EXPECT_TRUE(set.Contains(5));
+  EXPECT_TRUE(set.Contains(30));
+  EXPECT_FALSE(set.Contains(31));
+  EXPECT_TRUE(set.Contains(40));
+  EXPECT_FALSE(set.Intersects(0, 4));
+  EXPECT_TRUE(set.Intersects(0, 5));
+  EXPECT_TRUE(set.Intersects(21, 29));
+  EXPECT_TRUE(set.Intersects(30, 100));
+  EXPECT_FALSE(set.Intersects(31, 39));
+  EXPECT_TRUE(set.Intersects(31, 40));
+  EXPECT_TRUE(set.Intersects(40, 40));
+  EXPECT_FALSE(set.Intersects(41, CodePointSet::kMaxCodePoint));
+}
+
+TEST(CodePointSetTest, NegationAndSurrogates) {
+  const Ranges everything = {{0, 0xD7FF}, {0xE000, 0x10FFFF}};
+  EXPECT_EQ(CodePointSet({}, true).ranges(), everything);
+  const CodePointSet not_az(Ranges{{'a', 'z'}}, true);
+  EXPECT_EQ(not_az.ranges(), (Ranges{{0, 'a' - 1}, {'z' + 1, 0xD7FF}, {0xE000, 0x10FFFF}}));
+  EXPECT_FALSE(not_az.Contains('a'));
+  EXPECT_FALSE(not_az.Contains('m'));
+  EXPECT_TRUE(not_az.Contains('A'));
+  EXPECT_TRUE(not_az.Contains(0));
+  EXPECT_TRUE(not_az.Contains(0x10FFFF));
+  EXPECT_FALSE(not_az.Contains(0x110000));
+  EXPECT_FALSE(not_az.Contains(0xFFFFFFFF));
+  for (uint32_t cp : {0xD800u, 0xDBFFu, 0xDC00u, 0xDFFFu}) EXPECT_FALSE(not_az.Contains(cp)) << std::hex << cp;
+  EXPECT_FALSE(not_az.Intersects(kSurrogateLo, kSurrogateHi));
+  EXPECT_TRUE(not_az.Intersects(0xD7FF, 0xD800));
+  EXPECT_TRUE(not_az.Intersects(0xDFFF, 0xE000));
+  EXPECT_FALSE(not_az.Intersects('b', 'y'));
+  // Negating everything is empty; a range across the surrogates leaves them out.
+  EXPECT_TRUE(CodePointSet(Ranges{{0, 0x10FFFF}}, true).empty());
+  const CodePointSet across(Ranges{{0xD000, 0xE100}}, false);
+  EXPECT_EQ(across.ranges(), (Ranges{{0xD000, 0xD7FF}, {0xE000, 0xE100}}));
+  EXPECT_FALSE(across.Contains(0xD900));
+}
+
+// Random sets against the definition: their ranges() are the maximal runs of members.
+TEST(CodePointSetTest, RandomSetsAgreeWithTheirDefinition) {
+  const std::vector<uint32_t> points = {0, 1, 'a', 'z', 0x7F, 0x80, 0x7FF, 0x800, 0xD7FE, 0xD7FF, 0xD800,
+                                        0xDABC, 0xDFFF, 0xE000, 0xE001, 0xFFFF, 0x10000, 0x10FFFE, 0x10FFFF};
+  std::mt19937_64 rng(3);
+  auto point = [&] { return rng() % 3 == 0 ? static_cast<uint32_t>(rng() % 300) : points[rng() % points.size()]; };
+  for (int i = 0; i < 2000; ++i) {
+    Ranges input;
+    const int n = static_cast<int>(rng() % 5);
+    for (int k = 0; k < n; ++k) {
+      uint32_t lo = point(), hi = point();
+      if (lo > hi) std::swap(lo, hi);
+      input.push_back({lo, hi});
+    }
+    const bool negated = rng() % 2 == 0;
+    auto member = [&](uint32_t cp) {
+      if (cp > 0x10FFFF || (cp >= kSurrogateLo && cp <= kSurrogateHi)) return false;
+      bool in = false;
+      for (const auto& [lo, hi] : input) in |= cp >= lo && cp <= hi;
+      return in != negated;
+    };
+    // Membership is constant between consecutive boundaries.
+    std::vector<uint32_t> bounds = {0, kSurrogateLo, kSurrogateHi + 1, 0x110000};
+    for (const auto& [lo, hi] : input) bounds.insert(bounds.end(), {lo, hi + 1});
+    std::sort(bounds.begin(), bounds.end());
+    bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+    Ranges expected;
+    for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+      if (!member(bounds[b])) continue;
+      if (!expected.empty() && expected.back().second + 1 == bounds[b]) expected.back().second = bounds[b + 1] - 1;
+      else expected.push_back({bounds[b], bounds[b + 1] - 1});
+    }
+    const CodePointSet set(input, negated);
+    ASSERT_EQ(set.ranges(), expected) << "case " << i;
+    EXPECT_EQ(set.empty(), expected.empty());
+    for (int t = 0; t < 40; ++t) {
+      const uint32_t cp = t % 2 ? point() : point() + static_cast<uint32_t>(rng() % 3) - 1;
+      EXPECT_EQ(set.Contains(cp), member(cp)) << "case " << i << " cp " << cp;
+      uint32_t lo = point(), hi = point();
+      if (lo > hi) std::swap(lo, hi);
+      bool any = false;
+      for (const auto& [a, b] : expected) any |= a <= hi && lo <= b;
+      EXPECT_EQ(set.Intersects(lo, hi), any) << "case " << i << " [" << lo << ", " << hi << "]";
+    }
+  }
+}
+
+struct Refusal {
+  std::string grammar;
+  std::string message;  // a piece the message must hold, e.g. "line 2"
+  std::string also = "";
+};
+
+TEST(CfgGrammarTest, RefusalsNameTheFieldAndThePlace) {
+  // 250 rules of 1000 characters each, spelt out: past kMaxElements in about 6 KB of text.
+  std::string many_rules = "root ::= r0", rules;
+  for (int r = 0; r < 250; ++r) {
+    if (r > 0) many_rules += " | r" + std::to_string(r);
+    rules += "\nr" + std::to_string(r) + " ::= \"a\"{1000}";
+  }
+  many_rules += rules;
+  const std::vector<Refusal> cases = {
+      {"", ""},
+      {"main ::= \"a\"\n", "root"},
+      {"# only a comment\n", "line 1"},
+      {"root ::= x\nx ::= \"a\" undefined-rule\n", "line 2", "undefined-rule"},
+      {"root ::= \"a\"\nroot ::= \"b\"\n", "line 2", "root"},
+      {"root ::= x\nx ::= \"b\"\n\nx ::= \"c\"\n", "line 4", "x"},
+      // Left recursion: direct, mutual, and through a rule that can be empty.
+      {"root ::= root \"a\" | \"b\"\n", "line 1"},
+      {"root ::= x\nx ::= x \"a\" | \"b\"\n", "line 2"},
+      {"root ::= a\na ::= b \"x\" | \"w\"\nb ::= a \"y\" | \"z\"\n", "line "},
+      {"# e can be empty\nroot ::= e root \"x\" | \"y\"\ne ::= \"\" | \"z\"\n", "line 2"},
+      {"root ::= \"q\"* root | \"y\"\n", "line 1"},
+      {"root ::= \"q\"{0,3} root \"x\" | \"y\"\n", "line 1"},
+      // Syntax.
+      {"root ::= x\nx ::= \"abc\n", "line 2"},
+      {"root ::= x\nx ::= \"abc", "line 2"},
+      {"root ::= x\nx ::= [abc\n", "line 2"},
+      {"root ::= x\nx ::= [a-\n", "line 2"},
+      {"root ::= x\nx ::= \"a\"{3,2}\n", "line 2"},
+      {"root ::= x\nx ::= \"a\"{1001}\n", "line 2"},
+      {"root ::= x\nx ::= \"a\"{2,1001}\n", "line 2"},
+      {"root ::= x\nx ::= (\"a\" \"b\"\n", "line 2"},
+      {"root ::= x\nx ::= \"a\")\n", "line 2"},
+      {"root ::= x\nx ::= \"\\q\"\n", "line 2"},
+      {"root ::= x\nx ::= \"\\x4\"\n", "line 2"},
+      {"root ::= x\nx \"a\"\n", "line 2"},
+      {"root ::= x\nx ::= | * \"a\"\n", "line 2"},
+      // A root that can never finish.
+      {"root ::= \"a\" root\n", "line 1"},
+      // Past the size limits.
+      {"root ::= \"" + std::string(CfgGrammar::kMaxTextBytes, 'a') + "\"", ""},
+      {many_rules, ""},
+  };
+  for (const Refusal& c : cases) {
+    const std::string shown = c.grammar.substr(0, 120);
+    auto grammar = CfgGrammar::ParseGbnf(c.grammar, "guided_grammar");
+    ASSERT_FALSE(grammar.ok()) << shown;
+    EXPECT_EQ(grammar.status().code(), absl::StatusCode::kInvalidArgument) << shown;
+    const std::string message(grammar.status().message());
+    EXPECT_EQ(message.rfind("guided_grammar: ", 0), 0u) << shown << "\n-> " << message;
+    EXPECT_NE(message.find(c.message), std::string::npos) << shown << "\n-> " << message;
+    EXPECT_NE(message.find(c.also), std::string::npos) << shown << "\n-> " << message;
+    if (c.message.rfind("line ", 0) == 0) {
+      EXPECT_NE(message.find("column "), std::string::npos) << message;
+    }
+  }
+  // The field is whatever the caller names.
+  auto other = CfgGrammar::ParseGbnf("root ::= [", "structured_outputs.grammar");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(std::string(other.status().message()).rfind("structured_outputs.grammar: line 1", 0), 0u)
+      << other.status().message();
+  // Just under the text limit is fine.
+  auto big = CfgGrammar::ParseGbnf("root ::= \"" + std::string(CfgGrammar::kMaxTextBytes - 12, 'a') + "\"", "g");
+  EXPECT_TRUE(big.ok()) << big.status();
+}
+
+// Nesting as deep as the text limit allows is compiled or refused, never a crash (a request
+// must not be able to exhaust the parser's stack).
+TEST(CfgGrammarTest, DeepNestingWithinTheTextLimitIsCompiledOrRefused) {
+  const int depth = static_cast<int>((CfgGrammar::kMaxTextBytes - 64) / 2);
+  auto grammar = CfgGrammar::ParseGbnf("root ::= " + std::string(depth, '(') + "\"a\"" + std::string(depth, ')'), "g");
+  if (grammar.ok()) {
+    EXPECT_TRUE(Recogniser(**grammar).Accepts("a"));
+  } else {
+    EXPECT_EQ(grammar.status().code(), absl::StatusCode::kInvalidArgument) << grammar.status();
+  }
+}
+
+// Right recursion, recursion behind a character, and nullable rules that are not left recursive
+// are all fine.
+TEST(CfgGrammarTest, RecursionThatIsNotLeftRecursionIsAccepted) {
+  const SyntaxCase cases[] = {
+      {"root ::= \"a\" root | \"a\"", {"a", "aaaa"}, {""}},
+      {"root ::= (\"(\" root \")\")*", {"", "()", "(())()"}, {"(", "())"}},
+      {"root ::= e \"x\" root | e\ne ::= \"\" | \"z\"", {"", "z", "x", "zxzxz", "xx"}, {"zz", "y"}},
+      {"root ::= a\na ::= \"[\" b? \"]\"\nb ::= a (\",\" a)*", {"[]", "[[],[[]]]"}, {"[", "[,]"}},
+      {"root ::= x x x\nx ::= \"\" | \"a\"", {"", "a", "aaa"}, {"aaaa"}},
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+}  // namespace
+}  // namespace glm::structured
