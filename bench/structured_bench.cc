@@ -1,5 +1,5 @@
-// Cost of structured outputs' token masks (json_object, json_schema, patterns, a regex): for every
-// state along a reply of the format, the allowed-token bitmap computed cold by the prefix-sharing
+// Cost of structured outputs' token masks (json_object, json_schema, patterns, a regex, a GBNF
+// grammar): for every state along a reply of the format, the allowed-token bitmap computed cold by the prefix-sharing
 // walk over the sorted vocabulary (OutputFormat's miss path), by its token-by-token reference
 // twin (each token's bytes fed to a fresh copy of the state), and served from the mask cache
 // (the hit path: most states of a reply repeat). A constrained request pays one of these per
@@ -65,8 +65,14 @@ int main(int argc, char** argv) {
       "id":{"type":"string","pattern":"[A-Z]{2}-\\d{4}"},"when":{"type":"string","format":"date-time"}},
       "required":["id","when"]})"), "schema");
   auto regex = JsonGrammar::ForRegex("(def|class) [A-Za-z_][A-Za-z0-9_]*\\([^)]*\\):", "regex");
-  if (!patterned.ok() || !regex.ok()) {
-    std::fprintf(stderr, "structured_bench: %s\n", std::string((patterned.ok() ? regex : patterned).status().message()).c_str());
+  // A context-free grammar (GBNF: guided_grammar, llama.cpp's grammar): nested calls and lists.
+  auto gbnf = JsonGrammar::ForGbnf(R"g(root ::= call ("; " call)*
+call ::= name "(" (arg (", " arg)*)? ")"
+arg  ::= call | [0-9]+ | "\"" [^"\\]* "\""
+name ::= [a-z_] [a-z0-9_]*)g", "gbnf");
+  if (!patterned.ok() || !regex.ok() || !gbnf.ok()) {
+    std::fprintf(stderr, "structured_bench: %s\n",
+                 std::string((!patterned.ok() ? patterned : !regex.ok() ? regex : gbnf).status().message()).c_str());
     return 2;
   }
   const std::vector<Case> cases = {
@@ -74,6 +80,7 @@ int main(int argc, char** argv) {
       {"json_schema", *person, R"({"name": "Ada Lovelace", "age": 36, "tags": ["bc"], "address": {"city": "London"}})"},
       {"pattern", *patterned, R"({"id": "AB-1234", "when": "2026-12-06T07:16:00Z"})"},
       {"regex", *regex, "def run_all(self, x):"},
+      {"gbnf", *gbnf, R"(open(path("a b"), 12); close(f(g(1), 2)))"},
   };
   std::printf("%8s %-12s %7s  %10s %14s %8s %10s %8s\n", "vocab", "format", "states", "walk us", "reference us", "speedup",
               "cached us", "vs best");

@@ -93,6 +93,8 @@ absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
     const std::string key = absl::StrCat("guided_", kind);
     if (Present(body, key.c_str())) given.push_back({key, kind, {key}});
   }
+  // llama.cpp's server: `grammar`, GBNF text (the same as guided_grammar).
+  if (Present(body, "grammar")) given.push_back({"grammar", "grammar", {"grammar"}});
   if (Present(body, "guided_whitespace_pattern"))
     return InvalidField("guided_whitespace_pattern", "is not supported: JSON output has at most one space between tokens");
   if (Present(body, "structured_outputs")) {
@@ -110,8 +112,16 @@ absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
   const Given& g = given[0];
   const json& value = g.path.size() == 1 ? body[g.path[0]] : body[g.path[0]][g.path[1]];
   *field = g.field;
-  if (g.kind == "grammar" || g.kind == "structural_tag")
-    return InvalidField(g.field, "is not supported by this server (json, regex and choice are)");
+  if (g.kind == "structural_tag")
+    return InvalidField(g.field, "is not supported by this server (json, regex, choice and grammar are)");
+  if (g.kind == "grammar") {
+    if (!value.is_string() || value.get<std::string>().empty())
+      return InvalidField(g.field, "must be a non-empty string: a GBNF grammar with a rule named root");
+    auto compiled = structured::JsonGrammar::ForGbnf(value.get<std::string>(), g.field);
+    if (!compiled.ok()) return AsInvalidField(compiled.status(), g.field);
+    *grammar = *std::move(compiled);
+    return absl::OkStatus();
+  }
   if (g.kind == "json_object") {
     if (!value.is_boolean()) return InvalidField(g.field, "must be true or false");
     if (value.get<bool>()) *grammar = structured::JsonGrammar::AnyObject();

@@ -62,7 +62,7 @@ ABSL_FLAG(std::string, response_format, "",
           "e.g. '{\"type\":\"json_object\"}'");
 ABSL_FLAG(std::string, structured_outputs, "",
           "generate/chat --server: vLLM's structured_outputs object as JSON text or @FILE: '{\"regex\":\"...\"}', "
-          "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}'");
+          "'{\"choice\":[\"a\",\"b\"]}', '{\"json\":SCHEMA}', '{\"grammar\":\"root ::= ...\"}' (GBNF)");
 ABSL_FLAG(bool, stream, false,
           "generate --prompt / chat (local or --server): print the reply as it is generated (chat: its reasoning "
           "between <think> and </think>); not with --json");

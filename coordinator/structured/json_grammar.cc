@@ -604,6 +604,20 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForRegex(std::st
   return std::shared_ptr<const JsonGrammar>(std::move(g));
 }
 
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForGbnf(std::string_view text,
+                                                                     const std::string& field) {
+  auto cfg = CfgGrammar::ParseGbnf(text, field);
+  if (!cfg.ok()) return cfg.status();
+  auto g = std::make_shared<JsonGrammar>();
+  GrammarNode n;
+  n.kind = GrammarNode::Kind::kCfg;
+  n.cfg = *std::move(cfg);
+  g->nodes_.push_back(std::move(n));
+  g->root_ = 0;
+  g->fingerprint_ = absl::StrCat("gbnf:", std::string(text));
+  return std::shared_ptr<const JsonGrammar>(std::move(g));
+}
+
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForChoice(const std::vector<std::string>& choices,
                                                                        const std::string& field) {
   if (choices.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must name at least one choice"));

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/structured/cfg_grammar.h"
 #include "coordinator/structured/regex_dfa.h"
 #include "nlohmann/json.hpp"
 
@@ -49,6 +50,8 @@ struct GrammarNode {
     kToolCallList,
     // The whole output as raw text (not JSON) that `pattern` matches: ForRegex, ForChoice.
     kText,
+    // The whole output as raw text that the context-free grammar `cfg` matches: ForGbnf.
+    kCfg,
   };
   struct Property {
     std::string key_literal;  // the key as JSON text, quotes included: "\"name\""
@@ -71,6 +74,8 @@ struct GrammarNode {
   int64_t max_length = -1;
   // kString: the value matches this whole (JSON Schema `pattern` or `format`); kText: the output.
   std::shared_ptr<const RegexDfa> pattern;
+  // kCfg
+  std::shared_ptr<const CfgGrammar> cfg;
   // kLiterals
   std::vector<std::string> literals;
   // kAnyOf, kToolCall
@@ -112,6 +117,9 @@ class JsonGrammar {
   // Raw text that `pattern` (RegexDfa's syntax) matches whole; one of `choices` exactly. `field`
   // names the pattern or choices in errors.
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForRegex(std::string_view pattern, const std::string& field);
+  // Raw text that the GBNF grammar `text` (CfgGrammar's syntax: llama.cpp's `grammar`, vLLM's
+  // `guided_grammar`) matches from its rule `root`. `field` names the grammar in errors.
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForGbnf(std::string_view text, const std::string& field);
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForChoice(const std::vector<std::string>& choices,
                                                                      const std::string& field);
   // Special tokens' bytes in a TokenVocabulary start with this byte (never in UTF-8 text), so a

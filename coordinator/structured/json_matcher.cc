@@ -51,6 +51,10 @@ uint8_t EscapedByte(uint8_t c) {
 }  // namespace
 
 JsonMatcher::JsonMatcher(const JsonGrammar* grammar) : grammar_(grammar), guard_tags_(grammar->is_tool_call()) {
+  if (const GrammarNode& r = grammar->node(grammar->root()); r.kind == Kind::kCfg) {
+    cfg_.emplace(r.cfg.get());  // a GBNF grammar: CfgMatcher does all the work; stacks_ stay empty
+    return;
+  }
   Stack root;
   Frame f;
   f.kind = grammar->node(grammar->root()).kind == Kind::kText ? kPatternText : kValue;
@@ -66,6 +70,7 @@ bool JsonMatcher::Advance(std::string_view bytes) {
 }
 
 bool JsonMatcher::Advance(uint8_t byte) {
+  if (cfg_) return cfg_->Advance(byte);
   // Most bytes (string contents, digits, keys) only move the top frame of a single stack: done in
   // place, without the copies the general path makes (the token masker advances millions a mask).
   if (stacks_.size() == 1 && !stacks_[0].frames.empty()) {
@@ -92,12 +97,14 @@ bool JsonMatcher::Advance(uint8_t byte) {
 }
 
 bool JsonMatcher::CanEnd() const {
+  if (cfg_) return cfg_->CanEnd();
   for (const Stack& s : stacks_)
     if (s.frames.empty() || (s.frames.size() == 1 && AcceptsEnd(s.frames[0]))) return true;
   return false;
 }
 
 bool JsonMatcher::MustEnd() const {
+  if (cfg_) return cfg_->MustEnd();
   if (stacks_.empty()) return false;
   for (const Stack& s : stacks_) {
     if (s.frames.empty()) continue;
@@ -110,6 +117,7 @@ bool JsonMatcher::MustEnd() const {
 }
 
 std::string JsonMatcher::Key() const {
+  if (cfg_) return cfg_->Key();
   std::string key;
   auto put = [&key](const void* p, size_t n) { key.append(static_cast<const char*>(p), n); };
   for (const Stack& s : stacks_) {
@@ -215,7 +223,8 @@ void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* sta
       break;
     case Kind::kToolArgs:
     case Kind::kText:
-      return;  // only inside a kToolCall; only the root
+    case Kind::kCfg:
+      return;  // only inside a kToolCall; only the root (kCfg: CfgMatcher)
   }
   starts->push_back(f);
 }

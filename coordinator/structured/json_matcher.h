@@ -15,10 +15,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "coordinator/structured/cfg_matcher.h"
 #include "coordinator/structured/json_grammar.h"
 
 namespace glm::structured {
@@ -38,7 +40,7 @@ class JsonMatcher {
   bool Advance(uint8_t byte);
   bool Advance(std::string_view bytes);
 
-  bool dead() const { return stacks_.empty(); }
+  bool dead() const { return cfg_ ? cfg_->dead() : stacks_.empty(); }
   // The output so far is a whole valid text (it may end here).
   bool CanEnd() const;
   // The output is a whole text and no byte may follow (a closed object, array or string).
@@ -92,6 +94,7 @@ class JsonMatcher {
   const JsonGrammar* grammar_;
   bool guard_tags_ = false;  // a tool call: text may not spell GLM's closing tags (see TagGuardStep)
   std::vector<Stack> stacks_;
+  std::optional<CfgMatcher> cfg_;  // a GBNF grammar (GrammarNode::Kind::kCfg root) instead of JSON
 };
 
 }  // namespace glm::structured

@@ -256,8 +256,9 @@ TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
   ASSERT_EQ(PostText("/v1/chat/completions", chat + R"("response_format":{"type":"json_object"}})")->status, 200);
 }
 
-// vLLM's structured-output fields: structured_outputs {json, regex, choice, json_object} and the
-// older guided_json / guided_regex / guided_choice, on chat and completions.
+// vLLM's structured-output fields: structured_outputs {json, regex, choice, json_object, grammar}
+// and the older guided_json / guided_regex / guided_choice / guided_grammar, on chat and
+// completions; llama.cpp's `grammar`.
 TEST_F(StructuredOutputApiTest, VllmGuidedDecodingFieldsCarryAFormat) {
   const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
   struct Case {
@@ -275,6 +276,12 @@ TEST_F(StructuredOutputApiTest, VllmGuidedDecodingFieldsCarryAFormat) {
       {"/v1/chat/completions", chat + R"("structured_outputs":{"json":{"type":"string","pattern":"[a-c]{3}"}}})",
        R"("abc")", R"("abcd")"},
       {"/v1/completions", R"({"prompt":"x","structured_outputs":{"json_object":true}})", R"({"k": []})", "[]"},
+      // GBNF: vLLM's guided_grammar / structured_outputs.grammar and llama.cpp's grammar.
+      {"/v1/chat/completions", chat + R"("guided_grammar":"root ::= item (\", \" item)*\nitem ::= [a-z]+ \"=\" [0-9]{1,3}"})",
+       "a=1, bc=200", "a=1,b=2"},
+      {"/v1/completions", R"({"prompt":"x","structured_outputs":{"grammar":"root ::= \"(\" root \")\" | \"x\""}})", "((x))",
+       "((x)"},
+      {"/v1/completions", R"({"prompt":"x","grammar":"root ::= (\"yes\" | \"no\") \"!\"?"})", "no!", "yes!!"},
   };
   for (const Case& c : cases) {
     for (const std::string* text : {&c.good, &c.bad}) {
@@ -293,8 +300,11 @@ TEST_F(StructuredOutputApiTest, VllmGuidedDecodingRefusalsNameTheirField) {
     std::string body, param, message;
   };
   const Case cases[] = {
-      {R"("guided_grammar":"root ::= \"a\""})", "guided_grammar", "not supported"},
-      {R"("structured_outputs":{"grammar":"x"}})", "structured_outputs.grammar", "not supported"},
+      {R"("guided_grammar":"root ::= \"a\" bogus"})", "guided_grammar", "line 1, column 14: rule 'bogus' is not defined"},
+      {R"("structured_outputs":{"grammar":"x"}})", "structured_outputs.grammar", "line 1, column 2: expected ::="},
+      {R"("grammar":"root ::= root \"a\" | \"b\""})", "grammar", "rule 'root' is left-recursive"},
+      {R"("grammar":7})", "grammar", "must be a non-empty string"},
+      {R"("structured_outputs":{"structural_tag":{}}})", "structured_outputs.structural_tag", "not supported"},
       {R"("guided_regex":"a","response_format":{"type":"json_object"}})", "guided_regex", "cannot be combined with response_format"},
       {R"("guided_regex":"a","guided_choice":["b"]})", "guided_choice", "cannot be combined with guided_regex"},
       {R"j("guided_regex":"a(?=b)"})j", "guided_regex", "offset 1: lookaround assertions are not supported"},
@@ -333,7 +343,7 @@ TEST_F(StructuredOutputApiTest, GrpcTakesStructuredOutputsToo) {
   for (const auto& [outputs, format, message] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {R"({"regex":"(a"})", "", "structured_outputs_json.regex: pattern at offset 0: unterminated group"},
-           {R"({"grammar":"x"})", "", "structured_outputs_json.grammar: is not supported"},
+           {R"({"grammar":"x"})", "", "structured_outputs_json.grammar: line 1, column 2: expected ::="},
            {"[1]", "", "structured_outputs_json: must be an object"},
            {R"({"choice":["a"]})", R"({"type":"json_object"})", "structured_outputs_json: cannot be combined"}}) {
     const grpc::Status g = generate(outputs, format);

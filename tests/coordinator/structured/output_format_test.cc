@@ -3,6 +3,7 @@
 // parse and fit their schema.
 #include "coordinator/structured/output_format.h"
 
+#include <cctype>
 #include <functional>
 #include <random>
 #include <regex>
@@ -33,7 +34,8 @@ bool Allowed(const std::string& bitmap, int32_t id) { return (bitmap[id >> 3] >>
 
 // Generates through the masks: a random allowed token each step, closing bytes favoured so
 // texts end; stops when the matcher must end, sometimes when it can.
-std::string Generate(OutputFormat& format, int64_t vocab, std::mt19937_64& rng, bool* complete) {
+std::string Generate(OutputFormat& format, int64_t vocab, std::mt19937_64& rng, bool* complete,
+                     const std::string& closers = "\"}]0") {
   JsonTokenConstraint c(std::shared_ptr<OutputFormat>(&format, [](OutputFormat*) {}));
   const TokenVocabulary& v = format.vocabulary();
   std::string text, mask;
@@ -45,7 +47,7 @@ std::string Generate(OutputFormat& format, int64_t vocab, std::mt19937_64& rng, 
       if (!Allowed(mask, id)) continue;
       allowed.push_back(id);
       const std::string& b = v.bytes(id);
-      if (b.size() == 1 && std::string("\"}]0").find(b[0]) != std::string::npos) closing.push_back(id);
+      if (b.size() == 1 && closers.find(b[0]) != std::string::npos) closing.push_back(id);
     }
     EXPECT_FALSE(allowed.empty()) << "a dead end after: " << text;
     if (allowed.empty()) break;
@@ -236,6 +238,57 @@ TEST(OutputFormatTest, PatternMasksEqualTheReferenceAndGenerationsMatch) {
     EXPECT_TRUE(std::regex_match(text, judge)) << text;
   }
   EXPECT_GT(complete, 20);
+}
+
+// Judge of the grammar below: expr ::= term ((" + " | " * ") term)*, term ::= [0-9]{1,3} | "(" expr ")".
+bool ParseExpr(const std::string& s, size_t& i);
+bool ParseTerm(const std::string& s, size_t& i) {
+  if (i < s.size() && s[i] == '(') {
+    ++i;
+    if (!ParseExpr(s, i) || i >= s.size() || s[i] != ')') return false;
+    ++i;
+    return true;
+  }
+  size_t digits = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])) && digits < 3) ++i, ++digits;
+  return digits > 0 && !(i < s.size() && std::isdigit(static_cast<unsigned char>(s[i])));
+}
+bool ParseExpr(const std::string& s, size_t& i) {
+  if (!ParseTerm(s, i)) return false;
+  while (s.compare(i, 3, " + ") == 0 || s.compare(i, 3, " * ") == 0) {
+    i += 3;
+    if (!ParseTerm(s, i)) return false;
+  }
+  return true;
+}
+
+// A GBNF grammar (recursive: nested parentheses): the walk equals the reference along a text,
+// and random generations through the masks never dead-end and parse by the grammar's judge.
+TEST(OutputFormatTest, GrammarMasksEqualTheReferenceAndGenerationsParse) {
+  auto grammar = JsonGrammar::ForGbnf(R"g(root ::= expr
+expr ::= term ((" + " | " * ") term)*
+term ::= [0-9]{1,3} | "(" expr ")")g", "grammar");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  OutputFormat format(*grammar, BundledVocabulary());
+  const int64_t vocab = BundledVocabulary()->size();
+  JsonMatcher m(&format.grammar());
+  for (const char c : std::string("((1 + 23) * 456) + 7")) {
+    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab));
+    ASSERT_TRUE(m.Advance(static_cast<uint8_t>(c)));
+  }
+  EXPECT_TRUE(m.CanEnd());
+  EXPECT_FALSE(m.MustEnd());  // " + ..." may follow
+  std::mt19937_64 rng(11);
+  int complete = 0;
+  for (int i = 0; i < 40; ++i) {
+    bool done = false;
+    const std::string text = Generate(format, vocab, rng, &done, ")0");
+    if (!done) continue;
+    ++complete;
+    size_t at = 0;
+    EXPECT_TRUE(ParseExpr(text, at) && at == text.size()) << text;
+  }
+  EXPECT_GT(complete, 10);
 }
 
 }  // namespace
