@@ -53,6 +53,10 @@ SEEDS = [
     ("/v1/completions", {"prompt": "x", "max_tokens": 10, "response_format": {"type": "json_object"}}),
     ("/v1/completions", {"prompt": "def ", "max_tokens": 12, "guided_regex": "[a-z_]{1,8}\\((self)?\\):"}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "c"}], "max_tokens": 6, "structured_outputs": {"choice": ["yes", "no"]}}),
+    ("/v1/completions", {"prompt": "x = ", "max_tokens": 24, "stream": True,
+                         "grammar": "root ::= expr \"\\n\"\nexpr ::= term ((\" + \" | \" * \") term)*\nterm ::= [0-9]{1,3} | \"(\" expr \")\""}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "l"}], "max_tokens": 20,
+                              "guided_grammar": "root ::= item (\", \" item){0,3}\nitem ::= [a-z\u00e9]+ | \"\\\"\" [^\"\\\\]* \"\\\"\""}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "j"}], "max_tokens": 40, "stream": True,
                               "guided_json": {"type": "object", "properties": {"n": {"type": "integer", "minimum": -3, "maximum": 70},
                               "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "d": {"type": "string", "format": "date"},
@@ -139,7 +143,7 @@ def mutate(body):
             if isinstance(parent, dict):
                 parent[rng.choice(["max_tokens", "n", "stream", "logprobs", "top_logprobs", "best_of", "tool_choice",
                                    "response_format", "stop", "logit_bias", "seed", "temperature", "guided_regex",
-                                   "guided_choice", "guided_json", "structured_outputs", "pattern", "minimum", "format",
+                                   "guided_choice", "guided_json", "guided_grammar", "grammar", "structured_outputs", "pattern", "minimum", "format",
                                    "min_tokens", "allowed_token_ids", "truncate_prompt_tokens", "bad_words", "cache_salt",
                                    "continue_final_message", "add_special_tokens", "chat_template", "echo", "priority",
                                    "return_token_ids", "return_tokens_as_token_ids", "continuous_usage_stats"])] = rand_value()

@@ -31,6 +31,7 @@
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/runtime/generator.h"
+#include "tests/e2e/logged_ports.h"
 
 namespace glm {
 namespace {
@@ -79,17 +80,7 @@ class ClusterE2eTest : public ::testing::Test {
     // Up to 300 s for mpirun + load: it normally takes ~1 s, but a clean-clone CI run once saw a
     // cluster print its ports after ~60 s (the old bound) with nothing wrong in its log.
     for (int i = 0; i < 3000 && (grpc_port_ == 0 || http_port_ == 0); ++i) {
-      std::ifstream in(log_);
-      std::string line;
-      while (std::getline(in, line)) {
-        auto port_of = [&](const char* prefix) {
-          if (line.find(prefix) == std::string::npos) return 0;
-          auto p = line.find("(port ");
-          return p == std::string::npos ? 0 : std::atoi(line.c_str() + p + 6);
-        };
-        if (int p = port_of("[coordinator] gRPC on")) grpc_port_ = p;
-        if (int p = port_of("[coordinator] HTTP on")) http_port_ = p;
-      }
+      ReadLoggedPorts(log_, &grpc_port_, &http_port_);
       if (waitpid(pid_, nullptr, WNOHANG) != 0) return;  // the job ended: SetUp prints the log
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -418,12 +409,16 @@ TEST_F(ClusterE2eTest, HttpApiAcceptsAnyModelNameAndStreams) {
   ASSERT_EQ(forced["choices"][0]["finish_reason"], "tool_calls") << forced;
   const auto args = nlohmann::json::parse(forced["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].get<std::string>());
   EXPECT_TRUE(args["n"].is_number_integer() && args["s"].is_string()) << args;
-  // A whole-reply regex (vLLM's guided_regex): the reply matches it and ends with it.
+  // A whole-reply regex (vLLM's guided_regex) and the same language as a GBNF grammar (llama.cpp's
+  // grammar): the reply matches it and ends with it.
   const std::string pattern = "[a-z_]{1,12}\\(self(, [a-z]{1,8})?\\):";
-  const auto g = nlohmann::json::parse(http.Post("/v1/completions", nlohmann::json{{"prompt", "def "}, {"max_tokens", 40},
-      {"guided_regex", pattern}}.dump(), "application/json")->body);
-  EXPECT_TRUE(std::regex_match(g["choices"][0]["text"].get<std::string>(), std::regex(pattern))) << g;
-  EXPECT_EQ(g["choices"][0]["finish_reason"], "stop") << g;
+  for (const auto& [field, format] : std::vector<std::pair<std::string, std::string>>{{"guided_regex", pattern},
+           {"grammar", R"g(root ::= [a-z_]{1,12} "(self" (", " [a-z]{1,8})? "):")g"}}) {
+    const auto g = nlohmann::json::parse(http.Post("/v1/completions", nlohmann::json{{"prompt", "def "},
+        {"max_tokens", 40}, {field, format}}.dump(), "application/json")->body);
+    EXPECT_TRUE(std::regex_match(g["choices"][0]["text"].get<std::string>(), std::regex(pattern))) << field << g;
+    EXPECT_EQ(g["choices"][0]["finish_reason"], "stop") << field << g;
+  }
   nlohmann::json stream = {{"model", "x"}, {"prompt", "import os\n"}, {"max_tokens", 8}, {"stream", true},
                            {"stream_options", {{"include_usage", true}}}};
   auto sse = http.Post("/v1/completions", stream.dump(), "application/json");
