@@ -93,8 +93,9 @@ absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
     const std::string key = absl::StrCat("guided_", kind);
     if (Present(body, key.c_str())) given.push_back({key, kind, {key}});
   }
-  // llama.cpp's server: `grammar`, GBNF text (the same as guided_grammar).
+  // llama.cpp's server: `grammar`, GBNF text (as guided_grammar), and `json_schema` (as guided_json).
   if (Present(body, "grammar")) given.push_back({"grammar", "grammar", {"grammar"}});
+  if (Present(body, "json_schema")) given.push_back({"json_schema", "json", {"json_schema"}});
   if (Present(body, "guided_whitespace_pattern"))
     return InvalidField("guided_whitespace_pattern", "is not supported: JSON output has at most one space between tokens");
   if (Present(body, "structured_outputs")) {

@@ -35,8 +35,8 @@ absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ParseResponseForm
 // vLLM's structured-output fields of chat and completions requests: `structured_outputs`
 // {"json": SCHEMA, "regex": PATTERN, "choice": [TEXT, ...], "json_object": true, "grammar": GBNF}
 // or the older `guided_json`, `guided_regex`, `guided_choice`, `guided_grammar` (a schema may also
-// be sent as JSON text), and llama.cpp's `grammar` (GBNF). At most one of them; `structural_tag`
-// is refused.
+// be sent as JSON text), and llama.cpp's `grammar` (GBNF) and `json_schema`. At most one of them;
+// `structural_tag` is refused.
 // *grammar stays null when the body has none; *field names the one given ("guided_regex",
 // "structured_outputs.choice", ...; `outputs_field` spells structured_outputs there).
 absl::Status ParseGuidedDecoding(const nlohmann::json& body, const std::string* raw_body,

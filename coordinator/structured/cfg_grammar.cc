@@ -386,6 +386,9 @@ class GbnfParser {
       if ((b & 0xC0) != 0x80) return Error(at, "the grammar is not valid UTF-8 here");
       v = (v << 6) | (b & 0x3F);
     }
+    constexpr uint32_t kLeast[5] = {0, 0, 0x80, 0x800, 0x10000};  // no overlong forms
+    if (v < kLeast[len] || v > CodePointSet::kMaxCodePoint || (v >= kSurrogateLo && v <= kSurrogateHi))
+      return Error(at, "the grammar is not valid UTF-8 here");
     pos_ += len;
     return v;
   }

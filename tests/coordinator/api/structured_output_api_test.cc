@@ -258,7 +258,7 @@ TEST_F(StructuredOutputApiTest, RefusalsNameTheirField) {
 
 // vLLM's structured-output fields: structured_outputs {json, regex, choice, json_object, grammar}
 // and the older guided_json / guided_regex / guided_choice / guided_grammar, on chat and
-// completions; llama.cpp's `grammar`.
+// completions; llama.cpp's `grammar` and `json_schema`.
 TEST_F(StructuredOutputApiTest, VllmGuidedDecodingFieldsCarryAFormat) {
   const std::string chat = R"({"messages":[{"role":"user","content":"hi"}],)";
   struct Case {
@@ -282,6 +282,7 @@ TEST_F(StructuredOutputApiTest, VllmGuidedDecodingFieldsCarryAFormat) {
       {"/v1/completions", R"({"prompt":"x","structured_outputs":{"grammar":"root ::= \"(\" root \")\" | \"x\""}})", "((x))",
        "((x)"},
       {"/v1/completions", R"({"prompt":"x","grammar":"root ::= (\"yes\" | \"no\") \"!\"?"})", "no!", "yes!!"},
+      {"/v1/chat/completions", chat + R"("json_schema":{"type":"array","items":{"type":"integer"}}})", "[1, 2]", "[true]"},
   };
   for (const Case& c : cases) {
     for (const std::string* text : {&c.good, &c.bad}) {
