@@ -7,7 +7,7 @@ build/bin/serve_bench, over gRPC, from several threads at once:
   load      serve_bench runs (gRPC and OpenAI chat) with random prompt/output lengths, sampled;
   agents    Anthropic /v1/messages and OpenAI /v1/responses requests, whole and streamed: 200
             and a well-formed end every time;
-  structured  structured outputs (json_schema, json_object, guided_regex, a schema of patterns, formats
+  structured  structured outputs (json_schema, json_object, guided_regex, a GBNF grammar, a schema of patterns, formats
             and numeric bounds) and forced tool calls over chat (n choices),
             completions, Responses and Anthropic: 200 every time, and every reply that ended with
             "stop" or a tool call parses and fits its format;
@@ -302,6 +302,7 @@ class Soak:
         "name": {"type": "string", "maxLength": 12}, "size": {"type": "integer"},
         "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}}, "required": ["name", "size"]}
     STRUCT_REGEX = r"[a-z_]{1,12}\((self(, [a-z]{1,8})?)?\):"
+    STRUCT_GBNF = 'root ::= name "(" ("self" (", " [a-z]{1,8})?)? "):"\nname ::= [a-z_]{1,12}'  # STRUCT_REGEX's language
     BOUNDED_SCHEMA = {"type": "object", "properties": {
         "n": {"type": "integer", "minimum": -3, "maximum": 70}, "x": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
         "d": {"type": "string", "format": "date"}, "p": {"type": "string", "pattern": "[A-Z]{2}\\d?", "maxLength": 3}},
@@ -315,7 +316,7 @@ class Soak:
         rng = random.Random(seed)
         fmt = {"type": "json_schema", "json_schema": {"name": "item", "schema": self.STRUCT_SCHEMA}}
         while self.running():
-            kind = rng.choice(["chat", "completions", "responses", "messages", "tool", "regex", "bounds"])
+            kind = rng.choice(["chat", "completions", "responses", "messages", "tool", "regex", "bounds", "grammar"])
             content = "import os\n" * rng.randint(1, 30)
             msgs = [{"role": "user", "content": content}]
             temp = rng.choice([0, 0.8])
@@ -336,6 +337,10 @@ class Soak:
             elif kind == "regex":  # vLLM's guided_regex: the raw reply matches the pattern whole
                 path, body = "/v1/completions", {"prompt": content + "def ", "max_tokens": 64, "temperature": temp,
                                                  "guided_regex": self.STRUCT_REGEX, "stream": rng.random() < 0.3}
+            elif kind == "grammar":  # a GBNF grammar (llama.cpp's grammar, vLLM's guided_grammar): the regex's language
+                path, body = "/v1/completions", {"prompt": content + "def ", "max_tokens": 64, "temperature": temp,
+                                                 rng.choice(["grammar", "guided_grammar"]): self.STRUCT_GBNF,
+                                                 "stream": rng.random() < 0.3}
             elif kind == "bounds":  # patterns, formats and numeric bounds in a schema (structured_outputs)
                 path, body = "/v1/chat/completions", {"messages": msgs, "max_tokens": 96, "temperature": temp,
                                                       "structured_outputs": {"json": self.BOUNDED_SCHEMA}}
@@ -359,8 +364,8 @@ class Soak:
                 continue
             try:
                 reply = json.loads(text)
-                if kind in ("chat", "completions", "tool", "regex", "bounds"):
-                    outs = [(c["finish_reason"], c.get("text") if kind in ("completions", "regex") else c["message"])
+                if kind in ("chat", "completions", "tool", "regex", "bounds", "grammar"):
+                    outs = [(c["finish_reason"], c.get("text") if kind in ("completions", "regex", "grammar") else c["message"])
                             for c in reply["choices"]]
                 elif kind == "responses":
                     outs = [("stop" if reply["status"] == "completed" else "length",
@@ -368,9 +373,9 @@ class Soak:
                 else:
                     outs = [("stop" if reply["stop_reason"] == "end_turn" else "length", reply["content"][0]["text"])]
                 for finish, out in outs:
-                    if kind == "regex":
+                    if kind in ("regex", "grammar"):
                         if finish == "stop" and not re.fullmatch(self.STRUCT_REGEX, out):
-                            raise ValueError(f"does not match the regex: {out!r}")
+                            raise ValueError(f"does not match the {kind}: {out!r}")
                         self.count("structured-complete", finish == "stop")
                         continue
                     if kind == "tool":
