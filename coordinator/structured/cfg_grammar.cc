@@ -428,43 +428,28 @@ class GbnfParser {
   }
 
   // ---- checks ----
-  std::vector<bool> Nullable() const {
-    std::vector<bool> nullable(rules_.size(), false);
+  // The least fixpoint of "some alternative has every element `holds`": the rules that can be
+  // empty (no class holds) or can finish (a class holds when it has a character).
+  std::vector<bool> RulesWhere(bool classes_hold) const {
+    std::vector<bool> rules(rules_.size(), false);
     for (bool changed = true; changed;) {
       changed = false;
       for (size_t r = 0; r < rules_.size(); ++r) {
-        if (nullable[r]) continue;
+        if (rules[r]) continue;
         for (const auto& alt : rules_[r].alternatives) {
           if (std::all_of(alt.begin(), alt.end(), [&](const CfgElement& e) {
-                return e.type == CfgElement::Type::kRef && nullable[e.value];
+                return e.type == CfgElement::Type::kRef ? rules[e.value] : classes_hold && !sets_[e.value].empty();
               })) {
-            nullable[r] = changed = true;
+            rules[r] = changed = true;
             break;
           }
         }
       }
     }
-    return nullable;
+    return rules;
   }
-
-  std::vector<bool> Productive() const {
-    std::vector<bool> productive(rules_.size(), false);
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (size_t r = 0; r < rules_.size(); ++r) {
-        if (productive[r]) continue;
-        for (const auto& alt : rules_[r].alternatives) {
-          if (std::all_of(alt.begin(), alt.end(), [&](const CfgElement& e) {
-                return e.type == CfgElement::Type::kRef ? productive[e.value] : !sets_[e.value].empty();
-              })) {
-            productive[r] = changed = true;
-            break;
-          }
-        }
-      }
-    }
-    return productive;
-  }
+  std::vector<bool> Nullable() const { return RulesWhere(false); }
+  std::vector<bool> Productive() const { return RulesWhere(true); }
 
   // A rule that can reach itself at its left edge (through rules that can be empty) would make
   // the matcher's expansion loop forever.

@@ -1,6 +1,6 @@
 // CfgGrammar::ParseGbnf and CodePointSet: the GBNF syntax the parser takes (literals and their
 // escapes, classes, `.`, groups, repetitions, comments, rules over several lines), checked by
-// what the compiled grammar matches under a small memoised recogniser written here (so a fault
+// what the compiled grammar matches under the memoised recogniser of cfg_reference.h (so a fault
 // in CfgMatcher cannot hide or fake one in the parser); code point sets against a by-hand
 // definition; and the refusals, which must name the field and the place.
 #include "coordinator/structured/cfg_grammar.h"
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/coordinator/structured/cfg_reference.h"
 
 namespace glm::structured {
 namespace {
@@ -28,80 +29,9 @@ std::shared_ptr<const CfgGrammar> MustParse(const std::string& text) {
   return grammar.ok() ? *grammar : nullptr;
 }
 
-// Strict UTF-8 to code points; false for anything else.
-bool Decode(const std::string& bytes, std::vector<uint32_t>& out) {
-  out.clear();
-  for (size_t k = 0; k < bytes.size();) {
-    const auto c = static_cast<uint8_t>(bytes[k]);
-    const int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (n == 0 || k + n > bytes.size()) return false;
-    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (int j = 1; j < n; ++j) {
-      const auto d = static_cast<uint8_t>(bytes[k + j]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = cp << 6 | (d & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= kSurrogateLo && cp <= kSurrogateHi)) return false;
-    out.push_back(cp);
-    k += n;
-  }
-  return true;
-}
-
-bool InSet(const CodePointSet& set, uint32_t cp) {
-  for (const auto& [lo, hi] : set.ranges())
-    if (cp >= lo && cp <= hi) return true;
-  return false;
-}
-
-// Whole-text membership straight from the flat form: the text positions where each rule, begun
-// at a position, can end (memoised; accepted grammars have no left recursion, so no cycles).
-class Recogniser {
- public:
-  explicit Recogniser(const CfgGrammar& grammar) : g_(grammar) {}
-  bool Accepts(const std::string& text) {
-    if (!Decode(text, cps_)) return false;
-    memo_.clear();
-    return Ends(g_.root(), 0).count(cps_.size()) > 0;
-  }
-
- private:
-  std::set<size_t> Ends(int32_t rule, size_t start) {
-    const auto key = std::make_pair(rule, start);
-    if (auto it = memo_.find(key); it != memo_.end()) {
-      if (!it->second.first) ADD_FAILURE() << "left recursion through " << g_.rule_name(rule);
-      return it->second.second;
-    }
-    memo_[key] = {false, {}};
-    std::set<size_t> result, current = {start};
-    for (int32_t p = g_.rule_start(rule);; ++p) {
-      const CfgElement& e = g_.element(p);
-      if (e.type == CfgElement::Type::kAlt || e.type == CfgElement::Type::kEnd) {
-        result.insert(current.begin(), current.end());
-        if (e.type == CfgElement::Type::kEnd) break;
-        current = {start};
-        continue;
-      }
-      std::set<size_t> next;
-      for (size_t i : current) {
-        if (e.type == CfgElement::Type::kClass) {
-          if (i < cps_.size() && InSet(g_.code_points(e.value), cps_[i])) next.insert(i + 1);
-        } else {
-          const std::set<size_t> ends = Ends(e.value, i);
-          next.insert(ends.begin(), ends.end());
-        }
-      }
-      current = std::move(next);
-    }
-    memo_[key] = {true, result};
-    return result;
-  }
-
-  const CfgGrammar& g_;
-  std::vector<uint32_t> cps_;
-  std::map<std::pair<int32_t, size_t>, std::pair<bool, std::set<size_t>>> memo_;  // done, ends
-};
+using cfg_reference::Decode;
+using cfg_reference::InSet;
+using Recogniser = cfg_reference::Reference;
 
 struct SyntaxCase {
   const char* grammar;
