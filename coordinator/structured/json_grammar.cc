@@ -590,32 +590,32 @@ std::shared_ptr<const JsonGrammar> JsonGrammar::AnyObject() {
   return grammar;
 }
 
+std::shared_ptr<const JsonGrammar> JsonGrammar::OfRoot(GrammarNode root, std::string fingerprint) {
+  auto g = std::make_shared<JsonGrammar>();
+  g->nodes_.push_back(std::move(root));
+  g->root_ = 0;
+  g->fingerprint_ = std::move(fingerprint);
+  return g;
+}
+
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForRegex(std::string_view pattern,
                                                                       const std::string& field) {
   auto dfa = RegexDfa::Compile(pattern);
   if (!dfa.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", dfa.status().message()));
-  auto g = std::make_shared<JsonGrammar>();
   GrammarNode n;
   n.kind = GrammarNode::Kind::kText;
   n.pattern = *std::move(dfa);
-  g->nodes_.push_back(std::move(n));
-  g->root_ = 0;
-  g->fingerprint_ = absl::StrCat("regex:", std::string(pattern));
-  return std::shared_ptr<const JsonGrammar>(std::move(g));
+  return OfRoot(std::move(n), absl::StrCat("regex:", std::string(pattern)));
 }
 
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForGbnf(std::string_view text,
                                                                      const std::string& field) {
   auto cfg = CfgGrammar::ParseGbnf(text, field);
   if (!cfg.ok()) return cfg.status();
-  auto g = std::make_shared<JsonGrammar>();
   GrammarNode n;
   n.kind = GrammarNode::Kind::kCfg;
   n.cfg = *std::move(cfg);
-  g->nodes_.push_back(std::move(n));
-  g->root_ = 0;
-  g->fingerprint_ = absl::StrCat("gbnf:", std::string(text));
-  return std::shared_ptr<const JsonGrammar>(std::move(g));
+  return OfRoot(std::move(n), absl::StrCat("gbnf:", std::string(text)));
 }
 
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForChoice(const std::vector<std::string>& choices,

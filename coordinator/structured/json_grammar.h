@@ -136,6 +136,8 @@ class JsonGrammar {
 
  private:
   friend class SchemaCompiler;
+  // A grammar of one node (a whole-output regex or GBNF grammar) and its cache identity.
+  static std::shared_ptr<const JsonGrammar> OfRoot(GrammarNode root, std::string fingerprint);
   std::vector<GrammarNode> nodes_;
   int32_t root_ = -1;
   int32_t keywords_ = -1;
