@@ -97,6 +97,7 @@ class GbnfParser {
       if (!rules_[r].defined) return Error(rules_[r].first_use, absl::StrCat("rule '", rules_[r].name, "' is not defined"));
     auto root = ids_.find("root");
     if (root == ids_.end()) return Error(0, "no rule is named root (the rule the whole output must match)");
+    if (!RepeatOnlyNonEmpty()) return TooLarge(0);
     if (auto s = CheckLeftRecursion(); !s.ok()) return s;
     const std::vector<bool> productive = Productive();
     if (!productive[root->second])
@@ -329,6 +330,7 @@ class GbnfParser {
       const int32_t star = NewRule(current_, item_at);
       rules_[star].alternatives = {{p, {CfgElement::Type::kRef, star}}, {}};
       seq->push_back({CfgElement::Type::kRef, star});
+      stars_.push_back(star);
     } else if (max > min) {
       // Innermost first: O_k ::= P | "", O_i ::= P O_{i+1} | "".
       int32_t inner = -1;
@@ -451,6 +453,45 @@ class GbnfParser {
   std::vector<bool> Nullable() const { return RulesWhere(false); }
   std::vector<bool> Productive() const { return RulesWhere(true); }
 
+  // A repetition of something that can be empty (`("a"?)*`, `(x | "")+`) repeats an empty match
+  // forever, which the matcher's eager expansion cannot do: R ::= P R | "" becomes
+  // R ::= P' R | "" with P' the non-empty texts of P (the same language, since P*'s empty
+  // iterations add nothing). llama.cpp refuses these grammars as left-recursive; xgrammar takes them.
+  // False when the non-empty versions would pass kMaxElements.
+  bool RepeatOnlyNonEmpty() {
+    const std::vector<bool> nullable = Nullable();  // rules made below are never empty
+    std::unordered_map<int32_t, int32_t> non_empty;  // rule -> its non-empty version, built once
+    for (int32_t star : stars_) {
+      CfgElement& p = rules_[star].alternatives[0][0];
+      if (p.type == CfgElement::Type::kRef && nullable[p.value]) p.value = NonEmpty(p.value, nullable, non_empty);
+    }
+    return elements_ <= CfgGrammar::kMaxElements;
+  }
+  // Rule r without its empty text: for each alternative X1..Xn and each i whose X1..Xi-1 can all
+  // be empty, Xi's non-empty texts then Xi+1..Xn (the texts whose first non-empty part is Xi).
+  int32_t NonEmpty(int32_t r, const std::vector<bool>& nullable, std::unordered_map<int32_t, int32_t>& done) {
+    if (auto it = done.find(r); it != done.end()) return it->second;
+    const int32_t plus = NewRule(rules_[r].name, rules_[r].defined_at);
+    done[r] = plus;
+    std::vector<std::vector<CfgElement>> alternatives;
+    const auto source = rules_[r].alternatives;  // copied: NewRule may grow rules_
+    for (const auto& alt : source) {
+      for (size_t i = 0; i < alt.size(); ++i) {
+        std::vector<CfgElement> a;
+        const bool empty_able = alt[i].type == CfgElement::Type::kRef &&
+                                static_cast<size_t>(alt[i].value) < nullable.size() && nullable[alt[i].value];
+        a.push_back(empty_able ? CfgElement{CfgElement::Type::kRef, NonEmpty(alt[i].value, nullable, done)} : alt[i]);
+        a.insert(a.end(), alt.begin() + static_cast<std::ptrdiff_t>(i + 1), alt.end());
+        elements_ += static_cast<int64_t>(a.size()) + 1;
+        if (elements_ > CfgGrammar::kMaxElements) break;
+        alternatives.push_back(std::move(a));
+        if (!empty_able) break;  // a later first part would need this one empty
+      }
+    }
+    rules_[plus].alternatives = std::move(alternatives);
+    return plus;
+  }
+
   // A rule that can reach itself at its left edge (through rules that can be empty) would make
   // the matcher's expansion loop forever.
   absl::Status CheckLeftRecursion() const {
@@ -489,15 +530,9 @@ class GbnfParser {
             if (on) names.push_back(rules_[step.first].name);
           }
           names.push_back(rules_[s].name);
-          // Generated rules ("name/N": groups, repetitions) in the cycle: most often a repetition of
-          // something that can be empty.
-          const bool generated = std::any_of(names.begin(), names.end(),
-                                             [](const std::string& n) { return n.find('/') != std::string::npos; });
-          return Error(rules_[s].defined_at,
-                       absl::StrCat("rule '", rules_[s].name, "' is left-recursive (", absl::StrJoin(names, " -> "),
-                                    generated ? "): a repetition of something that can be empty, such as (x?)* or "
-                                                "(x | \"\")+, repeats nothing forever; write x* instead"
-                                              : "); rewrite it with repetition, e.g. a ::= b (\"x\" b)*"));
+          return Error(rules_[s].defined_at, absl::StrCat("rule '", rules_[s].name, "' is left-recursive (",
+                                                          absl::StrJoin(names, " -> "),
+                                                          "); rewrite it with repetition, e.g. a ::= b (\"x\" b)*"));
         }
       }
     }
@@ -540,6 +575,7 @@ class GbnfParser {
   int64_t generated_ = 0;
   int64_t elements_ = 0;
   int nesting_ = 0;  // groups open at pos_
+  std::vector<int32_t> stars_;  // the rules R ::= P R | "" that repetitions made
 };
 
 absl::StatusOr<std::shared_ptr<const CfgGrammar>> CfgGrammar::ParseGbnf(std::string_view text, const std::string& field) {

@@ -16,6 +16,8 @@
 // defined rules, no `root`, left recursion (`a ::= a "x"`, also through rules that can be empty:
 // the matcher expands rules eagerly, as llama.cpp's does, and would never finish), a `root` that
 // can never finish, and grammars past the limits below (size, repetition counts, group nesting).
+// A repetition of something that can be empty (`("a"?)*`, which llama.cpp refuses as left
+// recursion) repeats its non-empty texts: the same language.
 // Alternatives that can never finish (through a rule that never does, or an empty class) are
 // dropped, so the matcher never enters a prefix that no text completes.
 #ifndef GLM_COORDINATOR_STRUCTURED_CFG_GRAMMAR_H_

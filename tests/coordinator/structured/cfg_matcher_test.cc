@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <regex>
 #include <set>
 #include <string>
 #include <utility>
@@ -163,6 +164,8 @@ x ::= "bd" | "c"+ | "")g",
 e ::= "" | "c" | d
 d ::= "d"?)g",
       R"g(root ::= "a"{2} "b"{1,3} "c"{2,} ("d" | "e"){0,2})g",
+      R"g(root ::= ("a"? "b"?)* "c" (e | "d" e)+
+e ::= "" | "b")g",
       "root ::= [\xce\xb1-\xcf\x89]+ [^a] | \"\xc3\xa9\" . | ([^a-z] \"b\")*",
       R"g(root ::= item ("," item)*
 item ::= [a-c]+ | "[" root? "]")g",
@@ -505,6 +508,40 @@ TEST(CfgMatcherTest, RightRecursionKeepsItsDepth) {
   std::string text = "1";
   for (int i = 0; i < 5000; ++i) text += ",22";
   EXPECT_TRUE(n.Advance(text) && n.CanEnd());
+}
+
+// A repetition of something that can be empty is the repetition of its non-empty texts: each
+// grammar against std::regex of the same language on every text over {a, b, x, y} of up to 6
+// characters, and every prefix of an accepted text alive.
+TEST(CfgMatcherTest, RepetitionsOfWhatCanBeEmptyMatchTheirLanguage) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"(root ::= ("a"?)*)", "a*"},
+      {R"(root ::= ("a" | "b"?)+)", "[ab]*"},
+      {R"(root ::= ("x" "y"?)* "b")", "(xy?)*b"},
+      {R"(root ::= ("a"? "b"?)*)", "[ab]*"},
+      {R"(root ::= (("a"?)* "x"?)*)", "[ax]*"},
+      {"root ::= (e \"x\" | e)*\ne ::= \"\" | \"y\"", "(y?x|y)*"},
+      {R"(root ::= ("a"?){2,}"b")", "a*b"},
+  };
+  for (const auto& [gbnf, pattern] : cases) {
+    auto grammar = MustParse(gbnf);
+    ASSERT_NE(grammar, nullptr) << gbnf;
+    const std::regex judge(pattern);
+    std::vector<std::string> texts = {""};
+    for (size_t begin = 0, end = 1; end > begin && texts.back().size() < 6;) {
+      for (size_t i = begin; i < end; ++i)
+        for (char c : std::string("abxy")) texts.push_back(texts[i] + c);
+      begin = end;
+      end = texts.size();
+    }
+    for (const std::string& text : texts) {
+      CfgMatcher m(grammar.get());
+      bool alive = true;
+      for (char c : text) alive = alive && m.Advance(static_cast<uint8_t>(c));
+      const bool expected = std::regex_match(text, judge);
+      EXPECT_EQ(alive && m.CanEnd(), expected) << gbnf << " on '" << text << "'";
+    }
+  }
 }
 
 }  // namespace
