@@ -462,8 +462,10 @@ class GbnfParser {
     const std::vector<bool> nullable = Nullable();  // rules made below are never empty
     std::unordered_map<int32_t, int32_t> non_empty;  // rule -> its non-empty version, built once
     for (int32_t star : stars_) {
-      CfgElement& p = rules_[star].alternatives[0][0];
-      if (p.type == CfgElement::Type::kRef && nullable[p.value]) p.value = NonEmpty(p.value, nullable, non_empty);
+      const CfgElement p = rules_[star].alternatives[0][0];
+      if (p.type != CfgElement::Type::kRef || !nullable[p.value]) continue;
+      const int32_t twin = NonEmpty(p.value, nullable, non_empty);  // grows rules_: index again after
+      rules_[star].alternatives[0][0].value = twin;
     }
     return elements_ <= CfgGrammar::kMaxElements;
   }
