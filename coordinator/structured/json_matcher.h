@@ -53,6 +53,8 @@ class JsonMatcher {
   // A whole-output regex (GrammarNode::Kind::kText), one parse alive: its automaton and state, so
   // the masker can step the automaton alone (a byte continues the text iff dfa->Next is not -1).
   bool InPatternText(const RegexDfa** dfa, int32_t* state) const;
+  // A GBNF grammar's matcher (the masker steps it alone), or null.
+  const CfgMatcher* cfg() const { return cfg_ ? &*cfg_ : nullptr; }
 
  private:
   // One frame of a parse stack (POD: stacks are copied per vocabulary branch).

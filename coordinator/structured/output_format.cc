@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 namespace glm::structured {
 
 OutputFormat::OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary,
-                           int64_t cache_bytes)
-    : grammar_(std::move(grammar)), vocabulary_(std::move(vocabulary)), cache_bytes_(cache_bytes) {}
+                           int64_t cache_bytes, int64_t walk_states)
+    : grammar_(std::move(grammar)), vocabulary_(std::move(vocabulary)), cache_bytes_(cache_bytes),
+      walk_states_(std::max<int64_t>(1, walk_states)) {}
 
 namespace {
 void SetBit(std::string* bitmap, int32_t id) { (*bitmap)[id >> 3] = static_cast<char>((*bitmap)[id >> 3] | (1 << (id & 7))); }
@@ -42,6 +44,50 @@ void WalkSorted(const TokenVocabulary& vocabulary, const std::vector<int32_t>& s
     if (dead_at == SIZE_MAX && id < vocab) SetBit(bitmap, id);
   }
 }
+
+// A GBNF grammar's states met during one walk, numbered, with their transitions filled in as
+// they are first taken: the walk then steps a table (as for a regex's automaton) instead of
+// advancing matcher copies. A byte's successor depends on the state alone, and the vocabulary's
+// trie holds few distinct states (a loop inside a string or a name is one state at every depth),
+// so most of a walk's steps are lookups.
+class CfgWalkStates {
+ public:
+  static constexpr int32_t kUnknown = -2, kDead = -1, kUntabled = -3;
+
+  CfgWalkStates(const CfgMatcher& start, size_t max_states) : max_states_(max_states) { Intern(start); }
+
+  // The state after `byte` from state `from`: false with *to kDead when there is none, or with
+  // *to kUntabled when it would be one state past the bound (the caller then walks without the table).
+  bool Step(int32_t from, uint8_t byte, int32_t* to) {
+    int32_t next = next_[static_cast<size_t>(from) * 256 + byte];
+    if (next == kUnknown) {
+      CfgMatcher m = states_[from];
+      next = m.Advance(byte) ? Intern(m) : kDead;
+      if (next != kUntabled) next_[static_cast<size_t>(from) * 256 + byte] = next;
+    }
+    *to = next;
+    return next >= 0;
+  }
+
+ private:
+  int32_t Intern(const CfgMatcher& m) {
+    auto [it, inserted] = ids_.try_emplace(m.Key(), static_cast<int32_t>(states_.size()));
+    if (!inserted) return it->second;
+    if (states_.size() >= max_states_) {
+      ids_.erase(it);
+      return kUntabled;
+    }
+    states_.push_back(m);
+    next_.resize(states_.size() * 256, kUnknown);
+    return it->second;
+  }
+
+  const size_t max_states_;
+  std::vector<CfgMatcher> states_;
+  std::unordered_map<std::string, int32_t> ids_;
+  std::vector<int32_t> next_;  // [state, byte]
+};
+
 }  // namespace
 
 std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const {
@@ -52,6 +98,20 @@ std::string OutputFormat::Compute(const JsonMatcher& state, int64_t vocab) const
     auto step = [dfa](int32_t prev, uint8_t byte, int32_t* next) { return (*next = dfa->Next(prev, byte)) >= 0; };
     WalkSorted(*vocabulary_, vocabulary_->sorted(), vocabulary_->shared_prefix(), dfa_state, vocab, step, &bitmap);
     return bitmap;
+  }
+  if (const CfgMatcher* cfg = state.cfg(); cfg != nullptr) {
+    CfgWalkStates states(*cfg, static_cast<size_t>(walk_states_));
+    // A state past the table's bound counts as dead in this walk, which is then void: the plain
+    // walk below computes the mask instead (a grammar whose trie meets thousands of states).
+    bool overflow = false;
+    auto step = [&](int32_t prev, uint8_t byte, int32_t* next) {
+      const bool alive = states.Step(prev, byte, next);
+      if (*next == CfgWalkStates::kUntabled) overflow = true;
+      return alive;
+    };
+    WalkSorted(*vocabulary_, vocabulary_->sorted(), vocabulary_->shared_prefix(), int32_t{0}, vocab, step, &bitmap);
+    if (!overflow) return bitmap;
+    bitmap.assign((vocab + 7) / 8, '\0');  // too many states for the table: the plain walk below
   }
   // Inside a string, the string-safe tokens need no walk (all of them, or those that fit the
   // maxLength left); only the others are walked.

@@ -31,8 +31,12 @@ class OutputFormat {
   // Masks kept at most (by their bytes), by default: 16 MiB holds ~850 masks of a 155K vocabulary.
   static constexpr int64_t kDefaultCacheBytes = int64_t{16} << 20;
 
+  // A GBNF grammar's walk numbers the states it meets and tables their transitions, up to this
+  // many states (a walk that meets more is redone without the table).
+  static constexpr int64_t kDefaultWalkStates = 4096;
+
   OutputFormat(std::shared_ptr<const JsonGrammar> grammar, std::shared_ptr<const TokenVocabulary> vocabulary,
-               int64_t cache_bytes = kDefaultCacheBytes);
+               int64_t cache_bytes = kDefaultCacheBytes, int64_t walk_states = kDefaultWalkStates);
 
   // The tokens that may follow `state` (bitmap over `vocab` ids, as TokenConstraint's); ids past
   // the vocabulary's size are never allowed.
@@ -55,6 +59,7 @@ class OutputFormat {
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, decltype(lru_)::iterator> index_ ABSL_GUARDED_BY(mu_);
   int64_t cache_bytes_;
+  int64_t walk_states_;
   int64_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -291,5 +291,41 @@ term ::= [0-9]{1,3} | "(" expr ")")g", "grammar");
   EXPECT_GT(complete, 10);
 }
 
+// The walk's table of grammar states has a bound (OutputFormat's walk_states): a trie of rules
+// whose 1- and 2-letter prefixes over 16 letters are states of their own (274 in all) against a
+// vocabulary of every prefix up to 3 letters gives the same masks, equal to the reference, with
+// the table's bound above and below that (the plain walk takes over).
+TEST(OutputFormatTest, GrammarMasksWithAndPastTheWalkTableBoundEqualTheReference) {
+  const std::string letters = "abcdefghijklmnop";
+  std::string gbnf = "root ::= r";
+  std::vector<std::string> rules = {""}, vocabulary;
+  for (int depth = 0; depth < 3; ++depth) {
+    std::vector<std::string> next;
+    for (const std::string& prefix : rules) {
+      gbnf += "\nr" + prefix + " ::= ";
+      for (size_t i = 0; i < letters.size(); ++i) {
+        const std::string child = prefix + letters[i];
+        gbnf += (i ? " | \"" : "\"") + std::string(1, letters[i]) + "\"" + (depth < 2 ? " r" + child : "");
+        vocabulary.push_back(child);
+        next.push_back(child);
+      }
+    }
+    rules = std::move(next);
+  }
+  auto grammar = JsonGrammar::ForGbnf(gbnf, "grammar");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  const auto tokens = std::make_shared<const TokenVocabulary>(vocabulary);
+  OutputFormat tabled(*grammar, tokens), bounded(*grammar, tokens, OutputFormat::kDefaultCacheBytes, 50);
+  const int64_t vocab = static_cast<int64_t>(vocabulary.size());
+  JsonMatcher m(&tabled.grammar());
+  for (const char c : std::string("ab")) {
+    const std::string mask = *tabled.Mask(m, vocab);
+    EXPECT_EQ(mask, tabled.MaskReference(m, vocab));
+    EXPECT_EQ(mask, *bounded.Mask(m, vocab));
+    EXPECT_NE(mask, std::string(mask.size(), '\0'));
+    ASSERT_TRUE(m.Advance(static_cast<uint8_t>(c)));
+  }
+}
+
 }  // namespace
 }  // namespace glm::structured
