@@ -23,13 +23,8 @@ using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
 
 constexpr uint32_t kSurrogateLo = 0xD800, kSurrogateHi = 0xDFFF;
 
-std::shared_ptr<const CfgGrammar> MustParse(const std::string& text) {
-  auto grammar = CfgGrammar::ParseGbnf(text, "guided_grammar");
-  EXPECT_TRUE(grammar.ok()) << text << "\n" << grammar.status();
-  return grammar.ok() ? *grammar : nullptr;
-}
-
 using cfg_reference::Decode;
+using cfg_reference::MustParse;
 using cfg_reference::InSet;
 using Recogniser = cfg_reference::Reference;
 

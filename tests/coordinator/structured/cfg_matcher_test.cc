@@ -26,14 +26,9 @@ namespace {
 
 using Type = CfgElement::Type;
 
-std::shared_ptr<const CfgGrammar> MustParse(const std::string& text) {
-  auto grammar = CfgGrammar::ParseGbnf(text, "grammar");
-  EXPECT_TRUE(grammar.ok()) << text << "\n" << grammar.status();
-  return grammar.ok() ? *grammar : nullptr;
-}
-
 using cfg_reference::Alternatives;
 using cfg_reference::Decode;
+using cfg_reference::MustParse;
 using cfg_reference::Encode;
 using cfg_reference::InSet;
 using cfg_reference::Reference;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -18,6 +19,13 @@
 namespace glm::structured::cfg_reference {
 
 using Type = CfgElement::Type;
+
+// `text` compiled, or null (and a test failure naming it).
+inline std::shared_ptr<const CfgGrammar> MustParse(const std::string& text, const std::string& field = "grammar") {
+  auto grammar = CfgGrammar::ParseGbnf(text, field);
+  EXPECT_TRUE(grammar.ok()) << text << "\n" << grammar.status();
+  return grammar.ok() ? *grammar : nullptr;
+}
 
 // Strict UTF-8 to code points; false for anything else.
 inline bool Decode(const std::string& bytes, std::vector<uint32_t>& out) {

@@ -105,7 +105,7 @@ TEST(OutputFormatTest, TheCacheKeepsToItsBytes) {
 
 // Byte by byte along `text` (a whole value of the format): every state's mask equals the
 // token-by-token reference.
-void ExpectMasksAlong(OutputFormat& format, const std::string& text) {
+void ExpectMasksAlong(OutputFormat& format, const std::string& text, bool must_end = true) {
   const int64_t vocab = BundledVocabulary()->size();
   JsonMatcher m(&format.grammar());
   for (size_t k = 0; k <= text.size(); ++k) {
@@ -114,7 +114,8 @@ void ExpectMasksAlong(OutputFormat& format, const std::string& text) {
       ASSERT_TRUE(m.Advance(static_cast<uint8_t>(text[k]))) << text.substr(0, k + 1);
     }
   }
-  EXPECT_TRUE(m.MustEnd());
+  EXPECT_TRUE(m.CanEnd());
+  EXPECT_EQ(m.MustEnd(), must_end);
 }
 
 // Bounded strings: inside them the string-safe tokens are taken without a walk only while they
@@ -196,6 +197,22 @@ TEST(OutputFormatTest, RandomGenerationsFitTheirSchema) {
   });
 }
 
+// 40 random generations through a raw-text format's masks (closing bytes `closers` favoured):
+// `check` sees each complete one; returns how many were complete.
+int ForCompleteTexts(OutputFormat& format, uint64_t seed, const std::string& closers,
+                     const std::function<void(const std::string&)>& check) {
+  std::mt19937_64 rng(seed);
+  int complete = 0;
+  for (int i = 0; i < 40; ++i) {
+    bool done = false;
+    const std::string text = Generate(format, BundledVocabulary()->size(), rng, &done, closers);
+    if (!done) continue;
+    ++complete;
+    check(text);
+  }
+  return complete;
+}
+
 // Patterned strings and whole-output regexes: the walk (no string fast path there) equals the
 // reference, and random generations through the masks match their pattern (std::regex as judge).
 TEST(OutputFormatTest, PatternMasksEqualTheReferenceAndGenerationsMatch) {
@@ -220,24 +237,11 @@ TEST(OutputFormatTest, PatternMasksEqualTheReferenceAndGenerationsMatch) {
   auto regex = JsonGrammar::ForRegex(pattern, "guided_regex");
   ASSERT_TRUE(regex.ok()) << regex.status();
   OutputFormat text_format(*regex, BundledVocabulary());
-  const int64_t vocab = BundledVocabulary()->size();
-  JsonMatcher m(&text_format.grammar());
-  for (const char c : std::string("def run(self):")) {
-    EXPECT_EQ(*text_format.Mask(m, vocab), text_format.MaskReference(m, vocab));
-    ASSERT_TRUE(m.Advance(static_cast<uint8_t>(c)));
-  }
-  EXPECT_TRUE(m.MustEnd());
-  std::mt19937_64 rng(5);
+  ExpectMasksAlong(text_format, "def run(self):");
   const std::regex judge(pattern);
-  int complete = 0;
-  for (int i = 0; i < 40; ++i) {
-    bool done = false;
-    const std::string text = Generate(text_format, vocab, rng, &done);
-    if (!done) continue;
-    ++complete;
-    EXPECT_TRUE(std::regex_match(text, judge)) << text;
-  }
-  EXPECT_GT(complete, 20);
+  EXPECT_GT(ForCompleteTexts(text_format, 5, "\"}]0",
+                             [&](const std::string& text) { EXPECT_TRUE(std::regex_match(text, judge)) << text; }),
+            20);
 }
 
 // Judge of the grammar below: expr ::= term ((" + " | " * ") term)*, term ::= [0-9]{1,3} | "(" expr ")".
@@ -270,25 +274,13 @@ expr ::= term ((" + " | " * ") term)*
 term ::= [0-9]{1,3} | "(" expr ")")g", "grammar");
   ASSERT_TRUE(grammar.ok()) << grammar.status();
   OutputFormat format(*grammar, BundledVocabulary());
-  const int64_t vocab = BundledVocabulary()->size();
-  JsonMatcher m(&format.grammar());
-  for (const char c : std::string("((1 + 23) * 456) + 7")) {
-    EXPECT_EQ(*format.Mask(m, vocab), format.MaskReference(m, vocab));
-    ASSERT_TRUE(m.Advance(static_cast<uint8_t>(c)));
-  }
-  EXPECT_TRUE(m.CanEnd());
-  EXPECT_FALSE(m.MustEnd());  // " + ..." may follow
-  std::mt19937_64 rng(11);
-  int complete = 0;
-  for (int i = 0; i < 40; ++i) {
-    bool done = false;
-    const std::string text = Generate(format, vocab, rng, &done, ")0");
-    if (!done) continue;
-    ++complete;
-    size_t at = 0;
-    EXPECT_TRUE(ParseExpr(text, at) && at == text.size()) << text;
-  }
-  EXPECT_GT(complete, 10);
+  ExpectMasksAlong(format, "((1 + 23) * 456) + 7", /*must_end=*/false);  // " + ..." may follow
+  EXPECT_GT(ForCompleteTexts(format, 11, ")0",
+                             [](const std::string& text) {
+                               size_t at = 0;
+                               EXPECT_TRUE(ParseExpr(text, at) && at == text.size()) << text;
+                             }),
+            10);
 }
 
 // The walk's table of grammar states has a bound (OutputFormat's walk_states): a trie of rules
