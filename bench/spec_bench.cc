@@ -360,6 +360,7 @@ int main(int argc, char** argv) {
     // either step path): what a step would cost where it costs its weight bytes alone.
     double plain_bytes = 0, spec_bytes = 0;
     bool identical = true;
+    std::vector<double> pair_speedups;  // per paired run: its plain time / its speculative time
     const int repeat = std::max(1, absl::GetFlag(FLAGS_repeat));
     for (int run = 0; run < prompts * repeat; ++run) {
       const int p = run % prompts;
@@ -367,12 +368,14 @@ int main(int argc, char** argv) {
       // Each speculative run is paired with a plain run of the same prompt, in alternating order,
       // and the speedup compares the pairs' sums: this machine's speed drifts by 2x over
       // seconds, which separately timed passes turned into +-15% on the ratio.
+      double pair_plain = 0, pair_spec = 0;
       auto plain_run = [&] {
         auto a = Clock::now();
         (void)glm::runtime::Generate(m, prompt, first);
         auto b = Clock::now();
         auto plain = glm::runtime::Generate(m, prompt, g);
-        method_plain_seconds += std::max(0.0, Seconds(Clock::now() - b) - Seconds(b - a));
+        pair_plain = std::max(0.0, Seconds(Clock::now() - b) - Seconds(b - a));
+        method_plain_seconds += pair_plain;
         if (plain.ok()) plain_bytes += static_cast<double>(plain->decode_weight_bytes);
       };
       if (run % 2 == 0) plain_run();
@@ -381,8 +384,10 @@ int main(int argc, char** argv) {
       (void)glm::runtime::GenerateSpeculative(m, prompt, first, *spec, nullptr);
       auto t1 = Clock::now();
       auto out = glm::runtime::GenerateSpeculative(m, prompt, g, *spec, &st);
-      seconds += std::max(0.0, Seconds(Clock::now() - t1) - Seconds(t1 - t0));
+      pair_spec = std::max(0.0, Seconds(Clock::now() - t1) - Seconds(t1 - t0));
+      seconds += pair_spec;
       if (run % 2 == 1) plain_run();
+      if (pair_spec > 0) pair_speedups.push_back(pair_plain / pair_spec);
       identical &= out.ok() && out->tokens == plain_outputs[p];
       spec_bytes += static_cast<double>(st.verify_weight_bytes + st.draft_weight_bytes);
       total.steps += st.steps;
@@ -443,6 +448,10 @@ int main(int argc, char** argv) {
     r["tokens_per_s"] = tps;
     r["plain_tokens_per_s"] = paired_plain_tps;
     r["speedup"] = tps / paired_plain_tps;
+    // The median pair's ratio: a burst of the machine's slowness in one pair moves it less.
+    std::sort(pair_speedups.begin(), pair_speedups.end());
+    const double pair_median = pair_speedups.empty() ? 0.0 : pair_speedups[pair_speedups.size() / 2];
+    r["speedup_pair_median"] = pair_median;
     r["glm5_ratio_speedup_estimate"] = glm5_speedup;
     r["glm5_bytes_speedup_estimate"] = glm5_bytes_speedup;
     r["outputs_identical_to_plain"] = identical;
@@ -470,6 +479,7 @@ int main(int argc, char** argv) {
                                        : absl::StrFormat("%.2f(%d)", per_pos[i], total.drafted_at[i]));
       std::printf("%-9s %8.3f %9.1f %9.2fx %7.2fx %7.2fx  [%s]%s\n", method.c_str(), total.acceptance_rate(), tps,
                   tps / paired_plain_tps, glm5_speedup, glm5_bytes_speedup, pp.c_str(), identical ? "" : "  OUTPUT DIFFERS");
+      std::printf("          speedup of the median pair (of %zu paired runs): %.2fx\n", pair_speedups.size(), pair_median);
       if (total.alongside_steps > 0)
         std::printf("          in generation, per step: draft + verify %.1f us (%.2f plain steps of %.1f us), the draft "
                     "(%.1f us) on a second thread alongside in %.0f%% of the steps\n",
