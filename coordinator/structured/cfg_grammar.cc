@@ -97,7 +97,7 @@ class GbnfParser {
       if (!rules_[r].defined) return Error(rules_[r].first_use, absl::StrCat("rule '", rules_[r].name, "' is not defined"));
     auto root = ids_.find("root");
     if (root == ids_.end()) return Error(0, "no rule is named root (the rule the whole output must match)");
-    if (!RepeatOnlyNonEmpty()) return TooLarge(0);
+    if (!RewriteDirectLeftRecursion() || !RepeatOnlyNonEmpty()) return TooLarge(0);
     if (auto s = CheckLeftRecursion(); !s.ok()) return s;
     const std::vector<bool> productive = Productive();
     if (!productive[root->second])
@@ -452,6 +452,43 @@ class GbnfParser {
   }
   std::vector<bool> Nullable() const { return RulesWhere(false); }
   std::vector<bool> Productive() const { return RulesWhere(true); }
+
+  // Direct left recursion, the textbook form of a left-associative operator
+  // (`expr ::= expr "+" term | term`), which the matcher's eager expansion cannot walk:
+  //   A ::= A t1 | ... | A tm | b1 | ... | bn   becomes   A ::= b1 S | ... | bn S,
+  //   S ::= T S | "",  T ::= t1 | ... | tm
+  // (the same language: one of the b, then any number of the t). S is a repetition like x*'s, so
+  // a T that can be empty (`A ::= A "x"? | "y"`) repeats only its non-empty texts
+  // (RepeatOnlyNonEmpty, which runs after this). Left recursion through other rules or through
+  // rules that can be empty is still refused (CheckLeftRecursion). False past kMaxElements.
+  bool RewriteDirectLeftRecursion() {
+    const size_t written = rules_.size();  // the rules made here are not left-recursive
+    for (size_t r = 0; r < written; ++r) {
+      std::vector<std::vector<CfgElement>> tails, bases;
+      for (auto& alt : rules_[r].alternatives) {
+        if (!alt.empty() && alt[0].type == CfgElement::Type::kRef && alt[0].value == static_cast<int32_t>(r))
+          tails.emplace_back(alt.begin() + 1, alt.end());
+        else
+          bases.push_back(std::move(alt));
+      }
+      if (tails.empty()) {
+        rules_[r].alternatives = std::move(bases);
+        continue;
+      }
+      const std::string name = rules_[r].name;
+      const size_t at = rules_[r].defined_at;
+      const int32_t tail = NewRule(name, at);  // grows rules_: index again after
+      const int32_t star = NewRule(name, at);
+      for (const auto& t : tails) elements_ += static_cast<int64_t>(t.size()) + 1;
+      rules_[tail].alternatives = std::move(tails);
+      rules_[star].alternatives = {{{CfgElement::Type::kRef, tail}, {CfgElement::Type::kRef, star}}, {}};
+      stars_.push_back(star);
+      for (auto& b : bases) b.push_back({CfgElement::Type::kRef, star});
+      elements_ += static_cast<int64_t>(bases.size()) + 4;
+      rules_[r].alternatives = std::move(bases);
+    }
+    return elements_ <= CfgGrammar::kMaxElements;
+  }
 
   // A repetition of something that can be empty (`("a"?)*`, `(x | "")+`) repeats an empty match
   // forever, which the matcher's eager expansion cannot do: R ::= P R | "" becomes

@@ -270,10 +270,9 @@ TEST(CfgGrammarTest, RefusalsNameTheFieldAndThePlace) {
       {"root ::= x\nx ::= \"a\" undefined-rule\n", "line 2", "undefined-rule"},
       {"root ::= \"a\"\nroot ::= \"b\"\n", "line 2", "root"},
       {"root ::= x\nx ::= \"b\"\n\nx ::= \"c\"\n", "line 4", "x"},
-      // Left recursion: direct, mutual, and through a rule that can be empty.
-      {"root ::= root \"a\" | \"b\"\n", "line 1"},
-      {"root ::= x\nx ::= x \"a\" | \"b\"\n", "line 2"},
+      // Left recursion that is not direct: mutual, and through a rule that can be empty.
       {"root ::= a\na ::= b \"x\" | \"w\"\nb ::= a \"y\" | \"z\"\n", "line "},
+      {"root ::= x\nx ::= y \"a\" | \"b\"\ny ::= x\n", "line 2"},
       {"# e can be empty\nroot ::= e root \"x\" | \"y\"\ne ::= \"\" | \"z\"\n", "line 2"},
       {"root ::= \"q\"* root | \"y\"\n", "line 1"},
       {"root ::= \"q\"{0,3} root \"x\" | \"y\"\n", "line 1"},
@@ -330,6 +329,24 @@ TEST(CfgGrammarTest, DeepNestingWithinTheTextLimitIsCompiledOrRefused) {
   } else {
     EXPECT_EQ(grammar.status().code(), absl::StatusCode::kInvalidArgument) << grammar.status();
   }
+}
+
+// Direct left recursion is rewritten as right recursion with the same language: left-associative
+// operators, a tail that can be empty, an empty base, a rule that is its own alternative, and a
+// rule whose tail holds itself again.
+TEST(CfgGrammarTest, DirectLeftRecursionKeepsItsLanguage) {
+  const SyntaxCase cases[] = {
+      {"root ::= root \"a\" | \"b\"", {"b", "ba", "baaa"}, {"", "a", "ab", "bab"}},
+      {"root ::= e\ne ::= e [-+] t | t\nt ::= t \"*\" f | f\nf ::= [0-9] | \"(\" e \")\"",
+       {"1", "1+2", "1+2*3-4", "(1-2)*3", "((1))", "2*(3+4)*5"},
+       {"", "+", "1+", "1**2", "(1", "1)", "()"}},
+      {"root ::= root \"x\"? | \"y\"", {"y", "yx", "yxxx"}, {"", "x", "yy"}},
+      {"root ::= root \"x\" | \"\"", {"", "x", "xxx"}, {"y", "xy"}},
+      {"root ::= root | \"z\"", {"z"}, {"", "zz"}},
+      {"root ::= root root | \"a\" | \"b\"", {"a", "ab", "bba"}, {"", "c"}},
+      {"root ::= x\nx ::= x \"a\" x | \"b\"", {"b", "bab", "babab"}, {"", "ba", "bb", "abab"}},
+  };
+  for (const SyntaxCase& c : cases) ExpectLanguage(c);
 }
 
 // Right recursion, recursion behind a character, and nullable rules that are not left recursive

@@ -505,11 +505,13 @@ TEST(CfgMatcherTest, RightRecursionKeepsItsDepth) {
   EXPECT_TRUE(n.Advance(text) && n.CanEnd());
 }
 
-// A repetition of something that can be empty is the repetition of its non-empty texts: each
-// grammar against std::regex of the same language on every text over {a, b, x, y} of up to 6
-// characters, and every prefix of an accepted text alive.
+// Each (GBNF, regex) pair: the grammar against std::regex of the same language (below).
+void ExpectRegexLanguages(const std::vector<std::pair<const char*, const char*>>& cases);
+
+// A repetition of something that can be empty is the repetition of its non-empty texts.
+
 TEST(CfgMatcherTest, RepetitionsOfWhatCanBeEmptyMatchTheirLanguage) {
-  const std::pair<const char*, const char*> cases[] = {
+  ExpectRegexLanguages({
       {R"(root ::= ("a"?)*)", "a*"},
       {R"(root ::= ("a" | "b"?)+)", "[ab]*"},
       {R"(root ::= ("x" "y"?)* "b")", "(xy?)*b"},
@@ -517,7 +519,25 @@ TEST(CfgMatcherTest, RepetitionsOfWhatCanBeEmptyMatchTheirLanguage) {
       {R"(root ::= (("a"?)* "x"?)*)", "[ax]*"},
       {"root ::= (e \"x\" | e)*\ne ::= \"\" | \"y\"", "(y?x|y)*"},
       {R"(root ::= ("a"?){2,}"b")", "a*b"},
-  };
+  });
+}
+
+// Direct left recursion, rewritten as right recursion (CfgGrammar), matches its language.
+TEST(CfgMatcherTest, DirectLeftRecursionMatchesItsLanguage) {
+  ExpectRegexLanguages({
+      {R"(root ::= root "a" | "b")", "ba*"},
+      {R"(root ::= root ("x" | "y") | "a" | root "b"?)", "a[xyb]*"},
+      {R"(root ::= root root | "a" | "b")", "[ab]+"},
+      {"root ::= x\nx ::= x \"a\" x | \"b\"", "b(ab)*"},
+      {R"(root ::= root "x" | "")", "x*"},
+      {R"(root ::= root | "y")", "y"},
+      {"root ::= s\ns ::= s \"a\" t | t\nt ::= t \"b\" | \"x\" | \"y\"", "[xy]b*(a[xy]b*)*"},
+  });
+}
+
+// Each grammar against std::regex of the same language on every text over {a, b, x, y} of up to
+// 6 characters (every prefix of an accepted text stays alive on the way).
+void ExpectRegexLanguages(const std::vector<std::pair<const char*, const char*>>& cases) {
   for (const auto& [gbnf, pattern] : cases) {
     auto grammar = MustParse(gbnf);
     ASSERT_NE(grammar, nullptr) << gbnf;
