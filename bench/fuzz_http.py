@@ -55,6 +55,8 @@ SEEDS = [
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "c"}], "max_tokens": 6, "structured_outputs": {"choice": ["yes", "no"]}}),
     ("/v1/completions", {"prompt": "x = ", "max_tokens": 24, "stream": True,
                          "grammar": "root ::= expr \"\\n\"\nexpr ::= term ((\" + \" | \" * \") term)*\nterm ::= [0-9]{1,3} | \"(\" expr \")\""}),
+    ("/v1/completions", {"prompt": "y = ", "max_tokens": 24,
+                         "grammar": "root ::= e \"\\n\"\ne ::= e [-+] t | t\nt ::= t \"*\" f | f\nf ::= [a-z] | \"(\" e \")\""}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "l"}], "max_tokens": 20,
                               "guided_grammar": "root ::= item (\", \" item){0,3}\nitem ::= [a-z\u00e9]+ | \"\\\"\" [^\"\\\\]* \"\\\"\""}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "j"}], "max_tokens": 40, "stream": True,
