@@ -97,7 +97,7 @@ class GbnfParser {
       if (!rules_[r].defined) return Error(rules_[r].first_use, absl::StrCat("rule '", rules_[r].name, "' is not defined"));
     auto root = ids_.find("root");
     if (root == ids_.end()) return Error(0, "no rule is named root (the rule the whole output must match)");
-    if (!RewriteDirectLeftRecursion() || !RepeatOnlyNonEmpty()) return TooLarge(0);
+    if (!RewriteLeftRecursion() || !RepeatOnlyNonEmpty()) return TooLarge(0);
     if (auto s = CheckLeftRecursion(); !s.ok()) return s;
     const std::vector<bool> productive = Productive();
     if (!productive[root->second])
@@ -273,8 +273,8 @@ class GbnfParser {
   }
 
   absl::Status TooLarge(size_t at) const {
-    return Error(at, absl::StrCat("the grammar is too large once its repetitions are spelt out (over ",
-                                  CfgGrammar::kMaxElements, " elements)"));
+    return Error(at, absl::StrCat("the grammar is too large once its repetitions and left recursion are spelt out",
+                                  " (over ", CfgGrammar::kMaxElements, " elements)"));
   }
 
   // The item seq[first..] with the postfix at pos_: one element P (a literal of several
@@ -453,40 +453,142 @@ class GbnfParser {
   std::vector<bool> Nullable() const { return RulesWhere(false); }
   std::vector<bool> Productive() const { return RulesWhere(true); }
 
-  // Direct left recursion, the textbook form of a left-associative operator
-  // (`expr ::= expr "+" term | term`), which the matcher's eager expansion cannot walk:
-  //   A ::= A t1 | ... | A tm | b1 | ... | bn   becomes   A ::= b1 S | ... | bn S,
-  //   S ::= T S | "",  T ::= t1 | ... | tm
-  // (the same language: one of the b, then any number of the t). S is a repetition like x*'s, so
-  // a T that can be empty (`A ::= A "x"? | "y"`) repeats only its non-empty texts
-  // (RepeatOnlyNonEmpty, which runs after this). Left recursion through other rules or through
-  // rules that can be empty is still refused (CheckLeftRecursion). False past kMaxElements.
-  bool RewriteDirectLeftRecursion() {
-    const size_t written = rules_.size();  // the rules made here are not left-recursive
-    for (size_t r = 0; r < written; ++r) {
-      std::vector<std::vector<CfgElement>> tails, bases;
-      for (auto& alt : rules_[r].alternatives) {
-        if (!alt.empty() && alt[0].type == CfgElement::Type::kRef && alt[0].value == static_cast<int32_t>(r))
-          tails.emplace_back(alt.begin() + 1, alt.end());
-        else
-          bases.push_back(std::move(alt));
+  // Left recursion at the first element of alternatives, which the matcher's eager expansion
+  // cannot walk, is rewritten as right recursion (the same language):
+  //  - direct, the textbook form of a left-associative operator (`expr ::= expr "+" term | term`):
+  //      A ::= A t1 | ... | A tm | b1 | ... | bn   becomes   A ::= b1 S | ... | bn S,
+  //      S ::= T S | "",  T ::= t1 | ... | tm
+  //    (one of the b, then any number of the t). S is a repetition like x*'s, so a T that can be
+  //    empty (`A ::= A "x"? | "y"`) repeats only its non-empty texts (RepeatOnlyNonEmpty, after this);
+  //  - through other rules (`a ::= b "x" | "w"`, `b ::= a "y" | "z"`): within each cycle of such
+  //    rules, taken in a fixed order, a rule's alternatives that begin with an earlier rule of the
+  //    cycle get that rule's (already rewritten) alternatives spelt out in its place, which leaves
+  //    only direct left recursion (Paull's algorithm; spelling out a rule never changes a language).
+  // Left recursion through rules that can be empty (`a ::= e a "x"` with e ::= "" | ...) stays and
+  // is refused by CheckLeftRecursion. False past kMaxElements.
+  bool RewriteLeftRecursion() {
+    std::unordered_map<int32_t, int32_t> position;  // rule -> its place in its cycle
+    for (const std::vector<int32_t>& cycle : LeftCycles()) {
+      position.clear();
+      for (size_t i = 0; i < cycle.size(); ++i) position[cycle[i]] = static_cast<int32_t>(i);
+      for (size_t i = 0; i < cycle.size(); ++i)
+        if (!SpellOutEarlier(cycle[i], static_cast<int32_t>(i), position) || !RewriteDirect(cycle[i])) return false;
+    }
+    return elements_ <= CfgGrammar::kMaxElements;
+  }
+
+  // The rules that can reach themselves through the first elements of alternatives, in groups that
+  // reach one another (strongly connected components of that graph, each in ascending rule order).
+  // Iterative Tarjan: generated rule chains run thousands deep.
+  std::vector<std::vector<int32_t>> LeftCycles() const {
+    const int32_t n = static_cast<int32_t>(rules_.size());
+    std::vector<std::vector<int32_t>> next(n);
+    for (int32_t r = 0; r < n; ++r)
+      for (const auto& alt : rules_[r].alternatives)
+        if (!alt.empty() && alt[0].type == CfgElement::Type::kRef) next[r].push_back(alt[0].value);
+    std::vector<int32_t> index(n, -1), low(n, 0), stack;
+    std::vector<bool> on_stack(n, false);
+    std::vector<std::vector<int32_t>> cycles;
+    int32_t counter = 0;
+    for (int32_t r0 = 0; r0 < n; ++r0) {
+      if (index[r0] >= 0) continue;
+      std::vector<std::pair<int32_t, size_t>> path = {{r0, 0}};  // rule, next edge
+      index[r0] = low[r0] = counter++;
+      stack.push_back(r0);
+      on_stack[r0] = true;
+      while (!path.empty()) {
+        auto& [r, edge] = path.back();
+        if (edge < next[r].size()) {
+          const int32_t s = next[r][edge++];
+          if (index[s] < 0) {
+            index[s] = low[s] = counter++;
+            stack.push_back(s);
+            on_stack[s] = true;
+            path.emplace_back(s, 0);
+          } else if (on_stack[s]) {
+            low[r] = std::min(low[r], index[s]);
+          }
+          continue;
+        }
+        const int32_t done = r;
+        path.pop_back();
+        if (!path.empty()) low[path.back().first] = std::min(low[path.back().first], low[done]);
+        if (low[done] != index[done]) continue;
+        std::vector<int32_t> component;
+        for (int32_t s = -1; s != done;) {
+          s = stack.back();
+          stack.pop_back();
+          on_stack[s] = false;
+          component.push_back(s);
+        }
+        const bool self_loop = std::find(next[done].begin(), next[done].end(), done) != next[done].end();
+        if (component.size() > 1 || self_loop) {
+          std::sort(component.begin(), component.end());
+          cycles.push_back(std::move(component));
+        }
       }
-      if (tails.empty()) {
-        rules_[r].alternatives = std::move(bases);
+    }
+    return cycles;
+  }
+
+  // Rule r, at place `at` of its cycle: every alternative that begins with a rule of an earlier place
+  // gets that rule's alternatives spelt out in its place, until none does. The earlier rules are
+  // already rewritten, so theirs begin with rules of later places than their own: each chain of
+  // spellings ends within `at` steps, and the work is bounded by the elements it makes.
+  bool SpellOutEarlier(int32_t r, int32_t at, const std::unordered_map<int32_t, int32_t>& position) {
+    auto earlier = [&](const std::vector<CfgElement>& alt) -> int32_t {  // the rule to spell out, or -1
+      if (alt.empty() || alt[0].type != CfgElement::Type::kRef) return -1;
+      const auto it = position.find(alt[0].value);
+      return it != position.end() && it->second < at ? alt[0].value : -1;
+    };
+    // A stack, so the alternatives keep their order: the rule's own reversed, spellings pushed last first.
+    std::vector<std::vector<CfgElement>> pending = std::move(rules_[r].alternatives), out;
+    std::reverse(pending.begin(), pending.end());
+    while (!pending.empty()) {
+      std::vector<CfgElement> alt = std::move(pending.back());
+      pending.pop_back();
+      const int32_t s = earlier(alt);
+      if (s < 0) {
+        out.push_back(std::move(alt));
         continue;
       }
-      const std::string name = rules_[r].name;
-      const size_t at = rules_[r].defined_at;
-      const int32_t tail = NewRule(name, at);  // grows rules_: index again after
-      const int32_t star = NewRule(name, at);
-      for (const auto& t : tails) elements_ += static_cast<int64_t>(t.size()) + 1;
-      rules_[tail].alternatives = std::move(tails);
-      rules_[star].alternatives = {{{CfgElement::Type::kRef, tail}, {CfgElement::Type::kRef, star}}, {}};
-      stars_.push_back(star);
-      for (auto& b : bases) b.push_back({CfgElement::Type::kRef, star});
-      elements_ += static_cast<int64_t>(bases.size()) + 4;
-      rules_[r].alternatives = std::move(bases);
+      const auto& leads = rules_[s].alternatives;
+      for (auto lead = leads.rbegin(); lead != leads.rend(); ++lead) {
+        std::vector<CfgElement> a = *lead;
+        a.insert(a.end(), alt.begin() + 1, alt.end());
+        elements_ += static_cast<int64_t>(a.size()) + 1;
+        if (elements_ > CfgGrammar::kMaxElements) return false;
+        pending.push_back(std::move(a));
+      }
     }
+    rules_[r].alternatives = std::move(out);
+    return true;
+  }
+
+  // Direct left recursion of rule r (see RewriteLeftRecursion).
+  bool RewriteDirect(int32_t r) {
+    std::vector<std::vector<CfgElement>> tails, bases;
+    for (auto& alt : rules_[r].alternatives) {
+      if (!alt.empty() && alt[0].type == CfgElement::Type::kRef && alt[0].value == r)
+        tails.emplace_back(alt.begin() + 1, alt.end());
+      else
+        bases.push_back(std::move(alt));
+    }
+    if (tails.empty()) {
+      rules_[r].alternatives = std::move(bases);
+      return true;
+    }
+    const std::string name = rules_[r].name;
+    const size_t at = rules_[r].defined_at;
+    const int32_t tail = NewRule(name, at);  // grows rules_: index again after
+    const int32_t star = NewRule(name, at);
+    for (const auto& t : tails) elements_ += static_cast<int64_t>(t.size()) + 1;
+    rules_[tail].alternatives = std::move(tails);
+    rules_[star].alternatives = {{{CfgElement::Type::kRef, tail}, {CfgElement::Type::kRef, star}}, {}};
+    stars_.push_back(star);
+    for (auto& b : bases) b.push_back({CfgElement::Type::kRef, star});
+    elements_ += static_cast<int64_t>(bases.size()) + 4;
+    rules_[r].alternatives = std::move(bases);
     return elements_ <= CfgGrammar::kMaxElements;
   }
 
@@ -531,8 +633,8 @@ class GbnfParser {
     return plus;
   }
 
-  // A rule that can reach itself at its left edge (through rules that can be empty) would make
-  // the matcher's expansion loop forever.
+  // A rule that can reach itself at its left edge (through rules that can be empty: RewriteLeftRecursion
+  // took the rest) would make the matcher's expansion loop forever.
   absl::Status CheckLeftRecursion() const {
     const std::vector<bool> nullable = Nullable();
     std::vector<std::vector<int32_t>> left(rules_.size());
@@ -569,9 +671,10 @@ class GbnfParser {
             if (on) names.push_back(rules_[step.first].name);
           }
           names.push_back(rules_[s].name);
-          return Error(rules_[s].defined_at, absl::StrCat("rule '", rules_[s].name, "' is left-recursive (",
-                                                          absl::StrJoin(names, " -> "),
-                                                          "); rewrite it with repetition, e.g. a ::= b (\"x\" b)*"));
+          return Error(rules_[s].defined_at,
+                       absl::StrCat("rule '", rules_[s].name, "' is left-recursive (", absl::StrJoin(names, " -> "),
+                                    ") through rules that can match nothing; rewrite it with repetition, e.g. ",
+                                    "a ::= b (\"x\" b)*"));
         }
       }
     }

@@ -270,10 +270,9 @@ TEST(CfgGrammarTest, RefusalsNameTheFieldAndThePlace) {
       {"root ::= x\nx ::= \"a\" undefined-rule\n", "line 2", "undefined-rule"},
       {"root ::= \"a\"\nroot ::= \"b\"\n", "line 2", "root"},
       {"root ::= x\nx ::= \"b\"\n\nx ::= \"c\"\n", "line 4", "x"},
-      // Left recursion that is not direct: mutual, and through a rule that can be empty.
-      {"root ::= a\na ::= b \"x\" | \"w\"\nb ::= a \"y\" | \"z\"\n", "line "},
-      {"root ::= x\nx ::= y \"a\" | \"b\"\ny ::= x\n", "line 2"},
+      // Left recursion through a rule that can be empty (directly and through another rule).
       {"# e can be empty\nroot ::= e root \"x\" | \"y\"\ne ::= \"\" | \"z\"\n", "line 2"},
+      {"root ::= a\na ::= e b\nb ::= a \"x\" | \"y\"\ne ::= \"\" | \"z\"\n", "line 2"},
       {"root ::= \"q\"* root | \"y\"\n", "line 1"},
       {"root ::= \"q\"{0,3} root \"x\" | \"y\"\n", "line 1"},
       // Syntax.
@@ -331,10 +330,11 @@ TEST(CfgGrammarTest, DeepNestingWithinTheTextLimitIsCompiledOrRefused) {
   }
 }
 
-// Direct left recursion is rewritten as right recursion with the same language: left-associative
-// operators, a tail that can be empty, an empty base, a rule that is its own alternative, and a
-// rule whose tail holds itself again.
-TEST(CfgGrammarTest, DirectLeftRecursionKeepsItsLanguage) {
+// Left recursion is rewritten as right recursion with the same language: left-associative
+// operators, a tail that can be empty, an empty base, a rule that is its own alternative, a rule
+// whose tail holds itself again, and cycles through other rules (mutual, a rule that is only
+// another one, three rules, a group).
+TEST(CfgGrammarTest, LeftRecursionKeepsItsLanguage) {
   const SyntaxCase cases[] = {
       {"root ::= root \"a\" | \"b\"", {"b", "ba", "baaa"}, {"", "a", "ab", "bab"}},
       {"root ::= e\ne ::= e [-+] t | t\nt ::= t \"*\" f | f\nf ::= [0-9] | \"(\" e \")\"",
@@ -345,8 +345,38 @@ TEST(CfgGrammarTest, DirectLeftRecursionKeepsItsLanguage) {
       {"root ::= root | \"z\"", {"z"}, {"", "zz"}},
       {"root ::= root root | \"a\" | \"b\"", {"a", "ab", "bba"}, {"", "c"}},
       {"root ::= x\nx ::= x \"a\" x | \"b\"", {"b", "bab", "babab"}, {"", "ba", "bb", "abab"}},
+      {"root ::= a\na ::= b \"x\" | \"w\"\nb ::= a \"y\" | \"z\"", {"w", "zx", "wyx", "zxyxyx"}, {"", "z", "wy", "wx"}},
+      {"root ::= x\nx ::= y \"a\" | \"b\"\ny ::= x", {"b", "ba", "baaa"}, {"", "a", "bb"}},
+      {"root ::= p\np ::= q \"1\" | \"a\"\nq ::= r \"2\" | \"b\"\nr ::= p \"3\" | \"c\"",
+       {"a", "b1", "c21", "a321", "b1321"}, {"", "a3", "a32", "1"}},
+      {"root ::= (root \",\")? [0-9]", {"1", "1,2", "1,2,3"}, {"", ",1", "1,", "12"}},
   };
   for (const SyntaxCase& c : cases) ExpectLanguage(c);
+}
+
+// A long cycle of left-recursive rules (the rewrite spells rules out into one another) is
+// compiled or refused as too large, never a hang or a crash; what compiles keeps its language.
+TEST(CfgGrammarTest, LongLeftRecursiveCyclesAreCompiledOrRefused) {
+  for (const int n : {10, 300, 2500}) {
+    std::string text = "root ::= r0\n";
+    for (int i = 0; i < n; ++i)
+      text += "r" + std::to_string(i) + " ::= r" + std::to_string((i + 1) % n) + " \"a\"" +
+              (i + 1 < n ? " | \"b\"" : "") + "\n";
+    ASSERT_LE(text.size(), static_cast<size_t>(CfgGrammar::kMaxTextBytes));
+    auto grammar = CfgGrammar::ParseGbnf(text, "grammar");
+    if (!grammar.ok()) {
+      EXPECT_EQ(grammar.status().code(), absl::StatusCode::kInvalidArgument) << grammar.status();
+      EXPECT_NE(n, 10) << grammar.status();
+      continue;
+    }
+    // r0 is "b", or some r_i's "b" followed by i a's (one per rule back to r0), then whole turns.
+    Recogniser recogniser(**grammar);
+    EXPECT_TRUE(recogniser.Accepts("b")) << n;
+    EXPECT_TRUE(recogniser.Accepts("ba")) << n;
+    EXPECT_TRUE(recogniser.Accepts("b" + std::string(n, 'a'))) << n;
+    EXPECT_FALSE(recogniser.Accepts("")) << n;
+    EXPECT_FALSE(recogniser.Accepts("ab")) << n;
+  }
 }
 
 // Right recursion, recursion behind a character, and nullable rules that are not left recursive

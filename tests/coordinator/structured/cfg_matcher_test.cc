@@ -522,8 +522,8 @@ TEST(CfgMatcherTest, RepetitionsOfWhatCanBeEmptyMatchTheirLanguage) {
   });
 }
 
-// Direct left recursion, rewritten as right recursion (CfgGrammar), matches its language.
-TEST(CfgMatcherTest, DirectLeftRecursionMatchesItsLanguage) {
+// Left recursion, rewritten as right recursion (CfgGrammar), matches its language.
+TEST(CfgMatcherTest, LeftRecursionMatchesItsLanguage) {
   ExpectRegexLanguages({
       {R"(root ::= root "a" | "b")", "ba*"},
       {R"(root ::= root ("x" | "y") | "a" | root "b"?)", "a[xyb]*"},
@@ -532,6 +532,10 @@ TEST(CfgMatcherTest, DirectLeftRecursionMatchesItsLanguage) {
       {R"(root ::= root "x" | "")", "x*"},
       {R"(root ::= root | "y")", "y"},
       {"root ::= s\ns ::= s \"a\" t | t\nt ::= t \"b\" | \"x\" | \"y\"", "[xy]b*(a[xy]b*)*"},
+      {"root ::= s\ns ::= t \"x\" | \"a\"\nt ::= s \"y\" | \"b\"", "(a|bx)(yx)*"},
+      {"root ::= s\ns ::= t \"x\" | \"a\"\nt ::= s \"y\" | s | \"b\"", "(a|bx)(y?x)*"},
+      {"root ::= p\np ::= q \"a\" | \"x\"\nq ::= r \"b\" | p \"y\"\nr ::= p | q \"x\"", "x([by](xb)*a)*"},
+      {R"(root ::= (root "a")? "b" | root root)", "(ba)*b(b|(ba)*b)*"},
   });
 }
 
