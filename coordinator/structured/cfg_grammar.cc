@@ -464,11 +464,15 @@ class GbnfParser {
   //    rules, taken in a fixed order, a rule's alternatives that begin with an earlier rule of the
   //    cycle get that rule's (already rewritten) alternatives spelt out in its place, which leaves
   //    only direct left recursion (Paull's algorithm; spelling out a rule never changes a language).
-  // Left recursion through rules that can be empty (`a ::= e a "x"` with e ::= "" | ...) stays and
-  // is refused by CheckLeftRecursion. False past kMaxElements.
+  //  - through rules that can be empty (`a ::= e a "x" | "y"` with `e ::= "" | "z"`): first, in the
+  //    rules of such cycles, an alternative that begins with a rule that can be empty becomes two,
+  //    one with that rule's non-empty texts first (NonEmpty) and one without it, until none of
+  //    their alternatives begins with such a rule: the cycle is then one of the kinds above.
+  // CheckLeftRecursion then guards that none is left. False past kMaxElements.
   bool RewriteLeftRecursion() {
+    if (!SplitEmptyLeads()) return false;
     std::unordered_map<int32_t, int32_t> position;  // rule -> its place in its cycle
-    for (const std::vector<int32_t>& cycle : LeftCycles()) {
+    for (const std::vector<int32_t>& cycle : LeftCycles(nullptr)) {
       position.clear();
       for (size_t i = 0; i < cycle.size(); ++i) position[cycle[i]] = static_cast<int32_t>(i);
       for (size_t i = 0; i < cycle.size(); ++i)
@@ -477,15 +481,56 @@ class GbnfParser {
     return elements_ <= CfgGrammar::kMaxElements;
   }
 
-  // The rules that can reach themselves through the first elements of alternatives, in groups that
-  // reach one another (strongly connected components of that graph, each in ascending rule order).
+  // In the rules on left-recursive cycles through rules that can be empty: every alternative
+  // X1 X2 ... whose X1 can be empty becomes X1' X2 ... (X1' its non-empty texts) and X2 ...,
+  // again until no alternative begins with a rule that can be empty (the same language).
+  bool SplitEmptyLeads() {
+    const std::vector<bool> nullable = Nullable();
+    auto empty_lead = [&](const std::vector<CfgElement>& alt) {
+      return !alt.empty() && alt[0].type == CfgElement::Type::kRef &&
+             static_cast<size_t>(alt[0].value) < nullable.size() && nullable[alt[0].value];
+    };
+    std::unordered_map<int32_t, int32_t> non_empty;  // rule -> its non-empty version, built once
+    for (const std::vector<int32_t>& cycle : LeftCycles(&nullable)) {
+      for (int32_t r : cycle) {
+        // A stack, so the alternatives keep their order (as in SpellOutEarlier). Copied: NonEmpty
+        // may read this rule's alternatives meanwhile (any version of them has the same language).
+        std::vector<std::vector<CfgElement>> pending = rules_[r].alternatives, out;
+        std::reverse(pending.begin(), pending.end());
+        while (!pending.empty()) {
+          std::vector<CfgElement> alt = std::move(pending.back());
+          pending.pop_back();
+          if (!empty_lead(alt)) {
+            out.push_back(std::move(alt));
+            continue;
+          }
+          std::vector<CfgElement> without(alt.begin() + 1, alt.end());
+          alt[0].value = NonEmpty(alt[0].value, nullable, non_empty);  // grows rules_: r indexes again
+          elements_ += static_cast<int64_t>(without.size()) + 1;
+          if (elements_ > CfgGrammar::kMaxElements) return false;
+          pending.push_back(std::move(without));
+          pending.push_back(std::move(alt));
+        }
+        rules_[r].alternatives = std::move(out);
+      }
+    }
+    return elements_ <= CfgGrammar::kMaxElements;
+  }
+
+  // The rules that can reach themselves at the left edge of their alternatives (the first
+  // element; with `nullable`, also past leading rules that can be empty), in groups that reach
+  // one another (strongly connected components of that graph, each in ascending rule order).
   // Iterative Tarjan: generated rule chains run thousands deep.
-  std::vector<std::vector<int32_t>> LeftCycles() const {
+  std::vector<std::vector<int32_t>> LeftCycles(const std::vector<bool>* nullable) const {
     const int32_t n = static_cast<int32_t>(rules_.size());
     std::vector<std::vector<int32_t>> next(n);
     for (int32_t r = 0; r < n; ++r)
       for (const auto& alt : rules_[r].alternatives)
-        if (!alt.empty() && alt[0].type == CfgElement::Type::kRef) next[r].push_back(alt[0].value);
+        for (const CfgElement& e : alt) {
+          if (e.type != CfgElement::Type::kRef) break;
+          next[r].push_back(e.value);
+          if (nullable == nullptr || static_cast<size_t>(e.value) >= nullable->size() || !(*nullable)[e.value]) break;
+        }
     std::vector<int32_t> index(n, -1), low(n, 0), stack;
     std::vector<bool> on_stack(n, false);
     std::vector<std::vector<int32_t>> cycles;
@@ -633,8 +678,9 @@ class GbnfParser {
     return plus;
   }
 
-  // A rule that can reach itself at its left edge (through rules that can be empty: RewriteLeftRecursion
-  // took the rest) would make the matcher's expansion loop forever.
+  // A rule that can reach itself at its left edge (through rules that can be empty) would make the
+  // matcher's expansion loop forever. RewriteLeftRecursion takes every such cycle the tests know
+  // of; this stays as the guard that no grammar reaches the matcher with one.
   absl::Status CheckLeftRecursion() const {
     const std::vector<bool> nullable = Nullable();
     std::vector<std::vector<int32_t>> left(rules_.size());

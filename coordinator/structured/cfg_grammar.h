@@ -12,13 +12,13 @@
 //   ( ... )     a group;  x* x+ x?  x{m} x{m,} x{m,n}  repetitions;  # comments to the line's end
 // Output must match the rule `root` whole. Characters are Unicode code points written as UTF-8.
 //
-// Left recursion (`expr ::= expr "+" term | term`, also through other rules: `a ::= b "x" | "w"`,
-// `b ::= a "y" | "z"`), which llama.cpp refuses, is rewritten as right recursion: the same language.
+// Left recursion (`expr ::= expr "+" term | term`; also through other rules, `a ::= b "x" | "w"`
+// with `b ::= a "y" | "z"`, and through rules that can be empty, `a ::= e a "x" | "y"` with
+// `e ::= "" | "z"`), which llama.cpp refuses, is rewritten as right recursion with the same
+// language: the matcher expands rules eagerly, as llama.cpp's does, and could not walk it.
 // Refused with a message that names the place (line:column): syntax errors, undefined or twice-
-// defined rules, no `root`, left recursion through rules that can be empty (`a ::= e a "x" | "y"`
-// with `e ::= "" | "z"`: the matcher expands rules eagerly, as llama.cpp's does, and would never
-// finish), a `root` that can never finish, and grammars past the limits below (size, repetition
-// counts, group nesting; the left recursion rewrite counts too).
+// defined rules, no `root`, a `root` that can never finish, and grammars past the limits below
+// (size, repetition counts, group nesting; the left recursion rewrite counts too).
 // A repetition of something that can be empty (`("a"?)*`, which llama.cpp refuses as left
 // recursion) repeats its non-empty texts: the same language.
 // Alternatives that can never finish (through a rule that never does, or an empty class) are

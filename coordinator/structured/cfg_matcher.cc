@@ -41,7 +41,10 @@ CfgMatcher::CfgMatcher(const CfgGrammar* grammar) : grammar_(grammar) {
     while (!EndsSequence(grammar_->element(p).type)) ++p;
     if (grammar_->element(p).type == Type::kEnd) break;
   }
-  if (ok) SetStacks(sc.out);
+  if (ok)
+    SetStacks(sc.out);
+  else
+    over_bounds_ = true;
 }
 
 bool CfgMatcher::ExpandInto(std::vector<int32_t>& stack, std::vector<int32_t>& out, int64_t& budget) const {
@@ -102,7 +105,7 @@ void CfgMatcher::SetStacks(const std::vector<int32_t>& out) {
     stacks_.insert(stacks_.end(), sc.views[i].begin(), sc.views[i].end());
     ++count_;
   }
-  if (static_cast<size_t>(count_) > kMaxStacks) Die();
+  if (static_cast<size_t>(count_) > kMaxStacks) DieOverBounds();
 }
 
 void CfgMatcher::Die() {
@@ -189,7 +192,7 @@ bool CfgMatcher::Advance(uint8_t byte) {
                       stacks_.begin() + static_cast<std::ptrdiff_t>(i + 1 + stacks_[i]));
       sc.stack.back() += 1;  // past the set just matched
       if (!ExpandInto(sc.stack, sc.out, budget)) {
-        Die();
+        DieOverBounds();
         return false;
       }
     }

@@ -40,6 +40,9 @@ class CfgMatcher {
   bool Advance(std::string_view bytes);
 
   bool dead() const { return count_ == 0; }
+  // Dead at a bound (kMaxDepth, kMaxStacks or the expansion work of one byte), not because the
+  // bytes cannot continue a text of the grammar.
+  bool over_bounds() const { return over_bounds_; }
   // The output so far is a whole text of the grammar.
   bool CanEnd() const;
   // It is, and no byte may follow.
@@ -55,6 +58,10 @@ class CfgMatcher {
   // Replaces the stacks with those in `out` (as ExpandInto writes them), sorted and unique.
   void SetStacks(const std::vector<int32_t>& out);
   void Die();
+  void DieOverBounds() {
+    Die();
+    over_bounds_ = true;
+  }
 
   const CfgGrammar* grammar_;
   // The parse stacks, one after another: each its length, then its positions bottom first (the
@@ -63,6 +70,7 @@ class CfgMatcher {
   // to one allocation (the masker copies matchers per vocabulary branch).
   std::vector<int32_t> stacks_;
   int32_t count_ = 0;  // stacks in stacks_
+  bool over_bounds_ = false;
   // A multi-byte character in progress: its bits so far and the continuation bytes still due.
   uint32_t partial_ = 0;
   int32_t partial_left_ = 0;
