@@ -380,6 +380,30 @@ TEST(CfgGrammarTest, LongLeftRecursiveCyclesAreCompiledOrRefused) {
   }
 }
 
+// Left-recursive cycles through rules that can be empty, long and highly ambiguous ones (the
+// rewrite splits alternatives and spells rules out): compiled or refused as too large, never a hang.
+TEST(CfgGrammarTest, AmbiguousLeftRecursionThroughEmptyRulesIsCompiledOrRefused) {
+  for (const int n : {3, 40, 1500}) {
+    for (const bool ambiguous : {false, true}) {
+      std::string text = "root ::= r0\ne ::= \"\" | \"z\"\n";
+      for (int i = 0; i < n; ++i) {
+        const std::string r = "r" + std::to_string(i), next = "r" + std::to_string((i + 1) % n);
+        text += ambiguous ? r + " ::= r0 " + next + " | " + next + " r0 | \"b\" | \"\"\n"
+                          : r + " ::= e " + next + " \"a\" | \"b\"\n";
+      }
+      auto grammar = CfgGrammar::ParseGbnf(text, "grammar");
+      if (!grammar.ok()) {
+        EXPECT_NE(grammar.status().message().find("too large"), std::string::npos) << grammar.status();
+        continue;
+      }
+      Recogniser recogniser(**grammar);
+      EXPECT_TRUE(recogniser.Accepts("b")) << n;
+      EXPECT_TRUE(recogniser.Accepts(ambiguous ? "bb" : "zba")) << n;
+      EXPECT_FALSE(recogniser.Accepts(ambiguous ? "a" : "")) << n;
+    }
+  }
+}
+
 // Right recursion, recursion behind a character, and nullable rules that are not left recursive
 // are all fine.
 TEST(CfgGrammarTest, RecursionThatIsNotLeftRecursionIsAccepted) {
