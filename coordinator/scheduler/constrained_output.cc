@@ -38,7 +38,8 @@ absl::Status AfterConstrainedToken(TokenConstraint& constraint, int32_t token, c
     *finish_reason = "stop";
     return absl::OkStatus();
   }
-  return absl::InternalError("the output format cannot go on with this model's vocabulary");
+  const std::string why = constraint.WhyNothingFits();
+  return absl::InternalError(why.empty() ? "the output format cannot go on with this model's vocabulary" : why);
 }
 
 }  // namespace glm::scheduler

@@ -60,8 +60,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   auto seq = std::make_shared<Sequence>();
   if (request.constraint != nullptr) {
     seq->allowed_tokens = NextAllowedTokens(*request.constraint, p, options_.eos_token_ids, options_.vocab_size);
-    if (!AnyAllowed(seq->allowed_tokens))
-      return absl::InvalidArgumentError("response_format: no token of this model's vocabulary can start the output");
+    if (!AnyAllowed(seq->allowed_tokens)) {
+      const std::string why = request.constraint->WhyNothingFits();
+      return absl::InvalidArgumentError(
+          absl::StrCat("response_format: ", why.empty() ? "no token of this model's vocabulary can start the output" : why));
+    }
   }
   seq->request = std::move(request);
   seq->tokens = seq->request.prompt;

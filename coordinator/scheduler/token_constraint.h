@@ -30,6 +30,10 @@ class TokenConstraint {
   // An independent copy in the same state: a constraint holds one output's progress, so each of
   // a request's n choices needs its own.
   virtual std::shared_ptr<TokenConstraint> Clone() const = 0;
+  // When AllowedTokens left nothing and the output cannot end: why, if the format knows better
+  // than "no token of the vocabulary fits" (e.g. its matcher reached a bound); "" otherwise.
+  // Called only on that failure path, so it may take some time.
+  virtual std::string WhyNothingFits() const { return ""; }
 };
 
 }  // namespace glm::scheduler

@@ -20,4 +20,22 @@ absl::Status JsonTokenConstraint::Accept(int32_t token) {
   return absl::OkStatus();
 }
 
+std::string JsonTokenConstraint::WhyNothingFits() const {
+  const CfgMatcher* cfg = matcher_.cfg();
+  if (cfg == nullptr) return "";
+  bool over = cfg->over_bounds();
+  // One byte ahead: a byte that no token starts with may still be what the grammar wants, but one
+  // that throws the matcher past its bounds shows the cause (the masks dropped such tokens).
+  for (int b = 0; b < 256 && !over; ++b) {
+    CfgMatcher next = *cfg;
+    next.Advance(static_cast<uint8_t>(b));
+    over = next.over_bounds();
+  }
+  if (!over) return "";
+  return absl::StrCat("the grammar matcher reached its limits here (more than ", CfgMatcher::kMaxStacks,
+                      " parses alive at once, or nesting deeper than ", CfgMatcher::kMaxDepth,
+                      "): the grammar is too ambiguous for this output (e.g. rules that can match nothing "
+                      "next to each other); make it unambiguous");
+}
+
 }  // namespace glm::structured

@@ -23,6 +23,9 @@ class JsonTokenConstraint : public scheduler::TokenConstraint {
   std::shared_ptr<scheduler::TokenConstraint> Clone() const override {
     return std::make_shared<JsonTokenConstraint>(*this);
   }
+  // A GBNF grammar's matcher that is, or after some byte would be, past its bounds
+  // (CfgMatcher::over_bounds: an ambiguous grammar, deep nesting) says so.
+  std::string WhyNothingFits() const override;
 
  private:
   std::shared_ptr<OutputFormat> format_;

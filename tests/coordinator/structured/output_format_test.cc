@@ -319,5 +319,32 @@ TEST(OutputFormatTest, GrammarMasksWithAndPastTheWalkTableBoundEqualTheReference
   }
 }
 
+// A grammar so ambiguous that the matcher reaches its parse bound after a few bytes: the
+// constraint names that cause (instead of blaming the vocabulary) once the next byte would pass
+// the bound, and says nothing otherwise (JSON, or a grammar far from its bounds).
+TEST(JsonTokenConstraintTest, WhyNothingFitsNamesTheMatchersBounds) {
+  auto grammar = JsonGrammar::ForGbnf(
+      "root ::= r0 \"!\"\nr0 ::= r2 r3 \"a\" | \"\" | \"b\" r2\nr1 ::= \"a\" r1 r1 | \"\"\n"
+      "r2 ::= r0 r1\nr3 ::= r1 | \"b\" r2",
+      "grammar");
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  auto format = std::make_shared<OutputFormat>(*grammar, BundledVocabulary());
+  const TokenVocabulary& v = format->vocabulary();
+  int32_t b = -1;
+  for (int32_t id = 0; id < v.size() && b < 0; ++id)
+    if (v.bytes(id) == "b") b = id;
+  ASSERT_GE(b, 0);
+  JsonTokenConstraint c(format);
+  EXPECT_EQ(c.WhyNothingFits(), "");
+  std::string why;
+  for (int i = 0; i < 12 && why.empty(); ++i) {
+    ASSERT_TRUE(c.Accept(b).ok()) << i;
+    why = c.WhyNothingFits();
+  }
+  EXPECT_NE(why.find("the grammar matcher reached its limits"), std::string::npos) << why;
+  JsonTokenConstraint json(std::make_shared<OutputFormat>(JsonGrammar::AnyObject(), BundledVocabulary()));
+  EXPECT_EQ(json.WhyNothingFits(), "");
+}
+
 }  // namespace
 }  // namespace glm::structured
