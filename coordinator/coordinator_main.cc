@@ -115,6 +115,9 @@ ABSL_FLAG(int64_t, draft_vocab, 0,
           "with --speculative mtp:K (or a request's): MTP drafts propose only token ids below this count and the "
           "request's own tokens, reading only those rows of the MTP head; the outputs are the same, only acceptance "
           "may change (0 = the whole vocabulary)");
+ABSL_FLAG(int32_t, speculative_max_batch, 0,
+          "with speculative decoding: requests draft only in steps of at most this many sequences (vLLM's "
+          "disable_by_batch_size; 0 = any number); requests with a seed of their own keep drafting");
 ABSL_FLAG(std::string, api_key, "",
           "comma-separated API keys clients must send (\"Authorization: Bearer KEY\" or \"x-api-key: KEY\"; "
           "default: $GLM_API_KEY, which keeps the key out of the process list; none = open)");
@@ -405,6 +408,7 @@ int main(int argc, char** argv) {
   eo.speculative = absl::GetFlag(FLAGS_speculative);
   eo.has_mtp = config->has_mtp();
   eo.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
+  eo.speculative_max_batch = absl::GetFlag(FLAGS_speculative_max_batch);
   eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));

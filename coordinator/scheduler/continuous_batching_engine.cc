@@ -18,6 +18,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
   if (options.max_steps_in_flight <= 0) return absl::InvalidArgumentError("max_steps_in_flight must be positive");
   if (options.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
+  if (options.speculative_max_batch < 0)
+    return absl::InvalidArgumentError("--speculative-max-batch must be 0 (any batch) or positive");
   // The server's default for requests: refused here, not on every request that relies on it.
   auto spec = runtime::ParseSpeculative(options.speculative);
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("--speculative ", spec.status().message()));
@@ -168,6 +170,14 @@ void ContinuousBatchingEngine::ReleaseBlocks(Sequence& s) {
 
 bool ContinuousBatchingEngine::WritesMtpRows(const Sequence& s) {
   return s.adaptive != nullptr && s.spec.method == runtime::SpeculativeConfig::Method::kMtp;
+}
+
+bool ContinuousBatchingEngine::ClientSeeded(const Sequence& s) {
+  return s.request.sampling.temperature > 0.0f && s.request.sampling.seed.has_value();
+}
+
+bool ContinuousBatchingEngine::OverSpeculativeBatch(int64_t sequences) const {
+  return options_.speculative_max_batch > 0 && sequences > options_.speculative_max_batch;
 }
 
 uint64_t ContinuousBatchingEngine::ChainSeed(const Sequence& s) {
@@ -363,7 +373,7 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
       // follows only its own acceptance, as when it decodes alone. (Greedy outputs are the same
       // for any draft length; unseeded ones promise nothing.) The batch is this step's share: with
       // steps in flight together each carries about running / steps of the sequences.
-      const bool client_seeded = s->request.sampling.temperature > 0.0f && s->request.sampling.seed.has_value();
+      const bool client_seeded = ClientSeeded(*s);
       s->adaptive->SetBatchSize(client_seeded ? 1 : share);
       // Drafts follow the last token, and the token sampled after them needs a position too.
       const int k = static_cast<int>(std::clamp<int64_t>(
@@ -434,6 +444,16 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
     budget -= n;
     prefill_budget -= n;
   }
+  // --speculative-max-batch: a step of more sequences verifies no drafts and chains no MTP draft
+  // rows, but for client-seeded requests (whose drafts must follow their own steps alone). Their
+  // adaptive lengths see steps without drafts (pauses run down).
+  if (OverSpeculativeBatch(static_cast<int64_t>(work.size())))
+    for (Work& w : work) {
+      if (ClientSeeded(*w.seq)) continue;
+      w.n -= static_cast<int64_t>(w.drafts.size());
+      w.drafts.clear();
+      w.next_k = 0;
+    }
   return work;
 }
 

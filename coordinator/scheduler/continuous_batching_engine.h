@@ -109,6 +109,10 @@ class ContinuousBatchingEngine : public Engine {
   // Whether the last stage keeps the sequence's MTP rows (MTP drafting), and the prefix-cache
   // chain seed that keeps its blocks apart from plain ones.
   static bool WritesMtpRows(const Sequence& s);
+  // A sampled request with a seed of the client's own: its tokens must not depend on the batch.
+  static bool ClientSeeded(const Sequence& s);
+  // A step of `sequences` is past EngineOptions::speculative_max_batch.
+  bool OverSpeculativeBatch(int64_t sequences) const;
   static uint64_t ChainSeed(const Sequence& s);
   // Tokens after a block that its prefix-cache hash covers too (BlockAllocator::MatchPrefix).
   static int32_t HashLookahead(const Sequence& s);

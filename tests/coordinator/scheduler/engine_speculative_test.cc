@@ -515,6 +515,68 @@ TEST(EngineSpeculativeTest, OptionalDraftRoomNeverPreempts) {
   EXPECT_EQ((*engine)->GetLoad().preemptions, 0);
 }
 
+// --speculative-max-batch: in steps of more sequences than the limit no request without a seed
+// of its own drafts or has MTP draft rows chained, a client-seeded one still does, and drafting
+// comes back once the batch is small again.
+TEST(EngineSpeculativeTest, SpeculativeMaxBatchStopsDraftingInLargerBatches) {
+  struct RecordingRunner : AcceptingRunner {
+    std::map<uint64_t, int32_t> first_token;  // seq_id -> its prompt's first token
+    int64_t large_steps = 0, small_drafting_steps = 0, seeded_drafts_in_large = 0;
+    std::vector<std::string> violations;
+    absl::StatusOr<shard::StepResult> Step(const shard::StepPlan& plan) override {
+      for (const auto& q : plan.sequences())
+        if (q.start_position() == 0 && q.tokens_size() > 0) first_token[q.seq_id()] = q.tokens(0);
+      const bool large = plan.sequences_size() > 2;
+      large_steps += large;
+      bool drafted = false;
+      for (const auto& q : plan.sequences()) {
+        const bool drafts = q.num_drafts() > 0 || q.mtp_drafts() > 0;
+        drafted |= drafts;
+        const bool seeded = first_token[q.seq_id()] == 9;
+        if (large && drafts && !seeded)
+          violations.push_back(absl::StrCat("step ", plan.step_id(), ": sequence ", q.seq_id(), " drafts among ",
+                                            plan.sequences_size()));
+        seeded_drafts_in_large += large && seeded && q.num_drafts() > 0;
+      }
+      small_drafting_steps += !large && drafted;
+      return AcceptingRunner::Step(plan);
+    }
+  } runner;
+  EngineOptions o = ScriptedEngineOptions(512, 64);
+  o.has_mtp = true;
+  o.speculative_max_batch = 2;
+  auto engine = Engine::Create(&runner, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  std::vector<GenerationRequest> requests;
+  for (int i = 0; i < 3; ++i) requests.push_back(Greedy({static_cast<int32_t>(20 + i), 2, 3}, i == 0 ? 120 : 40));
+  GenerationRequest seeded = Greedy({9, 2, 3}, 40);
+  seeded.sampling.temperature = 1.0f;
+  seeded.sampling.seed = 5;
+  requests.push_back(seeded);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (GenerationRequest& r : requests) {
+    r.speculative = "mtp:2";
+    auto stream = (*engine)->Submit(r);
+    ASSERT_TRUE(stream.ok()) << stream.status();
+    streams.push_back(*stream);
+  }
+  std::thread loop([&] { (void)(*engine)->RunLoop(); });
+  for (auto& stream : streams) {
+    GenerationEvent e;
+    while (stream->Next(&e, absl::Seconds(30)) && !e.finished) {
+    }
+    EXPECT_TRUE(e.error.ok()) << e.error;
+  }
+  (*engine)->Shutdown(false);
+  loop.join();
+  EXPECT_TRUE(runner.violations.empty()) << runner.violations.size() << ", first: " << runner.violations.front();
+  EXPECT_GT(runner.large_steps, 0);
+  EXPECT_GT(runner.seeded_drafts_in_large, 0);  // a client-seeded request drafts in any batch
+  EXPECT_GT(runner.small_drafting_steps, 0);    // the long request alone drafts again
+  o.speculative_max_batch = -1;
+  EXPECT_EQ(Engine::Create(&runner, o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
   EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);
   GenerationRequest r = Greedy({5, 17, 300, 999, 42, 7, 8, 5, 17, 300}, 4);  // vocabulary of 1024
