@@ -333,29 +333,53 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   for (auto& bits : counted) bits.store(0, std::memory_order_relaxed);
   const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
   const int64_t stagger_us = g_token_group_stagger_us.load(std::memory_order_relaxed);  // group 0's, tests
-  // A decode batch (one token per sequence: no group reads another's cache rows) balances its
-  // groups by work stealing (TokenGroupSteals).
-  const bool decode_batch = groups > 1 && late == nullptr && static_cast<int64_t>(spans.size()) == T &&
-                            std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) { return sp.n_tokens == 1; });
-  // Each group's results (status, bytes, key selections) as a task; a decode batch's groups may
-  // split theirs (at most one task per token).
-  TokenGroupSteals tasks(decode_batch ? T : groups, pool_->size(), n_layers);
-  for (int g = 0; g < groups; ++g)
-    tasks.AddGroup(first[g], first[g + 1], g == 0,
-                    shared_start ? attention::KeySelection(selection->begin() + first[g], selection->begin() + first[g + 1])
-                                 : attention::KeySelection());
-  if (decode_batch) {
+  // A step of whole short sequences (decode tokens, speculative verifies of a few positions: no
+  // group reads another's cache rows) balances its groups by work stealing, in whole sequences
+  // (TokenGroupSteals over the spans). Longer ones (prefill chunks) split as a wavefront instead.
+  constexpr int64_t kStealSpanTokens = 16;
+  const bool steal_batch = groups > 1 && late == nullptr && spans.size() >= 2 &&
+                           std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) {
+                             return sp.n_tokens <= kStealSpanTokens;
+                           });
+  std::vector<int64_t> span_offsets;  // steal_batch: each sequence's first token, then T
+  if (steal_batch) {
+    for (const attention::SequenceSpan& sp : spans) span_offsets.push_back(sp.token_offset);
+    span_offsets.push_back(T);
+  }
+  const int64_t units = steal_batch ? static_cast<int64_t>(spans.size()) : groups;
+  // Each group's results (status, bytes, key selections) as a task; a steal batch's groups may
+  // split theirs (at most one task per sequence).
+  TokenGroupSteals tasks(units, pool_->size(), n_layers, span_offsets);
+  const int steal_groups = static_cast<int>(std::min<int64_t>(groups, units));  // steal_batch: its first tasks
+  if (steal_batch) {
+    // Groups of whole sequences, cut where their tokens reach T · g / groups.
+    for (int64_t g = 0, u = 0; g < steal_groups; ++g) {
+      int64_t end = g + 1 == steal_groups ? units : u + 1;
+      while (end < units - (steal_groups - g - 1) && span_offsets[end] < T * (g + 1) / steal_groups) ++end;
+      tasks.AddGroup(u, end, g == 0,
+                     shared_start ? attention::KeySelection(selection->begin() + span_offsets[u],
+                                                            selection->begin() + span_offsets[end])
+                                  : attention::KeySelection());
+      u = end;
+    }
+  } else {
+    for (int g = 0; g < groups; ++g)
+      tasks.AddGroup(first[g], first[g + 1], g == 0,
+                     shared_start ? attention::KeySelection(selection->begin() + first[g], selection->begin() + first[g + 1])
+                                  : attention::KeySelection());
+  }
+  if (steal_batch) {
     auto run_task = [&](int64_t k) {
       TokenGroupSteals::Task& task = tasks.task(k);
-      // Token j of the step is sequence j's only token: the task's spans are its tokens'.
-      std::vector<attention::SequenceSpan> part;
-      for (int64_t j = task.first; j < task.end.load(std::memory_order_relaxed); ++j)
-        part.push_back({j - task.first, 1, spans[j].start_position, spans[j].cache});
+      std::vector<attention::SequenceSpan> part;  // the task's sequences, from its first token
       for (int64_t i = task.layer; i < n_layers; ++i) {
         if (k == 0 && stagger_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(stagger_us));
-        tasks.AtBoundary(k, i);  // may hand over the later half of the tokens
-        const int64_t t0 = task.first, t1 = task.end.load(std::memory_order_relaxed);
-        part.resize(t1 - t0);
+        tasks.AtBoundary(k, i);  // may hand over the later half of the sequences
+        const int64_t u0 = task.first, u1 = task.end.load(std::memory_order_relaxed);
+        const int64_t t0 = span_offsets[u0], t1 = span_offsets[u1];
+        part.clear();
+        for (int64_t u = u0; u < u1; ++u)
+          part.push_back({span_offsets[u] - t0, spans[u].n_tokens, spans[u].start_position, spans[u].cache});
         const GroupByteCount count{task.counts_attention, counted.data() + i * count_words};
         task.status = RunLayer(single, layer_begin + i, x + t0 * hidden, t1 - t0, part, &task.selection, &task.bytes,
                                nullptr, output_rows ? output_rows + t0 : nullptr, &count);
@@ -364,7 +388,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
       tasks.Finish(k);
     };
     pool_->RunOnAll([&](int g) {
-      if (g < groups) run_task(g);
+      if (g < steal_groups) run_task(g);
       for (int64_t k = tasks.Steal(g); k >= 0; k = tasks.Steal(g)) run_task(k);
     });
     token_group_steals_.fetch_add(tasks.steals(), std::memory_order_relaxed);

@@ -7,8 +7,9 @@
 
 namespace glm::model {
 
-TokenGroupSteals::TokenGroupSteals(int64_t max_tasks, int threads, int64_t n_layers)
-    : max_tasks_(max_tasks), n_layers_(n_layers), tasks_(new Task[max_tasks]),
+TokenGroupSteals::TokenGroupSteals(int64_t max_tasks, int threads, int64_t n_layers,
+                                   std::vector<int64_t> unit_offsets)
+    : max_tasks_(max_tasks), n_layers_(n_layers), unit_offsets_(std::move(unit_offsets)), tasks_(new Task[max_tasks]),
       responses_(new std::atomic<int64_t>[threads]) {
   for (int t = 0; t < threads; ++t) responses_[t].store(kWaiting, std::memory_order_relaxed);
 }
@@ -32,20 +33,21 @@ void TokenGroupSteals::AtBoundary(int64_t k, int64_t layer) {
   if (t.request.load(std::memory_order_acquire) == 0) return;
   const int thief = t.request.exchange(0, std::memory_order_acq_rel) - 1;
   if (thief < 0) return;  // withdrawn meanwhile
-  const int64_t end = t.end.load(std::memory_order_relaxed), tokens = end - t.first;
-  const bool selection_splits = t.selection.empty() || static_cast<int64_t>(t.selection.size()) == tokens;
-  if (layer >= n_layers_ || tokens < 2 || !selection_splits) {
+  const int64_t end = t.end.load(std::memory_order_relaxed), units = end - t.first;
+  const bool selection_splits =
+      t.selection.empty() || static_cast<int64_t>(t.selection.size()) == token(end) - token(t.first);
+  if (layer >= n_layers_ || units < 2 || !selection_splits) {
     if (!selection_splits) t.unsplittable.store(true, std::memory_order_relaxed);
     Answer(thief, kDeclined);
     return;
   }
   const int64_t n = allocated_.fetch_add(1, std::memory_order_relaxed);
-  if (n >= max_tasks_) {  // cannot happen: each task holds a token of its own
+  if (n >= max_tasks_) {  // cannot happen: each task holds a unit of its own
     allocated_.fetch_sub(1, std::memory_order_relaxed);
     Answer(thief, kDeclined);
     return;
   }
-  const int64_t mid = t.first + tokens / 2;
+  const int64_t mid = t.first + units / 2;
   Task& taken = tasks_[n];
   taken.first = mid;
   taken.end.store(end, std::memory_order_relaxed);
@@ -53,9 +55,10 @@ void TokenGroupSteals::AtBoundary(int64_t k, int64_t layer) {
   taken.next_layer.store(layer, std::memory_order_relaxed);
   taken.counts_attention = false;
   if (!t.selection.empty()) {
-    taken.selection.assign(std::make_move_iterator(t.selection.begin() + (mid - t.first)),
+    const int64_t kept = token(mid) - token(t.first);
+    taken.selection.assign(std::make_move_iterator(t.selection.begin() + kept),
                            std::make_move_iterator(t.selection.end()));
-    t.selection.resize(mid - t.first);
+    t.selection.resize(kept);
   }
   taken.ready.store(true, std::memory_order_release);
   t.end.store(mid, std::memory_order_release);
@@ -79,9 +82,9 @@ int64_t TokenGroupSteals::Steal(int thread) {
       Task& t = tasks_[i];
       if (!t.ready.load(std::memory_order_acquire) || t.unsplittable.load(std::memory_order_relaxed)) continue;
       const int64_t next = t.next_layer.load(std::memory_order_acquire);
-      const int64_t tokens = t.end.load(std::memory_order_acquire) - t.first;
-      if (next + 1 >= n_layers_ || tokens < 2) continue;
-      const int64_t work = tokens * (n_layers_ - next);
+      const int64_t end = t.end.load(std::memory_order_acquire);
+      if (next + 1 >= n_layers_ || end - t.first < 2) continue;
+      const int64_t work = (token(end) - token(t.first)) * (n_layers_ - next);
       if (work > most) {
         most = work;
         victim = i;

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "shard_worker/attention/sequence_span.h"
@@ -33,11 +34,11 @@ namespace glm::model {
 class TokenGroupSteals {
  public:
   struct Task {
-    int64_t first = 0;            // tokens [first, end) of the step; end shrinks when a thief takes the rest
+    int64_t first = 0;            // units [first, end) of the step; end shrinks when a thief takes the rest
     std::atomic<int64_t> end{0};  // written by the owner, read by thieves choosing a victim
     int64_t layer = 0;            // the first of the step's layers it runs
     bool counts_attention = false;  // its bytes include the attention weights (the first group's)
-    attention::KeySelection selection;  // per token of [first, end), or empty
+    attention::KeySelection selection;  // per token of units [first, end), or empty
     int64_t bytes = 0;
     absl::Status status;
     std::atomic<int64_t> next_layer{0};  // the layer its owner runs next; n_layers once done
@@ -46,8 +47,12 @@ class TokenGroupSteals {
     std::atomic<bool> unsplittable{false};
   };
 
-  // At most `max_tasks` tasks (the step's tokens), `threads` pool threads, `n_layers` layers.
-  TokenGroupSteals(int64_t max_tasks, int threads, int64_t n_layers);
+  // At most `max_tasks` tasks (the step's units: tokens, or whole sequences), `threads` pool
+  // threads, `n_layers` layers. Tasks hold ranges of units; `unit_offsets` [units + 1] gives each
+  // unit's first token (a sequence's tokens are one unit, never split); empty: a unit is a token.
+  TokenGroupSteals(int64_t max_tasks, int threads, int64_t n_layers, std::vector<int64_t> unit_offsets = {});
+  // The first token of unit u.
+  int64_t token(int64_t u) const { return unit_offsets_.empty() ? u : unit_offsets_[u]; }
 
   // A group's task, added before the threads start: index = number of tasks so far.
   int64_t AddGroup(int64_t first, int64_t end, bool counts_attention, attention::KeySelection selection);
@@ -55,7 +60,7 @@ class TokenGroupSteals {
   Task& task(int64_t i) { return tasks_[i]; }
 
   // The owner of task k, about to run layer `layer`: answers a pending request (the later half of
-  // its tokens from this layer on, when it has two or more and this is not past the last layer).
+  // its units from this layer on, when it has two or more and this is not past the last layer).
   void AtBoundary(int64_t k, int64_t layer);
   // The owner of task k is done with it (or failed): declines any pending request.
   void Finish(int64_t k);
@@ -70,6 +75,7 @@ class TokenGroupSteals {
   void Answer(int thief, int64_t task) { responses_[thief].store(task, std::memory_order_release); }
 
   const int64_t max_tasks_, n_layers_;
+  const std::vector<int64_t> unit_offsets_;
   std::unique_ptr<Task[]> tasks_;
   std::unique_ptr<std::atomic<int64_t>[]> responses_;  // [threads]
   std::atomic<int64_t> allocated_{0};

@@ -117,10 +117,11 @@ TEST_F(TokenGroupsTest, LaterGroupWaitsForTheEarlierGroupsCacheRows) {
   }
 }
 
-// A decode batch whose group 0 is held back before every layer: the other groups, done first,
-// take over the later half of its tokens at its next layer boundary (TokenGroupSteals), and
-// again from what is left. Every logit, hidden state and cache row stays bit-identical to the
-// pooled path's; the DSA key selections of the sparse model travel with the tokens.
+// A decode batch, and a batch of speculative verifies (sequences of 1-3 tokens), whose group 0 is
+// held back before every layer: the other groups, done first, take over the later half of its
+// sequences at its next layer boundary (TokenGroupSteals), and again from what is left. Every
+// logit, hidden state and cache row stays bit-identical to the pooled path's; the DSA key
+// selections of the sparse model travel with the tokens.
 TEST_F(TokenGroupsTest, SlowGroupHandsOverTokensExactly) {
   for (const std::string name : {"glm5-tiny-code", "glm5-random-sparse"}) {
     const std::shared_ptr<const ModelWeights> weights = LoadModelWeights(name);
@@ -129,19 +130,21 @@ TEST_F(TokenGroupsTest, SlowGroupHandsOverTokensExactly) {
       kernels::ThreadPool pool(threads);
       auto m = Glm5Model::Create(weights, &pool);
       ASSERT_TRUE(m.ok()) << m.status();
-      const std::vector<int> decode_batch(8, 1);
-      SetTokenGroupMode(TokenGroupMode::kAlways);
-      SetTokenGroupStaggerForTesting(300);
-      const int64_t steals_before = (*m)->token_group_steals();
-      const std::vector<float> grouped = RunSteps(**m, decode_batch);
-      SetTokenGroupStaggerForTesting(0);
-      EXPECT_GT((*m)->token_group_steals(), steals_before) << name << " threads " << threads;
-      SetTokenGroupMode(TokenGroupMode::kNever);
-      const std::vector<float> pooled = RunSteps(**m, decode_batch);
-      ASSERT_FALSE(pooled.empty());
-      ASSERT_EQ(pooled.size(), grouped.size());
-      EXPECT_EQ(0, std::memcmp(pooled.data(), grouped.data(), pooled.size() * sizeof(float)))
-          << name << " threads " << threads;
+      for (const std::vector<int>& batch : {std::vector<int>(8, 1), std::vector<int>{2, 1, 3, 1, 1, 2, 1, 1}}) {
+        SetTokenGroupMode(TokenGroupMode::kAlways);
+        SetTokenGroupStaggerForTesting(300);
+        const int64_t steals_before = (*m)->token_group_steals();
+        const std::vector<float> grouped = RunSteps(**m, batch);
+        SetTokenGroupStaggerForTesting(0);
+        EXPECT_GT((*m)->token_group_steals(), steals_before) << name << " threads " << threads;
+        SetTokenGroupMode(TokenGroupMode::kNever);
+        const std::vector<float> pooled = RunSteps(**m, batch);
+        ASSERT_FALSE(pooled.empty());
+        ASSERT_EQ(pooled.size(), grouped.size());
+        EXPECT_EQ(0, std::memcmp(pooled.data(), grouped.data(), pooled.size() * sizeof(float)))
+            << name << " threads " << threads << " sequences of up to " << *std::max_element(batch.begin(), batch.end())
+            << " tokens";
+      }
     }
   }
 }
