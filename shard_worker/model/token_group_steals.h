@@ -1,13 +1,14 @@
-// Work stealing between the token groups of one decode step (Glm5Model::RunLayersByTokenGroup
-// when every sequence brings one token, so no group waits for another's cache rows).
+// Work stealing between the token groups of one step of short sequences (Glm5Model::
+// RunLayersByTokenGroup for decode tokens and speculative verifies of a few positions; groups hold
+// whole sequences, so no group waits for another's cache rows).
 //
-// Each pool thread takes a contiguous group of the step's tokens through every layer. The groups
-// are equal in tokens, not in time: on the 2-vCPU VM here the group on one vCPU ran 15-40% slower
-// than the other's at times, and the step waits for the slower one. So a thread whose group is
-// done asks the task with the most work left (tokens × layers to go) to hand over the later half
-// of its tokens; the owner answers at its next layer boundary, and the thief takes those tokens
-// through the remaining layers. A token's arithmetic does not depend on which thread or batch
-// computes it, so the step's results are bit-identical with or without steals.
+// Each pool thread takes a contiguous group of the step's sequences through every layer. The
+// groups are equal in tokens, not in time: on the 2-vCPU VM here the group on one vCPU ran 15-40%
+// slower than the other's at times, and the step waits for the slower one. So a thread whose group
+// is done asks the task with the most work left (tokens × layers to go) to hand over the later half
+// of its sequences; the owner answers at its next layer boundary, and the thief takes them through
+// the remaining layers. A token's arithmetic does not depend on which thread or batch computes
+// it, so the step's results are bit-identical with or without steals.
 //
 // The tasks also hold each group's results (status, weight bytes, key selections) for steps that
 // do not steal (groups that continue one another's sequences run as a wavefront instead):
