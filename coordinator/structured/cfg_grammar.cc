@@ -1,6 +1,7 @@
 #include "coordinator/structured/cfg_grammar.h"
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
@@ -486,35 +487,62 @@ class GbnfParser {
   // again until no alternative begins with a rule that can be empty (the same language).
   bool SplitEmptyLeads() {
     const std::vector<bool> nullable = Nullable();
-    auto empty_lead = [&](const std::vector<CfgElement>& alt) {
-      return !alt.empty() && alt[0].type == CfgElement::Type::kRef &&
-             static_cast<size_t>(alt[0].value) < nullable.size() && nullable[alt[0].value];
-    };
     std::unordered_map<int32_t, int32_t> non_empty;  // rule -> its non-empty version, built once
+    using Alternatives = std::vector<std::vector<CfgElement>>;
     for (const std::vector<int32_t>& cycle : LeftCycles(&nullable)) {
       for (int32_t r : cycle) {
-        // A stack, so the alternatives keep their order (as in SpellOutEarlier). Copied: NonEmpty
-        // may read this rule's alternatives meanwhile (any version of them has the same language).
-        std::vector<std::vector<CfgElement>> pending = rules_[r].alternatives, out;
-        std::reverse(pending.begin(), pending.end());
-        while (!pending.empty()) {
-          std::vector<CfgElement> alt = std::move(pending.back());
-          pending.pop_back();
-          if (!empty_lead(alt)) {
-            out.push_back(std::move(alt));
-            continue;
-          }
-          std::vector<CfgElement> without(alt.begin() + 1, alt.end());
-          alt[0].value = NonEmpty(alt[0].value, nullable, non_empty);  // grows rules_: r indexes again
-          elements_ += static_cast<int64_t>(without.size()) + 1;
-          if (elements_ > CfgGrammar::kMaxElements) return false;
-          pending.push_back(std::move(without));
-          pending.push_back(std::move(alt));
-        }
-        rules_[r].alternatives = std::move(out);
+        auto split = [&](const std::vector<CfgElement>& alt) -> std::optional<Alternatives> {
+          if (alt.empty() || alt[0].type != CfgElement::Type::kRef ||
+              static_cast<size_t>(alt[0].value) >= nullable.size() || !nullable[alt[0].value])
+            return std::nullopt;
+          std::vector<CfgElement> led = alt;
+          led[0].value = NonEmpty(alt[0].value, nullable, non_empty);  // may read rule r: any version will do
+          return Alternatives{std::move(led), std::vector<CfgElement>(alt.begin() + 1, alt.end())};
+        };
+        if (!RewriteAlternatives(r, split)) return false;
       }
     }
     return elements_ <= CfgGrammar::kMaxElements;
+  }
+
+  // Rule r's alternatives through a worklist: `expand(alt)` gives what replaces an alternative
+  // (std::nullopt: it stays), and each replacement is looked at again, until none changes; the
+  // alternatives keep their order. Copied first: an expansion may read rule r meanwhile (and grow
+  // rules_). False past kMaxElements.
+  template <typename Expand>
+  bool RewriteAlternatives(int32_t r, Expand expand) {
+    std::vector<std::vector<CfgElement>> pending = rules_[r].alternatives, out;
+    std::reverse(pending.begin(), pending.end());  // a stack: the next one to look at is last
+    while (!pending.empty()) {
+      std::vector<CfgElement> alt = std::move(pending.back());
+      pending.pop_back();
+      auto replacements = expand(alt);
+      if (!replacements) {
+        out.push_back(std::move(alt));
+        continue;
+      }
+      for (auto it = replacements->rbegin(); it != replacements->rend(); ++it) {
+        elements_ += static_cast<int64_t>(it->size()) + 1;
+        if (elements_ > CfgGrammar::kMaxElements) return false;
+        pending.push_back(std::move(*it));
+      }
+    }
+    rules_[r].alternatives = std::move(out);
+    return true;
+  }
+
+  // Per rule, the rules its alternatives can begin with: the first element, and with `nullable`
+  // also the elements after leading rules that can be empty.
+  std::vector<std::vector<int32_t>> LeftEdges(const std::vector<bool>* nullable) const {
+    std::vector<std::vector<int32_t>> left(rules_.size());
+    for (size_t r = 0; r < rules_.size(); ++r)
+      for (const auto& alt : rules_[r].alternatives)
+        for (const CfgElement& e : alt) {
+          if (e.type != CfgElement::Type::kRef) break;
+          left[r].push_back(e.value);
+          if (nullable == nullptr || static_cast<size_t>(e.value) >= nullable->size() || !(*nullable)[e.value]) break;
+        }
+    return left;
   }
 
   // The rules that can reach themselves at the left edge of their alternatives (the first
@@ -523,14 +551,7 @@ class GbnfParser {
   // Iterative Tarjan: generated rule chains run thousands deep.
   std::vector<std::vector<int32_t>> LeftCycles(const std::vector<bool>* nullable) const {
     const int32_t n = static_cast<int32_t>(rules_.size());
-    std::vector<std::vector<int32_t>> next(n);
-    for (int32_t r = 0; r < n; ++r)
-      for (const auto& alt : rules_[r].alternatives)
-        for (const CfgElement& e : alt) {
-          if (e.type != CfgElement::Type::kRef) break;
-          next[r].push_back(e.value);
-          if (nullable == nullptr || static_cast<size_t>(e.value) >= nullable->size() || !(*nullable)[e.value]) break;
-        }
+    const std::vector<std::vector<int32_t>> next = LeftEdges(nullable);
     std::vector<int32_t> index(n, -1), low(n, 0), stack;
     std::vector<bool> on_stack(n, false);
     std::vector<std::vector<int32_t>> cycles;
@@ -581,33 +602,15 @@ class GbnfParser {
   // already rewritten, so theirs begin with rules of later places than their own: each chain of
   // spellings ends within `at` steps, and the work is bounded by the elements it makes.
   bool SpellOutEarlier(int32_t r, int32_t at, const std::unordered_map<int32_t, int32_t>& position) {
-    auto earlier = [&](const std::vector<CfgElement>& alt) -> int32_t {  // the rule to spell out, or -1
-      if (alt.empty() || alt[0].type != CfgElement::Type::kRef) return -1;
+    using Alternatives = std::vector<std::vector<CfgElement>>;
+    return RewriteAlternatives(r, [&](const std::vector<CfgElement>& alt) -> std::optional<Alternatives> {
+      if (alt.empty() || alt[0].type != CfgElement::Type::kRef) return std::nullopt;
       const auto it = position.find(alt[0].value);
-      return it != position.end() && it->second < at ? alt[0].value : -1;
-    };
-    // A stack, so the alternatives keep their order: the rule's own reversed, spellings pushed last first.
-    std::vector<std::vector<CfgElement>> pending = std::move(rules_[r].alternatives), out;
-    std::reverse(pending.begin(), pending.end());
-    while (!pending.empty()) {
-      std::vector<CfgElement> alt = std::move(pending.back());
-      pending.pop_back();
-      const int32_t s = earlier(alt);
-      if (s < 0) {
-        out.push_back(std::move(alt));
-        continue;
-      }
-      const auto& leads = rules_[s].alternatives;
-      for (auto lead = leads.rbegin(); lead != leads.rend(); ++lead) {
-        std::vector<CfgElement> a = *lead;
-        a.insert(a.end(), alt.begin() + 1, alt.end());
-        elements_ += static_cast<int64_t>(a.size()) + 1;
-        if (elements_ > CfgGrammar::kMaxElements) return false;
-        pending.push_back(std::move(a));
-      }
-    }
-    rules_[r].alternatives = std::move(out);
-    return true;
+      if (it == position.end() || it->second >= at) return std::nullopt;
+      Alternatives spelt = rules_[alt[0].value].alternatives;
+      for (auto& a : spelt) a.insert(a.end(), alt.begin() + 1, alt.end());
+      return spelt;
+    });
   }
 
   // Direct left recursion of rule r (see RewriteLeftRecursion).
@@ -683,14 +686,7 @@ class GbnfParser {
   // of; this stays as the guard that no grammar reaches the matcher with one.
   absl::Status CheckLeftRecursion() const {
     const std::vector<bool> nullable = Nullable();
-    std::vector<std::vector<int32_t>> left(rules_.size());
-    for (size_t r = 0; r < rules_.size(); ++r)
-      for (const auto& alt : rules_[r].alternatives)
-        for (const CfgElement& e : alt) {
-          if (e.type != CfgElement::Type::kRef) break;
-          left[r].push_back(e.value);
-          if (!nullable[e.value]) break;
-        }
+    const std::vector<std::vector<int32_t>> left = LeftEdges(&nullable);
     // Depth-first search with colours, iterative (generated rule chains run thousands deep); the
     // cycle is reported by its rules' names.
     std::vector<int> colour(rules_.size(), 0);  // 0 new, 1 on the path, 2 done
