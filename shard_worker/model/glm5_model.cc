@@ -296,11 +296,20 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
                                               attention::KeySelection* selection, int64_t* bytes,
                                               const uint8_t* output_rows, const LateGroup* late) const {
   const int64_t hidden = config().hidden_size, n_layers = layer_end - layer_begin;
-  // Group g: tokens [first[g], first[g + 1]), about T / groups each; a cut moves to the nearest
-  // sequence boundary when that keeps the groups within 1/8 of their size of each other.
+  // A step of whole short sequences (decode tokens, speculative verifies of a few positions: no
+  // group reads another's cache rows) balances its groups by work stealing, in whole sequences
+  // (TokenGroupSteals over the spans). Longer ones (prefill chunks) split as a wavefront instead.
+  constexpr int64_t kStealSpanTokens = 16;
+  const bool steal_batch = groups > 1 && late == nullptr && spans.size() >= 2 &&
+                           std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) {
+                             return sp.n_tokens <= kStealSpanTokens;
+                           });
+  // The wavefront: group g takes tokens [first[g], first[g + 1]), about T / groups each; a cut
+  // moves to the nearest sequence boundary when that keeps the groups within 1/8 of their size of
+  // each other.
   std::vector<int64_t> first(groups + 1, T);
   first[0] = 0;
-  for (int g = 1; g < groups; ++g) {
+  for (int g = 1; g < groups && !steal_batch; ++g) {
     const int64_t target = T * g / groups;
     int64_t cut = target, distance = T;
     for (const attention::SequenceSpan& sp : spans)
@@ -318,7 +327,7 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   // projections before and the MLP after run side by side.
   std::vector<std::vector<attention::SequenceSpan>> parts(groups);
   std::vector<bool> continues(groups, false);
-  for (int g = 0; g < groups; ++g)
+  for (int g = 0; g < groups && !steal_batch; ++g)
     for (const attention::SequenceSpan& sp : spans) {
       const int64_t a = std::max(first[g], sp.token_offset), b = std::min(first[g + 1], sp.token_offset + sp.n_tokens);
       if (a >= b) continue;
@@ -333,14 +342,6 @@ absl::Status Glm5Model::RunLayersByTokenGroup(int groups, int64_t layer_begin, i
   for (auto& bits : counted) bits.store(0, std::memory_order_relaxed);
   const Runners single{inline_attention_.get(), inline_moe_.get(), inline_pool_.get()};
   const int64_t stagger_us = g_token_group_stagger_us.load(std::memory_order_relaxed);  // group 0's, tests
-  // A step of whole short sequences (decode tokens, speculative verifies of a few positions: no
-  // group reads another's cache rows) balances its groups by work stealing, in whole sequences
-  // (TokenGroupSteals over the spans). Longer ones (prefill chunks) split as a wavefront instead.
-  constexpr int64_t kStealSpanTokens = 16;
-  const bool steal_batch = groups > 1 && late == nullptr && spans.size() >= 2 &&
-                           std::all_of(spans.begin(), spans.end(), [](const attention::SequenceSpan& sp) {
-                             return sp.n_tokens <= kStealSpanTokens;
-                           });
   std::vector<int64_t> span_offsets;  // steal_batch: each sequence's first token, then T
   if (steal_batch) {
     for (const attention::SequenceSpan& sp : spans) span_offsets.push_back(sp.token_offset);
