@@ -632,8 +632,14 @@ absl::StatusOr<ForwardOutput> Glm5Model::ForwardMtp(std::vector<SequenceInput>& 
   // Rows nobody reads the output of (not in `rows`: caught-up rows and prompt rows) only need
   // their cache rows, which the attention writes from the layer's input: they skip the attention
   // output (scores, indexer query, o_proj) and the MLP block (RunLayer's output_rows).
+  // So are the rows of a sequence whose draft vocabulary is empty (one that does not draft this
+  // step: the last stage keeps only its cache rows current), the last row included: running it
+  // through the MLP made a batch of 8 such sequences cost a whole main layer every step.
   std::vector<uint8_t> output_rows(T, 0);
   for (int64_t t : LogitRowIndices(rows, T, spans, batch)) output_rows[t] = 1;
+  for (size_t i = 0; i < spans.size(); ++i)
+    if (batch[i].draft_vocab != nullptr && batch[i].draft_vocab->size() == 0)
+      std::fill_n(output_rows.begin() + spans[i].token_offset, spans[i].n_tokens, uint8_t{0});
   // Its own chooser: an MTP step is a different step from a main-layer one of the same shape.
   StepTiming timing;
   if (on_caller) {

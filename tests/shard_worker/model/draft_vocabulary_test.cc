@@ -146,5 +146,75 @@ TEST(DraftLogitsTest, ForwardMtpRestrictsOnlyTheLogits) {
   for (int s = 0; s < 2; ++s) EXPECT_EQ(draft_caches[s]->length(), full_caches[s]->length());
 }
 
+// A sequence with an empty draft vocabulary (the cluster's last stage gives one to a sequence
+// that does not draft this step) only keeps its cache rows current: its last row skips the
+// attention output and the MLP like the rows before it. The other sequence's outputs are
+// unchanged, and so are the first one's cache rows: the next row drafted on them has the same bits.
+TEST(DraftLogitsTest, ForwardMtpWithAnEmptyVocabularyWritesOnlyCacheRows) {
+  auto w = LoadModelWeights("glm5-tiny-code");
+  ASSERT_NE(w, nullptr);
+  kernels::ThreadPool pool(2);
+  auto m = Glm5Model::Create(w, &pool);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const Glm5Model& model = **m;
+  const int64_t vocab = model.config().vocab_size, hidden = model.config().hidden_size;
+  const DraftVocabulary none(0, vocab);
+  auto rows = [&](int s, int n, int salt) {
+    SequenceInput in;
+    for (int i = 0; i < n; ++i) in.tokens.push_back(static_cast<int32_t>((s * 311 + i * 97 + salt) % vocab));
+    for (size_t i = 0; i < in.tokens.size() * hidden; ++i)
+      in.prev_hidden.push_back(std::cos(0.013f * static_cast<float>(i + 5 * s + salt)));
+    return in;
+  };
+  struct Run {
+    ForwardOutput first, next;
+    int64_t expert_bytes = 0;  // routed-expert bytes the first forward read
+    std::vector<std::unique_ptr<kv_cache::KvCache>> caches;
+  };
+  auto run = [&](const DraftVocabulary* vocab_of_first) {
+    Run r;
+    std::vector<SequenceInput> in;
+    for (int s = 0; s < 2; ++s) {
+      r.caches.push_back(model.NewMtpCache());
+      in.push_back(rows(s, 4 + 3 * s, 11));
+      in.back().cache = r.caches.back().get();
+    }
+    in[0].draft_vocab = vocab_of_first;
+    const int64_t bytes_before = model.routed_expert_bytes_read();
+    auto out = model.ForwardMtp(in, LogitRows::kLast);
+    EXPECT_TRUE(out.ok()) << out.status();
+    r.expert_bytes = model.routed_expert_bytes_read() - bytes_before;
+    r.first = *std::move(out);
+    // One more row of the first sequence, drafted on the rows just written.
+    std::vector<SequenceInput> next{rows(0, 1, 29)};
+    next[0].cache = r.caches[0].get();
+    auto n = model.ForwardMtp(next, LogitRows::kLast);
+    EXPECT_TRUE(n.ok()) << n.status();
+    r.next = *std::move(n);
+    return r;
+  };
+  const Run drafting = run(nullptr), cache_only = run(&none);
+  ASSERT_EQ(cache_only.first.logits.size(), static_cast<size_t>(2 * vocab));
+  for (int64_t id = 0; id < vocab; ++id) {
+    ASSERT_EQ(cache_only.first.logits[id], -std::numeric_limits<float>::infinity()) << id;
+    ASSERT_EQ(cache_only.first.logits[vocab + id], drafting.first.logits[vocab + id]) << id;
+  }
+  // The second sequence's rows (after the first's 4) are the same; the first's outputs are not computed.
+  EXPECT_TRUE(std::equal(cache_only.first.hidden.begin() + 4 * hidden, cache_only.first.hidden.end(),
+                         drafting.first.hidden.begin() + 4 * hidden));
+  EXPECT_EQ(cache_only.next.logits, drafting.next.logits);
+  EXPECT_EQ(cache_only.next.hidden, drafting.next.hidden);
+  EXPECT_GT(cache_only.expert_bytes, 0);  // the second sequence's last row
+  // Alone, a sequence that does not draft reads no expert at all.
+  auto cache = model.NewMtpCache();
+  std::vector<SequenceInput> alone{rows(0, 4, 11)};
+  alone[0].cache = cache.get();
+  alone[0].draft_vocab = &none;
+  const int64_t bytes_before = model.routed_expert_bytes_read();
+  ASSERT_TRUE(model.ForwardMtp(alone, LogitRows::kLast).ok());
+  EXPECT_EQ(model.routed_expert_bytes_read(), bytes_before);
+  for (int s = 0; s < 2; ++s) EXPECT_EQ(cache_only.caches[s]->length(), drafting.caches[s]->length());
+}
+
 }  // namespace
 }  // namespace glm::model
