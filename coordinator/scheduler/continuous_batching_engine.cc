@@ -52,10 +52,16 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
                              options_.scheduling_policy == SchedulingPolicy::kPriority};
   if (absl::Status valid = ValidateRequest(request, limits); !valid.ok()) return valid;
   // A constrained request's every token comes from its format's mask: no drafts.
-  auto spec = runtime::ParseSpeculative(request.constraint != nullptr ? "none"
-                                        : request.speculative.empty() ? options_.speculative
-                                                                       : request.speculative);
+  std::string method = request.constraint != nullptr ? "none"
+                       : request.speculative.empty()  ? options_.speculative
+                                                      : request.speculative;
+  // A prediction drafts by prompt lookup: ngram:8 unless the request names its own method.
+  if (!request.prediction.empty() && request.constraint == nullptr && request.speculative.empty()) method = "ngram:8";
+  auto spec = runtime::ParseSpeculative(method);
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
+  if (!request.prediction.empty() && spec->method == runtime::SpeculativeConfig::Method::kMtp)
+    return absl::InvalidArgumentError(
+        "prediction: a prediction drafts by prompt lookup; leave speculative out or ask for ngram:K, not mtp");
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
     return absl::InvalidArgumentError("speculative: this model has no MTP layer");
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
@@ -221,6 +227,8 @@ void ContinuousBatchingEngine::Finish(const SeqPtr& s, const std::string& reason
   e.prompt_tokens = s->prompt_len;
   e.completion_tokens = s->generated;
   e.cached_tokens = s->cached_tokens;
+  e.accepted_prediction_tokens = s->prediction_accepted;
+  e.rejected_prediction_tokens = s->prediction_rejected;
   Emit(s->stream, std::move(e));
   absl::MutexLock lock(&mu_);
   // Unless Abort released the id already (and a new request may hold it now).
@@ -365,6 +373,7 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
     }
     // Speculation on decode steps: drafts after the last token, verified in the same forward.
     std::vector<int32_t> drafts;
+    bool from_prediction = false;
     int next_k = 0;
     if (decode && s->adaptive) {
       // A sampled request's tokens depend on how many drafts each of its steps verifies (the
@@ -380,7 +389,11 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
           std::min<int64_t>(s->adaptive->next(), DraftRoom(*s, static_cast<int64_t>(s->tokens.size()) + 1)), 0,
           s->spec.k));
       if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
-        if (k > 0) drafts = runtime::NgramDraft(s->tokens, k);
+        if (k > 0 && !s->request.prediction.empty()) {
+          drafts = runtime::PredictionDraft(s->request.prediction, s->tokens, s->generated, k);
+          from_prediction = !drafts.empty();
+        }
+        if (k > 0 && drafts.empty()) drafts = runtime::NgramDraft(s->tokens, k);
       } else {
         drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
       }
@@ -418,7 +431,7 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
       if (victim == s) break;
       continue;
     }
-    work.push_back({s, n, std::move(drafts), next_k, decode});
+    work.push_back({s, n, std::move(drafts), next_k, decode, from_prediction});
     ++taken;
     budget -= n;
     if (!decode) prefill_budget -= n;
@@ -561,6 +574,10 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
+      if (w.from_prediction) {
+        s->prediction_accepted += accepted;
+        s->prediction_rejected += static_cast<int32_t>(w.drafts.size()) - accepted;
+      }
       if (!s->request.internal) {
         absl::MutexLock lock(&mu_);
         load_.spec_num_drafts++;
@@ -625,6 +642,8 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     e.prompt_tokens = s->prompt_len;
     e.completion_tokens = s->generated;
     e.cached_tokens = s->cached_tokens;
+    e.accepted_prediction_tokens = s->prediction_accepted;
+    e.rejected_prediction_tokens = s->prediction_rejected;
     if (!s->first_token_sent) {
       e.times = {s->arrival, s->first_scheduled, now};
       s->first_token_sent = true;

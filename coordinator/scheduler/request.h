@@ -53,6 +53,10 @@ struct GenerationRequest {
   SamplingOptions sampling;
   absl::Time deadline = absl::InfiniteFuture();
   std::string speculative;  // "" = the server's default, "none", "mtp:K" or "ngram:K"
+  // OpenAI's predicted outputs (`prediction`): tokens the output is expected to resemble. They
+  // are drafts for prompt lookup: a request with a prediction and no method of its own speculates
+  // with ngram:8 (MTP refuses one; "none" keeps none). The output is what it is without it.
+  std::vector<int32_t> prediction;
   // The server's own request (the startup warm-up): left out of the request counters (prompt and
   // generation tokens, prefix-cache queries and hits, speculative acceptance).
   bool internal = false;
@@ -105,6 +109,9 @@ struct GenerationEvent {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;     // running count
   int32_t cached_tokens = 0;         // prompt tokens served from the prefix cache
+  // Drafts taken from the request's prediction so far: kept in the output, and rejected.
+  int32_t accepted_prediction_tokens = 0;
+  int32_t rejected_prediction_tokens = 0;
   bool finished = false;
   std::string finish_reason;         // "stop" | "length" | "abort" (set when finished)
   absl::Status error;                // a failed request (finished = true)

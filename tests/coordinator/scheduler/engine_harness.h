@@ -69,6 +69,7 @@ class EngineHarness {
     std::string finish_reason;
     absl::Status error;
     int32_t cached_tokens = 0;
+    int32_t accepted_prediction_tokens = 0, rejected_prediction_tokens = 0;
     std::vector<TokenLogprob> prompt_logprobs;
     std::vector<TokenLogprob> logprobs;  // one per output token when asked for
   };
@@ -98,6 +99,8 @@ class EngineHarness {
           out.finish_reason = e.finish_reason;
           out.error = e.error;
           out.cached_tokens = e.cached_tokens;
+          out.accepted_prediction_tokens = e.accepted_prediction_tokens;
+          out.rejected_prediction_tokens = e.rejected_prediction_tokens;
           break;
         }
       }

@@ -112,6 +112,57 @@ TEST(EngineSpeculativeTest, GreedyOutputsIdenticalWithAndWithoutSpeculation) {
   }
 }
 
+// OpenAI's predicted outputs: drafts from the request's prediction. The output is the one without
+// it (greedy, and seeded sampling: prompt-lookup drafts keep the plain sample), its drafts are
+// counted as accepted and rejected prediction tokens, and a prediction refuses MTP.
+TEST(EngineSpeculativeTest, PredictionDraftsKeepTheOutputAndAreCounted) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 512, 16);
+  const std::vector<int32_t> prompt = Prompt(910, 20);
+  auto request = [&](bool sampled) {
+    GenerationRequest r = Greedy(prompt, 40);
+    r.sampling.ignore_eos = true;
+    if (sampled) {
+      r.sampling.temperature = 0.9f;
+      r.sampling.seed = 11;
+    }
+    return r;
+  };
+  for (const bool sampled : {false, true}) {
+    const EngineHarness::Output plain = h.Run(request(sampled));
+    ASSERT_TRUE(plain.error.ok()) << plain.error;
+    ASSERT_EQ(plain.tokens.size(), 40u);
+    GenerationRequest exact = request(sampled);
+    exact.prediction = plain.tokens;
+    const EngineHarness::Output with_exact = h.Run(exact);
+    ASSERT_TRUE(with_exact.error.ok()) << with_exact.error;
+    EXPECT_EQ(with_exact.tokens, plain.tokens) << "sampled " << sampled;
+    EXPECT_GE(with_exact.accepted_prediction_tokens, 20) << "sampled " << sampled;
+    EXPECT_EQ(with_exact.rejected_prediction_tokens, 0) << "sampled " << sampled;
+    // Edited in the middle: drafts there are rejected, the output stays.
+    GenerationRequest edited = request(sampled);
+    edited.prediction = plain.tokens;
+    for (int i = 15; i < 19; ++i) edited.prediction[i] = (edited.prediction[i] + 1) % 4000;
+    const EngineHarness::Output with_edit = h.Run(edited);
+    ASSERT_TRUE(with_edit.error.ok()) << with_edit.error;
+    EXPECT_EQ(with_edit.tokens, plain.tokens) << "sampled " << sampled;
+    EXPECT_GT(with_edit.rejected_prediction_tokens, 0) << "sampled " << sampled;
+    EXPECT_GT(with_edit.accepted_prediction_tokens, 0) << "sampled " << sampled;
+  }
+  GenerationRequest mtp = request(false);
+  mtp.prediction = {5, 6, 7};
+  mtp.speculative = "mtp:2";
+  const EngineHarness::Output refused = h.Run(mtp);
+  EXPECT_EQ(refused.error.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(refused.error.message()).find("prediction"), std::string::npos) << refused.error;
+  GenerationRequest none = request(false);
+  none.prediction = {5, 6, 7};
+  none.speculative = "none";
+  const EngineHarness::Output plain_again = h.Run(none);
+  ASSERT_TRUE(plain_again.error.ok()) << plain_again.error;
+  EXPECT_EQ(plain_again.accepted_prediction_tokens + plain_again.rejected_prediction_tokens, 0);
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
+}
+
 TEST(EngineSpeculativeTest, SeededSamplingWithSpeculationIsReproducibleAndCacheExact) {
   EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
   GenerationRequest r = Greedy(Prompt(800, 40), 20);

@@ -447,6 +447,25 @@ TEST(SpeculativeSamplingTest, NgramDraftFollowsTheLatestMatch) {
   EXPECT_EQ(NgramDraft({4, 4, 4, 4}, 3), (std::vector<int32_t>{4}));
 }
 
+TEST(SpeculativeSamplingTest, PredictionDraftFollowsThePredictionWhereTheOutputIs) {
+  using V = std::vector<int32_t>;
+  // prompt {50, 51}; prediction: a line repeated, as in a file with similar lines.
+  const V prediction = {1, 2, 3, 9, 1, 2, 3, 8, 7};
+  // Before any output: the prediction's start.
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51}, 0, 3), (V{1, 2, 3}));
+  // Output {1, 2, 3}: the suffix {1, 2, 3} occurs twice; the continuation nearest position 3 wins.
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 1, 2, 3}, 3, 2), (V{9, 1}));
+  // Output {1, 2, 3, 9, 1, 2, 3}: now the second occurrence is where the output is.
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 1, 2, 3, 9, 1, 2, 3}, 7, 4), (V{8, 7}));
+  // The longest suffix that occurs decides: {5, 3} is absent, {3} is there.
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 5, 3}, 2, 1), (V{9}));
+  // Nothing matches, the prediction ends at the match, or no room to draft: nothing.
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 42}, 1, 3), V{});
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 8, 7}, 9, 3), V{});
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 1}, 1, 0), V{});
+  EXPECT_EQ(PredictionDraft({}, {50, 51, 1}, 0, 3), V{});
+}
+
 TEST(SpeculativeSamplingTest, ParseAndAdapt) {
   EXPECT_FALSE(ParseSpeculative("mtp:9").ok());
   EXPECT_FALSE(ParseSpeculative("eagle:2").ok());
