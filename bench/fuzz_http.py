@@ -50,6 +50,8 @@ SEEDS = [
     ("/v1/completions", {"prompt": "def f(x):", "max_tokens": 8, "temperature": 0.7, "top_p": 0.9, "top_k": 5, "min_p": 0.1,
                          "seed": 3, "stop": ["\n\n"], "n": 2, "repetition_penalty": 1.1}),
     ("/v1/completions", {"prompt": [1, 2, 3], "max_tokens": 4, "stream": True, "echo": True, "logprobs": 2}),
+    ("/v1/completions", {"prompt": "def f(x):\n", "max_tokens": 24, "seed": 5, "temperature": 0.8, "stream": True,
+                         "prediction": {"type": "content", "content": [{"type": "text", "text": "    return x\n"}]}}),
     ("/v1/completions", {"prompt": "x", "max_tokens": 10, "response_format": {"type": "json_object"}}),
     ("/v1/completions", {"prompt": "def ", "max_tokens": 12, "guided_regex": "[a-z_]{1,8}\\((self)?\\):"}),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "c"}], "max_tokens": 6, "structured_outputs": {"choice": ["yes", "no"]}}),

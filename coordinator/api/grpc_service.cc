@@ -56,6 +56,9 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.request_id = req.request_id();
   a.deadline = deadline;
   a.speculative = req.speculative();
+  a.prediction = req.prediction();
+  if (a.prediction.size() > kMaxPredictionBytes)
+    return InvalidField("prediction", absl::StrCat("is longer than ", kMaxPredictionBytes, " bytes"));
   switch (req.input_case()) {
     case pb::GenerateRequest::kText:
       a.input = ApiRequest::Input::kText;
@@ -276,6 +279,8 @@ grpc::Status GrpcInferenceService::Generate(grpc::ServerContext* context, const 
     resp.mutable_usage()->set_prompt_tokens(delta->prompt_tokens);
     resp.mutable_usage()->set_completion_tokens(delta->completion_tokens);
     resp.mutable_usage()->set_cached_tokens(delta->cached_tokens);
+    resp.mutable_usage()->set_accepted_prediction_tokens(delta->accepted_prediction_tokens);
+    resp.mutable_usage()->set_rejected_prediction_tokens(delta->rejected_prediction_tokens);
     if (delta->finished) {
       resp.set_finish_reason(delta->finish_reason);
       if (!calls.empty()) resp.set_tool_calls_json(tokenizer::ToolCallParser::ToOpenAi(calls).dump());

@@ -48,6 +48,32 @@ absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<in
     if (!_s.ok()) return _s;          \
   } while (0)
 
+// OpenAI's predicted outputs: {"type": "content", "content": "..." | [{"type": "text", "text": "..."}]}.
+absl::Status ParsePrediction(const json& p, std::string* text) {
+  if (!p.is_object()) return InvalidField("prediction", "must be an object {\"type\": \"content\", \"content\": ...}");
+  const auto type = p.find("type");
+  if (type == p.end() || !type->is_string() || *type != "content")
+    return InvalidField("prediction.type", "must be \"content\"");
+  const auto content = p.find("content");
+  if (content == p.end() || content->is_null()) return InvalidField("prediction.content", "is required");
+  if (content->is_string()) {
+    *text = content->get<std::string>();
+  } else if (content->is_array()) {
+    for (size_t i = 0; i < content->size(); ++i) {
+      const json& part = (*content)[i];
+      const std::string field = absl::StrCat("prediction.content[", i, "]");
+      if (!part.is_object() || part.value("type", json()) != "text" || !part.contains("text") || !part["text"].is_string())
+        return InvalidField(field, "must be a text part {\"type\": \"text\", \"text\": \"...\"}");
+      *text += part["text"].get<std::string>();
+    }
+  } else {
+    return InvalidField("prediction.content", "must be a string or an array of text parts");
+  }
+  if (text->size() > kMaxPredictionBytes)
+    return InvalidField("prediction.content", absl::StrCat("is longer than ", kMaxPredictionBytes, " bytes"));
+  return absl::OkStatus();
+}
+
 absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAiRequest* r) {
   ApiRequest& a = r->api;
   a.temperature = 1.0f;  // OpenAI's default
@@ -188,6 +214,7 @@ absl::Status ParseSampling(const json& body, const std::string* raw_body, OpenAi
     if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
     a.speculative = body["speculative"].get<std::string>();
   }
+  if (Present(body, "prediction")) GLM_API_RETURN_IF_ERROR(ParsePrediction(body["prediction"], &a.prediction));
   return absl::OkStatus();
 }
 
@@ -402,11 +429,13 @@ json OpenAiResponseBuilder::Usage() const { return UsageOf({this}); }
 json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilder*>& choices) {
   // Each prompt's tokens (and the part served from the cache) once, from its first choice;
   // every choice's output.
-  int32_t prompt = 0, cached = 0, completion = 0, reasoning = 0;
+  int32_t prompt = 0, cached = 0, completion = 0, reasoning = 0, accepted = 0, rejected = 0;
   std::set<int> counted;
   for (const auto* c : choices) {
     completion += c->completion_tokens_;
     reasoning += c->reasoning_tokens_;
+    accepted += c->accepted_prediction_tokens_;
+    rejected += c->rejected_prediction_tokens_;
     if (!counted.insert(c->prompt_index_).second) continue;
     prompt += c->prompt_tokens_;
     cached += c->cached_tokens_;
@@ -415,7 +444,10 @@ json OpenAiResponseBuilder::UsageOf(const std::vector<const OpenAiResponseBuilde
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion},
           {"prompt_tokens_details", {{"cached_tokens", cached}}},
-          {"completion_tokens_details", {{"reasoning_tokens", reasoning}}}};
+          {"completion_tokens_details",
+           {{"reasoning_tokens", reasoning},
+            {"accepted_prediction_tokens", accepted},
+            {"rejected_prediction_tokens", rejected}}}};
 }
 
 json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogprob>& lps) const {
@@ -571,6 +603,8 @@ std::string OpenAiResponseBuilder::StreamChoiceChunks(const OutputDelta& d) {
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
   reasoning_tokens_ = d.reasoning_tokens;
+  accepted_prediction_tokens_ = d.accepted_prediction_tokens;
+  rejected_prediction_tokens_ = d.rejected_prediction_tokens;
   std::string out;
   auto emit = [&out](const json& j) { absl::StrAppend(&out, "data: ", DumpJson(j), "\n\n"); };
 
@@ -659,6 +693,8 @@ void OpenAiResponseBuilder::Accumulate(const OutputDelta& d) {
   completion_tokens_ = d.completion_tokens;
   cached_tokens_ = d.cached_tokens;
   reasoning_tokens_ = d.reasoning_tokens;
+  accepted_prediction_tokens_ = d.accepted_prediction_tokens;
+  rejected_prediction_tokens_ = d.rejected_prediction_tokens;
   text_ += d.text;
   reasoning_ += d.reasoning;
   if (!d.prompt_logprobs.empty()) prompt_logprobs_ = d.prompt_logprobs;

@@ -168,6 +168,8 @@ class OpenAiResponseBuilder {
   int32_t completion_tokens_ = 0;
   int32_t cached_tokens_ = 0;
   int32_t reasoning_tokens_ = 0;
+  int32_t accepted_prediction_tokens_ = 0;
+  int32_t rejected_prediction_tokens_ = 0;
   TextOffset text_offset_;      // completions logprobs' text_offset while streaming
   // Echo.
   std::string echo_text_;

@@ -27,6 +27,8 @@ void AppendDelta(OutputDelta next, OutputDelta* into) {
   into->completion_tokens = next.completion_tokens;
   into->cached_tokens = next.cached_tokens;
   into->reasoning_tokens = next.reasoning_tokens;
+  into->accepted_prediction_tokens = next.accepted_prediction_tokens;
+  into->rejected_prediction_tokens = next.rejected_prediction_tokens;
   if (next.first_tokens && !into->first_tokens) into->times = next.times;
   into->first_tokens = into->first_tokens || next.first_tokens;
   into->stop_string_matched = into->stop_string_matched || next.stop_string_matched;
@@ -100,6 +102,8 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
   delta.completion_tokens = completion_tokens_ = event.completion_tokens;
   delta.cached_tokens = event.cached_tokens;
   delta.reasoning_tokens = reasoning_tokens_;
+  delta.accepted_prediction_tokens = event.accepted_prediction_tokens;
+  delta.rejected_prediction_tokens = event.rejected_prediction_tokens;
   if (!event.tokens.empty() && !any_tokens_) {
     any_tokens_ = true;
     delta.first_tokens = true;

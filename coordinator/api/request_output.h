@@ -57,6 +57,9 @@ struct OutputDelta {
   int32_t cached_tokens = 0;
   // Chat: of completion_tokens so far, those of the reasoning (inside <think>, its tags included).
   int32_t reasoning_tokens = 0;
+  // Drafts from the request's prediction kept in the output and rejected (scheduler::GenerationEvent).
+  int32_t accepted_prediction_tokens = 0;
+  int32_t rejected_prediction_tokens = 0;
   bool first_tokens = false;        // carries the request's first generated token(s)
   scheduler::RequestTimes times;    // with first_tokens: the engine's (first token, queued, scheduled)
   bool finished = false;

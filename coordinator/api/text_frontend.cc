@@ -406,6 +406,14 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   g.request_id = r.request_id.empty() ? NewRequestId("req") : r.request_id;
   g.deadline = r.deadline;
   g.speculative = r.speculative;  // "" = the server's --speculative
+  if (!r.prediction.empty()) {
+    auto ids = EncodeText(r.prediction, /*add_special_tokens=*/false, "prediction.content");
+    if (!ids.ok()) return ids.status();
+    g.prediction = *std::move(ids);
+    // Drafts beyond the context could never be verified.
+    if (model_->max_context > 0 && static_cast<int64_t>(g.prediction.size()) > model_->max_context)
+      g.prediction.resize(model_->max_context);
+  }
   g.cache_salt = r.cache_salt;
   g.priority = r.priority;
   scheduler::SamplingOptions& s = g.sampling;

@@ -25,6 +25,9 @@
 
 namespace glm::api {
 
+// ApiRequest::prediction (OpenAI's predicted outputs): at most this many bytes of text.
+inline constexpr size_t kMaxPredictionBytes = size_t{1} << 20;
+
 struct ApiRequest {
   enum class Input { kNone, kText, kTokenIds, kChat };
   Input input = Input::kNone;
@@ -68,6 +71,7 @@ struct ApiRequest {
   bool skip_special_tokens = true;
   bool include_stop_str_in_output = false;  // a matched stop string ends the output text (vLLM's)
   std::string speculative;                 // "" (the server's default) | "none" | "mtp:K" | "ngram:K" (the engine checks it)
+  std::string prediction;                  // OpenAI's predicted outputs: prediction.content's text ("" = none)
   // Structured outputs: the JSON grammar the reply must follow (null: free text), and the field
   // that asked for it (errors name it). A constrained chat renders its template with thinking
   // off: the format applies from the reply's first token.

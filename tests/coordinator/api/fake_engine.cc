@@ -72,6 +72,9 @@ void FakeEngine::Run(scheduler::GenerationRequest request, std::vector<int32_t> 
     absl::MutexLock lock(&mu_);
     live_.erase(request.request_id);
   };
+  // Predicted outputs: an output token equal to the prediction's at its position counts as an
+  // accepted prediction token, a different one as rejected (the real engine counts verified drafts).
+  int32_t accepted = 0, rejected = 0;
   for (int64_t i = 0;; ++i) {
     bool aborted;
     {
@@ -106,6 +109,9 @@ void FakeEngine::Run(scheduler::GenerationRequest request, std::vector<int32_t> 
       token = 100 + static_cast<int32_t>(i % 50);
     }
     e.tokens = {token};
+    if (i < static_cast<int64_t>(request.prediction.size())) ++(request.prediction[i] == token ? accepted : rejected);
+    e.accepted_prediction_tokens = accepted;
+    e.rejected_prediction_tokens = rejected;
     if (s.logprobs || s.top_logprobs > 0) {
       scheduler::TokenLogprob lp;
       lp.token = token;
