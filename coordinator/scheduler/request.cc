@@ -101,6 +101,10 @@ absl::Status ValidateRequest(const GenerationRequest& r, const RequestLimits& li
     if (t < 0 || t >= limits.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", t, " is outside the vocabulary [0, ",
                                                      limits.vocab_size, ")"));
+  for (int32_t t : r.prediction)  // drafts: fed to the model like the prompt
+    if (t < 0 || t >= limits.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("prediction: token id ", t, " is outside the vocabulary [0, ",
+                                                     limits.vocab_size, ")"));
   if (absl::Status valid = ValidateSampling(r.sampling, limits.vocab_size); !valid.ok()) return valid;
   // vLLM's rule: a priority asks for an order this server would not keep, so it is refused.
   if (r.priority != 0 && !limits.priority_scheduling)

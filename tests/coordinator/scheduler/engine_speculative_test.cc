@@ -154,6 +154,9 @@ TEST(EngineSpeculativeTest, PredictionDraftsKeepTheOutputAndAreCounted) {
   const EngineHarness::Output refused = h.Run(mtp);
   EXPECT_EQ(refused.error.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(refused.error.message()).find("prediction"), std::string::npos) << refused.error;
+  GenerationRequest outside = request(false);
+  outside.prediction = {5, 1 << 20};  // ids the model cannot take as drafts
+  EXPECT_EQ(h.Run(outside).error.code(), absl::StatusCode::kInvalidArgument);
   GenerationRequest none = request(false);
   none.prediction = {5, 6, 7};
   none.speculative = "none";
