@@ -167,6 +167,7 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
   }
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
+  request.set_prediction(o.prediction);
   request.set_response_format_json(o.response_format_json);
   request.set_structured_outputs_json(o.structured_outputs_json);
   request.set_priority(o.priority);
@@ -191,6 +192,9 @@ absl::StatusOr<std::string> RemoteGenerate(const std::string& server, const Remo
     std::string out = absl::StrCat("{\"tokens\":[", absl::StrJoin(r->tokens, ","), "],\"finish_reason\":\"",
                                    r->finish_reason, "\"");
     if (info.has_tokenizer() || !o.prompt.empty()) absl::StrAppend(&out, ",\"text\":", JsonString(r->text));
+    if (!o.prediction.empty())
+      absl::StrAppend(&out, ",\"accepted_prediction_tokens\":", r->usage.accepted_prediction_tokens(),
+                      ",\"rejected_prediction_tokens\":", r->usage.rejected_prediction_tokens());
     return absl::StrCat(out, "}");
   }
   if (!o.prompt.empty()) return r->text;
@@ -222,6 +226,7 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   chat->set_add_generation_prompt(true);
   FillSampling(o, request.mutable_sampling());
   request.set_speculative(o.speculative);
+  request.set_prediction(o.prediction);
   request.set_response_format_json(o.response_format_json);
   request.set_structured_outputs_json(o.structured_outputs_json);
   request.set_priority(o.priority);
@@ -244,7 +249,9 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
   out["tokens"] = r->tokens;
   out["usage"] = {{"prompt_tokens", r->usage.prompt_tokens()},
                   {"completion_tokens", r->usage.completion_tokens()},
-                  {"cached_tokens", r->usage.cached_tokens()}};
+                  {"cached_tokens", r->usage.cached_tokens()},
+                  {"accepted_prediction_tokens", r->usage.accepted_prediction_tokens()},
+                  {"rejected_prediction_tokens", r->usage.rejected_prediction_tokens()}};
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -23,6 +23,7 @@ struct RemoteGenerateOptions {
   std::string tokens_csv;            // "1,2,3" (exactly one of tokens_csv / prompt)
   std::string prompt;                // text, tokenized by the server
   std::string speculative;           // "" (server default) | "mtp:K" | "ngram:K"
+  std::string prediction;            // OpenAI's predicted outputs: text the reply should resemble
   std::string response_format_json;  // optional OpenAI response_format object (structured output)
   std::string structured_outputs_json;  // or vLLM's structured_outputs object (regex, choice, json)
   int32_t priority = 0;              // under the server's --scheduling-policy priority: lower first
@@ -47,6 +48,7 @@ struct RemoteGenerateOptions {
 
 struct RemoteChatOptions {
   std::string speculative;  // "" (server default) | "mtp:K" | "ngram:K"
+  std::string prediction;   // OpenAI's predicted outputs: text the reply should resemble
   std::string message;               // the user message
   std::string system;                // optional system message
   std::string tools_json;            // optional OpenAI tools array

@@ -57,6 +57,9 @@ ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
 ABSL_FLAG(std::string, system, "", "chat --server: a system message before the user message");
 ABSL_FLAG(std::string, tools_file, "", "chat --server: a JSON file holding an OpenAI tools array the model may call");
+ABSL_FLAG(std::string, prediction, "",
+          "generate/chat --server: OpenAI's predicted outputs, text the reply is expected to resemble (the file an "
+          "edit rewrites), or @FILE holding it; its tokens are prompt-lookup drafts (the reply does not change)");
 ABSL_FLAG(std::string, response_format, "",
           "generate/chat --server: structured output, an OpenAI response_format object as JSON text or @FILE, "
           "e.g. '{\"type\":\"json_object\"}'");
@@ -139,7 +142,7 @@ void CopySampling(const glm::cli::ModelCommandOptions& m, Remote* r) {
   r->ignore_eos = m.ignore_eos;
 }
 
-// A JSON-valued flag's value: JSON text, or @FILE holding it (the server checks the JSON).
+// A text flag's value (JSON text, a prediction): the text, or @FILE holding it (the server checks JSON).
 absl::StatusOr<std::string> JsonTextFlag(const char* name, const std::string& value) {
   if (value.empty() || value[0] != '@') return value;
   std::ifstream in(value.substr(1));
@@ -217,6 +220,8 @@ int main(int argc, char** argv) {
     }
     auto response_format = JsonTextFlag("response-format", absl::GetFlag(FLAGS_response_format));
     if (!response_format.ok()) return Finish(response_format.status());
+    auto prediction = JsonTextFlag("prediction", absl::GetFlag(FLAGS_prediction));
+    if (!prediction.ok()) return Finish(prediction.status());
     auto structured_outputs = JsonTextFlag("structured-outputs", absl::GetFlag(FLAGS_structured_outputs));
     if (!structured_outputs.ok()) return Finish(structured_outputs.status());
     if (command != "chat" && glm::runtime::FlagOnCommandLine(argc, argv, "tool_choice")) {
@@ -234,6 +239,7 @@ int main(int argc, char** argv) {
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
+      r.prediction = *prediction;
       r.api_key = api_key;
       return Finish(glm::api::RemoteGenerate(server, r));
     }
@@ -254,6 +260,7 @@ int main(int argc, char** argv) {
       CopySampling(m, &r);
       r.json = m.json;
       r.speculative = m.speculative;
+      r.prediction = *prediction;
       r.api_key = api_key;
       return Finish(glm::api::RemoteChat(server, r));
     }

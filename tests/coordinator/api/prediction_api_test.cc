@@ -1,7 +1,8 @@
 // OpenAI's predicted outputs over HTTP: `prediction` reaches the engine as the tokens of its text
 // (a string or text parts), usage reports accepted_prediction_tokens and
 // rejected_prediction_tokens (whole, streamed, summed over choices), and a malformed prediction
-// is a 400 naming the field; gRPC's GenerateRequest.prediction and Usage likewise.
+// is a 400 naming the field; gRPC's GenerateRequest.prediction and Usage likewise, and glmctl's
+// --prediction (RemoteGenerate / RemoteChat).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/api/grpc_client.h"
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
 
@@ -137,6 +139,30 @@ TEST_F(PredictionApiTest, GrpcTakesAPredictionAndReportsItsTokens) {
   const grpc::Status status = refused->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), ::testing::HasSubstr("prediction"));
+}
+
+// glmctl --server generate|chat --prediction: the text travels in the request; --json reports the counts.
+TEST_F(PredictionApiTest, GlmctlClientSendsThePredictionAndReportsItsTokens) {
+  ScriptText("Hello world");
+  api::RemoteGenerateOptions g;
+  g.prompt = "x";
+  g.max_new_tokens = 20;
+  g.prediction = "Hello there";
+  g.json = true;
+  auto out = api::RemoteGenerate(grpc_address_, g);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(engine_->last_request().prediction, Encode("Hello there"));
+  const json j = json::parse(*out);
+  EXPECT_GT(j["accepted_prediction_tokens"].get<int>(), 0) << *out;
+  api::RemoteChatOptions c;
+  c.message = "hi";
+  c.max_new_tokens = 20;
+  c.prediction = "Hello there";
+  c.json = true;
+  out = api::RemoteChat(grpc_address_, c);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(engine_->last_request().prediction, Encode("Hello there"));
+  EXPECT_GT(json::parse(*out)["usage"]["accepted_prediction_tokens"].get<int>(), 0) << *out;
 }
 
 }  // namespace
