@@ -373,7 +373,7 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
     }
     // Speculation on decode steps: drafts after the last token, verified in the same forward.
     std::vector<int32_t> drafts;
-    bool from_prediction = false;
+    int64_t prediction_from = -1;  // drafts from request.prediction: where in it they start
     int next_k = 0;
     if (decode && s->adaptive) {
       // A sampled request's tokens depend on how many drafts each of its steps verifies (the
@@ -390,8 +390,9 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
           s->spec.k));
       if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
         if (k > 0 && !s->request.prediction.empty()) {
-          drafts = runtime::PredictionDraft(s->request.prediction, s->tokens, s->generated, k);
-          from_prediction = !drafts.empty();
+          const int64_t anchor = s->prediction_anchor >= 0 ? s->prediction_anchor : s->generated;
+          drafts = runtime::PredictionDraft(s->request.prediction, s->tokens, anchor, k, &prediction_from);
+          if (drafts.empty()) prediction_from = -1;
         }
         if (k > 0 && drafts.empty()) drafts = runtime::NgramDraft(s->tokens, k);
       } else {
@@ -431,7 +432,7 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
       if (victim == s) break;
       continue;
     }
-    work.push_back({s, n, std::move(drafts), next_k, decode, from_prediction});
+    work.push_back({s, n, std::move(drafts), next_k, decode, prediction_from});
     ++taken;
     budget -= n;
     if (!decode) prefill_budget -= n;
@@ -574,9 +575,11 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     s->mtp_drafts.assign(r.drafts().begin(), r.drafts().end());
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
-      if (w.from_prediction) {
+      if (w.prediction_from >= 0) {
         s->prediction_accepted += accepted;
         s->prediction_rejected += static_cast<int32_t>(w.drafts.size()) - accepted;
+        // The output goes on past the kept drafts and the token after them.
+        s->prediction_anchor = w.prediction_from + accepted + 1;
       }
       if (!s->request.internal) {
         absl::MutexLock lock(&mu_);

@@ -69,6 +69,7 @@ class ContinuousBatchingEngine : public Engine {
     std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
     int32_t prediction_accepted = 0;  // drafts from request.prediction kept, and rejected
     int32_t prediction_rejected = 0;
+    int64_t prediction_anchor = -1;   // where in the prediction the output goes on (-1: at `generated`)
     int64_t penalty_sent = 0;         // leading tokens the last stage holds (penalties, draft vocabulary)
     std::string allowed_tokens;       // request.constraint: the next sample's bitmap (NextAllowedTokens)
     bool in_flight = false;           // in a submitted step whose result has not come back
@@ -82,7 +83,7 @@ class ContinuousBatchingEngine : public Engine {
     std::vector<int32_t> drafts;  // speculative drafts appended after the last token
     int next_k = 0;               // MTP drafts to propose for the following step
     bool decode = false;          // a decode step of the sequence (its adaptive draft length counts it)
-    bool from_prediction = false; // the drafts come from request.prediction
+    int64_t prediction_from = -1; // the drafts come from request.prediction, starting here in it
   };
 
   // A step: the sequences that go (each at most once in all steps in flight), then its plan, and

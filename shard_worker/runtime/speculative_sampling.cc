@@ -102,13 +102,14 @@ std::vector<int32_t> NgramDraft(const std::vector<int32_t>& tokens, int k, int m
 }
 
 std::vector<int32_t> PredictionDraft(const std::vector<int32_t>& prediction, const std::vector<int32_t>& tokens,
-                                     int64_t output_len, int k, int max_ngram, int min_ngram) {
+                                     int64_t anchor, int k, int64_t* from, int max_ngram, int min_ngram) {
   const int64_t m = static_cast<int64_t>(prediction.size()), n = static_cast<int64_t>(tokens.size());
   if (k <= 0 || m == 0) return {};
-  auto continuation = [&](int64_t from) {
-    return std::vector<int32_t>(prediction.begin() + from, prediction.begin() + std::min(m, from + k));
+  auto continuation = [&](int64_t start) {
+    if (from != nullptr) *from = start;
+    return std::vector<int32_t>(prediction.begin() + start, prediction.begin() + std::min(m, start + k));
   };
-  if (output_len <= 0) return continuation(0);
+  if (anchor <= 0) return continuation(0);  // no output yet: it starts where the prediction does
   for (int len = max_ngram; len >= min_ngram; --len) {
     if (n < len) continue;
     const int32_t* suffix = tokens.data() + n - len;
@@ -116,7 +117,7 @@ std::vector<int32_t> PredictionDraft(const std::vector<int32_t>& prediction, con
     for (int64_t start = 0; start + len < m; ++start) {
       if (!std::equal(suffix, suffix + len, prediction.data() + start)) continue;
       const int64_t next = start + len;
-      if (best < 0 || std::abs(next - output_len) < std::abs(best - output_len)) best = next;
+      if (best < 0 || std::abs(next - anchor) < std::abs(best - anchor)) best = next;
     }
     if (best >= 0) return continuation(best);
   }

@@ -53,11 +53,14 @@ std::vector<int32_t> NgramDraft(const std::vector<int32_t>& tokens, int k, int m
 
 // OpenAI's predicted outputs: drafts from a text the client expects the output to resemble (a
 // file being edited). The longest suffix of `tokens` (max_ngram down to min_ngram) is looked up
-// in `prediction`; of its occurrences the one whose continuation starts nearest `output_len` (the
-// generated tokens so far: where an unchanged output would be) wins, and at most k tokens of its
-// continuation are the draft. Before any output, the prediction's first k tokens. May be empty.
+// in `prediction`; of its occurrences the one whose continuation starts nearest `anchor` (where
+// the output is expected to go on: the generated count at first, then just past the last
+// prediction drafts kept — an edit that inserted or deleted text moves it) wins, and at most k
+// tokens of its continuation are the draft, starting at *from when given. With anchor 0 (no
+// output yet) the prediction's first k tokens. May be empty.
 std::vector<int32_t> PredictionDraft(const std::vector<int32_t>& prediction, const std::vector<int32_t>& tokens,
-                                     int64_t output_len, int k, int max_ngram = 4, int min_ngram = 1);
+                                     int64_t anchor, int k, int64_t* from = nullptr, int max_ngram = 4,
+                                     int min_ngram = 1);
 
 // "mtp:K" / "ngram:K" (K in 1..8; mtp K in 1..4).
 struct SpeculativeConfig {

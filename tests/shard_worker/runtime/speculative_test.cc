@@ -459,6 +459,11 @@ TEST(SpeculativeSamplingTest, PredictionDraftFollowsThePredictionWhereTheOutputI
   EXPECT_EQ(PredictionDraft(prediction, {50, 51, 1, 2, 3, 9, 1, 2, 3}, 7, 4), (V{8, 7}));
   // The longest suffix that occurs decides: {5, 3} is absent, {3} is there.
   EXPECT_EQ(PredictionDraft(prediction, {50, 51, 5, 3}, 2, 1), (V{9}));
+  // The anchor decides between the two: just past kept drafts at 7 (an edit deleted text before),
+  // the second occurrence, though only 3 tokens were generated; `from` tells where it starts.
+  int64_t from = -1;
+  EXPECT_EQ(PredictionDraft(prediction, {50, 51, 1, 2, 3}, 7, 2, &from), (V{8, 7}));
+  EXPECT_EQ(from, 7);
   // Nothing matches, the prediction ends at the match, or no room to draft: nothing.
   EXPECT_EQ(PredictionDraft(prediction, {50, 51, 42}, 1, 3), V{});
   EXPECT_EQ(PredictionDraft(prediction, {50, 51, 8, 7}, 9, 3), V{});
