@@ -113,13 +113,17 @@ std::vector<int32_t> PredictionDraft(const std::vector<int32_t>& prediction, con
   for (int len = max_ngram; len >= min_ngram; --len) {
     if (n < len) continue;
     const int32_t* suffix = tokens.data() + n - len;
-    int64_t best = -1;  // where the best occurrence's continuation starts
-    for (int64_t start = 0; start + len < m; ++start) {
-      if (!std::equal(suffix, suffix + len, prediction.data() + start)) continue;
-      const int64_t next = start + len;
-      if (best < 0 || std::abs(next - anchor) < std::abs(best - anchor)) best = next;
+    // Continuations start at next in [len, m - 1]. Scanning outward from the anchor finds the
+    // nearest occurrence first (the earlier one of two as near): a reply that follows its
+    // prediction stops at once instead of reading the whole prediction every step.
+    const int64_t lo = len, hi = m - 1;
+    if (hi < lo) continue;
+    const int64_t a = std::clamp<int64_t>(anchor, lo, hi);
+    auto matches = [&](int64_t next) { return std::equal(suffix, suffix + len, prediction.data() + next - len); };
+    for (int64_t d = 0; a - d >= lo || a + d <= hi; ++d) {
+      if (a - d >= lo && matches(a - d)) return continuation(a - d);
+      if (d > 0 && a + d <= hi && matches(a + d)) return continuation(a + d);
     }
-    if (best >= 0) return continuation(best);
   }
   return {};
 }

@@ -471,6 +471,49 @@ TEST(SpeculativeSamplingTest, PredictionDraftFollowsThePredictionWhereTheOutputI
   EXPECT_EQ(PredictionDraft({}, {50, 51, 1}, 0, 3), V{});
 }
 
+// PredictionDraft's outward scan against the plain one it replaced (every occurrence, the
+// nearest continuation kept, the earlier of two as near), on predictions over a small alphabet
+// (many repeats), every anchor from before the start to past the end.
+TEST(SpeculativeSamplingTest, PredictionDraftEqualsAFullScan) {
+  auto full_scan = [](const std::vector<int32_t>& prediction, const std::vector<int32_t>& tokens, int64_t anchor,
+                      int k) -> std::vector<int32_t> {
+    const int64_t m = static_cast<int64_t>(prediction.size()), n = static_cast<int64_t>(tokens.size());
+    if (k <= 0 || m == 0) return {};
+    if (anchor <= 0) return std::vector<int32_t>(prediction.begin(), prediction.begin() + std::min<int64_t>(m, k));
+    for (int len = 4; len >= 1; --len) {
+      if (n < len) continue;
+      int64_t best = -1;
+      for (int64_t start = 0; start + len < m; ++start) {
+        if (!std::equal(tokens.end() - len, tokens.end(), prediction.begin() + start)) continue;
+        const int64_t next = start + len;
+        if (best < 0 || std::abs(next - anchor) < std::abs(best - anchor)) best = next;
+      }
+      if (best >= 0)
+        return std::vector<int32_t>(prediction.begin() + best, prediction.begin() + std::min<int64_t>(m, best + k));
+    }
+    return {};
+  };
+  std::mt19937 rng(5);
+  int64_t drafted = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int alphabet = 2 + trial % 4;
+    std::vector<int32_t> prediction(rng() % 40), tokens(1 + rng() % 8);
+    for (int32_t& t : prediction) t = static_cast<int32_t>(rng() % alphabet);
+    for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % alphabet);
+    const int k = static_cast<int>(rng() % 5);
+    for (int64_t anchor = -2; anchor <= static_cast<int64_t>(prediction.size()) + 3; ++anchor) {
+      int64_t from = -1;
+      const std::vector<int32_t> got = PredictionDraft(prediction, tokens, anchor, k, &from);
+      ASSERT_EQ(got, full_scan(prediction, tokens, anchor, k)) << "trial " << trial << " anchor " << anchor;
+      if (!got.empty()) {
+        ASSERT_TRUE(std::equal(got.begin(), got.end(), prediction.begin() + from)) << "trial " << trial;
+        ++drafted;
+      }
+    }
+  }
+  EXPECT_GT(drafted, 1000);
+}
+
 TEST(SpeculativeSamplingTest, ParseAndAdapt) {
   EXPECT_FALSE(ParseSpeculative("mtp:9").ok());
   EXPECT_FALSE(ParseSpeculative("eagle:2").ok());
