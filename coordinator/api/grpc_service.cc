@@ -57,8 +57,7 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.deadline = deadline;
   a.speculative = req.speculative();
   a.prediction = req.prediction();
-  if (a.prediction.size() > kMaxPredictionBytes)
-    return InvalidField("prediction", absl::StrCat("is longer than ", kMaxPredictionBytes, " bytes"));
+  a.prediction_field = "prediction";
   switch (req.input_case()) {
     case pb::GenerateRequest::kText:
       a.input = ApiRequest::Input::kText;

@@ -407,7 +407,9 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   g.deadline = r.deadline;
   g.speculative = r.speculative;  // "" = the server's --speculative
   if (!r.prediction.empty()) {
-    auto ids = EncodeText(r.prediction, /*add_special_tokens=*/false, "prediction.content");
+    if (r.prediction.size() > kMaxPredictionBytes)
+      return InvalidField(r.prediction_field, absl::StrCat("is longer than ", kMaxPredictionBytes, " bytes"));
+    auto ids = EncodeText(r.prediction, /*add_special_tokens=*/false, r.prediction_field);
     if (!ids.ok()) return ids.status();
     g.prediction = *std::move(ids);
     // Drafts beyond the context could never be verified.

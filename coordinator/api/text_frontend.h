@@ -72,6 +72,7 @@ struct ApiRequest {
   bool include_stop_str_in_output = false;  // a matched stop string ends the output text (vLLM's)
   std::string speculative;                 // "" (the server's default) | "none" | "mtp:K" | "ngram:K" (the engine checks it)
   std::string prediction;                  // OpenAI's predicted outputs: prediction.content's text ("" = none)
+  std::string prediction_field = "prediction.content";  // errors about it name this field
   // Structured outputs: the JSON grammar the reply must follow (null: free text), and the field
   // that asked for it (errors name it). A constrained chat renders its template with thinking
   // off: the format applies from the reply's first token.

@@ -131,20 +131,22 @@ TEST(EngineSpeculativeTest, PredictionDraftsKeepTheOutputAndAreCounted) {
     const EngineHarness::Output plain = h.Run(request(sampled));
     ASSERT_TRUE(plain.error.ok()) << plain.error;
     ASSERT_EQ(plain.tokens.size(), 40u);
-    GenerationRequest exact = request(sampled);
-    exact.prediction = plain.tokens;
-    const EngineHarness::Output with_exact = h.Run(exact);
-    ASSERT_TRUE(with_exact.error.ok()) << with_exact.error;
-    EXPECT_EQ(with_exact.tokens, plain.tokens) << "sampled " << sampled;
+    // The run with `prediction`: it must give the plain tokens.
+    auto with = [&](std::vector<int32_t> prediction) {
+      GenerationRequest r = request(sampled);
+      r.prediction = std::move(prediction);
+      EngineHarness::Output out = h.Run(r);
+      EXPECT_TRUE(out.error.ok()) << out.error;
+      EXPECT_EQ(out.tokens, plain.tokens) << "sampled " << sampled;
+      return out;
+    };
+    const EngineHarness::Output with_exact = with(plain.tokens);
     EXPECT_GE(with_exact.accepted_prediction_tokens, 20) << "sampled " << sampled;
     EXPECT_EQ(with_exact.rejected_prediction_tokens, 0) << "sampled " << sampled;
     // Edited in the middle: drafts there are rejected, the output stays.
-    GenerationRequest edited = request(sampled);
-    edited.prediction = plain.tokens;
-    for (int i = 15; i < 19; ++i) edited.prediction[i] = (edited.prediction[i] + 1) % 4000;
-    const EngineHarness::Output with_edit = h.Run(edited);
-    ASSERT_TRUE(with_edit.error.ok()) << with_edit.error;
-    EXPECT_EQ(with_edit.tokens, plain.tokens) << "sampled " << sampled;
+    std::vector<int32_t> edited = plain.tokens;
+    for (int i = 15; i < 19; ++i) edited[i] = (edited[i] + 1) % 4000;
+    const EngineHarness::Output with_edit = with(edited);
     EXPECT_GT(with_edit.rejected_prediction_tokens, 0) << "sampled " << sampled;
     EXPECT_GT(with_edit.accepted_prediction_tokens, 0) << "sampled " << sampled;
   }
