@@ -31,6 +31,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
+#include "shard_worker/model/mlp_calibration.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
 ABSL_FLAG(std::string, model, GLM_SOURCE_DIR "/models/glm5-tiny-code", "model directory");
@@ -42,6 +43,10 @@ ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits, bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "matrices re-quantised unless a format says FORMAT:SCOPE: experts (routed + shared) | all");
+ABSL_FLAG(std::string, calibration_ids, "",
+          "JSON file with \"ids\" (as `glmctl tokenize` prints them): the calibration tokens of FORMAT+gptq "
+          "formats (int4+gptq: calibrated quantisation, kernels/gptq.h); never the eval ids");
+ABSL_FLAG(int32_t, calibration_sequence, 512, "calibration tokens run as independent sequences of this length");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
@@ -117,6 +122,28 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
   }
 }
 
+// The --calibration-ids tokens' input statistics, for the +gptq formats.
+absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibration(const std::string& dir,
+                                                                                     glm::kernels::ThreadPool* pool) {
+  const std::string path = absl::GetFlag(FLAGS_calibration_ids);
+  if (path.empty()) return absl::InvalidArgumentError("a +gptq format needs --calibration-ids FILE");
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.contains("ids") || !j["ids"].is_array())
+    return absl::InvalidArgumentError(path + ": expected a JSON object with \"ids\"");
+  std::vector<int32_t> ids;
+  for (const auto& v : j["ids"]) {
+    if (!v.is_number_integer()) return absl::InvalidArgumentError(path + ": ids must be integers");
+    ids.push_back(v.get<int32_t>());
+  }
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  return glm::model::MlpCalibration::Collect(**ckpt, ids, absl::GetFlag(FLAGS_calibration_sequence), pool);
+}
+
 // The bar for a format name (int8* / int4*); false when there is none.
 bool Bar(const std::string& name, double* max_kl, double* min_top1) {
   if (name.rfind("int8", 0) == 0) { *max_kl = 0.005; *min_top1 = 0.99; return true; }
@@ -145,6 +172,7 @@ int main(int argc, char** argv) {
   glm::kernels::ThreadPool pool(threads);
   const std::string dir = absl::GetFlag(FLAGS_model);
 
+  std::shared_ptr<const glm::model::MlpCalibration> calibration;
   std::vector<Run> runs;
   glm::model::LoadOptions bf16;
   bf16.matrix_dtype = glm::kernels::DType::kBF16;
@@ -171,13 +199,25 @@ int main(int argc, char** argv) {
     load.quantize_scope = default_scope;
     if (parts.size() > 2 || (parts.size() == 2 && !glm::model::ParseQuantizeScope(parts[1], &load.quantize_scope)))
       return Fail("format '" + std::string(f) + "' must be FORMAT or FORMAT:experts|all");
-    if (glm::bench::SimulatedFormat sim; glm::bench::ParseSimulatedFormat(parts[0], &sim)) {
+    std::string format = parts[0];
+    const std::string kGptq = "+gptq";
+    const bool gptq = format.size() > kGptq.size() && format.compare(format.size() - kGptq.size(), kGptq.size(), kGptq) == 0;
+    if (gptq) {
+      format.resize(format.size() - kGptq.size());
+      if (calibration == nullptr) {
+        auto collected = CollectCalibration(dir, &pool);
+        if (!collected.ok()) return Fail(std::string(f) + ": " + std::string(collected.status().message()));
+        calibration = *std::move(collected);
+      }
+      load.calibration = calibration;
+    }
+    if (glm::bench::SimulatedFormat sim; !gptq && glm::bench::ParseSimulatedFormat(format, &sim)) {
       load.simulate_rows = [sim](float* row, int64_t cols) { glm::bench::SimulateRow(sim, row, cols); };
-    } else if (auto st = glm::model::ParseWeightDType(parts[0], &load);
+    } else if (auto st = glm::model::ParseWeightDType(format, &load);
                !st.ok() || !load.matrix_dtype || !glm::kernels::IsGroupQuantized(*load.matrix_dtype)) {
       return Fail("unknown quantised format '" + parts[0] + "' (int8, int4, int{8,4}-g<N>, sim-int<B>[-g<G>])");
     }
-    const std::string name = parts[0] + (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts");
+    const std::string name = format + (gptq ? kGptq : "") + (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts");
     auto run = Evaluate(dir, name, load, ids, &pool);
     if (!run.ok()) return Fail(name + ": " + std::string(run.status().message()));
     runs.push_back(*std::move(run));

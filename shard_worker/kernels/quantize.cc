@@ -145,17 +145,12 @@ void QuantizeRowWith(const GroupKernels& k, DType dtype, const float* src, int64
       QuantizeGroupI8(k, src + c0, std::min(g, cols - c0), reinterpret_cast<int8_t*>(out) + c0, scales + group);
     return;
   }
-  // kI4: quantise into a padded int8 row, then pack 32-column blocks.
-  const int64_t padded = (cols + 31) / 32 * 32;
+  // kI4: quantise into an int8 row, then pack 32-column blocks.
   thread_local std::vector<int8_t> q;
-  q.assign(padded, 0);
+  q.resize(cols);
   for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group)
     QuantizeGroupI4(k, src + c0, std::min(g, cols - c0), q.data() + c0, scales + group);
-  for (int64_t b = 0; b < padded / 32; ++b)
-    for (int j = 0; j < 16; ++j) {
-      const int lo = q[32 * b + j] + 8, hi = q[32 * b + 16 + j] + 8;
-      out[16 * b + j] = static_cast<uint8_t>(lo | (hi << 4));
-    }
+  PackI4Row(q.data(), cols, out);
 }
 
 const GroupKernels& BestGroupKernels() {
@@ -180,6 +175,24 @@ void ScaleSearchErrorsReference(const float* w, int64_t n, const float* scales, 
     }
     err[j] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
   }
+}
+
+void PackI4Row(const int8_t* q, int64_t cols, uint8_t* out) {
+  const int64_t blocks = (cols + 31) / 32;
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t j = 0; j < 16; ++j) {
+      // Columns past the row's end (the last block's padding) hold code 0.
+      const int64_t c_lo = 32 * b + j, c_hi = c_lo + 16;
+      const int lo = (c_lo < cols ? q[c_lo] : 0) + 8, hi = (c_hi < cols ? q[c_hi] : 0) + 8;
+      out[16 * b + j] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+}
+
+void QuantizeGroupCodes(DType dtype, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
+  if (dtype == DType::kI8)
+    QuantizeGroupI8(BestGroupKernels(), w, n, q, scale);
+  else
+    QuantizeGroupI4(BestGroupKernels(), w, n, q, scale);
 }
 
 void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,

@@ -54,6 +54,14 @@ void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size
 void QuantizeRowReference(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
                           uint16_t* scales);
 
+// One group w[0..n) of kI8 / kI4 as QuantizeRow quantises it: the scale it picks (f16 bits) and
+// the codes q[0..n) (kI8 in [-127, 127], kI4 in [-8, 7]). Calibrated quantisation (gptq.h)
+// picks each group's scale with it.
+void QuantizeGroupCodes(DType dtype, const float* w, int64_t n, int8_t* q, uint16_t* scale);
+// Packs a row of kI4 codes q[cols] (each in [-8, 7]) into out[DTypeRowBytes(kI4, cols)] (the
+// layout in weight_view.h; the last block's padding columns get code 0).
+void PackI4Row(const int8_t* q, int64_t cols, uint8_t* out);
+
 // Command-line names of the quantised formats: "int8" (groups of 64), "int8-row" (one scale per
 // row), "int4" (groups of 32), and "int8-g<N>" / "int4-g<N>" for other group sizes. Sets
 // *group_size to -1 for "-row". False when `name` is none of these.

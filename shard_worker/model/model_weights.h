@@ -23,6 +23,7 @@ class ExpertStore;
 
 namespace glm::model {
 
+class MlpCalibration;
 using kernels::WeightView;
 
 struct IndexerWeights {
@@ -145,6 +146,10 @@ struct LoadOptions {
   // after conversion, e.g. a quantise-dequantise round trip of a format no kernel has, to see what
   // it would cost in quality. matrix_dtype must then be unset (the loader refuses both).
   std::function<void(float* row, int64_t cols)> simulate_rows;
+  // With int8/int4: calibrated quantisation (kernels/gptq.h) of every in-scope matrix the
+  // calibration has input statistics for (MLP matrices: experts, shared experts, dense MLPs);
+  // the others round to nearest as without it. Null: round to nearest everywhere.
+  std::shared_ptr<const MlpCalibration> calibration;
   // Memory for this rank's routed experts; when they need more, they stay on disk and an LRU
   // cache of this many bytes streams them (moe/expert_store.h). 0 = unlimited: all resident.
   int64_t expert_memory_bytes = 0;

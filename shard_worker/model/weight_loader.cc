@@ -13,6 +13,7 @@
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/model/checkpoint_layout.h"
+#include "shard_worker/model/mlp_calibration.h"
 #include "shard_worker/model/model_weights.h"
 
 namespace glm::model {
@@ -162,6 +163,9 @@ class WeightLoader {
     return v;
   }
 
+  // LoadOptions::calibration: calibrated quantisation of the matrices it has statistics for.
+  void set_calibration(std::shared_ptr<const MlpCalibration> calibration) { calibration_ = std::move(calibration); }
+
   // LoadOptions::simulate_rows (benchmarks): applied to the in-scope matrices, loaded as F32.
   void set_simulate_rows(std::function<void(float*, int64_t)> fn) { simulate_rows_ = std::move(fn); }
 
@@ -287,7 +291,7 @@ class WeightLoader {
       const size_t buffers_before = out_->buffers_.size();
       auto f32 = ConvertingTo(kernels::DType::kF32, slice);
       if (!f32.ok()) return f32;
-      return Quantized(name, *f32, buffers_before);
+      return Quantized(name, *f32, buffers_before, cb);
     }
     const ModelConfig& c = ckpt_.config();
     const bool fp8 = info.dtype == "F8_E4M3";
@@ -435,7 +439,9 @@ class WeightLoader {
   }
   // `src` (any format) re-quantised to *convert_to_; the buffers kept since `buffers_before` (the
   // source's) are released.
-  absl::StatusOr<WeightView> Quantized(const std::string& name, const WeightView& src, size_t buffers_before) {
+  // `src` holds columns [col_begin, col_begin + src.cols) of the tensor (a tensor-parallel slice).
+  absl::StatusOr<WeightView> Quantized(const std::string& name, const WeightView& src, size_t buffers_before,
+                                       int64_t col_begin = 0) {
     const kernels::DType dt = *convert_to_;
     WeightView v;
     v.dtype = dt;
@@ -464,12 +470,16 @@ class WeightLoader {
     };
     const int64_t n_threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
                                                 std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
-    std::vector<std::thread> workers;
-    const int64_t band = (v.rows + n_threads - 1) / n_threads;
-    for (int64_t i = 1; i < n_threads; ++i)
-      if (i * band < v.rows) workers.emplace_back(quantize_rows, i * band, std::min(v.rows, (i + 1) * band));
-    quantize_rows(0, std::min(v.rows, band));
-    for (auto& t : workers) t.join();
+    if (calibration_ != nullptr && calibration_->Find(name) != nullptr) {
+      if (auto st = calibration_->Quantize(name, src, col_begin, dt, v.group_size, data, scales); !st.ok()) return st;
+    } else {
+      std::vector<std::thread> workers;
+      const int64_t band = (v.rows + n_threads - 1) / n_threads;
+      for (int64_t i = 1; i < n_threads; ++i)
+        if (i * band < v.rows) workers.emplace_back(quantize_rows, i * band, std::min(v.rows, (i + 1) * band));
+      quantize_rows(0, std::min(v.rows, band));
+      for (auto& t : workers) t.join();
+    }
     while (out_->buffers_.size() > buffers_before) {
       out_->bytes_loaded_ -= out_->buffers_.back().size();
       out_->buffers_.pop_back();
@@ -507,6 +517,7 @@ class WeightLoader {
   int64_t group_size_ = 0;
   QuantizeScope scope_ = QuantizeScope::kAllMatrices;
   std::function<void(float*, int64_t)> simulate_rows_;
+  std::shared_ptr<const MlpCalibration> calibration_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
@@ -651,6 +662,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   WeightLoader loader(checkpoint, w.get(), options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   loader.set_progress(options.progress);
   loader.set_simulate_rows(options.simulate_rows);
+  loader.set_calibration(options.calibration);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
   // bundled model int8 lm_head alone flips ~0.5% of greedy tokens that are near-ties.
@@ -742,6 +754,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
   ModelWeights scratch;  // collects the buffers the loader keeps
   WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   loader.set_simulate_rows(options.simulate_rows);
+  loader.set_calibration(options.calibration);
   loader.set_direct_io(options.expert_direct_io);
   const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
   if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||

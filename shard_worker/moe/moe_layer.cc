@@ -10,14 +10,31 @@
 
 namespace glm::moe {
 
+namespace {
+
+std::atomic<const MlpInputObserver*> g_mlp_input_observer{nullptr};
+
+void ObserveMlpInput(const kernels::WeightView& weight, const float* x, int64_t n) {
+  if (const MlpInputObserver* observer = g_mlp_input_observer.load(std::memory_order_acquire))
+    (*observer)(weight, x, n);
+}
+
+}  // namespace
+
+void SetMlpInputObserver(const MlpInputObserver* observer) {
+  g_mlp_input_observer.store(observer, std::memory_order_release);
+}
+
 void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, kernels::ThreadPool* pool) {
   const int64_t inter = w.gate_proj.rows;
   // [n, inter] each, written before read (kernels/scratch.h).
   thread_local std::vector<float> gate_buf, up_buf;
   float* gate = kernels::GrowScratch(gate_buf, n * inter);
   float* up = kernels::GrowScratch(up_buf, n * inter);
+  ObserveMlpInput(w.gate_proj, x, n);
   kernels::MatMulShared(x, n, {{&w.gate_proj, gate}, {&w.up_proj, up}}, pool);
   kernels::SiluMul(gate, up, n * inter, gate);
+  ObserveMlpInput(w.down_proj, gate, n);
   kernels::MatMul(gate, n, w.down_proj, y, pool);
 }
 
@@ -87,6 +104,7 @@ void ForEachJobRows(kernels::ThreadPool* pool, std::vector<ExpertJob>& jobs, Mat
 // RunMlp does.
 void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadPool* pool) {
   const kernels::MatMulRowsFn rows_fn = kernels::BestMatMulRows();
+  for (const ExpertJob& j : jobs) ObserveMlpInput(j.mlp->gate_proj, j.xs.data(), j.n);
   ForEachJobRows(pool, jobs, [](const ExpertJob& j) -> const kernels::WeightView& { return j.mlp->gate_proj; },
                  [&](ExpertJob& j, int64_t r0, int64_t r1) {
                    const int64_t inter = j.mlp->gate_proj.rows;
@@ -97,6 +115,7 @@ void RunJobsSplit(std::vector<ExpertJob>& jobs, int64_t hidden, kernels::ThreadP
                      kernels::SiluMul(g, j.up.data() + i * inter + r0, r1 - r0, g);
                    }
                  });
+  for (const ExpertJob& j : jobs) ObserveMlpInput(j.mlp->down_proj, j.h.data(), j.n);
   ForEachJobRows(pool, jobs, [](const ExpertJob& j) -> const kernels::WeightView& { return j.mlp->down_proj; },
                  [&](ExpertJob& j, int64_t r0, int64_t r1) {
                    rows_fn(j.h.data(), j.n, j.mlp->gate_proj.rows, j.mlp->down_proj, r0, r1, j.ys.data(), hidden);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "shard_worker/kernels/thread_pool.h"
@@ -42,6 +43,13 @@ struct ExpertSource {
   // bytes a group already counted this step, so MoeStats counts each once. Null: count all.
   std::atomic<uint64_t>* counted_experts = nullptr;
 };
+
+// Calibration (model/calibration.h): called with every MLP matmul's input rows x [n, weight.cols]
+// as the MLPs run — `weight` is gate_proj for the gate/up input, down_proj for the down input
+// (silu(gate)·up). Called from the pool's threads: it must be thread-safe. Process-wide; null
+// (the default) costs one atomic load per MLP.
+using MlpInputObserver = std::function<void(const kernels::WeightView& weight, const float* x, int64_t n)>;
+void SetMlpInputObserver(const MlpInputObserver* observer);
 
 // y = act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ for x [n, hidden] → y [n, hidden].
 void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, kernels::ThreadPool* pool);

@@ -1,0 +1,112 @@
+// MlpCalibration on the bundled model: it gathers the inputs of every MLP matrix the calibration
+// tokens reach (gate/up sharing theirs), and a calibrated int4 load quantises exactly those
+// matrices differently from round-to-nearest, the rest byte for byte as without it.
+#include "shard_worker/model/mlp_calibration.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "reference_fixture.h"
+#include "shard_worker/model/model_weights.h"
+
+namespace glm {
+namespace {
+
+using testing::ReferenceFixture;
+
+std::unique_ptr<model::Checkpoint> OpenTinyCode() {
+  auto fixture = ReferenceFixture::Load("glm5-tiny-code");
+  if (fixture == nullptr) return nullptr;
+  auto ckpt = model::Checkpoint::Open(fixture->model_dir());
+  return ckpt.ok() ? *std::move(ckpt) : nullptr;
+}
+
+std::vector<int32_t> SomeIds(int64_t n, int64_t vocab) {
+  std::vector<int32_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
+  return ids;
+}
+
+bool SameBytes(const kernels::WeightView& a, const kernels::WeightView& b) {
+  if (a.dtype != b.dtype || a.rows != b.rows || a.cols != b.cols || a.groups_per_row() != b.groups_per_row()) return false;
+  return std::memcmp(a.data, b.data, a.rows * a.row_bytes()) == 0 &&
+         std::memcmp(a.group_scales, b.group_scales, a.rows * a.groups_per_row() * sizeof(uint16_t)) == 0;
+}
+
+TEST(MlpCalibrationTest, GathersTheInputsOfEveryMlpMatrixReached) {
+  auto ckpt = OpenTinyCode();
+  ASSERT_NE(ckpt, nullptr);
+  const model::ModelConfig& c = ckpt->config();
+  kernels::ThreadPool pool(2);
+  const std::vector<int32_t> ids = SomeIds(300, c.vocab_size);
+  auto calibration = model::MlpCalibration::Collect(*ckpt, ids, 128, &pool);
+  ASSERT_TRUE(calibration.ok()) << calibration.status();
+  EXPECT_EQ((*calibration)->tokens(), 300);
+  // The dense MLP and the shared experts see every token; gate and up share one input.
+  const kernels::InputGram* dense_in = (*calibration)->Find("model.layers.0.mlp.gate_proj.weight");
+  ASSERT_NE(dense_in, nullptr);
+  EXPECT_EQ(dense_in->samples, 300);
+  EXPECT_EQ(dense_in->cols, c.hidden_size);
+  EXPECT_EQ((*calibration)->Find("model.layers.0.mlp.up_proj.weight"), dense_in);
+  const kernels::InputGram* dense_mid = (*calibration)->Find("model.layers.0.mlp.down_proj.weight");
+  ASSERT_NE(dense_mid, nullptr);
+  EXPECT_EQ(dense_mid->cols, c.intermediate_size);
+  const kernels::InputGram* shared = (*calibration)->Find("model.layers.1.mlp.shared_experts.down_proj.weight");
+  ASSERT_NE(shared, nullptr);
+  EXPECT_EQ(shared->samples, 300);
+  // Routed experts: each token of a layer goes to num_experts_per_tok of them.
+  int64_t routed = 0;
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    if (const auto* g = (*calibration)->Find("model.layers.2.mlp.experts." + std::to_string(e) + ".up_proj.weight"))
+      routed += g->samples;
+  EXPECT_EQ(routed, 300 * c.num_experts_per_tok);
+  EXPECT_EQ((*calibration)->Find("model.layers.1.self_attn.o_proj.weight"), nullptr);  // no MLP matrix
+}
+
+TEST(MlpCalibrationTest, CalibratedInt4LoadChangesOnlyTheCalibratedMatrices) {
+  auto ckpt = OpenTinyCode();
+  ASSERT_NE(ckpt, nullptr);
+  const model::ModelConfig& c = ckpt->config();
+  kernels::ThreadPool pool(2);
+  auto calibration = model::MlpCalibration::Collect(*ckpt, SomeIds(200, c.vocab_size), 200, &pool);
+  ASSERT_TRUE(calibration.ok()) << calibration.status();
+  model::LoadOptions rtn_options;
+  ASSERT_TRUE(model::ParseWeightDType("int4", &rtn_options).ok());
+  model::LoadOptions gptq_options = rtn_options;
+  gptq_options.calibration = *calibration;
+  auto rtn = model::ModelWeights::Load(*ckpt, rtn_options);
+  auto gptq = model::ModelWeights::Load(*ckpt, gptq_options);
+  ASSERT_TRUE(rtn.ok() && gptq.ok());
+  const int64_t mtp = c.num_hidden_layers;  // the MTP layer: no calibration token runs through it
+  for (int64_t l = 1; l <= mtp; ++l) {
+    const model::MoeWeights& a = (*rtn)->layer(l).moe;
+    const model::MoeWeights& b = (*gptq)->layer(l).moe;
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      const bool calibrated =
+          (*calibration)->Find("model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + ".gate_proj.weight") != nullptr;
+      EXPECT_EQ(l == mtp ? false : calibrated, calibrated);
+      EXPECT_EQ(b.experts[e].gate_proj.dtype, kernels::DType::kI4);
+      EXPECT_EQ(SameBytes(a.experts[e].gate_proj, b.experts[e].gate_proj), !calibrated) << "layer " << l << " expert " << e;
+      EXPECT_EQ(SameBytes(a.experts[e].down_proj, b.experts[e].down_proj), !calibrated) << "layer " << l << " expert " << e;
+    }
+  }
+  // Outside the experts scope nothing is quantised, calibrated or not.
+  EXPECT_EQ((*gptq)->layer(0).dense.gate_proj.dtype, kernels::DType::kBF16);
+}
+
+TEST(MlpCalibrationTest, RefusesBadTokens) {
+  auto ckpt = OpenTinyCode();
+  ASSERT_NE(ckpt, nullptr);
+  kernels::ThreadPool pool(1);
+  EXPECT_EQ(model::MlpCalibration::Collect(*ckpt, {}, 16, &pool).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(model::MlpCalibration::Collect(*ckpt, {1, -1}, 16, &pool).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(model::MlpCalibration::Collect(*ckpt, {1, static_cast<int32_t>(ckpt->config().vocab_size)}, 16, &pool)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(model::MlpCalibration::Collect(*ckpt, {1, 2}, 0, &pool).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace glm
