@@ -6,9 +6,12 @@
 // bytes. Bars (issue 6): int8 mean KL ≤ 0.005 and top-1 ≥ 99%; int4 mean KL ≤ 0.05 and ≥ 95%.
 // Simulated formats (sim-int5, sim-int6-g64, ...: bench/simulated_format.h) show what a bit width
 // no kernel has would cost, e.g. how many bits the int4 top-1 bar needs on this model.
+// FORMAT+gptq (int4+gptq, int8+gptq:all, ...): calibrated quantisation of the MLP matrices
+// (kernels/gptq.h) with statistics gathered over the calibration tokens (never the eval text).
 //
 //   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4:all,...]
 //                                 [--quantize-scope experts|all]
+//                                 [--calibration-text F1,F2 | --calibration-ids FILE] (for FORMAT+gptq)
 //                                 [--tokens N] [--threads N] [--json]
 // Exit status 1 when a format named int8* / int4* misses its bar.
 #include <algorithm>
@@ -25,6 +28,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/simulated_format.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/quantize.h"
@@ -46,6 +50,9 @@ ABSL_FLAG(std::string, quantize_scope, "experts",
 ABSL_FLAG(std::string, calibration_ids, "",
           "JSON file with \"ids\" (as `glmctl tokenize` prints them): the calibration tokens of FORMAT+gptq "
           "formats (int4+gptq: calibrated quantisation, kernels/gptq.h); never the eval ids");
+ABSL_FLAG(std::string, calibration_text, "",
+          "comma-separated text files tokenized with the model's tokenizer: the calibration tokens of FORMAT+gptq "
+          "formats (instead of --calibration-ids)");
 ABSL_FLAG(int32_t, calibration_sequence, 512, "calibration tokens run as independent sequences of this length");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
@@ -125,8 +132,27 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
 // The --calibration-ids tokens' input statistics, for the +gptq formats.
 absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibration(const std::string& dir,
                                                                                      glm::kernels::ThreadPool* pool) {
-  const std::string path = absl::GetFlag(FLAGS_calibration_ids);
-  if (path.empty()) return absl::InvalidArgumentError("a +gptq format needs --calibration-ids FILE");
+  const std::string path = absl::GetFlag(FLAGS_calibration_ids), texts = absl::GetFlag(FLAGS_calibration_text);
+  if (path.empty() == texts.empty())
+    return absl::InvalidArgumentError("a +gptq format needs --calibration-ids FILE or --calibration-text FILE[,FILE...]");
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  const int32_t sequence = absl::GetFlag(FLAGS_calibration_sequence);
+  if (!texts.empty()) {
+    auto tok = glm::tokenizer::Tokenizer::FromFile(dir);
+    if (!tok.ok()) return tok.status();
+    std::vector<int32_t> ids;
+    for (absl::string_view file : absl::StrSplit(texts, ',', absl::SkipEmpty())) {
+      std::ifstream text_in{std::string(file)};
+      if (!text_in) return absl::NotFoundError("cannot read " + std::string(file));
+      std::stringstream text;
+      text << text_in.rdbuf();
+      auto encoded = (*tok)->Encode(text.str(), /*add_special_tokens=*/false);
+      if (!encoded.ok()) return encoded.status();
+      ids.insert(ids.end(), encoded->begin(), encoded->end());
+    }
+    return glm::model::MlpCalibration::Collect(**ckpt, ids, sequence, pool);
+  }
   std::ifstream in(path);
   if (!in) return absl::NotFoundError("cannot read " + path);
   std::stringstream ss;
@@ -139,9 +165,7 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
     if (!v.is_number_integer()) return absl::InvalidArgumentError(path + ": ids must be integers");
     ids.push_back(v.get<int32_t>());
   }
-  auto ckpt = glm::model::Checkpoint::Open(dir);
-  if (!ckpt.ok()) return ckpt.status();
-  return glm::model::MlpCalibration::Collect(**ckpt, ids, absl::GetFlag(FLAGS_calibration_sequence), pool);
+  return glm::model::MlpCalibration::Collect(**ckpt, ids, sequence, pool);
 }
 
 // The issue's bar for a format name (int8* / int4*); false when there is none.
