@@ -389,12 +389,18 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
           std::min<int64_t>(s->adaptive->next(), DraftRoom(*s, static_cast<int64_t>(s->tokens.size()) + 1)), 0,
           s->spec.k));
       if (s->spec.method == runtime::SpeculativeConfig::Method::kNgram) {
+        // Indexed lookups (the scans cost O(context) a step: 1.4 ms at 100K tokens).
         if (k > 0 && !s->request.prediction.empty()) {
           const int64_t anchor = s->prediction_anchor >= 0 ? s->prediction_anchor : s->generated;
-          drafts = runtime::PredictionDraft(s->request.prediction, s->tokens, anchor, k, &prediction_from);
+          if (!s->prediction_index) s->prediction_index = std::make_unique<runtime::PredictionIndex>(s->request.prediction);
+          drafts = s->prediction_index->Draft(s->request.prediction, s->tokens, anchor, k, &prediction_from);
           if (drafts.empty()) prediction_from = -1;
         }
-        if (k > 0 && drafts.empty()) drafts = runtime::NgramDraft(s->tokens, k);
+        if (k > 0 && drafts.empty()) {
+          if (!s->ngram_index) s->ngram_index = std::make_unique<runtime::NgramIndex>();
+          s->ngram_index->Update(s->tokens);
+          drafts = s->ngram_index->Draft(s->tokens, k);
+        }
       } else {
         drafts.assign(s->mtp_drafts.begin(), s->mtp_drafts.begin() + std::min<size_t>(k, s->mtp_drafts.size()));
       }

@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "coordinator/kv/block_allocator.h"
 #include "coordinator/scheduler/engine.h"
+#include "shard_worker/runtime/ngram_index.h"
 #include "shard_worker/runtime/speculative_sampling.h"
 
 namespace glm::scheduler {
@@ -70,6 +71,9 @@ class ContinuousBatchingEngine : public Engine {
     int32_t prediction_accepted = 0;  // drafts from request.prediction kept, and rejected
     int32_t prediction_rejected = 0;
     int64_t prediction_anchor = -1;   // where in the prediction the output goes on (-1: at `generated`)
+    // Prompt lookup's indexes (runtime/ngram_index.h), built at the first draft that needs them.
+    std::unique_ptr<runtime::NgramIndex> ngram_index;
+    std::unique_ptr<const runtime::PredictionIndex> prediction_index;
     int64_t penalty_sent = 0;         // leading tokens the last stage holds (penalties, draft vocabulary)
     std::string allowed_tokens;       // request.constraint: the next sample's bitmap (NextAllowedTokens)
     bool in_flight = false;           // in a submitted step whose result has not come back

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "shard_worker/runtime/ngram_index.h"
 
 namespace glm::runtime {
 namespace {
@@ -47,6 +48,7 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
   auto cache = model.NewCache();
   auto mtp_cache = mtp ? model.NewMtpCache() : nullptr;
   std::vector<int32_t> tokens = prompt;  // everything so far; the last one is not in the cache yet
+  NgramIndex ngram_index;                // prompt lookup's drafts without a scan of `tokens`
   GenerateResult result;
   result.finish_reason = "length";
 
@@ -186,7 +188,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     } else if (k > 0 && mtp) {
       if (auto s = draft_mtp(p, k, /*on_caller=*/false, &drafts); !s.ok()) return s;
     } else if (k > 0) {
-      drafts = NgramDraft(tokens, k);
+      ngram_index.Update(tokens);
+      drafts = ngram_index.Draft(tokens, k);
       for (int32_t d : drafts) q.push_back(OneHot(d));
     } else if (mtp) {
       // Not drafting this step, but keep the MTP cache complete: the pending rows and row p-1.
