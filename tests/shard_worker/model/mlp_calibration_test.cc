@@ -13,15 +13,6 @@
 namespace glm {
 namespace {
 
-using testing::ReferenceFixture;
-
-std::unique_ptr<model::Checkpoint> OpenTinyCode() {
-  auto fixture = ReferenceFixture::Load("glm5-tiny-code");
-  if (fixture == nullptr) return nullptr;
-  auto ckpt = model::Checkpoint::Open(fixture->model_dir());
-  return ckpt.ok() ? *std::move(ckpt) : nullptr;
-}
-
 std::vector<int32_t> SomeIds(int64_t n, int64_t vocab) {
   std::vector<int32_t> ids(n);
   for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
@@ -35,7 +26,7 @@ bool SameBytes(const kernels::WeightView& a, const kernels::WeightView& b) {
 }
 
 TEST(MlpCalibrationTest, GathersTheInputsOfEveryMlpMatrixReached) {
-  auto ckpt = OpenTinyCode();
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   const model::ModelConfig& c = ckpt->config();
   kernels::ThreadPool pool(2);
@@ -65,7 +56,7 @@ TEST(MlpCalibrationTest, GathersTheInputsOfEveryMlpMatrixReached) {
 }
 
 TEST(MlpCalibrationTest, CalibratedInt4LoadChangesOnlyTheCalibratedMatrices) {
-  auto ckpt = OpenTinyCode();
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   const model::ModelConfig& c = ckpt->config();
   kernels::ThreadPool pool(2);
@@ -96,7 +87,7 @@ TEST(MlpCalibrationTest, CalibratedInt4LoadChangesOnlyTheCalibratedMatrices) {
 }
 
 TEST(MlpCalibrationTest, RefusesBadTokens) {
-  auto ckpt = OpenTinyCode();
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   kernels::ThreadPool pool(1);
   EXPECT_EQ(model::MlpCalibration::Collect(*ckpt, {}, 16, &pool).status().code(), absl::StatusCode::kInvalidArgument);

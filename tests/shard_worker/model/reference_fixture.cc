@@ -18,6 +18,12 @@ std::string ModelDir(const std::string& name) {
   return fs::exists(bundled) ? bundled.string() : (fs::path(GLM_TEST_FIXTURES_DIR) / name).string();
 }
 
+std::unique_ptr<model::Checkpoint> OpenCheckpoint(const std::string& name) {
+  auto ckpt = model::Checkpoint::Open(ModelDir(name));
+  EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+  return ckpt.ok() ? *std::move(ckpt) : nullptr;
+}
+
 std::unique_ptr<ReferenceFixture> ReferenceFixture::Load(const std::string& name) {
   namespace fs = std::filesystem;
   auto f = std::make_unique<ReferenceFixture>();

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/safetensors_file.h"
 
@@ -45,6 +46,9 @@ class ReferenceFixture {
 // Per-row tolerance from fixtures/README.md: max|Δ| ≤ 1e-3 · max|ref| + 1e-4. Returns the worst
 // ratio |Δ| / allowed over the row (≤ 1 passes).
 double RowErrorRatio(const float* got, const float* ref, int64_t n, double rel = 1e-3, double abs = 1e-4);
+
+// The checkpoint of model `name` (ModelDir); null, with a test failure, if it does not open.
+std::unique_ptr<model::Checkpoint> OpenCheckpoint(const std::string& name);
 
 // The model `name` (ModelDir) loaded with weight dtype `dtype` ("stored", "int4", ...) and quantize
 // scope `scope`; null, with a test failure, if it does not load.

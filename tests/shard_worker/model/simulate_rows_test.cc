@@ -13,17 +13,8 @@
 namespace glm {
 namespace {
 
-using testing::ReferenceFixture;
-
-std::unique_ptr<model::Checkpoint> OpenTinyCode() {
-  auto fixture = ReferenceFixture::Load("glm5-tiny-code");
-  if (fixture == nullptr) return nullptr;
-  auto ckpt = model::Checkpoint::Open(fixture->model_dir());
-  return ckpt.ok() ? *std::move(ckpt) : nullptr;
-}
-
 TEST(SimulateRowsTest, ExpertsPassThroughTheHookAsF32AndTheRestStaysStored) {
-  auto ckpt = OpenTinyCode();
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   std::atomic<int64_t> rows{0};
   model::LoadOptions load;
@@ -50,7 +41,7 @@ TEST(SimulateRowsTest, ExpertsPassThroughTheHookAsF32AndTheRestStaysStored) {
 }
 
 TEST(SimulateRowsTest, RefusedWithAMatrixDtype) {
-  auto ckpt = OpenTinyCode();
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   model::LoadOptions load;
   ASSERT_TRUE(model::ParseWeightDType("int4", &load).ok());
