@@ -438,8 +438,8 @@ class WeightLoader {
     return absl::OkStatus();
   }
   // `src` (any format) re-quantised to *convert_to_; the buffers kept since `buffers_before` (the
-  // source's) are released.
-  // `src` holds columns [col_begin, col_begin + src.cols) of the tensor (a tensor-parallel slice).
+  // source's) are released. `src` holds columns [col_begin, col_begin + src.cols) of the tensor
+  // (a tensor-parallel slice: calibrated quantisation uses that block of the statistics).
   absl::StatusOr<WeightView> Quantized(const std::string& name, const WeightView& src, size_t buffers_before,
                                        int64_t col_begin = 0) {
     const kernels::DType dt = *convert_to_;

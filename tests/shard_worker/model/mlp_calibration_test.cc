@@ -5,9 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "reference_fixture.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/model/model_weights.h"
 
 namespace glm {
@@ -84,6 +88,79 @@ TEST(MlpCalibrationTest, CalibratedInt4LoadChangesOnlyTheCalibratedMatrices) {
   }
   // Outside the experts scope nothing is quantised, calibrated or not.
   EXPECT_EQ((*gptq)->layer(0).dense.gate_proj.dtype, kernels::DType::kBF16);
+}
+
+// Expert-tensor-parallel slices: a rank's down_proj holds a block of the columns, quantised
+// against that block of the statistics.
+TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
+  auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
+  ASSERT_NE(ckpt, nullptr);
+  const model::ModelConfig& c = ckpt->config();
+  kernels::ThreadPool pool(2);
+  auto calibration = model::MlpCalibration::Collect(*ckpt, SomeIds(200, c.vocab_size), 200, &pool);
+  ASSERT_TRUE(calibration.ok()) << calibration.status();
+  model::LoadOptions rtn_options;
+  ASSERT_TRUE(model::ParseWeightDType("int4", &rtn_options).ok());
+  rtn_options.expert_slice_begin = c.moe_intermediate_size / 2;  // the second half of every expert
+  model::LoadOptions gptq_options = rtn_options;
+  gptq_options.calibration = *calibration;
+  auto rtn = model::ModelWeights::Load(*ckpt, rtn_options);
+  auto gptq = model::ModelWeights::Load(*ckpt, gptq_options);
+  ASSERT_TRUE(rtn.ok() && gptq.ok()) << gptq.status();
+  const kernels::WeightView& down = (*gptq)->layer(1).moe.shared.down_proj;
+  EXPECT_EQ(down.cols, c.moe_intermediate_size * c.n_shared_experts);  // shared experts are not sliced
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    if ((*calibration)->Find("model.layers.1.mlp.experts." + std::to_string(e) + ".down_proj.weight") == nullptr) continue;
+    const kernels::WeightView& a = (*rtn)->layer(1).moe.experts[e].down_proj;
+    const kernels::WeightView& b = (*gptq)->layer(1).moe.experts[e].down_proj;
+    EXPECT_EQ(b.cols, c.moe_intermediate_size / 2);
+    EXPECT_FALSE(SameBytes(a, b)) << "expert " << e;
+  }
+  // The slice is what quantising those columns against their block of the statistics gives
+  // (and not what the first columns' block gives).
+  auto stored = model::ModelWeights::Load(*ckpt, model::LoadOptions());
+  ASSERT_TRUE(stored.ok());
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    const std::string down_name = "model.layers.1.mlp.experts." + std::to_string(e) + ".down_proj.weight";
+    if ((*calibration)->Find(down_name) == nullptr) continue;
+    const kernels::WeightView& full = (*stored)->layer(1).moe.experts[e].down_proj;
+    const int64_t half = c.moe_intermediate_size / 2;
+    std::vector<float> block(full.rows * half), row(full.cols);
+    for (int64_t r = 0; r < full.rows; ++r) {
+      full.RowToF32(r, row.data());
+      std::copy(row.begin() + half, row.end(), block.begin() + r * half);
+    }
+    kernels::WeightView view;
+    view.dtype = kernels::DType::kF32;
+    view.rows = full.rows;
+    view.cols = half;
+    view.data = block.data();
+    const kernels::WeightView& loaded = (*gptq)->layer(1).moe.experts[e].down_proj;
+    for (int64_t col_begin : {half, int64_t{0}}) {
+      std::vector<uint8_t> out(view.rows * loaded.row_bytes());
+      std::vector<uint16_t> scales(view.rows * loaded.groups_per_row());
+      ASSERT_TRUE((*calibration)->Quantize(down_name, view, col_begin, kernels::DType::kI4, loaded.group_size, out.data(), scales.data()).ok());
+      const bool same = std::memcmp(out.data(), loaded.data, out.size()) == 0 &&
+                        std::memcmp(scales.data(), loaded.group_scales, scales.size() * sizeof(uint16_t)) == 0;
+      EXPECT_EQ(same, col_begin == half) << "expert " << e << " statistics from column " << col_begin;
+    }
+    break;
+  }
+  // Statistics of fewer columns than the slice asks for are refused, naming the tensor.
+  const std::string name = "model.layers.1.mlp.experts.0.down_proj.weight";
+  if ((*calibration)->Find(name) != nullptr) {
+    kernels::WeightView wide;
+    std::vector<float> zeros(2 * (c.moe_intermediate_size + 32));
+    wide.dtype = kernels::DType::kF32;
+    wide.rows = 2;
+    wide.cols = c.moe_intermediate_size + 32;
+    wide.data = zeros.data();
+    std::vector<uint8_t> out(2 * kernels::DTypeRowBytes(kernels::DType::kI4, wide.cols));
+    std::vector<uint16_t> scales(2 * kernels::QuantGroupsPerRow(wide.cols, 32));
+    const absl::Status st = (*calibration)->Quantize(name, wide, 0, kernels::DType::kI4, 32, out.data(), scales.data());
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find(name), std::string::npos) << st;
+  }
 }
 
 TEST(MlpCalibrationTest, RefusesBadTokens) {
