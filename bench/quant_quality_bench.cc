@@ -261,26 +261,29 @@ int main(int argc, char** argv) {
   if (!json) {
     std::printf("model %s, %zu eval tokens, matmul path %s; reference NLL %.4f (ppl %.3f)\n", dir.c_str(),
                 ids.size(), glm::kernels::MatMulPathName().c_str(), ref_nll, std::exp(ref_nll));
-    std::printf("%-22s %10s %8s %9s %12s %10s %11s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
-                "max KL", "top-1 agree", "bar", "");
+    std::printf("%-22s %10s %8s %9s %12s %10s %11s %7s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
+                "max KL", "top-1 agree", "+-95%", "bar", "");
   }
   for (const Run& r : runs) {
     double max_kl = 0, min_top1 = 0;
     const bool has_bar = Bar(r.name, &max_kl, &min_top1);
     const bool ok = !has_bar || (r.kl <= max_kl && r.top1 >= min_top1);
     all_ok = all_ok && ok;
+    // The agreement is a fraction of ids.size() positions: its binomial 95% margin (1.96 standard
+    // errors) says how far apart two formats must be to differ (~±1.9% at 89% over 1024 ids).
+    const double margin = 1.96 * std::sqrt(r.top1 * (1 - r.top1) / static_cast<double>(ids.size()));
     nlohmann::json j = {{"format", r.name},         {"weight_bytes", r.matrix_bytes}, {"nll", r.nll},
                         {"ppl", std::exp(r.nll)},    {"mean_kl", r.kl},                {"max_kl", r.max_kl},
-                        {"top1_agreement", r.top1}};
+                        {"top1_agreement", r.top1}, {"top1_margin_95", margin}};
     // A simulated format's matrices are held as F32: their size says nothing about the format's.
     const bool simulated = r.name.rfind("sim-", 0) == 0;
     if (simulated) j["weight_bytes"] = nullptr;
     if (has_bar) j["bar"] = {{"max_mean_kl", max_kl}, {"min_top1", min_top1}, {"ok", ok}};
     out["formats"].push_back(j);
     if (!json)
-      std::printf("%-22s %10s %8.4f %9.3f %12.6f %10.5f %10.2f%% %8s\n", r.name.c_str(),
-                  simulated ? "-" : absl::StrFormat("%.2f", r.matrix_bytes / 1048576.0).c_str(),
-                  r.nll, std::exp(r.nll), r.kl, r.max_kl, 100 * r.top1, !has_bar ? "-" : ok ? "ok" : "MISSED");
+      std::printf("%-22s %10s %8.4f %9.3f %12.6f %10.5f %10.2f%% %6.2f%% %8s\n", r.name.c_str(),
+                  simulated ? "-" : absl::StrFormat("%.2f", r.matrix_bytes / 1048576.0).c_str(), r.nll,
+                  std::exp(r.nll), r.kl, r.max_kl, 100 * r.top1, 100 * margin, !has_bar ? "-" : ok ? "ok" : "MISSED");
   }
   out["all_bars_met"] = all_ok;
   if (json) std::printf("%s\n", out.dump().c_str());
