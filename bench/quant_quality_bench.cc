@@ -129,15 +129,11 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
   }
 }
 
-// The --calibration-ids tokens' input statistics, for the +gptq formats.
-absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibration(const std::string& dir,
-                                                                                     glm::kernels::ThreadPool* pool) {
+// The calibration tokens (--calibration-text or --calibration-ids).
+absl::StatusOr<std::vector<int32_t>> CalibrationIds(const std::string& dir) {
   const std::string path = absl::GetFlag(FLAGS_calibration_ids), texts = absl::GetFlag(FLAGS_calibration_text);
   if (path.empty() == texts.empty())
     return absl::InvalidArgumentError("a +gptq format needs --calibration-ids FILE or --calibration-text FILE[,FILE...]");
-  auto ckpt = glm::model::Checkpoint::Open(dir);
-  if (!ckpt.ok()) return ckpt.status();
-  const int32_t sequence = absl::GetFlag(FLAGS_calibration_sequence);
   if (!texts.empty()) {
     auto tok = glm::tokenizer::Tokenizer::FromFile(dir);
     if (!tok.ok()) return tok.status();
@@ -151,7 +147,7 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
       if (!encoded.ok()) return encoded.status();
       ids.insert(ids.end(), encoded->begin(), encoded->end());
     }
-    return glm::model::MlpCalibration::Collect(**ckpt, ids, sequence, pool);
+    return ids;
   }
   std::ifstream in(path);
   if (!in) return absl::NotFoundError("cannot read " + path);
@@ -165,7 +161,21 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
     if (!v.is_number_integer()) return absl::InvalidArgumentError(path + ": ids must be integers");
     ids.push_back(v.get<int32_t>());
   }
-  return glm::model::MlpCalibration::Collect(**ckpt, ids, sequence, pool);
+  return ids;
+}
+
+// The calibration tokens' input statistics, for the +gptq formats. Refuses calibration tokens that
+// contain the start of the eval ids (the statistics would have seen the text being scored).
+absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibration(
+    const std::string& dir, const std::vector<int32_t>& eval_ids, glm::kernels::ThreadPool* pool) {
+  auto ids = CalibrationIds(dir);
+  if (!ids.ok()) return ids.status();
+  const size_t probe = std::min<size_t>(32, eval_ids.size());
+  if (probe > 0 && std::search(ids->begin(), ids->end(), eval_ids.begin(), eval_ids.begin() + probe) != ids->end())
+    return absl::InvalidArgumentError("the calibration tokens contain the eval text: calibrate on other text");
+  auto ckpt = glm::model::Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  return glm::model::MlpCalibration::Collect(**ckpt, *ids, absl::GetFlag(FLAGS_calibration_sequence), pool);
 }
 
 // The bar for a format name (int8* / int4*); false when there is none.
@@ -229,7 +239,7 @@ int main(int argc, char** argv) {
     if (gptq) {
       format.resize(format.size() - kGptq.size());
       if (calibration == nullptr) {
-        auto collected = CollectCalibration(dir, &pool);
+        auto collected = CollectCalibration(dir, ids, &pool);
         if (!collected.ok()) return Fail(std::string(f) + ": " + std::string(collected.status().message()));
         calibration = *std::move(collected);
       }
