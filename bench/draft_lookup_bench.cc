@@ -4,7 +4,10 @@
 // step appends one token and asks for a draft of --k tokens.
 //
 //   build/bin/draft_lookup_bench [--contexts 2000,20000,100000] [--alphabet 154880] [--k 4]
-//                                [--seconds 0.3]
+//                                [--seconds 0.3] [--baseline FILE] [--record]
+//
+// "vs best": the index's n-gram lookups a second against the best recorded in
+// bench/baselines.json for that context and alphabet (--record stores a better one).
 //
 // Token ids are uniform over --alphabet: with GLM-5's vocabulary a suffix rarely occurred
 // before, the scans' worst case and the common one for novel text (every n-gram length reads
@@ -18,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/baseline_store.h"
 #include "bench/micros_per_call.h"
 #include "shard_worker/runtime/dashed_flags.h"
 #include "shard_worker/runtime/ngram_index.h"
@@ -28,6 +32,8 @@ ABSL_FLAG(std::vector<std::string>, contexts, (std::vector<std::string>{"2000", 
 ABSL_FLAG(int32_t, alphabet, 154880, "token ids are drawn from [0, alphabet)");
 ABSL_FLAG(int32_t, k, 4, "draft length");
 ABSL_FLAG(double, seconds, 0.3, "time spent on each measurement");
+ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
+ABSL_FLAG(bool, record, false, "store these results as the new best in --baseline where they are better");
 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
@@ -38,8 +44,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "draft_lookup_bench: --seconds, --alphabet and --k must be positive\n");
     return 2;
   }
-  std::printf("%9s  %12s %12s %8s  %14s %13s %8s\n", "context", "ngram scan", "ngram index", "speedup", "predict. scan",
-              "predict. idx", "speedup");
+  glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
+  std::printf("%9s  %12s %12s %8s  %14s %13s %8s %8s\n", "context", "ngram scan", "ngram index", "speedup",
+              "predict. scan", "predict. idx", "speedup", "vs best");
   for (const std::string& c : absl::GetFlag(FLAGS_contexts)) {
     const int64_t n = std::atoll(c.c_str());
     if (n < 2 || n > (int64_t{1} << 28)) {
@@ -88,8 +95,14 @@ int main(int argc, char** argv) {
           sink = pindex.Draft(prediction, tokens, n / 4, k, &from).size();
         },
         seconds);
-    std::printf("%9ld  %9.2f us %9.2f us %7.0fx  %11.2f us %10.2f us %7.0fx\n", static_cast<long>(n), scan_us, index_us,
-                scan_us / index_us, pscan_us, pindex_us, pscan_us / pindex_us);
+    // Index lookups a second: the previous best of this context length and alphabet.
+    const std::string key = "draft_lookup_bench/context" + std::to_string(n) + "/alphabet" + std::to_string(alphabet) +
+                            "/ngram_index_steps_per_s";
+    const double previous = baselines.Get(key), steps_per_s = 1e6 / index_us;
+    if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, steps_per_s);
+    std::printf("%9ld  %9.2f us %9.2f us %7.0fx  %11.2f us %10.2f us %7.0fx %7.2fx\n", static_cast<long>(n), scan_us,
+                index_us, scan_us / index_us, pscan_us, pindex_us, pscan_us / pindex_us,
+                previous > 0 ? steps_per_s / previous : 0.0);
   }
   return 0;
 }
