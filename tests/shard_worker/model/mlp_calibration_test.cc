@@ -59,35 +59,56 @@ TEST(MlpCalibrationTest, GathersTheInputsOfEveryMlpMatrixReached) {
   EXPECT_EQ((*calibration)->Find("model.layers.1.self_attn.o_proj.weight"), nullptr);  // no MLP matrix
 }
 
+// The bundled model loaded as int4 twice — rounded to nearest, and calibrated on 200 tokens —
+// with `expert_slice_begin` (expert-tensor-parallel: the rank's part of every expert).
+struct CalibratedLoads {
+  std::shared_ptr<const model::MlpCalibration> calibration;
+  std::unique_ptr<model::ModelWeights> rtn, gptq;
+};
+CalibratedLoads LoadBothWays(const model::Checkpoint& ckpt, int64_t expert_slice_begin) {
+  CalibratedLoads out;
+  kernels::ThreadPool pool(2);
+  auto calibration = model::MlpCalibration::Collect(ckpt, SomeIds(200, ckpt.config().vocab_size), 200, &pool);
+  EXPECT_TRUE(calibration.ok()) << calibration.status();
+  if (!calibration.ok()) return out;
+  model::LoadOptions options;
+  EXPECT_TRUE(model::ParseWeightDType("int4", &options).ok());
+  options.expert_slice_begin = expert_slice_begin;
+  auto rtn = model::ModelWeights::Load(ckpt, options);
+  options.calibration = *calibration;
+  auto gptq = model::ModelWeights::Load(ckpt, options);
+  EXPECT_TRUE(rtn.ok() && gptq.ok()) << gptq.status();
+  if (!rtn.ok() || !gptq.ok()) return out;
+  out.calibration = *calibration;
+  out.rtn = *std::move(rtn);
+  out.gptq = *std::move(gptq);
+  return out;
+}
+
 TEST(MlpCalibrationTest, CalibratedInt4LoadChangesOnlyTheCalibratedMatrices) {
   auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   const model::ModelConfig& c = ckpt->config();
-  kernels::ThreadPool pool(2);
-  auto calibration = model::MlpCalibration::Collect(*ckpt, SomeIds(200, c.vocab_size), 200, &pool);
-  ASSERT_TRUE(calibration.ok()) << calibration.status();
-  model::LoadOptions rtn_options;
-  ASSERT_TRUE(model::ParseWeightDType("int4", &rtn_options).ok());
-  model::LoadOptions gptq_options = rtn_options;
-  gptq_options.calibration = *calibration;
-  auto rtn = model::ModelWeights::Load(*ckpt, rtn_options);
-  auto gptq = model::ModelWeights::Load(*ckpt, gptq_options);
-  ASSERT_TRUE(rtn.ok() && gptq.ok());
+  CalibratedLoads loads = LoadBothWays(*ckpt, 0);
+  ASSERT_NE(loads.gptq, nullptr);
+  const auto& calibration = loads.calibration;
+  const auto& rtn = loads.rtn;
+  const auto& gptq = loads.gptq;
   const int64_t mtp = c.num_hidden_layers;  // the MTP layer: no calibration token runs through it
   for (int64_t l = 1; l <= mtp; ++l) {
-    const model::MoeWeights& a = (*rtn)->layer(l).moe;
-    const model::MoeWeights& b = (*gptq)->layer(l).moe;
+    const model::MoeWeights& a = rtn->layer(l).moe;
+    const model::MoeWeights& b = gptq->layer(l).moe;
     for (int64_t e = 0; e < c.n_routed_experts; ++e) {
       const bool calibrated =
-          (*calibration)->Find("model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + ".gate_proj.weight") != nullptr;
-      EXPECT_EQ(l == mtp ? false : calibrated, calibrated);
+          calibration->Find("model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + ".gate_proj.weight") != nullptr;
+      if (l == mtp) EXPECT_FALSE(calibrated);
       EXPECT_EQ(b.experts[e].gate_proj.dtype, kernels::DType::kI4);
       EXPECT_EQ(SameBytes(a.experts[e].gate_proj, b.experts[e].gate_proj), !calibrated) << "layer " << l << " expert " << e;
       EXPECT_EQ(SameBytes(a.experts[e].down_proj, b.experts[e].down_proj), !calibrated) << "layer " << l << " expert " << e;
     }
   }
   // Outside the experts scope nothing is quantised, calibrated or not.
-  EXPECT_EQ((*gptq)->layer(0).dense.gate_proj.dtype, kernels::DType::kBF16);
+  EXPECT_EQ(gptq->layer(0).dense.gate_proj.dtype, kernels::DType::kBF16);
 }
 
 // Expert-tensor-parallel slices: a rank's down_proj holds a block of the columns, quantised
@@ -96,23 +117,17 @@ TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
   auto ckpt = testing::OpenCheckpoint("glm5-tiny-code");
   ASSERT_NE(ckpt, nullptr);
   const model::ModelConfig& c = ckpt->config();
-  kernels::ThreadPool pool(2);
-  auto calibration = model::MlpCalibration::Collect(*ckpt, SomeIds(200, c.vocab_size), 200, &pool);
-  ASSERT_TRUE(calibration.ok()) << calibration.status();
-  model::LoadOptions rtn_options;
-  ASSERT_TRUE(model::ParseWeightDType("int4", &rtn_options).ok());
-  rtn_options.expert_slice_begin = c.moe_intermediate_size / 2;  // the second half of every expert
-  model::LoadOptions gptq_options = rtn_options;
-  gptq_options.calibration = *calibration;
-  auto rtn = model::ModelWeights::Load(*ckpt, rtn_options);
-  auto gptq = model::ModelWeights::Load(*ckpt, gptq_options);
-  ASSERT_TRUE(rtn.ok() && gptq.ok()) << gptq.status();
-  const kernels::WeightView& down = (*gptq)->layer(1).moe.shared.down_proj;
+  CalibratedLoads loads = LoadBothWays(*ckpt, c.moe_intermediate_size / 2);  // every expert's second half
+  ASSERT_NE(loads.gptq, nullptr);
+  const auto& calibration = loads.calibration;
+  const auto& rtn = loads.rtn;
+  const auto& gptq = loads.gptq;
+  const kernels::WeightView& down = gptq->layer(1).moe.shared.down_proj;
   EXPECT_EQ(down.cols, c.moe_intermediate_size * c.n_shared_experts);  // shared experts are not sliced
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-    if ((*calibration)->Find("model.layers.1.mlp.experts." + std::to_string(e) + ".down_proj.weight") == nullptr) continue;
-    const kernels::WeightView& a = (*rtn)->layer(1).moe.experts[e].down_proj;
-    const kernels::WeightView& b = (*gptq)->layer(1).moe.experts[e].down_proj;
+    if (calibration->Find("model.layers.1.mlp.experts." + std::to_string(e) + ".down_proj.weight") == nullptr) continue;
+    const kernels::WeightView& a = rtn->layer(1).moe.experts[e].down_proj;
+    const kernels::WeightView& b = gptq->layer(1).moe.experts[e].down_proj;
     EXPECT_EQ(b.cols, c.moe_intermediate_size / 2);
     EXPECT_FALSE(SameBytes(a, b)) << "expert " << e;
   }
@@ -122,7 +137,7 @@ TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
   ASSERT_TRUE(stored.ok());
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     const std::string down_name = "model.layers.1.mlp.experts." + std::to_string(e) + ".down_proj.weight";
-    if ((*calibration)->Find(down_name) == nullptr) continue;
+    if (calibration->Find(down_name) == nullptr) continue;
     const kernels::WeightView& full = (*stored)->layer(1).moe.experts[e].down_proj;
     const int64_t half = c.moe_intermediate_size / 2;
     std::vector<float> block(full.rows * half), row(full.cols);
@@ -135,11 +150,11 @@ TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
     view.rows = full.rows;
     view.cols = half;
     view.data = block.data();
-    const kernels::WeightView& loaded = (*gptq)->layer(1).moe.experts[e].down_proj;
+    const kernels::WeightView& loaded = gptq->layer(1).moe.experts[e].down_proj;
     for (int64_t col_begin : {half, int64_t{0}}) {
       std::vector<uint8_t> out(view.rows * loaded.row_bytes());
       std::vector<uint16_t> scales(view.rows * loaded.groups_per_row());
-      ASSERT_TRUE((*calibration)->Quantize(down_name, view, col_begin, kernels::DType::kI4, loaded.group_size, out.data(), scales.data()).ok());
+      ASSERT_TRUE(calibration->Quantize(down_name, view, col_begin, kernels::DType::kI4, loaded.group_size, out.data(), scales.data()).ok());
       const bool same = std::memcmp(out.data(), loaded.data, out.size()) == 0 &&
                         std::memcmp(scales.data(), loaded.group_scales, scales.size() * sizeof(uint16_t)) == 0;
       EXPECT_EQ(same, col_begin == half) << "expert " << e << " statistics from column " << col_begin;
@@ -148,7 +163,7 @@ TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
   }
   // Statistics of fewer columns than the slice asks for are refused, naming the tensor.
   const std::string name = "model.layers.1.mlp.experts.0.down_proj.weight";
-  if ((*calibration)->Find(name) != nullptr) {
+  if (calibration->Find(name) != nullptr) {
     kernels::WeightView wide;
     std::vector<float> zeros(2 * (c.moe_intermediate_size + 32));
     wide.dtype = kernels::DType::kF32;
@@ -157,7 +172,7 @@ TEST(MlpCalibrationTest, CalibratedSlicesUseTheirBlockOfTheStatistics) {
     wide.data = zeros.data();
     std::vector<uint8_t> out(2 * kernels::DTypeRowBytes(kernels::DType::kI4, wide.cols));
     std::vector<uint16_t> scales(2 * kernels::QuantGroupsPerRow(wide.cols, 32));
-    const absl::Status st = (*calibration)->Quantize(name, wide, 0, kernels::DType::kI4, 32, out.data(), scales.data());
+    const absl::Status st = calibration->Quantize(name, wide, 0, kernels::DType::kI4, 32, out.data(), scales.data());
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(st.message().find(name), std::string::npos) << st;
   }
