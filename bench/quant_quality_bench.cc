@@ -12,12 +12,14 @@
 //   build/bin/quant_quality_bench [--model DIR] [--reference FILE] [--formats int8,int4:all,...]
 //                                 [--quantize-scope experts|all]
 //                                 [--calibration-text F1,F2 | --calibration-ids FILE] (for FORMAT+gptq)
+//                                 [--only REGEX] (quantise only the matching matrices of the scope)
 //                                 [--tokens N] [--threads N] [--json]
 // Exit status 1 when a format named int8* / int4* misses its bar.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -54,6 +56,9 @@ ABSL_FLAG(std::string, calibration_text, "",
           "comma-separated text files tokenized with the model's tokenizer: the calibration tokens of FORMAT+gptq "
           "formats (instead of --calibration-ids)");
 ABSL_FLAG(int32_t, calibration_sequence, 512, "calibration tokens run as independent sequences of this length");
+ABSL_FLAG(std::string, only, "",
+          "ECMAScript regex: of the matrices in the scope only those whose checkpoint name it finds are quantised "
+          "(e.g. 'shared_experts', 'experts\\.[0-9]+\\.down', 'layers\\.1\\.'): what each part costs alone");
 ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
@@ -180,6 +185,7 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
 
 // The bar for a format name (int8* / int4*); false when there is none.
 bool Bar(const std::string& name, double* max_kl, double* min_top1) {
+  if (name.find(" only(") != std::string::npos) return false;  // part of a format (--only): no bar
   if (name.rfind("int8", 0) == 0) { *max_kl = 0.005; *min_top1 = 0.99; return true; }
   if (name.rfind("int4", 0) == 0) { *max_kl = 0.05; *min_top1 = 0.95; return true; }
   return false;
@@ -207,6 +213,7 @@ int main(int argc, char** argv) {
   const std::string dir = absl::GetFlag(FLAGS_model);
 
   std::shared_ptr<const glm::model::MlpCalibration> calibration;
+  const std::string only = absl::GetFlag(FLAGS_only);
   std::vector<Run> runs;
   glm::model::LoadOptions bf16;
   bf16.matrix_dtype = glm::kernels::DType::kBF16;
@@ -251,7 +258,18 @@ int main(int argc, char** argv) {
                !st.ok() || !load.matrix_dtype || !glm::kernels::IsGroupQuantized(*load.matrix_dtype)) {
       return Fail("unknown quantised format '" + parts[0] + "' (int8, int4, int{8,4}-g<N>, sim-int<B>[-g<G>])");
     }
-    const std::string name = format + (gptq ? kGptq : "") + (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts");
+    if (!only.empty()) {
+      std::regex pattern;
+      try {
+        pattern = std::regex(only);
+      } catch (const std::regex_error& e) {
+        return Fail("--only: " + std::string(e.what()));
+      }
+      load.quantize_only = [pattern](const std::string& tensor) { return std::regex_search(tensor, pattern); };
+    }
+    const std::string name = format + (gptq ? kGptq : "") +
+                             (load.quantize_scope == glm::model::QuantizeScope::kAllMatrices ? ":all" : ":experts") +
+                             (only.empty() ? "" : " only(" + only + ")");
     auto run = Evaluate(dir, name, load, ids, &pool);
     if (!run.ok()) return Fail(name + ": " + std::string(run.status().message()));
     runs.push_back(*std::move(run));

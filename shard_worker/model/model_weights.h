@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -146,6 +147,10 @@ struct LoadOptions {
   // after conversion, e.g. a quantise-dequantise round trip of a format no kernel has, to see what
   // it would cost in quality. matrix_dtype must then be unset (the loader refuses both).
   std::function<void(float* row, int64_t cols)> simulate_rows;
+  // Benchmarks only (quant_quality_bench --only): when set, of the matrices in quantize_scope only
+  // those it accepts (by checkpoint name) are re-quantised or simulated, the rest stay as stored:
+  // what each part of the model costs in quality on its own.
+  std::function<bool(const std::string& name)> quantize_only;
   // With int8/int4: calibrated quantisation (kernels/gptq.h) of every in-scope matrix the
   // calibration has input statistics for (MLP matrices: experts, shared experts, dense MLPs);
   // the others round to nearest as without it. Null: round to nearest everywhere.

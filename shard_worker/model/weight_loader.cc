@@ -114,6 +114,7 @@ class WeightLoader {
   }
   // Whether `name` is in the quantise scope (whatever the conversion).
   bool InScope(const std::string& name) const {
+    if (quantize_only_ && !quantize_only_(name)) return false;
     switch (scope_) {
       case QuantizeScope::kAllMatrices:
         return true;
@@ -163,6 +164,8 @@ class WeightLoader {
     return v;
   }
 
+  // LoadOptions::quantize_only (benchmarks): narrows the scope to the matrices it accepts.
+  void set_quantize_only(std::function<bool(const std::string&)> only) { quantize_only_ = std::move(only); }
   // LoadOptions::calibration: calibrated quantisation of the matrices it has statistics for.
   void set_calibration(std::shared_ptr<const MlpCalibration> calibration) { calibration_ = std::move(calibration); }
 
@@ -518,6 +521,7 @@ class WeightLoader {
   QuantizeScope scope_ = QuantizeScope::kAllMatrices;
   std::function<void(float*, int64_t)> simulate_rows_;
   std::shared_ptr<const MlpCalibration> calibration_;
+  std::function<bool(const std::string&)> quantize_only_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
@@ -663,6 +667,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   loader.set_progress(options.progress);
   loader.set_simulate_rows(options.simulate_rows);
   loader.set_calibration(options.calibration);
+  loader.set_quantize_only(options.quantize_only);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
   // bundled model int8 lm_head alone flips ~0.5% of greedy tokens that are near-ties.
@@ -755,6 +760,7 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
   WeightLoader loader(checkpoint, &scratch, options.matrix_dtype, options.matrix_group_size, options.quantize_scope);
   loader.set_simulate_rows(options.simulate_rows);
   loader.set_calibration(options.calibration);
+  loader.set_quantize_only(options.quantize_only);
   loader.set_direct_io(options.expert_direct_io);
   const std::string prefix = absl::StrCat(LayerPrefix(layer), "mlp.experts.", expert, ".");
   if (layer < 0 || layer >= c.num_weight_layers() || c.mlp_kind(layer) != MlpKind::kSparse || expert < 0 ||
