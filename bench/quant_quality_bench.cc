@@ -134,6 +134,15 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
   }
 }
 
+// The whole file at `path`.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError("cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 // The calibration tokens (--calibration-text or --calibration-ids).
 absl::StatusOr<std::vector<int32_t>> CalibrationIds(const std::string& dir) {
   const std::string path = absl::GetFlag(FLAGS_calibration_ids), texts = absl::GetFlag(FLAGS_calibration_text);
@@ -144,21 +153,17 @@ absl::StatusOr<std::vector<int32_t>> CalibrationIds(const std::string& dir) {
     if (!tok.ok()) return tok.status();
     std::vector<int32_t> ids;
     for (absl::string_view file : absl::StrSplit(texts, ',', absl::SkipEmpty())) {
-      std::ifstream text_in{std::string(file)};
-      if (!text_in) return absl::NotFoundError("cannot read " + std::string(file));
-      std::stringstream text;
-      text << text_in.rdbuf();
-      auto encoded = (*tok)->Encode(text.str(), /*add_special_tokens=*/false);
+      auto text = ReadWholeFile(std::string(file));
+      if (!text.ok()) return text.status();
+      auto encoded = (*tok)->Encode(*text, /*add_special_tokens=*/false);
       if (!encoded.ok()) return encoded.status();
       ids.insert(ids.end(), encoded->begin(), encoded->end());
     }
     return ids;
   }
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded() || !j.contains("ids") || !j["ids"].is_array())
     return absl::InvalidArgumentError(path + ": expected a JSON object with \"ids\"");
   std::vector<int32_t> ids;
@@ -196,11 +201,9 @@ bool Bar(const std::string& name, double* max_kl, double* min_top1) {
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
   absl::ParseCommandLine(argc, argv);
-  std::ifstream in(absl::GetFlag(FLAGS_reference));
-  if (!in) return Fail("cannot read " + absl::GetFlag(FLAGS_reference));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json ref = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto reference = ReadWholeFile(absl::GetFlag(FLAGS_reference));
+  if (!reference.ok()) return Fail(std::string(reference.status().message()));
+  nlohmann::json ref = nlohmann::json::parse(*reference, nullptr, false);
   if (ref.is_discarded() || !ref.contains("eval_ids_first_1024")) return Fail("reference has no eval_ids_first_1024");
   std::vector<int32_t> ids = ref["eval_ids_first_1024"].get<std::vector<int32_t>>();
   const double ref_nll = ref.value("eval_nll_first_1024", 0.0);

@@ -471,11 +471,11 @@ class WeightLoader {
         kernels::QuantizeRow(dt, row.data(), src.cols, v.group_size, data + r * row_bytes, scales + r * groups);
       }
     };
-    const int64_t n_threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
-                                                std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
     if (calibration_ != nullptr && calibration_->Find(name) != nullptr) {
       if (auto st = calibration_->Quantize(name, src, col_begin, dt, v.group_size, data, scales); !st.ok()) return st;
     } else {
+      const int64_t n_threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                                  std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
       std::vector<std::thread> workers;
       const int64_t band = (v.rows + n_threads - 1) / n_threads;
       for (int64_t i = 1; i < n_threads; ++i)
