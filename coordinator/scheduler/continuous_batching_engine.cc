@@ -398,7 +398,6 @@ std::vector<ContinuousBatchingEngine::Work> ContinuousBatchingEngine::Schedule()
         }
         if (k > 0 && drafts.empty()) {
           if (!s->ngram_index) s->ngram_index = std::make_unique<runtime::NgramIndex>();
-          s->ngram_index->Update(s->tokens);
           drafts = s->ngram_index->Draft(s->tokens, k);
         }
       } else {

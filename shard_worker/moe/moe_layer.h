@@ -44,7 +44,7 @@ struct ExpertSource {
   std::atomic<uint64_t>* counted_experts = nullptr;
 };
 
-// Calibration (model/calibration.h): called with every MLP matmul's input rows x [n, weight.cols]
+// Calibration (model/mlp_calibration.h): called with every MLP matmul's input rows x [n, weight.cols]
 // as the MLPs run — `weight` is gate_proj for the gate/up input, down_proj for the down input
 // (silu(gate)·up). Called from the pool's threads: it must be thread-safe. Process-wide; null
 // (the default) costs one atomic load per MLP.

@@ -71,9 +71,9 @@ void NgramIndex::Update(const std::vector<int32_t>& tokens) {
   seen_ = n;
 }
 
-std::vector<int32_t> NgramIndex::Draft(const std::vector<int32_t>& tokens, int k, int max_ngram,
-                                       int min_ngram) const {
-  assert(static_cast<int64_t>(tokens.size()) == seen_ && max_ngram <= kMaxIndexedNgram);
+std::vector<int32_t> NgramIndex::Draft(const std::vector<int32_t>& tokens, int k, int max_ngram, int min_ngram) {
+  assert(max_ngram <= kMaxIndexedNgram);
+  Update(tokens);
   const int64_t n = static_cast<int64_t>(tokens.size());
   for (int len = std::min(max_ngram, kMaxIndexedNgram); len >= std::max(1, min_ngram); --len) {
     if (n <= len) continue;

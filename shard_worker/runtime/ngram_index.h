@@ -29,11 +29,11 @@ class NgramIndex {
   // or longer whose earlier tokens changed is not detected: callers never do that.)
   void Update(const std::vector<int32_t>& tokens);
 
-  // NgramDraft(tokens, k, max_ngram, min_ngram) exactly (max_ngram <= kMaxIndexedNgram), once
-  // Update(tokens) has run: the tokens after the most recent earlier occurrence of the longest
-  // suffix, at most k.
+  // NgramDraft(tokens, k, max_ngram, min_ngram) exactly (max_ngram <= kMaxIndexedNgram): the
+  // tokens after the most recent earlier occurrence of the longest suffix, at most k. Brings the
+  // index up to `tokens` first (Update).
   std::vector<int32_t> Draft(const std::vector<int32_t>& tokens, int k, int max_ngram = kMaxIndexedNgram,
-                             int min_ngram = 1) const;
+                             int min_ngram = 1);
 
  private:
   // One n-gram length: an open-addressing table of each distinct n-gram's latest start (the

@@ -188,7 +188,6 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     } else if (k > 0 && mtp) {
       if (auto s = draft_mtp(p, k, /*on_caller=*/false, &drafts); !s.ok()) return s;
     } else if (k > 0) {
-      ngram_index.Update(tokens);
       drafts = ngram_index.Draft(tokens, k);
       for (int32_t d : drafts) q.push_back(OneHot(d));
     } else if (mtp) {
