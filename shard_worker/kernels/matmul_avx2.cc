@@ -10,6 +10,7 @@
 #include "shard_worker/kernels/gemm_avx2.h"
 #include "shard_worker/kernels/matmul_quant_avx2.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
+#include "shard_worker/kernels/prefetch.h"
 
 namespace glm::kernels {
 namespace {
@@ -103,8 +104,8 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const char* p = reinterpret_cast<const char*>(w + r * row_bytes + off);
-        _mm_prefetch(p, _MM_HINT_T0);
-        if constexpr (kEs == 4) _mm_prefetch(p + 32, _MM_HINT_T0);
+        PrefetchStreamLine(p);
+        if constexpr (kEs == 4) PrefetchStreamLine(p + 32);
       }
     }
 #pragma GCC unroll 8

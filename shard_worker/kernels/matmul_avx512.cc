@@ -17,6 +17,7 @@
 #include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/kernels/matmul_quant_avx512.h"
 #include "shard_worker/kernels/matmul_simd_driver.h"
+#include "shard_worker/kernels/prefetch.h"
 
 namespace glm::kernels {
 namespace {
@@ -130,8 +131,8 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const char* p = reinterpret_cast<const char*>(w + r * row_bytes + off);
-        _mm_prefetch(p, _MM_HINT_T0);
-        if constexpr (kEs == 4) _mm_prefetch(p + 64, _MM_HINT_T0);
+        PrefetchStreamLine(p);
+        if constexpr (kEs == 4) PrefetchStreamLine(p + 64);
       }
     }
     Step<D, R, T, false, kNanFree>(w, row_bytes, c, kChunk, xp, pitch, scales, acc);
@@ -191,7 +192,7 @@ GLM_AVX512 void Bf16SingleTokenBlock(const uint8_t* w, int64_t row_bytes, int64_
       int64_t off = c * 2 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
     }
     Bf16HalvesStep<R, false>(w, row_bytes, c, ~__mmask32{0}, xp, lo, hi);
   }
@@ -241,7 +242,7 @@ GLM_AVX512_BF16 void BlockBf16Dot(const uint8_t* w, int64_t row_bytes, int64_t c
       int64_t off = c * 2 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
     }
     Bf16DotStep<R, T>(w, row_bytes, xb, pitch, c, ~__mmask32{0}, acc);
   }

@@ -8,6 +8,7 @@
 
 #include "shard_worker/kernels/avx2_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
+#include "shard_worker/kernels/prefetch.h"
 #include "shard_worker/kernels/q8_activations.h"
 
 // Internal linkage and no std templates inside the target region (see matmul_avx2.cc).
@@ -55,7 +56,7 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
       int64_t off = c0 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
     }
     const int64_t n = cols - c0 < 32 ? cols - c0 : 32;
     const int64_t ch = b / 2, h = b % 2;
@@ -139,7 +140,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+        PrefetchStreamLine(w + r * row_bytes + off);
       if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, block_group[0], scale_pf);
     }
     for (int h = 0; h < 2 && 2 * h < nb; ++h) {

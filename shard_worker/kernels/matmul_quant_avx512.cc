@@ -15,6 +15,7 @@
 
 #include "shard_worker/kernels/avx512_common.h"
 #include "shard_worker/kernels/matmul_quant_driver.h"
+#include "shard_worker/kernels/prefetch.h"
 #include "shard_worker/kernels/q8_activations.h"
 
 // The same target and lane reduction as the BF16/FP8 kernels (avx512_common.h).
@@ -98,7 +99,7 @@ GLM_Q512_INLINE void BlockI8Body(const uint8_t* w, int64_t row_bytes, const uint
       int64_t off = c0 + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
     }
     // Bytes past the row are loaded as zeros; the activations there are zero too.
     const __mmask64 byte_mask = n == kQ16ChunkCols ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
@@ -225,7 +226,7 @@ GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint
       int64_t off = boff + pf_bytes;
       if (off >= row_bytes) off += pf_wrap;
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + r * row_bytes + off), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
       if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, g, scale_pf);
     }
 #pragma GCC unroll 8

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "shard_worker/kernels/prefetch.h"
 #include "shard_worker/kernels/q16_activations.h"
 #include "shard_worker/kernels/q8_activations.h"
 #include "shard_worker/kernels/weight_view.h"
@@ -71,7 +72,7 @@ __attribute__((always_inline)) inline void PrefetchScales(const uint16_t* scales
   int64_t off = g + distance;
   if (off >= sstride) off += (R - 1) * sstride;
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) __builtin_prefetch(scales + r * sstride + off, 0, 3);
+  for (int r = 0; r < R; ++r) PrefetchStreamLine(scales + r * sstride + off);
 }
 
 // MatMulRowsFn semantics (see matmul.h) for w.dtype kI8 / kI4.
