@@ -44,12 +44,61 @@ void SimulateGroup(int bits, float* w, int64_t n) {
   for (int64_t i = 0; i < n; ++i) w[i] = std::nearbyint(std::clamp(w[i] * inv, lo, hi)) * s;
 }
 
+// Asymmetric: w ≈ s·q + m with q in 0 .. 2^B - 1 and f16 s, m. Candidates shrink the range
+// [min, max] a little; each is refined by two least-squares fits of (s, m) to its codes.
+void SimulateGroupAsymmetric(int bits, float* w, int64_t n) {
+  const float levels = static_cast<float>((int64_t{1} << bits) - 1);
+  float wmin = w[0], wmax = w[0];
+  for (int64_t i = 1; i < n; ++i) wmin = std::min(wmin, w[i]), wmax = std::max(wmax, w[i]);
+  if (!std::isfinite(wmin) || !std::isfinite(wmax)) return;  // broken input (left as is)
+  if (wmax == wmin) {  // one value: the offset alone
+    std::fill(w, w + n, kernels::F16ToF32(kernels::F32ToF16(wmin)));
+    return;
+  }
+  std::vector<float> q(n), best(w, w + n);
+  double best_err = INFINITY;
+  for (int c = 0; c < 12; ++c) {
+    const float shrink = 1.0f - 0.02f * c;
+    const float mid = 0.5f * (wmin + wmax), half = 0.5f * (wmax - wmin) * shrink;
+    float s = 2 * half / levels, m = mid - half;
+    for (int iter = 0; iter < 3; ++iter) {
+      s = kernels::F16ToF32(kernels::F32ToF16(s));
+      m = kernels::F16ToF32(kernels::F32ToF16(m));
+      if (s == 0.0f) break;
+      double sq = 0, sq2 = 0, sw = 0, sqw = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        q[i] = std::nearbyint(std::clamp((w[i] - m) / s, 0.0f, levels));
+        sq += q[i], sq2 += q[i] * q[i], sw += w[i], sqw += q[i] * w[i];
+      }
+      double err = 0;
+      for (int64_t i = 0; i < n; ++i) err += (w[i] - (s * q[i] + m)) * (w[i] - (s * q[i] + m));
+      if (err < best_err) {
+        best_err = err;
+        for (int64_t i = 0; i < n; ++i) best[i] = s * q[i] + m;
+      }
+      const double det = n * sq2 - sq * sq;
+      if (det <= 0) break;
+      s = static_cast<float>((n * sqw - sq * sw) / det);
+      m = static_cast<float>((sw - s * sq) / n);
+    }
+  }
+  if (best_err == INFINITY) {  // a range below f16's smallest step: the group is its midpoint
+    std::fill(best.begin(), best.end(), kernels::F16ToF32(kernels::F32ToF16(0.5f * (wmin + wmax))));
+  }
+  std::copy(best.begin(), best.end(), w);
+}
+
 }  // namespace
 
 bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format) {
-  constexpr std::string_view kPrefix = "sim-int";
-  if (name.substr(0, kPrefix.size()) != kPrefix) return false;
-  name.remove_prefix(kPrefix.size());
+  constexpr std::string_view kPrefix = "sim-int", kAsymmetricPrefix = "sim-uint";
+  format->asymmetric = name.substr(0, kAsymmetricPrefix.size()) == kAsymmetricPrefix;
+  if (format->asymmetric) {
+    name.remove_prefix(kAsymmetricPrefix.size());
+  } else {
+    if (name.substr(0, kPrefix.size()) != kPrefix) return false;
+    name.remove_prefix(kPrefix.size());
+  }
   const size_t dash = name.find('-');
   int64_t bits = 0, group = 32;
   if (!ParsePositive(name.substr(0, dash), &bits) || bits < 2 || bits > 8) return false;
@@ -64,7 +113,8 @@ bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format) {
 
 void SimulateRow(const SimulatedFormat& format, float* row, int64_t cols) {
   for (int64_t c0 = 0; c0 < cols; c0 += format.group_size)
-    SimulateGroup(format.bits, row + c0, std::min(format.group_size, cols - c0));
+    (format.asymmetric ? SimulateGroupAsymmetric : SimulateGroup)(format.bits, row + c0,
+                                                                  std::min(format.group_size, cols - c0));
 }
 
 }  // namespace glm::bench

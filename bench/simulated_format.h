@@ -7,6 +7,10 @@
 // squared error — the recipe of the product's int4 (kernels/quantize.cc) at any bit width.
 // sim-int4 gives exactly the values int4 stores (bench/simulated_format_test), so sim-int5 and
 // sim-int6 show what one or two more bits per weight would buy.
+//
+// "sim-uint<B>[-g<G>]": asymmetric, w ≈ s·q + m with q in 0 .. 2^B - 1 and an f16 scale s and
+// offset m a group (16 more bits a group than sim-int<B>): the range [min, max] shrunk by 0-22%,
+// each candidate refined by least-squares fits of (s, m) to its codes, the least squared error kept.
 #ifndef GLM_BENCH_SIMULATED_FORMAT_H_
 #define GLM_BENCH_SIMULATED_FORMAT_H_
 
@@ -18,9 +22,10 @@ namespace glm::bench {
 struct SimulatedFormat {
   int bits = 4;
   int64_t group_size = 32;
+  bool asymmetric = false;  // "sim-uint<B>": w ≈ s·q + m, q in 0 .. 2^B - 1, f16 s and m a group
 };
 
-// Parses "sim-int<B>" or "sim-int<B>-g<G>" (G a positive multiple of 32); false otherwise.
+// Parses "sim-int<B>" / "sim-uint<B>", optionally "-g<G>" (G a positive multiple of 32); false otherwise.
 bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format);
 
 // Replaces row[0, cols) by its round trip through `format`.

@@ -2,8 +2,10 @@
 // widths are the same recipe with more codes), names parse strictly, and more bits mean less error.
 #include "bench/simulated_format.h"
 
+#include <cmath>
 #include <cstdint>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -35,7 +37,12 @@ TEST(SimulatedFormatTest, ParsesItsNamesStrictly) {
   ASSERT_TRUE(ParseSimulatedFormat("sim-int3-g64", &f));
   EXPECT_EQ(f.bits, 3);
   EXPECT_EQ(f.group_size, 64);
-  for (const char* bad : {"int4", "sim-int", "sim-int1", "sim-int9", "sim-int4-g48", "sim-int4-g", "sim-int4-x32",
+  EXPECT_FALSE(f.asymmetric);
+  ASSERT_TRUE(ParseSimulatedFormat("sim-uint4-g64", &f));
+  EXPECT_TRUE(f.asymmetric);
+  EXPECT_EQ(f.bits, 4);
+  EXPECT_EQ(f.group_size, 64);
+  for (const char* bad : {"int4", "sim-int", "sim-int1", "sim-uint", "sim-uint9", "sim-uintx", "sim-uuint4", "sim-int9", "sim-int4-g48", "sim-int4-g", "sim-int4-x32",
                           "sim-int4-g32x", "sim-intx", "sim-int-4", "sim-int4-g0"})
     EXPECT_FALSE(ParseSimulatedFormat(bad, &f)) << bad;
 }
@@ -81,6 +88,37 @@ TEST(SimulatedFormatTest, ZeroGroupsStayZero) {
   SimulateRow({4, 32}, row.data(), 64);
   for (int i = 0; i < 32; ++i) EXPECT_EQ(row[i], 0.0f);
   EXPECT_FLOAT_EQ(row[40], 1.0f);  // the extreme maps onto a code exactly
+}
+
+// Asymmetric groups hold at most 2^B values, each s·q + m; on a skewed row (weights of one sign
+// dominate a group) the offset halves the error at least, and on a symmetric one it is no worse.
+TEST(SimulatedFormatTest, AsymmetricUsesItsCodesAndFitsSkewedGroups) {
+  for (int bits : {3, 4}) {
+    std::vector<float> skewed = RandomRow(1024, 11);
+    for (float& v : skewed) v = std::fabs(v) + 0.01f;
+    std::vector<float> sym = skewed, asym = skewed;
+    SimulateRow({bits, 32}, sym.data(), 1024);
+    SimulateRow({bits, 32, true}, asym.data(), 1024);
+    EXPECT_LT(SquaredError(skewed, asym) * 2, SquaredError(skewed, sym)) << bits << " bits";
+    for (int64_t g = 0; g < 1024; g += 32) {
+      std::set<float> values(asym.begin() + g, asym.begin() + g + 32);
+      EXPECT_LE(values.size(), size_t{1} << bits) << "group " << g;
+    }
+
+    const std::vector<float> row = RandomRow(1024, 12);
+    std::vector<float> sym2 = row, asym2 = row;
+    SimulateRow({bits, 32}, sym2.data(), 1024);
+    SimulateRow({bits, 32, true}, asym2.data(), 1024);
+    EXPECT_LE(SquaredError(row, asym2), SquaredError(row, sym2) * 1.05) << bits << " bits";
+  }
+}
+
+TEST(SimulatedFormatTest, AsymmetricKeepsConstantAndTinyGroups) {
+  std::vector<float> row(64, 0.25f);
+  for (int i = 32; i < 64; ++i) row[i] = 1e-9f * static_cast<float>(i % 3);  // below f16's step
+  SimulateRow({4, 32, true}, row.data(), 64);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(row[i], 0.25f);
+  for (int i = 32; i < 64; ++i) EXPECT_TRUE(std::isfinite(row[i]) && std::fabs(row[i]) < 1e-8f) << i;
 }
 
 }  // namespace
