@@ -7,6 +7,9 @@
 // on a Zen 4 VM (matmul_bench --tokens 1, a matrix 2x the last-level cache, one thread, best pass
 // vs the read probe of the same run): int4 11 -> 20 GB/s (0.52 -> 0.95 of the probe), int8 15 ->
 // 22, bf16 16 -> 22, fp8 10.5 -> 13.5; two threads: int4 0.52-0.76 -> 0.95-1.03 of the probe.
+// The price: a matrix already in L2/L3 (matmul_bench --warm) loses the L1 head start — bf16 one
+// token 65 -> 60 GB/s a core, int8/int4 unchanged; decode of the cache-resident bundled model
+// showed no difference through the noise. Models worth serving live in DRAM.
 #ifndef GLM_SHARD_WORKER_KERNELS_PREFETCH_H_
 #define GLM_SHARD_WORKER_KERNELS_PREFETCH_H_
 
