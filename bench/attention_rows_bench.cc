@@ -1,0 +1,118 @@
+// Decode attention's row kernels at GLM-5's MLA shapes: per token and layer, every group of 8
+// heads scores the selected keys' cached rows (DotRows over the 512-float latents and the 64-float
+// rope keys) and sums them weighted (WeightedRowSum), as MlaAttention's decode jobs do.
+//
+//   build/bin/attention_rows_bench [--heads 64] [--keys 2048] [--rank 512] [--rope 64]
+//                                  [--arena-mib 1024] [--seconds 0.5] [--baseline FILE] [--record]
+//
+// The keys are --keys rows drawn at random from an --arena-mib cache (DSA selections: sorted
+// positions scattered over the whole context), fresh each call. Printed next to it, in the same
+// run: the same calls over rows that stay in L1/L2 (the kernels' compute rate: the limit the
+// scattered case is measured against). "vs best": against bench/baselines.json.
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "bench/baseline_store.h"
+#include "bench/micros_per_call.h"
+#include "shard_worker/kernels/vector_ops.h"
+#include "shard_worker/runtime/dashed_flags.h"
+
+ABSL_FLAG(int32_t, heads, 64, "attention heads (in groups of kMaxQueries)");
+ABSL_FLAG(int32_t, keys, 2048, "selected keys per token (DSA's index_topk)");
+ABSL_FLAG(int32_t, rank, 512, "latent width (kv_lora_rank)");
+ABSL_FLAG(int32_t, rope, 64, "rope key width (qk_rope_head_dim)");
+ABSL_FLAG(int32_t, arena_mib, 1024, "cache the keys are drawn from (MiB)");
+ABSL_FLAG(double, seconds, 0.5, "time spent on each measurement");
+ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
+ABSL_FLAG(bool, record, false, "store the scattered rate as the new best in --baseline if it is better");
+
+namespace {
+
+using glm::kernels::kMaxQueries;
+
+struct Shapes {
+  int heads, keys, rank, rope;
+};
+
+// One token's attention rows in one layer: scores of every head group, then the weighted sums.
+void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const float*>& lat,
+                const std::vector<const float*>& pe, float* scores, float* pe_scores, float* o_lat) {
+  for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
+    const int nh = std::min(kMaxQueries, s.heads - h0);
+    glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
+    glm::kernels::DotRows(q_pe + h0 * s.rope, s.rope, nh, pe.data(), s.keys, s.rope, pe_scores, s.keys);
+    glm::kernels::WeightedRowSum(scores, s.keys, nh, lat.data(), s.keys, s.rank, o_lat + h0 * s.rank, s.rank);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  glm::runtime::NormalizeDashedFlags(argc, argv);
+  absl::ParseCommandLine(argc, argv);
+  const Shapes s{absl::GetFlag(FLAGS_heads), absl::GetFlag(FLAGS_keys), absl::GetFlag(FLAGS_rank),
+                 absl::GetFlag(FLAGS_rope)};
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  if (s.heads < 1 || s.keys < 1 || s.rank < 1 || s.rope < 1 || seconds <= 0) {
+    std::fprintf(stderr, "attention_rows_bench: sizes and --seconds must be positive\n");
+    return 2;
+  }
+  const int64_t row = s.rank + s.rope;  // a cache row: latent then rope key
+  const int64_t arena_rows =
+      std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / (row * int64_t{sizeof(float)}));
+  std::vector<float> arena(arena_rows * row);
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> pool(4093);  // values repeat with a prime period: filling 1 GiB takes ~0.1 s, not seconds
+  for (float& v : pool) v = uniform(rng);
+  for (size_t i = 0; i < arena.size(); ++i) arena[i] = pool[i % pool.size()];
+  std::vector<float> q_lat(s.heads * s.rank), q_pe(s.heads * s.rope);
+  for (float& v : q_lat) v = uniform(rng);
+  for (float& v : q_pe) v = uniform(rng);
+  std::vector<float> scores(kMaxQueries * s.keys), pe_scores(kMaxQueries * s.keys), o_lat(s.heads * s.rank);
+  std::vector<const float*> lat(s.keys), pe(s.keys);
+
+  // Scattered: a fresh sorted selection per call (drawing it is timed too: ~2 µs a call).
+  std::vector<int64_t> picks(s.keys);
+  auto select_scattered = [&] {
+    for (int64_t& p : picks) p = static_cast<int64_t>(rng() % arena_rows);
+    std::sort(picks.begin(), picks.end());
+    for (int k = 0; k < s.keys; ++k) lat[k] = arena.data() + picks[k] * row, pe[k] = lat[k] + s.rank;
+  };
+  // Resident: 16 rows, repeated.
+  auto select_resident = [&] {
+    for (int k = 0; k < s.keys; ++k) lat[k] = arena.data() + (k % 16) * row, pe[k] = lat[k] + s.rank;
+  };
+  auto measure = [&](bool scattered) {
+    if (!scattered) select_resident();
+    return glm::bench::MicrosPerCall(
+        [&] {
+          if (scattered) select_scattered();
+          AttendOnce(s, q_lat.data(), q_pe.data(), lat, pe, scores.data(), pe_scores.data(), o_lat.data());
+        },
+        seconds);
+  };
+  const double scattered_us = measure(true), resident_us = measure(false);
+  // Multiply-adds: scores over latent and rope, and the weighted latent sum.
+  const double gflop = 2.0 * s.heads * s.keys * (2.0 * s.rank + s.rope) / 1e9;
+  const double rate = gflop / (scattered_us * 1e-6);
+
+  glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
+  const std::string key = "attention_rows_bench/heads" + std::to_string(s.heads) + "/keys" + std::to_string(s.keys) +
+                          "/rank" + std::to_string(s.rank) + "/gflops";
+  const double previous = baselines.Get(key);
+  if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, rate);
+  std::printf("%d heads x %d keys of %d+%d floats, one token, one layer (%.3f GFLOP), one thread\n", s.heads, s.keys,
+              s.rank, s.rope, gflop);
+  std::printf("%-34s %10s %9s %10s\n", "rows", "us/call", "GFLOP/s", "vs resident");
+  std::printf("%-34s %10.1f %9.1f %10.2f\n", "scattered (DSA selection)", scattered_us, rate, resident_us / scattered_us);
+  std::printf("%-34s %10.1f %9.1f %10.2f\n", "resident (16 rows, in cache)", resident_us, gflop / (resident_us * 1e-6),
+              1.0);
+  if (previous > 0) std::printf("scattered vs best recorded: %.2f (%.1f GFLOP/s)\n", rate / previous, previous);
+  return 0;
+}
