@@ -95,19 +95,9 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
 
   const int64_t full = cols / kChunk * kChunk;
-  const int64_t pf_wrap = (R - 1) * row_bytes;  // past its row, prefetch the next group's
   const uint8_t* rows[R];
   for (int64_t c = 0; c < full; c += kChunk) {
-    if (pf_bytes != 0) {
-      int64_t off = c * kEs + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const char* p = reinterpret_cast<const char*>(w + r * row_bytes + off);
-        PrefetchStreamLine(p);
-        if constexpr (kEs == 4) PrefetchStreamLine(p + 32);
-      }
-    }
+    if (pf_bytes != 0) PrefetchRowsAhead<R, kEs == 4 ? 2 : 1, 32>(w, row_bytes, c * kEs, pf_bytes);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) rows[r] = w + r * row_bytes + c * kEs;
     Step<D, R, T>(rows, c, xp, pitch, scales, acc);

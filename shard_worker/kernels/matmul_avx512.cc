@@ -122,19 +122,8 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
 
   const int64_t full = cols / kChunk * kChunk;
-  // Past the end of its row a stream's prefetch moves to the same row of the next group.
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t c = 0; c < full; c += kChunk) {
-    if (pf_bytes != 0) {
-      int64_t off = c * kEs + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const char* p = reinterpret_cast<const char*>(w + r * row_bytes + off);
-        PrefetchStreamLine(p);
-        if constexpr (kEs == 4) PrefetchStreamLine(p + 64);
-      }
-    }
+    if (pf_bytes != 0) PrefetchRowsAhead<R, kEs == 4 ? 2 : 1>(w, row_bytes, c * kEs, pf_bytes);
     Step<D, R, T, false, kNanFree>(w, row_bytes, c, kChunk, xp, pitch, scales, acc);
   }
   if (full < cols)
@@ -186,14 +175,8 @@ GLM_AVX512 void Bf16SingleTokenBlock(const uint8_t* w, int64_t row_bytes, int64_
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
   const int64_t full = cols / kChunk * kChunk;
-  const int64_t pf_wrap = (R - 1) * row_bytes;  // past its row, prefetch the next group's
   for (int64_t c = 0; c < full; c += kChunk) {
-    if (pf_bytes != 0) {
-      int64_t off = c * 2 + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
-    }
+    if (pf_bytes != 0) PrefetchRowsAhead<R>(w, row_bytes, c * 2, pf_bytes);
     Bf16HalvesStep<R, false>(w, row_bytes, c, ~__mmask32{0}, xp, lo, hi);
   }
   if (full < cols) Bf16HalvesStep<R, true>(w, row_bytes, full, (__mmask32{1} << (cols - full)) - 1, xp, lo, hi);
@@ -236,14 +219,8 @@ GLM_AVX512_BF16 void BlockBf16Dot(const uint8_t* w, int64_t row_bytes, int64_t c
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   const int64_t full = cols / 32 * 32;
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t c = 0; c < full; c += 32) {
-    if (pf_bytes != 0) {
-      int64_t off = c * 2 + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
-    }
+    if (pf_bytes != 0) PrefetchRowsAhead<R>(w, row_bytes, c * 2, pf_bytes);
     Bf16DotStep<R, T>(w, row_bytes, xb, pitch, c, ~__mmask32{0}, acc);
   }
   if (full < cols) Bf16DotStep<R, T>(w, row_bytes, xb, pitch, full, (__mmask32{1} << (cols - full)) - 1, acc);

@@ -37,7 +37,6 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
 
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group);
   const int64_t blocks_per_group = group / 32 > 0 ? group / 32 : 1;  // group >= cols: unused
   const int64_t n_blocks = (cols + 31) / 32;
@@ -52,12 +51,7 @@ GLM_Q256 void BlockI8(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) sw[r] = _mm256_set1_ps(F16ToF32(scales[r * sstride + g]));
     }
-    if (pf_bytes != 0 && (c0 & 63) == 0) {
-      int64_t off = c0 + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
-    }
+    if (pf_bytes != 0 && (c0 & 63) == 0) PrefetchRowsAhead<R>(w, row_bytes, c0, pf_bytes);
     const int64_t n = cols - c0 < 32 ? cols - c0 : 32;
     const int64_t ch = b / 2, h = b % 2;
 #pragma GCC unroll 4
@@ -108,7 +102,6 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
   const __m256i nibble = _mm256_set1_epi8(0x0f), ones16 = _mm256_set1_epi16(1);
   const __m256i half_spread[2] = {_mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)};
   const bool group32 = group == 32;  // chunk ch's blocks are groups 4ch..4ch+3
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b0 = 4 * ch;
     const int nb = static_cast<int>(n_blocks - b0 < 4 ? n_blocks - b0 : 4);
@@ -136,11 +129,7 @@ GLM_Q256 void BlockI4(const uint8_t* w, int64_t row_bytes, const uint16_t* scale
       }
     }
     if (pf_bytes != 0) {
-      int64_t off = 16 * b0 + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
-        PrefetchStreamLine(w + r * row_bytes + off);
+      PrefetchRowsAhead<R>(w, row_bytes, 16 * b0, pf_bytes);
       if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, block_group[0], scale_pf);
     }
     for (int h = 0; h < 2 && 2 * h < nb; ++h) {

@@ -59,8 +59,6 @@ GLM_Q512_INLINE void BlockI8Body(const uint8_t* w, int64_t row_bytes, const uint
 #pragma GCC unroll 4
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
 
-  // Past the end of its row a stream's prefetch moves to the same row of the next group.
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group);
   const int64_t n_groups = (cols + group - 1) / group;
   const int64_t blocks_per_group = group / 32;
@@ -95,12 +93,7 @@ GLM_Q512_INLINE void BlockI8Body(const uint8_t* w, int64_t row_bytes, const uint
         sw[r][1] = _mm512_set1_ps(second ? F16ToF32(sr[g1]) : 0.0f);
       }
     }
-    if (pf_bytes != 0) {
-      int64_t off = c0 + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
-    }
+    if (pf_bytes != 0) PrefetchRowsAhead<R>(w, row_bytes, c0, pf_bytes);
     // Bytes past the row are loaded as zeros; the activations there are zero too.
     const __mmask64 byte_mask = n == kQ16ChunkCols ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
 #pragma GCC unroll 8
@@ -185,7 +178,6 @@ GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint
 
   const int64_t n_blocks = (cols + 31) / 32;
   const __m512i nibble = _mm512_set1_epi8(0x0f);
-  const int64_t pf_wrap = (R - 1) * row_bytes;
   ChunkGroups groups(cols, group);
   const int64_t scale_pf = ScalePrefetchDistance(pf_bytes, group / 2);
   // kGroup32: each row's scales of 16 groups (4 chunks) widened at once; a chunk's four are then
@@ -223,10 +215,7 @@ GLM_Q512_INLINE void BlockI4Body(const uint8_t* w, int64_t row_bytes, const uint
     const __mmask64 byte_mask = nb == 4 ? ~__mmask64{0} : (__mmask64{1} << (16 * nb)) - 1;
     const int64_t boff = 16 * b0;
     if (pf_bytes != 0) {
-      int64_t off = boff + pf_bytes;
-      if (off >= row_bytes) off += pf_wrap;
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) PrefetchStreamLine(w + r * row_bytes + off);
+      PrefetchRowsAhead<R>(w, row_bytes, boff, pf_bytes);
       if ((ch & 3) == 0) PrefetchScales<R>(scales, sstride, g, scale_pf);
     }
 #pragma GCC unroll 8

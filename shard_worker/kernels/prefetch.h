@@ -13,10 +13,27 @@
 #ifndef GLM_SHARD_WORKER_KERNELS_PREFETCH_H_
 #define GLM_SHARD_WORKER_KERNELS_PREFETCH_H_
 
+#include <cstdint>
+
 namespace glm::kernels {
 
 // Requests the cache line holding p into L2 (x86: prefetcht1; a hint, never a fault).
 __attribute__((always_inline)) inline void PrefetchStreamLine(const void* p) { __builtin_prefetch(p, 0, 2); }
+
+// A decode tile's R row streams (row r at w + r · row_bytes), reading byte `pos` of each row:
+// prefetches the line `distance` bytes ahead in every row, and past a row's end the same row of
+// the next R-row group, which the kernel reads next. kLines lines kLineStep bytes apart a row (a
+// chunk of 4-byte elements spans two).
+template <int R, int kLines = 1, int kLineStep = 64>
+__attribute__((always_inline)) inline void PrefetchRowsAhead(const uint8_t* w, int64_t row_bytes, int64_t pos,
+                                                             int64_t distance) {
+  int64_t off = pos + distance;
+  if (off >= row_bytes) off += (R - 1) * row_bytes;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+    for (int l = 0; l < kLines; ++l) PrefetchStreamLine(w + r * row_bytes + off + l * kLineStep);
+}
 
 }  // namespace glm::kernels
 
