@@ -47,7 +47,7 @@ ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
           "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or "
           "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits) or sim-uint<B>[-g<G>] (simulated asymmetric: "
-          "scale and offset a group; bench/simulated_format.h)");
+          "scale and offset a group), either with -r[<N>] (rows Hadamard-rotated first; bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "matrices re-quantised unless a format says FORMAT:SCOPE: experts (routed + shared) | all");
 ABSL_FLAG(std::string, calibration_ids, "",
@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
       load.simulate_rows = [sim](float* row, int64_t cols) { glm::bench::SimulateRow(sim, row, cols); };
     } else if (auto st = glm::model::ParseWeightDType(format, &load);
                !st.ok() || !load.matrix_dtype || !glm::kernels::IsGroupQuantized(*load.matrix_dtype)) {
-      return Fail("unknown quantised format '" + parts[0] + "' (int8, int4, int{8,4}-g<N>, sim-[u]int<B>[-g<G>])");
+      return Fail("unknown quantised format '" + parts[0] + "' (int8, int4, int{8,4}-g<N>, sim-[u]int<B>[-g<G>][-r[<N>]])");
     }
     if (!only.empty()) {
       std::regex pattern;

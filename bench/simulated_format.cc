@@ -88,6 +88,36 @@ void SimulateGroupAsymmetric(int bits, float* w, int64_t n) {
   std::copy(best.begin(), best.end(), w);
 }
 
+// Deterministic ±1 for column c (the same for every row of a matrix, as the activations' transform
+// must be): a hash of the column index.
+float ColumnSign(int64_t c) {
+  uint64_t x = static_cast<uint64_t>(c) * 0x9E3779B97F4A7C15ull;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return (x & 1) ? -1.0f : 1.0f;
+}
+
+// In-place orthonormal Walsh-Hadamard transform of w[0, n), n a power of two (its own inverse).
+void Hadamard(float* w, int64_t n) {
+  for (int64_t h = 1; h < n; h *= 2)
+    for (int64_t i = 0; i < n; i += 2 * h)
+      for (int64_t j = i; j < i + h; ++j) {
+        const float a = w[j], b = w[j + h];
+        w[j] = a + b;
+        w[j + h] = a - b;
+      }
+  const float norm = 1.0f / std::sqrt(static_cast<float>(n));
+  for (int64_t i = 0; i < n; ++i) w[i] *= norm;
+}
+
+int64_t RotationBlock(const SimulatedFormat& format, int64_t cols) {
+  if (!format.rotate_full_rows) return format.rotation_block;
+  int64_t block = 1;
+  while (block < 4096 && cols % (block * 2) == 0) block *= 2;
+  return block;
+}
+
 }  // namespace
 
 bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format) {
@@ -99,22 +129,50 @@ bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format) {
     if (name.substr(0, kPrefix.size()) != kPrefix) return false;
     name.remove_prefix(kPrefix.size());
   }
-  const size_t dash = name.find('-');
-  int64_t bits = 0, group = 32;
+  size_t dash = name.find('-');
+  int64_t bits = 0, group = 32, rotation = 0;
+  bool full_rows = false, seen_group = false, seen_rotation = false;
   if (!ParsePositive(name.substr(0, dash), &bits) || bits < 2 || bits > 8) return false;
-  if (dash != std::string_view::npos) {
-    const std::string_view rest = name.substr(dash + 1);
-    if (rest.size() < 2 || rest[0] != 'g' || !ParsePositive(rest.substr(1), &group) || group % 32 != 0) return false;
+  while (dash != std::string_view::npos) {
+    name.remove_prefix(dash + 1);
+    dash = name.find('-');
+    const std::string_view part = name.substr(0, dash);
+    if (part.size() >= 2 && part[0] == 'g' && !seen_group) {
+      if (!ParsePositive(part.substr(1), &group) || group % 32 != 0) return false;
+      seen_group = true;
+    } else if (part == "r" && !seen_rotation) {
+      full_rows = seen_rotation = true;
+    } else if (part.size() >= 2 && part[0] == 'r' && !seen_rotation) {
+      if (!ParsePositive(part.substr(1), &rotation) || (rotation & (rotation - 1)) != 0 || rotation < 2) return false;
+      seen_rotation = true;
+    } else {
+      return false;
+    }
   }
   format->bits = static_cast<int>(bits);
   format->group_size = group;
+  format->rotation_block = rotation;
+  format->rotate_full_rows = full_rows;
   return true;
 }
 
 void SimulateRow(const SimulatedFormat& format, float* row, int64_t cols) {
+  // Rotated: D·H per block (D the column signs), quantised, then back (H is its own inverse).
+  const int64_t block = RotationBlock(format, cols);
+  const bool rotate = block > 1 && cols % block == 0;
+  if (rotate)
+    for (int64_t b = 0; b < cols; b += block) {
+      for (int64_t i = 0; i < block; ++i) row[b + i] *= ColumnSign(b + i);
+      Hadamard(row + b, block);
+    }
   for (int64_t c0 = 0; c0 < cols; c0 += format.group_size)
     (format.asymmetric ? SimulateGroupAsymmetric : SimulateGroup)(format.bits, row + c0,
                                                                   std::min(format.group_size, cols - c0));
+  if (rotate)
+    for (int64_t b = 0; b < cols; b += block) {
+      Hadamard(row + b, block);
+      for (int64_t i = 0; i < block; ++i) row[b + i] *= ColumnSign(b + i);
+    }
 }
 
 }  // namespace glm::bench

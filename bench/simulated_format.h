@@ -23,9 +23,16 @@ struct SimulatedFormat {
   int bits = 4;
   int64_t group_size = 32;
   bool asymmetric = false;  // "sim-uint<B>": w ≈ s·q + m, q in 0 .. 2^B - 1, f16 s and m a group
+  // "-r" / "-r<N>": rows rotated before quantisation (and back after) by a randomised Hadamard
+  // transform over blocks of N columns (N a power of two; "-r": the largest power of two up to
+  // 4096 that divides the row). The engine would apply the same orthogonal transform to the
+  // activations online, so only the quantisation error changes: it shows what incoherence
+  // processing (QuaRot, QuIP#) buys before any kernel exists. 0: no rotation.
+  int64_t rotation_block = 0;
+  bool rotate_full_rows = false;
 };
 
-// Parses "sim-int<B>" / "sim-uint<B>", optionally "-g<G>" (G a positive multiple of 32); false otherwise.
+// Parses "sim-int<B>" / "sim-uint<B>", optionally "-g<G>" (G a positive multiple of 32) and "-r[<N>]"; false otherwise.
 bool ParseSimulatedFormat(std::string_view name, SimulatedFormat* format);
 
 // Replaces row[0, cols) by its round trip through `format`.
