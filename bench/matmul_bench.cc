@@ -322,11 +322,11 @@ int main(int argc, char** argv) {
               static_cast<long long>(llc_bytes >> 20),
               static_cast<long long>(kernels::MatMulPrefetchBytes()));
   if (o.bf16_activations) std::printf("BF16 activations: %s\n", kernels::Bf16ActivationsDetails().c_str());
-  std::printf("%-9s %-8s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
+  std::printf("%-15s %-8s %-12s %6s %9s %8s %8s %8s %8s\n", "path", "dtype", "matrix", "tokens",
               "ms", "GB/s", "read", "vs read", "vs triad");
   for (const Result& r : results) {
     std::string shape = std::to_string(r.rows) + "x" + std::to_string(o.cols);
-    std::printf("%-9s %-8s %-12s %6lld %9.3f %8.1f %8.1f %8.2f %8.2f\n", r.path.c_str(),
+    std::printf("%-15s %-8s %-12s %6lld %9.3f %8.1f %8.1f %8.2f %8.2f\n", r.path.c_str(),
                 r.label.c_str(), shape.c_str(), static_cast<long long>(r.tokens),
                 r.seconds * 1e3, r.gbps, r.read_gbps, r.gbps / r.read_gbps, r.gbps / triad_gbps);
   }

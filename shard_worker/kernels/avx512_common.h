@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include <limits>
 
 // Everything that touches zmm registers carries this target; with internal linkage and no std
@@ -14,6 +16,10 @@
 // other CPUs.
 #define GLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define GLM_AVX512_INLINE GLM_AVX512 __attribute__((always_inline)) static inline
+// The same plus AVX512-VBMI (byte permutes from two registers: vpermi2b), for the FP8 table decode;
+// only called where CpuSupportsAvx512Vbmi() holds.
+#define GLM_AVX512_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,fma,f16c")))
+#define GLM_AVX512_VBMI_INLINE GLM_AVX512_VBMI __attribute__((always_inline)) static inline
 
 namespace glm::kernels {
 
@@ -52,6 +58,62 @@ GLM_AVX512_INLINE void DecodeFp8(__m512i raw, const __m512 (&s)[4], __m512 (&v)[
                             _mm512_cvtph_ps(_mm512_castsi512_si256(hi)), s[2]);
   v[3] = _mm512_mask_mul_ps(qnan, static_cast<__mmask16>(ok_hi >> 16),
                             _mm512_cvtph_ps(_mm512_extracti64x4_epi64(hi, 1)), s[3]);
+}
+
+// BF16 bits of the e4m3fn magnitude a (0..127), split into high and low bytes: every e4m3 value
+// is a BF16 value (3 mantissa bits of 7; exponents 2^-9 .. 2^8, subnormals included), and the
+// NaN code 0x7f is BF16's quiet NaN.
+constexpr uint16_t Fp8MagnitudeBf16Bits(int a) {
+  const int e = a >> 3, m = a & 7;
+  if (a == 0x7f) return 0x7fc0;
+  if (e > 0) return static_cast<uint16_t>(((e + 120) << 7) | (m << 4));  // 2^(e-7)·(1 + m/8)
+  if (m == 0) return 0;
+  const int p = m >= 4 ? 2 : m >= 2 ? 1 : 0;  // m·2^-9 = 2^(p-9)·(m / 2^p)
+  return static_cast<uint16_t>(((118 + p) << 7) | ((m << (7 - p)) & 0x7f));
+}
+struct Fp8ByteTables {
+  alignas(64) uint8_t hi[128];
+  alignas(64) uint8_t lo[128];
+};
+constexpr Fp8ByteTables MakeFp8ByteTables() {
+  Fp8ByteTables t{};
+  for (int a = 0; a < 128; ++a) {
+    t.hi[a] = static_cast<uint8_t>(Fp8MagnitudeBf16Bits(a) >> 8);
+    t.lo[a] = static_cast<uint8_t>(Fp8MagnitudeBf16Bits(a) & 0xff);
+  }
+  return t;
+}
+inline constexpr Fp8ByteTables kFp8ByteTables = MakeFp8ByteTables();
+
+// DecodeFp8 by table (needs VBMI): two vpermi2b look the magnitude's BF16 high and low bytes up
+// (index bits 0-6; the sign bit is ORed into the high byte), two byte unpacks make BF16 words, and
+// shift / mask widen them to f32 — no vcvtph2ps, whose cost bounded the f16 decode (Zen 4, one
+// core, cache-resident 1024x4096: 13.9 → 18.3 GB/s at one token). The values are exactly the f16
+// decode's (fl(e4m3 · s), scale factor 1), NaN codes give NaN with no patch. Lane order: vector k,
+// lane j holds chunk column (j / 4) · 16 + (k >> 1) · 8 + 2 · (j % 4) + (k & 1).
+GLM_AVX512_VBMI_INLINE void DecodeFp8ByTable(__m512i raw, const __m512 (&s)[4], __m512 (&v)[4]) {
+  const __m512i hi0 = _mm512_load_si512(kFp8ByteTables.hi), hi1 = _mm512_load_si512(kFp8ByteTables.hi + 64);
+  const __m512i lo0 = _mm512_load_si512(kFp8ByteTables.lo), lo1 = _mm512_load_si512(kFp8ByteTables.lo + 64);
+  // hi | (raw & 0x80): ternary-logic truth table A | (B & C).
+  const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(hi0, raw, hi1), raw,
+                                               _mm512_set1_epi8(static_cast<char>(0x80)), 0xf8);
+  const __m512i lo = _mm512_permutex2var_epi8(lo0, raw, lo1);
+  const __m512i w0 = _mm512_unpacklo_epi8(lo, hi), w1 = _mm512_unpackhi_epi8(lo, hi);
+  const __m512i odd = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  v[0] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w0, 16)), s[0]);
+  v[1] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(w0, odd)), s[1]);
+  v[2] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w1, 16)), s[2]);
+  v[3] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(w1, odd)), s[3]);
+}
+
+// Chunk column of each of the 64 lanes (vector k = i / 16, lane j = i % 16) of DecodeFp8 (f16)
+// or DecodeFp8ByTable.
+inline void FillFp8Order(bool by_table, int16_t* order) {
+  for (int i = 0; i < 64; ++i) {
+    const int k = i / 16, j = i % 16;
+    order[i] = static_cast<int16_t>(by_table ? (j / 4) * 16 + (k >> 1) * 8 + 2 * (j % 4) + (k & 1)
+                                             : ((k & 1) * 2 + j / 8) * 16 + (k >> 1) * 8 + j % 8);
+  }
 }
 
 // Lanes [0, min(16, left)) of a 16-lane vector: the mask of a loop's last, partial step.

@@ -68,6 +68,22 @@ GLM_AVX512 void PackFp8(const uint8_t* row, int64_t cols, const float* scales, i
   }
 }
 
+// PackFp8 in DecodeFp8ByTable's order (VBMI).
+GLM_AVX512_VBMI void PackFp8ByTable(const uint8_t* row, int64_t cols, const float* scales, int64_t pitch,
+                                    float* dst) {
+  for (int64_t c = 0; c < pitch; c += 64) {
+    const int64_t n = cols - c;
+    const __mmask64 m = n >= 64 ? ~__mmask64(0) : n <= 0 ? __mmask64(0)
+                                                          : __mmask64((uint64_t{1} << n) - 1);
+    __m512 s[4], v[4];
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) s[q] = _mm512_load_ps(scales + c + q * kLanes);
+    DecodeFp8ByTable(_mm512_maskz_loadu_epi8(m, row + c), s, v);
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) _mm512_store_ps(dst + c + q * kLanes, v[q]);
+  }
+}
+
 // GemmMicroFn for kRows × T.
 template <int T>
 GLM_AVX512 void Micro(const float* w, int64_t w_stride, const float* x, int64_t x_stride,
@@ -107,23 +123,23 @@ void FillMicro(GemmKernelSet& g, std::integer_sequence<int, Ts...>) {
   ((g.micro[Ts + 1] = &Micro<Ts + 1>), ...);
 }
 
-GemmKernelSet MakeGemmKernelSet() {
+GemmKernelSet MakeGemmKernelSet(bool fp8_by_table) {
   GemmKernelSet g;
   g.lanes = kLanes;
   g.rows = kRows;
   g.max_tokens = kTokens;
   g.pack[static_cast<int>(DType::kF32)] = &PackF32;
   g.pack[static_cast<int>(DType::kBF16)] = &PackBf16;
-  g.pack[static_cast<int>(DType::kF8E4M3)] = &PackFp8;
+  g.pack[static_cast<int>(DType::kF8E4M3)] = fp8_by_table ? &PackFp8ByTable : &PackFp8;
   FillMicro(g, std::make_integer_sequence<int, kTokens>());
   return g;
 }
 
 }  // namespace
 
-const GemmKernelSet* Avx512GemmKernels() {
-  static const GemmKernelSet kernels = MakeGemmKernelSet();
-  return &kernels;
+const GemmKernelSet* Avx512GemmKernels(bool fp8_by_table) {
+  static const GemmKernelSet by_table = MakeGemmKernelSet(true), f16c = MakeGemmKernelSet(false);
+  return fp8_by_table ? &by_table : &f16c;
 }
 
 }  // namespace glm::kernels

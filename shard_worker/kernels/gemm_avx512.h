@@ -15,8 +15,9 @@
 
 namespace glm::kernels {
 
-// Only valid where CpuSupportsAvx512MatMul() holds.
-const GemmKernelSet* Avx512GemmKernels();
+// Only valid where CpuSupportsAvx512MatMul() holds; fp8_by_table (DecodeFp8ByTable's packer) only
+// where CpuSupportsAvx512Vbmi() does. Must match the decode kernels' choice.
+const GemmKernelSet* Avx512GemmKernels(bool fp8_by_table);
 
 }  // namespace glm::kernels
 

@@ -96,7 +96,11 @@ std::vector<std::string> MatMulPathNames() {
 
 std::string MatMulPathDetails() {
   const std::string name = MatMulPathName();
-  if (name == "avx512") return name + (Avx512Int4UsesVnni() ? " (int8 dots: vpdpwssd, int4 dots: vpdpbusd)" : " (int8 dots: vpmaddwd, int4 dots: vpmaddubsw)");
+  if (name == "avx512" || name == "avx512_f16c_fp8") {
+    const bool fp8_tables = name == "avx512" && CpuSupportsAvx512Vbmi();
+    return name + (Avx512Int4UsesVnni() ? " (int8 dots: vpdpwssd, int4 dots: vpdpbusd" : " (int8 dots: vpmaddwd, int4 dots: vpmaddubsw") +
+           (fp8_tables ? ", fp8 decode: vpermi2b tables)" : ", fp8 decode: vcvtph2ps)");
+  }
   if (name == "avx2") return name + " (int8 dots: vpmaddwd, int4 dots: vpmaddubsw)";
   return name;
 }

@@ -133,6 +133,48 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
   StoreReduced<R, T>(acc, R, y, y_stride);
 }
 
+// Block<kF8E4M3, R, T> with DecodeFp8ByTable (VBMI): the same steps, scales and accumulators.
+// NaN codes decode to NaN on their own, so NaN-free weights need no other kernel.
+template <int R, int T, bool kTail>
+GLM_AVX512_VBMI_INLINE void StepFp8ByTable(const uint8_t* w, int64_t row_bytes, int64_t c, int n,
+                                           const float* xp, int64_t pitch, const float* scales,
+                                           __m512 (&acc)[R][T]) {
+  const __mmask64 m = kTail ? (uint64_t{1} << n) - 1 : ~uint64_t{0};
+  __m512 sc[4];
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) sc[k] = _mm512_load_ps(scales + c + k * kLanes);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* p = w + r * row_bytes + c;
+    __m512 v[4];
+    DecodeFp8ByTable(kTail ? _mm512_maskz_loadu_epi8(m, p) : _mm512_loadu_si512(p), sc, v);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k)
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t)
+        acc[r][t] = _mm512_fmadd_ps(v[k], _mm512_load_ps(xp + t * pitch + c + k * kLanes), acc[r][t]);
+  }
+}
+
+template <int R, int T>
+GLM_AVX512_VBMI void BlockFp8ByTable(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
+                                     int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
+                                     int64_t y_stride) {
+  constexpr int kChunk = ChunkCols(DType::kF8E4M3);
+  __m512 acc[R][T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  const int64_t full = cols / kChunk * kChunk;
+  for (int64_t c = 0; c < full; c += kChunk) {
+    if (pf_bytes != 0) PrefetchRowsAhead<R>(w, row_bytes, c, pf_bytes);
+    StepFp8ByTable<R, T, false>(w, row_bytes, c, kChunk, xp, pitch, scales, acc);
+  }
+  if (full < cols) StepFp8ByTable<R, T, true>(w, row_bytes, full, static_cast<int>(cols - full), xp, pitch, scales, acc);
+  StoreReduced<R, T>(acc, R, y, y_stride);
+}
+
 // Block<kBF16, R, 1> computed in 256-bit halves: lanes 0-7 and 8-15 of each row's 16-lane
 // accumulator are two ymm registers, fed by the two 32-byte halves of the chunk's 64 bytes. Every
 // lane sees the same operations in the same order as in Block (even column, then odd column, per
@@ -251,16 +293,25 @@ void FillBf16Dot(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   ((k.bf16dot_single[Ts + 1] = &BlockBf16Dot<1, Ts + 1>), ...);
 }
 
+// FP8 by table (VBMI): its own lane order, no 2^-8 to fold, one kernel for NaN-free weights too.
+template <int... Ts>
+void FillFp8ByTable(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
+  const int d = static_cast<int>(DType::kF8E4M3);
+  FillFp8Order(/*by_table=*/true, k.order[d]);
+  k.fp8_scale_factor = 1.0f;
+  ((k.grouped[d][Ts + 1] = &BlockFp8ByTable<kGroupRows[Ts + 1], Ts + 1>), ...);
+  ((k.single[d][Ts + 1] = &BlockFp8ByTable<1, Ts + 1>), ...);
+  ((k.fp8_nan_free_grouped[Ts + 1] = nullptr), ...);
+  ((k.fp8_nan_free_single[Ts + 1] = nullptr), ...);
+}
+
 template <DType D, int... Ts>
 void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
   k.chunk_cols[d] = ChunkCols(D);
   FillInterleavedOrder(kLanes, Interleave(D), ChunkCols(D), k.order[d]);
   if constexpr (D == DType::kF8E4M3) {
-    for (int i = 0; i < 64; ++i) {
-      int kv = i / kLanes, j = i % kLanes;
-      k.order[d][i] = static_cast<int16_t>(((kv & 1) * 2 + j / 8) * 16 + (kv >> 1) * 8 + j % 8);
-    }
+    FillFp8Order(/*by_table=*/false, k.order[d]);
     k.fp8_scale_factor = 256.0f;
     ((k.fp8_nan_free_grouped[Ts + 1] = &Block<D, kGroupRows[Ts + 1], Ts + 1, true>), ...);
     ((k.fp8_nan_free_single[Ts + 1] = &Block<D, 1, Ts + 1, true>), ...);
@@ -274,14 +325,15 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   }
 }
 
-SimdKernelSet MakeKernelSet() {
+SimdKernelSet MakeKernelSet(bool fp8_by_table) {
   SimdKernelSet k;
   k.max_tile_tokens = kTileTokens;
   auto tiles = std::make_integer_sequence<int, kTileTokens>();
   FillDType<DType::kF32>(k, tiles);
   FillDType<DType::kBF16>(k, tiles);
   FillDType<DType::kF8E4M3>(k, tiles);
-  k.gemm = Avx512GemmKernels();
+  if (fp8_by_table) FillFp8ByTable(k, tiles);
+  k.gemm = Avx512GemmKernels(fp8_by_table);
   // Token counts at which the GEMM overtook these tiles (matmul_bench --min-gemm-tokens, Zen 5,
   // 128x256 to 2048x4096 matrices): F32 ~64, FP8 ~48 (its decode is the costliest to repeat per
   // tile), BF16 ~128 (its 2-instruction decode makes the tiles' re-conversion cheap).
@@ -302,6 +354,11 @@ bool CpuSupportsAvx512MatMul() {
          __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
+bool CpuSupportsAvx512Vbmi() {
+  __builtin_cpu_init();
+  return CpuSupportsAvx512MatMul() && __builtin_cpu_supports("avx512vbmi");
+}
+
 bool CpuSupportsAvx512Bf16Dot() {
   __builtin_cpu_init();
   return CpuSupportsAvx512MatMul() && __builtin_cpu_supports("avx512bf16");
@@ -313,7 +370,15 @@ void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const 
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
   if (IsGroupQuantized(w.dtype))
     return MatMulRowsQuantAvx512(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
-  static const SimdKernelSet kernels = MakeKernelSet();
+  static const SimdKernelSet kernels = MakeKernelSet(CpuSupportsAvx512Vbmi());
+  RunSimdMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
+}
+
+void MatMulRowsAvx512F16cFp8(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                             int64_t row_begin, int64_t row_end, float* y, int64_t y_stride) {
+  if (IsGroupQuantized(w.dtype))
+    return MatMulRowsQuantAvx512(x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
+  static const SimdKernelSet kernels = MakeKernelSet(false);
   RunSimdMatMul(kernels, x, n_tokens, x_stride, w, row_begin, row_end, y, y_stride);
 }
 

@@ -4,7 +4,8 @@
 //   BF16: 32-column chunks, the even columns then the odd ones (a bf16 load split by shift and
 //         mask, no shuffles);
 //   FP8:  64-column chunks (one cache line), four vectors in the order an in-lane byte unpack
-//         yields (see DecodeFp8), decoded through f16 bits and vcvtph2ps;
+//         yields, decoded by byte tables where the CPU has VBMI (DecodeFp8ByTable), else through
+//         f16 bits and vcvtph2ps (DecodeFp8);
 // activations and scales are pre-permuted to match; the last partial chunk is zero-padded, then
 // the lanes are reduced 16→8→4→2→1.
 // Weights are decoded to f32 exactly (FP8: fp8 · scale rounded once, as the reference does, NaN
@@ -25,12 +26,19 @@ namespace glm::kernels {
 bool CpuSupportsAvx512MatMul();
 // True when it also has AVX512-BF16 (vdpbf16ps), used with SetBf16Activations.
 bool CpuSupportsAvx512Bf16Dot();
+// True when it also has AVX512-VBMI: FP8 weights are then decoded by byte tables (vpermi2b,
+// DecodeFp8ByTable) rather than through f16 and vcvtph2ps — the same values, another lane order.
+bool CpuSupportsAvx512Vbmi();
 
 // dst[i] = F32ToBf16(src[i]) for i < n (dtype.h's rounding), 16 at a time. Needs the AVX-512 path.
 void ConvertF32ToBf16Avx512(const float* src, int64_t n, uint16_t* dst);
 
 void MatMulRowsAvx512(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
                       int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
+// The same with the f16 FP8 decode on any AVX-512 CPU: the "avx512_f16c_fp8" path, listed where
+// VBMI exists so that decode stays tested and measurable there.
+void MatMulRowsAvx512F16cFp8(const float* x, int64_t n_tokens, int64_t x_stride, const WeightView& w,
+                             int64_t row_begin, int64_t row_end, float* y, int64_t y_stride);
 
 }  // namespace glm::kernels
 

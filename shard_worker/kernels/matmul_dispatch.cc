@@ -14,6 +14,8 @@ std::vector<MatMulPath> SupportedMatMulPaths() {
   // Fastest first; each SIMD path is compiled with function-level target attributes and only
   // listed when the CPU (and OS) supports its instructions.
   if (CpuSupportsAvx512MatMul()) paths.push_back({"avx512", &MatMulRowsAvx512});
+  // avx512 with the FP8 decode of CPUs without VBMI, where avx512 uses byte tables.
+  if (CpuSupportsAvx512Vbmi()) paths.push_back({"avx512_f16c_fp8", &MatMulRowsAvx512F16cFp8});
   if (CpuSupportsAvx2MatMul()) paths.push_back({"avx2", &MatMulRowsAvx2});
 #endif
   paths.push_back({"portable", &MatMulRowsPortable});
