@@ -47,17 +47,17 @@ GLM_AVX2 void PackBf16(const uint8_t* row, int64_t cols, const float*, int64_t p
   }
 }
 
-// FP8: 32-column chunks, vector K holding columns 4j + K; `scales` in the same order.
-GLM_AVX2 void PackFp8(const uint8_t* row, int64_t cols, const float* scales, int64_t pitch,
+// FP8: 32-column chunks in DecodeFp8's order; `scales` in the same order.
+GLM_AVX2_F16C void PackFp8(const uint8_t* row, int64_t cols, const float* scales, int64_t pitch,
                       float* dst) {
   alignas(32) uint8_t tmp[32];
   for (int64_t c = 0; c < pitch; c += 32) {
     const __m256i raw =
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ChunkBytes(row, cols, c, 32, tmp)));
-    _mm256_store_ps(dst + c, DecodeFp8<0>(raw, _mm256_load_ps(scales + c)));
-    _mm256_store_ps(dst + c + 8, DecodeFp8<1>(raw, _mm256_load_ps(scales + c + 8)));
-    _mm256_store_ps(dst + c + 16, DecodeFp8<2>(raw, _mm256_load_ps(scales + c + 16)));
-    _mm256_store_ps(dst + c + 24, DecodeFp8<3>(raw, _mm256_load_ps(scales + c + 24)));
+    __m256 v[4];
+    DecodeFp8(raw, scales + c, v);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) _mm256_store_ps(dst + c + k * 8, v[k]);
   }
 }
 

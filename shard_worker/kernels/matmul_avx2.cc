@@ -18,7 +18,7 @@ namespace {
 constexpr int kLanes = 8;
 // Columns per step: F32 and BF16 two vectors, FP8 four (32 B).
 constexpr int ChunkCols(DType d) { return d == DType::kF8E4M3 ? 32 : 16; }
-constexpr int Interleave(DType d) { return d == DType::kF32 ? 1 : (d == DType::kBF16 ? 2 : 4); }
+constexpr int Interleave(DType d) { return d == DType::kBF16 ? 2 : 1; }  // FP8: FillDType
 
 // 16 ymm registers: tiles of at most 4 tokens and R rows per group so that R·T accumulators plus
 // one row's weight vectors fit, with 6 to 8 independent FMA chains. BF16 takes the most rows that
@@ -39,22 +39,10 @@ GLM_AVX2_INLINE void FmaTokens(__m256 v, const float* x, int64_t pitch, __m256 (
   for (int t = 0; t < T; ++t) acc[t] = _mm256_fmadd_ps(v, _mm256_load_ps(x + t * pitch), acc[t]);
 }
 
-// FP8 step, vector K of the chunk for every row and token.
-template <int K, int R, int T>
-GLM_AVX2_INLINE void Fp8Quarter(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
-                                int64_t pitch, const float* scales, __m256 (&acc)[R][T]) {
-  const __m256 s = _mm256_load_ps(scales + c + K * kLanes);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r]));
-    FmaTokens<T>(DecodeFp8<K>(raw, s), xp + c + K * kLanes, pitch, acc[r]);
-  }
-}
-
 // One step: chunk c of R rows (row i's chunk bytes at rows[i], all readable) into the R × T
 // accumulators, vector 0 first.
-template <DType D, int R, int T>
-GLM_AVX2_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
+template <DType D, int R, int T, bool kNanFree>
+GLM_AVX2_F16C_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const float* xp,
                           int64_t pitch, const float* scales, __m256 (&acc)[R][T]) {
   if constexpr (D == DType::kF32) {
 #pragma GCC unroll 8
@@ -74,16 +62,20 @@ GLM_AVX2_INLINE void Step(const uint8_t* const (&rows)[R], int64_t c, const floa
                    xp + c + 8, pitch, acc[r]);
     }
   } else {
-    Fp8Quarter<0, R, T>(rows, c, xp, pitch, scales, acc);
-    Fp8Quarter<1, R, T>(rows, c, xp, pitch, scales, acc);
-    Fp8Quarter<2, R, T>(rows, c, xp, pitch, scales, acc);
-    Fp8Quarter<3, R, T>(rows, c, xp, pitch, scales, acc);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      __m256 v[4];
+      DecodeFp8<!kNanFree>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r])), scales + c, v);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) FmaTokens<T>(v[k], xp + c + k * kLanes, pitch, acc[r]);
+    }
   }
 }
 
 // SimdBlockFn for R rows × T tokens (see matmul_simd_driver.h).
-template <DType D, int R, int T>
-GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
+// kNanFree (kF8E4M3 only): the weights hold no NaN code (WeightView::fp8_nan_free).
+template <DType D, int R, int T, bool kNanFree = false>
+GLM_AVX2_F16C void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const float* xp,
                     int64_t pitch, const float* scales, int64_t pf_bytes, float* y,
                     int64_t y_stride) {
   constexpr int64_t kEs = DTypeSize(D);
@@ -100,7 +92,7 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
     if (pf_bytes != 0) PrefetchRowsAhead<R, kEs == 4 ? 2 : 1, 32>(w, row_bytes, c * kEs, pf_bytes);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) rows[r] = w + r * row_bytes + c * kEs;
-    Step<D, R, T>(rows, c, xp, pitch, scales, acc);
+    Step<D, R, T, kNanFree>(rows, c, xp, pitch, scales, acc);
   }
   if (full < cols) {
     // Tail: copy the remaining bytes of each row into zeroed chunks (never read past the row).
@@ -111,7 +103,7 @@ GLM_AVX2 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const flo
       std::memcpy(tail[r], w + r * row_bytes + full * kEs, (cols - full) * kEs);
       rows[r] = tail[r];
     }
-    Step<D, R, T>(rows, full, xp, pitch, scales, acc);
+    Step<D, R, T, kNanFree>(rows, full, xp, pitch, scales, acc);
   }
 
 #pragma GCC unroll 8
@@ -125,6 +117,15 @@ void FillDType(SimdKernelSet& k, std::integer_sequence<int, Ts...>) {
   const int d = static_cast<int>(D);
   k.chunk_cols[d] = ChunkCols(D);
   FillInterleavedOrder(kLanes, Interleave(D), ChunkCols(D), k.order[d]);
+  if constexpr (D == DType::kF8E4M3) {
+    for (int i = 0; i < 32; ++i) {
+      const int v = i / kLanes, j = i % kLanes;
+      k.order[d][i] = static_cast<int16_t>((v & 1) * 16 + (v >> 1) * 8 + j);
+    }
+    k.fp8_scale_factor = 256.0f;
+    ((k.fp8_nan_free_grouped[Ts + 1] = &Block<D, GroupRows(D)[Ts + 1], Ts + 1, true>), ...);
+    ((k.fp8_nan_free_single[Ts + 1] = &Block<D, 1, Ts + 1, true>), ...);
+  }
   ((k.rows_per_group[d][Ts + 1] = GroupRows(D)[Ts + 1]), ...);
   ((k.grouped[d][Ts + 1] = &Block<D, GroupRows(D)[Ts + 1], Ts + 1>), ...);
   ((k.single[d][Ts + 1] = &Block<D, 1, Ts + 1>), ...);
