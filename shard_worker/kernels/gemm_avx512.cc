@@ -51,20 +51,30 @@ GLM_AVX512 void PackBf16(const uint8_t* row, int64_t cols, const float*, int64_t
   }
 }
 
+// FP8 packers' pieces: bytes [c, c + 64) of a row of `cols` (zeros past its end), and four
+// vectors of scales or outputs at p.
+GLM_AVX512_INLINE __m512i LoadFp8Chunk(const uint8_t* row, int64_t cols, int64_t c) {
+  const int64_t n = cols - c;
+  const __mmask64 m = n >= 64 ? ~__mmask64(0) : n <= 0 ? __mmask64(0) : __mmask64((uint64_t{1} << n) - 1);
+  return _mm512_maskz_loadu_epi8(m, row + c);
+}
+GLM_AVX512_INLINE void Load4(const float* p, __m512 (&v)[4]) {
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) v[q] = _mm512_load_ps(p + q * kLanes);
+}
+GLM_AVX512_INLINE void Store4(const __m512 (&v)[4], float* p) {
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) _mm512_store_ps(p + q * kLanes, v[q]);
+}
+
 // FP8: 64-column chunks (one cache line) in DecodeFp8's order; `scales` in the same order.
 GLM_AVX512 void PackFp8(const uint8_t* row, int64_t cols, const float* scales, int64_t pitch,
                         float* dst) {
   for (int64_t c = 0; c < pitch; c += 64) {
-    const int64_t n = cols - c;
-    const __mmask64 m = n >= 64 ? ~__mmask64(0) : n <= 0 ? __mmask64(0)
-                                                          : __mmask64((uint64_t{1} << n) - 1);
-    const __m512i raw = _mm512_maskz_loadu_epi8(m, row + c);
     __m512 s[4], v[4];
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) s[q] = _mm512_load_ps(scales + c + q * kLanes);
-    DecodeFp8(raw, s, v);
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) _mm512_store_ps(dst + c + q * kLanes, v[q]);
+    Load4(scales + c, s);
+    DecodeFp8(LoadFp8Chunk(row, cols, c), s, v);
+    Store4(v, dst + c);
   }
 }
 
@@ -72,15 +82,10 @@ GLM_AVX512 void PackFp8(const uint8_t* row, int64_t cols, const float* scales, i
 GLM_AVX512_VBMI void PackFp8ByTable(const uint8_t* row, int64_t cols, const float* scales, int64_t pitch,
                                     float* dst) {
   for (int64_t c = 0; c < pitch; c += 64) {
-    const int64_t n = cols - c;
-    const __mmask64 m = n >= 64 ? ~__mmask64(0) : n <= 0 ? __mmask64(0)
-                                                          : __mmask64((uint64_t{1} << n) - 1);
     __m512 s[4], v[4];
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) s[q] = _mm512_load_ps(scales + c + q * kLanes);
-    DecodeFp8ByTable(_mm512_maskz_loadu_epi8(m, row + c), s, v);
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) _mm512_store_ps(dst + c + q * kLanes, v[q]);
+    Load4(scales + c, s);
+    DecodeFp8ByTable(LoadFp8Chunk(row, cols, c), s, v);
+    Store4(v, dst + c);
   }
 }
 

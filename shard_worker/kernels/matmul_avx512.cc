@@ -134,7 +134,9 @@ GLM_AVX512 void Block(const uint8_t* w, int64_t row_bytes, int64_t cols, const f
 }
 
 // Block<kF8E4M3, R, T> with DecodeFp8ByTable (VBMI): the same steps, scales and accumulators.
-// NaN codes decode to NaN on their own, so NaN-free weights need no other kernel.
+// NaN codes decode to NaN on their own, so NaN-free weights need no other kernel. Its own copy of
+// Block's loop: a function's target covers all its instantiations, and Block's must run on
+// AVX-512 CPUs without VBMI.
 template <int R, int T, bool kTail>
 GLM_AVX512_VBMI_INLINE void StepFp8ByTable(const uint8_t* w, int64_t row_bytes, int64_t c, int n,
                                            const float* xp, int64_t pitch, const float* scales,
