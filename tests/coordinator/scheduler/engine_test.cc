@@ -368,18 +368,21 @@ TEST(EngineTest, PreemptionUnderBlockPressureKeepsOutputsExact) {
 TEST(EngineTest, PenaltyHistoryStaysExactThroughPreemption) {
   SingleProcess sp;
   ASSERT_NE(sp.model, nullptr);
+  // 24 blocks of 4 positions; a request grows to 18 (12 + 60 positions), so any two that overlap
+  // at all preempt — with 20 new tokens (8 blocks) only three at once did, and a loaded machine
+  // that stalled the submitting thread could let the engine run them one after another.
   EngineHarness h("glm5-tiny-code", 1, 1, 24, 4);
   std::vector<std::vector<int32_t>> prompts;
   std::vector<GenerationRequest> requests;
   std::vector<std::vector<int32_t>> want;
   for (int i = 0; i < 4; ++i) {
     prompts.push_back(Prompt(400 + i, 12));
-    GenerationRequest r = Greedy(prompts.back(), 20);
+    GenerationRequest r = Greedy(prompts.back(), 60);
     r.sampling.repetition_penalty = 1.4f;
     r.sampling.frequency_penalty = 0.5f;
     requests.push_back(r);
     runtime::GenerateOptions g;
-    g.max_new_tokens = 20;
+    g.max_new_tokens = 60;
     g.ignore_eos = true;
     g.sampling.repetition_penalty = 1.4f;
     g.sampling.frequency_penalty = 0.5f;
