@@ -165,8 +165,10 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
         scores.resize(nh * n_keys);
         pe_scores.resize(nh * n_keys);
-        for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyBlock) {
-          const int64_t nk = std::min(kKeyBlock, n_keys - k0);
+        // One group reads each row once anyway: its keys in one call each (no per-block calls).
+        const int64_t key_block = nh > kernels::kMaxQueries ? kKeyBlock : std::max<int64_t>(n_keys, 1);
+        for (int64_t k0 = 0; k0 < n_keys; k0 += key_block) {
+          const int64_t nk = std::min(key_block, n_keys - k0);
           for (int g0 = 0; g0 < nh; g0 += kernels::kMaxQueries) {
             const int ng = std::min(kernels::kMaxQueries, nh - g0);
             kernels::DotRows(q_lat_row + g0 * rank, rank, ng, lat_rows.data() + k0, nk, rank,
@@ -179,8 +181,8 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         for (int g = 0; g < nh; ++g) kernels::Softmax(scores.data() + g * n_keys, n_keys);
         // o_lat[g] = Σ_k p[g][k] · latent_k (k ascending).
         std::fill_n(o_lat_row, nh * rank, 0.0f);
-        for (int64_t k0 = 0; k0 < n_keys; k0 += kKeyBlock) {
-          const int64_t nk = std::min(kKeyBlock, n_keys - k0);
+        for (int64_t k0 = 0; k0 < n_keys; k0 += key_block) {
+          const int64_t nk = std::min(key_block, n_keys - k0);
           for (int g0 = 0; g0 < nh; g0 += kernels::kMaxQueries)
             kernels::WeightedRowSum(scores.data() + g0 * n_keys + k0, n_keys, std::min(kernels::kMaxQueries, nh - g0),
                                     lat_rows.data() + k0, nk, rank, o_lat_row + g0 * rank, rank);

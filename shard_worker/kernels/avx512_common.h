@@ -88,7 +88,7 @@ inline constexpr Fp8ByteTables kFp8ByteTables = MakeFp8ByteTables();
 // DecodeFp8 by table (needs VBMI): two vpermi2b look the magnitude's BF16 high and low bytes up
 // (index bits 0-6; the sign bit is ORed into the high byte), two byte unpacks make BF16 words, and
 // shift / mask widen them to f32 — no vcvtph2ps, whose cost bounded the f16 decode (Zen 4, one
-// core, cache-resident 1024x4096: 13.9 → 18.3 GB/s at one token). The values are exactly the f16
+// core, cache-resident 1024x4096: 13.5 → 17.3 GB/s at one token). The values are exactly the f16
 // decode's (fl(e4m3 · s), scale factor 1), NaN codes give NaN with no patch. Lane order: vector k,
 // lane j holds chunk column (j / 4) · 16 + (k >> 1) · 8 + 2 · (j % 4) + (k & 1).
 GLM_AVX512_VBMI_INLINE void DecodeFp8ByTable(__m512i raw, const __m512 (&s)[4], __m512 (&v)[4]) {
