@@ -66,6 +66,9 @@ ABSL_FLAG(std::string, weight_dtype, "stored",
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all | mtp");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32",
+          "what the KV cache stores its rows in: f32 | bf16 (the coordinator's --kv-cache-dtype); attention's "
+          "reads grow with --context");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
 ABSL_FLAG(int32_t, admit_every, 0,
@@ -174,6 +177,9 @@ int main(int argc, char** argv) {
   if (!expert_bytes.ok()) return Fail(std::string(expert_bytes.status().message()));
   load.expert_memory_bytes = *expert_bytes;
   load.expert_direct_io = absl::GetFlag(FLAGS_expert_direct_io);
+  glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
+    return Fail("--kv-cache-dtype must be f32 or bf16");
 
   auto t0 = Clock::now();
   auto ckpt = glm::model::Checkpoint::Open(dir);
@@ -187,6 +193,7 @@ int main(int argc, char** argv) {
   glm::kernels::ThreadPool pool(threads);
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
   if (!model.ok()) return Fail(std::string(model.status().message()));
+  (*model)->set_kv_cache_dtype(kv_dtype);
   const auto& config = (*model)->config();
   glm::moe::ExpertStore* store = (*model)->weights().expert_store();
   const bool streaming = store != nullptr && store->streaming();
@@ -327,6 +334,7 @@ int main(int argc, char** argv) {
                                  dtype_name, "/batch", batch, "/threads", threads);
   if (load.expert_memory_bytes > 0) absl::StrAppend(&key, "/experts", expert_gib, "GiB");
   if (glm::kernels::Bf16Activations()) absl::StrAppend(&key, "/bf16-activations");
+  if (kv_dtype != glm::kv_cache::KvDType::kF32) absl::StrAppend(&key, "/kv-", glm::kv_cache::KvDTypeName(kv_dtype));
   if (admit_every > 0) absl::StrAppend(&key, "/admit-every", admit_every, "/context", context);
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = baselines.Get(key);

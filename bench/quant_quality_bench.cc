@@ -45,7 +45,8 @@ ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-
           "reference.json with eval_ids_first_1024 and eval_nll_first_1024");
 ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
-          "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or "
+          "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or bf16-kv "
+          "(weights as stored, the KV cache's rows in BF16: --kv-cache-dtype bf16), or "
           "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits) or sim-uint<B>[-g<G>] (simulated asymmetric: "
           "scale and offset a group), either with -r[<N>] (rows Hadamard-rotated first; bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
@@ -80,7 +81,8 @@ struct Run {
 
 // Loads the model (matrices converted to `dtype`) and returns logits for every position.
 absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, const glm::model::LoadOptions& load,
-                             const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool) {
+                             const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool,
+                             glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32) {
   auto ckpt = glm::model::Checkpoint::Open(dir);
   if (!ckpt.ok()) return ckpt.status();
   auto weights = glm::model::ModelWeights::Load(**ckpt, load);
@@ -90,6 +92,7 @@ absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, co
   run.matrix_bytes = (*weights)->bytes_loaded();
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), pool);
   if (!model.ok()) return model.status();
+  (*model)->set_kv_cache_dtype(kv_dtype);
   auto cache = (*model)->NewCache();
   std::vector<glm::model::SequenceInput> batch(1);
   batch[0].cache = cache.get();
@@ -234,6 +237,14 @@ int main(int argc, char** argv) {
       glm::kernels::SetBf16Activations(true);
       auto run = Evaluate(dir, std::string(f), load, ids, &pool);
       glm::kernels::SetBf16Activations(false);
+      if (!run.ok()) return Fail(std::string(f) + ": " + std::string(run.status().message()));
+      runs.push_back(*std::move(run));
+      continue;
+    }
+    if (f == "bf16-kv") {  // BF16 weights as stored, the KV cache's rows rounded to BF16 (--kv-cache-dtype bf16)
+      glm::model::LoadOptions load;
+      load.matrix_dtype = glm::kernels::DType::kBF16;
+      auto run = Evaluate(dir, std::string(f), load, ids, &pool, glm::kv_cache::KvDType::kBf16);
       if (!run.ok()) return Fail(std::string(f) + ": " + std::string(run.status().message()));
       runs.push_back(*std::move(run));
       continue;

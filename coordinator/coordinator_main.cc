@@ -66,6 +66,9 @@ ABSL_FLAG(double, expert_memory_gib, 0,
           "memory per worker rank for routed experts; beyond it they stay on disk and stream through an LRU "
           "cache of this size (0 = all resident)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32",
+          "what the KV cache stores its rows in: f32 (as computed) | bf16 (rounded once when written: "
+          "half the memory a token, twice the tokens --kv-cache-gib holds, half the bytes attention reads)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 // vLLM's names, so its users' command lines carry over.
@@ -137,12 +140,13 @@ void Log(const std::string& m) { std::fprintf(stderr, "[coordinator] %s\n", m.c_
 
 // KV bytes per block on the rank of the plan that caches the most (every rank of a stage caches
 // all of the stage's layers; the last stage also the MTP layer's, kv_cache::StageKvShape).
-int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size) {
+int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size,
+                          glm::kv_cache::KvDType dtype) {
   int64_t worst = 0;
   for (int s = 0; s < plan.stages_size(); ++s) {
     const auto& st = plan.stages(s);
     worst = std::max(worst, glm::kv_cache::KvBlockBytes(
-                                glm::kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), s == plan.stages_size() - 1),
+                                glm::kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), s == plan.stages_size() - 1, dtype),
                                 block_size));
   }
   return worst;
@@ -281,6 +285,9 @@ int main(int argc, char** argv) {
 
   const int block_size = absl::GetFlag(FLAGS_kv_block_size);
   if (block_size <= 0) Fatal("--kv-block-size must be positive");
+  glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
+    Fatal(absl::StrCat("--kv-cache-dtype '", absl::GetFlag(FLAGS_kv_cache_dtype), "' is not one of f32, bf16"));
   const int32_t stream_interval = absl::GetFlag(FLAGS_stream_interval);
   const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
   if (stream_interval < 1 || stream_interval > 4096)
@@ -331,9 +338,10 @@ int main(int argc, char** argv) {
   glm::cluster::ClusterOptions cluster_options;
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
+  cluster_options.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
   cluster_options.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_s));
   cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
-    const int64_t per_block = LargestBlockBytes(*config, plan, block_size);
+    const int64_t per_block = LargestBlockBytes(*config, plan, block_size, kv_dtype);
     return static_cast<int32_t>(std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block)));
   };
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
@@ -388,7 +396,8 @@ int main(int argc, char** argv) {
     slowest_load = std::max(slowest_load, r.load_seconds());
   }
   Log(absl::StrCat("cluster ready: ", (*client)->ready().size(), " workers, ", total_bytes / 1048576, " MiB of weights, loaded in ",
-                   slowest_load, " s; ", (*client)->kv_blocks(), " KV blocks of ", block_size, " positions per worker"));
+                   slowest_load, " s; ", (*client)->kv_blocks(), " KV blocks of ", block_size, " positions per worker (",
+                   glm::kv_cache::KvDTypeName(kv_dtype), " rows)"));
 
   glm::scheduler::ClusterStepRunner runner(client->get());
   glm::scheduler::EngineOptions eo;

@@ -105,6 +105,9 @@ ABSL_FLAG(std::string, activation_dtype, "f32",
 ABSL_FLAG(bool, amx_tiles, true,
           "forward/generate/chat: with --activation-dtype bf16 on CPUs with AMX, matmuls on AMX tiles (false: "
           "vdpbf16ps; shard_worker's --amx_tiles for a cluster)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32",
+          "forward/generate/chat: what the KV cache stores its rows in: f32 | bf16 (rounded once when written; "
+          "the coordinator's --kv-cache-dtype for a cluster)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all | mtp (the MTP "
           "draft layer only)");
@@ -191,6 +194,7 @@ int main(int argc, char** argv) {
   m.quantize_scope = absl::GetFlag(FLAGS_quantize_scope);
   m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
   m.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
+  m.kv_cache_dtype = absl::GetFlag(FLAGS_kv_cache_dtype);
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   if (absl::GetFlag(FLAGS_stream) &&
       (m.json || (command != "generate" && command != "chat") || (command == "generate" && m.prompt.empty()))) {
@@ -208,7 +212,8 @@ int main(int argc, char** argv) {
     if (const char* env = std::getenv("GLM_API_KEY"); api_key.empty() && env != nullptr) api_key = env;
     // The server's weights are loaded already: these would be silently ignored.
     for (const char* flag :
-         {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab"}) {
+         {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab",
+          "kv_cache_dtype"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');

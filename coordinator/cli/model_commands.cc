@@ -51,6 +51,9 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
     return absl::InvalidArgumentError(absl::StrCat("--activation-dtype '", o.activation_dtype, "' is not one of f32, bf16"));
   kernels::SetBf16Activations(bf16_activations);
   kernels::SetAmxTilesEnabled(o.amx_tiles);
+  kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;
+  if (!kv_cache::ParseKvDType(o.kv_cache_dtype, &kv_dtype))
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype '", o.kv_cache_dtype, "' is not one of f32, bf16"));
   auto expert_bytes = placement::GibFlagBytes("--expert-memory-gib", o.expert_memory_gib, "all routed experts resident");
   if (!expert_bytes.ok()) return expert_bytes.status();
   load.expert_memory_bytes = *expert_bytes;
@@ -64,6 +67,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   auto created = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), m.pool.get());
   if (!created.ok()) return created.status();
   m.model = std::move(*created);
+  m.model->set_kv_cache_dtype(kv_dtype);
   return m;
 }
 

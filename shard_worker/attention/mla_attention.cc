@@ -48,15 +48,16 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     kernels::RmsNorm(q_resid + t * q_lora, w.q_a_norm.data(), q_lora, kLatentNormEps, q_resid + t * q_lora);
   kernels::MatMul(q_resid, T, w.q_b_proj, q, pool_);
 
-  // Latent path: [latent | k_pe] = kv_a_proj x [T, rank + rope]; cache RMSNorm(latent), rope(k_pe).
+  // Latent path: [latent | k_pe] = kv_a_proj x [T, rank + rope]; cache RMSNorm(latent), rope(k_pe)
+  // (in place in kv, then stored in the cache's dtype).
   for (const SequenceSpan& s : spans) {
     for (int64_t i = 0; i < s.n_tokens; ++i) {
       const int64_t t = s.token_offset + i, pos = s.start_position + i;
       float* row = kv + t * (rank + rope_dim);
-      kernels::RmsNorm(row, w.kv_a_norm.data(), rank, kLatentNormEps, s.cache->latent(layer, pos));
-      float* kpe = s.cache->rope_key(layer, pos);
-      std::copy(row + rank, row + rank + rope_dim, kpe);
-      rope_->Apply(kpe, pos, kMlaRopeLayout);
+      kernels::RmsNorm(row, w.kv_a_norm.data(), rank, kLatentNormEps, row);
+      rope_->Apply(row + rank, pos, kMlaRopeLayout);
+      s.cache->WriteLatent(layer, pos, row);
+      s.cache->WriteRopeKey(layer, pos, row + rank);
     }
   }
 
@@ -135,10 +136,11 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         matmul_rows(q_rows + h * qk, nb, heads * qk, w.w_uk_t.Rows(h * rank, (h + 1) * rank), 0, rank,
                     q_lat + h * rank, heads * rank);
     });
-    pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
+    // Jobs over the cache's rows as stored (Row: float, or uint16_t BF16 bits).
+    auto attend = [&]<typename Row>(int64_t begin, int64_t end, std::vector<const Row*>& lat_rows,
+                                    std::vector<const Row*>& kpe_rows) {
       // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
       thread_local std::vector<float> scores, pe_scores;
-      thread_local std::vector<const float*> lat_rows, kpe_rows;
       for (int64_t job = begin; job < end; ++job) {
         // Rows paired from both ends (0, nb-1, 1, nb-2, ...): a causal token's work grows with its
         // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
@@ -187,6 +189,15 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
             kernels::WeightedRowSum(scores.data() + g0 * n_keys + k0, n_keys, std::min(kernels::kMaxQueries, nh - g0),
                                     lat_rows.data() + k0, nk, rank, o_lat_row + g0 * rank, rank);
         }
+      }
+    };
+    pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
+      if (spans.front().cache->dtype() == kv_cache::KvDType::kBf16) {
+        thread_local std::vector<const uint16_t*> lat_rows, kpe_rows;
+        attend(begin, end, lat_rows, kpe_rows);
+      } else {
+        thread_local std::vector<const float*> lat_rows, kpe_rows;
+        attend(begin, end, lat_rows, kpe_rows);
       }
     });
     for_heads(nb, [&](int64_t h_begin, int64_t h_end) {

@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <utility>
+#include <vector>
+
+#include "shard_worker/kernels/dtype.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -135,12 +138,25 @@ __attribute__((target("avx512f"))) void AxpyAvx512(float alpha, const float* x, 
   }
 }
 
+// 16 row elements as f32: loaded, or BF16 widened (exactly: a BF16 value is the f32 with its low
+// 16 bits zero), so a BF16 row gives the f32 kernel's result on its widened values bit for bit.
+GLM_AVX512_INLINE __m512 LoadRow16(const float* p) { return _mm512_loadu_ps(p); }
+GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+GLM_AVX512_INLINE __m512 WidenBf16x16(__m256i v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+GLM_AVX512_INLINE __m512 LoadRow16(const uint16_t* p) {
+  return WidenBf16x16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const uint16_t* p) { return WidenBf16x16(_mm256_maskz_loadu_epi16(m, p)); }
+
 // Rows in blocks of 16, one accumulator each (a 16-column chunk of q times the row's chunk,
 // FMA per chunk), then the 16 lane trees at once (ReduceLanes16): a row's value depends only on
 // q, the row and n — not on which block, query count or batch it came in. NK rows of the block
-// are real (the accumulators must be compile-time registers, hence the template).
-template <int NK>
-GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const float* const* rows, int64_t n, float* out) {
+// are real (the accumulators must be compile-time registers, hence the template). Row: float or
+// BF16 bits (uint16_t).
+template <int NK, typename Row>
+GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const Row* const* rows, int64_t n, float* out) {
   __m512 acc[16];
 #pragma GCC unroll 16
   for (int kk = 0; kk < 16; ++kk) acc[kk] = _mm512_setzero_ps();
@@ -148,24 +164,25 @@ GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const float* const* rows, i
   for (; c + 16 <= n; c += 16) {
     const __m512 qv = _mm512_loadu_ps(qj + c);
 #pragma GCC unroll 16
-    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows[kk] + c), acc[kk]);
+    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, LoadRow16(rows[kk] + c), acc[kk]);
   }
   if (c < n) {
     const __mmask16 m = TailMask16(n - c);
     const __m512 qv = _mm512_maskz_loadu_ps(m, qj + c);
 #pragma GCC unroll 16
-    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, rows[kk] + c), acc[kk]);
+    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, LoadRow16(m, rows[kk] + c), acc[kk]);
   }
   _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << NK) - 1), ReduceLanes16(acc));
 }
 
-template <int... NKs>
-GLM_AVX512_INLINE void DotRowsTail(int nk, const float* qj, const float* const* rows, int64_t n, float* out,
+template <typename Row, int... NKs>
+GLM_AVX512_INLINE void DotRowsTail(int nk, const float* qj, const Row* const* rows, int64_t n, float* out,
                                    std::integer_sequence<int, NKs...>) {
   ((nk == NKs + 1 ? DotRowsBlock<NKs + 1>(qj, rows, n, out) : void()), ...);
 }
 
-GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const float* const* rows, int64_t n_rows,
+template <typename Row>
+GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows,
                               int64_t n, float* out, int64_t out_stride) {
   int64_t k0 = 0;
   for (; k0 + 16 <= n_rows; k0 += 16)
@@ -179,8 +196,8 @@ GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const fl
 // Columns in 16-lane chunks, CH chunks at a time, rows inner: each query's CH chunks stay in
 // registers across the rows and each weight broadcast serves CH chunks (one FMA per row per
 // element, k ascending: exactly Axpy's per-element arithmetic).
-template <int NQ, int CH>
-GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, const float* const* rows, int64_t n_rows,
+template <int NQ, int CH, typename Row>
+GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, const Row* const* rows, int64_t n_rows,
                                           int64_t i0, int64_t n, float* y, int64_t y_stride) {
   __mmask16 m[CH];
 #pragma GCC unroll 4
@@ -195,7 +212,7 @@ GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, cons
   for (int64_t k = 0; k < n_rows; ++k) {
     __m512 v[CH];
 #pragma GCC unroll 4
-    for (int c = 0; c < CH; ++c) v[c] = _mm512_maskz_loadu_ps(m[c], rows[k] + i0 + 16 * c);
+    for (int c = 0; c < CH; ++c) v[c] = LoadRow16(m[c], rows[k] + i0 + 16 * c);
 #pragma GCC unroll 8
     for (int j = 0; j < NQ; ++j) {
       const __m512 wj = _mm512_set1_ps(w[j * w_stride + k]);
@@ -210,20 +227,22 @@ GLM_AVX512_INLINE void WeightedRowSumCols(const float* w, int64_t w_stride, cons
 }
 
 // Up to 24 accumulators: 8 queries x 3 chunks, 4 x 4 (and 1-2 queries 4 chunks).
-template <int NQ>
-GLM_AVX512 void WeightedRowSumAvx512N(const float* w, int64_t w_stride, const float* const* rows, int64_t n_rows,
+template <int NQ, typename Row>
+GLM_AVX512 void WeightedRowSumAvx512N(const float* w, int64_t w_stride, const Row* const* rows, int64_t n_rows,
                                       int64_t n, float* y, int64_t y_stride) {
   constexpr int kCh = NQ <= 4 ? 4 : 3;
   for (int64_t i0 = 0; i0 < n; i0 += 16 * kCh)
     WeightedRowSumCols<NQ, kCh>(w, w_stride, rows, n_rows, i0, n, y, y_stride);
 }
 
-GLM_AVX512 void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq, const float* const* rows,
+template <typename Row>
+GLM_AVX512 void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq, const Row* const* rows,
                                      int64_t n_rows, int64_t n, float* y, int64_t y_stride) {
-  using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*, int64_t);
+  using Fn = void (*)(const float*, int64_t, const Row* const*, int64_t, int64_t, float*, int64_t);
   static constexpr Fn kFns[kMaxQueries + 1] = {
-      nullptr, &WeightedRowSumAvx512N<1>, &WeightedRowSumAvx512N<2>, &WeightedRowSumAvx512N<3>, &WeightedRowSumAvx512N<4>,
-      &WeightedRowSumAvx512N<5>, &WeightedRowSumAvx512N<6>, &WeightedRowSumAvx512N<7>, &WeightedRowSumAvx512N<8>};
+      nullptr, &WeightedRowSumAvx512N<1, Row>, &WeightedRowSumAvx512N<2, Row>, &WeightedRowSumAvx512N<3, Row>,
+      &WeightedRowSumAvx512N<4, Row>, &WeightedRowSumAvx512N<5, Row>, &WeightedRowSumAvx512N<6, Row>,
+      &WeightedRowSumAvx512N<7, Row>, &WeightedRowSumAvx512N<8, Row>};
   kFns[nq](w, w_stride, rows, n_rows, n, y, y_stride);
 }
 
@@ -285,11 +304,32 @@ void WeightedRowSumLoop(const float* w, int64_t w_stride, int nq, const float* c
     for (int j = 0; j < nq; ++j) kAxpy(w[j * w_stride + k], rows[k], y + j * y_stride, n);
 }
 
+// BF16 rows widened (exactly) into a per-thread [n_rows, n] float buffer, for the paths without
+// a BF16 row kernel of their own (AVX2, portable): their f32 kernel on the widened rows.
+const float* const* WidenRows(const uint16_t* const* rows, int64_t n_rows, int64_t n) {
+  thread_local std::vector<float> values;
+  thread_local std::vector<const float*> pointers;
+  values.resize(n_rows * n);
+  pointers.resize(n_rows);
+  for (int64_t k = 0; k < n_rows; ++k) {
+    float* dst = values.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(rows[k][i]);
+    pointers[k] = dst;
+  }
+  return pointers.data();
+}
+void DotRowsBf16Widened(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
+                        int64_t n, float* out, int64_t out_stride);
+void WeightedRowSumBf16Widened(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
+                               int64_t n, float* y, int64_t y_stride);
+
 struct VectorOps {
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
   void (*dot_rows)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
   void (*weighted_row_sum)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
+  void (*dot_rows_bf16)(const float*, int64_t, int, const uint16_t* const*, int64_t, int64_t, float*, int64_t);
+  void (*weighted_row_sum_bf16)(const float*, int64_t, int, const uint16_t* const*, int64_t, int64_t, float*, int64_t);
   void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
   int64_t (*arg_max)(const float*, int64_t);
   void (*add_scale)(const float*, const float*, float, float*, int64_t);
@@ -299,19 +339,52 @@ struct VectorOps {
 VectorOps Select() {
 #if defined(__x86_64__)
   if (CpuSupportsAvx512MatMul())
-    return {&DotAvx512,    &AxpyAvx512,       &DotRowsAvx512, &WeightedRowSumAvx512, &DotRowsF64Avx512,
-            &ArgMaxAvx512, &AddScaleAvx512,   &ReluAccumulateAvx512};
+    return {&DotAvx512,
+            &AxpyAvx512,
+            &DotRowsAvx512<float>,
+            &WeightedRowSumAvx512<float>,
+            &DotRowsAvx512<uint16_t>,
+            &WeightedRowSumAvx512<uint16_t>,
+            &DotRowsF64Avx512,
+            &ArgMaxAvx512,
+            &AddScaleAvx512,
+            &ReluAccumulateAvx512};
   if (CpuSupportsAvx2MatMul())
-    return {&DotAvx2,           &AxpyAvx2,          &DotRowsLoop<&DotAvx2>, &WeightedRowSumLoop<&AxpyAvx2>,
-            &DotRowsF64Avx2,    &ArgMaxAvx2,      &AddScaleAvx2,          &ReluAccumulateAvx2};
+    return {&DotAvx2,
+            &AxpyAvx2,
+            &DotRowsLoop<&DotAvx2>,
+            &WeightedRowSumLoop<&AxpyAvx2>,
+            &DotRowsBf16Widened,
+            &WeightedRowSumBf16Widened,
+            &DotRowsF64Avx2,
+            &ArgMaxAvx2,
+            &AddScaleAvx2,
+            &ReluAccumulateAvx2};
 #endif
-  return {&DotPortable,        &AxpyReference,   &DotRowsLoop<&DotPortable>, &WeightedRowSumLoop<&AxpyReference>,
-          &DotRowsF64Portable, &ArgMaxReference, &AddScaleReference, &ReluAccumulateReference};
+  return {&DotPortable,
+          &AxpyReference,
+          &DotRowsLoop<&DotPortable>,
+          &WeightedRowSumLoop<&AxpyReference>,
+          &DotRowsBf16Widened,
+          &WeightedRowSumBf16Widened,
+          &DotRowsF64Portable,
+          &ArgMaxReference,
+          &AddScaleReference,
+          &ReluAccumulateReference};
 }
 
 const VectorOps& Ops() {
   static const VectorOps ops = Select();
   return ops;
+}
+
+void DotRowsBf16Widened(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
+                        int64_t n, float* out, int64_t out_stride) {
+  Ops().dot_rows(q, q_stride, nq, WidenRows(rows, n_rows, n), n_rows, n, out, out_stride);
+}
+void WeightedRowSumBf16Widened(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
+                               int64_t n, float* y, int64_t y_stride) {
+  Ops().weighted_row_sum(w, w_stride, nq, WidenRows(rows, n_rows, n), n_rows, n, y, y_stride);
 }
 
 }  // namespace
@@ -327,6 +400,16 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const
                     float* y, int64_t y_stride) {
   if (nq <= 0 || n_rows <= 0) return;
   Ops().weighted_row_sum(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void DotRows(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().dot_rows_bf16(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().weighted_row_sum_bf16(w, w_stride, nq, rows, n_rows, n, y, y_stride);
 }
 void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
   Ops().dot_rows_f64(x, m, n_rows, n, out);

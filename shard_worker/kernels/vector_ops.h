@@ -26,6 +26,13 @@ void DotRows(const float* q, int64_t q_stride, int nq, const float* const* rows,
 // Axpy(w[j·w_stride + k], rows[k], y_j, n) per k in order.
 void WeightedRowSum(const float* w, int64_t w_stride, int nq, const float* const* rows, int64_t n_rows, int64_t n,
                     float* y, int64_t y_stride);
+// The same over rows of BF16 bits (a BF16 KV cache, --kv-cache-dtype bf16): every path gives
+// exactly what its f32 version gives on the rows widened to f32 (BF16 -> f32 is exact), so the
+// f32 functions are these overloads' reference twins.
+void DotRows(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride);
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride);
 // out[r] = float(Σ_c double(x[c]) · double(m[r·n + c])): router logits, where a discrete choice
 // follows and the sum is kept in double. Summation order is fixed per n (lanes, then a tree), so
 // a row's value never depends on the batch or the thread.

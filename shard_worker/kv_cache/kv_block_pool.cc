@@ -17,12 +17,12 @@ KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blo
 
 namespace {
 
-// A new array of `new_count` floats holding the first `old_count` of `old` (throws
-// std::bad_alloc when memory runs out, as operator new would).
-model::AlignedBuffer Regrow(model::AlignedBuffer old, int64_t old_count, int64_t new_count) {
-  model::AlignedBuffer fresh(new_count * static_cast<int64_t>(sizeof(float)));
+// A new array of `new_count` elements of `bytes` each holding the first `old_count` of `old`
+// (throws std::bad_alloc when memory runs out, as operator new would).
+model::AlignedBuffer Regrow(model::AlignedBuffer old, int64_t old_count, int64_t new_count, int64_t bytes) {
+  model::AlignedBuffer fresh(new_count * bytes);
   if (!fresh.valid()) throw std::bad_alloc();
-  if (old_count > 0) std::memcpy(fresh.data(), old.data(), old_count * sizeof(float));
+  if (old_count > 0) std::memcpy(fresh.data(), old.data(), old_count * bytes);
   return fresh;
 }
 
@@ -31,12 +31,14 @@ model::AlignedBuffer Regrow(model::AlignedBuffer old, int64_t old_count, int64_t
 void KvBlockPool::Grow(int64_t blocks) {
   if (blocks <= num_blocks_) return;
   const int64_t old_pos = num_blocks_ * block_size_, new_pos = blocks * block_size_;
+  const int64_t bytes = KvDTypeBytes(shape_.dtype);
   for (size_t i = 0; i < layers_.size(); ++i) {
     LayerStore& l = layers_[i];
-    l.latent = Regrow(std::move(l.latent), old_pos * shape_.kv_lora_rank, new_pos * shape_.kv_lora_rank);
-    l.rope_key = Regrow(std::move(l.rope_key), old_pos * shape_.rope_dim, new_pos * shape_.rope_dim);
+    l.latent = Regrow(std::move(l.latent), old_pos * shape_.kv_lora_rank, new_pos * shape_.kv_lora_rank, bytes);
+    l.rope_key = Regrow(std::move(l.rope_key), old_pos * shape_.rope_dim, new_pos * shape_.rope_dim, bytes);
     if (shape_.layer_has_index_keys[i])
-      l.index_key = Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim);
+      l.index_key =
+          Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim, bytes);
   }
   num_blocks_ = blocks;
 }
@@ -82,8 +84,9 @@ int64_t KvBlockPool::Prefault(kernels::ThreadPool* pool) {
 
 int64_t KvBlockPool::block_bytes() const { return KvBlockBytes(shape_, block_size_); }
 
-KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int64_t layer_end, bool last_stage) {
-  KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, layer_begin, {}, c.max_position_embeddings};
+KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int64_t layer_end, bool last_stage,
+                          KvDType dtype) {
+  KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, layer_begin, {}, c.max_position_embeddings, dtype};
   for (int64_t l = layer_begin; l < layer_end; ++l)
     shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
   if (last_stage && c.has_mtp()) shape.layer_has_index_keys.push_back(true);
@@ -94,7 +97,16 @@ int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
   int64_t per_pos = 0;
   for (bool idx : shape.layer_has_index_keys)
     per_pos += shape.kv_lora_rank + shape.rope_dim + (idx ? shape.index_head_dim : 0);
-  return per_pos * block_size * static_cast<int64_t>(sizeof(float));
+  return per_pos * block_size * KvDTypeBytes(shape.dtype);
 }
+
+bool ParseKvDType(std::string_view name, KvDType* out) {
+  if (name == "f32") *out = KvDType::kF32;
+  else if (name == "bf16") *out = KvDType::kBf16;
+  else return false;
+  return true;
+}
+
+const char* KvDTypeName(KvDType dtype) { return dtype == KvDType::kBf16 ? "bf16" : "f32"; }
 
 }  // namespace glm::kv_cache

@@ -6,6 +6,7 @@
 #define GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,17 @@
 
 namespace glm::kv_cache {
 
+// What the cache stores its rows in. kF32 keeps attention's inputs as computed (the references'
+// precision); kBf16 (--kv-cache-dtype bf16) rounds each row once, when written, to the nearest
+// BF16 (round-to-nearest-even): half the memory per position — twice the tokens a KV budget holds —
+// and half the bytes attention streams a step. Attention reads the rounded rows exactly, so a
+// prefix-cache hit still gives the cold run's tokens (both read the same stored rows).
+enum class KvDType { kF32, kBf16 };
+// "f32" | "bf16" (false for anything else).
+bool ParseKvDType(std::string_view name, KvDType* out);
+const char* KvDTypeName(KvDType dtype);
+inline int64_t KvDTypeBytes(KvDType dtype) { return dtype == KvDType::kBf16 ? 2 : 4; }
+
 struct KvCacheShape {
   int64_t kv_lora_rank = 0;
   int64_t rope_dim = 0;
@@ -22,13 +34,15 @@ struct KvCacheShape {
   int64_t first_layer = 0;                 // weight-layer index of the first cached layer
   std::vector<bool> layer_has_index_keys;  // per cached layer
   int64_t max_positions = 0;               // a sequence's limit (the model's context)
+  KvDType dtype = KvDType::kF32;
 };
 
 // What a pipeline stage caches: its layers [layer_begin, layer_end) and, on the last stage of a
 // model with an MTP layer, that layer too (weight layer num_hidden_layers, right after the stage's
 // own; MTP row j lives at position j of the same blocks, and keeps indexer keys). The worker's
 // pool and the coordinator's block count (so --kv-cache-gib is what the pool takes) both use it.
-KvCacheShape StageKvShape(const model::ModelConfig& config, int64_t layer_begin, int64_t layer_end, bool last_stage);
+KvCacheShape StageKvShape(const model::ModelConfig& config, int64_t layer_begin, int64_t layer_end, bool last_stage,
+                          KvDType dtype = KvDType::kF32);
 
 // Bytes of one block of `block_size` positions over the shape's layers.
 int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size);
@@ -46,15 +60,23 @@ class KvBlockPool {
   absl::StatusOr<int32_t> AllocateBlock();
   void FreeBlock(int32_t block);
 
-  float* latent(int64_t layer, int64_t block, int64_t offset) {
-    return static_cast<float*>(layers_[layer - shape_.first_layer].latent.data()) + (block * block_size_ + offset) * shape_.kv_lora_rank;
+  // A row's elements as stored: T = float in a kF32 pool, uint16_t (BF16 bits) in a kBf16 one.
+  template <typename T>
+  T* latent_as(int64_t layer, int64_t block, int64_t offset) {
+    return static_cast<T*>(layers_[layer - shape_.first_layer].latent.data()) + (block * block_size_ + offset) * shape_.kv_lora_rank;
   }
-  float* rope_key(int64_t layer, int64_t block, int64_t offset) {
-    return static_cast<float*>(layers_[layer - shape_.first_layer].rope_key.data()) + (block * block_size_ + offset) * shape_.rope_dim;
+  template <typename T>
+  T* rope_key_as(int64_t layer, int64_t block, int64_t offset) {
+    return static_cast<T*>(layers_[layer - shape_.first_layer].rope_key.data()) + (block * block_size_ + offset) * shape_.rope_dim;
   }
-  float* index_key(int64_t layer, int64_t block, int64_t offset) {
-    return static_cast<float*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
+  template <typename T>
+  T* index_key_as(int64_t layer, int64_t block, int64_t offset) {
+    return static_cast<T*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
   }
+  // The f32 rows of a kF32 pool (tests, and code that predates kBf16).
+  float* latent(int64_t layer, int64_t block, int64_t offset) { return latent_as<float>(layer, block, offset); }
+  float* rope_key(int64_t layer, int64_t block, int64_t offset) { return rope_key_as<float>(layer, block, offset); }
+  float* index_key(int64_t layer, int64_t block, int64_t offset) { return index_key_as<float>(layer, block, offset); }
   // Bytes of one block over all layers.
   int64_t block_bytes() const;
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kv_cache/kv_block_pool.h"
 
 namespace glm::kv_cache {
@@ -38,6 +39,22 @@ class KvCache {
     if (n < length_) length_ = n;
   }
 
+  KvDType dtype() const { return pool_->shape().dtype; }
+
+  // Stores a position's rows from f32 values (rounded to BF16 in a kBf16 cache): the latent
+  // [kv_lora_rank], the rotated rope key [rope_dim], the indexer key [index_head_dim].
+  void WriteLatent(int64_t layer, int64_t position, const float* row) {
+    Write(row, shape().kv_lora_rank, [&]<typename T>(T*) { return pool_->latent_as<T>(layer, table_[position / bs_], position % bs_); });
+  }
+  void WriteRopeKey(int64_t layer, int64_t position, const float* row) {
+    Write(row, shape().rope_dim, [&]<typename T>(T*) { return pool_->rope_key_as<T>(layer, table_[position / bs_], position % bs_); });
+  }
+  void WriteIndexKey(int64_t layer, int64_t position, const float* row) {
+    Write(row, shape().index_head_dim,
+          [&]<typename T>(T*) { return pool_->index_key_as<T>(layer, table_[position / bs_], position % bs_); });
+  }
+
+  // The f32 rows of a kF32 cache (tests; attention goes through the typed RowPointers).
   float* latent(int64_t layer, int64_t position) {
     return pool_->latent(layer, table_[position / bs_], position % bs_);
   }
@@ -56,11 +73,13 @@ class KvCache {
   // Row pointers of positions [0, n) of `layer`: latent[p] = latent(layer, p) and
   // rope_key[p] = rope_key(layer, p), filled a block at a time (attention over every cached
   // position lists thousands of rows per head group and layer; one division per row showed).
-  void RowPointers(int64_t layer, int64_t n, const float** latent_rows, const float** rope_key_rows) const {
+  // T: the cache's element type (float for kF32, uint16_t for kBf16).
+  template <typename T>
+  void RowPointers(int64_t layer, int64_t n, const T** latent_rows, const T** rope_key_rows) const {
     const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
     ForBlockRuns(0, n, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
-      const float* lat = pool_->latent(layer, block, offset);
-      const float* kpe = pool_->rope_key(layer, block, offset);
+      const T* lat = pool_->latent_as<T>(layer, block, offset);
+      const T* kpe = pool_->rope_key_as<T>(layer, block, offset);
       for (int64_t i = 0; i < count; ++i) {
         latent_rows[first + i] = lat + i * rank;
         rope_key_rows[first + i] = kpe + i * rope;
@@ -70,29 +89,31 @@ class KvCache {
 
   // The same for the listed positions (any order; a division only where the list leaves a
   // block, so an ascending selection costs about one per block).
-  void RowPointers(int64_t layer, const int32_t* positions, int64_t n, const float** latent_rows,
-                   const float** rope_key_rows) const {
+  template <typename T>
+  void RowPointers(int64_t layer, const int32_t* positions, int64_t n, const T** latent_rows,
+                   const T** rope_key_rows) const {
     const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
     int64_t block_start = -1;
-    const float* lat = nullptr;
-    const float* kpe = nullptr;
+    const T* lat = nullptr;
+    const T* kpe = nullptr;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t p = positions[i];
       if (block_start < 0 || p < block_start || p >= block_start + bs_) {
         const int64_t b = p / bs_;
         block_start = b * bs_;
-        lat = pool_->latent(layer, table_[b], 0);
-        kpe = pool_->rope_key(layer, table_[b], 0);
+        lat = pool_->latent_as<T>(layer, table_[b], 0);
+        kpe = pool_->rope_key_as<T>(layer, table_[b], 0);
       }
       latent_rows[i] = lat + (p - block_start) * rank;
       rope_key_rows[i] = kpe + (p - block_start) * rope;
     }
   }
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
-  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
+  template <typename T>
+  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const T** rows) const {
     const int64_t d = shape().index_head_dim;
     ForBlockRuns(begin, end, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
-      const float* k = pool_->index_key(layer, block, offset);
+      const T* k = pool_->index_key_as<T>(layer, block, offset);
       for (int64_t i = 0; i < count; ++i) rows[first - begin + i] = k + i * d;
     });
   }
@@ -100,6 +121,18 @@ class KvCache {
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
+  // dst_of(static_cast<T*>(nullptr)) gives the row's storage as T*; copies (f32) or rounds (BF16) n values into it.
+  template <typename DstOf>
+  void Write(const float* row, int64_t n, DstOf dst_of) {
+    if (dtype() == KvDType::kF32) {
+      float* dst = dst_of(static_cast<float*>(nullptr));
+      std::copy_n(row, n, dst);
+    } else {
+      uint16_t* dst = dst_of(static_cast<uint16_t*>(nullptr));
+      for (int64_t i = 0; i < n; ++i) dst[i] = kernels::F32ToBf16(row[i]);
+    }
+  }
+
   // fn(pool block, offset in it, count, first position) for each run of positions of [begin, end)
   // that share a block, in order.
   template <typename Fn>

@@ -24,6 +24,7 @@ struct ExecutorContext {
   int world_rank = 0;
   int64_t kv_blocks = 0;
   int64_t kv_block_size = 0;
+  kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;
 };
 
 class StepExecutor {

@@ -69,6 +69,10 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
   ExpectRefusedBeforeLoading(end, "--http-threads must be 0..4096, got -3");
 }
 
+TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"), "--kv-cache-dtype 'fp8' is not one of f32, bf16");
+}
+
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
   const JobEnd end = RunJobToTheEnd("--steps-in-flight -1");
   ExpectRefusedBeforeLoading(end, "--steps-in-flight must be 0..64 (0 = one per pipeline stage), got -1");
@@ -281,6 +285,8 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
        "got inf"},
       {"generate --model " + model + " --tokens 1,2 --threads 2000000000",
        "--threads must be 0..4096 (0 = all cores), got 2000000000"},
+      {"generate --model " + model + " --tokens 1,2 --kv-cache-dtype f16",
+       "--kv-cache-dtype 'f16' is not one of f32, bf16"},
   };
   for (const auto& [args, message] : cases) {
     const JobEnd end = RunGlmctl(args);

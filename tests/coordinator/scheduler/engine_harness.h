@@ -30,8 +30,10 @@ class EngineHarness {
   // Makes the engine's StepRunner over the cluster's client (default: a ClusterStepRunner).
   using RunnerFactory = std::function<std::unique_ptr<StepRunner>(cluster::ClusterClient*)>;
   EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
-                EngineOptions overrides = {}, int worker_threads = 1, const RunnerFactory& make_runner = nullptr) {
-    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads);
+                EngineOptions overrides = {}, int worker_threads = 1, const RunnerFactory& make_runner = nullptr,
+                const std::string& kv_cache_dtype = "f32") {
+    auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads,
+                                  kv_cache_dtype);
     EXPECT_TRUE(lc.ok()) << lc.status();
     cluster_ = std::move(*lc);
     runner_ = make_runner ? make_runner(cluster_->client()) : std::make_unique<ClusterStepRunner>(cluster_->client());
@@ -149,7 +151,9 @@ inline GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std
 
 // The single-process engine the cluster is compared with: the model on one thread.
 struct SingleProcess {
-  explicit SingleProcess(const std::string& model_name = "glm5-tiny-code") : pool(1) {
+  explicit SingleProcess(const std::string& model_name = "glm5-tiny-code",
+                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32)
+      : pool(1) {
     auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
     EXPECT_TRUE(ckpt.ok()) << ckpt.status();
     auto weights = model::ModelWeights::Load(**ckpt);
@@ -157,14 +161,16 @@ struct SingleProcess {
     auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
     EXPECT_TRUE(m.ok()) << m.status();
     model = std::move(*m);
+    model->set_kv_cache_dtype(kv_dtype);
   }
   kernels::ThreadPool pool;
   std::unique_ptr<model::Glm5Model> model;
 };
 
 inline std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n,
-                                         const std::string& model_name = "glm5-tiny-code") {
-  SingleProcess sp(model_name);
+                                         const std::string& model_name = "glm5-tiny-code",
+                                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32) {
+  SingleProcess sp(model_name, kv_dtype);
   runtime::GenerateOptions g;
   g.max_new_tokens = n;
   g.ignore_eos = true;

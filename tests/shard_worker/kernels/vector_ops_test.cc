@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/matmul_avx2.h"
 #include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/kernels/vector_ops_avx2.h"
@@ -113,6 +114,42 @@ TEST(VectorOpsTest, WeightedRowSumIsAxpyInRowOrder) {
           ASSERT_EQ(y[j * y_stride + i], want[j * y_stride + i]) << n << " " << nq << " " << i;  // padding untouched too
           ASSERT_NEAR(y[j * y_stride + i], ref[j * y_stride + i], 1e-4);
         }
+    }
+  }
+}
+
+// BF16 rows (a --kv-cache-dtype bf16 cache): the overloads give exactly what the f32 kernels
+// give on the rows widened to f32, on every length and query count, rows in any order and with
+// padding past each row that must not be read into the result.
+TEST(VectorOpsTest, Bf16RowsGiveTheF32KernelsBitsOnTheWidenedRows) {
+  for (int64_t n : kLengths) {
+    const int64_t n_rows = 37, stride = n + 5, q_stride = n + 3, y_stride = n + 2;
+    auto q = Random(kMaxQueries * q_stride, 14), values = Random(n_rows * stride, 15);
+    std::vector<uint16_t> bf16(values.size());
+    std::vector<float> widened(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      bf16[i] = F32ToBf16(values[i]);
+      widened[i] = Bf16ToF32(bf16[i]);
+    }
+    std::vector<const uint16_t*> rows;
+    std::vector<const float*> f32_rows;
+    for (int64_t k = 0; k < n_rows; ++k) {
+      const int64_t at = ((k * 11) % n_rows) * stride;  // any order
+      rows.push_back(bf16.data() + at);
+      f32_rows.push_back(widened.data() + at);
+    }
+    for (int nq = 1; nq <= kMaxQueries; ++nq) {
+      for (int64_t first : {int64_t{0}, int64_t{5}}) {
+        const int64_t m = n_rows - first;
+        std::vector<float> got(nq * m, -1.0f), want(nq * m, -2.0f);
+        DotRows(q.data(), q_stride, nq, rows.data() + first, m, n, got.data(), m);
+        DotRows(q.data(), q_stride, nq, f32_rows.data() + first, m, n, want.data(), m);
+        for (int64_t i = 0; i < nq * m; ++i) ASSERT_EQ(got[i], want[i]) << n << " " << nq << " " << i;
+      }
+      auto w = Random(nq * (n_rows + 1), 16), y = Random(nq * y_stride, 17), want = y;
+      WeightedRowSum(w.data(), n_rows + 1, nq, rows.data(), n_rows, n, y.data(), y_stride);
+      WeightedRowSum(w.data(), n_rows + 1, nq, f32_rows.data(), n_rows, n, want.data(), y_stride);
+      for (int64_t i = 0; i < nq * y_stride; ++i) ASSERT_EQ(y[i], want[i]) << n << " " << nq << " " << i;
     }
   }
 }

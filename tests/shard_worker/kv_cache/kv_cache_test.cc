@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 
@@ -121,6 +122,61 @@ TEST(KvCacheTest, StageShapesCountTheMtpLayerOnTheLastStage) {
   EXPECT_EQ(KvBlockPool(last, 16, 2, false).block_bytes(), KvBlockBytes(last, 16));
   c.num_nextn_predict_layers = 0;
   EXPECT_EQ(StageKvShape(c, 0, 4, /*last_stage=*/true).layer_has_index_keys.size(), 4u);
+}
+
+// A BF16 cache: half the bytes a block (so a KV budget holds twice the blocks), rows rounded to
+// nearest even once when written (what attention then reads, exactly), the typed listings point at
+// the rows the writes filled, and a growable pool keeps them across growth.
+TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
+  KvCacheShape shape = Shape();
+  const int64_t f32_bytes = KvBlockBytes(shape, 16);
+  shape.dtype = KvDType::kBf16;
+  EXPECT_EQ(KvBlockBytes(shape, 16) * 2, f32_bytes);
+  KvDType parsed = KvDType::kF32;
+  EXPECT_TRUE(ParseKvDType("bf16", &parsed));
+  EXPECT_EQ(parsed, KvDType::kBf16);
+  EXPECT_TRUE(ParseKvDType("f32", &parsed));
+  EXPECT_EQ(parsed, KvDType::kF32);
+  for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8"}) EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
+
+  std::mt19937 rng(11);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  KvCache cache(shape, 5);  // self-managed: grows (and copies) while positions are reserved
+  const int64_t n = 90;
+  std::vector<std::vector<float>> lat(n), kpe(n), idx(n);
+  for (int64_t p = 0; p < n; ++p) {
+    ASSERT_TRUE(cache.Reserve(p + 1).ok());
+    for (auto* v : {&lat[p], &kpe[p], &idx[p]}) v->resize(v == &lat[p] ? 24 : v == &kpe[p] ? 8 : 16);
+    for (auto* v : {&lat[p], &kpe[p], &idx[p]})
+      for (float& x : *v) x = d(rng);
+    lat[p][0] = 1.00390625f;  // 1 + 2^-8: halfway between two BF16 values; even rounds down to 1
+    lat[p][1] = 1.01171875f;  // 1 + 3·2^-8: halfway; rounds up to 1 + 2^-6
+    cache.WriteLatent(3, p, lat[p].data());
+    cache.WriteRopeKey(3, p, kpe[p].data());
+    cache.WriteIndexKey(4, p, idx[p].data());
+  }
+  std::vector<const uint16_t*> lat_rows(n), kpe_rows(n), idx_rows(n);
+  cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
+  cache.IndexKeyRows(4, 0, n, idx_rows.data());
+  for (int64_t p = 0; p < n; ++p) {
+    EXPECT_EQ(kernels::Bf16ToF32(lat_rows[p][0]), 1.0f);
+    EXPECT_EQ(kernels::Bf16ToF32(lat_rows[p][1]), 1.015625f);
+    for (int i = 0; i < 24; ++i) ASSERT_EQ(lat_rows[p][i], kernels::F32ToBf16(lat[p][i])) << p << " " << i;
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(kpe_rows[p][i], kernels::F32ToBf16(kpe[p][i])) << p << " " << i;
+    for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], kernels::F32ToBf16(idx[p][i])) << p << " " << i;
+  }
+  std::vector<int32_t> picked = {0, 89, 17, 18, 4, 5, 64};
+  std::vector<const uint16_t*> some_lat(picked.size()), some_kpe(picked.size());
+  cache.RowPointers(3, picked.data(), static_cast<int64_t>(picked.size()), some_lat.data(), some_kpe.data());
+  for (size_t i = 0; i < picked.size(); ++i) {
+    EXPECT_EQ(some_lat[i], lat_rows[picked[i]]);
+    EXPECT_EQ(some_kpe[i], kpe_rows[picked[i]]);
+  }
+  // An f32 cache stores the values as they are.
+  KvCache exact(Shape(), 5);
+  ASSERT_TRUE(exact.Reserve(1).ok());
+  exact.WriteLatent(3, 0, lat[0].data());
+  EXPECT_TRUE(std::equal(lat[0].begin(), lat[0].end(), exact.latent(3, 0)));
 }
 
 }  // namespace

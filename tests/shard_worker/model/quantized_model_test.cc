@@ -39,15 +39,16 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   auto ckpt = model::Checkpoint::Open(fixture->model_dir());
   EXPECT_TRUE(ckpt.ok()) << ckpt.status();
   // FORMAT or FORMAT:all (every matrix re-quantised, not just the experts), or
-  // "bf16-activations": the weights as stored, BF16 activations (kernels::SetBf16Activations).
+  // "bf16-activations": the weights as stored, BF16 activations (kernels::SetBf16Activations), or
+  // "bf16-kv": the weights as stored, the KV cache's rows in BF16 (--kv-cache-dtype bf16).
   model::LoadOptions load;
-  const bool bf16_activations = format == "bf16-activations";
+  const bool bf16_activations = format == "bf16-activations", bf16_kv = format == "bf16-kv";
   struct ActivationsGuard {
     explicit ActivationsGuard(bool on) { kernels::SetBf16Activations(on); }
     ~ActivationsGuard() { kernels::SetBf16Activations(false); }
   } guard(bf16_activations);
   const size_t colon = format.find(':');
-  if (!bf16_activations) {
+  if (!bf16_activations && !bf16_kv) {
     EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
   }
   if (colon != std::string::npos) {
@@ -59,6 +60,7 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   kernels::ThreadPool pool(2);
   auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
   EXPECT_TRUE(m.ok()) << m.status();
+  if (bf16_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kBf16);
   const int64_t vocab = (*m)->config().vocab_size;
   Quality q;
   double kl_sum = 0;
@@ -123,7 +125,8 @@ INSTANTIATE_TEST_SUITE_P(
     // 100%, int4 KL 0.012 / 94.8%; random-fp8 int8 0.0053 / 94%, int4 0.091 / 66%; random-sparse
     // int8 0.0005 / 97%, int4 0.035 / 69%. Scope "all": tiny-code int8 0.0001 / 100%, int4 0.026 /
     // 97%. BF16 activations (2026-12-04): tiny-code 0.000024 / 100%, random-sparse 0.0049 / 96%,
-    // random-fp8 (only its BF16 embedding, head and projections affected) 0.0020 / 100%. The random-weight fixtures are chaotic (untrained routers and logits), so there the
+    // random-fp8 (only its BF16 embedding, head and projections affected) 0.0020 / 100%. BF16 KV cache
+    // (2026-12-07): tiny-code 0.000007 / 100%, random-sparse 0.0041 / 94%, random-fp8 0.0022 / 99%. The random-weight fixtures are chaotic (untrained routers and logits), so there the
     // bounds guard against regressions (a wrong layout or scale gives KL of several nats).
     ::testing::Values(Case{"glm5-tiny-code", "int8", 0.001, 0.98}, Case{"glm5-tiny-code", "int4", 0.03, 0.88},
                       Case{"glm5-tiny-code", "int8:all", 0.002, 0.97}, Case{"glm5-tiny-code", "int4:all", 0.06, 0.85},
@@ -131,7 +134,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"glm5-random-sparse", "int8", 0.005, 0.9}, Case{"glm5-random-sparse", "int4", 0.15, 0.5},
                       Case{"glm5-tiny-code", "bf16-activations", 0.0002, 0.98},
                       Case{"glm5-random-sparse", "bf16-activations", 0.02, 0.85},
-                      Case{"glm5-random-fp8", "bf16-activations", 0.01, 0.9}),
+                      Case{"glm5-random-fp8", "bf16-activations", 0.01, 0.9},
+                      Case{"glm5-tiny-code", "bf16-kv", 0.0002, 0.98}, Case{"glm5-random-sparse", "bf16-kv", 0.02, 0.85},
+                      Case{"glm5-random-fp8", "bf16-kv", 0.01, 0.9}),
     [](const ::testing::TestParamInfo<Case>& i) {
       std::string n = std::get<0>(i.param) + "_" + std::get<1>(i.param);
       std::replace(n.begin(), n.end(), '-', '_');

@@ -1,0 +1,83 @@
+// The engine over a cluster whose workers keep the KV cache in BF16 (--kv-cache-dtype bf16): the
+// rows are rounded once, when written, and every later read (decode, a chunk's later tokens, a
+// prefix-cache hit, another pipeline stage) sees the same rounded rows — so the exactness
+// promises of the f32 cache hold unchanged: cluster == single process with the same cache
+// dtype, cache hit == cold run, whatever the eviction pressure.
+#include <gtest/gtest.h>
+
+#include "tests/coordinator/scheduler/engine_harness.h"
+
+namespace glm::scheduler {
+namespace {
+
+// One worker, two pipeline stages, and a model with sparse attention (its DSA indexer keys
+// cached in BF16 too: a prompt longer than index_topk selects keys from them).
+TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
+  struct Layout {
+    const char* model;
+    int workers, stages;
+    std::vector<int32_t> prompt;
+  };
+  for (const Layout& l : {Layout{"glm5-tiny-code", 1, 1, Prompt(3, 90)}, Layout{"glm5-tiny-code", 2, 2, Prompt(4, 70)},
+                          Layout{"glm5-random-sparse", 1, 1, testing::FixturePrompt("glm5-random-sparse")}}) {
+    SCOPED_TRACE(::testing::Message() << l.model << " " << l.workers << " workers, " << l.stages << " stages");
+    ASSERT_FALSE(l.prompt.empty());
+    EngineHarness h(l.model, l.workers, l.stages, 256, 16, {}, 1, nullptr, "bf16");
+    EngineHarness f32(l.model, l.workers, l.stages, 256, 16);
+    auto out = h.Run(Greedy(l.prompt, 20));
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    EXPECT_EQ(out.tokens, SingleProcessGreedy(l.prompt, 20, l.model, kv_cache::KvDType::kBf16));
+    // The f32 cluster is the f32 single process (the flag reaches the workers, not a default).
+    auto exact = f32.Run(Greedy(l.prompt, 20));
+    ASSERT_TRUE(exact.error.ok()) << exact.error;
+    EXPECT_EQ(exact.tokens, SingleProcessGreedy(l.prompt, 20, l.model, kv_cache::KvDType::kF32));
+  }
+}
+
+// BF16 rows differ from f32 ones: a long enough greedy run on the random sparse model (chaotic:
+// any change in its inputs shows in its tokens) tells the two caches apart, so the test above
+// compares runs that really used the dtype they were given.
+TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
+  const std::vector<int32_t> prompt = testing::FixturePrompt("glm5-random-sparse");
+  EXPECT_NE(SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kBf16),
+            SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kF32));
+  EngineHarness bf16("glm5-random-sparse", 1, 1, 256, 16, {}, 1, nullptr, "bf16");
+  auto out = bf16.Run(Greedy(prompt, 40));
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kBf16));
+}
+
+// The multi-turn prefix-cache test of engine_test.cc with a BF16 cache: every turn, greedy and
+// seeded, gives exactly the tokens of a cold run although most of its prompt comes from blocks
+// written by earlier requests (and evicted ones are recomputed).
+TEST(EngineKvDtypeTest, Bf16PrefixCacheHitsAreExact) {
+  for (float temperature : {0.0f, 0.9f}) {
+    EngineHarness warm("glm5-tiny-code", 1, 1, 48, 8, {}, 1, nullptr, "bf16");  // small pool: evictions happen
+    EngineOptions no_cache;
+    no_cache.enable_prefix_cache = false;
+    EngineHarness cold("glm5-tiny-code", 1, 1, 48, 8, no_cache, 1, nullptr, "bf16");
+    std::vector<int32_t> conversation = Prompt(15, 30);
+    int total_cached = 0;
+    for (int turn = 0; turn < 5; ++turn) {
+      GenerationRequest r = Greedy(conversation, 12);
+      r.sampling.temperature = temperature;
+      r.sampling.seed = 4321 + turn;
+      auto hot = warm.Run(r);
+      auto ref = cold.Run(r);
+      ASSERT_TRUE(hot.error.ok()) << hot.error;
+      ASSERT_TRUE(ref.error.ok()) << ref.error;
+      EXPECT_EQ(hot.tokens, ref.tokens) << "turn " << turn << " temperature " << temperature;
+      total_cached += hot.cached_tokens;
+      auto other = warm.Run(Greedy(Prompt(700 + turn, 150), 4));  // pressure: most of the pool
+      ASSERT_TRUE(other.error.ok()) << other.error;
+      conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
+      auto next = Prompt(60 + turn, 9);
+      conversation.insert(conversation.end(), next.begin(), next.end());
+      if (conversation.size() > 200) break;
+    }
+    EXPECT_GT(total_cached, 0) << "the conversation never hit the prefix cache";
+  }
+}
+
+}  // namespace
+}  // namespace glm::scheduler
