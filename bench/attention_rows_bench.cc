@@ -3,7 +3,8 @@
 // rope keys) and sums them weighted (WeightedRowSum), as MlaAttention's decode jobs do.
 //
 //   build/bin/attention_rows_bench [--heads 64] [--keys 2048] [--rank 512] [--rope 64] [--key-block N]
-//                                  [--arena-mib 1024] [--seconds 0.5] [--baseline FILE] [--record]
+//                                  [--kv-dtype f32|bf16] [--arena-mib 1024] [--seconds 0.5] [--baseline FILE]
+//                                  [--record]
 //
 // --key-block N: all head groups over a block of N keys before the next block (a block's rows are
 // read from memory once per pass, not once per group); checked to give the same bits. Zen 4 VM,
@@ -27,6 +28,7 @@
 #include "absl/flags/parse.h"
 #include "bench/baseline_store.h"
 #include "bench/micros_per_call.h"
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
@@ -37,6 +39,7 @@ ABSL_FLAG(int32_t, rope, 64, "rope key width (qk_rope_head_dim)");
 ABSL_FLAG(int32_t, arena_mib, 1024, "cache the keys are drawn from (MiB)");
 ABSL_FLAG(int32_t, key_block, 0, "keys per block in a key-blocked order (0: each head group over all keys)");
 ABSL_FLAG(double, seconds, 0.5, "time spent on each measurement");
+ABSL_FLAG(std::string, kv_dtype, "f32", "the cache rows: f32 | bf16 (--kv-cache-dtype bf16: half the bytes, widened on load)");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store the scattered rate as the new best in --baseline if it is better");
 
@@ -49,8 +52,10 @@ struct Shapes {
 };
 
 // One token's attention rows in one layer: scores of every head group, then the weighted sums.
-void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const float*>& lat,
-                const std::vector<const float*>& pe, float* scores, float* pe_scores, float* o_lat) {
+// Row: float, or uint16_t (BF16 rows of a --kv-cache-dtype bf16 cache).
+template <typename Row>
+void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const Row*>& lat,
+                const std::vector<const Row*>& pe, float* scores, float* pe_scores, float* o_lat) {
   for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
     const int nh = std::min(kMaxQueries, s.heads - h0);
     glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
@@ -63,8 +68,9 @@ void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const st
 // (after all scores, as the softmax needs) every group's weighted sum over a block — a block's
 // rows are read from memory once per pass, not once per head group. DotRows gives a row's score
 // whatever the list, and WeightedRowSum adds the keys in order, so the results are the same bits.
+template <typename Row>
 void AttendKeyBlocked(const Shapes& s, int block, const float* q_lat, const float* q_pe,
-                      const std::vector<const float*>& lat, const std::vector<const float*>& pe, float* scores,
+                      const std::vector<const Row*>& lat, const std::vector<const Row*>& pe, float* scores,
                       float* pe_scores, float* o_lat) {
   for (int k0 = 0; k0 < s.keys; k0 += block) {
     const int nk = std::min(block, s.keys - k0);
@@ -86,6 +92,9 @@ void AttendKeyBlocked(const Shapes& s, int block, const float* q_lat, const floa
   }
 }
 
+template <typename Row>
+int Run(const Shapes& s, double seconds);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,21 +107,37 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "attention_rows_bench: sizes and --seconds must be positive\n");
     return 2;
   }
+  const std::string kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
+  if (kv_dtype != "f32" && kv_dtype != "bf16") {
+    std::fprintf(stderr, "attention_rows_bench: --kv-dtype must be f32 or bf16\n");
+    return 2;
+  }
+  return kv_dtype == "bf16" ? Run<uint16_t>(s, seconds) : Run<float>(s, seconds);
+}
+
+namespace {
+
+template <typename Row>
+int Run(const Shapes& s, double seconds) {
+  constexpr bool kBf16 = sizeof(Row) == 2;
   const int64_t row = s.rank + s.rope;  // a cache row: latent then rope key
   const int64_t arena_rows =
-      std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / (row * int64_t{sizeof(float)}));
-  std::vector<float> arena(arena_rows * row);
+      std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / (row * int64_t{sizeof(Row)}));
+  std::vector<Row> arena(arena_rows * row);
   std::mt19937_64 rng(1);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  std::vector<float> pool(4093);  // values repeat with a prime period: filling 1 GiB takes ~0.1 s, not seconds
-  for (float& v : pool) v = uniform(rng);
+  std::vector<Row> pool(4093);  // values repeat with a prime period: filling 1 GiB takes ~0.1 s, not seconds
+  for (Row& v : pool) {
+    if constexpr (kBf16) v = glm::kernels::F32ToBf16(uniform(rng));
+    else v = uniform(rng);
+  }
   for (size_t i = 0; i < arena.size(); ++i) arena[i] = pool[i % pool.size()];
   std::vector<float> q_lat(s.heads * s.rank), q_pe(s.heads * s.rope);
   for (float& v : q_lat) v = uniform(rng);
   for (float& v : q_pe) v = uniform(rng);
   std::vector<float> scores(s.heads * s.keys), pe_scores(s.heads * s.keys), o_lat(s.heads * s.rank);
   const int key_block = absl::GetFlag(FLAGS_key_block);
-  std::vector<const float*> lat(s.keys), pe(s.keys);
+  std::vector<const Row*> lat(s.keys), pe(s.keys);
 
   // Scattered: a fresh sorted selection per call (drawing it is timed too: ~2 µs a call).
   std::vector<int64_t> picks(s.keys);
@@ -155,11 +180,12 @@ int main(int argc, char** argv) {
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const std::string key = "attention_rows_bench/heads" + std::to_string(s.heads) + "/keys" + std::to_string(s.keys) +
                           "/rank" + std::to_string(s.rank) +
-                          (key_block > 0 ? "/key_block" + std::to_string(key_block) : std::string()) + "/gflops";
+                          (key_block > 0 ? "/key_block" + std::to_string(key_block) : std::string()) +
+                          (kBf16 ? "/bf16-rows" : "") + "/gflops";
   const double previous = baselines.Get(key);
   if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, rate);
-  std::printf("%d heads x %d keys of %d+%d floats, one token, one layer (%.3f GFLOP), one thread, %s\n", s.heads,
-              s.keys, s.rank, s.rope, gflop,
+  std::printf("%d heads x %d keys of %d+%d %s, one token, one layer (%.3f GFLOP), one thread, %s\n", s.heads,
+              s.keys, s.rank, s.rope, kBf16 ? "BF16 values" : "floats", gflop,
               key_block > 0 ? ("keys in blocks of " + std::to_string(key_block) + " (same bits as per head group)").c_str()
                             : "each head group of 8 over all keys");
   std::printf("%-34s %10s %9s %10s\n", "rows", "us/call", "GFLOP/s", "vs resident");
@@ -169,3 +195,5 @@ int main(int argc, char** argv) {
   if (previous > 0) std::printf("scattered vs best recorded: %.2f (%.1f GFLOP/s)\n", rate / previous, previous);
   return 0;
 }
+
+}  // namespace

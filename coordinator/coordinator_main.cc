@@ -67,8 +67,9 @@ ABSL_FLAG(double, expert_memory_gib, 0,
           "cache of this size (0 = all resident)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "what the KV cache stores its rows in: f32 (as computed) | bf16 (rounded once when written: "
-          "half the memory a token, twice the tokens --kv-cache-gib holds, half the bytes attention reads)");
+          "what the KV cache stores its rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 (rounded once "
+          "when written: half the memory a token, twice the tokens --kv-cache-gib holds, half the bytes attention "
+          "reads)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 // vLLM's names, so its users' command lines carry over.
@@ -287,7 +288,7 @@ int main(int argc, char** argv) {
   if (block_size <= 0) Fatal("--kv-block-size must be positive");
   glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
   if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
-    Fatal(absl::StrCat("--kv-cache-dtype '", absl::GetFlag(FLAGS_kv_cache_dtype), "' is not one of f32, bf16"));
+    Fatal(absl::StrCat("--kv-cache-dtype '", absl::GetFlag(FLAGS_kv_cache_dtype), "' is not one of f32, bf16, auto"));
   const int32_t stream_interval = absl::GetFlag(FLAGS_stream_interval);
   const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
   if (stream_interval < 1 || stream_interval > 4096)
@@ -449,6 +450,8 @@ int main(int argc, char** argv) {
   served.world_size = world->size();
   served.default_speculative = absl::GetFlag(FLAGS_speculative);
   served.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
+  served.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
+  served.kv_cache_tokens = int64_t{(*client)->kv_blocks()} * block_size;
   glm::api::ApiOptions ao;
   // The loading server's addresses (its bound ports when 0 was asked), handed over.
   ao.grpc_listen = (*loading)->GrpcAddress(absl::GetFlag(FLAGS_grpc_listen));

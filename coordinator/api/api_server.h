@@ -36,6 +36,8 @@ struct ServedModel {
   int32_t world_size = 1;
   std::string default_speculative;        // the server's --speculative ("" = off)
   int64_t draft_vocab = 0;                // the server's --draft-vocab (0 = off)
+  std::string kv_cache_dtype = "f32";     // the server's --kv-cache-dtype
+  int64_t kv_cache_tokens = 0;            // positions the KV cache holds (blocks x block size)
 };
 
 struct ApiOptions {

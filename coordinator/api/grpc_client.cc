@@ -279,6 +279,8 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
             {"has_mtp", info.has_mtp()},
             {"world_size", info.world_size()},
             {"draft_vocab", info.draft_vocab()},
+            {"kv_cache_dtype", info.kv_cache_dtype()},
+            {"kv_cache_tokens", info.kv_cache_tokens()},
             {"placement_summary", info.placement_summary()}};
   if (!info.placement_json().empty()) {
     json placement = json::parse(info.placement_json(), nullptr, false);

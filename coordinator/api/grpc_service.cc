@@ -322,6 +322,8 @@ grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext* context, co
   info->set_world_size(m.world_size);
   info->set_default_speculative(m.default_speculative);
   info->set_draft_vocab(m.draft_vocab);
+  info->set_kv_cache_dtype(m.kv_cache_dtype);
+  info->set_kv_cache_tokens(m.kv_cache_tokens);
   pb::LoadResponse load;
   GetLoad(nullptr, nullptr, &load);
   *info->mutable_load() = load;

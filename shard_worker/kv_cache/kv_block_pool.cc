@@ -101,7 +101,7 @@ int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
 }
 
 bool ParseKvDType(std::string_view name, KvDType* out) {
-  if (name == "f32") *out = KvDType::kF32;
+  if (name == "f32" || name == "auto") *out = KvDType::kF32;
   else if (name == "bf16") *out = KvDType::kBf16;
   else return false;
   return true;

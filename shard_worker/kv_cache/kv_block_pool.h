@@ -22,7 +22,8 @@ namespace glm::kv_cache {
 // and half the bytes attention streams a step. Attention reads the rounded rows exactly, so a
 // prefix-cache hit still gives the cold run's tokens (both read the same stored rows).
 enum class KvDType { kF32, kBf16 };
-// "f32" | "bf16" (false for anything else).
+// "f32" | "bf16" | "auto" (vLLM's default spelling: the dtype attention computes in, f32); false
+// for anything else (fp8 KV caches are not implemented: refused, never silently widened).
 bool ParseKvDType(std::string_view name, KvDType* out);
 const char* KvDTypeName(KvDType dtype);
 inline int64_t KvDTypeBytes(KvDType dtype) { return dtype == KvDType::kBf16 ? 2 : 4; }

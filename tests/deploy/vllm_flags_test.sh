@@ -2,7 +2,8 @@
 # vLLM's serving flags on a real 1-worker cluster of the bundled model: --max-model-len caps the
 # context (reported by /v1/models, enforced with context_length_exceeded), --max-num-seqs and
 # --max-num-batched-tokens reach the scheduler, --no-enable-prefix-caching turns the prefix cache
-# off, --scheduling-policy priority takes requests' priorities, --host / --port set the HTTP address.
+# off, --scheduling-policy priority takes requests' priorities, --host / --port set the HTTP address,
+# --kv-cache-dtype auto is the default cache.
 # Usage: vllm_flags_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -20,8 +21,10 @@ trap 'rm -f /tmp/vllm_flags_body.$$; cleanup_cluster' EXIT
 # A vLLM GLM command line's parser flags are taken as they are (GLM's formats are always parsed).
 start_cluster --max-model-len 256 --max-num-seqs 3 --max-num-batched-tokens 300 --no-enable-prefix-caching \
   --scheduling-policy priority --enable-auto-tool-choice --tool-call-parser glm47 --reasoning-parser glm45 \
-  --trust-remote-code
+  --trust-remote-code --kv-cache-dtype auto
 line=$(grep "^\[coordinator\] scheduler:" "$LOG")
+ready=$(grep "^\[coordinator\] cluster ready:" "$LOG")
+check "--kv-cache-dtype auto keeps f32 rows" "$([[ "$ready" == *"KV blocks of 32 positions per worker (f32 rows)"* ]] && echo 1)" "$ready"
 check "the scheduler's settings are logged" \
   "$([[ "$line" == *"context 256 tokens (--max-model-len)"*"up to 3 sequences and 300 tokens a step"*"prefix cache off"*"policy priority"* ]] && echo 1)" "$line"
 

@@ -70,7 +70,7 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
-  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"), "--kv-cache-dtype 'fp8' is not one of f32, bf16");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"), "--kv-cache-dtype 'fp8' is not one of f32, bf16, auto");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
@@ -286,7 +286,7 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
       {"generate --model " + model + " --tokens 1,2 --threads 2000000000",
        "--threads must be 0..4096 (0 = all cores), got 2000000000"},
       {"generate --model " + model + " --tokens 1,2 --kv-cache-dtype f16",
-       "--kv-cache-dtype 'f16' is not one of f32, bf16"},
+       "--kv-cache-dtype 'f16' is not one of f32, bf16, auto"},
   };
   for (const auto& [args, message] : cases) {
     const JobEnd end = RunGlmctl(args);

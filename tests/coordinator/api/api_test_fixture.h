@@ -53,6 +53,8 @@ class ApiTest : public ::testing::Test {
     model_.placement_summary = "stage 0: layers 0-1 on rank 1";
     model_.world_size = 2;
     model_.draft_vocab = 512;
+    model_.kv_cache_dtype = "bf16";
+    model_.kv_cache_tokens = 4096;
     engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
     StartServer(/*serving=*/true);
   }

@@ -114,6 +114,29 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
   EXPECT_FALSE(worker_status.ok());
 }
 
+// A KV dtype the worker does not know (a coordinator of another version) fails the load with the
+// name, never a pool of the wrong element size.
+TEST(InProcessClusterLoadTest, AWorkerRefusesAnUnknownKvCacheDtype) {
+  const std::string dir = FixtureModelDir("glm5-tiny-code");
+  auto config = model::ModelConfig::FromFile(dir + "/config.json");
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto comms = comm::InProcessCommunicator::CreateGroup(2);
+  absl::Status worker_status;
+  std::thread worker([&] { worker_status = runtime::RunWorker(comms[1].get(), runtime::WorkerOptions()); });
+  cluster::ClusterOptions options;
+  options.model_dir = dir;
+  options.kv_blocks = 16;
+  options.kv_block_size = 16;
+  options.kv_cache_dtype = "fp8_e4m3";
+  auto client = cluster::ClusterClient::Start(comms[0].get(), options,
+                                              [&](const auto&) { return MakePlan(*config, 1, 1, "expert-parallel", "f32"); });
+  worker.join();
+  ASSERT_FALSE(client.ok());
+  EXPECT_NE(client.status().message().find("kv_cache_dtype 'fp8_e4m3' is not one of f32, bf16"), std::string::npos)
+      << client.status();
+  EXPECT_FALSE(worker_status.ok());
+}
+
 // The worker's start-up log states what the plan's table says (the hidden layers, with the MTP
 // layer named apart: "layers 0-5 + MTP", not "layers 0-6") and its compute threads with their
 // pinning (it used to say neither).

@@ -5,6 +5,8 @@
 // dtype, cache hit == cold run, whatever the eviction pressure.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "tests/coordinator/scheduler/engine_harness.h"
 
 namespace glm::scheduler {
@@ -45,6 +47,33 @@ TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
   auto out = bf16.Run(Greedy(prompt, 40));
   ASSERT_TRUE(out.error.ok()) << out.error;
   EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kBf16));
+}
+
+// Speculation over a BF16 cache (the MTP layer's cache is BF16 too): verify steps write rows of
+// drafts that are then rejected and rolled back, and the greedy tokens are still plain decoding's,
+// with concurrent requests accepting different lengths.
+TEST(EngineKvDtypeTest, Bf16SpeculativeGreedyIsPlainGreedy) {
+  EngineHarness h("glm5-tiny-code", 1, 1, 512, 16, {}, 1, nullptr, "bf16");
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 3; ++i) prompts.push_back(Prompt(810 + i, 15 + 13 * i));
+  for (const std::string spec : {"mtp:2", "ngram:3"}) {
+    std::vector<EngineHarness::Output> outs(prompts.size());
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < prompts.size(); ++i)
+      clients.emplace_back([&, i] {
+        GenerationRequest r = Greedy(prompts[i], 24);
+        r.speculative = spec;
+        outs[i] = h.Run(r);
+      });
+    for (auto& t : clients) t.join();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+      EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24, "glm5-tiny-code", kv_cache::KvDType::kBf16))
+          << spec << " prompt " << i;
+    }
+  }
+  EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, 0);
+  EXPECT_GT(h.engine()->GetLoad().spec_accepted_tokens, 0);
 }
 
 // The multi-turn prefix-cache test of engine_test.cc with a BF16 cache: every turn, greedy and

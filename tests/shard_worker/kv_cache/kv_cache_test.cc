@@ -137,6 +137,9 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   EXPECT_EQ(parsed, KvDType::kBf16);
   EXPECT_TRUE(ParseKvDType("f32", &parsed));
   EXPECT_EQ(parsed, KvDType::kF32);
+  parsed = KvDType::kBf16;
+  EXPECT_TRUE(ParseKvDType("auto", &parsed));
+  EXPECT_EQ(parsed, KvDType::kF32);
   for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8"}) EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
 
   std::mt19937 rng(11);
