@@ -67,9 +67,9 @@ ABSL_FLAG(double, expert_memory_gib, 0,
           "cache of this size (0 = all resident)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "what the KV cache stores its rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 (rounded once "
-          "when written: half the memory a token, twice the tokens --kv-cache-gib holds, half the bytes attention "
-          "reads)");
+          "what the KV cache stores attention's rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 "
+          "(latent and rope key rounded once when written: half their bytes, 1.5-2x the tokens --kv-cache-gib holds; "
+          "the DSA indexer keys stay f32)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 // vLLM's names, so its users' command lines carry over.

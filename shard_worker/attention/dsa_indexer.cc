@@ -103,9 +103,8 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
   for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[b0 + j] + 1);
   // A block's keys are read once for all heads (DotRows, up to kMaxQueries heads at a time):
   // dots [heads, block]; then score_s = Σ_h max(0, dot_hs · softmax_scale) · w_h, heads in order.
-  // Jobs over the cache's keys as stored (Row: float, or uint16_t BF16 bits).
-  auto score = [&]<typename Row>(int64_t begin, int64_t end, std::vector<const Row*>& rows) {
-    rows.resize(kKeyBlock);
+  pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
+    std::vector<const float*> rows(kKeyBlock);
     std::vector<float> dots(heads * kKeyBlock);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t jb = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;
@@ -123,15 +122,6 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
       std::fill(out, out + nb, 0.0f);
       for (int64_t h = 0; h < heads; ++h)
         kernels::ReluAccumulate(dots.data() + h * nb, softmax_scale, head_w[j * heads + h] * head_scale, out, nb);
-    }
-  };
-  pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
-    if (sparse_span[b0]->cache->dtype() == kv_cache::KvDType::kBf16) {
-      std::vector<const uint16_t*> rows;
-      score(begin, end, rows);
-    } else {
-      std::vector<const float*> rows;
-      score(begin, end, rows);
     }
   });
   // Each token keeps its topk highest scores (the lower position on ties), in ascending position.

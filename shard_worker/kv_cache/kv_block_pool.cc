@@ -37,8 +37,8 @@ void KvBlockPool::Grow(int64_t blocks) {
     l.latent = Regrow(std::move(l.latent), old_pos * shape_.kv_lora_rank, new_pos * shape_.kv_lora_rank, bytes);
     l.rope_key = Regrow(std::move(l.rope_key), old_pos * shape_.rope_dim, new_pos * shape_.rope_dim, bytes);
     if (shape_.layer_has_index_keys[i])
-      l.index_key =
-          Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim, bytes);
+      l.index_key = Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim,
+                           sizeof(float));
   }
   num_blocks_ = blocks;
 }
@@ -94,10 +94,11 @@ KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int6
 }
 
 int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
-  int64_t per_pos = 0;
+  int64_t per_pos = 0;  // bytes
   for (bool idx : shape.layer_has_index_keys)
-    per_pos += shape.kv_lora_rank + shape.rope_dim + (idx ? shape.index_head_dim : 0);
-  return per_pos * block_size * KvDTypeBytes(shape.dtype);
+    per_pos += (shape.kv_lora_rank + shape.rope_dim) * KvDTypeBytes(shape.dtype) +
+               (idx ? shape.index_head_dim * static_cast<int64_t>(sizeof(float)) : 0);
+  return per_pos * block_size;
 }
 
 bool ParseKvDType(std::string_view name, KvDType* out) {

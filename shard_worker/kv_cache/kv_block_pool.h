@@ -16,11 +16,15 @@
 
 namespace glm::kv_cache {
 
-// What the cache stores its rows in. kF32 keeps attention's inputs as computed (the references'
-// precision); kBf16 (--kv-cache-dtype bf16) rounds each row once, when written, to the nearest
-// BF16 (round-to-nearest-even): half the memory per position — twice the tokens a KV budget holds —
-// and half the bytes attention streams a step. Attention reads the rounded rows exactly, so a
-// prefix-cache hit still gives the cold run's tokens (both read the same stored rows).
+// What the cache stores attention's rows in. kF32 keeps them as computed (the references'
+// precision); kBf16 (--kv-cache-dtype bf16) rounds the latent and rope key rows once, when written,
+// to the nearest BF16 (round-to-nearest-even): about half the memory per position — nearly twice
+// the tokens a KV budget holds — and half the bytes attention streams a step. Attention reads the
+// rounded rows exactly, so a prefix-cache hit still gives the cold run's tokens (both read the same
+// stored rows). The DSA indexer keys stay f32 in either: their scores pick the top-k keys, a
+// discrete choice that a rounded key flips (llama.cpp's f16 cache changed the selection and the
+// greedy tokens on the random sparse fixture, ANCHORS.md); they are 128 of GLM-5's 704 values a
+// position.
 enum class KvDType { kF32, kBf16 };
 // "f32" | "bf16" | "auto" (vLLM's default spelling: the dtype attention computes in, f32); false
 // for anything else (fp8 KV caches are not implemented: refused, never silently widened).
@@ -70,14 +74,13 @@ class KvBlockPool {
   T* rope_key_as(int64_t layer, int64_t block, int64_t offset) {
     return static_cast<T*>(layers_[layer - shape_.first_layer].rope_key.data()) + (block * block_size_ + offset) * shape_.rope_dim;
   }
-  template <typename T>
-  T* index_key_as(int64_t layer, int64_t block, int64_t offset) {
-    return static_cast<T*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
-  }
   // The f32 rows of a kF32 pool (tests, and code that predates kBf16).
   float* latent(int64_t layer, int64_t block, int64_t offset) { return latent_as<float>(layer, block, offset); }
   float* rope_key(int64_t layer, int64_t block, int64_t offset) { return rope_key_as<float>(layer, block, offset); }
-  float* index_key(int64_t layer, int64_t block, int64_t offset) { return index_key_as<float>(layer, block, offset); }
+  // Indexer keys: f32 whatever the dtype.
+  float* index_key(int64_t layer, int64_t block, int64_t offset) {
+    return static_cast<float*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
+  }
   // Bytes of one block over all layers.
   int64_t block_bytes() const;
 

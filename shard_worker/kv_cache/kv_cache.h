@@ -41,17 +41,16 @@ class KvCache {
 
   KvDType dtype() const { return pool_->shape().dtype; }
 
-  // Stores a position's rows from f32 values (rounded to BF16 in a kBf16 cache): the latent
-  // [kv_lora_rank], the rotated rope key [rope_dim], the indexer key [index_head_dim].
+  // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
+  // [rope_dim] (rounded to BF16 in a kBf16 cache), the indexer key [index_head_dim] (kept f32).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
     Write(row, shape().kv_lora_rank, [&]<typename T>(T*) { return pool_->latent_as<T>(layer, table_[position / bs_], position % bs_); });
   }
   void WriteRopeKey(int64_t layer, int64_t position, const float* row) {
     Write(row, shape().rope_dim, [&]<typename T>(T*) { return pool_->rope_key_as<T>(layer, table_[position / bs_], position % bs_); });
   }
-  void WriteIndexKey(int64_t layer, int64_t position, const float* row) {
-    Write(row, shape().index_head_dim,
-          [&]<typename T>(T*) { return pool_->index_key_as<T>(layer, table_[position / bs_], position % bs_); });
+  void WriteIndexKey(int64_t layer, int64_t position, const float* row) {  // f32 in every dtype
+    std::copy_n(row, shape().index_head_dim, index_key(layer, position));
   }
 
   // The f32 rows of a kF32 cache (tests; attention goes through the typed RowPointers).
@@ -109,11 +108,10 @@ class KvCache {
     }
   }
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
-  template <typename T>
-  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const T** rows) const {
+  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
     const int64_t d = shape().index_head_dim;
     ForBlockRuns(begin, end, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
-      const T* k = pool_->index_key_as<T>(layer, block, offset);
+      const float* k = pool_->index_key(layer, block, offset);
       for (int64_t i = 0; i < count; ++i) rows[first - begin + i] = k + i * d;
     });
   }

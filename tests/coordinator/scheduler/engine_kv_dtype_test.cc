@@ -5,6 +5,9 @@
 // dtype, cache hit == cold run, whatever the eviction pressure.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <thread>
 
 #include "tests/coordinator/scheduler/engine_harness.h"
@@ -36,17 +39,47 @@ TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
   }
 }
 
-// BF16 rows differ from f32 ones: a long enough greedy run on the random sparse model (chaotic:
-// any change in its inputs shows in its tokens) tells the two caches apart, so the test above
-// compares runs that really used the dtype they were given.
+// The workers really store BF16 rows: the prompt logprobs a BF16 cluster returns are the BF16
+// single process's, and measurably not the f32 one's.
 TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
-  const std::vector<int32_t> prompt = testing::FixturePrompt("glm5-random-sparse");
-  EXPECT_NE(SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kBf16),
-            SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kF32));
-  EngineHarness bf16("glm5-random-sparse", 1, 1, 256, 16, {}, 1, nullptr, "bf16");
-  auto out = bf16.Run(Greedy(prompt, 40));
+  const auto prompt = Prompt(21, 60);
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  // log p(prompt[p] | prompt[0, p)) from a single-process forward with the given cache dtype.
+  auto single_logprobs = [&](kv_cache::KvDType dtype) {
+    SingleProcess sp("glm5-tiny-code", dtype);
+    auto cache = sp.model->NewCache();
+    std::vector<model::SequenceInput> in(1);
+    in[0].cache = cache.get();
+    in[0].tokens = prompt;
+    auto full = sp.model->Forward(in, model::LogitRows::kAll);
+    EXPECT_TRUE(full.ok()) << full.status();
+    const int64_t vocab = sp.model->config().vocab_size;
+    std::vector<double> lp;
+    for (int64_t p = 1; p < n; ++p) {
+      const float* row = full->logits.data() + (p - 1) * vocab;
+      const float max = *std::max_element(row, row + vocab);
+      double z = 0;
+      for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
+      lp.push_back(row[prompt[p]] - max - std::log(z));
+    }
+    return lp;
+  };
+  const std::vector<double> bf16 = single_logprobs(kv_cache::KvDType::kBf16), f32 = single_logprobs(kv_cache::KvDType::kF32);
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 1, nullptr, "bf16");
+  GenerationRequest r = Greedy(prompt, 1);
+  r.sampling.prompt_logprobs = 0;
+  auto out = h.Run(r);
   ASSERT_TRUE(out.error.ok()) << out.error;
-  EXPECT_EQ(out.tokens, SingleProcessGreedy(prompt, 40, "glm5-random-sparse", kv_cache::KvDType::kBf16));
+  ASSERT_EQ(static_cast<int64_t>(out.prompt_logprobs.size()), n - 1);
+  double off_bf16 = 0, off_f32 = 0;
+  for (int64_t p = 0; p + 1 < n; ++p) {
+    off_bf16 = std::max(off_bf16, std::abs(out.prompt_logprobs[p].logprob - bf16[p]));
+    off_f32 = std::max(off_f32, std::abs(out.prompt_logprobs[p].logprob - f32[p]));
+  }
+  std::printf("prompt logprobs of the BF16 cluster: max |diff| %.3g from the BF16 single process, %.3g from f32\n",
+              off_bf16, off_f32);
+  EXPECT_LE(off_bf16, 1e-5);
+  EXPECT_GE(off_f32, 1e-4);
 }
 
 // Speculation over a BF16 cache (the MTP layer's cache is BF16 too): verify steps write rows of

@@ -124,14 +124,15 @@ TEST(KvCacheTest, StageShapesCountTheMtpLayerOnTheLastStage) {
   EXPECT_EQ(StageKvShape(c, 0, 4, /*last_stage=*/true).layer_has_index_keys.size(), 4u);
 }
 
-// A BF16 cache: half the bytes a block (so a KV budget holds twice the blocks), rows rounded to
-// nearest even once when written (what attention then reads, exactly), the typed listings point at
-// the rows the writes filled, and a growable pool keeps them across growth.
+// A BF16 cache: half the bytes of the latent and rope rows a block (the indexer keys stay f32),
+// those rows rounded to nearest even once when written (what attention then reads, exactly), the
+// typed listings point at the rows the writes filled, and a growable pool keeps them across growth.
 TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   KvCacheShape shape = Shape();
-  const int64_t f32_bytes = KvBlockBytes(shape, 16);
+  EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (24 + 8) + 2 * 16) * 16 * 4);
   shape.dtype = KvDType::kBf16;
-  EXPECT_EQ(KvBlockBytes(shape, 16) * 2, f32_bytes);
+  EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (24 + 8) * 2 + 2 * 16 * 4) * 16);
+  EXPECT_EQ(KvBlockPool(shape, 16, 3, false).block_bytes(), KvBlockBytes(shape, 16));
   KvDType parsed = KvDType::kF32;
   EXPECT_TRUE(ParseKvDType("bf16", &parsed));
   EXPECT_EQ(parsed, KvDType::kBf16);
@@ -158,7 +159,8 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
     cache.WriteRopeKey(3, p, kpe[p].data());
     cache.WriteIndexKey(4, p, idx[p].data());
   }
-  std::vector<const uint16_t*> lat_rows(n), kpe_rows(n), idx_rows(n);
+  std::vector<const uint16_t*> lat_rows(n), kpe_rows(n);
+  std::vector<const float*> idx_rows(n);
   cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
   cache.IndexKeyRows(4, 0, n, idx_rows.data());
   for (int64_t p = 0; p < n; ++p) {
@@ -166,7 +168,7 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
     EXPECT_EQ(kernels::Bf16ToF32(lat_rows[p][1]), 1.015625f);
     for (int i = 0; i < 24; ++i) ASSERT_EQ(lat_rows[p][i], kernels::F32ToBf16(lat[p][i])) << p << " " << i;
     for (int i = 0; i < 8; ++i) ASSERT_EQ(kpe_rows[p][i], kernels::F32ToBf16(kpe[p][i])) << p << " " << i;
-    for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], kernels::F32ToBf16(idx[p][i])) << p << " " << i;
+    for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
   }
   std::vector<int32_t> picked = {0, 89, 17, 18, 4, 5, 64};
   std::vector<const uint16_t*> some_lat(picked.size()), some_kpe(picked.size());
