@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/str_join.h"
@@ -92,10 +93,13 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
 // A plan whose cores the worker could not run (the coordinator's plan check refuses it first; a
 // worker must not trust that): loading fails with a message naming the rank, instead of the
 // worker spawning threads until std::thread throws and the process aborts.
-TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
+// A one-worker cluster of the bundled model started with `options` and a plan `edit_plan` spoils:
+// the worker must refuse it. Returns the client's start-up status (the worker has ended).
+absl::Status StartRefusedCluster(const std::function<void(cluster::ClusterOptions*)>& edit_options,
+                                 const std::function<void(placement::PlacementPlan*)>& edit_plan) {
   const std::string dir = FixtureModelDir("glm5-tiny-code");
   auto config = model::ModelConfig::FromFile(dir + "/config.json");
-  ASSERT_TRUE(config.ok()) << config.status();
+  if (!config.ok()) return config.status();
   auto comms = comm::InProcessCommunicator::CreateGroup(2);
   absl::Status worker_status;
   std::thread worker([&] { worker_status = runtime::RunWorker(comms[1].get(), runtime::WorkerOptions()); });
@@ -103,38 +107,31 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
   options.model_dir = dir;
   options.kv_blocks = 16;
   options.kv_block_size = 16;
+  edit_options(&options);
   auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
     auto plan = MakePlan(*config, 1, 1, "expert-parallel", "f32");
-    if (plan.ok()) plan->mutable_ranks(0)->set_cores(2000000000);
+    if (plan.ok()) edit_plan(&*plan);
     return plan;
   });
   worker.join();
-  ASSERT_FALSE(client.ok());
-  EXPECT_NE(client.status().message().find("rank 1: 2000000000 compute threads"), std::string::npos) << client.status();
   EXPECT_FALSE(worker_status.ok());
+  return client.ok() ? absl::OkStatus() : client.status();
+}
+
+TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
+  const absl::Status s = StartRefusedCluster([](cluster::ClusterOptions*) {},
+                                             [](placement::PlacementPlan* plan) { plan->mutable_ranks(0)->set_cores(2000000000); });
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rank 1: 2000000000 compute threads"), std::string::npos) << s;
 }
 
 // A KV dtype the worker does not know (a coordinator of another version) fails the load with the
 // name, never a pool of the wrong element size.
 TEST(InProcessClusterLoadTest, AWorkerRefusesAnUnknownKvCacheDtype) {
-  const std::string dir = FixtureModelDir("glm5-tiny-code");
-  auto config = model::ModelConfig::FromFile(dir + "/config.json");
-  ASSERT_TRUE(config.ok()) << config.status();
-  auto comms = comm::InProcessCommunicator::CreateGroup(2);
-  absl::Status worker_status;
-  std::thread worker([&] { worker_status = runtime::RunWorker(comms[1].get(), runtime::WorkerOptions()); });
-  cluster::ClusterOptions options;
-  options.model_dir = dir;
-  options.kv_blocks = 16;
-  options.kv_block_size = 16;
-  options.kv_cache_dtype = "fp8_e4m3";
-  auto client = cluster::ClusterClient::Start(comms[0].get(), options,
-                                              [&](const auto&) { return MakePlan(*config, 1, 1, "expert-parallel", "f32"); });
-  worker.join();
-  ASSERT_FALSE(client.ok());
-  EXPECT_NE(client.status().message().find("kv_cache_dtype 'fp8_e4m3' is not one of f32, bf16"), std::string::npos)
-      << client.status();
-  EXPECT_FALSE(worker_status.ok());
+  const absl::Status s = StartRefusedCluster([](cluster::ClusterOptions* o) { o->kv_cache_dtype = "fp8_e4m3"; },
+                                             [](placement::PlacementPlan*) {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("kv_cache_dtype 'fp8_e4m3' is not one of f32, bf16"), std::string::npos) << s;
 }
 
 // The worker's start-up log states what the plan's table says (the hidden layers, with the MTP

@@ -183,6 +183,43 @@ inline std::vector<int32_t> Prompt(int seed, int len) {
   return p;
 }
 
+// A multi-turn conversation: each turn's prompt extends the previous turn's prompt and reply.
+// With the prefix cache (and eviction pressure from unrelated requests) every turn gives exactly
+// the tokens of a cold run — greedy and seeded sampling — with the workers' KV rows in
+// `kv_cache_dtype`.
+inline void ExpectMultiTurnPrefixHitsExact(const std::string& kv_cache_dtype) {
+  for (float temperature : {0.0f, 0.9f}) {
+    SCOPED_TRACE(::testing::Message() << "KV " << kv_cache_dtype << ", temperature " << temperature);
+    EngineHarness warm("glm5-tiny-code", 1, 1, 48, 8, {}, 1, nullptr, kv_cache_dtype);  // small pool: evictions happen
+    EngineOptions no_cache;
+    no_cache.enable_prefix_cache = false;
+    EngineHarness cold("glm5-tiny-code", 1, 1, 48, 8, no_cache, 1, nullptr, kv_cache_dtype);
+    std::vector<int32_t> conversation = Prompt(5, 30);
+    int total_cached = 0;
+    for (int turn = 0; turn < 5; ++turn) {
+      GenerationRequest r = Greedy(conversation, 12);
+      r.sampling.temperature = temperature;
+      r.sampling.seed = 1234 + turn;
+      auto hot = warm.Run(r);
+      auto ref = cold.Run(r);
+      ASSERT_TRUE(hot.error.ok()) << hot.error;
+      ASSERT_TRUE(ref.error.ok()) << ref.error;
+      EXPECT_EQ(hot.tokens, ref.tokens) << "turn " << turn;
+      EXPECT_EQ(ref.cached_tokens, 0);
+      total_cached += hot.cached_tokens;
+      // Pressure: an unrelated request that needs most of the pool.
+      auto other = warm.Run(Greedy(Prompt(900 + turn, 150), 4));
+      ASSERT_TRUE(other.error.ok()) << other.error;
+      conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
+      auto next = Prompt(50 + turn, 9);
+      conversation.insert(conversation.end(), next.begin(), next.end());
+      if (conversation.size() > 200) break;
+    }
+    EXPECT_GT(total_cached, 0) << "the conversation never hit the prefix cache";
+    EXPECT_GT(warm.engine()->GetLoad().prefix_cache_hits, 0);
+  }
+}
+
 // A FORWARD plan of one sequence: `tokens` from position 0 in KV block 0, sampled greedily.
 inline shard::StepPlan OneSequencePlan(uint64_t step_id, uint64_t seq_id, const std::vector<int32_t>& tokens) {
   shard::StepPlan plan;

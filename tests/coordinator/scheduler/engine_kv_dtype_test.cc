@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <thread>
 
 #include "tests/coordinator/scheduler/engine_harness.h"
 
@@ -90,15 +89,12 @@ TEST(EngineKvDtypeTest, Bf16SpeculativeGreedyIsPlainGreedy) {
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 3; ++i) prompts.push_back(Prompt(810 + i, 15 + 13 * i));
   for (const std::string spec : {"mtp:2", "ngram:3"}) {
-    std::vector<EngineHarness::Output> outs(prompts.size());
-    std::vector<std::thread> clients;
-    for (size_t i = 0; i < prompts.size(); ++i)
-      clients.emplace_back([&, i] {
-        GenerationRequest r = Greedy(prompts[i], 24);
-        r.speculative = spec;
-        outs[i] = h.Run(r);
-      });
-    for (auto& t : clients) t.join();
+    std::vector<GenerationRequest> requests;
+    for (const auto& prompt : prompts) {
+      requests.push_back(Greedy(prompt, 24));
+      requests.back().speculative = spec;
+    }
+    const auto outs = h.RunAll(std::move(requests));  // all submitted before any is read: one batch
     for (size_t i = 0; i < prompts.size(); ++i) {
       ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
       EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24, "glm5-tiny-code", kv_cache::KvDType::kBf16))
@@ -112,34 +108,7 @@ TEST(EngineKvDtypeTest, Bf16SpeculativeGreedyIsPlainGreedy) {
 // The multi-turn prefix-cache test of engine_test.cc with a BF16 cache: every turn, greedy and
 // seeded, gives exactly the tokens of a cold run although most of its prompt comes from blocks
 // written by earlier requests (and evicted ones are recomputed).
-TEST(EngineKvDtypeTest, Bf16PrefixCacheHitsAreExact) {
-  for (float temperature : {0.0f, 0.9f}) {
-    EngineHarness warm("glm5-tiny-code", 1, 1, 48, 8, {}, 1, nullptr, "bf16");  // small pool: evictions happen
-    EngineOptions no_cache;
-    no_cache.enable_prefix_cache = false;
-    EngineHarness cold("glm5-tiny-code", 1, 1, 48, 8, no_cache, 1, nullptr, "bf16");
-    std::vector<int32_t> conversation = Prompt(15, 30);
-    int total_cached = 0;
-    for (int turn = 0; turn < 5; ++turn) {
-      GenerationRequest r = Greedy(conversation, 12);
-      r.sampling.temperature = temperature;
-      r.sampling.seed = 4321 + turn;
-      auto hot = warm.Run(r);
-      auto ref = cold.Run(r);
-      ASSERT_TRUE(hot.error.ok()) << hot.error;
-      ASSERT_TRUE(ref.error.ok()) << ref.error;
-      EXPECT_EQ(hot.tokens, ref.tokens) << "turn " << turn << " temperature " << temperature;
-      total_cached += hot.cached_tokens;
-      auto other = warm.Run(Greedy(Prompt(700 + turn, 150), 4));  // pressure: most of the pool
-      ASSERT_TRUE(other.error.ok()) << other.error;
-      conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
-      auto next = Prompt(60 + turn, 9);
-      conversation.insert(conversation.end(), next.begin(), next.end());
-      if (conversation.size() > 200) break;
-    }
-    EXPECT_GT(total_cached, 0) << "the conversation never hit the prefix cache";
-  }
-}
+TEST(EngineKvDtypeTest, Bf16PrefixCacheHitsAreExact) { ExpectMultiTurnPrefixHitsExact("bf16"); }
 
 }  // namespace
 }  // namespace glm::scheduler
