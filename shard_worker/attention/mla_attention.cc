@@ -191,6 +191,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         }
       }
     };
+    // Every span's cache holds rows of one dtype (Glm5Model::Prepare checks).
     pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
       if (spans.front().cache->dtype() == kv_cache::KvDType::kBf16) {
         thread_local std::vector<const uint16_t*> lat_rows, kpe_rows;

@@ -172,6 +172,11 @@ absl::Status Glm5Model::Prepare(std::vector<SequenceInput>& batch, bool mtp,
   for (size_t i = 0; i < batch.size(); ++i) {
     SequenceInput& in = batch[i];
     if (in.cache == nullptr) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no cache"));
+    // Attention reads a step's rows with one element type (MlaAttention::Forward).
+    if (in.cache->dtype() != batch.front().cache->dtype())
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, "'s KV cache holds ",
+                                                     kv_cache::KvDTypeName(in.cache->dtype()), " rows, sequence 0's ",
+                                                     kv_cache::KvDTypeName(batch.front().cache->dtype())));
     if (in.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no tokens"));
     for (int32_t t : in.tokens)
       if (t < 0 || t >= c.vocab_size)

@@ -105,6 +105,27 @@ TEST(EngineKvDtypeTest, Bf16SpeculativeGreedyIsPlainGreedy) {
   EXPECT_GT(h.engine()->GetLoad().spec_accepted_tokens, 0);
 }
 
+// One forward reads every sequence's rows with one element type: a batch mixing an f32 and a BF16
+// cache is refused with both named, before anything is computed or written.
+TEST(EngineKvDtypeTest, ABatchMixingCacheDtypesIsRefused) {
+  SingleProcess sp;
+  auto f32 = sp.model->NewCache();
+  sp.model->set_kv_cache_dtype(kv_cache::KvDType::kBf16);
+  auto bf16 = sp.model->NewCache();
+  std::vector<model::SequenceInput> in(2);
+  in[0].cache = f32.get();
+  in[0].tokens = Prompt(1, 5);
+  in[1].cache = bf16.get();
+  in[1].tokens = Prompt(2, 5);
+  auto out = sp.model->Forward(in, model::LogitRows::kLast);
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("sequence 1's KV cache holds bf16 rows, sequence 0's f32"), std::string::npos)
+      << out.status();
+  EXPECT_EQ(f32->length(), 0);
+  EXPECT_EQ(bf16->length(), 0);
+}
+
 // The multi-turn prefix-cache test of engine_test.cc with a BF16 cache: every turn, greedy and
 // seeded, gives exactly the tokens of a cold run although most of its prompt comes from blocks
 // written by earlier requests (and evicted ones are recomputed).
