@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
   load.expert_direct_io = absl::GetFlag(FLAGS_expert_direct_io);
   glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
   if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
-    return Fail("--kv-cache-dtype must be f32 or bf16");
+    return Fail(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
 
   auto t0 = Clock::now();
   auto ckpt = glm::model::Checkpoint::Open(dir);

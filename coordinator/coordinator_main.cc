@@ -288,7 +288,7 @@ int main(int argc, char** argv) {
   if (block_size <= 0) Fatal("--kv-block-size must be positive");
   glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
   if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
-    Fatal(absl::StrCat("--kv-cache-dtype '", absl::GetFlag(FLAGS_kv_cache_dtype), "' is not one of f32, bf16, auto"));
+    Fatal(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
   const int32_t stream_interval = absl::GetFlag(FLAGS_stream_interval);
   const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
   if (stream_interval < 1 || stream_interval > 4096)

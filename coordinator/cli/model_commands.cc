@@ -53,7 +53,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   kernels::SetAmxTilesEnabled(o.amx_tiles);
   kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;
   if (!kv_cache::ParseKvDType(o.kv_cache_dtype, &kv_dtype))
-    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype '", o.kv_cache_dtype, "' is not one of f32, bf16, auto"));
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("--kv-cache-dtype", o.kv_cache_dtype));
   auto expert_bytes = placement::GibFlagBytes("--expert-memory-gib", o.expert_memory_gib, "all routed experts resident");
   if (!expert_bytes.ok()) return expert_bytes.status();
   load.expert_memory_bytes = *expert_bytes;

@@ -108,6 +108,12 @@ bool ParseKvDType(std::string_view name, KvDType* out) {
   return true;
 }
 
+std::string KvDTypeNameError(std::string_view flag, std::string_view name) {
+  std::string m = std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, auto";
+  if (name.substr(0, 3) == "fp8") m += " (there is no FP8 KV cache here; bf16 halves the attention rows' memory)";
+  return m;
+}
+
 const char* KvDTypeName(KvDType dtype) { return dtype == KvDType::kBf16 ? "bf16" : "f32"; }
 
 }  // namespace glm::kv_cache

@@ -6,6 +6,7 @@
 #define GLM_SHARD_WORKER_KV_CACHE_KV_BLOCK_POOL_H_
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -29,6 +30,9 @@ enum class KvDType { kF32, kBf16 };
 // "f32" | "bf16" | "auto" (vLLM's default spelling: the dtype attention computes in, f32); false
 // for anything else (fp8 KV caches are not implemented: refused, never silently widened).
 bool ParseKvDType(std::string_view name, KvDType* out);
+// The refusal of a name ParseKvDType does not take, for the flag `flag`: "--kv-cache-dtype 'fp8'
+// is not one of f32, bf16, auto", and for vLLM's fp8 names what to use instead.
+std::string KvDTypeNameError(std::string_view flag, std::string_view name);
 const char* KvDTypeName(KvDType dtype);
 inline int64_t KvDTypeBytes(KvDType dtype) { return dtype == KvDType::kBf16 ? 2 : 4; }
 

@@ -70,7 +70,9 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
-  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"), "--kv-cache-dtype 'fp8' is not one of f32, bf16, auto");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"),
+                             "--kv-cache-dtype 'fp8' is not one of f32, bf16, auto (there is no FP8 KV cache here; bf16 "
+                             "halves the attention rows' memory)");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {

@@ -142,6 +142,8 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   EXPECT_TRUE(ParseKvDType("auto", &parsed));
   EXPECT_EQ(parsed, KvDType::kF32);
   for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8"}) EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
+  EXPECT_EQ(KvDTypeNameError("--kv-cache-dtype", "f16"), "--kv-cache-dtype 'f16' is not one of f32, bf16, auto");
+  EXPECT_NE(KvDTypeNameError("--kv-cache-dtype", "fp8_e5m2").find("there is no FP8 KV cache here"), std::string::npos);
 
   std::mt19937 rng(11);
   std::normal_distribution<float> d(0.0f, 3.0f);
