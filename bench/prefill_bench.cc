@@ -44,6 +44,7 @@ ABSL_FLAG(std::string, model, "/tmp/models/bench", "model directory (glmctl synt
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(int32_t, prompt, 2048, "prompt tokens");
 ABSL_FLAG(int32_t, chunk, 2048, "prefill chunk (tokens per Forward)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32", "the KV cache's attention rows: f32 | bf16 (the coordinator's --kv-cache-dtype)");
 ABSL_FLAG(int32_t, reps, 2, "repetitions of each measurement (best is reported)");
 ABSL_FLAG(int32_t, gemm_tokens, 2048, "peak GEMM: tokens");
 ABSL_FLAG(int32_t, gemm_rows, 4096, "peak GEMM: weight rows");
@@ -100,6 +101,9 @@ int main(int argc, char** argv) {
   const int64_t prompt = std::max(1, absl::GetFlag(FLAGS_prompt));
   const int64_t chunk = std::max(1, absl::GetFlag(FLAGS_chunk));
   glm::kernels::ThreadPool pool(threads);
+  glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
+    return Fail(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
 
   const int64_t gt = absl::GetFlag(FLAGS_gemm_tokens), gr = absl::GetFlag(FLAGS_gemm_rows),
                 gc = absl::GetFlag(FLAGS_gemm_cols);
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
     auto model = glm::model::Glm5Model::Create(
         std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
     if (!model.ok()) return Fail(std::string(model.status().message()));
+    (*model)->set_kv_cache_dtype(kv_dtype);
     load_s = Seconds(Clock::now() - t0);
     const auto& config = (*model)->config();
     if (prompt > config.max_position_embeddings) return Fail("--prompt exceeds the model's context");
@@ -155,7 +160,7 @@ int main(int argc, char** argv) {
   const std::string key = absl::StrCat("prefill_bench/", std::filesystem::path(absl::GetFlag(FLAGS_model)).filename().string(),
                                        "/", absl::GetFlag(FLAGS_weight_dtype), ":", absl::GetFlag(FLAGS_quantize_scope),
                                        glm::kernels::Bf16Activations() ? ":bf16-activations" : "",
-                                       "/prompt", prompt, "/chunk", chunk, "/threads", threads);
+                                       kv_dtype == glm::kv_cache::KvDType::kBf16 ? ":kv-bf16" : "", "/prompt", prompt, "/chunk", chunk, "/threads", threads);
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = best_s > 0 ? baselines.Get(key) : 0.0;
   const double vs_previous = previous > 0 ? tok_s / previous : 0.0;

@@ -150,47 +150,88 @@ GLM_AVX512_INLINE __m512 LoadRow16(const uint16_t* p) {
 }
 GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const uint16_t* p) { return WidenBf16x16(_mm256_maskz_loadu_epi16(m, p)); }
 
-// Rows in blocks of 16, one accumulator each (a 16-column chunk of q times the row's chunk,
-// FMA per chunk), then the 16 lane trees at once (ReduceLanes16): a row's value depends only on
-// q, the row and n — not on which block, query count or batch it came in. NK rows of the block
-// are real (the accumulators must be compile-time registers, hence the template). Row: float or
-// BF16 bits (uint16_t).
-template <int NK, typename Row>
-GLM_AVX512_INLINE void DotRowsBlock(const float* qj, const Row* const* rows, int64_t n, float* out) {
+// A tile of NQ queries x NK rows (NQ·NK <= 16 accumulators, one per pair): per 16-column chunk,
+// the NQ query chunks and the NK row chunks are loaded (BF16 rows widened) once and meet in NQ·NK
+// FMAs; then the 16 lane trees at once (ReduceLanes16). A pair's accumulator sees the same FMAs in
+// the same order whatever the tile (chunks ascending, the tail chunk masked to zeros) and
+// ReduceLanes16 gives each accumulator Reduce()'s tree, so a score depends only on q, the row and
+// n — never on the tile shape, the query count, or where the row sits in the list. Tiles rather
+// than one query against 16 rows: a row chunk is loaded (and widened) once for NQ queries, not
+// once per query (with BF16 rows the widening made the per-query loop 10% slower in prefill).
+template <int NQ, int NK, typename Row>
+GLM_AVX512_INLINE void DotRowsTile(const float* q, int64_t q_stride, const Row* const* rows, int64_t n, float* out,
+                                   int64_t out_stride) {
+  static_assert(NQ * NK <= 16, "a tile holds at most 16 accumulators");
   __m512 acc[16];
 #pragma GCC unroll 16
-  for (int kk = 0; kk < 16; ++kk) acc[kk] = _mm512_setzero_ps();
+  for (int a = 0; a < 16; ++a) acc[a] = _mm512_setzero_ps();
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) {
-    const __m512 qv = _mm512_loadu_ps(qj + c);
+    __m512 qv[NQ], rv[NK];
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) qv[j] = _mm512_loadu_ps(q + j * q_stride + c);
 #pragma GCC unroll 16
-    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, LoadRow16(rows[kk] + c), acc[kk]);
+    for (int k = 0; k < NK; ++k) rv[k] = LoadRow16(rows[k] + c);
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 16
+      for (int k = 0; k < NK; ++k) acc[j * NK + k] = _mm512_fmadd_ps(qv[j], rv[k], acc[j * NK + k]);
   }
   if (c < n) {
     const __mmask16 m = TailMask16(n - c);
-    const __m512 qv = _mm512_maskz_loadu_ps(m, qj + c);
+    __m512 qv[NQ], rv[NK];
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) qv[j] = _mm512_maskz_loadu_ps(m, q + j * q_stride + c);
 #pragma GCC unroll 16
-    for (int kk = 0; kk < NK; ++kk) acc[kk] = _mm512_fmadd_ps(qv, LoadRow16(m, rows[kk] + c), acc[kk]);
+    for (int k = 0; k < NK; ++k) rv[k] = LoadRow16(m, rows[k] + c);
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 16
+      for (int k = 0; k < NK; ++k) acc[j * NK + k] = _mm512_fmadd_ps(qv[j], rv[k], acc[j * NK + k]);
   }
-  _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << NK) - 1), ReduceLanes16(acc));
+  alignas(64) float sums[16];
+  _mm512_store_ps(sums, ReduceLanes16(acc));
+#pragma GCC unroll 4
+  for (int j = 0; j < NQ; ++j)
+#pragma GCC unroll 16
+    for (int k = 0; k < NK; ++k) out[j * out_stride + k] = sums[j * NK + k];
 }
 
-template <typename Row, int... NKs>
-GLM_AVX512_INLINE void DotRowsTail(int nk, const float* qj, const Row* const* rows, int64_t n, float* out,
-                                   std::integer_sequence<int, NKs...>) {
-  ((nk == NKs + 1 ? DotRowsBlock<NKs + 1>(qj, rows, n, out) : void()), ...);
+// NQ queries over every row: tiles of NK = 16 / NQ rows, the last 1..NK-1 rows in a narrower tile.
+template <int NQ, typename Row, int... NKs>
+GLM_AVX512_INLINE void DotRowsQueries(const float* q, int64_t q_stride, const Row* const* rows, int64_t n_rows,
+                                      int64_t n, float* out, int64_t out_stride, std::integer_sequence<int, NKs...>) {
+  constexpr int kNk = 16 / NQ;
+  int64_t k0 = 0;
+  for (; k0 + kNk <= n_rows; k0 += kNk) DotRowsTile<NQ, kNk>(q, q_stride, rows + k0, n, out + k0, out_stride);
+  const int left = static_cast<int>(n_rows - k0);
+  ((left == NKs + 1 ? DotRowsTile<NQ, NKs + 1>(q, q_stride, rows + k0, n, out + k0, out_stride) : void()), ...);
 }
 
 template <typename Row>
 GLM_AVX512 void DotRowsAvx512(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows,
                               int64_t n, float* out, int64_t out_stride) {
-  int64_t k0 = 0;
-  for (; k0 + 16 <= n_rows; k0 += 16)
-    for (int j = 0; j < nq; ++j) DotRowsBlock<16>(q + j * q_stride, rows + k0, n, out + j * out_stride + k0);
-  if (k0 < n_rows)
-    for (int j = 0; j < nq; ++j)
-      DotRowsTail(static_cast<int>(n_rows - k0), q + j * q_stride, rows + k0, n, out + j * out_stride + k0,
-                  std::make_integer_sequence<int, 15>());
+  // Queries 4 at a time (tiles of 4 x 4), the last 1-3 in tiles of 16 / count rows.
+  int j = 0;
+  for (; j + 4 <= nq; j += 4)
+    DotRowsQueries<4>(q + j * q_stride, q_stride, rows, n_rows, n, out + j * out_stride, out_stride,
+                      std::make_integer_sequence<int, 3>());
+  switch (nq - j) {
+    case 3:
+      DotRowsQueries<3>(q + j * q_stride, q_stride, rows, n_rows, n, out + j * out_stride, out_stride,
+                        std::make_integer_sequence<int, 4>());
+      break;
+    case 2:
+      DotRowsQueries<2>(q + j * q_stride, q_stride, rows, n_rows, n, out + j * out_stride, out_stride,
+                        std::make_integer_sequence<int, 7>());
+      break;
+    case 1:
+      DotRowsQueries<1>(q + j * q_stride, q_stride, rows, n_rows, n, out + j * out_stride, out_stride,
+                        std::make_integer_sequence<int, 15>());
+      break;
+    default:
+      break;
+  }
 }
 
 // Columns in 16-lane chunks, CH chunks at a time, rows inner: each query's CH chunks stay in
