@@ -24,8 +24,8 @@ namespace glm::kv_cache {
 // rounded rows exactly, so a prefix-cache hit still gives the cold run's tokens (both read the same
 // stored rows). The DSA indexer keys stay f32 in either: their scores pick the top-k keys, a
 // discrete choice that a rounded key flips (llama.cpp's f16 cache changed the selection and the
-// greedy tokens on the random sparse fixture, ANCHORS.md); they are 128 of GLM-5's 704 values a
-// position.
+// greedy tokens on the random sparse fixture, as measured for the project's anchors); they are
+// 128 of GLM-5's 704 values a position.
 enum class KvDType { kF32, kBf16 };
 // "f32" | "bf16" | "auto" (vLLM's default spelling: the dtype attention computes in, f32); false
 // for anything else (fp8 KV caches are not implemented: refused, never silently widened).

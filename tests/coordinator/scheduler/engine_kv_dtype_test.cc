@@ -14,8 +14,8 @@
 namespace glm::scheduler {
 namespace {
 
-// One worker, two pipeline stages, and a model with sparse attention (its DSA indexer keys
-// cached in BF16 too: a prompt longer than index_topk selects keys from them).
+// One worker, two pipeline stages, and a model with sparse attention (a prompt longer than
+// index_topk: attention reads the BF16 rows of the keys its f32 indexer keys select).
 TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
   struct Layout {
     const char* model;
