@@ -66,13 +66,25 @@ StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
 
 void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath path, double seconds) {
   absl::MutexLock lock(&mutex_);
-  PathTimes& t = shapes_[Index(tokens, several_sequences)].paths[Slot(path)];
+  const int index = Index(tokens, several_sequences);
+  const bool after_other_shape = last_index_ != index;
+  last_index_ = index;
+  Shape& s = shapes_[index];
+  PathTimes& t = s.paths[Slot(path)];
   // A path's first step is not timed: it pays for first touches (a sleeping pool thread, cold
   // caches and scratch) that would make it look 1.5-2x slower than it is.
   if (!t.warmed) {
     t.warmed = true;
     return;
   }
+  // Nor, once the trials are done, a step that follows a step of another shape (a prefill chunk,
+  // a speculative verify, the MTP layer's work in between): it runs on caches the other work
+  // evicted, and only the current path ever takes such steps, so timing them biased the choice
+  // against whichever path was current. spec_bench's interleaved plain and speculative runs put
+  // 20-58% of their one-token steps on the slower path (token groups, 1.5x the pooled step) that
+  // way. Trials are timed whatever came before: both paths take them under the same conditions,
+  // and steps that always alternate shapes must still reach a choice.
+  if (after_other_shape && s.paths[0].runs >= kTrials && s.paths[1].runs >= kTrials) return;
   // Per token: a bucket's steps differ in size (exact shapes scale by a constant).
   t.recent[t.runs % kWindow] = seconds / static_cast<double>(std::max<int64_t>(tokens, 1));
   ++t.runs;

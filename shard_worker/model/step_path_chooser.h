@@ -8,6 +8,8 @@
 // only for a clear gain, and re-tries the other now and then in case the machine changed — often
 // until the other path has a full window of steps, so that trials which came out slow (a cold
 // cache after a prefill, a neighbour's burst) cannot hold a shape on the slower path for long.
+// After the trials, a step that follows a step of another shape is not timed (it runs cold, and
+// only the current path takes such steps).
 #ifndef GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 #define GLM_SHARD_WORKER_MODEL_STEP_PATH_CHOOSER_H_
 
@@ -62,6 +64,7 @@ class StepPathChooser {
 
   absl::Mutex mutex_;
   std::array<Shape, 2 * kShapesPerKind> shapes_ ABSL_GUARDED_BY(mutex_);
+  int last_index_ ABSL_GUARDED_BY(mutex_) = -1;  // the shape of the last step recorded (or skipped)
 };
 
 }  // namespace glm::model

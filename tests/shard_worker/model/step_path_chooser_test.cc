@@ -81,6 +81,32 @@ TEST(StepPathChooserTest, FollowsAMachineThatChanges) {
   EXPECT_GE(RunShape(c, 2, false, 3e-3, 1e-3, 100), 100 - 100 / StepPathChooser::kRetryEvery - 1);
 }
 
+// Plain decoding interleaved with other work (spec_bench: plain runs between speculative ones,
+// whose 2-token verifies now and then give way to a 1-token step): a one-token step right after a
+// step of another shape runs on evicted caches, 3x slow whichever path takes it, and only the
+// current path takes such steps. Timed, they pushed the pooled path's median past token groups'
+// (warm retries) and the shape flipped to the slower path; untimed, pooled keeps it.
+TEST(StepPathChooserTest, ColdStepsAfterOtherShapesDoNotFlipTheChoice) {
+  StepPathChooser c;
+  constexpr double kPooled = 1e-3, kGrouped = 1.5e-3, kCold = 3.0;
+  auto step = [&](int64_t tokens, bool cold) {
+    const StepPath p = c.Choose(tokens, false);
+    c.Record(tokens, false, p, (p == StepPath::kPooled ? kPooled : kGrouped) * (cold ? kCold : 1.0));
+    return p;
+  };
+  RunShape(c, 1, false, kPooled, kGrouped, 64);  // trials, then pooled
+  int grouped = 0, steps = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 30; ++i) {  // a speculative run: verifies, and a cold one-token step after each
+      step(2, false);
+      grouped += step(1, /*cold=*/true) == StepPath::kTokenGroups;
+      ++steps;
+    }
+    for (int i = 0; i < 50; ++i, ++steps) grouped += step(1, false) == StepPath::kTokenGroups;  // a plain run
+  }
+  EXPECT_LE(grouped, Retries(steps) + 2) << "of " << steps;
+}
+
 TEST(StepPathChooserTest, BucketsCompareStepsPerToken) {
   StepPathChooser c;
   // Steps of 33 to 64 tokens share a bucket (prefill chunks mixed with decodes vary in size).
