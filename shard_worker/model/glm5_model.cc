@@ -476,6 +476,7 @@ absl::Status Glm5Model::RunLayers(StepPathChooser& chooser, const std::vector<Se
   const StepPath path = groups == 0 ? StepPath::kPooled
                         : timed     ? chooser.Choose(T, several)
                                     : StepPath::kTokenGroups;
+  if (!timed) chooser.OtherWorkRan();  // e.g. a prefill chunk: the next timed step runs cold
   *timing = StepTiming{timed ? &chooser : nullptr, T, several, path, path == StepPath::kTokenGroups && groups == 1,
                        std::chrono::steady_clock::now()};
   if (path == StepPath::kTokenGroups) {

@@ -64,6 +64,11 @@ StepPath StepPathChooser::Choose(int64_t tokens, bool several_sequences) {
   return Other(s.current);
 }
 
+void StepPathChooser::OtherWorkRan() {
+  absl::MutexLock lock(&mutex_);
+  last_index_ = -1;
+}
+
 void StepPathChooser::Record(int64_t tokens, bool several_sequences, StepPath path, double seconds) {
   absl::MutexLock lock(&mutex_);
   const int index = Index(tokens, several_sequences);

@@ -47,6 +47,9 @@ class StepPathChooser {
 
   StepPath Choose(int64_t tokens, bool several_sequences);
   void Record(int64_t tokens, bool several_sequences, StepPath path, double seconds);
+  // A step this chooser does not time ran (a prefill chunk too large for token groups, a path the
+  // mode forces): the next timed step follows other work, as after a step of another shape.
+  void OtherWorkRan();
 
  private:
   struct PathTimes {
@@ -64,7 +67,7 @@ class StepPathChooser {
 
   absl::Mutex mutex_;
   std::array<Shape, 2 * kShapesPerKind> shapes_ ABSL_GUARDED_BY(mutex_);
-  int last_index_ ABSL_GUARDED_BY(mutex_) = -1;  // the shape of the last step recorded (or skipped)
+  int last_index_ ABSL_GUARDED_BY(mutex_) = -1;  // the last step's shape (-1: other work, OtherWorkRan)
 };
 
 }  // namespace glm::model

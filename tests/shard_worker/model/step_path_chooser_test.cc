@@ -107,6 +107,23 @@ TEST(StepPathChooserTest, ColdStepsAfterOtherShapesDoNotFlipTheChoice) {
   EXPECT_LE(grouped, Retries(steps) + 2) << "of " << steps;
 }
 
+// The same when the other work is not a timed step at all (a prefill chunk on the GEMM path):
+// OtherWorkRan marks it, and the cold step after it is not timed.
+TEST(StepPathChooserTest, ColdStepsAfterUntimedWorkDoNotFlipTheChoice) {
+  StepPathChooser c;
+  constexpr double kPooled = 1e-3, kGrouped = 1.5e-3, kCold = 3.0;
+  RunShape(c, 1, false, kPooled, kGrouped, 64);
+  int grouped = 0;
+  for (int i = 0; i < 800; ++i) {  // every other step follows a prefill chunk
+    c.OtherWorkRan();
+    const StepPath p = c.Choose(1, false);
+    grouped += p == StepPath::kTokenGroups;
+    c.Record(1, false, p, (p == StepPath::kPooled ? kPooled : kGrouped) * kCold);
+    grouped += RunShape(c, 1, false, kPooled, kGrouped, 1);
+  }
+  EXPECT_LE(grouped, Retries(1600) + 2);
+}
+
 TEST(StepPathChooserTest, BucketsCompareStepsPerToken) {
   StepPathChooser c;
   // Steps of 33 to 64 tokens share a bucket (prefill chunks mixed with decodes vary in size).
