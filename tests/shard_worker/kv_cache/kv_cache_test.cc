@@ -133,6 +133,8 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   shape.dtype = KvDType::kBf16;
   EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (24 + 8) * 2 + 2 * 16 * 4) * 16);
   EXPECT_EQ(KvBlockPool(shape, 16, 3, false).block_bytes(), KvBlockBytes(shape, 16));
+  KvBlockPool fixed(shape, 37, 100, false);  // what a worker commits at start-up is what was budgeted
+  EXPECT_EQ(fixed.Prefault(nullptr), 100 * fixed.block_bytes());
   KvDType parsed = KvDType::kF32;
   EXPECT_TRUE(ParseKvDType("bf16", &parsed));
   EXPECT_EQ(parsed, KvDType::kBf16);
