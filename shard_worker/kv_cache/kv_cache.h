@@ -44,10 +44,10 @@ class KvCache {
   // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
   // [rope_dim] (rounded to BF16 in a kBf16 cache), the indexer key [index_head_dim] (kept f32).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
-    Write(row, shape().kv_lora_rank, [&]<typename T>(T*) { return pool_->latent_as<T>(layer, table_[position / bs_], position % bs_); });
+    Write(AttentionRows::kLatent, layer, position, row, shape().kv_lora_rank);
   }
   void WriteRopeKey(int64_t layer, int64_t position, const float* row) {
-    Write(row, shape().rope_dim, [&]<typename T>(T*) { return pool_->rope_key_as<T>(layer, table_[position / bs_], position % bs_); });
+    Write(AttentionRows::kRopeKey, layer, position, row, shape().rope_dim);
   }
   void WriteIndexKey(int64_t layer, int64_t position, const float* row) {  // f32 in every dtype
     std::copy_n(row, shape().index_head_dim, index_key(layer, position));
@@ -119,16 +119,22 @@ class KvCache {
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
-  // dst_of(static_cast<T*>(nullptr)) gives the row's storage as T*; copies (f32) or rounds (BF16) n values into it.
-  template <typename DstOf>
-  void Write(const float* row, int64_t n, DstOf dst_of) {
+  // The arrays whose rows take the cache's dtype; a position's row there as element type T.
+  enum class AttentionRows { kLatent, kRopeKey };
+  template <typename T>
+  T* RowAs(AttentionRows rows, int64_t layer, int64_t position) {
+    const int64_t block = table_[position / bs_], offset = position % bs_;
+    return rows == AttentionRows::kLatent ? pool_->latent_as<T>(layer, block, offset)
+                                          : pool_->rope_key_as<T>(layer, block, offset);
+  }
+  // Copies (kF32) or rounds to BF16 (kBf16) the n values of `row` into the position's row.
+  void Write(AttentionRows rows, int64_t layer, int64_t position, const float* row, int64_t n) {
     if (dtype() == KvDType::kF32) {
-      float* dst = dst_of(static_cast<float*>(nullptr));
-      std::copy_n(row, n, dst);
-    } else {
-      uint16_t* dst = dst_of(static_cast<uint16_t*>(nullptr));
-      for (int64_t i = 0; i < n; ++i) dst[i] = kernels::F32ToBf16(row[i]);
+      std::copy_n(row, n, RowAs<float>(rows, layer, position));
+      return;
     }
+    uint16_t* dst = RowAs<uint16_t>(rows, layer, position);
+    for (int64_t i = 0; i < n; ++i) dst[i] = kernels::F32ToBf16(row[i]);
   }
 
   // fn(pool block, offset in it, count, first position) for each run of positions of [begin, end)
