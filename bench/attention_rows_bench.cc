@@ -3,7 +3,7 @@
 // rope keys) and sums them weighted (WeightedRowSum), as MlaAttention's decode jobs do.
 //
 //   build/bin/attention_rows_bench [--heads 64] [--keys 2048] [--rank 512] [--rope 64] [--key-block N]
-//                                  [--kv-dtype f32|bf16] [--arena-mib 1024] [--seconds 0.5] [--baseline FILE]
+//                                  [--kv-dtype f32|bf16|int8|fp8] [--arena-mib 1024] [--seconds 0.5] [--baseline FILE]
 //                                  [--record]
 //
 // --key-block N: all head groups over a block of N keys before the next block (a block's rows are
@@ -25,6 +25,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -42,7 +43,9 @@ ABSL_FLAG(int32_t, rope, 64, "rope key width (qk_rope_head_dim)");
 ABSL_FLAG(int32_t, arena_mib, 1024, "cache the keys are drawn from (MiB)");
 ABSL_FLAG(int32_t, key_block, 0, "keys per block in a key-blocked order (0: each head group over all keys)");
 ABSL_FLAG(double, seconds, 0.5, "time spent on each measurement");
-ABSL_FLAG(std::string, kv_dtype, "f32", "the cache rows: f32 | bf16 (--kv-cache-dtype bf16: half the bytes, widened on load)");
+ABSL_FLAG(std::string, kv_dtype, "f32",
+          "the cache rows: f32 | bf16 (--kv-cache-dtype bf16: half the bytes, widened on load) | int8 | fp8 (a byte a "
+          "value and a scale a row)");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store the scattered rate as the new best in --baseline if it is better");
 
@@ -55,7 +58,8 @@ struct Shapes {
 };
 
 // One token's attention rows in one layer: scores of every head group, then the weighted sums.
-// Row: float, or uint16_t (BF16 rows of a --kv-cache-dtype bf16 cache).
+// Row: float, uint16_t (BF16 rows of a --kv-cache-dtype bf16 cache), int8_t or uint8_t (int8 / FP8
+// rows: codes, then a scale).
 template <typename Row>
 void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const Row*>& lat,
                 const std::vector<const Row*>& pe, float* scores, float* pe_scores, float* o_lat) {
@@ -111,30 +115,52 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string kv_dtype = absl::GetFlag(FLAGS_kv_dtype);
-  if (kv_dtype != "f32" && kv_dtype != "bf16") {
-    std::fprintf(stderr, "attention_rows_bench: --kv-dtype must be f32 or bf16\n");
-    return 2;
-  }
-  return kv_dtype == "bf16" ? Run<uint16_t>(s, seconds) : Run<float>(s, seconds);
+  if (kv_dtype == "f32") return Run<float>(s, seconds);
+  if (kv_dtype == "bf16") return Run<uint16_t>(s, seconds);
+  if (kv_dtype == "int8") return Run<int8_t>(s, seconds);
+  if (kv_dtype == "fp8") return Run<uint8_t>(s, seconds);
+  std::fprintf(stderr, "attention_rows_bench: --kv-dtype must be f32, bf16, int8 or fp8\n");
+  return 2;
 }
 
 namespace {
 
 template <typename Row>
 int Run(const Shapes& s, double seconds) {
-  constexpr bool kBf16 = sizeof(Row) == 2;
-  const int64_t row = s.rank + s.rope;  // a cache row: latent then rope key
-  const int64_t arena_rows =
-      std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / (row * int64_t{sizeof(Row)}));
-  std::vector<Row> arena(arena_rows * row);
+  constexpr bool kScaled = sizeof(Row) == 1;  // one-byte codes and a scale a row
+  constexpr const char* kRowName = std::is_same_v<Row, float>      ? "floats"
+                                   : std::is_same_v<Row, uint16_t> ? "BF16 values"
+                                   : std::is_same_v<Row, int8_t>   ? "int8 rows"
+                                                                   : "FP8 rows";
+  // A cache row in bytes: the latent row, then the rope key row.
+  auto row_bytes = [](int64_t n) { return kScaled ? glm::kernels::ScaledRowBytes(n) : n * int64_t{sizeof(Row)}; };
+  const int64_t lat_bytes = row_bytes(s.rank), row = lat_bytes + row_bytes(s.rope);
+  const int64_t arena_rows = std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / row);
+  std::vector<uint8_t> arena(arena_rows * row);
   std::mt19937_64 rng(1);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  std::vector<Row> pool(4093);  // values repeat with a prime period: filling 1 GiB takes ~0.1 s, not seconds
-  for (Row& v : pool) {
-    if constexpr (kBf16) v = glm::kernels::F32ToBf16(uniform(rng));
-    else v = uniform(rng);
+  // Rows repeat with a prime period: filling 1 GiB takes ~0.1 s, not seconds.
+  constexpr int64_t kPatternRows = 61;
+  std::vector<uint8_t> pattern(kPatternRows * row);
+  std::vector<float> values(std::max(s.rank, s.rope));
+  auto fill = [&](uint8_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) values[i] = uniform(rng);
+    if constexpr (std::is_same_v<Row, int8_t>) glm::kernels::WriteInt8Row(values.data(), n, reinterpret_cast<int8_t*>(dst));
+    else if constexpr (std::is_same_v<Row, uint8_t>) glm::kernels::WriteFp8Row(values.data(), n, dst);
+    else
+      for (int64_t i = 0; i < n; ++i) {
+        const Row v = std::is_same_v<Row, uint16_t> ? static_cast<Row>(glm::kernels::F32ToBf16(values[i])) : values[i];
+        std::memcpy(dst + i * sizeof(Row), &v, sizeof(Row));
+      }
+  };
+  for (int64_t r = 0; r < kPatternRows; ++r) {
+    fill(pattern.data() + r * row, s.rank);
+    fill(pattern.data() + r * row + lat_bytes, s.rope);
   }
-  for (size_t i = 0; i < arena.size(); ++i) arena[i] = pool[i % pool.size()];
+  for (int64_t r = 0; r < arena_rows; ++r)
+    std::memcpy(arena.data() + r * row, pattern.data() + (r % kPatternRows) * row, row);
+  auto lat_of = [&](int64_t r) { return reinterpret_cast<const Row*>(arena.data() + r * row); };
+  auto pe_of = [&](int64_t r) { return reinterpret_cast<const Row*>(arena.data() + r * row + lat_bytes); };
   std::vector<float> q_lat(s.heads * s.rank), q_pe(s.heads * s.rope);
   for (float& v : q_lat) v = uniform(rng);
   for (float& v : q_pe) v = uniform(rng);
@@ -147,11 +173,11 @@ int Run(const Shapes& s, double seconds) {
   auto select_scattered = [&] {
     for (int64_t& p : picks) p = static_cast<int64_t>(rng() % arena_rows);
     std::sort(picks.begin(), picks.end());
-    for (int k = 0; k < s.keys; ++k) lat[k] = arena.data() + picks[k] * row, pe[k] = lat[k] + s.rank;
+    for (int k = 0; k < s.keys; ++k) lat[k] = lat_of(picks[k]), pe[k] = pe_of(picks[k]);
   };
   // Resident: 16 rows, repeated.
   auto select_resident = [&] {
-    for (int k = 0; k < s.keys; ++k) lat[k] = arena.data() + (k % 16) * row, pe[k] = lat[k] + s.rank;
+    for (int k = 0; k < s.keys; ++k) lat[k] = lat_of(k % 16), pe[k] = pe_of(k % 16);
   };
   auto measure = [&](bool scattered) {
     if (!scattered) select_resident();
@@ -184,11 +210,15 @@ int Run(const Shapes& s, double seconds) {
   const std::string key = "attention_rows_bench/heads" + std::to_string(s.heads) + "/keys" + std::to_string(s.keys) +
                           "/rank" + std::to_string(s.rank) +
                           (key_block > 0 ? "/key_block" + std::to_string(key_block) : std::string()) +
-                          (kBf16 ? "/bf16-rows" : "") + "/gflops";
+                          (std::is_same_v<Row, float>      ? ""
+                           : std::is_same_v<Row, uint16_t> ? "/bf16-rows"
+                           : std::is_same_v<Row, int8_t>   ? "/int8-rows"
+                                                           : "/fp8-rows") +
+                          "/gflops";
   const double previous = baselines.Get(key);
   if (absl::GetFlag(FLAGS_record)) baselines.RecordIfBetter(key, rate);
   std::printf("%d heads x %d keys of %d+%d %s, one token, one layer (%.3f GFLOP), one thread, %s\n", s.heads,
-              s.keys, s.rank, s.rope, kBf16 ? "BF16 values" : "floats", gflop,
+              s.keys, s.rank, s.rope, kRowName, gflop,
               key_block > 0 ? ("keys in blocks of " + std::to_string(key_block) + " (same bits as per head group)").c_str()
                             : "each head group of 8 over all keys");
   std::printf("%-34s %10s %9s %10s\n", "rows", "us/call", "GFLOP/s", "vs resident");

@@ -67,7 +67,7 @@ ABSL_FLAG(std::string, quantize_scope, "experts",
           "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all | mtp");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "what the KV cache stores its rows in: f32 | bf16 (the coordinator's --kv-cache-dtype); attention's "
+          "what the KV cache stores its rows in: f32 | bf16 | fp8 (the coordinator's --kv-cache-dtype); attention's "
           "reads grow with --context");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");

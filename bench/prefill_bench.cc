@@ -44,7 +44,7 @@ ABSL_FLAG(std::string, model, "/tmp/models/bench", "model directory (glmctl synt
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(int32_t, prompt, 2048, "prompt tokens");
 ABSL_FLAG(int32_t, chunk, 2048, "prefill chunk (tokens per Forward)");
-ABSL_FLAG(std::string, kv_cache_dtype, "f32", "the KV cache's attention rows: f32 | bf16 (the coordinator's --kv-cache-dtype)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32", "the KV cache's attention rows: f32 | bf16 | fp8 (the coordinator's --kv-cache-dtype)");
 ABSL_FLAG(int32_t, reps, 2, "repetitions of each measurement (best is reported)");
 ABSL_FLAG(int32_t, gemm_tokens, 2048, "peak GEMM: tokens");
 ABSL_FLAG(int32_t, gemm_rows, 4096, "peak GEMM: weight rows");

@@ -46,7 +46,8 @@ ABSL_FLAG(std::string, reference, GLM_SOURCE_DIR "/tests/fixtures/ref-glm5-tiny-
 ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
           "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or bf16-kv "
-          "(weights as stored, the KV cache's rows in BF16: --kv-cache-dtype bf16), or "
+          "(weights as stored, the KV cache's rows in BF16: --kv-cache-dtype bf16), or fp8-kv (the same in FP8 e4m3 "
+          "with a scale a row: --kv-cache-dtype fp8), or int8-kv (int8 codes, a scale a row), or "
           "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits) or sim-uint<B>[-g<G>] (simulated asymmetric: "
           "scale and offset a group), either with -r[<N>] (rows Hadamard-rotated first; bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
@@ -195,6 +196,7 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
 // The issue's bar for a format name (int8* / int4*); false when there is none.
 bool Bar(const std::string& name, double* max_kl, double* min_top1) {
   if (name.find(" only(") != std::string::npos) return false;  // part of a format (--only): no bar
+  if (name.size() >= 3 && name.compare(name.size() - 3, 3, "-kv") == 0) return false;  // a KV cache dtype: no bar
   if (name.rfind("int8", 0) == 0) { *max_kl = 0.005; *min_top1 = 0.99; return true; }
   if (name.rfind("int4", 0) == 0) { *max_kl = 0.05; *min_top1 = 0.95; return true; }
   return false;
@@ -241,10 +243,13 @@ int main(int argc, char** argv) {
       runs.push_back(*std::move(run));
       continue;
     }
-    if (f == "bf16-kv") {  // BF16 weights as stored, the KV cache's rows rounded to BF16 (--kv-cache-dtype bf16)
+    if (f == "bf16-kv" || f == "fp8-kv" || f == "int8-kv") {  // weights as stored, KV rows rounded (--kv-cache-dtype)
       glm::model::LoadOptions load;
       load.matrix_dtype = glm::kernels::DType::kBF16;
-      auto run = Evaluate(dir, std::string(f), load, ids, &pool, glm::kv_cache::KvDType::kBf16);
+      auto run = Evaluate(dir, std::string(f), load, ids, &pool,
+                          f == "fp8-kv"    ? glm::kv_cache::KvDType::kFp8E4m3
+                          : f == "int8-kv" ? glm::kv_cache::KvDType::kInt8
+                                           : glm::kv_cache::KvDType::kBf16);
       if (!run.ok()) return Fail(std::string(f) + ": " + std::string(run.status().message()));
       runs.push_back(*std::move(run));
       continue;

@@ -106,8 +106,8 @@ ABSL_FLAG(bool, amx_tiles, true,
           "forward/generate/chat: with --activation-dtype bf16 on CPUs with AMX, matmuls on AMX tiles (false: "
           "vdpbf16ps; shard_worker's --amx_tiles for a cluster)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "forward/generate/chat: what the KV cache stores attention's rows in: f32 | bf16 (latent and rope key rounded "
-          "once when written, the indexer keys kept f32; "
+          "forward/generate/chat: what the KV cache stores attention's rows in: f32 | bf16 | fp8 (= fp8_e4m3, a "
+          "scale a row) (latent and rope key rounded once when written, the indexer keys kept f32; "
           "the coordinator's --kv-cache-dtype for a cluster)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all | mtp (the MTP "

@@ -136,7 +136,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         matmul_rows(q_rows + h * qk, nb, heads * qk, w.w_uk_t.Rows(h * rank, (h + 1) * rank), 0, rank,
                     q_lat + h * rank, heads * rank);
     });
-    // Jobs over the cache's rows as stored (Row: float, or uint16_t BF16 bits).
+    // Jobs over the cache's rows as stored (Row: float, uint16_t BF16 bits, uint8_t FP8 or int8_t rows).
     auto attend = [&]<typename Row>(int64_t begin, int64_t end, std::vector<const Row*>& lat_rows,
                                     std::vector<const Row*>& kpe_rows) {
       // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
@@ -193,8 +193,15 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
     };
     // Every span's cache holds rows of one dtype (Glm5Model::Prepare checks).
     pool_->ParallelFor(nb * groups, [&](int64_t begin, int64_t end) {
-      if (spans.front().cache->dtype() == kv_cache::KvDType::kBf16) {
+      const kv_cache::KvDType dtype = spans.front().cache->dtype();
+      if (dtype == kv_cache::KvDType::kBf16) {
         thread_local std::vector<const uint16_t*> lat_rows, kpe_rows;
+        attend(begin, end, lat_rows, kpe_rows);
+      } else if (dtype == kv_cache::KvDType::kFp8E4m3) {
+        thread_local std::vector<const uint8_t*> lat_rows, kpe_rows;
+        attend(begin, end, lat_rows, kpe_rows);
+      } else if (dtype == kv_cache::KvDType::kInt8) {
+        thread_local std::vector<const int8_t*> lat_rows, kpe_rows;
         attend(begin, end, lat_rows, kpe_rows);
       } else {
         thread_local std::vector<const float*> lat_rows, kpe_rows;

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -149,6 +151,30 @@ GLM_AVX512_INLINE __m512 LoadRow16(const uint16_t* p) {
   return WidenBf16x16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const uint16_t* p) { return WidenBf16x16(_mm256_maskz_loadu_epi16(m, p)); }
+// 16 e4m3 bytes as f32, exactly Fp8E4M3ToF32's values: each byte's sign and 7 low bits placed in
+// an f16 (sign, then exponent and mantissa 3 bits further left: e4m3's bias 7 is f16's 15 minus 8,
+// subnormals included) is the value · 2^-8; converted and multiplied by 256, both exact. The NaN
+// codes (0x7f, 0xff) would come out as ±480: they are set to NaN as the table has them.
+GLM_AVX512_INLINE __m512 WidenFp8x16(__m128i bytes) {
+  const __m256i b = _mm256_cvtepu8_epi16(bytes);
+  const __m256i magnitude = _mm256_and_si256(b, _mm256_set1_epi16(0x7f));
+  const __m256i half = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                       _mm256_slli_epi16(magnitude, 7));
+  const __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(half), _mm512_set1_ps(256.0f));
+  const __mmask16 nan = _mm256_cmpeq_epi16_mask(magnitude, _mm256_set1_epi16(0x7f));
+  return _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+}
+GLM_AVX512_INLINE __m512 LoadRow16(const uint8_t* p) {
+  return WidenFp8x16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const uint8_t* p) { return WidenFp8x16(_mm_maskz_loadu_epi8(m, p)); }
+// 16 int8 values as f32 (exact).
+GLM_AVX512_INLINE __m512 LoadRow16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+}
 
 // A tile of NQ queries x NK rows (NQ·NK <= 16 accumulators, one per pair): per 16-column chunk,
 // the NQ query chunks and the NK row chunks are loaded (BF16 rows widened) once and meet in NQ·NK
@@ -287,6 +313,27 @@ GLM_AVX512 void WeightedRowSumAvx512(const float* w, int64_t w_stride, int nq, c
   kFns[nq](w, w_stride, rows, n_rows, n, y, y_stride);
 }
 
+// Scaled 8-bit rows (FP8 e4m3: Row = uint8_t, int8: Row = int8_t): the codes' values through the
+// f32 tile kernels (rows widened in registers), then each row's scale: on its scores, or folded
+// into its weights (ScaleRowScores / ScaledRowWeights).
+template <typename Row>
+void ScaleRowScores(int nq, const Row* const* rows, int64_t n_rows, int64_t n, float* out, int64_t out_stride);
+template <typename Row>
+const float* ScaledRowWeights(const float* w, int64_t w_stride, int nq, const Row* const* rows, int64_t n_rows,
+                              int64_t n);
+template <typename Row>
+GLM_AVX512 void DotRowsScaledAvx512(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows,
+                                    int64_t n, float* out, int64_t out_stride) {
+  DotRowsAvx512<Row>(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+  ScaleRowScores(nq, rows, n_rows, n, out, out_stride);
+}
+template <typename Row>
+GLM_AVX512 void WeightedRowSumScaledAvx512(const float* w, int64_t w_stride, int nq, const Row* const* rows,
+                                           int64_t n_rows, int64_t n, float* y, int64_t y_stride) {
+  WeightedRowSumAvx512<Row>(ScaledRowWeights(w, w_stride, nq, rows, n_rows, n), n_rows, nq, rows, n_rows, n, y,
+                            y_stride);
+}
+
 // Two passes: the maximum (vmaxps keeps its first operand's lanes out of NaN comparisons: NaN
 // never wins), then the first index holding it — what the scalar loop returns.
 GLM_AVX512 int64_t ArgMaxAvx512(const float* x, int64_t n) {
@@ -359,8 +406,41 @@ const float* const* WidenRows(const uint16_t* const* rows, int64_t n_rows, int64
   }
   return pointers.data();
 }
+// FP8 rows' e4m3 values (unscaled) widened the same way.
+const float* const* WidenRows(const uint8_t* const* rows, int64_t n_rows, int64_t n) {
+  thread_local std::vector<float> values;
+  thread_local std::vector<const float*> pointers;
+  values.resize(n_rows * n);
+  pointers.resize(n_rows);
+  const float* table = Fp8E4M3Table();
+  for (int64_t k = 0; k < n_rows; ++k) {
+    float* dst = values.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) dst[i] = table[rows[k][i]];
+    pointers[k] = dst;
+  }
+  return pointers.data();
+}
 void DotRowsBf16Widened(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
                         int64_t n, float* out, int64_t out_stride);
+// Int8 rows' values widened the same way.
+const float* const* WidenRows(const int8_t* const* rows, int64_t n_rows, int64_t n) {
+  thread_local std::vector<float> values;
+  thread_local std::vector<const float*> pointers;
+  values.resize(n_rows * n);
+  pointers.resize(n_rows);
+  for (int64_t k = 0; k < n_rows; ++k) {
+    float* dst = values.data() + k * n;
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(rows[k][i]);
+    pointers[k] = dst;
+  }
+  return pointers.data();
+}
+template <typename Row>
+void DotRowsScaledWidened(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows, int64_t n,
+                          float* out, int64_t out_stride);
+template <typename Row>
+void WeightedRowSumScaledWidened(const float* w, int64_t w_stride, int nq, const Row* const* rows, int64_t n_rows,
+                                 int64_t n, float* y, int64_t y_stride);
 void WeightedRowSumBf16Widened(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
                                int64_t n, float* y, int64_t y_stride);
 
@@ -371,6 +451,10 @@ struct VectorOps {
   void (*weighted_row_sum)(const float*, int64_t, int, const float* const*, int64_t, int64_t, float*, int64_t);
   void (*dot_rows_bf16)(const float*, int64_t, int, const uint16_t* const*, int64_t, int64_t, float*, int64_t);
   void (*weighted_row_sum_bf16)(const float*, int64_t, int, const uint16_t* const*, int64_t, int64_t, float*, int64_t);
+  void (*dot_rows_fp8)(const float*, int64_t, int, const uint8_t* const*, int64_t, int64_t, float*, int64_t);
+  void (*weighted_row_sum_fp8)(const float*, int64_t, int, const uint8_t* const*, int64_t, int64_t, float*, int64_t);
+  void (*dot_rows_int8)(const float*, int64_t, int, const int8_t* const*, int64_t, int64_t, float*, int64_t);
+  void (*weighted_row_sum_int8)(const float*, int64_t, int, const int8_t* const*, int64_t, int64_t, float*, int64_t);
   void (*dot_rows_f64)(const float*, const float*, int64_t, int64_t, float*);
   int64_t (*arg_max)(const float*, int64_t);
   void (*add_scale)(const float*, const float*, float, float*, int64_t);
@@ -386,6 +470,10 @@ VectorOps Select() {
             &WeightedRowSumAvx512<float>,
             &DotRowsAvx512<uint16_t>,
             &WeightedRowSumAvx512<uint16_t>,
+            &DotRowsScaledAvx512<uint8_t>,
+            &WeightedRowSumScaledAvx512<uint8_t>,
+            &DotRowsScaledAvx512<int8_t>,
+            &WeightedRowSumScaledAvx512<int8_t>,
             &DotRowsF64Avx512,
             &ArgMaxAvx512,
             &AddScaleAvx512,
@@ -397,6 +485,10 @@ VectorOps Select() {
             &WeightedRowSumLoop<&AxpyAvx2>,
             &DotRowsBf16Widened,
             &WeightedRowSumBf16Widened,
+            &DotRowsScaledWidened<uint8_t>,
+            &WeightedRowSumScaledWidened<uint8_t>,
+            &DotRowsScaledWidened<int8_t>,
+            &WeightedRowSumScaledWidened<int8_t>,
             &DotRowsF64Avx2,
             &ArgMaxAvx2,
             &AddScaleAvx2,
@@ -408,6 +500,10 @@ VectorOps Select() {
           &WeightedRowSumLoop<&AxpyReference>,
           &DotRowsBf16Widened,
           &WeightedRowSumBf16Widened,
+          &DotRowsScaledWidened<uint8_t>,
+          &WeightedRowSumScaledWidened<uint8_t>,
+          &DotRowsScaledWidened<int8_t>,
+          &WeightedRowSumScaledWidened<int8_t>,
           &DotRowsF64Portable,
           &ArgMaxReference,
           &AddScaleReference,
@@ -428,7 +524,85 @@ void WeightedRowSumBf16Widened(const float* w, int64_t w_stride, int nq, const u
   Ops().weighted_row_sum(w, w_stride, nq, WidenRows(rows, n_rows, n), n_rows, n, y, y_stride);
 }
 
+template <typename Row>
+void ScaleRowScores(int nq, const Row* const* rows, int64_t n_rows, int64_t n, float* out, int64_t out_stride) {
+  for (int64_t k = 0; k < n_rows; ++k) {
+    const float s = ScaledRowScale(rows[k], n);
+    for (int j = 0; j < nq; ++j) out[j * out_stride + k] *= s;
+  }
+}
+// [nq, n_rows] weights w[j][k] · s_k in a per-thread buffer.
+template <typename Row>
+const float* ScaledRowWeights(const float* w, int64_t w_stride, int nq, const Row* const* rows, int64_t n_rows,
+                              int64_t n) {
+  thread_local std::vector<float> scaled;
+  scaled.resize(static_cast<size_t>(nq) * n_rows);
+  for (int64_t k = 0; k < n_rows; ++k) {
+    const float s = ScaledRowScale(rows[k], n);
+    for (int j = 0; j < nq; ++j) scaled[j * n_rows + k] = w[j * w_stride + k] * s;
+  }
+  return scaled.data();
+}
+template <typename Row>
+void DotRowsScaledWidened(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows, int64_t n,
+                          float* out, int64_t out_stride) {
+  Ops().dot_rows(q, q_stride, nq, WidenRows(rows, n_rows, n), n_rows, n, out, out_stride);
+  ScaleRowScores(nq, rows, n_rows, n, out, out_stride);
+}
+template <typename Row>
+void WeightedRowSumScaledWidened(const float* w, int64_t w_stride, int nq, const Row* const* rows, int64_t n_rows,
+                                 int64_t n, float* y, int64_t y_stride) {
+  const float* scaled = ScaledRowWeights(w, w_stride, nq, rows, n_rows, n);
+  Ops().weighted_row_sum(scaled, n_rows, nq, WidenRows(rows, n_rows, n), n_rows, n, y, y_stride);
+}
+
 }  // namespace
+
+int64_t ScaledRowScaleOffset(int64_t n) { return (n + 3) / 4 * 4; }
+int64_t ScaledRowBytes(int64_t n) { return ScaledRowScaleOffset(n) + static_cast<int64_t>(sizeof(float)); }
+float ScaledRowScale(const void* row, int64_t n) {
+  float s;
+  std::memcpy(&s, static_cast<const uint8_t*>(row) + ScaledRowScaleOffset(n), sizeof(s));
+  return s;
+}
+
+namespace {
+float MaxMagnitude(const float* x, int64_t n) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  return amax;
+}
+void StoreScale(float s, int64_t n, uint8_t* row) {
+  const int64_t offset = ScaledRowScaleOffset(n);
+  std::fill(row + n, row + offset, uint8_t{0});
+  std::memcpy(row + offset, &s, sizeof(s));
+}
+}  // namespace
+
+void WriteFp8Row(const float* x, int64_t n, uint8_t* row) {
+  const float amax = MaxMagnitude(x, n);
+  // frexp: amax / 448 = m · 2^e with m in [0.5, 1), so amax / 2^e < 448 <= amax / 2^(e-1) (up to
+  // the division's rounding, which can only raise e). Clamped so that s and 1/s stay normal.
+  float s = 1.0f;
+  if (amax > 0.0f && std::isfinite(amax)) {
+    int e = 0;
+    std::frexp(amax / 448.0f, &e);
+    s = std::ldexp(1.0f, std::clamp(e, -126, 126));
+  }
+  const float inv = 1.0f / s;  // exact: a power of two
+  for (int64_t i = 0; i < n; ++i) row[i] = F32ToFp8E4M3(x[i] * inv);
+  StoreScale(s, n, row);
+}
+
+void WriteInt8Row(const float* x, int64_t n, int8_t* row) {
+  const float amax = MaxMagnitude(x, n);
+  const float s = amax > 0.0f && std::isfinite(amax) ? amax / 127.0f : 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::nearbyint(x[i] / s);  // |v| <= 127 up to the division's rounding
+    row[i] = static_cast<int8_t>(std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f));
+  }
+  StoreScale(s, n, reinterpret_cast<uint8_t*>(row));
+}
 
 float Dot(const float* a, const float* b, int64_t n) { return Ops().dot(a, b, n); }
 void Axpy(float alpha, const float* x, float* y, int64_t n) { Ops().axpy(alpha, x, y, n); }
@@ -451,6 +625,26 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint16_t* co
                     float* y, int64_t y_stride) {
   if (nq <= 0 || n_rows <= 0) return;
   Ops().weighted_row_sum_bf16(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void DotRows(const float* q, int64_t q_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().dot_rows_fp8(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().weighted_row_sum_fp8(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void DotRows(const float* q, int64_t q_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().dot_rows_int8(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride) {
+  if (nq <= 0 || n_rows <= 0) return;
+  Ops().weighted_row_sum_int8(w, w_stride, nq, rows, n_rows, n, y, y_stride);
 }
 void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
   Ops().dot_rows_f64(x, m, n_rows, n, out);

@@ -33,6 +33,33 @@ void DotRows(const float* q, int64_t q_stride, int nq, const uint16_t* const* ro
              float* out, int64_t out_stride);
 void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint16_t* const* rows, int64_t n_rows, int64_t n,
                     float* y, int64_t y_stride);
+// Scaled 8-bit rows (--kv-cache-dtype fp8 | int8): a row of n values is n one-byte codes r and, at
+// byte ScaledRowScaleOffset(n), an f32 scale s; value i = s · code(r[i]), code = OCP e4m3 (FP8
+// rows, uint8_t) or the signed integer (int8 rows). DotRows gives exactly s_k · (the f32 DotRows
+// over the rows widened to code(r), which is exact); WeightedRowSum exactly the f32
+// WeightedRowSum with weights w[j][k] · s_k over those widened rows. Every path is that
+// composition over its own f32 kernels, which are these overloads' reference twins. (FP8's scale
+// is a power of two, so there the result is also the f32 kernel's on the values s·code(r)
+// wherever no product is subnormal.)
+int64_t ScaledRowScaleOffset(int64_t n);
+int64_t ScaledRowBytes(int64_t n);
+float ScaledRowScale(const void* row, int64_t n);
+// Rounds x[0..n) into one FP8 row at `row` (ScaledRowBytes(n) bytes): s = the smallest power of
+// two with max|x| / s <= 448 (e4m3's largest finite value; 1 for an all-zero row), codes x[i] / s
+// rounded to nearest even. Relative error <= 2^-4 for values above s · 2^-6 (e4m3's normals).
+void WriteFp8Row(const float* x, int64_t n, uint8_t* row);
+// Rounds x[0..n) into one int8 row: s = max|x| / 127 (1 for an all-zero row), codes x[i] / s
+// rounded to nearest (even), so |error| <= s / 2 for every value: on rows of similar magnitudes
+// (attention's latents) about 2.5x less RMS error than e4m3's 3 mantissa bits, in the same bytes.
+void WriteInt8Row(const float* x, int64_t n, int8_t* row);
+void DotRows(const float* q, int64_t q_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride);
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride);
+void DotRows(const float* q, int64_t q_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+             float* out, int64_t out_stride);
+void WeightedRowSum(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* y, int64_t y_stride);
 // out[r] = float(Σ_c double(x[c]) · double(m[r·n + c])): router logits, where a discrete choice
 // follows and the sum is kept in double. Summation order is fixed per n (lanes, then a tree), so
 // a row's value never depends on the batch or the thread.

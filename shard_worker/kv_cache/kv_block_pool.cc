@@ -5,11 +5,14 @@
 #include <new>
 
 #include "absl/strings/str_cat.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::kv_cache {
 
 KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blocks, bool growable)
-    : shape_(std::move(shape)), block_size_(block_size), growable_(growable),
+    : shape_(std::move(shape)), block_size_(block_size),
+      latent_row_bytes_(KvRowBytes(shape_.dtype, shape_.kv_lora_rank)),
+      rope_row_bytes_(KvRowBytes(shape_.dtype, shape_.rope_dim)), growable_(growable),
       layers_(shape_.layer_has_index_keys.size()) {
   Grow(num_blocks);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
@@ -31,11 +34,10 @@ model::AlignedBuffer Regrow(model::AlignedBuffer old, int64_t old_count, int64_t
 void KvBlockPool::Grow(int64_t blocks) {
   if (blocks <= num_blocks_) return;
   const int64_t old_pos = num_blocks_ * block_size_, new_pos = blocks * block_size_;
-  const int64_t bytes = KvDTypeBytes(shape_.dtype);
   for (size_t i = 0; i < layers_.size(); ++i) {
     LayerStore& l = layers_[i];
-    l.latent = Regrow(std::move(l.latent), old_pos * shape_.kv_lora_rank, new_pos * shape_.kv_lora_rank, bytes);
-    l.rope_key = Regrow(std::move(l.rope_key), old_pos * shape_.rope_dim, new_pos * shape_.rope_dim, bytes);
+    l.latent = Regrow(std::move(l.latent), old_pos, new_pos, latent_row_bytes_);
+    l.rope_key = Regrow(std::move(l.rope_key), old_pos, new_pos, rope_row_bytes_);
     if (shape_.layer_has_index_keys[i])
       l.index_key = Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim,
                            sizeof(float));
@@ -96,24 +98,45 @@ KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int6
 int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
   int64_t per_pos = 0;  // bytes
   for (bool idx : shape.layer_has_index_keys)
-    per_pos += (shape.kv_lora_rank + shape.rope_dim) * KvDTypeBytes(shape.dtype) +
+    per_pos += KvRowBytes(shape.dtype, shape.kv_lora_rank) + KvRowBytes(shape.dtype, shape.rope_dim) +
                (idx ? shape.index_head_dim * static_cast<int64_t>(sizeof(float)) : 0);
   return per_pos * block_size;
+}
+
+int64_t KvRowBytes(KvDType dtype, int64_t n) {
+  switch (dtype) {
+    case KvDType::kBf16: return 2 * n;
+    case KvDType::kFp8E4m3:
+    case KvDType::kInt8: return kernels::ScaledRowBytes(n);
+    case KvDType::kF32: break;
+  }
+  return 4 * n;
 }
 
 bool ParseKvDType(std::string_view name, KvDType* out) {
   if (name == "f32" || name == "auto") *out = KvDType::kF32;
   else if (name == "bf16") *out = KvDType::kBf16;
+  else if (name == "fp8" || name == "fp8_e4m3") *out = KvDType::kFp8E4m3;
+  else if (name == "int8") *out = KvDType::kInt8;
   else return false;
   return true;
 }
 
 std::string KvDTypeNameError(std::string_view flag, std::string_view name) {
-  std::string m = std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, auto";
-  if (name.substr(0, 3) == "fp8") m += " (there is no FP8 KV cache here; bf16 halves the attention rows' memory)";
+  std::string m = std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto";
+  if (name.substr(0, 3) == "fp8")
+    m += " (the FP8 KV cache stores e4m3 with a scale per row; e5m2's 2-bit mantissa is not offered)";
   return m;
 }
 
-const char* KvDTypeName(KvDType dtype) { return dtype == KvDType::kBf16 ? "bf16" : "f32"; }
+const char* KvDTypeName(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::kBf16: return "bf16";
+    case KvDType::kFp8E4m3: return "fp8_e4m3";
+    case KvDType::kInt8: return "int8";
+    case KvDType::kF32: break;
+  }
+  return "f32";
+}
 
 }  // namespace glm::kv_cache

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "shard_worker/kernels/dtype.h"
+#include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/kv_cache/kv_block_pool.h"
 
 namespace glm::kv_cache {
@@ -42,7 +43,8 @@ class KvCache {
   KvDType dtype() const { return pool_->shape().dtype; }
 
   // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
-  // [rope_dim] (rounded to BF16 in a kBf16 cache), the indexer key [index_head_dim] (kept f32).
+  // [rope_dim] (rounded to BF16 in a kBf16 cache, to scaled 8-bit codes in kFp8E4m3 / kInt8), the indexer
+  // key [index_head_dim] (kept f32).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
     Write(AttentionRows::kLatent, layer, position, row, shape().kv_lora_rank);
   }
@@ -72,16 +74,17 @@ class KvCache {
   // Row pointers of positions [0, n) of `layer`: latent[p] = latent(layer, p) and
   // rope_key[p] = rope_key(layer, p), filled a block at a time (attention over every cached
   // position lists thousands of rows per head group and layer; one division per row showed).
-  // T: the cache's element type (float for kF32, uint16_t for kBf16).
+  // T: the cache's element type (float for kF32, uint16_t for kBf16, uint8_t for kFp8E4m3, int8_t
+  // for kInt8).
   template <typename T>
   void RowPointers(int64_t layer, int64_t n, const T** latent_rows, const T** rope_key_rows) const {
-    const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
+    const int64_t lat_bytes = pool_->latent_row_bytes(), kpe_bytes = pool_->rope_row_bytes();
     ForBlockRuns(0, n, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
-      const T* lat = pool_->latent_as<T>(layer, block, offset);
-      const T* kpe = pool_->rope_key_as<T>(layer, block, offset);
+      const uint8_t* lat = pool_->latent_as<uint8_t>(layer, block, offset);
+      const uint8_t* kpe = pool_->rope_key_as<uint8_t>(layer, block, offset);
       for (int64_t i = 0; i < count; ++i) {
-        latent_rows[first + i] = lat + i * rank;
-        rope_key_rows[first + i] = kpe + i * rope;
+        latent_rows[first + i] = reinterpret_cast<const T*>(lat + i * lat_bytes);
+        rope_key_rows[first + i] = reinterpret_cast<const T*>(kpe + i * kpe_bytes);
       }
     });
   }
@@ -91,20 +94,20 @@ class KvCache {
   template <typename T>
   void RowPointers(int64_t layer, const int32_t* positions, int64_t n, const T** latent_rows,
                    const T** rope_key_rows) const {
-    const int64_t rank = shape().kv_lora_rank, rope = shape().rope_dim;
+    const int64_t lat_bytes = pool_->latent_row_bytes(), kpe_bytes = pool_->rope_row_bytes();
     int64_t block_start = -1;
-    const T* lat = nullptr;
-    const T* kpe = nullptr;
+    const uint8_t* lat = nullptr;
+    const uint8_t* kpe = nullptr;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t p = positions[i];
       if (block_start < 0 || p < block_start || p >= block_start + bs_) {
         const int64_t b = p / bs_;
         block_start = b * bs_;
-        lat = pool_->latent_as<T>(layer, table_[b], 0);
-        kpe = pool_->rope_key_as<T>(layer, table_[b], 0);
+        lat = pool_->latent_as<uint8_t>(layer, table_[b], 0);
+        kpe = pool_->rope_key_as<uint8_t>(layer, table_[b], 0);
       }
-      latent_rows[i] = lat + (p - block_start) * rank;
-      rope_key_rows[i] = kpe + (p - block_start) * rope;
+      latent_rows[i] = reinterpret_cast<const T*>(lat + (p - block_start) * lat_bytes);
+      rope_key_rows[i] = reinterpret_cast<const T*>(kpe + (p - block_start) * kpe_bytes);
     }
   }
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
@@ -127,14 +130,25 @@ class KvCache {
     return rows == AttentionRows::kLatent ? pool_->latent_as<T>(layer, block, offset)
                                           : pool_->rope_key_as<T>(layer, block, offset);
   }
-  // Copies (kF32) or rounds to BF16 (kBf16) the n values of `row` into the position's row.
+  // Copies (kF32), rounds to BF16 (kBf16), to scaled e4m3 (kFp8E4m3) or to scaled int8 (kInt8) the
+  // n values of `row` into the position's row.
   void Write(AttentionRows rows, int64_t layer, int64_t position, const float* row, int64_t n) {
-    if (dtype() == KvDType::kF32) {
-      std::copy_n(row, n, RowAs<float>(rows, layer, position));
-      return;
+    switch (dtype()) {
+      case KvDType::kF32:
+        std::copy_n(row, n, RowAs<float>(rows, layer, position));
+        return;
+      case KvDType::kBf16: {
+        uint16_t* dst = RowAs<uint16_t>(rows, layer, position);
+        for (int64_t i = 0; i < n; ++i) dst[i] = kernels::F32ToBf16(row[i]);
+        return;
+      }
+      case KvDType::kFp8E4m3:
+        kernels::WriteFp8Row(row, n, RowAs<uint8_t>(rows, layer, position));
+        return;
+      case KvDType::kInt8:
+        kernels::WriteInt8Row(row, n, RowAs<int8_t>(rows, layer, position));
+        return;
     }
-    uint16_t* dst = RowAs<uint16_t>(rows, layer, position);
-    for (int64_t i = 0; i < n; ++i) dst[i] = kernels::F32ToBf16(row[i]);
   }
 
   // fn(pool block, offset in it, count, first position) for each run of positions of [begin, end)

@@ -219,7 +219,7 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     ex.kv_block_size = setup.kv_block_size();
     if (!setup.kv_cache_dtype().empty() && !kv_cache::ParseKvDType(setup.kv_cache_dtype(), &ex.kv_dtype))
       return absl::InvalidArgumentError(
-          absl::StrCat("kv_cache_dtype '", setup.kv_cache_dtype(), "' is not one of f32, bf16"));
+          absl::StrCat("kv_cache_dtype '", setup.kv_cache_dtype(), "' is not one of f32, bf16, fp8_e4m3, int8"));
     auto e = StepExecutor::Create(model.get(), ex);
     if (!e.ok()) return e.status();
     executor = std::move(*e);

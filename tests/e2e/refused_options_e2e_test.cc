@@ -70,9 +70,9 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
-  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8"),
-                             "--kv-cache-dtype 'fp8' is not one of f32, bf16, auto (there is no FP8 KV cache here; bf16 "
-                             "halves the attention rows' memory)");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8_e5m2"),
+                             "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (the FP8 KV "
+                             "cache stores e4m3 with a scale per row; e5m2's 2-bit mantissa is not offered)");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
@@ -288,7 +288,7 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
       {"generate --model " + model + " --tokens 1,2 --threads 2000000000",
        "--threads must be 0..4096 (0 = all cores), got 2000000000"},
       {"generate --model " + model + " --tokens 1,2 --kv-cache-dtype f16",
-       "--kv-cache-dtype 'f16' is not one of f32, bf16, auto"},
+       "--kv-cache-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto"},
   };
   for (const auto& [args, message] : cases) {
     const JobEnd end = RunGlmctl(args);

@@ -128,10 +128,10 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAPlanWithTooManyCores) {
 // A KV dtype the worker does not know (a coordinator of another version) fails the load with the
 // name, never a pool of the wrong element size.
 TEST(InProcessClusterLoadTest, AWorkerRefusesAnUnknownKvCacheDtype) {
-  const absl::Status s = StartRefusedCluster([](cluster::ClusterOptions* o) { o->kv_cache_dtype = "fp8_e4m3"; },
+  const absl::Status s = StartRefusedCluster([](cluster::ClusterOptions* o) { o->kv_cache_dtype = "fp8_e5m2"; },
                                              [](placement::PlacementPlan*) {});
   ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("kv_cache_dtype 'fp8_e4m3' is not one of f32, bf16"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("kv_cache_dtype 'fp8_e5m2' is not one of f32, bf16, fp8_e4m3, int8"), std::string::npos) << s;
 }
 
 // The worker's start-up log states what the plan's table says (the hidden layers, with the MTP

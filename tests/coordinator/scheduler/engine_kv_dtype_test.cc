@@ -1,5 +1,5 @@
-// The engine over a cluster whose workers keep the KV cache in BF16 (--kv-cache-dtype bf16): the
-// rows are rounded once, when written, and every later read (decode, a chunk's later tokens, a
+// The engine over a cluster whose workers keep the KV cache in BF16, FP8 or int8 (--kv-cache-dtype
+// bf16 | fp8 | int8): the rows are rounded once, when written, and every later read (decode, a chunk's later tokens, a
 // prefix-cache hit, another pipeline stage) sees the same rounded rows — so the exactness
 // promises of the f32 cache hold unchanged: cluster == single process with the same cache
 // dtype, cache hit == cold run, whatever the eviction pressure.
@@ -14,9 +14,17 @@
 namespace glm::scheduler {
 namespace {
 
+// The rounded cache dtypes, by flag value and as the single process sets them.
+struct RoundedDtype {
+  const char* flag;
+  kv_cache::KvDType dtype;
+};
+constexpr RoundedDtype kRoundedDtypes[] = {
+    {"bf16", kv_cache::KvDType::kBf16}, {"fp8", kv_cache::KvDType::kFp8E4m3}, {"int8", kv_cache::KvDType::kInt8}};
+
 // One worker, two pipeline stages, and a model with sparse attention (a prompt longer than
-// index_topk: attention reads the BF16 rows of the keys its f32 indexer keys select).
-TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
+// index_topk: attention reads the rounded rows of the keys its f32 indexer keys select).
+TEST(EngineKvDtypeTest, RoundedCachesGiveTheSingleProcessTokens) {
   struct Layout {
     const char* model;
     int workers, stages;
@@ -26,11 +34,13 @@ TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
                           Layout{"glm5-random-sparse", 1, 1, testing::FixturePrompt("glm5-random-sparse")}}) {
     SCOPED_TRACE(::testing::Message() << l.model << " " << l.workers << " workers, " << l.stages << " stages");
     ASSERT_FALSE(l.prompt.empty());
-    EngineHarness h(l.model, l.workers, l.stages, 256, 16, {}, 1, nullptr, "bf16");
+    for (const RoundedDtype& d : kRoundedDtypes) {
+      EngineHarness h(l.model, l.workers, l.stages, 256, 16, {}, 1, nullptr, d.flag);
+      auto out = h.Run(Greedy(l.prompt, 20));
+      ASSERT_TRUE(out.error.ok()) << out.error;
+      EXPECT_EQ(out.tokens, SingleProcessGreedy(l.prompt, 20, l.model, d.dtype)) << d.flag;
+    }
     EngineHarness f32(l.model, l.workers, l.stages, 256, 16);
-    auto out = h.Run(Greedy(l.prompt, 20));
-    ASSERT_TRUE(out.error.ok()) << out.error;
-    EXPECT_EQ(out.tokens, SingleProcessGreedy(l.prompt, 20, l.model, kv_cache::KvDType::kBf16));
     // The f32 cluster is the f32 single process (the flag reaches the workers, not a default).
     auto exact = f32.Run(Greedy(l.prompt, 20));
     ASSERT_TRUE(exact.error.ok()) << exact.error;
@@ -38,8 +48,8 @@ TEST(EngineKvDtypeTest, Bf16CacheGivesTheSingleProcessTokens) {
   }
 }
 
-// The workers really store BF16 rows: the prompt logprobs a BF16 cluster returns are the BF16
-// single process's, and measurably not the f32 one's.
+// The workers really store rounded rows: the prompt logprobs a BF16 (FP8) cluster returns are the
+// BF16 (FP8) single process's, and measurably not the f32 one's.
 TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
   const auto prompt = Prompt(21, 60);
   const int64_t n = static_cast<int64_t>(prompt.size());
@@ -63,46 +73,51 @@ TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
     }
     return lp;
   };
-  const std::vector<double> bf16 = single_logprobs(kv_cache::KvDType::kBf16), f32 = single_logprobs(kv_cache::KvDType::kF32);
-  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 1, nullptr, "bf16");
-  GenerationRequest r = Greedy(prompt, 1);
-  r.sampling.prompt_logprobs = 0;
-  auto out = h.Run(r);
-  ASSERT_TRUE(out.error.ok()) << out.error;
-  ASSERT_EQ(static_cast<int64_t>(out.prompt_logprobs.size()), n - 1);
-  double off_bf16 = 0, off_f32 = 0;
-  for (int64_t p = 0; p + 1 < n; ++p) {
-    off_bf16 = std::max(off_bf16, std::abs(out.prompt_logprobs[p].logprob - bf16[p]));
-    off_f32 = std::max(off_f32, std::abs(out.prompt_logprobs[p].logprob - f32[p]));
+  const std::vector<double> f32 = single_logprobs(kv_cache::KvDType::kF32);
+  for (const RoundedDtype& d : kRoundedDtypes) {
+    const std::vector<double> rounded = single_logprobs(d.dtype);
+    EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 1, nullptr, d.flag);
+    GenerationRequest r = Greedy(prompt, 1);
+    r.sampling.prompt_logprobs = 0;
+    auto out = h.Run(r);
+    ASSERT_TRUE(out.error.ok()) << out.error;
+    ASSERT_EQ(static_cast<int64_t>(out.prompt_logprobs.size()), n - 1);
+    double off_rounded = 0, off_f32 = 0;
+    for (int64_t p = 0; p + 1 < n; ++p) {
+      off_rounded = std::max(off_rounded, std::abs(out.prompt_logprobs[p].logprob - rounded[p]));
+      off_f32 = std::max(off_f32, std::abs(out.prompt_logprobs[p].logprob - f32[p]));
+    }
+    std::printf("prompt logprobs of the %s cluster: max |diff| %.3g from the %s single process, %.3g from f32\n",
+                d.flag, off_rounded, d.flag, off_f32);
+    EXPECT_LE(off_rounded, 1e-5) << d.flag;
+    EXPECT_GE(off_f32, 1e-4) << d.flag;
   }
-  std::printf("prompt logprobs of the BF16 cluster: max |diff| %.3g from the BF16 single process, %.3g from f32\n",
-              off_bf16, off_f32);
-  EXPECT_LE(off_bf16, 1e-5);
-  EXPECT_GE(off_f32, 1e-4);
 }
 
-// Speculation over a BF16 cache (the MTP layer's cache is BF16 too): verify steps write rows of
-// drafts that are then rejected and rolled back, and the greedy tokens are still plain decoding's,
-// with concurrent requests accepting different lengths.
-TEST(EngineKvDtypeTest, Bf16SpeculativeGreedyIsPlainGreedy) {
-  EngineHarness h("glm5-tiny-code", 1, 1, 512, 16, {}, 1, nullptr, "bf16");
+// Speculation over a BF16 (FP8) cache (the MTP layer's cache is rounded too): verify steps write
+// rows of drafts that are then rejected and rolled back, and the greedy tokens are still plain
+// decoding's, with concurrent requests accepting different lengths.
+TEST(EngineKvDtypeTest, RoundedCacheSpeculativeGreedyIsPlainGreedy) {
   std::vector<std::vector<int32_t>> prompts;
   for (int i = 0; i < 3; ++i) prompts.push_back(Prompt(810 + i, 15 + 13 * i));
-  for (const std::string spec : {"mtp:2", "ngram:3"}) {
-    std::vector<GenerationRequest> requests;
-    for (const auto& prompt : prompts) {
-      requests.push_back(Greedy(prompt, 24));
-      requests.back().speculative = spec;
+  for (const RoundedDtype& d : kRoundedDtypes) {
+    EngineHarness h("glm5-tiny-code", 1, 1, 512, 16, {}, 1, nullptr, d.flag);
+    for (const std::string spec : {"mtp:2", "ngram:3"}) {
+      std::vector<GenerationRequest> requests;
+      for (const auto& prompt : prompts) {
+        requests.push_back(Greedy(prompt, 24));
+        requests.back().speculative = spec;
+      }
+      const auto outs = h.RunAll(std::move(requests));  // all submitted before any is read: one batch
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
+        EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24, "glm5-tiny-code", d.dtype))
+            << d.flag << " " << spec << " prompt " << i;
+      }
     }
-    const auto outs = h.RunAll(std::move(requests));  // all submitted before any is read: one batch
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      ASSERT_TRUE(outs[i].error.ok()) << outs[i].error;
-      EXPECT_EQ(outs[i].tokens, SingleProcessGreedy(prompts[i], 24, "glm5-tiny-code", kv_cache::KvDType::kBf16))
-          << spec << " prompt " << i;
-    }
+    EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, 0);
+    EXPECT_GT(h.engine()->GetLoad().spec_accepted_tokens, 0);
   }
-  EXPECT_GT(h.engine()->GetLoad().spec_draft_tokens, 0);
-  EXPECT_GT(h.engine()->GetLoad().spec_accepted_tokens, 0);
 }
 
 // One forward reads every sequence's rows with one element type: a batch mixing an f32 and a BF16
@@ -126,10 +141,12 @@ TEST(EngineKvDtypeTest, ABatchMixingCacheDtypesIsRefused) {
   EXPECT_EQ(bf16->length(), 0);
 }
 
-// The multi-turn prefix-cache test of engine_test.cc with a BF16 cache: every turn, greedy and
+// The multi-turn prefix-cache test of engine_test.cc with a BF16 (FP8) cache: every turn, greedy and
 // seeded, gives exactly the tokens of a cold run although most of its prompt comes from blocks
 // written by earlier requests (and evicted ones are recomputed).
 TEST(EngineKvDtypeTest, Bf16PrefixCacheHitsAreExact) { ExpectMultiTurnPrefixHitsExact("bf16"); }
+TEST(EngineKvDtypeTest, Fp8PrefixCacheHitsAreExact) { ExpectMultiTurnPrefixHitsExact("fp8"); }
+TEST(EngineKvDtypeTest, Int8PrefixCacheHitsAreExact) { ExpectMultiTurnPrefixHitsExact("int8"); }
 
 }  // namespace
 }  // namespace glm::scheduler

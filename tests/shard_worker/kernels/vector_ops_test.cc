@@ -3,7 +3,9 @@
 // heads are grouped differently, or keys come in another batch or block.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -152,6 +154,170 @@ TEST(VectorOpsTest, Bf16RowsGiveTheF32KernelsBitsOnTheWidenedRows) {
       for (int64_t i = 0; i < nq * y_stride; ++i) ASSERT_EQ(y[i], want[i]) << n << " " << nq << " " << i;
     }
   }
+}
+
+// Scaled 8-bit rows (a --kv-cache-dtype fp8 | int8 cache): one-byte codes and an f32 scale a row.
+// The overloads give exactly the f32 kernels' bits on the rows widened to the codes' values, times
+// each row's scale (DotRows) or with the scale folded into the weights (WeightedRowSum), on every
+// length and query count, rows in any order, bytes past each row's scale that must not be read.
+// `code` draws a code, `value` is its value, `scale` draws a row's scale.
+template <typename Row, typename Code, typename Value, typename Scale>
+void ExpectScaledRowsGiveTheF32KernelsBitsTimesTheirScales(Code code, Value value, Scale scale) {
+  std::mt19937 rng(21);
+  for (int64_t n : kLengths) {
+    const int64_t n_rows = 37, stride = ScaledRowBytes(n) + 3, q_stride = n + 3, y_stride = n + 2;
+    auto q = Random(kMaxQueries * q_stride, 14);
+    std::vector<uint8_t> bytes(n_rows * stride);
+    for (auto& b : bytes) b = code(rng);
+    std::vector<float> widened(n_rows * n), scales(n_rows);
+    for (int64_t k = 0; k < n_rows; ++k) {
+      scales[k] = scale(rng);
+      std::memcpy(bytes.data() + k * stride + ScaledRowScaleOffset(n), &scales[k], sizeof(float));
+      for (int64_t i = 0; i < n; ++i) widened[k * n + i] = value(bytes[k * stride + i]);
+    }
+    std::vector<const Row*> rows;
+    std::vector<const float*> f32_rows;
+    std::vector<float> row_scale;
+    for (int64_t k = 0; k < n_rows; ++k) {
+      const int64_t r = (k * 11) % n_rows;  // any order
+      rows.push_back(reinterpret_cast<const Row*>(bytes.data() + r * stride));
+      f32_rows.push_back(widened.data() + r * n);
+      row_scale.push_back(scales[r]);
+      ASSERT_EQ(ScaledRowScale(rows.back(), n), scales[r]);
+    }
+    for (int nq = 1; nq <= kMaxQueries; ++nq) {
+      for (int64_t first : {int64_t{0}, int64_t{5}}) {
+        const int64_t m = n_rows - first;
+        std::vector<float> got(nq * m, -1.0f), want(nq * m, -2.0f);
+        DotRows(q.data(), q_stride, nq, rows.data() + first, m, n, got.data(), m);
+        DotRows(q.data(), q_stride, nq, f32_rows.data() + first, m, n, want.data(), m);
+        for (int j = 0; j < nq; ++j)
+          for (int64_t k = 0; k < m; ++k)
+            ASSERT_EQ(got[j * m + k], want[j * m + k] * row_scale[first + k]) << n << " " << nq << " " << k;
+      }
+      auto w = Random(nq * (n_rows + 1), 16), y = Random(nq * y_stride, 17), want = y;
+      std::vector<float> scaled_w(nq * n_rows);
+      for (int j = 0; j < nq; ++j)
+        for (int64_t k = 0; k < n_rows; ++k) scaled_w[j * n_rows + k] = w[j * (n_rows + 1) + k] * row_scale[k];
+      WeightedRowSum(w.data(), n_rows + 1, nq, rows.data(), n_rows, n, y.data(), y_stride);
+      WeightedRowSum(scaled_w.data(), n_rows, nq, f32_rows.data(), n_rows, n, want.data(), y_stride);
+      for (int64_t i = 0; i < nq * y_stride; ++i) ASSERT_EQ(y[i], want[i]) << n << " " << nq << " " << i;
+    }
+  }
+}
+
+TEST(VectorOpsTest, Fp8RowsGiveTheF32KernelsBitsOnTheWidenedRowsTimesTheirScales) {
+  ExpectScaledRowsGiveTheF32KernelsBitsTimesTheirScales<uint8_t>(
+      [](std::mt19937& rng) {
+        const auto b = static_cast<uint8_t>(rng());
+        return (b & 0x7f) == 0x7f ? uint8_t{0x7e} : b;  // no NaN codes (checked below)
+      },
+      [](uint8_t b) { return Fp8E4M3ToF32(b); },
+      [](std::mt19937& rng) { return std::ldexp(1.0f, static_cast<int>(rng() % 41) - 20); });
+}
+
+// Int8 rows: any code (-128 included, which WriteInt8Row never writes) and any scale.
+TEST(VectorOpsTest, Int8RowsGiveTheF32KernelsBitsOnTheWidenedRowsTimesTheirScales) {
+  ExpectScaledRowsGiveTheF32KernelsBitsTimesTheirScales<int8_t>(
+      [](std::mt19937& rng) { return static_cast<uint8_t>(rng()); },
+      [](uint8_t b) { return static_cast<float>(static_cast<int8_t>(b)); },
+      [](std::mt19937& rng) { return std::uniform_real_distribution<float>(1e-4f, 10.0f)(rng); });
+}
+
+// WriteInt8Row: s = max|x| / 127, every code the nearest integer to x / s (so within s / 2 of the
+// value, and ±127 at the largest), an all-zero row with scale 1, rows of any magnitude.
+TEST(VectorOpsTest, Int8RowWritesTheNearestCodesOfItsAbsMaxScale) {
+  for (float magnitude : {1e-30f, 1e-6f, 0.01f, 1.0f, 448.0f, 1e20f}) {
+    for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{513}}) {
+      auto x = Random(n, static_cast<uint32_t>(n) + 3);
+      for (auto& v : x) v *= magnitude;
+      std::vector<int8_t> row(ScaledRowBytes(n), 0x5A);
+      WriteInt8Row(x.data(), n, row.data());
+      const float s = ScaledRowScale(row.data(), n);
+      float amax = 0;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      EXPECT_EQ(s, amax / 127.0f);
+      bool reached = false;
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_GE(row[i], -127);
+        ASSERT_LE(std::fabs(row[i] * s - x[i]), s * 0.5f * (1 + 1e-5f)) << magnitude << " " << n << " " << i;
+        reached |= std::abs(row[i]) == 127;
+      }
+      EXPECT_TRUE(reached) << "the largest value maps to +-127";
+      for (int64_t i = n; i < ScaledRowScaleOffset(n); ++i) EXPECT_EQ(row[i], 0) << "padding";
+    }
+  }
+  std::vector<float> zeros(5, 0.0f);
+  std::vector<int8_t> row(ScaledRowBytes(5));
+  WriteInt8Row(zeros.data(), 5, row.data());
+  EXPECT_EQ(ScaledRowScale(row.data(), 5), 1.0f);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(row[i], 0);
+}
+
+// Every one of the 256 codes reads back as the table's value (subnormals, ±0, ±448, the NaN
+// codes as NaN) in any lane of a row, including a masked tail.
+TEST(VectorOpsTest, Fp8RowsReadEveryCodeAsTheTableDoes) {
+  for (int64_t n : {int64_t{16}, int64_t{19}}) {
+    std::vector<uint8_t> row(ScaledRowBytes(n), 0);
+    const float one = 1.0f;
+    std::memcpy(row.data() + ScaledRowScaleOffset(n), &one, sizeof(one));
+    const uint8_t* rows[1] = {row.data()};
+    for (int64_t lane : {int64_t{0}, int64_t{5}, n - 1}) {
+      std::vector<float> q(n, 0.0f);
+      q[lane] = 1.0f;
+      for (int code = 0; code < 256; ++code) {
+        std::fill(row.begin(), row.begin() + n, uint8_t{0});
+        row[lane] = static_cast<uint8_t>(code);
+        float got = 0;
+        DotRows(q.data(), n, 1, rows, 1, n, &got, 1);
+        const float want = Fp8E4M3ToF32(static_cast<uint8_t>(code));
+        if (std::isnan(want)) {
+          EXPECT_TRUE(std::isnan(got)) << code;
+        } else {
+          EXPECT_EQ(got, want) << code << " lane " << lane;
+        }
+      }
+    }
+  }
+}
+
+// WriteFp8Row: the scale is the smallest power of two that brings the row's largest magnitude to
+// at most 448 (so it lands in (224, 448]), every value is within e4m3's half step of the original
+// (relative 2^-4 for normals, absolute s·2^-10 below them), and rows of zeros, of tiny and of huge
+// magnitudes are stored without overflow or flushing everything to zero.
+TEST(VectorOpsTest, Fp8RowWritesAPowerOfTwoScaleAndTheNearestCodes) {
+  for (float magnitude : {1e-30f, 1e-6f, 0.01f, 1.0f, 3.0f, 448.0f, 1e5f, 1e20f}) {
+    for (int64_t n : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{513}}) {
+      auto x = Random(n, static_cast<uint32_t>(n));
+      for (auto& v : x) v *= magnitude;
+      std::vector<uint8_t> row(ScaledRowBytes(n), 0xAB);
+      WriteFp8Row(x.data(), n, row.data());
+      const float s = ScaledRowScale(row.data(), n);
+      int e = 0;
+      ASSERT_EQ(std::frexp(s, &e), 0.5f) << "a power of two: " << s;
+      float amax = 0;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      EXPECT_LE(amax / s, 448.0f);
+      EXPECT_GT(amax / s, 224.0f * (1 - 1e-6f)) << magnitude << " " << n;
+      for (int64_t i = n; i < ScaledRowScaleOffset(n); ++i) EXPECT_EQ(row[i], 0) << "padding";
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_FALSE(std::isnan(Fp8E4M3ToF32(row[i])));
+        const float back = Fp8E4M3ToF32(row[i]) * s;
+        const float tolerance = std::max(std::fabs(x[i]) * 0.0625f, s * std::ldexp(1.0f, -10));
+        ASSERT_LE(std::fabs(back - x[i]), tolerance) << magnitude << " " << n << " " << i;
+      }
+    }
+  }
+  std::vector<float> zeros(9, 0.0f);
+  std::vector<uint8_t> row(ScaledRowBytes(9));
+  WriteFp8Row(zeros.data(), 9, row.data());
+  EXPECT_EQ(ScaledRowScale(row.data(), 9), 1.0f);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(Fp8E4M3ToF32(row[i]), 0.0f);
+  // Values e4m3 holds exactly come back exactly (the scale keeps 448 = 1.75 * 2^8 in range).
+  const float exact[4] = {448.0f, -1.5f, 0.25f, 0.0f};
+  std::vector<uint8_t> r4(ScaledRowBytes(4));
+  WriteFp8Row(exact, 4, r4.data());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Fp8E4M3ToF32(r4[i]) * ScaledRowScale(r4.data(), 4), exact[i]);
 }
 
 TEST(VectorOpsTest, DotRowsF64MatchesDoubleReference) {

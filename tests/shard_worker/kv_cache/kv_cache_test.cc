@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/thread_pool.h"
+#include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/kv_cache/kv_cache.h"
 
 namespace glm::kv_cache {
@@ -143,9 +145,12 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   parsed = KvDType::kBf16;
   EXPECT_TRUE(ParseKvDType("auto", &parsed));
   EXPECT_EQ(parsed, KvDType::kF32);
-  for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8"}) EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
-  EXPECT_EQ(KvDTypeNameError("--kv-cache-dtype", "f16"), "--kv-cache-dtype 'f16' is not one of f32, bf16, auto");
-  EXPECT_NE(KvDTypeNameError("--kv-cache-dtype", "fp8_e5m2").find("there is no FP8 KV cache here"), std::string::npos);
+  for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8_e5m2", "FP8", "fp8_e4m3fn"})
+    EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
+  EXPECT_EQ(KvDTypeNameError("--kv-cache-dtype", "f16"),
+            "--kv-cache-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto");
+  EXPECT_NE(KvDTypeNameError("--kv-cache-dtype", "fp8_e5m2").find("e5m2's 2-bit mantissa is not offered"),
+            std::string::npos);
 
   std::mt19937 rng(11);
   std::normal_distribution<float> d(0.0f, 3.0f);
@@ -186,6 +191,109 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   ASSERT_TRUE(exact.Reserve(1).ok());
   exact.WriteLatent(3, 0, lat[0].data());
   EXPECT_TRUE(std::equal(lat[0].begin(), lat[0].end(), exact.latent(3, 0)));
+}
+
+// An FP8 cache (vLLM's --kv-cache-dtype fp8 / fp8_e4m3): a row is its e4m3 bytes padded to 4 and
+// a power-of-two f32 scale (kernels::WriteFp8Row), the indexer keys stay f32; the block bytes are
+// what the pool commits; the listings point at the rows the writes filled, which hold exactly
+// WriteFp8Row's bytes (also across a growable pool's growth), with rows of very different
+// magnitudes each kept to e4m3's relative precision by its own scale.
+TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
+  KvCacheShape shape = Shape();
+  shape.dtype = KvDType::kFp8E4m3;
+  EXPECT_EQ(KvRowBytes(KvDType::kFp8E4m3, 24), 28);
+  EXPECT_EQ(KvRowBytes(KvDType::kFp8E4m3, 7), 12);
+  EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (28 + 12) + 2 * 16 * 4) * 16);
+  EXPECT_EQ(KvBlockPool(shape, 16, 3, false).block_bytes(), KvBlockBytes(shape, 16));
+  KvBlockPool fixed(shape, 37, 100, false);
+  EXPECT_EQ(fixed.Prefault(nullptr), 100 * fixed.block_bytes());
+  KvDType parsed = KvDType::kF32;
+  EXPECT_TRUE(ParseKvDType("fp8", &parsed));
+  EXPECT_EQ(parsed, KvDType::kFp8E4m3);
+  parsed = KvDType::kF32;
+  EXPECT_TRUE(ParseKvDType("fp8_e4m3", &parsed));
+  EXPECT_EQ(parsed, KvDType::kFp8E4m3);
+  EXPECT_STREQ(KvDTypeName(KvDType::kFp8E4m3), "fp8_e4m3");
+
+  std::mt19937 rng(12);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  KvCache cache(shape, 5);  // self-managed: grows (and copies) while positions are reserved
+  const int64_t n = 90;
+  std::vector<std::vector<float>> lat(n), kpe(n), idx(n);
+  for (int64_t p = 0; p < n; ++p) {
+    ASSERT_TRUE(cache.Reserve(p + 1).ok());
+    const float magnitude = std::ldexp(1.0f, static_cast<int>(p % 40) - 20);  // 2^-20 .. 2^19
+    lat[p].resize(24), kpe[p].resize(8), idx[p].resize(16);
+    for (auto* v : {&lat[p], &kpe[p], &idx[p]})
+      for (float& x : *v) x = d(rng) * magnitude;
+    cache.WriteLatent(3, p, lat[p].data());
+    cache.WriteRopeKey(3, p, kpe[p].data());
+    cache.WriteIndexKey(4, p, idx[p].data());
+  }
+  std::vector<const uint8_t*> lat_rows(n), kpe_rows(n);
+  std::vector<const float*> idx_rows(n);
+  cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
+  cache.IndexKeyRows(4, 0, n, idx_rows.data());
+  std::vector<uint8_t> want_lat(KvRowBytes(KvDType::kFp8E4m3, 24)), want_kpe(KvRowBytes(KvDType::kFp8E4m3, 8));
+  for (int64_t p = 0; p < n; ++p) {
+    kernels::WriteFp8Row(lat[p].data(), 24, want_lat.data());
+    kernels::WriteFp8Row(kpe[p].data(), 8, want_kpe.data());
+    ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
+    ASSERT_TRUE(std::equal(want_kpe.begin(), want_kpe.end(), kpe_rows[p])) << p;
+    const float s = kernels::ScaledRowScale(lat_rows[p], 24);
+    for (int i = 0; i < 24; ++i) {
+      const float back = kernels::Fp8E4M3ToF32(lat_rows[p][i]) * s;
+      ASSERT_LE(std::fabs(back - lat[p][i]), std::max(std::fabs(lat[p][i]) / 16, s / 1024)) << p << " " << i;
+    }
+    for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
+  }
+  std::vector<int32_t> picked = {0, 89, 17, 18, 4, 5, 64};
+  std::vector<const uint8_t*> some_lat(picked.size()), some_kpe(picked.size());
+  cache.RowPointers(3, picked.data(), static_cast<int64_t>(picked.size()), some_lat.data(), some_kpe.data());
+  for (size_t i = 0; i < picked.size(); ++i) {
+    EXPECT_EQ(some_lat[i], lat_rows[picked[i]]);
+    EXPECT_EQ(some_kpe[i], kpe_rows[picked[i]]);
+  }
+}
+
+// An int8 cache: the same row layout and bytes as FP8 (codes, then the scale), rows holding exactly
+// WriteInt8Row's bytes where the listings point, the indexer keys f32.
+TEST(KvCacheTest, Int8RowsHoldWriteInt8RowsBytesWhereTheyAreListed) {
+  KvCacheShape shape = Shape();
+  shape.dtype = KvDType::kInt8;
+  KvCacheShape fp8 = Shape();
+  fp8.dtype = KvDType::kFp8E4m3;
+  EXPECT_EQ(KvBlockBytes(shape, 16), KvBlockBytes(fp8, 16));
+  KvDType parsed = KvDType::kF32;
+  EXPECT_TRUE(ParseKvDType("int8", &parsed));
+  EXPECT_EQ(parsed, KvDType::kInt8);
+  EXPECT_STREQ(KvDTypeName(KvDType::kInt8), "int8");
+  std::mt19937 rng(13);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  KvCache cache(shape, 5);
+  const int64_t n = 40;
+  std::vector<std::vector<float>> lat(n), kpe(n), idx(n);
+  for (int64_t p = 0; p < n; ++p) {
+    ASSERT_TRUE(cache.Reserve(p + 1).ok());
+    lat[p].resize(24), kpe[p].resize(8), idx[p].resize(16);
+    for (auto* v : {&lat[p], &kpe[p], &idx[p]})
+      for (float& x : *v) x = d(rng);
+    cache.WriteLatent(3, p, lat[p].data());
+    cache.WriteRopeKey(3, p, kpe[p].data());
+    cache.WriteIndexKey(4, p, idx[p].data());
+  }
+  std::vector<const int8_t*> lat_rows(n), kpe_rows(n);
+  std::vector<const float*> idx_rows(n);
+  cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
+  cache.IndexKeyRows(4, 0, n, idx_rows.data());
+  std::vector<int8_t> want_lat(KvRowBytes(KvDType::kInt8, 24)), want_kpe(KvRowBytes(KvDType::kInt8, 8));
+  for (int64_t p = 0; p < n; ++p) {
+    kernels::WriteInt8Row(lat[p].data(), 24, want_lat.data());
+    kernels::WriteInt8Row(kpe[p].data(), 8, want_kpe.data());
+    ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
+    ASSERT_TRUE(std::equal(want_kpe.begin(), want_kpe.end(), kpe_rows[p])) << p;
+    for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
+  }
 }
 
 }  // namespace

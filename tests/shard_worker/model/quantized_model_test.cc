@@ -40,15 +40,17 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   EXPECT_TRUE(ckpt.ok()) << ckpt.status();
   // FORMAT or FORMAT:all (every matrix re-quantised, not just the experts), or
   // "bf16-activations": the weights as stored, BF16 activations (kernels::SetBf16Activations), or
-  // "bf16-kv": the weights as stored, the KV cache's rows in BF16 (--kv-cache-dtype bf16).
+  // "bf16-kv" / "fp8-kv" / "int8-kv": the weights as stored, the KV cache's rows in BF16 / FP8 / int8
+  // (--kv-cache-dtype).
   model::LoadOptions load;
-  const bool bf16_activations = format == "bf16-activations", bf16_kv = format == "bf16-kv";
+  const bool bf16_activations = format == "bf16-activations", bf16_kv = format == "bf16-kv",
+             fp8_kv = format == "fp8-kv", int8_kv = format == "int8-kv";
   struct ActivationsGuard {
     explicit ActivationsGuard(bool on) { kernels::SetBf16Activations(on); }
     ~ActivationsGuard() { kernels::SetBf16Activations(false); }
   } guard(bf16_activations);
   const size_t colon = format.find(':');
-  if (!bf16_activations && !bf16_kv) {
+  if (!bf16_activations && !bf16_kv && !fp8_kv && !int8_kv) {
     EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
   }
   if (colon != std::string::npos) {
@@ -61,6 +63,8 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   auto m = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), &pool);
   EXPECT_TRUE(m.ok()) << m.status();
   if (bf16_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kBf16);
+  if (fp8_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kFp8E4m3);
+  if (int8_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kInt8);
   const int64_t vocab = (*m)->config().vocab_size;
   Quality q;
   double kl_sum = 0;
@@ -126,7 +130,9 @@ INSTANTIATE_TEST_SUITE_P(
     // int8 0.0005 / 97%, int4 0.035 / 69%. Scope "all": tiny-code int8 0.0001 / 100%, int4 0.026 /
     // 97%. BF16 activations (2026-12-04): tiny-code 0.000024 / 100%, random-sparse 0.0049 / 96%,
     // random-fp8 (only its BF16 embedding, head and projections affected) 0.0020 / 100%. BF16 KV cache
-    // (2026-12-07, indexer keys f32): tiny-code 0.000007 / 100%, random-sparse 0.0041 / 96%, random-fp8 0.0021 / 99%. The random-weight fixtures are chaotic (untrained routers and logits), so there the
+    // (2026-12-07, indexer keys f32): tiny-code 0.000007 / 100%, random-sparse 0.0041 / 96%, random-fp8 0.0021 / 99%;
+    // FP8 KV cache (e4m3, a power-of-two scale a row; 3 mantissa bits): tiny-code 0.0092 / 97.4%,
+    // random-sparse 0.039 / 66%, random-fp8 0.050 / 80%. The random-weight fixtures are chaotic (untrained routers and logits), so there the
     // bounds guard against regressions (a wrong layout or scale gives KL of several nats).
     ::testing::Values(Case{"glm5-tiny-code", "int8", 0.001, 0.98}, Case{"glm5-tiny-code", "int4", 0.03, 0.88},
                       Case{"glm5-tiny-code", "int8:all", 0.002, 0.97}, Case{"glm5-tiny-code", "int4:all", 0.06, 0.85},
@@ -136,7 +142,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"glm5-random-sparse", "bf16-activations", 0.02, 0.85},
                       Case{"glm5-random-fp8", "bf16-activations", 0.01, 0.9},
                       Case{"glm5-tiny-code", "bf16-kv", 0.0002, 0.98}, Case{"glm5-random-sparse", "bf16-kv", 0.02, 0.85},
-                      Case{"glm5-random-fp8", "bf16-kv", 0.01, 0.9}),
+                      Case{"glm5-random-fp8", "bf16-kv", 0.01, 0.9}, Case{"glm5-tiny-code", "fp8-kv", 0.015, 0.95},
+                      Case{"glm5-random-sparse", "fp8-kv", 0.06, 0.6}, Case{"glm5-random-fp8", "fp8-kv", 0.08, 0.7},
+                      Case{"glm5-tiny-code", "int8-kv", 0.015, 0.95}, Case{"glm5-random-sparse", "int8-kv", 0.06, 0.6},
+                      Case{"glm5-random-fp8", "int8-kv", 0.08, 0.7}),
     [](const ::testing::TestParamInfo<Case>& i) {
       std::string n = std::get<0>(i.param) + "_" + std::get<1>(i.param);
       std::replace(n.begin(), n.end(), '-', '_');
