@@ -230,6 +230,9 @@ int main(int argc, char** argv) {
   if (!expert_bytes.ok()) Fatal(std::string(expert_bytes.status().message()));
   load_flags.expert_memory_bytes = *expert_bytes;
   const double kv_gib = absl::GetFlag(FLAGS_kv_cache_gib);
+  glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
+    Fatal(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
   auto kv_bytes = glm::placement::GibFlagBytes("--kv-cache-gib", kv_gib);
   if (!kv_bytes.ok()) Fatal(std::string(kv_bytes.status().message()));
   if (auto s = glm::placement::CheckGibFlag("--memory-budget-gib", absl::GetFlag(FLAGS_memory_budget_gib),
@@ -263,6 +266,7 @@ int main(int argc, char** argv) {
     // Each worker's KV cache is --kv-cache-gib whatever the file says (kv_blocks_for_plan below):
     // the budgets are checked, and the summary shows, what will be allocated.
     for (glm::placement::RankAssignment& r : *plan->mutable_ranks()) r.set_kv_reserve_bytes(*kv_bytes);
+    plan->set_kv_cache_dtype(glm::kv_cache::KvDTypeName(kv_dtype));
     if (auto s = glm::placement::RecountPlan(*config, &*plan); !s.ok())
       Fatal(absl::StrCat("--placement ", path, ": ", s.message(), " (the KV reserve is this coordinator's --kv-cache-gib, ",
                          kv_gib, " GiB per worker)"));
@@ -287,9 +291,6 @@ int main(int argc, char** argv) {
 
   const int block_size = absl::GetFlag(FLAGS_kv_block_size);
   if (block_size <= 0) Fatal("--kv-block-size must be positive");
-  glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
-  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
-    Fatal(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
   const int32_t stream_interval = absl::GetFlag(FLAGS_stream_interval);
   const int32_t stream_max_delay_ms = absl::GetFlag(FLAGS_stream_max_delay_ms);
   if (stream_interval < 1 || stream_interval > 4096)
@@ -372,6 +373,7 @@ int main(int argc, char** argv) {
       po.weight_dtype = load_flags.weight_dtype;
       po.quantize_scope = load_flags.quantize_scope;
       po.activation_dtype = load_flags.activation_dtype;
+      po.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
       po.expert_memory_gib = expert_gib;
       po.model_name = model_name;
       plan = glm::placement::Plan(*config, slots, po);

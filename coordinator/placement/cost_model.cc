@@ -162,10 +162,10 @@ Footprint CostModel::Head(const RankAssignment& r) const {
   return {bytes, bytes, 0};
 }
 
-int64_t CostModel::KvBytesPerToken(int64_t layer) const {
-  int64_t elements = config_.kv_lora_rank + config_.qk_rope_head_dim;
-  if (config_.indexer_kind(layer) == model::IndexerKind::kFull) elements += config_.index_head_dim;
-  return F32Bytes(elements);
+int64_t CostModel::KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype) const {
+  int64_t bytes = kv_cache::KvRowBytes(dtype, config_.kv_lora_rank) + kv_cache::KvRowBytes(dtype, config_.qk_rope_head_dim);
+  if (config_.indexer_kind(layer) == model::IndexerKind::kFull) bytes += F32Bytes(config_.index_head_dim);
+  return bytes;
 }
 
 }  // namespace glm::placement

@@ -8,6 +8,7 @@
 
 #include "coordinator/placement/weight_format.h"
 #include "protos/placement.pb.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
 #include "shard_worker/model/model_config.h"
 
 namespace glm::placement {
@@ -71,8 +72,9 @@ class CostModel {
   Footprint Embedding() const;
   // Final norm plus the rank's vocabulary rows of lm_head.
   Footprint Head(const RankAssignment& r) const;
-  // Latent KV (+ indexer key) cache bytes per context token of one layer, f32.
-  int64_t KvBytesPerToken(int64_t layer) const;
+  // Latent KV (+ indexer key) cache bytes per context token of one layer: the latent and rope rows
+  // as `dtype` stores them (kv_cache::KvRowBytes), the indexer key f32.
+  int64_t KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype = kv_cache::KvDType::kF32) const;
 
   const model::ModelConfig& config() const { return config_; }
 

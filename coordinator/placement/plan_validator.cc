@@ -11,6 +11,7 @@
 #include "coordinator/placement/range_split.h"
 #include "coordinator/placement/size_flags.h"
 #include "coordinator/placement/weight_format.h"
+#include "shard_worker/kv_cache/kv_block_pool.h"
 #include "shard_worker/kernels/matmul.h"
 
 namespace glm::placement {
@@ -181,6 +182,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   if (bool bf16 = false; !kernels::ParseActivationDType(plan.activation_dtype(), &bf16))
     return absl::InvalidArgumentError(
         absl::StrCat("activation_dtype '", plan.activation_dtype(), "' is not one of f32, bf16"));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
+      !plan.kv_cache_dtype().empty() && !kv_cache::ParseKvDType(plan.kv_cache_dtype(), &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("kv_cache_dtype", plan.kv_cache_dtype()));
   if (auto s = CheckPlanDimensions(config); !s.ok()) return s;
   if (auto s = CheckStages(plan, config); !s.ok()) return s;
   if (auto s = CheckPlanNumbers(plan); !s.ok()) return s;

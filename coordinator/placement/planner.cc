@@ -200,6 +200,8 @@ std::vector<int64_t> SplitLayers(const std::vector<StageCosts>& stages, const st
 std::vector<std::string> FillPredictions(const CostModel& cost, const std::vector<Footprint>& footprints,
                                          bool zero_budget_unlimited, PlacementPlan* plan) {
   const model::ModelConfig& config = cost.config();
+  kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;  // checked by Plan / RecountPlan; empty = f32
+  if (!plan->kv_cache_dtype().empty()) kv_cache::ParseKvDType(plan->kv_cache_dtype(), &kv_dtype);
   std::map<int32_t, int> position;  // rank -> index into plan->ranks()
   for (int i = 0; i < plan->ranks_size(); ++i) position[plan->ranks(i).rank()] = i;
   double total_ms = 0, comm_ms = 0, slowest_ms = -1;
@@ -208,8 +210,8 @@ std::vector<std::string> FillPredictions(const CostModel& cost, const std::vecto
     const Stage& stage = plan->stages(s);
     const int64_t a = stage.layer_begin(), b = stage.layer_end();
     int64_t kv_per_token = 0;
-    for (int64_t l = a; l < b; ++l) kv_per_token += cost.KvBytesPerToken(l);
-    if (stage.has_head() && config.has_mtp()) kv_per_token += cost.KvBytesPerToken(config.num_hidden_layers);
+    for (int64_t l = a; l < b; ++l) kv_per_token += cost.KvBytesPerToken(l, kv_dtype);
+    if (stage.has_head() && config.has_mtp()) kv_per_token += cost.KvBytesPerToken(config.num_hidden_layers, kv_dtype);
     double stage_ms = 0;
     bool spans_hosts = false;
     for (int32_t k : stage.ranks()) {
@@ -296,6 +298,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   if (bool bf16 = false; !kernels::ParseActivationDType(options.activation_dtype, &bf16))
     return absl::InvalidArgumentError(
         absl::StrCat("activation dtype '", options.activation_dtype, "' is not one of f32, bf16"));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; !kv_cache::ParseKvDType(options.kv_cache_dtype, &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("KV cache dtype", options.kv_cache_dtype));
   if (options.weight_bytes_per_param > 0 && format->dtype)
     return absl::InvalidArgumentError(absl::StrCat("give weight_bytes_per_param or weight dtype '",
                                                    options.weight_dtype, "', not both"));
@@ -321,6 +325,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   plan.set_weight_dtype(options.weight_dtype.empty() ? "stored" : options.weight_dtype);
   plan.set_quantize_scope(options.quantize_scope.empty() ? "experts" : options.quantize_scope);
   plan.set_activation_dtype(options.activation_dtype.empty() ? "f32" : options.activation_dtype);
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; kv_cache::ParseKvDType(options.kv_cache_dtype, &kv))
+    plan.set_kv_cache_dtype(kv_cache::KvDTypeName(kv));
   for (const std::string& name : hostnames)
     for (const WorkerSlot& w : workers)
       if (w.host.hostname() == name) {
@@ -417,6 +423,9 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
 absl::Status RecountPlan(const model::ModelConfig& config, PlacementPlan* plan) {
   auto format = ParseWeightFormat(plan->weight_dtype(), plan->quantize_scope(), config);
   if (!format.ok()) return format.status();
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
+      !plan->kv_cache_dtype().empty() && !kv_cache::ParseKvDType(plan->kv_cache_dtype(), &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("plan kv_cache_dtype", plan->kv_cache_dtype()));
   const bool etp = plan->expert_layout() == "expert-tensor-parallel";
   const CostModel cost(config, *format);
   std::vector<Footprint> footprints(plan->ranks_size());

@@ -12,6 +12,7 @@
 #include "coordinator/placement/weight_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::placement {
 namespace {
@@ -156,6 +157,10 @@ TEST_F(PlanValidationTest, LoadOptionsAreCheckedBeforeAnyWorkerLoads) {
   EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_activation_dtype("bf16"); }), "");
   const std::string activations = Broken([](PlacementPlan& p) { p.set_activation_dtype("fp16"); });
   EXPECT_NE(activations.find("activation_dtype 'fp16' is not one of f32, bf16"), std::string::npos) << activations;
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_kv_cache_dtype(""); }), "");  // older plans: f32
+  EXPECT_EQ(Broken([](PlacementPlan& p) { p.set_kv_cache_dtype("int8"); }), "");
+  const std::string kv = Broken([](PlacementPlan& p) { p.set_kv_cache_dtype("fp16"); });
+  EXPECT_NE(kv.find("kv_cache_dtype 'fp16' is not one of f32, bf16, int8"), std::string::npos) << kv;
   const std::string memory = Broken([](PlacementPlan& p) { p.mutable_ranks(2)->set_expert_memory_bytes(-5); });
   EXPECT_NE(memory.find("rank 3 has expert_memory_bytes -5"), std::string::npos) << memory;
 
@@ -168,6 +173,37 @@ TEST_F(PlanValidationTest, LoadOptionsAreCheckedBeforeAnyWorkerLoads) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("placement plan: weight_dtype / quantize_scope: weight dtype 'int3'"),
             std::string::npos)
+      << refused.status();
+}
+
+// The plan states the KV rows its kv_bytes_per_token counts: per layer the latent and rope rows as
+// the dtype stores them (int8: a byte a value and a 4-byte scale a row) plus the f32 indexer key,
+// over the stage's layers (and the MTP layer on the last stage); a name it does not know is refused.
+TEST_F(PlanValidationTest, KvBytesPerTokenCountTheKvCacheDtypesRows) {
+  const auto slots = OnePerNumaNode({Host("a", 2), Host("b", 2)});
+  PlannerOptions options;
+  auto f32 = Plan(config_, slots, options);
+  options.kv_cache_dtype = "int8";
+  auto int8 = Plan(config_, slots, options);
+  ASSERT_TRUE(f32.ok() && int8.ok()) << f32.status() << int8.status();
+  EXPECT_EQ(f32->kv_cache_dtype(), "f32");
+  EXPECT_EQ(int8->kv_cache_dtype(), "int8");
+  const int64_t rank = config_.kv_lora_rank, rope = config_.qk_rope_head_dim;
+  const int64_t saved_a_layer = (rank + rope) * 4 - (kernels::ScaledRowBytes(rank) + kernels::ScaledRowBytes(rope));
+  for (int i = 0; i < f32->ranks_size(); ++i) {
+    const Stage& stage = f32->stages(f32->ranks(i).stage());
+    const int64_t layers =
+        stage.layer_end() - stage.layer_begin() + (stage.has_head() && config_.has_mtp() ? 1 : 0);
+    EXPECT_GT(int8->ranks(i).kv_bytes_per_token(), 0);
+    EXPECT_EQ(f32->ranks(i).kv_bytes_per_token() - int8->ranks(i).kv_bytes_per_token(), layers * saved_a_layer) << i;
+  }
+  auto json = PlanToJson(*int8);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find("\"kv_cache_dtype\": \"int8\""), std::string::npos) << *json;
+  options.kv_cache_dtype = "fp16";
+  auto refused = Plan(config_, slots, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("KV cache dtype 'fp16' is not one of"), std::string::npos)
       << refused.status();
 }
 
