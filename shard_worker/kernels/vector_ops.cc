@@ -392,30 +392,21 @@ void WeightedRowSumLoop(const float* w, int64_t w_stride, int nq, const float* c
     for (int j = 0; j < nq; ++j) kAxpy(w[j * w_stride + k], rows[k], y + j * y_stride, n);
 }
 
-// BF16 rows widened (exactly) into a per-thread [n_rows, n] float buffer, for the paths without
-// a BF16 row kernel of their own (AVX2, portable): their f32 kernel on the widened rows.
-const float* const* WidenRows(const uint16_t* const* rows, int64_t n_rows, int64_t n) {
+// A stored row element's value, exactly: BF16 bits, an e4m3 code (unscaled), an int8 code.
+inline float Widen(uint16_t v) { return Bf16ToF32(v); }
+inline float Widen(uint8_t v) { return Fp8E4M3ToF32(v); }
+inline float Widen(int8_t v) { return static_cast<float>(v); }
+// Rows widened (exactly) into a per-thread [n_rows, n] float buffer, for the paths without a row
+// kernel of their own for the type (AVX2, portable): their f32 kernel on the widened rows.
+template <typename Row>
+const float* const* WidenRows(const Row* const* rows, int64_t n_rows, int64_t n) {
   thread_local std::vector<float> values;
   thread_local std::vector<const float*> pointers;
   values.resize(n_rows * n);
   pointers.resize(n_rows);
   for (int64_t k = 0; k < n_rows; ++k) {
     float* dst = values.data() + k * n;
-    for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(rows[k][i]);
-    pointers[k] = dst;
-  }
-  return pointers.data();
-}
-// FP8 rows' e4m3 values (unscaled) widened the same way.
-const float* const* WidenRows(const uint8_t* const* rows, int64_t n_rows, int64_t n) {
-  thread_local std::vector<float> values;
-  thread_local std::vector<const float*> pointers;
-  values.resize(n_rows * n);
-  pointers.resize(n_rows);
-  const float* table = Fp8E4M3Table();
-  for (int64_t k = 0; k < n_rows; ++k) {
-    float* dst = values.data() + k * n;
-    for (int64_t i = 0; i < n; ++i) dst[i] = table[rows[k][i]];
+    for (int64_t i = 0; i < n; ++i) dst[i] = Widen(rows[k][i]);
     pointers[k] = dst;
   }
   return pointers.data();
@@ -645,6 +636,22 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const int8_t* cons
                     float* y, int64_t y_stride) {
   if (nq <= 0 || n_rows <= 0) return;
   Ops().weighted_row_sum_int8(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void DotRowsWidened(const float* q, int64_t q_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* out, int64_t out_stride) {
+  if (nq > 0 && n_rows > 0) DotRowsScaledWidened(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void DotRowsWidened(const float* q, int64_t q_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* out, int64_t out_stride) {
+  if (nq > 0 && n_rows > 0) DotRowsScaledWidened(q, q_stride, nq, rows, n_rows, n, out, out_stride);
+}
+void WeightedRowSumWidened(const float* w, int64_t w_stride, int nq, const uint8_t* const* rows, int64_t n_rows,
+                           int64_t n, float* y, int64_t y_stride) {
+  if (nq > 0 && n_rows > 0) WeightedRowSumScaledWidened(w, w_stride, nq, rows, n_rows, n, y, y_stride);
+}
+void WeightedRowSumWidened(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                           int64_t n, float* y, int64_t y_stride) {
+  if (nq > 0 && n_rows > 0) WeightedRowSumScaledWidened(w, w_stride, nq, rows, n_rows, n, y, y_stride);
 }
 void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float* out) {
   Ops().dot_rows_f64(x, m, n_rows, n, out);

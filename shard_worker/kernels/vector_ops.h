@@ -85,6 +85,17 @@ void AddScaleReference(const float* a, const float* b, float s, float* out, int6
 void ReluAccumulateReference(const float* x, float scale, float alpha, float* y, int64_t n);
 void AxpyReference(float alpha, const float* x, float* y, int64_t n);
 void DotRowsF64Reference(const float* x, const float* m, int64_t n_rows, int64_t n, float* out);
+// The scaled 8-bit rows' overloads as the paths without in-register widening run them (AVX2,
+// portable): the rows widened into a buffer, this machine's f32 kernel over it, the scales applied
+// after. Every path must give these bits.
+void DotRowsWidened(const float* q, int64_t q_stride, int nq, const uint8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* out, int64_t out_stride);
+void DotRowsWidened(const float* q, int64_t q_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t n,
+                    float* out, int64_t out_stride);
+void WeightedRowSumWidened(const float* w, int64_t w_stride, int nq, const uint8_t* const* rows, int64_t n_rows,
+                           int64_t n, float* y, int64_t y_stride);
+void WeightedRowSumWidened(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                           int64_t n, float* y, int64_t y_stride);
 
 }  // namespace glm::kernels
 

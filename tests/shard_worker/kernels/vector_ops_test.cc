@@ -194,14 +194,20 @@ void ExpectScaledRowsGiveTheF32KernelsBitsTimesTheirScales(Code code, Value valu
         for (int j = 0; j < nq; ++j)
           for (int64_t k = 0; k < m; ++k)
             ASSERT_EQ(got[j * m + k], want[j * m + k] * row_scale[first + k]) << n << " " << nq << " " << k;
+        std::vector<float> widened_path(nq * m, -3.0f);  // the AVX2 / portable paths' way
+        DotRowsWidened(q.data(), q_stride, nq, rows.data() + first, m, n, widened_path.data(), m);
+        for (int64_t i = 0; i < nq * m; ++i) ASSERT_EQ(widened_path[i], got[i]) << n << " " << nq << " " << i;
       }
       auto w = Random(nq * (n_rows + 1), 16), y = Random(nq * y_stride, 17), want = y;
       std::vector<float> scaled_w(nq * n_rows);
       for (int j = 0; j < nq; ++j)
         for (int64_t k = 0; k < n_rows; ++k) scaled_w[j * n_rows + k] = w[j * (n_rows + 1) + k] * row_scale[k];
+      auto widened_path = y;
       WeightedRowSum(w.data(), n_rows + 1, nq, rows.data(), n_rows, n, y.data(), y_stride);
       WeightedRowSum(scaled_w.data(), n_rows, nq, f32_rows.data(), n_rows, n, want.data(), y_stride);
+      WeightedRowSumWidened(w.data(), n_rows + 1, nq, rows.data(), n_rows, n, widened_path.data(), y_stride);
       for (int64_t i = 0; i < nq * y_stride; ++i) ASSERT_EQ(y[i], want[i]) << n << " " << nq << " " << i;
+      for (int64_t i = 0; i < nq * y_stride; ++i) ASSERT_EQ(widened_path[i], want[i]) << n << " " << nq << " " << i;
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -193,6 +194,28 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   EXPECT_TRUE(std::equal(lat[0].begin(), lat[0].end(), exact.latent(3, 0)));
 }
 
+// Positions 0..n-1 of `cache` written with normal(0, 1) · magnitude(p) values: layer 3's latent
+// [24] and rope key [8] rows, layer 4's indexer key [16] (Shape()'s dims); the values as written.
+struct WrittenRows {
+  std::vector<std::vector<float>> lat, kpe, idx;
+};
+WrittenRows WriteRandomRows(KvCache& cache, int64_t n, uint32_t seed, const std::function<float(int64_t)>& magnitude) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  WrittenRows w{std::vector<std::vector<float>>(n), std::vector<std::vector<float>>(n),
+                std::vector<std::vector<float>>(n)};
+  for (int64_t p = 0; p < n; ++p) {
+    EXPECT_TRUE(cache.Reserve(p + 1).ok());
+    w.lat[p].resize(24), w.kpe[p].resize(8), w.idx[p].resize(16);
+    for (auto* v : {&w.lat[p], &w.kpe[p], &w.idx[p]})
+      for (float& x : *v) x = d(rng) * magnitude(p);
+    cache.WriteLatent(3, p, w.lat[p].data());
+    cache.WriteRopeKey(3, p, w.kpe[p].data());
+    cache.WriteIndexKey(4, p, w.idx[p].data());
+  }
+  return w;
+}
+
 // An FP8 cache (vLLM's --kv-cache-dtype fp8 / fp8_e4m3): a row is its e4m3 bytes padded to 4 and
 // a power-of-two f32 scale (kernels::WriteFp8Row), the indexer keys stay f32; the block bytes are
 // what the pool commits; the listings point at the rows the writes filled, which hold exactly
@@ -215,21 +238,11 @@ TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
   EXPECT_EQ(parsed, KvDType::kFp8E4m3);
   EXPECT_STREQ(KvDTypeName(KvDType::kFp8E4m3), "fp8_e4m3");
 
-  std::mt19937 rng(12);
-  std::normal_distribution<float> d(0.0f, 1.0f);
   KvCache cache(shape, 5);  // self-managed: grows (and copies) while positions are reserved
   const int64_t n = 90;
-  std::vector<std::vector<float>> lat(n), kpe(n), idx(n);
-  for (int64_t p = 0; p < n; ++p) {
-    ASSERT_TRUE(cache.Reserve(p + 1).ok());
-    const float magnitude = std::ldexp(1.0f, static_cast<int>(p % 40) - 20);  // 2^-20 .. 2^19
-    lat[p].resize(24), kpe[p].resize(8), idx[p].resize(16);
-    for (auto* v : {&lat[p], &kpe[p], &idx[p]})
-      for (float& x : *v) x = d(rng) * magnitude;
-    cache.WriteLatent(3, p, lat[p].data());
-    cache.WriteRopeKey(3, p, kpe[p].data());
-    cache.WriteIndexKey(4, p, idx[p].data());
-  }
+  // Magnitudes 2^-20 .. 2^19.
+  const auto [lat, kpe, idx] =
+      WriteRandomRows(cache, n, 12, [](int64_t p) { return std::ldexp(1.0f, static_cast<int>(p % 40) - 20); });
   std::vector<const uint8_t*> lat_rows(n), kpe_rows(n);
   std::vector<const float*> idx_rows(n);
   cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
@@ -268,20 +281,9 @@ TEST(KvCacheTest, Int8RowsHoldWriteInt8RowsBytesWhereTheyAreListed) {
   EXPECT_TRUE(ParseKvDType("int8", &parsed));
   EXPECT_EQ(parsed, KvDType::kInt8);
   EXPECT_STREQ(KvDTypeName(KvDType::kInt8), "int8");
-  std::mt19937 rng(13);
-  std::normal_distribution<float> d(0.0f, 2.0f);
   KvCache cache(shape, 5);
   const int64_t n = 40;
-  std::vector<std::vector<float>> lat(n), kpe(n), idx(n);
-  for (int64_t p = 0; p < n; ++p) {
-    ASSERT_TRUE(cache.Reserve(p + 1).ok());
-    lat[p].resize(24), kpe[p].resize(8), idx[p].resize(16);
-    for (auto* v : {&lat[p], &kpe[p], &idx[p]})
-      for (float& x : *v) x = d(rng);
-    cache.WriteLatent(3, p, lat[p].data());
-    cache.WriteRopeKey(3, p, kpe[p].data());
-    cache.WriteIndexKey(4, p, idx[p].data());
-  }
+  const auto [lat, kpe, idx] = WriteRandomRows(cache, n, 13, [](int64_t) { return 2.0f; });
   std::vector<const int8_t*> lat_rows(n), kpe_rows(n);
   std::vector<const float*> idx_rows(n);
   cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
