@@ -48,7 +48,10 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, st
 
 std::string WeightFormatText(const PlacementPlan& plan) {
   const std::string& dtype = plan.weight_dtype();
-  const std::string activations = plan.activation_dtype() == "bf16" ? ", bf16 activations" : "";
+  // Activations and KV rows only where they differ from f32 (older plans leave them empty).
+  std::string activations = plan.activation_dtype() == "bf16" ? ", bf16 activations" : "";
+  if (!plan.kv_cache_dtype().empty() && plan.kv_cache_dtype() != "f32")
+    absl::StrAppend(&activations, ", ", plan.kv_cache_dtype(), " KV cache");
   if (dtype.empty() || dtype == "stored") return "stored" + activations;
   if (dtype == "bf16" || dtype == "f32") return dtype + activations;
   const std::string& scope = plan.quantize_scope();

@@ -39,7 +39,8 @@ struct WeightFormat {
 absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, std::string_view quantize_scope,
                                                const model::ModelConfig& config);
 
-// "stored", or e.g. "int8 (experts)", "int4-g64 (all matrices)", "bf16": for the plan table.
+// "stored", or e.g. "int8 (experts)", "int4-g64 (all matrices)", "bf16", then ", bf16 activations"
+// and ", int8 KV cache" where those are not f32: for the plan table.
 std::string WeightFormatText(const PlacementPlan& plan);
 
 // The load options the coordinator's flags name, for a plan an operator pinned (--placement):

@@ -200,6 +200,8 @@ TEST_F(PlanValidationTest, KvBytesPerTokenCountTheKvCacheDtypesRows) {
   auto json = PlanToJson(*int8);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_NE(json->find("\"kv_cache_dtype\": \"int8\""), std::string::npos) << *json;
+  EXPECT_NE(PlanToTable(*int8).find("weights stored, int8 KV cache"), std::string::npos) << PlanToTable(*int8);
+  EXPECT_EQ(PlanToTable(*f32).find("KV cache"), std::string::npos) << PlanToTable(*f32);
   options.kv_cache_dtype = "fp16";
   auto refused = Plan(config_, slots, options);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
