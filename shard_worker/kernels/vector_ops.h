@@ -35,7 +35,9 @@ void WeightedRowSum(const float* w, int64_t w_stride, int nq, const uint16_t* co
                     float* y, int64_t y_stride);
 // Scaled 8-bit rows (--kv-cache-dtype fp8 | int8): a row of n values is n one-byte codes r and, at
 // byte ScaledRowScaleOffset(n), an f32 scale s; value i = s · code(r[i]), code = OCP e4m3 (FP8
-// rows, uint8_t) or the signed integer (int8 rows). DotRows gives exactly s_k · (the f32 DotRows
+// rows, uint8_t; Fp8RowCodeToF32) or the signed integer (int8 rows). A row written from values
+// holding a NaN or an infinity has a NaN scale, so every score and weighted sum it enters is NaN
+// (never a saturated, finite-looking value). DotRows gives exactly s_k · (the f32 DotRows
 // over the rows widened to code(r), which is exact); WeightedRowSum exactly the f32
 // WeightedRowSum with weights w[j][k] · s_k over those widened rows. Every path is that
 // composition over its own f32 kernels, which are these overloads' reference twins. (FP8's scale
@@ -48,6 +50,9 @@ float ScaledRowScale(const void* row, int64_t n);
 // two with max|x| / s <= 448 (e4m3's largest finite value; 1 for an all-zero row), codes x[i] / s
 // rounded to nearest even. Relative error <= 2^-4 for values above s · 2^-6 (e4m3's normals).
 void WriteFp8Row(const float* x, int64_t n, uint8_t* row);
+// An FP8 row's code as attention reads it: the e4m3 value, the NaN codes 0x7f / 0xff as ±480
+// (never written: see above; reading them so spares the kernels a compare per 16 values).
+float Fp8RowCodeToF32(uint8_t code);
 // Rounds x[0..n) into one int8 row: s = max|x| / 127 (1 for an all-zero row), codes x[i] / s
 // rounded to nearest (even), so |error| <= s / 2 for every value: on rows of similar magnitudes
 // (attention's latents) about 2.5x less RMS error than e4m3's 3 mantissa bits, in the same bytes.

@@ -216,9 +216,9 @@ TEST(VectorOpsTest, Fp8RowsGiveTheF32KernelsBitsOnTheWidenedRowsTimesTheirScales
   ExpectScaledRowsGiveTheF32KernelsBitsTimesTheirScales<uint8_t>(
       [](std::mt19937& rng) {
         const auto b = static_cast<uint8_t>(rng());
-        return (b & 0x7f) == 0x7f ? uint8_t{0x7e} : b;  // no NaN codes (checked below)
+        return b;  // the NaN codes too (read as ±480 by every path)
       },
-      [](uint8_t b) { return Fp8E4M3ToF32(b); },
+      [](uint8_t b) { return Fp8RowCodeToF32(b); },
       [](std::mt19937& rng) { return std::ldexp(1.0f, static_cast<int>(rng() % 41) - 20); });
 }
 
@@ -260,8 +260,8 @@ TEST(VectorOpsTest, Int8RowWritesTheNearestCodesOfItsAbsMaxScale) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(row[i], 0);
 }
 
-// Every one of the 256 codes reads back as the table's value (subnormals, ±0, ±448, the NaN
-// codes as NaN) in any lane of a row, including a masked tail.
+// Every one of the 256 codes reads back as Fp8RowCodeToF32 gives it (the table's value: subnormals,
+// ±0, ±448; the NaN codes, never written, as ±480) in any lane of a row, including a masked tail.
 TEST(VectorOpsTest, Fp8RowsReadEveryCodeAsTheTableDoes) {
   for (int64_t n : {int64_t{16}, int64_t{19}}) {
     std::vector<uint8_t> row(ScaledRowBytes(n), 0);
@@ -276,12 +276,9 @@ TEST(VectorOpsTest, Fp8RowsReadEveryCodeAsTheTableDoes) {
         row[lane] = static_cast<uint8_t>(code);
         float got = 0;
         DotRows(q.data(), n, 1, rows, 1, n, &got, 1);
-        const float want = Fp8E4M3ToF32(static_cast<uint8_t>(code));
-        if (std::isnan(want)) {
-          EXPECT_TRUE(std::isnan(got)) << code;
-        } else {
-          EXPECT_EQ(got, want) << code << " lane " << lane;
-        }
+        const float want = Fp8RowCodeToF32(static_cast<uint8_t>(code));
+        EXPECT_EQ(got, want) << code << " lane " << lane;
+        if ((code & 0x7f) != 0x7f) EXPECT_EQ(want, Fp8E4M3ToF32(static_cast<uint8_t>(code))) << code;
       }
     }
   }
@@ -324,6 +321,47 @@ TEST(VectorOpsTest, Fp8RowWritesAPowerOfTwoScaleAndTheNearestCodes) {
   std::vector<uint8_t> r4(ScaledRowBytes(4));
   WriteFp8Row(exact, 4, r4.data());
   for (int i = 0; i < 4; ++i) EXPECT_EQ(Fp8E4M3ToF32(r4[i]) * ScaledRowScale(r4.data(), 4), exact[i]);
+}
+
+// A NaN (or an infinity) among a row's values is never lost to rounding: the row's scale is NaN, so its scores and
+// every weighted sum it enters are NaN on every path (as an f32 row's NaN would make them), and the
+// other rows' scores are untouched.
+TEST(VectorOpsTest, ScaledRowsWrittenFromANanAreNan) {
+  const int64_t n = 19;
+  auto x = Random(n, 31), clean = Random(n, 32), q = Random(n, 33);
+  x[7] = std::numeric_limits<float>::quiet_NaN();
+  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+    auto y = clean;
+    y[3] = bad;
+    std::vector<uint8_t> f(ScaledRowBytes(n));
+    std::vector<int8_t> i8(ScaledRowBytes(n));
+    WriteFp8Row(y.data(), n, f.data());
+    WriteInt8Row(y.data(), n, i8.data());
+    EXPECT_TRUE(std::isnan(ScaledRowScale(f.data(), n))) << bad;
+    EXPECT_TRUE(std::isnan(ScaledRowScale(i8.data(), n))) << bad;
+  }
+  std::vector<uint8_t> fp8(2 * ScaledRowBytes(n));
+  std::vector<int8_t> int8(2 * ScaledRowBytes(n));
+  WriteFp8Row(x.data(), n, fp8.data());
+  WriteFp8Row(clean.data(), n, fp8.data() + ScaledRowBytes(n));
+  WriteInt8Row(x.data(), n, int8.data());
+  WriteInt8Row(clean.data(), n, int8.data() + ScaledRowBytes(n));
+  EXPECT_TRUE(std::isnan(ScaledRowScale(fp8.data(), n)));
+  EXPECT_TRUE(std::isnan(ScaledRowScale(int8.data(), n)));
+  const uint8_t* fp8_rows[2] = {fp8.data(), fp8.data() + ScaledRowBytes(n)};
+  const int8_t* int8_rows[2] = {int8.data(), int8.data() + ScaledRowBytes(n)};
+  float scores[2];
+  DotRows(q.data(), n, 1, fp8_rows, 2, n, scores, 2);
+  EXPECT_TRUE(std::isnan(scores[0]));
+  EXPECT_FALSE(std::isnan(scores[1]));
+  DotRows(q.data(), n, 1, int8_rows, 2, n, scores, 2);
+  EXPECT_TRUE(std::isnan(scores[0]));
+  EXPECT_FALSE(std::isnan(scores[1]));
+  const float w[2] = {0.25f, 0.75f};
+  std::vector<float> y(n, 0.0f), y8(n, 0.0f);
+  WeightedRowSum(w, 2, 1, fp8_rows, 2, n, y.data(), n);
+  WeightedRowSum(w, 2, 1, int8_rows, 2, n, y8.data(), n);
+  for (int64_t i = 0; i < n; ++i) EXPECT_TRUE(std::isnan(y[i]) && std::isnan(y8[i])) << i;
 }
 
 TEST(VectorOpsTest, DotRowsF64MatchesDoubleReference) {
