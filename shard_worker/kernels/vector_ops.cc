@@ -154,7 +154,8 @@ GLM_AVX512_INLINE __m512 LoadRow16(__mmask16 m, const uint16_t* p) { return Wide
 // 16 e4m3 bytes as f32, exactly Fp8E4M3ToF32's values: a byte's 7 magnitude bits placed at bit 20
 // of an f32 (its 4 exponent bits low in the f32 exponent, its 3 mantissa bits on top of the f32
 // mantissa) read as a float are the value · 2^-120 — subnormal codes included, as f32 subnormals —
-// so one exact multiply by 2^120 gives the value; the sign bit goes to bit 31 by a bit select.
+// so one exact multiply by 2^120 gives the value (with MXCSR's denormals-are-zero off, the default
+// nothing here changes); the sign bit goes to bit 31 by a bit select.
 // The NaN codes (0x7f, 0xff) come out as ±480 (Widen's reading of them): WriteFp8Row never writes
 // them — a row holding a NaN gets a NaN scale instead, which every score and weight of the row
 // carries (checking the codes here cost 12% of a step's attention on FP8 rows).
