@@ -123,7 +123,8 @@ bool ParseKvDType(std::string_view name, KvDType* out) {
 }
 
 std::string KvDTypeNameError(std::string_view flag, std::string_view name) {
-  std::string m = std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto";
+  std::string m =
+      std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto";
   if (name.substr(0, 3) == "fp8")
     m += " (the FP8 KV cache stores e4m3 with a scale per row; e5m2's 2-bit mantissa is not offered)";
   return m;

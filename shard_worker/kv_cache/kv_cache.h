@@ -43,8 +43,8 @@ class KvCache {
   KvDType dtype() const { return pool_->shape().dtype; }
 
   // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
-  // [rope_dim] (rounded to BF16 in a kBf16 cache, to scaled 8-bit codes in kFp8E4m3 / kInt8), the indexer
-  // key [index_head_dim] (kept f32).
+  // [rope_dim] (rounded to BF16 in a kBf16 cache, to scaled 8-bit codes in kFp8E4m3 / kInt8), the
+  // indexer key [index_head_dim] (kept f32).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
     Write(AttentionRows::kLatent, layer, position, row, shape().kv_lora_rank);
   }
