@@ -106,7 +106,7 @@ ABSL_FLAG(bool, amx_tiles, true,
           "forward/generate/chat: with --activation-dtype bf16 on CPUs with AMX, matmuls on AMX tiles (false: "
           "vdpbf16ps; shard_worker's --amx_tiles for a cluster)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "forward/generate/chat: what the KV cache stores attention's rows in: f32 | bf16 | fp8 (= fp8_e4m3, a "
+          "forward/generate/chat/plan: what the KV cache stores attention's rows in: f32 | bf16 | fp8 (= fp8_e4m3, a "
           "scale a row) (latent and rope key rounded once when written, the indexer keys kept f32; "
           "the coordinator's --kv-cache-dtype for a cluster)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
@@ -311,6 +311,7 @@ int main(int argc, char** argv) {
     p.weight_dtype = m.weight_dtype;
     p.quantize_scope = m.quantize_scope;
     p.activation_dtype = m.activation_dtype;
+    p.kv_cache_dtype = m.kv_cache_dtype;
     p.expert_memory_gib = m.expert_memory_gib;
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));

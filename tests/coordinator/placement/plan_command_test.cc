@@ -93,7 +93,7 @@ TEST(PlanCommandTest, Glm5NeedsMoreThanDefaultSyntheticMemory) {
   EXPECT_NE(big->find("ms/token"), std::string::npos);
 }
 
-TEST(PlanCommandTest, WeightDtypeAndExpertMemoryReachThePlan) {
+TEST(PlanCommandTest, WeightDtypeKvDtypeAndExpertMemoryReachThePlan) {
   PlanCommandOptions o;
   o.model_dir = kTinyModel;
   o.synthetic = "pack:1 numa:2 core:4";
@@ -105,6 +105,14 @@ TEST(PlanCommandTest, WeightDtypeAndExpertMemoryReachThePlan) {
   EXPECT_NE(out->find("routed experts beyond 2.0 MiB per rank stay on disk"), std::string::npos) << *out;
   EXPECT_NE(out->find("\"weight_dtype\": \"int4\""), std::string::npos) << *out;
   EXPECT_NE(out->find("\"expert_memory_bytes\": \"2147483\""), std::string::npos) << *out;
+  o.kv_cache_dtype = "int8";
+  auto int8_kv = RunPlanCommand(o);
+  ASSERT_TRUE(int8_kv.ok()) << int8_kv.status();
+  EXPECT_NE(int8_kv->find("weights int4 (experts), int8 KV cache"), std::string::npos) << *int8_kv;
+  EXPECT_NE(int8_kv->find("\"kv_cache_dtype\": \"int8\""), std::string::npos) << *int8_kv;
+  o.kv_cache_dtype = "f16";
+  EXPECT_NE(RunPlanCommand(o).status().message().find("KV cache dtype 'f16' is not one of"), std::string::npos);
+  o.kv_cache_dtype = "f32";
   o.weight_dtype = "int5";
   auto bad = RunPlanCommand(o);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
