@@ -115,7 +115,7 @@ int64_t KvRowBytes(KvDType dtype, int64_t n) {
 
 bool ParseKvDType(std::string_view name, KvDType* out) {
   if (name == "f32" || name == "auto") *out = KvDType::kF32;
-  else if (name == "bf16") *out = KvDType::kBf16;
+  else if (name == "bf16" || name == "bfloat16") *out = KvDType::kBf16;
   else if (name == "fp8" || name == "fp8_e4m3") *out = KvDType::kFp8E4m3;
   else if (name == "int8") *out = KvDType::kInt8;
   else return false;
@@ -126,7 +126,8 @@ std::string KvDTypeNameError(std::string_view flag, std::string_view name) {
   std::string m =
       std::string(flag) + " '" + std::string(name) + "' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto";
   if (name.substr(0, 3) == "fp8")
-    m += " (the FP8 KV cache stores e4m3 with a scale per row; e5m2's 2-bit mantissa is not offered)";
+    m += " (fp8 here is e4m3 with a scale per row; vLLM's other FP8 layouts (e5m2, inc, ds_mla) are not offered, and "
+         "int8 keeps more precision in the same bytes)";
   return m;
 }
 

@@ -34,8 +34,9 @@ namespace glm::kv_cache {
 // the random sparse fixture, as measured for the project's anchors); they are 128 of GLM-5's 704
 // values a position.
 enum class KvDType { kF32, kBf16, kFp8E4m3, kInt8 };
-// "f32" | "bf16" | "int8" | "fp8" | "fp8_e4m3" | "auto" (vLLM's default spelling: the dtype attention
-// computes in, f32); false for anything else (fp8_e5m2 included: refused, never silently widened).
+// "f32" | "bf16" | "bfloat16" | "int8" | "fp8" | "fp8_e4m3" | "auto" (vLLM's spellings; "auto": the
+// dtype attention computes in, f32); false for anything else (vLLM's fp8_e5m2, fp8_inc, fp8_ds_mla
+// included: refused, never silently taken for another layout).
 bool ParseKvDType(std::string_view name, KvDType* out);
 // The refusal of a name ParseKvDType does not take, for the flag `flag`: "--kv-cache-dtype 'f16'
 // is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto", and for other fp8 names why.

@@ -71,8 +71,9 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
 
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8_e5m2"),
-                             "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (the FP8 KV "
-                             "cache stores e4m3 with a scale per row; e5m2's 2-bit mantissa is not offered)");
+                             "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (fp8 "
+                             "here is e4m3 with a scale per row; vLLM's other FP8 layouts (e5m2, inc, ds_mla) are not offered, "
+                             "and int8 keeps more precision in the same bytes)");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {

@@ -141,16 +141,19 @@ TEST(KvCacheTest, Bf16RowsAreRoundedOnceAndListedWhereTheyWereWritten) {
   KvDType parsed = KvDType::kF32;
   EXPECT_TRUE(ParseKvDType("bf16", &parsed));
   EXPECT_EQ(parsed, KvDType::kBf16);
+  parsed = KvDType::kF32;
+  EXPECT_TRUE(ParseKvDType("bfloat16", &parsed));  // vLLM's spelling
+  EXPECT_EQ(parsed, KvDType::kBf16);
   EXPECT_TRUE(ParseKvDType("f32", &parsed));
   EXPECT_EQ(parsed, KvDType::kF32);
   parsed = KvDType::kBf16;
   EXPECT_TRUE(ParseKvDType("auto", &parsed));
   EXPECT_EQ(parsed, KvDType::kF32);
-  for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8_e5m2", "FP8", "fp8_e4m3fn"})
+  for (const char* bad : {"", "fp16", "BF16", "bf16 ", "fp8_e5m2", "FP8", "fp8_e4m3fn", "fp8_ds_mla", "fp8_inc"})
     EXPECT_FALSE(ParseKvDType(bad, &parsed)) << bad;
   EXPECT_EQ(KvDTypeNameError("--kv-cache-dtype", "f16"),
             "--kv-cache-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto");
-  EXPECT_NE(KvDTypeNameError("--kv-cache-dtype", "fp8_e5m2").find("e5m2's 2-bit mantissa is not offered"),
+  EXPECT_NE(KvDTypeNameError("--kv-cache-dtype", "fp8_e5m2").find("other FP8 layouts (e5m2, inc, ds_mla) are not offered"),
             std::string::npos);
 
   std::mt19937 rng(11);
