@@ -416,19 +416,6 @@ const float* const* WidenRows(const Row* const* rows, int64_t n_rows, int64_t n)
 }
 void DotRowsBf16Widened(const float* q, int64_t q_stride, int nq, const uint16_t* const* rows, int64_t n_rows,
                         int64_t n, float* out, int64_t out_stride);
-// Int8 rows' values widened the same way.
-const float* const* WidenRows(const int8_t* const* rows, int64_t n_rows, int64_t n) {
-  thread_local std::vector<float> values;
-  thread_local std::vector<const float*> pointers;
-  values.resize(n_rows * n);
-  pointers.resize(n_rows);
-  for (int64_t k = 0; k < n_rows; ++k) {
-    float* dst = values.data() + k * n;
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(rows[k][i]);
-    pointers[k] = dst;
-  }
-  return pointers.data();
-}
 template <typename Row>
 void DotRowsScaledWidened(const float* q, int64_t q_stride, int nq, const Row* const* rows, int64_t n_rows, int64_t n,
                           float* out, int64_t out_stride);
@@ -584,12 +571,12 @@ void WriteFp8Row(const float* x, int64_t n, uint8_t* row) {
     s = std::ldexp(1.0f, std::clamp(e, -126, 126));
   }
   const float inv = 1.0f / s;  // exact: a power of two
-  bool nan = false;
+  bool non_finite = false;
   for (int64_t i = 0; i < n; ++i) {
-    nan |= !std::isfinite(x[i]);
-    row[i] = nan ? uint8_t{0} : F32ToFp8E4M3(x[i] * inv);
+    non_finite |= !std::isfinite(x[i]);
+    row[i] = non_finite ? uint8_t{0} : F32ToFp8E4M3(x[i] * inv);
   }
-  StoreScale(nan ? std::numeric_limits<float>::quiet_NaN() : s, n, row);
+  StoreScale(non_finite ? std::numeric_limits<float>::quiet_NaN() : s, n, row);
 }
 
 float Fp8RowCodeToF32(uint8_t code) {
@@ -599,13 +586,13 @@ float Fp8RowCodeToF32(uint8_t code) {
 void WriteInt8Row(const float* x, int64_t n, int8_t* row) {
   const float amax = MaxMagnitude(x, n);
   const float s = amax > 0.0f && std::isfinite(amax) ? amax / 127.0f : 1.0f;
-  bool nan = false;
+  bool non_finite = false;
   for (int64_t i = 0; i < n; ++i) {
     const float v = std::nearbyint(x[i] / s);  // |v| <= 127 up to the division's rounding
-    nan |= !std::isfinite(x[i]);
+    non_finite |= !std::isfinite(x[i]);
     row[i] = static_cast<int8_t>(std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f));
   }
-  StoreScale(nan ? std::numeric_limits<float>::quiet_NaN() : s, n, reinterpret_cast<uint8_t*>(row));
+  StoreScale(non_finite ? std::numeric_limits<float>::quiet_NaN() : s, n, reinterpret_cast<uint8_t*>(row));
 }
 
 float Dot(const float* a, const float* b, int64_t n) { return Ops().dot(a, b, n); }
