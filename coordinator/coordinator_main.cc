@@ -455,6 +455,8 @@ int main(int argc, char** argv) {
   served.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   served.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
   served.kv_cache_tokens = int64_t{(*client)->kv_blocks()} * block_size;
+  served.kv_block_size = block_size;
+  served.prefix_caching = eo.enable_prefix_cache;
   glm::api::ApiOptions ao;
   // The loading server's addresses (its bound ports when 0 was asked), handed over.
   ao.grpc_listen = (*loading)->GrpcAddress(absl::GetFlag(FLAGS_grpc_listen));

@@ -32,7 +32,11 @@ class ApiServerImpl final : public ApiServer {
         engine_(engine),
         frontend_(model, options.default_max_tokens),
         metrics_(model->name, model->max_context),
-        keys_(options.api_keys) {}
+        keys_(options.api_keys) {
+    if (model->kv_block_size > 0)
+      metrics_.SetCacheConfig(model->kv_block_size, model->kv_cache_dtype, model->kv_cache_tokens / model->kv_block_size,
+                              model->prefix_caching);
+  }
   ~ApiServerImpl() override { Shutdown(); }
 
   absl::Status Init() {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -89,6 +90,7 @@ ServingMetrics::ServingMetrics(std::string model_name, int64_t max_model_len) : 
   r.Declare("glm:rank_expert_cache_misses_total", Type::kCounter, "Expert lookups a rank had to read from disk.");
   r.Declare("glm:rank_expert_disk_bytes_total", Type::kCounter, "Expert bytes a rank read from disk.");
   r.Declare("glm:rank_expert_disk_seconds_total", Type::kCounter, "Time a rank had expert reads in flight.");
+  r.Declare("vllm:cache_config_info", Type::kGauge, "Information of the LLMEngine CacheConfig");
   r.Declare("glm:stage_busiest_rank_ratio", Type::kGauge,
             "Per stage of 2+ ranks: the busiest rank's compute time (step time minus communication, since "
             "start) over the stage's mean; 1 is perfectly balanced (expert- or tensor-parallel ranks).");
@@ -174,6 +176,16 @@ void ServingMetrics::ObserveTokenCounts(int64_t prompt_tokens, int64_t generatio
   const MetricLabels l = labels();
   if (prompt_tokens > 0) registry_.Observe("vllm:request_prompt_tokens", l, static_cast<double>(prompt_tokens));
   registry_.Observe("vllm:request_generation_tokens", l, static_cast<double>(generation_tokens));
+}
+
+void ServingMetrics::SetCacheConfig(int64_t block_size, const std::string& cache_dtype, int64_t num_blocks,
+                                    bool prefix_caching) {
+  MetricLabels l = labels();
+  l.emplace_back("block_size", std::to_string(block_size));
+  l.emplace_back("cache_dtype", cache_dtype);
+  l.emplace_back("enable_prefix_caching", prefix_caching ? "True" : "False");
+  l.emplace_back("num_gpu_blocks", std::to_string(num_blocks));
+  registry_.Set("vllm:cache_config_info", l, 1.0);
 }
 
 void ServingMetrics::SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses) {

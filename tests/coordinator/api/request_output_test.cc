@@ -380,5 +380,19 @@ TEST(ServingMetricsTest, StageBusiestRankRatio) {
   EXPECT_EQ(text.find("stage_busiest_rank_ratio{model_name=\"m\",stage=\"1\"}"), std::string::npos);
 }
 
+// vllm:cache_config_info: value 1, the KV cache's settings as labels (absent until set: a server
+// that did not report its blocks shows no made-up cache).
+TEST(ServingMetricsTest, CacheConfigInfo) {
+  api::ServingMetrics metrics("m");
+  EXPECT_EQ(metrics.Render(scheduler::EngineLoad{}).find("vllm:cache_config_info{"), std::string::npos);
+  metrics.SetCacheConfig(32, "int8", 16777, true);
+  const std::string text = metrics.Render(scheduler::EngineLoad{});
+  EXPECT_NE(text.find("# TYPE vllm:cache_config_info gauge"), std::string::npos) << text;
+  EXPECT_NE(text.find("vllm:cache_config_info{model_name=\"m\",block_size=\"32\",cache_dtype=\"int8\","
+                      "enable_prefix_caching=\"True\",num_gpu_blocks=\"16777\"} 1"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace glm::testing
