@@ -1,6 +1,6 @@
 // The engine over a cluster whose workers keep the KV cache in BF16, FP8 or int8 (--kv-cache-dtype
-// bf16 | fp8 | int8): the rows are rounded once, when written, and every later read (decode, a chunk's later tokens, a
-// prefix-cache hit, another pipeline stage) sees the same rounded rows — so the exactness
+// bf16 | fp8 | int8): the rows are rounded once, when written, and every later read (decode, a
+// chunk's later tokens, a prefix-cache hit, another pipeline stage) sees the same rounded rows — so the exactness
 // promises of the f32 cache hold unchanged: cluster == single process with the same cache
 // dtype, cache hit == cold run, whatever the eviction pressure.
 #include <gtest/gtest.h>
@@ -48,8 +48,8 @@ TEST(EngineKvDtypeTest, RoundedCachesGiveTheSingleProcessTokens) {
   }
 }
 
-// The workers really store rounded rows: the prompt logprobs a BF16 (FP8) cluster returns are the
-// BF16 (FP8) single process's, and measurably not the f32 one's.
+// The workers really store rounded rows: the prompt logprobs a BF16 (FP8, int8) cluster returns
+// are the single process's with that dtype, and measurably not the f32 one's.
 TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
   const auto prompt = Prompt(21, 60);
   const int64_t n = static_cast<int64_t>(prompt.size());
@@ -94,7 +94,7 @@ TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
   }
 }
 
-// Speculation over a BF16 (FP8) cache (the MTP layer's cache is rounded too): verify steps write
+// Speculation over a rounded cache (the MTP layer's cache is rounded too): verify steps write
 // rows of drafts that are then rejected and rolled back, and the greedy tokens are still plain
 // decoding's, with concurrent requests accepting different lengths.
 TEST(EngineKvDtypeTest, RoundedCacheSpeculativeGreedyIsPlainGreedy) {
