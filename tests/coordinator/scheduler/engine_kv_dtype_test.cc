@@ -1,8 +1,8 @@
 // The engine over a cluster whose workers keep the KV cache in BF16, FP8 or int8 (--kv-cache-dtype
 // bf16 | fp8 | int8): the rows are rounded once, when written, and every later read (decode, a
-// chunk's later tokens, a prefix-cache hit, another pipeline stage) sees the same rounded rows — so the exactness
-// promises of the f32 cache hold unchanged: cluster == single process with the same cache
-// dtype, cache hit == cold run, whatever the eviction pressure.
+// chunk's later tokens, a prefix-cache hit, another pipeline stage) sees the same rounded rows —
+// so the exactness promises of the f32 cache hold unchanged: cluster == single process with the
+// same cache dtype, cache hit == cold run, whatever the eviction pressure.
 #include <gtest/gtest.h>
 
 #include <algorithm>
