@@ -22,8 +22,9 @@ struct RoundedDtype {
 constexpr RoundedDtype kRoundedDtypes[] = {
     {"bf16", kv_cache::KvDType::kBf16}, {"fp8", kv_cache::KvDType::kFp8E4m3}, {"int8", kv_cache::KvDType::kInt8}};
 
-// One worker, two pipeline stages, and a model with sparse attention (a prompt longer than
-// index_topk: attention reads the rounded rows of the keys its f32 indexer keys select).
+// One worker, two pipeline stages, two ranks in one stage (each holding its heads' share of
+// attention over its own copy of the rows), and a model with sparse attention (a prompt longer
+// than index_topk: attention reads the rounded rows of the keys its f32 indexer keys select).
 TEST(EngineKvDtypeTest, RoundedCachesGiveTheSingleProcessTokens) {
   struct Layout {
     const char* model;
@@ -31,6 +32,7 @@ TEST(EngineKvDtypeTest, RoundedCachesGiveTheSingleProcessTokens) {
     std::vector<int32_t> prompt;
   };
   for (const Layout& l : {Layout{"glm5-tiny-code", 1, 1, Prompt(3, 90)}, Layout{"glm5-tiny-code", 2, 2, Prompt(4, 70)},
+                          Layout{"glm5-tiny-code", 2, 1, Prompt(5, 80)},  // tensor-parallel heads, expert-parallel
                           Layout{"glm5-random-sparse", 1, 1, testing::FixturePrompt("glm5-random-sparse")}}) {
     SCOPED_TRACE(::testing::Message() << l.model << " " << l.workers << " workers, " << l.stages << " stages");
     ASSERT_FALSE(l.prompt.empty());
