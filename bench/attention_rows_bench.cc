@@ -59,10 +59,11 @@ struct Shapes {
 
 // One token's attention rows in one layer: scores of every head group, then the weighted sums.
 // Row: float, uint16_t (BF16 rows of a --kv-cache-dtype bf16 cache), int8_t or uint8_t (int8 / FP8
-// rows: codes, then a scale).
-template <typename Row>
+// rows: codes, then a scale); RopeRow: the rope keys' (Row, but BF16 under 8-bit latents, as the
+// cache keeps them: kv_cache::RopeKeyDType).
+template <typename Row, typename RopeRow>
 void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const Row*>& lat,
-                const std::vector<const Row*>& pe, float* scores, float* pe_scores, float* o_lat) {
+                const std::vector<const RopeRow*>& pe, float* scores, float* pe_scores, float* o_lat) {
   for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
     const int nh = std::min(kMaxQueries, s.heads - h0);
     glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
@@ -75,9 +76,9 @@ void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const st
 // (after all scores, as the softmax needs) every group's weighted sum over a block — a block's
 // rows are read from memory once per pass, not once per head group. DotRows gives a row's score
 // whatever the list, and WeightedRowSum adds the keys in order, so the results are the same bits.
-template <typename Row>
+template <typename Row, typename RopeRow>
 void AttendKeyBlocked(const Shapes& s, int block, const float* q_lat, const float* q_pe,
-                      const std::vector<const Row*>& lat, const std::vector<const Row*>& pe, float* scores,
+                      const std::vector<const Row*>& lat, const std::vector<const RopeRow*>& pe, float* scores,
                       float* pe_scores, float* o_lat) {
   for (int k0 = 0; k0 < s.keys; k0 += block) {
     const int nk = std::min(block, s.keys - k0);
@@ -128,13 +129,14 @@ namespace {
 template <typename Row>
 int Run(const Shapes& s, double seconds) {
   constexpr bool kScaled = sizeof(Row) == 1;  // one-byte codes and a scale a row
+  using RopeRow = std::conditional_t<kScaled, uint16_t, Row>;  // BF16 rope keys under 8-bit latents
   constexpr const char* kRowName = std::is_same_v<Row, float>      ? "floats"
                                    : std::is_same_v<Row, uint16_t> ? "BF16 values"
                                    : std::is_same_v<Row, int8_t>   ? "int8 rows"
                                                                    : "FP8 rows";
   // A cache row in bytes: the latent row, then the rope key row.
-  auto row_bytes = [](int64_t n) { return kScaled ? glm::kernels::ScaledRowBytes(n) : n * int64_t{sizeof(Row)}; };
-  const int64_t lat_bytes = row_bytes(s.rank), row = lat_bytes + row_bytes(s.rope);
+  const int64_t lat_bytes = kScaled ? glm::kernels::ScaledRowBytes(s.rank) : s.rank * int64_t{sizeof(Row)};
+  const int64_t row = lat_bytes + s.rope * int64_t{sizeof(RopeRow)};
   const int64_t arena_rows = std::max<int64_t>(s.keys, (int64_t{absl::GetFlag(FLAGS_arena_mib)} << 20) / row);
   std::vector<uint8_t> arena(arena_rows * row);
   std::mt19937_64 rng(1);
@@ -143,30 +145,32 @@ int Run(const Shapes& s, double seconds) {
   constexpr int64_t kPatternRows = 61;
   std::vector<uint8_t> pattern(kPatternRows * row);
   std::vector<float> values(std::max(s.rank, s.rope));
-  auto fill = [&](uint8_t* dst, int64_t n) {
+  // A row of n random values at dst as element type T stores them.
+  auto fill = [&]<typename T>(uint8_t* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) values[i] = uniform(rng);
-    if constexpr (std::is_same_v<Row, int8_t>) glm::kernels::WriteInt8Row(values.data(), n, reinterpret_cast<int8_t*>(dst));
-    else if constexpr (std::is_same_v<Row, uint8_t>) glm::kernels::WriteFp8Row(values.data(), n, dst);
+    if constexpr (std::is_same_v<T, int8_t>) glm::kernels::WriteInt8Row(values.data(), n, reinterpret_cast<int8_t*>(dst));
+    else if constexpr (std::is_same_v<T, uint8_t>) glm::kernels::WriteFp8Row(values.data(), n, dst);
     else
       for (int64_t i = 0; i < n; ++i) {
-        const Row v = std::is_same_v<Row, uint16_t> ? static_cast<Row>(glm::kernels::F32ToBf16(values[i])) : values[i];
-        std::memcpy(dst + i * sizeof(Row), &v, sizeof(Row));
+        const T v = std::is_same_v<T, uint16_t> ? static_cast<T>(glm::kernels::F32ToBf16(values[i])) : values[i];
+        std::memcpy(dst + i * sizeof(T), &v, sizeof(T));
       }
   };
   for (int64_t r = 0; r < kPatternRows; ++r) {
-    fill(pattern.data() + r * row, s.rank);
-    fill(pattern.data() + r * row + lat_bytes, s.rope);
+    fill.template operator()<Row>(pattern.data() + r * row, s.rank);
+    fill.template operator()<RopeRow>(pattern.data() + r * row + lat_bytes, s.rope);
   }
   for (int64_t r = 0; r < arena_rows; ++r)
     std::memcpy(arena.data() + r * row, pattern.data() + (r % kPatternRows) * row, row);
   auto lat_of = [&](int64_t r) { return reinterpret_cast<const Row*>(arena.data() + r * row); };
-  auto pe_of = [&](int64_t r) { return reinterpret_cast<const Row*>(arena.data() + r * row + lat_bytes); };
+  auto pe_of = [&](int64_t r) { return reinterpret_cast<const RopeRow*>(arena.data() + r * row + lat_bytes); };
   std::vector<float> q_lat(s.heads * s.rank), q_pe(s.heads * s.rope);
   for (float& v : q_lat) v = uniform(rng);
   for (float& v : q_pe) v = uniform(rng);
   std::vector<float> scores(s.heads * s.keys), pe_scores(s.heads * s.keys), o_lat(s.heads * s.rank);
   const int key_block = absl::GetFlag(FLAGS_key_block);
-  std::vector<const Row*> lat(s.keys), pe(s.keys);
+  std::vector<const Row*> lat(s.keys);
+  std::vector<const RopeRow*> pe(s.keys);
 
   // Scattered: a fresh sorted selection per call (drawing it is timed too: ~2 µs a call).
   std::vector<int64_t> picks(s.keys);

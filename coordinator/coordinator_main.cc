@@ -69,8 +69,9 @@ ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache'
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
           "what the KV cache stores attention's rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 "
           "(latent and rope key rounded once when written: half their bytes, 1.5-2x the tokens --kv-cache-gib holds; "
-          "the DSA indexer keys stay f32) | fp8 = fp8_e4m3 (vLLM's names: the same rows in e4m3 with a power-of-two "
-          "scale a row, a quarter of f32's bytes plus 4 a row; 3 mantissa bits cost accuracy: see the README)");
+          "the DSA indexer keys stay f32) | int8 (the latent in a byte a value and a scale a row, the rope key in "
+          "bf16: about 2.4x the tokens f32 holds, indexer keys included) | fp8 = fp8_e4m3 (vLLM's names: the latent in e4m3 with a "
+          "power-of-two scale a row instead; less accurate than int8 in the same bytes: see the README)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 // vLLM's names, so its users' command lines carry over.

@@ -163,7 +163,8 @@ Footprint CostModel::Head(const RankAssignment& r) const {
 }
 
 int64_t CostModel::KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype) const {
-  int64_t bytes = kv_cache::KvRowBytes(dtype, config_.kv_lora_rank) + kv_cache::KvRowBytes(dtype, config_.qk_rope_head_dim);
+  int64_t bytes = kv_cache::KvRowBytes(dtype, config_.kv_lora_rank) +
+                  kv_cache::KvRowBytes(kv_cache::RopeKeyDType(dtype), config_.qk_rope_head_dim);
   if (config_.indexer_kind(layer) == model::IndexerKind::kFull) bytes += F32Bytes(config_.index_head_dim);
   return bytes;
 }

@@ -136,9 +136,10 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         matmul_rows(q_rows + h * qk, nb, heads * qk, w.w_uk_t.Rows(h * rank, (h + 1) * rank), 0, rank,
                     q_lat + h * rank, heads * rank);
     });
-    // Jobs over the cache's rows as stored (Row: float, uint16_t BF16 bits, uint8_t FP8 or int8_t rows).
-    auto attend = [&]<typename Row>(int64_t begin, int64_t end, std::vector<const Row*>& lat_rows,
-                                    std::vector<const Row*>& kpe_rows) {
+    // Jobs over the cache's rows as stored (Row: float, uint16_t BF16 bits, uint8_t FP8 or int8_t rows;
+    // RopeRow: the rope keys', BF16 bits under 8-bit latents).
+    auto attend = [&]<typename Row, typename RopeRow>(int64_t begin, int64_t end, std::vector<const Row*>& lat_rows,
+                                                      std::vector<const RopeRow*>& kpe_rows) {
       // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
       thread_local std::vector<float> scores, pe_scores;
       for (int64_t job = begin; job < end; ++job) {
@@ -197,11 +198,13 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
       if (dtype == kv_cache::KvDType::kBf16) {
         thread_local std::vector<const uint16_t*> lat_rows, kpe_rows;
         attend(begin, end, lat_rows, kpe_rows);
-      } else if (dtype == kv_cache::KvDType::kFp8E4m3) {
-        thread_local std::vector<const uint8_t*> lat_rows, kpe_rows;
+      } else if (dtype == kv_cache::KvDType::kFp8E4m3) {  // 8-bit latents, BF16 rope keys
+        thread_local std::vector<const uint8_t*> lat_rows;
+        thread_local std::vector<const uint16_t*> kpe_rows;
         attend(begin, end, lat_rows, kpe_rows);
       } else if (dtype == kv_cache::KvDType::kInt8) {
-        thread_local std::vector<const int8_t*> lat_rows, kpe_rows;
+        thread_local std::vector<const int8_t*> lat_rows;
+        thread_local std::vector<const uint16_t*> kpe_rows;
         attend(begin, end, lat_rows, kpe_rows);
       } else {
         thread_local std::vector<const float*> lat_rows, kpe_rows;

@@ -12,7 +12,7 @@ namespace glm::kv_cache {
 KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blocks, bool growable)
     : shape_(std::move(shape)), block_size_(block_size),
       latent_row_bytes_(KvRowBytes(shape_.dtype, shape_.kv_lora_rank)),
-      rope_row_bytes_(KvRowBytes(shape_.dtype, shape_.rope_dim)), growable_(growable),
+      rope_row_bytes_(KvRowBytes(RopeKeyDType(shape_.dtype), shape_.rope_dim)), growable_(growable),
       layers_(shape_.layer_has_index_keys.size()) {
   Grow(num_blocks);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
@@ -98,7 +98,7 @@ KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int6
 int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
   int64_t per_pos = 0;  // bytes
   for (bool idx : shape.layer_has_index_keys)
-    per_pos += KvRowBytes(shape.dtype, shape.kv_lora_rank) + KvRowBytes(shape.dtype, shape.rope_dim) +
+    per_pos += KvRowBytes(shape.dtype, shape.kv_lora_rank) + KvRowBytes(RopeKeyDType(shape.dtype), shape.rope_dim) +
                (idx ? shape.index_head_dim * static_cast<int64_t>(sizeof(float)) : 0);
   return per_pos * block_size;
 }

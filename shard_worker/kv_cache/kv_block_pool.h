@@ -21,13 +21,14 @@ namespace glm::kv_cache {
 // precision); kBf16 (--kv-cache-dtype bf16) rounds the latent and rope key rows once, when written,
 // to the nearest BF16 (round-to-nearest-even): about half the memory per position — nearly twice
 // the tokens a KV budget holds — and half the bytes attention streams a step. kFp8E4m3
-// (--kv-cache-dtype fp8 | fp8_e4m3, vLLM's names) rounds them to OCP e4m3 with one power-of-two
-// scale per row (kernels::WriteFp8Row: the row's largest value maps near 448, so no row over- or
-// underflows whatever its magnitude; vLLM's default per-tensor scale of 1 would flush rows of
-// small values): a quarter of f32's bytes plus 4 a row. kInt8 (--kv-cache-dtype int8) takes the same
-// bytes with a row's values as integers times max|row| / 127: on rows of like magnitudes (the
-// latents) about 2.5x less RMS error than e4m3 (the bundled model's held-out KL vs f32: int8 0.0017,
-// fp8 0.044; quant_quality_bench --formats int8-kv,fp8-kv). Attention reads the stored rows exactly,
+// (--kv-cache-dtype fp8 | fp8_e4m3, vLLM's names) rounds the latent rows to OCP e4m3 with one
+// power-of-two scale per row (kernels::WriteFp8Row: the row's largest value maps near 448, so no row
+// over- or underflows whatever its magnitude; vLLM's default per-tensor scale of 1 would flush rows
+// of small values): a quarter of f32's bytes plus 4 a row, and the rope key rows to BF16
+// (RopeKeyDType). kInt8 (--kv-cache-dtype int8) takes the same bytes with a latent row's values as
+// integers times max|row| / 127: on rows of like magnitudes about 2.5x less RMS error than e4m3
+// (the bundled model's held-out KL vs f32: int8 0.0011, fp8 0.0034; quant_quality_bench --formats
+// int8-kv,fp8-kv). Attention reads the stored rows exactly,
 // so a prefix-cache hit still gives the cold run's tokens (both read the same stored rows). The
 // DSA indexer keys stay f32 in every dtype: their scores pick the top-k keys, a discrete choice
 // that a rounded key flips (llama.cpp's f16 cache changed the selection and the greedy tokens on
@@ -44,6 +45,15 @@ std::string KvDTypeNameError(std::string_view flag, std::string_view name);
 const char* KvDTypeName(KvDType dtype);
 // Bytes of one stored row of n values (kFp8E4m3, kInt8: n bytes padded to 4, then the f32 scale).
 int64_t KvRowBytes(KvDType dtype, int64_t n);
+// What the rope key rows are stored in under `dtype`: the same, but BF16 under the 8-bit dtypes.
+// The rope key carries the position through its rotation, and its scores are far more sensitive
+// to rounding than the latent's: on the bundled model's held-out code, e4m3 rope keys alone cost
+// KL 0.037 against f32 rows, e4m3 latents alone 0.0034 (int8: 0.0020 / 0.0011); GLM-5's 64 rope
+// values a position take 128 bytes in BF16 against 68 (vLLM's DeepSeek FP8 layout keeps them BF16
+// too).
+inline KvDType RopeKeyDType(KvDType dtype) {
+  return dtype == KvDType::kFp8E4m3 || dtype == KvDType::kInt8 ? KvDType::kBf16 : dtype;
+}
 
 struct KvCacheShape {
   int64_t kv_lora_rank = 0;

@@ -43,8 +43,8 @@ class KvCache {
   KvDType dtype() const { return pool_->shape().dtype; }
 
   // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
-  // [rope_dim] (rounded to BF16 in a kBf16 cache, to scaled 8-bit codes in kFp8E4m3 / kInt8), the
-  // indexer key [index_head_dim] (kept f32).
+  // [rope_dim] (rounded to BF16 in a kBf16 cache; in kFp8E4m3 / kInt8 the latent to scaled 8-bit
+  // codes and the rope key to BF16), the indexer key [index_head_dim] (kept f32).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
     Write(AttentionRows::kLatent, layer, position, row, shape().kv_lora_rank);
   }
@@ -74,26 +74,26 @@ class KvCache {
   // Row pointers of positions [0, n) of `layer`: latent[p] = latent(layer, p) and
   // rope_key[p] = rope_key(layer, p), filled a block at a time (attention over every cached
   // position lists thousands of rows per head group and layer; one division per row showed).
-  // T: the cache's element type (float for kF32, uint16_t for kBf16, uint8_t for kFp8E4m3, int8_t
-  // for kInt8).
-  template <typename T>
-  void RowPointers(int64_t layer, int64_t n, const T** latent_rows, const T** rope_key_rows) const {
+  // T: the latent rows' element type (float for kF32, uint16_t for kBf16, uint8_t for kFp8E4m3,
+  // int8_t for kInt8), R: the rope key rows' (T, but uint16_t (BF16) under 8-bit latents).
+  template <typename T, typename R>
+  void RowPointers(int64_t layer, int64_t n, const T** latent_rows, const R** rope_key_rows) const {
     const int64_t lat_bytes = pool_->latent_row_bytes(), kpe_bytes = pool_->rope_row_bytes();
     ForBlockRuns(0, n, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
       const uint8_t* lat = pool_->latent_as<uint8_t>(layer, block, offset);
       const uint8_t* kpe = pool_->rope_key_as<uint8_t>(layer, block, offset);
       for (int64_t i = 0; i < count; ++i) {
         latent_rows[first + i] = reinterpret_cast<const T*>(lat + i * lat_bytes);
-        rope_key_rows[first + i] = reinterpret_cast<const T*>(kpe + i * kpe_bytes);
+        rope_key_rows[first + i] = reinterpret_cast<const R*>(kpe + i * kpe_bytes);
       }
     });
   }
 
   // The same for the listed positions (any order; a division only where the list leaves a
   // block, so an ascending selection costs about one per block).
-  template <typename T>
+  template <typename T, typename R>
   void RowPointers(int64_t layer, const int32_t* positions, int64_t n, const T** latent_rows,
-                   const T** rope_key_rows) const {
+                   const R** rope_key_rows) const {
     const int64_t lat_bytes = pool_->latent_row_bytes(), kpe_bytes = pool_->rope_row_bytes();
     int64_t block_start = -1;
     const uint8_t* lat = nullptr;
@@ -107,7 +107,7 @@ class KvCache {
         kpe = pool_->rope_key_as<uint8_t>(layer, table_[b], 0);
       }
       latent_rows[i] = reinterpret_cast<const T*>(lat + (p - block_start) * lat_bytes);
-      rope_key_rows[i] = reinterpret_cast<const T*>(kpe + (p - block_start) * kpe_bytes);
+      rope_key_rows[i] = reinterpret_cast<const R*>(kpe + (p - block_start) * kpe_bytes);
     }
   }
   // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
@@ -133,7 +133,7 @@ class KvCache {
   // Copies (kF32), rounds to BF16 (kBf16), to scaled e4m3 (kFp8E4m3) or to scaled int8 (kInt8) the
   // n values of `row` into the position's row.
   void Write(AttentionRows rows, int64_t layer, int64_t position, const float* row, int64_t n) {
-    switch (dtype()) {
+    switch (rows == AttentionRows::kRopeKey ? RopeKeyDType(dtype()) : dtype()) {
       case KvDType::kF32:
         std::copy_n(row, n, RowAs<float>(rows, layer, position));
         return;

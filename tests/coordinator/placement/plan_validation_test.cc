@@ -189,7 +189,7 @@ TEST_F(PlanValidationTest, KvBytesPerTokenCountTheKvCacheDtypesRows) {
   EXPECT_EQ(f32->kv_cache_dtype(), "f32");
   EXPECT_EQ(int8->kv_cache_dtype(), "int8");
   const int64_t rank = config_.kv_lora_rank, rope = config_.qk_rope_head_dim;
-  const int64_t saved_a_layer = (rank + rope) * 4 - (kernels::ScaledRowBytes(rank) + kernels::ScaledRowBytes(rope));
+  const int64_t saved_a_layer = (rank + rope) * 4 - (kernels::ScaledRowBytes(rank) + rope * 2);  // rope keys BF16
   for (int i = 0; i < f32->ranks_size(); ++i) {
     const Stage& stage = f32->stages(f32->ranks(i).stage());
     const int64_t layers =

@@ -219,8 +219,9 @@ WrittenRows WriteRandomRows(KvCache& cache, int64_t n, uint32_t seed, const std:
   return w;
 }
 
-// An FP8 cache (vLLM's --kv-cache-dtype fp8 / fp8_e4m3): a row is its e4m3 bytes padded to 4 and
-// a power-of-two f32 scale (kernels::WriteFp8Row), the indexer keys stay f32; the block bytes are
+// An FP8 cache (vLLM's --kv-cache-dtype fp8 / fp8_e4m3): a latent row is its e4m3 bytes padded to 4
+// and a power-of-two f32 scale (kernels::WriteFp8Row), the rope keys are BF16 (RopeKeyDType), the
+// indexer keys stay f32; the block bytes are
 // what the pool commits; the listings point at the rows the writes filled, which hold exactly
 // WriteFp8Row's bytes (also across a growable pool's growth), with rows of very different
 // magnitudes each kept to e4m3's relative precision by its own scale.
@@ -229,7 +230,11 @@ TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
   shape.dtype = KvDType::kFp8E4m3;
   EXPECT_EQ(KvRowBytes(KvDType::kFp8E4m3, 24), 28);
   EXPECT_EQ(KvRowBytes(KvDType::kFp8E4m3, 7), 12);
-  EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (28 + 12) + 2 * 16 * 4) * 16);
+  EXPECT_EQ(RopeKeyDType(KvDType::kFp8E4m3), KvDType::kBf16);
+  EXPECT_EQ(RopeKeyDType(KvDType::kInt8), KvDType::kBf16);
+  EXPECT_EQ(RopeKeyDType(KvDType::kBf16), KvDType::kBf16);
+  EXPECT_EQ(RopeKeyDType(KvDType::kF32), KvDType::kF32);
+  EXPECT_EQ(KvBlockBytes(shape, 16), (3 * (28 + 8 * 2) + 2 * 16 * 4) * 16);  // rope keys BF16
   EXPECT_EQ(KvBlockPool(shape, 16, 3, false).block_bytes(), KvBlockBytes(shape, 16));
   KvBlockPool fixed(shape, 37, 100, false);
   EXPECT_EQ(fixed.Prefault(nullptr), 100 * fixed.block_bytes());
@@ -246,16 +251,17 @@ TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
   // Magnitudes 2^-20 .. 2^19.
   const auto [lat, kpe, idx] =
       WriteRandomRows(cache, n, 12, [](int64_t p) { return std::ldexp(1.0f, static_cast<int>(p % 40) - 20); });
-  std::vector<const uint8_t*> lat_rows(n), kpe_rows(n);
+  std::vector<const uint8_t*> lat_rows(n);
+  std::vector<const uint16_t*> kpe_rows(n);  // the rope keys in BF16
   std::vector<const float*> idx_rows(n);
   cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
   cache.IndexKeyRows(4, 0, n, idx_rows.data());
-  std::vector<uint8_t> want_lat(KvRowBytes(KvDType::kFp8E4m3, 24)), want_kpe(KvRowBytes(KvDType::kFp8E4m3, 8));
+  std::vector<uint8_t> want_lat(KvRowBytes(KvDType::kFp8E4m3, 24));
   for (int64_t p = 0; p < n; ++p) {
     kernels::WriteFp8Row(lat[p].data(), 24, want_lat.data());
-    kernels::WriteFp8Row(kpe[p].data(), 8, want_kpe.data());
+
     ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
-    ASSERT_TRUE(std::equal(want_kpe.begin(), want_kpe.end(), kpe_rows[p])) << p;
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(kpe_rows[p][i], kernels::F32ToBf16(kpe[p][i])) << p << " " << i;
     const float s = kernels::ScaledRowScale(lat_rows[p], 24);
     for (int i = 0; i < 24; ++i) {
       const float back = kernels::Fp8E4M3ToF32(lat_rows[p][i]) * s;
@@ -264,7 +270,8 @@ TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
     for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
   }
   std::vector<int32_t> picked = {0, 89, 17, 18, 4, 5, 64};
-  std::vector<const uint8_t*> some_lat(picked.size()), some_kpe(picked.size());
+  std::vector<const uint8_t*> some_lat(picked.size());
+  std::vector<const uint16_t*> some_kpe(picked.size());
   cache.RowPointers(3, picked.data(), static_cast<int64_t>(picked.size()), some_lat.data(), some_kpe.data());
   for (size_t i = 0; i < picked.size(); ++i) {
     EXPECT_EQ(some_lat[i], lat_rows[picked[i]]);
@@ -272,8 +279,8 @@ TEST(KvCacheTest, Fp8RowsKeepAScaleEachAndAreListedWhereTheyWereWritten) {
   }
 }
 
-// An int8 cache: the same row layout and bytes as FP8 (codes, then the scale), rows holding exactly
-// WriteInt8Row's bytes where the listings point, the indexer keys f32.
+// An int8 cache: the same row layout and bytes as FP8 (codes, then the scale), latent rows holding
+// exactly WriteInt8Row's bytes where the listings point, rope keys BF16, the indexer keys f32.
 TEST(KvCacheTest, Int8RowsHoldWriteInt8RowsBytesWhereTheyAreListed) {
   KvCacheShape shape = Shape();
   shape.dtype = KvDType::kInt8;
@@ -287,16 +294,17 @@ TEST(KvCacheTest, Int8RowsHoldWriteInt8RowsBytesWhereTheyAreListed) {
   KvCache cache(shape, 5);
   const int64_t n = 40;
   const auto [lat, kpe, idx] = WriteRandomRows(cache, n, 13, [](int64_t) { return 2.0f; });
-  std::vector<const int8_t*> lat_rows(n), kpe_rows(n);
+  std::vector<const int8_t*> lat_rows(n);
+  std::vector<const uint16_t*> kpe_rows(n);
   std::vector<const float*> idx_rows(n);
   cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
   cache.IndexKeyRows(4, 0, n, idx_rows.data());
-  std::vector<int8_t> want_lat(KvRowBytes(KvDType::kInt8, 24)), want_kpe(KvRowBytes(KvDType::kInt8, 8));
+  std::vector<int8_t> want_lat(KvRowBytes(KvDType::kInt8, 24));
   for (int64_t p = 0; p < n; ++p) {
     kernels::WriteInt8Row(lat[p].data(), 24, want_lat.data());
-    kernels::WriteInt8Row(kpe[p].data(), 8, want_kpe.data());
+
     ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
-    ASSERT_TRUE(std::equal(want_kpe.begin(), want_kpe.end(), kpe_rows[p])) << p;
+    for (int i = 0; i < 8; ++i) ASSERT_EQ(kpe_rows[p][i], kernels::F32ToBf16(kpe[p][i])) << p << " " << i;
     for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
   }
 }
