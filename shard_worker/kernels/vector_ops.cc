@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "shard_worker/kernels/absmax_quantize.h"
 #include "shard_worker/kernels/dtype.h"
 
 #if defined(__x86_64__)
@@ -584,15 +585,13 @@ float Fp8RowCodeToF32(uint8_t code) {
 }
 
 void WriteInt8Row(const float* x, int64_t n, int8_t* row) {
-  const float amax = MaxMagnitude(x, n);
-  const float s = amax > 0.0f && std::isfinite(amax) ? amax / 127.0f : 1.0f;
-  bool non_finite = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = std::nearbyint(x[i] / s);  // |v| <= 127 up to the division's rounding
-    non_finite |= !std::isfinite(x[i]);
-    row[i] = static_cast<int8_t>(std::isnan(v) ? 0.0f : std::clamp(v, -127.0f, 127.0f));
-  }
-  StoreScale(non_finite ? std::numeric_limits<float>::quiet_NaN() : s, n, reinterpret_cast<uint8_t*>(row));
+  // The activation quantisers' rule (absmax_quantize.h): codes round(x · 127 / max|x|), a NaN scale
+  // for a row holding a NaN or an infinity. A row too small for 127 / max|x| to be finite (all
+  // zeros included) gets codes 0, read with scale 1 (a normal number: any scale reads 0 as 0).
+  float s = 0.0f;
+  QuantizeAbsMax<int8_t>(x, static_cast<int>(n), static_cast<int>(n), 127.0f,
+                         127.0f / std::numeric_limits<float>::max(), row, &s);
+  StoreScale(s == 0.0f ? 1.0f : s, n, reinterpret_cast<uint8_t*>(row));
 }
 
 float Dot(const float* a, const float* b, int64_t n) { return Ops().dot(a, b, n); }
