@@ -81,10 +81,24 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   for (int64_t b0 = 0, b1 = 0; b0 < n; b0 = b1) {
     int64_t floats = 0;
     for (b1 = b0; b1 < n && (b1 == b0 || floats + sparse_pos[b1] + 1 <= score_budget_); ++b1) floats += sparse_pos[b1] + 1;
-    ScoreAndSelect(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+    switch (spans.front().cache->index_key_dtype()) {  // one dtype a batch (Glm5Model checks)
+      case kv_cache::KvDType::kF32:
+        ScoreAndSelect<float>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+        break;
+      case kv_cache::KvDType::kBf16:
+        ScoreAndSelect<uint16_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+        break;
+      case kv_cache::KvDType::kFp8E4m3:
+        ScoreAndSelect<uint8_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+        break;
+      case kv_cache::KvDType::kInt8:
+        ScoreAndSelect<int8_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+        break;
+    }
   }
 }
 
+template <typename T>
 void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
                                 const std::vector<int64_t>& sparse_tokens, const std::vector<int64_t>& sparse_pos,
                                 const std::vector<const SequenceSpan*>& sparse_span, const std::vector<float>& q,
@@ -104,7 +118,7 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
   // A block's keys are read once for all heads (DotRows, up to kMaxQueries heads at a time):
   // dots [heads, block]; then score_s = Σ_h max(0, dot_hs · softmax_scale) · w_h, heads in order.
   pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
-    std::vector<const float*> rows(kKeyBlock);
+    std::vector<const T*> rows(kKeyBlock);
     std::vector<float> dots(heads * kKeyBlock);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t jb = std::upper_bound(first_job.begin(), first_job.end(), job) - first_job.begin() - 1;

@@ -12,7 +12,8 @@ namespace glm::kv_cache {
 KvBlockPool::KvBlockPool(KvCacheShape shape, int64_t block_size, int64_t num_blocks, bool growable)
     : shape_(std::move(shape)), block_size_(block_size),
       latent_row_bytes_(KvRowBytes(shape_.dtype, shape_.kv_lora_rank)),
-      rope_row_bytes_(KvRowBytes(RopeKeyDType(shape_.dtype), shape_.rope_dim)), growable_(growable),
+      rope_row_bytes_(KvRowBytes(RopeKeyDType(shape_.dtype), shape_.rope_dim)),
+      index_row_bytes_(KvRowBytes(shape_.index_key_dtype, shape_.index_head_dim)), growable_(growable),
       layers_(shape_.layer_has_index_keys.size()) {
   Grow(num_blocks);
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
@@ -39,8 +40,7 @@ void KvBlockPool::Grow(int64_t blocks) {
     l.latent = Regrow(std::move(l.latent), old_pos, new_pos, latent_row_bytes_);
     l.rope_key = Regrow(std::move(l.rope_key), old_pos, new_pos, rope_row_bytes_);
     if (shape_.layer_has_index_keys[i])
-      l.index_key = Regrow(std::move(l.index_key), old_pos * shape_.index_head_dim, new_pos * shape_.index_head_dim,
-                           sizeof(float));
+      l.index_key = Regrow(std::move(l.index_key), old_pos, new_pos, index_row_bytes_);
   }
   num_blocks_ = blocks;
 }
@@ -87,8 +87,9 @@ int64_t KvBlockPool::Prefault(kernels::ThreadPool* pool) {
 int64_t KvBlockPool::block_bytes() const { return KvBlockBytes(shape_, block_size_); }
 
 KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int64_t layer_end, bool last_stage,
-                          KvDType dtype) {
-  KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, layer_begin, {}, c.max_position_embeddings, dtype};
+                          KvDType dtype, KvDType index_key_dtype) {
+  KvCacheShape shape{c.kv_lora_rank,    c.qk_rope_head_dim,          c.index_head_dim, layer_begin, {},
+                     c.max_position_embeddings, dtype, index_key_dtype};
   for (int64_t l = layer_begin; l < layer_end; ++l)
     shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
   if (last_stage && c.has_mtp()) shape.layer_has_index_keys.push_back(true);
@@ -99,7 +100,7 @@ int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size) {
   int64_t per_pos = 0;  // bytes
   for (bool idx : shape.layer_has_index_keys)
     per_pos += KvRowBytes(shape.dtype, shape.kv_lora_rank) + KvRowBytes(RopeKeyDType(shape.dtype), shape.rope_dim) +
-               (idx ? shape.index_head_dim * static_cast<int64_t>(sizeof(float)) : 0);
+               (idx ? KvRowBytes(shape.index_key_dtype, shape.index_head_dim) : 0);
   return per_pos * block_size;
 }
 

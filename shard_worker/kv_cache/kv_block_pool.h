@@ -33,7 +33,8 @@ namespace glm::kv_cache {
 // DSA indexer keys stay f32 in every dtype: their scores pick the top-k keys, a discrete choice
 // that a rounded key flips (llama.cpp's f16 cache changed the selection and the greedy tokens on
 // the random sparse fixture, as measured for the project's anchors); they are 128 of GLM-5's 704
-// values a position.
+// values a position. --index-key-dtype (KvCacheShape::index_key_dtype) opts into storing them in
+// one of these dtypes too (the selection then comes from the rounded keys).
 enum class KvDType { kF32, kBf16, kFp8E4m3, kInt8 };
 // "f32" | "bf16" | "bfloat16" | "int8" | "fp8" | "fp8_e4m3" | "auto" (vLLM's spellings; "auto": the
 // dtype attention computes in, f32); false for anything else (vLLM's fp8_e5m2, fp8_inc, fp8_ds_mla
@@ -63,6 +64,9 @@ struct KvCacheShape {
   std::vector<bool> layer_has_index_keys;  // per cached layer
   int64_t max_positions = 0;               // a sequence's limit (the model's context)
   KvDType dtype = KvDType::kF32;
+  // The DSA indexer key rows' storage: f32 unless --index-key-dtype asks otherwise (any KvDType,
+  // stored as KvRowBytes(index_key_dtype, index_head_dim) bytes a row, independent of `dtype`).
+  KvDType index_key_dtype = KvDType::kF32;
 };
 
 // What a pipeline stage caches: its layers [layer_begin, layer_end) and, on the last stage of a
@@ -70,7 +74,7 @@ struct KvCacheShape {
 // own; MTP row j lives at position j of the same blocks, and keeps indexer keys). The worker's
 // pool and the coordinator's block count (so --kv-cache-gib is what the pool takes) both use it.
 KvCacheShape StageKvShape(const model::ModelConfig& config, int64_t layer_begin, int64_t layer_end, bool last_stage,
-                          KvDType dtype = KvDType::kF32);
+                          KvDType dtype = KvDType::kF32, KvDType index_key_dtype = KvDType::kF32);
 
 // Bytes of one block of `block_size` positions over the shape's layers.
 int64_t KvBlockBytes(const KvCacheShape& shape, int64_t block_size);
@@ -106,10 +110,15 @@ class KvBlockPool {
   // The f32 rows of a kF32 pool (tests, and code that predates kBf16).
   float* latent(int64_t layer, int64_t block, int64_t offset) { return latent_as<float>(layer, block, offset); }
   float* rope_key(int64_t layer, int64_t block, int64_t offset) { return rope_key_as<float>(layer, block, offset); }
-  // Indexer keys: f32 whatever the dtype.
-  float* index_key(int64_t layer, int64_t block, int64_t offset) {
-    return static_cast<float*>(layers_[layer - shape_.first_layer].index_key.data()) + (block * block_size_ + offset) * shape_.index_head_dim;
+  // Indexer key rows as stored (T as for the latent, of shape_.index_key_dtype), index_row_bytes()
+  // apart; index_key: the f32 rows of a pool whose index_key_dtype is kF32.
+  template <typename T>
+  T* index_key_as(int64_t layer, int64_t block, int64_t offset) {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(layers_[layer - shape_.first_layer].index_key.data()) +
+                                (block * block_size_ + offset) * index_row_bytes_);
   }
+  int64_t index_row_bytes() const { return index_row_bytes_; }
+  float* index_key(int64_t layer, int64_t block, int64_t offset) { return index_key_as<float>(layer, block, offset); }
   // Bytes of one block over all layers.
   int64_t block_bytes() const;
 
@@ -130,7 +139,7 @@ class KvBlockPool {
   };
   KvCacheShape shape_;
   int64_t block_size_;
-  int64_t latent_row_bytes_, rope_row_bytes_;  // KvRowBytes of the dtype
+  int64_t latent_row_bytes_, rope_row_bytes_, index_row_bytes_;  // KvRowBytes of the dtypes
   int64_t num_blocks_ = 0;
   bool growable_;
   std::vector<LayerStore> layers_;

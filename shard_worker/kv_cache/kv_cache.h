@@ -41,21 +41,24 @@ class KvCache {
   }
 
   KvDType dtype() const { return pool_->shape().dtype; }
+  KvDType index_key_dtype() const { return pool_->shape().index_key_dtype; }
 
   // Stores a position's rows from f32 values: the latent [kv_lora_rank] and the rotated rope key
   // [rope_dim] (rounded to BF16 in a kBf16 cache; in kFp8E4m3 / kInt8 the latent to scaled 8-bit
-  // codes and the rope key to BF16), the indexer key [index_head_dim] (kept f32).
+  // codes and the rope key to BF16), the indexer key [index_head_dim] (in index_key_dtype(), f32
+  // unless asked otherwise).
   void WriteLatent(int64_t layer, int64_t position, const float* row) {
     Write(AttentionRows::kLatent, layer, position, row, shape().kv_lora_rank);
   }
   void WriteRopeKey(int64_t layer, int64_t position, const float* row) {
     Write(AttentionRows::kRopeKey, layer, position, row, shape().rope_dim);
   }
-  void WriteIndexKey(int64_t layer, int64_t position, const float* row) {  // f32 in every dtype
-    std::copy_n(row, shape().index_head_dim, index_key(layer, position));
+  void WriteIndexKey(int64_t layer, int64_t position, const float* row) {
+    Write(AttentionRows::kIndexKey, layer, position, row, shape().index_head_dim);
   }
 
-  // The f32 rows of a kF32 cache (tests; attention goes through the typed RowPointers).
+  // The f32 rows of a kF32 cache (tests; attention goes through the typed RowPointers), and the
+  // f32 index keys of an index_key_dtype() kF32 one.
   float* latent(int64_t layer, int64_t position) {
     return pool_->latent(layer, table_[position / bs_], position % bs_);
   }
@@ -110,30 +113,45 @@ class KvCache {
       rope_key_rows[i] = reinterpret_cast<const R*>(kpe + (p - block_start) * kpe_bytes);
     }
   }
-  // rows[p - begin] = index_key(layer, p) for positions [begin, end), a block at a time.
-  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const float** rows) const {
-    const int64_t d = shape().index_head_dim;
+  // rows[p - begin] = the stored index key row of position p for positions [begin, end), a block
+  // at a time; T: the element type of index_key_dtype() (as RowPointers' T).
+  template <typename T>
+  void IndexKeyRows(int64_t layer, int64_t begin, int64_t end, const T** rows) const {
+    const int64_t row_bytes = pool_->index_row_bytes();
     ForBlockRuns(begin, end, [&](int64_t block, int64_t offset, int64_t count, int64_t first) {
-      const float* k = pool_->index_key(layer, block, offset);
-      for (int64_t i = 0; i < count; ++i) rows[first - begin + i] = k + i * d;
+      const uint8_t* k = pool_->index_key_as<uint8_t>(layer, block, offset);
+      for (int64_t i = 0; i < count; ++i) rows[first - begin + i] = reinterpret_cast<const T*>(k + i * row_bytes);
     });
   }
 
   int64_t bytes() const { return static_cast<int64_t>(table_.size()) * pool_->block_bytes(); }
 
  private:
-  // The arrays whose rows take the cache's dtype; a position's row there as element type T.
-  enum class AttentionRows { kLatent, kRopeKey };
+  // The arrays of rows a position has; a position's row there as element type T.
+  enum class AttentionRows { kLatent, kRopeKey, kIndexKey };
   template <typename T>
   T* RowAs(AttentionRows rows, int64_t layer, int64_t position) {
     const int64_t block = table_[position / bs_], offset = position % bs_;
-    return rows == AttentionRows::kLatent ? pool_->latent_as<T>(layer, block, offset)
-                                          : pool_->rope_key_as<T>(layer, block, offset);
+    switch (rows) {
+      case AttentionRows::kLatent: return pool_->latent_as<T>(layer, block, offset);
+      case AttentionRows::kRopeKey: return pool_->rope_key_as<T>(layer, block, offset);
+      case AttentionRows::kIndexKey: break;
+    }
+    return pool_->index_key_as<T>(layer, block, offset);
+  }
+  // What the rows of one array are stored in.
+  KvDType RowDType(AttentionRows rows) const {
+    switch (rows) {
+      case AttentionRows::kLatent: return dtype();
+      case AttentionRows::kRopeKey: return RopeKeyDType(dtype());
+      case AttentionRows::kIndexKey: break;
+    }
+    return index_key_dtype();
   }
   // Copies (kF32), rounds to BF16 (kBf16), to scaled e4m3 (kFp8E4m3) or to scaled int8 (kInt8) the
   // n values of `row` into the position's row.
   void Write(AttentionRows rows, int64_t layer, int64_t position, const float* row, int64_t n) {
-    switch (rows == AttentionRows::kRopeKey ? RopeKeyDType(dtype()) : dtype()) {
+    switch (RowDType(rows)) {
       case KvDType::kF32:
         std::copy_n(row, n, RowAs<float>(rows, layer, position));
         return;

@@ -147,7 +147,8 @@ absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<con
 
 std::unique_ptr<kv_cache::KvCache> Glm5Model::NewCache() const {
   const ModelConfig& c = config();
-  kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, 0, {}, c.max_position_embeddings, kv_dtype_};
+  kv_cache::KvCacheShape s{c.kv_lora_rank,           c.qk_rope_head_dim, c.index_head_dim, 0, {},
+                           c.max_position_embeddings, kv_dtype_,          index_key_dtype_};
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) s.layer_has_index_keys.push_back(c.indexer_kind(l) == IndexerKind::kFull);
   return std::make_unique<kv_cache::KvCache>(s);
 }
@@ -155,7 +156,7 @@ std::unique_ptr<kv_cache::KvCache> Glm5Model::NewCache() const {
 std::unique_ptr<kv_cache::KvCache> Glm5Model::NewMtpCache() const {
   const ModelConfig& c = config();
   kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, c.num_hidden_layers, {true},
-                           c.max_position_embeddings, kv_dtype_};
+                           c.max_position_embeddings, kv_dtype_, index_key_dtype_};
   return std::make_unique<kv_cache::KvCache>(s);
 }
 
@@ -177,6 +178,10 @@ absl::Status Glm5Model::Prepare(std::vector<SequenceInput>& batch, bool mtp,
       return absl::InvalidArgumentError(absl::StrCat("sequence ", i, "'s KV cache holds ",
                                                      kv_cache::KvDTypeName(in.cache->dtype()), " rows, sequence 0's ",
                                                      kv_cache::KvDTypeName(batch.front().cache->dtype())));
+    if (in.cache->index_key_dtype() != batch.front().cache->index_key_dtype())  // so does the indexer
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", i, "'s KV cache holds ", kv_cache::KvDTypeName(in.cache->index_key_dtype()),
+                       " indexer keys, sequence 0's ", kv_cache::KvDTypeName(batch.front().cache->index_key_dtype())));
     if (in.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no tokens"));
     for (int32_t t : in.tokens)
       if (t < 0 || t >= c.vocab_size)

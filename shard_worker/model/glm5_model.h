@@ -91,6 +91,9 @@ class Glm5Model {
   // What NewCache / NewMtpCache store rows in (kF32 unless set; set before generating).
   void set_kv_cache_dtype(kv_cache::KvDType dtype) { kv_dtype_ = dtype; }
   kv_cache::KvDType kv_cache_dtype() const { return kv_dtype_; }
+  // The same for the DSA indexer key rows (kF32 unless set).
+  void set_index_key_dtype(kv_cache::KvDType dtype) { index_key_dtype_ = dtype; }
+  kv_cache::KvDType index_key_dtype() const { return index_key_dtype_; }
   // A fresh cache for the main layers / the MTP layer of one sequence.
   std::unique_ptr<kv_cache::KvCache> NewCache() const;
   std::unique_ptr<kv_cache::KvCache> NewMtpCache() const;
@@ -237,6 +240,7 @@ class Glm5Model {
   std::unique_ptr<moe::MoeLayer> inline_moe_;
   int64_t stage_weight_bytes_ = 0;  // matmul weights of the stage's layers
   kv_cache::KvDType kv_dtype_ = kv_cache::KvDType::kF32;
+  kv_cache::KvDType index_key_dtype_ = kv_cache::KvDType::kF32;
   bool small_matrices_ = false;     // their mean size is below where a split across the pool pays
   mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
   mutable BlockPathChooser draft_chooser_;          // draft_alongside_chooser()

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <functional>
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -306,6 +308,64 @@ TEST(KvCacheTest, Int8RowsHoldWriteInt8RowsBytesWhereTheyAreListed) {
     ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
     for (int i = 0; i < 8; ++i) ASSERT_EQ(kpe_rows[p][i], kernels::F32ToBf16(kpe[p][i])) << p << " " << i;
     for (int i = 0; i < 16; ++i) ASSERT_EQ(idx_rows[p][i], idx[p][i]) << p << " " << i;  // kept f32
+  }
+}
+
+// --index-key-dtype: the indexer key rows in each dtype, whatever the latent rows' dtype: a row
+// holds exactly what its writer makes of the values (BF16 rounding, WriteInt8Row, WriteFp8Row)
+// where IndexKeyRows points, through a growable pool's growth; the latent and rope rows are not
+// touched by it; the pool commits the block bytes KvBlockBytes counts.
+TEST(KvCacheTest, IndexKeysTakeTheirOwnDtype) {
+  for (KvDType latent : {KvDType::kF32, KvDType::kInt8}) {
+    for (KvDType index : {KvDType::kBf16, KvDType::kInt8, KvDType::kFp8E4m3}) {
+      SCOPED_TRACE(std::string(KvDTypeName(latent)) + " latents, " + KvDTypeName(index) + " indexer keys");
+      KvCacheShape shape = Shape();
+      shape.dtype = latent;
+      shape.index_key_dtype = index;
+      const int64_t lat_bytes = KvRowBytes(latent, 24) + KvRowBytes(RopeKeyDType(latent), 8);
+      EXPECT_EQ(KvBlockBytes(shape, 16), (3 * lat_bytes + 2 * KvRowBytes(index, 16)) * 16);
+      KvBlockPool fixed(shape, 7, 9, false);
+      EXPECT_EQ(fixed.index_row_bytes(), KvRowBytes(index, 16));
+      EXPECT_EQ(fixed.Prefault(nullptr), 9 * fixed.block_bytes());
+
+      KvCache cache(shape, 5);  // grows while positions are reserved
+      EXPECT_EQ(cache.index_key_dtype(), index);
+      const int64_t n = 70;
+      const auto [lat, kpe, idx] =
+          WriteRandomRows(cache, n, 14, [](int64_t p) { return std::ldexp(1.0f, static_cast<int>(p % 30) - 15); });
+      std::vector<const uint8_t*> rows(n);
+      cache.IndexKeyRows(4, 0, n, rows.data());
+      std::vector<const uint8_t*> tail(n - 33);
+      cache.IndexKeyRows(4, 33, n, tail.data());
+      std::vector<uint8_t> want(KvRowBytes(index, 16));
+      for (int64_t p = 0; p < n; ++p) {
+        if (index == KvDType::kBf16) {
+          for (int i = 0; i < 16; ++i) {
+            const uint16_t b = kernels::F32ToBf16(idx[p][i]);
+            std::memcpy(want.data() + 2 * i, &b, 2);
+          }
+        } else if (index == KvDType::kInt8) {
+          kernels::WriteInt8Row(idx[p].data(), 16, reinterpret_cast<int8_t*>(want.data()));
+        } else {
+          kernels::WriteFp8Row(idx[p].data(), 16, want.data());
+        }
+        ASSERT_TRUE(std::equal(want.begin(), want.end(), rows[p])) << p;
+        if (p >= 33) ASSERT_EQ(tail[p - 33], rows[p]) << p;
+      }
+      // The latent rows are the latent dtype's, untouched by the indexer keys' dtype.
+      if (latent == KvDType::kF32) {
+        for (int64_t p = 0; p < n; ++p) ASSERT_TRUE(std::equal(lat[p].begin(), lat[p].end(), cache.latent(3, p))) << p;
+      } else {
+        std::vector<const int8_t*> lat_rows(n);
+        std::vector<const uint16_t*> kpe_rows(n);
+        cache.RowPointers(3, n, lat_rows.data(), kpe_rows.data());
+        std::vector<int8_t> want_lat(KvRowBytes(KvDType::kInt8, 24));
+        for (int64_t p = 0; p < n; ++p) {
+          kernels::WriteInt8Row(lat[p].data(), 24, want_lat.data());
+          ASSERT_TRUE(std::equal(want_lat.begin(), want_lat.end(), lat_rows[p])) << p;
+        }
+      }
+    }
   }
 }
 

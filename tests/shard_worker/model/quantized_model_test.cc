@@ -41,16 +41,20 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   // FORMAT or FORMAT:all (every matrix re-quantised, not just the experts), or
   // "bf16-activations": the weights as stored, BF16 activations (kernels::SetBf16Activations), or
   // "bf16-kv" / "fp8-kv" / "int8-kv": the weights as stored, the KV cache's rows in BF16 / FP8 / int8
-  // (--kv-cache-dtype).
+  // (--kv-cache-dtype), or "DTYPE-index": the DSA indexer's keys in that dtype (--index-key-dtype).
   model::LoadOptions load;
   const bool bf16_activations = format == "bf16-activations", bf16_kv = format == "bf16-kv",
              fp8_kv = format == "fp8-kv", int8_kv = format == "int8-kv";
+  kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32;
+  const size_t index_suffix = format.rfind("-index");
+  const bool rounded_index = index_suffix != std::string::npos && index_suffix + 6 == format.size() &&
+                             kv_cache::ParseKvDType(format.substr(0, index_suffix), &index_key_dtype);
   struct ActivationsGuard {
     explicit ActivationsGuard(bool on) { kernels::SetBf16Activations(on); }
     ~ActivationsGuard() { kernels::SetBf16Activations(false); }
   } guard(bf16_activations);
   const size_t colon = format.find(':');
-  if (!bf16_activations && !bf16_kv && !fp8_kv && !int8_kv) {
+  if (!bf16_activations && !bf16_kv && !fp8_kv && !int8_kv && !rounded_index) {
     EXPECT_TRUE(model::ParseWeightDType(format.substr(0, colon), &load).ok());
   }
   if (colon != std::string::npos) {
@@ -65,6 +69,7 @@ Quality Evaluate(const std::string& fixture_name, const std::string& format) {
   if (bf16_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kBf16);
   if (fp8_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kFp8E4m3);
   if (int8_kv) (*m)->set_kv_cache_dtype(kv_cache::KvDType::kInt8);
+  (*m)->set_index_key_dtype(index_key_dtype);
   const int64_t vocab = (*m)->config().vocab_size;
   Quality q;
   double kl_sum = 0;
@@ -133,8 +138,12 @@ INSTANTIATE_TEST_SUITE_P(
     // (2026-12-07, indexer keys f32): tiny-code 0.000007 / 100%, random-sparse 0.0041 / 96%, random-fp8 0.0021 / 99%;
     // 8-bit KV caches (latent e4m3 with a power-of-two scale a row, or int8 with absmax / 127; rope
     // keys BF16): tiny-code fp8 0.0019 / 97.4%, int8 0.0018 / 100%; random-sparse fp8 0.034 / 68%,
-    // int8 0.014 / 90%; random-fp8 fp8 0.062 / 86%, int8 0.020 / 96%. The random-weight fixtures are chaotic (untrained routers and logits), so there the
-    // bounds guard against regressions (a wrong layout or scale gives KL of several nats).
+    // int8 0.014 / 90%; random-fp8 fp8 0.062 / 86%, int8 0.020 / 96%. Indexer keys rounded
+    // (--index-key-dtype; both fixtures select at index_topk 16 / 32, the latents f32): random-sparse
+    // bf16 0.000095 / 98.6%, int8 0.011 / 97.2%, fp8 0.056 / 85.9%; random-fp8 bf16 0.000064 / 100%,
+    // int8 0.0026 / 98.6%, fp8 0.078 / 90.1%. The random-weight fixtures are chaotic (untrained
+    // routers and logits), so there the bounds guard against regressions (a wrong layout or scale
+    // gives KL of several nats).
     ::testing::Values(Case{"glm5-tiny-code", "int8", 0.001, 0.98}, Case{"glm5-tiny-code", "int4", 0.03, 0.88},
                       Case{"glm5-tiny-code", "int8:all", 0.002, 0.97}, Case{"glm5-tiny-code", "int4:all", 0.06, 0.85},
                       Case{"glm5-random-fp8", "int8", 0.03, 0.85}, Case{"glm5-random-fp8", "int4", 0.3, 0.5},
@@ -146,7 +155,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"glm5-random-fp8", "bf16-kv", 0.01, 0.9}, Case{"glm5-tiny-code", "fp8-kv", 0.005, 0.95},
                       Case{"glm5-random-sparse", "fp8-kv", 0.06, 0.6}, Case{"glm5-random-fp8", "fp8-kv", 0.08, 0.7},
                       Case{"glm5-tiny-code", "int8-kv", 0.005, 0.98}, Case{"glm5-random-sparse", "int8-kv", 0.06, 0.6},
-                      Case{"glm5-random-fp8", "int8-kv", 0.08, 0.7}),
+                      Case{"glm5-random-fp8", "int8-kv", 0.08, 0.7},
+                      Case{"glm5-random-sparse", "bf16-index", 0.002, 0.95},
+                      Case{"glm5-random-sparse", "int8-index", 0.04, 0.9},
+                      Case{"glm5-random-sparse", "fp8-index", 0.15, 0.75},
+                      Case{"glm5-random-fp8", "bf16-index", 0.002, 0.95}, Case{"glm5-random-fp8", "int8-index", 0.02, 0.9},
+                      Case{"glm5-random-fp8", "fp8-index", 0.2, 0.75}),
     [](const ::testing::TestParamInfo<Case>& i) {
       std::string n = std::get<0>(i.param) + "_" + std::get<1>(i.param);
       std::replace(n.begin(), n.end(), '-', '_');
