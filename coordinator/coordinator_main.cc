@@ -69,9 +69,14 @@ ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache'
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
           "what the KV cache stores attention's rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 "
           "(latent and rope key rounded once when written: half their bytes, 1.5-2x the tokens --kv-cache-gib holds; "
-          "the DSA indexer keys stay f32) | int8 (the latent in a byte a value and a scale a row, the rope key in "
-          "bf16: about 2.4x the tokens f32 holds, indexer keys included) | fp8 = fp8_e4m3 (vLLM's names: the latent in e4m3 with a "
-          "power-of-two scale a row instead; less accurate than int8 in the same bytes: see the README)");
+          "the DSA indexer keys stay f32 unless --index-key-dtype) | int8 (the latent in a byte a value and a scale "
+          "a row, the rope key in bf16: about 2.4x the tokens f32 holds, indexer keys included) | fp8 = fp8_e4m3 "
+          "(vLLM's names: the latent in e4m3 with a power-of-two scale a row instead; less accurate than int8 in "
+          "the same bytes: see the README)");
+ABSL_FLAG(std::string, index_key_dtype, "f32",
+          "what the KV cache stores the DSA indexer's keys in: f32 (default: the top-k selection of the reference "
+          "arithmetic) | bf16 | int8 | fp8 (as --kv-cache-dtype: 1/2, about 1/4 of the bytes; the selection is then "
+          "made from the rounded keys, so it can differ from f32's: see the README)");
 ABSL_FLAG(int32_t, prefill_chunk, 2048, "prompt tokens per step (chunked prefill)");
 ABSL_FLAG(int32_t, max_running, 64, "sequences decoding together");
 // vLLM's names, so its users' command lines carry over.
@@ -144,12 +149,13 @@ void Log(const std::string& m) { std::fprintf(stderr, "[coordinator] %s\n", m.c_
 // KV bytes per block on the rank of the plan that caches the most (every rank of a stage caches
 // all of the stage's layers; the last stage also the MTP layer's, kv_cache::StageKvShape).
 int64_t LargestBlockBytes(const glm::model::ModelConfig& c, const glm::placement::PlacementPlan& plan, int block_size,
-                          glm::kv_cache::KvDType dtype) {
+                          glm::kv_cache::KvDType dtype, glm::kv_cache::KvDType index_key_dtype) {
   int64_t worst = 0;
   for (int s = 0; s < plan.stages_size(); ++s) {
     const auto& st = plan.stages(s);
     worst = std::max(worst, glm::kv_cache::KvBlockBytes(
-                                glm::kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), s == plan.stages_size() - 1, dtype),
+                                glm::kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(),
+                                                            s == plan.stages_size() - 1, dtype, index_key_dtype),
                                 block_size));
   }
   return worst;
@@ -234,6 +240,9 @@ int main(int argc, char** argv) {
   glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
   if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
     Fatal(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
+  glm::kv_cache::KvDType index_key_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_index_key_dtype), &index_key_dtype))
+    Fatal(glm::kv_cache::KvDTypeNameError("--index-key-dtype", absl::GetFlag(FLAGS_index_key_dtype)));
   auto kv_bytes = glm::placement::GibFlagBytes("--kv-cache-gib", kv_gib);
   if (!kv_bytes.ok()) Fatal(std::string(kv_bytes.status().message()));
   if (auto s = glm::placement::CheckGibFlag("--memory-budget-gib", absl::GetFlag(FLAGS_memory_budget_gib),
@@ -268,6 +277,7 @@ int main(int argc, char** argv) {
     // the budgets are checked, and the summary shows, what will be allocated.
     for (glm::placement::RankAssignment& r : *plan->mutable_ranks()) r.set_kv_reserve_bytes(*kv_bytes);
     plan->set_kv_cache_dtype(glm::kv_cache::KvDTypeName(kv_dtype));
+    plan->set_index_key_dtype(glm::kv_cache::KvDTypeName(index_key_dtype));
     if (auto s = glm::placement::RecountPlan(*config, &*plan); !s.ok())
       Fatal(absl::StrCat("--placement ", path, ": ", s.message(), " (the KV reserve is this coordinator's --kv-cache-gib, ",
                          kv_gib, " GiB per worker)"));
@@ -343,9 +353,10 @@ int main(int argc, char** argv) {
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
   cluster_options.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
+  cluster_options.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
   cluster_options.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_s));
   cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
-    const int64_t per_block = LargestBlockBytes(*config, plan, block_size, kv_dtype);
+    const int64_t per_block = LargestBlockBytes(*config, plan, block_size, kv_dtype, index_key_dtype);
     return static_cast<int32_t>(std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block)));
   };
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
@@ -375,6 +386,7 @@ int main(int argc, char** argv) {
       po.quantize_scope = load_flags.quantize_scope;
       po.activation_dtype = load_flags.activation_dtype;
       po.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
+      po.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
       po.expert_memory_gib = expert_gib;
       po.model_name = model_name;
       plan = glm::placement::Plan(*config, slots, po);
@@ -402,7 +414,11 @@ int main(int argc, char** argv) {
   }
   Log(absl::StrCat("cluster ready: ", (*client)->ready().size(), " workers, ", total_bytes / 1048576, " MiB of weights, loaded in ",
                    slowest_load, " s; ", (*client)->kv_blocks(), " KV blocks of ", block_size, " positions per worker (",
-                   glm::kv_cache::KvDTypeName(kv_dtype), " rows)"));
+                   glm::kv_cache::KvDTypeName(kv_dtype), " rows",
+                   index_key_dtype == glm::kv_cache::KvDType::kF32
+                       ? ""
+                       : absl::StrCat(", ", glm::kv_cache::KvDTypeName(index_key_dtype), " indexer keys"),
+                   ")"));
 
   glm::scheduler::ClusterStepRunner runner(client->get());
   glm::scheduler::EngineOptions eo;
@@ -455,6 +471,7 @@ int main(int argc, char** argv) {
   served.default_speculative = absl::GetFlag(FLAGS_speculative);
   served.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   served.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
+  served.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
   served.kv_cache_tokens = int64_t{(*client)->kv_blocks()} * block_size;
   served.kv_block_size = block_size;
   served.prefix_caching = eo.enable_prefix_cache;

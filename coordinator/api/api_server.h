@@ -37,6 +37,7 @@ struct ServedModel {
   std::string default_speculative;        // the server's --speculative ("" = off)
   int64_t draft_vocab = 0;                // the server's --draft-vocab (0 = off)
   std::string kv_cache_dtype = "f32";     // the server's --kv-cache-dtype
+  std::string index_key_dtype = "f32";    // the server's --index-key-dtype
   int64_t kv_cache_tokens = 0;            // positions the KV cache holds (blocks x block size)
   int64_t kv_block_size = 0;              // positions a KV block holds (0: not reported)
   bool prefix_caching = true;             // the server's --enable-prefix-caching

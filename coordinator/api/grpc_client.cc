@@ -280,6 +280,7 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
             {"world_size", info.world_size()},
             {"draft_vocab", info.draft_vocab()},
             {"kv_cache_dtype", info.kv_cache_dtype()},
+            {"index_key_dtype", info.index_key_dtype().empty() ? std::string("f32") : info.index_key_dtype()},
             {"kv_cache_tokens", info.kv_cache_tokens()},
             {"placement_summary", info.placement_summary()}};
   if (!info.placement_json().empty()) {

@@ -323,6 +323,7 @@ grpc::Status GrpcInferenceService::GetModelInfo(grpc::ServerContext* context, co
   info->set_default_speculative(m.default_speculative);
   info->set_draft_vocab(m.draft_vocab);
   info->set_kv_cache_dtype(m.kv_cache_dtype);
+  info->set_index_key_dtype(m.index_key_dtype);
   info->set_kv_cache_tokens(m.kv_cache_tokens);
   pb::LoadResponse load;
   GetLoad(nullptr, nullptr, &load);

@@ -109,6 +109,9 @@ ABSL_FLAG(std::string, kv_cache_dtype, "f32",
           "forward/generate/chat/plan: what the KV cache stores attention's rows in: f32 | bf16 | fp8 (= fp8_e4m3, a "
           "scale a row) (latent and rope key rounded once when written, the indexer keys kept f32; "
           "the coordinator's --kv-cache-dtype for a cluster)");
+ABSL_FLAG(std::string, index_key_dtype, "f32",
+          "forward/generate/chat/plan: what the KV cache stores the DSA indexer's keys in: f32 | bf16 | int8 | fp8 "
+          "(the top-k selection is then made from the rounded keys; the coordinator's --index-key-dtype)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
           "forward/generate/chat/plan: with int8/int4, experts (routed + shared experts) | all | mtp (the MTP "
           "draft layer only)");
@@ -196,6 +199,7 @@ int main(int argc, char** argv) {
   m.activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
   m.amx_tiles = absl::GetFlag(FLAGS_amx_tiles);
   m.kv_cache_dtype = absl::GetFlag(FLAGS_kv_cache_dtype);
+  m.index_key_dtype = absl::GetFlag(FLAGS_index_key_dtype);
   m.expert_memory_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   if (absl::GetFlag(FLAGS_stream) &&
       (m.json || (command != "generate" && command != "chat") || (command == "generate" && m.prompt.empty()))) {
@@ -214,7 +218,7 @@ int main(int argc, char** argv) {
     // The server's weights are loaded already: these would be silently ignored.
     for (const char* flag :
          {"weight_dtype", "quantize_scope", "expert_memory_gib", "activation_dtype", "amx_tiles", "draft_vocab",
-          "kv_cache_dtype"}) {
+          "kv_cache_dtype", "index_key_dtype"}) {
       if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
         std::string name(flag);
         std::replace(name.begin(), name.end(), '_', '-');
@@ -312,6 +316,7 @@ int main(int argc, char** argv) {
     p.quantize_scope = m.quantize_scope;
     p.activation_dtype = m.activation_dtype;
     p.kv_cache_dtype = m.kv_cache_dtype;
+    p.index_key_dtype = m.index_key_dtype;
     p.expert_memory_gib = m.expert_memory_gib;
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));

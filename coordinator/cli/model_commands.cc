@@ -54,6 +54,9 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;
   if (!kv_cache::ParseKvDType(o.kv_cache_dtype, &kv_dtype))
     return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("--kv-cache-dtype", o.kv_cache_dtype));
+  kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32;
+  if (!kv_cache::ParseKvDType(o.index_key_dtype, &index_key_dtype))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("--index-key-dtype", o.index_key_dtype));
   auto expert_bytes = placement::GibFlagBytes("--expert-memory-gib", o.expert_memory_gib, "all routed experts resident");
   if (!expert_bytes.ok()) return expert_bytes.status();
   load.expert_memory_bytes = *expert_bytes;
@@ -68,6 +71,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   if (!created.ok()) return created.status();
   m.model = std::move(*created);
   m.model->set_kv_cache_dtype(kv_dtype);
+  m.model->set_index_key_dtype(index_key_dtype);
   return m;
 }
 

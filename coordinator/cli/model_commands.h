@@ -43,7 +43,8 @@ struct ModelCommandOptions {
   double expert_memory_gib = 0;
   std::string activation_dtype = "f32";  // f32 | bf16 (kernels::SetBf16Activations for this process)
   bool amx_tiles = true;                 // bf16 on AMX tiles where the CPU has them (kernels/matmul_amx.h)
-  std::string kv_cache_dtype = "f32";    // f32 | bf16 | fp8: the KV rows (kv_cache::ParseKvDType)
+  std::string kv_cache_dtype = "f32";    // f32 | bf16 | int8 | fp8: the KV rows (kv_cache::ParseKvDType)
+  std::string index_key_dtype = "f32";   // the same names: the DSA indexer key rows
   // generate --prompt / chat without json (glmctl --stream): the text as it is generated (chat:
   // reasoning between "<think>" and "</think>"); the command's result then only ends the line.
   std::function<void(const std::string& text)> on_text;

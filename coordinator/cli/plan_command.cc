@@ -70,6 +70,7 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   planner.quantize_scope = options.quantize_scope;
   planner.activation_dtype = options.activation_dtype;
   planner.kv_cache_dtype = options.kv_cache_dtype;
+  planner.index_key_dtype = options.index_key_dtype;
   planner.expert_memory_gib = options.expert_memory_gib;
   planner.model_name = placement::ModelNameFromPath(options.model_dir);
   auto plan = placement::Plan(*config, placement::OnePerNumaNode(hosts), planner);

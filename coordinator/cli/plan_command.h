@@ -27,6 +27,7 @@ struct PlanCommandOptions {
   std::string quantize_scope = "experts"; // --quantize-scope: experts | all | mtp (with int8/int4)
   std::string activation_dtype = "f32";   // --activation-dtype: f32 | bf16 (written into the plan)
   std::string kv_cache_dtype = "f32";     // --kv-cache-dtype: the rows kv_bytes_per_token counts
+  std::string index_key_dtype = "f32";    // --index-key-dtype: the indexer key rows it counts
   double expert_memory_gib = 0;  // --expert-memory-gib: per rank, routed experts beyond it on disk
   bool json = false;             // --json: print only the JSON
 };

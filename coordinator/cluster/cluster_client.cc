@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
     setup.set_kv_blocks(client->options_.kv_blocks);
     setup.set_kv_block_size(client->options_.kv_block_size);
     setup.set_kv_cache_dtype(client->options_.kv_cache_dtype);
+    setup.set_index_key_dtype(client->options_.index_key_dtype);
   }
   std::string bytes = setup.SerializeAsString();
   if (auto s = world->BroadcastString(0, &bytes); !s.ok()) return s;

@@ -24,7 +24,8 @@ struct ClusterOptions {
   // Or: derive them from the plan (e.g. a memory budget over the largest stage's block size).
   std::function<int32_t(const placement::PlacementPlan&)> kv_blocks_for_plan;
   int32_t kv_block_size = 32;
-  std::string kv_cache_dtype = "f32";  // the workers' KV rows: f32 | bf16 | fp8_e4m3 (kv_cache::ParseKvDType)
+  std::string kv_cache_dtype = "f32";  // the workers' KV rows: f32 | bf16 | fp8_e4m3 | int8 (kv_cache::ParseKvDType)
+  std::string index_key_dtype = "f32";  // their DSA indexer key rows (the same names)
   absl::Duration startup_timeout = absl::Minutes(30);  // loading a large model takes a while
   absl::Duration step_timeout = absl::Seconds(120);
 };

@@ -162,10 +162,11 @@ Footprint CostModel::Head(const RankAssignment& r) const {
   return {bytes, bytes, 0};
 }
 
-int64_t CostModel::KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype) const {
+int64_t CostModel::KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype, kv_cache::KvDType index_key_dtype) const {
   int64_t bytes = kv_cache::KvRowBytes(dtype, config_.kv_lora_rank) +
                   kv_cache::KvRowBytes(kv_cache::RopeKeyDType(dtype), config_.qk_rope_head_dim);
-  if (config_.indexer_kind(layer) == model::IndexerKind::kFull) bytes += F32Bytes(config_.index_head_dim);
+  if (config_.indexer_kind(layer) == model::IndexerKind::kFull)
+    bytes += kv_cache::KvRowBytes(index_key_dtype, config_.index_head_dim);
   return bytes;
 }
 

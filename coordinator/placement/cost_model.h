@@ -73,8 +73,9 @@ class CostModel {
   // Final norm plus the rank's vocabulary rows of lm_head.
   Footprint Head(const RankAssignment& r) const;
   // Latent KV (+ indexer key) cache bytes per context token of one layer: the latent and rope rows
-  // as `dtype` stores them (kv_cache::KvRowBytes), the indexer key f32.
-  int64_t KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype = kv_cache::KvDType::kF32) const;
+  // as `dtype` stores them (kv_cache::KvRowBytes), the indexer key as `index_key_dtype` does.
+  int64_t KvBytesPerToken(int64_t layer, kv_cache::KvDType dtype = kv_cache::KvDType::kF32,
+                          kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32) const;
 
   const model::ModelConfig& config() const { return config_; }
 

@@ -185,6 +185,9 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
   if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
       !plan.kv_cache_dtype().empty() && !kv_cache::ParseKvDType(plan.kv_cache_dtype(), &kv))
     return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("kv_cache_dtype", plan.kv_cache_dtype()));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
+      !plan.index_key_dtype().empty() && !kv_cache::ParseKvDType(plan.index_key_dtype(), &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("index_key_dtype", plan.index_key_dtype()));
   if (auto s = CheckPlanDimensions(config); !s.ok()) return s;
   if (auto s = CheckStages(plan, config); !s.ok()) return s;
   if (auto s = CheckPlanNumbers(plan); !s.ok()) return s;

@@ -202,6 +202,8 @@ std::vector<std::string> FillPredictions(const CostModel& cost, const std::vecto
   const model::ModelConfig& config = cost.config();
   kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;  // checked by Plan / RecountPlan; empty = f32
   if (!plan->kv_cache_dtype().empty()) kv_cache::ParseKvDType(plan->kv_cache_dtype(), &kv_dtype);
+  kv_cache::KvDType index_dtype = kv_cache::KvDType::kF32;
+  if (!plan->index_key_dtype().empty()) kv_cache::ParseKvDType(plan->index_key_dtype(), &index_dtype);
   std::map<int32_t, int> position;  // rank -> index into plan->ranks()
   for (int i = 0; i < plan->ranks_size(); ++i) position[plan->ranks(i).rank()] = i;
   double total_ms = 0, comm_ms = 0, slowest_ms = -1;
@@ -210,8 +212,9 @@ std::vector<std::string> FillPredictions(const CostModel& cost, const std::vecto
     const Stage& stage = plan->stages(s);
     const int64_t a = stage.layer_begin(), b = stage.layer_end();
     int64_t kv_per_token = 0;
-    for (int64_t l = a; l < b; ++l) kv_per_token += cost.KvBytesPerToken(l, kv_dtype);
-    if (stage.has_head() && config.has_mtp()) kv_per_token += cost.KvBytesPerToken(config.num_hidden_layers, kv_dtype);
+    for (int64_t l = a; l < b; ++l) kv_per_token += cost.KvBytesPerToken(l, kv_dtype, index_dtype);
+    if (stage.has_head() && config.has_mtp())
+      kv_per_token += cost.KvBytesPerToken(config.num_hidden_layers, kv_dtype, index_dtype);
     double stage_ms = 0;
     bool spans_hosts = false;
     for (int32_t k : stage.ranks()) {
@@ -300,6 +303,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
         absl::StrCat("activation dtype '", options.activation_dtype, "' is not one of f32, bf16"));
   if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; !kv_cache::ParseKvDType(options.kv_cache_dtype, &kv))
     return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("KV cache dtype", options.kv_cache_dtype));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; !kv_cache::ParseKvDType(options.index_key_dtype, &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("indexer key dtype", options.index_key_dtype));
   if (options.weight_bytes_per_param > 0 && format->dtype)
     return absl::InvalidArgumentError(absl::StrCat("give weight_bytes_per_param or weight dtype '",
                                                    options.weight_dtype, "', not both"));
@@ -327,6 +332,8 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   plan.set_activation_dtype(options.activation_dtype.empty() ? "f32" : options.activation_dtype);
   if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; kv_cache::ParseKvDType(options.kv_cache_dtype, &kv))
     plan.set_kv_cache_dtype(kv_cache::KvDTypeName(kv));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; kv_cache::ParseKvDType(options.index_key_dtype, &kv))
+    plan.set_index_key_dtype(kv_cache::KvDTypeName(kv));
   for (const std::string& name : hostnames)
     for (const WorkerSlot& w : workers)
       if (w.host.hostname() == name) {
@@ -426,6 +433,9 @@ absl::Status RecountPlan(const model::ModelConfig& config, PlacementPlan* plan) 
   if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
       !plan->kv_cache_dtype().empty() && !kv_cache::ParseKvDType(plan->kv_cache_dtype(), &kv))
     return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("plan kv_cache_dtype", plan->kv_cache_dtype()));
+  if (kv_cache::KvDType kv = kv_cache::KvDType::kF32;
+      !plan->index_key_dtype().empty() && !kv_cache::ParseKvDType(plan->index_key_dtype(), &kv))
+    return absl::InvalidArgumentError(kv_cache::KvDTypeNameError("plan index_key_dtype", plan->index_key_dtype()));
   const bool etp = plan->expert_layout() == "expert-tensor-parallel";
   const CostModel cost(config, *format);
   std::vector<Footprint> footprints(plan->ranks_size());

@@ -34,6 +34,7 @@ struct PlannerOptions {
   std::string activation_dtype = "f32";  // "f32" | "bf16" (kernels::ParseActivationDType), into the plan
   // The KV cache's rows (kv_cache::ParseKvDType names), into the plan: its kv_bytes_per_token.
   std::string kv_cache_dtype = "f32";
+  std::string index_key_dtype = "f32";  // the DSA indexer key rows' (the same names), into the plan
   // Per rank: memory for routed experts; beyond it they stay on disk and stream through an LRU
   // cache of this size, so only the cache counts against the memory budget. 0 = all resident.
   double expert_memory_gib = 0;

@@ -52,6 +52,8 @@ std::string WeightFormatText(const PlacementPlan& plan) {
   std::string activations = plan.activation_dtype() == "bf16" ? ", bf16 activations" : "";
   if (!plan.kv_cache_dtype().empty() && plan.kv_cache_dtype() != "f32")
     absl::StrAppend(&activations, ", ", plan.kv_cache_dtype(), " KV cache");
+  if (!plan.index_key_dtype().empty() && plan.index_key_dtype() != "f32")
+    absl::StrAppend(&activations, ", ", plan.index_key_dtype(), " indexer keys");
   if (dtype.empty() || dtype == "stored") return "stored" + activations;
   if (dtype == "bf16" || dtype == "f32") return dtype + activations;
   const std::string& scope = plan.quantize_scope();

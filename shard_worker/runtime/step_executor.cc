@@ -67,7 +67,8 @@ absl::StatusOr<std::unique_ptr<StepExecutor>> StepExecutor::Create(const model::
     for (int r : plan.stages(me->stage() + 1).ranks()) ex->next_stage_ranks_.push_back(r);
   const model::ModelConfig& c = model->config();
   const placement::Stage& st = plan.stages(me->stage());
-  const kv_cache::KvCacheShape shape = kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), ex->is_last_stage_, ctx.kv_dtype);
+  const kv_cache::KvCacheShape shape =
+      kv_cache::StageKvShape(c, st.layer_begin(), st.layer_end(), ex->is_last_stage_, ctx.kv_dtype, ctx.index_key_dtype);
   ex->pool_ = std::make_unique<kv_cache::KvBlockPool>(shape, ctx.kv_block_size, ctx.kv_blocks, /*growable=*/false);
   if (ex->is_last_stage_) ex->sampler_ = std::make_unique<LastStageSampler>(model, ex->pool_.get());
   return ex;

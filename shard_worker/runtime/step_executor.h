@@ -25,6 +25,7 @@ struct ExecutorContext {
   int64_t kv_blocks = 0;
   int64_t kv_block_size = 0;
   kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32;
+  kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32;  // the DSA indexer key rows'
 };
 
 class StepExecutor {

@@ -220,6 +220,9 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     if (!setup.kv_cache_dtype().empty() && !kv_cache::ParseKvDType(setup.kv_cache_dtype(), &ex.kv_dtype))
       return absl::InvalidArgumentError(
           absl::StrCat("kv_cache_dtype '", setup.kv_cache_dtype(), "' is not one of f32, bf16, fp8_e4m3, int8"));
+    if (!setup.index_key_dtype().empty() && !kv_cache::ParseKvDType(setup.index_key_dtype(), &ex.index_key_dtype))
+      return absl::InvalidArgumentError(
+          absl::StrCat("index_key_dtype '", setup.index_key_dtype(), "' is not one of f32, bf16, fp8_e4m3, int8"));
     auto e = StepExecutor::Create(model.get(), ex);
     if (!e.ok()) return e.status();
     executor = std::move(*e);

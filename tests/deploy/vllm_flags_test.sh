@@ -3,7 +3,7 @@
 # context (reported by /v1/models, enforced with context_length_exceeded), --max-num-seqs and
 # --max-num-batched-tokens reach the scheduler, --no-enable-prefix-caching turns the prefix cache
 # off, --scheduling-policy priority takes requests' priorities, --host / --port set the HTTP address,
-# --kv-cache-dtype auto is the default cache and fp8 the e4m3 one.
+# --kv-cache-dtype auto is the default cache and fp8 the e4m3 one (here with --index-key-dtype int8).
 # Usage: vllm_flags_test.sh REPO_ROOT
 set -uo pipefail
 REPO=${1:?repository root}
@@ -53,7 +53,7 @@ PORT=$(free_port)
 set -m
 bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 1 --threads 1 -- \
   --grpc-listen "127.0.0.1:$(free_port)" --host 127.0.0.1 --port "$PORT" --warmup-tokens 0 --kv-cache-dtype fp8 \
-  >"$LOG" 2>&1 &
+  --index-key-dtype int8 >"$LOG" 2>&1 &
 LAUNCHER=$!
 set +m
 for _ in $(seq 1 240); do grep -q "^\[coordinator\] serving" "$LOG" && break; kill -0 "$LAUNCHER" 2>/dev/null || break; sleep 0.5; done
@@ -61,8 +61,8 @@ code=$(curl -s -o /tmp/vllm_flags_body.$$ -w '%{http_code}' "http://127.0.0.1:$P
 check "--host 127.0.0.1 --port $PORT serves HTTP there" \
   "$([ "$code" = 200 ] && grep -q "HTTP on http://127.0.0.1:$PORT " "$LOG" && echo 1)" "$code; log: $(tail -5 "$LOG")"
 ready=$(grep "^\[coordinator\] cluster ready:" "$LOG")
-check "--kv-cache-dtype fp8 (vLLM's name) is the e4m3 cache" \
-  "$([[ "$ready" == *"KV blocks of 32 positions per worker (fp8_e4m3 rows)"* ]] && echo 1)" "$ready"
+check "--kv-cache-dtype fp8 (vLLM's name) is the e4m3 cache, --index-key-dtype int8 the indexer keys'" \
+  "$([[ "$ready" == *"KV blocks of 32 positions per worker (fp8_e4m3 rows, int8 indexer keys)"* ]] && echo 1)" "$ready"
 code=$(curl -s -o /tmp/vllm_flags_body.$$ -w '%{http_code}' "http://127.0.0.1:$PORT/v1/completions" \
   -H 'Content-Type: application/json' -d '{"prompt": [100, 101, 102, 103], "max_tokens": 8}')
 check "the FP8-cache cluster answers" "$([ "$code" = 200 ] && [ "$(field "d['usage']['completion_tokens']")" = 8 ] && echo 1)" \

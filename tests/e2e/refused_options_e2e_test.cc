@@ -74,6 +74,8 @@ TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
                              "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (fp8 "
                              "here is e4m3 with a scale per row; vLLM's other FP8 layouts (e5m2, inc, ds_mla) are not offered, "
                              "and int8 keeps more precision in the same bytes)");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--index-key-dtype f16"),
+                             "--index-key-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto");
 }
 
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
@@ -290,6 +292,8 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
        "--threads must be 0..4096 (0 = all cores), got 2000000000"},
       {"generate --model " + model + " --tokens 1,2 --kv-cache-dtype f16",
        "--kv-cache-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto"},
+      {"generate --model " + model + " --tokens 1,2 --index-key-dtype fp16",
+       "--index-key-dtype 'fp16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto"},
   };
   for (const auto& [args, message] : cases) {
     const JobEnd end = RunGlmctl(args);

@@ -54,6 +54,7 @@ class ApiTest : public ::testing::Test {
     model_.world_size = 2;
     model_.draft_vocab = 512;
     model_.kv_cache_dtype = "bf16";
+    model_.index_key_dtype = "int8";
     model_.kv_cache_tokens = 4096;
     engine_ = std::make_unique<FakeEngine>(FakeEngineOptions{});
     StartServer(/*serving=*/true);

@@ -505,6 +505,7 @@ TEST_F(GrpcApiTest, InfoTokenizeDetokenizeLoad) {
   EXPECT_EQ(info.world_size(), 2);
   EXPECT_EQ(info.draft_vocab(), 512);
   EXPECT_EQ(info.kv_cache_dtype(), "bf16");
+  EXPECT_EQ(info.index_key_dtype(), "int8");
   EXPECT_EQ(info.kv_cache_tokens(), 4096);
 
   grpc::ClientContext c2;

@@ -122,7 +122,8 @@ absl::StatusOr<ClusterRun> RunSingleProcess(const std::string& model_dir, const 
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& model_dir, int workers, int stages,
                                                                   int kv_blocks, int kv_block_size, int worker_threads,
-                                                                  const std::string& kv_cache_dtype) {
+                                                                  const std::string& kv_cache_dtype,
+                                                                  const std::string& index_key_dtype) {
   auto lc = std::unique_ptr<LocalCluster>(new LocalCluster());
   auto config = model::ModelConfig::FromFile(model_dir + "/config.json");
   if (!config.ok()) return config.status();
@@ -141,6 +142,7 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::str
   options.kv_blocks = kv_blocks;
   options.kv_block_size = kv_block_size;
   options.kv_cache_dtype = kv_cache_dtype;
+  options.index_key_dtype = index_key_dtype;
   const model::ModelConfig cfg = *config;
   auto client = cluster::ClusterClient::Start(lc->comms_[0].get(), options,
                                               [&](const auto&) { return MakePlan(cfg, workers, stages); });

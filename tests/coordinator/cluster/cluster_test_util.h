@@ -52,7 +52,8 @@ class LocalCluster {
   // `worker_threads`: compute threads of every worker.
   static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const std::string& model_dir, int workers, int stages,
                                                              int kv_blocks, int kv_block_size, int worker_threads = 1,
-                                                             const std::string& kv_cache_dtype = "f32");
+                                                             const std::string& kv_cache_dtype = "f32",
+                                                             const std::string& index_key_dtype = "f32");
   ~LocalCluster();
   cluster::ClusterClient* client() { return client_.get(); }
   const model::ModelConfig& config() const { return config_; }

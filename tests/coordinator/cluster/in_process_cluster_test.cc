@@ -132,6 +132,11 @@ TEST(InProcessClusterLoadTest, AWorkerRefusesAnUnknownKvCacheDtype) {
                                              [](placement::PlacementPlan*) {});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("kv_cache_dtype 'fp8_e5m2' is not one of f32, bf16, fp8_e4m3, int8"), std::string::npos) << s;
+  const absl::Status index = StartRefusedCluster([](cluster::ClusterOptions* o) { o->index_key_dtype = "f16"; },
+                                                 [](placement::PlacementPlan*) {});
+  ASSERT_FALSE(index.ok());
+  EXPECT_NE(index.message().find("index_key_dtype 'f16' is not one of f32, bf16, fp8_e4m3, int8"), std::string::npos)
+      << index;
 }
 
 // The worker's start-up log states what the plan's table says (the hidden layers, with the MTP

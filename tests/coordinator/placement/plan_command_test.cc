@@ -110,6 +110,12 @@ TEST(PlanCommandTest, WeightDtypeKvDtypeAndExpertMemoryReachThePlan) {
   ASSERT_TRUE(int8_kv.ok()) << int8_kv.status();
   EXPECT_NE(int8_kv->find("weights int4 (experts), int8 KV cache"), std::string::npos) << *int8_kv;
   EXPECT_NE(int8_kv->find("\"kv_cache_dtype\": \"int8\""), std::string::npos) << *int8_kv;
+  o.index_key_dtype = "bf16";
+  auto bf16_index = RunPlanCommand(o);
+  ASSERT_TRUE(bf16_index.ok()) << bf16_index.status();
+  EXPECT_NE(bf16_index->find("int8 KV cache, bf16 indexer keys"), std::string::npos) << *bf16_index;
+  EXPECT_NE(bf16_index->find("\"index_key_dtype\": \"bf16\""), std::string::npos) << *bf16_index;
+  o.index_key_dtype = "f32";
   o.kv_cache_dtype = "f16";
   EXPECT_NE(RunPlanCommand(o).status().message().find("KV cache dtype 'f16' is not one of"), std::string::npos);
   o.kv_cache_dtype = "f32";

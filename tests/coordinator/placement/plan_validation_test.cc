@@ -209,6 +209,51 @@ TEST_F(PlanValidationTest, KvBytesPerTokenCountTheKvCacheDtypesRows) {
       << refused.status();
 }
 
+// --index-key-dtype: the indexer key rows count as their dtype stores them (a layer with the
+// indexer, and the MTP layer, saves f32's bytes minus the dtype's), the plan states it (JSON, table)
+// and round-trips; a name it does not know is refused, in options and in a pinned plan.
+TEST_F(PlanValidationTest, KvBytesPerTokenCountTheIndexKeyDtypesRows) {
+  const auto slots = OnePerNumaNode({Host("a", 2), Host("b", 2)});
+  PlannerOptions options;
+  options.kv_cache_dtype = "int8";
+  auto f32 = Plan(config_, slots, options);
+  options.index_key_dtype = "fp8";
+  auto fp8 = Plan(config_, slots, options);
+  ASSERT_TRUE(f32.ok() && fp8.ok()) << f32.status() << fp8.status();
+  EXPECT_EQ(f32->index_key_dtype(), "f32");
+  EXPECT_EQ(fp8->index_key_dtype(), "fp8_e4m3");
+  const int64_t d = config_.index_head_dim, saved_a_layer = d * 4 - kernels::ScaledRowBytes(d);
+  for (int i = 0; i < f32->ranks_size(); ++i) {
+    const Stage& stage = f32->stages(f32->ranks(i).stage());
+    int64_t layers = stage.has_head() && config_.has_mtp() ? 1 : 0;
+    for (int64_t l = stage.layer_begin(); l < stage.layer_end(); ++l)
+      layers += config_.indexer_kind(l) == model::IndexerKind::kFull;
+    ASSERT_GT(layers, 0);
+    EXPECT_EQ(f32->ranks(i).kv_bytes_per_token() - fp8->ranks(i).kv_bytes_per_token(), layers * saved_a_layer) << i;
+  }
+  auto json = PlanToJson(*fp8);
+  ASSERT_TRUE(json.ok()) << json.status();
+  EXPECT_NE(json->find("\"index_key_dtype\": \"fp8_e4m3\""), std::string::npos) << *json;
+  auto back = PlanFromJson(*json, config_, 5);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*back, *fp8));
+  EXPECT_NE(PlanToTable(*fp8).find("int8 KV cache, fp8_e4m3 indexer keys"), std::string::npos) << PlanToTable(*fp8);
+  EXPECT_EQ(PlanToTable(*f32).find("indexer keys"), std::string::npos) << PlanToTable(*f32);
+  PlacementPlan edited = *fp8;
+  edited.set_index_key_dtype("f16");
+  auto edited_json = PlanToJson(edited);
+  ASSERT_TRUE(edited_json.ok()) << edited_json.status();
+  auto pinned = PlanFromJson(*edited_json, config_, 5);
+  EXPECT_EQ(pinned.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(pinned.status().message().find("index_key_dtype 'f16' is not one of"), std::string::npos)
+      << pinned.status();
+  options.index_key_dtype = "f16";
+  auto refused = Plan(config_, slots, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("indexer key dtype 'f16' is not one of"), std::string::npos)
+      << refused.status();
+}
+
 TEST_F(PlanValidationTest, QuantisedStreamingPlansRoundTripAndTakeTheCoordinatorsFlags) {
   PlannerOptions options;
   options.weight_dtype = "int8";

@@ -31,9 +31,9 @@ class EngineHarness {
   using RunnerFactory = std::function<std::unique_ptr<StepRunner>(cluster::ClusterClient*)>;
   EngineHarness(const std::string& model, int workers, int stages, int kv_blocks, int block_size,
                 EngineOptions overrides = {}, int worker_threads = 1, const RunnerFactory& make_runner = nullptr,
-                const std::string& kv_cache_dtype = "f32") {
+                const std::string& kv_cache_dtype = "f32", const std::string& index_key_dtype = "f32") {
     auto lc = LocalCluster::Start(FixtureModelDir(model), workers, stages, kv_blocks, block_size, worker_threads,
-                                  kv_cache_dtype);
+                                  kv_cache_dtype, index_key_dtype);
     EXPECT_TRUE(lc.ok()) << lc.status();
     cluster_ = std::move(*lc);
     runner_ = make_runner ? make_runner(cluster_->client()) : std::make_unique<ClusterStepRunner>(cluster_->client());
@@ -152,7 +152,8 @@ inline GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens, std
 // The single-process engine the cluster is compared with: the model on one thread.
 struct SingleProcess {
   explicit SingleProcess(const std::string& model_name = "glm5-tiny-code",
-                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32)
+                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32,
+                         kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32)
       : pool(1) {
     auto ckpt = model::Checkpoint::Open(FixtureModelDir(model_name));
     EXPECT_TRUE(ckpt.ok()) << ckpt.status();
@@ -162,6 +163,7 @@ struct SingleProcess {
     EXPECT_TRUE(m.ok()) << m.status();
     model = std::move(*m);
     model->set_kv_cache_dtype(kv_dtype);
+    model->set_index_key_dtype(index_key_dtype);
   }
   kernels::ThreadPool pool;
   std::unique_ptr<model::Glm5Model> model;
@@ -169,8 +171,9 @@ struct SingleProcess {
 
 inline std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prompt, int n,
                                          const std::string& model_name = "glm5-tiny-code",
-                                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32) {
-  SingleProcess sp(model_name, kv_dtype);
+                                         kv_cache::KvDType kv_dtype = kv_cache::KvDType::kF32,
+                                         kv_cache::KvDType index_key_dtype = kv_cache::KvDType::kF32) {
+  SingleProcess sp(model_name, kv_dtype, index_key_dtype);
   runtime::GenerateOptions g;
   g.max_new_tokens = n;
   g.ignore_eos = true;
