@@ -67,8 +67,11 @@ ABSL_FLAG(std::string, quantize_scope, "experts",
           "with int8/int4: experts (routed + shared experts re-quantised, the rest as stored) | all | mtp");
 ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "what the KV cache stores its rows in: f32 | bf16 | fp8 (the coordinator's --kv-cache-dtype); attention's "
-          "reads grow with --context");
+          "what the KV cache stores its rows in: f32 | bf16 | int8 | fp8 (the coordinator's --kv-cache-dtype); "
+          "attention's reads grow with --context");
+ABSL_FLAG(std::string, index_key_dtype, "f32",
+          "what the KV cache stores the DSA indexer's keys in: f32 | bf16 | int8 | fp8 (the coordinator's "
+          "--index-key-dtype); the indexer reads every cached key each step");
 ABSL_FLAG(int32_t, steps, 0, "decode steps to time (0 = about 3 seconds' worth)");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence before decoding");
 ABSL_FLAG(int32_t, admit_every, 0,
@@ -180,6 +183,9 @@ int main(int argc, char** argv) {
   glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32;
   if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype), &kv_dtype))
     return Fail(glm::kv_cache::KvDTypeNameError("--kv-cache-dtype", absl::GetFlag(FLAGS_kv_cache_dtype)));
+  glm::kv_cache::KvDType index_key_dtype = glm::kv_cache::KvDType::kF32;
+  if (!glm::kv_cache::ParseKvDType(absl::GetFlag(FLAGS_index_key_dtype), &index_key_dtype))
+    return Fail(glm::kv_cache::KvDTypeNameError("--index-key-dtype", absl::GetFlag(FLAGS_index_key_dtype)));
 
   auto t0 = Clock::now();
   auto ckpt = glm::model::Checkpoint::Open(dir);
@@ -194,6 +200,7 @@ int main(int argc, char** argv) {
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), &pool);
   if (!model.ok()) return Fail(std::string(model.status().message()));
   (*model)->set_kv_cache_dtype(kv_dtype);
+  (*model)->set_index_key_dtype(index_key_dtype);
   const auto& config = (*model)->config();
   glm::moe::ExpertStore* store = (*model)->weights().expert_store();
   const bool streaming = store != nullptr && store->streaming();
@@ -335,6 +342,8 @@ int main(int argc, char** argv) {
   if (load.expert_memory_bytes > 0) absl::StrAppend(&key, "/experts", expert_gib, "GiB");
   if (glm::kernels::Bf16Activations()) absl::StrAppend(&key, "/bf16-activations");
   if (kv_dtype != glm::kv_cache::KvDType::kF32) absl::StrAppend(&key, "/kv-", glm::kv_cache::KvDTypeName(kv_dtype));
+  if (index_key_dtype != glm::kv_cache::KvDType::kF32)
+    absl::StrAppend(&key, "/index-", glm::kv_cache::KvDTypeName(index_key_dtype));
   if (admit_every > 0) absl::StrAppend(&key, "/admit-every", admit_every, "/context", context);
   glm::bench::BaselineStore baselines(absl::GetFlag(FLAGS_baseline));
   const double previous = baselines.Get(key);

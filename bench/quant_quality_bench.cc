@@ -47,7 +47,9 @@ ABSL_FLAG(std::string, formats, "int8,int4,int8:all,int4:all",
           "comma-separated quantised formats (see decode_bench), each optionally FORMAT:experts|all, or "
           "bf16-activations (weights as stored, activations rounded to BF16: --activation-dtype bf16), or bf16-kv "
           "(weights as stored, the KV cache's rows in BF16: --kv-cache-dtype bf16), or fp8-kv (the same in FP8 e4m3 "
-          "with a scale a row: --kv-cache-dtype fp8), or int8-kv (int8 codes, a scale a row), or "
+          "with a scale a row: --kv-cache-dtype fp8), or int8-kv (int8 codes, a scale a row), or bf16-index / "
+          "fp8-index / int8-index (the DSA indexer's key rows in that dtype: --index-key-dtype; see --eval-text, "
+          "--from-position: the selection acts past index_topk positions), or KV-kv+IDX-index (both), or "
           "sim-int<B>[-g<G>] (simulated: int4's recipe with B bits) or sim-uint<B>[-g<G>] (simulated asymmetric: "
           "scale and offset a group), either with -r[<N>] (rows Hadamard-rotated first; bench/simulated_format.h)");
 ABSL_FLAG(std::string, quantize_scope, "experts",
@@ -62,7 +64,12 @@ ABSL_FLAG(int32_t, calibration_sequence, 512, "calibration tokens run as indepen
 ABSL_FLAG(std::string, only, "",
           "ECMAScript regex: of the matrices in the scope only those whose checkpoint name it finds are quantised "
           "(e.g. 'shared_experts', 'experts\\.[0-9]+\\.down', 'layers\\.1\\.'): what each part costs alone");
-ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024)");
+ABSL_FLAG(int32_t, tokens, 1024, "eval ids to run (at most the reference's 1024, or the model's context with --eval-text)");
+ABSL_FLAG(std::string, eval_text, "",
+          "a text file tokenized with the model's tokenizer whose first --tokens ids are scored instead of the "
+          "reference's eval ids (e.g. the held-out /usr/lib/python3.11/mailbox.py, for contexts past index_topk)");
+ABSL_FLAG(int32_t, from_position, 0,
+          "KL and top-1 over positions >= this only (e.g. the model's index_topk: where the indexer's selection acts)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 
@@ -83,7 +90,8 @@ struct Run {
 // Loads the model (matrices converted to `dtype`) and returns logits for every position.
 absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, const glm::model::LoadOptions& load,
                              const std::vector<int32_t>& ids, glm::kernels::ThreadPool* pool,
-                             glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32) {
+                             glm::kv_cache::KvDType kv_dtype = glm::kv_cache::KvDType::kF32,
+                             glm::kv_cache::KvDType index_key_dtype = glm::kv_cache::KvDType::kF32) {
   auto ckpt = glm::model::Checkpoint::Open(dir);
   if (!ckpt.ok()) return ckpt.status();
   auto weights = glm::model::ModelWeights::Load(**ckpt, load);
@@ -94,6 +102,7 @@ absl::StatusOr<Run> Evaluate(const std::string& dir, const std::string& name, co
   auto model = glm::model::Glm5Model::Create(std::shared_ptr<const glm::model::ModelWeights>(std::move(*weights)), pool);
   if (!model.ok()) return model.status();
   (*model)->set_kv_cache_dtype(kv_dtype);
+  (*model)->set_index_key_dtype(index_key_dtype);
   auto cache = (*model)->NewCache();
   std::vector<glm::model::SequenceInput> batch(1);
   batch[0].cache = cache.get();
@@ -113,8 +122,9 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
 }
 
-// Fills nll (next-token, positions 0..n-2), and against `base`: mean KL(base ‖ run), top-1.
-void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run* run) {
+// Fills nll (next-token, positions 0..n-2), and against `base`: mean KL(base ‖ run) and top-1 over
+// positions [from, n).
+void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, int64_t from, Run* run) {
   const int64_t n = static_cast<int64_t>(ids.size());
   std::vector<double> lp, lb;
   double nll = 0, kl = 0;
@@ -123,7 +133,7 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
     const float* row = run->logits.data() + i * vocab;
     LogSoftmax(row, vocab, lp);
     if (i + 1 < n) nll -= lp[ids[i + 1]];
-    if (base == nullptr) continue;
+    if (base == nullptr || i < from) continue;
     const float* brow = base->logits.data() + i * vocab;
     LogSoftmax(brow, vocab, lb);
     double k = 0;
@@ -134,8 +144,8 @@ void Score(const Run* base, const std::vector<int32_t>& ids, int64_t vocab, Run*
   }
   run->nll = nll / std::max<int64_t>(1, n - 1);
   if (base != nullptr) {
-    run->kl = kl / n;
-    run->top1 = static_cast<double>(agree) / n;
+    run->kl = kl / (n - from);
+    run->top1 = static_cast<double>(agree) / (n - from);
   }
 }
 
@@ -196,10 +206,46 @@ absl::StatusOr<std::shared_ptr<const glm::model::MlpCalibration>> CollectCalibra
 // The issue's bar for a format name (int8* / int4*); false when there is none.
 bool Bar(const std::string& name, double* max_kl, double* min_top1) {
   if (name.find(" only(") != std::string::npos) return false;  // part of a format (--only): no bar
-  if (name.size() >= 3 && name.compare(name.size() - 3, 3, "-kv") == 0) return false;  // a KV cache dtype: no bar
+  if (name.find("-kv") != std::string::npos || name.find("-index") != std::string::npos)
+    return false;  // KV cache dtypes: no bar
   if (name.rfind("int8", 0) == 0) { *max_kl = 0.005; *min_top1 = 0.99; return true; }
   if (name.rfind("int4", 0) == 0) { *max_kl = 0.05; *min_top1 = 0.95; return true; }
   return false;
+}
+
+// A cache format: DTYPE-kv (the latent and rope rows), DTYPE-index (the indexer keys) or both joined
+// by '+', DTYPE a kv_cache::ParseKvDType name; false for anything else.
+bool ParseCacheFormat(absl::string_view format, glm::kv_cache::KvDType* kv, glm::kv_cache::KvDType* index) {
+  bool any = false;
+  for (absl::string_view part : absl::StrSplit(format, '+')) {
+    const size_t dash = part.rfind('-');
+    if (dash == absl::string_view::npos) return false;
+    const absl::string_view what = part.substr(dash + 1);
+    if (what != "kv" && what != "index") return false;
+    if (!glm::kv_cache::ParseKvDType(std::string(part.substr(0, dash)), what == "kv" ? kv : index)) return false;
+    any = true;
+  }
+  return any;
+}
+
+// The ids to score: --eval-text's first --tokens ids, or the reference's eval ids.
+absl::StatusOr<std::vector<int32_t>> EvalIds(const std::string& dir, const nlohmann::json& ref, int tokens) {
+  const std::string text_path = absl::GetFlag(FLAGS_eval_text);
+  std::vector<int32_t> ids;
+  if (text_path.empty()) {
+    if (!ref.contains("eval_ids_first_1024")) return absl::InvalidArgumentError("reference has no eval_ids_first_1024");
+    ids = ref["eval_ids_first_1024"].get<std::vector<int32_t>>();
+  } else {
+    auto tok = glm::tokenizer::Tokenizer::FromFile(dir);
+    if (!tok.ok()) return tok.status();
+    auto text = ReadWholeFile(text_path);
+    if (!text.ok()) return text.status();
+    auto encoded = (*tok)->Encode(*text, /*add_special_tokens=*/false);
+    if (!encoded.ok()) return encoded.status();
+    ids = *std::move(encoded);
+  }
+  if (static_cast<int64_t>(ids.size()) > tokens) ids.resize(tokens);
+  return ids;
 }
 
 }  // namespace
@@ -210,12 +256,17 @@ int main(int argc, char** argv) {
   auto reference = ReadWholeFile(absl::GetFlag(FLAGS_reference));
   if (!reference.ok()) return Fail(std::string(reference.status().message()));
   nlohmann::json ref = nlohmann::json::parse(*reference, nullptr, false);
-  if (ref.is_discarded() || !ref.contains("eval_ids_first_1024")) return Fail("reference has no eval_ids_first_1024");
-  std::vector<int32_t> ids = ref["eval_ids_first_1024"].get<std::vector<int32_t>>();
-  const double ref_nll = ref.value("eval_nll_first_1024", 0.0);
+  if (ref.is_discarded()) return Fail("reference is not JSON");
   const int tokens = absl::GetFlag(FLAGS_tokens);
   if (tokens < 2) return Fail("--tokens must be at least 2");
-  if (static_cast<int64_t>(ids.size()) > tokens) ids.resize(tokens);
+  auto eval_ids = EvalIds(absl::GetFlag(FLAGS_model), ref, tokens);
+  if (!eval_ids.ok()) return Fail(std::string(eval_ids.status().message()));
+  std::vector<int32_t> ids = *std::move(eval_ids);
+  // The reference's NLL is of its own eval ids (printed for comparison with the BF16 engine's).
+  const double ref_nll = absl::GetFlag(FLAGS_eval_text).empty() ? ref.value("eval_nll_first_1024", 0.0) : 0.0;
+  const int64_t from = absl::GetFlag(FLAGS_from_position);
+  if (from < 0 || from >= static_cast<int64_t>(ids.size()))
+    return Fail(absl::StrFormat("--from-position %d is not below the %d eval ids", from, ids.size()));
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   glm::kernels::ThreadPool pool(threads);
@@ -243,13 +294,13 @@ int main(int argc, char** argv) {
       runs.push_back(*std::move(run));
       continue;
     }
-    if (f == "bf16-kv" || f == "fp8-kv" || f == "int8-kv") {  // weights as stored, KV rows rounded (--kv-cache-dtype)
+    // Weights as stored, the KV rows (--kv-cache-dtype) and / or the indexer keys (--index-key-dtype)
+    // rounded: DTYPE-kv, DTYPE-index or DTYPE-kv+DTYPE-index.
+    if (glm::kv_cache::KvDType kv = glm::kv_cache::KvDType::kF32, index = glm::kv_cache::KvDType::kF32;
+        ParseCacheFormat(f, &kv, &index)) {
       glm::model::LoadOptions load;
       load.matrix_dtype = glm::kernels::DType::kBF16;
-      auto run = Evaluate(dir, std::string(f), load, ids, &pool,
-                          f == "fp8-kv"    ? glm::kv_cache::KvDType::kFp8E4m3
-                          : f == "int8-kv" ? glm::kv_cache::KvDType::kInt8
-                                           : glm::kv_cache::KvDType::kBf16);
+      auto run = Evaluate(dir, std::string(f), load, ids, &pool, kv, index);
       if (!run.ok()) return Fail(std::string(f) + ": " + std::string(run.status().message()));
       runs.push_back(*std::move(run));
       continue;
@@ -297,18 +348,21 @@ int main(int argc, char** argv) {
   auto ckpt = glm::model::Checkpoint::Open(dir);
   const int64_t vocab = (*ckpt)->config().vocab_size;
   bool all_ok = true;
-  for (size_t i = 0; i < runs.size(); ++i) Score(i == 0 ? nullptr : &runs[0], ids, vocab, &runs[i]);
+  for (size_t i = 0; i < runs.size(); ++i) Score(i == 0 ? nullptr : &runs[0], ids, vocab, from, &runs[i]);
 
   const bool json = absl::GetFlag(FLAGS_json);
   nlohmann::json out;
   out["model"] = dir;
   out["tokens"] = ids.size();
+  out["from_position"] = from;
   out["reference_nll"] = ref_nll;
   out["reference_ppl"] = std::exp(ref_nll);
   out["matmul_path"] = glm::kernels::MatMulPathName();
   if (!json) {
-    std::printf("model %s, %zu eval tokens, matmul path %s; reference NLL %.4f (ppl %.3f)\n", dir.c_str(),
-                ids.size(), glm::kernels::MatMulPathName().c_str(), ref_nll, std::exp(ref_nll));
+    std::printf("model %s, %zu eval tokens (KL and top-1 from position %lld), matmul path %s; reference NLL %.4f "
+                "(ppl %.3f)\n",
+                dir.c_str(), ids.size(), static_cast<long long>(from), glm::kernels::MatMulPathName().c_str(), ref_nll,
+                std::exp(ref_nll));
     std::printf("%-22s %10s %8s %9s %12s %10s %11s %7s %8s  %s\n", "format", "MiB", "NLL", "ppl", "KL(bf16||q)",
                 "max KL", "top-1 agree", "+-95%", "bar", "");
   }
@@ -319,7 +373,7 @@ int main(int argc, char** argv) {
     all_ok = all_ok && ok;
     // The agreement is a fraction of ids.size() positions: its binomial 95% margin (1.96 standard
     // errors) says how far apart two formats must be to differ (~±1.9% at 89% over 1024 ids).
-    const double margin = 1.96 * std::sqrt(r.top1 * (1 - r.top1) / static_cast<double>(ids.size()));
+    const double margin = 1.96 * std::sqrt(r.top1 * (1 - r.top1) / static_cast<double>(ids.size() - from));
     nlohmann::json j = {{"format", r.name},         {"weight_bytes", r.matrix_bytes}, {"nll", r.nll},
                         {"ppl", std::exp(r.nll)},    {"mean_kl", r.kl},                {"max_kl", r.max_kl},
                         {"top1_agreement", r.top1}, {"top1_margin_95", margin}};
