@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <type_traits>
 
 #include "shard_worker/attention/rope_layouts.h"
+#include "shard_worker/kernels/int8_row_dots.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/vector_ops.h"
@@ -115,6 +117,14 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
   for (int64_t j = 0; j < n; ++j) first_job[j + 1] = first_job[j] + (sparse_pos[b0 + j] + 1 + kKeyBlock - 1) / kKeyBlock;
   std::vector<std::vector<float>> scores(n);
   for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[b0 + j] + 1);
+  // int8 keys meet int8 queries in integer dot products (kernels/int8_row_dots.h): each row's
+  // heads quantised once here, a scale a head.
+  std::vector<kernels::Int8QueryRows> int8_queries;
+  if constexpr (std::is_same_v<T, int8_t>) {
+    int8_queries.resize(n);
+    for (int64_t jb = 0; jb < n; ++jb)
+      int8_queries[jb].Quantize(q.data() + (b0 + jb) * heads * d, static_cast<int>(heads), d);
+  }
   // A block's keys are read once for all heads (DotRows, up to kMaxQueries heads at a time):
   // dots [heads, block]; then score_s = Σ_h max(0, dot_hs · softmax_scale) · w_h, heads in order.
   pool_->ParallelFor(first_job[n], [&](int64_t begin, int64_t end) {
@@ -128,9 +138,13 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
       const int64_t nb = s1 - s0;
       const float* qj = q.data() + j * heads * d;
       sparse_span[j]->cache->IndexKeyRows(layer, s0, s1, rows.data());
-      for (int64_t h0 = 0; h0 < heads; h0 += kernels::kMaxQueries) {
-        const int nh = static_cast<int>(std::min<int64_t>(kernels::kMaxQueries, heads - h0));
-        kernels::DotRows(qj + h0 * d, d, nh, rows.data(), nb, d, dots.data() + h0 * nb, nb);
+      if constexpr (std::is_same_v<T, int8_t>) {
+        kernels::Int8RowDots(int8_queries[jb], rows.data(), nb, dots.data(), nb);
+      } else {
+        for (int64_t h0 = 0; h0 < heads; h0 += kernels::kMaxQueries) {
+          const int nh = static_cast<int>(std::min<int64_t>(kernels::kMaxQueries, heads - h0));
+          kernels::DotRows(qj + h0 * d, d, nh, rows.data(), nb, d, dots.data() + h0 * nb, nb);
+        }
       }
       float* out = scores[jb].data() + s0;
       std::fill(out, out + nb, 0.0f);

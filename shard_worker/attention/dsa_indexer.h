@@ -49,8 +49,9 @@ class DsaIndexer {
 
   // Run's scoring and top-k of sparse rows [b0, b1): q [rows, heads * d] and head_w [rows, heads]
   // are every sparse row's (rope applied); the rows' positions, batch tokens and spans as given.
-  // T: the element type of the caches' index key rows (float, or uint16_t / uint8_t / int8_t for
-  // BF16 / e4m3 / int8 rows, whose DotRows give the scores of the stored values).
+  // T: the element type of the caches' index key rows (float, or uint16_t / uint8_t for BF16 / e4m3
+  // rows, whose DotRows give the scores of the stored values; int8_t for int8 rows, which meet the
+  // queries rounded to int8 in integer dot products: kernels/int8_row_dots.h).
   template <typename T>
   void ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1, const std::vector<int64_t>& sparse_tokens,
                       const std::vector<int64_t>& sparse_pos, const std::vector<const SequenceSpan*>& sparse_span,

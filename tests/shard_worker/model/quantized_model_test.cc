@@ -139,9 +139,9 @@ INSTANTIATE_TEST_SUITE_P(
     // 8-bit KV caches (latent e4m3 with a power-of-two scale a row, or int8 with absmax / 127; rope
     // keys BF16): tiny-code fp8 0.0019 / 97.4%, int8 0.0018 / 100%; random-sparse fp8 0.034 / 68%,
     // int8 0.014 / 90%; random-fp8 fp8 0.062 / 86%, int8 0.020 / 96%. Indexer keys rounded
-    // (--index-key-dtype; both fixtures select at index_topk 16 / 32, the latents f32): random-sparse
-    // bf16 0.000095 / 98.6%, int8 0.011 / 97.2%, fp8 0.056 / 85.9%; random-fp8 bf16 0.000064 / 100%,
-    // int8 0.0026 / 98.6%, fp8 0.078 / 90.1%. The random-weight fixtures are chaotic (untrained
+    // (--index-key-dtype; both fixtures select at index_topk 16 / 32, the latents f32; int8 keys meet
+    // int8 queries): random-sparse bf16 0.000095 / 98.6%, int8 0.019 / 95.8%, fp8 0.056 / 85.9%;
+    // random-fp8 bf16 0.000064 / 100%, int8 0.022 / 93.0%, fp8 0.078 / 90.1%. The random-weight fixtures are chaotic (untrained
     // routers and logits), so there the bounds guard against regressions (a wrong layout or scale
     // gives KL of several nats).
     ::testing::Values(Case{"glm5-tiny-code", "int8", 0.001, 0.98}, Case{"glm5-tiny-code", "int4", 0.03, 0.88},
@@ -159,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"glm5-random-sparse", "bf16-index", 0.002, 0.95},
                       Case{"glm5-random-sparse", "int8-index", 0.04, 0.9},
                       Case{"glm5-random-sparse", "fp8-index", 0.15, 0.75},
-                      Case{"glm5-random-fp8", "bf16-index", 0.002, 0.95}, Case{"glm5-random-fp8", "int8-index", 0.02, 0.9},
+                      Case{"glm5-random-fp8", "bf16-index", 0.002, 0.95}, Case{"glm5-random-fp8", "int8-index", 0.05, 0.85},
                       Case{"glm5-random-fp8", "fp8-index", 0.2, 0.75}),
     [](const ::testing::TestParamInfo<Case>& i) {
       std::string n = std::get<0>(i.param) + "_" + std::get<1>(i.param);

@@ -1,0 +1,243 @@
+#include "shard_worker/kernels/int8_row_dots.h"
+
+// GCC 12's own AVX-512 intrinsics self-initialise `__Y` (GCC PR 105593) and warn once inlined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "shard_worker/kernels/absmax_quantize.h"
+#include "shard_worker/kernels/vector_ops.h"
+
+namespace glm::kernels {
+namespace {
+
+int32_t LoadWord(const int8_t* p) {
+  int32_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+
+// Four bytes into one little-endian word, each through f.
+template <typename F>
+int32_t PackWord(const int8_t* bytes, F f) {
+  uint32_t w = 0;
+  for (int b = 0; b < 4; ++b) w |= static_cast<uint32_t>(static_cast<uint8_t>(f(bytes[b]))) << (8 * b);
+  return static_cast<int32_t>(w);
+}
+
+}  // namespace
+
+void Int8QueryRows::Quantize(const float* q, int nq, int64_t d) {
+  nq_ = nq;
+  d_ = d;
+  words_ = (d + 3) / 4;
+  const int64_t width = words_ * 4;
+  codes_.assign(static_cast<size_t>(nq) * width, 0);
+  scales_.assign(nq, 0.0f);
+  for (int h = 0; h < nq; ++h)
+    QuantizeAbsMax<int8_t>(q + h * d, static_cast<int>(d), static_cast<int>(width), 127.0f,
+                           127.0f / std::numeric_limits<float>::max(), codes_.data() + h * width, &scales_[h]);
+  const int g16 = (nq + 15) / 16, g8 = (nq + 7) / 8;
+  biased16_.assign(static_cast<size_t>(g16) * words_ * 16, static_cast<int32_t>(0x80808080u));
+  abs8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
+  signed8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
+  for (int h = 0; h < nq; ++h) {
+    for (int64_t j = 0; j < words_; ++j) {
+      const int8_t* b = codes(h) + 4 * j;
+      biased16_[(h / 16 * words_ + j) * 16 + h % 16] = PackWord(b, [](int8_t c) { return c + 128; });
+      abs8_[(h / 8 * words_ + j) * 8 + h % 8] = PackWord(b, [](int8_t c) { return c < 0 ? -c : c; });
+      signed8_[(h / 8 * words_ + j) * 8 + h % 8] = PackWord(b, [](int8_t c) { return c; });
+    }
+  }
+}
+
+void Int8RowDotsReference(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
+                          int64_t out_stride) {
+  const int64_t width = q.words() * 4;
+  for (int h = 0; h < q.nq(); ++h) {
+    const int8_t* qc = q.codes(h);
+    for (int64_t s = 0; s < n_rows; ++s) {
+      int32_t isum = 0;
+      for (int64_t i = 0; i < width; ++i) isum += static_cast<int32_t>(qc[i]) * rows[s][i];
+      out[h * out_stride + s] = (static_cast<float>(isum) * q.scale(h)) * ScaledRowScale(rows[s], q.d());
+    }
+  }
+}
+
+#define GLM_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+
+// o[l] = column l of the 16 x 16 floats m[k][l] (three rounds of unpacks and 128-bit shuffles).
+GLM_VNNI __attribute__((always_inline)) static inline void Transpose16(const float (*m)[16], __m512 (&o)[16]) {
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(_mm512_load_ps(m[2 * i]), _mm512_load_ps(m[2 * i + 1]));
+    t[2 * i + 1] = _mm512_unpackhi_ps(_mm512_load_ps(m[2 * i]), _mm512_load_ps(m[2 * i + 1]));
+  }
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 4; ++i) {
+      v[8 * h + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0x88);
+      v[8 * h + 4 + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0xdd);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    o[i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0x88);
+    o[8 + i] = _mm512_shuffle_f32x4(v[i], v[8 + i], 0xdd);
+  }
+}
+
+// Rows in the lanes of a register, keys one at a time: per key s and word j one vpdpbusd of the
+// 16 rows' biased words with key word j broadcast — no transposition of the keys, which are
+// scattered rows. Σ (q + 128) · k = Σ q · k + 128 · Σ k, so each key's byte sum (one vpdpbusd
+// with ones per 64 bytes) is taken off.
+GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
+                                    int64_t out_stride) {
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni")))
+    return false;
+  const int64_t words = q.words(), width = words * 4;
+  constexpr int64_t kKeys = 16;
+  int32_t ksum[kKeys];
+  float sk[kKeys];
+  alignas(64) float tmp[kKeys][16] = {};
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t s0 = 0; s0 < n_rows; s0 += kKeys) {
+    const int64_t ns = std::min(kKeys, n_rows - s0);
+    for (int64_t k = 0; k < ns; ++k) {
+      const int8_t* row = rows[s0 + k];
+      __m512i acc = _mm512_setzero_si512();
+      for (int64_t b = 0; b < width; b += 64) {
+        const __mmask64 m = width - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (width - b)) - 1;
+        acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(m, row + b));
+      }
+      ksum[k] = _mm512_reduce_add_epi32(acc);
+      sk[k] = ScaledRowScale(row, q.d());
+    }
+    for (int g = 0; g * 16 < q.nq(); ++g) {
+      const int32_t* qb = q.biased16(g);
+      const int lanes = std::min(16, q.nq() - 16 * g);
+      const __m512 sq = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << lanes) - 1), q.scales() + 16 * g);
+      // Eight keys at a time: eight independent accumulator chains (a vpdpbusd's latency is
+      // several cycles) sharing each load of the rows' words.
+      for (int64_t k0 = 0; k0 < ns; k0 += 8) {
+        auto key = [&](int u) { return std::min<int64_t>(k0 + u, ns - 1); };  // past ns: a repeat, not stored
+        const int8_t *r0 = rows[s0 + key(0)], *r1 = rows[s0 + key(1)], *r2 = rows[s0 + key(2)], *r3 = rows[s0 + key(3)];
+        const int8_t *r4 = rows[s0 + key(4)], *r5 = rows[s0 + key(5)], *r6 = rows[s0 + key(6)], *r7 = rows[s0 + key(7)];
+        __m512i a0 = _mm512_set1_epi32(-128 * ksum[key(0)]), a1 = _mm512_set1_epi32(-128 * ksum[key(1)]);
+        __m512i a2 = _mm512_set1_epi32(-128 * ksum[key(2)]), a3 = _mm512_set1_epi32(-128 * ksum[key(3)]);
+        __m512i a4 = _mm512_set1_epi32(-128 * ksum[key(4)]), a5 = _mm512_set1_epi32(-128 * ksum[key(5)]);
+        __m512i a6 = _mm512_set1_epi32(-128 * ksum[key(6)]), a7 = _mm512_set1_epi32(-128 * ksum[key(7)]);
+        for (int64_t j = 0; j < words; ++j) {
+          const __m512i w = _mm512_loadu_si512(qb + 16 * j);
+          a0 = _mm512_dpbusd_epi32(a0, w, _mm512_set1_epi32(LoadWord(r0 + 4 * j)));
+          a1 = _mm512_dpbusd_epi32(a1, w, _mm512_set1_epi32(LoadWord(r1 + 4 * j)));
+          a2 = _mm512_dpbusd_epi32(a2, w, _mm512_set1_epi32(LoadWord(r2 + 4 * j)));
+          a3 = _mm512_dpbusd_epi32(a3, w, _mm512_set1_epi32(LoadWord(r3 + 4 * j)));
+          a4 = _mm512_dpbusd_epi32(a4, w, _mm512_set1_epi32(LoadWord(r4 + 4 * j)));
+          a5 = _mm512_dpbusd_epi32(a5, w, _mm512_set1_epi32(LoadWord(r5 + 4 * j)));
+          a6 = _mm512_dpbusd_epi32(a6, w, _mm512_set1_epi32(LoadWord(r6 + 4 * j)));
+          a7 = _mm512_dpbusd_epi32(a7, w, _mm512_set1_epi32(LoadWord(r7 + 4 * j)));
+        }
+        const __m512i acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        for (int u = 0; u < 8 && k0 + u < ns; ++u)
+          _mm512_store_ps(tmp[k0 + u],
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[u]), sq), _mm512_set1_ps(sk[k0 + u])));
+      }
+      // tmp [key][row] to out [row][key]: rows of tmp past ns go to masked-off lanes.
+      __m512 cols[16];
+      Transpose16(tmp, cols);
+      const __mmask16 keys = static_cast<__mmask16>((1u << ns) - 1);
+      for (int l = 0; l < lanes; ++l) _mm512_mask_storeu_ps(out + (16 * g + l) * out_stride + s0, keys, cols[l]);
+    }
+  }
+  return true;
+}
+
+#define GLM_AVX2_DOTS __attribute__((target("avx2,fma")))
+
+// 8 rows in the lanes; vpmaddubsw multiplies |q| (unsigned) by k with q's sign applied (vpsignb),
+// so a pair sums to at most 2 · 127 · 127 and never saturates; vpmaddwd with ones adds the pairs.
+GLM_AVX2_DOTS bool Int8RowDotsAvx2(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
+                                   int64_t out_stride) {
+  if (!__builtin_cpu_supports("avx2")) return false;
+  const int64_t words = q.words();
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  alignas(32) float tmp[8];
+  for (int g = 0; g * 8 < q.nq(); ++g) {
+    const int32_t* qa = q.abs8(g);
+    const int32_t* qs = q.signed8(g);
+    const int lanes = std::min(8, q.nq() - 8 * g);
+    alignas(32) float scales[8] = {};
+    std::copy_n(q.scales() + 8 * g, lanes, scales);
+    const __m256 sq = _mm256_load_ps(scales);
+    for (int64_t s = 0; s < n_rows; ++s) {
+      const int8_t* row = rows[s];
+      __m256i acc = _mm256_setzero_si256();
+      for (int64_t j = 0; j < words; ++j) {
+        const __m256i k = _mm256_sign_epi8(_mm256_set1_epi32(LoadWord(row + 4 * j)),
+                                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 8 * j)));
+        const __m256i pairs =
+            _mm256_maddubs_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + 8 * j)), k);
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones16));
+      }
+      _mm256_store_ps(tmp, _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), sq),
+                                         _mm256_set1_ps(ScaledRowScale(row, q.d()))));
+      for (int l = 0; l < lanes; ++l) out[(8 * g + l) * out_stride + s] = tmp[l];
+    }
+  }
+  return true;
+}
+
+namespace {
+
+enum class Path { kVnni, kAvx2, kPortable };
+Path ChoosePath() {
+  __builtin_cpu_init();  // (this runs as a static initialiser)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vnni"))
+    return Path::kVnni;
+  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
+  return Path::kPortable;
+}
+const Path kPath = ChoosePath();
+
+}  // namespace
+
+void Int8RowDots(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out, int64_t out_stride) {
+  switch (kPath) {
+    case Path::kVnni:
+      Int8RowDotsAvx512Vnni(q, rows, n_rows, out, out_stride);
+      return;
+    case Path::kAvx2:
+      Int8RowDotsAvx2(q, rows, n_rows, out, out_stride);
+      return;
+    case Path::kPortable:
+      break;
+  }
+  Int8RowDotsReference(q, rows, n_rows, out, out_stride);
+}
+
+const char* Int8RowDotsPath() {
+  switch (kPath) {
+    case Path::kVnni: return "avx512-vnni";
+    case Path::kAvx2: return "avx2";
+    case Path::kPortable: break;
+  }
+  return "portable";
+}
+
+}  // namespace glm::kernels
