@@ -83,19 +83,15 @@ void DsaIndexer::Run(const model::IndexerWeights& w, int64_t layer, const float*
   for (int64_t b0 = 0, b1 = 0; b0 < n; b0 = b1) {
     int64_t floats = 0;
     for (b1 = b0; b1 < n && (b1 == b0 || floats + sparse_pos[b1] + 1 <= score_budget_); ++b1) floats += sparse_pos[b1] + 1;
-    switch (spans.front().cache->index_key_dtype()) {  // one dtype a batch (Glm5Model checks)
-      case kv_cache::KvDType::kF32:
-        ScoreAndSelect<float>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
-        break;
-      case kv_cache::KvDType::kBf16:
-        ScoreAndSelect<uint16_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
-        break;
-      case kv_cache::KvDType::kFp8E4m3:
-        ScoreAndSelect<uint8_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
-        break;
-      case kv_cache::KvDType::kInt8:
-        ScoreAndSelect<int8_t>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
-        break;
+    // The stored rows' element type (one dtype a batch: Glm5Model checks).
+    auto score = [&](auto row) {
+      ScoreAndSelect<decltype(row)>(layer, b0, b1, sparse_tokens, sparse_pos, sparse_span, q, head_w, selection);
+    };
+    switch (spans.front().cache->index_key_dtype()) {
+      case kv_cache::KvDType::kF32: score(float{}); break;
+      case kv_cache::KvDType::kBf16: score(uint16_t{}); break;
+      case kv_cache::KvDType::kFp8E4m3: score(uint8_t{}); break;
+      case kv_cache::KvDType::kInt8: score(int8_t{}); break;
     }
   }
 }

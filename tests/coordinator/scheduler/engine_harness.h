@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -180,24 +182,53 @@ inline std::vector<int32_t> SingleProcessGreedy(const std::vector<int32_t>& prom
   return runtime::Generate(*sp.model, prompt, g)->tokens;
 }
 
-inline std::vector<int32_t> Prompt(int seed, int len) {
+// log p(prompt[p] | prompt[0, p)) for p >= 1 from a single-process forward of `model` with the given
+// cache dtypes.
+inline std::vector<double> SingleProcessPromptLogprobs(const std::vector<int32_t>& prompt, const std::string& model_name,
+                                                       kv_cache::KvDType kv, kv_cache::KvDType index) {
+  SingleProcess sp(model_name, kv, index);
+  auto cache = sp.model->NewCache();
+  std::vector<model::SequenceInput> in(1);
+  in[0].cache = cache.get();
+  in[0].tokens = prompt;
+  auto full = sp.model->Forward(in, model::LogitRows::kAll);
+  EXPECT_TRUE(full.ok()) << full.status();
+  if (!full.ok()) return {};
+  const int64_t vocab = sp.model->config().vocab_size;
+  std::vector<double> lp;
+  for (size_t p = 1; p < prompt.size(); ++p) {
+    const float* row = full->logits.data() + (p - 1) * vocab;
+    const float max = *std::max_element(row, row + vocab);
+    double z = 0;
+    for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
+    lp.push_back(row[prompt[p]] - max - std::log(z));
+  }
+  return lp;
+}
+
+// `len` token ids in [20, 20 + min(4000, vocab - 20)).
+inline std::vector<int32_t> Prompt(int seed, int len, int vocab = 4096) {
+  const int span = std::min(4000, vocab - 20);
   std::vector<int32_t> p;
-  for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((seed * 7919 + i * 104729 + i * i) % 4000 + 20));
+  for (int i = 0; i < len; ++i) p.push_back(static_cast<int32_t>((seed * 7919 + i * 104729 + i * i) % span + 20));
   return p;
 }
 
 // A multi-turn conversation: each turn's prompt extends the previous turn's prompt and reply.
 // With the prefix cache (and eviction pressure from unrelated requests) every turn gives exactly
 // the tokens of a cold run — greedy and seeded sampling — with the workers' KV rows in
-// `kv_cache_dtype`.
-inline void ExpectMultiTurnPrefixHitsExact(const std::string& kv_cache_dtype) {
+// `kv_cache_dtype` and their indexer keys in `index_key_dtype`, on `model` (its vocabulary `vocab`).
+inline void ExpectMultiTurnPrefixHitsExact(const std::string& kv_cache_dtype, const std::string& model = "glm5-tiny-code",
+                                           const std::string& index_key_dtype = "f32", int vocab = 4096) {
   for (float temperature : {0.0f, 0.9f}) {
-    SCOPED_TRACE(::testing::Message() << "KV " << kv_cache_dtype << ", temperature " << temperature);
-    EngineHarness warm("glm5-tiny-code", 1, 1, 48, 8, {}, 1, nullptr, kv_cache_dtype);  // small pool: evictions happen
+    SCOPED_TRACE(::testing::Message() << model << ", KV " << kv_cache_dtype << ", indexer keys " << index_key_dtype
+                                      << ", temperature " << temperature);
+    // A small pool: evictions happen.
+    EngineHarness warm(model, 1, 1, 48, 8, {}, 1, nullptr, kv_cache_dtype, index_key_dtype);
     EngineOptions no_cache;
     no_cache.enable_prefix_cache = false;
-    EngineHarness cold("glm5-tiny-code", 1, 1, 48, 8, no_cache, 1, nullptr, kv_cache_dtype);
-    std::vector<int32_t> conversation = Prompt(5, 30);
+    EngineHarness cold(model, 1, 1, 48, 8, no_cache, 1, nullptr, kv_cache_dtype, index_key_dtype);
+    std::vector<int32_t> conversation = Prompt(5, 30, vocab);
     int total_cached = 0;
     for (int turn = 0; turn < 5; ++turn) {
       GenerationRequest r = Greedy(conversation, 12);
@@ -211,10 +242,10 @@ inline void ExpectMultiTurnPrefixHitsExact(const std::string& kv_cache_dtype) {
       EXPECT_EQ(ref.cached_tokens, 0);
       total_cached += hot.cached_tokens;
       // Pressure: an unrelated request that needs most of the pool.
-      auto other = warm.Run(Greedy(Prompt(900 + turn, 150), 4));
+      auto other = warm.Run(Greedy(Prompt(900 + turn, 150, vocab), 4));
       ASSERT_TRUE(other.error.ok()) << other.error;
       conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
-      auto next = Prompt(50 + turn, 9);
+      auto next = Prompt(50 + turn, 9, vocab);
       conversation.insert(conversation.end(), next.begin(), next.end());
       if (conversation.size() > 200) break;
     }

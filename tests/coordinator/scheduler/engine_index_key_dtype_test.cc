@@ -24,33 +24,7 @@ constexpr IndexDtype kIndexDtypes[] = {
     {"bf16", kv_cache::KvDType::kBf16}, {"int8", kv_cache::KvDType::kInt8}, {"fp8", kv_cache::KvDType::kFp8E4m3}};
 
 // Token ids of the sparse fixture's vocabulary (1024), `len` of them.
-std::vector<int32_t> SparsePrompt(int seed, int len) {
-  std::vector<int32_t> p = Prompt(seed, len);
-  for (int32_t& t : p) t = t % 1000 + 20;
-  return p;
-}
-
-// log p(prompt[p] | prompt[0, p)) from a single-process forward with the given dtypes.
-std::vector<double> SingleProcessPromptLogprobs(const std::vector<int32_t>& prompt, kv_cache::KvDType kv,
-                                                kv_cache::KvDType index) {
-  SingleProcess sp(kSparse, kv, index);
-  auto cache = sp.model->NewCache();
-  std::vector<model::SequenceInput> in(1);
-  in[0].cache = cache.get();
-  in[0].tokens = prompt;
-  auto full = sp.model->Forward(in, model::LogitRows::kAll);
-  EXPECT_TRUE(full.ok()) << full.status();
-  const int64_t vocab = sp.model->config().vocab_size;
-  std::vector<double> lp;
-  for (size_t p = 1; p < prompt.size(); ++p) {
-    const float* row = full->logits.data() + (p - 1) * vocab;
-    const float max = *std::max_element(row, row + vocab);
-    double z = 0;
-    for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
-    lp.push_back(row[prompt[p]] - max - std::log(z));
-  }
-  return lp;
-}
+std::vector<int32_t> SparsePrompt(int seed, int len) { return Prompt(seed, len, 1024); }
 
 // One worker; two ranks in one stage (heads and experts split, each rank selecting from its own
 // copy of the keys); two stages. With f32 latents, and with int8 latents and fp8 indexer keys.
@@ -79,9 +53,11 @@ TEST(EngineIndexKeyDtypeTest, RoundedIndexKeysGiveTheSingleProcessTokens) {
 TEST(EngineIndexKeyDtypeTest, TheDtypeReachesTheWorkersAndStaysClose) {
   const std::vector<int32_t> prompt = SparsePrompt(31, 120);
   const int64_t n = static_cast<int64_t>(prompt.size());
-  const std::vector<double> f32 = SingleProcessPromptLogprobs(prompt, kv_cache::KvDType::kF32, kv_cache::KvDType::kF32);
+  const std::vector<double> f32 =
+      SingleProcessPromptLogprobs(prompt, kSparse, kv_cache::KvDType::kF32, kv_cache::KvDType::kF32);
   for (const IndexDtype& d : kIndexDtypes) {
-    const std::vector<double> rounded = SingleProcessPromptLogprobs(prompt, kv_cache::KvDType::kF32, d.dtype);
+    const std::vector<double> rounded =
+        SingleProcessPromptLogprobs(prompt, kSparse, kv_cache::KvDType::kF32, d.dtype);
     EngineHarness h(kSparse, 1, 1, 256, 16, {}, 1, nullptr, "f32", d.flag);
     GenerationRequest r = Greedy(prompt, 1);
     r.sampling.prompt_logprobs = 0;
@@ -130,56 +106,7 @@ TEST(EngineIndexKeyDtypeTest, SpeculativeGreedyIsPlainGreedy) {
 // and seeded, gives the cold run's tokens although its selections score keys written by earlier
 // requests.
 TEST(EngineIndexKeyDtypeTest, PrefixCacheHitsAreExact) {
-  for (const IndexDtype& d : kIndexDtypes) {
-    for (float temperature : {0.0f, 0.9f}) {
-      SCOPED_TRACE(::testing::Message() << d.flag << " indexer keys, temperature " << temperature);
-      EngineHarness warm(kSparse, 1, 1, 48, 8, {}, 1, nullptr, "f32", d.flag);
-      EngineOptions no_cache;
-      no_cache.enable_prefix_cache = false;
-      EngineHarness cold(kSparse, 1, 1, 48, 8, no_cache, 1, nullptr, "f32", d.flag);
-      std::vector<int32_t> conversation = SparsePrompt(5, 30);
-      int total_cached = 0;
-      for (int turn = 0; turn < 4; ++turn) {
-        GenerationRequest r = Greedy(conversation, 12);
-        r.sampling.temperature = temperature;
-        r.sampling.seed = 99 + turn;
-        auto hot = warm.Run(r);
-        auto ref = cold.Run(r);
-        ASSERT_TRUE(hot.error.ok()) << hot.error;
-        ASSERT_TRUE(ref.error.ok()) << ref.error;
-        EXPECT_EQ(hot.tokens, ref.tokens) << "turn " << turn;
-        total_cached += hot.cached_tokens;
-        auto other = warm.Run(Greedy(SparsePrompt(900 + turn, 150), 4));  // pressure: most of the pool
-        ASSERT_TRUE(other.error.ok()) << other.error;
-        conversation.insert(conversation.end(), hot.tokens.begin(), hot.tokens.end());
-        auto next = SparsePrompt(50 + turn, 9);
-        conversation.insert(conversation.end(), next.begin(), next.end());
-      }
-      EXPECT_GT(total_cached, 0) << "the conversation never hit the prefix cache";
-    }
-  }
-}
-
-// One forward selects from every sequence's keys with one element type: a batch mixing f32 and
-// int8 indexer keys is refused with both named, before anything is written.
-TEST(EngineIndexKeyDtypeTest, ABatchMixingIndexKeyDtypesIsRefused) {
-  SingleProcess sp(kSparse);
-  auto f32 = sp.model->NewCache();
-  sp.model->set_index_key_dtype(kv_cache::KvDType::kInt8);
-  auto int8 = sp.model->NewCache();
-  std::vector<model::SequenceInput> in(2);
-  in[0].cache = f32.get();
-  in[0].tokens = SparsePrompt(1, 5);
-  in[1].cache = int8.get();
-  in[1].tokens = SparsePrompt(2, 5);
-  auto out = sp.model->Forward(in, model::LogitRows::kLast);
-  ASSERT_FALSE(out.ok());
-  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(out.status().message().find("sequence 1's KV cache holds int8 indexer keys, sequence 0's f32"),
-            std::string::npos)
-      << out.status();
-  EXPECT_EQ(f32->length(), 0);
-  EXPECT_EQ(int8->length(), 0);
+  for (const IndexDtype& d : kIndexDtypes) ExpectMultiTurnPrefixHitsExact("f32", kSparse, d.flag, 1024);
 }
 
 }  // namespace

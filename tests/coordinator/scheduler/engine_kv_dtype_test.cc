@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 
 #include "tests/coordinator/scheduler/engine_harness.h"
 
@@ -55,29 +56,11 @@ TEST(EngineKvDtypeTest, RoundedCachesGiveTheSingleProcessTokens) {
 TEST(EngineKvDtypeTest, TheDtypeReachesTheWorkers) {
   const auto prompt = Prompt(21, 60);
   const int64_t n = static_cast<int64_t>(prompt.size());
-  // log p(prompt[p] | prompt[0, p)) from a single-process forward with the given cache dtype.
-  auto single_logprobs = [&](kv_cache::KvDType dtype) {
-    SingleProcess sp("glm5-tiny-code", dtype);
-    auto cache = sp.model->NewCache();
-    std::vector<model::SequenceInput> in(1);
-    in[0].cache = cache.get();
-    in[0].tokens = prompt;
-    auto full = sp.model->Forward(in, model::LogitRows::kAll);
-    EXPECT_TRUE(full.ok()) << full.status();
-    const int64_t vocab = sp.model->config().vocab_size;
-    std::vector<double> lp;
-    for (int64_t p = 1; p < n; ++p) {
-      const float* row = full->logits.data() + (p - 1) * vocab;
-      const float max = *std::max_element(row, row + vocab);
-      double z = 0;
-      for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
-      lp.push_back(row[prompt[p]] - max - std::log(z));
-    }
-    return lp;
-  };
-  const std::vector<double> f32 = single_logprobs(kv_cache::KvDType::kF32);
+  const std::vector<double> f32 =
+      SingleProcessPromptLogprobs(prompt, "glm5-tiny-code", kv_cache::KvDType::kF32, kv_cache::KvDType::kF32);
   for (const RoundedDtype& d : kRoundedDtypes) {
-    const std::vector<double> rounded = single_logprobs(d.dtype);
+    const std::vector<double> rounded =
+        SingleProcessPromptLogprobs(prompt, "glm5-tiny-code", d.dtype, kv_cache::KvDType::kF32);
     EngineHarness h("glm5-tiny-code", 1, 1, 256, 16, {}, 1, nullptr, d.flag);
     GenerationRequest r = Greedy(prompt, 1);
     r.sampling.prompt_logprobs = 0;
@@ -122,25 +105,37 @@ TEST(EngineKvDtypeTest, RoundedCacheSpeculativeGreedyIsPlainGreedy) {
   }
 }
 
-// One forward reads every sequence's rows with one element type: a batch mixing an f32 and a BF16
-// cache is refused with both named, before anything is computed or written.
+// One forward reads every sequence's rows, and selects from every sequence's indexer keys, with one
+// element type: a batch mixing caches that differ in either is refused with both named, before
+// anything is computed or written.
 TEST(EngineKvDtypeTest, ABatchMixingCacheDtypesIsRefused) {
-  SingleProcess sp;
-  auto f32 = sp.model->NewCache();
-  sp.model->set_kv_cache_dtype(kv_cache::KvDType::kBf16);
-  auto bf16 = sp.model->NewCache();
-  std::vector<model::SequenceInput> in(2);
-  in[0].cache = f32.get();
-  in[0].tokens = Prompt(1, 5);
-  in[1].cache = bf16.get();
-  in[1].tokens = Prompt(2, 5);
-  auto out = sp.model->Forward(in, model::LogitRows::kLast);
-  ASSERT_FALSE(out.ok());
-  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(out.status().message().find("sequence 1's KV cache holds bf16 rows, sequence 0's f32"), std::string::npos)
-      << out.status();
-  EXPECT_EQ(f32->length(), 0);
-  EXPECT_EQ(bf16->length(), 0);
+  struct Case {
+    const char* model;
+    std::function<void(model::Glm5Model*)> change;  // what sequence 1's cache differs in
+    const char* message;
+  };
+  const Case cases[] = {
+      {"glm5-tiny-code", [](model::Glm5Model* m) { m->set_kv_cache_dtype(kv_cache::KvDType::kBf16); },
+       "sequence 1's KV cache holds bf16 rows, sequence 0's f32"},
+      {"glm5-random-sparse", [](model::Glm5Model* m) { m->set_index_key_dtype(kv_cache::KvDType::kInt8); },
+       "sequence 1's KV cache holds int8 indexer keys, sequence 0's f32"}};
+  for (const Case& c : cases) {
+    SingleProcess sp(c.model);
+    auto first = sp.model->NewCache();
+    c.change(sp.model.get());
+    auto second = sp.model->NewCache();
+    std::vector<model::SequenceInput> in(2);
+    in[0].cache = first.get();
+    in[0].tokens = Prompt(1, 5, 1024);
+    in[1].cache = second.get();
+    in[1].tokens = Prompt(2, 5, 1024);
+    auto out = sp.model->Forward(in, model::LogitRows::kLast);
+    ASSERT_FALSE(out.ok()) << c.model;
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(out.status().message().find(c.message), std::string::npos) << out.status();
+    EXPECT_EQ(first->length(), 0);
+    EXPECT_EQ(second->length(), 0);
+  }
 }
 
 // The multi-turn prefix-cache test of engine_test.cc with a BF16 (FP8) cache: every turn, greedy and
