@@ -33,6 +33,7 @@
 #include "bench/baseline_store.h"
 #include "bench/micros_per_call.h"
 #include "shard_worker/kernels/dtype.h"
+#include "shard_worker/kernels/int8_row_dots.h"
 #include "shard_worker/kernels/vector_ops.h"
 #include "shard_worker/runtime/dashed_flags.h"
 
@@ -61,14 +62,32 @@ struct Shapes {
 // Row: float, uint16_t (BF16 rows of a --kv-cache-dtype bf16 cache), int8_t or uint8_t (int8 / FP8
 // rows: codes, then a scale); RopeRow: the rope keys' (Row, but BF16 under 8-bit latents, as the
 // cache keeps them: kv_cache::RopeKeyDType).
+// int8 latents: their scores are integer dot products with the latent queries rounded to int8, all
+// heads at once (kernels/int8_row_dots.h), as MlaAttention computes them.
+template <typename Row>
+void Int8LatentScores(const Shapes& s, const float* q_lat, const std::vector<const Row*>& lat, int k0, int nk,
+                      float* scores) {
+  if constexpr (std::is_same_v<Row, int8_t>) {
+    thread_local glm::kernels::Int8QueryRows q;
+    if (k0 == 0) q.Quantize(q_lat, s.heads, s.rank);  // once a token
+    glm::kernels::Int8RowDots(q, lat.data() + k0, nk, scores + k0, s.keys);
+  }
+}
+
 template <typename Row, typename RopeRow>
 void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const std::vector<const Row*>& lat,
                 const std::vector<const RopeRow*>& pe, float* scores, float* pe_scores, float* o_lat) {
+  constexpr bool kInt8 = std::is_same_v<Row, int8_t>;
+  if constexpr (kInt8) Int8LatentScores(s, q_lat, lat, 0, s.keys, scores);
   for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
     const int nh = std::min(kMaxQueries, s.heads - h0);
-    glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
+    if constexpr (kInt8)
+      ;  // scored above
+    else
+      glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
     glm::kernels::DotRows(q_pe + h0 * s.rope, s.rope, nh, pe.data(), s.keys, s.rope, pe_scores, s.keys);
-    glm::kernels::WeightedRowSum(scores, s.keys, nh, lat.data(), s.keys, s.rank, o_lat + h0 * s.rank, s.rank);
+    glm::kernels::WeightedRowSum(scores + (kInt8 ? h0 * s.keys : 0), s.keys, nh, lat.data(), s.keys, s.rank,
+                                 o_lat + h0 * s.rank, s.rank);
   }
 }
 
@@ -82,10 +101,12 @@ void AttendKeyBlocked(const Shapes& s, int block, const float* q_lat, const floa
                       float* pe_scores, float* o_lat) {
   for (int k0 = 0; k0 < s.keys; k0 += block) {
     const int nk = std::min(block, s.keys - k0);
+    Int8LatentScores(s, q_lat, lat, k0, nk, scores);
     for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
       const int nh = std::min(kMaxQueries, s.heads - h0);
-      glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data() + k0, nk, s.rank, scores + h0 * s.keys + k0,
-                            s.keys);
+      if constexpr (!std::is_same_v<Row, int8_t>)
+        glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data() + k0, nk, s.rank, scores + h0 * s.keys + k0,
+                              s.keys);
       glm::kernels::DotRows(q_pe + h0 * s.rope, s.rope, nh, pe.data() + k0, nk, s.rope, pe_scores + h0 * s.keys + k0,
                             s.keys);
     }

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "absl/functional/function_ref.h"
 #include "shard_worker/attention/rope_layouts.h"
 #include "shard_worker/kernels/activations.h"
+#include "shard_worker/kernels/int8_row_dots.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/norms.h"
 #include "shard_worker/kernels/scratch.h"
@@ -142,6 +144,10 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
                                                       std::vector<const RopeRow*>& kpe_rows) {
       // Per thread, kept across calls (a decode step makes several per layer): no allocation once warm.
       thread_local std::vector<float> scores, pe_scores;
+      // int8 latents meet the heads' latent queries rounded to int8 (a scale a head) in integer dot
+      // products (kernels/int8_row_dots.h: 64 multiply-adds an AVX512-VNNI instruction, not 16).
+      thread_local kernels::Int8QueryRows q_lat_int8;
+      constexpr bool kInt8Latents = std::is_same_v<Row, int8_t>;
       for (int64_t job = begin; job < end; ++job) {
         // Rows paired from both ends (0, nb-1, 1, nb-2, ...): a causal token's work grows with its
         // position, and the pool splits jobs into contiguous ranges, so this balances the threads.
@@ -168,14 +174,17 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         // scores[g][k] = (q_lat·latent + q_pe·k_pe) · scale; every head reads each row once.
         scores.resize(nh * n_keys);
         pe_scores.resize(nh * n_keys);
+        if constexpr (kInt8Latents) q_lat_int8.Quantize(q_lat_row, nh, rank);
         // One group reads each row once anyway: its keys in one call each (no per-block calls).
         const int64_t key_block = nh > kernels::kMaxQueries ? kKeyBlock : std::max<int64_t>(n_keys, 1);
         for (int64_t k0 = 0; k0 < n_keys; k0 += key_block) {
           const int64_t nk = std::min(key_block, n_keys - k0);
+          if constexpr (kInt8Latents) kernels::Int8RowDots(q_lat_int8, lat_rows.data() + k0, nk, scores.data() + k0, n_keys);
           for (int g0 = 0; g0 < nh; g0 += kernels::kMaxQueries) {
             const int ng = std::min(kernels::kMaxQueries, nh - g0);
-            kernels::DotRows(q_lat_row + g0 * rank, rank, ng, lat_rows.data() + k0, nk, rank,
-                             scores.data() + g0 * n_keys + k0, n_keys);
+            if constexpr (!kInt8Latents)
+              kernels::DotRows(q_lat_row + g0 * rank, rank, ng, lat_rows.data() + k0, nk, rank,
+                               scores.data() + g0 * n_keys + k0, n_keys);
             kernels::DotRows(q_heads + g0 * qk + nope, qk, ng, kpe_rows.data() + k0, nk, rope_dim,
                              pe_scores.data() + g0 * n_keys + k0, n_keys);
           }
