@@ -81,9 +81,7 @@ void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const st
   if constexpr (kInt8) Int8LatentScores(s, q_lat, lat, 0, s.keys, scores);
   for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
     const int nh = std::min(kMaxQueries, s.heads - h0);
-    if constexpr (kInt8)
-      ;  // scored above
-    else
+    if constexpr (!kInt8)  // (int8 rows: all heads scored above)
       glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
     glm::kernels::DotRows(q_pe + h0 * s.rope, s.rope, nh, pe.data(), s.keys, s.rope, pe_scores, s.keys);
     glm::kernels::WeightedRowSum(scores + (kInt8 ? h0 * s.keys : 0), s.keys, nh, lat.data(), s.keys, s.rank,
