@@ -84,9 +84,10 @@ void AttendOnce(const Shapes& s, const float* q_lat, const float* q_pe, const st
     if constexpr (!kInt8)  // (int8 rows: all heads scored above)
       glm::kernels::DotRows(q_lat + h0 * s.rank, s.rank, nh, lat.data(), s.keys, s.rank, scores, s.keys);
     glm::kernels::DotRows(q_pe + h0 * s.rope, s.rope, nh, pe.data(), s.keys, s.rope, pe_scores, s.keys);
-    glm::kernels::WeightedRowSum(scores + (kInt8 ? h0 * s.keys : 0), s.keys, nh, lat.data(), s.keys, s.rank,
-                                 o_lat + h0 * s.rank, s.rank);
+    if constexpr (!kInt8)  // (int8 rows: all heads summed below)
+      glm::kernels::WeightedRowSum(scores, s.keys, nh, lat.data(), s.keys, s.rank, o_lat + h0 * s.rank, s.rank);
   }
+  if constexpr (kInt8) glm::kernels::Int8RowWeightedSum(scores, s.keys, s.heads, lat.data(), s.keys, s.rank, o_lat, s.rank);
 }
 
 // The same work with the keys in blocks of `block`: every head group's scores over a block, then
@@ -111,6 +112,10 @@ void AttendKeyBlocked(const Shapes& s, int block, const float* q_lat, const floa
   }
   for (int k0 = 0; k0 < s.keys; k0 += block) {
     const int nk = std::min(block, s.keys - k0);
+    if constexpr (std::is_same_v<Row, int8_t>) {  // all heads; blocks of 64 keys give one call's bits
+      glm::kernels::Int8RowWeightedSum(scores + k0, s.keys, s.heads, lat.data() + k0, nk, s.rank, o_lat, s.rank);
+      continue;
+    }
     for (int h0 = 0; h0 < s.heads; h0 += kMaxQueries) {
       const int nh = std::min(kMaxQueries, s.heads - h0);
       glm::kernels::WeightedRowSum(scores + h0 * s.keys + k0, s.keys, nh, lat.data() + k0, nk, s.rank,
@@ -214,6 +219,11 @@ int Run(const Shapes& s, double seconds) {
         },
         seconds);
   };
+  if (std::is_same_v<Row, int8_t> && key_block % glm::kernels::kInt8SumBlock != 0) {
+    std::fprintf(stderr, "attention_rows_bench: int8 rows are summed in blocks of %lld keys: --key-block must be a "
+                 "multiple of it\n", static_cast<long long>(glm::kernels::kInt8SumBlock));
+    return 2;
+  }
   if (key_block > 0) {  // the key-blocked order must give the unblocked order's bits
     select_scattered();
     std::vector<float> want(o_lat.size(), 0.0f), got(o_lat.size(), 0.0f);

@@ -104,6 +104,7 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
   const int64_t threads = pool_ != nullptr ? pool_->size() : 1;
   const int64_t kHeadsPerJob = std::clamp<int64_t>(heads * n_out / threads, 1, heads);
   constexpr int64_t kKeyBlock = 64;
+  static_assert(kKeyBlock % kernels::kInt8SumBlock == 0, "int8 latents' weighted sums are blocked by 64 keys");
   const int64_t groups = (heads + kHeadsPerJob - 1) / kHeadsPerJob;
   const kernels::MatMulRowsFn matmul_rows = kernels::BestMatMulRows();
   // The output rows in blocks. Per block, each head maps all the block's queries into the latent
@@ -195,6 +196,12 @@ void MlaAttention::Forward(const model::AttentionWeights& w, int64_t layer, cons
         std::fill_n(o_lat_row, nh * rank, 0.0f);
         for (int64_t k0 = 0; k0 < n_keys; k0 += key_block) {
           const int64_t nk = std::min(key_block, n_keys - k0);
+          if constexpr (kInt8Latents) {
+            // Integer sums too (weights rounded to int16 per block of 64 keys: k0 is a multiple of
+            // 64, so any key_block gives the bits of one call).
+            kernels::Int8RowWeightedSum(scores.data() + k0, n_keys, nh, lat_rows.data() + k0, nk, rank, o_lat_row, rank);
+            continue;
+          }
           for (int g0 = 0; g0 < nh; g0 += kernels::kMaxQueries)
             kernels::WeightedRowSum(scores.data() + g0 * n_keys + k0, n_keys, std::min(kernels::kMaxQueries, nh - g0),
                                     lat_rows.data() + k0, nk, rank, o_lat_row + g0 * rank, rank);

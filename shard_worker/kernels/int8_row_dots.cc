@@ -9,8 +9,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "shard_worker/kernels/absmax_quantize.h"
 #include "shard_worker/kernels/vector_ops.h"
@@ -204,6 +206,164 @@ GLM_AVX2_DOTS bool Int8RowDotsAvx2(const Int8QueryRows& q, const int8_t* const* 
 
 namespace {
 
+// Block [b0, b0 + nb) of head h's weights folded with the rows' scales and quantised to int16:
+// c[0, kInt8SumBlock) (zero past nb) and *sw (Int8RowWeightedSum's arithmetic).
+void QuantizeBlockWeights(const float* w, const int8_t* const* rows, int64_t nb, int64_t d, int16_t* c, float* sw) {
+  float folded[kInt8SumBlock];
+  for (int64_t k = 0; k < nb; ++k) folded[k] = w[k] * ScaledRowScale(rows[k], d);
+  QuantizeAbsMax<int16_t>(folded, static_cast<int>(nb), static_cast<int>(kInt8SumBlock), 32767.0f,
+                          32767.0f / std::numeric_limits<float>::max(), c, sw);
+}
+
+// The codes of keys 2p and 2p + 1 as one word (the low half the first): what vpdpwssd / vpmaddwd
+// pair with two rows' interleaved 16-bit values.
+int32_t PairWord(const int16_t* c, int64_t p) {
+  return static_cast<int32_t>(static_cast<uint16_t>(c[2 * p]) | (static_cast<uint32_t>(static_cast<uint16_t>(c[2 * p + 1])) << 16));
+}
+
+}  // namespace
+
+void Int8RowWeightedSumReference(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                                 int64_t d, float* out, int64_t out_stride) {
+  int16_t c[kInt8SumBlock];
+  for (int64_t b0 = 0; b0 < n_rows; b0 += kInt8SumBlock) {
+    const int64_t nb = std::min(kInt8SumBlock, n_rows - b0);
+    for (int h = 0; h < nq; ++h) {
+      float sw = 0;
+      QuantizeBlockWeights(w + h * w_stride + b0, rows + b0, nb, d, c, &sw);
+      for (int64_t i = 0; i < d; ++i) {
+        int32_t isum = 0;
+        for (int64_t k = 0; k < nb; ++k) isum += static_cast<int32_t>(c[k]) * rows[b0 + k][i];
+        out[h * out_stride + i] = std::fma(static_cast<float>(isum), sw, out[h * out_stride + i]);
+      }
+    }
+  }
+}
+
+// Per block: each pair of rows' 32-value chunks widened to 16 bits and interleaved (vpunpck{l,h}wd:
+// dims 8l..8l+3 of lane l in the low register, 8l+4..8l+7 in the high one) once, then for every
+// head one vpdpwssd per pair and register with the pair's codes broadcast; the sums are put back
+// in dimension order by one two-source permute per 16 values.
+GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
+                                          int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni")))
+    return false;
+  constexpr int64_t kPairs = kInt8SumBlock / 2;
+  constexpr int kHeads = 8;  // heads a pass: 16 accumulators
+  thread_local std::vector<int16_t> codes;
+  thread_local std::vector<int32_t> words;  // heads past nq (to a multiple of kHeads): zero codes
+  thread_local std::vector<float> scales;
+  const int padded = (nq + kHeads - 1) / kHeads * kHeads;
+  codes.resize(static_cast<size_t>(nq) * kInt8SumBlock);
+  words.assign(static_cast<size_t>(padded) * kPairs, 0);
+  scales.resize(nq);
+  alignas(64) __m512i interleaved[kPairs][2];
+  const __m512i first_half = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+  const __m512i second_half = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+  for (int64_t b0 = 0; b0 < n_rows; b0 += kInt8SumBlock) {
+    const int64_t nb = std::min(kInt8SumBlock, n_rows - b0), pairs = (nb + 1) / 2;
+    for (int h = 0; h < nq; ++h) {
+      QuantizeBlockWeights(w + h * w_stride + b0, rows + b0, nb, d, codes.data() + h * kInt8SumBlock, &scales[h]);
+      for (int64_t p = 0; p < pairs; ++p) words[h * kPairs + p] = PairWord(codes.data() + h * kInt8SumBlock, p);
+    }
+    for (int64_t i0 = 0; i0 < d; i0 += 32) {
+      const __mmask32 bytes = d - i0 >= 32 ? ~__mmask32{0} : (__mmask32{1} << (d - i0)) - 1;
+      for (int64_t p = 0; p < pairs; ++p) {
+        const int8_t* r0 = rows[b0 + 2 * p];
+        const int8_t* r1 = 2 * p + 1 < nb ? rows[b0 + 2 * p + 1] : r0;  // past nb: code 0 weighs it
+        const __m512i a = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(bytes, r0 + i0));
+        const __m512i b = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(bytes, r1 + i0));
+        interleaved[p][0] = _mm512_unpacklo_epi16(a, b);
+        interleaved[p][1] = _mm512_unpackhi_epi16(a, b);
+      }
+      const __mmask16 lo_dims = static_cast<__mmask16>(d - i0 >= 16 ? 0xffff : (1u << (d - i0)) - 1);
+      const __mmask16 hi_dims = static_cast<__mmask16>(d - i0 >= 32 ? 0xffff : d - i0 <= 16 ? 0 : (1u << (d - i0 - 16)) - 1);
+      for (int h0 = 0; h0 < nq; h0 += kHeads) {
+        const int nh = std::min(kHeads, nq - h0);
+        __m512i lo[kHeads], hi[kHeads];
+        for (int u = 0; u < kHeads; ++u) lo[u] = hi[u] = _mm512_setzero_si512();
+        for (int64_t p = 0; p < pairs; ++p) {
+          const __m512i x0 = interleaved[p][0], x1 = interleaved[p][1];
+          for (int u = 0; u < kHeads; ++u) {
+            const __m512i c = _mm512_set1_epi32(words[(h0 + u) * kPairs + p]);
+            lo[u] = _mm512_dpwssd_epi32(lo[u], x0, c);
+            hi[u] = _mm512_dpwssd_epi32(hi[u], x1, c);
+          }
+        }
+        for (int u = 0; u < nh; ++u) {
+          const __m512 flo = _mm512_cvtepi32_ps(lo[u]), fhi = _mm512_cvtepi32_ps(hi[u]);
+          const __m512 sw = _mm512_set1_ps(scales[h0 + u]);
+          float* o = out + (h0 + u) * out_stride + i0;
+          const __m512 v0 = _mm512_permutex2var_ps(flo, first_half, fhi);
+          const __m512 v1 = _mm512_permutex2var_ps(flo, second_half, fhi);
+          _mm512_mask_storeu_ps(o, lo_dims, _mm512_fmadd_ps(v0, sw, _mm512_maskz_loadu_ps(lo_dims, o)));
+          if (hi_dims) _mm512_mask_storeu_ps(o + 16, hi_dims, _mm512_fmadd_ps(v1, sw, _mm512_maskz_loadu_ps(hi_dims, o + 16)));
+        }
+      }
+    }
+  }
+  return true;
+}
+
+// The same with 16 values a chunk in ymm registers (vpmaddwd + vpaddd: the same integers).
+GLM_AVX2_DOTS bool Int8RowWeightedSumAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
+                                          int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
+  if (!__builtin_cpu_supports("avx2")) return false;
+  constexpr int64_t kPairs = kInt8SumBlock / 2;
+  thread_local std::vector<int16_t> codes;
+  thread_local std::vector<int32_t> words;
+  thread_local std::vector<float> scales;
+  codes.resize(static_cast<size_t>(nq) * kInt8SumBlock);
+  words.resize(static_cast<size_t>(nq) * kPairs);
+  scales.resize(nq);
+  __m256i interleaved[kPairs][2];
+  for (int64_t b0 = 0; b0 < n_rows; b0 += kInt8SumBlock) {
+    const int64_t nb = std::min(kInt8SumBlock, n_rows - b0), pairs = (nb + 1) / 2;
+    for (int h = 0; h < nq; ++h) {
+      QuantizeBlockWeights(w + h * w_stride + b0, rows + b0, nb, d, codes.data() + h * kInt8SumBlock, &scales[h]);
+      for (int64_t p = 0; p < pairs; ++p) words[h * kPairs + p] = PairWord(codes.data() + h * kInt8SumBlock, p);
+    }
+    for (int64_t i0 = 0; i0 < d; i0 += 16) {
+      const int64_t n = std::min<int64_t>(16, d - i0);
+      for (int64_t p = 0; p < pairs; ++p) {
+        const int8_t* r0 = rows[b0 + 2 * p];
+        const int8_t* r1 = 2 * p + 1 < nb ? rows[b0 + 2 * p + 1] : r0;
+        alignas(16) int8_t t0[16] = {}, t1[16] = {};
+        std::memcpy(t0, r0 + i0, n);
+        std::memcpy(t1, r1 + i0, n);
+        const __m256i a = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(t0)));
+        const __m256i b = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(t1)));
+        interleaved[p][0] = _mm256_unpacklo_epi16(a, b);
+        interleaved[p][1] = _mm256_unpackhi_epi16(a, b);
+      }
+      for (int h = 0; h < nq; ++h) {
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int64_t p = 0; p < pairs; ++p) {
+          const __m256i c = _mm256_set1_epi32(words[h * kPairs + p]);
+          lo = _mm256_add_epi32(lo, _mm256_madd_epi16(interleaved[p][0], c));
+          hi = _mm256_add_epi32(hi, _mm256_madd_epi16(interleaved[p][1], c));
+        }
+        const __m256 flo = _mm256_cvtepi32_ps(lo), fhi = _mm256_cvtepi32_ps(hi);
+        // lo: dims 0-3 | 8-11, hi: dims 4-7 | 12-15.
+        alignas(32) float v[16];
+        _mm256_store_ps(v, _mm256_permute2f128_ps(flo, fhi, 0x20));
+        _mm256_store_ps(v + 8, _mm256_permute2f128_ps(flo, fhi, 0x31));
+        const __m256 sw = _mm256_set1_ps(scales[h]);
+        float* o = out + h * out_stride + i0;
+        alignas(32) float cur[16] = {};
+        std::memcpy(cur, o, n * sizeof(float));
+        _mm256_store_ps(cur, _mm256_fmadd_ps(_mm256_load_ps(v), sw, _mm256_load_ps(cur)));
+        _mm256_store_ps(cur + 8, _mm256_fmadd_ps(_mm256_load_ps(v + 8), sw, _mm256_load_ps(cur + 8)));
+        std::memcpy(o, cur, n * sizeof(float));
+      }
+    }
+  }
+  return true;
+}
+
+namespace {
+
 enum class Path { kVnni, kAvx2, kPortable };
 Path ChoosePath() {
   __builtin_cpu_init();  // (this runs as a static initialiser)
@@ -229,6 +389,21 @@ void Int8RowDots(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_ro
       break;
   }
   Int8RowDotsReference(q, rows, n_rows, out, out_stride);
+}
+
+void Int8RowWeightedSum(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t d,
+                        float* out, int64_t out_stride) {
+  switch (kPath) {
+    case Path::kVnni:
+      Int8RowWeightedSumAvx512Vnni(w, w_stride, nq, rows, n_rows, d, out, out_stride);
+      return;
+    case Path::kAvx2:
+      Int8RowWeightedSumAvx2(w, w_stride, nq, rows, n_rows, d, out, out_stride);
+      return;
+    case Path::kPortable:
+      break;
+  }
+  Int8RowWeightedSumReference(w, w_stride, nq, rows, n_rows, d, out, out_stride);
 }
 
 const char* Int8RowDotsPath() {

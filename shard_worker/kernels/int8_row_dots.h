@@ -55,8 +55,29 @@ bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const* rows, in
                            int64_t out_stride);
 bool Int8RowDotsAvx2(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                      int64_t out_stride);
-// "avx512-vnni", "avx2" or "portable": the path Int8RowDots takes here.
+// "avx512-vnni", "avx2" or "portable": the path Int8RowDots (and Int8RowWeightedSum) take here.
 const char* Int8RowDotsPath();
+
+// The weighted sum of int8 rows (attention's softmax-weighted latents over an int8 KV cache):
+// out[h * out_stride + i] += Σ_k w[h * w_stride + k] · s_k · code_k[i] for rows k < n_rows,
+// heads h < nq, i < d, as integer dot products. The arithmetic every path follows:
+//   the rows in blocks of kInt8SumBlock from the list's start; per block and head,
+//   w'_k = w[h][k] · s_k (f32), codes c_k and scale sw by QuantizeAbsMax to int16 (max|w'| / 32767;
+//   a NaN or infinite w': sw NaN, so the head's outputs become NaN);
+//   isum[i] = Σ_k c_k · code_k[i] in int32 (|isum| <= 64 · 32767 · 127 < 2^31: exact);
+//   out[h][i] = fma(float(isum[i]), sw, out[h][i]), blocks in order.
+// Calls over consecutive parts of a list, each starting at a multiple of kInt8SumBlock, give the
+// bits of one call over the whole list. The weights' rounding (2^-16 of a block's largest) is far
+// below f32 attention's other errors.
+inline constexpr int64_t kInt8SumBlock = 64;
+void Int8RowWeightedSum(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows, int64_t d,
+                        float* out, int64_t out_stride);
+void Int8RowWeightedSumReference(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                                 int64_t d, float* out, int64_t out_stride);
+bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                              int64_t d, float* out, int64_t out_stride);
+bool Int8RowWeightedSumAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
+                            int64_t d, float* out, int64_t out_stride);
 
 }  // namespace glm::kernels
 

@@ -4,6 +4,7 @@
 // magnitudes; and against the real-valued dot of the dequantised rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -116,6 +117,88 @@ TEST(Int8RowDotsTest, QuantisedQueriesZeroAndNonFiniteRows) {
   EXPECT_TRUE(std::isnan(out[3]));
   EXPECT_TRUE(std::isnan(out[4]));
   EXPECT_TRUE(std::isnan(out[5]));
+}
+
+// Int8RowWeightedSum: bit for bit the reference on every path, over head counts around the 8-head
+// passes, lengths around the 32- and 16-value chunks, key counts around the 64-key blocks (odd ones
+// included); calls over parts of the list that start at multiples of 64 give one call's bits; and
+// the sums are the real-valued weighted sums of the dequantised rows to the weights' 16-bit rounding.
+TEST(Int8RowDotsTest, WeightedSumEveryPathGivesTheReferenceBits) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  for (int64_t d : {1, 7, 16, 24, 33, 64, 100, 512}) {
+    for (int nq : {1, 3, 8, 9, 17}) {
+      for (int64_t n : {1, 2, 63, 64, 65, 130}) {
+        SCOPED_TRACE(::testing::Message() << "d " << d << " heads " << nq << " keys " << n);
+        const Keys keys = MakeKeys(n, d, rng);
+        const int64_t w_stride = n + 5, out_stride = d + 3;
+        std::vector<float> w(nq * w_stride);
+        for (float& v : w) v = uniform(rng) * uniform(rng);  // softmax-like: many small weights
+        std::vector<float> start(nq * out_stride);
+        for (float& v : start) v = uniform(rng) - 0.5f;
+        std::vector<float> want = start, got = start;
+        Int8RowWeightedSumReference(w.data(), w_stride, nq, keys.rows.data(), n, d, want.data(), out_stride);
+        if (Int8RowWeightedSumAvx512Vnni(w.data(), w_stride, nq, keys.rows.data(), n, d, got.data(), out_stride)) {
+          ASSERT_TRUE(SameBits(got, want)) << "avx512-vnni";
+        }
+        got = start;
+        if (Int8RowWeightedSumAvx2(w.data(), w_stride, nq, keys.rows.data(), n, d, got.data(), out_stride)) {
+          ASSERT_TRUE(SameBits(got, want)) << "avx2";
+        }
+        got = start;
+        for (int64_t k0 = 0; k0 < n; k0 += 64)  // as MlaAttention calls it, a block of keys at a time
+          Int8RowWeightedSum(w.data() + k0, w_stride, nq, keys.rows.data() + k0, std::min<int64_t>(64, n - k0), d,
+                             got.data(), out_stride);
+        ASSERT_TRUE(SameBits(got, want)) << "in blocks";
+        for (int h = 0; h < nq; ++h) {
+          for (int64_t i = 0; i < d; ++i) {
+            // The weights' rounding moves a term by at most (its block's max |w'| / 65534) · |code|;
+            // the f32 arithmetic by ~1e-7 of the terms' magnitudes.
+            double exact = start[h * out_stride + i], magnitude = std::fabs(exact), rounding = 0;
+            for (int64_t b0 = 0; b0 < n; b0 += 64) {
+              double block_max = 0, codes = 0;
+              for (int64_t k = b0; k < std::min<int64_t>(n, b0 + 64); ++k) {
+                const double folded = static_cast<double>(w[h * w_stride + k]) * ScaledRowScale(keys.rows[k], d);
+                block_max = std::max(block_max, std::fabs(folded));
+                codes += std::abs(keys.rows[k][i]);
+                exact += folded * keys.rows[k][i];
+                magnitude += std::fabs(folded * keys.rows[k][i]);
+              }
+              rounding += block_max / 65534 * codes;
+            }
+            ASSERT_NEAR(want[h * out_stride + i], exact, rounding * 1.01 + magnitude * 1e-6) << h << " " << i;
+          }
+          ASSERT_EQ(want[h * out_stride + d], start[h * out_stride + d]);  // nothing past d written
+        }
+      }
+    }
+  }
+}
+
+// A NaN weight, or a row written from a NaN (its scale is NaN), makes the head's sums NaN; zero
+// weights leave the output as it was.
+TEST(Int8RowDotsTest, WeightedSumNonFiniteAndZeroWeights) {
+  std::mt19937 rng(13);
+  const int64_t d = 40, n = 70;
+  Keys keys = MakeKeys(n, d, rng);
+  std::vector<float> w(3 * n, 0.25f);
+  w[n + 5] = std::numeric_limits<float>::quiet_NaN();  // head 1
+  std::fill(w.begin() + 2 * n, w.end(), 0.0f);          // head 2
+  std::vector<float> out(3 * d, 1.5f);
+  Int8RowWeightedSum(w.data(), n, 3, keys.rows.data(), n, d, out.data(), d);
+  for (int64_t i = 0; i < d; ++i) {
+    EXPECT_TRUE(std::isfinite(out[i])) << i;
+    EXPECT_TRUE(std::isnan(out[d + i])) << i;
+    EXPECT_EQ(out[2 * d + i], 1.5f) << i;
+  }
+  std::vector<float> bad(d, 1.0f);
+  bad[3] = std::numeric_limits<float>::infinity();
+  std::vector<int8_t> bad_row(ScaledRowBytes(d));
+  WriteInt8Row(bad.data(), d, bad_row.data());
+  keys.rows[10] = bad_row.data();
+  std::vector<float> one(d, 0.0f);
+  Int8RowWeightedSum(w.data(), n, 1, keys.rows.data(), n, d, one.data(), d);
+  for (int64_t i = 0; i < d; ++i) EXPECT_TRUE(std::isnan(one[i])) << i;
 }
 
 }  // namespace
