@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   // The AVX2 path on this CPU too (what a CPU without AVX512-VNNI runs).
   const double int8_avx2_us = glm::bench::MicrosPerCall(
       [&] {
-        qq.Quantize(q.data(), heads, d);
+        qq.Quantize(q.data(), heads, d, /*every_layout=*/true);  // the AVX2 layout too
         for (int64_t s0 = 0; s0 < context; s0 += kKeyBlock) {
           const int64_t nb = std::min(kKeyBlock, context - s0);
           for (int64_t i = 0; i < nb; ++i) rows[i] = reinterpret_cast<const int8_t*>(int8.row(s0 + i));

@@ -34,9 +34,21 @@ int32_t PackWord(const int8_t* bytes, F f) {
   return static_cast<int32_t>(w);
 }
 
+// The path Int8RowDots and Int8RowWeightedSum take on this CPU.
+enum class Path { kVnni, kAvx2, kPortable };
+Path ChoosePath() {
+  __builtin_cpu_init();  // (this runs as a static initialiser)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vnni"))
+    return Path::kVnni;
+  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
+  return Path::kPortable;
+}
+const Path kPath = ChoosePath();
+
 }  // namespace
 
-void Int8QueryRows::Quantize(const float* q, int nq, int64_t d) {
+void Int8QueryRows::Quantize(const float* q, int nq, int64_t d, bool every_layout) {
   nq_ = nq;
   d_ = d;
   words_ = (d + 3) / 4;
@@ -46,14 +58,16 @@ void Int8QueryRows::Quantize(const float* q, int nq, int64_t d) {
   for (int h = 0; h < nq; ++h)
     QuantizeAbsMax<int8_t>(q + h * d, static_cast<int>(d), static_cast<int>(width), 127.0f,
                            127.0f / std::numeric_limits<float>::max(), codes_.data() + h * width, &scales_[h]);
-  const int g16 = (nq + 15) / 16, g8 = (nq + 7) / 8;
+  const bool lanes16 = every_layout || kPath == Path::kVnni, lanes8 = every_layout || kPath == Path::kAvx2;
+  const int g16 = lanes16 ? (nq + 15) / 16 : 0, g8 = lanes8 ? (nq + 7) / 8 : 0;
   biased16_.assign(static_cast<size_t>(g16) * words_ * 16, static_cast<int32_t>(0x80808080u));
   abs8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
   signed8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
   for (int h = 0; h < nq; ++h) {
     for (int64_t j = 0; j < words_; ++j) {
       const int8_t* b = codes(h) + 4 * j;
-      biased16_[(h / 16 * words_ + j) * 16 + h % 16] = PackWord(b, [](int8_t c) { return c + 128; });
+      if (lanes16) biased16_[(h / 16 * words_ + j) * 16 + h % 16] = PackWord(b, [](int8_t c) { return c + 128; });
+      if (!lanes8) continue;
       abs8_[(h / 8 * words_ + j) * 8 + h % 8] = PackWord(b, [](int8_t c) { return c < 0 ? -c : c; });
       signed8_[(h / 8 * words_ + j) * 8 + h % 8] = PackWord(b, [](int8_t c) { return c; });
     }
@@ -109,7 +123,8 @@ GLM_VNNI __attribute__((always_inline)) static inline void Transpose16(const flo
 GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                                     int64_t out_stride) {
   if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vnni")))
+        __builtin_cpu_supports("avx512vnni")) ||
+      (q.nq() > 0 && q.biased16_empty()))
     return false;
   const int64_t words = q.words(), width = words * 4;
   constexpr int64_t kKeys = 16;
@@ -175,7 +190,7 @@ GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const*
 // so a pair sums to at most 2 · 127 · 127 and never saturates; vpmaddwd with ones adds the pairs.
 GLM_AVX2_DOTS bool Int8RowDotsAvx2(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                                    int64_t out_stride) {
-  if (!__builtin_cpu_supports("avx2")) return false;
+  if (!__builtin_cpu_supports("avx2") || (q.nq() > 0 && q.lanes8_empty())) return false;
   const int64_t words = q.words();
   const __m256i ones16 = _mm256_set1_epi16(1);
   alignas(32) float tmp[8];
@@ -407,20 +422,6 @@ GLM_AVX2_DOTS bool Int8RowWeightedSumAvx2(const float* w, int64_t w_stride, int 
   return true;
 }
 
-namespace {
-
-enum class Path { kVnni, kAvx2, kPortable };
-Path ChoosePath() {
-  __builtin_cpu_init();  // (this runs as a static initialiser)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vnni"))
-    return Path::kVnni;
-  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
-  return Path::kPortable;
-}
-const Path kPath = ChoosePath();
-
-}  // namespace
 
 void Int8RowDots(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out, int64_t out_stride) {
   switch (kPath) {

@@ -21,8 +21,9 @@ namespace glm::kernels {
 // nq query rows of d values, quantised once (per token) in the layouts the kernels read.
 class Int8QueryRows {
  public:
-  // q [nq, d] (row stride d). d at most 1040.
-  void Quantize(const float* q, int nq, int64_t d);
+  // q [nq, d] (row stride d). d at most 1040. The codes and scales, and the layout of the path
+  // Int8RowDots takes on this CPU; every_layout: the other paths' too (tests, benchmarks).
+  void Quantize(const float* q, int nq, int64_t d, bool every_layout = false);
 
   int nq() const { return nq_; }
   int64_t d() const { return d_; }
@@ -30,12 +31,15 @@ class Int8QueryRows {
   float scale(int h) const { return scales_[h]; }
   int64_t words() const { return words_; }  // 4-byte groups a row (the key rows' padding)
   // Groups of 16 rows (AVX-512): word j of group g, lane l = bytes 4j..4j+3 of row 16g + l, each
-  // + 128 (vpdpbusd multiplies unsigned by signed bytes); rows past nq are 128 (code 0).
+  // + 128 (vpdpbusd multiplies unsigned by signed bytes); rows past nq are 128 (code 0). Empty
+  // unless this is the CPU's path or every layout was asked for (the paths then refuse: false).
   const int32_t* biased16(int g) const { return biased16_.data() + g * words_ * 16; }
   // Groups of 8 rows (AVX2): the same words as |code| and as the codes themselves (their signs).
   const int32_t* abs8(int g) const { return abs8_.data() + g * words_ * 8; }
   const int32_t* signed8(int g) const { return signed8_.data() + g * words_ * 8; }
   const float* scales() const { return scales_.data(); }
+  bool biased16_empty() const { return biased16_.empty(); }
+  bool lanes8_empty() const { return abs8_.empty(); }
 
  private:
   int nq_ = 0;

@@ -54,7 +54,7 @@ TEST(Int8RowDotsTest, EveryPathGivesTheReferenceBits) {
         for (int h = 0; h < nq; ++h)
           for (int64_t i = 0; i < d; ++i) qf[h * d + i] = h == 2 ? 0.0f : nd(rng) * static_cast<float>(1 + h);
         Int8QueryRows q;
-        q.Quantize(qf.data(), nq, d);
+        q.Quantize(qf.data(), nq, d, /*every_layout=*/true);
         const Keys keys = MakeKeys(n, d, rng);
         const int64_t stride = n + 3;
         std::vector<float> want(nq * stride, -1.0f), got = want;
