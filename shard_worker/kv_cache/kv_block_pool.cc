@@ -88,8 +88,8 @@ int64_t KvBlockPool::block_bytes() const { return KvBlockBytes(shape_, block_siz
 
 KvCacheShape StageKvShape(const model::ModelConfig& c, int64_t layer_begin, int64_t layer_end, bool last_stage,
                           KvDType dtype, KvDType index_key_dtype) {
-  KvCacheShape shape{c.kv_lora_rank,    c.qk_rope_head_dim,          c.index_head_dim, layer_begin, {},
-                     c.max_position_embeddings, dtype, index_key_dtype};
+  KvCacheShape shape{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, layer_begin, {}, c.max_position_embeddings,
+                     dtype, index_key_dtype};
   for (int64_t l = layer_begin; l < layer_end; ++l)
     shape.layer_has_index_keys.push_back(c.indexer_kind(l) == model::IndexerKind::kFull);
   if (last_stage && c.has_mtp()) shape.layer_has_index_keys.push_back(true);

@@ -27,9 +27,10 @@ namespace glm::kv_cache {
 // of small values): a quarter of f32's bytes plus 4 a row, and the rope key rows to BF16
 // (RopeKeyDType). kInt8 (--kv-cache-dtype int8) takes the same bytes with a latent row's values as
 // integers times max|row| / 127: on rows of like magnitudes about 2.5x less RMS error than e4m3
-// (the bundled model's held-out KL vs f32: int8 0.0011, fp8 0.0034; quant_quality_bench --formats
-// int8-kv,fp8-kv); their scores are integer dot products with int8-rounded queries (kernels/
-// int8_row_dots.h). Attention reads the stored rows exactly,
+// (the bundled model's held-out KL vs f32: int8 0.00097, fp8 0.0034; quant_quality_bench --formats
+// int8-kv,fp8-kv), and attention reads int8 rows by integer dot products (kernels/int8_row_dots.h:
+// scores against int8-rounded queries, sums with int16-rounded weights). Attention reads the stored
+// rows exactly,
 // so a prefix-cache hit still gives the cold run's tokens (both read the same stored rows). The
 // DSA indexer keys stay f32 in every dtype: their scores pick the top-k keys, a discrete choice
 // that a rounded key flips (llama.cpp's f16 cache changed the selection and the greedy tokens on

@@ -147,8 +147,8 @@ absl::StatusOr<std::unique_ptr<Glm5Model>> Glm5Model::Create(std::shared_ptr<con
 
 std::unique_ptr<kv_cache::KvCache> Glm5Model::NewCache() const {
   const ModelConfig& c = config();
-  kv_cache::KvCacheShape s{c.kv_lora_rank,           c.qk_rope_head_dim, c.index_head_dim, 0, {},
-                           c.max_position_embeddings, kv_dtype_,          index_key_dtype_};
+  kv_cache::KvCacheShape s{c.kv_lora_rank, c.qk_rope_head_dim, c.index_head_dim, 0, {}, c.max_position_embeddings,
+                           kv_dtype_, index_key_dtype_};
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) s.layer_has_index_keys.push_back(c.indexer_kind(l) == IndexerKind::kFull);
   return std::make_unique<kv_cache::KvCache>(s);
 }
