@@ -61,6 +61,8 @@ void Int8QueryRows::Quantize(const float* q, int nq, int64_t d, bool every_layou
   const bool lanes16 = every_layout || kPath == Path::kVnni, lanes8 = every_layout || kPath == Path::kAvx2;
   const int g16 = lanes16 ? (nq + 15) / 16 : 0, g8 = lanes8 ? (nq + 7) / 8 : 0;
   biased16_.assign(static_cast<size_t>(g16) * words_ * 16, static_cast<int32_t>(0x80808080u));
+  biased_rows_.resize(lanes16 ? codes_.size() : 0);
+  for (size_t i = 0; i < biased_rows_.size(); ++i) biased_rows_[i] = static_cast<uint8_t>(codes_[i] + 128);
   abs8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
   signed8_.assign(static_cast<size_t>(g8) * words_ * 8, 0);
   for (int h = 0; h < nq; ++h) {
@@ -120,12 +122,78 @@ GLM_VNNI __attribute__((always_inline)) static inline void Transpose16(const flo
 // 16 rows' biased words with key word j broadcast — no transposition of the keys, which are
 // scattered rows. Σ (q + 128) · k = Σ q · k + 128 · Σ k, so each key's byte sum (one vpdpbusd
 // with ones per 64 bytes) is taken off.
+// The four sums of the int32 lanes of a, b, c and d (an unpack-and-add tree: 13 instructions, not
+// four reductions of 8).
+GLM_VNNI __attribute__((always_inline)) static inline __m128i Sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
+  const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+  const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+  // Per 128-bit lane: a, b, c, d partial sums.
+  __m512i x = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+  x = _mm512_add_epi32(x, _mm512_shuffle_i32x4(x, x, 0x4e));
+  x = _mm512_add_epi32(x, _mm512_shuffle_i32x4(x, x, 0xb1));
+  return _mm512_castsi512_si128(x);
+}
+
+// Fewer than 8 rows would leave most of the 16 lanes idle: the values in the lanes instead, 64
+// bytes a vpdpbusd, four keys by two rows a pass (eight accumulators), each sum reduced at the
+// end. The integers are the same, so the outputs are the same bits.
+GLM_VNNI static void Int8RowDotsFewRowsVnni(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows,
+                                            float* out, int64_t out_stride) {
+  const int64_t width = q.words() * 4;
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int64_t s0 = 0; s0 < n_rows; s0 += 4) {
+    const int64_t ns = std::min<int64_t>(4, n_rows - s0);
+    const int8_t* r[4];
+    for (int k = 0; k < 4; ++k) r[k] = rows[s0 + std::min<int64_t>(k, ns - 1)];  // past ns: a repeat, not stored
+    __m512i k0 = _mm512_setzero_si512(), k1 = k0, k2 = k0, k3 = k0;  // the keys' byte sums
+    for (int64_t b = 0; b < width; b += 64) {
+      const __mmask64 m = width - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (width - b)) - 1;
+      k0 = _mm512_dpbusd_epi32(k0, ones, _mm512_maskz_loadu_epi8(m, r[0] + b));
+      k1 = _mm512_dpbusd_epi32(k1, ones, _mm512_maskz_loadu_epi8(m, r[1] + b));
+      k2 = _mm512_dpbusd_epi32(k2, ones, _mm512_maskz_loadu_epi8(m, r[2] + b));
+      k3 = _mm512_dpbusd_epi32(k3, ones, _mm512_maskz_loadu_epi8(m, r[3] + b));
+    }
+    alignas(16) int32_t ksum[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(ksum), Sum4(k0, k1, k2, k3));
+    float sk[4];
+    for (int k = 0; k < 4; ++k) sk[k] = ScaledRowScale(r[k], q.d());
+    for (int h = 0; h < q.nq(); h += 2) {
+      const int h1 = std::min(h + 1, q.nq() - 1);  // an odd last row: computed twice, stored once
+      const uint8_t* qa = q.biased_row(h);
+      const uint8_t* qb = q.biased_row(h1);
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int64_t b = 0; b < width; b += 64) {
+        const __mmask64 m = width - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (width - b)) - 1;
+        const __m512i x = _mm512_maskz_loadu_epi8(m, qa + b), y = _mm512_maskz_loadu_epi8(m, qb + b);
+        const __m512i c0 = _mm512_maskz_loadu_epi8(m, r[0] + b), c1 = _mm512_maskz_loadu_epi8(m, r[1] + b);
+        const __m512i c2 = _mm512_maskz_loadu_epi8(m, r[2] + b), c3 = _mm512_maskz_loadu_epi8(m, r[3] + b);
+        a0 = _mm512_dpbusd_epi32(a0, x, c0), a1 = _mm512_dpbusd_epi32(a1, x, c1);
+        a2 = _mm512_dpbusd_epi32(a2, x, c2), a3 = _mm512_dpbusd_epi32(a3, x, c3);
+        b0 = _mm512_dpbusd_epi32(b0, y, c0), b1 = _mm512_dpbusd_epi32(b1, y, c1);
+        b2 = _mm512_dpbusd_epi32(b2, y, c2), b3 = _mm512_dpbusd_epi32(b3, y, c3);
+      }
+      alignas(16) int32_t sums[2][4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(sums[0]), Sum4(a0, a1, a2, a3));
+      _mm_store_si128(reinterpret_cast<__m128i*>(sums[1]), Sum4(b0, b1, b2, b3));
+      for (int u = 0; u < (h1 > h ? 2 : 1); ++u)
+        for (int k = 0; k < ns; ++k) {
+          const int32_t isum = sums[u][k] - 128 * ksum[k];
+          out[(h + u) * out_stride + s0 + k] = (static_cast<float>(isum) * q.scale(h + u)) * sk[k];
+        }
+    }
+  }
+}
+
 GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                                     int64_t out_stride) {
   if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vnni")) ||
       (q.nq() > 0 && q.biased16_empty()))
     return false;
+  if (q.nq() < 8) {
+    Int8RowDotsFewRowsVnni(q, rows, n_rows, out, out_stride);
+    return true;
+  }
   const int64_t words = q.words(), width = words * 4;
   constexpr int64_t kKeys = 16;
   int32_t ksum[kKeys];
@@ -298,6 +366,46 @@ GLM_VNNI void QuantizeBlockWeightsAvx512(const float* w, int64_t w_stride, int n
   }
 }
 
+// One pass of kN heads (1..8) over a block's 32-value chunk: interleaved[p] holds rows 2p, 2p + 1
+// (Int8RowWeightedSumAvx512Vnni), words[u * 32 + p] head u's pair codes, scales[u] its scale; adds
+// into out[u * out_stride + 0..31] (lo_dims / hi_dims: the chunk's values 0-15 / 16-31 present).
+template <int kN>
+GLM_VNNI __attribute__((always_inline)) static inline void WeightedSumPass(const __m512i (*interleaved)[2],
+                                                                          int64_t pairs, const int32_t* words,
+                                                                          const float* scales, float* out,
+                                                                          int64_t out_stride, __mmask16 lo_dims,
+                                                                          __mmask16 hi_dims) {
+  constexpr int64_t kPairs = kInt8SumBlock / 2;
+  // Named accumulators (an array indexed in a loop was kept in memory by GCC).
+  __m512i l0 = _mm512_setzero_si512(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0, l6 = l0, l7 = l0;
+  __m512i g0 = l0, g1 = l0, g2 = l0, g3 = l0, g4 = l0, g5 = l0, g6 = l0, g7 = l0;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512i x0 = interleaved[p][0], x1 = interleaved[p][1];
+#define GLM_PAIR(u, l, g)                                        \
+  if constexpr (kN > (u)) {                                      \
+    const __m512i c = _mm512_set1_epi32(words[(u) * kPairs + p]); \
+    l = _mm512_dpwssd_epi32(l, x0, c);                           \
+    g = _mm512_dpwssd_epi32(g, x1, c);                           \
+  }
+    GLM_PAIR(0, l0, g0) GLM_PAIR(1, l1, g1) GLM_PAIR(2, l2, g2) GLM_PAIR(3, l3, g3)
+    GLM_PAIR(4, l4, g4) GLM_PAIR(5, l5, g5) GLM_PAIR(6, l6, g6) GLM_PAIR(7, l7, g7)
+#undef GLM_PAIR
+  }
+  const __m512i lo[8] = {l0, l1, l2, l3, l4, l5, l6, l7}, hi[8] = {g0, g1, g2, g3, g4, g5, g6, g7};
+  // The chunk's values back in dimension order: lo holds 0-3, 8-11, 16-19, 24-27; hi the others.
+  const __m512i first_half = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+  const __m512i second_half = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+  for (int u = 0; u < kN; ++u) {
+    const __m512 flo = _mm512_cvtepi32_ps(lo[u]), fhi = _mm512_cvtepi32_ps(hi[u]);
+    const __m512 sw = _mm512_set1_ps(scales[u]);
+    float* o = out + u * out_stride;
+    const __m512 v0 = _mm512_permutex2var_ps(flo, first_half, fhi);
+    const __m512 v1 = _mm512_permutex2var_ps(flo, second_half, fhi);
+    _mm512_mask_storeu_ps(o, lo_dims, _mm512_fmadd_ps(v0, sw, _mm512_maskz_loadu_ps(lo_dims, o)));
+    if (hi_dims) _mm512_mask_storeu_ps(o + 16, hi_dims, _mm512_fmadd_ps(v1, sw, _mm512_maskz_loadu_ps(hi_dims, o + 16)));
+  }
+}
+
 // Per block: each pair of rows' 32-value chunks widened to 16 bits and interleaved (vpunpck{l,h}wd:
 // dims 8l..8l+3 of lane l in the low register, 8l+4..8l+7 in the high one) once, then for every
 // head one vpdpwssd per pair and register with the pair's codes broadcast; the sums are put back
@@ -308,15 +416,11 @@ GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int
         __builtin_cpu_supports("avx512vnni")))
     return false;
   constexpr int64_t kPairs = kInt8SumBlock / 2;
-  constexpr int kHeads = 8;  // heads a pass: 16 accumulators
-  thread_local std::vector<int32_t> words;  // heads past nq (to a multiple of kHeads): zero codes
+  thread_local std::vector<int32_t> words;
   thread_local std::vector<float> scales;
-  const int padded = (nq + kHeads - 1) / kHeads * kHeads;
-  words.assign(static_cast<size_t>(padded) * kPairs, 0);
+  words.resize(static_cast<size_t>(nq) * kPairs);
   scales.resize(nq);
   alignas(64) __m512i interleaved[kPairs][2];
-  const __m512i first_half = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
-  const __m512i second_half = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
   for (int64_t b0 = 0; b0 < n_rows; b0 += kInt8SumBlock) {
     const int64_t nb = std::min(kInt8SumBlock, n_rows - b0), pairs = (nb + 1) / 2;
     QuantizeBlockWeightsAvx512(w + b0, w_stride, nq, rows + b0, nb, d, words.data(), scales.data());
@@ -332,34 +436,18 @@ GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int
       }
       const __mmask16 lo_dims = static_cast<__mmask16>(d - i0 >= 16 ? 0xffff : (1u << (d - i0)) - 1);
       const __mmask16 hi_dims = static_cast<__mmask16>(d - i0 >= 32 ? 0xffff : d - i0 <= 16 ? 0 : (1u << (d - i0 - 16)) - 1);
-      for (int h0 = 0; h0 < nq; h0 += kHeads) {
-        const int nh = std::min(kHeads, nq - h0);
-        // Sixteen named accumulators (an array indexed in a loop was kept in memory by GCC).
-        __m512i l0 = _mm512_setzero_si512(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0, l6 = l0, l7 = l0;
-        __m512i g0 = l0, g1 = l0, g2 = l0, g3 = l0, g4 = l0, g5 = l0, g6 = l0, g7 = l0;
+      // Passes of 8 heads, then of 4, 2 and 1 (no accumulator wasted on a head that is not there).
+      for (int h0 = 0; h0 < nq;) {
+        const int left = nq - h0;
+        const int nh = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         const int32_t* wp = words.data() + h0 * kPairs;
-        for (int64_t p = 0; p < pairs; ++p) {
-          const __m512i x0 = interleaved[p][0], x1 = interleaved[p][1];
-#define GLM_PAIR(u, l, g)                                              \
-  {                                                                    \
-    const __m512i c = _mm512_set1_epi32(wp[(u) * kPairs + p]);         \
-    l = _mm512_dpwssd_epi32(l, x0, c);                                 \
-    g = _mm512_dpwssd_epi32(g, x1, c);                                 \
-  }
-          GLM_PAIR(0, l0, g0) GLM_PAIR(1, l1, g1) GLM_PAIR(2, l2, g2) GLM_PAIR(3, l3, g3)
-          GLM_PAIR(4, l4, g4) GLM_PAIR(5, l5, g5) GLM_PAIR(6, l6, g6) GLM_PAIR(7, l7, g7)
-#undef GLM_PAIR
-        }
-        const __m512i lo[kHeads] = {l0, l1, l2, l3, l4, l5, l6, l7}, hi[kHeads] = {g0, g1, g2, g3, g4, g5, g6, g7};
-        for (int u = 0; u < nh; ++u) {
-          const __m512 flo = _mm512_cvtepi32_ps(lo[u]), fhi = _mm512_cvtepi32_ps(hi[u]);
-          const __m512 sw = _mm512_set1_ps(scales[h0 + u]);
-          float* o = out + (h0 + u) * out_stride + i0;
-          const __m512 v0 = _mm512_permutex2var_ps(flo, first_half, fhi);
-          const __m512 v1 = _mm512_permutex2var_ps(flo, second_half, fhi);
-          _mm512_mask_storeu_ps(o, lo_dims, _mm512_fmadd_ps(v0, sw, _mm512_maskz_loadu_ps(lo_dims, o)));
-          if (hi_dims) _mm512_mask_storeu_ps(o + 16, hi_dims, _mm512_fmadd_ps(v1, sw, _mm512_maskz_loadu_ps(hi_dims, o + 16)));
-        }
+        const float* sw = scales.data() + h0;
+        float* o = out + h0 * out_stride + i0;
+        if (nh == 8) WeightedSumPass<8>(interleaved, pairs, wp, sw, o, out_stride, lo_dims, hi_dims);
+        else if (nh == 4) WeightedSumPass<4>(interleaved, pairs, wp, sw, o, out_stride, lo_dims, hi_dims);
+        else if (nh == 2) WeightedSumPass<2>(interleaved, pairs, wp, sw, o, out_stride, lo_dims, hi_dims);
+        else WeightedSumPass<1>(interleaved, pairs, wp, sw, o, out_stride, lo_dims, hi_dims);
+        h0 += nh;
       }
     }
   }

@@ -34,6 +34,8 @@ class Int8QueryRows {
   // + 128 (vpdpbusd multiplies unsigned by signed bytes); rows past nq are 128 (code 0). Empty
   // unless this is the CPU's path or every layout was asked for (the paths then refuse: false).
   const int32_t* biased16(int g) const { return biased16_.data() + g * words_ * 16; }
+  // Row h's codes + 128 as bytes [words * 4] (zero-padded codes: 128), with the 16-row groups.
+  const uint8_t* biased_row(int h) const { return biased_rows_.data() + h * words_ * 4; }
   // Groups of 8 rows (AVX2): the same words as |code| and as the codes themselves (their signs).
   const int32_t* abs8(int g) const { return abs8_.data() + g * words_ * 8; }
   const int32_t* signed8(int g) const { return signed8_.data() + g * words_ * 8; }
@@ -47,6 +49,7 @@ class Int8QueryRows {
   std::vector<int8_t> codes_;
   std::vector<float> scales_;
   std::vector<int32_t> biased16_, abs8_, signed8_;
+  std::vector<uint8_t> biased_rows_;
 };
 
 // out[h * out_stride + s] for every query row h and key row s < n_rows (the arithmetic above),
