@@ -298,12 +298,6 @@ void QuantizeBlockWeights(const float* w, const int8_t* const* rows, int64_t nb,
                           32767.0f / std::numeric_limits<float>::max(), c, sw);
 }
 
-// The codes of keys 2p and 2p + 1 as one word (the low half the first): what vpdpwssd / vpmaddwd
-// pair with two rows' interleaved 16-bit values.
-int32_t PairWord(const int16_t* c, int64_t p) {
-  return static_cast<int32_t>(static_cast<uint16_t>(c[2 * p]) | (static_cast<uint32_t>(static_cast<uint16_t>(c[2 * p + 1])) << 16));
-}
-
 }  // namespace
 
 void Int8RowWeightedSumReference(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
@@ -454,24 +448,61 @@ GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int
   return true;
 }
 
+// QuantizeBlockWeightsAvx512's rounding in ymm registers (the same codes and scales).
+GLM_AVX2_DOTS void QuantizeBlockWeightsAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
+                                           int64_t nb, int64_t d, int32_t* words, float* scales) {
+  alignas(32) float row_scales[kInt8SumBlock] = {};
+  for (int64_t k = 0; k < nb; ++k) row_scales[k] = ScaledRowScale(rows[k], d);
+  const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(32767.0f), neg_lim = _mm256_set1_ps(-32767.0f);
+  for (int h = 0; h < nq; ++h) {
+    alignas(32) float folded[kInt8SumBlock] = {};
+    for (int64_t k = 0; k < nb; ++k) folded[k] = w[h * w_stride + k];
+    __m256 x[8];
+    __m256 amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+    for (int v = 0; v < 8; ++v) {
+      x[v] = _mm256_mul_ps(_mm256_load_ps(folded + 8 * v), _mm256_load_ps(row_scales + 8 * v));
+      unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(x[v], x[v], _CMP_UNORD_Q));
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, x[v]));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, amax);
+    const float a = *std::max_element(lanes, lanes + 8);
+    int32_t* out = words + h * (kInt8SumBlock / 2);
+    if (_mm256_movemask_ps(unordered) != 0 || !(a <= std::numeric_limits<float>::max())) {
+      std::fill_n(out, kInt8SumBlock / 2, 0);
+      scales[h] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    if (a < 32767.0f / std::numeric_limits<float>::max()) {
+      std::fill_n(out, kInt8SumBlock / 2, 0);
+      scales[h] = 0.0f;
+      continue;
+    }
+    const __m256 inv = _mm256_set1_ps(32767.0f / a);
+    for (int v = 0; v < 8; v += 2) {
+      const __m256i c0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x[v], inv), neg_lim), lim));
+      const __m256i c1 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x[v + 1], inv), neg_lim), lim));
+      // vpackssdw packs within 128-bit lanes: [c0 0-3, c1 0-3, c0 4-7, c1 4-7] -> put back in order.
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * v),
+                          _mm256_permute4x64_epi64(_mm256_packs_epi32(c0, c1), 0xd8));
+    }
+    scales[h] = a / 32767.0f;
+  }
+}
+
 // The same with 16 values a chunk in ymm registers (vpmaddwd + vpaddd: the same integers).
 GLM_AVX2_DOTS bool Int8RowWeightedSumAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
                                           int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
   if (!__builtin_cpu_supports("avx2")) return false;
   constexpr int64_t kPairs = kInt8SumBlock / 2;
-  thread_local std::vector<int16_t> codes;
   thread_local std::vector<int32_t> words;
   thread_local std::vector<float> scales;
-  codes.resize(static_cast<size_t>(nq) * kInt8SumBlock);
   words.resize(static_cast<size_t>(nq) * kPairs);
   scales.resize(nq);
   __m256i interleaved[kPairs][2];
   for (int64_t b0 = 0; b0 < n_rows; b0 += kInt8SumBlock) {
     const int64_t nb = std::min(kInt8SumBlock, n_rows - b0), pairs = (nb + 1) / 2;
-    for (int h = 0; h < nq; ++h) {
-      QuantizeBlockWeights(w + h * w_stride + b0, rows + b0, nb, d, codes.data() + h * kInt8SumBlock, &scales[h]);
-      for (int64_t p = 0; p < pairs; ++p) words[h * kPairs + p] = PairWord(codes.data() + h * kInt8SumBlock, p);
-    }
+    QuantizeBlockWeightsAvx2(w + b0, w_stride, nq, rows + b0, nb, d, words.data(), scales.data());
     for (int64_t i0 = 0; i0 < d; i0 += 16) {
       const int64_t n = std::min<int64_t>(16, d - i0);
       for (int64_t p = 0; p < pairs; ++p) {

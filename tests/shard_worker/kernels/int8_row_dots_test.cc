@@ -176,29 +176,38 @@ TEST(Int8RowDotsTest, WeightedSumEveryPathGivesTheReferenceBits) {
 }
 
 // A NaN weight, or a row written from a NaN (its scale is NaN), makes the head's sums NaN; zero
-// weights leave the output as it was.
+// weights leave the output as it was — on every path.
 TEST(Int8RowDotsTest, WeightedSumNonFiniteAndZeroWeights) {
-  std::mt19937 rng(13);
-  const int64_t d = 40, n = 70;
-  Keys keys = MakeKeys(n, d, rng);
-  std::vector<float> w(3 * n, 0.25f);
-  w[n + 5] = std::numeric_limits<float>::quiet_NaN();  // head 1
-  std::fill(w.begin() + 2 * n, w.end(), 0.0f);          // head 2
-  std::vector<float> out(3 * d, 1.5f);
-  Int8RowWeightedSum(w.data(), n, 3, keys.rows.data(), n, d, out.data(), d);
-  for (int64_t i = 0; i < d; ++i) {
-    EXPECT_TRUE(std::isfinite(out[i])) << i;
-    EXPECT_TRUE(std::isnan(out[d + i])) << i;
-    EXPECT_EQ(out[2 * d + i], 1.5f) << i;
+  using Path = bool (*)(const float*, int64_t, int, const int8_t* const*, int64_t, int64_t, float*, int64_t);
+  const Path paths[] = {
+      [](const float* w, int64_t ws, int nq, const int8_t* const* r, int64_t n, int64_t d, float* o, int64_t os) {
+        Int8RowWeightedSumReference(w, ws, nq, r, n, d, o, os);
+        return true;
+      },
+      &Int8RowWeightedSumAvx512Vnni, &Int8RowWeightedSumAvx2};
+  for (Path path : paths) {
+    std::mt19937 rng(13);
+    const int64_t d = 40, n = 70;
+    Keys keys = MakeKeys(n, d, rng);
+    std::vector<float> w(3 * n, 0.25f);
+    w[n + 5] = std::numeric_limits<float>::quiet_NaN();  // head 1
+    std::fill(w.begin() + 2 * n, w.end(), 0.0f);          // head 2
+    std::vector<float> out(3 * d, 1.5f);
+    if (!path(w.data(), n, 3, keys.rows.data(), n, d, out.data(), d)) continue;  // not on this CPU
+    for (int64_t i = 0; i < d; ++i) {
+      EXPECT_TRUE(std::isfinite(out[i])) << i;
+      EXPECT_TRUE(std::isnan(out[d + i])) << i;
+      EXPECT_EQ(out[2 * d + i], 1.5f) << i;
+    }
+    std::vector<float> bad(d, 1.0f);
+    bad[3] = std::numeric_limits<float>::infinity();
+    std::vector<int8_t> bad_row(ScaledRowBytes(d));
+    WriteInt8Row(bad.data(), d, bad_row.data());
+    keys.rows[10] = bad_row.data();
+    std::vector<float> one(d, 0.0f);
+    path(w.data(), n, 1, keys.rows.data(), n, d, one.data(), d);
+    for (int64_t i = 0; i < d; ++i) EXPECT_TRUE(std::isnan(one[i])) << i;
   }
-  std::vector<float> bad(d, 1.0f);
-  bad[3] = std::numeric_limits<float>::infinity();
-  std::vector<int8_t> bad_row(ScaledRowBytes(d));
-  WriteInt8Row(bad.data(), d, bad_row.data());
-  keys.rows[10] = bad_row.data();
-  std::vector<float> one(d, 0.0f);
-  Int8RowWeightedSum(w.data(), n, 1, keys.rows.data(), n, d, one.data(), d);
-  for (int64_t i = 0; i < d; ++i) EXPECT_TRUE(std::isnan(one[i])) << i;
 }
 
 }  // namespace
