@@ -35,7 +35,7 @@ class ApiServerImpl final : public ApiServer {
         keys_(options.api_keys) {
     if (model->kv_block_size > 0)
       metrics_.SetCacheConfig(model->kv_block_size, model->kv_cache_dtype, model->kv_cache_tokens / model->kv_block_size,
-                              model->prefix_caching);
+                              model->prefix_caching, model->index_key_dtype);
   }
   ~ApiServerImpl() override { Shutdown(); }
 

@@ -179,12 +179,13 @@ void ServingMetrics::ObserveTokenCounts(int64_t prompt_tokens, int64_t generatio
 }
 
 void ServingMetrics::SetCacheConfig(int64_t block_size, const std::string& cache_dtype, int64_t num_blocks,
-                                    bool prefix_caching) {
+                                    bool prefix_caching, const std::string& index_key_dtype) {
   MetricLabels l = labels();
   l.emplace_back("block_size", std::to_string(block_size));
   l.emplace_back("cache_dtype", cache_dtype);
   l.emplace_back("enable_prefix_caching", prefix_caching ? "True" : "False");
   l.emplace_back("num_gpu_blocks", std::to_string(num_blocks));
+  l.emplace_back("index_key_dtype", index_key_dtype);  // ours: the DSA indexer keys' (--index-key-dtype)
   registry_.Set("vllm:cache_config_info", l, 1.0);
 }
 

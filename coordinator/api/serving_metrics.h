@@ -33,9 +33,10 @@ class ServingMetrics {
   void ObserveTokenCounts(int64_t prompt_tokens, int64_t generation_tokens);
 
   // vLLM's vllm:cache_config_info (value 1, the KV cache's settings as labels: block_size,
-  // cache_dtype, num_gpu_blocks (the blocks a worker holds; CPU memory here), enable_prefix_caching),
-  // so a dashboard or a person can tell what a server's KV cache is.
-  void SetCacheConfig(int64_t block_size, const std::string& cache_dtype, int64_t num_blocks, bool prefix_caching);
+  // cache_dtype, num_gpu_blocks (the blocks a worker holds; CPU memory here), enable_prefix_caching,
+  // and ours, index_key_dtype), so a dashboard or a person can tell what a server's KV cache is.
+  void SetCacheConfig(int64_t block_size, const std::string& cache_dtype, int64_t num_blocks, bool prefix_caching,
+                      const std::string& index_key_dtype = "f32");
   // The tokenizer's word cache (tokenizer::BpeModel::CacheStats), copied at scrape time.
   void SetTokenizerWordCache(int64_t words, int64_t hits, int64_t misses);
   // Structured outputs: constrained requests, and their token masks from the cache or computed.

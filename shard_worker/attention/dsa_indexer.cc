@@ -115,9 +115,12 @@ void DsaIndexer::ScoreAndSelect(int64_t layer, int64_t b0, int64_t b1,
   for (int64_t j = 0; j < n; ++j) scores[j].resize(sparse_pos[b0 + j] + 1);
   // int8 keys meet int8 queries in integer dot products (kernels/int8_row_dots.h): each row's
   // heads quantised once here, a scale a head.
-  std::vector<kernels::Int8QueryRows> int8_queries;
+  // Kept per calling thread (no allocation once warm); the pool's jobs read this thread's through
+  // the reference (a thread_local named inside the lambda would be each job thread's own).
+  thread_local std::vector<kernels::Int8QueryRows> int8_query_buffer;
+  std::vector<kernels::Int8QueryRows>& int8_queries = int8_query_buffer;
   if constexpr (std::is_same_v<T, int8_t>) {
-    int8_queries.resize(n);
+    if (static_cast<int64_t>(int8_queries.size()) < n) int8_queries.resize(n);
     for (int64_t jb = 0; jb < n; ++jb)
       int8_queries[jb].Quantize(q.data() + (b0 + jb) * heads * d, static_cast<int>(heads), d);
   }

@@ -385,11 +385,11 @@ TEST(ServingMetricsTest, StageBusiestRankRatio) {
 TEST(ServingMetricsTest, CacheConfigInfo) {
   api::ServingMetrics metrics("m");
   EXPECT_EQ(metrics.Render(scheduler::EngineLoad{}).find("vllm:cache_config_info{"), std::string::npos);
-  metrics.SetCacheConfig(32, "int8", 16777, true);
+  metrics.SetCacheConfig(32, "int8", 16777, true, "bf16");
   const std::string text = metrics.Render(scheduler::EngineLoad{});
   EXPECT_NE(text.find("# TYPE vllm:cache_config_info gauge"), std::string::npos) << text;
   EXPECT_NE(text.find("vllm:cache_config_info{model_name=\"m\",block_size=\"32\",cache_dtype=\"int8\","
-                      "enable_prefix_caching=\"True\",num_gpu_blocks=\"16777\"} 1"),
+                      "enable_prefix_caching=\"True\",num_gpu_blocks=\"16777\",index_key_dtype=\"bf16\"} 1"),
             std::string::npos)
       << text;
 }
