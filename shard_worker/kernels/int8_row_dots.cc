@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "shard_worker/kernels/absmax_quantize.h"
+#include "shard_worker/kernels/matmul_avx2.h"
+#include "shard_worker/kernels/matmul_avx512.h"
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::kernels {
@@ -34,17 +36,15 @@ int32_t PackWord(const int8_t* bytes, F f) {
   return static_cast<int32_t>(w);
 }
 
-// The path Int8RowDots and Int8RowWeightedSum take on this CPU.
-enum class Path { kVnni, kAvx2, kPortable };
-Path ChoosePath() {
+// What this CPU has (the matmul kernels' checks plus AVX512_VNNI), read once: the SIMD entry
+// points check it on every call, in the hot path. And the path Int8RowDots and Int8RowWeightedSum take.
+bool CpuHasAvx512Vnni() {
   __builtin_cpu_init();  // (this runs as a static initialiser)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vnni"))
-    return Path::kVnni;
-  if (__builtin_cpu_supports("avx2")) return Path::kAvx2;
-  return Path::kPortable;
+  return CpuSupportsAvx512MatMul() && __builtin_cpu_supports("avx512vnni");
 }
-const Path kPath = ChoosePath();
+const bool kCpuHasVnni = CpuHasAvx512Vnni(), kCpuHasAvx2 = CpuSupportsAvx2MatMul();
+enum class Path { kVnni, kAvx2, kPortable };
+const Path kPath = kCpuHasVnni ? Path::kVnni : kCpuHasAvx2 ? Path::kAvx2 : Path::kPortable;
 
 }  // namespace
 
@@ -186,10 +186,7 @@ GLM_VNNI static void Int8RowDotsFewRowsVnni(const Int8QueryRows& q, const int8_t
 
 GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                                     int64_t out_stride) {
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vnni")) ||
-      (q.nq() > 0 && q.biased16_empty()))
-    return false;
+  if (!kCpuHasVnni || (q.nq() > 0 && q.biased16_empty())) return false;
   if (q.nq() < 8) {
     Int8RowDotsFewRowsVnni(q, rows, n_rows, out, out_stride);
     return true;
@@ -258,7 +255,7 @@ GLM_VNNI bool Int8RowDotsAvx512Vnni(const Int8QueryRows& q, const int8_t* const*
 // so a pair sums to at most 2 · 127 · 127 and never saturates; vpmaddwd with ones adds the pairs.
 GLM_AVX2_DOTS bool Int8RowDotsAvx2(const Int8QueryRows& q, const int8_t* const* rows, int64_t n_rows, float* out,
                                    int64_t out_stride) {
-  if (!__builtin_cpu_supports("avx2") || (q.nq() > 0 && q.lanes8_empty())) return false;
+  if (!kCpuHasAvx2 || (q.nq() > 0 && q.lanes8_empty())) return false;
   const int64_t words = q.words();
   const __m256i ones16 = _mm256_set1_epi16(1);
   alignas(32) float tmp[8];
@@ -298,6 +295,18 @@ void QuantizeBlockWeights(const float* w, const int8_t* const* rows, int64_t nb,
                           32767.0f / std::numeric_limits<float>::max(), c, sw);
 }
 
+// QuantizeAbsMax's two cases without codes, for the vectorised roundings: a block holding a NaN or
+// an infinity (`unordered`, or a largest magnitude `a` past the finite range) gets scale NaN, one
+// too small for 32767 / a to be finite scale 0, and zero codes both (out [kInt8SumBlock / 2] pair
+// words). False: an ordinary block, for the caller to round.
+bool RoundSpecialBlock(bool unordered, float a, int32_t* out, float* scale) {
+  if (!unordered && a <= std::numeric_limits<float>::max() && a >= 32767.0f / std::numeric_limits<float>::max())
+    return false;
+  std::fill_n(out, kInt8SumBlock / 2, 0);
+  *scale = unordered || !(a <= std::numeric_limits<float>::max()) ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+  return true;
+}
+
 }  // namespace
 
 void Int8RowWeightedSumReference(const float* w, int64_t w_stride, int nq, const int8_t* const* rows, int64_t n_rows,
@@ -321,8 +330,9 @@ void Int8RowWeightedSumReference(const float* w, int64_t w_stride, int nq, const
 // the same IEEE products and quotients; vcvtps2dq rounds to nearest even as nearbyint does): the
 // scalar rule took ~15 cycles a weight, a quarter of a GLM-5 decode step's attention.
 // words[h * kInt8SumBlock / 2 + p] = the pair word of keys 2p, 2p + 1 (zero past nb).
-GLM_VNNI void QuantizeBlockWeightsAvx512(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
-                                         int64_t nb, int64_t d, int32_t* words, float* scales) {
+GLM_VNNI static void QuantizeBlockWeightsAvx512(const float* w, int64_t w_stride, int nq,
+                                                const int8_t* const* rows, int64_t nb, int64_t d, int32_t* words,
+                                                float* scales) {
   alignas(64) float row_scales[kInt8SumBlock] = {};
   for (int64_t k = 0; k < nb; ++k) row_scales[k] = ScaledRowScale(rows[k], d);
   const __mmask16 m[4] = {
@@ -341,16 +351,7 @@ GLM_VNNI void QuantizeBlockWeightsAvx512(const float* w, int64_t w_stride, int n
     }
     const float a = _mm512_reduce_max_ps(amax);
     int32_t* out = words + h * (kInt8SumBlock / 2);
-    if (nan || !(a <= std::numeric_limits<float>::max())) {  // QuantizeAbsMax: NaN scale, zero codes
-      std::fill_n(out, kInt8SumBlock / 2, 0);
-      scales[h] = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    if (a < 32767.0f / std::numeric_limits<float>::max()) {
-      std::fill_n(out, kInt8SumBlock / 2, 0);
-      scales[h] = 0.0f;
-      continue;
-    }
+    if (RoundSpecialBlock(nan, a, out, &scales[h])) continue;
     const __m512 inv = _mm512_set1_ps(32767.0f / a), lim = _mm512_set1_ps(32767.0f);
     for (int v = 0; v < 4; ++v) {
       const __m512 y = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x[v], inv), _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
@@ -406,9 +407,7 @@ GLM_VNNI __attribute__((always_inline)) static inline void WeightedSumPass(const
 // in dimension order by one two-source permute per 16 values.
 GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
                                           int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
-  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vnni")))
-    return false;
+  if (!kCpuHasVnni) return false;
   constexpr int64_t kPairs = kInt8SumBlock / 2;
   thread_local std::vector<int32_t> words;
   thread_local std::vector<float> scales;
@@ -449,8 +448,9 @@ GLM_VNNI bool Int8RowWeightedSumAvx512Vnni(const float* w, int64_t w_stride, int
 }
 
 // QuantizeBlockWeightsAvx512's rounding in ymm registers (the same codes and scales).
-GLM_AVX2_DOTS void QuantizeBlockWeightsAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
-                                           int64_t nb, int64_t d, int32_t* words, float* scales) {
+GLM_AVX2_DOTS static void QuantizeBlockWeightsAvx2(const float* w, int64_t w_stride, int nq,
+                                                  const int8_t* const* rows, int64_t nb, int64_t d, int32_t* words,
+                                                  float* scales) {
   alignas(32) float row_scales[kInt8SumBlock] = {};
   for (int64_t k = 0; k < nb; ++k) row_scales[k] = ScaledRowScale(rows[k], d);
   const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(32767.0f), neg_lim = _mm256_set1_ps(-32767.0f);
@@ -468,16 +468,7 @@ GLM_AVX2_DOTS void QuantizeBlockWeightsAvx2(const float* w, int64_t w_stride, in
     _mm256_store_ps(lanes, amax);
     const float a = *std::max_element(lanes, lanes + 8);
     int32_t* out = words + h * (kInt8SumBlock / 2);
-    if (_mm256_movemask_ps(unordered) != 0 || !(a <= std::numeric_limits<float>::max())) {
-      std::fill_n(out, kInt8SumBlock / 2, 0);
-      scales[h] = std::numeric_limits<float>::quiet_NaN();
-      continue;
-    }
-    if (a < 32767.0f / std::numeric_limits<float>::max()) {
-      std::fill_n(out, kInt8SumBlock / 2, 0);
-      scales[h] = 0.0f;
-      continue;
-    }
+    if (RoundSpecialBlock(_mm256_movemask_ps(unordered) != 0, a, out, &scales[h])) continue;
     const __m256 inv = _mm256_set1_ps(32767.0f / a);
     for (int v = 0; v < 8; v += 2) {
       const __m256i c0 = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x[v], inv), neg_lim), lim));
@@ -493,7 +484,7 @@ GLM_AVX2_DOTS void QuantizeBlockWeightsAvx2(const float* w, int64_t w_stride, in
 // The same with 16 values a chunk in ymm registers (vpmaddwd + vpaddd: the same integers).
 GLM_AVX2_DOTS bool Int8RowWeightedSumAvx2(const float* w, int64_t w_stride, int nq, const int8_t* const* rows,
                                           int64_t n_rows, int64_t d, float* out, int64_t out_stride) {
-  if (!__builtin_cpu_supports("avx2")) return false;
+  if (!kCpuHasAvx2) return false;
   constexpr int64_t kPairs = kInt8SumBlock / 2;
   thread_local std::vector<int32_t> words;
   thread_local std::vector<float> scales;
