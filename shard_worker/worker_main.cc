@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "numa/binding.h"
+#include "shard_worker/kernels/int8_row_dots.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/kernels/matmul_amx.h"
 #include "shard_worker/model/aligned_buffer.h"
@@ -142,7 +143,8 @@ int main(int argc, char** argv) {
   options.hello.set_bound_numa_node(node);
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));
-  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(), " (chosen for this CPU at run time)"));
+  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(), " (chosen for this CPU at run time); int8 KV rows: ",
+                   glm::kernels::Int8RowDotsPath()));
   log(glm::model::HugePageStatus());
 
   absl::Status status = glm::runtime::RunWorker(world.get(), options);
