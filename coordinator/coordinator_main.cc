@@ -65,6 +65,12 @@ ABSL_FLAG(std::string, quantize_scope, "experts",
 ABSL_FLAG(double, expert_memory_gib, 0,
           "memory per worker rank for routed experts; beyond it they stay on disk and stream through an LRU "
           "cache of this size (0 = all resident)");
+ABSL_FLAG(std::string, expert_load, "",
+          "routing statistics recorded with `glmctl expert-load` (JSON): how often each routed expert was chosen, "
+          "for --hot-expert-replicas");
+ABSL_FLAG(int64_t, hot_expert_replicas, 0,
+          "copies of each MoE layer's N most-chosen experts (--expert-load) on other ranks of their expert-parallel "
+          "stage, where memory allows; each step the least-loaded holder computes a shared expert (0 = none)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
           "what the KV cache stores attention's rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 "
@@ -183,7 +189,7 @@ int main(int argc, char** argv) {
   const bool activation_dtype_given = glm::runtime::FlagOnCommandLine(argc, argv, "activation_dtype");
   // Flags only the planner reads: with --placement nothing would read them.
   std::string planning_flag_given;
-  for (const char* flag : {"stages", "expert_layout", "memory_budget_gib"})
+  for (const char* flag : {"stages", "expert_layout", "memory_budget_gib", "expert_load", "hot_expert_replicas"})
     if (planning_flag_given.empty() && glm::runtime::FlagOnCommandLine(argc, argv, flag)) planning_flag_given = flag;
   // SIGINT/SIGTERM are taken by a watcher thread (below), so block them before any thread starts.
   sigset_t stop_signals;
@@ -249,6 +255,17 @@ int main(int argc, char** argv) {
                                             "90% of the NUMA node's share");
       !s.ok())
     Fatal(std::string(s.message()));
+  // Routing statistics for the planner's replicas: read and checked against the model now.
+  std::optional<glm::placement::ExpertLoad> expert_load;
+  if (const std::string path = absl::GetFlag(FLAGS_expert_load); !path.empty()) {
+    auto load = glm::placement::ReadExpertLoadFile(path, *config);
+    if (!load.ok()) Fatal(absl::StrCat("--expert-load ", load.status().message()));
+    expert_load = *std::move(load);
+  }
+  if (absl::GetFlag(FLAGS_hot_expert_replicas) < 0)
+    Fatal(absl::StrCat("--hot-expert-replicas is ", absl::GetFlag(FLAGS_hot_expert_replicas), "; it must be 0 or more"));
+  if (absl::GetFlag(FLAGS_hot_expert_replicas) > 0 && !expert_load && absl::GetFlag(FLAGS_placement).empty())
+    Fatal("--hot-expert-replicas needs --expert-load FILE (routing statistics recorded with `glmctl expert-load`)");
   // A pinned plan is read, parsed and checked now, before any worker is started: a path that
   // cannot be read, a file that is not a plan (glmctl's table) or a plan for another world size
   // is reported as such (they surfaced only after the workers had started, as JSON errors).
@@ -389,6 +406,8 @@ int main(int argc, char** argv) {
       po.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
       po.expert_memory_gib = expert_gib;
       po.model_name = model_name;
+      po.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
+      po.expert_load = expert_load ? &*expert_load : nullptr;
       plan = glm::placement::Plan(*config, slots, po);
     }
     if (plan.ok()) Log(absl::StrCat("placement:\n", glm::placement::PlanToTable(*plan)));

@@ -83,7 +83,13 @@ ABSL_FLAG(bool, force, false,
           "synth: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
           "(without it a non-empty DIR is refused)");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
-ABSL_FLAG(std::string, text_file, "", "tokenize: file with the text");
+ABSL_FLAG(std::string, text_file, "", "tokenize, expert-load: file with the text");
+ABSL_FLAG(int64_t, window, 2048, "expert-load: tokens per sequence the text is cut into");
+ABSL_FLAG(std::string, expert_load, "",
+          "plan: routing statistics from `glmctl expert-load` (JSON), for --hot-expert-replicas");
+ABSL_FLAG(int64_t, hot_expert_replicas, 0,
+          "plan: copies of each MoE layer's N most-chosen experts (--expert-load) on other ranks of their "
+          "expert-parallel stage, where memory allows (0 = none)");
 ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
 ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory");
 ABSL_FLAG(std::string, topology, "", "plan: hwloc XML topology of each host");
@@ -163,7 +169,7 @@ int main(int argc, char** argv) {
   // lock/unlock; the tests (their own main) keep it on to catch lock-order bugs.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
-      "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|plan|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+      "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|plan|expert-load|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
@@ -300,6 +306,11 @@ int main(int argc, char** argv) {
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
   if (command == "chat") return Finish(glm::cli::RunChatCommand(m));
   if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
+  if (command == "expert-load") {
+    m.text_file = absl::GetFlag(FLAGS_text_file);
+    m.window = absl::GetFlag(FLAGS_window);
+    return Finish(glm::cli::RunExpertLoadCommand(m));
+  }
   if (command == "plan") {
     glm::cli::PlanCommandOptions p;
     p.model_dir = m.model_dir;
@@ -318,6 +329,8 @@ int main(int argc, char** argv) {
     p.kv_cache_dtype = m.kv_cache_dtype;
     p.index_key_dtype = m.index_key_dtype;
     p.expert_memory_gib = m.expert_memory_gib;
+    p.expert_load = absl::GetFlag(FLAGS_expert_load);
+    p.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));
   }

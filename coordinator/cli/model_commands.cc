@@ -1,11 +1,18 @@
 #include "coordinator/cli/model_commands.h"
 
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "coordinator/placement/expert_load.h"
+#include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/dtype.h"
@@ -16,6 +23,7 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/model/synth_checkpoint.h"
+#include "shard_worker/moe/moe_layer.h"
 #include "shard_worker/runtime/generator.h"
 #include "shard_worker/runtime/speculative_generator.h"
 #include "coordinator/tokenizer/chat_template.h"
@@ -315,6 +323,74 @@ absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& o) {
   auto summary = model::WriteSynthCheckpoint(*preset, o.out, o.seed, /*replace=*/o.force);
   if (!summary.ok()) return summary.status();
   return *summary;
+}
+
+absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {
+  if (o.text_file.empty() == o.tokens_csv.empty())
+    return absl::InvalidArgumentError("expert-load needs exactly one of --text-file FILE and --tokens IDS");
+  if (o.window < 1) return absl::InvalidArgumentError(absl::StrCat("--window must be at least 1, got ", o.window));
+  std::vector<int32_t> ids;
+  if (!o.tokens_csv.empty()) {
+    auto parsed = ParseTokenList(o.tokens_csv);
+    if (!parsed.ok()) return parsed.status();
+    ids = *std::move(parsed);
+  } else {
+    std::ifstream in(o.text_file, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("--text-file ", o.text_file, ": cannot open"));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+    auto tok = ModelTokenizer(o.model_dir);
+    if (!tok.ok()) return tok.status();
+    auto encoded = (*tok)->Encode(text);
+    if (!encoded.ok()) return encoded.status();
+    ids = *std::move(encoded);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("expert-load: the input has no tokens");
+  auto m = LoadModel(o);
+  if (!m.ok()) return m.status();
+  const model::ModelConfig& c = m->model->config();
+  for (int32_t id : ids)
+    if (id < 0 || id >= c.vocab_size)
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary (", c.vocab_size, ")"));
+  placement::ExpertLoad load;
+  load.model = placement::ModelNameFromPath(o.model_dir);
+  std::mutex mu;
+  const moe::RoutingObserver observer = [&](int64_t layer, const std::vector<moe::Routing>& routes) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& counts = load.tokens_per_expert[layer];
+    counts.resize(c.n_routed_experts);
+    for (const moe::Routing& r : routes)
+      for (int32_t e : r.experts) counts[e]++;
+  };
+  // Sequences of `window` tokens (at most the model's context), each from an empty cache.
+  const int64_t window = std::min<int64_t>(o.window, c.max_position_embeddings);
+  moe::SetRoutingObserver(&observer);
+  absl::Status status;
+  for (size_t begin = 0; begin < ids.size() && status.ok(); begin += window) {
+    auto cache = m->model->NewCache();
+    std::vector<model::SequenceInput> in(1);
+    in[0].cache = cache.get();
+    in[0].tokens.assign(ids.begin() + begin, ids.begin() + std::min(ids.size(), begin + window));
+    if (auto out = m->model->Forward(in, model::LogitRows::kNone); !out.ok()) status = out.status();
+  }
+  moe::SetRoutingObserver(nullptr);
+  if (!status.ok()) return status;
+  load.tokens = static_cast<int64_t>(ids.size());
+  const std::string json = placement::ExpertLoadToJson(load);
+  if (o.out.empty()) return json;
+  std::ofstream out(o.out, std::ios::binary | std::ios::trunc);
+  if (!(out << json) || !out.flush()) return absl::PermissionDeniedError(absl::StrCat("--out ", o.out, ": cannot write"));
+  // How skewed the routing is: the most-chosen expert's share of each layer's choices.
+  double low = 1, high = 0;
+  for (const auto& [layer, counts] : load.tokens_per_expert) {
+    int64_t sum = 0, top = 0;
+    for (int64_t n : counts) sum += n, top = std::max(top, n);
+    if (sum > 0) low = std::min(low, static_cast<double>(top) / sum), high = std::max(high, static_cast<double>(top) / sum);
+  }
+  return absl::StrFormat(
+      "routing of %d tokens over %d MoE layers written to %s; the most-chosen expert takes %.1f-%.1f%% of a layer's "
+      "choices (%.1f%% if even)\n",
+      load.tokens, load.tokens_per_expert.size(), o.out, 100 * low, 100 * high, 100.0 / c.n_routed_experts);
 }
 
 }  // namespace glm::cli

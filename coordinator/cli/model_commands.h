@@ -33,6 +33,8 @@ struct ModelCommandOptions {
   std::string preset;
   bool force = false;  // synth: replace the model files of a non-empty --out directory
   std::string message;  // chat: the user message
+  std::string text_file;  // expert-load: a text to run through the model (instead of --tokens)
+  int64_t window = 2048;  // expert-load: tokens per sequence the text is cut into
   std::string speculative;  // generate/chat: mtp:K | ngram:K
   int64_t draft_vocab = 0;  // with mtp:K: SpeculativeConfig::draft_vocab
   // How the model is loaded (as the cluster's --weight-dtype, --quantize-scope and
@@ -56,6 +58,11 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& csv);
 absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& options);
+// Routing statistics for the planner's hot-expert replicas (placement/expert_load.h): runs the
+// text (--text-file, tokenized with the model's tokenizer, or --tokens) through the model in
+// sequences of `window` tokens and counts how many tokens chose each routed expert of each main
+// model MoE layer. Writes the JSON to --out (and returns a summary), or returns the JSON.
+absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& options);
 // Applies the model's chat template to one user message, generates, prints the reply (the
 // text, or JSON with --json: tokens, text, reasoning and finish_reason).
 absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& options);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -73,6 +74,14 @@ absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   planner.index_key_dtype = options.index_key_dtype;
   planner.expert_memory_gib = options.expert_memory_gib;
   planner.model_name = placement::ModelNameFromPath(options.model_dir);
+  std::optional<placement::ExpertLoad> load;
+  if (!options.expert_load.empty()) {
+    auto read = placement::ReadExpertLoadFile(options.expert_load, *config);
+    if (!read.ok()) return absl::Status(read.status().code(), absl::StrCat("--expert-load ", read.status().message()));
+    load = *std::move(read);
+  }
+  planner.expert_load = load ? &*load : nullptr;
+  planner.hot_expert_replicas = options.hot_expert_replicas;
   auto plan = placement::Plan(*config, placement::OnePerNumaNode(hosts), planner);
   if (!plan.ok()) return plan.status();
   auto json = placement::PlanToJson(*plan);

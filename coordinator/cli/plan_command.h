@@ -4,6 +4,7 @@
 #ifndef GLM_COORDINATOR_CLI_PLAN_COMMAND_H_
 #define GLM_COORDINATOR_CLI_PLAN_COMMAND_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,8 @@ struct PlanCommandOptions {
   std::string kv_cache_dtype = "f32";     // --kv-cache-dtype: the rows kv_bytes_per_token counts
   std::string index_key_dtype = "f32";    // --index-key-dtype: the indexer key rows it counts
   double expert_memory_gib = 0;  // --expert-memory-gib: per rank, routed experts beyond it on disk
+  std::string expert_load;       // --expert-load: routing statistics (glmctl expert-load) for the replicas
+  int64_t hot_expert_replicas = 0;  // --hot-expert-replicas: copies of each MoE layer's N hottest experts
   bool json = false;             // --json: print only the JSON
 };
 

@@ -134,8 +134,12 @@ Footprint CostModel::LayerReads(const RankAssignment& r, int64_t layer, bool exp
       // Whole experts; at batch 1 a rank reads its expected share of the k active ones.
       const int64_t expert = MlpBytes(0, c.moe_intermediate_size, Part::kExpert);
       const int64_t owned = r.experts_size();
-      f.weight_bytes += owned * expert;
-      f.routed_expert_bytes += owned * expert;
+      // Replicas of hot experts are held too; which holder computes one is decided per step, so
+      // the stage's reads per token stay k experts and each rank's share stays that of its own.
+      int64_t replicas = 0;
+      for (const ExpertReplica& rep : r.replicas()) replicas += rep.layer() == layer ? 1 : 0;
+      f.weight_bytes += (owned + replicas) * expert;
+      f.routed_expert_bytes += (owned + replicas) * expert;
       if (n_experts > 0)
         f.decode_bytes += static_cast<int64_t>(std::llround(static_cast<double>(k * expert) * owned / n_experts));
     }

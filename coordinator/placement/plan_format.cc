@@ -26,7 +26,10 @@ std::string RangeText(int64_t begin, int64_t end) {
 std::string ExpertText(const RankAssignment& r, const std::string& layout) {
   if (layout == "expert-tensor-parallel")
     return absl::StrCat("all x cols ", RangeText(r.expert_slice_begin(), r.expert_slice_end()));
-  return FormatIdRanges({r.experts().begin(), r.experts().end()});
+  std::string text = FormatIdRanges({r.experts().begin(), r.experts().end()});
+  // Replicas of hot experts (copies of other ranks' experts), counted over the stage's layers.
+  if (r.replicas_size() > 0) absl::StrAppend(&text, " +", r.replicas_size(), " hot");
+  return text;
 }
 
 }  // namespace
@@ -96,6 +99,17 @@ std::string PlanToTable(const PlacementPlan& plan) {
     absl::StrAppendFormat(&out, "routed experts fit the %s expert memory of every rank: all resident\n",
                           SizeText(expert_memory));
   }
+  int64_t replicas = 0;
+  for (const RankAssignment& r : plan.ranks()) replicas += r.replicas_size();
+  if (replicas > 0 || plan.replicas_without_memory() > 0) {
+    absl::StrAppendFormat(&out,
+                          "hot-expert replicas: %d copies of the most-chosen experts (\"+N hot\"; each step one holder "
+                          "computes a shared expert: the least loaded)",
+                          replicas);
+    if (plan.replicas_without_memory() > 0)
+      absl::StrAppendFormat(&out, "; %d more wanted, no rank of the stage had the memory", plan.replicas_without_memory());
+    out += "\n";
+  }
   return out;
 }
 
@@ -112,6 +126,10 @@ absl::StatusOr<std::string> PlanToJson(const PlacementPlan& plan) {
 }
 
 absl::StatusOr<std::string> ReadPlanFile(const std::string& path) {
+  return ReadJsonFile(path, "a plan from `glmctl plan --json`");
+}
+
+absl::StatusOr<std::string> ReadJsonFile(const std::string& path, const std::string& expected) {
   // stdio rather than ifstream: errno says why (missing, a directory, no permission), where an
   // unreadable ifstream just reads as an empty plan.
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
@@ -128,7 +146,7 @@ absl::StatusOr<std::string> ReadPlanFile(const std::string& path) {
   if (std::ferror(f.get()))  // e.g. EISDIR: fopen accepts a directory, reading it fails
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read: ", std::strerror(errno)));
   if (json.find_first_not_of(" \t\r\n") == std::string::npos)
-    return absl::InvalidArgumentError(absl::StrCat(path, ": the file is empty (expected a plan from `glmctl plan --json`)"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the file is empty (expected ", expected, ")"));
   return json;
 }
 

@@ -141,6 +141,33 @@ absl::Status CheckPlanNumbers(const PlacementPlan& plan) {
   return absl::OkStatus();
 }
 
+// A rank's replicas of hot experts: expert-parallel only, each a MoE layer of its stage, an
+// expert it does not own, once.
+absl::Status CheckReplicas(const RankAssignment& r, const std::set<int32_t>& own, const Stage& st,
+                           const model::ModelConfig& config, bool etp) {
+  if (r.replicas_size() == 0) return absl::OkStatus();
+  if (etp)
+    return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " lists expert replicas, but expert-tensor-parallel "
+                                                   "ranks already hold a slice of every expert"));
+  std::set<std::pair<int32_t, int32_t>> seen;
+  for (const ExpertReplica& rep : r.replicas()) {
+    const int64_t l = rep.layer();
+    const bool moe_layer = (l >= st.layer_begin() && l < st.layer_end() && l < config.num_hidden_layers &&
+                            config.mlp_kind(l) == model::MlpKind::kSparse) ||
+                           (st.has_head() && config.has_mtp() && l == config.num_hidden_layers);
+    const std::string what = absl::StrCat("rank ", r.rank(), ": replica of expert ", rep.expert(), " in layer ", l);
+    if (!moe_layer) return absl::InvalidArgumentError(absl::StrCat(what, ": not a MoE layer of stage ", st.index()));
+    if (rep.expert() < 0 || rep.expert() >= config.n_routed_experts)
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": the model has experts 0..", config.n_routed_experts - 1));
+    if (own.count(rep.expert()))
+      return absl::InvalidArgumentError(absl::StrCat(what, ": the rank already owns that expert"));
+    if (!seen.emplace(rep.layer(), rep.expert()).second)
+      return absl::InvalidArgumentError(absl::StrCat(what, ": listed twice"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckPlanDimensions(const model::ModelConfig& c) {
@@ -257,6 +284,7 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
         if (!own.insert(e).second)
           return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " lists expert ", e, " twice"));
       }
+      if (auto x = CheckReplicas(r, own, st, config, etp); !x.ok()) return x;
       if (etp) {
         if (static_cast<int64_t>(own.size()) != config.n_routed_experts)
           return absl::InvalidArgumentError(absl::StrCat("stage ", s, ": rank ", k, " lists ", own.size(),

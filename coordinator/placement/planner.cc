@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/placement/cost_model.h"
+#include "coordinator/placement/expert_replica_planner.h"
 #include "coordinator/placement/range_split.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
@@ -423,6 +424,19 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
                      ". Add ranks or hosts, lower --kv-cache-gib, raise --memory-budget-gib if the nodes "
                      "have more memory, re-quantise the experts (--weight-dtype int8|int4), or leave routed "
                      "experts on disk beyond --expert-memory-gib"));
+  }
+  if (options.hot_expert_replicas != 0) {
+    if (options.expert_load == nullptr)
+      return absl::InvalidArgumentError(
+          "--hot-expert-replicas needs --expert-load FILE (routing statistics recorded with `glmctl expert-load`)");
+    if (!options.expert_load->model.empty() && !options.model_name.empty() &&
+        options.expert_load->model != options.model_name)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--expert-load was recorded on model '", options.expert_load->model, "' but the plan is for '",
+          options.model_name, "': record it on this model, or set its \"model\" to \"\" to use it anyway"));
+    auto replicas = AddHotExpertReplicas(config, *options.expert_load, options.hot_expert_replicas, &plan);
+    if (!replicas.ok()) return replicas.status();
+    plan.set_replicas_without_memory(static_cast<int32_t>(replicas->no_memory));
   }
   return plan;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/placement/expert_load.h"
 #include "protos/placement.pb.h"
 #include "shard_worker/model/model_config.h"
 
@@ -39,6 +40,11 @@ struct PlannerOptions {
   // cache of this size, so only the cache counts against the memory budget. 0 = all resident.
   double expert_memory_gib = 0;
   std::string model_name;
+  // Hot-expert replicas (expert_replica_planner.h): up to this many of each MoE layer's most-chosen
+  // experts copied to other ranks of their expert-parallel stage, where memory allows, from the
+  // routing statistics `expert_load` recorded (required when > 0; not owned).
+  int64_t hot_expert_replicas = 0;
+  const ExpertLoad* expert_load = nullptr;
 };
 
 // Workers are the ranks 1..N in the order of `workers` (one entry per worker rank: the host
@@ -69,6 +75,8 @@ absl::StatusOr<PlacementPlan> PlanFromJson(const std::string& json, const model:
 // it cannot be read: NotFound for a missing file, PermissionDenied, InvalidArgument for a
 // directory or an empty file.
 absl::StatusOr<std::string> ReadPlanFile(const std::string& path);
+// The same for any JSON input file; `expected` names what it should hold (for the empty case).
+absl::StatusOr<std::string> ReadJsonFile(const std::string& path, const std::string& expected);
 // Structural checks: every layer in exactly one stage, heads / slices / experts / vocab
 // covered exactly once per stage, ranks 1..N each assigned once.
 // Per rank also: 1 <= cores <= kMaxRankCores (and no more than its NUMA node's hardware threads

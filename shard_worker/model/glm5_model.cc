@@ -253,6 +253,7 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
   } else {
     moe::MoeStats stats;
     moe::ExpertSource source;  // streamed experts: the store, and the next layer to prefetch for
+    source.layer = layer;
     if (group != nullptr) source.counted_experts = group->counted + 1;
     if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) {
       source.store = store;

@@ -17,6 +17,7 @@
 #include "shard_worker/model/aligned_buffer.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/model_config.h"
+#include "shard_worker/moe/expert_replicas.h"
 
 namespace glm::moe {
 class ExpertStore;
@@ -69,6 +70,9 @@ struct MoeWeights {
   // stay empty and ExpertStore::Acquire supplies the weights.
   std::vector<MlpWeights> experts;
   std::vector<bool> expert_loaded; // [n_routed_experts] owned by this rank (resident or streamed)
+  // Experts other ranks of the stage hold too (the plan's replicas): which holder computes each
+  // in a step. Null: this rank computes every expert it holds.
+  std::shared_ptr<const moe::ExpertReplicas> replicas;
   bool has_shared = false;
   MlpWeights shared;
 };
@@ -111,6 +115,9 @@ struct LoadOptions {
   bool load_head = true;   // final norm + lm_head
   // Whether this rank holds routed expert `expert` of `layer`; null = all.
   std::function<bool(int64_t layer, int64_t expert)> owns_expert;
+  // Per MoE layer whose experts some ranks of the stage share (MoeWeights::replicas); null or
+  // absent = none shared.
+  std::function<std::shared_ptr<const moe::ExpertReplicas>(int64_t layer)> expert_replicas;
   // Tensor-parallel slices (end -1 = to the end). Heads split q_b_proj rows, kv_b_proj and
   // o_proj columns; dense/shared slices split gate/up rows and down columns; the vocabulary
   // slice splits lm_head (and the MTP head) rows.

@@ -613,6 +613,7 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
         return s;
       moe.expert_loaded[e] = true;
     }
+    if (opt.expert_replicas) moe.replicas = opt.expert_replicas(layer);
     if (c.n_shared_experts > 0) {
       moe.has_shared = true;
       if (auto s = LoadMlp(l, p + "mlp.shared_experts.", c.hidden_size, c.moe_intermediate_size * c.n_shared_experts,

@@ -19,7 +19,13 @@ void ObserveMlpInput(const kernels::WeightView& weight, const float* x, int64_t 
     (*observer)(weight, x, n);
 }
 
+std::atomic<const RoutingObserver*> g_routing_observer{nullptr};
+
 }  // namespace
+
+void SetRoutingObserver(const RoutingObserver* observer) {
+  g_routing_observer.store(observer, std::memory_order_release);
+}
 
 void SetMlpInputObserver(const MlpInputObserver* observer) {
   g_mlp_input_observer.store(observer, std::memory_order_release);
@@ -172,18 +178,31 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     routes[t] = router_.Route(logits.data() + t * E, w.router_bias.data());
     for (int32_t e : routes[t].experts) tokens_of[e].push_back(t);
   }
+  if (const RoutingObserver* observer = g_routing_observer.load(std::memory_order_acquire))
+    (*observer)(source.layer, routes);
   // Each active expert once over its tokens; results kept per (token, slot) so every token sums
   // its experts in ascending expert order, whatever else is in the batch.
   // [T, k, hidden] (kernels/scratch.h): every computed expert writes its slots; the slots of
   // experts another rank holds are zero here.
   thread_local std::vector<float> slot_buf;
   float* slot_out = kernels::GrowScratch(slot_buf, T * k * hidden);
+  // The experts this rank computes: those it holds, or where other ranks of the stage hold some
+  // of them too, those the replicas' assignment gives it (every rank derives the same one).
+  std::vector<char> computes(E);
+  if (w.replicas != nullptr) {
+    std::vector<int64_t> counts(E);
+    for (int64_t e = 0; e < E; ++e) counts[e] = static_cast<int64_t>(tokens_of[e].size());
+    const std::vector<int32_t> computer = w.replicas->Assign(counts);
+    for (int64_t e = 0; e < E; ++e) computes[e] = computer[e] == w.replicas->self() && w.expert_loaded[e];
+  } else {
+    for (int64_t e = 0; e < E; ++e) computes[e] = w.expert_loaded[e];
+  }
   for (int64_t t = 0; t < T; ++t)
     for (int64_t s = 0; s < k; ++s)
-      if (!w.expert_loaded[routes[t].experts[s]]) std::fill_n(slot_out + (t * k + s) * hidden, hidden, 0.0f);
+      if (!computes[routes[t].experts[s]]) std::fill_n(slot_out + (t * k + s) * hidden, hidden, 0.0f);
   std::vector<int64_t> order;  // active experts, in the order they are computed
   for (int64_t e = 0; e < E; ++e)
-    if (!tokens_of[e].empty() && w.expert_loaded[e]) order.push_back(e);
+    if (!tokens_of[e].empty() && computes[e]) order.push_back(e);
   ExpertStore* store = source.store != nullptr && source.store->streaming() ? source.store : nullptr;
   if (store != nullptr) {
     // Queue this layer's misses first, then the next layer's predicted experts; compute the

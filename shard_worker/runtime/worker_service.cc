@@ -1,6 +1,10 @@
 #include "shard_worker/runtime/worker_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <memory>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +19,73 @@
 #include "shard_worker/runtime/step_executor.h"
 
 namespace glm::runtime {
+
+namespace {
+
+// The rank's replicas of hot experts (RankAssignment::replicas) into what it loads, and for every
+// MoE layer some of whose experts several ranks of the stage hold, who holds what: the stage's
+// ranks then agree in each step which of them computes a shared expert (moe::ExpertReplicas).
+absl::Status AddExpertReplicas(const placement::PlacementPlan& plan, const placement::RankAssignment& me,
+                               const model::ModelConfig& config, int64_t layer_begin, int64_t layer_end,
+                               const std::vector<bool>& owned, model::LoadOptions* o) {
+  const int64_t E = config.n_routed_experts;
+  auto moe_layer = [&](int64_t l) {
+    return l >= layer_begin && l < layer_end && config.mlp_kind(l) == model::MlpKind::kSparse;
+  };
+  auto replica_error = [&](const placement::ExpertReplica& r, const std::string& why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", me.rank(), ": replica of expert ", r.expert(), " in layer ", r.layer(), " ", why));
+  };
+  if (me.replicas_size() > 0 && plan.expert_layout() == "expert-tensor-parallel")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", me.rank(), ": expert replicas need the expert-parallel layout (every rank already holds every expert)"));
+  // Holders per layer with replicas: [layer] -> [expert] -> stage positions, ascending.
+  std::map<int64_t, std::vector<std::vector<int32_t>>> holders;
+  std::set<std::pair<int64_t, int64_t>> mine;
+  for (const placement::RankAssignment& r : plan.ranks()) {
+    if (r.stage() != me.stage()) continue;
+    for (const placement::ExpertReplica& rep : r.replicas()) {
+      if (!moe_layer(rep.layer())) return replica_error(rep, "is not in a MoE layer of the rank's stage");
+      if (rep.expert() < 0 || rep.expert() >= E) return replica_error(rep, "names no expert of the model");
+      holders.try_emplace(rep.layer(), std::vector<std::vector<int32_t>>(E));
+      if (r.rank() == me.rank()) {
+        if (owned[rep.expert()]) return replica_error(rep, "duplicates an expert the rank owns");
+        if (!mine.emplace(rep.layer(), rep.expert()).second) return replica_error(rep, "is listed twice");
+      }
+    }
+  }
+  for (auto& [layer, by_expert] : holders) {
+    for (const placement::RankAssignment& r : plan.ranks()) {
+      if (r.stage() != me.stage()) continue;
+      for (int e : r.experts())
+        if (e >= 0 && e < E) by_expert[e].push_back(r.tp_index());
+      for (const placement::ExpertReplica& rep : r.replicas())
+        if (rep.layer() == layer) by_expert[rep.expert()].push_back(r.tp_index());
+    }
+    for (auto& h : by_expert) {
+      std::sort(h.begin(), h.end());
+      if (std::adjacent_find(h.begin(), h.end()) != h.end())
+        return absl::InvalidArgumentError(absl::StrCat("layer ", layer, ": a rank of stage ", me.stage(),
+                                                       " holds an expert both as its own and as a replica"));
+    }
+  }
+  std::map<int64_t, std::shared_ptr<const moe::ExpertReplicas>> by_layer;
+  for (auto& [layer, by_expert] : holders) {
+    auto r = moe::ExpertReplicas::Create(std::move(by_expert), me.tp_size(), me.tp_index());
+    if (!r.ok())
+      return absl::InvalidArgumentError(absl::StrCat("rank ", me.rank(), ", layer ", layer, ": ", r.status().message()));
+    by_layer[layer] = std::make_shared<const moe::ExpertReplicas>(*std::move(r));
+  }
+  o->owns_expert = [owned, mine](int64_t layer, int64_t e) { return owned[e] || mine.count({layer, e}) > 0; };
+  if (!by_layer.empty())
+    o->expert_replicas = [by_layer](int64_t layer) -> std::shared_ptr<const moe::ExpertReplicas> {
+      auto it = by_layer.find(layer);
+      return it == by_layer.end() ? nullptr : it->second;
+    };
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan& plan, int rank,
                                                   const model::ModelConfig& config) {
@@ -61,7 +132,7 @@ absl::StatusOr<model::LoadOptions> LoadOptionsFor(const placement::PlacementPlan
     if (e < 0 || e >= config.n_routed_experts) return absl::InvalidArgumentError(absl::StrCat("expert ", e, " does not exist"));
     owned[e] = true;
   }
-  o.owns_expert = [owned](int64_t, int64_t e) { return owned[e]; };
+  if (auto s = AddExpertReplicas(plan, *me, config, o.layer_begin, o.layer_end, owned, &o); !s.ok()) return s;
   // How to hold the matrices and how much memory the routed experts may take: the coordinator
   // validated these, but a worker must not trust a plan it cannot load as asked.
   if (auto s = model::ParseWeightDType(plan.weight_dtype(), &o); !s.ok())

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster_test_util.h"
+#include "coordinator/placement/expert_replica_planner.h"
 #include "shard_worker/comm/in_process_communicator.h"
 #include "shard_worker/kernels/matmul.h"
 #include "shard_worker/model/checkpoint.h"
@@ -24,7 +25,22 @@ struct Case {
   std::string model;
   Layout layout;
   std::string activation_dtype = "f32";
+  // Hot-expert replicas per MoE layer (the planner's, from a skewed recorded load): ranks then
+  // share experts and pick in each step which of them computes one.
+  int hot_replicas = 0;
 };
+
+// A recorded load where expert e of every MoE layer (the MTP layer included) was chosen by
+// (e * 7) % E + 1 tokens: a different hottest set in each layer's two halves.
+placement::ExpertLoad SkewedLoad(const model::ModelConfig& config) {
+  placement::ExpertLoad load;
+  for (int64_t l = 0; l < config.num_weight_layers(); ++l) {
+    if (config.mlp_kind(l) != model::MlpKind::kSparse) continue;
+    auto& counts = load.tokens_per_expert[l];
+    for (int64_t e = 0; e < config.n_routed_experts; ++e) counts.push_back((e * 7 + l) % config.n_routed_experts + 1);
+  }
+  return load;
+}
 
 class InProcessClusterTest : public ::testing::TestWithParam<Case> {};
 
@@ -58,8 +74,15 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
   options.model_dir = dir;
   options.kv_blocks = 64;
   options.kv_block_size = 16;
+  int64_t replicas = 0;
   auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
-    return MakePlan(*config, c.layout.workers, c.layout.stages, c.layout.expert_layout, c.activation_dtype);
+    auto plan = MakePlan(*config, c.layout.workers, c.layout.stages, c.layout.expert_layout, c.activation_dtype);
+    if (plan.ok() && c.hot_replicas > 0) {
+      auto added = placement::AddHotExpertReplicas(*config, SkewedLoad(*config), c.hot_replicas, &*plan);
+      if (!added.ok()) return absl::StatusOr<placement::PlacementPlan>(added.status());
+      replicas = added->added;
+    }
+    return plan;
   });
   ASSERT_TRUE(client.ok()) << client.status();
   auto run = RunThroughCluster(client->get(), prompt, decode_steps, static_cast<int>(config->vocab_size));
@@ -88,6 +111,7 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
     }
   }
   EXPECT_EQ(run->greedy, baseline->greedy);
+  if (c.hot_replicas > 0) EXPECT_GT(replicas, 0) << "the plan placed no replicas";
 }
 
 // A plan whose cores the worker could not run (the coordinator's plan check refuses it first; a
@@ -234,6 +258,13 @@ std::vector<Case> AllCases() {
     for (const Layout& l : AcceptanceLayouts()) cases.push_back({m, l});
   // BF16 activations through the plan: every rank computes as the single process does.
   for (const Layout& l : AcceptanceLayouts()) cases.push_back({"glm5-tiny-code", l, "bf16"});
+  // Hot-expert replicas in expert-parallel stages of 2 and 3 ranks, one of them across two stages
+  // (the MTP layer's experts on the last), and every expert replicated.
+  for (std::string m : {"glm5-tiny-code", "glm5-random-sparse", "glm5-random-fp8"}) {
+    cases.push_back({m, {"two_workers_hot_replicas", 2, 1}, "f32", 3});
+    cases.push_back({m, {"two_stages_by_two_hot_replicas", 4, 2}, "f32", 2});
+  }
+  cases.push_back({"glm5-tiny-code", {"three_workers_all_replicated", 3, 1}, "f32", 1000});
   return cases;
 }
 

@@ -173,3 +173,86 @@ TEST_F(LoadOptionsForTest, ExpertTensorParallelLoadsTheSliceOfEveryExpert) {
 
 }  // namespace
 }  // namespace glm::runtime
+
+namespace glm::runtime {
+namespace {
+
+// Two ranks of one expert-parallel stage (experts 0-7 and 8-15); rank 1 also holds a copy of
+// expert 8 in layer 1.
+class ExpertReplicaLoadTest : public LoadOptionsForTest {
+ protected:
+  void SetUp() override {
+    LoadOptionsForTest::SetUp();
+    plan_.set_world_size(3);
+    plan_.mutable_stages(0)->add_ranks(2);
+    placement::RankAssignment* one = plan_.mutable_ranks(0);
+    one->set_tp_size(2);
+    one->clear_experts();
+    placement::RankAssignment* two = plan_.add_ranks();
+    *two = *one;
+    two->set_rank(2);
+    two->set_tp_index(1);
+    for (int32_t e = 0; e < config_.n_routed_experts; ++e) (e < 8 ? one : two)->add_experts(e);
+    AddReplica(0, 1, 8);
+  }
+  void AddReplica(int index, int32_t layer, int32_t expert) {
+    placement::ExpertReplica* r = plan_.mutable_ranks(index)->add_replicas();
+    r->set_layer(layer);
+    r->set_expert(expert);
+  }
+};
+
+TEST_F(ExpertReplicaLoadTest, TheCopyIsLoadedAndBothRanksKnowItsHolders) {
+  for (int rank : {1, 2}) {
+    auto o = LoadOptionsFor(plan_, rank, config_);
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(o->owns_expert(1, 8), rank == 2 || rank == 1);
+    EXPECT_EQ(o->owns_expert(2, 8), rank == 2);  // the copy is of layer 1 only
+    EXPECT_EQ(o->owns_expert(1, 0), rank == 1);
+    ASSERT_TRUE(o->expert_replicas);
+    EXPECT_EQ(o->expert_replicas(2), nullptr);
+    auto r = o->expert_replicas(1);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->self(), rank - 1);
+    EXPECT_EQ(r->holders(8), (std::vector<int32_t>{0, 1}));
+    EXPECT_EQ(r->holders(9), (std::vector<int32_t>{1}));
+    EXPECT_EQ(r->holders(0), (std::vector<int32_t>{0}));
+  }
+  // The loaded layer carries them: rank 1 holds expert 8 of layer 1 and computes it when picked.
+  auto o = LoadOptionsFor(plan_, 1, config_);
+  ASSERT_TRUE(o.ok());
+  auto ckpt = model::Checkpoint::Open(kTinyModel);
+  ASSERT_TRUE(ckpt.ok());
+  auto w = model::ModelWeights::Load(**ckpt, *o);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_TRUE((*w)->layer(1).moe.expert_loaded[8]);
+  EXPECT_FALSE((*w)->layer(2).moe.expert_loaded[8]);
+  EXPECT_NE((*w)->layer(1).moe.replicas, nullptr);
+  EXPECT_EQ((*w)->layer(2).moe.replicas, nullptr);
+}
+
+TEST_F(ExpertReplicaLoadTest, RefusesBadReplicas) {
+  auto refused = [&](const std::function<void(placement::PlacementPlan*)>& edit, const std::string& why) {
+    placement::PlacementPlan p = plan_;
+    edit(&p);
+    auto o = LoadOptionsFor(p, 1, config_);
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << why;
+    return o.ok() ? std::string() : std::string(o.status().message());
+  };
+  auto add = [](int index, int32_t layer, int32_t expert) {
+    return [=](placement::PlacementPlan* p) {
+      placement::ExpertReplica* r = p->mutable_ranks(index)->add_replicas();
+      r->set_layer(layer);
+      r->set_expert(expert);
+    };
+  };
+  EXPECT_NE(refused(add(0, 0, 9), "dense layer").find("not in a MoE layer"), std::string::npos);
+  EXPECT_NE(refused(add(0, 1, 16), "no such expert").find("names no expert"), std::string::npos);
+  EXPECT_NE(refused(add(0, 1, 3), "own expert").find("duplicates an expert the rank owns"), std::string::npos);
+  EXPECT_NE(refused(add(0, 1, 8), "twice").find("listed twice"), std::string::npos);
+  EXPECT_NE(refused(add(1, 1, 9), "rank 2's own, on rank 2").find("holds an expert both"), std::string::npos);
+  refused([](placement::PlacementPlan* p) { p->set_expert_layout("expert-tensor-parallel"); }, "etp");
+}
+
+}  // namespace
+}  // namespace glm::runtime

@@ -1,0 +1,37 @@
+// The planner's hot-expert replicas: with recorded routing statistics (expert_load.h), copies of
+// each expert-parallel stage's most-chosen routed experts go to the stage's other ranks where
+// their memory allows, so that the per-step choice of which holder computes a shared expert
+// (moe::ExpertReplicas) evens out the busiest rank's reads and arithmetic.
+#ifndef GLM_COORDINATOR_PLACEMENT_EXPERT_REPLICA_PLANNER_H_
+#define GLM_COORDINATOR_PLACEMENT_EXPERT_REPLICA_PLANNER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "coordinator/placement/expert_load.h"
+#include "protos/placement.pb.h"
+#include "shard_worker/model/model_config.h"
+
+namespace glm::placement {
+
+struct ReplicaSummary {
+  int64_t added = 0;        // replicas placed
+  int64_t no_memory = 0;    // wanted but no rank without the expert had the memory left
+  int64_t bytes = 0;        // weight bytes the replicas add over all ranks
+};
+
+// Up to `per_layer` replicas in every MoE layer of every expert-parallel stage of 2+ ranks whose
+// load `load` recorded: the layer's experts by recorded tokens, most first (ties: lower id; never
+// experts no token chose), each copied once to the rank of the stage that does not hold it with
+// the least expected load in that layer (tokens of the experts it holds, a shared expert's split
+// between its holders; ties: lower rank) among those whose weights plus KV reserve plus the copy
+// fit memory_budget_bytes (0 = unlimited) and which stream no experts from disk. Then recounts
+// the plan's bytes and predictions (RecountPlan). InvalidArgument for per_layer < 0, for the
+// expert-tensor-parallel layout, or for a plan that already lists replicas.
+absl::StatusOr<ReplicaSummary> AddHotExpertReplicas(const model::ModelConfig& config, const ExpertLoad& load,
+                                                    int64_t per_layer, PlacementPlan* plan);
+
+}  // namespace glm::placement
+
+#endif  // GLM_COORDINATOR_PLACEMENT_EXPERT_REPLICA_PLANNER_H_
