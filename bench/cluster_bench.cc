@@ -6,12 +6,18 @@
 // reported separately as load imbalance. bench/run_cluster_bench.sh runs it for 1, 2 and 4 ranks.
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/model/model_config.h"
@@ -25,6 +31,11 @@ ABSL_FLAG(int32_t, batch, 1, "sequences decoded together");
 ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence");
 ABSL_FLAG(double, seconds, 5.0, "decode for about this long");
 ABSL_FLAG(bool, json, false, "print one JSON object");
+ABSL_FLAG(std::string, expert_load, "", "routing statistics (glmctl expert-load) for --hot-expert-replicas");
+ABSL_FLAG(int64_t, hot_expert_replicas, 0, "copies of each MoE layer's N most-chosen experts (the planner's)");
+ABSL_FLAG(std::string, prompt_ids, "",
+          "a file of token ids (whitespace or comma separated) the sequences' prompts are cut from (sequence b "
+          "starts at id b * context); default: synthetic ids");
 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
@@ -43,6 +54,36 @@ int main(int argc, char** argv) {
     glm::comm::MpiSession::Abort(2);
   }
   const int workers = world->size() - 1, batch = absl::GetFlag(FLAGS_batch), context = absl::GetFlag(FLAGS_context);
+  std::optional<glm::placement::ExpertLoad> load;
+  if (!absl::GetFlag(FLAGS_expert_load).empty()) {
+    auto read = glm::placement::ReadExpertLoadFile(absl::GetFlag(FLAGS_expert_load), *config);
+    if (!read.ok()) {
+      std::fprintf(stderr, "cluster_bench: --expert-load %s\n", std::string(read.status().message()).c_str());
+      glm::comm::MpiSession::Abort(2);
+    }
+    load = *std::move(read);
+  }
+  // Prompts: real text's ids route like real text (synthetic ids route unlike anything recorded).
+  std::vector<int32_t> prompt_ids;
+  if (const std::string path = absl::GetFlag(FLAGS_prompt_ids); !path.empty()) {
+    std::ifstream in(path);
+    std::string word;
+    while (in >> word)
+      for (absl::string_view id : absl::StrSplit(word, ',', absl::SkipEmpty())) {
+        int32_t v = 0;
+        if (!absl::SimpleAtoi(id, &v) || v < 0 || v >= config->vocab_size) {
+          std::fprintf(stderr, "cluster_bench: --prompt-ids %s: '%s' is not a token id\n", path.c_str(),
+                       std::string(id).c_str());
+          glm::comm::MpiSession::Abort(2);
+        }
+        prompt_ids.push_back(v);
+      }
+    if (static_cast<int64_t>(prompt_ids.size()) < static_cast<int64_t>(batch) * context) {
+      std::fprintf(stderr, "cluster_bench: --prompt-ids %s holds %zu ids; batch x context needs %d\n", path.c_str(),
+                   prompt_ids.size(), batch * context);
+      glm::comm::MpiSession::Abort(2);
+    }
+  }
   glm::cluster::ClusterOptions options;
   options.model_dir = dir;
   options.kv_block_size = 32;
@@ -58,6 +99,9 @@ int main(int argc, char** argv) {
     glm::placement::PlannerOptions po;
     po.expert_layout = absl::GetFlag(FLAGS_expert_layout);
     po.stages = absl::GetFlag(FLAGS_stages);
+    po.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
+    po.expert_load = load ? &*load : nullptr;
+    po.model_name = glm::placement::ModelNameFromPath(dir);
     return glm::placement::Plan(*config, slots, po);
   });
   if (!client.ok()) {
@@ -78,7 +122,9 @@ int main(int argc, char** argv) {
     for (int b = 0; b < batch; ++b) {
       auto* s = plan.add_sequences();
       s->set_seq_id(b);
-      for (int i = 0; i < context; ++i) s->add_tokens(static_cast<int32_t>((b * 7919 + i * 104729) % config->vocab_size));
+      for (int i = 0; i < context; ++i)
+        s->add_tokens(prompt_ids.empty() ? static_cast<int32_t>((b * 7919 + i * 104729) % config->vocab_size)
+                                         : prompt_ids[static_cast<size_t>(b) * context + i]);
       auto t = table(b);
       s->mutable_block_table()->Add(t.begin(), t.end());
       s->set_sample(true);
@@ -116,21 +162,33 @@ int main(int argc, char** argv) {
     if (position[0] + 2 >= config->max_position_embeddings) break;
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Expert-parallel balance, free of timing noise: the routed-expert bytes each rank read (the
+  // prefill's included), the busiest against the mean.
+  double busiest_expert_ratio = 0;
+  if (auto stats = (*client)->CollectStats(); stats.ok() && !stats->empty()) {
+    int64_t most = 0, sum = 0;
+    for (const auto& r : *stats) most = std::max(most, r.expert_bytes_read()), sum += r.expert_bytes_read();
+    if (sum > 0) busiest_expert_ratio = static_cast<double>(most) * stats->size() / sum;
+  }
   (*client)->Shutdown().IgnoreError();
   const double tokens_per_s = steps * batch / wall;
   const double comm_fraction = step_total > 0 ? comm_total / step_total : 0;
   if (absl::GetFlag(FLAGS_json)) {
     std::printf("{\"model\":\"%s\",\"ranks\":%d,\"stages\":%d,\"batch\":%d,\"steps\":%d,\"tokens_per_s\":%.3f,"
-                "\"step_ms\":%.3f,\"comm_ms\":%.3f,\"comm_fraction\":%.4f,\"imbalance_wait_ms\":%.3f}\n",
+                "\"step_ms\":%.3f,\"comm_ms\":%.3f,\"comm_fraction\":%.4f,\"imbalance_wait_ms\":%.3f,"
+                "\"busiest_rank_expert_bytes_vs_mean\":%.3f}\n",
                 dir.c_str(), workers, absl::GetFlag(FLAGS_stages), batch, steps, tokens_per_s,
                 1000 * step_total / std::max(1, steps - 1), 1000 * comm_total / std::max(1, steps - 1), comm_fraction,
-                1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));
+                1000 * (comm_max_total - comm_total) / std::max(1, steps - 1), busiest_expert_ratio);
   } else {
     std::printf("%d ranks, %d stage(s), batch %d: %.2f tokens/s, step %.2f ms, communication (transfer) %.3f ms per "
                 "step = %.1f%% of the step (bar 5%%); waiting for slower ranks up to %.3f ms more (load imbalance)\n",
                 workers, absl::GetFlag(FLAGS_stages), batch, tokens_per_s, 1000 * step_total / std::max(1, steps - 1),
                 1000 * comm_total / std::max(1, steps - 1), 100 * comm_fraction,
                 1000 * (comm_max_total - comm_total) / std::max(1, steps - 1));
+    if (busiest_expert_ratio > 0)
+      std::printf("routed-expert bytes read: the busiest rank %.3fx the mean of %d (1.000 = even)\n",
+                  busiest_expert_ratio, workers);
   }
   return 0;
 }

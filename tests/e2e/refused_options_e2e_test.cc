@@ -78,6 +78,20 @@ TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
                              "--index-key-dtype 'f16' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto");
 }
 
+TEST(RefusedLoadOptionsE2eTest, BadHotExpertReplicaFlags) {
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas 2"),
+                             "--hot-expert-replicas needs --expert-load FILE (routing statistics recorded with "
+                             "`glmctl expert-load`)");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas -1"), "--hot-expert-replicas is -1; it must be 0 or more");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--expert-load /nonexistent/load.json --hot-expert-replicas 2"),
+                             "--expert-load /nonexistent/load.json: cannot open");
+  const std::string bad = "/tmp/glm_e2e_load_" + std::to_string(getpid()) + ".json";
+  std::ofstream(bad) << R"({"layers": [{"layer": 0, "tokens_per_expert": [1]}]})";
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--expert-load " + bad + " --hot-expert-replicas 2"),
+                             "layer 0 is not a MoE layer of the model");
+  std::remove(bad.c_str());
+}
+
 TEST(RefusedLoadOptionsE2eTest, BadStepsInFlightFlag) {
   const JobEnd end = RunJobToTheEnd("--steps-in-flight -1");
   ExpectRefusedBeforeLoading(end, "--steps-in-flight must be 0..64 (0 = one per pipeline stage), got -1");
@@ -161,7 +175,8 @@ TEST(RefusedLoadOptionsE2eTest, PlanningFlagsWithAPinnedPlan) {
   const std::string make = std::string(GLM_GLMCTL_BIN) + " plan --model " + GLM_MODEL_DIR +
                            " --synthetic 'pack:1 numa:1 core:1' --json >" + plan;
   ASSERT_EQ(std::system(make.c_str()), 0);
-  for (const char* flag : {"--stages 2", "--expert-layout expert-tensor-parallel", "--memory-budget-gib 0.001"}) {
+  for (const char* flag :
+       {"--stages 2", "--expert-layout expert-tensor-parallel", "--memory-budget-gib 0.001", "--hot-expert-replicas 2"}) {
     const JobEnd end = RunJobToTheEnd(std::string(flag) + " --placement " + plan);
     const std::string name(flag, std::string(flag).find(' '));
     EXPECT_TRUE(EndedNonZeroOnItsOwn(end)) << flag << ": status " << end.status << "\n" << end.log;

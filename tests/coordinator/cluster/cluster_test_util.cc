@@ -25,6 +25,16 @@ std::vector<Layout> AcceptanceLayouts() {
           {"two_stages_by_two_etp", 4, 2, "expert-tensor-parallel"}};
 }
 
+placement::ExpertLoad SkewedExpertLoad(const model::ModelConfig& config) {
+  placement::ExpertLoad load;
+  for (int64_t l = 0; l < config.num_weight_layers(); ++l) {
+    if (config.mlp_kind(l) != model::MlpKind::kSparse) continue;
+    auto& counts = load.tokens_per_expert[l];
+    for (int64_t e = 0; e < config.n_routed_experts; ++e) counts.push_back((e * 7 + l) % config.n_routed_experts + 1);
+  }
+  return load;
+}
+
 absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
                                                   const std::string& expert_layout,
                                                   const std::string& activation_dtype) {

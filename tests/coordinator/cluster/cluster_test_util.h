@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/expert_load.h"
 #include "protos/placement.pb.h"
 #include "shard_worker/comm/communicator.h"
 #include "shard_worker/model/model_config.h"
@@ -31,6 +32,10 @@ std::vector<Layout> AcceptanceLayouts();
 absl::StatusOr<placement::PlacementPlan> MakePlan(const model::ModelConfig& config, int workers, int stages,
                                                   const std::string& expert_layout = "expert-parallel",
                                                   const std::string& activation_dtype = "f32");
+
+// A recorded routing load for hot-expert replica tests: expert e of MoE layer l (the MTP layer
+// included) chosen by (7e + l) % n_routed_experts + 1 tokens, a different hottest set per layer.
+placement::ExpertLoad SkewedExpertLoad(const model::ModelConfig& config);
 
 // Logits [n_tokens, vocab] of a prompt through the cluster (one prefill step with
 // return_logits), then `decode_steps` greedy tokens through the cache.

@@ -30,17 +30,6 @@ struct Case {
   int hot_replicas = 0;
 };
 
-// A recorded load where expert e of every MoE layer (the MTP layer included) was chosen by
-// (e * 7) % E + 1 tokens: a different hottest set in each layer's two halves.
-placement::ExpertLoad SkewedLoad(const model::ModelConfig& config) {
-  placement::ExpertLoad load;
-  for (int64_t l = 0; l < config.num_weight_layers(); ++l) {
-    if (config.mlp_kind(l) != model::MlpKind::kSparse) continue;
-    auto& counts = load.tokens_per_expert[l];
-    for (int64_t e = 0; e < config.n_routed_experts; ++e) counts.push_back((e * 7 + l) % config.n_routed_experts + 1);
-  }
-  return load;
-}
 
 class InProcessClusterTest : public ::testing::TestWithParam<Case> {};
 
@@ -78,7 +67,7 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
   auto client = cluster::ClusterClient::Start(comms[0].get(), options, [&](const auto&) {
     auto plan = MakePlan(*config, c.layout.workers, c.layout.stages, c.layout.expert_layout, c.activation_dtype);
     if (plan.ok() && c.hot_replicas > 0) {
-      auto added = placement::AddHotExpertReplicas(*config, SkewedLoad(*config), c.hot_replicas, &*plan);
+      auto added = placement::AddHotExpertReplicas(*config, SkewedExpertLoad(*config), c.hot_replicas, &*plan);
       if (!added.ok()) return absl::StatusOr<placement::PlacementPlan>(added.status());
       replicas = added->added;
     }

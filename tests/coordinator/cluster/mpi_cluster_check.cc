@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include "coordinator/placement/expert_replica_planner.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/comm/mpi_communicator.h"
 #include "shard_worker/runtime/dashed_flags.h"
@@ -25,6 +26,9 @@ ABSL_FLAG(int32_t, stages, 1, "pipeline stages");
 ABSL_FLAG(bool, speculative, false,
           "instead: serve every fixture prompt through the engine greedily with mtp:2 (if the model has MTP), "
           "ngram:3 and without speculation; all outputs must be identical");
+
+ABSL_FLAG(int64_t, hot_expert_replicas, 0,
+          "copies of each MoE layer's N hottest experts (a skewed recorded load) on other ranks of the stage");
 
 int main(int argc, char** argv) {
   glm::runtime::NormalizeDashedFlags(argc, argv);
@@ -47,7 +51,14 @@ int main(int argc, char** argv) {
   options.kv_block_size = 16;
   options.step_timeout = absl::Seconds(120);
   auto client = glm::cluster::ClusterClient::Start(world.get(), options, [&](const auto&) {
-    return glm::testing::MakePlan(*config, workers, stages, absl::GetFlag(FLAGS_expert_layout));
+    auto plan = glm::testing::MakePlan(*config, workers, stages, absl::GetFlag(FLAGS_expert_layout));
+    if (plan.ok() && absl::GetFlag(FLAGS_hot_expert_replicas) > 0) {
+      auto added = glm::placement::AddHotExpertReplicas(*config, glm::testing::SkewedExpertLoad(*config),
+                                                        absl::GetFlag(FLAGS_hot_expert_replicas), &*plan);
+      if (!added.ok()) return absl::StatusOr<glm::placement::PlacementPlan>(added.status());
+      if (added->added == 0) return absl::StatusOr<glm::placement::PlacementPlan>(absl::InternalError("no replicas placed"));
+    }
+    return plan;
   });
   if (!client.ok()) {
     std::fprintf(stderr, "cluster start failed: %s\n", std::string(client.status().message()).c_str());
