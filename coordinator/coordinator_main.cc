@@ -482,8 +482,10 @@ int main(int argc, char** argv) {
   served.vocab_size = static_cast<int32_t>(config->vocab_size);
   served.eos_token_ids = config->eos_token_ids;
   served.has_mtp = config->has_mtp();
+  served.experts_per_token = static_cast<int32_t>(config->num_experts_per_tok);
   served.tokenizer = tokenizer.get();
   served.chat_template = chat_template.get();
+  served.model_dir_name = model_name;
   served.placement_summary = glm::placement::PlanToTable((*client)->plan());
   if (auto j = glm::placement::PlanToJson((*client)->plan()); j.ok()) served.placement_json = *j;
   served.world_size = world->size();

@@ -23,12 +23,14 @@ namespace glm::api {
 // What is served, for GetModelInfo, /v1/models and request validation.
 struct ServedModel {
   std::string name;                       // e.g. the model directory's base name
+  std::string model_dir_name;             // the model directory's base name (what plans and routing records name)
   std::vector<std::string> aliases;       // other names clients may send
   bool accept_any_name = true;            // one model served: any `model` value is fine (echoed back)
   int64_t max_context = 0;
   int32_t vocab_size = 0;
   std::vector<int32_t> eos_token_ids;
   bool has_mtp = false;
+  int32_t experts_per_token = 0;          // num_experts_per_tok (routing records)
   const tokenizer::Tokenizer* tokenizer = nullptr;        // null: token ids in and out only
   const tokenizer::ChatTemplate* chat_template = nullptr; // null: no chat requests
   std::string placement_summary;          // human-readable table

@@ -291,4 +291,17 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+absl::StatusOr<pb::ExpertLoadResponse> RemoteExpertLoad(const std::string& server, const RemoteInfoOptions& o) {
+  auto channel = Connect(server, o.timeout);
+  if (!channel.ok()) return channel.status();
+  pb::ExpertLoadResponse load;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(DeadlineAfter(o.timeout));
+  AddApiKey(&ctx, o.api_key);
+  if (auto s = FromGrpc(pb::Inference::NewStub(*channel)->GetExpertLoad(&ctx, pb::ExpertLoadRequest(), &load), server);
+      !s.ok())
+    return s;
+  return load;
+}
+
 }  // namespace glm::api

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "protos/inference.pb.h"
 
 namespace glm::api {
 
@@ -89,6 +90,10 @@ absl::StatusOr<std::string> RemoteChat(const std::string& server, const RemoteCh
 // ModelInfo as JSON (+ "health": "SERVING"). Fails (UNAVAILABLE) when the server is not
 // reachable or its health is not SERVING.
 absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteInfoOptions& options);
+
+// GetExpertLoad: the cluster's routing statistics so far (for `glmctl --server ... expert-load`).
+absl::StatusOr<glm::inference::v1::ExpertLoadResponse> RemoteExpertLoad(const std::string& server,
+                                                                        const RemoteInfoOptions& options);
 
 // grpc.health.v1 Check: true when SERVING. `service` "" asks about the whole server.
 absl::StatusOr<bool> RemoteHealthServing(const std::string& server, const std::string& service,

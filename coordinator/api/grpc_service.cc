@@ -395,4 +395,18 @@ grpc::Status GrpcInferenceService::GetLoad(grpc::ServerContext* context, const p
   return grpc::Status::OK;
 }
 
+grpc::Status GrpcInferenceService::GetExpertLoad(grpc::ServerContext* context, const pb::ExpertLoadRequest*,
+                                                 pb::ExpertLoadResponse* response) {
+  if (auto key = CheckKey(context); !key.ok()) return key;
+  const ServedModel& m = frontend_->model();
+  response->set_model(m.model_dir_name);
+  response->set_experts_per_token(m.experts_per_token);
+  for (const auto& [layer, counts] : engine_->ExpertRouting()) {
+    pb::ExpertLayerLoad* l = response->add_layers();
+    l->set_layer(static_cast<int32_t>(layer));
+    l->mutable_tokens_per_expert()->Add(counts.begin(), counts.end());
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace glm::api

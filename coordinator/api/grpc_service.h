@@ -44,6 +44,8 @@ class GrpcInferenceService final : public glm::inference::v1::Inference::Service
                           glm::inference::v1::DetokenizeResponse* response) override;
   grpc::Status GetLoad(grpc::ServerContext* context, const glm::inference::v1::LoadRequest* request,
                        glm::inference::v1::LoadResponse* response) override;
+  grpc::Status GetExpertLoad(grpc::ServerContext* context, const glm::inference::v1::ExpertLoadRequest* request,
+                             glm::inference::v1::ExpertLoadResponse* response) override;
 
  private:
   scheduler::Engine* engine_;

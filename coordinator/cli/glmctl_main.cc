@@ -286,7 +286,30 @@ int main(int argc, char** argv) {
       r.api_key = api_key;
       return Finish(glm::api::RemoteInfo(server, r));
     }
-    std::fprintf(stderr, "glmctl: '%s' does not take --server (generate, chat and info do)\n", command.c_str());
+    if (command == "expert-load") {
+      // The cluster's routing so far, in the file form `--expert-load` reads.
+      glm::api::RemoteInfoOptions r;
+      r.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+      r.api_key = api_key;
+      auto remote = glm::api::RemoteExpertLoad(server, r);
+      if (!remote.ok()) return Finish(remote.status());
+      glm::placement::ExpertLoad load;
+      load.model = remote->model();
+      int64_t experts = 0;
+      for (const auto& l : remote->layers()) {
+        load.tokens_per_expert[l.layer()].assign(l.tokens_per_expert().begin(), l.tokens_per_expert().end());
+        experts = l.tokens_per_expert_size();
+      }
+      // Tokens: each routed token counts experts_per_token times in every layer.
+      if (!remote->layers().empty() && remote->experts_per_token() > 0) {
+        int64_t sum = 0;
+        for (int64_t n : remote->layers(0).tokens_per_expert()) sum += n;
+        load.tokens = sum / remote->experts_per_token();
+      }
+      return Finish(glm::cli::SaveExpertLoad(load, std::max<int64_t>(1, experts), absl::GetFlag(FLAGS_out)));
+    }
+    std::fprintf(stderr, "glmctl: '%s' does not take --server (generate, chat, info and expert-load do)\n",
+                 command.c_str());
     return 2;
   }
   if (command == "info") {

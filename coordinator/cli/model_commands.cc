@@ -376,10 +376,18 @@ absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {
   moe::SetRoutingObserver(nullptr);
   if (!status.ok()) return status;
   load.tokens = static_cast<int64_t>(ids.size());
+  return SaveExpertLoad(load, c.n_routed_experts, o.out);
+}
+
+absl::StatusOr<std::string> SaveExpertLoad(const placement::ExpertLoad& load, int64_t n_routed_experts,
+                                           const std::string& out_path) {
   const std::string json = placement::ExpertLoadToJson(load);
-  if (o.out.empty()) return json;
-  std::ofstream out(o.out, std::ios::binary | std::ios::trunc);
-  if (!(out << json) || !out.flush()) return absl::PermissionDeniedError(absl::StrCat("--out ", o.out, ": cannot write"));
+  if (out_path.empty()) return json;
+  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
+  if (!(out << json) || !out.flush())
+    return absl::PermissionDeniedError(absl::StrCat("--out ", out_path, ": cannot write"));
+  if (load.tokens_per_expert.empty())
+    return absl::StrCat("no routing recorded yet (no tokens ran); written to ", out_path, "\n");
   // How skewed the routing is: the most-chosen expert's share of each layer's choices.
   double low = 1, high = 0;
   for (const auto& [layer, counts] : load.tokens_per_expert) {
@@ -390,7 +398,7 @@ absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {
   return absl::StrFormat(
       "routing of %d tokens over %d MoE layers written to %s; the most-chosen expert takes %.1f-%.1f%% of a layer's "
       "choices (%.1f%% if even)\n",
-      load.tokens, load.tokens_per_expert.size(), o.out, 100 * low, 100 * high, 100.0 / c.n_routed_experts);
+      load.tokens, load.tokens_per_expert.size(), out_path, 100 * low, 100 * high, 100.0 / n_routed_experts);
 }
 
 }  // namespace glm::cli

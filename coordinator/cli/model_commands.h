@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "coordinator/placement/expert_load.h"
 
 namespace glm::cli {
 
@@ -63,6 +64,11 @@ absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& options);
 // sequences of `window` tokens and counts how many tokens chose each routed expert of each main
 // model MoE layer. Writes the JSON to --out (and returns a summary), or returns the JSON.
 absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& options);
+// A routing record (recorded here, or fetched from a server: `glmctl --server ... expert-load`)
+// into `out_path` as JSON, returning a one-line summary of how skewed it is; without a path,
+// returns the JSON.
+absl::StatusOr<std::string> SaveExpertLoad(const placement::ExpertLoad& load, int64_t n_routed_experts,
+                                           const std::string& out_path);
 // Applies the model's chat template to one user message, generates, prints the reply (the
 // text, or JSON with --json: tokens, text, reasoning and finish_reason).
 absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& options);

@@ -729,11 +729,25 @@ absl::Status ContinuousBatchingEngine::CollectRankStatsIfDue(bool idle) {
   steps_at_rank_stats_ = steps_run_;
   rank_stats_time_ = now;
   int64_t expert_bytes = 0;
-  for (const shard::RankStats& r : *ranks) expert_bytes += r.expert_bytes_read();
+  // Routing statistics are kept apart (ExpertRouting): GetLoad's copies (every /metrics scrape)
+  // need not carry GLM-5's 78 x 256 counters.
+  std::map<int64_t, std::vector<int64_t>> routing;
+  for (shard::RankStats& r : *ranks) {
+    expert_bytes += r.expert_bytes_read();
+    for (const shard::LayerRouting& l : r.routing())
+      routing[l.layer()].assign(l.tokens_per_expert().begin(), l.tokens_per_expert().end());
+    r.clear_routing();
+  }
   absl::MutexLock lock(&mu_);
   load_.ranks = *std::move(ranks);
   load_.expert_bytes_total = expert_bytes;
+  if (!routing.empty()) routing_ = std::move(routing);
   return absl::OkStatus();
+}
+
+std::map<int64_t, std::vector<int64_t>> ContinuousBatchingEngine::ExpertRouting() const {
+  absl::MutexLock lock(&mu_);
+  return routing_;
 }
 
 absl::Status ContinuousBatchingEngine::RunLoop() {

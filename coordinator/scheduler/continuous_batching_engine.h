@@ -32,6 +32,7 @@ class ContinuousBatchingEngine : public Engine {
   bool Abort(const std::string& request_id) override;
   bool AbortStream(const RequestStream& stream) override;
   EngineLoad GetLoad() const override;
+  std::map<int64_t, std::vector<int64_t>> ExpertRouting() const override;
   absl::Status RunLoop() override;
   void Shutdown(bool drain) override;
   bool draining() const override;
@@ -176,6 +177,7 @@ class ContinuousBatchingEngine : public Engine {
   // without max_tokens stops there with finish reason "length").
   int64_t max_len_ = 0;
   // Loop-thread state.
+  std::map<int64_t, std::vector<int64_t>> routing_ ABSL_GUARDED_BY(mu_);  // ExpertRouting()
   int64_t steps_run_ = 0, steps_at_rank_stats_ = 0;
   absl::Time rank_stats_time_ = absl::InfinitePast();
   std::deque<SeqPtr> waiting_;

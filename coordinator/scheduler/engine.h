@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -145,6 +146,11 @@ class Engine {
   // own request cannot abort a newer one that reuses the id after this one finished.
   virtual bool AbortStream(const RequestStream& stream) { return Abort(stream.request_id()); }
   virtual EngineLoad GetLoad() const = 0;
+  // Tokens the workers routed to each expert of each MoE layer since they started (layer ->
+  // [n_routed_experts]), as of the last collection of their counters (GetLoad's `ranks`): the
+  // record `glmctl expert-load --server` saves for the planner's hot-expert replicas. Empty when
+  // nothing ran yet or the engine has no workers to ask.
+  virtual std::map<int64_t, std::vector<int64_t>> ExpertRouting() const { return {}; }
 
   // Runs scheduling iterations until Shutdown(); returns the cluster error that ended it, if any
   // (every live request is failed with it first).

@@ -116,6 +116,9 @@ Glm5Model::Glm5Model(std::shared_ptr<const ModelWeights> weights, kernels::Threa
   inline_pool_ = std::make_unique<kernels::ThreadPool>(1);
   inline_attention_ = std::make_unique<attention::MlaAttention>(config(), rope_.get(), inline_pool_.get());
   inline_moe_ = std::make_unique<moe::MoeLayer>(config(), inline_pool_.get());
+  const int64_t counters = config().num_weight_layers() * config().n_routed_experts;
+  routed_tokens_ = std::make_unique<std::atomic<int64_t>[]>(counters);
+  for (int64_t i = 0; i < counters; ++i) routed_tokens_[i].store(0, std::memory_order_relaxed);
   // The layers' matrices, which every token group reads (the lm_head runs on the pool).
   int64_t count = 0;
   for (int64_t l = stage_.layer_begin; l < stage_.layer_end; ++l) {
@@ -252,6 +255,7 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
     if (count_mlp) *bytes += w.dense.bytes();
   } else {
     moe::MoeStats stats;
+    stats.tokens_per_expert = routed_tokens_.get() + layer * c.n_routed_experts;
     moe::ExpertSource source;  // streamed experts: the store, and the next layer to prefetch for
     source.layer = layer;
     if (group != nullptr) source.counted_experts = group->counted + 1;
@@ -278,6 +282,18 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
     for (int64_t i = 0; i < T; ++i) kernels::Axpy(1.0f, delta + i * hidden, x + kept[i] * hidden, hidden);
   }
   return absl::OkStatus();
+}
+
+std::map<int64_t, std::vector<int64_t>> Glm5Model::routed_tokens() const {
+  const int64_t E = config().n_routed_experts;
+  std::map<int64_t, std::vector<int64_t>> out;
+  for (int64_t l = 0; l < config().num_weight_layers(); ++l) {
+    std::vector<int64_t> counts(E);
+    int64_t sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += counts[e] = routed_tokens_[l * E + e].load(std::memory_order_relaxed);
+    if (sum > 0) out.emplace(l, std::move(counts));
+  }
+  return out;
 }
 
 bool Glm5Model::TokenGroupsAllowed() const {

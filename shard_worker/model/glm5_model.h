@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -85,6 +86,10 @@ class Glm5Model {
   // Routed-expert weight bytes this model's MoE layers have read since it was created (each
   // token group counts the experts it computed; the MTP layer's too): a rank's metric.
   int64_t routed_expert_bytes_read() const { return routed_expert_bytes_.load(std::memory_order_relaxed); }
+  // Tokens routed to each expert of each MoE layer this model holds since it was created
+  // (prefill, decode, verify and MTP rows alike): layer -> [n_routed_experts], layers with none
+  // left out. Every rank of a stage routes the same tokens.
+  std::map<int64_t, std::vector<int64_t>> routed_tokens() const;
   // Tokens' remaining layers a token group took over from a slower one (TokenGroupSteals), all steps.
   int64_t token_group_steals() const { return token_group_steals_.load(std::memory_order_relaxed); }
 
@@ -245,6 +250,8 @@ class Glm5Model {
   mutable StepPathChooser chooser_, mtp_chooser_;  // main-layer steps, MTP-layer steps
   mutable BlockPathChooser draft_chooser_;          // draft_alongside_chooser()
   mutable std::atomic<int64_t> routed_expert_bytes_{0};
+  // [num_weight_layers * n_routed_experts]: routed_tokens()' counters.
+  std::unique_ptr<std::atomic<int64_t>[]> routed_tokens_;
   mutable std::atomic<int64_t> token_group_steals_{0};
 };
 

@@ -180,6 +180,10 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   }
   if (const RoutingObserver* observer = g_routing_observer.load(std::memory_order_acquire))
     (*observer)(source.layer, routes);
+  if (stats != nullptr && stats->tokens_per_expert != nullptr)
+    for (int64_t e = 0; e < E; ++e)
+      if (!tokens_of[e].empty())
+        stats->tokens_per_expert[e].fetch_add(static_cast<int64_t>(tokens_of[e].size()), std::memory_order_relaxed);
   // Each active expert once over its tokens; results kept per (token, slot) so every token sums
   // its experts in ascending expert order, whatever else is in the batch.
   // [T, k, hidden] (kernels/scratch.h): every computed expert writes its slots; the slots of

@@ -22,6 +22,9 @@ struct MoeStats {
   // Routed experts actually computed, each once per step (ExpertSource::counted_experts).
   int64_t expert_bytes_read = 0;
   int64_t active_experts = 0;
+  // Routing statistics: [n_routed_experts] counters each Forward adds its tokens' choices to (the
+  // serving cluster's record for the planner's hot-expert replicas). Null: not counted.
+  std::atomic<int64_t>* tokens_per_expert = nullptr;
 };
 
 // Where a layer's routed experts come from when they are streamed (ExpertStore::streaming()).

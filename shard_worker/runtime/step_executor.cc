@@ -235,6 +235,13 @@ shard::RankStats StepExecutor::Stats() const {
   stats.set_step_seconds(step_seconds_);
   stats.set_comm_seconds(comm_seconds_);
   stats.set_expert_bytes_read(model_->routed_expert_bytes_read());
+  if (tp_index_ == 0) {
+    for (const auto& [layer, counts] : model_->routed_tokens()) {
+      shard::LayerRouting* r = stats.add_routing();
+      r->set_layer(static_cast<int32_t>(layer));
+      r->mutable_tokens_per_expert()->Add(counts.begin(), counts.end());
+    }
+  }
   if (const moe::ExpertStore* store = model_->weights().expert_store(); store != nullptr && store->streaming()) {
     const moe::ExpertStoreStats s = store->stats();
     stats.set_expert_cache_hits(s.hits);

@@ -164,8 +164,10 @@ TEST_F(ApiKeysServerTest, GrpcNeedsTheKeyInMetadataHealthDoesNot) {
   EXPECT_TRUE(*health);
   api::RemoteInfoOptions info;
   EXPECT_EQ(api::RemoteInfo(grpc_address_, info).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(api::RemoteExpertLoad(grpc_address_, info).status().code(), absl::StatusCode::kUnauthenticated);
   info.api_key = "sk-test";
   EXPECT_TRUE(api::RemoteInfo(grpc_address_, info).ok());
+  EXPECT_TRUE(api::RemoteExpertLoad(grpc_address_, info).ok());
   ScriptText("hello");
   api::RemoteGenerateOptions gen;
   gen.prompt = "x";

@@ -38,6 +38,10 @@ class FakeEngine final : public scheduler::Engine {
   absl::StatusOr<std::shared_ptr<scheduler::RequestStream>> Submit(scheduler::GenerationRequest request) override;
   bool Abort(const std::string& request_id) override;
   scheduler::EngineLoad GetLoad() const override;
+  std::map<int64_t, std::vector<int64_t>> ExpertRouting() const override {
+    absl::MutexLock lock(&mu_);
+    return routing_;
+  }
   absl::Status RunLoop() override;
   void Shutdown(bool drain) override;
   bool draining() const override;
@@ -47,6 +51,10 @@ class FakeEngine final : public scheduler::Engine {
   void SetTokenDelay(absl::Duration delay);
   void SetDraining(bool draining);
   void SetMaxLive(int32_t max_live);
+  void SetExpertRouting(std::map<int64_t, std::vector<int64_t>> routing) {
+    absl::MutexLock lock(&mu_);
+    routing_ = std::move(routing);
+  }
   // The next requests fail with `error` after `after_tokens` tokens (a cluster failure).
   void FailAfter(int after_tokens, absl::Status error);
 
@@ -77,6 +85,7 @@ class FakeEngine final : public scheduler::Engine {
   int64_t prompt_tokens_ = 0;
   int64_t generation_tokens_ = 0;
   std::vector<std::thread> threads_;
+  std::map<int64_t, std::vector<int64_t>> routing_;  // ExpertRouting()
 };
 
 }  // namespace glm::testing

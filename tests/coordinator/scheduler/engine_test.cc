@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -55,6 +56,16 @@ TEST(EngineTest, RankStatsCountEveryWorkersSteps) {
       expert_bytes += r.expert_bytes_read();
     }
     EXPECT_EQ(load.expert_bytes_total, expert_bytes);
+    // Routing statistics (GetExpertLoad): every MoE layer, from both stages of a split, each
+    // counting the 37 prompt tokens and the 11 fed-back ones num_experts_per_tok times; kept out
+    // of the ranks' counters GetLoad copies.
+    const auto routing = h.engine()->ExpertRouting();
+    EXPECT_EQ(routing.size(), 5u);
+    for (const auto& [layer, counts] : routing) {
+      EXPECT_EQ(counts.size(), 16u);
+      EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), int64_t{0}), 4 * (37 + 11)) << "layer " << layer;
+    }
+    for (const shard::RankStats& r : load.ranks) EXPECT_EQ(r.routing_size(), 0);
   }
 }
 
