@@ -1,12 +1,9 @@
 #include "coordinator/placement/expert_replica_planner.h"
 
 #include <algorithm>
-#include <map>
-#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "coordinator/placement/cost_model.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/weight_format.h"

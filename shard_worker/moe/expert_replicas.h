@@ -16,8 +16,9 @@ class ExpertReplicas {
  public:
   // What computing one expert costs in a step, in tokens: its weights are read once for the
   // whole batch (decode is bound by those bytes), then each routed token adds its arithmetic.
-  // One read is worth this many tokens of arithmetic (a GEMV row streams a weight byte in about
-  // the time a batched tile spends on 16 tokens' multiply-adds of it).
+  // Reading a weight takes as long as about (bytes per weight) x (multiply-adds per second) /
+  // (bytes per second) tokens' multiply-adds of it: ~3-6 on this project's 2-core VMs, ~10-20
+  // on a 64-core node at 300 GB/s. The count only weighs reads against tokens in the balance.
   static constexpr int64_t kReadCostTokens = 16;
 
   // holders[e]: the stage positions (tp indexes, 0..stage_ranks-1) holding routed expert e of one
