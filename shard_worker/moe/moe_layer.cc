@@ -155,9 +155,13 @@ void MoeLayer::PrefetchNext(const model::MoeWeights& next, int64_t next_layer, c
   std::vector<int64_t> votes(E, 0);
   for (int64_t t = 0; t < T; ++t)
     for (int32_t e : router_.Route(logits.data() + t * E, next.router_bias.data()).experts) ++votes[e];
+  // Experts other ranks also hold: only those the predicted routing would have this rank compute.
+  std::vector<int32_t> computer;
+  if (next.replicas != nullptr) computer = next.replicas->Assign(votes);
   std::vector<int64_t> want;
   for (int64_t e = 0; e < E; ++e)
-    if (votes[e] > 0 && next.expert_loaded[e]) want.push_back(e);
+    if (votes[e] > 0 && next.expert_loaded[e] && (computer.empty() || computer[e] == next.replicas->self()))
+      want.push_back(e);
   std::stable_sort(want.begin(), want.end(), [&](int64_t a, int64_t b) { return votes[a] > votes[b]; });
   store->Prefetch(next_layer, want);
 }

@@ -28,6 +28,10 @@ struct Case {
   // Hot-expert replicas per MoE layer (the planner's, from a skewed recorded load): ranks then
   // share experts and pick in each step which of them computes one.
   int hot_replicas = 0;
+  // Every rank streams its experts (copies included) through a 1 MiB cache (a pinned plan may ask
+  // for that; the planner places copies on resident ranks only): the next layer's prefetch then
+  // reads only the copies the predicted routing would have the rank compute.
+  bool stream_experts = false;
 };
 
 
@@ -71,6 +75,8 @@ TEST_P(InProcessClusterTest, MatchesSingleProcess) {
       if (!added.ok()) return absl::StatusOr<placement::PlacementPlan>(added.status());
       replicas = added->added;
     }
+    if (plan.ok() && c.stream_experts)
+      for (auto& r : *plan->mutable_ranks()) r.set_expert_memory_bytes(int64_t{1} << 20);
     return plan;
   });
   ASSERT_TRUE(client.ok()) << client.status();
@@ -254,6 +260,7 @@ std::vector<Case> AllCases() {
     cases.push_back({m, {"two_stages_by_two_hot_replicas", 4, 2}, "f32", 2});
   }
   cases.push_back({"glm5-tiny-code", {"three_workers_all_replicated", 3, 1}, "f32", 1000});
+  cases.push_back({"glm5-tiny-code", {"two_workers_hot_replicas_streamed", 2, 1}, "f32", 4, true});
   return cases;
 }
 
