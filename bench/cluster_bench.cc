@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/expert_replica_planner.h"
 #include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "shard_worker/comm/mpi_communicator.h"
@@ -32,7 +33,8 @@ ABSL_FLAG(int32_t, context, 32, "prompt tokens per sequence");
 ABSL_FLAG(double, seconds, 5.0, "decode for about this long");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, expert_load, "", "routing statistics (glmctl expert-load) for --hot-expert-replicas");
-ABSL_FLAG(int64_t, hot_expert_replicas, 0, "copies of each MoE layer's N most-chosen experts (the planner's)");
+ABSL_FLAG(std::string, hot_expert_replicas, "0",
+          "copies of each MoE layer's N most-chosen experts (the planner's; auto = all that fit)");
 ABSL_FLAG(std::string, prompt_ids, "",
           "a file of token ids (whitespace or comma separated) the sequences' prompts are cut from (sequence b "
           "starts at id b * context); default: synthetic ids");
@@ -99,7 +101,9 @@ int main(int argc, char** argv) {
     glm::placement::PlannerOptions po;
     po.expert_layout = absl::GetFlag(FLAGS_expert_layout);
     po.stages = absl::GetFlag(FLAGS_stages);
-    po.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
+    if (!glm::placement::ParseHotExpertReplicas(absl::GetFlag(FLAGS_hot_expert_replicas), &po.hot_expert_replicas))
+      return absl::StatusOr<glm::placement::PlacementPlan>(absl::InvalidArgumentError(
+          absl::StrCat("--hot-expert-replicas '", absl::GetFlag(FLAGS_hot_expert_replicas), "' is not a count or auto")));
     po.expert_load = load ? &*load : nullptr;
     po.model_name = glm::placement::ModelNameFromPath(dir);
     return glm::placement::Plan(*config, slots, po);

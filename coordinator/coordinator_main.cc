@@ -26,6 +26,7 @@
 #include "coordinator/api/loading_health_server.h"
 #include "coordinator/api/serving_metrics.h"
 #include "coordinator/cluster/cluster_client.h"
+#include "coordinator/placement/expert_replica_planner.h"
 #include "coordinator/placement/model_name.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/size_flags.h"
@@ -68,9 +69,10 @@ ABSL_FLAG(double, expert_memory_gib, 0,
 ABSL_FLAG(std::string, expert_load, "",
           "routing statistics recorded with `glmctl expert-load` (JSON): how often each routed expert was chosen, "
           "for --hot-expert-replicas");
-ABSL_FLAG(int64_t, hot_expert_replicas, 0,
+ABSL_FLAG(std::string, hot_expert_replicas, "0",
           "copies of each MoE layer's N most-chosen experts (--expert-load) on other ranks of their expert-parallel "
-          "stage, where memory allows; each step the least-loaded holder computes a shared expert (0 = none)");
+          "stage, where memory allows, hottest first; each step the least-loaded holder computes a shared expert "
+          "(0 = none; auto = every expert tokens chose, as far as memory allows)");
 ABSL_FLAG(int32_t, kv_block_size, 32, "positions per KV block (the prefix cache's granularity)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
           "what the KV cache stores attention's rows in: f32 (as computed; also 'auto', vLLM's default) | bf16 "
@@ -262,9 +264,11 @@ int main(int argc, char** argv) {
     if (!load.ok()) Fatal(absl::StrCat("--expert-load ", load.status().message()));
     expert_load = *std::move(load);
   }
-  if (absl::GetFlag(FLAGS_hot_expert_replicas) < 0)
-    Fatal(absl::StrCat("--hot-expert-replicas is ", absl::GetFlag(FLAGS_hot_expert_replicas), "; it must be 0 or more"));
-  if (absl::GetFlag(FLAGS_hot_expert_replicas) > 0 && !expert_load && absl::GetFlag(FLAGS_placement).empty())
+  int64_t hot_expert_replicas = 0;
+  if (!glm::placement::ParseHotExpertReplicas(absl::GetFlag(FLAGS_hot_expert_replicas), &hot_expert_replicas))
+    Fatal(absl::StrCat("--hot-expert-replicas '", absl::GetFlag(FLAGS_hot_expert_replicas),
+                       "' is not a count of 0 or more, or auto"));
+  if (hot_expert_replicas > 0 && !expert_load && absl::GetFlag(FLAGS_placement).empty())
     Fatal("--hot-expert-replicas needs --expert-load FILE (routing statistics recorded with `glmctl expert-load`)");
   // A pinned plan is read, parsed and checked now, before any worker is started: a path that
   // cannot be read, a file that is not a plan (glmctl's table) or a plan for another world size
@@ -406,7 +410,7 @@ int main(int argc, char** argv) {
       po.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
       po.expert_memory_gib = expert_gib;
       po.model_name = model_name;
-      po.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
+      po.hot_expert_replicas = hot_expert_replicas;
       po.expert_load = expert_load ? &*expert_load : nullptr;
       plan = glm::placement::Plan(*config, slots, po);
     }

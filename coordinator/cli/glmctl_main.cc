@@ -29,6 +29,7 @@
 #include "coordinator/api/grpc_client.h"
 #include "coordinator/cli/model_commands.h"
 #include "coordinator/cli/plan_command.h"
+#include "coordinator/placement/expert_replica_planner.h"
 #include "coordinator/placement/size_flags.h"
 #if GLM_HAVE_TEXT_COMMANDS
 #include "coordinator/cli/text_commands.h"
@@ -87,9 +88,9 @@ ABSL_FLAG(std::string, text_file, "", "tokenize, expert-load: file with the text
 ABSL_FLAG(int64_t, window, 2048, "expert-load: tokens per sequence the text is cut into");
 ABSL_FLAG(std::string, expert_load, "",
           "plan: routing statistics from `glmctl expert-load` (JSON), for --hot-expert-replicas");
-ABSL_FLAG(int64_t, hot_expert_replicas, 0,
+ABSL_FLAG(std::string, hot_expert_replicas, "0",
           "plan: copies of each MoE layer's N most-chosen experts (--expert-load) on other ranks of their "
-          "expert-parallel stage, where memory allows (0 = none)");
+          "expert-parallel stage, where memory allows (0 = none; auto = every expert tokens chose that fits)");
 ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
 ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory");
 ABSL_FLAG(std::string, topology, "", "plan: hwloc XML topology of each host");
@@ -353,7 +354,11 @@ int main(int argc, char** argv) {
     p.index_key_dtype = m.index_key_dtype;
     p.expert_memory_gib = m.expert_memory_gib;
     p.expert_load = absl::GetFlag(FLAGS_expert_load);
-    p.hot_expert_replicas = absl::GetFlag(FLAGS_hot_expert_replicas);
+    if (!glm::placement::ParseHotExpertReplicas(absl::GetFlag(FLAGS_hot_expert_replicas), &p.hot_expert_replicas)) {
+      std::fprintf(stderr, "glmctl: --hot-expert-replicas '%s' is not a count of 0 or more, or auto\n",
+                   absl::GetFlag(FLAGS_hot_expert_replicas).c_str());
+      return 2;
+    }
     p.json = m.json;
     return Finish(glm::cli::RunPlanCommand(p));
   }

@@ -82,7 +82,10 @@ TEST(RefusedLoadOptionsE2eTest, BadHotExpertReplicaFlags) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas 2"),
                              "--hot-expert-replicas needs --expert-load FILE (routing statistics recorded with "
                              "`glmctl expert-load`)");
-  ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas -1"), "--hot-expert-replicas is -1; it must be 0 or more");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas -1"),
+                             "--hot-expert-replicas '-1' is not a count of 0 or more, or auto");
+  ExpectRefusedBeforeLoading(RunJobToTheEnd("--hot-expert-replicas all"),
+                             "--hot-expert-replicas 'all' is not a count of 0 or more, or auto");
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--expert-load /nonexistent/load.json --hot-expert-replicas 2"),
                              "--expert-load /nonexistent/load.json: cannot open");
   const std::string bad = "/tmp/glm_e2e_load_" + std::to_string(getpid()) + ".json";

@@ -136,6 +136,39 @@ TEST_F(ExpertReplicaPlannerTest, StaysWithinTheMemoryBudget) {
   EXPECT_NE(PlanToTable(*plan).find("no rank of the stage had the memory"), std::string::npos);
 }
 
+TEST_F(ExpertReplicaPlannerTest, AutoCopiesEveryChosenExpertThatFitsHottestFirst) {
+  int64_t n = -1;
+  EXPECT_TRUE(ParseHotExpertReplicas("auto", &n));
+  EXPECT_EQ(n, kAllReplicasThatFit);
+  EXPECT_TRUE(ParseHotExpertReplicas("3", &n));
+  EXPECT_EQ(n, 3);
+  for (const char* bad : {"-1", "", "all", "2x", "1.5"}) EXPECT_FALSE(ParseHotExpertReplicas(bad, &n)) << bad;
+  // Unlimited memory, 2 ranks: each ends up with every expert (the other's as copies).
+  auto all = MakePlan(2, kAllReplicasThatFit);
+  ASSERT_TRUE(all.ok()) << all.status();
+  const int layers = static_cast<int>(load_.tokens_per_expert.size());
+  EXPECT_EQ(all->ranks(0).replicas_size(), layers * static_cast<int>(config_.n_routed_experts) / 2);
+  EXPECT_EQ(all->ranks(1).replicas_size(), layers * static_cast<int>(config_.n_routed_experts) / 2);
+  // A budget for 7 copies a rank: those placed are the hottest by their share of their layer.
+  auto plain = MakePlan(2, 0);
+  ASSERT_TRUE(plain.ok());
+  const int64_t budget = std::max(plain->ranks(0).weight_bytes(), plain->ranks(1).weight_bytes()) + 7 * ExpertBytes() +
+                         ExpertBytes() / 2;
+  // Skew the layers differently: layer l's hottest expert takes a share growing with l.
+  for (auto& [layer, counts] : load_.tokens_per_expert)
+    for (int64_t e = 0; e < config_.n_routed_experts; ++e) counts[e] = e == layer ? 1000 * layer : 10 + e;
+  auto some = MakePlan(2, kAllReplicasThatFit, static_cast<double>(budget) / kGib);
+  ASSERT_TRUE(some.ok()) << some.status();
+  std::set<std::pair<int64_t, int64_t>> placed;
+  for (const RankAssignment& r : some->ranks())
+    for (const ExpertReplica& rep : r.replicas()) placed.insert({rep.layer(), rep.expert()});
+  EXPECT_GT(some->replicas_without_memory(), 0);
+  for (const auto& [layer, counts] : load_.tokens_per_expert) {
+    const bool own_copy_placed = placed.count({layer, layer}) > 0;
+    EXPECT_TRUE(own_copy_placed) << "layer " << layer << "'s dominant expert was left out";
+  }
+}
+
 TEST_F(ExpertReplicaPlannerTest, Refusals) {
   PlannerOptions o;
   EXPECT_EQ(MakePlan(2, -1).status().code(), absl::StatusCode::kInvalidArgument);
