@@ -41,6 +41,19 @@ absl::StatusOr<ReplicaSummary> AddHotExpertReplicas(const model::ModelConfig& co
   if (!format.ok()) return format.status();
   const CostModel cost(config, *format);
   const int64_t E = config.n_routed_experts;
+  // One copy's bytes in a layer, as the cost model counts it (the layer's format: an MTP-only
+  // quantisation scope makes the MTP layer's experts smaller); the same on every rank.
+  std::map<int64_t, int64_t> copy_bytes_of;
+  auto copy_bytes = [&](int64_t layer) {
+    auto [it, fresh] = copy_bytes_of.try_emplace(layer, 0);
+    if (fresh) {
+      RankAssignment none, one;
+      ExpertReplica* rep = one.add_replicas();
+      rep->set_layer(static_cast<int32_t>(layer));
+      it->second = cost.Layer(one, layer, false).weight_bytes - cost.Layer(none, layer, false).weight_bytes;
+    }
+    return it->second;
+  };
   for (const Stage& st : plan->stages()) {
     if (st.ranks_size() < 2) continue;
     std::vector<RankAssignment*> ranks;  // by position in the stage
@@ -96,12 +109,7 @@ absl::StatusOr<ReplicaSummary> AddHotExpertReplicas(const model::ModelConfig& co
         const RankAssignment& r = *ranks[i];
         if (holds(w.expert, i)) continue;
         if (r.streamed_expert_bytes() > 0) continue;  // its experts already stream from disk
-        // The copy's bytes as this rank would hold them in this layer.
-        RankAssignment with = r;
-        ExpertReplica* rep = with.add_replicas();
-        rep->set_layer(static_cast<int32_t>(w.layer));
-        rep->set_expert(static_cast<int32_t>(w.expert));
-        const int64_t bytes = cost.Layer(with, w.layer, false).weight_bytes - cost.Layer(r, w.layer, false).weight_bytes;
+        const int64_t bytes = copy_bytes(w.layer);
         if (r.memory_budget_bytes() > 0 &&
             r.weight_bytes() + added_bytes[i] + r.kv_reserve_bytes() + bytes > r.memory_budget_bytes())
           continue;
