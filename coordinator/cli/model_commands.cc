@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <map>
-#include <mutex>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -23,7 +21,6 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/model/synth_checkpoint.h"
-#include "shard_worker/moe/moe_layer.h"
 #include "shard_worker/runtime/generator.h"
 #include "shard_worker/runtime/speculative_generator.h"
 #include "coordinator/tokenizer/chat_template.h"
@@ -352,29 +349,19 @@ absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {
   for (int32_t id : ids)
     if (id < 0 || id >= c.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary (", c.vocab_size, ")"));
-  placement::ExpertLoad load;
-  load.model = placement::ModelNameFromPath(o.model_dir);
-  std::mutex mu;
-  const moe::RoutingObserver observer = [&](int64_t layer, const std::vector<moe::Routing>& routes) {
-    std::lock_guard<std::mutex> lock(mu);
-    auto& counts = load.tokens_per_expert[layer];
-    counts.resize(c.n_routed_experts);
-    for (const moe::Routing& r : routes)
-      for (int32_t e : r.experts) counts[e]++;
-  };
-  // Sequences of `window` tokens (at most the model's context), each from an empty cache.
+  // Sequences of `window` tokens (at most the model's context), each from an empty cache; the
+  // model counts every token's expert choices (Glm5Model::routed_tokens, as serving workers do).
   const int64_t window = std::min<int64_t>(o.window, c.max_position_embeddings);
-  moe::SetRoutingObserver(&observer);
-  absl::Status status;
-  for (size_t begin = 0; begin < ids.size() && status.ok(); begin += window) {
+  for (size_t begin = 0; begin < ids.size(); begin += window) {
     auto cache = m->model->NewCache();
     std::vector<model::SequenceInput> in(1);
     in[0].cache = cache.get();
     in[0].tokens.assign(ids.begin() + begin, ids.begin() + std::min(ids.size(), begin + window));
-    if (auto out = m->model->Forward(in, model::LogitRows::kNone); !out.ok()) status = out.status();
+    if (auto out = m->model->Forward(in, model::LogitRows::kNone); !out.ok()) return out.status();
   }
-  moe::SetRoutingObserver(nullptr);
-  if (!status.ok()) return status;
+  placement::ExpertLoad load;
+  load.model = placement::ModelNameFromPath(o.model_dir);
+  load.tokens_per_expert = m->model->routed_tokens();
   load.tokens = static_cast<int64_t>(ids.size());
   return SaveExpertLoad(load, c.n_routed_experts, o.out);
 }

@@ -257,7 +257,6 @@ absl::Status Glm5Model::RunLayer(const Runners& run, int64_t layer, float* x, in
     moe::MoeStats stats;
     stats.tokens_per_expert = routed_tokens_.get() + layer * c.n_routed_experts;
     moe::ExpertSource source;  // streamed experts: the store, and the next layer to prefetch for
-    source.layer = layer;
     if (group != nullptr) source.counted_experts = group->counted + 1;
     if (moe::ExpertStore* store = weights_->expert_store(); store != nullptr && store->streaming()) {
       source.store = store;

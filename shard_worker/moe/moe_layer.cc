@@ -19,13 +19,7 @@ void ObserveMlpInput(const kernels::WeightView& weight, const float* x, int64_t 
     (*observer)(weight, x, n);
 }
 
-std::atomic<const RoutingObserver*> g_routing_observer{nullptr};
-
 }  // namespace
-
-void SetRoutingObserver(const RoutingObserver* observer) {
-  g_routing_observer.store(observer, std::memory_order_release);
-}
 
 void SetMlpInputObserver(const MlpInputObserver* observer) {
   g_mlp_input_observer.store(observer, std::memory_order_release);
@@ -182,8 +176,6 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
     routes[t] = router_.Route(logits.data() + t * E, w.router_bias.data());
     for (int32_t e : routes[t].experts) tokens_of[e].push_back(t);
   }
-  if (const RoutingObserver* observer = g_routing_observer.load(std::memory_order_acquire))
-    (*observer)(source.layer, routes);
   if (stats != nullptr && stats->tokens_per_expert != nullptr)
     for (int64_t e = 0; e < E; ++e)
       if (!tokens_of[e].empty())

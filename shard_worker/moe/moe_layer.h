@@ -37,7 +37,6 @@ int64_t SplitExpertBytes();
 struct ExpertSource {
   ExpertStore* store = nullptr;  // null or not streaming: MoeWeights::experts (resident)
   int64_t layer = 0;
-  // The layer's index (routing statistics; with a streaming store also which experts to read).
   // The next streamed MoE layer: its router applied to this layer's input predicts which of its
   // experts to prefetch while this layer computes. Null: no prefetch.
   const model::MoeWeights* next = nullptr;
@@ -54,13 +53,6 @@ struct ExpertSource {
 // (the default) costs one atomic load per MLP.
 using MlpInputObserver = std::function<void(const kernels::WeightView& weight, const float* x, int64_t n)>;
 void SetMlpInputObserver(const MlpInputObserver* observer);
-
-// Routing statistics (glmctl expert-load, for the planner's hot-expert replicas): called once per
-// MoE layer forward with the layer's index (ExpertSource::layer) and the experts each of its
-// tokens chose, [T] routes. Called from whichever thread runs the layer (token groups run
-// several at once): it must be thread-safe. Process-wide; null (the default) costs one atomic load.
-using RoutingObserver = std::function<void(int64_t layer, const std::vector<Routing>& routes)>;
-void SetRoutingObserver(const RoutingObserver* observer);
 
 // y = act(x·gateᵀ) ⊙ (x·upᵀ) · downᵀ for x [n, hidden] → y [n, hidden].
 void RunMlp(const model::MlpWeights& w, const float* x, int64_t n, float* y, kernels::ThreadPool* pool);
