@@ -54,6 +54,28 @@ std::vector<int32_t> ExpertReplicas::Assign(const std::vector<int64_t>& tokens) 
     computer[e] = best;
     load[best] += kReadCostTokens + tokens[e];
   }
+  // Greedy order can stack shared experts whose holders overlap on one rank (every expert
+  // copied: each placed before the next is known). Then move shared experts off the busiest rank
+  // while a move lowers it below where it was: each move lowers the busiest rank's load or the
+  // number of ranks at that load, so this ends; bounded anyway.
+  for (size_t moves = 0; moves < active.size() * static_cast<size_t>(stage_ranks_); ++moves) {
+    const int32_t busiest = static_cast<int32_t>(std::max_element(load.begin(), load.end()) - load.begin());
+    bool moved = false;
+    for (int32_t e : active) {
+      if (computer[e] != busiest) continue;
+      const int64_t cost = kReadCostTokens + tokens[e];
+      for (int32_t h : holders_[e]) {
+        if (h == busiest || load[h] + cost >= load[busiest]) continue;
+        load[busiest] -= cost;
+        load[h] += cost;
+        computer[e] = h;
+        moved = true;
+        break;
+      }
+      if (moved) break;
+    }
+    if (!moved) break;
+  }
   return computer;
 }
 

@@ -61,13 +61,24 @@ TEST(ExpertReplicasTest, EveryActiveExpertHasOneComputerAmongItsHolders) {
     for (auto& t : tokens) t = rng() % 3 == 0 ? 0 : static_cast<int64_t>(rng() % 50);
     const std::vector<int32_t> computer = r->Assign(tokens);
     ASSERT_EQ(computer, r->Assign(tokens)) << "deterministic";
+    std::vector<int64_t> load(ranks, 0);
     for (int e = 0; e < experts; ++e) {
       if (tokens[e] == 0) {
         EXPECT_EQ(computer[e], -1);
       } else {
         EXPECT_NE(std::find(holders[e].begin(), holders[e].end(), computer[e]), holders[e].end())
             << "expert " << e << " computed by position " << computer[e] << ", which does not hold it";
+        if (computer[e] >= 0) load[computer[e]] += ExpertReplicas::kReadCostTokens + tokens[e];
       }
+    }
+    // No single shared expert could move off the busiest rank to a holder that stays below it.
+    const int busiest = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    for (int e = 0; e < experts; ++e) {
+      if (computer[e] != busiest || holders[e].size() < 2) continue;
+      for (int32_t h : holders[e])
+        if (h != busiest)
+          EXPECT_GE(load[h] + ExpertReplicas::kReadCostTokens + tokens[e], load[busiest])
+              << "trial " << trial << ": expert " << e << " could move from position " << busiest << " to " << h;
     }
   }
 }
