@@ -188,21 +188,21 @@ absl::Status MoeLayer::Forward(const model::MoeWeights& w, const float* x, int64
   float* slot_out = kernels::GrowScratch(slot_buf, T * k * hidden);
   // The experts this rank computes: those it holds, or where other ranks of the stage hold some
   // of them too, those the replicas' assignment gives it (every rank derives the same one).
-  std::vector<char> computes(E);
+  std::vector<int32_t> computer;  // [E] the stage position computing each expert (replicas only)
   if (w.replicas != nullptr) {
     std::vector<int64_t> counts(E);
     for (int64_t e = 0; e < E; ++e) counts[e] = static_cast<int64_t>(tokens_of[e].size());
-    const std::vector<int32_t> computer = w.replicas->Assign(counts);
-    for (int64_t e = 0; e < E; ++e) computes[e] = computer[e] == w.replicas->self() && w.expert_loaded[e];
-  } else {
-    for (int64_t e = 0; e < E; ++e) computes[e] = w.expert_loaded[e];
+    computer = w.replicas->Assign(counts);
   }
+  auto computes = [&](int64_t e) {
+    return w.expert_loaded[e] && (computer.empty() || computer[e] == w.replicas->self());
+  };
   for (int64_t t = 0; t < T; ++t)
     for (int64_t s = 0; s < k; ++s)
-      if (!computes[routes[t].experts[s]]) std::fill_n(slot_out + (t * k + s) * hidden, hidden, 0.0f);
+      if (!computes(routes[t].experts[s])) std::fill_n(slot_out + (t * k + s) * hidden, hidden, 0.0f);
   std::vector<int64_t> order;  // active experts, in the order they are computed
   for (int64_t e = 0; e < E; ++e)
-    if (!tokens_of[e].empty() && computes[e]) order.push_back(e);
+    if (!tokens_of[e].empty() && computes(e)) order.push_back(e);
   ExpertStore* store = source.store != nullptr && source.store->streaming() ? source.store : nullptr;
   if (store != nullptr) {
     // Queue this layer's misses first, then the next layer's predicted experts; compute the
