@@ -126,7 +126,6 @@ absl::StatusOr<ReplicaSummary> AddHotExpertReplicas(const model::ModelConfig& co
       h[w.expert].push_back(best);
       added_bytes[best] += best_bytes;
       summary.added++;
-      summary.bytes += best_bytes;
     }
   }
   if (auto s = RecountPlan(config, plan); !s.ok()) return s;

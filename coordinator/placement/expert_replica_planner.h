@@ -26,7 +26,6 @@ bool ParseHotExpertReplicas(std::string_view text, int64_t* per_layer);
 struct ReplicaSummary {
   int64_t added = 0;        // replicas placed
   int64_t no_memory = 0;    // wanted but no rank without the expert had the memory left
-  int64_t bytes = 0;        // weight bytes the replicas add over all ranks
 };
 
 // Up to `per_layer` replicas in every MoE layer of every expert-parallel stage of 2+ ranks whose
