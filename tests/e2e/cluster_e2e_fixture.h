@@ -28,6 +28,7 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/runtime/generator.h"
 #include "tests/e2e/logged_ports.h"
+#include "tests/prompt_logprobs.h"
 
 namespace glm::e2e {
 
@@ -198,16 +199,7 @@ class ClusterE2eTest : public ::testing::Test {
     in[0].cache = cache.get();
     in[0].tokens = prompt;
     auto out = (*m)->Forward(in, model::LogitRows::kAll);
-    const int64_t vocab = (*m)->config().vocab_size;
-    std::vector<double> lps;
-    for (size_t p = 1; p < prompt.size(); ++p) {
-      const float* row = out->logits.data() + (p - 1) * vocab;
-      const float max = *std::max_element(row, row + vocab);
-      double z = 0;
-      for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
-      lps.push_back(row[prompt[p]] - max - std::log(z));
-    }
-    return lps;
+    return testing::PromptLogprobsFromLogits(out->logits, (*m)->config().vocab_size, prompt);
   }
 
   // `glmctl generate` in one process (the command line users compare a cluster with).

@@ -20,6 +20,7 @@
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/runtime/generator.h"
 #include "tests/coordinator/cluster/cluster_test_util.h"
+#include "tests/prompt_logprobs.h"
 
 namespace glm::scheduler {
 
@@ -194,16 +195,7 @@ inline std::vector<double> SingleProcessPromptLogprobs(const std::vector<int32_t
   auto full = sp.model->Forward(in, model::LogitRows::kAll);
   EXPECT_TRUE(full.ok()) << full.status();
   if (!full.ok()) return {};
-  const int64_t vocab = sp.model->config().vocab_size;
-  std::vector<double> lp;
-  for (size_t p = 1; p < prompt.size(); ++p) {
-    const float* row = full->logits.data() + (p - 1) * vocab;
-    const float max = *std::max_element(row, row + vocab);
-    double z = 0;
-    for (int64_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v] - max));
-    lp.push_back(row[prompt[p]] - max - std::log(z));
-  }
-  return lp;
+  return testing::PromptLogprobsFromLogits(full->logits, sp.model->config().vocab_size, prompt);
 }
 
 // `len` token ids in [20, 20 + min(4000, vocab - 20)).
