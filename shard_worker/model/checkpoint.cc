@@ -10,6 +10,10 @@
 
 namespace glm::model {
 
+std::string Checkpoint::Located::Where() const {
+  return absl::StrCat(file->path(), ": tensor '", info->name, "'");
+}
+
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;

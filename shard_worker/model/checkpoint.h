@@ -26,6 +26,8 @@ class Checkpoint {
   struct Located {
     const SafetensorsFile* file = nullptr;
     const TensorInfo* info = nullptr;
+    // "FILE: tensor 'NAME'", for errors (file and info non-null).
+    std::string Where() const;
   };
   // nullptr file when the checkpoint has no such tensor.
   Located Find(const std::string& name) const;

@@ -1,9 +1,12 @@
 #include "shard_worker/model/checkpoint_layout.h"
 
 #include <cstdlib>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "shard_worker/model/checkpoint.h"
 
 namespace glm::model {
 
@@ -75,6 +78,62 @@ ExpectedMap ExpectedTensors(const ModelConfig& c) {
   m["lm_head.weight"] = {TensorRole::kMatrix, {c.vocab_size, c.hidden_size}, c.tie_word_embeddings};
   for (int64_t l = 0; l < c.num_weight_layers(); ++l) AddLayer(m, c, l);
   return m;
+}
+
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
+
+std::vector<int64_t> ScaleShape(const ModelConfig& c, const std::vector<int64_t>& shape) {
+  return {(shape[0] + c.fp8_block_rows - 1) / c.fp8_block_rows,
+          (shape[1] + c.fp8_block_cols - 1) / c.fp8_block_cols};
+}
+
+}  // namespace
+
+absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap& expected) {
+  const ModelConfig& c = ckpt.config();
+  std::set<std::string> accounted;
+  for (const auto& [name, spec] : expected) {
+    auto loc = ckpt.Find(name);
+    if (loc.file == nullptr) {
+      if (spec.optional) continue;
+      return absl::DataLossError(absl::StrCat(ckpt.dir(), ": tensor '", name,
+                                              "' is missing (required by config.json)"));
+    }
+    accounted.insert(name);
+    if (loc.info->shape != spec.shape)
+      return absl::DataLossError(absl::StrCat(loc.Where(), " has shape ", ShapeString(loc.info->shape),
+                                              ", config.json implies ", ShapeString(spec.shape)));
+    const std::string& dt = loc.info->dtype;
+    bool float_ok = dt == "F32" || dt == "BF16" || dt == "F16";
+    if (spec.role == TensorRole::kVector && !float_ok)
+      return absl::DataLossError(absl::StrCat(loc.Where(), " has dtype ", dt, "; expected F32, BF16 or F16"));
+    if (spec.role == TensorRole::kMatrix && !float_ok && dt != "F8_E4M3")
+      return absl::DataLossError(absl::StrCat(loc.Where(), " has dtype ", dt, "; expected F32, BF16, F16 or F8_E4M3"));
+    std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale_inv";
+    auto scale = ckpt.Find(scale_name);
+    if (dt == "F8_E4M3") {
+      if (scale.file == nullptr)
+        return absl::DataLossError(absl::StrCat(loc.Where(), " is F8_E4M3 but '", scale_name, "' is missing"));
+      if (scale.info->dtype != "F32" && scale.info->dtype != "BF16")
+        return absl::DataLossError(absl::StrCat(scale.Where(), " must be F32 or BF16"));
+      auto want = ScaleShape(c, spec.shape);
+      if (scale.info->shape != want)
+        return absl::DataLossError(absl::StrCat(scale.Where(), " has shape ", ShapeString(scale.info->shape),
+                                                ", blocks of ", c.fp8_block_rows, "x", c.fp8_block_cols,
+                                                " need ", ShapeString(want)));
+      if (!c.fp8_weights)
+        return absl::DataLossError(absl::StrCat(loc.Where(), " is F8_E4M3 but config.json has no fp8 quantization_config"));
+      accounted.insert(scale_name);
+    }
+  }
+  for (const auto& name : ckpt.TensorNames()) {
+    if (accounted.count(name) || absl::EndsWith(name, "rotary_emb.inv_freq")) continue;
+    auto loc = ckpt.Find(name);
+    return absl::DataLossError(absl::StrCat(loc.Where(), " is unexpected for this config.json"));
+  }
+  return absl::OkStatus();
 }
 
 

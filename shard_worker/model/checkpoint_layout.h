@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "shard_worker/model/model_config.h"
 
 namespace glm::model {
@@ -27,6 +28,11 @@ using ExpectedMap = std::map<std::string, ExpectedTensor>;
 // "model.layers.{layer}."
 std::string LayerPrefix(int64_t layer);
 ExpectedMap ExpectedTensors(const ModelConfig& config);
+class Checkpoint;
+// DataLoss naming the file and tensor unless `ckpt` holds exactly `expected` (optional ones may
+// be absent): shapes, dtypes (matrices F32/BF16/F16, or F8_E4M3 with a weight_scale_inv of the
+// config's block grid), and no tensor the config does not imply (rotary inv_freq aside).
+absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap& expected);
 // Weight layer a tensor belongs to (num_hidden_layers = MTP), or -1 for embedding/norm/head.
 int64_t TensorLayer(const std::string& name);
 

@@ -169,6 +169,9 @@ struct LoadOptions {
   // allows it: each read reaches the disk (the cache's hit rate and disk bandwidth are then what
   // they say), and no second copy of the experts builds up in the page cache beside the budget.
   bool expert_direct_io = true;
+  // Threads that read the stored tensors at load (SafetensorsFile::ReadParallel); 0 = the CPUs
+  // this process may run on, at most kMaxDefaultReadThreads; 1 = one pread at a time.
+  int read_threads = 0;
 };
 
 // A --weight-dtype value: "stored", "bf16", "f32", or a quantised format name (kernels/quantize.h:

@@ -1,6 +1,7 @@
 #include "shard_worker/model/safetensors_file.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -161,6 +163,51 @@ absl::Status SafetensorsFile::Read(const TensorInfo& tensor, int64_t offset, int
   auto s = PreadFully(fd_, dst, length, tensor.begin + offset, path_);
   if (!s.ok()) return absl::DataLossError(absl::StrCat(s.message(), " (tensor '", tensor.name, "')"));
   return s;
+}
+
+absl::Status SafetensorsFile::ReadParallel(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst,
+                                           kernels::ThreadPool* pool) const {
+  if (offset < 0 || length < 0 || offset + length > tensor.size)
+    return absl::OutOfRangeError(absl::StrCat(path_, ": read outside tensor '", tensor.name, "'"));
+  // Pieces: at most one a thread and one per kParallelReadPiece-aligned stretch of dst the range
+  // touches; a range under kMinParallelReadBytes is one pread (a wake-up of the pool's threads
+  // costs about what a thread copies in that time).
+  const auto base = reinterpret_cast<uintptr_t>(dst);
+  const auto piece = static_cast<uintptr_t>(kParallelReadPiece);
+  const int64_t stretches =
+      length == 0 ? 0 : static_cast<int64_t>((base + static_cast<uintptr_t>(length) - 1) / piece - base / piece + 1);
+  const int64_t pieces =
+      pool == nullptr || length < kMinParallelReadBytes ? 1 : std::min<int64_t>(pool->size(), stretches);
+  if (pieces <= 1) return Read(tensor, offset, length, dst);
+  // Stretch i is [cut(i), cut(i + 1)) of dst: nominal equal shares, each inner cut moved up to
+  // the next piece boundary of the address.
+  const int64_t share = (length + pieces - 1) / pieces;
+  auto cut = [&](int64_t i) -> int64_t {
+    if (i <= 0) return 0;
+    if (i >= pieces) return length;
+    const uintptr_t at = base + static_cast<uintptr_t>(i * share);
+    const uintptr_t up = (at + piece - 1) / piece * piece;
+    return std::min<int64_t>(length, static_cast<int64_t>(up - base));
+  };
+  std::vector<absl::Status> status(static_cast<size_t>(pieces));
+  pool->RunOnAll([&](int i) {
+    if (i >= pieces) return;
+    const int64_t b = cut(i), e = cut(i + 1);
+    if (b < e)
+      status[static_cast<size_t>(i)] =
+          PreadFully(fd_, static_cast<uint8_t*>(dst) + b, e - b, tensor.begin + offset + b, path_);
+  });
+  for (const auto& s : status)
+    if (!s.ok()) return absl::DataLossError(absl::StrCat(s.message(), " (tensor '", tensor.name, "')"));
+  return absl::OkStatus();
+}
+
+int DefaultReadThreads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
+  if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::min(cpus, kMaxDefaultReadThreads);
 }
 
 bool FileSystemTakesDirectIo(const std::string& path) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "shard_worker/kernels/thread_pool.h"
 
 namespace glm::model {
 
@@ -47,6 +48,19 @@ class SafetensorsFile {
   // Reads `length` bytes starting `offset` bytes into the tensor into dst (thread-safe: pread).
   absl::Status Read(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst) const;
 
+  // Read's bytes by concurrent preads on `pool`'s threads (thread-safe, but the pool runs one
+  // read at a time). A load of stored weights is bound by two per-byte costs that one thread pays
+  // in series: the kernel zeroing each fresh page of dst on first touch, and the copy out of the
+  // page cache (or the wait for the disk). Thread i reads the i-th stretch of dst, cut at
+  // kParallelReadPiece boundaries of dst's address (a huge page is faulted in by one thread):
+  // as many stretches as threads, or as such boundaries split the range into, if fewer. Ranges
+  // under kMinParallelReadBytes, or a null or one-thread pool, are one pread loop as in Read.
+  // The bytes are Read's, whatever the pool.
+  absl::Status ReadParallel(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst,
+                            kernels::ThreadPool* pool) const;
+  static constexpr int64_t kParallelReadPiece = int64_t{2} << 20;
+  static constexpr int64_t kMinParallelReadBytes = int64_t{1} << 20;
+
   // Read's bytes, bypassing the page cache (O_DIRECT) where the file system allows it: streamed
   // experts are read once per cache fill, and through the page cache each read would also leave a
   // second copy of the expert in kernel memory, outside the expert budget, until reclaimed. The
@@ -76,6 +90,12 @@ class SafetensorsFile {
   mutable std::atomic<bool> direct_usable_{true};
   std::map<std::string, TensorInfo> tensors_;
 };
+
+// Threads for SafetensorsFile::ReadParallel's pool when a load does not say: the CPUs this process may
+// run on (a worker bound to one NUMA node reads with that node's cores), at most
+// kMaxDefaultReadThreads (past ~8 threads a node's copy bandwidth, not the thread count, binds).
+inline constexpr int kMaxDefaultReadThreads = 16;
+int DefaultReadThreads();
 
 // Whether `path`'s file system takes O_DIRECT reads (tmpfs refuses the open; some file systems
 // take the open and refuse the reads): what SafetensorsFile::ReadDirect gets there.

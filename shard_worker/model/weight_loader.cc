@@ -4,14 +4,15 @@
 #include <limits>
 #include <map>
 #include <new>
+#include <memory>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/quantize.h"
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "shard_worker/model/mlp_calibration.h"
 #include "shard_worker/model/model_weights.h"
@@ -36,62 +37,6 @@ std::string LayerRangeText(int64_t begin, int64_t end, int64_t hidden) {
   if (mtp == 1) absl::StrAppend(&text, " + MTP");
   if (mtp > 1) absl::StrAppend(&text, " + ", mtp, " MTP layers");
   return text;
-}
-
-std::string ShapeString(const std::vector<int64_t>& s) { return absl::StrCat("[", absl::StrJoin(s, ", "), "]"); }
-
-std::string Where(const Checkpoint::Located& loc) {
-  return absl::StrCat(loc.file->path(), ": tensor '", loc.info->name, "'");
-}
-
-std::vector<int64_t> ScaleShape(const ModelConfig& c, const std::vector<int64_t>& shape) {
-  return {(shape[0] + c.fp8_block_rows - 1) / c.fp8_block_rows,
-          (shape[1] + c.fp8_block_cols - 1) / c.fp8_block_cols};
-}
-
-absl::Status Validate(const Checkpoint& ckpt, const ExpectedMap& expected) {
-  const ModelConfig& c = ckpt.config();
-  std::set<std::string> accounted;
-  for (const auto& [name, spec] : expected) {
-    auto loc = ckpt.Find(name);
-    if (loc.file == nullptr) {
-      if (spec.optional) continue;
-      return absl::DataLossError(absl::StrCat(ckpt.dir(), ": tensor '", name,
-                                              "' is missing (required by config.json)"));
-    }
-    accounted.insert(name);
-    if (loc.info->shape != spec.shape)
-      return absl::DataLossError(absl::StrCat(Where(loc), " has shape ", ShapeString(loc.info->shape),
-                                              ", config.json implies ", ShapeString(spec.shape)));
-    const std::string& dt = loc.info->dtype;
-    bool float_ok = dt == "F32" || dt == "BF16" || dt == "F16";
-    if (spec.role == TensorRole::kVector && !float_ok)
-      return absl::DataLossError(absl::StrCat(Where(loc), " has dtype ", dt, "; expected F32, BF16 or F16"));
-    if (spec.role == TensorRole::kMatrix && !float_ok && dt != "F8_E4M3")
-      return absl::DataLossError(absl::StrCat(Where(loc), " has dtype ", dt, "; expected F32, BF16, F16 or F8_E4M3"));
-    std::string scale_name = name.substr(0, name.size() - std::string("weight").size()) + "weight_scale_inv";
-    auto scale = ckpt.Find(scale_name);
-    if (dt == "F8_E4M3") {
-      if (scale.file == nullptr)
-        return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but '", scale_name, "' is missing"));
-      if (scale.info->dtype != "F32" && scale.info->dtype != "BF16")
-        return absl::DataLossError(absl::StrCat(Where(scale), " must be F32 or BF16"));
-      auto want = ScaleShape(c, spec.shape);
-      if (scale.info->shape != want)
-        return absl::DataLossError(absl::StrCat(Where(scale), " has shape ", ShapeString(scale.info->shape),
-                                                ", blocks of ", c.fp8_block_rows, "x", c.fp8_block_cols,
-                                                " need ", ShapeString(want)));
-      if (!c.fp8_weights)
-        return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but config.json has no fp8 quantization_config"));
-      accounted.insert(scale_name);
-    }
-  }
-  for (const auto& name : ckpt.TensorNames()) {
-    if (accounted.count(name) || absl::EndsWith(name, "rotary_emb.inv_freq")) continue;
-    auto loc = ckpt.Find(name);
-    return absl::DataLossError(absl::StrCat(Where(loc), " is unexpected for this config.json"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -126,6 +71,8 @@ class WeightLoader {
     return absl::StrContains(name, ".experts.") || absl::StrContains(name, ".shared_experts.");
   }
 
+  // Reads through the page cache run on `pool`'s threads (SafetensorsFile::ReadParallel).
+  void set_read_pool(std::shared_ptr<kernels::ThreadPool> pool) { read_pool_ = std::move(pool); }
   // Reads bypass the page cache (SafetensorsFile::ReadDirect): streamed experts.
   void set_direct_io(bool direct) { direct_io_ = direct; }
   // With direct I/O asked for: whether every read so far got it (false once one fell back).
@@ -394,7 +341,7 @@ class WeightLoader {
       } else if (info.dtype == "F8_E4M3") {
         v[i] = kernels::Fp8E4M3ToF32(raw[i]);
       } else {
-        return absl::DataLossError(absl::StrCat(Where(loc), ": dtype ", info.dtype, " is not a float type"));
+        return absl::DataLossError(absl::StrCat(loc.Where(), ": dtype ", info.dtype, " is not a float type"));
       }
     }
     if (info.dtype == "F8_E4M3") {
@@ -421,18 +368,18 @@ class WeightLoader {
     const TensorInfo& info = *loc.info;
     const ModelConfig& c = ckpt_.config();
     if (info.shape.size() != 2 || !absl::EndsWith(info.name, "weight"))
-      return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but not a matrix with block scales"));
+      return absl::DataLossError(absl::StrCat(loc.Where(), " is F8_E4M3 but not a matrix with block scales"));
     const std::string scale_name = info.name.substr(0, info.name.size() - 6) + "weight_scale_inv";
     auto scale_loc = ckpt_.Find(scale_name);
     if (scale_loc.file == nullptr || scale_loc.info->dtype == "F8_E4M3")
-      return absl::DataLossError(absl::StrCat(Where(loc), " is F8_E4M3 but '", scale_name, "' is missing"));
+      return absl::DataLossError(absl::StrCat(loc.Where(), " is F8_E4M3 but '", scale_name, "' is missing"));
     auto scales = Vector(scale_name);
     if (!scales.ok()) return scales.status();
     const int64_t rows = info.shape[0], cols = info.shape[1];
     const int64_t scale_cols = (cols + c.fp8_block_cols - 1) / c.fp8_block_cols;
     const int64_t scale_rows = (rows + c.fp8_block_rows - 1) / c.fp8_block_rows;
     if (static_cast<int64_t>(scales->size()) != scale_rows * scale_cols)
-      return absl::DataLossError(absl::StrCat(Where(scale_loc), " holds ", scales->size(), " scales, blocks of ",
+      return absl::DataLossError(absl::StrCat(scale_loc.Where(), " holds ", scales->size(), " scales, blocks of ",
                                               c.fp8_block_rows, "x", c.fp8_block_cols, " need ",
                                               scale_rows * scale_cols));
     for (int64_t r = 0; r < rows; ++r)
@@ -455,6 +402,8 @@ class WeightLoader {
                    : dt == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize : kernels::kDefaultI4GroupSize;
     if (std::string why = kernels::CheckQuantGroupSize(dt, v.group_size, v.cols); !why.empty())
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", why));
+    // Quantising is not reading: the read pool's threads sleep now instead of spinning.
+    if (read_pool_ != nullptr) read_pool_->Park();
     const int64_t row_bytes = v.row_bytes(), groups = v.groups_per_row();
     AlignedBuffer buf(std::max<int64_t>(1, v.rows * row_bytes));
     AlignedBuffer sbuf(std::max<int64_t>(1, v.rows * groups * static_cast<int64_t>(sizeof(uint16_t))));
@@ -496,7 +445,7 @@ class WeightLoader {
 
   absl::Status ReadBytes(const SafetensorsFile& file, const TensorInfo& info, int64_t offset, int64_t length,
                          void* dst) {
-    if (!direct_io_) return file.Read(info, offset, length, dst);
+    if (!direct_io_) return file.ReadParallel(info, offset, length, dst, read_pool_.get());
     bool direct = false;
     absl::Status s = file.ReadDirect(info, offset, length, dst, &direct);
     all_reads_direct_ = all_reads_direct_ && direct;
@@ -523,6 +472,7 @@ class WeightLoader {
   std::shared_ptr<const MlpCalibration> calibration_;
   std::function<bool(const std::string&)> quantize_only_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
+  std::shared_ptr<kernels::ThreadPool> read_pool_;
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
 };
@@ -641,7 +591,7 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoint& checkpoint,
                                                                   const LoadOptions& options) {
   const ModelConfig& c = checkpoint.config();
-  if (auto s = Validate(checkpoint, ExpectedTensors(c)); !s.ok()) return s;
+  if (auto s = ValidateCheckpointTensors(checkpoint, ExpectedTensors(c)); !s.ok()) return s;
   auto w = std::unique_ptr<ModelWeights>(new ModelWeights());
   w->config_ = c;
   if (options.matrix_dtype && *options.matrix_dtype == kernels::DType::kF8E4M3)
@@ -669,6 +619,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   loader.set_simulate_rows(options.simulate_rows);
   loader.set_calibration(options.calibration);
   loader.set_quantize_only(options.quantize_only);
+  if (options.read_threads < 0) return absl::InvalidArgumentError("read_threads must be >= 0 (0 = automatic)");
+  const int read_threads = options.read_threads > 0 ? options.read_threads : DefaultReadThreads();
+  auto read_pool = read_threads > 1 ? std::make_shared<kernels::ThreadPool>(read_threads) : nullptr;
+  loader.set_read_pool(read_pool);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
   // bundled model int8 lm_head alone flips ~0.5% of greedy tokens that are near-ties.
@@ -678,6 +632,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
                            int_format && !options.quantize_head ? std::nullopt : options.matrix_dtype,
                            options.matrix_group_size);
   head_loader.set_progress(options.progress);
+  head_loader.set_read_pool(read_pool);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, head_loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
