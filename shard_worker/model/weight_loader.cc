@@ -1,4 +1,5 @@
 // ModelWeights::Load: the expected-tensor table for a config, validation, and reading.
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/match.h"
 #include "shard_worker/kernels/dtype.h"
 #include "shard_worker/kernels/quantize.h"
@@ -71,6 +73,8 @@ class WeightLoader {
     return absl::StrContains(name, ".experts.") || absl::StrContains(name, ".shared_experts.");
   }
 
+  // Checkpoint bytes read so far (a tensor read twice counts twice).
+  int64_t bytes_read() const { return bytes_read_; }
   // Reads through the page cache run on `pool`'s threads (SafetensorsFile::ReadParallel).
   void set_read_pool(std::shared_ptr<kernels::ThreadPool> pool) { read_pool_ = std::move(pool); }
   // Reads bypass the page cache (SafetensorsFile::ReadDirect): streamed experts.
@@ -80,9 +84,11 @@ class WeightLoader {
 
   // Called with a line of text when reading starts on a shard file not read before.
   void set_progress(std::function<void(const std::string&)> progress) { progress_ = std::move(progress); }
+  // The shard files already announced, shared by the loaders of one model (each file once).
+  void share_files_seen(const WeightLoader& other) { files_seen_ = other.files_seen_; }
   void NoteFile(const SafetensorsFile* file) {
-    if (!progress_ || file == nullptr || !files_seen_.insert(file).second) return;
-    progress_(absl::StrCat("reading ", file->path(), " (shard ", files_seen_.size(), " of ", ckpt_.files().size(),
+    if (!progress_ || file == nullptr || !files_seen_->insert(file).second) return;
+    progress_(absl::StrCat("reading ", file->path(), " (shard ", files_seen_->size(), " of ", ckpt_.files().size(),
                            ", ", out_->bytes_loaded_ >> 20, " MiB loaded so far)"));
   }
 
@@ -445,6 +451,7 @@ class WeightLoader {
 
   absl::Status ReadBytes(const SafetensorsFile& file, const TensorInfo& info, int64_t offset, int64_t length,
                          void* dst) {
+    bytes_read_ += length;
     if (!direct_io_) return file.ReadParallel(info, offset, length, dst, read_pool_.get());
     bool direct = false;
     absl::Status s = file.ReadDirect(info, offset, length, dst, &direct);
@@ -462,7 +469,7 @@ class WeightLoader {
 
   std::vector<uint8_t> source_scratch_;  // StoredMatrix(transient): a tensor on its way to re-quantisation
   std::function<void(const std::string&)> progress_;
-  std::set<const SafetensorsFile*> files_seen_;
+  std::shared_ptr<std::set<const SafetensorsFile*>> files_seen_ = std::make_shared<std::set<const SafetensorsFile*>>();
   const Checkpoint& ckpt_;
   ModelWeights* out_;
   std::optional<kernels::DType> convert_to_;
@@ -473,6 +480,7 @@ class WeightLoader {
   std::function<bool(const std::string&)> quantize_only_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
   std::shared_ptr<kernels::ThreadPool> read_pool_;
+  int64_t bytes_read_ = 0;
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
 };
@@ -590,6 +598,7 @@ absl::Status LoadLayer(WeightLoader& l, const ModelConfig& c, int64_t layer, con
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoint& checkpoint,
                                                                   const LoadOptions& options) {
+  const auto load_start = std::chrono::steady_clock::now();
   const ModelConfig& c = checkpoint.config();
   if (auto s = ValidateCheckpointTensors(checkpoint, ExpectedTensors(c)); !s.ok()) return s;
   auto w = std::unique_ptr<ModelWeights>(new ModelWeights());
@@ -632,6 +641,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
                            int_format && !options.quantize_head ? std::nullopt : options.matrix_dtype,
                            options.matrix_group_size);
   head_loader.set_progress(options.progress);
+  head_loader.share_files_seen(loader);
   head_loader.set_read_pool(read_pool);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, head_loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
@@ -655,9 +665,15 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
     if (auto s = LoadLayer(loader, c, l, layer_opt, &w->layers_[l]); !s.ok()) return s;
   }
   w->ShareMtpHeadWithLmHead();
-  if (options.progress)
+  if (options.progress) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+    const int64_t read = loader.bytes_read() + head_loader.bytes_read();
     options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (",
-                                  LayerRangeText(std::max<int64_t>(0, options.layer_begin), end, c.num_hidden_layers), ")"));
+                                  LayerRangeText(std::max<int64_t>(0, options.layer_begin), end, c.num_hidden_layers),
+                                  absl::StrFormat(") in %.2f s: %d MiB of the checkpoint read at %.2f GB/s by %d %s",
+                                                  seconds, read >> 20, read / std::max(seconds, 1e-9) / 1e9,
+                                                  read_threads, read_threads == 1 ? "thread" : "threads")));
+  }
   if (auto s = w->SetUpExpertStore(checkpoint, opt, *stream); !s.ok()) return s;
   return w;
 }

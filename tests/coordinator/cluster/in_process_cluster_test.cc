@@ -200,6 +200,13 @@ TEST(InProcessClusterLoadTest, TheStartUpLogStatesLayersThreadsAndPinning) {
     EXPECT_TRUE(worker_status.ok()) << worker_status;
     const std::string log = absl::StrJoin(lines, "\n");
     EXPECT_NE(log.find("MiB (layers 0-5 + MTP)"), std::string::npos) << log;
+    EXPECT_NE(log.find(" MiB of the checkpoint read at "), std::string::npos) << log;
+    // Every shard file announced once, counted 1..3, whichever loader (head or layers) reads it first.
+    for (const char* shard : {"(shard 1 of 3,", "(shard 2 of 3,", "(shard 3 of 3,"}) {
+      const size_t at = log.find(shard);
+      EXPECT_NE(at, std::string::npos) << shard << "\n" << log;
+      EXPECT_EQ(log.find(shard, at + 1), std::string::npos) << shard << "\n" << log;
+    }
     EXPECT_EQ(pinned.size(), 2u);
     const std::string want = pin_ok ? "rank 1: 2 compute threads (--threads), pinned one per core of NUMA node 0"
                                     : "rank 1: 2 compute threads (--threads), pinning failed for 2 of 2: no pinning here";
