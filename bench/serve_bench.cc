@@ -8,7 +8,7 @@
 //               --server HOST:PORT [--model NAME]
 //               [--num-prompts N] [--request-rate R|inf] [--max-concurrency C]
 //               [--input-len L] [--output-len O] [--random-range-ratio X]
-//               [--dataset random|fixed] [--prompt-file F] [--seed S] [--[no]ignore-eos]
+//               [--dataset random|fixed|custom] [--prompt-file F] [--seed S] [--[no]ignore-eos]
 //               [--timeout-s T] [--warmup-requests K] [--json] [--result-file F] [--save-detailed]
 //
 // Prompts are token ids for grpc and openai-completions, random words for the chat-style backends
@@ -47,8 +47,10 @@ ABSL_FLAG(int32_t, max_concurrency, 0, "most requests in flight (0 = no cap)");
 ABSL_FLAG(int32_t, input_len, 1024, "prompt tokens (random and fixed datasets)");
 ABSL_FLAG(int32_t, output_len, 128, "output tokens per request");
 ABSL_FLAG(double, random_range_ratio, 0.0, "random dataset: lengths vary by +-this fraction");
-ABSL_FLAG(std::string, dataset, "random", "random | fixed (the same prompt every time)");
-ABSL_FLAG(std::string, prompt_file, "", "fixed dataset: the prompt text");
+ABSL_FLAG(std::string, dataset, "random",
+          "random | fixed (the same prompt every time) | custom (--prompt-file as JSON Lines: {\"prompt\": text, "
+          "\"output_tokens\": n (optional)} a line, sent in file order, cycling)");
+ABSL_FLAG(std::string, prompt_file, "", "fixed dataset: the prompt text; custom dataset: the JSON Lines");
 ABSL_FLAG(uint64_t, seed, 0, "prompts and arrival times");
 ABSL_FLAG(int32_t, token_id_min, 100, "random token ids are drawn from [min, max)");
 ABSL_FLAG(int32_t, token_id_max, 4000, "random token ids are drawn from [min, max)");

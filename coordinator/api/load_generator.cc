@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
@@ -55,6 +57,37 @@ int32_t CountWords(const std::string& text) {
   return words;
 }
 
+// The custom dataset's lines (LoadDatasetOptions::dataset): every error names its line.
+absl::StatusOr<std::vector<LoadPrompt>> CustomPrompts(const std::string& jsonl, int32_t output_len) {
+  std::vector<LoadPrompt> lines;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(jsonl, '\n')) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") == absl::string_view::npos) continue;
+    const auto bad = [&](const std::string& why) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-file line ", line_no, ": ", why));
+    };
+    const nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+    const auto prompt = j.find("prompt");
+    if (prompt == j.end() || !prompt->is_string() || prompt->get_ref<const std::string&>().empty())
+      return bad("needs \"prompt\": a non-empty string");
+    LoadPrompt p;
+    p.text = prompt->get<std::string>();
+    p.prompt_len = CountWords(p.text);  // an estimate; the server's usage replaces it
+    p.output_len = output_len;
+    if (const auto out = j.find("output_tokens"); out != j.end()) {
+      if (!out->is_number_integer() || out->get<int64_t>() < 1 || out->get<int64_t>() > (int64_t{1} << 24))
+        return bad("\"output_tokens\" must be an integer in [1, 16777216]");
+      p.output_len = static_cast<int32_t>(out->get<int64_t>());
+    }
+    lines.push_back(std::move(p));
+  }
+  if (lines.empty()) return absl::InvalidArgumentError("--prompt-file holds no prompt (JSON Lines: {\"prompt\": ...})");
+  return lines;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<LoadPrompt>> MakeLoadPrompts(const LoadDatasetOptions& o) {
@@ -64,10 +97,17 @@ absl::StatusOr<std::vector<LoadPrompt>> MakeLoadPrompts(const LoadDatasetOptions
   if (o.token_id_min < 0 || o.token_id_max <= o.token_id_min)
     return absl::InvalidArgumentError("the random token id range is empty");
   const bool have_text = !o.prompt_text.empty();
-  if (!have_text && o.input_len < 1) return absl::InvalidArgumentError("--input-len must be >= 1");
-  std::mt19937_64 rng(o.seed);
   std::vector<LoadPrompt> prompts;
   prompts.reserve(o.num_prompts);
+  if (o.dataset == "custom") {
+    if (!have_text) return absl::InvalidArgumentError("--dataset custom needs --prompt-file (JSON Lines: {\"prompt\": ...})");
+    auto lines = CustomPrompts(o.prompt_text, o.output_len);
+    if (!lines.ok()) return lines.status();
+    for (int32_t i = 0; i < o.num_prompts; ++i) prompts.push_back((*lines)[static_cast<size_t>(i) % lines->size()]);
+    return prompts;
+  }
+  if (!have_text && o.input_len < 1) return absl::InvalidArgumentError("--input-len must be >= 1");
+  std::mt19937_64 rng(o.seed);
   if (o.dataset == "fixed") {
     LoadPrompt p;
     if (have_text) {
@@ -80,8 +120,8 @@ absl::StatusOr<std::vector<LoadPrompt>> MakeLoadPrompts(const LoadDatasetOptions
     prompts.assign(o.num_prompts, p);
     return prompts;
   }
-  if (o.dataset != "random") return absl::InvalidArgumentError(absl::StrCat("unknown dataset '", o.dataset, "' (random | fixed)"));
-  if (have_text) return absl::InvalidArgumentError("--prompt-file goes with --dataset fixed");
+  if (o.dataset != "random") return absl::InvalidArgumentError(absl::StrCat("unknown dataset '", o.dataset, "' (random | fixed | custom)"));
+  if (have_text) return absl::InvalidArgumentError("--prompt-file goes with --dataset fixed or custom");
   // vLLM's random dataset: lengths uniform in [len * (1 - ratio), len * (1 + ratio)].
   const auto lo = [&](int32_t n) { return std::max<int32_t>(1, static_cast<int32_t>(n * (1 - o.range_ratio))); };
   const auto hi = [&](int32_t n) { return std::max<int32_t>(1, static_cast<int32_t>(n * (1 + o.range_ratio))); };

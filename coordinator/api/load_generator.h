@@ -20,6 +20,10 @@ struct LoadDatasetOptions {
   //   text prompts; output lengths vary by the same ratio (vLLM's random dataset).
   // "fixed": the same prompt every time (prompt_text when given, else input_len tokens drawn from
   //   `seed`) with output_len each: a repeated prompt, for prefix-cache TTFT.
+  // "custom": the prompts of prompt_text as JSON Lines (vLLM's custom dataset): one object a
+  //   line with "prompt" (non-empty text) and optionally "output_tokens" (>= 1; else output_len);
+  //   blank lines skipped, any other key ignored. Request i takes line i mod the lines, in file
+  //   order (the user's own prompts: agent transcripts, code, real chats).
   std::string dataset = "random";
   int32_t num_prompts = 100;
   int32_t input_len = 1024;
@@ -27,7 +31,7 @@ struct LoadDatasetOptions {
   double range_ratio = 0.0;     // [0, 1)
   uint64_t seed = 0;
   bool as_text = false;         // text prompts (chat needs them) instead of token ids
-  std::string prompt_text;      // fixed dataset: this text (e.g. --prompt-file's content)
+  std::string prompt_text;      // fixed: this text; custom: the JSON Lines (--prompt-file's content)
   // Random token ids are drawn from [token_id_min, token_id_max): ordinary tokens of any model
   // with a vocabulary that large (special tokens sit at the top of GLM's vocabulary).
   int32_t token_id_min = 100;

@@ -245,6 +245,56 @@ TEST_F(ServeBenchTest, FixedDatasetRepeatsOnePrompt) {
   EXPECT_EQ((*text)[1].prompt_len, 3);
 }
 
+// vLLM's custom dataset: the user's own prompts, a JSON object a line, sent in file order.
+TEST_F(ServeBenchTest, CustomDatasetSendsTheFilesPromptsInOrder) {
+  api::LoadDatasetOptions d;
+  d.dataset = "custom";
+  d.num_prompts = 5;
+  d.output_len = 6;
+  d.prompt_text = "{\"prompt\": \"def add(a, b):\", \"output_tokens\": 3, \"source\": \"x\"}\r\n\n  \n"
+                  "{\"prompt\": \"import os\"}\n";
+  auto prompts = api::MakeLoadPrompts(d);
+  ASSERT_TRUE(prompts.ok()) << prompts.status();
+  ASSERT_EQ(prompts->size(), 5u);
+  const std::vector<std::string> texts = {"def add(a, b):", "import os", "def add(a, b):", "import os", "def add(a, b):"};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_EQ((*prompts)[i].text, texts[i]) << i;
+    EXPECT_TRUE((*prompts)[i].token_ids.empty()) << i;
+    EXPECT_EQ((*prompts)[i].output_len, i % 2 == 0 ? 3 : 6) << i;
+  }
+  EXPECT_EQ((*prompts)[0].prompt_len, 3);  // words: the server's usage replaces the estimate
+
+  // Sent through gRPC as text: the engine gets the file's prompts, tokenized, in order.
+  auto client = Client(LoadBackend::kGrpc);
+  ASSERT_NE(client, nullptr);
+  api::LoadRunOptions one_at_a_time;
+  one_at_a_time.max_concurrency = 1;
+  const auto run = api::RunLoad(client.get(), *prompts, one_at_a_time);
+  for (const auto& r : run.requests) EXPECT_TRUE(r.error.empty()) << r.error;
+  const auto requests = engine_->requests();
+  ASSERT_EQ(requests.size(), 5u);
+  EXPECT_EQ(requests[0].prompt, requests[2].prompt);
+  EXPECT_NE(requests[0].prompt, requests[1].prompt);
+  EXPECT_EQ(run.requests[0].output_tokens, 3);  // ignore_eos: exactly the line's output_tokens
+
+  // Refusals name the line.
+  for (const auto& [jsonl, why] : std::vector<std::pair<std::string, std::string>>{
+           {"{\"prompt\": \"a\"}\n[1, 2]\n", "line 2: not a JSON object"},
+           {"{\"prompt\": \"a\"}\n\n{\"text\": \"b\"}\n", "line 3: needs \"prompt\": a non-empty string"},
+           {"{\"prompt\": \"\"}", "line 1: needs \"prompt\""},
+           {"{\"prompt\": \"a\", \"output_tokens\": 0}", "line 1: \"output_tokens\" must be an integer"},
+           {"{\"prompt\": \"a\", \"output_tokens\": 2.5}", "line 1: \"output_tokens\" must be an integer"},
+           {"{\"prompt\": \"a\"", "line 1: not a JSON object"},
+           {"\n \n", "holds no prompt"}}) {
+    d.prompt_text = jsonl;
+    auto refused = api::MakeLoadPrompts(d);
+    ASSERT_FALSE(refused.ok()) << jsonl;
+    EXPECT_NE(refused.status().message().find(why), std::string::npos) << refused.status() << " for " << jsonl;
+  }
+  d.prompt_text.clear();
+  EXPECT_NE(api::MakeLoadPrompts(d).status().message().find("--dataset custom needs --prompt-file"), std::string::npos);
+}
+
 TEST_F(ServeBenchTest, RandomRangeRatioVariesLengths) {
   api::LoadDatasetOptions d;
   d.num_prompts = 50;
