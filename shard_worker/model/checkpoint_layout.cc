@@ -136,5 +136,4 @@ absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap
   return absl::OkStatus();
 }
 
-
 }  // namespace glm::model

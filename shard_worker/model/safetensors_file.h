@@ -48,8 +48,8 @@ class SafetensorsFile {
   // Reads `length` bytes starting `offset` bytes into the tensor into dst (thread-safe: pread).
   absl::Status Read(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst) const;
 
-  // Read's bytes by concurrent preads on `pool`'s threads (thread-safe, but the pool runs one
-  // read at a time). A load of stored weights is bound by two per-byte costs that one thread pays
+  // Read's bytes by concurrent preads on `pool`'s threads (one call at a time per pool:
+  // ThreadPool::RunOnAll is not reentrant). A load of stored weights is bound by two per-byte costs that one thread pays
   // in series: the kernel zeroing each fresh page of dst on first touch, and the copy out of the
   // page cache (or the wait for the disk). Thread i reads the i-th stretch of dst, cut at
   // kParallelReadPiece boundaries of dst's address (a huge page is faulted in by one thread):
@@ -91,9 +91,9 @@ class SafetensorsFile {
   std::map<std::string, TensorInfo> tensors_;
 };
 
-// Threads for SafetensorsFile::ReadParallel's pool when a load does not say: the CPUs this process may
-// run on (a worker bound to one NUMA node reads with that node's cores), at most
-// kMaxDefaultReadThreads (past ~8 threads a node's copy bandwidth, not the thread count, binds).
+// Threads for SafetensorsFile::ReadParallel's pool when a load does not say: the CPUs this
+// process may run on (a worker bound to one NUMA node reads with that node's cores), at most
+// kMaxDefaultReadThreads (past that a node's copy bandwidth, not the thread count, binds).
 inline constexpr int kMaxDefaultReadThreads = 16;
 int DefaultReadThreads();
 

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <limits>
 #include <map>
-#include <new>
 #include <memory>
+#include <new>
 #include <set>
 #include <thread>
 
