@@ -4,10 +4,10 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <random>
 
 #include "gtest/gtest.h"
 #include "shard_worker/model/safetensors_file.h"
+#include "tests/shard_worker/model/random_tensor_file.h"
 
 namespace glm::model {
 namespace {
@@ -18,20 +18,8 @@ class DirectReadTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = (fs::temp_directory_path() / ("glm_direct_read_" + std::to_string(::getpid()) + ".safetensors")).string();
-    // Tensor sizes around the block size and past the bounce buffer; their begins land at
-    // arbitrary offsets (the header length is not a multiple of anything).
-    std::mt19937 rng(3);
-    SafetensorsWriter w;
-    for (int64_t n : std::vector<int64_t>{1, 4095, 4096, 4097, 12289, (int64_t{9} << 20) + 13, 7}) {
-      SafetensorsWriter::Entry e;
-      e.name = "t" + std::to_string(n);
-      e.dtype = "U8";
-      e.shape = {n};
-      e.bytes.resize(n);
-      for (auto& b : e.bytes) b = static_cast<uint8_t>(rng());
-      w.Add(std::move(e));
-    }
-    ASSERT_TRUE(w.Write(path_).ok());
+    // Tensor sizes around the block size and past the bounce buffer.
+    ASSERT_TRUE(WriteRandomTensorFile(path_, {1, 4095, 4096, 4097, 12289, (int64_t{9} << 20) + 13, 7}, 3).ok());
   }
   void TearDown() override { fs::remove(path_); }
   std::string path_;
@@ -77,9 +65,7 @@ TEST_F(DirectReadTest, TruncatedFileIsDataLoss) {
   auto file = SafetensorsFile::Open(path_);
   ASSERT_TRUE(file.ok()) << file.status();
   // The tensor that ends the file.
-  const TensorInfo* last = nullptr;
-  for (const auto& [name, info] : (*file)->tensors())
-    if (last == nullptr || info.begin > last->begin) last = &info;
+  const TensorInfo* last = LastTensorInFile(**file);
   ASSERT_NE(last, nullptr);
   ASSERT_EQ(::truncate(path_.c_str(), last->begin + last->size - 3), 0);
   std::vector<uint8_t> buf(last->size);

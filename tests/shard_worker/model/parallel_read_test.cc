@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <filesystem>
-#include <random>
 
 #include "gtest/gtest.h"
 #include "shard_worker/kernels/thread_pool.h"
@@ -14,6 +13,7 @@
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/safetensors_file.h"
 #include "shard_worker/model/synth_checkpoint.h"
+#include "tests/shard_worker/model/random_tensor_file.h"
 
 namespace glm::model {
 namespace {
@@ -26,19 +26,9 @@ class ParallelReadTest : public ::testing::Test {
   void SetUp() override {
     path_ = (fs::temp_directory_path() / ("glm_parallel_read_" + std::to_string(::getpid()) + ".safetensors")).string();
     // Sizes under two pieces (one pread), at and around piece multiples, and a tensor of many
-    // pieces; their begins land at arbitrary file offsets.
-    std::mt19937 rng(5);
-    SafetensorsWriter w;
-    for (int64_t n : std::vector<int64_t>{7, 2 * kPiece - 1, 2 * kPiece, 2 * kPiece + 1, 5 * kPiece + 4099, 11 * kPiece + 13}) {
-      SafetensorsWriter::Entry e;
-      e.name = "t" + std::to_string(n);
-      e.dtype = "U8";
-      e.shape = {n};
-      e.bytes.resize(n);
-      for (auto& b : e.bytes) b = static_cast<uint8_t>(rng());
-      w.Add(std::move(e));
-    }
-    ASSERT_TRUE(w.Write(path_).ok());
+    // pieces.
+    ASSERT_TRUE(WriteRandomTensorFile(path_, {7, 2 * kPiece - 1, 2 * kPiece, 2 * kPiece + 1, 5 * kPiece + 4099,
+                                              11 * kPiece + 13}, 5).ok());
   }
   void TearDown() override { fs::remove(path_); }
   std::string path_;
@@ -90,9 +80,7 @@ TEST_F(ParallelReadTest, RefusesWhatReadRefuses) {
   EXPECT_EQ((*file)->ReadParallel(*t, 0, -1, buf.data(), &pool).code(), absl::StatusCode::kOutOfRange);
 
   // The file cut short inside the last tensor's last piece: the thread reading that piece fails.
-  const TensorInfo* last = nullptr;
-  for (const auto& [name, info] : (*file)->tensors())
-    if (last == nullptr || info.begin > last->begin) last = &info;
+  const TensorInfo* last = LastTensorInFile(**file);
   ASSERT_NE(last, nullptr);
   ASSERT_GE(last->size, 4 * kPiece);
   ASSERT_EQ(::truncate(path_.c_str(), last->begin + last->size - 3), 0);
