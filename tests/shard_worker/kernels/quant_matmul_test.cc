@@ -189,6 +189,79 @@ TEST(QuantizeTest, RowToF32IsAtForEveryColumn) {
   }
 }
 
+TEST(QuantizeTest, Bf16RowToF32IsAtForEveryColumn) {
+  // BF16 rows (re-quantisation reads every stored weight through it): lengths around its blocks
+  // of 16, every bit pattern class (NaN, infinities, subnormals, signed zeros) kept bit for bit.
+  std::mt19937 rng(11);
+  for (int64_t cols : {1, 15, 16, 17, 31, 32, 33, 100, 4097}) {
+    std::vector<uint16_t> data(static_cast<size_t>(3 * cols));
+    for (auto& v : data) v = static_cast<uint16_t>(rng());
+    data[0] = 0x7fc1;  // NaN with a payload
+    if (data.size() > 2) data[1] = 0x8000, data[2] = 0xff80;
+    WeightView w;
+    w.dtype = DType::kBF16;
+    w.rows = 3;
+    w.cols = cols;
+    w.data = data.data();
+    std::vector<float> row(static_cast<size_t>(cols) + 1, 7.0f);
+    for (int64_t r = 0; r < 3; ++r) {
+      w.RowToF32(r, row.data());
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_TRUE(BitEqual(row[c], Bf16ToF32(data[static_cast<size_t>(r * cols + c)]))) << "cols " << cols << " row " << r << " col " << c;
+      EXPECT_EQ(row[cols], 7.0f) << "wrote past the row, cols " << cols;
+    }
+  }
+}
+
+TEST(QuantizeTest, Fp8RowToF32IsAtForEveryColumn) {
+  // Block-FP8 rows (re-quantising GLM-5's FP8 checkpoint reads every weight through it): column
+  // counts inside and across scale blocks, narrow blocks, a view starting mid-block-row.
+  std::mt19937 rng(17);
+  for (auto [cols, block_cols] : std::vector<std::pair<int64_t, int64_t>>{{300, 128}, {128, 128}, {77, 32}, {5, 128}}) {
+    const int64_t rows = 5, scale_cols = (cols + block_cols - 1) / block_cols;
+    std::vector<uint8_t> data(static_cast<size_t>(rows * cols));
+    for (auto& v : data) v = static_cast<uint8_t>(rng());
+    data[0] = 0x7f;  // a NaN code
+    std::vector<float> scales(static_cast<size_t>(4 * scale_cols));
+    for (auto& v : scales) v = std::ldexp(1.0f + static_cast<float>(rng() % 1000) / 1000.0f, static_cast<int>(rng() % 20) - 10);
+    WeightView w;
+    w.dtype = DType::kF8E4M3;
+    w.rows = rows;
+    w.cols = cols;
+    w.data = data.data();
+    w.block_scales = scales.data();
+    w.block_rows = 2;
+    w.block_cols = block_cols;
+    w.scale_cols = scale_cols;
+    w.row_offset = 1;  // rows 1..5 of the tensor: block rows 0, 1, 1, 2, 2
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      w.RowToF32(r, row.data());
+      for (int64_t c = 0; c < cols; ++c)
+        ASSERT_TRUE(BitEqual(row[c], w.At(r, c))) << "cols " << cols << " block " << block_cols << " row " << r << " col " << c;
+    }
+  }
+}
+
+TEST(QuantizeTest, PackI4RowMatchesItsLayoutForEveryLength) {
+  // Byte 16b + j holds column 32b + j + 8 in its low nibble and 32b + 16 + j + 8 in its high one;
+  // past the row's end, code 0 (nibble 8). Whole blocks and the partial last one.
+  std::mt19937 rng(13);
+  for (int64_t cols : {1, 15, 16, 17, 31, 32, 33, 64, 100, 4097}) {
+    std::vector<int8_t> q(static_cast<size_t>(cols));
+    for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(rng() % 16) - 8);
+    const int64_t bytes = DTypeRowBytes(DType::kI4, cols);
+    std::vector<uint8_t> out(static_cast<size_t>(bytes) + 1, 0xee);
+    PackI4Row(q.data(), cols, out.data());
+    for (int64_t i = 0; i < bytes; ++i) {
+      const int64_t lo = 32 * (i / 16) + i % 16, hi = lo + 16;
+      const int want = ((lo < cols ? q[lo] : 0) + 8) | (((hi < cols ? q[hi] : 0) + 8) << 4);
+      ASSERT_EQ(out[i], want) << "cols " << cols << " byte " << i;
+    }
+    EXPECT_EQ(out[bytes], 0xee) << "wrote past the row, cols " << cols;
+  }
+}
+
 TEST(QuantizeTest, ZeroGroupsAndRowsViews) {
   std::vector<float> src(128, 0.0f);
   src[100] = 1.0f;
