@@ -4,7 +4,7 @@
 // sequential read of the same shard files measured in the same run.
 //
 //   build/bin/load_bench --model DIR [--weight_dtype stored|int8|int4|...] [--read_threads 0|N>=2]
-//                        [--rounds 3] [--json] [--baseline FILE] [--record]
+//                        [--rounds 3] [--cold] [--json] [--baseline FILE] [--record]
 //
 // The reference ("dd"): every shard file read front to back by one thread in 8 MiB preads into
 // one reused buffer, so it pays for the bytes' source alone (the page cache where the files are
@@ -13,7 +13,8 @@
 // can cost several times the copy), and a --weight-dtype conversion costs its arithmetic.
 // GB/s count the checkpoint's bytes (its shard files' sizes). "vs best": the parallel load's GB/s
 // against the best recorded in bench/baselines.json for this dtype (--record stores a better one).
-// Run it twice: the first run may read the files from disk, later ones from the page cache.
+// The page cache is warm (the untimed first read fills it) unless --cold evicts the files before
+// every read and load: the sequential read is then the disk's rate ("dd"), the loads' from disk.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -37,6 +38,9 @@ ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(std::string, weight_dtype, "stored", "stored | bf16 | int8 | int4 | int{8,4}-g<N> (converted at load)");
 ABSL_FLAG(int32_t, read_threads, 0, "threads reading the stored tensors (0 = the load's default)");
 ABSL_FLAG(int32_t, rounds, 3, "alternations of (parallel load, one-thread load)");
+ABSL_FLAG(bool, cold, false,
+          "evict the shard files from the page cache (posix_fadvise DONTNEED) before every read and load: "
+          "the reads then come from the disk");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store the parallel load's GB/s as the new best in --baseline if it is better");
@@ -50,6 +54,16 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 int Fail(const std::string& why) {
   std::fprintf(stderr, "load_bench: %s\n", why.c_str());
   return 2;
+}
+
+// Asks the kernel to drop the shard files' cached pages (clean pages go at once; no root needed).
+void EvictFromPageCache(const glm::model::Checkpoint& ckpt) {
+  for (const auto& file : ckpt.files()) {
+    const int fd = ::open(file->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
 }
 
 // One thread, front to back, 8 MiB at a time into one buffer: seconds for every shard file.
@@ -106,13 +120,16 @@ int main(int argc, char** argv) {
   // VM, memory the host has not backed yet), whichever thread count loads first. Then rounds of
   // both loads, in alternating order (ABBA) so that drifts in the machine's speed hit both.
   for (int r = -1; r < rounds; ++r) {
+    const bool cold = absl::GetFlag(FLAGS_cold);
     if (r >= 0) {
       int64_t bytes = 0;
+      if (cold) EvictFromPageCache(**ckpt);
       dd_s.push_back(SequentialReadSeconds(**ckpt, &bytes));
     }
     const bool parallel_first = r % 2 == 0;
     for (const int threads : {parallel_first ? parallel_threads : 1, parallel_first ? 1 : parallel_threads}) {
       load.read_threads = threads;
+      if (cold) EvictFromPageCache(**ckpt);
       const Clock::time_point start = Clock::now();
       auto weights = glm::model::ModelWeights::Load(**ckpt, load);
       const double s = Since(start);
@@ -136,6 +153,7 @@ int main(int argc, char** argv) {
                         {"loaded_bytes", kept_bytes},
                         {"read_threads", parallel_threads},
                         {"rounds", rounds},
+                        {"cold", absl::GetFlag(FLAGS_cold)},
                         {"sequential_read_gbps", dd},
                         {"load_gbps", parallel},
                         {"load_one_thread_gbps", single},
@@ -147,8 +165,9 @@ int main(int argc, char** argv) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("model %s: %.2f GB in %zu shard files, %s -> %.2f GB kept; medians of %d rounds\n", dir.c_str(), gb,
-              (*ckpt)->files().size(), absl::GetFlag(FLAGS_weight_dtype).c_str(), kept_bytes / 1e9, rounds);
+  std::printf("model %s: %.2f GB in %zu shard files, %s -> %.2f GB kept; medians of %d rounds; %s\n", dir.c_str(), gb,
+              (*ckpt)->files().size(), absl::GetFlag(FLAGS_weight_dtype).c_str(), kept_bytes / 1e9, rounds,
+              absl::GetFlag(FLAGS_cold) ? "cold: read from the disk" : "page cache warm");
   std::printf("sequential read (one thread, 8 MiB preads, reused buffer)  %7.2f GB/s\n", dd);
   std::printf("load, %2d read threads  %6.2f s  %7.2f GB/s  %.2fx the sequential read  %.2fx one thread",
               parallel_threads, Median(parallel_s), parallel, parallel / dd, parallel / single);
