@@ -4,7 +4,7 @@
 // sequential read of the same shard files measured in the same run.
 //
 //   build/bin/load_bench --model DIR [--weight_dtype stored|int8|int4|...] [--read_threads 0|N>=2]
-//                        [--rounds 3] [--cold] [--json] [--baseline FILE] [--record]
+//                        [--rounds 3] [--cold] [--read-ahead=false] [--json] [--baseline FILE] [--record]
 //
 // The reference ("dd"): every shard file read front to back by one thread in 8 MiB preads into
 // one reused buffer, so it pays for the bytes' source alone (the page cache where the files are
@@ -41,6 +41,7 @@ ABSL_FLAG(int32_t, rounds, 3, "alternations of (parallel load, one-thread load)"
 ABSL_FLAG(bool, cold, false,
           "evict the shard files from the page cache (posix_fadvise DONTNEED) before every read and load: "
           "the reads then come from the disk");
+ABSL_FLAG(bool, read_ahead, true, "announce each layer's tensors to the kernel a layer ahead (LoadOptions::read_ahead)");
 ABSL_FLAG(bool, json, false, "print one JSON object");
 ABSL_FLAG(std::string, baseline, GLM_BENCH_BASELINE_FILE, "JSON file of previous best results");
 ABSL_FLAG(bool, record, false, "store the parallel load's GB/s as the new best in --baseline if it is better");
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
   glm::model::LoadOptions load;
   if (auto st = glm::model::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype), &load); !st.ok())
     return Fail(std::string(st.message()));
+  load.read_ahead = absl::GetFlag(FLAGS_read_ahead);
   if (absl::GetFlag(FLAGS_read_threads) < 0) return Fail("--read-threads must be >= 0");
   if (absl::GetFlag(FLAGS_read_threads) == 1) return Fail("--read-threads 1 is the comparison itself: give 0 or 2 or more");
   // On a one-CPU process the default is one thread, the comparison itself: two then.
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
                         {"read_threads", parallel_threads},
                         {"rounds", rounds},
                         {"cold", absl::GetFlag(FLAGS_cold)},
+                        {"read_ahead", load.read_ahead},
                         {"sequential_read_gbps", dd},
                         {"load_gbps", parallel},
                         {"load_one_thread_gbps", single},

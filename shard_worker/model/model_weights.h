@@ -172,6 +172,9 @@ struct LoadOptions {
   // Threads that read the stored tensors at load (SafetensorsFile::ReadParallel); 0 = the CPUs
   // this process may run on, at most kMaxDefaultReadThreads; 1 = one pread at a time.
   int read_threads = 0;
+  // Announce each layer's tensors to the kernel while the previous layer is read (LayerReadAhead):
+  // loads from the disk keep it busy. false: only the kernel's own read-ahead (for comparisons).
+  bool read_ahead = true;
 };
 
 // A --weight-dtype value: "stored", "bf16", "f32", or a quantised format name (kernels/quantize.h:

@@ -202,6 +202,10 @@ absl::Status SafetensorsFile::ReadParallel(const TensorInfo& tensor, int64_t off
   return absl::OkStatus();
 }
 
+void SafetensorsFile::AdviseWillNeed(const TensorInfo& tensor) const {
+  if (tensor.size > 0) (void)::posix_fadvise(fd_, tensor.begin, tensor.size, POSIX_FADV_WILLNEED);
+}
+
 int DefaultReadThreads() {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -61,6 +61,11 @@ class SafetensorsFile {
   static constexpr int64_t kParallelReadPiece = int64_t{2} << 20;
   static constexpr int64_t kMinParallelReadBytes = int64_t{1} << 20;
 
+  // Asks the kernel to start reading the tensor's bytes into the page cache now
+  // (posix_fadvise WILLNEED; asynchronous, advisory): a load announces the next layer's tensors
+  // while it reads the current one, so the disk need not wait for each pread.
+  void AdviseWillNeed(const TensorInfo& tensor) const;
+
   // Read's bytes, bypassing the page cache (O_DIRECT) where the file system allows it: streamed
   // experts are read once per cache fill, and through the page cache each read would also leave a
   // second copy of the expert in kernel memory, outside the expert budget, until reclaimed. The

@@ -16,6 +16,7 @@
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint_layout.h"
+#include "shard_worker/model/layer_read_ahead.h"
 #include "shard_worker/model/mlp_calibration.h"
 #include "shard_worker/model/model_weights.h"
 
@@ -643,6 +644,14 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   head_loader.set_progress(options.progress);
   head_loader.share_files_seen(loader);
   head_loader.set_read_pool(read_pool);
+  // Routed experts over LoadOptions::expert_memory_bytes stay on disk (expert_streaming.cc).
+  auto stream = w->ExpertsOverBudget(checkpoint, opt);
+  if (!stream.ok()) return stream.status();
+  const int64_t begin = std::max<int64_t>(0, options.layer_begin);
+  const int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
+  const LayerReadAhead read_ahead(checkpoint, opt, *stream, options.read_ahead);
+  read_ahead.AdviseHead();
+  if (begin < end) read_ahead.AdviseLayer(begin);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, head_loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
@@ -655,13 +664,11 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
     }
   }
   w->layers_.resize(c.num_weight_layers());
-  // Routed experts over LoadOptions::expert_memory_bytes stay on disk (expert_streaming.cc).
-  auto stream = w->ExpertsOverBudget(checkpoint, opt);
-  if (!stream.ok()) return stream.status();
   LoadOptions layer_opt = opt;
   if (*stream) layer_opt.owns_expert = [](int64_t, int64_t) { return false; };
-  int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
-  for (int64_t l = std::max<int64_t>(0, options.layer_begin); l < end; ++l) {
+  for (int64_t l = begin; l < end; ++l) {
+    // The disk reads layer l + 1 while this one is read from the page cache and converted.
+    if (l + 1 < end) read_ahead.AdviseLayer(l + 1);
     if (auto s = LoadLayer(loader, c, l, layer_opt, &w->layers_[l]); !s.ok()) return s;
   }
   w->ShareMtpHeadWithLmHead();
@@ -669,7 +676,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const int64_t read = loader.bytes_read() + head_loader.bytes_read();
     options.progress(absl::StrCat("loaded ", w->bytes_loaded_ >> 20, " MiB (",
-                                  LayerRangeText(std::max<int64_t>(0, options.layer_begin), end, c.num_hidden_layers),
+                                  LayerRangeText(begin, end, c.num_hidden_layers),
                                   absl::StrFormat(") in %.2f s: %d MiB of the checkpoint read at %.2f GB/s by %d %s",
                                                   seconds, read >> 20, read / std::max(seconds, 1e-9) / 1e9,
                                                   read_threads, read_threads == 1 ? "thread" : "threads")));
