@@ -35,17 +35,56 @@ const std::vector<Checkpoint::Located>& LayerReadAhead::layer_tensors(int64_t la
   return layer < 0 || layer >= layers ? kNone : by_layer_[static_cast<size_t>(layer)];
 }
 
-void LayerReadAhead::AdviseHead() const {
-  if (enabled_) Advise(head_tensors());
+LayerReadAhead::~LayerReadAhead() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    queue_.clear();
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
 }
 
-void LayerReadAhead::AdviseLayer(int64_t layer) const {
-  if (enabled_) Advise(layer_tensors(layer));
+void LayerReadAhead::AdviseHead() { Enqueue(&head_tensors()); }
+
+void LayerReadAhead::AdviseLayer(int64_t layer) { Enqueue(&layer_tensors(layer)); }
+
+void LayerReadAhead::Enqueue(const std::vector<Checkpoint::Located>* tensors) {
+  if (!enabled_ || tensors->empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(tensors);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+  }
+  changed_.notify_all();
 }
 
-void LayerReadAhead::Advise(const std::vector<Checkpoint::Located>& tensors) {
-  for (const auto& t : tensors)
-    if (t.file != nullptr) t.file->AdviseWillNeed(*t.info);
+void LayerReadAhead::Flush() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return queue_.empty() && !busy_; });
+}
+
+int64_t LayerReadAhead::advised() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return advised_;
+}
+
+void LayerReadAhead::Loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    const std::vector<Checkpoint::Located>* tensors = queue_.front();
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    for (const auto& t : *tensors)
+      if (t.file != nullptr) t.file->AdviseWillNeed(*t.info);
+    lock.lock();
+    busy_ = false;
+    advised_ += static_cast<int64_t>(tensors->size());
+    changed_.notify_all();
+  }
 }
 
 }  // namespace glm::model

@@ -649,7 +649,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   if (!stream.ok()) return stream.status();
   const int64_t begin = std::max<int64_t>(0, options.layer_begin);
   const int64_t end = options.layer_end < 0 ? c.num_weight_layers() : std::min(options.layer_end, c.num_weight_layers());
-  const LayerReadAhead read_ahead(checkpoint, opt, *stream, options.read_ahead);
+  LayerReadAhead read_ahead(checkpoint, opt, *stream, options.read_ahead);
   read_ahead.AdviseHead();
   if (begin < end) read_ahead.AdviseLayer(begin);
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, head_loader.Matrix("model.embed_tokens.weight"));

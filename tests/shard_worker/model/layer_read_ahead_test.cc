@@ -52,7 +52,7 @@ class LayerReadAheadTest : public ::testing::Test {
 };
 
 TEST_F(LayerReadAheadTest, AWholeModelLoadAnnouncesEveryTensorOnceInItsLayer) {
-  const LayerReadAhead r(*ckpt_, LoadOptions{}, /*experts_stream=*/false);
+  LayerReadAhead r(*ckpt_, LoadOptions{}, /*experts_stream=*/false);
   const int64_t layers = ckpt_->config().num_weight_layers();
   std::set<std::string> all = Names(r, -1);
   EXPECT_EQ(all, (std::set<std::string>{"lm_head.weight", "model.embed_tokens.weight", "model.norm.weight"}));
@@ -67,8 +67,21 @@ TEST_F(LayerReadAheadTest, AWholeModelLoadAnnouncesEveryTensorOnceInItsLayer) {
   EXPECT_EQ(all.size(), ckpt_->TensorNames().size());
   EXPECT_TRUE(r.layer_tensors(-1).empty());
   EXPECT_TRUE(r.layer_tensors(layers).empty());
+  // Advice is given on the advising thread, each tensor once a call; out of range: nothing.
   r.AdviseHead();
-  for (int64_t l = -1; l <= layers; ++l) r.AdviseLayer(l);  // out of range: nothing
+  for (int64_t l = -1; l <= layers; ++l) r.AdviseLayer(l);
+  r.Flush();
+  EXPECT_EQ(r.advised(), static_cast<int64_t>(all.size()));
+  LayerReadAhead off(*ckpt_, LoadOptions{}, false, /*enabled=*/false);
+  off.AdviseHead();
+  off.AdviseLayer(0);
+  off.Flush();
+  EXPECT_EQ(off.advised(), 0);
+  // Destroyed with advice still queued: dropped, no wait for it.
+  {
+    LayerReadAhead pending(*ckpt_, LoadOptions{}, false);
+    for (int i = 0; i < 100; ++i) pending.AdviseLayer(i % layers);
+  }
 }
 
 TEST_F(LayerReadAheadTest, OnlyTheRanksOwnExpertsAndTheHeadAskedFor) {
