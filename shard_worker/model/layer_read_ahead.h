@@ -6,9 +6,9 @@
 // sequential read-ahead keeps failing and, from the disk, each pread waits for its own I/O. With
 // layer l + 1 announced while layer l is read from the page cache and converted, the disk works
 // ahead (`load_bench --cold`, bench model, 2 read threads: 2.4-3.0 s against 3.9-5.2 s without,
-// 0.75-0.97 of a sequential read of the shards). The advice runs on a thread of its own: for a range not cached,
-// posix_fadvise allocates the pages and submits the reads before it returns, which for a GLM-5
-// layer (~10 GB of FP8 experts) takes about as long as reading it.
+// 0.75-0.97 of a sequential read of the shards). The advice runs on a thread of its own: for a
+// range not cached, posix_fadvise allocates the pages and submits the reads before it returns,
+// which for a GLM-5 layer (~10 GB of FP8 experts) takes about as long as reading it.
 //
 // Routed experts the rank does not own, or streams from disk (their reads bypass the page cache),
 // are not announced; tensors a rank reads a slice of (tensor parallelism) are announced whole.
