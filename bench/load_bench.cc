@@ -121,8 +121,8 @@ int main(int argc, char** argv) {
   // One untimed load first: a process's first touches of memory cost more than later ones (on a
   // VM, memory the host has not backed yet), whichever thread count loads first. Then rounds of
   // both loads, in alternating order (ABBA) so that drifts in the machine's speed hit both.
+  const bool cold = absl::GetFlag(FLAGS_cold);
   for (int r = -1; r < rounds; ++r) {
-    const bool cold = absl::GetFlag(FLAGS_cold);
     if (r >= 0) {
       int64_t bytes = 0;
       if (cold) EvictFromPageCache(**ckpt);
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
                         {"loaded_bytes", kept_bytes},
                         {"read_threads", parallel_threads},
                         {"rounds", rounds},
-                        {"cold", absl::GetFlag(FLAGS_cold)},
+                        {"cold", cold},
                         {"read_ahead", load.read_ahead},
                         {"sequential_read_gbps", dd},
                         {"load_gbps", parallel},
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
   }
   std::printf("model %s: %.2f GB in %zu shard files, %s -> %.2f GB kept; medians of %d rounds; %s\n", dir.c_str(), gb,
               (*ckpt)->files().size(), absl::GetFlag(FLAGS_weight_dtype).c_str(), kept_bytes / 1e9, rounds,
-              absl::GetFlag(FLAGS_cold) ? "cold: read from the disk" : "page cache warm");
+              cold ? "cold: read from the disk" : "page cache warm");
   std::printf("sequential read (one thread, 8 MiB preads, reused buffer)  %7.2f GB/s\n", dd);
   std::printf("load, %2d read threads  %6.2f s  %7.2f GB/s  %.2fx the sequential read  %.2fx one thread",
               parallel_threads, Median(parallel_s), parallel, parallel / dd, parallel / single);
