@@ -55,6 +55,8 @@ struct GroupKernels {
   ScaleSearchErrorsFn errors;
   float (*abs_max)(const float* w, int64_t n, bool* has_nan, float* extreme);
   void (*round_group)(const float* w, int64_t n, float s, float lo, float hi, int8_t* q);
+  // A whole common group in one pass (QuantizeGroupFastAvx2), or null: false = the pieces above.
+  bool (*fast_group)(DType dtype, const float* w, int64_t n, int8_t* q, uint16_t* scale);
 };
 
 // The scale among `candidates` (multipliers of `base`, each rounded to f16 first: the error is
@@ -107,19 +109,15 @@ void QuantizeGroupI8(const GroupKernels& k, const float* w, int64_t n, int8_t* q
   const float amax = k.abs_max(w, n, &has_nan, &extreme);
   // max|w| / 127, or a slightly clipped step when that lowers the group's squared error
   // (heavy-tailed groups: the bulk gains more than the clipped extreme loses).
-  static constexpr float kClip[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
-  QuantizeGroup(k, w, n, has_nan, amax / 127.0f, kClip, 6, -127.0f, 127.0f, q, scale);
+  QuantizeGroup(k, w, n, has_nan, amax / 127.0f, kI8ScaleClips, 6, -127.0f, 127.0f, q, scale);
 }
 
 void QuantizeGroupI4(const GroupKernels& k, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
   bool has_nan = false;
   float extreme = 0.0f;
   k.abs_max(w, n, &has_nan, &extreme);
-  // Candidates map the extreme value to -8 (its sign's side gets the 8th level), -7.75 .. -6.5
-  // (clipping it a little), or +7 (symmetric): which is best depends on the group's tails.
-  static constexpr float kDivisors[] = {-1 / 8.0f,  -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,
-                                        -1 / 7.0f,  -1 / 6.75f, -1 / 6.5f, 1 / 7.0f};
-  QuantizeGroup(k, w, n, has_nan, extreme, kDivisors, 8, -8.0f, 7.0f, q, scale);
+  // Which candidate is best depends on the group's tails.
+  QuantizeGroup(k, w, n, has_nan, extreme, kI4ScaleDivisors, 8, -8.0f, 7.0f, q, scale);
 }
 
 }  // namespace
@@ -140,24 +138,31 @@ namespace {
 void QuantizeRowWith(const GroupKernels& k, DType dtype, const float* src, int64_t cols, int64_t group_size,
                      uint8_t* out, uint16_t* scales) {
   const int64_t g = group_size <= 0 || group_size >= cols ? cols : group_size;
+  auto quantize_groups = [&](int8_t* q) {
+    for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group) {
+      const int64_t n = std::min(g, cols - c0);
+      if (k.fast_group != nullptr && k.fast_group(dtype, src + c0, n, q + c0, scales + group)) continue;
+      if (dtype == DType::kI8) QuantizeGroupI8(k, src + c0, n, q + c0, scales + group);
+      else QuantizeGroupI4(k, src + c0, n, q + c0, scales + group);
+    }
+  };
   if (dtype == DType::kI8) {
-    for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group)
-      QuantizeGroupI8(k, src + c0, std::min(g, cols - c0), reinterpret_cast<int8_t*>(out) + c0, scales + group);
+    quantize_groups(reinterpret_cast<int8_t*>(out));
     return;
   }
   // kI4: quantise into an int8 row, then pack 32-column blocks.
   thread_local std::vector<int8_t> q;
   q.resize(cols);
-  for (int64_t c0 = 0, group = 0; c0 < cols; c0 += g, ++group)
-    QuantizeGroupI4(k, src + c0, std::min(g, cols - c0), q.data() + c0, scales + group);
+  quantize_groups(q.data());
   PackI4Row(q.data(), cols, out);
 }
 
 const GroupKernels& BestGroupKernels() {
   static const GroupKernels best = CpuSupportsAvx2MatMul()
-                                       ? GroupKernels{&CandidateScalesAvx2, &ScaleSearchErrorsAvx2, &AbsMaxAvx2, &RoundGroupAvx2}
+                                       ? GroupKernels{&CandidateScalesAvx2, &ScaleSearchErrorsAvx2, &AbsMaxAvx2, &RoundGroupAvx2,
+                                                      &QuantizeGroupFastAvx2}
                                        : GroupKernels{&CandidateScalesReference, &ScaleSearchErrorsReference, &AbsMaxReference,
-                                                      &RoundGroupReference};
+                                                      &RoundGroupReference, nullptr};
   return best;
 }
 
@@ -211,7 +216,7 @@ void QuantizeRow(DType dtype, const float* src, int64_t cols, int64_t group_size
 void QuantizeRowReference(DType dtype, const float* src, int64_t cols, int64_t group_size, uint8_t* out,
                           uint16_t* scales) {
   static const GroupKernels reference{&CandidateScalesReference, &ScaleSearchErrorsReference, &AbsMaxReference,
-                                      &RoundGroupReference};
+                                      &RoundGroupReference, nullptr};
   QuantizeRowWith(reference, dtype, src, cols, group_size, out, scales);
 }
 

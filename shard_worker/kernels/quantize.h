@@ -24,6 +24,14 @@ namespace glm::kernels {
 inline constexpr int64_t kDefaultI8GroupSize = 64;
 inline constexpr int64_t kDefaultI4GroupSize = 32;
 
+// A group's candidate scales, in the order they are judged (the first of equal errors wins).
+// kI8: max|w| / 127 times these (a slightly clipped step can lower a heavy-tailed group's error).
+inline constexpr float kI8ScaleClips[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f, 0.85f};
+// kI4: the group's first value of the largest magnitude times these: mapped to -8 (its sign's
+// side gets the 8th level), -7.75 .. -6.5 (clipping it a little), or +7 (symmetric).
+inline constexpr float kI4ScaleDivisors[] = {-1 / 8.0f, -1 / 7.75f, -1 / 7.5f, -1 / 7.25f,
+                                             -1 / 7.0f, -1 / 6.75f, -1 / 6.5f, 1 / 7.0f};
+
 // Whether the SIMD kernels accept `group_size` for `dtype` (a multiple of 32;
 // any value >= cols, i.e. one group per row, is always accepted). Empty string = fine, else why.
 std::string CheckQuantGroupSize(DType dtype, int64_t group_size, int64_t cols);

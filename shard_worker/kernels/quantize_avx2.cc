@@ -1,8 +1,10 @@
 #include "shard_worker/kernels/quantize_avx2.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "shard_worker/kernels/avx2_common.h"
+#include "shard_worker/kernels/quantize.h"
 
 namespace glm::kernels {
 namespace {
@@ -49,6 +51,71 @@ GLM_AVX2_INLINE void ScaleSearchBlock(const float* w, int64_t n, const float* sc
   _mm_store_ps(out, _mm_add_ps(_mm256_castps256_ps128(q0), _mm256_extractf128_ps(q0, 1)));
   _mm_store_ps(out + 4, _mm_add_ps(_mm256_castps256_ps128(q1), _mm256_extractf128_ps(q1, 1)));
   for (int j = 0; j < M; ++j) err[j] = out[j];
+}
+
+// The common group in one pass, as QuantizeGroupI8 / QuantizeGroupI4 (quantize.cc) compute it:
+// the group's C chunks of 8 stay in registers from the max through the rounding, and no piece is
+// called through a pointer. A group that needs the general path's care returns false untouched.
+template <int C, int M>
+GLM_AVX2_F16C __attribute__((always_inline)) static inline bool QuantizeGroupFast(const float* w, bool extreme_base,
+                                                                                  float divisor, const float* mult,
+                                                                                  float lo, float hi, int8_t* q,
+                                                                                  uint16_t* scale) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 x[C], amax = _mm256_setzero_ps(), unordered = _mm256_setzero_ps();
+  for (int c = 0; c < C; ++c) {
+    x[c] = _mm256_loadu_ps(w + 8 * c);
+    unordered = _mm256_or_ps(unordered, _mm256_cmp_ps(x[c], x[c], _CMP_UNORD_Q));
+    amax = _mm256_max_ps(_mm256_and_ps(x[c], abs_mask), amax);
+  }
+  if (_mm256_movemask_ps(unordered) != 0) return false;  // NaN: the general path's NaN scale
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float top = _mm_cvtss_f32(m);
+  if (!(top > 0.0f) || !(top <= std::numeric_limits<float>::max())) return false;  // all zero, or inf
+  float base = top / divisor;
+  if (extreme_base) {  // the first value of the largest magnitude, with its sign
+    const __m256 target = _mm256_set1_ps(top);
+    for (int c = 0; c < C; ++c) {
+      const int hits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(x[c], abs_mask), target, _CMP_EQ_OQ));
+      if (hits != 0) {
+        base = w[8 * c + __builtin_ctz(static_cast<unsigned>(hits))];
+        break;
+      }
+    }
+  }
+  // The M candidates (lanes past M repeat candidate 0 and are ignored), rounded to f16.
+  alignas(32) float products[8];
+  for (int j = 0; j < 8; ++j) products[j] = base * mult[j < M ? j : 0];
+  const __m128i codes = _mm256_cvtps_ph(_mm256_load_ps(products), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 scales = _mm256_cvtph_ps(codes);
+  // Every candidate usable (non-zero, finite), else the general path filters them.
+  const __m256 magnitude = _mm256_and_ps(scales, abs_mask);
+  const int usable = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(magnitude, _mm256_setzero_ps(), _CMP_GT_OQ),
+                                                      _mm256_cmp_ps(magnitude, _mm256_set1_ps(65504.0f), _CMP_LE_OQ)));
+  if (usable != 0xff) return false;
+  alignas(32) float s[8];
+  _mm256_store_ps(s, scales);
+  float err[8];
+  ScaleSearchBlock<M>(w, 8 * C, s, lo, hi, err);
+  int best = 0;
+  for (int j = 1; j < M; ++j)
+    if (err[j] < err[best]) best = j;
+  alignas(16) uint16_t f16[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(f16), codes);
+  *scale = f16[best];
+  const __m256 inv = _mm256_set1_ps(1.0f / s[best]), low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
+  for (int c = 0; c < C; c += 4) {
+    const __m256i a = _mm256_cvtps_epi32(Codes(x[c], inv, low, high));
+    const __m256i b = _mm256_cvtps_epi32(Codes(x[c + 1], inv, low, high));
+    const __m256i d = _mm256_cvtps_epi32(Codes(x[c + 2], inv, low, high));
+    const __m256i e = _mm256_cvtps_epi32(Codes(x[c + 3], inv, low, high));
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(d, e));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 8 * c),
+                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  return true;
 }
 
 }  // namespace
@@ -134,6 +201,17 @@ GLM_AVX2 void ScaleSearchErrorsAvx2(const float* w, int64_t n, const float* scal
       default: ScaleSearchBlock<8>(w, n, scales + j, lo, hi, err + j); break;
     }
   }
+}
+
+GLM_AVX2_F16C bool QuantizeGroupFastAvx2(DType dtype, const float* w, int64_t n, int8_t* q, uint16_t* scale) {
+  if (dtype == DType::kI8) {
+    if (n == 64) return QuantizeGroupFast<8, 6>(w, false, 127.0f, kI8ScaleClips, -127.0f, 127.0f, q, scale);
+    if (n == 32) return QuantizeGroupFast<4, 6>(w, false, 127.0f, kI8ScaleClips, -127.0f, 127.0f, q, scale);
+    return false;
+  }
+  if (n == 32) return QuantizeGroupFast<4, 8>(w, true, 1.0f, kI4ScaleDivisors, -8.0f, 7.0f, q, scale);
+  if (n == 64) return QuantizeGroupFast<8, 8>(w, true, 1.0f, kI4ScaleDivisors, -8.0f, 7.0f, q, scale);
+  return false;
 }
 
 }  // namespace glm::kernels

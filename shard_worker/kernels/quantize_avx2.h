@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "shard_worker/kernels/dtype.h"
+
 namespace glm::kernels {
 
 // err[j] for scales[j], j < n_scales (see ScaleSearchErrorsReference in quantize.h).
@@ -20,6 +22,11 @@ void CandidateScalesAvx2(float base, const float* multipliers, int n, uint16_t* 
 float AbsMaxAvx2(const float* w, int64_t n, bool* has_nan, float* extreme);
 // q[i] = round-to-nearest-even(clamp(w[i] · (1 / s), lo, hi)).
 void RoundGroupAvx2(const float* w, int64_t n, float s, float lo, float hi, int8_t* q);
+// One whole group of 32 or 64 values quantised to kI8 / kI4 codes (q[0..n), one per byte) and
+// its f16 scale, bit for bit as the general path (quantize.cc) does, in one pass (F16C). Returns
+// false, writing nothing, for the groups that need that path: another size, a NaN or inf, all
+// zeros, or a candidate scale that f16 cannot hold.
+bool QuantizeGroupFastAvx2(DType dtype, const float* w, int64_t n, int8_t* q, uint16_t* scale);
 
 }  // namespace glm::kernels
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <utility>
@@ -136,6 +137,56 @@ TEST(QuantizeSimdTest, AbsMaxAndRoundingMatchTheReference) {
         EXPECT_EQ(q[i], static_cast<int8_t>(std::nearbyint(x))) << i;
       }
     }
+  }
+}
+
+// The one-pass group (QuantizeGroupFastAvx2) takes the common groups and gives the general path's
+// scale and codes; the groups it declines are exactly the ones that need that path's care.
+TEST(QuantizeSimdTest, OnePassGroupsMatchTheReferenceOrDecline) {
+  if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 + FMA + F16C on this CPU";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  for (DType d : {DType::kI8, DType::kI4}) {
+    for (int64_t n : {32, 64}) {
+      int taken = 0;
+      for (int trial = 0; trial < 400; ++trial) {
+        std::vector<float> w(n);
+        for (float& v : w) v = normal(rng);
+        const int kind = trial % 8;
+        if (kind == 1) w[trial % n] *= 60.0f;                                  // one heavy tail
+        if (kind == 2) w[n - 1] = -std::fabs(w[0]) * 1.5f - 0.1f;              // the extreme last
+        if (kind == 3) std::fill(w.begin(), w.end(), 0.0f);                    // all zero: declined
+        if (kind == 4) w[n / 2] = std::numeric_limits<float>::quiet_NaN();     // NaN: declined
+        if (kind == 5) w[n / 3] = -std::numeric_limits<float>::infinity();     // inf: declined
+        if (kind == 6) for (float& v : w) v *= 1e-9f;                          // scales f16 flushes to 0
+        if (kind == 7) for (float& v : w) v *= 1e8f;                           // scales over f16's range
+        std::vector<uint8_t> ref(DTypeRowBytes(d, n));
+        uint16_t ref_scale = 0;
+        QuantizeRowReference(d, w.data(), n, n, ref.data(), &ref_scale);
+        std::vector<int8_t> q(n, 99);
+        uint16_t scale = 0xdead;
+        const bool fast = QuantizeGroupFastAvx2(d, w.data(), n, q.data(), &scale);
+        if (kind >= 3 && kind <= 5) EXPECT_FALSE(fast) << DTypeName(d) << " kind " << kind;
+        if (kind <= 2) EXPECT_TRUE(fast) << DTypeName(d) << " kind " << kind;
+        if (!fast) {
+          EXPECT_EQ(scale, 0xdead);
+          EXPECT_EQ(q, std::vector<int8_t>(n, 99));
+          continue;
+        }
+        ++taken;
+        std::vector<uint8_t> bytes(ref.size());
+        if (d == DType::kI8) std::memcpy(bytes.data(), q.data(), n);
+        else PackI4Row(q.data(), n, bytes.data());
+        ASSERT_EQ(scale, ref_scale) << DTypeName(d) << " n " << n << " trial " << trial;
+        ASSERT_EQ(bytes, ref) << DTypeName(d) << " n " << n << " trial " << trial;
+      }
+      EXPECT_GE(taken, 150) << DTypeName(d) << " n " << n;
+    }
+    // Other sizes always take the general path.
+    std::vector<float> w(48, 0.01f);
+    std::vector<int8_t> q(48);
+    uint16_t scale = 0;
+    EXPECT_FALSE(QuantizeGroupFastAvx2(d, w.data(), 48, q.data(), &scale));
   }
 }
 
