@@ -28,7 +28,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "absl/flags/flag.h"
 #include "shard_worker/runtime/dashed_flags.h"
@@ -174,7 +173,7 @@ int main(int argc, char** argv) {
   if (!glm::model::ParseQuantizeScope(absl::GetFlag(FLAGS_quantize_scope), &load.quantize_scope))
     return Fail("--quantize-scope must be experts, all or mtp");
   int threads = absl::GetFlag(FLAGS_threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = glm::kernels::AvailableCpus();
   const double expert_gib = absl::GetFlag(FLAGS_expert_memory_gib);
   auto expert_bytes = glm::placement::GibFlagBytes("--expert-memory-gib", expert_gib, "all routed experts resident");
   if (!expert_bytes.ok()) return Fail(std::string(expert_bytes.status().message()));

@@ -30,7 +30,6 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench/bandwidth_probe.h"
@@ -48,7 +47,7 @@ namespace {
 using kernels::DType;
 
 struct Options {
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = glm::kernels::AvailableCpus();
   int64_t rows = 0;  // 0: sized for 64 MiB or twice the last-level cache
   int64_t cols = 4096;
   std::vector<DType> dtypes = {DType::kBF16, DType::kF8E4M3};

@@ -20,7 +20,6 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -96,7 +95,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   int threads = absl::GetFlag(FLAGS_threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = glm::kernels::AvailableCpus();
   const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
   const int64_t prompt = std::max(1, absl::GetFlag(FLAGS_prompt));
   const int64_t chunk = std::max(1, absl::GetFlag(FLAGS_chunk));

@@ -22,7 +22,6 @@
 #include <regex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -268,7 +267,7 @@ int main(int argc, char** argv) {
   if (from < 0 || from >= static_cast<int64_t>(ids.size()))
     return Fail(absl::StrFormat("--from-position %d is not below the %d eval ids", from, ids.size()));
   int threads = absl::GetFlag(FLAGS_threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = glm::kernels::AvailableCpus();
   glm::kernels::ThreadPool pool(threads);
   const std::string dir = absl::GetFlag(FLAGS_model);
 

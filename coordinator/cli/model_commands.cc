@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -70,7 +69,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelCommandOptions& o) {
   auto weights = model::ModelWeights::Load(**ckpt, load);
   if (!weights.ok()) return weights.status();
   LoadedModel m;
-  int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = o.threads > 0 ? o.threads : glm::kernels::AvailableCpus();
   m.pool = std::make_unique<kernels::ThreadPool>(threads);
   auto created = model::Glm5Model::Create(std::shared_ptr<const model::ModelWeights>(std::move(*weights)), m.pool.get());
   if (!created.ok()) return created.status();

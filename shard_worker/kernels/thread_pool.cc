@@ -1,5 +1,7 @@
 #include "shard_worker/kernels/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 
@@ -9,11 +11,16 @@ namespace {
 // About 50-100 µs of spinning before a worker goes to sleep.
 constexpr int kSpinIterations = 20000;
 // With more threads than cores a spinning worker steals the core its peer needs: no spinning.
-int SpinIterationsFor(int n_threads) {
-  return n_threads <= static_cast<int>(std::thread::hardware_concurrency()) ? kSpinIterations : 0;
-}
+int SpinIterationsFor(int n_threads) { return n_threads <= AvailableCpus() ? kSpinIterations : 0; }
 
 }  // namespace
+
+int AvailableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 ThreadPool::ThreadPool(int n_threads)
     : n_threads_(std::max(1, n_threads)), spin_iterations_(SpinIterationsFor(n_threads_)) {

@@ -30,6 +30,11 @@ inline void CpuRelax() {
 #endif
 }
 
+// The CPUs this process may run on (its affinity mask: a rank bound to a NUMA node counts that
+// node's, not the host's), at least 1. Thread counts that default to "all cores" use this, so a
+// bound rank does not start more threads than it has cores.
+int AvailableCpus();
+
 class ThreadPool {
  public:
   // n_threads >= 1 (the caller counts as one).

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/moe/moe_layer.h"
@@ -97,7 +97,7 @@ absl::Status MlpCalibration::Quantize(const std::string& name, const kernels::We
       block.sum[i * src.cols + j] = gram->sum[(col_begin + i) * gram->cols + col_begin + j];
   std::vector<float> w(static_cast<size_t>(src.rows * src.cols));
   for (int64_t r = 0; r < src.rows; ++r) src.RowToF32(r, w.data() + r * src.cols);
-  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = glm::kernels::AvailableCpus();
   auto st = kernels::GptqQuantizeMatrix(dtype, w.data(), src.rows, src.cols, group_size, block, kDamp, threads, out, scales);
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("tensor '", name, "': ", st.message()));
   return absl::OkStatus();

@@ -1,7 +1,6 @@
 #include "shard_worker/model/safetensors_file.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,7 +8,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -166,7 +164,7 @@ absl::Status SafetensorsFile::Read(const TensorInfo& tensor, int64_t offset, int
 }
 
 absl::Status SafetensorsFile::ReadParallel(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst,
-                                           kernels::ThreadPool* pool) const {
+                                           kernels::ThreadPool* pool, int max_threads) const {
   if (offset < 0 || length < 0 || offset + length > tensor.size)
     return absl::OutOfRangeError(absl::StrCat(path_, ": read outside tensor '", tensor.name, "'"));
   // Pieces: at most one a thread and one per kParallelReadPiece-aligned stretch of dst the range
@@ -177,7 +175,9 @@ absl::Status SafetensorsFile::ReadParallel(const TensorInfo& tensor, int64_t off
   const int64_t stretches =
       length == 0 ? 0 : static_cast<int64_t>((base + static_cast<uintptr_t>(length) - 1) / piece - base / piece + 1);
   const int64_t pieces =
-      pool == nullptr || length < kMinParallelReadBytes ? 1 : std::min<int64_t>(pool->size(), stretches);
+      pool == nullptr || length < kMinParallelReadBytes
+          ? 1
+          : std::min<int64_t>(max_threads > 0 ? std::min(max_threads, pool->size()) : pool->size(), stretches);
   if (pieces <= 1) return Read(tensor, offset, length, dst);
   // Stretch i is [cut(i), cut(i + 1)) of dst: nominal equal shares, each inner cut moved up to
   // the next piece boundary of the address.
@@ -206,13 +206,7 @@ void SafetensorsFile::AdviseWillNeed(const TensorInfo& tensor) const {
   if (tensor.size > 0) (void)::posix_fadvise(fd_, tensor.begin, tensor.size, POSIX_FADV_WILLNEED);
 }
 
-int DefaultReadThreads() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  int cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 0;
-  if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::min(cpus, kMaxDefaultReadThreads);
-}
+int DefaultReadThreads() { return std::min(kernels::AvailableCpus(), kMaxDefaultReadThreads); }
 
 bool FileSystemTakesDirectIo(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);

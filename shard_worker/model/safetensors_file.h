@@ -55,9 +55,10 @@ class SafetensorsFile {
   // kParallelReadPiece boundaries of dst's address (a huge page is faulted in by one thread):
   // as many stretches as threads, or as such boundaries split the range into, if fewer. Ranges
   // under kMinParallelReadBytes, or a null or one-thread pool, are one pread loop as in Read.
-  // The bytes are Read's, whatever the pool.
+  // The bytes are Read's, whatever the pool. max_threads > 0: at most that many of the pool's
+  // threads read (a load's pool may have more, for re-quantising).
   absl::Status ReadParallel(const TensorInfo& tensor, int64_t offset, int64_t length, void* dst,
-                            kernels::ThreadPool* pool) const;
+                            kernels::ThreadPool* pool, int max_threads = 0) const;
   static constexpr int64_t kParallelReadPiece = int64_t{2} << 20;
   static constexpr int64_t kMinParallelReadBytes = int64_t{1} << 20;
 

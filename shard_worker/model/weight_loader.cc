@@ -7,7 +7,6 @@
 #include <memory>
 #include <new>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -76,8 +75,12 @@ class WeightLoader {
 
   // Checkpoint bytes read so far (a tensor read twice counts twice).
   int64_t bytes_read() const { return bytes_read_; }
-  // Reads through the page cache run on `pool`'s threads (SafetensorsFile::ReadParallel).
-  void set_read_pool(std::shared_ptr<kernels::ThreadPool> pool) { read_pool_ = std::move(pool); }
+  // The load's threads: reads through the page cache run on up to `read_threads` of them
+  // (SafetensorsFile::ReadParallel), re-quantising on up to the CPUs this process may run on.
+  void set_pool(std::shared_ptr<kernels::ThreadPool> pool, int read_threads) {
+    pool_ = std::move(pool);
+    read_threads_ = read_threads;
+  }
   // Reads bypass the page cache (SafetensorsFile::ReadDirect): streamed experts.
   void set_direct_io(bool direct) { direct_io_ = direct; }
   // With direct I/O asked for: whether every read so far got it (false once one fell back).
@@ -409,17 +412,15 @@ class WeightLoader {
                    : dt == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize : kernels::kDefaultI4GroupSize;
     if (std::string why = kernels::CheckQuantGroupSize(dt, v.group_size, v.cols); !why.empty())
       return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", why));
-    // Quantising is not reading: the read pool's threads sleep now instead of spinning.
-    if (read_pool_ != nullptr) read_pool_->Park();
     const int64_t row_bytes = v.row_bytes(), groups = v.groups_per_row();
     AlignedBuffer buf(std::max<int64_t>(1, v.rows * row_bytes));
     AlignedBuffer sbuf(std::max<int64_t>(1, v.rows * groups * static_cast<int64_t>(sizeof(uint16_t))));
     if (!buf.valid() || !sbuf.valid()) return OutOfMemory(name);
     auto* data = static_cast<uint8_t*>(buf.data());
     auto* scales = static_cast<uint16_t*>(sbuf.data());  // f16 bits
-    // Rows are independent: quantise bands of them on all cores, a band at least 64K weights
-    // (~0.2 ms of int4 work, far more than a thread start; the int4 scale search costs ~3.6 ns a
-    // weight, so a 4 GiB BF16 model is seconds of work per core).
+    // Rows are independent: quantise bands of them on the load's threads, a band at least 64K
+    // weights (a tenth of a millisecond or more of scale search, far more than a fork of the
+    // pool; a 4 GiB BF16 model is seconds of it per core).
     auto quantize_rows = [&](int64_t r0, int64_t r1) {
       std::vector<float> row(src.cols);
       for (int64_t r = r0; r < r1; ++r) {
@@ -430,14 +431,16 @@ class WeightLoader {
     if (calibration_ != nullptr && calibration_->Find(name) != nullptr) {
       if (auto st = calibration_->Quantize(name, src, col_begin, dt, v.group_size, data, scales); !st.ok()) return st;
     } else {
-      const int64_t n_threads = std::min<int64_t>(std::max(1u, std::thread::hardware_concurrency()),
-                                                  std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
-      std::vector<std::thread> workers;
-      const int64_t band = (v.rows + n_threads - 1) / n_threads;
-      for (int64_t i = 1; i < n_threads; ++i)
-        if (i * band < v.rows) workers.emplace_back(quantize_rows, i * band, std::min(v.rows, (i + 1) * band));
-      quantize_rows(0, std::min(v.rows, band));
-      for (auto& t : workers) t.join();
+      const int64_t bands = std::min<int64_t>(pool_ == nullptr ? 1 : std::min(pool_->size(), kernels::AvailableCpus()),
+                                              std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
+      const int64_t band = (v.rows + bands - 1) / bands;
+      if (bands <= 1) {
+        quantize_rows(0, v.rows);
+      } else {
+        pool_->RunOnAll([&](int i) {
+          if (i < bands && i * band < v.rows) quantize_rows(i * band, std::min(v.rows, (i + 1) * band));
+        });
+      }
     }
     while (out_->buffers_.size() > buffers_before) {
       out_->bytes_loaded_ -= out_->buffers_.back().size();
@@ -453,7 +456,7 @@ class WeightLoader {
   absl::Status ReadBytes(const SafetensorsFile& file, const TensorInfo& info, int64_t offset, int64_t length,
                          void* dst) {
     bytes_read_ += length;
-    if (!direct_io_) return file.ReadParallel(info, offset, length, dst, read_pool_.get());
+    if (!direct_io_) return file.ReadParallel(info, offset, length, dst, pool_.get(), read_threads_);
     bool direct = false;
     absl::Status s = file.ReadDirect(info, offset, length, dst, &direct);
     all_reads_direct_ = all_reads_direct_ && direct;
@@ -480,7 +483,8 @@ class WeightLoader {
   std::shared_ptr<const MlpCalibration> calibration_;
   std::function<bool(const std::string&)> quantize_only_;
   std::string mtp_prefix_;  // "model.layers.{num_hidden_layers}." (names in kMtpLayer's scope)
-  std::shared_ptr<kernels::ThreadPool> read_pool_;
+  std::shared_ptr<kernels::ThreadPool> pool_;  // set_pool
+  int read_threads_ = 0;
   int64_t bytes_read_ = 0;
   bool direct_io_ = false;
   bool all_reads_direct_ = true;
@@ -631,8 +635,11 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   loader.set_quantize_only(options.quantize_only);
   if (options.read_threads < 0) return absl::InvalidArgumentError("read_threads must be >= 0 (0 = automatic)");
   const int read_threads = options.read_threads > 0 ? options.read_threads : DefaultReadThreads();
-  auto read_pool = read_threads > 1 ? std::make_shared<kernels::ThreadPool>(read_threads) : nullptr;
-  loader.set_read_pool(read_pool);
+  // Re-quantising runs on every CPU the rank may use; reading on read_threads of them.
+  const bool requantizes = options.matrix_dtype && kernels::IsGroupQuantized(*options.matrix_dtype);
+  const int load_threads = std::max(read_threads, requantizes ? kernels::AvailableCpus() : 1);
+  auto load_pool = load_threads > 1 ? std::make_shared<kernels::ThreadPool>(load_threads) : nullptr;
+  loader.set_pool(load_pool, read_threads);
   // Re-quantising to int8/int4 leaves the embedding and the output heads in their stored
   // precision unless asked (as llama.cpp keeps its output matrix at higher precision): on the
   // bundled model int8 lm_head alone flips ~0.5% of greedy tokens that are near-ties.
@@ -643,7 +650,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
                            options.matrix_group_size);
   head_loader.set_progress(options.progress);
   head_loader.share_files_seen(loader);
-  head_loader.set_read_pool(read_pool);
+  head_loader.set_pool(load_pool, read_threads);
   // Routed experts over LoadOptions::expert_memory_bytes stay on disk (expert_streaming.cc).
   auto stream = w->ExpertsOverBudget(checkpoint, opt);
   if (!stream.ok()) return stream.status();

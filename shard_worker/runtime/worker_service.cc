@@ -5,7 +5,6 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -241,8 +240,8 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
         threads_from = "the plan's cores";
       }
     if (threads <= 0) {
-      threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      threads_from = "all cores of the host";
+      threads = glm::kernels::AvailableCpus();
+      threads_from = "the CPUs this process may run on";
     }
     // The coordinator's plan check has the same cap (placement::kMaxRankCores); a worker does not
     // trust a plan it would die running (std::thread throws once the system refuses threads).
