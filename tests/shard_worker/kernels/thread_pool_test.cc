@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -115,6 +116,21 @@ TEST(ThreadPoolTest, WakeRunsNothingAndLosesNoLoop) {
   single.Wake();
   single.RunOnAll([&](int) { calls++; });
   EXPECT_EQ(calls, 300 * 3 + 1);
+}
+
+// A rank bound to some CPUs (hwloc, taskset, mpirun --bind-to) counts those, not the host's.
+TEST(ThreadPoolTest, AvailableCpusFollowsTheAffinityMask) {
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(AvailableCpus(), CPU_COUNT(&saved));
+  int first = 0;
+  while (!CPU_ISSET(first, &saved)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(AvailableCpus(), 1);
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
 }
 
 }  // namespace
