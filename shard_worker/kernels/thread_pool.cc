@@ -101,11 +101,13 @@ void ThreadPool::Wake() {
   }
 }
 
-void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain) {
+void ThreadPool::ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain,
+                             int max_threads) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   int64_t chunks = (n + grain - 1) / grain;
-  int used = static_cast<int>(std::min<int64_t>(n_threads_, chunks));
+  const int threads = max_threads > 0 ? std::min(max_threads, n_threads_) : n_threads_;
+  int used = static_cast<int>(std::min<int64_t>(threads, chunks));
   if (used <= 1) {
     fn(0, n);
     return;

@@ -46,8 +46,9 @@ class ThreadPool {
   int size() const { return n_threads_; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n), each at least `grain` long (but the
-  // last), spread over the threads. Returns when all calls finished. Not reentrant.
-  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain = 1);
+  // last), spread over the threads (max_threads > 0: at most that many of them). Returns when all
+  // calls finished. Not reentrant.
+  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn, int64_t grain = 1, int max_threads = 0);
 
   // Calls fn(thread_index) once on every thread (0 = the caller). The callables are borrowed
   // (absl::FunctionRef), never copied: a fork allocates nothing.

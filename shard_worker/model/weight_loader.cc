@@ -418,9 +418,9 @@ class WeightLoader {
     if (!buf.valid() || !sbuf.valid()) return OutOfMemory(name);
     auto* data = static_cast<uint8_t*>(buf.data());
     auto* scales = static_cast<uint16_t*>(sbuf.data());  // f16 bits
-    // Rows are independent: quantise bands of them on the load's threads, a band at least 64K
-    // weights (a tenth of a millisecond or more of scale search, far more than a fork of the
-    // pool; a 4 GiB BF16 model is seconds of it per core).
+    // Rows are independent: quantise them on the load's threads in pieces of at least 64K weights
+    // (a tenth of a millisecond or more of scale search, far more than a fork of the pool; a 4
+    // GiB BF16 model is seconds of it per core), a thread that falls behind doing less of the tail.
     auto quantize_rows = [&](int64_t r0, int64_t r1) {
       std::vector<float> row(src.cols);
       for (int64_t r = r0; r < r1; ++r) {
@@ -431,16 +431,9 @@ class WeightLoader {
     if (calibration_ != nullptr && calibration_->Find(name) != nullptr) {
       if (auto st = calibration_->Quantize(name, src, col_begin, dt, v.group_size, data, scales); !st.ok()) return st;
     } else {
-      const int64_t bands = std::min<int64_t>(pool_ == nullptr ? 1 : std::min(pool_->size(), kernels::AvailableCpus()),
-                                              std::max<int64_t>(1, v.rows * v.cols / (1 << 16)));
-      const int64_t band = (v.rows + bands - 1) / bands;
-      if (bands <= 1) {
-        quantize_rows(0, v.rows);
-      } else {
-        pool_->RunOnAll([&](int i) {
-          if (i < bands && i * band < v.rows) quantize_rows(i * band, std::min(v.rows, (i + 1) * band));
-        });
-      }
+      const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, v.cols));
+      if (pool_ == nullptr) quantize_rows(0, v.rows);
+      else pool_->ParallelFor(v.rows, quantize_rows, grain, kernels::AvailableCpus());
     }
     while (out_->buffers_.size() > buffers_before) {
       out_->bytes_loaded_ -= out_->buffers_.back().size();
