@@ -7,6 +7,8 @@
 //   --server HOST:PORT generate|chat|info   (the same through a running coordinator's gRPC API)
 //   chat        --model DIR --message TEXT [generate's sampling flags] [--json]
 //   synth       --out DIR --preset bench|bench-fp8|glm5|tiny [--seed N] [--force]
+//   quantize    --model DIR --out DIR2 --weight-dtype int8|int4|int{8,4}-g<N>|int8-row [--force]
+//               (the checkpoint with its experts stored pre-quantised)
 //   plan        --model DIR (--topology XML | --synthetic "pack:2 numa:2 core:16") [--hosts N] [--stages S]
 //   tokenize    --tokenizer PATH --text-file F
 //   detokenize  --tokenizer PATH --ids 1,2,3
@@ -41,7 +43,7 @@ ABSL_FLAG(double, timeout_s, 5, "info: seconds to wait for the server");
 ABSL_FLAG(std::string, model, "", "model directory (Hugging Face glm_moe_dsa checkpoint)");
 ABSL_FLAG(std::string, tokens, "", "comma-separated prompt token ids");
 ABSL_FLAG(std::string, prompt, "", "prompt text (needs the model's tokenizer.json)");
-ABSL_FLAG(std::string, out, "", "output file (forward) or directory (synth)");
+ABSL_FLAG(std::string, out, "", "output file (forward) or directory (synth, quantize)");
 ABSL_FLAG(bool, mtp, false, "forward: also write mtp_logits");
 ABSL_FLAG(int64_t, max_new_tokens, 16, "generate: tokens to generate");
 ABSL_FLAG(double, temperature, 0.0, "generate: sampling temperature (0 = greedy)");
@@ -81,7 +83,7 @@ ABSL_FLAG(int64_t, draft_vocab, 0,
           "output's own tokens (the same outputs; 0 = the whole vocabulary)");
 ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
 ABSL_FLAG(bool, force, false,
-          "synth: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
+          "synth, quantize: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
           "(without it a non-empty DIR is refused)");
 ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
 ABSL_FLAG(std::string, text_file, "", "tokenize, expert-load: file with the text");
@@ -170,7 +172,7 @@ int main(int argc, char** argv) {
   // lock/unlock; the tests (their own main) keep it on to catch lock-order bugs.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
-      "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|plan|expert-load|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
+      "glmctl [--server HOST:PORT] <forward|generate|chat|info|synth|quantize|plan|expert-load|tokenize|detokenize|render-chat> [flags]; --helpfull lists flags");
   glm::runtime::NormalizeDashedFlags(argc, argv);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
@@ -330,6 +332,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return Finish(glm::cli::RunGenerateCommand(m));
   if (command == "chat") return Finish(glm::cli::RunChatCommand(m));
   if (command == "synth") return Finish(glm::cli::RunSynthCommand(m));
+  if (command == "quantize") return Finish(glm::cli::RunQuantizeCommand(m));
   if (command == "expert-load") {
     m.text_file = absl::GetFlag(FLAGS_text_file);
     m.window = absl::GetFlag(FLAGS_window);

@@ -19,6 +19,7 @@
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/glm5_model.h"
 #include "shard_worker/model/safetensors_file.h"
+#include "shard_worker/model/quantized_checkpoint.h"
 #include "shard_worker/model/synth_checkpoint.h"
 #include "shard_worker/runtime/generator.h"
 #include "shard_worker/runtime/speculative_generator.h"
@@ -319,6 +320,25 @@ absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& o) {
   auto summary = model::WriteSynthCheckpoint(*preset, o.out, o.seed, /*replace=*/o.force);
   if (!summary.ok()) return summary.status();
   return *summary;
+}
+
+absl::StatusOr<std::string> RunQuantizeCommand(const ModelCommandOptions& o) {
+  if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
+  if (o.out.empty()) return absl::InvalidArgumentError("--out DIR is required");
+  model::LoadOptions load;
+  if (auto s = model::ParseWeightDType(o.weight_dtype, &load); !s.ok()) return s;
+  if (!load.matrix_dtype || !kernels::IsGroupQuantized(*load.matrix_dtype))
+    return absl::InvalidArgumentError(absl::StrCat("quantize: --weight-dtype must be an integer format (int8, int8-row, int4, "
+                                                   "int{8,4}-g<N>), got '", o.weight_dtype, "'"));
+  if (o.quantize_scope != "experts")
+    return absl::InvalidArgumentError("quantize: only the experts are stored pre-quantised (--quantize-scope experts); "
+                                      "other scopes re-quantise at load from the stored checkpoint");
+  model::QuantizeCheckpointOptions q;
+  q.dtype = *load.matrix_dtype;
+  q.group_size = load.matrix_group_size;
+  q.replace = o.force;
+  q.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  return model::WriteQuantizedCheckpoint(o.model_dir, o.out, q);
 }
 
 absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {

@@ -59,6 +59,9 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(const std::string& csv);
 absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& options);
 absl::StatusOr<std::string> RunSynthCommand(const ModelCommandOptions& options);
+// quantize --model DIR --out DIR2 --weight-dtype int8|int4|int{8,4}-g<N>|int8-row [--force]: the
+// checkpoint with its experts stored pre-quantised (model/quantized_checkpoint.h).
+absl::StatusOr<std::string> RunQuantizeCommand(const ModelCommandOptions& options);
 // Routing statistics for the planner's hot-expert replicas (placement/expert_load.h): runs the
 // text (--text-file, tokenized with the model's tokenizer, or --tokens) through the model in
 // sequences of `window` tokens and counts how many tokens chose each routed expert of each main

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/model/checkpoint.h"
 
 namespace glm::model {
@@ -18,9 +19,27 @@ int64_t TensorLayer(const std::string& name) {
   return std::strtoll(name.c_str() + kPrefix.size(), nullptr, 10);
 }
 
+bool IsExpertMatrix(const std::string& name) {
+  return (absl::StrContains(name, ".experts.") || absl::StrContains(name, ".shared_experts.")) &&
+         absl::EndsWith(name, "_proj.weight");
+}
+
+int64_t ExpertMatrixCols(const ModelConfig& config, const std::string& name) {
+  if (!absl::EndsWith(name, "down_proj.weight")) return config.hidden_size;
+  return absl::StrContains(name, ".shared_experts.") ? config.moe_intermediate_size * config.n_shared_experts
+                                                     : config.moe_intermediate_size;
+}
+
+std::string QuantScaleName(const std::string& weight_name) { return weight_name + "_scale"; }
+
+bool StoredExpertFormat(const ModelConfig& config, int64_t cols, kernels::DType* dtype, int64_t* group_size) {
+  if (config.expert_quant_format.empty()) return false;
+  *dtype = config.expert_quant_format == "int8" ? kernels::DType::kI8 : kernels::DType::kI4;
+  *group_size = config.expert_quant_group_size < 0 ? cols : config.expert_quant_group_size;
+  return true;
+}
+
 namespace {
-
-
 
 void AddMlp(ExpectedMap& m, const std::string& prefix, int64_t hidden, int64_t inter) {
   m[prefix + "gate_proj.weight"] = {TensorRole::kMatrix, {inter, hidden}};
@@ -89,6 +108,34 @@ std::vector<int64_t> ScaleShape(const ModelConfig& c, const std::vector<int64_t>
           (shape[1] + c.fp8_block_cols - 1) / c.fp8_block_cols};
 }
 
+// A pre-quantised expert matrix of logical shape [rows, cols]: its codes (I8 [rows, cols], or U8
+// [rows, row bytes] of packed int4) and its F16 scales [rows, groups].
+absl::Status ValidateStoredCodes(const Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& shape,
+                                 kernels::DType codes, int64_t group) {
+  const auto loc = ckpt.Find(name);
+  const int64_t rows = shape[0], cols = shape[1];
+  const bool int8 = codes == kernels::DType::kI8;
+  const char* format = int8 ? "int8" : "int4";
+  if (std::string why = kernels::CheckQuantGroupSize(codes, group, cols); !why.empty())
+    return absl::DataLossError(absl::StrCat(loc.Where(), ": expert_quantization's group size does not fit it: ", why));
+  const std::vector<int64_t> want = {rows, int8 ? cols : kernels::DTypeRowBytes(codes, cols)};
+  if (loc.info->dtype != (int8 ? "I8" : "U8") || loc.info->shape != want)
+    return absl::DataLossError(absl::StrCat(loc.Where(), " is ", loc.info->dtype, " ", ShapeString(loc.info->shape),
+                                            "; config.json's expert_quantization (", format, ") needs ",
+                                            int8 ? "I8 " : "U8 ", ShapeString(want), " for a ",
+                                            ShapeString(shape), " matrix"));
+  const std::string scale_name = QuantScaleName(name);
+  const auto scale = ckpt.Find(scale_name);
+  if (scale.file == nullptr)
+    return absl::DataLossError(absl::StrCat(loc.Where(), " is pre-quantised but '", scale_name, "' is missing"));
+  const std::vector<int64_t> scale_shape = {rows, kernels::QuantGroupsPerRow(cols, group)};
+  if (scale.info->dtype != "F16" || scale.info->shape != scale_shape)
+    return absl::DataLossError(absl::StrCat(scale.Where(), " is ", scale.info->dtype, " ",
+                                            ShapeString(scale.info->shape), "; groups of ", group, " need F16 ",
+                                            ShapeString(scale_shape)));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap& expected) {
@@ -102,6 +149,13 @@ absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap
                                               "' is missing (required by config.json)"));
     }
     accounted.insert(name);
+    kernels::DType codes;
+    int64_t group = 0;
+    if (spec.role == TensorRole::kMatrix && IsExpertMatrix(name) && StoredExpertFormat(c, spec.shape[1], &codes, &group)) {
+      if (auto st = ValidateStoredCodes(ckpt, name, spec.shape, codes, group); !st.ok()) return st;
+      accounted.insert(QuantScaleName(name));
+      continue;
+    }
     if (loc.info->shape != spec.shape)
       return absl::DataLossError(absl::StrCat(loc.Where(), " has shape ", ShapeString(loc.info->shape),
                                               ", config.json implies ", ShapeString(spec.shape)));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "shard_worker/kernels/dtype.h"
 #include "shard_worker/model/model_config.h"
 
 namespace glm::model {
@@ -33,6 +34,17 @@ class Checkpoint;
 // be absent): shapes, dtypes (matrices F32/BF16/F16, or F8_E4M3 with a weight_scale_inv of the
 // config's block grid), and no tensor the config does not imply (rotary inv_freq aside).
 absl::Status ValidateCheckpointTensors(const Checkpoint& ckpt, const ExpectedMap& expected);
+// A routed or shared expert's gate/up/down matrix ("...experts.E.gate_proj.weight",
+// "...shared_experts.down_proj.weight"): what `glmctl quantize` stores as codes.
+bool IsExpertMatrix(const std::string& name);
+// Columns of an expert matrix (IsExpertMatrix) by the config: gate/up hidden_size, down the
+// expert's intermediate size (times n_shared_experts for the shared one).
+int64_t ExpertMatrixCols(const ModelConfig& config, const std::string& name);
+// The F16 scales beside a pre-quantised matrix: "X.weight" -> "X.weight_scale".
+std::string QuantScaleName(const std::string& weight_name);
+// Pre-quantised experts (ModelConfig::expert_quant_format): their codes' dtype (kI8 / kI4) and
+// columns per scale for a matrix of `cols` columns (-1 in the config: cols). False: none.
+bool StoredExpertFormat(const ModelConfig& config, int64_t cols, kernels::DType* dtype, int64_t* group_size);
 // Weight layer a tensor belongs to (num_hidden_layers = MTP), or -1 for embedding/norm/head.
 int64_t TensorLayer(const std::string& name);
 

@@ -377,6 +377,24 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
     c.fp8_block_rows = (*bs)[0].get<int64_t>();
     c.fp8_block_cols = (*bs)[1].get<int64_t>();
   }
+  if (auto q = j.find("expert_quantization"); q != j.end() && !q->is_null()) {
+    if (!q->is_object())
+      return FieldError("expert_quantization", absl::StrCat("must be an object, got ", Describe(*q)));
+    if (auto s = ReadStringMember(*q, "format", "expert_quantization.format", "", &c.expert_quant_format); !s.ok())
+      return s;
+    if (c.expert_quant_format != "int8" && c.expert_quant_format != "int4")
+      return FieldError("expert_quantization.format",
+                        absl::StrCat("must be \"int8\" or \"int4\", got \"", c.expert_quant_format, "\""));
+    auto g = q->find("group_size");
+    if (g == q->end() || g->is_null()) return FieldError("expert_quantization.group_size", "is missing");
+    auto group_or = IntegerValue(*g, "expert_quantization.group_size");
+    if (!group_or.ok()) return group_or.status();
+    const int64_t group = *group_or;
+    if (group < -1 || group == 0 || group > (int64_t{1} << 20) || (group > 0 && group % 32 != 0))
+      return FieldError("expert_quantization.group_size",
+                        absl::StrCat("must be a positive multiple of 32 or -1 (one scale a row), got ", group));
+    c.expert_quant_group_size = group;
+  }
   return c;
 }
 
@@ -444,6 +462,8 @@ std::string ModelConfig::ToJson() const {
                                 {"activation_scheme", "dynamic"},
                                 {"weight_block_size", {fp8_block_rows, fp8_block_cols}}};
   }
+  if (!expert_quant_format.empty())
+    j["expert_quantization"] = {{"format", expert_quant_format}, {"group_size", expert_quant_group_size}};
   return j.dump(2);
 }
 

@@ -51,6 +51,13 @@ struct ModelConfig {
   bool fp8_weights = false;
   int64_t fp8_block_rows = 128;
   int64_t fp8_block_cols = 128;
+  // Experts stored pre-quantised (`glmctl quantize`; config.json "expert_quantization":
+  // {"format": "int8"|"int4", "group_size": N}): every routed and shared expert matrix is held as
+  // the re-quantiser's codes (I8 [rows, cols], or U8 [rows, 16·ceil(cols / 32)] of packed int4
+  // nibbles) with an F16 "<name>_scale" [rows, groups] beside it, exactly the bytes a load with
+  // --weight-dtype FORMAT-gN would compute. Empty: experts in the checkpoint's float format.
+  std::string expert_quant_format;      // "", "int8" or "int4"
+  int64_t expert_quant_group_size = 0;  // columns per scale; -1 = one scale per row
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   bool has_mtp() const { return num_nextn_predict_layers > 0; }

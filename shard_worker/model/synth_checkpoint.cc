@@ -164,10 +164,12 @@ bool IsCheckpointFile(const std::filesystem::path& p) {
   return ext == ".safetensors" || ext == ".json";
 }
 
+}  // namespace
+
 // `dir` absent or empty, or (with `replace`) emptied of checkpoint files. Writing into another
 // model's directory used to mix the two: the new config and index beside the old shards, and
 // the old tokenizer for a model of another vocabulary.
-absl::Status PrepareOutputDir(const std::string& dir, bool replace) {
+absl::Status PrepareCheckpointDir(const std::string& dir, bool replace) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(dir, ec)) return absl::OkStatus();
@@ -187,14 +189,12 @@ absl::Status PrepareOutputDir(const std::string& dir, bool replace) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed,
                                                  bool replace) {
   namespace fs = std::filesystem;
   const ModelConfig& c = preset.config;
   if (dir.empty()) return absl::InvalidArgumentError("synth: the output directory is empty");
-  if (auto s = PrepareOutputDir(dir, replace); !s.ok()) return s;
+  if (auto s = PrepareCheckpointDir(dir, replace); !s.ok()) return s;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(dir, ": cannot create: ", ec.message()));

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "shard_worker/model/model_config.h"
 
@@ -28,6 +29,11 @@ absl::StatusOr<SynthPreset> SynthPresetByName(const std::string& name);
 // --force), other files left alone.
 absl::StatusOr<std::string> WriteSynthCheckpoint(const SynthPreset& preset, const std::string& dir, uint64_t seed,
                                                  bool replace = false);
+
+// `dir` absent or empty, or (with `replace`) emptied of checkpoint files (*.safetensors,
+// *.json; other files are left alone): where a writer of checkpoints may write one without
+// mixing it with another model. AlreadyExists naming the entries otherwise.
+absl::Status PrepareCheckpointDir(const std::string& dir, bool replace);
 
 }  // namespace glm::model
 

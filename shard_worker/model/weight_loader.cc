@@ -18,6 +18,7 @@
 #include "shard_worker/model/layer_read_ahead.h"
 #include "shard_worker/model/mlp_calibration.h"
 #include "shard_worker/model/model_weights.h"
+#include "shard_worker/model/stored_expert_codes.h"
 
 namespace glm::model {
 
@@ -131,6 +132,7 @@ class WeightLoader {
 
   // A matrix in its stored format, or converted when LoadOptions::matrix_dtype asks for it.
   absl::StatusOr<WeightView> Matrix(const std::string& name) {
+    if (HoldsStoredCodes(ckpt_, name)) return Codes(name, 0, -1, 0, -1);
     const size_t buffers_before = out_->buffers_.size();
     if (simulate_rows_ && InScope(name)) {
       auto stored = StoredMatrix(name, /*transient=*/true);
@@ -242,6 +244,7 @@ class WeightLoader {
     const TensorInfo& info = *loc.info;
     const int64_t rows = info.shape[0], cols = info.shape[1];
     if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
+    if (HoldsStoredCodes(ckpt_, name)) return Codes(name, rb, re, cb, ce);
     if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
       return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
@@ -443,6 +446,27 @@ class WeightLoader {
     v.group_scales = scales;
     Keep(std::move(buf));
     Keep(std::move(sbuf));
+    return v;
+  }
+
+  // Pre-quantised expert codes (stored_expert_codes.h), rows [rb, re) and columns [cb, ce) (-1:
+  // to the end), if the load's conversion allows them.
+  absl::StatusOr<WeightView> Codes(const std::string& name, int64_t rb, int64_t re, int64_t cb, int64_t ce) {
+    if (auto s = CheckStoredCodesRequest(ckpt_, name, convert_to_, group_size_, InScope(name), simulate_rows_ != nullptr);
+        !s.ok())
+      return s;
+    auto loc = ckpt_.Find(name);
+    NoteFile(loc.file);
+    if (re < 0) re = loc.info->shape[0];
+    if (ce < 0) ce = ExpertMatrixCols(ckpt_.config(), name);
+    auto codes = ReadStoredCodes(ckpt_, name, rb, re, cb, ce,
+                                 [this](const Checkpoint::Located& at, int64_t offset, int64_t length, void* dst) {
+                                   return ReadBytes(*at.file, *at.info, offset, length, dst);
+                                 });
+    if (!codes.ok()) return codes.status();
+    const WeightView v = codes->view;
+    Keep(std::move(codes->codes));
+    Keep(std::move(codes->scales));
     return v;
   }
 

@@ -1,0 +1,220 @@
+#include "shard_worker/model/quantized_checkpoint.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "shard_worker/kernels/quantize.h"
+#include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/checkpoint_layout.h"
+#include "shard_worker/model/model_weights.h"
+#include "shard_worker/model/safetensors_file.h"
+#include "shard_worker/model/synth_checkpoint.h"
+
+namespace glm::model {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "model.layers.L.mlp.experts.E.gate_proj.weight" -> L, E, "gate_proj"; the shared expert's
+// "model.layers.L.mlp.shared_experts.down_proj.weight" -> L, -1, "down_proj".
+bool ParseExpertMatrix(const std::string& name, int64_t* layer, int64_t* expert, std::string* proj) {
+  if (!IsExpertMatrix(name)) return false;
+  *layer = TensorLayer(name);
+  const size_t routed = name.find(".experts.");
+  *expert = routed == std::string::npos ? -1 : std::strtoll(name.c_str() + routed + 9, nullptr, 10);
+  const size_t dot = name.rfind('.', name.size() - 8);  // the '.' before "X_proj.weight"
+  *proj = name.substr(dot + 1, name.size() - 7 - dot - 1);
+  return *layer >= 0;
+}
+
+// The loader's matrices of one expert at a time (tensors of an expert sit together in a shard,
+// so each is quantised once): exactly what a load with the same options holds.
+class ExpertSource {
+ public:
+  ExpertSource(const Checkpoint& ckpt, LoadOptions options) : ckpt_(ckpt), options_(std::move(options)) {}
+
+  absl::StatusOr<WeightView> View(int64_t layer, int64_t expert, const std::string& proj) {
+    if (layer != layer_ || expert != expert_) {
+      layer_ = expert_ = -2;
+      shared_.reset();
+      if (expert >= 0) {
+        auto one = ModelWeights::LoadExpert(ckpt_, options_, layer, expert);
+        if (!one.ok()) return one.status();
+        routed_ = *std::move(one);
+        mlp_ = &routed_.weights;
+      } else {
+        LoadOptions o = options_;
+        o.layer_begin = layer;
+        o.layer_end = layer + 1;
+        o.load_embedding = o.load_head = false;
+        o.owns_expert = [](int64_t, int64_t) { return false; };
+        auto w = ModelWeights::Load(ckpt_, o);
+        if (!w.ok()) return w.status();
+        shared_ = *std::move(w);
+        mlp_ = &shared_->layer(layer).moe.shared;
+      }
+      layer_ = layer;
+      expert_ = expert;
+    }
+    if (proj == "gate_proj") return mlp_->gate_proj;
+    if (proj == "up_proj") return mlp_->up_proj;
+    return mlp_->down_proj;
+  }
+
+ private:
+  const Checkpoint& ckpt_;
+  const LoadOptions options_;
+  int64_t layer_ = -2, expert_ = -2;
+  LoadedExpert routed_;
+  std::unique_ptr<ModelWeights> shared_;
+  const MlpWeights* mlp_ = nullptr;
+};
+
+absl::Status WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WriteQuantizedCheckpoint(const std::string& model_dir, const std::string& out_dir,
+                                                     const QuantizeCheckpointOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (options.dtype != kernels::DType::kI8 && options.dtype != kernels::DType::kI4)
+    return absl::InvalidArgumentError("quantize: the format must be int8 or int4 (int8, int8-row, int4, int{8,4}-g<N>)");
+  if (out_dir.empty()) return absl::InvalidArgumentError("quantize: --out DIR is required");
+  auto opened = Checkpoint::Open(model_dir);
+  if (!opened.ok()) return opened.status();
+  const Checkpoint& ckpt = **opened;
+  const ModelConfig& c = ckpt.config();
+  if (auto s = ValidateCheckpointTensors(ckpt, ExpectedTensors(c)); !s.ok()) return s;
+  if (!c.expert_quant_format.empty())
+    return absl::FailedPreconditionError(absl::StrCat(model_dir, ": its experts are already pre-quantised (",
+                                                      c.expert_quant_format, "); quantize the original checkpoint"));
+  if (c.n_routed_experts == 0) return absl::FailedPreconditionError(absl::StrCat(model_dir, ": the model has no experts"));
+  const int64_t group = options.group_size != 0 ? options.group_size
+                        : options.dtype == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
+                                                               : kernels::kDefaultI4GroupSize;
+  if (group < -1 || group == 0 || (group > 0 && group % 32 != 0))
+    return absl::InvalidArgumentError(absl::StrCat("quantize: group size ", group, " is not a positive multiple of 32 or -1"));
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model_dir, ec))
+    return absl::InvalidArgumentError("quantize: --out must be another directory than --model");
+  if (auto s = PrepareCheckpointDir(out_dir, options.replace); !s.ok()) return s;
+  fs::create_directories(out_dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(out_dir, ": cannot create: ", ec.message()));
+
+  LoadOptions load;
+  load.matrix_dtype = options.dtype;
+  load.matrix_group_size = group;
+  load.quantize_scope = QuantizeScope::kExperts;
+  ExpertSource experts(ckpt, load);
+  absl::Status failed;  // the first error of a fill (SafetensorsWriter's callbacks return nothing)
+  nlohmann::json weight_map = nlohmann::json::object();
+  int64_t bytes_in = 0, bytes_out = 0;
+  for (const auto& file : ckpt.files()) {
+    std::vector<const TensorInfo*> tensors;
+    for (const auto& [name, info] : file->tensors()) tensors.push_back(&info);
+    std::sort(tensors.begin(), tensors.end(), [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
+    SafetensorsWriter writer;
+    const std::string shard = fs::path(file->path()).filename().string();
+    for (const TensorInfo* t : tensors) {
+      bytes_in += t->size;
+      const std::string& name = t->name;
+      int64_t layer = 0, expert = 0;
+      std::string proj;
+      if (absl::EndsWith(name, "weight_scale_inv") &&
+          IsExpertMatrix(name.substr(0, name.size() - std::string("_scale_inv").size())))
+        continue;  // an expert's FP8 block scales: the codes replace the weight
+      if (!ParseExpertMatrix(name, &layer, &expert, &proj)) {
+        SafetensorsWriter::Entry e{name, t->dtype, t->shape, {}, {}};
+        e.fill = [&failed, f = file.get(), t](uint8_t* dst, int64_t size) {
+          if (auto s = f->Read(*t, 0, size, dst); !s.ok() && failed.ok()) failed = s;
+        };
+        writer.Add(std::move(e));
+        weight_map[name] = shard;
+        continue;
+      }
+      const int64_t rows = t->shape[0], cols = ExpertMatrixCols(c, name);
+      const int64_t row_bytes = kernels::DTypeRowBytes(options.dtype, cols);
+      const int64_t groups = kernels::QuantGroupsPerRow(cols, group < 0 ? cols : group);
+      // The expert's matrix as the loader holds it (nullopt, with `failed` set, on an error).
+      auto fetch = [&experts, &failed, layer, expert, proj, name, rows, cols](kernels::DType want) -> std::optional<WeightView> {
+        auto v = experts.View(layer, expert, proj);
+        if (!v.ok()) {
+          if (failed.ok()) failed = v.status();
+          return std::nullopt;
+        }
+        if (v->dtype != want || v->rows != rows || v->cols != cols) {
+          if (failed.ok()) failed = absl::InternalError(absl::StrCat("quantize: '", name, "' did not load as codes"));
+          return std::nullopt;
+        }
+        return *v;
+      };
+      const kernels::DType dt = options.dtype;
+      SafetensorsWriter::Entry codes{name, dt == kernels::DType::kI8 ? "I8" : "U8", {rows, row_bytes}, {}, {}};
+      codes.fill = [fetch, dt, rows, row_bytes](uint8_t* dst, int64_t size) {
+        const std::optional<WeightView> v = fetch(dt);
+        if (!v || size != rows * row_bytes) return;
+        std::memcpy(dst, v->data, static_cast<size_t>(size));
+      };
+      SafetensorsWriter::Entry scales{QuantScaleName(name), "F16", {rows, groups}, {}, {}};
+      scales.fill = [fetch, dt, rows, groups](uint8_t* dst, int64_t size) {
+        const std::optional<WeightView> v = fetch(dt);
+        if (!v || v->groups_per_row() != groups || size != rows * groups * 2) return;
+        std::memcpy(dst, v->group_scales, static_cast<size_t>(size));
+      };
+      weight_map[codes.name] = shard;
+      weight_map[scales.name] = shard;
+      writer.Add(std::move(codes));
+      writer.Add(std::move(scales));
+    }
+    auto written = writer.Write((fs::path(out_dir) / shard).string());
+    if (!written.ok()) return written.status();
+    if (!failed.ok()) return failed;
+    bytes_out += *written;
+    if (options.progress) options.progress(absl::StrCat("wrote ", (fs::path(out_dir) / shard).string(), " (", *written >> 20, " MiB)"));
+  }
+  // config.json as it was, plus the experts' format; the index; the directory's other files.
+  std::ifstream config_in(fs::path(model_dir) / "config.json", std::ios::binary);
+  std::stringstream config_text;
+  config_text << config_in.rdbuf();
+  nlohmann::json config = nlohmann::json::parse(config_text.str(), nullptr, /*allow_exceptions=*/false);
+  if (config.is_discarded() || !config.is_object())
+    return absl::DataLossError(absl::StrCat(model_dir, "/config.json: cannot be read back"));
+  const std::string format = options.dtype == kernels::DType::kI8 ? "int8" : "int4";
+  config["expert_quantization"] = {{"format", format}, {"group_size", group}};
+  if (auto s = WriteText(fs::path(out_dir) / "config.json", config.dump(2) + "\n"); !s.ok()) return s;
+  nlohmann::json index = {{"metadata", {{"total_size", bytes_out}}}, {"weight_map", weight_map}};
+  if (auto s = WriteText(fs::path(out_dir) / "model.safetensors.index.json", index.dump(1) + "\n"); !s.ok()) return s;
+  for (fs::directory_iterator it(model_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string file = p.filename().string();
+    if (!it->is_regular_file() || p.extension() == ".safetensors" || file == "config.json" ||
+        file == "model.safetensors.index.json")
+      continue;
+    fs::copy_file(p, fs::path(out_dir) / file, fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::PermissionDeniedError(absl::StrCat(p.string(), ": cannot copy: ", ec.message()));
+  }
+  if (ec) return absl::PermissionDeniedError(absl::StrCat(model_dir, ": cannot list: ", ec.message()));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  nlohmann::json summary = {{"dir", out_dir},           {"format", format},       {"group_size", group},
+                            {"bytes_in", bytes_in},     {"bytes_out", bytes_out}, {"seconds", seconds}};
+  return summary.dump();
+}
+
+}  // namespace glm::model
