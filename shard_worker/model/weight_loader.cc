@@ -243,8 +243,9 @@ class WeightLoader {
     NoteFile(loc.file);
     const TensorInfo& info = *loc.info;
     const int64_t rows = info.shape[0], cols = info.shape[1];
-    if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
+    // (Stored codes first: an int4 tensor's shape counts bytes, not columns.)
     if (HoldsStoredCodes(ckpt_, name)) return Codes(name, rb, re, cb, ce);
+    if (rb == 0 && re == rows && cb == 0 && ce == cols) return Matrix(name);
     if (rb < 0 || re > rows || rb > re || cb < 0 || ce > cols || cb > ce)
       return absl::InvalidArgumentError(absl::StrCat("slice of '", name, "' outside its shape"));
     if (convert_to_ && kernels::IsGroupQuantized(*convert_to_)) {
