@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "shard_worker/kernels/quantize.h"
+#include "shard_worker/model/checkpoint_layout.h"
 
 namespace glm::placement {
 namespace {
@@ -27,6 +28,14 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
   const int64_t elements = rows * cols;
   if (elements == 0) return 0;
   if (format_.bytes_per_param > 0) return elements * format_.bytes_per_param;
+  kernels::DType stored;
+  int64_t stored_group = 0;
+  if (part == Part::kExpert && model::StoredExpertFormat(config_, cols, &stored, &stored_group)) {
+    // Pre-quantised experts (glmctl quantize) are held as stored, whatever the load asks (a
+    // conversion it cannot give was refused): codes plus an f16 scale a group of each row.
+    return rows * (kernels::DTypeRowBytes(stored, cols) +
+                   kernels::QuantGroupsPerRow(cols, stored_group) * static_cast<int64_t>(sizeof(uint16_t)));
+  }
   if (format_.dtype && !format_.quantized()) return elements * kernels::DTypeSize(*format_.dtype);  // BF16 / F32
   // Scope "mtp" reaches here only for parts outside any layer (LayerFormat() handles layers).
   const bool requantized =

@@ -15,6 +15,7 @@
 #include "coordinator/placement/range_split.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/model/checkpoint_layout.h"
 #include "coordinator/placement/weight_format.h"
 
 namespace glm::placement {
@@ -92,13 +93,19 @@ void FillSlices(const model::ModelConfig& c, bool etp, bool last_stage, int p, i
   const Range dense = AlignedSlice(c.intermediate_size, p, i, align);
   r->set_dense_begin(dense.begin);
   r->set_dense_end(dense.end);
-  const Range shared = AlignedSlice(c.moe_intermediate_size * c.n_shared_experts, p, i, align);
+  // Pre-quantised experts are sliced on their scale groups (a slice starting inside one is
+  // refused at load): the group replaces the FP8 block, whose scales they no longer have.
+  kernels::DType codes;
+  int64_t group = 0;
+  const int64_t expert_align =
+      model::StoredExpertFormat(c, c.moe_intermediate_size, &codes, &group) ? group : align;
+  const Range shared = AlignedSlice(c.moe_intermediate_size * c.n_shared_experts, p, i, expert_align);
   r->set_shared_begin(shared.begin);
   r->set_shared_end(shared.end);
   if (etp) {
     // int64: the config's count is int64 (Plan() refused counts beyond int32 expert ids).
     for (int64_t e = 0; e < c.n_routed_experts; ++e) r->add_experts(static_cast<int32_t>(e));
-    const Range slice = AlignedSlice(c.moe_intermediate_size, p, i, align);
+    const Range slice = AlignedSlice(c.moe_intermediate_size, p, i, expert_align);
     r->set_expert_slice_begin(slice.begin);
     r->set_expert_slice_end(slice.end);
   } else {

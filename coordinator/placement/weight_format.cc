@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/quantize.h"
+#include "shard_worker/model/stored_expert_codes.h"
 
 namespace glm::placement {
 namespace {
@@ -36,6 +37,9 @@ absl::StatusOr<WeightFormat> ParseWeightFormat(std::string_view weight_dtype, st
   f.group_size = load.matrix_group_size;
   f.scope = load.quantize_scope;
   if (auto s = model::CheckQuantizeScope(load, config); !s.ok()) return s;
+  // Every scope reaches expert matrices (the MTP layer's own, for "mtp").
+  if (auto s = model::CheckExpertFormatRequest(config, f.dtype, f.group_size, /*experts_in_scope=*/true); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("weight dtype '", std::string(weight_dtype), "': ", s.message()));
   if (f.quantized() && f.group_size > 0) {
     const int64_t widest = WidestQuantizedRow(config, f.scope);
     if (std::string why = kernels::CheckQuantGroupSize(*f.dtype, f.group_size, widest); !why.empty())

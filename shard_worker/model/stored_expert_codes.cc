@@ -18,6 +18,31 @@ std::string FormatText(kernels::DType dtype, int64_t group, int64_t cols) {
 
 }  // namespace
 
+absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<kernels::DType> convert_to,
+                                      int64_t requested_group, bool experts_in_scope) {
+  if (config.expert_quant_format.empty() || !convert_to) return absl::OkStatus();
+  const int64_t stored_group = config.expert_quant_group_size;
+  const kernels::DType stored = config.expert_quant_format == "int8" ? kernels::DType::kI8 : kernels::DType::kI4;
+  auto text = [](kernels::DType dtype, int64_t group) {
+    return absl::StrCat(dtype == kernels::DType::kI8 ? "int8" : "int4",
+                        group < 0 ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
+  };
+  const std::string holds = absl::StrCat("the checkpoint's experts are stored pre-quantised as ", text(stored, stored_group));
+  if (!kernels::IsGroupQuantized(*convert_to))
+    return absl::InvalidArgumentError(absl::StrCat(holds, "; they cannot be converted to ",
+                                                   std::string(kernels::DTypeName(*convert_to)),
+                                                   " (load the unquantised checkpoint for that)"));
+  if (!experts_in_scope) return absl::OkStatus();
+  const int64_t want = requested_group != 0 ? requested_group
+                       : *convert_to == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
+                                                            : kernels::kDefaultI4GroupSize;
+  if (*convert_to != stored || want != stored_group)
+    return absl::InvalidArgumentError(absl::StrCat(holds, "; ", text(*convert_to, want),
+                                                   " cannot be made from them (ask for the stored format, or load "
+                                                   "the unquantised checkpoint)"));
+  return absl::OkStatus();
+}
+
 bool HoldsStoredCodes(const Checkpoint& ckpt, const std::string& name) {
   if (ckpt.config().expert_quant_format.empty() || !IsExpertMatrix(name)) return false;
   const auto loc = ckpt.Find(name);
@@ -27,29 +52,12 @@ bool HoldsStoredCodes(const Checkpoint& ckpt, const std::string& name) {
 absl::Status CheckStoredCodesRequest(const Checkpoint& ckpt, const std::string& name,
                                      std::optional<kernels::DType> convert_to, int64_t requested_group,
                                      bool in_quantize_scope, bool simulating) {
-  const int64_t cols = ExpertMatrixCols(ckpt.config(), name);
-  kernels::DType stored;
-  int64_t group = 0;
-  StoredExpertFormat(ckpt.config(), cols, &stored, &group);
-  const std::string holds =
-      absl::StrCat("tensor '", name, "' is stored pre-quantised as ", FormatText(stored, group, cols), "; ");
   if (simulating && in_quantize_scope)
-    return absl::InvalidArgumentError(absl::StrCat(holds, "a simulated format needs the unquantised checkpoint"));
-  if (!convert_to) return absl::OkStatus();
-  if (!kernels::IsGroupQuantized(*convert_to))
-    return absl::InvalidArgumentError(absl::StrCat(holds, "it cannot be converted to ", std::string(kernels::DTypeName(*convert_to)),
-                                                   " (load the unquantised checkpoint for that)"));
-  if (!in_quantize_scope) return absl::OkStatus();  // kept as stored, like any matrix outside the scope
-  const int64_t want = requested_group < 0   ? cols
-                       : requested_group > 0 ? requested_group
-                       : *convert_to == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
-                                                            : kernels::kDefaultI4GroupSize;
-  const bool same_group = std::min(want, cols) == std::min(group, cols);
-  if (*convert_to != stored || !same_group)
-    return absl::InvalidArgumentError(absl::StrCat(holds, "the load asks for ", FormatText(*convert_to, want, cols),
-                                                   ", which cannot be made from it (ask for the stored format, or "
-                                                   "load the unquantised checkpoint)"));
-  return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is stored pre-quantised; a simulated format ",
+                                                   "needs the unquantised checkpoint"));
+  absl::Status s = CheckExpertFormatRequest(ckpt.config(), convert_to, requested_group, in_quantize_scope);
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("tensor '", name, "': ", s.message()));
 }
 
 absl::StatusOr<StoredCodes> ReadStoredCodes(const Checkpoint& ckpt, const std::string& name, int64_t rb, int64_t re,

@@ -22,6 +22,13 @@ namespace glm::model {
 // config.json has expert_quantization; the validation checked its dtype and shape).
 bool HoldsStoredCodes(const Checkpoint& ckpt, const std::string& name);
 
+// A load's conversion against a config whose experts are stored pre-quantised (OK when it has
+// none): none, or the stored format with the same group size, where the conversion reaches the
+// experts (experts_in_scope); a BF16 / F32 conversion never. The coordinator asks it before
+// planning, so a cluster refuses at startup what every worker would refuse at load.
+absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<kernels::DType> convert_to,
+                                      int64_t requested_group, bool experts_in_scope);
+
 // What a load asks of the matrices, against stored codes: a conversion to the same format and
 // group size (or none) keeps them; any other (BF16 / F32, another integer format or group size, a
 // simulated format) is refused with InvalidArgument naming the tensor and what it holds.

@@ -515,5 +515,41 @@ TEST(PlannerLayoutTest, BudgetBeyondTheNodesMemoryIsRefused) {
   EXPECT_TRUE(Plan(*c, OnePerNumaNode({unknown}), o).ok());
 }
 
+// A checkpoint with pre-quantised experts (glmctl quantize) holds what a load-time int4
+// conversion of the original holds; its tensor-parallel slices of the experts start on scale
+// groups, and a load format the stored codes cannot give is refused before any worker loads.
+TEST(PlannerLayoutTest, PreQuantisedExpertsCountTheirCodesAndSliceOnGroups) {
+  auto original = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(original.ok()) << original.status();
+  model::ModelConfig c = *original;
+  c.expert_quant_format = "int4";
+  c.expert_quant_group_size = 32;
+  PlannerOptions converted;
+  converted.weight_dtype = "int4";
+  auto from_original = Plan(*original, OnePerNumaNode({Host("h", 1)}), converted);
+  auto from_codes = Plan(c, OnePerNumaNode({Host("h", 1)}), PlannerOptions{});
+  ASSERT_TRUE(from_original.ok() && from_codes.ok()) << from_codes.status();
+  EXPECT_EQ(from_codes->ranks(0).weight_bytes(), from_original->ranks(0).weight_bytes());
+  EXPECT_EQ(from_codes->ranks(0).decode_bytes_per_token(), from_original->ranks(0).decode_bytes_per_token());
+  for (const char* layout : {"expert-parallel", "expert-tensor-parallel"}) {
+    PlannerOptions o;
+    o.expert_layout = layout;
+    auto three = Plan(c, OnePerNumaNode({Host("h", 3)}), o);
+    ASSERT_TRUE(three.ok()) << three.status();
+    for (const RankAssignment& r : three->ranks()) {
+      EXPECT_EQ(r.shared_begin() % 32, 0) << layout;
+      EXPECT_EQ(r.expert_slice_begin() % 32, 0) << layout;
+    }
+  }
+  for (const char* bad : {"int8", "int4-g64", "bf16", "f32"}) {
+    auto f = ParseWeightFormat(bad, "experts", c);
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(f.status().message().find("pre-quantised as int4"), std::string::npos) << f.status();
+  }
+  EXPECT_TRUE(ParseWeightFormat("int4", "experts", c).ok());
+  EXPECT_TRUE(ParseWeightFormat("int4", "all", c).ok());
+  EXPECT_EQ(ParseWeightFormat("int8", "mtp", c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace glm::placement
