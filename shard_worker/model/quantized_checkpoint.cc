@@ -183,9 +183,13 @@ absl::StatusOr<std::string> WriteQuantizedCheckpoint(const std::string& model_di
       writer.Add(std::move(codes));
       writer.Add(std::move(scales));
     }
+    // A shard whose tensors could not all be read or quantised is removed. config.json is written
+    // last, so a failed run never leaves a directory that opens as a checkpoint.
     auto written = writer.Write((fs::path(out_dir) / shard).string());
-    if (!written.ok()) return written.status();
-    if (!failed.ok()) return failed;
+    if (!written.ok() || !failed.ok()) {
+      fs::remove(fs::path(out_dir) / shard, ec);
+      return !written.ok() ? written.status() : failed;
+    }
     bytes_out += *written;
     if (options.progress) options.progress(absl::StrCat("wrote ", (fs::path(out_dir) / shard).string(), " (", *written >> 20, " MiB)"));
   }
