@@ -1,20 +1,24 @@
 #include "shard_worker/model/quantized_checkpoint.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/kernels/quantize.h"
+#include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "shard_worker/model/model_weights.h"
@@ -38,22 +42,32 @@ bool ParseExpertMatrix(const std::string& name, int64_t* layer, int64_t* expert,
   return *layer >= 0;
 }
 
-// The loader's matrices of one expert at a time (tensors of an expert sit together in a shard,
-// so each is quantised once): exactly what a load with the same options holds.
+// The loader's matrices of the experts, as a load with the same options holds them. Routed
+// experts are quantised a window at a time on every core (LoadExpert is thread-safe and one
+// expert's work is one thread's): the next `window` experts in the order the shard holds them
+// (Prepare), kept until the window moves on. The shared expert comes with a load of its layer.
 class ExpertSource {
  public:
   ExpertSource(const Checkpoint& ckpt, LoadOptions options) : ckpt_(ckpt), options_(std::move(options)) {}
 
+  // The routed experts (layer, expert) of the next shard, in the order its tensors come.
+  void Prepare(std::vector<std::pair<int64_t, int64_t>> order) {
+    order_ = std::move(order);
+    window_.clear();
+  }
+
   absl::StatusOr<WeightView> View(int64_t layer, int64_t expert, const std::string& proj) {
-    if (layer != layer_ || expert != expert_) {
-      layer_ = expert_ = -2;
-      shared_.reset();
-      if (expert >= 0) {
-        auto one = ModelWeights::LoadExpert(ckpt_, options_, layer, expert);
-        if (!one.ok()) return one.status();
-        routed_ = *std::move(one);
-        mlp_ = &routed_.weights;
-      } else {
+    const MlpWeights* mlp = nullptr;
+    if (expert >= 0) {
+      auto it = window_.find({layer, expert});
+      if (it == window_.end()) {
+        if (auto s = LoadWindowFrom(layer, expert); !s.ok()) return s;
+        it = window_.find({layer, expert});
+      }
+      mlp = &it->second.weights;
+    } else {
+      if (shared_layer_ != layer) {
+        shared_.reset();
         LoadOptions o = options_;
         o.layer_begin = layer;
         o.layer_end = layer + 1;
@@ -62,23 +76,46 @@ class ExpertSource {
         auto w = ModelWeights::Load(ckpt_, o);
         if (!w.ok()) return w.status();
         shared_ = *std::move(w);
-        mlp_ = &shared_->layer(layer).moe.shared;
+        shared_layer_ = layer;
       }
-      layer_ = layer;
-      expert_ = expert;
+      mlp = &shared_->layer(layer).moe.shared;
     }
-    if (proj == "gate_proj") return mlp_->gate_proj;
-    if (proj == "up_proj") return mlp_->up_proj;
-    return mlp_->down_proj;
+    if (proj == "gate_proj") return mlp->gate_proj;
+    if (proj == "up_proj") return mlp->up_proj;
+    return mlp->down_proj;
   }
 
  private:
+  absl::Status LoadWindowFrom(int64_t layer, int64_t expert) {
+    window_.clear();
+    std::vector<std::pair<int64_t, int64_t>> keys;
+    auto at = std::find(order_.begin(), order_.end(), std::make_pair(layer, expert));
+    const size_t window = 2 * static_cast<size_t>(kernels::AvailableCpus());
+    for (; at != order_.end() && keys.size() < window; ++at) keys.push_back(*at);
+    if (keys.empty()) keys.push_back({layer, expert});
+    std::vector<absl::StatusOr<LoadedExpert>> loaded(keys.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i = next++; i < keys.size(); i = next++)
+        loaded[i] = ModelWeights::LoadExpert(ckpt_, options_, keys[i].first, keys[i].second);
+    };
+    std::vector<std::thread> threads;
+    for (int t = 1; t < std::min<int>(kernels::AvailableCpus(), static_cast<int>(keys.size())); ++t) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!loaded[i].ok()) return loaded[i].status();
+      window_.emplace(keys[i], *std::move(loaded[i]));
+    }
+    return absl::OkStatus();
+  }
+
   const Checkpoint& ckpt_;
   const LoadOptions options_;
-  int64_t layer_ = -2, expert_ = -2;
-  LoadedExpert routed_;
+  std::vector<std::pair<int64_t, int64_t>> order_;
+  std::map<std::pair<int64_t, int64_t>, LoadedExpert> window_;
+  int64_t shared_layer_ = -1;
   std::unique_ptr<ModelWeights> shared_;
-  const MlpWeights* mlp_ = nullptr;
 };
 
 absl::Status WriteText(const fs::path& path, const std::string& text) {
@@ -132,6 +169,15 @@ absl::StatusOr<std::string> WriteQuantizedCheckpoint(const std::string& model_di
     std::sort(tensors.begin(), tensors.end(), [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
     SafetensorsWriter writer;
     const std::string shard = fs::path(file->path()).filename().string();
+    std::vector<std::pair<int64_t, int64_t>> routed;
+    for (const TensorInfo* t : tensors) {
+      int64_t layer = 0, expert = 0;
+      std::string proj;
+      if (ParseExpertMatrix(t->name, &layer, &expert, &proj) && expert >= 0 &&
+          (routed.empty() || routed.back() != std::make_pair(layer, expert)))
+        routed.push_back({layer, expert});
+    }
+    experts.Prepare(std::move(routed));
     for (const TensorInfo* t : tensors) {
       bytes_in += t->size;
       const std::string& name = t->name;
