@@ -337,6 +337,10 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   plan.set_expert_layout(etp ? "expert-tensor-parallel" : "expert-parallel");
   plan.set_weight_dtype(options.weight_dtype.empty() ? "stored" : options.weight_dtype);
   plan.set_quantize_scope(options.quantize_scope.empty() ? "experts" : options.quantize_scope);
+  if (!config.expert_quant_format.empty())
+    plan.set_stored_expert_format(absl::StrCat(config.expert_quant_format, config.expert_quant_group_size < 0
+                                                                               ? std::string("-row")
+                                                                               : absl::StrCat("-g", config.expert_quant_group_size)));
   plan.set_activation_dtype(options.activation_dtype.empty() ? "f32" : options.activation_dtype);
   if (kv_cache::KvDType kv = kv_cache::KvDType::kF32; kv_cache::ParseKvDType(options.kv_cache_dtype, &kv))
     plan.set_kv_cache_dtype(kv_cache::KvDTypeName(kv));

@@ -58,6 +58,9 @@ std::string WeightFormatText(const PlacementPlan& plan) {
     absl::StrAppend(&activations, ", ", plan.kv_cache_dtype(), " KV cache");
   if (!plan.index_key_dtype().empty() && plan.index_key_dtype() != "f32")
     absl::StrAppend(&activations, ", ", plan.index_key_dtype(), " indexer keys");
+  // Pre-quantised experts (glmctl quantize) are held as stored whatever the load asks.
+  if (!plan.stored_expert_format().empty())
+    activations = absl::StrCat(", experts pre-quantised ", plan.stored_expert_format(), activations);
   if (dtype.empty() || dtype == "stored") return "stored" + activations;
   if (dtype == "bf16" || dtype == "f32") return dtype + activations;
   const std::string& scope = plan.quantize_scope();

@@ -531,6 +531,9 @@ TEST(PlannerLayoutTest, PreQuantisedExpertsCountTheirCodesAndSliceOnGroups) {
   ASSERT_TRUE(from_original.ok() && from_codes.ok()) << from_codes.status();
   EXPECT_EQ(from_codes->ranks(0).weight_bytes(), from_original->ranks(0).weight_bytes());
   EXPECT_EQ(from_codes->ranks(0).decode_bytes_per_token(), from_original->ranks(0).decode_bytes_per_token());
+  EXPECT_EQ(from_codes->stored_expert_format(), "int4-g32");
+  EXPECT_EQ(WeightFormatText(*from_codes), "stored, experts pre-quantised int4-g32");
+  EXPECT_EQ(from_original->stored_expert_format(), "");
   for (const char* layout : {"expert-parallel", "expert-tensor-parallel"}) {
     PlannerOptions o;
     o.expert_layout = layout;
