@@ -34,11 +34,13 @@ namespace fs = std::filesystem;
 // "model.layers.L.mlp.shared_experts.down_proj.weight" -> L, -1, "down_proj".
 bool ParseExpertMatrix(const std::string& name, int64_t* layer, int64_t* expert, std::string* proj) {
   if (!IsExpertMatrix(name)) return false;
+  static const std::string kRouted = ".experts.", kSuffix = ".weight";
   *layer = TensorLayer(name);
-  const size_t routed = name.find(".experts.");
-  *expert = routed == std::string::npos ? -1 : std::strtoll(name.c_str() + routed + 9, nullptr, 10);
-  const size_t dot = name.rfind('.', name.size() - 8);  // the '.' before "X_proj.weight"
-  *proj = name.substr(dot + 1, name.size() - 7 - dot - 1);
+  const size_t routed = name.find(kRouted);
+  *expert = routed == std::string::npos ? -1 : std::strtoll(name.c_str() + routed + kRouted.size(), nullptr, 10);
+  const size_t end = name.size() - kSuffix.size();  // IsExpertMatrix: the name ends "X_proj.weight"
+  const size_t dot = name.rfind('.', end - 1);
+  *proj = name.substr(dot + 1, end - dot - 1);
   return *layer >= 0;
 }
 
