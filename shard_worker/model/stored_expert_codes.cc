@@ -1,6 +1,7 @@
 #include "shard_worker/model/stored_expert_codes.h"
 
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,10 +11,10 @@
 namespace glm::model {
 namespace {
 
-// "int4 (groups of 32)" / "int8 (a scale a row)".
-std::string FormatText(kernels::DType dtype, int64_t group, int64_t cols) {
+// "int4 (groups of 32)" / "int8 (a scale a row)" (group -1, or as wide as the row's cols).
+std::string FormatText(kernels::DType dtype, int64_t group, int64_t cols = std::numeric_limits<int64_t>::max()) {
   return absl::StrCat(dtype == kernels::DType::kI8 ? "int8" : "int4",
-                      group >= cols ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
+                      group < 0 || group >= cols ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
 }
 
 }  // namespace
@@ -23,11 +24,8 @@ absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<k
   if (config.expert_quant_format.empty() || !convert_to) return absl::OkStatus();
   const int64_t stored_group = config.expert_quant_group_size;
   const kernels::DType stored = config.expert_quant_format == "int8" ? kernels::DType::kI8 : kernels::DType::kI4;
-  auto text = [](kernels::DType dtype, int64_t group) {
-    return absl::StrCat(dtype == kernels::DType::kI8 ? "int8" : "int4",
-                        group < 0 ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
-  };
-  const std::string holds = absl::StrCat("the checkpoint's experts are stored pre-quantised as ", text(stored, stored_group));
+  const std::string holds =
+      absl::StrCat("the checkpoint's experts are stored pre-quantised as ", FormatText(stored, stored_group));
   if (!kernels::IsGroupQuantized(*convert_to))
     return absl::InvalidArgumentError(absl::StrCat(holds, "; they cannot be converted to ",
                                                    std::string(kernels::DTypeName(*convert_to)),
@@ -37,7 +35,7 @@ absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<k
                        : *convert_to == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
                                                             : kernels::kDefaultI4GroupSize;
   if (*convert_to != stored || want != stored_group)
-    return absl::InvalidArgumentError(absl::StrCat(holds, "; ", text(*convert_to, want),
+    return absl::InvalidArgumentError(absl::StrCat(holds, "; ", FormatText(*convert_to, want),
                                                    " cannot be made from them (ask for the stored format, or load "
                                                    "the unquantised checkpoint)"));
   return absl::OkStatus();
