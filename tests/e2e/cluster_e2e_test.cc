@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <string>
@@ -435,6 +436,40 @@ TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
     EXPECT_GE(RankMetric(body, "glm:rank_expert_cache_hits_total", rank), 0.0) << rank;
     EXPECT_GT(RankMetric(body, "glm:rank_expert_disk_bytes_total", rank), 0.0) << rank;
     EXPECT_GT(RankMetric(body, "glm:rank_expert_disk_seconds_total", rank), 0.0) << rank;
+  }
+}
+
+// A checkpoint with its experts stored pre-quantised (`glmctl quantize --weight-dtype int4`), half
+// of each worker's experts streamed from disk as codes: both workers take the codes as stored
+// (nothing is re-quantised), and the cluster gives exactly the greedy tokens of
+// `glmctl generate --weight-dtype int4` on the original checkpoint.
+class PreQuantisedClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static std::string Dir() { return "/tmp/glm_e2e_int4_" + std::to_string(getpid()); }
+  static void SetUpTestSuite() {
+    std::filesystem::remove_all(Dir());
+    const std::string cmd = std::string(GLM_GLMCTL_BIN) + " quantize --model " + GLM_MODEL_DIR + " --out " + Dir() +
+                            " --weight-dtype int4 > /dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) return;  // the test then finds no cluster and fails
+    // A worker's int4 experts: 8 experts x 6 MoE layers x 3 x 256 x 128 x 0.5625 B ≈ 2.6 MiB.
+    Launch("120", {"--model", Dir(), "--expert-memory-gib", "0.0012"});
+  }
+  static void TearDownTestSuite() {
+    ClusterE2eTest::TearDownTestSuite();
+    std::filesystem::remove_all(Dir());
+  }
+};
+
+TEST_F(PreQuantisedClusterE2eTest, GreedyTokensEqualGlmctlGenerateInt4OfTheOriginal) {
+  const std::string log = ClusterLog();
+  EXPECT_NE(log.find("experts pre-quantised int4-g32"), std::string::npos) << log;  // the plan table
+  EXPECT_EQ(Occurrences(log, "streaming them from disk through an LRU cache"), 2) << log;
+  EXPECT_EQ(Occurrences(log, "weights converted"), 0) << log;
+  for (int seed : {1, 21}) {
+    auto prompt = Prompt(seed, 30);
+    auto s = Generate(Ids(prompt, 24));
+    ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_EQ(s.tokens, GlmctlGreedy(prompt, 24, "--weight-dtype int4")) << "prompt seed " << seed;
   }
 }
 
