@@ -12,6 +12,12 @@ namespace {
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Blocks of size `block` that [b, e) touches.
 int64_t BlocksTouched(int64_t b, int64_t e, int64_t block) { return e <= b ? 0 : CeilDiv(e, block) - b / block; }
+// Group-quantised rows: packed codes plus one f16 scale per group of each row (int8 group G:
+// 1 + 2/G bytes a weight, int4: 0.5 + 2/G).
+int64_t CodesBytes(kernels::DType dtype, int64_t rows, int64_t cols, int64_t group) {
+  return rows * (kernels::DTypeRowBytes(dtype, cols) +
+                 kernels::QuantGroupsPerRow(cols, group) * static_cast<int64_t>(sizeof(uint16_t)));
+}
 
 }  // namespace
 
@@ -32,9 +38,8 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
   int64_t stored_group = 0;
   if (part == Part::kExpert && model::StoredExpertFormat(config_, cols, &stored, &stored_group)) {
     // Pre-quantised experts (glmctl quantize) are held as stored, whatever the load asks (a
-    // conversion it cannot give was refused): codes plus an f16 scale a group of each row.
-    return rows * (kernels::DTypeRowBytes(stored, cols) +
-                   kernels::QuantGroupsPerRow(cols, stored_group) * static_cast<int64_t>(sizeof(uint16_t)));
+    // conversion they cannot give was refused).
+    return CodesBytes(stored, rows, cols, stored_group);
   }
   if (format_.dtype && !format_.quantized()) return elements * kernels::DTypeSize(*format_.dtype);  // BF16 / F32
   // Scope "mtp" reaches here only for parts outside any layer (LayerFormat() handles layers).
@@ -43,10 +48,8 @@ int64_t CostModel::MatrixBytes(int64_t r0, int64_t r1, int64_t c0, int64_t c1, P
       ((part == Part::kExpert && format_.scope == model::QuantizeScope::kExperts) ||
        format_.scope == model::QuantizeScope::kAllMatrices);
   if (requantized) {
-    // Packed rows plus one f16 scale per group of each row; a slice is quantised on its own, so
-    // its groups start at its first column (int8 group G: 1 + 2/G bytes a weight, int4: 0.5 + 2/G).
-    const int64_t groups = kernels::QuantGroupsPerRow(cols, format_.group_size);
-    return rows * (kernels::DTypeRowBytes(*format_.dtype, cols) + groups * static_cast<int64_t>(sizeof(uint16_t)));
+    // A slice is quantised on its own, so its groups start at its first column.
+    return CodesBytes(*format_.dtype, rows, cols, format_.group_size);
   }
   if (part == Part::kExpert || part == Part::kMatrix) return StoredMatrixBytes(r0, r1, c0, c1);
   return elements * 2;  // BF16

@@ -199,7 +199,7 @@ absl::StatusOr<std::string> WriteQuantizedCheckpoint(const std::string& model_di
       }
       const int64_t rows = t->shape[0], cols = ExpertMatrixCols(c, name);
       const int64_t row_bytes = kernels::DTypeRowBytes(options.dtype, cols);
-      const int64_t groups = kernels::QuantGroupsPerRow(cols, group < 0 ? cols : group);
+      const int64_t groups = kernels::QuantGroupsPerRow(cols, group);  // -1: one a row
       // The expert's matrix as the loader holds it (nullopt, with `failed` set, on an error).
       auto fetch = [&experts, &failed, layer, expert, proj, name, rows, cols](kernels::DType want) -> std::optional<WeightView> {
         auto v = experts.View(layer, expert, proj);

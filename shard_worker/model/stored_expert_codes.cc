@@ -11,10 +11,10 @@
 namespace glm::model {
 namespace {
 
-// "int4 (groups of 32)" / "int8 (a scale a row)" (group -1, or as wide as the row's cols).
+// "int4 (groups of 32)" / "int8 (a scale a row)" (a group as wide as the row's cols).
 std::string FormatText(kernels::DType dtype, int64_t group, int64_t cols = std::numeric_limits<int64_t>::max()) {
   return absl::StrCat(dtype == kernels::DType::kI8 ? "int8" : "int4",
-                      group < 0 || group >= cols ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
+                      group >= cols ? " (a scale a row)" : absl::StrCat(" (groups of ", group, ")"));
 }
 
 }  // namespace
@@ -22,8 +22,11 @@ std::string FormatText(kernels::DType dtype, int64_t group, int64_t cols = std::
 absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<kernels::DType> convert_to,
                                       int64_t requested_group, bool experts_in_scope) {
   if (config.expert_quant_format.empty() || !convert_to) return absl::OkStatus();
-  const int64_t stored_group = config.expert_quant_group_size;
-  const kernels::DType stored = config.expert_quant_format == "int8" ? kernels::DType::kI8 : kernels::DType::kI4;
+  // Groups compared as the config writes them: a scale a row (-1) is a group as wide as any row.
+  constexpr int64_t kAnyRow = std::numeric_limits<int64_t>::max();
+  kernels::DType stored;
+  int64_t stored_group = 0;
+  StoredExpertFormat(config, kAnyRow, &stored, &stored_group);
   const std::string holds =
       absl::StrCat("the checkpoint's experts are stored pre-quantised as ", FormatText(stored, stored_group));
   if (!kernels::IsGroupQuantized(*convert_to))
@@ -31,7 +34,8 @@ absl::Status CheckExpertFormatRequest(const ModelConfig& config, std::optional<k
                                                    std::string(kernels::DTypeName(*convert_to)),
                                                    " (load the unquantised checkpoint for that)"));
   if (!experts_in_scope) return absl::OkStatus();
-  const int64_t want = requested_group != 0 ? requested_group
+  const int64_t want = requested_group < 0   ? kAnyRow
+                       : requested_group > 0 ? requested_group
                        : *convert_to == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
                                                             : kernels::kDefaultI4GroupSize;
   if (*convert_to != stored || want != stored_group)
