@@ -23,6 +23,18 @@ GLM_AVX2_INLINE __m256 Codes(__m256 x, __m256 inv, __m256 low, __m256 high) {
                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
+// q[0..32) = the codes of the 4 chunks x[0..4): in [-128, 127], so the saturating packs keep
+// them; the permute undoes the packs' lane order.
+GLM_AVX2_INLINE void StoreCodes32(const __m256* x, __m256 inv, __m256 low, __m256 high, int8_t* q) {
+  const __m256i a = _mm256_cvtps_epi32(Codes(x[0], inv, low, high));
+  const __m256i b = _mm256_cvtps_epi32(Codes(x[1], inv, low, high));
+  const __m256i c = _mm256_cvtps_epi32(Codes(x[2], inv, low, high));
+  const __m256i d = _mm256_cvtps_epi32(Codes(x[3], inv, low, high));
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
 // err[j] for up to 8 scales at once: M accumulators stay in registers over the group (a tail's
 // missing lanes read 0, so q = 0, d = 0 and the lane sums are unchanged), then the lane tree of
 // all of them by horizontal adds: hadd(hadd(a, b), hadd(c, d)) holds ((l0 + l1) + (l2 + l3)) in
@@ -106,15 +118,7 @@ GLM_AVX2_F16C __attribute__((always_inline)) static inline bool QuantizeGroupFas
   _mm_store_si128(reinterpret_cast<__m128i*>(f16), codes);
   *scale = f16[best];
   const __m256 inv = _mm256_set1_ps(1.0f / s[best]), low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
-  for (int c = 0; c < C; c += 4) {
-    const __m256i a = _mm256_cvtps_epi32(Codes(x[c], inv, low, high));
-    const __m256i b = _mm256_cvtps_epi32(Codes(x[c + 1], inv, low, high));
-    const __m256i d = _mm256_cvtps_epi32(Codes(x[c + 2], inv, low, high));
-    const __m256i e = _mm256_cvtps_epi32(Codes(x[c + 3], inv, low, high));
-    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(d, e));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 8 * c),
-                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
-  }
+  for (int c = 0; c < C; c += 4) StoreCodes32(x + c, inv, low, high, q + 8 * c);
   return true;
 }
 
@@ -152,14 +156,9 @@ GLM_AVX2 void RoundGroupAvx2(const float* w, int64_t n, float s, float lo, float
   const __m256 inv = _mm256_set1_ps(1.0f / s), low = _mm256_set1_ps(lo), high = _mm256_set1_ps(hi);
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    // Codes are in [-128, 127]: the saturating packs keep them; the permute undoes their lane order.
-    const __m256i a = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i), inv, low, high));
-    const __m256i b = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 8), inv, low, high));
-    const __m256i c = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 16), inv, low, high));
-    const __m256i d = _mm256_cvtps_epi32(Codes(_mm256_loadu_ps(w + i + 24), inv, low, high));
-    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
-                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    const __m256 x[4] = {_mm256_loadu_ps(w + i), _mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(w + i + 16),
+                         _mm256_loadu_ps(w + i + 24)};
+    StoreCodes32(x, inv, low, high, q + i);
   }
   for (; i < n; i += 8) {
     alignas(32) int32_t codes[8];
