@@ -224,10 +224,20 @@ absl::Status RunWorker(comm::Communicator* world, const WorkerOptions& options) 
     if (!weights.ok()) return weights.status();
     ready.set_weight_bytes((*weights)->bytes_loaded());
     if (load->matrix_dtype) {
-      log(absl::StrCat("rank ", rank, ": weights converted to ", plan.weight_dtype(),
-                       kernels::IsGroupQuantized(*load->matrix_dtype)
-                           ? absl::StrCat(" (quantize scope ", model::QuantizeScopeName(load->quantize_scope), ")")
-                           : ""));
+      // A pre-quantised checkpoint (`glmctl quantize`) holds the experts as codes: those are taken
+      // as stored, and only the scope's other matrices (if any) are converted.
+      const std::string& stored = (*ckpt)->config().expert_quant_format;
+      if (!stored.empty() && load->quantize_scope == model::QuantizeScope::kExperts) {
+        log(absl::StrCat("rank ", rank, ": experts pre-quantised to ", stored,
+                         " in the checkpoint, taken as stored (nothing converted)"));
+      } else {
+        log(absl::StrCat(
+            "rank ", rank, ": weights converted to ", plan.weight_dtype(),
+            kernels::IsGroupQuantized(*load->matrix_dtype)
+                ? absl::StrCat(" (quantize scope ", model::QuantizeScopeName(load->quantize_scope),
+                               stored.empty() ? "" : "; experts pre-quantised, taken as stored", ")")
+                : ""));
+      }
     }
     if (const moe::ExpertStore* store = (*weights)->expert_store(); store != nullptr && store->streaming())
       log(absl::StrCat("rank ", rank, ": routed experts exceed ", load->expert_memory_bytes / 1048576.0,
