@@ -217,9 +217,24 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     r.tool_choice = body["tool_choice"];
     if (auto s = ParseToolChoice(r.tool_choice, "tool_choice", /*flat=*/true, &a.tools, &forced); !s.ok()) return s;
   }
+  if (Present(body, "metadata")) {
+    // OpenAI's limits: up to 16 pairs, keys of up to 64 characters, string values of up to 512.
+    const json& metadata = body["metadata"];
+    if (!metadata.is_object()) return InvalidField("metadata", "must be an object of string values");
+    if (metadata.size() > 16) return InvalidField("metadata", "may hold at most 16 pairs");
+    for (const auto& [key, value] : metadata.items()) {
+      if (key.size() > 64) return InvalidField("metadata", "keys must be at most 64 characters");
+      if (!value.is_string()) return InvalidField(absl::StrCat("metadata.", key), "must be a string");
+      if (value.get_ref<const std::string&>().size() > 512)
+        return InvalidField(absl::StrCat("metadata.", key), "must be at most 512 characters");
+    }
+    r.metadata = metadata;
+  }
   if (Present(body, "text")) {
     const json& text = body["text"];
     if (!text.is_object()) return InvalidField("text", "must be an object");
+    for (const auto& [key, value] : text.items())
+      if (!value.is_null()) r.text[key] = value;
     if (Present(text, "format")) {
       auto grammar = ParseResponseFormat(text["format"], {"text.format", true, raw_body, {"text", "format"}});
       if (!grammar.ok()) return grammar.status();
@@ -299,9 +314,9 @@ json ResponsesBuilder::ResponseObject(const std::string& status, json output) co
           {"previous_response_id", request_->previous_response_id},
           {"store", request_->store},
           {"reasoning", request_->reasoning},
-          {"text", {{"format", {{"type", "text"}}}}},
+          {"text", request_->text},
           {"truncation", "disabled"},
-          {"metadata", json::object()},
+          {"metadata", request_->metadata},
           {"usage", ended ? Usage() : json(nullptr)}};
 }
 

@@ -44,6 +44,8 @@ struct ResponsesRequest {
   std::string holder;                               // the caller's API key: who may read the stored reply
   nlohmann::json previous_response_id = nullptr;
   nlohmann::json reasoning = {{"effort", nullptr}, {"summary", nullptr}};  // reasoning.effort as asked
+  nlohmann::json text = {{"format", {{"type", "text"}}}};  // as the client sent it (format default: text)
+  nlohmann::json metadata = nlohmann::json::object();    // the client's string pairs
   // Every turn's chat messages without `instructions` (the previous response's conversation, then
   // this input): what a stored reply continues.
   nlohmann::json conversation = nlohmann::json::array();

@@ -147,6 +147,13 @@ absl::StatusOr<OutputDelta> RequestOutput::Consume(const scheduler::GenerationEv
         delta.tokens.resize(kept);
         if (delta.logprobs.size() > kept) delta.logprobs.resize(kept);
         delta.completion_tokens = completion_tokens_ = event.completion_tokens - static_cast<int32_t>(dropped);
+        // Predicted-output tokens count as accepted only where they appear in the completion
+        // (OpenAI): the cut ones may have been accepted drafts, so the count is capped at the
+        // completion's tokens and the rest count as rejected (billed, not in the output).
+        if (delta.accepted_prediction_tokens > delta.completion_tokens) {
+          delta.rejected_prediction_tokens += delta.accepted_prediction_tokens - delta.completion_tokens;
+          delta.accepted_prediction_tokens = delta.completion_tokens;
+        }
         return delta;
       }
     }

@@ -440,9 +440,14 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
   out.output.min_tokens = r.min_tokens;
   out.output.skip_special_tokens = r.skip_special_tokens;
   out.output.include_stop_str = r.include_stop_str_in_output;
-  if (!r.ignore_eos) out.output.hidden_stop_ids = model_->eos_token_ids;
-  out.output.hidden_stop_ids.insert(out.output.hidden_stop_ids.end(), r.stop_token_ids.begin(),
-                                    r.stop_token_ids.end());
+  // vLLM: the token that stopped the request (EOS or a stop_token_ids entry) keeps its text when
+  // include_stop_str_in_output is set (a special token's text is still dropped by
+  // skip_special_tokens).
+  if (!r.include_stop_str_in_output) {
+    if (!r.ignore_eos) out.output.hidden_stop_ids = model_->eos_token_ids;
+    out.output.hidden_stop_ids.insert(out.output.hidden_stop_ids.end(), r.stop_token_ids.begin(),
+                                      r.stop_token_ids.end());
+  }
   return out;
 }
 

@@ -774,19 +774,5 @@ TEST_F(HttpApiTest, WrongMethodIs405AndAnOversizedFormBodyIsExplained) {
               HasSubstr("application/x-www-form-urlencoded is limited to 8 KiB"));
 }
 
-// vLLM's include_stop_str_in_output keeps the matched stop string in the text (it was ignored).
-TEST_F(HttpApiTest, IncludeStopStrInOutput) {
-  for (bool include : {false, true}) {
-    ScriptText("alpha beta STOP gamma");
-    auto r = Post("/v1/completions", json{{"prompt", "x"}, {"max_tokens", 20}, {"stop", "STOP"},
-                                          {"include_stop_str_in_output", include}});
-    ASSERT_TRUE(r);
-    ASSERT_EQ(r->status, 200) << r->body;
-    const json c = json::parse(r->body)["choices"][0];
-    EXPECT_EQ(c["text"], include ? "alpha beta STOP" : "alpha beta ");
-    EXPECT_EQ(c["finish_reason"], "stop");
-  }
-}
-
 }  // namespace
 }  // namespace glm::testing

@@ -177,6 +177,28 @@ TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) 
   }
 }
 
+// Predicted outputs: tokens count as accepted only where they are in the completion (OpenAI). A
+// stop string that cuts an event of accepted drafts short used to leave the count above the
+// completion's tokens; the cut ones now count as rejected.
+TEST_F(RequestOutputTest, AcceptedPredictionTokensNeverExceedTheCompletion) {
+  const std::vector<int32_t> ids = Pieces("x + 1 and more");
+  api::OutputOptions o;
+  o.stop = {"+"};
+  api::RequestOutput out(tokenizer_, o);
+  scheduler::GenerationEvent e;
+  e.tokens = ids;
+  e.completion_tokens = static_cast<int32_t>(ids.size());
+  e.accepted_prediction_tokens = static_cast<int32_t>(ids.size()) - 1;
+  e.rejected_prediction_tokens = 2;
+  auto d = out.Consume(e);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(d->stop_string_matched);
+  EXPECT_LT(d->completion_tokens, e.completion_tokens);
+  EXPECT_EQ(d->accepted_prediction_tokens, d->completion_tokens);
+  EXPECT_EQ(d->accepted_prediction_tokens + d->rejected_prediction_tokens,
+            e.accepted_prediction_tokens + e.rejected_prediction_tokens);
+}
+
 // include_stop_str_in_output (vLLM): the matched stop string ends the text instead of being cut.
 TEST_F(RequestOutputTest, IncludedStopStringEndsTheText) {
   api::OutputOptions o;

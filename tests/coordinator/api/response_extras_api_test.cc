@@ -226,6 +226,39 @@ TEST_F(ResponseExtrasApiTest, PromptLogprobsGiveEveryPromptTokensLogprobAndRank)
   }
 }
 
+// vLLM's include_stop_str_in_output keeps the matched stop string in the text (it was ignored),
+// and the text of the token that stopped the request: a stop_token_ids entry (it was always
+// dropped) or EOS, whose special-token text skip_special_tokens still drops.
+TEST_F(ResponseExtrasApiTest, IncludeStopStrInOutputKeepsTheStopStringAndStopToken) {
+  for (bool include : {false, true}) {
+    ScriptText("alpha beta STOP gamma");
+    const json c = PostOk("/v1/completions", {{"prompt", "x"}, {"max_tokens", 20}, {"stop", "STOP"},
+                                              {"include_stop_str_in_output", include}})["choices"][0];
+    EXPECT_EQ(c["text"], include ? "alpha beta STOP" : "alpha beta ");
+    EXPECT_EQ(c["finish_reason"], "stop");
+  }
+  const std::vector<int32_t> ids = Encode("alpha beta gamma");
+  ASSERT_GE(ids.size(), 2u);
+  const std::vector<int32_t> head(ids.begin(), ids.end() - 1);
+  auto Decode = [](const std::vector<int32_t>& v) {
+    auto text = tokenizer_->Decode(v, /*skip_special_tokens=*/true);
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() ? *text : std::string();
+  };
+  for (bool include : {false, true}) {
+    ScriptText("alpha beta gamma");
+    const json c = PostOk("/v1/completions", {{"prompt", "x"}, {"max_tokens", 20}, {"stop_token_ids", {ids.back()}},
+                                              {"include_stop_str_in_output", include}})["choices"][0];
+    EXPECT_EQ(c["text"], include ? Decode(ids) : Decode(head)) << include;
+    EXPECT_EQ(c["finish_reason"], "stop");
+    // EOS (the fake engine's, after the script): its special text stays out either way.
+    const json eos = PostOk("/v1/completions", {{"prompt", "x"}, {"max_tokens", 20},
+                                                {"include_stop_str_in_output", include}})["choices"][0];
+    EXPECT_EQ(eos["text"], Decode(ids)) << include;
+    EXPECT_EQ(eos["finish_reason"], "stop");
+  }
+}
+
 TEST_F(ResponseExtrasApiTest, NonBooleansAreRefused) {
   for (const char* field : {"return_token_ids", "return_tokens_as_token_ids"}) {
     auto res = PostJson("/v1/completions", json{{"prompt", "x"}, {field, "yes"}}.dump());

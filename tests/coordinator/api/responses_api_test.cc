@@ -304,6 +304,33 @@ TEST_F(ResponsesApiTest, StoredRepliesContinueWithPreviousResponseId) {
   EXPECT_EQ(client.Get(("/v1/responses/" + unstored["id"].get<std::string>()).c_str())->status, 404);
 }
 
+// The response object echoes the request's text config and metadata, as the API does (they were
+// always {"format": {"type": "text"}} and {}), whole, streamed and as stored.
+TEST_F(ResponsesApiTest, TextFormatAndMetadataAreEchoed) {
+  const json format = {{"type", "json_schema"}, {"name", "point"}, {"strict", true},
+                       {"schema", {{"type", "object"}, {"properties", {{"x", {{"type", "integer"}}}}},
+                                   {"required", {"x"}}, {"additionalProperties", false}}}};
+  const json metadata = {{"team", "infra"}, {"run", "7"}};
+  ScriptText("{\"x\": 1}");
+  const json reply = Response({{"input", "a point"}, {"text", {{"format", format}}}, {"metadata", metadata}});
+  EXPECT_EQ(reply["text"]["format"], format) << reply;
+  EXPECT_EQ(reply["metadata"], metadata);
+  ScriptText("{\"x\": 1}");
+  const std::vector<json> events = Events({{"input", "a point"}, {"text", {{"format", format}}}, {"metadata", metadata}});
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front()["response"]["metadata"], metadata);
+  EXPECT_EQ(events.back()["response"]["text"]["format"], format);
+  httplib::Client client("127.0.0.1", server_->http_port());
+  auto got = client.Get(("/v1/responses/" + reply["id"].get<std::string>()).c_str());
+  ASSERT_TRUE(got);
+  EXPECT_EQ(json::parse(got->body)["metadata"], metadata);
+  // Without them: the defaults.
+  ScriptText("x");
+  const json plain = Response({{"input", "hi"}});
+  EXPECT_EQ(plain["text"], json({{"format", {{"type", "text"}}}}));
+  EXPECT_EQ(plain["metadata"], json::object());
+}
+
 TEST_F(ResponsesApiTest, ErrorsNameTheField) {
   struct Case {
     json body;
@@ -332,6 +359,10 @@ TEST_F(ResponsesApiTest, ErrorsNameTheField) {
       {{{"input", "hi"}, {"max_output_tokens", 100000}}, 400, "max_output_tokens"},
       {{{"input", "hi"}, {"priority", "high"}}, 400, "priority"},
       {{{"input", "hi"}, {"priority", int64_t{1} << 40}}, 400, "priority"},
+      {{{"input", "hi"}, {"metadata", "tag"}}, 400, "metadata"},
+      {{{"input", "hi"}, {"metadata", {{"k", 1}}}}, 400, "metadata.k"},
+      {{{"input", "hi"}, {"metadata", {{"k", std::string(513, 'v')}}}}, 400, "metadata.k"},
+      {{{"input", "hi"}, {"metadata", {{std::string(65, 'k'), "v"}}}}, 400, "metadata"},
   };
   for (const Case& c : cases) {
     auto res = Post("/v1/responses", c.body);
