@@ -75,6 +75,12 @@ void DotRowsF64(const float* x, const float* m, int64_t n_rows, int64_t n, float
 // over vocabularies of 150K+ entries, for every sequence of every step.
 int64_t ArgMax(const float* x, int64_t n);
 
+// The index of the first NaN or infinite x[i], or -1 when every one is finite (an exponent
+// test on the bits, so it holds under any floating-point flags). Logits are checked with it
+// before a token is chosen from them: a corrupt weight turns them into NaN, and an argmax over
+// NaN would quietly pick id 0 (often EOS).
+int64_t FirstNonFinite(const float* x, int64_t n);
+
 // out[i] = (a[i] + b[i]) · s (attention: latent plus rope score, times the softmax scale). Each
 // element is one add and one multiply, so every path gives the scalar loop's values exactly.
 void AddScale(const float* a, const float* b, float s, float* out, int64_t n);

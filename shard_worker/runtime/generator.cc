@@ -35,6 +35,7 @@ absl::StatusOr<GenerateResult> Generate(const model::Glm5Model& model, const std
     SamplingParams sp = options.sampling;
     sp.seed = TokenSeed(options.sampling.seed, step);
     Sampler sampler(sp);
+    if (auto s = CheckLogitsFinite(logits.data(), 1, c.vocab_size); !s.ok()) return s;
     int32_t next = sampler.Sample(logits.data(), c.vocab_size, history, prompt.size());
     result.tokens.push_back(next);
     history.push_back(next);

@@ -245,7 +245,13 @@ absl::Status LastStageSampler::Process(const shard::StepPlan& plan, const model:
       const auto& s = plan.sequences(static_cast<int>(i));
       const float* rows = out.logits.data() + first_row[i] * vocab;
       if (s.want_prompt_logprobs() && rows_of[i] == s.tokens_size()) AddPromptLogprobs(s, rows, vocab, results[i]);
-      if (s.sample()) decisions[i] = Decide(s, rows + (rows_of[i] - TailRows(s)) * vocab, results[i]);
+      if (!s.sample()) continue;
+      const float* tail = rows + (rows_of[i] - TailRows(s)) * vocab;
+      if (absl::Status finite = CheckLogitsFinite(tail, TailRows(s), vocab); !finite.ok()) {
+        results[i]->set_error(std::string(finite.message()));
+        continue;
+      }
+      decisions[i] = Decide(s, tail, results[i]);
     }
   };
   if (kernels::ThreadPool* pool = model_->pool(); pool != nullptr && n_seqs > 1)
@@ -270,7 +276,7 @@ absl::Status LastStageSampler::RunMtp(const shard::StepPlan& plan, const model::
     const int64_t start = s.start_position(), n = s.tokens_size();
     const int64_t base = offset;
     offset += n;
-    if (!s.use_mtp()) continue;
+    if (!s.use_mtp() || !result->sequences(i).error().empty()) continue;
     SequenceState& st = states_[s.seq_id()];
     // Valid main positions this step: the whole chunk, or (verification) the last token and the
     // accepted drafts. t[pos] for those, plus the sampled token right after them.

@@ -7,10 +7,19 @@
 #include <limits>
 #include <numeric>
 
+#include "absl/strings/str_cat.h"
 #include "shard_worker/kernels/activations.h"
 #include "shard_worker/kernels/vector_ops.h"
 
 namespace glm::runtime {
+
+absl::Status CheckLogitsFinite(const float* logits, int64_t n_rows, int64_t vocab) {
+  const int64_t at = kernels::FirstNonFinite(logits, n_rows * vocab);
+  if (at < 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("the model's logits hold ", std::isnan(logits[at]) ? "NaN" : "an infinity",
+                                          " (row ", at / vocab, ", token id ", at % vocab,
+                                          "): corrupt weights or a numerical overflow; no token was chosen"));
+}
 
 int32_t ArgMax(const float* logits, int64_t vocab) { return static_cast<int32_t>(kernels::ArgMax(logits, vocab)); }
 

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace glm::runtime {
 
 struct SamplingParams {
@@ -81,6 +83,11 @@ inline uint64_t TokenSeed(uint64_t request_seed, int64_t index) {
 // descending logit order: by selection (O(vocab)), then a sort of the k (top-k sampling,
 // top logprobs).
 void TopTokens(const float* logits, int64_t vocab, int64_t k, std::vector<int32_t>* ids);
+
+// OK when rows [n_rows, vocab] of logits are all finite; else InternalError naming the row and
+// vocabulary id of the first NaN / infinity (corrupt weights or a numerical overflow): no token
+// may be chosen from such a row, since an argmax over NaN quietly picks id 0.
+absl::Status CheckLogitsFinite(const float* logits, int64_t n_rows, int64_t vocab);
 
 // Index of the largest logit (lowest index on ties, as torch.argmax).
 int32_t ArgMax(const float* logits, int64_t vocab);

@@ -84,6 +84,8 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
     last_hidden.assign(out->hidden.end() - hidden, out->hidden.end());
     last_logits = std::move(out->logits);
   }
+  if (auto s = CheckLogitsFinite(last_logits.data(), static_cast<int64_t>(last_logits.size()) / vocab, vocab); !s.ok())
+    return s;
 
   // The next generated token as plain decoding draws it (its own generator, TokenSeed: the
   // cluster and the plain generator draw the same).
@@ -211,6 +213,9 @@ absl::StatusOr<GenerateResult> GenerateSpeculative(const model::Glm5Model& model
       if (!out.ok()) return out.status();
       st.verify_seconds += since(verify_start);
     }
+    if (auto s = CheckLogitsFinite(out->logits.data(), static_cast<int64_t>(out->logits.size()) / vocab, vocab);
+        !s.ok())
+      return s;
     // Per position verified: the adaptive draft length varies the steps' sizes alike on both paths.
     if (timed && k > 0)
       chooser.Done(alongside ? ChosenPath::kOther : ChosenPath::kPreferred, since(draft_start) / (k + 1));

@@ -406,6 +406,34 @@ void ExpectArgMaxIsTheScalarLoops(int64_t (*arg_max)(const float*, int64_t)) {
 
 TEST(VectorOpsTest, ArgMaxIsTheScalarLoopsAnswer) { ExpectArgMaxIsTheScalarLoops(&ArgMax); }
 
+// FirstNonFinite is std::isfinite's first failure (or -1), wherever it lies: a NaN, +inf or -inf
+// at the start, in a 256-value block's middle, or in the tail; the largest finite values, zeros
+// and denormals are finite.
+TEST(VectorOpsTest, FirstNonFiniteFindsTheFirstNanOrInfinity) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  auto reference = [](const std::vector<float>& x) -> int64_t {
+    for (size_t i = 0; i < x.size(); ++i)
+      if (!std::isfinite(x[i])) return static_cast<int64_t>(i);
+    return -1;
+  };
+  EXPECT_EQ(FirstNonFinite(nullptr, 0), -1);
+  for (int64_t n : {1, 7, 255, 256, 257, 1000, 4096, 154880}) {
+    auto x = Random(n, 21);
+    x[0] = std::numeric_limits<float>::max();
+    x[n - 1] = -std::numeric_limits<float>::denorm_min();
+    EXPECT_EQ(FirstNonFinite(x.data(), n), -1) << n;
+    for (float bad : {nan, inf, -inf, -nan}) {
+      for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+        auto y = x;
+        y[at] = bad;
+        if (at + 1 < n) y[n - 1] = nan;  // a later one does not hide the first
+        EXPECT_EQ(FirstNonFinite(y.data(), n), reference(y)) << n << " at " << at;
+        EXPECT_EQ(FirstNonFinite(y.data(), n), at) << n << " at " << at;
+      }
+    }
+  }
+}
+
 // The AVX2 twins (CPUs without AVX-512) against the scalar ones, wherever AVX2 exists.
 TEST(VectorOpsTest, Avx2TwinsMatchScalarTwins) {
   if (!CpuSupportsAvx2MatMul()) GTEST_SKIP() << "no AVX2 on this CPU";

@@ -2,6 +2,7 @@
 // twin, and Sampler::Sample's draws against the distribution it selects.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <vector>
@@ -53,6 +54,19 @@ void ExpectSameCandidates(const std::vector<float>& logits, const SamplingParams
     if (!want.count(id) && prob >= kDrawable) ++boundary;
   EXPECT_LE(boundary, 1) << "T " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p << " min_p "
                          << p.min_p << " vocab " << logits.size();
+}
+
+// No token is chosen from logits holding NaN or an infinity: the error names the row and id.
+TEST(SamplerCandidatesTest, NonFiniteLogitsAreAnErrorNamingWhere) {
+  std::vector<float> logits(3 * 50, 0.5f);
+  EXPECT_TRUE(CheckLogitsFinite(logits.data(), 3, 50).ok());
+  logits[2 * 50 + 17] = std::numeric_limits<float>::infinity();
+  absl::Status s = CheckLogitsFinite(logits.data(), 3, 50);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(s.message().find("an infinity (row 2, token id 17)"), std::string::npos) << s;
+  logits[50 + 3] = std::nanf("");
+  s = CheckLogitsFinite(logits.data(), 3, 50);
+  EXPECT_NE(s.message().find("NaN (row 1, token id 3)"), std::string::npos) << s;
 }
 
 TEST(SamplerCandidatesTest, MatchTheSortedDefinition) {
