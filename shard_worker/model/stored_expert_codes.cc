@@ -62,6 +62,31 @@ absl::Status CheckStoredCodesRequest(const Checkpoint& ckpt, const std::string& 
   return absl::Status(s.code(), absl::StrCat("tensor '", name, "': ", s.message()));
 }
 
+namespace {
+
+// The F16 group scales a writer produces are finite (negative ones are legitimate: the sign
+// puts a group's largest magnitude on int4's code -8); a NaN or infinite one is a corrupt file
+// that would turn every logit into NaN without an error. scales: [rows, groups], row r of the
+// slice is row `first_row + r`.
+absl::Status CheckScales(const std::string& name, const uint16_t* scales, int64_t rows, int64_t groups,
+                         int64_t first_row) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* row = scales + r * groups;
+    bool bad = false;
+    for (int64_t g = 0; g < groups; ++g) bad |= (row[g] & 0x7c00) == 0x7c00;  // exponent all ones: inf, NaN
+    if (!bad) continue;
+    for (int64_t g = 0; g < groups; ++g)
+      if ((row[g] & 0x7c00) == 0x7c00)
+        return absl::DataLossError(absl::StrCat("tensor '", QuantScaleName(name), "' holds a ",
+                                                (row[g] & 0x03ff) != 0 ? "NaN" : "infinite", " scale (F16 0x",
+                                                absl::Hex(row[g], absl::kZeroPad4), ") at row ", first_row + r,
+                                                ", group ", g, ": the checkpoint is corrupt (re-run glmctl quantize)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<StoredCodes> ReadStoredCodes(const Checkpoint& ckpt, const std::string& name, int64_t rb, int64_t re,
                                             int64_t cb, int64_t ce, const TensorReader& read) {
   const ModelConfig& c = ckpt.config();
@@ -124,6 +149,7 @@ absl::StatusOr<StoredCodes> ReadStoredCodes(const Checkpoint& ckpt, const std::s
                   static_cast<size_t>(groups) * sizeof(uint16_t));
     }
   }
+  if (auto s = CheckScales(name, scales, v.rows, groups, rb); !s.ok()) return s;
   v.data = out.codes.data();
   v.group_scales = scales;
   return out;

@@ -281,5 +281,45 @@ TEST_F(QuantizedCheckpointTest, AConfigThatDoesNotDescribeTheTensorsIsRefused) {
   }
 }
 
+// A NaN or infinite scale (a corrupt file: the writer never makes one) loaded without a word and
+// turned every logit into NaN, which greedy decoding read as token 0 (EOS); the load now refuses
+// it, naming the scale tensor and where in it.
+TEST_F(QuantizedCheckpointTest, CorruptScalesAreRefusedAtLoad) {
+  const std::string out = Quantize("glm5-tiny-code", "int4");
+  ASSERT_FALSE(out.empty());
+  const std::string scale = "model.layers.1.mlp.experts.0.gate_proj.weight_scale";
+  std::string where;
+  int64_t begin = 0;
+  {
+    auto ckpt = Checkpoint::Open(out);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    const Checkpoint::Located loc = (*ckpt)->Find(scale);
+    ASSERT_NE(loc.info, nullptr);
+    where = loc.file->path();
+    begin = loc.info->begin + 2 * 5;  // row 0, group 5
+  }
+  auto poke = [&](uint16_t bits) {
+    std::fstream f(where, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(begin);
+    f.write(reinterpret_cast<const char*>(&bits), sizeof(bits));
+  };
+  auto load = [&]() -> absl::Status {
+    auto ckpt = Checkpoint::Open(out);
+    if (!ckpt.ok()) return ckpt.status();
+    auto w = ModelWeights::Load(**ckpt, {});
+    return w.ok() ? absl::OkStatus() : w.status();
+  };
+  for (uint16_t bad : {uint16_t{0x7e00}, uint16_t{0x7c00}, uint16_t{0xfc00}}) {  // NaN, +inf, -inf
+    poke(bad);
+    const absl::Status s = load();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(), scale) && absl::StrContains(s.message(), "group 5")) << s;
+  }
+  poke(0xbc00);  // -1 and 0: values the writer makes (a sign choice, an all-zero group)
+  EXPECT_TRUE(load().ok());
+  poke(0x0000);
+  EXPECT_TRUE(load().ok());
+}
+
 }  // namespace
 }  // namespace glm::model
