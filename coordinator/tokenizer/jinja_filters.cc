@@ -229,6 +229,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
   }
   if (name == "abs") {
     if (!v.is_number()) return TypeError("bad operand type for abs()");
+    if (!v.is_float() && v.as_int() == INT64_MIN) return TypeError("integer overflow in abs()");
     return v.is_float() ? Value::Float(std::fabs(v.as_float())) : Value::Int(std::llabs(v.as_int()));
   }
   if (name == "int") {
@@ -237,7 +238,7 @@ absl::StatusOr<Value> Builtins::Filter(Interpreter* interp, const std::string& n
       char* end = nullptr;
       const std::string s = StripChars(v.as_string(), Value::None(), true, true);
       const double d = std::strtod(s.c_str(), &end);
-      if (!s.empty() && end == s.c_str() + s.size()) return Value::Int(static_cast<int64_t>(d));
+      if (!s.empty() && end == s.c_str() + s.size()) return Value::Int(Value::SaturatingInt(d));
     }
     return Arg(a, k, 0, "default", Value::Int(0));
   }

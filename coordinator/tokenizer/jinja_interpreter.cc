@@ -419,6 +419,7 @@ absl::StatusOr<Value> Interpreter::EvalNode(const Expr& e) {
                                           v.TypeName(), "'"));
       }
       if (e.kind == Expr::Kind::kPos) return v.is_bool() ? Value::Int(v.as_int()) : v;
+      if (!v.is_float() && v.as_int() == INT64_MIN) return Error(e.line, "integer overflow in unary -");
       return v.is_float() ? Value::Float(-v.as_float()) : Value::Int(-v.as_int());
     }
     case Expr::Kind::kNot: {

@@ -88,7 +88,15 @@ class Value {
   int depth() const { return depth_; }
 
   bool as_bool() const { return int_ != 0; }
-  int64_t as_int() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(float_) : int_; }
+  // A float truncates toward zero, saturating at int64's range (NaN gives 0): Python's big
+  // integers have no such bound, but a bare cast out of range is undefined behaviour.
+  int64_t as_int() const { return kind_ == Kind::kFloat ? SaturatingInt(float_) : int_; }
+  static int64_t SaturatingInt(double d) {
+    if (!(d == d)) return 0;
+    if (d >= 9223372036854775807.0) return INT64_MAX;
+    if (d <= -9223372036854775808.0) return INT64_MIN;
+    return static_cast<int64_t>(d);
+  }
   double as_float() const { return kind_ == Kind::kFloat ? float_ : static_cast<double>(int_); }
   const std::string& as_string() const { return str_; }
   // For undefined values: what was undefined, for error messages.

@@ -205,6 +205,12 @@ TEST(JinjaTest, IntegerEdgesAreErrorsNotTraps) {
   ExpectError(Render("{{ 9223372036854775807 + 1 }}").status(), "integer overflow in +", "add");
   ExpectError(Render("{{ -9223372036854775807 - 2 }}").status(), "integer overflow in -", "sub");
   ExpectError(Render("{{ 3 ** 100 }}").status(), "integer overflow in **", "pow");
+  // Negating or abs() of INT64_MIN, and floats out of int64's range made ints, were undefined
+  // behaviour (a wrapped or arbitrary value).
+  ExpectError(Render("{{ -(-9223372036854775807 - 1) }}").status(), "integer overflow in unary -", "neg");
+  ExpectError(Render("{{ (-9223372036854775807 - 1)|abs }}").status(), "integer overflow in abs()", "abs");
+  EXPECT_EQ(*Render("{{ 1e300|int }}|{{ (-1e300)|int }}|{{ '1e300'|int }}|{{ 2.9|int }}|{{ (-2.9)|int }}"),
+            "9223372036854775807|-9223372036854775808|9223372036854775807|2|-2");
   EXPECT_EQ(*Render("{{ 2 ** 10 }}|{{ (-1) ** 1000000000000000001 }}|{{ 1 ** 1000000000000000000 }}"),
             "1024|-1|1");
   EXPECT_EQ(*Render("{{ 'abc'[2::9223372036854775807] }}|{{ 'abc'[::-9223372036854775807] }}|"
