@@ -77,7 +77,8 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(const nlohmann::json& 
     vocab.by_content_[tok.content] = i;
     if (tok.normalized) {
       std::string pattern = tok.content;
-      if (normalizer != nullptr) normalizer->Normalize(&pattern);
+      if (normalizer != nullptr)
+        if (absl::Status n = normalizer->Normalize(&pattern); !n.ok()) return n;
       vocab.normalized_.Add(pattern, static_cast<int32_t>(i));
     } else {
       vocab.raw_.Add(tok.content, static_cast<int32_t>(i));

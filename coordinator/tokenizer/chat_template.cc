@@ -9,20 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/tokenizer/json_depth.h"
 #include "coordinator/tokenizer/status_macros.h"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::tokenizer {
 namespace {
 
 using OJson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
-
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 constexpr const char* kSpecialTokenKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                              "pad_token", "cls_token", "mask_token"};
@@ -87,9 +80,11 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
   fs::path file = path;
   std::error_code ec;
   if (fs::is_directory(file, ec)) file /= "tokenizer_config.json";
-  GLM_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
-  const OJson config = OJson::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object()) {
+  GLM_ASSIGN_OR_RETURN(std::string text, model::ReadModelFile(file.string(), model::kMaxSmallModelFileBytes));
+  absl::StatusOr<OJson> parsed = model::ParseModelJson<OJson>(text, file.string());
+  if (!parsed.ok()) return parsed.status();
+  const OJson config = *std::move(parsed);
+  if (!config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(file.string(), " is not a JSON object"));
   }
   std::string source;
@@ -126,7 +121,7 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::FromTokenizerConfig(
   }
   if (source.empty()) {
     const fs::path jinja_file = file.parent_path() / "chat_template.jinja";
-    auto jinja = ReadFile(jinja_file);
+    auto jinja = model::ReadModelFile(jinja_file.string(), model::kMaxSmallModelFileBytes);
     if (!jinja.ok()) {
       return absl::NotFoundError(absl::StrCat(file.string(), " has no chat_template"));
     }

@@ -22,8 +22,10 @@ class SequenceNormalizer : public Normalizer {
  public:
   explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> parts)
       : parts_(std::move(parts)) {}
-  void Normalize(std::string* text) const override {
-    for (const auto& p : parts_) p->Normalize(text);
+  absl::Status Normalize(std::string* text) const override {
+    for (const auto& p : parts_)
+      if (absl::Status s = p->Normalize(text); !s.ok()) return s;
+    return absl::OkStatus();
   }
   bool IsIdentity() const override {
     for (const auto& p : parts_) {
@@ -41,16 +43,17 @@ enum class Form { kNfc, kNfd, kNfkc, kNfkd };
 class UnicodeNormalizer : public Normalizer {
  public:
   explicit UnicodeNormalizer(const icu::Normalizer2* impl) : impl_(impl) {}
-  void Normalize(std::string* text) const override {
+  absl::Status Normalize(std::string* text) const override {
     UErrorCode status = U_ZERO_ERROR;
     // Fast path: most text is already normalized.
     const icu::UnicodeString in = icu::UnicodeString::fromUTF8(*text);
-    if (impl_->isNormalized(in, status) && U_SUCCESS(status)) return;
+    if (impl_->isNormalized(in, status) && U_SUCCESS(status)) return absl::OkStatus();
     status = U_ZERO_ERROR;
     const icu::UnicodeString out = impl_->normalize(in, status);
-    if (U_FAILURE(status)) return;
+    if (U_FAILURE(status)) return absl::OkStatus();
     text->clear();
     out.toUTF8String(*text);
+    return absl::OkStatus();
   }
 
  private:
@@ -59,18 +62,19 @@ class UnicodeNormalizer : public Normalizer {
 
 class LowercaseNormalizer : public Normalizer {
  public:
-  void Normalize(std::string* text) const override {
+  absl::Status Normalize(std::string* text) const override {
     icu::UnicodeString s = icu::UnicodeString::fromUTF8(*text);
     s.toLower(icu::Locale::getRoot());
     text->clear();
     s.toUTF8String(*text);
+    return absl::OkStatus();
   }
 };
 
 class StripNormalizer : public Normalizer {
  public:
   StripNormalizer(bool left, bool right) : left_(left), right_(right) {}
-  void Normalize(std::string* text) const override {
+  absl::Status Normalize(std::string* text) const override {
     size_t begin = 0, end = text->size();
     if (left_) {
       while (begin < end) {
@@ -91,6 +95,7 @@ class StripNormalizer : public Normalizer {
       }
     }
     *text = text->substr(begin, end - begin);
+    return absl::OkStatus();
   }
 
  private:
@@ -101,8 +106,9 @@ class PrependNormalizer : public Normalizer {
  public:
   explicit PrependNormalizer(std::string prefix) : prefix_(std::move(prefix)) {}
   // Hugging Face prepends only to non-empty text.
-  void Normalize(std::string* text) const override {
+  absl::Status Normalize(std::string* text) const override {
     if (!text->empty()) text->insert(0, prefix_);
+    return absl::OkStatus();
   }
 
  private:
@@ -113,14 +119,14 @@ class ReplaceNormalizer : public Normalizer {
  public:
   ReplaceNormalizer(std::string literal, std::unique_ptr<Regex> regex, std::string content)
       : literal_(std::move(literal)), regex_(std::move(regex)), content_(std::move(content)) {}
-  void Normalize(std::string* text) const override {
+  absl::Status Normalize(std::string* text) const override {
     if (regex_ == nullptr) {
       if (!literal_.empty()) *text = absl::StrReplaceAll(*text, {{literal_, content_}});
-      return;
+      return absl::OkStatus();
     }
     std::vector<std::pair<size_t, size_t>> matches;
-    regex_->NewMatcher()->FindAll(*text, &matches);
-    if (matches.empty()) return;
+    if (absl::Status s = regex_->NewMatcher()->FindAll(*text, &matches); !s.ok()) return s;
+    if (matches.empty()) return absl::OkStatus();
     std::string out;
     size_t prev = 0;
     for (const auto& [s, e] : matches) {
@@ -130,6 +136,7 @@ class ReplaceNormalizer : public Normalizer {
     }
     out.append(*text, prev, std::string::npos);
     *text = std::move(out);
+    return absl::OkStatus();
   }
 
  private:

@@ -17,8 +17,9 @@ class Normalizer {
   virtual ~Normalizer() = default;
   // A null `config` means "no normalizer" and yields nullptr.
   static absl::StatusOr<std::unique_ptr<Normalizer>> FromJson(const nlohmann::json& config);
-  // Rewrites `text` (valid UTF-8) in place.
-  virtual void Normalize(std::string* text) const = 0;
+  // Rewrites `text` (valid UTF-8) in place. Fails only where a regex does
+  // (Regex::Matcher::FindAll).
+  virtual absl::Status Normalize(std::string* text) const = 0;
   // False when Normalize is the identity (an empty Sequence): lets encode skip copies.
   virtual bool IsIdentity() const { return false; }
 };

@@ -19,9 +19,9 @@ using Ranges = std::vector<std::pair<size_t, size_t>>;
 constexpr char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// Applies a per-piece splitting function to every unsplit piece.
-void SplitEach(std::vector<Piece>* pieces,
-               const std::function<void(const std::string&, Ranges*)>& ranges_of) {
+// Applies a per-piece splitting function to every unsplit piece; stops at its first error.
+absl::Status SplitEach(std::vector<Piece>* pieces,
+                       const std::function<absl::Status(const std::string&, Ranges*)>& ranges_of) {
   std::vector<Piece> out;
   out.reserve(pieces->size() * 2);
   Ranges ranges;
@@ -31,7 +31,7 @@ void SplitEach(std::vector<Piece>* pieces,
       continue;
     }
     ranges.clear();
-    ranges_of(p.text, &ranges);
+    if (absl::Status s = ranges_of(p.text, &ranges); !s.ok()) return s;
     if (ranges.size() == 1 && ranges[0].first == 0 && ranges[0].second == p.text.size()) {
       out.push_back(std::move(p));
       continue;
@@ -39,6 +39,7 @@ void SplitEach(std::vector<Piece>* pieces,
     for (const auto& [s, e] : ranges) out.push_back(Piece{p.text.substr(s, e - s), -1});
   }
   *pieces = std::move(out);
+  return absl::OkStatus();
 }
 
 // Matches of a predicate on code points, as maximal runs (contiguous) or single characters.
@@ -63,8 +64,10 @@ class SequencePreTokenizer : public PreTokenizer {
  public:
   explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> parts)
       : parts_(std::move(parts)) {}
-  void Apply(std::vector<Piece>* pieces) const override {
-    for (const auto& p : parts_) p->Apply(pieces);
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
+    for (const auto& p : parts_)
+      if (absl::Status s = p->Apply(pieces); !s.ok()) return s;
+    return absl::OkStatus();
   }
   bool IsByteLevel() const override {
     for (const auto& p : parts_) {
@@ -84,13 +87,13 @@ class SplitPreTokenizer : public PreTokenizer {
       : regex_(std::move(regex)), literal_(std::move(literal)), behavior_(behavior),
         invert_(invert) {}
 
-  void Apply(std::vector<Piece>* pieces) const override {
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
     std::unique_ptr<Regex::Matcher> matcher = regex_ ? regex_->NewMatcher() : nullptr;
     Ranges matches;
-    SplitEach(pieces, [&](const std::string& text, Ranges* out) {
+    return SplitEach(pieces, [&](const std::string& text, Ranges* out) -> absl::Status {
       matches.clear();
       if (matcher) {
-        matcher->FindAll(text, &matches);
+        if (absl::Status s = matcher->FindAll(text, &matches); !s.ok()) return s;
       } else if (!literal_.empty()) {
         for (size_t pos = text.find(literal_); pos != std::string::npos;
              pos = text.find(literal_, pos + literal_.size())) {
@@ -98,6 +101,7 @@ class SplitPreTokenizer : public PreTokenizer {
         }
       }
       *out = SplitRanges(text.size(), matches, behavior_, invert_);
+      return absl::OkStatus();
     });
   }
 
@@ -113,7 +117,7 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   ByteLevelPreTokenizer(bool add_prefix_space, std::unique_ptr<Regex> regex)
       : add_prefix_space_(add_prefix_space), regex_(std::move(regex)) {}
 
-  void Apply(std::vector<Piece>* pieces) const override {
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
     if (add_prefix_space_) {
       for (Piece& p : *pieces) {
         if (p.id < 0 && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
@@ -122,10 +126,12 @@ class ByteLevelPreTokenizer : public PreTokenizer {
     if (regex_ != nullptr) {
       auto matcher = regex_->NewMatcher();
       Ranges matches;
-      SplitEach(pieces, [&](const std::string& text, Ranges* out) {
-        matcher->FindAll(text, &matches);
+      absl::Status split = SplitEach(pieces, [&](const std::string& text, Ranges* out) -> absl::Status {
+        if (absl::Status s = matcher->FindAll(text, &matches); !s.ok()) return s;
         *out = SplitRanges(text.size(), matches, SplitBehavior::kIsolated, false);
+        return absl::OkStatus();
       });
+      if (!split.ok()) return split;
     }
     const ByteLevelTable& table = ByteLevelTable::Get();
     std::string mapped;
@@ -135,6 +141,7 @@ class ByteLevelPreTokenizer : public PreTokenizer {
       table.Encode(p.text, &mapped);
       p.text.swap(mapped);
     }
+    return absl::OkStatus();
   }
   bool IsByteLevel() const override { return true; }
 
@@ -146,14 +153,15 @@ class ByteLevelPreTokenizer : public PreTokenizer {
 class DigitsPreTokenizer : public PreTokenizer {
  public:
   explicit DigitsPreTokenizer(bool individual) : individual_(individual) {}
-  void Apply(std::vector<Piece>* pieces) const override {
-    SplitEach(pieces, [&](const std::string& text, Ranges* out) {
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
+    return SplitEach(pieces, [&](const std::string& text, Ranges* out) {
       Ranges matches;
       CharMatches(text, [](char32_t c) { return u_isdigit(static_cast<UChar32>(c)) != 0; },
                   false, &matches);
       *out = SplitRanges(text.size(), matches,
                          individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
                          false);
+      return absl::OkStatus();
     });
   }
 
@@ -166,11 +174,12 @@ class CharClassPreTokenizer : public PreTokenizer {
  public:
   CharClassPreTokenizer(std::function<bool(char32_t)> pred, SplitBehavior behavior)
       : pred_(std::move(pred)), behavior_(behavior) {}
-  void Apply(std::vector<Piece>* pieces) const override {
-    SplitEach(pieces, [&](const std::string& text, Ranges* out) {
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
+    return SplitEach(pieces, [&](const std::string& text, Ranges* out) {
       Ranges matches;
       CharMatches(text, pred_, behavior_ == SplitBehavior::kRemoved, &matches);
       *out = SplitRanges(text.size(), matches, behavior_, false);
+      return absl::OkStatus();
     });
   }
 
@@ -183,7 +192,7 @@ class MetaspacePreTokenizer : public PreTokenizer {
  public:
   MetaspacePreTokenizer(std::string replacement, std::string scheme, bool split)
       : replacement_(std::move(replacement)), scheme_(std::move(scheme)), split_(split) {}
-  void Apply(std::vector<Piece>* pieces) const override {
+  absl::Status Apply(std::vector<Piece>* pieces) const override {
     bool first = true;
     for (Piece& p : *pieces) {
       if (p.id >= 0) {
@@ -205,14 +214,15 @@ class MetaspacePreTokenizer : public PreTokenizer {
       p.text = std::move(out);
       first = false;
     }
-    if (!split_) return;
-    SplitEach(pieces, [&](const std::string& text, Ranges* out) {
+    if (!split_) return absl::OkStatus();
+    return SplitEach(pieces, [&](const std::string& text, Ranges* out) {
       Ranges matches;
       for (size_t pos = text.find(replacement_); pos != std::string::npos;
            pos = text.find(replacement_, pos + replacement_.size())) {
         matches.emplace_back(pos, pos + replacement_.size());
       }
       *out = SplitRanges(text.size(), matches, SplitBehavior::kMergedWithNext, false);
+      return absl::OkStatus();
     });
   }
 

@@ -37,7 +37,8 @@ class PreTokenizer {
   // A null `config` yields nullptr (no pre-tokenizer).
   static absl::StatusOr<std::unique_ptr<PreTokenizer>> FromJson(const nlohmann::json& config);
   // Splits (and for ByteLevel, rewrites) every piece with id < 0, in order.
-  virtual void Apply(std::vector<Piece>* pieces) const = 0;
+  // Fails only where a regex does (Regex::Matcher::FindAll).
+  virtual absl::Status Apply(std::vector<Piece>* pieces) const = 0;
   // True when the pipeline maps bytes to GPT-2 characters (the BPE vocabulary is byte-level).
   virtual bool IsByteLevel() const { return false; }
 };

@@ -53,6 +53,7 @@ std::unique_ptr<Regex::Matcher> Regex::NewMatcher() const {
   auto m = std::unique_ptr<Matcher>(new Matcher());
   UErrorCode status = U_ZERO_ERROR;
   m->matcher_.reset(compiled_->matcher(status));
+  if (m->matcher_ != nullptr) m->matcher_->setTimeLimit(kMatchTimeLimit, status);
   return m;
 }
 
@@ -60,21 +61,28 @@ Regex::Matcher::~Matcher() {
   if (utext_ != nullptr) utext_close(utext_);
 }
 
-void Regex::Matcher::FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* out) {
+absl::Status Regex::Matcher::FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* out) {
   out->clear();
-  if (text.empty() || matcher_ == nullptr) return;
+  if (text.empty()) return absl::OkStatus();
+  if (matcher_ == nullptr) return absl::InternalError("regex matcher could not be created");
   UErrorCode status = U_ZERO_ERROR;
   // Matching directly on UTF-8 makes ICU's native indices byte offsets: no conversion and no
   // index mapping back from UTF-16.
   utext_ = utext_openUTF8(utext_, text.data(), static_cast<int64_t>(text.size()), &status);
-  if (U_FAILURE(status)) return;
-  matcher_->reset(utext_);
-  while (matcher_->find(status) && U_SUCCESS(status)) {
-    const int64_t start = matcher_->start64(status);
-    const int64_t end = matcher_->end64(status);
-    if (U_FAILURE(status)) break;
-    if (end > start) out->emplace_back(static_cast<size_t>(start), static_cast<size_t>(end));
+  if (U_SUCCESS(status)) {
+    matcher_->reset(utext_);
+    while (matcher_->find(status) && U_SUCCESS(status)) {
+      const int64_t start = matcher_->start64(status);
+      const int64_t end = matcher_->end64(status);
+      if (U_FAILURE(status)) break;
+      if (end > start) out->emplace_back(static_cast<size_t>(start), static_cast<size_t>(end));
+    }
   }
+  if (U_SUCCESS(status)) return absl::OkStatus();
+  out->clear();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the tokenizer's regex failed on a ", text.size(), "-byte piece of the text: ", u_errorName(status),
+      status == U_REGEX_TIME_OUT ? " (the pattern backtracks catastrophically on this text)" : ""));
 }
 
 }  // namespace glm::tokenizer

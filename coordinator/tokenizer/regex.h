@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 #include <unicode/regex.h>
@@ -20,6 +21,12 @@ namespace glm::tokenizer {
 
 class Regex {
  public:
+  // ICU's time limit for one match, in steps of its match engine (of the order of a
+  // millisecond each): far above what any tokenizer pattern takes on real text (microseconds),
+  // yet a catastrophically backtracking one stops within seconds instead of hanging the
+  // coordinator's request thread.
+  static constexpr int32_t kMatchTimeLimit = 5000;
+
   // Per-thread matching state. ICU matchers are not thread-safe, so each encode call makes its
   // own and reuses it for every piece (making one per piece would dominate encode time).
   class Matcher {
@@ -28,7 +35,10 @@ class Regex {
     Matcher(const Matcher&) = delete;
     Matcher& operator=(const Matcher&) = delete;
     // Byte ranges [start, end) of the successive non-empty matches in `text` (valid UTF-8).
-    void FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* out);
+    // InvalidArgument when the match engine fails, e.g. one match runs past kMatchTimeLimit
+    // (a pattern that backtracks catastrophically on this text) or its stack limit: a partial
+    // list would tokenise the rest of the text differently without a word.
+    absl::Status FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* out);
 
    private:
     friend class Regex;

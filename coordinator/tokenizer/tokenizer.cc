@@ -8,19 +8,11 @@
 #include "coordinator/tokenizer/json_depth.h"
 #include "coordinator/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::tokenizer {
 
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-  return ss.str();
-}
 
 }  // namespace
 
@@ -28,7 +20,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   std::string file = path;
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) file = (std::filesystem::path(path) / "tokenizer.json").string();
-  auto text = ReadFile(file);
+  auto text = model::ReadModelFile(file, model::kMaxLargeModelFileBytes);
   if (!text.ok()) return text.status();
   auto tok = FromJsonString(*text);
   if (!tok.ok()) {
@@ -38,8 +30,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonString(std::string_view json_text) {
-  const nlohmann::json config = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded()) return absl::InvalidArgumentError("tokenizer.json is not valid JSON");
+  auto parsed = model::ParseModelJson<nlohmann::json>(std::string(json_text), "tokenizer.json");
+  if (!parsed.ok()) return parsed.status();
+  const nlohmann::json config = *std::move(parsed);
   if (!config.is_object()) return absl::InvalidArgumentError("tokenizer.json: expected an object");
   // Before anything copies a part of it (copies and the component builders recurse per level):
   // Hugging Face's files nest a few levels; a Sequence nested 100k deep overflowed the stack.
@@ -118,11 +111,13 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
     added_.SplitRaw(&pieces);
     if (normalizer_ != nullptr) {
       for (Piece& p : pieces) {
-        if (p.id < 0) normalizer_->Normalize(&p.text);
+        if (p.id < 0)
+          if (absl::Status n = normalizer_->Normalize(&p.text); !n.ok()) return n;
       }
     }
     added_.SplitNormalized(&pieces);
-    if (pre_tokenizer_ != nullptr) pre_tokenizer_->Apply(&pieces);
+    if (pre_tokenizer_ != nullptr)
+      if (absl::Status s = pre_tokenizer_->Apply(&pieces); !s.ok()) return s;
     ids.reserve(text.size() / 3 + 8);
     for (const Piece& p : pieces) {
       if (p.id >= 0) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/model/json_duplicate_keys.h"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::model {
 
@@ -29,11 +30,11 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   std::map<std::string, std::string> weight_map;
   fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
   if (fs::exists(index_path, ec)) {
-    std::ifstream in(index_path);
-    std::stringstream ss;
-    ss << in.rdbuf();
+    auto text = ReadModelFile(index_path.string(), kMaxLargeModelFileBytes);
+    if (!text.ok()) return text.status();
+    if (auto s = CheckJsonNesting(*text, kMaxModelJsonDepth, index_path.string()); !s.ok()) return s;
     std::vector<DuplicateJsonKey> duplicates;
-    auto j = ParseJsonFindingDuplicateKeys(ss.str(), &duplicates);
+    auto j = ParseJsonFindingDuplicateKeys(*text, &duplicates);
     if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       return absl::DataLossError(absl::StrCat(index_path.string(), ": not a safetensors index (needs \"weight_map\")"));
     // nlohmann keeps the last of two entries of one name: which shard holds the tensor would be a

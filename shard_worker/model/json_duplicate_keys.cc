@@ -1,5 +1,6 @@
 #include "shard_worker/model/json_duplicate_keys.h"
 
+#include <new>
 #include <set>
 
 namespace glm::model {
@@ -32,7 +33,11 @@ nlohmann::json ParseJsonFindingDuplicateKeys(const std::string& text, std::vecto
     }
     return true;  // keep everything: the caller decides what a duplicate means
   };
-  return json::parse(text, callback, /*allow_exceptions=*/false);
+  try {
+    return json::parse(text, callback, /*allow_exceptions=*/false);
+  } catch (const std::bad_alloc&) {  // a huge document: refused as unreadable, not a crash
+    return json(json::value_t::discarded);
+  }
 }
 
 }  // namespace glm::model

@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::model {
 namespace {
@@ -161,25 +162,32 @@ absl::StatusOr<std::vector<int32_t>> ReadTokenIds(const json& j, const char* fie
 
 absl::Status ParseRope(const json& j, ModelConfig* c) {
   // transformers 5 writes `rope_parameters`; older exports write `rope_theta` + `rope_scaling`.
-  const json* params = nullptr;
-  if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object()) params = &*it;
+  // As transformers reads them: the type under "rope_type" or the legacy "type", rope_theta in
+  // the parameters or else at the top level. Only plain RoPE is implemented, so any scaling type
+  // named in either place is refused rather than silently run as plain RoPE.
   std::string rope_type = "default";
-  if (params != nullptr) {
-    if (auto t = params->find("rope_type"); t != params->end() && t->is_string()) rope_type = *t;
-    if (auto t = params->find("rope_theta"); t != params->end()) {
-      if (!t->is_number()) return FieldError("rope_parameters.rope_theta", "must be a number");
+  bool theta_in_params = false;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_object()) return FieldError(key, absl::StrCat("must be an object, got ", Describe(*it)));
+    for (const char* type_key : {"rope_type", "type"}) {
+      auto t = it->find(type_key);
+      if (t == it->end() || t->is_null()) continue;
+      if (!t->is_string())
+        return FieldError(absl::StrCat(key, ".", type_key), absl::StrCat("must be a string, got ", Describe(*t)));
+      if (*t != "default") rope_type = t->get<std::string>();
+    }
+    if (auto t = it->find("rope_theta"); t != it->end() && !t->is_null()) {
+      if (!t->is_number())
+        return FieldError(absl::StrCat(key, ".rope_theta"), absl::StrCat("must be a number, got ", Describe(*t)));
       c->rope_theta = t->get<double>();
+      theta_in_params = true;
     }
-  } else {
-    if (auto t = j.find("rope_theta"); t != j.end() && !t->is_null()) {
-      if (!t->is_number()) return FieldError("rope_theta", absl::StrCat("must be a number, got ", Describe(*t)));
-      c->rope_theta = t->get<double>();
-    }
-    if (auto s = j.find("rope_scaling"); s != j.end() && s->is_object()) {
-      auto t = s->find("rope_type");
-      if (t == s->end()) t = s->find("type");
-      if (t != s->end() && t->is_string()) rope_type = *t;
-    }
+  }
+  if (auto t = j.find("rope_theta"); !theta_in_params && t != j.end() && !t->is_null()) {
+    if (!t->is_number()) return FieldError("rope_theta", absl::StrCat("must be a number, got ", Describe(*t)));
+    c->rope_theta = t->get<double>();
   }
   if (rope_type != "default") {
     return FieldError("rope_parameters.rope_type",
@@ -260,8 +268,9 @@ IndexerKind ModelConfig::indexer_kind(int64_t layer) const {
 }
 
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) {
-  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("config.json: not valid JSON");
+  auto parsed = ParseModelJson<json>(json_text, "config.json");
+  if (!parsed.ok()) return parsed.status();
+  const json j = *std::move(parsed);
   if (!j.is_object()) return absl::InvalidArgumentError("config.json: top level must be an object");
   ModelConfig c;
   auto mt = j.find("model_type");
@@ -328,12 +337,16 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
   }
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null() && *it != "silu")
     return FieldError("hidden_act", absl::StrCat("is ", Describe(*it), "; only \"silu\" is supported"));
-  if (auto it = j.find("num_key_value_heads"); it != j.end() && it->is_number_integer() &&
-      it->get<int64_t>() != c.num_attention_heads)
-    return FieldError("num_key_value_heads", "must equal num_attention_heads for MLA");
-  if (auto it = j.find("qk_head_dim"); it != j.end() && it->is_number_integer() &&
-      it->get<int64_t>() != c.qk_head_dim())
-    return FieldError("qk_head_dim", "must equal qk_nope_head_dim + qk_rope_head_dim");
+  // Informational in MLA, but a value that disagrees (or is not an integer) means the file
+  // describes another model.
+  if (auto it = j.find("num_key_value_heads"); it != j.end() && !it->is_null() &&
+      (!it->is_number_integer() || it->get<int64_t>() != c.num_attention_heads))
+    return FieldError("num_key_value_heads", absl::StrCat("must equal num_attention_heads (", c.num_attention_heads,
+                                                          ") for MLA, got ", Describe(*it)));
+  if (auto it = j.find("qk_head_dim"); it != j.end() && !it->is_null() &&
+      (!it->is_number_integer() || it->get<int64_t>() != c.qk_head_dim()))
+    return FieldError("qk_head_dim", absl::StrCat("must equal qk_nope_head_dim + qk_rope_head_dim (", c.qk_head_dim(),
+                                                  "), got ", Describe(*it)));
   if (c.qk_rope_head_dim % 2 != 0) return FieldError("qk_rope_head_dim", "must be even");
   if (c.index_head_dim < c.qk_rope_head_dim)
     return FieldError("index_head_dim", "must be at least qk_rope_head_dim");
@@ -399,11 +412,9 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json_text) 
 }
 
 absl::StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto c = FromJson(ss.str());
+  auto text = ReadModelFile(path, kMaxSmallModelFileBytes);
+  if (!text.ok()) return text.status();
+  auto c = FromJson(*text);
   if (!c.ok()) {
     // FromJson's messages start "config.json: "; the path replaces it (it was printed twice).
     absl::string_view message = c.status().message();

@@ -20,6 +20,7 @@
 #include "shard_worker/kernels/quantize.h"
 #include "shard_worker/kernels/thread_pool.h"
 #include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/model_file.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/safetensors_file.h"
@@ -242,12 +243,13 @@ absl::StatusOr<std::string> WriteQuantizedCheckpoint(const std::string& model_di
     if (options.progress) options.progress(absl::StrCat("wrote ", (fs::path(out_dir) / shard).string(), " (", *written >> 20, " MiB)"));
   }
   // config.json as it was, plus the experts' format; the index; the directory's other files.
-  std::ifstream config_in(fs::path(model_dir) / "config.json", std::ios::binary);
-  std::stringstream config_text;
-  config_text << config_in.rdbuf();
-  nlohmann::json config = nlohmann::json::parse(config_text.str(), nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded() || !config.is_object())
-    return absl::DataLossError(absl::StrCat(model_dir, "/config.json: cannot be read back"));
+  const std::string config_path = (fs::path(model_dir) / "config.json").string();
+  auto config_text = ReadModelFile(config_path, kMaxSmallModelFileBytes);
+  if (!config_text.ok()) return config_text.status();
+  auto parsed_config = ParseModelJson<nlohmann::json>(*config_text, config_path);
+  if (!parsed_config.ok() || !parsed_config->is_object())
+    return absl::DataLossError(absl::StrCat(config_path, ": cannot be read back"));
+  nlohmann::json config = *std::move(parsed_config);
   const std::string format = options.dtype == kernels::DType::kI8 ? "int8" : "int4";
   config["expert_quantization"] = {{"format", format}, {"group_size", group}};
   if (auto s = WriteText(fs::path(out_dir) / "config.json", config.dump(2) + "\n"); !s.ok()) return s;

@@ -13,12 +13,13 @@
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "shard_worker/model/json_duplicate_keys.h"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::model {
 namespace {
 
 // A header larger than this is corruption, not a model (real ones are a few MiB at most).
-constexpr int64_t kMaxHeaderBytes = 256ll << 20;
+constexpr int64_t kMaxHeaderBytes = 100'000'000;  // the safetensors format's own bound
 
 absl::Status PreadFully(int fd, void* dst, int64_t length, int64_t offset, const std::string& path) {
   auto* p = static_cast<uint8_t*>(dst);
@@ -53,12 +54,18 @@ int64_t SafetensorsDTypeSize(const std::string& dtype) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO in a shard's place opens at once (and is refused below) instead of
+  // blocking for a writer; reads of a regular file ignore the flag.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     return absl::DataLossError(absl::StrCat(path, ": cannot stat"));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile(path, fd, st.st_size));
   if (auto s = file->ParseHeader(); !s.ok()) return s;
@@ -83,6 +90,8 @@ absl::Status SafetensorsFile::ParseHeader() {
   }
   std::string header(header_len, '\0');
   if (auto s = PreadFully(fd_, header.data(), header_len, 8, path_); !s.ok()) return s;
+  if (auto s = CheckJsonNesting(header, kMaxModelJsonDepth, absl::StrCat(path_, ": header")); !s.ok())
+    return absl::DataLossError(s.message());
   std::vector<DuplicateJsonKey> duplicates;
   auto j = ParseJsonFindingDuplicateKeys(header, &duplicates);
   if (j.is_discarded() || !j.is_object())

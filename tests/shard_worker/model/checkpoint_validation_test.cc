@@ -1,15 +1,18 @@
 // Broken checkpoints get one clear error naming the file and tensor, never a crash.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "nlohmann/json.hpp"
 
 #include "reference_fixture.h"
 #include "shard_worker/model/checkpoint.h"
+#include "shard_worker/model/model_file.h"
 #include "shard_worker/model/model_weights.h"
 #include "shard_worker/model/synth_checkpoint.h"
 
@@ -347,6 +350,43 @@ TEST_F(CheckpointValidationTest, BadConfigValuesAreRejected) {
   EXPECT_NE(s.message().find("not valid JSON"), std::string::npos) << s;
 }
 
+// JSON nested absurdly deep (120M levels took 7.6 GB and ended in an uncaught std::bad_alloc) is
+// refused before parsing, in config.json, the index and a shard's header; a FIFO in a file's
+// place (which blocked the open forever) and a file over its size bound are refused by name.
+TEST_F(CheckpointValidationTest, DeepNestingPipesAndHugeFilesAreRefusedByName) {
+  const std::string config = ReadFile(dir_ / "config.json");
+  const std::string deep = "{\"x\": " + std::string(100, '[') + std::string(100, ']') + "}";
+  WriteFile(dir_ / "config.json", deep);
+  absl::Status s = LoadAll();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "config.json") && absl::StrContains(s.message(), "deeper than 64")) << s;
+  // Brackets inside strings are text, not nesting.
+  WriteFile(dir_ / "config.json", config.substr(0, config.rfind('}')) + ", \"note\": \"" + std::string(100, '[') + "\"}");
+  EXPECT_TRUE(LoadAll().ok()) << LoadAll();
+  WriteFile(dir_ / "config.json", config);
+
+  const std::string index = ReadFile(dir_ / "model.safetensors.index.json");
+  WriteFile(dir_ / "model.safetensors.index.json", deep);
+  s = LoadAll();
+  EXPECT_TRUE(absl::StrContains(s.message(), "model.safetensors.index.json") && absl::StrContains(s.message(), "deeper")) << s;
+  WriteFile(dir_ / "model.safetensors.index.json", index);
+
+  EditHeader(Shard(0), [](std::string& h) { h.insert(h.rfind('}'), ", \"__metadata__\": {\"x\": " + std::string(100, '[') + std::string(100, ']') + "}"); });
+  s = LoadAll();
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "header") && absl::StrContains(s.message(), "deeper")) << s;
+
+  // A FIFO as config.json: refused at once (no writer ever comes).
+  fs::remove(dir_ / "config.json");
+  ASSERT_EQ(::mkfifo((dir_ / "config.json").c_str(), 0600), 0);
+  s = LoadAll();
+  EXPECT_TRUE(absl::StrContains(s.message(), "not a regular file")) << s;
+  fs::remove(dir_ / "config.json");
+  WriteFile(dir_ / "config.json", config + std::string(kMaxSmallModelFileBytes, ' '));
+  s = LoadAll();
+  EXPECT_TRUE(absl::StrContains(s.message(), "config.json") && absl::StrContains(s.message(), "bytes, more than")) << s;
+}
+
 TEST(ModelConfigTest, RejectsUnsupportedAndInconsistentFields) {
   const std::string base = R"({"model_type":"glm_moe_dsa","vocab_size":64,"hidden_size":32,"intermediate_size":64,
     "moe_intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,"n_routed_experts":4,
@@ -369,6 +409,8 @@ TEST(ModelConfigTest, RejectsUnsupportedAndInconsistentFields) {
   expect_error(R"("quantization_config":{"quant_method":"fp8","weight_block_size":[128]})", "weight_block_size");
   expect_error(R"("attention_bias":true)", "attention_bias");
   expect_error(R"("num_key_value_heads":1)", "num_key_value_heads");
+  expect_error(R"("num_key_value_heads":"2")", "must equal num_attention_heads (2) for MLA, got \"2\"");
+  expect_error(R"("qk_head_dim":12.5)", "qk_head_dim");
   auto neg = ModelConfig::FromJson(std::string(base).replace(base.find("\"hidden_size\":32"), 16, "\"hidden_size\":-3") + "}");
   ASSERT_FALSE(neg.ok());
   EXPECT_NE(neg.status().message().find("hidden_size"), std::string::npos);

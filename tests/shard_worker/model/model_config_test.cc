@@ -57,8 +57,14 @@ TEST(ModelConfigTest, QuantizationConfigOfTheWrongTypeIsAnError) {
 }
 
 // Building the message dumped the whole value, recursively: 200,000 levels overflowed the stack.
+// Such a file is now refused before parsing (model_file.h: 120M levels exhausted memory); values
+// nested within the bound are named, not dumped.
 TEST(ModelConfigTest, DeeplyNestedValuesAreNamedNotDumped) {
-  constexpr int kDepth = 200000;
+  const std::string too_deep = std::string(200000, '[') + std::string(200000, ']');
+  auto refused = With("\"hidden_act\":" + too_deep);
+  ExpectFieldError(refused, "config.json: JSON nested deeper than 64 levels", "too deep");
+  EXPECT_LT(refused.status().message().size(), 100u);
+  constexpr int kDepth = 30;  // with the quantization_config's levels, within the bound
   const std::string nested = std::string(kDepth, '[') + std::string(kDepth, ']');
   ExpectFieldError(With("\"hidden_act\":" + nested), "field 'hidden_act' is an array of 1 element", "hidden_act");
   ExpectFieldError(With("\"mlp_layer_types\":[\"dense\"," + nested + "]"),
@@ -106,6 +112,31 @@ TEST(ModelConfigTest, FloatFieldsMustBeFiniteAndPlausible) {
   EXPECT_FLOAT_EQ(c->rms_norm_eps, 1e-5f);
   EXPECT_FLOAT_EQ(c->routed_scaling_factor, 2.5f);
   EXPECT_EQ(c->rope_theta, 1e6);
+}
+
+// RoPE as transformers reads it: a scaling type under the legacy "type" key or in rope_scaling
+// next to rope_parameters was run as plain RoPE without a word, a top-level rope_theta was
+// dropped when rope_parameters had none, and non-objects fell back to the defaults.
+TEST(ModelConfigTest, RopeFieldsAreReadAsTransformersReadsThem) {
+  for (const auto& [extra, needle] : std::vector<std::pair<std::string, std::string>>{
+           {R"("rope_parameters":{"type":"yarn","factor":40})", "'yarn' is not supported"},
+           {R"("rope_parameters":{"rope_type":"default"},"rope_scaling":{"type":"linear","factor":2})",
+            "'linear' is not supported"},
+           {R"("rope_parameters":"default")", "field 'rope_parameters' must be an object"},
+           {R"("rope_scaling":[1])", "field 'rope_scaling' must be an object"},
+           {R"("rope_parameters":{"rope_type":7})", "field 'rope_parameters.rope_type' must be a string"},
+       }) {
+    ExpectFieldError(With(extra), needle, extra);
+  }
+  auto c = With(R"("rope_parameters":{"rope_type":"default"},"rope_theta":50000)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 50000);
+  c = With(R"("rope_parameters":{"rope_type":"default","rope_theta":20000},"rope_theta":50000)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 20000);  // the parameters' own value wins
+  c = With(R"("rope_parameters":null,"rope_scaling":null,"rope_theta":30000)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 30000);
 }
 
 // Token ids were narrowed to int32 before the vocabulary check: 4294967587 became 291 and
