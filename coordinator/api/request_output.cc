@@ -189,23 +189,42 @@ size_t RequestOutput::PartialStopSuffix() const {
 }
 
 absl::Status RequestOutput::EmitText(const std::string& text, bool final, OutputDelta* delta) {
-  // Before min_tokens, text passes unchecked (vLLM's rule: no stop string ends a shorter output).
-  if (options_.stop.empty() || tokens_seen_ < options_.min_tokens) return Route(text, final, delta);
+  if (options_.stop.empty()) return Route(text, final, delta);
+  if (tokens_seen_ < options_.min_tokens) {
+    // Before min_tokens, text passes unchecked (vLLM's rule: no stop string ends a shorter
+    // output); its last bytes are kept, since a stop string that completes at the min_tokens-th
+    // token may have started before it (vLLM looks back a stop string's length too).
+    size_t longest = 0;
+    for (const std::string& stop : options_.stop) longest = std::max(longest, stop.size());
+    unchecked_tail_ += text;
+    if (unchecked_tail_.size() + 1 > longest) unchecked_tail_.erase(0, unchecked_tail_.size() + 1 - longest);
+    return Route(text, final, delta);
+  }
+  if (!unchecked_tail_.empty()) {
+    pending_ = unchecked_tail_ + pending_;
+    pending_sent_ = unchecked_tail_.size();
+    unchecked_tail_.clear();
+  }
   pending_ += text;
   // The earliest match of any stop string wins; emitted text never held a complete match, so
-  // any match lies inside pending_.
+  // any match lies inside pending_, ending past its sent part.
   size_t match = std::string::npos, match_size = 0;
   const std::string* matched = nullptr;
   for (const std::string& stop : options_.stop) {
-    if (const size_t at = pending_.find(stop); at < match) {
+    size_t at = pending_.find(stop);
+    while (at != std::string::npos && at + stop.size() <= pending_sent_) at = pending_.find(stop, at + 1);
+    if (at < match) {
       match = at;
       match_size = stop.size();
       matched = &stop;
     }
   }
   if (match != std::string::npos) {
-    std::string head = pending_.substr(0, match + (options_.include_stop_str ? match_size : 0));
+    const size_t head_end = match + (options_.include_stop_str ? match_size : 0);
+    // A match that started in text already sent cannot take that text back: the reply ends there.
+    std::string head = head_end > pending_sent_ ? pending_.substr(pending_sent_, head_end - pending_sent_) : "";
     pending_.clear();
+    pending_sent_ = 0;
     if (auto s = Route(head, /*final=*/true, delta); !s.ok()) return s;
     finished_ = true;
     delta->finished = true;
@@ -214,9 +233,10 @@ absl::Status RequestOutput::EmitText(const std::string& text, bool final, Output
     delta->finish_reason = tool_calls_ > 0 ? "tool_calls" : "stop";
     return absl::OkStatus();
   }
-  const size_t hold = final ? 0 : PartialStopSuffix();
-  std::string ready = pending_.substr(0, pending_.size() - hold);
-  pending_.erase(0, pending_.size() - hold);
+  const size_t ready_end = pending_.size() - (final ? 0 : PartialStopSuffix());
+  std::string ready = ready_end > pending_sent_ ? pending_.substr(pending_sent_, ready_end - pending_sent_) : "";
+  pending_.erase(0, ready_end);
+  pending_sent_ = pending_sent_ > ready_end ? pending_sent_ - ready_end : 0;
   return Route(ready, final, delta);
 }
 

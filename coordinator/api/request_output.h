@@ -106,6 +106,10 @@ class RequestOutput {
   absl::flat_hash_set<int32_t> markup_ids_;   // special tokens the chat parser needs to see
   absl::flat_hash_set<int32_t> hidden_stop_ids_;
   std::string pending_;                       // held back for a possible stop string
+  // The first pending_sent_ bytes of pending_ already went out: text from before min_tokens that
+  // a stop string completing at or after the min_tokens-th token may have started in.
+  size_t pending_sent_ = 0;
+  std::string unchecked_tail_;                // the last bytes sent before min_tokens
   bool finished_ = false;
   bool any_tokens_ = false;
   int tool_calls_ = 0;

@@ -177,6 +177,29 @@ TEST_F(RequestOutputTest, StopStringsInAMultiTokenEventEndWhereSingleTokensEnd) 
   }
 }
 
+// A stop string that starts before the min_tokens-th token and completes at it ends the output
+// (vLLM looks back a stop string's length): it was missed, as the text before min_tokens went out
+// unchecked, and the output ran on to a later match. One wholly before min_tokens still passes.
+TEST_F(RequestOutputTest, AStopStringCompletingAtMinTokensCountsThoughItStartedBefore) {
+  const std::vector<int32_t> head = Pieces("abc Retu");
+  std::vector<int32_t> ids = head;
+  for (int32_t id : Pieces("rns, more")) ids.push_back(id);
+  for (const bool include : {false, true}) {
+    api::OutputOptions o;
+    o.stop = {"turn", "abc"};
+    o.include_stop_str = include;
+    o.min_tokens = static_cast<int32_t>(head.size()) + 1;
+    api::RequestOutput out(tokenizer_, o);
+    api::OutputDelta last;
+    std::string all;
+    for (const std::string& t : Feed(&out, ids, "length", &last)) all += t;
+    EXPECT_EQ(all, include ? "abc Return" : "abc Retu") << include;
+    EXPECT_TRUE(last.stop_string_matched);
+    EXPECT_EQ(last.matched_stop, "turn");
+    EXPECT_EQ(last.finish_reason, "stop");
+  }
+}
+
 // Predicted outputs: tokens count as accepted only where they are in the completion (OpenAI). A
 // stop string that cuts an event of accepted drafts short used to leave the count above the
 // completion's tokens; the cut ones now count as rejected.
