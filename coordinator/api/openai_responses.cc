@@ -345,20 +345,20 @@ std::string ResponsesBuilder::Event(const std::string& type, json data) {
   return absl::StrCat("event: ", type, "\ndata: ", DumpJson(data), "\n\n");
 }
 
-void ResponsesBuilder::CloseItem(std::string* out) {
+void ResponsesBuilder::CloseItem(std::string* out, const char* status) {
   if (open_ == Item::kNone) return;
   const int64_t index = static_cast<int64_t>(done_items_.size());
   if (open_ == Item::kReasoning) {
     *out += Event("response.reasoning_text.done",
                   {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"text", open_text_}});
-    done_items_.push_back(ReasoningItem(open_id_, open_text_, "completed"));
+    done_items_.push_back(ReasoningItem(open_id_, open_text_, status));
   } else {
     const json part = {{"type", "output_text"}, {"text", open_text_}, {"annotations", json::array()}};
     *out += Event("response.output_text.done",
                   {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"text", open_text_}});
     *out += Event("response.content_part.done",
                   {{"item_id", open_id_}, {"output_index", index}, {"content_index", 0}, {"part", part}});
-    done_items_.push_back(MessageItem(open_id_, open_text_, "completed"));
+    done_items_.push_back(MessageItem(open_id_, open_text_, status));
   }
   *out += Event("response.output_item.done", {{"output_index", index}, {"item", done_items_.back()}});
   open_ = Item::kNone;
@@ -425,7 +425,7 @@ std::string ResponsesBuilder::StreamEvents(const OutputDelta& d) {
     out += Event("response.output_item.done", {{"output_index", at}, {"item", done_items_.back()}});
   }
   if (d.finished) {
-    CloseItem(&out);
+    CloseItem(&out, EndStatus());  // the item being written when max_output_tokens cut it: incomplete
     const std::string status = EndStatus();
     out += Event(absl::StrCat("response.", status), {{"response", ResponseObject(status, done_items_)}});
   }
@@ -446,9 +446,15 @@ void ResponsesBuilder::Accumulate(const OutputDelta& d) {
 
 json ResponsesBuilder::Final() const {
   json output = json::array();
-  if (!reasoning_.empty()) output.push_back(ReasoningItem(absl::StrCat("rs_", id_, "_0"), reasoning_, "completed"));
+  // The item being written when max_output_tokens cut the reply is incomplete (tool calls arrive
+  // whole): the message, else the reasoning.
+  const bool cut = std::string(EndStatus()) == "incomplete";
+  if (!reasoning_.empty())
+    output.push_back(ReasoningItem(absl::StrCat("rs_", id_, "_0"), reasoning_,
+                                   cut && text_.empty() && tool_calls_.empty() ? "incomplete" : "completed"));
   if (!text_.empty())
-    output.push_back(MessageItem(absl::StrCat("msg_", id_, "_", output.size()), text_, "completed"));
+    output.push_back(MessageItem(absl::StrCat("msg_", id_, "_", output.size()), text_,
+                                 cut && tool_calls_.empty() ? "incomplete" : "completed"));
   for (const tokenizer::ToolCall& call : tool_calls_)
     output.push_back(CallItem(absl::StrCat("fc_", id_, "_", output.size()), call, call.arguments, "completed"));
   return ResponseObject(EndStatus(), std::move(output));

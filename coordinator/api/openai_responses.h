@@ -96,7 +96,8 @@ class ResponsesBuilder {
   // A finished reply's status: "incomplete" when max_output_tokens cut it, else "completed".
   const char* EndStatus() const { return finish_reason_ == "length" ? "incomplete" : "completed"; }
   // Streaming: ends the open item (its done events) / opens one of `kind`.
-  void CloseItem(std::string* out);
+  // Ends the open item with `status` ("incomplete": the reply was cut while writing it).
+  void CloseItem(std::string* out, const char* status = "completed");
   void OpenItem(Item kind, std::string* out);
 
   const ResponsesRequest* request_;

@@ -214,6 +214,7 @@ TEST_F(ResponsesApiTest, StreamedTextDeltasAndAnIncompleteReply) {
   EXPECT_EQ(text, "one two three four");
   EXPECT_EQ(events.back()["response"]["output"][0]["content"][0]["text"], "one two three four");
   EXPECT_EQ(events.back()["response"]["usage"]["input_tokens"], LastPrompt().size());
+  EXPECT_EQ(events.back()["response"]["output"][0]["status"], "completed");
 
   ScriptText("a long answer that goes on and on and on");
   json cut = Response({{"input", "go"}, {"max_output_tokens", 2}});
@@ -221,8 +222,15 @@ TEST_F(ResponsesApiTest, StreamedTextDeltasAndAnIncompleteReply) {
   EXPECT_EQ(cut["incomplete_details"]["reason"], "max_output_tokens");
   EXPECT_EQ(cut["usage"]["output_tokens"], 2);
   EXPECT_EQ(cut["max_output_tokens"], 2);
+  // The message being written when the reply was cut is incomplete too (it said completed).
+  EXPECT_EQ(cut["output"].back()["status"], "incomplete") << cut;
   events = Events({{"input", "go"}, {"max_output_tokens", 2}});
   EXPECT_EQ(events.back()["type"], "response.incomplete");
+  EXPECT_EQ(events.back()["response"]["output"].back()["status"], "incomplete");
+  bool item_done_incomplete = false;
+  for (const json& e : events)
+    if (e["type"] == "response.output_item.done") item_done_incomplete = e["item"]["status"] == "incomplete";
+  EXPECT_TRUE(item_done_incomplete);
 }
 
 // "store" (the API's default) keeps a reply; previous_response_id continues its conversation,
