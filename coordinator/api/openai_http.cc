@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "coordinator/api/anthropic_http.h"
+#include "coordinator/api/anthropic_protocol.h"
 #include "coordinator/api/api_keys.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/exclusive_listen.h"
@@ -316,6 +317,11 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
                                                                 kMaxBodyBytes >> 20, " MiB (", kMaxBodyBytes, " bytes)"))
                             : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
     const int status = res.status;
+    if (absl::StartsWith(req.path, "/v1/messages")) {  // Anthropic clients read Anthropic's error shape
+      res.set_content(DumpJson(AnthropicErrorJson(s, nullptr)), "application/json");
+      res.status = status;
+      return;
+    }
     res.set_content(DumpJson(ErrorJson(s, status == 404   ? "not_found"
                                           : status == 405 ? "method_not_allowed"
                                           : status == 413 ? "request_too_large"

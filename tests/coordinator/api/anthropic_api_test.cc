@@ -358,6 +358,17 @@ TEST_F(AnthropicApiTest, ErrorsInAnthropicShapeNameTheField) {
   EXPECT_EQ(json::parse(draining->body)["error"]["type"], "overloaded_error");
   engine_->SetDraining(false);
 
+  // Another method or an unknown path under /v1/messages: Anthropic's shape too (it was OpenAI's).
+  httplib::Client client("127.0.0.1", server_->http_port());
+  auto get = client.Get("/v1/messages");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 405);
+  EXPECT_EQ(json::parse(get->body)["type"], "error") << get->body;
+  EXPECT_EQ(json::parse(get->body)["error"]["type"], "invalid_request_error");
+  auto unknown = client.Post("/v1/messages/batches", "{}", "application/json");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(json::parse(unknown->body)["type"], "error") << unknown->body;
+
   // And the server still serves.
   ScriptText("fine");
   EXPECT_EQ(Message({{"max_tokens", 8}, {"messages", user}})["content"][0]["text"], "fine");
