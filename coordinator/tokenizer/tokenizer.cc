@@ -1,10 +1,9 @@
 #include "coordinator/tokenizer/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "coordinator/tokenizer/json_depth.h"
 #include "coordinator/tokenizer/utf8.h"
 #include "nlohmann/json.hpp"
@@ -24,7 +23,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
   if (!text.ok()) return text.status();
   auto tok = FromJsonString(*text);
   if (!tok.ok()) {
-    return absl::Status(tok.status().code(), absl::StrCat(file, ": ", tok.status().message()));
+    // FromJsonString's messages may start "tokenizer.json: "; the path replaces it.
+    absl::string_view message = tok.status().message();
+    absl::ConsumePrefix(&message, "tokenizer.json: ");
+    return absl::Status(tok.status().code(), absl::StrCat(file, ": ", message));
   }
   return tok;
 }
