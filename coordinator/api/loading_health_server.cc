@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/exclusive_listen.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "httplib.h"
@@ -34,6 +35,20 @@ std::string WithPort(const std::string& listen, int port) {
   return port <= 0 || colon == std::string::npos ? listen : absl::StrCat(listen.substr(0, colon), ":", port);
 }
 
+// Every gRPC method but health's while loading: UNAVAILABLE, which clients retry (gRPC's default
+// for an unregistered method, UNIMPLEMENTED, tells them the call will never work).
+class LoadingGenericService final : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* /*context*/) override {
+    class Unavailable final : public grpc::ServerGenericBidiReactor {
+     public:
+      Unavailable() { Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the model is loading; retry shortly")); }
+      void OnDone() override { delete this; }
+    };
+    return new Unavailable;
+  }
+};
+
 class LoadingHealthServerImpl final : public LoadingHealthServer {
  public:
   ~LoadingHealthServerImpl() override { Stop(); }
@@ -44,6 +59,7 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
       grpc::ServerBuilder builder;
       ListenExclusively(&builder);
       builder.AddListeningPort(grpc_listen, grpc::InsecureServerCredentials(), &grpc_port_);
+      builder.RegisterCallbackGenericService(&loading_service_);
       grpc_server_ = builder.BuildAndStart();
       if (grpc_server_ == nullptr || grpc_port_ == 0)
         return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", grpc_listen));
@@ -106,6 +122,7 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
   }
 
  private:
+  LoadingGenericService loading_service_;  // outlives grpc_server_ (declared first)
   std::unique_ptr<grpc::Server> grpc_server_;
   int grpc_port_ = 0;
   std::unique_ptr<httplib::Server> http_;
