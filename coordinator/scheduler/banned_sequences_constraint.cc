@@ -29,6 +29,7 @@ void BannedSequencesConstraint::AllowedTokens(int64_t vocab, std::string* bitmap
   if (inner_ != nullptr) {
     inner_->AllowedTokens(vocab, bitmap);
     bitmap->resize(bytes, '\0');
+    inner_allowed_any_ = std::any_of(bitmap->begin(), bitmap->end(), [](char c) { return c != 0; });
   } else {
     bitmap->assign(bytes, '\xff');
     if (vocab % 8 != 0) bitmap->back() = static_cast<char>((1 << (vocab % 8)) - 1);  // no bits past the vocabulary
@@ -49,6 +50,15 @@ absl::Status BannedSequencesConstraint::Accept(int32_t token) {
     if (tail_.size() > longest_ - 1) tail_.erase(tail_.begin());
   }
   return absl::OkStatus();
+}
+
+std::string BannedSequencesConstraint::WhyNothingFits() const {
+  if (inner_ != nullptr && !inner_allowed_any_) return inner_->WhyNothingFits();
+  return "bad_words: every token that may come next completes one of them";
+}
+
+bool BannedSequencesConstraint::NothingFitsEndsOutput() const {
+  return inner_ == nullptr || inner_allowed_any_ || inner_->NothingFitsEndsOutput();
 }
 
 std::shared_ptr<TokenConstraint> BannedSequencesConstraint::Clone() const {

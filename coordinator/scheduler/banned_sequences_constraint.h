@@ -26,6 +26,8 @@ class BannedSequencesConstraint : public TokenConstraint {
   bool MustEnd() const override { return inner_ != nullptr && inner_->MustEnd(); }
   absl::Status Accept(int32_t token) override;
   std::shared_ptr<TokenConstraint> Clone() const override;
+  std::string WhyNothingFits() const override;
+  bool NothingFitsEndsOutput() const override;
 
  private:
   // Whether the output so far ends with all of `s` but its last token.
@@ -37,6 +39,7 @@ class BannedSequencesConstraint : public TokenConstraint {
   std::shared_ptr<TokenConstraint> inner_;
   size_t longest_ = 0;          // tokens of the longest sequence
   std::vector<int32_t> tail_;   // the output's last longest_ - 1 tokens, oldest first
+  bool inner_allowed_any_ = true;  // the last AllowedTokens: the inner constraint allowed a token
 };
 
 }  // namespace glm::scheduler

@@ -34,7 +34,9 @@ absl::Status AfterConstrainedToken(TokenConstraint& constraint, int32_t token, c
   }
   *allowed = NextAllowedTokens(constraint, options, eos_token_ids, vocab);
   if (AnyAllowed(*allowed)) return absl::OkStatus();
-  if (constraint.CanEnd()) {  // complete, and ignore_eos left no token to end it with
+  // Complete, and ignore_eos left no token to end it with; or the client's allowed_token_ids /
+  // bad_words leave nothing to follow: the output ends there, with the token just accepted.
+  if (constraint.CanEnd() || constraint.NothingFitsEndsOutput()) {
     *finish_reason = "stop";
     return absl::OkStatus();
   }

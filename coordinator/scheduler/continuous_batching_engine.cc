@@ -69,9 +69,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (request.constraint != nullptr) {
     seq->allowed_tokens = NextAllowedTokens(*request.constraint, p, options_.eos_token_ids, options_.vocab_size);
     if (!AnyAllowed(seq->allowed_tokens)) {
+      // The client's token rules name their own field; a format is the response_format's.
       const std::string why = request.constraint->WhyNothingFits();
-      return absl::InvalidArgumentError(
-          absl::StrCat("response_format: ", why.empty() ? "no token of this model's vocabulary can start the output" : why));
+      return absl::InvalidArgumentError(absl::StrCat(
+          request.constraint->NothingFitsEndsOutput() ? "" : "response_format: ",
+          why.empty() ? "no token of this model's vocabulary can start the output" : why));
     }
   }
   seq->request = std::move(request);

@@ -34,6 +34,11 @@ class TokenConstraint {
   // than "no token of the vocabulary fits" (e.g. its matcher reached a bound); "" otherwise.
   // Called only on that failure path, so it may take some time.
   virtual std::string WhyNothingFits() const { return ""; }
+  // When AllowedTokens left nothing and the output cannot end: true where the client's own token
+  // rules ran out (allowed_token_ids, bad_words) — the engine then ends the output ("stop", as
+  // for a format that must end), since nothing may follow under them; false where a format cannot
+  // go on with the vocabulary (an error). WhyNothingFits then names the request's field.
+  virtual bool NothingFitsEndsOutput() const { return false; }
 };
 
 }  // namespace glm::scheduler

@@ -23,6 +23,10 @@ class TokenSetConstraint : public TokenConstraint {
   bool MustEnd() const override { return false; }
   absl::Status Accept(int32_t token) override;
   std::shared_ptr<TokenConstraint> Clone() const override { return std::make_shared<TokenSetConstraint>(*this); }
+  std::string WhyNothingFits() const override {
+    return "allowed_token_ids: none of the ids is in this model's vocabulary";
+  }
+  bool NothingFitsEndsOutput() const override { return true; }
 
  private:
   std::vector<int32_t> ids_;  // sorted, unique

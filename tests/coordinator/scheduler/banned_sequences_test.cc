@@ -97,5 +97,38 @@ TEST(BannedSequencesTest, GreedyOutputsNeverHoldABannedSequence) {
   }
 }
 
+// allowed_token_ids with bad_words that leave nothing to follow: the output ends there ("stop",
+// the accepted tokens delivered); it failed with INTERNAL "the output format cannot go on" and
+// lost the token. Nothing to start with is a 400 naming bad_words (it said response_format).
+TEST(BannedSequencesTest, ClientRulesThatLeaveNothingEndTheOutputOrRefuseTheRequest) {
+  BannedSequencesConstraint pair({{5, 5}, {5, 9}}, std::make_shared<TokenSetConstraint>(std::vector<int32_t>{5, 9}));
+  EXPECT_FALSE(AllowedIds(pair, 20).empty());
+  ASSERT_TRUE(pair.Accept(5).ok());
+  EXPECT_TRUE(AllowedIds(pair, 20).empty());
+  EXPECT_TRUE(pair.NothingFitsEndsOutput());
+  EXPECT_NE(pair.WhyNothingFits().find("bad_words"), std::string::npos);
+
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Greedy({5, 17, 300, 42}, 6);
+  r.constraint = std::make_shared<BannedSequencesConstraint>(
+      std::vector<std::vector<int32_t>>{{296, 296}, {296, 331}, {331, 296}, {331, 331}},
+      std::make_shared<TokenSetConstraint>(std::vector<int32_t>{296, 331}));
+  auto out = h.Run(r);
+  ASSERT_TRUE(out.error.ok()) << out.error;
+  ASSERT_EQ(out.tokens.size(), 1u);
+  EXPECT_TRUE(out.tokens[0] == 296 || out.tokens[0] == 331) << out.tokens[0];
+  EXPECT_EQ(out.finish_reason, "stop");
+
+  GenerationRequest none = Greedy({5, 17, 300, 42}, 6);
+  none.constraint = std::make_shared<BannedSequencesConstraint>(
+      std::vector<std::vector<int32_t>>{{296}}, std::make_shared<TokenSetConstraint>(std::vector<int32_t>{296}));
+  auto refused = h.engine()->Submit(none);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message().find("response_format"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("bad_words"), std::string::npos) << refused.status();
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
+}
+
 }  // namespace
 }  // namespace glm::scheduler
