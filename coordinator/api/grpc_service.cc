@@ -91,7 +91,8 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
   a.presence_penalty = s.presence_penalty();
   a.frequency_penalty = s.frequency_penalty();
   for (const auto& [token, bias] : s.logit_bias()) a.logit_bias.emplace_back(token, bias);
-  if (s.has_prompt_logprobs()) a.prompt_logprobs = s.prompt_logprobs();
+  // -1 stands for "not asked" inside; a negative value sent is out of range (refused below).
+  if (s.has_prompt_logprobs()) a.prompt_logprobs = s.prompt_logprobs() < 0 ? -2 : s.prompt_logprobs();
   std::sort(a.logit_bias.begin(), a.logit_bias.end());  // map order is unspecified
   if (s.has_seed()) a.seed = s.seed();
   if (s.max_tokens() != 0) a.max_tokens = s.max_tokens();

@@ -1,5 +1,8 @@
 #include "coordinator/api/response_format.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/api_status.h"
 #include "coordinator/api/json_fields.h"
@@ -101,6 +104,16 @@ absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
   if (Present(body, "structured_outputs")) {
     const json& so = body["structured_outputs"];
     if (!so.is_object()) return InvalidField(outputs_field, "must be an object");
+    // A misspelt kind would leave the output unconstrained without a word: only vLLM's keys.
+    for (const auto& [key, unused] : so.items()) {
+      static const char* const kKnown[] = {"json", "regex", "choice", "json_object", "grammar", "structural_tag",
+                                           "whitespace_pattern", "disable_fallback", "disable_any_whitespace",
+                                           "disable_additional_properties", "backend", "_backend",
+                                           "_backend_was_auto"};
+      if (std::none_of(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }))
+        return InvalidField(absl::StrCat(outputs_field, ".", key),
+                            "is not a structured_outputs key (json, regex, choice, json_object, grammar)");
+    }
     for (const char* kind : {"json", "regex", "choice", "json_object", "grammar", "structural_tag"})
       if (Present(so, kind)) given.push_back({absl::StrCat(outputs_field, ".", kind), kind, {"structured_outputs", kind}});
     if (Present(so, "whitespace_pattern"))

@@ -168,6 +168,7 @@ TEST_F(GrpcApiTest, InvalidArgumentsNameTheField) {
       {[](pb::GenerateRequest* r) { (*r->mutable_sampling()->mutable_logit_bias())[5] = 150; },
        "sampling.logit_bias[\"5\"]"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_prompt_logprobs(21); }, "sampling.prompt_logprobs"},
+      {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_prompt_logprobs(-1); }, "sampling.prompt_logprobs"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->set_min_tokens(-1); }, "sampling.min_tokens"},
       {[](pb::GenerateRequest* r) { r->mutable_sampling()->add_allowed_token_ids(99999); }, "sampling.allowed_token_ids[0]"},
   };

@@ -312,6 +312,8 @@ TEST_F(StructuredOutputApiTest, VllmGuidedDecodingRefusalsNameTheirField) {
       {R"("guided_regex":7})", "guided_regex", "non-empty string"},
       {R"("guided_choice":[]})", "guided_choice", "non-empty array"},
       {R"("structured_outputs":"x"})", "structured_outputs", "must be an object"},
+      // A misspelt key left the output unconstrained without a word.
+      {R"("structured_outputs":{"regexp":"a+"}})", "structured_outputs.regexp", "is not a structured_outputs key"},
       {R"("guided_json":"{not json"})", "guided_json", "a JSON schema"},
       {R"("guided_json":{"type":"string","pattern":"[z-a]"}})", "guided_json/pattern", "out of order"},
       {R"("guided_whitespace_pattern":" *"})", "guided_whitespace_pattern", "not supported"},
