@@ -14,11 +14,14 @@
 #include <filesystem>
 #include <optional>
 #include <atomic>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -370,12 +373,53 @@ int main(int argc, char** argv) {
   const int drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout_s);
   if (drain_timeout_s < 0 || drain_timeout_s > 86400)
     Fatal(absl::StrCat("--drain-timeout-s must be 0..86400 seconds, got ", drain_timeout_s));
+  // The scheduler's flags, checked before the workers load (minutes for a large model) rather
+  // than after; the KV blocks and steps in flight come from the cluster.
+  glm::scheduler::EngineOptions eo;
+  eo.max_context = context;
+  eo.vocab_size = static_cast<int32_t>(config->vocab_size);
+  eo.eos_token_ids = config->eos_token_ids;
+  eo.kv_blocks = 1;
+  eo.kv_block_size = block_size;
+  eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
+  eo.max_running = max_running;
+  eo.max_batch_tokens = max_batched_tokens;
+  eo.enable_prefix_cache = absl::GetFlag(FLAGS_enable_prefix_caching);
+  eo.scheduling_policy = scheduling_policy;
+  eo.max_steps_in_flight = std::max(1, steps_in_flight);
+  eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
+  eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
+  eo.speculative = absl::GetFlag(FLAGS_speculative);
+  eo.has_mtp = config->has_mtp();
+  eo.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
+  eo.speculative_max_batch = absl::GetFlag(FLAGS_speculative_max_batch);
+  eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
+  if (auto s = glm::scheduler::Engine::ValidateOptions(eo); !s.ok()) Fatal(std::string(s.message()));
+  const int32_t step_timeout_s = absl::GetFlag(FLAGS_step_timeout_s);
+  if (step_timeout_s < 1 || step_timeout_s > 86400)
+    Fatal(absl::StrCat("--step-timeout-s must be 1..86400 seconds, got ", step_timeout_s));
+  if (absl::GetFlag(FLAGS_grpc_listen).empty() && http_listen.empty())
+    Fatal("--grpc-listen and --http-listen are both off: nothing would serve");
+  if (auto s = glm::api::CheckListenAddress(absl::GetFlag(FLAGS_grpc_listen)); !s.ok())
+    Fatal(absl::StrCat("--grpc-listen: ", s.message()));
+  if (http_listen.rfind("unix:", 0) == 0) Fatal("--http-listen: HOST:PORT only (unix sockets are for gRPC)");
+  if (auto s = glm::api::CheckListenAddress(http_listen); !s.ok()) Fatal(absl::StrCat("--http-listen: ", s.message()));
+  // API keys: each without surrounding blanks; a list that names no key at all is an error, not
+  // an open server.
+  std::vector<std::string> api_keys;
+  {
+    std::string keys = absl::GetFlag(FLAGS_api_key);
+    if (const char* env = std::getenv("GLM_API_KEY"); keys.empty() && env != nullptr) keys = env;
+    for (absl::string_view key : absl::StrSplit(keys, ','))
+      if (key = absl::StripAsciiWhitespace(key); !key.empty()) api_keys.emplace_back(key);
+    if (api_keys.empty() && !keys.empty()) Fatal("--api-key / GLM_API_KEY holds no key (only commas and blanks)");
+  }
   glm::cluster::ClusterOptions cluster_options;
   cluster_options.model_dir = model_dir;
   cluster_options.kv_block_size = block_size;
   cluster_options.kv_cache_dtype = glm::kv_cache::KvDTypeName(kv_dtype);
   cluster_options.index_key_dtype = glm::kv_cache::KvDTypeName(index_key_dtype);
-  cluster_options.step_timeout = absl::Seconds(absl::GetFlag(FLAGS_step_timeout_s));
+  cluster_options.step_timeout = absl::Seconds(step_timeout_s);
   cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
     const int64_t per_block = LargestBlockBytes(*config, plan, block_size, kv_dtype, index_key_dtype);
     return static_cast<int32_t>(std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block)));
@@ -444,25 +488,8 @@ int main(int argc, char** argv) {
                    ")"));
 
   glm::scheduler::ClusterStepRunner runner(client->get());
-  glm::scheduler::EngineOptions eo;
-  eo.max_context = context;
-  eo.vocab_size = static_cast<int32_t>(config->vocab_size);
-  eo.eos_token_ids = config->eos_token_ids;
   eo.kv_blocks = (*client)->kv_blocks();
-  eo.kv_block_size = block_size;
-  eo.prefill_chunk = absl::GetFlag(FLAGS_prefill_chunk);
-  eo.max_running = max_running;
-  eo.max_batch_tokens = max_batched_tokens;
-  eo.enable_prefix_cache = absl::GetFlag(FLAGS_enable_prefix_caching);
-  eo.scheduling_policy = scheduling_policy;
   eo.max_steps_in_flight = steps_in_flight > 0 ? steps_in_flight : std::max(1, (*client)->plan().stages_size());
-  eo.log_event = glm::api::LogRequestEvent;  // preemptions and failures, one JSON line each
-  eo.max_waiting = absl::GetFlag(FLAGS_max_waiting);
-  eo.speculative = absl::GetFlag(FLAGS_speculative);
-  eo.has_mtp = config->has_mtp();
-  eo.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
-  eo.speculative_max_batch = absl::GetFlag(FLAGS_speculative_max_batch);
-  eo.verify_cost = glm::runtime::VerifyCostModel::FromConfig(*config);
   auto engine = glm::scheduler::Engine::Create(&runner, eo);
   if (!engine.ok()) Fatal(std::string(engine.status().message()));
   const int64_t kv_positions = int64_t{eo.kv_blocks} * eo.kv_block_size;
@@ -510,13 +537,9 @@ int main(int argc, char** argv) {
   ao.stream_interval.tokens = stream_interval;
   ao.responses_store_bytes = responses_store_mib << 20;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);
-  {
-    std::string keys = absl::GetFlag(FLAGS_api_key);
-    if (const char* env = std::getenv("GLM_API_KEY"); keys.empty() && env != nullptr) keys = env;
-    ao.api_keys = absl::StrSplit(keys, ',', absl::SkipWhitespace());
-    if (!ao.api_keys.empty())
-      Log(absl::StrCat(ao.api_keys.size(), " API key(s): requests other than health and metrics must carry one"));
-  }
+  ao.api_keys = api_keys;
+  if (!ao.api_keys.empty())
+    Log(absl::StrCat(ao.api_keys.size(), " API key(s): requests other than health and metrics must carry one"));
   auto api = glm::api::ApiServer::Start(ao, engine->get(), &served);
   if (!api.ok()) {
     (*client)->Shutdown().IgnoreError();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/api/exclusive_listen.h"
@@ -132,6 +133,16 @@ class LoadingHealthServerImpl final : public LoadingHealthServer {
 };
 
 }  // namespace
+
+absl::Status CheckListenAddress(const std::string& listen) {
+  if (listen.empty() || absl::StartsWith(listen, "unix:")) return absl::OkStatus();
+  std::string host;
+  int port = 0;
+  if (!SplitListen(listen, &host, &port))
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", listen, "' is not HOST:PORT with a port in 0..65535 (0 = any free port)"));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<LoadingHealthServer>> LoadingHealthServer::Start(const std::string& grpc_listen,
                                                                                const std::string& http_listen) {

@@ -9,9 +9,15 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace glm::api {
+
+// A --grpc-listen / --http-listen value: "" (off), HOST:PORT with a port 0..65535 (0 = any) or
+// gRPC's "unix:PATH"; INVALID_ARGUMENT otherwise. gRPC took "127.0.0.1:99999" as port 34463
+// without a word.
+absl::Status CheckListenAddress(const std::string& listen);
 
 class LoadingHealthServer {
  public:

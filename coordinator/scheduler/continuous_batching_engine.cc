@@ -10,12 +10,18 @@
 
 namespace glm::scheduler {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const EngineOptions& options) {
-  if (runner == nullptr) return absl::InvalidArgumentError("engine needs a step runner");
+absl::Status Engine::ValidateOptions(const EngineOptions& options) {
   if (options.max_context <= 0 || options.vocab_size <= 0) return absl::InvalidArgumentError("engine needs the model's context and vocabulary");
   if (options.kv_blocks <= 0 || options.kv_block_size <= 0) return absl::InvalidArgumentError("engine needs KV blocks");
-  if (options.prefill_chunk <= 0) return absl::InvalidArgumentError("--prefill-chunk must be positive");
-  if (options.max_running <= 0) return absl::InvalidArgumentError("max_running must be positive");
+  if (options.prefill_chunk <= 0 || options.prefill_chunk > kMaxStepTokens)
+    return absl::InvalidArgumentError(absl::StrCat("--prefill-chunk must be 1..", kMaxStepTokens, ", got ", options.prefill_chunk));
+  if (options.max_running <= 0 || options.max_running > kMaxRunning)
+    return absl::InvalidArgumentError(absl::StrCat("--max-running must be 1..", kMaxRunning, ", got ", options.max_running));
+  if (options.max_batch_tokens < 0 || options.max_batch_tokens > kMaxStepTokens)
+    return absl::InvalidArgumentError(absl::StrCat("--max-num-batched-tokens must be 0..", kMaxStepTokens,
+                                                   " (0 = --prefill-chunk + --max-running), got ", options.max_batch_tokens));
+  if (options.max_waiting <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("--max-waiting must be positive, got ", options.max_waiting));
   if (options.max_steps_in_flight <= 0) return absl::InvalidArgumentError("max_steps_in_flight must be positive");
   if (options.draft_vocab < 0) return absl::InvalidArgumentError("--draft-vocab must be 0 (off) or positive");
   if (options.speculative_max_batch < 0)
@@ -25,6 +31,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("--speculative ", spec.status().message()));
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options.has_mtp)
     return absl::InvalidArgumentError("--speculative mtp:K: this model has no MTP layer");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(StepRunner* runner, const EngineOptions& options) {
+  if (runner == nullptr) return absl::InvalidArgumentError("engine needs a step runner");
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
   return std::unique_ptr<Engine>(new ContinuousBatchingEngine(runner, options));
 }
 

@@ -132,6 +132,11 @@ struct EngineLoad {
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(StepRunner* runner, const EngineOptions& options);
+  // Create's checks of `options` (INVALID_ARGUMENT naming the flag): the coordinator asks before
+  // its workers load, so a bad flag costs no load. Bounds keep the step arithmetic in int32.
+  static absl::Status ValidateOptions(const EngineOptions& options);
+  static constexpr int32_t kMaxStepTokens = 1 << 24;  // --prefill-chunk, --max-num-batched-tokens
+  static constexpr int32_t kMaxRunning = 1 << 16;     // --max-running
   virtual ~Engine() = default;
 
   // Queues a request. INVALID_ARGUMENT (empty prompt, token out of range, prompt + max_tokens

@@ -69,6 +69,30 @@ TEST(RefusedLoadOptionsE2eTest, BadHttpThreadsFlag) {
   ExpectRefusedBeforeLoading(end, "--http-threads must be 0..4096, got -3");
 }
 
+// Scheduler and serving flags are refused before the workers load (they were checked only once
+// the model had loaded), and values that broke the server are refused at all: --max-running near
+// INT32_MAX overflowed the step's token budget (every request hung), --step-timeout-s 0 failed
+// the first step and took the cluster down, --max-waiting 0 refused every request, a gRPC port
+// of 99999 was bound as 34463, and an --api-key of commas left the server open.
+TEST(RefusedLoadOptionsE2eTest, SchedulerAndServingFlagsAreRefusedBeforeLoading) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--max-running 2147483647", "--max-running must be 1..65536, got 2147483647"},
+      {"--prefill-chunk 0", "--prefill-chunk must be 1..16777216, got 0"},
+      {"--max-num-batched-tokens 2000000000", "--max-num-batched-tokens must be 0..16777216"},
+      {"--step-timeout-s 0", "--step-timeout-s must be 1..86400 seconds, got 0"},
+      {"--max-waiting 0", "--max-waiting must be positive, got 0"},
+      {"--speculative ngram:x", "--speculative"},
+      {"--draft-vocab -1", "--draft-vocab must be 0 (off) or positive"},
+      {"--grpc-listen 127.0.0.1:99999", "--grpc-listen: '127.0.0.1:99999' is not HOST:PORT"},
+      {"--grpc-listen '' --http-listen ''", "nothing would serve"},
+      {"--api-key ' , '", "--api-key / GLM_API_KEY holds no key"},
+  };
+  for (const auto& [flags, message] : cases) {
+    SCOPED_TRACE(flags);
+    ExpectRefusedBeforeLoading(RunJobToTheEnd(flags), message);
+  }
+}
+
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8_e5m2"),
                              "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (fp8 "
