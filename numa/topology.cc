@@ -58,12 +58,19 @@ absl::StatusOr<std::string> ToHwlocSyntheticDescription(const std::string& desc,
   const auto memory_bytes = static_cast<int64_t>(numa_memory_gib * kGib);
   std::vector<std::string> out;
   bool has_numa = false, has_pu = false;
+  // hwloc builds every object of the description: "numa:20000 core:1" ran for minutes. The
+  // largest hosts have a few thousand hardware threads.
+  constexpr int64_t kMaxObjects = int64_t{1} << 16;
+  int64_t objects = 1;
   for (absl::string_view item : absl::StrSplit(desc, ' ', absl::SkipWhitespace())) {
     std::vector<std::string> parts = absl::StrSplit(item, ':');
     int64_t count = 0;
     if (parts.size() != 2 || !absl::SimpleAtoi(parts[1], &count) || count <= 0)
       return absl::InvalidArgumentError(absl::StrCat("synthetic topology '", desc, "': item '", std::string(item),
                                                      "' is not level:count with a positive count"));
+    if (count > kMaxObjects || (objects *= count) > kMaxObjects)
+      return absl::InvalidArgumentError(absl::StrCat("synthetic topology '", desc, "': more than ", kMaxObjects,
+                                                     " objects of one level (the counts multiply)"));
     const std::string level = HwlocLevelName(parts[0]);
     if (level.empty())
       return absl::InvalidArgumentError(absl::StrCat("synthetic topology '", desc, "': unknown level '", parts[0],

@@ -283,6 +283,11 @@ int main(int argc, char** argv) {
       r.api_key = api_key;
       return Finish(glm::api::RemoteChat(server, r));
     }
+    if (const double t = absl::GetFlag(FLAGS_timeout_s); (command == "info" || command == "expert-load") &&
+                                                          !(t > 0 && t <= 86400)) {
+      std::fprintf(stderr, "glmctl: --timeout-s must be in (0, 86400] seconds, got %g\n", t);
+      return 2;
+    }
     if (command == "info") {
       glm::api::RemoteInfoOptions r;
       r.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));

@@ -1,6 +1,7 @@
 #include "coordinator/cli/model_commands.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
@@ -10,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "coordinator/placement/expert_load.h"
 #include "coordinator/placement/model_name.h"
+#include "shard_worker/model/model_file.h"
 #include "coordinator/placement/planner.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/dtype.h"
@@ -142,11 +144,14 @@ absl::StatusOr<std::string> RunForwardCommand(const ModelCommandOptions& o) {
 namespace {
 
 absl::StatusOr<runtime::GenerateOptions> GenerateOptionsFrom(const ModelCommandOptions& o) {
-  if (o.temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
-  if (o.top_p <= 0 || o.top_p > 1) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
+  // Written so that NaN fails each test (it compares false), and infinities are refused too.
+  if (!(o.temperature >= 0 && std::isfinite(o.temperature)))
+    return absl::InvalidArgumentError("--temperature must be a finite number >= 0");
+  if (!(o.top_p > 0 && o.top_p <= 1)) return absl::InvalidArgumentError("--top_p must be in (0, 1]");
   if (o.top_k < 0) return absl::InvalidArgumentError("--top_k must be >= 0");
   if (!(o.min_p >= 0 && o.min_p <= 1)) return absl::InvalidArgumentError("--min-p must be in [0, 1]");
-  if (!(o.repetition_penalty > 0)) return absl::InvalidArgumentError("--repetition-penalty must be > 0");
+  if (!(o.repetition_penalty > 0 && std::isfinite(o.repetition_penalty)))
+    return absl::InvalidArgumentError("--repetition-penalty must be a finite number > 0");
   if (!(o.presence_penalty >= -2 && o.presence_penalty <= 2))
     return absl::InvalidArgumentError("--presence-penalty must be in [-2, 2]");
   if (!(o.frequency_penalty >= -2 && o.frequency_penalty <= 2))
@@ -351,9 +356,9 @@ absl::StatusOr<std::string> RunExpertLoadCommand(const ModelCommandOptions& o) {
     if (!parsed.ok()) return parsed.status();
     ids = *std::move(parsed);
   } else {
-    std::ifstream in(o.text_file, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("--text-file ", o.text_file, ": cannot open"));
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto read = model::ReadModelFile(o.text_file, model::kMaxLargeModelFileBytes);
+    if (!read.ok()) return absl::Status(read.status().code(), absl::StrCat("--text-file: ", read.status().message()));
+    const std::string& text = *read;
     if (o.model_dir.empty()) return absl::InvalidArgumentError("--model DIR is required");
     auto tok = ModelTokenizer(o.model_dir);
     if (!tok.ok()) return tok.status();

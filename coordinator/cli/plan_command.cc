@@ -32,7 +32,10 @@ absl::StatusOr<std::unique_ptr<numa::Topology>> LoadTopology(const PlanCommandOp
 absl::StatusOr<std::string> RunPlanCommand(const PlanCommandOptions& options) {
   namespace fs = std::filesystem;
   if (options.model_dir.empty()) return absl::InvalidArgumentError("plan needs --model DIR");
-  if (options.hosts < 1) return absl::InvalidArgumentError(absl::StrCat("--hosts must be at least 1, got ", options.hosts));
+  // A plan names every host's ranks; 100000 hosts took 33 s and 2e9 never ended.
+  constexpr int kMaxHosts = 4096;
+  if (options.hosts < 1 || options.hosts > kMaxHosts)
+    return absl::InvalidArgumentError(absl::StrCat("--hosts must be 1..", kMaxHosts, ", got ", options.hosts));
   if (options.stages < 0) return absl::InvalidArgumentError(absl::StrCat("--stages must not be negative, got ", options.stages));
   // Finite and in range before any arithmetic: inf / nan / 1e30 made garbage plans (INT64_MIN
   // bytes, 0 ms/token), and nan was silently taken as 0 (the estimate).

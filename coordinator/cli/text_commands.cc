@@ -1,26 +1,22 @@
 #include "coordinator/cli/text_commands.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "shard_worker/model/model_file.h"
 
 namespace glm::cli {
 namespace {
 
 using OJson = nlohmann::ordered_json;
 
+// A regular file's text (a directory read as empty text without a word), at most 1 GiB.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return model::ReadModelFile(path, model::kMaxLargeModelFileBytes);
 }
 
 std::string TextJson(const std::string& text) {

@@ -53,9 +53,14 @@ absl::StatusOr<ExpertLoad> ExpertLoadFromJson(const std::string& text, const mod
           absl::StrCat(where, ": \"tokens_per_expert\" must list ", E, " counts (the model's routed experts)"));
     std::vector<int64_t> v;
     v.reserve(E);
+    // Bounded so that a layer's sum stays far inside int64 (counts near its maximum overflowed it
+    // and every expert looked hot); 1e15 routed tokens is decades of a busy server.
+    constexpr int64_t kMaxCount = 1'000'000'000'000'000;
     for (const nlohmann::json& c : *counts) {
-      if (!c.is_number_integer() || c.get<int64_t>() < 0)
-        return absl::InvalidArgumentError(absl::StrCat(where, ": counts must be non-negative integers"));
+      if (!c.is_number_integer() || c.get<int64_t>() < 0 || (c.is_number_unsigned() && c.get<uint64_t>() > kMaxCount) ||
+          c.get<int64_t>() > kMaxCount)
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": counts must be integers in [0, ", kMaxCount, "]"));
       v.push_back(c.get<int64_t>());
     }
     if (!load.tokens_per_expert.emplace(layer, std::move(v)).second)

@@ -344,6 +344,30 @@ TEST(GlmctlFlagsE2eTest, SizeAndThreadFlagsAreBounded) {
   }
 }
 
+// Values that gave garbage or never ended (a CLI review): NaN / infinite sampling flags sampled
+// token 0 with exit status 0, huge --hosts and synthetic topologies ran for minutes or forever, a
+// directory as --text-file tokenized as empty text, --timeout-s nan waited "within inf".
+TEST(GlmctlFlagsE2eTest, NonFiniteHugeAndNonFileValuesAreRefused) {
+  const std::string model = GLM_MODEL_DIR;
+  const std::pair<std::string, std::string> cases[] = {
+      {"generate --model " + model + " --tokens 1,2 --temperature nan", "--temperature must be a finite number >= 0"},
+      {"generate --model " + model + " --tokens 1,2 --temperature inf", "--temperature must be a finite number >= 0"},
+      {"generate --model " + model + " --tokens 1,2 --top-p nan", "--top_p must be in (0, 1]"},
+      {"generate --model " + model + " --tokens 1,2 --repetition-penalty inf",
+       "--repetition-penalty must be a finite number > 0"},
+      {"plan --model " + model + " --synthetic 'pack:1 numa:1 core:1' --hosts 2000000000",
+       "--hosts must be 1..4096, got 2000000000"},
+      {"plan --model " + model + " --synthetic 'numa:20000 core:100'", "more than 65536 objects of one level"},
+      {"tokenize --tokenizer " + model + " --text-file /tmp", "/tmp: not a regular file"},
+      {"--server 127.0.0.1:1 info --timeout-s nan", "--timeout-s must be in (0, 86400] seconds, got nan"},
+  };
+  for (const auto& [args, message] : cases) {
+    const JobEnd end = RunGlmctl(args);
+    EXPECT_NE(ExitCode(end), 0) << args << "\n" << end.log;
+    EXPECT_NE(end.log.find(message), std::string::npos) << args << "\n" << end.log;
+  }
+}
+
 // glmctl plan's --kv-cache-gib defaults to the coordinator's 1 GiB (it was 0: a budget that
 // fitted in glmctl failed in the coordinator).
 TEST(GlmctlFlagsE2eTest, PlanReservesTheCoordinatorsKvCacheByDefault) {
