@@ -243,8 +243,11 @@ TEST_F(ExpertReplicaPlannerTest, ExpertLoadJsonRoundTripAndRefusals) {
       {R"({"layers": [{"layer": 0, "tokens_per_expert": )" + counts(16, "1") + "}]}", "not a MoE layer"},
       {R"({"layers": [{"layer": 99, "tokens_per_expert": )" + counts(16, "1") + "}]}", "not a MoE layer"},
       {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(15, "1") + "}]}", "must list " + E},
-      {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "-1") + "}]}", "non-negative integers"},
-      {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "1.5") + "}]}", "non-negative integers"},
+      {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "-1") + "}]}", "integers in [0, 1000000000000000]"},
+      {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "1.5") + "}]}", "integers in [0, 1000000000000000]"},
+      // Counts near int64's maximum overflowed a layer's sum (every expert then looked hot).
+      {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "9223372036854775000") + "}]}",
+       "integers in [0, 1000000000000000]"},
       {R"({"layers": [{"layer": 1, "tokens_per_expert": )" + counts(16, "1") + R"(}, {"layer": 1, "tokens_per_expert": )" +
            counts(16, "1") + "}]}",
        "listed twice"},
