@@ -78,10 +78,10 @@ absl::StatusOr<std::string> RunRenderChatCommand(const std::string& tokenizer_co
   if (!tmpl.ok()) return tmpl.status();
   auto text = ReadFile(request_file);
   if (!text.ok()) return text.status();
-  OJson request = OJson::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (request.is_discarded() || !request.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(request_file, " is not a JSON object"));
-  }
+  auto parsed = model::ParseModelJson<OJson>(*text, request_file);
+  if (!parsed.ok()) return parsed.status();
+  OJson request = *std::move(parsed);
+  if (!request.is_object()) return absl::InvalidArgumentError(absl::StrCat(request_file, " is not a JSON object"));
   if (request.contains("inputs") && request["inputs"].is_object()) {
     OJson inputs = request["inputs"];
     request.erase("inputs");
@@ -90,9 +90,18 @@ absl::StatusOr<std::string> RunRenderChatCommand(const std::string& tokenizer_co
   if (!request.contains("messages")) {
     return absl::InvalidArgumentError(absl::StrCat(request_file, ": no 'messages'"));
   }
-  const bool add_generation_prompt =
-      request.contains("add_generation_prompt") && request["add_generation_prompt"].is_boolean() &&
-      request["add_generation_prompt"].get<bool>();
+  // What the server refuses is refused here too, rather than rendered as if it were not there.
+  const OJson& messages = request["messages"];
+  if (!messages.is_array()) return absl::InvalidArgumentError(absl::StrCat(request_file, ": 'messages' must be an array"));
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (!messages[i].is_object() || !messages[i].contains("role") || !messages[i]["role"].is_string())
+      return absl::InvalidArgumentError(
+          absl::StrCat(request_file, ": messages[", i, "] must be an object with a string 'role'"));
+  if (request.contains("tools") && !request["tools"].is_array() && !request["tools"].is_null())
+    return absl::InvalidArgumentError(absl::StrCat(request_file, ": 'tools' must be an array"));
+  if (request.contains("add_generation_prompt") && !request["add_generation_prompt"].is_boolean())
+    return absl::InvalidArgumentError(absl::StrCat(request_file, ": 'add_generation_prompt' must be true or false"));
+  const bool add_generation_prompt = request.value("add_generation_prompt", false);
   OJson extra = OJson::object();
   for (auto it = request.begin(); it != request.end(); ++it) {
     const std::string& key = it.key();

@@ -36,6 +36,14 @@ TEST(TextCommandsTest, Errors) {
   EXPECT_FALSE(RunTokenizeCommand(kModel, "/nonexistent").ok());
   EXPECT_FALSE(RunTokenizeCommand(kModel, TempFile("bad.txt", "\xFF")).ok());
   EXPECT_FALSE(RunRenderChatCommand(kModel, TempFile("r.json", "{")).ok());
+  // Malformed messages rendered as if absent (the server refuses them); a directory read as "".
+  for (const char* bad : {R"({"messages": [1, 2]})", R"({"messages": [{"content": "x"}]})",
+                          R"({"messages": [{"role": 7, "content": "x"}]})", R"({"messages": {"role": "user"}})",
+                          R"({"messages": [{"role": "user", "content": "x"}], "add_generation_prompt": "yes"})"}) {
+    auto out = RunRenderChatCommand(kModel, TempFile("bad.json", bad));
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << bad << " -> " << out.status();
+  }
+  EXPECT_FALSE(RunTokenizeCommand(kModel, "/tmp").ok());
 }
 
 TEST(TextCommandsTest, RenderChatFromVectorsLayout) {
