@@ -58,7 +58,9 @@ std::string BannedSequencesConstraint::WhyNothingFits() const {
 }
 
 bool BannedSequencesConstraint::NothingFitsEndsOutput() const {
-  return inner_ == nullptr || inner_allowed_any_ || inner_->NothingFitsEndsOutput();
+  // Bans over the client's own token set (or over any token) may end the output; bans that cut a
+  // format (a JSON schema, a grammar) short may not: the output would break the format.
+  return inner_ == nullptr || inner_->NothingFitsEndsOutput();
 }
 
 std::shared_ptr<TokenConstraint> BannedSequencesConstraint::Clone() const {

@@ -4,6 +4,7 @@
 #include <functional>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/scheduler/constrained_output.h"
 #include "coordinator/scheduler/engine_errors.h"
@@ -83,8 +84,9 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
     if (!AnyAllowed(seq->allowed_tokens)) {
       // The client's token rules name their own field; a format is the response_format's.
       const std::string why = request.constraint->WhyNothingFits();
+      const bool names_field = request.constraint->NothingFitsEndsOutput() || absl::StartsWith(why, "bad_words:");
       return absl::InvalidArgumentError(absl::StrCat(
-          request.constraint->NothingFitsEndsOutput() ? "" : "response_format: ",
+          names_field ? "" : "response_format: ",
           why.empty() ? "no token of this model's vocabulary can start the output" : why));
     }
   }

@@ -88,11 +88,12 @@ bool JsonMatcher::Advance(uint8_t byte) {
   }
   std::vector<Stack> next;
   for (Stack& s : stacks_) AdvanceStack(std::move(s), byte, &next);
-  // anyOf branches that converged are one state.
+  // anyOf branches that converged are one state; past kMaxStacks alive the matcher stops.
   std::vector<Stack> unique;
   for (Stack& s : next)
     if (std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(std::move(s));
-  stacks_ = std::move(unique);
+  over_bounds_ = over_bounds_ || unique.size() > kMaxStacks;
+  stacks_ = over_bounds_ ? std::vector<Stack>() : std::move(unique);
   return !stacks_.empty();
 }
 
@@ -164,14 +165,21 @@ bool JsonMatcher::InPatternText(const RegexDfa** dfa, int32_t* state) const {
   return true;
 }
 
-void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth) const {
-  if (depth > 64) return;  // anyOf / $ref cycles without progress
+void JsonMatcher::StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, std::vector<int32_t>* seen,
+                             int depth) const {
+  if (depth > 512) return;  // a bound on the recursion (`seen` already ends cycles)
   const GrammarNode& g = grammar_->node(node);
   Frame f;
   f.node = node;
   switch (g.kind) {
     case Kind::kAnyOf:
-      for (int32_t o : g.options) StartValue(o, byte, starts, depth + 1);
+      // An option reached twice (anyOf / $ref diamonds) opens the same frames: expanded once, or
+      // a chain of n two-way choices cost 2^n (26 of them took minutes and 8 GB).
+      for (int32_t o : g.options) {
+        if (std::find(seen->begin(), seen->end(), o) != seen->end()) continue;
+        seen->push_back(o);
+        StartValue(o, byte, starts, seen, depth + 1);
+      }
       return;
     case Kind::kAny:
       if (byte == '{') {
@@ -271,7 +279,8 @@ void JsonMatcher::AdvanceStack(Stack stack, uint8_t byte, std::vector<Stack>* ou
     }
     if (top.kind == kValue) {
       std::vector<Frame> starts;
-      StartValue(top.node, byte, &starts);
+      std::vector<int32_t> seen;
+      StartValue(top.node, byte, &starts, &seen);
       for (size_t i = 0; i < starts.size(); ++i) {
         Stack branch = i + 1 == starts.size() ? std::move(stack) : stack;
         branch.frames.back() = starts[i];
@@ -340,10 +349,6 @@ bool RequiredLeft(const GrammarNode& g, int64_t from) {
     if (g.properties[i].required) return true;
   return false;
 }
-
-}  // namespace
-
-namespace {
 
 // One byte of UTF-8 text in a string or raw-text frame: code points counted at their lead byte
 // (a), continuation bytes still expected (b) in the range [set >> 8, set & 0xff]. False for

@@ -32,6 +32,7 @@ class JsonMatcher {
   static constexpr int kMaxFractionDigits = 24;
   static constexpr int kMaxExponentDigits = 2;
   static constexpr int kMaxDepth = 48;
+  static constexpr size_t kMaxStacks = 256;  // parses (anyOf branches) alive at once
 
   // Starts before the root value. `grammar` must outlive the matcher.
   explicit JsonMatcher(const JsonGrammar* grammar);
@@ -41,6 +42,8 @@ class JsonMatcher {
   bool Advance(std::string_view bytes);
 
   bool dead() const { return cfg_ ? cfg_->dead() : stacks_.empty(); }
+  // Died of kMaxStacks (or the GBNF matcher's bounds), not of a byte the format refuses.
+  bool over_bounds() const { return cfg_ ? cfg_->over_bounds() : over_bounds_; }
   // The output so far is a whole valid text (it may end here).
   bool CanEnd() const;
   // The output is a whole text and no byte may follow (a closed object, array or string).
@@ -85,7 +88,9 @@ class JsonMatcher {
   // Advances one stack by `byte`, appending the surviving successors to `out` (anyOf branches).
   void AdvanceStack(Stack stack, uint8_t byte, std::vector<Stack>* out) const;
   // A value of `node` starting with `byte`: the frames it opens (one per matching anyOf branch).
-  void StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, int depth = 0) const;
+  // `seen`: the anyOf options expanded so far (each once).
+  void StartValue(int32_t node, uint8_t byte, std::vector<Frame>* starts, std::vector<int32_t>* seen,
+                  int depth = 0) const;
   Step StepFrame(Frame& f, uint8_t byte, Frame* push) const;
   // The parent of a finished child: what it expects next; true when that finishes the parent too.
   bool ChildDone(Frame& parent, const Frame& child) const;
@@ -96,6 +101,7 @@ class JsonMatcher {
   const JsonGrammar* grammar_;
   bool guard_tags_ = false;  // a tool call: text may not spell GLM's closing tags (see TagGuardStep)
   std::vector<Stack> stacks_;
+  bool over_bounds_ = false;
   std::optional<CfgMatcher> cfg_;  // a GBNF grammar (GrammarNode::Kind::kCfg root) instead of JSON
 };
 

@@ -22,7 +22,19 @@ absl::Status JsonTokenConstraint::Accept(int32_t token) {
 
 std::string JsonTokenConstraint::WhyNothingFits() const {
   const CfgMatcher* cfg = matcher_.cfg();
-  if (cfg == nullptr) return "";
+  if (cfg == nullptr) {
+    // One byte ahead, as below: a byte that leaves too many parses alive shows the cause.
+    bool over = matcher_.over_bounds();
+    for (int b = 0; b < 256 && !over; ++b) {
+      JsonMatcher next = matcher_;
+      next.Advance(static_cast<uint8_t>(b));
+      over = next.over_bounds();
+    }
+    if (!over) return "";
+    return absl::StrCat("the schema keeps more than ", JsonMatcher::kMaxStacks,
+                        " alternatives (anyOf / $ref branches) alive at once here; make its branches fewer or "
+                        "distinguishable by their first bytes");
+  }
   bool over = cfg->over_bounds();
   // One byte ahead: a byte that no token starts with may still be what the grammar wants, but one
   // that throws the matcher past its bounds shows the cause (the masks dropped such tokens).

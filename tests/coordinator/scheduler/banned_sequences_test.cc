@@ -107,6 +107,17 @@ TEST(BannedSequencesTest, ClientRulesThatLeaveNothingEndTheOutputOrRefuseTheRequ
   EXPECT_TRUE(AllowedIds(pair, 20).empty());
   EXPECT_TRUE(pair.NothingFitsEndsOutput());
   EXPECT_NE(pair.WhyNothingFits().find("bad_words"), std::string::npos);
+  // Over a format (here a stand-in for a JSON schema), bans that leave nothing may not end the
+  // output: it would break the format (a structured-output review found `{"v": 1234` as "stop").
+  struct Format : TokenSetConstraint {
+    using TokenSetConstraint::TokenSetConstraint;
+    bool NothingFitsEndsOutput() const override { return false; }
+    std::shared_ptr<TokenConstraint> Clone() const override { return std::make_shared<Format>(*this); }
+  };
+  BannedSequencesConstraint over_format({{5, 5}, {5, 9}}, std::make_shared<Format>(std::vector<int32_t>{5, 9}));
+  ASSERT_TRUE(over_format.Accept(5).ok());
+  EXPECT_TRUE(AllowedIds(over_format, 20).empty());
+  EXPECT_FALSE(over_format.NothingFitsEndsOutput());
 
   EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
   GenerationRequest r = Greedy({5, 17, 300, 42}, 6);

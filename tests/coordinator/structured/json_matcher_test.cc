@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "coordinator/structured/json_grammar.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -103,6 +105,38 @@ bool ParserAcceptsObject(const std::string& text) {
   if (!WithinBounds(text)) return false;
   if (!nlohmann::json::accept(text)) return false;
   return nlohmann::json::parse(text).is_object();
+}
+
+// anyOf / $ref diamonds: a chain of 40 two-way choices of the same next definition expanded
+// 2^40 paths (26 took minutes and 8 GB of the coordinator); each option is now expanded once.
+// Schemas that keep more than kMaxStacks parses alive stop the matcher (over_bounds) instead of
+// costing the square of that per byte.
+TEST(JsonMatcherTest, AnyOfDiamondsAreLinearAndTooManyLiveBranchesAreBounded) {
+  nlohmann::ordered_json schema = {{"$ref", "#/$defs/a0"}, {"$defs", nlohmann::ordered_json::object()}};
+  constexpr int kLevels = 40;
+  for (int i = 0; i < kLevels; ++i) {
+    const std::string next = absl::StrCat("#/$defs/a", i + 1);
+    schema["$defs"][absl::StrCat("a", i)] = {{"anyOf", {{{"$ref", next}}, {{"$ref", next}}}}};
+  }
+  schema["$defs"][absl::StrCat("a", kLevels)] = {{"type", "string"}, {"maxLength", 5}};
+  auto chain = JsonGrammar::FromSchema(schema, "schema");
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  JsonMatcher m(chain->get());
+  EXPECT_TRUE(m.Advance(std::string_view("\"abc\"")));
+  EXPECT_TRUE(m.CanEnd());
+  EXPECT_FALSE(m.over_bounds());
+
+  nlohmann::ordered_json wide = {{"anyOf", nlohmann::ordered_json::array()}};
+  for (size_t i = 0; i < JsonMatcher::kMaxStacks + 10; ++i)
+    wide["anyOf"].push_back({{"type", "object"},
+                             {"properties", {{absl::StrCat("key", i), {{"type", "integer"}}}}},
+                             {"required", {absl::StrCat("key", i)}}});
+  auto many = JsonGrammar::FromSchema(wide, "schema");
+  ASSERT_TRUE(many.ok()) << many.status();
+  JsonMatcher w(many->get());
+  EXPECT_FALSE(w.Advance(std::string_view("{\"key")));
+  EXPECT_TRUE(w.over_bounds());
+  EXPECT_TRUE(w.dead());
 }
 
 TEST(JsonMatcherTest, RandomObjectsAndTheirMutationsGetTheParsersVerdict) {
