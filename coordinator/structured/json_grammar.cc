@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/structured/schema_overlap.h"
 
 namespace glm::structured {
 
@@ -276,6 +277,16 @@ class SchemaCompiler {
       for (const auto& [k, value] : s.items())
         if (!kAnnotations.contains(k) && k != key)
           return Error(absl::StrCat(where, "/", k), absl::StrCat("keywords next to ", key, " are not supported"));
+      // oneOf means exactly one branch matches: compiled as anyOf only where no two branches can
+      // match one value (an output matching two would break the schema).
+      if (std::string(key) == "oneOf")
+        for (size_t i = 0; i < alts.size(); ++i)
+          for (size_t j = i + 1; j < alts.size(); ++j)
+            if (!SchemasDisjoint(root_, alts[i], alts[j]))
+              return Error(absl::StrCat(where, "/oneOf"),
+                           absl::StrCat("branches ", i, " and ", j, " may both match a value; oneOf is supported where "
+                                        "its branches cannot overlap (different types or const values, or objects told "
+                                        "apart by a required property's const); use anyOf where overlap is fine"));
       GrammarNode n;
       n.kind = GrammarNode::Kind::kAnyOf;
       for (size_t i = 0; i < alts.size(); ++i) {
@@ -286,14 +297,34 @@ class SchemaCompiler {
       return Add(std::move(n));
     }
     if (s.contains("enum") || s.contains("const")) {
-      std::vector<std::string> texts;
-      if (s.contains("const")) {
-        texts.push_back(s["const"].dump());
-      } else {
+      // The values are the whole choice: every other keyword must hold for each of them. `type`
+      // filters them; const and enum together allow the const if the enum has it; any other
+      // keyword is refused (it was ignored: an enum [5, 50, -3] next to minimum 0 gave -3).
+      for (const auto& [key, value] : s.items())
+        if (!kAnnotations.contains(key) && key != "enum" && key != "const" && key != "type")
+          return Error(absl::StrCat(where, "/", key), "keywords next to enum / const other than type are not supported");
+      std::vector<json> values;
+      if (s.contains("enum")) {
         const json& e = s["enum"];
         if (!e.is_array() || e.empty()) return Error(absl::StrCat(where, "/enum"), "must be a non-empty array");
-        for (const json& v : e) texts.push_back(v.dump());
+        values.assign(e.begin(), e.end());
       }
+      if (s.contains("const")) {
+        const bool in_enum = !s.contains("enum") || std::find(values.begin(), values.end(), s["const"]) != values.end();
+        if (!in_enum) return Error(absl::StrCat(where, "/const"), "is not one of the enum's values: nothing matches");
+        values = {s["const"]};
+      }
+      std::vector<std::string> texts;
+      for (const json& v : values) {
+        bool typed = !s.contains("type");
+        if (s.contains("type")) {
+          const json& t = s["type"];
+          for (const json& x : t.is_array() ? t : json::array({t}))
+            typed = typed || (x.is_string() && TypeSatisfies(JsonTypeOf(v), x.get<std::string>()));
+        }
+        if (typed) texts.push_back(v.dump());
+      }
+      if (texts.empty()) return Error(absl::StrCat(where, "/type"), "no enum / const value has this type: nothing matches");
       std::sort(texts.begin(), texts.end());
       texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
       if (static_cast<int>(texts.size()) > JsonGrammar::kMaxLiterals)
@@ -520,6 +551,17 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
     SchemaCompiler compiler(params, absl::StrCat(at, ".parameters"), g.get());
     if (!params.is_null()) {
       if (!params.is_object()) return compiler.Error("", "must be an object schema");
+      // The call's arguments are its properties: top-level keywords that would constrain them
+      // otherwise (anyOf, minProperties, not, ...) were ignored, so they are refused.
+      static const std::set<std::string> kToolKeys = {
+          "type", "properties", "required", "additionalProperties", "title", "description", "$schema",
+          "$id", "$comment", "$defs", "definitions", "strict", "examples", "default"};
+      for (const auto& [key, value] : params.items())
+        if (!kToolKeys.contains(key))
+          return compiler.Error(absl::StrCat("/", key), "is not supported at the top of a forced tool's parameters "
+                                                        "(its arguments are its properties)");
+      if (params.contains("type") && params["type"] != "object")
+        return compiler.Error("/type", "a tool's parameters must be an object schema");
       // The call's text may not spell a closing tag (GLM's parser would cut the call there), so
       // neither may a name, enum or const the schema would make it write.
       const std::string text = params.dump();

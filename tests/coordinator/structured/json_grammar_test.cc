@@ -265,5 +265,53 @@ TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
   }
 }
 
+// A structured-output review: enum / const overrode the keywords next to them (an enum [5, 50,
+// -3] next to minimum 0 gave -3; a string-typed enum gave numbers; const [1,2,3] next to maxItems 2
+// gave [1,2,3]), and oneOf was anyOf (an output matching two branches ended "stop"). Now type
+// filters enum values, const must be in an enum next to it, other keywords next to them are
+// refused, and oneOf compiles only where its branches cannot overlap.
+TEST(JsonGrammarTest, EnumConstAndOneOfMeanWhatTheSchemaSays) {
+  auto typed = Compile(R"({"type":"string","enum":["a",1,2,"b"]})");
+  ASSERT_NE(typed, nullptr);
+  EXPECT_TRUE(Accepts(*typed, R"("a")"));
+  EXPECT_FALSE(Accepts(*typed, "1"));
+  auto both = Compile(R"({"enum":[1,2,3],"const":2})");
+  ASSERT_NE(both, nullptr);
+  EXPECT_TRUE(Accepts(*both, "2"));
+  EXPECT_FALSE(Accepts(*both, "1"));
+  auto number = Compile(R"({"type":"number","enum":[1,2.5,"x"]})");
+  ASSERT_NE(number, nullptr);
+  EXPECT_TRUE(Accepts(*number, "1"));
+  EXPECT_TRUE(Accepts(*number, "2.5"));
+  EXPECT_FALSE(Accepts(*number, R"("x")"));
+  for (const auto& [schema, says] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"type":"integer","minimum":0,"enum":[5,50,-3]})", "schema/minimum: keywords next to enum / const"},
+           {R"({"maxItems":2,"const":[1,2,3]})", "schema/maxItems: keywords next to enum / const"},
+           {R"({"enum":[1,2],"const":3})", "schema/const: is not one of the enum's values"},
+           {R"({"type":"string","enum":[1,2]})", "schema/type: no enum / const value has this type"},
+           {R"({"oneOf":[{"type":"integer"},{"type":"number"}]})", "schema/oneOf: branches 0 and 1 may both match"},
+           {R"({"oneOf":[{"type":"object"},{"type":"object","properties":{"k":{"const":"a"}},"required":["k"]}]})",
+            "schema/oneOf: branches 0 and 1"},
+       }) {
+    auto g = JsonGrammar::FromSchema(ojson::parse(schema), "schema");
+    ASSERT_FALSE(g.ok()) << schema;
+    EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(g.status().message().find(says), std::string::npos) << g.status();
+  }
+  // Branches that cannot overlap: other types, other const values, objects told apart by a
+  // required const property (through $refs).
+  auto types = Compile(R"({"oneOf":[{"type":"string"},{"type":"integer"},{"type":"null"}]})");
+  ASSERT_NE(types, nullptr);
+  EXPECT_TRUE(Accepts(*types, "7"));
+  EXPECT_TRUE(Accepts(*types, "null"));
+  ASSERT_NE(Compile(R"({"oneOf":[{"const":"a"},{"enum":["b","c"]}]})"), nullptr);
+  auto tagged = Compile(R"({"oneOf":[{"$ref":"#/$defs/cat"},{"$ref":"#/$defs/dog"}],"$defs":{
+      "cat":{"type":"object","properties":{"kind":{"const":"cat"},"lives":{"type":"integer"}},"required":["kind"]},
+      "dog":{"type":"object","properties":{"kind":{"enum":["dog","puppy"]}},"required":["kind"]}}})");
+  ASSERT_NE(tagged, nullptr);
+  EXPECT_TRUE(Accepts(*tagged, R"({"kind":"cat","lives":9})"));
+  EXPECT_TRUE(Accepts(*tagged, R"({"kind":"puppy"})"));
+}
+
 }  // namespace
 }  // namespace glm::structured

@@ -149,6 +149,18 @@ TEST(ToolCallGrammarTest, RefusesToolsItCannotForce) {
   EXPECT_FALSE(JsonGrammar::ForToolCalls({{"a<b", nullptr, ""}}, "tools").ok());
   auto missing = JsonGrammar::ForToolCalls({{"f", ojson::parse(R"({"properties":{},"required":["x"]})"), ""}}, "tools");
   EXPECT_FALSE(missing.ok());
+  // Top-level keywords other than the properties' were ignored (an anyOf of required sets gave
+  // a call of no arguments); they are refused, naming the keyword.
+  for (const auto& [schema, says] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"type":"object","properties":{"a":{},"b":{}},"anyOf":[{"required":["a"]},{"required":["b"]}]})",
+            "tools[0].parameters/anyOf: is not supported at the top"},
+           {R"({"properties":{"a":{}},"minProperties":1})", "tools[0].parameters/minProperties"},
+           {R"({"type":"array"})", "tools[0].parameters/type: a tool's parameters must be an object schema"},
+       }) {
+    auto refused = JsonGrammar::ForToolCalls({{"f", ojson::parse(schema), ""}}, "tools");
+    ASSERT_FALSE(refused.ok()) << schema;
+    EXPECT_NE(refused.status().message().find(says), std::string::npos) << refused.status();
+  }
 }
 
 }  // namespace
