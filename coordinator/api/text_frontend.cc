@@ -318,6 +318,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
     auto constraint = OutputConstraint(r);
     if (!constraint.ok()) return constraint.status();
     out.engine_request.constraint = *std::move(constraint);
+    out.engine_request.constraint_field = r.output_format_field;
   }
   if (!r.allowed_token_ids.empty()) {
     if (out.engine_request.constraint != nullptr)

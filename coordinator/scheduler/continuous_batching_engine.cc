@@ -86,7 +86,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
       const std::string why = request.constraint->WhyNothingFits();
       const bool names_field = request.constraint->NothingFitsEndsOutput() || absl::StartsWith(why, "bad_words:");
       return absl::InvalidArgumentError(absl::StrCat(
-          names_field ? "" : "response_format: ",
+          names_field ? "" : absl::StrCat(request.constraint_field, ": "),
           why.empty() ? "no token of this model's vocabulary can start the output" : why));
     }
   }

@@ -65,6 +65,9 @@ struct GenerationRequest {
   // Structured outputs: the format the output must follow (none: free text). Such a request
   // does not speculate; it ends ("stop") once the format is complete.
   std::shared_ptr<TokenConstraint> constraint;
+  // The request field that carried the format ("response_format", "guided_regex", "text.format",
+  // "tool_choice", ...), which an admission error names.
+  std::string constraint_field = "response_format";
   // vLLM's priority, under --scheduling-policy priority: lower values are admitted first, and a
   // running request of a higher value gives its slot and KV blocks up to a waiting one of a lower
   // value. Equal values keep arrival order. Must be 0 under the default fcfs policy.

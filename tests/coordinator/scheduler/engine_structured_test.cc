@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/scheduler/token_set_constraint.h"
 #include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/tokenizer.h"
@@ -184,6 +185,25 @@ TEST_F(EngineStructuredTest, MaxTokensCutsAConstrainedReplyAsLength) {
   EXPECT_EQ(out.finish_reason, "length");
   EXPECT_EQ(out.tokens.size(), 4u);
   EXPECT_EQ(Text(out.tokens).rfind("{", 0), 0u) << Text(out.tokens);
+}
+
+// A schema that keeps more than JsonMatcher::kMaxStacks parses alive at its first byte: refused
+// at admission (it cost the square of that per byte, and a diamond of anyOf / $ref choices
+// exponential time), with the field that carried it named (it always said response_format).
+TEST_F(EngineStructuredTest, ASchemaWithTooManyLiveBranchesIsRefusedNamingItsField) {
+  nlohmann::ordered_json wide = {{"anyOf", nlohmann::ordered_json::array()}};
+  for (size_t i = 0; i < structured::JsonMatcher::kMaxStacks + 10; ++i)
+    wide["anyOf"].push_back({{"type", "object"},
+                             {"properties", {{absl::StrCat("k", i), {{"type", "integer"}}}}},
+                             {"required", {absl::StrCat("k", i)}}});
+  EngineHarness h("glm5-tiny-code", 1, 1, 256, 16);
+  GenerationRequest r = Constrained(Format(wide.dump()), Prompt(6, 20), 8, "wide");
+  r.constraint_field = "guided_json";
+  auto refused = h.engine()->Submit(r);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.status().message().rfind("guided_json: the schema keeps more than 256 alternatives", 0), 0u)
+      << refused.status();
 }
 
 // The last stage's side: a bitmap decides among the allowed tokens only (greedy takes the best
