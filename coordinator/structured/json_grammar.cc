@@ -216,7 +216,11 @@ class SchemaCompiler {
   // The pattern a checked `format` stands for ("" for the others).
   static std::string FormatPattern(const json& format) {
     if (!format.is_string()) return "";
-    static const std::string kDate = R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))";
+    // Real calendar dates: each month's length, and February 29 only in leap years (every 4th,
+    // but not the 100th unless the 400th); "3333-02-30" passed before.
+    static const std::string kDate =
+        R"((\d{4}-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31))"
+        R"(|(\d\d(0[48]|[2468][048]|[13579][26])|([02468][048]|[13579][26])00)-02-29))";
     static const std::string kTime = R"(([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d))";
     static const std::string kLabel = R"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)";
     static const std::string kOctet = R"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))";

@@ -156,6 +156,11 @@ TEST(JsonGrammarTest, NumberBoundsKeepDecimalsInside) {
   ASSERT_NE(untyped, nullptr);  // bounds and a checked format without a type still hold
   EXPECT_TRUE(Accepts(*untyped, R"({"n":4.5,"d":"2026-12-06"})"));
   EXPECT_FALSE(Accepts(*untyped, R"({"n":6,"d":"2026-12-06"})"));
+  // Calendar dates only: month lengths and leap years ("3333-02-30" passed before).
+  for (const char* date : {"2026-12-31", "2024-02-29", "2000-02-29", "2026-04-30", "0400-02-29"})
+    EXPECT_TRUE(Accepts(*untyped, absl::StrCat(R"({"n":4,"d":")", date, R"("})"))) << date;
+  for (const char* date : {"3333-02-30", "2023-02-29", "1900-02-29", "2100-02-29", "2026-04-31", "2026-06-31"})
+    EXPECT_FALSE(Accepts(*untyped, absl::StrCat(R"({"n":4,"d":")", date, R"("})"))) << date;
   EXPECT_FALSE(Accepts(*untyped, R"({"n":4,"d":"today"})"));
   auto positive = Compile(R"({"type":"number","exclusiveMinimum":0})");  // > 0: never 0 itself
   ASSERT_NE(positive, nullptr);
