@@ -260,8 +260,13 @@ absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {
     return InvalidField(Field(r, r.top_logprobs_field), absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
   if (r.prompt_logprobs < -1 || r.prompt_logprobs > kMaxTopLogprobs)
     return InvalidField(Field(r, "prompt_logprobs"), absl::StrCat("must be in [0, ", kMaxTopLogprobs, "]"));
+  if (r.stop.size() > kMaxStopStrings)
+    return InvalidField(Field(r, "stop"), absl::StrCat("has ", r.stop.size(), " strings; at most ", kMaxStopStrings));
   for (size_t i = 0; i < r.stop.size(); ++i) {
     if (r.stop[i].empty()) return InvalidField(absl::StrCat(Field(r, "stop"), "[", i, "]"), "is empty");
+    if (r.stop[i].size() > kMaxStopStringBytes)
+      return InvalidField(absl::StrCat(Field(r, "stop"), "[", i, "]"),
+                          absl::StrCat("is ", r.stop[i].size(), " bytes; at most ", kMaxStopStringBytes));
     if (model_->tokenizer == nullptr)
       return InvalidField(Field(r, "stop"), absl::StrCat("stop strings need a tokenizer; ", kNoTokenizer));
   }

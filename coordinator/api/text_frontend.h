@@ -93,6 +93,10 @@ class TextFrontend {
   static constexpr int32_t kMaxTopLogprobs = 20;
   // bad_words: at most this many words of at most kMaxBadWordBytes each.
   static constexpr size_t kMaxBadWords = 1024;
+  // Stop strings are searched in the text after every token: bounded like bad_words (OpenAI takes
+  // 4, vLLM any number).
+  static constexpr size_t kMaxStopStrings = 1024;
+  static constexpr size_t kMaxStopStringBytes = 4096;
   static constexpr size_t kMaxBadWordBytes = 1024;
 
   // `model` must outlive this object.

@@ -6,6 +6,7 @@
 
 #include <httplib.h>
 
+#include "absl/strings/str_cat.h"
 #include "coordinator/api/json_depth.h"
 #include "nlohmann/json.hpp"
 #include "tests/coordinator/api/api_test_fixture.h"
@@ -390,6 +391,14 @@ TEST_F(RequestValidationTest, NumbersOutsideTheFloatRangeAndStreamOptions) {
   body["stream"] = false;
   ExpectRejected(body, "stream_options");
   ExpectRejected("/v1/completions", R"({"prompt":"x","stream_options":{"include_usage":true}})", "stream_options");
+
+  // Stop strings, searched after every token, are bounded like bad_words (they were not).
+  body = UserChat();
+  body["stop"] = json::array();
+  for (int i = 0; i < 1025; ++i) body["stop"].push_back(absl::StrCat("s", i));
+  EXPECT_THAT(ExpectRejected(body, "stop"), HasSubstr("has 1025 strings; at most 1024"));
+  body["stop"] = {"ok", std::string(4097, 'x')};
+  EXPECT_THAT(ExpectRejected(body, "stop[1]"), HasSubstr("is 4097 bytes; at most 4096"));
   ExpectServing();
 }
 
