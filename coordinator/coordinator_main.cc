@@ -402,8 +402,7 @@ int main(int argc, char** argv) {
     Fatal("--grpc-listen and --http-listen are both off: nothing would serve");
   if (auto s = glm::api::CheckListenAddress(absl::GetFlag(FLAGS_grpc_listen)); !s.ok())
     Fatal(absl::StrCat("--grpc-listen: ", s.message()));
-  if (http_listen.rfind("unix:", 0) == 0) Fatal("--http-listen: HOST:PORT only (unix sockets are for gRPC)");
-  if (auto s = glm::api::CheckListenAddress(http_listen); !s.ok()) Fatal(absl::StrCat("--http-listen: ", s.message()));
+  // --http-listen: LoadingHealthServer::Start parses it (also before the workers load).
   // API keys: each without surrounding blanks; a list that names no key at all is an error, not
   // an open server.
   std::vector<std::string> api_keys;
