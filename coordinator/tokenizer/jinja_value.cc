@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/tokenizer/status_macros.h"
@@ -112,6 +113,13 @@ Value Value::Namespace(Dict entries) {
   return v;
 }
 
+Value Value::Unsigned(uint64_t u) {
+  if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return Int(static_cast<int64_t>(u));
+  Value v = Int(std::numeric_limits<int64_t>::max());
+  v.str_ = std::to_string(u);
+  return v;
+}
+
 Value Value::Function(std::string name, NativeFunction fn) {
   Value v(Kind::kFunction);
   v.str_ = std::move(name);
@@ -124,8 +132,7 @@ Value Value::FromJson(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::null: return None();
     case nlohmann::ordered_json::value_t::boolean: return Bool(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer: return Int(j.get<int64_t>());
-    case nlohmann::ordered_json::value_t::number_unsigned:
-      return Int(static_cast<int64_t>(j.get<uint64_t>()));
+    case nlohmann::ordered_json::value_t::number_unsigned: return Unsigned(j.get<uint64_t>());
     case nlohmann::ordered_json::value_t::number_float: return Float(j.get<double>());
     case nlohmann::ordered_json::value_t::string: return String(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
@@ -311,7 +318,7 @@ std::string Value::Repr() const {
     case Kind::kUndefined: return "";
     case Kind::kNone: return "None";
     case Kind::kBool: return int_ ? "True" : "False";
-    case Kind::kInt: return std::to_string(int_);
+    case Kind::kInt: return str_.empty() ? std::to_string(int_) : str_;
     case Kind::kFloat: return PythonFloatRepr(float_);
     case Kind::kString: return ReprString(str_);
     case Kind::kList: {
@@ -380,7 +387,7 @@ absl::Status Value::WriteJson(std::string* out, bool ensure_ascii, int indent, i
   switch (kind_) {
     case Kind::kNone: *out += "null"; return absl::OkStatus();
     case Kind::kBool: *out += int_ ? "true" : "false"; return absl::OkStatus();
-    case Kind::kInt: *out += std::to_string(int_); return absl::OkStatus();
+    case Kind::kInt: *out += str_.empty() ? std::to_string(int_) : str_; return absl::OkStatus();
     case Kind::kFloat:
       if (std::isnan(float_)) {
         *out += "NaN";
@@ -454,7 +461,7 @@ absl::StatusOr<nlohmann::ordered_json> Value::ToJsonValue() const {
 bool Value::Equals(const Value& o) const {
   if (is_number() && o.is_number()) {
     if (kind_ == Kind::kFloat || o.kind_ == Kind::kFloat) return as_float() == o.as_float();
-    return int_ == o.int_;
+    return int_ == o.int_ && str_ == o.str_;  // str_: the exact text of an Unsigned past INT64_MAX
   }
   if (kind_ != o.kind_) return false;
   switch (kind_) {

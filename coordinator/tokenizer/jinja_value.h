@@ -48,6 +48,9 @@ class Value {
   static Value None() { return Value(Kind::kNone); }
   static Value Bool(bool b) { Value v(Kind::kBool); v.int_ = b; return v; }
   static Value Int(int64_t i) { Value v(Kind::kInt); v.int_ = i; return v; }
+  // A JSON integer above INT64_MAX (tool arguments, schema bounds): printed and dumped exactly as
+  // given (Python's ints are unbounded); in arithmetic and comparisons it counts as INT64_MAX.
+  static Value Unsigned(uint64_t u);
   static Value Float(double d) { Value v(Kind::kFloat); v.float_ = d; return v; }
   static Value String(std::string s) { Value v(Kind::kString); v.str_ = std::move(s); return v; }
   static Value List(ValueList items = {});

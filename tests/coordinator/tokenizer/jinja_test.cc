@@ -87,6 +87,16 @@ TEST(JinjaTest, SandboxRefusesMutationAndRunawayRecursion) {
   EXPECT_FALSE(Render("{% for x in none %}{% endfor %}").ok());
 }
 
+// JSON integers past INT64_MAX (tool arguments, schema bounds) print as given, as Python's
+// unbounded ints do (they wrapped to negative numbers: 18446744073709551615 printed -1).
+TEST(JinjaTest, IntegersPastInt64PrintExactly) {
+  const OJson vars = OJson::parse(R"({"big": 12345678901234567890, "max": 18446744073709551615,
+                                      "edge": 9223372036854775807, "args": {"n": 18446744073709551615}})");
+  EXPECT_EQ(*Render("{{ big }} {{ max }} {{ edge }}", vars), "12345678901234567890 18446744073709551615 9223372036854775807");
+  EXPECT_EQ(*Render("{{ args | tojson }}", vars), R"({"n": 18446744073709551615})");
+  EXPECT_EQ(*Render("{{ big == max }} {{ max == max }} {{ big == edge }}", vars), "False True False");
+}
+
 // Expects `status` to fail with a message containing `want`.
 void ExpectError(const absl::Status& status, const std::string& want, const std::string& what) {
   ASSERT_FALSE(status.ok()) << what;
