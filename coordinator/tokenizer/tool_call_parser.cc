@@ -171,10 +171,13 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
                           : options_.parse_tool_calls
                               ? HeldBackLength(buffer_, {kThinkOpen, kThinkClose, kToolOpen})
                               : HeldBackLength(buffer_, {kThinkOpen, kThinkClose});
-      sink.append(buffer_, 0, buffer_.size() - hold);
-      buffer_.erase(0, buffer_.size() - hold);
+      const size_t n = buffer_.size() - hold;
+      if (!reasoning && buffer_.find_first_not_of(" \t\r\n", 0) < n) content_emitted_ = true;
+      sink.append(buffer_, 0, n);
+      buffer_.erase(0, n);
       return absl::OkStatus();
     }
+    if (!reasoning && buffer_.find_first_not_of(" \t\r\n", 0) < at) content_emitted_ = true;
     sink.append(buffer_, 0, at);
     buffer_.erase(0, at + tag.size());
     if (tag == kThinkOpen) {
@@ -182,9 +185,11 @@ absl::Status ToolCallParser::Drain(bool final, ParsedDelta* delta) {
       trim_leading_ws_ = true;
     } else if (tag == kThinkClose) {
       // In content a stray </think> is dropped: content already streamed cannot be recalled
-      // (set starts_in_reasoning when the prompt itself opens <think>).
+      // (set starts_in_reasoning when the prompt itself opens <think>). The blank lines after it
+      // stay, as do those after a reasoning block in mid-reply; only the reply's start (before
+      // any content) is trimmed, where the template's "</think>\n" belongs to the markup.
+      trim_leading_ws_ = !content_emitted_;
       state_ = State::kContent;
-      trim_leading_ws_ = true;
     } else {
       state_ = State::kToolCall;
     }

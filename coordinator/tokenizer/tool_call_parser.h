@@ -77,9 +77,13 @@ class ToolCallParser {
   Options options_;
   State state_;
   std::string buffer_;
-  // At the start and after <think>, </think> or </tool_call>: drop the separating blank lines
+  // At the start, after <think> or </tool_call>, and after a </think> that comes before any content:
+  // drop the separating blank lines
   // (GLM emits "\n<think>" after <|assistant|>), keeping the indentation of the first line.
   bool trim_leading_ws_ = true;
+  // Whether content other than whitespace went out: after that a </think> ending a reasoning
+  // block in mid-reply keeps the line breaks that follow it (only the reply's start is trimmed).
+  bool content_emitted_ = false;
   int next_id_ = 0;
 };
 

@@ -158,6 +158,22 @@ TEST(ToolCallParserTest, LeadingBlankLinesGoTheFirstLinesIndentationStays) {
   ExpectSplitInvariant("<think>\n  a\n</think>\n\t\n  b<tool_call>g\n</tool_call>\n   c");
 }
 
+// Only the reply's start is trimmed: a stray </think> in content, or a reasoning block after
+// content, keeps the line breaks that follow it (they used to go: "f\nf\nf" came out "fff").
+TEST(ToolCallParserTest, LineBreaksAfterMidReplyThinkTagsStay) {
+  ToolCallParser::Options reasoning_first;
+  reasoning_first.starts_in_reasoning = true;
+  EXPECT_EQ(Parse({"\n</think>\nf</think>\nf</think>\nf</think>\n"}, reasoning_first).content, "f\nf\nf\n");
+  const Result r = Parse({"r</think>code\n<think>more</think>\n\n    indented"}, reasoning_first);
+  EXPECT_EQ(r.reasoning, "rmore");
+  EXPECT_EQ(r.content, "code\n\n\n    indented");
+  // Before any content the reply's start is still trimmed, whatever tags came first.
+  EXPECT_EQ(Parse({"</think>\n\n  x"}).content, "  x");
+  EXPECT_EQ(Parse({"\n<think>a</think>\n<think>b</think>\n\n  x"}).content, "  x");
+  ExpectSplitInvariant("r</think>code\n<think>more</think>\n\n    indented", reasoning_first);
+  ExpectSplitInvariant("a</think>\n b</think>\n\nc");
+}
+
 // A prefill (the prompt ends inside the assistant's message): the reply continues it, so its
 // leading newlines are content; after a later </think> or call the usual trimming applies.
 TEST(ToolCallParserTest, AContinuedMessageKeepsItsLeadingNewlines) {
