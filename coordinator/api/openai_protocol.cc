@@ -452,7 +452,9 @@ json OpenAiResponseBuilder::ChatLogprobs(const std::vector<scheduler::TokenLogpr
   auto entry = [this](int32_t token, float logprob) {
     // `bytes` are the token's own bytes: for part of a character, not U+FFFD's (the lossy text).
     const std::string bytes = frontend_->TokenBytes(token);
-    return json{{"token", LogprobToken(token)},
+    // The token's (lossy) text as vLLM gives it: chat alternatives are a list, so tokens that
+    // share a text stay apart, and `bytes` tells them apart.
+    return json{{"token", request_->tokens_as_ids ? absl::StrCat("token_id:", token) : frontend_->TokenText(token)},
                 {"logprob", logprob},
                 {"bytes", std::vector<uint8_t>(bytes.begin(), bytes.end())}};
   };
@@ -506,7 +508,7 @@ json OpenAiResponseBuilder::TopLogprobs(int32_t token, const scheduler::TokenLog
 }
 
 std::string OpenAiResponseBuilder::LogprobToken(int32_t token) const {
-  return request_->tokens_as_ids ? absl::StrCat("token_id:", token) : frontend_->TokenText(token);
+  return request_->tokens_as_ids ? absl::StrCat("token_id:", token) : frontend_->LogprobTokenName(token);
 }
 
 OpenAiResponseBuilder::TextOffset OpenAiResponseBuilder::EchoEnd() const {

@@ -140,7 +140,9 @@ class OpenAiResponseBuilder {
   // {"<id>": {"logprob", "rank", "decoded_token"}} of the prompt token and the best
   // OpenAiRequest::prompt_logprobs alternatives (ranks 1, 2, ...).
   nlohmann::json VllmPromptLogprobs() const;
-  // A token as logprobs name it: its text, or "token_id:N" (OpenAiRequest::tokens_as_ids).
+  // A token as completions logprobs name it: its text, "bytes:\\xNN.." for part of a UTF-8
+  // character (TextFrontend::LogprobTokenName: the keys of top_logprobs stay distinct), or
+  // "token_id:N" (OpenAiRequest::tokens_as_ids).
   std::string LogprobToken(int32_t token) const;
   // Echo: the prompt's completions-logprobs arrays (its first token has no logprob: null).
   nlohmann::json EchoLogprobs(const std::vector<scheduler::TokenLogprob>& prompt_lps) const;

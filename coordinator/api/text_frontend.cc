@@ -14,6 +14,7 @@
 #include "coordinator/structured/json_token_constraint.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "coordinator/tokenizer/utf8.h"
 
 namespace glm::api {
 namespace {
@@ -61,6 +62,14 @@ std::string TextFrontend::TokenBytes(int32_t id) const {
   if (model_->tokenizer == nullptr) return "";
   auto bytes = model_->tokenizer->DecodeBytes({id}, /*skip_special_tokens=*/false);
   return bytes.ok() ? *bytes : "";
+}
+
+std::string TextFrontend::LogprobTokenName(int32_t id) const {
+  const std::string bytes = TokenBytes(id);
+  if (tokenizer::ValidateUtf8(bytes).ok()) return TokenText(id);
+  std::string name = "bytes:";
+  for (unsigned char c : bytes) absl::StrAppend(&name, "\\x", absl::Hex(c, absl::kZeroPad2));
+  return name;
 }
 
 bool TextFrontend::IsSpecialToken(int32_t id) const {

@@ -135,6 +135,10 @@ class TextFrontend {
   // The raw bytes of one token, without the UTF-8 repair (e.g. F0 9F for the first half of an
   // emoji), for logprob `bytes` and text offsets ("" without a tokenizer or for an unknown id).
   std::string TokenBytes(int32_t id) const;
+  // A token's name in logprobs: its text, or for a token that is only part of a UTF-8 character
+  // OpenAI's "bytes:\\xe2\\x80" spelling of its bytes (its lossy text, U+FFFD, is the same for
+  // all such tokens, so alternatives keyed by it would overwrite each other).
+  std::string LogprobTokenName(int32_t id) const;
   // Whether `id` is one of the tokenizer's special tokens (false without a tokenizer).
   bool IsSpecialToken(int32_t id) const;
 

@@ -27,6 +27,8 @@ class OpenAiProtocolTest : public ApiTest {
   void TearDown() override {}
 
   std::string Text(int32_t id) const { return frontend_->TokenText(id); }
+  // A token's name in completions logprobs (its text, or "bytes:\\xNN" for part of a character).
+  std::string Name(int32_t id) const { return frontend_->LogprobTokenName(id); }
 
   // The choice objects of an SSE body's chunks, in order.
   static std::vector<json> Choices(const std::string& sse) {
@@ -79,15 +81,15 @@ TEST_F(OpenAiProtocolTest, CompletionTopLogprobsIncludeTheSampledToken) {
   api::OpenAiResponseBuilder whole(&request, frontend_.get(), "cmpl-1", 0);
   whole.Accumulate(d);
   const json lp = whole.Final()["choices"][0]["logprobs"];
-  const json expect0 = {{Text(102), -0.1f}, {Text(103), -0.2f}, {Text(100), -0.5f}};
+  const json expect0 = {{Name(102), -0.1f}, {Name(103), -0.2f}, {Name(100), -0.5f}};
   EXPECT_EQ(lp["top_logprobs"][0], expect0);
-  EXPECT_EQ(lp["top_logprobs"][1], json({{Text(101), -1.0f}}));  // logprobs: 0
+  EXPECT_EQ(lp["top_logprobs"][1], json({{Name(101), -1.0f}}));  // logprobs: 0
 
   api::OpenAiResponseBuilder streamed(&request, frontend_.get(), "cmpl-1", 0);
   const std::vector<json> chunks = Choices(streamed.StreamChunks(d));
   ASSERT_FALSE(chunks.empty());
   EXPECT_EQ(chunks[0]["logprobs"]["top_logprobs"][0], expect0);
-  EXPECT_EQ(chunks[0]["logprobs"]["top_logprobs"][1], json({{Text(101), -1.0f}}));
+  EXPECT_EQ(chunks[0]["logprobs"]["top_logprobs"][1], json({{Name(101), -1.0f}}));
 
   // Echo: the prompt [5, 6, 7]; position 1 scored with alternatives that leave out token 6.
   request.echo = true;
@@ -101,9 +103,33 @@ TEST_F(OpenAiProtocolTest, CompletionTopLogprobsIncludeTheSampledToken) {
   ASSERT_EQ(elp["top_logprobs"].size(), 5u);
   EXPECT_TRUE(elp["top_logprobs"][0].is_null());  // the first prompt token has no logprob
   EXPECT_TRUE(elp["token_logprobs"][0].is_null());
-  EXPECT_EQ(elp["top_logprobs"][1], json({{Text(200), -0.25f}, {Text(6), -0.75f}}));
-  EXPECT_EQ(elp["top_logprobs"][2], json({{Text(7), -0.125f}}));
+  EXPECT_EQ(elp["top_logprobs"][1], json({{Name(200), -0.25f}, {Name(6), -0.75f}}));
+  EXPECT_EQ(elp["top_logprobs"][2], json({{Name(7), -0.125f}}));
   EXPECT_EQ(elp["top_logprobs"][3], expect0);
+}
+
+// Completions logprobs named every token that is only part of a UTF-8 character by its lossy
+// text U+FFFD, so in a top_logprobs object such alternatives overwrite each other (logprobs: 2
+// came back with one entry). They are OpenAI's "bytes:\\xNN" now, distinct per token.
+TEST_F(OpenAiProtocolTest, CompletionLogprobsNamePartialCharactersByTheirBytes) {
+  const int32_t half_emoji = *tokenizer_->TokenToId("ðŁ");  // bytes F0 9F
+  const int32_t other_half = *tokenizer_->TokenToId("ĺ");   // byte 98
+  EXPECT_EQ(frontend_->LogprobTokenName(half_emoji), "bytes:\\xf0\\x9f");
+  EXPECT_EQ(frontend_->LogprobTokenName(other_half), "bytes:\\x98");
+  EXPECT_EQ(frontend_->LogprobTokenName(100), Text(100));
+  api::OpenAiRequest request;
+  request.endpoint = api::OpenAiEndpoint::kCompletions;
+  request.logprobs = true;
+  api::OutputDelta d;
+  d.tokens = {half_emoji};
+  d.logprobs = {{half_emoji, -0.5f, {{other_half, -0.25f}, {half_emoji, -0.5f}}}};
+  d.finished = true;
+  d.finish_reason = "length";
+  api::OpenAiResponseBuilder whole(&request, frontend_.get(), "cmpl-1", 0);
+  whole.Accumulate(d);
+  const json lp = whole.Final()["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["tokens"][0], "bytes:\\xf0\\x9f");
+  EXPECT_EQ(lp["top_logprobs"][0], json({{"bytes:\\x98", -0.25f}, {"bytes:\\xf0\\x9f", -0.5f}}));
 }
 
 // Logprob `bytes` of a token that is only part of a UTF-8 character were U+FFFD's bytes
