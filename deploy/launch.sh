@@ -57,7 +57,7 @@ if [ -n "$THREADS" ] && { ! [[ "$THREADS" =~ ^[0-9]{1,4}$ ]] || [ "$((10#$THREAD
   echo "launch.sh: --threads must be an integer 0..4096 (compute threads per worker, 0 = the plan's cores), got '$THREADS'" >&2; exit 2
 fi
 [ -z "$THREADS" ] || THREADS=$((10#$THREADS))
-[ -z "$HOSTFILE" ] || [ -r "$HOSTFILE" ] || { echo "launch.sh: --hostfile $HOSTFILE is not a readable file" >&2; exit 2; }
+[ -z "$HOSTFILE" ] || { [ -f "$HOSTFILE" ] && [ -r "$HOSTFILE" ]; } || { echo "launch.sh: --hostfile $HOSTFILE is not a readable file" >&2; exit 2; }
 [ -x build/bin/coordinator ] && [ -x build/bin/shard_worker ] || { echo "launch.sh: build first (bash deploy/build.sh)" >&2; exit 2; }
 
 numa_nodes() {
@@ -76,9 +76,15 @@ MPI+=(--mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none)
 [ -n "${GLM_API_KEY:-}" ] && MPI+=(-x GLM_API_KEY)
 PER_HOST=$(numa_nodes)
 if [ -n "$HOSTFILE" ]; then
-  HOSTS=$(grep -v '^\s*#' "$HOSTFILE" | grep -c .)
-  # slots=N on a host line = its NUMA nodes; hosts without it count as this machine's.
-  SLOTS=$(grep -v '^\s*#' "$HOSTFILE" | grep . | awk -v d="$PER_HOST" '{n=d; for(i=2;i<=NF;i++) if ($i ~ /^slots=/) {split($i,a,"="); n=a[2]} s+=n} END {print s}')
+  # Host lines: not comments, not blank (spaces and tabs alone are blank). slots=N on a line = its
+  # NUMA nodes, a whole number 1..4096; hosts without it count as this machine's. A bad value is
+  # refused here: mpirun would get -np 0 or a negative count and answer with Open MPI internals.
+  HOST_LINES=$(grep -v '^[[:space:]]*#' "$HOSTFILE" | grep -v '^[[:space:]]*$' || true)
+  [ -n "$HOST_LINES" ] || { echo "launch.sh: --hostfile $HOSTFILE names no host (only blank or comment lines)" >&2; exit 2; }
+  BAD_SLOTS=$(printf '%s\n' "$HOST_LINES" | awk '{for(i=2;i<=NF;i++) if ($i ~ /^slots=/) {v=substr($i,7); if (v !~ /^[1-9][0-9]*$/ || length(v) > 4 || v+0 > 4096) {print $0; exit}}}')
+  [ -z "$BAD_SLOTS" ] || { echo "launch.sh: --hostfile $HOSTFILE: slots must be a whole number 1..4096 in: $BAD_SLOTS" >&2; exit 2; }
+  HOSTS=$(printf '%s\n' "$HOST_LINES" | wc -l)
+  SLOTS=$(printf '%s\n' "$HOST_LINES" | awk -v d="$PER_HOST" '{n=d; for(i=2;i<=NF;i++) if ($i ~ /^slots=/) n=substr($i,7)+0; s+=n} END {print s}')
   : "${WORKERS:=${SLOTS:-$(( PER_HOST * HOSTS ))}}"
   MPI+=(--hostfile "$HOSTFILE" --map-by node --bind-to none --oversubscribe)
 else

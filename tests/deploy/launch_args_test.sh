@@ -25,6 +25,21 @@ expect_rejected "--threads must be an integer 0..4096" --threads -1
 expect_rejected "got '5000'" --threads 5000
 expect_rejected "got 'x'" --threads x
 expect_rejected "--hostfile /nonexistent/hosts is not a readable file" --hostfile /nonexistent/hosts
+# Host files: slot counts that would reach mpirun as -np 0 / negative / 1e+20, a file naming no
+# host, a directory.
+HF=$(mktemp -d)
+trap 'rm -rf "$HF"' EXIT
+for bad in abc "" -3 0 99999999999999999999 4097; do
+  printf 'nodeA slots=%s\n' "$bad" > "$HF/hosts"
+  expect_rejected "slots must be a whole number 1..4096 in: nodeA slots=$bad" --hostfile "$HF/hosts"
+done
+printf '# comment only\n  \n\t\n' > "$HF/hosts"
+expect_rejected "names no host" --hostfile "$HF/hosts"
+expect_rejected "--hostfile $HF is not a readable file" --hostfile "$HF"
+# Blank lines of spaces or tabs are not hosts; slots add up.
+printf '  \n\t\nnodeA slots=2\nnodeB slots=3\n' > "$HF/hosts"
+out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --hostfile "$HF/hosts" --dry-run 2>&1)
+[[ "$out" == *"-np 5 build/bin/shard_worker"* ]] || { echo "FAIL: two hosts with 2 + 3 slots -> $out"; fails=$((fails + 1)); }
 expect_rejected "--amx-tiles must be on or off, got 'maybe'" --amx-tiles maybe
 expect_rejected "--kv-prefault must be on or off, got 'maybe'" --kv-prefault maybe
 for option in amx-tiles kv-prefault; do
