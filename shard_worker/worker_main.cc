@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     options.hello.mutable_topology()->set_hostname(host);
   }
   options.hello.set_hostname(host);
+  options.hello.set_pid(static_cast<int64_t>(getpid()));
   options.hello.set_bound_numa_node(node);
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));

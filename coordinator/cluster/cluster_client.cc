@@ -1,11 +1,27 @@
 #include "coordinator/cluster/cluster_client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "shard_worker/runtime/protocol_tags.h"
 
 namespace glm::cluster {
+namespace {
+
+std::string ThisHost() {
+  char name[256] = {0};
+  if (gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+}  // namespace
+
+ClusterClient::ClusterClient(comm::Communicator* world, ClusterOptions options)
+    : world_(world), options_(std::move(options)), watch_(ThisHost()) {}
+
+ClusterClient::~ClusterClient() { world_->SetWaitCheck(nullptr); }
 
 absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Communicator* world,
                                                                     const ClusterOptions& options,
@@ -24,7 +40,12 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
     shard::WorkerHello hello;
     if (!hello.ParseFromString(bytes)) return absl::DataLossError(absl::StrCat("worker ", r, ": unreadable hello"));
     client->hellos_.push_back(hello);
+    client->watch_.Add(hello);
   }
+  // From here on every wait of the coordinator notices a local worker's exit at once: while the
+  // workers load (a worker killed then no longer leaves the start-up waiting for 30 minutes)
+  // and during every step.
+  world->SetWaitCheck([c = client.get()] { return c->watch_.Check(); });
   auto plan = plan_function(client->hellos_);
   shard::WorkerSetup setup;
   if (plan.ok() && client->options_.kv_blocks_for_plan) client->options_.kv_blocks = client->options_.kv_blocks_for_plan(*plan);
@@ -95,6 +116,13 @@ absl::StatusOr<shard::StepResult> ClusterClient::AwaitResult() {
   std::string reply;
   if (auto s = world_->RecvStringWithTimeout(result_rank_, runtime::kTagResult, &reply, options_.step_timeout); !s.ok()) {
     healthy_ = false;
+    // A timeout says only that the last stage's rank did not answer: the stuck rank may be any
+    // rank of the step (the last stage waits in a collective for a stopped peer), so the message
+    // must not send the operator to it.
+    if (absl::IsDeadlineExceeded(s))
+      return absl::UnavailableError(absl::StrCat(
+          "no result from the workers within ", absl::FormatDuration(options_.step_timeout),
+          " (--step-timeout-s): a worker rank is stuck or gone (the result comes from rank ", result_rank_, ")"));
     return absl::UnavailableError(absl::StrCat("no result from the workers: ", s.message()));
   }
   shard::StepResult result;

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "protos/placement.pb.h"
 #include "protos/shard.pb.h"
+#include "coordinator/cluster/local_worker_watch.h"
 #include "shard_worker/comm/communicator.h"
 
 namespace glm::cluster {
@@ -67,9 +68,12 @@ class ClusterClient {
   // Tells every worker to exit (idempotent).
   absl::Status Shutdown();
   bool healthy() const { return healthy_; }
+  // Workers on the coordinator's host whose processes are watched (LocalWorkerWatch).
+  int watched_local_workers() const { return watch_.watched(); }
+  ~ClusterClient();
 
  private:
-  ClusterClient(comm::Communicator* world, ClusterOptions options) : world_(world), options_(std::move(options)) {}
+  ClusterClient(comm::Communicator* world, ClusterOptions options);
   // Posts a StepPlan's bytes to every worker, the first stage's ranks first (kTagPlan).
   absl::Status PostToWorkers(const std::string& bytes);
 
@@ -83,6 +87,7 @@ class ClusterClient {
   std::vector<int> workers_by_stage_;  // every worker rank, the first stage's first
   bool healthy_ = true;
   bool shut_down_ = false;
+  LocalWorkerWatch watch_;  // run by world_'s waits (SetWaitCheck) from the first hello on
 };
 
 }  // namespace glm::cluster

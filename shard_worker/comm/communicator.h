@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,11 @@ class Communicator {
   virtual absl::Status PostString(int dest, int tag, std::string bytes) { return SendString(dest, tag, bytes); }
   // Waits (at most `timeout`) until every posted message has been taken.
   virtual absl::Status FlushPosted(absl::Duration) { return absl::OkStatus(); }
+  // A check the waits of this rank run now and then (every ~50 ms of a wait that is not over at
+  // once): a non-OK status ends the wait with that status. The coordinator watches its host's
+  // worker processes with it, so a worker killed mid-step fails the step at once instead of after
+  // the step timeout. Null: no check. Not every implementation runs it (the in-process one does not).
+  virtual void SetWaitCheck(std::function<absl::Status()> check) { (void)check; }
   // RecvString for a wait expected to be long (a worker between steps): sleeps sooner.
   virtual absl::Status RecvStringWhenIdle(int src, int tag, std::string* bytes) { return RecvString(src, tag, bytes); }
 

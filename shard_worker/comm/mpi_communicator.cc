@@ -27,9 +27,13 @@ absl::Status MpiError(int code, const char* what) {
 // yields the core between polls (lets an oversubscribed peer run) for up to 2 ms — 0.5 ms for a
 // `relaxed` wait, one expected to be long (a worker idle between steps, the coordinator waiting
 // for a whole step) — then sleeps in growing steps, so an idle process costs no CPU. Returns
-// false on timeout (the request is then cancelled).
-bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed = false) {
+// false on timeout (the request is then cancelled), or when `check` (Communicator::SetWaitCheck,
+// run every kCheckEvery of the wait) fails: then with its status in *stopped.
+constexpr auto kCheckEvery = std::chrono::milliseconds(50);
+bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed = false,
+             const std::function<absl::Status()>* check = nullptr, absl::Status* stopped = nullptr) {
   const auto start = std::chrono::steady_clock::now();
+  auto next_check = start + kCheckEvery;
   const auto deadline = start + absl::ToChronoNanoseconds(timeout);
   const auto yield_for = relaxed ? std::chrono::microseconds(500) : std::chrono::microseconds(2000);
   for (;;) {
@@ -45,6 +49,15 @@ bool WaitFor(MPI_Request* req, absl::Duration timeout, int* error, bool relaxed 
       MPI_Cancel(req);
       MPI_Request_free(req);
       return false;
+    }
+    if (check != nullptr && *check && now >= next_check) {
+      next_check = now + kCheckEvery;
+      if (absl::Status s = (*check)(); !s.ok()) {
+        MPI_Cancel(req);
+        MPI_Request_free(req);
+        if (stopped != nullptr) *stopped = std::move(s);
+        return false;
+      }
     }
     const auto waited = now - start;
     if (waited < std::chrono::microseconds(20)) continue;
@@ -94,6 +107,7 @@ class MpiCommunicator : public Communicator {
   absl::Status RecvString(int src, int tag, std::string* bytes) override {
     return RecvStringWithTimeout(src, tag, bytes, kForever);
   }
+  void SetWaitCheck(std::function<absl::Status()> check) override { wait_check_ = std::move(check); }
   absl::Status RecvStringWhenIdle(int src, int tag, std::string* bytes) override {
     return RecvLengthAndString(src, tag, bytes, kForever, /*relaxed=*/true);
   }
@@ -175,8 +189,11 @@ class MpiCommunicator : public Communicator {
     int rc = MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, src, tag, comm_, &req);
     if (rc != MPI_SUCCESS) return MpiError(rc, "recv");
     int err = MPI_SUCCESS;
-    if (!WaitFor(&req, timeout, &err, relaxed))
+    absl::Status stopped;
+    if (!WaitFor(&req, timeout, &err, relaxed, &wait_check_, &stopped)) {
+      if (!stopped.ok()) return stopped;
       return absl::DeadlineExceededError(absl::StrCat("rank ", src, " did not answer within ", absl::FormatDuration(timeout)));
+    }
     return err == MPI_SUCCESS ? absl::OkStatus() : MpiError(err, "recv");
   }
   absl::Status IBcast(void* data, int64_t bytes, int root) {
@@ -220,6 +237,7 @@ class MpiCommunicator : public Communicator {
   MPI_Comm comm_;
   bool owned_;
   int rank_ = 0, size_ = 1;
+  std::function<absl::Status()> wait_check_;  // SetWaitCheck
 };
 
 absl::StatusOr<std::unique_ptr<MpiSession>> MpiSession::Init(int* argc, char*** argv) {
