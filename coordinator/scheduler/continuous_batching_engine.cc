@@ -64,19 +64,21 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
                              int64_t{options_.kv_blocks} * options_.kv_block_size,
                              options_.scheduling_policy == SchedulingPolicy::kPriority};
   if (absl::Status valid = ValidateRequest(request, limits); !valid.ok()) return valid;
-  // A constrained request's every token comes from its format's mask: no drafts.
-  std::string method = request.constraint != nullptr ? "none"
-                       : request.speculative.empty()  ? options_.speculative
-                                                      : request.speculative;
+  std::string method = request.speculative.empty() ? options_.speculative : request.speculative;
   // A prediction drafts by prompt lookup: ngram:8 unless the request names its own method.
-  if (!request.prediction.empty() && request.constraint == nullptr && request.speculative.empty()) method = "ngram:8";
+  if (!request.prediction.empty() && request.speculative.empty()) method = "ngram:8";
   auto spec = runtime::ParseSpeculative(method);
+  // The client's value is checked whatever the request: a constrained one (below) does not
+  // draft, but a malformed or impossible value is still the client's error (it was accepted).
   if (!spec.ok()) return absl::InvalidArgumentError(absl::StrCat("speculative: ", spec.status().message()));
   if (!request.prediction.empty() && spec->method == runtime::SpeculativeConfig::Method::kMtp)
     return absl::InvalidArgumentError(
         "prediction: a prediction drafts by prompt lookup; leave speculative out or ask for ngram:K, not mtp");
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
     return absl::InvalidArgumentError("speculative: this model has no MTP layer");
+  // A constrained request's every token comes from its format's mask: no drafts.
+  if (request.constraint != nullptr) spec = runtime::ParseSpeculative("none");
+  if (!spec.ok()) return spec.status();
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
   auto seq = std::make_shared<Sequence>();
   if (request.constraint != nullptr) {
@@ -602,8 +604,25 @@ void ContinuousBatchingEngine::Complete(const std::vector<Work>& work, const sha
     if (s->adaptive && !w.drafts.empty()) {
       s->adaptive->Update(static_cast<int>(w.drafts.size()), accepted);
       if (w.prediction_from >= 0) {
-        s->prediction_accepted += accepted;
-        s->prediction_rejected += static_cast<int32_t>(w.drafts.size()) - accepted;
+        const int64_t n = static_cast<int64_t>(s->request.prediction.size());
+        if (static_cast<int64_t>(s->prediction_state.size()) != n) s->prediction_state.assign(n, 0);
+        // Position `at` of the prediction kept (2) or not (1); kept wins over an earlier miss.
+        auto mark = [&](int64_t at, uint8_t now) {
+          if (at < 0 || at >= n) return;
+          uint8_t& state = s->prediction_state[at];
+          if (now <= state) return;
+          if (state == 1) --s->prediction_rejected;
+          (now == 2 ? s->prediction_accepted : s->prediction_rejected)++;
+          state = now;
+        };
+        const int64_t from = w.prediction_from;
+        // Drafts that jumped ahead of where the output stood in the prediction skipped what lay
+        // between (an edited span the output does not contain).
+        if (s->prediction_anchor >= 0)
+          for (int64_t at = s->prediction_anchor; at < std::min(from, n); ++at) mark(at, 1);
+        for (int64_t i = 0; i < static_cast<int64_t>(w.drafts.size()); ++i) mark(from + i, i < accepted ? 2 : 1);
+        // The token sampled after the kept drafts stands where the prediction goes on.
+        if (from + accepted < n) mark(from + accepted, produced.back() == s->request.prediction[from + accepted] ? 2 : 1);
         // The output goes on past the kept drafts and the token after them.
         s->prediction_anchor = w.prediction_from + accepted + 1;
       }

@@ -69,8 +69,15 @@ class ContinuousBatchingEngine : public Engine {
     runtime::SpeculativeConfig spec;
     std::unique_ptr<runtime::AdaptiveDraftLength> adaptive;
     std::vector<int32_t> mtp_drafts;  // proposed by the MTP head in the last step
-    int32_t prediction_accepted = 0;  // drafts from request.prediction kept, and rejected
+    // A prediction's usage, per position of it (each counts once, however often it was
+    // drafted): accepted, a draft kept or the token sampled after kept drafts equal to it;
+    // rejected, a draft not kept, a differing token after kept drafts, or skipped when drafting
+    // jumped ahead. A later keep turns a miss into accepted; so accepted + rejected <= the
+    // prediction's length (they were every step's drafts, which a prediction drafted again and
+    // again exceeded several times). prediction_state: 0 not seen, 1 rejected, 2 accepted.
+    int32_t prediction_accepted = 0;
     int32_t prediction_rejected = 0;
+    std::vector<uint8_t> prediction_state;
     int64_t prediction_anchor = -1;   // where in the prediction the output goes on (-1: at `generated`)
     // Prompt lookup's indexes (runtime/ngram_index.h), built at the first draft that needs them.
     std::unique_ptr<runtime::NgramIndex> ngram_index;

@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "shard_worker/model/draft_vocabulary.h"
 #include "shard_worker/runtime/sampler.h"
+#include "coordinator/scheduler/token_set_constraint.h"
 #include "tests/coordinator/scheduler/engine_harness.h"
 
 namespace glm::scheduler {
@@ -149,6 +150,18 @@ TEST(EngineSpeculativeTest, PredictionDraftsKeepTheOutputAndAreCounted) {
     const EngineHarness::Output with_edit = with(edited);
     EXPECT_GT(with_edit.rejected_prediction_tokens, 0) << "sampled " << sampled;
     EXPECT_GT(with_edit.accepted_prediction_tokens, 0) << "sampled " << sampled;
+    // Each prediction position counts once: a prediction drafted again and again (the output
+    // reversed misses at every step; a repeated piece is re-drafted from the same positions)
+    // used to report the drafts of every step, up to several times its own length.
+    for (std::vector<int32_t> p : {std::vector<int32_t>(plain.tokens.rbegin(), plain.tokens.rend()),
+                                   std::vector<int32_t>()}) {
+      if (p.empty())
+        for (int rep = 0; rep < 4; ++rep) p.insert(p.end(), plain.tokens.begin(), plain.tokens.begin() + 6);
+      const EngineHarness::Output out = with(p);
+      EXPECT_LE(out.accepted_prediction_tokens + out.rejected_prediction_tokens, static_cast<int32_t>(p.size()))
+          << "sampled " << sampled << ": accepted " << out.accepted_prediction_tokens << " rejected "
+          << out.rejected_prediction_tokens << " of " << p.size();
+    }
   }
   GenerationRequest mtp = request(false);
   mtp.prediction = {5, 6, 7};
@@ -641,6 +654,32 @@ TEST(EngineSpeculativeTest, RejectsMtpForAModelWithoutIt) {
   r.speculative = "ngram:2";
   auto out = h.Run(r);
   EXPECT_TRUE(out.error.ok()) << out.error;
+}
+
+// A constrained request never drafts, but its `speculative` is still checked: malformed or
+// impossible values were accepted (200) as soon as the output was constrained (bad_words,
+// allowed_token_ids, a response_format), while the same value alone is refused.
+TEST(EngineSpeculativeTest, ConstrainedRequestsStillValidateSpeculative) {
+  EngineHarness h("glm5-random-fp8", 1, 1, 64, 16);  // no MTP layer
+  auto constrained = [](std::string speculative, std::vector<int32_t> prediction = {}) {
+    GenerationRequest r = Greedy({5, 17, 300, 999, 42}, 3);
+    r.constraint = std::make_shared<TokenSetConstraint>(std::vector<int32_t>{5, 17, 300});
+    r.speculative = std::move(speculative);
+    r.prediction = std::move(prediction);
+    return r;
+  };
+  for (const char* bad : {"bogus", "mtp:99", "ngram:0", "mtp:2"}) {
+    const EngineHarness::Output out = h.Run(constrained(bad));
+    EXPECT_EQ(out.error.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(std::string(out.error.message()).find("speculative"), std::string::npos) << bad << ": " << out.error;
+  }
+  const EngineHarness::Output mtp_prediction = h.Run(constrained("mtp:2", {5, 17}));
+  EXPECT_EQ(mtp_prediction.error.code(), absl::StatusCode::kInvalidArgument);
+  for (const char* fine : {"", "none", "ngram:3"}) {
+    const EngineHarness::Output out = h.Run(constrained(fine));
+    EXPECT_TRUE(out.error.ok()) << fine << ": " << out.error;
+  }
+  EXPECT_EQ(h.SettledBlocksUsed(), 0);
 }
 
 // min_tokens: with EOS made the model's favourite (logit_bias +100), a greedy request ends at
