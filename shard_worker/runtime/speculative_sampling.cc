@@ -134,7 +134,11 @@ absl::StatusOr<SpeculativeConfig> ParseSpeculative(const std::string& text) {
   const auto colon = text.find(':');
   const std::string method = text.substr(0, colon);
   int k = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(text.substr(colon + 1), &k))
+  // K is digits only: SimpleAtoi also takes " 2" and "+3", spellings no other tool accepts.
+  const std::string digits = colon == std::string::npos ? "" : text.substr(colon + 1);
+  const bool plain_digits = !digits.empty() && digits.size() <= 3 && (digits.size() == 1 || digits[0] != '0') &&
+                            digits.find_first_not_of("0123456789") == std::string::npos;
+  if (!plain_digits || !absl::SimpleAtoi(digits, &k))
     return absl::InvalidArgumentError(absl::StrCat("'", text, "': expected none, mtp:K or ngram:K"));
   if (method == "mtp") {
     if (k < 1 || k > 4) return absl::InvalidArgumentError(absl::StrCat("'", text, "': mtp:K needs K in 1..4"));

@@ -519,6 +519,10 @@ TEST(SpeculativeSamplingTest, ParseAndAdapt) {
   EXPECT_FALSE(ParseSpeculative("eagle:2").ok());
   EXPECT_FALSE(ParseSpeculative("mtp").ok());
   EXPECT_EQ(ParseSpeculative("ngram:5")->k, 5);
+  // K is plain digits (SimpleAtoi alone took a space, a sign and leading zeros).
+  for (const char* odd : {"mtp: 2", "ngram:+3", "ngram:03", "mtp:2 ", "mtp:", "ngram:-1", "mtp:1e0", "ngram:0"})
+    EXPECT_FALSE(ParseSpeculative(odd).ok()) << odd;
+  EXPECT_EQ(ParseSpeculative("mtp:4")->k, 4);
 }
 
 // Drives `a` like a decode loop: each step drafts next() tokens of which the first `keep(k)` are
