@@ -321,6 +321,9 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   for (const WorkerSlot& w : workers)
     if (std::find(hostnames.begin(), hostnames.end(), w.host.hostname()) == hostnames.end())
       hostnames.push_back(w.host.hostname());
+  if (options.stages < 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stages must be 0 (one pipeline stage per host) or more, got ", options.stages));
   const int n_stages = options.stages > 0 ? options.stages : static_cast<int>(hostnames.size());
   if (n_stages > n_workers)
     return absl::InvalidArgumentError(absl::StrCat(n_stages, " pipeline stages need at least ", n_stages,

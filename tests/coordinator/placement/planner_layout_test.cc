@@ -192,6 +192,10 @@ TEST(PlannerLayoutTest, RejectsImpossibleRequests) {
   auto too_wide = Plan(*c, OnePerNumaNode({Host("h", 6)}), options);
   EXPECT_EQ(too_wide.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(too_wide.status().message().find("attention heads"), std::string::npos) << too_wide.status();
+  options.stages = -1;  // was taken for 0 (one stage per host)
+  auto negative = Plan(*c, OnePerNumaNode({Host("h", 2)}), options);
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(negative.status().message().find("--stages"), std::string::npos) << negative.status();
   options.stages = 0;
   options.expert_layout = "expert-sharded";
   EXPECT_EQ(Plan(*c, OnePerNumaNode({Host("h", 2)}), options).status().code(), absl::StatusCode::kInvalidArgument);
