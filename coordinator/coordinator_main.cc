@@ -465,7 +465,34 @@ int main(int argc, char** argv) {
   if (!loading.ok()) Fatal(absl::StrCat("API server: ", loading.status().message()));
   Log(absl::StrCat("starting ", world->size() - 1, " workers on ", model_dir));
   bool workers_released = false;
+  // SIGINT/SIGTERM while the workers load stop the start (the cluster's waits run
+  // start_check): no request runs yet, and a GLM-5 load takes minutes that a stop (Ctrl-C after
+  // a wrong flag, systemd's stop with its 60 s limit) must not wait for.
+  std::atomic<bool> stop_while_loading{false}, started{false};
+  std::thread loading_signals([&stop_signals, &stop_while_loading, &started] {
+    while (!started.load()) {
+      const timespec wait = absl::ToTimespec(absl::Milliseconds(100));
+      const int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+      if (sig == SIGINT || sig == SIGTERM) {
+        Log(absl::StrCat("signal ", sig, " while the workers load: stopping"));
+        stop_while_loading.store(true);
+        return;
+      }
+    }
+  });
+  cluster_options.start_check = [&stop_while_loading] {
+    return stop_while_loading.load() ? absl::CancelledError("stopped by a signal while the workers loaded")
+                                     : absl::OkStatus();
+  };
   auto client = glm::cluster::ClusterClient::Start(world.get(), cluster_options, plan_function, &workers_released);
+  started.store(true);
+  loading_signals.join();
+  if (client.ok() && stop_while_loading.load()) {
+    // The signal came as the last worker reported ready: stop as a drain would, with no request.
+    (*client)->Shutdown().IgnoreError();
+    Log("stopped");
+    return 0;
+  }
   if (!client.ok() && workers_released) {
     // The workers were told to stop and exit cleanly: finalize with them and end non-zero.
     Log(absl::StrCat("cluster start failed: ", client.status().message()));

@@ -45,7 +45,11 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   // From here on every wait of the coordinator notices a local worker's exit at once: while the
   // workers load (a worker killed then no longer leaves the start-up waiting for 30 minutes)
   // and during every step.
-  world->SetWaitCheck([c = client.get()] { return c->watch_.Check(); });
+  world->SetWaitCheck([c = client.get()] {
+    if (c->options_.start_check)
+      if (absl::Status s = c->options_.start_check(); !s.ok()) return s;
+    return c->watch_.Check();
+  });
   auto plan = plan_function(client->hellos_);
   shard::WorkerSetup setup;
   if (plan.ok() && client->options_.kv_blocks_for_plan) client->options_.kv_blocks = client->options_.kv_blocks_for_plan(*plan);
@@ -84,6 +88,7 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
     if (!ready.error().empty()) absl::StrAppend(&errors, errors.empty() ? "" : "; ", ready.error());
     client->ready_.push_back(ready);
   }
+  client->options_.start_check = nullptr;  // started: a signal from now on drains (coordinator_main)
   if (!errors.empty()) {
     released = client->Shutdown().ok();
     return absl::FailedPreconditionError(absl::StrCat("loading failed: ", errors));

@@ -29,6 +29,9 @@ struct ClusterOptions {
   std::string index_key_dtype = "f32";  // their DSA indexer key rows (the same names)
   absl::Duration startup_timeout = absl::Minutes(30);  // loading a large model takes a while
   absl::Duration step_timeout = absl::Seconds(120);
+  // Run by Start's waits (hellos, loading) with the local worker watch: a non-OK status (a stop
+  // signal while the workers load) ends the start with it. Not used once Start returns.
+  std::function<absl::Status()> start_check;
 };
 
 // Makes the plan from the workers' hellos (their topologies and bindings).
