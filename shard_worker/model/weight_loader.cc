@@ -781,9 +781,10 @@ absl::StatusOr<LoadedExpert> ModelWeights::LoadExpert(const Checkpoint& checkpoi
     return s;
   out.buffers = std::move(scratch.buffers_);
   out.read_direct = options.expert_direct_io && loader.all_reads_direct();
-  for (const char* m : {"gate_proj.", "up_proj.", "down_proj."})
-    for (const char* t : {"weight", "weight_scale_inv"})
-      if (auto loc = checkpoint.Find(absl::StrCat(prefix, m, t)); loc.file != nullptr) out.file_bytes += loc.info->size;
+  // The bytes this load read, not the tensors' sizes: a slice of an expert (expert-tensor-
+  // parallel) reads its rows of gate/up and every row of down, and counting whole tensors
+  // reported twice the disk traffic at 4 ranks.
+  out.file_bytes = loader.bytes_read();
   return out;
 }
 
