@@ -282,7 +282,27 @@ absl::StatusOr<std::string> RemoteInfo(const std::string& server, const RemoteIn
             {"kv_cache_dtype", info.kv_cache_dtype()},
             {"index_key_dtype", info.index_key_dtype().empty() ? std::string("f32") : info.index_key_dtype()},
             {"kv_cache_tokens", info.kv_cache_tokens()},
-            {"placement_summary", info.placement_summary()}};
+            {"placement_summary", info.placement_summary()},
+            {"default_speculative", info.default_speculative().empty() ? std::string("none") : info.default_speculative()}};
+  // GetModelInfo's load: the speculative-decoding counters with the queue and KV cache.
+  const pb::LoadResponse& l = info.load();
+  j["load"] = {{"running", l.running()},
+               {"waiting", l.waiting()},
+               {"kv_cache_usage", l.kv_cache_usage()},
+               {"kv_blocks_total", l.kv_blocks_total()},
+               {"kv_blocks_free", l.kv_blocks_free()},
+               {"prompt_tokens_total", l.prompt_tokens_total()},
+               {"generation_tokens_total", l.generation_tokens_total()},
+               {"prefix_cache_queries", l.prefix_cache_queries()},
+               {"prefix_cache_hits", l.prefix_cache_hits()},
+               {"spec_num_drafts", l.spec_num_drafts()},
+               {"spec_draft_tokens", l.spec_draft_tokens()},
+               {"spec_accepted_tokens", l.spec_accepted_tokens()},
+               {"spec_acceptance_rate", l.spec_acceptance_rate()},
+               {"spec_accepted_per_pos", std::vector<int64_t>(l.spec_accepted_per_pos().begin(), l.spec_accepted_per_pos().end())},
+               {"spec_drafted_per_pos", std::vector<int64_t>(l.spec_drafted_per_pos().begin(), l.spec_drafted_per_pos().end())},
+               {"spec_acceptance_rate_per_pos", std::vector<double>(l.spec_acceptance_rate_per_pos().begin(),
+                                                                    l.spec_acceptance_rate_per_pos().end())}};
   if (!info.placement_json().empty()) {
     json placement = json::parse(info.placement_json(), nullptr, false);
     j["placement"] = placement.is_discarded() ? json(info.placement_json()) : placement;

@@ -467,6 +467,12 @@ TEST_F(GrpcApiTest, GlmctlClientFunctions) {
   EXPECT_EQ(ij["name"], "glm5-tiny-code");
   EXPECT_EQ(ij["health"], "SERVING");
   EXPECT_EQ(ij["max_context"], 4096);
+  // GetModelInfo's speculative default and load (with the spec-decode counters) reach the CLI.
+  EXPECT_TRUE(ij["default_speculative"].is_string()) << ij;
+  ASSERT_TRUE(ij["load"].is_object()) << ij;
+  for (const char* key : {"running", "kv_blocks_total", "spec_num_drafts", "spec_draft_tokens", "spec_accepted_tokens",
+                          "spec_acceptance_rate", "spec_acceptance_rate_per_pos"})
+    EXPECT_TRUE(ij["load"].contains(key)) << key << " in " << ij["load"];
 
   // Structured output and forced tool calls reach the engine as a constraint.
   p.response_format_json = R"({"type":"json_object"})";
