@@ -13,6 +13,7 @@ namespace glm::api {
 namespace {
 
 using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
 
 // Anthropic content where only text may stand (system prompts, tool results): a string or text
 // blocks.
@@ -27,7 +28,9 @@ absl::Status UnsupportedBlock(const std::string& field, const std::string& type)
 }
 
 // One Anthropic message → the OpenAI-shaped messages the chat template reads (appended to `out`).
-absl::Status TranslateMessage(const json& m, const std::string& at, json* out) {
+// `m` is checked; `ordered` is the same message in the client's key order (OrderedBody), which
+// tool_use inputs are taken from.
+absl::Status TranslateMessage(const json& m, const ordered_json& ordered, const std::string& at, ordered_json* out) {
   if (!m.is_object()) return InvalidField(at, "must be an object");
   auto role = RequiredString(m, "role", at);
   if (!role.ok()) return role.status();
@@ -42,7 +45,7 @@ absl::Status TranslateMessage(const json& m, const std::string& at, json* out) {
   }
   if (!content.is_array()) return InvalidField(at + ".content", "must be a string or an array of content blocks");
   std::string text, reasoning;
-  json tool_calls = json::array();
+  ordered_json tool_calls = ordered_json::array();
   bool has_text = false;
   auto flush_user_text = [&] {
     if (has_text) out->push_back({{"role", "user"}, {"content", std::move(text)}});
@@ -82,8 +85,9 @@ absl::Status TranslateMessage(const json& m, const std::string& at, json* out) {
       if (!id.ok()) return id.status();
       auto name = RequiredString(block, "name", bat);
       if (!name.ok()) return name.status();
-      const json input = block.value("input", json::object());
-      if (!input.is_object()) return InvalidField(bat + ".input", "must be an object");
+      if (block.contains("input") && !block["input"].is_object()) return InvalidField(bat + ".input", "must be an object");
+      const ordered_json& oblock = ordered["content"][j];
+      const ordered_json input = oblock.contains("input") ? oblock["input"] : ordered_json::object();
       tool_calls.push_back(
           {{"id", *id}, {"type", "function"}, {"function", {{"name", *name}, {"arguments", input.dump()}}}});
     } else if (*role == "assistant" && *type == "thinking") {
@@ -100,16 +104,18 @@ absl::Status TranslateMessage(const json& m, const std::string& at, json* out) {
     flush_user_text();
     return absl::OkStatus();
   }
-  json msg = {{"role", "assistant"}, {"content", text}};
+  ordered_json msg = {{"role", "assistant"}, {"content", text}};
   if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
   if (!tool_calls.empty()) msg["tool_calls"] = std::move(tool_calls);
   out->push_back(std::move(msg));
   return absl::OkStatus();
 }
 
-absl::StatusOr<json> TranslateTools(const json& tools) {
+// Anthropic tools → OpenAI function tools, {"name", "description", "parameters"} as vLLM spells
+// them; `ordered` is `tools` in the client's key order, whose input_schema each takes.
+absl::StatusOr<ordered_json> TranslateTools(const json& tools, const ordered_json& ordered) {
   if (!tools.is_array()) return InvalidField("tools", "must be an array");
-  json out = json::array();
+  ordered_json out = ordered_json::array();
   for (size_t i = 0; i < tools.size(); ++i) {
     const std::string at = absl::StrCat("tools[", i, "]");
     const json& t = tools[i];
@@ -121,11 +127,12 @@ absl::StatusOr<json> TranslateTools(const json& tools) {
     if (!name.ok()) return name.status();
     if (!Present(t, "input_schema") || !t["input_schema"].is_object())
       return InvalidField(at + ".input_schema", "is required (a JSON schema object)");
-    json fn = {{"name", *name}, {"parameters", t["input_schema"]}};
+    ordered_json fn = {{"name", *name}};
     if (Present(t, "description")) {
       if (!t["description"].is_string()) return InvalidField(at + ".description", "must be a string");
-      fn["description"] = t["description"];
+      fn["description"] = t["description"].get<std::string>();
     }
+    fn["parameters"] = ordered[i]["input_schema"];
     out.push_back({{"type", "function"}, {"function", std::move(fn)}});
   }
   return out;
@@ -147,14 +154,18 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   }
   if (!Present(body, "messages") || !body["messages"].is_array() || body["messages"].empty())
     return InvalidField("messages", "must be a non-empty array of messages");
-  json messages = json::array();
+  const ordered_json ordered = OrderedBody(body, raw_body);
+  ordered_json messages = ordered_json::array();
   if (Present(body, "system")) {
     auto system = TextOf(body["system"], "system");
     if (!system.ok()) return system.status();
     messages.push_back({{"role", "system"}, {"content", *system}});
   }
   for (size_t i = 0; i < body["messages"].size(); ++i)
-    if (auto s = TranslateMessage(body["messages"][i], absl::StrCat("messages[", i, "]"), &messages); !s.ok()) return s;
+    if (auto s = TranslateMessage(body["messages"][i], ordered["messages"][i], absl::StrCat("messages[", i, "]"),
+                                  &messages);
+        !s.ok())
+      return s;
   // Empty content arrays translate to nothing: a conversation of only those has no turn to answer.
   if (messages.empty()) return InvalidField("messages", "have no content (every content array is empty)");
   // A conversation that ends with the assistant's own words is a prefill: the reply continues
@@ -165,7 +176,7 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   a.messages = std::move(messages);
 
   if (Present(body, "tools")) {
-    auto tools = TranslateTools(body["tools"]);
+    auto tools = TranslateTools(body["tools"], ordered["tools"]);
     if (!tools.ok()) return tools.status();
     if (!tools->empty()) a.tools = *std::move(tools);
   }
@@ -186,9 +197,7 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
       bool single = false;  // Anthropic's disable_parallel_tool_use: exactly one call
       if (auto s = GetOptionalBool(tc, "disable_parallel_tool_use", &single); !s.ok())
         return InvalidField("tool_choice.disable_parallel_tool_use", "must be a boolean");
-      auto grammar = ForcedToolCall(
-          a.tools, name, "tool_choice", raw_body,
-          [](size_t i) { return std::vector<std::string>{"tools", std::to_string(i), "input_schema"}; }, !single);
+      auto grammar = ForcedToolCall(a.tools, name, "tool_choice", !single);
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "tool_choice";

@@ -39,7 +39,8 @@ struct AnthropicRequest {
 };
 
 // Parses a Messages body. `count_only` (count_tokens) needs no max_tokens. INVALID_ARGUMENT names
-// the field ("messages[1].content[0].type").
+// the field ("messages[1].content[0].type"). `raw_body`, the body's text when there is one, gives
+// tool_use inputs and tool and output_format schemas in the client's key order.
 absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const nlohmann::json& body, const std::string& served_name,
                                                        bool count_only = false, const std::string* raw_body = nullptr);
 

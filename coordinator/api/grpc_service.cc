@@ -22,25 +22,33 @@ namespace pb = glm::inference::v1;
 // How often a waiting Generate looks at cancellation, the deadline and shutdown.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 
+// A client JSON string in the client's key order (ParseClientJson checks it; nlohmann::json
+// would sort the objects the chat template prints: ApiRequest::messages says why).
+absl::StatusOr<nlohmann::ordered_json> ParseOrderedClientJson(const std::string& text, absl::string_view field) {
+  auto checked = ParseClientJson(text, field, nullptr);
+  if (!checked.ok()) return checked.status();
+  if (text.empty()) return nlohmann::ordered_json();
+  return nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);  // (valid: parsed above)
+}
+
 // ChatInput → OpenAI-style messages/tools/kwargs for the template.
-absl::Status ChatToJson(const pb::ChatInput& chat, const std::string& prefix, nlohmann::json* messages,
-                        nlohmann::json* tools, nlohmann::json* kwargs) {
-  *messages = nlohmann::json::array();
+absl::Status ChatToJson(const pb::ChatInput& chat, const std::string& prefix, nlohmann::ordered_json* messages,
+                        nlohmann::ordered_json* tools, nlohmann::json* kwargs) {
+  *messages = nlohmann::ordered_json::array();
   for (int i = 0; i < chat.messages_size(); ++i) {
     const pb::ChatMessage& m = chat.messages(i);
-    nlohmann::json j = {{"role", m.role()}, {"content", m.content()}};
+    nlohmann::ordered_json j = {{"role", m.role()}, {"content", m.content()}};
     if (!m.reasoning_content().empty()) j["reasoning_content"] = m.reasoning_content();
     if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
     if (!m.name().empty()) j["name"] = m.name();
     if (!m.tool_calls_json().empty()) {
-      auto calls = ParseClientJson(m.tool_calls_json(), absl::StrCat(prefix, ".messages[", i, "].tool_calls_json"),
-                                   nullptr);
+      auto calls = ParseOrderedClientJson(m.tool_calls_json(), absl::StrCat(prefix, ".messages[", i, "].tool_calls_json"));
       if (!calls.ok()) return calls.status();
       j["tool_calls"] = *std::move(calls);
     }
     messages->push_back(std::move(j));
   }
-  auto t = ParseClientJson(chat.tools_json(), prefix + ".tools_json", nullptr);
+  auto t = ParseOrderedClientJson(chat.tools_json(), prefix + ".tools_json");
   if (!t.ok()) return t.status();
   *tools = *std::move(t);
   auto k = ParseClientJson(chat.template_kwargs_json(), prefix + ".template_kwargs_json", nlohmann::json::object());
@@ -149,13 +157,8 @@ absl::StatusOr<ApiRequest> FromProto(const pb::GenerateRequest& req, absl::Time 
         return InvalidField("chat.tool_choice_json",
                             absl::StrCat("a forced tool call cannot be combined with ", a.output_format_field));
       if (auto s = TextFrontend::ValidateTools(a.tools, "chat.tools_json"); !s.ok()) return s;
-      const nlohmann::json tools = a.tools;
-      auto grammar = ForcedToolCall(tools, forced == "*" ? "" : forced, "chat.tool_choice_json", &req.chat().tools_json(),
-                                    [&tools](size_t i) {
-                                      if (tools[i].contains("function"))
-                                        return std::vector<std::string>{std::to_string(i), "function", "parameters"};
-                                      return std::vector<std::string>{std::to_string(i), "parameters"};
-                                    }, !req.chat().has_parallel_tool_calls() || req.chat().parallel_tool_calls());
+      auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "chat.tool_choice_json",
+                                    !req.chat().has_parallel_tool_calls() || req.chat().parallel_tool_calls());
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "chat.tool_choice_json";
@@ -339,7 +342,8 @@ grpc::Status GrpcInferenceService::Tokenize(grpc::ServerContext* context, const 
   if (request->input_case() == pb::TokenizeRequest::kText) {
     ids = frontend_->EncodeText(request->text(), request->add_special_tokens(), "text");
   } else if (request->input_case() == pb::TokenizeRequest::kChat) {
-    nlohmann::json messages, tools, kwargs;
+    nlohmann::ordered_json messages, tools;
+    nlohmann::json kwargs;
     if (auto s = ChatToJson(request->chat(), "chat", &messages, &tools, &kwargs); !s.ok()) return ToGrpcStatus(s);
     const bool add_prompt = !request->chat().has_add_generation_prompt() || request->chat().add_generation_prompt();
     auto text = frontend_->RenderChat(messages, tools, add_prompt, kwargs, "chat.messages", "chat.tools_json");

@@ -12,6 +12,15 @@ using json = nlohmann::json;
 
 bool Present(const json& obj, const char* key) { return obj.contains(key) && !obj[key].is_null(); }
 
+nlohmann::ordered_json OrderedBody(const json& body, const std::string* raw_body) {
+  if (raw_body != nullptr) {
+    // The same text the body was parsed from (and its depth checked), so the same values.
+    nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(*raw_body, nullptr, /*allow_exceptions=*/false);
+    if (!ordered.is_discarded()) return ordered;
+  }
+  return nlohmann::ordered_json(body);
+}
+
 absl::Status ToFloat(const json& v, const std::string& field, float* out) {
   if (!v.is_number()) return InvalidField(field, "must be a number");
   const double d = v.get<double>();

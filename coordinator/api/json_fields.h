@@ -27,6 +27,13 @@ absl::Status GetOptionalBool(const nlohmann::json& body, const char* key, bool* 
 // A required string member `key` of `obj`; the error names "<at>.<key>".
 absl::StatusOr<std::string> RequiredString(const nlohmann::json& obj, const char* key, const std::string& at);
 
+// The request body in the client's key order. nlohmann::json keeps objects sorted by key, but
+// the chat template prints what the client sent (tools, their parameter schemas, tool-call
+// arguments, extra message fields) and the model was trained on the client's order, which
+// transformers (Python dicts) keeps: so those parts are read again from the request text.
+// Without the text (a body built in code), or should it not parse, the sorted body stands in.
+nlohmann::ordered_json OrderedBody(const nlohmann::json& body, const std::string* raw_body);
+
 // A content field as text: a string, or an array of parts {"type": T, <key of T>: "..."} with T
 // one of `types`, joined with "\n" as the chat path joins OpenAI content parts. Other part types
 // (images, files, audio) are refused, naming the part: the model reads text only.

@@ -249,7 +249,9 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     });
   for (const char* path : {"/detokenize", "/v1/detokenize"})
     server_->Post(path, [this](const httplib::Request& req, httplib::Response& res) {
-      HandleTokenizer(req, res, &DetokenizeBody);
+      HandleTokenizer(req, res, [](const TextFrontend& frontend, const nlohmann::json& body, const std::string*) {
+        return DetokenizeBody(frontend, body);
+      });
     });
   server_->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGenerate(Kind::kChat, req, res);
@@ -386,10 +388,11 @@ void OpenAiHttpServer::HandleModels(httplib::Response& res) {
 
 void OpenAiHttpServer::HandleTokenizer(const httplib::Request& req, httplib::Response& res,
                                        absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&,
-                                                                                 const nlohmann::json&)) {
+                                                                                 const nlohmann::json&,
+                                                                                 const std::string* raw_body)) {
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return SendError(res, body.status());
-  auto out = body_fn(*frontend_, *body);
+  auto out = body_fn(*frontend_, *body, &req.body);
   if (!out.ok()) return SendError(res, out.status());
   res.set_content(DumpJson(*out), "application/json");
 }

@@ -59,7 +59,8 @@ class OpenAiHttpServer {
   std::string Holder(const httplib::Request& req) const;
   // /tokenize and /detokenize: the body parsed, then `body_fn` (tokenize_endpoint.h).
   void HandleTokenizer(const httplib::Request& req, httplib::Response& res,
-                       absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&, const nlohmann::json&));
+                       absl::StatusOr<nlohmann::json> (*body_fn)(const TextFrontend&, const nlohmann::json&,
+                                                                 const std::string* raw_body));
   // One entry of /v1/models (OpenAI's model object) under the name `id`.
   nlohmann::json ModelJson(const std::string& id) const;
 

@@ -236,8 +236,10 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
   a.input = ApiRequest::Input::kChat;
   a.input_field = "messages";
   if (!Present(body, "messages")) return InvalidField("messages", "is required");
-  a.messages = body["messages"];
-  a.tools = Present(body, "tools") ? body["tools"] : json(nullptr);
+  // What the template prints, in the client's key order (ApiRequest::messages says why).
+  nlohmann::ordered_json ordered = OrderedBody(body, raw_body);
+  a.messages = std::move(ordered["messages"]);
+  if (Present(body, "tools")) a.tools = std::move(ordered["tools"]);
   GLM_API_RETURN_IF_ERROR(TextFrontend::ValidateTools(a.tools, "tools"));
   if (a.tools.is_array() && a.tools.empty()) a.tools = nullptr;
   if (Present(body, "tool_choice")) {
@@ -250,9 +252,7 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     if (!forced.empty()) {
       if (a.output_grammar != nullptr)
         return InvalidField("tool_choice", absl::StrCat("a forced tool call cannot be combined with ", a.output_format_field));
-      auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
-        return std::vector<std::string>{"tools", std::to_string(i), "function", "parameters"};
-      }, parallel);
+      auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", parallel);
       if (!grammar.ok()) return grammar.status();
       a.output_grammar = *std::move(grammar);
       a.output_format_field = "tool_choice";
@@ -267,7 +267,8 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
   if (continue_final) {
     if (Present(body, "add_generation_prompt") && a.add_generation_prompt)
       return InvalidField("continue_final_message", "cannot be combined with add_generation_prompt: true");
-    const json& last = a.messages.is_array() && !a.messages.empty() ? a.messages.back() : json();
+    const nlohmann::ordered_json& last =
+        a.messages.is_array() && !a.messages.empty() ? a.messages.back() : nlohmann::ordered_json();
     // (json::value would throw on a role that is no string: the messages are checked later.)
     if (!last.is_object() || !last.contains("role") || last["role"] != "assistant")
       return InvalidField("continue_final_message", "needs the last message to be the assistant's");

@@ -60,7 +60,8 @@ struct OpenAiRequest {
 };
 
 // Parses a request body. INVALID_ARGUMENT names the field (InvalidField). `raw_body`, the body's
-// text when there is one, gives a json_schema's properties in the client's order.
+// text when there is one, gives a json_schema's properties, and the messages and tools the chat
+// template prints, in the client's key order.
 absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(OpenAiEndpoint endpoint, const nlohmann::json& body,
                                                  const std::string& served_name, const std::string* raw_body = nullptr);
 

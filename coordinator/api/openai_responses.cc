@@ -179,8 +179,10 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
     return InvalidField("input", "must be a string or a non-empty array of input items");
   }
   for (json& m : translator.TakeMessages()) r.conversation.push_back(std::move(m));
-  a.messages = std::move(system);
-  for (const json& m : r.conversation) a.messages.push_back(m);
+  // (Built here from input items: the only client JSON in them, tool arguments, is text the
+  // template parses in its own key order.)
+  a.messages = nlohmann::ordered_json(system);
+  for (const json& m : r.conversation) a.messages.push_back(nlohmann::ordered_json(m));
 
   if (Present(body, "reasoning")) {
     const json& reasoning = body["reasoning"];
@@ -193,7 +195,8 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (Present(body, "tools")) {
     if (!body["tools"].is_array()) return InvalidField("tools", "must be an array");
     r.tools = body["tools"];
-    json tools = json::array();
+    const nlohmann::ordered_json ordered = OrderedBody(body, raw_body)["tools"];  // schemas as the client wrote them
+    nlohmann::ordered_json tools = nlohmann::ordered_json::array();
     for (size_t i = 0; i < r.tools.size(); ++i) {
       const std::string at = absl::StrCat("tools[", i, "]");
       const json& t = r.tools[i];
@@ -205,9 +208,9 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
                                                        "declare a function tool"));
       auto name = RequiredString(t, "name", at);
       if (!name.ok()) return name.status();
-      json fn = {{"name", *name}};
-      if (Present(t, "description")) fn["description"] = t["description"];
-      if (Present(t, "parameters")) fn["parameters"] = t["parameters"];
+      nlohmann::ordered_json fn = {{"name", *name}};
+      if (Present(t, "description")) fn["description"] = ordered[i]["description"];
+      if (Present(t, "parameters")) fn["parameters"] = ordered[i]["parameters"];
       tools.push_back({{"type", "function"}, {"function", std::move(fn)}});
     }
     if (!tools.empty()) a.tools = std::move(tools);
@@ -245,9 +248,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (!forced.empty()) {
     if (a.output_grammar != nullptr)
       return InvalidField("tool_choice", "a forced tool call cannot be combined with text.format");
-    auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", raw_body, [](size_t i) {
-      return std::vector<std::string>{"tools", std::to_string(i), "parameters"};
-    }, r.parallel_tool_calls);
+    auto grammar = ForcedToolCall(a.tools, forced == "*" ? "" : forced, "tool_choice", r.parallel_tool_calls);
     if (!grammar.ok()) return grammar.status();
     a.output_grammar = *std::move(grammar);
     a.output_format_field = "tool_choice";

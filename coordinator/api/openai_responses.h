@@ -52,7 +52,8 @@ struct ResponsesRequest {
 };
 
 // Parses a Responses body. INVALID_ARGUMENT names the field ("input[2].content[0].type").
-// `raw_body`, the body's text when there is one, gives a json_schema's properties in the client's order.
+// `raw_body`, the body's text when there is one, gives a json_schema's properties and the tools'
+// parameter schemas in the client's key order.
 // `store` holds the replies previous_response_id may name (null: none are kept, and it is refused);
 // `holder` is the caller's API key (ApiKeys::Holder), whose replies it may continue.
 absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const nlohmann::json& body, const std::string& served_name,

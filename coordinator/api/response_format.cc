@@ -177,7 +177,7 @@ absl::Status ParseGuidedDecoding(const json& body, const std::string* raw_body,
   return absl::OkStatus();
 }
 
-absl::Status ParseToolChoice(const json& choice, const std::string& field, bool flat, json* tools,
+absl::Status ParseToolChoice(const json& choice, const std::string& field, bool flat, ordered_json* tools,
                              std::string* forced) {
   forced->clear();
   if (choice.is_object()) {
@@ -203,23 +203,17 @@ absl::Status ParseToolChoice(const json& choice, const std::string& field, bool 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
-    const json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
-    const std::function<std::vector<std::string>(size_t)>& parameters_path, bool parallel) {
+absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(const ordered_json& tools,
+                                                                              const std::string& name,
+                                                                              const std::string& field, bool parallel) {
   if (!tools.is_array() || tools.empty()) return InvalidField(field, "forces a tool call, but there are no tools");
-  const ordered_json body = raw_body != nullptr ? ordered_json::parse(*raw_body, nullptr, false) : ordered_json();
   std::vector<structured::ToolSpec> specs;
   for (size_t i = 0; i < tools.size(); ++i) {
-    const json& fn = tools[i].contains("function") ? tools[i]["function"] : tools[i];
+    const ordered_json& fn = tools[i].contains("function") ? tools[i]["function"] : tools[i];
     const std::string tool_name = fn.value("name", "");
     if (!name.empty() && tool_name != name) continue;
     structured::ToolSpec spec{tool_name, nullptr, absl::StrCat("tools[", i, "]")};
-    const ordered_json* ordered = body.is_discarded() ? nullptr : Member(body, parameters_path(i));
-    if (ordered != nullptr) {
-      spec.parameters = *ordered;
-    } else if (fn.contains("parameters")) {
-      spec.parameters = ordered_json(fn["parameters"]);
-    }
+    if (fn.contains("parameters")) spec.parameters = fn["parameters"];
     specs.push_back(std::move(spec));
   }
   if (specs.empty()) return InvalidField(field, absl::StrCat("names '", name, "', which is not among the tools"));

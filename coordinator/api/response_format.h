@@ -7,7 +7,6 @@
 #ifndef GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
 #define GLM_COORDINATOR_API_RESPONSE_FORMAT_H_
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,17 +46,17 @@ absl::Status ParseGuidedDecoding(const nlohmann::json& body, const std::string* 
 // {"type": "function", "function": {"name"}} (chat) or, with `flat`, {"type": "function", "name"}
 // (Responses). "none" clears *tools (the model must not see, so not call, them). *forced: ""
 // (not forced), "*" (a call of any tool) or the tool's name.
-absl::Status ParseToolChoice(const nlohmann::json& choice, const std::string& field, bool flat, nlohmann::json* tools,
-                             std::string* forced);
+absl::Status ParseToolChoice(const nlohmann::json& choice, const std::string& field, bool flat,
+                             nlohmann::ordered_json* tools, std::string* forced);
 
 // tool_choice "required" (any of `tools`) or a named function (`name`): the grammar of the
-// call(s) in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them;
-// `parameters_path(i)` is where tool i's parameter schema sits in `raw_body` (read again there in
-// the client's key order; numbers index arrays). `field` names the choice in errors.
-// `parallel`: one or more calls (OpenAI's parallel_tool_calls, the default), else exactly one.
-absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(
-    const nlohmann::json& tools, const std::string& name, const std::string& field, const std::string* raw_body,
-    const std::function<std::vector<std::string>(size_t)>& parameters_path, bool parallel);
+// call(s) in GLM's tool-call format. `tools` are OpenAI function tools as the chat path holds them
+// (ApiRequest::tools, in the client's key order: arguments are generated in the schema's property
+// order). `field` names the choice in errors. `parallel`: one or more calls (OpenAI's
+// parallel_tool_calls, the default), else exactly one.
+absl::StatusOr<std::shared_ptr<const structured::JsonGrammar>> ForcedToolCall(const nlohmann::ordered_json& tools,
+                                                                              const std::string& name,
+                                                                              const std::string& field, bool parallel);
 
 }  // namespace glm::api
 

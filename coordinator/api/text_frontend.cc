@@ -169,15 +169,15 @@ absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeText(const std::string&
   return ids;
 }
 
-absl::Status TextFrontend::ValidateTools(const nlohmann::json& tools, absl::string_view field) {
+absl::Status TextFrontend::ValidateTools(const nlohmann::ordered_json& tools, absl::string_view field) {
   if (tools.is_null()) return absl::OkStatus();
   if (!tools.is_array()) return InvalidField(field, "must be an array");
-  auto present = [](const nlohmann::json& obj, const char* key) {
+  auto present = [](const nlohmann::ordered_json& obj, const char* key) {
     const auto it = obj.find(key);
     return it != obj.end() && !it->is_null() ? &*it : nullptr;
   };
   for (size_t i = 0; i < tools.size(); ++i) {
-    const nlohmann::json& t = tools[i];
+    const nlohmann::ordered_json& t = tools[i];
     const std::string at = absl::StrCat(field, "[", i, "]");
     if (!t.is_object()) return InvalidField(at, "must be an object");
     if (const auto* type = present(t, "type"); type != nullptr) {
@@ -200,10 +200,10 @@ absl::Status TextFrontend::ValidateTools(const nlohmann::json& tools, absl::stri
   return absl::OkStatus();
 }
 
-absl::StatusOr<nlohmann::json> TextFrontend::NormalizeMessages(const nlohmann::json& messages,
-                                                               absl::string_view field) {
+absl::StatusOr<nlohmann::ordered_json> TextFrontend::NormalizeMessages(const nlohmann::ordered_json& messages,
+                                                                       absl::string_view field) {
   if (!messages.is_array() || messages.empty()) return InvalidField(field, "must be a non-empty array of messages");
-  nlohmann::json out = nlohmann::json::array();
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
     const std::string at = absl::StrCat(field, "[", i, "]");
@@ -215,14 +215,14 @@ absl::StatusOr<nlohmann::json> TextFrontend::NormalizeMessages(const nlohmann::j
     if (role != "system" && role != "user" && role != "assistant" && role != "tool")
       return InvalidField(at + ".role", absl::StrCat("'", role, "' is not one of system, user, assistant, tool ",
                                                      "(or developer)"));
-    nlohmann::json n = m;
+    nlohmann::ordered_json n = m;  // (the keys stay where the client put them)
     n["role"] = role;
     const auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
       // An assistant turn of only tool calls (this server's own replies) has content null.
       n["content"] = "";
     } else if (content->is_array()) {
-      auto text = JoinTextParts(*content, at + ".content", {{"text", "text"}});
+      auto text = JoinTextParts(nlohmann::json(*content), at + ".content", {{"text", "text"}});
       if (!text.ok()) return text.status();
       n["content"] = *std::move(text);
     } else if (!content->is_string()) {
@@ -235,7 +235,8 @@ absl::StatusOr<nlohmann::json> TextFrontend::NormalizeMessages(const nlohmann::j
   return out;
 }
 
-absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
+absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::ordered_json& messages,
+                                                     const nlohmann::ordered_json& tools,
                                                      bool add_generation_prompt,
                                                      const nlohmann::json& template_kwargs,
                                                      absl::string_view field, absl::string_view tools_field) const {
@@ -246,7 +247,7 @@ absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::json& messa
   if (!normalized.ok()) return normalized.status();
   if (auto s = ValidateTools(tools, tools_field); !s.ok()) return s;
   if (!template_kwargs.is_object()) return InvalidField("chat_template_kwargs", "must be an object");
-  auto text = model_->chat_template->Render(*normalized, tools, add_generation_prompt, template_kwargs);
+  auto text = model_->chat_template->RenderOrdered(*normalized, tools, add_generation_prompt, template_kwargs);
   if (!text.ok()) return InvalidField(field, absl::StrCat("the chat template failed: ", text.status().message()));
   return text;
 }
@@ -378,7 +379,7 @@ absl::StatusOr<PreparedRequest> TextFrontend::Prepare(const ApiRequest& r) const
       if (!ids.ok()) return ids.status();
       prompt = std::move(*ids);
       out.output.parse_chat = true;
-      out.output.tools = r.tools;
+      out.output.tools = nlohmann::json(r.tools);  // (the tool-call parser looks up parameter types by name)
       absl::string_view tail = absl::StripTrailingAsciiWhitespace(text);
       // A constrained reply is the JSON value itself, even after a template that opened <think>.
       out.output.starts_in_reasoning = r.output_grammar == nullptr && tail.size() >= 7 &&

@@ -33,8 +33,12 @@ struct ApiRequest {
   Input input = Input::kNone;
   std::string text;
   std::vector<int32_t> token_ids;
-  nlohmann::json messages;                 // chat: OpenAI messages array
-  nlohmann::json tools;                    // chat: OpenAI tools array, or null
+  // Chat input in the client's key order (ordered_json): the template prints these objects (tools,
+  // schemas, tool-call arguments, extra message fields) as given, as transformers does; a sorted
+  // nlohmann::json would reorder every one of them. HTTP parsers take them from the request text
+  // (OrderedBody), gRPC from its JSON strings.
+  nlohmann::ordered_json messages;         // chat: OpenAI messages array
+  nlohmann::ordered_json tools;            // chat: OpenAI tools array, or null
   std::string tools_field = "tools";       // its spelling in errors (gRPC: "chat.tools_json")
   nlohmann::json template_kwargs = nlohmann::json::object();
   bool add_generation_prompt = true;
@@ -106,21 +110,22 @@ class TextFrontend {
 
   // The chat template applied to OpenAI-style messages (for chat requests and Tokenize), after
   // ValidateTools and NormalizeMessages. `field` and `tools_field` name the two in errors.
-  absl::StatusOr<std::string> RenderChat(const nlohmann::json& messages, const nlohmann::json& tools,
+  absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
                                          bool add_generation_prompt, const nlohmann::json& template_kwargs,
                                          absl::string_view field, absl::string_view tools_field = "tools") const;
   // OpenAI `tools`: null, or an array of {"type": "function" (may be left out), "function":
   // {"name": a non-empty string, "parameters": an object, "description": a string (both may be
   // left out)}}. Checked up front: the tool-call parser and the template read these while a
   // reply is generated. Errors name e.g. "tools[1].function.name".
-  static absl::Status ValidateTools(const nlohmann::json& tools, absl::string_view field);
+  static absl::Status ValidateTools(const nlohmann::ordered_json& tools, absl::string_view field);
   // OpenAI messages as the template expects them (templates branch on role and print content,
   // so anything else would be dropped or printed as a Python repr): role is system, user,
   // assistant or tool ("developer", OpenAI's newer name for system, becomes "system"); content
   // is a string: null or absent gives "", an array of {"type": "text", "text"} parts gives their
   // texts joined by "\n" (as vLLM does); other part types (image_url, input_audio, ...) are
   // refused, this model reads text only. Errors name e.g. "messages[2].content[0].type".
-  static absl::StatusOr<nlohmann::json> NormalizeMessages(const nlohmann::json& messages, absl::string_view field);
+  static absl::StatusOr<nlohmann::ordered_json> NormalizeMessages(const nlohmann::ordered_json& messages,
+                                                                  absl::string_view field);
   // A chat request's prompt (r.input == kChat): rendered by the chat template and encoded as
   // Prepare does it, so token counts (/tokenize, count_tokens) are what a generation reads.
   // `add_special_tokens` false: the template wrote the special tokens it wants. `rendered`, when

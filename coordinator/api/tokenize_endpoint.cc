@@ -24,7 +24,7 @@ absl::Status CheckModel(const TextFrontend& frontend, const json& body) {
 
 }  // namespace
 
-absl::StatusOr<json> TokenizeBody(const TextFrontend& frontend, const json& body) {
+absl::StatusOr<json> TokenizeBody(const TextFrontend& frontend, const json& body, const std::string* raw_body) {
   if (!body.is_object()) return InvalidField("body", "must be a JSON object");
   if (auto s = CheckModel(frontend, body); !s.ok()) return s;
   if (!frontend.has_tokenizer()) return InvalidField(Present(body, "messages") ? "messages" : "prompt", kNoTokenizerMessage);
@@ -41,7 +41,7 @@ absl::StatusOr<json> TokenizeBody(const TextFrontend& frontend, const json& body
   if (chat) {
     // The chat completions parser, so messages, tools, chat_template_kwargs and
     // add_generation_prompt mean (and are checked) exactly what they mean there.
-    auto parsed = ParseOpenAiRequest(OpenAiEndpoint::kChat, body, frontend.model().name);
+    auto parsed = ParseOpenAiRequest(OpenAiEndpoint::kChat, body, frontend.model().name, raw_body);
     if (!parsed.ok()) return parsed.status();
     ids = frontend.EncodeChat(parsed->api, add_special_tokens);
   } else {

@@ -22,8 +22,10 @@
 namespace glm::api {
 
 // The response body of /tokenize for a parsed request body. INVALID_ARGUMENT names the field;
-// NOT_FOUND for a model name this server does not accept.
-absl::StatusOr<nlohmann::json> TokenizeBody(const TextFrontend& frontend, const nlohmann::json& body);
+// NOT_FOUND for a model name this server does not accept. `raw_body`, the body's text, keeps
+// chat messages and tools in the client's key order (ParseOpenAiRequest).
+absl::StatusOr<nlohmann::json> TokenizeBody(const TextFrontend& frontend, const nlohmann::json& body,
+                                            const std::string* raw_body = nullptr);
 
 // The response body of /detokenize. Token ids outside [0, vocab) are INVALID_ARGUMENT
 // ("tokens[i]"), as in a completions prompt.

@@ -167,8 +167,8 @@ TEST_F(AnthropicApiTest, ToolTurnsTranslateToTheChatTemplatesInput) {
   // GLM-5's own renders the tool calls and reasoning too).
   auto parsed = api::ParseAnthropicRequest(body, "served");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->api.messages, openai["messages"]);
-  EXPECT_EQ(parsed->api.tools, openai["tools"]);
+  EXPECT_EQ(json(parsed->api.messages), openai["messages"]);
+  EXPECT_EQ(json(parsed->api.tools), openai["tools"]);
   EXPECT_EQ(parsed->api.max_tokens, 16);
   EXPECT_EQ(parsed->model, "served");
 }

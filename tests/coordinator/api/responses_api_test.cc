@@ -111,13 +111,13 @@ TEST_F(ResponsesApiTest, InputItemsTranslateToChatMessages) {
       {"role": "user", "content": "And tomorrow?"}])");
   auto parsed = api::ParseResponsesRequest(body, "served");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->api.messages, expected);
-  EXPECT_EQ(parsed->api.tools, json::parse(R"([{"type":"function","function":{"name":"get_weather","description":"Weather now",
+  EXPECT_EQ(json(parsed->api.messages), expected);
+  EXPECT_EQ(json(parsed->api.tools), json::parse(R"([{"type":"function","function":{"name":"get_weather","description":"Weather now",
                                              "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}])"));
   ScriptText("ok");
   Response(body);
   const std::vector<int32_t> prompt = LastPrompt();
-  EXPECT_EQ(ChatPrompt({{"messages", expected}, {"tools", parsed->api.tools}}), prompt);
+  EXPECT_EQ(ChatPrompt({{"messages", expected}, {"tools", json(parsed->api.tools)}}), prompt);
 }
 
 // OpenAI's reasoning effort: "none" sets the chat template's enable_thinking to false (GLM's
