@@ -169,10 +169,14 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   // Empty content arrays translate to nothing: a conversation of only those has no turn to answer.
   if (messages.empty()) return InvalidField("messages", "have no content (every content array is empty)");
   // A conversation that ends with the assistant's own words is a prefill: the reply continues
-  // that text (Anthropic's semantics), so no new assistant turn is opened after it. GLM templates
-  // close a turn only by starting the next, so the rendered prompt ends inside the message.
-  if (messages.back()["role"] == "assistant" && !messages.back().contains("tool_calls"))
+  // that text (Anthropic's semantics), so no new assistant turn is opened after it, and the prompt
+  // is cut right after the text (continue_final_message), also where a template ends the turn
+  // with an end-of-turn token (GLM templates close a turn only by starting the next).
+  if (messages.back()["role"] == "assistant" && !messages.back().contains("tool_calls")) {
     a.add_generation_prompt = false;
+    a.continue_final_message = true;
+    a.continue_final_field = absl::StrCat("messages[", body["messages"].size() - 1, "].content");
+  }
   a.messages = std::move(messages);
 
   if (Present(body, "tools")) {

@@ -273,6 +273,7 @@ absl::Status ParseChat(const json& body, const std::string* raw_body, OpenAiRequ
     if (!last.is_object() || !last.contains("role") || last["role"] != "assistant")
       return InvalidField("continue_final_message", "needs the last message to be the assistant's");
     a.add_generation_prompt = false;
+    a.continue_final_message = true;  // cut after its content, as transformers does (EncodeChat)
   }
   GLM_API_RETURN_IF_ERROR(GetOptionalBool(body, "add_special_tokens", &a.chat_add_special_tokens));
   if (Present(body, "chat_template"))

@@ -80,6 +80,10 @@ absl::StatusOr<std::vector<int32_t>> TextFrontend::EncodeChat(const ApiRequest& 
                                                               std::string* rendered) const {
   auto text = RenderChat(r.messages, r.tools, r.add_generation_prompt, TemplateArguments(r), r.input_field, r.tools_field);
   if (!text.ok()) return text.status();
+  if (r.continue_final_message) {
+    text = CutAfterFinalMessage(r.messages, *std::move(text), r.continue_final_field);
+    if (!text.ok()) return text.status();
+  }
   auto ids = EncodeText(*text, add_special_tokens, r.input_field);
   if (ids.ok() && rendered != nullptr) *rendered = *std::move(text);
   return ids;
@@ -233,6 +237,39 @@ absl::StatusOr<nlohmann::ordered_json> TextFrontend::NormalizeMessages(const nlo
     out.push_back(std::move(n));
   }
   return out;
+}
+
+absl::StatusOr<std::string> TextFrontend::CutAfterFinalMessage(const nlohmann::ordered_json& messages,
+                                                                std::string rendered, absl::string_view field) {
+  // transformers' apply_chat_template(continue_final_message=True): the final message's content,
+  // or its last text part, found where it last occurs (else trimmed); everything after it (the
+  // turn's end-of-turn token, a generation prompt) is dropped.
+  const nlohmann::ordered_json* content = nullptr;
+  if (messages.is_array() && !messages.empty() && messages.back().is_object() && messages.back().contains("content"))
+    content = &messages.back()["content"];
+  std::string final_text;  // null or absent content: "", found at the end
+  if (content != nullptr && content->is_string()) {
+    final_text = content->get<std::string>();
+  } else if (content != nullptr && content->is_array()) {
+    bool found = false;
+    for (auto part = content->rbegin(); part != content->rend() && !found; ++part) {
+      if (part->is_object() && part->contains("text") && (*part)["text"].is_string()) {
+        final_text = (*part)["text"].get<std::string>();
+        found = true;
+      }
+    }
+    if (!found) return InvalidField(field, "the final message has no text to continue");
+  }
+  size_t at = rendered.rfind(final_text);
+  if (at == std::string::npos) {
+    final_text = std::string(absl::StripAsciiWhitespace(final_text));
+    at = rendered.rfind(final_text);
+  }
+  if (at == std::string::npos)
+    return InvalidField(field, "the final message's content does not appear in the prompt the chat template "
+                               "renders, so there is nothing to continue");
+  rendered.resize(at + final_text.size());
+  return rendered;
 }
 
 absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::ordered_json& messages,

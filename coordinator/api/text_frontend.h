@@ -42,6 +42,12 @@ struct ApiRequest {
   std::string tools_field = "tools";       // its spelling in errors (gRPC: "chat.tools_json")
   nlohmann::json template_kwargs = nlohmann::json::object();
   bool add_generation_prompt = true;
+  // vLLM's continue_final_message (and Anthropic's prefill): the prompt is cut right after the
+  // final assistant message's content, as transformers' apply_chat_template cuts it, so a template
+  // that closes the turn (an end-of-turn token) leaves the message open. Needs
+  // add_generation_prompt false; errors about it name `continue_final_field`.
+  bool continue_final_message = false;
+  std::string continue_final_field = "continue_final_message";
   bool chat_add_special_tokens = false;
   std::string cache_salt;                // vLLM's: prefix-cache blocks shared only within one salt
   int32_t priority = 0;                    // vLLM's (scheduler::GenerationRequest::priority)
@@ -126,10 +132,16 @@ class TextFrontend {
   // refused, this model reads text only. Errors name e.g. "messages[2].content[0].type".
   static absl::StatusOr<nlohmann::ordered_json> NormalizeMessages(const nlohmann::ordered_json& messages,
                                                                   absl::string_view field);
+  // continue_final_message: `rendered` cut right after the final message's content (a string, or
+  // of text parts the last one), where it last occurs, else where its whitespace-trimmed text
+  // last occurs (templates that trim), as transformers does. INVALID_ARGUMENT naming `field`
+  // when the template did not print it.
+  static absl::StatusOr<std::string> CutAfterFinalMessage(const nlohmann::ordered_json& messages,
+                                                          std::string rendered, absl::string_view field);
   // A chat request's prompt (r.input == kChat): rendered by the chat template and encoded as
   // Prepare does it, so token counts (/tokenize, count_tokens) are what a generation reads.
   // `add_special_tokens` false: the template wrote the special tokens it wants. `rendered`, when
-  // given, receives the template's text.
+  // given, receives the template's text (cut after the final message for continue_final_message).
   absl::StatusOr<std::vector<int32_t>> EncodeChat(const ApiRequest& r, bool add_special_tokens = false,
                                                   std::string* rendered = nullptr) const;
   absl::StatusOr<std::vector<int32_t>> EncodeText(const std::string& text, bool add_special_tokens,
