@@ -241,6 +241,11 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const json& body, const s
   if (auto s = GetOptionalBool(body, "ignore_eos", &a.ignore_eos); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
+  // This server's per-request speculative decoding (as on chat completions): none, mtp:K, ngram:K.
+  if (Present(body, "speculative")) {
+    if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
+    a.speculative = body["speculative"].get<std::string>();
+  }
   if (Present(body, "top_k")) {
     if (!body["top_k"].is_number_integer()) return InvalidField("top_k", "must be an integer");
     const int64_t k = body["top_k"].get<int64_t>();

@@ -264,6 +264,11 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (auto s = GetOptionalBool(body, "ignore_eos", &a.ignore_eos); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "temperature", &a.temperature); !s.ok()) return s;
   if (auto s = GetOptionalFloat(body, "top_p", &a.top_p); !s.ok()) return s;
+  // This server's per-request speculative decoding (as on chat completions): none, mtp:K, ngram:K.
+  if (Present(body, "speculative")) {
+    if (!body["speculative"].is_string()) return InvalidField("speculative", "must be a string");
+    a.speculative = body["speculative"].get<std::string>();
+  }
   if (Present(body, "priority")) {  // vLLM's, as on chat completions
     const json& p = body["priority"];
     if (!p.is_number_integer() || p.get<int64_t>() < INT32_MIN || p.get<int64_t>() > INT32_MAX)

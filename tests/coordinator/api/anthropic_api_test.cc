@@ -104,6 +104,17 @@ TEST_F(AnthropicApiTest, TextMessageShapeUsageAndSameInputAsTheOpenAiChat) {
                {"system", "Be brief."},
                {"metadata", {{"user_id", "u1"}}},
                {"messages", {{{"role", "user"}, {"content", "hi"}}}}};
+  // This server's per-request `speculative`, as on chat completions (it was ignored).
+  json speculative = body;
+  speculative["speculative"] = "none";
+  Message(speculative);
+  EXPECT_EQ(engine_->requests().back().speculative, "none");
+  speculative["speculative"] = "bogus";
+  auto refused = Post("/v1/messages", speculative);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400) << refused->body;
+  EXPECT_NE(refused->body.find("speculative"), std::string::npos) << refused->body;
+  ScriptText("Hello there!");
   json m = Message(body);
   EXPECT_TRUE(absl::StartsWith(m["id"].get<std::string>(), "msg")) << m;
   EXPECT_EQ(m["type"], "message");

@@ -86,6 +86,20 @@ TEST_F(ResponsesApiTest, TextResponseShapeUsageAndTheChatsInput) {
             prompt);
 }
 
+// This server's per-request `speculative`, as on chat completions (it was ignored: no opt-out,
+// and a malformed value got a 200).
+TEST_F(ResponsesApiTest, SpeculativeIsTakenAndChecked) {
+  ScriptText("Hello there!");
+  Response({{"input", "hi"}, {"store", false}, {"speculative", "ngram:3"}});
+  EXPECT_EQ(engine_->requests().back().speculative, "ngram:3");
+  for (const json& bad : {json("bogus"), json(3)}) {
+    auto refused = Post("/v1/responses", {{"input", "hi"}, {"store", false}, {"speculative", bad}});
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->status, 400) << refused->body;
+    EXPECT_NE(refused->body.find("speculative"), std::string::npos) << refused->body;
+  }
+}
+
 TEST_F(ResponsesApiTest, InputItemsTranslateToChatMessages) {
   // An agent transcript as Codex sends it: developer instructions, a user message of parts, the
   // assistant's reasoning, text and two calls, their outputs, then the next user message.
