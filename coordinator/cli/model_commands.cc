@@ -4,6 +4,9 @@
 #include <cmath>
 #include <fstream>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -268,17 +271,29 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   if (!prompt.ok()) return prompt.status();
   auto m = LoadModel(o);
   if (!m.ok()) return m.status();
+  // The parser must see GLM's markup (<think>, <tool_call>, ... are special tokens); the other
+  // special tokens are dropped, as the server does (RequestOutput). It starts in reasoning when
+  // the template's generation prompt opened <think>.
+  absl::flat_hash_set<int32_t> markup;
+  for (const char* t : {"<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>",
+                        "</arg_value>"})
+    if (auto id = (*tok)->TokenToId(t)) markup.insert(*id);
+  auto shown = [&](int32_t id) { return !(*tok)->IsSpecial(id) || markup.contains(id); };
+  tokenizer::ToolCallParser::Options parser_options;
+  const absl::string_view tail = absl::StripTrailingAsciiWhitespace(*rendered);
+  parser_options.starts_in_reasoning = absl::EndsWith(tail, "<think>") && (*tok)->TokenToId("</think>").has_value();
   // --stream: each token's text through the reasoning / tool-call parser as it comes (the
   // parser holds back what might start markup until it knows).
   const bool streamed = o.on_text != nullptr && !o.json;
-  tokenizer::IncrementalDetokenizer detok(tok->get(), /*skip_special_tokens=*/true);
-  tokenizer::ToolCallParser live;
+  tokenizer::IncrementalDetokenizer detok(tok->get(), /*skip_special_tokens=*/false);
+  tokenizer::ToolCallParser live(parser_options);
   tokenizer::ReasoningMarker marker(o.on_text);
   auto show = [&](const absl::StatusOr<tokenizer::ParsedDelta>& d) {
     if (d.ok()) marker.Write(d->reasoning, d->content);
   };
   if (streamed)
     g->on_token = [&](int32_t id) {
+      if (!shown(id)) return true;
       if (auto t = detok.Push(id); t.ok() && !t->empty()) show(live.Push(*t));
       return true;
     };
@@ -290,10 +305,13 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
     marker.Finish();
     return std::string("\n");
   }
-  auto text = GeneratedText(**tok, result->tokens);
+  std::vector<int32_t> kept;
+  for (int32_t id : result->tokens)
+    if (shown(id)) kept.push_back(id);
+  auto text = (*tok)->Decode(kept, /*skip_special_tokens=*/false);
   if (!text.ok()) return text.status();
   // Split reasoning and tool calls from the content the way the server does.
-  tokenizer::ToolCallParser parser;
+  tokenizer::ToolCallParser parser(parser_options);
   std::string content, reasoning;
   nlohmann::ordered_json tool_calls = nlohmann::ordered_json::array();
   if (auto d = parser.Push(*text); d.ok()) {
