@@ -56,10 +56,8 @@ RequestOutput::RequestOutput(const tokenizer::Tokenizer* tokenizer, OutputOption
     // Special-token filtering is done here rather than by the detokenizer, because GLM's
     // reasoning and tool-call markup are special tokens the parser must see.
     detok_ = std::make_unique<tokenizer::IncrementalDetokenizer>(tokenizer_, /*skip_special_tokens=*/false);
-    for (const char* t : {"<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>",
-                          "<arg_value>", "</arg_value>"}) {
+    for (std::string_view t : tokenizer::ToolCallParser::kMarkupTokens)
       if (auto id = tokenizer_->TokenToId(t)) markup_ids_.insert(*id);
-    }
     think_open_id_ = tokenizer_->TokenToId("<think>").value_or(-1);
     think_close_id_ = tokenizer_->TokenToId("</think>").value_or(-1);
     in_reasoning_ = options_.starts_in_reasoning && think_close_id_ >= 0;

@@ -275,8 +275,7 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   // special tokens are dropped, as the server does (RequestOutput). It starts in reasoning when
   // the template's generation prompt opened <think>.
   absl::flat_hash_set<int32_t> markup;
-  for (const char* t : {"<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>",
-                        "</arg_value>"})
+  for (std::string_view t : tokenizer::ToolCallParser::kMarkupTokens)
     if (auto id = (*tok)->TokenToId(t)) markup.insert(*id);
   auto shown = [&](int32_t id) { return !(*tok)->IsSpecial(id) || markup.contains(id); };
   tokenizer::ToolCallParser::Options parser_options;

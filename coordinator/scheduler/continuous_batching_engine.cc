@@ -77,8 +77,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> ContinuousBatchingEngine::Submit(
   if (spec->method == runtime::SpeculativeConfig::Method::kMtp && !options_.has_mtp)
     return absl::InvalidArgumentError("speculative: this model has no MTP layer");
   // A constrained request's every token comes from its format's mask: no drafts.
-  if (request.constraint != nullptr) spec = runtime::ParseSpeculative("none");
-  if (!spec.ok()) return spec.status();
+  if (request.constraint != nullptr) *spec = runtime::SpeculativeConfig();
   const int64_t prompt_len = static_cast<int64_t>(request.prompt.size());
   auto seq = std::make_shared<Sequence>();
   if (request.constraint != nullptr) {

@@ -68,6 +68,10 @@ class ToolCallParser {
   absl::StatusOr<ToolCall> ParseToolCallBody(std::string_view body) const;
   // OpenAI's message.tool_calls: [{"id", "type": "function", "function": {name, arguments}}].
   static nlohmann::ordered_json ToOpenAi(const std::vector<ToolCall>& calls);
+  // GLM's reasoning and tool-call markup (<think>, </think>, <tool_call>, ... <arg_value>): special
+  // tokens in its tokenizer, which text for this parser must keep while other special tokens go.
+  static constexpr std::string_view kMarkupTokens[] = {"<think>",   "</think>",   "<tool_call>", "</tool_call>",
+                                                       "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"};
 
  private:
   enum class State { kContent, kReasoning, kToolCall };
