@@ -28,6 +28,7 @@
 #include "coordinator/api/api_server.h"
 #include "coordinator/api/loading_health_server.h"
 #include "coordinator/api/serving_metrics.h"
+#include "coordinator/api/text_frontend.h"
 #include "coordinator/cluster/cluster_client.h"
 #include "coordinator/placement/expert_replica_planner.h"
 #include "coordinator/placement/model_name.h"
@@ -553,6 +554,15 @@ int main(int argc, char** argv) {
   served.kv_cache_tokens = int64_t{(*client)->kv_blocks()} * block_size;
   served.kv_block_size = block_size;
   served.prefix_caching = eo.enable_prefix_cache;
+  // Forced tool calls are generated as the template writes calls (GLM-4.7 and GLM-5 put no
+  // newlines in them, GLM-4.5 does); without a template that prints one, as --tool-call-parser
+  // names, else GLM-4.5's.
+  if (auto layout = glm::api::TextFrontend(&served, 0).TemplateToolCallLayout(); layout.has_value()) {
+    served.tool_call_layout = *layout;
+    Log(absl::StrCat("forced tool calls as the chat template writes them: ", layout->Describe()));
+  } else if (absl::GetFlag(FLAGS_tool_call_parser) == "glm47") {
+    served.tool_call_layout = glm::structured::ToolCallLayout::Compact();
+  }
   glm::api::ApiOptions ao;
   // The loading server's addresses (its bound ports when 0 was asked), handed over.
   ao.grpc_listen = (*loading)->GrpcAddress(absl::GetFlag(FLAGS_grpc_listen));

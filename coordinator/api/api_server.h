@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "coordinator/api/response_store.h"
 #include "coordinator/scheduler/engine.h"
+#include "coordinator/structured/json_grammar.h"
 
 namespace glm::tokenizer {
 class Tokenizer;
@@ -43,6 +44,8 @@ struct ServedModel {
   int64_t kv_cache_tokens = 0;            // positions the KV cache holds (blocks x block size)
   int64_t kv_block_size = 0;              // positions a KV block holds (0: not reported)
   bool prefix_caching = true;             // the server's --enable-prefix-caching
+  // How the chat template spaces a tool call (ToolCallLayoutOf): forced calls are generated so.
+  structured::ToolCallLayout tool_call_layout;
 };
 
 struct ApiOptions {

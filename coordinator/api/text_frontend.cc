@@ -118,6 +118,9 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
       r.template_kwargs["enable_thinking"] == true)
     return InvalidField(r.output_format_field, "cannot be combined with enable_thinking: the format applies from "
                                                "the reply's first token");
+  // A forced call in the layout the served template writes (requests are parsed in GLM-4.5's).
+  auto grammar = structured::JsonGrammar::InToolCallLayout(r.output_grammar, model_->tool_call_layout);
+  if (!grammar.ok()) return InvalidField(r.output_format_field, grammar.status().message());
   const int64_t vocab = model_->vocab_size > 0 ? model_->vocab_size : tok->vocab_size();
   absl::MutexLock lock(&formats_mu_);
   if (vocabulary_ == nullptr) {
@@ -132,13 +135,13 @@ absl::StatusOr<std::shared_ptr<scheduler::TokenConstraint>> TextFrontend::Output
   }
   std::shared_ptr<structured::OutputFormat> format;
   for (auto it = formats_.begin(); it != formats_.end(); ++it) {
-    if ((*it)->grammar().fingerprint() != r.output_grammar->fingerprint()) continue;
+    if ((*it)->grammar().fingerprint() != (*grammar)->fingerprint()) continue;
     format = *it;
     formats_.splice(formats_.begin(), formats_, it);
     break;
   }
   if (format == nullptr) {
-    format = std::make_shared<structured::OutputFormat>(r.output_grammar, vocabulary_);
+    format = std::make_shared<structured::OutputFormat>(*std::move(grammar), vocabulary_);
     formats_.push_front(format);
     if (formats_.size() > kMaxCachedFormats) {
       const structured::OutputFormat::Stats gone = formats_.back()->stats();
@@ -287,6 +290,40 @@ absl::StatusOr<std::string> TextFrontend::RenderChat(const nlohmann::ordered_jso
   auto text = model_->chat_template->RenderOrdered(*normalized, tools, add_generation_prompt, template_kwargs);
   if (!text.ok()) return InvalidField(field, absl::StrCat("the chat template failed: ", text.status().message()));
   return text;
+}
+
+std::optional<structured::ToolCallLayout> TextFrontend::TemplateToolCallLayout() const {
+  // One call with two string arguments, as an OpenAI client sends it back in a conversation.
+  static const auto* const kMessages = new nlohmann::ordered_json(nlohmann::ordered_json::parse(R"([
+      {"role": "user", "content": "probe"},
+      {"role": "assistant", "content": "", "tool_calls": [{"id": "call_probe", "type": "function", "function":
+          {"name": "probe_tool", "arguments": "{\"first_key\": \"first value\", \"second_key\": \"second value\"}"}}]}])"));
+  static const auto* const kTools = new nlohmann::ordered_json(nlohmann::ordered_json::parse(R"([
+      {"type": "function", "function": {"name": "probe_tool", "description": "probe", "parameters": {"type": "object",
+          "properties": {"first_key": {"type": "string"}, "second_key": {"type": "string"}}}}}])"));
+  auto rendered = RenderChat(*kMessages, *kTools, /*add_generation_prompt=*/false, nlohmann::json::object(), "messages");
+  if (!rendered.ok()) return std::nullopt;
+  const std::string_view text = *rendered;
+  size_t at = text.find("<tool_call>probe_tool");
+  if (at == std::string_view::npos) return std::nullopt;
+  at += std::string_view("<tool_call>probe_tool").size();
+  // The whitespace between `at` and the next `next`, moving past `next`; nullopt if anything else.
+  auto gap = [&](std::string_view next) -> std::optional<std::string> {
+    const size_t end = text.find(next, at);
+    if (end == std::string_view::npos) return std::nullopt;
+    const std::string_view between = text.substr(at, end - at);
+    if (between.find_first_not_of(" \t\r\n") != std::string_view::npos) return std::nullopt;
+    at = end + next.size();
+    return std::string(between);
+  };
+  const auto after_name = gap("<arg_key>first_key</arg_key>");
+  const auto after_key = gap("<arg_value>first value</arg_value>");
+  const auto after_value = gap("<arg_key>second_key</arg_key>");
+  const auto after_key2 = gap("<arg_value>second value</arg_value>");
+  const auto after_value2 = gap("</tool_call>");
+  if (!after_name || !after_key || !after_value || after_key != after_key2 || after_value != after_value2)
+    return std::nullopt;
+  return structured::ToolCallLayout{*after_name, *after_key, *after_value};
 }
 
 absl::Status TextFrontend::ValidateSampling(const ApiRequest& r) const {

@@ -119,6 +119,9 @@ class TextFrontend {
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& messages, const nlohmann::ordered_json& tools,
                                          bool add_generation_prompt, const nlohmann::json& template_kwargs,
                                          absl::string_view field, absl::string_view tools_field = "tools") const;
+  // How the chat template spaces GLM's tool call (structured::ToolCallLayout), read off a probe
+  // call it renders; nullopt when it prints no such call (no template, or not GLM's format).
+  std::optional<structured::ToolCallLayout> TemplateToolCallLayout() const;
   // OpenAI `tools`: null, or an array of {"type": "function" (may be left out), "function":
   // {"name": a non-empty string, "parameters": an object, "description": a string (both may be
   // left out)}}. Checked up front: the tool-call parser and the template read these while a

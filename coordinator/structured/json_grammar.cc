@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/structured/schema_overlap.h"
@@ -524,21 +525,35 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::FromSchema(const
   return SchemaCompiler(schema, field).Compile();
 }
 
+std::string ToolCallLayout::Describe() const {
+  return absl::StrCat("after the name \"", absl::CEscape(after_name), "\", after </arg_key> \"", absl::CEscape(after_key),
+                      "\", after </arg_value> \"", absl::CEscape(after_value), "\"");
+}
+
 absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(const std::vector<ToolSpec>& tools,
-                                                                            const std::string& field, int max_calls) {
+                                                                            const std::string& field, int max_calls,
+                                                                            const ToolCallLayout& layout) {
   if (tools.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": there is no tool to call"));
   if (max_calls == 0 || max_calls < -1) return absl::InvalidArgumentError(absl::StrCat(field, ": at least one call"));
   if (static_cast<int>(tools.size()) > kMaxLiterals)
     return absl::InvalidArgumentError(absl::StrCat(field, ": at most ", kMaxLiterals, " tools can be forced"));
+  for (const std::string* gap : {&layout.after_name, &layout.after_key, &layout.after_value})
+    if (gap->find_first_not_of(" \t\r\n") != std::string::npos)
+      return absl::InvalidArgumentError(absl::StrCat(field, ": a tool-call layout is whitespace only (", layout.Describe(), ")"));
   auto g = std::make_shared<JsonGrammar>();
+  g->tool_calls_ = std::make_shared<const ToolCallSource>(ToolCallSource{tools, field, max_calls, layout});
   const std::string mark(1, kSpecialMark);
   static const json kNoSchema;
   SchemaCompiler base(kNoSchema, field, g.get());
   g->keywords_ = base.Add(SchemaCompiler::Literals({"true", "false", "null"}));
-  const int32_t value_close = base.Add(SchemaCompiler::Literals({mark + "</arg_value>\n"}));
-  // An argument's opening, from its key tag to its value tag.
-  auto opening = [&mark](const std::string& key) {
-    return absl::StrCat(mark, "<arg_key>", key, mark, "</arg_key>\n", mark, "<arg_value>");
+  // Every tag is a special token, spelt mark + text. A literal that a tag follows ends with that
+  // tag's mark, and the tag's own literal starts after it: a call's opening ends with the mark
+  // after the name, so tool names that are prefixes of each other ("get", "get_weather") never
+  // need lookahead, in any layout (GLM-4.7 writes <arg_key> right after the name).
+  const int32_t value_close = base.Add(SchemaCompiler::Literals({absl::StrCat(mark, "</arg_value>", layout.after_value, mark)}));
+  // An argument's opening, from its key tag (after its mark) to its value tag.
+  auto opening = [&mark, &layout](const std::string& key) {
+    return absl::StrCat("<arg_key>", key, mark, "</arg_key>", layout.after_key, mark, "<arg_value>");
   };
   GrammarNode call;
   call.kind = GrammarNode::Kind::kToolCall;
@@ -546,7 +561,7 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
   for (size_t t = 0; t < tools.size(); ++t) {
     const ToolSpec& tool = tools[t];
     const std::string at = tool.field.empty() ? absl::StrCat(field, "[", t, "]") : tool.field;
-    if (tool.name.empty() || tool.name.find_first_of("<\n") != std::string::npos)
+    if (tool.name.empty() || tool.name.find_first_of(absl::StrCat("<\n", mark)) != std::string::npos)
       return absl::InvalidArgumentError(absl::StrCat(at, ": a forced tool needs a name without '<' or newlines"));
     GrammarNode args;
     args.kind = GrammarNode::Kind::kToolArgs;
@@ -614,9 +629,9 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
       }
     }
     // The call's closing tag: the last "property", never required.
-    args.properties.push_back({mark + "</tool_call>", -1, false, false});
+    args.properties.push_back({"</tool_call>", -1, false, false});
     call.options.push_back(base.Add(std::move(args)));
-    call.literals.push_back(absl::StrCat(mark, "<tool_call>", tool.name, "\n"));
+    call.literals.push_back(absl::StrCat(mark, "<tool_call>", tool.name, layout.after_name, mark));
     fingerprint.push_back({tool.name, params});
   }
   GrammarNode list;
@@ -624,8 +639,17 @@ absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::ForToolCalls(con
   list.items = base.Add(std::move(call));
   list.max_items = max_calls;
   g->root_ = base.Add(std::move(list));
-  g->fingerprint_ = absl::StrCat("tool_call:", max_calls, ":", fingerprint.dump());
+  g->fingerprint_ = absl::StrCat("tool_call:", max_calls, ":",
+                                 json::array({layout.after_name, layout.after_key, layout.after_value}).dump(), ":",
+                                 fingerprint.dump());
   return std::shared_ptr<const JsonGrammar>(std::move(g));
+}
+
+absl::StatusOr<std::shared_ptr<const JsonGrammar>> JsonGrammar::InToolCallLayout(std::shared_ptr<const JsonGrammar> grammar,
+                                                                              const ToolCallLayout& layout) {
+  if (grammar == nullptr || grammar->tool_calls_ == nullptr || grammar->tool_calls_->layout == layout) return grammar;
+  const ToolCallSource& source = *grammar->tool_calls_;
+  return ForToolCalls(source.tools, source.field, source.max_calls, layout);
 }
 
 std::shared_ptr<const JsonGrammar> JsonGrammar::AnyObject() {

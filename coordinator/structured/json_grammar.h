@@ -92,6 +92,20 @@ struct ToolSpec {
   std::string field;  // how errors name the tool ("" : `field`[index])
 };
 
+// How a chat template spaces GLM's tool call: what it writes after the tool's name, after each
+// </arg_key> and after each </arg_value>. GLM-4.5 / 4.6 write a newline at each (the default);
+// GLM-4.7 and GLM-5 write nothing. Whitespace only. A forced call is generated in the layout the
+// served model's template writes, the one the model learnt.
+struct ToolCallLayout {
+  std::string after_name = "\n";
+  std::string after_key = "\n";
+  std::string after_value = "\n";
+  static ToolCallLayout Compact() { return {"", "", ""}; }
+  bool operator==(const ToolCallLayout&) const = default;
+  // E.g. "after the name \"\\n\", after </arg_key> \"\\n\", after </arg_value> \"\\n\"" (C escapes).
+  std::string Describe() const;
+};
+
 class JsonGrammar {
  public:
   // Limits that keep a matcher state small (candidate sets are 64-bit masks).
@@ -106,14 +120,20 @@ class JsonGrammar {
   // Any JSON object (OpenAI's json_object mode).
   static std::shared_ptr<const JsonGrammar> AnyObject();
   // One to `max_calls` (-1: any number of) calls of `tools` (tool_choice "required" / a named
-  // function), in GLM's tool-call format, special tokens spelt kSpecialMark + their text:
-  //   <tool_call>NAME\n(<arg_key>K</arg_key>\n<arg_value>V</arg_value>\n)*</tool_call>
+  // function), in GLM's tool-call format, special tokens spelt kSpecialMark + their text
+  // (S1, S2, S3: the layout's after_name, after_key, after_value):
+  //   <tool_call>NAME S1 (<arg_key>K</arg_key> S2 <arg_value>V</arg_value> S3)*</tool_call>
   // with an optional newline between calls. Arguments in the schema's order (required ones
   // always); a string argument's V is raw text (what GLM's template writes and its parser reads
   // back verbatim), any other V is JSON of its schema. `field` names the tools in errors
   // ("tools[1].function.parameters/...").
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForToolCalls(const std::vector<ToolSpec>& tools,
-                                                                        const std::string& field, int max_calls = 1);
+                                                                        const std::string& field, int max_calls = 1,
+                                                                        const ToolCallLayout& layout = {});
+  // `grammar` when it is not a forced tool call or already in `layout`; else the same calls
+  // compiled in `layout` (the API parses a request before it knows the served template).
+  static absl::StatusOr<std::shared_ptr<const JsonGrammar>> InToolCallLayout(std::shared_ptr<const JsonGrammar> grammar,
+                                                                            const ToolCallLayout& layout);
   // Raw text that `pattern` (RegexDfa's syntax) matches whole; one of `choices` exactly. `field`
   // names the pattern or choices in errors.
   static absl::StatusOr<std::shared_ptr<const JsonGrammar>> ForRegex(std::string_view pattern, const std::string& field);
@@ -138,7 +158,15 @@ class JsonGrammar {
   friend class SchemaCompiler;
   // A grammar of one node (a whole-output regex or GBNF grammar) and its cache identity.
   static std::shared_ptr<const JsonGrammar> OfRoot(GrammarNode root, std::string fingerprint);
+  // What ForToolCalls compiled (null for other grammars), for InToolCallLayout.
+  struct ToolCallSource {
+    std::vector<ToolSpec> tools;
+    std::string field;
+    int max_calls = 1;
+    ToolCallLayout layout;
+  };
   std::vector<GrammarNode> nodes_;
+  std::shared_ptr<const ToolCallSource> tool_calls_;
   int32_t root_ = -1;
   int32_t keywords_ = -1;
   std::string fingerprint_;

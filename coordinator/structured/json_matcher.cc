@@ -659,7 +659,7 @@ JsonMatcher::Step JsonMatcher::StepFrame(Frame& f, uint8_t c, Frame* push) const
           return Step::kReject;
       }
     }
-    case kToolCall: {  // the opening "<tool_call>NAME\n" of one of the tools (names distinct, end in '\n')
+    case kToolCall: {  // a tool's opening "<tool_call>NAME..." up to the next tag's mark (prefix-free)
       int complete = -1;
       const uint64_t next = Continuing(f.set, f.a, c, [&](int i) -> const std::string& { return g.literals[i]; }, &complete);
       if (next == 0) return Step::kReject;

@@ -163,5 +163,74 @@ TEST(ToolCallGrammarTest, RefusesToolsItCannotForce) {
   }
 }
 
+// GLM-4.7 and GLM-5 write a call without newlines: the name runs straight into <arg_key>, so
+// tool names that are prefixes of each other ("get", "get_weather") are told apart only by the
+// tag that follows. The grammar takes the layout the served template writes and nothing else.
+TEST(ToolCallGrammarTest, CompactLayoutOfGlm47) {
+  std::vector<ToolSpec> tools = {
+      {"get_weather", ojson::parse(R"({"type":"object","properties":{"city":{"type":"string"},
+          "days":{"type":"integer"}},"required":["city"]})"), ""},
+      {"get", ojson::parse(R"({"type":"object","properties":{"q":{"type":"string"}}})"), ""},
+      {"now", nullptr, ""},
+  };
+  auto compact = JsonGrammar::ForToolCalls(tools, "tools", -1, ToolCallLayout::Compact());
+  ASSERT_TRUE(compact.ok()) << compact.status();
+  const JsonGrammar& g = **compact;
+  bool must_end = true;
+  EXPECT_TRUE(Accepts(g, "~<tool_call>get_weather~<arg_key>city~</arg_key>~<arg_value>Oslo~</arg_value>"
+                         "~<arg_key>days~</arg_key>~<arg_value>3~</arg_value>~</tool_call>", &must_end));
+  EXPECT_FALSE(must_end);
+  EXPECT_TRUE(Accepts(g, "~<tool_call>get~<arg_key>q~</arg_key>~<arg_value>x~</arg_value>~</tool_call>"));
+  EXPECT_TRUE(Accepts(g, "~<tool_call>get~</tool_call>\n~<tool_call>get_weather~<arg_key>city~</arg_key>"
+                         "~<arg_value>Rome~</arg_value>~</tool_call>~<tool_call>now~</tool_call>"));
+  EXPECT_FALSE(Accepts(g, "~<tool_call>get_weather~</tool_call>"));        // city is required
+  EXPECT_FALSE(Accepts(g, "~<tool_call>get_weath~</tool_call>"));          // not a tool
+  EXPECT_FALSE(Accepts(g, "~<tool_call>get\n~</tool_call>"));              // GLM-4.5's newline
+  EXPECT_FALSE(Accepts(g, "~<tool_call>get~<arg_key>q~</arg_key>\n~<arg_value>x~</arg_value>~</tool_call>"));
+  EXPECT_FALSE(Accepts(g, "~<tool_call>get~<arg_key>q~</arg_key>~<arg_value>x~</arg_value>\n~</tool_call>"));
+  // Byte by byte, "get" is not complete until the next tag's mark: "_" still continues it.
+  JsonMatcher m(&g);
+  ASSERT_TRUE(m.Advance(Marked("~<tool_call>get")));
+  EXPECT_TRUE(JsonMatcher(m).Advance("_"));
+  EXPECT_TRUE(JsonMatcher(m).Advance(Marked("~</tool_call>")));
+  EXPECT_FALSE(JsonMatcher(m).Advance("x"));
+  // The same tools in GLM-4.5's layout take only its newlines.
+  auto spaced = JsonGrammar::ForToolCalls(tools, "tools", -1);
+  ASSERT_TRUE(spaced.ok());
+  EXPECT_TRUE(Accepts(**spaced, "~<tool_call>get\n~<arg_key>q~</arg_key>\n~<arg_value>x~</arg_value>\n~</tool_call>"));
+  EXPECT_FALSE(Accepts(**spaced, "~<tool_call>get~<arg_key>q~</arg_key>~<arg_value>x~</arg_value>~</tool_call>"));
+  EXPECT_NE(g.fingerprint(), (*spaced)->fingerprint());  // masks are cached per layout
+  // A mixed layout (a template's own spacing) is taken as it is.
+  auto mixed = JsonGrammar::ForToolCalls(tools, "tools", 1, ToolCallLayout{"\n", "", " "});
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_TRUE(Accepts(**mixed, "~<tool_call>get\n~<arg_key>q~</arg_key>~<arg_value>x~</arg_value> ~</tool_call>"));
+  // Only whitespace separates the tags.
+  auto bad = JsonGrammar::ForToolCalls(tools, "tools", 1, ToolCallLayout{"\n", "x", "\n"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("whitespace only"), std::string::npos) << bad.status();
+}
+
+// The API compiles a forced call before it knows the served template; InToolCallLayout gives the
+// same calls in the template's layout (the grammar itself when it already is, or is no call).
+TEST(ToolCallGrammarTest, InToolCallLayoutRecompilesTheSameCalls) {
+  auto spaced = Tools();
+  auto same = JsonGrammar::InToolCallLayout(spaced, ToolCallLayout{});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->get(), spaced.get());
+  auto compact = JsonGrammar::InToolCallLayout(spaced, ToolCallLayout::Compact());
+  ASSERT_TRUE(compact.ok());
+  ASSERT_NE(compact->get(), spaced.get());
+  EXPECT_TRUE((*compact)->is_tool_call());
+  EXPECT_TRUE(Accepts(**compact, "~<tool_call>get_weather~<arg_key>city~</arg_key>~<arg_value>Oslo~</arg_value>"
+                                 "~<arg_key>unit~</arg_key>~<arg_value>f~</arg_value>~</tool_call>"));
+  EXPECT_FALSE(Accepts(**compact, "~<tool_call>get_weather~<arg_key>unit~</arg_key>~<arg_value>f~</arg_value>"
+                                  "~</tool_call>"));  // still: city is required, one call at most
+  EXPECT_FALSE(Accepts(**compact, "~<tool_call>now~</tool_call>~<tool_call>now~</tool_call>"));
+  auto object = JsonGrammar::AnyObject();
+  auto untouched = JsonGrammar::InToolCallLayout(object, ToolCallLayout::Compact());
+  ASSERT_TRUE(untouched.ok());
+  EXPECT_EQ(untouched->get(), object.get());
+}
+
 }  // namespace
 }  // namespace glm::structured
