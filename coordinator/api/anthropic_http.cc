@@ -106,7 +106,7 @@ void AnthropicMessagesEndpoint::HandleMessages(const httplib::Request& req, http
   auto parsed = ParseAnthropicRequest(*body, frontend_->model().name, /*count_only=*/false, &req.body);
   if (!parsed.ok()) return reject(parsed.status());
   if (auto s = CheckModel(*frontend_, parsed->model); !s.ok()) return reject(s);
-  const std::string id = frontend_->NewRequestId("msg");
+  const std::string id = frontend_->NewRequestId("msg", "_");  // Anthropic's msg_...
   parsed->api.request_id = id;
   auto prepared = frontend_->Prepare(parsed->api);
   if (!prepared.ok()) return reject(prepared.status());

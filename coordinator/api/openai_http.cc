@@ -157,6 +157,21 @@ class ResponsesFormat : public ResponseFormat {
   ResponsesBuilder builder_;
 };
 
+// The methods the route at `path` takes ("Allow"), exactly as registered in Start; "" when no
+// route has this path (then it is 404, never 405).
+std::string AllowedMethods(const std::string& path) {
+  for (const char* post : {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/tokenize", "/v1/tokenize",
+                           "/detokenize", "/v1/detokenize", "/v1/messages", "/v1/messages/count_tokens"})
+    if (path == post) return "POST, OPTIONS";
+  if (path == "/health" || path == "/metrics" || path == "/v1/models") return "GET, OPTIONS";
+  if (path == "/ping") return "GET, POST, OPTIONS";
+  // /v1/models/(.+): a model name may hold slashes; /v1/responses/([^/]+).
+  if (absl::StartsWith(path, "/v1/models/") && path.size() > 11) return "GET, OPTIONS";
+  if (absl::StartsWith(path, "/v1/responses/") && path.size() > 14 && path.find('/', 14) == std::string::npos)
+    return "GET, DELETE, OPTIONS";
+  return "";
+}
+
 }  // namespace
 
 OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
@@ -203,8 +218,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
     const std::string message =
         "this server needs an API key: send \"Authorization: Bearer KEY\" or \"x-api-key: KEY\"";
     res.status = 401;
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_header("Access-Control-Allow-Origin", "*");
+    res.set_header("WWW-Authenticate", "Bearer");  // (Access-Control-Allow-Origin: the post-routing handler's)
     const json body =
         absl::StartsWith(req.path, "/v1/messages")
             ? json{{"type", "error"}, {"error", {{"type", "authentication_error"}, {"message", message}}}}
@@ -292,15 +306,8 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   // Unknown paths and methods get OpenAI-shaped errors too (handlers that set a body keep it).
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    // A known path with another method is 405 (with Allow), not "no route".
-    std::string allow;
-    if (req.path == "/v1/chat/completions" || req.path == "/v1/completions" || req.path == "/v1/responses" ||
-        absl::EndsWith(req.path, "tokenize") ||
-        absl::StartsWith(req.path, "/v1/messages"))
-      allow = "POST, OPTIONS";
-    if (absl::StartsWith(req.path, "/v1/models") || req.path == "/health" || req.path == "/metrics")
-      allow = "GET, OPTIONS";
-    if (absl::StartsWith(req.path, "/v1/responses/")) allow = "GET, DELETE, OPTIONS";
+    // A route that exists, asked with another method, is 405 (with Allow); any other path 404.
+    const std::string allow = AllowedMethods(req.path);
     if (res.status == 404 && !allow.empty()) {
       res.status = 405;
       res.set_header("Allow", allow);
@@ -524,7 +531,7 @@ void OpenAiHttpServer::HandleResponses(const httplib::Request& req, httplib::Res
   if (!parsed.ok()) return reject(parsed.status());
   auto request = std::make_unique<ResponsesRequest>(*std::move(parsed));
   if (auto s = frontend_->CheckModelName(request->model); !s.ok()) return reject(s);
-  const std::string id = frontend_->NewRequestId("resp");
+  const std::string id = frontend_->NewRequestId("resp", "_");  // OpenAI's resp_...
   request->api.request_id = id;
   auto prepared = frontend_->Prepare(request->api);
   if (!prepared.ok()) return reject(prepared.status());

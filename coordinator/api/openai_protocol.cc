@@ -23,6 +23,8 @@ absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* prese
   // 16.0 is accepted (some clients send floats); 16.5 is not.
   if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::fabs(v.get<double>()) < 9e15) {
     *out = static_cast<int64_t>(v.get<double>());
+  } else if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    return InvalidField(key, absl::StrCat(v.get<uint64_t>(), " is too large"));  // get<int64_t> would wrap
   } else if (v.is_number_integer()) {
     *out = v.get<int64_t>();
   } else {
@@ -35,8 +37,11 @@ absl::Status GetInt(const json& body, const char* key, int64_t* out, bool* prese
 absl::Status GetTokenIds(const json& v, const std::string& field, std::vector<int32_t>* out) {
   for (size_t i = 0; i < v.size(); ++i) {
     if (!v[i].is_number_integer()) return InvalidField(absl::StrCat(field, "[", i, "]"), "must be an integer token id");
+    if (v[i].is_number_unsigned() && v[i].get<uint64_t>() > static_cast<uint64_t>(INT32_MAX))  // not wrapped
+      return InvalidField(absl::StrCat(field, "[", i, "]"), absl::StrCat(v[i].get<uint64_t>(), " is out of range"));
     const int64_t id = v[i].get<int64_t>();
-    if (id < INT32_MIN || id > INT32_MAX) return InvalidField(absl::StrCat(field, "[", i, "]"), "is out of range");
+    if (id < INT32_MIN || id > INT32_MAX)
+      return InvalidField(absl::StrCat(field, "[", i, "]"), absl::StrCat(id, " is out of range"));
     out->push_back(static_cast<int32_t>(id));
   }
   return absl::OkStatus();

@@ -146,6 +146,27 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const json& body, const s
   if (Present(body, "conversation"))
     return InvalidField("conversation", "conversation objects are not kept here; send the whole conversation in "
                                         "input, or continue a stored reply with previous_response_id");
+  // Options that would change the reply if honoured: refused, not ignored (as on chat).
+  bool background = false;
+  if (auto s = GetOptionalBool(body, "background", &background); !s.ok()) return s;
+  if (background)
+    return InvalidField("background", "background responses are not run here: leave background out (or false) "
+                                      "and wait for the reply, or stream it");
+  if (Present(body, "include")) {
+    if (!body["include"].is_array()) return InvalidField("include", "must be an array of strings");
+    for (const json& item : body["include"])
+      if (item == "message.output_text.logprobs")
+        return InvalidField("include", "message.output_text.logprobs is not produced here; /v1/chat/completions "
+                                       "with logprobs gives them");
+  }
+  if (Present(body, "top_logprobs") && !(body["top_logprobs"].is_number_integer() && body["top_logprobs"] == 0))
+    return InvalidField("top_logprobs", "logprobs are not produced on /v1/responses; /v1/chat/completions with "
+                                        "logprobs gives them");
+  if (Present(body, "truncation")) {
+    if (body["truncation"] != "disabled" && body["truncation"] != "auto")
+      return InvalidField("truncation", "must be \"disabled\" or \"auto\"");
+    r.truncation = body["truncation"].get<std::string>();
+  }
   if (auto s = GetOptionalBool(body, "store", &r.store); !s.ok()) return s;
   if (auto s = GetOptionalBool(body, "parallel_tool_calls", &r.parallel_tool_calls); !s.ok()) return s;
   if (Present(body, "previous_response_id")) {
@@ -321,7 +342,7 @@ json ResponsesBuilder::ResponseObject(const std::string& status, json output) co
           {"store", request_->store},
           {"reasoning", request_->reasoning},
           {"text", request_->text},
-          {"truncation", "disabled"},
+          {"truncation", request_->truncation},
           {"metadata", request_->metadata},
           {"usage", ended ? Usage() : json(nullptr)}};
 }

@@ -46,6 +46,9 @@ struct ResponsesRequest {
   nlohmann::json reasoning = {{"effort", nullptr}, {"summary", nullptr}};  // reasoning.effort as asked
   nlohmann::json text = {{"format", {{"type", "text"}}}};  // as the client sent it (format default: text)
   nlohmann::json metadata = nlohmann::json::object();    // the client's string pairs
+  // Echoed as sent: "disabled" or "auto" (input past the context is a 400 either way; no item is
+  // dropped to make it fit).
+  std::string truncation = "disabled";
   // Every turn's chat messages without `instructions` (the previous response's conversation, then
   // this input): what a stored reply continues.
   nlohmann::json conversation = nlohmann::json::array();

@@ -35,8 +35,8 @@ TextFrontend::TextFrontend(const ServedModel* model, int32_t default_max_tokens)
   nonce_ = absl::StrCat(absl::Hex(static_cast<uint32_t>(rd()), absl::kZeroPad8));
 }
 
-std::string TextFrontend::NewRequestId(absl::string_view prefix) const {
-  return absl::StrCat(prefix, "-", nonce_, "-",
+std::string TextFrontend::NewRequestId(absl::string_view prefix, absl::string_view separator) const {
+  return absl::StrCat(prefix, separator, nonce_, "-",
                       next_id_.fetch_add(1, std::memory_order_relaxed));
 }
 

@@ -167,8 +167,8 @@ class TextFrontend {
   // OK when AcceptsModelName, else NOT_FOUND "The model 'X' does not exist (serving 'Y')" (OpenAI's
   // wording, which clients show as is).
   absl::Status CheckModelName(const std::string& name) const;
-  // "<prefix>-<process nonce>-<counter>": unique within and across restarts.
-  std::string NewRequestId(absl::string_view prefix) const;
+  // "<prefix><separator><process nonce>-<counter>": unique within and across restarts.
+  std::string NewRequestId(absl::string_view prefix, absl::string_view separator = "-") const;
 
   // Structured outputs since start: constrained requests prepared, and the token masks their
   // formats served from the cache or computed (with the time that took).

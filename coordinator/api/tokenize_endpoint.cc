@@ -74,9 +74,12 @@ absl::StatusOr<json> DetokenizeBody(const TextFrontend& frontend, const json& bo
   for (size_t i = 0; i < v.size(); ++i) {
     const std::string field = absl::StrCat("tokens[", i, "]");
     if (!v[i].is_number_integer()) return InvalidField(field, "must be an integer token id");
-    const int64_t id = v[i].get<int64_t>();
-    if (id < 0 || (vocab > 0 && id >= vocab))
-      return InvalidField(field, absl::StrCat(id, " is out of range [0, ", vocab, ")"));
+    // A value past INT64_MAX is read as unsigned: named as sent, not wrapped negative.
+    const bool huge = v[i].is_number_unsigned() && v[i].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+    const int64_t id = huge ? INT64_MAX : v[i].get<int64_t>();
+    if (huge || id < 0 || (vocab > 0 && id >= vocab))
+      return InvalidField(field, absl::StrCat(huge ? absl::StrCat(v[i].get<uint64_t>()) : absl::StrCat(id),
+                                              " is out of range [0, ", vocab, ")"));
     ids.push_back(static_cast<int32_t>(id));
   }
   bool skip_special_tokens = false;

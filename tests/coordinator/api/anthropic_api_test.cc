@@ -116,7 +116,7 @@ TEST_F(AnthropicApiTest, TextMessageShapeUsageAndSameInputAsTheOpenAiChat) {
   EXPECT_NE(refused->body.find("speculative"), std::string::npos) << refused->body;
   ScriptText("Hello there!");
   json m = Message(body);
-  EXPECT_TRUE(absl::StartsWith(m["id"].get<std::string>(), "msg")) << m;
+  EXPECT_TRUE(absl::StartsWith(m["id"].get<std::string>(), "msg_")) << m;  // Anthropic's form
   EXPECT_EQ(m["type"], "message");
   EXPECT_EQ(m["role"], "assistant");
   EXPECT_EQ(m["model"], "claude-sonnet-4-5");

@@ -71,6 +71,8 @@ TEST_F(ApiKeysServerTest, HttpNeedsAKeyInEitherHeaderExceptForProbes) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 401);
     EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Bearer");
+    // Once: a doubled allow-origin header makes browsers drop the 401 for a CORS error.
+    EXPECT_EQ(res->get_header_value_count("Access-Control-Allow-Origin"), 1u);
     EXPECT_EQ(json::parse(res->body)["error"]["code"], "invalid_api_key") << res->body;
     auto anthropic = Send("POST", "/v1/messages", h, messages);
     ASSERT_TRUE(anthropic);

@@ -766,6 +766,25 @@ TEST_F(HttpApiTest, WrongMethodIs405AndAnOversizedFormBodyIsExplained) {
   auto unknown = client.Get("/v1/nothing");
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
+  // Paths under or next to real routes are no route either (they were 405 allowing the very
+  // method used); the exact routes keep their 405.
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"POST", "/v1/messages/xyz"}, {"POST", "/anything/tokenize"}, {"POST", "/v1/foo/detokenize"},
+           {"GET", "/v1/modelsfoo"}, {"POST", "/v1/messages/count_tokens/extra"}, {"GET", "/v1/responses/a/b"},
+           {"GET", "/v1/models/"}}) {
+    auto res = method == "GET" ? client.Get(path) : client.Post(path, "{}", "application/json");
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 404) << method << " " << path;
+    EXPECT_EQ(res->get_header_value("Allow"), "") << path;
+  }
+  for (const auto& [path, allow] : std::vector<std::pair<std::string, std::string>>{
+           {"/v1/messages/count_tokens", "POST, OPTIONS"}, {"/v1/detokenize", "POST, OPTIONS"},
+           {"/v1/models/some/model", "GET, OPTIONS"}, {"/v1/responses/resp_1", "GET, DELETE, OPTIONS"}}) {
+    auto res = client.Put(path, "{}", "application/json");
+    ASSERT_TRUE(res) << path;
+    EXPECT_EQ(res->status, 405) << path;
+    EXPECT_EQ(res->get_header_value("Allow"), allow) << path;
+  }
   const std::string big = json{{"prompt", std::string(9000, 'a')}, {"max_tokens", 1}}.dump();
   auto form = client.Post("/v1/completions", big, "application/x-www-form-urlencoded");
   ASSERT_TRUE(form);

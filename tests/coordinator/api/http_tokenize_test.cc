@@ -121,6 +121,8 @@ TEST_F(HttpTokenizeTest, BadRequestsNameTheField) {
       {"/detokenize", {{"tokens", "abc"}}, 400, "tokens", "array"},
       {"/detokenize", {{"tokens", {1, 4096}}}, 400, "tokens[1]", "out of range"},
       {"/detokenize", {{"tokens", {-1}}}, 400, "tokens[0]", "out of range"},
+      // Past INT64_MAX: named as sent (it was read wrapped, "-1 is out of range").
+      {"/detokenize", {{"tokens", {18446744073709551615ull}}}, 400, "tokens[0]", "18446744073709551615 is out of range"},
       {"/detokenize", {{"tokens", {1.5}}}, 400, "tokens[0]", "integer"},
   };
   for (const Case& c : cases) {

@@ -373,6 +373,12 @@ TEST_F(RequestValidationTest, NumbersOutsideTheFloatRangeAndStreamOptions) {
   body = UserChat();
   body["top_p"] = -1e300;
   EXPECT_THAT(ExpectRejected(body, "top_p"), HasSubstr("is out of range"));
+  // Integers past INT64_MAX are named as sent, not wrapped to -1 ("must be >= 1").
+  body = UserChat();
+  body["max_tokens"] = 18446744073709551615ull;
+  EXPECT_THAT(ExpectRejected(body, "max_tokens"), HasSubstr("18446744073709551615 is too large"));
+  EXPECT_THAT(ExpectRejected("/v1/completions", R"({"prompt":[1,18446744073709551615]})", "prompt[1]"),
+              HasSubstr("18446744073709551615 is out of range"));
   body = UserChat();
   body["logit_bias"] = {{"5", 1e39}};
   EXPECT_THAT(ExpectRejected(body, "logit_bias[\"5\"]"), HasSubstr("is out of range"));

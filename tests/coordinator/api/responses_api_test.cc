@@ -66,7 +66,7 @@ TEST_F(ResponsesApiTest, TextResponseShapeUsageAndTheChatsInput) {
   json r = Response({{"model", "gpt-5-codex"}, {"instructions", "Be brief."}, {"input", "hi"}, {"store", false},
                      {"priority", 2}});
   EXPECT_EQ(engine_->requests().back().priority, 2);  // vLLM's, as on chat completions
-  EXPECT_TRUE(absl::StartsWith(r["id"].get<std::string>(), "resp")) << r;
+  EXPECT_TRUE(absl::StartsWith(r["id"].get<std::string>(), "resp_")) << r;  // OpenAI's form
   EXPECT_EQ(r["object"], "response");
   EXPECT_EQ(r["status"], "completed");
   EXPECT_EQ(r["model"], "gpt-5-codex");
@@ -351,6 +351,13 @@ TEST_F(ResponsesApiTest, TextFormatAndMetadataAreEchoed) {
   const json plain = Response({{"input", "hi"}});
   EXPECT_EQ(plain["text"], json({{"format", {{"type", "text"}}}}));
   EXPECT_EQ(plain["metadata"], json::object());
+  EXPECT_EQ(plain["truncation"], "disabled");
+  // truncation as sent (it was always "disabled"); background false, top_logprobs 0 and other
+  // include values (Codex sends reasoning.encrypted_content) are fine.
+  ScriptText("x");
+  const json sent = Response({{"input", "hi"}, {"truncation", "auto"}, {"background", false}, {"top_logprobs", 0},
+                              {"include", {"reasoning.encrypted_content"}}});
+  EXPECT_EQ(sent["truncation"], "auto") << sent;
 }
 
 TEST_F(ResponsesApiTest, ErrorsNameTheField) {
@@ -385,6 +392,12 @@ TEST_F(ResponsesApiTest, ErrorsNameTheField) {
       {{{"input", "hi"}, {"metadata", {{"k", 1}}}}, 400, "metadata.k"},
       {{{"input", "hi"}, {"metadata", {{"k", std::string(513, 'v')}}}}, 400, "metadata.k"},
       {{{"input", "hi"}, {"metadata", {{std::string(65, 'k'), "v"}}}}, 400, "metadata"},
+      // Options that would change the reply are refused, not ignored (they were served as if absent).
+      {{{"input", "hi"}, {"background", true}}, 400, "background"},
+      {{{"input", "hi"}, {"include", {"message.output_text.logprobs"}}}, 400, "include"},
+      {{{"input", "hi"}, {"include", "reasoning"}}, 400, "include"},
+      {{{"input", "hi"}, {"top_logprobs", 3}}, 400, "top_logprobs"},
+      {{{"input", "hi"}, {"truncation", "middle"}}, 400, "truncation"},
   };
   for (const Case& c : cases) {
     auto res = Post("/v1/responses", c.body);
