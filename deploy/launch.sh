@@ -14,7 +14,10 @@
 # mpirun at once. A script that starts this in the background should do so with `set -m`: bash
 # otherwise starts background commands with SIGINT ignored, which no trap can undo.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# The binaries are this checkout's; paths the caller gives (--model, --hostfile, a --placement plan
+# after --) are relative to the caller's directory, where mpirun starts the ranks.
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/build/bin"
 MODEL="" WORKERS="" HOSTFILE="" THREADS="" AMX="" KV_PREFAULT="" DRY=0
 EXTRA=()
 # Options that take a value must get one (not the end of the line).
@@ -58,7 +61,7 @@ if [ -n "$THREADS" ] && { ! [[ "$THREADS" =~ ^[0-9]{1,4}$ ]] || [ "$((10#$THREAD
 fi
 [ -z "$THREADS" ] || THREADS=$((10#$THREADS))
 [ -z "$HOSTFILE" ] || { [ -f "$HOSTFILE" ] && [ -r "$HOSTFILE" ]; } || { echo "launch.sh: --hostfile $HOSTFILE is not a readable file" >&2; exit 2; }
-[ -x build/bin/coordinator ] && [ -x build/bin/shard_worker ] || { echo "launch.sh: build first (bash deploy/build.sh)" >&2; exit 2; }
+[ -x "$BIN/coordinator" ] && [ -x "$BIN/shard_worker" ] || { echo "launch.sh: build first (bash $ROOT/deploy/build.sh)" >&2; exit 2; }
 
 numa_nodes() {
   local n
@@ -99,7 +102,7 @@ WORKER_ARGS=()
 [ "$AMX" = off ] && WORKER_ARGS+=(--amx_tiles=false)
 [ "$KV_PREFAULT" = on ] && WORKER_ARGS+=(--kv_prefault=true)
 [ "$KV_PREFAULT" = off ] && WORKER_ARGS+=(--kv_prefault=false)
-CMD=("${MPI[@]}" -np 1 build/bin/coordinator --model "$MODEL" "${EXTRA[@]}" : -np "$WORKERS" build/bin/shard_worker "${WORKER_ARGS[@]}")
+CMD=("${MPI[@]}" -np 1 "$BIN/coordinator" --model "$MODEL" "${EXTRA[@]}" : -np "$WORKERS" "$BIN/shard_worker" "${WORKER_ARGS[@]}")
 echo "+ ${CMD[*]}" >&2
 [ "$DRY" -eq 1 ] && exit 0
 
@@ -108,7 +111,7 @@ echo "+ ${CMD[*]}" >&2
 # and hands the first SIGINT/SIGTERM (Ctrl-C, quickstart.sh, systemd's KillSignal) to the
 # coordinator rank, which stops serving, shuts every worker down and exits 0; mpirun then ends
 # with it. A second signal (or no local coordinator: rank 0 on another host) goes to mpirun.
-COORDINATOR_EXE=$(readlink -f build/bin/coordinator)
+COORDINATOR_EXE=$(readlink -f "$BIN/coordinator")
 # The coordinator rank among mpirun's descendants (Open MPI starts local ranks as its children).
 coordinator_pid() {
   local queue=("$MPI_PID") p c

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 ONCE=0 WORKERS=2 GRPC_PORT=50051 HTTP_PORT=8000
 while [ $# -gt 0 ]; do
   case "$1" in
+    --workers|--grpc-port|--http-port)
+      [ $# -ge 2 ] || { echo "quickstart.sh: $1 needs a value" >&2; exit 2; } ;;
+  esac
+  case "$1" in
     --once) ONCE=1; shift ;;
     --workers) WORKERS="$2"; shift 2 ;;
     --grpc-port) GRPC_PORT="$2"; shift 2 ;;
@@ -16,6 +20,14 @@ while [ $# -gt 0 ]; do
     *) echo "quickstart.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+# Checked before the packages and the build: a bad value would otherwise surface minutes later.
+[[ "$WORKERS" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "quickstart.sh: --workers must be 1..999 (shard workers), got '$WORKERS'" >&2; exit 2; }
+for port in "$GRPC_PORT" "$HTTP_PORT"; do
+  if ! [[ "$port" =~ ^[1-9][0-9]{0,4}$ ]] || [ "$port" -gt 65535 ]; then
+    echo "quickstart.sh: a port must be 1..65535, got '$port'" >&2; exit 2
+  fi
+done
+[ "$GRPC_PORT" != "$HTTP_PORT" ] || { echo "quickstart.sh: --grpc-port and --http-port must differ (both $GRPC_PORT)" >&2; exit 2; }
 bash deploy/setup.sh
 bash deploy/build.sh
 

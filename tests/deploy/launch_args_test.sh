@@ -39,7 +39,16 @@ expect_rejected "--hostfile $HF is not a readable file" --hostfile "$HF"
 # Blank lines of spaces or tabs are not hosts; slots add up.
 printf '  \n\t\nnodeA slots=2\nnodeB slots=3\n' > "$HF/hosts"
 out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --hostfile "$HF/hosts" --dry-run 2>&1)
-[[ "$out" == *"-np 5 build/bin/shard_worker"* ]] || { echo "FAIL: two hosts with 2 + 3 slots -> $out"; fails=$((fails + 1)); }
+[[ "$out" == *"-np 5 "*"/build/bin/shard_worker"* ]] || { echo "FAIL: two hosts with 2 + 3 slots -> $out"; fails=$((fails + 1)); }
+# Relative paths are the caller's (launch.sh used to cd to the repository first, so ./hosts was
+# "not a readable file" and a relative --model was looked up in the checkout); the binaries are
+# the checkout's, by absolute path.
+out=$(cd "$HF" && bash "$REPO/deploy/launch.sh" --model mymodel --hostfile hosts --dry-run 2>&1); rc=$?
+if [ "$rc" -ne 0 ] || [[ "$out" != *"--hostfile hosts"* ]] || [[ "$out" != *"$REPO/build/bin/coordinator --model mymodel"* ]]; then
+  echo "FAIL: relative --hostfile / --model from $HF -> exit $rc: $out"; fails=$((fails + 1))
+else
+  echo "ok: relative paths from the caller's directory -> $out"
+fi
 expect_rejected "--amx-tiles must be on or off, got 'maybe'" --amx-tiles maybe
 expect_rejected "--kv-prefault must be on or off, got 'maybe'" --kv-prefault maybe
 for option in amx-tiles kv-prefault; do
@@ -55,5 +64,16 @@ for option in amx-tiles kv-prefault; do
 done
 out=$(bash "$REPO/deploy/launch.sh" --model "$REPO/models/glm5-tiny-code" --workers 2>&1); rc=$?
 [ "$rc" -eq 2 ] && [[ "$out" == *"--workers needs a value"* ]] || { echo "FAIL: --workers without a value -> $rc: $out"; fails=$((fails + 1)); }
+# quickstart.sh checks its options before installing and building anything.
+for args in "--workers|needs a value" "--workers 0|--workers must be 1..999" "--http-port 70000|a port must be 1..65535" \
+            "--grpc-port x|got 'x'" "--grpc-port 8000|must differ"; do
+  want=${args#*|}
+  out=$(bash "$REPO/deploy/quickstart.sh" ${args%%|*} 2>&1); rc=$?
+  if [ "$rc" -ne 2 ] || [[ "$out" != *"$want"* ]]; then
+    echo "FAIL: quickstart.sh ${args%%|*} -> exit $rc, wanted 2 and '$want': $out"; fails=$((fails + 1))
+  else
+    echo "ok: quickstart.sh ${args%%|*} -> $out"
+  fi
+done
 [ "$fails" -eq 0 ] && echo PASSED
 exit "$fails"
