@@ -680,7 +680,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Checkpoin
   if (options.load_embedding) GLM_ASSIGN_OR_RETURN(w->embed_tokens_, head_loader.Matrix("model.embed_tokens.weight"));
   if (options.load_head) {
     GLM_ASSIGN_OR_RETURN(w->final_norm_, loader.Vector("model.norm.weight"));
-    if (c.tie_word_embeddings && !loader.Present("lm_head.weight")) {
+    // Tied: the embedding, as transformers ties it after loading (a stored lm_head is not read).
+    if (c.tie_word_embeddings) {
       GLM_ASSIGN_OR_RETURN(w->lm_head_, head_loader.SlicedMatrix("model.embed_tokens.weight", opt.vocab_begin,
                                                                  opt.vocab_end, 0, c.hidden_size));
     } else {
