@@ -58,7 +58,7 @@ ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequenc
 ABSL_FLAG(bool, json, false, "generate: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
-ABSL_FLAG(std::string, system, "", "chat --server: a system message before the user message");
+ABSL_FLAG(std::string, system, "", "chat: a system message before the user message");
 ABSL_FLAG(std::string, tools_file, "", "chat --server: a JSON file holding an OpenAI tools array the model may call");
 ABSL_FLAG(std::string, prediction, "",
           "generate/chat --server: OpenAI's predicted outputs, text the reply is expected to resemble (the file an "
@@ -85,7 +85,7 @@ ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
 ABSL_FLAG(bool, force, false,
           "synth, quantize: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
           "(without it a non-empty DIR is refused)");
-ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory");
+ABSL_FLAG(std::string, tokenizer, "", "tokenize/detokenize: tokenizer.json or model directory (default: --model)");
 ABSL_FLAG(std::string, text_file, "", "tokenize, expert-load: file with the text");
 ABSL_FLAG(int64_t, window, 2048, "expert-load: tokens per sequence the text is cut into");
 ABSL_FLAG(std::string, expert_load, "",
@@ -94,7 +94,7 @@ ABSL_FLAG(std::string, hot_expert_replicas, "0",
           "plan: copies of each MoE layer's N most-chosen experts (--expert-load) on other ranks of their "
           "expert-parallel stage, where memory allows (0 = none; auto = every expert tokens chose that fits)");
 ABSL_FLAG(std::string, ids, "", "detokenize: comma-separated token ids");
-ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory");
+ABSL_FLAG(std::string, tokenizer_config, "", "render-chat: tokenizer_config.json or model directory (default: --model)");
 ABSL_FLAG(std::string, topology, "", "plan: hwloc XML topology of each host");
 ABSL_FLAG(std::string, synthetic, "", "plan: synthetic topology of each host, e.g. \"pack:2 numa:2 core:16\"");
 ABSL_FLAG(int32_t, hosts, 1, "plan: identical hosts");
@@ -201,6 +201,7 @@ int main(int argc, char** argv) {
   m.preset = absl::GetFlag(FLAGS_preset);
   m.force = absl::GetFlag(FLAGS_force);
   m.message = absl::GetFlag(FLAGS_message);
+  m.system = absl::GetFlag(FLAGS_system);
   m.speculative = absl::GetFlag(FLAGS_speculative);
   m.draft_vocab = absl::GetFlag(FLAGS_draft_vocab);
   m.weight_dtype = absl::GetFlag(FLAGS_weight_dtype);
@@ -324,8 +325,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "glmctl: info needs --server HOST:PORT\n");
     return 2;
   }
-  // Constrained decoding and priorities live in the server's scheduler, not in the local model loop.
-  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority"}) {
+  // Constrained decoding, priorities, tool calls and predicted outputs live in the server, not in the local model loop.
+  for (const char* flag : {"response_format", "structured_outputs", "tool_choice", "priority", "tools_file", "prediction"}) {
     if (glm::runtime::FlagOnCommandLine(argc, argv, flag)) {
       std::string name(flag);
       std::replace(name.begin(), name.end(), '_', '-');
@@ -371,12 +372,15 @@ int main(int argc, char** argv) {
     return Finish(glm::cli::RunPlanCommand(p));
   }
 #if GLM_HAVE_TEXT_COMMANDS
+  // The tokenizer and template are the model directory's unless named apart.
+  const std::string tokenizer = absl::GetFlag(FLAGS_tokenizer).empty() ? m.model_dir : absl::GetFlag(FLAGS_tokenizer);
   if (command == "tokenize")
-    return Finish(glm::cli::RunTokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_text_file)));
-  if (command == "detokenize")
-    return Finish(glm::cli::RunDetokenizeCommand(absl::GetFlag(FLAGS_tokenizer), absl::GetFlag(FLAGS_ids)));
+    return Finish(glm::cli::RunTokenizeCommand(tokenizer, absl::GetFlag(FLAGS_text_file), m.prompt));
+  if (command == "detokenize") return Finish(glm::cli::RunDetokenizeCommand(tokenizer, absl::GetFlag(FLAGS_ids)));
   if (command == "render-chat")
-    return Finish(glm::cli::RunRenderChatCommand(absl::GetFlag(FLAGS_tokenizer_config), absl::GetFlag(FLAGS_request_file)));
+    return Finish(glm::cli::RunRenderChatCommand(
+        absl::GetFlag(FLAGS_tokenizer_config).empty() ? m.model_dir : absl::GetFlag(FLAGS_tokenizer_config),
+        absl::GetFlag(FLAGS_request_file)));
 #endif
   std::fprintf(stderr, "glmctl: unknown command '%s'\n", command.c_str());
   return 2;

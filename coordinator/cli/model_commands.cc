@@ -204,6 +204,7 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     if (!ids.ok()) return ids.status();
     prompt = *ids;
   } else {
+    if (o.tokens_csv.empty()) return absl::InvalidArgumentError("generate needs a prompt: --prompt TEXT (not empty) or --tokens IDS");
     auto tokens = ParseTokenList(o.tokens_csv);
     if (!tokens.ok()) return tokens.status();
     prompt = *tokens;
@@ -264,7 +265,9 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   if (!tok.ok()) return tok.status();
   auto tmpl = tokenizer::ChatTemplate::FromTokenizerConfig(o.model_dir);
   if (!tmpl.ok()) return tmpl.status();
-  nlohmann::json messages = nlohmann::json::array({{{"role", "user"}, {"content", o.message}}});
+  nlohmann::json messages = nlohmann::json::array();
+  if (!o.system.empty()) messages.push_back({{"role", "system"}, {"content", o.system}});
+  messages.push_back({{"role", "user"}, {"content", o.message}});
   auto rendered = (*tmpl)->Render(messages, nlohmann::json(), /*add_generation_prompt=*/true);
   if (!rendered.ok()) return rendered.status();
   auto prompt = (*tok)->Encode(*rendered);
@@ -325,6 +328,7 @@ absl::StatusOr<std::string> RunChatCommand(const ModelCommandOptions& o) {
   }
   if (o.json) {
     nlohmann::ordered_json j;
+    j["prompt_tokens"] = prompt->size();
     j["tokens"] = result->tokens;
     j["text"] = content;
     if (!reasoning.empty()) j["reasoning"] = reasoning;

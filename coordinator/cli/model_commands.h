@@ -34,6 +34,7 @@ struct ModelCommandOptions {
   std::string preset;
   bool force = false;  // synth: replace the model files of a non-empty --out directory
   std::string message;  // chat: the user message
+  std::string system;   // chat: a system message before it ("" = none)
   std::string text_file;  // expert-load: a text to run through the model (instead of --tokens)
   int64_t window = 2048;  // expert-load: tokens per sequence the text is cut into
   std::string speculative;  // generate/chat: mtp:K | ngram:K

@@ -14,6 +14,8 @@ namespace {
 
 using OJson = nlohmann::ordered_json;
 
+constexpr char kNoTokenizer[] = "needs the tokenizer: --tokenizer PATH (tokenizer.json or a model directory) or --model DIR";
+
 // A regular file's text (a directory read as empty text without a word), at most 1 GiB.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return model::ReadModelFile(path, model::kMaxLargeModelFileBytes);
@@ -27,11 +29,14 @@ std::string TextJson(const std::string& text) {
 
 }  // namespace
 
-absl::StatusOr<std::string> RunTokenizeCommand(const std::string& tokenizer_path,
-                                               const std::string& text_file) {
+absl::StatusOr<std::string> RunTokenizeCommand(const std::string& tokenizer_path, const std::string& text_file,
+                                               const std::string& prompt) {
+  if (tokenizer_path.empty()) return absl::InvalidArgumentError(kNoTokenizer);
+  if (text_file.empty() && prompt.empty())
+    return absl::InvalidArgumentError("tokenize needs the text: --text-file FILE or --prompt TEXT");
   auto tok = tokenizer::Tokenizer::FromFile(tokenizer_path);
   if (!tok.ok()) return tok.status();
-  auto text = ReadFile(text_file);
+  auto text = text_file.empty() ? absl::StatusOr<std::string>(prompt) : ReadFile(text_file);
   if (!text.ok()) return text.status();
   auto ids = (*tok)->Encode(*text, /*add_special_tokens=*/false);
   if (!ids.ok()) return ids.status();
@@ -65,6 +70,7 @@ absl::StatusOr<std::string> RunDetokenizeCommand(const std::string& tokenizer_pa
     }
     pos = comma + 1;
   }
+  if (tokenizer_path.empty()) return absl::InvalidArgumentError(kNoTokenizer);
   auto tok = tokenizer::Tokenizer::FromFile(tokenizer_path);
   if (!tok.ok()) return tok.status();
   auto text = (*tok)->Decode(ids);
@@ -74,6 +80,9 @@ absl::StatusOr<std::string> RunDetokenizeCommand(const std::string& tokenizer_pa
 
 absl::StatusOr<std::string> RunRenderChatCommand(const std::string& tokenizer_config_path,
                                                  const std::string& request_file) {
+  if (tokenizer_config_path.empty())
+    return absl::InvalidArgumentError("render-chat needs the template: --tokenizer-config PATH or --model DIR");
+  if (request_file.empty()) return absl::InvalidArgumentError("render-chat needs --request-file FILE");
   auto tmpl = tokenizer::ChatTemplate::FromTokenizerConfig(tokenizer_config_path);
   if (!tmpl.ok()) return tmpl.status();
   auto text = ReadFile(request_file);

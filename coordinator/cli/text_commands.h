@@ -9,10 +9,12 @@
 
 namespace glm::cli {
 
-// `glmctl tokenize --tokenizer PATH --text-file F` -> {"ids":[...]} (no special tokens added,
-// as Hugging Face's add_special_tokens=False). PATH: tokenizer.json or a model directory.
-absl::StatusOr<std::string> RunTokenizeCommand(const std::string& tokenizer_path,
-                                               const std::string& text_file);
+// `glmctl tokenize --tokenizer PATH --text-file F` (or `--prompt TEXT`) -> {"ids":[...]} (no
+// special tokens added, as Hugging Face's add_special_tokens=False). PATH: tokenizer.json or a
+// model directory (glmctl passes --model's when --tokenizer is not given). The text is F's, else
+// `prompt`.
+absl::StatusOr<std::string> RunTokenizeCommand(const std::string& tokenizer_path, const std::string& text_file,
+                                               const std::string& prompt = "");
 
 // `glmctl detokenize --tokenizer PATH --ids 1,2,3` -> {"text":"..."}.
 absl::StatusOr<std::string> RunDetokenizeCommand(const std::string& tokenizer_path,

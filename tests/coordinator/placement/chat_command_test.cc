@@ -56,5 +56,23 @@ TEST(ChatCommandTest, AReplyAfterAnOpenedThinkIsReasoning) {
   fs::remove_all(dir);
 }
 
+// --system is rendered before the user message (local chat ignored it: the reply to another prompt).
+TEST(ChatCommandTest, TheSystemMessageIsRendered) {
+  ModelCommandOptions o;
+  o.model_dir = kModel;
+  o.message = "Sort a list in Python";
+  o.max_new_tokens = 2;
+  o.threads = 2;
+  o.json = true;
+  auto plain = RunChatCommand(o);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  o.system = "You answer in French";
+  auto with_system = RunChatCommand(o);
+  ASSERT_TRUE(with_system.ok()) << with_system.status();
+  const int64_t without = nlohmann::json::parse(*plain)["prompt_tokens"].get<int64_t>();
+  const int64_t with = nlohmann::json::parse(*with_system)["prompt_tokens"].get<int64_t>();
+  EXPECT_GE(with, without + 4) << "<|system|> and the text";
+}
+
 }  // namespace
 }  // namespace glm::cli

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -27,6 +28,19 @@ TEST(TextCommandsTest, TokenizeAndDetokenize) {
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(*text, R"({"text":"Hello world"})");
   EXPECT_EQ(*RunDetokenizeCommand(kModel, ""), R"({"text":""})");
+  // --prompt TEXT instead of a file.
+  auto prompt = RunTokenizeCommand(kModel, "", "Hello world");
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+  EXPECT_EQ(*prompt, *out);
+}
+
+// Missing paths name the flags to give (it was "cannot open : No such file or directory").
+TEST(TextCommandsTest, MissingInputsNameTheirFlags) {
+  EXPECT_THAT(RunTokenizeCommand("", "", "hi").status().message(), ::testing::HasSubstr("--tokenizer PATH"));
+  EXPECT_THAT(RunTokenizeCommand(kModel, "", "").status().message(), ::testing::HasSubstr("--text-file FILE or --prompt"));
+  EXPECT_THAT(RunDetokenizeCommand("", "1").status().message(), ::testing::HasSubstr("--model DIR"));
+  EXPECT_THAT(RunRenderChatCommand("", "r.json").status().message(), ::testing::HasSubstr("--tokenizer-config PATH"));
+  EXPECT_THAT(RunRenderChatCommand(kModel, "").status().message(), ::testing::HasSubstr("--request-file FILE"));
 }
 
 TEST(TextCommandsTest, Errors) {
