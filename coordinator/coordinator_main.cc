@@ -422,7 +422,12 @@ int main(int argc, char** argv) {
   cluster_options.step_timeout = absl::Seconds(step_timeout_s);
   cluster_options.kv_blocks_for_plan = [&](const glm::placement::PlacementPlan& plan) {
     const int64_t per_block = LargestBlockBytes(*config, plan, block_size, kv_dtype, index_key_dtype);
-    return static_cast<int32_t>(std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block)));
+    const int64_t blocks = std::min<int64_t>(1 << 30, *kv_bytes / std::max<int64_t>(1, per_block));
+    if (blocks == 0)
+      Log(absl::StrCat("--kv-cache-gib ", kv_gib, " (", *kv_bytes, " bytes a worker) holds no KV block: one block of ",
+                       block_size, " positions (--kv-block-size) takes ", per_block,
+                       " bytes on the worker with the most layers"));
+    return static_cast<int32_t>(blocks);
   };
   auto plan_function = [&](const std::vector<glm::shard::WorkerHello>& hellos) -> absl::StatusOr<glm::placement::PlacementPlan> {
     for (const auto& h : hellos) Log(absl::StrCat("worker ", h.rank(), " on ", h.hostname(), ": ", h.binding()));

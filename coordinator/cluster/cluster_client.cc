@@ -53,7 +53,8 @@ absl::StatusOr<std::unique_ptr<ClusterClient>> ClusterClient::Start(comm::Commun
   auto plan = plan_function(client->hellos_);
   shard::WorkerSetup setup;
   if (plan.ok() && client->options_.kv_blocks_for_plan) client->options_.kv_blocks = client->options_.kv_blocks_for_plan(*plan);
-  if (plan.ok() && client->options_.kv_blocks <= 0) plan = absl::InvalidArgumentError("the KV cache budget gives no blocks");
+  if (plan.ok() && client->options_.kv_blocks <= 0) plan = absl::InvalidArgumentError(
+        "the KV cache budget gives no blocks: raise --kv-cache-gib or lower --kv-block-size");
   if (plan.ok()) {
     client->plan_ = *plan;
     setup.set_model_dir(options.model_dir);

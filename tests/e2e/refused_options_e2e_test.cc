@@ -93,6 +93,14 @@ TEST(RefusedLoadOptionsE2eTest, SchedulerAndServingFlagsAreRefusedBeforeLoading)
   }
 }
 
+// A budget smaller than one KV block: the flags and the bytes a block takes are named (it was
+// "the KV cache budget gives no blocks").
+TEST(RefusedLoadOptionsE2eTest, AKvBudgetOfNoBlockNamesItsFlags) {
+  const JobEnd end = RunJobToTheEnd("--kv-cache-gib 0.000001");
+  ExpectRefusedBeforeLoading(end, "--kv-cache-gib 1e-06 (1073 bytes a worker) holds no KV block: one block of ");
+  EXPECT_NE(end.log.find("raise --kv-cache-gib or lower --kv-block-size"), std::string::npos) << end.log;
+}
+
 TEST(RefusedLoadOptionsE2eTest, BadKvCacheDtypeFlag) {
   ExpectRefusedBeforeLoading(RunJobToTheEnd("--kv-cache-dtype fp8_e5m2"),
                              "--kv-cache-dtype 'fp8_e5m2' is not one of f32, bf16, int8, fp8 (= fp8_e4m3), auto (fp8 "
