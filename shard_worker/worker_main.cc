@@ -1,10 +1,15 @@
 // bin/shard_worker: one MPI rank (>= 1) holding a slice of the model on one NUMA node.
 //   mpirun -np 1 coordinator --model DIR ... : -np N shard_worker [--threads T] [--bind auto|none]
+#include <signal.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -33,6 +38,9 @@ ABSL_FLAG(bool, kv_prefault, true,
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = the cores the plan gives this rank)");
 ABSL_FLAG(std::string, bind, "auto",
           "auto: bind to a NUMA node with hwloc unless the launcher already bound to one; none: leave as started");
+ABSL_FLAG(int32_t, signal_grace_s, 60,
+          "after SIGINT/SIGTERM, wait this long for the coordinator to shut this worker down (it drains its requests "
+          "first) before stopping here; a second signal stops at once; 0 = stop at the first signal");
 
 namespace {
 
@@ -49,6 +57,41 @@ int LocalRank() {
   return v ? std::atoi(v) : 0;
 }
 
+// SIGINT and SIGTERM, blocked in every thread (set before MPI and the compute threads start, which
+// inherit the mask) and taken by one thread with sigwait.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+// Under srun (scancel, a time limit) or systemd every rank gets the stop signal at once. The
+// coordinator answers it by draining its running requests and then shutting the workers down,
+// which it can only do while they are there: a worker that died at the signal failed every
+// running request instead. So a worker leaves its stop to the coordinator; a second signal, or
+// no shutdown within `grace_s`, ends it here with the signal's default action.
+void TakeStopSignals(int grace_s, const std::function<void(const std::string&)>& log) {
+  std::thread([grace_s, log] {
+    const sigset_t set = StopSignals();
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) return;
+    if (grace_s > 0) {
+      log(absl::StrCat("signal ", sig, ": the coordinator stops this worker once it has drained; a second signal, or ",
+                       grace_s, " s without its shutdown, stops it here"));
+      const timespec wait = {grace_s, 0};
+      const int second = sigtimedwait(&set, nullptr, &wait);
+      log(second > 0 ? absl::StrCat("signal ", second, " again: stopping now")
+                     : absl::StrCat("no shutdown from the coordinator within ", grace_s, " s: stopping"));
+    }
+    std::signal(sig, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    raise(sig);
+    _exit(128 + sig);
+  }).detach();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -63,6 +106,8 @@ int main(int argc, char** argv) {
   usage.contains_helpshort_flags = usage.contains_help_flags;
   absl::SetFlagsUsageConfig(usage);
   glm::runtime::NormalizeDashedFlags(argc, argv);
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto session = glm::comm::MpiSession::Init(&argc, &argv);
   if (!session.ok()) {
     std::fprintf(stderr, "shard_worker: %s\n", std::string(session.status().message()).c_str());
@@ -76,6 +121,12 @@ int main(int argc, char** argv) {
     log("rank 0 is the coordinator's: start shard_worker as ranks 1..N (mpirun -np 1 coordinator ... : -np N shard_worker)");
     glm::comm::MpiSession::Abort(2);
   }
+  const int grace_s = absl::GetFlag(FLAGS_signal_grace_s);
+  if (grace_s < 0 || grace_s > 86400) {
+    log(absl::StrCat("--signal_grace_s must be 0..86400 seconds, got ", grace_s));
+    glm::comm::MpiSession::Abort(2);
+  }
+  TakeStopSignals(grace_s, log);
   if (std::string err = glm::kernels::SelectMatMulPath(absl::GetFlag(FLAGS_matmul_path)); !err.empty()) {
     log(err);
     glm::comm::MpiSession::Abort(2);
