@@ -30,17 +30,21 @@ class Timeline {
   double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
 
   // `tokens` arrived now. split: the gap since the last arrival is shared evenly among them
-  // (gRPC, where the count is known); otherwise the chunk is one gap (OpenAI chunks).
+  // (gRPC, where the count is known); otherwise they are content chunks read at once (OpenAI
+  // SSE events, several when the socket held more than one): one gap each, the first the time
+  // since the last arrival and the others 0, as vLLM's bench serve stamps each chunk it parses.
   void Arrived(int tokens, bool split) {
     if (tokens <= 0) return;
     const double now = Elapsed();
     if (count_ == 0) {
       ttft_ = now;
+      if (!split) itl_.insert(itl_.end(), tokens - 1, 0.0);
     } else if (split) {
       const double gap = (now - last_) / tokens;
       for (int i = 0; i < tokens; ++i) itl_.push_back(gap);
     } else {
       itl_.push_back(now - last_);
+      itl_.insert(itl_.end(), tokens - 1, 0.0);
     }
     last_ = now;
     count_ += tokens;

@@ -57,7 +57,8 @@ struct LoadRequestResult {
   double ttft_s = 0;            // first output token (first non-empty content chunk)
   double latency_s = 0;         // end to end: until the stream closed
   // Gaps between token arrivals. gRPC: a message carrying k tokens after a gap g adds k gaps of
-  // g/k. OpenAI: one gap per content chunk (what vLLM's bench serve records).
+  // g/k. OpenAI: one gap per content chunk (what vLLM's bench serve records); chunks read
+  // together from the socket add gaps of 0 after the first.
   std::vector<double> itl_s;
   double start_s = 0;           // send time, seconds since the run began (set by the generator)
 };

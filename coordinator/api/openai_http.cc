@@ -412,6 +412,7 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     RecordRejected(metrics_, req.path, status);
     SendError(res, status);
   };
+  const absl::Time arrival = absl::Now();  // every choice's TTFT and latency count from here
   if (stopping_->load()) return reject(scheduler::ShuttingDownError());
   auto body = ParseRequestBody(req.body);
   if (!body.ok()) return reject(body.status());
@@ -473,8 +474,10 @@ void OpenAiHttpServer::HandleGenerate(Kind kind, const httplib::Request& req, ht
     if (i > 0) g.sampling.prompt_logprobs = -1;
     ResponseChoice& c = state->choices[k];
     c.id = g.request_id;
-    // A prompt counts once in the token metrics, on its first choice.
-    c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, i == 0 ? static_cast<int>(g.prompt.size()) : 0);
+    // Each choice is a request of the metrics, as each is one of the engine's (and vLLM's): its
+    // prompt counted, its latencies from the client's request (choices after the first start
+    // once the first has its first token).
+    c.tracker = std::make_unique<RequestTracker>(metrics_, c.id, api_kind, static_cast<int>(g.prompt.size()), arrival);
     auto stream = engine_->Submit(std::move(g));
     if (!stream.ok()) {
       c.tracker->Finish("rejected");

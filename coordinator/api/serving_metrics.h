@@ -72,8 +72,9 @@ class RequestTracker {
  public:
   explicit RequestTracker(ServingMetrics* metrics) : metrics_(metrics), arrival_(absl::Now()) {}
   // With an id, the finish is also logged as one JSON line (request id, api, tokens, timings).
-  RequestTracker(ServingMetrics* metrics, std::string request_id, std::string api, int prompt_tokens)
-      : metrics_(metrics), arrival_(absl::Now()), request_id_(std::move(request_id)), api_(std::move(api)),
+  RequestTracker(ServingMetrics* metrics, std::string request_id, std::string api, int prompt_tokens,
+                 absl::Time arrival = absl::Now())
+      : metrics_(metrics), arrival_(arrival), request_id_(std::move(request_id)), api_(std::move(api)),
         prompt_tokens_(prompt_tokens) {}
   ~RequestTracker() { Finish("abort"); }
   RequestTracker(const RequestTracker&) = delete;

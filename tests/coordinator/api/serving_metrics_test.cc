@@ -49,6 +49,25 @@ TEST_F(MetricsAccountingTest, HttpDeadlineAndShutdownEndingsCountAsAbortNotError
   EXPECT_EQ(MetricValue(abort), 3);
 }
 
+// n > 1: every choice is a request of the metrics (as of the engine and of vLLM): its prompt is
+// counted, and its TTFT and latency run from the client's request. Choices after the first start
+// once the first has its first token, so theirs include that wait (they were timed from their own
+// start, hiding the prefill; and the prompt histogram saw one request where the rest counted n).
+TEST_F(MetricsAccountingTest, EveryChoiceOfNIsARequestTimedFromTheClientsRequest) {
+  const std::string labels = "{model_name=\"glm5-tiny-code\"}";
+  const double prompts_before = MetricValue("vllm:request_prompt_tokens_count" + labels);
+  const double prompt_sum_before = MetricValue("vllm:request_prompt_tokens_sum" + labels);
+  const double ttft_count_before = MetricValue("vllm:time_to_first_token_seconds_count" + labels);
+  const double ttft_sum_before = MetricValue("vllm:time_to_first_token_seconds_sum" + labels);
+  engine_->SetTokenDelay(absl::Milliseconds(100));
+  EXPECT_EQ(PostStatus("/v1/completions", json{{"prompt", {1, 2, 3, 4, 5}}, {"max_tokens", 1}, {"n", 3}}.dump()), 200);
+  EXPECT_EQ(MetricValue("vllm:request_prompt_tokens_count" + labels) - prompts_before, 3);
+  EXPECT_EQ(MetricValue("vllm:request_prompt_tokens_sum" + labels) - prompt_sum_before, 15);
+  EXPECT_EQ(MetricValue("vllm:time_to_first_token_seconds_count" + labels) - ttft_count_before, 3);
+  // Choice 0: ~0.1 s; choices 1 and 2: ~0.2 s each from the request (0.1 s each timed alone).
+  EXPECT_GE(MetricValue("vllm:time_to_first_token_seconds_sum" + labels) - ttft_sum_before, 0.45);
+}
+
 // Every refused request counts in glm:request_failures_total{reason="rejected"}, whichever check
 // refused it (JSON, fields, model name, prompt, or the engine); an unknown route is no request.
 TEST_F(MetricsAccountingTest, HttpEveryRefusalCountsAsRejected) {
