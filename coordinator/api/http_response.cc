@@ -100,6 +100,7 @@ absl::Status SubmitSingleChoice(scheduler::Engine* engine, const tokenizer::Toke
 void SendResponse(std::shared_ptr<ResponseState> state, bool stream, const std::string& request_id,
                   scheduler::Engine* engine, const std::atomic<bool>* stopping, const httplib::Request& req,
                   httplib::Response& res) {
+  res.set_header("X-Request-Id", request_id);  // streamed or not: the id the server's log lines carry
   if (!stream) {
     // Non-streaming: wait for the end, watching the connection: a client that hung up (timed out
     // and retried, say) must not leave its generation running for nobody.
@@ -129,7 +130,6 @@ void SendResponse(std::shared_ptr<ResponseState> state, bool stream, const std::
   }
 
   res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Request-Id", request_id);
   res.set_chunked_content_provider(
       "text/event-stream",
       [state, engine, stopping](size_t, httplib::DataSink& sink) -> bool {

@@ -741,6 +741,8 @@ TEST_F(HttpApiTest, CorsPreflightAndAllowOrigin) {
   auto ok = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 2}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->get_header_value("Access-Control-Allow-Origin"), "*");
+  // The request id the log lines carry, on a whole reply too (it was on streams only).
+  EXPECT_EQ(ok->get_header_value("X-Request-Id"), json::parse(ok->body)["id"]) << ok->body;
   auto bad = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", -1}});
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);
@@ -748,6 +750,7 @@ TEST_F(HttpApiTest, CorsPreflightAndAllowOrigin) {
   auto stream = Post("/v1/completions", json{{"prompt", {1, 2, 3}}, {"max_tokens", 2}, {"stream", true}});
   ASSERT_TRUE(stream);
   EXPECT_EQ(stream->get_header_value("Access-Control-Allow-Origin"), "*");
+  EXPECT_TRUE(absl::StartsWith(stream->get_header_value("X-Request-Id"), "cmpl-"));
 }
 
 // A known path with the wrong method is 405 with Allow (it was 404 "no route"); a JSON body sent
