@@ -57,7 +57,7 @@ ABSL_FLAG(std::string, token_groups, "auto",
           "small models' decode steps: auto (timed choice), never (matmul rows split across threads), always "
           "(token groups; Glm5Model)");
 ABSL_FLAG(std::string, matmul_path, "auto",
-          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx512_f16c_fp8, avx2, portable)");
 ABSL_FLAG(std::string, model, "", "model directory");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, weight_dtype, "stored",

@@ -38,7 +38,7 @@
 #include "shard_worker/runtime/dashed_flags.h"
 
 ABSL_FLAG(std::string, matmul_path, "auto",
-          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx512_f16c_fp8, avx2, portable)");
 ABSL_FLAG(std::string, model, "/tmp/models/bench", "model directory (glmctl synth --preset bench)");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(int32_t, prompt, 2048, "prompt tokens");

@@ -47,7 +47,7 @@ ABSL_FLAG(std::string, token_groups, "auto",
           "small models' decode steps: auto (timed choice), never (matmul rows split across threads), always "
           "(token groups; Glm5Model)");
 ABSL_FLAG(std::string, matmul_path, "auto",
-          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx512_f16c_fp8, avx2, portable)");
 ABSL_FLAG(std::string, model, GLM_BENCH_DEFAULT_MODEL, "model directory");
 ABSL_FLAG(std::string, reference, GLM_BENCH_DEFAULT_REFERENCE, "reference.json with eval_ids_first_1024");
 ABSL_FLAG(int32_t, tokens, 128, "tokens generated per prompt");

@@ -28,7 +28,7 @@
 #include "shard_worker/runtime/worker_service.h"
 
 ABSL_FLAG(std::string, matmul_path, "auto",
-          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx2, portable)");
+          "matmul kernels: auto (the fastest this CPU has) or a path it supports (avx512, avx512_f16c_fp8, avx2, portable)");
 ABSL_FLAG(bool, amx_tiles, true,
           "with --activation-dtype bf16 on CPUs with AMX: matmuls on AMX tiles (prefill ~1.6x the vdpbf16ps kernels, "
           "batch-1 decode ~13% slower); false: vdpbf16ps. Startup logs which one runs");

@@ -324,6 +324,11 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
                                    "Content-Type: application/json")
         : res.status == 413 ? InvalidField("body", absl::StrCat("is larger than this server's limit of ",
                                                                 kMaxBodyBytes >> 20, " MiB (", kMaxBodyBytes, " bytes)"))
+        // The HTTP library refuses a POST without a body length (curl -X POST with no -d sends one).
+        : res.status == 400 && (req.method == "POST" || req.method == "PUT") && !req.has_header("Content-Length") &&
+                  !req.has_header("Transfer-Encoding")
+            ? absl::InvalidArgumentError(absl::StrCat(req.method, " ", req.path, " needs a body length: send "
+                                                      "Content-Length (curl -d '' sends 0) or a chunked body"))
                             : absl::InvalidArgumentError(absl::StrCat("HTTP ", res.status));
     const int status = res.status;
     if (absl::StartsWith(req.path, "/v1/messages")) {  // Anthropic clients read Anthropic's error shape

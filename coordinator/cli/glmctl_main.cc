@@ -55,7 +55,7 @@ ABSL_FLAG(double, presence_penalty, 0.0, "generate/chat: subtracted once from to
 ABSL_FLAG(double, frequency_penalty, 0.0, "generate/chat: subtracted per occurrence in the output (-2..2)");
 ABSL_FLAG(uint64_t, seed, 0, "generate: sampling seed; synth: weight seed");
 ABSL_FLAG(bool, ignore_eos, false, "generate: keep going after an end-of-sequence token");
-ABSL_FLAG(bool, json, false, "generate: print JSON");
+ABSL_FLAG(bool, json, false, "generate/chat/plan: print JSON");
 ABSL_FLAG(int32_t, threads, 0, "compute threads (0 = all cores)");
 ABSL_FLAG(std::string, message, "", "chat: the user message");
 ABSL_FLAG(std::string, system, "", "chat: a system message before the user message");
@@ -81,7 +81,7 @@ ABSL_FLAG(std::string, speculative, "", "generate: mtp:K (the model's MTP head, 
 ABSL_FLAG(int64_t, draft_vocab, 0,
           "generate with --speculative mtp:K: drafts propose only token ids below this count and the prompt's and "
           "output's own tokens (the same outputs; 0 = the whole vocabulary)");
-ABSL_FLAG(std::string, preset, "", "synth: bench | glm5 | tiny");
+ABSL_FLAG(std::string, preset, "", "synth: bench | bench-fp8 | glm5 | tiny");
 ABSL_FLAG(bool, force, false,
           "synth, quantize: write into a non-empty --out DIR, deleting the model files (*.safetensors, *.json) there first "
           "(without it a non-empty DIR is refused)");
@@ -115,8 +115,8 @@ ABSL_FLAG(bool, amx_tiles, true,
           "forward/generate/chat: with --activation-dtype bf16 on CPUs with AMX, matmuls on AMX tiles (false: "
           "vdpbf16ps; shard_worker's --amx_tiles for a cluster)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f32",
-          "forward/generate/chat/plan: what the KV cache stores attention's rows in: f32 | bf16 | fp8 (= fp8_e4m3, a "
-          "scale a row) (latent and rope key rounded once when written, the indexer keys kept f32; "
+          "forward/generate/chat/plan: what the KV cache stores attention's rows in: f32 | bf16 | int8 | fp8 (= fp8_e4m3) "
+          "(int8 and fp8 with a scale a row) (latent and rope key rounded once when written, the indexer keys kept f32; "
           "the coordinator's --kv-cache-dtype for a cluster)");
 ABSL_FLAG(std::string, index_key_dtype, "f32",
           "forward/generate/chat/plan: what the KV cache stores the DSA indexer's keys in: f32 | bf16 | int8 | fp8 "
