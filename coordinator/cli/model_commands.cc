@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/container/flat_hash_set.h"
@@ -233,6 +234,9 @@ absl::StatusOr<std::string> RunGenerateCommand(const ModelCommandOptions& o) {
     o.on_text(detok->Flush());
     return std::string("\n");
   }
+  // --json carries the text whenever the model has a tokenizer, --tokens or not (as through --server).
+  if (tok == nullptr && o.json && std::filesystem::exists(std::filesystem::path(o.model_dir) / "tokenizer.json"))
+    if (auto t = tokenizer::Tokenizer::FromFile(o.model_dir); t.ok()) tok = std::move(*t);
   std::string text;
   if (tok) {
     auto t = GeneratedText(*tok, result->tokens);

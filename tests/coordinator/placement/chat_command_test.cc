@@ -74,5 +74,31 @@ TEST(ChatCommandTest, TheSystemMessageIsRendered) {
   EXPECT_GE(with, without + 4) << "<|system|> and the text";
 }
 
+// generate --json gives the text whenever the model has a tokenizer, with --tokens too (as
+// through --server; it was left out for --tokens), and the same text for the same tokens.
+TEST(GenerateCommandTest, JsonHasTheTextForTokenIdPromptsToo) {
+  ModelCommandOptions o;
+  o.model_dir = kModel;
+  o.prompt = "def sort_list(";
+  o.max_new_tokens = 6;
+  o.threads = 2;
+  o.json = true;
+  auto by_text = RunGenerateCommand(o);
+  ASSERT_TRUE(by_text.ok()) << by_text.status();
+  const nlohmann::json a = nlohmann::json::parse(*by_text);
+  ASSERT_TRUE(a.contains("text")) << a;
+  o.prompt.clear();
+  o.tokens_csv = "1642,1089,2315,309";  // any ids
+  auto by_ids = RunGenerateCommand(o);
+  ASSERT_TRUE(by_ids.ok()) << by_ids.status();
+  const nlohmann::json b = nlohmann::json::parse(*by_ids);
+  ASSERT_TRUE(b.contains("text")) << b;
+  EXPECT_EQ(b["tokens"].size(), 6u);
+  o.json = false;  // plain output of an id prompt: the ids, as before
+  auto plain = RunGenerateCommand(o);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->find_first_not_of("0123456789,"), std::string::npos) << *plain;
+}
+
 }  // namespace
 }  // namespace glm::cli
