@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,6 +17,7 @@
 #include "coordinator/placement/range_split.h"
 #include "coordinator/placement/size_flags.h"
 #include "shard_worker/kernels/matmul.h"
+#include "shard_worker/kernels/quantize.h"
 #include "shard_worker/model/checkpoint_layout.h"
 #include "coordinator/placement/weight_format.h"
 
@@ -85,20 +88,56 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
 }
 
 // Heads, dense/shared/expert slices and vocabulary of rank `i` of a stage of `p` ranks.
-void FillSlices(const model::ModelConfig& c, bool etp, bool last_stage, int p, int i, RankAssignment* r) {
+absl::Status FillSlices(const model::ModelConfig& c, const WeightFormat& format, bool etp, bool last_stage, int p,
+                        int i, RankAssignment* r) {
   const int64_t align = c.fp8_weights ? c.fp8_block_cols : 1;
-  const Range heads = BalancedSlice(c.num_attention_heads, p, i);
+  // Load-time re-quantisation (--weight-dtype int4 / int8) quantises each rank's slice in groups
+  // that start at the slice's first column: the slices of the matrices it quantises (down_proj's
+  // columns) start on the whole matrix's groups, or the ranks would together hold other weights
+  // than one rank does (and other tokens come out). One scale a row (group -1) has no grid.
+  const int64_t quant_group = !format.quantized() ? 1
+                              : format.group_size > 0 ? format.group_size
+                              : format.group_size < 0 ? 1
+                              : *format.dtype == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
+                                                                      : kernels::kDefaultI4GroupSize;
+  // Scope all quantises o_proj too, whose columns the heads slice (v_head_dim a head).
+  const bool dense_quantized = format.scope == model::QuantizeScope::kAllMatrices;
+  const int64_t head_align =
+      dense_quantized && c.v_head_dim > 0 ? quant_group / std::gcd(quant_group, c.v_head_dim) : 1;
+  // A split on the groups that does not exist (too few groups for the ranks) is refused: the
+  // plain split would quietly serve other weights.
+  for (const auto& [what, total, group_align] : std::vector<std::tuple<const char*, int64_t, int64_t>>{
+           {"attention heads", c.num_attention_heads, head_align},
+           {"the dense MLP's width", dense_quantized ? c.intermediate_size : 0, std::lcm(align, quant_group)},
+           {"the shared expert's width", c.moe_intermediate_size * c.n_shared_experts, quant_group},
+           {"the experts' width", etp ? c.moe_intermediate_size : 0, quant_group}})
+    if (const int64_t n = total; n > 0 && !AlignedSplitExists(n, p, group_align)) {
+      const std::string dtype(format.dtype ? kernels::DTypeName(*format.dtype) : std::string_view());
+      const std::string where = absl::StrCat(what, " (", n, ")");
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--weight-dtype ", dtype, " quantises in groups of ", quant_group, " columns, and ", where,
+          " cannot be split over ", p, " ranks on those groups (each rank's groups must be the whole matrix's, or the "
+          "ranks hold other weights than one rank does): use fewer ranks a stage, a smaller group (a multiple of 32, "
+          "e.g. int8-g32), or another layout"));
+    }
+  // One scale a row (int8-row) is the whole row's: no column split gives it.
+  if (format.quantized() && format.group_size < 0 && p > 1 && (c.n_shared_experts > 0 || etp || dense_quantized))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--weight-dtype with one scale a row cannot be split over ", p, " ranks (the experts' down_proj columns are "
+        "split, and each rank's scale would be its part's): use groups (int8, int4) or one rank a stage"));
+  const Range heads = AlignedSlice(c.num_attention_heads, p, i, head_align);
   r->set_head_begin(heads.begin);
   r->set_head_end(heads.end);
-  const Range dense = AlignedSlice(c.intermediate_size, p, i, align);
+  const Range dense = AlignedSlice(c.intermediate_size, p, i, dense_quantized ? std::lcm(align, quant_group) : align);
   r->set_dense_begin(dense.begin);
   r->set_dense_end(dense.end);
   // Pre-quantised experts are sliced on their scale groups (a slice starting inside one is
   // refused at load): the group replaces the FP8 block, whose scales they no longer have.
   kernels::DType codes;
   int64_t group = 0;
-  const int64_t expert_align =
-      model::StoredExpertFormat(c, c.moe_intermediate_size, &codes, &group) ? group : align;
+  const int64_t expert_align = model::StoredExpertFormat(c, c.moe_intermediate_size, &codes, &group)
+                                   ? group
+                                   : std::lcm(align, quant_group);
   const Range shared = AlignedSlice(c.moe_intermediate_size * c.n_shared_experts, p, i, expert_align);
   r->set_shared_begin(shared.begin);
   r->set_shared_end(shared.end);
@@ -117,6 +156,7 @@ void FillSlices(const model::ModelConfig& c, bool etp, bool last_stage, int p, i
     r->set_vocab_begin(vocab.begin);
     r->set_vocab_end(vocab.end);
   }
+  return absl::OkStatus();
 }
 
 // Per-rank prefix sums over the main layers, plus the stage's fixed extras, so any layer range's
@@ -399,7 +439,7 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
       a->set_memory_budget_bytes(r.budget_bytes);
       a->set_kv_reserve_bytes(kv_reserve);
       a->set_expert_memory_bytes(r.expert_memory_bytes);
-      FillSlices(config, etp, stage->has_head(), p, i, a);
+      if (auto s = FillSlices(config, *format, etp, stage->has_head(), p, i, a); !s.ok()) return s;
       stage->add_ranks(k + 1);
       sc.ranks.push_back(k);
       if (w.host.hostname() != workers[sc.ranks.front()].host.hostname()) sc.spans_hosts = true;

@@ -27,6 +27,13 @@ Range AlignedSlice(int64_t total, int parts, int index, int64_t align) {
   return {index == 0 ? 0 : boundary(index), index + 1 == parts ? total : boundary(index + 1)};
 }
 
+bool AlignedSplitExists(int64_t total, int parts, int64_t align) {
+  if (align <= 1 || parts <= 1) return true;
+  for (int i = 0; i < parts; ++i)
+    if (AlignedSlice(total, parts, i, align).begin % align != 0) return false;
+  return true;
+}
+
 Range ExpertSlice(int64_t experts, int parts, int index) {
   return {experts * index / parts, experts * (index + 1) / parts};
 }

@@ -24,6 +24,8 @@ Range BalancedSlice(int64_t total, int parts, int index);
 // block columns, so no block is split between ranks) when that still leaves every part
 // non-empty; otherwise the plain balanced split.
 Range AlignedSlice(int64_t total, int parts, int index, int64_t align);
+// Whether AlignedSlice keeps every boundary on a multiple of `align` (no fallback to the plain split).
+bool AlignedSplitExists(int64_t total, int parts, int64_t align);
 
 // Expert ids [E*i/P, E*(i+1)/P) of part i (the expert-parallel split the engine uses).
 Range ExpertSlice(int64_t experts, int parts, int index);

@@ -519,6 +519,62 @@ TEST(PlannerLayoutTest, BudgetBeyondTheNodesMemoryIsRefused) {
   EXPECT_TRUE(Plan(*c, OnePerNumaNode({unknown}), o).ok());
 }
 
+// Load-time int4 / int8 quantises each rank's slice in groups from its first column: the planner
+// starts the slices of what it quantises (down_proj's columns: experts, the shared expert, the
+// dense MLP and o_proj's heads with scope all) on the whole matrix's groups, so N ranks hold the
+// weights one rank does (2 ranks split a width of 80 at 40: other int4 weights, other tokens).
+TEST(PlannerLayoutTest, LoadTimeQuantisedSlicesStartOnTheMatrixGroups) {
+  auto tiny = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  model::ModelConfig c = *tiny;
+  c.moe_intermediate_size = 80;  // glm5-random-sparse's width: halves at 40
+  c.intermediate_size = 200;
+  for (const auto& [dtype, group] : std::vector<std::pair<std::string, int64_t>>{
+           {"int4", 32}, {"int8", 64}, {"int8-g32", 32}}) {
+    for (const char* layout : {"expert-parallel", "expert-tensor-parallel"}) {
+      for (int ranks : {2, 3}) {
+        if (group == 64 && ranks == 3) continue;  // below: no such split
+        PlannerOptions o;
+        o.weight_dtype = dtype;
+        o.quantize_scope = "all";
+        o.expert_layout = layout;
+        auto plan = Plan(c, OnePerNumaNode({Host("h", ranks)}), o);
+        ASSERT_TRUE(plan.ok()) << plan.status();
+        SCOPED_TRACE(absl::StrCat(dtype, " ", layout, " ", ranks, " ranks"));
+        for (const RankAssignment& r : plan->ranks()) {
+          EXPECT_EQ(r.shared_begin() % group, 0);
+          EXPECT_EQ(r.expert_slice_begin() % group, 0);
+          EXPECT_EQ(r.dense_begin() % group, 0);
+          EXPECT_EQ(r.head_begin() * c.v_head_dim % group, 0);
+        }
+      }
+    }
+  }
+  // One whole group of 64 and a part cannot go to 3 ranks on the groups: refused, not served
+  // with other weights.
+  PlannerOptions int8;
+  int8.weight_dtype = "int8";
+  auto refused = Plan(c, OnePerNumaNode({Host("h", 3)}), int8);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("quantises in groups of 64 columns, and the shared expert's width (80) "
+                                            "cannot be split over 3 ranks"),
+            std::string::npos)
+      << refused.status();
+  PlannerOptions row;
+  row.weight_dtype = "int8-row";
+  auto per_row = Plan(c, OnePerNumaNode({Host("h", 2)}), row);
+  ASSERT_FALSE(per_row.ok());
+  EXPECT_NE(per_row.status().message().find("one scale a row cannot be split over 2 ranks"), std::string::npos)
+      << per_row.status();
+  EXPECT_TRUE(Plan(c, OnePerNumaNode({Host("h", 1)}), row).ok());
+  // Stored weights keep the even split.
+  PlannerOptions stored;
+  stored.expert_layout = "expert-tensor-parallel";
+  auto plan = Plan(c, OnePerNumaNode({Host("h", 2)}), stored);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->ranks(1).expert_slice_begin(), 40);
+}
+
 // A checkpoint with pre-quantised experts (glmctl quantize) holds what a load-time int4
 // conversion of the original holds; its tensor-parallel slices of the experts start on scale
 // groups, and a load format the stored codes cannot give is refused before any worker loads.
