@@ -463,6 +463,36 @@ TEST_F(ExpertStreamingClusterE2eTest, GreedyTokensEqualTheFullyResidentEngine) {
   }
 }
 
+// Load-time int4 with expert-tensor-parallel slices on a model whose expert width (80) two ranks
+// would split mid-group (at 40): the slices start on the whole matrix's groups, so the two
+// workers hold the int4 weights one process does and give its greedy tokens (they diverged by
+// the 8th token when each quantised its half from column 40).
+class Int4SlicedClusterE2eTest : public ClusterE2eTest {
+ protected:
+  static void SetUpTestSuite() {
+    Launch("120", {"--model", GLM_TEST_FIXTURES_DIR "/glm5-random-sparse", "--weight-dtype", "int4", "--expert-layout",
+                   "expert-tensor-parallel"});
+  }
+};
+
+TEST_F(Int4SlicedClusterE2eTest, GreedyTokensEqualOneProcess) {
+  const std::vector<int32_t> prompt = {824, 795, 711, 731, 419};
+  auto s = Generate(Ids(prompt, 24));
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+  const std::string cmd = std::string(GLM_GLMCTL_BIN) + " generate --model " GLM_TEST_FIXTURES_DIR
+                          "/glm5-random-sparse --tokens 824,795,711,731,419 --max-new-tokens 24 --ignore-eos --json "
+                          "--threads 1 --weight-dtype int4";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (size_t got = fread(buf, 1, sizeof buf, p)) out.append(buf, got);
+    pclose(p);
+  }
+  auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object() && j.contains("tokens")) << cmd << " printed: " << out;
+  EXPECT_EQ(s.tokens, j["tokens"].get<std::vector<int32_t>>());
+}
+
 // A checkpoint with its experts stored pre-quantised (`glmctl quantize --weight-dtype int4`), half
 // of each worker's experts streamed from disk as codes: both workers take the codes as stored
 // (nothing is re-quantised), and the cluster gives exactly the greedy tokens of
