@@ -99,7 +99,16 @@ Options ParseArgs(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    // --flag=value as well as --flag value (the other benches' abseil flags take both).
+    std::string inline_value;
+    bool has_inline = false;
+    if (const size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_inline = true;
+    }
     auto value = [&]() -> std::string {
+      if (has_inline) return inline_value;
       if (i + 1 >= argc) Usage(("missing value for " + a).c_str());
       return argv[++i];
     };

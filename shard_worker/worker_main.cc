@@ -195,7 +195,9 @@ int main(int argc, char** argv) {
   options.hello.set_bound_numa_node(node);
   options.hello.set_binding(glm::numa::DescribeBinding());
   log(absl::StrCat("binding: ", options.hello.binding()));
-  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(), " (chosen for this CPU at run time); int8 KV rows: ",
+  log(absl::StrCat("matmul path: ", glm::kernels::MatMulPathDetails(),
+                   absl::GetFlag(FLAGS_matmul_path) == "auto" ? " (chosen for this CPU at run time)" : " (--matmul-path)",
+                   "; int8 KV rows: ",
                    glm::kernels::Int8RowDotsPath()));
   log(glm::model::HugePageStatus());
 
