@@ -87,6 +87,38 @@ absl::StatusOr<std::vector<Resources>> ResolveResources(const std::vector<Worker
   return out;
 }
 
+// The columns a load-time re-quantisation groups (1: none, or one scale a row).
+int64_t LoadQuantGroup(const WeightFormat& format) {
+  if (!format.quantized() || format.group_size < 0) return 1;
+  if (format.group_size > 0) return format.group_size;
+  return *format.dtype == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize : kernels::kDefaultI4GroupSize;
+}
+
+// A pinned plan's slices of what is re-quantised at load start on the matrix's groups too (the
+// check FillSlices' split makes for the plans made here).
+absl::Status CheckSlicesOnGroups(const model::ModelConfig& c, const WeightFormat& format, bool etp,
+                                 const RankAssignment& r) {
+  const bool all = format.scope == model::QuantizeScope::kAllMatrices;
+  if (format.quantized() && format.group_size < 0 && r.tp_size() > 1 && (c.n_shared_experts > 0 || etp || all))
+    return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), ": the plan's weight dtype has one scale a row, "
+                                                   "which cannot be split over ", r.tp_size(), " ranks"));
+  const int64_t g = LoadQuantGroup(format);
+  if (g <= 1) return absl::OkStatus();
+  std::vector<std::pair<const char*, int64_t>> starts = {{"shared_begin", r.shared_begin()}};
+  if (etp) starts.push_back({"expert_slice_begin", r.expert_slice_begin()});
+  if (all) {
+    starts.push_back({"dense_begin", r.dense_begin()});
+    starts.push_back({"head_begin x v_head_dim", r.head_begin() * c.v_head_dim});
+  }
+  for (const auto& [field, column] : starts)
+    if (column % g != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", r.rank(), ": ", field, " ", column, " is not on the groups of ", g,
+          " columns the plan's weight dtype re-quantises in (each rank's groups must be the whole matrix's, or the "
+          "ranks hold other weights than one rank does); make the plan again with `glmctl plan --json`"));
+  return absl::OkStatus();
+}
+
 // Heads, dense/shared/expert slices and vocabulary of rank `i` of a stage of `p` ranks.
 absl::Status FillSlices(const model::ModelConfig& c, const WeightFormat& format, bool etp, bool last_stage, int p,
                         int i, RankAssignment* r) {
@@ -95,11 +127,7 @@ absl::Status FillSlices(const model::ModelConfig& c, const WeightFormat& format,
   // that start at the slice's first column: the slices of the matrices it quantises (down_proj's
   // columns) start on the whole matrix's groups, or the ranks would together hold other weights
   // than one rank does (and other tokens come out). One scale a row (group -1) has no grid.
-  const int64_t quant_group = !format.quantized() ? 1
-                              : format.group_size > 0 ? format.group_size
-                              : format.group_size < 0 ? 1
-                              : *format.dtype == kernels::DType::kI8 ? kernels::kDefaultI8GroupSize
-                                                                      : kernels::kDefaultI4GroupSize;
+  const int64_t quant_group = LoadQuantGroup(format);
   // Scope all quantises o_proj too, whose columns the heads slice (v_head_dim a head).
   const bool dense_quantized = format.scope == model::QuantizeScope::kAllMatrices;
   const int64_t head_align =
@@ -511,6 +539,7 @@ absl::Status RecountPlan(const model::ModelConfig& config, PlacementPlan* plan) 
     const RankAssignment& r = plan->ranks(i);
     if (r.stage() < 0 || r.stage() >= plan->stages_size())
       return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), " names stage ", r.stage()));
+    if (auto s = CheckSlicesOnGroups(config, *format, etp, r); !s.ok()) return s;
     const Stage& st = plan->stages(r.stage());
     Footprint& f = footprints[i];
     for (int64_t l = st.layer_begin(); l < st.layer_end(); ++l) f += cost.Layer(r, l, etp);

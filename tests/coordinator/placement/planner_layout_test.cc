@@ -567,6 +567,17 @@ TEST(PlannerLayoutTest, LoadTimeQuantisedSlicesStartOnTheMatrixGroups) {
   EXPECT_NE(per_row.status().message().find("one scale a row cannot be split over 2 ranks"), std::string::npos)
       << per_row.status();
   EXPECT_TRUE(Plan(c, OnePerNumaNode({Host("h", 1)}), row).ok());
+  // A pinned plan (hand-edited) whose slice starts inside a group is refused when recounted.
+  PlannerOptions int4;
+  int4.weight_dtype = "int4";
+  auto pinned = Plan(c, OnePerNumaNode({Host("h", 2)}), int4);
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  EXPECT_TRUE(RecountPlan(c, &*pinned).ok());
+  pinned->mutable_ranks(0)->set_shared_end(40);
+  pinned->mutable_ranks(1)->set_shared_begin(40);
+  auto recount = RecountPlan(c, &*pinned);
+  EXPECT_NE(recount.message().find("rank 2: shared_begin 40 is not on the groups of 32 columns"), std::string::npos)
+      << recount;
   // Stored weights keep the even split.
   PlannerOptions stored;
   stored.expert_layout = "expert-tensor-parallel";
