@@ -23,12 +23,19 @@ struct Claim {
   int32_t rank;
 };
 
-// `claims` must tile [0, total) exactly: no gap, no overlap, no range outside.
-absl::Status CheckTiling(std::vector<Claim> claims, int64_t total, const std::string& what, int stage) {
+// `claims` must tile [0, total) exactly: no gap, no overlap, no range outside. `allow_empty`:
+// whether a rank may hold none (attention heads and the last stage's vocabulary rows it may not:
+// every rank of a stage runs attention and the head, a worker with no heads divided by zero).
+absl::Status CheckTiling(std::vector<Claim> claims, int64_t total, const std::string& what, int stage,
+                         bool allow_empty = true) {
   for (const Claim& c : claims) {
     if (c.begin < 0 || c.end < c.begin || c.end > total)
       return absl::InvalidArgumentError(absl::StrCat("stage ", stage, ": rank ", c.rank, " has ", what, " [", c.begin,
                                                      ", ", c.end, "), outside [0, ", total, ")"));
+    if (!allow_empty && c.begin == c.end)
+      return absl::InvalidArgumentError(absl::StrCat("stage ", stage, ": rank ", c.rank, " has no ", what, " ([",
+                                                     c.begin, ", ", c.end, ") is empty); every rank of a stage needs "
+                                                     "some (fewer ranks a stage, or more stages)"));
   }
   std::sort(claims.begin(), claims.end(), [](const Claim& a, const Claim& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
@@ -300,11 +307,13 @@ absl::Status ValidatePlan(const PlacementPlan& plan, const model::ModelConfig& c
         }
       }
     }
-    if (auto x = CheckTiling(heads, config.num_attention_heads, "attention heads", s); !x.ok()) return x;
+    if (auto x = CheckTiling(heads, config.num_attention_heads, "attention heads", s, /*allow_empty=*/false); !x.ok())
+      return x;
     if (auto x = CheckTiling(dense, config.intermediate_size, "dense-MLP columns", s); !x.ok()) return x;
     if (auto x = CheckTiling(shared, shared_total, "shared-expert columns", s); !x.ok()) return x;
     if (st.has_head())
-      if (auto x = CheckTiling(vocab, config.vocab_size, "vocabulary rows", s); !x.ok()) return x;
+      if (auto x = CheckTiling(vocab, config.vocab_size, "vocabulary rows", s, /*allow_empty=*/false); !x.ok())
+        return x;
     if (etp) {
       if (auto x = CheckTiling(expert_slices, config.moe_intermediate_size, "expert columns", s); !x.ok()) return x;
     } else {

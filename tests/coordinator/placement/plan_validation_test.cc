@@ -141,6 +141,18 @@ TEST_F(PlanValidationTest, SlicesMustTile) {
   EXPECT_NE(embed.find("embedding"), std::string::npos) << embed;
   const std::string layout = Broken([](PlacementPlan& p) { p.set_expert_layout("sharded"); });
   EXPECT_NE(layout.find("unknown"), std::string::npos) << layout;
+  // A rank with no heads (the other holding all) was accepted and its worker divided by zero in
+  // attention; one with no vocabulary rows on the last stage failed late, naming no range.
+  const std::string headless = Broken([](PlacementPlan& p) {
+    p.mutable_ranks(0)->set_head_end(0);
+    p.mutable_ranks(1)->set_head_begin(0);
+  });
+  EXPECT_NE(headless.find("stage 0: rank 1 has no attention heads ([0, 0) is empty)"), std::string::npos) << headless;
+  const std::string no_vocab = Broken([](PlacementPlan& p) {
+    p.mutable_ranks(3)->set_vocab_begin(p.ranks(2).vocab_begin());
+    p.mutable_ranks(2)->set_vocab_end(p.ranks(2).vocab_begin());
+  });
+  EXPECT_NE(no_vocab.find("has no vocabulary rows"), std::string::npos) << no_vocab;
 }
 
 TEST_F(PlanValidationTest, LoadOptionsAreCheckedBeforeAnyWorkerLoads) {
