@@ -3,6 +3,7 @@
 #include "coordinator/placement/planner.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -438,9 +439,28 @@ absl::StatusOr<PlacementPlan> Plan(const model::ModelConfig& config, const std::
   const CostModel cost(config, *format);
   const int64_t kv_reserve = static_cast<int64_t>(options.kv_cache_gib * kGib);
   std::vector<StageCosts> stage_costs(n_stages);
+  // Stage sizes differ by at most one. Dealt in host order, each stage takes the largest size left
+  // that still fits in its host's remaining ranks (so 6 ranks on 2 hosts in 4 stages are 2,1 | 2,1,
+  // not 2,2,1,1 with the second stage's all-reduces across the network); if none fits, the next.
+  std::vector<int> stage_sizes;
+  {
+    std::multiset<int, std::greater<int>> sizes;
+    for (int s = 0; s < n_stages; ++s) sizes.insert(n_workers / n_stages + (s < n_workers % n_stages ? 1 : 0));
+    int taken = 0;
+    while (!sizes.empty()) {
+      const std::string& host = workers[by_host[taken]].host.hostname();
+      int left_on_host = 0;
+      for (size_t j = taken; j < by_host.size() && workers[by_host[j]].host.hostname() == host; ++j) ++left_on_host;
+      auto it = sizes.lower_bound(left_on_host);  // the largest size <= what the host has left
+      if (it == sizes.end()) it = sizes.begin();
+      stage_sizes.push_back(*it);
+      taken += *it;
+      sizes.erase(it);
+    }
+  }
   int next = 0;
   for (int s = 0; s < n_stages; ++s) {
-    const int p = n_workers / n_stages + (s < n_workers % n_stages ? 1 : 0);
+    const int p = stage_sizes[s];
     if (p > config.num_attention_heads)
       return absl::InvalidArgumentError(absl::StrCat("stage ", s, " would have ", p, " ranks but the model has only ",
                                                      config.num_attention_heads,

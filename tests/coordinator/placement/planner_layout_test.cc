@@ -424,6 +424,27 @@ TEST(PlannerLayoutTest, NonFiniteNodeBandwidthIsRefused) {
 // host a, 2 and 4 on host b. The stages are filled host by host, so each stage's
 // tensor-parallel all-reduces stay inside one host (they were ranks 1-2 and 3-4: both stages
 // across the network).
+// Stage sizes that differ (6 ranks, 4 stages: two of 2, two of 1) are dealt so no stage spans
+// two hosts when one need not: 2,1 | 2,1 over hosts of 3 ranks, not 2,2,1,1 (whose second stage
+// took host a's last rank and host b's first, its all-reduces across the network).
+TEST(PlannerLayoutTest, UnevenStagesStayWithinAHost) {
+  auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  PlannerOptions options;
+  options.stages = 4;
+  auto plan = Plan(*c, OnePerNumaNode({Host("a", 3), Host("b", 3)}), options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(ValidatePlan(*plan, *c, 7).ok()) << ValidatePlan(*plan, *c, 7);
+  std::vector<int> sizes;
+  for (const Stage& st : plan->stages()) {
+    sizes.push_back(st.ranks_size());
+    std::set<std::string> hosts;
+    for (int32_t rank : st.ranks()) hosts.insert(plan->ranks(rank - 1).host());
+    EXPECT_EQ(hosts.size(), 1u) << "stage " << st.index();
+  }
+  EXPECT_EQ(sizes, (std::vector<int>{2, 1, 2, 1}));
+}
+
 TEST(PlannerLayoutTest, InterleavedHostsFillStagesHostByHost) {
   auto c = model::ModelConfig::FromFile(GLM_MODELS_DIR "/glm5-tiny-code/config.json");
   ASSERT_TRUE(c.ok()) << c.status();
