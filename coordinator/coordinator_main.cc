@@ -575,6 +575,9 @@ int main(int argc, char** argv) {
   (*loading)->Stop();
   // Enough for every running sequence's request to hold one while health checks still get through.
   ao.http_threads = http_threads > 0 ? http_threads : std::min(4096, max_running + 16);
+  // Beyond them the pool grows (ElasticTaskQueue) to hold every request the engine may keep,
+  // running or waiting, so /health, /metrics and the 429 for a full queue still get a thread.
+  ao.http_max_threads = std::min(16384, ao.http_threads + std::max(0, static_cast<int>(eo.max_waiting)));
   ao.stream_interval.tokens = stream_interval;
   ao.responses_store_bytes = responses_store_mib << 20;
   ao.stream_interval.max_delay = absl::Milliseconds(stream_max_delay_ms);

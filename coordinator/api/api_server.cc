@@ -65,7 +65,8 @@ class ApiServerImpl final : public ApiServer {
     }
     if (!options_.http_listen.empty()) {
       http_ = std::make_unique<OpenAiHttpServer>(engine_, &frontend_, &metrics_, &serving_, &stopping_,
-                                                 options_.http_threads, options_.stream_interval, &keys_);
+                                                 options_.http_threads, options_.stream_interval, &keys_,
+                                                 options_.http_max_threads);
       http_->responses().SetCapacity(options_.responses_store_bytes);
       if (auto s = http_->Start(options_.http_listen); !s.ok()) {
         Shutdown();

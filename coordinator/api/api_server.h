@@ -52,6 +52,7 @@ struct ApiOptions {
   std::string grpc_listen = "127.0.0.1:50051";  // "" = no gRPC
   std::string http_listen = "127.0.0.1:8000";   // "" = no HTTP
   int http_threads = 16;
+  int http_max_threads = 0;  // the pool grows to this when every thread is busy (0 = http_threads)
   int32_t default_max_tokens = 0;               // 0 = up to the context
   scheduler::StreamInterval stream_interval;    // tokens per streamed message (--stream-interval)
   std::vector<std::string> api_keys;            // --api-key: clients must present one (api_keys.h); none = open

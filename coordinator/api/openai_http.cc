@@ -15,6 +15,7 @@
 #include "coordinator/api/anthropic_protocol.h"
 #include "coordinator/api/api_keys.h"
 #include "coordinator/api/api_status.h"
+#include "coordinator/api/elastic_task_queue.h"
 #include "coordinator/api/exclusive_listen.h"
 #include "coordinator/api/http_response.h"
 #include "coordinator/api/json_depth.h"
@@ -176,13 +177,14 @@ std::string AllowedMethods(const std::string& path) {
 
 OpenAiHttpServer::OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
                                    const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
-                                   scheduler::StreamInterval interval, const ApiKeys* keys)
+                                   scheduler::StreamInterval interval, const ApiKeys* keys, int max_threads)
     : engine_(engine),
       frontend_(frontend),
       metrics_(metrics),
       serving_(serving),
       stopping_(stopping),
       threads_(threads > 0 ? threads : 16),
+      max_threads_(std::max(threads_, max_threads)),
       interval_(interval),
       created_(absl::ToUnixSeconds(absl::Now())),
       anthropic_(std::make_unique<AnthropicMessagesEndpoint>(engine, frontend, metrics, stopping, interval)),
@@ -202,7 +204,10 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   server_ = std::make_unique<httplib::Server>();
   ListenExclusively(server_.get());
   const int threads = threads_;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // An open request holds a thread for its generation: the pool grows past `threads` so health,
+  // metrics and refusals (429) still get one, up to room for every request the engine may hold.
+  const int max_threads = max_threads_;
+  server_->new_task_queue = [threads, max_threads] { return new ElasticTaskQueue(threads, max_threads); };
   server_->set_payload_max_length(kMaxBodyBytes);
   // httplib's stop() waits for idle keep-alive connections to time out (it does not interrupt
   // them), so this bounds how long Shutdown can take; clients simply reconnect.
@@ -352,6 +357,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
       return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", listen, " (in use?)"));
     port_ = port;
   }
+  RaiseListenBacklog(port_, kListenBacklog);
   listen_returned_ = false;
   thread_ = std::thread([this] {
     server_->listen_after_bind();

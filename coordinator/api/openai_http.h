@@ -38,7 +38,7 @@ class OpenAiHttpServer {
   // Pointers must outlive the server. `serving` drives /health; `stopping` ends open streams.
   OpenAiHttpServer(scheduler::Engine* engine, const TextFrontend* frontend, ServingMetrics* metrics,
                    const std::atomic<bool>* serving, const std::atomic<bool>* stopping, int threads,
-                   scheduler::StreamInterval interval = {}, const ApiKeys* keys = nullptr);
+                   scheduler::StreamInterval interval = {}, const ApiKeys* keys = nullptr, int max_threads = 0);
   ~OpenAiHttpServer();
 
   // Binds "host:port" (port 0 picks a free one) and starts the accept thread.
@@ -70,6 +70,8 @@ class OpenAiHttpServer {
   const std::atomic<bool>* serving_;
   const std::atomic<bool>* stopping_;
   int threads_;
+  int max_threads_;  // the connection pool grows to this (ElasticTaskQueue)
+  static constexpr int kListenBacklog = 4096;
   scheduler::StreamInterval interval_;  // SSE: tokens per chunk (--stream-interval)
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -73,6 +73,7 @@ class ApiTest : public ::testing::Test {
     options.http_threads = 8;
     options.stream_interval = stream_interval_;
     options.api_keys = api_keys_;
+    options.http_max_threads = http_max_threads_;
     auto server = api::ApiServer::Start(options, engine_.get(), &model_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
@@ -131,6 +132,7 @@ class ApiTest : public ::testing::Test {
   api::ServedModel model_;
   scheduler::StreamInterval stream_interval_;
   std::vector<std::string> api_keys_;  // --api-key of the server StartServer starts
+  int http_max_threads_ = 0;           // ApiOptions::http_max_threads of the server StartServer starts
   std::unique_ptr<FakeEngine> engine_;
   std::unique_ptr<api::ApiServer> server_;
   std::string grpc_address_;

@@ -65,6 +65,31 @@ class HttpConnectionTest : public ApiTest {
   }
 };
 
+// More open streams than the pool's base threads (8): the pool grows, so /health still answers at
+// once and the streams all run (a fixed pool left health waiting behind the generations, 20 s
+// under 120 streams).
+TEST_F(HttpConnectionTest, HealthAnswersWhileMoreStreamsThanThreadsRun) {
+  server_->Shutdown();
+  http_max_threads_ = 64;
+  StartServer(/*serving=*/true);
+  engine_->SetTokenDelay(absl::Milliseconds(10));
+  std::vector<int> streams;
+  for (int i = 0; i < 12; ++i) {
+    const int fd = OpenStream(server_->http_port(), kLongStream);  // returns once its first event came
+    ASSERT_GE(fd, 0) << "stream " << i;
+    streams.push_back(fd);
+  }
+  httplib::Client client("127.0.0.1", server_->http_port());
+  client.set_read_timeout(2, 0);
+  client.set_connection_timeout(2, 0);
+  const absl::Time start = absl::Now();
+  auto health = client.Get("/health");
+  ASSERT_TRUE(health) << "no answer while 12 streams hold 12 threads";
+  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  for (int fd : streams) close(fd);
+}
+
 // The client hangs up after the first event: the server must abort the generation (400 tokens
 // at 10 ms would otherwise run for 4 s).
 TEST_F(HttpConnectionTest, ClientDisconnectMidStreamAborts) {
