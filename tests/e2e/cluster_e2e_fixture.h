@@ -203,10 +203,11 @@ class ClusterE2eTest : public ::testing::Test {
   }
 
   // `glmctl generate` in one process (the command line users compare a cluster with).
-  static std::vector<int32_t> GlmctlGreedy(const std::vector<int32_t>& prompt, int n, const std::string& flags) {
+  static std::vector<int32_t> GlmctlGreedy(const std::vector<int32_t>& prompt, int n, const std::string& flags,
+                                           const std::string& model_dir = GLM_MODEL_DIR) {
     std::string ids;
     for (int32_t t : prompt) ids += (ids.empty() ? "" : ",") + std::to_string(t);
-    const std::string cmd = std::string(GLM_GLMCTL_BIN) + " generate --model " + GLM_MODEL_DIR + " --tokens " + ids +
+    const std::string cmd = std::string(GLM_GLMCTL_BIN) + " generate --model " + model_dir + " --tokens " + ids +
                             " --max-new-tokens " + std::to_string(n) + " --ignore-eos --json --threads 1 " + flags;
     std::string out;
     if (FILE* p = popen(cmd.c_str(), "r")) {

@@ -479,18 +479,7 @@ TEST_F(Int4SlicedClusterE2eTest, GreedyTokensEqualOneProcess) {
   const std::vector<int32_t> prompt = {824, 795, 711, 731, 419};
   auto s = Generate(Ids(prompt, 24));
   ASSERT_TRUE(s.status.ok()) << s.status.error_message();
-  const std::string cmd = std::string(GLM_GLMCTL_BIN) + " generate --model " GLM_TEST_FIXTURES_DIR
-                          "/glm5-random-sparse --tokens 824,795,711,731,419 --max-new-tokens 24 --ignore-eos --json "
-                          "--threads 1 --weight-dtype int4";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    while (size_t got = fread(buf, 1, sizeof buf, p)) out.append(buf, got);
-    pclose(p);
-  }
-  auto j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
-  ASSERT_TRUE(j.is_object() && j.contains("tokens")) << cmd << " printed: " << out;
-  EXPECT_EQ(s.tokens, j["tokens"].get<std::vector<int32_t>>());
+  EXPECT_EQ(s.tokens, GlmctlGreedy(prompt, 24, "--weight-dtype int4", GLM_TEST_FIXTURES_DIR "/glm5-random-sparse"));
 }
 
 // A checkpoint with its experts stored pre-quantised (`glmctl quantize --weight-dtype int4`), half
