@@ -1,11 +1,6 @@
 #include "coordinator/api/elastic_task_queue.h"
 
-#include <dirent.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <utility>
 
 namespace glm::api {
@@ -61,29 +56,6 @@ void ElasticTaskQueue::shutdown() {
 int ElasticTaskQueue::threads() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(threads_.size());
-}
-
-int RaiseListenBacklog(int port, int backlog) {
-  int raised = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  while (dirent* e = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
-    int accepting = 0;
-    socklen_t len = sizeof accepting;
-    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
-    sockaddr_storage addr{};
-    socklen_t addr_len = sizeof addr;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
-    int bound = -1;
-    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-    if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-    if (bound == port && listen(static_cast<int>(fd), backlog) == 0) ++raised;
-  }
-  closedir(dir);
-  return raised;
 }
 
 }  // namespace glm::api

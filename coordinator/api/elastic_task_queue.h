@@ -40,11 +40,6 @@ class ElasticTaskQueue final : public httplib::TaskQueue {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Raises the accept backlog of this process's listening TCP socket on `port` to `backlog`
-// (cpp-httplib 0.11 listens with 5, so a burst of connects got resets and 1 s SYN retries); Linux
-// takes a second listen() on a listening socket as a new backlog. Returns the sockets raised.
-int RaiseListenBacklog(int port, int backlog);
-
 }  // namespace glm::api
 
 #endif  // GLM_COORDINATOR_API_ELASTIC_TASK_QUEUE_H_

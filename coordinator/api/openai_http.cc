@@ -202,7 +202,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
   if (host.empty()) host = "0.0.0.0";
 
   server_ = std::make_unique<httplib::Server>();
-  ListenExclusively(server_.get());
+  ListenExclusively(server_.get(), listen_socket_);
   const int threads = threads_;
   // An open request holds a thread for its generation: the pool grows past `threads` so health,
   // metrics and refusals (429) still get one, up to room for every request the engine may hold.
@@ -357,7 +357,7 @@ absl::Status OpenAiHttpServer::Start(const std::string& listen) {
       return absl::UnavailableError(absl::StrCat("cannot bind HTTP on ", listen, " (in use?)"));
     port_ = port;
   }
-  RaiseListenBacklog(port_, kListenBacklog);
+  SetListenBacklog(*listen_socket_, kListenBacklog);
   listen_returned_ = false;
   thread_ = std::thread([this] {
     server_->listen_after_bind();

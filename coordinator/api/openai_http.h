@@ -71,7 +71,8 @@ class OpenAiHttpServer {
   const std::atomic<bool>* stopping_;
   int threads_;
   int max_threads_;  // the connection pool grows to this (ElasticTaskQueue)
-  static constexpr int kListenBacklog = 4096;
+  static constexpr int kListenBacklog = 4096;  // cpp-httplib's own is 5 (exclusive_listen.h)
+  std::shared_ptr<int> listen_socket_ = std::make_shared<int>(-1);  // the bound socket (ListenExclusively)
   scheduler::StreamInterval interval_;  // SSE: tokens per chunk (--stream-interval)
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
