@@ -101,8 +101,10 @@ absl::Status CheckSlicesOnGroups(const model::ModelConfig& c, const WeightFormat
                                  const RankAssignment& r) {
   const bool all = format.scope == model::QuantizeScope::kAllMatrices;
   if (format.quantized() && format.group_size < 0 && r.tp_size() > 1 && (c.n_shared_experts > 0 || etp || all))
-    return absl::InvalidArgumentError(absl::StrCat("rank ", r.rank(), ": the plan's weight dtype has one scale a row, "
-                                                   "which cannot be split over ", r.tp_size(), " ranks"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", r.rank(), ": one scale a row cannot be split over ", r.tp_size(),
+        " ranks (int8-row: the experts' down_proj columns are split, and each rank's scale would be its "
+        "part's): use groups (int8, int4) or one rank a stage"));
   const int64_t g = LoadQuantGroup(format);
   if (g <= 1) return absl::OkStatus();
   std::vector<std::pair<const char*, int64_t>> starts = {{"shared_begin", r.shared_begin()}};
@@ -149,11 +151,6 @@ absl::Status FillSlices(const model::ModelConfig& c, const WeightFormat& format,
           "ranks hold other weights than one rank does): use fewer ranks a stage, a smaller group (a multiple of 32, "
           "e.g. int8-g32), or another layout"));
     }
-  // One scale a row (int8-row) is the whole row's: no column split gives it.
-  if (format.quantized() && format.group_size < 0 && p > 1 && (c.n_shared_experts > 0 || etp || dense_quantized))
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--weight-dtype with one scale a row cannot be split over ", p, " ranks (the experts' down_proj columns are "
-        "split, and each rank's scale would be its part's): use groups (int8, int4) or one rank a stage"));
   const Range heads = AlignedSlice(c.num_attention_heads, p, i, head_align);
   r->set_head_begin(heads.begin);
   r->set_head_end(heads.end);
@@ -185,7 +182,7 @@ absl::Status FillSlices(const model::ModelConfig& c, const WeightFormat& format,
     r->set_vocab_begin(vocab.begin);
     r->set_vocab_end(vocab.end);
   }
-  return absl::OkStatus();
+  return CheckSlicesOnGroups(c, format, etp, *r);  // as a pinned plan's (one scale a row included)
 }
 
 // Per-rank prefix sums over the main layers, plus the stage's fixed extras, so any layer range's
